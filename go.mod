@@ -1,0 +1,3 @@
+module github.com/trailguard/trailguard
+
+go 1.26
