@@ -1,0 +1,180 @@
+// Package sink persists encoded audit events as JSON lines.
+//
+// A record is one complete encoded event: a JSON document without a trailing
+// newline. Sinks add the newline, so one record is always exactly one line.
+// A record that contains a newline or carriage return would let a single event
+// masquerade as two (CWE-117), so every sink rejects it, together with the rest
+// of its batch, before anything is written.
+//
+// Three sinks are provided: [Writer] for any [io.Writer] (stdout, a pipe, a
+// buffer), [File] for a rotated, fsynced, retention-managed directory of trail
+// files, and [Multi] to fan a batch out to several sinks. [Files] and [Open]
+// read a trail directory back, oldest record first, whether its files are
+// compressed or not.
+package sink
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+)
+
+// Sink persists encoded events in order.
+type Sink interface {
+	// Write persists records in order, returning only when they are as
+	// durable as the sink promises (File: written and, unless NoSync,
+	// fsynced). An error means none or only some were persisted; the caller
+	// (an audit middleware that may be fail-closed) treats it as "not
+	// persisted".
+	Write(ctx context.Context, records [][]byte) error
+	// Close flushes, fsyncs and releases the sink. Write after Close
+	// returns ErrClosed.
+	Close() error
+}
+
+var (
+	// ErrClosed is returned by Write on a sink that has been closed.
+	ErrClosed = errors.New("sink: closed")
+	// ErrInvalidRecord is wrapped by the error Write returns for a batch
+	// holding a record that cannot be stored as one line: an empty record,
+	// or one containing '\n' or '\r'. No record of such a batch is written.
+	ErrInvalidRecord = errors.New("sink: invalid record")
+)
+
+// frame appends records to dst as JSON lines. It validates the whole batch
+// before returning so that a bad record can never leave half a batch on disk.
+func frame(dst []byte, records [][]byte) ([]byte, error) {
+	n := 0
+	for i, r := range records {
+		if len(r) == 0 {
+			return nil, fmt.Errorf("sink: record %d of %d is empty: %w", i, len(records), ErrInvalidRecord)
+		}
+		if j := bytes.IndexAny(r, "\n\r"); j >= 0 {
+			return nil, fmt.Errorf("sink: record %d of %d has a line break at byte %d: %w", i, len(records), j, ErrInvalidRecord)
+		}
+		n += len(r) + 1
+	}
+	dst = grow(dst, n)
+	for _, r := range records {
+		dst = append(dst, r...)
+		dst = append(dst, '\n')
+	}
+	return dst, nil
+}
+
+func grow(b []byte, n int) []byte {
+	if cap(b)-len(b) < n {
+		nb := make([]byte, len(b), len(b)+n)
+		copy(nb, b)
+		return nb
+	}
+	return b
+}
+
+// Writer writes JSON lines to an io.Writer. It makes one Write call per
+// batch, serialised by a mutex, so that batches from concurrent callers never
+// interleave even when the destination (a pipe, a terminal) would split large
+// writes between writers.
+type Writer struct {
+	mu     sync.Mutex
+	w      io.Writer
+	buf    []byte
+	closed bool
+}
+
+// NewWriter returns a sink that writes JSON lines to w. Durability is w's:
+// Write returns once w.Write has returned.
+func NewWriter(w io.Writer) *Writer { return &Writer{w: w} }
+
+// Write writes records as one call to the underlying writer.
+func (s *Writer) Write(ctx context.Context, records [][]byte) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("sink: write: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	if len(records) == 0 {
+		return nil
+	}
+	buf, err := frame(s.buf[:0], records)
+	if err != nil {
+		return err
+	}
+	// Keep a reasonably sized buffer for the next batch, but do not pin the
+	// memory of one huge batch for the life of the sink.
+	if cap(buf) <= 1<<20 {
+		s.buf = buf
+	} else {
+		s.buf = nil
+	}
+	n, err := s.w.Write(buf)
+	if err == nil && n < len(buf) {
+		err = io.ErrShortWrite
+	}
+	if err != nil {
+		return fmt.Errorf("sink: write %d records (%d of %d bytes written): %w", len(records), n, len(buf), err)
+	}
+	return nil
+}
+
+// Close stops the sink. It flushes the underlying writer if it has a
+// Flush() error method (a bufio.Writer) but does not close it: the caller
+// owns it, and it is often os.Stdout.
+func (s *Writer) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	s.buf = nil
+	if fl, ok := s.w.(interface{ Flush() error }); ok {
+		if err := fl.Flush(); err != nil {
+			return fmt.Errorf("sink: flush: %w", err)
+		}
+	}
+	return nil
+}
+
+// multi is the Sink returned by Multi.
+type multi []Sink
+
+// Multi returns a sink that writes every batch to each of sinks, in order.
+// A failure of one sink does not stop the others: the batch is still offered
+// to every sink, and the returned error joins every failure (errors.Join), so
+// errors.Is sees each cause. Close closes all sinks. Nil sinks are ignored.
+func Multi(sinks ...Sink) Sink {
+	m := make(multi, 0, len(sinks))
+	for _, s := range sinks {
+		if s != nil {
+			m = append(m, s)
+		}
+	}
+	return m
+}
+
+func (m multi) Write(ctx context.Context, records [][]byte) error {
+	var errs []error
+	for i, s := range m {
+		if err := s.Write(ctx, records); err != nil {
+			errs = append(errs, fmt.Errorf("sink: multi[%d]: %w", i, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (m multi) Close() error {
+	var errs []error
+	for i, s := range m {
+		if err := s.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("sink: multi[%d]: close: %w", i, err))
+		}
+	}
+	return errors.Join(errs...)
+}
