@@ -1,0 +1,591 @@
+package redact
+
+import (
+	"errors"
+	"fmt"
+	"unicode/utf16"
+	"unicode/utf8"
+)
+
+// ErrInvalidJSON is wrapped by the errors [Redactor.JSON] returns for input
+// that is not JSON or is nested deeper than the limit. Callers fall back to
+// [Redactor.String] for such bodies.
+var ErrInvalidJSON = errors.New("invalid JSON")
+
+// JSON appends the scrubbed form of the JSON document body to dst. Values of
+// sensitive keys — of any type; null is kept — become strings, every other
+// string (keys included) goes through the detectors, and integers that are
+// card numbers become strings. Everything else is copied byte for byte, so
+// the output keeps the input's structure, key order and whitespace, and is
+// valid JSON whenever the input is.
+//
+// Strings are decoded before detection, so escaping a secret ("\u0034111…",
+// "-----BEGIN\u0020…") does not hide it; a string that is rewritten is
+// re-encoded with minimal escapes. A string holding a JSON document (as in
+// double-encoded bodies) is scrubbed as JSON.
+//
+// Invalid JSON and nesting deeper than [Config.MaxDepth] give an error
+// wrapping [ErrInvalidJSON], and dst is returned unchanged.
+func (r *Redactor) JSON(dst, body []byte) ([]byte, error) {
+	w := walker{r: r, src: body, out: dst}
+	if err := w.document(); err != nil {
+		return dst, err
+	}
+	return w.flush(len(body)), nil
+}
+
+// walker copies src to out in one pass. Bytes are not copied one by one:
+// src[mark:] is pending, and only when something must change does the
+// walker append the pending bytes and the replacement.
+type walker struct {
+	r     *Redactor
+	src   []byte
+	out   []byte
+	mark  int
+	pos   int
+	depth int
+	dec   []byte // a decoded string, reused
+	tmp   []byte // a scrubbed string before re-encoding, reused
+}
+
+func (w *walker) flush(upTo int) []byte {
+	w.out = append(w.out, w.src[w.mark:upTo]...)
+	w.mark = upTo
+	return w.out
+}
+
+func (w *walker) fail(msg string) error {
+	return fmt.Errorf("redact: json: %w: %s at offset %d", ErrInvalidJSON, msg, w.pos)
+}
+
+func (w *walker) failChar(context string) error {
+	if w.pos >= len(w.src) {
+		return w.fail("unexpected end of input " + context)
+	}
+	return w.fail(fmt.Sprintf("invalid character %q %s", w.src[w.pos], context))
+}
+
+func (w *walker) document() error {
+	if err := w.value(); err != nil {
+		return err
+	}
+	w.ws()
+	if w.pos != len(w.src) {
+		return w.failChar("after top-level value")
+	}
+	return nil
+}
+
+func (w *walker) ws() {
+	for w.pos < len(w.src) {
+		switch w.src[w.pos] {
+		case ' ', '\t', '\n', '\r':
+			w.pos++
+		default:
+			return
+		}
+	}
+}
+
+func (w *walker) value() error {
+	w.ws()
+	if w.pos >= len(w.src) {
+		return w.failChar("looking for a value")
+	}
+	switch c := w.src[w.pos]; {
+	case c == '"':
+		st := w.pos
+		esc, err := w.str()
+		if err != nil {
+			return err
+		}
+		w.scrubString(st, esc)
+		return nil
+	case c == '{':
+		return w.object(false)
+	case c == '[':
+		return w.array(false)
+	case c == '-' || isDigit(c):
+		st := w.pos
+		intOnly, err := w.number()
+		if err != nil {
+			return err
+		}
+		if intOnly && w.pos-st >= 13 && w.r.enabled(KindCard) && isCardValue(w.src[st:w.pos]) {
+			w.flush(st)
+			w.out = append(w.out, '"')
+			w.out = appendMatch(w.r, w.out, KindCard, w.src[st:w.pos])
+			w.out = append(w.out, '"')
+			w.mark = w.pos
+		}
+		return nil
+	default:
+		return w.literal()
+	}
+}
+
+// skip validates a value without rewriting anything: the value of a
+// sensitive key is replaced whole.
+func (w *walker) skip() error {
+	w.ws()
+	if w.pos >= len(w.src) {
+		return w.failChar("looking for a value")
+	}
+	switch c := w.src[w.pos]; {
+	case c == '"':
+		_, err := w.str()
+		return err
+	case c == '{':
+		return w.object(true)
+	case c == '[':
+		return w.array(true)
+	case c == '-' || isDigit(c):
+		_, err := w.number()
+		return err
+	default:
+		return w.literal()
+	}
+}
+
+func (w *walker) enter() error {
+	if w.depth++; w.depth > w.r.maxDepth {
+		return w.fail(fmt.Sprintf("nesting deeper than %d", w.r.maxDepth))
+	}
+	return nil
+}
+
+func (w *walker) object(skipping bool) error {
+	if err := w.enter(); err != nil {
+		return err
+	}
+	w.pos++ // '{'
+	w.ws()
+	if w.pos < len(w.src) && w.src[w.pos] == '}' {
+		w.pos++
+		w.depth--
+		return nil
+	}
+	for {
+		if w.pos >= len(w.src) || w.src[w.pos] != '"' {
+			return w.failChar("looking for an object key")
+		}
+		ks := w.pos
+		esc, err := w.str()
+		if err != nil {
+			return err
+		}
+		sensitive := false
+		if !skipping {
+			sensitive = w.sensitive(w.src[ks+1:w.pos-1], esc)
+			w.scrubString(ks, esc)
+		}
+		w.ws()
+		if w.pos >= len(w.src) || w.src[w.pos] != ':' {
+			return w.failChar("after object key")
+		}
+		w.pos++
+		switch {
+		case skipping:
+			err = w.skip()
+		case sensitive:
+			err = w.sensitiveValue()
+		default:
+			err = w.value()
+		}
+		if err != nil {
+			return err
+		}
+		w.ws()
+		if w.pos < len(w.src) && w.src[w.pos] == ',' {
+			w.pos++
+			w.ws()
+			continue
+		}
+		if w.pos < len(w.src) && w.src[w.pos] == '}' {
+			w.pos++
+			w.depth--
+			return nil
+		}
+		return w.failChar("after object value")
+	}
+}
+
+func (w *walker) array(skipping bool) error {
+	if err := w.enter(); err != nil {
+		return err
+	}
+	w.pos++ // '['
+	w.ws()
+	if w.pos < len(w.src) && w.src[w.pos] == ']' {
+		w.pos++
+		w.depth--
+		return nil
+	}
+	for {
+		var err error
+		if skipping {
+			err = w.skip()
+		} else {
+			err = w.value()
+		}
+		if err != nil {
+			return err
+		}
+		w.ws()
+		if w.pos < len(w.src) && w.src[w.pos] == ',' {
+			w.pos++
+			continue
+		}
+		if w.pos < len(w.src) && w.src[w.pos] == ']' {
+			w.pos++
+			w.depth--
+			return nil
+		}
+		return w.failChar("after array element")
+	}
+}
+
+// sensitive reports whether the raw key content k names a sensitive key.
+func (w *walker) sensitive(k []byte, esc bool) bool {
+	var buf [64]byte
+	if esc {
+		w.dec = appendUnescape(w.dec[:0], k)
+		k = w.dec
+	}
+	return w.r.sensitiveKeyNorm(appendNorm(buf[:0], k))
+}
+
+// sensitiveValue replaces the value of a sensitive key with a string.
+func (w *walker) sensitiveValue() error {
+	w.ws()
+	st := w.pos
+	if err := w.skip(); err != nil {
+		return err
+	}
+	v := w.src[st:w.pos]
+	switch v[0] {
+	case 'n':
+		return nil // null carries nothing
+	case '"':
+		v = v[1 : len(v)-1]
+		for _, c := range v {
+			if c == '\\' {
+				w.dec = appendUnescape(w.dec[:0], v)
+				v = w.dec
+				break
+			}
+		}
+	case '{', '[':
+		if w.r.mode == HMAC {
+			// Hash the compact form, so whitespace does not change the token.
+			w.tmp = appendCompact(w.tmp[:0], v)
+			v = w.tmp
+		}
+	}
+	w.flush(st)
+	w.out = append(w.out, '"')
+	w.out = appendValue(w.r, w.out, v)
+	w.out = append(w.out, '"')
+	w.mark = w.pos
+	return nil
+}
+
+// scrubString runs the detectors over the string token at src[st:w.pos].
+func (w *walker) scrubString(st int, esc bool) {
+	raw := w.src[st+1 : w.pos-1]
+	if !esc {
+		// Without escapes the raw bytes are the text, and every replacement
+		// is plain ASCII that needs no escaping.
+		m, ok := next(w.r, raw, 0)
+		if !ok {
+			return
+		}
+		w.flush(st + 1)
+		last := 0
+		for ok {
+			w.out = append(w.out, raw[last:m.start]...)
+			w.out = appendMatch(w.r, w.out, m.kind, raw[m.start:m.end])
+			last = m.end
+			m, ok = next(w.r, raw, last)
+		}
+		w.out = append(w.out, raw[last:]...)
+		w.mark = w.pos - 1
+		return
+	}
+	w.dec = appendUnescape(w.dec[:0], raw)
+	var (
+		res     []byte
+		changed bool
+	)
+	if looksLikeJSON(w.dec) {
+		// A JSON document inside a string: scrub it as JSON so its
+		// sensitive keys are found. The inner walker shares the depth
+		// budget, so nesting documents in strings cannot exceed it.
+		inner := walker{r: w.r, src: w.dec, depth: w.depth}
+		if inner.document() == nil {
+			res = inner.flush(len(w.dec))
+			changed = string(res) != string(w.dec)
+		}
+	}
+	if res == nil {
+		w.tmp, changed = scrub(w.r, w.tmp[:0], w.dec)
+		res = w.tmp
+	}
+	if !changed {
+		return
+	}
+	w.flush(st + 1)
+	w.out = appendEscape(w.out, res)
+	w.mark = w.pos - 1
+}
+
+func looksLikeJSON(s []byte) bool {
+	for _, c := range s {
+		switch c {
+		case ' ', '\t', '\n', '\r':
+			continue
+		case '{', '[':
+			return true
+		}
+		return false
+	}
+	return false
+}
+
+// str consumes a string token and reports whether it holds escapes.
+func (w *walker) str() (bool, error) {
+	w.pos++ // opening quote
+	esc := false
+	for {
+		for w.pos < len(w.src) && !strSpecial[w.src[w.pos]] {
+			w.pos++
+		}
+		if w.pos >= len(w.src) {
+			return esc, w.fail("unterminated string")
+		}
+		switch c := w.src[w.pos]; c {
+		case '"':
+			w.pos++
+			return esc, nil
+		case '\\':
+			esc = true
+			if w.pos+1 >= len(w.src) {
+				w.pos++
+				return esc, w.fail("unterminated string")
+			}
+			switch w.src[w.pos+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				w.pos += 2
+			case 'u':
+				if w.pos+6 > len(w.src) {
+					return esc, w.fail("short \\u escape")
+				}
+				for _, h := range w.src[w.pos+2 : w.pos+6] {
+					if unhex(h) < 0 {
+						return esc, w.fail("invalid \\u escape")
+					}
+				}
+				w.pos += 6
+			default:
+				w.pos++
+				return esc, w.failChar("in string escape")
+			}
+		default:
+			return esc, w.fail(fmt.Sprintf("control character %#02x in string", c))
+		}
+	}
+}
+
+// strSpecial marks the bytes that end the fast scan through a string.
+var strSpecial = func() (t [256]bool) {
+	for c := 0; c < 0x20; c++ {
+		t[c] = true
+	}
+	t['"'], t['\\'] = true, true
+	return t
+}()
+
+// number consumes a number token and reports whether it is a plain integer.
+func (w *walker) number() (bool, error) {
+	s, i := w.src, w.pos
+	if s[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(s) && s[i] == '0':
+		i++
+	case i < len(s) && s[i] >= '1' && s[i] <= '9':
+		for i < len(s) && isDigit(s[i]) {
+			i++
+		}
+	default:
+		w.pos = i
+		return false, w.failChar("in number")
+	}
+	intOnly := s[w.pos] != '-'
+	if i < len(s) && s[i] == '.' {
+		intOnly = false
+		i++
+		if i >= len(s) || !isDigit(s[i]) {
+			w.pos = i
+			return false, w.failChar("after decimal point")
+		}
+		for i < len(s) && isDigit(s[i]) {
+			i++
+		}
+	}
+	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+		intOnly = false
+		i++
+		if i < len(s) && (s[i] == '+' || s[i] == '-') {
+			i++
+		}
+		if i >= len(s) || !isDigit(s[i]) {
+			w.pos = i
+			return false, w.failChar("in exponent")
+		}
+		for i < len(s) && isDigit(s[i]) {
+			i++
+		}
+	}
+	w.pos = i
+	return intOnly, nil
+}
+
+func (w *walker) literal() error {
+	for _, lit := range [...]string{"true", "false", "null"} {
+		if hasPrefixAt(w.src, w.pos, lit) {
+			w.pos += len(lit)
+			return nil
+		}
+	}
+	return w.failChar("looking for a value")
+}
+
+func unhex(c byte) int {
+	switch {
+	case c >= '0' && c <= '9':
+		return int(c - '0')
+	case c >= 'a' && c <= 'f':
+		return int(c - 'a' + 10)
+	case c >= 'A' && c <= 'F':
+		return int(c - 'A' + 10)
+	}
+	return -1
+}
+
+// appendUnescape decodes the content of a validated JSON string. Invalid
+// surrogates become U+FFFD, as encoding/json decodes them.
+func appendUnescape(dst, s []byte) []byte {
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c != '\\' {
+			dst = append(dst, c)
+			i++
+			continue
+		}
+		switch s[i+1] {
+		case 'b':
+			dst = append(dst, '\b')
+		case 'f':
+			dst = append(dst, '\f')
+		case 'n':
+			dst = append(dst, '\n')
+		case 'r':
+			dst = append(dst, '\r')
+		case 't':
+			dst = append(dst, '\t')
+		case 'u':
+			r := hex4(s[i+2:])
+			i += 6
+			if utf16.IsSurrogate(r) {
+				if i+6 <= len(s) && s[i] == '\\' && s[i+1] == 'u' {
+					if dec := utf16.DecodeRune(r, hex4(s[i+2:])); dec != utf8.RuneError {
+						i += 6
+						dst = utf8.AppendRune(dst, dec)
+						continue
+					}
+				}
+				r = utf8.RuneError
+			}
+			dst = utf8.AppendRune(dst, r)
+			continue
+		default: // '"', '\\', '/'
+			dst = append(dst, s[i+1])
+		}
+		i += 2
+	}
+	return dst
+}
+
+func hex4(s []byte) rune {
+	return rune(unhex(s[0])<<12 | unhex(s[1])<<8 | unhex(s[2])<<4 | unhex(s[3]))
+}
+
+// appendEscape encodes s as JSON string content. Only what JSON requires is
+// escaped, plus DEL and the line separators, so a log line cannot be split.
+func appendEscape(dst, s []byte) []byte {
+	const hexDigits = "0123456789abcdef"
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' && c < 0x7f {
+			dst = append(dst, c)
+			i++
+			continue
+		}
+		if c >= 0x80 {
+			r, n := utf8.DecodeRune(s[i:])
+			if r == '\u2028' || r == '\u2029' {
+				dst = append(dst, `\u202`...)
+				dst = append(dst, hexDigits[r&0xf])
+			} else {
+				dst = append(dst, s[i:i+n]...)
+			}
+			i += n
+			continue
+		}
+		switch c {
+		case '"', '\\':
+			dst = append(dst, '\\', c)
+		case '\n':
+			dst = append(dst, '\\', 'n')
+		case '\r':
+			dst = append(dst, '\\', 'r')
+		case '\t':
+			dst = append(dst, '\\', 't')
+		default:
+			dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+		}
+		i++
+	}
+	return dst
+}
+
+// appendCompact appends a validated JSON value without insignificant
+// whitespace.
+func appendCompact(dst, v []byte) []byte {
+	in := false
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if in {
+			dst = append(dst, c)
+			switch c {
+			case '\\':
+				i++
+				dst = append(dst, v[i])
+			case '"':
+				in = false
+			}
+			continue
+		}
+		switch c {
+		case ' ', '\t', '\n', '\r':
+		case '"':
+			in = true
+			dst = append(dst, c)
+		default:
+			dst = append(dst, c)
+		}
+	}
+	return dst
+}

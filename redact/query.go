@@ -1,0 +1,113 @@
+package redact
+
+import "strings"
+
+// Query returns a URL query string (URL.RawQuery, without '?') with the
+// values of sensitive parameters replaced and every other name and value
+// run through the detectors. Parameters keep their order and untouched ones
+// keep their exact encoding; rewritten ones are re-encoded. Names and values
+// are percent-decoded before they are examined ("access%5Ftoken",
+// "%34111…"); a malformed escape is taken literally rather than hiding the
+// rest of the value. An empty value stays empty: it holds no secret.
+func (r *Redactor) Query(rawQuery string) string { return r.urlencoded(rawQuery) }
+
+// Form scrubs an application/x-www-form-urlencoded body by the rules of
+// [Redactor.Query].
+func (r *Redactor) Form(body string) string { return r.urlencoded(body) }
+
+func (r *Redactor) urlencoded(s string) string {
+	var (
+		out        []byte // nil until something changes
+		last       int    // s[last:] is not yet copied to out
+		kbuf, vbuf [128]byte
+		tbuf       [128]byte
+		nbuf       [64]byte
+	)
+	rewrite := func(from, to int, repl []byte) {
+		if out == nil {
+			out = make([]byte, 0, len(s)+32)
+		}
+		out = append(out, s[last:from]...)
+		out = appendQueryEscape(out, repl)
+		last = to
+	}
+	for i := 0; i < len(s); {
+		j := strings.IndexByte(s[i:], '&')
+		if j < 0 {
+			j = len(s)
+		} else {
+			j += i
+		}
+		pair := s[i:j]
+		name, val, hasVal := strings.Cut(pair, "=")
+		dn := appendFormDecode(kbuf[:0], name)
+		if t, ok := scrub(r, tbuf[:0], dn); ok {
+			rewrite(i, i+len(name), t)
+		}
+		if hasVal && val != "" {
+			vs := i + len(name) + 1
+			dv := appendFormDecode(vbuf[:0], val)
+			if r.sensitiveKeyNorm(appendNorm(nbuf[:0], dn)) {
+				rewrite(vs, j, appendValue(r, tbuf[:0], dv))
+			} else if t, ok := scrub(r, tbuf[:0], dv); ok {
+				rewrite(vs, j, t)
+			}
+		}
+		i = j + 1
+	}
+	if out == nil {
+		return s
+	}
+	return string(append(out, s[last:]...))
+}
+
+// appendFormDecode decodes '+' and %XX. Unlike net/url it never fails: a
+// malformed escape is kept as written.
+func appendFormDecode(dst []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '+':
+			dst = append(dst, ' ')
+		case '%':
+			if i+2 < len(s) {
+				if h, l := unhex(s[i+1]), unhex(s[i+2]); h >= 0 && l >= 0 {
+					dst = append(dst, byte(h<<4|l))
+					i += 2
+					continue
+				}
+			}
+			dst = append(dst, c)
+		default:
+			dst = append(dst, c)
+		}
+	}
+	return dst
+}
+
+// queryLiteral marks the bytes written unescaped in a rewritten value. The
+// brackets, ':' and '*' of the replacements stay readable; the delimiters
+// '&', '=', '+', ';', '#' and '%' are always escaped.
+var queryLiteral = func() (t [256]bool) {
+	for c := 0; c < 256; c++ {
+		t[c] = isAlnum(byte(c))
+	}
+	for _, c := range []byte("-._~!$'()*,:@/?[]") {
+		t[c] = true
+	}
+	return t
+}()
+
+func appendQueryEscape(dst, s []byte) []byte {
+	const hexDigits = "0123456789ABCDEF"
+	for _, c := range s {
+		switch {
+		case queryLiteral[c]:
+			dst = append(dst, c)
+		case c == ' ':
+			dst = append(dst, '+')
+		default:
+			dst = append(dst, '%', hexDigits[c>>4], hexDigits[c&0xf])
+		}
+	}
+	return dst
+}
