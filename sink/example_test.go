@@ -82,11 +82,15 @@ func ExampleOpenFile() {
 }
 
 func ExampleMulti() {
-	f, err := sink.OpenFile(sink.FileOptions{Dir: filepath.Join(os.TempDir(), "trail-example-multi")})
+	dir, err := os.MkdirTemp("", "trail")
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer os.RemoveAll(filepath.Join(os.TempDir(), "trail-example-multi"))
+	defer os.RemoveAll(dir)
+	f, err := sink.OpenFile(sink.FileOptions{Dir: dir})
+	if err != nil {
+		log.Fatal(err)
+	}
 	// Every batch goes to disk and to stdout; a failure of either is
 	// reported, and the other still gets the batch.
 	s := sink.Multi(f, sink.NewWriter(os.Stdout))

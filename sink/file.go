@@ -135,6 +135,8 @@ type File struct {
 	closeErr  error
 }
 
+var framePool = sync.Pool{New: func() any { return new([]byte) }}
+
 type request struct {
 	data []byte
 	err  error
@@ -401,10 +403,20 @@ func (f *File) Write(ctx context.Context, records [][]byte) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("sink: write: %w", err)
 	}
-	data, err := frame(nil, records)
+	pb := framePool.Get().(*[]byte)
+	data, err := frame((*pb)[:0], records)
 	if err != nil {
+		framePool.Put(pb)
 		return err
 	}
+	defer func() {
+		// Once Write returns nothing refers to data any more; recycle
+		// modest buffers so a steady stream of batches allocates nothing.
+		if cap(data) <= 1<<20 {
+			*pb = data
+			framePool.Put(pb)
+		}
+	}()
 	req := &request{data: data}
 	f.qmu.Lock()
 	if f.closed {
