@@ -1,0 +1,368 @@
+package httpaudit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/trailguard/trailguard/event"
+	"github.com/trailguard/trailguard/redact"
+	"github.com/trailguard/trailguard/sink"
+)
+
+// Config configures a Logger. Only Sink is required.
+type Config struct {
+	// Sink receives the encoded events. The Logger owns it: Close closes it.
+	Sink sink.Sink
+	// Redactor scrubs every value before it is queued. Nil means a
+	// redactor with the default rules (redact.New(redact.Config{})).
+	Redactor *redact.Redactor
+	// ServiceName is service.name on every event.
+	ServiceName string
+	// HostName is host.name on every event; empty means os.Hostname.
+	HostName string
+	// TrustedProxies lists the peers whose X-Forwarded-For and Forwarded
+	// headers are believed. Requests from anywhere else have client.ip set
+	// to the connection's address, whatever their headers claim.
+	TrustedProxies []netip.Prefix
+	// RequestIDHeader is the correlation header, default "X-Request-ID".
+	RequestIDHeader string
+	// LogStart also records an event when a request starts, so that
+	// requests that never finish (a hung handler, a crash) leave a trace.
+	LogStart bool
+	// MaxBody enables request body capture: JSON and form bodies of at most
+	// MaxBody bytes are recorded, scrubbed, in http.request.body.content.
+	// Larger bodies and other content types are never captured (a truncated
+	// JSON document could not be scrubbed reliably). Zero disables capture.
+	MaxBody int
+	// Skip, when it returns true, suppresses the access event of a
+	// successful request (health checks, metrics scrapes). Failed requests
+	// (status ≥ 400), auth and audit events are recorded regardless.
+	Skip func(*http.Request) bool
+	// QueueSize bounds the number of events waiting to be written; default
+	// 8192.
+	QueueSize int
+	// BatchSize bounds how many events are written to the sink at once;
+	// default 512.
+	BatchSize int
+	// FailClosed makes Auth and Audit wait until their event is persisted
+	// and return an error if it cannot be within WriteTimeout.
+	FailClosed bool
+	// WriteTimeout bounds how long a fail-closed Auth or Audit waits;
+	// default 5s.
+	WriteTimeout time.Duration
+	// ErrorLog receives the logger's own failures (a sink error, dropped
+	// events). Nil means slog.Default(). Never route it back into this
+	// Logger.
+	ErrorLog *slog.Logger
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+// Stats are the Logger's counters since New.
+type Stats struct {
+	Enqueued uint64 // events accepted into the queue
+	Written  uint64 // events the sink acknowledged
+	Dropped  uint64 // access events dropped because the queue was full
+	Failed   uint64 // sink writes that returned an error (each retried)
+	Lost     uint64 // events that could not be written before Close
+	Queued   int    // events waiting now
+}
+
+// ErrClosed is returned by Auth, Audit and Log after Close.
+var ErrClosed = errors.New("httpaudit: logger closed")
+
+// Logger is the audit pipeline: a bounded queue in front of a sink, and the
+// middleware and helpers that feed it. It is safe for concurrent use.
+type Logger struct {
+	cfg     Config
+	red     *redact.Redactor
+	queue   chan item
+	pool    sync.Pool
+	closed  atomic.Bool
+	closing chan struct{}
+	done    chan struct{}
+	mu      sync.RWMutex // held for reading by senders, for writing by Close
+	lostErr error
+
+	enqueued, written, dropped, failed, lost atomic.Uint64
+}
+
+// item is one queued event; done, when set, receives the sink's verdict.
+type item struct {
+	ev   *event.Event
+	done chan error
+}
+
+// New starts a Logger writing to cfg.Sink.
+func New(cfg Config) (*Logger, error) {
+	if cfg.Sink == nil {
+		return nil, errors.New("httpaudit: Config.Sink is required")
+	}
+	if cfg.Redactor == nil {
+		r, err := redact.New(redact.Config{})
+		if err != nil {
+			return nil, fmt.Errorf("httpaudit: default redactor: %w", err)
+		}
+		cfg.Redactor = r
+	}
+	if cfg.HostName == "" {
+		cfg.HostName, _ = os.Hostname()
+	}
+	if cfg.RequestIDHeader == "" {
+		cfg.RequestIDHeader = "X-Request-ID"
+	}
+	cfg.RequestIDHeader = http.CanonicalHeaderKey(cfg.RequestIDHeader)
+	if cfg.QueueSize <= 0 {
+		cfg.QueueSize = 8192
+	}
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = 512
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = 5 * time.Second
+	}
+	if cfg.ErrorLog == nil {
+		cfg.ErrorLog = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	l := &Logger{
+		cfg:     cfg,
+		red:     cfg.Redactor,
+		queue:   make(chan item, cfg.QueueSize),
+		closing: make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+	l.pool.New = func() any { return new(event.Event) }
+	go l.run()
+	return l, nil
+}
+
+// Stats returns the current counters.
+func (l *Logger) Stats() Stats {
+	return Stats{
+		Enqueued: l.enqueued.Load(),
+		Written:  l.written.Load(),
+		Dropped:  l.dropped.Load(),
+		Failed:   l.failed.Load(),
+		Lost:     l.lost.Load(),
+		Queued:   len(l.queue),
+	}
+}
+
+// newEvent returns a cleared event from the pool with the fields every
+// event carries.
+func (l *Logger) newEvent(now time.Time) *event.Event {
+	ev := l.pool.Get().(*event.Event)
+	*ev = event.Event{
+		Timestamp:   now,
+		Kind:        event.KindEvent,
+		ID:          event.NewID(),
+		ServiceName: l.cfg.ServiceName,
+		HostName:    l.cfg.HostName,
+	}
+	return ev
+}
+
+// tryEnqueue queues ev unless the queue is full; a dropped event is
+// counted. It is for plain access events only.
+func (l *Logger) tryEnqueue(ev *event.Event) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed.Load() {
+		l.lost.Add(1)
+		return
+	}
+	select {
+	case l.queue <- item{ev: ev}:
+		l.enqueued.Add(1)
+	default:
+		if n := l.dropped.Add(1); n&(n-1) == 0 { // log at powers of two
+			l.cfg.ErrorLog.Warn("httpaudit: queue full, access events dropped", "dropped_total", n)
+		}
+	}
+}
+
+// enqueue queues ev, waiting for room: these events are never dropped.
+// With wait set it also waits until the sink has persisted the event, or
+// ctx or the write timeout ends first.
+func (l *Logger) enqueue(ctx context.Context, ev *event.Event, wait bool) error {
+	var done chan error
+	if wait {
+		done = make(chan error, 1)
+	}
+	l.mu.RLock()
+	if l.closed.Load() {
+		l.mu.RUnlock()
+		return ErrClosed
+	}
+	var timeout <-chan time.Time
+	if wait {
+		t := time.NewTimer(l.cfg.WriteTimeout)
+		defer t.Stop()
+		timeout = t.C
+	}
+	select {
+	case l.queue <- item{ev: ev, done: done}:
+		l.enqueued.Add(1)
+	case <-ctx.Done():
+		l.mu.RUnlock()
+		return fmt.Errorf("httpaudit: event not queued: %w", ctx.Err())
+	case <-timeout:
+		l.mu.RUnlock()
+		return fmt.Errorf("httpaudit: event not queued within %v", l.cfg.WriteTimeout)
+	}
+	l.mu.RUnlock()
+	if !wait {
+		return nil
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("httpaudit: event not confirmed persisted: %w", ctx.Err())
+	case <-timeout:
+		return fmt.Errorf("httpaudit: event not persisted within %v", l.cfg.WriteTimeout)
+	}
+}
+
+// Log records a custom event. The event is scrubbed of nothing: build it
+// from scrubbed values (see Logger.Redactor). Missing @timestamp, event.id,
+// service and host are filled in. It waits for queue room and, with
+// Config.FailClosed, for persistence.
+func (l *Logger) Log(ctx context.Context, ev *event.Event) error {
+	e := l.newEvent(l.cfg.Now())
+	ts, id := e.Timestamp, e.ID
+	*e = *ev
+	if e.Timestamp.IsZero() {
+		e.Timestamp = ts
+	}
+	if e.ID == "" {
+		e.ID = id
+	}
+	if e.Kind == "" {
+		e.Kind = event.KindEvent
+	}
+	if e.ServiceName == "" {
+		e.ServiceName = l.cfg.ServiceName
+	}
+	if e.HostName == "" {
+		e.HostName = l.cfg.HostName
+	}
+	return l.enqueue(ctx, e, l.cfg.FailClosed)
+}
+
+// Redactor returns the scrubber the Logger applies, for handlers that
+// build their own events.
+func (l *Logger) Redactor() *redact.Redactor { return l.red }
+
+// run is the single writer: it batches queued events, encodes them and
+// hands each batch to the sink, retrying a failed batch until it is
+// written or the Logger closes.
+func (l *Logger) run() {
+	defer close(l.done)
+	batch := make([]item, 0, l.cfg.BatchSize)
+	records := make([][]byte, 0, l.cfg.BatchSize)
+	var buf []byte
+	for {
+		var it item
+		select {
+		case it = <-l.queue:
+		case <-l.closing:
+			// Senders are excluded by now; drain what they left.
+			select {
+			case it = <-l.queue:
+			default:
+				return
+			}
+		}
+		batch = append(batch[:0], it)
+	fill:
+		for len(batch) < cap(batch) {
+			select {
+			case it = <-l.queue:
+				batch = append(batch, it)
+			default:
+				break fill
+			}
+		}
+		buf = buf[:0]
+		records = records[:0]
+		for _, it := range batch {
+			start := len(buf)
+			buf = it.ev.AppendJSON(buf)
+			records = append(records, buf[start:len(buf):len(buf)])
+		}
+		l.write(batch, records)
+		for _, it := range batch {
+			l.pool.Put(it.ev)
+		}
+	}
+}
+
+func (l *Logger) write(batch []item, records [][]byte) {
+	backoff := 10 * time.Millisecond
+	notified := false
+	for {
+		err := l.cfg.Sink.Write(context.Background(), records)
+		if err == nil {
+			l.written.Add(uint64(len(batch)))
+			if !notified {
+				notify(batch, nil)
+			}
+			return
+		}
+		l.failed.Add(1)
+		l.cfg.ErrorLog.Error("httpaudit: sink write failed, retrying", "events", len(batch), "err", err)
+		if !notified {
+			// Fail-closed callers learn now; the batch is still retried so
+			// that events of callers who did not wait are not lost.
+			notify(batch, fmt.Errorf("httpaudit: audit event not persisted: %w", err))
+			notified = true
+		}
+		select {
+		case <-time.After(backoff):
+			backoff = min(2*backoff, time.Second)
+		case <-l.closing:
+			if err := l.cfg.Sink.Write(context.Background(), records); err == nil {
+				l.written.Add(uint64(len(batch)))
+				return
+			}
+			l.lost.Add(uint64(len(batch)))
+			l.lostErr = fmt.Errorf("httpaudit: %d events lost at close: %w", l.lost.Load(), err)
+			return
+		}
+	}
+}
+
+func notify(batch []item, err error) {
+	for _, it := range batch {
+		if it.done != nil {
+			it.done <- err
+		}
+	}
+}
+
+// Close stops accepting events, writes everything queued, and closes the
+// sink. It reports events that could not be written. Close is idempotent.
+func (l *Logger) Close() error {
+	l.mu.Lock()
+	already := l.closed.Swap(true)
+	l.mu.Unlock()
+	if already {
+		<-l.done
+		return nil
+	}
+	close(l.closing)
+	<-l.done
+	return errors.Join(l.lostErr, l.cfg.Sink.Close())
+}

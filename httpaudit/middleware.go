@@ -1,0 +1,403 @@
+package httpaudit
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unsafe"
+
+	"github.com/trailguard/trailguard/event"
+)
+
+type ctxKey struct{}
+
+// state is everything the middleware keeps for one request. It doubles as
+// the response writer wrapper and the body counter, so a request costs one
+// allocation here rather than three.
+type state struct {
+	l         *Logger
+	requestID string
+	idBuf     [36]byte
+	idHeader  [1]string
+	traceID   string
+	spanID    string
+
+	mu   sync.Mutex // guards user: handlers may call SetUser from other goroutines
+	user User
+
+	// response side
+	w           http.ResponseWriter
+	status      int
+	written     int64
+	wroteHeader bool
+
+	// request side
+	body     io.ReadCloser
+	read     int64
+	capture  bool
+	captured bytes.Buffer
+	overflow bool
+}
+
+func stateFrom(ctx context.Context) *state {
+	st, _ := ctx.Value(ctxKey{}).(*state)
+	return st
+}
+
+// Middleware returns next wrapped so that every request is recorded. It
+// has the signature routers expect of middleware (chi's Use, gorilla/mux's
+// Use, or plain wrapping of a ServeMux).
+func (l *Logger) Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		l.serve(w, r, next)
+	})
+}
+
+func (l *Logger) serve(w http.ResponseWriter, r *http.Request, next http.Handler) {
+	start := l.cfg.Now()
+	st := &state{l: l, w: w}
+	if id := r.Header.Get(l.cfg.RequestIDHeader); validRequestID(id) {
+		st.requestID = id
+	} else {
+		event.AppendID(st.idBuf[:0])
+		// The bytes never change after this and live as long as st, which
+		// every holder of the string also keeps alive.
+		st.requestID = unsafe.String(&st.idBuf[0], len(st.idBuf))
+	}
+	if tp := r.Header.Get("Traceparent"); tp != "" {
+		st.traceID, st.spanID, _ = parseTraceparent(tp)
+	}
+	st.idHeader[0] = st.requestID
+	w.Header()[l.cfg.RequestIDHeader] = st.idHeader[:]
+
+	r2 := r.WithContext(context.WithValue(r.Context(), ctxKey{}, st))
+	if r.Body != nil && r.Body != http.NoBody {
+		st.body = r.Body
+		st.capture = l.cfg.MaxBody > 0 && capturable(r.Header.Get("Content-Type"))
+		r2.Body = (*bodyReader)(st)
+	}
+	if l.cfg.LogStart {
+		ev := l.requestEvent(r, st, start)
+		ev.Type = typeStart
+		ev.Action = event.ActionHTTPRequestStart
+		l.tryEnqueue(ev)
+	}
+
+	defer func() {
+		if p := recover(); p != nil {
+			// The panic is recorded as the 500 the client will see, queued
+			// without the option to drop it, then re-raised so that the
+			// application's own recovery (or net/http's) still runs.
+			ev := l.finish(r, st, start)
+			ev.StatusCode = http.StatusInternalServerError
+			ev.Outcome = event.OutcomeFailure
+			ev.Type = typeAccessError
+			ev.LogLevel = "error"
+			if p == http.ErrAbortHandler {
+				ev.ErrorMessage = "handler aborted"
+			} else {
+				ev.ErrorMessage = l.red.String(fmt.Sprintf("panic: %v", p))
+			}
+			_ = l.enqueue(context.Background(), ev, false)
+			panic(p)
+		}
+	}()
+	next.ServeHTTP(st, r2)
+
+	ev := l.finish(r, st, start)
+	if ev.StatusCode >= 400 {
+		_ = l.enqueue(context.Background(), ev, false)
+		return
+	}
+	if l.cfg.Skip != nil && l.cfg.Skip(r) {
+		l.pool.Put(ev)
+		return
+	}
+	l.tryEnqueue(ev)
+}
+
+var (
+	categoryWeb     = []string{event.CategoryWeb}
+	typeAccess      = []string{event.TypeAccess}
+	typeStart       = []string{event.TypeStart}
+	typeAccessError = []string{event.TypeAccess, event.TypeError}
+)
+
+// requestEvent fills the request side of an event. Every value an attacker
+// controls goes through the redactor before it is stored.
+func (l *Logger) requestEvent(r *http.Request, st *state, now time.Time) *event.Event {
+	ev := l.newEvent(now)
+	ev.Category = categoryWeb
+	ev.Dataset = event.DatasetAccess
+	ev.RequestID = st.requestID
+	ev.TraceID, ev.SpanID = st.traceID, st.spanID
+	ev.Method = sanitizeMethod(r.Method)
+	ev.Path = l.red.String(r.URL.Path)
+	if r.URL.RawQuery != "" {
+		ev.Query = l.red.Query(r.URL.RawQuery)
+	}
+	if ua := r.UserAgent(); ua != "" {
+		ev.UserAgent = l.red.String(ua)
+	}
+	if ref := r.Referer(); ref != "" {
+		ev.Referrer = l.red.String(ref)
+	}
+	src, port := splitAddr(r.RemoteAddr)
+	if src.IsValid() {
+		ev.SourceIP = src.String()
+		ev.SourcePort = port
+		ev.ClientIP = ev.SourceIP
+		if c, ok := l.clientIP(r, src); ok {
+			ev.ClientIP = c.String()
+		}
+	}
+	return ev
+}
+
+// finish builds the completion event of a request.
+func (l *Logger) finish(r *http.Request, st *state, start time.Time) *event.Event {
+	now := l.cfg.Now()
+	ev := l.requestEvent(r, st, start)
+	ev.Type = typeAccess
+	ev.Action = event.ActionHTTPRequest
+	ev.Duration = now.Sub(start)
+	ev.StatusCode = st.status
+	if ev.StatusCode == 0 {
+		ev.StatusCode = http.StatusOK // nothing written: net/http sends 200
+	}
+	ev.Outcome = event.OutcomeSuccess
+	if ev.StatusCode >= 400 {
+		ev.Outcome = event.OutcomeFailure
+	}
+	ev.ResponseBodyBytes = st.written
+	ev.RequestBodyBytes = st.read
+	if st.read == 0 && r.ContentLength > 0 {
+		ev.RequestBodyBytes = r.ContentLength
+	}
+	if st.capture && !st.overflow && st.captured.Len() > 0 {
+		ev.RequestBody = l.scrubBody(r.Header.Get("Content-Type"), st.captured.Bytes())
+	}
+	st.mu.Lock()
+	u := st.user
+	st.mu.Unlock()
+	ev.UserID, ev.UserName, ev.UserRoles = u.ID, u.Name, u.Roles
+	return ev
+}
+
+func (l *Logger) scrubBody(contentType string, body []byte) string {
+	mt, _, _ := mime.ParseMediaType(contentType)
+	if mt == "application/x-www-form-urlencoded" {
+		return l.red.Form(string(body))
+	}
+	out, err := l.red.JSON(nil, body)
+	if err != nil {
+		// Not valid JSON: free-text detectors are all that can apply, and
+		// key-based scrubbing cannot; record that rather than guess.
+		return "[unparsable JSON body not recorded]"
+	}
+	return string(out)
+}
+
+func capturable(contentType string) bool {
+	mt, _, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		return false
+	}
+	return mt == "application/json" || mt == "application/x-www-form-urlencoded" ||
+		(strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json"))
+}
+
+// sanitizeMethod keeps the method as sent when it is a token, and replaces
+// anything else (net/http accepts odd methods) so the field stays short.
+func sanitizeMethod(m string) string {
+	if len(m) > 16 {
+		return "INVALID"
+	}
+	for i := 0; i < len(m); i++ {
+		if c := m[i]; c <= ' ' || c >= 0x7f {
+			return "INVALID"
+		}
+	}
+	return m
+}
+
+func splitAddr(addr string) (netip.Addr, int) {
+	ap, err := netip.ParseAddrPort(addr)
+	if err == nil {
+		return ap.Addr().Unmap(), int(ap.Port())
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		host = addr
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return netip.Addr{}, 0
+	}
+	p, _ := strconv.Atoi(port)
+	return a.Unmap(), p
+}
+
+func (l *Logger) trusted(a netip.Addr) bool {
+	for _, p := range l.cfg.TrustedProxies {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// clientIP finds the originating client behind trusted proxies. It walks
+// the forwarding chain from the nearest hop outwards and stops at the first
+// address that is not a trusted proxy: hops further out were written by an
+// untrusted party and could be forged.
+func (l *Logger) clientIP(r *http.Request, src netip.Addr) (netip.Addr, bool) {
+	if len(l.cfg.TrustedProxies) == 0 || !l.trusted(src) {
+		return netip.Addr{}, false
+	}
+	hops := forwardedHops(r.Header)
+	client := src
+	for i := len(hops) - 1; i >= 0; i-- {
+		a, err := parseHop(hops[i])
+		if err != nil {
+			break
+		}
+		client = a
+		if !l.trusted(a) {
+			break
+		}
+	}
+	return client, client != src
+}
+
+// forwardedHops returns the addresses of the RFC 7239 Forwarded header's
+// for= parameters when present, else those of X-Forwarded-For, nearest
+// last.
+func forwardedHops(h http.Header) []string {
+	var hops []string
+	if fw := h.Values("Forwarded"); len(fw) > 0 {
+		for _, line := range fw {
+			for elem := range strings.SplitSeq(line, ",") {
+				for pair := range strings.SplitSeq(elem, ";") {
+					k, v, ok := strings.Cut(strings.TrimSpace(pair), "=")
+					if ok && strings.EqualFold(k, "for") {
+						hops = append(hops, strings.Trim(v, `"`))
+					}
+				}
+			}
+		}
+		return hops
+	}
+	for _, line := range h.Values("X-Forwarded-For") {
+		for hop := range strings.SplitSeq(line, ",") {
+			hops = append(hops, strings.TrimSpace(hop))
+		}
+	}
+	return hops
+}
+
+func parseHop(h string) (netip.Addr, error) {
+	if strings.HasPrefix(h, "[") { // [v6]:port or [v6]
+		end := strings.IndexByte(h, ']')
+		if end < 0 {
+			return netip.Addr{}, errors.New("bad hop")
+		}
+		h = h[1:end]
+	} else if strings.Count(h, ":") == 1 { // v4:port
+		h, _, _ = strings.Cut(h, ":")
+	}
+	a, err := netip.ParseAddr(h)
+	return a.Unmap(), err
+}
+
+// ResponseWriter side of state.
+
+// Header implements http.ResponseWriter.
+func (st *state) Header() http.Header { return st.w.Header() }
+
+// WriteHeader implements http.ResponseWriter.
+func (st *state) WriteHeader(code int) {
+	if !st.wroteHeader && code >= 200 {
+		st.status = code
+		st.wroteHeader = true
+	}
+	st.w.WriteHeader(code)
+}
+
+// Write implements http.ResponseWriter.
+func (st *state) Write(p []byte) (int, error) {
+	if !st.wroteHeader {
+		st.status, st.wroteHeader = http.StatusOK, true
+	}
+	n, err := st.w.Write(p)
+	st.written += int64(n)
+	return n, err
+}
+
+// ReadFrom keeps io.Copy's fast path (sendfile) available to handlers.
+func (st *state) ReadFrom(src io.Reader) (int64, error) {
+	if !st.wroteHeader {
+		st.status, st.wroteHeader = http.StatusOK, true
+	}
+	var n int64
+	var err error
+	if rf, ok := st.w.(io.ReaderFrom); ok {
+		n, err = rf.ReadFrom(src)
+	} else {
+		n, err = io.Copy(struct{ io.Writer }{st.w}, src)
+	}
+	st.written += n
+	return n, err
+}
+
+// Flush implements http.Flusher when the underlying writer does.
+func (st *state) Flush() {
+	if !st.wroteHeader {
+		st.status, st.wroteHeader = http.StatusOK, true
+	}
+	_ = http.NewResponseController(st.w).Flush()
+}
+
+// Hijack implements http.Hijacker when the underlying writer does; a
+// hijacked connection (a WebSocket) is recorded with status 101.
+func (st *state) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, rw, err := http.NewResponseController(st.w).Hijack()
+	if err == nil && !st.wroteHeader {
+		st.status, st.wroteHeader = http.StatusSwitchingProtocols, true
+	}
+	return c, rw, err
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (st *state) Unwrap() http.ResponseWriter { return st.w }
+
+// bodyReader is the request-body side of state: it counts what the
+// handler reads and keeps a copy of capturable bodies up to Config.MaxBody.
+type bodyReader state
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	n, err := b.body.Read(p)
+	b.read += int64(n)
+	if b.capture && !b.overflow && n > 0 {
+		if b.captured.Len()+n > b.l.cfg.MaxBody {
+			b.overflow = true
+			b.captured = bytes.Buffer{}
+		} else {
+			b.captured.Write(p[:n])
+		}
+	}
+	return n, err
+}
+
+func (b *bodyReader) Close() error { return b.body.Close() }
