@@ -128,6 +128,7 @@ type File struct {
 	// maintMu serialises retention and compression runs.
 	maintMu sync.Mutex
 	kick    chan struct{}
+	bgCtx   context.Context // canceled by Close
 	stop    context.CancelFunc
 	wg      sync.WaitGroup
 
@@ -210,7 +211,7 @@ func OpenFile(opts FileOptions) (*File, error) {
 		f.opts.OnError(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	f.stop = cancel
+	f.bgCtx, f.stop = ctx, cancel
 	f.wg.Add(1)
 	go f.background(ctx)
 	f.signal()
@@ -607,11 +608,18 @@ func (f *File) Rotate() error {
 // tools and tests that need it to have happened.
 func (f *File) Maintain(ctx context.Context) error {
 	f.qmu.Lock()
-	closed := f.closed
-	f.qmu.Unlock()
-	if closed {
+	if f.closed {
+		f.qmu.Unlock()
 		return ErrClosed
 	}
+	// Counted with the background goroutine, so that Close waits for it
+	// and cancels its compression like the sink's own.
+	f.wg.Add(1)
+	f.qmu.Unlock()
+	defer f.wg.Done()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(f.bgCtx, cancel)()
 	return f.maintain(ctx, f.opts.Compress)
 }
 
