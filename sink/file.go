@@ -97,7 +97,9 @@ type FileOptions struct {
 
 // File is a Sink that appends JSON lines to <Dir>/<Name>.jsonl, rotating it
 // to <Name>-<UTC rotation time>.jsonl by size, by age or on demand, and
-// compressing and deleting rotated files according to FileOptions.
+// compressing and deleting rotated files according to FileOptions. It holds
+// an exclusive lock (flock on <Dir>/<Name>.lock) while open, so a second sink
+// on the same trail fails with ErrLocked instead of corrupting it.
 //
 // Concurrent Writes are committed as a group: whichever caller gets to the
 // file first writes every batch queued so far, in arrival order, with one

@@ -161,7 +161,7 @@ func Open(path string) (io.ReadCloser, error) {
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("sink: open %s: %w", path, err)
+		return nil, fmt.Errorf("sink: %w", err) // a PathError already names the file
 	}
 	if !strings.HasSuffix(path, ".gz") {
 		return fh, nil
