@@ -1,0 +1,61 @@
+package ledger
+
+import (
+	"errors"
+	"os"
+)
+
+// A frame log is a file of frames (the segment framing, no header) used
+// for small append-only histories: checkpoints.log and pruned.log.
+
+type logEntry struct {
+	time int64
+	data []byte
+	off  int64
+}
+
+// readFrameLog returns the valid frames of a frame log, the offset after
+// the last valid one and the reason reading stopped early (nil at a clean
+// end). A missing file is an empty log.
+func readFrameLog(path string, maxLen int) ([]logEntry, int64, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, 0, nil
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	entries, end, why := parseFrameLog(b, maxLen)
+	return entries, end, why
+}
+
+func parseFrameLog(b []byte, maxLen int) ([]logEntry, int64, error) {
+	var out []logEntry
+	off := 0
+	for off < len(b) {
+		t, rec, n, err := decodeFrame(b[off:], maxLen)
+		if err != nil {
+			return out, int64(off), err
+		}
+		out = append(out, logEntry{time: t, data: rec, off: int64(off)})
+		off += n
+	}
+	return out, int64(off), nil
+}
+
+// appendFrameLog appends one frame to a frame log and makes it durable.
+func appendFrameLog(path string, t int64, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(appendFrame(nil, t, data)); err != nil {
+		f.Close()
+		return err
+	}
+	if err := datasync(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}

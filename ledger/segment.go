@@ -1,0 +1,269 @@
+package ledger
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// A segment is one file of records, seg/<first index, 20 digits>.seg, with
+// its index seg/<first>.idx: 16 bytes per record (frame offset, append
+// time in Unix ns). The .idx is derived data: it is rebuilt from the
+// segment whenever it does not match.
+type segment struct {
+	first uint64
+	count atomic.Uint64 // records written (readers also bound by Size)
+	path  string
+
+	mu  sync.Mutex
+	rf  *os.File    // read handle, opened lazily
+	ri  *os.File    // .idx read handle, opened lazily
+	mem []idxEntry  // in-memory index (read-only opens of the last segment)
+	rdr atomic.Bool // closed for reading (pruned or ledger closed)
+}
+
+type idxEntry struct {
+	off  int64
+	time int64
+}
+
+const idxEntrySize = 16
+
+func segName(first uint64) string { return fmt.Sprintf("%020d.seg", first) }
+
+func idxPath(segPath string) string { return strings.TrimSuffix(segPath, ".seg") + ".idx" }
+
+func appendIdx(b []byte, off, t int64) []byte {
+	b = binary.BigEndian.AppendUint64(b, uint64(off))
+	return binary.BigEndian.AppendUint64(b, uint64(t))
+}
+
+// listSegments returns the segment files in dir, ordered by first index.
+func listSegments(dir string) ([]*segment, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var segs []*segment
+	for _, e := range ents {
+		name, ok := strings.CutSuffix(e.Name(), ".seg")
+		if !ok || len(name) != 20 {
+			continue
+		}
+		first, err := strconv.ParseUint(name, 10, 64)
+		if err != nil {
+			continue
+		}
+		segs = append(segs, &segment{first: first, path: filepath.Join(dir, e.Name())})
+	}
+	sort.Slice(segs, func(i, j int) bool { return segs[i].first < segs[j].first })
+	return segs, nil
+}
+
+// scanResult describes the valid prefix of a segment file.
+type scanResult struct {
+	entries []idxEntry
+	end     int64 // offset just past the last valid frame
+	size    int64 // file size
+	err     error // why scanning stopped before size (errTorn / errCorrupt), nil at a clean end
+}
+
+// scanSegment reads every frame of a segment, checking each CRC, and stops
+// at the first frame that is torn or damaged.
+func scanSegment(path string, first uint64, maxLen int) (scanResult, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return scanResult{}, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return scanResult{}, err
+	}
+	res := scanResult{size: st.Size()}
+	br := bufio.NewReaderSize(f, 1<<20)
+	hdr := make([]byte, segHeaderSize)
+	if _, err := io.ReadFull(br, hdr); err != nil {
+		res.err = errTorn
+		return res, nil
+	}
+	got, err := parseSegHeader(hdr)
+	if err != nil {
+		res.err = err
+		return res, nil
+	}
+	if got != first {
+		res.err = fmt.Errorf("%w: header says first index %d, name says %d", errCorrupt, got, first)
+		return res, nil
+	}
+	off := int64(segHeaderSize)
+	res.end = off
+	buf := make([]byte, 0, 4096)
+	for off < res.size {
+		h, err := br.Peek(frameHeader)
+		if err != nil {
+			res.err = errTorn
+			break
+		}
+		n, err := frameLen(h, maxLen)
+		if err != nil {
+			res.err = err
+			break
+		}
+		if cap(buf) < n {
+			buf = make([]byte, n)
+		}
+		buf = buf[:n]
+		if _, err := io.ReadFull(br, buf); err != nil {
+			res.err = errTorn
+			break
+		}
+		t, _, _, err := decodeFrame(buf, maxLen)
+		if err != nil {
+			res.err = err
+			break
+		}
+		res.entries = append(res.entries, idxEntry{off: off, time: t})
+		off += int64(n)
+		res.end = off
+	}
+	return res, nil
+}
+
+// readIdx loads a whole .idx file.
+func readIdx(path string) ([]idxEntry, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if len(b)%idxEntrySize != 0 {
+		return nil, fmt.Errorf("%s: size %d is not a multiple of %d", path, len(b), idxEntrySize)
+	}
+	out := make([]idxEntry, len(b)/idxEntrySize)
+	for i := range out {
+		out[i] = idxEntry{
+			off:  int64(binary.BigEndian.Uint64(b[i*idxEntrySize:])),
+			time: int64(binary.BigEndian.Uint64(b[i*idxEntrySize+8:])),
+		}
+	}
+	return out, nil
+}
+
+func writeIdx(path string, entries []idxEntry) error {
+	b := make([]byte, 0, len(entries)*idxEntrySize)
+	for _, e := range entries {
+		b = appendIdx(b, e.off, e.time)
+	}
+	return os.WriteFile(path, b, 0o644)
+}
+
+var errSegmentClosed = errors.New("segment closed")
+
+// handles returns the read handles, opening them on first use.
+func (s *segment) handles() (*os.File, *os.File, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.rdr.Load() {
+		return nil, nil, errSegmentClosed
+	}
+	if s.rf == nil {
+		f, err := os.Open(s.path)
+		if err != nil {
+			return nil, nil, err
+		}
+		s.rf = f
+	}
+	if s.ri == nil && s.mem == nil {
+		f, err := os.Open(idxPath(s.path))
+		if err != nil {
+			return nil, nil, err
+		}
+		s.ri = f
+	}
+	return s.rf, s.ri, nil
+}
+
+func (s *segment) closeRead() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rdr.Store(true)
+	if s.rf != nil {
+		s.rf.Close()
+		s.rf = nil
+	}
+	if s.ri != nil {
+		s.ri.Close()
+		s.ri = nil
+	}
+}
+
+// entry returns the index entry of record first+k.
+func (s *segment) entry(k uint64) (idxEntry, error) {
+	_, ri, err := s.handles()
+	if err != nil {
+		return idxEntry{}, err
+	}
+	if s.mem != nil {
+		if k >= uint64(len(s.mem)) {
+			return idxEntry{}, io.ErrUnexpectedEOF
+		}
+		return s.mem[k], nil
+	}
+	var b [idxEntrySize]byte
+	if _, err := ri.ReadAt(b[:], int64(k)*idxEntrySize); err != nil {
+		return idxEntry{}, fmt.Errorf("index entry %d: %w", s.first+k, err)
+	}
+	return idxEntry{off: int64(binary.BigEndian.Uint64(b[:])), time: int64(binary.BigEndian.Uint64(b[8:]))}, nil
+}
+
+// read returns record first+k, checking its frame.
+func (s *segment) read(k uint64, maxLen int) (Entry, error) {
+	e, err := s.entry(k)
+	if err != nil {
+		return Entry{}, err
+	}
+	rf, _, err := s.handles()
+	if err != nil {
+		return Entry{}, err
+	}
+	var hdr [frameHeader]byte
+	if _, err := rf.ReadAt(hdr[:], e.off); err != nil {
+		return Entry{}, fmt.Errorf("record %d: %w", s.first+k, err)
+	}
+	n, err := frameLen(hdr[:], maxLen)
+	if err != nil {
+		return Entry{}, fmt.Errorf("record %d: %w", s.first+k, err)
+	}
+	buf := make([]byte, n)
+	if _, err := rf.ReadAt(buf, e.off); err != nil {
+		return Entry{}, fmt.Errorf("record %d: %w", s.first+k, err)
+	}
+	t, rec, _, err := decodeFrame(buf, maxLen)
+	if err != nil {
+		return Entry{}, fmt.Errorf("record %d: %w", s.first+k, err)
+	}
+	return Entry{Index: s.first + k, Time: time.Unix(0, t), Data: rec}, nil
+}
+
+// lastTime returns the append time of the segment's newest record.
+func (s *segment) lastTime() (time.Time, error) {
+	c := s.count.Load()
+	if c == 0 {
+		return time.Time{}, errors.New("empty segment")
+	}
+	e, err := s.entry(c - 1)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return time.Unix(0, e.time), nil
+}

@@ -1,0 +1,25 @@
+//go:build linux
+
+package ledger
+
+import (
+	"os"
+	"syscall"
+)
+
+// datasync flushes a file's data (and the metadata needed to read it back,
+// such as its size) to stable storage: fdatasync(2).
+func datasync(f *os.File) error {
+	for {
+		err := syscall.Fdatasync(int(f.Fd()))
+		if err != syscall.EINTR {
+			return err
+		}
+	}
+}
+
+// lockFile takes an exclusive, non-blocking lock so that two processes
+// never write one ledger.
+func lockFile(f *os.File) error {
+	return syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+}
