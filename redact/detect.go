@@ -41,6 +41,9 @@ func (r *Redactor) buildAnchors() {
 	set(KindPrivateKey, aPEM, "-")
 	set(KindEmail, aEmail, "@")
 	set(KindKeyValue, aKV, "=:")
+	for c := range 256 {
+		r.strTab[c] = strSpecial[c] | r.anchor[c]
+	}
 }
 
 // span is a secret at s[start:end].
@@ -52,7 +55,7 @@ type span struct {
 // scrub appends s with every match replaced to dst. When there is no match
 // it returns dst unchanged and false, so callers can keep the original.
 func scrub[T text](r *Redactor, dst []byte, s T) ([]byte, bool) {
-	m, ok := next(r, s, 0)
+	m, ok := next(r, s, 0, 0)
 	if !ok {
 		return dst, false
 	}
@@ -61,14 +64,15 @@ func scrub[T text](r *Redactor, dst []byte, s T) ([]byte, bool) {
 		dst = append(dst, s[last:m.start]...)
 		dst = appendMatch(r, dst, m.kind, s[m.start:m.end])
 		last = m.end
-		m, ok = next(r, s, last)
+		m, ok = next(r, s, last, last)
 	}
 	return append(dst, s[last:]...), true
 }
 
-// next returns the first match that starts at or after from.
-func next[T text](r *Redactor, s T, from int) (span, bool) {
-	for i := from; i < len(s); i++ {
+// next returns the first match anchored at or after start. Matches never
+// reach back before from, the end of the previous match.
+func next[T text](r *Redactor, s T, from, start int) (span, bool) {
+	for i := start; i < len(s); i++ {
 		class := r.anchor[s[i]]
 		if class == 0 {
 			continue
@@ -132,7 +136,23 @@ func hasPrefixAt[T text](s T, i int, p string) bool {
 // of whole groups from that group that passes the checks. When nothing
 // matches it returns the run's end so the scan skips the run.
 func digitsAt[T text](r *Redactor, s T, i int) (span, bool, int) {
-	card, ssn := r.enabled(KindCard), r.enabled(KindSSN)
+	// Most digit runs (dates, ids, ports, prices) hold fewer than the nine
+	// digits of the shortest secret; count them before any closer look.
+	n, j := 0, i
+	for j < len(s) {
+		if isDigit(s[j]) {
+			n++
+			j++
+		} else if j+1 < len(s) && (s[j] == ' ' || s[j] == '-') && isDigit(s[j+1]) {
+			j++
+		} else {
+			break
+		}
+	}
+	if n < 9 {
+		return span{}, false, j
+	}
+	card, ssn := r.card, r.ssn
 	g := i
 	for {
 		if ssn {

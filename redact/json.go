@@ -95,11 +95,13 @@ func (w *walker) value() error {
 	switch c := w.src[w.pos]; {
 	case c == '"':
 		st := w.pos
-		esc, err := w.str()
+		esc, anchor, err := w.str()
 		if err != nil {
 			return err
 		}
-		w.scrubString(st, esc)
+		if esc || anchor > 0 {
+			w.scrubString(st, esc, anchor)
+		}
 		return nil
 	case c == '{':
 		return w.object(false)
@@ -111,7 +113,7 @@ func (w *walker) value() error {
 		if err != nil {
 			return err
 		}
-		if intOnly && w.pos-st >= 13 && w.r.enabled(KindCard) && isCardValue(w.src[st:w.pos]) {
+		if intOnly && w.pos-st >= 13 && w.r.card && isCardValue(w.src[st:w.pos]) {
 			w.flush(st)
 			w.out = append(w.out, '"')
 			w.out = appendMatch(w.r, w.out, KindCard, w.src[st:w.pos])
@@ -133,7 +135,7 @@ func (w *walker) skip() error {
 	}
 	switch c := w.src[w.pos]; {
 	case c == '"':
-		_, err := w.str()
+		_, _, err := w.str()
 		return err
 	case c == '{':
 		return w.object(true)
@@ -170,14 +172,16 @@ func (w *walker) object(skipping bool) error {
 			return w.failChar("looking for an object key")
 		}
 		ks := w.pos
-		esc, err := w.str()
+		esc, anchor, err := w.str()
 		if err != nil {
 			return err
 		}
 		sensitive := false
 		if !skipping {
 			sensitive = w.sensitive(w.src[ks+1:w.pos-1], esc)
-			w.scrubString(ks, esc)
+			if esc || anchor > 0 {
+				w.scrubString(ks, esc, anchor)
+			}
 		}
 		w.ws()
 		if w.pos >= len(w.src) || w.src[w.pos] != ':' {
@@ -290,13 +294,14 @@ func (w *walker) sensitiveValue() error {
 	return nil
 }
 
-// scrubString runs the detectors over the string token at src[st:w.pos].
-func (w *walker) scrubString(st int, esc bool) {
+// scrubString runs the detectors over the string token at src[st:w.pos],
+// whose first anchor byte is at src[anchor].
+func (w *walker) scrubString(st int, esc bool, anchor int) {
 	raw := w.src[st+1 : w.pos-1]
 	if !esc {
 		// Without escapes the raw bytes are the text, and every replacement
 		// is plain ASCII that needs no escaping.
-		m, ok := next(w.r, raw, 0)
+		m, ok := next(w.r, raw, 0, anchor-st-1)
 		if !ok {
 			return
 		}
@@ -306,7 +311,7 @@ func (w *walker) scrubString(st int, esc bool) {
 			w.out = append(w.out, raw[last:m.start]...)
 			w.out = appendMatch(w.r, w.out, m.kind, raw[m.start:m.end])
 			last = m.end
-			m, ok = next(w.r, raw, last)
+			m, ok = next(w.r, raw, last, last)
 		}
 		w.out = append(w.out, raw[last:]...)
 		w.mark = w.pos - 1
@@ -352,58 +357,73 @@ func looksLikeJSON(s []byte) bool {
 	return false
 }
 
-// str consumes a string token and reports whether it holds escapes.
-func (w *walker) str() (bool, error) {
+// str consumes a string token. It reports whether the string holds
+// escapes and the offset of the first byte a detector starts from (0 when
+// there is none: offset 0 is the opening quote).
+func (w *walker) str() (esc bool, anchor int, err error) {
 	w.pos++ // opening quote
-	esc := false
+	tab := &w.r.strTab
 	for {
-		for w.pos < len(w.src) && !strSpecial[w.src[w.pos]] {
+		for w.pos < len(w.src) && tab[w.src[w.pos]] == 0 {
 			w.pos++
 		}
 		if w.pos >= len(w.src) {
-			return esc, w.fail("unterminated string")
+			return esc, anchor, w.fail("unterminated string")
+		}
+		if tab[w.src[w.pos]]&special == 0 {
+			if anchor == 0 {
+				anchor = w.pos
+			}
+			w.pos++
+			continue
 		}
 		switch c := w.src[w.pos]; c {
 		case '"':
 			w.pos++
-			return esc, nil
+			return esc, anchor, nil
 		case '\\':
 			esc = true
 			if w.pos+1 >= len(w.src) {
 				w.pos++
-				return esc, w.fail("unterminated string")
+				return esc, anchor, w.fail("unterminated string")
 			}
 			switch w.src[w.pos+1] {
 			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
 				w.pos += 2
 			case 'u':
 				if w.pos+6 > len(w.src) {
-					return esc, w.fail("short \\u escape")
+					return esc, anchor, w.fail("short \\u escape")
 				}
 				for _, h := range w.src[w.pos+2 : w.pos+6] {
 					if unhex(h) < 0 {
-						return esc, w.fail("invalid \\u escape")
+						return esc, anchor, w.fail("invalid \\u escape")
 					}
 				}
 				w.pos += 6
 			default:
 				w.pos++
-				return esc, w.failChar("in string escape")
+				return esc, anchor, w.failChar("in string escape")
 			}
 		default:
-			return esc, w.fail(fmt.Sprintf("control character %#02x in string", c))
+			return esc, anchor, w.fail(fmt.Sprintf("control character %#02x in string", c))
 		}
 	}
 }
 
 // strSpecial marks the bytes that end the fast scan through a string.
-var strSpecial = func() (t [256]bool) {
+// Redactor.strTab adds the detectors' anchors, so a string without any is
+// never scanned twice.
+var strSpecial = func() (t [256]uint8) {
 	for c := 0; c < 0x20; c++ {
-		t[c] = true
+		t[c] = special
 	}
-	t['"'], t['\\'] = true, true
+	t['"'], t['\\'] = special, special
 	return t
 }()
+
+// special marks, in strTab, the bytes that end the fast scan; the other
+// bits hold the anchor class.
+const special = 0x80
 
 // number consumes a number token and reports whether it is a plain integer.
 func (w *walker) number() (bool, error) {

@@ -38,13 +38,14 @@ var defaultHeaders = []string{
 // byte they start (or, for suffixes, end) with, because key matching runs
 // for every JSON member and must cost a few nanoseconds.
 type matcher struct {
-	exact    map[string]struct{}
+	exact    [256][]string
 	prefix   [256][]string
 	suffix   [256][]string
 	contains [256][]string
+	// containsFirst and minContains let match skip most positions.
+	containsFirst [256]bool
+	minContains   int
 }
-
-func (m *matcher) init() { m.exact = make(map[string]struct{}) }
 
 func (m *matcher) add(pattern string) error {
 	p := strings.TrimSpace(pattern)
@@ -59,13 +60,20 @@ func (m *matcher) add(pattern string) error {
 	}
 	switch {
 	case pre && suf:
+		if len(n) < 2 {
+			return errors.New("a '*x*' pattern needs at least two characters")
+		}
 		m.contains[n[0]] = append(m.contains[n[0]], n)
+		m.containsFirst[n[0]] = true
+		if m.minContains == 0 || len(n) < m.minContains {
+			m.minContains = len(n)
+		}
 	case pre:
 		m.suffix[n[len(n)-1]] = append(m.suffix[n[len(n)-1]], n)
 	case suf:
 		m.prefix[n[0]] = append(m.prefix[n[0]], n)
 	default:
-		m.exact[n] = struct{}{}
+		m.exact[n[0]] = append(m.exact[n[0]], n)
 	}
 	return nil
 }
@@ -74,11 +82,14 @@ func (m *matcher) match(n []byte) bool {
 	if len(n) == 0 {
 		return false
 	}
-	if _, ok := m.exact[string(n)]; ok {
-		return true
+	for _, p := range m.exact[n[0]] {
+		if string(n) == p {
+			return true
+		}
 	}
-	for _, p := range m.suffix[n[len(n)-1]] {
-		if len(n) >= len(p) && string(n[len(n)-len(p):]) == p {
+	last := len(n) - 1
+	for _, p := range m.suffix[n[last]] {
+		if len(n) >= len(p) && n[len(n)-len(p)] == p[0] && string(n[len(n)-len(p):]) == p {
 			return true
 		}
 	}
@@ -87,9 +98,16 @@ func (m *matcher) match(n []byte) bool {
 			return true
 		}
 	}
-	for i, c := range n {
-		for _, p := range m.contains[c] {
-			if len(n)-i >= len(p) && string(n[i:i+len(p)]) == p {
+	if len(n) < m.minContains {
+		return false
+	}
+	for i := 0; i <= len(n)-m.minContains; i++ {
+		if !m.containsFirst[n[i]] {
+			continue
+		}
+		for _, p := range m.contains[n[i]] {
+			// Comparing the second byte first avoids most calls to memequal.
+			if len(n)-i >= len(p) && n[i+1] == p[1] && string(n[i:i+len(p)]) == p {
 				return true
 			}
 		}
@@ -97,16 +115,24 @@ func (m *matcher) match(n []byte) bool {
 	return false
 }
 
+// normTab maps a byte to its normalised form; 0 drops it.
+var normTab = func() (t [256]byte) {
+	for c := range 256 {
+		t[c] = byte(c)
+	}
+	for c := 'A'; c <= 'Z'; c++ {
+		t[c] = byte(c) + 'a' - 'A'
+	}
+	t['_'], t['-'], t['.'], t[' '], t[0] = 0, 0, 0, 0, 0
+	return t
+}()
+
 // appendNorm appends the normalised form of a name: ASCII lowercase, with
 // the separators people put between words ('_', '-', '.', space) dropped.
+// NUL is dropped too, so it cannot split a name.
 func appendNorm[T text](dst []byte, s T) []byte {
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'A' && c <= 'Z':
-			dst = append(dst, c+'a'-'A')
-		case c == '_' || c == '-' || c == '.' || c == ' ':
-		default:
+		if c := normTab[s[i]]; c != 0 {
 			dst = append(dst, c)
 		}
 	}

@@ -154,7 +154,9 @@ type Redactor struct {
 	allowKeys    map[string]struct{}
 	allowHeaders map[string]struct{}
 	anchor       [256]uint8
+	strTab       [256]uint8 // strSpecial | anchor, for the JSON string scan
 	kinds        uint16
+	card, ssn    bool // cached: the digit detectors ask for every digit run
 	maxDepth     int
 	macs         sync.Pool // hash.Hash keyed with secret; Reset restores the keyed state cheaply
 }
@@ -188,8 +190,6 @@ func New(cfg Config) (*Redactor, error) {
 		return nil, fmt.Errorf("redact: negative max depth %d", cfg.MaxDepth)
 	}
 
-	r.keys.init()
-	r.headers.init()
 	for _, k := range defaultKeys {
 		if err := r.keys.add(k); err != nil {
 			panic(err) // the built-in list is wrong
@@ -230,6 +230,7 @@ func New(cfg Config) (*Redactor, error) {
 		}
 		r.kinds &^= b
 	}
+	r.card, r.ssn = r.enabled(KindCard), r.enabled(KindSSN)
 	r.buildAnchors()
 	return r, nil
 }
@@ -397,10 +398,14 @@ func appendHMACDigits[T text](r *Redactor, dst []byte, s T) []byte {
 }
 
 func appendSum(r *Redactor, dst []byte, h hash.Hash) []byte {
-	var sum [sha256.Size]byte
-	h.Sum(sum[:0])
+	// Sum appends to dst rather than to a local array, which would escape
+	// through the interface call and cost an allocation per secret.
+	n := len(dst)
+	dst = h.Sum(dst)
 	r.macs.Put(h)
-	dst = append(dst, HashPrefix...)
+	var sum [sha256.Size]byte
+	copy(sum[:], dst[n:])
+	dst = append(dst[:n], HashPrefix...)
 	return hex.AppendEncode(dst, sum[:])
 }
 
