@@ -9,6 +9,8 @@ import (
 	"time"
 )
 
+const headersPrefix = "trailguard.http.request.headers"
+
 // MaxDecodeDepth bounds object nesting in Decode; ECS documents are at most
 // a handful of levels deep, and an attacker's deeper input is rejected
 // rather than recursed into.
@@ -17,6 +19,7 @@ const MaxDecodeDepth = 32
 // rawPaths are fields Decode keeps as JSON values instead of flattening:
 // their content is free-form by design.
 var rawPaths = map[string]bool{
+	headersPrefix:             true,
 	"trailguard.audit.before": true,
 	"trailguard.audit.after":  true,
 	"trailguard.attrs":        true,
@@ -87,6 +90,8 @@ func (ev *Event) set(name string, v json.RawMessage) error {
 		return nil
 	}
 	switch name {
+	case headersPrefix:
+		return json.Unmarshal(v, &ev.RequestHeaders)
 	case "@timestamp":
 		return setTime(&ev.Timestamp, v)
 	case "event.kind":

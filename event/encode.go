@@ -53,6 +53,8 @@ var (
 	pSpanID        = []string{"span", "id"}
 	pServiceName   = []string{"service", "name"}
 	pHostName      = []string{"host", "name"}
+	pLabels        = []string{labelsPrefix}
+	pHeaders       = []string{"trailguard", "http", "request", "headers"}
 	pAuditResource = []string{"trailguard", "audit", "resource"}
 	pAuditBefore   = []string{"trailguard", "audit", "before"}
 	pAuditAfter    = []string{"trailguard", "audit", "after"}
@@ -62,8 +64,8 @@ var (
 const (
 	labelsPrefix = "labels"
 	// maxObjectNesting is the deepest object path a modelled field has
-	// (http.request.body.bytes opens three).
-	maxObjectNesting = 4
+	// (a header under trailguard.http.request.headers opens four).
+	maxObjectNesting = 5
 )
 
 // encoder writes nested JSON objects lazily: a field's enclosing objects are
@@ -136,6 +138,25 @@ func (e *encoder) strs(path []string, v []string) {
 	e.buf = append(e.buf, ']')
 }
 
+// strMap writes a map of strings as members of the object at path, sorted
+// by key so that the encoding is deterministic.
+func (e *encoder) strMap(path []string, m map[string]string) {
+	if len(m) == 0 {
+		return
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	full := append(path[:len(path):len(path)], "")
+	for _, k := range keys {
+		full[len(full)-1] = k
+		e.key(full)
+		e.buf = appendString(e.buf, m[k])
+	}
+}
+
 func (e *encoder) int(path []string, v int64) {
 	if v != 0 {
 		e.key(path)
@@ -202,19 +223,8 @@ func (ev *Event) AppendJSON(dst []byte) []byte {
 	e.str(pSpanID, ev.SpanID)
 	e.str(pServiceName, ev.ServiceName)
 	e.str(pHostName, ev.HostName)
-	if len(ev.Labels) > 0 {
-		keys := make([]string, 0, len(ev.Labels))
-		for k := range ev.Labels {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		path := []string{labelsPrefix, ""}
-		for _, k := range keys {
-			path[1] = k
-			e.key(path)
-			e.buf = appendString(e.buf, ev.Labels[k])
-		}
-	}
+	e.strMap(pLabels, ev.Labels)
+	e.strMap(pHeaders, ev.RequestHeaders)
 	if a := ev.Audit; a != nil {
 		e.str(pAuditResource, a.Resource)
 		e.raw(pAuditBefore, a.Before)

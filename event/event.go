@@ -101,6 +101,11 @@ type Event struct {
 	// Labels is labels: small keyword tags for grouping.
 	Labels map[string]string
 
+	// RequestHeaders holds chosen request headers, by lower-case name,
+	// already scrubbed (trailguard.http.request.headers.*; ECS has no
+	// field for arbitrary headers).
+	RequestHeaders map[string]string
+
 	// Audit describes a sensitive operation, under trailguard.audit.
 	Audit *Audit
 	// Attrs is trailguard.attrs: a JSON object of application attributes

@@ -34,6 +34,12 @@ type Config struct {
 	TrustedProxies []netip.Prefix
 	// RequestIDHeader is the correlation header, default "X-Request-ID".
 	RequestIDHeader string
+	// Headers names request headers to record, scrubbed, under
+	// trailguard.http.request.headers (for example "Accept",
+	// "X-Tenant-ID"). Credentials in them are replaced by the redactor:
+	// naming "Authorization" records that a credential was sent, never
+	// the credential.
+	Headers []string
 	// LogStart also records an event when a request starts, so that
 	// requests that never finish (a hung handler, a crash) leave a trace.
 	LogStart bool
@@ -120,6 +126,9 @@ func New(cfg Config) (*Logger, error) {
 		cfg.RequestIDHeader = "X-Request-ID"
 	}
 	cfg.RequestIDHeader = http.CanonicalHeaderKey(cfg.RequestIDHeader)
+	for i, h := range cfg.Headers {
+		cfg.Headers[i] = http.CanonicalHeaderKey(h)
+	}
 	if cfg.QueueSize <= 0 {
 		cfg.QueueSize = 8192
 	}

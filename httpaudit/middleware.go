@@ -67,7 +67,9 @@ func (l *Logger) Middleware(next http.Handler) http.Handler {
 func (l *Logger) serve(w http.ResponseWriter, r *http.Request, next http.Handler) {
 	start := l.cfg.Now()
 	st := &state{l: l, w: w}
-	if id := r.Header.Get(l.cfg.RequestIDHeader); validRequestID(id) {
+	// An incoming id is kept only if it is safe and carries no secret: a
+	// JWT, say, fits the allowed alphabet.
+	if id := r.Header.Get(l.cfg.RequestIDHeader); validRequestID(id) && l.red.String(id) == id {
 		st.requestID = id
 	} else {
 		event.AppendID(st.idBuf[:0])
@@ -152,6 +154,16 @@ func (l *Logger) requestEvent(r *http.Request, st *state, now time.Time) *event.
 	}
 	if ref := r.Referer(); ref != "" {
 		ev.Referrer = l.red.String(ref)
+	}
+	if len(l.cfg.Headers) > 0 {
+		for _, name := range l.cfg.Headers {
+			if vs := r.Header[name]; len(vs) > 0 {
+				if ev.RequestHeaders == nil {
+					ev.RequestHeaders = make(map[string]string, len(l.cfg.Headers))
+				}
+				ev.RequestHeaders[strings.ToLower(name)] = l.red.Header(name, strings.Join(vs, ", "))
+			}
+		}
 	}
 	src, port := splitAddr(r.RemoteAddr)
 	if src.IsValid() {
