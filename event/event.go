@@ -112,6 +112,10 @@ type Event struct {
 	// (for example a slog record's attributes), already scrubbed.
 	Attrs json.RawMessage
 
+	// idBuf backs ID after SetNewID, so that minting an id allocates
+	// nothing on the request path.
+	idBuf [36]byte
+
 	// Extra holds fields that Event does not model, by dotted ECS name,
 	// each a JSON value. Decode fills it so that re-encoding loses nothing;
 	// the encoder writes them, sorted by name, after the modelled fields.

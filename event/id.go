@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"math/rand/v2"
 	"time"
+	"unsafe"
 )
 
 // NewID returns a new UUIDv7 (RFC 9562) as a 36-character string. UUIDv7s
@@ -36,4 +37,14 @@ func appendUUIDv7(dst []byte, now time.Time) []byte {
 		dst = append(dst, hex[c>>4], hex[c&0xf])
 	}
 	return dst
+}
+
+// SetNewID sets ev.ID to a new UUIDv7 stored inside ev itself, without
+// allocating. The string aliases ev's memory: it stays valid only as long
+// as ev is neither reused nor overwritten, which suits pipelines that
+// encode pooled events and then recycle them. Keep a copy
+// (strings.Clone) of an id that must outlive the event.
+func (ev *Event) SetNewID() {
+	appendUUIDv7(ev.idBuf[:0], time.Now())
+	ev.ID = unsafe.String(&ev.idBuf[0], len(ev.idBuf))
 }

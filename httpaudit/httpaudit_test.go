@@ -187,9 +187,9 @@ func TestRequestID(t *testing.T) {
 
 func TestTraceparent(t *testing.T) {
 	tests := []struct {
-		in           string
-		trace, span  string
-		ok           bool
+		in          string
+		trace, span string
+		ok          bool
 	}{
 		{"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7", true},
 		{"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra", "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7", true},

@@ -175,10 +175,12 @@ func (l *Logger) newEvent(now time.Time) *event.Event {
 	*ev = event.Event{
 		Timestamp:   now,
 		Kind:        event.KindEvent,
-		ID:          event.NewID(),
 		ServiceName: l.cfg.ServiceName,
 		HostName:    l.cfg.HostName,
 	}
+	// The id lives inside the pooled event: it is encoded before the event
+	// is recycled, and nothing keeps it beyond that.
+	ev.SetNewID()
 	return ev
 }
 
@@ -250,13 +252,13 @@ func (l *Logger) enqueue(ctx context.Context, ev *event.Event, wait bool) error 
 // Config.FailClosed, for persistence.
 func (l *Logger) Log(ctx context.Context, ev *event.Event) error {
 	e := l.newEvent(l.cfg.Now())
-	ts, id := e.Timestamp, e.ID
+	ts := e.Timestamp
 	*e = *ev
 	if e.Timestamp.IsZero() {
 		e.Timestamp = ts
 	}
 	if e.ID == "" {
-		e.ID = id
+		e.SetNewID()
 	}
 	if e.Kind == "" {
 		e.Kind = event.KindEvent

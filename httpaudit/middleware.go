@@ -23,9 +23,12 @@ import (
 type ctxKey struct{}
 
 // state is everything the middleware keeps for one request. It doubles as
-// the response writer wrapper and the body counter, so a request costs one
-// allocation here rather than three.
+// the request's context (carrying itself as a value), the response writer
+// wrapper and the body counter, so a request costs one allocation here
+// rather than four.
 type state struct {
+	context.Context // the incoming request's context
+
 	l         *Logger
 	requestID string
 	idBuf     [36]byte
@@ -50,6 +53,15 @@ type state struct {
 	overflow bool
 }
 
+// Value implements context.Context: the state is its own value under
+// ctxKey, everything else comes from the parent.
+func (st *state) Value(key any) any {
+	if key == (ctxKey{}) {
+		return st
+	}
+	return st.Context.Value(key)
+}
+
 func stateFrom(ctx context.Context) *state {
 	st, _ := ctx.Value(ctxKey{}).(*state)
 	return st
@@ -66,7 +78,7 @@ func (l *Logger) Middleware(next http.Handler) http.Handler {
 
 func (l *Logger) serve(w http.ResponseWriter, r *http.Request, next http.Handler) {
 	start := l.cfg.Now()
-	st := &state{l: l, w: w}
+	st := &state{Context: r.Context(), l: l, w: w}
 	// An incoming id is kept only if it is safe and carries no secret: a
 	// JWT, say, fits the allowed alphabet.
 	if id := r.Header.Get(l.cfg.RequestIDHeader); validRequestID(id) && l.red.String(id) == id {
@@ -83,7 +95,7 @@ func (l *Logger) serve(w http.ResponseWriter, r *http.Request, next http.Handler
 	st.idHeader[0] = st.requestID
 	w.Header()[l.cfg.RequestIDHeader] = st.idHeader[:]
 
-	r2 := r.WithContext(context.WithValue(r.Context(), ctxKey{}, st))
+	r2 := r.WithContext(st)
 	if r.Body != nil && r.Body != http.NoBody {
 		st.body = r.Body
 		st.capture = l.cfg.MaxBody > 0 && capturable(r.Header.Get("Content-Type"))
@@ -165,9 +177,9 @@ func (l *Logger) requestEvent(r *http.Request, st *state, now time.Time) *event.
 			}
 		}
 	}
-	src, port := splitAddr(r.RemoteAddr)
+	src, srcText, port := splitAddr(r.RemoteAddr)
 	if src.IsValid() {
-		ev.SourceIP = src.String()
+		ev.SourceIP = srcText
 		ev.SourcePort = port
 		ev.ClientIP = ev.SourceIP
 		if c, ok := l.clientIP(r, src); ok {
@@ -244,21 +256,24 @@ func sanitizeMethod(m string) string {
 	return m
 }
 
-func splitAddr(addr string) (netip.Addr, int) {
-	ap, err := netip.ParseAddrPort(addr)
-	if err == nil {
-		return ap.Addr().Unmap(), int(ap.Port())
-	}
+// splitAddr parses a connection's RemoteAddr. The address text is a slice
+// of addr when that is already canonical (the common IPv4 case), which
+// saves formatting it again on every request.
+func splitAddr(addr string) (netip.Addr, string, int) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		host = addr
 	}
 	a, err := netip.ParseAddr(host)
 	if err != nil {
-		return netip.Addr{}, 0
+		return netip.Addr{}, "", 0
 	}
 	p, _ := strconv.Atoi(port)
-	return a.Unmap(), p
+	if a.Is4() {
+		return a, host, p
+	}
+	a = a.Unmap()
+	return a, a.String(), p
 }
 
 func (l *Logger) trusted(a netip.Addr) bool {
