@@ -98,7 +98,7 @@ func (m *matcher) match(n []byte) bool {
 			return true
 		}
 	}
-	if len(n) < m.minContains {
+	if m.minContains == 0 || len(n) < m.minContains {
 		return false
 	}
 	for i := 0; i <= len(n)-m.minContains; i++ {
