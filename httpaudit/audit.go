@@ -163,11 +163,10 @@ func (l *Logger) scrubValue(v any) (json.RawMessage, error) {
 }
 
 // contextEvent starts an event that belongs to a request: correlation,
-// actor, origin.
+// origin (source and client address, user agent), method, path, actor.
 func (l *Logger) contextEvent(st *state) *event.Event {
-	ev := l.newEvent(l.cfg.Now())
-	ev.RequestID = st.requestID
-	ev.TraceID, ev.SpanID = st.traceID, st.spanID
+	ev := l.requestEvent(st.req, st, l.cfg.Now())
+	ev.Category, ev.Dataset, ev.RequestHeaders = nil, "", nil
 	st.mu.Lock()
 	u := st.user
 	st.mu.Unlock()

@@ -58,9 +58,9 @@ func Example() {
 	audit.Close() // drains the queue
 	show(&trail)
 	// Output:
-	// authn_login_fail failure 0  alice bad password
+	// authn_login_fail failure 0 /login alice bad password
 	// http_request failure 401 /login
-	// authn_login_success success 0  alice
+	// authn_login_success success 0 /login alice
 	// http_request success 200 /login alice
 }
 
@@ -87,7 +87,7 @@ func Example_chi() {
 	audit.Close()
 	show(&trail)
 	// Output:
-	// user_role_change success 0  alice
+	// user_role_change success 0 /users/42/role alice
 	// http_request success 200 /users/42/role alice
 }
 

@@ -30,6 +30,7 @@ type state struct {
 	context.Context // the incoming request's context
 
 	l         *Logger
+	req       *http.Request // as it arrived, for events the handler adds
 	requestID string
 	idBuf     [36]byte
 	idHeader  [1]string
@@ -78,7 +79,7 @@ func (l *Logger) Middleware(next http.Handler) http.Handler {
 
 func (l *Logger) serve(w http.ResponseWriter, r *http.Request, next http.Handler) {
 	start := l.cfg.Now()
-	st := &state{Context: r.Context(), l: l, w: w}
+	st := &state{Context: r.Context(), l: l, req: r, w: w}
 	// An incoming id is kept only if it is safe and carries no secret: a
 	// JWT, say, fits the allowed alphabet.
 	if id := r.Header.Get(l.cfg.RequestIDHeader); validRequestID(id) && l.red.String(id) == id {

@@ -1,0 +1,238 @@
+package demo
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/trailguard/trailguard/event"
+	"github.com/trailguard/trailguard/httpaudit"
+	"github.com/trailguard/trailguard/redact"
+	"github.com/trailguard/trailguard/retention"
+	"github.com/trailguard/trailguard/sink"
+)
+
+// Options configures Run.
+type Options struct {
+	// Dir is where the trail is written (under Dir/trail). Empty means a
+	// new temporary directory.
+	Dir string
+	// Duration is how long traffic is driven; default 5s.
+	Duration time.Duration
+	// Log receives progress lines; nil discards them.
+	Log io.Writer
+}
+
+// Summary describes the trail a demo run left.
+type Summary struct {
+	Dir        string         // the data directory
+	TrailDir   string         // where the trail files are
+	Files      []string       // trail files, oldest first
+	Bytes      int64          // total size on disk
+	Events     int            // events in the trail
+	Requests   int            // access events (one per completed request)
+	Counts     map[string]int // events by "action outcome"
+	Stats      httpaudit.Stats
+	Secrets    int      // credentials and card numbers the traffic sent
+	Leaked     []string // any of them found in the trail (must be empty)
+	SampleFail []byte   // one failed-login event, as written
+	Duration   time.Duration
+}
+
+// Run starts the sample API on a loopback port, drives traffic against it
+// for opts.Duration, shuts everything down cleanly and summarises the
+// trail.
+func Run(ctx context.Context, opts Options) (*Summary, error) {
+	if opts.Duration <= 0 {
+		opts.Duration = 5 * time.Second
+	}
+	logw := opts.Log
+	if logw == nil {
+		logw = io.Discard
+	}
+	dir := opts.Dir
+	if dir == "" {
+		d, err := os.MkdirTemp("", "trailguard-demo-")
+		if err != nil {
+			return nil, fmt.Errorf("demo: %w", err)
+		}
+		dir = d
+	}
+	trailDir := filepath.Join(dir, "trail")
+	file, err := sink.OpenFile(sink.FileOptions{
+		Dir:       trailDir,
+		MaxSize:   256 << 10, // small, so a few seconds of traffic shows rotation
+		Compress:  true,
+		Retention: retention.PCIDSS,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("demo: %w", err)
+	}
+	red, err := redact.New(redact.Config{Mode: redact.Mask})
+	if err != nil {
+		return nil, fmt.Errorf("demo: %w", err)
+	}
+	audit, err := httpaudit.New(httpaudit.Config{
+		Sink:           file,
+		Redactor:       red,
+		ServiceName:    "demo-shop",
+		TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
+		MaxBody:        4096,
+		Headers:        []string{"Authorization", "Content-Type"},
+		FailClosed:     true,
+		Skip:           func(r *http.Request) bool { return r.URL.Path == "/healthz" },
+		ErrorLog:       slog.New(slog.NewTextHandler(logw, nil)),
+	})
+	if err != nil {
+		file.Close()
+		return nil, fmt.Errorf("demo: %w", err)
+	}
+	app := newAPI(slog.New(audit.SlogHandler(nil)))
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		audit.Close()
+		return nil, fmt.Errorf("demo: listen: %w", err)
+	}
+	srv := &http.Server{Handler: audit.Middleware(app.routes()), ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	base := "http://" + ln.Addr().String()
+	fmt.Fprintf(logw, "sample API listening on %s, driving traffic for %v\n", base, opts.Duration)
+
+	start := time.Now()
+	secrets := &secretSet{m: map[string]bool{}}
+	transport := &http.Transport{MaxIdleConnsPerHost: 16}
+	newClient := func(ip, ua string) *client {
+		return &client{base: base, ip: ip, ua: ua, http: &http.Client{Transport: transport, Timeout: 10 * time.Second}, secrets: secrets}
+	}
+	tctx, cancel := context.WithTimeout(ctx, opts.Duration)
+	var wg sync.WaitGroup
+	goRun := func(f func()) {
+		wg.Add(1)
+		go func() { defer wg.Done(); f() }()
+	}
+	browser := "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36"
+	pw := map[string]string{}
+	for name, u := range app.users {
+		pw[name] = u.password
+	}
+	goRun(func() { admin(tctx, newClient("198.51.100.10", browser), pw["alice"]) })
+	goRun(func() { snoop(tctx, newClient("198.51.100.13", browser), pw["bob"]) })
+	goRun(func() { shopper(tctx, newClient("198.51.100.11", browser), "carol", pw["carol"]) })
+	goRun(func() { shopper(tctx, newClient("198.51.100.12", "demo-mobile/2.4 (Android 15)"), "dave", pw["dave"]) })
+	wordlist := []string{"123456", "password1", "qwerty", "letmein", "dragon", "monkey", "abc123", "111111",
+		"iloveyou", "admin", "welcome", "sunshine", "princess", "football", "master", "shadow", "baseball",
+		"superman", "trustno1", "hello123", "freedom", "whatever", "michael", "ninja", "mustang", "passw0rd",
+		"starwars", "batman", "zaq1zaq1", "qazwsx", "654321", "jordan23", "harley", "ranger", "buster"}
+	goRun(func() { attacker(tctx, newClient("203.0.113.66", "python-requests/2.32.3"), wordlist, pw["alice"]) })
+	wg.Wait()
+	cancel()
+
+	shutCtx, stop := context.WithTimeout(context.Background(), 5*time.Second)
+	defer stop()
+	shutErr := srv.Shutdown(shutCtx)
+	transport.CloseIdleConnections()
+	closeErr := audit.Close()
+	if err := errors.Join(shutErr, closeErr); err != nil {
+		return nil, fmt.Errorf("demo: shutdown: %w", err)
+	}
+	sum, err := summarize(trailDir, secrets.list())
+	if err != nil {
+		return nil, err
+	}
+	sum.Dir = dir
+	sum.Stats = audit.Stats()
+	sum.Duration = time.Since(start)
+	return sum, nil
+}
+
+func summarize(trailDir string, secrets []string) (*Summary, error) {
+	files, err := sink.Files(trailDir, sink.DefaultName)
+	if err != nil {
+		return nil, fmt.Errorf("demo: %w", err)
+	}
+	s := &Summary{TrailDir: trailDir, Files: files, Counts: map[string]int{}, Secrets: len(secrets)}
+	var all bytes.Buffer
+	for _, f := range files {
+		if fi, err := os.Stat(f); err == nil {
+			s.Bytes += fi.Size()
+		}
+		rc, err := sink.Open(f)
+		if err != nil {
+			return nil, fmt.Errorf("demo: %w", err)
+		}
+		_, err = io.Copy(&all, rc)
+		rc.Close()
+		if err != nil {
+			return nil, fmt.Errorf("demo: read %s: %w", f, err)
+		}
+	}
+	sc := bufio.NewScanner(bytes.NewReader(all.Bytes()))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		ev, err := event.Decode(sc.Bytes())
+		if err != nil {
+			return nil, fmt.Errorf("demo: trail line %d: %w", s.Events+1, err)
+		}
+		s.Events++
+		if ev.Action == event.ActionHTTPRequest {
+			s.Requests++
+		}
+		s.Counts[ev.Action+" "+ev.Outcome]++
+		if ev.Action == event.ActionLoginFail && s.SampleFail == nil && ev.UserName == "alice" {
+			s.SampleFail = append([]byte(nil), sc.Bytes()...)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("demo: %w", err)
+	}
+	for _, sec := range secrets {
+		if len(sec) >= 6 && bytes.Contains(all.Bytes(), []byte(sec)) {
+			s.Leaked = append(s.Leaked, sec)
+		}
+	}
+	return s, nil
+}
+
+// Print writes the summary for a person.
+func (s *Summary) Print(w io.Writer) {
+	fmt.Fprintf(w, "\ntrail:   %s (%d files, %.1f KiB; rotated files are gzipped)\n", s.TrailDir, len(s.Files), float64(s.Bytes)/1024)
+	fmt.Fprintf(w, "events:  %d in %v (%d requests; %d dropped, %d lost)\n", s.Events, s.Duration.Round(time.Millisecond), s.Requests, s.Stats.Dropped, s.Stats.Lost)
+	keys := make([]string, 0, len(s.Counts))
+	for k := range s.Counts {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if s.Counts[keys[i]] != s.Counts[keys[j]] {
+			return s.Counts[keys[i]] > s.Counts[keys[j]]
+		}
+		return keys[i] < keys[j]
+	})
+	fmt.Fprintf(w, "\n  %-32s %-8s %6s\n", "event.action", "outcome", "count")
+	for _, k := range keys {
+		action, outcome, _ := strings.Cut(k, " ")
+		fmt.Fprintf(w, "  %-32s %-8s %6d\n", action, outcome, s.Counts[k])
+	}
+	if len(s.Leaked) == 0 {
+		fmt.Fprintf(w, "\nsecrets: none of the %d passwords, bearer tokens and card numbers sent is in the trail\n", s.Secrets)
+	} else {
+		fmt.Fprintf(w, "\nsecrets: LEAKED %d of %d into the trail: %q\n", len(s.Leaked), s.Secrets, s.Leaked)
+	}
+	if s.SampleFail != nil {
+		fmt.Fprintf(w, "\na failed login, as stored:\n%s\n", s.SampleFail)
+	}
+	fmt.Fprintf(w, "\nread it:  zcat -f %s/*.jsonl* | jq -c 'select(.event.outcome==\"failure\")'\n", s.TrailDir)
+}
