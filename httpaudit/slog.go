@@ -35,6 +35,9 @@ type slogHandler struct {
 	pre   []byte
 	open  int
 	comma bool
+	// pending are groups named by WithGroup that no attribute has been
+	// added to yet: slog asks that empty groups not appear.
+	pending []string
 }
 
 func (h *slogHandler) Enabled(_ context.Context, level slog.Level) bool {
@@ -47,10 +50,32 @@ func (h *slogHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
 	}
 	h2 := *h
 	h2.pre = append([]byte(nil), h.pre...)
+	h2.pre, h2.comma = openGroups(h2.pre, h.pending, h2.comma)
+	added := false
 	for _, a := range attrs {
+		before := len(h2.pre)
 		h2.pre, h2.comma = h.l.appendAttr(h2.pre, a, h2.comma)
+		added = added || len(h2.pre) > before
 	}
+	if !added { // only empty attributes: the groups stay pending
+		return h
+	}
+	h2.open += len(h.pending)
+	h2.pending = nil
 	return &h2
+}
+
+// openGroups renders the opening of each named group.
+func openGroups(buf []byte, groups []string, comma bool) ([]byte, bool) {
+	for _, g := range groups {
+		if comma {
+			buf = append(buf, ',')
+		}
+		buf = event.AppendString(buf, g)
+		buf = append(buf, ':', '{')
+		comma = false
+	}
+	return buf, comma
 }
 
 func (h *slogHandler) WithGroup(name string) slog.Handler {
@@ -58,14 +83,7 @@ func (h *slogHandler) WithGroup(name string) slog.Handler {
 		return h
 	}
 	h2 := *h
-	h2.pre = append([]byte(nil), h.pre...)
-	if h2.comma {
-		h2.pre = append(h2.pre, ',')
-	}
-	h2.pre = event.AppendString(h2.pre, name)
-	h2.pre = append(h2.pre, ':', '{')
-	h2.open++
-	h2.comma = false
+	h2.pending = append(h.pending[:len(h.pending):len(h.pending)], name)
 	return &h2
 }
 
@@ -92,12 +110,19 @@ func (h *slogHandler) Handle(ctx context.Context, r slog.Record) error {
 
 	buf := append(make([]byte, 0, len(h.pre)+64), '{')
 	buf = append(buf, h.pre...)
-	comma := h.comma
+	mark := len(buf)
+	buf, comma := openGroups(buf, h.pending, h.comma)
+	withGroups := len(buf)
 	r.Attrs(func(a slog.Attr) bool {
 		buf, comma = l.appendAttr(buf, a, comma)
 		return true
 	})
-	for range h.open {
+	open := h.open + len(h.pending)
+	if len(buf) == withGroups { // no attributes: drop the empty groups
+		buf = buf[:mark]
+		open = h.open
+	}
+	for range open {
 		buf = append(buf, '}')
 	}
 	buf = append(buf, '}')
