@@ -137,9 +137,11 @@ func hasPrefixAt[T text](s T, i int, p string) bool {
 // matches it returns the run's end so the scan skips the run.
 func digitsAt[T text](r *Redactor, s T, i int) (span, bool, int) {
 	// Most digit runs (dates, ids, ports, prices) hold fewer than the nine
-	// digits of the shortest secret; count them before any closer look.
+	// digits of the shortest secret; count them before any closer look. The
+	// count stops at nine so that a long run is not recounted after each
+	// card found in it.
 	n, j := 0, i
-	for j < len(s) {
+	for j < len(s) && n < 9 {
 		if isDigit(s[j]) {
 			n++
 			j++

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"time"
 	"testing"
 )
 
@@ -683,3 +684,36 @@ func TestConcurrentUse(t *testing.T) {
 // Python's hmac module, so Hash is checked against an independent
 // implementation.
 const knownHMAC = "562f68134aac827b4a9e838740bb8014de2cb3f33fe6e74b44d07c9cc4d899dc"
+
+// TestAdversarialInputs feeds inputs built to make a careless scanner
+// quadratic (a rescan per match, a backward search per anchor). Each is
+// 256 KiB or more and must take milliseconds; a quadratic scan takes tens of
+// seconds.
+func TestAdversarialInputs(t *testing.T) {
+	r := mustNew(t, Config{Emails: true})
+	inputs := map[string]string{
+		"cards":   strings.Repeat("4111 1111 1111 1111 ", 1<<14),
+		"groups":  strings.Repeat("1 ", 1<<17),
+		"digits":  strings.Repeat("1", 1<<18),
+		"ats":     strings.Repeat("a@", 1<<17),
+		"pem":     strings.Repeat("-----BEGIN RSA PRIVATE KEY----- ", 1<<13),
+		"kv":      strings.Repeat("password=", 1<<15),
+		"colons":  strings.Repeat("a:", 1<<17),
+		"bearer":  strings.Repeat("Bearer ", 1<<15),
+		"jwt":     strings.Repeat("eyJhbGciOiJIUzI1NiJ9.", 1<<14),
+		"escapes": `"` + strings.Repeat(`\"{`, 1<<16) + `"`,
+		"nested":  `"` + strings.Repeat(`[`, 1<<17) + `"`,
+	}
+	for name, s := range inputs {
+		start := time.Now()
+		out := r.String(s)
+		_, _ = r.JSON(nil, []byte(s))
+		_ = r.Query(s)
+		if d := time.Since(start); d > 2*time.Second {
+			t.Errorf("%s: %d bytes took %v", name, len(s), d)
+		}
+		if name == "cards" && strings.Count(out, "[REDACTED:card]") != 1<<14 {
+			t.Errorf("cards: %d of %d replaced", strings.Count(out, "[REDACTED:card]"), 1<<14)
+		}
+	}
+}
