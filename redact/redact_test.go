@@ -8,8 +8,8 @@ import (
 	"reflect"
 	"strings"
 	"sync"
-	"time"
 	"testing"
+	"time"
 )
 
 var testSecret = []byte("0123456789abcdef-test-secret")
