@@ -1,0 +1,79 @@
+package main
+
+import (
+	"bytes"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+func TestMedian(t *testing.T) {
+	tests := []struct {
+		in   []float64
+		want float64
+	}{
+		{nil, 0},
+		{[]float64{3}, 3},
+		{[]float64{5, 1, 3}, 3},
+		{[]float64{4, 1, 3, 2}, 2.5},
+		{[]float64{9, 1, 8, 2, 7}, 7},
+	}
+	for _, tt := range tests {
+		if got := median(tt.in); got != tt.want {
+			t.Errorf("median(%v) = %v, want %v", tt.in, got, tt.want)
+		}
+	}
+}
+
+const sample = `goos: linux
+BenchmarkBaseline-2            	  960770	      1000 ns/op	    1008 B/op	       9 allocs/op
+BenchmarkBaseline-2            	  960770	      3000 ns/op	    1008 B/op	       9 allocs/op
+BenchmarkBaseline-2            	  960770	      2000 ns/op	    1008 B/op	       9 allocs/op
+BenchmarkHTTPAudit-2           	  127857	      3000 ns/op	   59.00 backlog	      4000 cpu-ns/op	    2268 B/op	      12 allocs/op
+BenchmarkHTTPLog-2             	  118152	     12000 ns/op	    3817 B/op	      35 allocs/op
+BenchmarkSlogHTTP-2            	  137348	      6000 ns/op	      6000 cpu-ns/op	    2928 B/op	      23 allocs/op
+BenchmarkHTTPAuditParallel     	  127857	      3000 ns/op	    2268 B/op	      17 allocs/op
+BenchmarkBaselineParallel      	  127857	      1000 ns/op	    2268 B/op	      9 allocs/op
+BenchmarkSlogHTTPParallel      	  127857	      9000 ns/op	    2268 B/op	      30 allocs/op
+PASS
+`
+
+func TestReport(t *testing.T) {
+	res, err := parse(strings.NewReader(sample))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := median(res["Baseline"].ns); got != 2000 {
+		t.Fatalf("baseline median %v, want 2000", got)
+	}
+	if len(res["HTTPAuditParallel"].allocs) != 1 {
+		t.Fatalf("parallel samples: %+v", res["HTTPAuditParallel"])
+	}
+	var out bytes.Buffer
+	ok := report(&out, res)
+	t.Log(out.String())
+	// Serial: 3 own allocs (met), 3000 ≤ 12000/3 (met) but 3000 > 6000/3
+	// (missed). Parallel: 8 own allocs (missed), HTTPLogParallel missing.
+	if ok {
+		t.Error("report says every goal is met")
+	}
+	for _, want := range []string{
+		"goal own allocs ≤ 4: httpaudit 3  met",
+		"1/3 of HTTPLog: httpaudit is 0.25 of it (overhead only: 0.10; cpu-ns/op: n/a)  met",
+		"1/3 of SlogHTTP: httpaudit is 0.50 of it (overhead only: 0.25; cpu-ns/op: 0.67)  MISSED",
+		"goal own allocs ≤ 4: httpaudit 8  MISSED",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+	if !regexp.MustCompile(`(?m)^HTTPLogParallel +missing$`).MatchString(out.String()) {
+		t.Error("report does not say HTTPLogParallel is missing")
+	}
+}
+
+func TestParseRejectsGarbage(t *testing.T) {
+	if _, err := parse(strings.NewReader("BenchmarkX-2 10 abc ns/op\n")); err == nil {
+		t.Error("parse accepted a non-number")
+	}
+}
