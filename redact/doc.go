@@ -14,7 +14,7 @@
 // "session", "pin" or "ssn", the words "password", "secret", "apikey",
 // "privatekey", "credential" and "cardnumber" anywhere in a name, and names
 // ending in "token", "pwd", "cookie", "sessionid", "signature", "otp",
-// "cvv" or "ssn". So "new_password", "password_confirmation",
+// "cvv" or "ssn" (and "access_tokens", "api_tokens" and the like). So "new_password", "password_confirmation",
 // "client_secret" and "x-csrf-token" are sensitive, while "tokens_used",
 // "token_type", "max_tokens" and "author" are not. [Config.Keys] and
 // [Config.Headers] add names (with '*' wildcards for prefix, suffix and

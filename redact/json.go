@@ -77,14 +77,11 @@ func (w *walker) document() error {
 }
 
 func (w *walker) ws() {
-	for w.pos < len(w.src) {
-		switch w.src[w.pos] {
-		case ' ', '\t', '\n', '\r':
-			w.pos++
-		default:
-			return
-		}
+	src, i := w.src, w.pos
+	for i < len(src) && (src[i] == ' ' || src[i] == '\n' || src[i] == '\t' || src[i] == '\r') {
+		i++
 	}
+	w.pos = i
 }
 
 func (w *walker) value() error {
@@ -364,9 +361,12 @@ func (w *walker) str() (esc bool, anchor int, err error) {
 	w.pos++ // opening quote
 	tab := &w.r.strTab
 	for {
-		for w.pos < len(w.src) && tab[w.src[w.pos]] == 0 {
-			w.pos++
+		// Locals, not fields, so the compiler keeps them in registers.
+		src, i := w.src, w.pos
+		for i < len(src) && tab[src[i]] == 0 {
+			i++
 		}
+		w.pos = i
 		if w.pos >= len(w.src) {
 			return esc, anchor, w.fail("unterminated string")
 		}

@@ -15,8 +15,10 @@ var defaultKeys = []string{
 	"*privatekey*", "*credential*", "*accesskey*", "*signingkey*",
 	"*encryptionkey*", "*cardnumber*", "*creditcard*", "*socialsecurity*",
 	// Credentials are named "<something>_token"; "token_type" and
-	// "tokens_used" are not credentials.
-	"*token", "*pwd", "*cookie", "*sessionid", "*sessid", "*signature", "*otp",
+	// "tokens_used" are not credentials, nor is "max_tokens", so plurals
+	// are listed one by one.
+	"*token", "*apitokens", "*accesstokens", "*refreshtokens", "*authtokens",
+	"*sessiontokens", "*masterkey", "*hmackey", "*pwd", "*cookie", "*sessionid", "*sessid", "*signature", "*otp",
 	"*cvv", "*cvv2", "*cvc", "*cvc2", "*ssn",
 	// Short words that appear inside ordinary names match only whole.
 	"auth", "authorization", "session", "sid", "sig", "jwt", "bearer", "pin",

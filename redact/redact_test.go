@@ -87,7 +87,7 @@ func TestSensitiveKey(t *testing.T) {
 		"auth", "Authorization", "session", "session_id", "JSESSIONID", "PHPSESSID", "cookie", "set-cookie",
 		"ssn", "user.ssn", "social_security_number", "card_number", "cardNumber", "credit_card", "cvv", "cvc2",
 		"pin", "pan", "private_key", "privateKey", "aws_secret_access_key", "credentials", "otp", "totp",
-		"X-Amz-Signature", "sig", "jwt", "passphrase",
+		"X-Amz-Signature", "sig", "jwt", "passphrase", "api_tokens", "refreshTokens", "hmac_key",
 	}
 	plain := []string{
 		"tokens_used", "max_tokens", "token_type", "token_count", "author", "authority", "authored_at",
