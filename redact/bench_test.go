@@ -3,7 +3,6 @@ package redact
 import (
 	"bytes"
 	"encoding/json"
-	"strings"
 	"testing"
 )
 
@@ -142,5 +141,3 @@ func mustNew(tb testing.TB, cfg Config) *Redactor {
 	}
 	return r
 }
-
-var _ = strings.Repeat

@@ -138,8 +138,9 @@ func (r *Redactor) ReplaceAttr(groups []string, a slog.Attr) slog.Attr {
 	if v.Kind() == slog.KindGroup {
 		attrs := v.Group()
 		out := make([]slog.Attr, len(attrs))
+		sub := append(groups[:len(groups):len(groups)], a.Key) // never write into the caller's array
 		for i, ga := range attrs {
-			out[i] = r.ReplaceAttr(append(groups, a.Key), ga)
+			out[i] = r.ReplaceAttr(sub, ga)
 		}
 		return slog.Attr{Key: a.Key, Value: slog.GroupValue(out...)}
 	}
