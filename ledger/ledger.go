@@ -178,7 +178,7 @@ type Ledger struct {
 	bg       sync.WaitGroup
 	pruneMu  sync.Mutex
 
-	w        writer
+	w         writer
 	witnesses []*witnessQueue
 }
 
@@ -365,7 +365,7 @@ func (l *Ledger) recover() error {
 			s.mem = res.entries
 			continue
 		}
-		if lastSeg && res.end < res.size {
+		if lastSeg && (res.end < res.size || res.end < int64(segHeaderSize)) {
 			end := res.end
 			if end < int64(segHeaderSize) {
 				end = 0 // torn header: rewritten below

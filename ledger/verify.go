@@ -1,0 +1,857 @@
+package ledger
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"time"
+
+	"bufio"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/trailguard/trailguard/retention"
+)
+
+// Kinds of findings (problems: verify fails) and notices (facts: verify
+// passes) in a Report.
+const (
+	KindRecordModified         = "record-modified"
+	KindRecordDeleted          = "record-deleted"
+	KindRecordInserted         = "record-inserted"
+	KindRecordsReordered       = "records-reordered"
+	KindTailTruncated          = "tail-truncated"
+	KindCheckpointForged       = "checkpoint-forged"
+	KindCheckpointUnknownKey   = "checkpoint-unknown-key"
+	KindCheckpointRetiredKey   = "checkpoint-retired-key"
+	KindCheckpointInconsistent = "checkpoint-inconsistent"
+	KindRecordsAltered         = "records-altered"
+	KindHistoryRewritten       = "history-rewritten"
+	KindHashTilesAltered       = "hash-tiles-altered"
+	KindFrameCorrupt           = "frame-corrupt"
+	KindPruneRecordInvalid     = "prune-record-invalid"
+	KindPrunedEarly            = "pruned-before-retention"
+
+	NoticePruned      = "pruned-by-policy"
+	NoticeUnsigned    = "unsigned-tail"
+	NoticeTornTail    = "torn-tail"
+	NoticeKeyRotated  = "key-rotated"
+	NoticeKeyChanged  = "key-changed-without-handover"
+	NoticeCheckpoints = "checkpoint-gap"
+)
+
+// Finding is one problem (or, in Report.Notices, one fact) found by Verify.
+type Finding struct {
+	Kind    string `json:"kind"`
+	Message string `json:"message"`
+	// Index is the first record concerned, Count how many.
+	Index uint64 `json:"index,omitempty"`
+	Count uint64 `json:"count,omitempty"`
+	// Size is the tree size of the checkpoint concerned.
+	Size uint64 `json:"checkpoint_size,omitempty"`
+	// File is the file concerned, relative to the ledger directory (or
+	// the witness directory).
+	File string `json:"file,omitempty"`
+}
+
+func (f Finding) String() string { return f.Kind + ": " + f.Message }
+
+// Report is the result of Verify.
+type Report struct {
+	Dir     string `json:"dir"`
+	Origin  string `json:"origin,omitempty"`
+	Records uint64 `json:"records"`
+	// Pruned is the number of records deleted by retention (indices below it).
+	Pruned uint64 `json:"pruned"`
+	// Checkpoints counts checkpoints whose signature verified (ledger and witnesses).
+	Checkpoints int `json:"checkpoints"`
+	// Latest is the newest checkpoint of the ledger that verified.
+	Latest *Checkpoint `json:"latest,omitempty"`
+	// Findings are problems; the first is the first one in the log.
+	Findings []Finding `json:"findings"`
+	// Notices are facts that are not problems (pruning, key rotation, …).
+	Notices []Finding `json:"notices"`
+}
+
+// OK reports whether the ledger verified without findings.
+func (r *Report) OK() bool { return r != nil && len(r.Findings) == 0 }
+
+func (r *Report) String() string {
+	if r == nil {
+		return "<nil report>"
+	}
+	var b strings.Builder
+	if r.OK() {
+		fmt.Fprintf(&b, "OK: %s: %d records (%d pruned), %d checkpoints verified\n", r.Dir, r.Records, r.Pruned, r.Checkpoints)
+	} else {
+		fmt.Fprintf(&b, "FAIL: %s: %d records, %d finding(s)\n", r.Dir, r.Records, len(r.Findings))
+	}
+	for _, f := range r.Findings {
+		fmt.Fprintf(&b, "  %s\n", f)
+	}
+	for _, f := range r.Notices {
+		fmt.Fprintf(&b, "  note: %s\n", f)
+	}
+	return b.String()
+}
+
+func (r *Report) find(f Finding)   { r.Findings = append(r.Findings, f) }
+func (r *Report) notice(f Finding) { r.Notices = append(r.Notices, f) }
+
+// VerifyOptions configure Verify.
+type VerifyOptions struct {
+	// Verifiers are the trusted public keys, old and new (key rotation).
+	Verifiers []note.Verifier
+	// WitnessDir, if set, holds checkpoints exported by a DirWitness (or
+	// any collection of signed checkpoint files); the ledger must contain
+	// every one of them.
+	WitnessDir string
+	// Workers hashing records in parallel. Default GOMAXPROCS.
+	Workers int
+}
+
+// target is a signed tree head the records must reproduce.
+type target struct {
+	size    uint64
+	root    Hash
+	file    string
+	witness bool
+	seq     int
+}
+
+// Verify checks the ledger in dir offline, using only public keys: every
+// checkpoint's signature and key, every record's frame, leaf hash and
+// position against the hash tiles, the Merkle root at every checkpoint
+// (which also proves consecutive checkpoints consistent), retention
+// records, and optionally the checkpoints exported to witnesses. It
+// returns an error only if it could not run; problems are Findings.
+func Verify(dir string, opts VerifyOptions) (*Report, error) {
+	if len(opts.Verifiers) == 0 {
+		return nil, errors.New("ledger: verify: no verifier keys")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "seg")); err != nil {
+		return nil, fmt.Errorf("ledger: verify: %s is not a ledger: %w", dir, err)
+	}
+	if opts.Workers <= 0 {
+		opts.Workers = runtime.GOMAXPROCS(0)
+	}
+	v := &verifier{dir: dir, opts: opts, known: note.VerifierList(opts.Verifiers...), rep: &Report{Dir: dir, Findings: []Finding{}, Notices: []Finding{}}}
+	if err := v.checkpoints(); err != nil {
+		return nil, err
+	}
+	if err := v.pruned(); err != nil {
+		return nil, err
+	}
+	if err := v.records(); err != nil {
+		return nil, err
+	}
+	return v.rep, nil
+}
+
+type verifier struct {
+	dir     string
+	opts    VerifyOptions
+	known   note.Verifiers
+	rep     *Report
+	targets []target
+	ownMax  uint64 // largest size signed in the ledger's own checkpoints
+	prunedN uint64
+}
+
+func (v *verifier) openSigned(signed []byte, file string, r *Report) (Checkpoint, *note.Note, bool) {
+	c, n, err := OpenCheckpoint(signed, v.known)
+	if err == nil {
+		if v.rep.Origin == "" {
+			v.rep.Origin = c.Origin
+		} else if c.Origin != v.rep.Origin {
+			r.find(Finding{Kind: KindCheckpointForged, File: file, Size: c.Size,
+				Message: fmt.Sprintf("%s: checkpoint for origin %q, the ledger's is %q", file, c.Origin, v.rep.Origin)})
+			return c, n, false
+		}
+		return c, n, true
+	}
+	claim, _ := parseUnverified(signed)
+	var unknown *note.UnverifiedNoteError
+	var invalid *note.InvalidSignatureError
+	switch {
+	case errors.As(err, &unknown):
+		var names []string
+		for _, s := range unknown.Note.UnverifiedSigs {
+			names = append(names, fmt.Sprintf("%s+%08x", s.Name, s.Hash))
+		}
+		r.find(Finding{Kind: KindCheckpointUnknownKey, File: file, Size: claim.Size,
+			Message: fmt.Sprintf("%s: checkpoint (size %d) signed only by unknown key(s) %s", file, claim.Size, strings.Join(names, ", "))})
+	case errors.As(err, &invalid):
+		r.find(Finding{Kind: KindCheckpointForged, File: file, Size: claim.Size,
+			Message: fmt.Sprintf("%s: checkpoint (claims size %d) has an invalid signature by %s+%08x: forged or altered", file, claim.Size, invalid.Name, invalid.Hash)})
+	default:
+		r.find(Finding{Kind: KindCheckpointForged, File: file, Size: claim.Size,
+			Message: fmt.Sprintf("%s: malformed checkpoint: %v", file, err)})
+	}
+	return Checkpoint{}, nil, false
+}
+
+func keyIDs(n *note.Note) map[string]bool {
+	m := map[string]bool{}
+	for _, s := range n.Sigs {
+		m[fmt.Sprintf("%s+%08x", s.Name, s.Hash)] = true
+	}
+	return m
+}
+
+func (v *verifier) checkpoints() error {
+	ents, _, why := readFrameLog(filepath.Join(v.dir, "checkpoints.log"), maxCheckpointSize)
+	if why != nil {
+		if errors.Is(why, errTorn) {
+			v.rep.notice(Finding{Kind: NoticeTornTail, File: "checkpoints.log", Message: "checkpoints.log ends in a torn write (crash while writing a checkpoint)"})
+		} else {
+			v.rep.find(Finding{Kind: KindCheckpointForged, File: "checkpoints.log", Message: fmt.Sprintf("checkpoints.log: damaged frame after %d checkpoints: %v", len(ents), why)})
+		}
+	}
+	var current, retired = map[string]bool{}, map[string]bool{}
+	var prev *Checkpoint
+	var lastSigned []byte
+	for k, e := range ents {
+		file := fmt.Sprintf("checkpoints.log#%d", k)
+		c, n, ok := v.openSigned(e.data, file, v.rep)
+		if !ok {
+			continue
+		}
+		v.rep.Checkpoints++
+		ids := keyIDs(n)
+		onlyRetired := true
+		for id := range ids {
+			if !retired[id] {
+				onlyRetired = false
+			}
+		}
+		if onlyRetired {
+			v.rep.find(Finding{Kind: KindCheckpointRetiredKey, File: file, Size: c.Size,
+				Message: fmt.Sprintf("%s: checkpoint (size %d) signed only by a key retired at an earlier key handover", file, c.Size)})
+			continue
+		}
+		if len(current) > 0 {
+			var kept, added []string
+			for id := range ids {
+				if current[id] {
+					kept = append(kept, id)
+				} else {
+					added = append(added, id)
+				}
+			}
+			sort.Strings(added)
+			switch {
+			case len(added) > 0 && len(kept) > 0:
+				for _, id := range kept {
+					retired[id] = true
+				}
+				v.rep.notice(Finding{Kind: NoticeKeyRotated, File: file, Size: c.Size,
+					Message: fmt.Sprintf("key handover at checkpoint size %d: %s co-signed by %s, which is retired from here on", c.Size, strings.Join(added, ", "), strings.Join(kept, ", "))})
+				current = map[string]bool{}
+				for _, id := range added {
+					current[id] = true
+				}
+			case len(added) > 0:
+				v.rep.notice(Finding{Kind: NoticeKeyChanged, File: file, Size: c.Size,
+					Message: fmt.Sprintf("signing key changed at checkpoint size %d to %s without a co-signed handover", c.Size, strings.Join(added, ", "))})
+				current = ids
+			}
+		} else {
+			current = ids
+		}
+		if prev != nil {
+			if c.Size < prev.Size || (c.Size == prev.Size && c.Root != prev.Root) {
+				v.rep.find(Finding{Kind: KindCheckpointInconsistent, File: file, Size: c.Size,
+					Message: fmt.Sprintf("%s: checkpoint (size %d) does not extend the previous one (size %d)", file, c.Size, prev.Size)})
+			}
+		}
+		cc := c
+		prev = &cc
+		lastSigned = e.data
+		v.targets = append(v.targets, target{size: c.Size, root: c.Root, file: file, seq: k})
+		v.ownMax = max(v.ownMax, c.Size)
+	}
+	v.rep.Latest = prev
+	// The checkpoint file served to tlog clients must be one of them.
+	if b, err := os.ReadFile(filepath.Join(v.dir, "checkpoint")); err == nil && string(b) != string(lastSigned) {
+		if c, _, ok := v.openSigned(b, "checkpoint", v.rep); ok {
+			v.targets = append(v.targets, target{size: c.Size, root: c.Root, file: "checkpoint", seq: len(ents)})
+			v.ownMax = max(v.ownMax, c.Size)
+		}
+	}
+	if v.opts.WitnessDir != "" {
+		ents, err := os.ReadDir(v.opts.WitnessDir)
+		if err != nil {
+			return fmt.Errorf("ledger: verify: witness: %w", err)
+		}
+		for _, e := range ents {
+			if !e.Type().IsRegular() || strings.HasSuffix(e.Name(), ".tmp") {
+				continue
+			}
+			p := filepath.Join(v.opts.WitnessDir, e.Name())
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return fmt.Errorf("ledger: verify: witness: %w", err)
+			}
+			if c, _, ok := v.openSigned(b, p, v.rep); ok {
+				v.rep.Checkpoints++
+				v.targets = append(v.targets, target{size: c.Size, root: c.Root, file: p, witness: true})
+			}
+		}
+	}
+	sort.SliceStable(v.targets, func(i, j int) bool { return v.targets[i].size < v.targets[j].size })
+	return nil
+}
+
+func (v *verifier) pruned() error {
+	ents, _, why := readFrameLog(filepath.Join(v.dir, "pruned.log"), maxCheckpointSize)
+	if why != nil {
+		v.rep.find(Finding{Kind: KindPruneRecordInvalid, File: "pruned.log", Message: fmt.Sprintf("pruned.log: damaged after %d records: %v", len(ents), why)})
+	}
+	for k, e := range ents {
+		file := fmt.Sprintf("pruned.log#%d", k)
+		n, err := note.Open(e.data, v.known)
+		if err != nil {
+			v.rep.find(Finding{Kind: KindPruneRecordInvalid, File: file, Message: fmt.Sprintf("%s: retention record does not verify: %v", file, err)})
+			continue
+		}
+		p, err := parsePruneText(n.Text)
+		if err != nil || p.Start != v.prunedN {
+			v.rep.find(Finding{Kind: KindPruneRecordInvalid, File: file, Message: fmt.Sprintf("%s: retention record out of order or malformed (%v)", file, err)})
+			continue
+		}
+		v.prunedN = p.End
+		v.rep.notice(Finding{Kind: NoticePruned, File: file, Index: p.Start, Count: p.End - p.Start,
+			Message: fmt.Sprintf("records [%d, %d) pruned by policy %s on %s (newest record %s)", p.Start, p.End, p.Policy, p.At.UTC().Format(time.RFC3339), p.Newest.UTC().Format(time.RFC3339))})
+		if prof, err := retention.Lookup(p.Policy); err == nil && !prof.Expired(p.Newest, p.At) {
+			v.rep.find(Finding{Kind: KindPrunedEarly, File: file, Index: p.Start, Count: p.End - p.Start,
+				Message: fmt.Sprintf("records [%d, %d) were deleted on %s, before policy %s allowed (newest record %s)", p.Start, p.End, p.At.UTC().Format(time.RFC3339), p.Policy, p.Newest.UTC().Format(time.RFC3339))})
+		}
+	}
+	v.rep.Pruned = v.prunedN
+	return nil
+}
+
+// chunk is up to 256 consecutive records of one tile (index start…).
+type chunk struct {
+	start  uint64
+	recs   [][]byte
+	leaves []Hash
+	root   Hash // subtree root, when len(recs) == 256 and start is tile-aligned
+	issues []Finding
+	hints  map[uint64]uint64 // record index → first index its segment header claims
+	done   chan struct{}
+	err    error
+}
+
+// produce reads the segments in order and cuts the record stream into
+// tile-aligned chunks; workers hash them in parallel.
+func (v *verifier) produce(out chan<- *chunk, work chan<- *chunk, stop <-chan struct{}) (err error) {
+	defer close(out)
+	defer close(work)
+	segs, err := listSegments(filepath.Join(v.dir, "seg"))
+	if err != nil {
+		return err
+	}
+	idx := v.prunedN
+	var cur *chunk
+	send := func() bool {
+		if cur == nil {
+			return true
+		}
+		c := cur
+		cur = nil
+		select {
+		case out <- c:
+		case <-stop:
+			return false
+		}
+		select {
+		case work <- c:
+		case <-stop:
+			return false
+		}
+		return true
+	}
+	add := func(rec []byte, issue *Finding, hint *uint64) bool {
+		if cur != nil && (idx/tileWidth != cur.start/tileWidth) {
+			if !send() {
+				return false
+			}
+		}
+		if cur == nil {
+			cur = &chunk{start: idx, done: make(chan struct{})}
+		}
+		if issue != nil {
+			cur.issues = append(cur.issues, *issue)
+		}
+		if hint != nil {
+			if cur.hints == nil {
+				cur.hints = map[uint64]uint64{}
+			}
+			cur.hints[idx] = *hint
+		}
+		if rec != nil {
+			cur.recs = append(cur.recs, rec)
+			idx++
+		}
+		return true
+	}
+	buf := make([]byte, 0, 1<<20)
+	for si, s := range segs {
+		rel := filepath.Join("seg", filepath.Base(s.path))
+		f, err := os.Open(s.path)
+		if err != nil {
+			return err
+		}
+		br := bufio.NewReaderSize(f, 1<<20)
+		hdr := make([]byte, segHeaderSize)
+		var hint *uint64
+		if _, err := io.ReadFull(br, hdr); err != nil {
+			if si < len(segs)-1 {
+				iss := Finding{Kind: KindFrameCorrupt, File: rel, Index: idx, Message: fmt.Sprintf("%s: segment header missing", rel)}
+				add(nil, &iss, nil)
+			}
+			f.Close()
+			continue
+		}
+		first, err := parseSegHeader(hdr)
+		if err != nil {
+			iss := Finding{Kind: KindFrameCorrupt, File: rel, Index: idx, Message: fmt.Sprintf("%s: %v", rel, err)}
+			add(nil, &iss, nil)
+		} else {
+			hint = &first
+		}
+		off := int64(segHeaderSize)
+		for {
+			h, err := br.Peek(frameHeader)
+			if len(h) == 0 && errors.Is(err, io.EOF) {
+				break
+			}
+			var n int
+			if err == nil {
+				n, err = frameLen(h, maxFrameLen)
+			} else {
+				err = errTorn
+			}
+			if err == nil {
+				if len(buf)+n > cap(buf) {
+					buf = make([]byte, 0, max(1<<20, n))
+				}
+				fr := buf[len(buf) : len(buf)+n]
+				if _, rerr := io.ReadFull(br, fr); rerr != nil {
+					err = errTorn
+				} else {
+					buf = buf[:len(buf)+n]
+					_, rec, _, derr := decodeFrame(fr, maxFrameLen)
+					var iss *Finding
+					if derr != nil {
+						rec = fr[frameHeader : n-4]
+						iss = &Finding{Kind: KindFrameCorrupt, File: rel, Index: idx,
+							Message: fmt.Sprintf("record %d (%s offset %d): frame checksum mismatch", idx, rel, off)}
+					}
+					if !add(rec, iss, hint) {
+						f.Close()
+						return nil
+					}
+					hint = nil
+					off += int64(n)
+					continue
+				}
+			}
+			// The frame is torn or its length is impossible.
+			if errors.Is(err, errTorn) && si == len(segs)-1 {
+				v.rep.notice(Finding{Kind: NoticeTornTail, File: rel, Index: idx,
+					Message: fmt.Sprintf("%s ends in a torn write at offset %d (a crash; cut on next open)", rel, off)})
+			} else {
+				iss := Finding{Kind: KindFrameCorrupt, File: rel, Index: idx,
+					Message: fmt.Sprintf("record %d (%s offset %d): %v; rest of the segment unreadable", idx, rel, off, err)}
+				add(nil, &iss, nil)
+			}
+			break
+		}
+		f.Close()
+	}
+	send()
+	v.rep.Records = idx
+	return nil
+}
+
+func (v *verifier) hashWorker(work <-chan *chunk) {
+	for c := range work {
+		c.leaves = make([]Hash, len(c.recs))
+		for i, r := range c.recs {
+			c.leaves[i] = LeafHash(r)
+		}
+		if len(c.leaves) == tileWidth && c.start%tileWidth == 0 {
+			c.root = subtreeHash(c.leaves)
+		}
+		close(c.done)
+	}
+}
+
+// leafTiles gives random access to the leaf hashes stored in level-0 tiles.
+type leafTiles struct {
+	s     tileStore
+	limit uint64 // leaves beyond this are not claimed by any checkpoint
+	n     uint64
+	data  []byte
+	ok    bool
+}
+
+func (lt *leafTiles) at(j uint64) (Hash, bool) {
+	if j >= lt.limit {
+		return Hash{}, false
+	}
+	n := j / tileWidth
+	if lt.data == nil || lt.n != n {
+		w := int(min(tileWidth, lt.limit-n*tileWidth))
+		b, err := lt.s.read(0, n, w)
+		lt.n, lt.data, lt.ok = n, b, err == nil
+		if lt.data == nil {
+			lt.data = []byte{}
+		}
+	}
+	k := int(j % tileWidth)
+	if !lt.ok || (k+1)*HashSize > len(lt.data) {
+		return Hash{}, false
+	}
+	return Hash(lt.data[k*HashSize : (k+1)*HashSize]), true
+}
+
+// records streams the records against the tiles and the checkpoints.
+func (v *verifier) records() error {
+	lt := &leafTiles{s: tileStore{v.dir}}
+	for _, t := range v.targets {
+		lt.limit = max(lt.limit, t.size)
+	}
+	out := make(chan *chunk, 4*v.opts.Workers)
+	work := make(chan *chunk, 4*v.opts.Workers)
+	stop := make(chan struct{})
+	defer close(stop)
+	perr := make(chan error, 1)
+	go func() { perr <- v.produce(out, work, stop) }()
+	for range v.opts.Workers {
+		go v.hashWorker(work)
+	}
+
+	st := &streamState{v: v, lt: lt, tr: &tree{}}
+	// Pruned records: only their leaf hashes remain.
+	for st.tr.size < v.prunedN {
+		j := st.tr.size
+		h, ok := lt.at(j)
+		if !ok {
+			limit := lt.limit
+			lt.limit = v.prunedN
+			h, ok = lt.at(j)
+			lt.limit = limit
+		}
+		if !ok {
+			v.rep.find(Finding{Kind: KindHashTilesAltered, Index: j, Message: fmt.Sprintf("leaf hash of pruned record %d missing from the hash tiles", j)})
+			break
+		}
+		st.appendBoth(h, h, true)
+	}
+	for c := range out {
+		<-c.done
+		st.chunk(c)
+	}
+	if err := <-perr; err != nil {
+		return err
+	}
+	st.finish()
+	return nil
+}
+
+// streamState folds records into the tree, checking them against the leaf
+// tiles and the signed roots.
+type streamState struct {
+	v  *verifier
+	lt *leafTiles
+	tr *tree // records (and, until they diverge, tiles)
+	lT *tree // tiles, after divergence
+	ti int   // next target
+
+	diverged   bool
+	divAt      uint64
+	rWin       []Hash
+	rHints     map[uint64]uint64
+	issues     []Finding
+	rBad, lBad []target
+	rGood      []target
+}
+
+const classifyWindow = 64
+
+func (st *streamState) chunk(c *chunk) {
+	st.issues = append(st.issues, c.issues...)
+	for k, h := range c.hints {
+		if st.rHints == nil {
+			st.rHints = map[uint64]uint64{}
+		}
+		st.rHints[k] = h
+	}
+	if c.start != st.tr.size {
+		// Records after a gap in the stream (cannot happen: the producer
+		// numbers records consecutively).
+		panic("ledger: verify: chunk out of order")
+	}
+	full := len(c.leaves) == tileWidth
+	if !st.diverged && full && st.targetAfter() > c.start+tileWidth-1 {
+		// Fast path: whole tile, no checkpoint inside, compare and fold.
+		if st.tileMatches(c) {
+			st.tr.appendTile(c.leaves, c.root, nil)
+			st.checkTargets()
+			return
+		}
+	}
+	for _, h := range c.leaves {
+		l, lok := st.lt.at(st.tr.size)
+		st.appendBoth(h, l, lok)
+	}
+}
+
+func (st *streamState) targetAfter() uint64 {
+	if st.ti < len(st.v.targets) {
+		return st.v.targets[st.ti].size
+	}
+	return ^uint64(0)
+}
+
+func (st *streamState) tileMatches(c *chunk) bool {
+	if c.start+tileWidth > st.lt.limit {
+		return false
+	}
+	for i, h := range c.leaves {
+		l, ok := st.lt.at(c.start + uint64(i))
+		if !ok || l != h {
+			return false
+		}
+	}
+	return true
+}
+
+// appendBoth adds record leaf r (and tile leaf l, if known).
+func (st *streamState) appendBoth(r, l Hash, lok bool) {
+	if !st.diverged && lok && r != l {
+		st.diverge()
+	}
+	if !st.diverged {
+		st.tr.append(r, nil)
+		st.checkTargets()
+		return
+	}
+	if len(st.rWin) < classifyWindow {
+		st.rWin = append(st.rWin, r)
+	}
+	st.tr.append(r, nil)
+	if st.lT != nil && lok {
+		if st.lT.size == st.tr.size-1 {
+			st.lT.append(l, nil)
+		}
+	}
+	st.checkTargets()
+}
+
+func (st *streamState) diverge() {
+	st.diverged = true
+	st.divAt = st.tr.size
+	st.lT = st.tr.clone()
+}
+
+// checkTargets compares the roots at every checkpoint size reached.
+func (st *streamState) checkTargets() {
+	for st.ti < len(st.v.targets) && st.v.targets[st.ti].size <= st.tr.size {
+		t := st.v.targets[st.ti]
+		st.ti++
+		if t.size < st.tr.size {
+			continue // only possible for size 0 handled at start
+		}
+		if st.tr.root() == t.root {
+			st.rGood = append(st.rGood, t)
+		} else {
+			st.rBad = append(st.rBad, t)
+		}
+		if st.lT != nil && st.lT.size == t.size {
+			if st.lT.root() != t.root {
+				st.lBad = append(st.lBad, t)
+			}
+		}
+	}
+}
+
+// finish runs after the last record: it extends the tile tree to the
+// largest signed size and turns what was seen into findings.
+func (st *streamState) finish() {
+	v := st.v
+	n := st.tr.size
+	// Checkpoints of size 0.
+	for _, t := range v.targets {
+		if t.size == 0 && t.root != emptyRoot {
+			st.rBad = append(st.rBad, t)
+		}
+	}
+	// Records end before the signed size: follow the tiles alone.
+	if st.lt.limit > n {
+		if !st.diverged {
+			st.diverge()
+		}
+	}
+	if st.lT != nil {
+		ti := sort.Search(len(v.targets), func(k int) bool { return v.targets[k].size > st.lT.size })
+		for st.lT.size < st.lt.limit {
+			h, ok := st.lt.at(st.lT.size)
+			if !ok {
+				v.rep.find(Finding{Kind: KindHashTilesAltered, Index: st.lT.size,
+					Message: fmt.Sprintf("hash tiles end at leaf %d, below the signed size %d", st.lT.size, st.lt.limit)})
+				break
+			}
+			st.lT.append(h, nil)
+			for ; ti < len(v.targets) && v.targets[ti].size <= st.lT.size; ti++ {
+				if st.lT.root() != v.targets[ti].root {
+					st.lBad = append(st.lBad, v.targets[ti])
+				}
+			}
+		}
+		for _, t := range v.targets {
+			if t.size > n {
+				st.rBad = append(st.rBad, t)
+			}
+		}
+	}
+	// Frame-level issues come first in the log order.
+	var first *Finding
+	for i := range st.issues {
+		if first == nil || st.issues[i].Index < first.Index {
+			first = &st.issues[i]
+		}
+	}
+	if st.diverged && len(st.rBad) > 0 {
+		f := st.classify()
+		if len(st.lBad) > 0 && len(st.rBad) > 0 && f.Kind != KindTailTruncated {
+			// Tiles do not match the signatures either.
+			v.rep.find(Finding{Kind: KindHashTilesAltered, Index: st.divAt,
+				Message: fmt.Sprintf("hash tiles differ from the records from leaf %d and do not match the signed checkpoints", st.divAt)})
+		}
+		if first != nil && first.Index <= f.Index {
+			v.rep.find(*first)
+			first = nil
+		}
+		v.rep.find(f)
+	} else if st.diverged && len(st.lBad) > 0 {
+		v.rep.find(Finding{Kind: KindHashTilesAltered, Index: st.divAt,
+			Message: fmt.Sprintf("hash tile leaf %d differs from the record, and the tiles do not match the signed checkpoints (the records do)", st.divAt)})
+	} else if len(st.rBad) > 0 {
+		t := st.rBad[0]
+		lastGood := uint64(0)
+		for _, g := range st.rGood {
+			if g.size < t.size {
+				lastGood = max(lastGood, g.size)
+			}
+		}
+		laterGood := false
+		for _, g := range st.rGood {
+			if g.size > t.size {
+				laterGood = true
+			}
+		}
+		switch {
+		case t.witness:
+			v.rep.find(Finding{Kind: KindHistoryRewritten, File: t.file, Size: t.size, Index: lastGood,
+				Message: fmt.Sprintf("witnessed checkpoint %s (size %d) does not match the ledger: history after record %d was rewritten after it was exported", t.file, t.size, lastGood)})
+		case laterGood:
+			v.rep.find(Finding{Kind: KindCheckpointInconsistent, File: t.file, Size: t.size,
+				Message: fmt.Sprintf("%s: validly signed checkpoint (size %d) is not consistent with the records and the other checkpoints", t.file, t.size)})
+		default:
+			v.rep.find(Finding{Kind: KindRecordsAltered, File: t.file, Size: t.size, Index: lastGood, Count: t.size - lastGood,
+				Message: fmt.Sprintf("records [%d, %d) do not match the signed checkpoint %s (records and hash tiles were both altered)", lastGood, t.size, t.file)})
+		}
+	}
+	if first != nil {
+		v.rep.find(*first)
+	}
+	if n > v.ownMax && n > v.prunedN {
+		v.rep.notice(Finding{Kind: NoticeUnsigned, Index: v.ownMax, Count: n - v.ownMax,
+			Message: fmt.Sprintf("records [%d, %d) were written after the last checkpoint and are not yet covered by a signature (a crash; the next open signs them)", v.ownMax, n)})
+	}
+}
+
+// classify names the first difference between the records and the
+// authenticated leaf hashes at st.divAt.
+func (st *streamState) classify() Finding {
+	i := st.divAt
+	r := st.rWin
+	L := func(j uint64) (Hash, bool) { return st.lt.at(j) }
+	limit := st.lt.limit
+	aligned := func(rFrom int, lFrom uint64) bool {
+		m := 0
+		for x := rFrom; x < len(r) && m < 16; x++ {
+			l, ok := L(lFrom + uint64(x-rFrom))
+			if !ok {
+				break
+			}
+			if l != r[x] {
+				return false
+			}
+			m++
+		}
+		return true
+	}
+	if len(r) == 0 {
+		return Finding{Kind: KindTailTruncated, Index: i, Count: limit - i, Size: limit,
+			Message: fmt.Sprintf("records end at %d but a signed checkpoint covers %d: %d record(s) cut from the tail", i, limit, limit-i)}
+	}
+	// Deleted: r[0] is a later authenticated leaf. The segment header
+	// gives the distance when a whole segment is gone.
+	cands := []uint64{}
+	for k := uint64(1); k <= classifyWindow; k++ {
+		cands = append(cands, k)
+	}
+	if h, ok := st.rHints[i]; ok && h > i {
+		cands = append([]uint64{h - i}, cands...)
+	}
+	for _, k := range cands {
+		if l, ok := L(i + k); ok && l == r[0] && aligned(1, i+k+1) {
+			return Finding{Kind: KindRecordDeleted, Index: i, Count: k,
+				Message: fmt.Sprintf("%d record(s) deleted at index %d", k, i)}
+		}
+	}
+	l0, _ := L(i)
+	for k := 1; k < len(r); k++ {
+		if r[k] == l0 && aligned(k+1, i+1) {
+			return Finding{Kind: KindRecordInserted, Index: i, Count: uint64(k),
+				Message: fmt.Sprintf("%d record(s) inserted at index %d", k, i)}
+		}
+	}
+	inL := false
+	for k := uint64(1); k <= classifyWindow; k++ {
+		if l, ok := L(i + k); ok && l == r[0] {
+			inL = true
+		}
+	}
+	inR := false
+	for k := 1; k < len(r); k++ {
+		if r[k] == l0 {
+			inR = true
+		}
+	}
+	if inL && inR {
+		return Finding{Kind: KindRecordsReordered, Index: i,
+			Message: fmt.Sprintf("records reordered at index %d", i)}
+	}
+	m := uint64(1)
+	for int(m) < len(r) {
+		l, ok := L(i + m)
+		if !ok || l == r[m] {
+			break
+		}
+		m++
+	}
+	return Finding{Kind: KindRecordModified, Index: i, Count: m,
+		Message: fmt.Sprintf("record %d modified (its leaf hash differs from the signed tree)", i)}
+}
