@@ -696,6 +696,7 @@ func (st *streamState) finish() {
 			st.rBad = append(st.rBad, t)
 		}
 	}
+	var tilesEnd *Finding
 	// Records end before the signed size: follow the tiles alone.
 	if st.lt.limit > n {
 		if !st.diverged {
@@ -707,8 +708,8 @@ func (st *streamState) finish() {
 		for st.lT.size < st.lt.limit {
 			h, ok := st.lt.at(st.lT.size)
 			if !ok {
-				v.rep.find(Finding{Kind: KindHashTilesAltered, Index: st.lT.size,
-					Message: fmt.Sprintf("hash tiles end at leaf %d, below the signed size %d", st.lT.size, st.lt.limit)})
+				tilesEnd = &Finding{Kind: KindHashTilesAltered, Index: st.lT.size,
+					Message: fmt.Sprintf("hash tiles end at leaf %d, below the signed size %d", st.lT.size, st.lt.limit)}
 				break
 			}
 			st.lT.append(h, nil)
@@ -737,6 +738,15 @@ func (st *streamState) finish() {
 			// Tiles do not match the signatures either.
 			v.rep.find(Finding{Kind: KindHashTilesAltered, Index: st.divAt,
 				Message: fmt.Sprintf("hash tiles differ from the records from leaf %d and do not match the signed checkpoints", st.divAt)})
+		}
+		if tilesEnd != nil && (f.Kind != KindTailTruncated || tilesEnd.Index < f.Index) {
+			v.rep.find(*tilesEnd)
+		}
+		tilesEnd = nil
+		if first != nil && first.Index == f.Index && f.Kind == KindRecordModified {
+			f.Message += "; " + first.Message
+			f.File = first.File
+			first = nil
 		}
 		if first != nil && first.Index <= f.Index {
 			v.rep.find(*first)
@@ -771,6 +781,9 @@ func (st *streamState) finish() {
 			v.rep.find(Finding{Kind: KindRecordsAltered, File: t.file, Size: t.size, Index: lastGood, Count: t.size - lastGood,
 				Message: fmt.Sprintf("records [%d, %d) do not match the signed checkpoint %s (records and hash tiles were both altered)", lastGood, t.size, t.file)})
 		}
+	}
+	if tilesEnd != nil {
+		v.rep.find(*tilesEnd)
 	}
 	if first != nil {
 		v.rep.find(*first)
