@@ -17,11 +17,9 @@ func (r *Redactor) Form(body string) string { return r.urlencoded(body) }
 
 func (r *Redactor) urlencoded(s string) string {
 	var (
-		out        []byte // nil until something changes
-		last       int    // s[last:] is not yet copied to out
-		kbuf, vbuf [128]byte
-		tbuf       [128]byte
-		nbuf       [64]byte
+		out     []byte // nil until something changes
+		last    int    // s[last:] is not yet copied to out
+		scratch []byte // the decoded name or value, only for encoded ones
 	)
 	rewrite := func(from, to int, repl []byte) {
 		if out == nil {
@@ -38,18 +36,33 @@ func (r *Redactor) urlencoded(s string) string {
 		} else {
 			j += i
 		}
-		pair := s[i:j]
-		name, val, hasVal := strings.Cut(pair, "=")
-		dn := appendFormDecode(kbuf[:0], name)
-		if t, ok := scrub(r, tbuf[:0], dn); ok {
-			rewrite(i, i+len(name), t)
+		name, val, hasVal := strings.Cut(s[i:j], "=")
+		// Plain parameters are examined in place; only encoded ones are
+		// decoded, so a clean query costs no allocation.
+		var sensitive bool
+		if strings.ContainsAny(name, "%+") {
+			scratch = appendFormDecode(scratch[:0], name)
+			sensitive = sensitiveParam(r, scratch)
+			if t, ok := scrub(r, nil, scratch); ok {
+				rewrite(i, i+len(name), t)
+			}
+		} else {
+			sensitive = sensitiveParam(r, name)
+			if t, ok := scrub(r, nil, name); ok {
+				rewrite(i, i+len(name), t)
+			}
 		}
 		if hasVal && val != "" {
 			vs := i + len(name) + 1
-			dv := appendFormDecode(vbuf[:0], val)
-			if r.sensitiveKeyNorm(appendNorm(nbuf[:0], dn)) {
-				rewrite(vs, j, appendValue(r, tbuf[:0], dv))
-			} else if t, ok := scrub(r, tbuf[:0], dv); ok {
+			var t []byte
+			var ok bool
+			if strings.ContainsAny(val, "%+") {
+				scratch = appendFormDecode(scratch[:0], val)
+				t, ok = scrubParam(r, scratch, sensitive)
+			} else {
+				t, ok = scrubParam(r, val, sensitive)
+			}
+			if ok {
 				rewrite(vs, j, t)
 			}
 		}
@@ -59,6 +72,20 @@ func (r *Redactor) urlencoded(s string) string {
 		return s
 	}
 	return string(append(out, s[last:]...))
+}
+
+func sensitiveParam[T text](r *Redactor, name T) bool {
+	var buf [64]byte
+	return r.sensitiveKeyNorm(appendNorm(buf[:0], name))
+}
+
+// scrubParam returns the replacement for a parameter value, and false when
+// the value stays as it is.
+func scrubParam[T text](r *Redactor, v T, sensitive bool) ([]byte, bool) {
+	if sensitive {
+		return appendValue(r, nil, v), true
+	}
+	return scrub(r, nil, v)
 }
 
 // appendFormDecode decodes '+' and %XX. Unlike net/url it never fails: a
