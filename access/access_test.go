@@ -1,0 +1,105 @@
+package access
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestStore(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tokens.json")
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, secret, err := s.Create("shipper-1", RoleIngest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(secret, "tg_"+tok.ID+"_") {
+		t.Fatalf("secret %q does not carry id %q", secret, tok.ID)
+	}
+	data, _ := os.ReadFile(path)
+	if strings.Contains(string(data), secret[len(secret)-32:]) {
+		t.Fatal("secret stored in clear")
+	}
+	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {
+		t.Fatalf("store mode %v", fi.Mode())
+	}
+	// A reopened store knows the token.
+	s2, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := s2.Check(secret)
+	if err != nil || got.Name != "shipper-1" || got.Role != RoleIngest {
+		t.Fatalf("Check = %+v, %v", got, err)
+	}
+	tests := []struct {
+		name, presented string
+		want            error
+	}{
+		{"empty", "", ErrMalformed},
+		{"no prefix", strings.TrimPrefix(secret, "tg_"), ErrMalformed},
+		{"wrong secret", secret[:len(secret)-1] + flip(secret[len(secret)-1]), ErrUnknown},
+		{"unknown id", "tg_aaaaaaaa_" + secret[len(secret)-32:], ErrUnknown},
+		{"too long", secret + "x", ErrMalformed},
+	}
+	for _, tt := range tests {
+		if _, err := s2.Check(tt.presented); !errors.Is(err, tt.want) {
+			t.Errorf("%s: Check err = %v, want %v", tt.name, err, tt.want)
+		}
+	}
+	if _, _, err := s2.Create("shipper-1", RoleRead); err == nil {
+		t.Fatal("duplicate active name accepted")
+	}
+	if _, err := s2.Revoke("shipper-1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s2.Check(secret); !errors.Is(err, ErrRevoked) {
+		t.Fatalf("revoked token: %v", err)
+	}
+	s3, _ := Open(path)
+	if _, err := s3.Check(secret); !errors.Is(err, ErrRevoked) {
+		t.Fatalf("revocation not persisted: %v", err)
+	}
+	if len(s3.List()) != 1 {
+		t.Fatalf("list %+v", s3.List())
+	}
+	for _, bad := range []string{"", "has space", strings.Repeat("x", 65), "new\nline"} {
+		if _, _, err := s3.Create(bad, RoleRead); err == nil {
+			t.Errorf("name %q accepted", bad)
+		}
+	}
+	if _, _, err := s3.Create("x", "root"); err == nil {
+		t.Error("role root accepted")
+	}
+}
+
+func flip(c byte) string {
+	if c == 'a' {
+		return "b"
+	}
+	return "a"
+}
+
+func TestRoles(t *testing.T) {
+	tests := []struct {
+		have, need Role
+		ok         bool
+	}{
+		{RoleAdmin, RoleRead, true}, {RoleAdmin, RoleIngest, true}, {RoleAdmin, RoleAdmin, true},
+		{RoleRead, RoleRead, true}, {RoleRead, RoleIngest, false}, {RoleRead, RoleAdmin, false},
+		{RoleIngest, RoleIngest, true}, {RoleIngest, RoleRead, false}, {RoleIngest, RoleAdmin, false},
+	}
+	for _, tt := range tests {
+		if got := tt.have.Allows(tt.need); got != tt.ok {
+			t.Errorf("%s.Allows(%s) = %v", tt.have, tt.need, got)
+		}
+	}
+	if _, err := ParseRole(" Admin "); err != nil {
+		t.Error(err)
+	}
+}
