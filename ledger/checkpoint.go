@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/mod/sumdb/note"
 )
@@ -50,6 +51,14 @@ func (c Checkpoint) Marshal() []byte {
 func ParseCheckpoint(text []byte) (Checkpoint, error) {
 	if len(text) > maxCheckpointSize {
 		return Checkpoint{}, errors.New("ledger: checkpoint too large")
+	}
+	// The signed-note rules: valid UTF-8, no control characters but newline.
+	for i := 0; i < len(text); {
+		r, size := utf8.DecodeRune(text[i:])
+		if r < 0x20 && r != '\n' || r == utf8.RuneError && size == 1 {
+			return Checkpoint{}, errors.New("ledger: checkpoint is not valid UTF-8 text")
+		}
+		i += size
 	}
 	s := string(text)
 	if !strings.HasSuffix(s, "\n") {
