@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 )
 
@@ -29,165 +28,360 @@ var rawPaths = map[string]bool{
 // objects ({"event":{"action":…}}), dotted keys ({"event.action":…}) and any
 // mix of the two, as Elasticsearch does. Fields Event does not model are
 // kept in Extra under their dotted name. A modelled field with the wrong
-// JSON type is an error that names the field.
+// JSON type is an error that names the field; so is malformed JSON, with
+// its byte offset.
 func Decode(data []byte) (*Event, error) {
 	ev := new(Event)
-	if err := decodeObject(ev, "", data, 0); err != nil {
+	s := scanner{data: data}
+	switch s.peek() {
+	case '{':
+	case 'n':
+		return nil, errors.New("event: decode: document is null, want an object")
+	default:
+		if _, err := s.skip(0); err != nil {
+			return nil, fmt.Errorf("event: decode: %w", err)
+		}
+		return nil, errors.New("event: decode: document is not a JSON object")
+	}
+	var pathBuf [128]byte
+	if err := ev.object(&s, pathBuf[:0], 0); err != nil {
 		return nil, err
+	}
+	if s.skipSpace(); s.pos < len(s.data) {
+		return nil, fmt.Errorf("event: decode: %w", s.fail("data after the document"))
 	}
 	return ev, nil
 }
 
-func decodeObject(ev *Event, prefix string, data []byte, depth int) error {
+// key reads an object key. Keys without escapes are returned as a slice
+// of the input, so walking a document allocates nothing for its keys.
+func (s *scanner) key() ([]byte, error) {
+	if s.peek() != '"' {
+		return nil, s.fail("want an object key")
+	}
+	for i := s.pos + 1; i < len(s.data); i++ {
+		switch c := s.data[i]; {
+		case c == '"':
+			k := s.data[s.pos+1 : i]
+			s.pos = i + 1
+			return k, nil
+		case c == '\\' || c < 0x20:
+			v, err := s.str()
+			return []byte(v), err
+		}
+	}
+	return nil, s.fail("unterminated string")
+}
+
+func (ev *Event) object(s *scanner, prefix []byte, depth int) error {
 	if depth > MaxDecodeDepth {
 		return fmt.Errorf("event: decode: nesting deeper than %d at %q", MaxDecodeDepth, prefix)
 	}
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(data, &m); err != nil {
-		if prefix == "" {
+	if err := s.expect('{'); err != nil {
+		return fmt.Errorf("event: decode: %w", err)
+	}
+	if s.peek() == '}' {
+		s.pos++
+		return nil
+	}
+	for {
+		k, err := s.key()
+		if err != nil {
 			return fmt.Errorf("event: decode: %w", err)
 		}
-		return fmt.Errorf("event: decode %s: %w", prefix, err)
-	}
-	if m == nil && prefix == "" {
-		return errors.New("event: decode: document is null, want an object")
-	}
-	for k, v := range m {
-		if k == "" {
+		if len(k) == 0 {
 			return fmt.Errorf("event: decode: empty field name under %q", prefix)
 		}
-		name := k
-		if prefix != "" {
-			name = prefix + "." + k
+		name := prefix
+		if len(name) > 0 {
+			name = append(name, '.')
 		}
-		v = bytes.TrimSpace(v)
-		if len(v) > 0 && v[0] == '{' && !rawPaths[name] && name != labelsPrefix {
-			if err := decodeObject(ev, name, v, depth+1); err != nil {
+		name = append(name, k...)
+		if err := s.expect(':'); err != nil {
+			return fmt.Errorf("event: decode: %w", err)
+		}
+		switch c := s.peek(); {
+		case c == '{' && !rawPaths[string(name)] && string(name) != labelsPrefix:
+			if err := ev.object(s, name, depth+1); err != nil {
 				return err
 			}
-			continue
+		case c == 'n':
+			if err := s.literal("null"); err != nil {
+				return fmt.Errorf("event: decode: %w", err)
+			}
+		default:
+			if err := ev.field(s, name, depth); err != nil {
+				var se *syntaxError
+				if errors.As(err, &se) {
+					return fmt.Errorf("event: decode: %w", err)
+				}
+				return fmt.Errorf("event: decode field %s: %w", name, err)
+			}
 		}
-		if err := ev.set(name, v); err != nil {
-			return fmt.Errorf("event: decode field %s: %w", name, err)
+		switch s.peek() {
+		case ',':
+			s.pos++
+		case '}':
+			s.pos++
+			return nil
+		default:
+			return fmt.Errorf("event: decode: %w", s.fail("want ',' or '}'"))
 		}
 	}
+}
+
+// field decodes the value of one leaf field.
+func (ev *Event) field(s *scanner, name []byte, depth int) error {
+	var err error
+	str := func(dst *string) {
+		if s.peek() != '"' {
+			err = typeError(s, depth, "a string")
+			return
+		}
+		*dst, err = s.str()
+	}
+	integer := func() int64 {
+		if c := s.peek(); c != '-' && (c < '0' || c > '9') {
+			err = typeError(s, depth, "an integer")
+			return 0
+		}
+		var n int64
+		n, err = s.int()
+		return n
+	}
+	switch string(name) {
+	case "@timestamp":
+		err = ev.setTime(s, &ev.Timestamp, depth)
+	case "event.kind":
+		str(&ev.Kind)
+	case "event.category":
+		ev.Category, err = s.strings(depth)
+	case "event.type":
+		ev.Type, err = s.strings(depth)
+	case "event.action":
+		str(&ev.Action)
+	case "event.outcome":
+		str(&ev.Outcome)
+	case "event.reason":
+		str(&ev.Reason)
+	case "event.severity":
+		ev.Severity = int(integer())
+	case "event.duration":
+		ev.Duration = time.Duration(integer())
+	case "event.id":
+		str(&ev.ID)
+	case "event.dataset":
+		str(&ev.Dataset)
+	case "event.ingested":
+		err = ev.setTime(s, &ev.Ingested, depth)
+	case "message":
+		str(&ev.Message)
+	case "log.level":
+		str(&ev.LogLevel)
+	case "error.message":
+		str(&ev.ErrorMessage)
+	case "http.request.id":
+		str(&ev.RequestID)
+	case "http.request.method":
+		str(&ev.Method)
+	case "http.request.referrer":
+		str(&ev.Referrer)
+	case "http.request.body.bytes":
+		ev.RequestBodyBytes = integer()
+	case "http.request.body.content":
+		str(&ev.RequestBody)
+	case "http.response.status_code":
+		ev.StatusCode = int(integer())
+	case "http.response.body.bytes":
+		ev.ResponseBodyBytes = integer()
+	case "url.path":
+		str(&ev.Path)
+	case "url.query":
+		str(&ev.Query)
+	case "source.ip":
+		str(&ev.SourceIP)
+	case "source.port":
+		ev.SourcePort = int(integer())
+	case "client.ip":
+		str(&ev.ClientIP)
+	case "user.id":
+		str(&ev.UserID)
+	case "user.name":
+		str(&ev.UserName)
+	case "user.roles":
+		ev.UserRoles, err = s.strings(depth)
+	case "user.target.id":
+		str(&ev.TargetUserID)
+	case "user.target.name":
+		str(&ev.TargetUserName)
+	case "user_agent.original":
+		str(&ev.UserAgent)
+	case "trace.id":
+		str(&ev.TraceID)
+	case "span.id":
+		str(&ev.SpanID)
+	case "service.name":
+		str(&ev.ServiceName)
+	case "host.name":
+		str(&ev.HostName)
+	case labelsPrefix:
+		err = s.stringMap(&ev.Labels, depth)
+	case headersPrefix:
+		err = s.stringMap(&ev.RequestHeaders, depth)
+	case "trailguard.audit.resource":
+		str(&ev.audit().Resource)
+	case "trailguard.audit.before":
+		ev.audit().Before, err = s.rawCopy(depth)
+	case "trailguard.audit.after":
+		ev.audit().After, err = s.rawCopy(depth)
+	case "trailguard.attrs":
+		ev.Attrs, err = s.rawCopy(depth)
+	default:
+		if bytes.HasPrefix(name, []byte(labelsPrefix+".")) {
+			var v string
+			str(&v)
+			if err == nil {
+				if ev.Labels == nil {
+					ev.Labels = map[string]string{}
+				}
+				ev.Labels[string(name[len(labelsPrefix)+1:])] = v
+			}
+			return err
+		}
+		var raw json.RawMessage
+		if raw, err = s.rawCopy(depth); err == nil {
+			if ev.Extra == nil {
+				ev.Extra = map[string]json.RawMessage{}
+			}
+			ev.Extra[string(name)] = raw
+		}
+	}
+	return err
+}
+
+// typeError consumes the mistyped value and describes it.
+func typeError(s *scanner, depth int, want string) error {
+	raw, err := s.skip(depth)
+	if err != nil {
+		return err
+	}
+	if len(raw) > 40 {
+		raw = append(raw[:37:37], "..."...)
+	}
+	return fmt.Errorf("want %s, got %s", want, raw)
+}
+
+func (ev *Event) setTime(s *scanner, dst *time.Time, depth int) error {
+	if s.peek() != '"' {
+		return typeError(s, depth, "an RFC 3339 date string")
+	}
+	v, err := s.str()
+	if err != nil {
+		return err
+	}
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return err
+	}
+	*dst = t.UTC()
 	return nil
 }
 
-func (ev *Event) set(name string, v json.RawMessage) error {
-	if string(v) == "null" {
+// strings reads a string or an array of strings, as Elasticsearch accepts
+// a single value for every array field.
+func (s *scanner) strings(depth int) ([]string, error) {
+	switch s.peek() {
+	case '"':
+		v, err := s.str()
+		return []string{v}, err
+	case '[':
+	default:
+		return nil, typeError(s, depth, "a string or an array of strings")
+	}
+	s.pos++
+	out := []string{}
+	if s.peek() == ']' {
+		s.pos++
+		return out, nil
+	}
+	for {
+		if s.peek() != '"' {
+			return nil, typeError(s, depth, "a string in the array")
+		}
+		v, err := s.str()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+		switch s.peek() {
+		case ',':
+			s.pos++
+		case ']':
+			s.pos++
+			return out, nil
+		default:
+			return nil, s.fail("want ',' or ']'")
+		}
+	}
+}
+
+// stringMap reads an object whose values are strings.
+func (s *scanner) stringMap(dst *map[string]string, depth int) error {
+	if s.peek() != '{' {
+		return typeError(s, depth, "an object of strings")
+	}
+	s.pos++
+	if *dst == nil {
+		*dst = map[string]string{}
+	}
+	if s.peek() == '}' {
+		s.pos++
 		return nil
 	}
-	if strings.HasPrefix(name, labelsPrefix+".") {
-		var s string
-		if err := json.Unmarshal(v, &s); err != nil {
+	for {
+		k, err := s.str()
+		if err != nil {
 			return err
 		}
-		if ev.Labels == nil {
-			ev.Labels = map[string]string{}
+		if err := s.expect(':'); err != nil {
+			return err
 		}
-		ev.Labels[strings.TrimPrefix(name, labelsPrefix+".")] = s
-		return nil
+		if s.peek() != '"' {
+			return typeError(s, depth, "a string value for "+k)
+		}
+		v, err := s.str()
+		if err != nil {
+			return err
+		}
+		(*dst)[k] = v
+		switch s.peek() {
+		case ',':
+			s.pos++
+		case '}':
+			s.pos++
+			return nil
+		default:
+			return s.fail("want ',' or '}'")
+		}
 	}
-	switch name {
-	case headersPrefix:
-		return json.Unmarshal(v, &ev.RequestHeaders)
-	case "@timestamp":
-		return setTime(&ev.Timestamp, v)
-	case "event.kind":
-		return json.Unmarshal(v, &ev.Kind)
-	case "event.category":
-		return setStrings(&ev.Category, v)
-	case "event.type":
-		return setStrings(&ev.Type, v)
-	case "event.action":
-		return json.Unmarshal(v, &ev.Action)
-	case "event.outcome":
-		return json.Unmarshal(v, &ev.Outcome)
-	case "event.reason":
-		return json.Unmarshal(v, &ev.Reason)
-	case "event.severity":
-		return json.Unmarshal(v, &ev.Severity)
-	case "event.duration":
-		var n int64
-		err := json.Unmarshal(v, &n)
-		ev.Duration = time.Duration(n)
-		return err
-	case "event.id":
-		return json.Unmarshal(v, &ev.ID)
-	case "event.dataset":
-		return json.Unmarshal(v, &ev.Dataset)
-	case "event.ingested":
-		return setTime(&ev.Ingested, v)
-	case "message":
-		return json.Unmarshal(v, &ev.Message)
-	case "log.level":
-		return json.Unmarshal(v, &ev.LogLevel)
-	case "error.message":
-		return json.Unmarshal(v, &ev.ErrorMessage)
-	case "http.request.id":
-		return json.Unmarshal(v, &ev.RequestID)
-	case "http.request.method":
-		return json.Unmarshal(v, &ev.Method)
-	case "http.request.referrer":
-		return json.Unmarshal(v, &ev.Referrer)
-	case "http.request.body.bytes":
-		return json.Unmarshal(v, &ev.RequestBodyBytes)
-	case "http.request.body.content":
-		return json.Unmarshal(v, &ev.RequestBody)
-	case "http.response.status_code":
-		return json.Unmarshal(v, &ev.StatusCode)
-	case "http.response.body.bytes":
-		return json.Unmarshal(v, &ev.ResponseBodyBytes)
-	case "url.path":
-		return json.Unmarshal(v, &ev.Path)
-	case "url.query":
-		return json.Unmarshal(v, &ev.Query)
-	case "source.ip":
-		return json.Unmarshal(v, &ev.SourceIP)
-	case "source.port":
-		return json.Unmarshal(v, &ev.SourcePort)
-	case "client.ip":
-		return json.Unmarshal(v, &ev.ClientIP)
-	case "user.id":
-		return json.Unmarshal(v, &ev.UserID)
-	case "user.name":
-		return json.Unmarshal(v, &ev.UserName)
-	case "user.roles":
-		return setStrings(&ev.UserRoles, v)
-	case "user.target.id":
-		return json.Unmarshal(v, &ev.TargetUserID)
-	case "user.target.name":
-		return json.Unmarshal(v, &ev.TargetUserName)
-	case "user_agent.original":
-		return json.Unmarshal(v, &ev.UserAgent)
-	case "trace.id":
-		return json.Unmarshal(v, &ev.TraceID)
-	case "span.id":
-		return json.Unmarshal(v, &ev.SpanID)
-	case "service.name":
-		return json.Unmarshal(v, &ev.ServiceName)
-	case "host.name":
-		return json.Unmarshal(v, &ev.HostName)
-	case "labels":
-		return json.Unmarshal(v, &ev.Labels)
-	case "trailguard.audit.resource":
-		return json.Unmarshal(v, &ev.audit().Resource)
-	case "trailguard.audit.before":
-		ev.audit().Before = compact(v)
-		return nil
-	case "trailguard.audit.after":
-		ev.audit().After = compact(v)
-		return nil
-	case "trailguard.attrs":
-		ev.Attrs = compact(v)
-		return nil
+}
+
+// rawCopy reads any value and returns a compact copy of its text.
+func (s *scanner) rawCopy(depth int) (json.RawMessage, error) {
+	raw, err := s.skip(depth)
+	if err != nil {
+		return nil, err
 	}
-	if ev.Extra == nil {
-		ev.Extra = map[string]json.RawMessage{}
+	for _, c := range raw {
+		if c == ' ' || c == '\t' || c == '\n' || c == '\r' {
+			var b bytes.Buffer
+			if err := json.Compact(&b, raw); err != nil {
+				return nil, err
+			}
+			return b.Bytes(), nil
+		}
 	}
-	ev.Extra[name] = compact(v)
-	return nil
+	return append(json.RawMessage(nil), raw...), nil
 }
 
 func (ev *Event) audit() *Audit {
@@ -195,39 +389,4 @@ func (ev *Event) audit() *Audit {
 		ev.Audit = new(Audit)
 	}
 	return ev.Audit
-}
-
-func compact(v json.RawMessage) json.RawMessage {
-	var b bytes.Buffer
-	if err := json.Compact(&b, v); err != nil {
-		return append(json.RawMessage(nil), v...)
-	}
-	return b.Bytes()
-}
-
-func setTime(t *time.Time, v json.RawMessage) error {
-	var s string
-	if err := json.Unmarshal(v, &s); err != nil {
-		return err
-	}
-	p, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil {
-		return err
-	}
-	*t = p.UTC()
-	return nil
-}
-
-// setStrings accepts a single string as well as an array, as Elasticsearch
-// does for every field.
-func setStrings(dst *[]string, v json.RawMessage) error {
-	if len(v) > 0 && v[0] == '"' {
-		var s string
-		if err := json.Unmarshal(v, &s); err != nil {
-			return err
-		}
-		*dst = []string{s}
-		return nil
-	}
-	return json.Unmarshal(v, dst)
 }

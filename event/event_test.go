@@ -3,6 +3,7 @@ package event
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"reflect"
 	"strings"
 	"testing"
@@ -300,6 +301,15 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{"a.b":{"c":[{"d":1}]},"@timestamp":5}`))
 	f.Fuzz(func(t *testing.T, doc []byte) {
 		ev, err := Decode(doc)
+		// The hand-written scanner must be exactly as strict as the
+		// standard library about syntax.
+		var se *syntaxError
+		if err == nil && !json.Valid(doc) {
+			t.Fatalf("Decode accepted invalid JSON %q", doc)
+		}
+		if errors.As(err, &se) && json.Valid(doc) {
+			t.Fatalf("Decode rejected valid JSON %q: %v", doc, err)
+		}
 		if err != nil {
 			return
 		}
