@@ -174,6 +174,8 @@ type Ledger struct {
 	cpReq    chan chan cpResult
 	syncCh   chan *syncJob
 	syncDone chan struct{}
+	pubCh    chan pubJob
+	pubDone  chan struct{}
 	stop     chan struct{}
 	bg       sync.WaitGroup
 	pruneMu  sync.Mutex
@@ -238,7 +240,7 @@ func Open(dir string, opts Options) (*Ledger, error) {
 	if opts.Origin == "" || opts.Signer == nil {
 		return nil, errors.New("ledger: Options.Origin and Options.Signer are required")
 	}
-	l := &Ledger{dir: dir, segDir: filepath.Join(dir, "seg"), opts: opts, tiles: tileStore{dir}, notify: make(chan struct{})}
+	l := &Ledger{dir: dir, segDir: filepath.Join(dir, "seg"), opts: opts, tiles: tileStore{dir: dir, made: new(sync.Map)}, notify: make(chan struct{})}
 	if err := os.MkdirAll(l.segDir, 0o755); err != nil {
 		return nil, fmt.Errorf("ledger: open %s: %w", dir, err)
 	}
@@ -259,6 +261,8 @@ func Open(dir string, opts Options) (*Ledger, error) {
 	l.cpReq = make(chan chan cpResult)
 	l.syncCh = make(chan *syncJob, 4)
 	l.syncDone = make(chan struct{})
+	l.pubCh = make(chan pubJob, 64)
+	l.pubDone = make(chan struct{})
 	l.stop = make(chan struct{})
 	for _, w := range opts.Witnesses {
 		q := newWitnessQueue(w, opts.Logger)
@@ -268,6 +272,7 @@ func Open(dir string, opts Options) (*Ledger, error) {
 	l.w.cpMono = time.Now()
 	go l.sequence()
 	go l.syncLoop()
+	go l.publishLoop()
 	// A checkpoint at every open marks the restart and covers what a
 	// crash left unsigned.
 	if _, err := l.Checkpoint(context.Background()); err != nil {
@@ -287,7 +292,7 @@ func Open(dir string, opts Options) (*Ledger, error) {
 func OpenReadOnly(dir string) (*Ledger, error) {
 	var opts Options
 	opts.defaults()
-	l := &Ledger{dir: dir, segDir: filepath.Join(dir, "seg"), opts: opts, tiles: tileStore{dir}, readOnly: true, notify: make(chan struct{})}
+	l := &Ledger{dir: dir, segDir: filepath.Join(dir, "seg"), opts: opts, tiles: tileStore{dir: dir}, readOnly: true, notify: make(chan struct{})}
 	if _, err := os.Stat(l.segDir); err != nil {
 		return nil, fmt.Errorf("ledger: open %s: %w", dir, err)
 	}
@@ -642,6 +647,7 @@ func (l *Ledger) Close() error {
 	close(l.in)
 	l.closeMu.Unlock()
 	<-l.syncDone
+	<-l.pubDone
 	close(l.stop)
 	l.bg.Wait()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -863,6 +869,7 @@ func (l *Ledger) rotate(job *syncJob) error {
 // checkpoints. Jobs that queue up while it waits are merged (group commit).
 func (l *Ledger) syncLoop() {
 	defer close(l.syncDone)
+	defer close(l.pubCh)
 	for job := range l.syncCh {
 		jobs := []*syncJob{job}
 	drain:
@@ -902,39 +909,65 @@ func (l *Ledger) syncJobs(jobs []*syncJob) {
 			r.done <- err
 		}
 	}
-	// Tiles and checkpoints follow the acknowledgement: they are derived
-	// from durable records and rebuilt by recovery if lost.
-	var cpj *syncJob
-	var replies []chan cpResult
+	// Tiles and checkpoints follow the acknowledgement, on their own
+	// goroutine so that file creation never delays the next sync: they
+	// are derived from durable records and rebuilt by recovery if lost.
+	pj := pubJob{err: err}
 	for _, j := range jobs {
+		pj.tiles = append(pj.tiles, j.tiles...)
+		if j.cp != nil {
+			pj.cp, pj.partial = j.cp, j.partial
+			pj.replies = append(pj.replies, j.replies...)
+		}
+	}
+	if len(pj.tiles) > 0 || pj.cp != nil {
+		l.pubCh <- pj
+	}
+}
+
+// pubJob is work for the publisher: full tiles, then maybe a checkpoint.
+type pubJob struct {
+	err     error
+	tiles   []tileData
+	cp      *Checkpoint
+	partial []tileData
+	replies []chan cpResult
+}
+
+func (l *Ledger) publishLoop() {
+	defer close(l.pubDone)
+	for pj := range l.pubCh {
+		err := pj.err
 		if err == nil {
-			for _, t := range j.tiles {
+			err = l.err()
+		}
+		if err == nil {
+			for _, t := range pj.tiles {
 				if werr := l.tiles.write(t.level, t.n, tileWidth, t.data); werr != nil {
 					l.setFatal(werr)
 					err = l.err()
 					break
 				}
-				l.tiles.removePartials(t.level, t.n, tileWidth)
+				if p, ok := l.w.partial[t.level]; ok && p.n == t.n {
+					l.tiles.removePartials(t.level, t.n, tileWidth)
+					delete(l.w.partial, t.level)
+				}
 			}
 		}
-		if j.cp != nil {
-			cpj = j
-			replies = append(replies, j.replies...)
+		if pj.cp == nil {
+			continue
 		}
-	}
-	if cpj == nil {
-		return
-	}
-	var signed []byte
-	if err == nil {
-		signed, err = l.publish(cpj)
-		if err != nil {
-			l.setFatal(err)
-			err = l.err()
+		var signed []byte
+		if err == nil {
+			signed, err = l.publish(pj.cp, pj.partial)
+			if err != nil {
+				l.setFatal(err)
+				err = l.err()
+			}
 		}
-	}
-	for _, r := range replies {
-		r <- cpResult{signed, err}
+		for _, r := range pj.replies {
+			r <- cpResult{signed, err}
+		}
 	}
 }
 
@@ -967,8 +1000,8 @@ func (l *Ledger) makeDurable(jobs []*syncJob) error {
 // publish writes a checkpoint's partial tiles, signs it, appends it to
 // checkpoints.log (durably), replaces the checkpoint file and queues it
 // for the witnesses.
-func (l *Ledger) publish(j *syncJob) ([]byte, error) {
-	for _, t := range j.partial {
+func (l *Ledger) publish(cp *Checkpoint, partial []tileData) ([]byte, error) {
+	for _, t := range partial {
 		w := len(t.data) / HashSize
 		if err := l.tiles.write(t.level, t.n, w, t.data); err != nil {
 			return nil, err
@@ -982,11 +1015,11 @@ func (l *Ledger) publish(j *syncJob) ([]byte, error) {
 	if l.w.handover != nil {
 		signers = append(signers, l.w.handover)
 	}
-	signed, err := SignCheckpoint(*j.cp, signers...)
+	signed, err := SignCheckpoint(*cp, signers...)
 	if err != nil {
 		return nil, err
 	}
-	if err := appendFrameLog(filepath.Join(l.dir, "checkpoints.log"), j.cp.Time.UnixNano(), signed); err != nil {
+	if err := appendFrameLog(filepath.Join(l.dir, "checkpoints.log"), cp.Time.UnixNano(), signed); err != nil {
 		return nil, err
 	}
 	l.w.handover = nil
@@ -998,7 +1031,7 @@ func (l *Ledger) publish(j *syncJob) ([]byte, error) {
 		return nil, err
 	}
 	l.cpMu.Lock()
-	l.latest, l.latestCP = signed, *j.cp
+	l.latest, l.latestCP = signed, *cp
 	l.cpMu.Unlock()
 	for _, q := range l.witnesses {
 		q.enqueue(signed)

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"golang.org/x/mod/sumdb/tlog"
 )
@@ -29,14 +30,30 @@ func tilePath(level int, n uint64, w int) string {
 }
 
 // tileStore reads and writes hash tiles under dir.
-type tileStore struct{ dir string }
+type tileStore struct {
+	dir  string
+	made *sync.Map // directories known to exist (writer only)
+}
 
-// writeTile writes a tile atomically (temporary file, then rename), so a
-// reader never sees half a tile. Tiles are immutable for a given (L, N, W).
+// write writes a tile. Full tiles are written in place (a torn one is
+// caught by length and root checks and rewritten by recovery); partial
+// tiles go through a temporary file and rename, because readers of the
+// newest checkpoint fetch them while the log grows.
 func (s tileStore) write(level int, n uint64, w int, data []byte) error {
 	p := filepath.Join(s.dir, filepath.FromSlash(tilePath(level, n, w)))
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		return err
+	d := filepath.Dir(p)
+	if s.made == nil {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	} else if _, ok := s.made.Load(d); !ok {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+		s.made.Store(d, true)
+	}
+	if w == tileWidth {
+		return os.WriteFile(p, data, 0o644)
 	}
 	tmp := p + ".tmp"
 	if err := os.WriteFile(tmp, data, 0o644); err != nil {

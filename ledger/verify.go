@@ -526,7 +526,7 @@ func (lt *leafTiles) at(j uint64) (Hash, bool) {
 
 // records streams the records against the tiles and the checkpoints.
 func (v *verifier) records() error {
-	lt := &leafTiles{s: tileStore{v.dir}}
+	lt := &leafTiles{s: tileStore{dir: v.dir}}
 	for _, t := range v.targets {
 		lt.limit = max(lt.limit, t.size)
 	}
