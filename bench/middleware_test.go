@@ -53,15 +53,16 @@ func newRequest() *http.Request {
 	return r
 }
 
-// newHTTPAudit returns httpaudit's logger writing to w. The queue is large
-// enough that no access event is dropped, so every request's event is
-// encoded and written, and counted.
-func newHTTPAudit(tb testing.TB, w io.Writer) *httpaudit.Logger {
+// newHTTPAudit returns httpaudit's logger writing to w. The queue holds
+// at least n events, so that none is dropped even if the background writer
+// falls behind for the whole run: every request's event is encoded and
+// written, and counted.
+func newHTTPAudit(tb testing.TB, w io.Writer, n int) *httpaudit.Logger {
 	tb.Helper()
 	l, err := httpaudit.New(httpaudit.Config{
 		Sink:        sink.NewWriter(w),
 		ServiceName: "bench",
-		QueueSize:   1 << 16,
+		QueueSize:   max(1<<16, n),
 	})
 	if err != nil {
 		tb.Fatal(err)
@@ -164,7 +165,7 @@ func closeAudit(b *testing.B, l *httpaudit.Logger) func() {
 func BenchmarkBaseline(b *testing.B) { serve(b, handler, nil) }
 
 func BenchmarkHTTPAudit(b *testing.B) {
-	l := newHTTPAudit(b, io.Discard)
+	l := newHTTPAudit(b, io.Discard, b.N)
 	serve(b, l.Middleware(handler), closeAudit(b, l))
 }
 
@@ -175,7 +176,7 @@ func BenchmarkSlogHTTP(b *testing.B) { serve(b, newSlogHTTP(io.Discard)(handler)
 func BenchmarkBaselineParallel(b *testing.B) { serveParallel(b, handler, nil) }
 
 func BenchmarkHTTPAuditParallel(b *testing.B) {
-	l := newHTTPAudit(b, io.Discard)
+	l := newHTTPAudit(b, io.Discard, b.N)
 	serveParallel(b, l.Middleware(handler), closeAudit(b, l))
 }
 
@@ -199,7 +200,7 @@ func TestEachLogsTheRequest(t *testing.T) {
 		{
 			name: "httpaudit",
 			wrap: func(t *testing.T, w io.Writer) (http.Handler, func()) {
-				l := newHTTPAudit(t, w)
+				l := newHTTPAudit(t, w, 1)
 				return l.Middleware(handler), func() {
 					if err := l.Close(); err != nil {
 						t.Fatal(err)

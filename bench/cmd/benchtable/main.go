@@ -57,8 +57,18 @@ func parse(r io.Reader) (map[string]*samples, error) {
 	res := map[string]*samples{}
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
-		f := strings.Fields(sc.Text())
+		line := sc.Text()
+		// go test can print a failed benchmark and still say PASS.
+		if strings.HasPrefix(line, "--- FAIL") || strings.HasPrefix(line, "FAIL") {
+			return nil, fmt.Errorf("the benchmarks failed: %s", line)
+		}
+		f := strings.Fields(line)
 		if len(f) < 4 || !strings.HasPrefix(f[0], "Benchmark") {
+			continue
+		}
+		// A result line has the iteration count next; anything else (a log
+		// line the benchmark printed after its name) is not a result.
+		if _, err := strconv.Atoi(f[1]); err != nil {
 			continue
 		}
 		name := strings.TrimPrefix(f[0], "Benchmark")

@@ -72,8 +72,26 @@ func TestReport(t *testing.T) {
 	}
 }
 
-func TestParseRejectsGarbage(t *testing.T) {
-	if _, err := parse(strings.NewReader("BenchmarkX-2 10 abc ns/op\n")); err == nil {
-		t.Error("parse accepted a non-number")
+func TestParse(t *testing.T) {
+	tests := []struct {
+		name, in string
+		ok       bool
+		samples  int // of X
+	}{
+		{"result", "BenchmarkX-2 10 5 ns/op\n", true, 1},
+		{"non-number value", "BenchmarkX-2 10 abc ns/op\n", false, 0},
+		{"log line after the name", "BenchmarkX-2 \t2026/11/25 17:55:16 WARN queue full dropped_total=1\nBenchmarkX-2 10 5 ns/op\n", true, 1},
+		{"failed benchmark", "BenchmarkX-2 10 5 ns/op\n--- FAIL: BenchmarkX-2\nPASS\n", false, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res, err := parse(strings.NewReader(tt.in))
+			if (err == nil) != tt.ok {
+				t.Fatalf("err = %v, want ok=%v", err, tt.ok)
+			}
+			if tt.ok && len(res["X"].ns) != tt.samples {
+				t.Errorf("%d samples, want %d", len(res["X"].ns), tt.samples)
+			}
+		})
 	}
 }
