@@ -1,0 +1,150 @@
+//go:build unix
+
+package ship
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestCrashChild is the process TestCrash kills: it writes records as fast
+// as the spool takes them, shipping to the parent's server, and prints
+// "ack N" after each Write that returned nil (records up to N are durable).
+func TestCrashChild(t *testing.T) {
+	dir := os.Getenv("SHIP_CRASH_DIR")
+	if dir == "" {
+		t.Skip("run by TestCrash")
+	}
+	start, _ := strconv.Atoi(os.Getenv("SHIP_CRASH_START"))
+	s, err := New(Options{URL: os.Getenv("SHIP_CRASH_URL"), Protocol: Bulk, SpoolDir: dir,
+		SegmentBytes: 32 << 10, MaxSpoolBytes: 4 << 20, BatchSize: 50, FlushInterval: 5 * time.Millisecond,
+		MinBackoff: time.Millisecond, MaxBackoff: 20 * time.Millisecond})
+	if err != nil {
+		fmt.Println("error", err)
+		os.Exit(1)
+	}
+	out := bufio.NewWriter(os.Stdout)
+	// Bounded: the parent kills us well before this ends.
+	for n, stop := start, time.Now().Add(10*time.Second); time.Now().Before(stop); {
+		k := 1 + rand.IntN(20)
+		batch := make([][]byte, k)
+		for i := range batch {
+			batch[i] = rec(fmt.Sprintf("c%08d", n+i), 200+rand.IntN(400))
+		}
+		if err := s.Write(context.Background(), batch); err != nil {
+			fmt.Fprintln(out, "error", err)
+			out.Flush()
+			os.Exit(1)
+		}
+		n += k
+		fmt.Fprintln(out, "ack", n-1)
+		out.Flush() // in the pipe before the next Write: the parent sees every ack
+	}
+	s.Close()
+}
+
+// TestCrash SIGKILLs a writing, shipping process at random moments, several
+// times over one spool, then ships what is left: every record a Write
+// acknowledged reaches the server at least once.
+func TestCrash(t *testing.T) {
+	if testing.Short() {
+		t.Skip("spawns processes")
+	}
+	c := newCollector(t, true)
+	var reqs atomic.Int64
+	c.handle = func(w http.ResponseWriter, lines [][]byte) bool {
+		// Some trouble on the way: every seventh request fails.
+		if reqs.Add(1)%7 == 0 {
+			http.Error(w, "hiccup", http.StatusServiceUnavailable)
+			return true
+		}
+		return false
+	}
+	srv := httptest.NewServer(c)
+	defer srv.Close()
+	dir := t.TempDir()
+	var acked []string
+	const runs = 8
+	for run := range runs {
+		start := run * 10_000_000
+		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.v=false")
+		cmd.Env = append(os.Environ(), "SHIP_CRASH_DIR="+dir, "SHIP_CRASH_URL="+srv.URL+"/_bulk",
+			"SHIP_CRASH_START="+strconv.Itoa(start))
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		lines := make(chan string, 1024)
+		go func() {
+			sc := bufio.NewScanner(stdout)
+			for sc.Scan() {
+				lines <- sc.Text()
+			}
+			close(lines)
+		}()
+		time.AfterFunc(time.Duration(150+rand.IntN(400))*time.Millisecond, func() {
+			cmd.Process.Signal(syscall.SIGKILL)
+		})
+		last := -1
+		for l := range lines {
+			switch {
+			case strings.HasPrefix(l, "ack "):
+				last, _ = strconv.Atoi(l[4:])
+			case strings.HasPrefix(l, "error"):
+				t.Errorf("child: %s", l)
+			}
+		}
+		err = cmd.Wait()
+		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() {
+			t.Errorf("run %d: child was not killed: %v", run, err)
+		}
+		for n := start; n <= last; n++ {
+			acked = append(acked, fmt.Sprintf("c%08d", n))
+		}
+		t.Logf("run %d: %d records acknowledged before SIGKILL; %d requests so far", run, last-start+1, reqs.Load())
+	}
+	if len(acked) < runs*10 {
+		t.Fatalf("only %d records acknowledged in %d runs", len(acked), runs)
+	}
+	s := open(t, Options{URL: srv.URL + "/_bulk", Protocol: Bulk, SpoolDir: dir})
+	flush(t, s, 60*time.Second)
+
+	c.mu.Lock()
+	missing, dups := 0, 0
+	for _, id := range acked {
+		switch n := c.got[id]; {
+		case n == 0:
+			missing++
+			if missing <= 5 {
+				t.Errorf("acknowledged record %s never arrived", id)
+			}
+		case n > 1:
+			dups += n - 1
+		}
+	}
+	extra := len(c.got) - (len(acked) - missing)
+	c.mu.Unlock()
+	if missing > 0 {
+		t.Errorf("%d of %d acknowledged records lost", missing, len(acked))
+	}
+	// Records whose Write was cut by the kill may or may not have arrived;
+	// duplicates are the batches in flight at each kill.
+	t.Logf("%d acknowledged records, all delivered; %d duplicate deliveries; %d unacknowledged records also arrived",
+		len(acked), dups, extra)
+}
