@@ -227,3 +227,55 @@ func TestRetention(t *testing.T) {
 		t.Fatalf("segment deleted outside retention:\n%s", rep)
 	}
 }
+
+// TestSecondTileLevel crosses 2^16 records with frequent checkpoints, so
+// level-1 tiles fill and partial tiles come and go at two levels.
+func TestSecondTileLevel(t *testing.T) {
+	k := newKey(t, testOrigin)
+	dir := t.TempDir()
+	l, err := Open(dir, testOpts(k))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	batch := make([][]byte, 999)
+	for n := 0; n < 70000; n += len(batch) {
+		for i := range batch {
+			batch[i] = record(n + i)
+		}
+		if _, err := l.Append(ctx, batch...); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := l.Checkpoint(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	signed, err := l.Checkpoint(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp, _ := parseUnverified(signed)
+	for _, i := range []uint64{0, 65535, 65536, cp.Size - 1} {
+		b, err := l.ProveInclusion(i, signed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tlog.CheckRecord(b.Proof, int64(cp.Size), cp.Root, int64(i), tlog.RecordHash(record(int(i)))); err != nil {
+			t.Fatalf("record %d: %v", i, err)
+		}
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "tile", "1", "000")); err != nil {
+		t.Fatalf("level-1 tile: %v", err)
+	}
+	if rep, _ := Verify(dir, VerifyOptions{Verifiers: []note.Verifier{k.verifier}}); !rep.OK() {
+		t.Fatalf("verify:\n%s", rep)
+	}
+	l, err = Open(dir, testOpts(k))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+}

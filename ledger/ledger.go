@@ -196,7 +196,9 @@ type writer struct {
 	cpSize   uint64
 	cpMono   time.Time
 	handover note.Signer
-	partial  map[int]tileRef
+	partial  map[int]tileRef // newest partial tile written, per level (publisher)
+	// fullTiles counts the full tiles written per level (publisher).
+	fullTiles map[int]uint64
 }
 
 type tileRef struct {
@@ -442,6 +444,7 @@ func (l *Ledger) recover() error {
 	}
 	l.w.seg, l.w.f, l.w.idx, l.w.off, l.w.next = act, f, idx, off, size
 	l.w.partial = map[int]tileRef{}
+	l.w.fullTiles = map[int]uint64{}
 
 	// The tree: resume from the last checkpoint's tiles, or rebuild.
 	t, err := l.resumeTree(last, haveCP)
@@ -948,6 +951,7 @@ func (l *Ledger) publishLoop() {
 					err = l.err()
 					break
 				}
+				l.w.fullTiles[t.level] = max(l.w.fullTiles[t.level], t.n+1)
 				if p, ok := l.w.partial[t.level]; ok && p.n == t.n {
 					l.tiles.removePartials(t.level, t.n, tileWidth)
 					delete(l.w.partial, t.level)
@@ -1002,6 +1006,11 @@ func (l *Ledger) makeDurable(jobs []*syncJob) error {
 // for the witnesses.
 func (l *Ledger) publish(cp *Checkpoint, partial []tileData) ([]byte, error) {
 	for _, t := range partial {
+		if t.n < l.w.fullTiles[t.level] {
+			// A later batch already completed this tile; readers of
+			// this checkpoint take a prefix of the full tile.
+			continue
+		}
 		w := len(t.data) / HashSize
 		if err := l.tiles.write(t.level, t.n, w, t.data); err != nil {
 			return nil, err

@@ -118,6 +118,9 @@ func (s tileStore) removePartials(level int, n uint64, keep int) {
 	}
 	if left == 0 {
 		os.Remove(pdir)
+		if s.made != nil {
+			s.made.Delete(pdir)
+		}
 	}
 }
 

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"bufio"
+	"crypto/sha256"
 
 	"golang.org/x/mod/sumdb/note"
 
@@ -340,17 +340,25 @@ func (v *verifier) pruned() error {
 // chunk is up to 256 consecutive records of one tile (index start…).
 type chunk struct {
 	start  uint64
+	frames []frameRef // the producer only splits frames; workers check them
 	recs   [][]byte
 	leaves []Hash
-	root   Hash // subtree root, when len(recs) == 256 and start is tile-aligned
+	root   Hash   // subtree root, when len(recs) == 256 and start is tile-aligned
+	tile   []byte // the level-0 tile's hashes for these records, if stored
 	issues []Finding
 	hints  map[uint64]uint64 // record index → first index its segment header claims
 	done   chan struct{}
-	err    error
 }
 
-// produce reads the segments in order and cuts the record stream into
-// tile-aligned chunks; workers hash them in parallel.
+type frameRef struct {
+	b    []byte // the whole frame
+	file string
+	off  int64
+}
+
+// produce reads the segments in order, in large blocks, and cuts the
+// record stream into tile-aligned chunks; workers check and hash them in
+// parallel. Frames are not copied: chunks point into the blocks.
 func (v *verifier) produce(out chan<- *chunk, work chan<- *chunk, stop <-chan struct{}) (err error) {
 	defer close(out)
 	defer close(work)
@@ -378,14 +386,14 @@ func (v *verifier) produce(out chan<- *chunk, work chan<- *chunk, stop <-chan st
 		}
 		return true
 	}
-	add := func(rec []byte, issue *Finding, hint *uint64) bool {
+	add := func(fr *frameRef, issue *Finding, hint *uint64) bool {
 		if cur != nil && (idx/tileWidth != cur.start/tileWidth) {
 			if !send() {
 				return false
 			}
 		}
 		if cur == nil {
-			cur = &chunk{start: idx, done: make(chan struct{})}
+			cur = &chunk{start: idx, done: make(chan struct{}), frames: make([]frameRef, 0, tileWidth)}
 		}
 		if issue != nil {
 			cur.issues = append(cur.issues, *issue)
@@ -396,23 +404,37 @@ func (v *verifier) produce(out chan<- *chunk, work chan<- *chunk, stop <-chan st
 			}
 			cur.hints[idx] = *hint
 		}
-		if rec != nil {
-			cur.recs = append(cur.recs, rec)
+		if fr != nil {
+			cur.frames = append(cur.frames, *fr)
 			idx++
 		}
 		return true
 	}
-	buf := make([]byte, 0, 1<<20)
+	const blockSize = 8 << 20
 	for si, s := range segs {
 		rel := filepath.Join("seg", filepath.Base(s.path))
 		f, err := os.Open(s.path)
 		if err != nil {
 			return err
 		}
-		br := bufio.NewReaderSize(f, 1<<20)
-		hdr := make([]byte, segHeaderSize)
+		block := make([]byte, 0, blockSize)
+		eof := false
+		fill := func(need int) {
+			// Keep the unread tail, read more after it.
+			if eof || len(block) >= need {
+				return
+			}
+			nb := make([]byte, len(block), max(blockSize, need))
+			copy(nb, block)
+			n, err := io.ReadFull(f, nb[len(nb):cap(nb)])
+			block = nb[:len(nb)+n]
+			if err != nil {
+				eof = true
+			}
+		}
+		fill(segHeaderSize)
 		var hint *uint64
-		if _, err := io.ReadFull(br, hdr); err != nil {
+		if len(block) < segHeaderSize {
 			if si < len(segs)-1 {
 				iss := Finding{Kind: KindFrameCorrupt, File: rel, Index: idx, Message: fmt.Sprintf("%s: segment header missing", rel)}
 				add(nil, &iss, nil)
@@ -420,60 +442,45 @@ func (v *verifier) produce(out chan<- *chunk, work chan<- *chunk, stop <-chan st
 			f.Close()
 			continue
 		}
-		first, err := parseSegHeader(hdr)
-		if err != nil {
+		if first, err := parseSegHeader(block); err != nil {
 			iss := Finding{Kind: KindFrameCorrupt, File: rel, Index: idx, Message: fmt.Sprintf("%s: %v", rel, err)}
 			add(nil, &iss, nil)
 		} else {
 			hint = &first
 		}
+		block = block[segHeaderSize:]
 		off := int64(segHeaderSize)
 		for {
-			h, err := br.Peek(frameHeader)
-			if len(h) == 0 && errors.Is(err, io.EOF) {
+			fill(frameHeader)
+			if len(block) == 0 {
 				break
 			}
-			var n int
+			n, err := frameLen(block, maxFrameLen)
 			if err == nil {
-				n, err = frameLen(h, maxFrameLen)
-			} else {
-				err = errTorn
-			}
-			if err == nil {
-				if len(buf)+n > cap(buf) {
-					buf = make([]byte, 0, max(1<<20, n))
-				}
-				fr := buf[len(buf) : len(buf)+n]
-				if _, rerr := io.ReadFull(br, fr); rerr != nil {
+				fill(n)
+				if len(block) < n {
 					err = errTorn
-				} else {
-					buf = buf[:len(buf)+n]
-					_, rec, _, derr := decodeFrame(fr, maxFrameLen)
-					var iss *Finding
-					if derr != nil {
-						rec = fr[frameHeader : n-4]
-						iss = &Finding{Kind: KindFrameCorrupt, File: rel, Index: idx,
-							Message: fmt.Sprintf("record %d (%s offset %d): frame checksum mismatch", idx, rel, off)}
-					}
-					if !add(rec, iss, hint) {
-						f.Close()
-						return nil
-					}
-					hint = nil
-					off += int64(n)
-					continue
 				}
 			}
-			// The frame is torn or its length is impossible.
-			if errors.Is(err, errTorn) && si == len(segs)-1 {
-				v.rep.notice(Finding{Kind: NoticeTornTail, File: rel, Index: idx,
-					Message: fmt.Sprintf("%s ends in a torn write at offset %d (a crash; cut on next open)", rel, off)})
-			} else {
-				iss := Finding{Kind: KindFrameCorrupt, File: rel, Index: idx,
-					Message: fmt.Sprintf("record %d (%s offset %d): %v; rest of the segment unreadable", idx, rel, off, err)}
-				add(nil, &iss, nil)
+			if err != nil {
+				// The frame is torn or its length is impossible.
+				if errors.Is(err, errTorn) && si == len(segs)-1 {
+					v.rep.notice(Finding{Kind: NoticeTornTail, File: rel, Index: idx,
+						Message: fmt.Sprintf("%s ends in a torn write at offset %d (a crash; cut on next open)", rel, off)})
+				} else {
+					iss := Finding{Kind: KindFrameCorrupt, File: rel, Index: idx,
+						Message: fmt.Sprintf("record %d (%s offset %d): %v; rest of the segment unreadable", idx, rel, off, err)}
+					add(nil, &iss, nil)
+				}
+				break
 			}
-			break
+			if !add(&frameRef{b: block[:n:n], file: rel, off: off}, nil, hint) {
+				f.Close()
+				return nil
+			}
+			hint = nil
+			block = block[n:]
+			off += int64(n)
 		}
 		f.Close()
 	}
@@ -482,14 +489,32 @@ func (v *verifier) produce(out chan<- *chunk, work chan<- *chunk, stop <-chan st
 	return nil
 }
 
-func (v *verifier) hashWorker(work <-chan *chunk) {
+// hashWorker checks frames, hashes records and loads the matching tile.
+func (v *verifier) hashWorker(work <-chan *chunk, tiles tileStore, limit uint64) {
+	h := sha256.New()
 	for c := range work {
-		c.leaves = make([]Hash, len(c.recs))
-		for i, r := range c.recs {
-			c.leaves[i] = LeafHash(r)
+		c.recs = make([][]byte, len(c.frames))
+		c.leaves = make([]Hash, len(c.frames))
+		for i, fr := range c.frames {
+			_, rec, _, err := decodeFrame(fr.b, maxFrameLen)
+			if err != nil {
+				rec = fr.b[frameHeader : len(fr.b)-4]
+				c.issues = append(c.issues, Finding{Kind: KindFrameCorrupt, File: fr.file, Index: c.start + uint64(i),
+					Message: fmt.Sprintf("record %d (%s offset %d): frame checksum mismatch", c.start+uint64(i), fr.file, fr.off)})
+			}
+			c.recs[i] = rec
+			h.Reset()
+			h.Write([]byte{0})
+			h.Write(rec)
+			h.Sum(c.leaves[i][:0])
 		}
 		if len(c.leaves) == tileWidth && c.start%tileWidth == 0 {
 			c.root = subtreeHash(c.leaves)
+		}
+		if n := c.start / tileWidth; n*tileWidth < limit {
+			if b, err := tiles.read(0, n, int(min(tileWidth, limit-n*tileWidth))); err == nil {
+				c.tile = b
+			}
 		}
 		close(c.done)
 	}
@@ -537,7 +562,7 @@ func (v *verifier) records() error {
 	perr := make(chan error, 1)
 	go func() { perr <- v.produce(out, work, stop) }()
 	for range v.opts.Workers {
-		go v.hashWorker(work)
+		go v.hashWorker(work, lt.s, lt.limit)
 	}
 
 	st := &streamState{v: v, lt: lt, tr: &tree{}}
@@ -624,12 +649,11 @@ func (st *streamState) targetAfter() uint64 {
 }
 
 func (st *streamState) tileMatches(c *chunk) bool {
-	if c.start+tileWidth > st.lt.limit {
+	if c.start+tileWidth > st.lt.limit || len(c.tile) != tileWidth*HashSize {
 		return false
 	}
 	for i, h := range c.leaves {
-		l, ok := st.lt.at(c.start + uint64(i))
-		if !ok || l != h {
+		if Hash(c.tile[i*HashSize:(i+1)*HashSize]) != h {
 			return false
 		}
 	}
