@@ -410,7 +410,10 @@ func (s *Shipper) openSpool() error {
 		}
 		s.af, s.afSize = f, last.size
 	}
-	if cur.seq > s.next || cur.seq < cur.seg {
+	if g := s.segs[0]; cur.seq > s.next || cur.seq < cur.seg || cur.off > g.size || cur.off < int64(len(segMagic)) {
+		// A cursor past the data: the disk lost acknowledged writes, or
+		// the files were tampered with. Shipping again is the safe side.
+		s.report(fmt.Errorf("ship: spool: cursor %+v does not fit the spool; shipping again from the oldest segment", cur))
 		cur = position{seg: s.segs[0].first, off: int64(len(segMagic)), seq: s.segs[0].first}
 	}
 	s.cursor = cur

@@ -902,3 +902,42 @@ func TestEventID(t *testing.T) {
 		}
 	}
 }
+
+// TestCloseUnblocksWrite: a Write waiting for room in a full spool returns
+// sink.ErrClosed when the Shipper is closed, and Close returns within its
+// drain timeout although the far end never answers well.
+func TestCloseUnblocksWrite(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "down", http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	s := open(t, Options{URL: srv.URL, MaxSpoolBytes: 16 << 10, DrainTimeout: 200 * time.Millisecond})
+	errc := make(chan error, 1)
+	go func() {
+		for i := 0; ; i++ {
+			if err := s.Write(context.Background(), [][]byte{rec(fmt.Sprint(i), 1000)}); err != nil {
+				errc <- err
+				return
+			}
+		}
+	}()
+	time.Sleep(200 * time.Millisecond)
+	start := time.Now()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("Close took %v with a 200ms drain timeout", d)
+	}
+	select {
+	case err := <-errc:
+		if !errors.Is(err, sink.ErrClosed) {
+			t.Errorf("blocked Write returned %v, want ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Write still blocked after Close")
+	}
+	if err := s.Flush(context.Background()); !errors.Is(err, sink.ErrClosed) {
+		t.Errorf("Flush after Close: %v", err)
+	}
+}
