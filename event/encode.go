@@ -2,6 +2,7 @@ package event
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"slices"
 	"strconv"
@@ -14,170 +15,224 @@ import (
 // every line of a trail has the same shape.
 const TimeFormat = "2006-01-02T15:04:05.000000000Z07:00"
 
-// Field paths, as package variables so that passing them allocates nothing.
+// The encoder writes nested objects lazily from a static description of
+// every field: the object (group) it lives in and its pre-quoted key.
+// Tracking the current group as an integer, not a path of strings, keeps
+// the encoder free of pointer writes, which cost write barriers while the
+// garbage collector runs.
+type group struct {
+	parent, depth int
+	open          string // `"name":{`
+}
+
 var (
-	pTimestamp     = []string{"@timestamp"}
-	pKind          = []string{"event", "kind"}
-	pCategory      = []string{"event", "category"}
-	pType          = []string{"event", "type"}
-	pAction        = []string{"event", "action"}
-	pOutcome       = []string{"event", "outcome"}
-	pReason        = []string{"event", "reason"}
-	pSeverity      = []string{"event", "severity"}
-	pDuration      = []string{"event", "duration"}
-	pID            = []string{"event", "id"}
-	pDataset       = []string{"event", "dataset"}
-	pIngested      = []string{"event", "ingested"}
-	pMessage       = []string{"message"}
-	pLogLevel      = []string{"log", "level"}
-	pError         = []string{"error", "message"}
-	pRequestID     = []string{"http", "request", "id"}
-	pMethod        = []string{"http", "request", "method"}
-	pReferrer      = []string{"http", "request", "referrer"}
-	pReqBytes      = []string{"http", "request", "body", "bytes"}
-	pReqBody       = []string{"http", "request", "body", "content"}
-	pStatus        = []string{"http", "response", "status_code"}
-	pRespBytes     = []string{"http", "response", "body", "bytes"}
-	pPath          = []string{"url", "path"}
-	pQuery         = []string{"url", "query"}
-	pSourceIP      = []string{"source", "ip"}
-	pSourcePort    = []string{"source", "port"}
-	pClientIP      = []string{"client", "ip"}
-	pUserID        = []string{"user", "id"}
-	pUserName      = []string{"user", "name"}
-	pUserRoles     = []string{"user", "roles"}
-	pTargetID      = []string{"user", "target", "id"}
-	pTargetName    = []string{"user", "target", "name"}
-	pUserAgent     = []string{"user_agent", "original"}
-	pTraceID       = []string{"trace", "id"}
-	pSpanID        = []string{"span", "id"}
-	pServiceName   = []string{"service", "name"}
-	pHostName      = []string{"host", "name"}
-	pLabels        = []string{labelsPrefix}
-	pHeaders       = []string{"trailguard", "http", "request", "headers"}
-	pAuditResource = []string{"trailguard", "audit", "resource"}
-	pAuditBefore   = []string{"trailguard", "audit", "before"}
-	pAuditAfter    = []string{"trailguard", "audit", "after"}
-	pAttrs         = []string{"trailguard", "attrs"}
+	groups   = []group{{parent: -1}} // 0 is the document itself
+	groupIDs = map[string]int{"": 0}
 )
 
-const (
-	labelsPrefix = "labels"
-	// maxObjectNesting is the deepest object path a modelled field has
-	// (a header under trailguard.http.request.headers opens four).
-	maxObjectNesting = 5
+// groupOf returns the group of the object at the dotted path of parents,
+// registering it and its ancestors on first use (at package init).
+func groupOf(parents []string) int {
+	key := ""
+	g := 0
+	for i, p := range parents {
+		if i > 0 {
+			key += "."
+		}
+		key += p
+		id, ok := groupIDs[key]
+		if !ok {
+			id = len(groups)
+			groups = append(groups, group{parent: g, depth: i + 1, open: string(appendString(nil, p)) + ":{"})
+			groupIDs[key] = id
+		}
+		g = id
+	}
+	return g
+}
+
+// fieldSpec is where one modelled field goes.
+type fieldSpec struct {
+	g   int
+	key string // `"name":`
+}
+
+func spec(path ...string) fieldSpec {
+	return fieldSpec{g: groupOf(path[:len(path)-1]), key: string(appendString(nil, path[len(path)-1])) + ":"}
+}
+
+var (
+	fTimestamp     = spec("@timestamp")
+	fKind          = spec("event", "kind")
+	fCategory      = spec("event", "category")
+	fType          = spec("event", "type")
+	fAction        = spec("event", "action")
+	fOutcome       = spec("event", "outcome")
+	fReason        = spec("event", "reason")
+	fSeverity      = spec("event", "severity")
+	fDuration      = spec("event", "duration")
+	fID            = spec("event", "id")
+	fDataset       = spec("event", "dataset")
+	fIngested      = spec("event", "ingested")
+	fMessage       = spec("message")
+	fLogLevel      = spec("log", "level")
+	fError         = spec("error", "message")
+	fRequestID     = spec("http", "request", "id")
+	fMethod        = spec("http", "request", "method")
+	fReferrer      = spec("http", "request", "referrer")
+	fReqBytes      = spec("http", "request", "body", "bytes")
+	fReqBody       = spec("http", "request", "body", "content")
+	fStatus        = spec("http", "response", "status_code")
+	fRespBytes     = spec("http", "response", "body", "bytes")
+	fPath          = spec("url", "path")
+	fQuery         = spec("url", "query")
+	fSourceIP      = spec("source", "ip")
+	fSourcePort    = spec("source", "port")
+	fClientIP      = spec("client", "ip")
+	fUserID        = spec("user", "id")
+	fUserName      = spec("user", "name")
+	fUserRoles     = spec("user", "roles")
+	fTargetID      = spec("user", "target", "id")
+	fTargetName    = spec("user", "target", "name")
+	fUserAgent     = spec("user_agent", "original")
+	fTraceID       = spec("trace", "id")
+	fSpanID        = spec("span", "id")
+	fServiceName   = spec("service", "name")
+	fHostName      = spec("host", "name")
+	gLabels        = groupOf([]string{labelsPrefix})
+	gHeaders       = groupOf([]string{"trailguard", "http", "request", "headers"})
+	fAuditResource = spec("trailguard", "audit", "resource")
+	fAuditBefore   = spec("trailguard", "audit", "before")
+	fAuditAfter    = spec("trailguard", "audit", "after")
+	fAttrs         = spec("trailguard", "attrs")
 )
 
-// encoder writes nested JSON objects lazily: a field's enclosing objects are
-// opened when the first field inside them is written and closed when a field
-// outside them comes, so empty objects are never emitted. Fields must be
-// written grouped by their enclosing objects.
+const labelsPrefix = "labels"
+
+// encoder is the state of one AppendJSON: the group whose object is open
+// and whether a member was written in it.
 type encoder struct {
-	buf   []byte
-	open  [maxObjectNesting]string
-	depth int
+	cur   int
 	comma bool
 }
 
-func (e *encoder) key(path []string) {
-	parents := path[:len(path)-1]
-	c := 0
-	for c < e.depth && c < len(parents) && e.open[c] == parents[c] {
-		c++
+// to closes and opens objects so that group g is the open one.
+func (e *encoder) to(buf []byte, g int) []byte {
+	if g == e.cur {
+		return buf
 	}
-	for e.depth > c {
-		e.buf = append(e.buf, '}')
-		e.depth--
+	a, b := e.cur, g
+	for groups[a].depth > groups[b].depth {
+		a = groups[a].parent
+	}
+	for groups[b].depth > groups[a].depth {
+		b = groups[b].parent
+	}
+	for a != b {
+		a, b = groups[a].parent, groups[b].parent
+	}
+	for n := groups[e.cur].depth - groups[a].depth; n > 0; n-- {
+		buf = append(buf, '}')
 		e.comma = true
 	}
-	for _, p := range parents[c:] {
+	var chain [8]int
+	n := 0
+	for x := g; x != a; x = groups[x].parent {
+		chain[n] = x
+		n++
+	}
+	for i := n - 1; i >= 0; i-- {
 		if e.comma {
-			e.buf = append(e.buf, ',')
+			buf = append(buf, ',')
 		}
-		e.buf = appendString(e.buf, p)
-		e.buf = append(e.buf, ':', '{')
-		e.open[e.depth] = p
-		e.depth++
+		buf = append(buf, groups[chain[i]].open...)
 		e.comma = false
 	}
+	e.cur = g
+	return buf
+}
+
+func (e *encoder) key(buf []byte, f fieldSpec) []byte {
+	buf = e.to(buf, f.g)
 	if e.comma {
-		e.buf = append(e.buf, ',')
+		buf = append(buf, ',')
 	}
-	e.buf = appendString(e.buf, path[len(path)-1])
-	e.buf = append(e.buf, ':')
 	e.comma = true
+	return append(buf, f.key...)
 }
 
-func (e *encoder) closeAll() {
-	for e.depth > 0 {
-		e.buf = append(e.buf, '}')
-		e.depth--
-		e.comma = true
+// dynKey writes a member name that is data (a label, a header, an extra
+// field) in group g.
+func (e *encoder) dynKey(buf []byte, g int, name string) []byte {
+	buf = e.to(buf, g)
+	if e.comma {
+		buf = append(buf, ',')
 	}
+	e.comma = true
+	buf = appendString(buf, name)
+	return append(buf, ':')
 }
 
-func (e *encoder) str(path []string, v string) {
-	if v != "" {
-		e.key(path)
-		e.buf = appendString(e.buf, v)
+func (e *encoder) str(buf []byte, f fieldSpec, v string) []byte {
+	if v == "" {
+		return buf
 	}
+	return appendString(e.key(buf, f), v)
 }
 
-func (e *encoder) strs(path []string, v []string) {
+func (e *encoder) strs(buf []byte, f fieldSpec, v []string) []byte {
 	if len(v) == 0 {
-		return
+		return buf
 	}
-	e.key(path)
-	e.buf = append(e.buf, '[')
+	buf = append(e.key(buf, f), '[')
 	for i, s := range v {
 		if i > 0 {
-			e.buf = append(e.buf, ',')
+			buf = append(buf, ',')
 		}
-		e.buf = appendString(e.buf, s)
+		buf = appendString(buf, s)
 	}
-	e.buf = append(e.buf, ']')
+	return append(buf, ']')
 }
 
-// strMap writes a map of strings as members of the object at path, sorted
-// by key so that the encoding is deterministic.
-func (e *encoder) strMap(path []string, m map[string]string) {
+// strMap writes a map of strings as the members of group g, sorted by key
+// so that the encoding is deterministic.
+func (e *encoder) strMap(buf []byte, g int, m map[string]string) []byte {
 	if len(m) == 0 {
-		return
+		return buf
 	}
-	keys := make([]string, 0, len(m))
+	var small [16]string
+	keys := small[:0]
 	for k := range m {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	full := append(path[:len(path):len(path)], "")
 	for _, k := range keys {
-		full[len(full)-1] = k
-		e.key(full)
-		e.buf = appendString(e.buf, m[k])
+		buf = appendString(e.dynKey(buf, g, k), m[k])
 	}
+	return buf
 }
 
-func (e *encoder) int(path []string, v int64) {
-	if v != 0 {
-		e.key(path)
-		e.buf = strconv.AppendInt(e.buf, v, 10)
+func (e *encoder) int(buf []byte, f fieldSpec, v int64) []byte {
+	if v == 0 {
+		return buf
 	}
+	return strconv.AppendInt(e.key(buf, f), v, 10)
 }
 
-func (e *encoder) time(path []string, t time.Time) {
-	if !t.IsZero() {
-		e.key(path)
-		e.buf = append(e.buf, '"')
-		e.buf = t.UTC().AppendFormat(e.buf, TimeFormat)
-		e.buf = append(e.buf, '"')
+func (e *encoder) time(buf []byte, f fieldSpec, t time.Time) []byte {
+	if t.IsZero() {
+		return buf
 	}
+	buf = append(e.key(buf, f), '"')
+	buf = t.UTC().AppendFormat(buf, TimeFormat)
+	return append(buf, '"')
 }
 
-func (e *encoder) raw(path []string, v json.RawMessage) {
-	if len(v) != 0 {
-		e.key(path)
-		e.buf = appendRaw(e.buf, v)
+func (e *encoder) raw(buf []byte, f fieldSpec, v json.RawMessage) []byte {
+	if len(v) == 0 {
+		return buf
 	}
+	return appendRaw(e.key(buf, f), v)
 }
 
 // AppendJSON appends the event as one line of JSON (without a trailing
@@ -185,53 +240,53 @@ func (e *encoder) raw(path []string, v json.RawMessage) {
 // order; no raw control character, newline included, can appear in the
 // output whatever the field values hold.
 func (ev *Event) AppendJSON(dst []byte) []byte {
-	e := encoder{buf: append(dst, '{')}
-	e.time(pTimestamp, ev.Timestamp)
-	e.str(pKind, ev.Kind)
-	e.strs(pCategory, ev.Category)
-	e.strs(pType, ev.Type)
-	e.str(pAction, ev.Action)
-	e.str(pOutcome, ev.Outcome)
-	e.str(pReason, ev.Reason)
-	e.int(pSeverity, int64(ev.Severity))
-	e.int(pDuration, int64(ev.Duration))
-	e.str(pID, ev.ID)
-	e.str(pDataset, ev.Dataset)
-	e.time(pIngested, ev.Ingested)
-	e.str(pMessage, ev.Message)
-	e.str(pLogLevel, ev.LogLevel)
-	e.str(pError, ev.ErrorMessage)
-	e.str(pRequestID, ev.RequestID)
-	e.str(pMethod, ev.Method)
-	e.str(pReferrer, ev.Referrer)
-	e.int(pReqBytes, ev.RequestBodyBytes)
-	e.str(pReqBody, ev.RequestBody)
-	e.int(pStatus, int64(ev.StatusCode))
-	e.int(pRespBytes, ev.ResponseBodyBytes)
-	e.str(pPath, ev.Path)
-	e.str(pQuery, ev.Query)
-	e.str(pSourceIP, ev.SourceIP)
-	e.int(pSourcePort, int64(ev.SourcePort))
-	e.str(pClientIP, ev.ClientIP)
-	e.str(pUserID, ev.UserID)
-	e.str(pUserName, ev.UserName)
-	e.strs(pUserRoles, ev.UserRoles)
-	e.str(pTargetID, ev.TargetUserID)
-	e.str(pTargetName, ev.TargetUserName)
-	e.str(pUserAgent, ev.UserAgent)
-	e.str(pTraceID, ev.TraceID)
-	e.str(pSpanID, ev.SpanID)
-	e.str(pServiceName, ev.ServiceName)
-	e.str(pHostName, ev.HostName)
-	e.strMap(pLabels, ev.Labels)
-	e.strMap(pHeaders, ev.RequestHeaders)
+	var e encoder
+	b := append(dst, '{')
+	b = e.time(b, fTimestamp, ev.Timestamp)
+	b = e.str(b, fKind, ev.Kind)
+	b = e.strs(b, fCategory, ev.Category)
+	b = e.strs(b, fType, ev.Type)
+	b = e.str(b, fAction, ev.Action)
+	b = e.str(b, fOutcome, ev.Outcome)
+	b = e.str(b, fReason, ev.Reason)
+	b = e.int(b, fSeverity, int64(ev.Severity))
+	b = e.int(b, fDuration, int64(ev.Duration))
+	b = e.str(b, fID, ev.ID)
+	b = e.str(b, fDataset, ev.Dataset)
+	b = e.time(b, fIngested, ev.Ingested)
+	b = e.str(b, fMessage, ev.Message)
+	b = e.str(b, fLogLevel, ev.LogLevel)
+	b = e.str(b, fError, ev.ErrorMessage)
+	b = e.str(b, fRequestID, ev.RequestID)
+	b = e.str(b, fMethod, ev.Method)
+	b = e.str(b, fReferrer, ev.Referrer)
+	b = e.int(b, fReqBytes, ev.RequestBodyBytes)
+	b = e.str(b, fReqBody, ev.RequestBody)
+	b = e.int(b, fStatus, int64(ev.StatusCode))
+	b = e.int(b, fRespBytes, ev.ResponseBodyBytes)
+	b = e.str(b, fPath, ev.Path)
+	b = e.str(b, fQuery, ev.Query)
+	b = e.str(b, fSourceIP, ev.SourceIP)
+	b = e.int(b, fSourcePort, int64(ev.SourcePort))
+	b = e.str(b, fClientIP, ev.ClientIP)
+	b = e.str(b, fUserID, ev.UserID)
+	b = e.str(b, fUserName, ev.UserName)
+	b = e.strs(b, fUserRoles, ev.UserRoles)
+	b = e.str(b, fTargetID, ev.TargetUserID)
+	b = e.str(b, fTargetName, ev.TargetUserName)
+	b = e.str(b, fUserAgent, ev.UserAgent)
+	b = e.str(b, fTraceID, ev.TraceID)
+	b = e.str(b, fSpanID, ev.SpanID)
+	b = e.str(b, fServiceName, ev.ServiceName)
+	b = e.str(b, fHostName, ev.HostName)
+	b = e.strMap(b, gLabels, ev.Labels)
+	b = e.strMap(b, gHeaders, ev.RequestHeaders)
 	if a := ev.Audit; a != nil {
-		e.str(pAuditResource, a.Resource)
-		e.raw(pAuditBefore, a.Before)
-		e.raw(pAuditAfter, a.After)
+		b = e.str(b, fAuditResource, a.Resource)
+		b = e.raw(b, fAuditBefore, a.Before)
+		b = e.raw(b, fAuditAfter, a.After)
 	}
-	e.raw(pAttrs, ev.Attrs)
-	e.closeAll()
+	b = e.raw(b, fAttrs, ev.Attrs)
 	if len(ev.Extra) > 0 {
 		keys := make([]string, 0, len(ev.Extra))
 		for k := range ev.Extra {
@@ -239,11 +294,11 @@ func (ev *Event) AppendJSON(dst []byte) []byte {
 		}
 		slices.Sort(keys)
 		for _, k := range keys {
-			e.key([]string{k})
-			e.buf = appendRaw(e.buf, ev.Extra[k])
+			b = appendRaw(e.dynKey(b, 0, k), ev.Extra[k])
 		}
 	}
-	return append(e.buf, '}')
+	b = e.to(b, 0)
+	return append(b, '}')
 }
 
 // MarshalJSON implements json.Marshaler with AppendJSON.
@@ -286,6 +341,14 @@ func appendString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {
+		// Eight bytes at a time while none needs attention: most values
+		// (paths, ids, names) are plain ASCII.
+		for i+8 <= len(s) && plain8(binary.LittleEndian.Uint64([]byte(s[i:i+8]))) {
+			i += 8
+		}
+		if i >= len(s) {
+			break
+		}
 		c := s[i]
 		if c >= 0x20 && c != '"' && c != '\\' && c < 0x7f {
 			i++
@@ -326,6 +389,19 @@ func appendString(dst []byte, s string) []byte {
 	}
 	dst = append(dst, s[start:]...)
 	return append(dst, '"')
+}
+
+// plain8 reports whether none of the eight bytes in x needs escaping or
+// UTF-8 checking: no byte below 0x20, none of '"', '\\' or DEL, and no byte
+// with the high bit set.
+func plain8(x uint64) bool {
+	const lo, hi = 0x0101010101010101, 0x8080808080808080
+	zero := func(v uint64) uint64 { return (v - lo) & ^v & hi }
+	return (x&hi)|
+		((x-0x2020202020202020*1)&^x&hi)|
+		zero(x^(lo*'"'))|
+		zero(x^(lo*'\\'))|
+		zero(x^(lo*0x7f)) == 0
 }
 
 // AppendString appends s to dst as a JSON string literal, escaped the way

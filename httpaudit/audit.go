@@ -165,7 +165,7 @@ func (l *Logger) scrubValue(v any) (json.RawMessage, error) {
 // contextEvent starts an event that belongs to a request: correlation,
 // origin (source and client address, user agent), method, path, actor.
 func (l *Logger) contextEvent(st *state) *event.Event {
-	ev := l.requestEvent(st.req, st, l.cfg.Now())
+	ev := l.requestEvent(st, l.cfg.Now())
 	ev.Category, ev.Dataset, ev.RequestHeaders = nil, "", nil
 	st.mu.Lock()
 	u := st.user

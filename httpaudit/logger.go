@@ -101,9 +101,12 @@ type Logger struct {
 	enqueued, written, dropped, failed, lost atomic.Uint64
 }
 
-// item is one queued event; done, when set, receives the sink's verdict.
+// item is one queued event: ready-made (ev), or the state of a served
+// request whose access event the writer builds (st). done, when set,
+// receives the sink's verdict.
 type item struct {
 	ev   *event.Event
+	st   *state
 	done chan error
 }
 
@@ -186,7 +189,9 @@ func (l *Logger) newEvent(now time.Time) *event.Event {
 
 // tryEnqueue queues ev unless the queue is full; a dropped event is
 // counted. It is for plain access events only.
-func (l *Logger) tryEnqueue(ev *event.Event) {
+func (l *Logger) tryEnqueue(ev *event.Event) { l.tryEnqueueItem(item{ev: ev}) }
+
+func (l *Logger) tryEnqueueItem(it item) {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	if l.closed.Load() {
@@ -194,7 +199,7 @@ func (l *Logger) tryEnqueue(ev *event.Event) {
 		return
 	}
 	select {
-	case l.queue <- item{ev: ev}:
+	case l.queue <- it:
 		l.enqueued.Add(1)
 	default:
 		if n := l.dropped.Add(1); n&(n-1) == 0 { // log at powers of two
@@ -207,9 +212,14 @@ func (l *Logger) tryEnqueue(ev *event.Event) {
 // With wait set it also waits until the sink has persisted the event, or
 // ctx or the write timeout ends first.
 func (l *Logger) enqueue(ctx context.Context, ev *event.Event, wait bool) error {
+	return l.enqueueItem(ctx, item{ev: ev}, wait)
+}
+
+func (l *Logger) enqueueItem(ctx context.Context, it item, wait bool) error {
 	var done chan error
 	if wait {
 		done = make(chan error, 1)
+		it.done = done
 	}
 	l.mu.RLock()
 	if l.closed.Load() {
@@ -223,7 +233,7 @@ func (l *Logger) enqueue(ctx context.Context, ev *event.Event, wait bool) error 
 		timeout = t.C
 	}
 	select {
-	case l.queue <- item{ev: ev, done: done}:
+	case l.queue <- it:
 		l.enqueued.Add(1)
 	case <-ctx.Done():
 		l.mu.RUnlock()
@@ -308,9 +318,13 @@ func (l *Logger) run() {
 		}
 		buf = buf[:0]
 		records = records[:0]
-		for _, it := range batch {
+		for i := range batch {
+			if batch[i].ev == nil {
+				batch[i].ev = l.finish(batch[i].st)
+				batch[i].st = nil
+			}
 			start := len(buf)
-			buf = it.ev.AppendJSON(buf)
+			buf = batch[i].ev.AppendJSON(buf)
 			records = append(records, buf[start:len(buf):len(buf)])
 		}
 		l.write(batch, records)

@@ -30,7 +30,7 @@ type state struct {
 	context.Context // the incoming request's context
 
 	l         *Logger
-	req       *http.Request // as it arrived, for events the handler adds
+	info      reqInfo
 	requestID string
 	idBuf     [36]byte
 	idHeader  [1]string
@@ -79,7 +79,8 @@ func (l *Logger) Middleware(next http.Handler) http.Handler {
 
 func (l *Logger) serve(w http.ResponseWriter, r *http.Request, next http.Handler) {
 	start := l.cfg.Now()
-	st := &state{Context: r.Context(), l: l, req: r, w: w}
+	st := &state{Context: r.Context(), l: l, w: w}
+	st.info.capture(r, l, start)
 	// An incoming id is kept only if it is safe and carries no secret: a
 	// JWT, say, fits the allowed alphabet.
 	if id := r.Header.Get(l.cfg.RequestIDHeader); validRequestID(id) && l.red.String(id) == id {
@@ -99,11 +100,11 @@ func (l *Logger) serve(w http.ResponseWriter, r *http.Request, next http.Handler
 	r2 := r.WithContext(st)
 	if r.Body != nil && r.Body != http.NoBody {
 		st.body = r.Body
-		st.capture = l.cfg.MaxBody > 0 && capturable(r.Header.Get("Content-Type"))
+		st.capture = l.cfg.MaxBody > 0 && capturable(st.info.contentType)
 		r2.Body = (*bodyReader)(st)
 	}
 	if l.cfg.LogStart {
-		ev := l.requestEvent(r, st, start)
+		ev := l.requestEvent(st, start)
 		ev.Type = typeStart
 		ev.Action = event.ActionHTTPRequestStart
 		l.tryEnqueue(ev)
@@ -114,7 +115,8 @@ func (l *Logger) serve(w http.ResponseWriter, r *http.Request, next http.Handler
 			// The panic is recorded as the 500 the client will see, queued
 			// without the option to drop it, then re-raised so that the
 			// application's own recovery (or net/http's) still runs.
-			ev := l.finish(r, st, start)
+			st.info.end = l.cfg.Now()
+			ev := l.finish(st)
 			ev.StatusCode = http.StatusInternalServerError
 			ev.Outcome = event.OutcomeFailure
 			ev.Type = typeAccessError
@@ -130,16 +132,46 @@ func (l *Logger) serve(w http.ResponseWriter, r *http.Request, next http.Handler
 	}()
 	next.ServeHTTP(st, r2)
 
-	ev := l.finish(r, st, start)
-	if ev.StatusCode >= 400 {
-		_ = l.enqueue(context.Background(), ev, false)
+	// The completion event is built and scrubbed by the writer goroutine
+	// from what st captured: the request path only hands st over.
+	st.info.end = l.cfg.Now()
+	if st.status >= 400 {
+		_ = l.enqueueItem(context.Background(), item{st: st}, false)
 		return
 	}
 	if l.cfg.Skip != nil && l.cfg.Skip(r) {
-		l.pool.Put(ev)
 		return
 	}
-	l.tryEnqueue(ev)
+	l.tryEnqueueItem(item{st: st})
+}
+
+// reqInfo is what an event needs of a request, captured while the request
+// is being served: strings are immutable, so the writer goroutine can
+// build the event from them after the handler returned.
+type reqInfo struct {
+	method, path, rawQuery, ua, referer, remoteAddr, contentType string
+	contentLength                                                int64
+	xff, fwd                                                     []string
+	headers                                                      [][]string // aligned with Config.Headers
+	start, end                                                   time.Time
+}
+
+func (ri *reqInfo) capture(r *http.Request, l *Logger, start time.Time) {
+	ri.method, ri.path, ri.rawQuery = r.Method, r.URL.Path, r.URL.RawQuery
+	ri.ua, ri.referer = r.Header.Get("User-Agent"), r.Header.Get("Referer")
+	ri.remoteAddr, ri.contentLength, ri.start = r.RemoteAddr, r.ContentLength, start
+	if l.cfg.MaxBody > 0 {
+		ri.contentType = r.Header.Get("Content-Type")
+	}
+	if len(l.cfg.TrustedProxies) > 0 {
+		ri.xff, ri.fwd = r.Header["X-Forwarded-For"], r.Header["Forwarded"]
+	}
+	if len(l.cfg.Headers) > 0 {
+		ri.headers = make([][]string, len(l.cfg.Headers))
+		for i, name := range l.cfg.Headers {
+			ri.headers[i] = r.Header[name]
+		}
+	}
 }
 
 var (
@@ -151,52 +183,52 @@ var (
 
 // requestEvent fills the request side of an event. Every value an attacker
 // controls goes through the redactor before it is stored.
-func (l *Logger) requestEvent(r *http.Request, st *state, now time.Time) *event.Event {
+func (l *Logger) requestEvent(st *state, now time.Time) *event.Event {
+	ri := &st.info
 	ev := l.newEvent(now)
 	ev.Category = categoryWeb
 	ev.Dataset = event.DatasetAccess
 	ev.RequestID = st.requestID
 	ev.TraceID, ev.SpanID = st.traceID, st.spanID
-	ev.Method = sanitizeMethod(r.Method)
-	ev.Path = l.red.String(r.URL.Path)
-	if r.URL.RawQuery != "" {
-		ev.Query = l.red.Query(r.URL.RawQuery)
+	ev.Method = sanitizeMethod(ri.method)
+	ev.Path = l.red.String(ri.path)
+	if ri.rawQuery != "" {
+		ev.Query = l.red.Query(ri.rawQuery)
 	}
-	if ua := r.UserAgent(); ua != "" {
-		ev.UserAgent = l.red.String(ua)
+	if ri.ua != "" {
+		ev.UserAgent = l.red.String(ri.ua)
 	}
-	if ref := r.Referer(); ref != "" {
-		ev.Referrer = l.red.String(ref)
+	if ri.referer != "" {
+		ev.Referrer = l.red.String(ri.referer)
 	}
-	if len(l.cfg.Headers) > 0 {
-		for _, name := range l.cfg.Headers {
-			if vs := r.Header[name]; len(vs) > 0 {
-				if ev.RequestHeaders == nil {
-					ev.RequestHeaders = make(map[string]string, len(l.cfg.Headers))
-				}
-				ev.RequestHeaders[strings.ToLower(name)] = l.red.Header(name, strings.Join(vs, ", "))
+	for i, vs := range ri.headers {
+		if len(vs) > 0 {
+			if ev.RequestHeaders == nil {
+				ev.RequestHeaders = make(map[string]string, len(ri.headers))
 			}
+			name := l.cfg.Headers[i]
+			ev.RequestHeaders[strings.ToLower(name)] = l.red.Header(name, strings.Join(vs, ", "))
 		}
 	}
-	src, srcText, port := splitAddr(r.RemoteAddr)
+	src, srcText, port := splitAddr(ri.remoteAddr)
 	if src.IsValid() {
 		ev.SourceIP = srcText
 		ev.SourcePort = port
 		ev.ClientIP = ev.SourceIP
-		if c, ok := l.clientIP(r, src); ok {
+		if c, ok := l.clientIP(ri, src); ok {
 			ev.ClientIP = c.String()
 		}
 	}
 	return ev
 }
 
-// finish builds the completion event of a request.
-func (l *Logger) finish(r *http.Request, st *state, start time.Time) *event.Event {
-	now := l.cfg.Now()
-	ev := l.requestEvent(r, st, start)
+// finish builds the completion event of a request once it was served.
+func (l *Logger) finish(st *state) *event.Event {
+	ri := &st.info
+	ev := l.requestEvent(st, ri.start)
 	ev.Type = typeAccess
 	ev.Action = event.ActionHTTPRequest
-	ev.Duration = now.Sub(start)
+	ev.Duration = ri.end.Sub(ri.start)
 	ev.StatusCode = st.status
 	if ev.StatusCode == 0 {
 		ev.StatusCode = http.StatusOK // nothing written: net/http sends 200
@@ -207,11 +239,11 @@ func (l *Logger) finish(r *http.Request, st *state, start time.Time) *event.Even
 	}
 	ev.ResponseBodyBytes = st.written
 	ev.RequestBodyBytes = st.read
-	if st.read == 0 && r.ContentLength > 0 {
-		ev.RequestBodyBytes = r.ContentLength
+	if st.read == 0 && ri.contentLength > 0 {
+		ev.RequestBodyBytes = ri.contentLength
 	}
 	if st.capture && !st.overflow && st.captured.Len() > 0 {
-		ev.RequestBody = l.scrubBody(r.Header.Get("Content-Type"), st.captured.Bytes())
+		ev.RequestBody = l.scrubBody(ri.contentType, st.captured.Bytes())
 	}
 	st.mu.Lock()
 	u := st.user
@@ -290,11 +322,11 @@ func (l *Logger) trusted(a netip.Addr) bool {
 // the forwarding chain from the nearest hop outwards and stops at the first
 // address that is not a trusted proxy: hops further out were written by an
 // untrusted party and could be forged.
-func (l *Logger) clientIP(r *http.Request, src netip.Addr) (netip.Addr, bool) {
+func (l *Logger) clientIP(ri *reqInfo, src netip.Addr) (netip.Addr, bool) {
 	if len(l.cfg.TrustedProxies) == 0 || !l.trusted(src) {
 		return netip.Addr{}, false
 	}
-	hops := forwardedHops(r.Header)
+	hops := forwardedHops(ri.fwd, ri.xff)
 	client := src
 	for i := len(hops) - 1; i >= 0; i-- {
 		a, err := parseHop(hops[i])
@@ -312,9 +344,9 @@ func (l *Logger) clientIP(r *http.Request, src netip.Addr) (netip.Addr, bool) {
 // forwardedHops returns the addresses of the RFC 7239 Forwarded header's
 // for= parameters when present, else those of X-Forwarded-For, nearest
 // last.
-func forwardedHops(h http.Header) []string {
+func forwardedHops(fw, xff []string) []string {
 	var hops []string
-	if fw := h.Values("Forwarded"); len(fw) > 0 {
+	if len(fw) > 0 {
 		for _, line := range fw {
 			for elem := range strings.SplitSeq(line, ",") {
 				for pair := range strings.SplitSeq(elem, ";") {
@@ -327,7 +359,7 @@ func forwardedHops(h http.Header) []string {
 		}
 		return hops
 	}
-	for _, line := range h.Values("X-Forwarded-For") {
+	for _, line := range xff {
 		for hop := range strings.SplitSeq(line, ",") {
 			hops = append(hops, strings.TrimSpace(hop))
 		}
