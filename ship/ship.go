@@ -16,8 +16,10 @@
 // end stored a batch but before the cursor was saved sends that batch again
 // on the next start. To let the far end drop such duplicates, Bulk requests
 // carry an _id per record: the record's event.id when it has one, otherwise a
-// hash of the record; trailguard's collector deduplicates NDJSON events on
-// event.id. Without a crash nothing is sent twice after a success.
+// hash of the record (VictoriaLogs ignores _id; Elasticsearch answers 409,
+// counted as a duplicate). NDJSON events carry their own event.id, on which a
+// collector can deduplicate. Without a crash or a request timeout, nothing
+// the far end acknowledged is sent again.
 //
 // Failures are retried with exponential backoff and jitter, honouring
 // Retry-After, without limit: network errors, timeouts, 408, 429 and 5xx, and
@@ -97,9 +99,12 @@ const (
 )
 
 // DeadLetterFile is the name, inside Options.SpoolDir, of the file that
-// receives rejected records: one JSON object per line with "time", "error",
-// "status" (the HTTP or item status, 0 when none), and "record" (the record
+// receives rejected records: one JSON object per line with "time", "url",
+// "error", "status" (the HTTP or item status), and "record" (the record
 // itself when it is valid JSON) or "record_text" (as a string otherwise).
+// Each addition is fsynced before the cursor passes the records. The file is
+// only ever appended to: it is not counted in MaxSpoolBytes, and rotating or
+// replaying it is the operator's call.
 const DeadLetterFile = "dead-letter.jsonl"
 
 // ErrSpoolFull is wrapped by the error Write returns when its context ends
