@@ -555,8 +555,8 @@ func (v *verifier) records() error {
 	for _, t := range v.targets {
 		lt.limit = max(lt.limit, t.size)
 	}
-	out := make(chan *chunk, 4*v.opts.Workers)
-	work := make(chan *chunk, 4*v.opts.Workers)
+	out := make(chan *chunk, 128)
+	work := make(chan *chunk, 128)
 	stop := make(chan struct{})
 	defer close(stop)
 	perr := make(chan error, 1)
