@@ -77,6 +77,12 @@ type Store struct {
 	path string
 	mu   sync.RWMutex
 	byID map[string]*Token
+	// The file may be changed by another process (the token command next
+	// to a running collector): Check reloads it when its modification
+	// time moved, looking at most once a second.
+	modTime   time.Time
+	lastStat  time.Time
+	statEvery time.Duration
 }
 
 var validName = regexp.MustCompile(`^[A-Za-z0-9._@-]{1,64}$`)
@@ -84,22 +90,56 @@ var validName = regexp.MustCompile(`^[A-Za-z0-9._@-]{1,64}$`)
 // Open loads the store at path, creating an empty one if it does not
 // exist.
 func Open(path string) (*Store, error) {
-	s := &Store{path: path, byID: map[string]*Token{}}
-	data, err := os.ReadFile(path)
+	s := &Store{path: path, byID: map[string]*Token{}, statEvery: time.Second}
+	if err := s.load(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// load reads the file; the caller holds mu or owns s.
+func (s *Store) load() error {
+	fi, err := os.Stat(s.path)
 	if errors.Is(err, os.ErrNotExist) {
-		return s, nil
+		return nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("access: open %s: %w", path, err)
+		return fmt.Errorf("access: open %s: %w", s.path, err)
+	}
+	data, err := os.ReadFile(s.path)
+	if err != nil {
+		return fmt.Errorf("access: open %s: %w", s.path, err)
 	}
 	var list []*Token
 	if err := json.Unmarshal(data, &list); err != nil {
-		return nil, fmt.Errorf("access: parse %s: %w", path, err)
+		return fmt.Errorf("access: parse %s: %w", s.path, err)
 	}
+	byID := make(map[string]*Token, len(list))
 	for _, t := range list {
-		s.byID[t.ID] = t
+		byID[t.ID] = t
 	}
-	return s, nil
+	s.byID, s.modTime = byID, fi.ModTime()
+	return nil
+}
+
+// refresh reloads the file if another process changed it.
+func (s *Store) refresh() {
+	s.mu.RLock()
+	due := time.Since(s.lastStat) >= s.statEvery
+	s.mu.RUnlock()
+	if !due {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lastStat = time.Now()
+	if fi, err := os.Stat(s.path); err == nil && !fi.ModTime().Equal(s.modTime) {
+		if err := s.load(); err != nil {
+			// Keep serving the tokens we have; a half-written file is
+			// impossible (rename), so this is a real fault to report.
+			fmt.Fprintln(os.Stderr, err)
+		}
+	}
 }
 
 var enc = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
@@ -173,6 +213,7 @@ func (s *Store) Check(presented string) (Token, error) {
 	if !ok || !ok2 || len(id) != 8 || len(secret) != 32 {
 		return Token{}, ErrMalformed
 	}
+	s.refresh()
 	s.mu.RLock()
 	t, found := s.byID[id]
 	var tok Token
@@ -222,6 +263,9 @@ func (s *Store) save() error {
 	}
 	if err := os.Rename(tmp, s.path); err != nil {
 		return fmt.Errorf("access: save: %w", err)
+	}
+	if fi, err := os.Stat(s.path); err == nil {
+		s.modTime = fi.ModTime()
 	}
 	return nil
 }

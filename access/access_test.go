@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestStore(t *testing.T) {
@@ -101,5 +102,34 @@ func TestRoles(t *testing.T) {
 	}
 	if _, err := ParseRole(" Admin "); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestReloadFromOtherProcess: a token created or revoked through another
+// Store on the same file (the CLI next to a running collector) takes
+// effect without a restart.
+func TestReloadFromOtherProcess(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tokens.json")
+	server, _ := Open(path)
+	server.statEvery = 0
+	cli, _ := Open(path)
+	_, secret, err := cli.Create("late", RoleRead)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Some filesystems keep mtimes coarse; make the change visible.
+	future := time.Now().Add(2 * time.Second)
+	os.Chtimes(path, future, future)
+	if _, err := server.Check(secret); err != nil {
+		t.Fatalf("new token unknown to the running store: %v", err)
+	}
+	cli2, _ := Open(path)
+	if _, err := cli2.Revoke("late"); err != nil {
+		t.Fatal(err)
+	}
+	future = future.Add(2 * time.Second)
+	os.Chtimes(path, future, future)
+	if _, err := server.Check(secret); !errors.Is(err, ErrRevoked) {
+		t.Fatalf("revocation not seen by the running store: %v", err)
 	}
 }
