@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -278,4 +279,46 @@ func TestSecondTileLevel(t *testing.T) {
 		t.Fatal(err)
 	}
 	l.Close()
+}
+
+func TestVerifyReportsCheckpointGaps(t *testing.T) {
+	k := newKey(t, testOrigin)
+	var now atomic.Int64
+	now.Store(time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	opts := testOpts(k)
+	opts.Now = func() time.Time { return time.Unix(0, now.Load()) }
+	dir := t.TempDir()
+	l, err := Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendN(t, l, 0, 5)
+	l.Close() // clean shutdown, then 3 hours of nothing
+	now.Add(int64(3 * time.Hour))
+	l, err = Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendN(t, l, 5, 5)
+	if _, err := l.Checkpoint(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	now.Add(int64(time.Hour)) // silence while running
+	if _, err := l.Checkpoint(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	rep, err := Verify(dir, VerifyOptions{Verifiers: []note.Verifier{k.verifier}})
+	if err != nil || !rep.OK() {
+		t.Fatalf("%v\n%s", err, rep)
+	}
+	var gaps []string
+	for _, n := range rep.Notices {
+		if n.Kind == NoticeCheckpoints {
+			gaps = append(gaps, n.Message)
+		}
+	}
+	if len(gaps) != 2 || !strings.Contains(gaps[0], "clean shutdown") || !strings.Contains(gaps[1], "down, stalled or silenced") {
+		t.Fatalf("gap notices: %q", gaps)
+	}
 }

@@ -693,7 +693,9 @@ func (l *Ledger) sequence() {
 		case r, ok := <-l.in:
 			if !ok {
 				// Close: a final checkpoint, always.
-				l.syncCh <- l.cpJob(nil, nil)
+				j := l.cpJob(nil, nil)
+				j.cp.Extra = append(j.cp.Extra, shutdownExt)
+				l.syncCh <- j
 				return
 			}
 			batch := []*appendReq{r}
@@ -764,6 +766,10 @@ func (l *Ledger) cpDue() bool {
 		(pending > 0 && since >= l.opts.CheckpointInterval) ||
 		since >= l.opts.IdleInterval
 }
+
+// shutdownExt marks the checkpoint made by Close: a gap after it is a
+// planned stop, not a crash or a silenced logger.
+const shutdownExt = "shutdown"
 
 // cpJob attaches a checkpoint of the current tree to job (or a new job).
 func (l *Ledger) cpJob(job *syncJob, reply chan cpResult) *syncJob {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -113,6 +114,10 @@ type VerifyOptions struct {
 	WitnessDir string
 	// Workers hashing records in parallel. Default GOMAXPROCS.
 	Workers int
+	// MaxGap is the longest expected time between checkpoints; longer
+	// gaps are reported as notices. Default 2m (twice the default idle
+	// cadence).
+	MaxGap time.Duration
 }
 
 // target is a signed tree head the records must reproduce.
@@ -139,6 +144,9 @@ func Verify(dir string, opts VerifyOptions) (*Report, error) {
 	}
 	if opts.Workers <= 0 {
 		opts.Workers = runtime.GOMAXPROCS(0)
+	}
+	if opts.MaxGap <= 0 {
+		opts.MaxGap = 2 * time.Minute
 	}
 	v := &verifier{dir: dir, opts: opts, known: note.VerifierList(opts.Verifiers...), rep: &Report{Dir: dir, Findings: []Finding{}, Notices: []Finding{}}}
 	if err := v.checkpoints(); err != nil {
@@ -264,7 +272,19 @@ func (v *verifier) checkpoints() error {
 		} else {
 			current = ids
 		}
+		if prev != nil && !prev.Time.IsZero() && c.Time.Sub(prev.Time) > v.opts.MaxGap {
+			why := "the logger was down, stalled or silenced"
+			if slices.Contains(prev.Extra, shutdownExt) {
+				why = "after a clean shutdown"
+			}
+			v.rep.notice(Finding{Kind: NoticeCheckpoints, File: file, Size: c.Size,
+				Message: fmt.Sprintf("no checkpoint from %s to %s (%s): %s", prev.Time.UTC().Format(time.RFC3339), c.Time.UTC().Format(time.RFC3339), c.Time.Sub(prev.Time).Round(time.Second), why)})
+		}
 		if prev != nil {
+			if c.Time.Before(prev.Time) {
+				v.rep.notice(Finding{Kind: NoticeCheckpoints, File: file, Size: c.Size,
+					Message: fmt.Sprintf("%s: checkpoint time %s is before the previous one (%s): clock stepped back", file, c.Time.UTC().Format(time.RFC3339Nano), prev.Time.UTC().Format(time.RFC3339Nano))})
+			}
 			if c.Size < prev.Size || (c.Size == prev.Size && c.Root != prev.Root) {
 				v.rep.find(Finding{Kind: KindCheckpointInconsistent, File: file, Size: c.Size,
 					Message: fmt.Sprintf("%s: checkpoint (size %d) does not extend the previous one (size %d)", file, c.Size, prev.Size)})
