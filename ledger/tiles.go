@@ -67,14 +67,12 @@ func (s tileStore) write(level int, n uint64, w int, data []byte) error {
 func (s tileStore) read(level int, n uint64, w int) ([]byte, error) {
 	need := w * HashSize
 	full := filepath.Join(s.dir, filepath.FromSlash(tilePath(level, n, tileWidth)))
-	if b, err := os.ReadFile(full); err == nil {
-		if len(b) != tileWidth*HashSize {
-			return nil, fmt.Errorf("tile %s: %d bytes, want %d", tilePath(level, n, tileWidth), len(b), tileWidth*HashSize)
-		}
+	if b, err := os.ReadFile(full); err == nil && len(b) == tileWidth*HashSize {
 		return b[:need], nil
-	} else if !errors.Is(err, fs.ErrNotExist) {
+	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
 	}
+	// No full tile yet (or one still being written): a partial one.
 	pdir := full + ".p"
 	ents, err := os.ReadDir(pdir)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"crypto/sha256"
@@ -174,13 +175,6 @@ type verifier struct {
 func (v *verifier) openSigned(signed []byte, file string, r *Report) (Checkpoint, *note.Note, bool) {
 	c, n, err := OpenCheckpoint(signed, v.known)
 	if err == nil {
-		if v.rep.Origin == "" {
-			v.rep.Origin = c.Origin
-		} else if c.Origin != v.rep.Origin {
-			r.find(Finding{Kind: KindCheckpointForged, File: file, Size: c.Size,
-				Message: fmt.Sprintf("%s: checkpoint for origin %q, the ledger's is %q", file, c.Origin, v.rep.Origin)})
-			return c, n, false
-		}
 		return c, n, true
 	}
 	claim, _ := parseUnverified(signed)
@@ -204,6 +198,20 @@ func (v *verifier) openSigned(signed []byte, file string, r *Report) (Checkpoint
 	return Checkpoint{}, nil, false
 }
 
+// sameOrigin reports whether c belongs to this ledger (a finding if not).
+func (v *verifier) sameOrigin(c Checkpoint, file string) bool {
+	if v.rep.Origin == "" {
+		v.rep.Origin = c.Origin
+		return true
+	}
+	if c.Origin != v.rep.Origin {
+		v.rep.find(Finding{Kind: KindCheckpointForged, File: file, Size: c.Size,
+			Message: fmt.Sprintf("%s: checkpoint for origin %q, the ledger's is %q", file, c.Origin, v.rep.Origin)})
+		return false
+	}
+	return true
+}
+
 func keyIDs(n *note.Note) map[string]bool {
 	m := map[string]bool{}
 	for _, s := range n.Sigs {
@@ -221,12 +229,41 @@ func (v *verifier) checkpoints() error {
 			v.rep.find(Finding{Kind: KindCheckpointForged, File: "checkpoints.log", Message: fmt.Sprintf("checkpoints.log: damaged frame after %d checkpoints: %v", len(ents), why)})
 		}
 	}
+	// Signatures are checked in parallel (Ed25519 verification is the
+	// cost of a long checkpoint history); findings are then taken in order.
+	type opened struct {
+		c   Checkpoint
+		n   *note.Note
+		ok  bool
+		rep Report
+	}
+	res := make([]opened, len(ents))
+	var wg sync.WaitGroup
+	for w := range v.opts.Workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := w; k < len(ents); k += v.opts.Workers {
+				r := &res[k]
+				r.c, r.n, r.ok = v.openSigned(ents[k].data, fmt.Sprintf("checkpoints.log#%d", k), &r.rep)
+			}
+		}()
+	}
+	wg.Wait()
 	var current, retired = map[string]bool{}, map[string]bool{}
 	var prev *Checkpoint
 	var lastSigned []byte
 	for k, e := range ents {
 		file := fmt.Sprintf("checkpoints.log#%d", k)
-		c, n, ok := v.openSigned(e.data, file, v.rep)
+		v.rep.Findings = append(v.rep.Findings, res[k].rep.Findings...)
+		c, n, ok := res[k].c, res[k].n, res[k].ok
+		if ok && v.rep.Origin == "" {
+			v.rep.Origin = c.Origin
+		} else if ok && c.Origin != v.rep.Origin {
+			v.rep.find(Finding{Kind: KindCheckpointForged, File: file, Size: c.Size,
+				Message: fmt.Sprintf("%s: checkpoint for origin %q, the ledger's is %q", file, c.Origin, v.rep.Origin)})
+			ok = false
+		}
 		if !ok {
 			continue
 		}
@@ -299,7 +336,7 @@ func (v *verifier) checkpoints() error {
 	v.rep.Latest = prev
 	// The checkpoint file served to tlog clients must be one of them.
 	if b, err := os.ReadFile(filepath.Join(v.dir, "checkpoint")); err == nil && string(b) != string(lastSigned) {
-		if c, _, ok := v.openSigned(b, "checkpoint", v.rep); ok {
+		if c, _, ok := v.openSigned(b, "checkpoint", v.rep); ok && v.sameOrigin(c, "checkpoint") {
 			v.targets = append(v.targets, target{size: c.Size, root: c.Root, file: "checkpoint", seq: len(ents)})
 			v.ownMax = max(v.ownMax, c.Size)
 		}
@@ -318,7 +355,7 @@ func (v *verifier) checkpoints() error {
 			if err != nil {
 				return fmt.Errorf("ledger: verify: witness: %w", err)
 			}
-			if c, _, ok := v.openSigned(b, p, v.rep); ok {
+			if c, _, ok := v.openSigned(b, p, v.rep); ok && v.sameOrigin(c, p) {
 				v.rep.Checkpoints++
 				v.targets = append(v.targets, target{size: c.Size, root: c.Root, file: p, witness: true})
 			}
