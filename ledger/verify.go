@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"crypto/sha256"
@@ -404,7 +405,20 @@ type chunk struct {
 	tile   []byte // the level-0 tile's hashes for these records, if stored
 	issues []Finding
 	hints  map[uint64]uint64 // record index → first index its segment header claims
+	maps   []*mapping        // mapped segments the frames point into
 	done   chan struct{}
+}
+
+// mapping is a mapped segment, unmapped when the last chunk using it is done.
+type mapping struct {
+	refs    atomic.Int32
+	release func()
+}
+
+func (m *mapping) unref() {
+	if m.refs.Add(-1) == 0 {
+		m.release()
+	}
 }
 
 type frameRef struct {
@@ -425,6 +439,7 @@ func (v *verifier) produce(out chan<- *chunk, work chan<- *chunk, stop <-chan st
 	}
 	idx := v.prunedN
 	var cur *chunk
+	var curMap *mapping
 	send := func() bool {
 		if cur == nil {
 			return true
@@ -464,6 +479,10 @@ func (v *verifier) produce(out chan<- *chunk, work chan<- *chunk, stop <-chan st
 		if fr != nil {
 			cur.frames = append(cur.frames, *fr)
 			idx++
+			if curMap != nil && (len(cur.maps) == 0 || cur.maps[len(cur.maps)-1] != curMap) {
+				curMap.refs.Add(1)
+				cur.maps = append(cur.maps, curMap)
+			}
 		}
 		return true
 	}
@@ -476,6 +495,14 @@ func (v *verifier) produce(out chan<- *chunk, work chan<- *chunk, stop <-chan st
 		}
 		block := make([]byte, 0, blockSize)
 		eof := false
+		curMap = nil
+		if si < len(segs)-1 {
+			if data, unmap, err := mapFile(s.path); err == nil {
+				block, eof = data, true
+				curMap = &mapping{release: unmap}
+				curMap.refs.Store(1) // the producer's own reference
+			}
+		}
 		fill := func(need int) {
 			// Keep the unread tail, read more after it.
 			if eof || len(block) >= need {
@@ -497,6 +524,10 @@ func (v *verifier) produce(out chan<- *chunk, work chan<- *chunk, stop <-chan st
 				add(nil, &iss, nil)
 			}
 			f.Close()
+			if curMap != nil {
+				curMap.unref()
+				curMap = nil
+			}
 			continue
 		}
 		if first, err := parseSegHeader(block); err != nil {
@@ -540,6 +571,10 @@ func (v *verifier) produce(out chan<- *chunk, work chan<- *chunk, stop <-chan st
 			off += int64(n)
 		}
 		f.Close()
+		if curMap != nil {
+			curMap.unref()
+			curMap = nil
+		}
 	}
 	send()
 	v.rep.Records = idx
@@ -642,6 +677,9 @@ func (v *verifier) records() error {
 	for c := range out {
 		<-c.done
 		st.chunk(c)
+		for _, m := range c.maps {
+			m.unref()
+		}
 	}
 	if err := <-perr; err != nil {
 		return err
