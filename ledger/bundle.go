@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path/filepath"
 )
 
 // InclusionBundle is a self-contained inclusion proof: everything a third
@@ -39,17 +38,27 @@ type ConsistencyBundle struct {
 }
 
 // SignedCheckpoint returns the newest signed checkpoint of the given size
-// from checkpoints.log, or the newest of all if size is 0. Signatures are
-// not checked here (see OpenCheckpoint).
+// from the checkpoint history, or the newest of all if size is 0.
+// Signatures are not checked here (see OpenCheckpoint).
 func (l *Ledger) SignedCheckpoint(size uint64) ([]byte, Checkpoint, error) {
-	ents, _, _ := readFrameLog(filepath.Join(l.dir, "checkpoints.log"), maxCheckpointSize)
-	for i := len(ents) - 1; i >= 0; i-- {
-		c, err := parseUnverified(ents[i].data)
-		if err != nil {
-			continue
-		}
-		if size == 0 || c.Size == size {
-			return ents[i].data, c, nil
+	files, err := listCPLogs(l.dir)
+	if err != nil {
+		return nil, Checkpoint{}, err
+	}
+	for i := len(files) - 1; i >= 0; i-- {
+		ents, _, _ := readFrameLog(files[i].path, maxCheckpointSize)
+		for k := len(ents) - 1; k >= 0; k-- {
+			c, err := parseUnverified(ents[k].data)
+			if err != nil {
+				continue
+			}
+			if size == 0 || c.Size == size {
+				return ents[k].data, c, nil
+			}
+			if c.Size < size {
+				i = 0 // sizes only grow: no older file can hold it
+				break
+			}
 		}
 	}
 	if size == 0 {

@@ -322,3 +322,49 @@ func TestVerifyReportsCheckpointGaps(t *testing.T) {
 		t.Fatalf("gap notices: %q", gaps)
 	}
 }
+
+func TestCheckpointHistoryRotates(t *testing.T) {
+	defer func(old int64) { cpLogMax = old }(cpLogMax)
+	cpLogMax = 2 << 10
+	k := newKey(t, testOrigin)
+	dir := t.TempDir()
+	l, err := Open(dir, testOpts(k))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	var sizes []uint64
+	for i := 0; i < 30; i++ {
+		appendN(t, l, i, 1)
+		s, err := l.Checkpoint(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, _ := parseUnverified(s)
+		sizes = append(sizes, c.Size)
+	}
+	l.Close()
+	files, _ := listCPLogs(dir)
+	if len(files) < 3 {
+		t.Fatalf("history not rotated: %d files", len(files))
+	}
+	l, err = Open(dir, testOpts(k))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, cp := l.LatestCheckpoint(); cp.Size != 30 {
+		t.Fatalf("latest after reopen: %d", cp.Size)
+	}
+	if _, c, err := l.SignedCheckpoint(sizes[2]); err != nil || c.Size != sizes[2] {
+		t.Fatalf("old checkpoint: %v", err)
+	}
+	l.Close()
+	v := []note.Verifier{k.verifier}
+	if rep, _ := Verify(dir, VerifyOptions{Verifiers: v}); !rep.OK() || rep.Checkpoints < 32 {
+		t.Fatalf("verify rotated history:\n%s", rep)
+	}
+	os.Remove(files[1].path)
+	if rep, _ := Verify(dir, VerifyOptions{Verifiers: v}); rep.OK() || rep.Findings[0].Kind != KindCheckpointsMissing {
+		t.Fatalf("history file deleted:\n%s", rep)
+	}
+}

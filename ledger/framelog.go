@@ -6,7 +6,7 @@ import (
 )
 
 // A frame log is a file of frames (the segment framing, no header) used
-// for small append-only histories: checkpoints.log and pruned.log.
+// for small append-only histories: the checkpoint history and pruned.log.
 
 type logEntry struct {
 	time int64

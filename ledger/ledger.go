@@ -20,7 +20,7 @@
 //	seg/<first index>.idx   per-record offset and append time (derived)
 //	tile/<L>/<N>[.p/<W>]    Merkle hash tiles (C2SP tlog-tiles)
 //	checkpoint              latest signed checkpoint (C2SP tlog-checkpoint)
-//	checkpoints.log         every signed checkpoint, framed
+//	checkpoints/<n>.log     every signed checkpoint, framed, rotated at 4 MiB
 //	pruned.log              signed records of retention pruning, framed
 //	lock                    held by the writing process
 package ledger
@@ -181,6 +181,7 @@ type Ledger struct {
 	pruneMu  sync.Mutex
 
 	w         writer
+	cpl       cpLog // checkpoint history (publisher)
 	witnesses []*witnessQueue
 }
 
@@ -322,24 +323,23 @@ func (l *Ledger) recover() error {
 		}
 	}
 	// Checkpoints.
-	cps, cend, cerr := readFrameLog(filepath.Join(l.dir, "checkpoints.log"), maxCheckpointSize)
-	if cerr != nil && !l.readOnly {
-		if err := os.Truncate(filepath.Join(l.dir, "checkpoints.log"), cend); err != nil {
-			return err
-		}
+	cpl, lastSigned, err := loadCPLog(l.dir, !l.readOnly)
+	if err != nil {
+		return err
 	}
+	l.cpl = cpl
 	var last Checkpoint
 	haveCP := false
-	if len(cps) > 0 {
-		c, err := parseUnverified(cps[len(cps)-1].data)
+	if lastSigned != nil {
+		c, err := parseUnverified(lastSigned)
 		if err != nil {
-			return fmt.Errorf("checkpoints.log: last checkpoint: %w", err)
+			return fmt.Errorf("%s: last checkpoint: %w", cpDir, err)
 		}
 		if !l.readOnly && c.Origin != l.opts.Origin {
 			return fmt.Errorf("origin %q does not match the ledger's %q", l.opts.Origin, c.Origin)
 		}
 		last, haveCP = c, true
-		l.latest = append([]byte(nil), cps[len(cps)-1].data...)
+		l.latest = lastSigned
 		l.latestCP = c
 	}
 
@@ -1008,7 +1008,7 @@ func (l *Ledger) makeDurable(jobs []*syncJob) error {
 }
 
 // publish writes a checkpoint's partial tiles, signs it, appends it to
-// checkpoints.log (durably), replaces the checkpoint file and queues it
+// the checkpoint history (durably), replaces the checkpoint file and queues it
 // for the witnesses.
 func (l *Ledger) publish(cp *Checkpoint, partial []tileData) ([]byte, error) {
 	for _, t := range partial {
@@ -1034,7 +1034,7 @@ func (l *Ledger) publish(cp *Checkpoint, partial []tileData) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := appendFrameLog(filepath.Join(l.dir, "checkpoints.log"), cp.Time.UnixNano(), signed); err != nil {
+	if err := l.cpl.append(cp.Time.UnixNano(), signed); err != nil {
 		return nil, err
 	}
 	l.w.handover = nil

@@ -309,9 +309,13 @@ func TestCheckpointCadence(t *testing.T) {
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	ents, _, err := readFrameLog(dir+"/checkpoints.log", maxCheckpointSize)
+	files, _ := listCPLogs(dir)
+	if len(files) != 1 {
+		t.Fatalf("checkpoint history: %v", files)
+	}
+	ents, _, err := readFrameLog(files[0].path, maxCheckpointSize)
 	if err != nil || len(ents) < 4 {
-		t.Fatalf("checkpoints.log: %d entries, %v", len(ents), err)
+		t.Fatalf("checkpoint history: %d entries, %v", len(ents), err)
 	}
 }
 

@@ -33,6 +33,7 @@ const (
 	KindCheckpointUnknownKey   = "checkpoint-unknown-key"
 	KindCheckpointRetiredKey   = "checkpoint-retired-key"
 	KindCheckpointInconsistent = "checkpoint-inconsistent"
+	KindCheckpointsMissing     = "checkpoints-missing"
 	KindRecordsAltered         = "records-altered"
 	KindHistoryRewritten       = "history-rewritten"
 	KindHashTilesAltered       = "hash-tiles-altered"
@@ -222,123 +223,136 @@ func keyIDs(n *note.Note) map[string]bool {
 }
 
 func (v *verifier) checkpoints() error {
-	ents, _, why := readFrameLog(filepath.Join(v.dir, "checkpoints.log"), maxCheckpointSize)
-	if why != nil {
-		if errors.Is(why, errTorn) {
-			v.rep.notice(Finding{Kind: NoticeTornTail, File: "checkpoints.log", Message: "checkpoints.log ends in a torn write (crash while writing a checkpoint)"})
-		} else {
-			v.rep.find(Finding{Kind: KindCheckpointForged, File: "checkpoints.log", Message: fmt.Sprintf("checkpoints.log: damaged frame after %d checkpoints: %v", len(ents), why)})
-		}
+	files, err := listCPLogs(v.dir)
+	if err != nil {
+		return fmt.Errorf("ledger: verify: %w", err)
 	}
-	// Signatures are checked in parallel (Ed25519 verification is the
-	// cost of a long checkpoint history); findings are then taken in order.
-	type opened struct {
-		c   Checkpoint
-		n   *note.Note
-		ok  bool
-		rep Report
-	}
-	res := make([]opened, len(ents))
-	var wg sync.WaitGroup
-	for w := range v.opts.Workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for k := w; k < len(ents); k += v.opts.Workers {
-				r := &res[k]
-				r.c, r.n, r.ok = v.openSigned(ents[k].data, fmt.Sprintf("checkpoints.log#%d", k), &r.rep)
-			}
-		}()
-	}
-	wg.Wait()
 	var current, retired = map[string]bool{}, map[string]bool{}
 	var prev *Checkpoint
 	var lastSigned []byte
-	for k, e := range ents {
-		file := fmt.Sprintf("checkpoints.log#%d", k)
-		v.rep.Findings = append(v.rep.Findings, res[k].rep.Findings...)
-		c, n, ok := res[k].c, res[k].n, res[k].ok
-		if ok && v.rep.Origin == "" {
-			v.rep.Origin = c.Origin
-		} else if ok && c.Origin != v.rep.Origin {
-			v.rep.find(Finding{Kind: KindCheckpointForged, File: file, Size: c.Size,
-				Message: fmt.Sprintf("%s: checkpoint for origin %q, the ledger's is %q", file, c.Origin, v.rep.Origin)})
-			ok = false
-		}
-		if !ok {
-			continue
-		}
-		v.rep.Checkpoints++
-		ids := keyIDs(n)
-		onlyRetired := true
-		for id := range ids {
-			if !retired[id] {
-				onlyRetired = false
+	seq := uint64(0)
+	for fi, cf := range files {
+		rel := filepath.Join(cpDir, filepath.Base(cf.path))
+		ents, _, why := readFrameLog(cf.path, maxCheckpointSize)
+		if why != nil {
+			if errors.Is(why, errTorn) && fi == len(files)-1 {
+				v.rep.notice(Finding{Kind: NoticeTornTail, File: rel, Message: rel + " ends in a torn write (crash while writing a checkpoint)"})
+			} else {
+				v.rep.find(Finding{Kind: KindCheckpointForged, File: rel, Message: fmt.Sprintf("%s: damaged frame after %d checkpoints: %v", rel, len(ents), why)})
 			}
 		}
-		if onlyRetired {
-			v.rep.find(Finding{Kind: KindCheckpointRetiredKey, File: file, Size: c.Size,
-				Message: fmt.Sprintf("%s: checkpoint (size %d) signed only by a key retired at an earlier key handover", file, c.Size)})
-			continue
+		if cf.seq != seq {
+			v.rep.find(Finding{Kind: KindCheckpointsMissing, File: rel,
+				Message: fmt.Sprintf("checkpoint history: checkpoints %d to %d are missing before %s", seq, cf.seq, rel)})
 		}
-		if len(current) > 0 {
-			var kept, added []string
+		seq = cf.seq + uint64(len(ents))
+		// Signatures are checked in parallel (Ed25519 verification is the
+		// cost of a long history); findings are then taken in order.
+		type opened struct {
+			c   Checkpoint
+			n   *note.Note
+			ok  bool
+			rep Report
+		}
+		res := make([]opened, len(ents))
+		var wg sync.WaitGroup
+		for w := range v.opts.Workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for k := w; k < len(ents); k += v.opts.Workers {
+					r := &res[k]
+					r.c, r.n, r.ok = v.openSigned(ents[k].data, fmt.Sprintf("%s#%d", rel, k), &r.rep)
+				}
+			}()
+		}
+		wg.Wait()
+		for k, e := range ents {
+			file := fmt.Sprintf("%s#%d", rel, k)
+			v.rep.Findings = append(v.rep.Findings, res[k].rep.Findings...)
+			c, n, ok := res[k].c, res[k].n, res[k].ok
+			if ok && v.rep.Origin == "" {
+				v.rep.Origin = c.Origin
+			} else if ok && c.Origin != v.rep.Origin {
+				v.rep.find(Finding{Kind: KindCheckpointForged, File: file, Size: c.Size,
+					Message: fmt.Sprintf("%s: checkpoint for origin %q, the ledger's is %q", file, c.Origin, v.rep.Origin)})
+				ok = false
+			}
+			if !ok {
+				continue
+			}
+			v.rep.Checkpoints++
+			ids := keyIDs(n)
+			onlyRetired := true
 			for id := range ids {
-				if current[id] {
-					kept = append(kept, id)
-				} else {
-					added = append(added, id)
+				if !retired[id] {
+					onlyRetired = false
 				}
 			}
-			sort.Strings(added)
-			switch {
-			case len(added) > 0 && len(kept) > 0:
-				for _, id := range kept {
-					retired[id] = true
+			if onlyRetired {
+				v.rep.find(Finding{Kind: KindCheckpointRetiredKey, File: file, Size: c.Size,
+					Message: fmt.Sprintf("%s: checkpoint (size %d) signed only by a key retired at an earlier key handover", file, c.Size)})
+				continue
+			}
+			if len(current) > 0 {
+				var kept, added []string
+				for id := range ids {
+					if current[id] {
+						kept = append(kept, id)
+					} else {
+						added = append(added, id)
+					}
 				}
-				v.rep.notice(Finding{Kind: NoticeKeyRotated, File: file, Size: c.Size,
-					Message: fmt.Sprintf("key handover at checkpoint size %d: %s co-signed by %s, which is retired from here on", c.Size, strings.Join(added, ", "), strings.Join(kept, ", "))})
-				current = map[string]bool{}
-				for _, id := range added {
-					current[id] = true
+				sort.Strings(added)
+				switch {
+				case len(added) > 0 && len(kept) > 0:
+					for _, id := range kept {
+						retired[id] = true
+					}
+					v.rep.notice(Finding{Kind: NoticeKeyRotated, File: file, Size: c.Size,
+						Message: fmt.Sprintf("key handover at checkpoint size %d: %s co-signed by %s, which is retired from here on", c.Size, strings.Join(added, ", "), strings.Join(kept, ", "))})
+					current = map[string]bool{}
+					for _, id := range added {
+						current[id] = true
+					}
+				case len(added) > 0:
+					v.rep.notice(Finding{Kind: NoticeKeyChanged, File: file, Size: c.Size,
+						Message: fmt.Sprintf("signing key changed at checkpoint size %d to %s without a co-signed handover", c.Size, strings.Join(added, ", "))})
+					current = ids
 				}
-			case len(added) > 0:
-				v.rep.notice(Finding{Kind: NoticeKeyChanged, File: file, Size: c.Size,
-					Message: fmt.Sprintf("signing key changed at checkpoint size %d to %s without a co-signed handover", c.Size, strings.Join(added, ", "))})
+			} else {
 				current = ids
 			}
-		} else {
-			current = ids
-		}
-		if prev != nil && !prev.Time.IsZero() && c.Time.Sub(prev.Time) > v.opts.MaxGap {
-			why := "the logger was down, stalled or silenced"
-			if slices.Contains(prev.Extra, shutdownExt) {
-				why = "after a clean shutdown"
-			}
-			v.rep.notice(Finding{Kind: NoticeCheckpoints, File: file, Size: c.Size,
-				Message: fmt.Sprintf("no checkpoint from %s to %s (%s): %s", prev.Time.UTC().Format(time.RFC3339), c.Time.UTC().Format(time.RFC3339), c.Time.Sub(prev.Time).Round(time.Second), why)})
-		}
-		if prev != nil {
-			if c.Time.Before(prev.Time) {
+			if prev != nil && !prev.Time.IsZero() && c.Time.Sub(prev.Time) > v.opts.MaxGap {
+				why := "the logger was down, stalled or silenced"
+				if slices.Contains(prev.Extra, shutdownExt) {
+					why = "after a clean shutdown"
+				}
 				v.rep.notice(Finding{Kind: NoticeCheckpoints, File: file, Size: c.Size,
-					Message: fmt.Sprintf("%s: checkpoint time %s is before the previous one (%s): clock stepped back", file, c.Time.UTC().Format(time.RFC3339Nano), prev.Time.UTC().Format(time.RFC3339Nano))})
+					Message: fmt.Sprintf("no checkpoint from %s to %s (%s): %s", prev.Time.UTC().Format(time.RFC3339), c.Time.UTC().Format(time.RFC3339), c.Time.Sub(prev.Time).Round(time.Second), why)})
 			}
-			if c.Size < prev.Size || (c.Size == prev.Size && c.Root != prev.Root) {
-				v.rep.find(Finding{Kind: KindCheckpointInconsistent, File: file, Size: c.Size,
-					Message: fmt.Sprintf("%s: checkpoint (size %d) does not extend the previous one (size %d)", file, c.Size, prev.Size)})
+			if prev != nil {
+				if c.Time.Before(prev.Time) {
+					v.rep.notice(Finding{Kind: NoticeCheckpoints, File: file, Size: c.Size,
+						Message: fmt.Sprintf("%s: checkpoint time %s is before the previous one (%s): clock stepped back", file, c.Time.UTC().Format(time.RFC3339Nano), prev.Time.UTC().Format(time.RFC3339Nano))})
+				}
+				if c.Size < prev.Size || (c.Size == prev.Size && c.Root != prev.Root) {
+					v.rep.find(Finding{Kind: KindCheckpointInconsistent, File: file, Size: c.Size,
+						Message: fmt.Sprintf("%s: checkpoint (size %d) does not extend the previous one (size %d)", file, c.Size, prev.Size)})
+				}
 			}
+			cc := c
+			prev = &cc
+			lastSigned = e.data
+			v.targets = append(v.targets, target{size: c.Size, root: c.Root, file: file, seq: k})
+			v.ownMax = max(v.ownMax, c.Size)
 		}
-		cc := c
-		prev = &cc
-		lastSigned = e.data
-		v.targets = append(v.targets, target{size: c.Size, root: c.Root, file: file, seq: k})
-		v.ownMax = max(v.ownMax, c.Size)
 	}
 	v.rep.Latest = prev
 	// The checkpoint file served to tlog clients must be one of them.
 	if b, err := os.ReadFile(filepath.Join(v.dir, "checkpoint")); err == nil && string(b) != string(lastSigned) {
 		if c, _, ok := v.openSigned(b, "checkpoint", v.rep); ok && v.sameOrigin(c, "checkpoint") {
-			v.targets = append(v.targets, target{size: c.Size, root: c.Root, file: "checkpoint", seq: len(ents)})
+			v.targets = append(v.targets, target{size: c.Size, root: c.Root, file: "checkpoint", seq: int(seq)})
 			v.ownMax = max(v.ownMax, c.Size)
 		}
 	}

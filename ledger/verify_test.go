@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -105,20 +106,26 @@ func buildLedger(t *testing.T, k testKey, n int, extra func(*Options)) string {
 // rewriteCheckpointLog lets f edit the list of signed checkpoints.
 func rewriteCheckpointLog(t *testing.T, dir string, f func([][]byte) [][]byte) {
 	t.Helper()
-	p := filepath.Join(dir, "checkpoints.log")
-	ents, _, err := readFrameLog(p, maxCheckpointSize)
+	files, err := listCPLogs(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var notes [][]byte
-	for _, e := range ents {
-		notes = append(notes, append([]byte(nil), e.data...))
+	for _, cf := range files {
+		ents, _, err := readFrameLog(cf.path, maxCheckpointSize)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range ents {
+			notes = append(notes, append([]byte(nil), e.data...))
+		}
+		os.Remove(cf.path)
 	}
 	var b []byte
 	for _, n := range f(notes) {
 		b = appendFrame(b, time.Now().UnixNano(), n)
 	}
-	if err := os.WriteFile(p, b, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, cpDir, fmt.Sprintf("%020d.log", 0)), b, 0o644); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -255,7 +262,7 @@ func TestVerifyWitnessDetectsTruncationByKeyHolder(t *testing.T) {
 	trunc := copyDir(t, dir)
 	recs := readAll(t, trunc)
 	os.RemoveAll(filepath.Join(trunc, "tile"))
-	os.Remove(filepath.Join(trunc, "checkpoints.log"))
+	os.RemoveAll(filepath.Join(trunc, cpDir))
 	os.Remove(filepath.Join(trunc, "checkpoint"))
 	rewrite(t, trunc, recs[:300], 0)
 	l, err := Open(trunc, Options{Origin: testOrigin, Signer: k.signer, Logger: quietLogger()})
@@ -279,7 +286,7 @@ func TestVerifyWitnessDetectsTruncationByKeyHolder(t *testing.T) {
 	recs = readAll(t, rw)
 	recs[10].data = []byte(`{"event":{"id":"rewritten"}}`)
 	os.RemoveAll(filepath.Join(rw, "tile"))
-	os.Remove(filepath.Join(rw, "checkpoints.log"))
+	os.RemoveAll(filepath.Join(rw, cpDir))
 	os.Remove(filepath.Join(rw, "checkpoint"))
 	rewrite(t, rw, recs, 0)
 	l, err = Open(rw, Options{Origin: testOrigin, Signer: k.signer, Logger: quietLogger()})

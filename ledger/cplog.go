@@ -1,0 +1,110 @@
+package ledger
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// The checkpoint history is kept in checkpoints/<n>.log, frame logs of
+// signed checkpoints rotated at cpLogMax, n being the number of
+// checkpoints made before the file's first. Opening reads only the newest
+// file, so start-up and memory do not grow with a long history (a year of
+// one checkpoint a second is ~8 GB).
+const cpDir = "checkpoints"
+
+// cpLogMax is the size at which a checkpoint history file is closed (a
+// variable for tests).
+var cpLogMax int64 = 4 << 20
+
+type cpFile struct {
+	seq  uint64
+	path string
+}
+
+func listCPLogs(dir string) ([]cpFile, error) {
+	ents, err := os.ReadDir(filepath.Join(dir, cpDir))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []cpFile
+	for _, e := range ents {
+		name, ok := strings.CutSuffix(e.Name(), ".log")
+		if !ok || len(name) != 20 {
+			continue
+		}
+		n, err := strconv.ParseUint(name, 10, 64)
+		if err != nil {
+			continue
+		}
+		out = append(out, cpFile{n, filepath.Join(dir, cpDir, e.Name())})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].seq < out[j].seq })
+	return out, nil
+}
+
+// cpLog appends to the checkpoint history (publisher goroutine only).
+type cpLog struct {
+	dir   string
+	cur   string // current file, "" before the first checkpoint
+	seq   uint64 // its first checkpoint's number
+	size  int64
+	count uint64 // checkpoints in the whole history
+}
+
+func (c *cpLog) append(t int64, signed []byte) error {
+	if c.cur == "" || (c.size+int64(len(signed)+frameOverhead) > cpLogMax && c.count > c.seq) {
+		if err := os.MkdirAll(filepath.Join(c.dir, cpDir), 0o755); err != nil {
+			return err
+		}
+		c.seq, c.size = c.count, 0
+		c.cur = filepath.Join(c.dir, cpDir, fmt.Sprintf("%020d.log", c.seq))
+		f, err := os.OpenFile(c.cur, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+		if err != nil {
+			return err
+		}
+		f.Close()
+		if err := syncFile(filepath.Join(c.dir, cpDir)); err != nil {
+			return err
+		}
+	}
+	if err := appendFrameLog(c.cur, t, signed); err != nil {
+		return err
+	}
+	c.size += int64(len(signed) + frameOverhead)
+	c.count++
+	return nil
+}
+
+// loadCPLog finds the newest checkpoint. For a writer it also cuts a torn
+// tail and positions the log for appending.
+func loadCPLog(dir string, repair bool) (c cpLog, last []byte, err error) {
+	c.dir = dir
+	files, err := listCPLogs(dir)
+	if err != nil {
+		return c, nil, err
+	}
+	for i := len(files) - 1; i >= 0; i-- {
+		f := files[i]
+		ents, end, why := readFrameLog(f.path, maxCheckpointSize)
+		if why != nil && repair {
+			if err := os.Truncate(f.path, end); err != nil {
+				return c, nil, err
+			}
+		}
+		if i == len(files)-1 {
+			c.cur, c.seq, c.size, c.count = f.path, f.seq, end, f.seq+uint64(len(ents))
+		}
+		if len(ents) > 0 {
+			return c, append([]byte(nil), ents[len(ents)-1].data...), nil
+		}
+	}
+	return c, nil, nil
+}
