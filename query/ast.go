@@ -91,8 +91,11 @@ type Term struct {
 
 	// Type is FieldType(Field).
 	Type Type
-	// Num is the numeric value on number fields (TypeNumber).
-	Num float64
+	// Numeric reports that Value is a number (always so on TypeNumber
+	// fields); Num is its value, which numeric field values are compared
+	// with.
+	Numeric bool
+	Num     float64
 	// Time is the instant on date fields (TypeDate).
 	Time time.Time
 	// Prefix is the network on IP fields for a literal value.

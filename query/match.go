@@ -164,12 +164,11 @@ func (e *Term) matchValue(v any) bool {
 	case string:
 		return v == e.Value
 	case json.Number:
-		n, ok := parseNum(e.Value)
-		if !ok {
+		if !e.Numeric {
 			return false
 		}
 		f, err := strconv.ParseFloat(string(v), 64)
-		return err == nil && f == n
+		return err == nil && f == e.Num
 	case bool:
 		return strconv.FormatBool(v) == e.Value
 	}

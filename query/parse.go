@@ -480,13 +480,12 @@ func newTerm(field, v string, wild bool, pos int) (Expr, error) {
 		}
 		return t, nil
 	}
+	t.Num, t.Numeric = parseNum(v)
 	switch t.Type {
 	case TypeNumber:
-		n, ok := parseNum(v)
-		if !ok {
+		if !t.Numeric {
 			return fail("%s needs a number, not %q", field, v)
 		}
-		t.Num = n
 	case TypeDate:
 		tm, ok := parseTime(v)
 		if !ok {
