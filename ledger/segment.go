@@ -140,25 +140,6 @@ func scanSegment(path string, first uint64, maxLen int) (scanResult, error) {
 	return res, nil
 }
 
-// readIdx loads a whole .idx file.
-func readIdx(path string) ([]idxEntry, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	if len(b)%idxEntrySize != 0 {
-		return nil, fmt.Errorf("%s: size %d is not a multiple of %d", path, len(b), idxEntrySize)
-	}
-	out := make([]idxEntry, len(b)/idxEntrySize)
-	for i := range out {
-		out[i] = idxEntry{
-			off:  int64(binary.BigEndian.Uint64(b[i*idxEntrySize:])),
-			time: int64(binary.BigEndian.Uint64(b[i*idxEntrySize+8:])),
-		}
-	}
-	return out, nil
-}
-
 func writeIdx(path string, entries []idxEntry) error {
 	b := make([]byte, 0, len(entries)*idxEntrySize)
 	for _, e := range entries {
