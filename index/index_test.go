@@ -592,4 +592,3 @@ func TestRebuild(t *testing.T) {
 		t.Fatalf("Rebuild(empty) = %+v, %v", st, err)
 	}
 }
-

@@ -2,8 +2,8 @@ package index
 
 import (
 	"database/sql/driver"
-	"errors"
 	"encoding/json"
+	"errors"
 	"net/netip"
 	"strings"
 	"time"
