@@ -148,11 +148,11 @@ func TestRetention(t *testing.T) {
 	early, _, _ := l.SignedCheckpoint(0)
 
 	// A legal hold stops pruning.
-	l.opts.LegalHold = true
+	l.SetLegalHold(true)
 	if got, err := l.Prune(); err != nil || len(got) != 0 {
 		t.Fatalf("prune under legal hold: %v %v", got, err)
 	}
-	l.opts.LegalHold = false
+	l.SetLegalHold(false)
 	got, err := l.Prune()
 	if err != nil || len(got) == 0 {
 		t.Fatalf("prune: %v %v", got, err)

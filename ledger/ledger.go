@@ -170,15 +170,16 @@ type Ledger struct {
 	closed  bool
 	fatal   atomic.Pointer[error]
 
-	in       chan *appendReq
-	cpReq    chan chan cpResult
-	syncCh   chan *syncJob
-	syncDone chan struct{}
-	pubCh    chan pubJob
-	pubDone  chan struct{}
-	stop     chan struct{}
-	bg       sync.WaitGroup
-	pruneMu  sync.Mutex
+	in        chan *appendReq
+	cpReq     chan chan cpResult
+	syncCh    chan *syncJob
+	syncDone  chan struct{}
+	pubCh     chan pubJob
+	pubDone   chan struct{}
+	stop      chan struct{}
+	bg        sync.WaitGroup
+	pruneMu   sync.Mutex
+	legalHold atomic.Bool
 
 	w         writer
 	cpl       cpLog // checkpoint history (publisher)
@@ -272,6 +273,7 @@ func Open(dir string, opts Options) (*Ledger, error) {
 		l.witnesses = append(l.witnesses, q)
 	}
 	l.w.handover = opts.HandoverSigner
+	l.legalHold.Store(opts.LegalHold)
 	l.w.cpMono = time.Now()
 	go l.sequence()
 	go l.syncLoop()

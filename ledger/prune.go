@@ -79,6 +79,10 @@ func parsePruneNote(signed []byte) (PruneRecord, error) {
 	return parsePruneText(string(signed[:i+1]))
 }
 
+// SetLegalHold starts (true) or ends (false) a legal hold: while it is
+// in force, retention deletes nothing. It overrides Options.LegalHold.
+func (l *Ledger) SetLegalHold(on bool) { l.legalHold.Store(on) }
+
 func (l *Ledger) pruneLoop() {
 	defer l.bg.Done()
 	t := time.NewTicker(l.opts.PruneInterval)
@@ -106,7 +110,7 @@ func (l *Ledger) Prune() ([]PruneRecord, error) {
 	l.pruneMu.Lock()
 	defer l.pruneMu.Unlock()
 	p := l.opts.Retention
-	if l.opts.LegalHold || p.Retain <= 0 {
+	if l.legalHold.Load() || p.Retain <= 0 {
 		return nil, nil
 	}
 	var done []PruneRecord
