@@ -1,0 +1,65 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/trailguard/trailguard/index"
+	"github.com/trailguard/trailguard/ledger"
+	"github.com/trailguard/trailguard/query"
+)
+
+func TestReindexCommand(t *testing.T) {
+	tmp := t.TempDir()
+	dir := filepath.Join(tmp, "ledger")
+	skey, _, err := ledger.GenerateKey("audit.example.com/trailguard")
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, _ := note.NewSigner(skey)
+	l, err := ledger.Open(dir, ledger.Options{Origin: "audit.example.com/trailguard", Signer: signer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var recs [][]byte
+	for i := range 500 {
+		recs = append(recs, fmt.Appendf(nil, `{"@timestamp":"2026-01-01T00:00:%02d.000000000Z","event":{"id":"e%d","action":"authn_login_fail"},"user":{"name":"u%d"}}`, i%60, i, i%5))
+	}
+	if _, err := l.Append(context.Background(), recs...); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+
+	var out, errOut strings.Builder
+	file := filepath.Join(tmp, "index.db")
+	if code := runReindex([]string{"--ledger", dir, "--index", file}, &out, &errOut); code != 0 {
+		t.Fatalf("reindex exit %d: %s", code, errOut.String())
+	}
+	if !strings.Contains(out.String(), "indexed 500 records (ledger indices 0..499)") {
+		t.Fatalf("output %q", out.String())
+	}
+	ix, err := index.Open(file, index.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ix.Close()
+	q, _ := query.Parse("user.name:u3")
+	res, err := ix.Search(context.Background(), index.Request{Query: q, Limit: 1000})
+	if err != nil || len(res.Hits) != 100 || ix.Indexed() != 500 {
+		t.Fatalf("after reindex: %d hits, indexed %d, %v", len(res.Hits), ix.Indexed(), err)
+	}
+
+	for _, args := range [][]string{{}, {"--ledger", dir}, {"--index", file}} {
+		if code := runReindex(args, &out, &errOut); code != 2 {
+			t.Errorf("reindex %v: exit %d, want 2", args, code)
+		}
+	}
+	if code := runReindex([]string{"--ledger", filepath.Join(tmp, "nope"), "--index", file}, &out, &errOut); code != 1 {
+		t.Errorf("reindex of a missing ledger: exit %d, want 1", code)
+	}
+}
