@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/trailguard/trailguard/event"
+	"github.com/trailguard/trailguard/ledger"
 	"github.com/trailguard/trailguard/sink"
 )
 
@@ -66,6 +67,23 @@ func TestRun(t *testing.T) {
 	}
 	if attacker < 30 {
 		t.Fatalf("%d failed logins attributed to the attacker, want ≥ 30", attacker)
+	}
+	// Everything reached the collector, which answers queries about it, and
+	// its ledger verifies offline with the public key alone.
+	c := sum.Collector
+	if int(sum.Ship.Shipped) != sum.Events || sum.Ship.DeadLettered != 0 {
+		t.Fatalf("shipped %d of %d events (dead-lettered %d)", sum.Ship.Shipped, sum.Events, sum.Ship.DeadLettered)
+	}
+	if c.LedgerSize < uint64(sum.Events) || c.Failures401 < 30 || len(c.TopAttackers) == 0 || !strings.HasPrefix(c.TopAttackers[0], "203.0.113.66 ") {
+		t.Fatalf("collector view: %+v", c)
+	}
+	keys, err := ledger.LoadVerifiers(c.VerifierKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := ledger.Verify(c.DataDir, ledger.VerifyOptions{Verifiers: keys})
+	if err != nil || !rep.OK() || rep.Records < c.LedgerSize {
+		t.Fatalf("ledger does not verify: %v %+v", err, rep)
 	}
 	var out strings.Builder
 	sum.Print(&out)

@@ -18,10 +18,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/trailguard/trailguard/access"
 	"github.com/trailguard/trailguard/event"
 	"github.com/trailguard/trailguard/httpaudit"
 	"github.com/trailguard/trailguard/redact"
 	"github.com/trailguard/trailguard/retention"
+	"github.com/trailguard/trailguard/ship"
 	"github.com/trailguard/trailguard/sink"
 )
 
@@ -46,10 +48,23 @@ type Summary struct {
 	Requests   int            // access events (one per completed request)
 	Counts     map[string]int // events by "action outcome"
 	Stats      httpaudit.Stats
-	Secrets    int      // credentials and card numbers the traffic sent
-	Leaked     []string // any of them found in the trail (must be empty)
-	SampleFail []byte   // one failed-login event, as written
+	Ship       ship.Stats // the shipper's counters: everything reached the collector
+	Collector  Collector  // what the collector holds and answers
+	Secrets    int        // credentials and card numbers the traffic sent
+	Leaked     []string   // any of them found in the trail (must be empty)
+	SampleFail []byte     // one failed-login event, as written
 	Duration   time.Duration
+}
+
+// Collector describes the in-process collector after the run.
+type Collector struct {
+	URL          string   // where it listened
+	DataDir      string   // its data directory
+	VerifierKey  string   // the public key auditors verify with
+	LedgerSize   uint64   // records in the ledger (the shop's events and the collector's own)
+	Checkpoint   string   // the final signed checkpoint
+	Failures401  int64    // 401 responses per the collector's query API
+	TopAttackers []string // top client.ip of failed logins, "ip (count)"
 }
 
 // Run starts the sample API on a loopback port, drives traffic against it
@@ -71,6 +86,28 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 		}
 		dir = d
 	}
+	// The collector runs in this process, as `trailguard serve` would on
+	// its own host: the shop ships its events to it over HTTP.
+	col, colURL, stopCollector, err := startCollector(filepath.Join(dir, "collector"), logw)
+	if err != nil {
+		return nil, err
+	}
+	defer stopCollector()
+	_, ingestToken, err := col.Tokens().Create("demo-shop", access.RoleIngest)
+	if err != nil {
+		return nil, fmt.Errorf("demo: %w", err)
+	}
+	shipper, err := ship.New(ship.Options{
+		URL:           colURL + "/v1/events",
+		Token:         ingestToken,
+		SpoolDir:      filepath.Join(dir, "spool"),
+		FlushInterval: 100 * time.Millisecond,
+		OnError:       func(err error) { fmt.Fprintln(logw, "ship:", err) },
+	})
+	if err != nil {
+		return nil, fmt.Errorf("demo: %w", err)
+	}
+
 	trailDir := filepath.Join(dir, "trail")
 	file, err := sink.OpenFile(sink.FileOptions{
 		Dir:       trailDir,
@@ -86,7 +123,7 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 		return nil, fmt.Errorf("demo: %w", err)
 	}
 	audit, err := httpaudit.New(httpaudit.Config{
-		Sink:           file,
+		Sink:           sink.Multi(file, shipper),
 		Redactor:       red,
 		ServiceName:    "demo-shop",
 		TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
@@ -110,7 +147,8 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 	srv := &http.Server{Handler: audit.Middleware(app.routes()), ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(ln)
 	base := "http://" + ln.Addr().String()
-	fmt.Fprintf(logw, "sample API listening on %s, driving traffic for %v\n", base, opts.Duration)
+	fmt.Fprintf(logw, "collector on %s (data in %s)\n", colURL, filepath.Join(dir, "collector"))
+	fmt.Fprintf(logw, "sample API on %s, shipping its audit events to the collector; driving traffic for %v\n", base, opts.Duration)
 
 	start := time.Now()
 	secrets := &secretSet{m: map[string]bool{}}
@@ -155,6 +193,15 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 	}
 	sum.Dir = dir
 	sum.Stats = audit.Stats()
+	sum.Ship = shipper.Stats()
+	if sum.Collector, err = queryCollector(col, colURL); err != nil {
+		return nil, err
+	}
+	if err := stopCollector(); err != nil {
+		return nil, fmt.Errorf("demo: collector shutdown: %w", err)
+	}
+	signed, _ := os.ReadFile(filepath.Join(dir, "collector", "ledger", "checkpoint"))
+	sum.Collector.Checkpoint = string(signed)
 	sum.Duration = time.Since(start)
 	return sum, nil
 }
@@ -234,5 +281,13 @@ func (s *Summary) Print(w io.Writer) {
 	if s.SampleFail != nil {
 		fmt.Fprintf(w, "\na failed login, as stored:\n%s\n", s.SampleFail)
 	}
-	fmt.Fprintf(w, "\nread it:  zcat -f %s/*.jsonl* | jq -c 'select(.event.outcome==\"failure\")'\n", s.TrailDir)
+	c := s.Collector
+	fmt.Fprintf(w, "\ncollector: %d records in the ledger at %s (the shop's %d events, shipped: %d, dead-lettered: %d; plus its own audit events)\n",
+		c.LedgerSize, c.DataDir, s.Events, s.Ship.Shipped, s.Ship.DeadLettered)
+	fmt.Fprintf(w, "  401 responses (query API): %d; top sources of failed logins: %s\n", c.Failures401, strings.Join(c.TopAttackers, ", "))
+	if c.Checkpoint != "" {
+		fmt.Fprintf(w, "  final signed checkpoint:\n    %s\n", strings.ReplaceAll(strings.TrimSpace(c.Checkpoint), "\n", "\n    "))
+	}
+	fmt.Fprintf(w, "\nread it:   zcat -f %s/*.jsonl* | jq -c 'select(.event.outcome==\"failure\")'\n", s.TrailDir)
+	fmt.Fprintf(w, "verify it: go run ./cmd/trailguard verify %s --key %s\n", c.DataDir, c.VerifierKey)
 }

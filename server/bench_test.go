@@ -1,0 +1,60 @@
+package server
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+)
+
+// BenchmarkPrepare is the per-event work of ingest before the ledger:
+// scrub, decode, check, normalise.
+func BenchmarkPrepare(b *testing.B) {
+	ts := newBenchServer(b)
+	line := []byte(fmt.Sprintf(`{"@timestamp":"2026-11-25T12:00:00.000001Z","event":{"kind":"event","category":["web"],"type":["access"],"action":"http_request","outcome":"success","duration":1834000,"id":"0193a1b2-c3d4-7e5f-8a9b-%012d","dataset":"trailguard.access"},"http":{"request":{"id":"req-1","method":"GET"},"response":{"status_code":200,"body":{"bytes":512}}},"url":{"path":"/api/orders/1","query":"page=2"},"source":{"ip":"10.1.2.3","port":51234},"user":{"name":"user001"},"user_agent":{"original":"Mozilla/5.0 (X11; Linux x86_64)"},"service":{"name":"orders-api"}}`, 1))
+	now := time.Now()
+	b.SetBytes(int64(len(line)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ts.prepare(line, now); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkIngest is POST /v1/events end to end in process: batches of
+// 1000 events, durable in the ledger before the answer.
+func BenchmarkIngest(b *testing.B) {
+	ts := newBenchServer(b)
+	_, tok, _ := ts.tokens.Create("bench", "ingest")
+	var body bytes.Buffer
+	for i := range 1000 {
+		fmt.Fprintf(&body, `{"@timestamp":"2026-11-25T12:00:00.000001Z","event":{"kind":"event","category":["web"],"action":"http_request","outcome":"success","id":"id-%d"},"url":{"path":"/api/orders/%d"},"source":{"ip":"10.1.2.3"},"user":{"name":"user001"},"http":{"response":{"status_code":200}}}`+"\n", i, i)
+	}
+	b.SetBytes(int64(body.Len()))
+	b.ReportAllocs()
+	for b.Loop() {
+		req := httptest.NewRequest("POST", "/v1/events", bytes.NewReader(body.Bytes()))
+		req.Header.Set("Authorization", "Bearer "+tok)
+		w := httptest.NewRecorder()
+		ts.Handler().ServeHTTP(w, req)
+		if w.Code != http.StatusOK {
+			b.Fatalf("%d %s", w.Code, w.Body)
+		}
+	}
+	b.ReportMetric(float64(b.N*1000)/b.Elapsed().Seconds(), "events/s")
+}
+
+func newBenchServer(b *testing.B) *Server {
+	cfg := Defaults()
+	cfg.DataDir = b.TempDir()
+	cfg.Origin = "bench/trailguard"
+	srv, err := New(cfg, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { srv.Close() })
+	return srv
+}

@@ -1,0 +1,219 @@
+package server
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/goccy/go-yaml"
+)
+
+// Config configures the collector. Values come, in increasing priority,
+// from the defaults, a YAML file, TRAILGUARD_* environment variables and
+// command-line flags; the YAML key, the variable and the flag of a field
+// share a name (data_dir, TRAILGUARD_DATA_DIR, --data-dir).
+type Config struct {
+	// DataDir holds the ledger, the index, keys and tokens.
+	DataDir string `yaml:"data_dir"`
+	// Listen is the address to serve on.
+	Listen string `yaml:"listen"`
+	// TLSCert and TLSKey, when both set, serve HTTPS.
+	TLSCert string `yaml:"tls_cert"`
+	TLSKey  string `yaml:"tls_key"`
+	// Origin names the log in its checkpoints; default
+	// "trailguard/<hostname>". It must never change for a ledger.
+	Origin string `yaml:"origin"`
+	// SignerKey is the checkpoint signing key (note format); default
+	// <data_dir>/keys/signer.key, generated on first start.
+	SignerKey string `yaml:"signer_key"`
+	// Retention is the retention profile: pci-dss, soc2, hipaa or
+	// custom:<days>; empty keeps everything.
+	Retention string `yaml:"retention"`
+	// LegalHold stops retention from deleting anything.
+	LegalHold bool `yaml:"legal_hold"`
+	// Witness is a directory or http(s) URL that receives a copy of every
+	// checkpoint.
+	Witness []string `yaml:"witness"`
+	// RedactMode is how secrets found at ingest are replaced: remove,
+	// mask or hmac-sha256.
+	RedactMode string `yaml:"redact_mode"`
+	// RedactSecretFile holds the HMAC key for redact_mode hmac-sha256.
+	RedactSecretFile string `yaml:"redact_secret_file"`
+	// MaxLineBytes bounds one event; longer lines are rejected per item.
+	MaxLineBytes int `yaml:"max_line_bytes"`
+	// MaxRequestBytes bounds one ingest request (413 beyond).
+	MaxRequestBytes int64 `yaml:"max_request_bytes"`
+	// CheckpointInterval bounds how long a record waits for a signed
+	// checkpoint.
+	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
+	// MetricsPublic serves /metrics without a token (for scrapers on a
+	// private network); by default it needs the read role.
+	MetricsPublic bool `yaml:"metrics_public"`
+	// AuthFailBurst and AuthFailPerMinute rate-limit failed token checks
+	// per client address; beyond them the client gets 429 without a check.
+	AuthFailBurst     int `yaml:"auth_fail_burst"`
+	AuthFailPerMinute int `yaml:"auth_fail_per_minute"`
+	// ShutdownTimeout bounds the graceful drain on SIGTERM.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+}
+
+// Defaults returns the configuration `trailguard serve` uses with no file,
+// variables or flags.
+func Defaults() Config {
+	return Config{
+		DataDir:            "./trailguard-data",
+		Listen:             "127.0.0.1:8600",
+		RedactMode:         "mask",
+		MaxLineBytes:       256 << 10,
+		MaxRequestBytes:    32 << 20,
+		CheckpointInterval: time.Second,
+		AuthFailBurst:      10,
+		AuthFailPerMinute:  30,
+		ShutdownTimeout:    15 * time.Second,
+	}
+}
+
+// LoadConfig builds the configuration from args (the serve command's
+// flags, which may name a --config file) and the environment.
+func LoadConfig(args []string, environ []string) (Config, error) {
+	cfg := Defaults()
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	path := fs.String("config", "", "YAML configuration file")
+	set := map[string]*string{}
+	for _, f := range fields() {
+		set[f.key] = fs.String(strings.ReplaceAll(f.key, "_", "-"), "", f.help)
+	}
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("serve: unexpected argument %q", fs.Arg(0))
+	}
+	if *path != "" {
+		data, err := os.ReadFile(*path)
+		if err != nil {
+			return cfg, fmt.Errorf("config: %w", err)
+		}
+		if err := yaml.UnmarshalWithOptions(data, &cfg, yaml.Strict()); err != nil {
+			return cfg, fmt.Errorf("config: %s: %w", *path, err)
+		}
+	}
+	env := map[string]string{}
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			env[k] = v
+		}
+	}
+	for _, f := range fields() {
+		if v, ok := env["TRAILGUARD_"+strings.ToUpper(f.key)]; ok {
+			if err := f.set(&cfg, v); err != nil {
+				return cfg, fmt.Errorf("config: TRAILGUARD_%s: %w", strings.ToUpper(f.key), err)
+			}
+		}
+	}
+	var flagErr error
+	fs.Visit(func(fl *flag.Flag) {
+		key := strings.ReplaceAll(fl.Name, "-", "_")
+		if p, ok := set[key]; ok && flagErr == nil {
+			if err := fieldByKey(key).set(&cfg, *p); err != nil {
+				flagErr = fmt.Errorf("config: --%s: %w", fl.Name, err)
+			}
+		}
+	})
+	if flagErr != nil {
+		return cfg, flagErr
+	}
+	return cfg, cfg.validate()
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data_dir is empty"))
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("tls_cert and tls_key go together"))
+	}
+	if c.MaxLineBytes < 1024 {
+		errs = append(errs, fmt.Errorf("max_line_bytes %d is below 1024", c.MaxLineBytes))
+	}
+	if c.MaxRequestBytes < int64(c.MaxLineBytes) {
+		errs = append(errs, errors.New("max_request_bytes is below max_line_bytes"))
+	}
+	if c.CheckpointInterval <= 0 || c.CheckpointInterval > time.Minute {
+		errs = append(errs, fmt.Errorf("checkpoint_interval %v: want (0, 1m]", c.CheckpointInterval))
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("config: %w", errors.Join(errs...))
+	}
+	c.DataDir = filepath.Clean(c.DataDir)
+	return nil
+}
+
+// field is one configuration setting, addressable by its YAML key.
+type field struct {
+	key, help string
+	index     int
+}
+
+func fields() []field {
+	t := reflect.TypeFor[Config]()
+	out := make([]field, 0, t.NumField())
+	for i := range t.NumField() {
+		f := t.Field(i)
+		out = append(out, field{key: f.Tag.Get("yaml"), help: "see Config." + f.Name, index: i})
+	}
+	return out
+}
+
+func fieldByKey(key string) field {
+	for _, f := range fields() {
+		if f.key == key {
+			return f
+		}
+	}
+	panic("server: no config field " + key)
+}
+
+func (f field) set(cfg *Config, s string) error {
+	v := reflect.ValueOf(cfg).Elem().Field(f.index)
+	switch v.Interface().(type) {
+	case string:
+		v.SetString(s)
+	case bool:
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return err
+		}
+		v.SetBool(b)
+	case int, int64:
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return err
+		}
+		v.SetInt(n)
+	case time.Duration:
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return err
+		}
+		v.SetInt(int64(d))
+	case []string:
+		var list []string
+		for p := range strings.SplitSeq(s, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				list = append(list, p)
+			}
+		}
+		v.Set(reflect.ValueOf(list))
+	default:
+		return fmt.Errorf("unsupported type %s", v.Type())
+	}
+	return nil
+}

@@ -1,0 +1,37 @@
+package server
+
+import (
+	"fmt"
+	"net/http"
+	"sync/atomic"
+)
+
+// metrics are the collector's counters, exposed in the Prometheus text
+// format without a client library.
+type metrics struct {
+	ingested, rejected, authFailed, authRejected atomic.Uint64
+}
+
+func newMetrics() *metrics { return &metrics{} }
+
+func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
+	m := s.metrics
+	st := s.audit.Stats()
+	size := s.ledger.Size()
+	indexed := s.index.Indexed()
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+	p := func(name, typ, help string, v any) {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %v\n", name, help, name, typ, name, v)
+	}
+	p("trailguard_events_ingested_total", "counter", "Events accepted and durably appended.", m.ingested.Load())
+	p("trailguard_events_rejected_total", "counter", "Submitted events rejected (invalid, too large).", m.rejected.Load())
+	p("trailguard_auth_failures_total", "counter", "Failed token checks and role denials.", m.authFailed.Load())
+	p("trailguard_auth_rate_limited_total", "counter", "Requests refused because their address failed too often.", m.authRejected.Load())
+	p("trailguard_ledger_records", "gauge", "Records in the ledger (tree size).", size)
+	p("trailguard_ledger_pruned_records", "gauge", "Records removed by retention.", s.ledger.Pruned())
+	p("trailguard_ledger_bytes", "gauge", "Bytes of ledger segment files.", dirSize(s.ledger.Dir()))
+	p("trailguard_index_records", "gauge", "Records indexed.", indexed)
+	p("trailguard_index_lag_records", "gauge", "Records appended but not yet indexed.", size-min(size, indexed))
+	p("trailguard_self_audit_queue_depth", "gauge", "Collector's own audit events waiting to be written.", st.Queued)
+	p("trailguard_self_audit_dropped_total", "counter", "Collector's own access events dropped under overload.", st.Dropped)
+}

@@ -1,0 +1,110 @@
+package server
+
+import (
+	"net/http"
+	"os"
+	"path/filepath"
+
+	"github.com/trailguard/trailguard/access"
+)
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", s.handleReady)
+	if s.cfg.MetricsPublic {
+		mux.HandleFunc("GET /metrics", s.handleMetrics)
+	} else {
+		mux.HandleFunc("GET /metrics", s.requireRole(access.RoleRead, s.handleMetrics))
+	}
+	mux.HandleFunc("GET /{$}", s.handleESInfo)
+	mux.HandleFunc("HEAD /{$}", s.handleESInfo)
+
+	mux.HandleFunc("POST /v1/events", s.requireRole(access.RoleIngest, s.handleIngest))
+	mux.HandleFunc("POST /_bulk", s.requireRole(access.RoleIngest, s.handleBulk))
+	mux.HandleFunc("POST /{index}/_bulk", s.requireRole(access.RoleIngest, s.handleBulk))
+	mux.HandleFunc("PUT /_bulk", s.requireRole(access.RoleIngest, s.handleBulk))
+	mux.HandleFunc("PUT /{index}/_bulk", s.requireRole(access.RoleIngest, s.handleBulk))
+
+	mux.HandleFunc("GET /v1/events", s.requireRole(access.RoleRead, s.handleSearch))
+	mux.HandleFunc("GET /v1/events/{id}", s.requireRole(access.RoleRead, s.handleEvent))
+	mux.HandleFunc("GET /v1/stats", s.requireRole(access.RoleRead, s.handleStats))
+	mux.HandleFunc("GET /v1/tail", s.requireRole(access.RoleRead, s.handleTail))
+	mux.HandleFunc("GET /v1/checkpoint", s.requireRole(access.RoleRead, s.handleCheckpoint))
+
+	mux.HandleFunc("GET /v1/tokens", s.requireRole(access.RoleAdmin, s.handleTokenList))
+	mux.HandleFunc("POST /v1/tokens", s.requireRole(access.RoleAdmin, s.handleTokenCreate))
+	mux.HandleFunc("DELETE /v1/tokens/{name}", s.requireRole(access.RoleAdmin, s.handleTokenRevoke))
+	return mux
+}
+
+// handleReady answers 200 once the index has caught up to within a
+// second's worth of the ledger, 503 before.
+func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
+	size, indexed := s.ledger.Size(), s.index.Indexed()
+	if size-min(size, indexed) > 100000 {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"ready": false, "ledger": size, "indexed": indexed})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"ready": true, "ledger": size, "indexed": indexed})
+}
+
+// handleCheckpoint is GET /v1/checkpoint: the latest signed checkpoint, as
+// a C2SP signed note (text/plain), for witnesses and auditors.
+func (s *Server) handleCheckpoint(w http.ResponseWriter, r *http.Request) {
+	signed, _ := s.ledger.LatestCheckpoint()
+	if signed == nil {
+		writeError(w, http.StatusServiceUnavailable, "no checkpoint yet")
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Write(signed)
+}
+
+func (s *Server) handleTokenList(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.tokens.List())
+}
+
+func (s *Server) handleTokenCreate(w http.ResponseWriter, r *http.Request) {
+	var in struct{ Name, Role string }
+	if err := decodeBody(w, r, &in); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	role, err := access.ParseRole(in.Role)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	tok, secret, err := s.tokens.Create(in.Name, role)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	auditToken(r, "authn_token_created", tok)
+	writeJSON(w, http.StatusCreated, map[string]any{"token": secret, "id": tok.ID, "name": tok.Name, "role": tok.Role})
+}
+
+func (s *Server) handleTokenRevoke(w http.ResponseWriter, r *http.Request) {
+	tok, err := s.tokens.Revoke(r.PathValue("name"))
+	if err != nil {
+		writeError(w, http.StatusNotFound, err.Error())
+		return
+	}
+	auditToken(r, "authn_token_revoked", tok)
+	writeJSON(w, http.StatusOK, tok)
+}
+
+// dirSize sums the sizes of the files below dir.
+func dirSize(dir string) int64 {
+	var n int64
+	filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if fi, err := d.Info(); err == nil {
+				n += fi.Size()
+			}
+		}
+		return nil
+	})
+	return n
+}

@@ -1,0 +1,267 @@
+// Package server is the collector behind `trailguard serve`: it ingests
+// events over HTTP (its own NDJSON API and an Elasticsearch-compatible
+// _bulk API), scrubs them again, appends them durably to the ledger,
+// indexes them in SQLite, and serves queries, statistics and a live tail
+// to holders of API tokens with the right role.
+//
+// The collector audits itself: every request to it, every failed token
+// check and every read of audit data is an event in the same ledger.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/trailguard/trailguard/access"
+	"github.com/trailguard/trailguard/event"
+	"github.com/trailguard/trailguard/httpaudit"
+	"github.com/trailguard/trailguard/index"
+	"github.com/trailguard/trailguard/ledger"
+	"github.com/trailguard/trailguard/redact"
+	"github.com/trailguard/trailguard/retention"
+	"golang.org/x/mod/sumdb/note"
+)
+
+// Server is a running collector.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	ledger  *ledger.Ledger
+	index   *index.Index
+	tokens  *access.Store
+	red     *redact.Redactor
+	audit   *httpaudit.Logger
+	limiter *failLimiter
+	metrics *metrics
+	handler http.Handler
+
+	// Paths of the keys, for operators.
+	SignerKeyPath, VerifierKeyPath string
+
+	indexCancel context.CancelFunc
+	indexDone   chan error
+	closeOnce   sync.Once
+	closeErr    error
+}
+
+// ledgerSink lets the collector's own audit events (its access log,
+// token failures, reads of the trail) go into the ledger they protect.
+type ledgerSink struct{ l *ledger.Ledger }
+
+func (s ledgerSink) Write(ctx context.Context, recs [][]byte) error {
+	_, err := s.l.Append(ctx, recs...)
+	return err
+}
+
+func (s ledgerSink) Close() error { return nil }
+
+// New opens (or creates) the collector's data directory: keys, ledger,
+// index and tokens. Keys missing on first start are generated and their
+// paths are in SignerKeyPath and VerifierKeyPath.
+func New(cfg Config, log *slog.Logger) (*Server, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	s := &Server{cfg: cfg, log: log, metrics: newMetrics()}
+	if cfg.Origin == "" {
+		host, _ := os.Hostname()
+		s.cfg.Origin = "trailguard/" + host
+	}
+	signer, err := s.loadOrCreateKeys()
+	if err != nil {
+		return nil, err
+	}
+	if s.red, err = newRedactor(cfg); err != nil {
+		return nil, err
+	}
+	var prof retention.Profile
+	if cfg.Retention != "" {
+		if prof, err = retention.Lookup(cfg.Retention); err != nil {
+			return nil, fmt.Errorf("server: %w", err)
+		}
+	}
+	var witnesses []ledger.Witness
+	for _, w := range cfg.Witness {
+		if strings.HasPrefix(w, "http://") || strings.HasPrefix(w, "https://") {
+			witnesses = append(witnesses, ledger.HTTPWitness(w, &http.Client{Timeout: 10 * time.Second}))
+		} else {
+			witnesses = append(witnesses, ledger.DirWitness(w))
+		}
+	}
+	s.ledger, err = ledger.Open(filepath.Join(cfg.DataDir, "ledger"), ledger.Options{
+		Origin:             s.cfg.Origin,
+		Signer:             signer,
+		CheckpointInterval: cfg.CheckpointInterval,
+		Retention:          prof,
+		LegalHold:          cfg.LegalHold,
+		Witnesses:          witnesses,
+		Logger:             log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	if s.tokens, err = access.Open(filepath.Join(cfg.DataDir, "tokens.json")); err != nil {
+		s.ledger.Close()
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	if s.index, err = index.Open(filepath.Join(cfg.DataDir, "index.db"), index.Options{}); err != nil {
+		s.ledger.Close()
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	s.audit, err = httpaudit.New(httpaudit.Config{
+		Sink:        ledgerSink{s.ledger},
+		Redactor:    s.red,
+		ServiceName: "trailguard-collector",
+		ErrorLog:    log,
+	})
+	if err != nil {
+		s.index.Close()
+		s.ledger.Close()
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	s.limiter = newFailLimiter(cfg.AuthFailBurst, cfg.AuthFailPerMinute)
+	s.handler = s.audit.Middleware(s.routes())
+
+	ctx, cancel := context.WithCancel(context.Background())
+	s.indexCancel = cancel
+	s.indexDone = make(chan error, 1)
+	go func() { s.indexDone <- s.index.Run(ctx, s.ledger) }()
+	s.logSystem(event.ActionSysStartup, "collector started")
+	return s, nil
+}
+
+func newRedactor(cfg Config) (*redact.Redactor, error) {
+	mode, err := redact.ParseMode(cfg.RedactMode)
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	rc := redact.Config{Mode: mode}
+	if cfg.RedactSecretFile != "" {
+		b, err := os.ReadFile(cfg.RedactSecretFile)
+		if err != nil {
+			return nil, fmt.Errorf("server: redact secret: %w", err)
+		}
+		rc.Secret = []byte(strings.TrimSpace(string(b)))
+	}
+	r, err := redact.New(rc)
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	return r, nil
+}
+
+// loadOrCreateKeys returns the checkpoint signer, generating a key pair
+// in <data_dir>/keys on first start.
+func (s *Server) loadOrCreateKeys() (note.Signer, error) {
+	s.SignerKeyPath = s.cfg.SignerKey
+	if s.SignerKeyPath == "" {
+		s.SignerKeyPath = filepath.Join(s.cfg.DataDir, "keys", "signer.key")
+	}
+	s.VerifierKeyPath = strings.TrimSuffix(s.SignerKeyPath, ".key") + ".pub"
+	if _, err := os.Stat(s.SignerKeyPath); errors.Is(err, os.ErrNotExist) && s.cfg.SignerKey == "" {
+		skey, vkey, err := ledger.GenerateKey(s.cfg.Origin)
+		if err != nil {
+			return nil, fmt.Errorf("server: %w", err)
+		}
+		if err := os.MkdirAll(filepath.Dir(s.SignerKeyPath), 0o700); err != nil {
+			return nil, fmt.Errorf("server: %w", err)
+		}
+		if err := os.WriteFile(s.SignerKeyPath, []byte(skey+"\n"), 0o600); err != nil {
+			return nil, fmt.Errorf("server: write signer key: %w", err)
+		}
+		if err := os.WriteFile(s.VerifierKeyPath, []byte(vkey+"\n"), 0o644); err != nil {
+			return nil, fmt.Errorf("server: write verifier key: %w", err)
+		}
+		s.log.Info("generated checkpoint keys", "signer", s.SignerKeyPath, "verifier", s.VerifierKeyPath)
+	}
+	sg, err := ledger.LoadSigner(s.SignerKeyPath)
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	return sg, nil
+}
+
+// Handler is the collector's HTTP API, for tests and embedding.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Ledger is the collector's ledger, for embedding (the demo ships to it).
+func (s *Server) Ledger() *ledger.Ledger { return s.ledger }
+
+// IndexLag is how many ledger records are not indexed yet.
+func (s *Server) IndexLag() uint64 {
+	size := s.ledger.Size()
+	return size - min(size, s.index.Indexed())
+}
+
+// Tokens is the collector's token store.
+func (s *Server) Tokens() *access.Store { return s.tokens }
+
+// Serve answers HTTP on ln until ctx ends, then shuts down gracefully:
+// stops intake, lets requests in flight finish (bounded by
+// ShutdownTimeout), and closes the ledger with a final checkpoint.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
+	errc := make(chan error, 1)
+	go func() {
+		if s.cfg.TLSCert != "" {
+			errc <- srv.ServeTLS(ln, s.cfg.TLSCert, s.cfg.TLSKey)
+		} else {
+			errc <- srv.Serve(ln)
+		}
+	}()
+	select {
+	case err := <-errc:
+		return errors.Join(err, s.Close())
+	case <-ctx.Done():
+	}
+	shut, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	err := srv.Shutdown(shut)
+	return errors.Join(err, s.Close())
+}
+
+// Close stops indexing, flushes the collector's own audit events, and
+// closes the ledger (which writes a final signed checkpoint).
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() {
+		s.logSystem(event.ActionSysShutdown, "collector stopping")
+		errAudit := s.audit.Close()
+		s.indexCancel()
+		errIdx := <-s.indexDone
+		if errors.Is(errIdx, context.Canceled) {
+			errIdx = nil
+		}
+		s.closeErr = errors.Join(errAudit, errIdx, s.index.Close(), s.ledger.Close())
+	})
+	return s.closeErr
+}
+
+// logSystem records a lifecycle event of the collector itself (PCI DSS
+// 10.2.1.6: audit logs started and stopped).
+func (s *Server) logSystem(action, msg string) {
+	ev := &event.Event{
+		Kind: event.KindEvent, Category: []string{event.CategoryConfiguration}, Type: []string{event.TypeInfo},
+		Action: action, Outcome: event.OutcomeSuccess, Message: msg, Dataset: event.DatasetAudit,
+	}
+	if err := s.audit.Log(context.Background(), ev); err != nil {
+		s.log.Error("collector lifecycle event not recorded", "action", action, "err", err)
+	}
+}
