@@ -2,9 +2,10 @@ package ledger
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
+
+	"github.com/trailguard/trailguard/event"
 )
 
 // InclusionBundle is a self-contained inclusion proof: everything a third
@@ -126,12 +127,7 @@ func (l *Ledger) FindEventID(id string) (uint64, error) {
 		if !bytes.Contains(e.Data, needle) {
 			continue
 		}
-		var ev struct {
-			Event struct {
-				ID string `json:"id"`
-			} `json:"event"`
-		}
-		if json.Unmarshal(e.Data, &ev) == nil && ev.Event.ID == id {
+		if got, ok := event.PeekID(e.Data); ok && got == id {
 			return e.Index, nil
 		}
 	}

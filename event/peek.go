@@ -1,0 +1,85 @@
+package event
+
+// PeekID returns the event.id of an encoded event, nested
+// ({"event":{"id":…}}) or dotted ({"event.id":…}), without decoding the
+// rest: shippers derive idempotency keys from it and the ledger searches by
+// it. ok is false when the document is not a JSON object, is malformed
+// before the id is found, or has no string event.id.
+func PeekID(doc []byte) (id string, ok bool) {
+	s := scanner{data: doc}
+	if s.peek() != '{' {
+		return "", false
+	}
+	s.pos++
+	if s.peek() == '}' {
+		return "", false
+	}
+	for {
+		k, err := s.key()
+		if err != nil || s.expect(':') != nil {
+			return "", false
+		}
+		switch string(k) {
+		case "event.id":
+			if s.peek() == '"' {
+				v, err := s.str()
+				return v, err == nil
+			}
+		case "event":
+			if s.peek() == '{' {
+				if v, found, err := s.member("id"); err != nil {
+					return "", false
+				} else if found {
+					return v, true
+				}
+				break
+			}
+			fallthrough
+		default:
+			if _, err := s.skip(1); err != nil {
+				return "", false
+			}
+		}
+		switch s.peek() {
+		case ',':
+			s.pos++
+		default:
+			return "", false
+		}
+	}
+}
+
+// member reads an object and returns the string value of its member name,
+// consuming the whole object when the member is absent or not a string.
+func (s *scanner) member(name string) (string, bool, error) {
+	s.pos++ // '{'
+	if s.peek() == '}' {
+		s.pos++
+		return "", false, nil
+	}
+	for {
+		k, err := s.key()
+		if err != nil {
+			return "", false, err
+		}
+		if err := s.expect(':'); err != nil {
+			return "", false, err
+		}
+		if string(k) == name && s.peek() == '"' {
+			v, err := s.str()
+			return v, err == nil, err
+		}
+		if _, err := s.skip(2); err != nil {
+			return "", false, err
+		}
+		switch s.peek() {
+		case ',':
+			s.pos++
+		case '}':
+			s.pos++
+			return "", false, nil
+		default:
+			return "", false, s.fail("want ',' or '}'")
+		}
+	}
+}
