@@ -148,7 +148,7 @@ func open(path string, opts Options, bulk bool) (*Index, error) {
 		// journal, no syncs; it is synced once at the end.
 		ix.w, err = sql.Open("sqlite", dsn(path, "journal_mode(OFF)", "synchronous(OFF)", "cache_size(-262144)", "temp_store(MEMORY)"))
 	} else {
-		ix.w, err = sql.Open("sqlite", dsn(path, "journal_mode(WAL)", "synchronous(NORMAL)", "cache_size(-65536)")+"&_txlock=immediate")
+		ix.w, err = sql.Open("sqlite", dsn(path, "journal_mode(WAL)", "synchronous(NORMAL)", "cache_size(-65536)", "temp_store(MEMORY)")+"&_txlock=immediate")
 	}
 	if err != nil {
 		return nil, fmt.Errorf("index: open %s: %w", path, err)
@@ -229,7 +229,9 @@ func (ix *Index) Run(ctx context.Context, src Source) error {
 		}
 	}
 	fctx, cancel := context.WithCancel(ctx)
-	entries := make(chan ledger.Entry, ix.opts.BatchSize)
+	// The follower decodes the JSON, so that it runs in parallel with the
+	// writer's inserts.
+	entries := make(chan rec, ix.opts.BatchSize)
 	errc := make(chan error, 1)
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -241,7 +243,7 @@ func (ix *Index) Run(ctx context.Context, src Source) error {
 				return
 			}
 			select {
-			case entries <- e:
+			case entries <- decode(e):
 			case <-fctx.Done():
 				errc <- fctx.Err()
 				return
@@ -255,7 +257,7 @@ func (ix *Index) Run(ctx context.Context, src Source) error {
 	}()
 
 	want := from
-	batch := make([]ledger.Entry, 0, ix.opts.BatchSize)
+	batch := make([]rec, 0, ix.opts.BatchSize)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	flush := func() error {
@@ -265,7 +267,7 @@ func (ix *Index) Run(ctx context.Context, src Source) error {
 		}
 		// The last batch is committed even when ctx is done.
 		err := ix.add(context.WithoutCancel(ctx), want, batch)
-		want = batch[len(batch)-1].Index + 1
+		want = batch[len(batch)-1].idx + 1
 		clear(batch)
 		batch = batch[:0]
 		return err
@@ -312,7 +314,7 @@ func (ix *Index) Run(ctx context.Context, src Source) error {
 
 // add inserts a batch of consecutive records, the first of which must be
 // want, and advances meta in the same transaction.
-func (ix *Index) add(ctx context.Context, want uint64, batch []ledger.Entry) error {
+func (ix *Index) add(ctx context.Context, want uint64, batch []rec) error {
 	if want < ix.next.Load() {
 		return fmt.Errorf("index: record %d is already indexed (have %d)", want, ix.next.Load())
 	}
@@ -322,20 +324,32 @@ func (ix *Index) add(ctx context.Context, want uint64, batch []ledger.Entry) err
 		return fmt.Errorf("index: begin: %w", err)
 	}
 	defer tx.Rollback()
-	stmt, err := tx.PrepareContext(ctx, insertSQL)
+	// Rows go in groups of insertGroup per statement: per-statement
+	// overhead, not SQLite, dominates single-row inserts.
+	group, err := tx.PrepareContext(ctx, insertSQLRows(insertGroup))
 	if err != nil {
 		return fmt.Errorf("index: prepare insert: %w", err)
 	}
-	defer stmt.Close()
-	var r row
-	for _, e := range batch {
-		if e.Index != want {
-			return fmt.Errorf("index: ledger gave record %d, want %d", e.Index, want)
+	defer group.Close()
+	args := make([]any, 0, insertGroup*numCols)
+	for i := range batch {
+		if batch[i].idx != want {
+			return fmt.Errorf("index: ledger gave record %d, want %d", batch[i].idx, want)
 		}
 		want++
-		r.fill(e)
-		if _, err := stmt.ExecContext(ctx, r.args()...); err != nil {
-			return fmt.Errorf("index: insert record %d: %w", e.Index, err)
+		args = append(args, batch[i].vals[:]...)
+		if len(args) == cap(args) || i == len(batch)-1 {
+			st := group
+			if len(args) < cap(args) {
+				if st, err = tx.PrepareContext(ctx, insertSQLRows(len(args)/numCols)); err != nil {
+					return fmt.Errorf("index: prepare insert: %w", err)
+				}
+				defer st.Close()
+			}
+			if _, err := st.ExecContext(ctx, args...); err != nil {
+				return fmt.Errorf("index: insert records %d..%d: %w", want-uint64(len(args)/numCols), want-1, err)
+			}
+			args = args[:0]
 		}
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO meta(k,v) VALUES('next',?) ON CONFLICT(k) DO UPDATE SET v=excluded.v`, int64(want)); err != nil {

@@ -79,7 +79,26 @@ func build(ctx context.Context, path string, from uint64, entries iter.Seq2[ledg
 	}
 	defer ix.Close()
 	const batchSize = 50000
-	batch := make([]ledger.Entry, 0, batchSize)
+	// Decoding runs on its own goroutine, in parallel with the inserts.
+	recs := make(chan rec, 4096)
+	errc := make(chan error, 1)
+	dctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		defer close(recs)
+		for e, err := range entries {
+			if err != nil {
+				errc <- fmt.Errorf("read ledger: %w", err)
+				return
+			}
+			select {
+			case recs <- decode(e):
+			case <-dctx.Done():
+				return
+			}
+		}
+	}()
+	batch := make([]rec, 0, batchSize)
 	want := from
 	flush := func() error {
 		if len(batch) == 0 {
@@ -88,21 +107,23 @@ func build(ctx context.Context, path string, from uint64, entries iter.Seq2[ledg
 		if err := ix.add(ctx, want, batch); err != nil {
 			return err
 		}
-		want = batch[len(batch)-1].Index + 1
+		want = batch[len(batch)-1].idx + 1
 		clear(batch)
 		batch = batch[:0]
 		return ctx.Err()
 	}
-	for e, err := range entries {
-		if err != nil {
-			return 0, fmt.Errorf("read ledger: %w", err)
-		}
-		batch = append(batch, e)
+	for r := range recs {
+		batch = append(batch, r)
 		if len(batch) == batchSize {
 			if err := flush(); err != nil {
 				return 0, err
 			}
 		}
+	}
+	select {
+	case err := <-errc:
+		return 0, err
+	default:
 	}
 	if err := flush(); err != nil {
 		return 0, err

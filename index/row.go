@@ -13,10 +13,19 @@ import (
 	"github.com/trailguard/trailguard/ledger"
 )
 
-const insertSQL = `INSERT INTO events(idx, ts, event_id, action, outcome, kind, dataset, category,
+const (
+	insertCols = `INSERT INTO events(idx, ts, event_id, action, outcome, kind, dataset, category,
 	request_id, method, url_path, status, source_ip, source_ipb, client_ip, client_ipb,
-	user_id, user_name, user_agent, service, host, duration, raw)
-	VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`
+	user_id, user_name, user_agent, service, host, duration, raw) VALUES `
+	numCols     = 23
+	insertGroup = 64
+)
+
+// insertSQLRows is an INSERT of n rows.
+func insertSQLRows(n int) string {
+	one := "(" + strings.Repeat("?,", numCols-1) + "?)"
+	return insertCols + strings.Repeat(one+",", n-1) + one
+}
 
 // doc is the part of an encoded event (event/encode.go) that has columns.
 // The encoder writes these fields nested; fields in dotted form
@@ -68,11 +77,26 @@ type doc struct {
 
 // row is the column values of one record.
 type row struct {
+	idx uint64
+	ts  int64
+	d   doc
+	raw string
+}
+
+// rec is one record ready to insert: its ledger index and column values.
+// Records are decoded into recs off the writer's path (see Run).
+type rec struct {
 	idx  uint64
-	ts   int64
-	d    doc
-	raw  string
-	vals [23]any
+	vals [numCols]any
+}
+
+// decode extracts the columns of a ledger entry.
+func decode(e ledger.Entry) rec {
+	var r row
+	r.fill(e)
+	out := rec{idx: e.Index}
+	r.args(out.vals[:0])
+	return out
 }
 
 // fill extracts the columns of e. A record that is not a JSON object is
@@ -105,9 +129,8 @@ func firstByte(b []byte) byte {
 	return 0
 }
 
-func (r *row) args() []any {
+func (r *row) args(v []any) []any {
 	d := &r.d
-	v := r.vals[:0]
 	v = append(v, int64(r.idx), r.ts, str(d.Event.ID), str(d.Event.Action), str(d.Event.Outcome), str(d.Event.Kind),
 		str(d.Event.Dataset), str(strings.Join(d.Event.Category, ",")), str(d.HTTP.Request.ID), str(d.HTTP.Request.Method),
 		str(d.URL.Path), intp(d.HTTP.Response.StatusCode), str(d.Source.IP), ipBlob(d.Source.IP), str(d.Client.IP),

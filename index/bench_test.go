@@ -1,0 +1,227 @@
+package index
+
+import (
+	"context"
+	"fmt"
+	"iter"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/trailguard/trailguard/ledger"
+	"github.com/trailguard/trailguard/query"
+)
+
+// BenchmarkInsert measures Run's write path: batches of 5000 events into
+// a WAL-mode index with all its indexes, JSON decoding included (Run does
+// it on another goroutine).
+func BenchmarkInsert(b *testing.B) {
+	ix := openIndex(b, filepath.Join(b.TempDir(), "i.db"))
+	const batch = 5000
+	entries := make([]rec, batch)
+	next := 0
+	b.ResetTimer()
+	var decodeTime time.Duration
+	for b.Loop() {
+		t := time.Now()
+		for j := range entries {
+			entries[j] = decode(ledger.Entry{Index: uint64(next + j), Time: t0, Data: genEvent(next+j, time.Millisecond).AppendJSON(nil)})
+		}
+		decodeTime += time.Since(t)
+		if err := ix.add(context.Background(), uint64(next), entries); err != nil {
+			b.Fatal(err)
+		}
+		next += batch
+	}
+	b.ReportMetric(float64(next)/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(float64(next)/(b.Elapsed()-decodeTime).Seconds(), "inserts/s")
+	b.ReportMetric(0, "ns/op")
+}
+
+// benchSpan is the time the generated events of the big benchmarks cover:
+// two days, so that a 24 h query reads half of them.
+const benchSpan = 48 * time.Hour
+
+// bigIndex returns an index of TRAILGUARD_BENCH_N generated events
+// (default 100000), built with the bulk path. With TRAILGUARD_BENCH_DIR
+// set the file is kept there and reused by later runs.
+func bigIndex(b *testing.B) (*Index, int) {
+	b.Helper()
+	n := 100000
+	if s := os.Getenv("TRAILGUARD_BENCH_N"); s != "" {
+		v, err := strconv.Atoi(s)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n = v
+	}
+	dir := os.Getenv("TRAILGUARD_BENCH_DIR")
+	if dir == "" {
+		dir = b.TempDir()
+	}
+	path := filepath.Join(dir, fmt.Sprintf("bench-%d.db", n))
+	if _, err := os.Stat(path); err != nil {
+		step := benchSpan / time.Duration(n)
+		gen := func(yield func(ledger.Entry, error) bool) {
+			for i := range n {
+				if !yield(ledger.Entry{Index: uint64(i), Time: t0, Data: genEvent(i, step).AppendJSON(nil)}, nil) {
+					return
+				}
+			}
+		}
+		start := time.Now()
+		if _, err := build(context.Background(), path+".tmp", 0, iter.Seq2[ledger.Entry, error](gen)); err != nil {
+			b.Fatal(err)
+		}
+		if err := os.Rename(path+".tmp", path); err != nil {
+			b.Fatal(err)
+		}
+		fi, _ := os.Stat(path)
+		b.Logf("built %d events in %v (%.0f events/s), %.1f MB", n, time.Since(start).Round(time.Millisecond),
+			float64(n)/time.Since(start).Seconds(), float64(fi.Size())/1e6)
+	}
+	ix := openIndex(b, path)
+	return ix, n
+}
+
+// BenchmarkByRequestID looks up the events of random requests.
+func BenchmarkByRequestID(b *testing.B) {
+	ix, n := bigIndex(b)
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(1, 2))
+	b.ResetTimer()
+	for b.Loop() {
+		i := rng.IntN(n)
+		hits, err := ix.ByRequestID(ctx, fmt.Sprintf("req-%08d", i/2))
+		if err != nil || len(hits) == 0 {
+			b.Fatalf("ByRequestID: %d hits, %v", len(hits), err)
+		}
+	}
+}
+
+// BenchmarkStats401 counts http.response.status_code:401 in 1-minute
+// buckets over 24 hours (1440 buckets).
+func BenchmarkStats401(b *testing.B) {
+	ix, _ := bigIndex(b)
+	q, err := query.Parse("http.response.status_code:401")
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	from := t0.Add(12 * time.Hour)
+	b.ResetTimer()
+	var total int64
+	for b.Loop() {
+		buckets, err := ix.Stats(ctx, StatsRequest{Query: q, From: from, To: from.Add(24 * time.Hour), Interval: time.Minute})
+		if err != nil || len(buckets) != 1440 {
+			b.Fatal(len(buckets), err)
+		}
+		total = 0
+		for _, bk := range buckets {
+			total += bk.Count
+		}
+	}
+	b.ReportMetric(float64(total), "matched")
+}
+
+// BenchmarkSearchPage fetches the newest page of 100 failed logins of one
+// user, then the next page by cursor.
+func BenchmarkSearchPage(b *testing.B) {
+	ix, _ := bigIndex(b)
+	q, _ := query.Parse("user.name:mallory and event.outcome:failure")
+	ctx := context.Background()
+	for b.Loop() {
+		res, err := ix.Search(ctx, Request{Query: q, Desc: true, Limit: 100})
+		if err != nil || len(res.Hits) == 0 {
+			b.Fatal(err)
+		}
+		if _, err := ix.Search(ctx, Request{Query: q, Desc: true, Limit: 100, Cursor: res.Next}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkLag follows a ledger written at 50,000 events/s (500 every
+// 10 ms) for TRAILGUARD_LAG_SECONDS (default 3) and reports how long
+// appended events wait until they are indexed: the maximum and the 99th
+// percentile over every append.
+func BenchmarkLag(b *testing.B) {
+	secs := 3
+	if s := os.Getenv("TRAILGUARD_LAG_SECONDS"); s != "" {
+		secs, _ = strconv.Atoi(s)
+	}
+	for b.Loop() {
+		dir := b.TempDir()
+		l := openLedger(b, filepath.Join(dir, "ledger"))
+		ix := openIndex(b, filepath.Join(dir, "i.db"))
+		ctx, cancel := context.WithCancel(context.Background())
+		runDone := make(chan error, 1)
+		go func() { runDone <- ix.Run(ctx, l) }()
+
+		type mark struct {
+			end uint64
+			at  time.Time
+		}
+		var mu sync.Mutex
+		var pending []mark
+		var lags []time.Duration
+		stop := make(chan struct{})
+		watchDone := make(chan struct{})
+		go func() {
+			defer close(watchDone)
+			for {
+				n := ix.Indexed()
+				now := time.Now()
+				mu.Lock()
+				for len(pending) > 0 && pending[0].end <= n {
+					lags = append(lags, now.Sub(pending[0].at))
+					pending = pending[1:]
+				}
+				left := len(pending)
+				mu.Unlock()
+				select {
+				case <-stop:
+					if left == 0 {
+						return
+					}
+				default:
+				}
+				time.Sleep(200 * time.Microsecond)
+			}
+		}()
+		const per = 500
+		recs := make([][]byte, per)
+		tick := time.NewTicker(10 * time.Millisecond)
+		i := 0
+		deadline := time.Now().Add(time.Duration(secs) * time.Second)
+		for time.Now().Before(deadline) {
+			<-tick.C
+			for j := range recs {
+				recs[j] = genEvent(i+j, 20*time.Microsecond).AppendJSON(nil)
+			}
+			first, err := l.Append(context.Background(), recs...)
+			if err != nil {
+				b.Fatal(err)
+			}
+			mu.Lock()
+			pending = append(pending, mark{first + per, time.Now()})
+			mu.Unlock()
+			i += per
+		}
+		tick.Stop()
+		close(stop)
+		<-watchDone
+		cancel()
+		<-runDone
+		slices.Sort(lags)
+		b.ReportMetric(float64(i)/float64(secs), "events/s")
+		b.ReportMetric(float64(lags[len(lags)-1].Microseconds())/1000, "max-lag-ms")
+		b.ReportMetric(float64(lags[len(lags)*99/100].Microseconds())/1000, "p99-lag-ms")
+		b.ReportMetric(0, "ns/op")
+	}
+}
