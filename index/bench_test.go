@@ -133,7 +133,7 @@ func BenchmarkStats401(b *testing.B) {
 // user, then the next page by cursor.
 func BenchmarkSearchPage(b *testing.B) {
 	ix, _ := bigIndex(b)
-	q, _ := query.Parse("user.name:mallory and event.outcome:failure")
+	q, _ := query.Parse("user.name:dave and event.outcome:failure")
 	ctx := context.Background()
 	for b.Loop() {
 		res, err := ix.Search(ctx, Request{Query: q, Desc: true, Limit: 100})
