@@ -2,7 +2,6 @@ package event
 
 import (
 	"bytes"
-	"encoding/binary"
 	"encoding/json"
 	"slices"
 	"strconv"
@@ -153,7 +152,9 @@ func (e *encoder) to(buf []byte, g int) []byte {
 }
 
 func (e *encoder) key(buf []byte, f fieldSpec) []byte {
-	buf = e.to(buf, f.g)
+	if f.g != e.cur {
+		buf = e.to(buf, f.g)
+	}
 	if e.comma {
 		buf = append(buf, ',')
 	}
@@ -224,7 +225,7 @@ func (e *encoder) time(buf []byte, f fieldSpec, t time.Time) []byte {
 		return buf
 	}
 	buf = append(e.key(buf, f), '"')
-	buf = t.UTC().AppendFormat(buf, TimeFormat)
+	buf = AppendTime(buf, t)
 	return append(buf, '"')
 }
 
@@ -301,6 +302,40 @@ func (ev *Event) AppendJSON(dst []byte) []byte {
 	return append(b, '}')
 }
 
+// AppendTime appends t in TimeFormat. It writes the digits directly:
+// time.Time.AppendFormat interprets its layout on every call, which was a
+// fifth of the cost of encoding an access event.
+func AppendTime(dst []byte, t time.Time) []byte {
+	t = t.UTC()
+	year, month, day := t.Date()
+	hour, min, sec := t.Clock()
+	if year < 0 || year > 9999 {
+		return t.AppendFormat(dst, TimeFormat)
+	}
+	var b [30]byte
+	put := func(i, v, n int) {
+		for j := i + n - 1; j >= i; j-- {
+			b[j] = byte('0' + v%10)
+			v /= 10
+		}
+	}
+	put(0, year, 4)
+	b[4] = '-'
+	put(5, int(month), 2)
+	b[7] = '-'
+	put(8, day, 2)
+	b[10] = 'T'
+	put(11, hour, 2)
+	b[13] = ':'
+	put(14, min, 2)
+	b[16] = ':'
+	put(17, sec, 2)
+	b[19] = '.'
+	put(20, t.Nanosecond(), 9)
+	b[29] = 'Z'
+	return append(dst, b[:]...)
+}
+
 // MarshalJSON implements json.Marshaler with AppendJSON.
 func (ev *Event) MarshalJSON() ([]byte, error) {
 	return ev.AppendJSON(nil), nil
@@ -343,7 +378,7 @@ func appendString(dst []byte, s string) []byte {
 	for i := 0; i < len(s); {
 		// Eight bytes at a time while none needs attention: most values
 		// (paths, ids, names) are plain ASCII.
-		for i+8 <= len(s) && plain8(binary.LittleEndian.Uint64([]byte(s[i:i+8]))) {
+		for i+8 <= len(s) && plain8(load8(s, i)) {
 			i += 8
 		}
 		if i >= len(s) {
@@ -389,6 +424,14 @@ func appendString(dst []byte, s string) []byte {
 	}
 	dst = append(dst, s[start:]...)
 	return append(dst, '"')
+}
+
+// load8 reads s[i:i+8] as a little-endian word; the compiler turns the
+// expression into one load.
+func load8(s string, i int) uint64 {
+	_ = s[i+7]
+	return uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+		uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
 }
 
 // plain8 reports whether none of the eight bytes in x needs escaping or

@@ -394,3 +394,15 @@ func BenchmarkNewID(b *testing.B) {
 		buf = AppendID(buf[:0])
 	}
 }
+
+func TestAppendTime(t *testing.T) {
+	for _, tm := range []time.Time{
+		t0, time.Unix(0, 0), time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC),
+		time.Date(2026, 1, 2, 3, 4, 5, 6, time.FixedZone("X", -7*3600)), time.Date(1, 1, 1, 0, 0, 0, 1, time.UTC),
+		time.Date(12000, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(-5, 1, 1, 0, 0, 0, 0, time.UTC),
+	} {
+		if got, want := string(AppendTime(nil, tm)), tm.UTC().Format(TimeFormat); got != want {
+			t.Errorf("AppendTime(%v) = %s, want %s", tm, got, want)
+		}
+	}
+}

@@ -205,7 +205,7 @@ func (l *Logger) appendAttr(buf []byte, a slog.Attr, comma bool) ([]byte, bool) 
 		buf = strconv.AppendInt(buf, int64(v.Duration()), 10)
 	case slog.KindTime:
 		buf = append(buf, '"')
-		buf = v.Time().UTC().AppendFormat(buf, event.TimeFormat)
+		buf = event.AppendTime(buf, v.Time())
 		buf = append(buf, '"')
 	default:
 		buf = l.appendAny(buf, v.Any())
