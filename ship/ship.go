@@ -377,30 +377,39 @@ func (s *Shipper) openSpool() error {
 		cur = position{seg: s.segs[0].first, off: int64(len(segMagic)), seq: s.segs[0].first}
 	}
 
-	if n := len(s.segs); n > 0 {
-		last := s.segs[n-1]
+	// The sequence number of the next record follows from the last segment
+	// that has a header. A crash in createSegment can leave the newest file
+	// header-less; it holds no record, so drop it and count the one before
+	// it, which is then the last (and was sealed whole before the crash).
+	// Leaving next unset here would make Flush see nothing to wait for and
+	// Write number records, and name segments, from zero again.
+	var next uint64
+	for len(s.segs) > 0 {
+		last := s.segs[len(s.segs)-1]
 		count, err := s.repairLast(last)
 		if err != nil {
 			return err
 		}
-		if count < 0 {
-			// A segment file created but never given its header: drop it.
-			if err := os.Remove(last.path); err != nil {
-				return fmt.Errorf("ship: spool: %w", err)
-			}
-			s.segs = s.segs[:n-1]
-			if cur.seg == last.first {
-				cur = position{}
-				ok = false
-			}
-		} else {
-			s.next = last.first + uint64(count)
+		if count >= 0 {
+			next = last.first + uint64(count)
+			break
+		}
+		s.report(fmt.Errorf("ship: spool: removing %s, created but never given its header (no records)", last.path))
+		if err := os.Remove(last.path); err != nil {
+			return fmt.Errorf("ship: spool: %w", err)
+		}
+		s.segs = s.segs[:len(s.segs)-1]
+		// Its name is the sequence number its first record would have had.
+		next = last.first
+		if cur.seg == last.first {
+			cur = position{}
+			ok = false
 		}
 	}
 	if len(s.segs) == 0 {
-		first := uint64(0)
+		first := next
 		if ok {
-			first = cur.seq
+			first = max(first, cur.seq)
 		}
 		if err := s.createSegment(first); err != nil {
 			return err
@@ -408,6 +417,7 @@ func (s *Shipper) openSpool() error {
 		s.next = first
 		cur = position{seg: first, off: int64(len(segMagic)), seq: first}
 	} else {
+		s.next = next
 		last := s.segs[len(s.segs)-1]
 		f, err := os.OpenFile(last.path, os.O_WRONLY|os.O_APPEND, 0o600)
 		if err != nil {
@@ -487,10 +497,14 @@ func (s *Shipper) repairLast(g *segment) (int, error) {
 
 // createSegment creates an empty segment whose first record will be first,
 // makes it durable and makes it the active segment. Caller holds amu, or is
-// New.
+// New. A file of that name is never truncated: it can only be there if the
+// numbering went wrong, and it may hold acknowledged records.
 func (s *Shipper) createSegment(first uint64) error {
 	path := filepath.Join(s.dir, segName(first))
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|os.O_APPEND, 0o600)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("ship: spool: new segment %s: %w (refusing to overwrite it)", path, err)
+	}
 	if err != nil {
 		return fmt.Errorf("ship: spool: new segment: %w", err)
 	}

@@ -819,6 +819,151 @@ func TestTornTail(t *testing.T) {
 	}
 }
 
+// TestHeaderlessSegment: a process killed inside createSegment, between
+// creating the next segment file and writing its header, leaves that file
+// empty or with part of the header. The next Shipper drops it but must still
+// count the records pending in the segments before it: Flush ships all of
+// them (before the fix it returned at once, having nothing to wait for), and
+// new records continue the numbering instead of starting again from zero.
+func TestHeaderlessSegment(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		left    string // what the crash left in the new segment file
+		shipped int    // records shipped (cursor saved) before the crash
+		pending int    // records spooled after them, not shipped
+	}{
+		{"empty file, no cursor", "", 0, 60},
+		{"empty file, cursor in an older segment", "", 25, 60},
+		{"part of the header, cursor in an older segment", segMagic[:3], 25, 60},
+		{"7 header bytes, cursor in the segment before it", segMagic[:7], 25, 2},
+		{"empty file, everything shipped", "", 25, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			c := newCollector(t, false)
+			var down atomic.Bool
+			c.handle = func(w http.ResponseWriter, lines [][]byte) bool {
+				if down.Load() {
+					http.Error(w, "down", http.StatusServiceUnavailable)
+					return true
+				}
+				return false
+			}
+			srv := httptest.NewServer(c)
+			defer srv.Close()
+			o := Options{URL: srv.URL, SpoolDir: dir, SegmentBytes: 4096, MaxSpoolBytes: 1 << 20,
+				FlushInterval: 5 * time.Millisecond, MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond}
+			var want []string
+			write := func(s *Shipper, prefix string, n int) {
+				t.Helper()
+				for i := range n {
+					id := fmt.Sprintf("%s%03d", prefix, i)
+					want = append(want, id)
+					if err := s.Write(context.Background(), [][]byte{rec(id, 300)}); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+
+			o1 := o
+			o1.DrainTimeout = -1
+			s1, err := New(o1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			write(s1, "shipped", tc.shipped)
+			flush(t, s1, 5*time.Second)
+			down.Store(true)
+			write(s1, "pending", tc.pending)
+			s1.mu.Lock()
+			next, segs := s1.next, len(s1.segs)
+			s1.mu.Unlock()
+			if err := s1.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if tc.pending > 20 && segs < 2 {
+				t.Fatalf("setup: want pending records in several segments, have %d", segs)
+			}
+			// What the crash in createSegment(next) left behind.
+			torn := filepath.Join(dir, segName(next))
+			if err := os.WriteFile(torn, []byte(tc.left), 0o600); err != nil {
+				t.Fatal(err)
+			}
+
+			down.Store(false)
+			var reported []string
+			var rmu sync.Mutex
+			o2 := o
+			o2.OnError = func(err error) {
+				rmu.Lock()
+				reported = append(reported, err.Error())
+				rmu.Unlock()
+			}
+			s2 := open(t, o2)
+			if st := s2.Stats(); st.Pending != uint64(tc.pending) {
+				t.Errorf("after reopening: Pending = %d, want the %d records not shipped", st.Pending, tc.pending)
+			}
+			flush(t, s2, 10*time.Second)
+			c.check(t, want, false)
+			if _, err := os.Stat(torn); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("header-less segment %s still there: %v", torn, err)
+			}
+
+			// Numbering goes on from where the crashed process stopped.
+			write(s2, "after", 40)
+			flush(t, s2, 10*time.Second)
+			c.check(t, want, false)
+			s2.mu.Lock()
+			if s2.next != next+40 {
+				t.Errorf("next sequence number %d, want %d", s2.next, next+40)
+			}
+			for _, g := range s2.segs {
+				if g.first < next {
+					t.Errorf("segment %s is numbered before the records already spooled (%d)", g.path, next)
+				}
+			}
+			s2.mu.Unlock()
+			rmu.Lock()
+			all := strings.Join(reported, "\n")
+			rmu.Unlock()
+			if !strings.Contains(all, "never given its header") {
+				t.Errorf("removal of the header-less segment not reported:\n%s", all)
+			}
+			if strings.Contains(all, "does not fit the spool") {
+				t.Errorf("cursor rejected:\n%s", all)
+			}
+		})
+	}
+}
+
+// TestCreateSegmentNeverTruncates: a new segment whose name is taken is an
+// error, never a truncation of the file there, which holds acknowledged
+// records.
+func TestCreateSegmentNeverTruncates(t *testing.T) {
+	c := newCollector(t, false)
+	srv := httptest.NewServer(c)
+	defer srv.Close()
+	s := open(t, Options{URL: srv.URL})
+	if err := s.Write(context.Background(), [][]byte{rec("kept", 200)}); err != nil {
+		t.Fatal(err)
+	}
+	s.mu.Lock()
+	g := s.segs[len(s.segs)-1]
+	path, size, first := g.path, g.size, g.first
+	s.mu.Unlock()
+	s.amu.Lock()
+	err := s.createSegment(first)
+	s.amu.Unlock()
+	if err == nil {
+		t.Fatal("createSegment over an existing segment succeeded")
+	}
+	if fi, serr := os.Stat(path); serr != nil || fi.Size() != size {
+		t.Fatalf("existing segment %s changed: %v, %v (want %d bytes)", path, fi, serr, size)
+	}
+	flush(t, s, 5*time.Second)
+	c.check(t, []string{"kept"}, false)
+}
+
 // TestLag: Stats.Lag is the age of the oldest unshipped record.
 func TestLag(t *testing.T) {
 	c := newCollector(t, false)
