@@ -18,7 +18,7 @@ func BenchmarkPrepare(b *testing.B) {
 	b.SetBytes(int64(len(line)))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := ts.prepare(line, now); err != nil {
+		if _, _, err := ts.prepare(line, now); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -20,6 +20,7 @@ type bulkItem struct {
 	Error   *bulkError `json:"error,omitempty"`
 	op      string     // create or index, the key the item is reported under
 	rec     []byte     // the prepared record, when accepted
+	eventID string     // the client's event.id, for deduplication
 }
 
 type bulkError struct {
@@ -53,6 +54,7 @@ func (s *Server) handleBulk(w http.ResponseWriter, r *http.Request) {
 	now := start.UTC()
 	var items []*bulkItem
 	var pending *bulkItem // an action waiting for its document line
+	seenInBatch := map[string]bool{}
 	err = forLines(body, s.cfg.MaxLineBytes, func(n int, line []byte, tooLong bool) {
 		if pending != nil {
 			it := pending
@@ -64,12 +66,22 @@ func (s *Server) handleBulk(w http.ResponseWriter, r *http.Request) {
 			if it.Error != nil { // delete/update: its line is consumed, not stored
 				return
 			}
-			rec, err := s.prepare(line, now)
+			rec, id, err := s.prepare(line, now)
 			if err != nil {
 				it.fail(http.StatusBadRequest, "document_parsing_exception", err.Error())
 				return
 			}
-			it.rec = rec
+			if id != "" && (seenInBatch[id] || s.recent.seen(id)) {
+				// As Elasticsearch answers a create of an existing _id; shippers
+				// treat it as delivered.
+				it.fail(http.StatusConflict, "version_conflict_engine_exception", "event.id "+id+" already stored")
+				s.metrics.duplicates.Add(1)
+				return
+			}
+			if id != "" {
+				seenInBatch[id] = true
+			}
+			it.rec, it.eventID = rec, id
 			return
 		}
 		it := &bulkItem{Index: defaultIndex, op: "index"}
@@ -126,6 +138,13 @@ func (s *Server) handleBulk(w http.ResponseWriter, r *http.Request) {
 			}
 		} else {
 			s.metrics.ingested.Add(uint64(len(records)))
+			var ids []string
+			for _, it := range items {
+				if it.rec != nil && it.eventID != "" {
+					ids = append(ids, it.eventID)
+				}
+			}
+			s.recent.add(ids)
 			i := first
 			for _, it := range items {
 				if it.rec != nil {

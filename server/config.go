@@ -59,6 +59,9 @@ type Config struct {
 	// per client address; beyond them the client gets 429 without a check.
 	AuthFailBurst     int `yaml:"auth_fail_burst"`
 	AuthFailPerMinute int `yaml:"auth_fail_per_minute"`
+	// DedupWindow is how many recent event.ids the collector remembers to
+	// drop events a shipper sends twice (0 turns it off).
+	DedupWindow int `yaml:"dedup_window"`
 	// ShutdownTimeout bounds the graceful drain on SIGTERM.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 }
@@ -76,6 +79,7 @@ func Defaults() Config {
 		AuthFailBurst:      10,
 		AuthFailPerMinute:  30,
 		ShutdownTimeout:    15 * time.Second,
+		DedupWindow:        1 << 20,
 	}
 }
 

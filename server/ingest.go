@@ -24,8 +24,11 @@ type lineError struct {
 
 // ingestResponse is the answer to POST /v1/events.
 type ingestResponse struct {
-	Accepted   int         `json:"accepted"`
-	Rejected   int         `json:"rejected"`
+	Accepted int `json:"accepted"`
+	Rejected int `json:"rejected"`
+	// Duplicates are events whose event.id was stored recently: they are
+	// acknowledged without being stored again.
+	Duplicates int         `json:"duplicates,omitempty"`
 	FirstIndex *uint64     `json:"first_index,omitempty"`
 	Errors     []lineError `json:"errors,omitempty"`
 }
@@ -101,18 +104,21 @@ func forLines(r io.Reader, max int, fn func(n int, line []byte, tooLong bool)) e
 // prepare turns one submitted event into the record the ledger stores:
 // scrubbed again (a shipper may not have scrubbed, or scrubbed less),
 // checked, normalised to trailguard's encoding, stamped event.ingested.
-func (s *Server) prepare(line []byte, now time.Time) ([]byte, error) {
+// The returned id is the event.id the client sent ("" when the collector
+// assigned one), for deduplication.
+func (s *Server) prepare(line []byte, now time.Time) ([]byte, string, error) {
 	scrubbed, err := s.red.JSON(nil, line)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	ev, err := event.Decode(scrubbed)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if err := checkCategories(ev); err != nil {
-		return nil, err
+		return nil, "", err
 	}
+	clientID := ev.ID
 	if ev.Timestamp.IsZero() {
 		ev.Timestamp = now
 	}
@@ -123,7 +129,7 @@ func (s *Server) prepare(line []byte, now time.Time) ([]byte, error) {
 		ev.ID = event.NewID()
 	}
 	ev.Ingested = now
-	return ev.AppendJSON(make([]byte, 0, len(scrubbed)+96)), nil
+	return ev.AppendJSON(make([]byte, 0, len(scrubbed)+96)), clientID, nil
 }
 
 // checkCategories rejects categorisation values ECS does not allow: they
@@ -184,15 +190,25 @@ func (s *Server) handleIngest(w http.ResponseWriter, r *http.Request) {
 	now := time.Now().UTC()
 	var resp ingestResponse
 	var records [][]byte
+	var ids []string
+	batch := map[string]bool{}
 	err = forLines(body, s.cfg.MaxLineBytes, func(n int, line []byte, tooLong bool) {
 		if tooLong {
 			resp.Errors = append(resp.Errors, lineError{n, fmt.Sprintf("line exceeds %d bytes", s.cfg.MaxLineBytes)})
 			return
 		}
-		rec, err := s.prepare(line, now)
+		rec, id, err := s.prepare(line, now)
 		if err != nil {
 			resp.Errors = append(resp.Errors, lineError{n, err.Error()})
 			return
+		}
+		if id != "" && (batch[id] || s.recent.seen(id)) {
+			resp.Duplicates++
+			return
+		}
+		if id != "" {
+			batch[id] = true
+			ids = append(ids, id)
 		}
 		records = append(records, rec)
 	})
@@ -202,7 +218,12 @@ func (s *Server) handleIngest(w http.ResponseWriter, r *http.Request) {
 	}
 	resp.Accepted, resp.Rejected = len(records), len(resp.Errors)
 	s.metrics.rejected.Add(uint64(resp.Rejected))
+	s.metrics.duplicates.Add(uint64(resp.Duplicates))
 	if len(records) == 0 {
+		if resp.Duplicates > 0 && resp.Rejected == 0 {
+			writeJSON(w, http.StatusOK, resp)
+			return
+		}
 		if resp.Rejected == 0 {
 			writeError(w, http.StatusBadRequest, "no events in body (want NDJSON: one JSON event per line)")
 			return
@@ -217,6 +238,7 @@ func (s *Server) handleIngest(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.metrics.ingested.Add(uint64(len(records)))
+	s.recent.add(ids)
 	resp.FirstIndex = &first
 	writeJSON(w, http.StatusOK, resp)
 }

@@ -9,7 +9,7 @@ import (
 // metrics are the collector's counters, exposed in the Prometheus text
 // format without a client library.
 type metrics struct {
-	ingested, rejected, authFailed, authRejected atomic.Uint64
+	ingested, rejected, duplicates, authFailed, authRejected atomic.Uint64
 }
 
 func newMetrics() *metrics { return &metrics{} }
@@ -25,6 +25,7 @@ func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	}
 	p("trailguard_events_ingested_total", "counter", "Events accepted and durably appended.", m.ingested.Load())
 	p("trailguard_events_rejected_total", "counter", "Submitted events rejected (invalid, too large).", m.rejected.Load())
+	p("trailguard_events_duplicate_total", "counter", "Submitted events whose event.id was stored recently (not stored again).", m.duplicates.Load())
 	p("trailguard_auth_failures_total", "counter", "Failed token checks and role denials.", m.authFailed.Load())
 	p("trailguard_auth_rate_limited_total", "counter", "Requests refused because their address failed too often.", m.authRejected.Load())
 	p("trailguard_ledger_records", "gauge", "Records in the ledger (tree size).", size)

@@ -41,6 +41,7 @@ type Server struct {
 	red     *redact.Redactor
 	audit   *httpaudit.Logger
 	limiter *failLimiter
+	recent  *recentIDs
 	metrics *metrics
 	handler http.Handler
 
@@ -74,7 +75,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
-	s := &Server{cfg: cfg, log: log, metrics: newMetrics()}
+	s := &Server{cfg: cfg, log: log, metrics: newMetrics(), recent: newRecentIDs(cfg.DedupWindow)}
 	if cfg.Origin == "" {
 		host, _ := os.Hostname()
 		s.cfg.Origin = "trailguard/" + host

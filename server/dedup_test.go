@@ -1,0 +1,131 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/trailguard/trailguard/event"
+	"github.com/trailguard/trailguard/ship"
+)
+
+func TestRecentIDs(t *testing.T) {
+	r := newRecentIDs(3)
+	r.add([]string{"a", "b", "c"})
+	for _, id := range []string{"a", "b", "c"} {
+		if !r.seen(id) {
+			t.Fatalf("%s not seen", id)
+		}
+	}
+	r.add([]string{"d"}) // evicts a
+	if r.seen("a") || !r.seen("d") || !r.seen("b") {
+		t.Fatal("eviction order wrong")
+	}
+	r.add([]string{"d", "d"}) // no double entry: b and c stay
+	if !r.seen("b") || !r.seen("c") {
+		t.Fatal("re-adding an id evicted others")
+	}
+	var off *recentIDs
+	if off.seen("x") {
+		t.Fatal("disabled window saw an id")
+	}
+	off.add([]string{"x"})
+}
+
+// TestDuplicatesNotStoredTwice: a batch resent by a shipper that did not
+// get the answer is acknowledged but stored once, on both ingest APIs.
+func TestDuplicatesNotStoredTwice(t *testing.T) {
+	ts := startServer(t, t.TempDir(), nil)
+	mk := func(id string) string {
+		e := &event.Event{Timestamp: time.Now().UTC(), Action: event.ActionLoginFail, ID: id, UserName: "u"}
+		return string(e.AppendJSON(nil))
+	}
+	body := mk("dup-1") + "\n" + mk("dup-2") + "\n" + mk("dup-1") + "\n"
+	before := ts.ledger.Size()
+	status, out := ts.do(t, "POST", "/v1/events", ts.ingest, strings.NewReader(body))
+	var r1 ingestResponse
+	json.Unmarshal(out, &r1)
+	if status != 200 || r1.Accepted != 2 || r1.Duplicates != 1 {
+		t.Fatalf("first post: %d %s", status, out)
+	}
+	status, out = ts.do(t, "POST", "/v1/events", ts.ingest, strings.NewReader(body))
+	var r2 ingestResponse
+	json.Unmarshal(out, &r2)
+	if status != 200 || r2.Accepted != 0 || r2.Duplicates != 3 {
+		t.Fatalf("resent post: %d %s", status, out)
+	}
+	bulk := `{"create":{}}` + "\n" + mk("dup-2") + "\n" + `{"create":{}}` + "\n" + mk("dup-3") + "\n"
+	status, out = ts.do(t, "POST", "/_bulk", ts.ingest, strings.NewReader(bulk))
+	if status != 200 || !strings.Contains(string(out), `"status":409`) || strings.Count(string(out), `"status":201`) != 1 {
+		t.Fatalf("bulk: %d %s", status, out)
+	}
+	time.Sleep(200 * time.Millisecond) // self-audit events settle
+	stored := map[string]int{}
+	for e, err := range ts.ledger.Entries(before) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if id, ok := event.PeekID(e.Data); ok && strings.HasPrefix(id, "dup-") {
+			stored[id]++
+		}
+	}
+	if fmt.Sprint(stored) != "map[dup-1:1 dup-2:1 dup-3:1]" {
+		t.Fatalf("stored %v", stored)
+	}
+}
+
+// TestShipperToCollector ships through the real shipper, in both
+// protocols, and checks every event is stored exactly once.
+func TestShipperToCollector(t *testing.T) {
+	ts := startServer(t, t.TempDir(), nil)
+	for _, proto := range []ship.Protocol{ship.NDJSON, ship.Bulk} {
+		t.Run(proto.String(), func(t *testing.T) {
+			url := ts.url + "/v1/events"
+			if proto == ship.Bulk {
+				url = ts.url + "/logs/_bulk"
+			}
+			sh, err := ship.New(ship.Options{URL: url, Protocol: proto, Token: ts.ingest, SpoolDir: t.TempDir(), FlushInterval: 10 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var recs [][]byte
+			for i := range 500 {
+				e := &event.Event{Timestamp: time.Now().UTC(), Action: event.ActionHTTPRequest, ID: fmt.Sprintf("%s-%d", proto, i), StatusCode: 200}
+				recs = append(recs, e.AppendJSON(nil))
+			}
+			if err := sh.Write(context.Background(), recs); err != nil {
+				t.Fatal(err)
+			}
+			// The same records again, as after a crash before the cursor
+			// was saved.
+			if err := sh.Write(context.Background(), recs); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			if err := sh.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+			st := sh.Stats()
+			sh.Close()
+			if st.DeadLettered != 0 || st.Shipped < 1000 {
+				t.Fatalf("shipper stats %+v", st)
+			}
+			n := 0
+			for e, err := range ts.ledger.Entries(0) {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if id, ok := event.PeekID(e.Data); ok && strings.HasPrefix(id, proto.String()+"-") {
+					n++
+				}
+			}
+			if n != 500 {
+				t.Fatalf("%d events stored, want 500 exactly", n)
+			}
+		})
+	}
+}
