@@ -54,7 +54,6 @@ func (s *Server) handleBulk(w http.ResponseWriter, r *http.Request) {
 	now := start.UTC()
 	var items []*bulkItem
 	var pending *bulkItem // an action waiting for its document line
-	seenInBatch := map[string]bool{}
 	err = forLines(body, s.cfg.MaxLineBytes, func(n int, line []byte, tooLong bool) {
 		if pending != nil {
 			it := pending
@@ -70,16 +69,6 @@ func (s *Server) handleBulk(w http.ResponseWriter, r *http.Request) {
 			if err != nil {
 				it.fail(http.StatusBadRequest, "document_parsing_exception", err.Error())
 				return
-			}
-			if id != "" && (seenInBatch[id] || s.recent.seen(id)) {
-				// As Elasticsearch answers a create of an existing _id; shippers
-				// treat it as delivered.
-				it.fail(http.StatusConflict, "version_conflict_engine_exception", "event.id "+id+" already stored")
-				s.metrics.duplicates.Add(1)
-				return
-			}
-			if id != "" {
-				seenInBatch[id] = true
 			}
 			it.rec, it.eventID = rec, id
 			return
@@ -120,6 +109,22 @@ func (s *Server) handleBulk(w http.ResponseWriter, r *http.Request) {
 	}
 	if pending != nil {
 		pending.fail(http.StatusBadRequest, "illegal_argument_exception", "action without a document line at the end of the body")
+	}
+	var accepted []*bulkItem
+	var ids []string
+	for _, it := range items {
+		if it.rec != nil {
+			accepted = append(accepted, it)
+			ids = append(ids, it.eventID)
+		}
+	}
+	for i, dup := range s.recent.dups(ids) {
+		if dup {
+			// As Elasticsearch answers a create of an existing _id; shippers
+			// treat it as delivered.
+			accepted[i].fail(http.StatusConflict, "version_conflict_engine_exception", "event.id "+ids[i]+" already stored")
+			s.metrics.duplicates.Add(1)
+		}
 	}
 	var records [][]byte
 	for _, it := range items {

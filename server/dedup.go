@@ -29,16 +29,33 @@ func newRecentIDs(n int) *recentIDs {
 
 func (r *recentIDs) key(id string) uint64 { return maphash.String(r.seed, id) }
 
-// seen reports whether id was stored recently. A nil window sees nothing.
-func (r *recentIDs) seen(id string) bool {
-	if r == nil || id == "" {
-		return false
+// dups reports, for each id, whether it was stored recently or appears
+// earlier in ids; "" is never a duplicate. One lock for the whole batch.
+func (r *recentIDs) dups(ids []string) []bool {
+	out := make([]bool, len(ids))
+	if r == nil {
+		return out
 	}
-	k := r.key(id)
+	keys := make([]uint64, len(ids))
+	batch := make(map[uint64]struct{}, len(ids))
+	for i, id := range ids {
+		if id == "" {
+			continue
+		}
+		keys[i] = r.key(id)
+		if _, ok := batch[keys[i]]; ok {
+			out[i] = true
+		}
+		batch[keys[i]] = struct{}{}
+	}
 	r.mu.Lock()
-	_, ok := r.set[k]
+	for i, id := range ids {
+		if id != "" && !out[i] {
+			_, out[i] = r.set[keys[i]]
+		}
+	}
 	r.mu.Unlock()
-	return ok
+	return out
 }
 
 // add records ids that are now durably stored, evicting the oldest.
@@ -49,6 +66,9 @@ func (r *recentIDs) add(ids []string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, id := range ids {
+		if id == "" {
+			continue
+		}
 		k := r.key(id)
 		if _, ok := r.set[k]; ok {
 			continue

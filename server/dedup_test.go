@@ -13,23 +13,27 @@ import (
 )
 
 func TestRecentIDs(t *testing.T) {
+	seen := func(r *recentIDs, id string) bool { return r.dups([]string{id})[0] }
 	r := newRecentIDs(3)
 	r.add([]string{"a", "b", "c"})
 	for _, id := range []string{"a", "b", "c"} {
-		if !r.seen(id) {
+		if !seen(r, id) {
 			t.Fatalf("%s not seen", id)
 		}
 	}
 	r.add([]string{"d"}) // evicts a
-	if r.seen("a") || !r.seen("d") || !r.seen("b") {
+	if seen(r, "a") || !seen(r, "d") || !seen(r, "b") {
 		t.Fatal("eviction order wrong")
 	}
 	r.add([]string{"d", "d"}) // no double entry: b and c stay
-	if !r.seen("b") || !r.seen("c") {
+	if !seen(r, "b") || !seen(r, "c") {
 		t.Fatal("re-adding an id evicted others")
 	}
+	if got := fmt.Sprint(r.dups([]string{"b", "z", "", "z", "", "d"})); got != "[true false false true false true]" {
+		t.Fatalf("dups = %s", got)
+	}
 	var off *recentIDs
-	if off.seen("x") {
+	if seen(off, "x") || fmt.Sprint(off.dups([]string{"x", "x"})) != "[false false]" {
 		t.Fatal("disabled window saw an id")
 	}
 	off.add([]string{"x"})

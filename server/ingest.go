@@ -191,7 +191,6 @@ func (s *Server) handleIngest(w http.ResponseWriter, r *http.Request) {
 	var resp ingestResponse
 	var records [][]byte
 	var ids []string
-	batch := map[string]bool{}
 	err = forLines(body, s.cfg.MaxLineBytes, func(n int, line []byte, tooLong bool) {
 		if tooLong {
 			resp.Errors = append(resp.Errors, lineError{n, fmt.Sprintf("line exceeds %d bytes", s.cfg.MaxLineBytes)})
@@ -202,19 +201,24 @@ func (s *Server) handleIngest(w http.ResponseWriter, r *http.Request) {
 			resp.Errors = append(resp.Errors, lineError{n, err.Error()})
 			return
 		}
-		if id != "" && (batch[id] || s.recent.seen(id)) {
-			resp.Duplicates++
-			return
-		}
-		if id != "" {
-			batch[id] = true
-			ids = append(ids, id)
-		}
 		records = append(records, rec)
+		ids = append(ids, id)
 	})
 	if err != nil {
 		bodyError(w, err)
 		return
+	}
+	if dup := s.recent.dups(ids); len(dup) > 0 {
+		kept := 0
+		for i := range records {
+			if dup[i] {
+				resp.Duplicates++
+				continue
+			}
+			records[kept], ids[kept] = records[i], ids[i]
+			kept++
+		}
+		records, ids = records[:kept], ids[:kept]
 	}
 	resp.Accepted, resp.Rejected = len(records), len(resp.Errors)
 	s.metrics.rejected.Add(uint64(resp.Rejected))

@@ -29,6 +29,11 @@ import (
 )
 
 func main() {
+	run()
+	os.Exit(exitCode)
+}
+
+func run() {
 	bin := flag.String("bin", "", "trailguard binary (go build -o /tmp/trailguard ./cmd/trailguard)")
 	events := flag.Int("events", 1_000_000, "events to send in total")
 	batch := flag.Int("batch", 1000, "events per request")
@@ -52,7 +57,7 @@ func main() {
 		}
 		defer stop()
 	}
-	body := makeBatch(*batch)
+	tmpl, slots := makeBatch(*batch)
 	requests := *events / *batch
 	var next atomic.Int64
 	var failed atomic.Int64
@@ -64,7 +69,18 @@ func main() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for next.Add(1) <= int64(requests) {
+			body := make([]byte, len(tmpl))
+			for {
+				n := next.Add(1)
+				if n > int64(requests) {
+					break
+				}
+				// Every event needs its own event.id: the collector drops
+				// ids it stored recently, as resends.
+				copy(body, tmpl)
+				for _, off := range slots {
+					putDigits(body[off:off+8], n)
+				}
 				req, _ := http.NewRequest("POST", base+"/v1/events", bytes.NewReader(body))
 				req.Header.Set("Authorization", "Bearer "+tok)
 				req.Header.Set("Content-Type", "application/x-ndjson")
@@ -96,22 +112,36 @@ func main() {
 		return all[min(len(all)-1, int(float64(len(all))*p))]
 	}
 	sent := len(all) * *batch
-	fmt.Printf("ingest: %d events (%d-byte events, %d per request, %d connections) in %v\n", sent, len(body)/(*batch), *batch, *conns, elapsed.Round(time.Millisecond))
-	fmt.Printf("rate:   %.0f events/s, %.1f MB/s\n", float64(sent)/elapsed.Seconds(), float64(len(all)*len(body))/elapsed.Seconds()/1e6)
+	fmt.Printf("ingest: %d events (%d-byte events, %d per request, %d connections) in %v\n", sent, len(tmpl)/(*batch), *batch, *conns, elapsed.Round(time.Millisecond))
+	fmt.Printf("rate:   %.0f events/s, %.1f MB/s\n", float64(sent)/elapsed.Seconds(), float64(len(all)*len(tmpl))/elapsed.Seconds()/1e6)
 	fmt.Printf("request time: p50 %v  p99 %v  max %v  (failed requests: %d)\n", pct(0.50).Round(time.Microsecond), pct(0.99).Round(time.Microsecond), pct(1).Round(time.Microsecond), failed.Load())
 	if failed.Load() > 0 {
-		os.Exit(1)
+		exitCode = 1
 	}
 }
 
-// makeBatch builds n distinct ~500-byte ECS events as NDJSON.
-func makeBatch(n int) []byte {
+// exitCode is set instead of calling os.Exit, so that the deferred stop of
+// the collector always runs.
+var exitCode int
+
+func putDigits(b []byte, n int64) {
+	for i := len(b) - 1; i >= 0; i-- {
+		b[i] = byte('0' + n%10)
+		n /= 10
+	}
+}
+
+// makeBatch builds n ~500-byte ECS events as NDJSON, and the offsets of
+// an 8-digit request number inside each event.id.
+func makeBatch(n int) ([]byte, []int) {
 	var b bytes.Buffer
+	var slots []int
 	for i := range n {
-		fmt.Fprintf(&b, `{"@timestamp":"2026-11-25T12:00:%02d.%06dZ","event":{"kind":"event","category":["web"],"type":["access"],"action":"http_request","outcome":"success","duration":1834000,"id":"0193a1b2-c3d4-7e5f-8a9b-%012d","dataset":"trailguard.access"},"http":{"request":{"id":"req-%08d","method":"GET"},"response":{"status_code":200,"body":{"bytes":512}}},"url":{"path":"/api/orders/%d","query":"page=2"},"source":{"ip":"10.1.%d.%d","port":51234},"user":{"name":"user%03d"},"user_agent":{"original":"Mozilla/5.0 (X11; Linux x86_64)"},"service":{"name":"orders-api"}}`+"\n",
+		slots = append(slots, b.Len()+len(`{"@timestamp":"2026-11-25T12:00:00.000000Z","event":{"kind":"event","category":["web"],"type":["access"],"action":"http_request","outcome":"success","duration":1834000,"id":"0193a1b2-c3d4-7e5f-`))
+		fmt.Fprintf(&b, `{"@timestamp":"2026-11-25T12:00:%02d.%06dZ","event":{"kind":"event","category":["web"],"type":["access"],"action":"http_request","outcome":"success","duration":1834000,"id":"0193a1b2-c3d4-7e5f-RRRRRRRR%012d","dataset":"trailguard.access"},"http":{"request":{"id":"req-%08d","method":"GET"},"response":{"status_code":200,"body":{"bytes":512}}},"url":{"path":"/api/orders/%d","query":"page=2"},"source":{"ip":"10.1.%d.%d","port":51234},"user":{"name":"user%03d"},"user_agent":{"original":"Mozilla/5.0 (X11; Linux x86_64)"},"service":{"name":"orders-api"}}`+"\n",
 			i%60, i%1000000, i, i, i%1000, i%250, i%200, i%500)
 	}
-	return b.Bytes()
+	return b.Bytes(), slots
 }
 
 func startCollector(bin string) (string, string, func(), error) {
