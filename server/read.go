@@ -260,6 +260,7 @@ func (s *Server) handleTail(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintf(w, ": tailing from ledger index %d\n\n", from)
 	flusher.Flush()
 	ctx := r.Context()
+	dirty := false
 	keepalive := time.NewTicker(15 * time.Second)
 	defer keepalive.Stop()
 	entries := make(chan ledgerItem, 256)
@@ -287,22 +288,26 @@ func (s *Server) handleTail(w http.ResponseWriter, r *http.Request) {
 			if !ok || it.err != nil {
 				return
 			}
-			if p.expr != nil {
-				doc, err := query.Flatten(it.data)
-				if err != nil || !p.expr.Match(doc) {
-					continue
-				}
+			if p.expr == nil || matches(p.expr, it.data) {
+				// Encoded events hold no raw newline, so one data line each.
+				fmt.Fprintf(w, "id: %d\nevent: event\ndata: %s\n\n", it.index, it.data)
+				dirty = true
 			}
-			// Encoded events hold no raw newline, so one data line each.
-			fmt.Fprintf(w, "id: %d\nevent: event\ndata: %s\n\n", it.index, it.data)
-			// Flush when the queue is drained, so bursts are batched.
-			if len(entries) == 0 {
+			// Flush once the backlog is drained, so bursts go out together
+			// and nothing written waits behind events the filter skips.
+			if dirty && len(entries) == 0 {
 				if err := flusher.Flush(); err != nil {
 					return
 				}
+				dirty = false
 			}
 		}
 	}
+}
+
+func matches(expr query.Expr, data []byte) bool {
+	doc, err := query.Flatten(data)
+	return err == nil && expr.Match(doc)
 }
 
 type ledgerItem struct {
