@@ -890,7 +890,8 @@ func TestHeaderlessSegment(t *testing.T) {
 				t.Fatal(err)
 			}
 
-			down.Store(false)
+			// The collector stays down until Pending is read: the reopened
+			// sender would otherwise ship some records first.
 			var reported []string
 			var rmu sync.Mutex
 			o2 := o
@@ -903,6 +904,7 @@ func TestHeaderlessSegment(t *testing.T) {
 			if st := s2.Stats(); st.Pending != uint64(tc.pending) {
 				t.Errorf("after reopening: Pending = %d, want the %d records not shipped", st.Pending, tc.pending)
 			}
+			down.Store(false)
 			flush(t, s2, 10*time.Second)
 			c.check(t, want, false)
 			if _, err := os.Stat(torn); !errors.Is(err, os.ErrNotExist) {
