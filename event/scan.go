@@ -1,7 +1,6 @@
 package event
 
 import (
-	"errors"
 	"fmt"
 	"strconv"
 	"unicode/utf16"
@@ -336,5 +335,3 @@ func (s *scanner) int() (int64, error) {
 	}
 	return int64(f), nil
 }
-
-var errNotString = errors.New("want a string")

@@ -3,6 +3,7 @@ package server
 import (
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"sync/atomic"
 )
 
@@ -30,7 +31,7 @@ func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	p("trailguard_auth_rate_limited_total", "counter", "Requests refused because their address failed too often.", m.authRejected.Load())
 	p("trailguard_ledger_records", "gauge", "Records in the ledger (tree size).", size)
 	p("trailguard_ledger_pruned_records", "gauge", "Records removed by retention.", s.ledger.Pruned())
-	p("trailguard_ledger_bytes", "gauge", "Bytes of ledger segment files.", dirSize(s.ledger.Dir()))
+	p("trailguard_ledger_bytes", "gauge", "Bytes of ledger segment files.", dirSize(filepath.Join(s.ledger.Dir(), "seg")))
 	p("trailguard_index_records", "gauge", "Records indexed.", indexed)
 	p("trailguard_index_lag_records", "gauge", "Records appended but not yet indexed.", size-min(size, indexed))
 	p("trailguard_self_audit_queue_depth", "gauge", "Collector's own audit events waiting to be written.", st.Queued)

@@ -141,6 +141,13 @@ func (s *Server) handleEvent(w http.ResponseWriter, r *http.Request) {
 	recordRead(r, "event "+id, readParams{})
 	hit, err := s.index.ByEventID(r.Context(), id)
 	if err != nil {
+		// Only an index that has not caught up can miss a stored event; a
+		// scan of the whole ledger for every unknown id would let any
+		// reader make the collector read everything.
+		if s.IndexLag() == 0 {
+			writeError(w, http.StatusNotFound, "no event with event.id "+strconv.Quote(id))
+			return
+		}
 		idx, lerr := s.ledger.FindEventID(id)
 		if lerr != nil {
 			writeError(w, http.StatusNotFound, "no event with event.id "+strconv.Quote(id))

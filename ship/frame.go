@@ -42,9 +42,6 @@ var (
 	errCorrupt = errors.New("ship: spool frame: corrupt")
 )
 
-// frameSize returns the on-disk size of a frame holding payload.
-func frameSize(payload []byte) int { return frameHeader + len(payload) }
-
 // appendFrame appends one frame to dst.
 func appendFrame(dst []byte, ts int64, payload []byte) []byte {
 	var h [frameHeader]byte

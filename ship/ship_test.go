@@ -98,12 +98,6 @@ func (c *collector) accept(lines [][]byte) {
 	}
 }
 
-func (c *collector) count(id string) int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.got[id]
-}
-
 // check compares what arrived with want: every id exactly once (or at
 // least once, with duplicates returned, when atLeast is set).
 func (c *collector) check(t *testing.T, want []string, atLeast bool) (dups int) {
