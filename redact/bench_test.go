@@ -3,6 +3,7 @@ package redact
 import (
 	"bytes"
 	"encoding/json"
+	"strings"
 	"testing"
 )
 
@@ -55,6 +56,10 @@ func BenchmarkJSON1KiB(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+			if !json.Valid(buf) {
+				b.Fatalf("scrubbed body is not JSON: %s", buf)
+			}
+			checkScrubbed(b, string(buf), string(apiBody), []string{"correct horse", "eyJhbGci"})
 		})
 	}
 }
@@ -96,41 +101,78 @@ func BenchmarkString(b *testing.B) {
 		"ua=\"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36\" request_id=7f3c2a9e-4b1d-4c8e-9a2f-1e5d6c7b8a90 at 2026-11-25T17:24:06Z"
 	dirty := "POST /login failed for alice password=hunter2 card 4111 1111 1111 1111 " +
 		"Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.c2lnbmF0dXJl key AKIAIOSFODNN7EXAMPLE ssn 123-45-6789"
-	for _, tc := range []struct{ name, s string }{{"clean", clean}, {"secrets", dirty}} {
+	secrets := []string{"hunter2", "4111 1111 1111 1111", "eyJzdWIiOiIxMjM0In0", "AKIAIOSFODNN7EXAMPLE", "123-45-6789"}
+	for _, tc := range []struct {
+		name, s string
+		gone    []string // must not survive scrubbing (none: the text must come back unchanged)
+	}{{"clean", clean, nil}, {"secrets", dirty, secrets}} {
 		b.Run(tc.name, func(b *testing.B) {
 			r := mustNew(b, Config{Emails: true})
 			b.SetBytes(int64(len(tc.s)))
 			b.ReportAllocs()
+			var out string
 			for b.Loop() {
-				_ = r.String(tc.s)
+				out = r.String(tc.s)
 			}
+			checkScrubbed(b, out, tc.s, tc.gone)
 		})
 	}
 }
 
+// checkScrubbed fails a benchmark whose last result is not what the timed
+// call must produce: in unchanged when nothing in it is secret, otherwise
+// a text without any of the secrets.
+func checkScrubbed(b *testing.B, out, in string, gone []string) {
+	b.Helper()
+	if len(gone) == 0 {
+		if out != in {
+			b.Fatalf("clean input changed:\n in: %s\nout: %s", in, out)
+		}
+		return
+	}
+	if out == in {
+		b.Fatalf("nothing scrubbed in %s", in)
+	}
+	for _, s := range gone {
+		if strings.Contains(out, s) {
+			b.Fatalf("output still holds %q: %s", s, out)
+		}
+	}
+}
+
 func BenchmarkQuery(b *testing.B) {
-	for _, tc := range []struct{ name, q string }{
-		{"clean", "page=2&per_page=50&sort=-created_at&filter%5Bstatus%5D=open&q=wireless+mouse"},
-		{"secrets", "page=2&per_page=50&access_token=ya29.a0AfH6SMBx3&client_secret=s3cr3t&q=wireless+mouse"},
+	for _, tc := range []struct {
+		name, q string
+		gone    []string
+	}{
+		{"clean", "page=2&per_page=50&sort=-created_at&filter%5Bstatus%5D=open&q=wireless+mouse", nil},
+		{"secrets", "page=2&per_page=50&access_token=ya29.a0AfH6SMBx3&client_secret=s3cr3t&q=wireless+mouse",
+			[]string{"ya29.a0AfH6SMBx3", "s3cr3t"}},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			r := mustNew(b, Config{})
 			b.SetBytes(int64(len(tc.q)))
 			b.ReportAllocs()
+			var out string
 			for b.Loop() {
-				_ = r.Query(tc.q)
+				out = r.Query(tc.q)
 			}
+			checkScrubbed(b, out, tc.q, tc.gone)
 		})
 	}
 }
 
 func BenchmarkHeader(b *testing.B) {
+	const auth, ua = "Bearer abc.def.ghi", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36"
 	r := mustNew(b, Config{})
 	b.ReportAllocs()
+	var outAuth, outUA string
 	for b.Loop() {
-		_ = r.Header("Authorization", "Bearer abc.def.ghi")
-		_ = r.Header("User-Agent", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36")
+		outAuth = r.Header("Authorization", auth)
+		outUA = r.Header("User-Agent", ua)
 	}
+	checkScrubbed(b, outAuth, auth, []string{"abc.def.ghi"})
+	checkScrubbed(b, outUA, ua, nil)
 }
 
 func mustNew(tb testing.TB, cfg Config) *Redactor {

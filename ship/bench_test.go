@@ -1,6 +1,7 @@
 package ship
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -8,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -43,6 +45,10 @@ func BenchmarkWrite(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+	b.StopTimer()
+	if st := s.Stats(); st.Spooled != uint64(b.N*len(batch)) || st.Pending != st.Spooled {
+		b.Fatalf("wrote %d records; spooled %d, pending %d", b.N*len(batch), st.Spooled, st.Pending)
+	}
 	b.ReportMetric(float64(b.N*len(batch))/b.Elapsed().Seconds(), "records/s")
 }
 
@@ -52,8 +58,12 @@ func BenchmarkWrite(b *testing.B) {
 func BenchmarkShip(b *testing.B) {
 	for _, p := range []Protocol{NDJSON, Bulk} {
 		b.Run(p.String(), func(b *testing.B) {
+			// The far end counts body lines and discards them: cheap
+			// enough not to weigh on the measure, and it shows that
+			// every record written really left the process.
+			var lines atomic.Int64
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				io.Copy(io.Discard, r.Body)
+				io.Copy(lineCounter{&lines}, r.Body)
 				io.WriteString(w, `{"errors":false}`)
 			}))
 			defer srv.Close()
@@ -69,20 +79,38 @@ func BenchmarkShip(b *testing.B) {
 			}
 			b.SetBytes(int64(size) / 64)
 			ctx := context.Background()
+			written := 0
 			b.ResetTimer()
 			for i := 0; i < b.N; i += 64 {
 				if err := s.Write(ctx, batch); err != nil {
 					b.Fatal(err)
 				}
+				written += len(batch)
 			}
 			if err := s.Flush(ctx); err != nil {
 				b.Fatal(err)
 			}
 			b.StopTimer()
 			st := s.Stats()
+			perRecord := int64(1)
+			if p == Bulk {
+				perRecord = 2 // an action line and the document
+			}
+			if st.Shipped != uint64(written) || st.Pending != 0 || lines.Load() != int64(written)*perRecord {
+				b.Fatalf("wrote %d records; shipped %d, pending %d, far end got %d lines (want %d)",
+					written, st.Shipped, st.Pending, lines.Load(), int64(written)*perRecord)
+			}
 			b.ReportMetric(float64(st.Shipped)/b.Elapsed().Seconds(), "events/s")
 		})
 	}
+}
+
+// lineCounter counts the newlines written to it.
+type lineCounter struct{ n *atomic.Int64 }
+
+func (c lineCounter) Write(p []byte) (int, error) {
+	c.n.Add(int64(bytes.Count(p, []byte{'\n'})))
+	return len(p), nil
 }
 
 // BenchmarkRawAppend is the physical limit BenchmarkWrite is measured
@@ -106,6 +134,10 @@ func BenchmarkRawAppend(b *testing.B) {
 		if err := f.Sync(); err != nil {
 			b.Fatal(err)
 		}
+	}
+	b.StopTimer()
+	if fi, err := f.Stat(); err != nil || fi.Size() != int64(b.N*len(buf)) {
+		b.Fatalf("file holds %v bytes (%v), want %d", fi.Size(), err, b.N*len(buf))
 	}
 	b.ReportMetric(float64(b.N*64)/b.Elapsed().Seconds(), "records/s")
 }
