@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
@@ -36,13 +35,13 @@ func (s *Server) requireRole(need access.Role, h http.HandlerFunc) http.HandlerF
 			writeError(w, http.StatusTooManyRequests, "too many failed authentication attempts; retry later")
 			return
 		}
-		presented, ok := bearer(r)
+		presented, ok := presentedToken(r)
 		if !ok {
 			s.limiter.fail(ip)
 			s.metrics.authFailed.Add(1)
-			httpaudit.Auth(r.Context(), httpaudit.Attempt{Reason: "no bearer token", Action: event.ActionLoginFail})
-			w.Header().Set("WWW-Authenticate", `Bearer realm="trailguard"`)
-			writeError(w, http.StatusUnauthorized, "a bearer token is required (Authorization: Bearer tg_…)")
+			httpaudit.Auth(r.Context(), httpaudit.Attempt{Reason: "no API token", Action: event.ActionLoginFail})
+			w.Header()["WWW-Authenticate"] = authChallenge
+			writeError(w, http.StatusUnauthorized, "an API token is required: Authorization: Bearer tg_…, ApiKey base64(name:tg_…), or Basic with the token as password")
 			return
 		}
 		tok, err := s.tokens.Check(presented)
@@ -54,7 +53,7 @@ func (s *Server) requireRole(need access.Role, h http.HandlerFunc) http.HandlerF
 				reason = "revoked token"
 			}
 			httpaudit.Auth(r.Context(), httpaudit.Attempt{User: httpaudit.User{Name: tok.Name}, Reason: reason})
-			w.Header().Set("WWW-Authenticate", `Bearer realm="trailguard", error="invalid_token"`)
+			w.Header()["WWW-Authenticate"] = []string{`Bearer realm="trailguard", error="invalid_token"`, authChallenge[1]}
 			writeError(w, http.StatusUnauthorized, reason)
 			return
 		}
@@ -69,18 +68,6 @@ func (s *Server) requireRole(need access.Role, h http.HandlerFunc) http.HandlerF
 		}
 		h(w, r.WithContext(context.WithValue(r.Context(), tokenKey{}, tok)))
 	}
-}
-
-func bearer(r *http.Request) (string, bool) {
-	h := r.Header.Get("Authorization")
-	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
-		return strings.TrimSpace(h[7:]), true
-	}
-	// Elasticsearch clients configured with an API key send "ApiKey <key>".
-	if len(h) > 7 && strings.EqualFold(h[:7], "apikey ") {
-		return strings.TrimSpace(h[7:]), true
-	}
-	return "", false
 }
 
 func clientAddr(r *http.Request) string {
