@@ -10,17 +10,25 @@ import (
 
 // bulkItem is one item of an Elasticsearch _bulk response.
 type bulkItem struct {
-	Index   string     `json:"_index"`
-	ID      string     `json:"_id,omitempty"`
-	Version int        `json:"_version,omitempty"`
-	Result  string     `json:"result,omitempty"`
-	Status  int        `json:"status"`
-	SeqNo   *uint64    `json:"_seq_no,omitempty"`
-	Term    int        `json:"_primary_term,omitempty"`
-	Error   *bulkError `json:"error,omitempty"`
-	op      string     // create or index, the key the item is reported under
-	rec     []byte     // the prepared record, when accepted
-	eventID string     // the client's event.id, for deduplication
+	Index   string      `json:"_index"`
+	ID      string      `json:"_id,omitempty"`
+	Version int         `json:"_version,omitempty"`
+	Result  string      `json:"result,omitempty"`
+	Status  int         `json:"status"`
+	SeqNo   *uint64     `json:"_seq_no,omitempty"`
+	Term    int         `json:"_primary_term,omitempty"`
+	Shards  *bulkShards `json:"_shards,omitempty"`
+	Error   *bulkError  `json:"error,omitempty"`
+	op      string      // create or index, the key the item is reported under
+	rec     []byte      // the prepared record, when accepted
+	eventID string      // the client's event.id, for deduplication
+}
+
+// bulkShards is the shard report of a stored item: one copy, written.
+type bulkShards struct {
+	Total      int `json:"total"`
+	Successful int `json:"successful"`
+	Failed     int `json:"failed"`
 }
 
 type bulkError struct {
@@ -155,6 +163,7 @@ func (s *Server) handleBulk(w http.ResponseWriter, r *http.Request) {
 				if it.rec != nil {
 					seq := i
 					it.SeqNo, it.Term, it.Version = &seq, 1, 1
+					it.Shards = &bulkShards{Total: 1, Successful: 1}
 					it.Status, it.Result = http.StatusCreated, "created"
 					if it.ID == "" {
 						it.ID = strconv.FormatUint(seq, 10)
@@ -183,22 +192,4 @@ func (it *bulkItem) fail(status int, typ, reason string) {
 	it.Status = status
 	it.Error = &bulkError{Type: typ, Reason: reason}
 	it.rec = nil
-}
-
-// handleESInfo answers GET / as an Elasticsearch node would, because
-// Beats and Logstash check the version before they ship.
-func (s *Server) handleESInfo(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]any{
-		"name":         "trailguard",
-		"cluster_name": "trailguard",
-		"cluster_uuid": "trailguard",
-		"version": map[string]any{
-			"number":                              "8.11.0",
-			"build_flavor":                        "default",
-			"lucene_version":                      "9.8.0",
-			"minimum_wire_compatibility_version":  "7.17.0",
-			"minimum_index_compatibility_version": "7.0.0",
-		},
-		"tagline": "You Know, for Search",
-	})
 }

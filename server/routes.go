@@ -17,14 +17,9 @@ func (s *Server) routes() http.Handler {
 	} else {
 		mux.HandleFunc("GET /metrics", s.requireRole(access.RoleRead, s.handleMetrics))
 	}
-	mux.HandleFunc("GET /{$}", s.handleESInfo)
-	mux.HandleFunc("HEAD /{$}", s.handleESInfo)
+	s.esRoutes(mux)
 
 	mux.HandleFunc("POST /v1/events", s.requireRole(access.RoleIngest, s.handleIngest))
-	mux.HandleFunc("POST /_bulk", s.requireRole(access.RoleIngest, s.handleBulk))
-	mux.HandleFunc("POST /{index}/_bulk", s.requireRole(access.RoleIngest, s.handleBulk))
-	mux.HandleFunc("PUT /_bulk", s.requireRole(access.RoleIngest, s.handleBulk))
-	mux.HandleFunc("PUT /{index}/_bulk", s.requireRole(access.RoleIngest, s.handleBulk))
 
 	mux.HandleFunc("GET /v1/events", s.requireRole(access.RoleRead, s.handleSearch))
 	mux.HandleFunc("GET /v1/events/{id}", s.requireRole(access.RoleRead, s.handleEvent))
