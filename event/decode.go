@@ -198,6 +198,8 @@ func (ev *Event) field(s *scanner, name []byte, depth int) error {
 		str(&ev.Path)
 	case "url.query":
 		str(&ev.Query)
+	case "url.original":
+		str(&ev.Original)
 	case "source.ip":
 		str(&ev.SourceIP)
 	case "source.port":

@@ -59,6 +59,12 @@ type Event struct {
 	Path string
 	// Query is url.query, already scrubbed.
 	Query string
+	// Original is url.original: the request target as the client sent it
+	// (percent-encoding kept), scrubbed like Path and Query. httpaudit sets
+	// it only when it differs from Path + "?" + Query, that is when the
+	// client percent-encoded the path: detection rules for attacks (path
+	// traversal, injection) must see the encoded form attackers use.
+	Original string
 	// RequestBodyBytes is http.request.body.bytes.
 	RequestBodyBytes int64
 	// RequestBody is http.request.body.content: a captured, size-capped and

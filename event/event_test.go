@@ -28,6 +28,12 @@ func samples() map[string]*Event {
 			UserAgent: "Mozilla/5.0", ServiceName: "orders-api", HostName: "web-1",
 			Labels: map[string]string{"env": "prod"},
 		},
+		"probe": {
+			Timestamp: t0, Kind: KindEvent, Category: []string{CategoryWeb}, Type: []string{TypeAccess},
+			Action: ActionHTTPRequest, Outcome: OutcomeFailure, ID: "id-10", Dataset: DatasetAccess,
+			Method: "GET", Path: "/files/../../etc/passwd", Query: "q=%27%20OR%201=1--",
+			Original: "/files/%2e%2e/%2e%2e/etc/passwd?q=%27%20OR%201=1--", StatusCode: 404,
+		},
 		"start": {
 			Timestamp: t0, Kind: KindEvent, Category: []string{CategoryWeb}, Type: []string{TypeStart},
 			Action: ActionHTTPRequestStart, ID: "id-2", Dataset: DatasetAccess, RequestID: "req-1",

@@ -101,6 +101,9 @@ func TestCanary(t *testing.T) {
 				httptest.NewRequest("POST", "/api/cards/"+canaries["card"]+"/charge?"+q.Encode(),
 					strings.NewReader(`{"user":"alice","password":"`+canaries["password"]+`","payment":{"card_number":"`+canaries["card"]+`","cvv":"123"},"memo":"ssn `+canaries["ssn"]+`","tok":"`+canaries["jwt"]+`"}`)),
 				httptest.NewRequest("POST", "/login", strings.NewReader(form.Encode())),
+				// A percent-encoded path gets url.original; the secrets in it
+				// (one with its first digit encoded) must not ride along.
+				httptest.NewRequest("POST", "/files/%2e%2e/x%20"+canaries["jwt"]+"/%34"+canaries["card"][1:]+"?access_token="+canaries["bearer"], nil),
 			}
 			reqs[0].Header.Set("Content-Type", "application/json")
 			reqs[1].Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -138,10 +141,10 @@ func TestCanary(t *testing.T) {
 				t.Fatalf("memory and file sinks differ: %d vs %d bytes", len(mem), disk.Len())
 			}
 			// The test must see what it checks: the events are all there.
-			if n := bytes.Count(mem, []byte("\n")); n != 15 { // per request: start, access, 2 auth, audit, 2 slog; plus 1 slog
-				t.Fatalf("%d events written, want 15:\n%s", n, mem)
+			if n := bytes.Count(mem, []byte("\n")); n != 22 { // per request: start, access, 2 auth, audit, 2 slog; plus 1 slog
+				t.Fatalf("%d events written, want 22:\n%s", n, mem)
 			}
-			for _, want := range []string{`page=2`, `"x-debug":`, `"authorization":`, `card/`, `user=bob`, `\"payment\":`} {
+			for _, want := range []string{`page=2`, `"x-debug":`, `"authorization":`, `card/`, `user=bob`, `\"payment\":`, `"original":"/files/../x%20`} {
 				if !bytes.Contains(mem, []byte(want)) {
 					t.Errorf("expected %s in output:\n%s", want, mem)
 				}

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -648,4 +649,46 @@ func TestCloseFlushesEverything(t *testing.T) {
 func newDiscardLog() *log.Logger { return log.New(io.Discard, "", 0) }
 func newDiscardSlog() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// TestOriginalURI sends raw request lines over a real connection: url.original
+// must keep the client's percent-encoding (attack evidence detection rules
+// match), appear only when url.path and url.query cannot reproduce it, and
+// still have secrets scrubbed.
+func TestOriginalURI(t *testing.T) {
+	const jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"
+	cases := []struct {
+		target, path, original string
+	}{
+		{"/api/orders?page=2", "/api/orders", ""},
+		{"/api/orders", "/api/orders", ""},
+		{"/files/%2e%2e/%2e%2e/etc/passwd?x=1", "/files/../../etc/passwd", "/files/%2e%2e/%2e%2e/etc/passwd?x=1"},
+		{"/api/orders/1%27%20OR%20%271%27=%271", "/api/orders/1' OR '1'='1", "/api/orders/1%27%20OR%20%271%27=%271"},
+		{"/a/%252e%252e%252fetc", "/a/%2e%2e%2fetc", "/a/%252e%252e%252fetc"},
+		{"/q%20x?access_token=s3cr3tvalue&id=1%27", "/q x", "/q%20x?access_token=[REDACTED]&id=1%27"},
+		{"/t/%20" + jwt, "/t/ [REDACTED:jwt]", "/t/%20%5BREDACTED:jwt%5D"},
+		{"/t/%2e%2e/" + jwt, "/t/../[REDACTED:jwt]", "/t/../%5BREDACTED:jwt%5D"},
+	}
+	for _, c := range cases {
+		t.Run(c.target, func(t *testing.T) {
+			l, buf := newTestLogger(t, Config{})
+			srv := httptest.NewServer(l.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})))
+			defer srv.Close()
+			conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", c.target)
+			io.ReadAll(conn)
+			conn.Close()
+			srv.Close()
+			evs := events(t, l, buf)
+			if len(evs) != 1 {
+				t.Fatalf("got %d events", len(evs))
+			}
+			if evs[0].Path != c.path || evs[0].Original != c.original {
+				t.Errorf("url.path %q, url.original %q; want %q, %q", evs[0].Path, evs[0].Original, c.path, c.original)
+			}
+		})
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -149,15 +150,15 @@ func (l *Logger) serve(w http.ResponseWriter, r *http.Request, next http.Handler
 // is being served: strings are immutable, so the writer goroutine can
 // build the event from them after the handler returned.
 type reqInfo struct {
-	method, path, rawQuery, ua, referer, remoteAddr, contentType string
-	contentLength                                                int64
-	xff, fwd                                                     []string
-	headers                                                      [][]string // aligned with Config.Headers
-	start, end                                                   time.Time
+	method, path, rawPath, rawQuery, ua, referer, remoteAddr, contentType string
+	contentLength                                                         int64
+	xff, fwd                                                              []string
+	headers                                                               [][]string // aligned with Config.Headers
+	start, end                                                            time.Time
 }
 
 func (ri *reqInfo) capture(r *http.Request, l *Logger, start time.Time) {
-	ri.method, ri.path, ri.rawQuery = r.Method, r.URL.Path, r.URL.RawQuery
+	ri.method, ri.path, ri.rawPath, ri.rawQuery = r.Method, r.URL.Path, r.URL.RawPath, r.URL.RawQuery
 	ri.ua, ri.referer = r.Header.Get("User-Agent"), r.Header.Get("Referer")
 	ri.remoteAddr, ri.contentLength, ri.start = r.RemoteAddr, r.ContentLength, start
 	if l.cfg.MaxBody > 0 {
@@ -194,6 +195,21 @@ func (l *Logger) requestEvent(st *state, now time.Time) *event.Event {
 	ev.Path = l.red.String(ri.path)
 	if ri.rawQuery != "" {
 		ev.Query = l.red.Query(ri.rawQuery)
+	}
+	// url.original keeps the path as the client encoded it, which attack
+	// detection needs (%2e%2e%2f is a traversal url.path shows as ../);
+	// it is written only when it says more than url.path and url.query.
+	if sent := (&url.URL{Path: ri.path, RawPath: ri.rawPath}).EscapedPath(); sent != ri.path {
+		if ev.Path != ri.path {
+			// A secret was scrubbed from the decoded path; its encoded
+			// form may hide it from the scrubber (%20eyJ… is no word
+			// boundary), so the scrubbed path is encoded instead.
+			sent = (&url.URL{Path: ev.Path}).EscapedPath()
+		}
+		ev.Original = l.red.String(sent)
+		if ri.rawQuery != "" {
+			ev.Original += "?" + ev.Query
+		}
 	}
 	if ri.ua != "" {
 		ev.UserAgent = l.red.String(ri.ua)
