@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -17,7 +18,9 @@ import (
 // Config configures the collector. Values come, in increasing priority,
 // from the defaults, a YAML file, TRAILGUARD_* environment variables and
 // command-line flags; the YAML key, the variable and the flag of a field
-// share a name (data_dir, TRAILGUARD_DATA_DIR, --data-dir).
+// share a name (retention, TRAILGUARD_RETENTION, --retention), except the
+// data directory: data_dir, TRAILGUARD_DATA, --data, as on every command.
+// Every field has a line of help in settingsHelp (config_settings.go).
 type Config struct {
 	// DataDir holds the ledger, the index, keys and tokens.
 	DataDir string `yaml:"data_dir"`
@@ -86,20 +89,29 @@ func Defaults() Config {
 }
 
 // LoadConfig builds the configuration from args (the serve command's
-// flags, which may name a --config file) and the environment.
+// flags, which may name a --config file) and the environment. It returns
+// flag.ErrHelp for -h/--help; Usage prints the help.
 func LoadConfig(args []string, environ []string) (Config, error) {
 	cfg := Defaults()
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	path := fs.String("config", "", "YAML configuration file")
-	set := map[string]*string{}
-	for _, f := range fields() {
-		set[f.key] = fs.String(strings.ReplaceAll(f.key, "_", "-"), "", f.help)
+	fs.SetOutput(io.Discard)
+	path := fs.String("config", "", "")
+	set := map[string]*flagValue{}
+	for _, st := range settings() {
+		v := &flagValue{isBool: st.typ == "bool"}
+		set[st.key] = v
+		for _, name := range append([]string{st.flag}, st.aliases...) {
+			fs.Var(v, name, "")
+		}
 	}
 	if err := fs.Parse(args); err != nil {
-		return cfg, err
+		if errors.Is(err, flag.ErrHelp) {
+			return cfg, err
+		}
+		return cfg, fmt.Errorf("serve: %w (see trailguard serve --help)", err)
 	}
 	if fs.NArg() > 0 {
-		return cfg, fmt.Errorf("serve: unexpected argument %q", fs.Arg(0))
+		return cfg, fmt.Errorf("serve: unexpected argument %q (settings are flags: see trailguard serve --help)", fs.Arg(0))
 	}
 	if *path != "" {
 		data, err := os.ReadFile(*path)
@@ -116,27 +128,38 @@ func LoadConfig(args []string, environ []string) (Config, error) {
 			env[k] = v
 		}
 	}
-	for _, f := range fields() {
-		if v, ok := env["TRAILGUARD_"+strings.ToUpper(f.key)]; ok {
-			if err := f.set(&cfg, v); err != nil {
-				return cfg, fmt.Errorf("config: TRAILGUARD_%s: %w", strings.ToUpper(f.key), err)
+	for _, st := range settings() {
+		// Aliases are applied first, so the main name wins when both are set.
+		names := append([]string{st.env}, st.envAliases...)
+		for i := len(names) - 1; i >= 0; i-- {
+			if v, ok := env[names[i]]; ok {
+				if err := fieldByKey(st.key).set(&cfg, v); err != nil {
+					return cfg, fmt.Errorf("config: %s: %w", names[i], err)
+				}
 			}
 		}
 	}
-	var flagErr error
-	fs.Visit(func(fl *flag.Flag) {
-		key := strings.ReplaceAll(fl.Name, "-", "_")
-		if p, ok := set[key]; ok && flagErr == nil {
-			if err := fieldByKey(key).set(&cfg, *p); err != nil {
-				flagErr = fmt.Errorf("config: --%s: %w", fl.Name, err)
+	for _, st := range settings() {
+		if v := set[st.key]; v.set {
+			if err := fieldByKey(st.key).set(&cfg, v.raw); err != nil {
+				return cfg, fmt.Errorf("config: --%s: %w", st.flag, err)
 			}
 		}
-	})
-	if flagErr != nil {
-		return cfg, flagErr
 	}
 	return cfg, cfg.validate()
 }
+
+// flagValue holds a flag's text until the file and environment are read,
+// since flags win over both.
+type flagValue struct {
+	raw    string
+	set    bool
+	isBool bool
+}
+
+func (v *flagValue) String() string     { return v.raw }
+func (v *flagValue) Set(s string) error { v.raw, v.set = s, true; return nil }
+func (v *flagValue) IsBoolFlag() bool   { return v.isBool }
 
 func (c *Config) validate() error {
 	var errs []error
@@ -162,18 +185,17 @@ func (c *Config) validate() error {
 	return nil
 }
 
-// field is one configuration setting, addressable by its YAML key.
+// field is one Config field, addressable by its YAML key.
 type field struct {
-	key, help string
-	index     int
+	key   string
+	index int
 }
 
 func fields() []field {
 	t := reflect.TypeFor[Config]()
 	out := make([]field, 0, t.NumField())
 	for i := range t.NumField() {
-		f := t.Field(i)
-		out = append(out, field{key: f.Tag.Get("yaml"), help: "see Config." + f.Name, index: i})
+		out = append(out, field{key: t.Field(i).Tag.Get("yaml"), index: i})
 	}
 	return out
 }

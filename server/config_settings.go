@@ -1,0 +1,167 @@
+package server
+
+import (
+	"fmt"
+	"io"
+	"reflect"
+	"strings"
+	"time"
+)
+
+// settingHelp is what a user reads about one setting in `trailguard serve
+// --help`: written for people, not derived from field names. Every Config
+// field must have an entry (TestSettingsCoverConfig checks), in the order
+// the help lists them.
+type settingHelp struct {
+	key  string // the YAML key, which names the field
+	flag string // the flag, when it differs from the key with - for _
+	env  string // the variable, when it differs from TRAILGUARD_<KEY>
+	// Hidden older names, still accepted.
+	aliases, envAliases []string
+	arg                 string // what the value is, in the synopsis: DIR, ADDR, FILE…
+	def                 string // the default as a person should read it, when computed
+	help                string
+}
+
+var settingsHelp = []settingHelp{
+	{key: "data_dir", flag: "data", env: "TRAILGUARD_DATA", aliases: []string{"data-dir"}, envAliases: []string{"TRAILGUARD_DATA_DIR"}, arg: "DIR",
+		help: "Directory holding the ledger, the search index, the checkpoint keys and the API tokens; created on first start."},
+	{key: "listen", arg: "ADDR",
+		help: "Address (host:port) to serve HTTP on; 0.0.0.0:8600 accepts shippers from other hosts, :0 picks a free port."},
+	{key: "tls_cert", arg: "FILE", help: "PEM certificate: with --tls-key, serve HTTPS instead of HTTP."},
+	{key: "tls_key", arg: "FILE", help: "PEM private key of --tls-cert."},
+	{key: "origin", arg: "NAME", def: "trailguard/<hostname>",
+		help: "Name of the log in its signed checkpoints; never change it once a ledger exists."},
+	{key: "signer_key", arg: "FILE", def: "DIR/keys/signer.key, generated on first start",
+		help: "Ed25519 key that signs checkpoints (note format, from trailguard keygen)."},
+	{key: "retention", arg: "PROFILE", def: "keep everything",
+		help: "How long records are kept: pci-dss (365 days), soc2 (365), hipaa (2190) or custom:<days>."},
+	{key: "legal_hold", help: "Keep everything regardless of retention (litigation hold)."},
+	{key: "witness", arg: "DIR|URL,...",
+		help: "Directories or http(s) URLs that receive a copy of every signed checkpoint, so truncation of the ledger is detectable."},
+	{key: "redact_mode", arg: "MODE",
+		help: "How secrets found at ingest are replaced: remove, mask, or hmac-sha256 (same secret, same token)."},
+	{key: "redact_secret_file", arg: "FILE", help: "File holding the HMAC key for redact_mode hmac-sha256."},
+	{key: "max_line_bytes", arg: "BYTES", help: "Largest single event accepted; a longer line is rejected on its own, not the whole batch."},
+	{key: "max_request_bytes", arg: "BYTES", help: "Largest ingest request body, before and after gzip (413 beyond)."},
+	{key: "checkpoint_interval", arg: "DURATION", help: "Longest time a stored record waits for a signed checkpoint (at most 1m)."},
+	{key: "metrics_public", help: "Serve /metrics without a token, for a Prometheus scraper on a private network."},
+	{key: "auth_fail_burst", arg: "N", help: "Failed token checks one client address may make at once before it gets 429."},
+	{key: "auth_fail_per_minute", arg: "N", help: "Failed token checks per minute one client address regains after the burst."},
+	{key: "dedup_window", arg: "N",
+		help: "How many recent event.ids are remembered, so an event a shipper sends twice is stored once (0: off)."},
+	{key: "shutdown_timeout", arg: "DURATION", help: "How long SIGTERM waits for requests in flight before closing the ledger."},
+}
+
+// setting is one configuration setting with all its names, its type and
+// its help.
+type setting struct {
+	settingHelp
+	typ string // bool, string, int, duration, list
+}
+
+func (st setting) envName() string {
+	if st.env != "" {
+		return st.env
+	}
+	return "TRAILGUARD_" + strings.ToUpper(st.key)
+}
+
+// settings returns every setting, in help order. It panics on a Config
+// field without help: the test suite catches that before anyone runs it.
+func settings() []setting {
+	t := reflect.TypeFor[Config]()
+	out := make([]setting, 0, len(settingsHelp))
+	for _, h := range settingsHelp {
+		f, ok := fieldOfKey(t, h.key)
+		if !ok {
+			panic("server: help for unknown setting " + h.key)
+		}
+		st := setting{settingHelp: h, typ: typeName(f.Type)}
+		if st.flag == "" {
+			st.flag = strings.ReplaceAll(h.key, "_", "-")
+		}
+		st.env = st.envName()
+		out = append(out, st)
+	}
+	return out
+}
+
+func fieldOfKey(t reflect.Type, key string) (reflect.StructField, bool) {
+	for i := range t.NumField() {
+		if t.Field(i).Tag.Get("yaml") == key {
+			return t.Field(i), true
+		}
+	}
+	return reflect.StructField{}, false
+}
+
+func typeName(t reflect.Type) string {
+	switch {
+	case t == reflect.TypeFor[time.Duration]():
+		return "duration"
+	case t.Kind() == reflect.Bool:
+		return "bool"
+	case t.Kind() == reflect.Int, t.Kind() == reflect.Int64:
+		return "int"
+	case t.Kind() == reflect.Slice:
+		return "list"
+	}
+	return "string"
+}
+
+// defaultText is how the help shows a setting's default.
+func (st setting) defaultText() string {
+	if st.def != "" {
+		return st.def
+	}
+	v := reflect.ValueOf(Defaults()).FieldByIndex(mustField(st.key).Index)
+	switch x := v.Interface().(type) {
+	case string:
+		if x == "" {
+			return "none"
+		}
+		return x
+	case []string:
+		if len(x) == 0 {
+			return "none"
+		}
+		return strings.Join(x, ",")
+	case int:
+		return fmt.Sprint(x)
+	case int64:
+		return fmt.Sprint(x)
+	}
+	return fmt.Sprint(v.Interface())
+}
+
+func mustField(key string) reflect.StructField {
+	f, ok := fieldOfKey(reflect.TypeFor[Config](), key)
+	if !ok {
+		panic("server: no config field " + key)
+	}
+	return f
+}
+
+// Usage writes the help of `trailguard serve`: every flag with its type,
+// its default, a sentence, and its YAML key and environment variable.
+func Usage(w io.Writer) {
+	fmt.Fprint(w, `usage: trailguard serve [--config FILE] [flags]
+
+Runs the collector: ingest (NDJSON and Elasticsearch _bulk), ledger, index,
+query API. Settings come from defaults, then the YAML file, then TRAILGUARD_*
+variables, then flags (each one wins over the ones before).
+
+  --config FILE (string)
+      YAML file of settings, keyed as shown below (e.g. "data_dir: /var/lib/trailguard").
+`)
+	for _, st := range settings() {
+		arg := ""
+		if st.arg != "" {
+			arg = " " + st.arg
+		}
+		fmt.Fprintf(w, "  --%s%s (%s, default %s)\n      %s\n      YAML %s, env %s\n",
+			st.flag, arg, st.typ, st.defaultText(), st.help, st.key, st.env)
+	}
+	fmt.Fprint(w, "\nBYTES and N are integers; DURATION is a Go duration such as 500ms, 2s or 1m.\n")
+}
