@@ -8,11 +8,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/trailguard/trailguard/internal/testenv"
 	"github.com/trailguard/trailguard/ledger"
 )
 
@@ -37,10 +37,16 @@ func TestCrashChild(t *testing.T) {
 	defer cancel()
 	fmt.Println("START", ix.Indexed())
 	go func() {
-		// Stop once everything is indexed (a read-only ledger may also
+		// Report progress (the parent kills at a random point of it) and
+		// stop once everything is indexed (a read-only ledger may also
 		// end Follow by itself).
-		for ix.Indexed() < l.Size() {
-			time.Sleep(time.Millisecond)
+		last := ix.Indexed()
+		for last < l.Size() {
+			if n := ix.Indexed(); n != last {
+				fmt.Println("AT", n)
+				last = n
+			}
+			time.Sleep(100 * time.Microsecond)
 		}
 		cancel()
 	}()
@@ -52,17 +58,20 @@ func TestCrashChild(t *testing.T) {
 // TestCrashResume kills (SIGKILL) a real process while it indexes a real
 // ledger, several times; after every kill the index must hold exactly the
 // records 0..n-1 that meta says it has, each once, and a restart must carry
-// on from there until the whole ledger is indexed.
+// on from there until the whole ledger is indexed. Kills come at random
+// points of the child's progress, so they land mid-way however fast the
+// machine; should the child still finish first, the ledger grows.
 func TestCrashResume(t *testing.T) {
 	if testing.Short() {
 		t.Skip("crash test")
 	}
 	dir := t.TempDir()
-	const n = 20000
+	const n, wantKills = 20000, 8
 	l := openLedger(t, filepath.Join(dir, "ledger"))
 	appendEvents(t, l.Ledger, 0, n, time.Millisecond)
 	l.Close()
-	rng := rand.New(rand.NewPCG(7, uint64(time.Now().UnixNano())))
+	total := uint64(n)
+	rng := rand.New(rand.NewPCG(testenv.Seed(t), 7))
 	kills, prev := 0, uint64(0)
 	for gen := 0; gen < 40; gen++ {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
@@ -79,41 +88,50 @@ func TestCrashResume(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		started := make(chan struct{})
+		// Kill past a random point between here and the end, spread so
+		// that the kills still wanted fit, a random fraction of a batch
+		// later: mid-batch, mid-commit, anywhere.
+		var target uint64
+		var delay time.Duration
+		if kills < wantKills {
+			target = prev + 1 + uint64(rng.IntN(int(max(1, (total-prev)/uint64(wantKills-kills+1)))))
+			delay = time.Duration(rng.IntN(2000)) * time.Microsecond
+		}
+		killAt := make(chan struct{})
 		finished := make(chan error, 1)
 		go func() {
 			sc := bufio.NewScanner(pipe)
 			for sc.Scan() {
 				fmt.Fprintln(out, sc.Text())
-				if strings.HasPrefix(sc.Text(), "START") {
-					close(started)
+				var at uint64
+				if _, err := fmt.Sscanf(sc.Text(), "AT %d", &at); err == nil && target > 0 && at >= target {
+					close(killAt)
+					target = 0
 				}
 			}
 			finished <- cmd.Wait()
 		}()
 		killed := false
-		if kills < 8 {
-			select {
-			case <-started:
-			case <-time.After(30 * time.Second):
-				t.Fatal("child did not start")
+		select {
+		case <-killAt:
+			time.Sleep(delay)
+			cmd.Process.Signal(syscall.SIGKILL)
+			err := <-finished
+			if killed = cmd.ProcessState.Sys().(syscall.WaitStatus).Signaled(); !killed && err != nil {
+				b, _ := os.ReadFile(out.Name())
+				t.Fatalf("child: %v\n%s", err, b)
 			}
-			// Kill while it indexes: mid-batch, mid-commit, anywhere.
-			select {
-			case <-time.After(time.Duration(20+rng.IntN(200)) * time.Millisecond):
-				cmd.Process.Signal(syscall.SIGKILL)
-				<-finished
-				killed = true
-				kills++
-			case err := <-finished:
-				if err != nil {
-					b, _ := os.ReadFile(out.Name())
-					t.Fatalf("child: %v\n%s", err, b)
-				}
+		case err := <-finished:
+			if err != nil {
+				b, _ := os.ReadFile(out.Name())
+				t.Fatalf("child: %v\n%s", err, b)
 			}
-		} else if err := <-finished; err != nil {
-			b, _ := os.ReadFile(out.Name())
-			t.Fatalf("child: %v\n%s", err, b)
+		case <-time.After(60 * time.Second):
+			cmd.Process.Kill()
+			t.Fatal("child neither progressed nor finished in 60 s")
+		}
+		if killed {
+			kills++
 		}
 		out.Close()
 
@@ -127,14 +145,19 @@ func TestCrashResume(t *testing.T) {
 		if next < prev {
 			t.Fatalf("after gen %d: indexed went back from %d to %d", gen, prev, next)
 		}
-		t.Logf("gen %d: killed=%v indexed=%d", gen, killed, next)
+		t.Logf("gen %d: killed=%v (%v past the target) indexed=%d of %d", gen, killed, delay, next, total)
 		prev = next
-		if !killed && next == n {
-			if kills < 8 {
-				t.Fatalf("finished after only %d kills; the test did not kill mid-way", kills)
+		if next == total {
+			if kills >= wantKills {
+				return
 			}
-			return
+			// This machine indexed the rest before the kill landed:
+			// give it more to index.
+			l := openLedgerKey(t, filepath.Join(dir, "ledger"), l.signerKey)
+			appendEvents(t, l.Ledger, int(total), n/4, time.Millisecond)
+			l.Close()
+			total += n / 4
 		}
 	}
-	t.Fatalf("index did not catch up: %d of %d", prev, n)
+	t.Fatalf("index did not catch up after %d kills: %d of %d", kills, prev, total)
 }

@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/trailguard/trailguard/internal/testenv"
 )
 
 // TestCrashChild is the process TestCrash kills: it writes records as fast
@@ -28,6 +30,8 @@ func TestCrashChild(t *testing.T) {
 		t.Skip("run by TestCrash")
 	}
 	start, _ := strconv.Atoi(os.Getenv("SHIP_CRASH_START"))
+	seed, _ := strconv.ParseUint(os.Getenv("SHIP_CRASH_SEED"), 10, 64)
+	rng := rand.New(rand.NewPCG(seed, 1))
 	s, err := New(Options{URL: os.Getenv("SHIP_CRASH_URL"), Protocol: Bulk, SpoolDir: dir,
 		SegmentBytes: 32 << 10, MaxSpoolBytes: 4 << 20, BatchSize: 50, FlushInterval: 5 * time.Millisecond,
 		MinBackoff: time.Millisecond, MaxBackoff: 20 * time.Millisecond})
@@ -38,10 +42,10 @@ func TestCrashChild(t *testing.T) {
 	out := bufio.NewWriter(os.Stdout)
 	// Bounded: the parent kills us well before this ends.
 	for n, stop := start, time.Now().Add(10*time.Second); time.Now().Before(stop); {
-		k := 1 + rand.IntN(20)
+		k := 1 + rng.IntN(20)
 		batch := make([][]byte, k)
 		for i := range batch {
-			batch[i] = rec(fmt.Sprintf("c%08d", n+i), 200+rand.IntN(400))
+			batch[i] = rec(fmt.Sprintf("c%08d", n+i), 200+rng.IntN(400))
 		}
 		if err := s.Write(context.Background(), batch); err != nil {
 			fmt.Fprintln(out, "error", err)
@@ -75,13 +79,14 @@ func TestCrash(t *testing.T) {
 	srv := httptest.NewServer(c)
 	defer srv.Close()
 	dir := t.TempDir()
+	rng := rand.New(rand.NewPCG(testenv.Seed(t), 2))
 	var acked []string
 	const runs = 8
 	for run := range runs {
 		start := run * 10_000_000
 		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.v=false")
 		cmd.Env = append(os.Environ(), "SHIP_CRASH_DIR="+dir, "SHIP_CRASH_URL="+srv.URL+"/_bulk",
-			"SHIP_CRASH_START="+strconv.Itoa(start))
+			"SHIP_CRASH_START="+strconv.Itoa(start), "SHIP_CRASH_SEED="+strconv.FormatUint(rng.Uint64(), 10))
 		stdout, err := cmd.StdoutPipe()
 		if err != nil {
 			t.Fatal(err)
@@ -98,7 +103,7 @@ func TestCrash(t *testing.T) {
 			}
 			close(lines)
 		}()
-		time.AfterFunc(time.Duration(150+rand.IntN(400))*time.Millisecond, func() {
+		time.AfterFunc(time.Duration(150+rng.IntN(400))*time.Millisecond, func() {
 			cmd.Process.Signal(syscall.SIGKILL)
 		})
 		last := -1

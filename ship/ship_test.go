@@ -148,6 +148,37 @@ func open(t testing.TB, o Options) *Shipper {
 	return s
 }
 
+// waitFor polls cond until it holds, failing the test after d.
+func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s after %v", what, d)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// dropListener accepts connections and, while down, closes each at once:
+// a far end that cannot be reached, on a port the test keeps.
+type dropListener struct {
+	net.Listener
+	down    atomic.Bool
+	dropped atomic.Int64
+}
+
+func (l *dropListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil || !l.down.Load() {
+			return c, err
+		}
+		c.Close()
+		l.dropped.Add(1)
+	}
+}
+
 func flush(t testing.TB, s *Shipper, d time.Duration) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), d)
@@ -236,25 +267,31 @@ func TestBulkNoIndex(t *testing.T) {
 }
 
 // TestOutage ships thousands of events while the collector answers 503 for
-// a while, then is closed and replaced by a new server on the same
-// address: every event arrives, exactly once.
+// a while, then drops every connection it accepts, then comes back: every
+// event arrives, exactly once. The port stays ours throughout (listening
+// again on a port just closed races with every other process on the
+// machine).
 func TestOutage(t *testing.T) {
 	c := newCollector(t, false)
 	var failing atomic.Bool
+	var refused atomic.Int64 // 503s sent
 	c.handle = func(w http.ResponseWriter, lines [][]byte) bool {
 		if failing.Load() {
+			refused.Add(1)
 			http.Error(w, "overloaded", http.StatusServiceUnavailable)
 			return true
 		}
 		return false
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	ln := &dropListener{Listener: inner}
 	addr := ln.Addr().String()
 	srv := &http.Server{Handler: c}
 	go srv.Serve(ln)
+	defer srv.Close()
 	var errs atomic.Int64
 	s := open(t, Options{URL: "http://" + addr + "/v1/events", BatchSize: 100, Timeout: 2 * time.Second,
 		OnError: func(error) { errs.Add(1) }})
@@ -291,21 +328,19 @@ func TestOutage(t *testing.T) {
 	}
 	<-phase
 	failing.Store(true) // phase 1: 503s
-	time.Sleep(200 * time.Millisecond)
-	srv.Close() // phase 2: nobody listening
-	time.Sleep(200 * time.Millisecond)
+	waitFor(t, 10*time.Second, "503s answered", func() bool { return refused.Load() >= 3 })
+	// Phase 2: every connection is cut as soon as it is accepted, and the
+	// open ones close after their request (still a 503).
+	ln.down.Store(true)
+	srv.SetKeepAlivesEnabled(false)
+	waitFor(t, 10*time.Second, "connections cut", func() bool { return ln.dropped.Load() >= 3 })
 	wg.Wait()
 	if st := s.Stats(); st.Pending == 0 {
 		t.Errorf("nothing pending during the outage: %+v", st)
 	}
-	failing.Store(false)
-	ln2, err := net.Listen("tcp", addr) // phase 3: back, same address
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv2 := &http.Server{Handler: c}
-	go srv2.Serve(ln2)
-	defer srv2.Close()
+	failing.Store(false) // phase 3: back
+	srv.SetKeepAlivesEnabled(true)
+	ln.down.Store(false)
 	flush(t, s, 30*time.Second)
 	c.check(t, want, false)
 	st := s.Stats()
@@ -661,8 +696,14 @@ func TestSpoolFull(t *testing.T) {
 	if st := s.Stats(); st.SpoolBytes > 17<<10 {
 		t.Errorf("spool not emptied: %+v", st)
 	}
-	if err := s.Write(context.Background(), [][]byte{bytes.Repeat([]byte("x"), 70<<10)}); !errors.Is(err, ErrSpoolFull) && !errors.Is(err, sink.ErrInvalidRecord) {
-		t.Errorf("batch larger than the spool: %v", err)
+	// A batch that can never fit is refused at once as ErrSpoolFull, not
+	// after waiting for room (the deadline) and not as an invalid record
+	// (it is within BatchBytes).
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := s.Write(ctx, [][]byte{bytes.Repeat([]byte("x"), 70<<10)})
+	if !errors.Is(err, ErrSpoolFull) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, sink.ErrInvalidRecord) {
+		t.Errorf("batch larger than the spool: %v, want ErrSpoolFull at once", err)
 	}
 }
 
@@ -1005,7 +1046,9 @@ func TestRedirectToGetIsNotDelivery(t *testing.T) {
 	mux.HandleFunc("GET /home", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "welcome") })
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
-	s := open(t, Options{URL: srv.URL + "/old"})
+	// DrainTimeout -1: the record can never be delivered, so Close should
+	// not keep trying for the default 5 s.
+	s := open(t, Options{URL: srv.URL + "/old", DrainTimeout: -1})
 	if err := s.Write(context.Background(), [][]byte{rec("a", 50)}); err != nil {
 		t.Fatal(err)
 	}
@@ -1062,7 +1105,9 @@ func TestCloseUnblocksWrite(t *testing.T) {
 			}
 		}
 	}()
-	time.Sleep(200 * time.Millisecond)
+	// Once less than a record's room is left, the writer is blocked (or
+	// about to block) waiting for room.
+	waitFor(t, 10*time.Second, "spool full", func() bool { return s.Stats().SpoolBytes > 16<<10-1100 })
 	start := time.Now()
 	if err := s.Close(); err != nil {
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package sink
 
 import (
 	"bufio"
+	"bytes"
 	"compress/gzip"
 	"context"
 	"encoding/json"
@@ -15,16 +16,19 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/trailguard/trailguard/internal/testenv"
 	"github.com/trailguard/trailguard/retention"
 )
 
 // clock is a settable clock for FileOptions.Now.
 type clock struct {
-	mu sync.Mutex
-	t  time.Time
+	mu    sync.Mutex
+	t     time.Time
+	reads int // calls of Now since the last Set
 }
 
 func newClock() *clock { return &clock{t: time.Date(2026, 11, 25, 17, 22, 36, 123456789, time.UTC)} }
@@ -32,13 +36,22 @@ func newClock() *clock { return &clock{t: time.Date(2026, 11, 25, 17, 22, 36, 12
 func (c *clock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.reads++
 	return c.t
 }
 
 func (c *clock) Set(t time.Time) {
 	c.mu.Lock()
 	c.t = t
+	c.reads = 0
 	c.mu.Unlock()
+}
+
+// readsSinceSet returns how often Now was called since the last Set.
+func (c *clock) readsSinceSet() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.reads
 }
 
 func (c *clock) Advance(d time.Duration) { c.Set(c.Now().Add(d)) }
@@ -452,7 +465,17 @@ func TestFileRetention(t *testing.T) {
 			clk.Set(now.Add(3000 * retention.Day))
 			wantEmpty := !tt.legalHold && tt.profile.Retain > 0
 			if !wantEmpty {
-				time.Sleep(50 * time.Millisecond)
+				// Each background pass reads the clock when it checks the
+				// active file's age and, unless on hold, once more in
+				// retention: four reads after the Set include a whole pass
+				// that started at the new time.
+				deadline := time.Now().Add(10 * time.Second)
+				for clk.readsSinceSet() < 4 {
+					if time.Now().After(deadline) {
+						t.Fatalf("no periodic pass in 10 s (%d clock reads)", clk.readsSinceSet())
+					}
+					time.Sleep(time.Millisecond)
+				}
 				if got := trailAges(t, dir); len(got) != len(tt.kept) {
 					t.Fatalf("periodic retention deleted under hold or forever: ages %v", got)
 				}
@@ -573,12 +596,31 @@ func TestFileCompressionLeftovers(t *testing.T) {
 func TestFileCloseAbandonsCompression(t *testing.T) {
 	dir := t.TempDir()
 	rotated := filepath.Join(dir, "trail-"+time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).Format(stampLayout)+".jsonl")
-	line := `{"bulk":"` + strings.Repeat("z", 1000) + `"}` + "\n"
-	if err := os.WriteFile(rotated, []byte(strings.Repeat(line, 32<<10)), 0o600); err != nil { // 32 MiB
+	// 8 MiB of random hex: slow enough to compress (tens of ms at least) that
+	// Close surely comes while it runs.
+	const lines = 8 << 10
+	rng := rand.NewChaCha8([32]byte{1})
+	var buf bytes.Buffer
+	raw := make([]byte, 500)
+	for range lines {
+		rng.Read(raw)
+		fmt.Fprintf(&buf, "{\"bulk\":\"%x\"}\n", raw)
+	}
+	if err := os.WriteFile(rotated, buf.Bytes(), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	f := open(t, FileOptions{Dir: dir, Compress: true})
-	time.Sleep(20 * time.Millisecond) // let compression start
+	// Compression has started once its temporary file exists.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(rotated + ".gz.tmp"); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("compression did not start: %v", listDir(t, dir))
+		}
+		time.Sleep(time.Millisecond)
+	}
 	start := time.Now()
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
@@ -586,14 +628,12 @@ func TestFileCloseAbandonsCompression(t *testing.T) {
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("Close took %v", d)
 	}
-	for _, n := range listDir(t, dir) {
-		if strings.HasSuffix(n, ".tmp") {
-			t.Errorf("leftover %s", n)
-		}
+	// Abandoned, not finished: the plain file is whole and alone.
+	if got := listDir(t, dir); !slices.Equal(got, []string{filepath.Base(rotated), "trail.jsonl", "trail.lock"}) {
+		t.Errorf("files after Close: %v", got)
 	}
-	lines, _ := readTrail(t, dir, DefaultName)
-	if len(lines) != 32<<10 {
-		t.Fatalf("%d lines after abandoned compression, want %d", len(lines), 32<<10)
+	if got, err := os.ReadFile(rotated); err != nil || !bytes.Equal(got, buf.Bytes()) {
+		t.Fatalf("rotated file changed by the abandoned compression (%d of %d bytes, %v)", len(got), buf.Len(), err)
 	}
 }
 
@@ -699,7 +739,20 @@ func TestFileCloseWhileWriting(t *testing.T) {
 			}
 		})
 	}
-	time.Sleep(50 * time.Millisecond)
+	// Close once the writers are well under way.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		n := len(acked)
+		mu.Unlock()
+		if n >= 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d writes acknowledged in 10 s", n)
+		}
+		time.Sleep(time.Millisecond)
+	}
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -844,9 +897,10 @@ func FuzzTornTail(f *testing.F) {
 	})
 }
 
-// TestFileCrashKill9 kills a real writer process with SIGKILL in the middle
-// of its work and checks that reopening the trail loses no acknowledged
-// record and leaves no broken line.
+// TestFileCrashKill9 kills a real writer process with SIGKILL at random
+// moments of its work (mid-write, mid-rotation, mid-compression) and checks
+// that reopening the trail loses no acknowledged record and leaves no broken
+// line.
 func TestFileCrashKill9(t *testing.T) {
 	if dir := os.Getenv("SINK_CRASH_DIR"); dir != "" {
 		crashWriter(dir)
@@ -856,7 +910,8 @@ func TestFileCrashKill9(t *testing.T) {
 		t.Skip("spawns a process")
 	}
 	dir := t.TempDir()
-	for round := range 3 {
+	rng := rand.New(rand.NewPCG(testenv.Seed(t), 3))
+	for round := range 5 {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestFileCrashKill9$")
 		cmd.Env = append(os.Environ(), "SINK_CRASH_DIR="+dir)
 		cmd.Stderr = os.Stderr
@@ -867,16 +922,24 @@ func TestFileCrashKill9(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
+		// Kill once a random number of records were acknowledged, a
+		// random fraction of a record's time later; the acks already in
+		// the pipe count too.
+		target := 1 + rng.IntN(1500)
+		delay := time.Duration(rng.IntN(3000)) * time.Microsecond
 		acked := map[string]bool{}
 		sc := bufio.NewScanner(stdout)
-		for sc.Scan() && len(acked) < 400 {
+		for sc.Scan() {
 			acked[sc.Text()] = true
+			if len(acked) == target {
+				time.AfterFunc(delay, func() { cmd.Process.Kill() })
+			}
 		}
-		cmd.Process.Kill()
 		cmd.Wait()
-		if len(acked) < 400 {
-			t.Fatalf("round %d: writer acknowledged only %d records", round, len(acked))
+		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() {
+			t.Fatalf("round %d: writer ended by itself after %d records, before the kill (target %d)", round, len(acked), target)
 		}
+		t.Logf("round %d: killed %v after ack %d, %d acknowledged", round, delay, target, len(acked))
 
 		var log errLog
 		f := open(t, FileOptions{Dir: dir, OnError: log.add, Compress: true})

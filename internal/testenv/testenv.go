@@ -8,9 +8,11 @@
 package testenv
 
 import (
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"testing"
 )
 
@@ -64,6 +66,24 @@ func Long(t testing.TB) {
 	if testing.Short() {
 		t.Skip("long test; run without -short")
 	}
+}
+
+// Seed returns the seed for a test's random choices (kill moments, batch
+// sizes…) and logs it, so that a failure can be replayed: TRAILGUARD_SEED,
+// when set, is used instead of a new one.
+func Seed(t testing.TB) uint64 {
+	t.Helper()
+	if s := os.Getenv("TRAILGUARD_SEED"); s != "" {
+		v, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			t.Fatalf("TRAILGUARD_SEED=%q: %v", s, err)
+		}
+		t.Logf("seed %d (from TRAILGUARD_SEED)", v)
+		return v
+	}
+	v := rand.Uint64()
+	t.Logf("seed %d (replay with TRAILGUARD_SEED=%d)", v, v)
+	return v
 }
 
 func missing(t testing.TB, why string) {

@@ -20,3 +20,14 @@ func TestFindPrefersToolsDir(t *testing.T) {
 		t.Fatalf("Find of a missing program = %q, want empty", got)
 	}
 }
+
+func TestSeedFromEnvironment(t *testing.T) {
+	t.Setenv("TRAILGUARD_SEED", "12345")
+	if got := Seed(t); got != 12345 {
+		t.Fatalf("Seed() = %d, want TRAILGUARD_SEED's 12345", got)
+	}
+	t.Setenv("TRAILGUARD_SEED", "")
+	if a, b := Seed(t), Seed(t); a == b {
+		t.Fatalf("two fresh seeds are both %d", a)
+	}
+}
