@@ -17,8 +17,9 @@ import (
 // user. The message and every attribute are scrubbed: an attribute named
 // like a secret ("password", "api_key", …) is redacted whatever its value,
 // and free-text detectors run over every string. Attributes land in
-// trailguard.attrs, groups as nested objects. A nil opts logs Info and
-// above.
+// trailguard.attrs, groups as nested objects. A record with a zero time
+// (never one from a slog.Logger) is written without @timestamp, as slog
+// requires of handlers. A nil opts logs Info and above.
 func (l *Logger) SlogHandler(opts *slog.HandlerOptions) slog.Handler {
 	h := &slogHandler{l: l, level: slog.LevelInfo}
 	if opts != nil && opts.Level != nil {
@@ -95,9 +96,10 @@ func (h *slogHandler) Handle(ctx context.Context, r slog.Record) error {
 	} else {
 		ev = l.newEvent(l.cfg.Now())
 	}
-	if !r.Time.IsZero() {
-		ev.Timestamp = r.Time
-	}
+	// A record's zero time means "no time" (slog.Handler's contract): the
+	// event then has no @timestamp rather than an invented one; a
+	// collector stamps it on arrival.
+	ev.Timestamp = r.Time
 	ev.Category = categoryWeb
 	ev.Type = []string{event.TypeInfo}
 	if r.Level >= slog.LevelError {
