@@ -5,11 +5,11 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"time"
 
 	"github.com/trailguard/trailguard/index"
@@ -23,21 +23,32 @@ func init() {
 }
 
 func runReindex(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("reindex", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	dir := fs.String("ledger", "", "the ledger `DIR`ectory (read only; a collector may keep appending)")
-	file := fs.String("index", "", "the index `FILE` to replace (it must not be in use)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: trailguard reindex --ledger DIR --index FILE")
-		fs.PrintDefaults()
+	fs := newFlags("reindex", `usage: trailguard reindex [--data DIR] [--ledger LEDGER] [--index FILE]
+
+Rebuilds the search index from the ledger: DIR/ledger into DIR/index.db by
+default. Stop the collector first: the index file is replaced.`, stdout, stderr)
+	data := fs.dataFlag("the collector's data directory `DIR`: DIR/ledger and DIR/index.db (env TRAILGUARD_DATA)")
+	dir := fs.String("ledger", "", "the ledger directory `LEDGER`, read only (default DIR/ledger)")
+	file := fs.String("index", "", "the index `FILE` to replace (default DIR/index.db; it must not be in use)")
+	pos, code, ok := fs.parse(args)
+	if !ok {
+		return code
 	}
-	pos, err := parseMixed(fs, args)
-	if err != nil {
+	if len(pos) > 0 {
+		fmt.Fprintf(stderr, "trailguard reindex: unexpected argument %q (the data directory is --data DIR)\n", pos[0])
 		return 2
 	}
-	if *dir == "" || *file == "" || len(pos) > 0 {
-		fs.Usage()
-		return 2
+	if *dir == "" || *file == "" {
+		if err := requireDataDir(*data); err != nil {
+			fmt.Fprintln(stderr, "trailguard reindex:", err)
+			return 1
+		}
+	}
+	if *dir == "" {
+		*dir = filepath.Join(*data, "ledger")
+	}
+	if *file == "" {
+		*file = filepath.Join(*data, "index.db")
 	}
 	l, err := ledger.OpenReadOnly(*dir)
 	if err != nil {

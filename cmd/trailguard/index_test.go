@@ -54,10 +54,21 @@ func TestReindexCommand(t *testing.T) {
 		t.Fatalf("after reindex: %d hits, indexed %d, %v", len(res.Hits), ix.Indexed(), err)
 	}
 
+	// The collector's data directory names both: DIR/ledger into DIR/index.db.
+	out.Reset()
+	if code := runReindex([]string{"--data", tmp}, &out, &errOut); code != 0 || !strings.Contains(out.String(), "indexed 500 records") {
+		t.Fatalf("reindex --data: exit %d: %s %s", code, out.String(), errOut.String())
+	}
+	// Without one, it says which directory it looked for and how to name it.
+	t.Setenv("TRAILGUARD_DATA", filepath.Join(tmp, "absent"))
 	for _, args := range [][]string{{}, {"--ledger", dir}, {"--index", file}} {
-		if code := runReindex(args, &out, &errOut); code != 2 {
-			t.Errorf("reindex %v: exit %d, want 2", args, code)
+		errOut.Reset()
+		if code := runReindex(args, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), "--data") || !strings.Contains(errOut.String(), "absent") {
+			t.Errorf("reindex %v: exit %d, want 1 naming --data: %s", args, code, errOut.String())
 		}
+	}
+	if code := runReindex([]string{"extra"}, &out, &errOut); code != 2 {
+		t.Errorf("reindex with an argument: exit %d, want 2", code)
 	}
 	if code := runReindex([]string{"--ledger", filepath.Join(tmp, "nope"), "--index", file}, &out, &errOut); code != 1 {
 		t.Errorf("reindex of a missing ledger: exit %d, want 1", code)

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"golang.org/x/mod/sumdb/note"
@@ -52,20 +53,31 @@ func parseMixed(fs *flag.FlagSet, args []string) ([]string, error) {
 }
 
 func runKeygen(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("keygen", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	name := fs.String("name", "", "key name, by convention the ledger's origin (e.g. audit.example.com/trailguard)")
-	out := fs.String("out", "ledger", "write the signer key to `PREFIX`.key (mode 0600) and the verifier key to PREFIX.pub")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: trailguard keygen --name NAME [--out PREFIX]")
-		fs.PrintDefaults()
-	}
-	if _, err := parseMixed(fs, args); err != nil {
-		return 2
+	fs := newFlags("keygen", `usage: trailguard keygen --name NAME [--data DIR | --out PREFIX]
+
+Creates an Ed25519 checkpoint signer key and its verifier key, by default in
+DIR/keys/signer.key and signer.pub, where trailguard serve --data DIR looks.
+Keys are never overwritten.`, stdout, stderr)
+	name := fs.String("name", "", "key `NAME`, by convention the ledger's origin (e.g. audit.example.com/trailguard)")
+	data := fs.dataFlag("write the keys into `DIR`/keys, the collector's data directory (env TRAILGUARD_DATA)")
+	out := fs.String("out", "", "write the signer key to `PREFIX`.key (mode 0600) and the verifier key to PREFIX.pub instead")
+	pos, code, ok := fs.parse(args)
+	if !ok {
+		return code
 	}
 	if *name == "" {
-		fs.Usage()
+		return fs.missing("--name NAME (the key's name, by convention the ledger's origin)")
+	}
+	if len(pos) > 0 {
+		fmt.Fprintf(stderr, "trailguard keygen: unexpected argument %q\n", pos[0])
 		return 2
+	}
+	if *out == "" {
+		*out = filepath.Join(*data, "keys", "signer")
+		if err := os.MkdirAll(filepath.Dir(*out), 0o700); err != nil {
+			fmt.Fprintln(stderr, "trailguard keygen:", err)
+			return 1
+		}
 	}
 	skey, vkey, err := ledger.GenerateKey(*name)
 	if err != nil {
@@ -96,30 +108,43 @@ func runKeygen(args []string, stdout, stderr io.Writer) int {
 }
 
 func runVerify(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("verify", `usage: trailguard verify [LEDGER_DIR] [--data DIR] [--key FILE...] [--witness DIR] [--json]
+
+Checks a ledger offline: every record, the Merkle tree, every signed
+checkpoint and, with --witness, the checkpoints exported to a witness. The
+ledger is LEDGER_DIR, or DIR/ledger of --data (default ./trailguard-data or
+TRAILGUARD_DATA); the key defaults to DIR/keys/signer.pub. An auditor should
+pass a copy of the verifier key kept away from the collector's disk.
+
+exit status: 0 verified, 1 findings, 2 could not verify`, stdout, stderr)
+	data := fs.dataFlag("the collector's data directory `DIR`: verify DIR/ledger with DIR/keys/signer.pub (env TRAILGUARD_DATA)")
 	var keys keyList
 	fs.Var(&keys, "key", "verifier key `FILE` (repeat, or several lines per file, for rotated keys)")
 	witness := fs.String("witness", "", "`DIR` of checkpoints exported to a witness; the ledger must contain each")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: trailguard verify DIR --key FILE [--key FILE...] [--witness DIR] [--json]\n\nexit status: 0 verified, 1 findings, 2 could not verify")
-		fs.PrintDefaults()
+	pos, code, ok := fs.parse(args)
+	if !ok {
+		return code
 	}
-	pos, err := parseMixed(fs, args)
+	dir, dataDir, err := ledgerDirs(pos, *data)
 	if err != nil {
+		fmt.Fprintln(stderr, "trailguard verify:", err)
 		return 2
 	}
-	if len(pos) != 1 || len(keys) == 0 {
-		fs.Usage()
-		return 2
+	if len(keys) == 0 {
+		k := dataVerifierKey(dataDir)
+		if k == "" {
+			return fs.missing(fmt.Sprintf("--key FILE: the verifier key of ledger %s (a collector keeps it in DIR/keys/signer.pub)", dir))
+		}
+		keys = append(keys, k)
+		fmt.Fprintf(stderr, "verifier key: %s (from the data directory; an auditor should use a copy kept elsewhere)\n", k)
 	}
 	vs, err := ledger.LoadVerifiers(keys...)
 	if err != nil {
 		fmt.Fprintln(stderr, "trailguard verify:", err)
 		return 2
 	}
-	rep, err := ledger.Verify(pos[0], ledger.VerifyOptions{Verifiers: vs, WitnessDir: *witness})
+	rep, err := ledger.Verify(dir, ledger.VerifyOptions{Verifiers: vs, WitnessDir: *witness})
 	if err != nil {
 		fmt.Fprintln(stderr, "trailguard verify:", err)
 		return 2
@@ -138,8 +163,13 @@ func runVerify(args []string, stdout, stderr io.Writer) int {
 }
 
 func runProve(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("prove", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("prove", `usage: trailguard prove [LEDGER_DIR] [--data DIR] (--index N | --event-id ID | --from SIZE) [--to SIZE] [--key FILE] [--json]
+
+Prints an inclusion proof of one record, or a consistency proof between two
+tree sizes, against a signed checkpoint. The ledger is LEDGER_DIR or
+DIR/ledger of --data; the checkpoint's signature is checked first with --key,
+by default DIR/keys/signer.pub when it exists.`, stdout, stderr)
+	data := fs.dataFlag("the collector's data directory `DIR`: prove from DIR/ledger (env TRAILGUARD_DATA)")
 	index := fs.Int64("index", -1, "prove that record `N` is in the log")
 	eventID := fs.String("event-id", "", "prove that the record with this event.id is in the log")
 	from := fs.Uint64("from", 0, "prove that the tree of `SIZE` is a prefix of the signed tree (consistency)")
@@ -147,13 +177,9 @@ func runProve(args []string, stdout, stderr io.Writer) int {
 	var keys keyList
 	fs.Var(&keys, "key", "verifier key `FILE`: check the checkpoint's signature first")
 	asJSON := fs.Bool("json", false, "print the proof as JSON")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: trailguard prove DIR (--index N | --event-id ID | --from SIZE) [--to SIZE] [--key FILE] [--json]")
-		fs.PrintDefaults()
-	}
-	pos, err := parseMixed(fs, args)
-	if err != nil {
-		return 2
+	pos, code, ok := fs.parse(args)
+	if !ok {
+		return code
 	}
 	modes := 0
 	for _, set := range []bool{*index >= 0, *eventID != "", *from > 0} {
@@ -161,15 +187,22 @@ func runProve(args []string, stdout, stderr io.Writer) int {
 			modes++
 		}
 	}
-	if len(pos) != 1 || modes != 1 {
-		fs.Usage()
+	if modes != 1 {
+		return fs.missing("exactly one of --index N, --event-id ID or --from SIZE (what to prove)")
+	}
+	dir, dataDir, err := ledgerDirs(pos, *data)
+	if err != nil {
+		fmt.Fprintln(stderr, "trailguard prove:", err)
 		return 2
+	}
+	if k := dataVerifierKey(dataDir); len(keys) == 0 && k != "" {
+		keys = append(keys, k)
 	}
 	fail := func(err error) int {
 		fmt.Fprintln(stderr, "trailguard prove:", err)
 		return 1
 	}
-	l, err := ledger.OpenReadOnly(pos[0])
+	l, err := ledger.OpenReadOnly(dir)
 	if err != nil {
 		return fail(err)
 	}

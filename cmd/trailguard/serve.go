@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -16,99 +18,169 @@ import (
 )
 
 func init() {
-	register("serve", "run the collector: ingest, ledger, index, query API", runServe)
-	register("token", "manage API tokens: token create --role read --name NAME | token revoke NAME | token list", runToken)
+	register("serve", "run the collector: ingest, ledger, index, query API", func(args []string) int {
+		return runServe(args, os.Stdout, os.Stderr)
+	})
+	register("token", "manage API tokens: token create --role ingest|read|admin --name NAME | token list | token revoke NAME", func(args []string) int {
+		return runToken(args, os.Stdout, os.Stderr)
+	})
 }
 
-func runServe(args []string) int {
+func runServe(args []string, stdout, stderr io.Writer) int {
 	cfg, err := server.LoadConfig(args, os.Environ())
+	if errors.Is(err, flag.ErrHelp) {
+		server.Usage(stdout)
+		return 0
+	}
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "trailguard serve:", err)
+		fmt.Fprintln(stderr, "trailguard serve:", err)
 		return 2
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	srv, err := server.New(cfg, log)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "trailguard serve:", err)
-		return 1
-	}
+	// Listen first: a port in use must not leave behind a data directory
+	// and keys that the user never meant to create there.
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
-		srv.Close()
-		fmt.Fprintln(os.Stderr, "trailguard serve:", err)
+		fmt.Fprintf(stderr, "trailguard serve: cannot listen on %s: %v (choose another with --listen)\n", cfg.Listen, err)
+		return 1
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	srv, err := server.New(cfg, log)
+	if err != nil {
+		ln.Close()
+		fmt.Fprintln(stderr, "trailguard serve:", err)
 		return 1
 	}
 	scheme := "http"
 	if cfg.TLSCert != "" {
 		scheme = "https"
 	}
-	fmt.Printf("trailguard collector on %s://%s\n  data:         %s\n  signer key:   %s\n  verifier key: %s\n",
+	fmt.Fprintf(stdout, "trailguard collector on %s://%s\n  data:         %s\n  signer key:   %s\n  verifier key: %s\n",
 		scheme, ln.Addr(), cfg.DataDir, srv.SignerKeyPath, srv.VerifierKeyPath)
 	if len(srv.Tokens().List()) == 0 {
-		fmt.Printf("  no API tokens yet: trailguard token create --data %s --role admin --name ops\n", cfg.DataDir)
+		fmt.Fprintf(stdout, "  no API tokens yet: trailguard token create --data %s --role ingest --name shipper-1\n", cfg.DataDir)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := srv.Serve(ctx, ln); err != nil && ctx.Err() == nil {
-		fmt.Fprintln(os.Stderr, "trailguard serve:", err)
+		fmt.Fprintln(stderr, "trailguard serve:", err)
 		return 1
 	}
-	fmt.Println("trailguard collector stopped; final checkpoint written")
+	fmt.Fprintln(stdout, "trailguard collector stopped; final checkpoint written")
 	return 0
 }
 
-func runToken(args []string) int {
-	if len(args) == 0 {
-		fmt.Fprintln(os.Stderr, "usage: trailguard token create|revoke|list [--data DIR] ...")
+const tokenSynopsis = `usage: trailguard token create --role ingest|read|admin --name NAME [--data DIR] [--quiet] [--init]
+       trailguard token list [--data DIR]
+       trailguard token revoke NAME [--data DIR]
+
+Manages the collector's API tokens, stored hashed in DIR/tokens.json; a
+running collector picks up changes within a second. create prints the new
+token alone on standard output (so INGEST=$(trailguard token create …)
+captures it) and a note on standard error; the token is shown only once.
+Roles: ingest may only submit events, read may query, admin may do both
+and manage tokens.`
+
+func runToken(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		w, code := stderr, 2
+		if len(args) > 0 {
+			w, code = stdout, 0
+		}
+		fmt.Fprintln(w, tokenSynopsis)
+		return code
+	}
+	sub := args[0]
+	fs := newFlags("token "+sub, tokenSynopsis, stdout, stderr)
+	dir := fs.dataFlag("the collector's data directory `DIR`, as given to trailguard serve (env TRAILGUARD_DATA)")
+	var role, name *string
+	var quiet, initDir *bool
+	switch sub {
+	case "create":
+		fs.synopsis = "usage: trailguard token create --role ingest|read|admin --name NAME [--data DIR] [--quiet] [--init]\n\nCreates a token and prints it once, alone on standard output; a note follows on standard error."
+		role = fs.String("role", "", "`ROLE`: ingest (submit events), read (query) or admin (everything)")
+		name = fs.String("name", "", "a unique `NAME` saying who or what uses the token, e.g. shipper-1")
+		quiet = fs.Bool("quiet", false, "print only the token, without the note on standard error")
+		initDir = fs.Bool("init", false, "create the data directory if it does not exist yet (before the first serve)")
+	case "list":
+		fs.synopsis = "usage: trailguard token list [--data DIR]\n\nLists tokens: id, name, role, creation time, state."
+	case "revoke":
+		fs.synopsis = "usage: trailguard token revoke NAME [--data DIR]\n\nRevokes the token with this name or id; it stops working at once."
+	default:
+		fmt.Fprintf(stderr, "trailguard token: unknown subcommand %q\n\n%s\n", sub, tokenSynopsis)
 		return 2
 	}
-	fs := flag.NewFlagSet("token "+args[0], flag.ContinueOnError)
-	dir := fs.String("data", server.Defaults().DataDir, "collector data directory")
-	role := fs.String("role", "read", "role of a new token: ingest, read or admin")
-	name := fs.String("name", "", "name of a new token")
-	if err := fs.Parse(args[1:]); err != nil {
-		return 2
+	pos, code, ok := fs.parse(args[1:])
+	if !ok {
+		return code
+	}
+	fail := func(err error) int {
+		fmt.Fprintln(stderr, "trailguard token:", err)
+		return 1
+	}
+	if sub == "create" {
+		switch {
+		case *role == "":
+			return fs.missing("--role (ingest for a shipper, read for an analyst, admin)")
+		case *name == "":
+			return fs.missing("--name NAME (who or what will use the token, e.g. shipper-1)")
+		case len(pos) > 0:
+			fmt.Fprintf(stderr, "trailguard token create: unexpected argument %q\n", pos[0])
+			return 2
+		}
+		if _, err := access.ParseRole(*role); err != nil {
+			fmt.Fprintln(stderr, "trailguard token:", err)
+			return 2
+		}
+		if *initDir {
+			if err := os.MkdirAll(*dir, 0o700); err != nil {
+				return fail(err)
+			}
+		}
+	}
+	if err := requireDataDir(*dir); err != nil {
+		if sub == "create" {
+			return fail(fmt.Errorf("%w, or pass --init to create it", err))
+		}
+		return fail(err)
 	}
 	store, err := access.Open(filepath.Join(*dir, "tokens.json"))
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "trailguard token:", err)
-		return 1
+		return fail(err)
 	}
-	switch args[0] {
+	switch sub {
 	case "create":
-		r, err := access.ParseRole(*role)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "trailguard token:", err)
-			return 2
-		}
+		r, _ := access.ParseRole(*role)
 		tok, secret, err := store.Create(*name, r)
 		if err != nil {
-			fmt.Fprintln(os.Stderr, "trailguard token:", err)
-			return 1
+			return fail(err)
 		}
-		fmt.Printf("%s\n# token %q (role %s, id %s): shown once, store it now\n", secret, tok.Name, tok.Role, tok.ID)
+		fmt.Fprintln(stdout, secret)
+		if !*quiet {
+			fmt.Fprintf(stderr, "# token %q (role %s, id %s) for the collector in %s: shown once, store it now.\n"+
+				"# Send it as Authorization: Bearer <token> (shippers: ApiKey, or Basic with the token as password).\n",
+				tok.Name, tok.Role, tok.ID, *dir)
+		}
 	case "revoke":
-		if fs.NArg() != 1 {
-			fmt.Fprintln(os.Stderr, "usage: trailguard token revoke [--data DIR] NAME")
+		if len(pos) != 1 {
+			return fs.missing("the NAME (or id) of the token to revoke")
+		}
+		tok, err := store.Revoke(pos[0])
+		if err != nil {
+			return fail(err)
+		}
+		fmt.Fprintf(stdout, "revoked %q (%s)\n", tok.Name, tok.ID)
+	case "list":
+		if len(pos) > 0 {
+			fmt.Fprintf(stderr, "trailguard token list: unexpected argument %q\n", pos[0])
 			return 2
 		}
-		tok, err := store.Revoke(fs.Arg(0))
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "trailguard token:", err)
-			return 1
-		}
-		fmt.Printf("revoked %q (%s)\n", tok.Name, tok.ID)
-	case "list":
 		for _, t := range store.List() {
 			state := "active"
 			if t.Revoked != nil {
 				state = "revoked " + t.Revoked.Format("2006-01-02")
 			}
-			fmt.Printf("%-10s %-24s %-7s %s  %s\n", t.ID, t.Name, t.Role, t.Created.Format("2006-01-02 15:04"), state)
+			fmt.Fprintf(stdout, "%-10s %-24s %-7s %s  %s\n", t.ID, t.Name, t.Role, t.Created.Format("2006-01-02 15:04"), state)
 		}
-	default:
-		fmt.Fprintf(os.Stderr, "trailguard token: unknown subcommand %q\n", args[0])
-		return 2
 	}
 	return 0
 }

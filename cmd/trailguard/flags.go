@@ -1,0 +1,200 @@
+package main
+
+// Flag handling shared by the subcommands: help on -h/--help (to stdout,
+// exit 0), flags listed with their type and default, hidden older names,
+// and the data directory, named the same way on every command.
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/trailguard/trailguard/server"
+)
+
+// cmdFlags is a subcommand's flag set with its synopsis.
+type cmdFlags struct {
+	*flag.FlagSet
+	synopsis string // "usage: …" and a few lines about the command
+	hidden   map[string]bool
+	stdout   io.Writer
+	stderr   io.Writer
+}
+
+func newFlags(name, synopsis string, stdout, stderr io.Writer) *cmdFlags {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	c := &cmdFlags{FlagSet: fs, synopsis: synopsis, hidden: map[string]bool{}, stdout: stdout, stderr: stderr}
+	fs.Usage = func() {} // parse prints usage itself, to the right stream
+	return c
+}
+
+// parse parses args, flags and positionals mixed ("verify DIR --key F").
+// ok is false when the command should stop with code: 0 after --help, 2
+// after a flag error (already reported, with the usage).
+func (c *cmdFlags) parse(args []string) (pos []string, code int, ok bool) {
+	pos, err := parseMixed(c.FlagSet, args)
+	if errors.Is(err, flag.ErrHelp) {
+		c.usage(c.stdout)
+		return nil, 0, false
+	}
+	if err != nil {
+		c.usage(c.stderr)
+		return nil, 2, false
+	}
+	return pos, 0, true
+}
+
+// usage writes the synopsis and every visible flag with its type and
+// default.
+func (c *cmdFlags) usage(w io.Writer) {
+	fmt.Fprintln(w, strings.TrimRight(c.synopsis, "\n"))
+	first := true
+	c.VisitAll(func(f *flag.Flag) {
+		if c.hidden[f.Name] {
+			return
+		}
+		if first {
+			fmt.Fprintln(w, "\nflags:")
+			first = false
+		}
+		arg, help := flag.UnquoteUsage(f)
+		typ := typeOf(f)
+		head := "  --" + f.Name
+		if arg != "" && typ != "bool" {
+			head += " " + arg
+		}
+		def := f.DefValue
+		switch {
+		case typ == "bool" && def == "false", def == "" || def == "[]" || (typ == "int" && def == "-1"):
+			head += " (" + typ + ")"
+		default:
+			head += " (" + typ + ", default " + def + ")"
+		}
+		fmt.Fprintf(w, "%s\n      %s\n", head, help)
+	})
+}
+
+// typeOf names the kind of value a flag takes.
+func typeOf(f *flag.Flag) string {
+	if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
+		return "bool"
+	}
+	switch fmt.Sprintf("%T", f.Value) {
+	case "*flag.intValue", "*flag.int64Value", "*flag.uintValue", "*flag.uint64Value":
+		return "int"
+	case "*flag.durationValue":
+		return "duration"
+	case "*main.keyList":
+		return "string, repeatable"
+	}
+	return "string"
+}
+
+// missing reports a missing argument by name, then the usage, and returns
+// the exit code for a usage error.
+func (c *cmdFlags) missing(what string) int {
+	fmt.Fprintf(c.stderr, "trailguard %s: missing %s\n\n", c.Name(), what)
+	c.usage(c.stderr)
+	return 2
+}
+
+// aliasValue is a hidden older name of a string flag.
+type aliasValue struct{ p *string }
+
+func (a aliasValue) String() string {
+	if a.p == nil {
+		return ""
+	}
+	return *a.p
+}
+func (a aliasValue) Set(s string) error { *a.p = s; return nil }
+
+// dataFlag registers --data (and the hidden --data-dir) with its default
+// from TRAILGUARD_DATA (or TRAILGUARD_DATA_DIR), else ./trailguard-data:
+// the same directory `trailguard serve` uses.
+func (c *cmdFlags) dataFlag(help string) *string {
+	p := c.String("data", defaultDataDir(), help)
+	c.Var(aliasValue{p}, "data-dir", "")
+	c.hidden["data-dir"] = true
+	return p
+}
+
+// defaultDataDir is the data directory when --data is not given.
+func defaultDataDir() string {
+	for _, v := range []string{"TRAILGUARD_DATA", "TRAILGUARD_DATA_DIR"} {
+		if d := os.Getenv(v); d != "" {
+			return d
+		}
+	}
+	return server.Defaults().DataDir
+}
+
+// isSet reports whether the flag name (or its hidden alias) was given.
+func (c *cmdFlags) isSet(names ...string) bool {
+	set := false
+	c.Visit(func(f *flag.Flag) {
+		for _, n := range names {
+			if f.Name == n {
+				set = true
+			}
+		}
+	})
+	return set
+}
+
+// requireDataDir refuses a data directory that does not exist, naming the
+// ways out, rather than silently creating one next to the user that the
+// running collector never reads.
+func requireDataDir(dir string) error {
+	st, err := os.Stat(dir)
+	if err == nil && st.IsDir() {
+		return nil
+	}
+	if err == nil {
+		return fmt.Errorf("%s is not a directory", dir)
+	}
+	abs, _ := filepath.Abs(dir)
+	return fmt.Errorf("no data directory at %s: point --data (or TRAILGUARD_DATA) at the one `trailguard serve` uses, or start serve first", abs)
+}
+
+// ledgerDirs resolves the ledger an offline tool works on: an explicit
+// argument, which may be a ledger directory or a collector's data
+// directory (holding ledger/), or else DIR/ledger of --data. dataDir is
+// the data directory the ledger belongs to, "" when it is not in one.
+func ledgerDirs(pos []string, data string) (ledgerDir, dataDir string, err error) {
+	if len(pos) > 1 {
+		return "", "", fmt.Errorf("one ledger at a time, got %q", pos)
+	}
+	if len(pos) == 1 {
+		p := pos[0]
+		if st, err := os.Stat(filepath.Join(p, "ledger")); err == nil && st.IsDir() {
+			return filepath.Join(p, "ledger"), p, nil
+		}
+		if filepath.Base(filepath.Clean(p)) == "ledger" {
+			return p, filepath.Dir(filepath.Clean(p)), nil
+		}
+		return p, "", nil
+	}
+	if err := requireDataDir(data); err != nil {
+		return "", "", fmt.Errorf("%w, or name the ledger directory as an argument", err)
+	}
+	return filepath.Join(data, "ledger"), data, nil
+}
+
+// dataVerifierKey is the verifier key a collector keeps in its data
+// directory (DIR/keys/signer.pub), or "" when there is none.
+func dataVerifierKey(dataDir string) string {
+	if dataDir == "" {
+		return ""
+	}
+	p := filepath.Join(dataDir, "keys", "signer.pub")
+	if st, err := os.Stat(p); err == nil && !st.IsDir() {
+		return p
+	}
+	return ""
+}
