@@ -59,10 +59,10 @@ func Auth(ctx context.Context, a Attempt) error {
 	ev := l.contextEvent(st)
 	ev.Category = []string{event.CategoryAuthentication}
 	ev.Dataset = event.DatasetAuth
-	ev.UserID = l.red.String(a.User.ID)
-	ev.UserName = l.red.String(a.User.Name)
+	ev.UserID = l.cut(l.red.String(a.User.ID))
+	ev.UserName = l.cut(l.red.String(a.User.Name))
 	ev.UserRoles = a.User.Roles
-	ev.Reason = l.red.String(a.Reason)
+	ev.Reason = l.cut(l.red.String(a.Reason))
 	ev.Action = a.Action
 	if a.Success {
 		ev.Type = []string{event.TypeStart, event.TypeAllowed}
@@ -124,7 +124,7 @@ func Audit(ctx context.Context, op Op) error {
 	if ev.Outcome == "" {
 		ev.Outcome = event.OutcomeSuccess
 	}
-	ev.Reason = l.red.String(op.Reason)
+	ev.Reason = l.cut(l.red.String(op.Reason))
 	ev.Category, ev.Type = categorize(op.Action, ev.Outcome)
 	if op.Category != nil {
 		ev.Category = op.Category
@@ -133,10 +133,10 @@ func Audit(ctx context.Context, op Op) error {
 		ev.Type = op.Type
 	}
 	if op.Target != nil {
-		ev.TargetUserID = l.red.String(op.Target.ID)
-		ev.TargetUserName = l.red.String(op.Target.Name)
+		ev.TargetUserID = l.cut(l.red.String(op.Target.ID))
+		ev.TargetUserName = l.cut(l.red.String(op.Target.Name))
 	}
-	a := &event.Audit{Resource: l.red.String(op.Resource)}
+	a := &event.Audit{Resource: l.cut(l.red.String(op.Resource))}
 	var err error
 	if a.Before, err = l.scrubValue(op.Before); err != nil {
 		return fmt.Errorf("httpaudit: Audit %s: before: %w", op.Action, err)
@@ -170,7 +170,7 @@ func (l *Logger) contextEvent(st *state) *event.Event {
 	st.mu.Lock()
 	u := st.user
 	st.mu.Unlock()
-	ev.UserID, ev.UserName, ev.UserRoles = l.red.String(u.ID), l.red.String(u.Name), u.Roles
+	ev.UserID, ev.UserName, ev.UserRoles = l.cut(l.red.String(u.ID)), l.cut(l.red.String(u.Name)), u.Roles
 	return ev
 }
 

@@ -18,6 +18,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/trailguard/trailguard/event"
 	"github.com/trailguard/trailguard/sink"
@@ -691,4 +692,75 @@ func TestOriginalURI(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestFieldCaps: whatever a client sends, every value copied from the
+// request is cut to MaxFieldBytes after scrubbing, so one request cannot
+// make an event (and the disk it lands on) arbitrarily large.
+func TestFieldCaps(t *testing.T) {
+	l, buf := newTestLogger(t, Config{MaxFieldBytes: 256, Headers: []string{"X-Tenant"}})
+	h := l.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		Auth(r.Context(), Attempt{User: User{Name: strings.Repeat("n", 5000)}, Reason: strings.Repeat("r", 5000)})
+		Audit(r.Context(), Op{Action: event.ActionSensitiveRead, Resource: strings.Repeat("s", 5000), Reason: strings.Repeat("é", 3000)})
+		w.WriteHeader(401)
+	}))
+	big := strings.Repeat("a", 100<<10)
+	// A card number at the very end of the query: scrubbed before the cut,
+	// so no prefix of it can survive.
+	req := httptest.NewRequest("GET", "/"+strings.Repeat("p", 10<<10)+"?q="+big+"&card=4111111111111111", nil)
+	req.Header.Set("User-Agent", big)
+	req.Header.Set("Referer", "http://x/"+big)
+	req.Header.Set("X-Tenant", big)
+	h.ServeHTTP(httptest.NewRecorder(), req)
+	evs := events(t, l, buf)
+	if len(evs) != 3 {
+		t.Fatalf("%d events, want 3", len(evs))
+	}
+	for _, e := range evs {
+		for name, v := range map[string]string{"url.path": e.Path, "url.query": e.Query, "user_agent.original": e.UserAgent,
+			"http.request.referrer": e.Referrer, "header": e.RequestHeaders["x-tenant"], "event.reason": e.Reason, "user.name": e.UserName} {
+			if len(v) > 256 {
+				t.Errorf("%s %s: %d bytes, want ≤ 256", e.Action, name, len(v))
+			}
+			if len(v) == 256 && !strings.Contains(v, "[truncated from") {
+				t.Errorf("%s %s cut without a marker", e.Action, name)
+			}
+		}
+		if e.Audit != nil && len(e.Audit.Resource) > 256 {
+			t.Errorf("resource %d bytes", len(e.Audit.Resource))
+		}
+	}
+	if !strings.Contains(evs[0].Query, "truncated from") || !strings.HasPrefix(evs[0].Query, "q=aaa") {
+		t.Errorf("query not cut as expected: %.80q", evs[0].Query)
+	}
+	if strings.Contains(buf.String(), "411111") {
+		t.Error("a prefix of the card number reached the sink")
+	}
+	if e := byAction(evs, event.ActionSensitiveRead)[0]; !strings.HasPrefix(e.Reason, "éé") || !utf8.ValidString(e.Reason) {
+		t.Errorf("multi-byte reason cut inside a character: %q", e.Reason[len(e.Reason)-40:])
+	}
+}
+
+// TestDiscard: a handler may drop its request's access event (a collector
+// sampling a flood of refused requests); its own Auth events stay.
+func TestDiscard(t *testing.T) {
+	l, buf := newTestLogger(t, Config{})
+	h := l.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("drop") != "" {
+			Discard(r.Context())
+		}
+		Auth(r.Context(), Attempt{Reason: "no token"})
+		w.WriteHeader(401)
+	}))
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/a?drop=1", nil))
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/b", nil))
+	evs := events(t, l, buf)
+	if n := len(byAction(evs, event.ActionLoginFail)); n != 2 {
+		t.Errorf("%d auth events, want 2", n)
+	}
+	access := byAction(evs, event.ActionHTTPRequest)
+	if len(access) != 1 || access[0].Path != "/b" {
+		t.Fatalf("access events %+v, want only /b's", access)
+	}
+	Discard(context.Background()) // outside the middleware: no effect, no panic
 }

@@ -50,8 +50,18 @@ type Config struct {
 	MaxBody int
 	// Skip, when it returns true, suppresses the access event of a
 	// successful request (health checks, metrics scrapes). Failed requests
-	// (status ≥ 400), auth and audit events are recorded regardless.
+	// (status ≥ 400), auth and audit events are recorded regardless (but
+	// see Discard).
 	Skip func(*http.Request) bool
+	// MaxFieldBytes caps every value the middleware and the helpers copy
+	// from a request or an application into an event: url.path,
+	// url.query, user_agent.original, http.request.referrer, each recorded
+	// header, event.reason, user names and ids, trailguard.audit.resource.
+	// A longer value (measured after scrubbing) is cut at a UTF-8 boundary
+	// and ends in "…[truncated from N bytes]", so a client cannot make one
+	// event cost more than a few times this. Default 2048; the request
+	// body has its own cap (MaxBody).
+	MaxFieldBytes int
 	// QueueSize bounds the number of events waiting to be written; default
 	// 8192.
 	QueueSize int
@@ -137,6 +147,9 @@ func New(cfg Config) (*Logger, error) {
 	}
 	if cfg.BatchSize <= 0 {
 		cfg.BatchSize = 512
+	}
+	if cfg.MaxFieldBytes <= 0 {
+		cfg.MaxFieldBytes = 2048
 	}
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = 5 * time.Second

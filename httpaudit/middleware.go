@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 	"unsafe"
 
 	"github.com/trailguard/trailguard/event"
@@ -38,8 +39,9 @@ type state struct {
 	traceID   string
 	spanID    string
 
-	mu   sync.Mutex // guards user: handlers may call SetUser from other goroutines
-	user User
+	mu      sync.Mutex // guards user and discard: handlers may call SetUser from other goroutines
+	user    User
+	discard bool
 
 	// response side
 	w           http.ResponseWriter
@@ -67,6 +69,19 @@ func (st *state) Value(key any) any {
 func stateFrom(ctx context.Context) *state {
 	st, _ := ctx.Value(ctxKey{}).(*state)
 	return st
+}
+
+// Discard tells the middleware not to record the current request's access
+// event. It is for servers that sample floods of refused or anonymous
+// requests, which would otherwise let anyone fill the trail's disk: they
+// record some and count the rest. Events the handler records with Auth,
+// Audit or Log are unaffected. Outside the middleware it does nothing.
+func Discard(ctx context.Context) {
+	if st := stateFrom(ctx); st != nil {
+		st.mu.Lock()
+		st.discard = true
+		st.mu.Unlock()
+	}
 }
 
 // Middleware returns next wrapped so that every request is recorded. It
@@ -125,7 +140,7 @@ func (l *Logger) serve(w http.ResponseWriter, r *http.Request, next http.Handler
 			if p == http.ErrAbortHandler {
 				ev.ErrorMessage = "handler aborted"
 			} else {
-				ev.ErrorMessage = l.red.String(fmt.Sprintf("panic: %v", p))
+				ev.ErrorMessage = l.cut(l.red.String(fmt.Sprintf("panic: %v", p)))
 			}
 			_ = l.enqueue(context.Background(), ev, false)
 			panic(p)
@@ -136,6 +151,12 @@ func (l *Logger) serve(w http.ResponseWriter, r *http.Request, next http.Handler
 	// The completion event is built and scrubbed by the writer goroutine
 	// from what st captured: the request path only hands st over.
 	st.info.end = l.cfg.Now()
+	st.mu.Lock()
+	discard := st.discard
+	st.mu.Unlock()
+	if discard {
+		return
+	}
 	if st.status >= 400 {
 		_ = l.enqueueItem(context.Background(), item{st: st}, false)
 		return
@@ -192,9 +213,9 @@ func (l *Logger) requestEvent(st *state, now time.Time) *event.Event {
 	ev.RequestID = st.requestID
 	ev.TraceID, ev.SpanID = st.traceID, st.spanID
 	ev.Method = sanitizeMethod(ri.method)
-	ev.Path = l.red.String(ri.path)
+	ev.Path = l.cut(l.red.String(ri.path))
 	if ri.rawQuery != "" {
-		ev.Query = l.red.Query(ri.rawQuery)
+		ev.Query = l.cut(l.red.Query(ri.rawQuery))
 	}
 	// url.original keeps the path as the client encoded it, which attack
 	// detection needs (%2e%2e%2f is a traversal url.path shows as ../);
@@ -212,10 +233,10 @@ func (l *Logger) requestEvent(st *state, now time.Time) *event.Event {
 		}
 	}
 	if ri.ua != "" {
-		ev.UserAgent = l.red.String(ri.ua)
+		ev.UserAgent = l.cut(l.red.String(ri.ua))
 	}
 	if ri.referer != "" {
-		ev.Referrer = l.red.String(ri.referer)
+		ev.Referrer = l.cut(l.red.String(ri.referer))
 	}
 	for i, vs := range ri.headers {
 		if len(vs) > 0 {
@@ -223,7 +244,7 @@ func (l *Logger) requestEvent(st *state, now time.Time) *event.Event {
 				ev.RequestHeaders = make(map[string]string, len(ri.headers))
 			}
 			name := l.cfg.Headers[i]
-			ev.RequestHeaders[strings.ToLower(name)] = l.red.Header(name, strings.Join(vs, ", "))
+			ev.RequestHeaders[strings.ToLower(name)] = l.cut(l.red.Header(name, strings.Join(vs, ", ")))
 		}
 	}
 	src, srcText, port := splitAddr(ri.remoteAddr)
@@ -236,6 +257,25 @@ func (l *Logger) requestEvent(st *state, now time.Time) *event.Event {
 		}
 	}
 	return ev
+}
+
+// cut caps a scrubbed value at Config.MaxFieldBytes. Scrubbing comes
+// first: a secret cut in half would no longer be recognised, and its
+// first half would be stored.
+func (l *Logger) cut(s string) string {
+	max := l.cfg.MaxFieldBytes
+	if len(s) <= max {
+		return s
+	}
+	suffix := "…[truncated from " + strconv.Itoa(len(s)) + " bytes]"
+	n := max - len(suffix)
+	if n < 0 {
+		n = 0
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + suffix
 }
 
 // finish builds the completion event of a request once it was served.
@@ -264,7 +304,7 @@ func (l *Logger) finish(st *state) *event.Event {
 	st.mu.Lock()
 	u := st.user
 	st.mu.Unlock()
-	ev.UserID, ev.UserName, ev.UserRoles = u.ID, u.Name, u.Roles
+	ev.UserID, ev.UserName, ev.UserRoles = l.cut(u.ID), l.cut(u.Name), u.Roles
 	return ev
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
@@ -18,56 +19,86 @@ import (
 type tokenKey struct{}
 
 // requireRole wraps h so that only a request bearing a valid, unrevoked
-// token whose role allows need reaches it. Failures are recorded in the
-// trail (authentication failures as authn_login_fail, insufficient roles
-// as authz_fail) and repeated failures from one address are cut off with
-// 429 before any check, so the token space cannot be brute-forced.
+// token whose role allows need reaches it. A valid token is always
+// accepted, whatever else came from its address: tokens are long random
+// secrets (160 bits), so checking every one is cheap and guessing is
+// hopeless, and a bad client behind the same NAT must not lock out good
+// ones. Failed checks are what is limited: beyond AuthFailBurst failures
+// per address (refilled at AuthFailPerMinute) a failure is answered 429
+// with Retry-After instead of 401. Failures are recorded in the trail
+// (authentication failures as authn_login_fail, insufficient roles as
+// authz_fail) within the per-address sampling budget (see sampler).
 func (s *Server) requireRole(need access.Role, h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		ip := clientAddr(r)
-		if !s.limiter.allow(ip) {
-			s.metrics.authRejected.Add(1)
-			if s.limiter.reportExceeded(ip) {
-				httpaudit.Audit(r.Context(), httpaudit.Op{Action: event.ActionRateLimitExceeded, Resource: "api-token",
-					Outcome: event.OutcomeFailure, Reason: "too many failed token checks from " + ip})
-			}
-			w.Header().Set("Retry-After", "60")
-			writeError(w, http.StatusTooManyRequests, "too many failed authentication attempts; retry later")
-			return
-		}
+		mark := markFrom(r.Context())
 		presented, ok := presentedToken(r)
-		if !ok {
-			s.limiter.fail(ip)
-			s.metrics.authFailed.Add(1)
-			httpaudit.Auth(r.Context(), httpaudit.Attempt{Reason: "no API token", Action: event.ActionLoginFail})
-			w.Header()["WWW-Authenticate"] = authChallenge
-			writeError(w, http.StatusUnauthorized, "an API token is required: Authorization: Bearer tg_…, ApiKey base64(name:tg_…), or Basic with the token as password")
-			return
+		var tok access.Token
+		err := errNoToken
+		if ok {
+			tok, err = s.tokens.Check(presented)
 		}
-		tok, err := s.tokens.Check(presented)
 		if err != nil {
-			s.limiter.fail(ip)
-			s.metrics.authFailed.Add(1)
-			reason := "invalid token"
-			if errors.Is(err, access.ErrRevoked) {
-				reason = "revoked token"
-			}
-			httpaudit.Auth(r.Context(), httpaudit.Attempt{User: httpaudit.User{Name: tok.Name}, Reason: reason})
-			w.Header()["WWW-Authenticate"] = []string{`Bearer realm="trailguard", error="invalid_token"`, authChallenge[1]}
-			writeError(w, http.StatusUnauthorized, reason)
+			s.refuseToken(w, r, ip, mark, tok, err)
 			return
 		}
 		user := httpaudit.User{ID: tok.ID, Name: tok.Name, Roles: []string{string(tok.Role)}}
 		httpaudit.SetUser(r.Context(), user)
 		if !tok.Role.Allows(need) {
 			s.metrics.authFailed.Add(1)
-			httpaudit.Audit(r.Context(), httpaudit.Op{Action: event.ActionAuthzFail, Resource: r.URL.Path,
-				Outcome: event.OutcomeFailure, Reason: "role " + string(tok.Role) + " lacks " + string(need)})
+			if s.shouldRecord(mark, ip) {
+				httpaudit.Audit(r.Context(), httpaudit.Op{Action: event.ActionAuthzFail, Resource: r.URL.Path,
+					Outcome: event.OutcomeFailure, Reason: "role " + string(tok.Role) + " lacks " + string(need)})
+			}
 			writeError(w, http.StatusForbidden, "token role "+string(tok.Role)+" may not do this (needs "+string(need)+")")
 			return
 		}
+		if mark != nil {
+			mark.setAuthorized()
+		}
 		h(w, r.WithContext(context.WithValue(r.Context(), tokenKey{}, tok)))
 	}
+}
+
+var errNoToken = errors.New("no API token")
+
+// refuseToken answers a request whose token is missing or invalid: 401,
+// or 429 once its address has failed too often.
+func (s *Server) refuseToken(w http.ResponseWriter, r *http.Request, ip string, mark *reqMark, tok access.Token, err error) {
+	s.metrics.authFailed.Add(1)
+	record := s.shouldRecord(mark, ip)
+	if wait, limited := s.limiter.fail(ip); limited {
+		s.metrics.authRejected.Add(1)
+		if record && s.limiter.reportExceeded(ip) {
+			httpaudit.Audit(r.Context(), httpaudit.Op{Action: event.ActionRateLimitExceeded, Resource: "api-token",
+				Outcome: event.OutcomeFailure, Reason: "too many failed token checks from " + ip})
+		}
+		secs := max(1, int(wait.Seconds()+0.999))
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+		writeError(w, http.StatusTooManyRequests, fmt.Sprintf("too many failed authentication attempts from this address; retry in %d s (a valid token is always accepted)", secs))
+		return
+	}
+	reason := "invalid token"
+	switch {
+	case errors.Is(err, errNoToken):
+		reason = "no API token"
+	case errors.Is(err, access.ErrRevoked):
+		reason = "revoked token"
+	}
+	if record {
+		a := httpaudit.Attempt{User: httpaudit.User{Name: tok.Name}, Reason: reason}
+		if errors.Is(err, errNoToken) {
+			a.Action = event.ActionLoginFail
+		}
+		httpaudit.Auth(r.Context(), a)
+	}
+	if errors.Is(err, errNoToken) {
+		w.Header()["WWW-Authenticate"] = authChallenge
+		writeError(w, http.StatusUnauthorized, "an API token is required: Authorization: Bearer tg_…, ApiKey base64(name:tg_…), or Basic with the token as password")
+		return
+	}
+	w.Header()["WWW-Authenticate"] = []string{`Bearer realm="trailguard", error="invalid_token"`, authChallenge[1]}
+	writeError(w, http.StatusUnauthorized, reason)
 }
 
 func clientAddr(r *http.Request) string {
@@ -118,19 +149,21 @@ func (l *failLimiter) get(ip string, now time.Time) *bucket {
 	return b
 }
 
-// allow reports whether ip may attempt authentication.
-func (l *failLimiter) allow(ip string) bool {
+// fail charges a failed attempt to ip. It reports whether the address
+// has exhausted its allowance (limited), and then how long until the
+// next failure would be allowed again.
+func (l *failLimiter) fail(ip string) (wait time.Duration, limited bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.get(ip, time.Now()).tokens >= 1
-}
-
-// fail charges a failed attempt to ip.
-func (l *failLimiter) fail(ip string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	b := l.get(ip, time.Now())
-	b.tokens = max(0, b.tokens-1)
+	b := l.get(sampleKey(ip), time.Now())
+	if b.tokens >= 1 {
+		b.tokens--
+		return 0, false
+	}
+	if l.perSec <= 0 {
+		return time.Minute, true
+	}
+	return time.Duration((1 - b.tokens) / l.perSec * float64(time.Second)), true
 }
 
 // reportExceeded reports whether this refusal should be recorded: at most
@@ -139,7 +172,7 @@ func (l *failLimiter) fail(ip string) {
 func (l *failLimiter) reportExceeded(ip string) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	b := l.get(ip, time.Now())
+	b := l.get(sampleKey(ip), time.Now())
 	if time.Since(b.reported) < time.Minute {
 		return false
 	}

@@ -50,8 +50,37 @@ type Config struct {
 	RedactSecretFile string `yaml:"redact_secret_file"`
 	// MaxLineBytes bounds one event; longer lines are rejected per item.
 	MaxLineBytes int `yaml:"max_line_bytes"`
-	// MaxRequestBytes bounds one ingest request (413 beyond).
+	// MaxRequestBytes bounds one ingest request body, after
+	// decompression (413 beyond).
 	MaxRequestBytes int64 `yaml:"max_request_bytes"`
+	// MaxRequestEvents bounds the events (NDJSON lines, _bulk actions) of
+	// one ingest request; the ones beyond it are answered 429 per line or
+	// item, to be sent again in another request. With it, the memory an
+	// ingest request holds is bounded whatever its body (see README).
+	MaxRequestEvents int `yaml:"max_request_events"`
+	// MaxHeaderBytes bounds a request's line and headers together (431
+	// beyond, answered by net/http before anything is recorded).
+	MaxHeaderBytes int `yaml:"max_header_bytes"`
+	// BodyReadTimeout bounds the time to receive one ingest request body,
+	// and to send its answer; BodyIdleTimeout bounds how long a body may
+	// stall without a byte arriving. Slow clients, authenticated or not,
+	// cannot hold a connection and an ingest slot longer.
+	BodyReadTimeout time.Duration `yaml:"body_read_timeout"`
+	BodyIdleTimeout time.Duration `yaml:"body_idle_timeout"`
+	// MaxIngestPerToken bounds the ingest requests one token may have in
+	// progress (429 with Retry-After beyond); MaxIngestRequests bounds
+	// them for all tokens together (503 with Retry-After beyond).
+	MaxIngestPerToken int `yaml:"max_ingest_per_token"`
+	MaxIngestRequests int `yaml:"max_ingest_requests"`
+	// RefusedAuditPerMinute is how many requests per client address and
+	// minute that lack a valid token with the needed role (refused, or
+	// anonymous such as /healthz) the collector records in its own trail;
+	// RefusedAuditTotalPerMinute bounds them for all addresses together.
+	// The others are counted (trailguard_self_audit_unrecorded_total) and
+	// summarised once a minute in one audit_events_unrecorded event, so
+	// that nobody without a token can fill the disk.
+	RefusedAuditPerMinute      int `yaml:"refused_audit_per_minute"`
+	RefusedAuditTotalPerMinute int `yaml:"refused_audit_total_per_minute"`
 	// CheckpointInterval bounds how long a record waits for a signed
 	// checkpoint.
 	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
@@ -75,16 +104,24 @@ type Config struct {
 // variables or flags.
 func Defaults() Config {
 	return Config{
-		DataDir:            "./trailguard-data",
-		Listen:             "127.0.0.1:8600",
-		RedactMode:         "mask",
-		MaxLineBytes:       256 << 10,
-		MaxRequestBytes:    32 << 20,
-		CheckpointInterval: time.Second,
-		AuthFailBurst:      10,
-		AuthFailPerMinute:  30,
-		ShutdownTimeout:    15 * time.Second,
-		DedupWindow:        1 << 18,
+		DataDir:                    "./trailguard-data",
+		Listen:                     "127.0.0.1:8600",
+		RedactMode:                 "mask",
+		MaxLineBytes:               256 << 10,
+		MaxRequestBytes:            32 << 20,
+		MaxRequestEvents:           100000,
+		MaxHeaderBytes:             64 << 10,
+		BodyReadTimeout:            2 * time.Minute,
+		BodyIdleTimeout:            20 * time.Second,
+		MaxIngestPerToken:          16,
+		MaxIngestRequests:          64,
+		RefusedAuditPerMinute:      20,
+		RefusedAuditTotalPerMinute: 1000,
+		CheckpointInterval:         time.Second,
+		AuthFailBurst:              10,
+		AuthFailPerMinute:          30,
+		ShutdownTimeout:            15 * time.Second,
+		DedupWindow:                1 << 18,
 	}
 }
 
@@ -174,6 +211,27 @@ func (c *Config) validate() error {
 	}
 	if c.MaxRequestBytes < int64(c.MaxLineBytes) {
 		errs = append(errs, errors.New("max_request_bytes is below max_line_bytes"))
+	}
+	if c.MaxLineBytes > 1<<20 {
+		errs = append(errs, fmt.Errorf("max_line_bytes %d is above 1048576", c.MaxLineBytes))
+	}
+	if c.MaxRequestEvents < 1 {
+		errs = append(errs, fmt.Errorf("max_request_events %d: want at least 1", c.MaxRequestEvents))
+	}
+	if c.MaxHeaderBytes < 4096 {
+		errs = append(errs, fmt.Errorf("max_header_bytes %d is below 4096", c.MaxHeaderBytes))
+	}
+	if c.BodyReadTimeout <= 0 || c.BodyIdleTimeout <= 0 {
+		errs = append(errs, errors.New("body_read_timeout and body_idle_timeout must be positive"))
+	}
+	if c.MaxIngestPerToken < 1 || c.MaxIngestRequests < 1 {
+		errs = append(errs, errors.New("max_ingest_per_token and max_ingest_requests must be at least 1"))
+	}
+	if c.RefusedAuditPerMinute < 0 || c.RefusedAuditTotalPerMinute < 0 {
+		errs = append(errs, errors.New("refused_audit_per_minute and refused_audit_total_per_minute cannot be negative"))
+	}
+	if c.ShutdownTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("shutdown_timeout %v: want a positive duration", c.ShutdownTimeout))
 	}
 	if c.CheckpointInterval <= 0 || c.CheckpointInterval > time.Minute {
 		errs = append(errs, fmt.Errorf("checkpoint_interval %v: want (0, 1m]", c.CheckpointInterval))

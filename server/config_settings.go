@@ -44,13 +44,21 @@ var settingsHelp = []settingHelp{
 	{key: "redact_secret_file", arg: "FILE", help: "File holding the HMAC key for redact_mode hmac-sha256."},
 	{key: "max_line_bytes", arg: "BYTES", help: "Largest single event accepted; a longer line is rejected on its own, not the whole batch."},
 	{key: "max_request_bytes", arg: "BYTES", help: "Largest ingest request body, before and after gzip (413 beyond)."},
+	{key: "max_request_events", arg: "N", help: "Most events (NDJSON lines, _bulk actions) one ingest request may carry; the rest are answered 429, to be sent again."},
+	{key: "max_header_bytes", arg: "BYTES", help: "Largest request line plus headers (431 beyond, before anything is recorded)."},
+	{key: "body_read_timeout", arg: "DURATION", help: "Longest time to receive one ingest request body, and to send its answer (408 beyond)."},
+	{key: "body_idle_timeout", arg: "DURATION", help: "Longest time an ingest request body may stall without a byte arriving (408 beyond)."},
+	{key: "max_ingest_per_token", arg: "N", help: "Ingest requests one token may have in progress (429 with Retry-After beyond)."},
+	{key: "max_ingest_requests", arg: "N", help: "Ingest requests in progress for all tokens together (503 with Retry-After beyond); bounds memory."},
+	{key: "refused_audit_per_minute", arg: "N", help: "Requests without a valid token recorded per client address and minute; the rest are counted and summarised."},
+	{key: "refused_audit_total_per_minute", arg: "N", help: "Requests without a valid token recorded per minute from all addresses together."},
 	{key: "checkpoint_interval", arg: "DURATION", help: "Longest time a stored record waits for a signed checkpoint (at most 1m)."},
 	{key: "metrics_public", help: "Serve /metrics without a token, for a Prometheus scraper on a private network."},
 	{key: "auth_fail_burst", arg: "N", help: "Failed token checks one client address may make at once before it gets 429."},
 	{key: "auth_fail_per_minute", arg: "N", help: "Failed token checks per minute one client address regains after the burst."},
 	{key: "dedup_window", arg: "N",
 		help: "How many recent event.ids are remembered, so an event a shipper sends twice is stored once (0: off)."},
-	{key: "shutdown_timeout", arg: "DURATION", help: "How long SIGTERM waits for requests in flight before closing the ledger."},
+	{key: "shutdown_timeout", arg: "DURATION", help: "Longest time from SIGTERM to exit: half for requests in flight, the rest to close the ledger with a final checkpoint."},
 }
 
 // setting is one configuration setting with all its names, its type and

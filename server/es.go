@@ -51,8 +51,8 @@ func (s *Server) esRoutes(mux *http.ServeMux) {
 	handle("GET /{$}", s.handleESInfo)
 	handle("HEAD /{$}", s.handleESInfo)
 
-	handle("POST /_bulk", ingest(s.handleBulk))
-	handle("PUT /_bulk", ingest(s.handleBulk))
+	handle("POST /_bulk", ingest(s.limitIngest(s.handleBulk)))
+	handle("PUT /_bulk", ingest(s.limitIngest(s.handleBulk)))
 
 	// Start-up probes of the shippers. They need a token with the ingest
 	// role, as Elasticsearch with security on needs credentials.
@@ -102,7 +102,7 @@ var esSetupKinds = []struct{ prefix, notFound, list string }{
 // template or data stream, or a _bulk into a named index. Anything else
 // is an ordinary 404 (or 405 for a known path of another method).
 func (s *Server) esTwoSegments(ingest func(http.HandlerFunc) http.HandlerFunc) http.HandlerFunc {
-	bulk, ack := esProduct(ingest(s.handleBulk)), esProduct(ingest(esAcknowledge))
+	bulk, ack := esProduct(ingest(s.limitIngest(s.handleBulk))), esProduct(ingest(esAcknowledge))
 	return func(w http.ResponseWriter, r *http.Request) {
 		first, second := r.PathValue("first"), r.PathValue("second")
 		for _, kind := range esSetupKinds {

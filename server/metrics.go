@@ -10,7 +10,7 @@ import (
 // metrics are the collector's counters, exposed in the Prometheus text
 // format without a client library.
 type metrics struct {
-	ingested, rejected, duplicates, authFailed, authRejected atomic.Uint64
+	ingested, rejected, duplicates, failed, overflow, authFailed, authRejected, ingestLimited atomic.Uint64
 }
 
 func newMetrics() *metrics { return &metrics{} }
@@ -25,10 +25,14 @@ func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %v\n", name, help, name, typ, name, v)
 	}
 	p("trailguard_events_ingested_total", "counter", "Events accepted and durably appended.", m.ingested.Load())
-	p("trailguard_events_rejected_total", "counter", "Submitted events rejected (invalid, too large).", m.rejected.Load())
+	p("trailguard_events_rejected_total", "counter", "Submitted events rejected as invalid (client mistakes: fix, do not resend as is).", m.rejected.Load())
 	p("trailguard_events_duplicate_total", "counter", "Submitted events whose event.id was stored recently (not stored again).", m.duplicates.Load())
+	p("trailguard_events_failed_total", "counter", "Submitted events not stored, or of unknown outcome, because of the collector (disk full, shutting down): to be resent.", m.failed.Load())
+	p("trailguard_events_over_limit_total", "counter", "Submitted events beyond max_request_events in their request (answered 429, to be resent).", m.overflow.Load())
 	p("trailguard_auth_failures_total", "counter", "Failed token checks and role denials.", m.authFailed.Load())
-	p("trailguard_auth_rate_limited_total", "counter", "Requests refused because their address failed too often.", m.authRejected.Load())
+	p("trailguard_auth_rate_limited_total", "counter", "Failed token checks answered 429 because their address failed too often.", m.authRejected.Load())
+	p("trailguard_ingest_limited_total", "counter", "Ingest requests refused by max_ingest_per_token (429) or max_ingest_requests (503).", m.ingestLimited.Load())
+	p("trailguard_self_audit_unrecorded_total", "counter", "Requests without a valid token whose events were not recorded (over refused_audit_per_minute); summarised in audit_events_unrecorded events.", s.sampler.unrecorded.Load())
 	p("trailguard_ledger_records", "gauge", "Records in the ledger (tree size).", size)
 	p("trailguard_ledger_pruned_records", "gauge", "Records removed by retention.", s.ledger.Pruned())
 	p("trailguard_ledger_bytes", "gauge", "Bytes of ledger segment files.", dirSize(filepath.Join(s.ledger.Dir(), "seg")))

@@ -41,6 +41,8 @@ type Server struct {
 	red     *redact.Redactor
 	audit   *httpaudit.Logger
 	limiter *failLimiter
+	sampler *sampler
+	slots   *ingestSlots
 	recent  *recentIDs
 	metrics *metrics
 	handler http.Handler
@@ -50,9 +52,16 @@ type Server struct {
 
 	indexCancel context.CancelFunc
 	indexDone   chan error
+	sampleStop  chan struct{}
+	sampleDone  chan struct{}
 	closeOnce   sync.Once
 	closeErr    error
 }
+
+// ErrFinalCheckpoint marks a shutdown that did not write the ledger's
+// final signed checkpoint: the records are durable, but the newest ones
+// are covered only by the next start's first checkpoint.
+var ErrFinalCheckpoint = errors.New("final checkpoint not written")
 
 // ledgerSink lets the collector's own audit events (its access log,
 // token failures, reads of the trail) go into the ledger they protect.
@@ -109,6 +118,9 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		LegalHold:          cfg.LegalHold,
 		Witnesses:          witnesses,
 		Logger:             log,
+		// A prepared record is the line plus a few fields the collector
+		// adds; scrubbing never makes it longer than twice the line.
+		MaxRecordSize: 2*cfg.MaxLineBytes + 64<<10,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
@@ -126,6 +138,9 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		Redactor:    s.red,
 		ServiceName: "trailguard-collector",
 		ErrorLog:    log,
+		// Everything the collector records about its own requests is
+		// cut to this (see README, "Limits").
+		MaxFieldBytes: auditFieldBytes,
 	})
 	if err != nil {
 		s.index.Close()
@@ -133,7 +148,11 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	s.limiter = newFailLimiter(cfg.AuthFailBurst, cfg.AuthFailPerMinute)
-	s.handler = s.audit.Middleware(s.routes())
+	s.sampler = newSampler(cfg.RefusedAuditPerMinute, cfg.RefusedAuditTotalPerMinute, time.Now())
+	s.slots = newIngestSlots(cfg.MaxIngestPerToken, cfg.MaxIngestRequests)
+	s.handler = s.audit.Middleware(s.sampleUnauthorized(s.routes()))
+	s.sampleStop, s.sampleDone = make(chan struct{}), make(chan struct{})
+	go s.sampleLoop(s.sampleStop, s.sampleDone)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	s.indexCancel = cancel
@@ -209,14 +228,22 @@ func (s *Server) IndexLag() uint64 {
 // Tokens is the collector's token store.
 func (s *Server) Tokens() *access.Store { return s.tokens }
 
-// Serve answers HTTP on ln until ctx ends, then shuts down gracefully:
-// stops intake, lets requests in flight finish (bounded by
-// ShutdownTimeout), and closes the ledger with a final checkpoint.
+// auditFieldBytes caps each value the collector records about its own
+// requests (url.path, url.query, user_agent.original, event.reason, …).
+const auditFieldBytes = 1024
+
+// Serve answers HTTP on ln until ctx ends, then shuts down within
+// ShutdownTimeout whatever happens (a full disk, a stuck witness): it
+// stops intake, lets requests in flight finish for at most half the
+// budget, cuts the rest, and closes the ledger with a final checkpoint in
+// what remains. An error wrapping ErrFinalCheckpoint means the final
+// checkpoint was not written.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 	}
@@ -230,19 +257,44 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}()
 	select {
 	case err := <-errc:
-		return errors.Join(err, s.Close())
+		return errors.Join(err, s.closeWithin(s.cfg.ShutdownTimeout))
 	case <-ctx.Done():
 	}
-	shut, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	start := time.Now()
+	drain, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout/2)
 	defer cancel()
-	err := srv.Shutdown(shut)
-	return errors.Join(err, s.Close())
+	if err := srv.Shutdown(drain); err != nil {
+		// Live tails and slow clients: cut them, so that the ledger can
+		// close in the time left.
+		s.log.Warn("requests still running at shutdown were cut", "after", time.Since(start).Round(time.Millisecond))
+		srv.Close()
+	}
+	return s.closeWithin(s.cfg.ShutdownTimeout - time.Since(start))
+}
+
+// closeWithin runs Close, giving up after d: then the process can exit,
+// and the ledger's next Open finds durable records without a final
+// checkpoint, as after a crash.
+func (s *Server) closeWithin(d time.Duration) error {
+	done := make(chan error, 1)
+	go func() { done <- s.Close() }()
+	t := time.NewTimer(max(d, 0))
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-t.C:
+		return fmt.Errorf("server: %w: shutdown_timeout %v passed while closing the ledger", ErrFinalCheckpoint, s.cfg.ShutdownTimeout)
+	}
 }
 
 // Close stops indexing, flushes the collector's own audit events, and
-// closes the ledger (which writes a final signed checkpoint).
+// closes the ledger, which writes a final signed checkpoint; if it could
+// not, the error wraps ErrFinalCheckpoint.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
+		close(s.sampleStop)
+		<-s.sampleDone
 		s.logSystem(event.ActionSysShutdown, "collector stopping")
 		errAudit := s.audit.Close()
 		s.indexCancel()
@@ -250,7 +302,11 @@ func (s *Server) Close() error {
 		if errors.Is(errIdx, context.Canceled) {
 			errIdx = nil
 		}
-		s.closeErr = errors.Join(errAudit, errIdx, s.index.Close(), s.ledger.Close())
+		errLedger := s.ledger.Close()
+		if errLedger != nil {
+			errLedger = fmt.Errorf("server: %w: %w", ErrFinalCheckpoint, errLedger)
+		}
+		s.closeErr = errors.Join(errAudit, errIdx, s.index.Close(), errLedger)
 	})
 	return s.closeErr
 }

@@ -61,8 +61,19 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := srv.Serve(ctx, ln); err != nil && ctx.Err() == nil {
+	context.AfterFunc(ctx, stop) // a second signal kills at once
+	// Serve returns within shutdown_timeout of the signal, whatever state
+	// the disk is in; the final checkpoint is claimed only when written.
+	err = srv.Serve(ctx, ln)
+	switch {
+	case ctx.Err() == nil:
 		fmt.Fprintln(stderr, "trailguard serve:", err)
+		return 1
+	case errors.Is(err, server.ErrFinalCheckpoint):
+		fmt.Fprintln(stderr, "trailguard collector stopped; final checkpoint NOT written (the next start signs the records left uncovered):", err)
+		return 1
+	case err != nil:
+		fmt.Fprintln(stderr, "trailguard collector stopped with errors; final checkpoint written:", err)
 		return 1
 	}
 	fmt.Fprintln(stdout, "trailguard collector stopped; final checkpoint written")

@@ -1,0 +1,125 @@
+package server
+
+import (
+	"encoding/json"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/trailguard/trailguard/event"
+	"github.com/trailguard/trailguard/ledger"
+)
+
+// readLedger returns every record of a stopped collector's ledger.
+func readLedger(t *testing.T, dir string) [][]byte {
+	t.Helper()
+	l, err := ledger.OpenReadOnly(filepath.Join(dir, "ledger"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var out [][]byte
+	for e, err := range l.Entries(0) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, e.Data)
+	}
+	return out
+}
+
+// TestUnauthenticatedFloodBounded is issue 7's item 5 against a real
+// process: 100 token-less GETs with 1 MB query strings (then 100 more just
+// under the header limit, on several paths, with huge user agents) must
+// not grow the ledger and the index by more than a small, stated bound.
+// Before the fix the first 100 alone added 112 MB to the ledger and 137 MB
+// to the index.
+func TestUnauthenticatedFloodBounded(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	p := startProc(t, dir)
+	p.settle(t)
+	ledger0, index0 := diskUsage(t, dir)
+
+	huge := strings.Repeat("A", 1<<20)
+	var n431 atomic.Int32
+	parallel(100, 8, func(i int) {
+		status, _, _ := p.do(t, "GET", "/v1/events?q="+huge, "", nil)
+		if status == http.StatusRequestHeaderFieldsTooLarge {
+			n431.Add(1)
+		}
+	})
+	if n431 := n431.Load(); n431 != 100 {
+		t.Errorf("%d of 100 requests with a 1 MB query were answered 431", n431)
+	}
+	// Just under max_header_bytes (64 KiB): these reach the handlers.
+	big := strings.Repeat("B", 28<<10)
+	paths := []string{"/v1/events", "/healthz", "/no/such/path", "/v1/tokens", "/metrics"}
+	parallel(100, 8, func(i int) {
+		status, _, body := p.do(t, "GET", paths[i%len(paths)]+"?q="+big, "", nil, "User-Agent", big)
+		if status == http.StatusRequestHeaderFieldsTooLarge || status >= 500 {
+			t.Errorf("request %d: %d %s", i, status, body)
+		}
+	})
+	p.settle(t)
+	ledger1, index1 := diskUsage(t, dir)
+	grewLedger, grewIndex := ledger1-ledger0, index1-index0
+	t.Logf("ledger +%d bytes, index +%d bytes", grewLedger, grewIndex)
+	// 20 requests are recorded (refused_audit_per_minute), two events
+	// each at most ~3 KiB with every field cut to 1 KiB, plus the index
+	// pages and WAL frames they touch and the metrics reads of settle.
+	const bound = 1 << 20
+	if grewLedger+grewIndex > bound {
+		t.Errorf("ledger + index grew by %d bytes, bound %d", grewLedger+grewIndex, bound)
+	}
+	if got := p.metric(t, "trailguard_self_audit_unrecorded_total"); got != 80 {
+		t.Errorf("trailguard_self_audit_unrecorded_total = %v, want 80 (100 requests, 20 recorded)", got)
+	}
+	if code, _ := p.stop(t, 20*time.Second); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+
+	// What was recorded: capped fields, and the summary of the rest,
+	// written at shutdown.
+	var fromFlood, summaries int
+	for _, rec := range readLedger(t, dir) {
+		e, err := event.Decode(rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.ServiceName != "trailguard-collector" {
+			continue
+		}
+		if len(rec) > 6<<10 {
+			t.Errorf("self-audit record of %d bytes: %.300s", len(rec), rec)
+		}
+		for _, v := range []string{e.Query, e.UserAgent, e.Path, e.Reason} {
+			if len(v) > auditFieldBytes {
+				t.Errorf("field of %d bytes recorded", len(v))
+			}
+		}
+		if strings.Contains(e.Query, "BBBB") {
+			fromFlood++
+			if !strings.Contains(e.Query, "[truncated from") {
+				t.Errorf("cut query without a marker: %.100s", e.Query)
+			}
+		}
+		if e.Action == ActionAuditUnrecorded {
+			summaries++
+			var attrs struct{ Unrecorded int }
+			json.Unmarshal(e.Attrs, &attrs)
+			if attrs.Unrecorded != 80 || !strings.Contains(e.Message, "80 requests") {
+				t.Errorf("summary: %s %s", e.Message, e.Attrs)
+			}
+		}
+	}
+	if fromFlood == 0 || fromFlood > 40 {
+		t.Errorf("%d events record the flood's requests, want 1..40 (20 requests sampled)", fromFlood)
+	}
+	if summaries != 1 {
+		t.Errorf("%d summary events, want 1", summaries)
+	}
+}

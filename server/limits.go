@@ -1,0 +1,127 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/trailguard/trailguard/access"
+)
+
+// ingestSlots bounds the ingest requests in progress, per token and in
+// all: each holds buffers (see the README's memory bound), so their number
+// bounds the collector's memory, and one token cannot take every slot.
+type ingestSlots struct {
+	perToken, total int
+
+	mu      sync.Mutex
+	byToken map[string]int
+	inUse   int
+}
+
+func newIngestSlots(perToken, total int) *ingestSlots {
+	return &ingestSlots{perToken: perToken, total: total, byToken: map[string]int{}}
+}
+
+// acquire takes a slot for token, or returns the status to answer: 429
+// when the token has perToken requests in progress, 503 when all slots
+// are taken.
+func (s *ingestSlots) acquire(token string) (release func(), status int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.byToken[token] >= s.perToken {
+		return nil, http.StatusTooManyRequests
+	}
+	if s.inUse >= s.total {
+		return nil, http.StatusServiceUnavailable
+	}
+	s.byToken[token]++
+	s.inUse++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			if s.byToken[token]--; s.byToken[token] <= 0 {
+				delete(s.byToken, token)
+			}
+			s.inUse--
+		})
+	}, 0
+}
+
+// limitIngest wraps an ingest handler (behind requireRole) with the
+// concurrency limits.
+func (s *Server) limitIngest(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		tok, _ := r.Context().Value(tokenKey{}).(access.Token)
+		release, status := s.slots.acquire(tok.ID)
+		switch status {
+		case http.StatusTooManyRequests:
+			s.metrics.ingestLimited.Add(1)
+			w.Header().Set("Retry-After", "1")
+			writeError(w, status, fmt.Sprintf("this token already has %d ingest requests in progress (max_ingest_per_token); wait for their answers or retry after 1 s", s.slots.perToken))
+			return
+		case http.StatusServiceUnavailable:
+			s.metrics.ingestLimited.Add(1)
+			w.Header().Set("Retry-After", "1")
+			writeError(w, status, fmt.Sprintf("the collector is busy: %d ingest requests in progress (max_ingest_requests); retry after 1 s", s.slots.total))
+			return
+		}
+		defer release()
+		h(w, r)
+	}
+}
+
+// deadlineBody enforces the body timeouts on a request body: each Read
+// must make progress within idle, and the whole body must arrive before
+// end. It moves the connection's read deadline, which net/http leaves to
+// handlers (a server-wide ReadTimeout would also cut the live tail).
+type deadlineBody struct {
+	r    io.Reader
+	rc   *http.ResponseController
+	idle time.Duration
+	end  time.Time
+	done bool
+}
+
+func newDeadlineBody(w http.ResponseWriter, r io.Reader, idle, total time.Duration) *deadlineBody {
+	return &deadlineBody{r: r, rc: http.NewResponseController(w), idle: idle, end: time.Now().Add(total)}
+}
+
+var errBodyTimeout = errors.New("request body too slow")
+
+func (d *deadlineBody) Read(p []byte) (int, error) {
+	if d.done {
+		return d.r.Read(p)
+	}
+	dl := time.Now().Add(d.idle)
+	if dl.After(d.end) {
+		dl = d.end
+	}
+	// Not every ResponseWriter has a connection (httptest): then the
+	// timeouts cannot apply, and there is no slow peer either.
+	_ = d.rc.SetReadDeadline(dl)
+	n, err := d.r.Read(p)
+	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		err = fmt.Errorf("%w: %w", errBodyTimeout, err)
+	}
+	if err == io.EOF {
+		d.finish()
+	}
+	return n, err
+}
+
+// finish clears the read deadline once the body is read: net/http's
+// background read (which notices a client going away) must not time out
+// while the handler waits for the ledger.
+func (d *deadlineBody) finish() {
+	if !d.done {
+		d.done = true
+		_ = d.rc.SetReadDeadline(time.Time{})
+	}
+}

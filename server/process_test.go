@@ -1,0 +1,269 @@
+package server
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/trailguard/trailguard/access"
+)
+
+// Tests marked "against a real process" run the real `trailguard serve`
+// binary, built once per test run (without the race detector, so that its
+// memory and timing are those users get), on a loopback port.
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+	binDir  string
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+// trailguardBinary builds cmd/trailguard once for the whole test binary.
+func trailguardBinary(t testing.TB) string {
+	t.Helper()
+	binOnce.Do(func() {
+		binDir, binErr = os.MkdirTemp("", "trailguard-server-test-")
+		if binErr != nil {
+			return
+		}
+		binPath = filepath.Join(binDir, "trailguard")
+		out, err := exec.Command("go", "build", "-o", binPath, "github.com/trailguard/trailguard/cmd/trailguard").CombinedOutput()
+		if err != nil {
+			binErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binPath
+}
+
+// proc is a `trailguard serve` child process.
+type proc struct {
+	cmd                 *exec.Cmd
+	url, dir            string
+	ingest, read, admin string
+	mu                  sync.Mutex
+	out                 bytes.Buffer // stdout and stderr
+	exited              chan struct{}
+	exitCode            int
+}
+
+// startProc creates tokens in dir and starts `trailguard serve` on it with
+// the given extra flags (each "--key=value").
+func startProc(t *testing.T, dir string, flags ...string) *proc {
+	t.Helper()
+	bin := trailguardBinary(t)
+	p := &proc{dir: dir, exited: make(chan struct{})}
+	store, err := access.Open(filepath.Join(dir, "tokens.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mk := func(name string, role access.Role) string {
+		for _, tok := range store.List() {
+			if tok.Name == name && tok.Revoked == nil {
+				store.Revoke(name)
+			}
+		}
+		_, secret, err := store.Create(name, role)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return secret
+	}
+	p.ingest, p.read, p.admin = mk("shipper", access.RoleIngest), mk("analyst", access.RoleRead), mk("ops", access.RoleAdmin)
+	args := append([]string{"serve", "--data", dir, "--listen", "127.0.0.1:0", "--origin", "test.example/trailguard",
+		"--checkpoint-interval", "200ms"}, flags...)
+	p.cmd = exec.Command(bin, args...)
+	p.cmd.Env = append(os.Environ(), "GOTRACEBACK=all")
+	pr, pw := io.Pipe()
+	p.cmd.Stdout, p.cmd.Stderr = pw, pw
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(nil, 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			p.mu.Lock()
+			p.out.WriteString(line + "\n")
+			p.mu.Unlock()
+			if a, ok := strings.CutPrefix(line, "trailguard collector on "); ok {
+				select {
+				case addr <- a:
+				default:
+				}
+			}
+		}
+	}()
+	go func() {
+		err := p.cmd.Wait()
+		p.exitCode = p.cmd.ProcessState.ExitCode()
+		_ = err
+		pw.Close()
+		close(p.exited)
+	}()
+	select {
+	case p.url = <-addr:
+	case <-p.exited:
+		t.Fatalf("serve exited at start (code %d):\n%s", p.exitCode, p.output())
+	case <-time.After(30 * time.Second):
+		p.cmd.Process.Kill()
+		t.Fatalf("serve did not start:\n%s", p.output())
+	}
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		<-p.exited
+		if t.Failed() {
+			t.Logf("serve output:\n%s", p.output())
+		}
+	})
+	return p
+}
+
+func (p *proc) output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.out.String()
+}
+
+// stop sends SIGTERM and waits at most limit for the exit; it returns the
+// exit code and how long it took.
+func (p *proc) stop(t *testing.T, limit time.Duration) (int, time.Duration) {
+	t.Helper()
+	start := time.Now()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(limit):
+		p.cmd.Process.Kill()
+		<-p.exited
+		t.Fatalf("serve did not exit within %v of SIGTERM:\n%s", limit, p.output())
+	}
+	// The output reader may still hold the last lines.
+	time.Sleep(20 * time.Millisecond)
+	return p.exitCode, time.Since(start)
+}
+
+// do sends one request to the process.
+func (p *proc) do(t testing.TB, method, path, token string, body io.Reader, hdr ...string) (int, http.Header, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, p.url+path, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, b
+}
+
+// metric reads one value from /metrics.
+func (p *proc) metric(t testing.TB, name string) float64 {
+	t.Helper()
+	status, _, body := p.do(t, "GET", "/metrics", p.read, nil)
+	if status != 200 {
+		t.Fatalf("/metrics: %d %s", status, body)
+	}
+	for line := range strings.SplitSeq(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("metric %s: %v", name, err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("no metric %s in:\n%s", name, body)
+	return 0
+}
+
+// settle waits until the process has written its own audit events and
+// indexed everything.
+func (p *proc) settle(t testing.TB) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		// Reading /metrics writes an access event of its own, so the lag
+		// is "at most that one".
+		if p.metric(t, "trailguard_self_audit_queue_depth") <= 1 && p.metric(t, "trailguard_index_lag_records") <= 2 {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatal("collector did not settle")
+}
+
+// diskUsage sums the bytes of the ledger and index files under dir.
+func diskUsage(t testing.TB, dir string) (ledgerBytes, indexBytes int64) {
+	t.Helper()
+	filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return nil
+		}
+		rel, _ := filepath.Rel(dir, path)
+		switch {
+		case strings.HasPrefix(rel, "ledger"+string(filepath.Separator)):
+			ledgerBytes += fi.Size()
+		case strings.HasPrefix(rel, "index.db"):
+			indexBytes += fi.Size()
+		}
+		return nil
+	})
+	return
+}
+
+// parallel runs fn(i) for i in [0, n) on workers goroutines.
+func parallel(n, workers int, fn func(i int)) {
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				fn(i)
+			}
+		}()
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+}
