@@ -164,6 +164,7 @@ func digitsAt[T text](r *Redactor, s T, i int) (span, bool, int) {
 		}
 		if card {
 			if e, ok := cardAt(s, g); ok {
+				e = overlappingCards(s, g, e)
 				return span{g, e, KindCard}, true, e
 			}
 		}
@@ -176,6 +177,25 @@ func digitsAt[T text](r *Redactor, s T, i int) (span, bool, int) {
 			continue
 		}
 		return span{}, false, j
+	}
+}
+
+// overlappingCards extends a card found at [g, e) over every card that
+// starts at a later group inside it and ends beyond it: in "41111111111
+// 3856-4851-6688-6038" the first 15 digits pass Luhn, and stopping there
+// would leave the real card's last twelve digits in clear.
+func overlappingCards[T text](s T, g, e int) int {
+	for h := g; ; {
+		for h < e && isDigit(s[h]) {
+			h++
+		}
+		if h >= e || !(s[h] == ' ' || s[h] == '-') {
+			return e
+		}
+		h++
+		if e2, ok := cardAt(s, h); ok && e2 > e {
+			e = e2
+		}
 	}
 }
 
@@ -502,6 +522,9 @@ func keyValueAt[T text](r *Redactor, s T, from, i int) (span, bool) {
 		}
 		return span{vs, k, KindKeyValue}, true
 	}
+	if alreadyScrubbed(s, j) {
+		return span{}, false
+	}
 	vs, k := j, j
 	for k < len(s) && !endsValue(sep, s[k]) {
 		k++
@@ -518,6 +541,28 @@ func keyValueAt[T text](r *Redactor, s T, from, i int) (span, bool) {
 // endsValue reports whether c ends an unquoted value. After '=' (URLs,
 // logfmt, cookies) a value ends at a space; after ':' (headers, YAML) it
 // runs to the end of the line, so "Authorization: Bearer x" goes whole.
+// alreadyScrubbed reports whether s[vs:] starts with a replacement this
+// package writes, "[REDACTED]" or "[REDACTED:<kind>]". Its ']' ends an
+// unquoted value, so a second pass (the middleware scrubs, then the
+// collector) would otherwise replace "[REDACTED" and leave "]]".
+func alreadyScrubbed[T text](s T, vs int) bool {
+	const m = "[REDACTED"
+	if len(s)-vs <= len(m) {
+		return false
+	}
+	for i := range len(m) {
+		if s[vs+i] != m[i] {
+			return false
+		}
+	}
+	k := vs + len(m)
+	if s[k] == ':' {
+		for k++; k < len(s) && (isLetter(s[k]) || s[k] == '-'); k++ {
+		}
+	}
+	return k < len(s) && s[k] == ']'
+}
+
 func endsValue(sep, c byte) bool {
 	switch c {
 	case '\n', '\r', ',', ';', '&', '"', '\'', '}', ']':
