@@ -44,7 +44,7 @@ func ExampleRedactor_JSON() {
 	}
 	fmt.Println(string(out))
 	// Output:
-	// {"user":"alice","password":"[REDACTED]","card":{"number":"[REDACTED:card]","exp":"12/29"},"pass\u0077ord_confirmation":"[REDACTED]","tokens_used":12,"note":"call 555-0100"}
+	// {"user":"alice","password":"[REDACTED]","card":{"number":"[REDACTED]","exp":"12/29"},"pass\u0077ord_confirmation":"[REDACTED]","tokens_used":12,"note":"call 555-0100"}
 }
 
 func ExampleRedactor_Query() {

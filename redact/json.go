@@ -13,7 +13,9 @@ import (
 var ErrInvalidJSON = errors.New("invalid JSON")
 
 // JSON appends the scrubbed form of the JSON document body to dst. Values of
-// sensitive keys — of any type; null is kept — become strings, every other
+// sensitive keys — of any type; null is kept — become strings; a key is
+// sensitive by its own name or joined to its parent's, since
+// {"api":{"key":…}} is the field api.key wherever it is indexed. Every other
 // string (keys included) goes through the detectors, and integers that are
 // card numbers become strings. Everything else is copied byte for byte, so
 // the output keeps the input's structure, key order and whitespace, and is
@@ -46,6 +48,14 @@ type walker struct {
 	depth int
 	dec   []byte // a decoded string, reused
 	tmp   []byte // a scrubbed string before re-encoding, reused
+	// names[:nlen] holds the normalised key of each open object member,
+	// one after the other; the member whose value is being walked starts
+	// at parentAt (array elements keep their array's). {"api":{"key":…}}
+	// is the field api.key, as sensitive as "api_key". A fixed array keeps
+	// the walk free of allocations; names beyond it are checked alone.
+	names    [256]byte
+	nlen     int
+	parentAt int
 }
 
 func (w *walker) flush(upTo int) []byte {
@@ -164,6 +174,7 @@ func (w *walker) object(skipping bool) error {
 		w.depth--
 		return nil
 	}
+	parentAt, base := w.parentAt, w.nlen
 	for {
 		if w.pos >= len(w.src) || w.src[w.pos] != '"' {
 			return w.failChar("looking for an object key")
@@ -175,7 +186,8 @@ func (w *walker) object(skipping bool) error {
 		}
 		sensitive := false
 		if !skipping {
-			sensitive = w.sensitive(w.src[ks+1:w.pos-1], esc)
+			sensitive = w.sensitive(parentAt, base, w.src[ks+1:w.pos-1], esc)
+			w.parentAt = base
 			if esc || anchor > 0 {
 				w.scrubString(ks, esc, anchor)
 			}
@@ -196,6 +208,7 @@ func (w *walker) object(skipping bool) error {
 		if err != nil {
 			return err
 		}
+		w.parentAt, w.nlen = parentAt, base
 		w.ws()
 		if w.pos < len(w.src) && w.src[w.pos] == ',' {
 			w.pos++
@@ -246,14 +259,32 @@ func (w *walker) array(skipping bool) error {
 	}
 }
 
-// sensitive reports whether the raw key content k names a sensitive key.
-func (w *walker) sensitive(k []byte, esc bool) bool {
-	var buf [64]byte
+// sensitive records the normalised raw key content k in w.names at base
+// and reports whether it names a sensitive key, alone or joined to its
+// parent's name, w.names[parentAt:base].
+func (w *walker) sensitive(parentAt, base int, k []byte, esc bool) bool {
 	if esc {
 		w.dec = appendUnescape(w.dec[:0], k)
 		k = w.dec
 	}
-	return w.r.sensitiveKeyNorm(appendNorm(buf[:0], k))
+	i := base
+	for _, c := range k {
+		if c = normTab[c]; c == 0 {
+			continue
+		}
+		if i == len(w.names) { // too long to keep: check it alone
+			w.nlen = base
+			var buf [64]byte
+			return w.r.sensitiveKeyNorm(appendNorm(buf[:0], k))
+		}
+		w.names[i] = c
+		i++
+	}
+	w.nlen = i
+	if w.r.sensitiveKeyNorm(w.names[base:i]) {
+		return true
+	}
+	return parentAt < base && i > base && w.r.sensitiveKeyNorm(w.names[parentAt:i])
 }
 
 // sensitiveValue replaces the value of a sensitive key with a string.

@@ -427,6 +427,7 @@ func TestJSON(t *testing.T) {
 		{"sensitive object", `{"credentials":{"user":"a","pass":"b"},"x":1}`, `{"credentials":"[REDACTED]","x":1}`},
 		{"sensitive array", `{"api_keys":["a","b"],"tokens":["c"]}`, `{"api_keys":"[REDACTED]","tokens":["c"]}`},
 		{"nested", `{"a":{"b":[{"client_secret":"s"},{"ok":"v"}]}}`, `{"a":{"b":[{"client_secret":"[REDACTED]"},{"ok":"v"}]}}`},
+		{"name split over levels", `{"api":{"key":"k1","v":1},"client":[{"secret":"s"}],"x":{"user":{"name":"bob"}}}`, `{"api":{"key":"[REDACTED]","v":1},"client":[{"secret":"[REDACTED]"}],"x":{"user":{"name":"bob"}}}`},
 		{"escaped key", `{"pass\u0077ord":"hunter2"}`, `{"pass\u0077ord":"[REDACTED]"}`},
 		{"escaped key separators", `{"access\/token":"x","access\u005ftoken":"y","tokens\u005fused":3}`, `{"access\/token":"[REDACTED]","access\u005ftoken":"[REDACTED]","tokens\u005fused":3}`},
 		{"escaped value", `{"password":"hun\"ter"}`, `{"password":"[REDACTED]"}`},
