@@ -32,7 +32,8 @@ type Options struct {
 	// Dir is where the trail is written (under Dir/trail). Empty means a
 	// new temporary directory.
 	Dir string
-	// Duration is how long traffic is driven; default 5s.
+	// Duration is how long traffic is driven; default 5s. Each simulated
+	// party first plays a fixed minimum of rounds, however long they take.
 	Duration time.Duration
 	// Log receives progress lines; nil discards them.
 	Log io.Writer
@@ -167,15 +168,16 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 	for name, u := range app.users {
 		pw[name] = u.password
 	}
-	goRun(func() { admin(tctx, newClient("198.51.100.10", browser), pw["alice"]) })
-	goRun(func() { snoop(tctx, newClient("198.51.100.13", browser), pw["bob"]) })
-	goRun(func() { shopper(tctx, newClient("198.51.100.11", browser), "carol", pw["carol"]) })
-	goRun(func() { shopper(tctx, newClient("198.51.100.12", "demo-mobile/2.4 (Android 15)"), "dave", pw["dave"]) })
+	p := pace{hard: ctx, soft: tctx}
+	goRun(func() { admin(p, newClient("198.51.100.10", browser), pw["alice"]) })
+	goRun(func() { snoop(p, newClient("198.51.100.13", browser), pw["bob"]) })
+	goRun(func() { shopper(p, newClient("198.51.100.11", browser), "carol", pw["carol"]) })
+	goRun(func() { shopper(p, newClient("198.51.100.12", "demo-mobile/2.4 (Android 15)"), "dave", pw["dave"]) })
 	wordlist := []string{"123456", "password1", "qwerty", "letmein", "dragon", "monkey", "abc123", "111111",
 		"iloveyou", "admin", "welcome", "sunshine", "princess", "football", "master", "shadow", "baseball",
 		"superman", "trustno1", "hello123", "freedom", "whatever", "michael", "ninja", "mustang", "passw0rd",
 		"starwars", "batman", "zaq1zaq1", "qazwsx", "654321", "jordan23", "harley", "ranger", "buster"}
-	goRun(func() { attacker(tctx, newClient("203.0.113.66", "python-requests/2.32.3"), wordlist, pw["alice"]) })
+	goRun(func() { attacker(p, newClient("203.0.113.66", "python-requests/2.32.3"), wordlist, pw["alice"]) })
 	wg.Wait()
 	cancel()
 

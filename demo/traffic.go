@@ -102,14 +102,36 @@ func pause(ctx context.Context, min, max time.Duration) bool {
 	}
 }
 
-// shopper logs in and browses and buys until ctx ends.
-func shopper(ctx context.Context, c *client, name, password string) {
+// pace is how long the parties keep going: every party plays at least its
+// minimum number of rounds, which only hard (the caller's context) stops,
+// so that every run shows each kind of event however slow the machine;
+// after those, rounds go on until soft (the demo's duration) ends.
+type pace struct{ hard, soft context.Context }
+
+// round waits a think time before round i and reports whether to play it.
+func (p pace) round(i, min int, lo, hi time.Duration) bool {
+	if i < min {
+		return pause(p.hard, lo, hi)
+	}
+	return pause(p.soft, lo, hi)
+}
+
+// Minimum rounds per party.
+const (
+	shopperRounds = 40 // with two shoppers: ≥ 50 successful requests, ≥ 3 orders
+	adminRounds   = 6
+	snoopRounds   = 9
+)
+
+// shopper logs in and browses and buys until the pace says stop.
+func shopper(p pace, c *client, name, password string) {
+	ctx := p.hard
 	for !c.login(ctx, name, password) {
-		if !pause(ctx, 50*time.Millisecond, 100*time.Millisecond) {
+		if !pause(p.soft, 50*time.Millisecond, 100*time.Millisecond) {
 			return
 		}
 	}
-	for i := 0; pause(ctx, 15*time.Millisecond, 60*time.Millisecond); i++ {
+	for i := 0; p.round(i, shopperRounds, 15*time.Millisecond, 60*time.Millisecond); i++ {
 		switch i % 6 {
 		case 0, 3:
 			c.do(ctx, "GET", "/api/orders", nil)
@@ -129,12 +151,13 @@ func shopper(ctx context.Context, c *client, name, password string) {
 }
 
 // admin manages users: lists them and moves dave between roles.
-func admin(ctx context.Context, c *client, password string) {
+func admin(p pace, c *client, password string) {
+	ctx := p.hard
 	if !c.login(ctx, "alice", password) {
 		return
 	}
 	roles := []string{"viewer", "clerk"}
-	for i := 0; pause(ctx, 100*time.Millisecond, 250*time.Millisecond); i++ {
+	for i := 0; p.round(i, adminRounds, 100*time.Millisecond, 250*time.Millisecond); i++ {
 		if i%2 == 0 {
 			c.do(ctx, "GET", "/api/users", nil)
 		} else {
@@ -144,11 +167,12 @@ func admin(ctx context.Context, c *client, password string) {
 }
 
 // snoop is a viewer poking at what a viewer may not touch: authz failures.
-func snoop(ctx context.Context, c *client, password string) {
+func snoop(p pace, c *client, password string) {
+	ctx := p.hard
 	if !c.login(ctx, "bob", password) {
 		return
 	}
-	for i := 0; pause(ctx, 80*time.Millisecond, 200*time.Millisecond); i++ {
+	for i := 0; p.round(i, snoopRounds, 80*time.Millisecond, 200*time.Millisecond); i++ {
 		switch i % 3 {
 		case 0:
 			c.do(ctx, "GET", "/api/users", nil)
@@ -163,8 +187,10 @@ func snoop(ctx context.Context, c *client, password string) {
 // attacker waits a moment, then runs a password-guessing burst against one
 // account, a credential-stuffing pass over many user names, and a few
 // injection probes, all from one address: what the detection stage must
-// catch.
-func attacker(ctx context.Context, c *client, wordlist []string, alicePassword string) {
+// catch. Its script always runs to the end (only the caller's context
+// stops it).
+func attacker(p pace, c *client, wordlist []string, alicePassword string) {
+	ctx := p.hard
 	if !pause(ctx, 500*time.Millisecond, 800*time.Millisecond) {
 		return
 	}
