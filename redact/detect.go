@@ -159,12 +159,18 @@ func digitsAt[T text](r *Redactor, s T, i int) (span, bool, int) {
 	for {
 		if ssn {
 			if e, ok := ssnAt(s, g); ok {
+				if end, id := hexIdentifier(s, g, e); id {
+					return span{}, false, end
+				}
 				return span{g, e, KindSSN}, true, e
 			}
 		}
-		if card {
+		if card && !maskTail(s, g) {
 			if e, ok := cardAt(s, g); ok {
 				e = overlappingCards(s, g, e)
+				if end, id := hexIdentifier(s, g, e); id {
+					return span{}, false, end
+				}
 				return span{g, e, KindCard}, true, e
 			}
 		}
@@ -178,6 +184,64 @@ func digitsAt[T text](r *Redactor, s T, i int) (span, bool, int) {
 		}
 		return span{}, false, j
 	}
+}
+
+// maskTail reports whether the digit group at g is the last four digits
+// of a card mask ("************1111"): a second pass must not read them,
+// with the digits after them, as a new card.
+func maskTail[T text](s T, g int) bool {
+	if g < 12 || g+4 > len(s) || (g+4 < len(s) && isDigit(s[g+4])) {
+		return false
+	}
+	for k := g - 12; k < g; k++ {
+		if s[k] != '*' {
+			return false
+		}
+	}
+	return true
+}
+
+// hexIdentifier reports whether the match [g, e) lies in an identifier
+// made of hex digits and dashes, such as a UUID ("01a229fa-2162-7447-9974-
+// 6531957ed1d0": its middle groups pass for a card one time in thousands)
+// or a trace id, and returns the identifier's end. Such a token is at least
+// 16 characters long and holds a hex letter, or is UUID-shaped (8-4-4-4-12).
+// A card glued to other letters ("cc4111…end") is still a card.
+func hexIdentifier[T text](s T, g, e int) (int, bool) {
+	tokenChar := func(c byte) bool { return isDigit(c) || isLetter(c) || c == '-' }
+	st, end := g, e
+	for st > 0 && tokenChar(s[st-1]) {
+		st--
+	}
+	for end < len(s) && tokenChar(s[end]) {
+		end++
+	}
+	if end-st < 16 {
+		return 0, false
+	}
+	letter := false
+	for k := st; k < end; k++ {
+		switch c := s[k] | 0x20; {
+		case 'a' <= c && c <= 'f':
+			letter = true
+		case isDigit(s[k]) || s[k] == '-':
+		default:
+			return 0, false
+		}
+	}
+	if letter {
+		return end, true
+	}
+	// All digits: only the UUID shape makes it an identifier.
+	if end-st != 36 {
+		return 0, false
+	}
+	for k := st; k < end; k++ {
+		if dash := k-st == 8 || k-st == 13 || k-st == 18 || k-st == 23; dash != (s[k] == '-') {
+			return 0, false
+		}
+	}
+	return end, true
 }
 
 // overlappingCards extends a card found at [g, e) over every card that

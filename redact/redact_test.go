@@ -209,6 +209,11 @@ func TestDetectors(t *testing.T) {
 		{"19 digits", "x 4111111111111111110 y", "x [REDACTED:card] y"},
 		{"after other number", "order 100 4111 1111 1111 1111", "order 100 [REDACTED:card]"},
 		{"two cards", "4111111111111111,5500000000000004", "[REDACTED:card],[REDACTED:card]"},
+		// Identifiers whose digit groups happen to pass for a card.
+		{"uuid", "event 01a229fa-2162-7447-9974-6531957ed1d0 stored", "event 01a229fa-2162-7447-9974-6531957ed1d0 stored"},
+		{"digit-only uuid", "id 41111111-1111-1111-1111-000000000000", "id 41111111-1111-1111-1111-000000000000"},
+		{"hex id", "trace ab4111111111111111cd", "trace ab4111111111111111cd"},
+		{"not hex: no id", "x g4111111111111111-ab", "x g[REDACTED:card]-ab"},
 		// The first 15 digits pass Luhn too: the match covers both.
 		{"card overlapping a card", "41111111111 3856-4851-6688-6038 ok", "[REDACTED:card] ok"},
 		{"already scrubbed", "password=[REDACTED] token: [REDACTED:jwt]", "password=[REDACTED] token: [REDACTED:jwt]"},
@@ -322,6 +327,7 @@ func TestModes(t *testing.T) {
 		{mask, "password=hunter2", "password=[REDACTED]"},
 		{mask, "card_number=4111111111111111", "card_number=************1111"},
 		{mask, "41111111111 3856-4851-6688-6038", "************6038"},
+		{mask, "************3809 100 000000", "************3809 100 000000"}, // a mask is not read again as a card
 		{hm, "card 4111 1111 1111 1111 ok", "card " + hm.Hash("4111111111111111") + " ok"},
 		{hm, "card 4111-1111-1111-1111 ok", "card " + hm.Hash("4111111111111111") + " ok"},
 		{hm, "alice@example.com", hm.Hash("alice@example.com")},
