@@ -471,7 +471,8 @@ func TestClientIP(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			l, buf := newTestLogger(t, Config{TrustedProxies: trusted})
-			h := l.Middleware(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+			var during netip.Addr
+			h := l.Middleware(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) { during = ClientIP(r.Context()) }))
 			req := httptest.NewRequest("GET", "/", nil)
 			req.RemoteAddr = tt.remote
 			if tt.xff != "" {
@@ -484,6 +485,9 @@ func TestClientIP(t *testing.T) {
 			ev := events(t, l, buf)[0]
 			if ev.ClientIP != tt.want {
 				t.Fatalf("client.ip = %q, want %q (source.ip %q)", ev.ClientIP, tt.want, ev.SourceIP)
+			}
+			if during.String() != tt.want {
+				t.Fatalf("ClientIP during the request = %s, want %s as recorded", during, tt.want)
 			}
 		})
 	}

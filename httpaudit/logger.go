@@ -40,6 +40,11 @@ type Config struct {
 	// naming "Authorization" records that a credential was sent, never
 	// the credential.
 	Headers []string
+	// GenerateTrace gives a request that arrives without a valid W3C
+	// traceparent a new random trace id and span id (trace.id, span.id),
+	// available to the handler through TraceContext: a gateway sends them
+	// on to the upstream so that its records join the same trace.
+	GenerateTrace bool
 	// LogStart also records an event when a request starts, so that
 	// requests that never finish (a hung handler, a crash) leave a trace.
 	LogStart bool

@@ -38,6 +38,9 @@ type state struct {
 	idHeader  [1]string
 	traceID   string
 	spanID    string
+	traceBuf  [48]byte // backs generated trace and span ids
+
+	annotate func(*event.Event) // set by Annotate, applied to the access event
 
 	mu      sync.Mutex // guards user and discard: handlers may call SetUser from other goroutines
 	user    User
@@ -109,6 +112,9 @@ func (l *Logger) serve(w http.ResponseWriter, r *http.Request, next http.Handler
 	}
 	if tp := r.Header.Get("Traceparent"); tp != "" {
 		st.traceID, st.spanID, _ = parseTraceparent(tp)
+	}
+	if st.traceID == "" && l.cfg.GenerateTrace {
+		st.newTrace()
 	}
 	st.idHeader[0] = st.requestID
 	w.Header()[l.cfg.RequestIDHeader] = st.idHeader[:]
@@ -302,9 +308,12 @@ func (l *Logger) finish(st *state) *event.Event {
 		ev.RequestBody = l.scrubBody(ri.contentType, st.captured.Bytes())
 	}
 	st.mu.Lock()
-	u := st.user
+	u, annotate := st.user, st.annotate
 	st.mu.Unlock()
 	ev.UserID, ev.UserName, ev.UserRoles = l.cut(u.ID), l.cut(u.Name), u.Roles
+	if annotate != nil {
+		annotate(ev)
+	}
 	return ev
 }
 

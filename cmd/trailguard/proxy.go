@@ -1,0 +1,156 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/trailguard/trailguard/proxy"
+)
+
+func init() {
+	register("proxy", "run the gateway: audit any HTTP API without code changes, and block attackers", func(args []string) int {
+		return runProxy(args, os.Stdout, os.Stderr)
+	})
+}
+
+const proxySynopsis = `usage: trailguard proxy --upstream URL [--listen ADDR] [--data DIR]
+                        [--collector URL --token TOKEN [--bouncer-key KEY]] [--config FILE]
+
+A reverse proxy in front of any HTTP API that records every request, login,
+refused authorisation and sensitive operation as trailguard's middleware
+does (scrubbed, with correlation ids), and refuses blocked or rate-limited
+clients without touching the API. Single node (no --collector), it keeps a
+ledger and index in DIR and detects attacks itself; with --collector it ships
+its events through a durable spool in DIR and enforces the collector's
+decision stream. Routes, logins, sensitive operations and rate limits are
+configured in the YAML file (see docs/proxy.md); flags override it.`
+
+func runProxy(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("proxy", proxySynopsis, stdout, stderr)
+	cfgPath := fs.String("config", "", "YAML configuration `FILE` (routes, logins, sensitive operations, rate limits)")
+	listen := fs.String("listen", "", "address `ADDR` to serve on (default 127.0.0.1:8080)")
+	upstream := fs.String("upstream", "", "upstream `URL` for every request no configured route takes, e.g. http://127.0.0.1:9000")
+	data := fs.dataFlag("data directory `DIR`: the ledger and index (single node) or the spool (with --collector) (env TRAILGUARD_DATA)")
+	collector := fs.String("collector", "", "collector base `URL` to ship events to and read block decisions from")
+	token := fs.String("token", "", "ingest `TOKEN` for the collector (env TRAILGUARD_PROXY_TOKEN)")
+	bouncer := fs.String("bouncer-key", "", "bouncer `KEY` (X-Api-Key) for the collector's decision stream (env TRAILGUARD_BOUNCER_KEY)")
+	tlsCert := fs.String("tls-cert", "", "certificate `FILE` (PEM) to terminate TLS with")
+	tlsKey := fs.String("tls-key", "", "private key `FILE` (PEM) of --tls-cert")
+	service := fs.String("service", "", "service.name on every event `NAME` (default trailguard-proxy)")
+	api := fs.String("api", "", "single node: also serve the collector API (query, tail, decisions) on `ADDR`")
+	pos, code, ok := fs.parse(args)
+	if !ok {
+		return code
+	}
+	if len(pos) > 0 {
+		fmt.Fprintf(stderr, "trailguard proxy: unexpected argument %q\n", pos[0])
+		return 2
+	}
+	var cfg proxy.Config
+	if *cfgPath != "" {
+		c, err := proxy.LoadConfig(*cfgPath)
+		if err != nil {
+			fmt.Fprintln(stderr, "trailguard proxy:", err)
+			return 2
+		}
+		cfg = c
+	}
+	set := func(dst *string, v string) {
+		if v != "" {
+			*dst = v
+		}
+	}
+	set(&cfg.Listen, *listen)
+	set(&cfg.Collector.URL, *collector)
+	set(&cfg.Collector.Token, os.Getenv("TRAILGUARD_PROXY_TOKEN"))
+	set(&cfg.Collector.Token, *token)
+	set(&cfg.Collector.BouncerKey, os.Getenv("TRAILGUARD_BOUNCER_KEY"))
+	set(&cfg.Collector.BouncerKey, *bouncer)
+	set(&cfg.TLSCert, *tlsCert)
+	set(&cfg.TLSKey, *tlsKey)
+	set(&cfg.ServiceName, *service)
+	set(&cfg.API, *api)
+	if cfg.DataDir == "" || fs.isSet("data", "data-dir") || os.Getenv("TRAILGUARD_DATA") != "" {
+		cfg.DataDir = *data
+	}
+	if *upstream != "" {
+		cfg.Routes = append(cfg.Routes, proxy.Route{Name: "default", Upstream: *upstream})
+	}
+	if len(cfg.Routes) == 0 {
+		return fs.missing("--upstream URL (or routes: in --config FILE)")
+	}
+	if cfg.Listen == "" {
+		cfg.Listen = "127.0.0.1:8080"
+	}
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintln(stderr, "trailguard proxy:", err)
+		return 2
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		fmt.Fprintf(stderr, "trailguard proxy: cannot listen on %s: %v (choose another with --listen)\n", cfg.Listen, err)
+		return 1
+	}
+	var apiLn net.Listener
+	if cfg.API != "" {
+		if cfg.Collector.URL != "" {
+			ln.Close()
+			fmt.Fprintln(stderr, "trailguard proxy: --api serves a single node's own data; with --collector query the collector")
+			return 2
+		}
+		if apiLn, err = net.Listen("tcp", cfg.API); err != nil {
+			ln.Close()
+			fmt.Fprintf(stderr, "trailguard proxy: cannot listen on %s: %v\n", cfg.API, err)
+			return 1
+		}
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	g, err := proxy.Open(cfg, log)
+	if err != nil {
+		ln.Close()
+		if apiLn != nil {
+			apiLn.Close()
+		}
+		fmt.Fprintln(stderr, "trailguard proxy:", err)
+		return 1
+	}
+	scheme := "http"
+	if cfg.TLSCert != "" {
+		scheme = "https"
+	}
+	fmt.Fprintf(stdout, "trailguard proxy on %s://%s (%d routes)\n", scheme, ln.Addr(), len(cfg.Routes))
+	for _, r := range cfg.Routes {
+		host := r.Host
+		if host == "" {
+			host = "*"
+		}
+		path := r.Path
+		if path == "" {
+			path = "/"
+		}
+		fmt.Fprintf(stdout, "  %s%s -> %s\n", host, path, r.Upstream)
+	}
+	if g.Collector() != nil {
+		fmt.Fprintf(stdout, "  trail: ledger and index in %s (single node)\n", cfg.DataDir)
+		if apiLn != nil {
+			fmt.Fprintf(stdout, "  collector API on http://%s\n", apiLn.Addr())
+		}
+	} else {
+		fmt.Fprintf(stdout, "  trail: shipped to %s, spooled in %s/spool\n", cfg.Collector.URL, cfg.DataDir)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	context.AfterFunc(ctx, stop)
+	if err := g.Serve(ctx, ln, apiLn); err != nil {
+		fmt.Fprintln(stderr, "trailguard proxy:", err)
+		return 1
+	}
+	fmt.Fprintln(stdout, "trailguard proxy stopped")
+	return 0
+}

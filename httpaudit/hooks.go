@@ -1,0 +1,98 @@
+package httpaudit
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"math/rand/v2"
+	"net/netip"
+	"unsafe"
+
+	"github.com/trailguard/trailguard/event"
+)
+
+// Hooks for programs that record requests they do not handle themselves,
+// such as the trailguard gateway (package proxy): they need, while the
+// request is being served, what the middleware otherwise only works out
+// when it builds the event.
+
+// ClientIP returns the originating client of the request whose context ctx
+// is: the connection's peer, or the address a trusted proxy forwarded
+// (Config.TrustedProxies), exactly as client.ip will be recorded. It is
+// the zero Addr outside the middleware or when the peer address cannot be
+// parsed.
+func ClientIP(ctx context.Context) netip.Addr {
+	st := stateFrom(ctx)
+	if st == nil {
+		return netip.Addr{}
+	}
+	src, _, _ := splitAddr(st.info.remoteAddr)
+	if !src.IsValid() {
+		return src
+	}
+	if c, ok := st.l.clientIP(&st.info, src); ok {
+		return c
+	}
+	return src
+}
+
+// TraceContext returns the trace.id and span.id recorded for the request:
+// those of a valid incoming traceparent, or generated ones with
+// Config.GenerateTrace; both "" otherwise.
+func TraceContext(ctx context.Context) (traceID, spanID string) {
+	if st := stateFrom(ctx); st != nil {
+		return st.traceID, st.spanID
+	}
+	return "", ""
+}
+
+// Annotate registers fn to complete the request's access event: it is
+// called once with the event after the middleware filled it, on the
+// logger's writer goroutine, before the event is encoded. fn must only
+// store values that are already scrubbed (see Logger.Redactor and
+// Logger.ScrubBody) and must not keep the event. A second call adds to
+// the first. Outside the middleware it does nothing.
+func Annotate(ctx context.Context, fn func(*event.Event)) {
+	st := stateFrom(ctx)
+	if st == nil || fn == nil {
+		return
+	}
+	st.mu.Lock()
+	if prev := st.annotate; prev != nil {
+		st.annotate = func(ev *event.Event) { prev(ev); fn(ev) }
+	} else {
+		st.annotate = fn
+	}
+	st.mu.Unlock()
+}
+
+// ScrubBody returns a captured request body as the middleware records it
+// in http.request.body.content: form bodies scrubbed parameter by
+// parameter, JSON bodies key by key, anything unparsable replaced by a
+// note. The body must be complete: a truncated document cannot be
+// scrubbed reliably.
+func (l *Logger) ScrubBody(contentType string, body []byte) string {
+	return l.scrubBody(contentType, body)
+}
+
+// Capturable reports whether a body of this Content-Type can be recorded:
+// JSON (application/json, application/*+json) and URL-encoded forms.
+func Capturable(contentType string) bool { return capturable(contentType) }
+
+// newTrace fills traceID and spanID with random non-zero ids, backed by
+// st.traceBuf so that they cost no allocation.
+func (st *state) newTrace() {
+	var raw [24]byte
+	for {
+		binary.LittleEndian.PutUint64(raw[0:], rand.Uint64())
+		binary.LittleEndian.PutUint64(raw[8:], rand.Uint64())
+		binary.LittleEndian.PutUint64(raw[16:], rand.Uint64())
+		if binary.LittleEndian.Uint64(raw[16:]) != 0 && (binary.LittleEndian.Uint64(raw[0:]) != 0 || binary.LittleEndian.Uint64(raw[8:]) != 0) {
+			break
+		}
+	}
+	hex.Encode(st.traceBuf[:], raw[:])
+	// The bytes never change after this and live as long as st.
+	st.traceID = unsafe.String(&st.traceBuf[0], 32)
+	st.spanID = unsafe.String(&st.traceBuf[32], 16)
+}

@@ -1,0 +1,325 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Decision is a block decision, as CrowdSec's Local API serves it to
+// bouncers (GET /v1/decisions/stream): the gateway refuses every request
+// from an address it covers until it expires.
+type Decision struct {
+	// ID is the decision's id at its origin (0 when it has none).
+	ID int64 `json:"id,omitempty"`
+	// Origin says who decided ("trailguard", "crowdsec", "cscli").
+	Origin string `json:"origin,omitempty"`
+	// Type is "ban"; other types (captcha) are not enforced.
+	Type string `json:"type"`
+	// Scope is "Ip" or "Range" (case-insensitive).
+	Scope string `json:"scope"`
+	// Value is the address or CIDR.
+	Value string `json:"value"`
+	// Duration is the time left, a Go duration ("3h59m58s").
+	Duration string `json:"duration"`
+	// Scenario is the rule that decided.
+	Scenario string `json:"scenario,omitempty"`
+}
+
+// Update is a change to the decisions a Source holds. With Full, New is
+// every decision the source has and replaces what it had before
+// (CrowdSec's startup=true); otherwise New adds and Deleted removes.
+type Update struct {
+	Full    bool
+	New     []Decision
+	Deleted []Decision
+}
+
+// Source feeds decisions to the gateway: Run calls apply with each update
+// until ctx ends, and health when it becomes reachable or unreachable
+// (err nil when it is back). While a source is unreachable its last
+// decisions stay in force.
+type Source interface {
+	Name() string
+	Run(ctx context.Context, apply func(Update), health func(err error))
+}
+
+// entry is one enforced decision.
+type entry struct {
+	prefix   netip.Prefix
+	until    time.Time
+	scenario string
+	origin   string
+	source   string
+}
+
+// Blocklist holds the decisions in force. Lookups take a read lock and,
+// when nothing is blocked, not even that.
+type Blocklist struct {
+	now   func() time.Time
+	count atomic.Int64
+
+	mu     sync.RWMutex
+	ips    map[netip.Addr]*entry // single addresses
+	ranges []*entry              // CIDRs
+}
+
+// NewBlocklist returns an empty blocklist on the given clock (nil:
+// time.Now).
+func NewBlocklist(now func() time.Time) *Blocklist {
+	if now == nil {
+		now = time.Now
+	}
+	return &Blocklist{now: now, ips: map[netip.Addr]*entry{}}
+}
+
+// Blocked returns the decision covering a, if one is in force.
+func (b *Blocklist) Blocked(a netip.Addr) (scenario, origin string, until time.Time, ok bool) {
+	if b.count.Load() == 0 || !a.IsValid() {
+		return "", "", time.Time{}, false
+	}
+	a = a.Unmap()
+	now := b.now()
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if e := b.ips[a]; e != nil && now.Before(e.until) {
+		return e.scenario, e.origin, e.until, true
+	}
+	for _, e := range b.ranges {
+		if e.prefix.Contains(a) && now.Before(e.until) {
+			return e.scenario, e.origin, e.until, true
+		}
+	}
+	return "", "", time.Time{}, false
+}
+
+// Len is the number of decisions held (expired ones included until the
+// next update sweeps them).
+func (b *Blocklist) Len() int { return int(b.count.Load()) }
+
+// Apply applies an update from the named source and reports how many
+// decisions it added and removed; decisions it cannot enforce (unknown
+// scope or type, bad value) are skipped and reported in err.
+func (b *Blocklist) Apply(source string, u Update) (added, removed int, err error) {
+	now := b.now()
+	var errs []error
+	b.mu.Lock()
+	defer func() {
+		b.count.Store(int64(len(b.ips) + len(b.ranges)))
+		b.mu.Unlock()
+	}()
+	if u.Full {
+		for a, e := range b.ips {
+			if e.source == source {
+				delete(b.ips, a)
+				removed++
+			}
+		}
+		kept := b.ranges[:0]
+		for _, e := range b.ranges {
+			if e.source != source {
+				kept = append(kept, e)
+			} else {
+				removed++
+			}
+		}
+		clear(b.ranges[len(kept):])
+		b.ranges = kept
+	}
+	for _, d := range u.Deleted {
+		p, err := d.prefix()
+		if err != nil {
+			continue
+		}
+		if p.IsSingleIP() {
+			if e := b.ips[p.Addr()]; e != nil && e.source == source {
+				delete(b.ips, p.Addr())
+				removed++
+			}
+			continue
+		}
+		for i, e := range b.ranges {
+			if e.prefix == p && e.source == source {
+				b.ranges = append(b.ranges[:i], b.ranges[i+1:]...)
+				removed++
+				break
+			}
+		}
+	}
+	for _, d := range u.New {
+		if !strings.EqualFold(d.Type, "ban") {
+			errs = append(errs, fmt.Errorf("decision %s %s: type %q is not enforced (only ban)", d.Scope, d.Value, d.Type))
+			continue
+		}
+		p, err := d.prefix()
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		dur, err := time.ParseDuration(d.Duration)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("decision %s %s: duration %q: %v", d.Scope, d.Value, d.Duration, err))
+			continue
+		}
+		if dur <= 0 {
+			continue
+		}
+		e := &entry{prefix: p, until: now.Add(dur), scenario: d.Scenario, origin: d.Origin, source: source}
+		if p.IsSingleIP() {
+			if old := b.ips[p.Addr()]; old == nil || old.until.Before(e.until) {
+				b.ips[p.Addr()] = e
+			}
+		} else {
+			replaced := false
+			for i, old := range b.ranges {
+				if old.prefix == p && old.source == source {
+					b.ranges[i], replaced = e, true
+				}
+			}
+			if !replaced {
+				b.ranges = append(b.ranges, e)
+			}
+		}
+		added++
+	}
+	// Expired decisions are swept here rather than on lookups.
+	for a, e := range b.ips {
+		if !now.Before(e.until) {
+			delete(b.ips, a)
+		}
+	}
+	kept := b.ranges[:0]
+	for _, e := range b.ranges {
+		if now.Before(e.until) {
+			kept = append(kept, e)
+		}
+	}
+	clear(b.ranges[len(kept):])
+	b.ranges = kept
+	return added, removed, errors.Join(errs...)
+}
+
+func (d Decision) prefix() (netip.Prefix, error) {
+	switch strings.ToLower(d.Scope) {
+	case "ip":
+		a, err := netip.ParseAddr(strings.TrimSpace(d.Value))
+		if err != nil {
+			return netip.Prefix{}, fmt.Errorf("decision Ip %q: not an address", d.Value)
+		}
+		a = a.Unmap()
+		return netip.PrefixFrom(a, a.BitLen()), nil
+	case "range":
+		p, err := netip.ParsePrefix(strings.TrimSpace(d.Value))
+		if err != nil {
+			return netip.Prefix{}, fmt.Errorf("decision Range %q: not a CIDR", d.Value)
+		}
+		if p.Addr().Is4In6() {
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+		}
+		return p.Masked(), nil
+	}
+	return netip.Prefix{}, fmt.Errorf("decision %s %q: scope is not enforced by the gateway (Ip and Range are)", d.Scope, d.Value)
+}
+
+// StreamSource polls a CrowdSec-compatible Local API decision stream
+// (GET /v1/decisions/stream, X-Api-Key): trailguard's collector, or
+// CrowdSec's own LAPI. The first call, and the first after an outage, ask
+// for every active decision (startup=true); the others for the changes.
+type StreamSource struct {
+	// URL is the API's base URL (…/v1/decisions/stream is appended).
+	URL string
+	// APIKey is sent as X-Api-Key.
+	APIKey string
+	// Interval is the time between polls (default 200ms).
+	Interval time.Duration
+	// Client makes the requests (default: a client with a 5s timeout).
+	Client *http.Client
+}
+
+// Name implements Source.
+func (s *StreamSource) Name() string { return "stream:" + s.URL }
+
+// maxStreamBody bounds a stream answer: a million decisions of ~200 bytes.
+const maxStreamBody = 256 << 20
+
+// Run implements Source.
+func (s *StreamSource) Run(ctx context.Context, apply func(Update), health func(error)) {
+	interval := s.Interval
+	if interval <= 0 {
+		interval = 200 * time.Millisecond
+	}
+	client := s.Client
+	if client == nil {
+		client = &http.Client{Timeout: 5 * time.Second}
+	}
+	base := strings.TrimRight(s.URL, "/") + "/v1/decisions/stream"
+	startup, down := true, false
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		u, err := s.poll(ctx, client, base, startup)
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			if !down {
+				down = true
+				health(err)
+			}
+			// After an outage the collector may have lost track of what
+			// this bouncer saw: start over with the full list.
+			startup = true
+		default:
+			apply(u)
+			startup = false
+			if down {
+				down = false
+				health(nil)
+			}
+		}
+		t.Reset(interval)
+	}
+}
+
+func (s *StreamSource) poll(ctx context.Context, client *http.Client, base string, startup bool) (Update, error) {
+	url := base
+	if startup {
+		url += "?startup=true"
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return Update{}, err
+	}
+	req.Header.Set("X-Api-Key", s.APIKey)
+	req.Header.Set("User-Agent", "trailguard-proxy")
+	resp, err := client.Do(req)
+	if err != nil {
+		return Update{}, fmt.Errorf("decision stream: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return Update{}, fmt.Errorf("decision stream: %s: %s", resp.Status, strings.TrimSpace(string(b)))
+	}
+	var body struct {
+		New     []Decision `json:"new"`
+		Deleted []Decision `json:"deleted"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxStreamBody)).Decode(&body); err != nil {
+		return Update{}, fmt.Errorf("decision stream: bad answer: %w", err)
+	}
+	return Update{Full: startup, New: body.New, Deleted: body.Deleted}, nil
+}

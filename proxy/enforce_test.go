@@ -1,0 +1,251 @@
+package proxy
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/trailguard/trailguard/event"
+)
+
+func TestRateLimitsAndSampledRefusals(t *testing.T) {
+	t.Parallel()
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {})
+	p, gw, ms := gateway(t, Config{
+		Routes: []Route{
+			{Path: "/", Upstream: up.URL},
+			{Path: "/search", Upstream: up.URL, RateLimit: &RateLimit{Rate: 0.001, Burst: 2, Per: "route"}},
+		},
+		RateLimit:         &RateLimit{Rate: 0.001, Burst: 5},
+		RefusalsPerMinute: 3,
+	})
+	// Per route: two requests, then 429 (all clients together).
+	for i, want := range []int{200, 200, 429} {
+		resp := get(t, gw+"/search")
+		if resp.StatusCode != want {
+			t.Fatalf("search %d: %d, want %d", i, resp.StatusCode, want)
+		}
+		if want == 429 {
+			ra, err := strconv.Atoi(resp.Header.Get("Retry-After"))
+			if err != nil || ra < 1 {
+				t.Errorf("Retry-After %q", resp.Header.Get("Retry-After"))
+			}
+		}
+	}
+	// Per client: 5 in all were allowed by the client bucket (the 429 above
+	// took one as well), then a flood is refused and only 3 refusals are
+	// recorded one by one.
+	for range 2 {
+		get(t, gw+"/")
+	}
+	before := up.count()
+	for range 50 {
+		if resp := get(t, gw+"/"); resp.StatusCode != 429 {
+			t.Fatalf("flood: %d, want 429", resp.StatusCode)
+		}
+	}
+	if up.count() != before {
+		t.Fatal("a rate-limited request reached the upstream")
+	}
+	st := p.Stats()
+	if st.RateLimited != 51 || st.Unrecorded != 48 {
+		t.Errorf("stats %+v: want 51 limited, 48 unrecorded", st)
+	}
+	p.Close() // summarises the window
+	evs := ms.events(t)
+	if n := len(byAction(evs, ActionRateLimited)); n != 3 {
+		t.Errorf("%d refusals recorded, want 3 (the per-address budget)", n)
+	}
+	access429 := 0
+	for _, ev := range byAction(evs, event.ActionHTTPRequest) {
+		if ev.StatusCode == 429 {
+			access429++
+		}
+	}
+	if access429 != 3 {
+		t.Errorf("%d access events of refused requests, want 3", access429)
+	}
+	sum := byAction(evs, ActionAuditUnrecorded)
+	if len(sum) != 1 {
+		t.Fatalf("%d summaries, want 1", len(sum))
+	}
+	var attrs struct {
+		Unrecorded int `json:"unrecorded"`
+		Top        []struct {
+			Address    string
+			Unrecorded int
+			Reasons    map[string]int
+		}
+	}
+	json.Unmarshal(sum[0].Attrs, &attrs)
+	if attrs.Unrecorded != 48 || len(attrs.Top) != 1 || attrs.Top[0].Address != "127.0.0.1" || attrs.Top[0].Reasons[ActionRateLimited] != 48 {
+		t.Errorf("summary %s", sum[0].Attrs)
+	}
+}
+
+func TestBlocklist(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	b := NewBlocklist(clock)
+	_, _, err := b.Apply("a", Update{New: []Decision{
+		{Type: "ban", Scope: "Ip", Value: "192.0.2.1", Duration: "10m", Scenario: "brute"},
+		{Type: "ban", Scope: "Range", Value: "198.51.100.0/24", Duration: "1h"},
+		{Type: "ban", Scope: "ip", Value: "2001:db8::1", Duration: "1h"},
+		{Type: "captcha", Scope: "Ip", Value: "192.0.2.2", Duration: "1h"},
+		{Type: "ban", Scope: "Username", Value: "bob", Duration: "1h"},
+		{Type: "ban", Scope: "Ip", Value: "not-an-ip", Duration: "1h"},
+	}})
+	if err == nil {
+		t.Error("unenforceable decisions not reported")
+	}
+	check := func(addr string, want bool) {
+		t.Helper()
+		if _, _, _, got := b.Blocked(netip.MustParseAddr(addr)); got != want {
+			t.Errorf("%s blocked=%v, want %v", addr, got, want)
+		}
+	}
+	check("192.0.2.1", true)
+	check("::ffff:192.0.2.1", true)
+	check("198.51.100.77", true)
+	check("2001:db8::1", true)
+	check("192.0.2.2", false)
+	check("203.0.113.1", false)
+	mu.Lock()
+	now = now.Add(11 * time.Minute)
+	mu.Unlock()
+	check("192.0.2.1", false) // expired
+	b.Apply("a", Update{Deleted: []Decision{{Scope: "Range", Value: "198.51.100.0/24"}}})
+	check("198.51.100.77", false)
+	// Another source's decisions survive a full refresh of this one.
+	b.Apply("b", Update{New: []Decision{{Type: "ban", Scope: "Ip", Value: "192.0.2.9", Duration: "1h"}}})
+	b.Apply("a", Update{Full: true})
+	check("2001:db8::1", false)
+	check("192.0.2.9", true)
+}
+
+// lapi is a real HTTP server speaking CrowdSec's bouncer protocol, as the
+// collector serves it: GET /v1/decisions/stream with X-Api-Key.
+type lapi struct {
+	*httptest.Server
+	mu       sync.Mutex
+	down     bool
+	pending  []Decision // sent on the next poll
+	all      []Decision // sent on startup
+	startups int
+	polls    int
+}
+
+func newLAPI(t *testing.T, key string) *lapi {
+	l := &lapi{}
+	l.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if l.down {
+			http.Error(w, "down", 503)
+			return
+		}
+		if r.URL.Path != "/v1/decisions/stream" || r.Header.Get("X-Api-Key") != key {
+			http.Error(w, "forbidden", 403)
+			return
+		}
+		l.polls++
+		out := map[string]any{"new": l.pending, "deleted": nil}
+		if r.URL.Query().Get("startup") == "true" {
+			l.startups++
+			out["new"] = l.all
+		}
+		l.pending = nil
+		json.NewEncoder(w).Encode(out)
+	}))
+	t.Cleanup(l.Close)
+	return l
+}
+
+func (l *lapi) decide(d Decision) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.pending = append(l.pending, d)
+	l.all = append(l.all, d)
+}
+
+func (l *lapi) setDown(v bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.down = v
+}
+
+func TestDecisionStreamEnforcedFailOpen(t *testing.T) {
+	t.Parallel()
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {})
+	l := newLAPI(t, "bouncer-key")
+	l.all = []Decision{{Type: "ban", Scope: "Ip", Value: "192.0.2.50", Duration: "1h"}}
+	_, gw, ms := gateway(t, Config{
+		Routes:         []Route{{Upstream: up.URL}},
+		TrustedProxies: []string{"127.0.0.1"},
+		Sources:        []Source{&StreamSource{URL: l.URL, APIKey: "bouncer-key", Interval: 20 * time.Millisecond}},
+	})
+	waitStatus := func(xff string, want int, within time.Duration) time.Duration {
+		t.Helper()
+		start := time.Now()
+		for {
+			if resp := get(t, gw+"/", "X-Forwarded-For", xff); resp.StatusCode == want {
+				return time.Since(start)
+			}
+			if time.Since(start) > within {
+				t.Fatalf("%s: no %d within %v", xff, want, within)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	waitStatus("192.0.2.50", 403, time.Second) // from the startup list
+	if got := get(t, gw+"/", "X-Forwarded-For", "192.0.2.51"); got.StatusCode != 200 {
+		t.Fatalf("unblocked client: %d", got.StatusCode)
+	}
+	l.decide(Decision{Type: "ban", Scope: "Ip", Value: "192.0.2.51", Duration: "1h", Scenario: "trailguard/brute-force", Origin: "trailguard"})
+	if d := waitStatus("192.0.2.51", 403, time.Second); d > time.Second {
+		t.Errorf("decision applied after %v", d)
+	}
+	n := up.count()
+	// The collector goes away: traffic flows, the last decisions hold, and
+	// an alert is recorded.
+	l.setDown(true)
+	ms.wait(t, "the fail-open alert", hasAction(ActionMonitorDisabled, 1))
+	if get(t, gw+"/", "X-Forwarded-For", "192.0.2.51").StatusCode != 403 || get(t, gw+"/", "X-Forwarded-For", "192.0.2.60").StatusCode != 200 {
+		t.Error("with the collector down the gateway must keep its decisions and keep serving")
+	}
+	if up.count() != n+1 {
+		t.Errorf("upstream saw %d requests, want %d", up.count(), n+1)
+	}
+	l.decide(Decision{Type: "ban", Scope: "Range", Value: "192.0.2.64/26", Duration: "1h"})
+	l.setDown(false)
+	ms.wait(t, "the recovery event", hasAction(ActionMonitorEnabled, 1))
+	// After the outage the full list is fetched again, so a decision made
+	// while the gateway could not see it is enforced.
+	waitStatus("192.0.2.70", 403, time.Second)
+	l.mu.Lock()
+	startups := l.startups
+	l.mu.Unlock()
+	if startups < 2 {
+		t.Errorf("%d startup polls, want a new one after the outage", startups)
+	}
+	evs := ms.wait(t, "refusal and decisions events", hasAction(ActionBlocked, 3))
+	for _, ev := range byAction(evs, ActionBlocked) {
+		if ev.ClientIP == "192.0.2.51" && ev.Reason != "blocked by decision trailguard/brute-force (trailguard)" {
+			t.Errorf("refusal reason %q", ev.Reason)
+		}
+	}
+	alert := byAction(evs, ActionMonitorDisabled)[0]
+	if alert.Kind != event.KindAlert || alert.ErrorMessage == "" {
+		t.Errorf("fail-open alert %+v", alert)
+	}
+	if len(byAction(evs, ActionDecisionsApplied)) < 3 {
+		t.Error("decision changes not recorded")
+	}
+}

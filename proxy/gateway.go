@@ -1,0 +1,197 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/trailguard/trailguard/ledger"
+	"github.com/trailguard/trailguard/server"
+	"github.com/trailguard/trailguard/ship"
+)
+
+// Gateway is `trailguard proxy`: the Proxy with its storage. Single node
+// (no collector URL), it keeps a ledger and an index in DataDir, as
+// `trailguard serve` does, and can serve the collector's API over them;
+// with a collector, it ships its events through a durable spool in
+// DataDir/spool and enforces the collector's decision stream.
+type Gateway struct {
+	*Proxy
+	cfg       Config
+	log       *slog.Logger
+	collector *server.Server // single node
+	shipper   *ship.Shipper  // collector mode
+}
+
+// Open builds the gateway's storage from cfg.DataDir and cfg.Collector and
+// the Proxy on top of it.
+func Open(cfg Config, log *slog.Logger) (*Gateway, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.DataDir == "" {
+		return nil, errors.New("proxy: data_dir (--data) is required: the ledger, or the spool for the collector, lives there")
+	}
+	g := &Gateway{cfg: cfg, log: log}
+	if cfg.Collector.URL != "" {
+		sh, err := ship.New(ship.Options{
+			URL:           strings.TrimRight(cfg.Collector.URL, "/") + "/v1/events",
+			Token:         cfg.Collector.Token,
+			SpoolDir:      filepath.Join(cfg.DataDir, "spool"),
+			MaxSpoolBytes: cfg.Collector.MaxSpoolBytes,
+			FlushInterval: cfg.Collector.FlushInterval,
+			OnError: func(err error) {
+				log.Warn("proxy: shipping to the collector failed; events stay in the spool", "err", err)
+			},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("proxy: %w", err)
+		}
+		g.shipper = sh
+		cfg.Sink = sh
+		if cfg.Collector.BouncerKey != "" {
+			cfg.Sources = append(cfg.Sources, &StreamSource{URL: cfg.Collector.URL, APIKey: cfg.Collector.BouncerKey,
+				Interval: cfg.Collector.PollInterval})
+		}
+	} else {
+		sc := server.Defaults()
+		sc.DataDir = cfg.DataDir
+		sc.RedactMode = cfg.RedactMode
+		sc.RedactSecretFile = cfg.RedactSecretFile
+		srv, err := server.New(sc, log)
+		if err != nil {
+			return nil, fmt.Errorf("proxy: %w", err)
+		}
+		g.collector = srv
+		cfg.Sink = ledgerSink{srv.Ledger()}
+		if src := embeddedSource(srv, cfg); src != nil {
+			cfg.Sources = append(cfg.Sources, src)
+		}
+	}
+	p, err := New(cfg, log)
+	if err != nil {
+		g.closeStorage()
+		return nil, err
+	}
+	g.Proxy = p
+	return g, nil
+}
+
+// ledgerSink appends the gateway's events to the single-node ledger.
+type ledgerSink struct{ l *ledger.Ledger }
+
+func (s ledgerSink) Write(ctx context.Context, recs [][]byte) error {
+	_, err := s.l.Append(ctx, recs...)
+	return err
+}
+
+func (s ledgerSink) Close() error { return nil }
+
+// Collector is the embedded collector of a single-node gateway (nil with
+// a remote collector).
+func (g *Gateway) Collector() *server.Server { return g.collector }
+
+// Shipper is the spool to the remote collector (nil on a single node).
+func (g *Gateway) Shipper() *ship.Shipper { return g.shipper }
+
+func (g *Gateway) closeStorage() error {
+	var errs []error
+	if g.shipper != nil {
+		errs = append(errs, g.shipper.Close())
+	}
+	if g.collector != nil {
+		errs = append(errs, g.collector.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Close drains the gateway's events into its storage and closes it.
+func (g *Gateway) Close() error {
+	var err error
+	if g.Proxy != nil {
+		err = g.Proxy.Close() // closes the sink: the shipper drains
+	}
+	if g.collector != nil {
+		err = errors.Join(err, g.collector.Close())
+	}
+	return err
+}
+
+// Serve answers on ln (and, single node with api_listen, serves the
+// collector's API on api) until ctx ends, then drains within the shutdown
+// timeout and closes the gateway.
+func (g *Gateway) Serve(ctx context.Context, ln, api net.Listener) error {
+	srv := g.HTTPServer()
+	errc := make(chan error, 2)
+	go func() {
+		if g.cfg.TLSCert != "" {
+			errc <- srv.ServeTLS(ln, g.cfg.TLSCert, g.cfg.TLSKey)
+		} else {
+			errc <- srv.Serve(ln)
+		}
+	}()
+	var apiSrv *http.Server
+	if api != nil && g.collector != nil {
+		apiSrv = &http.Server{Handler: g.collector.Handler(), ReadHeaderTimeout: 10 * time.Second}
+		go func() { errc <- apiSrv.Serve(api) }()
+	}
+	var serveErr error
+	select {
+	case serveErr = <-errc:
+	case <-ctx.Done():
+	}
+	drain, cancel := context.WithTimeout(context.Background(), g.cfg.Timeouts.Shutdown)
+	defer cancel()
+	if err := srv.Shutdown(drain); err != nil {
+		srv.Close() // streams and WebSockets still open
+	}
+	if apiSrv != nil {
+		if err := apiSrv.Shutdown(drain); err != nil {
+			apiSrv.Close()
+		}
+	}
+	if errors.Is(serveErr, http.ErrServerClosed) {
+		serveErr = nil
+	}
+	return errors.Join(serveErr, g.Close())
+}
+
+// HTTPServer is the http.Server the gateway listens with: HTTP/1.1 and
+// HTTP/2 (over TLS, and cleartext h2c unless turned off), header timeouts,
+// no overall write timeout (responses stream).
+func (g *Gateway) HTTPServer() *http.Server {
+	return NewServer(g.Proxy, g.cfg, g.log)
+}
+
+// NewServer returns an http.Server for a Proxy with the configuration's
+// protocols and timeouts.
+func NewServer(h http.Handler, cfg Config, log *slog.Logger) *http.Server {
+	cfg = cfg.withDefaults()
+	var protos http.Protocols
+	protos.SetHTTP1(true)
+	protos.SetHTTP2(true)
+	if *cfg.H2C {
+		protos.SetUnencryptedHTTP2(true)
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	return &http.Server{
+		Handler:           h,
+		Protocols:         &protos,
+		ReadHeaderTimeout: cfg.Timeouts.ReadHeader,
+		IdleTimeout:       cfg.Timeouts.Idle,
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}

@@ -1,0 +1,191 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/trailguard/trailguard/access"
+	"github.com/trailguard/trailguard/event"
+	"github.com/trailguard/trailguard/ledger"
+	"github.com/trailguard/trailguard/server"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// serveGateway opens a Gateway and serves it until the test ends.
+func serveGateway(t *testing.T, cfg Config) (*Gateway, string, func() error) {
+	t.Helper()
+	g, err := Open(cfg, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- g.Serve(ctx, ln, nil) }()
+	stopped := false
+	stop := func() error {
+		if stopped {
+			return nil
+		}
+		stopped = true
+		cancel()
+		return <-errc
+	}
+	t.Cleanup(func() { stop() })
+	return g, "http://" + ln.Addr().String(), stop
+}
+
+func ledgerEvents(t *testing.T, dir string) []*event.Event {
+	t.Helper()
+	l, err := ledger.OpenReadOnly(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var out []*event.Event
+	for i := range l.Size() {
+		e, err := l.Read(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev, err := event.Decode(e.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, ev)
+	}
+	return out
+}
+
+func TestSingleNodeLedger(t *testing.T) {
+	t.Parallel()
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) { http.Error(w, "no", 401) })
+	dir := t.TempDir()
+	_, gw, stop := serveGateway(t, Config{DataDir: dir, Routes: []Route{{Upstream: up.URL}}, ServiceName: "billing"})
+	req, _ := http.NewRequest("GET", gw+"/basic-auth/admin/secret", nil)
+	req.SetBasicAuth("admin", "hunter2-canary")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	evs := ledgerEvents(t, dir+"/ledger")
+	var fail, access bool
+	for _, ev := range evs {
+		if ev.ServiceName == "billing" && ev.Action == event.ActionLoginFail && ev.UserName == "admin" {
+			fail = true
+		}
+		if ev.Action == event.ActionHTTPRequest && ev.StatusCode == 401 {
+			access = true
+		}
+	}
+	if !fail || !access || len(byAction(evs, event.ActionSysStartup)) < 2 {
+		t.Fatalf("ledger lacks the gateway's events: %d events", len(evs))
+	}
+	if n := len(byAction(evs, event.ActionSysShutdown)); n < 2 {
+		t.Errorf("%d shutdown events, want the gateway's and the collector's", n)
+	}
+	if err := grepDir(dir, "hunter2-canary"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCollectorModeSpoolsWhileDown(t *testing.T) {
+	t.Parallel()
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {})
+	// A real collector, not started yet: its address is reserved.
+	cdir := t.TempDir()
+	sc := server.Defaults()
+	sc.DataDir = cdir
+	col, err := server.New(sc, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, ingest, err := col.Tokens().Create("gateway-1", access.RoleIngest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := cln.Addr().String()
+	cln.Close() // down for now
+
+	gdir := t.TempDir()
+	g, gw, stop := serveGateway(t, Config{DataDir: gdir, Routes: []Route{{Upstream: up.URL}},
+		Collector: Collector{URL: "http://" + addr, Token: ingest}})
+	for i := range 5 {
+		if resp := get(t, gw+"/orders/"+string(rune('a'+i))); resp.StatusCode != 200 {
+			t.Fatalf("status %d with the collector down", resp.StatusCode)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for g.Shipper().Stats().Spooled < 6 {
+		if time.Now().After(deadline) {
+			t.Fatalf("events not spooled: %+v", g.Shipper().Stats())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if g.Shipper().Stats().Shipped != 0 {
+		t.Fatal("shipped with the collector down?")
+	}
+	// The collector comes up: everything spooled arrives.
+	cln, err = net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- col.Serve(ctx, cln) }()
+	deadline = time.Now().Add(15 * time.Second)
+	for g.Shipper().Stats().Pending > 0 || g.Shipper().Stats().Shipped < 6 {
+		if time.Now().After(deadline) {
+			t.Fatalf("spool not delivered: %+v", g.Shipper().Stats())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	var paths int
+	for _, ev := range ledgerEvents(t, cdir+"/ledger") {
+		if ev.Action == event.ActionHTTPRequest && ev.ServiceName == "trailguard-proxy" {
+			paths++
+		}
+	}
+	if paths != 5 {
+		t.Errorf("collector stored %d of the gateway's 5 access events", paths)
+	}
+}
+
+// grepDir fails if any file under dir contains s.
+func grepDir(dir, s string) error {
+	return walkFiles(dir, func(path string, data []byte) error {
+		if bytes.Contains(data, []byte(s)) {
+			return &foundError{path, s}
+		}
+		return nil
+	})
+}
+
+type foundError struct{ path, s string }
+
+func (e *foundError) Error() string { return e.s + " found on disk in " + e.path }

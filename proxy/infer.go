@@ -1,0 +1,181 @@
+package proxy
+
+import (
+	"encoding/json"
+	"fmt"
+	"mime"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+)
+
+// userSource says where a login request carries the user name.
+type userSource struct {
+	kind string   // "json", "form", "query", "basic"
+	path []string // JSON field path, or the form/query field
+}
+
+func parseUserSource(s string) (userSource, error) {
+	kind, field, _ := strings.Cut(s, ":")
+	switch kind {
+	case "basic":
+		if field != "" {
+			return userSource{}, fmt.Errorf("user %q: basic takes no field", s)
+		}
+		return userSource{kind: kind}, nil
+	case "json":
+		if field == "" {
+			return userSource{}, fmt.Errorf("user %q: name the JSON field, e.g. json:username", s)
+		}
+		return userSource{kind: kind, path: strings.Split(field, ".")}, nil
+	case "form", "query":
+		if field == "" {
+			return userSource{}, fmt.Errorf("user %q: name the field, e.g. %s:username", s, kind)
+		}
+		return userSource{kind: kind, path: []string{field}}, nil
+	case "":
+		return userSource{}, fmt.Errorf("user is required: json:FIELD, form:FIELD, query:PARAM or basic")
+	}
+	return userSource{}, fmt.Errorf("user %q: want json:FIELD, form:FIELD, query:PARAM or basic", s)
+}
+
+func (u userSource) fromBody() bool { return u.kind == "json" || u.kind == "form" }
+
+// extract returns the user name a login request carries, or "" — never
+// the password: only the configured field is read.
+func (u userSource) extract(r *http.Request, ct string, body []byte) string {
+	switch u.kind {
+	case "basic":
+		user, _, _ := r.BasicAuth()
+		return user
+	case "query":
+		return r.URL.Query().Get(u.path[0])
+	case "form":
+		if body == nil || !isForm(ct) {
+			return ""
+		}
+		v, err := url.ParseQuery(string(body))
+		if err != nil {
+			return ""
+		}
+		return v.Get(u.path[0])
+	case "json":
+		if body == nil {
+			return ""
+		}
+		var doc any
+		if json.Unmarshal(body, &doc) != nil {
+			return ""
+		}
+		for _, k := range u.path {
+			m, ok := doc.(map[string]any)
+			if !ok {
+				return ""
+			}
+			doc = m[k]
+		}
+		switch v := doc.(type) {
+		case string:
+			return v
+		case json.Number, float64:
+			return fmt.Sprint(v)
+		}
+	}
+	return ""
+}
+
+func isForm(ct string) bool {
+	mt, _, _ := mime.ParseMediaType(ct)
+	return mt == "application/x-www-form-urlencoded"
+}
+
+// loginRule is a compiled Login.
+type loginRule struct {
+	method  string
+	host    string
+	pattern *pattern
+	user    userSource
+	maxBody int
+}
+
+func newLoginRule(l Login) (*loginRule, error) {
+	pt, err := compilePattern(l.Path)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: logins: %w", err)
+	}
+	us, err := parseUserSource(l.User)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: logins %s: %w", l.Path, err)
+	}
+	lr := &loginRule{method: l.Method, host: strings.ToLower(l.Host), pattern: pt, user: us, maxBody: l.MaxBody}
+	if lr.method == "" {
+		lr.method = http.MethodPost
+	}
+	if lr.maxBody == 0 {
+		lr.maxBody = 16 << 10
+	}
+	return lr, nil
+}
+
+func (l *loginRule) matches(r *http.Request) bool {
+	return methodMatch(l.method, r.Method) && hostMatch(l.host, r.Host) && l.pattern.matchOnly(r.URL.Path)
+}
+
+// sensRule is a compiled Sensitive.
+type sensRule struct {
+	method  string
+	host    string
+	pattern *pattern
+	action  string
+	target  string
+	capture int
+}
+
+func newSensRule(s Sensitive) (*sensRule, error) {
+	pt, err := compilePattern(s.Path)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: sensitive: %w", err)
+	}
+	sr := &sensRule{method: s.Method, host: strings.ToLower(s.Host), pattern: pt, action: s.Action, target: s.TargetUser, capture: s.CaptureBody}
+	if sr.method == "" {
+		sr.method = "*"
+	}
+	switch sr.capture {
+	case 0:
+		sr.capture = 16 << 10
+	case -1:
+		sr.capture = 0
+	}
+	return sr, nil
+}
+
+func (s *sensRule) matches(r *http.Request) bool {
+	return methodMatch(s.method, r.Method) && hostMatch(s.host, r.Host) && s.pattern.matchOnly(r.URL.Path)
+}
+
+func (pt *pattern) matchOnly(path string) bool {
+	_, ok := pt.match(path, "\x00")
+	return ok
+}
+
+func methodMatch(want, got string) bool { return want == "*" || want == got }
+
+func hostMatch(want, host string) bool {
+	if want == "" {
+		return true
+	}
+	if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.HasSuffix(host, "]") {
+		host = host[:i]
+	}
+	return strings.EqualFold(strings.TrimSuffix(host, "."), want)
+}
+
+// readSecret reads an HMAC key file for redact_mode hmac-sha256.
+func readSecret(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: redact secret: %w", err)
+	}
+	return []byte(strings.TrimSpace(string(b))), nil
+}

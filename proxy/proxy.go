@@ -1,0 +1,571 @@
+// Package proxy is the trailguard gateway (`trailguard proxy`): a reverse
+// proxy in front of any HTTP API that records what the httpaudit
+// middleware records for a Go API — every request with its correlation id
+// and trace context, logins and their outcome, refused authorisations and
+// sensitive operations, scrubbed of secrets — without a change to the API,
+// and that refuses clients the detection engine decided to block, and
+// clients over their rate limit, without touching the upstream.
+//
+// It is built on net/http/httputil.ReverseProxy with pooled copy buffers:
+// HTTP/1.1 and HTTP/2 (TLS, or cleartext h2c), bodies streamed both ways,
+// WebSocket and Server-Sent Events passed through, hop-by-hop headers
+// removed, Forwarded and X-Forwarded-* set, upstream timeouts, and a 502 or
+// 504 with an event when the upstream fails.
+//
+// Events are recorded by an httpaudit.Logger wrapped around the proxy, so
+// the access events, correlation ids, trusted-proxy rules, body capture
+// and scrubbing are the middleware's own. [New] builds the gateway around
+// any sink; [Open] gives it the storage `trailguard proxy` uses: a local
+// ledger and index (single node), or a durable spool shipping to a
+// collector whose decision stream it enforces.
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/trailguard/trailguard/event"
+	"github.com/trailguard/trailguard/httpaudit"
+	"github.com/trailguard/trailguard/redact"
+)
+
+// Actions of the gateway's own refusals (event.action).
+const (
+	// ActionBlocked is a request refused because a block decision covers
+	// its client.
+	ActionBlocked = "request_blocked"
+	// ActionRateLimited is a request refused by a rate limit (OWASP
+	// excess_rate_limit_exceeded).
+	ActionRateLimited = event.ActionRateLimitExceeded
+	// ActionDecisionsApplied records a change in the decisions enforced.
+	ActionDecisionsApplied = "decisions_applied"
+	// ActionMonitorDisabled and ActionMonitorEnabled are the alerts raised
+	// when a decision source becomes unreachable (the gateway keeps its
+	// last decisions: fail-open) and when it is back.
+	ActionMonitorDisabled = "sys_monitor_disabled"
+	ActionMonitorEnabled  = "sys_monitor_enabled"
+)
+
+// Stats are the gateway's counters since New.
+type Stats struct {
+	Forwarded      uint64 // requests sent to an upstream
+	Blocked        uint64 // refused by a block decision (403)
+	RateLimited    uint64 // refused by a rate limit (429)
+	Unrecorded     uint64 // refusals counted but not recorded one by one
+	UpstreamErrors uint64 // 502 and 504 answers
+	NoRoute        uint64 // requests no route matched (404)
+	Decisions      int    // block decisions held now
+	Events         httpaudit.Stats
+}
+
+// Proxy is the gateway's HTTP handler. It is safe for concurrent use.
+type Proxy struct {
+	cfg     Config
+	log     *slog.Logger
+	audit   *httpaudit.Logger
+	red     *redact.Redactor
+	routes  []*route
+	logins  []*loginRule
+	sens    []*sensRule
+	trusted []netip.Prefix
+	blocks  *Blocklist
+	limit   *limiter // per client, all routes
+	sampler *sampler
+	handler http.Handler
+	reqID   string // canonical request id header
+
+	stop      context.CancelFunc
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+
+	forwarded, blocked, limited, upErrors, noRoute, unrecorded atomic.Uint64
+}
+
+// New builds a gateway that records into cfg.Sink and enforces the
+// decisions of cfg.Sources. The configuration is validated first; every
+// mistake is reported. Close releases it (and closes the sink).
+func New(cfg Config, log *slog.Logger) (*Proxy, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Sink == nil {
+		return nil, errors.New("proxy: Config.Sink is required (or use Open, which makes one from data_dir or collector)")
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	red, err := newRedactor(cfg)
+	if err != nil {
+		return nil, err
+	}
+	p := &Proxy{cfg: cfg, log: log, red: red, blocks: NewBlocklist(cfg.Now),
+		reqID:   http.CanonicalHeaderKey(cfg.RequestIDHeader),
+		sampler: newSampler(cfg.RefusalsPerMinute, cfg.RefusalsTotalPerMinute, cfg.Now())}
+	for _, s := range cfg.TrustedProxies {
+		pr, _ := parsePrefix(s)
+		p.trusted = append(p.trusted, pr)
+	}
+	transport := newTransport(cfg.Timeouts)
+	pool := &bufferPool{}
+	for i := range cfg.Routes {
+		rt, err := p.newRoute(cfg.Routes[i], transport, pool)
+		if err != nil {
+			return nil, err
+		}
+		p.routes = append(p.routes, rt)
+	}
+	// More specific routes first: a named host before a wildcard before
+	// any host, then the longest prefix; otherwise in configuration order.
+	slices.SortStableFunc(p.routes, func(a, b *route) int {
+		if a.hostRank() != b.hostRank() {
+			return b.hostRank() - a.hostRank()
+		}
+		return len(b.prefix) - len(a.prefix)
+	})
+	for _, l := range cfg.Logins {
+		lr, err := newLoginRule(l)
+		if err != nil {
+			return nil, err
+		}
+		p.logins = append(p.logins, lr)
+	}
+	for _, s := range cfg.Sensitive {
+		sr, err := newSensRule(s)
+		if err != nil {
+			return nil, err
+		}
+		p.sens = append(p.sens, sr)
+	}
+	if cfg.RateLimit != nil {
+		p.limit = newLimiter(cfg.RateLimit, 1<<20)
+	}
+	p.audit, err = httpaudit.New(httpaudit.Config{
+		Sink:            cfg.Sink,
+		Redactor:        red,
+		ServiceName:     cfg.ServiceName,
+		TrustedProxies:  p.trusted,
+		RequestIDHeader: cfg.RequestIDHeader,
+		Headers:         cfg.Headers,
+		GenerateTrace:   true,
+		ErrorLog:        log,
+		Now:             cfg.Now,
+		QueueSize:       1 << 16,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("proxy: %w", err)
+	}
+	p.handler = p.audit.Middleware(http.HandlerFunc(p.serve))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	p.stop = cancel
+	for _, src := range cfg.Sources {
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			src.Run(ctx, func(u Update) { p.applyUpdate(src.Name(), u) }, func(err error) { p.sourceHealth(src.Name(), err) })
+		}()
+	}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		p.sampleLoop(ctx)
+	}()
+	p.logSystem(event.ActionSysStartup, fmt.Sprintf("gateway started with %d routes", len(p.routes)))
+	return p, nil
+}
+
+func newRedactor(cfg Config) (*redact.Redactor, error) {
+	mode, err := redact.ParseMode(cfg.RedactMode)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: %w", err)
+	}
+	rc := redact.Config{Mode: mode}
+	if cfg.RedactSecretFile != "" {
+		b, err := readSecret(cfg.RedactSecretFile)
+		if err != nil {
+			return nil, err
+		}
+		rc.Secret = b
+	}
+	r, err := redact.New(rc)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: %w", err)
+	}
+	return r, nil
+}
+
+// ServeHTTP implements http.Handler.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) { p.handler.ServeHTTP(w, r) }
+
+// Blocklist is the set of decisions the gateway enforces; embedders may
+// apply their own updates to it.
+func (p *Proxy) Blocklist() *Blocklist { return p.blocks }
+
+// Apply applies a decision update as if it came from the named source,
+// and records the change.
+func (p *Proxy) Apply(source string, u Update) { p.applyUpdate(source, u) }
+
+// Stats returns the gateway's counters.
+func (p *Proxy) Stats() Stats {
+	return Stats{
+		Forwarded: p.forwarded.Load(), Blocked: p.blocked.Load(), RateLimited: p.limited.Load(),
+		Unrecorded: p.unrecorded.Load(), UpstreamErrors: p.upErrors.Load(), NoRoute: p.noRoute.Load(),
+		Decisions: p.blocks.Len(), Events: p.audit.Stats(),
+	}
+}
+
+// Close stops the decision sources, summarises unrecorded refusals,
+// drains the event queue and closes the sink.
+func (p *Proxy) Close() error {
+	p.closeOnce.Do(func() {
+		p.stop()
+		p.wg.Wait()
+		p.summarize(p.cfg.Now())
+		p.logSystem(event.ActionSysShutdown, "gateway stopping")
+		p.closeErr = p.audit.Close()
+	})
+	return p.closeErr
+}
+
+// exchange is one request's response writer: it records the status the
+// client is sent, and lets http.ResponseController reach the writer below
+// (flushes for SSE, hijacking for WebSocket).
+type exchange struct {
+	http.ResponseWriter
+	status int
+}
+
+func (e *exchange) WriteHeader(code int) {
+	if e.status == 0 && code >= 200 {
+		e.status = code
+	}
+	e.ResponseWriter.WriteHeader(code)
+}
+
+func (e *exchange) Write(b []byte) (int, error) {
+	if e.status == 0 {
+		e.status = http.StatusOK
+	}
+	return e.ResponseWriter.Write(b)
+}
+
+func (e *exchange) Unwrap() http.ResponseWriter { return e.ResponseWriter }
+
+var exchanges = sync.Pool{New: func() any { return new(exchange) }}
+
+func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	rt := p.route(r)
+	if rt == nil {
+		p.noRoute.Add(1)
+		http.Error(w, "no route for this host and path", http.StatusNotFound)
+		return
+	}
+	client := httpaudit.ClientIP(ctx)
+	if scenario, origin, until, ok := p.blocks.Blocked(client); ok {
+		p.blocked.Add(1)
+		reason := "blocked by decision"
+		if scenario != "" {
+			reason += " " + scenario
+		}
+		if origin != "" {
+			reason += " (" + origin + ")"
+		}
+		p.refuse(w, r, client, http.StatusForbidden, ActionBlocked, reason, 0)
+		_ = until
+		return
+	}
+	now := p.cfg.Now()
+	if p.limit != nil {
+		if ok, wait := p.limit.allow(limitKey(client), now); !ok {
+			p.limited.Add(1)
+			p.refuse(w, r, client, http.StatusTooManyRequests, ActionRateLimited, "client rate limit exceeded", retryAfter(wait))
+			return
+		}
+	}
+	if rt.limit != nil {
+		key := netip.Addr{}
+		if !rt.perRoute {
+			key = limitKey(client)
+		}
+		if ok, wait := rt.limit.allow(key, now); !ok {
+			p.limited.Add(1)
+			p.refuse(w, r, client, http.StatusTooManyRequests, ActionRateLimited, "route "+rt.name+" rate limit exceeded", retryAfter(wait))
+			return
+		}
+	}
+
+	var login *loginRule
+	for _, l := range p.logins {
+		if l.matches(r) {
+			login = l
+			break
+		}
+	}
+	var sens *sensRule
+	for _, s := range p.sens {
+		if s.matches(r) {
+			sens = s
+			break
+		}
+	}
+
+	// The body streams to the upstream through a guard that keeps a
+	// bounded prefix when something needs it, and that is shut once the
+	// exchange is over: the transport may still be reading it otherwise.
+	var body *teeBody
+	if r.Body != nil && r.Body != http.NoBody {
+		keep := rt.capture
+		if login != nil && login.user.fromBody() {
+			keep = max(keep, login.maxBody)
+		}
+		if sens != nil {
+			keep = max(keep, sens.capture)
+		}
+		ct := r.Header.Get("Content-Type")
+		if keep > 0 && (r.ContentLength < 0 || r.ContentLength <= int64(keep)) && httpaudit.Capturable(ct) {
+			body = newTee(r.Body, keep)
+		} else {
+			body = newTee(r.Body, 0)
+		}
+		r2 := new(http.Request)
+		*r2 = *r
+		r2.Body = body
+		r = r2
+	}
+
+	ex := exchanges.Get().(*exchange)
+	ex.ResponseWriter, ex.status = w, 0
+	p.forwarded.Add(1)
+	rt.rp.ServeHTTP(ex, r)
+	status := ex.status
+	ex.ResponseWriter = nil
+	exchanges.Put(ex)
+	var captured []byte
+	if body != nil {
+		captured = body.finish()
+	}
+	if status == 0 {
+		status = http.StatusSwitchingProtocols // hijacked (WebSocket) or nothing written
+	}
+	p.infer(ctx, r, rt, login, sens, status, captured)
+}
+
+// refuse answers a refused request without contacting the upstream and
+// records it: the access event and an event naming the refusal, unless
+// the client has had its share of recorded refusals this minute (then it
+// is counted, and summarised once a minute).
+func (p *Proxy) refuse(w http.ResponseWriter, r *http.Request, client netip.Addr, status int, action, reason string, retry int) {
+	ctx := r.Context()
+	if p.sampler.allow(client, action) {
+		_ = httpaudit.Audit(ctx, httpaudit.Op{
+			Action: action, Outcome: event.OutcomeFailure, Reason: reason, Resource: r.URL.Path,
+			Category: []string{event.CategoryWeb}, Type: []string{event.TypeDenied},
+		})
+	} else {
+		p.unrecorded.Add(1)
+		httpaudit.Discard(ctx)
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	if retry > 0 {
+		h.Set("Retry-After", strconv.Itoa(retry))
+	}
+	w.WriteHeader(status)
+	if status == http.StatusForbidden {
+		io.WriteString(w, "403 forbidden: this client is blocked\n")
+	} else {
+		io.WriteString(w, "429 too many requests: slow down\n")
+	}
+}
+
+// infer turns the upstream's answer into the events the API would have
+// recorded itself: logins, refused authentication and authorisation,
+// sensitive operations; and the captured body onto the access event.
+func (p *Proxy) infer(ctx context.Context, r *http.Request, rt *route, login *loginRule, sens *sensRule, status int, body []byte) {
+	ok2xx := status >= 200 && status < 300
+	ct := ""
+	if body != nil {
+		ct = r.Header.Get("Content-Type")
+	}
+	switch {
+	case login != nil && (ok2xx || status == http.StatusUnauthorized || status == http.StatusForbidden):
+		a := httpaudit.Attempt{User: httpaudit.User{Name: login.user.extract(r, ct, body)}, Success: ok2xx}
+		if !ok2xx {
+			a.Reason = "upstream answered " + strconv.Itoa(status) + " " + http.StatusText(status)
+		}
+		_ = httpaudit.Auth(ctx, a)
+	case status == http.StatusUnauthorized:
+		user, _, _ := r.BasicAuth()
+		_ = httpaudit.Auth(ctx, httpaudit.Attempt{User: httpaudit.User{Name: user},
+			Reason: "upstream answered 401 Unauthorized"})
+	case status == http.StatusForbidden:
+		_ = httpaudit.Audit(ctx, httpaudit.Op{Action: event.ActionAuthzFail, Outcome: event.OutcomeFailure,
+			Resource: r.URL.Path, Reason: "upstream answered 403 Forbidden"})
+	case ok2xx:
+		// A Basic-auth user the upstream accepted is the request's actor.
+		if user, _, ok := r.BasicAuth(); ok && user != "" {
+			httpaudit.SetUser(ctx, httpaudit.User{Name: p.red.String(user)})
+		}
+	}
+	if sens != nil {
+		op := httpaudit.Op{Action: sens.action, Resource: r.URL.Path, Outcome: event.OutcomeSuccess}
+		if !ok2xx {
+			op.Outcome = event.OutcomeFailure
+			op.Reason = "upstream answered " + strconv.Itoa(status) + " " + http.StatusText(status)
+		}
+		if sens.target != "" {
+			if id, ok := sens.pattern.match(r.URL.Path, sens.target); ok && id != "" {
+				op.Target = &httpaudit.User{ID: id}
+			}
+		}
+		if sens.capture > 0 && body != nil {
+			op.After = bodyValue(ct, body)
+		}
+		_ = httpaudit.Audit(ctx, op)
+	}
+	if rt.capture > 0 && body != nil && len(body) <= rt.capture {
+		scrubbed := p.audit.ScrubBody(ct, body)
+		httpaudit.Annotate(ctx, func(ev *event.Event) { ev.RequestBody = scrubbed })
+	}
+}
+
+// bodyValue is a captured body as the audit event's state: JSON as is,
+// a form as an object of its fields (scrubbing happens in Audit).
+func bodyValue(ct string, body []byte) any {
+	if isForm(ct) {
+		v, err := url.ParseQuery(string(body))
+		if err != nil {
+			return nil
+		}
+		return v
+	}
+	if !json.Valid(body) {
+		return nil
+	}
+	return json.RawMessage(body)
+}
+
+// sampleLoop summarises unrecorded refusals once a minute.
+func (p *Proxy) sampleLoop(ctx context.Context) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			p.summarize(p.cfg.Now())
+		}
+	}
+}
+
+func (p *Proxy) summarize(now time.Time) {
+	sum, ok := p.sampler.roll(now)
+	if !ok {
+		return
+	}
+	attrs, _ := json.Marshal(map[string]any{
+		"unrecorded": sum.Unrecorded, "addresses": sum.Addresses, "top": sum.Top,
+		"window_start": sum.From.UTC(), "window_end": sum.To.UTC(),
+		"per_address_limit": p.sampler.perAddr, "total_limit": p.sampler.total,
+	})
+	p.logEvent(&event.Event{
+		Kind: event.KindEvent, Category: []string{event.CategoryWeb}, Type: []string{event.TypeInfo},
+		Action: ActionAuditUnrecorded, Outcome: event.OutcomeUnknown, Dataset: event.DatasetAudit,
+		Message: fmt.Sprintf("%d refused requests from %d addresses were counted but not recorded one by one between %s and %s (limits: %d per address, %d in all per minute)",
+			sum.Unrecorded, sum.Addresses, sum.From.UTC().Format(time.RFC3339), sum.To.UTC().Format(time.RFC3339), p.sampler.perAddr, p.sampler.total),
+		Attrs: attrs,
+	})
+}
+
+// applyUpdate enforces a decision update and records what changed.
+func (p *Proxy) applyUpdate(source string, u Update) {
+	added, removed, err := p.blocks.Apply(source, u)
+	if err != nil {
+		p.log.Warn("proxy: decisions not enforced", "source", source, "err", err)
+	}
+	if added == 0 && removed == 0 {
+		return
+	}
+	var values []string
+	for _, d := range u.New {
+		if len(values) == 20 {
+			values = append(values, "…")
+			break
+		}
+		values = append(values, d.Value)
+	}
+	attrs, _ := json.Marshal(map[string]any{"source": source, "added": added, "removed": removed,
+		"in_force": p.blocks.Len(), "values": values, "full": u.Full})
+	p.logEvent(&event.Event{
+		Kind: event.KindEvent, Category: []string{event.CategoryConfiguration}, Type: []string{event.TypeChange},
+		Action: ActionDecisionsApplied, Outcome: event.OutcomeSuccess, Dataset: event.DatasetAudit,
+		Message: fmt.Sprintf("gateway enforces %d block decisions (%d added, %d removed, from %s)", p.blocks.Len(), added, removed, source),
+		Attrs:   attrs,
+	})
+}
+
+// sourceHealth raises an alert when a decision source becomes unreachable
+// and records its return. Traffic keeps flowing with the last decisions.
+func (p *Proxy) sourceHealth(source string, err error) {
+	ev := &event.Event{Category: []string{event.CategoryIntrusion}, Type: []string{event.TypeInfo}, Dataset: event.DatasetAudit}
+	if err != nil {
+		ev.Kind, ev.Action, ev.Outcome, ev.LogLevel = event.KindAlert, ActionMonitorDisabled, event.OutcomeFailure, "error"
+		ev.Message = fmt.Sprintf("block decisions from %s are unavailable; the gateway keeps serving with the %d decisions it holds (fail-open)", source, p.blocks.Len())
+		ev.ErrorMessage = p.red.String(err.Error())
+		p.log.Error("proxy: decision source unreachable, keeping last decisions", "source", source, "err", err)
+	} else {
+		ev.Kind, ev.Action, ev.Outcome = event.KindEvent, ActionMonitorEnabled, event.OutcomeSuccess
+		ev.Message = fmt.Sprintf("block decisions from %s are available again", source)
+		p.log.Info("proxy: decision source reachable again", "source", source)
+	}
+	p.logEvent(ev)
+}
+
+func (p *Proxy) logSystem(action, msg string) {
+	p.logEvent(&event.Event{Kind: event.KindEvent, Category: []string{event.CategoryConfiguration},
+		Type: []string{event.TypeInfo}, Action: action, Outcome: event.OutcomeSuccess, Dataset: event.DatasetAudit, Message: msg})
+}
+
+func (p *Proxy) logEvent(ev *event.Event) {
+	if err := p.audit.Log(context.Background(), ev); err != nil {
+		p.log.Error("proxy: event not recorded", "action", ev.Action, "err", err)
+	}
+}
+
+// isTrusted reports whether a peer's forwarding headers are believed.
+func (p *Proxy) isTrusted(a netip.Addr) bool {
+	for _, pr := range p.trusted {
+		if pr.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// errorStatus maps an upstream failure onto the answer: 504 for a
+// timeout, 502 otherwise.
+func errorStatus(err error) (int, string) {
+	var ne net.Error
+	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+		return http.StatusGatewayTimeout, "upstream timed out"
+	}
+	return http.StatusBadGateway, "upstream unavailable"
+}

@@ -1,0 +1,347 @@
+package proxy
+
+import (
+	"crypto/tls"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/trailguard/trailguard/event"
+	"github.com/trailguard/trailguard/httpaudit"
+)
+
+// route is a compiled Route with its reverse proxy.
+type route struct {
+	name         string
+	host         string // lower case; "" any; "*.x" a wildcard
+	prefix       string
+	target       *url.URL
+	strip        bool
+	preserveHost bool
+	capture      int
+	limit        *limiter
+	perRoute     bool
+	rp           *httputil.ReverseProxy
+}
+
+func (rt *route) hostRank() int {
+	switch {
+	case rt.host == "":
+		return 0
+	case strings.HasPrefix(rt.host, "*."):
+		return 1
+	}
+	return 2
+}
+
+func (p *Proxy) newRoute(c Route, transport http.RoundTripper, pool httputil.BufferPool) (*route, error) {
+	target, err := parseUpstream(c.Upstream)
+	if err != nil {
+		return nil, err
+	}
+	rt := &route{name: c.Name, host: strings.ToLower(c.Host), prefix: c.Path, target: target,
+		strip: c.StripPrefix, preserveHost: c.PreserveHost, capture: c.CaptureBody}
+	if rt.prefix == "" {
+		rt.prefix = "/"
+	}
+	if rt.name == "" {
+		rt.name = rt.host + rt.prefix
+	}
+	if c.RateLimit != nil {
+		rt.limit = newLimiter(c.RateLimit, 1<<20)
+		rt.perRoute = c.RateLimit.Per == "route"
+	}
+	rt.rp = &httputil.ReverseProxy{
+		Rewrite:        func(pr *httputil.ProxyRequest) { p.rewrite(rt, pr) },
+		Transport:      transport,
+		BufferPool:     pool,
+		ModifyResponse: p.modifyResponse,
+		ErrorHandler:   p.upstreamError,
+		ErrorLog:       nil,
+	}
+	return rt, nil
+}
+
+// route finds the route of a request.
+func (p *Proxy) route(r *http.Request) *route {
+	host := r.Host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.ToLower(host), ".")
+	for _, rt := range p.routes {
+		switch {
+		case rt.host == "":
+		case strings.HasPrefix(rt.host, "*."):
+			if !strings.HasSuffix(host, rt.host[1:]) {
+				continue
+			}
+		case rt.host != host:
+			continue
+		}
+		if prefixMatch(r.URL.Path, rt.prefix) {
+			return rt
+		}
+	}
+	return nil
+}
+
+// prefixMatch: "/api/" matches /api/x; "/api" matches /api and /api/x but
+// not /apix.
+func prefixMatch(path, prefix string) bool {
+	if !strings.HasPrefix(path, prefix) {
+		return false
+	}
+	return len(path) == len(prefix) || strings.HasSuffix(prefix, "/") || path[len(prefix)] == '/'
+}
+
+// rewrite builds the upstream request: target, forwarding headers,
+// correlation id and trace context.
+func (p *Proxy) rewrite(rt *route, pr *httputil.ProxyRequest) {
+	in, out := pr.In, pr.Out
+	if rt.strip && rt.prefix != "/" {
+		trim := strings.TrimSuffix(rt.prefix, "/")
+		out.URL.Path = "/" + strings.TrimLeft(strings.TrimPrefix(out.URL.Path, trim), "/")
+		if out.URL.RawPath != "" {
+			out.URL.RawPath = "/" + strings.TrimLeft(strings.TrimPrefix(out.URL.RawPath, trim), "/")
+		}
+	}
+	pr.SetURL(rt.target)
+	if rt.preserveHost {
+		out.Host = in.Host
+	}
+	p.setForwarded(in, out)
+
+	ctx := in.Context()
+	out.Header[p.reqID] = []string{httpaudit.RequestID(ctx)}
+	traceID, spanID := httpaudit.TraceContext(ctx)
+	if tp := in.Header.Get("Traceparent"); len(tp) < 35 || tp[3:35] != traceID {
+		// Missing or invalid: the gateway starts the trace, and a
+		// tracestate that went with a broken traceparent is dropped.
+		out.Header.Del("Tracestate")
+		out.Header["Traceparent"] = []string{traceparent(traceID, spanID)}
+	}
+}
+
+func traceparent(traceID, spanID string) string {
+	return "00-" + traceID + "-" + spanID + "-01"
+}
+
+// setForwarded writes X-Forwarded-For/Host/Proto and Forwarded (RFC
+// 7239). What the client sent is passed on only when it comes from a
+// trusted proxy; anyone else could forge a chain.
+func (p *Proxy) setForwarded(in, out *http.Request) {
+	peer, _, err := net.SplitHostPort(in.RemoteAddr)
+	if err != nil {
+		peer = in.RemoteAddr
+	}
+	peerAddr, _ := netip.ParseAddr(peer)
+	peerAddr = peerAddr.Unmap()
+	if peerAddr.IsValid() {
+		peer = peerAddr.String()
+	}
+	trusted := peerAddr.IsValid() && p.isTrusted(peerAddr)
+	proto := "http"
+	if in.TLS != nil {
+		proto = "https"
+	}
+	xff, fwd, xfh, xfp := peer, "", in.Host, proto
+	if trusted {
+		if prior := strings.Join(in.Header.Values("X-Forwarded-For"), ", "); prior != "" {
+			xff = prior + ", " + peer
+		}
+		fwd = strings.Join(in.Header.Values("Forwarded"), ", ")
+		if v := in.Header.Get("X-Forwarded-Host"); v != "" {
+			xfh = v
+		}
+		if v := in.Header.Get("X-Forwarded-Proto"); v != "" {
+			xfp = v
+		}
+	}
+	out.Header["X-Forwarded-For"] = []string{xff}
+	out.Header["X-Forwarded-Host"] = []string{xfh}
+	out.Header["X-Forwarded-Proto"] = []string{xfp}
+	node := peer
+	if peerAddr.Is6() {
+		node = `"[` + peer + `]"`
+	}
+	elem := "for=" + node + ";host=" + quoteForwarded(in.Host) + ";proto=" + proto
+	if fwd != "" {
+		elem = fwd + ", " + elem
+	}
+	out.Header["Forwarded"] = []string{elem}
+}
+
+// quoteForwarded quotes a Forwarded parameter value unless it is a token.
+func quoteForwarded(v string) string {
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			var b strings.Builder
+			b.WriteByte('"')
+			for j := 0; j < len(v); j++ {
+				if v[j] == '"' || v[j] == '\\' {
+					b.WriteByte('\\')
+				}
+				if v[j] >= 0x20 && v[j] != 0x7f {
+					b.WriteByte(v[j])
+				}
+			}
+			b.WriteByte('"')
+			return b.String()
+		}
+	}
+	return v
+}
+
+// modifyResponse echoes the correlation headers downstream: the gateway's
+// own, not a second copy from the upstream.
+func (p *Proxy) modifyResponse(res *http.Response) error {
+	res.Header.Del(p.reqID)
+	res.Header.Del("Traceparent")
+	if req := res.Request; req != nil {
+		if tp := req.Header["Traceparent"]; len(tp) == 1 {
+			res.Header["Traceparent"] = tp
+		}
+	}
+	return nil
+}
+
+// upstreamError answers 502 or 504 and puts the reason on the access
+// event.
+func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
+	ctx := r.Context()
+	status, reason := errorStatus(err)
+	if ctx.Err() != nil {
+		// The client went away: nobody reads the answer; nginx's 499.
+		status, reason = 499, "client closed the request"
+	} else {
+		p.upErrors.Add(1)
+	}
+	msg := p.red.String(err.Error())
+	httpaudit.Annotate(ctx, func(ev *event.Event) {
+		ev.Reason = reason
+		ev.ErrorMessage = msg
+		ev.LogLevel = "error"
+	})
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(status)
+	if status != 499 {
+		w.Write([]byte(http.StatusText(status) + ": " + reason + "\n"))
+	}
+}
+
+func newTransport(t Timeouts) *http.Transport {
+	d := &net.Dialer{Timeout: t.Dial, KeepAlive: 30 * time.Second}
+	return &http.Transport{
+		Proxy:                 nil, // never an environment proxy between gateway and upstream
+		DialContext:           d.DialContext,
+		MaxIdleConns:          4096,
+		MaxIdleConnsPerHost:   1024,
+		IdleConnTimeout:       t.Idle,
+		ResponseHeaderTimeout: t.ResponseHeader,
+		TLSHandshakeTimeout:   t.Dial,
+		ExpectContinueTimeout: time.Second,
+		ForceAttemptHTTP2:     true,
+		// The client's Accept-Encoding is passed through as sent; the
+		// gateway never asks for compression it would have to undo.
+		DisableCompression: true,
+		TLSClientConfig:    &tls.Config{MinVersion: tls.VersionTLS12},
+		WriteBufferSize:    16 << 10,
+		ReadBufferSize:     16 << 10,
+	}
+}
+
+// bufferPool hands ReverseProxy 32 KiB copy buffers. Buffers are pooled
+// as array pointers so that Put allocates nothing.
+type bufferPool struct{ p sync.Pool }
+
+const poolBufSize = 32 << 10
+
+func (b *bufferPool) Get() []byte {
+	if v := b.p.Get(); v != nil {
+		return v.(*[poolBufSize]byte)[:]
+	}
+	return new([poolBufSize]byte)[:]
+}
+
+func (b *bufferPool) Put(buf []byte) {
+	if cap(buf) == poolBufSize {
+		b.p.Put((*[poolBufSize]byte)(buf[:poolBufSize]))
+	}
+}
+
+// teeBody is a request body on its way to the upstream. It keeps the
+// first keep bytes (when keep > 0) and whether they are all of it, and
+// once finish was called it refuses further reads, so that nothing
+// touches the request after the exchange, even a transport still writing
+// a body the upstream did not wait for.
+type teeBody struct {
+	mu       sync.Mutex
+	body     interface{ Read([]byte) (int, error) }
+	closer   interface{ Close() error }
+	keep     int
+	buf      []byte
+	overflow bool
+	eof      bool
+	done     bool
+}
+
+func newTee(body interface {
+	Read([]byte) (int, error)
+	Close() error
+}, keep int) *teeBody {
+	return &teeBody{body: body, closer: body, keep: keep}
+}
+
+var errExchangeOver = &net.OpError{Op: "read", Net: "body", Err: os.ErrClosed}
+
+func (t *teeBody) Read(b []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.done {
+		return 0, errExchangeOver
+	}
+	n, err := t.body.Read(b)
+	if t.keep > 0 && !t.overflow && n > 0 {
+		if len(t.buf)+n > t.keep {
+			t.overflow, t.buf = true, nil
+		} else {
+			t.buf = append(t.buf, b[:n]...)
+		}
+	}
+	if err != nil {
+		t.eof = true
+	}
+	return n, err
+}
+
+func (t *teeBody) Close() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.done {
+		return nil
+	}
+	return t.closer.Close()
+}
+
+// finish ends the exchange and returns the whole body if it was kept and
+// read to its end, else nil.
+func (t *teeBody) finish() []byte {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.done = true
+	if t.keep > 0 && !t.overflow && t.eof {
+		if t.buf == nil {
+			return []byte{}
+		}
+		return t.buf
+	}
+	return nil
+}
