@@ -51,18 +51,18 @@ func (u userSource) extract(r *http.Request, ct string, body []byte) string {
 		return user
 	case "query":
 		return r.URL.Query().Get(u.path[0])
-	case "form":
-		if body == nil || !isForm(ct) {
-			return ""
-		}
-		v, err := url.ParseQuery(string(body))
-		if err != nil {
-			return ""
-		}
-		return v.Get(u.path[0])
-	case "json":
+	case "form", "json":
+		// Either kind reads the field from whichever of the two the body
+		// is: one login route may take both (nested paths only in JSON).
 		if body == nil {
 			return ""
+		}
+		if isForm(ct) {
+			v, err := url.ParseQuery(string(body))
+			if err != nil {
+				return ""
+			}
+			return v.Get(strings.Join(u.path, "."))
 		}
 		var doc any
 		if json.Unmarshal(body, &doc) != nil {

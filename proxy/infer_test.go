@@ -230,6 +230,8 @@ func TestUserExtract(t *testing.T) {
 		{"json:user", "application/json", `not json`, ""},
 		{"form:u", "application/x-www-form-urlencoded", "u=bob&p=x", "bob"},
 		{"form:u", "application/json", "u=bob", ""},
+		{"form:u", "application/json", `{"u":"json-bob"}`, "json-bob"},
+		{"json:u", "application/x-www-form-urlencoded", "u=form-bob", "form-bob"},
 	}
 	for _, tc := range cases {
 		us, err := parseUserSource(tc.src)
