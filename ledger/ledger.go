@@ -80,6 +80,12 @@ type Options struct {
 	LegalHold bool
 	// PruneInterval is how often retention runs. Default 1h.
 	PruneInterval time.Duration
+	// PruneFloor, if set, returns the lowest record index a reader still
+	// needs (the collector's forwarding outputs: what they have not
+	// delivered yet); retention deletes no segment holding a record at or
+	// above it. It is called from the retention goroutine and must not
+	// block.
+	PruneFloor func() uint64
 
 	// Witnesses receive a copy of every checkpoint.
 	Witnesses []Witness

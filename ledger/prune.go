@@ -135,6 +135,9 @@ func (l *Ledger) Prune() ([]PruneRecord, error) {
 			return done, nil
 		}
 		end := s.first + count
+		if floor := l.opts.PruneFloor; floor != nil && end > floor() {
+			return done, nil // a reader still needs records of it
+		}
 		// The leaf hashes of the deleted records must outlive them: the
 		// tiles covering them must be full (written) and durable.
 		hi := (end + tileWidth - 1) / tileWidth * tileWidth

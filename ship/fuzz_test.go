@@ -70,7 +70,7 @@ func FuzzSpoolRecovery(f *testing.F) {
 		if err := os.WriteFile(path, data, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		s := &Shipper{dir: dir, opts: Options{Now: time.Now}}
+		s := &Shipper{core: core{dir: dir, opts: Options{Now: time.Now}}}
 		g := &segment{first: 0, path: path, size: int64(len(data))}
 		count, err := s.repairLast(g)
 		if err != nil {

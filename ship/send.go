@@ -2,6 +2,7 @@ package ship
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -119,7 +120,7 @@ func (s *Shipper) run() {
 	rd.pos = s.cursor
 	s.mu.Unlock()
 	b := &batch{end: rd.pos}
-	sd := &sender{s: s}
+	sd := &sender{s: &s.core}
 	var timer *time.Timer
 	for {
 		if s.ctx.Err() != nil {
@@ -191,7 +192,7 @@ func (s *Shipper) urgent() bool {
 }
 
 // sleep waits d or until the sender is stopped; false means stopped.
-func (s *Shipper) sleep(d time.Duration) bool {
+func (s *core) sleep(d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
@@ -363,8 +364,10 @@ type attempt struct {
 
 // sender holds the reusable buffers of the delivery loop.
 type sender struct {
-	s     *Shipper
+	s     *core
 	body  []byte
+	zbuf  bytes.Buffer
+	zw    *gzip.Writer
 	dead  []byte
 	fails int
 }
@@ -505,11 +508,26 @@ func (d *sender) post(b *batch, set []int) attempt {
 	} else {
 		d.body = nil
 	}
+	payload := body
+	if s.opts.Gzip {
+		d.zbuf.Reset()
+		if d.zw == nil {
+			d.zw, _ = gzip.NewWriterLevel(&d.zbuf, gzip.BestSpeed)
+		} else {
+			d.zw.Reset(&d.zbuf)
+		}
+		d.zw.Write(body)
+		d.zw.Close()
+		payload = d.zbuf.Bytes()
+	}
 	ctx, cancel := context.WithTimeout(s.ctx, s.opts.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.opts.URL, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.opts.URL, bytes.NewReader(payload))
 	if err != nil {
 		return attempt{whole: retry, err: fmt.Errorf("ship: request: %w", err)}
+	}
+	if s.opts.Gzip {
+		req.Header.Set("Content-Encoding", "gzip")
 	}
 	// VictoriaLogs reads any other type as a form, answers 200 and stores
 	// nothing; Elasticsearch requires it too.
