@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/goccy/go-yaml"
+
+	"github.com/trailguard/trailguard/forward"
 )
 
 // Config configures the collector. Values come, in increasing priority,
@@ -98,6 +100,9 @@ type Config struct {
 	DedupWindow int `yaml:"dedup_window"`
 	// ShutdownTimeout bounds the graceful drain on SIGTERM.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// Outputs are the engines every stored event is forwarded to
+	// (Elasticsearch, OpenSearch, VictoriaLogs, syslog); YAML only.
+	Outputs []forward.Config `yaml:"outputs"`
 }
 
 // Defaults returns the configuration `trailguard serve` uses with no file,

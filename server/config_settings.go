@@ -19,6 +19,7 @@ type settingHelp struct {
 	// Hidden older names, still accepted.
 	aliases, envAliases []string
 	arg                 string // what the value is, in the synopsis: DIR, ADDR, FILE…
+	yamlOnly            bool   // a structured setting: no flag or variable
 	def                 string // the default as a person should read it, when computed
 	help                string
 }
@@ -59,6 +60,8 @@ var settingsHelp = []settingHelp{
 	{key: "dedup_window", arg: "N",
 		help: "How many recent event.ids are remembered, so an event a shipper sends twice is stored once (0: off)."},
 	{key: "shutdown_timeout", arg: "DURATION", help: "Longest time from SIGTERM to exit: half for requests in flight, the rest to close the ledger with a final checkpoint."},
+	{key: "outputs", yamlOnly: true,
+		help: "Engines every stored event is forwarded to, each from its own cursor in the ledger: a list of {name, type: elasticsearch|opensearch|victorialogs|syslog, url, …} (see docs/scale-out.md)."},
 }
 
 // setting is one configuration setting with all its names, its type and
@@ -81,6 +84,9 @@ func settings() []setting {
 	t := reflect.TypeFor[Config]()
 	out := make([]setting, 0, len(settingsHelp))
 	for _, h := range settingsHelp {
+		if h.yamlOnly {
+			continue
+		}
 		f, ok := fieldOfKey(t, h.key)
 		if !ok {
 			panic("server: help for unknown setting " + h.key)
@@ -170,6 +176,11 @@ variables, then flags (each one wins over the ones before).
 		}
 		fmt.Fprintf(w, "  --%s%s (%s, default %s)\n      %s\n      YAML %s, env %s\n",
 			st.flag, arg, st.typ, st.defaultText(), st.help, st.key, st.env)
+	}
+	for _, h := range settingsHelp {
+		if h.yamlOnly {
+			fmt.Fprintf(w, "  %s: (YAML only)\n      %s\n", h.key, h.help)
+		}
 	}
 	fmt.Fprint(w, "\nBYTES and N are integers; DURATION is a Go duration such as 500ms, 2s or 1m.\n")
 }

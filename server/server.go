@@ -23,6 +23,7 @@ import (
 
 	"github.com/trailguard/trailguard/access"
 	"github.com/trailguard/trailguard/event"
+	"github.com/trailguard/trailguard/forward"
 	"github.com/trailguard/trailguard/httpaudit"
 	"github.com/trailguard/trailguard/index"
 	"github.com/trailguard/trailguard/ledger"
@@ -45,6 +46,7 @@ type Server struct {
 	slots   *ingestSlots
 	recent  *recentIDs
 	metrics *metrics
+	forward *forward.Manager
 	handler http.Handler
 
 	// Paths of the keys, for operators.
@@ -110,7 +112,12 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 			witnesses = append(witnesses, ledger.DirWitness(w))
 		}
 	}
+	pruneFloor, err := s.openForward(prof)
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
 	s.ledger, err = ledger.Open(filepath.Join(cfg.DataDir, "ledger"), ledger.Options{
+		PruneFloor:         pruneFloor,
 		Origin:             s.cfg.Origin,
 		Signer:             signer,
 		CheckpointInterval: cfg.CheckpointInterval,
@@ -158,6 +165,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	s.indexCancel = cancel
 	s.indexDone = make(chan error, 1)
 	go func() { s.indexDone <- s.index.Run(ctx, s.ledger) }()
+	s.startForward()
 	s.logSystem(event.ActionSysStartup, "collector started")
 	return s, nil
 }
@@ -295,6 +303,7 @@ func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.sampleStop)
 		<-s.sampleDone
+		errFwd := s.closeForward()
 		s.logSystem(event.ActionSysShutdown, "collector stopping")
 		errAudit := s.audit.Close()
 		s.indexCancel()
@@ -306,7 +315,7 @@ func (s *Server) Close() error {
 		if errLedger != nil {
 			errLedger = fmt.Errorf("server: %w: %w", ErrFinalCheckpoint, errLedger)
 		}
-		s.closeErr = errors.Join(errAudit, errIdx, s.index.Close(), errLedger)
+		s.closeErr = errors.Join(errFwd, errAudit, errIdx, s.index.Close(), errLedger)
 	})
 	return s.closeErr
 }

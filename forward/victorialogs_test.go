@@ -1,0 +1,308 @@
+package forward
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/trailguard/trailguard/internal/testenv"
+	"github.com/trailguard/trailguard/ledger"
+)
+
+const vlInstall = "bash .ci/victoria-logs.sh && export TRAILGUARD_TOOLS=~/.cache/trailguard-ci/bin"
+
+// vlNode is a VictoriaLogs process on 127.0.0.1 with its own data
+// directory: a single node, or a storage, insert or select node of a
+// cluster (the same binary with other flags).
+type vlNode struct {
+	t    testing.TB
+	bin  string
+	addr string
+	dir  string
+	args []string
+	cmd  *exec.Cmd
+	log  *bytes.Buffer
+}
+
+func freeAddr(t testing.TB) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func startVL(t testing.TB, bin string, args ...string) *vlNode {
+	n := &vlNode{t: t, bin: bin, addr: freeAddr(t), dir: t.TempDir(), args: args}
+	n.start()
+	t.Cleanup(func() {
+		if n.cmd != nil {
+			n.cmd.Process.Kill()
+			n.cmd.Wait()
+		}
+	})
+	return n
+}
+
+func (n *vlNode) url() string { return "http://" + n.addr }
+
+func (n *vlNode) start() {
+	n.t.Helper()
+	n.log = &bytes.Buffer{}
+	args := append([]string{"-httpListenAddr=" + n.addr, "-storageDataPath=" + filepath.Join(n.dir, "data"),
+		"-retentionPeriod=30d", "-loggerLevel=WARN"}, n.args...)
+	n.cmd = exec.Command(n.bin, args...)
+	n.cmd.Stdout, n.cmd.Stderr = n.log, n.log
+	if err := n.cmd.Start(); err != nil {
+		n.t.Fatal(err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := http.Get(n.url() + "/health")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			n.t.Fatalf("victoria-logs %v did not start: %v\n%s", args, err, n.log)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// kill stops the process with SIGKILL: no flush, no goodbye.
+func (n *vlNode) kill() {
+	n.cmd.Process.Signal(syscall.SIGKILL)
+	n.cmd.Wait()
+	n.cmd = nil
+}
+
+func forceFlush(t testing.TB, nodes ...*vlNode) {
+	t.Helper()
+	for _, n := range nodes {
+		resp, err := http.Get(n.url() + "/internal/force_flush")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+}
+
+// storedIDs queries selectURL for every stored event.id of the test ledger
+// and counts each one's copies.
+func storedIDs(t testing.TB, selectURL string) map[string]int {
+	t.Helper()
+	form := url.Values{"query": {`trailguard.ledger.origin:="` + testOrigin + `" | fields event.id`}}
+	resp, err := http.PostForm(selectURL+"/select/logsql/query", form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("query: %s", resp.Status)
+	}
+	ids := map[string]int{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(nil, 1<<20)
+	pre := []byte(`{"event.id":"`)
+	for sc.Scan() {
+		line := sc.Bytes()
+		if !bytes.HasPrefix(line, pre) {
+			t.Fatalf("unexpected answer line %q", line)
+		}
+		ids[string(line[len(pre):len(line)-2])]++
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return ids
+}
+
+// checkAll requires every event [0, n) stored, and reports duplicates.
+func checkAll(t testing.TB, ids map[string]int, n int) (dups int) {
+	t.Helper()
+	missing := 0
+	for i := range n {
+		c := ids[fmt.Sprintf("ev-%08d", i)]
+		if c == 0 {
+			if missing < 5 {
+				t.Errorf("ev-%08d not stored", i)
+			}
+			missing++
+		}
+		if c > 1 {
+			dups += c - 1
+		}
+	}
+	if missing > 0 || len(ids) != n {
+		t.Fatalf("%d of %d events missing; %d distinct ids stored", missing, n, len(ids))
+	}
+	return dups
+}
+
+func vlOutput(name, insertURL, selectURL string) Config {
+	return Config{Name: name, Type: TypeVictoriaLogs, URL: insertURL, VerifyURL: selectURL,
+		StreamFields: []string{"service.name", "trailguard.ledger.origin"},
+		VerifyDelay:  3 * time.Second, BatchEvents: 2000, FlushInterval: 100 * time.Millisecond,
+		MaxBackoff: 500 * time.Millisecond, Timeout: 5 * time.Second}
+}
+
+// TestVictoriaLogsSingleNode forwards events to a real VictoriaLogs and
+// finds every event.id there exactly once, the documents as sent.
+// TRAILGUARD_FORWARD_EVENTS sets the count (.ci/run runs 1,000,000).
+func TestVictoriaLogsSingleNode(t *testing.T) {
+	t.Parallel()
+	bin := testenv.Tool(t, "victoria-logs", vlInstall)
+	n := 20000
+	if s := os.Getenv("TRAILGUARD_FORWARD_EVENTS"); s != "" {
+		n, _ = strconv.Atoi(s)
+	}
+	vl := startVL(t, bin)
+	dir := t.TempDir()
+	l := openLedger(t, filepath.Join(dir, "ledger"), nil)
+	defer l.Close()
+	now := time.Now()
+	appendEvents(t, l, 0, n, now)
+	cfg := vlOutput("vl", vl.url(), "")
+	cfg.Workers = 4
+	m, err := Open([]Config{cfg}, Options{Dir: filepath.Join(dir, "forward"), Origin: testOrigin, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	m.Start(l)
+	defer m.Close()
+	waitFor(t, time.Duration(n/1000+60)*time.Second, "every record verified", func() bool { return statsOf(m, "vl").Cursor == uint64(n) })
+	st := statsOf(m, "vl")
+	t.Logf("%d events forwarded and verified in %v (acknowledged at %.0f events/s over the last minute); %+v", n, time.Since(start).Round(time.Millisecond), st.Rate, st)
+	forceFlush(t, vl)
+	ids := storedIDs(t, vl.url())
+	if dups := checkAll(t, ids, n); dups != 0 || st.Resent != 0 || st.DeadLettered != 0 {
+		t.Errorf("%d duplicates, %d resent, %d dead-lettered on a run without failures", dups, st.Resent, st.DeadLettered)
+	}
+	// One document, field by field as the ledger holds it.
+	resp, err := http.PostForm(vl.url()+"/select/logsql/query", url.Values{"query": {`event.id:="ev-00000042"`}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc bytes.Buffer
+	doc.ReadFrom(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`"event.action":"authn_login_fail"`, `"source.ip":"203.0.113.42"`, `"user.name":"user42"`,
+		`"service.name":"api-0"`, `"trailguard.ledger.index":"42"`, `"event.category":"[\"authentication\"]"`,
+		`"_time":"` + now.UTC().Format(time.RFC3339Nano)} {
+		if !strings.Contains(doc.String(), want) {
+			t.Errorf("stored document lacks %s:\n%s", want, doc.String())
+		}
+	}
+}
+
+// feed appends events [0, n) to l over about d, as a collector would
+// while ingesting, and returns when done.
+func feed(t testing.TB, l *ledger.Ledger, n int, d time.Duration) {
+	steps := 50
+	per := n / steps
+	for s := range steps {
+		k := per
+		if s == steps-1 {
+			k = n - per*(steps-1)
+		}
+		appendEvents(t, l, s*per, k, time.Now())
+		time.Sleep(d / time.Duration(steps))
+	}
+}
+
+// TestVictoriaLogsKilled kills VictoriaLogs with SIGKILL while events are
+// being forwarded, with records acknowledged but not yet on its disk, and
+// restarts it: every event.id ends up stored (duplicates are counted).
+func TestVictoriaLogsKilled(t *testing.T) {
+	t.Parallel()
+	testenv.Long(t)
+	bin := testenv.Tool(t, "victoria-logs", vlInstall)
+	vl := startVL(t, bin, "-inmemoryDataFlushInterval=2s")
+	dir := t.TempDir()
+	l := openLedger(t, filepath.Join(dir, "ledger"), nil)
+	defer l.Close()
+	m, err := Open([]Config{vlOutput("vl", vl.url(), "")}, Options{Dir: filepath.Join(dir, "forward"), Origin: testOrigin, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Start(l)
+	defer m.Close()
+	const n = 30000
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); feed(t, l, n, 6*time.Second) }()
+	// Kill it right after an acknowledgement, while records it
+	// acknowledged are still only in its memory.
+	waitFor(t, 20*time.Second, "records acknowledged and not verified", func() bool { return statsOf(m, "vl").Unverified > 2000 })
+	before := statsOf(m, "vl")
+	vl.kill()
+	t.Logf("killed VictoriaLogs with %d records acknowledged, %d of them not verified", before.Acknowledged, before.Unverified)
+	time.Sleep(time.Second)
+	vl.start()
+	wg.Wait()
+	waitFor(t, 60*time.Second, "every record verified", func() bool { return statsOf(m, "vl").Cursor == n })
+	forceFlush(t, vl)
+	st := statsOf(m, "vl")
+	dups := checkAll(t, storedIDs(t, vl.url()), n)
+	t.Logf("after kill -9 and restart: all %d events stored; %d duplicates; %d records sent again after verification, %d retries", n, dups, st.Resent, st.Retried)
+}
+
+// TestVictoriaLogsCluster forwards through a cluster on loopback — two
+// storage nodes, an insert node and a select node, all the same binary —
+// kills one storage node with SIGKILL mid-stream and brings it back:
+// nothing is lost.
+func TestVictoriaLogsCluster(t *testing.T) {
+	t.Parallel()
+	testenv.Long(t)
+	bin := testenv.Tool(t, "victoria-logs", vlInstall)
+	a := startVL(t, bin, "-inmemoryDataFlushInterval=2s")
+	b := startVL(t, bin, "-inmemoryDataFlushInterval=2s")
+	nodes := "-storageNode=" + a.addr + "," + b.addr
+	insert := startVL(t, bin, nodes, "-select.disable")
+	sel := startVL(t, bin, nodes, "-insert.disable")
+	dir := t.TempDir()
+	l := openLedger(t, filepath.Join(dir, "ledger"), nil)
+	defer l.Close()
+	m, err := Open([]Config{vlOutput("vlc", insert.url(), sel.url())}, Options{Dir: filepath.Join(dir, "forward"), Origin: testOrigin, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Start(l)
+	defer m.Close()
+	const n = 30000
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); feed(t, l, n, 6*time.Second) }()
+	waitFor(t, 20*time.Second, "records acknowledged and not verified", func() bool { return statsOf(m, "vlc").Unverified > 2000 })
+	a.kill()
+	down := statsOf(m, "vlc")
+	time.Sleep(3 * time.Second)
+	// While a storage node is down, queries fail and the cursor waits.
+	if st := statsOf(m, "vlc"); st.Cursor > down.Acknowledged {
+		t.Errorf("cursor moved to %d, past what was acknowledged (%d) when a storage node died", st.Cursor, down.Acknowledged)
+	}
+	a.start()
+	wg.Wait()
+	waitFor(t, 60*time.Second, "every record verified", func() bool { return statsOf(m, "vlc").Cursor == n })
+	forceFlush(t, a, b)
+	st := statsOf(m, "vlc")
+	dups := checkAll(t, storedIDs(t, sel.url()), n)
+	t.Logf("cluster, storage node killed and restarted: all %d events stored; %d duplicates; %d sent again after verification", n, dups, st.Resent)
+}
