@@ -49,7 +49,9 @@ func TestForwardToCollector(t *testing.T) {
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		size := edge.ledger.Size()
-		var out struct{ Outputs []struct{ Cursor, LagRecords uint64 } }
+		var out struct {
+			Outputs []struct{ Cursor, LagRecords uint64 }
+		}
 		code, b := edge.do(t, "GET", "/v1/outputs", edge.read, nil)
 		json.Unmarshal(b, &out)
 		if code == 200 && len(out.Outputs) == 1 && out.Outputs[0].Cursor >= size && size >= 50 {
