@@ -1,35 +1,53 @@
 // Package index is trailguard's embedded search index: a SQLite database
 // (modernc.org/sqlite, pure Go) fed from the ledger by ledger index.
 //
-// The ledger is the source of truth. The index holds one row per ledger
-// record, keyed by the record's ledger index, with columns for the common
-// ECS fields and the raw JSON; a meta table holds how many records are
-// indexed and is updated in the same transaction as every batch of rows, so
-// a crash (even kill -9) leaves neither a gap nor a duplicate and Run
-// resumes where the last committed batch ended. The file can always be
-// thrown away and rebuilt with Rebuild (trailguard reindex).
+// # A cache, never the source of truth
 //
-// The database runs in WAL mode with synchronous=NORMAL: one writer
-// connection (Run) and a pool of read-only connections (Search, Stats, Top,
-// ByEventID, ByRequestID), so queries never wait for indexing. A power loss
-// can lose the last batches committed before it, never part of one; Run
-// indexes them again from the ledger.
+// The ledger holds the events; the index only finds them. It keeps one row
+// per ledger record, keyed by the record's ledger index, with the columns
+// lookups and statistics need (time, a few ECS fields as dictionary
+// numbers, addresses as integers, event.id and http.request.id as keyed
+// hashes) and no copy of the event. Every event a query returns is read
+// from the ledger (whose reads are checked against the Merkle tree) and
+// matched there again with query.Expr.Match: an altered row can make a
+// search miss an event or rank it wrongly, never return altered content,
+// and a row whose record does not say what the row claims is dropped and
+// reported (Result.Mismatches). Counts (Stats, Top) come from the rows;
+// after suspected tampering, rebuild the index (trailguard reindex).
 //
-// Queries are query.Expr values compiled to SQL: fields with a column use
-// it (and its indexes), other fields use json_extract-style access to the
-// raw JSON, and every value is a bound parameter.
+// Queries on fields without a column, free text and wildcards on hashed
+// fields are answered by reading the candidate records the columns and the
+// time range leave from the ledger, at most Options.ScanBudget per query;
+// a query that runs out returns what it found with Partial set and a
+// cursor to continue.
+//
+// # Durability
+//
+// A meta table holds how many records are indexed and is updated in the
+// same transaction as every batch of rows, so a crash (even kill -9) leaves
+// neither a gap nor a duplicate and Run resumes where the last committed
+// batch ended. The database runs in WAL mode with synchronous=NORMAL: one
+// writer connection (Run) and a pool of read-only connections, so queries
+// never wait for indexing. The file is locked while open, and can always be
+// thrown away and rebuilt with Rebuild (trailguard reindex); an index of an
+// older format is rebuilt from the ledger by Run.
 package index
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
 	"errors"
 	"fmt"
 	"iter"
+	"log/slog"
 	"net/url"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	_ "modernc.org/sqlite" // the database/sql driver "sqlite"
 
 	"github.com/trailguard/trailguard/ledger"
 )
@@ -44,12 +62,26 @@ type Snapshot interface {
 	Entries(from uint64) iter.Seq2[ledger.Entry, error]
 }
 
+// Records is where queries read the events they return: *ledger.Ledger
+// satisfies it.
+type Records interface {
+	Read(i uint64) (ledger.Entry, error)
+}
+
 // pruner is implemented by *ledger.Ledger: records below Pruned() were
 // deleted by retention and can no longer be read.
 type pruner interface{ Pruned() uint64 }
 
 // Options tunes an Index. The zero value is the default.
 type Options struct {
+	// Ledger is where queries read their hits; queries that return events
+	// fail without it.
+	Ledger Records
+	// ScanBudget is the most ledger records one query reads to check
+	// candidates (Search, ByEventID, ByRequestID; Stats and Top for
+	// conditions the columns cannot decide). Default 50,000: about a
+	// second on one core.
+	ScanBudget int
 	// BatchSize is the most rows Run inserts in one transaction.
 	// Default 5000.
 	BatchSize int
@@ -58,7 +90,14 @@ type Options struct {
 	BatchDelay time.Duration
 	// Readers is the size of the pool of read connections. Default 4.
 	Readers int
+	// Logger receives a warning for every row found to disagree with its
+	// ledger record, and for records the ledger cannot read. Default
+	// slog.Default().
+	Logger *slog.Logger
 }
+
+// DefaultScanBudget is Options.ScanBudget's default.
+const DefaultScanBudget = 50000
 
 // Index is an open index file. Its methods are safe for concurrent use;
 // only one Run may be active at a time.
@@ -67,59 +106,140 @@ type Index struct {
 	opts    Options
 	w       *sql.DB // the one writer connection
 	r       *sql.DB // read-only pool
+	lock    *os.File
+	salt    []byte
 	next    atomic.Uint64
 	running atomic.Bool
+	dict    *dict // writer's term cache (Run's goroutine only)
+
+	notifyMu sync.Mutex
+	notify   chan struct{} // closed when next advances; nil once closed
+
 	closeMu sync.Mutex
 	closed  bool
 }
 
-// ErrNotFound is returned by ByEventID when no event has the id.
-var ErrNotFound = errors.New("index: not found")
+// Errors returned by the index.
+var (
+	// ErrNotFound is returned by ByEventID when no event has the id.
+	ErrNotFound = errors.New("index: not found")
+	// ErrInUse is returned by Open and Rebuild when another Index, in this
+	// process or another (a running collector), has the file open.
+	ErrInUse = errors.New("index: in use by another process (a running collector?)")
+	// ErrClosed is returned by WaitIndexed after Close.
+	ErrClosed = errors.New("index: closed")
+)
+
+// schemaVersion is PRAGMA user_version of the current layout; a file with
+// another is an older cache and is rebuilt.
+const schemaVersion = 2
 
 const schema = `
 CREATE TABLE IF NOT EXISTS events (
-	idx        INTEGER PRIMARY KEY, -- ledger index
-	ts         INTEGER NOT NULL,    -- @timestamp, unix nanoseconds (append time if absent)
-	event_id   TEXT,
-	action     TEXT,
-	outcome    TEXT,
-	kind       TEXT,
-	dataset    TEXT,
-	category   TEXT,                -- event.category joined with ','
-	request_id TEXT,
-	method     TEXT,
-	url_path   TEXT,
-	status     INTEGER,
-	source_ip  TEXT,
-	source_ipb BLOB,                -- source.ip as 16 bytes (IPv4 mapped): CIDR is a range
-	client_ip  TEXT,
-	client_ipb BLOB,
-	user_id    TEXT,
-	user_name  TEXT,
-	user_agent TEXT,
-	service    TEXT,
-	host       TEXT,
-	duration   INTEGER,
-	raw        TEXT NOT NULL        -- the event as JSON (a JSON string if the record is not a JSON object)
+	idx       INTEGER PRIMARY KEY, -- ledger index
+	ts        INTEGER NOT NULL,    -- @timestamp, unix ns (append time if absent or unusable)
+	odd       INTEGER NOT NULL,    -- 1: the columns do not say everything (see extracted.odd)
+	eid       INTEGER,             -- keyedHash(event.id)
+	rid       INTEGER,             -- keyedHash(http.request.id)
+	action    INTEGER,             -- terms.n of the field's value
+	outcome   INTEGER,
+	kind      INTEGER,
+	dataset   INTEGER,
+	category  INTEGER,             -- event.category joined with ','
+	method    INTEGER,
+	path      INTEGER,
+	service   INTEGER,
+	host      INTEGER,
+	user_id   INTEGER,
+	user_name INTEGER,
+	agent     INTEGER,
+	status    INTEGER,
+	sip,                           -- source.ip: ipValue
+	cip                            -- client.ip
 );
-CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS terms (
+	f INTEGER NOT NULL, -- field (f* number)
+	n INTEGER NOT NULL, -- number within the field
+	v TEXT NOT NULL,
+	PRIMARY KEY (f, n)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS terms_v ON terms(f, v);
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v ANY NOT NULL) WITHOUT ROWID;
 `
 
 // indexes are created after a bulk load rather than maintained during it.
 // idx is the rowid, so every index ends in it: (ts) orders by (ts, idx).
+// Each earns its bytes: time ranges and ordering; the two id lookups; the
+// fields SOC queries and statistics filter on most (action, status,
+// client address, user); and the few odd rows.
 var indexes = []string{
 	`CREATE INDEX IF NOT EXISTS events_ts ON events(ts)`,
-	`CREATE INDEX IF NOT EXISTS events_request ON events(request_id)`,
-	`CREATE INDEX IF NOT EXISTS events_event ON events(event_id)`,
+	`CREATE INDEX IF NOT EXISTS events_eid ON events(eid)`,
+	`CREATE INDEX IF NOT EXISTS events_rid ON events(rid)`,
 	`CREATE INDEX IF NOT EXISTS events_action_ts ON events(action, ts)`,
 	`CREATE INDEX IF NOT EXISTS events_status_ts ON events(status, ts)`,
-	`CREATE INDEX IF NOT EXISTS events_client_ts ON events(client_ipb, ts)`,
+	`CREATE INDEX IF NOT EXISTS events_cip_ts ON events(cip, ts)`,
 	`CREATE INDEX IF NOT EXISTS events_user_ts ON events(user_name, ts)`,
+	`CREATE INDEX IF NOT EXISTS events_odd ON events(ts) WHERE odd=1`,
 }
 
-// Open opens or creates the index file at path.
+// Open opens or creates the index file at path and locks it (ErrInUse if
+// another Index holds it). A file in an older format is replaced by an
+// empty index, which Run fills from the ledger.
 func Open(path string, opts Options) (*Index, error) {
-	return open(path, opts, false)
+	lock, err := lockFile(path + ".lock")
+	if err != nil {
+		return nil, err
+	}
+	if err := dropOldFormat(path, opts.logger()); err != nil {
+		lock.Close()
+		return nil, err
+	}
+	ix, err := open(path, opts, false)
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
+	ix.lock = lock
+	return ix, nil
+}
+
+func (o Options) logger() *slog.Logger {
+	if o.Logger == nil {
+		return slog.Default()
+	}
+	return o.Logger
+}
+
+// dropOldFormat removes an index file whose layout is not schemaVersion:
+// the index is a cache, and Run rebuilds it from the ledger.
+func dropOldFormat(path string, log *slog.Logger) error {
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	db, err := sql.Open("sqlite", dsn(path))
+	if err != nil {
+		return fmt.Errorf("index: open %s: %w", path, err)
+	}
+	var version, tables int
+	err = db.QueryRow(`PRAGMA user_version`).Scan(&version)
+	if err == nil {
+		err = db.QueryRow(`SELECT count(*) FROM sqlite_schema WHERE type='table'`).Scan(&tables)
+	}
+	db.Close()
+	if err != nil {
+		return fmt.Errorf("index: open %s: %w", path, err)
+	}
+	if version == schemaVersion || tables == 0 {
+		return nil
+	}
+	log.Warn("index: replacing an index of another format; it is rebuilt from the ledger", "path", path, "format", version, "want", schemaVersion)
+	for _, f := range []string{path, path + "-wal", path + "-shm", path + "-journal"} {
+		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("index: replace %s: %w", path, err)
+		}
+	}
+	return nil
 }
 
 func dsn(path string, pragmas ...string) string {
@@ -141,7 +261,10 @@ func open(path string, opts Options, bulk bool) (*Index, error) {
 	if opts.Readers <= 0 {
 		opts.Readers = 4
 	}
-	ix := &Index{path: path, opts: opts}
+	if opts.ScanBudget <= 0 {
+		opts.ScanBudget = DefaultScanBudget
+	}
+	ix := &Index{path: path, opts: opts, notify: make(chan struct{})}
 	var err error
 	if bulk {
 		// A file being rebuilt is private until renamed into place: no
@@ -156,36 +279,45 @@ func open(path string, opts Options, bulk bool) (*Index, error) {
 	ix.w.SetMaxOpenConns(1)
 	ix.w.SetMaxIdleConns(1)
 	ix.w.SetConnMaxLifetime(0)
-	ctx := context.Background()
-	if _, err := ix.w.ExecContext(ctx, schema); err != nil {
+	fail := func(err error) (*Index, error) {
 		ix.w.Close()
-		return nil, fmt.Errorf("index: open %s: schema: %w", path, err)
+		return nil, fmt.Errorf("index: open %s: %w", path, err)
+	}
+	ctx := context.Background()
+	if _, err := ix.w.ExecContext(ctx, schema+fmt.Sprintf("PRAGMA user_version=%d;", schemaVersion)); err != nil {
+		return fail(fmt.Errorf("schema: %w", err))
 	}
 	if !bulk {
 		for _, s := range indexes {
 			if _, err := ix.w.ExecContext(ctx, s); err != nil {
-				ix.w.Close()
-				return nil, fmt.Errorf("index: open %s: %w", path, err)
+				return fail(err)
 			}
 		}
 	}
 	var next sql.NullInt64
-	if err := ix.w.QueryRowContext(ctx, `SELECT (SELECT v FROM meta WHERE k='next')`).Scan(&next); err != nil {
-		ix.w.Close()
-		return nil, fmt.Errorf("index: open %s: read meta: %w", path, err)
+	var salt []byte
+	if err := ix.w.QueryRowContext(ctx, `SELECT (SELECT v FROM meta WHERE k='next'), (SELECT v FROM meta WHERE k='salt')`).Scan(&next, &salt); err != nil {
+		return fail(fmt.Errorf("read meta: %w", err))
 	}
+	if len(salt) == 0 {
+		salt = make([]byte, 16)
+		rand.Read(salt)
+		if _, err := ix.w.ExecContext(ctx, `INSERT INTO meta(k,v) VALUES('salt',?)`, salt); err != nil {
+			return fail(fmt.Errorf("write meta: %w", err))
+		}
+	}
+	ix.salt = salt
 	ix.next.Store(uint64(next.Int64))
 	ix.r, err = sql.Open("sqlite", dsn(path, "query_only(1)", "cache_size(-65536)"))
 	if err != nil {
-		ix.w.Close()
-		return nil, fmt.Errorf("index: open %s: %w", path, err)
+		return fail(err)
 	}
 	ix.r.SetMaxOpenConns(opts.Readers)
 	ix.r.SetMaxIdleConns(opts.Readers)
 	return ix, nil
 }
 
-// Close closes the database. Run must have returned.
+// Close closes the database and releases its lock. Run must have returned.
 func (ix *Index) Close() error {
 	ix.closeMu.Lock()
 	defer ix.closeMu.Unlock()
@@ -193,7 +325,14 @@ func (ix *Index) Close() error {
 		return nil
 	}
 	ix.closed = true
+	ix.notifyMu.Lock()
+	close(ix.notify)
+	ix.notify = nil
+	ix.notifyMu.Unlock()
 	err := errors.Join(ix.r.Close(), ix.w.Close())
+	if ix.lock != nil {
+		ix.lock.Close()
+	}
 	if err != nil {
 		return fmt.Errorf("index: close %s: %w", ix.path, err)
 	}
@@ -207,15 +346,52 @@ func (ix *Index) Path() string { return ix.path }
 // index Run will read. Ledger size minus Indexed is the index lag.
 func (ix *Index) Indexed() uint64 { return ix.next.Load() }
 
+// WaitIndexed blocks until Indexed() >= n, ctx is done (its error) or the
+// index is closed (ErrClosed). Queries that must see what a writer was
+// just told is stored (read your writes) wait with the ledger size the
+// writer saw.
+func (ix *Index) WaitIndexed(ctx context.Context, n uint64) error {
+	for {
+		ix.notifyMu.Lock()
+		ch := ix.notify
+		ix.notifyMu.Unlock()
+		if ix.Indexed() >= n {
+			return nil
+		}
+		if ch == nil {
+			return ErrClosed
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (ix *Index) advance(next uint64) {
+	ix.next.Store(next)
+	ix.notifyMu.Lock()
+	if ix.notify != nil {
+		close(ix.notify)
+		ix.notify = make(chan struct{})
+	}
+	ix.notifyMu.Unlock()
+}
+
+// pruneEvery is how often Run checks whether retention deleted records
+// while the ledger is idle.
+const pruneEvery = 10 * time.Second
+
 // Run follows src from Indexed() and indexes every record, in batched
 // transactions of up to Options.BatchSize rows or Options.BatchDelay,
 // whichever comes first. It returns when ctx is done (ctx.Err()), when src
 // ends or fails (its error, such as ledger.ErrClosed), or on a database
 // error; the records read before that are committed first.
 //
-// If src has a Pruned() uint64 method (a ledger does) and records below
-// Indexed() were pruned by retention, indexing starts at the first record
-// still there.
+// If src has a Pruned() uint64 method (a ledger does), Run deletes the
+// rows of records retention deleted, and starts at the first record still
+// there if those below Indexed() are gone.
 func (ix *Index) Run(ctx context.Context, src Source) error {
 	if !ix.running.CompareAndSwap(false, true) {
 		return errors.New("index: Run is already running")
@@ -223,14 +399,15 @@ func (ix *Index) Run(ctx context.Context, src Source) error {
 	defer ix.running.Store(false)
 
 	from := ix.Indexed()
-	if p, ok := src.(pruner); ok {
+	p, _ := src.(pruner)
+	if p != nil {
 		if pr := p.Pruned(); pr > from {
 			from = pr
 		}
 	}
 	fctx, cancel := context.WithCancel(ctx)
-	// The follower decodes the JSON, so that it runs in parallel with the
-	// writer's inserts.
+	// The follower decodes the records, so that it runs in parallel with
+	// the writer's inserts.
 	entries := make(chan rec, ix.opts.BatchSize)
 	errc := make(chan error, 1)
 	var wg sync.WaitGroup
@@ -256,10 +433,21 @@ func (ix *Index) Run(ctx context.Context, src Source) error {
 		wg.Wait()
 	}()
 
+	// prune deletes the rows of records retention deleted since last time.
+	prunedTo := uint64(0)
+	prune := func() error {
+		if p == nil || p.Pruned() <= prunedTo {
+			return nil
+		}
+		prunedTo = p.Pruned()
+		return ix.prune(ctx, prunedTo)
+	}
 	want := from
 	batch := make([]rec, 0, ix.opts.BatchSize)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
+	pruneTick := time.NewTicker(pruneEvery)
+	defer pruneTick.Stop()
 	flush := func() error {
 		timer.Stop()
 		if len(batch) == 0 {
@@ -270,6 +458,12 @@ func (ix *Index) Run(ctx context.Context, src Source) error {
 		want = batch[len(batch)-1].idx + 1
 		clear(batch)
 		batch = batch[:0]
+		if err != nil {
+			return err
+		}
+		return prune()
+	}
+	if err := prune(); err != nil {
 		return err
 	}
 	for {
@@ -286,6 +480,10 @@ func (ix *Index) Run(ctx context.Context, src Source) error {
 			}
 		case <-timer.C:
 			if err := flush(); err != nil {
+				return err
+			}
+		case <-pruneTick.C:
+			if err := prune(); err != nil {
 				return err
 			}
 		case err := <-errc:
@@ -312,9 +510,116 @@ func (ix *Index) Run(ctx context.Context, src Source) error {
 	}
 }
 
+// prune deletes the rows of records below pruned (deleted from the ledger
+// by retention), a bounded chunk per transaction so that the writer never
+// holds the database for long.
+func (ix *Index) prune(ctx context.Context, pruned uint64) error {
+	var done sql.NullInt64
+	if err := ix.w.QueryRowContext(ctx, `SELECT v FROM meta WHERE k='pruned'`).Scan(&done); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("index: prune: %w", err)
+	}
+	from := uint64(done.Int64)
+	if pruned <= from {
+		return nil
+	}
+	var lo sql.NullInt64
+	if err := ix.w.QueryRowContext(ctx, `SELECT min(idx) FROM events`).Scan(&lo); err != nil {
+		return fmt.Errorf("index: prune: %w", err)
+	}
+	if lo.Valid && uint64(lo.Int64) > from {
+		from = uint64(lo.Int64)
+	}
+	const chunk = 20000
+	for {
+		to := min(from+chunk, pruned)
+		tx, err := ix.w.BeginTx(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("index: prune: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM events WHERE idx >= ? AND idx < ?`, int64(from), int64(to)); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("index: prune rows %d..%d: %w", from, to-1, err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO meta(k,v) VALUES('pruned',?) ON CONFLICT(k) DO UPDATE SET v=excluded.v`, int64(to)); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("index: prune: %w", err)
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("index: prune: %w", err)
+		}
+		if to == pruned {
+			return nil
+		}
+		from = to
+	}
+}
+
+// dict is the writer's cache of term numbers.
+type dict struct {
+	ids  map[termKey]int64
+	next [nFields]int64
+}
+
+type termKey struct {
+	f int
+	v string
+}
+
+// maxDictCache bounds the writer's term cache; past it the cache starts
+// over (lookups then go to the terms table until it warms up again).
+const maxDictCache = 1 << 20
+
+func (ix *Index) loadDict(ctx context.Context, tx *sql.Tx) (*dict, error) {
+	d := &dict{ids: map[termKey]int64{}}
+	rows, err := tx.QueryContext(ctx, `SELECT f, max(n) FROM terms GROUP BY f`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var f, n int64
+		if err := rows.Scan(&f, &n); err != nil {
+			return nil, err
+		}
+		if f >= 0 && f < nFields {
+			d.next[f] = n + 1
+		}
+	}
+	return d, rows.Err()
+}
+
+// termStmts looks up and adds terms inside the writer's transaction.
+type termStmts struct {
+	get, put *sql.Stmt
+}
+
+func (ix *Index) term(ctx context.Context, st *termStmts, f int, v string) (int64, error) {
+	d := ix.dict
+	k := termKey{f, v}
+	if n, ok := d.ids[k]; ok {
+		return n, nil
+	}
+	var n int64
+	err := st.get.QueryRowContext(ctx, f, v).Scan(&n)
+	if errors.Is(err, sql.ErrNoRows) {
+		n = d.next[f]
+		if _, err := st.put.ExecContext(ctx, f, n, v); err != nil {
+			return 0, err
+		}
+		d.next[f]++
+	} else if err != nil {
+		return 0, err
+	}
+	if len(d.ids) >= maxDictCache {
+		clear(d.ids)
+	}
+	d.ids[k] = n
+	return n, nil
+}
+
 // add inserts a batch of consecutive records, the first of which must be
 // want, and advances meta in the same transaction.
-func (ix *Index) add(ctx context.Context, want uint64, batch []rec) error {
+func (ix *Index) add(ctx context.Context, want uint64, batch []rec) (err error) {
 	if want < ix.next.Load() {
 		return fmt.Errorf("index: record %d is already indexed (have %d)", want, ix.next.Load())
 	}
@@ -323,7 +628,27 @@ func (ix *Index) add(ctx context.Context, want uint64, batch []rec) error {
 	if err != nil {
 		return fmt.Errorf("index: begin: %w", err)
 	}
-	defer tx.Rollback()
+	defer func() {
+		if err != nil {
+			tx.Rollback()
+			// Terms numbered in the failed transaction are gone.
+			ix.dict = nil
+		}
+	}()
+	if ix.dict == nil {
+		if ix.dict, err = ix.loadDict(ctx, tx); err != nil {
+			return fmt.Errorf("index: load terms: %w", err)
+		}
+	}
+	var ts termStmts
+	if ts.get, err = tx.PrepareContext(ctx, `SELECT n FROM terms WHERE f=? AND v=?`); err != nil {
+		return fmt.Errorf("index: prepare: %w", err)
+	}
+	defer ts.get.Close()
+	if ts.put, err = tx.PrepareContext(ctx, `INSERT INTO terms(f,n,v) VALUES(?,?,?)`); err != nil {
+		return fmt.Errorf("index: prepare: %w", err)
+	}
+	defer ts.put.Close()
 	// Rows go in groups of insertGroup per statement: per-statement
 	// overhead, not SQLite, dominates single-row inserts.
 	group, err := tx.PrepareContext(ctx, insertSQLRows(insertGroup))
@@ -337,7 +662,9 @@ func (ix *Index) add(ctx context.Context, want uint64, batch []rec) error {
 			return fmt.Errorf("index: ledger gave record %d, want %d", batch[i].idx, want)
 		}
 		want++
-		args = append(args, batch[i].vals[:]...)
+		if args, err = ix.appendArgs(ctx, &ts, args, &batch[i]); err != nil {
+			return fmt.Errorf("index: terms of record %d: %w", batch[i].idx, err)
+		}
 		if len(args) == cap(args) || i == len(batch)-1 {
 			st := group
 			if len(args) < cap(args) {
@@ -346,18 +673,59 @@ func (ix *Index) add(ctx context.Context, want uint64, batch []rec) error {
 				}
 				defer st.Close()
 			}
-			if _, err := st.ExecContext(ctx, args...); err != nil {
+			if _, err = st.ExecContext(ctx, args...); err != nil {
 				return fmt.Errorf("index: insert records %d..%d: %w", want-uint64(len(args)/numCols), want-1, err)
 			}
 			args = args[:0]
 		}
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO meta(k,v) VALUES('next',?) ON CONFLICT(k) DO UPDATE SET v=excluded.v`, int64(want)); err != nil {
+	if _, err = tx.ExecContext(ctx, `INSERT INTO meta(k,v) VALUES('next',?) ON CONFLICT(k) DO UPDATE SET v=excluded.v`, int64(want)); err != nil {
 		return fmt.Errorf("index: update meta: %w", err)
 	}
-	if err := tx.Commit(); err != nil {
+	if err = tx.Commit(); err != nil {
 		return fmt.Errorf("index: commit records %d..%d: %w", first, want-1, err)
 	}
-	ix.next.Store(want)
+	ix.advance(want)
 	return nil
+}
+
+// appendArgs appends the column values of r in insertCols order.
+func (ix *Index) appendArgs(ctx context.Context, st *termStmts, v []any, r *rec) ([]any, error) {
+	c := &r.c
+	odd := 0
+	if c.odd {
+		odd = 1
+	}
+	v = append(v, int64(r.idx), c.ts, odd)
+	for _, f := range []int{fEventID, fRequestID} {
+		if c.has[f] {
+			v = append(v, keyedHash(ix.salt, c.str[f]))
+		} else {
+			v = append(v, nil)
+		}
+	}
+	for f := fAction; f <= fAgent; f++ {
+		if !c.has[f] {
+			v = append(v, nil)
+			continue
+		}
+		n, err := ix.term(ctx, st, f, c.str[f])
+		if err != nil {
+			return v, err
+		}
+		v = append(v, n)
+	}
+	if c.has[fStatus] {
+		v = append(v, c.status)
+	} else {
+		v = append(v, nil)
+	}
+	for i, f := range []int{fSourceIP, fClientIP} {
+		if c.has[f] {
+			v = append(v, ipValue(c.ip[i]))
+		} else {
+			v = append(v, nil)
+		}
+	}
+	return v, nil
 }

@@ -25,10 +25,17 @@ type RebuildStats struct {
 // Rebuild builds a new index at path from every record of src: into a new
 // file beside it, loaded in bulk (no journal, secondary indexes created at
 // the end), synced, then renamed over path. A crash leaves the old index
-// (and a temporary file Rebuild removes the next time). The old index must
-// not be open, in this process or another, while it is replaced.
+// (and a temporary file Rebuild removes the next time). Rebuild holds the
+// index's lock throughout, so it fails with ErrInUse while an Index (a
+// running collector) has the file open, and no collector opens it
+// meanwhile.
 func Rebuild(ctx context.Context, path string, src Snapshot) (RebuildStats, error) {
 	start := time.Now()
+	lock, err := lockFile(path + ".lock")
+	if err != nil {
+		return RebuildStats{}, fmt.Errorf("index: rebuild %s: %w", path, err)
+	}
+	defer lock.Close()
 	var from uint64
 	if p, ok := src.(pruner); ok {
 		from = p.Pruned()

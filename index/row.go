@@ -1,25 +1,34 @@
 package index
 
 import (
-	"database/sql/driver"
-	"encoding/json"
-	"errors"
+	"crypto/sha256"
+	"encoding/binary"
 	"net/netip"
 	"strings"
 	"time"
 
-	"modernc.org/sqlite"
-
 	"github.com/trailguard/trailguard/ledger"
 )
 
+// Row layout. Strings that repeat (actions, outcomes, paths, user agents,
+// user names, …) are stored once in the terms table and referenced by a
+// small per-field number; event.id and http.request.id, unique per event,
+// are stored as 48-bit keyed hashes; addresses as integers (IPv4) or 16
+// bytes (IPv6). Nothing of the event itself is kept: hits are read from the
+// ledger and checked there.
 const (
-	insertCols = `INSERT INTO events(idx, ts, event_id, action, outcome, kind, dataset, category,
-	request_id, method, url_path, status, source_ip, source_ipb, client_ip, client_ipb,
-	user_id, user_name, user_agent, service, host, duration, raw) VALUES `
-	numCols     = 23
+	insertCols = `INSERT INTO events(idx, ts, odd, eid, rid, action, outcome, kind, dataset, category, method,
+	path, service, host, user_id, user_name, agent, status, sip, cip) VALUES `
+	numCols     = 20
 	insertGroup = 64
 )
+
+// termCols are the column names of the term fields, by f* number.
+var termCols = map[int]string{
+	fAction: "action", fOutcome: "outcome", fKind: "kind", fDataset: "dataset", fCategory: "category",
+	fMethod: "method", fPath: "path", fService: "service", fHost: "host", fUserID: "user_id",
+	fUserName: "user_name", fAgent: "agent",
+}
 
 // insertSQLRows is an INSERT of n rows.
 func insertSQLRows(n int) string {
@@ -27,145 +36,80 @@ func insertSQLRows(n int) string {
 	return insertCols + strings.Repeat(one+",", n-1) + one
 }
 
-// doc is the part of an encoded event (event/encode.go) that has columns.
-// The encoder writes these fields nested; fields in dotted form
-// ({"user.name":…}) are not read into columns (they are still searchable
-// through the raw JSON as non-column fields are).
-type doc struct {
-	Timestamp string `json:"@timestamp"`
-	Event     struct {
-		ID       string   `json:"id"`
-		Action   string   `json:"action"`
-		Outcome  string   `json:"outcome"`
-		Kind     string   `json:"kind"`
-		Dataset  string   `json:"dataset"`
-		Category []string `json:"category"`
-		Duration *int64   `json:"duration"`
-	} `json:"event"`
-	HTTP struct {
-		Request struct {
-			ID     string `json:"id"`
-			Method string `json:"method"`
-		} `json:"request"`
-		Response struct {
-			StatusCode *int64 `json:"status_code"`
-		} `json:"response"`
-	} `json:"http"`
-	URL struct {
-		Path string `json:"path"`
-	} `json:"url"`
-	Source struct {
-		IP string `json:"ip"`
-	} `json:"source"`
-	Client struct {
-		IP string `json:"ip"`
-	} `json:"client"`
-	User struct {
-		ID   string `json:"id"`
-		Name string `json:"name"`
-	} `json:"user"`
-	UserAgent struct {
-		Original string `json:"original"`
-	} `json:"user_agent"`
-	Service struct {
-		Name string `json:"name"`
-	} `json:"service"`
-	Host struct {
-		Name string `json:"name"`
-	} `json:"host"`
-}
-
-// row is the column values of one record.
-type row struct {
-	idx uint64
-	ts  int64
-	d   doc
-	raw string
-}
-
-// rec is one record ready to insert: its ledger index and column values.
-// Records are decoded into recs off the writer's path (see Run).
+// rec is one record decoded for insertion (off the writer's goroutine).
 type rec struct {
-	idx  uint64
-	vals [numCols]any
+	idx uint64
+	c   cols
 }
 
-// decode extracts the columns of a ledger entry.
+// decode extracts the column values of a ledger entry.
 func decode(e ledger.Entry) rec {
-	var r row
-	r.fill(e)
-	out := rec{idx: e.Index}
-	r.args(out.vals[:0])
-	return out
+	var x extracted
+	extract(e.Data, &x)
+	return rec{idx: e.Index, c: x.columns(e.Time)}
 }
 
-// fill extracts the columns of e. A record that is not a JSON object is
-// still indexed, as a JSON string holding its bytes, at its append time.
-func (r *row) fill(e ledger.Entry) {
-	r.idx = e.Index
-	r.d = doc{}
-	r.ts = e.Time.UnixNano()
-	r.raw = string(e.Data)
-	var syn *json.SyntaxError
-	if err := json.Unmarshal(e.Data, &r.d); errors.As(err, &syn) || firstByte(e.Data) != '{' {
-		b, _ := json.Marshal(r.raw)
-		r.raw = string(b)
-		r.d = doc{}
-		return
-	}
-	// A typed field of the wrong JSON type leaves its column empty; the
-	// raw JSON stays queryable.
-	if t, err := time.Parse(time.RFC3339Nano, r.d.Timestamp); err == nil {
-		r.ts = clampNanos(t)
-	}
+// keyedHash is the 48-bit hash of an id under the index's salt, as a
+// signed integer SQLite stores in 6 bytes. Collisions only cost a ledger
+// read: every candidate is checked against the record. The salt keeps
+// writers of events from choosing ids that collide on purpose.
+func keyedHash(salt []byte, s string) int64 {
+	h := sha256.New()
+	h.Write(salt)
+	h.Write([]byte(s))
+	var sum [sha256.Size]byte
+	h.Sum(sum[:0])
+	var b [8]byte
+	copy(b[2:], sum[:6])
+	return int64(binary.BigEndian.Uint64(b[:])) - 1<<47
 }
 
-func firstByte(b []byte) byte {
-	for _, c := range b {
-		if c != ' ' && c != '\t' && c != '\n' && c != '\r' {
-			return c
+// ipValue is the column form of an address: IPv4 as a 4-byte integer
+// (offset so that it fits SQLite's 4-byte form), IPv6 as 16 bytes, both in
+// address order, so a CIDR network is one range.
+func ipValue(a netip.Addr) any {
+	if a.Is4() {
+		b := a.As4()
+		return int64(binary.BigEndian.Uint32(b[:])) - 1<<31
+	}
+	b := a.As16()
+	return b[:]
+}
+
+// ipFromValue is the inverse of ipValue.
+func ipFromValue(v any) (netip.Addr, bool) {
+	switch v := v.(type) {
+	case int64:
+		var b [4]byte
+		binary.BigEndian.PutUint32(b[:], uint32(v+1<<31))
+		return netip.AddrFrom4(b), true
+	case []byte:
+		if len(v) == 16 {
+			return netip.AddrFrom16([16]byte(v)), true
 		}
 	}
-	return 0
+	return netip.Addr{}, false
 }
 
-func (r *row) args(v []any) []any {
-	d := &r.d
-	v = append(v, int64(r.idx), r.ts, str(d.Event.ID), str(d.Event.Action), str(d.Event.Outcome), str(d.Event.Kind),
-		str(d.Event.Dataset), str(strings.Join(d.Event.Category, ",")), str(d.HTTP.Request.ID), str(d.HTTP.Request.Method),
-		str(d.URL.Path), intp(d.HTTP.Response.StatusCode), str(d.Source.IP), ipBlob(d.Source.IP), str(d.Client.IP),
-		ipBlob(d.Client.IP), str(d.User.ID), str(d.User.Name), str(d.UserAgent.Original), str(d.Service.Name),
-		str(d.Host.Name), intp(d.Event.Duration), r.raw)
-	return v
-}
-
-// str stores an absent (empty) string as NULL, as the encoder omits it.
-func str(s string) any {
-	if s == "" {
-		return nil
+// prefixRange is the first and last column value of a network.
+func prefixRange(p netip.Prefix) (lo, hi any) {
+	p = p.Masked()
+	first := p.Addr()
+	last := first
+	if first.Is4() {
+		b := first.As4()
+		for i := p.Bits(); i < 32; i++ {
+			b[i/8] |= 0x80 >> (i % 8)
+		}
+		last = netip.AddrFrom4(b)
+	} else {
+		b := first.As16()
+		for i := p.Bits(); i < 128; i++ {
+			b[i/8] |= 0x80 >> (i % 8)
+		}
+		last = netip.AddrFrom16(b)
 	}
-	return s
-}
-
-func intp(p *int64) any {
-	if p == nil {
-		return nil
-	}
-	return *p
-}
-
-// ipBlob is the sortable form of an address: 16 bytes, IPv4 as
-// IPv4-mapped IPv6, so that a CIDR network is a contiguous range.
-func ipBlob(s string) any {
-	if s == "" {
-		return nil
-	}
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return nil
-	}
-	b := a.Unmap().WithZone("").As16()
-	return b[:]
+	return ipValue(first), ipValue(last)
 }
 
 func clampNanos(t time.Time) int64 {
@@ -183,33 +127,3 @@ var (
 	minTime = time.Unix(0, -1<<63)
 	maxTime = time.Unix(0, 1<<63-1)
 )
-
-// SQL functions for non-column fields, so that they are matched exactly as
-// query.Expr.Match matches them in memory.
-func init() {
-	must := func(err error) {
-		if err != nil {
-			panic(err)
-		}
-	}
-	// tg_ip(text) is the 16-byte form of an address, or NULL.
-	must(sqlite.RegisterDeterministicScalarFunction("tg_ip", 1, func(_ *sqlite.FunctionContext, args []driver.Value) (driver.Value, error) {
-		s, ok := args[0].(string)
-		if !ok {
-			return nil, nil
-		}
-		return ipBlob(s), nil
-	}))
-	// tg_time(text) is an RFC 3339 time in unix nanoseconds, or NULL.
-	must(sqlite.RegisterDeterministicScalarFunction("tg_time", 1, func(_ *sqlite.FunctionContext, args []driver.Value) (driver.Value, error) {
-		s, ok := args[0].(string)
-		if !ok {
-			return nil, nil
-		}
-		t, err := time.Parse(time.RFC3339Nano, s)
-		if err != nil {
-			return nil, nil
-		}
-		return clampNanos(t), nil
-	}))
-}

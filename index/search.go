@@ -2,297 +2,46 @@ package index
 
 import (
 	"context"
-	"database/sql"
 	"encoding/base64"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"net/netip"
-	"slices"
-	"strings"
+	"iter"
+	"strconv"
 	"time"
 
+	"github.com/trailguard/trailguard/ledger"
 	"github.com/trailguard/trailguard/query"
 )
 
-// column is an ECS field with a column of its own.
-type column struct {
-	name string
-	kind colKind
-	blob string // the sortable address column, for IP fields
+// RequestError is a request the caller must change: Param names what is
+// wrong (the HTTP API's parameter of the same name), Msg says why.
+type RequestError struct {
+	Param, Msg string
 }
 
-type colKind int
+func (e *RequestError) Error() string { return "index: " + e.Param + ": " + e.Msg }
 
-const (
-	colText colKind = iota
-	colInt
-	colTime
-	colIP
-)
-
-// columns maps ECS fields to columns. event.category is stored joined,
-// for display and Top, and matched through the raw JSON array.
-var columns = map[string]column{
-	"@timestamp":                {name: "ts", kind: colTime},
-	"event.id":                  {name: "event_id"},
-	"event.action":              {name: "action"},
-	"event.outcome":             {name: "outcome"},
-	"event.kind":                {name: "kind"},
-	"event.dataset":             {name: "dataset"},
-	"http.request.id":           {name: "request_id"},
-	"http.request.method":       {name: "method"},
-	"url.path":                  {name: "url_path"},
-	"http.response.status_code": {name: "status", kind: colInt},
-	"source.ip":                 {name: "source_ip", kind: colIP, blob: "source_ipb"},
-	"client.ip":                 {name: "client_ip", kind: colIP, blob: "client_ipb"},
-	"user.id":                   {name: "user_id"},
-	"user.name":                 {name: "user_name"},
-	"user_agent.original":       {name: "user_agent"},
-	"service.name":              {name: "service"},
-	"host.name":                 {name: "host"},
-	"event.duration":            {name: "duration", kind: colInt},
+func badRequest(param, format string, args ...any) error {
+	return &RequestError{Param: param, Msg: fmt.Sprintf(format, args...)}
 }
 
-// topColumns are the fields Top can count by.
-var topColumns = func() map[string]string {
-	m := map[string]string{"event.category": "category"}
-	for f, c := range columns {
-		if c.kind != colTime {
-			m[f] = c.name
-		}
-	}
-	return m
-}()
-
-// compiler turns a query.Expr into a SQL condition on the events table;
-// every value becomes a bound parameter.
-type compiler struct {
-	args []any
+// ReadError is a ledger record a query could not read: damaged, or its
+// read failed. The query goes on without it and reports it.
+type ReadError struct {
+	Index uint64
+	Err   error
 }
 
-func (c *compiler) arg(v any) string {
-	c.args = append(c.args, v)
-	return "?"
-}
-
-func (c *compiler) expr(e query.Expr) (string, error) {
-	switch e := e.(type) {
-	case *query.And:
-		return c.list(e.X, " AND ")
-	case *query.Or:
-		return c.list(e.X, " OR ")
-	case *query.Not:
-		x, err := c.expr(e.X)
-		if err != nil {
-			return "", err
-		}
-		// A comparison with NULL is NULL, and NOT NULL is NULL too: an
-		// absent field must make "not field:x" true, as Match does.
-		return "NOT coalesce((" + x + "), 0)", nil
-	case *query.Term:
-		if col, ok := columns[e.Field]; ok && e.Field != "event.category" {
-			return c.termColumn(col, e), nil
-		}
-		return c.jsonAny(e.Field, func() string { return c.termJSON(e) }), nil
-	case *query.Exists:
-		if col, ok := columns[e.Field]; ok {
-			return col.name + " IS NOT NULL", nil
-		}
-		return c.jsonAny(e.Field, func() string { return "type NOT IN ('null','object','array')" }), nil
-	case *query.Range:
-		if col, ok := columns[e.Field]; ok {
-			return c.rangeColumn(col, e), nil
-		}
-		return c.jsonAny(e.Field, func() string { return c.rangeJSON(e) }), nil
-	case *query.Text:
-		return "EXISTS (SELECT 1 FROM json_tree(events.raw) WHERE type IN ('text','integer') AND atom LIKE " +
-			c.arg(like(e)) + " ESCAPE '\\')", nil
-	case nil:
-		return "1", nil
-	}
-	return "", fmt.Errorf("index: cannot compile %T", e)
-}
-
-func (c *compiler) list(xs []query.Expr, op string) (string, error) {
-	parts := make([]string, len(xs))
-	for i, x := range xs {
-		s, err := c.expr(x)
-		if err != nil {
-			return "", err
-		}
-		parts[i] = "(" + s + ")"
-	}
-	return strings.Join(parts, op), nil
-}
-
-func (c *compiler) termColumn(col column, e *query.Term) string {
-	if e.Wildcard {
-		return col.name + " GLOB " + c.arg(glob(e.Value))
-	}
-	switch col.kind {
-	case colIP:
-		lo, hi := prefixRange(e.Prefix)
-		return col.blob + " BETWEEN " + c.arg(lo) + " AND " + c.arg(hi)
-	case colTime:
-		return col.name + " = " + c.arg(clampNanos(e.Time))
-	case colInt:
-		return col.name + " = " + c.arg(e.Num)
-	}
-	return col.name + " = " + c.arg(e.Value)
-}
-
-func (c *compiler) rangeColumn(col column, e *query.Range) string {
-	op := e.Op.String()
-	switch {
-	case col.kind == colTime && e.Kind == query.RangeTime:
-		return col.name + " " + op + " " + c.arg(clampNanos(e.Time))
-	case col.kind == colInt && e.Kind == query.RangeNumber:
-		return col.name + " " + op + " " + c.arg(e.Num)
-	case (col.kind == colText || col.kind == colIP) && e.Kind == query.RangeString:
-		return col.name + " " + op + " " + c.arg(e.Value)
-	case col.kind == colText && e.Kind == query.RangeTime:
-		// A keyword column holds strings; Match compares an RFC 3339
-		// string value as a time.
-		return "tg_time(" + col.name + ") " + op + " " + c.arg(clampNanos(e.Time))
-	}
-	// A numeric comparison on a string column (or the reverse) matches
-	// nothing, as in Match.
-	return "0"
-}
-
-// jsonAny is the condition that some value of a non-column field, read
-// from the raw JSON, satisfies pred (a condition on json_each's type and
-// value columns, whose parameters pred binds). The field is looked up
-// nested ($."a"."b") and, as the encoder writes fields it does not model,
-// as one dotted key ($."a.b"). Values inside arrays of objects are not
-// reached.
-func (c *compiler) jsonAny(field string, pred func() string) string {
-	parts := strings.Split(field, ".")
-	nested := "$"
-	for _, p := range parts {
-		nested += `."` + p + `"`
-	}
-	// Members of an object (text keys) are not values of the field; array
-	// elements (integer keys) and a scalar (no key) are.
-	q := "EXISTS (SELECT 1 FROM json_each(events.raw, " + c.arg(nested) + ") WHERE typeof(key) != 'text' AND (" + pred() + ")"
-	if len(parts) > 1 {
-		q += " UNION ALL SELECT 1 FROM json_each(events.raw, " + c.arg(`$."`+field+`"`) + ") WHERE typeof(key) != 'text' AND (" + pred() + ")"
-	}
-	return q + ")"
-}
-
-func (c *compiler) termJSON(e *query.Term) string {
-	if e.Wildcard {
-		return "type = 'text' AND value GLOB " + c.arg(glob(e.Value))
-	}
-	switch e.Type {
-	case query.TypeIP:
-		lo, hi := prefixRange(e.Prefix)
-		return "type = 'text' AND tg_ip(value) BETWEEN " + c.arg(lo) + " AND " + c.arg(hi)
-	case query.TypeDate:
-		return "type = 'text' AND tg_time(value) = " + c.arg(clampNanos(e.Time))
-	}
-	p := "(type = 'text' AND value = " + c.arg(e.Value) + ")"
-	if e.Numeric {
-		p += " OR (type IN ('integer','real') AND value = " + c.arg(e.Num) + ")"
-	}
-	if e.Value == "true" || e.Value == "false" {
-		p += " OR type = " + c.arg(e.Value)
-	}
-	return "(" + p + ")"
-}
-
-func (c *compiler) rangeJSON(e *query.Range) string {
-	op := e.Op.String()
-	switch e.Kind {
-	case query.RangeNumber:
-		return "type IN ('integer','real') AND value " + op + " " + c.arg(e.Num)
-	case query.RangeTime:
-		return "type = 'text' AND tg_time(value) " + op + " " + c.arg(clampNanos(e.Time))
-	}
-	return "type = 'text' AND value " + op + " " + c.arg(e.Value)
-}
-
-// glob converts a query pattern to SQLite GLOB syntax, where the special
-// characters are *, ?, [ and ] and a literal one is written as a class.
-func glob(p string) string {
-	var b strings.Builder
-	for _, part := range query.Pattern(p) {
-		switch {
-		case part.Star:
-			b.WriteByte('*')
-		case part.One:
-			b.WriteByte('?')
-		default:
-			for i := 0; i < len(part.Lit); i++ {
-				switch ch := part.Lit[i]; ch {
-				case '*', '?', '[':
-					b.WriteByte('[')
-					b.WriteByte(ch)
-					b.WriteByte(']')
-				default:
-					b.WriteByte(ch)
-				}
-			}
-		}
-	}
-	return b.String()
-}
-
-// like converts free text to a LIKE pattern (ESCAPE '\'): a substring
-// test, ASCII case-insensitive as LIKE is.
-func like(t *query.Text) string {
-	var b strings.Builder
-	b.WriteByte('%')
-	lit := func(s string) {
-		for i := 0; i < len(s); i++ {
-			if s[i] == '%' || s[i] == '_' || s[i] == '\\' {
-				b.WriteByte('\\')
-			}
-			b.WriteByte(s[i])
-		}
-	}
-	if t.Wildcard {
-		for _, part := range query.Pattern(t.Value) {
-			switch {
-			case part.Star:
-				b.WriteByte('%')
-			case part.One:
-				b.WriteByte('_')
-			default:
-				lit(part.Lit)
-			}
-		}
-	} else {
-		lit(t.Value)
-	}
-	b.WriteByte('%')
-	return b.String()
-}
-
-// prefixRange is the first and last address of a network in the 16-byte
-// form of ipBlob.
-func prefixRange(p netip.Prefix) (lo, hi []byte) {
-	p = p.Masked()
-	a := p.Addr().As16()
-	bits := p.Bits()
-	if p.Addr().Is4() {
-		bits += 96
-	}
-	l, h := a, a
-	for i := bits; i < 128; i++ {
-		h[i/8] |= 0x80 >> (i % 8)
-	}
-	return l[:], h[:]
-}
+func (e *ReadError) Error() string { return fmt.Sprintf("index: ledger record %d: %v", e.Index, e.Err) }
+func (e *ReadError) Unwrap() error { return e.Err }
 
 // Request is a search.
 type Request struct {
 	// Query selects events; nil selects all.
 	Query query.Expr
-	// From and To bound @timestamp to [From, To); zero means unbounded.
+	// From and To bound the event time (@timestamp, or the append time of a
+	// record without one) to [From, To); zero means unbounded.
 	From, To time.Time
 	// Desc returns the newest events first.
 	Desc bool
@@ -312,117 +61,354 @@ type Hit struct {
 	Index uint64
 	// Time is its @timestamp (the append time if it has none).
 	Time time.Time
-	// Raw is the event's JSON.
-	Raw json.RawMessage
+	// Raw is the record exactly as the ledger holds it (a JSON object for
+	// every record the collector writes).
+	Raw []byte
 }
+
+// Checked is what a query found while checking index rows against the
+// ledger, besides its answer.
+type Checked struct {
+	// Scanned is how many ledger records the query read.
+	Scanned int
+	// Partial reports that the query read Options.ScanBudget records
+	// before it was done: a Search page is short (continue from Next), and
+	// Stats and Top counted only the events at or after CountedFrom.
+	Partial bool
+	// Mismatches are ledger indices whose index row claimed what the
+	// record does not say (an altered or stale index: run trailguard
+	// reindex); they were left out. At most maxReported.
+	Mismatches []uint64
+	// Unreadable are records the ledger could not read (damaged: run
+	// trailguard verify); they were left out. At most maxReported.
+	Unreadable []ReadError
+}
+
+// maxReported bounds the Mismatches and Unreadable of one answer.
+const maxReported = 100
 
 // Result is a page of hits.
 type Result struct {
 	Hits []Hit
-	// Next is the cursor of the next page, "" if this is the last.
+	// Next is the cursor of the next page, "" if the search is done.
 	Next string
+	Checked
 }
 
-// where builds the condition shared by Search, Stats and Top.
-func where(q query.Expr, from, to time.Time) (string, []any, error) {
-	c := &compiler{}
-	cond, err := c.expr(q)
-	if err != nil {
-		return "", nil, err
-	}
-	if !from.IsZero() {
-		cond = "(" + cond + ") AND ts >= " + c.arg(clampNanos(from))
-	}
-	if !to.IsZero() {
-		cond = "(" + cond + ") AND ts < " + c.arg(clampNanos(to))
-	}
-	return cond, c.args, nil
+// pos is a keyset position: (ts, idx) of a row.
+type pos struct {
+	ts  int64
+	idx uint64
 }
 
-// cursor is the keyset position after the last hit of a page.
-func encodeCursor(ts int64, idx uint64) string {
+func encodeCursor(p pos) string {
 	var b [16]byte
-	binary.BigEndian.PutUint64(b[:8], uint64(ts))
-	binary.BigEndian.PutUint64(b[8:], idx)
+	binary.BigEndian.PutUint64(b[:8], uint64(p.ts))
+	binary.BigEndian.PutUint64(b[8:], p.idx)
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
-func decodeCursor(s string) (int64, uint64, error) {
+func decodeCursor(s string) (pos, error) {
 	b, err := base64.RawURLEncoding.DecodeString(s)
 	if err != nil || len(b) != 16 {
-		return 0, 0, errors.New("index: invalid cursor")
+		return pos{}, badRequest("cursor", "not a cursor this API returned (pass the last answer's next unchanged)")
 	}
-	return int64(binary.BigEndian.Uint64(b[:8])), binary.BigEndian.Uint64(b[8:]), nil
+	return pos{int64(binary.BigEndian.Uint64(b[:8])), binary.BigEndian.Uint64(b[8:])}, nil
 }
 
-// Search returns the events matching req in @timestamp order (ties by
-// ledger index), a page at a time. Pages are keyset-paginated on
-// (timestamp, index), so a deep page costs what the first one does and
-// events indexed meanwhile do not shift pages.
+// plan is a compiled query: cond selects candidate rows (a superset of
+// the matches, time range included), timeCond the time range alone.
+type plan struct {
+	q         query.Expr
+	from, to  time.Time
+	cond      string
+	args      []any
+	timeCond  string
+	timeArgs  []any
+	exact     bool
+	desc      bool
+	unbounded bool // cond selects every row in the range
+	never     bool // cond selects no row (odd ones aside)
+}
+
+func (ix *Index) plan(q query.Expr, from, to time.Time, desc bool) (*plan, error) {
+	if !from.IsZero() && !to.IsZero() && !to.After(from) {
+		return nil, badRequest("to", "%s is not after from (%s)", to.Format(time.RFC3339Nano), from.Format(time.RFC3339Nano))
+	}
+	c := &compiler{salt: ix.salt}
+	cond, exact, err := c.expr(q)
+	if err != nil {
+		return nil, err
+	}
+	p := &plan{q: q, from: from, to: to, exact: exact, desc: desc, unbounded: cond == sqlTrue, never: cond == sqlFalse}
+	tc := &compiler{}
+	var tparts []string
+	if !from.IsZero() {
+		tparts = append(tparts, "ts >= "+tc.arg(clampNanos(from)))
+	}
+	if !to.IsZero() {
+		tparts = append(tparts, "ts < "+tc.arg(clampNanos(to)))
+	}
+	p.timeCond, p.timeArgs = sqlTrue, tc.args
+	if len(tparts) > 0 {
+		p.timeCond = tparts[0]
+		if len(tparts) == 2 {
+			p.timeCond += " AND " + tparts[1]
+		}
+	}
+	p.cond, p.args = "("+cond+") AND "+p.timeCond, append(c.args, tc.args...)
+	return p, nil
+}
+
+// candidate is an index row to check against its record.
+type candidate struct {
+	pos
+	odd bool
+}
+
+// candidates yields the rows that may match p, and every odd row in its
+// time range, in (ts, idx) order (descending if p.desc) strictly after
+// after (if not nil), in batches that start at first rows and grow.
+func (ix *Index) candidates(ctx context.Context, p *plan, after *pos, first int) iter.Seq2[candidate, error] {
+	return func(yield func(candidate, error) bool) {
+		dir, cmp := "ASC", ">"
+		if p.desc {
+			dir, cmp = "DESC", "<"
+		}
+		n := max(first, 16)
+		for {
+			keyset, kargs := "1", []any(nil)
+			if after != nil {
+				// Written so that the planner can use the ts index for the bound.
+				keyset = "ts " + cmp + "= ? AND (ts " + cmp + " ? OR idx " + cmp + " ?)"
+				kargs = []any{after.ts, after.ts, int64(after.idx)}
+			}
+			order := " ORDER BY ts " + dir + ", idx " + dir + " LIMIT " + strconv.Itoa(n)
+			q := "SELECT idx, ts, odd FROM events WHERE " + p.cond + " AND " + keyset + order
+			args := append(append([]any{}, p.args...), kargs...)
+			if !p.unbounded {
+				// Odd rows are candidates whatever their columns say.
+				q = "SELECT * FROM (" + q + ") UNION SELECT * FROM (SELECT idx, ts, odd FROM events INDEXED BY events_odd WHERE odd=1 AND " +
+					p.timeCond + " AND " + keyset + order + ")" + order
+				args = append(append(args, p.timeArgs...), kargs...)
+			}
+			rows, err := ix.r.QueryContext(ctx, q, args...)
+			if err != nil {
+				yield(candidate{}, fmt.Errorf("index: query: %w", err))
+				return
+			}
+			var batch []candidate
+			for rows.Next() {
+				var c candidate
+				var idx int64
+				if err := rows.Scan(&idx, &c.ts, &c.odd); err != nil {
+					rows.Close()
+					yield(candidate{}, fmt.Errorf("index: query: %w", err))
+					return
+				}
+				c.idx = uint64(idx)
+				batch = append(batch, c)
+			}
+			err = rows.Err()
+			rows.Close()
+			if err != nil {
+				yield(candidate{}, fmt.Errorf("index: query: %w", err))
+				return
+			}
+			for _, c := range batch {
+				if !yield(c, nil) {
+					return
+				}
+			}
+			if len(batch) < n {
+				return
+			}
+			last := batch[len(batch)-1].pos
+			after = &last
+			n = min(n*2, 1024)
+		}
+	}
+}
+
+// verdict is what checking a row against its record found.
+type verdict int
+
+const (
+	vMatch      verdict = iota
+	vNoMatch            // the record does not match a query the row could not decide
+	vMismatch           // the row claims what the record does not say
+	vGone               // pruned by retention
+	vUnreadable         // the ledger could not read the record
+)
+
+// errNoLedger is returned by queries of an Index opened without a ledger.
+var errNoLedger = errors.New("index: no ledger to read hits from (Options.Ledger)")
+
+// check reads the record of c and decides whether it matches p. match, if
+// not nil, replaces p.q's Match (lookups by id). readErr is why a record
+// is vUnreadable; err ends the query (the ledger is closed).
+func (ix *Index) check(c candidate, p *plan, match func(*extracted, []byte) bool) (hit Hit, v verdict, readErr, err error) {
+	if ix.opts.Ledger == nil {
+		return Hit{}, 0, nil, errNoLedger
+	}
+	e, err := ix.opts.Ledger.Read(c.idx)
+	if err != nil {
+		v, readErr, err := readFailed(err)
+		return Hit{}, v, readErr, err
+	}
+	var x extracted
+	extract(e.Data, &x)
+	cl := x.columns(e.Time)
+	if cl.ts != c.ts || cl.odd != c.odd {
+		return Hit{}, vMismatch, nil, nil
+	}
+	hit = Hit{Index: c.idx, Time: time.Unix(0, cl.ts).UTC(), Raw: e.Data}
+	var ok bool
+	switch {
+	case match != nil:
+		ok = match(&x, e.Data)
+	case p.q == nil:
+		ok = true
+	default:
+		ok = matchRecord(p.q, e.Data)
+	}
+	switch {
+	case ok:
+		return hit, vMatch, nil, nil
+	case p.exact && !c.odd:
+		return Hit{}, vMismatch, nil, nil
+	}
+	return Hit{}, vNoMatch, nil, nil
+}
+
+// readFailed classifies a failed ledger read: a pruned record is gone, a
+// record past the ledger's end means the row is not the ledger's, a closed
+// ledger ends the query, anything else (a damaged record) is reported.
+func readFailed(err error) (verdict, error, error) {
+	switch {
+	case errors.Is(err, ledger.ErrPruned):
+		return vGone, nil, nil
+	case errors.Is(err, ledger.ErrClosed):
+		return 0, nil, err
+	case errors.Is(err, ledger.ErrNotFound):
+		return vMismatch, nil, nil
+	}
+	return vUnreadable, err, nil
+}
+
+// matchRecord is query.Expr.Match on a record; records that are not JSON
+// objects match no query.
+func matchRecord(q query.Expr, data []byte) bool {
+	doc, err := query.Flatten(data)
+	return err == nil && q.Match(doc)
+}
+
+// note records a mismatch or an unreadable record in ch.
+func (ch *Checked) note(v verdict, idx uint64, err error) {
+	switch v {
+	case vMismatch:
+		if len(ch.Mismatches) < maxReported {
+			ch.Mismatches = append(ch.Mismatches, idx)
+		}
+	case vUnreadable:
+		if len(ch.Unreadable) < maxReported {
+			ch.Unreadable = append(ch.Unreadable, ReadError{Index: idx, Err: err})
+		}
+	}
+}
+
+// report logs what a query found wrong, once per query.
+func (ix *Index) report(what string, ch *Checked) {
+	log := ix.opts.logger()
+	if len(ch.Mismatches) > 0 {
+		log.Warn("index: rows disagree with their ledger records and were left out; the index may have been altered: run trailguard reindex",
+			"query", what, "rows", len(ch.Mismatches), "ledger_indices", ch.Mismatches)
+	}
+	for _, u := range ch.Unreadable {
+		log.Error("index: ledger record unreadable; run trailguard verify", "query", what, "ledger_index", u.Index, "err", u.Err)
+	}
+}
+
+// Search returns the events matching req in time order (ties by ledger
+// index), a page at a time, each read from the ledger and matched there.
+// Pages are keyset-paginated on (time, index), so a deep page costs what
+// the first one does and events indexed meanwhile do not shift pages.
 func (ix *Index) Search(ctx context.Context, req Request) (Result, error) {
 	limit := req.Limit
-	if limit <= 0 {
+	switch {
+	case limit == 0:
 		limit = 100
+	case limit < 0 || limit > MaxLimit:
+		return Result{}, badRequest("limit", "want 1..%d, got %d", MaxLimit, limit)
 	}
-	if limit > MaxLimit {
-		limit = MaxLimit
-	}
-	cond, args, err := where(req.Query, req.From, req.To)
+	p, err := ix.plan(req.Query, req.From, req.To, req.Desc)
 	if err != nil {
 		return Result{}, err
 	}
-	dir, cmp := "ASC", ">"
-	if req.Desc {
-		dir, cmp = "DESC", "<"
-	}
+	var after *pos
 	if req.Cursor != "" {
-		ts, idx, err := decodeCursor(req.Cursor)
+		c, err := decodeCursor(req.Cursor)
 		if err != nil {
 			return Result{}, err
 		}
-		// Written so that the planner can use the ts index for the bound.
-		cond = "(" + cond + ") AND ts " + cmp + "= ? AND (ts " + cmp + " ? OR idx " + cmp + " ?)"
-		args = append(args, ts, ts, int64(idx))
+		after = &c
 	}
-	q := "SELECT idx, ts, raw FROM events WHERE " + cond + " ORDER BY ts " + dir + ", idx " + dir + " LIMIT ?"
-	args = append(args, limit+1)
-	rows, err := ix.r.QueryContext(ctx, q, args...)
-	if err != nil {
-		return Result{}, fmt.Errorf("index: search: %w", err)
-	}
-	defer rows.Close()
 	var res Result
-	var lastTS int64
-	for rows.Next() {
-		var h Hit
-		var ts int64
-		var raw string
-		if err := rows.Scan(&h.Index, &ts, &raw); err != nil {
-			return Result{}, fmt.Errorf("index: search: %w", err)
+	defer ix.report("search", &res.Checked)
+	first := limit + 1
+	if !p.exact {
+		first = max(first, 256)
+	}
+	var last pos
+	for c, err := range ix.candidates(ctx, p, after, first) {
+		if err != nil {
+			return Result{}, err
+		}
+		if res.Scanned == ix.opts.ScanBudget {
+			if len(res.Hits) < limit {
+				res.Partial = true
+				res.Next = encodeCursor(last)
+			} else {
+				res.Next = encodeCursor(lastPos(res.Hits[len(res.Hits)-1]))
+			}
+			return res, nil
+		}
+		if err := ctx.Err(); err != nil {
+			return Result{}, err
+		}
+		res.Scanned++
+		last = c.pos
+		hit, v, readErr, err := ix.check(c, p, nil)
+		if err != nil {
+			return Result{}, err
+		}
+		res.note(v, c.idx, readErr)
+		if v != vMatch {
+			continue
 		}
 		if len(res.Hits) == limit {
-			last := res.Hits[len(res.Hits)-1]
-			res.Next = encodeCursor(lastTS, last.Index)
-			break
+			res.Next = encodeCursor(lastPos(res.Hits[len(res.Hits)-1]))
+			return res, nil
 		}
-		h.Time = time.Unix(0, ts).UTC()
-		h.Raw = json.RawMessage(raw)
-		lastTS = ts
-		res.Hits = append(res.Hits, h)
-	}
-	if err := rows.Err(); err != nil {
-		return Result{}, fmt.Errorf("index: search: %w", err)
+		res.Hits = append(res.Hits, hit)
 	}
 	return res, nil
 }
 
-// ByEventID returns the event with the given event.id, or ErrNotFound.
+func lastPos(h Hit) pos { return pos{h.Time.UnixNano(), h.Index} }
+
+// ByEventID returns the event with the given event.id (the first in the
+// ledger if several have it), read from the ledger, or ErrNotFound. A
+// candidate the ledger cannot read is a *ReadError if no other matched.
 func (ix *Index) ByEventID(ctx context.Context, id string) (Hit, error) {
-	hits, err := ix.hits(ctx, `SELECT idx, ts, raw FROM events WHERE event_id = ? ORDER BY idx LIMIT 1`, id)
+	hits, ch, err := ix.byID(ctx, fEventID, id, 1)
 	if err != nil {
 		return Hit{}, fmt.Errorf("index: event %q: %w", id, err)
 	}
 	if len(hits) == 0 {
+		if len(ch.Unreadable) > 0 {
+			return Hit{}, fmt.Errorf("index: event %q: %w", id, &ch.Unreadable[0])
+		}
 		return Hit{}, fmt.Errorf("index: event %q: %w", id, ErrNotFound)
 	}
 	return hits[0], nil
@@ -433,166 +419,65 @@ func (ix *Index) ByEventID(ctx context.Context, id string) (Hit, error) {
 const maxRequestHits = 1000
 
 // ByRequestID returns the events of one request (http.request.id, the
-// correlation id) in ledger order, at most 1000.
-func (ix *Index) ByRequestID(ctx context.Context, id string) ([]Hit, error) {
-	hits, err := ix.hits(ctx, `SELECT idx, ts, raw FROM events WHERE request_id = ? ORDER BY idx LIMIT ?`, id, maxRequestHits)
+// correlation id) in ledger order, at most 1000, read from the ledger.
+func (ix *Index) ByRequestID(ctx context.Context, id string) ([]Hit, Checked, error) {
+	hits, ch, err := ix.byID(ctx, fRequestID, id, maxRequestHits)
 	if err != nil {
-		return nil, fmt.Errorf("index: request %q: %w", id, err)
+		return nil, ch, fmt.Errorf("index: request %q: %w", id, err)
 	}
-	return hits, nil
+	return hits, ch, nil
 }
 
-func (ix *Index) hits(ctx context.Context, q string, args ...any) ([]Hit, error) {
-	rows, err := ix.r.QueryContext(ctx, q, args...)
+// byID finds the records whose field f (event.id or http.request.id) is
+// id, through the hash column, in ledger order.
+func (ix *Index) byID(ctx context.Context, f int, id string, limit int) ([]Hit, Checked, error) {
+	var ch Checked
+	defer ix.report(fieldNames[f], &ch)
+	rows, err := ix.r.QueryContext(ctx, "SELECT idx, ts, odd FROM events WHERE "+column(f)+" = ? ORDER BY idx LIMIT ?",
+		keyedHash(ix.salt, id), min(limit*2, ix.opts.ScanBudget))
 	if err != nil {
-		return nil, err
+		return nil, ch, err
 	}
-	defer rows.Close()
+	var cands []candidate
+	for rows.Next() {
+		var c candidate
+		var idx int64
+		if err := rows.Scan(&idx, &c.ts, &c.odd); err != nil {
+			rows.Close()
+			return nil, ch, err
+		}
+		c.idx = uint64(idx)
+		cands = append(cands, c)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, ch, err
+	}
+	term := &query.Term{Field: fieldNames[f], Value: id, Type: query.FieldType(fieldNames[f])}
+	match := func(x *extracted, data []byte) bool {
+		if fv := x.f[f]; fv.n == 1 && fv.kind == 's' {
+			return fv.s == id
+		}
+		return matchRecord(term, data)
+	}
 	var hits []Hit
-	for rows.Next() {
-		var h Hit
-		var ts int64
-		var raw string
-		if err := rows.Scan(&h.Index, &ts, &raw); err != nil {
-			return nil, err
+	p := &plan{exact: true}
+	for _, c := range cands {
+		ch.Scanned++
+		hit, v, readErr, err := ix.check(c, p, match)
+		if err != nil {
+			return nil, ch, err
 		}
-		h.Time = time.Unix(0, ts).UTC()
-		h.Raw = json.RawMessage(raw)
-		hits = append(hits, h)
-	}
-	return hits, rows.Err()
-}
-
-// StatsRequest asks for a count of matching events per time bucket.
-type StatsRequest struct {
-	// Query selects events; nil selects all.
-	Query query.Expr
-	// From and To are the time range [From, To); both are required.
-	From, To time.Time
-	// Interval is the bucket width; the range may hold at most
-	// MaxBuckets buckets.
-	Interval time.Duration
-}
-
-// MaxBuckets is the most buckets one Stats call returns.
-const MaxBuckets = 10000
-
-// Bucket is the count of events in [Start, Start+Interval).
-type Bucket struct {
-	Start time.Time
-	Count int64
-}
-
-// Stats counts matching events in each Interval from From to To; every
-// bucket is returned, empty ones with a zero count.
-func (ix *Index) Stats(ctx context.Context, req StatsRequest) ([]Bucket, error) {
-	if req.From.IsZero() || req.To.IsZero() || !req.To.After(req.From) {
-		return nil, errors.New("index: stats: need From before To")
-	}
-	if req.Interval <= 0 {
-		return nil, errors.New("index: stats: need a positive Interval")
-	}
-	n := (req.To.Sub(req.From) + req.Interval - 1) / req.Interval
-	if n > MaxBuckets || n < 0 {
-		return nil, fmt.Errorf("index: stats: %v in %v buckets is more than %d buckets", req.To.Sub(req.From), req.Interval, MaxBuckets)
-	}
-	cond, args, err := where(req.Query, req.From, req.To)
-	if err != nil {
-		return nil, err
-	}
-	from := clampNanos(req.From)
-	q := "SELECT (ts - ?) / ? AS b, count(*) FROM events WHERE " + cond + " GROUP BY b"
-	rows, err := ix.r.QueryContext(ctx, q, append([]any{from, int64(req.Interval)}, args...)...)
-	if err != nil {
-		return nil, fmt.Errorf("index: stats: %w", err)
-	}
-	defer rows.Close()
-	buckets := make([]Bucket, n)
-	for i := range buckets {
-		buckets[i].Start = req.From.Add(time.Duration(i) * req.Interval)
-	}
-	for rows.Next() {
-		var b, count int64
-		if err := rows.Scan(&b, &count); err != nil {
-			return nil, fmt.Errorf("index: stats: %w", err)
+		if v == vNoMatch {
+			v = vMismatch // the hash said this id; a collision is all but impossible
 		}
-		if b >= 0 && b < int64(n) {
-			buckets[b].Count = count
+		ch.note(v, c.idx, readErr)
+		if v == vMatch {
+			hits = append(hits, hit)
+			if len(hits) == limit {
+				break
+			}
 		}
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("index: stats: %w", err)
-	}
-	return buckets, nil
-}
-
-// TopRequest asks for the most frequent values of a field.
-type TopRequest struct {
-	// Query selects events; nil selects all.
-	Query query.Expr
-	// From and To bound @timestamp to [From, To); zero means unbounded.
-	From, To time.Time
-	// Field must be one with a column (see TopFields).
-	Field string
-	// N is how many values: default 10, at most 1000.
-	N int
-}
-
-// TopN is one value and how many matching events have it.
-type TopN struct {
-	Value string
-	Count int64
-}
-
-// TopFields returns the fields Top can count by, those with a column,
-// sorted.
-func TopFields() []string {
-	fs := make([]string, 0, len(topColumns))
-	for f := range topColumns {
-		fs = append(fs, f)
-	}
-	slices.Sort(fs)
-	return fs
-}
-
-// Top returns the N most frequent values of Field among matching events,
-// most frequent first (ties by value). Events without the field are not
-// counted.
-func (ix *Index) Top(ctx context.Context, req TopRequest) ([]TopN, error) {
-	col, ok := topColumns[req.Field]
-	if !ok {
-		return nil, fmt.Errorf("index: top: %q is not an indexed field (one of: %s)", req.Field, strings.Join(TopFields(), ", "))
-	}
-	n := req.N
-	if n <= 0 {
-		n = 10
-	}
-	if n > 1000 {
-		n = 1000
-	}
-	cond, args, err := where(req.Query, req.From, req.To)
-	if err != nil {
-		return nil, err
-	}
-	q := "SELECT CAST(" + col + " AS TEXT) AS v, count(*) AS c FROM events WHERE (" + cond + ") AND " + col +
-		" IS NOT NULL GROUP BY " + col + " ORDER BY c DESC, v LIMIT ?"
-	rows, err := ix.r.QueryContext(ctx, q, append(args, n)...)
-	if err != nil {
-		return nil, fmt.Errorf("index: top %s: %w", req.Field, err)
-	}
-	defer rows.Close()
-	var out []TopN
-	for rows.Next() {
-		var t TopN
-		var v sql.NullString
-		if err := rows.Scan(&v, &t.Count); err != nil {
-			return nil, fmt.Errorf("index: top %s: %w", req.Field, err)
-		}
-		t.Value = v.String
-		out = append(out, t)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("index: top %s: %w", req.Field, err)
-	}
-	return out, nil
+	return hits, ch, nil
 }

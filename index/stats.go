@@ -1,0 +1,551 @@
+package index
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/trailguard/trailguard/query"
+)
+
+// StatsRequest asks for a count of matching events per time bucket.
+type StatsRequest struct {
+	// Query selects events; nil selects all.
+	Query query.Expr
+	// From and To are the time range [From, To); both are required.
+	From, To time.Time
+	// Interval is the bucket width (at least a second). Buckets are
+	// aligned on multiples of it since the Unix epoch, so minute buckets
+	// start at :00, hours at :00:00 and days at 00:00 UTC; the first and
+	// last may reach outside [From, To) but count only events inside it.
+	// At most MaxBuckets buckets; AutoInterval picks one.
+	Interval time.Duration
+}
+
+// MaxBuckets is the most buckets one Stats call returns.
+const MaxBuckets = 10000
+
+// Bucket is the count of events in [Start, Start+Interval).
+type Bucket struct {
+	Start time.Time
+	Count int64
+}
+
+// StatsResult is the answer to a StatsRequest.
+type StatsResult struct {
+	// Buckets cover [From, To) in order, empty ones with a zero count.
+	Buckets []Bucket
+	// CountedFrom is set when Partial: events before it may be missing
+	// from the counts (the scan went from the newest event back).
+	CountedFrom time.Time
+	Checked
+}
+
+// niceIntervals are the bucket widths AutoInterval and the errors of
+// Stats suggest; beyond the last, whole days.
+var niceIntervals = []time.Duration{
+	time.Second, 2 * time.Second, 5 * time.Second, 10 * time.Second, 15 * time.Second, 30 * time.Second,
+	time.Minute, 2 * time.Minute, 5 * time.Minute, 10 * time.Minute, 15 * time.Minute, 30 * time.Minute,
+	time.Hour, 2 * time.Hour, 3 * time.Hour, 6 * time.Hour, 12 * time.Hour, 24 * time.Hour, 48 * time.Hour, 7 * 24 * time.Hour,
+}
+
+// alignedBuckets is the first bucket's start and the number of buckets
+// of width iv that cover [from, to).
+func alignedBuckets(from, to time.Time, iv time.Duration) (start int64, n int64) {
+	f, t := clampNanos(from), clampNanos(to)
+	start = floorTo(f, int64(iv))
+	end := floorTo(t-1, int64(iv)) + int64(iv)
+	return start, (end - start) / int64(iv)
+}
+
+func floorTo(x, m int64) int64 {
+	r := x % m
+	if r < 0 {
+		r += m
+	}
+	return x - r
+}
+
+// AutoInterval is the smallest of 1s, 2s, 5s, 10s, 15s, 30s, 1m, 2m, 5m,
+// 10m, 15m, 30m, 1h, 2h, 3h, 6h, 12h, 24h, 48h and 7 days (then whole
+// days) that covers [from, to) in at most buckets buckets.
+func AutoInterval(from, to time.Time, buckets int) time.Duration {
+	for _, iv := range niceIntervals {
+		if _, n := alignedBuckets(from, to, iv); n <= int64(buckets) {
+			return iv
+		}
+	}
+	day := 24 * time.Hour
+	iv := (to.Sub(from)/time.Duration(max(buckets, 1)) + day - 1) / day * day
+	for {
+		if _, n := alignedBuckets(from, to, iv); n <= int64(buckets) {
+			return iv
+		}
+		iv += day
+	}
+}
+
+// Stats counts matching events in each Interval from From to To. With a
+// query the columns decide, counts come from the index alone (the rows are
+// not checked against the ledger); otherwise the candidate records are
+// read and matched, newest first, within Options.ScanBudget.
+func (ix *Index) Stats(ctx context.Context, req StatsRequest) (StatsResult, error) {
+	switch {
+	case req.From.IsZero():
+		return StatsResult{}, badRequest("from", "required")
+	case req.To.IsZero():
+		return StatsResult{}, badRequest("to", "required")
+	case req.Interval < time.Second:
+		return StatsResult{}, badRequest("interval", "want a duration of at least 1s, such as 1m, got %v", req.Interval)
+	}
+	p, err := ix.plan(req.Query, req.From, req.To, true)
+	if err != nil {
+		return StatsResult{}, err
+	}
+	start, n := alignedBuckets(req.From, req.To, req.Interval)
+	if n > MaxBuckets {
+		return StatsResult{}, badRequest("interval", "%v over %v gives %d buckets, at most %d are allowed: use interval=%v or more, or a shorter range",
+			req.Interval, req.To.Sub(req.From), n, MaxBuckets, fmtDuration(AutoInterval(req.From, req.To, MaxBuckets)))
+	}
+	iv := int64(req.Interval)
+	var res StatsResult
+	defer ix.report("stats", &res.Checked)
+	counts := make([]int64, n)
+	bucket := func(ts int64) int64 { return (ts - start) / iv }
+	sqlCounts := func(from, cond string, args []any, sign int64) error {
+		q := "SELECT (ts - ?) / ? AS b, count(*) FROM events " + from + " WHERE " + cond + " GROUP BY b"
+		rows, err := ix.r.QueryContext(ctx, q, append([]any{start, iv}, args...)...)
+		if err != nil {
+			return fmt.Errorf("index: stats: %w", err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var b, c int64
+			if err := rows.Scan(&b, &c); err != nil {
+				return fmt.Errorf("index: stats: %w", err)
+			}
+			if b >= 0 && b < n {
+				counts[b] += sign * c
+			}
+		}
+		return rows.Err()
+	}
+	scanPlan := p
+	if p.exact {
+		// The columns decide every row but the odd ones: count the rows,
+		// take the odd ones out and count those by their records.
+		switch {
+		case p.never:
+		case p.unbounded:
+			if err := sqlCounts("", p.cond, p.args, 1); err != nil {
+				return StatsResult{}, err
+			}
+			if err := sqlCounts("INDEXED BY events_odd", "odd=1 AND "+p.timeCond, p.timeArgs, -1); err != nil {
+				return StatsResult{}, err
+			}
+		default:
+			if err := sqlCounts("", p.cond, p.args, 1); err != nil {
+				return StatsResult{}, err
+			}
+			if err := sqlCounts("INDEXED BY events_odd", "odd=1 AND "+p.cond, p.args, -1); err != nil {
+				return StatsResult{}, err
+			}
+		}
+		scanPlan = p.oddOnly()
+	}
+	res.CountedFrom, err = ix.scan(ctx, scanPlan, &res.Checked, func(h Hit) {
+		if b := bucket(h.Time.UnixNano()); b >= 0 && b < n {
+			counts[b]++
+		}
+	})
+	if err != nil {
+		return StatsResult{}, err
+	}
+	res.Buckets = make([]Bucket, n)
+	for i := range res.Buckets {
+		res.Buckets[i] = Bucket{Start: time.Unix(0, start+int64(i)*iv).UTC(), Count: counts[i]}
+	}
+	return res, nil
+}
+
+// fmtDuration writes whole days as such (168h as 7d is not Go syntax, so
+// days stay hours) without trailing zero units: 1m, not 1m0s.
+func fmtDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
+// oddOnly is p restricted to the odd rows of its time range.
+func (p *plan) oddOnly() *plan {
+	o := *p
+	o.cond, o.args, o.unbounded, o.never = sqlFalse, nil, false, true
+	return &o
+}
+
+// scan checks the candidates of p newest first and calls fn for every
+// match, until they end or Options.ScanBudget records were read (then
+// ch.Partial is set and the time before which events may be missing is
+// returned).
+func (ix *Index) scan(ctx context.Context, p *plan, ch *Checked, fn func(Hit)) (time.Time, error) {
+	desc := *p
+	desc.desc = true
+	for c, err := range ix.candidates(ctx, &desc, nil, 256) {
+		if err != nil {
+			return time.Time{}, err
+		}
+		if ch.Scanned == ix.opts.ScanBudget {
+			ch.Partial = true
+			return time.Unix(0, c.ts).Add(time.Nanosecond).UTC(), nil
+		}
+		if err := ctx.Err(); err != nil {
+			return time.Time{}, err
+		}
+		ch.Scanned++
+		hit, v, readErr, err := ix.check(c, &desc, nil)
+		if err != nil {
+			return time.Time{}, err
+		}
+		ch.note(v, c.idx, readErr)
+		if v == vMatch {
+			fn(hit)
+		}
+	}
+	return time.Time{}, nil
+}
+
+// TopRequest asks for the most frequent values of a field.
+type TopRequest struct {
+	// Query selects events; nil selects all.
+	Query query.Expr
+	// From and To bound the event time to [From, To); zero means
+	// unbounded.
+	From, To time.Time
+	// Field is any field; those with a column (TopFields) are counted from
+	// the index, others by reading the matching records within
+	// Options.ScanBudget.
+	Field string
+	// N is how many values: default 10, at most MaxTop.
+	N int
+}
+
+// MaxTop is the most values one Top call returns.
+const MaxTop = 1000
+
+// TopN is one value and how many matching events have it.
+type TopN struct {
+	Value string
+	Count int64
+}
+
+// TopResult is the answer to a TopRequest.
+type TopResult struct {
+	// Values are the most frequent first, ties by value.
+	Values []TopN
+	// CountedFrom is set when Partial: events before it were not counted.
+	CountedFrom time.Time
+	Checked
+}
+
+// TopFields returns the fields Top counts from the index, sorted.
+func TopFields() []string {
+	var fs []string
+	for f := fAction; f <= fClientIP; f++ {
+		if isTermField(f) || f == fStatus || f == fSourceIP || f == fClientIP {
+			fs = append(fs, fieldNames[f])
+		}
+	}
+	slices.Sort(fs)
+	return fs
+}
+
+// validFieldName is the field syntax of the query language.
+func validFieldName(s string) bool {
+	if s == "" || len(s) > 256 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("_@.-", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// Top returns the N most frequent values of Field among matching events,
+// most frequent first (ties by value); an event with several values (an
+// array, such as event.category) counts once for each. Values shown come
+// from the ledger: for counts taken from the index, the first event of
+// each value is read and a value its record does not hold is left out (a
+// mismatch).
+func (ix *Index) Top(ctx context.Context, req TopRequest) (TopResult, error) {
+	if !validFieldName(req.Field) {
+		return TopResult{}, badRequest("field", "%q is not a field name (letters, digits, _ @ . -)", req.Field)
+	}
+	n := req.N
+	switch {
+	case n == 0:
+		n = 10
+	case n < 0 || n > MaxTop:
+		return TopResult{}, badRequest("n", "want 1..%d, got %d", MaxTop, n)
+	}
+	p, err := ix.plan(req.Query, req.From, req.To, true)
+	if err != nil {
+		return TopResult{}, err
+	}
+	var res TopResult
+	defer ix.report("top "+req.Field, &res.Checked)
+	counts := map[string]*topCount{}
+	f, hasCol := fieldNum[req.Field]
+	hasCol = hasCol && (isTermField(f) || f == fStatus || f == fSourceIP || f == fClientIP)
+	scanPlan := p
+	if hasCol && p.exact && !p.never {
+		if err := ix.topSQL(ctx, p, f, n, counts); err != nil {
+			return TopResult{}, err
+		}
+		scanPlan = p.oddOnly()
+	}
+	res.CountedFrom, err = ix.scan(ctx, scanPlan, &res.Checked, func(h Hit) {
+		for _, v := range recordValues(req.Field, h.Raw) {
+			tc := counts[v]
+			if tc == nil {
+				tc = &topCount{sample: -1}
+				counts[v] = tc
+			}
+			tc.n++
+		}
+	})
+	if err != nil {
+		return TopResult{}, err
+	}
+	all := make([]TopN, 0, len(counts))
+	for v, tc := range counts {
+		if tc.n > 0 {
+			all = append(all, TopN{Value: v, Count: tc.n})
+		}
+	}
+	slices.SortFunc(all, func(a, b TopN) int {
+		if c := cmp.Compare(b.Count, a.Count); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Value, b.Value)
+	})
+	// Values counted from the index are shown only once a record holding
+	// them was read.
+	for _, t := range all {
+		if len(res.Values) == n {
+			break
+		}
+		tc := counts[t.Value]
+		if tc.sample >= 0 {
+			ok, err := ix.showable(ctx, p, f, tc, req.Field, t.Value, &res.Checked)
+			if err != nil {
+				return TopResult{}, err
+			}
+			if !ok {
+				continue
+			}
+		}
+		res.Values = append(res.Values, t)
+	}
+	return res, nil
+}
+
+// topCount is a value's count and, when it came from the index, the
+// ledger index of one event the index says holds it (else -1).
+type topCount struct {
+	n      int64
+	sample int64
+	col    any // the column value the sample was chosen by
+}
+
+// topSQL counts the values of column field f among the rows p selects
+// that are not odd.
+func (ix *Index) topSQL(ctx context.Context, p *plan, f, n int, counts map[string]*topCount) error {
+	col := column(f)
+	var odd int64
+	if err := ix.r.QueryRowContext(ctx, "SELECT count(*) FROM events INDEXED BY events_odd WHERE odd=1 AND "+p.timeCond, p.timeArgs...).Scan(&odd); err != nil {
+		return fmt.Errorf("index: top: %w", err)
+	}
+	// Taking the odd rows out can reorder the values: fetch enough more.
+	limit := int64(n) + min(odd, 10000)
+	if f == fCategory {
+		limit = 10000 // combinations, split below
+	}
+	text := "NULL"
+	if isTermField(f) {
+		text = "(SELECT v FROM terms WHERE f=" + strconv.Itoa(f) + " AND n=g.v)"
+	}
+	q := "SELECT g.v, g.c, g.m, " + text + " AS t FROM (SELECT " + col + " AS v, count(*) AS c, min(idx) AS m FROM events WHERE " +
+		p.cond + " AND " + col + " IS NOT NULL GROUP BY " + col + ") g ORDER BY g.c DESC, coalesce(t, g.v) LIMIT ?"
+	type group struct {
+		v      any
+		c, m   int64
+		t      *string
+		oddOut int64
+	}
+	var groups []*group
+	byVal := map[string]*group{}
+	rows, err := ix.r.QueryContext(ctx, q, append(append([]any{}, p.args...), limit)...)
+	if err != nil {
+		return fmt.Errorf("index: top: %w", err)
+	}
+	for rows.Next() {
+		g := &group{}
+		if err := rows.Scan(&g.v, &g.c, &g.m, &g.t); err != nil {
+			rows.Close()
+			return fmt.Errorf("index: top: %w", err)
+		}
+		groups = append(groups, g)
+		byVal[fmt.Sprint(g.v)] = g
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("index: top: %w", err)
+	}
+	if odd > 0 {
+		q := "SELECT " + col + ", count(*) FROM events INDEXED BY events_odd WHERE odd=1 AND " + p.cond + " AND " + col + " IS NOT NULL GROUP BY " + col
+		rows, err := ix.r.QueryContext(ctx, q, p.args...)
+		if err != nil {
+			return fmt.Errorf("index: top: %w", err)
+		}
+		for rows.Next() {
+			var v any
+			var c int64
+			if err := rows.Scan(&v, &c); err != nil {
+				rows.Close()
+				return fmt.Errorf("index: top: %w", err)
+			}
+			if g := byVal[fmt.Sprint(v)]; g != nil {
+				g.oddOut += c
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("index: top: %w", err)
+		}
+	}
+	for _, g := range groups {
+		var vals []string
+		switch {
+		case f == fCategory && g.t != nil:
+			vals = strings.Split(*g.t, ",")
+		case g.t != nil:
+			vals = []string{*g.t}
+		case f == fStatus:
+			if i, ok := g.v.(int64); ok {
+				vals = []string{strconv.FormatInt(i, 10)}
+			}
+		case f == fSourceIP || f == fClientIP:
+			if a, ok := ipFromValue(g.v); ok {
+				vals = []string{a.String()}
+			}
+		}
+		if len(vals) == 0 {
+			// A row whose value is not a term: the sample check below
+			// will leave it out.
+			vals = []string{fmt.Sprint(g.v)}
+		}
+		for _, v := range vals {
+			tc := counts[v]
+			if tc == nil {
+				tc = &topCount{sample: g.m, col: g.v}
+				counts[v] = tc
+			}
+			tc.n += g.c - g.oddOut
+		}
+	}
+	return nil
+}
+
+// maxSamples bounds the records Top reads to show one value, when the
+// first ones cannot be read.
+const maxSamples = 3
+
+// showable reads events the index says hold value until one does (true),
+// one does not (a mismatch: false), or maxSamples could not be read.
+func (ix *Index) showable(ctx context.Context, p *plan, f int, tc *topCount, field, value string, ch *Checked) (bool, error) {
+	if ix.opts.Ledger == nil {
+		return false, errNoLedger
+	}
+	i := tc.sample
+	for range maxSamples {
+		ch.Scanned++
+		e, err := ix.opts.Ledger.Read(uint64(i))
+		if err == nil {
+			if slices.Contains(recordValues(field, e.Data), value) {
+				return true, nil
+			}
+			ch.note(vMismatch, uint64(i), nil)
+			return false, nil
+		}
+		v, readErr, err := readFailed(err)
+		if err != nil {
+			return false, err
+		}
+		ch.note(v, uint64(i), readErr)
+		if v == vMismatch {
+			return false, nil
+		}
+		// Unreadable or pruned: try the next event with the value.
+		var next sql.NullInt64
+		q := "SELECT min(idx) FROM events WHERE " + p.cond + " AND " + column(f) + " = ? AND idx > ?"
+		if err := ix.r.QueryRowContext(ctx, q, append(append([]any{}, p.args...), tc.col, i)...).Scan(&next); err != nil {
+			return false, fmt.Errorf("index: top: %w", err)
+		}
+		if !next.Valid {
+			return false, nil
+		}
+		i = next.Int64
+	}
+	return false, nil
+}
+
+// recordValues are the values of field in a record, as Top shows them:
+// strings as they are (addresses in canonical form), numbers as written,
+// booleans as true and false.
+func recordValues(field string, data []byte) []string {
+	doc, err := query.Flatten(data)
+	if err != nil {
+		return nil
+	}
+	v, ok := doc[field]
+	if !ok {
+		return nil
+	}
+	l, isList := v.([]any)
+	if !isList {
+		l = []any{v}
+	}
+	ipField := query.FieldType(field) == query.TypeIP
+	var out []string
+	for _, x := range l {
+		switch x := x.(type) {
+		case string:
+			if ipField {
+				if a, err := netip.ParseAddr(x); err == nil {
+					x = a.Unmap().WithZone("").String()
+				}
+			}
+			out = append(out, x)
+		case json.Number:
+			out = append(out, string(x))
+		case bool:
+			out = append(out, strconv.FormatBool(x))
+		}
+	}
+	return out
+}
