@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -29,7 +30,7 @@ Rebuilds the search index from the ledger: DIR/ledger into DIR/index.db by
 default. Stop the collector first: the index file is replaced.`, stdout, stderr)
 	data := fs.dataFlag("the collector's data directory `DIR`: DIR/ledger and DIR/index.db (env TRAILGUARD_DATA)")
 	dir := fs.String("ledger", "", "the ledger directory `LEDGER`, read only (default DIR/ledger)")
-	file := fs.String("index", "", "the index `FILE` to replace (default DIR/index.db; it must not be in use)")
+	file := fs.String("index", "", "the index `FILE` to replace (default DIR/index.db; refused while a collector has it open)")
 	pos, code, ok := fs.parse(args)
 	if !ok {
 		return code
@@ -59,6 +60,10 @@ default. Stop the collector first: the index file is replaced.`, stdout, stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	st, err := index.Rebuild(ctx, *file, l)
+	if errors.Is(err, index.ErrInUse) {
+		fmt.Fprintf(stderr, "trailguard reindex: %s is open in a running collector; stop it first (or delete the file while it is stopped: the collector rebuilds a missing index by itself)\n", *file)
+		return 1
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, "trailguard reindex:", err)
 		return 1

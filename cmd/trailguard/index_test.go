@@ -43,16 +43,26 @@ func TestReindexCommand(t *testing.T) {
 	if !strings.Contains(out.String(), "indexed 500 records (ledger indices 0..499)") {
 		t.Fatalf("output %q", out.String())
 	}
-	ix, err := index.Open(file, index.Options{})
+	ro, err := ledger.OpenReadOnly(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ix.Close()
+	defer ro.Close()
+	ix, err := index.Open(file, index.Options{Ledger: ro})
+	if err != nil {
+		t.Fatal(err)
+	}
 	q, _ := query.Parse("user.name:u3")
 	res, err := ix.Search(context.Background(), index.Request{Query: q, Limit: 1000})
 	if err != nil || len(res.Hits) != 100 || ix.Indexed() != 500 {
 		t.Fatalf("after reindex: %d hits, indexed %d, %v", len(res.Hits), ix.Indexed(), err)
 	}
+	// Not while a collector (here: an open Index) holds the file.
+	errOut.Reset()
+	if code := runReindex([]string{"--ledger", dir, "--index", file}, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), "running collector") {
+		t.Errorf("reindex of an open index: exit %d: %s", code, errOut.String())
+	}
+	ix.Close()
 
 	// The collector's data directory names both: DIR/ledger into DIR/index.db.
 	out.Reset()
