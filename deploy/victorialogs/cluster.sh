@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# A VictoriaLogs cluster on one machine, for trying trailguard's forwarding
+# (the layout of forward/victorialogs_test.go and docs/scale-out.md): two
+# storage nodes, an insert node and a select node — the same binary with
+# different flags. In production each runs on its own host (or several
+# insert/select nodes behind a load balancer), with the storage nodes'
+# ports reachable only from the insert and select nodes.
+#
+#   bash deploy/victorialogs/cluster.sh [DIR]     # Ctrl-C stops all four
+#   trailguard serve --config deploy/victorialogs/serve-outputs.yaml
+#
+# The binary: bash .ci/victoria-logs.sh (builds v1.52.1 from the Go module
+# proxy), or VICTORIA_LOGS=/path/to/victoria-logs.
+set -euo pipefail
+VL=${VICTORIA_LOGS:-$(bash "$(dirname "$0")/../../.ci/victoria-logs.sh")}
+DIR=${1:-$(mktemp -d -t vlcluster.XXXXXX)}
+common=(-retentionPeriod=400d -loggerLevel=WARN)
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null; wait' EXIT INT TERM
+# Storage nodes: plain single nodes that keep the data.
+"$VL" -httpListenAddr=127.0.0.1:9491 -storageDataPath="$DIR/storage-1" "${common[@]}" & pids+=($!)
+"$VL" -httpListenAddr=127.0.0.1:9492 -storageDataPath="$DIR/storage-2" "${common[@]}" & pids+=($!)
+nodes=-storageNode=127.0.0.1:9491,127.0.0.1:9492
+# Insert node: spreads rows over the storage nodes. NB: with every storage
+# node down it still answers 200 and holds rows in memory; trailguard's
+# victorialogs output therefore confirms by query (verify_url) before it
+# moves its cursor.
+"$VL" -httpListenAddr=127.0.0.1:9481 -storageDataPath="$DIR/insert" "$nodes" -select.disable "${common[@]}" & pids+=($!)
+# Select node: queries every storage node (502 if one is down, unless
+# allow_partial_response=1: trailguard's verification never allows it).
+"$VL" -httpListenAddr=127.0.0.1:9471 -storageDataPath="$DIR/select" "$nodes" -insert.disable "${common[@]}" & pids+=($!)
+echo "VictoriaLogs cluster in $DIR: insert http://127.0.0.1:9481, select http://127.0.0.1:9471"
+wait
