@@ -76,7 +76,7 @@ var ownFields = map[string]string{
 // (keyword values), chosen request headers (keyword values), and the JSON
 // an application attaches (kept in _source, not indexed).
 var freeForm = map[string]string{
-	"labels":                           "object",
+	"labels":                          "object",
 	"trailguard.http.request.headers": "object",
 	"trailguard.audit.before":         "object",
 	"trailguard.audit.after":          "object",
