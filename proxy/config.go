@@ -35,6 +35,10 @@ type Config struct {
 	// Collector, when its URL is set, receives the events (through a
 	// durable spool) and serves the block decisions.
 	Collector Collector `yaml:"collector"`
+	// TrailDir, when set, also keeps every event as rotating JSON-lines
+	// files there (package sink: DIR/trail.jsonl is the active one), for
+	// log shippers, grep and tools like fail2ban.
+	TrailDir string `yaml:"trail_dir"`
 	// API, when set, is an address on which a single-node gateway also
 	// serves the collector's API (query, tail, decisions) over its data.
 	API string `yaml:"api_listen"`

@@ -14,6 +14,7 @@ import (
 	"github.com/trailguard/trailguard/ledger"
 	"github.com/trailguard/trailguard/server"
 	"github.com/trailguard/trailguard/ship"
+	"github.com/trailguard/trailguard/sink"
 )
 
 // Gateway is `trailguard proxy`: the Proxy with its storage. Single node
@@ -77,6 +78,14 @@ func Open(cfg Config, log *slog.Logger) (*Gateway, error) {
 		if src := embeddedSource(srv, cfg); src != nil {
 			cfg.Sources = append(cfg.Sources, src)
 		}
+	}
+	if cfg.TrailDir != "" {
+		f, err := sink.OpenFile(sink.FileOptions{Dir: cfg.TrailDir})
+		if err != nil {
+			g.closeStorage()
+			return nil, fmt.Errorf("proxy: trail_dir: %w", err)
+		}
+		cfg.Sink = sink.Multi(cfg.Sink, f)
 	}
 	p, err := New(cfg, log)
 	if err != nil {

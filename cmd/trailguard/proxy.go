@@ -43,6 +43,7 @@ func runProxy(args []string, stdout, stderr io.Writer) int {
 	tlsCert := fs.String("tls-cert", "", "certificate `FILE` (PEM) to terminate TLS with")
 	tlsKey := fs.String("tls-key", "", "private key `FILE` (PEM) of --tls-cert")
 	service := fs.String("service", "", "service.name on every event `NAME` (default trailguard-proxy)")
+	trailDir := fs.String("trail-dir", "", "also write every event as JSON lines to `DIR`/trail.jsonl (rotated), for log shippers and fail2ban")
 	api := fs.String("api", "", "single node: also serve the collector API (query, tail, decisions) on `ADDR`")
 	pos, code, ok := fs.parse(args)
 	if !ok {
@@ -76,6 +77,7 @@ func runProxy(args []string, stdout, stderr io.Writer) int {
 	set(&cfg.TLSKey, *tlsKey)
 	set(&cfg.ServiceName, *service)
 	set(&cfg.API, *api)
+	set(&cfg.TrailDir, *trailDir)
 	if cfg.DataDir == "" || fs.isSet("data", "data-dir") || os.Getenv("TRAILGUARD_DATA") != "" {
 		cfg.DataDir = *data
 	}

@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# The gateway's numbers, one run (issue 11): trailguard proxy against nginx
+# (Debian) as a reverse proxy with a JSON access log, to the same go-httpbin
+# upstream, all on 127.0.0.1.
+#
+#   1. throughput: wrk, same threads and connections, GET /get; medians of
+#      RUNS runs each, interleaved; goal: trailguard >= 0.8 x nginx req/s.
+#      Also the CPU time each proxy process used per request.
+#   2. latency added at a fixed 2,000 requests/s (vegeta, constant rate):
+#      p99 through the gateway minus p99 direct to the upstream; goal <= 1 ms.
+#   3. attack to block with hydra (when the gateway detects: single node, and
+#      through a collector's decision stream), beside fail2ban watching the
+#      gateway's own JSON trail: see bench/cmd/blocktime.
+#
+# Needs: nginx wrk (apt-get install nginx-light wrk), go-httpbin and vegeta
+# (built into $TOOLS by this script from the Go module proxy, cached by
+# version). Prints each figure with its goal and MET or MISSED; exits 2 if
+# a goal is missed. The machine is shared: state that with the figures.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+TOOLS=${TRAILGUARD_TOOLS:-$HOME/.cache/trailguard-ci/bin}
+RUNS=${RUNS:-3}
+DURATION=${DURATION:-10s}
+CONNS=${CONNS:-64}
+THREADS=${THREADS:-2}
+RATE=${RATE:-2000}
+WORK=$(mktemp -d -t tg-proxy-bench.XXXXXX)
+mkdir -p "$TOOLS"
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	[ -f "$WORK/nginx/nginx.pid" ] && kill "$(cat "$WORK/nginx/nginx.pid")" 2>/dev/null || true
+	wait 2>/dev/null || true
+	[ -n "${KEEP:-}" ] || rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+need() { command -v "$1" >/dev/null || { echo "missing $1 ($2)"; exit 1; }; }
+need nginx "apt-get install nginx-light"
+need wrk "apt-get install wrk"
+tool() { # tool NAME MODULE@VERSION
+	local name=$1 mod=$2 v=${2##*@}
+	if [ ! -x "$TOOLS/$name-$v" ]; then
+		local tmp; tmp=$(mktemp -d)
+		GOBIN="$tmp" go install "$mod"
+		mv "$tmp/$name" "$TOOLS/$name-$v"; rm -rf "$tmp"
+	fi
+	echo "$TOOLS/$name-$v"
+}
+HTTPBIN=$(tool go-httpbin github.com/mccutchen/go-httpbin/v2/cmd/go-httpbin@v2.26.0)
+VEGETA=$(tool vegeta github.com/tsenart/vegeta/v12@v12.13.0)
+go build -o "$WORK/trailguard" ./cmd/trailguard
+
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+UP=$(port); TG=$(port); NG=$(port)
+wait_http() { for _ in $(seq 100); do curl -fso /dev/null "$1" && return 0; sleep 0.1; done; echo "no answer from $1"; exit 1; }
+
+"$HTTPBIN" -host 127.0.0.1 -port "$UP" >"$WORK/httpbin.log" 2>&1 & pids+=($!)
+"$WORK/trailguard" proxy --listen "127.0.0.1:$TG" --upstream "http://127.0.0.1:$UP" --data "$WORK/tg-data" \
+	>"$WORK/tg.log" 2>&1 & TGPID=$!; pids+=($TGPID)
+
+mkdir -p "$WORK/nginx/logs"
+cat >"$WORK/nginx/nginx.conf" <<EOF
+worker_processes 2;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+  log_format ecs escape=json '{"@timestamp":"\$time_iso8601","source.ip":"\$remote_addr","http.request.method":"\$request_method","url.original":"\$request_uri","http.response.status_code":\$status,"http.response.body.bytes":\$body_bytes_sent,"user_agent.original":"\$http_user_agent","http.request.id":"\$request_id","event.duration":\$request_time}';
+  access_log $WORK/nginx/logs/access.json ecs;
+  client_body_temp_path $WORK/nginx/cbt; proxy_temp_path $WORK/nginx/pt; fastcgi_temp_path $WORK/nginx/ft;
+  uwsgi_temp_path $WORK/nginx/ut; scgi_temp_path $WORK/nginx/st;
+  upstream up { server 127.0.0.1:$UP; keepalive 256; }
+  server {
+    listen 127.0.0.1:$NG;
+    location / {
+      proxy_pass http://up;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header X-Request-ID \$request_id;
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto \$scheme;
+    }
+  }
+}
+EOF
+nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx"
+wait_http "http://127.0.0.1:$UP/get"; wait_http "http://127.0.0.1:$TG/get"; wait_http "http://127.0.0.1:$NG/get"
+
+# cpu_of PIDS...: user+system CPU seconds of the processes.
+cpu_of() { python3 - "$@" <<'EOF'
+import os, sys
+tck = os.sysconf("SC_CLK_TCK"); t = 0
+for p in sys.argv[1:]:
+    f = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
+    t += (int(f[11]) + int(f[12])) / tck
+print(f"{t:.3f}")
+EOF
+}
+nginx_pids() { pgrep -d ' ' -P "$(cat "$WORK/nginx/nginx.pid")"; }
+
+declare -A RPS CPU
+run_wrk() { # run_wrk NAME PORT PIDS...
+	local name=$1 port=$2; shift 2
+	local c0 c1 out
+	c0=$(cpu_of "$@")
+	out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" "http://127.0.0.1:$port/get")
+	c1=$(cpu_of "$@")
+	local rps req
+	rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+	req=$(awk '/requests in/ {print $1}' <<<"$out")
+	RPS[$name]="${RPS[$name]:-} $rps"
+	CPU[$name]="${CPU[$name]:-} $(python3 -c "print(f'{($c1-$c0)/$req*1e6:.1f}')")"
+	echo "  $name: $rps req/s, $(python3 -c "print(f'{($c1-$c0)/$req*1e6:.1f}')") us CPU/request"
+}
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+echo "== throughput: wrk -t$THREADS -c$CONNS -d$DURATION GET /get ($RUNS runs each, interleaved)"
+echo "   load average before: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
+for i in $(seq "$RUNS"); do
+	run_wrk direct "$UP" "${pids[0]}"
+	run_wrk nginx "$NG" $(nginx_pids)
+	run_wrk trailguard "$TG" "$TGPID"
+done
+missed=0
+verdict() { if python3 -c "import sys; sys.exit(0 if $1 else 1)"; then echo MET; else echo MISSED; missed=1; fi; }
+d=$(median <<<"${RPS[direct]}"); n=$(median <<<"${RPS[nginx]}"); g=$(median <<<"${RPS[trailguard]}")
+ratio=$(python3 -c "print(f'{$g/$n:.2f}')")
+echo "   medians: direct $d req/s; nginx $n req/s ($(median <<<"${CPU[nginx]}") us CPU/req); trailguard $g req/s ($(median <<<"${CPU[trailguard]}") us CPU/req)"
+echo "RESULT throughput: trailguard / nginx = $ratio (goal >= 0.80): $(verdict "$ratio >= 0.8")"
+
+echo "== latency added at a constant $RATE requests/s (vegeta, 10 s, after a 2 s warm-up)"
+lat() { # lat PORT -> p99 in ms
+	echo "GET http://127.0.0.1:$1/get" | "$VEGETA" attack -rate="$RATE" -duration=2s >/dev/null
+	echo "GET http://127.0.0.1:$1/get" | "$VEGETA" attack -rate="$RATE" -duration=10s -max-workers 256 |
+		"$VEGETA" report -type=json | python3 -c 'import json,sys; r=json.load(sys.stdin); l=r["latencies"]; print("%.3f %.3f %.4f" % (l["50th"]/1e6, l["99th"]/1e6, r["success"]))'
+}
+read -r d50 d99 dok < <(lat "$UP")
+read -r g50 g99 gok < <(lat "$TG")
+read -r n50 n99 nok < <(lat "$NG")
+added=$(python3 -c "print(f'{$g99-$d99:.3f}')")
+echo "   direct p50 $d50 ms p99 $d99 ms (success $dok); trailguard p50 $g50 p99 $g99 ($gok); nginx p50 $n50 p99 $n99 ($nok)"
+echo "RESULT latency: trailguard p99 added over direct = $added ms (goal <= 1 ms): $(verdict "$added <= 1.0")"
+
+echo "   (trailguard single node kept every request in its ledger and index: $(du -sh "$WORK/tg-data" | cut -f1) in $WORK/tg-data)"
+echo "   the machine is shared ($(cut -d' ' -f1-3 /proc/loadavg) load now): ratios are from the same run; re-measure on a quiet machine"
+exit $((missed * 2))
