@@ -25,6 +25,9 @@ DURATION=${DURATION:-10s}
 CONNS=${CONNS:-64}
 THREADS=${THREADS:-2}
 RATE=${RATE:-2000}
+PARTS=${PARTS:-throughput,latency,attack} # which parts to run
+BLOCK_RUNS=${BLOCK_RUNS:-20}
+THRESHOLD=${THRESHOLD:-10} # the built-in brute-force rule: 10 failed logins of one client.ip in 5 minutes
 WORK=$(mktemp -d -t tg-proxy-bench.XXXXXX)
 mkdir -p "$TOOLS"
 pids=()
@@ -116,6 +119,9 @@ run_wrk() { # run_wrk NAME PORT PIDS...
 }
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
+missed=0
+verdict() { if python3 -c "import sys; sys.exit(0 if $1 else 1)"; then echo MET; else echo MISSED; missed=1; fi; }
+if [[ $PARTS == *throughput* ]]; then
 echo "== throughput: wrk -t$THREADS -c$CONNS -d$DURATION GET /get ($RUNS runs each, interleaved)"
 echo "   load average before: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
 for i in $(seq "$RUNS"); do
@@ -123,13 +129,13 @@ for i in $(seq "$RUNS"); do
 	run_wrk nginx "$NG" $(nginx_pids)
 	run_wrk trailguard "$TG" "$TGPID"
 done
-missed=0
-verdict() { if python3 -c "import sys; sys.exit(0 if $1 else 1)"; then echo MET; else echo MISSED; missed=1; fi; }
 d=$(median <<<"${RPS[direct]}"); n=$(median <<<"${RPS[nginx]}"); g=$(median <<<"${RPS[trailguard]}")
 ratio=$(python3 -c "print(f'{$g/$n:.2f}')")
 echo "   medians: direct $d req/s; nginx $n req/s ($(median <<<"${CPU[nginx]}") us CPU/req); trailguard $g req/s ($(median <<<"${CPU[trailguard]}") us CPU/req)"
 echo "RESULT throughput: trailguard / nginx = $ratio (goal >= 0.80): $(verdict "$ratio >= 0.8")"
 
+fi
+if [[ $PARTS == *latency* ]]; then
 echo "== latency added at a constant $RATE requests/s (vegeta, 10 s, after a 2 s warm-up)"
 lat() { # lat PORT -> p99 in ms
 	echo "GET http://127.0.0.1:$1/get" | "$VEGETA" attack -rate="$RATE" -duration=2s >/dev/null
@@ -142,7 +148,75 @@ read -r n50 n99 nok < <(lat "$NG")
 added=$(python3 -c "print(f'{$g99-$d99:.3f}')")
 echo "   direct p50 $d50 ms p99 $d99 ms (success $dok); trailguard p50 $g50 p99 $g99 ($gok); nginx p50 $n50 p99 $n99 ($nok)"
 echo "RESULT latency: trailguard p99 added over direct = $added ms (goal <= 1 ms): $(verdict "$added <= 1.0")"
+fi
 
-echo "   (trailguard single node kept every request in its ledger and index: $(du -sh "$WORK/tg-data" | cut -f1) in $WORK/tg-data)"
+if [[ $PARTS == *attack* ]]; then
+echo "== attack to block: hydra brute-forcing /basic-auth through the gateway, $BLOCK_RUNS runs, each from its own"
+echo "   address (X-Forwarded-For from a trusted 127.0.0.1), beside fail2ban (pyinotify, maxretry $THRESHOLD) on the same JSON trail"
+if ! command -v hydra >/dev/null || ! command -v fail2ban-server >/dev/null; then
+	echo "   skipped: needs hydra and fail2ban (apt-get install hydra fail2ban python3-pyinotify)"
+else
+	F=$WORK/f2b
+	mkdir -p "$F/filter.d" "$F/action.d" "$F/bans" "$WORK/trail1" "$WORK/trail2"
+	touch "$WORK/trail1/trail.jsonl" "$WORK/trail2/trail.jsonl"
+	printf '[Definition]\nloglevel = INFO\nlogtarget = %s\nsocket = %s\npidfile = %s\ndbfile = :memory:\n' \
+		"$F/fail2ban.log" "$F/fail2ban.sock" "$F/fail2ban.pid" >"$F/fail2ban.conf"
+	# A failed login in trailguard's own trail, with the client address the
+	# gateway recorded (after its trusted-proxy rules).
+	printf '[Definition]\nfailregex = "action":"authn_login_fail".*"client":\\{"ip":"<HOST>"\\}\ndatepattern = "@timestamp":"%%%%Y-%%%%m-%%%%dT%%%%H:%%%%M:%%%%S\n' \
+		>"$F/filter.d/trailguard-auth.conf"
+	# fail2ban only runs an action: this one writes the time of the ban.
+	printf '[Definition]\nactionban = date +%%%%s.%%%%N > %s/<ip>\nactionunban = rm -f %s/<ip>\n' "$F/bans" "$F/bans" >"$F/action.d/stamp.conf"
+	printf '[trailguard]\nenabled = true\nfilter = trailguard-auth\naction = stamp\nlogpath = %s\n          %s\nbackend = pyinotify\nmaxretry = %s\nfindtime = 300\nbantime = 600\n' \
+		"$WORK/trail1/trail.jsonl" "$WORK/trail2/trail.jsonl" "$THRESHOLD" >"$F/jail.conf"
+	fail2ban-server -f -x -c "$F" -s "$F/fail2ban.sock" -p "$F/fail2ban.pid" >"$F/server.out" 2>&1 &
+	pids+=($!)
+	(cd bench && go build -o "$WORK/blocktime" ./cmd/blocktime)
+	TG1=$(port)
+	printf 'listen: 127.0.0.1:%s\ndata_dir: %s\ntrail_dir: %s\ntrusted_proxies: [127.0.0.1]\nroutes: [{upstream: "http://127.0.0.1:%s"}]\n' \
+		"$TG1" "$WORK/single-data" "$WORK/trail1" "$UP" >"$WORK/single.yml"
+	"$WORK/trailguard" proxy --config "$WORK/single.yml" >"$WORK/single.log" 2>&1 &
+	pids+=($!)
+	wait_http "http://127.0.0.1:$TG1/get"
+	sleep 2 # fail2ban is watching by now
+	echo "-- single node (embedded detection)"
+	out=$("$WORK/blocktime" -target "http://127.0.0.1:$TG1" -trail "$WORK/trail1/trail.jsonl" -runs "$BLOCK_RUNS" \
+		-threshold "$THRESHOLD" -fail2ban-bans "$F/bans" -subnet 77 -name "trailguard-single")
+	grep -v '^RESULT' <<<"$out"
+	single=$(awk '/^RESULT trailguard/ {print $NF}' <<<"$out")
+	f2b1=$(awk '/^RESULT fail2ban/ {print $NF}' <<<"$out")
+
+	echo "-- through a collector's decision stream (trailguard serve; the gateway ships its events and polls the stream)"
+	CP=$(port)
+	TG2=$(port)
+	"$WORK/trailguard" serve --data "$WORK/collector" --listen "127.0.0.1:$CP" >"$WORK/collector.log" 2>&1 &
+	pids+=($!)
+	wait_http "http://127.0.0.1:$CP/healthz"
+	ingest=$("$WORK/trailguard" token create --data "$WORK/collector" --role ingest --name gw --quiet)
+	coll=none
+	f2b2=none
+	if bouncer=$("$WORK/trailguard" token create --data "$WORK/collector" --role bouncer --name gw-bouncer --quiet 2>/dev/null); then
+		printf 'listen: 127.0.0.1:%s\ndata_dir: %s\ntrail_dir: %s\ntrusted_proxies: [127.0.0.1]\nroutes: [{upstream: "http://127.0.0.1:%s"}]\ncollector: {url: "http://127.0.0.1:%s", token: "%s", bouncer_key: "%s"}\n' \
+			"$TG2" "$WORK/edge-data" "$WORK/trail2" "$UP" "$CP" "$ingest" "$bouncer" >"$WORK/edge.yml"
+		"$WORK/trailguard" proxy --config "$WORK/edge.yml" >"$WORK/edge.log" 2>&1 &
+		pids+=($!)
+		wait_http "http://127.0.0.1:$TG2/get"
+		out=$("$WORK/blocktime" -target "http://127.0.0.1:$TG2" -trail "$WORK/trail2/trail.jsonl" -runs "$BLOCK_RUNS" \
+			-threshold "$THRESHOLD" -fail2ban-bans "$F/bans" -subnet 78 -name "trailguard-collector")
+		grep -v '^RESULT' <<<"$out"
+		coll=$(awk '/^RESULT trailguard/ {print $NF}' <<<"$out")
+		f2b2=$(awk '/^RESULT fail2ban/ {print $NF}' <<<"$out")
+	else
+		echo "   skipped: this collector has no bouncer role (decision stream)"
+	fi
+	within() { [ "$1" != none ] && [ -n "$1" ] && python3 -c "import sys; sys.exit(0 if $1 <= $2 else 1)"; }
+	v1=MISSED
+	if within "$single" 100; then v1=MET; else missed=1; fi
+	v2=MISSED
+	if within "$coll" 250; then v2=MET; else missed=1; fi
+	echo "RESULT attack to block p99, single node: $single ms (goal <= 100 ms): $v1; fail2ban, same attacks: $f2b1 ms"
+	echo "RESULT attack to block p99, collector decision stream: $coll ms (goal <= 250 ms): $v2; fail2ban, same attacks: $f2b2 ms"
+fi
+fi
 echo "   the machine is shared ($(cut -d' ' -f1-3 /proc/loadavg) load now): ratios are from the same run; re-measure on a quiet machine"
 exit $((missed * 2))

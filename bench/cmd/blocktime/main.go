@@ -1,0 +1,202 @@
+// Command blocktime measures how fast a brute force is stopped: hydra
+// attacks a gateway (trailguard proxy, which must trust 127.0.0.1 as a
+// proxy and keep a JSON trail with --trail-dir) from a different client
+// address each run (X-Forwarded-For), and the gateway's own trail says when
+// the failed login that crossed the threshold happened (the N-th
+// authn_login_fail of that address) and when the first request of that
+// address was refused (request_blocked). When fail2ban watches the same
+// trail (-fail2ban-bans DIR, where its ban action writes one file per
+// banned address holding the time), its ban is timed from the same
+// threshold-crossing login.
+//
+//	go run ./cmd/blocktime -target http://127.0.0.1:8080 -trail DIR/trail.jsonl -runs 20
+//
+// It prints one line per run and the p50, p99 and max of each, and the
+// results as "RESULT name p99_ms" lines for bench/proxy.sh.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+type ev struct {
+	Timestamp time.Time `json:"@timestamp"`
+	Event     struct {
+		Action string `json:"action"`
+	} `json:"event"`
+	Client struct {
+		IP string `json:"ip"`
+	} `json:"client"`
+}
+
+func main() {
+	target := flag.String("target", "", "gateway URL, e.g. http://127.0.0.1:8080")
+	trail := flag.String("trail", "", "the gateway's JSON-lines trail (--trail-dir DIR: DIR/trail.jsonl)")
+	runs := flag.Int("runs", 20, "attacks, each from its own client address")
+	threshold := flag.Int("threshold", 10, "failed logins that cross the detection rule's threshold (fail2ban maxretry)")
+	hydra := flag.String("hydra", "hydra", "hydra binary")
+	bans := flag.String("fail2ban-bans", "", "directory where fail2ban's ban action writes <address> files holding the unix time (optional)")
+	path := flag.String("path", "/basic-auth/admin/secret", "the Basic-auth page hydra attacks")
+	name := flag.String("name", "trailguard", "what the trailguard figure is called in the output")
+	subnet := flag.Int("subnet", 77, "second octet of the attackers' addresses 10.N.run.1 (change it between invocations)")
+	flag.Parse()
+	if *target == "" || *trail == "" {
+		flag.Usage()
+		os.Exit(2)
+	}
+	u, err := url.Parse(*target)
+	if err != nil {
+		fail(err)
+	}
+	dir, err := os.MkdirTemp("", "blocktime")
+	if err != nil {
+		fail(err)
+	}
+	defer os.RemoveAll(dir)
+	// Passwords hydra will try: none is right, each is findable on disk.
+	var pw bytes.Buffer
+	for i := range 400 {
+		fmt.Fprintf(&pw, "blocktime-canary-%04d\n", i)
+	}
+	list := filepath.Join(dir, "passwords.txt")
+	if err := os.WriteFile(list, pw.Bytes(), 0o600); err != nil {
+		fail(err)
+	}
+	var tg, f2b []float64
+	for run := range *runs {
+		addr := fmt.Sprintf("10.%d.%d.1", *subnet, run+1)
+		cmd := exec.Command(*hydra, "-l", "admin", "-P", list, "-s", u.Port(), "-I", "-t", "4",
+			u.Hostname(), "http-get", *path+`:H=X-Forwarded-For\: `+addr)
+		cmd.Stdout, cmd.Stderr, cmd.Dir = nil, nil, dir // hydra leaves hydra.restore in its directory
+		if err := cmd.Start(); err != nil {
+			fail(fmt.Errorf("hydra: %w", err))
+		}
+		// hydra stops by itself once refused; bound it anyway.
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+		time.Sleep(300 * time.Millisecond) // the trail's last batch
+		cross, blocked := scan(*trail, addr, *threshold)
+		line := fmt.Sprintf("run %2d %s:", run+1, addr)
+		if cross.IsZero() {
+			fmt.Printf("%s fewer than %d failed logins recorded\n", line, *threshold)
+			continue
+		}
+		if blocked.IsZero() {
+			line += fmt.Sprintf(" %s: not blocked", *name)
+		} else {
+			ms := blocked.Sub(cross).Seconds() * 1000
+			tg = append(tg, ms)
+			line += fmt.Sprintf(" %s %.1f ms", *name, ms)
+		}
+		if *bans != "" {
+			if t, ok := banTime(filepath.Join(*bans, addr), 5*time.Second); ok {
+				ms := t.Sub(cross).Seconds() * 1000
+				f2b = append(f2b, ms)
+				line += fmt.Sprintf(", fail2ban %.1f ms", ms)
+			} else {
+				line += ", fail2ban: no ban"
+			}
+		}
+		fmt.Println(line)
+	}
+	report(*name, tg, *runs)
+	if *bans != "" {
+		report("fail2ban", f2b, *runs)
+	}
+}
+
+// scan reads the trail for one address: the threshold-crossing failed
+// login and the first refusal after it.
+func scan(path, addr string, threshold int) (cross, blocked time.Time) {
+	f, err := os.Open(path)
+	if err != nil {
+		fail(err)
+	}
+	defer f.Close()
+	var fails []time.Time
+	var refusals []time.Time
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 4<<20)
+	needle := []byte(`"ip":"` + addr + `"`)
+	for sc.Scan() {
+		if !bytes.Contains(sc.Bytes(), needle) {
+			continue
+		}
+		var e ev
+		if json.Unmarshal(sc.Bytes(), &e) != nil || e.Client.IP != addr {
+			continue
+		}
+		switch e.Event.Action {
+		case "authn_login_fail":
+			fails = append(fails, e.Timestamp)
+		case "request_blocked":
+			refusals = append(refusals, e.Timestamp)
+		}
+	}
+	slices.SortFunc(fails, func(a, b time.Time) int { return a.Compare(b) })
+	slices.SortFunc(refusals, func(a, b time.Time) int { return a.Compare(b) })
+	if len(fails) < threshold {
+		return time.Time{}, time.Time{}
+	}
+	cross = fails[threshold-1]
+	for _, r := range refusals {
+		if r.After(cross) {
+			return cross, r
+		}
+	}
+	return cross, time.Time{}
+}
+
+func banTime(path string, wait time.Duration) (time.Time, bool) {
+	deadline := time.Now().Add(wait)
+	for {
+		b, err := os.ReadFile(path)
+		if err == nil {
+			if s, err := strconv.ParseFloat(strings.TrimSpace(string(b)), 64); err == nil {
+				return time.Unix(0, int64(s*1e9)), true
+			}
+		}
+		if time.Now().After(deadline) {
+			return time.Time{}, false
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func report(name string, ms []float64, runs int) {
+	if len(ms) == 0 {
+		fmt.Printf("%s: no measurement in %d runs\nRESULT %s none\n", name, runs, name)
+		return
+	}
+	slices.Sort(ms)
+	q := func(p float64) float64 {
+		i := int(p*float64(len(ms)) + 0.999999)
+		return ms[min(max(i-1, 0), len(ms)-1)]
+	}
+	fmt.Printf("%s: %d of %d runs measured; attack to block p50 %.1f ms, p99 %.1f ms, max %.1f ms\n",
+		name, len(ms), runs, q(0.5), q(0.99), ms[len(ms)-1])
+	fmt.Printf("RESULT %s %.1f\n", name, q(0.99))
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "blocktime:", err)
+	os.Exit(1)
+}
