@@ -249,3 +249,43 @@ func TestDecisionStreamEnforcedFailOpen(t *testing.T) {
 		t.Error("decision changes not recorded")
 	}
 }
+
+// TestBlockNotEvadedByForgedHeaders: a blocked client that is not behind a
+// trusted proxy cannot claim another address.
+func TestBlockNotEvadedByForgedHeaders(t *testing.T) {
+	t.Parallel()
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {})
+	p, gw, _ := gateway(t, Config{Routes: []Route{{Upstream: up.URL}}})
+	p.Apply("test", Update{New: []Decision{{Type: "ban", Scope: "Range", Value: "127.0.0.0/8", Duration: "1h"}}})
+	for _, h := range [][]string{
+		{"X-Forwarded-For", "203.0.113.1"},
+		{"Forwarded", "for=203.0.113.1"},
+		{"X-Real-IP", "203.0.113.1"},
+	} {
+		if resp := get(t, gw+"/", h...); resp.StatusCode != 403 {
+			t.Errorf("%s: %d, want 403", h[0], resp.StatusCode)
+		}
+	}
+	if up.count() != 0 {
+		t.Fatal("the upstream was reached")
+	}
+}
+
+func TestLimitKeyGroupsIPv6By64(t *testing.T) {
+	t.Parallel()
+	l := newLimiter(&RateLimit{Rate: 0.001, Burst: 2}, 1000)
+	now := time.Now()
+	// An attacker rotating addresses inside its /64 shares one bucket.
+	for i, a := range []string{"2001:db8:1:2::1", "2001:db8:1:2::ffff", "2001:db8:1:2:abcd::9"} {
+		ok, _ := l.allow(limitKey(netip.MustParseAddr(a)), now)
+		if ok != (i < 2) {
+			t.Errorf("%s: allowed=%v", a, ok)
+		}
+	}
+	if ok, _ := l.allow(limitKey(netip.MustParseAddr("2001:db8:1:3::1")), now); !ok {
+		t.Error("another /64 shares the bucket")
+	}
+	if ok, _ := l.allow(limitKey(netip.MustParseAddr("::ffff:192.0.2.1")), now); !ok {
+		t.Error("v4-mapped address")
+	}
+}
