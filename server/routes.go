@@ -20,6 +20,7 @@ func (s *Server) routes() http.Handler {
 	s.esRoutes(mux)
 
 	mux.HandleFunc("POST /v1/events", s.requireRole(access.RoleIngest, s.limitIngest(s.handleIngest)))
+	mux.HandleFunc("POST /v1/logs", s.requireRole(access.RoleIngest, s.limitIngest(s.handleOTLPLogs)))
 
 	mux.HandleFunc("GET /v1/events", s.requireRole(access.RoleRead, s.handleSearch))
 	mux.HandleFunc("GET /v1/events/{id}", s.requireRole(access.RoleRead, s.handleEvent))

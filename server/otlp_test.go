@@ -1,0 +1,213 @@
+package server
+
+import (
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/trailguard/trailguard/event"
+	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
+	logspb "go.opentelemetry.io/proto/otlp/logs/v1"
+	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
+)
+
+func sv(s string) *commonpb.AnyValue {
+	return &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: s}}
+}
+
+func iv(n int64) *commonpb.AnyValue {
+	return &commonpb.AnyValue{Value: &commonpb.AnyValue_IntValue{IntValue: n}}
+}
+
+// storedSince returns the events appended to ts's ledger from index from
+// on, skipping the collector's own audit events.
+func storedSince(t *testing.T, ts *testServer, from uint64) []*event.Event {
+	t.Helper()
+	var out []*event.Event
+	for e, err := range ts.ledger.Entries(from) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev, err := event.Decode(e.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.ServiceName != "trailguard-collector" {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+// TestOTLPProtobuf: a gzipped protobuf export with a failed login, a record
+// whose attributes hold a secret, and a record ECS refuses: two stored,
+// mapped as the table says, scrubbed; one rejected in partial_success.
+func TestOTLPProtobuf(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, t.TempDir(), nil)
+	at := time.Date(2026, 11, 29, 10, 0, 0, 123456789, time.UTC)
+	req := &logspb.LogsData{ResourceLogs: []*logspb.ResourceLogs{{
+		Resource: &resourcepb.Resource{Attributes: []*commonpb.KeyValue{
+			{Key: "service.name", Value: sv("orders-api")}, {Key: "host.name", Value: sv("web-1")}, {Key: "deployment.environment", Value: sv("prod")}}},
+		ScopeLogs: []*logspb.ScopeLogs{{
+			Scope: &commonpb.InstrumentationScope{Name: "auth", Version: "1.2"},
+			LogRecords: []*logspb.LogRecord{
+				{TimeUnixNano: uint64(at.UnixNano()), SeverityNumber: logspb.SeverityNumber_SEVERITY_NUMBER_WARN, Body: sv("login failed"),
+					TraceId: bytes.Repeat([]byte{0xab}, 16), SpanId: bytes.Repeat([]byte{0xcd}, 8), EventName: "authn_login_fail",
+					Attributes: []*commonpb.KeyValue{{Key: "user.name", Value: sv("alice")}, {Key: "client.address", Value: sv("203.0.113.7")},
+						{Key: "http.request.method", Value: sv("POST")}, {Key: "http.response.status_code", Value: iv(401)},
+						{Key: "url.path", Value: sv("/api/login")}, {Key: "event.outcome", Value: sv("failure")},
+						{Key: "http.route", Value: sv("/api/login")}, {Key: "http.route", Value: sv("duplicate key, dropped")}}},
+				{SeverityText: "INFO", Body: sv("debug dump password=hunter2secret"),
+					Attributes: []*commonpb.KeyValue{{Key: "client_secret", Value: sv("s3cr3t-value-123")}}},
+				{Body: sv("bad outcome"), Attributes: []*commonpb.KeyValue{{Key: "event.outcome", Value: sv("maybe")}}},
+			},
+		}},
+	}}}
+	raw, err := proto.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(raw)
+	zw.Close()
+	from := ts.ledger.Size()
+	code, body := ts.do(t, "POST", "/v1/logs", ts.ingest, &gz, "Content-Type", "application/x-protobuf", "Content-Encoding", "gzip")
+	if code != 200 {
+		t.Fatalf("%d %s", code, body)
+	}
+	// ExportLogsServiceResponse{partial_success{rejected_log_records: 1, error_message}}
+	if len(body) < 4 || body[0] != 0x0a || body[2] != 0x08 || body[3] != 1 || !bytes.Contains(body, []byte(`event.outcome "maybe"`)) {
+		t.Errorf("answer %q", body)
+	}
+	evs := storedSince(t, ts, from)
+	if len(evs) != 2 {
+		t.Fatalf("%d events stored, want 2", len(evs))
+	}
+	e := evs[0]
+	want := event.Event{Timestamp: at, Action: "authn_login_fail", Message: "login failed", LogLevel: "warn", Severity: 13,
+		TraceID: strings.Repeat("ab", 16), SpanID: strings.Repeat("cd", 8), ServiceName: "orders-api", HostName: "web-1",
+		UserName: "alice", ClientIP: "203.0.113.7", Method: "POST", StatusCode: 401, Path: "/api/login", Outcome: "failure"}
+	got := event.Event{Timestamp: e.Timestamp, Action: e.Action, Message: e.Message, LogLevel: e.LogLevel, Severity: e.Severity,
+		TraceID: e.TraceID, SpanID: e.SpanID, ServiceName: e.ServiceName, HostName: e.HostName, UserName: e.UserName,
+		ClientIP: e.ClientIP, Method: e.Method, StatusCode: e.StatusCode, Path: e.Path, Outcome: e.Outcome}
+	if !got.Timestamp.Equal(want.Timestamp) || fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("mapped event\n got %+v\nwant %+v", got, want)
+	}
+	var attrs map[string]map[string]any
+	if err := json.Unmarshal(e.Attrs, &attrs); err != nil || attrs["attributes"]["http.route"] != "/api/login" ||
+		attrs["resource"]["deployment.environment"] != "prod" || attrs["scope"]["name"] != "auth" {
+		t.Errorf("trailguard.attrs %s (%v)", e.Attrs, err)
+	}
+	if e.ID == "" || e.Ingested.IsZero() || e.Kind != "event" || e.Dataset != event.DatasetApp {
+		t.Errorf("collector fields: %+v", e)
+	}
+	all, _ := json.Marshal(evs[1])
+	if bytes.Contains(all, []byte("hunter2secret")) || bytes.Contains(all, []byte("s3cr3t-value-123")) || evs[1].LogLevel != "info" {
+		t.Errorf("second record not scrubbed: %s", all)
+	}
+}
+
+// TestOTLPJSON: OTLP/JSON with hex ids, 64-bit integers as strings, enum
+// names; and the requests a client gets wrong.
+func TestOTLPJSON(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, t.TempDir(), func(c *Config) { c.MaxRequestEvents = 10; c.MaxRequestBytes = 1 << 20 })
+	body := `{"resourceLogs":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"billing"}}]},
+	  "scopeLogs":[{"scope":{"name":"s"},"logRecords":[
+	    {"timeUnixNano":"1795946400000000000","severityNumber":"SEVERITY_NUMBER_ERROR","traceId":"5b8efff798038103d269b633813fc60c",
+	     "spanId":"eee19b7ec3c1b174","body":{"kvlistValue":{"values":[{"key":"k","value":{"intValue":"7"}}]}},
+	     "attributes":[{"key":"http.response.status_code","value":{"intValue":"503"}},{"key":"user.roles","value":{"arrayValue":{"values":[{"stringValue":"admin"}]}}}]}]}]}]}`
+	from := ts.ledger.Size()
+	code, out := ts.do(t, "POST", "/v1/logs", ts.ingest, strings.NewReader(body), "Content-Type", "application/json")
+	if code != 200 || strings.TrimSpace(string(out)) != "{}" {
+		t.Fatalf("%d %s", code, out)
+	}
+	evs := storedSince(t, ts, from)
+	if len(evs) != 1 {
+		t.Fatalf("%d events", len(evs))
+	}
+	e := evs[0]
+	if e.TraceID != "5b8efff798038103d269b633813fc60c" || e.SpanID != "eee19b7ec3c1b174" || e.StatusCode != 503 || e.LogLevel != "error" ||
+		e.Severity != 17 || e.Message != `{"k":7}` || e.ServiceName != "billing" || len(e.UserRoles) != 1 || e.Timestamp.Unix() != 1795946400 {
+		t.Errorf("mapped %+v", e)
+	}
+
+	many := `{"resourceLogs":[{"scopeLogs":[{"logRecords":[` + strings.TrimSuffix(strings.Repeat(`{"body":{"stringValue":"x"}},`, 11), ",") + `]}]}]}`
+	var bomb bytes.Buffer
+	zw := gzip.NewWriter(&bomb)
+	zw.Write([]byte(`{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"body":{"stringValue":"`))
+	zw.Write(bytes.Repeat([]byte("A"), 4<<20))
+	zw.Write([]byte(`"}}]}]}]}`))
+	zw.Close()
+	for _, tc := range []struct {
+		name, ctype, enc string
+		body             []byte
+		code             int
+		msg              string
+	}{
+		{"wrong type", "text/plain", "", []byte(body), 415, "application/x-protobuf"},
+		{"not JSON", "application/json", "", []byte(`{"resourceLogs":[`), 400, "OTLP/JSON"},
+		{"not protobuf", "application/x-protobuf", "", []byte{0xff, 0xff, 0xff}, 400, "not an OTLP logs request"},
+		{"too many records", "application/json", "", []byte(many), 413, "at most 10"},
+		{"gzip bomb", "application/json", "gzip", bomb.Bytes(), 413, "exceeds"},
+		{"bad severity", "application/json", "", []byte(`{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"severityNumber":"LOUD"}]}]}]}`), 400, "severityNumber"},
+	} {
+		hdr := []string{"Content-Type", tc.ctype}
+		if tc.enc != "" {
+			hdr = append(hdr, "Content-Encoding", tc.enc)
+		}
+		code, out := ts.do(t, "POST", "/v1/logs", ts.ingest, bytes.NewReader(tc.body), hdr...)
+		if code != tc.code || !strings.Contains(string(out), tc.msg) {
+			t.Errorf("%s: %d %s, want %d mentioning %q", tc.name, code, out, tc.code, tc.msg)
+		}
+	}
+	if code, _ := ts.do(t, "POST", "/v1/logs", ts.read, strings.NewReader(body), "Content-Type", "application/json"); code != 403 {
+		t.Errorf("a read token may not ingest: %d", code)
+	}
+}
+
+// FuzzOTLP: whatever arrives, protobuf or JSON, decoding never panics and
+// every mapped event encodes as one line of valid JSON that decodes again.
+func FuzzOTLP(f *testing.F) {
+	seed, _ := proto.Marshal(&logspb.LogsData{ResourceLogs: []*logspb.ResourceLogs{{ScopeLogs: []*logspb.ScopeLogs{{LogRecords: []*logspb.LogRecord{
+		{Body: &commonpb.AnyValue{Value: &commonpb.AnyValue_KvlistValue{KvlistValue: &commonpb.KeyValueList{Values: []*commonpb.KeyValue{{Key: "a\nb", Value: sv("\u2028")}}}}},
+			Attributes: []*commonpb.KeyValue{{Key: "client.address", Value: sv("::1")}, {Key: "x", Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_DoubleValue{DoubleValue: 1e308}}}}}}}}}}})
+	f.Add(seed, false)
+	f.Add([]byte(`{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"body":{"arrayValue":{"values":[{"bytesValue":"AAE="},{"boolValue":true}]}},"traceId":"zz"}]}]}]}`), true)
+	f.Add([]byte(`{"resourceLogs":[{"resource":{"attributes":[{"key":"service.name","value":{"intValue":"-9223372036854775808"}}]}}]}`), true)
+	f.Fuzz(func(t *testing.T, data []byte, isJSON bool) {
+		var ld *logspb.LogsData
+		var err error
+		if isJSON {
+			ld, err = decodeOTLPJSON(data)
+		} else {
+			ld = &logspb.LogsData{}
+			err = proto.UnmarshalOptions{RecursionLimit: 64}.Unmarshal(data, ld)
+		}
+		if err != nil {
+			return
+		}
+		for _, rl := range ld.ResourceLogs {
+			for _, sl := range rl.ScopeLogs {
+				for _, lr := range sl.LogRecords {
+					line := otlpEvent(rl.GetResource().GetAttributes(), sl.Scope, lr).AppendJSON(nil)
+					if !json.Valid(line) || bytes.ContainsAny(line, "\n\r") {
+						t.Fatalf("event is not one line of JSON: %q", line)
+					}
+					if _, err := event.Decode(line); err != nil {
+						t.Fatalf("event does not decode: %v\n%s", err, line)
+					}
+				}
+			}
+		}
+	})
+}
+
