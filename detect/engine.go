@@ -1,0 +1,648 @@
+package detect
+
+import (
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"math"
+	"strings"
+	"time"
+)
+
+// Options tune an Engine. The zero value is the default.
+type Options struct {
+	// MaxGroups bounds the groups (distinct group-by values) each
+	// correlation rule keeps; beyond it the oldest generation of groups
+	// is forgotten. Default 1<<20.
+	MaxGroups int
+	// MaxEvidence bounds the records an alert lists as evidence. Default 20.
+	MaxEvidence int
+	// MaxFuture is how far an event's @timestamp may be ahead of the time
+	// its record was stored before the storage time is used instead, so a
+	// forged future timestamp cannot move the engine's clock. Default 5m.
+	MaxFuture time.Duration
+}
+
+func (o *Options) defaults() {
+	if o.MaxGroups <= 0 {
+		o.MaxGroups = 1 << 20
+	}
+	if o.MaxEvidence <= 0 {
+		o.MaxEvidence = 20
+	}
+	if o.MaxFuture <= 0 {
+		o.MaxFuture = 5 * time.Minute
+	}
+}
+
+// Record is one stored event the engine reads: a ledger entry or a line
+// of an NDJSON file.
+type Record struct {
+	// Index is the record's position: the ledger index, or the line
+	// number of a file. Alerts name their evidence by it.
+	Index uint64
+	// Time is when the record was stored (the ledger's append time), or
+	// zero when unknown.
+	Time time.Time
+	// Data is the event, one ECS JSON object. The engine does not keep it.
+	Data []byte
+}
+
+// lsKind is which events a detection rule's logsource selects.
+type lsKind uint8
+
+const (
+	lsAll  lsKind = iota // application (or no category): every event
+	lsWeb                // webserver, proxy: event.category web
+	lsAuth               // authentication: event.category authentication
+)
+
+type detRule struct {
+	rule    *Rule
+	ls      lsKind
+	cond    cnode
+	alert   bool
+	parents []feed
+}
+
+// Engine evaluates compiled rules over a stream of records. It keeps the
+// state of correlations between records; it is not safe for concurrent
+// use (one goroutine feeds it, in ledger order).
+type Engine struct {
+	opts    Options
+	x       *extractor
+	fields  []fieldDef
+	atoms   []atom
+	progs   []*fieldProg // by field; nil when the field has no string atoms
+	dets    []*detRule
+	corrs   []*corrRule
+	rules   []*Rule
+	maxSpan time.Duration
+
+	ctx     evalCtx
+	hash    maphash.Hash
+	keyVals []string
+
+	slotTS, slotKind, slotID, slotCat int32
+	snap                              []snapField
+
+	now   int64 // watermark: the newest event time seen, unix ns
+	idx   uint64
+	stats Stats
+}
+
+// snapField is a field copied from the completing event into alerts.
+type snapField struct {
+	name  string
+	field int32
+}
+
+// alertFields are copied from the event that completed a detection.
+var alertFields = []string{"client.ip", "source.ip", "user.name", "user.id", "url.original",
+	"http.request.method", "http.response.status_code", "user_agent.original", "event.action",
+	"service.name", "host.name", "http.request.id", "trace.id"}
+
+// Stats counts what the engine did.
+type Stats struct {
+	// Events is the records evaluated; Malformed those that were not a
+	// JSON object; Skipped the alerts read back (never evaluated).
+	Events, Malformed, Skipped uint64
+	// Matches counts detection rule matches, Alerts the alerts raised.
+	Matches, Alerts uint64
+	// Groups is the correlation groups held now; Evicted those forgotten
+	// early because a rule reached Options.MaxGroups.
+	Groups  int
+	Evicted uint64
+}
+
+// NewEngine compiles the rules of rs. Rules that cannot be compiled (an
+// unsupported logsource, modifier or reference) are returned as errors
+// and left out; the engine runs the others. Rules with status deprecated
+// or unsupported are skipped.
+func NewEngine(rs *RuleSet, opts Options) (*Engine, []*LoadError) {
+	opts.defaults()
+	e := &Engine{opts: opts}
+	c := newCompiler()
+	var errs []*LoadError
+	fail := func(r *Rule, err error) {
+		le := &LoadError{File: r.Source.File, Line: r.Source.Line, Rule: r.Ref(), Reason: err.Error()}
+		var pe *posError
+		if errors.As(err, &pe) && pe.line > 0 && r.docLine > 0 {
+			le.Line, le.Col = r.docLine+pe.line-1, pe.col
+		}
+		errs = append(errs, le)
+	}
+	// Index rules by id and name; a later duplicate is an error.
+	byRef := map[string]*Rule{}
+	var rules []*Rule
+	for _, r := range rs.Rules {
+		if r.Status == "deprecated" || r.Status == "unsupported" {
+			continue
+		}
+		dup := ""
+		for _, k := range []string{r.ID, r.Name} {
+			if k != "" && byRef[k] != nil {
+				dup = k
+			}
+		}
+		if dup != "" {
+			fail(r, fmt.Errorf("id or name %q is already used by the rule at %s", dup, byRef[dup].Source))
+			continue
+		}
+		for _, k := range []string{r.ID, r.Name} {
+			if k != "" {
+				byRef[k] = r
+			}
+		}
+		rules = append(rules, r)
+	}
+
+	dets := map[*Rule]*detRule{}
+	corrs := map[*Rule]*corrRule{}
+	failed := map[*Rule]bool{}
+	for _, r := range rules {
+		if r.Detection == nil {
+			continue
+		}
+		ls, err := logsourceKind(r.Logsource)
+		if err == nil {
+			var cond cnode
+			if cond, err = c.compileDetection(r.Detection, ls == lsWeb); err == nil {
+				dets[r] = &detRule{rule: r, ls: ls, cond: cond, alert: true}
+				continue
+			}
+		}
+		fail(r, err)
+		failed[r] = true
+	}
+	// Correlations: resolve references, then compile in dependency order
+	// so that a correlation's inputs are known when it is.
+	var compileCorr func(r *Rule, path []*Rule) bool
+	compileCorr = func(r *Rule, path []*Rule) bool {
+		if corrs[r] != nil {
+			return true
+		}
+		if failed[r] {
+			return false
+		}
+		for _, p := range path {
+			if p == r {
+				fail(r, errors.New("correlation rules refer to each other in a cycle"))
+				failed[r] = true
+				return false
+			}
+		}
+		cr, err := e.compileCorrelation(c, r, byRef, dets, corrs, func(in *Rule) bool {
+			if in.Detection != nil {
+				return dets[in] != nil
+			}
+			return compileCorr(in, append(path, r))
+		})
+		if err != nil {
+			fail(r, err)
+			failed[r] = true
+			return false
+		}
+		corrs[r] = cr
+		return true
+	}
+	for _, r := range rules {
+		if r.Correlation != nil {
+			compileCorr(r, nil)
+		}
+	}
+	// A rule correlated by others raises no alert of its own unless one of
+	// them says generate: true.
+	for _, r := range rules {
+		cr := corrs[r]
+		if cr == nil {
+			continue
+		}
+		for pos, ref := range r.Correlation.Rules {
+			in := byRef[ref]
+			f := feed{c: cr, pos: pos}
+			if d := dets[in]; d != nil {
+				d.parents = append(d.parents, f)
+			}
+			if ic := corrs[in]; ic != nil {
+				ic.parents = append(ic.parents, f)
+			}
+		}
+	}
+	for _, r := range rules {
+		if d := dets[r]; d != nil {
+			if len(d.parents) > 0 {
+				d.alert = false
+				for _, p := range d.parents {
+					d.alert = d.alert || p.c.c.Generate
+				}
+			}
+			e.dets = append(e.dets, d)
+			e.rules = append(e.rules, r)
+		}
+		if cr := corrs[r]; cr != nil {
+			cr.alert = len(cr.parents) == 0
+			for _, p := range cr.parents {
+				cr.alert = cr.alert || p.c.c.Generate
+			}
+			cr.init(opts.MaxGroups)
+			e.corrs = append(e.corrs, cr)
+			e.rules = append(e.rules, r)
+			e.maxSpan = max(e.maxSpan, r.Correlation.Timespan)
+		}
+	}
+	for _, name := range alertFields {
+		e.snap = append(e.snap, snapField{name, c.field(name)})
+	}
+	e.slotTS = c.x.slot("@timestamp")
+	e.slotKind = c.x.slot("event.kind")
+	e.slotID = c.x.slot("event.id")
+	e.slotCat = c.x.slot("event.category")
+	e.x, e.fields, e.atoms = c.x, c.fields, c.atoms
+	e.buildProgs()
+	e.ctx = evalCtx{eng: e, res: make([]uint8, len(e.atoms)),
+		fvals: make([][]string, len(e.fields)), fstate: make([]uint8, len(e.fields))}
+	e.now = math.MinInt64
+	return e, errs
+}
+
+func logsourceKind(ls Logsource) (lsKind, error) {
+	if ls.Product != "" && ls.Product != "trailguard" {
+		return 0, fmt.Errorf("logsource product %q: trailguard reads HTTP and API events (categories webserver, proxy, authentication, application); the rule would never match", ls.Product)
+	}
+	if ls.Service != "" {
+		return 0, fmt.Errorf("logsource service %q is not one trailguard knows; leave it out", ls.Service)
+	}
+	switch ls.Category {
+	case "", "application":
+		return lsAll, nil
+	case "webserver", "proxy":
+		return lsWeb, nil
+	case "authentication":
+		return lsAuth, nil
+	}
+	return 0, fmt.Errorf("logsource category %q: trailguard reads webserver, proxy, authentication and application events; the rule would never match", ls.Category)
+}
+
+// isWeb says whether fields of events reaching rule r are named in the web
+// taxonomy (a correlation follows its first input).
+func isWeb(r *Rule, byRef map[string]*Rule, depth int) bool {
+	if r.Detection != nil {
+		k, _ := logsourceKind(r.Logsource)
+		return k == lsWeb
+	}
+	if depth > 32 || len(r.Correlation.Rules) == 0 {
+		return false
+	}
+	in := byRef[r.Correlation.Rules[0]]
+	return in != nil && isWeb(in, byRef, depth+1)
+}
+
+func (e *Engine) compileCorrelation(c *compiler, r *Rule, byRef map[string]*Rule, dets map[*Rule]*detRule,
+	corrs map[*Rule]*corrRule, ready func(*Rule) bool) (*corrRule, error) {
+	co := r.Correlation
+	cr := &corrRule{rule: r, c: co, span: int64(co.Timespan), cap: co.Condition.cap()}
+	cr.closeAt = co.Condition.upperBounded() && co.Type != RateOfRise
+	if co.Type == Temporal && len(co.Rules) > 64 {
+		return nil, errors.New("temporal correlates at most 64 rules")
+	}
+	seen := map[string]bool{}
+	for _, ref := range co.Rules {
+		if seen[ref] {
+			return nil, fmt.Errorf("rule %q is listed twice", ref)
+		}
+		seen[ref] = true
+		in := byRef[ref]
+		if in == nil {
+			return nil, fmt.Errorf("rules: %q names no loaded rule (by id or name)", ref)
+		}
+		if !ready(in) {
+			return nil, fmt.Errorf("rules: %q did not load", ref)
+		}
+		if ic := corrs[in]; ic != nil {
+			if ic.closeAt {
+				return nil, fmt.Errorf("rules: %q is judged when its window closes (lt, lte, eq, neq) and cannot feed another correlation", ref)
+			}
+			if ic.c.Type == RateOfRise {
+				return nil, fmt.Errorf("rules: %q is a rate_of_rise, which cannot feed another correlation", ref)
+			}
+		}
+		web := isWeb(in, byRef, 0)
+		var fields []int32
+		var names []string
+		for _, g := range co.GroupBy {
+			name := g
+			if al, ok := co.Aliases[g]; ok {
+				f, ok := al[in.Name]
+				if !ok {
+					f, ok = al[in.ID]
+				}
+				if !ok {
+					return nil, fmt.Errorf("alias %s does not say which field it is in rule %q", g, ref)
+				}
+				name = f
+			}
+			resolved := resolveField(name, web)
+			fields = append(fields, c.field(resolved))
+			names = append(names, resolved)
+		}
+		cr.groupBy = append(cr.groupBy, fields)
+		cr.groupECS = append(cr.groupECS, names)
+		if co.Type == ValueCount {
+			cr.values = append(cr.values, c.field(resolveField(co.Condition.Field, web)))
+		}
+	}
+	for a := range co.Aliases {
+		found := false
+		for _, g := range co.GroupBy {
+			found = found || g == a
+		}
+		if !found {
+			return nil, fmt.Errorf("alias %s is not used in group-by", a)
+		}
+	}
+	return cr, nil
+}
+
+// buildProgs groups the string atoms of each field into one program.
+func (e *Engine) buildProgs() {
+	e.progs = make([]*fieldProg, len(e.fields))
+	for id := range e.atoms {
+		a := &e.atoms[id]
+		switch a.kind {
+		case aEq, aContains, aPrefix, aSuffix, aGlob, aAny:
+		default:
+			continue
+		}
+		p := e.progs[a.field]
+		if p == nil {
+			p = &fieldProg{}
+			e.progs[a.field] = p
+		}
+		p.atoms = append(p.atoms, int32(id))
+		switch {
+		case a.kind == aAny:
+			p.anyAtoms = append(p.anyAtoms, int32(id))
+		case a.cased:
+			p.cased.add(a, int32(id))
+		default:
+			p.folded.add(a, int32(id))
+		}
+	}
+}
+
+// Rules returns the rules the engine runs, in evaluation order.
+func (e *Engine) Rules() []*Rule { return e.rules }
+
+// MaxTimespan is the longest correlation window: how far back a restart
+// must replay to rebuild every correlation's state.
+func (e *Engine) MaxTimespan() time.Duration { return e.maxSpan }
+
+// Stats returns what the engine did so far.
+func (e *Engine) Stats() Stats {
+	s := e.stats
+	for _, c := range e.corrs {
+		s.Groups += c.groups()
+		s.Evicted += c.evicted()
+	}
+	return s
+}
+
+// Process evaluates one record and calls emit for each alert it raises,
+// in a deterministic order: the same records in the same order raise the
+// same alerts. Alerts stored back (event.kind alert) are skipped, so an
+// engine may follow the ledger it writes its alerts to. A record that is
+// not a JSON object is counted and skipped.
+func (e *Engine) Process(rec Record, emit func(*Alert)) {
+	x := &e.ctx
+	e.idx = rec.Index
+	if err := e.x.scan(&x.doc, rec.Data); err != nil {
+		e.stats.Malformed++
+		return
+	}
+	x.reset()
+	if k, _ := x.doc.str(e.slotKind); k == "alert" {
+		e.stats.Skipped++
+		return
+	}
+	e.stats.Events++
+	t := e.eventTime(rec)
+	e.advance(t, emit)
+	for _, d := range e.dets {
+		if !x.logsource(d.ls) || !d.cond.eval(x) {
+			continue
+		}
+		e.stats.Matches++
+		if d.alert {
+			a := e.newAlert(d.rule, t, 1)
+			a.First, a.Last = ns(t), ns(t)
+			a.Evidence = []uint64{rec.Index}
+			e.emitAlert(a, emit)
+		}
+		for _, p := range d.parents {
+			p.c.feed(e, p.pos, t, []uint64{rec.Index}, emit)
+		}
+	}
+}
+
+// eventTime is the event's @timestamp, unless it is missing, malformed
+// or further ahead of the record's storage time than MaxFuture; then the
+// storage time, or the engine's clock.
+func (e *Engine) eventTime(rec Record) int64 {
+	stored := int64(math.MinInt64)
+	if !rec.Time.IsZero() {
+		stored = rec.Time.UnixNano()
+	}
+	if s, ok := e.ctx.doc.str(e.slotTS); ok {
+		if t, ok := parseTime(s); ok {
+			if stored == math.MinInt64 || t <= stored+int64(e.opts.MaxFuture) {
+				return t
+			}
+		}
+	}
+	if stored != math.MinInt64 {
+		return stored
+	}
+	if e.now != math.MinInt64 {
+		return e.now
+	}
+	return 0
+}
+
+// advance moves the engine's clock (the newest event time) forward,
+// closing windows and expiring state.
+func (e *Engine) advance(t int64, emit func(*Alert)) {
+	if t <= e.now {
+		return
+	}
+	e.now = t
+	for _, c := range e.corrs {
+		c.advance(e, t, emit)
+	}
+}
+
+// Advance moves the engine's clock to t, as if an event at t had been
+// read: windows that end by then are judged (correlations with lt, lte,
+// eq or neq conditions fire only then). A collector calls it on its own
+// clock while no events arrive.
+func (e *Engine) Advance(t time.Time, emit func(*Alert)) { e.advance(t.UnixNano(), emit) }
+
+// Flush judges every open window as if the stream had ended: for
+// replays, where no later event will close them.
+func (e *Engine) Flush(emit func(*Alert)) { e.advance(math.MaxInt64-1, emit) }
+
+// evalCtx is the per-event evaluation state, reused from event to event.
+type evalCtx struct {
+	eng    *Engine
+	doc    document
+	res    []uint8
+	fvals  [][]string
+	fstate []uint8 // 0 not read yet, 1 absent, 2 present
+	buf    []byte
+	low    []byte
+	ls     uint8 // logsource bits: 1 read, 2 web, 4 authentication
+}
+
+func (x *evalCtx) reset() {
+	clear(x.res)
+	clear(x.fstate)
+	x.buf = x.buf[:0]
+	x.ls = 0
+}
+
+func (x *evalCtx) values(f int32) []string {
+	if x.fstate[f] == 0 {
+		var present bool
+		x.fvals[f], present = x.eng.fields[f].appendValues(x.fvals[f][:0], &x.doc, &x.buf)
+		x.fstate[f] = 1
+		if present {
+			x.fstate[f] = 2
+		}
+	}
+	return x.fvals[f]
+}
+
+func (x *evalCtx) forEach(f int32, fn func(string)) {
+	for _, v := range x.values(f) {
+		fn(v)
+	}
+}
+
+func (x *evalCtx) first(f int32) (string, bool) {
+	vs := x.values(f)
+	if len(vs) == 0 {
+		return "", false
+	}
+	return vs[0], true
+}
+
+func (x *evalCtx) present(f int32) bool {
+	x.values(f)
+	return x.fstate[f] == 2
+}
+
+func (x *evalCtx) logsource(k lsKind) bool {
+	if k == lsAll {
+		return true
+	}
+	if x.ls == 0 {
+		x.ls = 1
+		var cats [4]string
+		for _, c := range x.doc.appendEach(cats[:0], x.eng.slotCat) {
+			switch c {
+			case "web":
+				x.ls |= 2
+			case "authentication":
+				x.ls |= 4
+			}
+		}
+	}
+	if k == lsWeb {
+		return x.ls&2 != 0
+	}
+	return x.ls&4 != 0
+}
+
+// atom evaluates atom id, once per event.
+func (x *evalCtx) atom(id int32) bool {
+	if r := x.res[id]; r != resUnknown {
+		return r == resTrue
+	}
+	a := &x.eng.atoms[id]
+	if p := x.eng.progs[a.field]; p != nil && a.kind <= aAny {
+		x.runProg(p, a.field)
+	} else {
+		x.res[id] = resFalse
+		if a.evalOne(x) {
+			x.res[id] = resTrue
+		}
+	}
+	return x.res[id] == resTrue
+}
+
+func (x *evalCtx) runProg(p *fieldProg, f int32) {
+	for _, id := range p.atoms {
+		x.res[id] = resFalse
+	}
+	for _, v := range x.values(f) {
+		for _, id := range p.anyAtoms {
+			x.res[id] = resTrue
+		}
+		lv := v
+		if hasUpper(v) {
+			x.low = appendLower(x.low[:0], v)
+			lv = bview(x.low)
+		}
+		p.folded.run(x, lv)
+		p.cased.run(x, v)
+	}
+}
+
+// parseTime reads an RFC 3339 time quickly in the form event encoders
+// write (2006-01-02T15:04:05.999999999Z), and any other RFC 3339 form
+// through the time package.
+func parseTime(s string) (int64, bool) {
+	if len(s) >= 20 && s[len(s)-1] == 'Z' && s[4] == '-' && s[7] == '-' && (s[10] == 'T' || s[10] == 't') && s[13] == ':' && s[16] == ':' {
+		num := func(a, b int) (int, bool) {
+			n := 0
+			for i := a; i < b; i++ {
+				c := s[i]
+				if c < '0' || c > '9' {
+					return 0, false
+				}
+				n = n*10 + int(c-'0')
+			}
+			return n, true
+		}
+		y, ok1 := num(0, 4)
+		mo, ok2 := num(5, 7)
+		d, ok3 := num(8, 10)
+		h, ok4 := num(11, 13)
+		mi, ok5 := num(14, 16)
+		se, ok6 := num(17, 19)
+		if ok1 && ok2 && ok3 && ok4 && ok5 && ok6 && mo >= 1 && mo <= 12 && d >= 1 && d <= 31 && h < 24 && mi < 60 && se < 61 {
+			ns := 0
+			rest := s[19 : len(s)-1]
+			if rest != "" {
+				if rest[0] != '.' || len(rest) < 2 || len(rest) > 10 {
+					goto slow
+				}
+				f, ok := num(20, len(s)-1)
+				if !ok {
+					goto slow
+				}
+				for k := len(rest) - 1; k < 9; k++ {
+					f *= 10
+				}
+				ns = f
+			}
+			return time.Date(y, time.Month(mo), d, h, mi, se, ns, time.UTC).UnixNano(), true
+		}
+	}
+slow:
+	t, err := time.Parse(time.RFC3339Nano, strings.TrimSpace(s))
+	if err != nil {
+		return 0, false
+	}
+	return t.UnixNano(), true
+}

@@ -1,0 +1,493 @@
+package detect
+
+import (
+	"errors"
+	"strings"
+	"unicode/utf16"
+	"unicode/utf8"
+	"unsafe"
+)
+
+// The engine reads only the fields its rules use: one pass over the JSON
+// document walks a trie of the wanted dotted paths, records where each
+// wanted value is (a span of the input, no copy) and skips everything
+// else. Decoding whole events (event.Decode, encoding/json) costs
+// microseconds and allocations per event; this costs a few hundred
+// nanoseconds and none.
+
+// vkind is the JSON type of an extracted value.
+type vkind uint8
+
+const (
+	vAbsent vkind = iota
+	vString
+	vNumber
+	vBool
+	vNull
+	vArray
+	vObject
+)
+
+// span is where a value is in the document: for strings the bytes between
+// the quotes (esc says they hold escapes), for arrays the whole [..].
+type span struct {
+	start, end int32
+	kind       vkind
+	esc        bool
+}
+
+// trieNode is one level of the wanted paths.
+type trieNode struct {
+	edges []trieEdge
+	slot  int32 // -1 when no value is wanted here
+	// below says some wanted path goes through this node.
+	below bool
+}
+
+type trieEdge struct {
+	name string
+	node *trieNode
+}
+
+func newTrieNode() *trieNode { return &trieNode{slot: -1} }
+
+func (n *trieNode) child(name []byte) *trieNode {
+	for i := range n.edges {
+		e := &n.edges[i]
+		if len(e.name) == len(name) && e.name == string(name) {
+			return e.node
+		}
+	}
+	return nil
+}
+
+// extractor knows the wanted paths; it is immutable once built and shared.
+type extractor struct {
+	root  *trieNode
+	paths []string // by slot
+	slots map[string]int32
+}
+
+func newExtractor() *extractor {
+	return &extractor{root: newTrieNode(), slots: map[string]int32{}}
+}
+
+// slot registers a dotted ECS path and returns its slot.
+func (x *extractor) slot(path string) int32 {
+	if s, ok := x.slots[path]; ok {
+		return s
+	}
+	s := int32(len(x.paths))
+	x.paths = append(x.paths, path)
+	x.slots[path] = s
+	n := x.root
+	for _, seg := range strings.Split(path, ".") {
+		n.below = true
+		c := n.child([]byte(seg))
+		if c == nil {
+			c = newTrieNode()
+			n.edges = append(n.edges, trieEdge{seg, c})
+		}
+		n = c
+	}
+	n.slot = s
+	return s
+}
+
+// document is one event being evaluated: the input and the spans of the
+// wanted values. It is reused from event to event.
+type document struct {
+	data  []byte
+	spans []span
+	// scratch holds unescaped strings; views into it stay valid until the
+	// next event.
+	scratch []byte
+	keyBuf  []byte
+}
+
+var errJSON = errors.New("malformed JSON")
+
+// maxDocDepth bounds object nesting in a document.
+const maxDocDepth = 32
+
+// scan fills d.spans for data. An error means the document is not a JSON
+// object; the spans found before it are cleared.
+func (x *extractor) scan(d *document, data []byte) error {
+	d.data = data
+	if cap(d.spans) < len(x.paths) {
+		d.spans = make([]span, len(x.paths))
+	}
+	d.spans = d.spans[:len(x.paths)]
+	clear(d.spans)
+	d.scratch = d.scratch[:0]
+	i := skipWS(data, 0)
+	if i >= len(data) || data[i] != '{' {
+		return errJSON
+	}
+	end, err := x.object(d, data, i, x.root, 0)
+	if err != nil {
+		clear(d.spans)
+		return err
+	}
+	if skipWS(data, end) != len(data) {
+		clear(d.spans)
+		return errJSON
+	}
+	return nil
+}
+
+func skipWS(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// object reads the object at data[i] ('{') under trie node n and returns
+// the offset after it.
+func (x *extractor) object(d *document, data []byte, i int, n *trieNode, depth int) (int, error) {
+	if depth > maxDocDepth {
+		return 0, errJSON
+	}
+	i = skipWS(data, i+1)
+	if i < len(data) && data[i] == '}' {
+		return i + 1, nil
+	}
+	for {
+		if i >= len(data) || data[i] != '"' {
+			return 0, errJSON
+		}
+		ks, ke, esc, err := stringEnd(data, i)
+		if err != nil {
+			return 0, err
+		}
+		key := data[ks:ke]
+		if esc {
+			d.keyBuf = appendUnescaped(d.keyBuf[:0], key)
+			key = d.keyBuf
+		}
+		i = skipWS(data, ke+1)
+		if i >= len(data) || data[i] != ':' {
+			return 0, errJSON
+		}
+		i = skipWS(data, i+1)
+		if i >= len(data) {
+			return 0, errJSON
+		}
+		// Dotted keys ({"event.action":…}) walk the trie one segment at a
+		// time, so nested and dotted documents give the same fields.
+		target := n
+		for len(key) > 0 && target != nil {
+			seg := key
+			if dot := indexByte(key, '.'); dot >= 0 {
+				seg, key = key[:dot], key[dot+1:]
+			} else {
+				key = nil
+			}
+			target = target.child(seg)
+		}
+		if target != nil && data[i] == '{' && target.below {
+			if i, err = x.object(d, data, i, target, depth+1); err != nil {
+				return 0, err
+			}
+		} else {
+			start := i
+			var sp span
+			if i, sp, err = value(data, i, depth); err != nil {
+				return 0, err
+			}
+			if target != nil && target.slot >= 0 {
+				if sp.kind != vString {
+					sp.start = int32(start)
+				}
+				d.spans[target.slot] = sp
+			}
+		}
+		i = skipWS(data, i)
+		if i >= len(data) {
+			return 0, errJSON
+		}
+		switch data[i] {
+		case ',':
+			i = skipWS(data, i+1)
+		case '}':
+			return i + 1, nil
+		default:
+			return 0, errJSON
+		}
+	}
+}
+
+func indexByte(b []byte, c byte) int {
+	for i, x := range b {
+		if x == c {
+			return i
+		}
+	}
+	return -1
+}
+
+// stringEnd reads the string literal at b[i] ('"') and returns the span of
+// its content and whether it holds escapes.
+func stringEnd(b []byte, i int) (start, end int, esc bool, err error) {
+	start = i + 1
+	for j := start; j < len(b); j++ {
+		switch c := b[j]; {
+		case c == '"':
+			return start, j, esc, nil
+		case c == '\\':
+			esc = true
+			j++
+		case c < 0x20:
+			return 0, 0, false, errJSON
+		}
+	}
+	return 0, 0, false, errJSON
+}
+
+// value skips the value at b[i] and describes it (its span's start is set
+// for strings only; the caller sets it for others).
+func value(b []byte, i, depth int) (int, span, error) {
+	switch c := b[i]; {
+	case c == '"':
+		s, e, esc, err := stringEnd(b, i)
+		if err != nil {
+			return 0, span{}, err
+		}
+		return e + 1, span{start: int32(s), end: int32(e), kind: vString, esc: esc}, nil
+	case c == '{' || c == '[':
+		end, err := skipNested(b, i, depth)
+		if err != nil {
+			return 0, span{}, err
+		}
+		k := vObject
+		if c == '[' {
+			k = vArray
+		}
+		return end, span{end: int32(end), kind: k}, nil
+	case c == '-' || c >= '0' && c <= '9':
+		j := i + 1
+		for j < len(b) && (b[j] >= '0' && b[j] <= '9' || b[j] == '.' || b[j] == 'e' || b[j] == 'E' || b[j] == '+' || b[j] == '-') {
+			j++
+		}
+		return j, span{end: int32(j), kind: vNumber}, nil
+	case c == 't' && hasPrefixAt(b, i, "true"):
+		return i + 4, span{end: int32(i + 4), kind: vBool}, nil
+	case c == 'f' && hasPrefixAt(b, i, "false"):
+		return i + 5, span{end: int32(i + 5), kind: vBool}, nil
+	case c == 'n' && hasPrefixAt(b, i, "null"):
+		return i + 4, span{end: int32(i + 4), kind: vNull}, nil
+	}
+	return 0, span{}, errJSON
+}
+
+func hasPrefixAt(b []byte, i int, p string) bool {
+	return len(b)-i >= len(p) && string(b[i:i+len(p)]) == p
+}
+
+// skipNested skips an object or array, counting brackets outside strings.
+func skipNested(b []byte, i, depth int) (int, error) {
+	level := 0
+	for j := i; j < len(b); j++ {
+		switch b[j] {
+		case '{', '[':
+			level++
+			if depth+level > maxDocDepth {
+				return 0, errJSON
+			}
+		case '}', ']':
+			level--
+			if level == 0 {
+				return j + 1, nil
+			}
+		case '"':
+			_, e, _, err := stringEnd(b, j)
+			if err != nil {
+				return 0, err
+			}
+			j = e
+		}
+	}
+	return 0, errJSON
+}
+
+// str returns a scalar value as text: a string's content (unescaped), a
+// number's or boolean's literal. Arrays, objects, null and absent fields
+// give ok false. The result may point into the document: it is valid
+// until the next event.
+func (d *document) str(slot int32) (string, bool) {
+	sp := d.spans[slot]
+	switch sp.kind {
+	case vString:
+		return d.text(sp), true
+	case vNumber, vBool:
+		return bview(d.data[sp.start:sp.end]), true
+	}
+	return "", false
+}
+
+func (d *document) text(sp span) string {
+	raw := d.data[sp.start:sp.end]
+	if !sp.esc {
+		return bview(raw)
+	}
+	start := len(d.scratch)
+	d.scratch = appendUnescaped(d.scratch, raw)
+	return bview(d.scratch[start:])
+}
+
+// appendEach appends every scalar value of the field: the value itself,
+// or each scalar element of an array (nested arrays and objects are
+// skipped).
+func (d *document) appendEach(dst []string, slot int32) []string {
+	sp := d.spans[slot]
+	if sp.kind != vArray {
+		if s, ok := d.str(slot); ok {
+			dst = append(dst, s)
+		}
+		return dst
+	}
+	b := d.data[:sp.end]
+	i := skipWS(b, int(sp.start)+1)
+	for i < len(b) && b[i] != ']' {
+		next, v, err := value(b, i, maxDocDepth-1)
+		if err != nil {
+			return dst
+		}
+		switch v.kind {
+		case vString:
+			dst = append(dst, d.text(v))
+		case vNumber, vBool:
+			dst = append(dst, bview(b[i:next]))
+		}
+		i = skipWS(b, next)
+		if i < len(b) && b[i] == ',' {
+			i = skipWS(b, i+1)
+		}
+	}
+	return dst
+}
+
+// appendAllStrings appends every string value of the document (never
+// keys), at any depth: what keyword searches look through.
+func (d *document) appendAllStrings(dst []string) []string {
+	b := d.data
+	inKey := false // the next string is an object key
+	var stack [maxDocDepth + 2]byte
+	top := 0
+	for i := 0; i < len(b); i++ {
+		switch b[i] {
+		case '{':
+			if top < len(stack) {
+				stack[top] = '{'
+				top++
+			}
+			inKey = true
+		case '[':
+			if top < len(stack) {
+				stack[top] = '['
+				top++
+			}
+			inKey = false
+		case '}', ']':
+			if top > 0 {
+				top--
+			}
+			inKey = false
+		case ',':
+			inKey = top > 0 && stack[top-1] == '{'
+		case ':':
+			inKey = false
+		case '"':
+			s, e, esc, err := stringEnd(b, i)
+			if err != nil {
+				return dst
+			}
+			if !inKey {
+				dst = append(dst, d.text(span{start: int32(s), end: int32(e), kind: vString, esc: esc}))
+			}
+			i = e
+		}
+	}
+	return dst
+}
+
+// bview returns the bytes as a string without copying. The engine never
+// modifies a document while views into it are live, and copies a view
+// (strings.Clone) before keeping it past the event.
+func bview(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
+}
+
+// appendUnescaped appends the decoded content of a JSON string literal
+// (without quotes); invalid escapes are kept as written.
+func appendUnescaped(dst, s []byte) []byte {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c != '\\' || i+1 >= len(s) {
+			dst = append(dst, c)
+			continue
+		}
+		i++
+		switch s[i] {
+		case '"', '\\', '/':
+			dst = append(dst, s[i])
+		case 'b':
+			dst = append(dst, '\b')
+		case 'f':
+			dst = append(dst, '\f')
+		case 'n':
+			dst = append(dst, '\n')
+		case 'r':
+			dst = append(dst, '\r')
+		case 't':
+			dst = append(dst, '\t')
+		case 'u':
+			r, n := hex4(s[i+1:])
+			if n == 0 {
+				dst = append(dst, '\\', 'u')
+				continue
+			}
+			i += n
+			if utf16.IsSurrogate(r) {
+				if len(s) > i+2 && s[i+1] == '\\' && s[i+2] == 'u' {
+					if r2, n2 := hex4(s[i+3:]); n2 > 0 {
+						if dec := utf16.DecodeRune(r, r2); dec != utf8.RuneError {
+							i += 2 + n2
+							dst = utf8.AppendRune(dst, dec)
+							continue
+						}
+					}
+				}
+				r = utf8.RuneError
+			}
+			dst = utf8.AppendRune(dst, r)
+		default:
+			dst = append(dst, '\\', s[i])
+		}
+	}
+	return dst
+}
+
+func hex4(b []byte) (rune, int) {
+	if len(b) < 4 {
+		return 0, 0
+	}
+	var r rune
+	for _, c := range b[:4] {
+		switch {
+		case c >= '0' && c <= '9':
+			r = r<<4 | rune(c-'0')
+		case c >= 'a' && c <= 'f':
+			r = r<<4 | rune(c-'a'+10)
+		case c >= 'A' && c <= 'F':
+			r = r<<4 | rune(c-'A'+10)
+		default:
+			return 0, 0
+		}
+	}
+	return r, 4
+}
