@@ -70,6 +70,9 @@ func (e *Engine) newAlert(r *Rule, t int64, n int) *Alert {
 }
 
 func (e *Engine) emitAlert(a *Alert, emit func(*Alert)) {
+	if e.warm {
+		return
+	}
 	if !a.fromEvent {
 		a.Index, a.EventID, a.Fields = 0, "", nil
 	}

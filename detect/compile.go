@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"unicode/utf16"
@@ -66,7 +67,16 @@ func (c *compiler) field(name string) int32 {
 }
 
 func (c *compiler) atom(a atom) int32 {
-	a.key = fmt.Sprintf("%d|%d|%t|%q|%v|%v|%c|%v|%d", a.kind, a.field, a.cased, a.lit, a.glob, a.cidr, a.op, a.num, a.ref)
+	a.key = fmt.Sprintf("%d|%d|%t|%v|%c|%v|%d", a.kind, a.field, a.cased, a.cidr, a.op, a.num, a.ref)
+	if a.kind == aStrings {
+		// Members in a canonical order, so the same list shares one atom.
+		keys := make([]string, len(a.members))
+		for i, m := range a.members {
+			keys[i] = fmt.Sprintf("%d:%q:%v", m.kind, m.lit, m.glob)
+		}
+		sort.Strings(keys)
+		a.key += "|" + strings.Join(keys, "|")
+	}
 	if a.re != nil {
 		a.key += "|re:" + a.re.String()
 	}
@@ -297,16 +307,23 @@ func (c *compiler) fieldTest(t *FieldTest, web bool) (cnode, error) {
 			atoms = append(atoms, cAtom(c.atom(atom{kind: aFieldRef, field: f, ref: ref, cased: m.cased})))
 		}
 	default:
+		var all []member
 		for _, v := range t.Values {
 			variants, literal, err := transform(v.Text, m.transforms)
 			if err != nil {
 				return nil, errf("%v", err)
 			}
-			var alts cOr
+			var ms []member
 			for _, s := range variants {
-				alts = append(alts, cAtom(c.stringAtom(f, s, literal, m, t.Field == "")))
+				ms = append(ms, stringMember(s, literal, m, t.Field == ""))
 			}
-			atoms = append(atoms, simplifyOr(alts))
+			if m.all {
+				atoms = append(atoms, cAtom(c.atom(atom{kind: aStrings, field: f, cased: m.cased, members: ms})))
+			}
+			all = append(all, ms...)
+		}
+		if !m.all {
+			atoms = append(atoms, cAtom(c.atom(atom{kind: aStrings, field: f, cased: m.cased, members: all})))
 		}
 	}
 	var n cnode
@@ -331,8 +348,8 @@ func (t *FieldTest) label() string {
 	return t.Field
 }
 
-// stringAtom builds the atom for one string value.
-func (c *compiler) stringAtom(f int32, v string, literal bool, m mods, keyword bool) int32 {
+// stringMember builds the test for one string value.
+func stringMember(v string, literal bool, m mods, keyword bool) member {
 	var parts []globPart
 	if literal {
 		if v != "" {
@@ -360,24 +377,21 @@ func (c *compiler) stringAtom(f int32, v string, literal bool, m mods, keyword b
 			parts[i].lit = lowerASCII(parts[i].lit)
 		}
 	}
-	a := atom{field: f, cased: m.cased}
 	switch {
 	case len(parts) == 0:
-		a.kind = aEq
+		return member{kind: aEq}
 	case len(parts) == 1 && parts[0].lit != "":
-		a.kind, a.lit = aEq, parts[0].lit
+		return member{kind: aEq, lit: parts[0].lit}
 	case len(parts) == 1 && parts[0].star:
-		a.kind = aAny
+		return member{kind: aAny}
 	case len(parts) == 2 && parts[0].lit != "" && parts[1].star:
-		a.kind, a.lit = aPrefix, parts[0].lit
+		return member{kind: aPrefix, lit: parts[0].lit}
 	case len(parts) == 2 && parts[0].star && parts[1].lit != "":
-		a.kind, a.lit = aSuffix, parts[1].lit
+		return member{kind: aSuffix, lit: parts[1].lit}
 	case len(parts) == 3 && parts[0].star && parts[1].lit != "" && parts[2].star:
-		a.kind, a.lit = aContains, parts[1].lit
-	default:
-		a.kind, a.glob = aGlob, parts
+		return member{kind: aContains, lit: parts[1].lit}
 	}
-	return c.atom(a)
+	return member{kind: aGlob, glob: parts}
 }
 
 func mergeStars(parts []globPart) []globPart {

@@ -120,6 +120,7 @@ type windowState struct {
 // of timespan/rorSubs each (the rate is their sum: a window sliding by a
 // tenth), and the EWMA baseline of that rate.
 type rorState struct {
+	key    []string // group-by values, for the cursor file
 	sub    [rorSubs]uint32
 	head   int64 // absolute number of the newest sub-bucket
 	base   float64
@@ -453,7 +454,56 @@ func (c *corrRule) feed(e *Engine, pos int, t int64, ev []uint64, emit func(*Ale
 			c.fire(e, pos, t, len(st.at), first, t, evid, emit)
 		}
 	case RateOfRise:
-		c.feedRate(e, pos, h, t, idx, emit)
+		if !e.warm { // baselines are restored, not replayed
+			c.feedRate(e, pos, h, t, idx, emit)
+		}
+	}
+}
+
+// rateSaved is a rate_of_rise group as the cursor file keeps it.
+type rateSaved struct {
+	Rule   string          `json:"rule"`
+	Key    []string        `json:"key"`
+	Head   int64           `json:"head"`
+	Sub    [rorSubs]uint32 `json:"sub"`
+	Base   float64         `json:"base"`
+	Firing bool            `json:"firing,omitempty"`
+}
+
+func (e *Engine) rateSnapshot() []rateSaved {
+	var out []rateSaved
+	for _, c := range e.corrs {
+		if c.rors == nil {
+			continue
+		}
+		for _, m := range []map[uint64]*rorState{c.rors.prev, c.rors.cur} {
+			for _, st := range m {
+				out = append(out, rateSaved{Rule: c.rule.Ref(), Key: st.key, Head: st.head, Sub: st.sub, Base: st.base, Firing: st.firing})
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b rateSaved) int {
+		if a.Rule != b.Rule {
+			return strings.Compare(a.Rule, b.Rule)
+		}
+		return slices.Compare(a.Key, b.Key)
+	})
+	return out
+}
+
+func (e *Engine) restoreRates(saved []rateSaved) {
+	for _, s := range saved {
+		for _, c := range e.corrs {
+			if c.rors == nil || c.rule.Ref() != s.Rule || len(s.Key) != len(c.c.GroupBy) {
+				continue
+			}
+			e.hash.Reset()
+			for _, v := range s.Key {
+				e.hash.WriteString(v)
+				e.hash.WriteByte(0)
+			}
+			c.rors.put(e.hash.Sum64(), &rorState{key: s.Key, head: s.Head, sub: s.Sub, base: s.Base, firing: s.Firing})
+		}
 	}
 }
 
@@ -514,6 +564,9 @@ func (c *corrRule) feedRate(e *Engine, pos int, h uint64, t int64, idx uint64, e
 	st := c.rors.get(h)
 	if st == nil {
 		st = &rorState{head: b}
+		for _, v := range e.keyVals {
+			st.key = append(st.key, strings.Clone(v))
+		}
 		c.rors.put(h, st)
 	}
 	cond := c.c.Condition

@@ -89,6 +89,8 @@ type Engine struct {
 	now   int64 // watermark: the newest event time seen, unix ns
 	idx   uint64
 	stats Stats
+	// warm: rebuilding state after a restart; no alerts are raised.
+	warm bool
 }
 
 // snapField is a field copied from the completing event into alerts.
@@ -369,9 +371,7 @@ func (e *Engine) buildProgs() {
 	e.progs = make([]*fieldProg, len(e.fields))
 	for id := range e.atoms {
 		a := &e.atoms[id]
-		switch a.kind {
-		case aEq, aContains, aPrefix, aSuffix, aGlob, aAny:
-		default:
+		if a.kind != aStrings {
 			continue
 		}
 		p := e.progs[a.field]
@@ -380,13 +380,16 @@ func (e *Engine) buildProgs() {
 			e.progs[a.field] = p
 		}
 		p.atoms = append(p.atoms, int32(id))
-		switch {
-		case a.kind == aAny:
-			p.anyAtoms = append(p.anyAtoms, int32(id))
-		case a.cased:
-			p.cased.add(a, int32(id))
-		default:
-			p.folded.add(a, int32(id))
+		for i := range a.members {
+			m := &a.members[i]
+			switch {
+			case m.kind == aAny:
+				p.anyAtoms = append(p.anyAtoms, int32(id))
+			case a.cased:
+				p.cased.add(m, int32(id))
+			default:
+				p.folded.add(m, int32(id))
+			}
 		}
 	}
 }
@@ -569,8 +572,8 @@ func (x *evalCtx) atom(id int32) bool {
 		return r == resTrue
 	}
 	a := &x.eng.atoms[id]
-	if p := x.eng.progs[a.field]; p != nil && a.kind <= aAny {
-		x.runProg(p, a.field)
+	if a.kind == aStrings {
+		x.runProg(x.eng.progs[a.field], a.field)
 	} else {
 		x.res[id] = resFalse
 		if a.evalOne(x) {

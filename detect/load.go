@@ -77,7 +77,7 @@ func ParseRules(file string, data []byte, ruleset string) *RuleSet {
 			rs.Errors = append(rs.Errors, docError(file, d.line, err, n))
 			continue
 		}
-		r.Source = Source{File: file, Line: d.line + n.line - 1}
+		r.Source = Location{File: file, Line: d.line + n.line - 1}
 		r.docLine = d.line
 		r.Ruleset = ruleset
 		rs.Rules = append(rs.Rules, r)

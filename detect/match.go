@@ -22,6 +22,9 @@ const (
 	aSuffix                   // value ends with lit
 	aGlob                     // Sigma wildcards
 	aAny                      // '*': any non-null value
+	// aStrings holds when any of its members (the kinds above) holds: a
+	// field's list of values is one atom, decided by the field's program.
+	aStrings
 	aRegexp
 	aCIDR
 	aNumCmp
@@ -31,18 +34,24 @@ const (
 )
 
 type atom struct {
-	kind  atomKind
-	field int32 // index in engine.fields
-	cased bool
-	lit   string // lower-cased unless cased
-	glob  []globPart
-	re    *regexp.Regexp
-	cidr  netip.Prefix
-	op    byte // '<' 'l' (<=) '>' 'g' (>=)
-	num   float64
-	ref   int32 // aFieldRef: the other field
+	kind    atomKind
+	field   int32 // index in engine.fields
+	cased   bool
+	members []member // aStrings
+	re      *regexp.Regexp
+	cidr    netip.Prefix
+	op      byte // '<' 'l' (<=) '>' 'g' (>=)
+	num     float64
+	ref     int32 // aFieldRef: the other field
 	// key identifies equal atoms so that rules share them.
 	key string
+}
+
+// member is one string test of an aStrings atom.
+type member struct {
+	kind atomKind // aEq, aContains, aPrefix, aSuffix, aGlob or aAny
+	lit  string   // lower-cased unless the atom is cased
+	glob []globPart
 }
 
 type globPart struct {
@@ -270,7 +279,7 @@ const bigramBits = 12
 
 func bigram(a, b byte) int { return (int(a)<<5 ^ int(b)) & (1<<bigramBits - 1) }
 
-func (s *progSet) add(a *atom, id int32) {
+func (s *progSet) add(a *member, id int32) {
 	switch a.kind {
 	case aEq:
 		if s.eq == nil {

@@ -28,7 +28,7 @@ type Rule struct {
 	// Correlation is set for correlation rules.
 	Correlation *Correlation
 	// Source is where the rule was read.
-	Source Source
+	Source Location
 	// Ruleset names the set the rule came from: "trailguard" for the
 	// built-in rules, "custom" for rules loaded from a directory.
 	Ruleset string
@@ -36,13 +36,13 @@ type Rule struct {
 	docLine int
 }
 
-// Source is the file and line a rule was read from.
-type Source struct {
+// Location is the file and line a rule was read from.
+type Location struct {
 	File string
 	Line int
 }
 
-func (s Source) String() string {
+func (s Location) String() string {
 	if s.Line > 0 {
 		return fmt.Sprintf("%s:%d", s.File, s.Line)
 	}

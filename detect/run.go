@@ -1,0 +1,372 @@
+package detect
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"iter"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/trailguard/trailguard/event"
+	"github.com/trailguard/trailguard/ledger"
+)
+
+// Source is what a Runner follows: *ledger.Ledger satisfies it.
+type Source interface {
+	Follow(ctx context.Context, from uint64) iter.Seq2[ledger.Entry, error]
+	Entries(from uint64) iter.Seq2[ledger.Entry, error]
+}
+
+// reader is implemented by *ledger.Ledger: it lets alerts name their
+// evidence by event.id.
+type reader interface {
+	Read(i uint64) (ledger.Entry, error)
+}
+
+// Runner feeds an Engine from a ledger in order and persists where it is,
+// like the index does: a restart resumes after the last record it
+// processed, and alerts come out as they would have without the restart.
+//
+// The cursor file holds the next record to process, the first record the
+// correlations still need (the engine's longest timespan back, by append
+// time) and the rate_of_rise baselines. On start the Runner replays the
+// records between the two without raising alerts, which rebuilds every
+// correlation window exactly; baselines, whose memory is far longer than
+// any window, are restored from the file. Alerts the previous run raised
+// after its last save, and stored, are recognised by their deterministic
+// ids (a record's alert has the same id every time) and not raised again.
+type Runner struct {
+	// Engine is the compiled rule set.
+	Engine *Engine
+	// Source is the ledger.
+	Source Source
+	// CursorPath is the cursor file; "" keeps no cursor (start at 0).
+	CursorPath string
+	// Emit receives each alert, in order; an error stops Run (the alert
+	// is raised again after a restart).
+	Emit func(*Alert) error
+	// SaveEvery is how often the cursor is saved while records flow.
+	// Default 1s.
+	SaveEvery time.Duration
+	// IdleAdvance: when no record arrived for this long, the engine's
+	// clock is moved to the wall clock minus Options.MaxFuture, so windows
+	// judged at their close (lt, eq, … conditions) close on a quiet
+	// ledger. Default 10s; negative disables it.
+	IdleAdvance time.Duration
+
+	mu      sync.Mutex
+	next    uint64
+	samples []sample
+	seen    map[string]bool
+}
+
+type sample struct {
+	idx uint64
+	t   time.Time
+}
+
+// cursorFile is the persisted state.
+type cursorFile struct {
+	Version    int         `json:"version"`
+	Next       uint64      `json:"next"`
+	ReplayFrom uint64      `json:"replay_from"`
+	Rates      []rateSaved `json:"rates,omitempty"`
+}
+
+// Next returns the next ledger index the runner will process.
+func (r *Runner) Next() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.next
+}
+
+// Stats returns the engine's counters; safe while Run runs.
+func (r *Runner) Stats() Stats {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.Engine.Stats()
+}
+
+// Run processes records until ctx is done or the source fails. It returns
+// ctx.Err() on cancellation, after saving the cursor.
+func (r *Runner) Run(ctx context.Context) error {
+	if r.SaveEvery <= 0 {
+		r.SaveEvery = time.Second
+	}
+	if r.IdleAdvance == 0 {
+		r.IdleAdvance = 10 * time.Second
+	}
+	cur, err := r.load()
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.next = cur.Next
+	r.Engine.restoreRates(cur.Rates)
+	r.mu.Unlock()
+	if err := r.warm(cur); err != nil {
+		return err
+	}
+
+	fctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type item struct {
+		e   ledger.Entry
+		err error
+	}
+	ch := make(chan item, 1024)
+	go func() {
+		defer close(ch)
+		for e, err := range r.Source.Follow(fctx, cur.Next) {
+			select {
+			case ch <- item{e, err}:
+			case <-fctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	save := time.NewTicker(r.SaveEvery)
+	defer save.Stop()
+	idle := time.NewTicker(max(r.IdleAdvance, time.Second))
+	defer idle.Stop()
+	lastRecord := time.Now()
+	dirty := false
+	for {
+		select {
+		case it, ok := <-ch:
+			if !ok {
+				return r.stop(ctx, errors.New("detect: ledger follower stopped"))
+			}
+			if it.err != nil {
+				return r.stop(ctx, it.err)
+			}
+			if err := r.process(it.e); err != nil {
+				return r.stop(ctx, err)
+			}
+			lastRecord, dirty = time.Now(), true
+		case <-save.C:
+			if dirty {
+				if err := r.save(); err != nil {
+					return err
+				}
+				dirty = false
+			}
+		case now := <-idle.C:
+			if r.IdleAdvance > 0 && now.Sub(lastRecord) >= r.IdleAdvance {
+				if err := r.advance(now.Add(-r.Engine.opts.MaxFuture)); err != nil {
+					return r.stop(ctx, err)
+				}
+			}
+		case <-ctx.Done():
+			return r.stop(ctx, ctx.Err())
+		}
+	}
+}
+
+func (r *Runner) stop(ctx context.Context, err error) error {
+	serr := r.save()
+	if ctx.Err() != nil {
+		err = ctx.Err() // the follower's error is a consequence
+	}
+	if serr != nil {
+		return errors.Join(err, serr)
+	}
+	return err
+}
+
+func (r *Runner) process(e ledger.Entry) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var emitErr error
+	r.Engine.Process(Record{Index: e.Index, Time: e.Time, Data: e.Data}, func(a *Alert) {
+		if emitErr == nil {
+			emitErr = r.emit(a)
+		}
+	})
+	if emitErr != nil {
+		return emitErr
+	}
+	r.next = e.Index + 1
+	r.sample(e.Index, e.Time)
+	return nil
+}
+
+func (r *Runner) advance(t time.Time) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var emitErr error
+	r.Engine.Advance(t, func(a *Alert) {
+		if emitErr == nil {
+			emitErr = r.emit(a)
+		}
+	})
+	return emitErr
+}
+
+func (r *Runner) emit(a *Alert) error {
+	if r.seen[a.ID] {
+		delete(r.seen, a.ID)
+		return nil
+	}
+	if rd, ok := r.Source.(reader); ok && len(a.Evidence) > 0 {
+		for _, i := range a.Evidence {
+			id := ""
+			if e, err := rd.Read(i); err == nil {
+				id, _ = event.PeekID(e.Data)
+			}
+			a.EvidenceIDs = append(a.EvidenceIDs, id)
+		}
+	}
+	if r.Emit == nil {
+		return nil
+	}
+	return r.Emit(a)
+}
+
+// sample remembers (index, append time) pairs, about one a second, to find
+// how far back a restart must replay.
+func (r *Runner) sample(idx uint64, t time.Time) {
+	if n := len(r.samples); n > 0 && t.Sub(r.samples[n-1].t) < time.Second {
+		return
+	}
+	r.samples = append(r.samples, sample{idx, t})
+	// Keep what the longest window needs, plus one sample older than it.
+	keep := r.window()
+	cut := 0
+	for cut+1 < len(r.samples) && t.Sub(r.samples[cut+1].t) > keep {
+		cut++
+	}
+	if cut > 0 {
+		r.samples = append(r.samples[:0], r.samples[cut:]...)
+	}
+}
+
+// window is how far back (in append time) correlation state reaches: the
+// longest timespan, and the lateness an event's own time may have.
+func (r *Runner) window() time.Duration {
+	return r.Engine.MaxTimespan() + r.Engine.opts.MaxFuture + time.Minute
+}
+
+func (r *Runner) replayFrom() uint64 {
+	if len(r.samples) == 0 {
+		return r.next
+	}
+	return r.samples[0].idx
+}
+
+// warm replays [ReplayFrom, Next) without alerts, and collects the ids of
+// alerts already stored after Next.
+func (r *Runner) warm(cur cursorFile) error {
+	if cur.ReplayFrom < cur.Next {
+		r.mu.Lock()
+		r.Engine.warm = true
+		for e, err := range r.Source.Entries(cur.ReplayFrom) {
+			if errors.Is(err, ledger.ErrPruned) {
+				continue
+			}
+			if err != nil {
+				r.Engine.warm = false
+				r.mu.Unlock()
+				return fmt.Errorf("detect: warm-up replay: %w", err)
+			}
+			if e.Index >= cur.Next {
+				break
+			}
+			r.Engine.Process(Record{Index: e.Index, Time: e.Time, Data: e.Data}, nil)
+			r.sample(e.Index, e.Time)
+		}
+		r.Engine.warm = false
+		r.mu.Unlock()
+	}
+	r.seen = map[string]bool{}
+	for e, err := range r.Source.Entries(cur.Next) {
+		if err != nil {
+			break
+		}
+		if isAlertDoc(e.Data) {
+			if id, ok := event.PeekID(e.Data); ok {
+				r.seen[id] = true
+			}
+		}
+	}
+	return nil
+}
+
+// isAlertDoc reports whether a stored record is an alert.
+func isAlertDoc(data []byte) bool {
+	x := newExtractor()
+	s := x.slot("event.kind")
+	var d document
+	if x.scan(&d, data) != nil {
+		return false
+	}
+	k, _ := d.str(s)
+	return k == "alert"
+}
+
+func (r *Runner) load() (cursorFile, error) {
+	var c cursorFile
+	if r.CursorPath == "" {
+		return c, nil
+	}
+	data, err := os.ReadFile(r.CursorPath)
+	if errors.Is(err, os.ErrNotExist) {
+		return c, nil
+	}
+	if err != nil {
+		return c, fmt.Errorf("detect: read cursor: %w", err)
+	}
+	if err := json.Unmarshal(data, &c); err != nil {
+		return c, fmt.Errorf("detect: cursor %s is damaged (%v); remove it to start over from the ledger's first record", r.CursorPath, err)
+	}
+	if c.ReplayFrom > c.Next {
+		c.ReplayFrom = c.Next
+	}
+	return c, nil
+}
+
+// save writes the cursor atomically (temporary file, fsync, rename).
+func (r *Runner) save() error {
+	if r.CursorPath == "" {
+		return nil
+	}
+	r.mu.Lock()
+	c := cursorFile{Version: 1, Next: r.next, ReplayFrom: r.replayFrom(), Rates: r.Engine.rateSnapshot()}
+	r.mu.Unlock()
+	data, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	tmp := r.CursorPath + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("detect: save cursor: %w", err)
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, r.CursorPath)
+	}
+	if err == nil {
+		if d, derr := os.Open(filepath.Dir(r.CursorPath)); derr == nil {
+			d.Sync()
+			d.Close()
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("detect: save cursor: %w", err)
+	}
+	return nil
+}
