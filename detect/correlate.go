@@ -102,6 +102,9 @@ type seqState struct {
 	start []int64 // temporal_ordered: chain start per step
 	ev    [][]uint64
 	idx   []uint64 // record of the step, so one event is not two steps
+	// pat and pstart are each step as it was before the event idx set
+	// it (temporal_ordered).
+	pat, pstart []int64
 }
 
 // windowState is a group of a correlation judged when its window closes
@@ -409,6 +412,10 @@ func (c *corrRule) feed(e *Engine, pos int, t int64, ev []uint64, emit func(*Ale
 			}
 			if c.c.Type == TemporalOrdered {
 				st.start = make([]int64, k)
+				st.pat, st.pstart = make([]int64, k), make([]int64, k)
+				for i := range st.pat {
+					st.pat[i] = math.MinInt64
+				}
 			}
 			c.seqs.put(h, st)
 		}
@@ -436,11 +443,23 @@ func (c *corrRule) feed(e *Engine, pos int, t int64, ev []uint64, emit func(*Ale
 			return
 		}
 		last := len(st.at) - 1
+		// One event may match several steps: each step reads the step
+		// before it as it was before this event.
+		prevAt, prevStart := st.at, st.start
+		if pos > 0 && st.idx[pos-1] == idx {
+			prevAt, prevStart = st.pat, st.pstart
+		}
+		set := func(at, start int64) {
+			if st.idx[pos] != idx {
+				st.pat[pos], st.pstart[pos] = st.at[pos], st.start[pos]
+			}
+			st.at[pos], st.start[pos], st.ev[pos], st.idx[pos] = at, start, slices.Clone(ev), idx
+		}
 		switch {
 		case pos == 0:
-			st.at[0], st.start[0], st.ev[0], st.idx[0] = t, t, slices.Clone(ev), idx
-		case st.at[pos-1] != math.MinInt64 && st.idx[pos-1] != idx && t >= st.at[pos-1] && t-st.start[pos-1] <= c.span:
-			st.at[pos], st.start[pos], st.ev[pos], st.idx[pos] = t, st.start[pos-1], slices.Clone(ev), idx
+			set(t, t)
+		case prevAt[pos-1] != math.MinInt64 && t >= prevAt[pos-1] && t-prevStart[pos-1] <= c.span:
+			set(t, prevStart[pos-1])
 		default:
 			return
 		}

@@ -201,7 +201,9 @@ func NewEngine(rs *RuleSet, opts Options) (*Engine, []*LoadError) {
 			return compileCorr(in, append(path, r))
 		})
 		if err != nil {
-			fail(r, err)
+			if !failed[r] { // a cycle was already reported
+				fail(r, err)
+			}
 			failed[r] = true
 			return false
 		}

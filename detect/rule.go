@@ -321,9 +321,9 @@ func parseRule(n *ynode) (*Rule, error) {
 				}
 			}
 		}
-		r.Detection, err = parseDetection(det)
+		r.Detection, err = parseDetection(det, n.keyNode("detection"))
 	case cor != nil:
-		r.Correlation, err = parseCorrelation(cor)
+		r.Correlation, err = parseCorrelation(cor, n.keyNode("correlation"))
 	default:
 		return nil, errAt(n, "a rule needs a detection or a correlation section")
 	}
@@ -350,7 +350,7 @@ func scalarList(v *ynode, what string) ([]string, error) {
 	return nil, errAt(v, "%s: want a list of strings, got %s", what, v.kindName())
 }
 
-func parseDetection(n *ynode) (*Detection, error) {
+func parseDetection(n, key *ynode) (*Detection, error) {
 	if n.kind != yMap {
 		return nil, errAt(n, "detection: want a map of search identifiers and a condition")
 	}
@@ -372,7 +372,7 @@ func parseDetection(n *ynode) (*Detection, error) {
 		d.Searches = append(d.Searches, s)
 	}
 	if cond == nil {
-		return nil, errAt(n, "detection: condition is missing")
+		return nil, errAt(key, "detection: condition is missing")
 	}
 	var texts []string
 	switch cond.kind {
@@ -515,7 +515,7 @@ const (
 	RateOfRise = "rate_of_rise"
 )
 
-func parseCorrelation(n *ynode) (*Correlation, error) {
+func parseCorrelation(n, key *ynode) (*Correlation, error) {
 	if n.kind != yMap {
 		return nil, errAt(n, "correlation: want a map")
 	}
@@ -567,30 +567,30 @@ func parseCorrelation(n *ynode) (*Correlation, error) {
 	case "value_sum", "value_avg", "value_percentile", "value_median":
 		return nil, errAt(n.get("type"), "correlation type %s is not supported (supported: event_count, value_count, temporal, temporal_ordered, rate_of_rise)", c.Type)
 	case "":
-		return nil, errAt(n, "correlation: type is missing")
+		return nil, errAt(key, "correlation: type is missing")
 	default:
 		return nil, errAt(n.get("type"), "correlation type %q is unknown (want event_count, value_count, temporal, temporal_ordered or rate_of_rise)", c.Type)
 	}
 	if len(c.Rules) == 0 {
-		return nil, errAt(n, "correlation: rules is missing")
+		return nil, errAt(key, "correlation: rules is missing")
 	}
 	if c.Timespan == 0 {
-		return nil, errAt(n, "correlation: timespan is missing")
+		return nil, errAt(key, "correlation: timespan is missing")
 	}
 	cond := c.Condition
 	hasBound := cond.GT != nil || cond.GTE != nil || cond.LT != nil || cond.LTE != nil || cond.EQ != nil || cond.NEQ != nil
 	switch c.Type {
 	case EventCount:
 		if !hasBound {
-			return nil, errAt(n, "event_count needs a condition (gte: N, …)")
+			return nil, errAt(key, "event_count needs a condition (gte: N, …)")
 		}
 	case ValueCount:
 		if !hasBound || cond.Field == "" {
-			return nil, errAt(n, "value_count needs a condition with a field and a bound (field: user.name, gte: N)")
+			return nil, errAt(key, "value_count needs a condition with a field and a bound (field: user.name, gte: N)")
 		}
 	case Temporal, TemporalOrdered:
 		if len(c.Rules) < 2 && !hasBound {
-			return nil, errAt(n, "%s correlates at least two rules", c.Type)
+			return nil, errAt(key, "%s correlates at least two rules", c.Type)
 		}
 		if c.Type == TemporalOrdered && hasBound {
 			return nil, errAt(n.get("condition"), "temporal_ordered takes no condition: every rule must match, in order")
@@ -601,13 +601,13 @@ func parseCorrelation(n *ynode) (*Correlation, error) {
 		}
 	case RateOfRise:
 		if c.Baseline == 0 {
-			return nil, errAt(n, "rate_of_rise needs a baseline (the EWMA time constant, e.g. 1h)")
+			return nil, errAt(key, "rate_of_rise needs a baseline (the EWMA time constant, e.g. 1h)")
 		}
 		if c.Baseline < c.Timespan {
 			return nil, errAt(n.get("baseline"), "rate_of_rise: baseline must be at least the timespan")
 		}
 		if cond.Factor <= 1 {
-			return nil, errAt(n, "rate_of_rise needs condition factor > 1 (fire at factor × baseline)")
+			return nil, errAt(key, "rate_of_rise needs condition factor > 1 (fire at factor × baseline)")
 		}
 		if cond.GT != nil || cond.LT != nil || cond.LTE != nil || cond.EQ != nil || cond.NEQ != nil {
 			return nil, errAt(n.get("condition"), "rate_of_rise takes factor and gte (the minimum count) only")
@@ -618,7 +618,7 @@ func parseCorrelation(n *ynode) (*Correlation, error) {
 		}
 	}
 	if c.Type != RateOfRise && (c.Baseline != 0 || cond.Factor != 0) {
-		return nil, errAt(n, "baseline and factor belong to rate_of_rise")
+		return nil, errAt(key, "baseline and factor belong to rate_of_rise")
 	}
 	if c.Type != ValueCount && cond.Field != "" {
 		return nil, errAt(n.get("condition"), "condition field belongs to value_count")

@@ -67,6 +67,19 @@ func (n *ynode) get(key string) *ynode {
 	return nil
 }
 
+// keyNode returns the node of a map's key, for errors about its section.
+func (n *ynode) keyNode(key string) *ynode {
+	if n == nil || n.kind != yMap {
+		return nil
+	}
+	for i, k := range n.keys {
+		if k == key {
+			return n.keyNodes[i]
+		}
+	}
+	return nil
+}
+
 func (n *ynode) kindName() string {
 	if n == nil {
 		return "nothing"

@@ -1,0 +1,286 @@
+package main
+
+// trailguard detect: check rules, test them, and run them over stored
+// events. The engine lives in package detect; this parses flags, reads
+// files and prints.
+
+import (
+	"bufio"
+	"compress/gzip"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/trailguard/trailguard/detect"
+	"github.com/trailguard/trailguard/event"
+	"github.com/trailguard/trailguard/ledger"
+)
+
+func init() {
+	register("detect", "check, test or replay detection rules (Sigma) over stored events", func(args []string) int {
+		return runDetect(args, os.Stdin, os.Stdout, os.Stderr)
+	})
+}
+
+// dirList is a repeatable --rules flag.
+type dirList []string
+
+func (d *dirList) String() string     { return strings.Join(*d, ",") }
+func (d *dirList) Set(v string) error { *d = append(*d, v); return nil }
+
+func runDetect(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("detect", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var dirs dirList
+	fs.Var(&dirs, "rules", "load Sigma rules from `DIR` (every .yml/.yaml file, recursively; repeatable)")
+	noBuiltin := fs.Bool("no-builtin", false, "leave out the built-in rules")
+	check := fs.Bool("check", false, "only parse and compile the rules; exit 1 if any fails")
+	replay := fs.String("replay", "", "run the rules over `PATH`: an NDJSON file (.gz accepted, - for stdin) or a ledger directory")
+	test := fs.String("test", "", "run the rule tests (*.test.yml) in `DIR` (\"builtin\" for the built-in rules' tests)")
+	list := fs.Bool("list", false, "list the loaded rules")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: trailguard detect [--rules DIR]... [--no-builtin] --check | --list | --test DIR | --replay FILE_OR_LEDGER_DIR")
+		fs.PrintDefaults()
+	}
+	pos, err := parseMixed(fs, args)
+	if err != nil {
+		return 2
+	}
+	modes := 0
+	for _, b := range []bool{*check, *replay != "", *test != "", *list} {
+		if b {
+			modes++
+		}
+	}
+	if modes != 1 || len(pos) > 0 {
+		fs.Usage()
+		return 2
+	}
+
+	rs := &detect.RuleSet{}
+	if !*noBuiltin {
+		rs = detect.Builtin()
+	}
+	for _, d := range dirs {
+		st, err := os.Stat(d)
+		if err != nil || !st.IsDir() {
+			fmt.Fprintf(stderr, "trailguard detect: --rules %s: not a directory\n", d)
+			return 2
+		}
+		rs = rs.Merge(detect.LoadDir(d))
+	}
+	eng, cerrs := detect.NewEngine(rs, detect.Options{})
+	loadErrs := append(append([]*detect.LoadError(nil), rs.Errors...), cerrs...)
+	for _, e := range loadErrs {
+		fmt.Fprintln(stderr, e)
+	}
+	switch {
+	case *check:
+		fmt.Fprintf(stdout, "%d rules loaded, %d failed\n", len(eng.Rules()), len(loadErrs))
+		if len(loadErrs) > 0 {
+			return 1
+		}
+		return 0
+	case *list:
+		for _, r := range eng.Rules() {
+			kind := "detection"
+			if r.Correlation != nil {
+				kind = r.Correlation.Type
+			}
+			fmt.Fprintf(stdout, "%-40s %-16s %-13s %s (%s)\n", r.Ref(), kind, r.Level, r.Title, r.Source)
+		}
+		return 0
+	case *test != "":
+		return detectTests(rs, *test, dirs, stdout, stderr)
+	}
+	return detectReplay(eng, *replay, stdin, stdout, stderr)
+}
+
+func detectTests(rs *detect.RuleSet, dir string, dirs []string, stdout, stderr io.Writer) int {
+	var results []detect.TestResult
+	var err error
+	if dir == "builtin" {
+		results, err = detect.RunTests(rs, detect.BuiltinFS(), "builtin:rules")
+	} else {
+		results, err = detect.RunTests(rs, os.DirFS(dir), dir)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "trailguard detect:", err)
+		return 1
+	}
+	failed := 0
+	for _, r := range results {
+		if len(r.Failures) == 0 {
+			fmt.Fprintf(stdout, "ok    %s:%d  %s (%d events)\n", r.File, r.Line, r.Case, r.Events)
+			continue
+		}
+		failed++
+		fmt.Fprintf(stdout, "FAIL  %s:%d  %s\n", r.File, r.Line, r.Case)
+		for _, f := range r.Failures {
+			fmt.Fprintf(stdout, "        %s\n", f)
+		}
+	}
+	fmt.Fprintf(stdout, "%d cases, %d failed\n", len(results), failed)
+	if len(results) == 0 {
+		fmt.Fprintf(stderr, "trailguard detect: no test files (*%s) in %s\n", detect.TestSuffix, dir)
+		return 1
+	}
+	if failed > 0 {
+		return 1
+	}
+	return 0
+}
+
+// maxLine is the longest NDJSON line replayed (the ledger's record limit).
+const maxLine = 1 << 20
+
+func detectReplay(eng *detect.Engine, path string, stdin io.Reader, stdout, stderr io.Writer) int {
+	out := bufio.NewWriterSize(stdout, 64<<10)
+	defer out.Flush()
+	var werr error
+	var resolve func(uint64) string
+	emit := func(a *detect.Alert) {
+		if resolve != nil {
+			for _, i := range a.Evidence {
+				a.EvidenceIDs = append(a.EvidenceIDs, resolve(i))
+			}
+		}
+		b := a.AppendJSON(nil)
+		if _, err := out.Write(append(b, '\n')); err != nil && werr == nil {
+			werr = err
+		}
+	}
+	start := time.Now()
+	var n uint64
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		l, err := ledger.OpenReadOnly(path)
+		if err != nil {
+			fmt.Fprintln(stderr, "trailguard detect:", err)
+			return 1
+		}
+		defer l.Close()
+		resolve = func(i uint64) string {
+			e, err := l.Read(i)
+			if err != nil {
+				return ""
+			}
+			id, _ := event.PeekID(e.Data)
+			return id
+		}
+		for e, err := range l.Entries(l.Pruned()) {
+			if err != nil {
+				fmt.Fprintln(stderr, "trailguard detect:", err)
+				return 1
+			}
+			eng.Process(detect.Record{Index: e.Index, Time: e.Time, Data: e.Data}, emit)
+			n++
+			if werr != nil {
+				break
+			}
+		}
+	} else {
+		var r io.Reader
+		var f *os.File
+		if path == "-" {
+			r = stdin
+		} else {
+			if f, err = os.Open(path); err != nil {
+				fmt.Fprintln(stderr, "trailguard detect:", err)
+				return 1
+			}
+			defer f.Close()
+			r = f
+			if strings.HasSuffix(path, ".gz") {
+				zr, err := gzip.NewReader(f)
+				if err != nil {
+					fmt.Fprintln(stderr, "trailguard detect:", err)
+					return 1
+				}
+				r = zr
+			}
+		}
+		// Evidence is named by line number; event.ids are looked up by
+		// the line offsets of plain files.
+		var offsets []int64
+		if f != nil && !strings.HasSuffix(path, ".gz") {
+			resolve = func(line uint64) string {
+				if line == 0 || line > uint64(len(offsets)) {
+					return ""
+				}
+				buf := make([]byte, 0, 4096)
+				sr := bufio.NewReaderSize(io.NewSectionReader(f, offsets[line-1], maxLine+1), 4096)
+				for {
+					b, err := sr.ReadSlice('\n')
+					buf = append(buf, b...)
+					if !errors.Is(err, bufio.ErrBufferFull) || len(buf) > maxLine {
+						break
+					}
+				}
+				id, _ := event.PeekID(buf)
+				return id
+			}
+		}
+		br := bufio.NewReaderSize(r, 64<<10)
+		var off int64
+		line := uint64(0)
+		var long []byte
+		for {
+			b, err := br.ReadSlice('\n')
+			if errors.Is(err, bufio.ErrBufferFull) {
+				if len(long) <= maxLine {
+					long = append(long, b...)
+				}
+				continue
+			}
+			if len(long) > 0 {
+				b = append(long, b...)
+				long = long[:0]
+			}
+			if len(b) > 0 {
+				line++
+				offsets = append(offsets, off)
+				off += int64(len(b))
+				if len(b) > maxLine {
+					fmt.Fprintf(stderr, "trailguard detect: %s:%d: line longer than %d bytes skipped\n", path, line, maxLine)
+				} else if t := trimLine(b); len(t) > 0 {
+					eng.Process(detect.Record{Index: line, Data: t}, emit)
+					n++
+				}
+			}
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				fmt.Fprintln(stderr, "trailguard detect:", err)
+				return 1
+			}
+			if werr != nil {
+				break
+			}
+		}
+	}
+	eng.Flush(emit)
+	if werr == nil {
+		werr = out.Flush()
+	}
+	if werr != nil {
+		fmt.Fprintln(stderr, "trailguard detect: write:", werr)
+		return 1
+	}
+	st := eng.Stats()
+	took := time.Since(start)
+	fmt.Fprintf(stderr, "%d records in %v (%.0f/s): %d events, %d not JSON objects, %d stored alerts skipped; %d alerts\n",
+		n, took.Round(time.Millisecond), float64(n)/took.Seconds(), st.Events, st.Malformed, st.Skipped, st.Alerts)
+	return 0
+}
+
+func trimLine(b []byte) []byte {
+	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == '\r' || b[len(b)-1] == ' ') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
