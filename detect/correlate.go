@@ -16,48 +16,49 @@ import (
 // the current map reaches the group limit it rotates early: under a flood
 // of distinct keys the oldest groups are forgotten (counted in
 // Stats.Evicted) and memory stays bounded by twice the limit.
-type table[S any] struct {
-	cur, prev map[uint64]*S
+type table[V any] struct {
+	cur, prev map[uint64]V
 	genStart  int64
 	genLen    int64
 	max       int
 	evicted   uint64
 }
 
-func newTable[S any](genLen int64, max int) *table[S] {
+func newTable[V any](genLen int64, max int) *table[V] {
 	if genLen < 1e9 {
 		genLen = 1e9
 	}
-	return &table[S]{cur: map[uint64]*S{}, prev: map[uint64]*S{}, genLen: genLen, max: max, genStart: math.MinInt64}
+	return &table[V]{cur: map[uint64]V{}, prev: map[uint64]V{}, genLen: genLen, max: max, genStart: math.MinInt64}
 }
 
-func (t *table[S]) get(h uint64) *S {
-	if s, ok := t.cur[h]; ok {
-		return s
+func (t *table[V]) get(h uint64) (V, bool) {
+	if v, ok := t.cur[h]; ok {
+		return v, true
 	}
-	if s, ok := t.prev[h]; ok {
+	if v, ok := t.prev[h]; ok {
 		delete(t.prev, h)
-		t.put(h, s)
-		return s
+		t.put(h, v)
+		return v, true
 	}
-	return nil
+	var zero V
+	return zero, false
 }
 
-func (t *table[S]) put(h uint64, s *S) {
+func (t *table[V]) put(h uint64, v V) {
 	if len(t.cur) >= t.max {
 		t.evicted += uint64(len(t.prev))
-		t.prev, t.cur = t.cur, make(map[uint64]*S, len(t.cur)/2)
+		t.prev, t.cur = t.cur, make(map[uint64]V, len(t.cur)/2)
 	}
-	t.cur[h] = s
+	t.cur[h] = v
 }
 
-func (t *table[S]) del(h uint64) {
+func (t *table[V]) del(h uint64) {
 	delete(t.cur, h)
 	delete(t.prev, h)
 }
 
 // rotate starts a new generation when the current one is over.
-func (t *table[S]) rotate(now int64) {
+func (t *table[V]) rotate(now int64) {
 	if t.genStart == math.MinInt64 {
 		t.genStart = now
 		return
@@ -68,11 +69,11 @@ func (t *table[S]) rotate(now int64) {
 	if now-t.genStart >= 2*t.genLen {
 		clear(t.cur)
 	}
-	t.prev, t.cur = t.cur, make(map[uint64]*S, len(t.cur)/2)
+	t.prev, t.cur = t.cur, make(map[uint64]V, len(t.cur)/2)
 	t.genStart = now
 }
 
-func (t *table[S]) size() int { return len(t.cur) + len(t.prev) }
+func (t *table[V]) size() int { return len(t.cur) + len(t.prev) }
 
 // ent is one counted event: its time and record.
 type ent struct {
@@ -173,11 +174,15 @@ type corrRule struct {
 	cap      int
 	alpha    float64 // rate_of_rise: EWMA weight per sub-bucket
 
-	counts  *table[countState]
-	vals    *table[valueState]
-	seqs    *table[seqState]
-	windows *table[windowState]
-	rors    *table[rorState]
+	// Groups holding one event are kept inline (counts1, vals1): most
+	// groups of a flood of distinct keys never see a second event.
+	counts1 *table[ent]
+	counts  *table[*countState]
+	vals1   *table[vent]
+	vals    *table[*valueState]
+	seqs    *table[*seqState]
+	windows *table[*windowState]
+	rors    *table[*rorState]
 	pending closeHeap
 	seq     uint64
 }
@@ -192,15 +197,17 @@ func (c *corrRule) init(maxGroups int) {
 	gen := c.span
 	switch {
 	case c.closeAt:
-		c.windows = newTable[windowState](gen, maxGroups)
+		c.windows = newTable[*windowState](gen, maxGroups)
 	case c.c.Type == EventCount:
-		c.counts = newTable[countState](gen, maxGroups)
+		c.counts = newTable[*countState](gen, maxGroups)
+		c.counts1 = newTable[ent](gen, maxGroups)
 	case c.c.Type == ValueCount:
-		c.vals = newTable[valueState](gen, maxGroups)
+		c.vals = newTable[*valueState](gen, maxGroups)
+		c.vals1 = newTable[vent](gen, maxGroups)
 	case c.c.Type == Temporal || c.c.Type == TemporalOrdered:
-		c.seqs = newTable[seqState](gen, maxGroups)
+		c.seqs = newTable[*seqState](gen, maxGroups)
 	case c.c.Type == RateOfRise:
-		c.rors = newTable[rorState](5*int64(c.c.Baseline), maxGroups)
+		c.rors = newTable[*rorState](5*int64(c.c.Baseline), maxGroups)
 		w := float64(c.span) / rorSubs
 		c.alpha = 1 - math.Exp(-w/float64(c.c.Baseline))
 	}
@@ -211,9 +218,9 @@ func (c *corrRule) groups() int {
 	case c.windows != nil:
 		return c.windows.size()
 	case c.counts != nil:
-		return c.counts.size()
+		return c.counts.size() + c.counts1.size()
 	case c.vals != nil:
-		return c.vals.size()
+		return c.vals.size() + c.vals1.size()
 	case c.seqs != nil:
 		return c.seqs.size()
 	case c.rors != nil:
@@ -227,9 +234,9 @@ func (c *corrRule) evicted() uint64 {
 	case c.windows != nil:
 		return c.windows.evicted
 	case c.counts != nil:
-		return c.counts.evicted
+		return c.counts.evicted + c.counts1.evicted
 	case c.vals != nil:
-		return c.vals.evicted
+		return c.vals.evicted + c.vals1.evicted
 	case c.seqs != nil:
 		return c.seqs.evicted
 	case c.rors != nil:
@@ -242,7 +249,7 @@ func (c *corrRule) evicted() uint64 {
 func (c *corrRule) advance(e *Engine, now int64, emit func(*Alert)) {
 	for len(c.pending) > 0 && c.pending[0].at <= now {
 		p := heap.Pop(&c.pending).(closing)
-		st := c.windows.get(p.h)
+		st, _ := c.windows.get(p.h)
 		if st == nil || st.start != p.start {
 			continue
 		}
@@ -268,8 +275,10 @@ func (c *corrRule) advance(e *Engine, now int64, emit func(*Alert)) {
 		c.windows.rotate(now)
 	case c.counts != nil:
 		c.counts.rotate(now)
+		c.counts1.rotate(now)
 	case c.vals != nil:
 		c.vals.rotate(now)
+		c.vals1.rotate(now)
 	case c.seqs != nil:
 		c.seqs.rotate(now)
 	case c.rors != nil:
@@ -324,9 +333,20 @@ func (c *corrRule) feed(e *Engine, pos int, t int64, ev []uint64, emit func(*Ale
 	}
 	switch c.c.Type {
 	case EventCount:
-		st := c.counts.get(h)
-		if st == nil {
-			st = &countState{}
+		st, ok := c.counts.get(h)
+		if !ok {
+			first, ok := c.counts1.get(h)
+			if !ok {
+				if c.c.Condition.Holds(1) {
+					c.fire(e, pos, t, 1, t, t, []uint64{idx}, emit)
+				} else {
+					c.counts1.put(h, ent{t, idx})
+				}
+				return
+			}
+			c.counts1.del(h)
+			st = &countState{ents: make([]ent, 1, 2)}
+			st.ents[0] = first
 			c.counts.put(h, st)
 		}
 		i := len(st.ents)
@@ -362,9 +382,26 @@ func (c *corrRule) feed(e *Engine, pos int, t int64, ev []uint64, emit func(*Ale
 		e.hash.Reset()
 		e.hash.WriteString(v)
 		vh := e.hash.Sum64()
-		st := c.vals.get(h)
-		if st == nil {
-			st = &valueState{}
+		st, ok := c.vals.get(h)
+		if !ok {
+			first, ok := c.vals1.get(h)
+			switch {
+			case !ok && c.c.Condition.Holds(1):
+				c.fire(e, pos, t, 1, t, t, []uint64{idx}, emit)
+				return
+			case !ok:
+				c.vals1.put(h, vent{vh, t, idx})
+				return
+			case first.h == vh || first.t < t-c.span:
+				// The same value again, or the old one expired: still one.
+				if first.h != vh || t >= first.t {
+					c.vals1.put(h, vent{vh, t, idx})
+				}
+				return
+			}
+			c.vals1.del(h)
+			st = &valueState{vals: make([]vent, 1, 2)}
+			st.vals[0] = first
 			c.vals.put(h, st)
 		}
 		found := false
@@ -403,7 +440,7 @@ func (c *corrRule) feed(e *Engine, pos int, t int64, ev []uint64, emit func(*Ale
 			c.fire(e, pos, t, n, first, last, evid, emit)
 		}
 	case Temporal, TemporalOrdered:
-		st := c.seqs.get(h)
+		st, _ := c.seqs.get(h)
 		if st == nil {
 			k := len(c.c.Rules)
 			st = &seqState{at: make([]int64, k), ev: make([][]uint64, k), idx: make([]uint64, k)}
@@ -537,7 +574,7 @@ func cmpInt(a, b int64) int {
 }
 
 func (c *corrRule) feedWindow(e *Engine, pos int, h uint64, t int64, ev []uint64) {
-	st := c.windows.get(h)
+	st, _ := c.windows.get(h)
 	if st == nil {
 		st = &windowState{start: t, last: t}
 		for _, v := range e.keyVals {
@@ -580,7 +617,7 @@ func (c *corrRule) feedRate(e *Engine, pos int, h uint64, t int64, idx uint64, e
 	if t < 0 && t%w != 0 {
 		b--
 	}
-	st := c.rors.get(h)
+	st, _ := c.rors.get(h)
 	if st == nil {
 		st = &rorState{head: b}
 		for _, v := range e.keyVals {
