@@ -1,7 +1,9 @@
 package detect
 
 import (
+	"bytes"
 	"errors"
+	"slices"
 	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -38,7 +40,10 @@ type span struct {
 
 // trieNode is one level of the wanted paths.
 type trieNode struct {
-	edges []trieEdge
+	edges []trieEdge // sorted by name
+	// first maps a key's first byte to 1 + the index of the first edge
+	// starting with it (0: none), so most keys cost one lookup.
+	first [256]uint8
 	slot  int32 // -1 when no value is wanted here
 	// below says some wanted path goes through this node.
 	below bool
@@ -52,13 +57,32 @@ type trieEdge struct {
 func newTrieNode() *trieNode { return &trieNode{slot: -1} }
 
 func (n *trieNode) child(name []byte) *trieNode {
-	for i := range n.edges {
-		e := &n.edges[i]
-		if len(e.name) == len(name) && e.name == string(name) {
+	if len(name) == 0 {
+		return nil
+	}
+	c := name[0]
+	for i := int(n.first[c]) - 1; i >= 0 && i < len(n.edges) && n.edges[i].name[0] == c; i++ {
+		if e := &n.edges[i]; e.name == string(name) {
 			return e.node
 		}
 	}
 	return nil
+}
+
+func (n *trieNode) add(seg string) *trieNode {
+	if c := n.child([]byte(seg)); c != nil {
+		return c
+	}
+	c := newTrieNode()
+	n.edges = append(n.edges, trieEdge{seg, c})
+	slices.SortFunc(n.edges, func(a, b trieEdge) int { return strings.Compare(a.name, b.name) })
+	clear(n.first[:])
+	for i := len(n.edges) - 1; i >= 0; i-- {
+		if e := n.edges[i]; e.name != "" && i < 255 {
+			n.first[e.name[0]] = uint8(i + 1)
+		}
+	}
+	return c
 }
 
 // extractor knows the wanted paths; it is immutable once built and shared.
@@ -83,12 +107,7 @@ func (x *extractor) slot(path string) int32 {
 	n := x.root
 	for _, seg := range strings.Split(path, ".") {
 		n.below = true
-		c := n.child([]byte(seg))
-		if c == nil {
-			c = newTrieNode()
-			n.edges = append(n.edges, trieEdge{seg, c})
-		}
-		n = c
+		n = n.add(seg)
 	}
 	n.slot = s
 	return s
@@ -137,6 +156,9 @@ func (x *extractor) scan(d *document, data []byte) error {
 }
 
 func skipWS(b []byte, i int) int {
+	if i < len(b) && b[i] > ' ' {
+		return i // encoders write no white space: the common case
+	}
 	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
 		i++
 	}
@@ -228,21 +250,29 @@ func indexByte(b []byte, c byte) int {
 }
 
 // stringEnd reads the string literal at b[i] ('"') and returns the span of
-// its content and whether it holds escapes.
+// its content and whether it holds escapes. It finds the closing quote
+// with IndexByte and does not validate the content (control characters
+// are accepted): it reads what encoders wrote, and refusing is not its job.
 func stringEnd(b []byte, i int) (start, end int, esc bool, err error) {
 	start = i + 1
-	for j := start; j < len(b); j++ {
-		switch c := b[j]; {
-		case c == '"':
-			return start, j, esc, nil
-		case c == '\\':
-			esc = true
-			j++
-		case c < 0x20:
+	from := start
+	for {
+		q := bytes.IndexByte(b[from:], '"')
+		if q < 0 {
 			return 0, 0, false, errJSON
 		}
+		q += from
+		// A quote preceded by an odd run of backslashes is escaped.
+		bs := 0
+		for k := q - 1; k >= start && b[k] == '\\'; k-- {
+			bs++
+		}
+		if bs%2 == 0 {
+			return start, q, esc || bytes.IndexByte(b[start:q], '\\') >= 0, nil
+		}
+		esc = true
+		from = q + 1
 	}
-	return 0, 0, false, errJSON
 }
 
 // value skips the value at b[i] and describes it (its span's start is set
