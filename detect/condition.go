@@ -51,12 +51,19 @@ func (*NotExpr) expr()   {}
 func (*IdentExpr) expr() {}
 func (*OfExpr) expr()    {}
 
+// String implements Expr.
 func (e *AndExpr) String() string { return join(e.X, " and ") }
-func (e *OrExpr) String() string  { return join(e.X, " or ") }
+
+// String implements Expr.
+func (e *OrExpr) String() string { return join(e.X, " or ") }
+
+// String implements Expr.
 func (e *NotExpr) String() string { return "not " + paren(e.X) }
-func (e *IdentExpr) String() string {
-	return e.Name
-}
+
+// String implements Expr.
+func (e *IdentExpr) String() string { return e.Name }
+
+// String implements Expr.
 func (e *OfExpr) String() string {
 	if e.All {
 		return "all of " + e.Pattern

@@ -21,6 +21,7 @@ type LoadError struct {
 	Reason string
 }
 
+// Error returns "file:line:col: rule \"name\": reason".
 func (e *LoadError) Error() string {
 	var b strings.Builder
 	b.WriteString(e.File)

@@ -42,6 +42,7 @@ type Location struct {
 	Line int
 }
 
+// String returns "file:line".
 func (s Location) String() string {
 	if s.Line > 0 {
 		return fmt.Sprintf("%s:%d", s.File, s.Line)
@@ -169,6 +170,7 @@ func (c Condition) cap() int {
 	return int(m)
 }
 
+// String renders the bounds, e.g. ">= 10 and < 20".
 func (c Condition) String() string {
 	var parts []string
 	add := func(op string, v *float64) {
