@@ -8,10 +8,10 @@ import (
 	"bufio"
 	"compress/gzip"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -22,32 +22,41 @@ import (
 
 func init() {
 	register("detect", "check, test or replay detection rules (Sigma) over stored events", func(args []string) int {
-		return runDetect(args, os.Stdin, os.Stdout, os.Stderr)
+		return runDetect(args, os.Stdout, os.Stderr)
 	})
 }
 
-// dirList is a repeatable --rules flag.
-type dirList []string
+func runDetect(args []string, stdout, stderr io.Writer) int {
+	return runDetectIO(args, os.Stdin, stdout, stderr)
+}
 
-func (d *dirList) String() string     { return strings.Join(*d, ",") }
-func (d *dirList) Set(v string) error { *d = append(*d, v); return nil }
+func runDetectIO(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := newFlags("detect", `usage: trailguard detect [--rules DIR]... [--no-builtin] [--data DIR] --check | --list | --test DIR | --replay PATH
 
-func runDetect(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("detect", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var dirs dirList
-	fs.Var(&dirs, "rules", "load Sigma rules from `DIR` (every .yml/.yaml file, recursively; repeatable)")
+Loads the built-in Sigma rules, the collector's own (DIR/rules, when it
+exists) and every --rules directory, reports each rule that cannot be used
+(file:line:col and reason) and then:
+  --check    exits 1 if any rule failed to load
+  --list     lists the loaded rules
+  --test     runs rule tests (NAME.test.yml next to NAME.yml)
+  --replay   runs the rules over stored events and prints one alert per line
+             (NDJSON, ECS event.kind alert); PATH is an NDJSON file (.gz, or -
+             for standard input), a ledger directory or a data directory`, stdout, stderr)
+	var dirs keyList
+	fs.Var(&dirs, "rules", "load Sigma rules from `DIR` (every .yml/.yaml file below it)")
+	data := fs.dataFlag("the collector's data directory `DIR`, whose rules/ subdirectory is loaded when present (env TRAILGUARD_DATA)")
 	noBuiltin := fs.Bool("no-builtin", false, "leave out the built-in rules")
 	check := fs.Bool("check", false, "only parse and compile the rules; exit 1 if any fails")
-	replay := fs.String("replay", "", "run the rules over `PATH`: an NDJSON file (.gz accepted, - for stdin) or a ledger directory")
+	replay := fs.String("replay", "", "run the rules over `PATH`: an NDJSON file (.gz accepted, - for standard input), a ledger directory or a data directory")
 	test := fs.String("test", "", "run the rule tests (*.test.yml) in `DIR` (\"builtin\" for the built-in rules' tests)")
 	list := fs.Bool("list", false, "list the loaded rules")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: trailguard detect [--rules DIR]... [--no-builtin] --check | --list | --test DIR | --replay FILE_OR_LEDGER_DIR")
-		fs.PrintDefaults()
+	pos, code, ok := fs.parse(args)
+	if !ok {
+		return code
 	}
-	pos, err := parseMixed(fs, args)
-	if err != nil {
+	if len(pos) > 0 {
+		fmt.Fprintf(stderr, "trailguard detect: unexpected argument %q\n\n", pos[0])
+		fs.usage(stderr)
 		return 2
 	}
 	modes := 0
@@ -56,9 +65,13 @@ func runDetect(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			modes++
 		}
 	}
-	if modes != 1 || len(pos) > 0 {
-		fs.Usage()
-		return 2
+	if modes != 1 {
+		return fs.missing("exactly one of --check, --list, --test DIR and --replay PATH")
+	}
+	if own := filepath.Join(*data, "rules"); !*noBuiltin || fs.isSet("data", "data-dir") {
+		if st, err := os.Stat(own); err == nil && st.IsDir() {
+			dirs = append([]string{own}, dirs...)
+		}
 	}
 
 	rs := &detect.RuleSet{}
@@ -141,6 +154,9 @@ const maxLine = 1 << 20
 func detectReplay(eng *detect.Engine, path string, stdin io.Reader, stdout, stderr io.Writer) int {
 	out := bufio.NewWriterSize(stdout, 64<<10)
 	defer out.Flush()
+	if st, err := os.Stat(filepath.Join(path, "ledger")); err == nil && st.IsDir() {
+		path = filepath.Join(path, "ledger") // a collector's data directory
+	}
 	var werr error
 	var resolve func(uint64) string
 	emit := func(a *detect.Alert) {

@@ -77,12 +77,12 @@ func TestDetectCheck(t *testing.T) {
 	writeFile(t, filepath.Join(dir, "notes.txt"), "not a rule")
 
 	var out, errOut strings.Builder
-	if code := runDetect([]string{"--check"}, nil, &out, &errOut); code != 0 {
+	if code := runDetect([]string{"--check"}, &out, &errOut); code != 0 {
 		t.Fatalf("built-in rules: exit %d\n%s", code, errOut.String())
 	}
 	builtin := out.String()
 	out.Reset()
-	code := runDetect([]string{"--rules", dir, "--check"}, nil, &out, &errOut)
+	code := runDetect([]string{"--rules", dir, "--check"}, &out, &errOut)
 	if code != 1 {
 		t.Fatalf("exit %d, want 1", code)
 	}
@@ -105,6 +105,17 @@ func TestDetectCheck(t *testing.T) {
 	fmt.Sscanf(out.String(), "%d rules loaded, %d failed", &nr, &nf)
 	if nr != nb+2 || nf != 3 {
 		t.Errorf("built-in %q, with the directory %q: want 2 more rules and 3 failures", builtin, out.String())
+	}
+	// A collector's data directory brings its rules/ along.
+	data := t.TempDir()
+	writeFile(t, filepath.Join(data, "rules", "good.yml"), goodRule)
+	out.Reset()
+	if code := runDetect([]string{"--data", data, "--check"}, &out, &errOut); code != 0 {
+		t.Fatalf("--data: exit %d", code)
+	}
+	fmt.Sscanf(out.String(), "%d rules loaded", &nr)
+	if nr != nb+1 {
+		t.Errorf("--data %s loaded %d rules, want %d", data, nr, nb+1)
 	}
 }
 
@@ -138,7 +149,7 @@ func TestDetectReplay(t *testing.T) {
 		return byRule
 	}
 	var out, errOut strings.Builder
-	if code := runDetect([]string{"--rules", filepath.Join(dir, "rules"), "--replay", file}, nil, &out, &errOut); code != 0 {
+	if code := runDetect([]string{"--rules", filepath.Join(dir, "rules"), "--replay", file}, &out, &errOut); code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut.String())
 	}
 	byRule := check(out.String())
@@ -169,7 +180,7 @@ func TestDetectReplay(t *testing.T) {
 	}
 	l.Close()
 	var lout strings.Builder
-	if code := runDetect([]string{"--rules", filepath.Join(dir, "rules"), "--replay", ldir}, nil, &lout, &errOut); code != 0 {
+	if code := runDetect([]string{"--rules", filepath.Join(dir, "rules"), "--replay", ldir}, &lout, &errOut); code != 0 {
 		t.Fatalf("ledger replay: exit %d: %s", code, errOut.String())
 	}
 	lb := check(lout.String())
@@ -177,18 +188,18 @@ func TestDetectReplay(t *testing.T) {
 		t.Fatalf("ledger replay alerts: %s", lout.String())
 	}
 	for _, args := range [][]string{{}, {"--check", "--test", "x"}, {"--replay"}, {"--check", "extra"}} {
-		if code := runDetect(args, nil, &out, &errOut); code != 2 {
+		if code := runDetect(args, &out, &errOut); code != 2 {
 			t.Errorf("%v: exit %d, want 2", args, code)
 		}
 	}
-	if code := runDetect([]string{"--replay", filepath.Join(dir, "missing")}, nil, &out, &errOut); code != 1 {
+	if code := runDetect([]string{"--replay", filepath.Join(dir, "missing")}, &out, &errOut); code != 1 {
 		t.Errorf("missing file: exit %d", code)
 	}
 }
 
 func TestDetectTests(t *testing.T) {
 	var out, errOut strings.Builder
-	if code := runDetect([]string{"--test", "builtin"}, nil, &out, &errOut); code != 0 {
+	if code := runDetect([]string{"--test", "builtin"}, &out, &errOut); code != 0 {
 		t.Fatalf("built-in tests: exit %d\n%s%s", code, out.String(), errOut.String())
 	}
 	dir := t.TempDir()
@@ -204,7 +215,7 @@ func TestDetectTests(t *testing.T) {
     expect: [{rule: 11111111-2222-4333-8444-555555555555}]
 `)
 	out.Reset()
-	if code := runDetect([]string{"--rules", dir, "--test", dir}, nil, &out, &errOut); code != 1 {
+	if code := runDetect([]string{"--rules", dir, "--test", dir}, &out, &errOut); code != 1 {
 		t.Fatalf("exit %d, want 1:\n%s", code, out.String())
 	}
 	if !strings.Contains(out.String(), "ok    "+filepath.Join(dir, "probe.test.yml")) || !strings.Contains(out.String(), "FAIL") ||
