@@ -24,6 +24,15 @@ const maxFlattenDepth = 32
 // ({"user":{"name":"a"}}) and dotted keys ({"user.name":"a"}) give the same
 // field; arrays of objects give each nested field the list of its values.
 func Flatten(raw []byte) (Doc, error) {
+	if doc, ok := flattenFast(raw); ok {
+		return doc, nil
+	}
+	return flattenSlow(raw)
+}
+
+// flattenSlow decodes into maps, then flattens them: the reference
+// flattenFast is checked against, and the path for what it declines.
+func flattenSlow(raw []byte) (Doc, error) {
 	d := json.NewDecoder(bytes.NewReader(raw))
 	d.UseNumber()
 	var v any

@@ -3,6 +3,9 @@ package query
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -313,3 +316,87 @@ func FuzzParse(f *testing.F) {
 }
 
 func jsonNum(s string) any { return json.Number(s) }
+
+// canonical is a Doc with every value as a sorted list of its values, so
+// that two Docs compare equal when Match cannot tell them apart.
+func canonical(d Doc) map[string][]string {
+	out := map[string][]string{}
+	for k, v := range d {
+		l, isList := v.([]any)
+		if !isList {
+			l = []any{v}
+		}
+		var s []string
+		for _, x := range l {
+			s = append(s, fmt.Sprintf("%T:%v", x, x))
+		}
+		slices.Sort(s)
+		out[k] = s
+	}
+	return out
+}
+
+// checkFlatten fails unless the one-pass Flatten gives what decoding into
+// maps gives, whenever it does not decline.
+func checkFlatten(t *testing.T, data []byte) (fast bool) {
+	t.Helper()
+	slow, serr := flattenSlow(data)
+	doc, ok := flattenFast(data)
+	if !ok {
+		return false
+	}
+	if serr != nil {
+		t.Fatalf("%q: fast path succeeded where decoding fails: %v", data, serr)
+	}
+	if a, b := canonical(doc), canonical(slow); !reflect.DeepEqual(a, b) {
+		t.Fatalf("%q:\nfast %v\nslow %v", data, a, b)
+	}
+	return true
+}
+
+var flattenSeeds = []string{
+	`{"a":{"b":1},"a.c":"x","l":[1,[2,{"m":3}]],"e":[]}`,
+	`{"@timestamp":"2026-11-25T17:40:49.9Z","event":{"kind":"event","category":["authentication"],"id":"x"},"http":{"request":{"id":"r"},"response":{"status_code":401}},"user":{"name":"al\"ice","roles":[]},"n":null,"b":true,"f":false,"x":-1.5e3}`,
+	`{"a":{"b":1},"a.b":2}`, `{"a":[],"a":1}`, `{"a":{"b":1},"a":{"c":2}}`, `{"x":{"a":[]},"x.a":1}`, `{"a":[[],[[]]]}`, `{"":{"":""}}`,
+	`{"u\u0073er":"\u00e9\ud83d\ude00\n","bad":"\xff"}`, `{"a":{"b":{}}}`, ` {"a":1} `, `{"a":1}x`, `[]`, `"s"`, `{`,
+	`{"k":` + strings.Repeat(`[`, 40) + strings.Repeat(`]`, 40) + `}`,
+	`{"k":` + strings.Repeat(`{"a":`, 31) + `1` + strings.Repeat(`}`, 31) + `}`,
+}
+
+func TestFlattenFastAgrees(t *testing.T) {
+	for _, s := range flattenSeeds {
+		checkFlatten(t, []byte(s))
+	}
+	if !checkFlatten(t, []byte(flattenSeeds[1])) {
+		t.Fatal("the fast path declined an ordinary event")
+	}
+	// Many keys stay cheap, and a repeated one among them is noticed.
+	var b strings.Builder
+	b.WriteString(`{`)
+	for i := range 5000 {
+		fmt.Fprintf(&b, `"k%d":%d,`, i, i)
+	}
+	b.WriteString(`"k17":0}`)
+	if _, ok := flattenFast([]byte(b.String())); ok {
+		t.Fatal("a repeated key among many was not noticed")
+	}
+}
+
+func FuzzFlatten(f *testing.F) {
+	for _, s := range flattenSeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		checkFlatten(t, data)
+	})
+}
+
+func BenchmarkFlatten(b *testing.B) {
+	data := []byte(flattenSeeds[1])
+	for b.Loop() {
+		d, err := Flatten(data)
+		if err != nil || d["user.name"] != `al"ice` {
+			b.Fatal(d, err)
+		}
+	}
+}
