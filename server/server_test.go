@@ -47,7 +47,11 @@ func startServer(t *testing.T, dir string, mod func(*Config)) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr := "127.0.0.1:0"
+	if cfg.Listen != Defaults().Listen { // a test that needs a known port
+		addr = cfg.Listen
+	}
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
