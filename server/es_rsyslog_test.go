@@ -20,8 +20,16 @@ import (
 
 // TestRsyslogOmelasticsearch ships a JSON-lines file with Debian's rsyslog:
 // imfile reads it, omelasticsearch sends it in bulk mode to the collector's
-// _bulk, authenticating with HTTP Basic (uid/pwd, the token as password),
-// after its start-up GET /_cat/health. Every line must arrive.
+// _bulk, authenticating with HTTP Basic (uid/pwd, the token as password).
+// rsyslog checks GET /_cat/health before it resumes after an outage, so
+// the test starts it while the collector is down, lets it resume, then
+// appends the lines. Every line must arrive.
+//
+// rsyslog 8.2302 may lose some of the batch it was sending when it found
+// the collector down (seen: 1 or 2 of 2,000, with the default in-memory
+// queue); that is rsyslog's behaviour, so the lines counted here are
+// written once it has resumed, and the probe line written before is not
+// counted.
 func TestRsyslogOmelasticsearch(t *testing.T) {
 	rsyslogd := testenv.Tool(t, "rsyslogd", "apt-get install rsyslog rsyslog-elasticsearch")
 	mods, _ := filepath.Glob("/usr/lib/*/rsyslog/omelasticsearch.so")
@@ -53,7 +61,8 @@ func TestRsyslogOmelasticsearch(t *testing.T) {
 			time.Now().UTC().Format(time.RFC3339Nano), i, i, i%500, i%250+1, svc)
 	}
 	inputFile := filepath.Join(dir, "events.jsonl")
-	if err := os.WriteFile(inputFile, []byte(input.String()), 0o644); err != nil {
+	probe := `{"event":{"id":"rs-probe","kind":"event","action":"probe"},"service":{"name":"rsyslog-probe"}}` + "\n"
+	if err := os.WriteFile(inputFile, []byte(probe), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	work := filepath.Join(dir, "work")
@@ -107,6 +116,22 @@ ruleset(name="ship") {
 		return strings.Contains(string(b)+out.String(), "suspend")
 	})
 	ts := startServer(t, dataDir, func(c *Config) { c.Listen = addr })
+	waitFor(t, 30*time.Second, "rsyslogd to resume through GET /_cat/health", func() bool {
+		for _, e := range auditEvents(t, ts) {
+			if e.Path == "/_cat/health" && e.StatusCode == 200 && e.UserName == "rsyslog-shipper" {
+				return true
+			}
+		}
+		return false
+	})
+	f, err := os.OpenFile(inputFile, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString(input.String()); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
 
 	// Wait for every line, by the query API.
 	q := url.Values{"top": {"service.name"}, "from": {"1h"}, "q": {"service.name:" + svc}}
@@ -138,18 +163,15 @@ ruleset(name="ship") {
 	if status != 200 || !strings.Contains(string(body), `"reason":"bad \"password\" \\ #42"`) || !strings.Contains(string(body), `"name":"usér042"`) {
 		t.Fatalf("event rs-00042: %d %s", status, body)
 	}
-	// The collector saw rsyslog's start-up health check, authenticated.
-	var health, basic bool
+	// Its bulk requests were authenticated as the token's owner.
+	var basic bool
 	for _, e := range auditEvents(t, ts) {
-		if e.Path == "/_cat/health" && e.StatusCode == 200 {
-			health = true
-		}
 		if e.Path == "/_bulk" && e.StatusCode == 200 && e.UserName == "rsyslog-shipper" {
 			basic = true
 		}
 	}
-	if !health || !basic {
-		t.Errorf("collector's own trail: /_cat/health answered %v, _bulk by the token's user %v", health, basic)
+	if !basic {
+		t.Error("no _bulk request by the rsyslog token's owner in the collector's own trail")
 	}
 }
 
