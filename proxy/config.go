@@ -120,6 +120,8 @@ type Detection struct {
 	Rules string `yaml:"rules"`
 	// Disabled turns the embedded engine off.
 	Disabled bool `yaml:"disabled"`
+	// Block says which alerts block the address they name.
+	Block Block `yaml:"block"`
 }
 
 // Route sends requests for a host and path prefix to an upstream.

@@ -2,11 +2,18 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
+	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -15,6 +22,7 @@ import (
 
 	"github.com/trailguard/trailguard/event"
 	"github.com/trailguard/trailguard/internal/testenv"
+	"github.com/trailguard/trailguard/ledger"
 )
 
 // startProcess starts a real program, waits for a line on its stdout that
@@ -193,4 +201,201 @@ func TestFlaskAppBehindGateway(t *testing.T) {
 			t.Error(err)
 		}
 	}
+}
+
+// startHTTPBin starts go-httpbin (built by .ci/run from the Go module
+// proxy) on a free port of 127.0.0.1 and returns its URL and a function
+// returning what it logged so far (one line per request).
+func startHTTPBin(t *testing.T) (string, func() string) {
+	t.Helper()
+	bin := testenv.Tool(t, "go-httpbin", "go install github.com/mccutchen/go-httpbin/v2/cmd/go-httpbin@v2.26.0; .ci/run builds it")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	ln.Close()
+	cmd := exec.Command(bin, "-host", "127.0.0.1", "-port", port)
+	out := &syncWriter{b: &strings.Builder{}}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	url := "http://127.0.0.1:" + port
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get(url + "/status/204")
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("go-httpbin did not start: %v\n%s", err, out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return url, out.String
+}
+
+// alerts returns the alert documents in a ledger, decoded loosely.
+func alerts(t *testing.T, dir string) []map[string]any {
+	t.Helper()
+	l, err := ledger.OpenReadOnly(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var out []map[string]any
+	for i := range l.Size() {
+		e, err := l.Read(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Contains(e.Data, []byte(`"kind":"alert"`)) {
+			continue
+		}
+		var doc map[string]any
+		if err := json.Unmarshal(e.Data, &doc); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, doc)
+	}
+	return out
+}
+
+func ruleName(doc map[string]any) string {
+	r, _ := doc["rule"].(map[string]any)
+	s, _ := r["name"].(string)
+	return s
+}
+
+// TestHydraBlocked: hydra brute-forces go-httpbin's Basic-auth page
+// through a single-node gateway. The embedded engine raises the
+// brute-force alert, the gateway blocks the address, nothing hydra sends
+// after the block reaches go-httpbin, and none of the passwords it tried
+// is anywhere on disk.
+func TestHydraBlocked(t *testing.T) {
+	testenv.Long(t)
+	t.Parallel()
+	hydra := testenv.Tool(t, "hydra", "apt-get install hydra")
+	upURL, upLog := startHTTPBin(t)
+	dir, trail := t.TempDir(), t.TempDir()
+	_, gw, stop := serveGateway(t, Config{DataDir: dir, TrailDir: trail, ServiceName: "httpbin",
+		Routes: []Route{{Upstream: upURL}}})
+	u, _ := url.Parse(gw)
+
+	work := t.TempDir()
+	var list bytes.Buffer
+	var passwords []string
+	for i := range 300 {
+		pw := fmt.Sprintf("hydra-tried-%04d-%x", i, time.Now().UnixNano()&0xffffff)
+		passwords = append(passwords, pw)
+		list.WriteString(pw + "\n")
+	}
+	if err := os.WriteFile(filepath.Join(work, "passwords.txt"), list.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, hydra, "-l", "admin", "-P", "passwords.txt", "-s", u.Port(), "-I", "-t", "4",
+		"127.0.0.1", "http-get", "/basic-auth/admin/secret")
+	cmd.Dir = work
+	out, _ := cmd.CombinedOutput() // hydra's exit status says nothing we need
+	t.Logf("hydra: %s", lastLines(string(out), 3))
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	evs := ledgerEvents(t, dir+"/ledger")
+	var applied time.Time
+	for _, ev := range byAction(evs, ActionDecisionsApplied) {
+		if strings.Contains(string(ev.Attrs), `"127.0.0.1"`) {
+			applied = ev.Timestamp
+			break
+		}
+	}
+	if applied.IsZero() {
+		t.Fatalf("127.0.0.1 was never blocked (%d events, %d alerts)", len(evs), len(alerts(t, dir+"/ledger")))
+	}
+	var brute bool
+	for _, a := range alerts(t, dir+"/ledger") {
+		if ruleName(a) == "Brute force from one address" {
+			brute = true
+		}
+	}
+	if !brute {
+		t.Error("no brute-force alert in the ledger")
+	}
+	forwarded, refused, fails := 0, 0, 0
+	for _, ev := range evs {
+		if ev.Kind != event.KindEvent {
+			continue
+		}
+		switch {
+		case ev.Action == event.ActionHTTPRequest && ev.StatusCode == 401:
+			forwarded++
+			if !ev.Timestamp.Before(applied) {
+				t.Errorf("request %s started at %s, after the block at %s, and reached the upstream", ev.RequestID, ev.Timestamp, applied)
+			}
+		case ev.Action == ActionBlocked:
+			refused++
+		case ev.Action == event.ActionLoginFail:
+			fails++
+		}
+	}
+	upstream := strings.Count(upLog(), "uri=/basic-auth/admin/secret")
+	if upstream != forwarded {
+		t.Errorf("go-httpbin served %d attempts, the trail recorded %d forwarded: something reached it unrecorded, or after the block", upstream, forwarded)
+	}
+	if refused == 0 || fails < 10 || forwarded >= len(passwords) {
+		t.Errorf("forwarded %d, failed logins %d, refusals recorded %d: hydra was not stopped", forwarded, fails, refused)
+	}
+	t.Logf("%d attempts reached go-httpbin before the block, %d refusals recorded", forwarded, refused)
+	for _, pw := range passwords {
+		for _, d := range []string{dir, trail} {
+			if err := grepDir(d, pw); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+// TestSQLMapAlerts: sqlmap probes go-httpbin through the gateway; the
+// injection probes and the tool are detected.
+func TestSQLMapAlerts(t *testing.T) {
+	testenv.Long(t)
+	t.Parallel()
+	sqlmap := testenv.Tool(t, "sqlmap", "apt-get install sqlmap")
+	upURL, _ := startHTTPBin(t)
+	dir := t.TempDir()
+	_, gw, stop := serveGateway(t, Config{DataDir: dir, Routes: []Route{{Upstream: upURL}}})
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	work := t.TempDir()
+	cmd := exec.CommandContext(ctx, sqlmap, "-u", gw+"/get?id=1", "--batch", "--technique=BEU", "--level=1", "--risk=1",
+		"--threads=2", "--timeout=5", "--retries=0", "--flush-session", "--disable-coloring", "--output-dir", work)
+	cmd.Dir = work
+	cmd.Env = append(os.Environ(), "HOME="+work)
+	out, err := cmd.CombinedOutput()
+	t.Logf("sqlmap (%v): %s", err, lastLines(string(out), 4))
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]int{}
+	for _, a := range alerts(t, dir+"/ledger") {
+		names[ruleName(a)]++
+	}
+	t.Logf("alerts: %v", names)
+	if names["SQL injection probe in the request"] == 0 {
+		t.Errorf("no SQL injection alert: %v", names)
+	}
+	if names["Attack tool user agent"] == 0 {
+		t.Errorf("sqlmap's user agent not detected: %v", names)
+	}
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], " | ")
 }

@@ -75,7 +75,7 @@ func Open(cfg Config, log *slog.Logger) (*Gateway, error) {
 		}
 		g.collector = srv
 		cfg.Sink = ledgerSink{srv.Ledger()}
-		if src := embeddedSource(srv, cfg); src != nil {
+		if src := embeddedSource(srv, cfg, log); src != nil {
 			cfg.Sources = append(cfg.Sources, src)
 		}
 	}
