@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/trailguard/trailguard/detect"
 	"github.com/trailguard/trailguard/event"
 )
 
@@ -31,11 +32,29 @@ func emitted() map[string]string {
 		Audit: &event.Audit{Resource: "r", Before: json.RawMessage(`{}`), After: json.RawMessage(`{}`)},
 		Attrs: json.RawMessage(`{}`), Labels: map[string]string{"k": "v"}, RequestHeaders: map[string]string{"accept": "x"},
 	}
+	out := map[string]string{}
+	walkDoc(out, ev.AppendJSON(nil))
+	// An alert of the detection engine, with every part it can have.
+	at := time.Now()
+	rule := &detect.Rule{ID: "r", Name: "brute_force", Title: "t", Description: "d", Author: "a", Level: "high",
+		References: []string{"https://example.com"}, FalsePositives: []string{"f"}, Ruleset: "builtin",
+		Tags:        []string{"attack.t1110.001", "attack.credential_access", "cve.2021-44228"},
+		Correlation: &detect.Correlation{Type: detect.RateOfRise}}
+	al := &detect.Alert{ID: "x", Rule: rule, Time: at, First: at, Last: at, Index: 1, EventID: "e", Count: 3, Rate: 2, Baseline: 1,
+		Group:  []detect.Field{{Name: "client.ip", ECS: "client.ip", Value: "192.0.2.1"}},
+		Fields: []detect.Field{{Name: "user.name", ECS: "user.name", Value: "u"}}, Evidence: []uint64{1}, EvidenceIDs: []string{"e"}}
+	walkDoc(out, al.AppendJSON(nil))
+	out["trailguard.ledger.origin"] = "keyword"
+	out["trailguard.ledger.index"] = "long"
+	return out
+}
+
+// walkDoc adds the leaves of a JSON document to out with their types.
+func walkDoc(out map[string]string, line []byte) {
 	var doc map[string]any
-	if err := json.Unmarshal(ev.AppendJSON(nil), &doc); err != nil {
+	if err := json.Unmarshal(line, &doc); err != nil {
 		panic(err)
 	}
-	out := map[string]string{}
 	var walk func(prefix string, m map[string]any)
 	walk = func(prefix string, m map[string]any) {
 		for k, v := range m {
@@ -62,14 +81,20 @@ func emitted() map[string]string {
 		}
 	}
 	walk("", doc)
-	out["trailguard.ledger.origin"] = "keyword"
-	out["trailguard.ledger.index"] = "long"
-	return out
 }
 
 // ownFields are trailguard's own scalar fields, outside ECS.
 var ownFields = map[string]string{
-	"trailguard.audit.resource": "keyword",
+	"trailguard.audit.resource":          "keyword",
+	"trailguard.alert.count":             "long",
+	"trailguard.alert.rule_name":         "keyword",
+	"trailguard.alert.rate":              "double",
+	"trailguard.alert.baseline":          "double",
+	"trailguard.alert.falsepositives":    "keyword",
+	"trailguard.alert.evidence.index":    "long",
+	"trailguard.alert.evidence.event_id": "keyword",
+	"trailguard.alert.trigger.index":     "long",
+	"trailguard.alert.trigger.event_id":  "keyword",
 }
 
 // freeForm are object fields whose keys are chosen at run time: labels
@@ -81,6 +106,7 @@ var freeForm = map[string]string{
 	"trailguard.audit.before":         "object",
 	"trailguard.audit.after":          "object",
 	"trailguard.attrs":                "object",
+	"trailguard.alert.group":          "object",
 }
 
 // isEmitted reports whether a field name an asset references is emitted:

@@ -53,7 +53,7 @@ func properties(opensearch bool) map[string]any {
 			// Any JSON an application attaches: kept, not indexed, so it
 			// can never cause a mapping conflict or explosion.
 			mt = map[string]any{"type": "object", "enabled": false}
-		case "labels", "trailguard.http.request.headers":
+		case "labels", "trailguard.http.request.headers", "trailguard.alert.group":
 			mt = map[string]any{"type": "object", "dynamic": true}
 		}
 		m[parts[len(parts)-1]] = mt
