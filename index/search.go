@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"math"
 	"strconv"
 	"time"
 
@@ -110,7 +111,9 @@ func encodeCursor(p pos) string {
 
 func decodeCursor(s string) (pos, error) {
 	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil || len(b) != 16 {
+	// Ledger indexes are SQLite integers: one past int64 would compare as
+	// negative and page from the start again.
+	if err != nil || len(b) != 16 || binary.BigEndian.Uint64(b[8:]) > math.MaxInt64 {
 		return pos{}, badRequest("cursor", "not a cursor this API returned (pass the last answer's next unchanged)")
 	}
 	return pos{int64(binary.BigEndian.Uint64(b[:8])), binary.BigEndian.Uint64(b[8:])}, nil
