@@ -6,6 +6,7 @@ require (
 	github.com/go-chi/httplog/v3 v3.3.0
 	github.com/samber/slog-http v1.12.1
 	github.com/trailguard/trailguard v0.0.0
+	golang.org/x/mod v0.43.0
 )
 
 require (

@@ -9,6 +9,12 @@
 // directory, creates an ingest token with `trailguard token create`, runs
 // for a fixed number of events, and prints events/s and request-time
 // percentiles, then stops the collector with SIGTERM.
+//
+// With -vl instead of -bin it starts a VictoriaLogs single node (the binary
+// given, on a fresh data directory) and posts the same bodies to its
+// /insert/jsonline, for the peer figure of the same run:
+//
+//	go run ./cmd/ingestload -vl ~/.cache/trailguard-ci/bin/victoria-logs -events 1000000
 package main
 
 import (
@@ -40,10 +46,24 @@ func run() {
 	conns := flag.Int("conns", 8, "concurrent connections")
 	url := flag.String("url", "", "an already running collector's base URL (then -token is needed, -bin not)")
 	token := flag.String("token", "", "ingest token for -url")
+	vl := flag.String("vl", "", "victoria-logs binary: load VictoriaLogs instead of the collector")
 	flag.Parse()
 
 	base, tok := *url, *token
-	if base == "" {
+	path, wantBody := "/v1/events", fmt.Sprintf(`"accepted":%d`, *batch)
+	if *vl != "" {
+		var stop func()
+		var err error
+		base, stop, err = startVictoriaLogs(*vl)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "ingestload:", err)
+			os.Exit(1)
+		}
+		defer stop()
+		// VictoriaLogs answers 200 with no body; without this
+		// Content-Type it would store nothing.
+		path, wantBody = "/insert/jsonline?_time_field=%40timestamp&_msg_field=message&_stream_fields=service.name", ""
+	} else if base == "" {
 		if *bin == "" {
 			fmt.Fprintln(os.Stderr, "ingestload: -bin or -url is required")
 			os.Exit(2)
@@ -81,7 +101,7 @@ func run() {
 				for _, off := range slots {
 					putDigits(body[off:off+8], n)
 				}
-				req, _ := http.NewRequest("POST", base+"/v1/events", bytes.NewReader(body))
+				req, _ := http.NewRequest("POST", base+path, bytes.NewReader(body))
 				req.Header.Set("Authorization", "Bearer "+tok)
 				req.Header.Set("Content-Type", "application/x-ndjson")
 				t0 := time.Now()
@@ -92,7 +112,7 @@ func run() {
 				}
 				out, _ := io.ReadAll(resp.Body)
 				resp.Body.Close()
-				if resp.StatusCode != 200 || !bytes.Contains(out, []byte(fmt.Sprintf(`"accepted":%d`, *batch))) {
+				if resp.StatusCode != 200 || !bytes.Contains(out, []byte(wantBody)) {
 					failed.Add(1)
 					fmt.Fprintf(os.Stderr, "ingestload: %d %.200s\n", resp.StatusCode, out)
 					continue
@@ -142,6 +162,43 @@ func makeBatch(n int) ([]byte, []int) {
 			i%60, i%1000000, i, i, i%1000, i%250, i%200, i%500)
 	}
 	return b.Bytes(), slots
+}
+
+// startVictoriaLogs runs a VictoriaLogs single node on a fresh data
+// directory until stop.
+func startVictoriaLogs(bin string) (string, func(), error) {
+	dir, err := os.MkdirTemp("", "ingestload-vl-")
+	if err != nil {
+		return "", nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cmd := exec.Command(bin, "-httpListenAddr="+addr, "-storageDataPath="+dir, "-retentionPeriod=100y", "-loggerLevel=ERROR")
+	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
+	if err := cmd.Start(); err != nil {
+		return "", nil, err
+	}
+	base := "http://" + addr
+	for i := 0; ; i++ {
+		if resp, err := http.Get(base + "/health"); err == nil {
+			resp.Body.Close()
+			break
+		}
+		if i > 400 {
+			cmd.Process.Kill()
+			return "", nil, fmt.Errorf("victoria-logs did not start")
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	return base, func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+		os.RemoveAll(dir)
+	}, nil
 }
 
 func startCollector(bin string) (string, string, func(), error) {

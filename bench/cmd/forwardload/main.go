@@ -1,0 +1,251 @@
+// Command forwardload measures how fast the collector's forwarding moves a
+// ledger into VictoriaLogs, against the ceiling of a minimal loader posting
+// the same documents, in the same batches, over as many connections, to a
+// VictoriaLogs started the same way, in the same run:
+//
+//	go run ./cmd/forwardload -vl ~/.cache/trailguard-ci/bin/victoria-logs -events 500000 -runs 3
+//
+// Each run starts a fresh VictoriaLogs single node (its own temporary data
+// directory) for the loader and another for the forwarder. The forwarder
+// is trailguard's forward package as `serve` runs it (outputs: type
+// victorialogs, jsonline), over a ledger filled beforehand; its rate is
+// records acknowledged per second, and the time until every record was
+// also confirmed stored by query is reported. It prints the medians and
+// the goals (≥ 100k events/s; ≥ 0.8 of the loader's rate), met or missed.
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/trailguard/trailguard/forward"
+	"github.com/trailguard/trailguard/ledger"
+)
+
+const origin = "bench.trailguard.example/forward"
+
+func main() {
+	vl := flag.String("vl", "", "victoria-logs binary (bash .ci/victoria-logs.sh prints its path)")
+	events := flag.Int("events", 500_000, "events in the ledger")
+	batch := flag.Int("batch", 2000, "events per request")
+	conns := flag.Int("conns", 4, "connections (forwarder workers)")
+	runs := flag.Int("runs", 3, "alternated runs of loader and forwarder")
+	flag.Parse()
+	if *vl == "" {
+		fmt.Fprintln(os.Stderr, "forwardload: -vl is required")
+		os.Exit(2)
+	}
+	dir, err := os.MkdirTemp("", "forwardload-")
+	check(err)
+	defer os.RemoveAll(dir)
+
+	l := fillLedger(filepath.Join(dir, "ledger"), *events)
+	defer l.Close()
+	bodies := loaderBatches(l, *batch)
+	fmt.Printf("ledger: %d events, %.0f bytes each as forwarded; %d per request, %d connections, no gzip (loopback)\n",
+		*events, float64(totalLen(bodies))/float64(*events), *batch, *conns)
+
+	var loader, fwd, verified []float64
+	for r := range *runs {
+		n := startVL(*vl, filepath.Join(dir, fmt.Sprintf("vl-loader-%d", r)))
+		rate := runLoader(n.url, bodies, *conns, *events)
+		n.stop()
+		loader = append(loader, rate)
+
+		n = startVL(*vl, filepath.Join(dir, fmt.Sprintf("vl-forward-%d", r)))
+		ack, all := runForwarder(n.url, l, filepath.Join(dir, fmt.Sprintf("forward-%d", r)), *batch, *conns, *events)
+		n.stop()
+		fwd = append(fwd, ack)
+		verified = append(verified, all)
+		fmt.Printf("run %d: loader %.0f events/s; forwarder %.0f events/s acknowledged (%.2f of the loader), all verified after %.1f s\n",
+			r+1, rate, ack, ack/rate, all)
+	}
+	ml, mf := median(loader), median(fwd)
+	fmt.Printf("\nmedians of %d runs: loader %.0f events/s, forwarder %.0f events/s (%.2f of the loader); every record confirmed stored %.1f s after the start (median)\n",
+		*runs, ml, mf, mf/ml, median(verified))
+	goal("forwarding rate ≥ 100,000 events/s", mf >= 100_000, fmt.Sprintf("%.0f", mf))
+	goal("forwarding ≥ 0.8 × the minimal loader", mf >= 0.8*ml, fmt.Sprintf("%.2f", mf/ml))
+}
+
+func goal(what string, ok bool, got string) {
+	verdict := "met"
+	if !ok {
+		verdict = "MISSED"
+	}
+	fmt.Printf("goal %s: %s  %s\n", what, got, verdict)
+}
+
+func check(err error) {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "forwardload:", err)
+		os.Exit(1)
+	}
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+func totalLen(bs [][]byte) int {
+	n := 0
+	for _, b := range bs {
+		n += len(b)
+	}
+	return n
+}
+
+// fillLedger appends n ~560-byte ECS events (the ingest benchmark's shape)
+// with recent timestamps, so VictoriaLogs keeps them.
+func fillLedger(dir string, n int) *ledger.Ledger {
+	skey, _, err := ledger.GenerateKey(origin)
+	check(err)
+	signer, err := note.NewSigner(skey)
+	check(err)
+	l, err := ledger.Open(dir, ledger.Options{Origin: origin, Signer: signer, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	check(err)
+	ts := time.Now().UTC()
+	for i := 0; i < n; i += 1000 {
+		recs := make([][]byte, 0, 1000)
+		for j := i; j < min(n, i+1000); j++ {
+			recs = append(recs, fmt.Appendf(nil, `{"@timestamp":"%s","event":{"kind":"event","category":["web"],"type":["access"],"action":"http_request","outcome":"success","duration":1834000,"id":"0193a1b2-c3d4-7e5f-8000-%012d","dataset":"trailguard.access","ingested":"%s"},"http":{"request":{"id":"req-%08d","method":"GET"},"response":{"status_code":200,"body":{"bytes":512}}},"url":{"path":"/api/orders/%d","query":"page=2"},"source":{"ip":"10.1.%d.%d","port":51234},"user":{"name":"user%03d"},"user_agent":{"original":"Mozilla/5.0 (X11; Linux x86_64)"},"service":{"name":"orders-api"}}`,
+				ts.Add(time.Duration(j)*time.Microsecond).Format(time.RFC3339Nano), j, ts.Format(time.RFC3339Nano), j, j, j%250, j%200, j%500))
+		}
+		_, err := l.Append(context.Background(), recs...)
+		check(err)
+	}
+	return l
+}
+
+// loaderBatches pre-builds the request bodies the forwarder would send:
+// each record with trailguard.ledger.origin and .index added.
+func loaderBatches(l *ledger.Ledger, batch int) [][]byte {
+	var out [][]byte
+	var b []byte
+	k := 0
+	for e, err := range l.Entries(0) {
+		check(err)
+		b = append(b, e.Data[:len(e.Data)-1]...)
+		b = append(b, `,"trailguard.ledger.origin":"`+origin+`","trailguard.ledger.index":`...)
+		b = strconv.AppendUint(b, e.Index, 10)
+		b = append(b, "}\n"...)
+		if k++; k == batch {
+			out, b, k = append(out, b), nil, 0
+		}
+	}
+	if len(b) > 0 {
+		out = append(out, b)
+	}
+	return out
+}
+
+const insertPath = "/insert/jsonline?_time_field=%40timestamp&_msg_field=message&_stream_fields=service.name%2Cevent.dataset"
+
+// runLoader posts the bodies over conns connections and returns events/s.
+func runLoader(base string, bodies [][]byte, conns, events int) float64 {
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conns}}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(bodies) {
+					return
+				}
+				req, _ := http.NewRequest("POST", base+insertPath, bytes.NewReader(bodies[i]))
+				req.Header.Set("Content-Type", "application/x-ndjson")
+				resp, err := client.Do(req)
+				check(err)
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					check(fmt.Errorf("loader: %s", resp.Status))
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return float64(events) / time.Since(start).Seconds()
+}
+
+// runForwarder forwards the whole ledger and returns the acknowledged rate
+// and the seconds until every record was confirmed stored.
+func runForwarder(base string, l *ledger.Ledger, dir string, batch, conns, events int) (float64, float64) {
+	off := false
+	cfg := forward.Config{Name: "bench", Type: forward.TypeVictoriaLogs, URL: base, BatchEvents: batch, BatchBytes: 64 << 20,
+		Workers: conns, Gzip: &off, FlushInterval: 100 * time.Millisecond, VerifyDelay: 6 * time.Second,
+		StreamFields: []string{"service.name", "event.dataset"}}
+	m, err := forward.Open([]forward.Config{cfg}, forward.Options{Dir: dir, Origin: origin, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))})
+	check(err)
+	start := time.Now()
+	m.Start(l)
+	defer m.Close()
+	var acked time.Duration
+	for {
+		st := m.Stats()[0]
+		if acked == 0 && st.Acknowledged >= uint64(events) {
+			acked = time.Since(start)
+		}
+		if st.Cursor >= uint64(events) {
+			break
+		}
+		if time.Since(start) > 10*time.Minute {
+			check(fmt.Errorf("forwarder stuck: %+v", st))
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	return float64(events) / acked.Seconds(), time.Since(start).Seconds()
+}
+
+type vlNode struct {
+	url string
+	cmd *exec.Cmd
+}
+
+func startVL(bin, dir string) *vlNode {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	check(err)
+	addr := ln.Addr().String()
+	ln.Close()
+	cmd := exec.Command(bin, "-httpListenAddr="+addr, "-storageDataPath="+dir, "-retentionPeriod=30d", "-loggerLevel=ERROR")
+	cmd.Stderr = os.Stderr
+	check(cmd.Start())
+	n := &vlNode{url: "http://" + addr, cmd: cmd}
+	for i := 0; ; i++ {
+		if resp, err := http.Get(n.url + "/health"); err == nil {
+			resp.Body.Close()
+			return n
+		}
+		if i > 400 {
+			check(fmt.Errorf("victoria-logs did not start"))
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
+
+func (n *vlNode) stop() {
+	n.cmd.Process.Signal(syscall.SIGTERM)
+	n.cmd.Wait()
+}
