@@ -64,16 +64,17 @@ func (c *cpLog) append(t int64, signed []byte) error {
 		if err := os.MkdirAll(filepath.Join(c.dir, cpDir), 0o755); err != nil {
 			return err
 		}
-		c.seq, c.size = c.count, 0
-		c.cur = filepath.Join(c.dir, cpDir, fmt.Sprintf("%020d.log", c.seq))
-		f, err := os.OpenFile(c.cur, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+		next := filepath.Join(c.dir, cpDir, fmt.Sprintf("%020d.log", c.count))
+		f, err := os.OpenFile(next, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 		if err != nil {
 			return err
 		}
 		f.Close()
 		if err := syncFile(filepath.Join(c.dir, cpDir)); err != nil {
+			os.Remove(next)
 			return err
 		}
+		c.cur, c.seq, c.size = next, c.count, 0
 	}
 	if err := appendFrameLog(c.cur, t, signed); err != nil {
 		return err

@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"errors"
+	"fmt"
 	"os"
 )
 
@@ -43,13 +44,23 @@ func parseFrameLog(b []byte, maxLen int) ([]logEntry, int64, error) {
 	return out, int64(off), nil
 }
 
-// appendFrameLog appends one frame to a frame log and makes it durable.
+// appendFrameLog appends one frame to a frame log and makes it durable. A
+// frame that could not be written whole (disk full) is cut off again: a
+// torn frame in the middle of the log would hide every later one.
 func appendFrameLog(path string, t int64, data []byte) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
 	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return err
+	}
 	if _, err := f.Write(appendFrame(nil, t, data)); err != nil {
+		if terr := f.Truncate(st.Size()); terr != nil {
+			err = fmt.Errorf("%w (and cutting the partial frame failed: %v)", err, terr)
+		}
 		f.Close()
 		return err
 	}

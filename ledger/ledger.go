@@ -87,8 +87,42 @@ type Options struct {
 	// block.
 	PruneFloor func() uint64
 
-	// Witnesses receive a copy of every checkpoint.
+	// Witnesses receive a copy of every checkpoint. At Open, the ledger
+	// compares its newest checkpoint with each witness's newest and refuses
+	// to start if it is behind or forks from it (ErrWitness).
 	Witnesses []Witness
+	// StartWithoutWitness lets Open proceed, logging an error, when a
+	// witness cannot be reached to compare checkpoints. A ledger behind or
+	// forked from a witness that answers is refused regardless.
+	StartWithoutWitness bool
+	// PreviousKeys are the verifier keys of earlier signing keys (before a
+	// rotation). Retention and the witness check at Open accept checkpoints
+	// signed by Signer, HandoverSigner or one of these.
+	PreviousKeys []note.Verifier
+
+	// AdoptUnsigned lets Open sign records that no signed checkpoint
+	// vouches for beyond what a crash can leave (the checkpoint history
+	// is gone, records follow a clean shutdown, or the unsigned tail is
+	// longer than its writer's bound), which Open otherwise refuses with
+	// ErrUnsignedRecords. Set it to the number of records the ledger
+	// holds, as Open's error states, so that a value left in place never
+	// adopts a later, different state; 0 never adopts. The adopting
+	// checkpoint records the range and the reason ("adopt" line), verify
+	// reports it for ever after, and Adopted returns it.
+	AdoptUnsigned uint64
+
+	// Reserve is free space, in bytes, on the ledger's file system that
+	// appends never use: while less is available, Append fails with
+	// ErrNoSpace, so that checkpoints, tiles and the final shutdown
+	// checkpoint always have room. Free space is checked with statfs at
+	// most every millisecond (about once per batch under load; between
+	// checks the writer counts what it takes). Default 0: no reserve (a
+	// full disk still fails appends with ErrNoSpace, and may leave no room
+	// for the final checkpoint).
+	Reserve int64
+	// CloseTimeout bounds Close, even when the disk or a witness does not
+	// answer. Default 10s.
+	CloseTimeout time.Duration
 
 	// Now returns the time stamped on records and checkpoints.
 	// Default time.Now.
@@ -120,6 +154,9 @@ func (o *Options) defaults() {
 	if o.PruneInterval <= 0 {
 		o.PruneInterval = time.Hour
 	}
+	if o.CloseTimeout <= 0 {
+		o.CloseTimeout = 10 * time.Second
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -149,6 +186,32 @@ var (
 	ErrNotFound = errors.New("ledger: no such record")
 	// ErrTooLarge is returned by Append for a record above MaxRecordSize.
 	ErrTooLarge = errors.New("ledger: record too large")
+	// ErrNoSpace is returned (wrapped) by Append when the file system is
+	// full, the writer's quota is exhausted or free space is below
+	// Options.Reserve. It means the records were definitely not stored:
+	// whatever was half written has been cut back. Appends succeed again
+	// once space returns, without reopening.
+	ErrNoSpace = errors.New("ledger: no space left on the ledger's file system; records not stored")
+	// ErrUnknownOutcome is returned (wrapped) by Append when the records
+	// were written but making them durable failed (fdatasync: an I/O
+	// error), or when a disk-full error struck after part of one Append
+	// was stored: some or all of the records may be in the ledger. Resend
+	// them with their event ids so duplicates can be dropped. After a
+	// failed sync the ledger is failed until reopened (ErrFailed).
+	ErrUnknownOutcome = errors.New("ledger: outcome unknown: the records may or may not be stored")
+	// ErrFailed is returned (wrapped) by Append after an I/O error made
+	// the ledger unusable: those records were not stored. Reopen the
+	// ledger to recover.
+	ErrFailed = errors.New("ledger: failed after an I/O error; reopen to recover")
+	// ErrNoFinalCheckpoint is returned (wrapped) by Close when the final
+	// signed checkpoint could not be written (disk full, I/O error, or
+	// CloseTimeout): records since the last checkpoint stay unsigned until
+	// the next Open signs them.
+	ErrNoFinalCheckpoint = errors.New("ledger: final checkpoint not written")
+	// ErrCorrupt is returned (wrapped) by reads when a record does not
+	// hash to its leaf in the signed tree (the segment was damaged or
+	// altered) or the hash tiles do not authenticate; run verify.
+	ErrCorrupt = errors.New("ledger: record does not match the signed tree")
 )
 
 // Ledger is an open ledger. Its methods are safe for concurrent use.
@@ -171,6 +234,13 @@ type Ledger struct {
 	cpMu     sync.Mutex
 	latest   []byte
 	latestCP Checkpoint
+	// signed is the size of the newest checkpoint durably in the history:
+	// the writer never has more than bound records on disk beyond it.
+	signed   atomic.Uint64
+	bound    uint64
+	cpFailed atomic.Bool // the last checkpoint could not be written (disk full)
+	adopted  *Adoption
+	auth     *leafAuth
 
 	closeMu sync.RWMutex
 	closed  bool
@@ -182,13 +252,16 @@ type Ledger struct {
 	syncDone  chan struct{}
 	pubCh     chan pubJob
 	pubDone   chan struct{}
+	final     chan cpResult // the shutdown checkpoint's outcome
 	stop      chan struct{}
 	bg        sync.WaitGroup
 	pruneMu   sync.Mutex
 	legalHold atomic.Bool
 
 	w         writer
-	cpl       cpLog // checkpoint history (publisher)
+	space     spaceGuard
+	cpl       cpLog      // checkpoint history (publisher)
+	pending   []tileData // full tiles not written yet for lack of space (publisher)
 	witnesses []*witnessQueue
 }
 
@@ -204,7 +277,9 @@ type writer struct {
 	cpSize   uint64
 	cpMono   time.Time
 	handover note.Signer
-	partial  map[int]tileRef // newest partial tile written, per level (publisher)
+	// openExtra are extension lines for the first checkpoint (adoption).
+	openExtra []string
+	partial   map[int]tileRef // newest partial tile written, per level (publisher)
 	// fullTiles counts the full tiles written per level (publisher).
 	fullTiles map[int]uint64
 }
@@ -244,13 +319,17 @@ type sealed struct{ f, idx *os.File }
 // from a crash if the last process did not close it: a torn tail is cut
 // back to the last complete record and a checkpoint is made for the
 // recovered size. Open fails, rather than cut, if recovery would remove
-// records covered by a signed checkpoint.
+// records covered by a signed checkpoint. It refuses (ErrUnsignedRecords)
+// to sign records no checkpoint vouches for beyond what a crash can leave,
+// unless Options.AdoptUnsigned says so, and (ErrWitness) to start behind or
+// forked from a witness.
 func Open(dir string, opts Options) (*Ledger, error) {
 	opts.defaults()
 	if opts.Origin == "" || opts.Signer == nil {
 		return nil, errors.New("ledger: Options.Origin and Options.Signer are required")
 	}
-	l := &Ledger{dir: dir, segDir: filepath.Join(dir, "seg"), opts: opts, tiles: tileStore{dir: dir, made: new(sync.Map)}, notify: make(chan struct{})}
+	l := &Ledger{dir: dir, segDir: filepath.Join(dir, "seg"), opts: opts, tiles: tileStore{dir: dir, made: new(sync.Map)}, notify: make(chan struct{}),
+		bound: 2 * uint64(opts.CheckpointEvery), space: spaceGuard{dir: dir, reserve: opts.Reserve}}
 	if err := os.MkdirAll(l.segDir, 0o755); err != nil {
 		return nil, fmt.Errorf("ledger: open %s: %w", dir, err)
 	}
@@ -264,6 +343,12 @@ func Open(dir string, opts Options) (*Ledger, error) {
 	}
 	l.lock = lf
 	if err := l.recover(); err != nil {
+		l.closeWriterFiles()
+		l.closeFiles()
+		return nil, fmt.Errorf("ledger: open %s: %w", dir, err)
+	}
+	if err := l.checkWitnesses(); err != nil {
+		l.closeWriterFiles()
 		l.closeFiles()
 		return nil, fmt.Errorf("ledger: open %s: %w", dir, err)
 	}
@@ -273,6 +358,7 @@ func Open(dir string, opts Options) (*Ledger, error) {
 	l.syncDone = make(chan struct{})
 	l.pubCh = make(chan pubJob, 64)
 	l.pubDone = make(chan struct{})
+	l.final = make(chan cpResult, 1)
 	l.stop = make(chan struct{})
 	for _, w := range opts.Witnesses {
 		q := newWitnessQueue(w, opts.Logger)
@@ -285,7 +371,7 @@ func Open(dir string, opts Options) (*Ledger, error) {
 	go l.syncLoop()
 	go l.publishLoop()
 	// A checkpoint at every open marks the restart and covers what a
-	// crash left unsigned.
+	// crash left unsigned (and what the operator adopted).
 	if _, err := l.Checkpoint(context.Background()); err != nil {
 		l.Close()
 		return nil, fmt.Errorf("ledger: open %s: %w", dir, err)
@@ -299,7 +385,9 @@ func Open(dir string, opts Options) (*Ledger, error) {
 
 // OpenReadOnly opens a ledger for reading and proofs without taking the
 // writer's lock and without repairing anything; a live writer may keep
-// appending. Size is the number of complete records found.
+// appending. Size is the number of complete records found. Reads are
+// checked against the newest checkpoint's tree (not its signature: there
+// is no key here; verify checks signatures).
 func OpenReadOnly(dir string) (*Ledger, error) {
 	var opts Options
 	opts.defaults()
@@ -314,8 +402,13 @@ func OpenReadOnly(dir string) (*Ledger, error) {
 	return l, nil
 }
 
+// Adopted returns the records this Open signed at the operator's request
+// (Options.AdoptUnsigned) although no checkpoint vouched for them, or nil.
+func (l *Ledger) Adopted() *Adoption { return l.adopted }
+
 // recover loads segments, checkpoints and the tree; for a writer it also
-// repairs the torn tail and brings the tiles up to date.
+// repairs the torn tail, checks that every record found is vouched for and
+// brings the tiles up to date.
 func (l *Ledger) recover() error {
 	maxLen := maxFrameLen
 	// Retention history.
@@ -350,6 +443,10 @@ func (l *Ledger) recover() error {
 		l.latest = lastSigned
 		l.latestCP = c
 	}
+	l.auth = newLeafAuth(l.tiles)
+	if haveCP {
+		l.auth.setAnchor(last.Size, last.Root)
+	}
 
 	segs, err := listSegments(l.segDir)
 	if err != nil {
@@ -361,9 +458,15 @@ func (l *Ledger) recover() error {
 		if i+1 < len(segs) {
 			want = segs[i+1].first - s.first
 		}
-		if !lastSeg {
+		// A read-only open keeps in memory where the records are in the
+		// segments beyond the newest checkpoint: no leaf hash is known for
+		// them, so their positions come from the segment itself.
+		unanchored := l.readOnly && (!haveCP || lastSeg || s.first+want > last.Size)
+		if !lastSeg && !unanchored {
 			// A closed segment's .idx was synced when it was closed: if its
-			// size matches, trust it without reading either file.
+			// size matches, use it without reading either file (reads check
+			// every record against its leaf hash, so a damaged .idx cannot
+			// return a wrong record).
 			if st, err := os.Stat(idxPath(s.path)); err == nil && uint64(st.Size()) == want*idxEntrySize {
 				s.count.Store(want)
 				continue
@@ -379,7 +482,7 @@ func (l *Ledger) recover() error {
 		}
 		s.count.Store(n)
 		if l.readOnly {
-			s.mem = res.entries
+			s.mem, s.memAll = res.entries, true
 			continue
 		}
 		if lastSeg && (res.end < res.size || res.end < int64(segHeaderSize)) {
@@ -418,6 +521,18 @@ func (l *Ledger) recover() error {
 	if l.readOnly {
 		return nil
 	}
+	// Never sign what was not vouched for.
+	adopted, err := l.vouch(size, last, haveCP)
+	if err != nil {
+		return err
+	}
+	if adopted != nil {
+		l.adopted = adopted
+		l.w.openExtra = []string{adopted.ext()}
+	}
+	if haveCP {
+		l.signed.Store(last.Size)
+	}
 
 	// Writer: the active segment.
 	if len(segs) == 0 {
@@ -448,11 +563,11 @@ func (l *Ledger) recover() error {
 		f.Close()
 		return err
 	}
+	l.w.seg, l.w.f, l.w.idx, l.w.off, l.w.next = act, f, idx, off, size
 	// Make the repaired state durable before anything new is acknowledged.
 	if err := f.Sync(); err != nil {
 		return err
 	}
-	l.w.seg, l.w.f, l.w.idx, l.w.off, l.w.next = act, f, idx, off, size
 	l.w.partial = map[int]tileRef{}
 	l.w.fullTiles = map[int]uint64{}
 
@@ -463,7 +578,20 @@ func (l *Ledger) recover() error {
 	}
 	l.w.tree = t
 	l.w.cpSize = last.Size
+	// Records after the last checkpoint are signed by Open's checkpoint
+	// before anyone can read them; leaf hashes are kept from there on.
+	l.auth.resetRecent(size)
 	return nil
+}
+
+// closeWriterFiles closes the active segment's handles (failed Open).
+func (l *Ledger) closeWriterFiles() {
+	if l.w.f != nil {
+		l.w.f.Close()
+	}
+	if l.w.idx != nil {
+		l.w.idx.Close()
+	}
 }
 
 // resumeTree returns the tree at the current size. It loads the tiles of
@@ -518,7 +646,7 @@ func (l *Ledger) resumeTree(last Checkpoint, haveCP bool) (*tree, error) {
 
 // replay appends the leaf hashes of records [t.size, to) to t.
 func (l *Ledger) replay(t *tree, to uint64, emit emitFunc, check func(*tree) error) error {
-	for e, err := range l.entries(t.size, to) {
+	for e, err := range l.entries(t.size, to, false) {
 		if err != nil {
 			return err
 		}
@@ -557,7 +685,7 @@ func (l *Ledger) err() error {
 }
 
 func (l *Ledger) setFatal(err error) {
-	err = fmt.Errorf("ledger: %s: write failed, reopen to recover: %w", l.dir, err)
+	err = fmt.Errorf("%w: %s: %w", ErrFailed, l.dir, err)
 	l.fatal.CompareAndSwap(nil, &err)
 }
 
@@ -566,6 +694,11 @@ func (l *Ledger) setFatal(err error) {
 // Concurrent Appends share writes and syncs (group commit). ctx bounds only
 // the wait to enter the queue: once queued, the records are written and
 // Append waits for durability.
+//
+// Errors say what happened to the records: ErrNoSpace (not stored; retry
+// when space returns), ErrUnknownOutcome (maybe stored: resend, dropping
+// duplicates), ErrFailed or ErrClosed (not stored; the ledger must be
+// reopened), ErrTooLarge (not stored).
 func (l *Ledger) Append(ctx context.Context, records ...[]byte) (uint64, error) {
 	if l.readOnly {
 		return 0, ErrReadOnly
@@ -639,8 +772,12 @@ func (l *Ledger) LatestCheckpoint() ([]byte, Checkpoint) {
 	return l.latest, l.latestCP
 }
 
-// Close makes a final checkpoint, waits for the witnesses to receive it
-// (at most 5 s) and closes the ledger.
+// Close makes a final checkpoint (marked "shutdown"), waits for the
+// witnesses to receive it and closes the ledger. It returns within
+// Options.CloseTimeout whatever the disk or the witnesses do; if the final
+// checkpoint was not written (disk full, I/O error, timeout) the error
+// wraps ErrNoFinalCheckpoint. After a timeout the files stay open until
+// the process exits.
 func (l *Ledger) Close() error {
 	if l.readOnly {
 		l.closeMu.Lock()
@@ -659,26 +796,64 @@ func (l *Ledger) Close() error {
 	l.closed = true
 	close(l.in)
 	l.closeMu.Unlock()
-	<-l.syncDone
-	<-l.pubDone
+	deadline := time.Now().Add(l.opts.CloseTimeout)
+	timer := time.NewTimer(l.opts.CloseTimeout)
+	defer timer.Stop()
+	select {
+	case <-l.pubDone:
+	case <-timer.C:
+		close(l.stop)
+		err := fmt.Errorf("%w: %s: Close timed out after %v (the disk or file system did not answer)", ErrNoFinalCheckpoint, l.dir, l.opts.CloseTimeout)
+		l.opts.Logger.Error("ledger: close", "err", err)
+		l.endFollowers()
+		return err
+	}
+	var final error
+	select {
+	case r := <-l.final:
+		final = r.err
+	default:
+		final = errors.New("no shutdown checkpoint was made")
+	}
 	close(l.stop)
-	l.bg.Wait()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	bgDone := make(chan struct{})
+	go func() { l.bg.Wait(); close(bgDone) }()
+	select {
+	case <-bgDone:
+	case <-time.After(time.Until(deadline)):
+	}
+	wdl := time.Now().Add(5 * time.Second)
+	if deadline.Before(wdl) {
+		wdl = deadline
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), wdl)
 	defer cancel()
 	for _, q := range l.witnesses {
 		q.close(ctx)
 	}
-	err := l.err()
-	if cerr := l.w.f.Close(); err == nil && cerr != nil {
-		err = cerr
+	var errs []error
+	if final != nil {
+		errs = append(errs, fmt.Errorf("%w: %s: %w", ErrNoFinalCheckpoint, l.dir, final))
+	} else if err := l.err(); err != nil {
+		errs = append(errs, err)
+	}
+	if cerr := l.w.f.Close(); cerr != nil {
+		errs = append(errs, cerr)
 	}
 	l.w.idx.Close()
 	l.closeFiles()
+	l.endFollowers()
+	return errors.Join(errs...)
+}
+
+// endFollowers wakes Follow and Wait for good: the ledger is closed.
+func (l *Ledger) endFollowers() {
 	l.notifyMu.Lock()
-	close(l.notify)
-	l.notify = nil
+	if l.notify != nil {
+		close(l.notify)
+		l.notify = nil
+	}
 	l.notifyMu.Unlock()
-	return err
 }
 
 func (l *Ledger) closeFiles() {
@@ -688,380 +863,6 @@ func (l *Ledger) closeFiles() {
 	if l.lock != nil {
 		l.lock.Close()
 	}
-}
-
-// sequence is the single writer: it assigns indices, frames records into
-// the segment, extends the tree and hands each batch to the syncer. While
-// the syncer waits for fdatasync, the next batch is already being written.
-func (l *Ledger) sequence() {
-	defer close(l.syncCh)
-	timer := time.NewTimer(l.cpDelay())
-	defer timer.Stop()
-	for {
-		var job *syncJob
-		select {
-		case r, ok := <-l.in:
-			if !ok {
-				// Close: a final checkpoint, always.
-				j := l.cpJob(nil, nil)
-				j.cp.Extra = append(j.cp.Extra, shutdownExt)
-				l.syncCh <- j
-				return
-			}
-			batch := []*appendReq{r}
-			bytes := l.reqBytes(r)
-		drain:
-			for bytes < 8<<20 {
-				select {
-				case r2, ok := <-l.in:
-					if !ok {
-						// Process what we have; the closed channel is seen next round.
-						break drain
-					}
-					batch = append(batch, r2)
-					bytes += l.reqBytes(r2)
-				default:
-					break drain
-				}
-			}
-			job = l.write(batch)
-		case reply := <-l.cpReq:
-			l.syncCh <- l.cpJob(nil, reply)
-			l.resetTimer(timer)
-			continue
-		case <-timer.C:
-		}
-		if l.cpDue() {
-			job = l.cpJob(job, nil)
-		}
-		if job != nil {
-			l.syncCh <- job
-		}
-		l.resetTimer(timer)
-	}
-}
-
-func (l *Ledger) reqBytes(r *appendReq) int {
-	n := 0
-	for _, rec := range r.recs {
-		n += len(rec) + frameOverhead
-	}
-	return n
-}
-
-func (l *Ledger) resetTimer(t *time.Timer) {
-	t.Stop()
-	select {
-	case <-t.C:
-	default:
-	}
-	t.Reset(l.cpDelay())
-}
-
-func (l *Ledger) cpDelay() time.Duration {
-	d := l.opts.IdleInterval
-	if l.w.next > l.w.cpSize {
-		d = l.opts.CheckpointInterval
-	}
-	if d = d - time.Since(l.w.cpMono); d < time.Millisecond {
-		d = time.Millisecond
-	}
-	return d
-}
-
-func (l *Ledger) cpDue() bool {
-	pending := l.w.next - l.w.cpSize
-	since := time.Since(l.w.cpMono)
-	return pending >= uint64(l.opts.CheckpointEvery) ||
-		(pending > 0 && since >= l.opts.CheckpointInterval) ||
-		since >= l.opts.IdleInterval
-}
-
-// shutdownExt marks the checkpoint made by Close: a gap after it is a
-// planned stop, not a crash or a silenced logger.
-const shutdownExt = "shutdown"
-
-// cpJob attaches a checkpoint of the current tree to job (or a new job).
-func (l *Ledger) cpJob(job *syncJob, reply chan cpResult) *syncJob {
-	if job == nil {
-		job = &syncJob{upTo: l.w.next, active: l.w.f}
-	}
-	job.cp = &Checkpoint{Origin: l.opts.Origin, Size: l.w.tree.size, Root: l.w.tree.root(), Time: l.opts.Now()}
-	job.partial = l.w.tree.partialTiles()
-	if reply != nil {
-		job.replies = append(job.replies, reply)
-	}
-	l.w.cpSize = l.w.tree.size
-	l.w.cpMono = time.Now()
-	return job
-}
-
-// write frames and writes one batch. Errors make the ledger unusable until
-// reopened (recovery then cuts whatever was half written).
-func (l *Ledger) write(batch []*appendReq) *syncJob {
-	job := &syncJob{reqs: batch}
-	if err := l.err(); err != nil {
-		return job
-	}
-	now := l.opts.Now().UnixNano()
-	buf, ibuf := l.w.buf[:0], l.w.ibuf[:0]
-	emit := func(level int, n uint64, hs []Hash) {
-		job.tiles = append(job.tiles, tileData{level: level, n: n, data: hashesBytes(hs)})
-	}
-	fail := func(err error) *syncJob {
-		l.setFatal(err)
-		return job
-	}
-	for _, r := range batch {
-		r.first = l.w.next
-		for i, rec := range r.recs {
-			fl := int64(len(rec) + frameOverhead)
-			if l.w.off+int64(len(buf))+fl > l.opts.SegmentSize && l.w.off+int64(len(buf)) > int64(segHeaderSize) {
-				if err := l.flush(buf, ibuf); err != nil {
-					return fail(err)
-				}
-				buf, ibuf = buf[:0], ibuf[:0]
-				if err := l.rotate(job); err != nil {
-					return fail(err)
-				}
-			}
-			ibuf = appendIdx(ibuf, l.w.off+int64(len(buf)), now)
-			buf = appendFrame(buf, now, rec)
-			l.w.tree.append(r.leaves[i], emit)
-			l.w.next++
-		}
-	}
-	if err := l.flush(buf, ibuf); err != nil {
-		return fail(err)
-	}
-	if cap(buf) <= 16<<20 {
-		l.w.buf, l.w.ibuf = buf[:0], ibuf[:0]
-	}
-	job.upTo = l.w.next
-	job.active = l.w.f
-	return job
-}
-
-func (l *Ledger) flush(buf, ibuf []byte) error {
-	if len(buf) == 0 {
-		return nil
-	}
-	n, err := l.w.f.Write(buf)
-	l.w.off += int64(n)
-	if err != nil {
-		return err
-	}
-	if _, err := l.w.idx.Write(ibuf); err != nil {
-		return err
-	}
-	l.w.seg.count.Store(l.w.next - l.w.seg.first)
-	return nil
-}
-
-// rotate closes the active segment (the syncer makes it durable) and
-// starts a new one at the next index.
-func (l *Ledger) rotate(job *syncJob) error {
-	job.seal = append(job.seal, sealed{l.w.f, l.w.idx})
-	s := &segment{first: l.w.next, path: filepath.Join(l.segDir, segName(l.w.next))}
-	f, err := os.OpenFile(s.path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return err
-	}
-	idx, err := os.OpenFile(idxPath(s.path), os.O_WRONLY|os.O_CREATE|os.O_TRUNC|os.O_APPEND, 0o644)
-	if err != nil {
-		f.Close()
-		return err
-	}
-	h := segHeader(s.first)
-	if _, err := f.Write(h); err != nil {
-		return err
-	}
-	l.w.seg, l.w.f, l.w.idx, l.w.off = s, f, idx, int64(len(h))
-	l.segMu.Lock()
-	l.segs = append(l.segs, s)
-	l.segMu.Unlock()
-	job.newSeg = true
-	return nil
-}
-
-// syncLoop makes batches durable, acknowledges them, then writes tiles and
-// checkpoints. Jobs that queue up while it waits are merged (group commit).
-func (l *Ledger) syncLoop() {
-	defer close(l.syncDone)
-	defer close(l.pubCh)
-	for job := range l.syncCh {
-		jobs := []*syncJob{job}
-	drain:
-		for {
-			select {
-			case j, ok := <-l.syncCh:
-				if !ok {
-					break drain
-				}
-				jobs = append(jobs, j)
-			default:
-				break drain
-			}
-		}
-		l.syncJobs(jobs)
-	}
-}
-
-func (l *Ledger) syncJobs(jobs []*syncJob) {
-	err := l.err()
-	if err == nil {
-		err = l.makeDurable(jobs)
-		if err != nil {
-			l.setFatal(err)
-			err = l.err()
-		}
-	}
-	if err == nil {
-		l.durable.Store(jobs[len(jobs)-1].upTo)
-		l.notifyMu.Lock()
-		close(l.notify)
-		l.notify = make(chan struct{})
-		l.notifyMu.Unlock()
-	}
-	for _, j := range jobs {
-		for _, r := range j.reqs {
-			r.done <- err
-		}
-	}
-	// Tiles and checkpoints follow the acknowledgement, on their own
-	// goroutine so that file creation never delays the next sync: they
-	// are derived from durable records and rebuilt by recovery if lost.
-	pj := pubJob{err: err}
-	for _, j := range jobs {
-		pj.tiles = append(pj.tiles, j.tiles...)
-		if j.cp != nil {
-			pj.cp, pj.partial = j.cp, j.partial
-			pj.replies = append(pj.replies, j.replies...)
-		}
-	}
-	if len(pj.tiles) > 0 || pj.cp != nil {
-		l.pubCh <- pj
-	}
-}
-
-// pubJob is work for the publisher: full tiles, then maybe a checkpoint.
-type pubJob struct {
-	err     error
-	tiles   []tileData
-	cp      *Checkpoint
-	partial []tileData
-	replies []chan cpResult
-}
-
-func (l *Ledger) publishLoop() {
-	defer close(l.pubDone)
-	for pj := range l.pubCh {
-		err := pj.err
-		if err == nil {
-			err = l.err()
-		}
-		if err == nil {
-			for _, t := range pj.tiles {
-				if werr := l.tiles.write(t.level, t.n, tileWidth, t.data); werr != nil {
-					l.setFatal(werr)
-					err = l.err()
-					break
-				}
-				l.w.fullTiles[t.level] = max(l.w.fullTiles[t.level], t.n+1)
-				if p, ok := l.w.partial[t.level]; ok && p.n == t.n {
-					l.tiles.removePartials(t.level, t.n, tileWidth)
-					delete(l.w.partial, t.level)
-				}
-			}
-		}
-		if pj.cp == nil {
-			continue
-		}
-		var signed []byte
-		if err == nil {
-			signed, err = l.publish(pj.cp, pj.partial)
-			if err != nil {
-				l.setFatal(err)
-				err = l.err()
-			}
-		}
-		for _, r := range pj.replies {
-			r <- cpResult{signed, err}
-		}
-	}
-}
-
-func (l *Ledger) makeDurable(jobs []*syncJob) error {
-	newSeg := false
-	for _, j := range jobs {
-		for _, s := range j.seal {
-			if err := s.f.Sync(); err != nil {
-				return err
-			}
-			if err := s.idx.Sync(); err != nil {
-				return err
-			}
-			s.f.Close()
-			s.idx.Close()
-		}
-		newSeg = newSeg || j.newSeg
-	}
-	if newSeg {
-		if err := syncFile(l.segDir); err != nil {
-			return err
-		}
-	}
-	if last := jobs[len(jobs)-1]; last.upTo > l.durable.Load() || newSeg {
-		return datasync(last.active)
-	}
-	return nil
-}
-
-// publish writes a checkpoint's partial tiles, signs it, appends it to
-// the checkpoint history (durably), replaces the checkpoint file and queues it
-// for the witnesses.
-func (l *Ledger) publish(cp *Checkpoint, partial []tileData) ([]byte, error) {
-	for _, t := range partial {
-		if t.n < l.w.fullTiles[t.level] {
-			// A later batch already completed this tile; readers of
-			// this checkpoint take a prefix of the full tile.
-			continue
-		}
-		w := len(t.data) / HashSize
-		if err := l.tiles.write(t.level, t.n, w, t.data); err != nil {
-			return nil, err
-		}
-		if old, ok := l.w.partial[t.level]; ok && old.n == t.n && old.w < w {
-			l.tiles.removePartials(t.level, t.n, w)
-		}
-		l.w.partial[t.level] = tileRef{t.n, w}
-	}
-	signers := []note.Signer{l.opts.Signer}
-	if l.w.handover != nil {
-		signers = append(signers, l.w.handover)
-	}
-	signed, err := SignCheckpoint(*cp, signers...)
-	if err != nil {
-		return nil, err
-	}
-	if err := l.cpl.append(cp.Time.UnixNano(), signed); err != nil {
-		return nil, err
-	}
-	l.w.handover = nil
-	tmp := filepath.Join(l.dir, "checkpoint.tmp")
-	if err := os.WriteFile(tmp, signed, 0o644); err != nil {
-		return nil, err
-	}
-	if err := os.Rename(tmp, filepath.Join(l.dir, "checkpoint")); err != nil {
-		return nil, err
-	}
-	l.cpMu.Lock()
-	l.latest, l.latestCP = signed, *cp
-	l.cpMu.Unlock()
-	for _, q := range l.witnesses {
-		q.enqueue(signed)
-	}
-	return signed, nil
 }
 
 // segmentFor returns the segment holding record i.
@@ -1076,28 +877,6 @@ func (l *Ledger) segmentFor(i uint64) (*segment, error) {
 		return nil, fmt.Errorf("%w: record %d", ErrNotFound, i)
 	}
 	return l.segs[k], nil
-}
-
-// Read returns record i.
-func (l *Ledger) Read(i uint64) (Entry, error) {
-	if i >= l.Size() {
-		return Entry{}, fmt.Errorf("%w: record %d (size %d)", ErrNotFound, i, l.Size())
-	}
-	s, err := l.segmentFor(i)
-	if err != nil {
-		return Entry{}, err
-	}
-	e, err := s.read(i-s.first, maxFrameLen)
-	if errors.Is(err, errSegmentClosed) {
-		if l.isClosed() {
-			return Entry{}, ErrClosed
-		}
-		return Entry{}, fmt.Errorf("%w: record %d", ErrPruned, i)
-	}
-	if err != nil {
-		return Entry{}, fmt.Errorf("ledger: read %d: %w", i, err)
-	}
-	return e, nil
 }
 
 func (l *Ledger) isClosed() bool {

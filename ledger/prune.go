@@ -3,8 +3,10 @@ package ledger
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -21,23 +23,33 @@ type PruneRecord struct {
 	Start  uint64
 	End    uint64
 	Policy string
-	// Newest is the append time of the newest deleted record.
-	Newest time.Time
+	// Newest is the time of the earliest signed checkpoint covering the
+	// deleted records (of size SignedSize): every one of them was appended
+	// by then. Retention decides from it, never from the append times in
+	// the frames, which no signature covers. (In records written before
+	// this rule, "trailguard prune v1", it was the newest record's own
+	// append time and SignedSize is 0; verify checks both kinds against
+	// the signed checkpoints.)
+	Newest     time.Time
+	SignedSize uint64
 	// At is when the records were deleted.
 	At time.Time
 }
 
-const pruneHeader = "trailguard prune v1"
+const (
+	pruneHeaderV1 = "trailguard prune v1"
+	pruneHeader   = "trailguard prune v2"
+)
 
 func (p PruneRecord) marshal() []byte {
-	return fmt.Appendf(nil, "%s\n%s\n%d %d\npolicy %s\nnewest %s\nat %s\n", pruneHeader, p.Origin, p.Start, p.End,
-		p.Policy, p.Newest.UTC().Format(time.RFC3339Nano), p.At.UTC().Format(time.RFC3339Nano))
+	return fmt.Appendf(nil, "%s\n%s\n%d %d\npolicy %s\nsigned %d %s\nat %s\n", pruneHeader, p.Origin, p.Start, p.End,
+		p.Policy, p.SignedSize, p.Newest.UTC().Format(time.RFC3339Nano), p.At.UTC().Format(time.RFC3339Nano))
 }
 
 func parsePruneText(text string) (PruneRecord, error) {
 	lines := strings.Split(strings.TrimSuffix(text, "\n"), "\n")
 	bad := errors.New("ledger: malformed prune record")
-	if len(lines) != 6 || lines[0] != pruneHeader {
+	if len(lines) != 6 || lines[0] != pruneHeader && lines[0] != pruneHeaderV1 {
 		return PruneRecord{}, bad
 	}
 	var p PruneRecord
@@ -56,16 +68,30 @@ func parsePruneText(text string) (PruneRecord, error) {
 	if p.Policy, ok = strings.CutPrefix(lines[3], "policy "); !ok {
 		return PruneRecord{}, bad
 	}
-	for i, dst := range []*time.Time{&p.Newest, &p.At} {
-		v, ok := strings.CutPrefix(lines[4+i], []string{"newest ", "at "}[i])
-		if !ok {
-			return PruneRecord{}, bad
+	newest, ok := strings.CutPrefix(lines[4], "newest ")
+	if lines[0] == pruneHeader {
+		var signed string
+		if signed, ok = strings.CutPrefix(lines[4], "signed "); ok {
+			var sz string
+			sz, newest, ok = strings.Cut(signed, " ")
+			if p.SignedSize, err1 = strconv.ParseUint(sz, 10, 64); err1 != nil {
+				ok = false
+			}
 		}
-		t, err := time.Parse(time.RFC3339Nano, v)
-		if err != nil {
-			return PruneRecord{}, bad
-		}
-		*dst = t
+	}
+	if !ok {
+		return PruneRecord{}, bad
+	}
+	at, ok := strings.CutPrefix(lines[5], "at ")
+	if !ok {
+		return PruneRecord{}, bad
+	}
+	var err error
+	if p.Newest, err = time.Parse(time.RFC3339Nano, newest); err != nil {
+		return PruneRecord{}, bad
+	}
+	if p.At, err = time.Parse(time.RFC3339Nano, at); err != nil {
+		return PruneRecord{}, bad
 	}
 	return p, nil
 }
@@ -99,8 +125,9 @@ func (l *Ledger) pruneLoop() {
 	}
 }
 
-// Prune deletes, oldest first, every closed segment whose newest record is
-// older than the retention period, unless LegalHold is set. Before deleting
+// Prune deletes, oldest first, every closed segment whose records were all
+// covered by a signed checkpoint older than the retention period, unless
+// LegalHold is set. Before deleting
 // it makes the leaf hash tiles of those records durable and appends a
 // signed PruneRecord to pruned.log. It returns what it deleted.
 func (l *Ledger) Prune() ([]PruneRecord, error) {
@@ -126,17 +153,20 @@ func (l *Ledger) Prune() ([]PruneRecord, error) {
 		if count == 0 {
 			return done, nil
 		}
-		newest, err := s.lastTime()
+		end := s.first + count
+		if floor := l.opts.PruneFloor; floor != nil && end > floor() {
+			return done, nil // a reader still needs records of it
+		}
+		// Decide from signed time only: the earliest signed checkpoint
+		// that covers the segment's last record proves when it existed.
+		// (The append times in the frames are covered by no signature.)
+		cover, ok, err := l.signedCover(end)
 		if err != nil {
 			return done, fmt.Errorf("ledger: retention: %w", err)
 		}
 		now := l.opts.Now()
-		if !p.Expired(newest, now) {
+		if !ok || !p.Expired(cover.Time, now) {
 			return done, nil
-		}
-		end := s.first + count
-		if floor := l.opts.PruneFloor; floor != nil && end > floor() {
-			return done, nil // a reader still needs records of it
 		}
 		// The leaf hashes of the deleted records must outlive them: the
 		// tiles covering them must be full (written) and durable.
@@ -147,7 +177,7 @@ func (l *Ledger) Prune() ([]PruneRecord, error) {
 			}
 			return done, fmt.Errorf("ledger: retention: %w", err)
 		}
-		rec := PruneRecord{Origin: l.opts.Origin, Start: s.first, End: end, Policy: p.String(), Newest: newest, At: now}
+		rec := PruneRecord{Origin: l.opts.Origin, Start: s.first, End: end, Policy: p.String(), Newest: cover.Time, SignedSize: cover.Size, At: now}
 		signed, err := note.Sign(&note.Note{Text: string(rec.marshal())}, l.opts.Signer)
 		if err != nil {
 			return done, fmt.Errorf("ledger: retention: %w", err)
@@ -170,4 +200,63 @@ func (l *Ledger) Prune() ([]PruneRecord, error) {
 		l.opts.Logger.Info("ledger: pruned by retention policy", "dir", l.dir, "from", rec.Start, "to", rec.End, "policy", rec.Policy, "newest", rec.Newest)
 		done = append(done, rec)
 	}
+}
+
+// signedCover returns the earliest checkpoint of the history whose size is
+// at least n, if its signature verifies with the ledger's keys (ok is
+// false if no checkpoint covers n yet). Deleting checkpoints from the
+// history can only make the answer later (safer); a forged time fails the
+// signature. The history files are searched by their first checkpoint, so
+// a long history costs one file's read.
+func (l *Ledger) signedCover(n uint64) (Checkpoint, bool, error) {
+	files, err := listCPLogs(l.dir)
+	if err != nil {
+		return Checkpoint{}, false, err
+	}
+	j := sort.Search(len(files), func(k int) bool {
+		sz, ok := firstCPSize(files[k].path)
+		return ok && sz >= n
+	})
+	for k := max(j-1, 0); k < len(files); k++ {
+		ents, _, _ := readFrameLog(files[k].path, maxCheckpointSize)
+		for _, e := range ents {
+			if c, err := parseUnverified(e.data); err != nil || c.Size < n {
+				continue
+			}
+			c, _, err := OpenCheckpoint(e.data, l.knownKeys())
+			if err != nil {
+				return Checkpoint{}, false, fmt.Errorf("the checkpoint covering record %d in %s does not verify (nothing pruned): %w", n-1, files[k].path, err)
+			}
+			return c, true, nil
+		}
+	}
+	return Checkpoint{}, false, nil
+}
+
+// firstCPSize reads the size of the first checkpoint of a history file.
+func firstCPSize(path string) (uint64, bool) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, false
+	}
+	defer f.Close()
+	var hdr [frameHeader]byte
+	if _, err := io.ReadFull(f, hdr[:]); err != nil {
+		return 0, false
+	}
+	fl, err := frameLen(hdr[:], maxCheckpointSize)
+	if err != nil {
+		return 0, false
+	}
+	b := make([]byte, fl)
+	copy(b, hdr[:])
+	if _, err := io.ReadFull(f, b[frameHeader:]); err != nil {
+		return 0, false
+	}
+	_, data, _, err := decodeFrame(b, maxCheckpointSize)
+	if err != nil {
+		return 0, false
+	}
+	c, err := parseUnverified(data)
+	return c.Size, err == nil
 }

@@ -16,7 +16,7 @@ import (
 // yielding it (ErrPruned if from is below the retained range).
 func (l *Ledger) Entries(from uint64) iter.Seq2[Entry, error] {
 	return func(yield func(Entry, error) bool) {
-		for e, err := range l.entries(from, ^uint64(0)) {
+		for e, err := range l.entries(from, ^uint64(0), true) {
 			if !yield(e, err) || err != nil {
 				return
 			}
@@ -32,7 +32,7 @@ func (l *Ledger) Follow(ctx context.Context, from uint64) iter.Seq2[Entry, error
 	return func(yield func(Entry, error) bool) {
 		next := from
 		for {
-			for e, err := range l.entries(next, ^uint64(0)) {
+			for e, err := range l.entries(next, ^uint64(0), true) {
 				if err != nil {
 					yield(Entry{}, err)
 					return
@@ -71,10 +71,77 @@ func (l *Ledger) Wait(ctx context.Context, n uint64) error {
 	}
 }
 
-// entries reads records [from, min(to, Size)) sequentially.
-func (l *Ledger) entries(from, to uint64) iter.Seq2[Entry, error] {
+// Read returns record i, checked against its leaf hash in the tree.
+func (l *Ledger) Read(i uint64) (Entry, error) {
+	if i >= l.Size() {
+		return Entry{}, fmt.Errorf("%w: record %d (size %d)", ErrNotFound, i, l.Size())
+	}
+	s, err := l.segmentFor(i)
+	if err != nil {
+		return Entry{}, err
+	}
+	for attempt := 0; ; attempt++ {
+		e, err := s.read(i-s.first, maxFrameLen)
+		if errors.Is(err, errSegmentClosed) {
+			if l.isClosed() {
+				return Entry{}, ErrClosed
+			}
+			return Entry{}, fmt.Errorf("%w: record %d", ErrPruned, i)
+		}
+		if err == nil {
+			var ok bool
+			if ok, err = l.check(i, e.Data); err != nil {
+				return Entry{}, err
+			}
+			if ok {
+				return e, nil
+			}
+			err = fmt.Errorf("%w: record %d", ErrCorrupt, i)
+		}
+		if attempt > 0 {
+			return Entry{}, fmt.Errorf("ledger: read %d: %w; run trailguard verify", i, err)
+		}
+		// The .idx (derived data) may point at the wrong frame: find the
+		// record in the segment itself and try again.
+		if err := l.rescan(s, err); err != nil {
+			return Entry{}, fmt.Errorf("ledger: read %d: %w", i, err)
+		}
+	}
+}
+
+// check reports whether rec is record i of the tree (true if no leaf hash
+// is known: see leafAuth.hashes).
+func (l *Ledger) check(i uint64, rec []byte) (bool, error) {
+	hs, known, err := l.auth.hashes(i, i+1)
+	if err != nil {
+		return false, fmt.Errorf("%w: record %d cannot be authenticated: %w; run trailguard verify", ErrCorrupt, i, err)
+	}
+	return !known || LeafHash(rec) == hs[0], nil
+}
+
+func (l *Ledger) rescan(s *segment, why error) error {
+	first, err := s.rescan()
+	if err != nil {
+		return err
+	}
+	if first {
+		l.opts.Logger.Warn("ledger: segment index does not match the segment; reading positions from the segment itself (delete the .idx file to have it rebuilt on the next open; trailguard verify reports it)",
+			"segment", s.path, "err", why)
+	}
+	return nil
+}
+
+// errIndexSuspect means the first record read through the .idx was not
+// the one expected: the .idx may point at the wrong frame.
+var errIndexSuspect = errors.New("segment index points at the wrong record")
+
+// entries reads records [from, min(to, Size)) sequentially. With check,
+// every record is compared with its leaf hash (recovery replays records
+// without: it rebuilds the tree from them and checks the root).
+func (l *Ledger) entries(from, to uint64, check bool) iter.Seq2[Entry, error] {
 	return func(yield func(Entry, error) bool) {
 		i := from
+		retried := false
 		for {
 			if size := l.Size(); to > size {
 				to = size
@@ -87,14 +154,27 @@ func (l *Ledger) entries(from, to uint64) iter.Seq2[Entry, error] {
 				yield(Entry{}, err)
 				return
 			}
-			n, stopped, err := l.readSegment(s, i, to, yield)
+			n, stopped, err := l.readSegment(s, i, to, check, yield)
 			i += n
+			if n > 0 {
+				retried = false
+			}
+			if err != nil && n == 0 && !retried && !errors.Is(err, errSegmentClosed) {
+				// The first record read through the .idx was wrong or
+				// unreadable: find it in the segment itself, once.
+				retried = true
+				if rerr := l.rescan(s, err); rerr == nil {
+					continue
+				}
+			}
 			if err != nil {
 				if errors.Is(err, errSegmentClosed) {
 					err = fmt.Errorf("%w: record %d", ErrPruned, i)
 					if l.isClosed() {
 						err = ErrClosed
 					}
+				} else if errors.Is(err, errIndexSuspect) {
+					err = fmt.Errorf("ledger: read %d: %w; run trailguard verify", i, ErrCorrupt)
 				}
 				yield(Entry{}, err)
 				return
@@ -111,8 +191,9 @@ func (l *Ledger) entries(from, to uint64) iter.Seq2[Entry, error] {
 }
 
 // readSegment yields records [i, to) that lie in s, returning how many it
-// yielded and whether the consumer stopped.
-func (l *Ledger) readSegment(s *segment, i, to uint64, yield func(Entry, error) bool) (n uint64, stopped bool, err error) {
+// yielded and whether the consumer stopped. Only the first record's
+// position comes from the index; the others follow frame by frame.
+func (l *Ledger) readSegment(s *segment, i, to uint64, check bool, yield func(Entry, error) bool) (n uint64, stopped bool, err error) {
 	e, err := s.entry(i - s.first)
 	if err != nil {
 		return 0, false, err
@@ -130,22 +211,34 @@ func (l *Ledger) readSegment(s *segment, i, to uint64, yield func(Entry, error) 
 	}
 	defer f.Close()
 	br := bufio.NewReaderSize(io.NewSectionReader(f, e.off, 1<<62), 256<<10)
+	var hs []Hash
+	var hsLo uint64
+	known := false
 	for ; i < end; i++ {
-		hdr, err := br.Peek(frameHeader)
+		rec, t, err := readFrame(br)
 		if err != nil {
+			if n == 0 {
+				err = fmt.Errorf("%w: %w", errIndexSuspect, err)
+			}
 			return n, false, fmt.Errorf("ledger: read %d: %w", i, err)
 		}
-		fl, err := frameLen(hdr, maxFrameLen)
-		if err != nil {
-			return n, false, fmt.Errorf("ledger: read %d: %w", i, err)
-		}
-		buf := make([]byte, fl)
-		if _, err := io.ReadFull(br, buf); err != nil {
-			return n, false, fmt.Errorf("ledger: read %d: %w", i, err)
-		}
-		t, rec, _, err := decodeFrame(buf, maxFrameLen)
-		if err != nil {
-			return n, false, fmt.Errorf("ledger: read %d: %w", i, err)
+		if check {
+			if hs == nil || i >= hsLo+uint64(len(hs)) {
+				tileEnd := (i/tileWidth + 1) * tileWidth
+				hsLo = i
+				if hs, known, err = l.auth.hashes(i, min(end, tileEnd)); err != nil {
+					return n, false, fmt.Errorf("%w: record %d cannot be authenticated: %w; run trailguard verify", ErrCorrupt, i, err)
+				}
+				if !known {
+					hs = make([]Hash, min(end, tileEnd)-i)
+				}
+			}
+			if known && LeafHash(rec) != hs[i-hsLo] {
+				if n == 0 {
+					return 0, false, fmt.Errorf("ledger: read %d: %w", i, errIndexSuspect)
+				}
+				return n, false, fmt.Errorf("ledger: read %d: %w", i, ErrCorrupt)
+			}
 		}
 		if !yield(Entry{Index: i, Time: time.Unix(0, t), Data: rec}, nil) {
 			return n, true, nil
@@ -153,4 +246,22 @@ func (l *Ledger) readSegment(s *segment, i, to uint64, yield func(Entry, error) 
 		n++
 	}
 	return n, false, nil
+}
+
+// readFrame reads and checks the next frame.
+func readFrame(br *bufio.Reader) ([]byte, int64, error) {
+	hdr, err := br.Peek(frameHeader)
+	if err != nil {
+		return nil, 0, err
+	}
+	fl, err := frameLen(hdr, maxFrameLen)
+	if err != nil {
+		return nil, 0, err
+	}
+	buf := make([]byte, fl)
+	if _, err := io.ReadFull(br, buf); err != nil {
+		return nil, 0, err
+	}
+	t, rec, _, err := decodeFrame(buf, maxFrameLen)
+	return rec, t, err
 }

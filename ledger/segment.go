@@ -26,10 +26,15 @@ type segment struct {
 	path  string
 
 	mu  sync.Mutex
-	rf  *os.File    // read handle, opened lazily
-	ri  *os.File    // .idx read handle, opened lazily
-	mem []idxEntry  // in-memory index (read-only opens of the last segment)
-	rdr atomic.Bool // closed for reading (pruned or ledger closed)
+	rf  *os.File   // read handle, opened lazily
+	ri  *os.File   // .idx read handle, opened lazily
+	mem []idxEntry // in-memory index, from scanning the segment itself
+	// memAll means mem holds every record (read-only opens of segments
+	// past the newest checkpoint); otherwise records past mem are looked
+	// up in the .idx file.
+	memAll bool
+	warned bool        // a damaged .idx was reported
+	rdr    atomic.Bool // closed for reading (pruned or ledger closed)
 }
 
 type idxEntry struct {
@@ -150,28 +155,26 @@ func writeIdx(path string, entries []idxEntry) error {
 
 var errSegmentClosed = errors.New("segment closed")
 
-// handles returns the read handles, opening them on first use.
-func (s *segment) handles() (*os.File, *os.File, error) {
+// handle returns the segment's read handle, or with idx its .idx's,
+// opening it on first use.
+func (s *segment) handle(idx bool) (*os.File, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.rdr.Load() {
-		return nil, nil, errSegmentClosed
+		return nil, errSegmentClosed
 	}
-	if s.rf == nil {
-		f, err := os.Open(s.path)
+	p, h := s.path, &s.rf
+	if idx {
+		p, h = idxPath(s.path), &s.ri
+	}
+	if *h == nil {
+		f, err := os.Open(p)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
-		s.rf = f
+		*h = f
 	}
-	if s.ri == nil && s.mem == nil {
-		f, err := os.Open(idxPath(s.path))
-		if err != nil {
-			return nil, nil, err
-		}
-		s.ri = f
-	}
-	return s.rf, s.ri, nil
+	return *h, nil
 }
 
 func (s *segment) closeRead() {
@@ -188,17 +191,24 @@ func (s *segment) closeRead() {
 	}
 }
 
-// entry returns the index entry of record first+k.
+// entry returns the index entry of record first+k: from memory if the
+// segment was scanned, else from the .idx file (derived data: readers
+// check what they read against the leaf hash).
 func (s *segment) entry(k uint64) (idxEntry, error) {
-	_, ri, err := s.handles()
+	s.mu.Lock()
+	if k < uint64(len(s.mem)) {
+		e := s.mem[k]
+		s.mu.Unlock()
+		return e, nil
+	}
+	all := s.memAll
+	s.mu.Unlock()
+	if all {
+		return idxEntry{}, io.ErrUnexpectedEOF
+	}
+	ri, err := s.handle(true)
 	if err != nil {
 		return idxEntry{}, err
-	}
-	if s.mem != nil {
-		if k >= uint64(len(s.mem)) {
-			return idxEntry{}, io.ErrUnexpectedEOF
-		}
-		return s.mem[k], nil
 	}
 	var b [idxEntrySize]byte
 	if _, err := ri.ReadAt(b[:], int64(k)*idxEntrySize); err != nil {
@@ -213,7 +223,7 @@ func (s *segment) read(k uint64, maxLen int) (Entry, error) {
 	if err != nil {
 		return Entry{}, err
 	}
-	rf, _, err := s.handles()
+	rf, err := s.handle(false)
 	if err != nil {
 		return Entry{}, err
 	}
@@ -236,15 +246,21 @@ func (s *segment) read(k uint64, maxLen int) (Entry, error) {
 	return Entry{Index: s.first + k, Time: time.Unix(0, t), Data: rec}, nil
 }
 
-// lastTime returns the append time of the segment's newest record.
-func (s *segment) lastTime() (time.Time, error) {
-	c := s.count.Load()
-	if c == 0 {
-		return time.Time{}, errors.New("empty segment")
-	}
-	e, err := s.entry(c - 1)
+// rescan finds the records by reading the segment itself, frame by frame,
+// when a read through the .idx did not give the record it should: from
+// then on this process uses the scan (and the .idx only for records
+// appended later). It reports whether it was the first time.
+func (s *segment) rescan() (bool, error) {
+	res, err := scanSegment(s.path, s.first, maxFrameLen)
 	if err != nil {
-		return time.Time{}, err
+		return false, err
 	}
-	return time.Unix(0, e.time), nil
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(res.entries) > len(s.mem) {
+		s.mem = res.entries
+	}
+	first := !s.warned
+	s.warned = true
+	return first, nil
 }

@@ -53,10 +53,15 @@ func (s tileStore) write(level int, n uint64, w int, data []byte) error {
 		s.made.Store(d, true)
 	}
 	if w == tileWidth {
-		return os.WriteFile(p, data, 0o644)
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			os.Remove(p) // a short tile would be taken for missing anyway
+			return err
+		}
+		return nil
 	}
 	tmp := p + ".tmp"
 	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		os.Remove(tmp)
 		return err
 	}
 	return os.Rename(tmp, p)

@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -40,6 +41,17 @@ const (
 	KindFrameCorrupt           = "frame-corrupt"
 	KindPruneRecordInvalid     = "prune-record-invalid"
 	KindPrunedEarly            = "pruned-before-retention"
+	// KindUnsignedRecords: more records without a signature than a crash
+	// can leave (the tail after the last checkpoint, or records a
+	// checkpoint signed at once), per the bound the writer signed.
+	KindUnsignedRecords = "unsigned-records"
+	// KindRecordsAfterShutdown: records after a clean shutdown's
+	// checkpoint, unsigned or signed by the next one without adoption.
+	KindRecordsAfterShutdown = "records-after-shutdown"
+	// KindIndexDamaged: a segment's .idx (derived data, never trusted by
+	// reads) does not match the segment; delete it and the next open
+	// rebuilds it.
+	KindIndexDamaged = "index-damaged"
 
 	NoticePruned      = "pruned-by-policy"
 	NoticeUnsigned    = "unsigned-tail"
@@ -47,6 +59,12 @@ const (
 	NoticeKeyRotated  = "key-rotated"
 	NoticeKeyChanged  = "key-changed-without-handover"
 	NoticeCheckpoints = "checkpoint-gap"
+	// NoticeAdopted: records signed without an earlier signature because
+	// the operator adopted them (Options.AdoptUnsigned); always reported.
+	NoticeAdopted = "records-adopted"
+	// NoticeIndexStale: the newest segment's .idx lags the segment (a
+	// crash) or an .idx is missing; the next open rebuilds it.
+	NoticeIndexStale = "index-stale"
 )
 
 // Finding is one problem (or, in Report.Notices, one fact) found by Verify.
@@ -121,6 +139,14 @@ type VerifyOptions struct {
 	// gaps are reported as notices. Default 2m (twice the default idle
 	// cadence).
 	MaxGap time.Duration
+	// Since, if set, is a checkpoint of this ledger that an earlier Verify
+	// checked (its Report.Latest): verification is incremental, starting
+	// there. Checkpoints before it are not checked again (their sizes and
+	// times are still read for retention checks), records before its size
+	// are not read, and the tree at its size is loaded from the hash tiles
+	// and must have its root. If it is no longer in the history, that is
+	// a finding (history-rewritten).
+	Since *Checkpoint
 }
 
 // target is a signed tree head the records must reproduce.
@@ -172,6 +198,18 @@ type verifier struct {
 	targets []target
 	ownMax  uint64 // largest size signed in the ledger's own checkpoints
 	prunedN uint64
+	// last is the newest checkpoint of the ledger's own that verified.
+	last *Checkpoint
+	// hist is the size and time of every checkpoint of the history, in
+	// order (retention is checked against it).
+	hist []histEntry
+	// start is where record verification starts (Since).
+	start uint64
+}
+
+type histEntry struct {
+	size uint64
+	time time.Time
 }
 
 func (v *verifier) openSigned(signed []byte, file string, r *Report) (Checkpoint, *note.Note, bool) {
@@ -231,6 +269,7 @@ func (v *verifier) checkpoints() error {
 	var prev *Checkpoint
 	var lastSigned []byte
 	seq := uint64(0)
+	skipping := v.opts.Since != nil
 	for fi, cf := range files {
 		rel := filepath.Join(cpDir, filepath.Base(cf.path))
 		ents, _, why := readFrameLog(cf.path, maxCheckpointSize)
@@ -246,6 +285,32 @@ func (v *verifier) checkpoints() error {
 				Message: fmt.Sprintf("checkpoint history: checkpoints %d to %d are missing before %s", seq, cf.seq, rel)})
 		}
 		seq = cf.seq + uint64(len(ents))
+		base := 0 // position in the file of ents[0]
+		if skipping {
+			// Incremental: up to the checkpoint verified before, only
+			// sizes and times are read.
+			k := 0
+			for ; k < len(ents) && skipping; k++ {
+				c, err := parseUnverified(ents[k].data)
+				if err != nil {
+					continue
+				}
+				v.hist = append(v.hist, histEntry{c.Size, c.Time})
+				if s := v.opts.Since; c.Size == s.Size && c.Root == s.Root && c.Time.Equal(s.Time) {
+					skipping = false
+					cc := c
+					prev = &cc
+					lastSigned = ents[k].data
+					v.ownMax = c.Size
+					v.rep.Origin = c.Origin
+					v.start = c.Size
+				}
+			}
+			ents, base = ents[k:], k
+			if skipping || len(ents) == 0 {
+				continue
+			}
+		}
 		// Signatures are checked in parallel (Ed25519 verification is the
 		// cost of a long history); findings are then taken in order.
 		type opened struct {
@@ -262,13 +327,13 @@ func (v *verifier) checkpoints() error {
 				defer wg.Done()
 				for k := w; k < len(ents); k += v.opts.Workers {
 					r := &res[k]
-					r.c, r.n, r.ok = v.openSigned(ents[k].data, fmt.Sprintf("%s#%d", rel, k), &r.rep)
+					r.c, r.n, r.ok = v.openSigned(ents[k].data, fmt.Sprintf("%s#%d", rel, base+k), &r.rep)
 				}
 			}()
 		}
 		wg.Wait()
 		for k, e := range ents {
-			file := fmt.Sprintf("%s#%d", rel, k)
+			file := fmt.Sprintf("%s#%d", rel, base+k)
 			v.rep.Findings = append(v.rep.Findings, res[k].rep.Findings...)
 			c, n, ok := res[k].c, res[k].n, res[k].ok
 			if ok && v.rep.Origin == "" {
@@ -331,6 +396,7 @@ func (v *verifier) checkpoints() error {
 				v.rep.notice(Finding{Kind: NoticeCheckpoints, File: file, Size: c.Size,
 					Message: fmt.Sprintf("no checkpoint from %s to %s (%s): %s", prev.Time.UTC().Format(time.RFC3339), c.Time.UTC().Format(time.RFC3339), c.Time.Sub(prev.Time).Round(time.Second), why)})
 			}
+			v.vouched(prev, c, file, fi == 0 && cf.seq == 0 && base+k == 0 && v.opts.Since == nil)
 			if prev != nil {
 				if c.Time.Before(prev.Time) {
 					v.rep.notice(Finding{Kind: NoticeCheckpoints, File: file, Size: c.Size,
@@ -344,15 +410,29 @@ func (v *verifier) checkpoints() error {
 			cc := c
 			prev = &cc
 			lastSigned = e.data
+			v.hist = append(v.hist, histEntry{c.Size, c.Time})
 			v.targets = append(v.targets, target{size: c.Size, root: c.Root, file: file, seq: k})
 			v.ownMax = max(v.ownMax, c.Size)
 		}
 	}
+	if skipping {
+		s := v.opts.Since
+		v.rep.find(Finding{Kind: KindHistoryRewritten, Size: s.Size,
+			Message: fmt.Sprintf("the checkpoint verified before (size %d, time %s) is no longer in the checkpoint history", s.Size, s.Time.UTC().Format(time.RFC3339Nano))})
+		v.start = 0
+	}
 	v.rep.Latest = prev
+	v.last = prev
 	// The checkpoint file served to tlog clients must be one of them.
 	if b, err := os.ReadFile(filepath.Join(v.dir, "checkpoint")); err == nil && string(b) != string(lastSigned) {
 		if c, _, ok := v.openSigned(b, "checkpoint", v.rep); ok && v.sameOrigin(c, "checkpoint") {
-			v.targets = append(v.targets, target{size: c.Size, root: c.Root, file: "checkpoint", seq: int(seq)})
+			if c.Size >= v.start {
+				v.targets = append(v.targets, target{size: c.Size, root: c.Root, file: "checkpoint", seq: int(seq)})
+			}
+			if v.last == nil || c.Size > v.last.Size {
+				cc := c
+				v.last = &cc
+			}
 			v.ownMax = max(v.ownMax, c.Size)
 		}
 	}
@@ -372,12 +452,37 @@ func (v *verifier) checkpoints() error {
 			}
 			if c, _, ok := v.openSigned(b, p, v.rep); ok && v.sameOrigin(c, p) {
 				v.rep.Checkpoints++
-				v.targets = append(v.targets, target{size: c.Size, root: c.Root, file: p, witness: true})
+				if c.Size >= v.start {
+					v.targets = append(v.targets, target{size: c.Size, root: c.Root, file: p, witness: true})
+				}
 			}
 		}
 	}
 	sort.SliceStable(v.targets, func(i, j int) bool { return v.targets[i].size < v.targets[j].size })
 	return nil
+}
+
+// vouched checks that checkpoint c signed only records that were vouched
+// for: after a shutdown checkpoint the next one has the same size, and no
+// checkpoint signs more records at once than the previous one's writer
+// could leave unsigned, unless c records their adoption (a notice).
+func (v *verifier) vouched(prev *Checkpoint, c Checkpoint, file string, firstEver bool) {
+	for _, a := range adoptionsOf(c) {
+		v.rep.notice(Finding{Kind: NoticeAdopted, File: file, Size: c.Size, Index: a.From, Count: a.To - a.From,
+			Message: fmt.Sprintf("%s: %s, signed by the checkpoint of %s", file, a, c.Time.UTC().Format(time.RFC3339))})
+	}
+	switch {
+	case firstEver && c.Size > 0 && !adopts(c, 0, c.Size):
+		v.rep.find(Finding{Kind: KindCheckpointsMissing, File: file, Size: c.Size, Count: c.Size,
+			Message: fmt.Sprintf("%s: the checkpoint history starts at size %d: no checkpoint vouched for records [0, %d) as they were written (history deleted and re-signed?)", file, c.Size, c.Size)})
+	case prev == nil || c.Size <= prev.Size || adopts(c, prev.Size, c.Size):
+	case isShutdown(*prev):
+		v.rep.find(Finding{Kind: KindRecordsAfterShutdown, File: file, Size: c.Size, Index: prev.Size, Count: c.Size - prev.Size,
+			Message: fmt.Sprintf("%s: records [%d, %d) were signed after a clean shutdown's checkpoint (time %s), which no record may follow: forged, or adopted without a record of it", file, prev.Size, c.Size, prev.Time.UTC().Format(time.RFC3339))})
+	case cadenceOf(*prev).stated && c.Size-prev.Size > cadenceOf(*prev).unsignedMax:
+		v.rep.find(Finding{Kind: KindUnsignedRecords, File: file, Size: c.Size, Index: prev.Size, Count: c.Size - prev.Size,
+			Message: fmt.Sprintf("%s: records [%d, %d) were signed at once, more than the %d its writer could leave unsigned: no checkpoint vouched for them as they were written", file, prev.Size, c.Size, cadenceOf(*prev).unsignedMax)})
+	}
 }
 
 func (v *verifier) pruned() error {
@@ -398,11 +503,26 @@ func (v *verifier) pruned() error {
 			continue
 		}
 		v.prunedN = p.End
-		v.rep.notice(Finding{Kind: NoticePruned, File: file, Index: p.Start, Count: p.End - p.Start,
-			Message: fmt.Sprintf("records [%d, %d) pruned by policy %s on %s (newest record %s)", p.Start, p.End, p.Policy, p.At.UTC().Format(time.RFC3339), p.Newest.UTC().Format(time.RFC3339))})
-		if prof, err := retention.Lookup(p.Policy); err == nil && !prof.Expired(p.Newest, p.At) {
+		// Retention is justified by signed checkpoint times only: the
+		// earliest checkpoint covering the deleted records proves when
+		// they existed (the record's own claim and frame times do not).
+		k := sort.Search(len(v.hist), func(k int) bool { return v.hist[k].size >= p.End })
+		if k == len(v.hist) {
 			v.rep.find(Finding{Kind: KindPrunedEarly, File: file, Index: p.Start, Count: p.End - p.Start,
-				Message: fmt.Sprintf("records [%d, %d) were deleted on %s, before policy %s allowed (newest record %s)", p.Start, p.End, p.At.UTC().Format(time.RFC3339), p.Policy, p.Newest.UTC().Format(time.RFC3339))})
+				Message: fmt.Sprintf("records [%d, %d) were deleted on %s by policy %s, but no signed checkpoint covers them: nothing proves they were old enough", p.Start, p.End, p.At.UTC().Format(time.RFC3339), p.Policy)})
+			continue
+		}
+		signedAt := v.hist[k].time
+		v.rep.notice(Finding{Kind: NoticePruned, File: file, Index: p.Start, Count: p.End - p.Start,
+			Message: fmt.Sprintf("records [%d, %d) pruned by policy %s on %s (all signed by %s)", p.Start, p.End, p.Policy, p.At.UTC().Format(time.RFC3339), signedAt.UTC().Format(time.RFC3339))})
+		prof, err := retention.Lookup(p.Policy)
+		if err != nil {
+			v.rep.find(Finding{Kind: KindPruneRecordInvalid, File: file, Message: fmt.Sprintf("%s: unknown retention policy %q", file, p.Policy)})
+			continue
+		}
+		if !prof.Expired(signedAt, p.At) {
+			v.rep.find(Finding{Kind: KindPrunedEarly, File: file, Index: p.Start, Count: p.End - p.Start,
+				Message: fmt.Sprintf("records [%d, %d) were deleted on %s, before policy %s allowed: the earliest signed checkpoint covering them is from %s", p.Start, p.End, p.At.UTC().Format(time.RFC3339), p.Policy, signedAt.UTC().Format(time.RFC3339))})
 		}
 	}
 	v.rep.Pruned = v.prunedN
@@ -451,7 +571,8 @@ func (v *verifier) produce(out chan<- *chunk, work chan<- *chunk, stop <-chan st
 	if err != nil {
 		return err
 	}
-	idx := v.prunedN
+	idx := max(v.prunedN, v.start)
+	started := false
 	var cur *chunk
 	var curMap *mapping
 	send := func() bool {
@@ -502,6 +623,9 @@ func (v *verifier) produce(out chan<- *chunk, work chan<- *chunk, stop <-chan st
 	}
 	const blockSize = 8 << 20
 	for si, s := range segs {
+		if si+1 < len(segs) && segs[si+1].first <= idx && idx > v.prunedN {
+			continue // incremental: verified before
+		}
 		rel := filepath.Join("seg", filepath.Base(s.path))
 		f, err := os.Open(s.path)
 		if err != nil {
@@ -552,6 +676,15 @@ func (v *verifier) produce(out chan<- *chunk, work chan<- *chunk, stop <-chan st
 		}
 		block = block[segHeaderSize:]
 		off := int64(segHeaderSize)
+		// Incremental: frames before the start are only stepped over.
+		skip := uint64(0)
+		if !started && s.first < idx && idx > v.prunedN {
+			skip = idx - s.first
+			hint = nil
+		}
+		started = true
+		var framed []idxEntry // where the frames are, to check the .idx
+		complete := true
 		for {
 			fill(frameHeader)
 			if len(block) == 0 {
@@ -565,6 +698,7 @@ func (v *verifier) produce(out chan<- *chunk, work chan<- *chunk, stop <-chan st
 				}
 			}
 			if err != nil {
+				complete = false
 				// The frame is torn or its length is impossible.
 				if errors.Is(err, errTorn) && si == len(segs)-1 {
 					v.rep.notice(Finding{Kind: NoticeTornTail, File: rel, Index: idx,
@@ -576,11 +710,15 @@ func (v *verifier) produce(out chan<- *chunk, work chan<- *chunk, stop <-chan st
 				}
 				break
 			}
-			if !add(&frameRef{b: block[:n:n], file: rel, off: off}, nil, hint) {
+			framed = append(framed, idxEntry{off: off, time: int64(binary.BigEndian.Uint64(block[4:frameHeader]))})
+			if skip > 0 {
+				skip--
+			} else if !add(&frameRef{b: block[:n:n], file: rel, off: off}, nil, hint) {
 				f.Close()
 				return nil
+			} else {
+				hint = nil
 			}
-			hint = nil
 			block = block[n:]
 			off += int64(n)
 		}
@@ -589,10 +727,49 @@ func (v *verifier) produce(out chan<- *chunk, work chan<- *chunk, stop <-chan st
 			curMap.unref()
 			curMap = nil
 		}
+		v.checkIndex(s.path, rel, s.first, framed, complete, si == len(segs)-1)
 	}
 	send()
 	v.rep.Records = idx
 	return nil
+}
+
+// checkIndex compares a segment's .idx (derived data: reads never trust
+// it) with where the frames really are. A closed segment's must match
+// exactly; the newest segment's may lag after a crash (a notice).
+func (v *verifier) checkIndex(path, rel string, first uint64, framed []idxEntry, complete, lastSeg bool) {
+	irel := strings.TrimSuffix(rel, ".seg") + ".idx"
+	b, err := os.ReadFile(idxPath(path))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			v.rep.notice(Finding{Kind: NoticeIndexStale, File: irel, Index: first,
+				Message: fmt.Sprintf("%s is missing (derived data: the next open rebuilds it)", irel)})
+		} else {
+			v.rep.find(Finding{Kind: KindIndexDamaged, File: irel, Index: first, Message: fmt.Sprintf("%s: %v", irel, err)})
+		}
+		return
+	}
+	n := len(b) / idxEntrySize
+	for k := 0; k < min(n, len(framed)); k++ {
+		off := int64(binary.BigEndian.Uint64(b[k*idxEntrySize:]))
+		t := int64(binary.BigEndian.Uint64(b[k*idxEntrySize+8:]))
+		if off != framed[k].off || t != framed[k].time {
+			v.rep.find(Finding{Kind: KindIndexDamaged, File: irel, Index: first + uint64(k),
+				Message: fmt.Sprintf("%s: entry for record %d says offset %d, time %d; the segment has the record at offset %d, time %d (reads do not trust it; delete %s and the next open rebuilds it)",
+					irel, first+uint64(k), off, t, framed[k].off, framed[k].time, irel)})
+			return
+		}
+	}
+	if !complete || (n == len(framed) && len(b)%idxEntrySize == 0) {
+		return
+	}
+	if lastSeg {
+		v.rep.notice(Finding{Kind: NoticeIndexStale, File: irel, Index: first + uint64(min(n, len(framed))),
+			Message: fmt.Sprintf("%s has %d entries for %d records (a crash; the next open rebuilds it)", irel, n, len(framed))})
+		return
+	}
+	v.rep.find(Finding{Kind: KindIndexDamaged, File: irel, Index: first + uint64(min(n, len(framed))),
+		Message: fmt.Sprintf("%s is %d bytes for %d records (reads do not trust it; delete %s and the next open rebuilds it)", irel, len(b), len(framed), irel)})
 }
 
 // hashWorker checks frames, hashes records and loads the matching tile.
@@ -672,6 +849,17 @@ func (v *verifier) records() error {
 	}
 
 	st := &streamState{v: v, lt: lt, tr: &tree{}}
+	if v.start > 0 {
+		// Incremental: the tree at the size verified before, from the
+		// tiles, must have that checkpoint's root.
+		t, err := loadTree(v.start, lt.s.read)
+		if err != nil || t.root() != v.opts.Since.Root {
+			v.rep.find(Finding{Kind: KindHashTilesAltered, Size: v.start,
+				Message: fmt.Sprintf("the hash tiles at size %d (the checkpoint verified before) do not give its root: verify again without --since", v.start)})
+			return nil
+		}
+		st.tr = t
+	}
 	// Pruned records: only their leaf hashes remain.
 	for st.tr.size < v.prunedN {
 		j := st.tr.size
@@ -921,7 +1109,24 @@ func (st *streamState) finish() {
 	if first != nil {
 		v.rep.find(*first)
 	}
-	if n > v.ownMax && n > v.prunedN {
+	v.tail(n)
+}
+
+// tail judges the records after the newest checkpoint: a crash leaves at
+// most its writer's bound of them, a clean shutdown none.
+func (v *verifier) tail(n uint64) {
+	switch {
+	case v.last == nil && n > 0:
+		v.rep.find(Finding{Kind: KindCheckpointsMissing, Index: 0, Count: n,
+			Message: fmt.Sprintf("%d records and no signed checkpoint: the checkpoint history is missing, nothing vouches for any record", n)})
+	case n <= v.ownMax || n <= v.prunedN:
+	case isShutdown(*v.last):
+		v.rep.find(Finding{Kind: KindRecordsAfterShutdown, Index: v.ownMax, Count: n - v.ownMax, Size: v.last.Size,
+			Message: fmt.Sprintf("records [%d, %d) follow the last checkpoint, which marks a clean shutdown (time %s): no record may follow it unsigned", v.ownMax, n, v.last.Time.UTC().Format(time.RFC3339))})
+	case n-v.ownMax > cadenceOf(*v.last).unsignedMax:
+		v.rep.find(Finding{Kind: KindUnsignedRecords, Index: v.ownMax, Count: n - v.ownMax, Size: v.last.Size,
+			Message: fmt.Sprintf("records [%d, %d) are covered by no signed checkpoint: %d, more than the %d its writer could leave in a crash", v.ownMax, n, n-v.ownMax, cadenceOf(*v.last).unsignedMax)})
+	default:
 		v.rep.notice(Finding{Kind: NoticeUnsigned, Index: v.ownMax, Count: n - v.ownMax,
 			Message: fmt.Sprintf("records [%d, %d) were written after the last checkpoint and are not yet covered by a signature (a crash; the next open signs them)", v.ownMax, n)})
 	}

@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -265,13 +266,18 @@ func TestVerifyWitnessDetectsTruncationByKeyHolder(t *testing.T) {
 	os.RemoveAll(filepath.Join(trunc, cpDir))
 	os.Remove(filepath.Join(trunc, "checkpoint"))
 	rewrite(t, trunc, recs[:300], 0)
-	l, err := Open(trunc, Options{Origin: testOrigin, Signer: k.signer, Logger: quietLogger()})
+	// Open refuses records no checkpoint vouches for; the key holder
+	// adopts them, which the ledger itself then reports for ever.
+	if _, err := Open(trunc, Options{Origin: testOrigin, Signer: k.signer, Logger: quietLogger()}); !errors.Is(err, ErrUnsignedRecords) {
+		t.Fatalf("open without checkpoints: %v", err)
+	}
+	l, err := Open(trunc, Options{Origin: testOrigin, Signer: k.signer, Logger: quietLogger(), AdoptUnsigned: 300})
 	if err != nil {
 		t.Fatal(err)
 	}
 	l.Close()
-	if rep, _ := Verify(trunc, VerifyOptions{Verifiers: v}); !rep.OK() {
-		t.Fatalf("re-signed truncated ledger should verify on its own:\n%s", rep)
+	if rep, _ := Verify(trunc, VerifyOptions{Verifiers: v}); !rep.OK() || !hasKind(rep.Notices, NoticeAdopted) {
+		t.Fatalf("re-signed truncated ledger verifies on its own, with the adoption noted:\n%s", rep)
 	}
 	rep, err := Verify(trunc, VerifyOptions{Verifiers: v, WitnessDir: wdir})
 	if err != nil {
@@ -289,7 +295,7 @@ func TestVerifyWitnessDetectsTruncationByKeyHolder(t *testing.T) {
 	os.RemoveAll(filepath.Join(rw, cpDir))
 	os.Remove(filepath.Join(rw, "checkpoint"))
 	rewrite(t, rw, recs, 0)
-	l, err = Open(rw, Options{Origin: testOrigin, Signer: k.signer, Logger: quietLogger()})
+	l, err = Open(rw, Options{Origin: testOrigin, Signer: k.signer, Logger: quietLogger(), AdoptUnsigned: 600})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -305,4 +311,13 @@ func TestVerifyWitnessDetectsTruncationByKeyHolder(t *testing.T) {
 	if rep, _ := Verify(dir, VerifyOptions{Verifiers: v, WitnessDir: wdir}); !rep.OK() {
 		t.Fatalf("untouched ledger vs witness:\n%s", rep)
 	}
+}
+
+func hasKind(fs []Finding, kind string) bool {
+	for _, f := range fs {
+		if f.Kind == kind {
+			return true
+		}
+	}
+	return false
 }

@@ -1,0 +1,280 @@
+package ledger
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/trailguard/trailguard/internal/testenv"
+)
+
+// Disk full, for real: each test mounts a small tmpfs (we run as root;
+// elsewhere the tests skip, under CI they fail), fills it with a file, and
+// frees it again by deleting the file. Nothing is killed or restarted.
+
+func smallDisk(t *testing.T, size string) string {
+	t.Helper()
+	testenv.Require(t, runtime.GOOS == "linux" && os.Geteuid() == 0, "mounting a tmpfs to fill a disk needs root on Linux")
+	dir := t.TempDir()
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+size); err != nil {
+		testenv.Require(t, false, "mount tmpfs: "+err.Error())
+	}
+	t.Cleanup(func() {
+		if err := syscall.Unmount(dir, syscall.MNT_DETACH); err != nil {
+			t.Errorf("unmount %s: %v", dir, err)
+		}
+	})
+	return dir
+}
+
+// fill writes a file until the file system is full, leaving about leave
+// bytes free (0: completely full). It returns the file's path.
+func fill(t *testing.T, dir string, leave int64) string {
+	t.Helper()
+	p := filepath.Join(dir, "filler")
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	chunk := make([]byte, 4096)
+	for {
+		free := freeBytes(dir)
+		if leave > 0 && free-int64(len(chunk)) < leave {
+			return p
+		}
+		if _, err := f.Write(chunk); err != nil {
+			if !errors.Is(err, syscall.ENOSPC) {
+				t.Fatal(err)
+			}
+			return p
+		}
+	}
+}
+
+func TestDiskFullAppendsFailCleanlyAndRecover(t *testing.T) {
+	disk := smallDisk(t, "6m")
+	k := newKey(t, testOrigin)
+	dir := filepath.Join(disk, "ledger")
+	opts := testOpts(k)
+	opts.SegmentSize = 256 << 10
+	opts.CheckpointInterval = 20 * time.Millisecond
+	l, err := Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	var mu sync.Mutex
+	acked := map[uint64][]byte{}
+	noSpace := 0
+	appendSome := func(tag string, n int) {
+		var wg sync.WaitGroup
+		for w := range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range n {
+					recs := [][]byte{
+						fmt.Appendf(nil, `{"event":{"id":"%s-%d-%d-a"},"pad":"%s"}`, tag, w, i, bytes.Repeat([]byte("p"), 300)),
+						fmt.Appendf(nil, `{"event":{"id":"%s-%d-%d-b"}}`, tag, w, i),
+					}
+					first, err := l.Append(ctx, recs...)
+					mu.Lock()
+					switch {
+					case err == nil:
+						acked[first], acked[first+1] = recs[0], recs[1]
+					case errors.Is(err, ErrNoSpace):
+						noSpace++
+					default:
+						t.Errorf("append: %v (only ErrNoSpace is allowed on a full disk)", err)
+					}
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	appendSome("before", 50)
+	if noSpace != 0 {
+		t.Fatalf("%d appends refused before the disk was full", noSpace)
+	}
+	filler := fill(t, disk, 0)
+	size := l.Size()
+	appendSome("full", 50)
+	if noSpace == 0 {
+		t.Fatal("no append failed on a full disk")
+	}
+	t.Logf("full disk: %d of 200 appends refused with ErrNoSpace", noSpace)
+	// Refused appends left nothing behind: the segment and its .idx end
+	// where the acknowledged records end.
+	if got := l.Size(); got != size+uint64(2*(200-noSpace)) {
+		t.Fatalf("size %d after %d refused appends, was %d", got, noSpace, size)
+	}
+	segs, _ := listSegments(filepath.Join(dir, "seg"))
+	last := segs[len(segs)-1]
+	res, err := scanSegment(last.path, last.first, maxFrameLen)
+	st, _ := os.Stat(idxPath(last.path))
+	if err != nil || res.err != nil || res.end != res.size || last.first+uint64(len(res.entries)) != l.Size() || st.Size() != int64(len(res.entries))*idxEntrySize {
+		t.Fatalf("after refused appends %s holds %d records, %d bytes past them (%v), .idx %d bytes; ledger size %d",
+			last.path, len(res.entries), res.size-res.end, res.err, st.Size(), l.Size())
+	}
+	// Space returns: appends work again, without reopening.
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	before := noSpace
+	appendSome("after", 50)
+	if noSpace != before {
+		t.Fatalf("%d appends still refused after space returned", noSpace-before)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	checkAcked(t, dir, k, acked)
+}
+
+// checkAcked reopens the ledger, finds every acknowledged record byte for
+// byte and verifies it.
+func checkAcked(t *testing.T, dir string, k testKey, acked map[uint64][]byte) {
+	t.Helper()
+	r, err := OpenReadOnly(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	for i, want := range acked {
+		e, err := r.Read(i)
+		if err != nil || !bytes.Equal(e.Data, want) {
+			t.Fatalf("acknowledged record %d: %q, %v; want %q", i, e.Data, err, want)
+		}
+	}
+	if rep := verifyDir(t, dir, k, ""); !rep.OK() || hasKind(rep.Notices, NoticeUnsigned) {
+		t.Fatalf("verify after disk full:\n%s", rep)
+	}
+}
+
+// With a reserve, appends are refused before the disk is full, so the
+// final checkpoint still has room.
+func TestDiskReserveKeepsRoomForFinalCheckpoint(t *testing.T) {
+	disk := smallDisk(t, "4m")
+	k := newKey(t, testOrigin)
+	dir := filepath.Join(disk, "ledger")
+	opts := testOpts(k)
+	opts.Reserve = 512 << 10
+	l, err := Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	acked := map[uint64][]byte{}
+	appendN := func(n int) (refused int) {
+		for i := range n {
+			rec := fmt.Appendf(nil, `{"event":{"id":"r-%d-%d"}}`, l.Size(), i)
+			first, err := l.Append(ctx, rec)
+			switch {
+			case err == nil:
+				acked[first] = rec
+			case errors.Is(err, ErrNoSpace):
+				refused++
+			default:
+				t.Fatal(err)
+			}
+		}
+		return refused
+	}
+	if r := appendN(20); r != 0 {
+		t.Fatalf("%d refused with room left", r)
+	}
+	filler := fill(t, disk, 256<<10) // free space now below the reserve
+	time.Sleep(2 * spaceCheckEvery)  // someone else took it: seen at the next check
+	if r := appendN(20); r != 20 {
+		t.Fatalf("%d of 20 appends refused below the reserve", r)
+	}
+	os.Remove(filler)
+	time.Sleep(2 * spaceCheckEvery)
+	if r := appendN(20); r != 0 {
+		t.Fatalf("%d refused after space returned", r)
+	}
+	fill(t, disk, 256<<10)
+	appendN(5)
+	if err := l.Close(); err != nil {
+		t.Fatalf("the final checkpoint must fit in the reserve: %v", err)
+	}
+	checkAcked(t, dir, k, acked)
+}
+
+// Without a reserve, a completely full disk can leave no room for the
+// final checkpoint: Close says so (within its timeout) instead of claiming
+// success, and the next Open signs what is left.
+func TestDiskFullCloseReportsNoFinalCheckpoint(t *testing.T) {
+	disk := smallDisk(t, "4m")
+	k := newKey(t, testOrigin)
+	dir := filepath.Join(disk, "ledger")
+	opts := testOpts(k)
+	opts.CheckpointInterval = time.Hour // no checkpoint but the final one
+	opts.IdleInterval = time.Hour
+	opts.CloseTimeout = 3 * time.Second
+	l, err := Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acked := map[uint64][]byte{}
+	for i := range 300 {
+		rec := fmt.Appendf(nil, `{"event":{"id":"c-%d"}}`, i)
+		first, err := l.Append(context.Background(), rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		acked[first] = rec
+	}
+	filler := fill(t, disk, 0)
+	start := time.Now()
+	err = l.Close()
+	if !errors.Is(err, ErrNoFinalCheckpoint) || !errors.Is(err, ErrNoSpace) {
+		t.Fatalf("Close on a full disk: %v", err)
+	}
+	if d := time.Since(start); d > opts.CloseTimeout+time.Second {
+		t.Fatalf("Close took %v", d)
+	}
+	os.Remove(filler)
+	l, err = Open(dir, opts)
+	if err != nil {
+		t.Fatalf("reopen after the disk full close: %v", err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	checkAcked(t, dir, k, acked)
+}
+
+// A failed fdatasync (an I/O error) cannot be undone: the records may or
+// may not be on disk. The error says so, and the ledger stays failed.
+func TestSyncFailureIsUnknownOutcome(t *testing.T) {
+	k := newKey(t, testOrigin)
+	l, err := Open(t.TempDir(), testOpts(k))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	appendN(t, l, 0, 3)
+	eio := syncFunc(func(*os.File) error { return syscall.EIO })
+	syncHook.Store(&eio)
+	defer syncHook.Store(nil)
+	_, err = l.Append(context.Background(), record(3))
+	if !errors.Is(err, ErrUnknownOutcome) || !errors.Is(err, syscall.EIO) || errors.Is(err, ErrNoSpace) {
+		t.Fatalf("append whose sync failed: %v", err)
+	}
+	syncHook.Store(nil)
+	_, err = l.Append(context.Background(), record(4))
+	if !errors.Is(err, ErrFailed) || errors.Is(err, ErrUnknownOutcome) {
+		t.Fatalf("append after a failed sync: %v", err)
+	}
+}

@@ -1,0 +1,676 @@
+package ledger
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+)
+
+// The write path: one sequencer goroutine frames and writes records, a
+// syncer makes them durable and acknowledges them, a publisher writes hash
+// tiles and signs checkpoints.
+//
+// Two rules shape it. The unsigned bound: the sequencer never has more
+// than l.bound records on disk beyond the newest checkpoint durably in the
+// history (l.signed); before going further it cuts the batch, has the
+// records so far signed and waits, so a crash can never leave a longer
+// unsigned tail, and every checkpoint states the bound. Disk full: a write
+// that fails for lack of space is cut back to the last good offset (segment,
+// .idx, tree) and its appends fail with ErrNoSpace, leaving the ledger
+// usable; any other write or sync error makes it fail until reopened.
+
+// sequence is the single writer: it assigns indices, frames records into
+// the segment, extends the tree and hands each batch to the syncer. While
+// the syncer waits for fdatasync, the next batch is already being written.
+func (l *Ledger) sequence() {
+	defer close(l.syncCh)
+	timer := time.NewTimer(l.cpDelay())
+	defer timer.Stop()
+	for {
+		var job *syncJob
+		select {
+		case r, ok := <-l.in:
+			if !ok {
+				// Close: a final checkpoint, always.
+				j := l.cpJob(nil, l.final)
+				j.cp.Extra = append(j.cp.Extra, shutdownExt)
+				l.syncCh <- j
+				return
+			}
+			batch := []*appendReq{r}
+			bytes := l.reqBytes(r)
+		drain:
+			for bytes < 8<<20 {
+				select {
+				case r2, ok := <-l.in:
+					if !ok {
+						// Process what we have; the closed channel is seen next round.
+						break drain
+					}
+					batch = append(batch, r2)
+					bytes += l.reqBytes(r2)
+				default:
+					break drain
+				}
+			}
+			job = l.write(batch)
+		case reply := <-l.cpReq:
+			l.syncCh <- l.cpJob(nil, reply)
+			l.resetTimer(timer)
+			continue
+		case <-timer.C:
+		}
+		if l.cpDue() {
+			job = l.cpJob(job, nil)
+		}
+		if job != nil {
+			l.syncCh <- job
+		}
+		l.resetTimer(timer)
+	}
+}
+
+func (l *Ledger) reqBytes(r *appendReq) int {
+	n := 0
+	for _, rec := range r.recs {
+		n += len(rec) + frameOverhead
+	}
+	return n
+}
+
+// reqSpace estimates the disk space a request takes: frames, .idx entries
+// and leaf hashes in the tiles (upper tiles add under 1 %).
+func reqSpace(r *appendReq) int64 {
+	n := int64(0)
+	for _, rec := range r.recs {
+		n += int64(len(rec) + frameOverhead + idxEntrySize + HashSize + 1)
+	}
+	return n
+}
+
+func (l *Ledger) resetTimer(t *time.Timer) {
+	t.Stop()
+	select {
+	case <-t.C:
+	default:
+	}
+	t.Reset(l.cpDelay())
+}
+
+func (l *Ledger) cpDelay() time.Duration {
+	d := l.opts.IdleInterval
+	if l.w.next > l.w.cpSize || l.cpFailed.Load() {
+		d = l.opts.CheckpointInterval
+	}
+	if d = d - time.Since(l.w.cpMono); d < time.Millisecond {
+		d = time.Millisecond
+	}
+	return d
+}
+
+func (l *Ledger) cpDue() bool {
+	pending := l.w.next - l.w.cpSize
+	since := time.Since(l.w.cpMono)
+	return pending >= uint64(l.opts.CheckpointEvery) ||
+		((pending > 0 || l.cpFailed.Load()) && since >= l.opts.CheckpointInterval) ||
+		since >= l.opts.IdleInterval
+}
+
+// shutdownExt marks the checkpoint made by Close: a gap after it is a
+// planned stop, not a crash or a silenced logger, and no record may follow
+// it before the next Open's checkpoint.
+const shutdownExt = "shutdown"
+
+// cadence is what this writer states in its checkpoints.
+func (l *Ledger) cadence() cadence {
+	return cadence{every: uint64(l.opts.CheckpointEvery), interval: l.opts.CheckpointInterval, unsignedMax: l.bound}
+}
+
+// cpJob attaches a checkpoint of the current tree to job (or a new job).
+func (l *Ledger) cpJob(job *syncJob, reply chan cpResult) *syncJob {
+	if job == nil {
+		job = &syncJob{upTo: l.w.next, active: l.w.f}
+	}
+	extra := append([]string{l.cadence().ext()}, l.w.openExtra...)
+	l.w.openExtra = nil
+	job.cp = &Checkpoint{Origin: l.opts.Origin, Size: l.w.tree.size, Root: l.w.tree.root(), Time: l.opts.Now(), Extra: extra}
+	job.partial = l.w.tree.partialTiles()
+	if reply != nil {
+		job.replies = append(job.replies, reply)
+	}
+	l.w.cpSize = l.w.tree.size
+	l.w.cpMono = time.Now()
+	return job
+}
+
+// batchState is the sequencer's progress through one batch: the job being
+// filled, bytes framed but not yet written, and where to roll back to.
+type batchState struct {
+	job       *syncJob
+	buf, ibuf []byte
+	leaves    []Hash // leaf hashes of the records in buf
+	now       int64
+	mark      mark
+	created   []*segment   // segments started since the mark
+	cur       *appendReq   // the request being written, if any
+	emit      emitFunc     // collects full tiles into job
+	partialOf func() error // error for a request cut by a failed wait
+}
+
+// mark is the writer's state at the start of a job: a failed write for
+// lack of space goes back to it.
+type mark struct {
+	seg    *segment
+	f, idx *os.File
+	off    int64
+	next   uint64
+	tree   *tree
+}
+
+func (l *Ledger) startJob(b *batchState) {
+	b.job = &syncJob{}
+	b.mark = mark{seg: l.w.seg, f: l.w.f, idx: l.w.idx, off: l.w.off, next: l.w.next, tree: l.w.tree.clone()}
+	b.created = nil
+}
+
+// sendJob hands the current job to the syncer.
+func (l *Ledger) sendJob(b *batchState) {
+	b.job.upTo, b.job.active = l.w.next, l.w.f
+	l.syncCh <- b.job
+}
+
+// write frames and writes one batch and returns the last job for the
+// syncer (earlier parts of the batch may have been sent already, each
+// with a checkpoint). Requests that fail are answered here.
+func (l *Ledger) write(batch []*appendReq) *syncJob {
+	if err := l.err(); err != nil {
+		for _, r := range batch {
+			r.done <- err
+		}
+		return nil
+	}
+	b := &batchState{now: l.opts.Now().UnixNano(), buf: l.w.buf[:0], ibuf: l.w.ibuf[:0]}
+	b.emit = func(level int, n uint64, hs []Hash) {
+		b.job.tiles = append(b.job.tiles, tileData{level: level, n: n, data: hashesBytes(hs)})
+	}
+	l.startJob(b)
+	for ri, r := range batch {
+		if !l.space.allow(reqSpace(r)) {
+			r.done <- fmt.Errorf("%w: %s: free space is below the reserve of %d bytes kept for checkpoints", ErrNoSpace, l.dir, l.opts.Reserve)
+			continue
+		}
+		// The unsigned bound: cut before a request that would cross it
+		// rather than inside it, so that it stays in one job.
+		if signed := l.signed.Load(); l.w.next > signed && l.w.next+uint64(len(r.recs)) > signed+l.bound {
+			if err := l.flush(b); err != nil {
+				return l.writeFailed(b, batch[ri:], err)
+			}
+			if err := l.cutAndWait(b); err != nil {
+				l.waitFailed(b, batch[ri:], err)
+				return nil
+			}
+		}
+		r.first = l.w.next
+		b.cur = r
+		for i, rec := range r.recs {
+			if l.w.next >= l.signed.Load()+l.bound {
+				// A request larger than the bound: signed in parts.
+				if err := l.flush(b); err != nil {
+					return l.writeFailed(b, batch[ri:], err)
+				}
+				if err := l.cutAndWait(b); err != nil {
+					l.waitFailed(b, batch[ri:], err)
+					return nil
+				}
+			}
+			fl := int64(len(rec) + frameOverhead)
+			if l.w.off+int64(len(b.buf))+fl > l.opts.SegmentSize && l.w.off+int64(len(b.buf)) > int64(segHeaderSize) {
+				err := l.flush(b)
+				if err == nil {
+					err = l.rotate(b)
+				}
+				if err != nil {
+					return l.writeFailed(b, batch[ri:], err)
+				}
+			}
+			b.ibuf = appendIdx(b.ibuf, l.w.off+int64(len(b.buf)), b.now)
+			b.buf = appendFrame(b.buf, b.now, rec)
+			b.leaves = append(b.leaves, r.leaves[i])
+			l.w.tree.append(r.leaves[i], b.emit)
+			l.w.next++
+		}
+		b.job.reqs = append(b.job.reqs, r)
+		b.cur = nil
+		if l.w.next-l.w.cpSize >= uint64(l.opts.CheckpointEvery) && ri < len(batch)-1 {
+			// A checkpoint is due inside a large batch: sign what is
+			// written so far without waiting for it.
+			if err := l.flush(b); err != nil {
+				return l.writeFailed(b, batch[ri+1:], err)
+			}
+			l.cpJob(b.job, nil)
+			l.sendJob(b)
+			l.startJob(b)
+		}
+	}
+	if err := l.flush(b); err != nil {
+		return l.writeFailed(b, nil, err)
+	}
+	if cap(b.buf) <= 16<<20 {
+		l.w.buf, l.w.ibuf = b.buf[:0], b.ibuf[:0]
+	}
+	b.job.upTo, b.job.active = l.w.next, l.w.f
+	return b.job
+}
+
+// cutAndWait sends the current job with a checkpoint and waits until that
+// checkpoint is signed and durable: the unsigned bound is reached.
+func (l *Ledger) cutAndWait(b *batchState) error {
+	wait := make(chan cpResult, 1)
+	l.cpJob(b.job, wait)
+	l.sendJob(b)
+	res := <-wait
+	l.startJob(b)
+	return res.err
+}
+
+// waitFailed answers the requests of a batch whose required checkpoint
+// could not be made (disk full, or the ledger failed): nothing more is
+// written. Records already written were sent and are acknowledged.
+func (l *Ledger) waitFailed(b *batchState, rest []*appendReq, err error) {
+	var notStored error
+	if errors.Is(err, ErrNoSpace) {
+		notStored = fmt.Errorf("%w: %s: the checkpoint required before more records could not be written: %v", ErrNoSpace, l.dir, err)
+	} else if notStored = l.err(); notStored == nil {
+		notStored = fmt.Errorf("%w: %s: checkpoint failed: %w", ErrFailed, l.dir, err)
+	}
+	for _, r := range rest {
+		if r == b.cur {
+			r.done <- fmt.Errorf("%w: %s: records [%d, %d) of this append were stored, the rest were not: %v", ErrUnknownOutcome, l.dir, r.first, l.w.next, notStored)
+			continue
+		}
+		r.done <- notStored
+	}
+}
+
+// writeFailed handles a failed write or rotation: lack of space is rolled
+// back and reported as ErrNoSpace; anything else fails the ledger.
+// Requests in the current job, and rest (not written or being written), are
+// answered; it returns nil (nothing left to sync).
+func (l *Ledger) writeFailed(b *batchState, rest []*appendReq, err error) *syncJob {
+	reqs := append(slices.Clone(b.job.reqs), rest...)
+	if isNoSpace(err) {
+		rerr := l.rollback(b)
+		if rerr == nil {
+			l.opts.Logger.Warn("ledger: disk full, appends refused until space returns", "dir", l.dir, "err", err)
+			notStored := fmt.Errorf("%w: %s: %w", ErrNoSpace, l.dir, err)
+			for _, r := range reqs {
+				switch {
+				case r.first < b.mark.next && (r == b.cur || slices.Contains(b.job.reqs, r)):
+					// Cut by the unsigned bound: its first part is stored.
+					r.done <- fmt.Errorf("%w: %s: records [%d, %d) of this append were stored, the rest were not: %w", ErrUnknownOutcome, l.dir, r.first, b.mark.next, notStored)
+				default:
+					r.done <- notStored
+				}
+			}
+			return nil
+		}
+		err = fmt.Errorf("%w; rolling back failed: %w", err, rerr)
+	}
+	l.setFatal(err)
+	unknown := fmt.Errorf("%w: %s: write failed: %w", ErrUnknownOutcome, l.dir, err)
+	for _, r := range reqs {
+		if r == b.cur || slices.Contains(b.job.reqs, r) {
+			r.done <- unknown
+		} else {
+			r.done <- l.err()
+		}
+	}
+	return nil
+}
+
+// rollback undoes everything written since the mark: new segments are
+// removed, the segment and its .idx are truncated to the mark, the tree
+// and the readers' leaf hashes go back.
+func (l *Ledger) rollback(b *batchState) error {
+	m := b.mark
+	if len(b.created) > 0 {
+		l.segMu.Lock()
+		l.segs = slices.DeleteFunc(l.segs, func(s *segment) bool { return slices.Contains(b.created, s) })
+		l.segMu.Unlock()
+	}
+	for _, s := range b.job.seal {
+		if s.f != m.f {
+			s.f.Close()
+			s.idx.Close()
+		}
+	}
+	if l.w.f != m.f {
+		l.w.f.Close()
+		l.w.idx.Close()
+	}
+	for _, s := range b.created {
+		s.closeRead()
+		os.Remove(s.path)
+		os.Remove(idxPath(s.path))
+	}
+	b.job.seal, b.job.newSeg, b.job.tiles = nil, false, nil
+	b.buf, b.ibuf, b.leaves = b.buf[:0], b.ibuf[:0], b.leaves[:0]
+	l.w.seg, l.w.f, l.w.idx, l.w.off, l.w.next, l.w.tree = m.seg, m.f, m.idx, m.off, m.next, m.tree
+	m.seg.count.Store(m.next - m.seg.first)
+	l.auth.trimRecent(m.next)
+	b.mark.tree = m.tree.clone()
+	if err := m.f.Truncate(m.off); err != nil {
+		return err
+	}
+	if _, err := m.f.Seek(m.off, io.SeekStart); err != nil {
+		return err
+	}
+	return m.idx.Truncate(int64(m.next-m.seg.first) * idxEntrySize)
+}
+
+// flush writes the framed records and their .idx entries.
+func (l *Ledger) flush(b *batchState) error {
+	if len(b.buf) == 0 {
+		return nil
+	}
+	n, err := l.w.f.Write(b.buf)
+	l.w.off += int64(n)
+	if err != nil {
+		return err
+	}
+	if _, err := l.w.idx.Write(b.ibuf); err != nil {
+		return err
+	}
+	l.auth.addRecent(b.leaves)
+	b.buf, b.ibuf, b.leaves = b.buf[:0], b.ibuf[:0], b.leaves[:0]
+	l.w.seg.count.Store(l.w.next - l.w.seg.first)
+	return nil
+}
+
+// rotate closes the active segment (the syncer makes it durable) and
+// starts a new one at the next index.
+func (l *Ledger) rotate(b *batchState) error {
+	job := b.job
+	s := &segment{first: l.w.next, path: filepath.Join(l.segDir, segName(l.w.next))}
+	f, err := os.OpenFile(s.path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	b.created = append(b.created, s)
+	idx, err := os.OpenFile(idxPath(s.path), os.O_WRONLY|os.O_CREATE|os.O_TRUNC|os.O_APPEND, 0o644)
+	if err != nil {
+		f.Close()
+		os.Remove(s.path)
+		b.created = b.created[:len(b.created)-1]
+		return err
+	}
+	job.seal = append(job.seal, sealed{l.w.f, l.w.idx})
+	l.w.seg, l.w.f, l.w.idx, l.w.off = s, f, idx, 0
+	l.segMu.Lock()
+	l.segs = append(l.segs, s)
+	l.segMu.Unlock()
+	job.newSeg = true
+	h := segHeader(s.first)
+	n, err := f.Write(h)
+	l.w.off = int64(n)
+	return err
+}
+
+// syncLoop makes batches durable, acknowledges them, then writes tiles and
+// checkpoints. Jobs that queue up while it waits are merged (group commit).
+func (l *Ledger) syncLoop() {
+	defer close(l.syncDone)
+	defer close(l.pubCh)
+	for job := range l.syncCh {
+		jobs := []*syncJob{job}
+	drain:
+		for {
+			select {
+			case j, ok := <-l.syncCh:
+				if !ok {
+					break drain
+				}
+				jobs = append(jobs, j)
+			default:
+				break drain
+			}
+		}
+		l.syncJobs(jobs)
+	}
+}
+
+func (l *Ledger) syncJobs(jobs []*syncJob) {
+	err := l.err()
+	if err == nil {
+		if derr := l.makeDurable(jobs); derr != nil {
+			// After a failed fdatasync the kernel may have dropped the
+			// dirty pages: nobody can say what is on disk.
+			l.setFatal(derr)
+			err = l.err()
+		}
+	}
+	ack := err
+	if err == nil {
+		l.durable.Store(jobs[len(jobs)-1].upTo)
+		l.notifyMu.Lock()
+		if l.notify != nil {
+			close(l.notify)
+			l.notify = make(chan struct{})
+		}
+		l.notifyMu.Unlock()
+	} else {
+		ack = fmt.Errorf("%w: %s: written but not made durable: %w", ErrUnknownOutcome, l.dir, err)
+	}
+	for _, j := range jobs {
+		for _, r := range j.reqs {
+			r.done <- ack
+		}
+	}
+	// Tiles and checkpoints follow the acknowledgement, on their own
+	// goroutine so that file creation never delays the next sync: they
+	// are derived from durable records and rebuilt by recovery if lost.
+	pj := pubJob{err: err}
+	for _, j := range jobs {
+		pj.tiles = append(pj.tiles, j.tiles...)
+		if j.cp != nil {
+			pj.cp, pj.partial = j.cp, j.partial
+		}
+		pj.replies = append(pj.replies, j.replies...)
+	}
+	if len(pj.tiles) > 0 || pj.cp != nil || len(pj.replies) > 0 {
+		l.pubCh <- pj
+	}
+}
+
+// pubJob is work for the publisher: full tiles, then maybe a checkpoint.
+type pubJob struct {
+	err     error
+	tiles   []tileData
+	cp      *Checkpoint
+	partial []tileData
+	replies []chan cpResult
+}
+
+func (l *Ledger) publishLoop() {
+	defer close(l.pubDone)
+	for pj := range l.pubCh {
+		err := pj.err
+		if err == nil {
+			err = l.err()
+		}
+		if err == nil {
+			l.pending = append(l.pending, pj.tiles...)
+			err = l.writePending()
+		}
+		if pj.cp == nil && len(pj.replies) == 0 {
+			continue
+		}
+		var signed []byte
+		if err == nil && pj.cp != nil {
+			signed, err = l.publish(pj.cp, pj.partial)
+			if err != nil && isNoSpace(err) {
+				err = fmt.Errorf("%w: %s: checkpoint of size %d not written: %w", ErrNoSpace, l.dir, pj.cp.Size, err)
+			} else if err != nil {
+				l.setFatal(err)
+				err = l.err()
+			}
+		}
+		if errors.Is(err, ErrNoSpace) {
+			l.cpFailed.Store(true)
+			l.opts.Logger.Error("ledger: disk full: checkpoint not signed", "dir", l.dir, "err", err)
+		} else if err == nil {
+			l.cpFailed.Store(false)
+		}
+		for _, r := range pj.replies {
+			r <- cpResult{signed, err}
+		}
+	}
+}
+
+// writePending writes the full tiles waiting in l.pending, in order. Lack
+// of space keeps the rest for the next round (ErrNoSpace); other errors
+// fail the ledger.
+func (l *Ledger) writePending() error {
+	for i, t := range l.pending {
+		if werr := l.tiles.write(t.level, t.n, tileWidth, t.data); werr != nil {
+			if isNoSpace(werr) {
+				l.pending = l.pending[i:]
+				return fmt.Errorf("%w: %s: hash tile not written: %w", ErrNoSpace, l.dir, werr)
+			}
+			l.setFatal(werr)
+			return l.err()
+		}
+		l.w.fullTiles[t.level] = max(l.w.fullTiles[t.level], t.n+1)
+		if p, ok := l.w.partial[t.level]; ok && p.n == t.n {
+			l.tiles.removePartials(t.level, t.n, tileWidth)
+			delete(l.w.partial, t.level)
+		}
+	}
+	l.pending = nil
+	return nil
+}
+
+func (l *Ledger) makeDurable(jobs []*syncJob) error {
+	newSeg := false
+	for _, j := range jobs {
+		for _, s := range j.seal {
+			if err := s.f.Sync(); err != nil {
+				return err
+			}
+			if err := s.idx.Sync(); err != nil {
+				return err
+			}
+			s.f.Close()
+			s.idx.Close()
+		}
+		newSeg = newSeg || j.newSeg
+	}
+	if newSeg {
+		if err := syncFile(l.segDir); err != nil {
+			return err
+		}
+	}
+	if last := jobs[len(jobs)-1]; last.upTo > l.durable.Load() || newSeg {
+		if h := syncHook.Load(); h != nil {
+			return (*h)(last.active)
+		}
+		return datasync(last.active)
+	}
+	return nil
+}
+
+// syncHook, when set (by tests), replaces the fdatasync of the active
+// segment: a real fdatasync cannot be made to fail on demand.
+var syncHook atomic.Pointer[syncFunc]
+
+type syncFunc func(*os.File) error
+
+// publish writes a checkpoint's partial tiles, signs it, appends it to
+// the checkpoint history (durably), replaces the checkpoint file and queues it
+// for the witnesses.
+func (l *Ledger) publish(cp *Checkpoint, partial []tileData) ([]byte, error) {
+	for _, t := range partial {
+		if t.n < l.w.fullTiles[t.level] {
+			// A later batch already completed this tile; readers of
+			// this checkpoint take a prefix of the full tile.
+			continue
+		}
+		w := len(t.data) / HashSize
+		if err := l.tiles.write(t.level, t.n, w, t.data); err != nil {
+			return nil, err
+		}
+		if old, ok := l.w.partial[t.level]; ok && old.n == t.n && old.w < w {
+			l.tiles.removePartials(t.level, t.n, w)
+		}
+		l.w.partial[t.level] = tileRef{t.n, w}
+	}
+	signers := []note.Signer{l.opts.Signer}
+	if l.w.handover != nil {
+		signers = append(signers, l.w.handover)
+	}
+	signed, err := SignCheckpoint(*cp, signers...)
+	if err != nil {
+		return nil, err
+	}
+	if err := l.cpl.append(cp.Time.UnixNano(), signed); err != nil {
+		return nil, err
+	}
+	l.signed.Store(cp.Size)
+	l.w.handover = nil
+	// The checkpoint file is a copy for tlog clients: the history is the
+	// record, so failing to refresh it is logged, not fatal.
+	tmp := filepath.Join(l.dir, "checkpoint.tmp")
+	if err := os.WriteFile(tmp, signed, 0o644); err != nil {
+		os.Remove(tmp)
+		l.opts.Logger.Error("ledger: checkpoint file not refreshed", "dir", l.dir, "err", err)
+	} else if err := os.Rename(tmp, filepath.Join(l.dir, "checkpoint")); err != nil {
+		l.opts.Logger.Error("ledger: checkpoint file not refreshed", "dir", l.dir, "err", err)
+	}
+	l.cpMu.Lock()
+	l.latest, l.latestCP = signed, *cp
+	l.cpMu.Unlock()
+	l.auth.setAnchor(cp.Size, cp.Root)
+	for _, q := range l.witnesses {
+		q.enqueue(signed)
+	}
+	return signed, nil
+}
+
+// spaceGuard keeps Options.Reserve free (sequencer only).
+type spaceGuard struct {
+	dir     string
+	reserve int64
+	free    int64 // last statfs, minus what was allowed since
+	known   bool
+	checked time.Time
+}
+
+// spaceCheckEvery is how stale the free-space figure may be: statfs costs
+// about a microsecond, so about once per batch under load.
+const spaceCheckEvery = time.Millisecond
+
+// allow reports whether need more bytes may be written.
+func (g *spaceGuard) allow(need int64) bool {
+	if g.reserve <= 0 {
+		return true
+	}
+	if now := time.Now(); now.Sub(g.checked) >= spaceCheckEvery {
+		f := freeBytes(g.dir)
+		g.free, g.known, g.checked = f, f >= 0, now
+	}
+	if !g.known {
+		return true // no statfs here: a full disk still ends in ErrNoSpace
+	}
+	if g.free-need < g.reserve {
+		return false
+	}
+	g.free -= need // between checks, count what this writer takes
+	return true
+}
