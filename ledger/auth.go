@@ -29,7 +29,10 @@ type leafAuth struct {
 
 	cacheMu sync.Mutex
 	cache   map[tileKey][]Hash // authenticated full tiles
-	order   []tileKey          // FIFO eviction
+	// FIFO eviction, per kind: a sequential scan goes through level-0
+	// tiles once each and must not evict the few upper tiles every read
+	// needs.
+	order [2][]tileKey
 }
 
 type tileKey struct {
@@ -37,8 +40,9 @@ type tileKey struct {
 	n     uint64
 }
 
-// authCacheTiles bounds the authenticated full tiles kept (8 KiB each).
-const authCacheTiles = 128
+// authCacheTiles bounds the authenticated full tiles kept (8 KiB each):
+// level-0 tiles, and upper tiles (each covers 65536 records or more).
+var authCacheTiles = [2]int{64, 64}
 
 var errTileAuth = errors.New("hash tiles do not match the checkpoint")
 
@@ -165,12 +169,13 @@ func (a *leafAuth) fullTile(size uint64, border *tree, L int, n uint64) ([]Hash,
 	}
 	a.cacheMu.Lock()
 	if _, ok := a.cache[key]; !ok {
-		if len(a.order) >= authCacheTiles {
-			delete(a.cache, a.order[0])
-			a.order = slices.Delete(a.order, 0, 1)
+		kind := min(L, 1)
+		if len(a.order[kind]) >= authCacheTiles[kind] {
+			delete(a.cache, a.order[kind][0])
+			a.order[kind] = slices.Delete(a.order[kind], 0, 1)
 		}
 		a.cache[key] = hs
-		a.order = append(a.order, key)
+		a.order[kind] = append(a.order[kind], key)
 	}
 	a.cacheMu.Unlock()
 	return hs, nil

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/transparency-dev/merkle/rfc6962"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 )
@@ -62,11 +63,20 @@ func (s hashStore) ReadHashes(idx []int64) ([]tlog.Hash, error) {
 	return out, nil
 }
 
+// TestTreeMatchesTlog checks the tile tree's root against
+// golang.org/x/mod/sumdb/tlog at every size from 1 to 2100 (nine tiles,
+// full and partial) and at the sizes around the level-2 tile boundary,
+// and the empty tree against transparency-dev/merkle's RFC 6962 hasher
+// (tlog's TreeHash(0) is the zero hash, not the RFC 6962 empty root).
 func TestTreeMatchesTlog(t *testing.T) {
+	if got, want := (&tree{}).root(), Hash(rfc6962.DefaultHasher.EmptyRoot()); got != want || got.String() != "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=" {
+		t.Fatalf("empty tree root %v, RFC 6962 says %v", got, want)
+	}
 	var ref hashStore
 	tr := &tree{}
 	tiles := map[string][]byte{}
 	emit := func(level int, n uint64, hs []Hash) { tiles[tilePath(level, n, tileWidth)] = hashesBytes(hs) }
+	checked := 0
 	for i := 0; i < 70000; i++ {
 		data := record(i)
 		hs, err := tlog.StoredHashes(int64(i), data, ref)
@@ -76,7 +86,7 @@ func TestTreeMatchesTlog(t *testing.T) {
 		ref = append(ref, hs...)
 		tr.append(LeafHash(data), emit)
 		n := i + 1
-		if n < 600 || n%4099 == 0 || n == 65536 || n == 65537 {
+		if n <= 2100 || n%4099 == 0 || (n >= 65530 && n <= 65542) {
 			want, err := tlog.TreeHash(int64(n), ref)
 			if err != nil {
 				t.Fatal(err)
@@ -84,10 +94,11 @@ func TestTreeMatchesTlog(t *testing.T) {
 			if got := tr.root(); got != want {
 				t.Fatalf("size %d: root %v, tlog says %v", n, got, want)
 			}
+			checked++
 		}
 	}
-	if want, _ := tlog.TreeHash(0, ref); (&tree{}).root() != emptyRoot || want != (Hash{}) && want != emptyRoot {
-		t.Fatalf("empty root mismatch: %v vs %v", emptyRoot, want)
+	if checked < 2100 {
+		t.Fatalf("only %d sizes compared", checked)
 	}
 	// Every full tile equals what tlog.ReadTileData says it must be.
 	for _, tl := range []tlog.Tile{{H: 8, L: 0, N: 0, W: 256}, {H: 8, L: 0, N: 272, W: 256}, {H: 8, L: 1, N: 0, W: 256}} {

@@ -103,7 +103,38 @@ type Config struct {
 	// Outputs are the engines every stored event is forwarded to
 	// (Elasticsearch, OpenSearch, VictoriaLogs, syslog); YAML only.
 	Outputs []forward.Config `yaml:"outputs"`
+
+	// Once holds decisions an operator makes for one start only. They are
+	// command-line flags of trailguard serve, never read from the YAML
+	// file or the environment, so that they cannot stay on by accident.
+	Once StartOnce `yaml:"-"`
 }
+
+// StartOnce are the one-shot start flags (see Config.Once).
+type StartOnce struct {
+	// AdoptUnsigned (--adopt-unsigned=N) lets the ledger sign records no
+	// checkpoint vouched for, when it holds exactly N records: see
+	// ledger.Options.AdoptUnsigned. The adoption is signed, audited and
+	// reported by verify for ever after.
+	AdoptUnsigned uint64
+	// StartWithoutWitness (--start-without-witness) starts even if a
+	// witness cannot be reached to compare checkpoints (logged): see
+	// ledger.Options.StartWithoutWitness.
+	StartWithoutWitness bool
+}
+
+// onceUsage documents the one-shot flags in serve --help.
+const onceUsage = `
+For this start only (flags; never read from the file or the environment):
+
+  --adopt-unsigned N
+      Sign the N records the ledger holds although no checkpoint vouched for them
+      (its history was lost, records follow a clean shutdown, or more are unsigned
+      than a crash can leave); the refusal to start states N. Signed, audited and
+      reported by trailguard verify for ever after.
+  --start-without-witness
+      Start even if a witness cannot be reached to compare checkpoints (logged).
+`
 
 // Defaults returns the configuration `trailguard serve` uses with no file,
 // variables or flags.
@@ -138,6 +169,8 @@ func LoadConfig(args []string, environ []string) (Config, error) {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	path := fs.String("config", "", "")
+	fs.Uint64Var(&cfg.Once.AdoptUnsigned, "adopt-unsigned", 0, "")
+	fs.BoolVar(&cfg.Once.StartWithoutWitness, "start-without-witness", false, "")
 	set := map[string]*flagValue{}
 	for _, st := range settings() {
 		v := &flagValue{isBool: st.typ == "bool"}

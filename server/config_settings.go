@@ -182,5 +182,6 @@ variables, then flags (each one wins over the ones before).
 			fmt.Fprintf(w, "  %s: (YAML only)\n      %s\n", h.key, h.help)
 		}
 	}
+	fmt.Fprint(w, onceUsage)
 	fmt.Fprint(w, "\nBYTES and N are integers; DURATION is a Go duration such as 500ms, 2s or 1m.\n")
 }

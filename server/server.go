@@ -125,6 +125,9 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		LegalHold:          cfg.LegalHold,
 		Witnesses:          witnesses,
 		Logger:             log,
+		// One-shot operator decisions (flags only).
+		AdoptUnsigned:       cfg.Once.AdoptUnsigned,
+		StartWithoutWitness: cfg.Once.StartWithoutWitness,
 		// A prepared record is the line plus a few fields the collector
 		// adds; scrubbing never makes it longer than twice the line.
 		MaxRecordSize: 2*cfg.MaxLineBytes + 64<<10,
@@ -167,6 +170,11 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	go func() { s.indexDone <- s.index.Run(ctx, s.ledger) }()
 	s.startForward()
 	s.logSystem(event.ActionSysStartup, "collector started")
+	if a := s.ledger.Adopted(); a != nil {
+		// The operator's adoption of unsigned records is itself audited
+		// (the adopting checkpoint records it too).
+		s.logSystem("ledger_records_adopted", a.String()+" (--adopt-unsigned)")
+	}
 	return s, nil
 }
 
