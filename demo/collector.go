@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -52,7 +53,7 @@ func startCollector(dir string, logw io.Writer) (*server.Server, string, func() 
 // token, what an analyst would: how many 401s, and who failed to log in
 // most.
 func queryCollector(col *server.Server, base string) (Collector, error) {
-	c := Collector{URL: base, DataDir: col.Ledger().Dir(), VerifierKey: col.VerifierKeyPath}
+	c := Collector{URL: base, DataDir: filepath.Dir(col.Ledger().Dir()), VerifierKey: col.VerifierKeyPath}
 	_, readToken, err := col.Tokens().Create("demo-analyst", access.RoleRead)
 	if err != nil {
 		return c, fmt.Errorf("demo: %w", err)

@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"io"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -83,15 +85,69 @@ func TestRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err := ledger.Verify(c.DataDir, ledger.VerifyOptions{Verifiers: keys})
-	if err != nil || !rep.OK() || rep.Records < c.LedgerSize {
-		t.Fatalf("ledger does not verify: %v %+v", err, rep)
+	rep, err := ledger.Verify(filepath.Join(c.DataDir, "ledger"), ledger.VerifyOptions{Verifiers: keys})
+	// The ledger count the summary prints is the final checkpoint's, and the
+	// offline verification finds exactly that many records.
+	if err != nil || !rep.OK() || rep.Records != c.LedgerSize {
+		t.Fatalf("ledger does not verify, or its size is not the printed %d: %v %+v", c.LedgerSize, err, rep)
 	}
+	if size, ok := checkpointSize([]byte(c.Checkpoint)); !ok || size != c.LedgerSize {
+		t.Fatalf("printed ledger size %d, checkpoint says %d", c.LedgerSize, size)
+	}
+
+	// The attacker's story, from the trail: the script's figures exactly.
+	st := sum.Story
+	if st.Address != "203.0.113.66" || st.UserAgent != "python-requests/2.32.3" || st.TargetUser != "alice" ||
+		st.BadPasswords != 35 || st.LoggedInAs != "alice" || st.UnknownUsers != 30 {
+		t.Fatalf("story: %+v", st)
+	}
+	probes := strings.Join(st.Probes, "\n")
+	for _, want := range []string{"GET /api/orders/1' OR '1'='1 → 404", "GET /api/orders?id=1 UNION SELECT password FROM users-- → 200", "GET /etc/passwd → 404"} {
+		if !strings.Contains(probes, want) {
+			t.Errorf("probes lack %q:\n%s", want, probes)
+		}
+	}
+	var steps []string
+	for _, s := range st.Steps {
+		steps = append(steps, s.Text)
+	}
+	wantSteps := []string{"35 failed logins as alice (bad password)", "logged in as alice, after 35 failed attempts",
+		"30 failed logins as 30 user names that do not exist", "GET /api/orders/1' OR '1'='1", "UNION SELECT", "GET /api/../../etc/passwd → 307, then GET /etc/passwd → 404"}
+	if len(steps) != len(wantSteps) {
+		t.Fatalf("story steps:\n%s", strings.Join(steps, "\n"))
+	}
+	for i, w := range wantSteps {
+		if !strings.Contains(steps[i], w) {
+			t.Errorf("step %d %q lacks %q", i, steps[i], w)
+		}
+	}
+
 	var out strings.Builder
 	sum.Print(&out)
-	for _, want := range []string{"trail:", "authn_login_fail", "none of the", "a failed login, as stored"} {
+	for _, want := range []string{"what 203.0.113.66 did", "trail:", "none of the", "a failed login, as stored",
+		"what it is", "log                    (none)", "log lines have no outcome", "a request answered 4xx/5xx: 401 ×65",
+		fmt.Sprintf("collector: %d records in its ledger", c.LedgerSize), fmt.Sprintf("tree size %d", c.LedgerSize)} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("summary lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+// TestDisplay: what the attacker typed is shown readably, and cannot drive
+// the terminal.
+func TestDisplay(t *testing.T) {
+	for in, want := range map[string]string{
+		"/api/orders/1%27%20OR%20%271%27=%271": "/api/orders/1' OR '1'='1",
+		"/a%1b[31mred":                         `/a\x1b[31mred`,
+		"/a%0d%0aforged: line":                 `/a\r\nforged: line`,
+		"/caf%C3%A9":                           "/café",
+		"/bad%ff":                              `/bad\xff`,
+		"/rtl\u202eevil":                       `/rtl\u202eevil`,
+		"/%zz":                                 "/%zz",
+		strings.Repeat("x", 300):               strings.Repeat("x", 100) + "…",
+	} {
+		if got := display(in); got != want {
+			t.Errorf("display(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

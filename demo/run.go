@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -55,14 +56,19 @@ type Summary struct {
 	Leaked     []string   // any of them found in the trail (must be empty)
 	SampleFail []byte     // one failed-login event, as written
 	Duration   time.Duration
+	// FailedStatus counts the failed requests (http_request failure) by
+	// status code, to explain that row of the table.
+	FailedStatus map[int]int
+	// Story is what the attacker did, reconstructed from the trail.
+	Story Story
 }
 
 // Collector describes the in-process collector after the run.
 type Collector struct {
 	URL          string   // where it listened
-	DataDir      string   // its data directory
+	DataDir      string   // its data directory (the ledger is DataDir/ledger)
 	VerifierKey  string   // the public key auditors verify with
-	LedgerSize   uint64   // records in the ledger (the shop's events and the collector's own)
+	LedgerSize   uint64   // records in the ledger (the shop's events and the collector's own), per the final checkpoint
 	Checkpoint   string   // the final signed checkpoint
 	Failures401  int64    // 401 responses per the collector's query API
 	TopAttackers []string // top client.ip of failed logins, "ip (count)"
@@ -204,6 +210,11 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 	}
 	signed, _ := os.ReadFile(filepath.Join(dir, "collector", "ledger", "checkpoint"))
 	sum.Collector.Checkpoint = string(signed)
+	// The collector wrote its own stop into the ledger after the queries:
+	// the final checkpoint has the ledger's last word on its size.
+	if size, ok := checkpointSize(signed); ok {
+		sum.Collector.LedgerSize = size
+	}
 	sum.Duration = time.Since(start)
 	return sum, nil
 }
@@ -213,7 +224,9 @@ func summarize(trailDir string, secrets []string) (*Summary, error) {
 	if err != nil {
 		return nil, fmt.Errorf("demo: %w", err)
 	}
-	s := &Summary{TrailDir: trailDir, Files: files, Counts: map[string]int{}, Secrets: len(secrets)}
+	s := &Summary{TrailDir: trailDir, Files: files, Counts: map[string]int{}, Secrets: len(secrets), FailedStatus: map[int]int{}}
+	var evs []*event.Event
+	var first time.Time
 	var all bytes.Buffer
 	for _, f := range files {
 		if fi, err := os.Stat(f); err == nil {
@@ -239,7 +252,14 @@ func summarize(trailDir string, secrets []string) (*Summary, error) {
 		s.Events++
 		if ev.Action == event.ActionHTTPRequest {
 			s.Requests++
+			if ev.Outcome == event.OutcomeFailure {
+				s.FailedStatus[ev.StatusCode]++
+			}
 		}
+		if first.IsZero() || ev.Timestamp.Before(first) {
+			first = ev.Timestamp
+		}
+		evs = append(evs, ev)
 		s.Counts[ev.Action+" "+ev.Outcome]++
 		if ev.Action == event.ActionLoginFail && s.SampleFail == nil && ev.UserName == "alice" {
 			s.SampleFail = append([]byte(nil), sc.Bytes()...)
@@ -248,6 +268,7 @@ func summarize(trailDir string, secrets []string) (*Summary, error) {
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("demo: %w", err)
 	}
+	s.Story = tellStory(evs, first)
 	for _, sec := range secrets {
 		if len(sec) >= 6 && bytes.Contains(all.Bytes(), []byte(sec)) {
 			s.Leaked = append(s.Leaked, sec)
@@ -256,8 +277,36 @@ func summarize(trailDir string, secrets []string) (*Summary, error) {
 	return s, nil
 }
 
+// checkpointSize reads the tree size of a signed checkpoint (its second
+// line).
+func checkpointSize(signed []byte) (uint64, bool) {
+	lines := strings.SplitN(string(signed), "\n", 3)
+	if len(lines) < 3 {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(lines[1], 10, 64)
+	return n, err == nil
+}
+
+// meanings explain the rows of the count table to someone who has never
+// seen the trail; keyed by "action outcome".
+var meanings = map[string]string{
+	"http_request success":          "a request answered 1xx-3xx: one access event per request",
+	"http_request failure":          "a request answered 4xx/5xx",
+	"authn_login_fail failure":      "a failed login, with why (bad password, unknown user)",
+	"authn_login_success success":   "a login",
+	"log ":                          "a line the shop logged with slog, scrubbed like the rest; log lines have no outcome",
+	"authz_fail failure":            "a request refused for lack of a role (403)",
+	"sensitive_create success":      "an order created; the card number in its record is masked",
+	"sensitive_read success":        "an admin listed the users",
+	"input_validation_fail failure": "an invalid order or role change refused (400)",
+	"user_role_change success":      "an admin changed a role; the record keeps before and after",
+	"session_logout success":        "a logout",
+}
+
 // Print writes the summary for a person.
 func (s *Summary) Print(w io.Writer) {
+	s.Story.Print(w)
 	fmt.Fprintf(w, "\ntrail:   %s (%d files, %.1f KiB; rotated files are gzipped)\n", s.TrailDir, len(s.Files), float64(s.Bytes)/1024)
 	fmt.Fprintf(w, "events:  %d in %v (%d requests; %d dropped, %d lost)\n", s.Events, s.Duration.Round(time.Millisecond), s.Requests, s.Stats.Dropped, s.Stats.Lost)
 	keys := make([]string, 0, len(s.Counts))
@@ -270,10 +319,18 @@ func (s *Summary) Print(w io.Writer) {
 		}
 		return keys[i] < keys[j]
 	})
-	fmt.Fprintf(w, "\n  %-32s %-8s %6s\n", "event.action", "outcome", "count")
+	fmt.Fprintf(w, "\n  %-22s %-8s %6s  %s\n", "event.action", "outcome", "count", "what it is")
 	for _, k := range keys {
 		action, outcome, _ := strings.Cut(k, " ")
-		fmt.Fprintf(w, "  %-32s %-8s %6d\n", action, outcome, s.Counts[k])
+		meaning := meanings[k]
+		if k == "http_request failure" && len(s.FailedStatus) > 0 {
+			meaning += ": " + statusBreakdown(s.FailedStatus)
+		}
+		shown := outcome
+		if shown == "" {
+			shown = "(none)"
+		}
+		fmt.Fprintf(w, "  %-22s %-8s %6d  %s\n", action, shown, s.Counts[k], meaning)
 	}
 	if len(s.Leaked) == 0 {
 		fmt.Fprintf(w, "\nsecrets: none of the %d passwords, bearer tokens and card numbers sent is in the trail\n", s.Secrets)
@@ -284,12 +341,34 @@ func (s *Summary) Print(w io.Writer) {
 		fmt.Fprintf(w, "\na failed login, as stored:\n%s\n", s.SampleFail)
 	}
 	c := s.Collector
-	fmt.Fprintf(w, "\ncollector: %d records in the ledger at %s (the shop's %d events, shipped: %d, dead-lettered: %d; plus its own audit events)\n",
-		c.LedgerSize, c.DataDir, s.Events, s.Ship.Shipped, s.Ship.DeadLettered)
-	fmt.Fprintf(w, "  401 responses (query API): %d; top sources of failed logins: %s\n", c.Failures401, strings.Join(c.TopAttackers, ", "))
+	own := int64(c.LedgerSize) - int64(s.Ship.Shipped)
+	fmt.Fprintf(w, "\ncollector: %d records in its ledger at %s: the shop's %d events (shipped: %d, dead-lettered: %d) and %d of its own\n"+
+		"  (its start and stop, and one per request it answered: the shop's batches, the analyst's queries)\n",
+		c.LedgerSize, c.DataDir, s.Events, s.Ship.Shipped, s.Ship.DeadLettered, own)
+	fmt.Fprintf(w, "  the analyst's queries: %d responses were 401; top sources of failed logins: %s\n", c.Failures401, strings.Join(c.TopAttackers, ", "))
 	if c.Checkpoint != "" {
-		fmt.Fprintf(w, "  final signed checkpoint:\n    %s\n", strings.ReplaceAll(strings.TrimSpace(c.Checkpoint), "\n", "\n    "))
+		fmt.Fprintf(w, "  final signed checkpoint (origin, tree size %d, root hash, time, signature):\n    %s\n", c.LedgerSize,
+			strings.ReplaceAll(strings.TrimSpace(c.Checkpoint), "\n", "\n    "))
 	}
-	fmt.Fprintf(w, "\nread it:   zcat -f %s/*.jsonl* | jq -c 'select(.event.outcome==\"failure\")'\n", s.TrailDir)
-	fmt.Fprintf(w, "verify it: go run ./cmd/trailguard verify %s --key %s\n", c.DataDir, c.VerifierKey)
+	fmt.Fprintf(w, "\nread it:   zcat -f %s/*.jsonl* | jq -c 'select(.client.ip==\"%s\")'\n", s.TrailDir, s.Story.Address)
+	fmt.Fprintf(w, "verify it: go run ./cmd/trailguard verify --data %s   (the key is in %s)\n", c.DataDir, c.VerifierKey)
+}
+
+// statusBreakdown lists status codes by count: "401 ×65, 403 ×45".
+func statusBreakdown(m map[int]int) string {
+	codes := make([]int, 0, len(m))
+	for c := range m {
+		codes = append(codes, c)
+	}
+	sort.Slice(codes, func(i, j int) bool {
+		if m[codes[i]] != m[codes[j]] {
+			return m[codes[i]] > m[codes[j]]
+		}
+		return codes[i] < codes[j]
+	})
+	parts := make([]string, len(codes))
+	for i, c := range codes {
+		parts[i] = fmt.Sprintf("%d ×%d", c, m[c])
+	}
+	return strings.Join(parts, ", ")
 }
