@@ -11,6 +11,10 @@
 //
 //	go run ./cmd/blocktime -target http://127.0.0.1:8080 -trail DIR/trail.jsonl -runs 20
 //
+// The first refusal waits for hydra's next request after the block (hydra
+// pauses about 100 ms between rounds), so the time the decision was in
+// force at the gateway (its decisions_applied event) is printed too.
+//
 // It prints one line per run and the p50, p99 and max of each, and the
 // results as "RESULT name p99_ms" lines for bench/proxy.sh.
 package main
@@ -74,7 +78,7 @@ func main() {
 	if err := os.WriteFile(list, pw.Bytes(), 0o600); err != nil {
 		fail(err)
 	}
-	var tg, f2b []float64
+	var tg, inForce, f2b []float64
 	for run := range *runs {
 		addr := fmt.Sprintf("10.%d.%d.1", *subnet, run+1)
 		cmd := exec.Command(*hydra, "-l", "admin", "-P", list, "-s", u.Port(), "-I", "-t", "4",
@@ -93,7 +97,7 @@ func main() {
 			<-done
 		}
 		time.Sleep(300 * time.Millisecond) // the trail's last batch
-		cross, blocked := scan(*trail, addr, *threshold)
+		cross, applied, blocked := scan(*trail, addr, *threshold)
 		line := fmt.Sprintf("run %2d %s:", run+1, addr)
 		if cross.IsZero() {
 			fmt.Printf("%s fewer than %d failed logins recorded\n", line, *threshold)
@@ -105,6 +109,11 @@ func main() {
 			ms := blocked.Sub(cross).Seconds() * 1000
 			tg = append(tg, ms)
 			line += fmt.Sprintf(" %s %.1f ms", *name, ms)
+			if !applied.IsZero() {
+				ms := applied.Sub(cross).Seconds() * 1000
+				inForce = append(inForce, ms)
+				line += fmt.Sprintf(" (decision in force after %.1f ms)", ms)
+			}
 		}
 		if *bans != "" {
 			if t, ok := banTime(filepath.Join(*bans, addr), 5*time.Second); ok {
@@ -118,6 +127,7 @@ func main() {
 		fmt.Println(line)
 	}
 	report(*name, tg, *runs)
+	report(*name+"-in-force", inForce, *runs)
 	if *bans != "" {
 		report("fail2ban", f2b, *runs)
 	}
@@ -125,7 +135,7 @@ func main() {
 
 // scan reads the trail for one address: the threshold-crossing failed
 // login and the first refusal after it.
-func scan(path, addr string, threshold int) (cross, blocked time.Time) {
+func scan(path, addr string, threshold int) (cross, applied, blocked time.Time) {
 	f, err := os.Open(path)
 	if err != nil {
 		fail(err)
@@ -136,7 +146,16 @@ func scan(path, addr string, threshold int) (cross, blocked time.Time) {
 	sc := bufio.NewScanner(f)
 	sc.Buffer(nil, 4<<20)
 	needle := []byte(`"ip":"` + addr + `"`)
+	quoted := []byte(`"` + addr + `"`)
+	var applies []time.Time
 	for sc.Scan() {
+		if bytes.Contains(sc.Bytes(), []byte(`"action":"decisions_applied"`)) && bytes.Contains(sc.Bytes(), quoted) {
+			var e ev
+			if json.Unmarshal(sc.Bytes(), &e) == nil {
+				applies = append(applies, e.Timestamp)
+			}
+			continue
+		}
 		if !bytes.Contains(sc.Bytes(), needle) {
 			continue
 		}
@@ -154,15 +173,21 @@ func scan(path, addr string, threshold int) (cross, blocked time.Time) {
 	slices.SortFunc(fails, func(a, b time.Time) int { return a.Compare(b) })
 	slices.SortFunc(refusals, func(a, b time.Time) int { return a.Compare(b) })
 	if len(fails) < threshold {
-		return time.Time{}, time.Time{}
+		return time.Time{}, time.Time{}, time.Time{}
 	}
 	cross = fails[threshold-1]
-	for _, r := range refusals {
-		if r.After(cross) {
-			return cross, r
+	for _, a := range applies {
+		if a.After(cross) {
+			applied = a
+			break
 		}
 	}
-	return cross, time.Time{}
+	for _, r := range refusals {
+		if r.After(cross) {
+			return cross, applied, r
+		}
+	}
+	return cross, applied, time.Time{}
 }
 
 func banTime(path string, wait time.Duration) (time.Time, bool) {
