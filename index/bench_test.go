@@ -208,6 +208,49 @@ func BenchmarkSearchPage(b *testing.B) {
 	}
 }
 
+// BenchmarkByEventID looks up random events by event.id, as
+// GET /v1/events/{id} does before it builds the proof.
+func BenchmarkByEventID(b *testing.B) {
+	ix, n := bigIndex(b)
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(3, 4))
+	for b.Loop() {
+		i := rng.IntN(n)
+		h, err := ix.ByEventID(ctx, fmt.Sprintf("ev-%08d", i))
+		if err != nil || h.Index != uint64(i) {
+			b.Fatalf("ByEventID(%d) = %d, %v", i, h.Index, err)
+		}
+	}
+}
+
+// BenchmarkScan times what the columns cannot decide: a count of
+// event.reason:"bad password" (no column) over every event, which reads
+// and matches records from the ledger until the scan budget runs out. It
+// reports the records checked per second: DefaultScanBudget divided by it
+// is how long such a query may take.
+func BenchmarkScan(b *testing.B) {
+	ix, n := bigIndex(b)
+	if n <= DefaultScanBudget {
+		b.Skipf("needs more than %d events", DefaultScanBudget)
+	}
+	q, _ := query.Parse(`event.reason:"bad password"`)
+	ctx := context.Background()
+	for b.Loop() {
+		st, err := ix.Stats(ctx, StatsRequest{Query: q, From: t0, To: t0.Add(benchSpan), Interval: time.Hour})
+		if err != nil || !st.Partial || st.Scanned != DefaultScanBudget {
+			b.Fatalf("partial %v after %d records, %v", st.Partial, st.Scanned, err)
+		}
+		var total int64
+		for _, bk := range st.Buckets {
+			total += bk.Count
+		}
+		if total != DefaultScanBudget/10 { // one event in ten is a failed login
+			b.Fatalf("counted %d of %d records", total, st.Scanned)
+		}
+	}
+	b.ReportMetric(float64(DefaultScanBudget)*float64(b.N)/b.Elapsed().Seconds(), "records/s")
+}
+
 // BenchmarkLag follows a ledger written at 50,000 events/s (500 every
 // 10 ms) for TRAILGUARD_LAG_SECONDS (default 3) and reports how long
 // appended events wait until they are indexed: the maximum and the 99th
