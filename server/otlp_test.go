@@ -210,4 +210,3 @@ func FuzzOTLP(f *testing.F) {
 		}
 	})
 }
-
