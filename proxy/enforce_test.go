@@ -289,3 +289,30 @@ func TestLimitKeyGroupsIPv6By64(t *testing.T) {
 		t.Error("v4-mapped address")
 	}
 }
+
+// FuzzDecisions: whatever a decision stream sends, applying it never
+// panics, and a ban in force covers exactly the address or range it names.
+func FuzzDecisions(f *testing.F) {
+	f.Add("Ip", "192.0.2.1", "1h", "ban", "192.0.2.1")
+	f.Add("Range", "2001:db8::/32", "4h", "ban", "2001:db8::5")
+	f.Add("range", "::ffff:10.0.0.0/104", "10m", "ban", "10.1.2.3")
+	f.Add("Ip", "x", "-1h", "captcha", "0.0.0.0")
+	f.Fuzz(func(t *testing.T, scope, value, dur, typ, probe string) {
+		b := NewBlocklist(nil)
+		d := Decision{Scope: scope, Value: value, Duration: dur, Type: typ}
+		b.Apply("f", Update{New: []Decision{d}})
+		a, err := netip.ParseAddr(probe)
+		if err != nil {
+			return
+		}
+		_, _, _, blocked := b.Blocked(a)
+		p, perr := d.prefix()
+		if blocked && (perr != nil || !p.Contains(a.Unmap())) {
+			t.Fatalf("%+v blocks %s", d, a)
+		}
+		b.Apply("f", Update{Deleted: []Decision{d}})
+		if _, _, _, still := b.Blocked(a); still {
+			t.Fatalf("%+v still blocks %s after its deletion", d, a)
+		}
+	})
+}
