@@ -402,7 +402,9 @@ func lastPos(h Hit) pos { return pos{h.Time.UnixNano(), h.Index} }
 
 // ByEventID returns the event with the given event.id (the first in the
 // ledger if several have it), read from the ledger, or ErrNotFound. A
-// candidate the ledger cannot read is a *ReadError if no other matched.
+// candidate the ledger cannot read is a *ReadError if no other matched. A
+// record whose event.id is not one string (several values, a number) has
+// no hash and is not found by id; the collector never writes one.
 func (ix *Index) ByEventID(ctx context.Context, id string) (Hit, error) {
 	hits, ch, err := ix.byID(ctx, fEventID, id, 1)
 	if err != nil {

@@ -45,6 +45,8 @@ const (
 	// defaultBuckets is how many buckets the default stats interval aims
 	// at: 24 h in 10-minute buckets.
 	defaultBuckets = 200
+	// maxEventIDLen bounds the id GET /v1/events/{id} looks up.
+	maxEventIDLen = 1024
 )
 
 // params are the query parameters of a read request, checked: each
@@ -380,6 +382,10 @@ func (s *Server) handleEvent(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := r.PathValue("id")
+	if len(id) > maxEventIDLen {
+		s.readError(w, badParam("event.id", "longer than %d bytes; no stored event has such an id", maxEventIDLen))
+		return
+	}
 	recordRead(r, "event "+id, nil)
 	size := s.ledger.Size()
 	hit, err := s.index.ByEventID(r.Context(), id)

@@ -352,6 +352,7 @@ func TestStatsAPI(t *testing.T) {
 		{"/v1/events", []string{"timeout", "2h", "wait_for", "ledger"}, "timeout", "up to 1m0s"},
 		{"/v1/events", []string{"interval", "1m"}, "interval", "unknown parameter"},
 		{"/v1/events/x", []string{"q", "a"}, "q", "unknown parameter"},
+		{"/v1/events/" + strings.Repeat("x", 1025), nil, "event.id", "longer than 1024"},
 		{"/v1/tail", []string{"since", "x"}, "since", "ledger index"},
 		{"/v1/tail", []string{"from", "1h"}, "from", "unknown parameter"},
 	} {
