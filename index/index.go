@@ -131,7 +131,9 @@ var (
 )
 
 // schemaVersion is PRAGMA user_version of the current layout; a file with
-// another is an older cache and is rebuilt.
+// another is an older cache and is rebuilt. Bump it whenever the columns,
+// the terms, the hash or what extract calls odd change: queries check rows
+// against records with the current rules.
 const schemaVersion = 2
 
 const schema = `
