@@ -18,8 +18,11 @@ func BenchmarkPrepare(b *testing.B) {
 	now := time.Now()
 	b.SetBytes(int64(len(line)))
 	b.ReportAllocs()
+	var dst, scratch []byte
 	for b.Loop() {
-		if _, _, err := ts.prepare(line, now); err != nil {
+		var err error
+		dst, scratch, _, err = ts.prepare(dst[:0], scratch, line, now)
+		if err != nil || len(dst) < len(line) {
 			b.Fatal(err)
 		}
 	}

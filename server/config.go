@@ -149,8 +149,8 @@ func Defaults() Config {
 		MaxHeaderBytes:             64 << 10,
 		BodyReadTimeout:            2 * time.Minute,
 		BodyIdleTimeout:            20 * time.Second,
-		MaxIngestPerToken:          16,
-		MaxIngestRequests:          64,
+		MaxIngestPerToken:          8,
+		MaxIngestRequests:          16,
 		RefusedAuditPerMinute:      20,
 		RefusedAuditTotalPerMinute: 1000,
 		CheckpointInterval:         time.Second,
@@ -249,6 +249,9 @@ func (c *Config) validate() error {
 	}
 	if c.MaxRequestBytes < int64(c.MaxLineBytes) {
 		errs = append(errs, errors.New("max_request_bytes is below max_line_bytes"))
+	}
+	if c.MaxRequestBytes > 1<<30 {
+		errs = append(errs, fmt.Errorf("max_request_bytes %d is above 1 GiB", c.MaxRequestBytes))
 	}
 	if c.MaxLineBytes > 1<<20 {
 		errs = append(errs, fmt.Errorf("max_line_bytes %d is above 1048576", c.MaxLineBytes))

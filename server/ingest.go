@@ -4,65 +4,137 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/trailguard/trailguard/event"
+	"github.com/trailguard/trailguard/ledger"
+)
+
+// Ingest streams: a request's events are prepared and appended to the
+// ledger in chunks of at most chunkEvents events or chunkBytes bytes of
+// prepared records, each durable before the next is read, so the memory a
+// request holds does not grow with its body. What it does hold: the line
+// reader (max_line_bytes), one chunk (chunkBytes plus one record), one
+// event being prepared (a few times max_line_bytes), and the per-line
+// results the answer needs (a few dozen bytes per rejected line or _bulk
+// item, at most max_request_events of them, plus at most maxErrorText of
+// distinct error messages). README "Limits" states the resulting bound.
+const (
+	chunkEvents = 2048
+	chunkBytes  = 1 << 20
+	// maxErrorLen cuts one error message; maxErrorText bounds the distinct
+	// error text one request keeps for its answer.
+	maxErrorLen  = 300
+	maxErrorText = 1 << 20
 )
 
 // lineError is one rejected input line.
 type lineError struct {
-	Line  int    `json:"line"`
-	Error string `json:"error"`
+	Line   int    `json:"line"`
+	Status int    `json:"status,omitempty"`
+	Error  string `json:"error"`
+}
+
+// storedRange is one append of a request's events: count events at
+// consecutive ledger indices from first_index.
+type storedRange struct {
+	First uint64 `json:"first_index"`
+	Count int    `json:"count"`
 }
 
 // ingestResponse is the answer to POST /v1/events.
+//
+// A request either completes (200, or 400 when no line was valid): every
+// line not named in errors was stored, or was a duplicate of an event
+// stored recently. Or it stops at resume_line (any other status, with
+// error saying why): lines before resume_line were processed as reported,
+// lines from resume_line on were not stored, except that with outcome
+// "unknown" the lines up to unknown_through_line may have been. Resending
+// a whole stopped request is safe for events that carry event.id:
+// duplicates are dropped.
 type ingestResponse struct {
 	Accepted int `json:"accepted"`
 	Rejected int `json:"rejected"`
 	// Duplicates are events whose event.id was stored recently: they are
 	// acknowledged without being stored again.
-	Duplicates int         `json:"duplicates,omitempty"`
-	FirstIndex *uint64     `json:"first_index,omitempty"`
-	Errors     []lineError `json:"errors,omitempty"`
+	Duplicates int `json:"duplicates,omitempty"`
+	// FirstIndex is the ledger index of the first event stored; Stored
+	// lists every append (one per chunk of the request).
+	FirstIndex *uint64       `json:"first_index,omitempty"`
+	Stored     []storedRange `json:"stored,omitempty"`
+	Errors     []lineError   `json:"errors,omitempty"`
+
+	Error              string `json:"error,omitempty"`
+	ResumeLine         int    `json:"resume_line,omitempty"`
+	Outcome            string `json:"outcome,omitempty"`
+	UnknownThroughLine int    `json:"unknown_through_line,omitempty"`
 }
+
+// Body errors. Each names the limit or the fault, so the client knows
+// what to change.
+var (
+	errTooLarge       = errors.New("request body too large")
+	errTooManyEvents  = errors.New("too many events in one request")
+	errBadEncoding    = errors.New("unsupported Content-Encoding")
+	errBadGzip        = errors.New("bad gzip body")
+	errContentTooLong = errors.New("Content-Length above max_request_bytes")
+)
 
 // body returns the request body, decompressed when the client says so,
 // bounded by MaxRequestBytes both before and after decompression (a small
-// gzip bomb must not become gigabytes).
-func (s *Server) body(w http.ResponseWriter, r *http.Request) (io.Reader, error) {
-	body := http.MaxBytesReader(w, r.Body, s.cfg.MaxRequestBytes)
-	switch strings.ToLower(r.Header.Get("Content-Encoding")) {
-	case "", "identity":
-		return body, nil
-	case "gzip":
+// gzip bomb must not become gigabytes) and by the body timeouts.
+func (s *Server) body(w http.ResponseWriter, r *http.Request) (io.Reader, *deadlineBody, error) {
+	enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding")))
+	if enc != "" && enc != "identity" && enc != "gzip" && enc != "x-gzip" {
+		return nil, nil, fmt.Errorf("%w %q: send the body plain or with Content-Encoding: gzip", errBadEncoding, r.Header.Get("Content-Encoding"))
+	}
+	if r.ContentLength > s.cfg.MaxRequestBytes {
+		return nil, nil, fmt.Errorf("%w: request body of %d bytes exceeds %d bytes (max_request_bytes); nothing was stored", errContentTooLong, r.ContentLength, s.cfg.MaxRequestBytes)
+	}
+	db := newDeadlineBody(w, r.Body, s.cfg.BodyIdleTimeout, s.cfg.BodyReadTimeout)
+	body := &limitedReader{r: db, n: s.cfg.MaxRequestBytes, what: "request body"}
+	if enc == "gzip" || enc == "x-gzip" {
 		zr, err := gzip.NewReader(body)
 		if err != nil {
-			return nil, fmt.Errorf("bad gzip body: %w", err)
+			if errors.Is(err, errTooLarge) || errors.Is(err, errBodyTimeout) {
+				return nil, db, err
+			}
+			return nil, db, fmt.Errorf("%w: %v", errBadGzip, err)
 		}
-		return &limitedReader{r: zr, n: s.cfg.MaxRequestBytes}, nil
-	default:
-		return nil, fmt.Errorf("unsupported Content-Encoding %q", r.Header.Get("Content-Encoding"))
+		return &gzipErrReader{&limitedReader{r: zr, n: s.cfg.MaxRequestBytes, what: "request body after decompression"}}, db, nil
 	}
+	return body, db, nil
 }
 
 // limitedReader fails, rather than truncating silently, past n bytes.
 type limitedReader struct {
-	r io.Reader
-	n int64
+	r     io.Reader
+	n     int64
+	limit int64
+	what  string
 }
 
-var errTooLarge = errors.New("request body too large")
-
 func (l *limitedReader) Read(p []byte) (int, error) {
+	if l.limit == 0 {
+		l.limit = l.n
+	}
 	if l.n <= 0 {
-		return 0, errTooLarge
+		// One byte more tells an exact fit from an excess.
+		var b [1]byte
+		if n, _ := l.r.Read(b[:]); n == 0 {
+			return 0, io.EOF
+		}
+		return 0, fmt.Errorf("%w: %s exceeds %d bytes (max_request_bytes)", errTooLarge, l.what, l.limit)
 	}
 	if int64(len(p)) > l.n {
 		p = p[:l.n]
@@ -72,11 +144,27 @@ func (l *limitedReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// forLines calls fn for every non-blank line of r, numbered from 1. A line
-// longer than max is passed as nil with tooLong set, after its bytes were
-// skipped, so one oversized line costs neither memory nor the rest of the
-// request.
-func forLines(r io.Reader, max int, fn func(n int, line []byte, tooLong bool)) error {
+// gzipErrReader marks corrupt compressed data as the client's mistake.
+type gzipErrReader struct{ r io.Reader }
+
+func (g *gzipErrReader) Read(p []byte) (int, error) {
+	n, err := g.r.Read(p)
+	if err != nil && err != io.EOF && !errors.Is(err, errTooLarge) && !errors.Is(err, errBodyTimeout) &&
+		(errors.Is(err, gzip.ErrChecksum) || errors.Is(err, gzip.ErrHeader) || errors.Is(err, io.ErrUnexpectedEOF) || isFlateError(err)) {
+		err = fmt.Errorf("%w: %v", errBadGzip, err)
+	}
+	return n, err
+}
+
+func isFlateError(err error) bool {
+	return strings.HasPrefix(err.Error(), "flate: ")
+}
+
+// forLines calls fn for every non-blank line of r, numbered from 1, until
+// fn returns false. A line longer than max is passed as nil with tooLong
+// set, after its bytes were skipped, so one oversized line costs neither
+// memory nor the rest of the request.
+func forLines(r io.Reader, max int, fn func(n int, line []byte, tooLong bool) bool) error {
 	br := bufio.NewReaderSize(r, max+1)
 	for n := 1; ; n++ {
 		line, err := br.ReadSlice('\n')
@@ -85,38 +173,43 @@ func forLines(r io.Reader, max int, fn func(n int, line []byte, tooLong bool)) e
 			tooLong = true
 			_, err = br.ReadSlice('\n')
 		}
+		if err != nil && err != io.EOF {
+			return err
+		}
 		if len(bytes.TrimSpace(line)) > 0 || tooLong {
+			var ok bool
 			if tooLong {
-				fn(n, nil, true)
+				ok = fn(n, nil, true)
 			} else {
-				fn(n, bytes.TrimRight(line, "\r\n"), false)
+				ok = fn(n, bytes.TrimRight(line, "\r\n"), false)
+			}
+			if !ok {
+				return nil
 			}
 		}
 		if err == io.EOF {
 			return nil
 		}
-		if err != nil {
-			return err
-		}
 	}
 }
 
-// prepare turns one submitted event into the record the ledger stores:
-// scrubbed again (a shipper may not have scrubbed, or scrubbed less),
-// checked, normalised to trailguard's encoding, stamped event.ingested.
-// The returned id is the event.id the client sent ("" when the collector
-// assigned one), for deduplication.
-func (s *Server) prepare(line []byte, now time.Time) ([]byte, string, error) {
-	scrubbed, err := s.red.JSON(nil, line)
+// prepare appends to dst the record the ledger stores for one submitted
+// event: scrubbed again (a shipper may not have scrubbed, or scrubbed
+// less), checked, normalised to trailguard's encoding, stamped
+// event.ingested. The returned id is the event.id the client sent (""
+// when the collector assigned one), for deduplication. scratch is reused
+// for the scrubbed copy.
+func (s *Server) prepare(dst, scratch, line []byte, now time.Time) (out, scratchOut []byte, id string, err error) {
+	scrubbed, err := s.red.JSON(scratch[:0], line)
 	if err != nil {
-		return nil, "", err
+		return dst, scratch, "", err
 	}
 	ev, err := event.Decode(scrubbed)
 	if err != nil {
-		return nil, "", err
+		return dst, scrubbed, "", err
 	}
 	if err := checkCategories(ev); err != nil {
-		return nil, "", err
+		return dst, scrubbed, "", err
 	}
 	clientID := ev.ID
 	if ev.Timestamp.IsZero() {
@@ -129,7 +222,7 @@ func (s *Server) prepare(line []byte, now time.Time) ([]byte, string, error) {
 		ev.ID = event.NewID()
 	}
 	ev.Ingested = now
-	return ev.AppendJSON(make([]byte, 0, len(scrubbed)+96)), clientID, nil
+	return ev.AppendJSON(dst), scrubbed, clientID, nil
 }
 
 // checkCategories rejects categorisation values ECS does not allow: they
@@ -152,6 +245,139 @@ func checkCategories(ev *event.Event) error {
 	)
 }
 
+// chunk collects prepared records until they are appended together.
+type chunk struct {
+	buf     []byte // records back to back
+	ends    []int
+	ids     []string // the clients' event.ids
+	refs    []int    // line or item number of each record
+	lines   []int    // the line a client resumes from to send the record again
+	recs    [][]byte
+	scratch []byte
+}
+
+var chunkPool = sync.Pool{New: func() any { return &chunk{buf: make([]byte, 0, chunkBytes+64<<10)} }}
+
+func getChunk() *chunk { return chunkPool.Get().(*chunk) }
+
+func putChunk(c *chunk) {
+	c.reset()
+	// A chunk that grew around a huge record is not kept.
+	if cap(c.buf) <= 4*chunkBytes && cap(c.scratch) <= 4*chunkBytes {
+		chunkPool.Put(c)
+	}
+}
+
+func (c *chunk) len() int { return len(c.ends) }
+
+func (c *chunk) full(maxEvents int) bool { return len(c.ends) >= maxEvents || len(c.buf) >= chunkBytes }
+
+func (c *chunk) reset() {
+	c.buf, c.ends, c.ids, c.refs, c.lines = c.buf[:0], c.ends[:0], c.ids[:0], c.refs[:0], c.lines[:0]
+	clear(c.recs)
+	c.recs = c.recs[:0]
+}
+
+// addTo prepares line into the chunk.
+func (s *Server) addTo(c *chunk, line []byte, ref, lineNo int, now time.Time) error {
+	start := len(c.buf)
+	buf, scratch, id, err := s.prepare(c.buf, c.scratch, line, now)
+	c.scratch = scratch
+	if err != nil {
+		c.buf = c.buf[:start]
+		return err
+	}
+	c.buf = buf
+	c.ends = append(c.ends, len(buf))
+	c.ids = append(c.ids, id)
+	c.refs = append(c.refs, ref)
+	c.lines = append(c.lines, lineNo)
+	return nil
+}
+
+// storeFailure is what a client is told when the ledger did not store a
+// chunk: the status, whether the events are certainly not stored, and
+// when to try again. The message never carries server paths.
+type storeFailure struct {
+	status     int
+	outcome    string // "not_stored" or "unknown"
+	msg        string
+	retryAfter int // seconds, 0 for none
+}
+
+// classifyStoreError maps a ledger error to what the client can rely on.
+// Only errors that guarantee nothing was written are "not stored"; any
+// other failure of a write in progress may have left the records durable,
+// and the client is told the outcome is unknown (resending is safe for
+// events with event.id: duplicates are dropped).
+func classifyStoreError(err error) storeFailure {
+	switch {
+	case errors.Is(err, ledger.ErrClosed):
+		return storeFailure{http.StatusServiceUnavailable, "not_stored", "the collector is shutting down; events not stored, send them again", 5}
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return storeFailure{http.StatusServiceUnavailable, "not_stored", "the request ended before its events were queued for storage; events not stored, send them again", 1}
+	}
+	return storeFailure{http.StatusInternalServerError, "unknown",
+		"storing the events failed and they may or may not be stored; send them again: events with event.id that were stored are dropped as duplicates", 5}
+}
+
+// appendChunk stores a chunk's records, except those whose event.id was
+// stored recently. dup tells which were dropped as duplicates; the others
+// are at consecutive ledger indices from first.
+func (s *Server) appendChunk(ctx context.Context, c *chunk) (dup []bool, first uint64, kept int, err error) {
+	dup = s.recent.dups(c.ids)
+	start := 0
+	c.recs = c.recs[:0]
+	for i, end := range c.ends {
+		if !dup[i] {
+			c.recs = append(c.recs, c.buf[start:end:end])
+		}
+		start = end
+	}
+	if len(c.recs) == 0 {
+		return dup, 0, 0, nil
+	}
+	first, err = s.ledger.Append(ctx, c.recs...)
+	if err != nil {
+		return dup, 0, 0, err
+	}
+	var ids []string
+	for i, id := range c.ids {
+		if !dup[i] && id != "" {
+			ids = append(ids, id)
+		}
+	}
+	s.recent.add(ids)
+	s.metrics.ingested.Add(uint64(len(c.recs)))
+	return dup, first, len(c.recs), nil
+}
+
+// errorTexts keeps one copy of each distinct error message of a request,
+// up to maxErrorText bytes in all: an attacker's body of a million
+// different mistakes costs no more than that.
+type errorTexts struct {
+	seen  map[string]string
+	bytes int
+}
+
+func (e *errorTexts) text(msg string) string {
+	if len(msg) > maxErrorLen {
+		msg = msg[:maxErrorLen] + "…"
+	}
+	if s, ok := e.seen[msg]; ok {
+		return s
+	}
+	if e.bytes+len(msg) > maxErrorText {
+		return "invalid (details omitted: this request's errors exceed 1 MiB of text)"
+	}
+	if e.seen == nil {
+		e.seen = map[string]string{}
+	}
+	e.seen[msg] = msg
+	e.bytes += len(msg)
+	return msg
+}
+
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
@@ -162,87 +388,188 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 	writeJSON(w, status, map[string]string{"error": msg})
 }
 
-// bodyError answers a failure to read the request body.
-func bodyError(w http.ResponseWriter, err error) {
-	var mb *http.MaxBytesError
-	if errors.As(err, &mb) || errors.Is(err, errTooLarge) {
-		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body exceeds %d bytes; send smaller batches", mbLimit(mb)))
-		return
+// bodyStatus is the status and message for an error reading the body.
+func bodyStatus(err error) (int, string) {
+	switch {
+	case errors.Is(err, errContentTooLong), errors.Is(err, errTooLarge):
+		return http.StatusRequestEntityTooLarge, err.Error() + "; send smaller batches"
+	case errors.Is(err, errBadEncoding):
+		return http.StatusUnsupportedMediaType, err.Error()
+	case errors.Is(err, errBadGzip):
+		return http.StatusBadRequest, err.Error()
+	case errors.Is(err, errBodyTimeout):
+		return http.StatusRequestTimeout, "request body too slow: body_read_timeout or body_idle_timeout passed; send faster or in smaller requests"
 	}
-	writeError(w, http.StatusBadRequest, "reading body: "+err.Error())
+	return http.StatusBadRequest, "reading request body: " + err.Error()
 }
 
-func mbLimit(mb *http.MaxBytesError) int64 {
-	if mb == nil {
-		return 0
-	}
-	return mb.Limit
-}
-
-// handleIngest is POST /v1/events: NDJSON, one ECS event per line. The
-// answer is sent only once every accepted event is durable in the ledger.
+// handleIngest is POST /v1/events: NDJSON, one ECS event per line. Events
+// are appended in chunks as the body streams in; the answer is sent once
+// every accepted event is durable (see ingestResponse).
 func (s *Server) handleIngest(w http.ResponseWriter, r *http.Request) {
-	body, err := s.body(w, r)
+	body, db, err := s.body(w, r)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+		status, msg := bodyStatus(err)
+		writeError(w, status, msg)
 		return
 	}
 	now := time.Now().UTC()
 	var resp ingestResponse
-	var records [][]byte
-	var ids []string
-	err = forLines(body, s.cfg.MaxLineBytes, func(n int, line []byte, tooLong bool) {
-		if tooLong {
-			resp.Errors = append(resp.Errors, lineError{n, fmt.Sprintf("line exceeds %d bytes", s.cfg.MaxLineBytes)})
-			return
+	var texts errorTexts
+	c := getChunk()
+	defer putChunk(c)
+	var fail *storeFailure
+	stopLine := 0 // the first line not processed, once stopped
+	overLimit := false
+	lastLine, events := 0, 0
+	flush := func() bool {
+		if c.len() == 0 {
+			return true
 		}
-		rec, id, err := s.prepare(line, now)
+		dup, first, kept, err := s.appendChunk(r.Context(), c)
 		if err != nil {
-			resp.Errors = append(resp.Errors, lineError{n, err.Error()})
-			return
-		}
-		records = append(records, rec)
-		ids = append(ids, id)
-	})
-	if err != nil {
-		bodyError(w, err)
-		return
-	}
-	if dup := s.recent.dups(ids); len(dup) > 0 {
-		kept := 0
-		for i := range records {
-			if dup[i] {
-				resp.Duplicates++
-				continue
+			s.log.Error("ingest: ledger append failed", "events", c.len(), "err", err)
+			f := classifyStoreError(err)
+			fail = &f
+			stopLine = c.refs[0]
+			if f.outcome == "unknown" {
+				resp.UnknownThroughLine = c.refs[len(c.refs)-1]
 			}
-			records[kept], ids[kept] = records[i], ids[i]
-			kept++
+			s.metrics.failed.Add(uint64(c.len()))
+			c.reset()
+			return false
 		}
-		records, ids = records[:kept], ids[:kept]
+		for _, d := range dup {
+			if d {
+				resp.Duplicates++
+			}
+		}
+		if kept > 0 {
+			resp.Accepted += kept
+			if resp.FirstIndex == nil {
+				resp.FirstIndex = &first
+			}
+			resp.Stored = append(resp.Stored, storedRange{first, kept})
+		}
+		c.reset()
+		return true
 	}
-	resp.Accepted, resp.Rejected = len(records), len(resp.Errors)
+	err = forLines(body, s.cfg.MaxLineBytes, func(n int, line []byte, tooLong bool) bool {
+		if events++; events > s.cfg.MaxRequestEvents {
+			overLimit, stopLine = true, n
+			return false
+		}
+		lastLine = n
+		if tooLong {
+			resp.Errors = append(resp.Errors, lineError{Line: n, Status: http.StatusRequestEntityTooLarge,
+				Error: fmt.Sprintf("line exceeds %d bytes (max_line_bytes)", s.cfg.MaxLineBytes)})
+			return true
+		}
+		if err := s.addTo(c, line, n, n, now); err != nil {
+			resp.Errors = append(resp.Errors, lineError{Line: n, Error: texts.text(err.Error())})
+			return true
+		}
+		if c.full(s.chunkEvents) {
+			return flush()
+		}
+		return true
+	})
+	switch {
+	case fail != nil:
+	case err != nil:
+		// The body broke off: its last, partial line is not processed, and
+		// neither are the complete lines still waiting in the chunk (the
+		// client must send the request again anyway).
+		stopLine = lastLine + 1
+		if c.len() > 0 {
+			stopLine = c.refs[0]
+		}
+	default:
+		if !overLimit {
+			db.finish()
+		}
+		flush() // may fail, and set fail
+	}
+	resp.Rejected = len(resp.Errors)
 	s.metrics.rejected.Add(uint64(resp.Rejected))
 	s.metrics.duplicates.Add(uint64(resp.Duplicates))
-	if len(records) == 0 {
-		if resp.Duplicates > 0 && resp.Rejected == 0 {
-			writeJSON(w, http.StatusOK, resp)
-			return
+	s.answerDeadline(w)
+	switch {
+	case fail != nil:
+		resp.Error, resp.ResumeLine, resp.Outcome = fail.msg+partialNote(resp.Accepted), stopLine, fail.outcome
+		if fail.retryAfter > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(fail.retryAfter))
 		}
-		if resp.Rejected == 0 {
-			writeError(w, http.StatusBadRequest, "no events in body (want NDJSON: one JSON event per line)")
-			return
-		}
-		writeJSON(w, http.StatusBadRequest, resp)
+		writeIngestAnswer(w, fail.status, &resp)
+	case err != nil:
+		status, msg := bodyStatus(err)
+		resp.Error, resp.ResumeLine, resp.Outcome = msg+partialNote(resp.Accepted), stopLine, "not_stored"
+		writeIngestAnswer(w, status, &resp)
+	case overLimit:
+		s.metrics.overflow.Add(1)
+		resp.Error = fmt.Sprintf("%v: more than %d events (max_request_events); send the lines from resume_line on in another request",
+			errTooManyEvents, s.cfg.MaxRequestEvents) + partialNote(resp.Accepted)
+		resp.ResumeLine, resp.Outcome = stopLine, "not_stored"
+		writeIngestAnswer(w, http.StatusRequestEntityTooLarge, &resp)
+	case resp.Accepted == 0 && resp.Duplicates == 0 && resp.Rejected == 0:
+		writeError(w, http.StatusBadRequest, "no events in body (want NDJSON: one JSON event per line)")
+	case resp.Accepted == 0 && resp.Duplicates == 0:
+		writeIngestAnswer(w, http.StatusBadRequest, &resp)
+	default:
+		writeIngestAnswer(w, http.StatusOK, &resp)
+	}
+}
+
+// writeIngestAnswer sends resp, streaming its errors, so that an answer
+// naming max_request_events lines is never built in memory whole.
+func writeIngestAnswer(w http.ResponseWriter, status int, resp *ingestResponse) {
+	errs := resp.Errors
+	resp.Errors = nil
+	head, _ := json.Marshal(resp)
+	resp.Errors = errs
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	if len(errs) == 0 {
+		w.Write(append(head, '\n'))
 		return
 	}
-	first, err := s.ledger.Append(r.Context(), records...)
-	if err != nil {
-		s.log.Error("ingest: ledger append failed", "events", len(records), "err", err)
-		writeError(w, http.StatusServiceUnavailable, "events not stored: "+err.Error())
-		return
+	bw := bufio.NewWriterSize(w, 32<<10)
+	bw.Write(head[:len(head)-1])
+	buf := append(make([]byte, 0, 1024), `,"errors":[`...)
+	for i, e := range errs {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = append(buf, `{"line":`...)
+		buf = strconv.AppendInt(buf, int64(e.Line), 10)
+		if e.Status != 0 {
+			buf = append(buf, `,"status":`...)
+			buf = strconv.AppendInt(buf, int64(e.Status), 10)
+		}
+		buf = append(buf, `,"error":`...)
+		buf = event.AppendString(buf, e.Error)
+		buf = append(buf, '}')
+		if len(buf) > 16<<10 {
+			bw.Write(buf)
+			buf = buf[:0]
+		}
 	}
-	s.metrics.ingested.Add(uint64(len(records)))
-	s.recent.add(ids)
-	resp.FirstIndex = &first
-	writeJSON(w, http.StatusOK, resp)
+	buf = append(buf, "]}\n"...)
+	bw.Write(buf)
+	bw.Flush()
+}
+
+// partialNote says, in an answer to a request that stopped, how many of
+// its events were stored before it did.
+func partialNote(stored int) string {
+	if stored == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (%d events before resume_line were stored; see stored)", stored)
+}
+
+// answerDeadline bounds the time to send an ingest answer to a client that
+// does not read it.
+func (s *Server) answerDeadline(w http.ResponseWriter) {
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(s.cfg.BodyReadTimeout))
 }

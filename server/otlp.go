@@ -5,6 +5,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -32,17 +33,20 @@ func (s *Server) handleOTLPLogs(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnsupportedMediaType, fmt.Sprintf("Content-Type %q: OTLP/HTTP logs are application/x-protobuf or application/json", ct))
 		return
 	}
-	body, err := s.body(w, r)
+	body, db, err := s.body(w, r)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+		status, msg := bodyStatus(err)
+		writeError(w, status, msg)
 		return
 	}
 	limit := min(s.cfg.MaxRequestBytes, maxOTLPBytes)
 	data, err := io.ReadAll(io.LimitReader(body, limit+1))
 	if err != nil {
-		bodyError(w, err)
+		status, msg := bodyStatus(err)
+		writeError(w, status, msg)
 		return
 	}
+	db.finish()
 	if int64(len(data)) > limit {
 		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("OTLP request exceeds %d bytes; export smaller batches", limit))
 		return
@@ -83,7 +87,7 @@ func (s *Server) handleOTLPLogs(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	n := 0
-	var buf []byte
+	var buf, scratch []byte
 	for _, rl := range ld.ResourceLogs {
 		res := rl.GetResource().GetAttributes()
 		for _, sl := range rl.ScopeLogs {
@@ -94,7 +98,9 @@ func (s *Server) handleOTLPLogs(w http.ResponseWriter, r *http.Request) {
 					reject(n, fmt.Errorf("its event is %d bytes, more than max_line_bytes (%d)", len(buf), s.cfg.MaxLineBytes))
 					continue
 				}
-				rec, id, err := s.prepare(buf, now)
+				var rec []byte
+				var id string
+				rec, scratch, id, err = s.prepare(nil, scratch, buf, now)
 				if err != nil {
 					reject(n, err)
 					continue
@@ -123,8 +129,12 @@ func (s *Server) handleOTLPLogs(w http.ResponseWriter, r *http.Request) {
 	if len(records) > 0 {
 		if _, err := s.ledger.Append(r.Context(), records...); err != nil {
 			s.log.Error("otlp: ledger append failed", "events", len(records), "err", err)
-			w.Header().Set("Retry-After", "1")
-			writeError(w, http.StatusServiceUnavailable, "log records not stored: "+err.Error())
+			f := classifyStoreError(err)
+			s.metrics.failed.Add(uint64(len(records)))
+			if f.retryAfter > 0 {
+				w.Header().Set("Retry-After", strconv.Itoa(f.retryAfter))
+			}
+			writeJSON(w, f.status, map[string]string{"error": "log records: " + f.msg, "outcome": f.outcome})
 			return
 		}
 		s.metrics.ingested.Add(uint64(len(records)))

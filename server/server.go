@@ -47,7 +47,10 @@ type Server struct {
 	recent  *recentIDs
 	metrics *metrics
 	forward *forward.Manager
-	handler http.Handler
+	// chunkEvents is the most events appended at once (chunkEvents,
+	// smaller in tests).
+	chunkEvents int
+	handler     http.Handler
 
 	// Paths of the keys, for operators.
 	SignerKeyPath, VerifierKeyPath string
@@ -86,7 +89,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
-	s := &Server{cfg: cfg, log: log, metrics: newMetrics(), recent: newRecentIDs(cfg.DedupWindow)}
+	s := &Server{cfg: cfg, log: log, metrics: newMetrics(), recent: newRecentIDs(cfg.DedupWindow), chunkEvents: chunkEvents}
 	if cfg.Origin == "" {
 		host, _ := os.Hostname()
 		s.cfg.Origin = "trailguard/" + host
