@@ -133,6 +133,12 @@ d=$(median <<<"${RPS[direct]}"); n=$(median <<<"${RPS[nginx]}"); g=$(median <<<"
 ratio=$(python3 -c "print(f'{$g/$n:.2f}')")
 echo "   medians: direct $d req/s; nginx $n req/s ($(median <<<"${CPU[nginx]}") us CPU/req); trailguard $g req/s ($(median <<<"${CPU[trailguard]}") us CPU/req)"
 echo "RESULT throughput: trailguard / nginx = $ratio (goal >= 0.80): $(verdict "$ratio >= 0.8")"
+# On a loaded machine nginx's two worker processes lose the scheduler to the
+# Go processes' many threads, so req/s ratios swing; CPU per request does
+# not. When the upstream and the proxy share the cores, req/s goes as the
+# inverse of their CPU per request together:
+dc=$(median <<<"${CPU[direct]}"); nc=$(median <<<"${CPU[nginx]}"); tc=$(median <<<"${CPU[trailguard]}")
+echo "   CPU-bound projection: (upstream + nginx) / (upstream + trailguard) CPU per request = ($dc + $nc) / ($dc + $tc) = $(python3 -c "print(f'{($dc+$nc)/($dc+$tc):.2f}')")"
 
 fi
 if [[ $PARTS == *latency* ]]; then
