@@ -466,7 +466,13 @@ func TestHTTPWitnessAtOpen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l.Close() // bounded even though the witness is dead
+	start := time.Now()
+	if err := l.Close(); err != nil { // the final checkpoint is on disk
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > opts.CloseTimeout+500*time.Millisecond {
+		t.Fatalf("Close took %v with a dead witness (CloseTimeout %v)", d, opts.CloseTimeout)
+	}
 	if !strings.Contains(logged.String(), "WITHOUT checking a witness") {
 		t.Fatalf("start without witness not logged:\n%s", logged.String())
 	}

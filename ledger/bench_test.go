@@ -184,6 +184,9 @@ func benchAppend(b *testing.B, appenders, batch int) {
 	b.ReportMetric(rate/raw, "ratio")
 	b.ReportMetric(float64(lats[len(lats)/2].Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(lats[len(lats)*99/100].Microseconds())/1000, "p99-ms")
+	// How often the sequencer had to wait for a checkpoint to stay within
+	// the unsigned bound (it cannot run further ahead of the signer).
+	b.ReportMetric(float64(l.boundWaits.Load())*1e6/float64(total), "bound-waits/Mrec")
 }
 
 // BenchmarkVerify verifies a ledger of 1 GiB of 512-byte records against

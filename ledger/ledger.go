@@ -236,11 +236,13 @@ type Ledger struct {
 	latestCP Checkpoint
 	// signed is the size of the newest checkpoint durably in the history:
 	// the writer never has more than bound records on disk beyond it.
-	signed   atomic.Uint64
-	bound    uint64
-	cpFailed atomic.Bool // the last checkpoint could not be written (disk full)
-	adopted  *Adoption
-	auth     *leafAuth
+	signed     atomic.Uint64
+	signedWake chan struct{} // closed after every checkpoint attempt (cpMu)
+	bound      uint64
+	boundWaits atomic.Uint64 // times the sequencer waited for a checkpoint (benchmarks)
+	cpFailed   atomic.Bool   // the last checkpoint could not be written (disk full)
+	adopted    *Adoption
+	auth       *leafAuth
 
 	closeMu sync.RWMutex
 	closed  bool
@@ -359,6 +361,7 @@ func Open(dir string, opts Options) (*Ledger, error) {
 	l.pubCh = make(chan pubJob, 64)
 	l.pubDone = make(chan struct{})
 	l.final = make(chan cpResult, 1)
+	l.signedWake = make(chan struct{})
 	l.stop = make(chan struct{})
 	for _, w := range opts.Witnesses {
 		q := newWitnessQueue(w, opts.Logger)

@@ -206,13 +206,13 @@ func (l *Ledger) write(batch []*appendReq) *syncJob {
 			r.done <- fmt.Errorf("%w: %s: free space is below the reserve of %d bytes kept for checkpoints", ErrNoSpace, l.dir, l.opts.Reserve)
 			continue
 		}
-		// The unsigned bound: cut before a request that would cross it
-		// rather than inside it, so that it stays in one job.
-		if signed := l.signed.Load(); l.w.next > signed && l.w.next+uint64(len(r.recs)) > signed+l.bound {
+		// The unsigned bound: make room before a request that would cross
+		// it rather than inside it, so that it stays in one job.
+		if need := l.w.next + uint64(len(r.recs)); l.w.next > l.signed.Load() && need > l.signed.Load()+l.bound {
 			if err := l.flush(b); err != nil {
 				return l.writeFailed(b, batch[ri:], err)
 			}
-			if err := l.cutAndWait(b); err != nil {
+			if err := l.makeRoom(b, need); err != nil {
 				l.waitFailed(b, batch[ri:], err)
 				return nil
 			}
@@ -225,7 +225,7 @@ func (l *Ledger) write(batch []*appendReq) *syncJob {
 				if err := l.flush(b); err != nil {
 					return l.writeFailed(b, batch[ri:], err)
 				}
-				if err := l.cutAndWait(b); err != nil {
+				if err := l.makeRoom(b, l.w.next+1); err != nil {
 					l.waitFailed(b, batch[ri:], err)
 					return nil
 				}
@@ -267,6 +267,41 @@ func (l *Ledger) write(batch []*appendReq) *syncJob {
 	}
 	b.job.upTo, b.job.active = l.w.next, l.w.f
 	return b.job
+}
+
+// makeRoom waits until records up to need (exclusive) fit within the
+// unsigned bound. If the checkpoint already on its way will make room, what
+// is written is handed to the syncer (acknowledged meanwhile) and the
+// sequencer waits for that checkpoint; otherwise it cuts the batch with a
+// new checkpoint and waits for it.
+func (l *Ledger) makeRoom(b *batchState, need uint64) error {
+	l.boundWaits.Add(1)
+	if cp := l.w.cpSize; cp > l.signed.Load() && cp+l.bound >= need && !l.cpFailed.Load() {
+		l.sendJob(b)
+		l.startJob(b)
+		return l.waitSigned(cp)
+	}
+	return l.cutAndWait(b)
+}
+
+// waitSigned waits until the newest durable checkpoint covers size, or a
+// checkpoint could not be written.
+func (l *Ledger) waitSigned(size uint64) error {
+	for {
+		l.cpMu.Lock()
+		wake := l.signedWake
+		l.cpMu.Unlock()
+		if l.signed.Load() >= size {
+			return nil
+		}
+		if err := l.err(); err != nil {
+			return err
+		}
+		<-wake
+		if l.signed.Load() < size && l.cpFailed.Load() {
+			return fmt.Errorf("%w: %s: a checkpoint could not be written", ErrNoSpace, l.dir)
+		}
+	}
 }
 
 // cutAndWait sends the current job with a checkpoint and waits until that
@@ -530,6 +565,13 @@ func (l *Ledger) publishLoop() {
 		}
 		for _, r := range pj.replies {
 			r <- cpResult{signed, err}
+		}
+		if pj.cp != nil || err != nil {
+			// Wake a sequencer waiting for room under the unsigned bound.
+			l.cpMu.Lock()
+			close(l.signedWake)
+			l.signedWake = make(chan struct{})
+			l.cpMu.Unlock()
 		}
 	}
 }
