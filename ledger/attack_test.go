@@ -702,3 +702,28 @@ func (lw *lockedWriter) Write(p []byte) (int, error) {
 	defer lw.mu.Unlock()
 	return lw.w.Write(p)
 }
+
+// The bound comes from the signed cadence line; checkpoints of older
+// versions, without it, get the legacy bound.
+func TestCadenceLine(t *testing.T) {
+	for _, tc := range []struct {
+		extra  []string
+		max    uint64
+		stated bool
+	}{
+		{[]string{"cadence every=10 interval=25ms unsigned-max=20"}, 20, true},
+		{[]string{"shutdown", "cadence every=100 interval=1s"}, 200, true},
+		{nil, legacyBound, false},
+		{[]string{"cadence every=0 unsigned-max=0"}, legacyBound, false},
+	} {
+		cd := cadenceOf(Checkpoint{Extra: tc.extra})
+		if cd.unsignedMax != tc.max || cd.stated != tc.stated {
+			t.Errorf("%q: %+v", tc.extra, cd)
+		}
+	}
+	a := Adoption{From: 3, To: 9, Reason: AdoptOverBound}
+	c := Checkpoint{Extra: []string{a.ext()}}
+	if got := adoptionsOf(c); len(got) != 1 || got[0] != a || !adopts(c, 4, 9) || adopts(c, 2, 9) {
+		t.Fatalf("adoption line %q parsed as %+v", a.ext(), got)
+	}
+}

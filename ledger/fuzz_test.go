@@ -47,11 +47,23 @@ func FuzzCheckpoint(f *testing.F) {
 	f.Add([]byte("o\n0\n47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\n"))
 	f.Add([]byte("o\n-1\nAAAA\n\n"))
 	f.Add([]byte("o\n01\nnND/nri/U0xuHUrYSy0HtMeal2vzD9V4k/BO79C+QeI=\next\n"))
+	f.Add([]byte("o\n7\nnND/nri/U0xuHUrYSy0HtMeal2vzD9V4k/BO79C+QeI=\ntime 2026-01-01T00:00:00Z\ncadence every=16 interval=1s unsigned-max=32\nadopt 0 7 no-checkpoint\nshutdown\n"))
+	f.Add([]byte("o\n7\nnND/nri/U0xuHUrYSy0HtMeal2vzD9V4k/BO79C+QeI=\ncadence every=x unsigned-max=-1\nadopt 9 3 over-bound\nadopt 1\n"))
 	k := newKey(f, "fuzz.example/log")
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c, err := ParseCheckpoint(b)
 		if err != nil {
 			return
+		}
+		// Extension lines from untrusted checkpoints: never panic, and a
+		// stated bound is positive.
+		if cd := cadenceOf(c); cd.unsignedMax == 0 {
+			t.Fatalf("cadence %+v from %q", cd, c.Extra)
+		}
+		for _, a := range adoptionsOf(c) {
+			if a.To < a.From {
+				t.Fatalf("adoption %+v", a)
+			}
 		}
 		c2, err := ParseCheckpoint(c.Marshal())
 		if err != nil || c2.Size != c.Size || c2.Root != c.Root || c2.Origin != c.Origin || !c2.Time.Equal(c.Time) || len(c2.Extra) != len(c.Extra) {

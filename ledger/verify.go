@@ -144,8 +144,9 @@ type VerifyOptions struct {
 	// there. Checkpoints before it are not checked again (their sizes and
 	// times are still read for retention checks), records before its size
 	// are not read, and the tree at its size is loaded from the hash tiles
-	// and must have its root. If it is no longer in the history, that is
-	// a finding (history-rewritten).
+	// and must have its root (key rotations are judged from its keys on).
+	// If it is no longer in the history, that is a finding
+	// (history-rewritten).
 	Since *Checkpoint
 }
 
@@ -304,6 +305,9 @@ func (v *verifier) checkpoints() error {
 					v.ownMax = c.Size
 					v.rep.Origin = c.Origin
 					v.start = c.Size
+					if _, n, err := OpenCheckpoint(ents[k].data, v.known); err == nil {
+						current = keyIDs(n) // key changes are judged from here on
+					}
 				}
 			}
 			ents, base = ents[k:], k

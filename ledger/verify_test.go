@@ -321,3 +321,51 @@ func hasKind(fs []Finding, kind string) bool {
 	}
 	return false
 }
+
+// Incremental verification (VerifyOptions.Since) checks what came after a
+// checkpoint verified before, and notices if that checkpoint is gone.
+func TestVerifySince(t *testing.T) {
+	k := newKey(t, testOrigin)
+	v := []note.Verifier{k.verifier}
+	dir := buildLedger(t, k, 600, nil)
+	rep, err := Verify(dir, VerifyOptions{Verifiers: v})
+	if err != nil || !rep.OK() || rep.Latest == nil || rep.Latest.Size != 600 {
+		t.Fatalf("%v\n%s", err, rep)
+	}
+	since := rep.Latest
+	l, err := Open(dir, testOpts(k))
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendN(t, l, 600, 150)
+	l.Close()
+	rep, err = Verify(dir, VerifyOptions{Verifiers: v, Since: since})
+	if err != nil || !rep.OK() || rep.Records != 750 || rep.Latest.Size != 750 {
+		t.Fatalf("incremental verify: %v\n%s", err, rep)
+	}
+	if rep.Checkpoints >= 10 {
+		t.Fatalf("incremental verify checked %d checkpoints: it should start at the one given", rep.Checkpoints)
+	}
+	// A record after the starting point, altered with its checksum fixed.
+	bad := copyDir(t, dir)
+	recs := readAll(t, bad)
+	recs[700].data = []byte(strings.Replace(string(recs[700].data), "login", "logout", 1))
+	rewrite(t, bad, recs, 0)
+	if rep, _ := Verify(bad, VerifyOptions{Verifiers: v, Since: since}); rep.OK() || rep.Findings[0].Kind != KindRecordModified || rep.Findings[0].Index != 700 {
+		t.Fatalf("incremental verify of an altered record:\n%s", rep)
+	}
+	// The checkpoint verified before has been removed from the history.
+	gone := copyDir(t, dir)
+	rewriteCheckpointLog(t, gone, func(ns [][]byte) [][]byte {
+		var out [][]byte
+		for _, n := range ns {
+			if c, _ := parseUnverified(n); c.Size != 600 {
+				out = append(out, n)
+			}
+		}
+		return out
+	})
+	if rep, _ := Verify(gone, VerifyOptions{Verifiers: v, Since: since}); rep.OK() || rep.Findings[0].Kind != KindHistoryRewritten {
+		t.Fatalf("verified checkpoint gone from the history:\n%s", rep)
+	}
+}
