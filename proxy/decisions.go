@@ -238,7 +238,7 @@ type StreamSource struct {
 	URL string
 	// APIKey is sent as X-Api-Key.
 	APIKey string
-	// Interval is the time between polls (default 200ms).
+	// Interval is the time between polls (default 100ms).
 	Interval time.Duration
 	// Client makes the requests (default: a client with a 5s timeout).
 	Client *http.Client
@@ -254,7 +254,7 @@ const maxStreamBody = 256 << 20
 func (s *StreamSource) Run(ctx context.Context, apply func(Update), health func(error)) {
 	interval := s.Interval
 	if interval <= 0 {
-		interval = 200 * time.Millisecond
+		interval = 100 * time.Millisecond
 	}
 	client := s.Client
 	if client == nil {
@@ -262,6 +262,7 @@ func (s *StreamSource) Run(ctx context.Context, apply func(Update), health func(
 	}
 	base := strings.TrimRight(s.URL, "/") + "/v1/decisions/stream"
 	startup, down := true, false
+	var retry time.Duration
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
@@ -271,6 +272,7 @@ func (s *StreamSource) Run(ctx context.Context, apply func(Update), health func(
 		case <-t.C:
 		}
 		u, err := s.poll(ctx, client, base, startup)
+		wait := interval
 		switch {
 		case ctx.Err() != nil:
 			return
@@ -280,17 +282,21 @@ func (s *StreamSource) Run(ctx context.Context, apply func(Update), health func(
 				health(err)
 			}
 			// After an outage the collector may have lost track of what
-			// this bouncer saw: start over with the full list.
+			// this bouncer saw: start over with the full list. Polls slow
+			// down while it is away, to a second at most, so that its
+			// return is noticed within a second.
 			startup = true
+			retry = min(max(2*retry, interval), time.Second)
+			wait = retry
 		default:
 			apply(u)
-			startup = false
+			startup, retry = false, 0
 			if down {
 				down = false
 				health(nil)
 			}
 		}
-		t.Reset(interval)
+		t.Reset(wait)
 	}
 }
 
