@@ -316,3 +316,38 @@ func FuzzDecisions(f *testing.F) {
 		}
 	})
 }
+
+// TestLimiterBounded: a flood of distinct addresses cannot grow the
+// buckets past the bound, and idle buckets make room again.
+func TestLimiterBounded(t *testing.T) {
+	t.Parallel()
+	l := newLimiter(&RateLimit{Rate: 1000, Burst: 1}, 64)
+	now := time.Now()
+	for i := range 10000 {
+		l.allow(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), now)
+	}
+	n := 0
+	for i := range l.shards {
+		n += len(l.shards[i].buckets)
+	}
+	if n > 64 || l.overflw.Load() == 0 {
+		t.Fatalf("%d buckets (bound 64), %d overflowed", n, l.overflw.Load())
+	}
+	// Later every bucket has refilled: the idle ones are swept and new
+	// clients get room (up to the bound of their shard).
+	before := l.overflw.Load()
+	for i := range 16 {
+		l.allow(netip.AddrFrom4([4]byte{192, 0, 2, byte(i)}), now.Add(10*time.Millisecond))
+	}
+	tracked := 0
+	for i := range l.shards {
+		for a := range l.shards[i].buckets {
+			if a.As4()[0] == 192 {
+				tracked++
+			}
+		}
+	}
+	if tracked == 0 || tracked+int(l.overflw.Load()-before) != 16 {
+		t.Fatalf("idle buckets were not swept: %d new clients tracked, %d overflowed", tracked, l.overflw.Load()-before)
+	}
+}

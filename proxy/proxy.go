@@ -152,7 +152,7 @@ func New(cfg Config, log *slog.Logger) (*Proxy, error) {
 		p.sens = append(p.sens, sr)
 	}
 	if cfg.RateLimit != nil {
-		p.limit = newLimiter(cfg.RateLimit, 1<<20)
+		p.limit = newLimiter(cfg.RateLimit, maxLimitKeys)
 	}
 	p.audit, err = httpaudit.New(httpaudit.Config{
 		Sink:            cfg.Sink,

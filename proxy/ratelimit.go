@@ -34,6 +34,11 @@ type bucket struct {
 	last   int64 // unix nanoseconds
 }
 
+// maxLimitKeys bounds the buckets of one limiter (about 20 MiB): past it,
+// buckets that refilled are forgotten, and new clients pass uncounted
+// rather than evict an attacker's bucket (see limiter).
+const maxLimitKeys = 1 << 18
+
 func newLimiter(rl *RateLimit, maxKeys int) *limiter {
 	l := &limiter{rate: rl.Rate, burst: float64(rl.Burst), perKey: max(1, maxKeys/16), seed: maphash.MakeSeed()}
 	for i := range l.shards {

@@ -54,7 +54,7 @@ func (p *Proxy) newRoute(c Route, transport http.RoundTripper, pool httputil.Buf
 		rt.name = rt.host + rt.prefix
 	}
 	if c.RateLimit != nil {
-		rt.limit = newLimiter(c.RateLimit, 1<<20)
+		rt.limit = newLimiter(c.RateLimit, maxLimitKeys)
 		rt.perRoute = c.RateLimit.Per == "route"
 	}
 	rt.rp = &httputil.ReverseProxy{
