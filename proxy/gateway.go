@@ -28,6 +28,8 @@ type Gateway struct {
 	log       *slog.Logger
 	collector *server.Server // single node
 	shipper   *ship.Shipper  // collector mode
+
+	watchStop, watchDone chan struct{}
 }
 
 // Open builds the gateway's storage from cfg.DataDir and cfg.Collector and
@@ -93,7 +95,43 @@ func Open(cfg Config, log *slog.Logger) (*Gateway, error) {
 		return nil, err
 	}
 	g.Proxy = p
+	if g.shipper != nil {
+		g.watchDone = make(chan struct{})
+		g.watchStop = make(chan struct{})
+		go g.watchShipping()
+	}
 	return g, nil
+}
+
+// shipAlertAfter is how long events must have been failing to reach the
+// collector before the outage is an alert (a restart of the collector is
+// not one).
+const shipAlertAfter = 3 * time.Second
+
+// watchShipping raises the collector-unreachable alert and its recovery
+// from the shipper's counters.
+func (g *Gateway) watchShipping() {
+	defer close(g.watchDone)
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	down := false
+	for {
+		select {
+		case <-g.watchStop:
+			return
+		case <-t.C:
+		}
+		st := g.shipper.Stats()
+		failing := st.Pending > 0 && st.LastError != nil && st.Lag >= shipAlertAfter
+		switch {
+		case failing && !down:
+			down = true
+			g.Proxy.shipHealth(g.cfg.Collector.URL, st.LastError, st.Pending)
+		case down && (st.Pending == 0 || st.Lag < time.Second):
+			down = false
+			g.Proxy.shipHealth(g.cfg.Collector.URL, nil, st.Pending)
+		}
+	}
 }
 
 // ledgerSink appends the gateway's events to the single-node ledger.
@@ -127,6 +165,11 @@ func (g *Gateway) closeStorage() error {
 // Close drains the gateway's events into its storage and closes it.
 func (g *Gateway) Close() error {
 	var err error
+	if g.watchStop != nil {
+		close(g.watchStop)
+		<-g.watchDone
+		g.watchStop = nil
+	}
 	if g.Proxy != nil {
 		err = g.Proxy.Close() // closes the sink: the shipper drains
 	}

@@ -153,6 +153,14 @@ func TestCollectorModeSpoolsWhileDown(t *testing.T) {
 	if g.Shipper().Stats().Shipped != 0 {
 		t.Fatal("shipped with the collector down?")
 	}
+	// Down long enough to be an outage: an alert, spooled like the rest.
+	deadline = time.Now().Add(10 * time.Second)
+	for g.Shipper().Stats().Spooled < 7 {
+		if time.Now().After(deadline) {
+			t.Fatal("no collector-unreachable alert spooled")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	// The collector comes up: everything spooled arrives.
 	cln, err = net.Listen("tcp", addr)
 	if err != nil {
@@ -162,7 +170,7 @@ func TestCollectorModeSpoolsWhileDown(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- col.Serve(ctx, cln) }()
 	deadline = time.Now().Add(15 * time.Second)
-	for g.Shipper().Stats().Pending > 0 || g.Shipper().Stats().Shipped < 6 {
+	for g.Shipper().Stats().Pending > 0 || g.Shipper().Stats().Shipped < 8 {
 		if time.Now().After(deadline) {
 			t.Fatalf("spool not delivered: %+v", g.Shipper().Stats())
 		}
@@ -175,11 +183,25 @@ func TestCollectorModeSpoolsWhileDown(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	var paths int
+	var paths, down, back int
 	for _, ev := range ledgerEvents(t, cdir+"/ledger") {
-		if ev.Action == event.ActionHTTPRequest && ev.ServiceName == "trailguard-proxy" {
-			paths++
+		if ev.ServiceName != "trailguard-proxy" {
+			continue
 		}
+		switch ev.Action {
+		case event.ActionHTTPRequest:
+			paths++
+		case ActionMonitorDisabled:
+			down++
+			if ev.Kind != event.KindAlert || !strings.Contains(ev.Message, "spooled") {
+				t.Errorf("outage alert %+v", ev)
+			}
+		case ActionMonitorEnabled:
+			back++
+		}
+	}
+	if down != 1 || back != 1 {
+		t.Errorf("%d outage alerts and %d recoveries reached the collector, want 1 and 1", down, back)
 	}
 	if paths != 5 {
 		t.Errorf("collector stored %d of the gateway's 5 access events", paths)

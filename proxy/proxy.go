@@ -569,3 +569,20 @@ func errorStatus(err error) (int, string) {
 	}
 	return http.StatusBadGateway, "upstream unavailable"
 }
+
+// shipHealth raises an alert when events stop reaching the collector (they
+// stay in the spool, nothing is lost) and records when they flow again.
+func (p *Proxy) shipHealth(collector string, err error, pending uint64) {
+	ev := &event.Event{Category: []string{event.CategoryIntrusion}, Type: []string{event.TypeInfo}, Dataset: event.DatasetAudit}
+	if err != nil {
+		ev.Kind, ev.Action, ev.Outcome, ev.LogLevel = event.KindAlert, ActionMonitorDisabled, event.OutcomeFailure, "error"
+		ev.Message = fmt.Sprintf("events cannot reach the collector %s; %d are spooled on disk and will be sent when it is back", collector, pending)
+		ev.ErrorMessage = p.red.String(err.Error())
+		p.log.Error("proxy: collector unreachable, spooling events", "collector", collector, "pending", pending, "err", err)
+	} else {
+		ev.Kind, ev.Action, ev.Outcome = event.KindEvent, ActionMonitorEnabled, event.OutcomeSuccess
+		ev.Message = fmt.Sprintf("events reach the collector %s again", collector)
+		p.log.Info("proxy: collector reachable again", "collector", collector)
+	}
+	p.logEvent(ev)
+}
