@@ -727,3 +727,39 @@ func TestCadenceLine(t *testing.T) {
 		t.Fatalf("adoption line %q parsed as %+v", a.ext(), got)
 	}
 }
+
+// Reads of records covered by the newest checkpoint (hash tiles) and of
+// records written since (hashes kept in memory) meet inside one tile.
+func TestReadsAcrossTheAnchor(t *testing.T) {
+	k := newKey(t, testOrigin)
+	opts := testOpts(k)
+	opts.CheckpointInterval, opts.IdleInterval = time.Hour, time.Hour
+	l, err := Open(t.TempDir(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	appendN(t, l, 0, 300)
+	if _, err := l.Checkpoint(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	appendN(t, l, 300, 100)
+	if _, cp := l.LatestCheckpoint(); cp.Size != 300 {
+		t.Fatalf("anchor %d", cp.Size)
+	}
+	n := 0
+	for e, err := range l.Entries(250) {
+		if err != nil || e.Index != uint64(250+n) || !bytes.Equal(e.Data, record(250+n)) {
+			t.Fatalf("Entries(250) #%d: %d %v", n, e.Index, err)
+		}
+		n++
+	}
+	for _, i := range []uint64{255, 256, 299, 300, 399} {
+		if e, err := l.Read(i); err != nil || !bytes.Equal(e.Data, record(int(i))) {
+			t.Fatalf("Read(%d): %v", i, err)
+		}
+	}
+	if n != 150 {
+		t.Fatalf("Entries(250) gave %d records", n)
+	}
+}

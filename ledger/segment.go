@@ -246,6 +246,15 @@ func (s *segment) read(k uint64, maxLen int) (Entry, error) {
 	return Entry{Index: s.first + k, Time: time.Unix(0, t), Data: rec}, nil
 }
 
+// trimMem forgets scanned positions of records k and later (rolled back).
+func (s *segment) trimMem(k uint64) {
+	s.mu.Lock()
+	if k < uint64(len(s.mem)) {
+		s.mem = s.mem[:k]
+	}
+	s.mu.Unlock()
+}
+
 // rescan finds the records by reading the segment itself, frame by frame,
 // when a read through the .idx did not give the record it should: from
 // then on this process uses the scan (and the .idx only for records
@@ -257,9 +266,7 @@ func (s *segment) rescan() (bool, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(res.entries) > len(s.mem) {
-		s.mem = res.entries
-	}
+	s.mem = res.entries
 	first := !s.warned
 	s.warned = true
 	return first, nil

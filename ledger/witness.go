@@ -308,7 +308,11 @@ func (l *Ledger) checkWitnesses() error {
 					"dir", l.dir, "witness", w.String(), "err", err)
 				continue
 			}
-			return fmt.Errorf("%w: witness %s cannot be reached to compare checkpoints: %v; fix or mount the witness, or start once with --start-without-witness (Options.StartWithoutWitness) to skip this check", ErrWitness, w, err)
+			hint := "fix or mount the witness"
+			if errors.Is(err, os.ErrNotExist) {
+				hint = "mount it, or create the directory if this witness is new"
+			}
+			return fmt.Errorf("%w: witness %s cannot be reached to compare checkpoints: %v; %s, or start once with --start-without-witness (Options.StartWithoutWitness) to skip this check", ErrWitness, w, err, hint)
 		}
 		if signed == nil {
 			continue

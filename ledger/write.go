@@ -399,6 +399,7 @@ func (l *Ledger) rollback(b *batchState) error {
 	b.buf, b.ibuf, b.leaves = b.buf[:0], b.ibuf[:0], b.leaves[:0]
 	l.w.seg, l.w.f, l.w.idx, l.w.off, l.w.next, l.w.tree = m.seg, m.f, m.idx, m.off, m.next, m.tree
 	m.seg.count.Store(m.next - m.seg.first)
+	m.seg.trimMem(m.next - m.seg.first)
 	l.auth.trimRecent(m.next)
 	b.mark.tree = m.tree.clone()
 	if err := m.f.Truncate(m.off); err != nil {
