@@ -86,6 +86,10 @@ type Config struct {
 	// CheckpointInterval bounds how long a record waits for a signed
 	// checkpoint.
 	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
+	// LedgerSegmentBytes is the size at which a ledger segment file is
+	// closed and the next begun. Retention deletes whole segments, so
+	// smaller ones follow the retention period more closely.
+	LedgerSegmentBytes int64 `yaml:"ledger_segment_bytes"`
 	// MetricsPublic serves /metrics without a token (for scrapers on a
 	// private network); by default it needs the read role.
 	MetricsPublic bool `yaml:"metrics_public"`
@@ -154,6 +158,7 @@ func Defaults() Config {
 		RefusedAuditPerMinute:      20,
 		RefusedAuditTotalPerMinute: 1000,
 		CheckpointInterval:         time.Second,
+		LedgerSegmentBytes:         64 << 20,
 		AuthFailBurst:              10,
 		AuthFailPerMinute:          30,
 		ShutdownTimeout:            15 * time.Second,
@@ -273,6 +278,9 @@ func (c *Config) validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("shutdown_timeout %v: want a positive duration", c.ShutdownTimeout))
+	}
+	if c.LedgerSegmentBytes < 64<<10 {
+		errs = append(errs, fmt.Errorf("ledger_segment_bytes %d is below 65536", c.LedgerSegmentBytes))
 	}
 	if c.CheckpointInterval <= 0 || c.CheckpointInterval > time.Minute {
 		errs = append(errs, fmt.Errorf("checkpoint_interval %v: want (0, 1m]", c.CheckpointInterval))

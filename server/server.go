@@ -124,6 +124,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		Origin:             s.cfg.Origin,
 		Signer:             signer,
 		CheckpointInterval: cfg.CheckpointInterval,
+		SegmentSize:        cfg.LedgerSegmentBytes,
 		Retention:          prof,
 		LegalHold:          cfg.LegalHold,
 		Witnesses:          witnesses,
