@@ -5,7 +5,8 @@
 // store keeps only its id, name, role and the SHA-256 of the secret, so a
 // copy of the store file does not let anyone call the API. Roles nest:
 // admin may do everything, read may query and tail the trail, ingest may
-// only submit events.
+// only submit events, bouncer may only read block decisions (CrowdSec's
+// bouncer protocol).
 package access
 
 import (
@@ -34,15 +35,18 @@ const (
 	RoleIngest Role = "ingest"
 	RoleRead   Role = "read"
 	RoleAdmin  Role = "admin"
+	// RoleBouncer may only read the block decisions (CrowdSec bouncers
+	// and trailguard proxy gateways).
+	RoleBouncer Role = "bouncer"
 )
 
 // ParseRole validates a role name.
 func ParseRole(s string) (Role, error) {
 	switch r := Role(strings.ToLower(strings.TrimSpace(s))); r {
-	case RoleIngest, RoleRead, RoleAdmin:
+	case RoleIngest, RoleRead, RoleAdmin, RoleBouncer:
 		return r, nil
 	}
-	return "", fmt.Errorf("access: unknown role %q (want ingest, read or admin)", s)
+	return "", fmt.Errorf("access: unknown role %q (want ingest, read, admin or bouncer)", s)
 }
 
 // Allows reports whether a token of role r may act as role need. Admin

@@ -133,3 +133,18 @@ func TestReloadFromOtherProcess(t *testing.T) {
 		t.Fatalf("revocation not seen by the running store: %v", err)
 	}
 }
+
+func TestBouncerRole(t *testing.T) {
+	r, err := ParseRole("Bouncer")
+	if err != nil || r != RoleBouncer {
+		t.Fatalf("ParseRole: %v %v", r, err)
+	}
+	for _, need := range []Role{RoleIngest, RoleRead, RoleAdmin} {
+		if RoleBouncer.Allows(need) {
+			t.Errorf("a bouncer token may act as %s", need)
+		}
+	}
+	if !RoleBouncer.Allows(RoleBouncer) || !RoleAdmin.Allows(RoleBouncer) || RoleRead.Allows(RoleBouncer) {
+		t.Error("bouncer endpoints: bouncer and admin only")
+	}
+}

@@ -21,7 +21,7 @@ func init() {
 	register("serve", "run the collector: ingest, ledger, index, query API", func(args []string) int {
 		return runServe(args, os.Stdout, os.Stderr)
 	})
-	register("token", "manage API tokens: token create --role ingest|read|admin --name NAME | token list | token revoke NAME", func(args []string) int {
+	register("token", "manage API tokens: token create --role ingest|read|admin|bouncer --name NAME | token list | token revoke NAME", func(args []string) int {
 		return runToken(args, os.Stdout, os.Stderr)
 	})
 }
@@ -80,7 +80,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-const tokenSynopsis = `usage: trailguard token create --role ingest|read|admin --name NAME [--data DIR] [--quiet] [--init]
+const tokenSynopsis = `usage: trailguard token create --role ingest|read|admin|bouncer --name NAME [--data DIR] [--quiet] [--init]
        trailguard token list [--data DIR]
        trailguard token revoke NAME [--data DIR]
 
@@ -107,8 +107,8 @@ func runToken(args []string, stdout, stderr io.Writer) int {
 	var quiet, initDir *bool
 	switch sub {
 	case "create":
-		fs.synopsis = "usage: trailguard token create --role ingest|read|admin --name NAME [--data DIR] [--quiet] [--init]\n\nCreates a token and prints it once, alone on standard output; a note follows on standard error."
-		role = fs.String("role", "", "`ROLE`: ingest (submit events), read (query) or admin (everything)")
+		fs.synopsis = "usage: trailguard token create --role ingest|read|admin|bouncer --name NAME [--data DIR] [--quiet] [--init]\n\nCreates a token and prints it once, alone on standard output; a note follows on standard error."
+		role = fs.String("role", "", "`ROLE`: ingest (submit events), read (query), admin (everything) or bouncer (read block decisions)")
 		name = fs.String("name", "", "a unique `NAME` saying who or what uses the token, e.g. shipper-1")
 		quiet = fs.Bool("quiet", false, "print only the token, without the note on standard error")
 		initDir = fs.Bool("init", false, "create the data directory if it does not exist yet (before the first serve)")
