@@ -46,6 +46,10 @@ type Alert struct {
 	// EvidenceIDs are their event.ids, filled by whoever can read the
 	// records back (see Engine users); may be empty.
 	EvidenceIDs []string
+	// Stored says the alert is already in the ledger: a Runner raised it
+	// before a restart and raises it again only so that what follows an
+	// alert (a block decision) is not lost; it must not be stored twice.
+	Stored bool
 
 	fromEvent bool
 }
@@ -222,7 +226,7 @@ func (a *Alert) AppendJSON(dst []byte) []byte {
 	}
 	ev := map[string]any{
 		"kind": "alert", "category": []string{"intrusion_detection"}, "type": []string{"info"},
-		"severity": sev, "risk_score": sev, "id": a.ID, "dataset": "trailguard.alert",
+		"severity": sev, "risk_score": sev, "id": a.ID, "dataset": DatasetAlert,
 		"action": ruleAction(r), "start": a.First.Format(timeFormat), "end": a.Last.Format(timeFormat),
 	}
 	doc["event"] = ev
@@ -362,4 +366,31 @@ func setDotted(doc map[string]any, name string, v any) {
 		m = next
 	}
 	m[parts[len(parts)-1]] = v
+}
+
+// Value returns the alert's value of a field, named as the rule names it
+// (c-ip or client.ip): a group-by value, else a field copied from the
+// completing event.
+func (a *Alert) Value(field string) (string, bool) {
+	web := false
+	if r := a.Rule; r != nil && r.Detection != nil {
+		k, _ := logsourceKind(r.Logsource)
+		web = k == lsWeb
+	}
+	names := []string{field, resolveField(field, web), resolveField(field, true)}
+	for _, n := range names {
+		for _, g := range a.Group {
+			if g.Name == n || g.ECS == n {
+				return g.Value, true
+			}
+		}
+	}
+	for _, n := range names {
+		for _, f := range a.Fields {
+			if f.ECS == n {
+				return f.Value, true
+			}
+		}
+	}
+	return "", false
 }

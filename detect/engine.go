@@ -35,6 +35,12 @@ func (o *Options) defaults() {
 	}
 }
 
+// Datasets of trailguard's detection output, which the engine skips.
+const (
+	DatasetAlert    = "trailguard.alert"
+	DatasetDecision = "trailguard.decision"
+)
+
 // Record is one stored event the engine reads: a ledger entry or a line
 // of an NDJSON file.
 type Record struct {
@@ -83,8 +89,8 @@ type Engine struct {
 	hash    maphash.Hash
 	keyVals []string
 
-	slotTS, slotKind, slotID, slotCat int32
-	snap                              []snapField
+	slotTS, slotKind, slotID, slotCat, slotDataset int32
+	snap                                           []snapField
 
 	now   int64 // watermark: the newest event time seen, unix ns
 	idx   uint64
@@ -262,6 +268,7 @@ func NewEngine(rs *RuleSet, opts Options) (*Engine, []*LoadError) {
 	e.slotKind = c.x.slot("event.kind")
 	e.slotID = c.x.slot("event.id")
 	e.slotCat = c.x.slot("event.category")
+	e.slotDataset = c.x.slot("event.dataset")
 	e.x, e.fields, e.atoms = c.x, c.fields, c.atoms
 	e.buildProgs()
 	e.ctx = evalCtx{eng: e, res: make([]uint8, len(e.atoms)),
@@ -426,7 +433,13 @@ func (e *Engine) Process(rec Record, emit func(*Alert)) {
 		return
 	}
 	x.reset()
+	// trailguard's own detection output (alerts, block decisions) is
+	// never detection input: no rule can feed on its own alerts.
 	if k, _ := x.doc.str(e.slotKind); k == "alert" {
+		e.stats.Skipped++
+		return
+	}
+	if ds, _ := x.doc.str(e.slotDataset); ds == DatasetDecision {
 		e.stats.Skipped++
 		return
 	}

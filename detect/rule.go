@@ -27,6 +27,9 @@ type Rule struct {
 	Detection *Detection
 	// Correlation is set for correlation rules.
 	Correlation *Correlation
+	// Response is trailguard's custom field "response": what to do when
+	// the rule fires besides raising an alert.
+	Response *Response
 	// Source is where the rule was read.
 	Source Location
 	// Ruleset names the set the rule came from: "trailguard" for the
@@ -60,6 +63,20 @@ func (r *Rule) Ref() string {
 		return r.ID
 	}
 	return r.Title
+}
+
+// Response is what a rule asks for when it fires: a block decision on
+// the value of a field of the alert (trailguard's extension, a custom
+// field other Sigma tools ignore):
+//
+//	response:
+//	    block: client.ip   # the field whose value is blocked (an address, or user.name)
+//	    duration: 1h       # the first offence's ban; repeat offences last longer
+type Response struct {
+	// Block is the field whose value is blocked, as the rule names it.
+	Block string
+	// Duration is the ban for a first offence (0: the collector's default).
+	Duration time.Duration
 }
 
 // Logsource is Sigma's logsource: category, product and service.
@@ -294,6 +311,11 @@ func parseRule(n *ynode) (*Rule, error) {
 		}
 		if !ok {
 			return nil, errAt(n.get("level"), "level %q: want one of %s", r.Level, strings.Join(levels, ", "))
+		}
+	}
+	if resp := n.get("response"); resp != nil && resp.kind != yNull {
+		if r.Response, err = parseResponse(resp); err != nil {
+			return nil, err
 		}
 	}
 	det, cor := n.get("detection"), n.get("correlation")
@@ -691,4 +713,33 @@ func parseCorrCondition(v *ynode) (Condition, error) {
 		}
 	}
 	return c, nil
+}
+
+func parseResponse(n *ynode) (*Response, error) {
+	if n.kind != yMap {
+		return nil, errAt(n, "response: want a map such as {block: client.ip, duration: 1h}")
+	}
+	r := &Response{}
+	for i, k := range n.keys {
+		v := n.vals[i]
+		if v.kind != yScalar {
+			return nil, errAt(v, "response %s: want a value", k)
+		}
+		switch k {
+		case "block":
+			r.Block = v.str
+		case "duration":
+			d, err := parseTimespan(v.str)
+			if err != nil {
+				return nil, errAt(v, "response duration: %v", err)
+			}
+			r.Duration = d
+		default:
+			return nil, errAt(n.keyNodes[i], "response: unknown key %q (want block, duration)", k)
+		}
+	}
+	if r.Block == "" {
+		return nil, errAt(n, "response: block names no field")
+	}
+	return r, nil
 }

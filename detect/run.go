@@ -213,7 +213,12 @@ func (r *Runner) advance(t time.Time) error {
 func (r *Runner) emit(a *Alert) error {
 	if r.seen[a.ID] {
 		delete(r.seen, a.ID)
-		return nil
+		if a.Rule.Response == nil {
+			return nil
+		}
+		// Stored before the restart; what it asked for may not have been
+		// done: the receiver decides, by the alert's id.
+		a.Stored = true
 	}
 	if rd, ok := r.Source.(reader); ok && len(a.Evidence) > 0 {
 		for _, i := range a.Evidence {

@@ -105,6 +105,9 @@ type collector struct {
 }
 
 func (c *collector) emit(a *Alert) error {
+	if a.Stored {
+		return nil // raised again for its response only
+	}
 	c.mu.Lock()
 	c.ids = append(c.ids, a.ID)
 	c.mu.Unlock()

@@ -1,0 +1,687 @@
+// Package decision turns alerts into block decisions and serves them the
+// way CrowdSec's Local API serves them to bouncers, so the many existing
+// CrowdSec bouncers (nginx, Traefik, HAProxy, firewalls) and trailguard's
+// own gateway enforce them unchanged.
+//
+// A rule asks for a block with its response field (see detect.Response):
+// the value of one of the alert's fields (an address, a user name) is
+// banned for the rule's duration, longer for each repeat offence (times
+// Factor, at most Max), unless it is inside an allowlisted network. Every
+// decision, and every deletion, is an event in the ledger (dataset
+// trailguard.decision), so blocks are as tamper-evident as the trail; the
+// Store is their state, saved in a small file and caught up from the
+// ledger on start.
+//
+// Bouncers poll Stream: the first call (startup) gets every active
+// decision, the next ones what changed since their previous call, expiries
+// included.
+package decision
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"iter"
+	"math"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/trailguard/trailguard/detect"
+	"github.com/trailguard/trailguard/ledger"
+)
+
+// Decision is a block decision.
+type Decision struct {
+	ID     int64  `json:"id"`
+	UUID   string `json:"uuid"`
+	Origin string `json:"origin"`
+	// Type is "ban".
+	Type string `json:"type"`
+	// Scope is "Ip", "Range" or "Username"; Value the address, network or
+	// user name.
+	Scope string `json:"scope"`
+	Value string `json:"value"`
+	// Scenario names the rule (or "manual" for an operator's decision).
+	Scenario string    `json:"scenario"`
+	Created  time.Time `json:"created"`
+	Until    time.Time `json:"until"`
+	// AlertID is the alert that asked for it.
+	AlertID string `json:"alert_id,omitempty"`
+	// Offence counts the value's offences within Options.Memory (1 for a
+	// first one); the ban grows with it.
+	Offence int `json:"offence"`
+	// Reason is the alert's message or the operator's note.
+	Reason string `json:"reason,omitempty"`
+	// By names who made or deleted it (an operator's token), "" for rules.
+	By string `json:"by,omitempty"`
+}
+
+// Scopes.
+const (
+	ScopeIP    = "Ip"
+	ScopeRange = "Range"
+	ScopeUser  = "Username"
+)
+
+// Options configure a Store.
+type Options struct {
+	// Path is the state file (decisions.json in the data directory).
+	Path string
+	// Append stores a decision event durably (the ledger's Append).
+	Append func(ctx context.Context, rec []byte) (uint64, error)
+	// Default is the ban of a first offence when the rule names none
+	// (1h); Max the longest ban (7 days); Factor multiplies the ban for
+	// each repeat offence (4: 1h, 4h, 16h, …); Memory is how long an
+	// offence counts (30 days).
+	Default, Max time.Duration
+	Factor       float64
+	Memory       time.Duration
+	// Allowlist holds networks that are never blocked.
+	Allowlist []netip.Prefix
+	// Now is the clock (time.Now).
+	Now func() time.Time
+	// MaxActive bounds the decisions in force (100,000); beyond, new
+	// ones are refused and counted, so a flood of distinct attackers
+	// cannot exhaust memory or the bouncers' tables.
+	MaxActive int
+}
+
+func (o *Options) defaults() {
+	if o.Default <= 0 {
+		o.Default = time.Hour
+	}
+	if o.Max <= 0 {
+		o.Max = 7 * 24 * time.Hour
+	}
+	if o.Factor < 1 {
+		o.Factor = 4
+	}
+	if o.Memory <= 0 {
+		o.Memory = 30 * 24 * time.Hour
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.MaxActive <= 0 {
+		o.MaxActive = 100_000
+	}
+}
+
+// Stats counts what the Store did.
+type Stats struct {
+	Active                 int
+	Created, Deleted       uint64
+	Expired, Allowlisted   uint64
+	Refused, ExtendedNoOps uint64
+}
+
+// change is one entry of the change log bouncers read.
+type change struct {
+	seq     uint64
+	d       Decision
+	deleted bool
+}
+
+// maxLog bounds the change log; a bouncer further behind gets a full
+// list (as at startup).
+const maxLog = 1 << 16
+
+// Store holds the decisions in force. Its methods are safe for concurrent
+// use.
+type Store struct {
+	o  Options
+	mu sync.Mutex
+	st state
+	// log is the change log, oldest first; logStart the seq before its
+	// first entry.
+	log      []change
+	logStart uint64
+	seq      uint64
+	pulls    map[string]uint64 // bouncer → seq of its last pull
+	notify   chan struct{}
+	stats    Stats
+	byAlert  map[string]int64
+}
+
+// state is what the state file holds.
+type state struct {
+	Through  uint64              `json:"through"` // ledger records before this are applied
+	NextID   int64               `json:"next_id"`
+	Active   []Decision          `json:"active"`
+	Offences map[string]offences `json:"offences"`
+	active   map[int64]*Decision
+}
+
+type offences struct {
+	N    int       `json:"n"`
+	Last time.Time `json:"last"`
+}
+
+// Source is what Open catches up from: *ledger.Ledger satisfies it.
+type Source interface {
+	Entries(from uint64) iter.Seq2[ledger.Entry, error]
+}
+
+// Open loads the state file and applies the decision events the ledger
+// holds after it (those written after its last save).
+func Open(o Options, src Source) (*Store, error) {
+	o.defaults()
+	s := &Store{o: o, pulls: map[string]uint64{}, notify: make(chan struct{}), byAlert: map[string]int64{}}
+	s.st.active = map[int64]*Decision{}
+	s.st.Offences = map[string]offences{}
+	s.st.NextID = 1
+	if o.Path != "" {
+		data, err := os.ReadFile(o.Path)
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+		case err != nil:
+			return nil, fmt.Errorf("decision: %w", err)
+		default:
+			if err := json.Unmarshal(data, &s.st); err != nil {
+				return nil, fmt.Errorf("decision: %s is damaged (%v): delete it and the ledger rebuilds it", o.Path, err)
+			}
+			if s.st.Offences == nil {
+				s.st.Offences = map[string]offences{}
+			}
+			s.st.active = map[int64]*Decision{}
+			for i := range s.st.Active {
+				d := s.st.Active[i]
+				s.st.active[d.ID] = &d
+				s.byAlert[d.AlertID] = d.ID
+			}
+		}
+	}
+	if src != nil {
+		for e, err := range src.Entries(s.st.Through) {
+			if errors.Is(err, ledger.ErrPruned) {
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("decision: catch up from the ledger: %w", err)
+			}
+			if ev, ok := parseEvent(e.Data); ok {
+				s.apply(ev)
+			}
+			s.st.Through = e.Index + 1
+		}
+	}
+	s.expire(o.Now())
+	s.stats.Active = len(s.st.active)
+	return s, s.save()
+}
+
+// Stats returns the counters.
+func (s *Store) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.stats
+	st.Active = len(s.st.active)
+	return st
+}
+
+// Changed returns a channel closed at the next change: the in-process
+// gateway waits on it instead of polling.
+func (s *Store) Changed() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.notify
+}
+
+// Decide makes the block decision an alert's rule asks for, if any: nil
+// when the rule asks for none, the value is allowlisted, or a ban at least
+// as long is already in force. It is idempotent by alert id.
+func (s *Store) Decide(ctx context.Context, a *detect.Alert) (*Decision, error) {
+	r := a.Rule
+	if r == nil || r.Response == nil || r.Response.Block == "" {
+		return nil, nil
+	}
+	value, ok := a.Value(r.Response.Block)
+	if !ok || value == "" {
+		return nil, nil
+	}
+	scope, value, err := classify(r.Response.Block, value)
+	if err != nil {
+		return nil, err
+	}
+	base := r.Response.Duration
+	if base <= 0 {
+		base = s.o.Default
+	}
+	name := r.Name
+	if name == "" {
+		name = r.Ref()
+	}
+	return s.decide(ctx, scope, value, base, name, a.ID, a.Message(), "", a.Time)
+}
+
+// Manual bans a value by an operator's order for d (or the escalating
+// default when d is 0).
+func (s *Store) Manual(ctx context.Context, scope, value string, d time.Duration, reason, by string) (*Decision, error) {
+	switch strings.ToLower(scope) {
+	case "ip":
+		scope = ScopeIP
+	case "range":
+		scope = ScopeRange
+	case "username", "user":
+		scope = ScopeUser
+	default:
+		return nil, fmt.Errorf("scope %q: want Ip, Range or Username", scope)
+	}
+	sc, v, err := classify(map[string]string{ScopeIP: "ip", ScopeRange: "range", ScopeUser: "user.name"}[scope], value)
+	if err != nil {
+		return nil, err
+	}
+	if sc != scope {
+		return nil, fmt.Errorf("value %q is not a %s", value, scope)
+	}
+	if d == 0 {
+		d = s.o.Default
+	}
+	return s.decide(ctx, scope, v, d, "manual", "", reason, by, s.o.Now())
+}
+
+// classify finds the scope of a value blocked on field: an address (Ip),
+// a network (Range), or a user name.
+func classify(field, value string) (scope, v string, err error) {
+	value = strings.TrimSpace(value)
+	if p, err := netip.ParsePrefix(value); err == nil {
+		p = p.Masked()
+		if p.Bits() == p.Addr().BitLen() {
+			return ScopeIP, p.Addr().String(), nil
+		}
+		return ScopeRange, p.String(), nil
+	}
+	if a, err := netip.ParseAddr(value); err == nil {
+		return ScopeIP, a.Unmap().WithZone("").String(), nil
+	}
+	f := strings.ToLower(field)
+	if strings.HasSuffix(f, ".ip") || f == "ip" || f == "range" || f == "c-ip" || f == "src_ip" {
+		return "", "", fmt.Errorf("block %s: %q is not an address", field, value)
+	}
+	if len(value) > 256 {
+		return "", "", fmt.Errorf("block %s: value longer than 256 bytes", field)
+	}
+	return ScopeUser, value, nil
+}
+
+func (s *Store) allowlisted(scope, value string) bool {
+	switch scope {
+	case ScopeIP:
+		a, err := netip.ParseAddr(value)
+		if err != nil {
+			return false
+		}
+		for _, p := range s.o.Allowlist {
+			if p.Contains(a) {
+				return true
+			}
+		}
+	case ScopeRange:
+		n, err := netip.ParsePrefix(value)
+		if err != nil {
+			return false
+		}
+		for _, p := range s.o.Allowlist {
+			if p.Overlaps(n) {
+				return true // a range touching an allowlisted network is never banned
+			}
+		}
+	}
+	return false
+}
+
+func (s *Store) decide(ctx context.Context, scope, value string, base time.Duration, scenario, alertID, reason, by string, at time.Time) (*Decision, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if alertID != "" {
+		if id, ok := s.byAlert[alertID]; ok {
+			if d := s.st.active[id]; d != nil {
+				c := *d
+				return &c, nil
+			}
+			return nil, nil
+		}
+	}
+	if s.allowlisted(scope, value) {
+		s.stats.Allowlisted++
+		return nil, nil
+	}
+	now := s.o.Now()
+	s.expire(now)
+	key := scope + "|" + value
+	off := s.st.Offences[key]
+	if now.Sub(off.Last) > s.o.Memory {
+		off.N = 0
+	}
+	n := off.N + 1
+	dur := time.Duration(math.Min(float64(base)*math.Pow(s.o.Factor, float64(n-1)), float64(s.o.Max)))
+	until := now.Add(dur)
+	var replaced *Decision
+	for _, d := range s.st.active {
+		if d.Scope == scope && d.Value == value {
+			if !d.Until.Before(until) {
+				s.stats.ExtendedNoOps++
+				c := *d
+				return &c, nil // already banned at least as long
+			}
+			replaced = d
+		}
+	}
+	if replaced == nil && len(s.st.active) >= s.o.MaxActive {
+		s.stats.Refused++
+		return nil, fmt.Errorf("decision: %d decisions in force (max_active): %s %s not banned", len(s.st.active), scope, value)
+	}
+	d := Decision{ID: s.st.NextID, Origin: "trailguard", Type: "ban", Scope: scope, Value: value, Scenario: scenario,
+		Created: now, Until: until, AlertID: alertID, Offence: n, Reason: reason, By: by}
+	d.UUID = decisionUUID(d)
+	ev := Event{Action: ActionCreated, Decision: d}
+	if replaced != nil {
+		ev.Replaces = replaced.ID
+	}
+	if err := s.write(ctx, ev); err != nil {
+		return nil, err
+	}
+	s.apply(ev)
+	s.stats.Created++
+	return &d, s.save()
+}
+
+// Delete ends a decision by an operator's order. It returns the decision,
+// or an error when no decision in force has that id.
+func (s *Store) Delete(ctx context.Context, id int64, by, reason string) (*Decision, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d := s.st.active[id]
+	if d == nil {
+		return nil, ErrNotFound
+	}
+	c := *d
+	c.By, c.Reason = by, reason
+	if err := s.write(ctx, Event{Action: ActionDeleted, Decision: c, At: s.o.Now()}); err != nil {
+		return nil, err
+	}
+	s.apply(Event{Action: ActionDeleted, Decision: c})
+	s.stats.Deleted++
+	return &c, s.save()
+}
+
+// ErrNotFound is returned by Delete for an unknown or ended decision.
+var ErrNotFound = errors.New("decision: no such decision in force")
+
+// write appends an event to the ledger.
+func (s *Store) write(ctx context.Context, ev Event) error {
+	if s.o.Append == nil {
+		return nil
+	}
+	if ev.At.IsZero() {
+		ev.At = ev.Decision.Created
+	}
+	idx, err := s.o.Append(ctx, ev.AppendJSON(nil))
+	if err != nil {
+		return fmt.Errorf("decision: store: %w", err)
+	}
+	s.st.Through = max(s.st.Through, idx+1)
+	return nil
+}
+
+// apply changes the state by one event (also when catching up from the
+// ledger: it is idempotent).
+func (s *Store) apply(ev Event) {
+	d := ev.Decision
+	switch ev.Action {
+	case ActionCreated:
+		s.st.NextID = max(s.st.NextID, d.ID+1)
+		if d.AlertID != "" {
+			s.byAlert[d.AlertID] = d.ID
+		}
+		key := d.Scope + "|" + d.Value
+		if o := s.st.Offences[key]; d.Offence >= o.N || d.Created.After(o.Last) {
+			s.st.Offences[key] = offences{N: max(d.Offence, o.N), Last: maxTime(d.Created, o.Last)}
+		}
+		if _, ok := s.st.active[d.ID]; ok {
+			return
+		}
+		if ev.Replaces != 0 {
+			if old := s.st.active[ev.Replaces]; old != nil {
+				delete(s.st.active, old.ID)
+				s.logChange(*old, true)
+			}
+		}
+		if !s.o.Now().Before(d.Until) {
+			return // ended while the collector was away
+		}
+		c := d
+		s.st.active[d.ID] = &c
+		s.logChange(c, false)
+	case ActionDeleted:
+		if old := s.st.active[d.ID]; old != nil {
+			delete(s.st.active, d.ID)
+			s.logChange(*old, true)
+		}
+	}
+}
+
+func (s *Store) logChange(d Decision, deleted bool) {
+	s.seq++
+	s.log = append(s.log, change{seq: s.seq, d: d, deleted: deleted})
+	if len(s.log) > maxLog {
+		drop := len(s.log) - maxLog
+		s.logStart = s.log[drop-1].seq
+		s.log = append(s.log[:0], s.log[drop:]...)
+	}
+	close(s.notify)
+	s.notify = make(chan struct{})
+}
+
+// expire ends the decisions whose time is up (no ledger event: the end is
+// in the decision itself).
+func (s *Store) expire(now time.Time) {
+	for id, d := range s.st.active {
+		if !now.Before(d.Until) {
+			delete(s.st.active, id)
+			s.logChange(*d, true)
+			s.stats.Expired++
+		}
+	}
+}
+
+// Run expires decisions on time until ctx ends, so bouncers hear of them
+// on their next poll.
+func (s *Store) Run(ctx context.Context) {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			s.mu.Lock()
+			n := len(s.st.active)
+			s.expire(now)
+			changed := len(s.st.active) != n
+			s.mu.Unlock()
+			if changed {
+				s.mu.Lock()
+				s.save()
+				s.mu.Unlock()
+			}
+		}
+	}
+}
+
+// Active returns the decisions in force, oldest first, with Until in the
+// future.
+func (s *Store) Active() []Decision {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.expire(s.o.Now())
+	out := make([]Decision, 0, len(s.st.active))
+	for _, d := range s.st.active {
+		out = append(out, *d)
+	}
+	slices.SortFunc(out, func(a, b Decision) int { return int(a.ID - b.ID) })
+	return out
+}
+
+// Stream returns what bouncer must hear: with startup (or for a bouncer
+// not seen before, or too far behind), every decision in force as new;
+// otherwise the decisions created and ended since its previous call.
+// scopes filters by scope (case-insensitive); empty means all.
+func (s *Store) Stream(bouncer string, startup bool, scopes []string) (added, deleted []Decision) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.expire(s.o.Now())
+	want := func(d Decision) bool {
+		if len(scopes) == 0 {
+			return true
+		}
+		for _, sc := range scopes {
+			if strings.EqualFold(sc, d.Scope) {
+				return true
+			}
+		}
+		return false
+	}
+	last, seen := s.pulls[bouncer]
+	s.pulls[bouncer] = s.seq
+	if startup || !seen || last < s.logStart {
+		for _, d := range s.st.active {
+			if want(*d) {
+				added = append(added, *d)
+			}
+		}
+		slices.SortFunc(added, func(a, b Decision) int { return int(a.ID - b.ID) })
+		return added, nil
+	}
+	// The net effect of the changes since last: a decision created and
+	// ended in between is neither.
+	net := map[int64]change{}
+	var order []int64
+	for _, c := range s.log {
+		if c.seq <= last {
+			continue
+		}
+		if _, ok := net[c.d.ID]; !ok {
+			order = append(order, c.d.ID)
+		}
+		prev, had := net[c.d.ID]
+		if had && !prev.deleted && c.deleted {
+			delete(net, c.d.ID) // created and ended since the last pull
+			continue
+		}
+		net[c.d.ID] = c
+	}
+	for _, id := range order {
+		c, ok := net[id]
+		if !ok || !want(c.d) {
+			continue
+		}
+		if c.deleted {
+			deleted = append(deleted, c.d)
+		} else if _, active := s.st.active[id]; active {
+			added = append(added, c.d)
+		}
+	}
+	return added, deleted
+}
+
+// Covering returns the decisions in force that cover an address (Ip and
+// Range), or match a value exactly (Username): CrowdSec's live mode.
+func (s *Store) Covering(value string) []Decision {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.expire(s.o.Now())
+	a, aerr := netip.ParseAddr(strings.TrimSpace(value))
+	var out []Decision
+	for _, d := range s.st.active {
+		switch d.Scope {
+		case ScopeIP:
+			if aerr == nil && d.Value == a.Unmap().String() {
+				out = append(out, *d)
+			}
+		case ScopeRange:
+			if p, err := netip.ParsePrefix(d.Value); err == nil && aerr == nil && p.Contains(a.Unmap()) {
+				out = append(out, *d)
+			}
+		default:
+			if d.Value == value {
+				out = append(out, *d)
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b Decision) int { return int(a.ID - b.ID) })
+	return out
+}
+
+// save writes the state file atomically; the caller holds mu.
+func (s *Store) save() error {
+	if s.o.Path == "" {
+		return nil
+	}
+	s.st.Active = s.st.Active[:0]
+	for _, d := range s.st.active {
+		s.st.Active = append(s.st.Active, *d)
+	}
+	slices.SortFunc(s.st.Active, func(a, b Decision) int { return int(a.ID - b.ID) })
+	now := s.o.Now()
+	for k, o := range s.st.Offences {
+		if now.Sub(o.Last) > s.o.Memory {
+			delete(s.st.Offences, k)
+		}
+	}
+	data, err := json.Marshal(&s.st)
+	if err != nil {
+		return err
+	}
+	tmp := s.o.Path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return fmt.Errorf("decision: save: %w", err)
+	}
+	if f, err := os.Open(tmp); err == nil {
+		f.Sync()
+		f.Close()
+	}
+	if err := os.Rename(tmp, s.o.Path); err != nil {
+		return fmt.Errorf("decision: save: %w", err)
+	}
+	if d, err := os.Open(filepath.Dir(s.o.Path)); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// decisionUUID is deterministic: the same decision, rebuilt from the
+// ledger, keeps its UUID.
+func decisionUUID(d Decision) string {
+	h := sha256.Sum256(fmt.Appendf(nil, "%d|%s|%s|%s|%d", d.ID, d.Scope, d.Value, d.AlertID, d.Created.UnixNano()))
+	h[6] = h[6]&0x0f | 0x80
+	h[8] = h[8]&0x3f | 0x80
+	x := hex.EncodeToString(h[:16])
+	return x[0:8] + "-" + x[8:12] + "-" + x[12:16] + "-" + x[16:20] + "-" + x[20:32]
+}
+
+// Remaining is the time a decision has left, as a Go duration string
+// (CrowdSec's "duration").
+func (d Decision) Remaining(now time.Time) string {
+	r := d.Until.Sub(now)
+	if r < 0 {
+		r = 0
+	}
+	return r.Round(time.Millisecond).String()
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}

@@ -1,0 +1,221 @@
+package decision
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/trailguard/trailguard/detect"
+	"github.com/trailguard/trailguard/event"
+	"github.com/trailguard/trailguard/ledger"
+)
+
+// clock is a settable test clock.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+
+func rule(block string, d time.Duration) *detect.Rule {
+	return &detect.Rule{ID: "r-1", Name: "brute", Title: "Brute force", Response: &detect.Response{Block: block, Duration: d}}
+}
+
+func alert(id string, r *detect.Rule, ip string) *detect.Alert {
+	return &detect.Alert{ID: id, Rule: r, Time: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
+		Group: []detect.Field{{Name: "client.ip", ECS: "client.ip", Value: ip}}}
+}
+
+func openLedger(t *testing.T, dir string) *ledger.Ledger {
+	t.Helper()
+	skey, _, _ := ledger.GenerateKey("test/decision")
+	signer, _ := note.NewSigner(skey)
+	l, err := ledger.Open(dir, ledger.Options{Origin: "test/decision", Signer: signer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func TestDecideEscalateAllowlist(t *testing.T) {
+	c := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	var recs [][]byte
+	s, err := Open(Options{Now: c.now, Allowlist: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")},
+		Append: func(_ context.Context, rec []byte) (uint64, error) { recs = append(recs, rec); return uint64(len(recs) - 1), nil }}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rule("client.ip", 0)
+	ctx := context.Background()
+	d, err := s.Decide(ctx, alert("a1", r, "203.0.113.5"))
+	if err != nil || d == nil || d.Scope != ScopeIP || d.Value != "203.0.113.5" || d.Until.Sub(d.Created) != time.Hour || d.Offence != 1 {
+		t.Fatalf("first offence: %+v %v", d, err)
+	}
+	// The same alert again (a restart) decides nothing new.
+	again, _ := s.Decide(ctx, alert("a1", r, "203.0.113.5"))
+	if again == nil || again.ID != d.ID || len(recs) != 1 {
+		t.Fatalf("idempotence: %+v, %d events", again, len(recs))
+	}
+	// Repeat offences escalate: ×4 each, up to Max.
+	want := []time.Duration{4 * time.Hour, 16 * time.Hour, 64 * time.Hour, 7 * 24 * time.Hour, 7 * 24 * time.Hour}
+	for i, w := range want {
+		c.add(8 * 24 * time.Hour / 8) // a day
+		d, err = s.Decide(ctx, alert(fmt.Sprint("b", i), r, "203.0.113.5"))
+		if err != nil || d == nil || d.Until.Sub(d.Created) != w || d.Offence != i+2 {
+			t.Fatalf("offence %d: %+v %v, want %v", i+2, d, err, w)
+		}
+	}
+	if n := len(s.Active()); n != 1 {
+		t.Errorf("%d decisions in force for one address", n)
+	}
+	if d, _ := s.Decide(ctx, alert("c1", r, "10.1.2.3")); d != nil || s.Stats().Allowlisted != 1 {
+		t.Errorf("allowlisted address banned: %+v", d)
+	}
+	if _, err := s.Decide(ctx, alert("c2", r, "not-an-ip")); err == nil {
+		t.Error("a non-address on client.ip was accepted")
+	}
+	// A user name blocks as Username.
+	d, err = s.Decide(ctx, &detect.Alert{ID: "u1", Rule: rule("user.name", time.Minute),
+		Group: []detect.Field{{Name: "user.name", ECS: "user.name", Value: "mallory"}}})
+	if err != nil || d.Scope != ScopeUser || d.Value != "mallory" {
+		t.Fatalf("user: %+v %v", d, err)
+	}
+	for _, rec := range recs {
+		if err := event.Validate(rec); err != nil {
+			t.Errorf("decision event is not ECS: %v\n%s", err, rec)
+		}
+	}
+}
+
+func TestStream(t *testing.T) {
+	c := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	s, _ := Open(Options{Now: c.now}, nil)
+	ctx := context.Background()
+	r := rule("client.ip", 10*time.Minute)
+	s.Decide(ctx, alert("a1", r, "203.0.113.1"))
+	s.Decide(ctx, alert("a2", r, "2001:db8::1"))
+	s.Manual(ctx, "range", "198.51.100.0/24", time.Hour, "scanner network", "admin")
+
+	added, deleted := s.Stream("b1", true, nil)
+	if len(added) != 3 || len(deleted) != 0 {
+		t.Fatalf("startup: %d new, %d deleted", len(added), len(deleted))
+	}
+	if added, _ := s.Stream("b1", false, nil); len(added) != 0 {
+		t.Fatalf("nothing changed, got %d new", len(added))
+	}
+	// A bouncer not seen before gets everything even without startup.
+	if added, _ := s.Stream("b2", false, []string{"ip"}); len(added) != 2 {
+		t.Fatalf("new bouncer, ip scope: %d", len(added))
+	}
+	s.Decide(ctx, alert("a3", r, "203.0.113.3"))
+	added, _ = s.Stream("b1", false, nil)
+	if len(added) != 1 || added[0].Value != "203.0.113.3" {
+		t.Fatalf("after a new decision: %+v", added)
+	}
+	// Expiry shows as deleted; a decision created and expired between two
+	// polls shows as neither.
+	c.add(11 * time.Minute)
+	s.Decide(ctx, alert("a4", r, "203.0.113.4"))
+	c.add(11 * time.Minute)
+	added, deleted = s.Stream("b1", false, nil)
+	if len(added) != 0 || len(deleted) != 3 {
+		t.Fatalf("after expiry: %d new, %d deleted: %+v", len(added), len(deleted), deleted)
+	}
+	// Delete by an operator.
+	act := s.Active()
+	if len(act) != 1 || act[0].Scope != ScopeRange {
+		t.Fatalf("active: %+v", act)
+	}
+	if _, err := s.Delete(ctx, act[0].ID, "admin", "false positive"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Delete(ctx, act[0].ID, "admin", ""); err != ErrNotFound {
+		t.Errorf("second delete: %v", err)
+	}
+	_, deleted = s.Stream("b1", false, nil)
+	if len(deleted) != 1 || deleted[0].Value != "198.51.100.0/24" {
+		t.Fatalf("after delete: %+v", deleted)
+	}
+	if got := s.Covering("198.51.100.7"); len(got) != 0 {
+		t.Errorf("deleted range still covers: %+v", got)
+	}
+}
+
+// TestPersistence: the state survives a restart through its file, and
+// without the file it is rebuilt from the ledger's decision events.
+func TestPersistence(t *testing.T) {
+	dir := t.TempDir()
+	l := openLedger(t, filepath.Join(dir, "ledger"))
+	defer l.Close()
+	path := filepath.Join(dir, "decisions.json")
+	c := &clock{t: time.Now().UTC()}
+	open := func() *Store {
+		t.Helper()
+		s, err := Open(Options{Path: path, Now: c.now, Append: func(ctx context.Context, rec []byte) (uint64, error) {
+			return l.Append(ctx, rec)
+		}}, l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	s := open()
+	ctx := context.Background()
+	r := rule("client.ip", time.Hour)
+	for i := range 5 {
+		if _, err := s.Decide(ctx, alert(fmt.Sprint("a", i), r, fmt.Sprint("203.0.113.", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Delete(ctx, 2, "admin", "")
+	want := s.Active()
+	// Restart with the file.
+	if got := open().Active(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("after restart:\n got %+v\nwant %+v", got, want)
+	}
+	// Restart without it: the ledger has everything.
+	os.Remove(path)
+	s2 := open()
+	if got := s2.Active(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("rebuilt from the ledger:\n got %+v\nwant %+v", got, want)
+	}
+	// Offences were rebuilt too: the next one for .0 escalates.
+	c.add(2 * time.Hour)
+	d, _ := s2.Decide(ctx, alert("z", r, "203.0.113.0"))
+	if d == nil || d.Offence != 2 || d.ID != 6 {
+		t.Fatalf("after rebuild: %+v", d)
+	}
+	// A file written after a decision the ledger lost is not possible (the
+	// ledger append comes first), but a state file behind the ledger is:
+	// decisions appended after the file was saved are applied on open.
+	saved, _ := os.ReadFile(path)
+	s2.Decide(ctx, alert("y", r, "203.0.113.200"))
+	os.WriteFile(path, saved, 0o600)
+	if got := open().Covering("203.0.113.200"); len(got) != 1 {
+		t.Fatalf("decision made after the saved state lost: %+v", got)
+	}
+}
+
+func TestMaxActive(t *testing.T) {
+	s, _ := Open(Options{MaxActive: 3}, nil)
+	ctx := context.Background()
+	r := rule("client.ip", time.Hour)
+	var errs int
+	for i := range 5 {
+		if _, err := s.Decide(ctx, alert(fmt.Sprint(i), r, fmt.Sprint("192.0.2.", i))); err != nil {
+			errs++
+		}
+	}
+	if errs != 2 || len(s.Active()) != 3 || s.Stats().Refused != 2 {
+		t.Errorf("%d refused, %d active", errs, len(s.Active()))
+	}
+}
