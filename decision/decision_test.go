@@ -50,7 +50,10 @@ func TestDecideEscalateAllowlist(t *testing.T) {
 	c := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	var recs [][]byte
 	s, err := Open(Options{Now: c.now, Allowlist: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")},
-		Append: func(_ context.Context, rec []byte) (uint64, error) { recs = append(recs, rec); return uint64(len(recs) - 1), nil }}, nil)
+		Append: func(_ context.Context, rec []byte) (uint64, error) {
+			recs = append(recs, rec)
+			return uint64(len(recs) - 1), nil
+		}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
