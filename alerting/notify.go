@@ -1,0 +1,583 @@
+package alerting
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// NotifierConfig configures one notifier (the `notifiers:` list of the
+// collector's configuration).
+type NotifierConfig struct {
+	// Name labels the notifier in metrics and logs (default: its type).
+	Name string `yaml:"name"`
+	// Type is webhook, slack, syslog or alertmanager.
+	Type string `yaml:"type"`
+	// URL is where alerts go: the webhook's URL, Slack's incoming webhook
+	// URL, Alertmanager's base URL (http://am:9093), or for syslog
+	// tcp://host:port, tls://host:port or udp://host:port.
+	URL string `yaml:"url"`
+	// SecretFile holds the webhook's HMAC-SHA256 key.
+	SecretFile string `yaml:"secret_file"`
+	// CAFile is a PEM bundle to verify an https or tls:// server with.
+	CAFile string `yaml:"ca_file"`
+	// MinLevel is the lowest level delivered (default low: everything but
+	// informational).
+	MinLevel string `yaml:"min_level"`
+	// Timeout bounds one delivery attempt (default 10s).
+	Timeout time.Duration `yaml:"timeout"`
+	// QueueSize bounds the alerts waiting for delivery (default 1000); when
+	// full, the oldest is dropped and counted.
+	QueueSize int `yaml:"queue_size"`
+	// AppName is syslog's APP-NAME (default trailguard).
+	AppName string `yaml:"app_name"`
+	// GeneratorURL is the link Alertmanager shows, e.g. the collector's
+	// /v1/alerts (optional).
+	GeneratorURL string `yaml:"generator_url"`
+}
+
+// sender delivers one notice; a *permanent error is not retried.
+type sender interface {
+	send(ctx context.Context, n Notice) error
+	close()
+}
+
+type permanent struct{ err error }
+
+func (p *permanent) Error() string { return p.err.Error() }
+func (p *permanent) Unwrap() error { return p.err }
+
+// Notifier delivers notices from a bounded queue, retrying each with
+// exponential backoff (1s, 2s, 4s, … at most 5 min) until it is delivered,
+// refused for good (a 4xx other than 408 and 429), or pushed out of a full
+// queue.
+type Notifier struct {
+	name     string
+	typ      string
+	minLevel int
+	s        sender
+	queue    chan Notice
+	log      *slog.Logger
+	timeout  time.Duration
+	done     chan struct{}
+	stop     context.CancelFunc
+	ctx      context.Context
+
+	// Backoff bounds; tests shorten them.
+	minBackoff, maxBackoff time.Duration
+
+	sent, failures, dropped, refused atomic.Uint64
+}
+
+// NotifierStats are a notifier's counters.
+type NotifierStats struct {
+	Name, Type                      string
+	Sent, Failures, Dropped, Refused uint64
+	Queued                          int
+}
+
+// NewNotifier builds a notifier and starts its delivery goroutine.
+func NewNotifier(c NotifierConfig, log *slog.Logger) (*Notifier, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	if c.Name == "" {
+		c.Name = c.Type
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = 10 * time.Second
+	}
+	if c.QueueSize <= 0 {
+		c.QueueSize = 1000
+	}
+	if c.MinLevel == "" {
+		c.MinLevel = "low"
+	}
+	lvl := levelRank(c.MinLevel)
+	if lvl < 0 {
+		return nil, fmt.Errorf("notifier %s: min_level %q: want informational, low, medium, high or critical", c.Name, c.MinLevel)
+	}
+	if c.URL == "" {
+		return nil, fmt.Errorf("notifier %s: url is missing", c.Name)
+	}
+	tc, err := tlsConfig(c.CAFile)
+	if err != nil {
+		return nil, fmt.Errorf("notifier %s: %w", c.Name, err)
+	}
+	client := &http.Client{Timeout: c.Timeout, Transport: &http.Transport{TLSClientConfig: tc, Proxy: http.ProxyFromEnvironment}}
+	var s sender
+	switch c.Type {
+	case "webhook":
+		if c.SecretFile == "" {
+			return nil, fmt.Errorf("notifier %s: a webhook needs secret_file (the HMAC-SHA256 key receivers check)", c.Name)
+		}
+		key, err := os.ReadFile(c.SecretFile)
+		if err != nil {
+			return nil, fmt.Errorf("notifier %s: %w", c.Name, err)
+		}
+		key = bytes.TrimSpace(key)
+		if len(key) < 16 {
+			return nil, fmt.Errorf("notifier %s: secret in %s is shorter than 16 bytes", c.Name, c.SecretFile)
+		}
+		s = &webhook{url: c.URL, key: key, client: client}
+	case "slack":
+		s = &slack{url: c.URL, client: client}
+	case "alertmanager":
+		s = &alertmanager{url: strings.TrimRight(c.URL, "/") + "/api/v2/alerts", client: client, generator: c.GeneratorURL}
+	case "syslog":
+		s, err = newSyslog(c, tc)
+		if err != nil {
+			return nil, fmt.Errorf("notifier %s: %w", c.Name, err)
+		}
+	default:
+		return nil, fmt.Errorf("notifier %s: type %q: want webhook, slack, syslog or alertmanager", c.Name, c.Type)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	n := &Notifier{name: c.Name, typ: c.Type, minLevel: lvl, s: s, queue: make(chan Notice, c.QueueSize), log: log,
+		timeout: c.Timeout, done: make(chan struct{}), ctx: ctx, stop: cancel, minBackoff: time.Second, maxBackoff: 5 * time.Minute}
+	go n.run()
+	return n, nil
+}
+
+func tlsConfig(caFile string) (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile == "" {
+		return tc, nil
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("ca_file %s holds no PEM certificate", caFile)
+	}
+	tc.RootCAs = pool
+	return tc, nil
+}
+
+func levelRank(l string) int {
+	switch l {
+	case "informational":
+		return 0
+	case "low":
+		return 1
+	case "medium", "":
+		return 2
+	case "high":
+		return 3
+	case "critical":
+		return 4
+	}
+	return -1
+}
+
+// Enqueue queues a notice without waiting: when the queue is full the
+// oldest notice is dropped (and counted) to make room.
+func (n *Notifier) Enqueue(no Notice) {
+	if levelRank(no.Alert.Level) < n.minLevel {
+		return
+	}
+	for {
+		select {
+		case n.queue <- no:
+			return
+		default:
+		}
+		select {
+		case <-n.queue:
+			n.dropped.Add(1)
+		default:
+		}
+	}
+}
+
+func (n *Notifier) run() {
+	defer close(n.done)
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case no := <-n.queue:
+			n.deliver(no)
+		}
+	}
+}
+
+// deliver tries until the notice is delivered, refused for good, or the
+// notifier stops.
+func (n *Notifier) deliver(no Notice) {
+	backoff := n.minBackoff
+	for attempt := 1; ; attempt++ {
+		ctx, cancel := context.WithTimeout(n.ctx, n.timeout)
+		err := n.s.send(ctx, no)
+		cancel()
+		if err == nil {
+			n.sent.Add(1)
+			return
+		}
+		var p *permanent
+		if errors.As(err, &p) {
+			n.refused.Add(1)
+			n.log.Error("notifier refused an alert for good", "notifier", n.name, "alert", no.Alert.ID, "err", err)
+			return
+		}
+		n.failures.Add(1)
+		if attempt == 1 || attempt%10 == 0 {
+			n.log.Warn("notifier failed; retrying with backoff", "notifier", n.name, "alert", no.Alert.ID, "attempt", attempt, "err", err)
+		}
+		// Jitter keeps many collectors from retrying in step.
+		wait := backoff/2 + time.Duration(rand.Int64N(int64(backoff/2)+1))
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		backoff = min(2*backoff, n.maxBackoff)
+	}
+}
+
+// Stats returns the counters.
+func (n *Notifier) Stats() NotifierStats {
+	return NotifierStats{Name: n.name, Type: n.typ, Sent: n.sent.Load(), Failures: n.failures.Load(),
+		Dropped: n.dropped.Load(), Refused: n.refused.Load(), Queued: len(n.queue)}
+}
+
+// Close delivers what is queued for at most grace, then stops.
+func (n *Notifier) Close(grace time.Duration) {
+	deadline := time.Now().Add(grace)
+	for len(n.queue) > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	n.stop()
+	<-n.done
+	n.s.close()
+}
+
+// httpPost sends body and classifies the answer: 2xx is delivered, 408,
+// 429 and 5xx are retried, other 4xx are refused for good.
+func httpPost(ctx context.Context, client *http.Client, u string, body []byte, header http.Header) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
+	if err != nil {
+		return &permanent{err}
+	}
+	req.Header = header
+	if req.Header == nil {
+		req.Header = http.Header{}
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "trailguard-notifier")
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	switch {
+	case resp.StatusCode >= 200 && resp.StatusCode < 300:
+		return nil
+	case resp.StatusCode == 408 || resp.StatusCode == 429 || resp.StatusCode >= 500:
+		return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(msg)))
+	}
+	return &permanent{fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(msg)))}
+}
+
+// Webhook signature headers: the signature is HMAC-SHA256 of
+// "<timestamp>.<body>" under the shared key, hex, after "v1=". Receivers
+// recompute it and refuse timestamps too far from their clock, so a
+// captured request cannot be replayed later (see VerifyWebhook).
+const (
+	HeaderTimestamp = "X-Trailguard-Timestamp"
+	HeaderSignature = "X-Trailguard-Signature"
+	HeaderEvent     = "X-Trailguard-Event"
+)
+
+type webhook struct {
+	url    string
+	key    []byte
+	client *http.Client
+}
+
+func (w *webhook) send(ctx context.Context, n Notice) error {
+	body := n.Doc
+	if n.Change != "raised" || len(body) == 0 {
+		body, _ = json.Marshal(map[string]any{"alert": n.Alert, "change": n.Change})
+	}
+	ts := strconv.FormatInt(time.Now().Unix(), 10)
+	h := http.Header{}
+	h.Set(HeaderTimestamp, ts)
+	h.Set(HeaderSignature, Sign(w.key, ts, body))
+	h.Set(HeaderEvent, n.Change)
+	return httpPost(ctx, w.client, w.url, body, h)
+}
+
+func (w *webhook) close() {}
+
+// Sign returns the webhook signature header value for a timestamp and body.
+func Sign(key []byte, timestamp string, body []byte) string {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(timestamp))
+	m.Write([]byte{'.'})
+	m.Write(body)
+	return "v1=" + hex.EncodeToString(m.Sum(nil))
+}
+
+// VerifyWebhook checks a webhook request's signature and that its
+// timestamp is within tolerance of now: what a receiver does.
+func VerifyWebhook(key []byte, timestamp, signature string, body []byte, now time.Time, tolerance time.Duration) error {
+	sec, err := strconv.ParseInt(timestamp, 10, 64)
+	if err != nil {
+		return errors.New("webhook: bad timestamp")
+	}
+	if d := now.Sub(time.Unix(sec, 0)); d > tolerance || d < -tolerance {
+		return fmt.Errorf("webhook: timestamp %s is %v away from now: replayed or clock skew", timestamp, d.Round(time.Second))
+	}
+	if !hmac.Equal([]byte(Sign(key, timestamp, body)), []byte(signature)) {
+		return errors.New("webhook: signature mismatch")
+	}
+	return nil
+}
+
+// slack posts a one-line message Slack (and Mattermost, Rocket.Chat)
+// incoming webhooks accept.
+type slack struct {
+	url    string
+	client *http.Client
+}
+
+func (s *slack) send(ctx context.Context, n Notice) error {
+	a := n.Alert
+	var text string
+	if n.Change == "raised" {
+		text = fmt.Sprintf(":rotating_light: *[%s] %s* — %s (alert `%s`)", a.Level, escapeSlack(a.Title), escapeSlack(a.Message), a.ID)
+	} else {
+		text = fmt.Sprintf(":white_check_mark: alert `%s` (%s) is now *%s*%s", a.ID, escapeSlack(a.Title), n.Change, byNote(a))
+	}
+	body, _ := json.Marshal(map[string]string{"text": text})
+	return httpPost(ctx, s.client, s.url, body, nil)
+}
+
+func byNote(a Alert) string {
+	s := ""
+	if a.UpdatedBy != "" {
+		s += " by " + escapeSlack(a.UpdatedBy)
+	}
+	if a.Note != "" {
+		s += ": " + escapeSlack(a.Note)
+	}
+	return s
+}
+
+// escapeSlack escapes what Slack's mrkdwn treats as markup, so attacker-
+// chosen text (a user name, a URL) cannot ping channels or forge links.
+func escapeSlack(s string) string {
+	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(s)
+}
+
+func (s *slack) close() {}
+
+// alertmanager posts to Prometheus Alertmanager's v2 API.
+type alertmanager struct {
+	url       string
+	client    *http.Client
+	generator string
+}
+
+var labelName = regexp.MustCompile(`[^a-zA-Z0-9_]`)
+
+func (am *alertmanager) send(ctx context.Context, n Notice) error {
+	a := n.Alert
+	if n.Change != "raised" && n.Change != StatusResolved {
+		return nil // acknowledging is not an Alertmanager state
+	}
+	name := a.RuleName
+	if name == "" {
+		name = a.RuleID
+	}
+	labels := map[string]string{"alertname": labelName.ReplaceAllString(name, "_"), "severity": a.Level,
+		"rule_id": a.RuleID, "alert_id": a.ID, "source": "trailguard"}
+	keys := make([]string, 0, len(a.Group))
+	for k := range a.Group {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		labels[labelName.ReplaceAllString(k, "_")] = a.Group[k]
+	}
+	pa := map[string]any{
+		"labels":      labels,
+		"annotations": map[string]string{"summary": a.Title, "description": a.Message},
+		"startsAt":    a.Time.UTC().Format(time.RFC3339Nano),
+	}
+	if am.generator != "" {
+		pa["generatorURL"] = am.generator
+	}
+	if n.Change == StatusResolved {
+		end := a.Updated
+		if end.IsZero() || end.Before(a.Time) {
+			end = time.Now()
+		}
+		pa["endsAt"] = end.UTC().Format(time.RFC3339Nano)
+	}
+	body, _ := json.Marshal([]any{pa})
+	return httpPost(ctx, am.client, am.url, body, nil)
+}
+
+func (am *alertmanager) close() {}
+
+// syslogSender writes RFC 5424 messages over TCP or TLS (octet-counted
+// framing, RFC 6587 and 5425) or UDP (one message per datagram, RFC 5426),
+// reconnecting as needed.
+type syslogSender struct {
+	network, addr string
+	tls           *tls.Config
+	app, host     string
+	mu            sync.Mutex
+	conn          net.Conn
+}
+
+func newSyslog(c NotifierConfig, tc *tls.Config) (*syslogSender, error) {
+	u, err := url.Parse(c.URL)
+	if err != nil || u.Host == "" {
+		return nil, fmt.Errorf("url %q: want tcp://host:port, tls://host:port or udp://host:port", c.URL)
+	}
+	s := &syslogSender{addr: u.Host, app: c.AppName}
+	switch u.Scheme {
+	case "tcp", "udp":
+		s.network = u.Scheme
+	case "tls":
+		s.network = "tcp"
+		s.tls = tc.Clone()
+		if s.tls.ServerName == "" {
+			s.tls.ServerName = u.Hostname()
+		}
+	default:
+		return nil, fmt.Errorf("url %q: scheme must be tcp, tls or udp", c.URL)
+	}
+	if s.app == "" {
+		s.app = "trailguard"
+	}
+	s.host, _ = os.Hostname()
+	if s.host == "" {
+		s.host = "-"
+	}
+	return s, nil
+}
+
+// syslogSeverity maps Sigma levels onto RFC 5424 severities.
+func syslogSeverity(level string) int {
+	switch level {
+	case "critical":
+		return 2
+	case "high":
+		return 3
+	case "medium":
+		return 4
+	case "low":
+		return 5
+	}
+	return 6
+}
+
+// Message formats the RFC 5424 message of a notice: facility security (13,
+// "log audit"), the alert's severity, MSGID the change, structured data
+// with the alert and rule ids, and the alert document as MSG.
+func (s *syslogSender) Message(n Notice) []byte {
+	a := n.Alert
+	pri := 13*8 + syslogSeverity(a.Level)
+	msg := n.Doc
+	if n.Change != "raised" || len(msg) == 0 {
+		msg, _ = json.Marshal(map[string]any{"alert": a, "change": n.Change})
+	}
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "<%d>1 %s %s %s - %s [trailguard@32473 alert_id=\"%s\" rule_id=\"%s\" level=\"%s\"] ",
+		pri, time.Now().UTC().Format("2006-01-02T15:04:05.000000Z"), headerField(s.host, 255), headerField(s.app, 48),
+		headerField(n.Change, 32), sdEscape(a.ID), sdEscape(a.RuleID), sdEscape(a.Level))
+	b.Write(msg)
+	return b.Bytes()
+}
+
+// headerField makes a header field printable US-ASCII without spaces.
+func headerField(s string, n int) string {
+	out := make([]byte, 0, len(s))
+	for i := 0; i < len(s) && len(out) < n; i++ {
+		if c := s[i]; c > 32 && c < 127 {
+			out = append(out, c)
+		}
+	}
+	if len(out) == 0 {
+		return "-"
+	}
+	return string(out)
+}
+
+// sdEscape escapes a structured-data parameter value (RFC 5424 6.3.3).
+func sdEscape(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `"`, `\"`, `]`, `\]`).Replace(s)
+}
+
+func (s *syslogSender) send(ctx context.Context, n Notice) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	msg := s.Message(n)
+	if s.conn == nil {
+		d := &net.Dialer{}
+		var c net.Conn
+		var err error
+		if s.tls != nil {
+			c, err = (&tls.Dialer{NetDialer: d, Config: s.tls}).DialContext(ctx, s.network, s.addr)
+		} else {
+			c, err = d.DialContext(ctx, s.network, s.addr)
+		}
+		if err != nil {
+			return err
+		}
+		s.conn = c
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		s.conn.SetWriteDeadline(dl)
+	}
+	var frame []byte
+	if s.network == "udp" {
+		frame = msg
+	} else {
+		frame = append(strconv.AppendInt(nil, int64(len(msg)), 10), ' ')
+		frame = append(frame, msg...)
+	}
+	if _, err := s.conn.Write(frame); err != nil {
+		s.conn.Close()
+		s.conn = nil
+		return err
+	}
+	return nil
+}
+
+func (s *syslogSender) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conn != nil {
+		s.conn.Close()
+		s.conn = nil
+	}
+}

@@ -1,0 +1,552 @@
+// Package alerting is what happens to an alert once the detection engine
+// raised it: it is stored in the ledger (so alerts are as tamper-evident as
+// the events they point to), repeats of it are folded into it for a
+// suppression window, its lifecycle (open, acknowledged, resolved) is kept,
+// and notifiers deliver it — a signed webhook, Slack, syslog, Prometheus
+// Alertmanager — each from its own bounded queue with retries, so an
+// outage of a receiver never slows ingest or detection.
+package alerting
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"iter"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/trailguard/trailguard/detect"
+	"github.com/trailguard/trailguard/ledger"
+)
+
+// Statuses of an alert.
+const (
+	StatusOpen         = "open"
+	StatusAcknowledged = "acknowledged"
+	StatusResolved     = "resolved"
+)
+
+// Alert is a stored alert and its lifecycle.
+type Alert struct {
+	ID       string            `json:"id"`
+	RuleID   string            `json:"rule_id"`
+	RuleName string            `json:"rule_name,omitempty"`
+	Title    string            `json:"title"`
+	Level    string            `json:"level"`
+	Severity int               `json:"severity"`
+	Ruleset  string            `json:"ruleset,omitempty"`
+	Message  string            `json:"message"`
+	Time     time.Time         `json:"time"`
+	First    time.Time         `json:"first"`
+	Last     time.Time         `json:"last"`
+	Group    map[string]string `json:"group,omitempty"`
+	Fields   map[string]string `json:"fields,omitempty"`
+	Count    int               `json:"count"`
+	// Repeats counts the alerts of the same rule and group folded into
+	// this one within the suppression window; LastSeen is the newest.
+	Repeats  int       `json:"repeats"`
+	LastSeen time.Time `json:"last_seen"`
+	// Index is the ledger index of the alert document.
+	Index     uint64    `json:"ledger_index"`
+	Status    string    `json:"status"`
+	Updated   time.Time `json:"updated,omitempty"`
+	UpdatedBy string    `json:"updated_by,omitempty"`
+	Note      string    `json:"note,omitempty"`
+
+	key string
+}
+
+// Options configure a Store.
+type Options struct {
+	// Path is the state file (alerts.json in the data directory).
+	Path string
+	// Append stores an alert document durably (the ledger's Append).
+	Append func(ctx context.Context, rec []byte) (uint64, error)
+	// Suppress is the window within which an alert of the same rule and
+	// group as an unresolved one is folded into it. Default 10m.
+	Suppress time.Duration
+	// MaxAlerts bounds the alerts kept in the state (the ledger keeps
+	// them all); the oldest resolved go first. Default 10,000.
+	MaxAlerts int
+	// Notify is called with each new alert (not the folded repeats) and
+	// each change of status, after it is stored.
+	Notify func(n Notice)
+	// Now is the clock.
+	Now func() time.Time
+}
+
+// Notice is what notifiers receive: a new alert, or a change of its
+// status.
+type Notice struct {
+	Alert Alert
+	// Doc is the alert's ECS document as stored.
+	Doc []byte
+	// Change is "raised", or the new status.
+	Change string
+}
+
+// Store holds the alerts and their lifecycle. Safe for concurrent use.
+type Store struct {
+	o     Options
+	mu    sync.Mutex
+	byID  map[string]*Alert
+	byKey map[string]*Alert // open or acknowledged alert of a rule and group
+	// through: ledger records before it are reflected in the state.
+	through uint64
+	dirty   bool
+	stats   Stats
+	docs    map[string][]byte
+}
+
+// Stats counts alerts.
+type Stats struct {
+	Raised, Suppressed uint64
+	Open, Acknowledged int
+}
+
+// Source is what Open catches up from: *ledger.Ledger satisfies it.
+type Source interface {
+	Entries(from uint64) iter.Seq2[ledger.Entry, error]
+}
+
+type stateFile struct {
+	Through uint64   `json:"through"`
+	Alerts  []*Alert `json:"alerts"`
+}
+
+// Open loads the state file and catches up with the alerts and status
+// changes the ledger holds after it.
+func Open(o Options, src Source) (*Store, error) {
+	if o.Suppress <= 0 {
+		o.Suppress = 10 * time.Minute
+	}
+	if o.MaxAlerts <= 0 {
+		o.MaxAlerts = 10_000
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	s := &Store{o: o, byID: map[string]*Alert{}, byKey: map[string]*Alert{}}
+	if o.Path != "" {
+		data, err := os.ReadFile(o.Path)
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+		case err != nil:
+			return nil, fmt.Errorf("alerting: %w", err)
+		default:
+			var st stateFile
+			if err := json.Unmarshal(data, &st); err != nil {
+				return nil, fmt.Errorf("alerting: %s is damaged (%v): delete it and the ledger rebuilds it", o.Path, err)
+			}
+			s.through = st.Through
+			for _, a := range st.Alerts {
+				s.add(a)
+			}
+		}
+	}
+	if src != nil {
+		for e, err := range src.Entries(s.through) {
+			if errors.Is(err, ledger.ErrPruned) {
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("alerting: catch up from the ledger: %w", err)
+			}
+			s.applyRecord(e.Index, e.Data)
+			s.through = e.Index + 1
+		}
+	}
+	return s, s.save()
+}
+
+// groupKey identifies "the same alert": the rule and its group values, or
+// for a detection rule the client address and user.
+func groupKey(a *detect.Alert) string {
+	var b strings.Builder
+	b.WriteString(a.Rule.Ref())
+	for _, g := range a.Group {
+		b.WriteString("\x00" + g.ECS + "=" + g.Value)
+	}
+	if len(a.Group) == 0 {
+		for _, f := range a.Fields {
+			if f.ECS == "client.ip" || f.ECS == "user.name" {
+				b.WriteString("\x00" + f.ECS + "=" + f.Value)
+			}
+		}
+	}
+	return b.String()
+}
+
+// Raise stores an alert (unless Stored says it is in the ledger already)
+// or folds it into an unresolved alert of the same rule and group raised
+// within the suppression window. It returns the stored alert and whether
+// this one was folded.
+func (s *Store) Raise(ctx context.Context, a *detect.Alert) (Alert, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	key := groupKey(a)
+	if old := s.byKey[key]; old != nil && old.Status != StatusResolved && !a.Time.Before(old.LastSeen) &&
+		a.Time.Sub(old.LastSeen) <= s.o.Suppress && old.ID != a.ID {
+		old.Repeats++
+		old.Count += a.Count
+		old.LastSeen, old.Last = a.Time, maxTime(old.Last, a.Last)
+		s.stats.Suppressed++
+		s.dirty = true
+		return *old, true, nil
+	}
+	if existing := s.byID[a.ID]; existing != nil {
+		return *existing, false, nil // raised again after a restart
+	}
+	doc := a.AppendJSON(nil)
+	rec := fromDetect(a)
+	rec.key = key
+	if !a.Stored && s.o.Append != nil {
+		idx, err := s.o.Append(ctx, doc)
+		if err != nil {
+			return Alert{}, false, fmt.Errorf("alerting: store alert: %w", err)
+		}
+		rec.Index = idx
+		s.through = max(s.through, idx+1)
+	}
+	s.add(rec)
+	s.stats.Raised++
+	s.trim()
+	err := s.save()
+	if s.o.Notify != nil && !a.Stored {
+		s.o.Notify(Notice{Alert: *rec, Doc: doc, Change: "raised"})
+	}
+	return *rec, false, err
+}
+
+func fromDetect(a *detect.Alert) *Alert {
+	r := a.Rule
+	level := r.Level
+	if level == "" {
+		level = "medium"
+	}
+	rec := &Alert{ID: a.ID, RuleID: r.ID, RuleName: r.Name, Title: r.Title, Level: level, Severity: detect.Severity(level),
+		Ruleset: r.Ruleset, Message: a.Message(), Time: a.Time, First: a.First, Last: a.Last, Count: a.Count,
+		LastSeen: a.Time, Status: StatusOpen}
+	if rec.RuleID == "" {
+		rec.RuleID = r.Ref()
+	}
+	for _, g := range a.Group {
+		if rec.Group == nil {
+			rec.Group = map[string]string{}
+		}
+		rec.Group[g.ECS] = g.Value
+	}
+	for _, f := range a.Fields {
+		if rec.Fields == nil {
+			rec.Fields = map[string]string{}
+		}
+		rec.Fields[f.ECS] = f.Value
+	}
+	return rec
+}
+
+func (s *Store) add(a *Alert) {
+	if a.key == "" {
+		a.key = storedKey(a)
+	}
+	s.byID[a.ID] = a
+	if a.Status != StatusResolved {
+		if old := s.byKey[a.key]; old == nil || !a.Time.Before(old.Time) {
+			s.byKey[a.key] = a
+		}
+	}
+}
+
+// storedKey rebuilds groupKey from a stored alert.
+func storedKey(a *Alert) string {
+	var b strings.Builder
+	if a.RuleName != "" {
+		b.WriteString(a.RuleName)
+	} else {
+		b.WriteString(a.RuleID)
+	}
+	if len(a.Group) > 0 {
+		for _, k := range sortedKeys(a.Group) {
+			b.WriteString("\x00" + k + "=" + a.Group[k])
+		}
+	} else {
+		for _, k := range []string{"client.ip", "user.name"} {
+			if v, ok := a.Fields[k]; ok {
+				b.WriteString("\x00" + k + "=" + v)
+			}
+		}
+	}
+	return b.String()
+}
+
+func sortedKeys(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// ErrNotFound is returned for an unknown alert id.
+var ErrNotFound = errors.New("alerting: no such alert")
+
+// ErrStatus is returned for a status that is not open, acknowledged or
+// resolved.
+var ErrStatus = errors.New("alerting: status must be open, acknowledged or resolved")
+
+// SetStatus changes an alert's status (the caller records the change in
+// the audit trail). It returns the alert before and after.
+func (s *Store) SetStatus(id, status, by, note string) (before, after Alert, err error) {
+	switch status {
+	case StatusOpen, StatusAcknowledged, StatusResolved:
+	default:
+		return Alert{}, Alert{}, ErrStatus
+	}
+	s.mu.Lock()
+	a := s.byID[id]
+	if a == nil {
+		s.mu.Unlock()
+		return Alert{}, Alert{}, ErrNotFound
+	}
+	before = *a
+	s.setStatus(a, status, by, note, s.o.Now().Round(0).UTC())
+	after = *a
+	err = s.save()
+	s.mu.Unlock()
+	if s.o.Notify != nil && before.Status != after.Status {
+		s.o.Notify(Notice{Alert: after, Change: status})
+	}
+	return before, after, err
+}
+
+func (s *Store) setStatus(a *Alert, status, by, note string, at time.Time) {
+	a.Status, a.UpdatedBy, a.Note, a.Updated = status, by, note, at
+	if status == StatusResolved {
+		if s.byKey[a.key] == a {
+			delete(s.byKey, a.key)
+		}
+	} else if old := s.byKey[a.key]; old == nil || !a.Time.Before(old.Time) {
+		s.byKey[a.key] = a
+	}
+	s.dirty = true
+}
+
+// Get returns one alert.
+func (s *Store) Get(id string) (Alert, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a, ok := s.byID[id]
+	if !ok {
+		return Alert{}, false
+	}
+	return *a, true
+}
+
+// Filter selects alerts for List.
+type Filter struct {
+	Status string // "" for any
+	Rule   string // rule id or name
+	Since  time.Time
+	Limit  int
+}
+
+// List returns alerts, newest first.
+func (s *Store) List(f Filter) []Alert {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Alert, 0, min(len(s.byID), max(f.Limit, 0)))
+	for _, a := range s.byID {
+		if (f.Status == "" || a.Status == f.Status) && (f.Rule == "" || a.RuleID == f.Rule || a.RuleName == f.Rule) && !a.Time.Before(f.Since) {
+			out = append(out, *a)
+		}
+	}
+	slices.SortFunc(out, func(a, b Alert) int {
+		if c := b.Time.Compare(a.Time); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	if f.Limit > 0 && len(out) > f.Limit {
+		out = out[:f.Limit]
+	}
+	return out
+}
+
+// Stats returns the counters.
+func (s *Store) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.stats
+	for _, a := range s.byID {
+		switch a.Status {
+		case StatusOpen:
+			st.Open++
+		case StatusAcknowledged:
+			st.Acknowledged++
+		}
+	}
+	return st
+}
+
+// trim drops the oldest resolved alerts beyond MaxAlerts, then the oldest
+// of any status beyond twice it.
+func (s *Store) trim() {
+	if len(s.byID) <= s.o.MaxAlerts {
+		return
+	}
+	all := make([]*Alert, 0, len(s.byID))
+	for _, a := range s.byID {
+		all = append(all, a)
+	}
+	slices.SortFunc(all, func(a, b *Alert) int { return a.Time.Compare(b.Time) })
+	for _, a := range all {
+		if len(s.byID) <= s.o.MaxAlerts {
+			break
+		}
+		if a.Status == StatusResolved || len(s.byID) > 2*s.o.MaxAlerts {
+			delete(s.byID, a.ID)
+			if s.byKey[a.key] == a {
+				delete(s.byKey, a.key)
+			}
+		}
+	}
+}
+
+// Flush saves the state if folded repeats changed it.
+func (s *Store) Flush() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.dirty {
+		return nil
+	}
+	return s.save()
+}
+
+// save writes the state file atomically; the caller holds mu.
+func (s *Store) save() error {
+	s.dirty = false
+	if s.o.Path == "" {
+		return nil
+	}
+	st := stateFile{Through: s.through}
+	for _, a := range s.byID {
+		st.Alerts = append(st.Alerts, a)
+	}
+	slices.SortFunc(st.Alerts, func(a, b *Alert) int { return a.Time.Compare(b.Time) })
+	data, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	tmp := s.o.Path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("alerting: save: %w", err)
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, s.o.Path)
+	}
+	if err != nil {
+		return fmt.Errorf("alerting: save: %w", err)
+	}
+	if d, err := os.Open(filepath.Dir(s.o.Path)); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// ResourcePrefix is how the audit trail names an alert whose status an
+// operator changed: trailguard.audit.resource "alert/<id>".
+const ResourcePrefix = "alert/"
+
+// applyRecord reflects one ledger record: an alert document, or an
+// audited status change.
+func (s *Store) applyRecord(idx uint64, data []byte) {
+	switch {
+	case bytes.Contains(data, []byte(`"`+detect.DatasetAlert+`"`)):
+		var doc struct {
+			Timestamp time.Time `json:"@timestamp"`
+			Message   string    `json:"message"`
+			Event     struct {
+				Kind     string    `json:"kind"`
+				ID       string    `json:"id"`
+				Severity int       `json:"severity"`
+				Start    time.Time `json:"start"`
+				End      time.Time `json:"end"`
+			} `json:"event"`
+			Log struct {
+				Level string `json:"level"`
+			} `json:"log"`
+			Rule struct {
+				ID, Name, Ruleset string
+			} `json:"rule"`
+			Trailguard struct {
+				Alert struct {
+					Count    int               `json:"count"`
+					RuleName string            `json:"rule_name"`
+					Group    map[string]string `json:"group"`
+				} `json:"alert"`
+			} `json:"trailguard"`
+		}
+		if json.Unmarshal(data, &doc) != nil || doc.Event.Kind != "alert" || doc.Event.ID == "" {
+			return
+		}
+		if _, ok := s.byID[doc.Event.ID]; ok {
+			return
+		}
+		a := &Alert{ID: doc.Event.ID, RuleID: doc.Rule.ID, RuleName: doc.Trailguard.Alert.RuleName, Title: doc.Rule.Name,
+			Level: doc.Log.Level, Severity: doc.Event.Severity, Ruleset: doc.Rule.Ruleset, Message: doc.Message,
+			Time: doc.Timestamp, First: doc.Event.Start, Last: doc.Event.End, Group: doc.Trailguard.Alert.Group,
+			Count: doc.Trailguard.Alert.Count, LastSeen: doc.Timestamp, Index: idx, Status: StatusOpen}
+		s.add(a)
+	case bytes.Contains(data, []byte(`"`+ResourcePrefix)):
+		var doc struct {
+			Timestamp time.Time `json:"@timestamp"`
+			User      struct {
+				Name string `json:"name"`
+			} `json:"user"`
+			Event struct {
+				Reason string `json:"reason"`
+			} `json:"event"`
+			Trailguard struct {
+				Audit struct {
+					Resource string `json:"resource"`
+					After    struct {
+						Status string `json:"status"`
+					} `json:"after"`
+				} `json:"audit"`
+			} `json:"trailguard"`
+		}
+		if json.Unmarshal(data, &doc) != nil {
+			return
+		}
+		id, ok := strings.CutPrefix(doc.Trailguard.Audit.Resource, ResourcePrefix)
+		a := s.byID[id]
+		if !ok || a == nil || doc.Trailguard.Audit.After.Status == "" {
+			return
+		}
+		s.setStatus(a, doc.Trailguard.Audit.After.Status, doc.User.Name, doc.Event.Reason, doc.Timestamp)
+	}
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
