@@ -50,10 +50,11 @@ func ParseRole(s string) (Role, error) {
 }
 
 // Allows reports whether a token of role r may act as role need. Admin
-// may do anything; read and ingest only themselves, so that a shipper's
+// may do anything; read may also read decisions (what a bouncer does);
+// ingest and bouncer only themselves, so that a shipper's or a bouncer's
 // credential cannot read the trail and a reader's cannot write to it.
 func (r Role) Allows(need Role) bool {
-	return r == RoleAdmin || r == need
+	return r == RoleAdmin || r == need || r == RoleRead && need == RoleBouncer
 }
 
 // Token is a stored token: everything but the secret.

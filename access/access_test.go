@@ -144,7 +144,7 @@ func TestBouncerRole(t *testing.T) {
 			t.Errorf("a bouncer token may act as %s", need)
 		}
 	}
-	if !RoleBouncer.Allows(RoleBouncer) || !RoleAdmin.Allows(RoleBouncer) || RoleRead.Allows(RoleBouncer) {
-		t.Error("bouncer endpoints: bouncer and admin only")
+	if !RoleBouncer.Allows(RoleBouncer) || !RoleAdmin.Allows(RoleBouncer) || !RoleRead.Allows(RoleBouncer) || RoleIngest.Allows(RoleBouncer) {
+		t.Error("decisions: bouncer, read and admin; not ingest")
 	}
 }

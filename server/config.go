@@ -14,6 +14,7 @@ import (
 
 	"github.com/goccy/go-yaml"
 
+	"github.com/trailguard/trailguard/alerting"
 	"github.com/trailguard/trailguard/forward"
 )
 
@@ -107,6 +108,11 @@ type Config struct {
 	// Outputs are the engines every stored event is forwarded to
 	// (Elasticsearch, OpenSearch, VictoriaLogs, syslog); YAML only.
 	Outputs []forward.Config `yaml:"outputs"`
+	// Detection, Notifiers and Decisions configure the rule engine, where
+	// alerts are delivered and the block decisions; YAML only.
+	Detection DetectionConfig           `yaml:"detection"`
+	Notifiers []alerting.NotifierConfig `yaml:"notifiers"`
+	Decisions DecisionsConfig           `yaml:"decisions"`
 
 	// Once holds decisions an operator makes for one start only. They are
 	// command-line flags of trailguard serve, never read from the YAML

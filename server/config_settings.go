@@ -63,6 +63,12 @@ var settingsHelp = []settingHelp{
 	{key: "shutdown_timeout", arg: "DURATION", help: "Longest time from SIGTERM to exit: half for requests in flight, the rest to close the ledger with a final checkpoint."},
 	{key: "outputs", yamlOnly: true,
 		help: "Engines every stored event is forwarded to, each from its own cursor in the ledger: a list of {name, type: elasticsearch|opensearch|victorialogs|syslog, url, …} (see docs/scale-out.md)."},
+	{key: "detection", yamlOnly: true,
+		help: "The Sigma rule engine that follows the ledger: {disabled, rules: [DIR…] (besides the built-in rules and DIR/rules), no_builtin, suppress: 10m, max_groups} (see docs/detection.md)."},
+	{key: "notifiers", yamlOnly: true,
+		help: "Where alerts are delivered: a list of {name, type: webhook|slack|syslog|alertmanager, url, secret_file, min_level, …} (see docs/detection.md)."},
+	{key: "decisions", yamlOnly: true,
+		help: "Block decisions rules ask for, served to CrowdSec bouncers: {disabled, allowlist: [CIDR…], duration: 1h, max_duration: 168h, factor: 4, memory: 720h, max_active}."},
 }
 
 // setting is one configuration setting with all its names, its type and

@@ -28,6 +28,8 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /v1/tail", s.requireRole(access.RoleRead, s.handleTail))
 	mux.HandleFunc("GET /v1/checkpoint", s.requireRole(access.RoleRead, s.handleCheckpoint))
 	mux.HandleFunc("GET /v1/outputs", s.requireRole(access.RoleRead, s.handleOutputs))
+	s.alertRoutes(mux)
+	s.decisionRoutes(mux)
 
 	mux.HandleFunc("GET /v1/tokens", s.requireRole(access.RoleAdmin, s.handleTokenList))
 	mux.HandleFunc("POST /v1/tokens", s.requireRole(access.RoleAdmin, s.handleTokenCreate))

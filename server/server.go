@@ -50,6 +50,7 @@ type Server struct {
 	// chunkEvents is the most events appended at once (chunkEvents,
 	// smaller in tests).
 	chunkEvents int
+	detect      *detection
 	handler     http.Handler
 
 	// Paths of the keys, for operators.
@@ -173,6 +174,10 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	s.indexDone = make(chan error, 1)
 	go func() { s.indexDone <- s.index.Run(ctx, s.ledger) }()
 	s.startForward()
+	if err := s.startDetection(); err != nil {
+		s.Close()
+		return nil, err
+	}
 	s.logSystem(event.ActionSysStartup, "collector started")
 	if a := s.ledger.Adopted(); a != nil {
 		// The operator's adoption of unsigned records is itself audited
@@ -316,6 +321,7 @@ func (s *Server) Close() error {
 		close(s.sampleStop)
 		<-s.sampleDone
 		errFwd := s.closeForward()
+		errDetect := s.closeDetection()
 		s.logSystem(event.ActionSysShutdown, "collector stopping")
 		errAudit := s.audit.Close()
 		s.indexCancel()
@@ -327,7 +333,7 @@ func (s *Server) Close() error {
 		if errLedger != nil {
 			errLedger = fmt.Errorf("server: %w: %w", ErrFinalCheckpoint, errLedger)
 		}
-		s.closeErr = errors.Join(errFwd, errAudit, errIdx, s.index.Close(), errLedger)
+		s.closeErr = errors.Join(errFwd, errDetect, errAudit, errIdx, s.index.Close(), errLedger)
 	})
 	return s.closeErr
 }

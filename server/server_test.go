@@ -47,6 +47,9 @@ func startServerWith(t *testing.T, dir string, mod func(*Config), tweak func(*Se
 	cfg.DataDir = dir
 	cfg.Origin = "test.example/trailguard"
 	cfg.CheckpointInterval = 100 * time.Millisecond
+	// Alerts and decisions are records too; tests that count records turn
+	// detection on when they want it (detection_test.go).
+	cfg.Detection.Disabled = true
 	if mod != nil {
 		mod(&cfg)
 	}

@@ -1,0 +1,285 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/trailguard/trailguard/alerting"
+	"github.com/trailguard/trailguard/decision"
+	"github.com/trailguard/trailguard/detect"
+)
+
+// DetectionConfig is the `detection:` setting: the rule engine that follows
+// the ledger.
+type DetectionConfig struct {
+	// Disabled turns detection (and with it alerts and decisions) off.
+	Disabled bool `yaml:"disabled"`
+	// Rules are directories of Sigma rules loaded besides the built-in
+	// ones and DATA_DIR/rules.
+	Rules []string `yaml:"rules"`
+	// NoBuiltin leaves the built-in rules out.
+	NoBuiltin bool `yaml:"no_builtin"`
+	// Suppress folds an alert into an unresolved one of the same rule and
+	// group raised within this window (default 10m).
+	Suppress time.Duration `yaml:"suppress"`
+	// MaxGroups bounds each correlation's groups (default 1,048,576).
+	MaxGroups int `yaml:"max_groups"`
+}
+
+// DecisionsConfig is the `decisions:` setting: block decisions asked for
+// by rules (their response field), served to bouncers.
+type DecisionsConfig struct {
+	// Disabled makes no decisions.
+	Disabled bool `yaml:"disabled"`
+	// Allowlist holds networks (CIDR or address) never blocked.
+	Allowlist []string `yaml:"allowlist"`
+	// Duration is the ban of a first offence when the rule names none
+	// (1h); MaxDuration the longest ban (168h); Factor the growth per
+	// repeat offence (4); Memory how long an offence counts (720h).
+	Duration    time.Duration `yaml:"duration"`
+	MaxDuration time.Duration `yaml:"max_duration"`
+	Factor      float64       `yaml:"factor"`
+	Memory      time.Duration `yaml:"memory"`
+	// MaxActive bounds the decisions in force (100,000).
+	MaxActive int `yaml:"max_active"`
+}
+
+// detection is the running engine and what follows it.
+type detection struct {
+	runner    *detect.Runner
+	alerts    *alerting.Store
+	decisions *decision.Store
+	notifiers []*alerting.Notifier
+	ruleErrs  []*detect.LoadError
+	cancel    context.CancelFunc
+	done      chan struct{}
+
+	mu        sync.Mutex
+	lastErr   error
+	decideErr uint64
+}
+
+// startDetection compiles the rules and starts following the ledger.
+// Rules that cannot be used are logged (and listed by GET /v1/rules);
+// a notifier or decision setting that cannot work is an error.
+func (s *Server) startDetection() error {
+	c := s.cfg.Detection
+	if c.Disabled {
+		return nil
+	}
+	d := &detection{done: make(chan struct{})}
+	rs := &detect.RuleSet{}
+	if !c.NoBuiltin {
+		rs = detect.Builtin()
+	}
+	dirs := c.Rules
+	if st, err := os.Stat(filepath.Join(s.cfg.DataDir, "rules")); err == nil && st.IsDir() {
+		dirs = append([]string{filepath.Join(s.cfg.DataDir, "rules")}, dirs...)
+	}
+	for _, dir := range dirs {
+		rs = rs.Merge(detect.LoadDir(dir))
+	}
+	eng, errs := detect.NewEngine(rs, detect.Options{MaxGroups: c.MaxGroups})
+	d.ruleErrs = append(append(d.ruleErrs, rs.Errors...), errs...)
+	for _, e := range d.ruleErrs {
+		s.log.Warn("detection rule not loaded", "rule", e.Rule, "file", e.File, "line", e.Line, "reason", e.Reason)
+	}
+	appendRec := func(ctx context.Context, rec []byte) (uint64, error) { return s.ledger.Append(ctx, rec) }
+	for _, nc := range s.cfg.Notifiers {
+		n, err := alerting.NewNotifier(nc, s.log)
+		if err != nil {
+			d.closeNotifiers()
+			return fmt.Errorf("server: notifiers: %w", err)
+		}
+		d.notifiers = append(d.notifiers, n)
+	}
+	var err error
+	d.alerts, err = alerting.Open(alerting.Options{Path: filepath.Join(s.cfg.DataDir, "alerts.json"), Append: appendRec,
+		Suppress: c.Suppress, Notify: func(n alerting.Notice) {
+			for _, nt := range d.notifiers {
+				nt.Enqueue(n)
+			}
+		}}, s.ledger)
+	if err != nil {
+		d.closeNotifiers()
+		return fmt.Errorf("server: %w", err)
+	}
+	if !s.cfg.Decisions.Disabled {
+		dc := s.cfg.Decisions
+		var allow []netip.Prefix
+		for _, a := range dc.Allowlist {
+			p, err := parsePrefix(a)
+			if err != nil {
+				d.closeNotifiers()
+				return fmt.Errorf("server: decisions allowlist: %w", err)
+			}
+			allow = append(allow, p)
+		}
+		d.decisions, err = decision.Open(decision.Options{Path: filepath.Join(s.cfg.DataDir, "decisions.json"), Append: appendRec,
+			Default: dc.Duration, Max: dc.MaxDuration, Factor: dc.Factor, Memory: dc.Memory, Allowlist: allow, MaxActive: dc.MaxActive}, s.ledger)
+		if err != nil {
+			d.closeNotifiers()
+			return fmt.Errorf("server: %w", err)
+		}
+	}
+	d.runner = &detect.Runner{Engine: eng, Source: s.ledger, CursorPath: filepath.Join(s.cfg.DataDir, "detect.cursor"),
+		Emit: func(a *detect.Alert) error { return s.onAlert(d, a) }}
+	ctx, cancel := context.WithCancel(context.Background())
+	d.cancel = cancel
+	go d.run(ctx, s)
+	if d.decisions != nil {
+		go d.decisions.Run(ctx)
+	}
+	s.detect = d
+	return nil
+}
+
+func parsePrefix(s string) (netip.Prefix, error) {
+	s = strings.TrimSpace(s)
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%q is neither a network nor an address", s)
+	}
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// run keeps the runner going: if it stops on an error (the ledger refused
+// an alert: disk full), it starts again from its cursor after a pause,
+// and the alert is raised again.
+func (d *detection) run(ctx context.Context, s *Server) {
+	defer close(d.done)
+	for {
+		err := d.runner.Run(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		d.mu.Lock()
+		d.lastErr = err
+		d.mu.Unlock()
+		s.log.Error("detection stopped; restarting from its cursor", "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// onAlert stores an alert (or folds it into a recent one) and makes the
+// block decision its rule asks for.
+func (s *Server) onAlert(d *detection, a *detect.Alert) error {
+	ctx := context.Background()
+	if _, _, err := d.alerts.Raise(ctx, a); err != nil {
+		return err
+	}
+	if d.decisions != nil && a.Rule.Response != nil {
+		if _, err := d.decisions.Decide(ctx, a); err != nil {
+			d.mu.Lock()
+			d.decideErr++
+			d.mu.Unlock()
+			s.log.Warn("block decision not made", "alert", a.ID, "rule", a.Rule.Ref(), "err", err)
+		}
+	}
+	return nil
+}
+
+func (d *detection) closeNotifiers() {
+	for _, n := range d.notifiers {
+		n.Close(2 * time.Second)
+	}
+}
+
+// closeDetection stops the engine (saving its cursor), then the notifiers
+// after a short grace to deliver what is queued.
+func (s *Server) closeDetection() error {
+	d := s.detect
+	if d == nil {
+		return nil
+	}
+	d.cancel()
+	<-d.done
+	d.closeNotifiers()
+	return d.alerts.Flush()
+}
+
+// detectionMetrics appends the engine's, the alerts' and the decisions'
+// series to /metrics.
+func (s *Server) detectionMetrics(w io.Writer) {
+	d := s.detect
+	if d == nil {
+		return
+	}
+	p := func(name, typ, help string, v any) {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %v\n", name, help, name, typ, name, v)
+	}
+	es := d.runner.Stats()
+	size := s.ledger.Size()
+	next := d.runner.Next()
+	p("trailguard_detect_events_total", "counter", "Ledger records evaluated by the detection rules.", es.Events)
+	p("trailguard_detect_lag_records", "gauge", "Ledger records not yet evaluated by the detection rules.", size-min(size, next))
+	p("trailguard_detect_rule_errors", "gauge", "Rules that could not be loaded (see the log, or GET /v1/rules).", len(d.ruleErrs))
+	p("trailguard_detect_groups", "gauge", "Correlation groups held in memory.", es.Groups)
+	p("trailguard_detect_groups_evicted_total", "counter", "Correlation groups forgotten early because a rule reached detection.max_groups.", es.Evicted)
+	as := d.alerts.Stats()
+	p("trailguard_alerts_raised_total", "counter", "Alerts stored in the ledger.", as.Raised)
+	p("trailguard_alerts_suppressed_total", "counter", "Alerts folded into a recent one of the same rule and group.", as.Suppressed)
+	p("trailguard_alerts_open", "gauge", "Alerts open.", as.Open)
+	p("trailguard_alerts_acknowledged", "gauge", "Alerts acknowledged, not resolved.", as.Acknowledged)
+	for _, n := range d.notifiers {
+		st := n.Stats()
+		l := fmt.Sprintf("{notifier=%q,type=%q}", st.Name, st.Type)
+		fmt.Fprintf(w, "trailguard_notifier_sent_total%s %d\n", l, st.Sent)
+		fmt.Fprintf(w, "trailguard_notifier_failures_total%s %d\n", l, st.Failures)
+		fmt.Fprintf(w, "trailguard_notifier_dropped_total%s %d\n", l, st.Dropped)
+		fmt.Fprintf(w, "trailguard_notifier_refused_total%s %d\n", l, st.Refused)
+		fmt.Fprintf(w, "trailguard_notifier_queued%s %d\n", l, st.Queued)
+	}
+	if d.decisions != nil {
+		ds := d.decisions.Stats()
+		p("trailguard_decisions_active", "gauge", "Block decisions in force.", ds.Active)
+		p("trailguard_decisions_created_total", "counter", "Block decisions made.", ds.Created)
+		p("trailguard_decisions_deleted_total", "counter", "Block decisions ended by an operator.", ds.Deleted)
+		p("trailguard_decisions_expired_total", "counter", "Block decisions that ran out.", ds.Expired)
+		p("trailguard_decisions_allowlisted_total", "counter", "Blocks not made because the value is allowlisted.", ds.Allowlisted)
+		p("trailguard_decisions_refused_total", "counter", "Blocks not made because decisions.max_active decisions are in force.", ds.Refused)
+	}
+}
+
+// Decisions is the collector's decision store, nil when detection or
+// decisions are off: an embedding gateway enforces it in process.
+func (s *Server) Decisions() *decision.Store {
+	if s.detect == nil {
+		return nil
+	}
+	return s.detect.decisions
+}
+
+// Alerts is the collector's alert store, nil when detection is off.
+func (s *Server) Alerts() *alerting.Store {
+	if s.detect == nil {
+		return nil
+	}
+	return s.detect.alerts
+}
+
+// DetectionNext is the next ledger index detection will evaluate (0 when
+// it is off).
+func (s *Server) DetectionNext() uint64 {
+	if s.detect == nil {
+		return 0
+	}
+	return s.detect.runner.Next()
+}
+
+var errDetectionOff = errors.New("detection is disabled (detection.disabled)")

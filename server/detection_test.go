@@ -1,0 +1,309 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/trailguard/trailguard/access"
+	"github.com/trailguard/trailguard/alerting"
+	"github.com/trailguard/trailguard/event"
+	"github.com/trailguard/trailguard/internal/testenv"
+)
+
+// failedLogins are n failed logins from ip, as httpaudit writes them.
+func failedLogins(n int, ip, user string) *bytes.Buffer {
+	var b bytes.Buffer
+	for i := range n {
+		e := &event.Event{Timestamp: time.Now().UTC(), Kind: event.KindEvent, Category: []string{event.CategoryAuthentication},
+			Action: event.ActionLoginFail, Outcome: event.OutcomeFailure, Reason: "bad password", UserName: user,
+			SourceIP: ip, ClientIP: ip, Path: "/api/login", Method: "POST", ServiceName: "shop", ID: fmt.Sprintf("%s-%s-%d-%d", ip, user, i, time.Now().UnixNano())}
+		b.Write(e.AppendJSON(nil))
+		b.WriteByte('\n')
+	}
+	return &b
+}
+
+func detectionOn(c *Config) { c.Detection.Disabled = false }
+
+func (ts *testServer) token(t *testing.T, name string, role access.Role) string {
+	t.Helper()
+	_, secret, err := ts.Tokens().Create(name, role)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return secret
+}
+
+func waitUntil(t *testing.T, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+type streamAnswer struct {
+	New, Deleted []wireDecision
+}
+
+func (ts *testServer) stream(t *testing.T, key string, startup bool) streamAnswer {
+	t.Helper()
+	path := "/v1/decisions/stream"
+	if startup {
+		path += "?startup=true"
+	}
+	code, body := ts.do(t, "GET", path, "", nil, "X-Api-Key", key)
+	if code != 200 {
+		t.Fatalf("stream: %d %s", code, body)
+	}
+	var a streamAnswer
+	if err := json.Unmarshal(body, &a); err != nil {
+		t.Fatalf("stream answer %s: %v", body, err)
+	}
+	return a
+}
+
+func has(ds []wireDecision, value string) bool {
+	for _, d := range ds {
+		if d.Value == value {
+			return true
+		}
+	}
+	return false
+}
+
+// TestDetectionEndToEnd: failed logins posted to the collector become a
+// stored alert and a block decision served on the CrowdSec stream; the
+// alert's lifecycle and the decision's deletion are audited; everything
+// survives a restart.
+func TestDetectionEndToEnd(t *testing.T) {
+	dir := t.TempDir()
+	ts := startServer(t, dir, detectionOn)
+	bouncer := ts.token(t, "nginx-bouncer", access.RoleBouncer)
+
+	// Roles: a bouncer reads decisions and nothing else; ingest cannot
+	// read them; nobody without a key.
+	if code, _ := ts.do(t, "GET", "/v1/events", bouncer, nil); code != 403 {
+		t.Errorf("bouncer reading events: %d", code)
+	}
+	if code, _ := ts.do(t, "GET", "/v1/decisions/stream", ts.ingest, nil); code != 403 {
+		t.Errorf("ingest reading decisions: %d", code)
+	}
+	if code, body := ts.do(t, "GET", "/v1/decisions/stream", "", nil, "X-Api-Key", "tg_nope_nope"); code != 401 || !strings.Contains(string(body), `"message":"invalid token"`) {
+		t.Errorf("bad key: %d %s (CrowdSec clients read message)", code, body)
+	}
+	if a := ts.stream(t, bouncer, true); len(a.New) != 0 {
+		t.Fatalf("decisions before any attack: %+v", a.New)
+	}
+
+	posted := time.Now()
+	if code, body := ts.do(t, "POST", "/v1/events", ts.ingest, failedLogins(12, "203.0.113.5", "alice")); code != 200 {
+		t.Fatalf("ingest: %d %s", code, body)
+	}
+	var got streamAnswer
+	waitUntil(t, "the block decision on the stream", 10*time.Second, func() bool {
+		got = ts.stream(t, bouncer, false)
+		return has(got.New, "203.0.113.5")
+	})
+	t.Logf("from the ingest answer to the decision on the stream: %v", time.Since(posted).Round(time.Millisecond))
+	d := got.New[0]
+	if d.Type != "ban" || d.Scope != "Ip" || d.Origin != "trailguard" || d.Scenario != "trailguard_brute_force_source" || d.AlertID == "" {
+		t.Errorf("decision %+v", d)
+	}
+	if dur, err := time.ParseDuration(d.Duration); err != nil || dur <= 59*time.Minute || dur > time.Hour {
+		t.Errorf("duration %q", d.Duration)
+	}
+	// Live mode.
+	code, body := ts.do(t, "GET", "/v1/decisions?ip=203.0.113.5", "", nil, "X-Api-Key", bouncer)
+	if code != 200 || !strings.Contains(string(body), `"value":"203.0.113.5"`) {
+		t.Errorf("live mode: %d %s", code, body)
+	}
+	if code, body := ts.do(t, "GET", "/v1/decisions?ip=198.51.100.1", "", nil, "X-Api-Key", bouncer); code != 200 || strings.TrimSpace(string(body)) != "null" {
+		t.Errorf("live mode, not banned: %d %s", code, body)
+	}
+
+	// The alert.
+	var list struct{ Alerts []alerting.Alert }
+	code, body = ts.do(t, "GET", "/v1/alerts?status=open", ts.read, nil)
+	json.Unmarshal(body, &list)
+	var bf *alerting.Alert
+	for i, a := range list.Alerts {
+		if a.RuleName == "trailguard_brute_force_source" {
+			bf = &list.Alerts[i]
+		}
+	}
+	if code != 200 || bf == nil || bf.Group["client.ip"] != "203.0.113.5" || bf.ID != d.AlertID {
+		t.Fatalf("alerts: %d %s", code, body)
+	}
+	code, body = ts.do(t, "GET", "/v1/alerts/"+bf.ID, ts.read, nil)
+	if code != 200 || !strings.Contains(string(body), `"kind":"alert"`) || !strings.Contains(string(body), `"event_id":["203.0.113.5-alice-0-`) {
+		t.Errorf("alert with its document: %d %s", code, body)
+	}
+	// Lifecycle: read may not change it, admin may, and it is audited.
+	patch := func(tok, status string) (int, []byte) {
+		return ts.do(t, "PATCH", "/v1/alerts/"+bf.ID, tok, strings.NewReader(`{"status":"`+status+`","note":"looking into it"}`))
+	}
+	if code, _ := patch(ts.read, "acknowledged"); code != 403 {
+		t.Errorf("read acknowledging: %d", code)
+	}
+	if code, body := patch(ts.admin, "closed"); code != 400 {
+		t.Errorf("bad status: %d %s", code, body)
+	}
+	if code, body := patch(ts.admin, "acknowledged"); code != 200 || !strings.Contains(string(body), `"status":"acknowledged"`) {
+		t.Fatalf("acknowledge: %d %s", code, body)
+	}
+	waitUntil(t, "the status change in the trail", 10*time.Second, func() bool {
+		for e, err := range ts.ledger.Entries(0) {
+			if err == nil && bytes.Contains(e.Data, []byte(`"resource":"alert/`+bf.ID+`"`)) && bytes.Contains(e.Data, []byte(ActionAlertStatus)) &&
+				bytes.Contains(e.Data, []byte(`"name":"ops"`)) {
+				return true
+			}
+		}
+		return false
+	})
+
+	// An operator unbans; bouncers hear it.
+	if code, _ := ts.do(t, "DELETE", fmt.Sprintf("/v1/decisions/%d", d.ID), ts.read, nil); code != 403 {
+		t.Errorf("read deleting: %d", code)
+	}
+	if code, body := ts.do(t, "DELETE", fmt.Sprintf("/v1/decisions/%d", d.ID), ts.admin, nil); code != 200 {
+		t.Fatalf("delete: %d %s", code, body)
+	}
+	if a := ts.stream(t, bouncer, false); !has(a.Deleted, "203.0.113.5") {
+		t.Errorf("after delete: %+v", a)
+	}
+	// A manual ban.
+	code, body = ts.do(t, "POST", "/v1/decisions", ts.admin, strings.NewReader(`{"scope":"Range","value":"198.51.100.0/24","duration":"2h","reason":"scanner"}`))
+	if code != 201 {
+		t.Fatalf("manual ban: %d %s", code, body)
+	}
+	if a := ts.stream(t, bouncer, false); !has(a.New, "198.51.100.0/24") {
+		t.Errorf("manual ban not streamed: %+v", a)
+	}
+	code, body = ts.do(t, "GET", "/v1/rules", ts.read, nil)
+	if code != 200 || !strings.Contains(string(body), `"errors":[]`) || !strings.Contains(string(body), "trailguard_web_sqli") {
+		t.Errorf("rules: %d %.300s", code, body)
+	}
+	code, body = ts.do(t, "GET", "/metrics", ts.read, nil)
+	for _, m := range []string{"trailguard_alerts_raised_total ", "trailguard_decisions_active 1", "trailguard_detect_lag_records "} {
+		if !strings.Contains(string(body), m) {
+			t.Errorf("metrics lack %q", m)
+		}
+	}
+
+	// Restart: alerts, their status and decisions persist; nothing is
+	// raised or stored twice.
+	alertDocs := func() int {
+		n := 0
+		for e, err := range ts.ledger.Entries(0) {
+			if err == nil && bytes.Contains(e.Data, []byte(`"kind":"alert"`)) {
+				n++
+			}
+		}
+		return n
+	}
+	before := alertDocs()
+	ts.stop(t)
+	ts = startServer(t, dir, detectionOn)
+	a, ok := ts.Alerts().Get(bf.ID)
+	if !ok || a.Status != alerting.StatusAcknowledged {
+		t.Errorf("after restart: %+v %v", a, ok)
+	}
+	if len(ts.Decisions().Covering("198.51.100.7")) != 1 || len(ts.Decisions().Covering("203.0.113.5")) != 0 {
+		t.Errorf("decisions after restart: %+v", ts.Decisions().Active())
+	}
+	waitUntil(t, "detection caught up", 10*time.Second, func() bool { return ts.DetectionNext() >= ts.ledger.Size()-5 })
+	if n := alertDocs(); n != before {
+		t.Errorf("%d alert documents after the restart, %d before", n, before)
+	}
+}
+
+// TestCrowdSecBouncer: Debian's crowdsec-custom-bouncer, pointed at the
+// collector, runs its script for each ban and unban: the attacker's
+// address after a brute force, its removal after a DELETE, and a ban that
+// runs out.
+func TestCrowdSecBouncer(t *testing.T) {
+	bin := testenv.Tool(t, "crowdsec-custom-bouncer", "apt-get install crowdsec-custom-bouncer")
+	dir := t.TempDir()
+	ts := startServer(t, filepath.Join(dir, "data"), detectionOn)
+	key := ts.token(t, "custom-bouncer", access.RoleBouncer)
+	log := filepath.Join(dir, "actions.log")
+	script := filepath.Join(dir, "record.sh")
+	os.WriteFile(script, []byte("#!/bin/sh\necho \"$1 $2 $3\" >> "+log+"\n"), 0o755)
+	cfg := filepath.Join(dir, "bouncer.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`bin_path: %s
+feed_via_stdin: false
+total_retries: 0
+scenarios_containing: []
+scenarios_not_containing: []
+origins: []
+piddir: %s
+update_frequency: 200ms
+cache_retention_duration: 10s
+daemonize: false
+log_mode: stdout
+log_level: info
+api_url: %s/
+api_key: %s
+prometheus:
+  enabled: false
+`, script, dir, ts.url, key)), 0o600)
+	cmd := exec.Command(bin, "-c", cfg)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			t.Logf("bouncer output:\n%s", out.String())
+		}
+	}()
+	actions := func() string { b, _ := os.ReadFile(log); return string(b) }
+	waitAction := func(what string) {
+		t.Helper()
+		waitUntil(t, "the bouncer to run: "+what, 20*time.Second, func() bool { return strings.Contains(actions(), what) })
+	}
+
+	if code, body := ts.do(t, "POST", "/v1/events", ts.ingest, failedLogins(12, "203.0.113.66", "alice")); code != 200 {
+		t.Fatalf("ingest: %d %s", code, body)
+	}
+	waitAction("add 203.0.113.66 ")
+	dec := ts.Decisions().Covering("203.0.113.66")
+	if len(dec) != 1 {
+		t.Fatalf("decisions %+v", dec)
+	}
+	if code, body := ts.do(t, "DELETE", fmt.Sprintf("/v1/decisions/%d", dec[0].ID), ts.admin, nil); code != 200 {
+		t.Fatalf("delete: %d %s", code, body)
+	}
+	waitAction("del 203.0.113.66 ")
+	// A ban that runs out by itself.
+	if code, body := ts.do(t, "POST", "/v1/decisions", ts.admin, strings.NewReader(`{"scope":"Ip","value":"198.51.100.77","duration":"2s","reason":"test"}`)); code != 201 {
+		t.Fatalf("manual ban: %d %s", code, body)
+	}
+	waitAction("add 198.51.100.77 ")
+	waitAction("del 198.51.100.77 ")
+	if n := strings.Count(actions(), "add 203.0.113.66"); n != 1 {
+		t.Errorf("the attacker was added %d times:\n%s", n, actions())
+	}
+}
