@@ -92,9 +92,9 @@ type Notifier struct {
 
 // NotifierStats are a notifier's counters.
 type NotifierStats struct {
-	Name, Type                      string
+	Name, Type                       string
 	Sent, Failures, Dropped, Refused uint64
-	Queued                          int
+	Queued                           int
 }
 
 // NewNotifier builds a notifier and starts its delivery goroutine.
