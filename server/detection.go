@@ -180,18 +180,27 @@ func (d *detection) run(ctx context.Context, s *Server) {
 // block decision its rule asks for.
 func (s *Server) onAlert(d *detection, a *detect.Alert) error {
 	ctx := context.Background()
-	if _, _, err := d.alerts.Raise(ctx, a); err != nil {
-		return err
-	}
+	// The alert and the decision are appended at once, so the ledger's
+	// group commit makes both durable with one sync: the decision reaches
+	// the bouncers a sync sooner.
+	var decided chan struct{}
 	if d.decisions != nil && a.Rule.Response != nil {
-		if _, err := d.decisions.Decide(ctx, a); err != nil {
-			d.mu.Lock()
-			d.decideErr++
-			d.mu.Unlock()
-			s.log.Warn("block decision not made", "alert", a.ID, "rule", a.Rule.Ref(), "err", err)
-		}
+		decided = make(chan struct{})
+		go func() {
+			defer close(decided)
+			if _, err := d.decisions.Decide(ctx, a); err != nil {
+				d.mu.Lock()
+				d.decideErr++
+				d.mu.Unlock()
+				s.log.Warn("block decision not made", "alert", a.ID, "rule", a.Rule.Ref(), "err", err)
+			}
+		}()
 	}
-	return nil
+	_, _, err := d.alerts.Raise(ctx, a)
+	if decided != nil {
+		<-decided
+	}
+	return err
 }
 
 func (d *detection) closeNotifiers() {
