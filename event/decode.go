@@ -285,6 +285,11 @@ func (ev *Event) setTime(s *scanner, dst *time.Time, depth int) error {
 	if err != nil {
 		return err
 	}
+	if t.IsZero() {
+		// It would read as "not sent" and be replaced by the arrival
+		// time; no event happened in year 1.
+		return fmt.Errorf("%s is the zero time, not when an event happened", v)
+	}
 	*dst = t.UTC()
 	return nil
 }

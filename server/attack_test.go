@@ -1,6 +1,8 @@
 package server
 
 import (
+	"bytes"
+	"compress/gzip"
 	"encoding/json"
 	"net/http"
 	"path/filepath"
@@ -121,5 +123,59 @@ func TestUnauthenticatedFloodBounded(t *testing.T) {
 	}
 	if summaries != 1 {
 		t.Errorf("%d summary events, want 1", summaries)
+	}
+}
+
+// TestInputAttacks performs issue 7's items 13, 14 and 15 against a real
+// process: values of the wrong type under ECS names are refused with the
+// field named, a year-1 @timestamp is an error, a gzip bomb's 413 states
+// the real limit, and _bulk duplicates are counted as duplicates.
+func TestInputAttacks(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	p := startProc(t, dir)
+	lines := []struct{ line, field string }{
+		{`{"http":{"response":{"status_code":{"$gt":1}}}}`, "http.response.status_code"},
+		{`{"source":{"ip":"not-an-ip"}}`, "source.ip"},
+		{`{"user":"alice"}`, "field user"},
+		{`{"http":{"response":{"status_code":-1}}}`, "http.response.status_code"},
+		{`{"@timestamp":"0001-01-01T00:00:00Z","message":"x"}`, "@timestamp"},
+		{`{"@timestamp":"yesterday","message":"x"}`, "@timestamp"},
+		{`{"destination":{"port":"80"}}`, "destination.port"},
+		{`{"message":"kept","input":{"type":"filestream"},"myapp":{"q":{"$gt":1}}}`, ""},
+	}
+	var body strings.Builder
+	for _, l := range lines {
+		body.WriteString(l.line + "\n")
+	}
+	status, _, answer := p.do(t, "POST", "/v1/events", p.ingest, strings.NewReader(body.String()))
+	var r ingestResponse
+	if err := json.Unmarshal(answer, &r); err != nil || status != 200 || r.Accepted != 1 || r.Rejected != len(lines)-1 {
+		t.Fatalf("%d %s", status, answer)
+	}
+	for _, e := range r.Errors {
+		if want := lines[e.Line-1].field; want == "" || !strings.Contains(e.Error, want) {
+			t.Errorf("line %d: %q, want it to name %q", e.Line, e.Error, want)
+		}
+	}
+	// The issue's gzip bomb answered "request body exceeds 0 bytes".
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(make([]byte, 40<<20)) // 40 MiB in 40 KB
+	zw.Close()
+	status, _, answer = p.do(t, "POST", "/v1/events", p.ingest, &gz, "Content-Encoding", "gzip")
+	if status != 413 || !strings.Contains(string(answer), "exceeds 33554432 bytes (max_request_bytes)") {
+		t.Errorf("gzip bomb: %d %.300s", status, answer)
+	}
+	// _bulk resend: 409s are duplicates, not rejections.
+	bulk := `{"create":{}}` + "\n" + `{"event":{"id":"bulk-dup-1"},"message":"a"}` + "\n"
+	for range 2 {
+		if status, _, answer := p.do(t, "POST", "/_bulk", p.ingest, strings.NewReader(bulk)); status != 200 {
+			t.Fatalf("bulk: %d %s", status, answer)
+		}
+	}
+	rejected0 := p.metric(t, "trailguard_events_rejected_total")
+	if dups := p.metric(t, "trailguard_events_duplicate_total"); dups != 1 || rejected0 != float64(len(lines)-1) {
+		t.Errorf("duplicates %v (want 1), rejected %v (want %d)", dups, rejected0, len(lines)-1)
 	}
 }

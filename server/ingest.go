@@ -211,6 +211,13 @@ func (s *Server) prepare(dst, scratch, line []byte, now time.Time) (out, scratch
 	if err := checkCategories(ev); err != nil {
 		return dst, scrubbed, "", err
 	}
+	// Every ECS field at its ECS type: a line that breaks it is rejected
+	// with the field, what ECS wants and what came (README: the original
+	// is not kept under event.original, so nothing sits under an ECS name
+	// with the wrong type, and the client learns what to fix).
+	if err := ev.CheckECS(); err != nil {
+		return dst, scrubbed, "", err
+	}
 	clientID := ev.ID
 	if ev.Timestamp.IsZero() {
 		ev.Timestamp = now
