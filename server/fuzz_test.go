@@ -86,11 +86,9 @@ func segments(body []byte) []segment {
 	return out
 }
 
-// ingestChecksECSTypes: issue 7 item 14 makes ingest refuse an ECS field
-// of the wrong type (today {"source":{"ip":"0"}} is stored as sent, and the
-// fuzzer finds it in seconds). Set it to true when that lands; until then
-// only that one check on stored records is off.
-const ingestChecksECSTypes = false
+// ingestChecksECSTypes: ingest refuses an ECS field of the wrong type
+// (issue 7 item 14; {"source":{"ip":"0"}} used to be stored as sent).
+const ingestChecksECSTypes = true
 
 // checkStored checks a record the collector acknowledged: one line, ECS-
 // valid, and already scrubbed (scrubbing it again changes nothing: no

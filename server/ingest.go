@@ -235,20 +235,22 @@ func (s *Server) prepare(dst, scratch, line []byte, now time.Time) (out, scratch
 // checkCategories rejects categorisation values ECS does not allow: they
 // would make the event invisible to every ECS-based rule and dashboard.
 func checkCategories(ev *event.Event) error {
-	check := func(field string, vals ...string) error {
+	// An empty kind or outcome is one not sent; an empty element of a
+	// category or type list is a value, and not one ECS allows.
+	check := func(field string, emptyIsAbsent bool, vals ...string) error {
 		allowed := event.ECSAllowed(field)
 		for _, v := range vals {
-			if v != "" && !slices.Contains(allowed, v) {
+			if (v != "" || !emptyIsAbsent) && !slices.Contains(allowed, v) {
 				return fmt.Errorf("%s %q is not an ECS value (%s)", field, v, strings.Join(allowed, ", "))
 			}
 		}
 		return nil
 	}
 	return errors.Join(
-		check("event.kind", ev.Kind),
-		check("event.category", ev.Category...),
-		check("event.type", ev.Type...),
-		check("event.outcome", ev.Outcome),
+		check("event.kind", true, ev.Kind),
+		check("event.category", false, ev.Category...),
+		check("event.type", false, ev.Type...),
+		check("event.outcome", true, ev.Outcome),
 	)
 }
 
