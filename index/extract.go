@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/trailguard/trailguard/query"
 )
 
 // The ECS fields the index has a column for. Every other field is matched
@@ -433,4 +435,36 @@ type cols struct {
 	str    [nFields]string // term fields, event.id, http.request.id
 	status int64
 	ip     [2]netip.Addr // source, client
+}
+
+// doc is the record's column fields as query.Flatten gives them. For a
+// record that is not odd, a query on column fields only (an exact plan)
+// matches it exactly when it matches the whole record, so checking a row
+// against its record need not decode the rest.
+func (x *extracted) doc() query.Doc {
+	d := make(query.Doc, nFields)
+	for f := range nFields {
+		fv := &x.f[f]
+		if fv.n != 1 {
+			continue
+		}
+		switch fv.kind {
+		case 's':
+			d[fieldNames[f]] = fv.s
+		case 'n':
+			d[fieldNames[f]] = json.Number(fv.s)
+		case 'b':
+			d[fieldNames[f]] = fv.s == "true"
+		case 'z':
+			d[fieldNames[f]] = nil
+		}
+	}
+	if len(x.cats) > 1 {
+		l := make([]any, len(x.cats))
+		for i, c := range x.cats {
+			l[i] = c
+		}
+		d[fieldNames[fCategory]] = l
+	}
+	return d
 }

@@ -272,6 +272,8 @@ func (ix *Index) check(c candidate, p *plan, match func(*extracted, []byte) bool
 		ok = match(&x, e.Data)
 	case p.q == nil:
 		ok = true
+	case p.exact && !c.odd:
+		ok = p.q.Match(x.doc())
 	default:
 		ok = matchRecord(p.q, e.Data)
 	}
