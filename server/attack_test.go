@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -177,5 +178,59 @@ func TestInputAttacks(t *testing.T) {
 	rejected0 := p.metric(t, "trailguard_events_rejected_total")
 	if dups := p.metric(t, "trailguard_events_duplicate_total"); dups != 1 || rejected0 != float64(len(lines)-1) {
 		t.Errorf("duplicates %v (want 1), rejected %v (want %d)", dups, rejected0, len(lines)-1)
+	}
+}
+
+// TestResendAfterRestartNotStoredTwice is issue 7's item 12 against a
+// real process: a shipper that resends its last batches after the
+// collector crashed (SIGKILL) and came back must not get them stored
+// twice, over NDJSON and _bulk (the window was empty after every start).
+func TestResendAfterRestartNotStoredTwice(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	var ndjson, bulk strings.Builder
+	for i := range 500 {
+		fmt.Fprintln(&ndjson, idLine("restart-n", i))
+	}
+	for i := range 100 {
+		fmt.Fprintf(&bulk, "{\"create\":{}}\n%s\n", idLine("restart-b", i))
+	}
+	p := startProc(t, dir)
+	if status, _, body := p.do(t, "POST", "/v1/events", p.ingest, strings.NewReader(ndjson.String())); status != 200 {
+		t.Fatalf("%d %s", status, body)
+	}
+	if status, _, body := p.do(t, "POST", "/_bulk", p.ingest, strings.NewReader(bulk.String())); status != 200 {
+		t.Fatalf("%d %s", status, body)
+	}
+	time.Sleep(400 * time.Millisecond) // a checkpoint covers them (--checkpoint-interval 200ms)
+	p.cmd.Process.Kill()
+	<-p.exited
+
+	p = startProc(t, dir)
+	status, _, body := p.do(t, "POST", "/v1/events", p.ingest, strings.NewReader(ndjson.String()))
+	var r ingestResponse
+	if json.Unmarshal(body, &r); status != 200 || r.Accepted != 0 || r.Duplicates != 500 {
+		t.Fatalf("NDJSON resend after restart: %d %.300s", status, body)
+	}
+	status, _, body = p.do(t, "POST", "/_bulk", p.ingest, strings.NewReader(bulk.String()))
+	if status != 200 || strings.Count(string(body), `"status":409`) != 100 {
+		t.Fatalf("_bulk resend after restart: %d %.300s", status, body)
+	}
+	if code, _ := p.stop(t, 20*time.Second); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	seen := map[string]int{}
+	for _, rec := range readLedger(t, dir) {
+		if id, ok := event.PeekID(rec); ok && strings.HasPrefix(id, "restart-") {
+			seen[id]++
+		}
+	}
+	if len(seen) != 600 {
+		t.Fatalf("%d distinct events stored, want 600", len(seen))
+	}
+	for id, n := range seen {
+		if n != 1 {
+			t.Errorf("%s stored %d times", id, n)
+		}
 	}
 }

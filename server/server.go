@@ -140,6 +140,10 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
+	if err := s.rebuildRecent(); err != nil {
+		s.ledger.Close()
+		return nil, err
+	}
 	if s.tokens, err = access.Open(filepath.Join(cfg.DataDir, "tokens.json")); err != nil {
 		s.ledger.Close()
 		return nil, fmt.Errorf("server: %w", err)
@@ -185,6 +189,39 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		s.logSystem("ledger_records_adopted", a.String()+" (--adopt-unsigned)")
 	}
 	return s, nil
+}
+
+// rebuildRecent fills the resend window with the event.ids of the
+// ledger's last DedupWindow records, so that a shipper resending after a
+// collector restart (or crash) is not stored twice: the window would
+// otherwise start empty at every start.
+func (s *Server) rebuildRecent() error {
+	if s.recent == nil {
+		return nil
+	}
+	start := time.Now()
+	size := s.ledger.Size()
+	from := max(size-min(size, uint64(len(s.recent.ring))), s.ledger.Pruned())
+	ids := make([]string, 0, 4096)
+	n := 0
+	for e, err := range s.ledger.Entries(from) {
+		if err != nil {
+			return fmt.Errorf("server: rebuilding the resend window from ledger record %d: %w", from+uint64(n), err)
+		}
+		n++
+		if id, ok := event.PeekID(e.Data); ok && id != "" {
+			ids = append(ids, id)
+			if len(ids) == cap(ids) {
+				s.recent.add(ids)
+				ids = ids[:0]
+			}
+		}
+	}
+	s.recent.add(ids)
+	if n > 0 {
+		s.log.Info("resend window rebuilt from the ledger", "records", n, "took", time.Since(start).Round(time.Millisecond))
+	}
+	return nil
 }
 
 func newRedactor(cfg Config) (*redact.Redactor, error) {
