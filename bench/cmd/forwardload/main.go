@@ -64,14 +64,27 @@ func main() {
 
 	var loader, fwd, verified []float64
 	for r := range *runs {
-		n := startVL(*vl, filepath.Join(dir, fmt.Sprintf("vl-loader-%d", r)))
-		rate := runLoader(n.url, bodies, *conns, *events)
-		n.stop()
+		// Alternate which goes first, so that neither always meets the
+		// machine in the same state.
+		var rate, ack, all float64
+		loaderRun := func() {
+			n := startVL(*vl, filepath.Join(dir, fmt.Sprintf("vl-loader-%d", r)))
+			rate = runLoader(n.url, bodies, *conns, *events)
+			n.stop()
+		}
+		forwardRun := func() {
+			n := startVL(*vl, filepath.Join(dir, fmt.Sprintf("vl-forward-%d", r)))
+			ack, all = runForwarder(n.url, l, filepath.Join(dir, fmt.Sprintf("forward-%d", r)), *batch, *conns, *events)
+			n.stop()
+		}
+		if r%2 == 0 {
+			loaderRun()
+			forwardRun()
+		} else {
+			forwardRun()
+			loaderRun()
+		}
 		loader = append(loader, rate)
-
-		n = startVL(*vl, filepath.Join(dir, fmt.Sprintf("vl-forward-%d", r)))
-		ack, all := runForwarder(n.url, l, filepath.Join(dir, fmt.Sprintf("forward-%d", r)), *batch, *conns, *events)
-		n.stop()
 		fwd = append(fwd, ack)
 		verified = append(verified, all)
 		fmt.Printf("run %d: loader %.0f events/s; forwarder %.0f events/s acknowledged (%.2f of the loader), all verified after %.1f s\n",
@@ -161,7 +174,9 @@ const insertPath = "/insert/jsonline?_time_field=%40timestamp&_msg_field=message
 
 // runLoader posts the bodies over conns connections and returns events/s.
 func runLoader(base string, bodies [][]byte, conns, events int) float64 {
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conns}}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = conns
+	client := &http.Client{Transport: tr}
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	start := time.Now()
@@ -236,6 +251,7 @@ func startVL(bin, dir string) *vlNode {
 	for i := 0; ; i++ {
 		if resp, err := http.Get(n.url + "/health"); err == nil {
 			resp.Body.Close()
+			n.warmUp()
 			return n
 		}
 		if i > 400 {
@@ -243,6 +259,30 @@ func startVL(bin, dir string) *vlNode {
 		}
 		time.Sleep(25 * time.Millisecond)
 	}
+}
+
+// warmUp stores a few rows of another origin, so that neither side pays
+// a fresh node's first-request costs (seconds on a busy machine) in its
+// timed run.
+func (n *vlNode) warmUp() {
+	var b []byte
+	for i := range 4000 {
+		b = fmt.Appendf(b, `{"@timestamp":"%s","message":"warm-up %d","service":{"name":"orders-api"},"event":{"dataset":"trailguard.access"}}`+"\n", time.Now().UTC().Format(time.RFC3339Nano), i)
+	}
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequest("POST", n.url+insertPath, bytes.NewReader(b))
+			req.Header.Set("Content-Type", "application/x-ndjson")
+			resp, err := http.DefaultClient.Do(req)
+			check(err)
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}()
+	}
+	wg.Wait()
 }
 
 func (n *vlNode) stop() {
