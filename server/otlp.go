@@ -10,22 +10,29 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/encoding/protowire"
-	"google.golang.org/protobuf/proto"
 
+	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	logspb "go.opentelemetry.io/proto/otlp/logs/v1"
 )
 
 // maxOTLPBytes caps an OTLP request body (after gzip) below
-// max_request_bytes: unlike NDJSON, which is read a line at a time, an OTLP
-// request is decoded whole, and its decoded form is several times larger.
-const maxOTLPBytes = 16 << 20
+// max_request_bytes: unlike NDJSON, which streams, an OTLP request is held
+// whole while its records are decoded one at a time. OTLP/JSON is decoded
+// whole (its ids and integers need converting), some 25 times its size in
+// memory for small records, so it is capped lower.
+const (
+	maxOTLPBytes     = 16 << 20
+	maxOTLPJSONBytes = 4 << 20
+)
 
 // handleOTLPLogs is POST /v1/logs: OpenTelemetry OTLP/HTTP logs, as
 // protobuf (application/x-protobuf) or JSON (application/json), gzip
 // accepted. Each log record becomes an ECS event (otlp_map.go) and goes
-// through the same scrubbing, checks, resend window and durable append as
-// POST /v1/events; the answer is an ExportLogsServiceResponse, with
-// partial_success naming how many records were rejected and why.
+// through the same scrubbing, checks and durable append as POST /v1/events
+// (OTLP records carry no event.id, so there is no resend window), in
+// chunks as the records are decoded one at a time; the answer is an
+// ExportLogsServiceResponse, with partial_success naming how many records
+// were rejected and why.
 func (s *Server) handleOTLPLogs(w http.ResponseWriter, r *http.Request) {
 	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	isJSON := ct == "application/json"
@@ -40,6 +47,9 @@ func (s *Server) handleOTLPLogs(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	limit := min(s.cfg.MaxRequestBytes, maxOTLPBytes)
+	if isJSON {
+		limit = min(limit, maxOTLPJSONBytes)
+	}
 	data, err := io.ReadAll(io.LimitReader(body, limit+1))
 	if err != nil {
 		status, msg := bodyStatus(err)
@@ -51,24 +61,39 @@ func (s *Server) handleOTLPLogs(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("OTLP request exceeds %d bytes; export smaller batches", limit))
 		return
 	}
-	var ld *logspb.LogsData
-	if isJSON {
-		ld, err = decodeOTLPJSON(data)
-	} else {
-		// LogsData has the wire format of ExportLogsServiceRequest
-		// (field 1: repeated ResourceLogs).
-		ld = &logspb.LogsData{}
-		err = proto.UnmarshalOptions{RecursionLimit: 64}.Unmarshal(data, ld)
-	}
-	data = nil
-	if err != nil {
-		writeError(w, http.StatusBadRequest, "not an OTLP logs request: "+err.Error())
-		return
-	}
+	// each calls fn for every log record; total counts them first, so
+	// that a request over max_request_events is refused before anything
+	// is stored.
+	var each func(fn func([]*commonpb.KeyValue, *commonpb.InstrumentationScope, *logspb.LogRecord)) error
 	total := 0
-	for _, rl := range ld.ResourceLogs {
-		for _, sl := range rl.ScopeLogs {
-			total += len(sl.LogRecords)
+	if isJSON {
+		ld, err := decodeOTLPJSON(data)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "not an OTLP logs request: "+err.Error())
+			return
+		}
+		for _, rl := range ld.ResourceLogs {
+			for _, sl := range rl.ScopeLogs {
+				total += len(sl.LogRecords)
+			}
+		}
+		each = func(fn func([]*commonpb.KeyValue, *commonpb.InstrumentationScope, *logspb.LogRecord)) error {
+			for _, rl := range ld.ResourceLogs {
+				for _, sl := range rl.ScopeLogs {
+					for _, lr := range sl.LogRecords {
+						fn(rl.GetResource().GetAttributes(), sl.Scope, lr)
+					}
+				}
+			}
+			return nil
+		}
+	} else {
+		if total, err = countLogRecords(data); err != nil {
+			writeError(w, http.StatusBadRequest, "not an OTLP logs request: "+err.Error())
+			return
+		}
+		each = func(fn func([]*commonpb.KeyValue, *commonpb.InstrumentationScope, *logspb.LogRecord)) error {
+			return forEachLogRecord(data, fn)
 		}
 	}
 	if total > s.cfg.MaxRequestEvents {
@@ -76,71 +101,105 @@ func (s *Server) handleOTLPLogs(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := time.Now().UTC()
-	var records [][]byte
-	var ids []string
-	rejected := 0
+	var chunk [][]byte
+	chunkBytes, stored, rejected := 0, 0, 0
 	var firstErrs []string
-	reject := func(n int, err error) {
-		rejected++
-		if len(firstErrs) < 5 {
-			firstErrs = append(firstErrs, fmt.Sprintf("log record %d: %v", n, err))
+	var appendErr error
+	flush := func() {
+		if len(chunk) == 0 || appendErr != nil {
+			return
 		}
+		if _, err := s.ledger.Append(r.Context(), chunk...); err != nil {
+			appendErr = err
+			return
+		}
+		s.metrics.ingested.Add(uint64(len(chunk)))
+		stored += len(chunk)
+		clear(chunk)
+		chunk, chunkBytes = chunk[:0], 0
 	}
 	n := 0
 	var buf, scratch []byte
-	for _, rl := range ld.ResourceLogs {
-		res := rl.GetResource().GetAttributes()
-		for _, sl := range rl.ScopeLogs {
-			for _, lr := range sl.LogRecords {
-				n++
-				buf = otlpEvent(res, sl.Scope, lr).AppendJSON(buf[:0])
-				if len(buf) > s.cfg.MaxLineBytes {
-					reject(n, fmt.Errorf("its event is %d bytes, more than max_line_bytes (%d)", len(buf), s.cfg.MaxLineBytes))
-					continue
-				}
-				var rec []byte
-				var id string
-				rec, scratch, id, err = s.prepare(nil, scratch, buf, now)
-				if err != nil {
-					reject(n, err)
-					continue
-				}
-				records = append(records, rec)
-				ids = append(ids, id)
-			}
-		}
-	}
-	ld = nil
-	dups := 0
-	if dup := s.recent.dups(ids); len(dup) > 0 {
-		kept := 0
-		for i := range records {
-			if dup[i] {
-				dups++
-				continue
-			}
-			records[kept], ids[kept] = records[i], ids[i]
-			kept++
-		}
-		records, ids = records[:kept], ids[:kept]
-	}
-	s.metrics.rejected.Add(uint64(rejected))
-	s.metrics.duplicates.Add(uint64(dups))
-	if len(records) > 0 {
-		if _, err := s.ledger.Append(r.Context(), records...); err != nil {
-			s.log.Error("otlp: ledger append failed", "events", len(records), "err", err)
-			f := classifyStoreError(err)
-			s.metrics.failed.Add(uint64(len(records)))
-			if f.retryAfter > 0 {
-				w.Header().Set("Retry-After", strconv.Itoa(f.retryAfter))
-			}
-			writeJSON(w, f.status, map[string]string{"error": "log records: " + f.msg, "outcome": f.outcome})
+	err = each(func(res []*commonpb.KeyValue, scope *commonpb.InstrumentationScope, lr *logspb.LogRecord) {
+		n++
+		if appendErr != nil {
 			return
 		}
-		s.metrics.ingested.Add(uint64(len(records)))
-		s.recent.add(ids)
+		buf = otlpEvent(res, scope, lr).AppendJSON(buf[:0])
+		var rec []byte
+		var err error
+		if len(buf) > s.cfg.MaxLineBytes {
+			err = fmt.Errorf("its event is %d bytes, more than max_line_bytes (%d)", len(buf), s.cfg.MaxLineBytes)
+		} else {
+			rec, scratch, _, err = s.prepare(nil, scratch, buf, now)
+		}
+		if err != nil {
+			rejected++
+			if len(firstErrs) < 5 {
+				firstErrs = append(firstErrs, fmt.Sprintf("log record %d: %v", n, err))
+			}
+			return
+		}
+		// Appended in chunks as the records are mapped, as POST
+		// /v1/events does, so memory holds one chunk.
+		chunk = append(chunk, rec)
+		chunkBytes += len(rec)
+		if len(chunk) >= otlpChunkRecords || chunkBytes >= otlpChunkBytes {
+			flush()
+		}
+	})
+	if err == nil {
+		flush()
+	}
+	s.metrics.rejected.Add(uint64(rejected))
+	switch {
+	case err != nil && stored == 0:
+		writeError(w, http.StatusBadRequest, "not an OTLP logs request: "+err.Error())
+		return
+	case err != nil:
+		// Malformed after some chunks were stored.
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("not an OTLP logs request after log record %d (%d stored): %v", n, stored, err))
+		return
+	case appendErr != nil:
+		s.log.Error("otlp: ledger append failed", "stored", stored, "err", appendErr)
+		f := classifyStoreError(appendErr)
+		s.metrics.failed.Add(uint64(total - stored - rejected))
+		if f.retryAfter > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(f.retryAfter))
+		}
+		writeJSON(w, f.status, map[string]string{"error": fmt.Sprintf("log records: %d of %d stored before: %s", stored, total, f.msg), "outcome": f.outcome})
+		return
 	}
 	writeOTLPResponse(w, isJSON, rejected, strings.Join(firstErrs, "; "))
+}
+
+// Chunks of records appended to the ledger at once.
+const (
+	otlpChunkRecords = 2048
+	otlpChunkBytes   = 1 << 20
+)
+
+// countLogRecords counts the log records of a protobuf request by walking
+// the wire format, without decoding them.
+func countLogRecords(data []byte) (int, error) {
+	n := 0
+	err := eachField(data, func(num protowire.Number, rl []byte) error {
+		if num != 1 {
+			return nil
+		}
+		return eachField(rl, func(num protowire.Number, sl []byte) error {
+			if num != 2 {
+				return nil
+			}
+			return eachField(sl, func(num protowire.Number, _ []byte) error {
+				if num == 2 {
+					n++
+				}
+				return nil
+			})
+		})
+	})
+	return n, err
 }
 
 // writeOTLPResponse answers 200 with an ExportLogsServiceResponse:

@@ -184,28 +184,50 @@ func FuzzOTLP(f *testing.F) {
 	f.Add([]byte(`{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"body":{"arrayValue":{"values":[{"bytesValue":"AAE="},{"boolValue":true}]}},"traceId":"zz"}]}]}]}`), true)
 	f.Add([]byte(`{"resourceLogs":[{"resource":{"attributes":[{"key":"service.name","value":{"intValue":"-9223372036854775808"}}]}}]}`), true)
 	f.Fuzz(func(t *testing.T, data []byte, isJSON bool) {
-		var ld *logspb.LogsData
-		var err error
+		check := func(res []*commonpb.KeyValue, scope *commonpb.InstrumentationScope, lr *logspb.LogRecord) {
+			line := otlpEvent(res, scope, lr).AppendJSON(nil)
+			if !json.Valid(line) || bytes.ContainsAny(line, "\n\r") {
+				t.Fatalf("event is not one line of JSON: %q", line)
+			}
+			if _, err := event.Decode(line); err != nil {
+				t.Fatalf("event does not decode: %v\n%s", err, line)
+			}
+		}
 		if isJSON {
-			ld, err = decodeOTLPJSON(data)
-		} else {
-			ld = &logspb.LogsData{}
-			err = proto.UnmarshalOptions{RecursionLimit: 64}.Unmarshal(data, ld)
-		}
-		if err != nil {
-			return
-		}
-		for _, rl := range ld.ResourceLogs {
-			for _, sl := range rl.ScopeLogs {
-				for _, lr := range sl.LogRecords {
-					line := otlpEvent(rl.GetResource().GetAttributes(), sl.Scope, lr).AppendJSON(nil)
-					if !json.Valid(line) || bytes.ContainsAny(line, "\n\r") {
-						t.Fatalf("event is not one line of JSON: %q", line)
-					}
-					if _, err := event.Decode(line); err != nil {
-						t.Fatalf("event does not decode: %v\n%s", err, line)
+			ld, err := decodeOTLPJSON(data)
+			if err != nil {
+				return
+			}
+			for _, rl := range ld.ResourceLogs {
+				for _, sl := range rl.ScopeLogs {
+					for _, lr := range sl.LogRecords {
+						check(rl.GetResource().GetAttributes(), sl.Scope, lr)
 					}
 				}
+			}
+			return
+		}
+		// The streaming walk visits the records the count announced, and
+		// as many as a whole decode finds.
+		count, cerr := countLogRecords(data)
+		visited := 0
+		err := forEachLogRecord(data, func(res []*commonpb.KeyValue, scope *commonpb.InstrumentationScope, lr *logspb.LogRecord) {
+			visited++
+			check(res, scope, lr)
+		})
+		if err == nil && (cerr != nil || visited != count) {
+			t.Fatalf("walk visited %d records, count said %d (%v)", visited, count, cerr)
+		}
+		whole := &logspb.LogsData{}
+		if err == nil && proto.Unmarshal(data, whole) == nil {
+			n := 0
+			for _, rl := range whole.ResourceLogs {
+				for _, sl := range rl.ScopeLogs {
+					n += len(sl.LogRecords)
+				}
+			}
+			if n != visited {
+				t.Fatalf("walk visited %d records, a whole decode found %d", visited, n)
 			}
 		}
 	})
