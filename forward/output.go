@@ -38,6 +38,10 @@ type job struct {
 	skip     bool
 }
 
+// maxUnverified bounds the records acknowledged but not yet confirmed by
+// query: beyond it the output waits for verification.
+const maxUnverified = 2_000_000
+
 // mark is an acknowledged position awaiting verification.
 type mark struct {
 	end uint64
@@ -66,6 +70,7 @@ type output struct {
 	mu       sync.Mutex
 	gen      uint64
 	readFrom uint64
+	rewindC  chan struct{} // wakes an idle dispatcher after a rewind
 
 	// committer state (its goroutine only)
 	marks   []mark
@@ -91,7 +96,7 @@ type sample struct {
 }
 
 func newOutput(m *Manager, c Config) (*output, error) {
-	o := &output{m: m, cfg: c, dir: filepath.Join(m.opts.Dir, c.Name), pending: map[uint64]*job{}}
+	o := &output{m: m, cfg: c, dir: filepath.Join(m.opts.Dir, c.Name), pending: map[uint64]*job{}, rewindC: make(chan struct{}, 1)}
 	if err := os.MkdirAll(o.dir, 0o700); err != nil {
 		return nil, fmt.Errorf("forward: output %q: %w", c.Name, err)
 	}
@@ -272,6 +277,17 @@ func (o *output) dispatch(ctx context.Context, src Source, jobs chan<- *job) {
 			if b == nil {
 				return true
 			}
+			// Acknowledged but unconfirmed records are sent again after
+			// a restart or a failed verification: bound them, so that a
+			// verification that never succeeds (a wrong verify_url)
+			// stops the output instead of sending the whole ledger.
+			for o.acked.Load()-min(o.acked.Load(), o.committed.Load()) > maxUnverified && o.currentGen() == gen {
+				select {
+				case <-time.After(100 * time.Millisecond):
+				case <-ctx.Done():
+					return false
+				}
+			}
 			j := b
 			b = nil
 			j.seq = seq
@@ -324,6 +340,10 @@ func (o *output) dispatch(ctx context.Context, src Source, jobs chan<- *job) {
 				}
 			case <-timer.C:
 				if o.currentGen() != gen || !send() {
+					break loop
+				}
+			case <-o.rewindC:
+				if o.currentGen() != gen {
 					break loop
 				}
 			case ferr = <-errc:
@@ -464,6 +484,10 @@ func (o *output) rewind() {
 	o.gen++
 	o.readFrom = c
 	o.mu.Unlock()
+	select {
+	case o.rewindC <- struct{}{}:
+	default:
+	}
 	o.acked.Store(c)
 	o.marks = nil
 	o.cand = mark{}

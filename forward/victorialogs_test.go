@@ -306,3 +306,29 @@ func TestVictoriaLogsCluster(t *testing.T) {
 	dups := checkAll(t, storedIDs(t, sel.url()), n)
 	t.Logf("cluster, storage node killed and restarted: all %d events stored; %d duplicates; %d sent again after verification", n, dups, st.Resent)
 }
+
+// TestVictoriaLogsBulk forwards through VictoriaLogs' Elasticsearch _bulk
+// endpoint (protocol: bulk) with gzip: every event stored once.
+func TestVictoriaLogsBulk(t *testing.T) {
+	t.Parallel()
+	bin := testenv.Tool(t, "victoria-logs", vlInstall)
+	vl := startVL(t, bin)
+	dir := t.TempDir()
+	l := openLedger(t, filepath.Join(dir, "ledger"), nil)
+	defer l.Close()
+	const n = 5000
+	appendEvents(t, l, 0, n, time.Now())
+	cfg := vlOutput("vlbulk", vl.url(), "")
+	cfg.Protocol, cfg.BatchEvents = "bulk", 700
+	m, err := Open([]Config{cfg}, Options{Dir: filepath.Join(dir, "forward"), Origin: testOrigin, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Start(l)
+	defer m.Close()
+	waitFor(t, 60*time.Second, "every record verified", func() bool { return statsOf(m, "vlbulk").Cursor == n })
+	forceFlush(t, vl)
+	if dups := checkAll(t, storedIDs(t, vl.url()), n); dups != 0 {
+		t.Errorf("%d duplicates", dups)
+	}
+}
