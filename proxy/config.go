@@ -115,13 +115,19 @@ type Collector struct {
 	MaxSpoolBytes int64 `yaml:"max_spool_bytes"`
 }
 
-// Detection configures the embedded engine.
+// Detection configures a single-node gateway's detection: the engine of
+// `trailguard serve` (package detect, the built-in Sigma rules) following
+// the gateway's own ledger, alerts, and block decisions enforced in
+// process.
 type Detection struct {
-	// Rules is a directory of extra Sigma rules.
-	Rules string `yaml:"rules"`
-	// Disabled turns the embedded engine off.
+	// Disabled turns detection off.
 	Disabled bool `yaml:"disabled"`
-	// Block says which alerts block the address they name.
+	// Rules is a directory of Sigma rules loaded besides the built-in
+	// ones (and DATA_DIR/rules).
+	Rules string `yaml:"rules"`
+	// NoBuiltin leaves the built-in rules out.
+	NoBuiltin bool `yaml:"no_builtin"`
+	// Block tunes the block decisions the rules ask for.
 	Block Block `yaml:"block"`
 }
 

@@ -67,17 +67,13 @@ func Open(cfg Config, log *slog.Logger) (*Gateway, error) {
 				Interval: cfg.Collector.PollInterval})
 		}
 	} else {
-		sc := server.Defaults()
-		sc.DataDir = cfg.DataDir
-		sc.RedactMode = cfg.RedactMode
-		sc.RedactSecretFile = cfg.RedactSecretFile
-		srv, err := server.New(sc, log)
+		srv, err := server.New(collectorConfig(cfg), log)
 		if err != nil {
 			return nil, fmt.Errorf("proxy: %w", err)
 		}
 		g.collector = srv
 		cfg.Sink = ledgerSink{srv.Ledger()}
-		if src := embeddedSource(srv, cfg, log); src != nil {
+		if src := embeddedSource(srv); src != nil {
 			cfg.Sources = append(cfg.Sources, src)
 		}
 	}
