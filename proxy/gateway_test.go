@@ -266,3 +266,47 @@ func selfSigned(t *testing.T) (certPEM, keyPEM []byte, pool *x509.CertPool) {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), pool
 }
+
+// TestCollectorDecisionStream: a gateway shipping to a real collector
+// enforces the collector's block decisions through its CrowdSec-compatible
+// stream: ten failed logins of one client through the gateway, and that
+// client is refused within a second, while others pass.
+func TestCollectorDecisionStream(t *testing.T) {
+	t.Parallel()
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) { http.Error(w, "no", 401) })
+	sc := server.Defaults()
+	sc.DataDir = t.TempDir()
+	col, err := server.New(sc, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, ingest, _ := col.Tokens().Create("gw", access.RoleIngest)
+	_, bouncer, _ := col.Tokens().Create("gw-bouncer", access.RoleBouncer)
+	cln, _ := net.Listen("tcp", "127.0.0.1:0")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- col.Serve(ctx, cln) }()
+	defer func() { cancel(); <-done }()
+
+	g, gw, stop := serveGateway(t, Config{DataDir: t.TempDir(), Routes: []Route{{Upstream: up.URL}},
+		TrustedProxies: []string{"127.0.0.1"},
+		Collector:      Collector{URL: "http://" + cln.Addr().String(), Token: ingest, BouncerKey: bouncer}})
+	defer stop()
+	for range 10 {
+		get(t, gw+"/login", "X-Forwarded-For", "198.51.100.23", "Authorization", "Basic YWxpY2U6Z3Vlc3M=")
+	}
+	start := time.Now()
+	for get(t, gw+"/login", "X-Forwarded-For", "198.51.100.23").StatusCode != 403 {
+		if time.Since(start) > 5*time.Second {
+			t.Fatalf("not blocked 5 s after the 10th failed login; gateway stats %+v", g.Stats())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("blocked %v after the 10th failed login", time.Since(start).Round(time.Millisecond))
+	if time.Since(start) > time.Second {
+		t.Errorf("the collector's decision took %v to be enforced, want under a second", time.Since(start))
+	}
+	if get(t, gw+"/login", "X-Forwarded-For", "198.51.100.24").StatusCode != 401 {
+		t.Error("another client was refused")
+	}
+}
