@@ -26,10 +26,11 @@ import (
 // the index had got (X-Trailguard-Indexed, X-Trailguard-Ledger-Size), and a
 // client that must see what it just wrote waits for it:
 //
-//	after_index=N   wait until records below ledger index N are indexed (N is
-//	                an ingest answer's first_index + accepted)
 //	wait_for=ledger wait until everything the ledger held when the request
-//	                arrived is indexed
+//	                arrived is indexed (after an ingest answer: all it stored)
+//	after_index=N   wait until records below ledger index N are indexed (N is
+//	                the last "stored" range's first_index + count of an ingest
+//	                answer)
 //	timeout=D       wait at most D (default 5s, at most 60s); then 503
 //
 // Events in answers are the ledger's records byte for byte: the index only
@@ -160,7 +161,7 @@ func (s *Server) waitTarget(p params) (uint64, time.Duration, error) {
 	if a := p.get("after_index"); a != "" {
 		v, err := strconv.ParseUint(a, 10, 64)
 		if err != nil {
-			return 0, 0, badParam("after_index", "want a ledger index (an ingest answer's first_index + accepted), got %q", a)
+			return 0, 0, badParam("after_index", "want a ledger index (the last stored range's first_index + count of an ingest answer), got %q", a)
 		}
 		if v > size {
 			return 0, 0, badParam("after_index", "%d is beyond the ledger's %d records", v, size)

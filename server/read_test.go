@@ -35,15 +35,16 @@ func (ts *testServer) get(t *testing.T, path string, kv ...string) (int, []byte)
 }
 
 // post ingests NDJSON lines and returns the ledger index after the last
-// stored event (first_index + accepted): what after_index waits for.
+// stored event (the last stored range's end): what after_index waits for.
 func (ts *testServer) post(t *testing.T, lines ...string) uint64 {
 	t.Helper()
 	status, body := ts.do(t, "POST", "/v1/events", ts.ingest, strings.NewReader(strings.Join(lines, "\n")))
 	var resp ingestResponse
-	if err := json.Unmarshal(body, &resp); status != 200 || err != nil || resp.FirstIndex == nil || resp.Rejected > 0 {
+	if err := json.Unmarshal(body, &resp); status != 200 || err != nil || len(resp.Stored) == 0 || resp.Rejected > 0 {
 		t.Fatalf("ingest: %d %s", status, body)
 	}
-	return *resp.FirstIndex + uint64(resp.Accepted)
+	last := resp.Stored[len(resp.Stored)-1]
+	return last.First + uint64(last.Count)
 }
 
 type searchAnswer struct {
