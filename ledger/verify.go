@@ -148,6 +148,10 @@ type VerifyOptions struct {
 	// If it is no longer in the history, that is a finding
 	// (history-rewritten).
 	Since *Checkpoint
+	// Progress, if set, is called from Verify's goroutine after each
+	// block of records (a few MiB) with how many records have been
+	// checked so far, for a caller that shows progress.
+	Progress func(records uint64)
 }
 
 // target is a signed tree head the records must reproduce.
@@ -885,6 +889,9 @@ func (v *verifier) records() error {
 		st.chunk(c)
 		for _, m := range c.maps {
 			m.unref()
+		}
+		if v.opts.Progress != nil {
+			v.opts.Progress(st.tr.size)
 		}
 	}
 	if err := <-perr; err != nil {

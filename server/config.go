@@ -105,6 +105,10 @@ type Config struct {
 	DedupWindow int `yaml:"dedup_window"`
 	// ShutdownTimeout bounds the graceful drain on SIGTERM.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// UISessionIdle ends a web UI session after this long without
+	// activity, UISessionMax this long after sign-in (0: 30m and 12h).
+	UISessionIdle time.Duration `yaml:"ui_session_idle"`
+	UISessionMax  time.Duration `yaml:"ui_session_max"`
 	// Outputs are the engines every stored event is forwarded to
 	// (Elasticsearch, OpenSearch, VictoriaLogs, syslog); YAML only.
 	Outputs []forward.Config `yaml:"outputs"`
@@ -169,6 +173,8 @@ func Defaults() Config {
 		AuthFailPerMinute:          30,
 		ShutdownTimeout:            15 * time.Second,
 		DedupWindow:                1 << 18,
+		UISessionIdle:              30 * time.Minute,
+		UISessionMax:               12 * time.Hour,
 	}
 }
 

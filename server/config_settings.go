@@ -61,6 +61,8 @@ var settingsHelp = []settingHelp{
 	{key: "dedup_window", arg: "N",
 		help: "How many recent event.ids are remembered, so an event a shipper sends twice is stored once (0: off)."},
 	{key: "shutdown_timeout", arg: "DURATION", help: "Longest time from SIGTERM to exit: half for requests in flight, the rest to close the ledger with a final checkpoint."},
+	{key: "ui_session_idle", arg: "DURATION", help: "Web UI sessions end after this long without activity (automatic refreshes do not count)."},
+	{key: "ui_session_max", arg: "DURATION", help: "Web UI sessions end this long after sign-in, active or not."},
 	{key: "outputs", yamlOnly: true,
 		help: "Engines every stored event is forwarded to, each from its own cursor in the ledger: a list of {name, type: elasticsearch|opensearch|victorialogs|syslog, url, …} (see docs/scale-out.md)."},
 	{key: "detection", yamlOnly: true,

@@ -42,4 +42,5 @@ func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	p("trailguard_self_audit_dropped_total", "counter", "Collector's own access events dropped under overload.", st.Dropped)
 	s.forwardMetrics(w)
 	s.detectionMetrics(w)
+	s.uiMetrics(w)
 }

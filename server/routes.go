@@ -34,7 +34,8 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /v1/tokens", s.requireRole(access.RoleAdmin, s.handleTokenList))
 	mux.HandleFunc("POST /v1/tokens", s.requireRole(access.RoleAdmin, s.handleTokenCreate))
 	mux.HandleFunc("DELETE /v1/tokens/{name}", s.requireRole(access.RoleAdmin, s.handleTokenRevoke))
-	return mux
+	s.uiRoutes(mux) // the web UI, its session API and /v1/integrity (ui.go)
+	return s.uiEntry(mux)
 }
 
 // handleReady answers 200 once the index has caught up to within a

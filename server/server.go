@@ -51,6 +51,7 @@ type Server struct {
 	// smaller in tests).
 	chunkEvents int
 	detect      *detection
+	ui          *uiState // the web UI (ui.go)
 	handler     http.Handler
 
 	// Paths of the keys, for operators.

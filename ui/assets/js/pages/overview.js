@@ -1,0 +1,260 @@
+// Overview: the trail at a glance over a time range, refreshed by itself.
+
+import { h, replace, loading, errorBox, empty, fmtNum, uiURL } from "../dom.js";
+import { get, optional, list } from "../api.js";
+import { Range, picker, niceInterval, intervalParam, fmtAgo, fmtDuration, fmtTime } from "../time.js";
+import { timeSeries, bars, fillBuckets } from "../charts.js";
+import { term, valueOf, show } from "../fields.js";
+
+// The rate-of-rise rules whose baseline the charts draw, with the query
+// that counts what each rule counts (its base rule, as in detect/rules) and
+// the built-in parameters, used when the collector does not list its rules.
+export const RATE_RULES = {
+  http401: {
+    rule: "trailguard_401_rate_of_rise",
+    title: "401 responses",
+    query: "event.category:web and http.response.status_code:401",
+    defaults: { timespan: 60e3, baseline: 3600e3, factor: 5, gte: 20 },
+  },
+  authz: {
+    rule: "trailguard_authz_fail_spike",
+    title: "Authorization failures (403)",
+    query: "event.action:authz_fail",
+    defaults: { timespan: 60e3, baseline: 3600e3, factor: 5, gte: 10 },
+  },
+};
+
+const REFRESH = [["0", "Off"], ["10", "10 s"], ["30", "30 s"], ["60", "1 min"], ["300", "5 min"]];
+
+function parseDur(v) {
+  if (typeof v === "number") return v > 1e6 ? v / 1e6 : v * 1e3; // ns or s
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/.exec(String(v || ""));
+  if (!m) return NaN;
+  return parseFloat(m[1]) * { ms: 1, s: 1e3, m: 60e3, h: 3600e3, d: 86400e3 }[m[2]];
+}
+
+// ruleParams finds a rate_of_rise rule's parameters in whatever the
+// collector's rule listing holds, falling back to the built-in values.
+export function ruleParams(rules, name, defaults) {
+  const r = rules.find((x) => x && (x.name === name || x.id === name || x.rule_name === name));
+  if (!r) return { ...defaults, source: "built-in defaults" };
+  const c = r.correlation || r;
+  const cond = c.condition || {};
+  const p = {
+    timespan: parseDur(c.timespan),
+    baseline: parseDur(c.baseline),
+    factor: Number(cond.factor ?? c.factor),
+    gte: Number(cond.gte ?? c.gte),
+  };
+  for (const k of Object.keys(p)) if (!(p[k] > 0)) p[k] = defaults[k];
+  return { ...p, source: "the collector's rule" };
+}
+
+// ewmaBand replays the detector's baseline over per-bucket counts: the
+// rate per timespan, an EWMA with time constant `baseline`, and the firing
+// threshold max(gte, factor × baseline). The detector updates every tenth
+// of a timespan; at a bucket of one timespan the difference is within a
+// few per cent of the baseline (see the chart's note).
+export function ewmaBand(buckets, interval, p) {
+  const scale = p.timespan / interval;
+  const alpha = 1 - Math.exp(-interval / p.baseline);
+  let base = 0;
+  const rate = [], lower = [], upper = [];
+  for (const [t, c] of buckets) {
+    const r = c * scale;
+    rate.push([t, r]);
+    lower.push([t, base]);
+    upper.push([t, Math.max(p.gte, p.factor * base)]);
+    base += alpha * (r - base);
+  }
+  return { rate, lower, upper };
+}
+
+
+function panel(title, body, opts = {}) {
+  return h("section", { class: ["panel", opts.wide ? "wide" : null], "aria-label": title },
+    h("header", {}, h("h2", {}, title), opts.extra || null), body);
+}
+
+export async function render(ctx) {
+  const range = Range.fromParams(ctx.params, "24h");
+  const service = ctx.params.get("service") || "";
+  const refresh = ctx.params.get("refresh") || "0";
+  const status = h("p", { class: "updated muted", role: "status" });
+  const grid = h("div", { class: "grid" }, loading("overview"));
+  const svcSel = h("select", { id: "service", "aria-label": "Service" }, h("option", { value: "" }, "All services"));
+  const refSel = h("select", { id: "refresh", "aria-label": "Auto-refresh" }, REFRESH.map(([v, l]) => h("option", { value: v, selected: v === refresh }, l)));
+  svcSel.addEventListener("change", () => ctx.setParams({ service: svcSel.value }));
+  refSel.addEventListener("change", () => ctx.setParams({ refresh: refSel.value === "0" ? "" : refSel.value }, { replace: true }));
+  const head = h("div", { class: "page-head" },
+    h("h1", {}, "Overview"),
+    h("div", { class: "controls" },
+      picker(range, (r) => ctx.setParams({ from: r.from, to: r.to })),
+      h("label", { for: "service", class: "sr-only" }, "Service"), svcSel,
+      h("label", { for: "refresh" }, "Refresh"), refSel),
+    status);
+  const root = h("div", { class: "overview" }, head, grid);
+
+  let timer = null;
+  let aborter = null;
+  ctx.onCleanup(() => {
+    clearTimeout(timer);
+    if (aborter) aborter.abort();
+  });
+
+  const load = async (background) => {
+    if (aborter) aborter.abort();
+    aborter = new AbortController();
+    const opts = { background, signal: aborter.signal };
+    const now = Date.now();
+    const abs = range.absolute(now);
+    const [t0, t1] = [Date.parse(abs.from), Date.parse(abs.to)];
+    const interval = niceInterval(t1 - t0, 1500, 60e3);
+    const iv = intervalParam(interval);
+    const svc = service ? " and " + term("service.name", service) : "";
+    const q = (base) => (base ? base + svc : svc.replace(/^ and /, ""));
+    const rulesP = optional("/v1/rules", {}, opts).then((r) => (r.missing ? [] : list(r.body, "rules"))).catch(() => []);
+    const started = performance.now();
+
+    // Each rate chart starts five baselines earlier, so that its EWMA is
+    // warm at the left edge, as the detector's is.
+    const warm = 5 * 3600e3;
+    const rateStats = (key) => get("/v1/stats", { q: q(RATE_RULES[key].query), from: new Date(Math.floor((t0 - warm) / interval) * interval).toISOString(), to: abs.to, interval: iv }, opts);
+    const firing = (key) => get("/v1/events", { q: "event.kind:alert and event.action:" + RATE_RULES[key].rule + svc, ...abs, limit: 500 }, opts).catch(() => ({ hits: [] }));
+    const req = {
+      all: get("/v1/stats", { q: q(""), ...abs, interval: iv }, opts),
+      r401: rateStats("http401"),
+      r403: rateStats("authz"),
+      f401: firing("http401"),
+      f403: firing("authz"),
+      ok: get("/v1/stats", { q: q("event.category:authentication and event.outcome:success"), ...abs, interval: iv }, opts),
+      fail: get("/v1/stats", { q: q("event.category:authentication and event.outcome:failure"), ...abs, interval: iv }, opts),
+      topSrc: get("/v1/stats", { q: q(""), ...abs, top: "source.ip", n: 10 }, opts),
+      topUsers: get("/v1/stats", { q: q("event.category:authentication and event.outcome:failure"), ...abs, top: "user.name", n: 10 }, opts),
+      services: get("/v1/stats", { ...abs, top: "service.name", n: 50 }, opts),
+      alerts: optional("/v1/alerts", { status: "open", limit: 20 }, opts),
+      decisions: optional("/v1/decisions", {}, opts),
+    };
+    const settled = {};
+    await Promise.all(Object.entries(req).map(([k, p]) => p.then((v) => (settled[k] = { v }), (e) => (settled[k] = { e }))));
+    if (!ctx.alive() || aborter.signal.aborted) return;
+    const rules = await rulesP;
+    const elapsed = performance.now() - started;
+
+    // Services for the filter.
+    if (settled.services.v && svcSel.options.length === 1) {
+      for (const t of settled.services.v.top || []) svcSel.append(h("option", { value: t.value, selected: t.value === service }, t.value));
+      if (service && ![...svcSel.options].some((o) => o.value === service)) svcSel.append(h("option", { value: service, selected: true }, service));
+    }
+
+    const errOr = (r, fn) => (r.e ? errorBox(r.e) : fn(r.v));
+    const searchHref = (query) => uiURL("/ui/search", { q: query, from: range.from, to: range.to });
+
+    const eventsPanel = panel("Events per minute", errOr(settled.all, (st) => {
+      const b = fillBuckets(st, t0, t1, interval);
+      const perMin = b.map(([t, c]) => [t, (c * 60e3) / interval]);
+      const total = b.reduce((a, x) => a + x[1], 0);
+      return h("div", {},
+        h("p", { class: "big" }, fmtNum(total), h("span", { class: "muted" }, " events")),
+        partialNote(st),
+        timeSeries({ title: "Events per minute", from: t0, to: t1, interval, unit: "per minute", series: [{ name: "events/min", cls: "s-events", points: perMin, area: true }],
+          onPick: (a, b2) => ctx.go(uiURL("/ui/search", { q: q(""), from: new Date(a).toISOString(), to: new Date(b2).toISOString() })) }));
+    }), { wide: true });
+
+    const ratePanel = (key, stR, stF) => {
+      const rr = RATE_RULES[key];
+      const p = ruleParams(rules, rr.rule, rr.defaults);
+      return panel(rr.title + " per " + (p.timespan === 60e3 ? "minute" : intervalParam(p.timespan)), errOr(stR, (st) => {
+        const all = fillBuckets(st, Date.parse(st.from), t1, interval);
+        const band = ewmaBand(all, interval, p);
+        const keep = (arr) => arr.filter(([t]) => t >= t0 - interval);
+        const markers = (stF.v ? stF.v.hits : []).map((hit) => {
+          const ev = hit.event || {};
+          const t = Date.parse(ev["@timestamp"]);
+          const rate = Number(valueOf(ev, "trailguard.alert.rate"));
+          const base = Number(valueOf(ev, "trailguard.alert.baseline"));
+          return { t, v: rate, label: fmtTime(new Date(t)) + ": " + show(valueOf(ev, "service.name")) + " " + fmtNum(rate) + " against a baseline of " + fmtNum(base) };
+        }).filter((m) => m.t >= t0 && m.v >= 0);
+        const count = keep(all).reduce((a, x) => a + x[1], 0);
+        return h("div", {},
+          h("p", { class: "big" }, h("a", { href: searchHref(q(rr.query)) }, fmtNum(count)), h("span", { class: "muted" }, " in range"), markers.length ? h("span", { class: "pill sev-high" }, markers.length + " fired") : null),
+          partialNote(st),
+          timeSeries({ title: rr.title, from: t0, to: t1, interval, unit: "per timespan",
+            series: [{ name: rr.title.toLowerCase(), cls: key === "http401" ? "s-401" : "s-403", points: keep(band.rate) }],
+            band: { lower: keep(band.lower), upper: keep(band.upper), name: "baseline → fires at max(" + p.gte + ", " + p.factor + "× baseline)" },
+            markers, markerName: rr.rule + " fired",
+            onPick: (a, b2) => ctx.go(uiURL("/ui/search", { q: q(rr.query), from: new Date(a).toISOString(), to: new Date(b2).toISOString() }))
+          }),
+          h("p", { class: "note muted" }, "Baseline: EWMA over " + intervalParam(p.baseline) + " of the rate per " + intervalParam(p.timespan) + " (" + p.source + ", " + (service ? "service " + service : "all services together") +
+            "), recomputed from " + intervalParam(interval) + " counts; points are the detector's own firings."));
+      }));
+    };
+
+    const authPanel = panel("Authentication: success vs failure", settled.ok.e || settled.fail.e ? errorBox(settled.ok.e || settled.fail.e) : (() => {
+      const ok = fillBuckets(settled.ok.v, t0, t1, interval), fail = fillBuckets(settled.fail.v, t0, t1, interval);
+      const sum = (b) => b.reduce((a, x) => a + x[1], 0);
+      const so = sum(ok), sf = sum(fail);
+      return h("div", {},
+        h("p", { class: "big" }, h("a", { href: searchHref(q("event.category:authentication and event.outcome:success")) }, fmtNum(so)), h("span", { class: "muted" }, " succeeded · "),
+          h("a", { href: searchHref(q("event.category:authentication and event.outcome:failure")), class: "bad" }, fmtNum(sf)), h("span", { class: "muted" }, " failed" + (so + sf ? " (" + ((100 * sf) / (so + sf)).toFixed(1) + " %)" : ""))),
+        timeSeries({ title: "Authentication", from: t0, to: t1, interval, series: [
+          { name: "success", cls: "s-ok", points: ok },
+          { name: "failure", cls: "s-fail", points: fail }] }));
+    })());
+
+    const topPanel = (title, r, field, baseQ) => panel(title, errOr(r, (st) => {
+      const items = (st.top || []).map((t) => ({ label: t.value, count: t.count, href: searchHref(q((baseQ ? baseQ + " and " : "") + term(field, t.value))) }));
+      return items.length ? h("div", {}, bars(items, { title }), partialNote(st)) : empty("Nothing in this range.");
+    }));
+
+    const alertsPanel = panel("Open alerts", (() => {
+      const r = settled.alerts;
+      if (r.e) return errorBox(r.e);
+      if (r.v.missing) return h("p", { class: "state pending" }, "This collector does not serve alerts yet (GET /v1/alerts).");
+      const items = list(r.v.body, "alerts", "items");
+      if (!items.length) return empty("No open alerts.");
+      return h("ul", { class: "alert-list" }, items.slice(0, 8).map((a) => h("li", {},
+        h("span", { class: ["pill", "sev-" + (a.level || "medium")] }, a.level || "alert"), " ",
+        h("a", { href: uiURL("/ui/alerts", { id: a.id }) }, a.title || a.rule_name || a.rule_id), " ",
+        h("span", { class: "muted" }, groupText(a), " · ", fmtAgo(a.last_seen || a.time)))),
+        items.length > 8 ? h("li", {}, h("a", { href: "/ui/alerts" }, "All " + items.length + " open alerts")) : null);
+    })(), { extra: h("a", { href: "/ui/alerts", class: "more" }, "Alerts") });
+
+    const blocksPanel = panel("Active blocks", (() => {
+      const r = settled.decisions;
+      if (r.e) return errorBox(r.e);
+      if (r.v.missing) return h("p", { class: "state pending" }, "This collector does not serve block decisions yet (GET /v1/decisions).");
+      const items = list(r.v.body, "decisions", "active", "items");
+      if (!items.length) return empty("Nobody is blocked.");
+      return h("ul", { class: "block-list" }, items.slice(0, 8).map((d) => h("li", {},
+        h("code", {}, d.value), " ", h("span", { class: "muted" }, d.scenario || "", " · ", fmtDuration(Date.parse(d.until) - Date.now()), " left"))),
+        items.length > 8 ? h("li", {}, h("a", { href: "/ui/blocks" }, "All " + items.length + " blocks")) : null);
+    })(), { extra: h("a", { href: "/ui/blocks", class: "more" }, "Blocks") });
+
+    replace(grid,
+      eventsPanel,
+      ratePanel("http401", settled.r401, settled.f401),
+      ratePanel("authz", settled.r403, settled.f403),
+      authPanel,
+      alertsPanel,
+      topPanel("Top source addresses", settled.topSrc, "source.ip", ""),
+      topPanel("Top failing users", settled.topUsers, "user.name", "event.category:authentication and event.outcome:failure"),
+      blocksPanel);
+    grid.dataset.loaded = String(Date.now());
+    status.textContent = "Updated " + fmtTime(new Date()) + " in " + Math.round(elapsed) + " ms" + (range.isRelative() ? "" : " (fixed range)");
+    if (refresh !== "0" && range.isRelative()) timer = setTimeout(() => load(true), Number(refresh) * 1e3);
+  };
+  load(false).catch((e) => replace(grid, errorBox(e, () => load(false))));
+  return root;
+}
+
+function partialNote(st) {
+  if (!st || !st.partial) return null;
+  return h("p", { class: "note warn" }, "Partial: counted from " + fmtTime(new Date(st.counted_from)) + " (scan budget reached); narrow the range for exact counts.");
+}
+
+export function groupText(a) {
+  const g = a.group || {};
+  const parts = Object.entries(g).map(([k, v]) => k + "=" + v);
+  return parts.join(" ") || (a.fields && (a.fields["client.ip"] || a.fields["source.ip"])) || "";
+}
