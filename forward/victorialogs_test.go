@@ -332,3 +332,57 @@ func TestVictoriaLogsBulk(t *testing.T) {
 		t.Errorf("%d duplicates", dups)
 	}
 }
+
+// TestVictoriaLogsClusterAllStorageDown is the trap of a VictoriaLogs
+// cluster: with every storage node down the insert node still answers 200
+// and keeps the rows in its memory. The output must not take that for
+// delivery: its cursor stays put, and when the insert node dies with the
+// rows (kill -9) and the cluster comes back, the rows are sent again.
+func TestVictoriaLogsClusterAllStorageDown(t *testing.T) {
+	t.Parallel()
+	testenv.Long(t)
+	bin := testenv.Tool(t, "victoria-logs", vlInstall)
+	a := startVL(t, bin, "-inmemoryDataFlushInterval=1s")
+	b := startVL(t, bin, "-inmemoryDataFlushInterval=1s")
+	nodes := "-storageNode=" + a.addr + "," + b.addr
+	insert := startVL(t, bin, nodes, "-select.disable")
+	sel := startVL(t, bin, nodes, "-insert.disable")
+	dir := t.TempDir()
+	l := openLedger(t, filepath.Join(dir, "ledger"), nil)
+	defer l.Close()
+	cfg := vlOutput("vlc", insert.url(), sel.url())
+	cfg.Timeout = 2 * time.Second
+	m, err := Open([]Config{cfg}, Options{Dir: filepath.Join(dir, "forward"), Origin: testOrigin, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Start(l)
+	defer m.Close()
+	const n1, n2 = 5000, 5000
+	appendEvents(t, l, 0, n1, time.Now())
+	waitFor(t, 30*time.Second, "the first records verified", func() bool { return statsOf(m, "vlc").Cursor == n1 })
+
+	a.kill()
+	b.kill()
+	appendEvents(t, l, n1, n2, time.Now())
+	// The insert node accepts them with no storage node up ...
+	waitFor(t, 20*time.Second, "the insert node to answer 200 for the new records", func() bool { return statsOf(m, "vlc").Acknowledged == n1+n2 })
+	// ... but the cursor does not move past what is stored.
+	time.Sleep(2 * cfg.VerifyDelay)
+	if st := statsOf(m, "vlc"); st.Cursor != n1 {
+		t.Fatalf("cursor moved to %d with every storage node down (%+v)", st.Cursor, st)
+	}
+	// The insert node dies holding the rows; the cluster comes back.
+	insert.kill()
+	a.start()
+	b.start()
+	insert.start()
+	waitFor(t, 60*time.Second, "every record verified", func() bool { return statsOf(m, "vlc").Cursor == n1+n2 })
+	forceFlush(t, a, b)
+	st := statsOf(m, "vlc")
+	dups := checkAll(t, storedIDs(t, sel.url()), n1+n2)
+	if st.Resent == 0 {
+		t.Errorf("nothing was sent again, yet the insert node died holding %d rows: %+v", n2, st)
+	}
+	t.Logf("all storage nodes down, insert node killed: all %d events stored; %d sent again after verification; %d duplicates", n1+n2, st.Resent, dups)
+}
