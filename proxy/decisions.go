@@ -24,7 +24,9 @@ type Decision struct {
 	Origin string `json:"origin,omitempty"`
 	// Type is "ban"; other types (captcha) are not enforced.
 	Type string `json:"type"`
-	// Scope is "Ip" or "Range" (case-insensitive).
+	// Scope is "Ip", "Range" or "Username" (case-insensitive). A user
+	// name is enforced on the requests that carry it: the Basic-auth user,
+	// and the user of a configured login route.
 	Scope string `json:"scope"`
 	// Value is the address or CIDR.
 	Value string `json:"value"`
@@ -66,10 +68,12 @@ type entry struct {
 type Blocklist struct {
 	now   func() time.Time
 	count atomic.Int64
+	nuser atomic.Int64
 
 	mu     sync.RWMutex
 	ips    map[netip.Addr]*entry // single addresses
 	ranges []*entry              // CIDRs
+	users  map[string]*entry     // user names (scope Username)
 }
 
 // NewBlocklist returns an empty blocklist on the given clock (nil:
@@ -78,7 +82,7 @@ func NewBlocklist(now func() time.Time) *Blocklist {
 	if now == nil {
 		now = time.Now
 	}
-	return &Blocklist{now: now, ips: map[netip.Addr]*entry{}}
+	return &Blocklist{now: now, ips: map[netip.Addr]*entry{}, users: map[string]*entry{}}
 }
 
 // Blocked returns the decision covering a, if one is in force.
@@ -101,9 +105,27 @@ func (b *Blocklist) Blocked(a netip.Addr) (scenario, origin string, until time.T
 	return "", "", time.Time{}, false
 }
 
+// BlockedUser returns the decision covering a user name (scope Username),
+// if one is in force.
+func (b *Blocklist) BlockedUser(name string) (scenario, origin string, until time.Time, ok bool) {
+	if b.nuser.Load() == 0 || name == "" {
+		return "", "", time.Time{}, false
+	}
+	now := b.now()
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if e := b.users[name]; e != nil && now.Before(e.until) {
+		return e.scenario, e.origin, e.until, true
+	}
+	return "", "", time.Time{}, false
+}
+
+// hasUsers reports whether any user-name decision is held.
+func (b *Blocklist) hasUsers() bool { return b.nuser.Load() > 0 }
+
 // Len is the number of decisions held (expired ones included until the
 // next update sweeps them).
-func (b *Blocklist) Len() int { return int(b.count.Load()) }
+func (b *Blocklist) Len() int { return int(b.count.Load() + b.nuser.Load()) }
 
 // Apply applies an update from the named source and reports how many
 // decisions it added and removed; decisions it cannot enforce (unknown
@@ -114,9 +136,16 @@ func (b *Blocklist) Apply(source string, u Update) (added, removed int, err erro
 	b.mu.Lock()
 	defer func() {
 		b.count.Store(int64(len(b.ips) + len(b.ranges)))
+		b.nuser.Store(int64(len(b.users)))
 		b.mu.Unlock()
 	}()
 	if u.Full {
+		for n, e := range b.users {
+			if e.source == source {
+				delete(b.users, n)
+				removed++
+			}
+		}
 		for a, e := range b.ips {
 			if e.source == source {
 				delete(b.ips, a)
@@ -135,6 +164,13 @@ func (b *Blocklist) Apply(source string, u Update) (added, removed int, err erro
 		b.ranges = kept
 	}
 	for _, d := range u.Deleted {
+		if isUserScope(d.Scope) {
+			if e := b.users[d.Value]; e != nil && e.source == source {
+				delete(b.users, d.Value)
+				removed++
+			}
+			continue
+		}
 		p, err := d.prefix()
 		if err != nil {
 			continue
@@ -159,17 +195,28 @@ func (b *Blocklist) Apply(source string, u Update) (added, removed int, err erro
 			errs = append(errs, fmt.Errorf("decision %s %s: type %q is not enforced (only ban)", d.Scope, d.Value, d.Type))
 			continue
 		}
-		p, err := d.prefix()
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
 		dur, err := time.ParseDuration(d.Duration)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("decision %s %s: duration %q: %v", d.Scope, d.Value, d.Duration, err))
 			continue
 		}
 		if dur <= 0 {
+			continue
+		}
+		if isUserScope(d.Scope) {
+			if d.Value == "" {
+				continue
+			}
+			e := &entry{until: now.Add(dur), scenario: d.Scenario, origin: d.Origin, source: source}
+			if old := b.users[d.Value]; old == nil || old.until.Before(e.until) {
+				b.users[d.Value] = e
+			}
+			added++
+			continue
+		}
+		p, err := d.prefix()
+		if err != nil {
+			errs = append(errs, err)
 			continue
 		}
 		e := &entry{prefix: p, until: now.Add(dur), scenario: d.Scenario, origin: d.Origin, source: source}
@@ -191,6 +238,11 @@ func (b *Blocklist) Apply(source string, u Update) (added, removed int, err erro
 		added++
 	}
 	// Expired decisions are swept here rather than on lookups.
+	for n, e := range b.users {
+		if !now.Before(e.until) {
+			delete(b.users, n)
+		}
+	}
 	for a, e := range b.ips {
 		if !now.Before(e.until) {
 			delete(b.ips, a)
@@ -206,6 +258,8 @@ func (b *Blocklist) Apply(source string, u Update) (added, removed int, err erro
 	b.ranges = kept
 	return added, removed, errors.Join(errs...)
 }
+
+func isUserScope(scope string) bool { return strings.EqualFold(scope, "username") }
 
 func (d Decision) prefix() (netip.Prefix, error) {
 	switch strings.ToLower(d.Scope) {
@@ -226,7 +280,7 @@ func (d Decision) prefix() (netip.Prefix, error) {
 		}
 		return p.Masked(), nil
 	}
-	return netip.Prefix{}, fmt.Errorf("decision %s %q: scope is not enforced by the gateway (Ip and Range are)", d.Scope, d.Value)
+	return netip.Prefix{}, fmt.Errorf("decision %s %q: scope is not enforced by the gateway (Ip, Range and Username are)", d.Scope, d.Value)
 }
 
 // StreamSource polls a CrowdSec-compatible Local API decision stream

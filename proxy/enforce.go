@@ -64,7 +64,7 @@ func (s *storeSource) Run(ctx context.Context, apply func(Update), health func(e
 	startup := true
 	for {
 		changed := s.store.Changed()
-		added, deleted := s.store.Stream(bouncerName, startup, []string{decision.ScopeIP, decision.ScopeRange})
+		added, deleted := s.store.Stream(bouncerName, startup, []string{decision.ScopeIP, decision.ScopeRange, decision.ScopeUser})
 		if startup || len(added)+len(deleted) > 0 {
 			now := time.Now()
 			u := Update{Full: startup}

@@ -2,10 +2,12 @@ package proxy
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -349,5 +351,68 @@ func TestLimiterBounded(t *testing.T) {
 	}
 	if tracked == 0 || tracked+int(l.overflw.Load()-before) != 16 {
 		t.Fatalf("idle buckets were not swept: %d new clients tracked, %d overflowed", tracked, l.overflw.Load()-before)
+	}
+}
+
+// TestUserDecisions: a decision of scope Username refuses the requests
+// that carry that user (Basic auth, a login route's body) without
+// touching the upstream; other users pass with their bodies intact.
+func TestUserDecisions(t *testing.T) {
+	t.Parallel()
+	var got []string
+	var mu sync.Mutex
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		got = append(got, string(b))
+		mu.Unlock()
+	})
+	p, gw, ms := gateway(t, Config{Routes: []Route{{Upstream: up.URL}},
+		Logins: []Login{{Path: "/login", User: "json:user"}}})
+	p.Apply("test", Update{New: []Decision{{Type: "ban", Scope: "Username", Value: "alice", Duration: "1h", Scenario: "account_lock"}}})
+	basic := func(user string) int {
+		req, _ := http.NewRequest("GET", gw+"/api", nil)
+		req.SetBasicAuth(user, "pw")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	login := func(body string) int {
+		resp, err := http.Post(gw+"/login", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if c := basic("alice"); c != 403 {
+		t.Errorf("blocked Basic user: %d", c)
+	}
+	if c := login(`{"user":"alice","password":"x"}`); c != 403 {
+		t.Errorf("blocked login user: %d", c)
+	}
+	if up.count() != 0 {
+		t.Fatal("a blocked user's request reached the upstream")
+	}
+	if c := basic("bob"); c != 200 {
+		t.Errorf("other Basic user: %d", c)
+	}
+	bob := `{"user":"bob","password":"y","pad":"` + strings.Repeat("z", 3000) + `"}`
+	if c := login(bob); c != 200 {
+		t.Errorf("other login user: %d", c)
+	}
+	mu.Lock()
+	if len(got) != 2 || got[1] != bob {
+		t.Errorf("the upstream got %d requests, login body intact: %v", len(got), len(got) == 2 && got[1] == bob)
+	}
+	mu.Unlock()
+	evs := ms.wait(t, "two refusals", hasAction(ActionBlocked, 2))
+	for _, ev := range byAction(evs, ActionBlocked) {
+		if ev.Reason != "user alice blocked by decision account_lock" {
+			t.Errorf("refusal reason %q", ev.Reason)
+		}
 	}
 }

@@ -21,6 +21,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -277,18 +278,29 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	client := httpaudit.ClientIP(ctx)
-	if scenario, origin, until, ok := p.blocks.Blocked(client); ok {
+	if scenario, origin, _, ok := p.blocks.Blocked(client); ok {
 		p.blocked.Add(1)
-		reason := "blocked by decision"
-		if scenario != "" {
-			reason += " " + scenario
-		}
-		if origin != "" {
-			reason += " (" + origin + ")"
-		}
-		p.refuse(w, r, client, http.StatusForbidden, ActionBlocked, reason, 0)
-		_ = until
+		p.refuse(w, r, client, http.StatusForbidden, ActionBlocked, blockReason("", scenario, origin), 0)
 		return
+	}
+	var login *loginRule
+	for _, l := range p.logins {
+		if l.matches(r) {
+			login = l
+			break
+		}
+	}
+	if p.blocks.hasUsers() {
+		// A user-name decision: the request is refused if it carries that
+		// user, as Basic auth or as a login route's user (a login body is
+		// read first, within its bound, only while such decisions exist).
+		var user string
+		user, r = p.requestUser(r, login)
+		if scenario, origin, _, ok := p.blocks.BlockedUser(user); ok {
+			p.blocked.Add(1)
+			p.refuse(w, r, client, http.StatusForbidden, ActionBlocked, blockReason(user, scenario, origin), 0)
+			return
+		}
 	}
 	now := p.cfg.Now()
 	if p.limit != nil {
@@ -310,13 +322,6 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
-	var login *loginRule
-	for _, l := range p.logins {
-		if l.matches(r) {
-			login = l
-			break
-		}
-	}
 	var sens *sensRule
 	for _, s := range p.sens {
 		if s.matches(r) {
@@ -365,6 +370,55 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	p.infer(ctx, r, rt, login, sens, status, captured)
 }
+
+func blockReason(user, scenario, origin string) string {
+	reason := "blocked by decision"
+	if user != "" {
+		reason = "user " + user + " blocked by decision"
+	}
+	if scenario != "" {
+		reason += " " + scenario
+	}
+	if origin != "" {
+		reason += " (" + origin + ")"
+	}
+	return reason
+}
+
+// requestUser returns the user name a request carries: its Basic-auth
+// user, or its login route's user. For a user in a login body, the body
+// is read first, up to the route's bound, and the request returned reads
+// it again before the rest.
+func (p *Proxy) requestUser(r *http.Request, login *loginRule) (string, *http.Request) {
+	if login == nil || !login.user.fromBody() {
+		if user, _, ok := r.BasicAuth(); ok {
+			return user, r
+		}
+		if login != nil {
+			return login.user.extract(r, "", nil), r
+		}
+		return "", r
+	}
+	if r.Body == nil || r.Body == http.NoBody {
+		return "", r
+	}
+	buf, err := io.ReadAll(io.LimitReader(r.Body, int64(login.maxBody)+1))
+	r2 := new(http.Request)
+	*r2 = *r
+	r2.Body = &prefixedBody{Reader: io.MultiReader(bytes.NewReader(buf), r.Body), body: r.Body}
+	if err != nil || len(buf) > login.maxBody {
+		return "", r2
+	}
+	return login.user.extract(r, r.Header.Get("Content-Type"), buf), r2
+}
+
+// prefixedBody is a body whose first bytes were already read.
+type prefixedBody struct {
+	io.Reader
+	body io.Closer
+}
+
+func (b *prefixedBody) Close() error { return b.body.Close() }
 
 // refuse answers a refused request without contacting the upstream and
 // records it: the access event and an event naming the refusal, unless
