@@ -17,17 +17,6 @@ import (
 	"github.com/trailguard/trailguard/ledger"
 )
 
-// buildTrailguard builds the real binary once per test.
-func buildTrailguard(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "trailguard")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
 func run(t *testing.T, bin string, args ...string) (string, int) {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
