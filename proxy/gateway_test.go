@@ -286,11 +286,11 @@ func TestCollectorDecisionStream(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- col.Serve(ctx, cln) }()
-	defer func() { cancel(); <-done }()
 
+	trail := t.TempDir()
 	g, gw, stop := serveGateway(t, Config{DataDir: t.TempDir(), Routes: []Route{{Upstream: up.URL}},
-		TrustedProxies: []string{"127.0.0.1"},
-		Collector:      Collector{URL: "http://" + cln.Addr().String(), Token: ingest, BouncerKey: bouncer}})
+		TrustedProxies: []string{"127.0.0.1"}, TrailDir: trail,
+		Collector: Collector{URL: "http://" + cln.Addr().String(), Token: ingest, BouncerKey: bouncer}})
 	defer stop()
 	for range 10 {
 		get(t, gw+"/login", "X-Forwarded-For", "198.51.100.23", "Authorization", "Basic YWxpY2U6Z3Vlc3M=")
@@ -308,5 +308,72 @@ func TestCollectorDecisionStream(t *testing.T) {
 	}
 	if get(t, gw+"/login", "X-Forwarded-For", "198.51.100.24").StatusCode != 401 {
 		t.Error("another client was refused")
+	}
+
+	// The collector goes down: the gateway keeps its decision and keeps
+	// serving (fail-open), and says so in an alert, spooled.
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // a few failed polls
+	if get(t, gw+"/login", "X-Forwarded-For", "198.51.100.23").StatusCode != 403 ||
+		get(t, gw+"/login", "X-Forwarded-For", "198.51.100.25").StatusCode != 401 {
+		t.Fatal("with the collector down the gateway must keep its decisions and keep serving")
+	}
+	// It comes back on the same data and address: the full list is read
+	// again, the spooled events (the alert among them) arrive.
+	col2, err := server.New(sc, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cln2, err := net.Listen("tcp", cln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	done2 := make(chan error, 1)
+	go func() { done2 <- col2.Serve(ctx2, cln2) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for g.Shipper().Stats().Pending > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("spool not delivered after the collector came back: %+v", g.Shipper().Stats())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if get(t, gw+"/login", "X-Forwarded-For", "198.51.100.23").StatusCode != 403 {
+		t.Error("the decision was lost when the collector came back")
+	}
+	// The stream's next poll (backed off to at most a second while the
+	// collector was away) records the recovery; it is spooled and shipped.
+	for {
+		b, _ := os.ReadFile(trail + "/trail.jsonl")
+		if bytes.Contains(b, []byte(`"action":"`+ActionMonitorEnabled+`"`)) && g.Shipper().Stats().Pending == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no recovery event")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	stop()
+	cancel2()
+	if err := <-done2; err != nil {
+		t.Fatal(err)
+	}
+	var alert, back bool
+	for _, ev := range ledgerEvents(t, sc.DataDir+"/ledger") {
+		if ev.ServiceName != "trailguard-proxy" {
+			continue
+		}
+		switch ev.Action {
+		case ActionMonitorDisabled:
+			alert = alert || (ev.Kind == event.KindAlert && strings.Contains(ev.Message, "fail-open"))
+		case ActionMonitorEnabled:
+			back = true
+		}
+	}
+	if !alert || !back {
+		t.Errorf("collector ledger: fail-open alert %v, recovery %v", alert, back)
 	}
 }
