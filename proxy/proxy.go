@@ -68,6 +68,7 @@ type Stats struct {
 	Unrecorded     uint64 // refusals counted but not recorded one by one
 	UpstreamErrors uint64 // 502 and 504 answers
 	NoRoute        uint64 // requests no route matched (404)
+	NotRecorded    uint64 // inferred events (logins, audits) that could not be queued
 	Decisions      int    // block decisions held now
 	Events         httpaudit.Stats
 }
@@ -93,7 +94,7 @@ type Proxy struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	forwarded, blocked, limited, upErrors, noRoute, unrecorded atomic.Uint64
+	forwarded, blocked, limited, upErrors, noRoute, unrecorded, notRecorded atomic.Uint64
 }
 
 // New builds a gateway that records into cfg.Sink and enforces the
@@ -226,7 +227,8 @@ func (p *Proxy) Stats() Stats {
 	return Stats{
 		Forwarded: p.forwarded.Load(), Blocked: p.blocked.Load(), RateLimited: p.limited.Load(),
 		Unrecorded: p.unrecorded.Load(), UpstreamErrors: p.upErrors.Load(), NoRoute: p.noRoute.Load(),
-		Decisions: p.blocks.Len(), Events: p.audit.Stats(),
+		NotRecorded: p.notRecorded.Load(),
+		Decisions:   p.blocks.Len(), Events: p.audit.Stats(),
 	}
 }
 
@@ -371,6 +373,17 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	p.infer(ctx, r, rt, login, sens, status, captured)
 }
 
+// recorded counts an inferred event that could not be queued (the
+// gateway is closing, or the request's context ended while the queue was
+// full); the upstream has answered by then, so the request goes on.
+func (p *Proxy) recorded(err error) {
+	if err != nil {
+		if n := p.notRecorded.Add(1); n&(n-1) == 0 {
+			p.log.Warn("proxy: inferred event not recorded", "total", n, "err", err)
+		}
+	}
+}
+
 func blockReason(user, scenario, origin string) string {
 	reason := "blocked by decision"
 	if user != "" {
@@ -427,10 +440,10 @@ func (b *prefixedBody) Close() error { return b.body.Close() }
 func (p *Proxy) refuse(w http.ResponseWriter, r *http.Request, client netip.Addr, status int, action, reason string, retry int) {
 	ctx := r.Context()
 	if p.sampler.allow(client, action) {
-		_ = httpaudit.Audit(ctx, httpaudit.Op{
+		p.recorded(httpaudit.Audit(ctx, httpaudit.Op{
 			Action: action, Outcome: event.OutcomeFailure, Reason: reason, Resource: r.URL.Path,
 			Category: []string{event.CategoryWeb}, Type: []string{event.TypeDenied},
-		})
+		}))
 	} else {
 		p.unrecorded.Add(1)
 		httpaudit.Discard(ctx)
@@ -464,14 +477,14 @@ func (p *Proxy) infer(ctx context.Context, r *http.Request, rt *route, login *lo
 		if !ok2xx {
 			a.Reason = "upstream answered " + strconv.Itoa(status) + " " + http.StatusText(status)
 		}
-		_ = httpaudit.Auth(ctx, a)
+		p.recorded(httpaudit.Auth(ctx, a))
 	case status == http.StatusUnauthorized:
 		user, _, _ := r.BasicAuth()
-		_ = httpaudit.Auth(ctx, httpaudit.Attempt{User: httpaudit.User{Name: user},
-			Reason: "upstream answered 401 Unauthorized"})
+		p.recorded(httpaudit.Auth(ctx, httpaudit.Attempt{User: httpaudit.User{Name: user},
+			Reason: "upstream answered 401 Unauthorized"}))
 	case status == http.StatusForbidden:
-		_ = httpaudit.Audit(ctx, httpaudit.Op{Action: event.ActionAuthzFail, Outcome: event.OutcomeFailure,
-			Resource: r.URL.Path, Reason: "upstream answered 403 Forbidden"})
+		p.recorded(httpaudit.Audit(ctx, httpaudit.Op{Action: event.ActionAuthzFail, Outcome: event.OutcomeFailure,
+			Resource: r.URL.Path, Reason: "upstream answered 403 Forbidden"}))
 	case ok2xx:
 		// A Basic-auth user the upstream accepted is the request's actor.
 		if user, _, ok := r.BasicAuth(); ok && user != "" {
@@ -492,7 +505,7 @@ func (p *Proxy) infer(ctx context.Context, r *http.Request, rt *route, login *lo
 		if sens.capture > 0 && body != nil {
 			op.After = bodyValue(ct, body)
 		}
-		_ = httpaudit.Audit(ctx, op)
+		p.recorded(httpaudit.Audit(ctx, op))
 	}
 	if rt.capture > 0 && body != nil && len(body) <= rt.capture {
 		scrubbed := p.audit.ScrubBody(ct, body)
