@@ -364,7 +364,7 @@ func TestAttackWitnessAheadOfLedger(t *testing.T) {
 	fork := copyDir(t, dir)
 	recs := readAll(t, fork)
 	recs[10].data = []byte(`{"event":{"id":"rewritten"}}`)
-	os.RemoveAll(filepath.Join(fork, "tile"))
+	os.RemoveAll(filepath.Join(fork, hashDir))
 	os.RemoveAll(filepath.Join(fork, cpDir))
 	os.Remove(filepath.Join(fork, "checkpoint"))
 	rewrite(t, fork, recs, 0)

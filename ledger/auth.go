@@ -17,7 +17,7 @@ import (
 // root; hashes of records written since come from memory (the writer
 // computed them from the records its callers appended).
 type leafAuth struct {
-	tiles tileStore
+	tiles *tileStore
 
 	mu         sync.Mutex
 	anchored   bool
@@ -46,7 +46,7 @@ var authCacheTiles = [2]int{64, 64}
 
 var errTileAuth = errors.New("hash tiles do not match the checkpoint")
 
-func newLeafAuth(tiles tileStore) *leafAuth {
+func newLeafAuth(tiles *tileStore) *leafAuth {
 	// Read-only ledgers keep no leaf hashes in memory.
 	return &leafAuth{tiles: tiles, cache: map[tileKey][]Hash{}, recentBase: math.MaxUint64}
 }

@@ -107,15 +107,38 @@ func bestRawRate(b *testing.B, recs [][]byte) float64 {
 	return best
 }
 
+// BenchmarkAppend measures durable appends by 64 concurrent callers against
+// raw RFC 6962 hashing on one core in the same run (issue 15 item 1's
+// goals: 64×64 ≥ 0.6 of raw hashing with ack p99 ≤ 20 ms; 64×1 ≥ 0.2).
 func BenchmarkAppend(b *testing.B) {
-	for _, batch := range []int{1, 16, 64} {
-		b.Run(fmt.Sprintf("appenders=64/batch=%d", batch), func(b *testing.B) {
-			benchAppend(b, 64, batch)
+	for _, tc := range []struct {
+		batch   int
+		goal    float64
+		p99Goal float64 // ms, 0 for none
+	}{{1, 0.2, 0}, {16, 0, 0}, {64, 0.6, 20}} {
+		b.Run(fmt.Sprintf("appenders=64/batch=%d", tc.batch), func(b *testing.B) {
+			ratio, p99 := benchAppend(b, 64, tc.batch)
+			if tc.goal > 0 {
+				goal := fmt.Sprintf("≥ %.1f of raw hashing", tc.goal)
+				met := ratio >= tc.goal
+				if tc.p99Goal > 0 {
+					goal += fmt.Sprintf(", ack p99 ≤ %.0f ms", tc.p99Goal)
+					met = met && p99 <= tc.p99Goal
+				}
+				b.Logf("goal: 64 appenders × %d records: %s: %s (ratio %.2f, p99 %.1f ms; a shared machine moves both)", tc.batch, goal, metWord(met), ratio, p99)
+			}
 		})
 	}
 }
 
-func benchAppend(b *testing.B, appenders, batch int) {
+func metWord(met bool) string {
+	if met {
+		return "met"
+	}
+	return "MISSED"
+}
+
+func benchAppend(b *testing.B, appenders, batch int) (ratio, p99 float64) {
 	recs := benchRecords(1 << 14)
 	// The machine is shared and noisy: the limit is the best of three.
 	raw := bestRawRate(b, recs)
@@ -132,8 +155,9 @@ func benchAppend(b *testing.B, appenders, batch int) {
 	}
 	var total int
 	var lats []time.Duration
-	var elapsed time.Duration
+	var elapsed, cpu time.Duration
 	for b.Loop() {
+		cpu0 := cpuTime()
 		var wg sync.WaitGroup
 		var mu sync.Mutex
 		start := time.Now()
@@ -158,8 +182,12 @@ func benchAppend(b *testing.B, appenders, batch int) {
 		}
 		wg.Wait()
 		elapsed += time.Since(start)
+		cpu += cpuTime() - cpu0
 		total += appenders * perWriter * batch
 	}
+	// The limit again, after the run: the better of the two is the
+	// machine's least disturbed figure.
+	raw = max(raw, bestRawRate(b, recs))
 	// Check the work: every record appended is in the ledger, and the
 	// signed root is the root of what is stored.
 	signed, err := l.Checkpoint(context.Background())
@@ -179,14 +207,20 @@ func benchAppend(b *testing.B, appenders, batch int) {
 	}
 	slices.Sort(lats)
 	rate := float64(total) / elapsed.Seconds()
+	p99 = float64(lats[len(lats)*99/100].Microseconds()) / 1000
 	b.ReportMetric(rate, "rec/s")
 	b.ReportMetric(raw, "raw-rec/s")
 	b.ReportMetric(rate/raw, "ratio")
 	b.ReportMetric(float64(lats[len(lats)/2].Microseconds())/1000, "p50-ms")
-	b.ReportMetric(float64(lats[len(lats)*99/100].Microseconds())/1000, "p99-ms")
+	b.ReportMetric(p99, "p99-ms")
+	// CPU time of the whole process per record appended (hashing, framing,
+	// writes, the kernel's share, tiles and checkpoints): the cost that
+	// competes for the cores, steadier than wall-clock rates here.
+	b.ReportMetric(float64(cpu.Nanoseconds())/float64(total)/1000, "cpu-µs/rec")
 	// How often the sequencer had to wait for a checkpoint to stay within
 	// the unsigned bound (it cannot run further ahead of the signer).
 	b.ReportMetric(float64(l.boundWaits.Load())*1e6/float64(total), "bound-waits/Mrec")
+	return rate / raw, p99
 }
 
 // BenchmarkVerify verifies a ledger of 1 GiB of 512-byte records against

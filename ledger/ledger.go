@@ -18,7 +18,9 @@
 //
 //	seg/<first index>.seg   records, framed (length, time, bytes, CRC-32C)
 //	seg/<first index>.idx   per-record offset and append time (derived)
-//	tile/<L>/<N>[.p/<W>]    Merkle hash tiles (C2SP tlog-tiles)
+//	hashes/<L>              Merkle hashes, one file per tile level: the C2SP
+//	                        tlog-tiles of every checkpoint are byte ranges
+//	                        of them (TileHandler, ExportTiles)
 //	checkpoint              latest signed checkpoint (C2SP tlog-checkpoint)
 //	checkpoints/<n>.log     every signed checkpoint, framed, rotated at 4 MiB
 //	pruned.log              signed records of retention pruning, framed
@@ -219,7 +221,7 @@ type Ledger struct {
 	dir      string
 	segDir   string
 	opts     Options
-	tiles    tileStore
+	tiles    *tileStore
 	lock     *os.File
 	readOnly bool
 
@@ -262,8 +264,8 @@ type Ledger struct {
 
 	w         writer
 	space     spaceGuard
-	cpl       cpLog      // checkpoint history (publisher)
-	pending   []tileData // full tiles not written yet for lack of space (publisher)
+	cpl       cpLog     // checkpoint history (publisher)
+	pending   []nodeBuf // hashes not written yet for lack of space (publisher)
 	witnesses []*witnessQueue
 }
 
@@ -281,14 +283,6 @@ type writer struct {
 	handover note.Signer
 	// openExtra are extension lines for the first checkpoint (adoption).
 	openExtra []string
-	partial   map[int]tileRef // newest partial tile written, per level (publisher)
-	// fullTiles counts the full tiles written per level (publisher).
-	fullTiles map[int]uint64
-}
-
-type tileRef struct {
-	n uint64
-	w int
 }
 
 type appendReq struct {
@@ -309,9 +303,8 @@ type syncJob struct {
 	newSeg  bool
 	upTo    uint64
 	reqs    []*appendReq
-	tiles   []tileData
+	nodes   nodeBuf // hashes for the level files
 	cp      *Checkpoint
-	partial []tileData
 	replies []chan cpResult
 }
 
@@ -330,7 +323,7 @@ func Open(dir string, opts Options) (*Ledger, error) {
 	if opts.Origin == "" || opts.Signer == nil {
 		return nil, errors.New("ledger: Options.Origin and Options.Signer are required")
 	}
-	l := &Ledger{dir: dir, segDir: filepath.Join(dir, "seg"), opts: opts, tiles: tileStore{dir: dir, made: new(sync.Map)}, notify: make(chan struct{}),
+	l := &Ledger{dir: dir, segDir: filepath.Join(dir, "seg"), opts: opts, tiles: newTileStore(dir, true), notify: make(chan struct{}),
 		bound: 2 * uint64(opts.CheckpointEvery), space: spaceGuard{dir: dir, reserve: opts.Reserve}}
 	if err := os.MkdirAll(l.segDir, 0o755); err != nil {
 		return nil, fmt.Errorf("ledger: open %s: %w", dir, err)
@@ -394,7 +387,7 @@ func Open(dir string, opts Options) (*Ledger, error) {
 func OpenReadOnly(dir string) (*Ledger, error) {
 	var opts Options
 	opts.defaults()
-	l := &Ledger{dir: dir, segDir: filepath.Join(dir, "seg"), opts: opts, tiles: tileStore{dir: dir}, readOnly: true, notify: make(chan struct{})}
+	l := &Ledger{dir: dir, segDir: filepath.Join(dir, "seg"), opts: opts, tiles: newTileStore(dir, false), readOnly: true, notify: make(chan struct{})}
 	if _, err := os.Stat(l.segDir); err != nil {
 		return nil, fmt.Errorf("ledger: open %s: %w", dir, err)
 	}
@@ -445,6 +438,15 @@ func (l *Ledger) recover() error {
 		last, haveCP = c, true
 		l.latest = lastSigned
 		l.latestCP = c
+	}
+	migrated := false
+	if !l.readOnly {
+		if migrated, err = migrateLegacyTiles(l.dir); err != nil {
+			return fmt.Errorf("converting the hash tiles to level files: %w", err)
+		}
+		if migrated {
+			l.opts.Logger.Info("ledger: hash tiles converted from one file per tile to level files", "dir", l.dir)
+		}
 	}
 	l.auth = newLeafAuth(l.tiles)
 	if haveCP {
@@ -571,13 +573,17 @@ func (l *Ledger) recover() error {
 	if err := f.Sync(); err != nil {
 		return err
 	}
-	l.w.partial = map[int]tileRef{}
-	l.w.fullTiles = map[int]uint64{}
 
 	// The tree: resume from the last checkpoint's tiles, or rebuild.
 	t, err := l.resumeTree(last, haveCP)
 	if err != nil {
 		return err
+	}
+	if err := l.tiles.sync(); err != nil {
+		return err
+	}
+	if err := removeLegacyTiles(l.dir); err != nil {
+		l.opts.Logger.Warn("ledger: old tile files not removed", "dir", l.dir, "err", err)
 	}
 	l.w.tree = t
 	l.w.cpSize = last.Size
@@ -604,28 +610,43 @@ func (l *Ledger) closeWriterFiles() {
 // records themselves, and checks the result against the checkpoint.
 func (l *Ledger) resumeTree(last Checkpoint, haveCP bool) (*tree, error) {
 	size := l.w.next
-	emit := func(level int, n uint64, hs []Hash) {
-		l.tiles.write(level, n, tileWidth, hashesBytes(hs))
-	}
 	if haveCP {
 		if t, err := loadTree(last.Size, l.tiles.read); err == nil && t.root() == last.Root {
-			if err := l.replay(t, size, emit, nil); err != nil {
+			// What the level files hold beyond the checkpoint is rebuilt
+			// from the records.
+			if err := l.tiles.truncate(last.Size); err != nil {
+				return nil, err
+			}
+			if err := l.replay(t, size, nil); err != nil {
 				return nil, err
 			}
 			return t, nil
 		}
 		l.opts.Logger.Warn("ledger: hash tiles do not match the last checkpoint; rebuilding them", "dir", l.dir, "size", last.Size)
 	}
+	// Rebuild: only the leaf hashes of pruned records are kept.
+	if err := l.tiles.truncateLevels(func(L int) uint64 {
+		if L == 0 {
+			return l.pruned
+		}
+		return 0
+	}); err != nil {
+		return nil, err
+	}
 	t := &tree{}
+	var nb nodeBuf
 	if l.pruned > 0 {
+		data := make([]byte, tileBytes)
 		for t.size < l.pruned {
-			n := t.size / tileWidth
-			data, err := l.tiles.read(0, n, tileWidth)
-			if err != nil {
-				return nil, fmt.Errorf("leaf hashes of pruned records: %w", err)
+			w := min(tileWidth, l.pruned-t.size)
+			if err := l.tiles.readAt(0, t.size, data[:w*HashSize]); err != nil {
+				return nil, fmt.Errorf("leaf hashes of pruned records [%d, %d): %w", t.size, t.size+w, err)
 			}
-			for i := 0; i < tileWidth && t.size < l.pruned; i++ {
-				t.append(Hash(data[i*HashSize:(i+1)*HashSize]), emit)
+			for i := range w {
+				t.append(Hash(data[i*HashSize:(i+1)*HashSize]), nb.add)
+			}
+			if err := nb.writeTo(l.tiles); err != nil {
+				return nil, err
 			}
 		}
 	}
@@ -641,21 +662,28 @@ func (l *Ledger) resumeTree(last Checkpoint, haveCP bool) (*tree, error) {
 			return nil, err
 		}
 	}
-	if err := l.replay(t, size, emit, check); err != nil {
+	if err := l.replay(t, size, check); err != nil {
 		return nil, err
 	}
 	return t, nil
 }
 
-// replay appends the leaf hashes of records [t.size, to) to t.
-func (l *Ledger) replay(t *tree, to uint64, emit emitFunc, check func(*tree) error) error {
+// replay appends the leaf hashes of records [t.size, to) to t and their
+// hashes to the level files.
+func (l *Ledger) replay(t *tree, to uint64, check func(*tree) error) error {
+	var nb nodeBuf
 	for e, err := range l.entries(t.size, to, false) {
 		if err != nil {
 			return err
 		}
-		t.append(LeafHash(e.Data), emit)
+		t.append(LeafHash(e.Data), nb.add)
 		if check != nil {
 			if err := check(t); err != nil {
+				return err
+			}
+		}
+		if nb.bytes() >= 1<<20 {
+			if err := nb.writeTo(l.tiles); err != nil {
 				return err
 			}
 		}
@@ -663,7 +691,7 @@ func (l *Ledger) replay(t *tree, to uint64, emit emitFunc, check func(*tree) err
 	if t.size != to {
 		return fmt.Errorf("replay ended at %d, want %d", t.size, to)
 	}
-	return nil
+	return nb.writeTo(l.tiles)
 }
 
 // Size returns the number of durable records (the index the next Append
@@ -863,6 +891,7 @@ func (l *Ledger) closeFiles() {
 	for _, s := range l.segs {
 		s.closeRead()
 	}
+	l.tiles.close()
 	if l.lock != nil {
 		l.lock.Close()
 	}

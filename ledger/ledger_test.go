@@ -74,8 +74,8 @@ func TestTreeMatchesTlog(t *testing.T) {
 	}
 	var ref hashStore
 	tr := &tree{}
-	tiles := map[string][]byte{}
-	emit := func(level int, n uint64, hs []Hash) { tiles[tilePath(level, n, tileWidth)] = hashesBytes(hs) }
+	var levels nodeBuf // what the level files would hold
+	emit := levels.add
 	checked := 0
 	for i := 0; i < 70000; i++ {
 		data := record(i)
@@ -106,22 +106,32 @@ func TestTreeMatchesTlog(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := tiles[tilePath(tl.L, uint64(tl.N), tl.W)]; !bytes.Equal(got, want) {
+		off := int(tl.N) * tileBytes
+		if got := levels.data[tl.L][off : off+tileBytes]; !bytes.Equal(got, want) {
 			t.Fatalf("tile %v differs from tlog", tl)
 		}
 	}
-	// Reload from partial tiles and keep going.
+	// Every partial tile of the current size is a prefix of a level's range
+	// and equals tlog's.
 	size := tr.size
-	parts := map[string][]byte{}
 	for _, p := range tr.partialTiles() {
-		parts[fmt.Sprint(p.level, p.n)] = p.data
+		tl := tlog.Tile{H: 8, L: p.level, N: int64(p.n), W: len(p.data) / HashSize}
+		want, err := tlog.ReadTileData(tl, ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		off := int(tl.N) * tileBytes
+		if got := levels.data[tl.L][off : off+len(want)]; !bytes.Equal(got, want) || !bytes.Equal(p.data, want) {
+			t.Fatalf("partial tile %v differs from tlog", tl)
+		}
 	}
+	// Reload from the level data and keep going.
 	t2, err := loadTree(size, func(level int, n uint64, w int) ([]byte, error) {
-		b, ok := parts[fmt.Sprint(level, n)]
-		if !ok {
+		off := int(n) * tileBytes
+		if off+w*HashSize > len(levels.data[level]) {
 			return nil, errors.New("missing")
 		}
-		return b[:w*HashSize], nil
+		return levels.data[level][off : off+w*HashSize], nil
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -168,10 +168,9 @@ func (l *Ledger) Prune() ([]PruneRecord, error) {
 		if !ok || !p.Expired(cover.Time, now) {
 			return done, nil
 		}
-		// The leaf hashes of the deleted records must outlive them: the
-		// tiles covering them must be full (written) and durable.
-		hi := (end + tileWidth - 1) / tileWidth * tileWidth
-		if err := l.tiles.syncLeafTiles(s.first/tileWidth*tileWidth, hi); err != nil {
+		// The leaf hashes of the deleted records must outlive them:
+		// written and durable.
+		if err := l.tiles.syncLeaves(end); err != nil {
 			if errors.Is(err, os.ErrNotExist) {
 				return done, nil // tiles not written yet; next time
 			}

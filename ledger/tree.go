@@ -32,9 +32,10 @@ type tree struct {
 	levels [][]Hash
 }
 
-// emitFunc receives a completed (full) tile: its level, index and hashes.
-// The hashes slice is only valid during the call.
-type emitFunc func(level int, n uint64, hashes []Hash)
+// emitFunc receives every hash the tree gains, in order: level 0 every
+// leaf hash, level L+1 the root of every completed level-L tile, with its
+// index k at that level (the entry of the level file hashes/<L>).
+type emitFunc func(level int, k uint64, h Hash)
 
 // append adds one leaf hash.
 func (t *tree) append(h Hash, emit emitFunc) {
@@ -51,10 +52,12 @@ func (t *tree) appendTile(leaves []Hash, root Hash, emit emitFunc) {
 	if len(t.levels) == 0 {
 		t.levels = append(t.levels, nil)
 	}
-	t.size += tileWidth
 	if emit != nil {
-		emit(0, t.size/tileWidth-1, leaves)
+		for i, h := range leaves {
+			emit(0, t.size+uint64(i), h)
+		}
 	}
+	t.size += tileWidth
 	t.push(1, root, emit)
 }
 
@@ -64,14 +67,14 @@ func (t *tree) push(level int, h Hash, emit emitFunc) {
 			t.levels = append(t.levels, make([]Hash, 0, tileWidth))
 		}
 		t.levels[level] = append(t.levels[level], h)
+		if emit != nil {
+			// t.size already counts the leaf that brought this hash.
+			emit(level, t.size>>(tileHeight*level)-1, h)
+		}
 		if len(t.levels[level]) < tileWidth {
 			return
 		}
 		full := t.levels[level]
-		if emit != nil {
-			// t.size already counts the leaf that completed this tile.
-			emit(level, (t.size>>(tileHeight*level))/tileWidth-1, full)
-		}
 		h = subtreeHash(full)
 		t.levels[level] = full[:0]
 		level++

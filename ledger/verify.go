@@ -781,7 +781,7 @@ func (v *verifier) checkIndex(path, rel string, first uint64, framed []idxEntry,
 }
 
 // hashWorker checks frames, hashes records and loads the matching tile.
-func (v *verifier) hashWorker(work <-chan *chunk, tiles tileStore, limit uint64) {
+func (v *verifier) hashWorker(work <-chan *chunk, tiles *tileStore, limit uint64) {
 	h := sha256.New()
 	for c := range work {
 		c.recs = make([][]byte, len(c.frames))
@@ -813,7 +813,7 @@ func (v *verifier) hashWorker(work <-chan *chunk, tiles tileStore, limit uint64)
 
 // leafTiles gives random access to the leaf hashes stored in level-0 tiles.
 type leafTiles struct {
-	s     tileStore
+	s     *tileStore
 	limit uint64 // leaves beyond this are not claimed by any checkpoint
 	n     uint64
 	data  []byte
@@ -842,7 +842,8 @@ func (lt *leafTiles) at(j uint64) (Hash, bool) {
 
 // records streams the records against the tiles and the checkpoints.
 func (v *verifier) records() error {
-	lt := &leafTiles{s: tileStore{dir: v.dir}}
+	lt := &leafTiles{s: newTileStore(v.dir, false)}
+	defer lt.s.close()
 	for _, t := range v.targets {
 		lt.limit = max(lt.limit, t.size)
 	}

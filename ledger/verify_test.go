@@ -217,12 +217,13 @@ func TestVerifyFindsEveryTampering(t *testing.T) {
 			})
 		}, KindCheckpointUnknownKey, 0, 0},
 		{"hash tile altered", func(t *testing.T, dir string) {
-			p := filepath.Join(dir, "tile", "0", "001")
+			// Leaf hash 256+5: tile/0/001, hash 5.
+			p := filepath.Join(dir, hashDir, "0")
 			b, err := os.ReadFile(p)
 			if err != nil {
 				t.Fatal(err)
 			}
-			b[5*HashSize] ^= 1
+			b[(256+5)*HashSize] ^= 1
 			os.WriteFile(p, b, 0o644)
 		}, KindHashTilesAltered, 256 + 5, 0},
 	}
@@ -262,7 +263,7 @@ func TestVerifyWitnessDetectsTruncationByKeyHolder(t *testing.T) {
 	// consistently: the ledger alone cannot tell.
 	trunc := copyDir(t, dir)
 	recs := readAll(t, trunc)
-	os.RemoveAll(filepath.Join(trunc, "tile"))
+	os.RemoveAll(filepath.Join(trunc, hashDir))
 	os.RemoveAll(filepath.Join(trunc, cpDir))
 	os.Remove(filepath.Join(trunc, "checkpoint"))
 	rewrite(t, trunc, recs[:300], 0)
@@ -291,7 +292,7 @@ func TestVerifyWitnessDetectsTruncationByKeyHolder(t *testing.T) {
 	rw := copyDir(t, dir)
 	recs = readAll(t, rw)
 	recs[10].data = []byte(`{"event":{"id":"rewritten"}}`)
-	os.RemoveAll(filepath.Join(rw, "tile"))
+	os.RemoveAll(filepath.Join(rw, hashDir))
 	os.RemoveAll(filepath.Join(rw, cpDir))
 	os.Remove(filepath.Join(rw, "checkpoint"))
 	rewrite(t, rw, recs, 0)

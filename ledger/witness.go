@@ -370,7 +370,7 @@ func (v signerVerifier) Verify(msg, sig []byte) bool {
 // which recovery holds in memory (they are written with the next
 // checkpoint).
 type memTileReader struct {
-	s tileStore
+	s *tileStore
 	t *tree
 }
 

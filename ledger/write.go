@@ -141,7 +141,6 @@ func (l *Ledger) cpJob(job *syncJob, reply chan cpResult) *syncJob {
 	extra := append([]string{l.cadence().ext()}, l.w.openExtra...)
 	l.w.openExtra = nil
 	job.cp = &Checkpoint{Origin: l.opts.Origin, Size: l.w.tree.size, Root: l.w.tree.root(), Time: l.opts.Now(), Extra: extra}
-	job.partial = l.w.tree.partialTiles()
 	if reply != nil {
 		job.replies = append(job.replies, reply)
 	}
@@ -160,7 +159,7 @@ type batchState struct {
 	mark      mark
 	created   []*segment   // segments started since the mark
 	cur       *appendReq   // the request being written, if any
-	emit      emitFunc     // collects full tiles into job
+	emit      emitFunc     // collects the tree's new hashes into job
 	partialOf func() error // error for a request cut by a failed wait
 }
 
@@ -197,9 +196,7 @@ func (l *Ledger) write(batch []*appendReq) *syncJob {
 		return nil
 	}
 	b := &batchState{now: l.opts.Now().UnixNano(), buf: l.w.buf[:0], ibuf: l.w.ibuf[:0]}
-	b.emit = func(level int, n uint64, hs []Hash) {
-		b.job.tiles = append(b.job.tiles, tileData{level: level, n: n, data: hashesBytes(hs)})
-	}
+	b.emit = func(level int, k uint64, h Hash) { b.job.nodes.add(level, k, h) }
 	l.startJob(b)
 	for ri, r := range batch {
 		if !l.space.allow(reqSpace(r)) {
@@ -395,7 +392,7 @@ func (l *Ledger) rollback(b *batchState) error {
 		os.Remove(s.path)
 		os.Remove(idxPath(s.path))
 	}
-	b.job.seal, b.job.newSeg, b.job.tiles = nil, false, nil
+	b.job.seal, b.job.newSeg, b.job.nodes = nil, false, nodeBuf{}
 	b.buf, b.ibuf, b.leaves = b.buf[:0], b.ibuf[:0], b.leaves[:0]
 	l.w.seg, l.w.f, l.w.idx, l.w.off, l.w.next, l.w.tree = m.seg, m.f, m.idx, m.off, m.next, m.tree
 	m.seg.count.Store(m.next - m.seg.first)
@@ -461,24 +458,69 @@ func (l *Ledger) rotate(b *batchState) error {
 
 // syncLoop makes batches durable, acknowledges them, then writes tiles and
 // checkpoints. Jobs that queue up while it waits are merged (group commit).
+//
+// Callers acknowledged by one fdatasync usually append again at once. If
+// the next fdatasync started with the first of them, it would cover one
+// record and the rest would wait for the one after: with many callers of
+// one record each, every other sync would be nearly empty. So before a
+// sync the loop waits, for at most half the last sync's duration (and
+// 500µs), until as many requests are written as the last sync
+// acknowledged; a lone caller never waits.
 func (l *Ledger) syncLoop() {
 	defer close(l.syncDone)
 	defer close(l.pubCh)
+	var lastReqs int
+	var lastSync time.Duration
+	var timer *time.Timer
 	for job := range l.syncCh {
 		jobs := []*syncJob{job}
+		reqs := len(job.reqs)
+		closed := false
 	drain:
 		for {
 			select {
 			case j, ok := <-l.syncCh:
 				if !ok {
+					closed = true
 					break drain
 				}
 				jobs = append(jobs, j)
+				reqs += len(j.reqs)
 			default:
 				break drain
 			}
 		}
+		if wait := min(lastSync/2, 500*time.Microsecond); !closed && reqs > 0 && reqs < lastReqs && wait > 0 {
+			if timer == nil {
+				timer = time.NewTimer(wait)
+			} else {
+				timer.Reset(wait)
+			}
+		gather:
+			for reqs < lastReqs {
+				select {
+				case j, ok := <-l.syncCh:
+					if !ok {
+						break gather
+					}
+					jobs = append(jobs, j)
+					reqs += len(j.reqs)
+				case <-timer.C:
+					break gather
+				}
+			}
+			if !timer.Stop() {
+				select {
+				case <-timer.C:
+				default:
+				}
+			}
+		}
+		start := time.Now()
 		l.syncJobs(jobs)
+		if reqs > 0 {
+			lastReqs, lastSync = reqs, time.Since(start)
+		}
 	}
 }
 
@@ -514,23 +556,25 @@ func (l *Ledger) syncJobs(jobs []*syncJob) {
 	// are derived from durable records and rebuilt by recovery if lost.
 	pj := pubJob{err: err}
 	for _, j := range jobs {
-		pj.tiles = append(pj.tiles, j.tiles...)
+		if j.nodes.bytes() > 0 {
+			pj.nodes = append(pj.nodes, j.nodes)
+		}
 		if j.cp != nil {
-			pj.cp, pj.partial = j.cp, j.partial
+			pj.cp = j.cp
 		}
 		pj.replies = append(pj.replies, j.replies...)
 	}
-	if len(pj.tiles) > 0 || pj.cp != nil || len(pj.replies) > 0 {
+	if len(pj.nodes) > 0 || pj.cp != nil || len(pj.replies) > 0 {
 		l.pubCh <- pj
 	}
 }
 
-// pubJob is work for the publisher: full tiles, then maybe a checkpoint.
+// pubJob is work for the publisher: hashes for the level files, then maybe
+// a checkpoint.
 type pubJob struct {
 	err     error
-	tiles   []tileData
+	nodes   []nodeBuf
 	cp      *Checkpoint
-	partial []tileData
 	replies []chan cpResult
 }
 
@@ -542,7 +586,7 @@ func (l *Ledger) publishLoop() {
 			err = l.err()
 		}
 		if err == nil {
-			l.pending = append(l.pending, pj.tiles...)
+			l.pending = append(l.pending, pj.nodes...)
 			err = l.writePending()
 		}
 		if pj.cp == nil && len(pj.replies) == 0 {
@@ -550,7 +594,7 @@ func (l *Ledger) publishLoop() {
 		}
 		var signed []byte
 		if err == nil && pj.cp != nil {
-			signed, err = l.publish(pj.cp, pj.partial)
+			signed, err = l.publish(pj.cp)
 			if err != nil && isNoSpace(err) {
 				err = fmt.Errorf("%w: %s: checkpoint of size %d not written: %w", ErrNoSpace, l.dir, pj.cp.Size, err)
 			} else if err != nil {
@@ -577,23 +621,18 @@ func (l *Ledger) publishLoop() {
 	}
 }
 
-// writePending writes the full tiles waiting in l.pending, in order. Lack
-// of space keeps the rest for the next round (ErrNoSpace); other errors
-// fail the ledger.
+// writePending appends the hashes waiting in l.pending to the level
+// files, in order. Lack of space keeps the rest for the next round
+// (ErrNoSpace); other errors fail the ledger.
 func (l *Ledger) writePending() error {
-	for i, t := range l.pending {
-		if werr := l.tiles.write(t.level, t.n, tileWidth, t.data); werr != nil {
+	for i := range l.pending {
+		if werr := l.pending[i].writeTo(l.tiles); werr != nil {
 			if isNoSpace(werr) {
 				l.pending = l.pending[i:]
-				return fmt.Errorf("%w: %s: hash tile not written: %w", ErrNoSpace, l.dir, werr)
+				return fmt.Errorf("%w: %s: hash tiles not written: %w", ErrNoSpace, l.dir, werr)
 			}
 			l.setFatal(werr)
 			return l.err()
-		}
-		l.w.fullTiles[t.level] = max(l.w.fullTiles[t.level], t.n+1)
-		if p, ok := l.w.partial[t.level]; ok && p.n == t.n {
-			l.tiles.removePartials(t.level, t.n, tileWidth)
-			delete(l.w.partial, t.level)
 		}
 	}
 	l.pending = nil
@@ -635,24 +674,15 @@ var syncHook atomic.Pointer[syncFunc]
 
 type syncFunc func(*os.File) error
 
-// publish writes a checkpoint's partial tiles, signs it, appends it to
-// the checkpoint history (durably), replaces the checkpoint file and queues it
-// for the witnesses.
-func (l *Ledger) publish(cp *Checkpoint, partial []tileData) ([]byte, error) {
-	for _, t := range partial {
-		if t.n < l.w.fullTiles[t.level] {
-			// A later batch already completed this tile; readers of
-			// this checkpoint take a prefix of the full tile.
-			continue
-		}
-		w := len(t.data) / HashSize
-		if err := l.tiles.write(t.level, t.n, w, t.data); err != nil {
-			return nil, err
-		}
-		if old, ok := l.w.partial[t.level]; ok && old.n == t.n && old.w < w {
-			l.tiles.removePartials(t.level, t.n, w)
-		}
-		l.w.partial[t.level] = tileRef{t.n, w}
+// publish makes the hashes of a checkpoint's tree durable (its tiles,
+// full and partial, are byte ranges of the level files), signs it, appends
+// it to the checkpoint history (durably), replaces the checkpoint file and
+// queues it for the witnesses.
+func (l *Ledger) publish(cp *Checkpoint) ([]byte, error) {
+	// Every signed checkpoint's tiles survive a power failure, so tile
+	// clients and recovery find them.
+	if err := l.tiles.sync(); err != nil {
+		return nil, err
 	}
 	signers := []note.Signer{l.opts.Signer}
 	if l.w.handover != nil {

@@ -27,6 +27,8 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /v1/stats", s.requireRole(access.RoleRead, s.handleStats))
 	mux.HandleFunc("GET /v1/tail", s.requireRole(access.RoleRead, s.handleTail))
 	mux.HandleFunc("GET /v1/checkpoint", s.requireRole(access.RoleRead, s.handleCheckpoint))
+	// The ledger's Merkle tree as a C2SP tlog-tiles log (checkpoint, tile/…).
+	mux.HandleFunc("GET /v1/ledger/", s.requireRole(access.RoleRead, http.StripPrefix("/v1/ledger", s.ledger.TileHandler()).ServeHTTP))
 	mux.HandleFunc("GET /v1/outputs", s.requireRole(access.RoleRead, s.handleOutputs))
 	s.alertRoutes(mux)
 	s.decisionRoutes(mux)

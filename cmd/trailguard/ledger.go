@@ -28,6 +28,43 @@ func init() {
 	register("prove", "print an inclusion or consistency proof against a signed checkpoint", func(args []string) int {
 		return runProve(args, os.Stdout, os.Stderr)
 	})
+	register("tiles", "export the Merkle tree of a signed checkpoint as C2SP tlog-tiles files", func(args []string) int {
+		return runTiles(args, os.Stdout, os.Stderr)
+	})
+}
+
+func runTiles(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("tiles", `usage: trailguard tiles [LEDGER_DIR] [--data DIR] --out DIR [--size N]
+
+Writes the ledger's Merkle tree as of a signed checkpoint (the newest, or the
+one of --size N) in the C2SP tlog-tiles layout: OUT/checkpoint and the hash
+tiles OUT/tile/<L>/<N>[.p/<W>], for tlog-tiles clients and tools working
+offline. The ledger keeps its hashes in one file per tile level; a running
+collector serves the same tiles at /v1/ledger/tile/... (read role). Full
+tiles already in OUT are kept, so exporting again after the log grew writes
+only the new ones.`, stdout, stderr)
+	data := fs.dataFlag("the collector's data directory `DIR`: export from DIR/ledger (env TRAILGUARD_DATA)")
+	out := fs.String("out", "", "write the tiles under `DIR`")
+	size := fs.Uint64("size", 0, "export the tree of the signed checkpoint of this `SIZE` (default: the newest)")
+	pos, code, ok := fs.parse(args)
+	if !ok {
+		return code
+	}
+	if *out == "" {
+		return fs.missing("--out DIR (where to write the tiles)")
+	}
+	dir, _, err := ledgerDirs(pos, *data)
+	if err != nil {
+		fmt.Fprintln(stderr, "trailguard tiles:", err)
+		return 2
+	}
+	cp, n, err := ledger.ExportTiles(dir, *out, *size)
+	if err != nil {
+		fmt.Fprintln(stderr, "trailguard tiles:", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "%s: checkpoint of size %d (%s), %d file(s) written\n", *out, cp.Size, cp.Root, n)
+	return 0
 }
 
 // keyList is a repeatable --key flag.

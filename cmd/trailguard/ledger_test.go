@@ -106,6 +106,25 @@ func TestLedgerCommands(t *testing.T) {
 		t.Fatalf("inclusion proof does not check: %v", err)
 	}
 
+	// tiles: the C2SP files of the newest checkpoint, read by tlog's
+	// tile client code, which authenticates each against the root.
+	tdir := filepath.Join(tmp, "tiles")
+	if out, code := run(t, bin, "tiles", dir, "--out", tdir); code != 0 || !strings.Contains(out, "file(s) written") {
+		t.Fatalf("tiles: %d %s", code, out)
+	}
+	cpb, err := os.ReadFile(filepath.Join(tdir, "checkpoint"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tsize, troot := openCheckpoint(t, string(cpb), vs)
+	hr := tlog.TileHashReader(tlog.Tree{N: tsize, Hash: troot}, fileTiles(tdir))
+	if p, err := tlog.ProveRecord(tsize, 123, hr); err != nil || tlog.CheckRecord(p, tsize, troot, 123, tlog.RecordHash(recs[123])) != nil {
+		t.Fatalf("proof from the exported tiles: %v", err)
+	}
+	if _, code := run(t, bin, "tiles", dir); code != 2 {
+		t.Fatalf("tiles without --out: exit %d", code)
+	}
+
 	// prove --event-id.
 	out, code = run(t, bin, "prove", dir, "--event-id", "evt-077", "--json")
 	if code != 0 {
@@ -180,3 +199,23 @@ func openCheckpoint(t *testing.T, signed string, vs []note.Verifier) (int64, tlo
 	}
 	return size, root
 }
+
+// fileTiles reads C2SP tlog-tiles files (tile/<L>/<N>[.p/<W>], no height
+// element) for tlog.TileHashReader.
+type fileTiles string
+
+func (d fileTiles) Height() int { return 8 }
+
+func (d fileTiles) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
+	var out [][]byte
+	for _, t := range tiles {
+		b, err := os.ReadFile(filepath.Join(string(d), "tile", filepath.FromSlash(strings.TrimPrefix(t.Path(), "tile/8/"))))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}
+
+func (d fileTiles) SaveTiles([]tlog.Tile, [][]byte) {}
