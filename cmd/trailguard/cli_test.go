@@ -19,7 +19,7 @@ type runner func(args []string, stdout, stderr io.Writer) int
 var runners = map[string]runner{
 	"serve": runServe, "token": runToken, "demo": runDemo, "reindex": runReindex,
 	"keygen": runKeygen, "verify": runVerify, "prove": runProve, "proxy": runProxy,
-	"detect": runDetect,
+	"detect": runDetect, "tiles": runTiles,
 }
 
 func call(f runner, args ...string) (stdout, stderr string, code int) {
