@@ -90,11 +90,17 @@ func fromStore(d decision.Decision, now time.Time) Decision {
 		Duration: d.Remaining(now), Scenario: d.Scenario}
 }
 
+// StoreSource enforces a decision store of the same process (an
+// embedded collector's, server.Server.Decisions) in a gateway built with
+// New: add it to Config.Sources. Changes apply as soon as the store makes
+// them, without polling.
+func StoreSource(st *decision.Store) Source { return &storeSource{store: st} }
+
 // embeddedSource is the decision source of a single-node gateway, nil
 // when detection or decisions are off.
 func embeddedSource(srv *server.Server) Source {
 	if st := srv.Decisions(); st != nil {
-		return &storeSource{store: st}
+		return StoreSource(st)
 	}
 	return nil
 }
