@@ -167,7 +167,7 @@ func Open(o Options, src Source) (*Store, error) {
 }
 
 // groupKey identifies "the same alert": the rule and its group values, or
-// for a detection rule the client address and user.
+// for a detection rule the client address.
 func groupKey(a *detect.Alert) string {
 	var b strings.Builder
 	b.WriteString(a.Rule.Ref())
@@ -176,7 +176,7 @@ func groupKey(a *detect.Alert) string {
 	}
 	if len(a.Group) == 0 {
 		for _, f := range a.Fields {
-			if f.ECS == "client.ip" || f.ECS == "user.name" {
+			if f.ECS == "client.ip" {
 				b.WriteString("\x00" + f.ECS + "=" + f.Value)
 			}
 		}
@@ -192,11 +192,12 @@ func (s *Store) Raise(ctx context.Context, a *detect.Alert) (Alert, bool, error)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	key := groupKey(a)
-	if old := s.byKey[key]; old != nil && old.Status != StatusResolved && !a.Time.Before(old.LastSeen) &&
-		a.Time.Sub(old.LastSeen) <= s.o.Suppress && old.ID != a.ID {
+	// Events arrive a little out of order: a repeat may be older than the
+	// alert it folds into.
+	if old := s.byKey[key]; old != nil && old.Status != StatusResolved && absDur(a.Time.Sub(old.LastSeen)) <= s.o.Suppress && old.ID != a.ID {
 		old.Repeats++
 		old.Count += a.Count
-		old.LastSeen, old.Last = a.Time, maxTime(old.Last, a.Last)
+		old.LastSeen, old.Last = maxTime(old.LastSeen, a.Time), maxTime(old.Last, a.Last)
 		s.stats.Suppressed++
 		s.dirty = true
 		return *old, true, nil
@@ -276,12 +277,8 @@ func storedKey(a *Alert) string {
 		for _, k := range sortedKeys(a.Group) {
 			b.WriteString("\x00" + k + "=" + a.Group[k])
 		}
-	} else {
-		for _, k := range []string{"client.ip", "user.name"} {
-			if v, ok := a.Fields[k]; ok {
-				b.WriteString("\x00" + k + "=" + v)
-			}
-		}
+	} else if v, ok := a.Fields["client.ip"]; ok {
+		b.WriteString("\x00client.ip=" + v)
 	}
 	return b.String()
 }
@@ -549,4 +546,11 @@ func maxTime(a, b time.Time) time.Time {
 		return a
 	}
 	return b
+}
+
+func absDur(d time.Duration) time.Duration {
+	if d < 0 {
+		return -d
+	}
+	return d
 }

@@ -357,23 +357,32 @@ func (s *Store) decide(ctx context.Context, scope, value string, base time.Durat
 	now := s.o.Now()
 	s.expire(now)
 	key := scope + "|" + value
-	off := s.st.Offences[key]
-	if now.Sub(off.Last) > s.o.Memory {
-		off.N = 0
+	var current *Decision
+	for _, d := range s.st.active {
+		if d.Scope == scope && d.Value == value {
+			current = d
+		}
 	}
-	n := off.N + 1
+	// An offence is counted once per ban: alerts raised while the value is
+	// banned (the same attack seen by several rules, or going on) belong to
+	// the offence in force, and can only make its ban longer.
+	n := 1
+	if current != nil {
+		n = current.Offence
+	} else if off := s.st.Offences[key]; now.Sub(off.Last) <= s.o.Memory {
+		n = off.N + 1
+	}
 	dur := time.Duration(math.Min(float64(base)*math.Pow(s.o.Factor, float64(n-1)), float64(s.o.Max)))
 	until := now.Add(dur)
 	var replaced *Decision
-	for _, d := range s.st.active {
-		if d.Scope == scope && d.Value == value {
-			if !d.Until.Before(until) {
-				s.stats.ExtendedNoOps++
-				c := *d
-				return &c, nil // already banned at least as long
-			}
-			replaced = d
+	if current != nil {
+		// Worth a new decision only if it bans noticeably longer.
+		if until.Sub(current.Until) <= max(time.Minute, current.Until.Sub(current.Created)/10) {
+			s.stats.ExtendedNoOps++
+			c := *current
+			return &c, nil
 		}
+		replaced = current
 	}
 	if replaced == nil && len(s.st.active) >= s.o.MaxActive {
 		s.stats.Refused++

@@ -71,7 +71,8 @@ func TestDecideEscalateAllowlist(t *testing.T) {
 	// Repeat offences escalate: ×4 each, up to Max.
 	want := []time.Duration{4 * time.Hour, 16 * time.Hour, 64 * time.Hour, 7 * 24 * time.Hour, 7 * 24 * time.Hour}
 	for i, w := range want {
-		c.add(8 * 24 * time.Hour / 8) // a day
+		// The previous ban has run out: this is a new offence.
+		c.add(d.Until.Sub(c.now()) + time.Minute)
 		d, err = s.Decide(ctx, alert(fmt.Sprint("b", i), r, "203.0.113.5"))
 		if err != nil || d == nil || d.Until.Sub(d.Created) != w || d.Offence != i+2 {
 			t.Fatalf("offence %d: %+v %v, want %v", i+2, d, err, w)
@@ -79,6 +80,26 @@ func TestDecideEscalateAllowlist(t *testing.T) {
 	}
 	if n := len(s.Active()); n != 1 {
 		t.Errorf("%d decisions in force for one address", n)
+	}
+	// While a ban is in force, more alerts about the same address are the
+	// same offence: no escalation, no new decision, unless a rule asks for
+	// a noticeably longer ban.
+	c.add(d.Until.Sub(c.now()) + time.Minute)
+	first, _ := s.Decide(ctx, alert("d1", r, "198.51.100.20"))
+	events := len(recs)
+	for i := range 5 {
+		c.add(time.Second)
+		same, _ := s.Decide(ctx, alert(fmt.Sprint("d-again-", i), r, "198.51.100.20"))
+		if same.ID != first.ID || same.Offence != 1 {
+			t.Fatalf("an alert during the ban escalated: %+v", same)
+		}
+	}
+	longer, _ := s.Decide(ctx, alert("d-longer", rule("client.ip", 4*time.Hour), "198.51.100.20"))
+	if longer.ID == first.ID || longer.Offence != 1 || longer.Until.Sub(longer.Created) != 4*time.Hour || len(recs) != events+1 {
+		t.Fatalf("a longer ban for the same offence: %+v (%d events)", longer, len(recs)-events)
+	}
+	if act := s.Covering("198.51.100.20"); len(act) != 1 || act[0].ID != longer.ID {
+		t.Fatalf("in force: %+v", act)
 	}
 	if d, _ := s.Decide(ctx, alert("c1", r, "10.1.2.3")); d != nil || s.Stats().Allowlisted != 1 {
 		t.Errorf("allowlisted address banned: %+v", d)

@@ -74,6 +74,17 @@ func TestRun(t *testing.T) {
 	}
 	// Everything reached the collector, which answers queries about it, and
 	// its ledger verifies offline with the public key alone.
+	// The collector's rules saw the brute force and banned the attacker,
+	// within a second of the failed login that crossed the threshold.
+	var bf *DetectedAlert
+	for i, a := range sum.Detection.Alerts {
+		if a.Rule == "trailguard_brute_force_source" {
+			bf = &sum.Detection.Alerts[i]
+		}
+	}
+	if bf == nil || !strings.Contains(bf.Blocked, "203.0.113.66") || bf.Stored < 0 || bf.Decided < 0 || bf.Decided > time.Second {
+		t.Errorf("brute force alert and ban: %+v (all: %+v)", bf, sum.Detection.Alerts)
+	}
 	c := sum.Collector
 	if int(sum.Ship.Shipped) != sum.Events || sum.Ship.DeadLettered != 0 {
 		t.Fatalf("shipped %d of %d events (dead-lettered %d)", sum.Ship.Shipped, sum.Events, sum.Ship.DeadLettered)

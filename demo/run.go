@@ -61,6 +61,8 @@ type Summary struct {
 	FailedStatus map[int]int
 	// Story is what the attacker did, reconstructed from the trail.
 	Story Story
+	// Detection is what the collector's rules raised: alerts and bans.
+	Detection Detection
 }
 
 // Collector describes the in-process collector after the run.
@@ -205,6 +207,7 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 	if sum.Collector, err = queryCollector(col, colURL); err != nil {
 		return nil, err
 	}
+	sum.Detection = collectDetection(col)
 	if err := stopCollector(); err != nil {
 		return nil, fmt.Errorf("demo: collector shutdown: %w", err)
 	}
@@ -340,6 +343,7 @@ func (s *Summary) Print(w io.Writer) {
 	if s.SampleFail != nil {
 		fmt.Fprintf(w, "\na failed login, as stored:\n%s\n", s.SampleFail)
 	}
+	s.Detection.Print(w)
 	c := s.Collector
 	own := int64(c.LedgerSize) - int64(s.Ship.Shipped)
 	fmt.Fprintf(w, "\ncollector: %d records in its ledger at %s: the shop's %d events (shipped: %d, dead-lettered: %d) and %d of its own\n"+

@@ -193,15 +193,25 @@ func (a *Alert) Message() string {
 			fmt.Fprintf(&b, ": %.0f events per %s against a baseline of %.1f", a.Rate, c.Timespan, a.Baseline)
 		}
 	}
-	if len(a.Group) > 0 {
-		b.WriteString(" (")
-		for i, g := range a.Group {
-			if i > 0 {
-				b.WriteString(", ")
+	var ctx []string
+	for _, g := range a.Group {
+		ctx = append(ctx, g.ECS+"="+g.Value)
+	}
+	if len(a.Group) == 0 {
+		// A detection rule: say who and what.
+		for _, f := range a.Fields {
+			switch f.ECS {
+			case "client.ip", "user.name", "url.original", "user_agent.original":
+				v := f.Value
+				if len(v) > 80 {
+					v = v[:77] + "..."
+				}
+				ctx = append(ctx, f.ECS+"="+v)
 			}
-			b.WriteString(g.ECS + "=" + g.Value)
 		}
-		b.WriteString(")")
+	}
+	if len(ctx) > 0 {
+		b.WriteString(" (" + strings.Join(ctx, ", ") + ")")
 	}
 	return b.String()
 }
