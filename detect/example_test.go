@@ -34,5 +34,5 @@ level: high
 	}
 	// Output:
 	// errors: 0
-	// high Admin console probed by an unknown tool event e2
+	// high Admin console probed by an unknown tool (client.ip=203.0.113.7, url.original=/admin/setup, user_agent.original=sqlmap/1.8) event e2
 }

@@ -16,7 +16,7 @@ import (
 	"github.com/trailguard/trailguard/ledger"
 )
 
-func openLedger(t *testing.T, dir string) *ledger.Ledger {
+func openLedger(t testing.TB, dir string) *ledger.Ledger {
 	t.Helper()
 	keyFile := filepath.Join(dir, "signer.key")
 	skey, err := os.ReadFile(keyFile)
