@@ -694,3 +694,28 @@ func maxTime(a, b time.Time) time.Time {
 	}
 	return b
 }
+
+// Watch calls fn with every decision in force (full true), then with each
+// change as it happens (full false: added and ended decisions), until ctx
+// ends: how a gateway embedding the collector enforces its decisions
+// without polling. name identifies the watcher like a bouncer's token.
+func (s *Store) Watch(ctx context.Context, name string, fn func(full bool, added, deleted []Decision)) {
+	added, _ := s.Stream(name, true, nil)
+	fn(true, added, nil)
+	// Expiries are noticed by Run, or at the latest on the next tick here.
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		changed := s.Changed()
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		case <-tick.C:
+		}
+		added, deleted := s.Stream(name, false, nil)
+		if len(added)+len(deleted) > 0 {
+			fn(false, added, deleted)
+		}
+	}
+}

@@ -243,3 +243,47 @@ func TestMaxActive(t *testing.T) {
 		t.Errorf("%d refused, %d active", errs, len(s.Active()))
 	}
 }
+
+func TestWatch(t *testing.T) {
+	c := &clock{t: time.Now()}
+	s, _ := Open(Options{Now: c.now}, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s.Manual(ctx, "ip", "192.0.2.1", time.Hour, "", "ops")
+	type update struct {
+		full           bool
+		added, deleted []string
+	}
+	got := make(chan update, 10)
+	go s.Watch(ctx, "gateway", func(full bool, added, deleted []Decision) {
+		u := update{full: full}
+		for _, d := range added {
+			u.added = append(u.added, d.Value)
+		}
+		for _, d := range deleted {
+			u.deleted = append(u.deleted, d.Value)
+		}
+		got <- u
+	})
+	next := func() update {
+		t.Helper()
+		select {
+		case u := <-got:
+			return u
+		case <-time.After(5 * time.Second):
+			t.Fatal("no update")
+		}
+		return update{}
+	}
+	if u := next(); !u.full || fmt.Sprint(u.added) != "[192.0.2.1]" {
+		t.Fatalf("first: %+v", u)
+	}
+	d, _ := s.Manual(ctx, "ip", "192.0.2.2", time.Hour, "", "ops")
+	if u := next(); u.full || fmt.Sprint(u.added) != "[192.0.2.2]" {
+		t.Fatalf("new: %+v", u)
+	}
+	s.Delete(ctx, d.ID, "ops", "")
+	if u := next(); fmt.Sprint(u.deleted) != "[192.0.2.2]" {
+		t.Fatalf("deleted: %+v", u)
+	}
+}
