@@ -66,7 +66,7 @@ func TestDuplicatesNotStoredTwice(t *testing.T) {
 	if status != 200 || !strings.Contains(string(out), `"status":409`) || strings.Count(string(out), `"status":201`) != 1 {
 		t.Fatalf("bulk: %d %s", status, out)
 	}
-	time.Sleep(200 * time.Millisecond) // self-audit events settle
+	ts.waitAudited(t) // nothing left to append behind the events counted
 	stored := map[string]int{}
 	for e, err := range ts.ledger.Entries(before) {
 		if err != nil {

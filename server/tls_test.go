@@ -8,11 +8,13 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -33,12 +35,16 @@ func TestTLS(t *testing.T) {
 	if resp.StatusCode != 200 || resp.TLS == nil {
 		t.Fatalf("status %d, tls %v", resp.StatusCode, resp.TLS != nil)
 	}
-	// Plain HTTP to the TLS port is refused with 400, never served.
-	if resp, err := http.Get(ts.url + "/healthz"); err == nil {
-		resp.Body.Close()
-		if resp.StatusCode == 200 {
-			t.Fatal("plain HTTP served on the TLS listener")
-		}
+	// Plain HTTP to the TLS port is answered 400, saying to use HTTPS,
+	// and never served.
+	resp, err = http.Get(ts.url + "/healthz")
+	if err != nil {
+		t.Fatalf("plain HTTP to the TLS port: %v, want a 400 answer", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "HTTPS") {
+		t.Fatalf("plain HTTP to the TLS port: %d %q, want 400 asking for HTTPS", resp.StatusCode, body)
 	}
 }
 
