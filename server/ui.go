@@ -55,6 +55,7 @@ func (s *Server) uiRoutes(mux *http.ServeMux) {
 
 	mux.HandleFunc("GET /v1/integrity", s.requireRole(access.RoleRead, s.handleIntegrity))
 	mux.HandleFunc("POST /v1/integrity/verify", s.requireRole(access.RoleAdmin, s.handleVerifyStart))
+	s.uiDetectRoutes(mux)
 }
 
 // uiEntry sends browsers that open the collector's root to the UI. GET / is
@@ -290,9 +291,44 @@ func (s *Server) handleUIAPI(mux *http.ServeMux) http.HandlerFunc {
 		r2.Header.Del("Cookie")
 		r2.Header.Del(backgroundHeader)
 		r2.Header.Set("Authorization", "Bearer "+sess.Secret)
-		mux.ServeHTTP(w, r2)
+		mux.ServeHTTP(&uiWriter{ResponseWriter: w, end: func() {
+			// The token stopped working (revoked): so did the session.
+			s.ui.sessions.Delete(ui.CookieValue(r))
+			http.SetCookie(w, ui.SessionCookie(r, "", -1))
+		}}, r2)
 	}
 }
+
+// uiWriter adapts the API's answers for pages: a 401 carries no
+// WWW-Authenticate (a Basic challenge makes browsers open their own
+// password dialog, even for fetch) and ends the session.
+type uiWriter struct {
+	http.ResponseWriter
+	end   func()
+	wrote bool
+}
+
+func (w *uiWriter) WriteHeader(code int) {
+	if !w.wrote && code == http.StatusUnauthorized {
+		// The API sets it under its conventional spelling, not the
+		// canonical key: remove both.
+		delete(w.Header(), "WWW-Authenticate")
+		w.Header().Del("WWW-Authenticate")
+		w.end()
+	}
+	w.wrote = true
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *uiWriter) Write(b []byte) (int, error) {
+	if !w.wrote {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController flush the live tail.
+func (w *uiWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // cspReportBytes bounds a violation report.
 const cspReportBytes = 16 << 10

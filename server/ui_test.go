@@ -287,8 +287,13 @@ func TestUIRevokedTokenEndsSession(t *testing.T) {
 	if _, err := ts.Tokens().Revoke("analyst"); err != nil {
 		t.Fatal(err)
 	}
-	if resp, _ := u.do("GET", "/ui/api/v1/events", ""); resp.StatusCode != 401 {
-		t.Fatalf("session of a revoked token: %d, want 401", resp.StatusCode)
+	resp, _ := u.do("GET", "/ui/api/v1/events", "")
+	if resp.StatusCode != 401 || resp.Header.Get("WWW-Authenticate") != "" {
+		// A Basic challenge would make the browser open a password dialog.
+		t.Fatalf("session of a revoked token: %d, WWW-Authenticate %q; want 401 without a challenge", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+	}
+	if ts.ui.sessions.Len() != 0 {
+		t.Fatalf("the session of a revoked token is kept")
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -129,7 +130,8 @@ func (c *collector) send(t testing.TB, events []map[string]any) {
 	}
 }
 
-func ts(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+// ts formats a time with fixed-width nanoseconds, so strings sort as times.
+func ts(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000000000Z07:00") }
 
 // traffic makes an hour of a small shop's traffic ending at now: requests
 // through a gateway and an API (one http.request.id across both, and a
@@ -212,6 +214,7 @@ func traffic(now time.Time, seed uint64) []map[string]any {
 			"user_agent": map[string]any{"original": "python-requests/2.32.3"}, "service": map[string]any{"name": "shop-api"},
 		})
 	}
+	slices.SortStableFunc(out, func(a, b map[string]any) int { return strings.Compare(a["@timestamp"].(string), b["@timestamp"].(string)) })
 	return out
 }
 

@@ -75,7 +75,9 @@ export async function render(ctx) {
     timer = setInterval(() => {
       for (const [td, until] of ttls) td.textContent = fmtDuration(until - Date.now());
     }, 1000);
-    const allow = r.body && !Array.isArray(r.body) ? r.body.allowlist : null;
+    const al = await optional("/v1/decisions/allowlist", {}).catch(() => ({ missing: true }));
+    if (!ctx.alive()) return;
+    const allow = al.missing ? null : al.body.allowlist;
     replace(allowBox, h("header", {}, h("h2", {}, "Allowlist")),
       Array.isArray(allow) ? (allow.length ? h("ul", { class: "allowlist" }, allow.map((a) => h("li", {}, h("code", {}, a)))) : empty("No allowlisted networks (decisions.allowlist)."))
         : h("p", { class: "muted" }, "Networks in decisions.allowlist (configuration) are never blocked; this collector does not list them."));

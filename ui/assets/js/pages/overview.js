@@ -33,19 +33,14 @@ function parseDur(v) {
   return parseFloat(m[1]) * { ms: 1, s: 1e3, m: 60e3, h: 3600e3, d: 86400e3 }[m[2]];
 }
 
-// ruleParams finds a rate_of_rise rule's parameters in whatever the
-// collector's rule listing holds, falling back to the built-in values.
-export function ruleParams(rules, name, defaults) {
-  const r = rules.find((x) => x && (x.name === name || x.id === name || x.rule_name === name));
-  if (!r) return { ...defaults, source: "built-in defaults" };
-  const c = r.correlation || r;
+// ruleParams reads a rate_of_rise rule's parameters from GET
+// /v1/rules/{name}, falling back to the built-in values when the collector
+// has not loaded it (detection off, or the rule replaced by another kind).
+export function ruleParams(rule, defaults) {
+  const c = rule && rule.correlation;
+  if (!c || c.type !== "rate_of_rise") return { ...defaults, source: "built-in values; the collector does not run this rule" };
   const cond = c.condition || {};
-  const p = {
-    timespan: parseDur(c.timespan),
-    baseline: parseDur(c.baseline),
-    factor: Number(cond.factor ?? c.factor),
-    gte: Number(cond.gte ?? c.gte),
-  };
+  const p = { timespan: parseDur(c.timespan), baseline: parseDur(c.baseline), factor: Number(cond.factor), gte: Number(cond.gte) };
   for (const k of Object.keys(p)) if (!(p[k] > 0)) p[k] = defaults[k];
   return { ...p, source: "the collector's rule" };
 }
@@ -113,14 +108,15 @@ export async function render(ctx) {
     const iv = intervalParam(interval);
     const svc = service ? " and " + term("service.name", service) : "";
     const q = (base) => (base ? base + svc : svc.replace(/^ and /, ""));
-    const rulesP = optional("/v1/rules", {}, opts).then((r) => (r.missing ? [] : list(r.body, "rules"))).catch(() => []);
+    const ruleP = (key) => optional("/v1/rules/" + RATE_RULES[key].rule, {}, opts).then((r) => (r.missing ? null : r.body)).catch(() => null);
+    const rulesP = Promise.all([ruleP("http401"), ruleP("authz")]).then(([a, b]) => ({ http401: a, authz: b }));
     const started = performance.now();
 
     // Each rate chart starts five baselines earlier, so that its EWMA is
     // warm at the left edge, as the detector's is.
     const warm = 5 * 3600e3;
     const rateStats = (key) => get("/v1/stats", { q: q(RATE_RULES[key].query), from: new Date(Math.floor((t0 - warm) / interval) * interval).toISOString(), to: abs.to, interval: iv }, opts);
-    const firing = (key) => get("/v1/events", { q: "event.kind:alert and event.action:" + RATE_RULES[key].rule + svc, ...abs, limit: 500 }, opts).catch(() => ({ hits: [] }));
+    const firing = (key) => get("/v1/events", { q: "event.kind:alert and trailguard.alert.rule_name:" + RATE_RULES[key].rule + svc, ...abs, limit: 500 }, opts).catch(() => ({ hits: [] }));
     const req = {
       all: get("/v1/stats", { q: q(""), ...abs, interval: iv }, opts),
       r401: rateStats("http401"),
@@ -163,7 +159,7 @@ export async function render(ctx) {
 
     const ratePanel = (key, stR, stF) => {
       const rr = RATE_RULES[key];
-      const p = ruleParams(rules, rr.rule, rr.defaults);
+      const p = ruleParams(rules[key], rr.defaults);
       return panel(rr.title + " per " + (p.timespan === 60e3 ? "minute" : intervalParam(p.timespan)), errOr(stR, (st) => {
         const all = fillBuckets(st, Date.parse(st.from), t1, interval);
         const band = ewmaBand(all, interval, p);
