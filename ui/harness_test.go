@@ -214,7 +214,9 @@ func traffic(now time.Time, seed uint64) []map[string]any {
 			"user_agent": map[string]any{"original": "python-requests/2.32.3"}, "service": map[string]any{"name": "shop-api"},
 		})
 	}
-	slices.SortStableFunc(out, func(a, b map[string]any) int { return strings.Compare(a["@timestamp"].(string), b["@timestamp"].(string)) })
+	slices.SortStableFunc(out, func(a, b map[string]any) int {
+		return strings.Compare(a["@timestamp"].(string), b["@timestamp"].(string))
+	})
 	return out
 }
 
