@@ -57,7 +57,7 @@ function evidenceView(alertID) {
     replace(box,
       h("p", { class: "muted" }, show(doc.message)),
       rows.length ? h("table", { class: "events", "aria-label": "Evidence events" },
-        h("thead", {}, h("tr", {}, ["", "Time", "Action", "Client", "User", "Path", "Status"].map((c) => h("th", { scope: "col" }, c)))), h("tbody", {}, rows))
+        h("thead", {}, h("tr", {}, h("th", { scope: "col" }, h("span", { class: "sr-only" }, "Details")), ["Time", "Action", "Client", "User", "Path", "Status"].map((c) => h("th", { scope: "col" }, c)))), h("tbody", {}, rows))
         : empty(indexes.length ? "The evidence is named by ledger index only: " + indexes.slice(0, 20).join(", ") + (indexes.length > 20 ? "…" : "") : "This alert names no evidence events."),
       h("p", {},
         h("a", { href: uiURL("/ui/event", { id: alertID }) }, "The alert document (prove it)"),
@@ -106,7 +106,7 @@ function alertCard(a, reload, open) {
   return h("li", { class: ["alert-card", "status-" + (a.status || "stored")], id: "alert-" + a.id, dataset: { id: a.id } },
     h("div", { class: "alert-head" },
       h("span", { class: ["pill", "sev-" + (a.level || "medium")] }, a.level || "alert"),
-      h("h3", {}, a.title || a.rule_name || a.rule_id),
+      h("h2", {}, a.title || a.rule_name || a.rule_id),
       a.status ? h("span", { class: ["status", a.status] }, a.status) : null),
     h("p", { class: "alert-meta muted" },
       groupText(a), a.group || a.fields ? " · " : "",

@@ -69,7 +69,7 @@ export async function render(ctx) {
     replace(body,
       h("p", { class: "summary", role: "status" }, fmtNum(items.length) + " decision" + (items.length === 1 ? "" : "s") + " in force." + (isAdmin() ? "" : " Unblocking needs the admin role.")),
       items.length ? h("div", { class: "table-wrap" }, h("table", { class: "events decisions", "aria-label": "Block decisions in force" },
-        h("thead", {}, h("tr", {}, ["Value", "Scope", "Reason", "From", "Offence", "Since", "Remaining", ""].map((c) => h("th", { scope: "col" }, c)))),
+        h("thead", {}, h("tr", {}, ["Value", "Scope", "Reason", "From", "Offence", "Since", "Remaining"].map((c) => h("th", { scope: "col" }, c)), h("th", { scope: "col" }, h("span", { class: "sr-only" }, "Actions")))),
         h("tbody", {}, rows))) : empty("Nobody is blocked."));
     clearInterval(timer);
     timer = setInterval(() => {
