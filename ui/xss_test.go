@@ -47,9 +47,9 @@ func xssTraffic(now time.Time, round int) []map[string]any {
 			"url":        map[string]any{"path": "/search/" + p, "original": "/search?q=" + p, "query": "q=" + p},
 			"source":     map[string]any{"ip": "198.18.1.1"}, "client": map[string]any{"ip": "198.18.1.1"},
 			"user_agent": map[string]any{"original": p}, "user": map[string]any{"name": p},
-			"service":    map[string]any{"name": p},
-			"trace":      map[string]any{"id": "4bf92f3577b34da6a3ce929d0e0e473" + fmt.Sprint(i)},
-			"message":    p,
+			"service": map[string]any{"name": p},
+			"trace":   map[string]any{"id": "4bf92f3577b34da6a3ce929d0e0e473" + fmt.Sprint(i)},
+			"message": p,
 		})
 	}
 	return out
