@@ -32,6 +32,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /v1/outputs", s.requireRole(access.RoleRead, s.handleOutputs))
 	s.alertRoutes(mux)
 	s.decisionRoutes(mux)
+	s.reportRoutes(mux)
 
 	mux.HandleFunc("GET /v1/tokens", s.requireRole(access.RoleAdmin, s.handleTokenList))
 	mux.HandleFunc("POST /v1/tokens", s.requireRole(access.RoleAdmin, s.handleTokenCreate))

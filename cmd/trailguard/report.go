@@ -1,0 +1,253 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/trailguard/trailguard/ledger"
+	"github.com/trailguard/trailguard/report"
+	"github.com/trailguard/trailguard/server"
+)
+
+func init() {
+	register("report", "compliance report (PCI DSS, SOC 2, HIPAA) from the ledger: signed JSON, HTML or PDF", func(args []string) int {
+		return runReport(args, os.Stdout, os.Stderr)
+	})
+	register("verify-report", "check a report's signature and compute its figures again from the ledger", func(args []string) int {
+		return runVerifyReport(args, os.Stdout, os.Stderr)
+	})
+}
+
+func runReport(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("report", `usage: trailguard report --standard pci-dss|soc2|hipaa [--from T] [--to T] [--format json|html|pdf] [--data DIR] [--out FILE]
+
+Computes a compliance report from the collector's ledger (it may be running):
+each requirement with a status (met, gap, not applicable, not assessable from
+logs) and the evidence the trail gives. The JSON form is signed with the
+collector's key and is the source of the HTML and PDF forms, which print its
+SHA-256; with --out and --format html or pdf, the signed JSON is written beside
+it (FILE with .json). Check a report with trailguard verify-report.`, stdout, stderr)
+	data := fs.dataFlag("the collector's data directory `DIR` (env TRAILGUARD_DATA)")
+	std := fs.String("standard", "", "`STANDARD`: pci-dss, soc2 or hipaa")
+	from := fs.String("from", "720h", "start of the period: RFC 3339 `TIME` or a duration back from now")
+	to := fs.String("to", "", "end of the period: RFC 3339 `TIME` or a duration back from now (default now)")
+	format := fs.String("format", "json", "`FORMAT`: json, html or pdf")
+	out := fs.String("out", "", "write to `FILE` instead of standard output")
+	config := fs.String("config", "", "the collector's YAML `FILE` (retention, witnesses, rules it states; default: the settings' defaults)")
+	pos, code, ok := fs.parse(args)
+	if !ok {
+		return code
+	}
+	fail := func(format string, a ...any) int {
+		fmt.Fprintf(stderr, "trailguard report: "+format+"\n", a...)
+		return 1
+	}
+	if len(pos) > 0 {
+		fmt.Fprintf(stderr, "trailguard report: unexpected argument %q\n", pos[0])
+		return 2
+	}
+	switch *format {
+	case "json", "html", "pdf":
+	default:
+		fmt.Fprintf(stderr, "trailguard report: --format %q: want json, html or pdf\n", *format)
+		return 2
+	}
+	if *std == "" {
+		return fs.missing("--standard (pci-dss, soc2 or hipaa)")
+	}
+	now := time.Now()
+	fromT, err := parseWhen(*from, now)
+	if err != nil {
+		return fail("--from: %v", err)
+	}
+	toT := now
+	if *to != "" {
+		if toT, err = parseWhen(*to, now); err != nil {
+			return fail("--to: %v", err)
+		}
+	}
+	if err := requireDataDir(*data); err != nil {
+		return fail("%v", err)
+	}
+	cargs := []string{"--data", *data}
+	if *config != "" {
+		cargs = append(cargs, "--config", *config)
+	}
+	cfg, err := server.LoadConfig(cargs, os.Environ())
+	if err != nil {
+		return fail("%v", err)
+	}
+	signerPath := cfg.SignerKey
+	if signerPath == "" {
+		signerPath = filepath.Join(cfg.DataDir, "keys", "signer.key")
+	}
+	signer, err := ledger.LoadSigner(signerPath)
+	if err != nil {
+		return fail("%v (the report is signed with the collector's key)", err)
+	}
+	keys, err := ledger.LoadVerifiers(strings.TrimSuffix(signerPath, ".key") + ".pub")
+	if err != nil {
+		return fail("%v", err)
+	}
+	l, err := ledger.OpenReadOnly(filepath.Join(cfg.DataDir, "ledger"))
+	if err != nil {
+		return fail("%v", err)
+	}
+	defer l.Close()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	state, err := server.ReportState(ctx, cfg, l, keys)
+	if err != nil {
+		return fail("%v", err)
+	}
+	rep, err := report.Compute(ctx, l, report.Options{Standard: *std, From: fromT, To: toT, Verifiers: keys, State: state,
+		Generator: versionLine()})
+	if errors.Is(err, report.ErrStandard) {
+		fmt.Fprintf(stderr, "trailguard report: --standard %q: want pci-dss, soc2 or hipaa\n", *std)
+		return 2
+	}
+	if err != nil {
+		return fail("%v", err)
+	}
+	file, sum, err := report.Sign(rep, signer)
+	if err != nil {
+		return fail("%v", err)
+	}
+	body := file
+	switch *format {
+	case "html":
+		body, err = report.HTML(rep, sum)
+	case "pdf":
+		body, err = report.PDF(rep, sum)
+	}
+	if err != nil {
+		return fail("%v", err)
+	}
+	if *out == "" {
+		stdout.Write(body)
+	} else {
+		if err := os.WriteFile(*out, body, 0o644); err != nil {
+			return fail("%v", err)
+		}
+		if *format != "json" {
+			js := strings.TrimSuffix(*out, filepath.Ext(*out)) + ".json"
+			if err := os.WriteFile(js, file, 0o644); err != nil {
+				return fail("%v", err)
+			}
+			fmt.Fprintf(stderr, "signed JSON (the source of %s): %s\n", *out, js)
+		}
+	}
+	fmt.Fprintf(stderr, "%s report, %s to %s: %d met, %d gaps, %d not assessable; checkpoint %d; sha256 %s\n", *std,
+		rep.From.Format(time.RFC3339), rep.To.Format(time.RFC3339), rep.Summary.Met, rep.Summary.Gaps, rep.Summary.NotAssessable,
+		rep.Checkpoint.TreeSize, sum)
+	return 0
+}
+
+// parseWhen reads an RFC 3339 time or a duration back from now.
+func parseWhen(s string, now time.Time) (time.Time, error) {
+	if d, err := time.ParseDuration(s); err == nil && d > 0 {
+		return now.Add(-d), nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("want an RFC 3339 time (2026-11-01T00:00:00Z) or a duration back from now (720h), got %q", s)
+	}
+	return t, nil
+}
+
+func runVerifyReport(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("verify-report", `usage: trailguard verify-report FILE --key FILE [--data DIR]
+
+Checks a signed JSON report: its bytes against their SHA-256, the signature
+with the collector's public key, and — given the collector's data directory —
+that its checkpoint is part of the ledger and that every figure computed
+again from the ledger is the one the report states (a differing figure is
+named). Exit status 0 only if all of that holds.`, stdout, stderr)
+	var keys keyList
+	fs.Var(&keys, "key", "verifier key `FILE` (the collector's signer.pub; repeat for rotated keys)")
+	data := fs.String("data", "", "the collector's data directory `DIR`: recompute the figures from DIR/ledger")
+	fs.Var(aliasValue{data}, "ledger", "")
+	fs.hidden["ledger"] = true
+	pos, code, ok := fs.parse(args)
+	if !ok {
+		return code
+	}
+	if len(pos) != 1 {
+		return fs.missing("the report FILE")
+	}
+	if len(keys) == 0 {
+		return fs.missing("--key FILE (an auditor uses their own copy of the collector's public key)")
+	}
+	vs, err := ledger.LoadVerifiers(keys...)
+	if err != nil {
+		fmt.Fprintln(stderr, "trailguard verify-report:", err)
+		return 1
+	}
+	file, err := os.ReadFile(pos[0])
+	if err != nil {
+		fmt.Fprintln(stderr, "trailguard verify-report:", err)
+		return 1
+	}
+	okAll := true
+	rep, sum, err := report.Open(file, vs)
+	if err != nil {
+		okAll = false
+		fmt.Fprintf(stdout, "FAIL: %v\n", err)
+		if rep, err = report.Unverified(file); err != nil {
+			return 1
+		}
+		fmt.Fprintln(stdout, "  (the figures are still compared with the ledger below, to name what was changed)")
+	} else {
+		fmt.Fprintf(stdout, "OK: signature verified with %s; report sha256 %s\n", vs[0].Name(), sum)
+	}
+	fmt.Fprintf(stdout, "  %s, %s to %s, checkpoint %s tree size %d root %s\n", rep.Standard, rep.From.Format(time.RFC3339),
+		rep.To.Format(time.RFC3339), rep.Checkpoint.Origin, rep.Checkpoint.TreeSize, rep.Checkpoint.RootHash)
+	if *data == "" {
+		fmt.Fprintln(stdout, "  figures not recomputed (give --data DIR, the collector's data directory)")
+		if okAll {
+			return 0
+		}
+		return 1
+	}
+	dir := *data
+	if st, err := os.Stat(filepath.Join(dir, "ledger")); err == nil && st.IsDir() {
+		dir = filepath.Join(dir, "ledger")
+	}
+	l, err := ledger.OpenReadOnly(dir)
+	if err != nil {
+		fmt.Fprintln(stderr, "trailguard verify-report:", err)
+		return 1
+	}
+	defer l.Close()
+	rc, err := report.Recompute(context.Background(), l, rep, vs)
+	if err != nil {
+		fmt.Fprintln(stderr, "trailguard verify-report:", err)
+		return 1
+	}
+	if rc.CheckpointOK {
+		fmt.Fprintf(stdout, "OK: checkpoint %d is signed and part of the ledger at %s\n", rep.Checkpoint.TreeSize, dir)
+	} else {
+		okAll = false
+		fmt.Fprintf(stdout, "FAIL: %s\n", rc.Problem)
+	}
+	if len(rc.Differences) == 0 {
+		fmt.Fprintf(stdout, "OK: every figure computed again from the ledger's %d records matches\n", rep.Figures.Records)
+	} else {
+		okAll = false
+		fmt.Fprintf(stdout, "FAIL: %d values differ from the ledger:\n", len(rc.Differences))
+		for _, d := range rc.Differences {
+			fmt.Fprintf(stdout, "  %s\n", d)
+		}
+	}
+	if okAll {
+		return 0
+	}
+	return 1
+}

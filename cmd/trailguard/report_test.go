@@ -1,0 +1,73 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/trailguard/trailguard/event"
+	"github.com/trailguard/trailguard/server"
+)
+
+func init() {
+	runners["report"] = runReport
+	runners["verify-report"] = runVerifyReport
+}
+
+// TestReportCLI: trailguard report over a collector's data directory
+// writes a PDF and the signed JSON beside it; verify-report accepts them,
+// and names the figure in a copy edited by hand.
+func TestReportCLI(t *testing.T) {
+	dir := t.TempDir()
+	cfg := server.Defaults()
+	cfg.DataDir = dir
+	cfg.Detection.Disabled = true
+	srv, err := server.New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var recs [][]byte
+	for i := range 7 {
+		recs = append(recs, (&event.Event{Timestamp: time.Now().UTC(), Kind: "event", Category: []string{"authentication"}, Action: event.ActionLoginFail,
+			Outcome: "failure", UserName: "alice", ClientIP: "203.0.113.5", Path: "/login", ServiceName: "api", ID: event.NewID()}).AppendJSON(nil))
+		_ = i
+	}
+	if _, err := srv.Ledger().Append(context.Background(), recs...); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "r.pdf")
+	_, errOut, code := call(runReport, "--data", dir, "--standard", "pci-dss", "--from", "1h", "--format", "pdf", "--out", out)
+	if code != 0 || !strings.Contains(errOut, "sha256 ") {
+		t.Fatalf("report: %d %s", code, errOut)
+	}
+	if b, err := os.ReadFile(out); err != nil || !bytes.HasPrefix(b, []byte("%PDF-")) {
+		t.Fatalf("pdf: %v", err)
+	}
+	js := filepath.Join(dir, "r.json")
+	key := filepath.Join(dir, "keys", "signer.pub")
+	stdout, _, code := call(runVerifyReport, js, "--key", key, "--data", dir)
+	if code != 0 || !strings.Contains(stdout, "every figure computed again") {
+		t.Fatalf("verify-report: %d\n%s", code, stdout)
+	}
+	b, _ := os.ReadFile(js)
+	edited := bytes.Replace(b, []byte(`"authentication_failures":{"total":7`), []byte(`"authentication_failures":{"total":5`), 1)
+	if bytes.Equal(edited, b) {
+		t.Fatal("figure not found")
+	}
+	os.WriteFile(js, edited, 0o644)
+	stdout, _, code = call(runVerifyReport, js, "--key", key, "--data", dir)
+	if code != 1 || !strings.Contains(stdout, "do not match its signed hash") ||
+		!strings.Contains(stdout, "figures.authentication_failures.total: the report says 5, the ledger gives 7") {
+		t.Fatalf("verify-report of an edited file: %d\n%s", code, stdout)
+	}
+	if _, errOut, code := call(runReport, "--data", dir, "--standard", "iso27001"); code != 2 || !strings.Contains(errOut, "pci-dss, soc2 or hipaa") {
+		t.Fatalf("bad standard: %d %s", code, errOut)
+	}
+}

@@ -1,0 +1,674 @@
+package report
+
+import (
+	"bytes"
+	"cmp"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Figures are what the ledger's records of the period show. They are
+// exact counts, computed in ledger order with fixed-size chunks, so that
+// computing them again over the same records gives the same figures.
+type Figures struct {
+	Records     uint64 `json:"records"`
+	Undecodable uint64 `json:"undecodable"`
+	// ReadError is the first record that could not be read or did not
+	// match the signed tree; the figures stop before it.
+	ReadError string  `json:"read_error,omitempty"`
+	Events    uint64  `json:"events"`
+	AlertDocs uint64  `json:"alert_documents"`
+	Actions   []Count `json:"by_action"`
+	Services  []Count `json:"by_service"`
+
+	Coverage     []Coverage   `json:"coverage"`
+	HTTP401      uint64       `json:"http_401"`
+	HTTP403      uint64       `json:"http_403"`
+	Completeness Completeness `json:"completeness"`
+	AuthFailures AuthFailures `json:"authentication_failures"`
+	Reads        Reads        `json:"audit_log_reads"`
+	Alerts       AlertFigures `json:"alerts"`
+	Blocks       Blocks       `json:"blocks"`
+	Lifecycle    Lifecycle    `json:"lifecycle"`
+	Failures     Failures     `json:"logging_failures"`
+	Time         TimeFigures  `json:"time"`
+	Checkpoints  Checkpoints  `json:"checkpoints"`
+}
+
+// Count is a value and how often it occurred.
+type Count struct {
+	Value string `json:"value"`
+	Count uint64 `json:"count"`
+}
+
+// Coverage is one PCI DSS 10.2.1.x category of events.
+type Coverage struct {
+	ID      string  `json:"id"`
+	Count   uint64  `json:"count"`
+	Actions []Count `json:"by_action"`
+}
+
+// Completeness is PCI DSS 10.2.2: the required details of each auditable
+// event (the events of 10.2.1.1–10.2.1.7).
+type Completeness struct {
+	Auditable uint64              `json:"auditable_events"`
+	Fields    []FieldCompleteness `json:"fields"`
+	Examples  []Incomplete        `json:"examples"`
+}
+
+// FieldCompleteness is one required detail.
+type FieldCompleteness struct {
+	Field      string `json:"field"`
+	Source     string `json:"ecs"`
+	Applicable uint64 `json:"applicable"`
+	Present    uint64 `json:"present"`
+	// MissingBy counts the events lacking it by service.name.
+	MissingBy []Count `json:"missing_by_service,omitempty"`
+}
+
+// Incomplete is an auditable event that lacks a required detail.
+type Incomplete struct {
+	Index   uint64   `json:"ledger_index"`
+	EventID string   `json:"event_id,omitempty"`
+	Action  string   `json:"action"`
+	Service string   `json:"service,omitempty"`
+	Missing []string `json:"missing"`
+}
+
+// AuthFailures are failed logins (authn_login_fail).
+type AuthFailures struct {
+	Total      uint64    `json:"total"`
+	Successes  uint64    `json:"login_successes"`
+	Start      time.Time `json:"chart_start"`
+	Interval   Duration  `json:"chart_interval"`
+	Buckets    []uint64  `json:"chart"`
+	Sources    uint64    `json:"distinct_sources"`
+	Users      uint64    `json:"distinct_users"`
+	TopSources []Count   `json:"top_sources"`
+	TopUsers   []Count   `json:"top_users"`
+}
+
+// Reads are the collector's records of reads of the audit trail.
+type Reads struct {
+	Total    uint64  `json:"total"`
+	ByReader []Count `json:"by_reader"`
+	// Refused counts the collector's refusals (failed token checks,
+	// insufficient roles).
+	Refused uint64 `json:"refused"`
+}
+
+// AlertFigures is the detection's output and what became of it.
+type AlertFigures struct {
+	Raised        uint64   `json:"raised"`
+	ByRule        []Count  `json:"by_rule"`
+	ByLevel       []Count  `json:"by_level"`
+	Acknowledged  uint64   `json:"acknowledged"`
+	Resolved      uint64   `json:"resolved"`
+	Open          uint64   `json:"open_at_end"`
+	Overdue       uint64   `json:"overdue"`
+	AckMedian     Duration `json:"acknowledge_median"`
+	AckMax        Duration `json:"acknowledge_max"`
+	ResolveMedian Duration `json:"resolve_median"`
+	ResolveMax    Duration `json:"resolve_max"`
+	DelayMedian   Duration `json:"detection_delay_median"`
+	DelayMax      Duration `json:"detection_delay_max"`
+	// EarlierChanged counts status changes in the period of alerts
+	// raised before it.
+	EarlierChanged uint64     `json:"earlier_alerts_changed"`
+	List           []AlertRow `json:"list"`
+}
+
+// AlertRow is one alert.
+type AlertRow struct {
+	Index    uint64     `json:"ledger_index"`
+	ID       string     `json:"id"`
+	Rule     string     `json:"rule"`
+	Title    string     `json:"title"`
+	Level    string     `json:"level"`
+	Time     time.Time  `json:"time"`
+	Delay    Duration   `json:"delay"`
+	Client   string     `json:"client,omitempty"`
+	User     string     `json:"user,omitempty"`
+	Status   string     `json:"status"`
+	Acked    *time.Time `json:"acknowledged,omitempty"`
+	Resolved *time.Time `json:"resolved,omitempty"`
+}
+
+// Blocks are block decisions.
+type Blocks struct {
+	Created    uint64     `json:"created"`
+	Deleted    uint64     `json:"deleted"`
+	ByScenario []Count    `json:"by_scenario"`
+	List       []BlockRow `json:"list"`
+}
+
+// BlockRow is one block decision.
+type BlockRow struct {
+	Index    uint64    `json:"ledger_index"`
+	Time     time.Time `json:"time"`
+	Value    string    `json:"value"`
+	Scenario string    `json:"scenario"`
+}
+
+// Lifecycle is the starts and stops of the components that log.
+type Lifecycle struct {
+	Starts uint64 `json:"starts"`
+	Stops  uint64 `json:"stops"`
+	// Unclean counts starts not preceded by a stop of the same service
+	// and host within the period (a crash or a kill).
+	Unclean uint64         `json:"unclean"`
+	List    []LifecycleRow `json:"list"`
+}
+
+// LifecycleRow is one start or stop.
+type LifecycleRow struct {
+	Index   uint64    `json:"ledger_index"`
+	Time    time.Time `json:"time"`
+	Action  string    `json:"action"`
+	Service string    `json:"service"`
+	Host    string    `json:"host,omitempty"`
+	Unclean bool      `json:"unclean,omitempty"`
+}
+
+// Failures are failures of logging that the trail records.
+type Failures struct {
+	// Unrecorded sums the requests counted but not recorded one by one
+	// (audit_events_unrecorded summaries: sampling by policy).
+	Unrecorded       uint64       `json:"unrecorded"`
+	UnrecordedEvents uint64       `json:"unrecorded_summaries"`
+	MonitorDisabled  uint64       `json:"monitor_disabled"`
+	MonitorEnabled   uint64       `json:"monitor_enabled"`
+	RecordsLost      uint64       `json:"forward_loss_events"`
+	Adopted          uint64       `json:"adoptions"`
+	List             []FailureRow `json:"list"`
+}
+
+// FailureRow is one recorded failure.
+type FailureRow struct {
+	Index   uint64    `json:"ledger_index"`
+	Time    time.Time `json:"time"`
+	Action  string    `json:"action"`
+	Service string    `json:"service"`
+	Count   int64     `json:"count,omitempty"`
+}
+
+// TimeFigures are PCI DSS 10.6: timestamps against the collector's clock.
+type TimeFigures struct {
+	WithTimestamp uint64 `json:"with_timestamp"`
+	// Ahead counts events stamped later than the collector's clock by more
+	// than the tolerance: later than event.ingested, or than the signed
+	// time of the first checkpoint that covers them.
+	Ahead    uint64   `json:"ahead"`
+	MaxAhead Duration `json:"max_ahead"`
+	// Delayed counts events that reached the collector more than MaxDelay
+	// after their @timestamp (event.ingested − @timestamp).
+	Delayed  uint64        `json:"delayed"`
+	MaxDelay Duration      `json:"max_delay"`
+	Outside  uint64        `json:"outside_period"`
+	Examples []TimeExample `json:"examples"`
+}
+
+// TimeExample is an event with a skewed timestamp.
+type TimeExample struct {
+	Index     uint64    `json:"ledger_index"`
+	Timestamp time.Time `json:"timestamp"`
+	Reference time.Time `json:"reference"`
+	By        Duration  `json:"ahead_by"`
+	Service   string    `json:"service,omitempty"`
+}
+
+// Checkpoints are the signed checkpoints of the period (10.3, 10.7.2).
+type Checkpoints struct {
+	Count        uint64   `json:"count"`
+	Gaps         uint64   `json:"gaps"`
+	LargestGap   Duration `json:"largest_gap"`
+	PlannedStops uint64   `json:"planned_stops"`
+	List         []GapRow `json:"list"`
+}
+
+// GapRow is a gap in the checkpoint cadence.
+type GapRow struct {
+	After   time.Time `json:"after"`
+	Before  time.Time `json:"before"`
+	Size    uint64    `json:"tree_size"`
+	Planned bool      `json:"planned"`
+}
+
+// Categories of PCI DSS 10.2.1.
+var coverageIDs = [7]string{"10.2.1.1", "10.2.1.2", "10.2.1.3", "10.2.1.4", "10.2.1.5", "10.2.1.6", "10.2.1.7"}
+
+var (
+	invalidAccess = set("authn_login_fail", "authn_login_fail_max", "authn_login_lock", "authz_fail", "authn_token_reuse",
+		"session_use_after_expire")
+	credentialChange = set("authn_password_change", "authn_password_change_fail", "authn_token_created", "authn_token_revoked",
+		"authn_token_delete", "authz_change", "privilege_permissions_changed", "user_role_change", "user_created",
+		"user_updated", "user_deleted", "user_archived")
+	lifecycleActions = set("sys_startup", "sys_shutdown", "sys_restart", "sys_crash", "sys_monitor_disabled",
+		"sys_monitor_enabled", "ledger_records_adopted")
+	sensitiveActions = set("sensitive_create", "sensitive_read", "sensitive_update", "sensitive_delete")
+	systemCategories = set("configuration", "host", "package", "driver", "file", "database", "process")
+	objectTypes      = set("creation", "deletion", "installation")
+	outcomes         = set("success", "failure", "unknown")
+)
+
+func set(vs ...string) map[string]bool {
+	m := make(map[string]bool, len(vs))
+	for _, v := range vs {
+		m[v] = true
+	}
+	return m
+}
+
+// collectorService is service.name of the collector's own records.
+const collectorService = "trailguard-collector"
+
+// Required details of 10.2.2, in order.
+var requiredFields = [6]struct{ name, ecs string }{
+	{"user identification", "user.name or user.id"},
+	{"type of event", "event.action"},
+	{"date and time", "@timestamp"},
+	{"success or failure", "event.outcome"},
+	{"origination", "client.ip, source.ip or host.name"},
+	{"affected data, component or resource", "trailguard.audit.resource, url.path, user.target or service.name"},
+}
+
+// maxKeys bounds each counted map (distinct users, addresses); values
+// past it are counted under "(other)".
+const maxKeys = 1 << 20
+
+// counter counts values with a bound on distinct keys.
+type counter struct {
+	m     map[string]uint64
+	other uint64
+}
+
+func (c *counter) add(k []byte, n uint64) {
+	if c.m == nil {
+		c.m = map[string]uint64{}
+	}
+	if v, ok := c.m[string(k)]; ok {
+		c.m[string(k)] = v + n
+		return
+	}
+	if len(c.m) >= maxKeys {
+		c.other += n
+		return
+	}
+	c.m[string(k)] = n
+}
+
+func (c *counter) merge(o *counter) {
+	for k, v := range o.m {
+		c.add([]byte(k), v)
+	}
+	c.other += o.other
+}
+
+// top returns the n most frequent values, ties by value.
+func (c *counter) top(n int) []Count {
+	out := make([]Count, 0, len(c.m)+1)
+	for k, v := range c.m {
+		out = append(out, Count{k, v})
+	}
+	if c.other > 0 {
+		out = append(out, Count{"(other)", c.other})
+	}
+	slices.SortFunc(out, func(a, b Count) int {
+		if a.Count != b.Count {
+			return cmp.Compare(b.Count, a.Count)
+		}
+		return strings.Compare(a.Value, b.Value)
+	})
+	if n > 0 && len(out) > n {
+		out = out[:n]
+	}
+	return out
+}
+
+func (c *counter) distinct() uint64 { return uint64(len(c.m)) }
+
+// rare is a record of a kind that is rare and whose order matters
+// (alerts, status changes, decisions, starts and stops, failures).
+type rare struct {
+	index                                             uint64
+	what                                              byte
+	t, end                                            time.Time
+	id, rule, title, level, client, user, status, svc string
+	host, action                                      string
+	n                                                 int64
+}
+
+// acc accumulates the figures of a chunk of records.
+type acc struct {
+	p        *computeParams
+	records  uint64
+	undec    uint64
+	events   uint64
+	alerts   uint64
+	actions  counter
+	services counter
+	cov      [7]uint64
+	covAct   [7]counter
+	h401     uint64
+	h403     uint64
+
+	auditable  uint64
+	applicable [6]uint64
+	present    [6]uint64
+	missingBy  [6]counter
+	examples   []Incomplete
+	exPerField [6]int
+
+	authFail, loginOK uint64
+	buckets           []uint64
+	srcs, users       counter
+	reads             uint64
+	readers           counter
+	refused           uint64
+
+	withTS, ahead, delayed, outside uint64
+	maxAhead, maxDelay              time.Duration
+	timeEx                          []TimeExample
+
+	rares   []rare
+	readErr string
+}
+
+// computeParams are what workers need besides the records.
+type computeParams struct {
+	from, to   time.Time
+	tolerance  time.Duration
+	maxDelay   time.Duration
+	interval   time.Duration
+	nbuckets   int
+	adminRoles map[string]bool
+	chd        []string
+	cpSizes    []uint64 // sizes of the history's checkpoints, ascending
+	cpTimes    []time.Time
+}
+
+const maxExamples = 5
+
+func newAcc(p *computeParams) *acc {
+	return &acc{p: p, buckets: make([]uint64, p.nbuckets)}
+}
+
+// covering returns the signed time of the first checkpoint covering
+// record i (zero if none does).
+func (p *computeParams) covering(i uint64) time.Time {
+	k, _ := slices.BinarySearch(p.cpSizes, i+1)
+	if k < len(p.cpSizes) {
+		return p.cpTimes[k]
+	}
+	return time.Time{}
+}
+
+func str(b []byte) string { return string(b) }
+
+func has(list [][]byte, m map[string]bool) bool {
+	for _, v := range list {
+		if m[string(v)] {
+			return true
+		}
+	}
+	return false
+}
+
+// add accounts one record.
+func (a *acc) add(index uint64, data []byte, f *fields) {
+	a.records++
+	if err := f.parse(data); err != nil {
+		a.undec++
+		return
+	}
+	p := a.p
+	action := string(f.action) // one allocation per record buys readable code below
+	if string(f.kind) == "alert" && string(f.dataset) == "trailguard.alert" {
+		a.alerts++
+		a.rares = append(a.rares, rare{index: index, what: 'a', t: f.tsTime, id: str(f.id), rule: str(f.alertRule),
+			title: str(f.ruleName), level: str(f.level), client: str(cmpOr(f.cliIP, f.srcIP)), user: str(f.userName)})
+		if e, ok := parseTime(f.evEnd); ok {
+			a.rares[len(a.rares)-1].end = e
+		}
+		return
+	}
+	a.events++
+	var key [64]byte
+	k := append(append(append(key[:0], f.action...), 0), f.outcome...)
+	a.actions.add(k, 1)
+	a.services.add(f.service, 1)
+	own := string(f.service) == collectorService
+
+	// Coverage (10.2.1.x).
+	var in [7]bool
+	if sensitiveActions[action] && !own && a.isCHD(f) {
+		in[0] = true
+	}
+	for _, r := range f.roles {
+		if p.adminRoles[string(r)] {
+			in[1] = true
+		}
+	}
+	if own && action == "sensitive_read" {
+		in[2] = true
+		a.reads++
+		a.readers.add(cmpOr(f.userName, f.userID), 1)
+	}
+	if invalidAccess[action] {
+		in[3] = true
+	}
+	if credentialChange[action] {
+		in[4] = true
+	}
+	if lifecycleActions[action] {
+		in[5] = true
+	}
+	if !in[5] && has(f.cats, systemCategories) && has(f.types, objectTypes) {
+		in[6] = true
+	}
+	auditable := false
+	for c, ok := range in {
+		if ok {
+			auditable = true
+			a.cov[c]++
+			a.covAct[c].add(f.action, 1)
+		}
+	}
+	if own && (action == "authn_login_fail" || action == "authz_fail" || action == "excess_rate_limit_exceeded") {
+		a.refused++
+	}
+	switch f.status {
+	case 401:
+		a.h401++
+	case 403:
+		a.h403++
+	}
+
+	// Completeness (10.2.2).
+	if auditable {
+		a.auditable++
+		system := in[5]
+		checks := [6]struct{ applies, ok bool }{
+			{!system, len(f.userName) > 0 || len(f.userID) > 0},
+			{true, len(f.action) > 0},
+			{true, f.hasTS},
+			{true, outcomes[string(f.outcome)]},
+			{true, len(f.cliIP) > 0 || len(f.srcIP) > 0 || len(f.host) > 0},
+			{true, len(f.resource) > 0 || len(f.path) > 0 || len(f.targetName) > 0 || len(f.targetID) > 0 || system && len(f.service) > 0},
+		}
+		var missing []string
+		for i, c := range checks {
+			if !c.applies {
+				continue
+			}
+			a.applicable[i]++
+			if c.ok {
+				a.present[i]++
+				continue
+			}
+			a.missingBy[i].add(f.service, 1)
+			if a.exPerField[i] < maxExamples {
+				a.exPerField[i]++
+				missing = append(missing, requiredFields[i].name)
+			}
+		}
+		if missing != nil {
+			a.examples = append(a.examples, Incomplete{Index: index, EventID: str(f.id), Action: action, Service: str(f.service), Missing: missing})
+		}
+	}
+
+	// Authentication (chart, top sources and users).
+	switch action {
+	case "authn_login_fail":
+		a.authFail++
+		a.srcs.add(cmpOr(f.cliIP, f.srcIP), 1)
+		a.users.add(f.userName, 1)
+		if f.hasTS && !f.tsTime.Before(p.from) && f.tsTime.Before(p.to) {
+			b := int(f.tsTime.Sub(p.from) / p.interval)
+			if b < len(a.buckets) {
+				a.buckets[b]++
+			}
+		}
+	case "authn_login_success", "authn_login_successafterfail":
+		a.loginOK++
+	}
+
+	// Time (10.6).
+	if f.hasTS {
+		a.withTS++
+		ref := p.covering(index)
+		if f.hasIngested && (ref.IsZero() || f.ingTime.Before(ref)) {
+			ref = f.ingTime
+		}
+		if !ref.IsZero() {
+			if d := f.tsTime.Sub(ref); d > p.tolerance {
+				a.ahead++
+				a.maxAhead = max(a.maxAhead, d)
+				if len(a.timeEx) < maxExamples {
+					a.timeEx = append(a.timeEx, TimeExample{Index: index, Timestamp: f.tsTime, Reference: ref, By: Duration(d), Service: str(f.service)})
+				}
+			}
+		}
+		if f.hasIngested {
+			if d := f.ingTime.Sub(f.tsTime); d > p.maxDelay {
+				a.delayed++
+				a.maxDelay = max(a.maxDelay, d)
+			}
+		}
+		if f.tsTime.Before(p.from) || !f.tsTime.Before(p.to) {
+			a.outside++
+		}
+	}
+
+	// Rare records whose order matters.
+	r := rare{index: index, t: f.tsTime, svc: str(f.service), host: str(f.host), action: action}
+	switch {
+	case action == "alert_status_changed" && bytes.HasPrefix(f.resource, []byte("alert/")):
+		r.what, r.id, r.status = 's', str(f.resource[len("alert/"):]), str(f.afterStatus)
+	case action == "block_decision_created" || action == "block_decision_deleted":
+		r.what, r.client, r.rule = 'd', str(cmpOr(f.cliIP, f.targetName)), str(f.ruleName)
+		if action == "block_decision_deleted" {
+			r.what = 'x'
+		}
+	case action == "sys_startup" || action == "sys_shutdown" || action == "sys_crash" || action == "sys_restart":
+		r.what = 'l'
+	case action == "audit_events_unrecorded" || action == "sys_monitor_disabled" || action == "sys_monitor_enabled" ||
+		action == "forward_records_lost" || action == "ledger_records_adopted":
+		r.what, r.n = 'f', f.unrecorded
+	default:
+		return
+	}
+	a.rares = append(a.rares, r)
+}
+
+func cmpOr(a, b []byte) []byte {
+	if len(a) > 0 {
+		return a
+	}
+	return b
+}
+
+func (a *acc) isCHD(f *fields) bool {
+	if len(a.p.chd) == 0 {
+		return true
+	}
+	for _, pre := range a.p.chd {
+		if bytes.HasPrefix(f.resource, []byte(pre)) || bytes.HasPrefix(f.path, []byte(pre)) {
+			return true
+		}
+	}
+	return false
+}
+
+// merge adds b, the next chunk in ledger order, to a.
+func (a *acc) merge(b *acc) {
+	a.records += b.records
+	a.undec += b.undec
+	a.events += b.events
+	a.alerts += b.alerts
+	a.actions.merge(&b.actions)
+	a.services.merge(&b.services)
+	for i := range a.cov {
+		a.cov[i] += b.cov[i]
+		a.covAct[i].merge(&b.covAct[i])
+	}
+	a.h401 += b.h401
+	a.h403 += b.h403
+	a.auditable += b.auditable
+	for i := range a.applicable {
+		a.applicable[i] += b.applicable[i]
+		a.present[i] += b.present[i]
+		a.missingBy[i].merge(&b.missingBy[i])
+	}
+	// Examples: the first ones in ledger order, at most maxExamples per
+	// field.
+	for _, ex := range b.examples {
+		var keep []string
+		for _, m := range ex.Missing {
+			i := fieldIndex(m)
+			if a.exPerField[i] < maxExamples {
+				a.exPerField[i]++
+				keep = append(keep, m)
+			}
+		}
+		if keep != nil {
+			ex.Missing = keep
+			a.examples = append(a.examples, ex)
+		}
+	}
+	a.authFail += b.authFail
+	a.loginOK += b.loginOK
+	for i := range a.buckets {
+		a.buckets[i] += b.buckets[i]
+	}
+	a.srcs.merge(&b.srcs)
+	a.users.merge(&b.users)
+	a.reads += b.reads
+	a.readers.merge(&b.readers)
+	a.refused += b.refused
+	a.withTS += b.withTS
+	a.ahead += b.ahead
+	a.delayed += b.delayed
+	a.outside += b.outside
+	a.maxAhead = max(a.maxAhead, b.maxAhead)
+	a.maxDelay = max(a.maxDelay, b.maxDelay)
+	for _, ex := range b.timeEx {
+		if len(a.timeEx) < maxExamples {
+			a.timeEx = append(a.timeEx, ex)
+		}
+	}
+	a.rares = append(a.rares, b.rares...)
+	if a.readErr == "" {
+		a.readErr = b.readErr
+	}
+}
+
+func fieldIndex(name string) int {
+	for i, f := range requiredFields {
+		if f.name == name {
+			return i
+		}
+	}
+	return 0
+}

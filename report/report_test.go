@@ -1,0 +1,216 @@
+package report
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/trailguard/trailguard/ledger"
+)
+
+func computeDataset(t *testing.T, d *dataset, std string) *Report {
+	t.Helper()
+	rep, err := Compute(context.Background(), d.w.l, Options{Standard: std, From: d.from, To: d.to, Verifiers: []note.Verifier{d.w.verif},
+		Now: d.to.Add(2 * time.Hour), Workers: 3,
+		State: State{Retention: RetentionInfo{Profile: "pci-dss", RetainDays: 365, HotDays: 90},
+			Detection: Detection{Enabled: true, Rules: []Rule{{ID: "bf", Title: "Brute force", Level: "medium", Block: true}}},
+			Tokens:    []Token{{Name: "auditor", Role: "read", Created: t0}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep
+}
+
+// TestComputeExact computes reports over a generated ledger whose content
+// is known event by event (buildDataset) and checks every figure.
+func TestComputeExact(t *testing.T) {
+	t.Parallel()
+	d := buildDataset(t, t.TempDir())
+	defer d.w.l.Close()
+	rep := computeDataset(t, d, PCIDSS)
+	f := rep.Figures
+
+	if rep.Range.First != 10 || rep.Range.End != 234 || rep.Checkpoint.TreeSize != 234 || !rep.Checkpoint.Time.Equal(at(60, 0)) {
+		t.Fatalf("range %+v, checkpoint %+v", rep.Range, rep.Checkpoint)
+	}
+	if !rep.State.Integrity.CheckpointVerified || !rep.State.Integrity.ConsistentWithNewest || !rep.State.Integrity.StartConsistent || rep.State.Integrity.NewestSize != 239 {
+		t.Fatalf("integrity %+v", rep.State.Integrity)
+	}
+	check := func(name string, got, want any) {
+		t.Helper()
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s = %v, want %v", name, got, want)
+		}
+	}
+	check("records", f.Records, uint64(224))
+	check("events", f.Events, uint64(222))
+	check("alert documents", f.AlertDocs, uint64(2))
+	check("undecodable", f.Undecodable, uint64(0))
+	var cov []uint64
+	for _, c := range f.Coverage {
+		cov = append(cov, c.Count)
+	}
+	check("coverage 10.2.1.1-7", cov, []uint64{5, 9, 3, 58, 2, 4, 0})
+	check("10.2.1.4 by action", f.Coverage[3].Actions, []Count{{"authn_login_fail", 55}, {"authz_fail", 3}})
+	check("http 401", f.HTTP401, uint64(40))
+	c := f.Completeness
+	check("auditable", c.Auditable, uint64(78))
+	var app, pres []uint64
+	for _, fc := range c.Fields {
+		app, pres = append(app, fc.Applicable), append(pres, fc.Present)
+	}
+	check("applicable", app, []uint64{74, 78, 78, 78, 78, 78})
+	check("present", pres, []uint64{73, 78, 78, 77, 77, 78})
+	check("user missing by service", c.Fields[0].MissingBy, []Count{{"legacy", 1}})
+	if len(c.Examples) != 2 || c.Examples[0].Action != "user_role_change" || !reflect.DeepEqual(c.Examples[0].Missing, []string{"success or failure"}) ||
+		c.Examples[1].Service != "legacy" || !reflect.DeepEqual(c.Examples[1].Missing, []string{"user identification", "origination"}) {
+		t.Errorf("examples %+v", c.Examples)
+	}
+	af := f.AuthFailures
+	check("failed logins", af.Total, uint64(55))
+	check("successes", af.Successes, uint64(5))
+	check("chart interval", af.Interval, Duration(time.Minute))
+	check("chart buckets", len(af.Buckets), 60)
+	check("chart minute 1 and 2", af.Buckets[1:3], []uint64{40, 15})
+	check("top sources", af.TopSources, []Count{{"203.0.113.66", 40}, {"198.18.0.5", 15}})
+	check("distinct users", af.Users, uint64(16))
+	check("reads", f.Reads, Reads{Total: 3, ByReader: []Count{{"auditor", 3}}, Refused: 0})
+	al := f.Alerts
+	check("alerts raised/acked/resolved/open/overdue", []uint64{al.Raised, al.Acknowledged, al.Resolved, al.Open, al.Overdue}, []uint64{2, 1, 0, 1, 0})
+	check("ack median", al.AckMedian, Duration(10*time.Minute))
+	check("detection delay", []Duration{al.DelayMedian, al.DelayMax}, []Duration{Duration(50 * time.Millisecond), Duration(50 * time.Millisecond)})
+	check("alerts by level", al.ByLevel, []Count{{"high", 1}, {"medium", 1}})
+	check("blocks", []uint64{f.Blocks.Created, f.Blocks.Deleted}, []uint64{1, 0})
+	check("lifecycle", []uint64{f.Lifecycle.Starts, f.Lifecycle.Stops, f.Lifecycle.Unclean}, []uint64{3, 1, 1})
+	check("unrecorded", []uint64{f.Failures.Unrecorded, f.Failures.UnrecordedEvents}, []uint64{7, 1})
+	tf := f.Time
+	check("time", []uint64{tf.WithTimestamp, tf.Ahead, tf.Delayed, tf.Outside}, []uint64{222, 1, 1, 1})
+	check("max ahead", tf.MaxAhead, Duration(time.Minute))
+	check("max delay", tf.MaxDelay, Duration(10*time.Minute))
+	cp := f.Checkpoints
+	check("checkpoints", []uint64{cp.Count, cp.Gaps, cp.PlannedStops}, []uint64{97, 1, 1}) // 1 opening the period, 7, 1 at the restart, 88
+	check("largest gap", cp.LargestGap, Duration(6*time.Minute+40*time.Second))
+
+	status := map[string]string{}
+	for _, it := range rep.Items {
+		status[it.ID] = it.Status
+	}
+	check("statuses", status, map[string]string{"10.2.1.1": "met", "10.2.1.2": "met", "10.2.1.3": "met", "10.2.1.4": "met",
+		"10.2.1.5": "met", "10.2.1.6": "met", "10.2.1.7": "gap", "10.2.2": "gap", "10.3": "gap", "10.4.1 / 10.4.1.1": "met",
+		"10.5.1": "met", "10.6": "gap", "10.7.2": "gap"})
+	check("summary", []int{rep.Summary.Met, rep.Summary.Gaps}, []int{8, 5})
+
+	// The same figures whatever the number of workers.
+	one, err := Compute(context.Background(), d.w.l, Options{Standard: PCIDSS, From: d.from, To: d.to, Verifiers: []note.Verifier{d.w.verif},
+		Now: rep.Generated, Workers: 1, State: rep.State, keepState: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(one.Figures, rep.Figures) {
+		t.Error("figures differ with one worker")
+	}
+}
+
+// TestStandards: SOC 2 and HIPAA items from the same data.
+func TestStandards(t *testing.T) {
+	t.Parallel()
+	d := buildDataset(t, t.TempDir())
+	defer d.w.l.Close()
+	for std, want := range map[string]map[string]string{
+		SOC2:  {"CC6.1": "met", "CC7.2": "met", "CC7.3": "met"},
+		HIPAA: {"164.312(b)": "met", "164.308(a)(1)(ii)(D)": "met", "164.316(b)(2)": "gap"},
+	} {
+		rep := computeDataset(t, d, std)
+		got := map[string]string{}
+		for _, it := range rep.Items {
+			got[it.ID] = it.Status
+			if it.Evidence == "" || it.Requirement == "" {
+				t.Errorf("%s %s: no evidence or requirement text", std, it.ID)
+			}
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: %v, want %v", std, got, want)
+		}
+	}
+}
+
+// TestSignedRoundTrip: the signed JSON verifies, recomputes without a
+// difference, and each kind of tampering is caught and named.
+func TestSignedRoundTrip(t *testing.T) {
+	t.Parallel()
+	d := buildDataset(t, t.TempDir())
+	defer d.w.l.Close()
+	rep := computeDataset(t, d, PCIDSS)
+	file, sum, err := Sign(rep, d.w.signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := []note.Verifier{d.w.verif}
+	got, sum2, err := Open(file, keys)
+	if err != nil || sum2 != sum {
+		t.Fatalf("open: %v (%s vs %s)", err, sum2, sum)
+	}
+	rc, err := Recompute(context.Background(), d.w.l, got, keys)
+	if err != nil || !rc.CheckpointOK || len(rc.Differences) != 0 {
+		t.Fatalf("recompute: %v %+v", err, rc)
+	}
+
+	// An edited figure without a new signature: the hash no longer matches.
+	edited := bytes.Replace(file, []byte(`"id":"10.2.1.4","count":58`), []byte(`"id":"10.2.1.4","count":57`), 1)
+	if bytes.Equal(edited, file) {
+		t.Fatal("figure not found in the file")
+	}
+	if _, _, err := Open(edited, keys); !errors.Is(err, ErrTampered) {
+		t.Fatalf("edited file: %v", err)
+	}
+	// Another key: the signature does not verify.
+	_, vkey, _ := ledger.GenerateKey("test.trailguard/report")
+	other, _ := note.NewVerifier(vkey)
+	if _, _, err := Open(file, []note.Verifier{other}); !errors.Is(err, ErrSignature) {
+		t.Fatalf("other key: %v", err)
+	}
+	// The key holder re-signs a report with a changed figure: the
+	// signature verifies, the recomputation names the figure.
+	var fake Report
+	if err := json.Unmarshal(mustReport(t, file), &fake); err != nil {
+		t.Fatal(err)
+	}
+	fake.Figures.Coverage[3].Count = 57
+	fake.Figures.AuthFailures.TopSources[0].Count = 39
+	file2, _, err := Sign(&fake, d.w.signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got2, _, err := Open(file2, keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err = Recompute(context.Background(), d.w.l, got2, keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var paths []string
+	for _, df := range rc.Differences {
+		paths = append(paths, df.String())
+	}
+	want := []string{"figures.authentication_failures.top_sources[0].count: the report says 39, the ledger gives 40",
+		"figures.coverage[10.2.1.4].count: the report says 57, the ledger gives 58"}
+	if !reflect.DeepEqual(paths, want) {
+		t.Fatalf("differences:\n%s", strings.Join(paths, "\n"))
+	}
+}
+
+func mustReport(t *testing.T, file []byte) []byte {
+	var s Signed
+	if err := json.Unmarshal(file, &s); err != nil {
+		t.Fatal(err)
+	}
+	return s.Report
+}

@@ -1,0 +1,440 @@
+package report
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"strconv"
+	"time"
+)
+
+// fields are the values of one ledger record a report looks at, read in a
+// single pass over its JSON without decoding the rest. Byte slices point
+// into the record (or, for strings with escapes, into decoded copies).
+type fields struct {
+	ts, kind, action, outcome, id, ingested, dataset      []byte
+	userName, userID, targetName, targetID                []byte
+	srcIP, cliIP, host, service, path, resource, ruleName []byte
+	alertRule, afterStatus, level, evEnd                  []byte
+	cats, types, roles                                    [][]byte
+	status                                                int64
+	unrecorded                                            int64
+	hasTS, hasIngested                                    bool
+	tsTime, ingTime                                       time.Time
+	escaped                                               [][]byte // owners of decoded strings
+	stack                                                 [6]string
+}
+
+var errNotObject = errors.New("record is not a JSON object")
+
+// parse fills f from rec. Only the paths in want are extracted; every
+// other value is skipped by bracket counting.
+func (f *fields) parse(rec []byte) error {
+	cats, types, roles, esc := f.cats[:0], f.types[:0], f.roles[:0], f.escaped[:0]
+	*f = fields{cats: cats, types: types, roles: roles, escaped: esc}
+	p := parser{b: rec, f: f}
+	p.ws()
+	if p.i >= len(p.b) || p.b[p.i] != '{' {
+		return errNotObject
+	}
+	if err := p.object(0); err != nil {
+		return err
+	}
+	if len(f.ts) > 0 {
+		f.tsTime, f.hasTS = parseTime(f.ts)
+	}
+	if len(f.ingested) > 0 {
+		f.ingTime, f.hasIngested = parseTime(f.ingested)
+	}
+	return nil
+}
+
+// parseTime reads trailguard's fixed layout quickly, anything else with
+// RFC 3339.
+func parseTime(b []byte) (time.Time, bool) {
+	if len(b) == 30 && b[4] == '-' && b[10] == 'T' && b[19] == '.' && b[29] == 'Z' {
+		n := func(lo, hi int) (int, bool) {
+			v := 0
+			for _, c := range b[lo:hi] {
+				if c < '0' || c > '9' {
+					return 0, false
+				}
+				v = v*10 + int(c-'0')
+			}
+			return v, true
+		}
+		y, ok1 := n(0, 4)
+		mo, ok2 := n(5, 7)
+		d, ok3 := n(8, 10)
+		h, ok4 := n(11, 13)
+		mi, ok5 := n(14, 16)
+		s, ok6 := n(17, 19)
+		ns, ok7 := n(20, 29)
+		if ok1 && ok2 && ok3 && ok4 && ok5 && ok6 && ok7 && mo >= 1 && mo <= 12 && d >= 1 && d <= 31 && h < 24 && mi < 60 && s < 61 {
+			return time.Date(y, time.Month(mo), d, h, mi, s, ns, time.UTC), true
+		}
+	}
+	t, err := time.Parse(time.RFC3339Nano, string(b))
+	return t, err == nil
+}
+
+type parser struct {
+	b []byte
+	i int
+	f *fields
+}
+
+var errSyntax = errors.New("record is not valid JSON")
+
+func (p *parser) ws() {
+	for p.i < len(p.b) {
+		switch p.b[p.i] {
+		case ' ', '\t', '\n', '\r':
+			p.i++
+		default:
+			return
+		}
+	}
+}
+
+// str reads a string at p.i (which must be '"') and returns its content;
+// escaped strings are decoded into a copy.
+func (p *parser) str() ([]byte, error) {
+	start := p.i + 1
+	j := start
+	esc := false
+	for {
+		k := bytes.IndexByte(p.b[j:], '"')
+		if k < 0 {
+			return nil, errSyntax
+		}
+		j += k
+		// Count the backslashes before the quote.
+		n := 0
+		for m := j - 1; m >= start && p.b[m] == '\\'; m-- {
+			n++
+		}
+		if n%2 == 0 {
+			break
+		}
+		esc = true
+		j++
+	}
+	if !esc {
+		esc = bytes.IndexByte(p.b[start:j], '\\') >= 0
+	}
+	raw := p.b[start:j]
+	p.i = j + 1
+	if !esc {
+		return raw, nil
+	}
+	var s string
+	if err := json.Unmarshal(p.b[start-1:j+1], &s); err != nil {
+		return nil, errSyntax
+	}
+	d := []byte(s)
+	p.f.escaped = append(p.f.escaped, d)
+	return d, nil
+}
+
+// skip skips one value of any kind.
+func (p *parser) skip() error {
+	p.ws()
+	if p.i >= len(p.b) {
+		return errSyntax
+	}
+	switch c := p.b[p.i]; c {
+	case '"':
+		_, err := p.str()
+		return err
+	case '{', '[':
+		depth := 0
+		for p.i < len(p.b) {
+			switch p.b[p.i] {
+			case '"':
+				if _, err := p.str(); err != nil {
+					return err
+				}
+				continue
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					p.i++
+					return nil
+				}
+			}
+			p.i++
+		}
+		return errSyntax
+	default:
+		for p.i < len(p.b) {
+			switch p.b[p.i] {
+			case ',', '}', ']', ' ', '\t', '\n', '\r':
+				return nil
+			}
+			p.i++
+		}
+		return nil
+	}
+}
+
+// object reads the object at p.i, at depth d (its path in f.stack[:d]).
+func (p *parser) object(d int) error {
+	p.i++ // {
+	for {
+		p.ws()
+		if p.i >= len(p.b) {
+			return errSyntax
+		}
+		if p.b[p.i] == '}' {
+			p.i++
+			return nil
+		}
+		if p.b[p.i] == ',' {
+			p.i++
+			continue
+		}
+		if p.b[p.i] != '"' {
+			return errSyntax
+		}
+		key, err := p.str()
+		if err != nil {
+			return err
+		}
+		p.ws()
+		if p.i >= len(p.b) || p.b[p.i] != ':' {
+			return errSyntax
+		}
+		p.i++
+		p.ws()
+		if p.i >= len(p.b) {
+			return errSyntax
+		}
+		if err := p.value(d, key); err != nil {
+			return err
+		}
+	}
+}
+
+// value handles the value of key in the object at depth d.
+func (p *parser) value(d int, key []byte) error {
+	f := p.f
+	c := p.b[p.i]
+	if c == '{' {
+		if d < len(f.stack) {
+			if name := descend(f.stack[:d], key); name != "" {
+				f.stack[d] = name
+				return p.object(d + 1)
+			}
+		}
+		return p.skip()
+	}
+	dst, list, num := p.slot(d, key)
+	switch {
+	case c == '"' && dst != nil:
+		s, err := p.str()
+		if err != nil {
+			return err
+		}
+		*dst = s
+		return nil
+	case c == '[' && list != nil:
+		return p.strings(list)
+	case num != nil && (c == '-' || c >= '0' && c <= '9'):
+		start := p.i
+		if err := p.skip(); err != nil {
+			return err
+		}
+		n, err := strconv.ParseInt(string(p.b[start:p.i]), 10, 64)
+		if err == nil {
+			*num = n
+		}
+		return nil
+	}
+	return p.skip()
+}
+
+// strings reads an array, keeping its string elements.
+func (p *parser) strings(dst *[][]byte) error {
+	p.i++ // [
+	for {
+		p.ws()
+		if p.i >= len(p.b) {
+			return errSyntax
+		}
+		switch p.b[p.i] {
+		case ']':
+			p.i++
+			return nil
+		case ',':
+			p.i++
+			continue
+		case '"':
+			s, err := p.str()
+			if err != nil {
+				return err
+			}
+			*dst = append(*dst, s)
+		default:
+			if err := p.skip(); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// descend returns the name of the object at path+key if it holds wanted
+// fields ("" to skip it). The names are constants, so that the path costs
+// no allocation.
+func descend(path []string, key []byte) string {
+	switch len(path) {
+	case 0:
+		switch string(key) {
+		case "event":
+			return "event"
+		case "user":
+			return "user"
+		case "source":
+			return "source"
+		case "client":
+			return "client"
+		case "host":
+			return "host"
+		case "service":
+			return "service"
+		case "url":
+			return "url"
+		case "trailguard":
+			return "trailguard"
+		case "http":
+			return "http"
+		case "rule":
+			return "rule"
+		case "log":
+			return "log"
+		}
+	case 1:
+		switch {
+		case path[0] == "user" && string(key) == "target":
+			return "target"
+		case path[0] == "trailguard" && string(key) == "audit":
+			return "audit"
+		case path[0] == "trailguard" && string(key) == "attrs":
+			return "attrs"
+		case path[0] == "http" && string(key) == "response":
+			return "response"
+		}
+	case 2:
+		if path[0] == "trailguard" && path[1] == "audit" && string(key) == "after" {
+			return "after"
+		}
+	}
+	return ""
+}
+
+// slot returns where the value of path+key goes: a string, a list of
+// strings or a number; all nil to skip it.
+func (p *parser) slot(d int, key []byte) (*[]byte, *[][]byte, *int64) {
+	f := p.f
+	path := f.stack[:d]
+	k := string(key) // no allocation: used only in comparisons
+	switch len(path) {
+	case 0:
+		if k == "@timestamp" {
+			return &f.ts, nil, nil
+		}
+	case 1:
+		switch path[0] {
+		case "event":
+			switch k {
+			case "kind":
+				return &f.kind, nil, nil
+			case "action":
+				return &f.action, nil, nil
+			case "outcome":
+				return &f.outcome, nil, nil
+			case "id":
+				return &f.id, nil, nil
+			case "ingested":
+				return &f.ingested, nil, nil
+			case "dataset":
+				return &f.dataset, nil, nil
+			case "end":
+				return &f.evEnd, nil, nil
+			case "category":
+				return nil, &f.cats, nil
+			case "type":
+				return nil, &f.types, nil
+			}
+		case "user":
+			switch k {
+			case "name":
+				return &f.userName, nil, nil
+			case "id":
+				return &f.userID, nil, nil
+			case "roles":
+				return nil, &f.roles, nil
+			}
+		case "source":
+			if k == "ip" {
+				return &f.srcIP, nil, nil
+			}
+		case "client":
+			if k == "ip" {
+				return &f.cliIP, nil, nil
+			}
+		case "host":
+			if k == "name" {
+				return &f.host, nil, nil
+			}
+		case "service":
+			if k == "name" {
+				return &f.service, nil, nil
+			}
+		case "url":
+			if k == "path" {
+				return &f.path, nil, nil
+			}
+		case "rule":
+			if k == "name" {
+				return &f.ruleName, nil, nil
+			}
+			if k == "id" {
+				return &f.alertRule, nil, nil
+			}
+		case "log":
+			if k == "level" {
+				return &f.level, nil, nil
+			}
+		}
+	case 2:
+		switch {
+		case path[0] == "user" && path[1] == "target":
+			switch k {
+			case "name":
+				return &f.targetName, nil, nil
+			case "id":
+				return &f.targetID, nil, nil
+			}
+		case path[0] == "trailguard" && path[1] == "audit":
+			if k == "resource" {
+				return &f.resource, nil, nil
+			}
+		case path[0] == "trailguard" && path[1] == "attrs":
+			if k == "unrecorded" {
+				return nil, nil, &f.unrecorded
+			}
+		case path[0] == "http" && path[1] == "response":
+			if k == "status_code" {
+				return nil, nil, &f.status
+			}
+		}
+	case 3:
+		if k == "status" && path[0] == "trailguard" && path[1] == "audit" && path[2] == "after" {
+			return &f.afterStatus, nil, nil
+		}
+	}
+	return nil, nil, nil
+}

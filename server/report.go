@@ -1,0 +1,292 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/trailguard/trailguard/access"
+	"github.com/trailguard/trailguard/detect"
+	"github.com/trailguard/trailguard/event"
+	"github.com/trailguard/trailguard/httpaudit"
+	"github.com/trailguard/trailguard/ledger"
+	"github.com/trailguard/trailguard/report"
+	"github.com/trailguard/trailguard/retention"
+)
+
+// Version is the program's version, named in reports (set by main).
+var Version = "dev"
+
+func (s *Server) reportRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /v1/reports", s.requireRole(access.RoleRead, s.handleReport))
+}
+
+// reportSlot lets one report run at a time (others wait up to a minute):
+// a report reads the whole period, and two at once would only make both
+// slower and hold twice the memory.
+var reportSlot = make(chan struct{}, 1)
+
+// handleReport is GET /v1/reports: without standard, the standards and
+// formats on offer; with standard (pci-dss, soc2, hipaa), from and to
+// (RFC 3339 or a duration back from now; default the last 30 days) and
+// format (json, html or pdf), the report, signed with the collector's
+// key. Generating a report is a read of the audit trail and is recorded
+// as one.
+func (s *Server) handleReport(w http.ResponseWriter, r *http.Request) {
+	p, err := parseParams(r, "standard", "from", "to", "format")
+	if err != nil {
+		s.readError(w, err)
+		return
+	}
+	std := p.get("standard")
+	if std == "" {
+		writeJSON(w, http.StatusOK, map[string]any{"standards": report.Standards(), "formats": []string{"json", "html", "pdf"},
+			"parameters": "standard, from, to (RFC 3339 or a duration back from now; default 720h), format (default json)", "reports": []any{}})
+		return
+	}
+	if !validStandard(std) {
+		s.readError(w, badParam("standard", "want pci-dss, soc2 or hipaa, got %q", std))
+		return
+	}
+	format := p.get("format")
+	switch format {
+	case "":
+		format = "json"
+	case "json", "html", "pdf":
+	default:
+		s.readError(w, badParam("format", "want json, html or pdf, got %q", format))
+		return
+	}
+	now := time.Now()
+	from, to, err := p.timeRange(now)
+	if err != nil {
+		s.readError(w, err)
+		return
+	}
+	untilNow := to.IsZero() || to.After(now)
+	if untilNow {
+		to = now
+	}
+	if from.IsZero() {
+		from = to.Add(-30 * 24 * time.Hour)
+	}
+	if !from.Before(to) {
+		s.readError(w, badParam("from", "%s is not before to (%s)", from.Format(time.RFC3339Nano), to.Format(time.RFC3339Nano)))
+		return
+	}
+	wait := time.NewTimer(time.Minute)
+	defer wait.Stop()
+	select {
+	case reportSlot <- struct{}{}:
+		defer func() { <-reportSlot }()
+	case <-r.Context().Done():
+		return
+	case <-wait.C:
+		w.Header().Set("Retry-After", "30")
+		writeError(w, http.StatusServiceUnavailable, "other reports have been computing for a minute; retry later")
+		return
+	}
+	httpaudit.Audit(r.Context(), httpaudit.Op{Action: event.ActionSensitiveRead, Resource: "audit-trail",
+		Reason: fmt.Sprintf("report %s %s %s..%s", std, format, from.UTC().Format(time.RFC3339), to.UTC().Format(time.RFC3339))})
+	o := report.Options{Standard: std, From: from, To: to}
+	if untilNow {
+		o.To = time.Time{} // up to the checkpoint Report makes
+	}
+	out, sum, err := s.Report(r.Context(), o)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	body, ctype, err := render(out, sum, format)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", ctype)
+	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="trailguard-%s-%s-%s.%s"`, std,
+		from.UTC().Format("20060102T150405Z"), to.UTC().Format("20060102T150405Z"), format))
+	w.Header().Set("X-Trailguard-Report-Sha256", sum)
+	if format == "html" {
+		w.Header().Set("Content-Security-Policy", report.HTMLContentSecurityPolicy)
+	}
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Write(body)
+}
+
+func validStandard(s string) bool {
+	for _, st := range report.Standards() {
+		if st.ID == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Signed is a report in its three forms.
+type Signed struct {
+	Report *report.Report
+	// JSON is the signed JSON file; Sum the SHA-256 of the report's bytes.
+	JSON []byte
+	Sum  string
+}
+
+func render(sg *Signed, sum, format string) ([]byte, string, error) {
+	switch format {
+	case "html":
+		b, err := report.HTML(sg.Report, sum)
+		return b, "text/html; charset=utf-8", err
+	case "pdf":
+		b, err := report.PDF(sg.Report, sum)
+		return b, "application/pdf", err
+	}
+	return sg.JSON, "application/json", nil
+}
+
+// Report computes and signs a report over the collector's ledger. If the
+// period reaches the present, a checkpoint is made first so that the
+// report covers every record stored so far.
+func (s *Server) Report(ctx context.Context, o report.Options) (*Signed, string, error) {
+	now := time.Now()
+	if o.To.IsZero() || !o.To.Before(now) {
+		if _, err := s.ledger.Checkpoint(ctx); err != nil {
+			return nil, "", fmt.Errorf("server: report: checkpoint: %w", err)
+		}
+		o.To = time.Now()
+		o.Now = o.To
+	}
+	keys, err := ledger.LoadVerifiers(s.VerifierKeyPath)
+	if err != nil {
+		return nil, "", fmt.Errorf("server: report: %w", err)
+	}
+	signer, err := ledger.LoadSigner(s.SignerKeyPath)
+	if err != nil {
+		return nil, "", fmt.Errorf("server: report: %w", err)
+	}
+	if o.Now.IsZero() {
+		o.Now = time.Now()
+	}
+	o.Verifiers = keys
+	o.Generator = "trailguard " + Version
+	o.State = s.reportState(ctx, keys)
+	rep, err := report.Compute(ctx, s.ledger, o)
+	if err != nil {
+		return nil, "", err
+	}
+	file, sum, err := report.Sign(rep, signer)
+	if err != nil {
+		return nil, "", err
+	}
+	return &Signed{Report: rep, JSON: file, Sum: sum}, sum, nil
+}
+
+// reportState is what the running collector holds outside the ledger.
+func (s *Server) reportState(ctx context.Context, keys []note.Verifier) report.State {
+	var rules []*detect.Rule
+	var ruleErrs int
+	var notifiers []string
+	enabled := s.detect != nil
+	if d := s.detect; d != nil {
+		rules = d.runner.Engine.Rules()
+		ruleErrs = len(d.ruleErrs)
+	}
+	for _, n := range s.cfg.Notifiers {
+		notifiers = append(notifiers, cmpOr(n.Name, n.Type))
+	}
+	return buildState(ctx, s.cfg, s.ledger, s.tokens.List(), enabled, rules, ruleErrs, notifiers, keys)
+}
+
+// ReportState is what a collector configured by cfg holds outside the
+// ledger l, for reports made offline (`trailguard report`): its tokens,
+// retention, witnesses and the detection rules it loads.
+func ReportState(ctx context.Context, cfg Config, l *ledger.Ledger, keys []note.Verifier) (report.State, error) {
+	store, err := access.Open(filepath.Join(cfg.DataDir, "tokens.json"))
+	if err != nil {
+		return report.State{}, fmt.Errorf("server: %w", err)
+	}
+	var rules []*detect.Rule
+	ruleErrs := 0
+	c := cfg.Detection
+	if !c.Disabled {
+		rs := &detect.RuleSet{}
+		if !c.NoBuiltin {
+			rs = detect.Builtin()
+		}
+		dirs := c.Rules
+		if st, err := os.Stat(filepath.Join(cfg.DataDir, "rules")); err == nil && st.IsDir() {
+			dirs = append([]string{filepath.Join(cfg.DataDir, "rules")}, dirs...)
+		}
+		for _, dir := range dirs {
+			rs = rs.Merge(detect.LoadDir(dir))
+		}
+		eng, errs := detect.NewEngine(rs, detect.Options{MaxGroups: c.MaxGroups})
+		ruleErrs = len(rs.Errors) + len(errs)
+		if eng != nil {
+			rules = eng.Rules()
+		}
+	}
+	var notifiers []string
+	for _, n := range cfg.Notifiers {
+		notifiers = append(notifiers, cmpOr(n.Name, n.Type))
+	}
+	return buildState(ctx, cfg, l, store.List(), !c.Disabled, rules, ruleErrs, notifiers, keys), nil
+}
+
+func buildState(ctx context.Context, cfg Config, l *ledger.Ledger, tokens []access.Token, enabled bool, rules []*detect.Rule,
+	ruleErrs int, notifiers []string, keys []note.Verifier) report.State {
+	st := report.State{Tokens: []report.Token{}, Witnesses: []report.Witness{}}
+	if p, err := retention.Lookup(cfg.Retention); err == nil && cfg.Retention != "" {
+		st.Retention = report.RetentionInfo{Profile: p.Name, RetainDays: int(p.Retain / retention.Day), HotDays: int(p.Hot / retention.Day)}
+	}
+	st.Retention.LegalHold = cfg.LegalHold
+	for _, t := range tokens {
+		st.Tokens = append(st.Tokens, report.Token{Name: t.Name, Role: string(t.Role), Created: t.Created.UTC(), Revoked: t.Revoked})
+	}
+	st.Detection = report.Detection{Enabled: enabled, Rules: []report.Rule{}, RuleErrors: ruleErrs, Notifiers: notifiers}
+	silent := map[string]bool{}
+	for _, r := range rules {
+		if c := r.Correlation; c != nil && !c.Generate {
+			for _, ref := range c.Rules {
+				silent[ref] = true
+			}
+		}
+	}
+	for _, r := range rules {
+		if r.Correlation == nil && (silent[r.Name] || silent[r.ID]) {
+			continue // a building block of correlations: raises no alert of its own
+		}
+		st.Detection.Rules = append(st.Detection.Rules, report.Rule{ID: cmpOr(r.ID, r.Ref()), Title: r.Title, Level: r.Level,
+			Block: r.Response != nil && r.Response.Block != ""})
+	}
+	for _, o := range cfg.Outputs {
+		st.Outputs = append(st.Outputs, o.Name+" ("+o.Type+")")
+	}
+	for _, w := range cfg.Witness {
+		var wt ledger.Witness
+		if strings.HasPrefix(w, "http://") || strings.HasPrefix(w, "https://") {
+			wt = ledger.HTTPWitness(w, &http.Client{Timeout: 5 * time.Second})
+		} else {
+			wt = ledger.DirWitness(w)
+		}
+		st.Witnesses = append(st.Witnesses, report.WitnessState(ctx, l, w, wt, keys))
+	}
+	st.DataDirMode = modes(cfg.DataDir, filepath.Join(cfg.DataDir, "ledger"))
+	return st
+}
+
+func modes(paths ...string) string {
+	var out []string
+	for _, p := range paths {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return ""
+		}
+		out = append(out, fmt.Sprintf("%04o", fi.Mode().Perm()))
+	}
+	return strings.Join(out, " ")
+}

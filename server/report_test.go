@@ -1,0 +1,94 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/trailguard/trailguard/ledger"
+	"github.com/trailguard/trailguard/report"
+)
+
+// TestReportAPI: GET /v1/reports through a real collector: the standards
+// on offer, a signed JSON report that verifies and recomputes, HTML with
+// its CSP, PDF; the read role is needed; each report is a recorded read.
+func TestReportAPI(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, t.TempDir(), nil)
+	body := strings.Repeat(ev("authn_login_fail", "failure", "alice", "203.0.113.7", 0)+"\n", 12)
+	if code, b := ts.do(t, "POST", "/v1/events", ts.ingest, strings.NewReader(body)); code != 200 {
+		t.Fatalf("ingest: %d %s", code, b)
+	}
+	code, b := ts.do(t, "GET", "/v1/reports", ts.read, nil)
+	if code != 200 || !strings.Contains(string(b), `"pci-dss"`) {
+		t.Fatalf("probe: %d %s", code, b)
+	}
+	if code, _ := ts.do(t, "GET", "/v1/reports?standard=pci-dss", ts.ingest, nil); code != http.StatusForbidden {
+		t.Fatalf("ingest token: %d", code)
+	}
+	for q, want := range map[string]string{"standard=pcidss": "standard", "standard=soc2&format=doc": "format", "standard=soc2&from=tomorrow": "from"} {
+		code, b := ts.do(t, "GET", "/v1/reports?"+q, ts.read, nil)
+		var e struct{ Parameter string }
+		json.Unmarshal(b, &e)
+		if code != 400 || e.Parameter != want {
+			t.Errorf("%s: %d %s", q, code, b)
+		}
+	}
+	code, file := ts.do(t, "GET", "/v1/reports?standard=pci-dss&from=1h", ts.read, nil)
+	if code != 200 {
+		t.Fatalf("report: %d %s", code, file)
+	}
+	keys, err := ledger.LoadVerifiers(ts.VerifierKeyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, sum, err := report.Open(file, keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Everything stored before the request is covered: the collector
+	// made a checkpoint first.
+	if rep.Figures.AuthFailures.Total != 12 || rep.Checkpoint.TreeSize < 12 {
+		t.Fatalf("figures: failed logins %d, tree size %d, reads %d", rep.Figures.AuthFailures.Total, rep.Checkpoint.TreeSize, rep.Figures.Reads.Total)
+	}
+	rc, err := report.Recompute(context.Background(), ts.ledger, rep, keys)
+	if err != nil || !rc.CheckpointOK || len(rc.Differences) != 0 {
+		t.Fatalf("recompute: %v %+v", err, rc)
+	}
+	req, _ := http.NewRequest("GET", ts.url+"/v1/reports?standard=soc2&format=html&from=1h", nil)
+	req.Header.Set("Authorization", "Bearer "+ts.read)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Security-Policy") != report.HTMLContentSecurityPolicy ||
+		!strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") || resp.Header.Get("X-Trailguard-Report-Sha256") == "" {
+		t.Fatalf("html: %d %v", resp.StatusCode, resp.Header)
+	}
+	code, pdf := ts.do(t, "GET", "/v1/reports?standard=hipaa&format=pdf&from=1h", ts.read, nil)
+	if code != 200 || !strings.HasPrefix(string(pdf), "%PDF-") {
+		t.Fatalf("pdf: %d", code)
+	}
+	// Later reports count the earlier ones as reads of the trail (their
+	// audit events are written asynchronously: ask until they are in).
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, file2 := ts.do(t, "GET", "/v1/reports?standard=pci-dss&from=1h", ts.read, nil)
+		rep2, _, err := report.Open(file2, keys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep2.Figures.Reads.Total >= rep.Figures.Reads.Total+3 && rep2.Figures.Reads.ByReader[0].Value == "analyst" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("reads %d after %d and three more reports", rep2.Figures.Reads.Total, rep.Figures.Reads.Total)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	_ = sum
+}
