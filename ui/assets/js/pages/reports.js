@@ -71,7 +71,8 @@ export async function render(ctx) {
       const parts = [h("p", {}, dl)];
       if (fmtSel.value === "json") {
         try {
-          parts.push(summaryView(JSON.parse(await blob.text())));
+          const doc = JSON.parse(await blob.text());
+          parts.push(summaryView(doc.report || doc)); // the signed file: {sha256, signature, report}
         } catch (e) {
           parts.push(errorBox(e));
         }
