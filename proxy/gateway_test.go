@@ -22,6 +22,7 @@ import (
 
 	"github.com/trailguard/trailguard/access"
 	"github.com/trailguard/trailguard/event"
+	"github.com/trailguard/trailguard/internal/testenv"
 	"github.com/trailguard/trailguard/ledger"
 	"github.com/trailguard/trailguard/server"
 )
@@ -128,12 +129,10 @@ func TestCollectorModeSpoolsWhileDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := cln.Addr().String()
-	cln.Close() // down for now
+	// The collector's port is the test's throughout (listening again on a
+	// port just closed races with other processes); down for now.
+	port := testenv.NewPort(t)
+	addr := port.Addr()
 
 	gdir := t.TempDir()
 	g, gw, stop := serveGateway(t, Config{DataDir: gdir, Routes: []Route{{Upstream: up.URL}},
@@ -162,10 +161,7 @@ func TestCollectorModeSpoolsWhileDown(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	// The collector comes up: everything spooled arrives.
-	cln, err = net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cln := port.Listen()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- col.Serve(ctx, cln) }()
@@ -282,7 +278,8 @@ func TestCollectorDecisionStream(t *testing.T) {
 	}
 	_, ingest, _ := col.Tokens().Create("gw", access.RoleIngest)
 	_, bouncer, _ := col.Tokens().Create("gw-bouncer", access.RoleBouncer)
-	cln, _ := net.Listen("tcp", "127.0.0.1:0")
+	port := testenv.NewPort(t) // the collector goes down and comes back on it
+	cln := port.Listen()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- col.Serve(ctx, cln) }()
@@ -316,7 +313,17 @@ func TestCollectorDecisionStream(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond) // a few failed polls
+	// Once a poll has failed, the gateway records the fail-open alert in
+	// its trail: from then on it works without the collector.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		b, _ := os.ReadFile(trail + "/trail.jsonl")
+		if bytes.Contains(b, []byte(`"action":"`+ActionMonitorDisabled+`"`)) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no fail-open alert in the gateway's trail 10 s after the collector went down")
+		}
+	}
 	if get(t, gw+"/login", "X-Forwarded-For", "198.51.100.23").StatusCode != 403 ||
 		get(t, gw+"/login", "X-Forwarded-For", "198.51.100.25").StatusCode != 401 {
 		t.Fatal("with the collector down the gateway must keep its decisions and keep serving")
@@ -327,10 +334,7 @@ func TestCollectorDecisionStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cln2, err := net.Listen("tcp", cln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
+	cln2 := port.Listen()
 	ctx2, cancel2 := context.WithCancel(context.Background())
 	done2 := make(chan error, 1)
 	go func() { done2 <- col2.Serve(ctx2, cln2) }()

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -202,7 +203,21 @@ func TestResendAfterRestartNotStoredTwice(t *testing.T) {
 	if status, _, body := p.do(t, "POST", "/_bulk", p.ingest, strings.NewReader(bulk.String())); status != 200 {
 		t.Fatalf("%d %s", status, body)
 	}
-	time.Sleep(400 * time.Millisecond) // a checkpoint covers them (--checkpoint-interval 200ms)
+	// A checkpoint covers them (--checkpoint-interval 200ms).
+	want := uint64(p.metric(t, "trailguard_ledger_records"))
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		_, _, cp := p.do(t, "GET", "/v1/checkpoint", p.read, nil)
+		var size uint64
+		if lines := strings.Split(string(cp), "\n"); len(lines) > 1 {
+			size, _ = strconv.ParseUint(lines[1], 10, 64)
+		}
+		if size >= want {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no checkpoint covers %d records in 10 s: %s", want, cp)
+		}
+	}
 	p.cmd.Process.Kill()
 	<-p.exited
 

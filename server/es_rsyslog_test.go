@@ -38,12 +38,11 @@ func TestRsyslogOmelasticsearch(t *testing.T) {
 	// rsyslog starts first, so that its first bulk request fails, its action
 	// is suspended, and it resumes through its health check, GET
 	// /_cat/health with the credentials, as after any collector outage.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	// The collector's port is the test's throughout, cutting connections
+	// until the collector serves on it (listening again on a port just
+	// closed races with other processes).
+	held := testenv.NewPort(t)
+	addr := held.Addr()
 	_, port, _ := net.SplitHostPort(addr)
 	dataDir := t.TempDir()
 	ingestToken, err := preCreateToken(filepath.Join(dataDir, "tokens.json"), "rsyslog-shipper", access.RoleIngest)
@@ -115,7 +114,7 @@ ruleset(name="ship") {
 		b, _ := os.ReadFile(internalLog)
 		return strings.Contains(string(b)+out.String(), "suspend")
 	})
-	ts := startServer(t, dataDir, func(c *Config) { c.Listen = addr })
+	ts := startServerOn(t, dataDir, held.Listen(), nil, nil)
 	waitFor(t, 30*time.Second, "rsyslogd to resume through GET /_cat/health", func() bool {
 		for _, e := range auditEvents(t, ts) {
 			if e.Path == "/_cat/health" && e.StatusCode == 200 && e.UserName == "rsyslog-shipper" {

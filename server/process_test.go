@@ -67,6 +67,7 @@ type proc struct {
 	out                 bytes.Buffer // stdout and stderr
 	exited              chan struct{}
 	exitCode            int
+	outDone             chan struct{} // closed when all output is in out
 }
 
 // startProc creates tokens in dir and starts `trailguard serve` on it with
@@ -74,7 +75,7 @@ type proc struct {
 func startProc(t *testing.T, dir string, flags ...string) *proc {
 	t.Helper()
 	bin := trailguardBinary(t)
-	p := &proc{dir: dir, exited: make(chan struct{})}
+	p := &proc{dir: dir, exited: make(chan struct{}), outDone: make(chan struct{})}
 	store, err := access.Open(filepath.Join(dir, "tokens.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -103,6 +104,7 @@ func startProc(t *testing.T, dir string, flags ...string) *proc {
 	}
 	addr := make(chan string, 1)
 	go func() {
+		defer close(p.outDone)
 		sc := bufio.NewScanner(pr)
 		sc.Buffer(nil, 1<<20)
 		for sc.Scan() {
@@ -162,8 +164,7 @@ func (p *proc) stop(t *testing.T, limit time.Duration) (int, time.Duration) {
 		<-p.exited
 		t.Fatalf("serve did not exit within %v of SIGTERM:\n%s", limit, p.output())
 	}
-	// The output reader may still hold the last lines.
-	time.Sleep(20 * time.Millisecond)
+	<-p.outDone // the last lines are read
 	return p.exitCode, time.Since(start)
 }
 

@@ -43,6 +43,13 @@ func startServer(t *testing.T, dir string, mod func(*Config)) *testServer {
 // it serves (internal knobs such as chunkEvents).
 func startServerWith(t *testing.T, dir string, mod func(*Config), tweak func(*Server)) *testServer {
 	t.Helper()
+	return startServerOn(t, dir, nil, mod, tweak)
+}
+
+// startServerOn is startServerWith serving on ln (a testenv.Port's, for a
+// test whose collector is down first), or on a new port if ln is nil.
+func startServerOn(t *testing.T, dir string, ln net.Listener, mod func(*Config), tweak func(*Server)) *testServer {
+	t.Helper()
 	cfg := Defaults()
 	cfg.DataDir = dir
 	cfg.Origin = "test.example/trailguard"
@@ -57,13 +64,10 @@ func startServerWith(t *testing.T, dir string, mod func(*Config), tweak func(*Se
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := "127.0.0.1:0"
-	if cfg.Listen != Defaults().Listen { // a test that needs a known port
-		addr = cfg.Listen
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
+	if ln == nil {
+		if ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if tweak != nil {
 		tweak(srv)

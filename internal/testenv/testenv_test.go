@@ -1,9 +1,13 @@
 package testenv
 
 import (
+	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 func TestFindPrefersToolsDir(t *testing.T) {
@@ -29,5 +33,34 @@ func TestSeedFromEnvironment(t *testing.T) {
 	t.Setenv("TRAILGUARD_SEED", "")
 	if a, b := Seed(t), Seed(t); a == b {
 		t.Fatalf("two fresh seeds are both %d", a)
+	}
+}
+
+func TestPortDownUpDownUp(t *testing.T) {
+	p := NewPort(t)
+	get := func() (string, error) {
+		c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
+		resp, err := c.Get("http://" + p.Addr() + "/")
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return string(b), err
+	}
+	if _, err := get(); err == nil {
+		t.Fatal("a request succeeded with nobody listening")
+	}
+	for round := range 2 {
+		ln := p.Listen()
+		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, round) })}
+		go srv.Serve(ln)
+		if got, err := get(); err != nil || got != fmt.Sprint(round) {
+			t.Fatalf("round %d: %q, %v", round, got, err)
+		}
+		srv.Close() // closes ln; the port stays ours, refusing
+		if _, err := get(); err == nil {
+			t.Fatalf("round %d: a request succeeded after the server closed", round)
+		}
 	}
 }
