@@ -16,6 +16,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -767,4 +768,78 @@ func TestDiscard(t *testing.T) {
 		t.Fatalf("access events %+v, want only /b's", access)
 	}
 	Discard(context.Background()) // outside the middleware: no effect, no panic
+}
+
+// brokenSink fails every write while broken is set (a full disk).
+type brokenSink struct {
+	broken atomic.Bool
+	n      atomic.Int64
+}
+
+func (b *brokenSink) Write(_ context.Context, recs [][]byte) error {
+	if b.broken.Load() {
+		return errors.New("no space left on device")
+	}
+	b.n.Add(int64(len(recs)))
+	return nil
+}
+
+func (b *brokenSink) Close() error { return nil }
+
+// TestFailingSinkDoesNotHang: while the sink fails for good, requests that
+// record events (errors, auth failures) must still finish: once the queue
+// is full, further events are counted lost instead of waiting for an
+// outage to end; a fail-closed Audit learns at once; when the sink
+// recovers, the queued events are written.
+func TestFailingSinkDoesNotHang(t *testing.T) {
+	sk := &brokenSink{}
+	sk.broken.Store(true)
+	l, err := New(Config{Sink: sk, QueueSize: 8, ErrorLog: newDiscardSlog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	h := l.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		Auth(r.Context(), Attempt{Reason: "bad token"})
+		w.WriteHeader(401)
+	}))
+	done := make(chan struct{})
+	go func() {
+		for range 200 {
+			h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil))
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("requests hang while the audit sink fails")
+	}
+	st := l.Stats()
+	if !st.Failing || st.Lost == 0 {
+		t.Fatalf("stats %+v: want Failing and events counted lost", st)
+	}
+	fc, err := New(Config{Sink: &brokenSink{}, FailClosed: true, ErrorLog: newDiscardSlog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fc.Close()
+	fc.failing.Store(true) // as after a failed write
+	var auditErr error
+	fh := fc.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		auditErr = Audit(r.Context(), Op{Action: event.ActionSensitiveRead, Resource: "trail"})
+	}))
+	start := time.Now()
+	fh.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil))
+	if auditErr == nil || time.Since(start) > time.Second {
+		t.Fatalf("fail-closed Audit while failing: %v after %v", auditErr, time.Since(start))
+	}
+	sk.broken.Store(false)
+	deadline := time.Now().Add(10 * time.Second)
+	for l.Stats().Failing || sk.n.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the sink recovered but the logger did not: %+v", l.Stats())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

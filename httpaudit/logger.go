@@ -93,8 +93,13 @@ type Stats struct {
 	Written  uint64 // events the sink acknowledged
 	Dropped  uint64 // access events dropped because the queue was full
 	Failed   uint64 // sink writes that returned an error (each retried)
-	Lost     uint64 // events that could not be written before Close
+	Lost     uint64 // events that could not be written before Close, or found the queue full while the sink failed
 	Queued   int    // events waiting now
+	// Failing is true while the sink's last write failed (the batch is
+	// being retried): events are accepted but not persisted. Servers that
+	// must not act unrecorded (a read of audit data) refuse while it is
+	// set.
+	Failing bool
 }
 
 // ErrClosed is returned by Auth, Audit and Log after Close.
@@ -114,6 +119,11 @@ type Logger struct {
 	lostErr error
 
 	enqueued, written, dropped, failed, lost atomic.Uint64
+	failing                                  atomic.Bool
+	// failSig is closed when the sink starts failing, waking senders that
+	// wait for queue room (it may never come); a new one is installed
+	// when the sink recovers.
+	failSig atomic.Pointer[chan struct{}]
 }
 
 // item is one queued event: ready-made (ev), or the state of a served
@@ -173,6 +183,8 @@ func New(cfg Config) (*Logger, error) {
 		done:    make(chan struct{}),
 	}
 	l.pool.New = func() any { return new(event.Event) }
+	sig := make(chan struct{})
+	l.failSig.Store(&sig)
 	go l.run()
 	return l, nil
 }
@@ -186,6 +198,7 @@ func (l *Logger) Stats() Stats {
 		Failed:   l.failed.Load(),
 		Lost:     l.lost.Load(),
 		Queued:   len(l.queue),
+		Failing:  l.failing.Load(),
 	}
 }
 
@@ -244,6 +257,10 @@ func (l *Logger) enqueueItem(ctx context.Context, it item, wait bool) error {
 		l.mu.RUnlock()
 		return ErrClosed
 	}
+	failSig := *l.failSig.Load()
+	if l.failing.Load() {
+		return l.enqueueFailing(it, wait)
+	}
 	var timeout <-chan time.Time
 	if wait {
 		t := time.NewTimer(l.cfg.WriteTimeout)
@@ -253,6 +270,8 @@ func (l *Logger) enqueueItem(ctx context.Context, it item, wait bool) error {
 	select {
 	case l.queue <- it:
 		l.enqueued.Add(1)
+	case <-failSig:
+		return l.enqueueFailing(it, wait)
 	case <-ctx.Done():
 		l.mu.RUnlock()
 		return fmt.Errorf("httpaudit: event not queued: %w", ctx.Err())
@@ -272,6 +291,31 @@ func (l *Logger) enqueueItem(ctx context.Context, it item, wait bool) error {
 	case <-timeout:
 		return fmt.Errorf("httpaudit: event not persisted within %v", l.cfg.WriteTimeout)
 	}
+}
+
+// enqueueFailing queues it without waiting while the sink fails; it is
+// called with l.mu read-locked and unlocks it.
+func (l *Logger) enqueueFailing(it item, wait bool) error {
+	// The sink is failing and its batch is being retried: waiting for room
+	// could last as long as the outage (a full disk) and hang every
+	// request that records something. Queue if there is room, else count
+	// the event lost; a fail-closed caller learns at once.
+	select {
+	case l.queue <- it:
+		l.enqueued.Add(1)
+	default:
+		n := l.lost.Add(1)
+		l.mu.RUnlock()
+		if n&(n-1) == 0 { // log at powers of two
+			l.cfg.ErrorLog.Error("httpaudit: sink failing and queue full, events lost", "lost_total", n)
+		}
+		return errors.New("httpaudit: audit sink failing and queue full: event not recorded")
+	}
+	l.mu.RUnlock()
+	if wait {
+		return errors.New("httpaudit: audit sink failing: event queued but not persisted")
+	}
+	return nil
 }
 
 // Log records a custom event. The event is scrubbed of nothing: build it
@@ -358,11 +402,18 @@ func (l *Logger) write(batch []item, records [][]byte) {
 	for {
 		err := l.cfg.Sink.Write(context.Background(), records)
 		if err == nil {
+			if l.failing.CompareAndSwap(true, false) {
+				sig := make(chan struct{})
+				l.failSig.Store(&sig)
+			}
 			l.written.Add(uint64(len(batch)))
 			if !notified {
 				notify(batch, nil)
 			}
 			return
+		}
+		if l.failing.CompareAndSwap(false, true) {
+			close(*l.failSig.Load())
 		}
 		l.failed.Add(1)
 		l.cfg.ErrorLog.Error("httpaudit: sink write failed, retrying", "events", len(batch), "err", err)

@@ -56,11 +56,36 @@ func (s *Server) requireRole(need access.Role, h http.HandlerFunc) http.HandlerF
 		if mark != nil {
 			mark.setAuthorized()
 		}
+		// Reads of audit data and administration are recorded in the trail
+		// before they are answered (PCI DSS 10.2.1.2, 10.2.1.3): when the
+		// trail cannot take the event (disk full, storage failed), they
+		// fail fast rather than wait for a write that will not happen or
+		// happen unrecorded. Metrics stay readable: they are how operators
+		// see the outage.
+		if need != access.RoleIngest && r.URL.Path != "/metrics" {
+			if why := s.auditUnavailable(); why != "" {
+				w.Header().Set("Retry-After", "30")
+				writeError(w, http.StatusServiceUnavailable, why+"; retry later")
+				return
+			}
+		}
 		h(w, r.WithContext(context.WithValue(r.Context(), tokenKey{}, tok)))
 	}
 }
 
 var errNoToken = errors.New("no API token")
+
+// auditUnavailable says why the collector's own trail cannot record an
+// event now, or "" when it can.
+func (s *Server) auditUnavailable() string {
+	switch {
+	case s.space.belowReserve():
+		return "the audit trail cannot record this request: the collector's disk is full (or below its disk_reserve)"
+	case s.audit.Stats().Failing:
+		return "the audit trail cannot record this request: the collector's storage is failing"
+	}
+	return ""
+}
 
 // refuseToken answers a request whose token is missing or invalid: 401,
 // or 429 once its address has failed too often.

@@ -84,6 +84,12 @@ type Config struct {
 	// that nobody without a token can fill the disk.
 	RefusedAuditPerMinute      int `yaml:"refused_audit_per_minute"`
 	RefusedAuditTotalPerMinute int `yaml:"refused_audit_total_per_minute"`
+	// DiskReserve is free space, in bytes, on the data directory's file
+	// system that ingest never takes: below it, appends are refused (507
+	// with Retry-After) so that the ledger's checkpoints and its final
+	// shutdown checkpoint always have room; below twice it, the index
+	// stops growing (it is a cache of the ledger) until space returns.
+	DiskReserve int64 `yaml:"disk_reserve"`
 	// CheckpointInterval bounds how long a record waits for a signed
 	// checkpoint.
 	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
@@ -167,6 +173,7 @@ func Defaults() Config {
 		MaxIngestRequests:          16,
 		RefusedAuditPerMinute:      20,
 		RefusedAuditTotalPerMinute: 1000,
+		DiskReserve:                64 << 20,
 		CheckpointInterval:         time.Second,
 		LedgerSegmentBytes:         64 << 20,
 		AuthFailBurst:              10,
@@ -287,6 +294,9 @@ func (c *Config) validate() error {
 	}
 	if c.RefusedAuditPerMinute < 0 || c.RefusedAuditTotalPerMinute < 0 {
 		errs = append(errs, errors.New("refused_audit_per_minute and refused_audit_total_per_minute cannot be negative"))
+	}
+	if c.DiskReserve < 0 {
+		errs = append(errs, fmt.Errorf("disk_reserve %d cannot be negative", c.DiskReserve))
 	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("shutdown_timeout %v: want a positive duration", c.ShutdownTimeout))

@@ -52,6 +52,7 @@ var settingsHelp = []settingHelp{
 	{key: "max_ingest_per_token", arg: "N", help: "Ingest requests one token may have in progress (429 with Retry-After beyond)."},
 	{key: "max_ingest_requests", arg: "N", help: "Ingest requests in progress for all tokens together (503 with Retry-After beyond); bounds memory."},
 	{key: "refused_audit_per_minute", arg: "N", help: "Requests without a valid token recorded per client address and minute; the rest are counted and summarised."},
+	{key: "disk_reserve", arg: "BYTES", help: "Free space ingest never takes (507 below it) so checkpoints always have room; the index pauses below twice it."},
 	{key: "refused_audit_total_per_minute", arg: "N", help: "Requests without a valid token recorded per minute from all addresses together."},
 	{key: "checkpoint_interval", arg: "DURATION", help: "Longest time a stored record waits for a signed checkpoint (at most 1m)."},
 	{key: "ledger_segment_bytes", arg: "BYTES", help: "Size at which a ledger segment file is closed and the next begun; retention deletes whole segments (at least 65536)."},

@@ -314,20 +314,29 @@ type storeFailure struct {
 	retryAfter int // seconds, 0 for none
 }
 
-// classifyStoreError maps a ledger error to what the client can rely on.
-// Only errors that guarantee nothing was written are "not stored"; any
-// other failure of a write in progress may have left the records durable,
-// and the client is told the outcome is unknown (resending is safe for
-// events with event.id: duplicates are dropped).
+// classifyStoreError maps a ledger error to what the client can rely on
+// (ledger.Append says which errors guarantee what). The message never
+// carries the ledger's own text, which names server paths.
 func classifyStoreError(err error) storeFailure {
 	switch {
+	case errors.Is(err, ledger.ErrNoSpace):
+		return storeFailure{http.StatusInsufficientStorage, "not_stored",
+			"the collector's disk is full (or below its disk_reserve); events not stored: send them again later, the collector resumes by itself when space is freed", 30}
+	case errors.Is(err, ledger.ErrUnknownOutcome):
+		return storeFailure{http.StatusInternalServerError, "unknown",
+			"writing the events failed and they may or may not be stored: send them again; events with event.id that were stored are dropped as duplicates", 5}
+	case errors.Is(err, ledger.ErrFailed):
+		return storeFailure{http.StatusServiceUnavailable, "not_stored",
+			"the collector's storage failed after an I/O error and needs its operator (a restart); events not stored: send them again later", 60}
 	case errors.Is(err, ledger.ErrClosed):
 		return storeFailure{http.StatusServiceUnavailable, "not_stored", "the collector is shutting down; events not stored, send them again", 5}
+	case errors.Is(err, ledger.ErrTooLarge):
+		return storeFailure{http.StatusRequestEntityTooLarge, "not_stored", "an event is larger than the ledger's record limit; events not stored", 0}
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return storeFailure{http.StatusServiceUnavailable, "not_stored", "the request ended before its events were queued for storage; events not stored, send them again", 1}
 	}
 	return storeFailure{http.StatusInternalServerError, "unknown",
-		"storing the events failed and they may or may not be stored; send them again: events with event.id that were stored are dropped as duplicates", 5}
+		"storing the events failed and they may or may not be stored: send them again; events with event.id that were stored are dropped as duplicates", 5}
 }
 
 // appendChunk stores a chunk's records, except those whose event.id was

@@ -15,6 +15,13 @@ type metrics struct {
 
 func newMetrics() *metrics { return &metrics{} }
 
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	m := s.metrics
 	st := s.audit.Stats()
@@ -40,6 +47,12 @@ func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	p("trailguard_index_lag_records", "gauge", "Records appended but not yet indexed.", size-min(size, indexed))
 	p("trailguard_self_audit_queue_depth", "gauge", "Collector's own audit events waiting to be written.", st.Queued)
 	p("trailguard_self_audit_dropped_total", "counter", "Collector's own access events dropped under overload.", st.Dropped)
+	p("trailguard_self_audit_lost_total", "counter", "Collector's own events lost because its trail could not be written (disk full) and the queue was full.", st.Lost)
+	p("trailguard_self_audit_failing", "gauge", "1 while the collector cannot write its own audit events (reads of audit data answer 503).", b2i(st.Failing))
+	p("trailguard_disk_free_bytes", "gauge", "Free bytes on the data directory's file system (-1: unknown).", s.space.freeBytes())
+	p("trailguard_disk_reserve_bytes", "gauge", "disk_reserve: free space ingest never takes.", s.cfg.DiskReserve)
+	p("trailguard_index_failures_total", "counter", "Times the indexer stopped on an error and was restarted.", s.indexFailures.Load())
+	p("trailguard_index_paused", "gauge", "1 while the index holds back for lack of space (free below twice disk_reserve).", b2i(s.space.indexPaused.Load()))
 	s.forwardMetrics(w)
 	s.detectionMetrics(w)
 	s.uiMetrics(w)

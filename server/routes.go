@@ -1,6 +1,7 @@
 package server
 
 import (
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -41,15 +42,39 @@ func (s *Server) routes() http.Handler {
 	return s.uiEntry(mux)
 }
 
-// handleReady answers 200 once the index has caught up to within a
-// second's worth of the ledger, 503 before.
+// handleReady answers 200 when the collector can take and serve events,
+// 503 with the reasons otherwise: the disk is full (ingest answers 507),
+// the ledger failed, the collector's own trail cannot be written (reads
+// answer 503), or the index is more than 100,000 records behind. It
+// recovers by itself when the cause goes away. Reasons name settings, not
+// server paths.
 func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 	size, indexed := s.ledger.Size(), s.index.Indexed()
+	var reasons []string
+	free := s.space.freeBytes()
+	if free >= 0 && free < s.cfg.DiskReserve {
+		reasons = append(reasons, fmt.Sprintf("disk full: %d MiB free on the data directory's file system, below disk_reserve (%d MiB): ingest answers 507 until space is freed",
+			free>>20, s.cfg.DiskReserve>>20))
+	}
+	if st := s.audit.Stats(); st.Failing {
+		reasons = append(reasons, "the collector cannot write its own audit events: reads of audit data answer 503")
+	}
+	if s.space.indexPaused.Load() {
+		reasons = append(reasons, fmt.Sprintf("index paused: free space below twice disk_reserve (%d MiB); searches miss the newest events", 2*s.cfg.DiskReserve>>20))
+	}
 	if size-min(size, indexed) > 100000 {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"ready": false, "ledger": size, "indexed": indexed})
+		reasons = append(reasons, fmt.Sprintf("index %d records behind the ledger", size-min(size, indexed)))
+	}
+	out := map[string]any{"ready": len(reasons) == 0, "ledger": size, "indexed": indexed}
+	if free >= 0 {
+		out["disk_free_bytes"] = free
+	}
+	if len(reasons) > 0 {
+		out["reasons"] = reasons
+		writeJSON(w, http.StatusServiceUnavailable, out)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"ready": true, "ledger": size, "indexed": indexed})
+	writeJSON(w, http.StatusOK, out)
 }
 
 // handleCheckpoint is GET /v1/checkpoint: the latest signed checkpoint, as

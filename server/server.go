@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/trailguard/trailguard/access"
@@ -45,6 +46,7 @@ type Server struct {
 	sampler *sampler
 	slots   *ingestSlots
 	recent  *recentIDs
+	space   *spaceMonitor
 	metrics *metrics
 	forward *forward.Manager
 	// chunkEvents is the most events appended at once (chunkEvents,
@@ -57,12 +59,13 @@ type Server struct {
 	// Paths of the keys, for operators.
 	SignerKeyPath, VerifierKeyPath string
 
-	indexCancel context.CancelFunc
-	indexDone   chan error
-	sampleStop  chan struct{}
-	sampleDone  chan struct{}
-	closeOnce   sync.Once
-	closeErr    error
+	indexCancel   context.CancelFunc
+	indexDone     chan error
+	indexFailures atomic.Uint64
+	sampleStop    chan struct{}
+	sampleDone    chan struct{}
+	closeOnce     sync.Once
+	closeErr      error
 }
 
 // ErrFinalCheckpoint marks a shutdown that did not write the ledger's
@@ -91,7 +94,8 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
-	s := &Server{cfg: cfg, log: log, metrics: newMetrics(), recent: newRecentIDs(cfg.DedupWindow), chunkEvents: chunkEvents}
+	s := &Server{cfg: cfg, log: log, metrics: newMetrics(), recent: newRecentIDs(cfg.DedupWindow), chunkEvents: chunkEvents,
+		space: &spaceMonitor{dir: cfg.DataDir, reserve: cfg.DiskReserve}}
 	if cfg.Origin == "" {
 		host, _ := os.Hostname()
 		s.cfg.Origin = "trailguard/" + host
@@ -137,6 +141,11 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		// A prepared record is the line plus a few fields the collector
 		// adds; scrubbing never makes it longer than twice the line.
 		MaxRecordSize: 2*cfg.MaxLineBytes + 64<<10,
+		// The reserve keeps room for checkpoints; Close must leave the
+		// process time to exit within shutdown_timeout (Serve gives the
+		// first half to requests in flight).
+		Reserve:      cfg.DiskReserve,
+		CloseTimeout: max(cfg.ShutdownTimeout/2-time.Second, time.Second),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
@@ -177,7 +186,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.indexCancel = cancel
 	s.indexDone = make(chan error, 1)
-	go func() { s.indexDone <- s.index.Run(ctx, s.ledger) }()
+	go func() { s.indexDone <- s.runIndex(ctx) }()
 	s.startForward()
 	if err := s.startDetection(); err != nil {
 		s.Close()
@@ -368,12 +377,34 @@ func (s *Server) Close() error {
 			errIdx = nil
 		}
 		errLedger := s.ledger.Close()
-		if errLedger != nil {
+		if errors.Is(errLedger, ledger.ErrNoFinalCheckpoint) {
 			errLedger = fmt.Errorf("server: %w: %w", ErrFinalCheckpoint, errLedger)
 		}
 		s.closeErr = errors.Join(errFwd, errDetect, errAudit, errIdx, s.index.Close(), errLedger)
 	})
 	return s.closeErr
+}
+
+// runIndex keeps the indexer following the ledger until ctx ends. A
+// failure of the index (its disk full, say) stops one Run; the next
+// starts from what was committed after a pause, so the collector recovers
+// by itself when the cause goes away.
+func (s *Server) runIndex(ctx context.Context) error {
+	backoff := time.Second
+	for {
+		err := s.index.Run(ctx, gatedSource{s.ledger, s.space})
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		s.indexFailures.Add(1)
+		s.log.Error("index: stopped, restarting", "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
 }
 
 // logSystem records a lifecycle event of the collector itself (PCI DSS

@@ -1,0 +1,82 @@
+package server
+
+import (
+	"context"
+	"iter"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/trailguard/trailguard/ledger"
+)
+
+// spaceMonitor watches the free space of the data directory's file
+// system, which the ledger (the trail), the index (a cache of it) and the
+// collector's own audit events share. The ledger refuses appends below
+// disk_reserve (ledger.Options.Reserve), keeping that much for its
+// checkpoints and final shutdown checkpoint; the indexer holds back below
+// twice that, so that a cache never takes the space the trail needs.
+type spaceMonitor struct {
+	dir     string
+	reserve int64
+
+	mu   sync.Mutex
+	at   time.Time
+	free int64
+
+	indexPaused atomic.Bool
+}
+
+// free returns the bytes available on the data directory's file system,
+// at most 100 ms old, or -1 when the platform cannot tell.
+func (m *spaceMonitor) freeBytes() int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if time.Since(m.at) > 100*time.Millisecond {
+		m.free, m.at = freeBytes(m.dir), time.Now()
+	}
+	return m.free
+}
+
+// belowReserve reports whether the ledger refuses appends for lack of
+// space (disk full, or free space under disk_reserve).
+func (m *spaceMonitor) belowReserve() bool {
+	f := m.freeBytes()
+	return f >= 0 && f < m.reserve
+}
+
+// indexMayWrite reports whether the indexer may take more space.
+func (m *spaceMonitor) indexMayWrite() bool {
+	f := m.freeBytes()
+	return f < 0 || f >= 2*m.reserve
+}
+
+// gatedSource is the ledger as the indexer follows it: while free space
+// is below twice disk_reserve it holds back the next record, so the index
+// stops growing, and resumes by itself when space returns.
+type gatedSource struct {
+	*ledger.Ledger
+	space *spaceMonitor
+}
+
+func (g gatedSource) Follow(ctx context.Context, from uint64) iter.Seq2[ledger.Entry, error] {
+	return func(yield func(ledger.Entry, error) bool) {
+		for e, err := range g.Ledger.Follow(ctx, from) {
+			if err == nil && !g.space.indexMayWrite() {
+				g.space.indexPaused.Store(true)
+				for !g.space.indexMayWrite() {
+					select {
+					case <-ctx.Done():
+						yield(ledger.Entry{}, ctx.Err())
+						return
+					case <-time.After(200 * time.Millisecond):
+					}
+				}
+				g.space.indexPaused.Store(false)
+			}
+			if !yield(e, err) {
+				return
+			}
+		}
+	}
+}
