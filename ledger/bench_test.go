@@ -365,7 +365,7 @@ func BenchmarkRead(b *testing.B) {
 			} else {
 				var s *segment
 				if s, err = l.segmentFor(i); err == nil {
-					e, err = s.read(i-s.first, maxFrameLen)
+					e, err = s.read(i-s.first, maxFrameLen, nil)
 				}
 			}
 			if err != nil || !bytes.Equal(e.Data, recs[i]) {

@@ -189,10 +189,14 @@ func (l *Ledger) Prune() ([]PruneRecord, error) {
 		l.pruned = end
 		l.segMu.Unlock()
 		s.closeRead()
-		if err := os.Remove(s.path); err != nil {
+		l.zcache.drop(s.first)
+		path, z := s.source()
+		if err := os.Remove(path); err != nil {
 			return done, fmt.Errorf("ledger: retention: %w", err)
 		}
-		os.Remove(idxPath(s.path))
+		if z == nil {
+			os.Remove(idxPath(path))
+		}
 		if err := syncFile(l.segDir); err != nil {
 			return done, fmt.Errorf("ledger: retention: %w", err)
 		}

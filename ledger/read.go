@@ -81,7 +81,7 @@ func (l *Ledger) Read(i uint64) (Entry, error) {
 		return Entry{}, err
 	}
 	for attempt := 0; ; attempt++ {
-		e, err := s.read(i-s.first, maxFrameLen)
+		e, err := s.read(i-s.first, maxFrameLen, l.zcache)
 		if errors.Is(err, errSegmentClosed) {
 			if l.isClosed() {
 				return Entry{}, ErrClosed
@@ -98,7 +98,8 @@ func (l *Ledger) Read(i uint64) (Entry, error) {
 			}
 			err = fmt.Errorf("%w: record %d", ErrCorrupt, i)
 		}
-		if attempt > 0 {
+		if _, z := s.source(); attempt > 0 || z != nil {
+			// (A compressed segment has no .idx to distrust.)
 			return Entry{}, fmt.Errorf("ledger: read %d: %w; run trailguard verify", i, err)
 		}
 		// The .idx (derived data) may point at the wrong frame: find the
@@ -192,17 +193,20 @@ func (l *Ledger) entries(from, to uint64, check bool) iter.Seq2[Entry, error] {
 
 // readSegment yields records [i, to) that lie in s, returning how many it
 // yielded and whether the consumer stopped. Only the first record's
-// position comes from the index; the others follow frame by frame.
+// position comes from the index; the others follow frame by frame (or, in
+// a compressed segment, block by block).
 func (l *Ledger) readSegment(s *segment, i, to uint64, check bool, yield func(Entry, error) bool) (n uint64, stopped bool, err error) {
-	e, err := s.entry(i - s.first)
-	if err != nil {
-		return 0, false, err
+	s.swap.RLock()
+	path, z := s.path, s.z
+	var e idxEntry
+	if z == nil {
+		e, err = s.entry(i - s.first)
 	}
-	end := s.first + s.count.Load()
-	if end > to {
-		end = to
+	var f *os.File
+	if err == nil {
+		f, err = os.Open(path)
 	}
-	f, err := os.Open(s.path)
+	s.swap.RUnlock()
 	if err != nil {
 		if s.rdr.Load() {
 			return 0, false, errSegmentClosed
@@ -210,10 +214,37 @@ func (l *Ledger) readSegment(s *segment, i, to uint64, check bool, yield func(En
 		return 0, false, err
 	}
 	defer f.Close()
+	end := s.first + s.count.Load()
+	if end > to {
+		end = to
+	}
+	lc := leafChecker{l: l, end: end, on: check}
+	if z != nil {
+		for bi := z.block(i - s.first); bi < len(z.blocks) && i < end; bi++ {
+			b := z.blocks[bi]
+			comp := make([]byte, b.clen)
+			if _, err := f.ReadAt(comp, b.off); err != nil {
+				return n, false, fmt.Errorf("ledger: read %d: segment %s block %d: %w", i, path, bi, err)
+			}
+			recs, _, err := decodeBlock(comp, b.count, nil)
+			if err != nil {
+				return n, false, fmt.Errorf("ledger: read %d: %w: segment %s block %d: %w; run trailguard verify", i, ErrCorrupt, path, bi, err)
+			}
+			for k := i - s.first - b.first; k < uint64(len(recs)) && i < end; k++ {
+				r := recs[k]
+				if err := lc.check(i, r.data); err != nil {
+					return n, false, err
+				}
+				if !yield(Entry{Index: i, Time: time.Unix(0, r.time), Data: r.data}, nil) {
+					return n, true, nil
+				}
+				n++
+				i++
+			}
+		}
+		return n, false, nil
+	}
 	br := bufio.NewReaderSize(io.NewSectionReader(f, e.off, 1<<62), 256<<10)
-	var hs []Hash
-	var hsLo uint64
-	known := false
 	for ; i < end; i++ {
 		rec, t, err := readFrame(br)
 		if err != nil {
@@ -222,23 +253,11 @@ func (l *Ledger) readSegment(s *segment, i, to uint64, check bool, yield func(En
 			}
 			return n, false, fmt.Errorf("ledger: read %d: %w", i, err)
 		}
-		if check {
-			if hs == nil || i >= hsLo+uint64(len(hs)) {
-				tileEnd := (i/tileWidth + 1) * tileWidth
-				hsLo = i
-				if hs, known, err = l.auth.hashes(i, min(end, tileEnd)); err != nil {
-					return n, false, fmt.Errorf("%w: record %d cannot be authenticated: %w; run trailguard verify", ErrCorrupt, i, err)
-				}
-				if !known {
-					hs = make([]Hash, min(end, tileEnd)-i)
-				}
+		if err := lc.check(i, rec); err != nil {
+			if n == 0 && errors.Is(err, errLeafMismatch) {
+				return 0, false, fmt.Errorf("ledger: read %d: %w", i, errIndexSuspect)
 			}
-			if known && LeafHash(rec) != hs[i-hsLo] {
-				if n == 0 {
-					return 0, false, fmt.Errorf("ledger: read %d: %w", i, errIndexSuspect)
-				}
-				return n, false, fmt.Errorf("ledger: read %d: %w", i, ErrCorrupt)
-			}
+			return n, false, err
 		}
 		if !yield(Entry{Index: i, Time: time.Unix(0, t), Data: rec}, nil) {
 			return n, true, nil
@@ -247,6 +266,41 @@ func (l *Ledger) readSegment(s *segment, i, to uint64, check bool, yield func(En
 	}
 	return n, false, nil
 }
+
+// leafChecker compares records read in order with their leaf hashes,
+// fetching them a tile at a time.
+type leafChecker struct {
+	l     *Ledger
+	end   uint64
+	on    bool
+	hs    []Hash
+	lo    uint64
+	known bool
+}
+
+func (c *leafChecker) check(i uint64, rec []byte) error {
+	if !c.on {
+		return nil
+	}
+	if c.hs == nil || i < c.lo || i >= c.lo+uint64(len(c.hs)) {
+		tileEnd := (i/tileWidth + 1) * tileWidth
+		c.lo = i
+		var err error
+		if c.hs, c.known, err = c.l.auth.hashes(i, min(c.end, tileEnd)); err != nil {
+			return fmt.Errorf("%w: record %d cannot be authenticated: %w; run trailguard verify", ErrCorrupt, i, err)
+		}
+		if !c.known {
+			c.hs = make([]Hash, min(c.end, tileEnd)-i)
+		}
+	}
+	if c.known && LeafHash(rec) != c.hs[i-c.lo] {
+		return fmt.Errorf("ledger: read %d: %w", i, errLeafMismatch)
+	}
+	return nil
+}
+
+// errLeafMismatch: a record read does not hash to its leaf.
+var errLeafMismatch = fmt.Errorf("%w", ErrCorrupt)
 
 // readFrame reads and checks the next frame.
 func readFrame(br *bufio.Reader) ([]byte, int64, error) {

@@ -35,6 +35,18 @@ type segment struct {
 	memAll bool
 	warned bool        // a damaged .idx was reported
 	rdr    atomic.Bool // closed for reading (pruned or ledger closed)
+
+	// z is the block index once the segment is compressed (path is then
+	// the .zseg); zerr says why a .zseg could not be read.
+	z    *zIndex
+	zerr error
+	// leftover is a second file of the same segment (a .seg whose .zseg
+	// was completed by a compaction that crashed before removing it, or a
+	// damaged .zseg beside its .seg): the writer removes it at Open.
+	leftover string
+	// swap is held for reading while a handle of the uncompressed file
+	// is in use, and for writing while the compactor replaces it.
+	swap sync.RWMutex
 }
 
 type idxEntry struct {
@@ -53,26 +65,84 @@ func appendIdx(b []byte, off, t int64) []byte {
 	return binary.BigEndian.AppendUint64(b, uint64(t))
 }
 
-// listSegments returns the segment files in dir, ordered by first index.
+// listSegments returns the segments in dir, ordered by first index. A
+// segment is <first>.seg (with its .idx) or, once compressed, <first>.zseg.
+// When both exist (a compaction that crashed before removing the .seg),
+// the .zseg is used if it reads, else the .seg.
 func listSegments(dir string) ([]*segment, error) {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, err
 	}
+	byFirst := map[uint64]*segment{}
 	var segs []*segment
 	for _, e := range ents {
-		name, ok := strings.CutSuffix(e.Name(), ".seg")
-		if !ok || len(name) != 20 {
+		name := e.Name()
+		base, zipped := strings.CutSuffix(name, ".zseg")
+		if !zipped {
+			var ok bool
+			if base, ok = strings.CutSuffix(name, ".seg"); !ok {
+				continue
+			}
+		}
+		if len(base) != 20 {
 			continue
 		}
-		first, err := strconv.ParseUint(name, 10, 64)
+		first, err := strconv.ParseUint(base, 10, 64)
 		if err != nil {
 			continue
 		}
-		segs = append(segs, &segment{first: first, path: filepath.Join(dir, e.Name())})
+		p := filepath.Join(dir, name)
+		s := byFirst[first]
+		if s == nil {
+			s = &segment{first: first}
+			byFirst[first] = s
+			segs = append(segs, s)
+		}
+		if !zipped {
+			if s.path == "" {
+				s.path = p
+			} else {
+				s.leftover = p // the .zseg came first and won
+			}
+			continue
+		}
+		z, zerr := readZIndex(p)
+		if zerr == nil && z.first != first {
+			zerr = fmt.Errorf("%w: header says first index %d", errZseg, z.first)
+		}
+		switch {
+		case zerr == nil && s.path != "":
+			s.leftover, s.path, s.z = s.path, p, z
+		case zerr == nil:
+			s.path, s.z = p, z
+		case s.path != "":
+			s.leftover = p
+		default:
+			s.path, s.zerr = p, zerr
+		}
+	}
+	for _, s := range segs {
+		if s.path == "" { // only a damaged .zseg next to nothing: keep it visible
+			s.path = s.leftover
+		}
 	}
 	sort.Slice(segs, func(i, j int) bool { return segs[i].first < segs[j].first })
 	return segs, nil
+}
+
+// readZIndex reads the block index of a compressed segment file.
+func readZIndex(path string) (*zIndex, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	return parseZIndex(f, st.Size())
 }
 
 // scanResult describes the valid prefix of a segment file.
@@ -217,8 +287,23 @@ func (s *segment) entry(k uint64) (idxEntry, error) {
 	return idxEntry{off: int64(binary.BigEndian.Uint64(b[:])), time: int64(binary.BigEndian.Uint64(b[8:]))}, nil
 }
 
-// read returns record first+k, checking its frame.
-func (s *segment) read(k uint64, maxLen int) (Entry, error) {
+// read returns record first+k, checking its frame (or, compressed, its
+// block), through cache for compressed blocks.
+func (s *segment) read(k uint64, maxLen int, cache *blockCache) (Entry, error) {
+	s.swap.RLock()
+	defer s.swap.RUnlock()
+	if s.z != nil {
+		if k >= s.z.count {
+			return Entry{}, fmt.Errorf("record %d: %w", s.first+k, io.ErrUnexpectedEOF)
+		}
+		bi := s.z.block(k)
+		recs, err := s.zrecs(bi, cache)
+		if err != nil {
+			return Entry{}, err
+		}
+		r := recs[k-s.z.blocks[bi].first]
+		return Entry{Index: s.first + k, Time: time.Unix(0, r.time), Data: r.data}, nil
+	}
 	e, err := s.entry(k)
 	if err != nil {
 		return Entry{}, err
@@ -246,6 +331,62 @@ func (s *segment) read(k uint64, maxLen int) (Entry, error) {
 	return Entry{Index: s.first + k, Time: time.Unix(0, t), Data: rec}, nil
 }
 
+// zrecs returns the decoded records of block bi of a compressed segment,
+// from cache if it holds them (and then into it). The caller holds
+// s.swap for reading.
+func (s *segment) zrecs(bi int, cache *blockCache) ([]zRec, error) {
+	key := blockKey{s.first, bi}
+	if cache != nil {
+		if recs := cache.get(key); recs != nil {
+			return recs, nil
+		}
+	}
+	b := s.z.blocks[bi]
+	f, err := s.handle(false)
+	if err != nil {
+		return nil, err
+	}
+	comp := make([]byte, b.clen)
+	if _, err := f.ReadAt(comp, b.off); err != nil {
+		return nil, fmt.Errorf("segment %s block %d: %w", s.path, bi, err)
+	}
+	recs, _, err := decodeBlock(comp, b.count, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%w: segment %s block %d (records %d to %d): %w", ErrCorrupt, s.path, bi, s.first+b.first, s.first+b.first+uint64(b.count)-1, err)
+	}
+	if cache != nil {
+		cache.put(key, recs)
+	}
+	return recs, nil
+}
+
+// compressed swaps the segment's uncompressed files for its compressed
+// form (the compactor), once no reader uses their handles.
+func (s *segment) compressed(zpath string, z *zIndex) (old string) {
+	s.swap.Lock()
+	defer s.swap.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.rf != nil {
+		s.rf.Close()
+		s.rf = nil
+	}
+	if s.ri != nil {
+		s.ri.Close()
+		s.ri = nil
+	}
+	old = s.path
+	s.path, s.z, s.mem, s.memAll = zpath, z, nil, false
+	return old
+}
+
+// source returns the segment's file and block index as they are now.
+func (s *segment) source() (string, *zIndex) {
+	s.swap.RLock()
+	defer s.swap.RUnlock()
+	return s.path, s.z
+}
+
 // trimMem forgets scanned positions of records k and later (rolled back).
 func (s *segment) trimMem(k uint64) {
 	s.mu.Lock()
@@ -260,7 +401,11 @@ func (s *segment) trimMem(k uint64) {
 // then on this process uses the scan (and the .idx only for records
 // appended later). It reports whether it was the first time.
 func (s *segment) rescan() (bool, error) {
-	res, err := scanSegment(s.path, s.first, maxFrameLen)
+	path, z := s.source()
+	if z != nil {
+		return false, fmt.Errorf("compressed segment %s does not hold the record the tree says", path)
+	}
+	res, err := scanSegment(path, s.first, maxFrameLen)
 	if err != nil {
 		return false, err
 	}

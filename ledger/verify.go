@@ -564,7 +564,9 @@ func (m *mapping) unref() {
 }
 
 type frameRef struct {
-	b    []byte // the whole frame
+	b    []byte // the whole frame (uncompressed segments)
+	rec  []byte // the record, from a decoded block (compressed segments)
+	bad  bool   // in a block that could not be decoded: no record
 	file string
 	off  int64
 }
@@ -601,7 +603,8 @@ func (v *verifier) produce(out chan<- *chunk, work chan<- *chunk, stop <-chan st
 		}
 		return true
 	}
-	add := func(fr *frameRef, issue *Finding, hint *uint64) bool {
+	var add addFunc
+	add = func(fr *frameRef, issue *Finding, hint *uint64) bool {
 		if cur != nil && (idx/tileWidth != cur.start/tileWidth) {
 			if !send() {
 				return false
@@ -635,6 +638,18 @@ func (v *verifier) produce(out chan<- *chunk, work chan<- *chunk, stop <-chan st
 			continue // incremental: verified before
 		}
 		rel := filepath.Join("seg", filepath.Base(s.path))
+		if s.z != nil || s.zerr != nil {
+			// Compressed: the next segment says how many records it
+			// must hold, should its index be unreadable.
+			want := uint64(0)
+			if si+1 < len(segs) {
+				want = segs[si+1].first - s.first
+			}
+			if !v.produceZ(s, rel, want, &idx, &started, add) {
+				return nil
+			}
+			continue
+		}
 		f, err := os.Open(s.path)
 		if err != nil {
 			return err
@@ -742,6 +757,121 @@ func (v *verifier) produce(out chan<- *chunk, work chan<- *chunk, stop <-chan st
 	return nil
 }
 
+// addFunc adds a record (or an issue) to the stream of chunks.
+type addFunc func(fr *frameRef, issue *Finding, hint *uint64) bool
+
+// produceZ streams the records of a compressed segment: its blocks are
+// decoded in parallel, in order, then cut into chunks like frames. A block
+// that does not decode (or whose checksum fails) is a finding, and its
+// records stand in the stream as records no leaf hash matches, so the
+// range is named by the tree. It returns false if verification stopped.
+func (v *verifier) produceZ(s *segment, rel string, want uint64, idx *uint64, started *bool, add addFunc) bool {
+	first := s.first
+	if s.zerr != nil {
+		iss := Finding{Kind: KindFrameCorrupt, File: rel, Index: *idx, Count: want,
+			Message: fmt.Sprintf("%s: compressed segment unreadable: %v; its %d record(s) are lost", rel, s.zerr, want)}
+		if !add(nil, &iss, nil) {
+			return false
+		}
+		for range want {
+			if !add(&frameRef{bad: true, file: rel}, nil, nil) {
+				return false
+			}
+		}
+		*started = true
+		return true
+	}
+	z := s.z
+	data, unmap, err := mapFile(s.path)
+	if err != nil {
+		b, rerr := os.ReadFile(s.path)
+		if rerr != nil {
+			iss := Finding{Kind: KindFrameCorrupt, File: rel, Index: *idx, Message: fmt.Sprintf("%s: %v", rel, rerr)}
+			return add(nil, &iss, nil)
+		}
+		data, unmap = b, func() {}
+	}
+	defer unmap()
+	// Incremental: records before the start are stepped over.
+	skip := uint64(0)
+	hint := &first
+	if !*started && first < *idx && *idx > v.prunedN {
+		skip = *idx - first
+		hint = nil
+	}
+	*started = true
+	type job struct {
+		recs []zRec
+		err  error
+		done chan struct{}
+	}
+	window := make([]*job, 0, 2*v.opts.Workers)
+	sem := make(chan struct{}, v.opts.Workers)
+	var wg sync.WaitGroup
+	defer wg.Wait() // no decoder may outlive the mapping
+	bi := 0
+	next := func() *job {
+		for bi < len(z.blocks) && z.blocks[bi].first+uint64(z.blocks[bi].count) <= skip {
+			bi++ // verified before: not even decoded
+		}
+		if bi >= len(z.blocks) {
+			return nil
+		}
+		b := z.blocks[bi]
+		bi++
+		j := &job{done: make(chan struct{})}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer close(j.done)
+			sem <- struct{}{}
+			j.recs, _, j.err = decodeBlock(data[b.off:b.off+int64(b.clen)], b.count, nil)
+			<-sem
+		}()
+		return j
+	}
+	blocks := make([]zBlock, 0, len(z.blocks))
+	for {
+		for len(window) < cap(window) {
+			j := next()
+			if j == nil {
+				break
+			}
+			window = append(window, j)
+			blocks = append(blocks, z.blocks[bi-1])
+		}
+		if len(window) == 0 {
+			return true
+		}
+		j, b := window[0], blocks[0]
+		window, blocks = window[1:], blocks[1:]
+		<-j.done
+		k0 := uint64(0)
+		if skip > b.first {
+			k0 = skip - b.first
+		}
+		if j.err != nil {
+			iss := Finding{Kind: KindFrameCorrupt, File: rel, Index: first + b.first, Count: uint64(b.count),
+				Message: fmt.Sprintf("records %d to %d (%s block at offset %d): %v", first+b.first, first+b.first+uint64(b.count)-1, rel, b.off, j.err)}
+			if !add(nil, &iss, nil) {
+				return false
+			}
+		}
+		for k := k0; k < uint64(b.count); k++ {
+			fr := &frameRef{file: rel, off: b.off}
+			if j.err != nil {
+				fr.bad = true
+			} else {
+				fr.rec = j.recs[k].data
+			}
+			if !add(fr, nil, hint) {
+				return false
+			}
+			hint = nil
+		}
+	}
+}
+
 // checkIndex compares a segment's .idx (derived data: reads never trust
 // it) with where the frames really are. A closed segment's must match
 // exactly; the newest segment's may lag after a crash (a notice).
@@ -787,11 +917,20 @@ func (v *verifier) hashWorker(work <-chan *chunk, tiles *tileStore, limit uint64
 		c.recs = make([][]byte, len(c.frames))
 		c.leaves = make([]Hash, len(c.frames))
 		for i, fr := range c.frames {
-			_, rec, _, err := decodeFrame(fr.b, maxFrameLen)
-			if err != nil {
-				rec = fr.b[frameHeader : len(fr.b)-4]
-				c.issues = append(c.issues, Finding{Kind: KindFrameCorrupt, File: fr.file, Index: c.start + uint64(i),
-					Message: fmt.Sprintf("record %d (%s offset %d): frame checksum mismatch", c.start+uint64(i), fr.file, fr.off)})
+			rec := fr.rec
+			switch {
+			case fr.bad:
+				// No record: a leaf no record hashes to, so the tree
+				// diverges here and the range is named.
+				c.leaves[i] = Hash{}
+				continue
+			case fr.b != nil:
+				var err error
+				if _, rec, _, err = decodeFrame(fr.b, maxFrameLen); err != nil {
+					rec = fr.b[frameHeader : len(fr.b)-4]
+					c.issues = append(c.issues, Finding{Kind: KindFrameCorrupt, File: fr.file, Index: c.start + uint64(i),
+						Message: fmt.Sprintf("record %d (%s offset %d): frame checksum mismatch", c.start+uint64(i), fr.file, fr.off)})
+				}
 			}
 			c.recs[i] = rec
 			h.Reset()
@@ -1079,6 +1218,7 @@ func (st *streamState) finish() {
 		if first != nil && first.Index == f.Index && f.Kind == KindRecordModified {
 			f.Message += "; " + first.Message
 			f.File = first.File
+			f.Count = max(f.Count, first.Count) // a damaged block names all its records
 			first = nil
 		}
 		if first != nil && first.Index <= f.Index {

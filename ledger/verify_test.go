@@ -32,6 +32,18 @@ func readAll(t *testing.T, dir string) []frameRec {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if s.z != nil {
+			for _, blk := range s.z.blocks {
+				recs, _, err := decodeBlock(b[blk.off:blk.off+int64(blk.clen)], blk.count, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, r := range recs {
+					out = append(out, frameRec{r.time, append([]byte(nil), r.data...)})
+				}
+			}
+			continue
+		}
 		ents, _, err := parseFrameLog(b[segHeaderSize:], maxFrameLen)
 		if err != nil {
 			t.Fatal(err)
@@ -75,11 +87,14 @@ func copyDir(t *testing.T, src string) string {
 }
 
 // buildLedger writes n records with a checkpoint every 100 and closes.
+// Its closed segments stay uncompressed, as written (the tampering tests
+// edit frames); extra may turn compression on.
 func buildLedger(t *testing.T, k testKey, n int, extra func(*Options)) string {
 	t.Helper()
 	dir := t.TempDir()
 	opts := testOpts(k)
 	opts.SegmentSize = 16 << 10
+	opts.DisableCompression = true
 	if extra != nil {
 		extra(&opts)
 	}

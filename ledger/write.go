@@ -444,7 +444,7 @@ func (l *Ledger) rotate(b *batchState) error {
 		b.created = b.created[:len(b.created)-1]
 		return err
 	}
-	job.seal = append(job.seal, sealed{l.w.f, l.w.idx})
+	job.seal = append(job.seal, sealed{l.w.f, l.w.idx, l.w.seg})
 	l.w.seg, l.w.f, l.w.idx, l.w.off = s, f, idx, 0
 	l.segMu.Lock()
 	l.segs = append(l.segs, s)
@@ -641,6 +641,7 @@ func (l *Ledger) writePending() error {
 
 func (l *Ledger) makeDurable(jobs []*syncJob) error {
 	newSeg := false
+	var closed []*segment
 	for _, j := range jobs {
 		for _, s := range j.seal {
 			if err := s.f.Sync(); err != nil {
@@ -651,6 +652,7 @@ func (l *Ledger) makeDurable(jobs []*syncJob) error {
 			}
 			s.f.Close()
 			s.idx.Close()
+			closed = append(closed, s.seg)
 		}
 		newSeg = newSeg || j.newSeg
 	}
@@ -659,6 +661,7 @@ func (l *Ledger) makeDurable(jobs []*syncJob) error {
 			return err
 		}
 	}
+	l.queueCompaction(closed)
 	if last := jobs[len(jobs)-1]; last.upTo > l.durable.Load() || newSeg {
 		if h := syncHook.Load(); h != nil {
 			return (*h)(last.active)
