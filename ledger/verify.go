@@ -805,7 +805,8 @@ func (v *verifier) produceZ(s *segment, rel string, want uint64, idx *uint64, st
 		err  error
 		done chan struct{}
 	}
-	window := make([]*job, 0, 2*v.opts.Workers)
+	ahead := 2 * v.opts.Workers // blocks decoded ahead of the chunks
+	var window []*job
 	sem := make(chan struct{}, v.opts.Workers)
 	var wg sync.WaitGroup
 	defer wg.Wait() // no decoder may outlive the mapping
@@ -832,7 +833,7 @@ func (v *verifier) produceZ(s *segment, rel string, want uint64, idx *uint64, st
 	}
 	blocks := make([]zBlock, 0, len(z.blocks))
 	for {
-		for len(window) < cap(window) {
+		for len(window) < ahead {
 			j := next()
 			if j == nil {
 				break
@@ -1019,7 +1020,13 @@ func (v *verifier) records() error {
 			lt.limit = limit
 		}
 		if !ok {
-			v.rep.find(Finding{Kind: KindHashTilesAltered, Index: j, Message: fmt.Sprintf("leaf hash of pruned record %d missing from the hash tiles", j)})
+			v.rep.find(Finding{Kind: KindHashTilesAltered, Index: j, Count: v.prunedN - j,
+				Message: fmt.Sprintf("leaf hashes of pruned records [%d, %d) missing from the hash tiles", j, v.prunedN)})
+			// The stream goes on at the first record kept, with leaves
+			// that match nothing in their place.
+			for st.tr.size < v.prunedN {
+				st.tr.append(Hash{}, nil)
+			}
 			break
 		}
 		st.appendBoth(h, h, true)
@@ -1096,9 +1103,12 @@ func (st *streamState) targetAfter() uint64 {
 	return ^uint64(0)
 }
 
+// tileMatches reports whether a whole-tile chunk can be folded in at once:
+// its stored leaf hashes equal its records', or it lies beyond every
+// signed size (no leaf hash is claimed there).
 func (st *streamState) tileMatches(c *chunk) bool {
 	if c.start+tileWidth > st.lt.limit || len(c.tile) != tileWidth*HashSize {
-		return false
+		return c.tile == nil && c.start >= st.lt.limit
 	}
 	for i, h := range c.leaves {
 		if Hash(c.tile[i*HashSize:(i+1)*HashSize]) != h {

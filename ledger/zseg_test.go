@@ -48,13 +48,14 @@ func waitCompressed(t *testing.T, l *Ledger) {
 	}
 }
 
-// compressedLedger writes n records in segments of 300 KiB (several
-// blocks each) and waits until the closed ones are compressed.
+// compressedLedger writes n records in segments of 1 MiB (eight blocks
+// each: more than verify decodes ahead) and waits until the closed ones
+// are compressed.
 func compressedLedger(t *testing.T, k testKey, n int) (string, [][]byte) {
 	t.Helper()
 	dir := t.TempDir()
 	opts := testOpts(k)
-	opts.SegmentSize = 300 << 10
+	opts.SegmentSize = 1 << 20
 	l, err := Open(dir, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -77,14 +78,14 @@ func compressedLedger(t *testing.T, k testKey, n int) (string, [][]byte) {
 func TestCompressedSegments(t *testing.T) {
 	t.Parallel()
 	k := newKey(t, testOrigin)
-	dir, recs := compressedLedger(t, k, 9000)
+	dir, recs := compressedLedger(t, k, 20000)
 	segs, _ := listSegments(filepath.Join(dir, "seg"))
 	if len(segs) < 3 {
 		t.Fatalf("%d segments", len(segs))
 	}
 	var zbytes, raw int64
 	for _, s := range segs[:len(segs)-1] {
-		if s.z == nil || len(s.z.blocks) < 2 || s.leftover != "" {
+		if s.z == nil || len(s.z.blocks) < 6 || s.leftover != "" {
 			t.Fatalf("segment %s: compressed %v, %d blocks, leftover %q", s.path, s.z != nil, len(s.z.blocks), s.leftover)
 		}
 		if _, err := os.Stat(strings.TrimSuffix(s.path, ".zseg") + ".idx"); !errors.Is(err, os.ErrNotExist) {
@@ -226,7 +227,7 @@ func TestCompactionInterrupted(t *testing.T) {
 func TestVerifyFindsTamperingInCompressedSegments(t *testing.T) {
 	t.Parallel()
 	k := newKey(t, testOrigin)
-	base, recs := compressedLedger(t, k, 6000)
+	base, recs := compressedLedger(t, k, 16000)
 	segs, _ := listSegments(filepath.Join(base, "seg"))
 	s := segs[1]
 	blk := s.z.blocks[1]

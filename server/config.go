@@ -95,7 +95,8 @@ type Config struct {
 	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
 	// LedgerSegmentBytes is the size at which a ledger segment file is
 	// closed and the next begun. Retention deletes whole segments, so
-	// smaller ones follow the retention period more closely.
+	// smaller ones follow the retention period more closely; closed
+	// segments are compressed, so the open one is the uncompressed window.
 	LedgerSegmentBytes int64 `yaml:"ledger_segment_bytes"`
 	// MetricsPublic serves /metrics without a token (for scrapers on a
 	// private network); by default it needs the read role.
@@ -175,7 +176,7 @@ func Defaults() Config {
 		RefusedAuditTotalPerMinute: 1000,
 		DiskReserve:                64 << 20,
 		CheckpointInterval:         time.Second,
-		LedgerSegmentBytes:         64 << 20,
+		LedgerSegmentBytes:         16 << 20,
 		AuthFailBurst:              10,
 		AuthFailPerMinute:          30,
 		ShutdownTimeout:            15 * time.Second,

@@ -55,7 +55,7 @@ var settingsHelp = []settingHelp{
 	{key: "disk_reserve", arg: "BYTES", help: "Free space ingest never takes (507 below it) so checkpoints always have room; the index pauses below twice it."},
 	{key: "refused_audit_total_per_minute", arg: "N", help: "Requests without a valid token recorded per minute from all addresses together."},
 	{key: "checkpoint_interval", arg: "DURATION", help: "Longest time a stored record waits for a signed checkpoint (at most 1m)."},
-	{key: "ledger_segment_bytes", arg: "BYTES", help: "Size at which a ledger segment file is closed and the next begun; retention deletes whole segments (at least 65536)."},
+	{key: "ledger_segment_bytes", arg: "BYTES", help: "Size at which a ledger segment file is closed (and compressed) and the next begun; retention deletes whole segments (at least 65536)."},
 	{key: "metrics_public", help: "Serve /metrics without a token, for a Prometheus scraper on a private network."},
 	{key: "auth_fail_burst", arg: "N", help: "Failed token checks one client address may make at once before it gets 429."},
 	{key: "auth_fail_per_minute", arg: "N", help: "Failed token checks per minute one client address regains after the burst."},

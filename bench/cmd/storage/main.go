@@ -1,0 +1,319 @@
+// Command storage compares what the same events cost on disk in
+// trailguard (the collector's whole store: ledger and SQLite index) and in
+// a VictoriaLogs single node, in one run (issue 15 item 4). The events are
+// replayed from the demo's mixed traffic (internal/demotraffic: fresh ids,
+// times, ports and client addresses; ~750 bytes each as NDJSON) and posted
+// in batches of 1,000 over loopback to both.
+//
+//	go build -o /tmp/trailguard ./cmd/trailguard
+//	go run ./cmd/storage -bin /tmp/trailguard -vl ~/.cache/trailguard-ci/bin/victoria-logs
+//
+// trailguard is measured once every event is indexed and every closed
+// segment compressed, after a clean stop; VictoriaLogs after
+// /internal/force_flush and a clean stop, with its row count checked.
+// Goal: trailguard ≤ 3× VictoriaLogs' bytes per event (stretch 2×).
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/trailguard/trailguard/internal/demotraffic"
+)
+
+func main() {
+	bin := flag.String("bin", "", "trailguard binary (go build -o /tmp/trailguard ./cmd/trailguard)")
+	vl := flag.String("vl", "", "victoria-logs binary")
+	events := flag.Int("events", 200_000, "events to store")
+	flag.Parse()
+	if *bin == "" || *vl == "" {
+		fmt.Fprintln(os.Stderr, "storage: -bin and -vl are required")
+		os.Exit(2)
+	}
+	gen := demotraffic.New(1, time.Now().Add(-time.Hour).UTC(), time.Millisecond)
+	var batches [][]byte
+	raw := 0
+	for i := 0; i < *events; i += 1000 {
+		var b []byte
+		for range min(1000, *events-i) {
+			b = gen.Next(b)
+			b = append(b, '\n')
+		}
+		raw += len(b)
+		batches = append(batches, b)
+	}
+	fmt.Printf("%d events replayed from the demo's traffic, %.0f bytes per event as NDJSON\n", *events, float64(raw)/float64(*events))
+
+	tg, err := trailguard(*bin, batches, *events)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "storage: trailguard:", err)
+		os.Exit(1)
+	}
+	v, err := victoria(*vl, batches, *events)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "storage: victoria-logs:", err)
+		os.Exit(1)
+	}
+	per := func(n int64) float64 { return float64(n) / float64(*events) }
+	total := tg["ledger"] + tg["index"]
+	fmt.Printf("trailguard:    %6.1f B/event  (ledger %.1f: compressed segments %.1f, open segment %.1f, .idx %.1f, hashes %.1f, checkpoints %.1f; SQLite index %.1f)\n",
+		per(total), per(tg["ledger"]), per(tg["zseg"]), per(tg["seg"]), per(tg["idx"]), per(tg["hashes"]), per(tg["checkpoints"]), per(tg["index"]))
+	fmt.Printf("VictoriaLogs:  %6.1f B/event\n", per(v))
+	ratio := float64(total) / float64(v)
+	verdict := func(ok bool) string {
+		if ok {
+			return "met"
+		}
+		return "MISSED"
+	}
+	fmt.Printf("ratio: %.2f× VictoriaLogs (ledger alone %.2f×)\n", ratio, float64(tg["ledger"])/float64(v))
+	fmt.Printf("goal: whole store ≤ 3× VictoriaLogs: %s; stretch ≤ 2×: %s\n", verdict(ratio <= 3), verdict(ratio <= 2))
+}
+
+func freePort() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// post sends the batches over 8 connections and checks every answer.
+func post(url, token string, batches [][]byte, ok func(int, []byte) bool) error {
+	var next atomic.Int64
+	var failed atomic.Value
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(batches) {
+					return
+				}
+				req, _ := http.NewRequest("POST", url, bytes.NewReader(batches[i]))
+				req.Header.Set("Content-Type", "application/x-ndjson")
+				if token != "" {
+					req.Header.Set("Authorization", "Bearer "+token)
+				}
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					failed.Store(err)
+					return
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if !ok(resp.StatusCode, b) {
+					failed.Store(fmt.Errorf("batch %d: %d %.300s", i, resp.StatusCode, b))
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err, _ := failed.Load().(error); err != nil {
+		return err
+	}
+	return nil
+}
+
+// trailguard stores the events in a fresh collector and returns its bytes
+// on disk by kind.
+func trailguard(bin string, batches [][]byte, events int) (map[string]int64, error) {
+	dir, err := os.MkdirTemp("", "storage-tg-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	token := func(role string) (string, error) {
+		out, err := exec.Command(bin, "token", "create", "--data", dir, "--init", "--role", role, "--name", "storage-"+role).Output()
+		return strings.TrimSpace(string(out)), err
+	}
+	ingest, err := token("ingest")
+	if err != nil {
+		return nil, fmt.Errorf("token create: %w", err)
+	}
+	read, err := token("read")
+	if err != nil {
+		return nil, fmt.Errorf("token create: %w", err)
+	}
+	addr, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, "serve", "--data", dir, "--listen", addr)
+	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	stopped := false
+	stop := func() {
+		if !stopped {
+			stopped = true
+			cmd.Process.Signal(syscall.SIGTERM)
+			cmd.Wait()
+		}
+	}
+	defer stop()
+	base := "http://" + addr
+	for i := 0; ; i++ {
+		if resp, err := http.Get(base + "/healthz"); err == nil {
+			resp.Body.Close()
+			break
+		}
+		if i > 400 {
+			return nil, fmt.Errorf("collector did not start")
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	if err := post(base+"/v1/events", ingest, batches, func(code int, b []byte) bool {
+		return code == 200 && bytes.Contains(b, []byte(`"accepted":`))
+	}); err != nil {
+		return nil, err
+	}
+	// Everything indexed (the query waits for it), then every closed
+	// segment compressed.
+	req, _ := http.NewRequest("GET", base+"/v1/events?limit=1&wait_for=ledger&timeout=60s&q="+url.QueryEscape("event.action:*"), nil)
+	req.Header.Set("Authorization", "Bearer "+read)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return nil, fmt.Errorf("index did not catch up: %s", resp.Status)
+	}
+	segDir := filepath.Join(dir, "ledger", "seg")
+	for deadline := time.Now().Add(3 * time.Minute); ; {
+		open, _ := filepath.Glob(filepath.Join(segDir, "*.seg"))
+		if len(open) <= 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("%d segments still uncompressed after 3 minutes", len(open)-1)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	stop()
+	sizes := map[string]int64{}
+	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		st, err := d.Info()
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		n := st.Size()
+		switch {
+		case strings.HasPrefix(rel, "ledger"+string(filepath.Separator)):
+			sizes["ledger"] += n
+			switch {
+			case strings.HasSuffix(rel, ".zseg"):
+				sizes["zseg"] += n
+			case strings.HasSuffix(rel, ".seg"):
+				sizes["seg"] += n
+			case strings.HasSuffix(rel, ".idx"):
+				sizes["idx"] += n
+			case strings.Contains(rel, "hashes"):
+				sizes["hashes"] += n
+			case strings.Contains(rel, "checkpoint"):
+				sizes["checkpoints"] += n
+			}
+		case strings.HasPrefix(rel, "index.db"):
+			sizes["index"] += n
+		}
+		return nil
+	})
+	return sizes, err
+}
+
+// victoria stores the events in a fresh VictoriaLogs single node and
+// returns the size of its data directory.
+func victoria(bin string, batches [][]byte, events int) (int64, error) {
+	dir, err := os.MkdirTemp("", "storage-vl-")
+	if err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(dir)
+	addr, err := freePort()
+	if err != nil {
+		return 0, err
+	}
+	cmd := exec.Command(bin, "-httpListenAddr="+addr, "-storageDataPath="+dir, "-retentionPeriod=100y", "-loggerLevel=ERROR")
+	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
+	if err := cmd.Start(); err != nil {
+		return 0, err
+	}
+	stopped := false
+	stop := func() {
+		if !stopped {
+			stopped = true
+			cmd.Process.Signal(syscall.SIGTERM)
+			cmd.Wait()
+		}
+	}
+	defer stop()
+	base := "http://" + addr
+	for i := 0; ; i++ {
+		if resp, err := http.Get(base + "/health"); err == nil {
+			resp.Body.Close()
+			break
+		}
+		if i > 400 {
+			return 0, fmt.Errorf("victoria-logs did not start")
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	// Without the NDJSON content type it would store nothing (and say 200).
+	if err := post(base+"/insert/jsonline?_time_field=%40timestamp&_msg_field=message&_stream_fields=service.name", "", batches,
+		func(code int, _ []byte) bool { return code == 200 || code == 204 }); err != nil {
+		return 0, err
+	}
+	if resp, err := http.Get(base + "/internal/force_flush"); err == nil {
+		resp.Body.Close()
+	}
+	// Never trust a 2xx: count what it stored.
+	resp, err := http.PostForm(base+"/select/logsql/query", url.Values{"query": {"* | stats count() as n"}})
+	if err != nil {
+		return 0, err
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var row struct{ N string }
+	if err := json.Unmarshal(bytes.TrimSpace(b), &row); err != nil || row.N != fmt.Sprint(events) {
+		return 0, fmt.Errorf("victoria-logs holds %q events, want %d (%v)", row.N, events, err)
+	}
+	stop()
+	var size int64
+	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		st, err := d.Info()
+		if err == nil {
+			size += st.Size()
+		}
+		return err
+	})
+	return size, err
+}
