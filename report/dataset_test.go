@@ -23,6 +23,7 @@ type writer struct {
 	origin string
 	signer note.Signer
 	verif  note.Verifier
+	vkey   string
 	mu     sync.Mutex
 	now    time.Time
 	l      *ledger.Ledger
@@ -41,7 +42,7 @@ func newWriter(t testing.TB, dir string, start time.Time) *writer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &writer{t: t, dir: filepath.Join(dir, "ledger"), origin: "test.trailguard/report", signer: s, verif: v, now: start}
+	w := &writer{t: t, dir: filepath.Join(dir, "ledger"), origin: "test.trailguard/report", signer: s, verif: v, vkey: vkey, now: start}
 	w.open()
 	return w
 }

@@ -371,8 +371,9 @@ type acc struct {
 	maxAhead, maxDelay              time.Duration
 	timeEx                          []TimeExample
 
-	rares   []rare
-	readErr string
+	rares    []rare
+	readErr  string
+	interned map[string]string
 }
 
 // computeParams are what workers need besides the records.
@@ -423,7 +424,7 @@ func (a *acc) add(index uint64, data []byte, f *fields) {
 		return
 	}
 	p := a.p
-	action := string(f.action) // one allocation per record buys readable code below
+	action := a.intern(f.action)
 	if string(f.kind) == "alert" && string(f.dataset) == "trailguard.alert" {
 		a.alerts++
 		a.rares = append(a.rares, rare{index: index, what: 'a', t: f.tsTime, id: str(f.id), rule: str(f.alertRule),
@@ -671,4 +672,20 @@ func fieldIndex(name string) int {
 		}
 	}
 	return 0
+}
+
+// intern returns the event.action as a string without allocating for
+// the few distinct actions a trail has.
+func (a *acc) intern(b []byte) string {
+	if v, ok := a.interned[string(b)]; ok {
+		return v
+	}
+	s := string(b)
+	if len(a.interned) < 1024 {
+		if a.interned == nil {
+			a.interned = map[string]string{}
+		}
+		a.interned[s] = s
+	}
+	return s
 }

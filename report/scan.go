@@ -1,7 +1,7 @@
 package report
 
 import (
-	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"strconv"
@@ -87,6 +87,9 @@ type parser struct {
 var errSyntax = errors.New("record is not valid JSON")
 
 func (p *parser) ws() {
+	if p.i < len(p.b) && p.b[p.i] > ' ' {
+		return // the usual case: trailguard writes no whitespace
+	}
 	for p.i < len(p.b) {
 		switch p.b[p.i] {
 		case ' ', '\t', '\n', '\r':
@@ -98,38 +101,56 @@ func (p *parser) ws() {
 }
 
 // str reads a string at p.i (which must be '"') and returns its content;
-// escaped strings are decoded into a copy.
+// escaped strings are decoded into a copy. A plain loop beats
+// bytes.IndexByte here: most strings of a record are short keys.
 func (p *parser) str() ([]byte, error) {
+	b := p.b
 	start := p.i + 1
 	j := start
-	esc := false
-	for {
-		k := bytes.IndexByte(p.b[j:], '"')
-		if k < 0 {
-			return nil, errSyntax
+	// Eight bytes at a time while none is a quote or a backslash.
+	for j+8 <= len(b) && !quoteOrBackslash(binary.LittleEndian.Uint64(b[j:])) {
+		j += 8
+	}
+	for ; j < len(b); j++ {
+		switch b[j] {
+		case '"':
+			p.i = j + 1
+			return b[start:j], nil
+		case '\\':
+			return p.escaped(start)
 		}
-		j += k
-		// Count the backslashes before the quote.
-		n := 0
-		for m := j - 1; m >= start && p.b[m] == '\\'; m-- {
-			n++
+	}
+	return nil, errSyntax
+}
+
+// quoteOrBackslash reports whether any byte of w is '"' or '\\' (the
+// classic has-zero-byte test on w xor each).
+func quoteOrBackslash(w uint64) bool {
+	const lo, hi = 0x0101010101010101, 0x8080808080808080
+	q := w ^ (lo * '"')
+	bs := w ^ (lo * '\\')
+	return ((q-lo)&^q|(bs-lo)&^bs)&hi != 0
+}
+
+// escaped reads a string with escapes starting at start (after its quote).
+func (p *parser) escaped(start int) ([]byte, error) {
+	b := p.b
+	j := start
+	for ; j < len(b); j++ {
+		if b[j] == '\\' {
+			j++ // the escaped character cannot end the string
+			continue
 		}
-		if n%2 == 0 {
+		if b[j] == '"' {
 			break
 		}
-		esc = true
-		j++
 	}
-	if !esc {
-		esc = bytes.IndexByte(p.b[start:j], '\\') >= 0
+	if j >= len(b) {
+		return nil, errSyntax
 	}
-	raw := p.b[start:j]
 	p.i = j + 1
-	if !esc {
-		return raw, nil
-	}
 	var s string
-	if err := json.Unmarshal(p.b[start-1:j+1], &s); err != nil {
+	if err := json.Unmarshal(b[start-1:j+1], &s); err != nil {
 		return nil, errSyntax
 	}
 	d := []byte(s)
