@@ -157,6 +157,12 @@ func (p *Proxy) setForwarded(in, out *http.Request) {
 			xff = prior + ", " + peer
 		}
 		fwd = strings.Join(in.Header.Values("Forwarded"), ", ")
+		if fwd == "" && len(in.Header.Values("X-Forwarded-For")) > 0 {
+			// The hops before us spoke only X-Forwarded-For: carry them
+			// into Forwarded too, or a recipient that prefers Forwarded
+			// (as httpaudit does) would see this gateway as the client.
+			fwd = forwardedFromXFF(in.Header.Values("X-Forwarded-For"))
+		}
 		if v := in.Header.Get("X-Forwarded-Host"); v != "" {
 			xfh = v
 		}
@@ -176,6 +182,26 @@ func (p *Proxy) setForwarded(in, out *http.Request) {
 		elem = fwd + ", " + elem
 	}
 	out.Header["Forwarded"] = []string{elem}
+}
+
+// forwardedFromXFF turns X-Forwarded-For hops into Forwarded elements.
+func forwardedFromXFF(vals []string) string {
+	var els []string
+	for _, v := range vals {
+		for h := range strings.SplitSeq(v, ",") {
+			h = strings.TrimSpace(h)
+			if h == "" {
+				continue
+			}
+			if a, err := netip.ParseAddr(h); err == nil && a.Is6() {
+				h = `"[` + a.String() + `]"`
+			} else {
+				h = quoteForwarded(h)
+			}
+			els = append(els, "for="+h)
+		}
+	}
+	return strings.Join(els, ", ")
 }
 
 // quoteForwarded quotes a Forwarded parameter value unless it is a token.

@@ -1,0 +1,35 @@
+package proxy
+
+import (
+	"net/http"
+	"testing"
+)
+
+// TestForwardedCarriesXFF: behind a trusted load balancer that speaks only
+// X-Forwarded-For, the upstream's Forwarded header names the client too,
+// not this gateway (httpaudit prefers Forwarded when both are present).
+func TestForwardedCarriesXFF(t *testing.T) {
+	t.Parallel()
+	up := newUpstream(t, func(http.ResponseWriter, *http.Request) {})
+	_, gw, _ := gateway(t, Config{Routes: []Route{{Upstream: up.URL}}, TrustedProxies: []string{"127.0.0.1"}})
+	for _, c := range []struct{ xff, fwd, want string }{
+		{"203.0.113.66", "", "for=203.0.113.66, for=127.0.0.1;"},
+		{"198.51.100.1, 10.0.0.2", "", "for=198.51.100.1, for=10.0.0.2, for=127.0.0.1;"},
+		{"2001:db8::1", "", `for="[2001:db8::1]", for=127.0.0.1;`},
+		{"203.0.113.66", "for=192.0.2.9", "for=192.0.2.9, for=127.0.0.1;"}, // Forwarded wins as sent
+		{"", "", "for=127.0.0.1;"},
+	} {
+		hdr := []string{}
+		if c.xff != "" {
+			hdr = append(hdr, "X-Forwarded-For", c.xff)
+		}
+		if c.fwd != "" {
+			hdr = append(hdr, "Forwarded", c.fwd)
+		}
+		get(t, gw+"/", hdr...).Body.Close()
+		got := up.last().Header.Get("Forwarded")
+		if len(got) < len(c.want) || got[:len(c.want)] != c.want {
+			t.Errorf("X-Forwarded-For %q, Forwarded %q: upstream got Forwarded %q, want it to start %q", c.xff, c.fwd, got, c.want)
+		}
+	}
+}
