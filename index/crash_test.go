@@ -65,8 +65,9 @@ func TestCrashResume(t *testing.T) {
 	if testing.Short() {
 		t.Skip("crash test")
 	}
+	t.Parallel()
 	dir := t.TempDir()
-	const n, wantKills = 20000, 8
+	const n, wantKills = 10000, 8
 	l := openLedger(t, filepath.Join(dir, "ledger"))
 	appendEvents(t, l.Ledger, 0, n, time.Millisecond)
 	l.Close()

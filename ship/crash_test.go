@@ -66,6 +66,7 @@ func TestCrash(t *testing.T) {
 	if testing.Short() {
 		t.Skip("spawns processes")
 	}
+	t.Parallel()
 	c := newCollector(t, true)
 	var reqs atomic.Int64
 	c.handle = func(w http.ResponseWriter, lines [][]byte) bool {

@@ -272,6 +272,7 @@ func TestBulkNoIndex(t *testing.T) {
 // again on a port just closed races with every other process on the
 // machine).
 func TestOutage(t *testing.T) {
+	t.Parallel()
 	c := newCollector(t, false)
 	var failing atomic.Bool
 	var refused atomic.Int64 // 503s sent
@@ -566,6 +567,7 @@ func TestNDJSONLineErrors(t *testing.T) {
 }
 
 func TestRetryAfter(t *testing.T) {
+	t.Parallel()
 	c := newCollector(t, false)
 	var mu sync.Mutex
 	var times []time.Time
@@ -861,6 +863,7 @@ func TestTornTail(t *testing.T) {
 // them (before the fix it returned at once, having nothing to wait for), and
 // new records continue the numbering instead of starting again from zero.
 func TestHeaderlessSegment(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name    string
 		left    string // what the crash left in the new segment file

@@ -158,6 +158,7 @@ type testRecord struct {
 }
 
 func TestFileConcurrentRotationBySize(t *testing.T) {
+	t.Parallel()
 	for _, tt := range []struct {
 		name     string
 		noSync   bool
@@ -909,6 +910,7 @@ func TestFileCrashKill9(t *testing.T) {
 	if testing.Short() {
 		t.Skip("spawns a process")
 	}
+	t.Parallel()
 	dir := t.TempDir()
 	rng := rand.New(rand.NewPCG(testenv.Seed(t), 3))
 	for round := range 5 {

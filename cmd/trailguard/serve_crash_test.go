@@ -40,6 +40,7 @@ func TestServeCrash(t *testing.T) {
 	if testing.Short() {
 		t.Skip("kills real processes")
 	}
+	t.Parallel()
 	kills := 10
 	if s := os.Getenv("TRAILGUARD_SERVE_CRASH_KILLS"); s != "" {
 		n, err := strconv.Atoi(s)
@@ -105,7 +106,7 @@ func TestServeCrash(t *testing.T) {
 		// otherwise under load: mid-batch, mid-checkpoint, mid-rotation.
 		delay := time.Duration(rng.IntN(100)) * time.Millisecond
 		if rng.IntN(4) != 0 {
-			delay = 100*time.Millisecond + time.Duration(rng.IntN(500))*time.Millisecond
+			delay = 100*time.Millisecond + time.Duration(rng.IntN(400))*time.Millisecond
 		}
 		loadCtx, stopLoad := context.WithCancel(context.Background())
 		var wg sync.WaitGroup
