@@ -67,6 +67,12 @@ type Config struct {
 	Logins []Login `yaml:"logins"`
 	// Sensitive are the operations recorded as audit events.
 	Sensitive []Sensitive `yaml:"sensitive"`
+	// UpstreamAudits says the upstream records its own failed logins and
+	// refusals (with httpaudit, into the same collector): then a 401 or
+	// 403 answer is not also recorded as authn_login_fail or authz_fail
+	// by the gateway, so that detection does not count each attempt twice.
+	// Login and sensitive routes configured above are still recorded.
+	UpstreamAudits bool `yaml:"upstream_audits"`
 	// RateLimit applies to every client address across all routes.
 	RateLimit *RateLimit `yaml:"rate_limit"`
 	// RefusalsPerMinute bounds the refused requests (blocked, rate

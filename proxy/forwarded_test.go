@@ -3,6 +3,8 @@ package proxy
 import (
 	"net/http"
 	"testing"
+
+	"github.com/trailguard/trailguard/event"
 )
 
 // TestForwardedCarriesXFF: behind a trusted load balancer that speaks only
@@ -30,6 +32,30 @@ func TestForwardedCarriesXFF(t *testing.T) {
 		got := up.last().Header.Get("Forwarded")
 		if len(got) < len(c.want) || got[:len(c.want)] != c.want {
 			t.Errorf("X-Forwarded-For %q, Forwarded %q: upstream got Forwarded %q, want it to start %q", c.xff, c.fwd, got, c.want)
+		}
+	}
+}
+
+// TestUpstreamAudits: with upstream_audits, a 401 or 403 of the upstream is
+// an access event only (the upstream recorded the attempt itself); without
+// it, the gateway infers the failed login and the refusal.
+func TestUpstreamAudits(t *testing.T) {
+	t.Parallel()
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/login" {
+			w.WriteHeader(401)
+		} else {
+			w.WriteHeader(403)
+		}
+	})
+	for _, own := range []bool{false, true} {
+		_, gw, ms := gateway(t, Config{Routes: []Route{{Upstream: up.URL}}, UpstreamAudits: own})
+		get(t, gw+"/login").Body.Close()
+		get(t, gw+"/admin").Body.Close()
+		evs := ms.wait(t, "two access events", func(evs []*event.Event) bool { return len(byAction(evs, event.ActionHTTPRequest)) == 2 })
+		inferred := len(byAction(evs, event.ActionLoginFail)) + len(byAction(evs, event.ActionAuthzFail))
+		if want := map[bool]int{false: 2, true: 0}[own]; inferred != want {
+			t.Errorf("upstream_audits %v: %d inferred events, want %d", own, inferred, want)
 		}
 	}
 }

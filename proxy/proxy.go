@@ -478,6 +478,8 @@ func (p *Proxy) infer(ctx context.Context, r *http.Request, rt *route, login *lo
 			a.Reason = "upstream answered " + strconv.Itoa(status) + " " + http.StatusText(status)
 		}
 		p.recorded(httpaudit.Auth(ctx, a))
+	case p.cfg.UpstreamAudits && (status == http.StatusUnauthorized || status == http.StatusForbidden):
+		// The upstream records its own refusals, with their reasons.
 	case status == http.StatusUnauthorized:
 		user, _, _ := r.BasicAuth()
 		p.recorded(httpaudit.Auth(ctx, httpaudit.Attempt{User: httpaudit.User{Name: user},
