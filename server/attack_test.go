@@ -1,18 +1,22 @@
 package server
 
 import (
+	"bufio"
 	"bytes"
 	"compress/gzip"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/trailguard/trailguard/access"
 	"github.com/trailguard/trailguard/event"
 	"github.com/trailguard/trailguard/ledger"
 )
@@ -247,5 +251,128 @@ func TestResendAfterRestartNotStoredTwice(t *testing.T) {
 		if n != 1 {
 			t.Errorf("%s stored %d times", id, n)
 		}
+	}
+}
+
+// slowRequest sends a POST whose body of size bytes arrives one byte every
+// gap; it returns the status line the collector answered with ("" if it
+// closed the connection without one) and when.
+func slowRequest(t *testing.T, base, path, token string, size int, gap time.Duration) (string, time.Duration) {
+	t.Helper()
+	start := time.Now()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Error(err)
+		return "", 0
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Type: application/x-ndjson\r\nContent-Length: %d\r\n\r\n", path, token, size)
+	answered := make(chan string, 1)
+	go func() {
+		line, _ := bufio.NewReader(conn).ReadString('\n')
+		answered <- strings.TrimSpace(line)
+	}()
+	for sent := 0; sent < size; sent++ {
+		select {
+		case line := <-answered:
+			return line, time.Since(start)
+		case <-time.After(gap):
+		}
+		if _, err := conn.Write([]byte("{")); err != nil {
+			break
+		}
+	}
+	select {
+	case line := <-answered:
+		return line, time.Since(start)
+	case <-time.After(30 * time.Second):
+		return "no answer", time.Since(start)
+	}
+}
+
+// TestSlowBodiesAndIngestCaps is issue 7's item 7 against a real process:
+// authenticated clients that send their bodies slowly are cut by
+// body_idle_timeout (a stall) and body_read_timeout (a trickle), and one
+// token cannot hold more than max_ingest_per_token ingest requests, nor
+// all tokens more than max_ingest_requests: beyond, 429 and 503 with
+// Retry-After at once.
+func TestSlowBodiesAndIngestCaps(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	p := startProc(t, dir, "--body-idle-timeout", "500ms", "--body-read-timeout", "1500ms",
+		"--max-ingest-per-token", "2", "--max-ingest-requests", "3")
+	store, err := access.Open(filepath.Join(dir, "tokens.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, other, err := store.Create("shipper-2", access.RoleIngest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A stall: nothing after the first bytes.
+	line, took := slowRequest(t, p.url, "/v1/events", p.ingest, 1000, time.Hour)
+	if !strings.Contains(line, "408") || took > 1500*time.Millisecond {
+		t.Errorf("stalled body: %q after %v, want 408 after ~0.5s", line, took)
+	}
+	// A trickle that never stalls 0.5 s, but never ends either.
+	line, took = slowRequest(t, p.url, "/_bulk", p.ingest, 1000, 150*time.Millisecond)
+	if !strings.Contains(line, "408") || took < 1200*time.Millisecond || took > 3*time.Second {
+		t.Errorf("trickled body: %q after %v, want 408 after ~1.5s", line, took)
+	}
+	// Three trickles hold the slots: two of the first token, one of the
+	// other.
+	var wg sync.WaitGroup
+	for _, tok := range []string{p.ingest, p.ingest, other} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			slowRequest(t, p.url, "/v1/events", tok, 1000, 150*time.Millisecond)
+		}()
+	}
+	time.Sleep(300 * time.Millisecond)
+	status, hdr, body := p.do(t, "POST", "/v1/events", p.ingest, strings.NewReader("{}\n"))
+	if status != 429 || hdr.Get("Retry-After") == "" || !strings.Contains(string(body), "max_ingest_per_token") {
+		t.Errorf("third request of one token: %d %q %s", status, hdr.Get("Retry-After"), body)
+	}
+	status, hdr, body = p.do(t, "POST", "/v1/events", other, strings.NewReader("{}\n"))
+	if status != 503 || hdr.Get("Retry-After") == "" || !strings.Contains(string(body), "max_ingest_requests") {
+		t.Errorf("fourth request in all: %d %q %s", status, hdr.Get("Retry-After"), body)
+	}
+	// Reads are not ingest: unaffected.
+	if status, _, body := p.do(t, "GET", "/v1/events?limit=1", p.read, nil); status != 200 {
+		t.Errorf("read while ingest is full: %d %s", status, body)
+	}
+	wg.Wait()
+	if status, _, body := p.do(t, "POST", "/v1/events", p.ingest, strings.NewReader("{}\n")); status != 200 {
+		t.Errorf("after the slow clients were cut: %d %s", status, body)
+	}
+}
+
+// TestValidTokenNeverLockedOut is issue 7's item 8 against a real
+// process: a client flooding bad tokens from an address gets 429 with
+// Retry-After once past the burst, while a valid token from the same
+// address keeps working.
+func TestValidTokenNeverLockedOut(t *testing.T) {
+	t.Parallel()
+	p := startProc(t, t.TempDir())
+	limited := 0
+	for i := range 40 {
+		status, hdr, _ := p.do(t, "GET", "/v1/events?limit=1", "tg_aaaaaaaa_"+strings.Repeat("b", 32), nil)
+		if status == 429 {
+			limited++
+			if hdr.Get("Retry-After") == "" {
+				t.Errorf("429 without Retry-After")
+			}
+		} else if status != 401 {
+			t.Errorf("bad token %d: %d", i, status)
+		}
+		if i%5 == 4 {
+			if status, _, body := p.do(t, "GET", "/v1/events?limit=1", p.read, nil); status != 200 {
+				t.Fatalf("valid token after %d bad ones from the same address: %d %s", i+1, status, body)
+			}
+		}
+	}
+	if limited < 25 {
+		t.Errorf("only %d of 40 bad tokens were limited (auth_fail_burst 10)", limited)
 	}
 }
