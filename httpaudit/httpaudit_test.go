@@ -712,7 +712,7 @@ func TestFieldCaps(t *testing.T) {
 	big := strings.Repeat("a", 100<<10)
 	// A card number at the very end of the query: scrubbed before the cut,
 	// so no prefix of it can survive.
-	req := httptest.NewRequest("GET", "/"+strings.Repeat("p", 10<<10)+"?q="+big+"&card=4111111111111111", nil)
+	req := httptest.NewRequest("GET", "/"+strings.Repeat("p%2e", 10<<10)+"?q="+big+"&card=4111111111111111", nil)
 	req.Header.Set("User-Agent", big)
 	req.Header.Set("Referer", "http://x/"+big)
 	req.Header.Set("X-Tenant", big)
@@ -722,7 +722,7 @@ func TestFieldCaps(t *testing.T) {
 		t.Fatalf("%d events, want 3", len(evs))
 	}
 	for _, e := range evs {
-		for name, v := range map[string]string{"url.path": e.Path, "url.query": e.Query, "user_agent.original": e.UserAgent,
+		for name, v := range map[string]string{"url.path": e.Path, "url.query": e.Query, "url.original": e.Original, "user_agent.original": e.UserAgent,
 			"http.request.referrer": e.Referrer, "header": e.RequestHeaders["x-tenant"], "event.reason": e.Reason, "user.name": e.UserName} {
 			if len(v) > 256 {
 				t.Errorf("%s %s: %d bytes, want ≤ 256", e.Action, name, len(v))

@@ -60,7 +60,7 @@ type Config struct {
 	Skip func(*http.Request) bool
 	// MaxFieldBytes caps every value the middleware and the helpers copy
 	// from a request or an application into an event: url.path,
-	// url.query, user_agent.original, http.request.referrer, each recorded
+	// url.query, url.original, user_agent.original, http.request.referrer, each recorded
 	// header, event.reason, user names and ids, trailguard.audit.resource.
 	// A longer value (measured after scrubbing) is cut at a UTF-8 boundary
 	// and ends in "…[truncated from N bytes]", so a client cannot make one

@@ -233,10 +233,11 @@ func (l *Logger) requestEvent(st *state, now time.Time) *event.Event {
 			// boundary), so the scrubbed path is encoded instead.
 			sent = (&url.URL{Path: ev.Path}).EscapedPath()
 		}
-		ev.Original = l.red.String(sent)
+		orig := l.red.String(sent)
 		if ri.rawQuery != "" {
-			ev.Original += "?" + ev.Query
+			orig += "?" + ev.Query
 		}
+		ev.Original = l.cut(orig)
 	}
 	if ri.ua != "" {
 		ev.UserAgent = l.cut(l.red.String(ri.ua))
