@@ -14,10 +14,12 @@ import (
 	"time"
 
 	"github.com/trailguard/trailguard/access"
+	"github.com/trailguard/trailguard/proxy"
 	"github.com/trailguard/trailguard/server"
 )
 
-// startCollector runs a collector on a loopback port. stop shuts it down
+// startCollector runs a collector on a loopback port, with detection,
+// block decisions, a witness directory and the web UI. stop shuts it down
 // gracefully (final checkpoint) and may be called more than once.
 func startCollector(dir string, logw io.Writer) (*server.Server, string, func() error, error) {
 	cfg := server.Defaults()
@@ -25,7 +27,11 @@ func startCollector(dir string, logw io.Writer) (*server.Server, string, func() 
 	cfg.Origin = "demo.trailguard.local/ledger"
 	cfg.Retention = "pci-dss"
 	cfg.MetricsPublic = true
-	col, err := server.New(cfg, slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	// Checkpoints are copied as they are made to a directory the
+	// collector's writer does not own: what an auditor keeps (PCI DSS
+	// 10.3.3).
+	cfg.Witness = []string{filepath.Join(filepath.Dir(dir), "witness")}
+	col, err := server.New(cfg, slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelError})))
 	if err != nil {
 		return nil, "", nil, fmt.Errorf("demo: collector: %w", err)
 	}
@@ -49,17 +55,49 @@ func startCollector(dir string, logw io.Writer) (*server.Server, string, func() 
 	return col, "http://" + ln.Addr().String(), stop, nil
 }
 
+// startGateway runs `trailguard proxy` in front of the API: it records
+// every request, ships to the collector and enforces the collector's
+// block decisions (CrowdSec bouncer stream).
+func startGateway(dir, upstream, collector, ingest, bouncer string, logw io.Writer) (*proxy.Gateway, string, func() error, error) {
+	cfg := proxy.Config{
+		DataDir:        dir,
+		ServiceName:    "demo-gateway",
+		TrustedProxies: []string{"127.0.0.1"}, // the simulated clients say who they are in X-Forwarded-For
+		Routes:         []proxy.Route{{Name: "shop", Path: "/", Upstream: upstream}},
+		UpstreamAudits: true, // the shop records its own logins and refusals
+		Collector:      proxy.Collector{URL: collector, Token: ingest, BouncerKey: bouncer, PollInterval: 50 * time.Millisecond},
+	}
+	g, err := proxy.Open(cfg, slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelError})))
+	if err != nil {
+		return nil, "", nil, fmt.Errorf("demo: gateway: %w", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		g.Close()
+		return nil, "", nil, fmt.Errorf("demo: gateway: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- g.Serve(ctx, ln, nil) }()
+	var once sync.Once
+	var stopErr error
+	stop := func() error {
+		once.Do(func() {
+			cancel()
+			stopErr = <-done
+		})
+		return stopErr
+	}
+	return g, "http://" + ln.Addr().String(), stop, nil
+}
+
 // queryCollector asks the collector, through its HTTP API with a read
 // token, what an analyst would: how many 401s, and who failed to log in
 // most.
-func queryCollector(col *server.Server, base string) (Collector, error) {
+func queryCollector(col *server.Server, base, readToken string) (Collector, error) {
 	c := Collector{URL: base, DataDir: filepath.Dir(col.Ledger().Dir()), VerifierKey: col.VerifierKeyPath}
-	_, readToken, err := col.Tokens().Create("demo-analyst", access.RoleRead)
-	if err != nil {
-		return c, fmt.Errorf("demo: %w", err)
-	}
 	// The index follows the ledger; let it catch up before asking.
-	for i := 0; i < 200 && col.IndexLag() > 0; i++ {
+	for i := 0; i < 400 && col.IndexLag() > 0; i++ {
 		time.Sleep(25 * time.Millisecond)
 	}
 	get := func(path string, v any) error {
@@ -77,7 +115,7 @@ func queryCollector(col *server.Server, base string) (Collector, error) {
 		return json.Unmarshal(body, v)
 	}
 	var stats struct{ Buckets []struct{ Count int64 } }
-	if err := get("/v1/stats?interval=1m&from=1h&q="+url.QueryEscape("http.response.status_code:401"), &stats); err != nil {
+	if err := get("/v1/stats?interval=1m&from=1h&q="+url.QueryEscape("http.response.status_code:401 and service.name:demo-shop"), &stats); err != nil {
 		return c, err
 	}
 	for _, b := range stats.Buckets {
@@ -97,4 +135,27 @@ func queryCollector(col *server.Server, base string) (Collector, error) {
 	}
 	c.LedgerSize = col.Ledger().Size()
 	return c, nil
+}
+
+// tokens are the demo's API tokens.
+type tokens struct {
+	shop, gateway, bouncer, read, admin string
+}
+
+func makeTokens(col *server.Server) (tokens, error) {
+	var t tokens
+	var err error
+	for _, x := range []struct {
+		name string
+		role access.Role
+		dst  *string
+	}{{"demo-shop", access.RoleIngest, &t.shop}, {"demo-gateway", access.RoleIngest, &t.gateway},
+		{"demo-gateway-bouncer", access.RoleBouncer, &t.bouncer}, {"demo-analyst", access.RoleRead, &t.read},
+		{"demo-admin", access.RoleAdmin, &t.admin}} {
+		col.Tokens().Revoke(x.name) // a data directory used before: start afresh
+		if _, *x.dst, err = col.Tokens().Create(x.name, x.role); err != nil {
+			return t, fmt.Errorf("demo: %w", err)
+		}
+	}
+	return t, nil
 }

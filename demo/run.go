@@ -13,56 +13,89 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/trailguard/trailguard/access"
 	"github.com/trailguard/trailguard/event"
 	"github.com/trailguard/trailguard/httpaudit"
+	"github.com/trailguard/trailguard/ledger"
 	"github.com/trailguard/trailguard/redact"
+	"github.com/trailguard/trailguard/report"
 	"github.com/trailguard/trailguard/retention"
+	"github.com/trailguard/trailguard/server"
 	"github.com/trailguard/trailguard/ship"
 	"github.com/trailguard/trailguard/sink"
 )
 
 // Options configures Run.
 type Options struct {
-	// Dir is where the trail is written (under Dir/trail). Empty means a
-	// new temporary directory.
+	// Dir is where the demo writes: the shop's trail (Dir/trail), the
+	// collector's data (Dir/collector), the witness copies of its
+	// checkpoints (Dir/witness), the gateway's spool (Dir/gateway) and the
+	// PCI DSS report (Dir/report-pci-dss.pdf and .json). Empty means a new
+	// temporary directory.
 	Dir string
-	// Duration is how long traffic is driven; default 5s. Each simulated
-	// party first plays a fixed minimum of rounds, however long they take.
+	// Duration is how long the users' traffic goes on; default 5s. Each
+	// simulated party first plays a fixed minimum of rounds, and each
+	// attacker goes on until the gateway blocks it, however long that
+	// takes.
 	Duration time.Duration
-	// Log receives progress lines; nil discards them.
+	// Log receives progress lines and, as they happen, the alerts and
+	// blocks; nil discards them.
 	Log io.Writer
+	// KeepRunning, if set, is called once the story is told and the report
+	// written, with the web UI's address and a token to sign in with; the
+	// collector, the gateway and the API stay up until it returns.
+	KeepRunning func(ui, token string)
 }
 
-// Summary describes the trail a demo run left.
+// Summary describes what a demo run left.
 type Summary struct {
 	Dir        string         // the data directory
-	TrailDir   string         // where the trail files are
+	TrailDir   string         // where the shop's trail files are
 	Files      []string       // trail files, oldest first
 	Bytes      int64          // total size on disk
-	Events     int            // events in the trail
+	Events     int            // events in the shop's trail
 	Requests   int            // access events (one per completed request)
 	Counts     map[string]int // events by "action outcome"
 	Stats      httpaudit.Stats
-	Ship       ship.Stats // the shipper's counters: everything reached the collector
+	Ship       ship.Stats // the shop's shipper: everything reached the collector
 	Collector  Collector  // what the collector holds and answers
 	Secrets    int        // credentials and card numbers the traffic sent
-	Leaked     []string   // any of them found in the trail (must be empty)
+	Leaked     []string   // any of them found in the shop's trail or the ledger (must be empty)
 	SampleFail []byte     // one failed-login event, as written
 	Duration   time.Duration
 	// FailedStatus counts the failed requests (http_request failure) by
 	// status code, to explain that row of the table.
 	FailedStatus map[int]int
-	// Story is what the attacker did, reconstructed from the trail.
-	Story Story
-	// Detection is what the collector's rules raised: alerts and bans.
+	// Detection is what the collector's rules raised: alerts and bans,
+	// timed by the ledger's append times.
 	Detection Detection
+	// Happenings are the alerts, blocks and refusals the live view showed.
+	Happenings []Happening
+	// Stories are what each blocked address did, from the trail; Others
+	// the addresses alerts named but no rule blocked.
+	Stories, Others []Story
+	// Gateway, API and UI are the addresses the parts listened on.
+	Gateway, API, UI string
+	// Verified is the offline verification of the collector's ledger.
+	Verified *ledger.Report
+	// Report is the PCI DSS report written at the end.
+	Report ReportFiles
+	// LedgerBy counts the ledger's records by who wrote them: service.name,
+	// or "detection" for alerts and block decisions.
+	LedgerBy map[string]int
+}
+
+// ReportFiles are the report's forms on disk.
+type ReportFiles struct {
+	PDF, JSON, Sum string
+	Met, Gaps      int
+	Findings       []string
 }
 
 // Collector describes the in-process collector after the run.
@@ -72,13 +105,14 @@ type Collector struct {
 	VerifierKey  string   // the public key auditors verify with
 	LedgerSize   uint64   // records in the ledger (the shop's events and the collector's own), per the final checkpoint
 	Checkpoint   string   // the final signed checkpoint
-	Failures401  int64    // 401 responses per the collector's query API
+	Failures401  int64    // 401 answers of the shop per the collector's query API
 	TopAttackers []string // top client.ip of failed logins, "ip (count)"
 }
 
-// Run starts the sample API on a loopback port, drives traffic against it
-// for opts.Duration, shuts everything down cleanly and summarises the
-// trail.
+// Run starts the collector, the gateway and the sample API on loopback
+// ports in this process, drives users and attackers through the gateway,
+// shows the alerts and blocks as they happen, writes a PCI DSS report,
+// shuts everything down cleanly, verifies the ledger and summarises.
 func Run(ctx context.Context, opts Options) (*Summary, error) {
 	if opts.Duration <= 0 {
 		opts.Duration = 5 * time.Second
@@ -95,22 +129,23 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 		}
 		dir = d
 	}
+	start := time.Now()
 	// The collector runs in this process, as `trailguard serve` would on
-	// its own host: the shop ships its events to it over HTTP.
+	// its own host: the shop and the gateway ship their events to it.
 	col, colURL, stopCollector, err := startCollector(filepath.Join(dir, "collector"), logw)
 	if err != nil {
 		return nil, err
 	}
 	defer stopCollector()
-	_, ingestToken, err := col.Tokens().Create("demo-shop", access.RoleIngest)
+	toks, err := makeTokens(col)
 	if err != nil {
-		return nil, fmt.Errorf("demo: %w", err)
+		return nil, err
 	}
 	shipper, err := ship.New(ship.Options{
 		URL:           colURL + "/v1/events",
-		Token:         ingestToken,
+		Token:         toks.shop,
 		SpoolDir:      filepath.Join(dir, "spool"),
-		FlushInterval: 100 * time.Millisecond,
+		FlushInterval: 20 * time.Millisecond,
 		OnError:       func(err error) { fmt.Fprintln(logw, "ship:", err) },
 	})
 	if err != nil {
@@ -147,7 +182,6 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 		return nil, fmt.Errorf("demo: %w", err)
 	}
 	app := newAPI(slog.New(audit.SlogHandler(nil)))
-
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		audit.Close()
@@ -155,15 +189,32 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 	}
 	srv := &http.Server{Handler: audit.Middleware(app.routes()), ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(ln)
-	base := "http://" + ln.Addr().String()
-	fmt.Fprintf(logw, "collector on %s (data in %s)\n", colURL, filepath.Join(dir, "collector"))
-	fmt.Fprintf(logw, "sample API on %s, shipping its audit events to the collector; driving traffic for %v\n", base, opts.Duration)
+	apiURL := "http://" + ln.Addr().String()
+	_, gwURL, stopGateway, err := startGateway(filepath.Join(dir, "gateway"), apiURL, colURL, toks.gateway, toks.bouncer, logw)
+	if err != nil {
+		audit.Close()
+		return nil, err
+	}
+	defer stopGateway()
 
-	start := time.Now()
+	fmt.Fprintf(logw, "collector %s  (ledger, detection, web UI; data in %s)\n", colURL, filepath.Join(dir, "collector"))
+	fmt.Fprintf(logw, "gateway   %s  (records every request, enforces the collector's blocks)\n", gwURL)
+	fmt.Fprintf(logw, "shop API  %s  (records logins, role changes and orders with httpaudit)\n", apiURL)
+	fmt.Fprintf(logw, "\nfour users browse and buy through the gateway for %v; three attackers join them:\n"+
+		"  203.0.113.66 guesses alice's password, 198.18.7.23 tries leaked passwords, 192.0.2.77 probes for injection.\n"+
+		"as the collector stores them (time since start):\n", opts.Duration)
+
+	// The live view: alerts, blocks and refusals as the collector stores them.
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	w := newWatcher(start, logw)
+	watchDone := make(chan struct{})
+	go func() { defer close(watchDone); w.run(watchCtx, col.Ledger(), 0) }()
+
 	secrets := &secretSet{m: map[string]bool{}}
 	transport := &http.Transport{MaxIdleConnsPerHost: 16}
 	newClient := func(ip, ua string) *client {
-		return &client{base: base, ip: ip, ua: ua, http: &http.Client{Transport: transport, Timeout: 10 * time.Second}, secrets: secrets}
+		return &client{base: gwURL, ip: ip, ua: ua, http: &http.Client{Transport: transport, Timeout: 10 * time.Second}, secrets: secrets}
 	}
 	tctx, cancel := context.WithTimeout(ctx, opts.Duration)
 	var wg sync.WaitGroup
@@ -185,29 +236,49 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 		"iloveyou", "admin", "welcome", "sunshine", "princess", "football", "master", "shadow", "baseball",
 		"superman", "trustno1", "hello123", "freedom", "whatever", "michael", "ninja", "mustang", "passw0rd",
 		"starwars", "batman", "zaq1zaq1", "qazwsx", "654321", "jordan23", "harley", "ranger", "buster"}
-	goRun(func() { attacker(p, newClient("203.0.113.66", "python-requests/2.32.3"), wordlist, pw["alice"]) })
+	goRun(func() { bruteForcer(ctx, newClient("203.0.113.66", "python-requests/2.32.3"), wordlist) })
+	goRun(func() {
+		stuffer(ctx, newClient("198.18.7.23", "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"))
+	})
+	goRun(func() { prober(ctx, newClient("192.0.2.77", "sqlmap/1.8.4#stable (https://sqlmap.org)")) })
 	wg.Wait()
 	cancel()
 
-	shutCtx, stop := context.WithTimeout(context.Background(), 5*time.Second)
+	// Everything the shop and the gateway recorded reaches the collector;
+	// then detection has seen it all.
+	shutCtx, stop := context.WithTimeout(context.Background(), 10*time.Second)
 	defer stop()
 	shutErr := srv.Shutdown(shutCtx)
 	transport.CloseIdleConnections()
 	closeErr := audit.Close()
-	if err := errors.Join(shutErr, closeErr); err != nil {
+	gwErr := stopGateway()
+	if err := errors.Join(shutErr, closeErr, gwErr); err != nil {
 		return nil, fmt.Errorf("demo: shutdown: %w", err)
 	}
+	waitDetected(shutCtx, col)
 	sum, err := summarize(trailDir, secrets.list())
 	if err != nil {
 		return nil, err
 	}
-	sum.Dir = dir
+	sum.Dir, sum.Gateway, sum.API, sum.UI = dir, gwURL, apiURL, colURL+"/ui/"
 	sum.Stats = audit.Stats()
 	sum.Ship = shipper.Stats()
-	if sum.Collector, err = queryCollector(col, colURL); err != nil {
+	if sum.Collector, err = queryCollector(col, colURL, toks.read); err != nil {
 		return nil, err
 	}
 	sum.Detection = collectDetection(col)
+	stopWatch()
+	<-watchDone
+	sum.Happenings = w.happenings()
+
+	// The PCI DSS report over the demo, from the collector (as GET
+	// /v1/reports makes it).
+	if sum.Report, err = writeReport(ctx, col, dir, start); err != nil {
+		return nil, err
+	}
+	if opts.KeepRunning != nil {
+		opts.KeepRunning(sum.UI, toks.admin)
+	}
 	if err := stopCollector(); err != nil {
 		return nil, fmt.Errorf("demo: collector shutdown: %w", err)
 	}
@@ -218,8 +289,83 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 	if size, ok := checkpointSize(signed); ok {
 		sum.Collector.LedgerSize = size
 	}
+	if err := sum.checkLedger(start, secrets.list()); err != nil {
+		return nil, err
+	}
 	sum.Duration = time.Since(start)
 	return sum, nil
+}
+
+// waitDetected waits until detection has evaluated every record stored
+// (its alerts and decisions are records too, which it skips).
+func waitDetected(ctx context.Context, col *server.Server) {
+	for ctx.Err() == nil && col.DetectionNext() < col.Ledger().Size() {
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// writeReport writes the PCI DSS report over the demo's period as PDF and
+// signed JSON.
+func writeReport(ctx context.Context, col *server.Server, dir string, start time.Time) (ReportFiles, error) {
+	sg, sum, err := col.Report(ctx, report.Options{Standard: report.PCIDSS, From: start.Add(-time.Minute)})
+	if err != nil {
+		return ReportFiles{}, fmt.Errorf("demo: report: %w", err)
+	}
+	pdf, err := report.PDF(sg.Report, sum)
+	if err != nil {
+		return ReportFiles{}, err
+	}
+	rf := ReportFiles{PDF: filepath.Join(dir, "report-pci-dss.pdf"), JSON: filepath.Join(dir, "report-pci-dss.json"), Sum: sum,
+		Met: sg.Report.Summary.Met, Gaps: sg.Report.Summary.Gaps, Findings: sg.Report.Summary.TopFindings}
+	if err := errors.Join(os.WriteFile(rf.PDF, pdf, 0o644), os.WriteFile(rf.JSON, sg.JSON, 0o644)); err != nil {
+		return rf, fmt.Errorf("demo: report: %w", err)
+	}
+	return rf, nil
+}
+
+// checkLedger verifies the collector's ledger offline with the public key
+// alone, reads it back for the attackers' stories, and checks that no
+// secret the traffic sent is in it.
+func (s *Summary) checkLedger(start time.Time, secrets []string) error {
+	c := s.Collector
+	keys, err := ledger.LoadVerifiers(c.VerifierKey)
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	ldir := filepath.Join(c.DataDir, "ledger")
+	if s.Verified, err = ledger.Verify(ldir, ledger.VerifyOptions{Verifiers: keys, WitnessDir: filepath.Join(s.Dir, "witness")}); err != nil {
+		return fmt.Errorf("demo: verify: %w", err)
+	}
+	l, err := ledger.OpenReadOnly(ldir)
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	defer l.Close()
+	var recs [][]byte
+	s.LedgerBy = map[string]int{}
+	for e, err := range l.Entries(0) {
+		if err != nil {
+			return fmt.Errorf("demo: read the ledger: %w", err)
+		}
+		recs = append(recs, e.Data)
+		switch {
+		case bytes.Contains(e.Data, []byte(`"dataset":"trailguard.alert"`)) || bytes.Contains(e.Data, []byte(`"dataset":"trailguard.decision"`)):
+			s.LedgerBy["detection"]++
+		case bytes.Contains(e.Data, []byte(`"name":"demo-shop"`)):
+			s.LedgerBy["demo-shop"]++
+		case bytes.Contains(e.Data, []byte(`"name":"demo-gateway"`)):
+			s.LedgerBy["demo-gateway"]++
+		case bytes.Contains(e.Data, []byte(`"name":"trailguard-collector"`)):
+			s.LedgerBy["trailguard-collector"]++
+		}
+		for _, sec := range secrets {
+			if len(sec) >= 6 && bytes.Contains(e.Data, []byte(sec)) && !slices.Contains(s.Leaked, sec) {
+				s.Leaked = append(s.Leaked, sec)
+			}
+		}
+	}
+	s.Stories, s.Others = readTrail(recs).stories(start)
+	return nil
 }
 
 func summarize(trailDir string, secrets []string) (*Summary, error) {
@@ -228,8 +374,6 @@ func summarize(trailDir string, secrets []string) (*Summary, error) {
 		return nil, fmt.Errorf("demo: %w", err)
 	}
 	s := &Summary{TrailDir: trailDir, Files: files, Counts: map[string]int{}, Secrets: len(secrets), FailedStatus: map[int]int{}}
-	var evs []*event.Event
-	var first time.Time
 	var all bytes.Buffer
 	for _, f := range files {
 		if fi, err := os.Stat(f); err == nil {
@@ -259,10 +403,6 @@ func summarize(trailDir string, secrets []string) (*Summary, error) {
 				s.FailedStatus[ev.StatusCode]++
 			}
 		}
-		if first.IsZero() || ev.Timestamp.Before(first) {
-			first = ev.Timestamp
-		}
-		evs = append(evs, ev)
 		s.Counts[ev.Action+" "+ev.Outcome]++
 		if ev.Action == event.ActionLoginFail && s.SampleFail == nil && ev.UserName == "alice" {
 			s.SampleFail = append([]byte(nil), sc.Bytes()...)
@@ -271,7 +411,6 @@ func summarize(trailDir string, secrets []string) (*Summary, error) {
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("demo: %w", err)
 	}
-	s.Story = tellStory(evs, first)
 	for _, sec := range secrets {
 		if len(sec) >= 6 && bytes.Contains(all.Bytes(), []byte(sec)) {
 			s.Leaked = append(s.Leaked, sec)
@@ -309,8 +448,16 @@ var meanings = map[string]string{
 
 // Print writes the summary for a person.
 func (s *Summary) Print(w io.Writer) {
-	s.Story.Print(w)
-	fmt.Fprintf(w, "\ntrail:   %s (%d files, %.1f KiB; rotated files are gzipped)\n", s.TrailDir, len(s.Files), float64(s.Bytes)/1024)
+	for _, st := range s.Stories {
+		st.Print(w)
+	}
+	if len(s.Others) > 0 {
+		fmt.Fprintln(w, "\nalerts about addresses no rule blocked (users trying what their role does not allow):")
+		for _, st := range s.Others {
+			fmt.Fprintf(w, "  %s: %s\n", display(st.Address), display(strings.Join(slices.Compact(slices.Sorted(slices.Values(st.Alerts))), "; ")))
+		}
+	}
+	fmt.Fprintf(w, "\nthe shop's own trail: %s (%d files, %.1f KiB; rotated files are gzipped)\n", s.TrailDir, len(s.Files), float64(s.Bytes)/1024)
 	fmt.Fprintf(w, "events:  %d in %v (%d requests; %d dropped, %d lost)\n", s.Events, s.Duration.Round(time.Millisecond), s.Requests, s.Stats.Dropped, s.Stats.Lost)
 	keys := make([]string, 0, len(s.Counts))
 	for k := range s.Counts {
@@ -336,26 +483,43 @@ func (s *Summary) Print(w io.Writer) {
 		fmt.Fprintf(w, "  %-22s %-8s %6d  %s\n", action, shown, s.Counts[k], meaning)
 	}
 	if len(s.Leaked) == 0 {
-		fmt.Fprintf(w, "\nsecrets: none of the %d passwords, bearer tokens and card numbers sent is in the trail\n", s.Secrets)
+		fmt.Fprintf(w, "\nsecrets: none of the %d passwords, bearer tokens and card numbers sent is in the trail or the ledger\n", s.Secrets)
 	} else {
-		fmt.Fprintf(w, "\nsecrets: LEAKED %d of %d into the trail: %q\n", len(s.Leaked), s.Secrets, s.Leaked)
+		fmt.Fprintf(w, "\nsecrets: LEAKED %d of %d: %q\n", len(s.Leaked), s.Secrets, s.Leaked)
 	}
 	if s.SampleFail != nil {
 		fmt.Fprintf(w, "\na failed login, as stored:\n%s\n", s.SampleFail)
 	}
-	s.Detection.Print(w)
 	c := s.Collector
-	own := int64(c.LedgerSize) - int64(s.Ship.Shipped)
-	fmt.Fprintf(w, "\ncollector: %d records in its ledger at %s: the shop's %d events (shipped: %d, dead-lettered: %d) and %d of its own\n"+
-		"  (its start and stop, and one per request it answered: the shop's batches, the analyst's queries)\n",
-		c.LedgerSize, c.DataDir, s.Events, s.Ship.Shipped, s.Ship.DeadLettered, own)
-	fmt.Fprintf(w, "  the analyst's queries: %d responses were 401; top sources of failed logins: %s\n", c.Failures401, strings.Join(c.TopAttackers, ", "))
+	by := s.LedgerBy
+	fmt.Fprintf(w, "\ncollector: %d records in its ledger at %s: the shop's %d events, the gateway's %d, %d alerts and block decisions,\n"+
+		"  and %d of its own (its start and stop, one per request it answered)\n",
+		c.LedgerSize, c.DataDir, by["demo-shop"], by["demo-gateway"], by["detection"], by["trailguard-collector"])
+	fmt.Fprintf(w, "  the analyst's queries: the shop answered %d requests with 401; top sources of failed logins: %s\n", c.Failures401, strings.Join(c.TopAttackers, ", "))
 	if c.Checkpoint != "" {
 		fmt.Fprintf(w, "  final signed checkpoint (origin, tree size %d, root hash, time, signature):\n    %s\n", c.LedgerSize,
 			strings.ReplaceAll(strings.TrimSpace(c.Checkpoint), "\n", "\n    "))
 	}
-	fmt.Fprintf(w, "\nread it:   zcat -f %s/*.jsonl* | jq -c 'select(.client.ip==\"%s\")'\n", s.TrailDir, s.Story.Address)
+	if v := s.Verified; v != nil {
+		if v.OK() {
+			fmt.Fprintf(w, "  verified offline with the public key alone: %d records, %d checkpoints (ledger and witness copies), no finding\n", v.Records, v.Checkpoints)
+		} else {
+			fmt.Fprintf(w, "  VERIFICATION FAILED:\n%s", v)
+		}
+	}
+	r := s.Report
+	fmt.Fprintf(w, "\nPCI DSS report over the run: %d requirements met, %d gaps\n  %s\n  %s (signed; its sha256 %s is printed on every page)\n",
+		r.Met, r.Gaps, r.PDF, r.JSON, r.Sum)
+	for _, f := range r.Findings {
+		fmt.Fprintf(w, "  gap %s\n", f)
+	}
+	addr := ""
+	if len(s.Stories) > 0 {
+		addr = s.Stories[0].Address
+	}
+	fmt.Fprintf(w, "\nread it:   zcat -f %s/*.jsonl* | jq -c 'select(.client.ip==\"%s\")'\n", s.TrailDir, addr)
 	fmt.Fprintf(w, "verify it: go run ./cmd/trailguard verify --data %s   (the key is in %s)\n", c.DataDir, c.VerifierKey)
+	fmt.Fprintf(w, "check the report: go run ./cmd/trailguard verify-report %s --key %s --data %s\n", r.JSON, c.VerifierKey, c.DataDir)
 }
 
 // statusBreakdown lists status codes by count: "401 ×65, 403 ×45".

@@ -1,7 +1,9 @@
 package demo
 
 import (
+	"bytes"
 	"cmp"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/url"
@@ -16,10 +18,11 @@ import (
 	"github.com/trailguard/trailguard/event"
 )
 
-// Story is what the most active source of failed logins did, told from the
-// trail alone: nothing in it comes from the traffic generator's script.
+// Story is what one attacking address did, told from the collector's
+// trail alone (the shop's events, the gateway's, the alerts and the block
+// decisions): nothing in it comes from the traffic generator's script.
 type Story struct {
-	Address   string // client.ip (or source.ip) with the most failed logins
+	Address   string // client.ip (or source.ip)
 	UserAgent string // the first one it used
 	Steps     []Step
 	// Figures for the summary and the tests.
@@ -28,50 +31,98 @@ type Story struct {
 	UnknownUsers int      // distinct user names tried that do not exist
 	LoggedInAs   string   // user of its first successful login, if any
 	Probes       []string // its other requests, as "METHOD target → status"
+	Alerts       []string // titles of the alerts raised about it
+	Blocked      bool     // a block decision was made against it
+	Refused      int      // its requests the gateway refused
 }
 
-// Step is one thing the attacker did.
+// Step is one thing the attacker did, or one thing done about it.
 type Step struct {
-	At, Until time.Duration // since the trail's first event
+	At, Until time.Duration // since the demo's start
 	Text      string        // for a person; attacker-controlled text escaped
 }
 
-// request is one HTTP request of the attacker, from its events (the access
-// event and whatever the application recorded for it).
+// request is one HTTP request of the attacker, from its events (the
+// gateway's and the shop's access events and whatever the shop recorded
+// for it).
 type request struct {
 	at                   time.Time
 	method, target       string
 	status               int
 	ua                   string
 	login                *event.Event // authn_login_fail or authn_login_success
+	refused              bool         // the gateway refused it (request_blocked)
 	reasons              []string     // of other events (input_validation_fail, authz_fail…)
 	cleanPath, rawTarget string
 }
 
-// tellStory reconstructs the attacker's story from the trail's events.
-// start is the time of the trail's first event.
-func tellStory(evs []*event.Event, start time.Time) Story {
-	addr := func(e *event.Event) string { return cmp.Or(e.ClientIP, e.SourceIP) }
-	fails := map[string]int{}
-	for _, e := range evs {
-		if e.Action == event.ActionLoginFail {
-			fails[addr(e)]++
+// mark is an alert or a block decision about an address.
+type mark struct {
+	at   time.Time
+	text string
+}
+
+// trail is the collector's records, decoded for the story.
+type trail struct {
+	events []*event.Event
+	marks  map[string][]mark // by address
+	order  []string          // addresses with alerts, by first alert
+}
+
+func addrOf(e *event.Event) string { return cmp.Or(e.ClientIP, e.SourceIP) }
+
+// readTrail decodes the records of a ledger for the stories.
+func readTrail(recs [][]byte) *trail {
+	t := &trail{marks: map[string][]mark{}}
+	for _, data := range recs {
+		if bytes.Contains(data, []byte(`"trailguard.alert"`)) || bytes.Contains(data, []byte(`"block_decision_`)) {
+			var r record
+			if json.Unmarshal(data, &r) != nil || r.Client.IP == "" {
+				continue
+			}
+			a := r.Client.IP
+			switch {
+			case r.Event.Kind == "alert":
+				if len(t.marks[a]) == 0 {
+					t.order = append(t.order, a)
+				}
+				t.marks[a] = append(t.marks[a], mark{r.TS, "alert: " + r.Rule.Name})
+			case r.Event.Action == "block_decision_created":
+				t.marks[a] = append(t.marks[a], mark{r.TS, "blocked for " + shortDur(r.TG.Decision.Duration) + " (" + r.Rule.Name + ")"})
+			}
+			continue
+		}
+		e, err := event.Decode(data)
+		if err != nil {
+			continue
+		}
+		t.events = append(t.events, e)
+	}
+	return t
+}
+
+// stories tells what each address that was blocked did; others is what
+// was raised about the addresses that were not blocked (users poking at
+// what their role does not allow: those rules ask for no block).
+func (t *trail) stories(start time.Time) (blocked []Story, others []Story) {
+	for _, a := range t.order {
+		st := t.tell(a, start)
+		if st.Blocked {
+			blocked = append(blocked, st)
+		} else {
+			others = append(others, st)
 		}
 	}
-	var st Story
-	best := 0
-	for a, n := range fails {
-		if n > best || n == best && a < st.Address {
-			st.Address, best = a, n
-		}
-	}
-	if st.Address == "" {
-		return st
-	}
+	return blocked, others
+}
+
+// tell reconstructs one address's story.
+func (t *trail) tell(address string, start time.Time) Story {
+	st := Story{Address: address}
 	byID := map[string]*request{}
 	var reqs []*request
-	for _, e := range evs {
-		if addr(e) != st.Address {
+	for _, e := range t.events {
+		if addrOf(e) != address || e.ServiceName == "trailguard-collector" {
 			continue
 		}
 		id := cmp.Or(e.RequestID, e.ID)
@@ -86,12 +137,16 @@ func tellStory(evs []*event.Event, start time.Time) Story {
 		}
 		switch e.Action {
 		case event.ActionHTTPRequest:
-			r.method, r.status, r.ua = e.Method, e.StatusCode, e.UserAgent
-			r.rawTarget = cmp.Or(e.Original, e.Path+query(e.Query))
-			r.target = display(r.rawTarget)
-			r.cleanPath = path.Clean(e.Path)
+			if r.method == "" || e.ServiceName == "demo-shop" {
+				r.method, r.status, r.ua = e.Method, e.StatusCode, e.UserAgent
+				r.rawTarget = cmp.Or(e.Original, e.Path+query(e.Query))
+				r.target = display(r.rawTarget)
+				r.cleanPath = path.Clean(e.Path)
+			}
 		case event.ActionLoginFail, event.ActionLoginSuccess:
 			r.login = e
+		case "request_blocked":
+			r.refused = true
 		default:
 			if e.Reason != "" {
 				r.reasons = append(r.reasons, e.Action+": "+e.Reason)
@@ -102,10 +157,22 @@ func tellStory(evs []*event.Event, start time.Time) Story {
 	if len(reqs) > 0 {
 		st.UserAgent = reqs[0].ua
 	}
+	marks := slices.Clone(t.marks[address])
+	slices.SortStableFunc(marks, func(a, b mark) int { return a.at.Compare(b.at) })
+	for _, m := range marks {
+		if strings.HasPrefix(m.text, "alert: ") {
+			st.Alerts = append(st.Alerts, strings.TrimPrefix(m.text, "alert: "))
+		} else {
+			st.Blocked = true
+		}
+	}
 
-	// Consecutive requests of one kind make one step.
+	// Consecutive requests of one kind make one step, unless an alert or a
+	// block comes between them.
 	kind := func(r *request) string {
 		switch {
+		case r.refused:
+			return "refused"
 		case r.login == nil:
 			return "request"
 		case r.login.Action == event.ActionLoginSuccess:
@@ -120,20 +187,32 @@ func tellStory(evs []*event.Event, start time.Time) Story {
 	unknown := map[string]bool{}
 	since := func(t time.Time) time.Duration { return t.Sub(start) }
 	ua := st.UserAgent
+	mi := 0
+	flushMarks := func(before time.Time) {
+		for mi < len(marks) && (before.IsZero() || marks[mi].at.Before(before)) {
+			st.Steps = append(st.Steps, Step{At: since(marks[mi].at), Until: since(marks[mi].at), Text: strings.ToUpper(marks[mi].text[:1]) + display(marks[mi].text[1:])})
+			mi++
+		}
+	}
 	for i := 0; i < len(reqs); {
+		flushMarks(reqs[i].at)
 		k := kind(reqs[i])
 		j := i + 1
-		for k != "request" && !strings.HasPrefix(k, "success") && j < len(reqs) && kind(reqs[j]) == k {
+		for k != "request" && !strings.HasPrefix(k, "success") && j < len(reqs) && kind(reqs[j]) == k &&
+			(mi >= len(marks) || reqs[j].at.Before(marks[mi].at)) {
 			j++
 		}
 		group := reqs[i:j]
 		step := Step{At: since(group[0].at), Until: since(group[len(group)-1].at)}
 		first := group[0]
 		switch {
+		case k == "refused":
+			st.Refused += len(group)
+			step.Text = plural(len(group), "request") + " refused by the gateway (403)"
 		case strings.HasPrefix(k, "fail "):
 			user := first.login.UserName
 			perUser[user] += len(group)
-			step.Text = fmt.Sprintf("%d failed logins as %s (%s)", len(group), display(user), display(first.login.Reason))
+			step.Text = fmt.Sprintf("%s as %s (%s)", plural(len(group), "failed login"), display(user), display(first.login.Reason))
 		case k == "unknown":
 			names := make([]string, 0, len(group))
 			for _, r := range group {
@@ -142,8 +221,15 @@ func tellStory(evs []*event.Event, start time.Time) Story {
 					names = append(names, r.login.UserName)
 				}
 			}
-			step.Text = fmt.Sprintf("%d failed logins as %d user names that do not exist (%s … %s): credential stuffing",
-				len(group), len(names), display(names[0]), display(names[len(names)-1]))
+			switch len(names) {
+			case 0:
+				step.Text = plural(len(group), "failed login") + " as user names that do not exist"
+			case 1:
+				step.Text = fmt.Sprintf("%s as %s, which does not exist", plural(len(group), "failed login"), display(names[0]))
+			default:
+				step.Text = fmt.Sprintf("%s as %d user names that do not exist (%s … %s)", plural(len(group), "failed login"), len(names),
+					display(names[0]), display(names[len(names)-1]))
+			}
 		case strings.HasPrefix(k, "success "):
 			user := first.login.UserName
 			if st.LoggedInAs == "" {
@@ -178,6 +264,7 @@ func tellStory(evs []*event.Event, start time.Time) Story {
 		st.Steps = append(st.Steps, step)
 		i = j
 	}
+	flushMarks(time.Time{})
 	for u, n := range perUser {
 		if n > st.BadPasswords {
 			st.TargetUser, st.BadPasswords = u, n
@@ -185,6 +272,14 @@ func tellStory(evs []*event.Event, start time.Time) Story {
 	}
 	st.UnknownUsers = len(unknown)
 	return st
+}
+
+// plural says "1 request", "3 requests".
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return strconv.Itoa(n) + " " + what + "s"
 }
 
 func query(q string) string {
@@ -223,17 +318,27 @@ func display(s string) string {
 	return b.String()
 }
 
+// maxSteps bounds a printed story; the rest is counted.
+const maxSteps = 16
+
 // Print writes the story as a short timeline.
 func (st Story) Print(w io.Writer) {
 	if st.Address == "" {
 		return
 	}
-	fmt.Fprintf(w, "\nwhat %s did (user agent %s), as the shop's trail tells it:\n", display(st.Address), display(st.UserAgent))
-	for _, s := range st.Steps {
+	fmt.Fprintf(w, "\nwhat %s did (user agent %s), as the trail tells it:\n", display(st.Address), display(st.UserAgent))
+	steps := st.Steps
+	if len(steps) > maxSteps {
+		steps = steps[:maxSteps]
+	}
+	for _, s := range steps {
 		when := fmt.Sprintf("+%.2fs", s.At.Seconds())
 		if s.Until-s.At >= 10*time.Millisecond {
 			when += fmt.Sprintf("–%.2fs", s.Until.Seconds())
 		}
 		fmt.Fprintf(w, "  %-14s %s\n", when, s.Text)
+	}
+	if n := len(st.Steps) - len(steps); n > 0 {
+		fmt.Fprintf(w, "  … and %d more steps\n", n)
 	}
 }

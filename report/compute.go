@@ -204,7 +204,7 @@ func computeFigures(ctx context.Context, l *ledger.Ledger, rep *Report, o Option
 	if err != nil {
 		return nil, err
 	}
-	finish(figs, total, rep, hist, startCP, endCP)
+	finish(figs, total, rep, hist, startCP, endCP, l)
 	return figs, nil
 }
 
@@ -359,7 +359,7 @@ func scan(ctx context.Context, l *ledger.Ledger, from, end uint64, p *computePar
 					if e.Index >= hi {
 						break
 					}
-					a.add(e.Index, e.Data, &f)
+					a.add(e.Index, e.Time, e.Data, &f)
 				}
 				mu.Lock()
 				done[c] = a
@@ -384,7 +384,7 @@ func scan(ctx context.Context, l *ledger.Ledger, from, end uint64, p *computePar
 }
 
 // finish turns the merged chunk figures into Figures.
-func finish(f *Figures, a *acc, rep *Report, hist []cpPoint, startCP, endCP *cpPoint) {
+func finish(f *Figures, a *acc, rep *Report, hist []cpPoint, startCP, endCP *cpPoint, l *ledger.Ledger) {
 	f.Records, f.Undecodable, f.ReadError, f.Events, f.AlertDocs = a.records, a.undec, a.readErr, a.events, a.alerts
 	for _, c := range a.actions.top(0) {
 		action, outcome, _ := cutNUL(c.Value)
@@ -412,7 +412,7 @@ func finish(f *Figures, a *acc, rep *Report, hist []cpPoint, startCP, endCP *cpP
 	f.Reads = Reads{Total: a.reads, ByReader: orEmpty(a.readers.top(20)), Refused: a.refused}
 	f.Time = TimeFigures{WithTimestamp: a.withTS, Ahead: a.ahead, MaxAhead: Duration(a.maxAhead), Delayed: a.delayed,
 		MaxDelay: Duration(a.maxDelay), Outside: a.outside, Examples: orEmpty(a.timeEx)}
-	rares(f, a.rares, rep)
+	rares(f, a.rares, rep, l)
 	checkpoints(f, hist, rep, startCP, endCP)
 }
 
@@ -437,7 +437,7 @@ const maxList = 50
 
 // rares computes alert lifecycles, blocks, starts and stops and failures
 // from the rare records, in ledger order.
-func rares(f *Figures, rs []rare, rep *Report) {
+func rares(f *Figures, rs []rare, rep *Report, l *ledger.Ledger) {
 	type alertState struct {
 		row   AlertRow
 		acked bool
@@ -453,7 +453,15 @@ func rares(f *Figures, rs []rare, rep *Report) {
 		case 'a':
 			st := &alertState{row: AlertRow{Index: r.index, ID: r.id, Rule: r.rule, Title: r.title, Level: r.level,
 				Time: r.t.UTC(), Client: r.client, User: r.user, Status: "open"}}
-			if !r.end.IsZero() && !r.t.IsZero() {
+			// The delay is between the ledger's append times of the
+			// record that completed the alert and of the alert (an
+			// alert's @timestamp is its last event's).
+			if r.trigger >= 0 {
+				if te, err := l.Read(uint64(r.trigger)); err == nil {
+					st.row.Delay = Duration(r.appended.Sub(te.Time))
+					delays = append(delays, r.appended.Sub(te.Time))
+				}
+			} else if !r.end.IsZero() && !r.t.IsZero() {
 				st.row.Delay = Duration(r.t.Sub(r.end))
 				delays = append(delays, r.t.Sub(r.end))
 			}

@@ -332,6 +332,8 @@ func (c *counter) distinct() uint64 { return uint64(len(c.m)) }
 // (alerts, status changes, decisions, starts and stops, failures).
 type rare struct {
 	index                                             uint64
+	appended                                          time.Time // the frame's append time
+	trigger                                           int64     // an alert's completing record, -1 if unknown
 	what                                              byte
 	t, end                                            time.Time
 	id, rule, title, level, client, user, status, svc string
@@ -417,7 +419,7 @@ func has(list [][]byte, m map[string]bool) bool {
 }
 
 // add accounts one record.
-func (a *acc) add(index uint64, data []byte, f *fields) {
+func (a *acc) add(index uint64, appended time.Time, data []byte, f *fields) {
 	a.records++
 	if err := f.parse(data); err != nil {
 		a.undec++
@@ -427,7 +429,7 @@ func (a *acc) add(index uint64, data []byte, f *fields) {
 	action := a.intern(f.action)
 	if string(f.kind) == "alert" && string(f.dataset) == "trailguard.alert" {
 		a.alerts++
-		a.rares = append(a.rares, rare{index: index, what: 'a', t: f.tsTime, id: str(f.id), rule: str(f.alertRule),
+		a.rares = append(a.rares, rare{index: index, appended: appended, trigger: f.trigger, what: 'a', t: f.tsTime, id: str(f.id), rule: str(f.alertRule),
 			title: str(f.ruleName), level: str(f.level), client: str(cmpOr(f.cliIP, f.srcIP)), user: str(f.userName)})
 		if e, ok := parseTime(f.evEnd); ok {
 			a.rares[len(a.rares)-1].end = e
@@ -447,7 +449,9 @@ func (a *acc) add(index uint64, data []byte, f *fields) {
 		in[0] = true
 	}
 	for _, r := range f.roles {
-		if p.adminRoles[string(r)] {
+		// An application's log line is not an action, whoever was
+		// signed in.
+		if p.adminRoles[string(r)] && action != "log" && action != "" {
 			in[1] = true
 		}
 	}
@@ -465,7 +469,7 @@ func (a *acc) add(index uint64, data []byte, f *fields) {
 	if lifecycleActions[action] {
 		in[5] = true
 	}
-	if !in[5] && has(f.cats, systemCategories) && has(f.types, objectTypes) {
+	if !in[5] && !sensitiveActions[action] && has(f.cats, systemCategories) && has(f.types, objectTypes) {
 		in[6] = true
 	}
 	auditable := false

@@ -336,7 +336,7 @@ func reviewItem(r *Report, id, title, req string) Item {
 		{"Detection enabled", yesNo(st.Detection.Enabled)},
 		{"Rules active", fmt.Sprintf("%d (%d ask for a block); %d could not be loaded", len(st.Detection.Rules), blocks, st.Detection.RuleErrors)},
 		{"Alerts raised", num(al.Raised) + " (" + joinCounts(al.ByLevel, 5) + ")"},
-		{"Detection delay (alert after its last event)", "median " + dur(al.DelayMedian) + ", max " + dur(al.DelayMax)},
+		{"Detection delay (from the record that completed an alert to the alert, ledger append times)", "median " + dur(al.DelayMedian) + ", max " + dur(al.DelayMax)},
 		{"Acknowledged / resolved / still open", num(al.Acknowledged) + " / " + num(al.Resolved) + " / " + num(al.Open)},
 		{"Block decisions", num(f.Blocks.Created) + " (" + joinCounts(f.Blocks.ByScenario, 4) + ")"},
 	}
@@ -350,7 +350,7 @@ func reviewItem(r *Report, id, title, req string) Item {
 		it.Evidence = "No automated review: detection is off or has no rules."
 	default:
 		it.Status = StatusMet
-		it.Evidence = fmt.Sprintf("%d rules review every record as it is stored; they raised %s alerts in the period (median %s after the event that completed them) and %s block decisions.",
+		it.Evidence = fmt.Sprintf("%d rules review every record as it is stored; they raised %s alerts in the period (median %s after the record that completed them was stored) and %s block decisions.",
 			len(st.Detection.Rules), num(al.Raised), dur(al.DelayMedian), num(f.Blocks.Created))
 	}
 	it.Notes = []string{"The rules in force are those loaded when the report was made; a change of rules during the period is not in the trail."}

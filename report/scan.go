@@ -19,6 +19,7 @@ type fields struct {
 	cats, types, roles                                    [][]byte
 	status                                                int64
 	unrecorded                                            int64
+	trigger                                               int64 // trailguard.alert.trigger.index, -1 if none
 	hasTS, hasIngested                                    bool
 	tsTime, ingTime                                       time.Time
 	escaped                                               [][]byte // owners of decoded strings
@@ -31,7 +32,7 @@ var errNotObject = errors.New("record is not a JSON object")
 // other value is skipped by bracket counting.
 func (f *fields) parse(rec []byte) error {
 	cats, types, roles, esc := f.cats[:0], f.types[:0], f.roles[:0], f.escaped[:0]
-	*f = fields{cats: cats, types: types, roles: roles, escaped: esc}
+	*f = fields{cats: cats, types: types, roles: roles, escaped: esc, trigger: -1}
 	p := parser{b: rec, f: f}
 	p.ws()
 	if p.i >= len(p.b) || p.b[p.i] != '{' {
@@ -346,10 +347,15 @@ func descend(path []string, key []byte) string {
 			return "attrs"
 		case path[0] == "http" && string(key) == "response":
 			return "response"
+		case path[0] == "trailguard" && string(key) == "alert":
+			return "alert"
 		}
 	case 2:
 		if path[0] == "trailguard" && path[1] == "audit" && string(key) == "after" {
 			return "after"
+		}
+		if path[0] == "trailguard" && path[1] == "alert" && string(key) == "trigger" {
+			return "trigger"
 		}
 	}
 	return ""
@@ -455,6 +461,9 @@ func (p *parser) slot(d int, key []byte) (*[]byte, *[][]byte, *int64) {
 	case 3:
 		if k == "status" && path[0] == "trailguard" && path[1] == "audit" && path[2] == "after" {
 			return &f.afterStatus, nil, nil
+		}
+		if k == "index" && path[0] == "trailguard" && path[1] == "alert" && path[2] == "trigger" {
+			return nil, nil, &f.trigger
 		}
 	}
 	return nil, nil, nil

@@ -273,7 +273,15 @@ func buildState(ctx context.Context, cfg Config, l *ledger.Ledger, tokens []acce
 		} else {
 			wt = ledger.DirWitness(w)
 		}
-		st.Witnesses = append(st.Witnesses, report.WitnessState(ctx, l, w, wt, keys))
+		ws := report.WitnessState(ctx, l, w, wt, keys)
+		// Witnesses receive checkpoints asynchronously: give the newest a
+		// moment to arrive.
+		_, newest := l.LatestCheckpoint()
+		for i := 0; i < 40 && ws.Error == "" && ws.TreeSize < newest.Size && ctx.Err() == nil; i++ {
+			time.Sleep(25 * time.Millisecond)
+			ws = report.WitnessState(ctx, l, w, wt, keys)
+		}
+		st.Witnesses = append(st.Witnesses, ws)
 	}
 	st.DataDirMode = modes(cfg.DataDir, filepath.Join(cfg.DataDir, "ledger"))
 	return st

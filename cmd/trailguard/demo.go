@@ -18,17 +18,21 @@ func init() {
 }
 
 func runDemo(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("demo", `usage: trailguard demo [--data DIR] [--duration D]
+	fs := newFlags("demo", `usage: trailguard demo [--data DIR] [--duration D] [--keep-running]
 
-Starts a sample shop API that records its audit trail with httpaudit and ships
-it to an in-process collector, drives it with a few users and one attacker,
-then prints what the attacker did and what the trail and the collector show.`, stdout, stderr)
+Starts, in this process on free loopback ports, a collector, a gateway and a
+sample shop API behind it (which records its own audit trail with httpaudit);
+drives four users and three attackers (a brute force, a credential-stuffing
+run and an injection probe) through the gateway; shows the alerts and the
+blocks as they happen; then tells what each attacker did from the trail,
+verifies the ledger and writes a PCI DSS report (PDF and signed JSON).`, stdout, stderr)
 	// Not the collector's data directory (the demo never writes into a real
 	// one, so TRAILGUARD_DATA is not read): a fresh temporary one by default.
 	dir := fs.String("data", "", "directory `DIR` for the demo's trail and collector (default: a new temporary directory)")
 	fs.Var(aliasValue{dir}, "data-dir", "")
 	fs.hidden["data-dir"] = true
-	dur := fs.Duration("duration", 5*time.Second, "how long to drive traffic, a `DURATION` such as 5s")
+	dur := fs.Duration("duration", 5*time.Second, "how long the users' traffic goes on, a `DURATION` such as 5s (attackers go on until blocked)")
+	keep := fs.Bool("keep-running", false, "keep everything up after the report, to explore the web UI, until Ctrl-C")
 	pos, code, ok := fs.parse(args)
 	if !ok {
 		return code
@@ -40,13 +44,24 @@ then prints what the attacker did and what the trail and the collector show.`, s
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	fmt.Fprintln(stdout, "trailguard demo")
-	sum, err := demo.Run(ctx, demo.Options{Dir: *dir, Duration: *dur, Log: stdout})
+	opts := demo.Options{Dir: *dir, Duration: *dur, Log: stdout}
+	if *keep {
+		opts.KeepRunning = func(ui, token string) {
+			fmt.Fprintf(stdout, "\nweb UI:    %s\n  sign in with this admin token: %s\n  everything keeps running until Ctrl-C\n", ui, token)
+			<-ctx.Done()
+			fmt.Fprintln(stdout, "\nstopping")
+		}
+	}
+	sum, err := demo.Run(context.WithoutCancel(ctx), opts)
 	if err != nil {
 		fmt.Fprintln(stderr, "trailguard demo:", err)
 		return 1
 	}
 	sum.Print(stdout)
-	if len(sum.Leaked) > 0 {
+	if !*keep {
+		fmt.Fprintln(stdout, "explore it: add --keep-running to keep the collector up and sign in to its web UI")
+	}
+	if len(sum.Leaked) > 0 || sum.Verified == nil || !sum.Verified.OK() {
 		return 1
 	}
 	return 0
