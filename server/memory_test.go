@@ -164,6 +164,7 @@ func resetPeak(t testing.TB, pid int) {
 // quotes it). Each body gets its own process so that no measurement
 // profits from memory an earlier one left to the Go heap.
 func TestIngestMemoryBound(t *testing.T) {
+	t.Parallel()
 	testenv.Long(t)
 	testenv.Require(t, runtime.GOOS == "linux", "peak RSS is read from /proc (Linux)")
 	bodies := worstBodies(t)
