@@ -29,6 +29,7 @@ import (
 type uiState struct {
 	sessions *ui.Sessions
 	verify   *verifyRun
+	overview *overviewRollup
 
 	signIns, signInFailures, cspReports atomic.Uint64
 }
@@ -44,6 +45,8 @@ const backgroundHeader = "X-Trailguard-Background"
 func (s *Server) uiRoutes(mux *http.ServeMux) {
 	s.ui = &uiState{sessions: ui.NewSessions(s.cfg.UISessionIdle, s.cfg.UISessionMax, 0)}
 	s.ui.verify = s.newVerifyRun()
+	s.ui.overview = newOverviewRollup()
+	go s.ui.overview.follow(s.ledger) // until the ledger closes
 	mux.Handle("GET "+ui.Prefix, ui.Handler())
 	mux.HandleFunc("GET "+uiAPIPrefix+"/session", s.handleUISession)
 	mux.HandleFunc("POST "+uiAPIPrefix+"/session", s.handleUISignIn)
@@ -55,6 +58,7 @@ func (s *Server) uiRoutes(mux *http.ServeMux) {
 
 	mux.HandleFunc("GET /v1/integrity", s.requireRole(access.RoleRead, s.handleIntegrity))
 	mux.HandleFunc("POST /v1/integrity/verify", s.requireRole(access.RoleAdmin, s.handleVerifyStart))
+	mux.HandleFunc("GET /v1/overview", s.requireRole(access.RoleRead, s.handleOverview))
 	s.uiDetectRoutes(mux)
 }
 

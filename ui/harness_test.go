@@ -62,6 +62,7 @@ func startCollector(t testing.TB, dir string, mod func(*server.Config)) *collect
 	c := &collector{Server: srv, url: "http://" + ln.Addr().String(), cancel: cancel, done: make(chan error, 1)}
 	go func() { c.done <- srv.Serve(ctx, ln) }()
 	mk := func(name string, role access.Role) string {
+		srv.Tokens().Revoke(name) // a reused data directory (benchmarks) has them
 		_, secret, err := srv.Tokens().Create(name, role)
 		if err != nil {
 			t.Fatal(err)

@@ -118,6 +118,9 @@ export async function render() {
     const node = await page.mod.render(ctx);
     if (seq !== renderSeq) return;
     replace(main, node);
+    // Pages that await their data before returning (search, trace, …) have
+    // it on screen now; the overview marks tg:data when its panels fill.
+    performance.mark("tg:rendered");
     const h1 = main.querySelector("h1");
     if (h1 && !params.has("nofocus")) {
       h1.tabIndex = -1;

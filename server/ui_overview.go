@@ -1,0 +1,731 @@
+package server
+
+// GET /v1/overview: what the UI's Overview draws, from counts kept as the
+// ledger grows, so that a dashboard over millions of events answers in
+// milliseconds instead of counting index rows at every refresh.
+//
+// A follower reads each record once, as the index does, and adds it to
+// per-minute counts of five series (every event; 401 web responses;
+// authorization failures; successful and failed authentications), in all
+// and per service, for the last overviewDays days of event time; and, per
+// hour for the last overviewTopHours hours, counts per source address and
+// per user of failed authentications, from which the top lists are made.
+// The series mean exactly what the same queries to /v1/stats mean
+// (TestOverviewMatchesStats); the top lists cover whole hours. Ranges the
+// counts do not cover are answered with "covered": false, and the UI asks
+// /v1/stats instead.
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"errors"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/trailguard/trailguard/ledger"
+)
+
+const (
+	overviewDays     = 31
+	overviewTopHours = 49
+	// overviewMaxServices bounds the services counted apart; the rest are
+	// counted in all services only.
+	overviewMaxServices = 256
+	// overviewMaxKeys bounds the distinct addresses and users kept per
+	// hour; an hour that reaches it has incomplete top lists (then the
+	// answer says so).
+	overviewMaxKeys = 100000
+)
+
+// The series, in the order of the answer's names.
+const (
+	serEvents = iota
+	ser401
+	serAuthzFail
+	serAuthOK
+	serAuthFail
+	nSeries
+)
+
+var seriesNames = [nSeries]string{"events", "http_401", "authz_fail", "auth_success", "auth_failure"}
+
+// seriesQueries are the /v1/stats queries each series answers for.
+var seriesQueries = [nSeries]string{"", "event.category:web and http.response.status_code:401", "event.action:authz_fail",
+	"event.category:authentication and event.outcome:success", "event.category:authentication and event.outcome:failure"}
+
+type counts [nSeries]uint32
+
+type minuteCounts struct {
+	all   counts
+	bySvc map[uint16]*counts
+}
+
+type topKey struct {
+	svc uint16
+	v   string
+}
+
+type hourTops struct {
+	src, failUser map[topKey]uint32
+	full          bool // reached overviewMaxKeys: its top lists are incomplete
+}
+
+// overviewRollup is the follower's state.
+type overviewRollup struct {
+	mu       sync.RWMutex
+	minutes  map[int64]*minuteCounts // unix minute → counts
+	hours    map[int64]*hourTops     // unix hour → counts per value
+	services map[string]uint16       // service name → slot (from 1)
+	names    []string                // slot-1 → name
+	next     uint64                  // next ledger index to read
+	readyAt  uint64                  // the ledger size when following began
+	ready    bool
+	lastTrim time.Time
+	now      func() time.Time
+}
+
+func newOverviewRollup() *overviewRollup {
+	return &overviewRollup{minutes: map[int64]*minuteCounts{}, hours: map[int64]*hourTops{}, services: map[string]uint16{}, now: time.Now}
+}
+
+// follow reads the ledger from its oldest record on, until the ledger
+// closes.
+func (o *overviewRollup) follow(l *ledger.Ledger) {
+	from := l.Pruned()
+	o.mu.Lock()
+	o.next, o.readyAt = from, l.Size()
+	o.ready = o.readyAt <= from
+	o.mu.Unlock()
+	var x overviewFields
+	for e, err := range l.Follow(context.Background(), from) {
+		if err != nil {
+			return // the ledger closed
+		}
+		x.extract(e.Data) // outside the lock: the slow part
+		o.mu.Lock()
+		o.add(&x, e.Time)
+		o.next = e.Index + 1
+		if o.next >= o.readyAt {
+			o.ready = true
+		}
+		o.mu.Unlock()
+	}
+}
+
+// caughtUp is the next ledger index the follower will read.
+func (o *overviewRollup) caughtUp() uint64 {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	return o.next
+}
+
+func (o *overviewRollup) add(x *overviewFields, appended time.Time) {
+	t := appended
+	if x.ts != nil {
+		if p, err := time.Parse(time.RFC3339Nano, string(x.ts)); err == nil {
+			t = p
+		}
+	}
+	now := o.now()
+	if now.Sub(o.lastTrim) > time.Minute {
+		o.trim(now)
+	}
+	if t.Before(now.Add(-overviewDays*24*time.Hour)) || t.After(now.Add(24*time.Hour)) {
+		return
+	}
+	var c counts
+	c[serEvents] = 1
+	web, auth := false, false
+	for _, cat := range x.category {
+		web = web || string(cat) == "web"
+		auth = auth || string(cat) == "authentication"
+	}
+	if web && x.status == 401 {
+		c[ser401] = 1
+	}
+	if string(x.action) == "authz_fail" {
+		c[serAuthzFail] = 1
+	}
+	if auth && string(x.outcome) == "success" {
+		c[serAuthOK] = 1
+	}
+	failed := auth && string(x.outcome) == "failure"
+	if failed {
+		c[serAuthFail] = 1
+	}
+	min := t.Unix() / 60
+	if t.Unix() < 0 && t.Unix()%60 != 0 {
+		min--
+	}
+	m := o.minutes[min]
+	if m == nil {
+		m = &minuteCounts{}
+		o.minutes[min] = m
+	}
+	addCounts(&m.all, &c)
+	var svc uint16
+	if x.service != nil {
+		svc = o.slot(string(x.service))
+		if svc != 0 {
+			if m.bySvc == nil {
+				m.bySvc = map[uint16]*counts{}
+			}
+			sc := m.bySvc[svc]
+			if sc == nil {
+				sc = &counts{}
+				m.bySvc[svc] = sc
+			}
+			addCounts(sc, &c)
+		}
+	}
+	if now.Sub(t) > overviewTopHours*time.Hour {
+		return
+	}
+	hr := min / 60
+	h := o.hours[hr]
+	if h == nil {
+		h = &hourTops{src: map[topKey]uint32{}, failUser: map[topKey]uint32{}}
+		o.hours[hr] = h
+	}
+	bump := func(m map[topKey]uint32, v []byte) {
+		k := topKey{svc, string(v)}
+		if _, ok := m[k]; !ok && len(m) >= overviewMaxKeys {
+			h.full = true
+			return
+		}
+		m[k]++
+	}
+	if x.sourceIP != nil {
+		bump(h.src, x.sourceIP)
+	}
+	if failed && x.userName != nil {
+		bump(h.failUser, x.userName)
+	}
+}
+
+func addCounts(dst, c *counts) {
+	for i := range dst {
+		dst[i] += c[i]
+	}
+}
+
+// slot is a service's number (0 when there are too many services).
+func (o *overviewRollup) slot(name string) uint16 {
+	if s, ok := o.services[name]; ok {
+		return s
+	}
+	if len(o.names) >= overviewMaxServices {
+		return 0
+	}
+	o.names = append(o.names, name)
+	s := uint16(len(o.names))
+	o.services[name] = s
+	return s
+}
+
+// trim forgets minutes and hours that fell out of the windows.
+func (o *overviewRollup) trim(now time.Time) {
+	o.lastTrim = now
+	oldMin := now.Add(-overviewDays*24*time.Hour).Unix()/60 - 1
+	for k := range o.minutes {
+		if k < oldMin {
+			delete(o.minutes, k)
+		}
+	}
+	oldHour := now.Add(-overviewTopHours*time.Hour).Unix()/3600 - 1
+	for k := range o.hours {
+		if k < oldHour {
+			delete(o.hours, k)
+		}
+	}
+}
+
+// overviewFields are the fields of a record the rollup counts by, as
+// slices of the record (strings unescaped only when they hold escapes).
+type overviewFields struct {
+	ts, action, outcome, service, sourceIP, userName []byte
+	category                                         [][]byte
+	status                                           int64
+	path                                             []byte
+	buf                                              []byte
+}
+
+// wanted are the dotted paths extract keeps.
+const (
+	pTimestamp = iota + 1
+	pCategory
+	pAction
+	pOutcome
+	pStatus
+	pService
+	pSourceIP
+	pUserName
+)
+
+var wantedPaths = map[string]int{
+	"@timestamp": pTimestamp, "event.category": pCategory, "event.action": pAction, "event.outcome": pOutcome,
+	"http.response.status_code": pStatus, "service.name": pService, "source.ip": pSourceIP, "user.name": pUserName,
+}
+
+// wantedPrefixes are the objects extract descends into.
+var wantedPrefixes = map[string]bool{"event": true, "http": true, "http.response": true, "service": true, "source": true, "user": true}
+
+// extract reads the wanted fields of a JSON object in one pass, without
+// allocating for records whose strings hold no escapes. Anything it cannot
+// read leaves the fields it did not reach unset (the record still counts
+// as an event), as a record the index cannot read is still a record.
+func (x *overviewFields) extract(data []byte) {
+	*x = overviewFields{category: x.category[:0], path: x.path[:0], buf: x.buf[:0], status: -1}
+	s := jscan{b: data}
+	s.ws()
+	if !s.eat('{') {
+		return
+	}
+	s.object(x, 0)
+}
+
+type jscan struct {
+	b   []byte
+	i   int
+	bad bool
+}
+
+func (s *jscan) ws() {
+	for s.i < len(s.b) && (s.b[s.i] == ' ' || s.b[s.i] == '\t' || s.b[s.i] == '\n' || s.b[s.i] == '\r') {
+		s.i++
+	}
+}
+
+func (s *jscan) eat(c byte) bool {
+	s.ws()
+	if s.i < len(s.b) && s.b[s.i] == c {
+		s.i++
+		return true
+	}
+	return false
+}
+
+// object reads the members of an object whose '{' was read; x.path holds
+// the object's dotted path.
+func (s *jscan) object(x *overviewFields, depth int) {
+	if depth > 8 {
+		s.bad = true
+		return
+	}
+	base := len(x.path)
+	if s.eat('}') {
+		return
+	}
+	for !s.bad {
+		s.ws()
+		key, ok := s.str(x)
+		if !ok || !s.eat(':') {
+			s.bad = true
+			return
+		}
+		x.path = x.path[:base]
+		if base > 0 {
+			x.path = append(x.path, '.')
+		}
+		x.path = append(x.path, key...)
+		s.ws()
+		if s.i >= len(s.b) {
+			s.bad = true
+			return
+		}
+		p := wantedPaths[string(x.path)]
+		switch c := s.b[s.i]; {
+		case c == '{' && wantedPrefixes[string(x.path)]:
+			s.i++
+			s.object(x, depth+1)
+		case c == '"' && p != 0 && p != pStatus:
+			v, ok := s.str(x)
+			if !ok {
+				s.bad = true
+				return
+			}
+			x.set(p, v)
+		case c == '[' && p == pCategory:
+			s.i++
+			for !s.bad && !s.eat(']') {
+				s.ws()
+				if s.i < len(s.b) && s.b[s.i] == '"' {
+					v, ok := s.str(x)
+					if !ok {
+						s.bad = true
+						return
+					}
+					x.category = append(x.category, v)
+				} else {
+					s.skip(0)
+				}
+				if !s.eat(',') {
+					s.ws()
+					if s.i >= len(s.b) || s.b[s.i] != ']' {
+						s.bad = true
+					}
+				}
+			}
+		case p == pStatus && (c == '-' || c >= '0' && c <= '9'):
+			start := s.i
+			s.skip(0)
+			if n, err := strconv.ParseInt(string(bytes.TrimSpace(s.b[start:s.i])), 10, 64); err == nil && x.status < 0 {
+				x.status = n
+			}
+		default:
+			s.skip(0)
+		}
+		x.path = x.path[:base]
+		if s.eat(',') {
+			continue
+		}
+		if !s.eat('}') {
+			s.bad = true
+		}
+		return
+	}
+}
+
+func (x *overviewFields) set(p int, v []byte) {
+	at := func(dst *[]byte) {
+		if *dst == nil { // the first of repeated keys
+			*dst = v
+		}
+	}
+	switch p {
+	case pTimestamp:
+		at(&x.ts)
+	case pCategory:
+		x.category = append(x.category, v)
+	case pAction:
+		at(&x.action)
+	case pOutcome:
+		at(&x.outcome)
+	case pService:
+		at(&x.service)
+	case pSourceIP:
+		at(&x.sourceIP)
+	case pUserName:
+		at(&x.userName)
+	}
+}
+
+// str reads a JSON string at the current position: a slice of the input,
+// or, if it holds escapes, its unescaped copy.
+func (s *jscan) str(x *overviewFields) ([]byte, bool) {
+	if s.i >= len(s.b) || s.b[s.i] != '"' {
+		return nil, false
+	}
+	start := s.i + 1
+	j := start
+	ascii := true
+	for j < len(s.b) && s.b[j] != '"' && s.b[j] != '\\' {
+		ascii = ascii && s.b[j] < utf8.RuneSelf
+		j++
+	}
+	if j < len(s.b) && s.b[j] == '"' && (ascii || utf8.Valid(s.b[start:j])) {
+		s.i = j + 1
+		return s.b[start:j:j], true
+	}
+	// Escapes: let strconv do them on the whole literal.
+	k := j
+	for k < len(s.b) {
+		if s.b[k] == '\\' {
+			k += 2
+			continue
+		}
+		if s.b[k] == '"' {
+			break
+		}
+		k++
+	}
+	if k >= len(s.b) {
+		return nil, false
+	}
+	v, err := unquoteJSON(s.b[s.i : k+1])
+	if err != nil {
+		return nil, false
+	}
+	s.i = k + 1
+	return v, true
+}
+
+// skip passes over one JSON value.
+func (s *jscan) skip(depth int) {
+	s.ws()
+	if s.i >= len(s.b) || depth > 64 {
+		s.bad = true
+		return
+	}
+	switch s.b[s.i] {
+	case '"':
+		var dummy overviewFields
+		if _, ok := s.str(&dummy); !ok {
+			s.bad = true
+		}
+	case '{', '[':
+		open, close := s.b[s.i], byte('}')
+		if open == '[' {
+			close = ']'
+		}
+		s.i++
+		if s.eat(close) {
+			return
+		}
+		for !s.bad {
+			if open == '{' {
+				s.ws()
+				var dummy overviewFields
+				if _, ok := s.str(&dummy); !ok || !s.eat(':') {
+					s.bad = true
+					return
+				}
+			}
+			s.skip(depth + 1)
+			if s.eat(',') {
+				continue
+			}
+			if !s.eat(close) {
+				s.bad = true
+			}
+			return
+		}
+	default:
+		start := s.i
+		for s.i < len(s.b) && !isJSONDelim(s.b[s.i]) {
+			s.i++
+		}
+		if s.i == start { // not a value: a stray delimiter
+			s.bad = true
+		}
+	}
+}
+
+func isJSONDelim(c byte) bool {
+	return c == ',' || c == '}' || c == ']' || c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == ':'
+}
+
+// unquoteJSON decodes a JSON string literal (with its quotes).
+func unquoteJSON(lit []byte) ([]byte, error) {
+	var out []byte
+	for i := 1; i < len(lit)-1; i++ {
+		c := lit[i]
+		if c >= utf8.RuneSelf {
+			// Invalid UTF-8 reads as U+FFFD per byte, as encoding/json
+			// (and so the index) reads it.
+			r, size := utf8.DecodeRune(lit[i : len(lit)-1])
+			if r == utf8.RuneError && size <= 1 {
+				out = utf8.AppendRune(out, utf8.RuneError)
+			} else {
+				out = append(out, lit[i:i+size]...)
+			}
+			i += max(size, 1) - 1
+			continue
+		}
+		if c != '\\' {
+			out = append(out, c)
+			continue
+		}
+		i++
+		if i >= len(lit)-1 {
+			return nil, errors.New("bad escape")
+		}
+		switch lit[i] {
+		case '"', '\\', '/':
+			out = append(out, lit[i])
+		case 'b':
+			out = append(out, '\b')
+		case 'f':
+			out = append(out, '\f')
+		case 'n':
+			out = append(out, '\n')
+		case 'r':
+			out = append(out, '\r')
+		case 't':
+			out = append(out, '\t')
+		case 'u':
+			if i+4 >= len(lit) {
+				return nil, errors.New("bad escape")
+			}
+			r, err := strconv.ParseUint(string(lit[i+1:i+5]), 16, 32)
+			if err != nil {
+				return nil, err
+			}
+			i += 4
+			if r >= 0xD800 && r < 0xDC00 && i+6 < len(lit) && lit[i+1] == '\\' && lit[i+2] == 'u' {
+				if r2, err := strconv.ParseUint(string(lit[i+3:i+7]), 16, 32); err == nil && r2 >= 0xDC00 && r2 < 0xE000 {
+					r = 0x10000 + (r-0xD800)<<10 + (r2 - 0xDC00)
+					i += 6
+				}
+			}
+			if r >= 0xD800 && r < 0xE000 {
+				r = 0xFFFD
+			}
+			out = append(out, string(rune(r))...)
+		default:
+			return nil, errors.New("bad escape")
+		}
+	}
+	return out, nil
+}
+
+// overviewSeries is one series of an answer.
+type overviewSeries struct {
+	Start  time.Time `json:"start"`
+	Counts []uint32  `json:"counts"`
+}
+
+type overviewTop struct {
+	Value string `json:"value"`
+	Count uint64 `json:"count"`
+}
+
+// answer sums the counts into buckets of interval over [from, to) (the rate
+// series from `warm` earlier), for one service or all (""), with top lists
+// over the whole hours around [from, to) when they are kept.
+func (o *overviewRollup) answer(from, to time.Time, interval, warm time.Duration, service string, n int) (map[string]any, bool) {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	now := o.now()
+	if !o.ready || from.Before(now.Add(-overviewDays*24*time.Hour).Add(warm)) {
+		return map[string]any{"covered": false, "ready": o.ready, "following": o.next, "catching_up_to": o.readyAt}, false
+	}
+	if from.Unix()%60 != 0 || to.Unix()%60 != 0 || warm%time.Minute != 0 || from.Nanosecond() != 0 || to.Nanosecond() != 0 {
+		return map[string]any{"covered": false, "reason": "from, to and warm must be whole minutes"}, false
+	}
+	var svc uint16
+	if service != "" {
+		var ok bool
+		if svc, ok = o.services[service]; !ok {
+			if len(o.names) >= overviewMaxServices {
+				return map[string]any{"covered": false, "reason": "too many services to count apart"}, false
+			}
+			svc = 0xffff // no such service: zeros
+		}
+	}
+	iv := int64(interval / time.Minute)
+	series := map[string]overviewSeries{}
+	for si := range nSeries {
+		start := from
+		if si == ser401 || si == serAuthzFail {
+			start = from.Add(-warm)
+		}
+		first := floorDiv(start.Unix(), 60)
+		b0 := floorDiv(first, iv) * iv // buckets aligned as /v1/stats aligns them
+		end := floorDiv(to.Unix(), 60) // minutes before this one are in
+		out := make([]uint32, 0, (end-b0)/iv+1)
+		for b := b0; b < end; b += iv {
+			var sum uint32
+			for m := max(b, first); m < min(b+iv, end); m++ {
+				mc := o.minutes[m]
+				if mc == nil {
+					continue
+				}
+				if service == "" {
+					sum += mc.all[si]
+				} else if sc := mc.bySvc[svc]; sc != nil {
+					sum += sc[si]
+				}
+			}
+			out = append(out, sum)
+		}
+		series[seriesNames[si]] = overviewSeries{Start: time.Unix(b0*60, 0).UTC(), Counts: out}
+	}
+	svcs := make([]string, len(o.names))
+	copy(svcs, o.names)
+	slices.Sort(svcs)
+	res := map[string]any{"covered": true, "from": from.UTC(), "to": to.UTC(), "interval": shortDuration(interval), "series": series,
+		"services": svcs, "queries": seriesQueries, "indexed_through": o.next}
+	// Top lists over the whole hours around the range, if all are kept.
+	h0, h1 := floorDiv(from.Unix(), 3600), floorDiv(to.Unix()-1, 3600)
+	if now.Sub(time.Unix(h0*3600, 0)) <= overviewTopHours*time.Hour {
+		src, users := map[string]uint64{}, map[string]uint64{}
+		complete := true
+		for hr := h0; hr <= h1; hr++ {
+			h := o.hours[hr]
+			if h == nil {
+				continue
+			}
+			complete = complete && !h.full
+			for k, c := range h.src {
+				if service == "" || k.svc == svc {
+					src[k.v] += uint64(c)
+				}
+			}
+			for k, c := range h.failUser {
+				if service == "" || k.svc == svc {
+					users[k.v] += uint64(c)
+				}
+			}
+		}
+		res["tops"] = map[string]any{"from": time.Unix(h0*3600, 0).UTC(), "to": time.Unix((h1+1)*3600, 0).UTC(), "complete": complete,
+			"source_ip": topN(src, n), "failing_users": topN(users, n)}
+	}
+	return res, true
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && (a < 0) != (b < 0) {
+		q--
+	}
+	return q
+}
+
+func topN(m map[string]uint64, n int) []overviewTop {
+	out := make([]overviewTop, 0, len(m))
+	for v, c := range m {
+		out = append(out, overviewTop{v, c})
+	}
+	slices.SortFunc(out, func(a, b overviewTop) int {
+		return cmp.Or(cmp.Compare(b.Count, a.Count), cmp.Compare(a.Value, b.Value))
+	})
+	return out[:min(n, len(out))]
+}
+
+// handleOverview is GET /v1/overview?from=&to=&interval=&warm=&service=&n=.
+func (s *Server) handleOverview(w http.ResponseWriter, r *http.Request) {
+	p, ok := s.startRead(w, r, "from", "to", "interval", "warm", "service", "n")
+	if !ok {
+		return
+	}
+	now := time.Now()
+	from, to, err := p.timeRange(now)
+	if err == nil && to.IsZero() {
+		to = now
+	}
+	if err == nil && from.IsZero() {
+		from = to.Add(-24 * time.Hour)
+	}
+	if err == nil && !to.After(from) {
+		err = badParam("from", "not before to")
+	}
+	interval, warm, n := time.Minute, time.Duration(0), 10
+	if err == nil && p.get("interval") != "" {
+		interval, err = time.ParseDuration(p.get("interval"))
+		if err != nil || interval < time.Minute || interval%time.Minute != 0 || to.Sub(from)/interval > 10000 {
+			err = badParam("interval", "want whole minutes (1m, 10m, 1h), at most 10,000 buckets over the range, got %q", p.get("interval"))
+		}
+	}
+	if err == nil && p.get("warm") != "" {
+		warm, err = time.ParseDuration(p.get("warm"))
+		if err != nil || warm < 0 || warm > 7*24*time.Hour {
+			err = badParam("warm", "want a duration up to 168h, got %q", p.get("warm"))
+		}
+	}
+	if err == nil && p.get("n") != "" {
+		n, err = p.positive("n", 100)
+	}
+	if err != nil {
+		s.readError(w, err)
+		return
+	}
+	recordRead(r, "overview", nil)
+	res, _ := s.ui.overview.answer(from, to, interval, warm, p.get("service"), n)
+	writeReadJSON(w, http.StatusOK, res)
+}

@@ -1,0 +1,373 @@
+package server
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// overviewEvent makes a varied event: nested or dotted keys, categories as
+// arrays or strings, escapes, missing fields.
+func overviewEvent(rng *rand.Rand, at time.Time, i int) string {
+	services := []string{"shop", "auth", `pay"ments`, "édge"}
+	m := map[string]any{"@timestamp": at.UTC().Format(time.RFC3339Nano), "event": map[string]any{"id": fmt.Sprintf("ov-%d", i)}}
+	ev := m["event"].(map[string]any)
+	switch rng.IntN(6) {
+	case 0:
+		ev["category"], ev["action"], ev["outcome"] = []string{"authentication"}, "authn_login_fail", "failure"
+		m["user"] = map[string]any{"name": []string{"alice", "bob", `c"arol`, "d\\ave", "émile"}[rng.IntN(5)]}
+	case 1:
+		ev["category"], ev["action"], ev["outcome"] = "authentication", "authn_login_success", "success"
+	case 2:
+		ev["category"], ev["action"], ev["outcome"] = []string{"web"}, "http_request", "failure"
+		m["http"] = map[string]any{"response": map[string]any{"status_code": 401}}
+	case 3:
+		ev["category"], ev["action"], ev["outcome"] = []string{"iam"}, "authz_fail", "failure"
+	case 4:
+		ev["category"], ev["action"] = []string{"web", "authentication"}, "http_request"
+		m["http"] = map[string]any{"response": map[string]any{"status_code": 200 + 201*rng.IntN(2)}}
+		ev["outcome"] = "success"
+	default:
+		delete(m, "event")
+		m["event.category"], m["event.action"], m["event.outcome"] = []string{"web"}, "http_request", "failure"
+		m["http.response.status_code"] = 401
+	}
+	if rng.IntN(5) > 0 {
+		m["service"] = map[string]any{"name": services[rng.IntN(len(services))]}
+	}
+	if rng.IntN(4) > 0 {
+		m["source"] = map[string]any{"ip": fmt.Sprintf("192.0.2.%d", rng.IntN(30))}
+	}
+	b, _ := json.Marshal(m)
+	return string(b)
+}
+
+// TestOverviewMatchesStats: every series of /v1/overview equals the count
+// /v1/stats gives for the same query, range and interval, in all and per
+// service, and the top lists equal /v1/stats top over their whole hours.
+func TestOverviewMatchesStats(t *testing.T) {
+	ts := startServer(t, t.TempDir(), nil)
+	rng := rand.New(rand.NewPCG(7, 8))
+	now := time.Now()
+	var body strings.Builder
+	for i := range 3000 {
+		at := now.Add(-3*time.Hour + time.Duration(rng.Int64N(int64(3*time.Hour))))
+		body.WriteString(overviewEvent(rng, at, i))
+		body.WriteByte('\n')
+	}
+	if code, b := ts.do(t, "POST", "/v1/events", ts.ingest, strings.NewReader(body.String())); code != 200 {
+		t.Fatalf("ingest: %d %s", code, b)
+	}
+	ts.waitIndexed(t)
+	deadline := time.Now().Add(10 * time.Second)
+	for ts.ui.overview.caughtUp() < ts.ledger.Size() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	// A fixed range that ends before now: the collector's own audit events
+	// keep arriving.
+	to := now.Add(-time.Minute).Truncate(time.Minute)
+	from := to.Add(-2 * time.Hour)
+	f, tt := from.Format(time.RFC3339), to.Format(time.RFC3339)
+	for _, iv := range []string{"1m", "10m"} {
+		for _, svc := range []string{"", "shop", `pay"ments`, "édge", "nosuch"} {
+			q := "/v1/overview?from=" + f + "&to=" + tt + "&interval=" + iv + "&warm=30m&service=" + url.QueryEscape(svc)
+			code, b := ts.do(t, "GET", q, ts.read, nil)
+			if code != 200 {
+				t.Fatalf("%s: %d %s", q, code, b)
+			}
+			var ov struct {
+				Covered bool
+				Series  map[string]overviewSeries
+			}
+			json.Unmarshal(b, &ov)
+			if !ov.Covered {
+				t.Fatalf("%s: not covered: %s", q, b)
+			}
+			for si, name := range seriesNames {
+				sq := seriesQueries[si]
+				if svc != "" {
+					sq = strings.TrimPrefix(sq+` and service.name:"`+strings.ReplaceAll(svc, `"`, `\"`)+`"`, " and ")
+				}
+				sf := from
+				if si == ser401 || si == serAuthzFail {
+					sf = from.Add(-30 * time.Minute)
+				}
+				sc, sb := ts.do(t, "GET", "/v1/stats?interval="+iv+"&from="+sf.Format(time.RFC3339)+"&to="+tt+"&q="+url.QueryEscape(sq), ts.read, nil)
+				if sc != 200 {
+					t.Fatalf("stats %q: %d %s", sq, sc, sb)
+				}
+				var st struct {
+					Buckets []struct {
+						Start time.Time
+						Count int64
+					}
+				}
+				json.Unmarshal(sb, &st)
+				want := map[int64]int64{}
+				for _, bk := range st.Buckets {
+					want[bk.Start.Unix()] = bk.Count
+				}
+				s := ov.Series[name]
+				step, _ := time.ParseDuration(iv)
+				var total int64
+				for k, c := range s.Counts {
+					at := s.Start.Add(time.Duration(k) * step).Unix()
+					if int64(c) != want[at] {
+						t.Fatalf("%s service %q interval %s: bucket %s has %d, /v1/stats says %d", name, svc, iv, time.Unix(at, 0).UTC(), c, want[at])
+					}
+					total += int64(c)
+					delete(want, at)
+				}
+				for at, c := range want {
+					if c != 0 {
+						t.Fatalf("%s service %q: /v1/stats bucket %s (%d) missing from the overview", name, svc, time.Unix(at, 0).UTC(), c)
+					}
+				}
+				if name == "events" && svc == "" && total < 2000 {
+					t.Fatalf("only %d events counted", total)
+				}
+			}
+		}
+	}
+	// Top lists over their whole hours.
+	code, b := ts.do(t, "GET", "/v1/overview?n=50&from="+f+"&to="+tt, ts.read, nil)
+	if code != 200 {
+		t.Fatal(code)
+	}
+	var ov struct {
+		Tops struct {
+			From, To     time.Time
+			Complete     bool
+			SourceIP     []overviewTop `json:"source_ip"`
+			FailingUsers []overviewTop `json:"failing_users"`
+		}
+	}
+	json.Unmarshal(b, &ov)
+	for _, c := range []struct {
+		top  string
+		q    string
+		list []overviewTop
+	}{{"source.ip", "", ov.Tops.SourceIP}, {"user.name", seriesQueries[serAuthFail], ov.Tops.FailingUsers}} {
+		_, sb := ts.do(t, "GET", "/v1/stats?n=50&top="+c.top+"&from="+ov.Tops.From.Format(time.RFC3339)+"&to="+ov.Tops.To.Format(time.RFC3339)+"&q="+url.QueryEscape(c.q), ts.read, nil)
+		var st struct{ Top []overviewTop }
+		json.Unmarshal(sb, &st)
+		// The collector's own events (127.0.0.1: this test's requests) go on
+		// arriving between the two calls.
+		own := func(e overviewTop) bool { return e.Value == "127.0.0.1" }
+		c.list, st.Top = slices.DeleteFunc(c.list, own), slices.DeleteFunc(st.Top, own)
+		if len(c.list) == 0 || !slices.Equal(c.list, st.Top) {
+			t.Fatalf("top %s: overview %v, /v1/stats %v", c.top, c.list, st.Top)
+		}
+	}
+	// Outside what is kept: not covered, so the UI asks /v1/stats.
+	old := now.Add(-40 * 24 * time.Hour).Format(time.RFC3339)
+	_, b = ts.do(t, "GET", "/v1/overview?from="+old+"&to="+tt, ts.read, nil)
+	if !strings.Contains(string(b), `"covered":false`) {
+		t.Fatalf("a range beyond %d days: %s", overviewDays, b)
+	}
+	if code, _ := ts.do(t, "GET", "/v1/overview?interval=30s", ts.read, nil); code != 400 {
+		t.Fatalf("interval 30s: %d, want 400", code)
+	}
+}
+
+// refExtract is the reference: encoding/json, every dotted path with all
+// its occurrences (paths seen twice are not compared).
+func refExtract(data []byte) (map[string][]any, bool) {
+	dec := json.NewDecoder(strings.NewReader(string(data)))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, false
+	}
+	if _, err := dec.Token(); err == nil {
+		return nil, false // trailing data
+	}
+	root, ok := v.(map[string]any)
+	if !ok {
+		return nil, false
+	}
+	out := map[string][]any{}
+	var walk func(prefix string, m map[string]any)
+	walk = func(prefix string, m map[string]any) {
+		for k, x := range m {
+			p := k
+			if prefix != "" {
+				p = prefix + "." + k
+			}
+			if sub, ok := x.(map[string]any); ok && wantedPrefixes[p] {
+				walk(p, sub)
+				continue
+			}
+			out[p] = append(out[p], x)
+		}
+	}
+	walk("", root)
+	return out, true
+}
+
+func checkExtract(t *testing.T, data []byte) {
+	var x overviewFields
+	x.extract(data)
+	ref, ok := refExtract(data)
+	if !ok || hasDuplicateKeys(data) {
+		return
+	}
+	str := func(name string, got []byte) {
+		vs := ref[name]
+		if len(vs) != 1 {
+			return
+		}
+		want, isStr := vs[0].(string)
+		if isStr != (got != nil) || isStr && want != string(got) {
+			t.Fatalf("%s: got %q (%v), want %#v\n%s", name, got, got != nil, vs[0], data)
+		}
+	}
+	str("@timestamp", x.ts)
+	str("event.action", x.action)
+	str("event.outcome", x.outcome)
+	str("service.name", x.service)
+	str("source.ip", x.sourceIP)
+	str("user.name", x.userName)
+	if vs := ref["http.response.status_code"]; len(vs) == 1 {
+		want := int64(-1)
+		if n, ok := vs[0].(json.Number); ok {
+			if v, err := strconv.ParseInt(string(n), 10, 64); err == nil {
+				want = v
+			}
+		}
+		if x.status != want {
+			t.Fatalf("status: got %d, want %v\n%s", x.status, vs[0], data)
+		}
+	}
+	if vs := ref["event.category"]; len(vs) == 1 {
+		var want []string
+		switch c := vs[0].(type) {
+		case string:
+			want = []string{c}
+		case []any:
+			for _, e := range c {
+				if s, ok := e.(string); ok {
+					want = append(want, s)
+				}
+			}
+		}
+		var got []string
+		for _, c := range x.category {
+			got = append(got, string(c))
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("category: got %q, want %q\n%s", got, want, data)
+		}
+	}
+}
+
+// hasDuplicateKeys reports whether any object repeats a key (the reference
+// keeps the last, the extractor the first).
+func hasDuplicateKeys(data []byte) bool {
+	dec := json.NewDecoder(strings.NewReader(string(data)))
+	type frame struct {
+		obj  bool
+		keys map[string]bool
+		key  bool
+	}
+	var stack []*frame
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return false
+		}
+		if len(stack) > 0 {
+			top := stack[len(stack)-1]
+			if top.obj && top.key {
+				if s, ok := tok.(string); ok {
+					if top.keys[s] {
+						return true
+					}
+					top.keys[s] = true
+					top.key = false
+					continue
+				}
+			}
+			if top.obj && !top.key {
+				if _, isDelim := tok.(json.Delim); !isDelim || tok == json.Delim('{') || tok == json.Delim('[') {
+					top.key = true
+				}
+			}
+		}
+		switch tok {
+		case json.Delim('{'):
+			stack = append(stack, &frame{obj: true, keys: map[string]bool{}, key: true})
+		case json.Delim('['):
+			stack = append(stack, &frame{})
+		case json.Delim('}'), json.Delim(']'):
+			stack = stack[:len(stack)-1]
+			if len(stack) > 0 && stack[len(stack)-1].obj {
+				stack[len(stack)-1].key = true
+			}
+		}
+	}
+}
+
+var extractSeeds = []string{
+	`{"@timestamp":"2026-11-30T00:00:00Z","event":{"category":["web"],"action":"http_request","outcome":"failure"},"http":{"response":{"status_code":401}},"service":{"name":"shop"},"source":{"ip":"192.0.2.1"},"user":{"name":"alice"}}`,
+	`{"event.category":"authentication","event.outcome":"success","user.name":"b\"ob","service":{"name":"\u00e9dge"}}`,
+	`{"event":{"category":["web","authentication"],"x":{"y":[1,{"z":"\\"}]}},"http.response.status_code":-3,"source.ip":"::1"}`,
+	`{"user":{"name":"\ud83d\ude00 \ud800 x"},"http":{"response":{"status_code":4.5}}}`,
+	`{"event":{"category":[1,"web",null,{"a":"b"}]},"message":"a\nb"}`,
+	`{"a":1,"a":2}`, `[]`, `{`, `{"event":}`, `{"event":{"action":"x"}}trailing`,
+}
+
+func TestOverviewExtract(t *testing.T) {
+	for _, s := range extractSeeds {
+		checkExtract(t, []byte(s))
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range 2000 {
+		checkExtract(t, []byte(overviewEvent(rng, time.Now(), i)))
+	}
+}
+
+// FuzzOverviewExtract: the overview's JSON reader never panics, and on
+// valid JSON agrees with encoding/json on every field it reads.
+func FuzzOverviewExtract(f *testing.F) {
+	for _, s := range extractSeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		checkExtract(t, data)
+	})
+}
+
+// BenchmarkOverviewExtract: the follower's cost per record (extraction and
+// counting), against decoding the same record with encoding/json.
+func BenchmarkOverviewExtract(b *testing.B) {
+	rec := []byte(`{"@timestamp":"2026-11-30T01:02:03.123456789Z","event":{"kind":"event","category":["web"],"type":["access"],"action":"http_request","outcome":"failure","id":"01a2079a-c08f-76ea-b475-c28e7254353d","duration":1500000},"http":{"request":{"id":"01a2079a-c08f-76ea-b475-c28e7254353e","method":"POST"},"response":{"status_code":401}},"url":{"path":"/api/login"},"source":{"ip":"203.0.113.66"},"client":{"ip":"203.0.113.66"},"user":{"name":"alice"},"user_agent":{"original":"python-requests/2.32.3"},"service":{"name":"shop-api"},"host":{"name":"web-1"}}`)
+	b.Run("rollup", func(b *testing.B) {
+		o := newOverviewRollup()
+		var x overviewFields
+		now := time.Now()
+		for b.Loop() {
+			x.extract(rec)
+			o.add(&x, now)
+		}
+		if o.minutes[now.Unix()/60] == nil && len(o.minutes) != 1 {
+			b.Fatal("nothing counted")
+		}
+		b.SetBytes(int64(len(rec)))
+	})
+	b.Run("encoding-json", func(b *testing.B) {
+		for b.Loop() {
+			var m map[string]any
+			if err := json.Unmarshal(rec, &m); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.SetBytes(int64(len(rec)))
+	})
+}
