@@ -226,19 +226,47 @@ func benchAppend(b *testing.B, appenders, batch int) (ratio, p99 float64) {
 	return rate / raw, p99
 }
 
-// BenchmarkVerify verifies a ledger of 1 GiB of 512-byte records against
-// the throughput of plain SHA-256 over the same records on all cores.
+// BenchmarkVerify verifies a ledger of 1 GiB of records against the
+// throughput of plain SHA-256 over the same records on all cores, measured
+// in the same run (issue 15 item 2's goal: ≥ 0.7). Two ledgers: segments
+// as written (frames), and closed segments compressed (the default), where
+// verify also decompresses; the records are the demo's traffic (~750
+// bytes each), so that compression is what it is on real events.
+// TRAILGUARD_BENCH_VERIFY_MB sets another size (profiling).
 func BenchmarkVerify(b *testing.B) {
-	const total = (1 << 30) / 512
-	recs := benchRecords(1 << 14)
+	mb := 1024
+	if v := os.Getenv("TRAILGUARD_BENCH_VERIFY_MB"); v != "" {
+		fmt.Sscan(v, &mb)
+	}
+	gen := demotraffic.New(1, time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC), time.Millisecond)
+	recs := make([][]byte, 1<<14)
+	recBytes := 0
+	for i := range recs {
+		recs[i] = gen.Next(nil)
+		recBytes += len(recs[i])
+	}
+	total := int(int64(mb) << 20 * int64(len(recs)) / int64(recBytes))
+	for _, compressed := range []bool{false, true} {
+		name := "frames"
+		if compressed {
+			name = "compressed"
+		}
+		b.Run(name, func(b *testing.B) {
+			ratio := benchVerify(b, recs, total, compressed)
+			b.Logf("goal: verify ≥ 0.7 of SHA-256 on all cores (%s): %s (median ratio %.2f, each run against SHA-256 measured just before it; cpu-ratio is SHA-256's CPU time over verify's)", name, metWord(ratio >= 0.7), ratio)
+		})
+	}
+}
+
+func benchVerify(b *testing.B, recs [][]byte, total int, compressed bool) float64 {
 	k := newKey(b, testOrigin)
 	dir := benchDir(b)
-	l, err := Open(dir, Options{Origin: testOrigin, Signer: k.signer, Logger: quietLogger()})
+	l, err := Open(dir, Options{Origin: testOrigin, Signer: k.signer, Logger: quietLogger(), DisableCompression: !compressed})
 	if err != nil {
 		b.Fatal(err)
 	}
 	var wg sync.WaitGroup
-	per := total / 4
+	per := total / 4 / 1024 * 1024
 	for w := range 4 {
 		wg.Add(1)
 		go func() {
@@ -253,17 +281,48 @@ func BenchmarkVerify(b *testing.B) {
 		}()
 	}
 	wg.Wait()
+	if compressed {
+		for deadline := time.Now().Add(10 * time.Minute); ; time.Sleep(50 * time.Millisecond) {
+			l.compactMu.Lock()
+			q := len(l.compactQ)
+			l.compactMu.Unlock()
+			l.segMu.RLock()
+			segs := l.segs
+			l.segMu.RUnlock()
+			done := q == 0
+			for _, s := range segs[:len(segs)-1] {
+				if _, z := s.source(); z == nil {
+					done = false
+				}
+			}
+			if done {
+				break
+			}
+			if time.Now().After(deadline) {
+				b.Fatal("closed segments not compressed")
+			}
+		}
+	}
 	if err := l.Close(); err != nil {
 		b.Fatal(err)
 	}
 	size := l.Size()
-	bytes := int64(size) * 512
+	// The records each index holds, as appended (for the reference).
+	at := func(i int) []byte {
+		w, k := i/per, i%per
+		return recs[(w*per+k/1024*1024)%(len(recs)-1024)+k%1024]
+	}
+	bytes := int64(0)
+	for i := range int(size) {
+		bytes += int64(len(at(i)))
+	}
 
-	// Raw SHA-256 of the same bytes, all cores, in memory: best of three
-	// (the machine is shared and noisy).
-	var raw float64
-	for range 3 {
-		rawStart := time.Now()
+	// Raw SHA-256 of the same bytes on all cores, in memory, right before
+	// each verify run: the machine is shared, so each run is judged
+	// against the limit of its own moment, and the median ratio is the
+	// figure.
+	shaAll := func() (rate float64, cpu time.Duration) {
+		start, cpu0 := time.Now(), cpuTime()
 		workers := runtime.GOMAXPROCS(0)
 		var rw sync.WaitGroup
 		for w := range workers {
@@ -271,40 +330,41 @@ func BenchmarkVerify(b *testing.B) {
 			go func() {
 				defer rw.Done()
 				for i := w; i < int(size); i += workers {
-					sha256.Sum256(recs[i%len(recs)])
+					sha256.Sum256(at(i))
 				}
 			}()
 		}
 		rw.Wait()
-		raw = max(raw, float64(bytes)/time.Since(rawStart).Seconds())
+		return float64(bytes) / time.Since(start).Seconds(), cpuTime() - cpu0
 	}
-
 	b.SetBytes(bytes)
-	var raw1 float64 // one core, best of three
-	for range 3 {
-		start := time.Now()
-		for i := range int(size) {
-			sha256.Sum256(recs[i%len(recs)])
-		}
-		raw1 = max(raw1, float64(bytes)/time.Since(start).Seconds())
-	}
-
-	var rate float64 // best run
+	var ratios, rates, raws, cpuRatios []float64
 	for b.Loop() {
-		start := time.Now()
+		raw, shaCPU := shaAll()
+		start, cpu0 := time.Now(), cpuTime()
 		rep, err := Verify(dir, VerifyOptions{Verifiers: []note.Verifier{k.verifier}})
 		if err != nil || !rep.OK() || rep.Records != size {
 			b.Fatalf("verify: %v\n%s", err, rep)
 		}
-		rate = max(rate, float64(bytes)/time.Since(start).Seconds())
+		rate, cpu := float64(bytes)/time.Since(start).Seconds(), cpuTime()-cpu0
+		rates, raws = append(rates, rate), append(raws, raw)
+		ratios = append(ratios, rate/raw)
+		// CPU time: the SHA-256 verify cannot avoid, over what verify
+		// spends; steady however loaded the machine is.
+		cpuRatios = append(cpuRatios, float64(shaCPU)/float64(cpu))
+	}
+	median := func(xs []float64) float64 {
+		xs = slices.Clone(xs)
+		slices.Sort(xs)
+		return xs[len(xs)/2]
 	}
 	b.ReportMetric(float64(size), "records")
-	b.ReportMetric(rate/1e6, "verify-MB/s")
-	b.ReportMetric(raw/1e6, "sha256-MB/s")
-	b.ReportMetric(rate/raw, "ratio")
-	b.ReportMetric(raw1/1e6, "sha256-1core-MB/s")
-	b.ReportMetric(rate/raw1, "ratio-1core")
+	b.ReportMetric(median(rates)/1e6, "verify-MB/s")
+	b.ReportMetric(median(raws)/1e6, "sha256-MB/s")
+	b.ReportMetric(median(ratios), "ratio")
+	b.ReportMetric(median(cpuRatios), "cpu-ratio")
 	os.RemoveAll(dir)
+	return median(ratios)
 }
 
 // BenchmarkRead measures what checking every record read against its leaf

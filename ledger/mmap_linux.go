@@ -8,7 +8,10 @@ import (
 )
 
 // mapFile maps a whole file read-only. Verify maps closed segments (never
-// truncated by the ledger) to hash records without copying them.
+// truncated by the ledger) to hash records without copying them. The pages
+// are populated at once (MAP_POPULATE): one call instead of a page fault
+// per 4 KiB taken by the goroutine that splits the frames, which made it
+// the bottleneck.
 func mapFile(path string) ([]byte, func(), error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -22,7 +25,7 @@ func mapFile(path string) ([]byte, func(), error) {
 	if st.Size() == 0 || st.Size() > 1<<40 {
 		return nil, nil, syscall.EINVAL
 	}
-	data, err := syscall.Mmap(int(f.Fd()), 0, int(st.Size()), syscall.PROT_READ, syscall.MAP_SHARED)
+	data, err := syscall.Mmap(int(f.Fd()), 0, int(st.Size()), syscall.PROT_READ, syscall.MAP_SHARED|syscall.MAP_POPULATE)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -541,7 +541,6 @@ func (v *verifier) pruned() error {
 type chunk struct {
 	start  uint64
 	frames []frameRef // the producer only splits frames; workers check them
-	recs   [][]byte
 	leaves []Hash
 	root   Hash   // subtree root, when len(recs) == 256 and start is tile-aligned
 	tile   []byte // the level-0 tile's hashes for these records, if stored
@@ -549,6 +548,9 @@ type chunk struct {
 	hints  map[uint64]uint64 // record index → first index its segment header claims
 	maps   []*mapping        // mapped segments the frames point into
 	done   chan struct{}
+	// hinted: the frames were placed by the .idx; splitBad: a frame is
+	// not where, or not as long or as old as, the .idx says.
+	hinted, splitBad bool
 }
 
 // mapping is a mapped segment, unmapped when the last chunk using it is done.
@@ -564,6 +566,7 @@ func (m *mapping) unref() {
 }
 
 type frameRef struct {
+	t    int64  // the append time the .idx gives (hinted chunks)
 	b    []byte // the whole frame (uncompressed segments)
 	rec  []byte // the record, from a decoded block (compressed segments)
 	bad  bool   // in a block that could not be decoded: no record
@@ -574,7 +577,8 @@ type frameRef struct {
 // produce reads the segments in order, in large blocks, and cuts the
 // record stream into tile-aligned chunks; workers check and hash them in
 // parallel. Frames are not copied: chunks point into the blocks.
-func (v *verifier) produce(out chan<- *chunk, work chan<- *chunk, stop <-chan struct{}) (err error) {
+func (v *verifier) produce(out chan<- *chunk, work chan<- *chunk, stopCh <-chan struct{}) (err error) {
+	stop := stopCh
 	defer close(out)
 	defer close(work)
 	segs, err := listSegments(filepath.Join(v.dir, "seg"))
@@ -645,7 +649,8 @@ func (v *verifier) produce(out chan<- *chunk, work chan<- *chunk, stop <-chan st
 			if si+1 < len(segs) {
 				want = segs[si+1].first - s.first
 			}
-			if !v.produceZ(s, rel, want, &idx, &started, add) {
+			setMap := func(m *mapping) { curMap = m }
+			if !v.produceZ(s, rel, want, &idx, &started, add, setMap) {
 				return nil
 			}
 			continue
@@ -706,6 +711,21 @@ func (v *verifier) produce(out chan<- *chunk, work chan<- *chunk, stop <-chan st
 			hint = nil
 		}
 		started = true
+		if curMap != nil && skip == 0 && hint != nil {
+			// Split by the .idx, frames checked by the workers.
+			send()
+			ok, stop := v.produceHinted(s, rel, block, segs[si+1].first-s.first, &idx, *hint, curMap, out, work, stopCh)
+			if stop {
+				f.Close()
+				return nil
+			}
+			if ok {
+				f.Close()
+				curMap.unref()
+				curMap = nil
+				continue
+			}
+		}
 		var framed []idxEntry // where the frames are, to check the .idx
 		complete := true
 		for {
@@ -757,6 +777,84 @@ func (v *verifier) produce(out chan<- *chunk, work chan<- *chunk, stop <-chan st
 	return nil
 }
 
+// produceHinted cuts a closed, mapped segment into chunks by the positions
+// its .idx gives, without reading the frames: the workers check that each
+// frame is where the .idx says, as long as it says and of the time it
+// says (then it matches the segment exactly), with the CRC and the leaf
+// hash as usual. Splitting frames one after another on the producer was a
+// chain of cache misses on one goroutine; this way every worker splits its
+// own. The chunks are held until all are checked: if any frame is not
+// where the .idx says (a damaged .idx), they are dropped and ok is false,
+// and the caller splits the segment frame by frame (and reports the .idx).
+// body is the segment after its header; count the records it must hold.
+func (v *verifier) produceHinted(s *segment, rel string, body []byte, count uint64, idx *uint64, first uint64, m *mapping,
+	out, work chan<- *chunk, stop <-chan struct{}) (ok, stopped bool) {
+	hints, err := os.ReadFile(idxPath(s.path))
+	if err != nil || uint64(len(hints)) != count*idxEntrySize || count == 0 || binary.BigEndian.Uint64(hints) != uint64(segHeaderSize) {
+		return false, false
+	}
+	base := int64(segHeaderSize)
+	end := base + int64(len(body))
+	offAt := func(k uint64) int64 {
+		if k == count {
+			return end
+		}
+		return int64(binary.BigEndian.Uint64(hints[k*idxEntrySize:]))
+	}
+	var chunks []*chunk
+	release := func() {
+		for _, c := range chunks {
+			<-c.done
+			for _, mm := range c.maps {
+				mm.unref()
+			}
+		}
+	}
+	start := *idx
+	for k := uint64(0); k < count; {
+		c := &chunk{start: start + k, done: make(chan struct{}), hinted: true}
+		n := min(count-k, tileWidth-(start+k)%tileWidth)
+		c.frames = make([]frameRef, n)
+		for i := range n {
+			lo, hi := offAt(k+i), offAt(k+i+1)
+			if lo < base || hi <= lo || hi > end {
+				release()
+				return false, false
+			}
+			c.frames[i] = frameRef{b: body[lo-base : hi-base : hi-base], file: rel, off: lo,
+				t: int64(binary.BigEndian.Uint64(hints[(k+i)*idxEntrySize+8:]))}
+		}
+		if k == 0 {
+			c.hints = map[uint64]uint64{start: first}
+		}
+		m.refs.Add(1)
+		c.maps = []*mapping{m}
+		select {
+		case work <- c:
+		case <-stop:
+			return false, true
+		}
+		chunks = append(chunks, c)
+		k += n
+	}
+	for _, c := range chunks {
+		<-c.done
+		if c.splitBad {
+			release()
+			return false, false
+		}
+	}
+	for _, c := range chunks {
+		select {
+		case out <- c:
+		case <-stop:
+			return false, true
+		}
+	}
+	*idx = start + count
+	return true, false
+}
+
 // addFunc adds a record (or an issue) to the stream of chunks.
 type addFunc func(fr *frameRef, issue *Finding, hint *uint64) bool
 
@@ -765,7 +863,7 @@ type addFunc func(fr *frameRef, issue *Finding, hint *uint64) bool
 // that does not decode (or whose checksum fails) is a finding, and its
 // records stand in the stream as records no leaf hash matches, so the
 // range is named by the tree. It returns false if verification stopped.
-func (v *verifier) produceZ(s *segment, rel string, want uint64, idx *uint64, started *bool, add addFunc) bool {
+func (v *verifier) produceZ(s *segment, rel string, want uint64, idx *uint64, started *bool, add addFunc, setMap func(*mapping)) bool {
 	first := s.first
 	if s.zerr != nil {
 		iss := Finding{Kind: KindFrameCorrupt, File: rel, Index: *idx, Count: want,
@@ -802,6 +900,7 @@ func (v *verifier) produceZ(s *segment, rel string, want uint64, idx *uint64, st
 	*started = true
 	type job struct {
 		recs []zRec
+		buf  *[]byte // the decoded block, from zbufPool
 		err  error
 		done chan struct{}
 	}
@@ -820,13 +919,15 @@ func (v *verifier) produceZ(s *segment, rel string, want uint64, idx *uint64, st
 		}
 		b := z.blocks[bi]
 		bi++
-		j := &job{done: make(chan struct{})}
+		j := &job{done: make(chan struct{}), buf: zbufPool.Get().(*[]byte)}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer close(j.done)
 			sem <- struct{}{}
-			j.recs, _, j.err = decodeBlock(data[b.off:b.off+int64(b.clen)], b.count, nil)
+			var raw []byte
+			j.recs, raw, j.err = decodeBlock(data[b.off:b.off+int64(b.clen)], b.count, *j.buf)
+			*j.buf = raw
 			<-sem
 		}()
 		return j
@@ -847,6 +948,11 @@ func (v *verifier) produceZ(s *segment, rel string, want uint64, idx *uint64, st
 		j, b := window[0], blocks[0]
 		window, blocks = window[1:], blocks[1:]
 		<-j.done
+		// Chunks holding records of the block keep its buffer; the last
+		// one done returns it to the pool.
+		m := &mapping{release: func() { zbufPool.Put(j.buf) }}
+		m.refs.Store(1)
+		setMap(m)
 		k0 := uint64(0)
 		if skip > b.first {
 			k0 = skip - b.first
@@ -866,12 +972,19 @@ func (v *verifier) produceZ(s *segment, rel string, want uint64, idx *uint64, st
 				fr.rec = j.recs[k].data
 			}
 			if !add(fr, nil, hint) {
+				setMap(nil)
+				m.unref()
 				return false
 			}
 			hint = nil
 		}
+		setMap(nil)
+		m.unref()
 	}
 }
+
+// zbufPool recycles the buffers verify decodes blocks into.
+var zbufPool = sync.Pool{New: func() any { b := make([]byte, 0, zBlockSize+zBlockSize/4); return &b }}
 
 // checkIndex compares a segment's .idx (derived data: reads never trust
 // it) with where the frames really are. A closed segment's must match
@@ -911,11 +1024,13 @@ func (v *verifier) checkIndex(path, rel string, first uint64, framed []idxEntry,
 		Message: fmt.Sprintf("%s is %d bytes for %d records (reads do not trust it; delete %s and the next open rebuilds it)", irel, len(b), len(framed), irel)})
 }
 
+// leafPrefix starts every RFC 6962 leaf hash.
+var leafPrefix = []byte{0}
+
 // hashWorker checks frames, hashes records and loads the matching tile.
 func (v *verifier) hashWorker(work <-chan *chunk, tiles *tileStore, limit uint64) {
 	h := sha256.New()
 	for c := range work {
-		c.recs = make([][]byte, len(c.frames))
 		c.leaves = make([]Hash, len(c.frames))
 		for i, fr := range c.frames {
 			rec := fr.rec
@@ -926,6 +1041,12 @@ func (v *verifier) hashWorker(work <-chan *chunk, tiles *tileStore, limit uint64
 				c.leaves[i] = Hash{}
 				continue
 			case fr.b != nil:
+				if c.hinted {
+					if n, err := frameLen(fr.b, maxFrameLen); err != nil || n != len(fr.b) || int64(binary.BigEndian.Uint64(fr.b[4:])) != fr.t {
+						c.splitBad = true
+						continue
+					}
+				}
 				var err error
 				if _, rec, _, err = decodeFrame(fr.b, maxFrameLen); err != nil {
 					rec = fr.b[frameHeader : len(fr.b)-4]
@@ -933,9 +1054,8 @@ func (v *verifier) hashWorker(work <-chan *chunk, tiles *tileStore, limit uint64
 						Message: fmt.Sprintf("record %d (%s offset %d): frame checksum mismatch", c.start+uint64(i), fr.file, fr.off)})
 				}
 			}
-			c.recs[i] = rec
 			h.Reset()
-			h.Write([]byte{0})
+			h.Write(leafPrefix)
 			h.Write(rec)
 			h.Sum(c.leaves[i][:0])
 		}

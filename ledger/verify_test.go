@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -383,5 +384,49 @@ func TestVerifySince(t *testing.T) {
 	})
 	if rep, _ := Verify(gone, VerifyOptions{Verifiers: v, Since: since}); rep.OK() || rep.Findings[0].Kind != KindHistoryRewritten {
 		t.Fatalf("verified checkpoint gone from the history:\n%s", rep)
+	}
+}
+
+// TestVerifyIndexDamagedSubtly: verify splits closed segments by their
+// .idx and lets the workers check that every frame is where, and as long
+// and as old as, the .idx says. A .idx that is still in order but wrong
+// (an offset moved by a few bytes, a time changed) falls back to reading
+// the frames one by one: the records verify and the .idx is named.
+func TestVerifyIndexDamagedSubtly(t *testing.T) {
+	k := newKey(t, testOrigin)
+	base := buildLedger(t, k, 1000, nil)
+	segs, _ := listSegments(filepath.Join(base, "seg"))
+	s := segs[1] // closed
+	for _, tc := range []struct {
+		name   string
+		victim uint64
+		damage func(b []byte)
+	}{
+		{"offset moved", 7, func(b []byte) {
+			binary.BigEndian.PutUint64(b[7*idxEntrySize:], binary.BigEndian.Uint64(b[7*idxEntrySize:])+3)
+		}},
+		{"time changed", 9, func(b []byte) { b[9*idxEntrySize+15] ^= 1 }},
+		{"last offset moved", segs[2].first - s.first - 1, func(b []byte) {
+			i := len(b) - idxEntrySize
+			binary.BigEndian.PutUint64(b[i:], binary.BigEndian.Uint64(b[i:])-1)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := copyDir(t, base)
+			p := filepath.Join(dir, "seg", strings.TrimSuffix(filepath.Base(s.path), ".seg")+".idx")
+			b, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.damage(b)
+			os.WriteFile(p, b, 0o644)
+			rep, err := Verify(dir, VerifyOptions{Verifiers: []note.Verifier{k.verifier}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(rep.Findings) != 1 || rep.Findings[0].Kind != KindIndexDamaged || rep.Findings[0].Index != s.first+tc.victim || rep.Records != 1000 {
+				t.Fatalf("want only %s at %d:\n%s", KindIndexDamaged, s.first+tc.victim, rep)
+			}
+		})
 	}
 }
