@@ -191,6 +191,7 @@ func TestRun(t *testing.T) {
 
 	var out strings.Builder
 	sum.Print(&out)
+	sum.PrintLedger(&out)
 	for _, want := range []string{"what 203.0.113.66 did", "what 198.18.7.23 did", "what 192.0.2.77 did", "refused by the gateway",
 		"none of the", "a failed login, as stored", "what it is", "log                    (none)", "log lines have no outcome",
 		fmt.Sprintf("collector: %d records in its ledger", c.LedgerSize), fmt.Sprintf("tree size %d", c.LedgerSize),

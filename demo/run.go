@@ -39,7 +39,7 @@ type Options struct {
 	// PCI DSS report (Dir/report-pci-dss.pdf and .json). Empty means a new
 	// temporary directory.
 	Dir string
-	// Duration is how long the users' traffic goes on; default 5s. Each
+	// Duration is how long the users' traffic goes on; default 3s. Each
 	// simulated party first plays a fixed minimum of rounds, and each
 	// attacker goes on until the gateway blocks it, however long that
 	// takes.
@@ -47,10 +47,12 @@ type Options struct {
 	// Log receives progress lines and, as they happen, the alerts and
 	// blocks; nil discards them.
 	Log io.Writer
-	// KeepRunning, if set, is called once the story is told and the report
-	// written, with the web UI's address and a token to sign in with; the
-	// collector, the gateway and the API stay up until it returns.
-	KeepRunning func(ui, token string)
+	// KeepRunning, if set, is called once the attacks are over and the
+	// report written, with the summary so far (all but the ledger's final
+	// checkpoint and verification: see PrintLedger), the web UI's address
+	// and a token to sign in with; the collector stays up until it
+	// returns.
+	KeepRunning func(sum *Summary, ui, token string)
 }
 
 // Summary describes what a demo run left.
@@ -115,7 +117,7 @@ type Collector struct {
 // shuts everything down cleanly, verifies the ledger and summarises.
 func Run(ctx context.Context, opts Options) (*Summary, error) {
 	if opts.Duration <= 0 {
-		opts.Duration = 5 * time.Second
+		opts.Duration = 3 * time.Second
 	}
 	logw := opts.Log
 	if logw == nil {
@@ -276,8 +278,12 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 	if sum.Report, err = writeReport(ctx, col, dir, start); err != nil {
 		return nil, err
 	}
+	if err := sum.readLedger(col.Ledger(), start, secrets.list()); err != nil {
+		return nil, err
+	}
+	sum.Duration = time.Since(start)
 	if opts.KeepRunning != nil {
-		opts.KeepRunning(sum.UI, toks.admin)
+		opts.KeepRunning(sum, sum.UI, toks.admin)
 	}
 	if err := stopCollector(); err != nil {
 		return nil, fmt.Errorf("demo: collector shutdown: %w", err)
@@ -289,10 +295,9 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 	if size, ok := checkpointSize(signed); ok {
 		sum.Collector.LedgerSize = size
 	}
-	if err := sum.checkLedger(start, secrets.list()); err != nil {
+	if err := sum.verifyLedger(start, secrets.list()); err != nil {
 		return nil, err
 	}
-	sum.Duration = time.Since(start)
 	return sum, nil
 }
 
@@ -323,10 +328,9 @@ func writeReport(ctx context.Context, col *server.Server, dir string, start time
 	return rf, nil
 }
 
-// checkLedger verifies the collector's ledger offline with the public key
-// alone, reads it back for the attackers' stories, and checks that no
-// secret the traffic sent is in it.
-func (s *Summary) checkLedger(start time.Time, secrets []string) error {
+// verifyLedger verifies the collector's stopped ledger offline with the
+// public key and the witness copies, and reads it again to the end.
+func (s *Summary) verifyLedger(start time.Time, secrets []string) error {
 	c := s.Collector
 	keys, err := ledger.LoadVerifiers(c.VerifierKey)
 	if err != nil {
@@ -341,6 +345,12 @@ func (s *Summary) checkLedger(start time.Time, secrets []string) error {
 		return fmt.Errorf("demo: %w", err)
 	}
 	defer l.Close()
+	return s.readLedger(l, start, secrets)
+}
+
+// readLedger reads the collector's ledger for the attackers' stories and
+// who wrote what, and checks that no secret the traffic sent is in it.
+func (s *Summary) readLedger(l *ledger.Ledger, start time.Time, secrets []string) error {
 	var recs [][]byte
 	s.LedgerBy = map[string]int{}
 	for e, err := range l.Entries(0) {
@@ -490,6 +500,17 @@ func (s *Summary) Print(w io.Writer) {
 	if s.SampleFail != nil {
 		fmt.Fprintf(w, "\na failed login, as stored:\n%s\n", s.SampleFail)
 	}
+	r := s.Report
+	fmt.Fprintf(w, "\nPCI DSS report over the run: %d requirements met, %d gaps\n  %s\n  %s (signed; its sha256 %s is printed on every page)\n",
+		r.Met, r.Gaps, r.PDF, r.JSON, r.Sum)
+	for _, f := range r.Findings {
+		fmt.Fprintf(w, "  gap %s\n", f)
+	}
+}
+
+// PrintLedger writes what the collector's ledger holds once it stopped:
+// its final signed checkpoint and the offline verification.
+func (s *Summary) PrintLedger(w io.Writer) {
 	c := s.Collector
 	by := s.LedgerBy
 	fmt.Fprintf(w, "\ncollector: %d records in its ledger at %s: the shop's %d events, the gateway's %d, %d alerts and block decisions,\n"+
@@ -508,11 +529,6 @@ func (s *Summary) Print(w io.Writer) {
 		}
 	}
 	r := s.Report
-	fmt.Fprintf(w, "\nPCI DSS report over the run: %d requirements met, %d gaps\n  %s\n  %s (signed; its sha256 %s is printed on every page)\n",
-		r.Met, r.Gaps, r.PDF, r.JSON, r.Sum)
-	for _, f := range r.Findings {
-		fmt.Fprintf(w, "  gap %s\n", f)
-	}
 	addr := ""
 	if len(s.Stories) > 0 {
 		addr = s.Stories[0].Address

@@ -31,7 +31,7 @@ verifies the ledger and writes a PCI DSS report (PDF and signed JSON).`, stdout,
 	dir := fs.String("data", "", "directory `DIR` for the demo's trail and collector (default: a new temporary directory)")
 	fs.Var(aliasValue{dir}, "data-dir", "")
 	fs.hidden["data-dir"] = true
-	dur := fs.Duration("duration", 5*time.Second, "how long the users' traffic goes on, a `DURATION` such as 5s (attackers go on until blocked)")
+	dur := fs.Duration("duration", 3*time.Second, "how long the users' traffic goes on, a `DURATION` such as 5s (attackers go on until blocked)")
 	keep := fs.Bool("keep-running", false, "keep everything up after the report, to explore the web UI, until Ctrl-C")
 	pos, code, ok := fs.parse(args)
 	if !ok {
@@ -46,8 +46,9 @@ verifies the ledger and writes a PCI DSS report (PDF and signed JSON).`, stdout,
 	fmt.Fprintln(stdout, "trailguard demo")
 	opts := demo.Options{Dir: *dir, Duration: *dur, Log: stdout}
 	if *keep {
-		opts.KeepRunning = func(ui, token string) {
-			fmt.Fprintf(stdout, "\nweb UI:    %s\n  sign in with this admin token: %s\n  everything keeps running until Ctrl-C\n", ui, token)
+		opts.KeepRunning = func(sum *demo.Summary, ui, token string) {
+			sum.Print(stdout)
+			fmt.Fprintf(stdout, "\nweb UI:    %s\n  sign in with this admin token: %s\n  the collector keeps running until Ctrl-C (then its ledger is verified)\n", ui, token)
 			<-ctx.Done()
 			fmt.Fprintln(stdout, "\nstopping")
 		}
@@ -57,7 +58,10 @@ verifies the ledger and writes a PCI DSS report (PDF and signed JSON).`, stdout,
 		fmt.Fprintln(stderr, "trailguard demo:", err)
 		return 1
 	}
-	sum.Print(stdout)
+	if !*keep {
+		sum.Print(stdout)
+	}
+	sum.PrintLedger(stdout)
 	if !*keep {
 		fmt.Fprintln(stdout, "explore it: add --keep-running to keep the collector up and sign in to its web UI")
 	}
