@@ -118,6 +118,7 @@ func TestBrowserUI(t *testing.T) {
 			t.Fatalf("search for failed logins shows %q", a)
 		}
 	}
+	b.run(waitFor(`!!document.querySelector(".hist-box[data-loaded]")`))
 	if n := count(b, "svg.hist rect.bar"); n < 10 {
 		t.Errorf("histogram: %d bars", n)
 	}

@@ -2,7 +2,7 @@
 // a results table with chosen columns, event detail, paging and live tail.
 
 import { h, replace, loading, errorBox, empty, fmtNum, uiURL } from "../dom.js";
-import { get, APIError } from "../api.js";
+import { get, optional, APIError } from "../api.js";
 import { Range, picker, niceInterval, intervalParam, fmtTime } from "../time.js";
 import { histogram, fillBuckets } from "../charts.js";
 import { INDEXED, COMMON, VALUES, flatten, valueOf, show } from "../fields.js";
@@ -314,27 +314,41 @@ export async function render(ctx) {
   });
   ctx.onCleanup(stopTail);
 
-  // Histogram and first page, together.
+  // The first page is what the page waits for; the histogram follows (over
+  // millions of events a count takes longer than finding the newest 100).
   const [t0, t1] = range.bounds();
   const interval = niceInterval(t1 - t0, 120, 1e3);
-  const histP = get("/v1/stats", { q, ...range.params(), interval: intervalParam(interval) }).then((st) => {
+  const drawHist = (st, partial) => {
     const b = fillBuckets(st, t0.getTime(), t1.getTime(), interval);
     const total = b.reduce((a, x) => a + x[1], 0);
-    replace(histBox, h("p", { class: "muted hist-total" }, fmtNum(total) + " matching events " + range.label().toLowerCase().replace(/^last/, "in the last") + (st.partial ? " (partial count)" : "")),
+    replace(histBox, h("p", { class: "muted hist-total" }, fmtNum(total) + " matching events " + range.label().toLowerCase().replace(/^last/, "in the last") + (partial ? " (partial count)" : "")),
       histogram({ title: "Matching events over time", from: t0.getTime(), to: t1.getTime(), interval, buckets: b,
         onPick: (a, z) => ctx.setParams({ from: new Date(a).toISOString(), to: new Date(z).toISOString() }) }));
-  });
-  const pageP = loadPage();
-  const results = await Promise.allSettled([histP, pageP]);
-  for (const r of results) {
-    if (r.status === "rejected") {
-      if (showQueryError(r.reason)) {
-        replace(tableBox, empty("Fix the query to search."));
-        replace(histBox);
-      } else if (r === results[0]) replace(histBox, errorBox(r.reason));
-      else replace(tableBox, errorBox(r.reason, () => ctx.go(location.pathname + location.search)));
-    }
+    histBox.dataset.loaded = "1";
+  };
+  const histFromIndex = () => get("/v1/stats", { q, ...range.params(), interval: intervalParam(interval) }).then((st) => drawHist(st, st.partial));
+  // Without a query the histogram is the count of every event: the
+  // collector's per-minute counts answer it for whole-minute ranges.
+  const histFromOverview = async () => {
+    if (q || interval % 60e3 !== 0) return histFromIndex();
+    const a = Math.floor(t0.getTime() / 60e3) * 60e3, z = Math.ceil(t1.getTime() / 60e3) * 60e3;
+    const ov = await optional("/v1/overview", { from: new Date(a).toISOString(), to: new Date(z).toISOString(), interval: intervalParam(interval) });
+    if (ov.missing || !ov.body.covered) return histFromIndex();
+    const se = ov.body.series.events, s0 = Date.parse(se.start);
+    drawHist({ buckets: se.counts.map((c, k) => ({ start: new Date(s0 + k * interval).toISOString(), count: c })) }, false);
+  };
+  const histP = histFromOverview();
+  try {
+    await loadPage();
+  } catch (e) {
+    if (showQueryError(e)) {
+      replace(tableBox, empty("Fix the query to search."));
+      replace(histBox);
+    } else replace(tableBox, errorBox(e, () => ctx.go(location.pathname + location.search)));
   }
+  histP.catch((e) => {
+    if (!showQueryError(e)) replace(histBox, errorBox(e));
+  });
   tableBox.dataset.loaded = "1";
   return root;
 }
