@@ -243,6 +243,7 @@ type Ledger struct {
 	compactMu   sync.Mutex
 	compactQ    []*segment
 	compactWake chan struct{}
+	lastWrite   atomic.Int64 // Unix ns of the last batch written (the compactor waits while busy)
 
 	durable  atomic.Uint64
 	notifyMu sync.Mutex

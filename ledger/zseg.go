@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -400,6 +401,14 @@ func (l *Ledger) queueCompaction(segs []*segment) {
 	l.wakeCompactor()
 }
 
+// compactIdle is how long the writer must have been idle before the
+// compactor starts on a segment (unless the backlog is long), and
+// compactBacklog how many closed segments may wait uncompressed meanwhile.
+const (
+	compactIdle    = 200 * time.Millisecond
+	compactBacklog = 4
+)
+
 // compactLoop compresses closed segments one at a time, in the background:
 // the writer never waits for it.
 func (l *Ledger) compactLoop() {
@@ -417,10 +426,23 @@ func (l *Ledger) compactLoop() {
 			default:
 			}
 			l.compactMu.Lock()
-			if len(l.compactQ) == 0 {
-				l.compactMu.Unlock()
+			backlog := len(l.compactQ)
+			l.compactMu.Unlock()
+			if backlog == 0 {
 				break
 			}
+			// Compression costs about as much CPU per record as appending
+			// it: while records arrive, it waits (they get the cores),
+			// unless the backlog grows past compactBacklog segments.
+			if busy := time.Since(time.Unix(0, l.lastWrite.Load())) < compactIdle; busy && backlog <= compactBacklog {
+				select {
+				case <-l.stop:
+					return
+				case <-time.After(compactIdle / 2):
+				}
+				continue
+			}
+			l.compactMu.Lock()
 			s := l.compactQ[0]
 			l.compactQ = l.compactQ[1:]
 			l.compactMu.Unlock()
