@@ -32,14 +32,14 @@ import (
 
 const (
 	overviewDays     = 31
-	overviewTopHours = 49
+	overviewTopHours = 25
 	// overviewMaxServices bounds the services counted apart; the rest are
 	// counted in all services only.
 	overviewMaxServices = 256
 	// overviewMaxKeys bounds the distinct addresses and users kept per
-	// hour; an hour that reaches it has incomplete top lists (then the
-	// answer says so).
-	overviewMaxKeys = 100000
+	// hour (~60 MB at most for both over overviewTopHours); an hour that
+	// reaches it has incomplete top lists, and the answer says so.
+	overviewMaxKeys = 20000
 )
 
 // The series, in the order of the answer's names.
@@ -65,13 +65,8 @@ type minuteCounts struct {
 	bySvc map[uint16]*counts
 }
 
-type topKey struct {
-	svc uint16
-	v   string
-}
-
 type hourTops struct {
-	src, failUser map[topKey]uint32
+	src, failUser map[string]uint32
 	full          bool // reached overviewMaxKeys: its top lists are incomplete
 }
 
@@ -189,16 +184,19 @@ func (o *overviewRollup) add(x *overviewFields, appended time.Time) {
 	hr := min / 60
 	h := o.hours[hr]
 	if h == nil {
-		h = &hourTops{src: map[topKey]uint32{}, failUser: map[topKey]uint32{}}
+		h = &hourTops{src: map[string]uint32{}, failUser: map[string]uint32{}}
 		o.hours[hr] = h
 	}
-	bump := func(m map[topKey]uint32, v []byte) {
-		k := topKey{svc, string(v)}
-		if _, ok := m[k]; !ok && len(m) >= overviewMaxKeys {
+	bump := func(m map[string]uint32, v []byte) {
+		if c, ok := m[string(v)]; ok { // no allocation for a known value
+			m[string(v)] = c + 1
+			return
+		}
+		if len(m) >= overviewMaxKeys {
 			h.full = true
 			return
 		}
-		m[k]++
+		m[string(v)] = 1
 	}
 	if x.sourceIP != nil {
 		bump(h.src, x.sourceIP)
@@ -641,9 +639,10 @@ func (o *overviewRollup) answer(from, to time.Time, interval, warm time.Duration
 	slices.Sort(svcs)
 	res := map[string]any{"covered": true, "from": from.UTC(), "to": to.UTC(), "interval": shortDuration(interval), "series": series,
 		"services": svcs, "queries": seriesQueries, "indexed_through": o.next}
-	// Top lists over the whole hours around the range, if all are kept.
+	// Top lists over the whole hours around the range, if all are kept
+	// (for all services: a service's top lists come from /v1/stats).
 	h0, h1 := floorDiv(from.Unix(), 3600), floorDiv(to.Unix()-1, 3600)
-	if now.Sub(time.Unix(h0*3600, 0)) <= overviewTopHours*time.Hour {
+	if service == "" && now.Sub(time.Unix(h0*3600, 0)) <= overviewTopHours*time.Hour {
 		src, users := map[string]uint64{}, map[string]uint64{}
 		complete := true
 		for hr := h0; hr <= h1; hr++ {
@@ -653,14 +652,10 @@ func (o *overviewRollup) answer(from, to time.Time, interval, warm time.Duration
 			}
 			complete = complete && !h.full
 			for k, c := range h.src {
-				if service == "" || k.svc == svc {
-					src[k.v] += uint64(c)
-				}
+				src[k] += uint64(c)
 			}
 			for k, c := range h.failUser {
-				if service == "" || k.svc == svc {
-					users[k.v] += uint64(c)
-				}
+				users[k] += uint64(c)
 			}
 		}
 		res["tops"] = map[string]any{"from": time.Unix(h0*3600, 0).UTC(), "to": time.Unix((h1+1)*3600, 0).UTC(), "complete": complete,
