@@ -24,8 +24,8 @@ func TestSessionsExpiry(t *testing.T) {
 		active  bool
 		want    error
 	}{
-		{9 * time.Minute, true, nil},               // within idle: activity restarts it
-		{9 * time.Minute, false, nil},              // 9 min since the activity
+		{9 * time.Minute, true, nil},                // within idle: activity restarts it
+		{9 * time.Minute, false, nil},               // 9 min since the activity
 		{2 * time.Minute, false, ErrSessionExpired}, // 11 min idle (background did not count)
 		{0, true, ErrNoSession},                     // removed
 	}
