@@ -683,7 +683,9 @@ func topN(m map[string]uint64, n int) []overviewTop {
 	return out[:min(n, len(out))]
 }
 
-// handleOverview is GET /v1/overview?from=&to=&interval=&warm=&service=&n=.
+// handleOverview is GET /v1/overview?from=&to=&interval=&warm=&service=&n=:
+// from and to are whole minutes (RFC 3339); without to, the range ends with
+// the current minute, and a from of 24h (the default) reaches back from there.
 func (s *Server) handleOverview(w http.ResponseWriter, r *http.Request) {
 	p, ok := s.startRead(w, r, "from", "to", "interval", "warm", "service", "n")
 	if !ok {
@@ -692,10 +694,15 @@ func (s *Server) handleOverview(w http.ResponseWriter, r *http.Request) {
 	now := time.Now()
 	from, to, err := p.timeRange(now)
 	if err == nil && to.IsZero() {
-		to = now
+		// Up to now means up to the end of this minute: the counts are
+		// per minute.
+		to = now.Truncate(time.Minute).Add(time.Minute)
 	}
-	if err == nil && from.IsZero() {
-		from = to.Add(-24 * time.Hour)
+	if d, derr := time.ParseDuration(p.get("from")); err == nil && (p.get("from") == "" || derr == nil) {
+		if p.get("from") == "" {
+			d = 24 * time.Hour
+		}
+		from = to.Add(-d) // "24h" back from the end
 	}
 	if err == nil && !to.After(from) {
 		err = badParam("from", "not before to")

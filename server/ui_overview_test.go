@@ -171,6 +171,10 @@ func TestOverviewMatchesStats(t *testing.T) {
 	if !strings.Contains(string(b), `"covered":false`) {
 		t.Fatalf("a range beyond %d days: %s", overviewDays, b)
 	}
+	_, b = ts.do(t, "GET", "/v1/overview?from=1h", ts.read, nil)
+	if !strings.Contains(string(b), `"covered":true`) {
+		t.Fatalf("from=1h (to the end of this minute): %s", b)
+	}
 	if code, _ := ts.do(t, "GET", "/v1/overview?interval=30s", ts.read, nil); code != 400 {
 		t.Fatalf("interval 30s: %d, want 400", code)
 	}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -72,6 +73,20 @@ func benchData(b *testing.B) (*collector, time.Time, time.Time) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	// And the Overview's counts, which a start rebuilds from the ledger.
+	followed := time.Now()
+	q := "/v1/overview?from=" + url.QueryEscape(end.Add(-24*time.Hour).Format(time.RFC3339)) + "&to=" + url.QueryEscape(end.Format(time.RFC3339))
+	for {
+		code, body := c.api(b, "GET", q, c.read, nil)
+		if code == 200 && strings.Contains(string(body), `"covered":true`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("the overview's counts did not catch up: %d %s", code, body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	b.Logf("the overview's counts caught up %v after the index and detection", time.Since(followed).Round(time.Millisecond))
 	return c, end.Add(-24 * time.Hour), end
 }
 

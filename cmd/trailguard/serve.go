@@ -54,8 +54,8 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	if cfg.TLSCert != "" {
 		scheme = "https"
 	}
-	fmt.Fprintf(stdout, "trailguard collector on %s://%s\n  data:         %s\n  signer key:   %s\n  verifier key: %s\n",
-		scheme, ln.Addr(), cfg.DataDir, srv.SignerKeyPath, srv.VerifierKeyPath)
+	fmt.Fprintf(stdout, "trailguard collector on %s://%s\n  data:         %s\n  signer key:   %s\n  verifier key: %s\n  web UI:       %s://%s/ui/ (sign in with a token of role read or admin)\n",
+		scheme, ln.Addr(), cfg.DataDir, srv.SignerKeyPath, srv.VerifierKeyPath, scheme, ln.Addr())
 	if len(srv.Tokens().List()) == 0 {
 		fmt.Fprintf(stdout, "  no API tokens yet: trailguard token create --data %s --role ingest --name shipper-1\n", cfg.DataDir)
 	}
