@@ -63,6 +63,8 @@ func TestBrowserUI(t *testing.T) {
 	b := newBrowser(t, 1366, 768)
 
 	// Signing in: the cookie is not readable by scripts.
+	b.open(c.url+"/", `!!document.querySelector("#token")`)
+	b.screenshot("signin", false)
 	b.signIn(c.url, c.admin)
 	if ck := eval[string](b, `document.cookie`); strings.Contains(ck, "tg_session") {
 		t.Fatalf("the session cookie is visible to scripts: %q", ck)
@@ -95,6 +97,10 @@ func TestBrowserUI(t *testing.T) {
 		t.Errorf("active blocks do not list %s: %q", attacker, text(b, ".block-list"))
 	}
 	b.screenshot("overview", false)
+
+	// Keyboard: g then s goes to the search page, / focuses the query.
+	b.run(chromedp.KeyEvent("g"), chromedp.KeyEvent("s"), waitFor(`location.pathname === "/ui/search" && !!document.querySelector(".results[data-loaded]")`),
+		chromedp.KeyEvent("/"), waitFor(`document.activeElement && document.activeElement.id === "q"`))
 
 	// Search: suggestions for a field, then for its values.
 	b.open(c.url+"/ui/search?from=1h", `!!document.querySelector(".results[data-loaded]")`)
@@ -138,6 +144,9 @@ func TestBrowserUI(t *testing.T) {
 		t.Errorf("the checkpoint signature was not checked with Ed25519: %s", s)
 	}
 	b.screenshot("search", false)
+	evID := eval[string](b, `JSON.parse(document.querySelector(".event-detail pre.json").innerText).event.id`)
+	b.open(c.url+"/ui/event?id="+url.QueryEscape(evID), `!!document.querySelector(".event-detail")`)
+	b.screenshot("event", false)
 
 	// Request trace: a request through the gateway and the API.
 	rid := eval[string](b, `fetch("/ui/api/v1/events?q=event.action:http_request+and+service.name:edge-gateway+and+http.response.status_code:403&from=1h&limit=1").then(r => r.json()).then(j => j.hits[0].event.http.request.id)`)
