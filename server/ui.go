@@ -14,6 +14,7 @@ import (
 	"mime"
 	"net/http"
 	"path"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -45,7 +46,7 @@ const backgroundHeader = "X-Trailguard-Background"
 func (s *Server) uiRoutes(mux *http.ServeMux) {
 	s.ui = &uiState{sessions: ui.NewSessions(s.cfg.UISessionIdle, s.cfg.UISessionMax, 0)}
 	s.ui.verify = s.newVerifyRun()
-	s.ui.overview = newOverviewRollup()
+	s.ui.overview = newOverviewRollup(filepath.Join(s.cfg.DataDir, "ui-overview.json"))
 	go s.ui.overview.follow(s.ledger) // until the ledger closes
 	mux.Handle("GET "+ui.Prefix, ui.Handler())
 	mux.HandleFunc("GET "+uiAPIPrefix+"/session", s.handleUISession)

@@ -19,8 +19,12 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"maps"
 	"net/http"
+	"os"
 	"slices"
 	"strconv"
 	"sync"
@@ -82,20 +86,45 @@ type overviewRollup struct {
 	ready    bool
 	lastTrim time.Time
 	now      func() time.Time
+	path     string // where the counts are saved ("" not at all)
+	loaded   uint64 // the ledger index the saved counts ended at
 }
 
-func newOverviewRollup() *overviewRollup {
-	return &overviewRollup{minutes: map[int64]*minuteCounts{}, hours: map[int64]*hourTops{}, services: map[string]uint16{}, now: time.Now}
+func newOverviewRollup(path string) *overviewRollup {
+	return &overviewRollup{path: path, minutes: map[int64]*minuteCounts{}, hours: map[int64]*hourTops{}, services: map[string]uint16{}, now: time.Now}
 }
 
-// follow reads the ledger from its oldest record on, until the ledger
-// closes.
+// overviewSaveEvery is how often the counts are saved, so that a restart
+// reads only the records appended since instead of the whole ledger.
+const overviewSaveEvery = time.Minute
+
+// follow reads the ledger, from where the saved counts end (or its oldest
+// record), until the ledger closes, saving the counts now and then.
 func (o *overviewRollup) follow(l *ledger.Ledger) {
 	from := l.Pruned()
+	if next, ok := o.load(l.Size()); ok {
+		from = max(from, next)
+	}
 	o.mu.Lock()
 	o.next, o.readyAt = from, l.Size()
 	o.ready = o.readyAt <= from
 	o.mu.Unlock()
+	done := make(chan struct{})
+	defer close(done)
+	if o.path != "" {
+		go func() {
+			t := time.NewTicker(overviewSaveEvery)
+			defer t.Stop()
+			for {
+				select {
+				case <-done:
+					return
+				case <-t.C:
+					o.save()
+				}
+			}
+		}()
+	}
 	var x overviewFields
 	for e, err := range l.Follow(context.Background(), from) {
 		if err != nil {
@@ -110,6 +139,97 @@ func (o *overviewRollup) follow(l *ledger.Ledger) {
 		}
 		o.mu.Unlock()
 	}
+}
+
+// overviewFile is the saved form of the counts.
+type overviewFile struct {
+	Version int                       `json:"version"`
+	Next    uint64                    `json:"next"`
+	Minutes map[int64]overviewMinute  `json:"minutes"`
+	Hours   map[int64]overviewHourTop `json:"hours"`
+}
+
+type overviewMinute struct {
+	All counts            `json:"all"`
+	Svc map[string]counts `json:"svc,omitempty"`
+}
+
+type overviewHourTop struct {
+	Src      map[string]uint32 `json:"src"`
+	FailUser map[string]uint32 `json:"fail_user"`
+	Full     bool              `json:"full,omitempty"`
+}
+
+// save writes the counts to o.path (atomically: a crash leaves the old
+// file or the new one).
+func (o *overviewRollup) save() error {
+	o.mu.RLock()
+	f := overviewFile{Version: 1, Next: o.next, Minutes: make(map[int64]overviewMinute, len(o.minutes)), Hours: make(map[int64]overviewHourTop, len(o.hours))}
+	for k, m := range o.minutes {
+		om := overviewMinute{All: m.all}
+		if len(m.bySvc) > 0 {
+			om.Svc = make(map[string]counts, len(m.bySvc))
+			for slot, c := range m.bySvc {
+				om.Svc[o.names[slot-1]] = *c
+			}
+		}
+		f.Minutes[k] = om
+	}
+	for k, h := range o.hours {
+		f.Hours[k] = overviewHourTop{Src: maps.Clone(h.src), FailUser: maps.Clone(h.failUser), Full: h.full}
+	}
+	o.mu.RUnlock()
+	b, err := json.Marshal(f)
+	if err != nil {
+		return err
+	}
+	tmp := o.path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return fmt.Errorf("overview: save: %w", err)
+	}
+	return os.Rename(tmp, o.path)
+}
+
+// load reads the saved counts; ok is false (and nothing is loaded) when
+// there are none or they cannot belong to this ledger (they end beyond it).
+func (o *overviewRollup) load(size uint64) (next uint64, ok bool) {
+	if o.path == "" {
+		return 0, false
+	}
+	b, err := os.ReadFile(o.path)
+	if err != nil {
+		return 0, false
+	}
+	var f overviewFile
+	if json.Unmarshal(b, &f) != nil || f.Version != 1 || f.Next > size {
+		return 0, false
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for k, om := range f.Minutes {
+		m := &minuteCounts{all: om.All}
+		for name, c := range om.Svc {
+			if slot := o.slot(name); slot != 0 {
+				if m.bySvc == nil {
+					m.bySvc = map[uint16]*counts{}
+				}
+				cc := c
+				m.bySvc[slot] = &cc
+			}
+		}
+		o.minutes[k] = m
+	}
+	for k, h := range f.Hours {
+		if h.Src == nil {
+			h.Src = map[string]uint32{}
+		}
+		if h.FailUser == nil {
+			h.FailUser = map[string]uint32{}
+		}
+		o.hours[k] = &hourTops{src: h.Src, failUser: h.FailUser, full: h.Full}
+	}
+	o.loaded = f.Next
+	return f.Next, true
 }
 
 // caughtUp is the next ledger index the follower will read.
