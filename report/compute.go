@@ -35,6 +35,10 @@ type Options struct {
 	Workers int
 	// Generator names the program ("trailguard v1.2.3").
 	Generator string
+	// Cache, if set, is a directory where the figures of whole chunks of
+	// records are kept for later reports (see chunkCache); Recompute
+	// never uses one.
+	Cache string
 	// keepState: recomputing a report, the stated facts (including what
 	// was checked at generation) are the report's own.
 	keepState bool
@@ -190,19 +194,24 @@ func computeFigures(ctx context.Context, l *ledger.Ledger, rep *Report, o Option
 		rep.Range.Pruned = min(pr, rep.Range.End) - from
 		from = min(pr, rep.Range.End)
 	}
-	p := &computeParams{from: rep.From, to: rep.To, tolerance: time.Duration(rep.Params.ClockTolerance),
-		maxDelay: time.Duration(rep.Params.MaxDelay), interval: time.Duration(rep.Params.Interval),
+	p := &computeParams{tolerance: time.Duration(rep.Params.ClockTolerance), maxDelay: time.Duration(rep.Params.MaxDelay),
 		adminRoles: set(rep.Params.AdminRoles...), chd: rep.Params.CHDResources}
-	p.nbuckets = int((rep.To.Sub(rep.From) + p.interval - 1) / p.interval)
 	for _, c := range hist {
 		if len(p.cpSizes) == 0 || c.size > p.cpSizes[len(p.cpSizes)-1] {
 			p.cpSizes = append(p.cpSizes, c.size)
 			p.cpTimes = append(p.cpTimes, c.t)
 		}
 	}
-	total, err := scan(ctx, l, from, rep.Range.End, p, o.Workers)
+	var cache *chunkCache
+	if !o.keepState {
+		cache = newChunkCache(o.Cache, p)
+	}
+	total, cached, err := scan(ctx, l, from, rep.Range.End, p, o.Workers, cache)
 	if err != nil {
 		return nil, err
+	}
+	if !o.keepState {
+		rep.State.Integrity.SummarisedEarlier = cached
 	}
 	finish(figs, total, rep, hist, startCP, endCP, l)
 	return figs, nil
@@ -298,21 +307,27 @@ func consistent(l *ledger.Ledger, size uint64, root tlog.Hash, cp ledger.Checkpo
 	return nil
 }
 
-// scan reads records [from, end) in fixed chunks on several workers and
-// merges the chunks' figures in ledger order.
-func scan(ctx context.Context, l *ledger.Ledger, from, end uint64, p *computeParams, workers int) (*acc, error) {
+// scan reads records [from, end) in chunks aligned on multiples of
+// chunkSize (so that the figures do not depend on the number of workers,
+// and whole chunks can be kept in cache) on several workers, and merges
+// the chunks' figures in ledger order. cached counts the records whose
+// figures came from the cache.
+func scan(ctx context.Context, l *ledger.Ledger, from, end uint64, p *computeParams, workers int, cache *chunkCache) (*acc, uint64, error) {
 	total := newAcc(p)
 	if from >= end {
-		return total, nil
+		return total, 0, nil
 	}
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
-	nchunks := int((end - from + chunkSize - 1) / chunkSize)
+	first := from / chunkSize
+	nchunks := int((end-1)/chunkSize - first + 1)
+	_, newest := l.LatestCheckpoint()
 	var mu sync.Mutex
 	cond := sync.NewCond(&mu)
 	done := map[int]*acc{}
 	nextMerge, nextChunk := 0, 0
+	var cached uint64
 	var firstErr error
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -336,30 +351,50 @@ func scan(ctx context.Context, l *ledger.Ledger, from, end uint64, p *computePar
 				if stop {
 					return
 				}
-				lo := from + uint64(c)*chunkSize
-				hi := min(lo+chunkSize, end)
-				a := newAcc(p)
-				for e, err := range l.Entries(lo) {
-					if err == nil && ctx.Err() != nil {
-						err = ctx.Err()
+				k := first + uint64(c)
+				lo, hi := max(k*chunkSize, from), min((k+1)*chunkSize, end)
+				whole := lo == k*chunkSize && hi == (k+1)*chunkSize && cache != nil && hi <= newest.Size
+				var root tlog.Hash
+				var a *acc
+				if whole {
+					if _, r, err := l.ConsistencyProof(hi, newest); err == nil {
+						root = r
+						a = cache.load(k, root, p)
+					} else {
+						whole = false
 					}
-					if err != nil {
-						if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-							mu.Lock()
-							if firstErr == nil {
-								firstErr = err
-							}
-							cond.Broadcast()
-							mu.Unlock()
-							return
+				}
+				if a != nil {
+					mu.Lock()
+					cached += hi - lo
+					mu.Unlock()
+				} else {
+					a = newAcc(p)
+					for e, err := range l.Entries(lo) {
+						if err == nil && ctx.Err() != nil {
+							err = ctx.Err()
 						}
-						a.readErr = err.Error()
-						break
+						if err != nil {
+							if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+								mu.Lock()
+								if firstErr == nil {
+									firstErr = err
+								}
+								cond.Broadcast()
+								mu.Unlock()
+								return
+							}
+							a.readErr = err.Error()
+							break
+						}
+						if e.Index >= hi {
+							break
+						}
+						a.add(e.Index, e.Time, e.Data, &f)
 					}
-					if e.Index >= hi {
-						break
+					if whole && a.readErr == "" && a.records == chunkSize {
+						cache.store(k, root, a)
 					}
-					a.add(e.Index, e.Time, e.Data, &f)
 				}
 				mu.Lock()
 				done[c] = a
@@ -378,9 +413,9 @@ func scan(ctx context.Context, l *ledger.Ledger, from, end uint64, p *computePar
 	}
 	wg.Wait()
 	if firstErr != nil {
-		return nil, fmt.Errorf("report: %w", firstErr)
+		return nil, 0, fmt.Errorf("report: %w", firstErr)
 	}
-	return total, nil
+	return total, cached, nil
 }
 
 // finish turns the merged chunk figures into Figures.
@@ -406,14 +441,53 @@ func finish(f *Figures, a *acc, rep *Report, hist []cpPoint, startCP, endCP *cpP
 	}
 	f.Completeness.Examples = orEmpty(a.examples)
 	af := &f.AuthFailures
-	af.Total, af.Successes, af.Start, af.Interval, af.Buckets = a.authFail, a.loginOK, rep.From, rep.Params.Interval, a.buckets
+	af.Total, af.Successes, af.Interval = a.authFail, a.loginOK, rep.Params.Interval
+	af.Start, af.Buckets = chart(a.failSec, rep.From, rep.To, time.Duration(rep.Params.Interval))
 	af.Sources, af.Users = a.srcs.distinct(), a.users.distinct()
 	af.TopSources, af.TopUsers = orEmpty(a.srcs.top(10)), orEmpty(a.users.top(10))
 	f.Reads = Reads{Total: a.reads, ByReader: orEmpty(a.readers.top(20)), Refused: a.refused}
 	f.Time = TimeFigures{WithTimestamp: a.withTS, Ahead: a.ahead, MaxAhead: Duration(a.maxAhead), Delayed: a.delayed,
-		MaxDelay: Duration(a.maxDelay), Outside: a.outside, Examples: orEmpty(a.timeEx)}
+		MaxDelay: Duration(a.maxDelay), Outside: outside(a.evMin, rep.From, rep.To), Examples: orEmpty(a.timeEx)}
 	rares(f, a.rares, rep, l)
 	checkpoints(f, hist, rep, startCP, endCP)
+}
+
+// chart buckets the failed logins per second into intervals aligned on
+// multiples of the interval (as /v1/stats aligns them), from the one
+// holding the period's start to the one holding its end.
+func chart(perSec map[int64]uint64, from, to time.Time, interval time.Duration) (time.Time, []uint64) {
+	start := from.Truncate(interval)
+	n := int((to.Sub(start) + interval - 1) / interval)
+	buckets := make([]uint64, max(n, 1))
+	lo, hi := start.Unix(), to.Unix() // the second holding the end counts
+	step := int64(interval / time.Second)
+	for s, v := range perSec {
+		if s < lo || s > hi {
+			continue
+		}
+		if b := int((s - lo) / step); b < len(buckets) {
+			buckets[b] += v
+		}
+	}
+	return start, buckets
+}
+
+// outside counts the events stamped in a minute wholly before or after
+// the period (to the minute: the events are counted per minute).
+func outside(perMin map[int64]uint64, from, to time.Time) uint64 {
+	lo := floorDiv(from.Unix(), 60) // the minute holding the start
+	end := to.Truncate(time.Minute)
+	hi := floorDiv(end.Unix(), 60) // the first minute wholly after the end
+	if to.After(end) {
+		hi++
+	}
+	var n uint64
+	for m, v := range perMin {
+		if m < lo || m >= hi {
+			n += v
+		}
+	}
+	return n
 }
 
 func orEmpty[T any](s []T) []T {

@@ -363,15 +363,20 @@ type acc struct {
 	exPerField [6]int
 
 	authFail, loginOK uint64
-	buckets           []uint64
-	srcs, users       counter
-	reads             uint64
-	readers           counter
-	refused           uint64
+	// failSec counts failed logins per Unix second and evMin events per
+	// Unix minute: the chart and the count of events outside the period
+	// are made from them at the end, so that a chunk's figures do not
+	// depend on the period (and can be kept for later reports).
+	failSec     map[int64]uint64
+	evMin       map[int64]uint64
+	srcs, users counter
+	reads       uint64
+	readers     counter
+	refused     uint64
 
-	withTS, ahead, delayed, outside uint64
-	maxAhead, maxDelay              time.Duration
-	timeEx                          []TimeExample
+	withTS, ahead, delayed uint64
+	maxAhead, maxDelay     time.Duration
+	timeEx                 []TimeExample
 
 	rares    []rare
 	readErr  string
@@ -394,7 +399,7 @@ type computeParams struct {
 const maxExamples = 5
 
 func newAcc(p *computeParams) *acc {
-	return &acc{p: p, buckets: make([]uint64, p.nbuckets)}
+	return &acc{p: p, failSec: map[int64]uint64{}, evMin: map[int64]uint64{}}
 }
 
 // covering returns the signed time of the first checkpoint covering
@@ -529,11 +534,8 @@ func (a *acc) add(index uint64, appended time.Time, data []byte, f *fields) {
 		a.authFail++
 		a.srcs.add(cmpOr(f.cliIP, f.srcIP), 1)
 		a.users.add(f.userName, 1)
-		if f.hasTS && !f.tsTime.Before(p.from) && f.tsTime.Before(p.to) {
-			b := int(f.tsTime.Sub(p.from) / p.interval)
-			if b < len(a.buckets) {
-				a.buckets[b]++
-			}
+		if f.hasTS {
+			a.failSec[f.tsTime.Unix()]++
 		}
 	case "authn_login_success", "authn_login_successafterfail":
 		a.loginOK++
@@ -561,9 +563,7 @@ func (a *acc) add(index uint64, appended time.Time, data []byte, f *fields) {
 				a.maxDelay = max(a.maxDelay, d)
 			}
 		}
-		if f.tsTime.Before(p.from) || !f.tsTime.Before(p.to) {
-			a.outside++
-		}
+		a.evMin[floorDiv(f.tsTime.Unix(), 60)]++
 	}
 
 	// Rare records whose order matters.
@@ -644,8 +644,11 @@ func (a *acc) merge(b *acc) {
 	}
 	a.authFail += b.authFail
 	a.loginOK += b.loginOK
-	for i := range a.buckets {
-		a.buckets[i] += b.buckets[i]
+	for k, v := range b.failSec {
+		a.failSec[k] += v
+	}
+	for k, v := range b.evMin {
+		a.evMin[k] += v
 	}
 	a.srcs.merge(&b.srcs)
 	a.users.merge(&b.users)
@@ -655,7 +658,6 @@ func (a *acc) merge(b *acc) {
 	a.withTS += b.withTS
 	a.ahead += b.ahead
 	a.delayed += b.delayed
-	a.outside += b.outside
 	a.maxAhead = max(a.maxAhead, b.maxAhead)
 	a.maxDelay = max(a.maxDelay, b.maxDelay)
 	for _, ex := range b.timeEx {
@@ -667,6 +669,14 @@ func (a *acc) merge(b *acc) {
 	if a.readErr == "" {
 		a.readErr = b.readErr
 	}
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && a < 0 {
+		q--
+	}
+	return q
 }
 
 func fieldIndex(name string) int {

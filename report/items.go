@@ -253,7 +253,8 @@ func protectionItem(r *Report) Item {
 	}
 	it.Tables = append(it.Tables, Table{Title: "Witness copies of the checkpoints", Columns: []string{"witness", "newest checkpoint held"}, Rows: wrows})
 	it.Facts = []Fact{
-		{"Records of the period read and matched against the signed tree", num(f.Records)},
+		{"Records of the period read and matched against the signed tree", num(f.Records-min(f.Records, in.SummarisedEarlier)) + " now, " +
+			num(in.SummarisedEarlier) + " when an earlier report summarised them (same tree root)"},
 		{"Checkpoint named (tree size, root hash)", num(r.Checkpoint.TreeSize) + ", " + r.Checkpoint.RootHash},
 		{"Its signature verified with " + st.Key, yesNo(in.CheckpointVerified)},
 		{"Consistent with the newest checkpoint (size " + num(in.NewestSize) + ")", yesNo(in.ConsistentWithNewest)},
@@ -286,6 +287,9 @@ func protectionItem(r *Report) Item {
 	default:
 		it.Status = StatusMet
 		it.Evidence = fmt.Sprintf("All %s records of the period match the tree signed by checkpoint %s (signature verified, consistent with the newest); %d of %d witnesses hold a consistent copy covering the period; %d tokens may read the trail.", num(f.Records), num(r.Checkpoint.TreeSize), witnessOK, len(st.Witnesses), len(readers))
+	}
+	if in.SummarisedEarlier > 0 {
+		it.Notes = append(it.Notes, fmt.Sprintf("%s records were summarised by an earlier report (read and checked against the signed tree then) and not read again: their figures are kept under the tree's root at their end, which is unchanged; `trailguard verify-report` reads them all again.", num(in.SummarisedEarlier)))
 	}
 	it.Notes = []string{"Modification is prevented by design (append-only ledger) and detected by the Merkle tree: any altered, removed or inserted record fails the check above; `trailguard verify` checks every checkpoint's signature and the whole ledger.",
 		"Who may read the files on disk (operating-system accounts) is not assessable from logs."}

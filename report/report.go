@@ -213,8 +213,13 @@ type Integrity struct {
 	ConsistentWithNewest bool      `json:"consistent_with_newest"`
 	// StartConsistent: the period's first checkpoint is a prefix of the
 	// named one.
-	StartConsistent bool   `json:"start_consistent"`
-	Problem         string `json:"problem,omitempty"`
+	StartConsistent bool `json:"start_consistent"`
+	// SummarisedEarlier counts the records of the period whose figures
+	// were kept from an earlier report (read and checked against the
+	// signed tree then, under the same tree root); the others were read
+	// and checked for this one.
+	SummarisedEarlier uint64 `json:"summarised_earlier,omitempty"`
+	Problem           string `json:"problem,omitempty"`
 }
 
 // RetentionInfo is the configured retention.

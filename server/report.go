@@ -173,6 +173,7 @@ func (s *Server) Report(ctx context.Context, o report.Options) (*Signed, string,
 	}
 	o.Verifiers = keys
 	o.Generator = "trailguard " + Version
+	o.Cache = filepath.Join(s.cfg.DataDir, "report-cache")
 	o.State = s.reportState(ctx, keys)
 	rep, err := report.Compute(ctx, s.ledger, o)
 	if err != nil {

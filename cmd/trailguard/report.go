@@ -108,7 +108,7 @@ it (FILE with .json). Check a report with trailguard verify-report.`, stdout, st
 		return fail("%v", err)
 	}
 	rep, err := report.Compute(ctx, l, report.Options{Standard: *std, From: fromT, To: toT, Verifiers: keys, State: state,
-		Generator: versionLine()})
+		Generator: versionLine(), Cache: filepath.Join(cfg.DataDir, "report-cache")})
 	if errors.Is(err, report.ErrStandard) {
 		fmt.Fprintf(stderr, "trailguard report: --standard %q: want pci-dss, soc2 or hipaa\n", *std)
 		return 2

@@ -1,0 +1,174 @@
+package report
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/gob"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// A chunk cache keeps the figures of whole chunks (chunkSize records,
+// aligned) so that later reports over the same records merge them instead
+// of reading the records again. A chunk's figures depend only on its
+// records, the checkpoints covering them and the parameters in its file
+// name, so they are kept under the root hash of the tree at the chunk's
+// end: a chunk is reused only while the ledger's tree (authenticated
+// against its newest signed checkpoint) still has that root there. Its
+// records were read and checked against the signed tree when the chunk was
+// summarised; `trailguard verify` checks them again, and Recompute never
+// uses a cache, so a cache file altered on disk shows up as differences.
+type chunkCache struct {
+	dir    string
+	params string
+}
+
+// cacheVersion changes whenever what a chunk's figures hold changes.
+const cacheVersion = 1
+
+func newChunkCache(dir string, p *computeParams) *chunkCache {
+	if dir == "" {
+		return nil
+	}
+	h := sha256.New()
+	roles := make([]string, 0, len(p.adminRoles))
+	for r := range p.adminRoles {
+		roles = append(roles, r)
+	}
+	slices.Sort(roles)
+	fmt.Fprintf(h, "v%d\x00%d\x00%d\x00%s\x00%s\x00%d", cacheVersion, p.tolerance, p.maxDelay, strings.Join(roles, "\x01"),
+		strings.Join(p.chd, "\x01"), chunkSize)
+	return &chunkCache{dir: dir, params: hex.EncodeToString(h.Sum(nil))[:16]}
+}
+
+func (c *chunkCache) path(k uint64) string {
+	return filepath.Join(c.dir, fmt.Sprintf("%012d-%s.chunk", k, c.params))
+}
+
+// chunkFile is a chunk's figures on disk.
+type chunkFile struct {
+	Version                int
+	Root                   tlog.Hash
+	Records, Undec         uint64
+	Events, Alerts         uint64
+	Actions, Services      counterFile
+	Cov                    [7]uint64
+	CovAct                 [7]counterFile
+	H401, H403, Auditable  uint64
+	Applicable, Present    [6]uint64
+	MissingBy              [6]counterFile
+	Examples               []Incomplete
+	ExPerField             [6]int
+	AuthFail, LoginOK      uint64
+	FailSec, EvMin         map[int64]uint64
+	Srcs, Users, Readers   counterFile
+	Reads, Refused         uint64
+	WithTS, Ahead, Delayed uint64
+	MaxAhead, MaxDelay     time.Duration
+	TimeEx                 []TimeExample
+	Rares                  []rareFile
+}
+
+type counterFile struct {
+	M     map[string]uint64
+	Other uint64
+}
+
+type rareFile struct {
+	Index                                                   uint64
+	Appended                                                time.Time
+	Trigger                                                 int64
+	What                                                    byte
+	T, End                                                  time.Time
+	ID, Rule, Title, Level, Client, User, Status, Svc, Host string
+	Action                                                  string
+	N                                                       int64
+}
+
+func cf(c counter) counterFile { return counterFile{c.m, c.other} }
+func fc(c counterFile) counter { return counter{c.M, c.Other} }
+
+func toFile(a *acc, root tlog.Hash) *chunkFile {
+	f := &chunkFile{Version: cacheVersion, Root: root, Records: a.records, Undec: a.undec, Events: a.events, Alerts: a.alerts,
+		Actions: cf(a.actions), Services: cf(a.services), Cov: a.cov, H401: a.h401, H403: a.h403, Auditable: a.auditable,
+		Applicable: a.applicable, Present: a.present, Examples: a.examples, ExPerField: a.exPerField, AuthFail: a.authFail,
+		LoginOK: a.loginOK, FailSec: a.failSec, EvMin: a.evMin, Srcs: cf(a.srcs), Users: cf(a.users), Readers: cf(a.readers),
+		Reads: a.reads, Refused: a.refused, WithTS: a.withTS, Ahead: a.ahead, Delayed: a.delayed, MaxAhead: a.maxAhead,
+		MaxDelay: a.maxDelay, TimeEx: a.timeEx}
+	for i := range a.covAct {
+		f.CovAct[i] = cf(a.covAct[i])
+	}
+	for i := range a.missingBy {
+		f.MissingBy[i] = cf(a.missingBy[i])
+	}
+	for _, r := range a.rares {
+		f.Rares = append(f.Rares, rareFile{r.index, r.appended, r.trigger, r.what, r.t, r.end, r.id, r.rule, r.title, r.level,
+			r.client, r.user, r.status, r.svc, r.host, r.action, r.n})
+	}
+	return f
+}
+
+func fromFile(f *chunkFile, p *computeParams) *acc {
+	a := &acc{p: p, records: f.Records, undec: f.Undec, events: f.Events, alerts: f.Alerts, actions: fc(f.Actions),
+		services: fc(f.Services), cov: f.Cov, h401: f.H401, h403: f.H403, auditable: f.Auditable, applicable: f.Applicable,
+		present: f.Present, examples: f.Examples, exPerField: f.ExPerField, authFail: f.AuthFail, loginOK: f.LoginOK,
+		failSec: f.FailSec, evMin: f.EvMin, srcs: fc(f.Srcs), users: fc(f.Users), readers: fc(f.Readers), reads: f.Reads,
+		refused: f.Refused, withTS: f.WithTS, ahead: f.Ahead, delayed: f.Delayed, maxAhead: f.MaxAhead, maxDelay: f.MaxDelay,
+		timeEx: f.TimeEx}
+	for i := range f.CovAct {
+		a.covAct[i] = fc(f.CovAct[i])
+	}
+	for i := range f.MissingBy {
+		a.missingBy[i] = fc(f.MissingBy[i])
+	}
+	if a.failSec == nil {
+		a.failSec = map[int64]uint64{}
+	}
+	if a.evMin == nil {
+		a.evMin = map[int64]uint64{}
+	}
+	for _, r := range f.Rares {
+		a.rares = append(a.rares, rare{index: r.Index, appended: r.Appended, trigger: r.Trigger, what: r.What, t: r.T, end: r.End,
+			id: r.ID, rule: r.Rule, title: r.Title, level: r.Level, client: r.Client, user: r.User, status: r.Status, svc: r.Svc,
+			host: r.Host, action: r.Action, n: r.N})
+	}
+	return a
+}
+
+// load returns chunk k's figures if they are kept for the tree root at its
+// end.
+func (c *chunkCache) load(k uint64, root tlog.Hash, p *computeParams) *acc {
+	data, err := os.ReadFile(c.path(k))
+	if err != nil {
+		return nil
+	}
+	var f chunkFile
+	if gob.NewDecoder(bytes.NewReader(data)).Decode(&f) != nil || f.Version != cacheVersion || f.Root != root || f.Records != chunkSize {
+		return nil
+	}
+	return fromFile(&f, p)
+}
+
+// store keeps chunk k's figures; failures only cost a later scan.
+func (c *chunkCache) store(k uint64, root tlog.Hash, a *acc) {
+	var b bytes.Buffer
+	if gob.NewEncoder(&b).Encode(toFile(a, root)) != nil {
+		return
+	}
+	if os.MkdirAll(c.dir, 0o700) != nil {
+		return
+	}
+	tmp := c.path(k) + ".tmp"
+	if os.WriteFile(tmp, b.Bytes(), 0o600) != nil {
+		os.Remove(tmp)
+		return
+	}
+	os.Rename(tmp, c.path(k))
+}

@@ -1,0 +1,97 @@
+package report
+
+import (
+	"bytes"
+	"context"
+	"encoding/gob"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/trailguard/trailguard/event"
+)
+
+// TestChunkCache: a second report over the same records merges the whole
+// chunks the first one kept, with the same figures; a cache file altered
+// on disk changes the report's figures, and recomputing from the ledger
+// (which never uses the cache) names them.
+func TestChunkCache(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	w := newWriter(t, dir, t0)
+	n := 2*chunkSize + 1000
+	fails := (n + 9) / 10 // every tenth record
+	for done := 0; done < n; {
+		k := min(10000, n-done)
+		recs := make([][]byte, k)
+		for i := range recs {
+			j := done + i
+			e := event.Event{Action: event.ActionHTTPRequest, Outcome: "success", ServiceName: "api", ClientIP: "198.51.100.1", UserName: "u", Path: "/x"}
+			if j%10 == 0 {
+				e = event.Event{Category: []string{"authentication"}, Action: event.ActionLoginFail, Outcome: "failure", ServiceName: "api",
+					ClientIP: fmt.Sprintf("203.0.113.%d", j%7), UserName: "alice", Path: "/login"}
+			}
+			recs[i] = ev(t0.Add(time.Duration(j)*time.Millisecond), e)
+		}
+		done += k
+		w.at(t0.Add(time.Duration(done) * time.Millisecond))
+		w.append(recs...)
+		w.checkpoint()
+	}
+	defer w.l.Close()
+	cache := filepath.Join(dir, "cache")
+	run := func() *Report {
+		rep, err := Compute(context.Background(), w.l, Options{Standard: PCIDSS, From: t0.Add(-time.Minute), To: t0.Add(2 * time.Minute),
+			Verifiers: []note.Verifier{w.verif}, Now: t0.Add(time.Hour), Cache: cache})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rep
+	}
+	first := run()
+	second := run()
+	if first.Figures.Records != uint64(n) || first.Figures.AuthFailures.Total != uint64(fails) {
+		t.Fatalf("first report: %d records, %d failed logins", first.Figures.Records, first.Figures.AuthFailures.Total)
+	}
+	if first.State.Integrity.SummarisedEarlier != 0 || second.State.Integrity.SummarisedEarlier != 2*chunkSize {
+		t.Fatalf("summarised earlier: %d then %d", first.State.Integrity.SummarisedEarlier, second.State.Integrity.SummarisedEarlier)
+	}
+	if !reflect.DeepEqual(first.Figures, second.Figures) {
+		t.Fatal("the cached chunks give other figures")
+	}
+	// Someone edits a cache file: fewer failed logins.
+	files, _ := filepath.Glob(filepath.Join(cache, "*.chunk"))
+	if len(files) != 2 {
+		t.Fatalf("%d cache files", len(files))
+	}
+	data, _ := os.ReadFile(files[0])
+	var cf chunkFile
+	if err := gob.NewDecoder(bytes.NewReader(data)).Decode(&cf); err != nil {
+		t.Fatal(err)
+	}
+	cf.AuthFail -= 100
+	var b bytes.Buffer
+	gob.NewEncoder(&b).Encode(&cf)
+	os.WriteFile(files[0], b.Bytes(), 0o600)
+	third := run()
+	if third.Figures.AuthFailures.Total != uint64(fails)-100 {
+		t.Fatalf("the altered cache was not used: %d failed logins", third.Figures.AuthFailures.Total)
+	}
+	rc, err := Recompute(context.Background(), w.l, third, []note.Verifier{w.verif})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var diffs []string
+	for _, d := range rc.Differences {
+		diffs = append(diffs, d.String())
+	}
+	if !strings.Contains(strings.Join(diffs, "\n"), fmt.Sprintf("figures.authentication_failures.total: the report says %d, the ledger gives %d", fails-100, fails)) {
+		t.Fatalf("differences:\n%s", strings.Join(diffs, "\n"))
+	}
+}
