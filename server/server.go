@@ -377,6 +377,7 @@ func (s *Server) Close() error {
 			errIdx = nil
 		}
 		errLedger := s.ledger.Close()
+		s.closeUI() // the UI's follower saves its counts (ui.go)
 		if errors.Is(errLedger, ledger.ErrNoFinalCheckpoint) {
 			errLedger = fmt.Errorf("server: %w: %w", ErrFinalCheckpoint, errLedger)
 		}

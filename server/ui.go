@@ -31,6 +31,9 @@ type uiState struct {
 	sessions *ui.Sessions
 	verify   *verifyRun
 	overview *overviewRollup
+	// followDone is closed when the overview's follower has ended (the
+	// ledger closed) and saved its counts.
+	followDone chan struct{}
 
 	signIns, signInFailures, cspReports atomic.Uint64
 }
@@ -47,7 +50,14 @@ func (s *Server) uiRoutes(mux *http.ServeMux) {
 	s.ui = &uiState{sessions: ui.NewSessions(s.cfg.UISessionIdle, s.cfg.UISessionMax, 0)}
 	s.ui.verify = s.newVerifyRun()
 	s.ui.overview = newOverviewRollup(filepath.Join(s.cfg.DataDir, "ui-overview.json"))
-	go s.ui.overview.follow(s.ledger) // until the ledger closes
+	s.ui.followDone = make(chan struct{})
+	go func() {
+		defer close(s.ui.followDone)
+		s.ui.overview.follow(s.ledger) // until the ledger closes
+		if err := s.ui.overview.save(); err != nil {
+			s.log.Warn("the overview's counts were not saved; the next start reads the ledger again", "err", err)
+		}
+	}()
 	mux.Handle("GET "+ui.Prefix, ui.Handler())
 	mux.HandleFunc("GET "+uiAPIPrefix+"/session", s.handleUISession)
 	mux.HandleFunc("POST "+uiAPIPrefix+"/session", s.handleUISignIn)
@@ -61,6 +71,33 @@ func (s *Server) uiRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/integrity/verify", s.requireRole(access.RoleAdmin, s.handleVerifyStart))
 	mux.HandleFunc("GET /v1/overview", s.requireRole(access.RoleRead, s.handleOverview))
 	s.uiDetectRoutes(mux)
+}
+
+// closeUI waits (a few seconds at most) for what the UI runs in the
+// background to finish with the data directory: the overview's follower,
+// which ends when the ledger closes and saves its counts, and a
+// verification in progress.
+func (s *Server) closeUI() {
+	if s.ui == nil {
+		return
+	}
+	deadline := time.NewTimer(5 * time.Second)
+	defer deadline.Stop()
+	select {
+	case <-s.ui.followDone:
+	case <-deadline.C:
+		return
+	}
+	v := s.ui.verify
+	v.mu.Lock()
+	running, done := v.running, v.done
+	v.mu.Unlock()
+	if running {
+		select {
+		case <-done:
+		case <-deadline.C:
+		}
+	}
 }
 
 // uiEntry sends browsers that open the collector's root to the UI. GET / is

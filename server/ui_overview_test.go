@@ -408,8 +408,9 @@ func TestOverviewSurvivesRestart(t *testing.T) {
 	ts.stop(t)
 
 	ts2 := startServer(t, dir, nil)
-	if got := ts2.ui.overview.loaded; got != saved || saved == 0 {
-		t.Fatalf("restart loaded counts up to %d, saved %d", got, saved)
+	// Close saves again (with the collector's last events of its own).
+	if got := ts2.ui.overview.loaded; got < saved || saved == 0 {
+		t.Fatalf("restart loaded counts up to %d, saved %d before the stop", got, saved)
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for ts2.ui.overview.caughtUp() < ts2.ledger.Size() && time.Now().Before(deadline) {
