@@ -198,9 +198,22 @@ func TestBrowserUI(t *testing.T) {
 	}
 	b.screenshot("integrity", false)
 
-	// Reports: this collector has no report API yet; the page says so.
-	b.open(c.url+"/ui/reports", `!!document.querySelector("[data-pending=reports]") || !!document.querySelector("#generate")`)
+	// Reports: a PCI DSS report, its signature checked in the browser, then
+	// the PDF form.
+	b.open(c.url+"/ui/reports?from=2h", `!!document.querySelector("#generate")`)
+	b.run(chromedp.Click(chromedp.CSS("#generate")), waitFor(`document.querySelector(".report-out").dataset.loaded === "json"`))
+	if v := eval[string](b, `(document.querySelector(".report-out .verdict") || {dataset: {}}).dataset.verdict || ""`); v != "ok" {
+		t.Fatalf("report signature in the browser: %q: %s", v, text(b, ".report-out"))
+	}
+	if n := count(b, "table.report-items tbody tr"); n < 5 {
+		t.Errorf("report: %d requirements shown", n)
+	}
 	b.screenshot("reports", false)
+	b.run(chromedp.SetValue(chromedp.CSS("#format"), "pdf"), chromedp.Click(chromedp.CSS("#generate")),
+		waitFor(`document.querySelector(".report-out").dataset.loaded === "pdf"`))
+	if href := eval[string](b, `document.getElementById("report-download").getAttribute("href")`); !strings.HasPrefix(href, "blob:"+c.url+"/") {
+		t.Errorf("PDF download link %q", href)
+	}
 
 	// Phone: every page fits the width (no horizontal scrolling).
 	b.run(chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile))
