@@ -75,19 +75,20 @@ type Stats struct {
 
 // Proxy is the gateway's HTTP handler. It is safe for concurrent use.
 type Proxy struct {
-	cfg     Config
-	log     *slog.Logger
-	audit   *httpaudit.Logger
-	red     *redact.Redactor
-	routes  []*route
-	logins  []*loginRule
-	sens    []*sensRule
-	trusted []netip.Prefix
-	blocks  *Blocklist
-	limit   *limiter // per client, all routes
-	sampler *sampler
-	handler http.Handler
-	reqID   string // canonical request id header
+	cfg       Config
+	log       *slog.Logger
+	audit     *httpaudit.Logger
+	red       *redact.Redactor
+	routes    []*route
+	logins    []*loginRule
+	sens      []*sensRule
+	trusted   []netip.Prefix
+	blocks    *Blocklist
+	limit     *limiter // per client, all routes
+	sampler   *sampler
+	handler   http.Handler
+	transport *h1Transport
+	reqID     string // canonical request id header
 
 	stop      context.CancelFunc
 	wg        sync.WaitGroup
@@ -122,10 +123,10 @@ func New(cfg Config, log *slog.Logger) (*Proxy, error) {
 		pr, _ := parsePrefix(s)
 		p.trusted = append(p.trusted, pr)
 	}
-	transport := newTransport(cfg.Timeouts)
+	p.transport = newTransport(cfg.Timeouts)
 	pool := &bufferPool{}
 	for i := range cfg.Routes {
-		rt, err := p.newRoute(cfg.Routes[i], transport, pool)
+		rt, err := p.newRoute(cfg.Routes[i], p.transport, pool)
 		if err != nil {
 			return nil, err
 		}
@@ -241,6 +242,7 @@ func (p *Proxy) Close() error {
 		p.summarize(p.cfg.Now())
 		p.logSystem(event.ActionSysShutdown, "gateway stopping")
 		p.closeErr = p.audit.Close()
+		p.transport.close()
 	})
 	return p.closeErr
 }

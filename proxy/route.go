@@ -263,9 +263,9 @@ func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error)
 	}
 }
 
-func newTransport(t Timeouts) *http.Transport {
+func newTransport(t Timeouts) *h1Transport {
 	d := &net.Dialer{Timeout: t.Dial, KeepAlive: 30 * time.Second}
-	return &http.Transport{
+	std := &http.Transport{
 		Proxy:                 nil, // never an environment proxy between gateway and upstream
 		DialContext:           d.DialContext,
 		MaxIdleConns:          4096,
@@ -282,6 +282,7 @@ func newTransport(t Timeouts) *http.Transport {
 		WriteBufferSize:    16 << 10,
 		ReadBufferSize:     16 << 10,
 	}
+	return newH1Transport(std, d.DialContext)
 }
 
 // bufferPool hands ReverseProxy 32 KiB copy buffers. Buffers are pooled

@@ -1,0 +1,372 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
+	"sync"
+	"time"
+)
+
+// h1Transport is the gateway's client to plain-HTTP upstreams. The requests
+// most APIs see most — no body, no protocol upgrade, a method that may be
+// sent again (GET, HEAD, OPTIONS, TRACE) — are written and their answers
+// read on the handler's own goroutine, over pooled keep-alive connections.
+// net/http's Transport hands each exchange between the caller and two
+// goroutines per connection (a writer and a reader); on a gateway that is
+// CPU-bound by such hand-offs and their wake-ups, doing the exchange in
+// place costs noticeably less CPU per request. Everything else (request
+// bodies, WebSocket upgrades, TLS and HTTP/2 upstreams) goes to std.
+//
+// It parses answers with net/http's own ReadResponse and writes requests
+// with Request.Write, as Transport does; what it adds is the pool, the
+// timeouts, cancellation and the retry of a request that met a keep-alive
+// connection the upstream had just closed.
+type h1Transport struct {
+	std        *http.Transport
+	dial       func(ctx context.Context, network, addr string) (net.Conn, error)
+	header     time.Duration // response header timeout (0: none)
+	idle       time.Duration // how long a connection may wait in the pool
+	maxIdle    int           // idle connections kept per upstream address
+	maxHeader  int64         // response header bytes
+	readBuf    int
+	writeBuf   int
+	now        func() time.Time
+	mu         sync.Mutex
+	pools      map[string][]*h1Conn // idle connections by host:port, most recent last
+	sweepArmed bool
+	closed     bool
+}
+
+// h1Conn is one upstream connection of an h1Transport.
+type h1Conn struct {
+	conn   net.Conn
+	lr     limitedConn
+	br     *bufio.Reader
+	bw     *bufio.Writer
+	addr   string
+	idleAt time.Time
+	reused bool
+}
+
+// limitedConn bounds what the response header may read from the
+// connection (a misbehaving upstream must not make the gateway buffer
+// without limit); the body is read without that bound.
+type limitedConn struct {
+	c net.Conn
+	n int64
+}
+
+var errHeaderTooLarge = errors.New("upstream response header too large")
+
+func (l *limitedConn) Read(p []byte) (int, error) {
+	if l.n <= 0 {
+		return 0, errHeaderTooLarge
+	}
+	if int64(len(p)) > l.n {
+		p = p[:l.n]
+	}
+	n, err := l.c.Read(p)
+	l.n -= int64(n)
+	return n, err
+}
+
+const noLimit = 1<<63 - 1
+
+func newH1Transport(std *http.Transport, dial func(context.Context, string, string) (net.Conn, error)) *h1Transport {
+	maxHeader := std.MaxResponseHeaderBytes
+	if maxHeader <= 0 {
+		maxHeader = 10 << 20 // Transport's default
+	}
+	return &h1Transport{std: std, dial: dial, header: std.ResponseHeaderTimeout, idle: std.IdleConnTimeout,
+		maxIdle: std.MaxIdleConnsPerHost, maxHeader: maxHeader, readBuf: std.ReadBufferSize, writeBuf: std.WriteBufferSize,
+		now: time.Now, pools: map[string][]*h1Conn{}}
+}
+
+// takes reports whether the exchange is done in place: a plain-HTTP
+// upstream, no body to stream, no upgrade, and a method a request may be
+// sent again with if the connection it met was closed under it.
+func (t *h1Transport) takes(req *http.Request) bool {
+	if req.URL.Scheme != "http" || (req.Body != nil && req.Body != http.NoBody) || req.Close {
+		return false
+	}
+	if _, up := req.Header["Upgrade"]; up {
+		return false
+	}
+	switch req.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	return false
+}
+
+// RoundTrip implements http.RoundTripper.
+func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if !t.takes(req) {
+		return t.std.RoundTrip(req)
+	}
+	ctx := req.Context()
+	addr := req.URL.Host
+	if req.URL.Port() == "" {
+		addr = net.JoinHostPort(req.URL.Hostname(), "80")
+	}
+	for attempt := 0; ; attempt++ {
+		c, err := t.get(ctx, addr, attempt > 0)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := t.exchange(ctx, c, req)
+		if err == nil {
+			return resp, nil
+		}
+		c.conn.Close()
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("upstream %s: %w", addr, context.Cause(ctx))
+		}
+		// A kept-alive connection the upstream closed while it was idle
+		// fails before any answer (or, if the upstream left bytes on it,
+		// with a garbled one): the request, of a method that may be sent
+		// again, goes once more on a new connection, as Transport does.
+		// Not after a timeout: that would double the wait.
+		var ne net.Error
+		if c.reused && attempt == 0 && !(errors.As(err, &ne) && ne.Timeout()) {
+			continue
+		}
+		return nil, err
+	}
+}
+
+// get returns an idle connection to addr, or a new one (always a new one
+// when fresh is set).
+func (t *h1Transport) get(ctx context.Context, addr string, fresh bool) (*h1Conn, error) {
+	if !fresh {
+		now := t.now()
+		t.mu.Lock()
+		pool := t.pools[addr]
+		for len(pool) > 0 {
+			c := pool[len(pool)-1]
+			pool[len(pool)-1] = nil
+			pool = pool[:len(pool)-1]
+			if now.Sub(c.idleAt) < t.idle || t.idle <= 0 {
+				t.pools[addr] = pool
+				t.mu.Unlock()
+				c.reused = true
+				return c, nil
+			}
+			c.conn.Close()
+		}
+		t.pools[addr] = pool
+		t.mu.Unlock()
+	}
+	conn, err := t.dial(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	c := &h1Conn{conn: conn, addr: addr}
+	c.lr.c = conn
+	c.br = bufio.NewReaderSize(&c.lr, max(t.readBuf, 4096))
+	c.bw = bufio.NewWriterSize(conn, max(t.writeBuf, 4096))
+	return c, nil
+}
+
+// put returns a connection whose exchange ended cleanly to the pool.
+func (t *h1Transport) put(c *h1Conn) {
+	c.idleAt = t.now()
+	t.mu.Lock()
+	if t.closed || len(t.pools[c.addr]) >= t.maxIdle {
+		t.mu.Unlock()
+		c.conn.Close()
+		return
+	}
+	t.pools[c.addr] = append(t.pools[c.addr], c)
+	if !t.sweepArmed && t.idle > 0 {
+		t.sweepArmed = true
+		time.AfterFunc(t.idle, t.sweep)
+	}
+	t.mu.Unlock()
+}
+
+// sweep closes the connections idle for longer than t.idle, so that a
+// quiet gateway does not keep upstream connections (and file
+// descriptors) forever.
+func (t *h1Transport) sweep() {
+	now := t.now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.sweepArmed = false
+	n := 0
+	for addr, pool := range t.pools {
+		kept := pool[:0]
+		for _, c := range pool {
+			if now.Sub(c.idleAt) >= t.idle {
+				c.conn.Close()
+			} else {
+				kept = append(kept, c)
+			}
+		}
+		clear(pool[len(kept):])
+		if len(kept) == 0 {
+			delete(t.pools, addr)
+		} else {
+			t.pools[addr] = kept
+		}
+		n += len(kept)
+	}
+	if n > 0 && !t.closed {
+		t.sweepArmed = true
+		time.AfterFunc(t.idle, t.sweep)
+	}
+}
+
+// CloseIdleConnections closes the pooled connections of both transports.
+func (t *h1Transport) CloseIdleConnections() {
+	t.mu.Lock()
+	for addr, pool := range t.pools {
+		for _, c := range pool {
+			c.conn.Close()
+		}
+		delete(t.pools, addr)
+	}
+	t.mu.Unlock()
+	t.std.CloseIdleConnections()
+}
+
+// close closes the pooled connections and pools no more.
+func (t *h1Transport) close() {
+	t.mu.Lock()
+	t.closed = true
+	t.mu.Unlock()
+	t.CloseIdleConnections()
+}
+
+// max1xx bounds the informational answers (103 Early Hints, …) before the
+// final one, as Transport does.
+const max1xx = 5
+
+// exchange writes req on c and reads the answer's header. The response body, once read to its end, returns c to the pool; closed
+// early, it closes c.
+func (t *h1Transport) exchange(ctx context.Context, c *h1Conn, req *http.Request) (resp *http.Response, err error) {
+	// Cancellation (the client went away, the gateway shuts down) and the
+	// response header timeout both end a blocked read or write through
+	// the connection's deadline.
+	stop := context.AfterFunc(ctx, func() { c.conn.SetDeadline(aLongTimeAgo) })
+	fail := func(err error) (*http.Response, error) {
+		stop()
+		return nil, err
+	}
+	if t.header > 0 {
+		c.conn.SetReadDeadline(t.now().Add(t.header))
+	}
+	if err := req.Write(c.bw); err != nil {
+		return fail(fmt.Errorf("upstream %s: write request: %w", c.addr, err))
+	}
+	if err := c.bw.Flush(); err != nil {
+		return fail(fmt.Errorf("upstream %s: write request: %w", c.addr, err))
+	}
+	c.lr.n = t.maxHeader
+	trace := httptrace.ContextClientTrace(ctx)
+	for n := 0; ; n++ {
+		resp, err = http.ReadResponse(c.br, req)
+		if err != nil {
+			return fail(readError(c.addr, err))
+		}
+		code := resp.StatusCode
+		if code < 100 || code >= 200 || code == http.StatusSwitchingProtocols {
+			break
+		}
+		if n == max1xx {
+			return fail(fmt.Errorf("upstream %s: more than %d informational responses", c.addr, max1xx))
+		}
+		if trace != nil && trace.Got1xxResponse != nil {
+			if err := trace.Got1xxResponse(code, textproto.MIMEHeader(resp.Header)); err != nil {
+				return fail(err)
+			}
+		}
+	}
+	c.lr.n = noLimit
+	if t.header > 0 {
+		c.conn.SetReadDeadline(time.Time{})
+	}
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		// Not asked for (upgrades go to std): nothing after it is HTTP.
+		stop()
+		resp.Body.Close()
+		return nil, errors.New("upstream switched protocols unasked")
+	}
+	if resp.Body == http.NoBody || resp.Body == nil {
+		if !stop() || resp.Close || c.br.Buffered() > 0 {
+			c.conn.Close()
+		} else {
+			t.put(c)
+		}
+		return resp, nil
+	}
+	resp.Body = &h1Body{t: t, c: c, body: resp.Body, stop: stop, keep: !resp.Close}
+	return resp, nil
+}
+
+// aLongTimeAgo is a deadline that fails pending and future I/O at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
+func readError(addr string, err error) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return fmt.Errorf("upstream %s closed the connection before answering: %w", addr, err)
+	}
+	return fmt.Errorf("upstream %s: read response: %w", addr, err)
+}
+
+// h1Body is an answer's body: read to its end, it returns its connection
+// to the pool (and reads nothing more from it); closed before, it closes
+// the connection, without reading the rest (it may be an endless stream).
+type h1Body struct {
+	t    *h1Transport
+	c    *h1Conn
+	body io.ReadCloser
+	stop func() bool
+	keep bool
+	mu   sync.Mutex
+	done bool
+}
+
+func (b *h1Body) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.done {
+		return 0, io.EOF
+	}
+	n, err := b.body.Read(p)
+	if err == io.EOF {
+		b.done = true
+		if b.stop() && b.keep && b.c.br.Buffered() == 0 {
+			b.t.put(b.c)
+		} else {
+			b.c.conn.Close()
+		}
+		b.c = nil
+	} else if err != nil {
+		b.done = true
+		b.stop()
+		b.c.conn.Close()
+		b.c = nil
+	}
+	return n, err
+}
+
+func (b *h1Body) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.done {
+		return nil
+	}
+	b.done = true
+	b.stop()
+	err := b.c.conn.Close()
+	b.c = nil
+	return err
+}
