@@ -330,8 +330,38 @@ func TestUIEntryAndHeaders(t *testing.T) {
 	if resp, _ := u.do("GET", "/ui/nothing.js", ""); resp.StatusCode != 404 {
 		t.Errorf("missing asset: %d", resp.StatusCode)
 	}
+	// A violation report is counted, and bounded.
+	rep := `{"csp-report":{"document-uri":"http://x/ui/search","effective-directive":"script-src-elem","blocked-uri":"inline","script-sample":"alert(1)"}}`
+	if resp, _ := u.do("POST", ui.CSPReportPath, rep, "Content-Type", "application/csp-report"); resp.StatusCode != 204 {
+		t.Fatalf("CSP report: %d", resp.StatusCode)
+	}
+	if resp, _ := u.do("POST", ui.CSPReportPath, strings.Repeat("x", 20<<10)); resp.StatusCode != 413 {
+		t.Fatalf("oversized CSP report: %d, want 413", resp.StatusCode)
+	}
+	if _, b := ts.do(t, "GET", "/metrics", ts.read, nil); !strings.Contains(string(b), "trailguard_ui_csp_violations_total 1\n") {
+		t.Fatalf("metrics: %s", grepLines(string(b), "trailguard_ui"))
+	}
+	recorded := false
+	waitAudit(t, ts, func(evs []*event.Event) bool {
+		for _, e := range evs {
+			recorded = recorded || e.Action == "ui_csp_violation" && strings.Contains(e.Reason, "script-src-elem")
+		}
+		return recorded
+	})
+	if !recorded {
+		t.Fatal("the CSP violation is not in the trail")
+	}
 	_ = access.RoleRead
-	_ = ui.Prefix
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 func TestIntegrityVerify(t *testing.T) {
