@@ -253,6 +253,11 @@ func (s *Server) handleUISignIn(w http.ResponseWriter, r *http.Request) {
 	if mark != nil {
 		mark.setAuthorized()
 	}
+	// A sign-in replaces the session this browser had, if any: its cookie
+	// is about to be overwritten, and must not stay usable elsewhere.
+	if old := ui.CookieValue(r); old != "" {
+		s.ui.sessions.Delete(old)
+	}
 	cookie, sess, evicted := s.ui.sessions.Create(tok.ID, tok.Name, string(tok.Role), strings.TrimSpace(in.Token))
 	s.ui.signIns.Add(1)
 	if evicted != nil {

@@ -59,6 +59,14 @@ func (u *uiClient) do(method, path string, body string, hdr ...string) (*http.Re
 	return resp, b
 }
 
+func mustURL(s string) *url.URL {
+	u, err := url.Parse(s)
+	if err != nil {
+		panic(err)
+	}
+	return u
+}
+
 func (u *uiClient) signIn(token string) *http.Response {
 	u.t.Helper()
 	resp, b := u.do("POST", "/ui/api/session", `{"token":"`+token+`"}`)
@@ -111,6 +119,22 @@ func TestUISessionCookieAndAccess(t *testing.T) {
 	for _, p := range []string{"/ui/api/v1/../_bulk", "/ui/api/_bulk", "/ui/api/v1/%2e%2e/_license"} {
 		if resp, _ := a.do("GET", p, ""); resp.StatusCode != 404 && resp.StatusCode/100 != 3 {
 			t.Errorf("GET %s: %d, want 404 (or a redirect to a cleaned path)", p, resp.StatusCode)
+		}
+	}
+	// Signing in again replaces the session: the previous cookie is dead.
+	first := *cookie
+	u.signIn(ts.read)
+	if ts.ui.sessions.Len() != 2 { // u's new one and a's
+		t.Fatalf("%d sessions after signing in again, want 2", ts.ui.sessions.Len())
+	}
+	stale := newUIClient(t, ts)
+	stale.c.Jar.SetCookies(mustURL(ts.url+"/ui/"), []*http.Cookie{&first})
+	if resp, _ := stale.do("GET", "/ui/api/v1/events", ""); resp.StatusCode != 401 {
+		t.Fatalf("the replaced session's cookie: %d, want 401", resp.StatusCode)
+	}
+	for _, c := range u.c.Jar.Cookies(mustURL(ts.url + "/ui/")) {
+		if c.Name == "tg_session" {
+			cookie = c
 		}
 	}
 	// Sign-out ends the session server-side: the old cookie is useless.
