@@ -369,8 +369,7 @@ type overviewFields struct {
 	ts, action, outcome, service, sourceIP, userName []byte
 	category                                         [][]byte
 	status                                           int64
-	path                                             []byte
-	buf                                              []byte
+	path                                             []byte // the dotted path being read
 }
 
 // wanted are the dotted paths extract keeps.
@@ -398,7 +397,7 @@ var wantedPrefixes = map[string]bool{"event": true, "http": true, "http.response
 // read leaves the fields it did not reach unset (the record still counts
 // as an event), as a record the index cannot read is still a record.
 func (x *overviewFields) extract(data []byte) {
-	*x = overviewFields{category: x.category[:0], path: x.path[:0], buf: x.buf[:0], status: -1}
+	*x = overviewFields{category: x.category[:0], path: x.path[:0], status: -1}
 	s := jscan{b: data}
 	s.ws()
 	if !s.eat('{') {

@@ -136,7 +136,7 @@ export async function render(ctx) {
     const ov = await optional("/v1/overview", { ...abs, interval: iv, warm: "5h", service, n: 10 }, opts).catch(() => ({ missing: true }));
     if (!ctx.alive() || aborter.signal.aborted) return;
     const fromOverview = !ov.missing && ov.body.covered;
-    const stats = (name, st) => {
+    const stats = (name) => {
       // A series of /v1/overview in the shape of a /v1/stats answer.
       const se = ov.body.series[name];
       const s0 = Date.parse(se.start);
