@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/url"
+	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -440,5 +442,36 @@ func TestOverviewSurvivesRestart(t *testing.T) {
 	}
 	if sum(c.Series["events"]) <= sum(b.Series["events"]) {
 		t.Fatalf("events ingested after the restart not counted: %d then %d", sum(b.Series["events"]), sum(c.Series["events"]))
+	}
+}
+
+// BenchmarkOverviewMemory fills the overview's counts with a day of events
+// (TRAILGUARD_OVERVIEW_N, default 1,000,000; 20,000 addresses, 2,000 users, 4
+// services) and reports the heap they hold.
+func BenchmarkOverviewMemory(b *testing.B) {
+	n := 1000000
+	if s := os.Getenv("TRAILGUARD_OVERVIEW_N"); s != "" {
+		n, _ = strconv.Atoi(s)
+	}
+	for b.Loop() {
+		runtime.GC()
+		var m0, m1 runtime.MemStats
+		runtime.ReadMemStats(&m0)
+		o := newOverviewRollup("")
+		now := time.Now()
+		o.now = func() time.Time { return now }
+		var x overviewFields
+		step := 24 * time.Hour / time.Duration(n)
+		for i := range n {
+			rec := fmt.Appendf(nil, `{"@timestamp":%q,"event":{"category":["authentication"],"outcome":"failure"},"service":{"name":"svc-%d"},"source":{"ip":"198.51.%d.%d"},"user":{"name":"user-%d"}}`,
+				now.Add(-24*time.Hour+time.Duration(i)*step).Format(time.RFC3339Nano), i%4, (i/7)%80, (i*13)%250, (i*7919)%2000)
+			x.extract(rec)
+			o.add(&x, now)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&m1)
+		b.ReportMetric(float64(m1.HeapAlloc-m0.HeapAlloc)/1e6, "heap-MB")
+		b.ReportMetric(float64(len(o.minutes)), "minutes")
+		runtime.KeepAlive(o)
 	}
 }
