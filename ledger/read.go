@@ -82,6 +82,9 @@ func (l *Ledger) Read(i uint64) (Entry, error) {
 	}
 	for attempt := 0; ; attempt++ {
 		e, err := s.read(i-s.first, maxFrameLen, l.zcache)
+		if errors.Is(err, os.ErrNotExist) && s.refresh() {
+			e, err = s.read(i-s.first, maxFrameLen, l.zcache) // compressed meanwhile
+		}
 		if errors.Is(err, errSegmentClosed) {
 			if l.isClosed() {
 				return Entry{}, ErrClosed
@@ -196,17 +199,24 @@ func (l *Ledger) entries(from, to uint64, check bool) iter.Seq2[Entry, error] {
 // position comes from the index; the others follow frame by frame (or, in
 // a compressed segment, block by block).
 func (l *Ledger) readSegment(s *segment, i, to uint64, check bool, yield func(Entry, error) bool) (n uint64, stopped bool, err error) {
-	s.swap.RLock()
-	path, z := s.path, s.z
+	var path string
+	var z *zIndex
 	var e idxEntry
-	if z == nil {
-		e, err = s.entry(i - s.first)
-	}
 	var f *os.File
-	if err == nil {
-		f, err = os.Open(path)
+	for try := 0; try < 2; try++ {
+		s.swap.RLock()
+		path, z, err = s.path, s.z, nil
+		if z == nil {
+			e, err = s.entry(i - s.first)
+		}
+		if err == nil {
+			f, err = os.Open(path)
+		}
+		s.swap.RUnlock()
+		if !errors.Is(err, os.ErrNotExist) || !s.refresh() {
+			break // (else compressed by the writer meanwhile: again)
+		}
 	}
-	s.swap.RUnlock()
 	if err != nil {
 		if s.rdr.Load() {
 			return 0, false, errSegmentClosed

@@ -380,6 +380,26 @@ func (s *segment) compressed(zpath string, z *zIndex) (old string) {
 	return old
 }
 
+// refresh follows a compaction done by another process (a read-only
+// ledger beside a running writer): if the segment's .seg is gone and a
+// .zseg of the same records is there, the segment reads that from now on.
+func (s *segment) refresh() bool {
+	path, z := s.source()
+	if z != nil || !strings.HasSuffix(path, ".seg") {
+		return false
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		return false
+	}
+	zpath := strings.TrimSuffix(path, ".seg") + ".zseg"
+	zi, err := readZIndex(zpath)
+	if err != nil || zi.first != s.first || zi.count < s.count.Load() {
+		return false
+	}
+	s.compressed(zpath, zi)
+	return true
+}
+
 // source returns the segment's file and block index as they are now.
 func (s *segment) source() (string, *zIndex) {
 	s.swap.RLock()

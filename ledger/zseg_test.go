@@ -331,3 +331,52 @@ func rebuildZseg(t *testing.T, b []byte, z *zIndex, bi int, nb []byte) []byte {
 	out = binary.BigEndian.AppendUint32(out, crc32.Checksum(index, castagnoli))
 	return append(out, zEndMagic...)
 }
+
+// TestReadOnlyFollowsCompaction: a read-only ledger opened beside a
+// running writer (prove, reindex, detect --replay) keeps reading segments
+// the writer compresses and removes after the read-only open.
+func TestReadOnlyFollowsCompaction(t *testing.T) {
+	t.Parallel()
+	k := newKey(t, testOrigin)
+	dir := t.TempDir()
+	opts := testOpts(k)
+	opts.SegmentSize = 160 << 10 // three segments: the compactor waits for the writer to idle
+	w, err := Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	var recs [][]byte
+	for i := range 3000 {
+		recs = append(recs, zRecord(i))
+	}
+	// Appends without a pause keep the compactor waiting.
+	appendBatch(t, w, recs)
+	if _, err := w.Checkpoint(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	ro, err := OpenReadOnly(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	if segs, _ := listSegments(filepath.Join(dir, "seg")); segs[0].z != nil {
+		t.Skip("compressed before the read-only open; nothing to follow")
+	}
+	waitCompressed(t, w)
+	for _, i := range []uint64{0, 1000, 2999} {
+		if e, err := ro.Read(i); err != nil || !bytes.Equal(e.Data, recs[i]) {
+			t.Fatalf("read-only Read(%d) after compaction: %v", i, err)
+		}
+	}
+	n := 0
+	for e, err := range ro.Entries(0) {
+		if err != nil || !bytes.Equal(e.Data, recs[e.Index]) {
+			t.Fatalf("read-only Entries at %d after compaction: %v", e.Index, err)
+		}
+		n++
+	}
+	if n != len(recs) {
+		t.Fatalf("read %d of %d", n, len(recs))
+	}
+}
