@@ -2,6 +2,7 @@ package report
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/gob"
 	"encoding/hex"
@@ -13,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/trailguard/trailguard/ledger"
 )
 
 // A chunk cache keeps the figures of whole chunks (chunkSize records,
@@ -171,4 +174,76 @@ func (c *chunkCache) store(k uint64, root tlog.Hash, a *acc) {
 		return
 	}
 	os.Rename(tmp, c.path(k))
+}
+
+// Warm summarises into the cache directory dir every whole chunk of l's
+// records that its newest checkpoint covers, with the default parameters
+// (those reports use unless told otherwise), oldest first, skipping the
+// chunks in done and those already kept; it adds the chunks it finds kept
+// to done. after, if set, is called after each chunk it reads with the
+// time it took (the collector sleeps as long, to use at most half a core).
+// A collector runs it in the background, so that a report over a month
+// reads only the records of the last partial chunk.
+func Warm(ctx context.Context, l *ledger.Ledger, dir string, done map[uint64]bool, after func(took time.Duration)) (int, error) {
+	_, newest := l.LatestCheckpoint()
+	lo := (l.Pruned() + chunkSize - 1) / chunkSize
+	hi := newest.Size / chunkSize
+	if lo >= hi {
+		return 0, nil
+	}
+	var pending []uint64
+	for k := lo; k < hi; k++ {
+		if !done[k] {
+			pending = append(pending, k)
+		}
+	}
+	if len(pending) == 0 {
+		return 0, nil
+	}
+	h, err := readHistory(l, time.Time{}, time.Time{}, time.Minute)
+	if err != nil {
+		return 0, err
+	}
+	d := DefaultParams()
+	p := &computeParams{tolerance: time.Duration(d.ClockTolerance), maxDelay: time.Duration(d.MaxDelay),
+		adminRoles: set(d.AdminRoles...), cpSizes: h.sizes, cpTimes: h.times}
+	cache := newChunkCache(dir, p)
+	n := 0
+	var f fields
+	for _, k := range pending {
+		if err := ctx.Err(); err != nil {
+			return n, err
+		}
+		start := time.Now()
+		_, root, err := l.ConsistencyProof((k+1)*chunkSize, newest)
+		if err != nil {
+			return n, fmt.Errorf("report: warm chunk %d: %w", k, err)
+		}
+		if cache.load(k, root, p) != nil {
+			done[k] = true
+			continue
+		}
+		a := newAcc(p)
+		for e, err := range l.Entries(k * chunkSize) {
+			if err != nil {
+				return n, fmt.Errorf("report: warm chunk %d: %w", k, err)
+			}
+			if e.Index >= (k+1)*chunkSize {
+				break
+			}
+			a.add(e.Index, e.Time, e.Data, &f)
+			if e.Index%1024 == 0 && ctx.Err() != nil {
+				return n, ctx.Err()
+			}
+		}
+		if a.records == chunkSize {
+			cache.store(k, root, a)
+			done[k] = true
+			n++
+		}
+		if after != nil {
+			after(time.Since(start))
+		}
+	}
+	return n, nil
 }

@@ -45,6 +45,21 @@ func TestChunkCache(t *testing.T) {
 		w.checkpoint()
 	}
 	defer w.l.Close()
+	// Warm keeps the whole chunks with the default parameters, as the
+	// collector does in the background; a report then reads only the rest.
+	warmDir := filepath.Join(dir, "warm")
+	done := map[uint64]bool{}
+	if n, err := Warm(context.Background(), w.l, warmDir, done, nil); err != nil || n != 2 || len(done) != 2 {
+		t.Fatalf("warm: %d chunks, %v", n, err)
+	}
+	if n, _ := Warm(context.Background(), w.l, warmDir, map[uint64]bool{}, nil); n != 0 {
+		t.Fatalf("warm again: %d chunks read", n)
+	}
+	warm, err := Compute(context.Background(), w.l, Options{Standard: PCIDSS, From: t0.Add(-time.Minute), To: t0.Add(2 * time.Minute),
+		Verifiers: []note.Verifier{w.verif}, Now: t0.Add(time.Hour), Cache: warmDir})
+	if err != nil || warm.State.Integrity.SummarisedEarlier != 2*chunkSize {
+		t.Fatalf("after warming: %v, %+v", err, warm.State.Integrity)
+	}
 	cache := filepath.Join(dir, "cache")
 	run := func() *Report {
 		rep, err := Compute(context.Background(), w.l, Options{Standard: PCIDSS, From: t0.Add(-time.Minute), To: t0.Add(2 * time.Minute),
@@ -62,7 +77,7 @@ func TestChunkCache(t *testing.T) {
 	if first.State.Integrity.SummarisedEarlier != 0 || second.State.Integrity.SummarisedEarlier != 2*chunkSize {
 		t.Fatalf("summarised earlier: %d then %d", first.State.Integrity.SummarisedEarlier, second.State.Integrity.SummarisedEarlier)
 	}
-	if !reflect.DeepEqual(first.Figures, second.Figures) {
+	if !reflect.DeepEqual(first.Figures, second.Figures) || !reflect.DeepEqual(first.Figures, warm.Figures) {
 		t.Fatal("the cached chunks give other figures")
 	}
 	// Someone edits a cache file: fewer failed logins.

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
-	"sort"
 	"sync"
 	"time"
 
@@ -57,7 +56,11 @@ func DefaultParams() Params {
 
 // chunkSize is the number of records a worker scans at once. Fixed, so
 // that figures do not depend on the number of workers.
-const chunkSize = 1 << 15
+const chunkSize = ChunkSize
+
+// ChunkSize is the number of records in a chunk: reports scan and keep
+// figures (Options.Cache, Warm) by whole chunks aligned on multiples of it.
+const ChunkSize = 1 << 15
 
 // ErrStandard is returned for an unknown standard.
 var ErrStandard = errors.New("report: unknown standard (want pci-dss, soc2 or hipaa)")
@@ -146,28 +149,11 @@ type cpPoint struct {
 // computeFigures maps the period onto the ledger, checks the checkpoints
 // and scans the records.
 func computeFigures(ctx context.Context, l *ledger.Ledger, rep *Report, o Options) (*Figures, error) {
-	var hist []cpPoint
-	var startCP, endCP *cpPoint
-	for h, err := range l.History() {
-		if err != nil {
-			return nil, fmt.Errorf("report: %w", err)
-		}
-		c := cpPoint{size: h.Size, t: h.Time, shutdown: h.Shutdown}
-		if !h.Time.After(rep.To) {
-			c.signed, c.root, c.origin = h.Signed, h.Root, h.Origin
-		}
-		hist = append(hist, c)
+	h, err := readHistory(l, rep.From, rep.To, time.Duration(rep.Params.MaxGap))
+	if err != nil {
+		return nil, err
 	}
-	// Sizes only grow along the history; times too.
-	for i := range hist {
-		c := &hist[i]
-		if !c.t.After(rep.From) {
-			startCP = c
-		}
-		if !c.t.After(rep.To) {
-			endCP = c
-		}
-	}
+	startCP, endCP := h.start, h.end
 	figs := &Figures{}
 	if endCP == nil {
 		if !o.keepState {
@@ -196,12 +182,7 @@ func computeFigures(ctx context.Context, l *ledger.Ledger, rep *Report, o Option
 	}
 	p := &computeParams{tolerance: time.Duration(rep.Params.ClockTolerance), maxDelay: time.Duration(rep.Params.MaxDelay),
 		adminRoles: set(rep.Params.AdminRoles...), chd: rep.Params.CHDResources}
-	for _, c := range hist {
-		if len(p.cpSizes) == 0 || c.size > p.cpSizes[len(p.cpSizes)-1] {
-			p.cpSizes = append(p.cpSizes, c.size)
-			p.cpTimes = append(p.cpTimes, c.t)
-		}
-	}
+	p.cpSizes, p.cpTimes = h.sizes, h.times
 	var cache *chunkCache
 	if !o.keepState {
 		cache = newChunkCache(o.Cache, p)
@@ -213,7 +194,8 @@ func computeFigures(ctx context.Context, l *ledger.Ledger, rep *Report, o Option
 	if !o.keepState {
 		rep.State.Integrity.SummarisedEarlier = cached
 	}
-	finish(figs, total, rep, hist, startCP, endCP, l)
+	finish(figs, total, rep, l)
+	figs.Checkpoints = h.cp
 	return figs, nil
 }
 
@@ -419,7 +401,7 @@ func scan(ctx context.Context, l *ledger.Ledger, from, end uint64, p *computePar
 }
 
 // finish turns the merged chunk figures into Figures.
-func finish(f *Figures, a *acc, rep *Report, hist []cpPoint, startCP, endCP *cpPoint, l *ledger.Ledger) {
+func finish(f *Figures, a *acc, rep *Report, l *ledger.Ledger) {
 	f.Records, f.Undecodable, f.ReadError, f.Events, f.AlertDocs = a.records, a.undec, a.readErr, a.events, a.alerts
 	for _, c := range a.actions.top(0) {
 		action, outcome, _ := cutNUL(c.Value)
@@ -449,7 +431,6 @@ func finish(f *Figures, a *acc, rep *Report, hist []cpPoint, startCP, endCP *cpP
 	f.Time = TimeFigures{WithTimestamp: a.withTS, Ahead: a.ahead, MaxAhead: Duration(a.maxAhead), Delayed: a.delayed,
 		MaxDelay: Duration(a.maxDelay), Outside: outside(a.evMin, rep.From, rep.To), Examples: orEmpty(a.timeEx)}
 	rares(f, a.rares, rep, l)
-	checkpoints(f, hist, rep, startCP, endCP)
 }
 
 // chart buckets the failed logins per second into intervals aligned on
@@ -671,22 +652,24 @@ func medianMax(ds []time.Duration) (Duration, Duration) {
 	return Duration(ds[(len(ds)-1)/2]), Duration(ds[len(ds)-1])
 }
 
-// checkpoints finds the checkpoints of the period and the gaps in their
-// cadence: from the period's start (or the first checkpoint after it) to
-// its end.
-func checkpoints(f *Figures, hist []cpPoint, rep *Report, startCP, endCP *cpPoint) {
-	cf := &f.Checkpoints
+// history is what a report needs of the checkpoint history, read in one
+// pass without keeping it (a year of one checkpoint a second is 30M).
+type history struct {
+	start, end *cpPoint // newest signed at or before the period's start, its end
+	// sizes and times (Unix ns) of the checkpoints where the tree grew:
+	// the signed time of the first checkpoint covering each record.
+	sizes []uint64
+	times []int64
+	cp    Checkpoints
+}
+
+// readHistory reads the checkpoint history: the checkpoints opening and
+// closing the period, and the gaps in the cadence inside it (from the
+// period's start, or the first checkpoint after it, to its end).
+func readHistory(l *ledger.Ledger, from, to time.Time, maxGap time.Duration) (*history, error) {
+	h := &history{}
+	cf := &h.cp
 	cf.List = []GapRow{}
-	maxGap := time.Duration(rep.Params.MaxGap)
-	lo := sort.Search(len(hist), func(i int) bool { return hist[i].t.After(rep.From) })
-	if startCP != nil {
-		lo-- // the checkpoint at or before the start opens the period
-	}
-	prevT, prevShutdown, prevSize := rep.From, false, uint64(0)
-	if startCP != nil {
-		// Only the part of a silence inside the period counts.
-		prevT, prevShutdown, prevSize = maxTime(startCP.t, rep.From), startCP.shutdown, startCP.size
-	}
 	gap := func(after, before time.Time, size uint64, planned bool) {
 		d := before.Sub(after)
 		if d <= maxGap {
@@ -702,21 +685,46 @@ func checkpoints(f *Figures, hist []cpPoint, rep *Report, startCP, endCP *cpPoin
 			cf.List = append(cf.List, GapRow{After: after.UTC(), Before: before.UTC(), Size: size, Planned: planned})
 		}
 	}
-	for i := max(lo, 0); i < len(hist) && !hist[i].t.After(rep.To); i++ {
-		c := hist[i]
-		if startCP != nil && i == lo {
-			cf.Count++
-			continue
+	var prev cpPoint
+	havePrev, later := false, false
+	for e, err := range l.History() {
+		if err != nil {
+			return nil, fmt.Errorf("report: %w", err)
 		}
-		cf.Count++
-		gap(prevT, c.t, prevSize, prevShutdown)
-		prevT, prevShutdown, prevSize = c.t, c.shutdown, c.size
+		if n := len(h.sizes); n == 0 || e.Size > h.sizes[n-1] {
+			h.sizes = append(h.sizes, e.Size)
+			h.times = append(h.times, e.Time.UnixNano())
+		}
+		c := cpPoint{size: e.Size, t: e.Time, shutdown: e.Shutdown}
+		switch {
+		case !e.Time.After(from):
+			c.signed, c.root, c.origin = e.Signed, e.Root, e.Origin
+			h.start, h.end = &c, &c
+			prev, havePrev = c, true
+		case !e.Time.After(to):
+			c.signed, c.root, c.origin = e.Signed, e.Root, e.Origin
+			h.end = &c
+			if havePrev {
+				// Only the part of a silence inside the period counts.
+				gap(maxTime(prev.t, from), c.t, prev.size, prev.shutdown)
+			} else {
+				gap(from, c.t, 0, false)
+			}
+			prev, havePrev = c, true
+			cf.Count++
+		default:
+			later = true
+		}
+	}
+	if h.start != nil {
+		cf.Count++ // the checkpoint that opens the period
 	}
 	// To the period's end: only if the ledger was still being written then
-	// (a newer checkpoint exists) — otherwise the gap is the present.
-	if endCP != nil && len(hist) > 0 && hist[len(hist)-1].t.After(rep.To) {
-		gap(prevT, rep.To, prevSize, prevShutdown)
+	// (a newer checkpoint exists); otherwise the gap is the present.
+	if h.end != nil && later {
+		gap(maxTime(prev.t, from), to, prev.size, prev.shutdown)
 	}
+	return h, nil
 }
 
 func maxTime(a, b time.Time) time.Time {

@@ -393,7 +393,7 @@ type computeParams struct {
 	adminRoles map[string]bool
 	chd        []string
 	cpSizes    []uint64 // sizes of the history's checkpoints, ascending
-	cpTimes    []time.Time
+	cpTimes    []int64  // their signed times, Unix ns
 }
 
 const maxExamples = 5
@@ -407,7 +407,7 @@ func newAcc(p *computeParams) *acc {
 func (p *computeParams) covering(i uint64) time.Time {
 	k, _ := slices.BinarySearch(p.cpSizes, i+1)
 	if k < len(p.cpSizes) {
-		return p.cpTimes[k]
+		return time.Unix(0, p.cpTimes[k]).UTC()
 	}
 	return time.Time{}
 }

@@ -299,3 +299,55 @@ func modes(paths ...string) string {
 	}
 	return strings.Join(out, " ")
 }
+
+// reportCacheWarmer keeps the figures of every whole chunk of the ledger
+// in DATA_DIR/report-cache (report.Warm) as the ledger fills, using at most
+// half a core, so that a report over a month reads only the records stored
+// since the last whole chunk.
+type reportCacheWarmer struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func (s *Server) startReportWarmer() {
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &reportCacheWarmer{cancel: cancel, done: make(chan struct{})}
+	s.reportWarmer = w
+	go func() {
+		defer close(w.done)
+		dir := filepath.Join(s.cfg.DataDir, "report-cache")
+		done := map[uint64]bool{}
+		next := uint64(0) // the next chunk to summarise
+		for {
+			// Wake when the ledger holds the next whole chunk, and give a
+			// signed checkpoint time to cover it.
+			if s.ledger.Wait(ctx, (next+1)*report.ChunkSize-1) != nil {
+				return
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(2 * max(s.cfg.CheckpointInterval, 100*time.Millisecond)):
+			}
+			_, err := report.Warm(ctx, s.ledger, dir, done, func(took time.Duration) {
+				select {
+				case <-ctx.Done():
+				case <-time.After(took):
+				}
+			})
+			if err != nil && ctx.Err() == nil {
+				s.log.Warn("report cache: chunk figures not kept (reports read those records instead)", "err", err)
+			}
+			for k := range done {
+				next = max(next, k+1)
+			}
+		}
+	}()
+}
+
+func (s *Server) stopReportWarmer() {
+	if w := s.reportWarmer; w != nil {
+		w.cancel()
+		<-w.done
+	}
+}

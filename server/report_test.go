@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -91,4 +92,43 @@ func TestReportAPI(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	_ = sum
+}
+
+// TestReportWarmer: the collector keeps the figures of each whole chunk of
+// the ledger in the background, and a report then reads only the rest.
+func TestReportWarmer(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, t.TempDir(), nil)
+	var recs [][]byte
+	for range 1 << 15 {
+		recs = append(recs, []byte(ev("authn_login_fail", "failure", "alice", "203.0.113.8", 0)))
+	}
+	if _, err := ts.ledger.Append(context.Background(), recs...); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ts.ledger.Checkpoint(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		files, _ := filepath.Glob(filepath.Join(ts.dir, "report-cache", "*.chunk"))
+		if len(files) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no chunk kept in report-cache")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	code, file := ts.do(t, "GET", "/v1/reports?standard=pci-dss&from=1h", ts.read, nil)
+	if code != 200 {
+		t.Fatalf("report: %d %s", code, file)
+	}
+	rep, err := report.Unverified(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.State.Integrity.SummarisedEarlier != 1<<15 || rep.Figures.AuthFailures.Total != 1<<15 {
+		t.Fatalf("summarised earlier %d, failed logins %d", rep.State.Integrity.SummarisedEarlier, rep.Figures.AuthFailures.Total)
+	}
 }

@@ -55,6 +55,8 @@ type Server struct {
 	detect      *detection
 	ui          *uiState // the web UI (ui.go)
 	handler     http.Handler
+	// reportWarmer keeps report figures of whole ledger chunks (report.go).
+	reportWarmer *reportCacheWarmer
 
 	// Paths of the keys, for operators.
 	SignerKeyPath, VerifierKeyPath string
@@ -192,6 +194,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		s.Close()
 		return nil, err
 	}
+	s.startReportWarmer()
 	s.logSystem(event.ActionSysStartup, "collector started")
 	if a := s.ledger.Adopted(); a != nil {
 		// The operator's adoption of unsigned records is itself audited
@@ -367,6 +370,7 @@ func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.sampleStop)
 		<-s.sampleDone
+		s.stopReportWarmer()
 		errFwd := s.closeForward()
 		errDetect := s.closeDetection()
 		s.logSystem(event.ActionSysShutdown, "collector stopping")
