@@ -401,6 +401,10 @@ func (l *Ledger) queueCompaction(segs []*segment) {
 	l.wakeCompactor()
 }
 
+// errCompactLater: not enough free space beyond Options.Reserve for the
+// compressed copy now.
+var errCompactLater = errors.New("ledger: no room beyond the reserve for a compressed copy; later")
+
 // compactIdle is how long the writer must have been idle before the
 // compactor starts on a segment (unless the backlog is long), and
 // compactBacklog how many closed segments may wait uncompressed meanwhile.
@@ -447,7 +451,20 @@ func (l *Ledger) compactLoop() {
 			l.compactQ = l.compactQ[1:]
 			l.compactMu.Unlock()
 			if err := l.compact(s); err != nil {
-				l.opts.Logger.Error("ledger: segment not compressed (it stays as written)", "dir", l.dir, "first", s.first, "err", err)
+				if !errors.Is(err, errCompactLater) && !isNoSpace(err) {
+					l.opts.Logger.Error("ledger: segment not compressed (it stays as written)", "dir", l.dir, "first", s.first, "err", err)
+					continue
+				}
+				// No room for the compressed copy yet (it would take
+				// space kept for checkpoints): again later.
+				l.compactMu.Lock()
+				l.compactQ = append(l.compactQ, s)
+				l.compactMu.Unlock()
+				select {
+				case <-l.stop:
+					return
+				case <-time.After(time.Second):
+				}
 			}
 		}
 	}
@@ -467,6 +484,13 @@ func (l *Ledger) compact(s *segment) error {
 	path, z := s.source()
 	if z != nil {
 		return nil
+	}
+	// The compressed copy exists beside the segment until it replaces it:
+	// never in the space Options.Reserve keeps for checkpoints.
+	if st, err := os.Stat(path); err == nil && l.opts.Reserve > 0 {
+		if free := freeBytes(l.dir); free >= 0 && free-st.Size() < l.opts.Reserve {
+			return errCompactLater
+		}
 	}
 	zpath, err := compressSegment(path, s.first, s.count.Load())
 	if err != nil {
