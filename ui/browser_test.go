@@ -97,6 +97,10 @@ func TestBrowserUI(t *testing.T) {
 		t.Errorf("active blocks do not list %s: %q", attacker, text(b, ".block-list"))
 	}
 	b.screenshot("overview", false)
+	// Auto-refresh: the panels fill again by themselves.
+	b.open(c.url+"/ui/?from=1h&refresh=1", `!!document.querySelector(".grid[data-loaded]")`)
+	first := eval[string](b, `document.querySelector(".grid").dataset.loaded`)
+	b.run(waitFor(fmt.Sprintf(`document.querySelector(".grid").dataset.loaded !== %q`, first)))
 
 	// Keyboard: g then s goes to the search page, / focuses the query.
 	b.run(chromedp.KeyEvent("g"), chromedp.KeyEvent("s"), waitFor(`location.pathname === "/ui/search" && !!document.querySelector(".results[data-loaded]")`),

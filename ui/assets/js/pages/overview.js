@@ -78,7 +78,9 @@ export async function render(ctx) {
   const status = h("p", { class: "updated muted", role: "status" });
   const grid = h("div", { class: "grid" }, loading("overview"));
   const svcSel = h("select", { id: "service", "aria-label": "Service" }, h("option", { value: "" }, "All services"));
-  const refSel = h("select", { id: "refresh", "aria-label": "Auto-refresh" }, REFRESH.map(([v, l]) => h("option", { value: v, selected: v === refresh }, l)));
+  const refSel = h("select", { id: "refresh", "aria-label": "Auto-refresh" }, REFRESH.map(([v, l]) => h("option", { value: v, selected: v === refresh }, l)),
+    // Any other period a URL names (whole seconds, at least 1).
+    !REFRESH.some(([v]) => v === refresh) && /^[1-9]\d{0,4}$/.test(refresh) ? h("option", { value: refresh, selected: true }, refresh + " s") : null);
   svcSel.addEventListener("change", () => ctx.setParams({ service: svcSel.value }));
   refSel.addEventListener("change", () => ctx.setParams({ refresh: refSel.value === "0" ? "" : refSel.value }, { replace: true }));
   const head = h("div", { class: "page-head" },
@@ -276,7 +278,7 @@ export async function render(ctx) {
     // page's own clock (Navigation Timing's origin).
     performance.mark("tg:data");
     status.textContent = "Updated " + fmtTime(new Date()) + " in " + Math.round(elapsed) + " ms" + (fromOverview ? "" : " (counted from the index)") + (range.isRelative() ? "" : " (fixed range)");
-    if (refresh !== "0" && range.isRelative()) timer = setTimeout(() => load(true), Number(refresh) * 1e3);
+    if (Number(refSel.value) > 0 && range.isRelative()) timer = setTimeout(() => load(true), Number(refSel.value) * 1e3);
   };
   load(false).catch((e) => replace(grid, errorBox(e, () => load(false))));
   return root;
