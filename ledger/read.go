@@ -232,13 +232,28 @@ func (l *Ledger) readSegment(s *segment, i, to uint64, check bool, yield func(En
 	if z != nil {
 		for bi := z.block(i - s.first); bi < len(z.blocks) && i < end; bi++ {
 			b := z.blocks[bi]
-			comp := make([]byte, b.clen)
-			if _, err := f.ReadAt(comp, b.off); err != nil {
-				return n, false, fmt.Errorf("ledger: read %d: segment %s block %d: %w", i, path, bi, err)
-			}
-			recs, _, err := decodeBlock(comp, b.count, nil)
-			if err != nil {
-				return n, false, fmt.Errorf("ledger: read %d: %w: segment %s block %d: %w; run trailguard verify", i, ErrCorrupt, path, bi, err)
+			var recs []zRec
+			if n == 0 {
+				// The block a reader starts in goes through the cache:
+				// tailing readers (index, outputs, detection) stop and
+				// start again mid-block all the time.
+				s.swap.RLock()
+				recs, err = s.zrecs(bi, l.zcache)
+				s.swap.RUnlock()
+				if errors.Is(err, errSegmentClosed) {
+					return 0, false, err
+				}
+				if err != nil {
+					return n, false, fmt.Errorf("ledger: read %d: %w; run trailguard verify", i, err)
+				}
+			} else {
+				comp := make([]byte, b.clen)
+				if _, err := f.ReadAt(comp, b.off); err != nil {
+					return n, false, fmt.Errorf("ledger: read %d: segment %s block %d: %w", i, path, bi, err)
+				}
+				if recs, _, err = decodeBlock(comp, b.count, nil); err != nil {
+					return n, false, fmt.Errorf("ledger: read %d: %w: segment %s block %d: %w; run trailguard verify", i, ErrCorrupt, path, bi, err)
+				}
 			}
 			for k := i - s.first - b.first; k < uint64(len(recs)) && i < end; k++ {
 				r := recs[k]
