@@ -123,7 +123,7 @@ func (s *Server) handleBulk(w http.ResponseWriter, r *http.Request) {
 			if dup[i] {
 				// As Elasticsearch answers a create of an existing _id;
 				// shippers treat it as delivered.
-				it.fail(http.StatusConflict, errConflict, texts.text("event.id "+c.ids[i]+" already stored"))
+				it.fail(http.StatusConflict, errConflict, texts.text("event.id "+c.clientID(i)+" already stored"))
 				continue
 			}
 			it.status, it.seq = http.StatusCreated, seq

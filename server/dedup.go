@@ -8,76 +8,180 @@ import (
 // recentIDs remembers the event.id of the last n events stored, so that a
 // shipper resending a batch it could not confirm (a timeout, a crash
 // between the POST and saving its cursor: shipping is at-least-once) does
-// not store the events twice. It keeps 64-bit keyed hashes, not the ids:
-// a million ids cost about 30 MB, and a false match needs a 64-bit
-// collision (about 1 in 10^13 per lookup with a full window).
+// not store the events twice. It keeps 64-bit keyed hashes, not the ids
+// (a false match needs a 64-bit collision: about 1 in 10^13 per lookup
+// with a full window), in a ring that sets the eviction order and an
+// open-addressing table of twice the ring's size (linear probing,
+// deletion by backward shift): 24 bytes per remembered id, 6 MB for the
+// default window, one or two cache misses per lookup where a Go map took
+// several.
 type recentIDs struct {
-	seed maphash.Seed
-	mu   sync.Mutex
-	set  map[uint64]struct{}
-	ring []uint64
-	next int
-	full bool
+	seed  maphash.Seed
+	mu    sync.Mutex
+	table []uint64 // 0: empty
+	mask  uint64
+	ring  []uint64
+	next  int
+	full  bool
+	batch []uint64 // dups' table of one batch's keys
 }
 
 func newRecentIDs(n int) *recentIDs {
 	if n <= 0 {
 		return nil
 	}
-	return &recentIDs{seed: maphash.MakeSeed(), set: make(map[uint64]struct{}, n), ring: make([]uint64, n)}
+	size := 1
+	for size < 2*n {
+		size <<= 1
+	}
+	return &recentIDs{seed: maphash.MakeSeed(), table: make([]uint64, size), mask: uint64(size - 1), ring: make([]uint64, n)}
 }
 
-func (r *recentIDs) key(id string) uint64 { return maphash.String(r.seed, id) }
+// keyOf is the key of an event.id; 0 for none ("" or the window off).
+func (r *recentIDs) keyOf(id []byte) uint64 {
+	if r == nil || len(id) == 0 {
+		return 0
+	}
+	return nonZero(maphash.Bytes(r.seed, id))
+}
 
-// dups reports, for each id, whether it was stored recently or appears
-// earlier in ids; "" is never a duplicate. One lock for the whole batch.
-func (r *recentIDs) dups(ids []string) []bool {
-	out := make([]bool, len(ids))
+// keyOfString is keyOf for an id held as a string.
+func (r *recentIDs) keyOfString(id string) uint64 {
+	if r == nil || id == "" {
+		return 0
+	}
+	return nonZero(maphash.String(r.seed, id))
+}
+
+// nonZero keeps 0 free to mean "no id" and "empty slot".
+func nonZero(k uint64) uint64 {
+	if k == 0 {
+		return 1
+	}
+	return k
+}
+
+// slot is where the table's probe for k starts: the hash is already
+// uniform, but its low bits also index the ring's neighbours, so mix.
+func (r *recentIDs) slot(k uint64) uint64 { return (k * 0x9E3779B97F4A7C15 >> 32) & r.mask }
+
+// has reports whether k is in the table; r.mu held.
+func (r *recentIDs) has(k uint64) bool {
+	// At most half the table is in use, so an empty slot ends every
+	// probe; the bound only keeps a broken invariant from hanging.
+	for i, n := r.slot(k), 0; n < len(r.table); i, n = (i+1)&r.mask, n+1 {
+		switch r.table[i] {
+		case k:
+			return true
+		case 0:
+			return false
+		}
+	}
+	return false
+}
+
+// insert adds k, which is not in the table; r.mu held.
+func (r *recentIDs) insert(k uint64) {
+	i := r.slot(k)
+	for n := 0; r.table[i] != 0; n++ {
+		if n == len(r.table) {
+			panic("server: resend window table full") // cannot happen: it is twice the ring
+		}
+		i = (i + 1) & r.mask
+	}
+	r.table[i] = k
+}
+
+// remove deletes k from the table, shifting back the entries after it
+// that would otherwise no longer be found; r.mu held.
+func (r *recentIDs) remove(k uint64) {
+	i := r.slot(k)
+	for r.table[i] != k {
+		if r.table[i] == 0 {
+			return
+		}
+		i = (i + 1) & r.mask
+	}
+	for {
+		r.table[i] = 0
+		j := i
+		for {
+			j = (j + 1) & r.mask
+			e := r.table[j]
+			if e == 0 {
+				return
+			}
+			// e may move to the hole at i unless its home slot lies
+			// cyclically in (i, j].
+			h := r.slot(e)
+			if (j-h)&r.mask >= (j-i)&r.mask {
+				r.table[i] = e
+				i = j
+				break
+			}
+		}
+	}
+}
+
+// dups reports, for each key, whether it was stored recently or appears
+// earlier in keys; 0 is never a duplicate. One lock for the whole batch.
+func (r *recentIDs) dups(keys []uint64) []bool {
+	out := make([]bool, len(keys))
 	if r == nil {
 		return out
 	}
-	keys := make([]uint64, len(ids))
-	batch := make(map[uint64]struct{}, len(ids))
-	for i, id := range ids {
-		if id == "" {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	// Repeats within the batch, in a small table of its own.
+	size := 1
+	for size < 2*len(keys) {
+		size <<= 1
+	}
+	if cap(r.batch) < size {
+		r.batch = make([]uint64, size)
+	}
+	batch := r.batch[:size]
+	clear(batch)
+	mask := uint64(size - 1)
+	for i, k := range keys {
+		if k == 0 {
 			continue
 		}
-		keys[i] = r.key(id)
-		if _, ok := batch[keys[i]]; ok {
+		if r.has(k) {
 			out[i] = true
+			continue
 		}
-		batch[keys[i]] = struct{}{}
-	}
-	r.mu.Lock()
-	for i, id := range ids {
-		if id != "" && !out[i] {
-			_, out[i] = r.set[keys[i]]
+		j := r.slot(k) & mask
+		for batch[j] != 0 && batch[j] != k {
+			j = (j + 1) & mask
 		}
+		out[i] = batch[j] == k
+		batch[j] = k
 	}
-	r.mu.Unlock()
 	return out
 }
 
-// add records ids that are now durably stored, evicting the oldest.
-func (r *recentIDs) add(ids []string) {
+// add records keys of events that are now durably stored, evicting the
+// oldest.
+func (r *recentIDs) add(keys []uint64) { r.addKept(keys, nil) }
+
+// addKept is add for the keys whose dup entry is false (all when dup is
+// nil).
+func (r *recentIDs) addKept(keys []uint64, dup []bool) {
 	if r == nil {
 		return
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for _, id := range ids {
-		if id == "" {
-			continue
-		}
-		k := r.key(id)
-		if _, ok := r.set[k]; ok {
+	for i, k := range keys {
+		if k == 0 || (dup != nil && dup[i]) || r.has(k) {
 			continue
 		}
 		if r.full {
-			delete(r.set, r.ring[r.next])
+			r.remove(r.ring[r.next])
 		}
 		r.ring[r.next] = k
-		r.set[k] = struct{}{}
+		r.insert(k)
 		if r.next++; r.next == len(r.ring) {
 			r.next, r.full = 0, true
 		}

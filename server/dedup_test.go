@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -13,30 +14,91 @@ import (
 )
 
 func TestRecentIDs(t *testing.T) {
-	seen := func(r *recentIDs, id string) bool { return r.dups([]string{id})[0] }
 	r := newRecentIDs(3)
-	r.add([]string{"a", "b", "c"})
+	keys := func(r *recentIDs, ids ...string) []uint64 {
+		var k []uint64
+		for _, id := range ids {
+			k = append(k, r.keyOfString(id))
+		}
+		return k
+	}
+	seen := func(r *recentIDs, id string) bool { return r.dups(keys(r, id))[0] }
+	r.add(keys(r, "a", "b", "c"))
 	for _, id := range []string{"a", "b", "c"} {
 		if !seen(r, id) {
 			t.Fatalf("%s not seen", id)
 		}
 	}
-	r.add([]string{"d"}) // evicts a
+	r.add(keys(r, "d")) // evicts a
 	if seen(r, "a") || !seen(r, "d") || !seen(r, "b") {
 		t.Fatal("eviction order wrong")
 	}
-	r.add([]string{"d", "d"}) // no double entry: b and c stay
+	r.add(keys(r, "d", "d")) // no double entry: b and c stay
 	if !seen(r, "b") || !seen(r, "c") {
 		t.Fatal("re-adding an id evicted others")
 	}
-	if got := fmt.Sprint(r.dups([]string{"b", "z", "", "z", "", "d"})); got != "[true false false true false true]" {
+	if got := fmt.Sprint(r.dups(keys(r, "b", "z", "", "z", "", "d"))); got != "[true false false true false true]" {
 		t.Fatalf("dups = %s", got)
 	}
+	if r.keyOf([]byte("b")) != r.keyOfString("b") || r.keyOf(nil) != 0 {
+		t.Fatal("keyOf and keyOfString disagree")
+	}
+	r.addKept(keys(r, "e", "f"), []bool{true, false}) // e was a duplicate: not added
+	if seen(r, "e") || !seen(r, "f") {
+		t.Fatal("addKept added a duplicate or missed a kept id")
+	}
 	var off *recentIDs
-	if seen(off, "x") || fmt.Sprint(off.dups([]string{"x", "x"})) != "[false false]" {
+	if seen(off, "x") || fmt.Sprint(off.dups(keys(off, "x", "x"))) != "[false false]" {
 		t.Fatal("disabled window saw an id")
 	}
-	off.add([]string{"x"})
+	off.add(keys(off, "x"))
+}
+
+// TestRecentIDsTable holds the open-addressing table (insert, backward-
+// shift deletion on eviction, wrap-around) to a map and a FIFO, with keys
+// chosen to collide: few distinct home slots in a small table.
+func TestRecentIDsTable(t *testing.T) {
+	for _, window := range []int{1, 2, 5, 64, 1000} {
+		r := newRecentIDs(window)
+		rng := rand.New(rand.NewPCG(uint64(window), 7))
+		var fifo []uint64
+		in := map[uint64]bool{}
+		for step := range 20000 {
+			// Keys from a small pool, so repeats, evictions and long
+			// probe chains all happen.
+			k := 1 + rng.Uint64N(uint64(3*window+8))
+			if rng.IntN(4) == 0 {
+				k = k<<40 | 1 // same low bits, other slots
+			}
+			want := in[k]
+			if got := r.dups([]uint64{k})[0]; got != want {
+				t.Fatalf("window %d step %d: dups(%d) = %v, want %v", window, step, k, got, want)
+			}
+			r.add([]uint64{k})
+			if !in[k] {
+				if len(fifo) == window {
+					delete(in, fifo[0])
+					fifo = fifo[1:]
+				}
+				fifo = append(fifo, k)
+				in[k] = true
+			}
+			if step%64 == 0 || step == 19999 {
+				n := 0
+				for _, e := range r.table {
+					if e != 0 {
+						n++
+						if !in[e] {
+							t.Fatalf("window %d step %d: table holds evicted key %d", window, step, e)
+						}
+					}
+				}
+				if n != len(in) {
+					t.Fatalf("window %d step %d: table holds %d keys, want %d", window, step, n, len(in))
+				}
+			}
+		}
+	}
 }
 
 // TestDuplicatesNotStoredTwice: a batch resent by a shipper that did not

@@ -196,27 +196,43 @@ func forLines(r io.Reader, max int, fn func(n int, line []byte, tooLong bool) bo
 // prepare appends to dst the record the ledger stores for one submitted
 // event: scrubbed again (a shipper may not have scrubbed, or scrubbed
 // less), checked, normalised to trailguard's encoding, stamped
-// event.ingested. The returned id is the event.id the client sent (""
-// when the collector assigned one), for deduplication. scratch is reused
-// for the scrubbed copy.
-func (s *Server) prepare(dst, scratch, line []byte, now time.Time) (out, scratchOut []byte, id string, err error) {
+// event.ingested. key identifies the event.id the client sent, for
+// deduplication (0 when the collector assigned one, or the resend window
+// is off). scratch is reused for the scrubbed copy.
+//
+// The scrubbed line is re-encoded in one pass by event.AppendNormalized
+// when it can; any line it leaves (fields Event does not model, invalid
+// lines, …) takes the full path, prepareDecoded, which it matches byte
+// for byte (TestPrepareFastMatchesDecoded, FuzzPrepare).
+func (s *Server) prepare(dst, scratch, line []byte, now time.Time) (out, scratchOut []byte, key uint64, err error) {
 	scrubbed, err := s.red.JSON(scratch[:0], line)
 	if err != nil {
-		return dst, scratch, "", err
+		return dst, scratch, 0, err
 	}
+	if out, id, ok := event.AppendNormalized(dst, scrubbed, now, event.AppendID); ok {
+		return out, scrubbed, s.recent.keyOf(id), nil
+	}
+	out, id, err := prepareDecoded(dst, scrubbed, now, event.AppendID)
+	return out, scrubbed, s.recent.keyOfString(id), err
+}
+
+// prepareDecoded is prepare's full path for a scrubbed line: decode into an
+// Event, check, fill in what the collector adds, encode. id is the
+// event.id the client sent ("" when none: newID makes one).
+func prepareDecoded(dst, scrubbed []byte, now time.Time, newID func([]byte) []byte) (out []byte, id string, err error) {
 	ev, err := event.Decode(scrubbed)
 	if err != nil {
-		return dst, scrubbed, "", err
+		return dst, "", err
 	}
 	if err := checkCategories(ev); err != nil {
-		return dst, scrubbed, "", err
+		return dst, "", err
 	}
 	// Every ECS field at its ECS type: a line that breaks it is rejected
 	// with the field, what ECS wants and what came (README: the original
 	// is not kept under event.original, so nothing sits under an ECS name
 	// with the wrong type, and the client learns what to fix).
 	if err := ev.CheckECS(); err != nil {
-		return dst, scrubbed, "", err
+		return dst, "", err
 	}
 	clientID := ev.ID
 	if ev.Timestamp.IsZero() {
@@ -226,10 +242,10 @@ func (s *Server) prepare(dst, scratch, line []byte, now time.Time) (out, scratch
 		ev.Kind = event.KindEvent
 	}
 	if ev.ID == "" {
-		ev.ID = event.NewID()
+		ev.ID = string(newID(nil))
 	}
 	ev.Ingested = now
-	return ev.AppendJSON(dst), scrubbed, clientID, nil
+	return ev.AppendJSON(dst), clientID, nil
 }
 
 // checkCategories rejects categorisation values ECS does not allow: they
@@ -258,7 +274,7 @@ func checkCategories(ev *event.Event) error {
 type chunk struct {
 	buf     []byte // records back to back
 	ends    []int
-	ids     []string // the clients' event.ids
+	keys    []uint64 // the clients' event.ids as recentIDs keys (0: none)
 	refs    []int    // line or item number of each record
 	lines   []int    // the line a client resumes from to send the record again
 	recs    [][]byte
@@ -282,7 +298,7 @@ func (c *chunk) len() int { return len(c.ends) }
 func (c *chunk) full(maxEvents int) bool { return len(c.ends) >= maxEvents || len(c.buf) >= chunkBytes }
 
 func (c *chunk) reset() {
-	c.buf, c.ends, c.ids, c.refs, c.lines = c.buf[:0], c.ends[:0], c.ids[:0], c.refs[:0], c.lines[:0]
+	c.buf, c.ends, c.keys, c.refs, c.lines = c.buf[:0], c.ends[:0], c.keys[:0], c.refs[:0], c.lines[:0]
 	clear(c.recs)
 	c.recs = c.recs[:0]
 }
@@ -290,7 +306,7 @@ func (c *chunk) reset() {
 // addTo prepares line into the chunk.
 func (s *Server) addTo(c *chunk, line []byte, ref, lineNo int, now time.Time) error {
 	start := len(c.buf)
-	buf, scratch, id, err := s.prepare(c.buf, c.scratch, line, now)
+	buf, scratch, key, err := s.prepare(c.buf, c.scratch, line, now)
 	c.scratch = scratch
 	if err != nil {
 		c.buf = c.buf[:start]
@@ -298,10 +314,21 @@ func (s *Server) addTo(c *chunk, line []byte, ref, lineNo int, now time.Time) er
 	}
 	c.buf = buf
 	c.ends = append(c.ends, len(buf))
-	c.ids = append(c.ids, id)
+	c.keys = append(c.keys, key)
 	c.refs = append(c.refs, ref)
 	c.lines = append(c.lines, lineNo)
 	return nil
+}
+
+// clientID is the event.id of record i, read back from the record (for
+// the rare answers that name it).
+func (c *chunk) clientID(i int) string {
+	start := 0
+	if i > 0 {
+		start = c.ends[i-1]
+	}
+	id, _ := event.PeekID(c.buf[start:c.ends[i]])
+	return id
 }
 
 // storeFailure is what a client is told when the ledger did not store a
@@ -343,7 +370,7 @@ func classifyStoreError(err error) storeFailure {
 // stored recently. dup tells which were dropped as duplicates; the others
 // are at consecutive ledger indices from first.
 func (s *Server) appendChunk(ctx context.Context, c *chunk) (dup []bool, first uint64, kept int, err error) {
-	dup = s.recent.dups(c.ids)
+	dup = s.recent.dups(c.keys)
 	start := 0
 	c.recs = c.recs[:0]
 	for i, end := range c.ends {
@@ -359,13 +386,7 @@ func (s *Server) appendChunk(ctx context.Context, c *chunk) (dup []bool, first u
 	if err != nil {
 		return dup, 0, 0, err
 	}
-	var ids []string
-	for i, id := range c.ids {
-		if !dup[i] && id != "" {
-			ids = append(ids, id)
-		}
-	}
-	s.recent.add(ids)
+	s.recent.addKept(c.keys, dup)
 	s.metrics.ingested.Add(uint64(len(c.recs)))
 	return dup, first, len(c.recs), nil
 }

@@ -215,7 +215,7 @@ func (s *Server) rebuildRecent() error {
 	start := time.Now()
 	size := s.ledger.Size()
 	from := max(size-min(size, uint64(len(s.recent.ring))), s.ledger.Pruned())
-	ids := make([]string, 0, 4096)
+	keys := make([]uint64, 0, 4096)
 	n := 0
 	for e, err := range s.ledger.Entries(from) {
 		if err != nil {
@@ -223,14 +223,14 @@ func (s *Server) rebuildRecent() error {
 		}
 		n++
 		if id, ok := event.PeekID(e.Data); ok && id != "" {
-			ids = append(ids, id)
-			if len(ids) == cap(ids) {
-				s.recent.add(ids)
-				ids = ids[:0]
+			keys = append(keys, s.recent.keyOfString(id))
+			if len(keys) == cap(keys) {
+				s.recent.add(keys)
+				keys = keys[:0]
 			}
 		}
 	}
-	s.recent.add(ids)
+	s.recent.add(keys)
 	if n > 0 {
 		s.log.Info("resend window rebuilt from the ledger", "records", n, "took", time.Since(start).Round(time.Millisecond))
 	}

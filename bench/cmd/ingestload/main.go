@@ -1,20 +1,30 @@
 // Command ingestload measures the collector's ingest rate the way a fleet
 // of shippers would load it: a separate process posting NDJSON batches of
-// ~500-byte events over loopback to POST /v1/events, several connections
+// ~560-byte events over loopback to POST /v1/events, several connections
 // at once, each request answered only once its events are durable.
 //
 //	go run ./cmd/ingestload -bin /tmp/trailguard -events 2000000
 //
 // It starts `trailguard serve` (the binary given by -bin) on a fresh data
 // directory, creates an ingest token with `trailguard token create`, runs
-// for a fixed number of events, and prints events/s and request-time
-// percentiles, then stops the collector with SIGTERM.
+// for a fixed number of events, and prints events/s, request-time
+// percentiles and the server process's CPU time per event, then stops the
+// collector with SIGTERM.
 //
 // With -vl instead of -bin it starts a VictoriaLogs single node (the binary
 // given, on a fresh data directory) and posts the same bodies to its
-// /insert/jsonline, for the peer figure of the same run:
+// /insert/jsonline, for the peer figure:
 //
 //	go run ./cmd/ingestload -vl ~/.cache/trailguard-ci/bin/victoria-logs -events 1000000
+//
+// With both -bin and -vl it compares them (issue 15 item 3): -runs runs of
+// each, alternated (trailguard, VictoriaLogs, trailguard, …), each on a
+// fresh data directory; it prints every run, the medians, the ratios and
+// whether each goal is met (throughput ≥ 0.8× VictoriaLogs', the stretch
+// 1.0×; p99 request time no worse than VictoriaLogs'), and exits 2 when the
+// main goal is missed. On a machine shared with other work, read the ratios
+// and the CPU time per event (which load moves far less) rather than the
+// absolute rates.
 package main
 
 import (
@@ -27,6 +37,7 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -39,53 +50,164 @@ func main() {
 	os.Exit(exitCode)
 }
 
+// exitCode is set instead of calling os.Exit, so that deferred stops of
+// the servers always run.
+var exitCode int
+
+// result is one load run.
+type result struct {
+	events        int
+	elapsed       time.Duration
+	rate          float64 // events/s
+	mbps          float64
+	p50, p99, max time.Duration
+	failed        int64
+	cpuPerEvent   time.Duration // the server process's CPU (user+system) per event; 0 if unknown
+	cores         float64       // its CPU time over the elapsed time
+}
+
+// target is a server to load.
+type target struct {
+	name     string
+	base     string
+	path     string // ingest path and query
+	token    string
+	wantBody string // a substring every answer must hold
+	pid      int    // server process for CPU accounting (0: unknown)
+}
+
+type options struct {
+	events, batch, conns int
+}
+
 func run() {
 	bin := flag.String("bin", "", "trailguard binary (go build -o /tmp/trailguard ./cmd/trailguard)")
-	events := flag.Int("events", 1_000_000, "events to send in total")
+	events := flag.Int("events", 1_000_000, "events to send per run")
 	batch := flag.Int("batch", 1000, "events per request")
 	conns := flag.Int("conns", 8, "concurrent connections")
 	url := flag.String("url", "", "an already running collector's base URL (then -token is needed, -bin not)")
 	token := flag.String("token", "", "ingest token for -url")
-	vl := flag.String("vl", "", "victoria-logs binary: load VictoriaLogs instead of the collector")
+	vl := flag.String("vl", "", "victoria-logs binary: load VictoriaLogs (with -bin too: compare the two)")
+	runs := flag.Int("runs", 3, "runs of each server when comparing (-bin and -vl)")
 	flag.Parse()
+	opt := options{*events, *batch, *conns}
 
-	base, tok := *url, *token
-	path, wantBody := "/v1/events", fmt.Sprintf(`"accepted":%d`, *batch)
-	if *vl != "" {
-		var stop func()
-		var err error
-		base, stop, err = startVictoriaLogs(*vl)
+	one := func(start func() (target, func(), error)) (result, bool) {
+		t, stop, err := start()
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "ingestload:", err)
-			os.Exit(1)
+			exitCode = 1
+			return result{}, false
 		}
 		defer stop()
-		// VictoriaLogs answers 200 with no body; without this
-		// Content-Type it would store nothing.
-		path, wantBody = "/insert/jsonline?_time_field=%40timestamp&_msg_field=message&_stream_fields=service.name", ""
-	} else if base == "" {
-		if *bin == "" {
-			fmt.Fprintln(os.Stderr, "ingestload: -bin or -url is required")
-			os.Exit(2)
-		}
-		var stop func()
-		var err error
-		base, tok, stop, err = startCollector(*bin)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "ingestload:", err)
-			os.Exit(1)
-		}
-		defer stop()
+		return load(t, opt), true
 	}
-	tmpl, slots := makeBatch(*batch)
-	requests := *events / *batch
+	collector := func() (target, func(), error) { return startCollector(*bin, opt.batch) }
+	victoria := func() (target, func(), error) { return startVictoriaLogs(*vl) }
+
+	switch {
+	case *url != "":
+		print(load(target{name: "collector", base: *url, path: "/v1/events", token: *token,
+			wantBody: fmt.Sprintf(`"accepted":%d`, opt.batch)}, opt))
+	case *bin != "" && *vl != "":
+		compare(collector, victoria, *runs, opt, one)
+	case *vl != "":
+		if r, ok := one(victoria); ok {
+			print(r)
+		}
+	case *bin != "":
+		if r, ok := one(collector); ok {
+			print(r)
+		}
+	default:
+		fmt.Fprintln(os.Stderr, "ingestload: -bin, -vl or -url is required")
+		exitCode = 2
+	}
+}
+
+func print(r result) {
+	fmt.Printf("ingest: %d events in %v\n", r.events, r.elapsed.Round(time.Millisecond))
+	fmt.Printf("rate:   %.0f events/s, %.1f MB/s\n", r.rate, r.mbps)
+	fmt.Printf("request time: p50 %v  p99 %v  max %v  (failed requests: %d)\n", r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.max.Round(time.Microsecond), r.failed)
+	if r.cpuPerEvent > 0 {
+		fmt.Printf("server CPU: %.2f µs/event (%.2f cores busy on average)\n", float64(r.cpuPerEvent)/1e3, r.cores)
+	}
+	if r.failed > 0 {
+		exitCode = 1
+	}
+}
+
+// compare alternates runs of the collector and VictoriaLogs and prints the
+// goals of issue 15 item 3.
+func compare(collector, victoria func() (target, func(), error), runs int, opt options, one func(func() (target, func(), error)) (result, bool)) {
+	var tg, vl []result
+	fmt.Printf("%d events per run (%d per request, %d connections), %d runs each, alternated\n", opt.events, opt.batch, opt.conns, runs)
+	fmt.Printf("%-4s %-13s %10s %10s %10s %12s %6s\n", "run", "server", "events/s", "p50", "p99", "CPU µs/event", "cores")
+	row := func(i int, name string, r result) {
+		fmt.Printf("%-4d %-13s %10.0f %10v %10v %12.2f %6.2f\n", i, name, r.rate, r.p50.Round(time.Millisecond), r.p99.Round(time.Millisecond), float64(r.cpuPerEvent)/1e3, r.cores)
+	}
+	for i := 1; i <= runs; i++ {
+		r, ok := one(collector)
+		if !ok || r.failed > 0 {
+			exitCode = 1
+			return
+		}
+		tg = append(tg, r)
+		row(i, "trailguard", r)
+		r, ok = one(victoria)
+		if !ok || r.failed > 0 {
+			exitCode = 1
+			return
+		}
+		vl = append(vl, r)
+		row(i, "VictoriaLogs", r)
+	}
+	med := func(rs []result, f func(result) float64) float64 {
+		v := make([]float64, len(rs))
+		for i, r := range rs {
+			v[i] = f(r)
+		}
+		slices.Sort(v)
+		if len(v)%2 == 1 {
+			return v[len(v)/2]
+		}
+		return (v[len(v)/2-1] + v[len(v)/2]) / 2
+	}
+	rate := func(r result) float64 { return r.rate }
+	p99 := func(r result) float64 { return r.p99.Seconds() * 1e3 }
+	cpu := func(r result) float64 { return float64(r.cpuPerEvent) / 1e3 }
+	tr, vr := med(tg, rate), med(vl, rate)
+	tp, vp := med(tg, p99), med(vl, p99)
+	tc, vc := med(tg, cpu), med(vl, cpu)
+	fmt.Printf("medians: trailguard %.0f events/s, p99 %.0f ms, %.2f CPU µs/event; VictoriaLogs %.0f events/s, p99 %.0f ms, %.2f CPU µs/event\n", tr, tp, tc, vr, vp, vc)
+	fmt.Printf("trailguard ÷ VictoriaLogs: throughput %.2f, p99 %.2f, CPU per event %.2f\n", tr/vr, tp/vp, tc/vc)
+	verdict := func(ok bool) string {
+		if ok {
+			return "met"
+		}
+		return "MISSED"
+	}
+	fmt.Printf("goal throughput ≥ 0.8× VictoriaLogs: %.2f  %s\n", tr/vr, verdict(tr/vr >= 0.8))
+	fmt.Printf("goal throughput ≥ 1.0× VictoriaLogs (stretch): %.2f  %s\n", tr/vr, verdict(tr/vr >= 1.0))
+	fmt.Printf("goal p99 request time ≤ VictoriaLogs': %.0f ms vs %.0f ms  %s\n", tp, vp, verdict(tp <= vp))
+	if tr/vr < 0.8 || tp > vp {
+		exitCode = 2
+	}
+}
+
+// load posts opt.events events to t and measures.
+func load(t target, opt options) result {
+	tmpl, slots := makeBatch(opt.batch)
+	requests := opt.events / opt.batch
 	var next atomic.Int64
 	var failed atomic.Int64
-	lat := make([][]time.Duration, *conns)
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: *conns}, Timeout: time.Minute}
+	lat := make([][]time.Duration, opt.conns)
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: opt.conns}, Timeout: time.Minute}
+	defer client.CloseIdleConnections()
+	cpu0 := cpuTime(t.pid)
 	start := time.Now()
 	var wg sync.WaitGroup
-	for c := range *conns {
+	for c := range opt.conns {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -101,8 +223,11 @@ func run() {
 				for _, off := range slots {
 					putDigits(body[off:off+8], n)
 				}
-				req, _ := http.NewRequest("POST", base+path, bytes.NewReader(body))
-				req.Header.Set("Authorization", "Bearer "+tok)
+				req, _ := http.NewRequest("POST", t.base+t.path, bytes.NewReader(body))
+				if t.token != "" {
+					req.Header.Set("Authorization", "Bearer "+t.token)
+				}
+				// Without this Content-Type VictoriaLogs stores nothing.
 				req.Header.Set("Content-Type", "application/x-ndjson")
 				t0 := time.Now()
 				resp, err := client.Do(req)
@@ -112,9 +237,9 @@ func run() {
 				}
 				out, _ := io.ReadAll(resp.Body)
 				resp.Body.Close()
-				if resp.StatusCode != 200 || !bytes.Contains(out, []byte(wantBody)) {
+				if resp.StatusCode != 200 || !bytes.Contains(out, []byte(t.wantBody)) {
 					failed.Add(1)
-					fmt.Fprintf(os.Stderr, "ingestload: %d %.200s\n", resp.StatusCode, out)
+					fmt.Fprintf(os.Stderr, "ingestload: %s: %d %.200s\n", t.name, resp.StatusCode, out)
 					continue
 				}
 				lat[c] = append(lat[c], time.Since(t0))
@@ -123,6 +248,7 @@ func run() {
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	cpu := cpuTime(t.pid) - cpu0
 	all := slices.Concat(lat...)
 	slices.Sort(all)
 	pct := func(p float64) time.Duration {
@@ -131,18 +257,42 @@ func run() {
 		}
 		return all[min(len(all)-1, int(float64(len(all))*p))]
 	}
-	sent := len(all) * *batch
-	fmt.Printf("ingest: %d events (%d-byte events, %d per request, %d connections) in %v\n", sent, len(tmpl)/(*batch), *batch, *conns, elapsed.Round(time.Millisecond))
-	fmt.Printf("rate:   %.0f events/s, %.1f MB/s\n", float64(sent)/elapsed.Seconds(), float64(len(all)*len(tmpl))/elapsed.Seconds()/1e6)
-	fmt.Printf("request time: p50 %v  p99 %v  max %v  (failed requests: %d)\n", pct(0.50).Round(time.Microsecond), pct(0.99).Round(time.Microsecond), pct(1).Round(time.Microsecond), failed.Load())
-	if failed.Load() > 0 {
-		exitCode = 1
+	sent := len(all) * opt.batch
+	r := result{events: sent, elapsed: elapsed, failed: failed.Load(),
+		rate: float64(sent) / elapsed.Seconds(), mbps: float64(len(all)*len(tmpl)) / elapsed.Seconds() / 1e6,
+		p50: pct(0.50), p99: pct(0.99), max: pct(1)}
+	if t.pid != 0 && sent > 0 && cpu > 0 {
+		r.cpuPerEvent = cpu / time.Duration(sent)
+		r.cores = cpu.Seconds() / elapsed.Seconds()
 	}
+	return r
 }
 
-// exitCode is set instead of calling os.Exit, so that the deferred stop of
-// the collector always runs.
-var exitCode int
+// cpuTime is the user+system CPU time of process pid so far (0 when
+// unknown), from /proc.
+func cpuTime(pid int) time.Duration {
+	if pid == 0 {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name, which is in parentheses and may hold
+	// spaces: state is field 3, utime 14, stime 15 (clock ticks).
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	const hz = 100 // USER_HZ on Linux
+	return time.Duration(ut+st) * time.Second / hz
+}
 
 func putDigits(b []byte, n int64) {
 	for i := len(b) - 1; i >= 0; i-- {
@@ -151,7 +301,7 @@ func putDigits(b []byte, n int64) {
 	}
 }
 
-// makeBatch builds n ~500-byte ECS events as NDJSON, and the offsets of
+// makeBatch builds n ~560-byte ECS events as NDJSON, and the offsets of
 // an 8-digit request number inside each event.id.
 func makeBatch(n int) ([]byte, []int) {
 	var b bytes.Buffer
@@ -164,80 +314,93 @@ func makeBatch(n int) ([]byte, []int) {
 	return b.Bytes(), slots
 }
 
-// startVictoriaLogs runs a VictoriaLogs single node on a fresh data
-// directory until stop.
-func startVictoriaLogs(bin string) (string, func(), error) {
-	dir, err := os.MkdirTemp("", "ingestload-vl-")
-	if err != nil {
-		return "", nil, err
-	}
+func freeAddr() (string, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return "", nil, err
+		return "", err
 	}
-	addr := ln.Addr().String()
-	ln.Close()
-	cmd := exec.Command(bin, "-httpListenAddr="+addr, "-storageDataPath="+dir, "-retentionPeriod=100y", "-loggerLevel=ERROR")
-	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
-	if err := cmd.Start(); err != nil {
-		return "", nil, err
-	}
-	base := "http://" + addr
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// waitUp polls url until it answers or tries run out.
+func waitUp(url string, cmd *exec.Cmd, what string) error {
 	for i := 0; ; i++ {
-		if resp, err := http.Get(base + "/health"); err == nil {
+		if resp, err := http.Get(url); err == nil {
 			resp.Body.Close()
-			break
+			return nil
 		}
 		if i > 400 {
 			cmd.Process.Kill()
-			return "", nil, fmt.Errorf("victoria-logs did not start")
+			cmd.Wait()
+			return fmt.Errorf("%s did not start", what)
 		}
 		time.Sleep(25 * time.Millisecond)
 	}
-	return base, func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
-		os.RemoveAll(dir)
-	}, nil
 }
 
-func startCollector(bin string) (string, string, func(), error) {
-	dir, err := os.MkdirTemp("", "ingestload-")
+// startVictoriaLogs runs a VictoriaLogs single node on a fresh data
+// directory until stop.
+func startVictoriaLogs(bin string) (target, func(), error) {
+	dir, err := os.MkdirTemp("", "ingestload-vl-")
 	if err != nil {
-		return "", "", nil, err
+		return target{}, nil, err
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeAddr()
 	if err != nil {
-		return "", "", nil, err
+		return target{}, nil, err
 	}
-	addr := ln.Addr().String()
-	ln.Close()
-	out, err := exec.Command(bin, "token", "create", "--data", dir, "--role", "ingest", "--name", "load").Output()
-	if err != nil {
-		return "", "", nil, fmt.Errorf("token create: %w", err)
-	}
-	tok := strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
-	cmd := exec.Command(bin, "serve", "--data-dir", dir, "--listen", addr)
+	cmd := exec.Command(bin, "-httpListenAddr="+addr, "-storageDataPath="+dir, "-retentionPeriod=100y", "-loggerLevel=ERROR")
 	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
 	if err := cmd.Start(); err != nil {
-		return "", "", nil, err
+		return target{}, nil, err
 	}
 	base := "http://" + addr
-	for i := 0; ; i++ {
-		if resp, err := http.Get(base + "/healthz"); err == nil {
-			resp.Body.Close()
-			break
-		}
-		if i > 200 {
-			cmd.Process.Kill()
-			return "", "", nil, fmt.Errorf("collector did not start")
-		}
-		time.Sleep(25 * time.Millisecond)
+	if err := waitUp(base+"/health", cmd, "victoria-logs"); err != nil {
+		os.RemoveAll(dir)
+		return target{}, nil, err
 	}
 	stop := func() {
 		cmd.Process.Signal(syscall.SIGTERM)
 		cmd.Wait()
 		os.RemoveAll(dir)
 	}
-	return base, tok, stop, nil
+	// VictoriaLogs answers 200 with no body.
+	return target{name: "VictoriaLogs", base: base, pid: cmd.Process.Pid,
+		path: "/insert/jsonline?_time_field=%40timestamp&_msg_field=message&_stream_fields=service.name"}, stop, nil
+}
+
+// startCollector runs `trailguard serve` on a fresh data directory, with
+// an ingest token, until stop.
+func startCollector(bin string, batch int) (target, func(), error) {
+	dir, err := os.MkdirTemp("", "ingestload-")
+	if err != nil {
+		return target{}, nil, err
+	}
+	addr, err := freeAddr()
+	if err != nil {
+		return target{}, nil, err
+	}
+	out, err := exec.Command(bin, "token", "create", "--data", dir, "--role", "ingest", "--name", "load").Output()
+	if err != nil {
+		return target{}, nil, fmt.Errorf("token create: %w", err)
+	}
+	tok := strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
+	cmd := exec.Command(bin, "serve", "--data-dir", dir, "--listen", addr)
+	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
+	if err := cmd.Start(); err != nil {
+		return target{}, nil, err
+	}
+	base := "http://" + addr
+	if err := waitUp(base+"/healthz", cmd, "collector"); err != nil {
+		os.RemoveAll(dir)
+		return target{}, nil, err
+	}
+	stop := func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+		os.RemoveAll(dir)
+	}
+	return target{name: "trailguard", base: base, path: "/v1/events", token: tok, pid: cmd.Process.Pid,
+		wantBody: fmt.Sprintf(`"accepted":%d`, batch)}, stop, nil
 }

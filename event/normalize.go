@@ -1,0 +1,706 @@
+package event
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"slices"
+	"strconv"
+	"time"
+	"unsafe"
+)
+
+// AppendNormalized is the collector's per-event hot path: it appends to dst
+// the stored form of a submitted event document, in one pass over doc and
+// without building an Event, and returns the event.id the client sent
+// (nil when none; a slice of doc when it needed no unescaping). When it
+// reports ok, the bytes it appended are exactly those of
+//
+//	ev, err := Decode(doc)                  // err == nil
+//	err = ev.CheckECS()                     // err == nil
+//	// event.kind, event.category, event.type and event.outcome hold
+//	// only values ECSAllowed lists (empty kind and outcome: not sent)
+//	if ev.Timestamp.IsZero() { ev.Timestamp = now }
+//	if ev.Kind == "" { ev.Kind = KindEvent }
+//	if ev.ID == "" { ev.ID = string(newID(nil)) }
+//	ev.Ingested = now
+//	dst = ev.AppendJSON(dst)
+//
+// (TestNormalizedMatchesDecode and FuzzNormalized hold it to that). It
+// reports !ok, leaving dst as it was, for any document it does not handle
+// itself: invalid ones, fields Event does not model (Extra), labels given
+// as dotted names, duplicate keys, escaped keys, integers written with a
+// fraction or an exponent. The caller then takes the path above, which
+// also says what is wrong with an invalid document. newID appends a new
+// event.id to its argument; it is called only when doc has none.
+func AppendNormalized(dst, doc []byte, now time.Time, newID func([]byte) []byte) (out []byte, id []byte, ok bool) {
+	var n normalizer
+	n.doc = doc
+	s := scanner{data: doc}
+	if s.peek() != '{' {
+		return dst, nil, false
+	}
+	if !n.object(&s, 0) {
+		return dst, nil, false
+	}
+	if s.skipSpace(); s.pos < len(s.data) {
+		return dst, nil, false
+	}
+	out, ok = n.emit(dst, now, newID)
+	if !ok {
+		return dst, nil, false
+	}
+	return out, n.id, true
+}
+
+// normKind is how a modelled field is read and written.
+type normKind uint8
+
+const (
+	nkStr  normKind = iota // a string
+	nkStrs                 // a string or an array of strings, written as an array
+	nkInt                  // an integer, written only when not 0
+	nkTime                 // an RFC 3339 date string, written in TimeFormat
+	nkMap                  // an object of strings, written sorted by key
+)
+
+// Checks beyond the JSON type, as CheckECS and the collector's
+// categorisation check make them.
+type normCheck uint8
+
+const (
+	ncNone      normCheck = iota
+	ncAllowed             // a value ECSAllowed lists (empty: not sent, for kind and outcome)
+	ncAllowedEl           // every element a value ECSAllowed lists, none empty
+	ncIP                  // an address netip.ParseAddr takes
+	ncID                  // event.id: returned to the caller
+	ncStatus              // 100-599
+	ncPort                // 0-65535
+	ncCount               // zero or more
+	ncTimestamp           // from 1970 to 9999
+)
+
+// normField is one modelled field, in the order AppendJSON writes it.
+type normField struct {
+	name    string
+	spec    fieldSpec
+	group   int // for nkMap: the object's group
+	kind    normKind
+	check   normCheck
+	allowed []string
+}
+
+// normFields mirrors AppendJSON field for field (trailguard.audit.* and
+// trailguard.attrs, free-form JSON, are left to Decode).
+var normFields = [...]normField{
+	{name: "@timestamp", spec: fTimestamp, kind: nkTime, check: ncTimestamp},
+	{name: "event.kind", spec: fKind, kind: nkStr, check: ncAllowed},
+	{name: "event.category", spec: fCategory, kind: nkStrs, check: ncAllowedEl},
+	{name: "event.type", spec: fType, kind: nkStrs, check: ncAllowedEl},
+	{name: "event.action", spec: fAction, kind: nkStr},
+	{name: "event.outcome", spec: fOutcome, kind: nkStr, check: ncAllowed},
+	{name: "event.reason", spec: fReason, kind: nkStr},
+	{name: "event.severity", spec: fSeverity, kind: nkInt},
+	{name: "event.duration", spec: fDuration, kind: nkInt, check: ncCount},
+	{name: "event.id", spec: fID, kind: nkStr, check: ncID},
+	{name: "event.dataset", spec: fDataset, kind: nkStr},
+	{name: "event.ingested", spec: fIngested, kind: nkTime},
+	{name: "message", spec: fMessage, kind: nkStr},
+	{name: "log.level", spec: fLogLevel, kind: nkStr},
+	{name: "error.message", spec: fError, kind: nkStr},
+	{name: "http.request.id", spec: fRequestID, kind: nkStr},
+	{name: "http.request.method", spec: fMethod, kind: nkStr},
+	{name: "http.request.referrer", spec: fReferrer, kind: nkStr},
+	{name: "http.request.body.bytes", spec: fReqBytes, kind: nkInt, check: ncCount},
+	{name: "http.request.body.content", spec: fReqBody, kind: nkStr},
+	{name: "http.response.status_code", spec: fStatus, kind: nkInt, check: ncStatus},
+	{name: "http.response.body.bytes", spec: fRespBytes, kind: nkInt, check: ncCount},
+	{name: "url.path", spec: fPath, kind: nkStr},
+	{name: "url.query", spec: fQuery, kind: nkStr},
+	{name: "url.original", spec: fOriginal, kind: nkStr},
+	{name: "source.ip", spec: fSourceIP, kind: nkStr, check: ncIP},
+	{name: "source.port", spec: fSourcePort, kind: nkInt, check: ncPort},
+	{name: "client.ip", spec: fClientIP, kind: nkStr, check: ncIP},
+	{name: "user.id", spec: fUserID, kind: nkStr},
+	{name: "user.name", spec: fUserName, kind: nkStr},
+	{name: "user.roles", spec: fUserRoles, kind: nkStrs},
+	{name: "user.target.id", spec: fTargetID, kind: nkStr},
+	{name: "user.target.name", spec: fTargetName, kind: nkStr},
+	{name: "user_agent.original", spec: fUserAgent, kind: nkStr},
+	{name: "trace.id", spec: fTraceID, kind: nkStr},
+	{name: "span.id", spec: fSpanID, kind: nkStr},
+	{name: "service.name", spec: fServiceName, kind: nkStr},
+	{name: "host.name", spec: fHostName, kind: nkStr},
+	{name: labelsPrefix, group: gLabels, kind: nkMap},
+	{name: headersPrefix, group: gHeaders, kind: nkMap},
+}
+
+const (
+	nfTimestamp = 0
+	nfKind      = 1
+	nfID        = 9
+	nfIngested  = 11
+)
+
+// normNode is an object on the way to modelled fields, or one of them: the
+// tree of dotted names, so that a key is found by comparing it with a
+// node's few children (a map lookup per key cost a third of the pass).
+type normNode struct {
+	name     string
+	field    int // index in normFields, or -1 for an object
+	children []int32
+	// byLen holds the children by the length of their name, so that a
+	// key is compared with one or two names at most.
+	byLen [maxSegment + 1][]int32
+}
+
+// maxSegment is the longest name of an object or field on the way to a
+// modelled field ("status_code", "user_agent", "headers", …).
+const maxSegment = 16
+
+// normTree holds the nodes; 0 is the document.
+var normTree = func() []normNode {
+	tree := []normNode{{field: -1}}
+	for i := range normFields {
+		f := &normFields[i]
+		if f.check == ncAllowed || f.check == ncAllowedEl {
+			f.allowed = ecsFields[f.name].allowed
+		}
+		cur := 0
+		rest := f.name
+		for rest != "" {
+			seg := rest
+			if j := indexByte(rest, '.'); j >= 0 {
+				seg, rest = rest[:j], rest[j+1:]
+			} else {
+				rest = ""
+			}
+			next := -1
+			for _, c := range tree[cur].children {
+				if tree[c].name == seg {
+					next = int(c)
+				}
+			}
+			if next < 0 {
+				next = len(tree)
+				tree = append(tree, normNode{name: seg, field: -1})
+				tree[cur].children = append(tree[cur].children, int32(next))
+				if len(seg) > maxSegment {
+					panic("event: a modelled name's part is longer than maxSegment: " + seg)
+				}
+				tree[cur].byLen[len(seg)] = append(tree[cur].byLen[len(seg)], int32(next))
+			}
+			cur = next
+		}
+		tree[cur].field = i
+	}
+	return tree
+}()
+
+func indexByte(s string, c byte) int {
+	for i := range len(s) {
+		if s[i] == c {
+			return i
+		}
+	}
+	return -1
+}
+
+// lookup finds the node of key (which may be dotted: "request.id") below
+// node; -1 when the name is not on the way to a modelled field.
+func lookup(node int, key []byte) int {
+	for start := 0; ; {
+		end := start
+		for end < len(key) && key[end] != '.' {
+			end++
+		}
+		seg := key[start:end]
+		if len(seg) > maxSegment {
+			return -1
+		}
+		next := -1
+		for _, c := range normTree[node].byLen[len(seg)] {
+			if normTree[c].name == string(seg) {
+				next = int(c)
+				break
+			}
+		}
+		if next < 0 {
+			return -1
+		}
+		node = next
+		if end == len(key) {
+			return node
+		}
+		if normTree[node].field >= 0 {
+			return -1 // a name below a field: Decode's Extra
+		}
+		start = end + 1
+	}
+}
+
+// normSlot is where a field's value lies in the document.
+type normSlot struct {
+	start, end int32 // the value's bytes (a string token with its quotes)
+	set        bool
+	plain      bool  // a string token that appendString writes as it is
+	n          int64 // nkInt: the value
+}
+
+// normalizer holds what one AppendNormalized pass found.
+type normalizer struct {
+	doc   []byte
+	slots [len(normFields)]normSlot
+	id    []byte
+	ts    time.Time
+}
+
+func (n *normalizer) object(s *scanner, node int) bool {
+	s.pos++ // '{'
+	if s.peek() == '}' {
+		s.pos++
+		return true
+	}
+	for {
+		if s.peek() != '"' {
+			return false
+		}
+		k, ok := plainKey(s)
+		if !ok || len(k) == 0 {
+			return false
+		}
+		if s.peek() != ':' {
+			return false
+		}
+		s.pos++
+		c := s.peek()
+		if c == 'n' {
+			// null: not sent, whatever the name (as Decode).
+			if s.literal("null") != nil {
+				return false
+			}
+		} else {
+			child := lookup(node, k)
+			switch {
+			case child < 0:
+				return false // a field Event does not model: Decode's Extra
+			case normTree[child].field >= 0:
+				if !n.field(s, normTree[child].field) {
+					return false
+				}
+			case c == '{':
+				if !n.object(s, child) {
+					return false
+				}
+			default:
+				return false
+			}
+		}
+		switch s.peek() {
+		case ',':
+			s.pos++
+		case '}':
+			s.pos++
+			return true
+		default:
+			return false
+		}
+	}
+}
+
+// plainKey reads an object key without escapes or control characters.
+func plainKey(s *scanner) ([]byte, bool) {
+	for i := s.pos + 1; i < len(s.data); i++ {
+		switch c := s.data[i]; {
+		case c == '"':
+			k := s.data[s.pos+1 : i]
+			s.pos = i + 1
+			return k, true
+		case c == '\\' || c < 0x20:
+			return nil, false
+		}
+	}
+	return nil, false
+}
+
+// str reads a string token into sl. A plain string (printable ASCII
+// without escapes) is kept as a slice of the document; any other is
+// decoded as Decode decodes it, and v returns it.
+func (n *normalizer) str(s *scanner, sl *normSlot) (v string, ok bool) {
+	start := s.pos
+	i := s.pos + 1
+	d := s.data
+	for i+8 <= len(d) && plain8(binary.LittleEndian.Uint64(d[i:])) {
+		i += 8
+	}
+	for i < len(d) && d[i] >= 0x20 && d[i] < 0x7f && d[i] != '"' && d[i] != '\\' {
+		i++
+	}
+	if i < len(d) && d[i] == '"' {
+		s.pos = i + 1
+		*sl = normSlot{start: int32(start), end: int32(s.pos), set: true, plain: true}
+		return unsafe.String(unsafe.SliceData(d[start+1:]), i-start-1), true
+	}
+	v, err := s.str()
+	if err != nil {
+		return "", false
+	}
+	*sl = normSlot{start: int32(start), end: int32(s.pos), set: true}
+	return v, true
+}
+
+// field reads the value of modelled field i and checks it.
+func (n *normalizer) field(s *scanner, i int) bool {
+	f := &normFields[i]
+	sl := &n.slots[i]
+	if sl.set {
+		return false // a repeated field: Decode keeps the last, left to it
+	}
+	switch f.kind {
+	case nkStr:
+		if s.peek() != '"' {
+			return false
+		}
+		v, ok := n.str(s, sl)
+		if !ok {
+			return false
+		}
+		switch f.check {
+		case ncAllowed:
+			return v == "" || slices.Contains(f.allowed, v)
+		case ncIP:
+			if v != "" {
+				if _, err := netip.ParseAddr(v); err != nil {
+					return false
+				}
+			}
+		case ncID:
+			if v != "" {
+				if sl.plain {
+					n.id = n.doc[sl.start+1 : sl.end-1]
+				} else {
+					n.id = []byte(v)
+				}
+			}
+		}
+		return true
+	case nkStrs:
+		start := s.pos
+		var el normSlot
+		switch s.peek() {
+		case '"':
+			start = s.pos
+			v, ok := n.str(s, &el)
+			if !ok || (f.check == ncAllowedEl && !slices.Contains(f.allowed, v)) {
+				return false
+			}
+		case '[':
+			start = s.pos
+			s.pos++
+			if s.peek() == ']' {
+				s.pos++
+				break
+			}
+			for {
+				if s.peek() != '"' {
+					return false
+				}
+				v, ok := n.str(s, &el)
+				if !ok || (f.check == ncAllowedEl && !slices.Contains(f.allowed, v)) {
+					return false
+				}
+				c := s.peek()
+				s.pos++
+				if c == ']' {
+					break
+				}
+				if c != ',' {
+					return false
+				}
+			}
+		default:
+			return false
+		}
+		*sl = normSlot{start: int32(start), end: int32(s.pos), set: true}
+		return true
+	case nkInt:
+		c := s.peek()
+		if c != '-' && (c < '0' || c > '9') {
+			return false
+		}
+		num, err := s.number()
+		if err != nil {
+			return false
+		}
+		v, ok := simpleInt(num)
+		if !ok {
+			return false // 1e3, 5.0, 19 digits: Decode's slower parse
+		}
+		switch f.check {
+		case ncCount:
+			if v < 0 {
+				return false
+			}
+		case ncStatus:
+			if v != 0 && (v < 100 || v > 599) {
+				return false
+			}
+		case ncPort:
+			if v < 0 || v > 65535 {
+				return false
+			}
+		}
+		*sl = normSlot{set: true, n: v}
+		return true
+	case nkTime:
+		if s.peek() != '"' {
+			return false
+		}
+		v, ok := n.str(s, sl)
+		if !ok {
+			return false
+		}
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil || t.IsZero() {
+			return false
+		}
+		t = t.UTC()
+		if f.check == ncTimestamp {
+			if t.Before(minTime) || t.After(maxTime) {
+				return false
+			}
+			n.ts = t
+		}
+		return true
+	case nkMap:
+		if s.peek() != '{' {
+			return false
+		}
+		start := s.pos
+		s.pos++
+		var el normSlot
+		if s.peek() == '}' {
+			s.pos++
+		} else {
+			for {
+				if s.peek() != '"' {
+					return false
+				}
+				if _, ok := n.str(s, &el); !ok || !el.plain {
+					return false
+				}
+				if s.peek() != ':' {
+					return false
+				}
+				s.pos++
+				if s.peek() != '"' {
+					return false
+				}
+				if _, ok := n.str(s, &el); !ok {
+					return false
+				}
+				c := s.peek()
+				s.pos++
+				if c == '}' {
+					break
+				}
+				if c != ',' {
+					return false
+				}
+			}
+		}
+		*sl = normSlot{start: int32(start), end: int32(s.pos), set: true}
+		return true
+	}
+	return false
+}
+
+// simpleInt parses what Decode's int parses without a float: an optional
+// minus and at most 18 digits.
+func simpleInt(num []byte) (int64, bool) {
+	b := num
+	neg := len(b) > 0 && b[0] == '-'
+	if neg {
+		b = b[1:]
+	}
+	if len(b) == 0 || len(b) > 18 {
+		return 0, false
+	}
+	var v int64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		v = v*10 + int64(c-'0')
+	}
+	if neg {
+		v = -v
+	}
+	return v, true
+}
+
+// writeStr appends the string token at sl as appendString writes its
+// decoded value.
+func (n *normalizer) writeStr(b []byte, sl normSlot) []byte {
+	if sl.plain {
+		return append(b, n.doc[sl.start:sl.end]...)
+	}
+	s := scanner{data: n.doc, pos: int(sl.start)}
+	v, _ := s.str()
+	return appendString(b, v)
+}
+
+// isEmptyStr reports whether the string token at sl is "".
+func (n *normalizer) isEmptyStr(sl normSlot) bool { return sl.end-sl.start == 2 }
+
+// emit writes the event in AppendJSON's order, with the collector's
+// defaults.
+func (n *normalizer) emit(dst []byte, now time.Time, newID func([]byte) []byte) ([]byte, bool) {
+	var e encoder
+	b := append(dst, '{')
+	for i := range normFields {
+		f := &normFields[i]
+		sl := n.slots[i]
+		switch i {
+		case nfTimestamp:
+			t := now
+			if sl.set {
+				t = n.ts
+			}
+			b = append(e.key(b, f.spec), '"')
+			b = AppendTime(b, t)
+			b = append(b, '"')
+			continue
+		case nfKind:
+			b = e.key(b, f.spec)
+			if !sl.set || n.isEmptyStr(sl) {
+				b = append(b, `"event"`...)
+			} else {
+				b = n.writeStr(b, sl)
+			}
+			continue
+		case nfID:
+			b = e.key(b, f.spec)
+			if n.id == nil {
+				b = append(b, '"')
+				b = newID(b)
+				b = append(b, '"')
+			} else {
+				b = n.writeStr(b, sl)
+			}
+			continue
+		case nfIngested:
+			b = append(e.key(b, f.spec), '"')
+			b = AppendTime(b, now)
+			b = append(b, '"')
+			continue
+		}
+		if !sl.set {
+			continue
+		}
+		switch f.kind {
+		case nkStr:
+			if !n.isEmptyStr(sl) {
+				b = n.writeStr(e.key(b, f.spec), sl)
+			}
+		case nkInt:
+			if sl.n != 0 {
+				b = strconv.AppendInt(e.key(b, f.spec), sl.n, 10)
+			}
+		case nkStrs:
+			b = n.writeStrs(&e, b, f.spec, sl)
+		case nkMap:
+			var ok bool
+			if b, ok = n.writeMap(&e, b, f.group, sl); !ok {
+				return dst, false
+			}
+		}
+	}
+	b = e.to(b, 0)
+	return append(b, '}'), true
+}
+
+// writeStrs writes the string or array of strings at sl as an array, or
+// nothing for an empty one.
+func (n *normalizer) writeStrs(e *encoder, b []byte, spec fieldSpec, sl normSlot) []byte {
+	s := scanner{data: n.doc[:sl.end], pos: int(sl.start)}
+	var el normSlot
+	if s.peek() == '"' {
+		n.str(&s, &el)
+		return append(n.writeStr(append(e.key(b, spec), '['), el), ']')
+	}
+	s.pos++
+	if s.peek() == ']' {
+		return b
+	}
+	b = append(e.key(b, spec), '[')
+	for first := true; ; first = false {
+		n.str(&s, &el)
+		if !first {
+			b = append(b, ',')
+		}
+		b = n.writeStr(b, el)
+		c := s.peek()
+		s.pos++
+		if c == ']' {
+			return append(b, ']')
+		}
+	}
+}
+
+// writeMap writes the object of strings at sl as the members of group g,
+// sorted by key. Repeated keys (Decode keeps the last) and more keys than
+// it sorts here are left to Decode.
+func (n *normalizer) writeMap(e *encoder, b []byte, g int, sl normSlot) ([]byte, bool) {
+	type member struct{ k, v normSlot }
+	var small [16]member
+	ms := small[:0]
+	s := scanner{data: n.doc[:sl.end], pos: int(sl.start) + 1}
+	if s.peek() == '}' {
+		return b, true
+	}
+	for {
+		var m member
+		n.str(&s, &m.k)
+		s.peek()
+		s.pos++ // ':'
+		s.peek()
+		n.str(&s, &m.v)
+		if len(ms) == len(small) {
+			return b, false
+		}
+		ms = append(ms, m)
+		c := s.peek()
+		s.pos++
+		if c == '}' {
+			break
+		}
+	}
+	key := func(m member) string {
+		return unsafe.String(unsafe.SliceData(n.doc[m.k.start+1:]), m.k.end-m.k.start-2)
+	}
+	slices.SortFunc(ms, func(a, b member) int {
+		ka, kb := key(a), key(b)
+		switch {
+		case ka < kb:
+			return -1
+		case ka > kb:
+			return 1
+		}
+		return 0
+	})
+	for i, m := range ms {
+		if i > 0 && key(ms[i-1]) == key(m) {
+			return b, false
+		}
+	}
+	for _, m := range ms {
+		b = e.to(b, g)
+		if e.comma {
+			b = append(b, ',')
+		}
+		e.comma = true
+		b = append(n.writeStr(b, m.k), ':')
+		b = n.writeStr(b, m.v)
+	}
+	return b, true
+}

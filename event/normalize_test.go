@@ -1,0 +1,173 @@
+package event
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+)
+
+// normalizedByDecode is the path AppendNormalized must match: Decode,
+// CheckECS, the categorisation check, the collector's defaults,
+// AppendJSON. ok is false when that path rejects the document.
+func normalizedByDecode(doc []byte, now time.Time, newID func([]byte) []byte) (out []byte, id string, ok bool) {
+	ev, err := Decode(doc)
+	if err != nil || ev.CheckECS() != nil {
+		return nil, "", false
+	}
+	allowed := func(field string, emptyIsAbsent bool, vals ...string) bool {
+		for _, v := range vals {
+			if (v != "" || !emptyIsAbsent) && !slices.Contains(ECSAllowed(field), v) {
+				return false
+			}
+		}
+		return true
+	}
+	if !allowed("event.kind", true, ev.Kind) || !allowed("event.category", false, ev.Category...) ||
+		!allowed("event.type", false, ev.Type...) || !allowed("event.outcome", true, ev.Outcome) {
+		return nil, "", false
+	}
+	id = ev.ID
+	if ev.Timestamp.IsZero() {
+		ev.Timestamp = now
+	}
+	if ev.Kind == "" {
+		ev.Kind = KindEvent
+	}
+	if ev.ID == "" {
+		ev.ID = string(newID(nil))
+	}
+	ev.Ingested = now
+	return ev.AppendJSON(nil), id, true
+}
+
+func fixedID(b []byte) []byte { return append(b, "0193a1b2-0000-7000-8000-000000000001"...) }
+
+// checkNormalized compares the two paths on doc and reports whether the
+// one-pass path took it.
+func checkNormalized(t *testing.T, doc []byte) bool {
+	t.Helper()
+	now := time.Date(2026, 11, 30, 1, 2, 3, 456789000, time.UTC)
+	prefix := []byte("prefix:")
+	got, id, ok := AppendNormalized(prefix, doc, now, fixedID)
+	if !ok {
+		if !bytes.Equal(got, prefix) {
+			t.Fatalf("%s: declined, but changed dst to %q", doc, got)
+		}
+		return false
+	}
+	want, wantID, wantOK := normalizedByDecode(doc, now, fixedID)
+	if !wantOK {
+		t.Fatalf("%s: taken by AppendNormalized, rejected by Decode and the checks", doc)
+	}
+	if !bytes.Equal(got[len(prefix):], want) || !bytes.HasPrefix(got, prefix) {
+		t.Fatalf("%s:\n one pass: %s\n decoded:  %s", doc, got[len(prefix):], want)
+	}
+	if string(id) != wantID {
+		t.Fatalf("%s: id %q, want %q", doc, id, wantID)
+	}
+	return true
+}
+
+// normalizedSeeds are documents of every shape the one-pass path takes or
+// must leave to Decode.
+var normalizedSeeds = []string{
+	// The benchmark loader's event (bench/cmd/ingestload).
+	`{"@timestamp":"2026-11-25T12:00:01.000001Z","event":{"kind":"event","category":["web"],"type":["access"],"action":"http_request","outcome":"success","duration":1834000,"id":"0193a1b2-c3d4-7e5f-RRRRRRRR000000000001","dataset":"trailguard.access"},"http":{"request":{"id":"req-00000001","method":"GET"},"response":{"status_code":200,"body":{"bytes":512}}},"url":{"path":"/api/orders/1","query":"page=2"},"source":{"ip":"10.1.1.1","port":51234},"user":{"name":"user001"},"user_agent":{"original":"Mozilla/5.0 (X11; Linux x86_64)"},"service":{"name":"orders-api"}}`,
+	// The demo's traffic: headers, escaped bodies, roles, client.ip.
+	`{"@timestamp":"2026-11-30T01:50:48.375678833Z","event":{"kind":"event","category":["web"],"type":["access"],"action":"http_request","outcome":"success","duration":3194508,"id":"01a22a25-c637-7695-b6ac-566a9bee6245","dataset":"trailguard.access"},"http":{"request":{"id":"01a22a25-c633-7e08-80f9-4a52f653f0e9","method":"POST","body":{"bytes":50,"content":"{\"password\":\"[REDACTED]\",\"username\":\"bob\"}"}},"response":{"status_code":200,"body":{"bytes":45}}},"url":{"path":"/api/login"},"source":{"ip":"127.0.0.1","port":11806},"client":{"ip":"198.18.132.230"},"user":{"id":"u2","name":"bob","roles":["viewer"]},"user_agent":{"original":"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36"},"service":{"name":"demo-shop"},"host":{"name":"vm"},"trailguard":{"http":{"request":{"headers":{"content-type":"application/json","accept":"*/*"}}}}}`,
+	// Dotted and mixed names, whitespace, nulls, defaults to fill in.
+	`{ "event.action" : "authn_login_fail", "event.outcome":"failure", "user":{"name":"alice"}, "http.request": {"method":"POST"}, "x": null, "event": null }`,
+	`{"@timestamp":"2026-11-25T12:00:00+02:00","event":{"kind":"","outcome":"","category":"authentication","type":[]},"labels":{"b":"2","a":"1"},"user.roles":""}`,
+	`{"event":{"id":""},"message":"caf\u00e9 \"quoted\" tab\t","error.message":"é ü \u2028 \u0085","url.original":"/a%20b?x=\u007f"}`,
+	`{"log.level":"warn","event.severity":-3,"event.reason":"","trace.id":"abc","span.id":"def","user.target.id":"7","user.target.name":"bob","http.request.referrer":"https://x/","event.ingested":"2020-01-01T00:00:00Z"}`,
+	`{"source":{"ip":"2001:db8::1","port":0},"client.ip":"::ffff:10.0.0.1","http.response.status_code":0,"labels":{}}`,
+	`{}`,
+	" \t{\"event.action\":\"x\"}\n ",
+	// Left to Decode.
+	`{"event.action":"a","event":{"action":"b"}}`, // repeated
+	`{"event.action":"a","custom":{"field":1}}`,   // Extra
+	`{"labels.env":"prod"}`,                       // dotted label
+	`{"http.response.status_code":2e2}`,           // exponent
+	`{"http.response.status_code":200.0}`,         // fraction
+	`{"event.duration":1234567890123456789}`,      // 19 digits
+	`{"ev\u0065nt.action":"x"}`,                   // escaped key
+	`{"labels":{"k\u0065y":"v"}}`,                 // escaped label key
+	`{"labels":{"a":"1","a":"2"}}`,                // repeated label
+	`{"trailguard.audit.resource":"user/1"}`,      // audit
+	`{"trailguard":{"attrs":{"a":1}}}`,            // attrs
+	// Rejected by Decode or the checks.
+	`{"event.kind":"nonsense"}`, `{"event.category":["web",""]}`, `{"event.type":"nope"}`, `{"event.outcome":"maybe"}`,
+	`{"source.ip":"999.1.1.1"}`, `{"http.response.status_code":42}`, `{"source.port":70000}`, `{"event.duration":-1}`,
+	`{"@timestamp":"1969-12-31T23:59:59Z"}`, `{"@timestamp":"0001-01-01T00:00:00Z"}`, `{"@timestamp":"yesterday"}`,
+	`{"event.ingested":"never"}`, `{"user.name":5}`, `{"user.roles":[1]}`, `{"event":"x"}`, `{"event":{"action":{"a":1}}}`,
+	`{"a":1`, `{"a":1}x`, `[]`, `null`, `"x"`, `{"":1}`, `{"":null}`, `{"event":{"":null}}`, `{"user.name":"a\u0000b"}`, "{\"user.name\":\"a\x01\"}",
+	"{\"user.name\":\"\xff\xfe\"}", `{"labels":{"a":1}}`, `{"labels":"x"}`,
+}
+
+func TestNormalizedMatchesDecode(t *testing.T) {
+	took := 0
+	for _, doc := range normalizedSeeds {
+		if checkNormalized(t, []byte(doc)) {
+			took++
+		}
+	}
+	// The common shapes must take the one-pass path (else it is dead
+	// weight): the first nine seeds.
+	for _, doc := range normalizedSeeds[:9] {
+		if _, _, ok := AppendNormalized(nil, []byte(doc), time.Now(), fixedID); !ok {
+			t.Errorf("one-pass path declined %s", doc)
+		}
+	}
+	if took < 9 {
+		t.Errorf("one-pass path took %d seeds, want at least 9", took)
+	}
+}
+
+// TestNormalizedAllowsNoAllocations: the point of the one-pass path.
+func TestNormalizedAllocations(t *testing.T) {
+	doc := []byte(normalizedSeeds[0])
+	dst := make([]byte, 0, 4096)
+	now := time.Now()
+	allocs := testing.AllocsPerRun(100, func() {
+		if _, _, ok := AppendNormalized(dst[:0], doc, now, fixedID); !ok {
+			t.Fatal("declined")
+		}
+	})
+	if allocs > 0 {
+		t.Fatalf("%.1f allocations per event, want 0", allocs)
+	}
+}
+
+func FuzzNormalized(f *testing.F) {
+	for _, doc := range normalizedSeeds {
+		f.Add([]byte(doc))
+	}
+	f.Fuzz(func(t *testing.T, doc []byte) {
+		checkNormalized(t, doc)
+	})
+}
+
+func BenchmarkNormalize(b *testing.B) {
+	doc := []byte(normalizedSeeds[0])
+	now := time.Now()
+	for _, path := range []string{"OnePass", "Decode"} {
+		b.Run(path, func(b *testing.B) {
+			b.SetBytes(int64(len(doc)))
+			b.ReportAllocs()
+			var dst []byte
+			for b.Loop() {
+				var ok bool
+				if path == "OnePass" {
+					dst, _, ok = AppendNormalized(dst[:0], doc, now, AppendID)
+				} else {
+					dst, _, ok = normalizedByDecode(doc, now, AppendID)
+				}
+				if !ok || len(dst) < len(doc) {
+					b.Fatal(fmt.Sprintf("not normalized: %s", dst))
+				}
+			}
+		})
+	}
+}
