@@ -262,6 +262,27 @@ func (s *Store) Decide(ctx context.Context, a *detect.Alert) (*Decision, error) 
 	return s.decide(ctx, scope, value, base, name, a.ID, a.Message(), "", a.Time)
 }
 
+// Target is what Decide would ban for an alert, without deciding: the
+// scope and value its rule's response names, and false when there is none
+// or the allowlist spares it. A gateway that evaluates the rules on its
+// own events as they are written enforces that at once, before Decide has
+// recorded the decision durably.
+func (s *Store) Target(a *detect.Alert) (scope, value string, ok bool) {
+	r := a.Rule
+	if r == nil || r.Response == nil || r.Response.Block == "" {
+		return "", "", false
+	}
+	value, found := a.Value(r.Response.Block)
+	if !found || value == "" {
+		return "", "", false
+	}
+	scope, value, err := classify(r.Response.Block, value)
+	if err != nil || s.allowlisted(scope, value) {
+		return "", "", false
+	}
+	return scope, value, true
+}
+
 // Manual bans a value by an operator's order for d (or the escalating
 // default when d is 0).
 func (s *Store) Manual(ctx context.Context, scope, value string, d time.Duration, reason, by string) (*Decision, error) {

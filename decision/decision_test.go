@@ -287,3 +287,38 @@ func TestWatch(t *testing.T) {
 		t.Fatalf("deleted: %+v", u)
 	}
 }
+
+// Target names what Decide bans, without deciding, and nothing for an
+// allowlisted value or a rule that asks for no block.
+func TestTargetAgreesWithDecide(t *testing.T) {
+	c := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	s, err := Open(Options{Now: c.now, Allowlist: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")},
+		Append: func(context.Context, []byte) (uint64, error) { return 0, nil }}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	user := &detect.Alert{ID: "u", Rule: rule("user.name", 0), Group: []detect.Field{{Name: "user.name", ECS: "user.name", Value: "bob"}}}
+	for _, tc := range []struct {
+		name         string
+		a            *detect.Alert
+		scope, value string
+		ok           bool
+	}{
+		{"address", alert("a", rule("client.ip", 0), "192.0.2.1"), ScopeIP, "192.0.2.1", true},
+		{"mapped address", alert("b", rule("client.ip", 0), "::ffff:192.0.2.2"), ScopeIP, "192.0.2.2", true},
+		{"network", alert("c", rule("client.ip", 0), "198.51.100.0/24"), ScopeRange, "198.51.100.0/24", true},
+		{"user", user, ScopeUser, "bob", true},
+		{"allowlisted", alert("d", rule("client.ip", 0), "10.1.2.3"), "", "", false},
+		{"no block asked", alert("e", &detect.Rule{Name: "info"}, "192.0.2.3"), "", "", false},
+		{"not an address", alert("f", rule("client.ip", 0), "nope"), "", "", false},
+	} {
+		scope, value, ok := s.Target(tc.a)
+		if scope != tc.scope || value != tc.value || ok != tc.ok {
+			t.Errorf("%s: Target = %q %q %v, want %q %q %v", tc.name, scope, value, ok, tc.scope, tc.value, tc.ok)
+		}
+		d, _ := s.Decide(context.Background(), tc.a)
+		if (d != nil) != tc.ok || d != nil && (d.Scope != scope || d.Value != value) {
+			t.Errorf("%s: Decide made %+v, Target said %q %q %v", tc.name, d, scope, value, ok)
+		}
+	}
+}

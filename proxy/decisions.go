@@ -61,6 +61,15 @@ type entry struct {
 	scenario string
 	origin   string
 	source   string
+	// provisional: enforced from the request path before detection's
+	// decision (laneSource); any other decision on the value replaces it.
+	provisional bool
+}
+
+// yields reports whether old gives way to e for the same value: a
+// decision that bans longer, or a real one over a provisional one.
+func (e *entry) yields(old *entry) bool {
+	return old == nil || old.until.Before(e.until) || old.provisional && !e.provisional
 }
 
 // Blocklist holds the decisions in force. Lookups take a read lock and,
@@ -118,6 +127,32 @@ func (b *Blocklist) BlockedUser(name string) (scenario, origin string, until tim
 		return e.scenario, e.origin, e.until, true
 	}
 	return "", "", time.Time{}, false
+}
+
+// covers reports whether a decision on d's value is already in force
+// (whatever its length).
+func (b *Blocklist) covers(d Decision) bool {
+	if isUserScope(d.Scope) {
+		_, _, _, ok := b.BlockedUser(d.Value)
+		return ok
+	}
+	p, err := d.prefix()
+	if err != nil {
+		return false
+	}
+	if p.IsSingleIP() {
+		_, _, _, ok := b.Blocked(p.Addr())
+		return ok
+	}
+	now := b.now()
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	for _, e := range b.ranges {
+		if e.prefix == p && now.Before(e.until) {
+			return true
+		}
+	}
+	return false
 }
 
 // hasUsers reports whether any user-name decision is held.
@@ -207,8 +242,8 @@ func (b *Blocklist) Apply(source string, u Update) (added, removed int, err erro
 			if d.Value == "" {
 				continue
 			}
-			e := &entry{until: now.Add(dur), scenario: d.Scenario, origin: d.Origin, source: source}
-			if old := b.users[d.Value]; old == nil || old.until.Before(e.until) {
+			e := &entry{until: now.Add(dur), scenario: d.Scenario, origin: d.Origin, source: source, provisional: source == laneSource}
+			if e.yields(b.users[d.Value]) {
 				b.users[d.Value] = e
 			}
 			added++
@@ -219,15 +254,15 @@ func (b *Blocklist) Apply(source string, u Update) (added, removed int, err erro
 			errs = append(errs, err)
 			continue
 		}
-		e := &entry{prefix: p, until: now.Add(dur), scenario: d.Scenario, origin: d.Origin, source: source}
+		e := &entry{prefix: p, until: now.Add(dur), scenario: d.Scenario, origin: d.Origin, source: source, provisional: source == laneSource}
 		if p.IsSingleIP() {
-			if old := b.ips[p.Addr()]; old == nil || old.until.Before(e.until) {
+			if e.yields(b.ips[p.Addr()]) {
 				b.ips[p.Addr()] = e
 			}
 		} else {
 			replaced := false
 			for i, old := range b.ranges {
-				if old.prefix == p && old.source == source {
+				if old.prefix == p && (old.source == source || old.provisional && !e.provisional) {
 					b.ranges[i], replaced = e, true
 				}
 			}

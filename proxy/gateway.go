@@ -85,10 +85,19 @@ func Open(cfg Config, log *slog.Logger) (*Gateway, error) {
 		}
 		cfg.Sink = sink.Multi(cfg.Sink, f)
 	}
+	var lane *requestLane
+	if g.collector != nil && g.collector.Decisions() != nil {
+		if lane = newRequestLane(g.collector.DetectionRules(), g.collector.Decisions().Target); lane != nil {
+			cfg.Sink = laneSink{Sink: cfg.Sink, lane: lane}
+		}
+	}
 	p, err := New(cfg, log)
 	if err != nil {
 		g.closeStorage()
 		return nil, err
+	}
+	if lane != nil {
+		lane.p.Store(p)
 	}
 	g.Proxy = p
 	if g.shipper != nil {

@@ -69,8 +69,11 @@ type Stats struct {
 	UpstreamErrors uint64 // 502 and 504 answers
 	NoRoute        uint64 // requests no route matched (404)
 	NotRecorded    uint64 // inferred events (logins, audits) that could not be queued
-	Decisions      int    // block decisions held now
-	Events         httpaudit.Stats
+	// EarlyBlocks counts blocks enforced from the gateway's own events
+	// before detection's decision (single node; see docs/proxy.md).
+	EarlyBlocks uint64
+	Decisions   int // block decisions held now
+	Events      httpaudit.Stats
 }
 
 // Proxy is the gateway's HTTP handler. It is safe for concurrent use.
@@ -95,7 +98,7 @@ type Proxy struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	forwarded, blocked, limited, upErrors, noRoute, unrecorded, notRecorded atomic.Uint64
+	forwarded, blocked, limited, upErrors, noRoute, unrecorded, notRecorded, laneBlocks atomic.Uint64
 }
 
 // New builds a gateway that records into cfg.Sink and enforces the
@@ -228,8 +231,8 @@ func (p *Proxy) Stats() Stats {
 	return Stats{
 		Forwarded: p.forwarded.Load(), Blocked: p.blocked.Load(), RateLimited: p.limited.Load(),
 		Unrecorded: p.unrecorded.Load(), UpstreamErrors: p.upErrors.Load(), NoRoute: p.noRoute.Load(),
-		NotRecorded: p.notRecorded.Load(),
-		Decisions:   p.blocks.Len(), Events: p.audit.Stats(),
+		NotRecorded: p.notRecorded.Load(), EarlyBlocks: p.laneBlocks.Load(),
+		Decisions: p.blocks.Len(), Events: p.audit.Stats(),
 	}
 }
 
@@ -572,6 +575,11 @@ func (p *Proxy) applyUpdate(source string, u Update) {
 	if err != nil {
 		p.log.Warn("proxy: decisions not enforced", "source", source, "err", err)
 	}
+	p.recordApplied(source, u, added, removed)
+}
+
+// recordApplied records a change in the decisions enforced.
+func (p *Proxy) recordApplied(source string, u Update, added, removed int) {
 	if added == 0 && removed == 0 {
 		return
 	}

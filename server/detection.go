@@ -274,6 +274,17 @@ func (s *Server) Decisions() *decision.Store {
 	return s.detect.decisions
 }
 
+// DetectionRules are the rules detection runs, nil when it is off: a
+// gateway embedding the collector evaluates them on its own events as it
+// writes them, to enforce the blocks they ask for before the ledger's
+// commit (detection, following the ledger, still decides and records).
+func (s *Server) DetectionRules() []*detect.Rule {
+	if s.detect == nil {
+		return nil
+	}
+	return s.detect.runner.Engine.Rules()
+}
+
 // Alerts is the collector's alert store, nil when detection is off.
 func (s *Server) Alerts() *alerting.Store {
 	if s.detect == nil {
