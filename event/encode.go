@@ -2,11 +2,13 @@ package event
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"slices"
 	"strconv"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // TimeFormat is the layout of @timestamp and event.ingested: RFC 3339 in UTC
@@ -376,10 +378,15 @@ const hex = "0123456789abcdef"
 // so a hostile value cannot change how a line is split or displayed.
 func appendString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
+	// Most values (paths, ids, names, user agents) are plain ASCII: one
+	// test, then one copy.
+	if plainString(s) {
+		dst = append(dst, s...)
+		return append(dst, '"')
+	}
 	start := 0
 	for i := 0; i < len(s); {
-		// Eight bytes at a time while none needs attention: most values
-		// (paths, ids, names) are plain ASCII.
+		// Eight bytes at a time while none needs attention.
 		for i+8 <= len(s) && plain8(load8(s, i)) {
 			i += 8
 		}
@@ -387,7 +394,7 @@ func appendString(dst []byte, s string) []byte {
 			break
 		}
 		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' && c < 0x7f {
+		if plainByte[c] {
 			i++
 			continue
 		}
@@ -428,25 +435,51 @@ func appendString(dst []byte, s string) []byte {
 	return append(dst, '"')
 }
 
-// load8 reads s[i:i+8] as a little-endian word; the compiler turns the
-// expression into one load.
+// plainByte marks the bytes a JSON string holds as they are: printable
+// ASCII other than '"' and '\\'.
+var plainByte = func() (t [256]bool) {
+	for c := 0x20; c < 0x7f; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
+// plainString reports whether every byte of s is plain (see plainByte),
+// eight at a time; the last word overlaps the one before it rather than
+// leaving a tail to test byte by byte.
+func plainString(s string) bool {
+	n := len(s)
+	if n < 8 {
+		for i := 0; i < n; i++ {
+			if !plainByte[s[i]] {
+				return false
+			}
+		}
+		return true
+	}
+	for i := 0; i < n-8; i += 8 {
+		if !plain8(load8(s, i)) {
+			return false
+		}
+	}
+	return plain8(load8(s, n-8))
+}
+
+// load8 reads s[i:i+8] as a little-endian word with one load (the
+// byte-by-byte form is not combined into one by the compiler for strings).
+// The caller guarantees i+8 <= len(s).
 func load8(s string, i int) uint64 {
-	_ = s[i+7]
-	return uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
-		uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+	return binary.LittleEndian.Uint64(unsafe.Slice(unsafe.StringData(s), len(s))[i : i+8])
 }
 
 // plain8 reports whether none of the eight bytes in x needs escaping or
 // UTF-8 checking: no byte below 0x20, none of '"', '\\' or DEL, and no byte
-// with the high bit set.
+// with the high bit set. A borrow or carry between bytes can only set a
+// high bit where one of those bytes already is, so a false answer may be
+// wrong (the caller then looks byte by byte) but a true one never is.
 func plain8(x uint64) bool {
 	const lo, hi = 0x0101010101010101, 0x8080808080808080
-	zero := func(v uint64) uint64 { return (v - lo) & ^v & hi }
-	return (x&hi)|
-		((x-0x2020202020202020*1)&^x&hi)|
-		zero(x^(lo*'"'))|
-		zero(x^(lo*'\\'))|
-		zero(x^(lo*0x7f)) == 0
+	return (x|(x-lo*0x20)|(x+lo)|((x^(lo*'"'))-lo)|((x^(lo*'\\'))-lo))&hi == 0
 }
 
 // AppendString appends s to dst as a JSON string literal, escaped the way

@@ -110,20 +110,21 @@ var ErrClosed = errors.New("httpaudit: logger closed")
 type Logger struct {
 	cfg     Config
 	red     *redact.Redactor
-	queue   chan item
+	q       *queue
 	pool    sync.Pool
 	closed  atomic.Bool
 	closing chan struct{}
 	done    chan struct{}
-	mu      sync.RWMutex // held for reading by senders, for writing by Close
 	lostErr error
 
-	enqueued, written, dropped, failed, lost atomic.Uint64
-	failing                                  atomic.Bool
-	// failSig is closed when the sink starts failing, waking senders that
-	// wait for queue room (it may never come); a new one is installed
-	// when the sink recovers.
-	failSig atomic.Pointer[chan struct{}]
+	// Precomputed for the direct encoding of access events (encode.go).
+	tail    []byte   // the service and host members every event ends with
+	hdrKeys []hdrKey // Config.Headers in the order they are encoded
+
+	written, failed, lost atomic.Uint64
+	// failing is set while the sink fails (see Stats.Failing); the queue
+	// reads it to stop senders from waiting for room that may never come.
+	failing atomic.Bool
 }
 
 // item is one queued event: ready-made (ev), or the state of a served
@@ -178,26 +179,28 @@ func New(cfg Config) (*Logger, error) {
 	l := &Logger{
 		cfg:     cfg,
 		red:     cfg.Redactor,
-		queue:   make(chan item, cfg.QueueSize),
+		q:       newQueue(cfg.QueueSize),
 		closing: make(chan struct{}),
 		done:    make(chan struct{}),
 	}
+	l.q.failing = &l.failing
 	l.pool.New = func() any { return new(event.Event) }
-	sig := make(chan struct{})
-	l.failSig.Store(&sig)
+	l.tail = accessTail(cfg.ServiceName, cfg.HostName)
+	l.hdrKeys = headerKeys(cfg.Headers)
 	go l.run()
 	return l, nil
 }
 
 // Stats returns the current counters.
 func (l *Logger) Stats() Stats {
+	enqueued, dropped, queued := l.q.counts()
 	return Stats{
-		Enqueued: l.enqueued.Load(),
+		Enqueued: enqueued,
 		Written:  l.written.Load(),
-		Dropped:  l.dropped.Load(),
+		Dropped:  dropped,
 		Failed:   l.failed.Load(),
 		Lost:     l.lost.Load(),
-		Queued:   len(l.queue),
+		Queued:   queued,
 		Failing:  l.failing.Load(),
 	}
 }
@@ -223,19 +226,13 @@ func (l *Logger) newEvent(now time.Time) *event.Event {
 func (l *Logger) tryEnqueue(ev *event.Event) { l.tryEnqueueItem(item{ev: ev}) }
 
 func (l *Logger) tryEnqueueItem(it item) {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	if l.closed.Load() {
+	ok, closed, dropped := l.q.offer(it)
+	switch {
+	case ok:
+	case closed:
 		l.lost.Add(1)
-		return
-	}
-	select {
-	case l.queue <- it:
-		l.enqueued.Add(1)
-	default:
-		if n := l.dropped.Add(1); n&(n-1) == 0 { // log at powers of two
-			l.cfg.ErrorLog.Warn("httpaudit: queue full, access events dropped", "dropped_total", n)
-		}
+	case dropped&(dropped-1) == 0: // log at powers of two
+		l.cfg.ErrorLog.Warn("httpaudit: queue full, access events dropped", "dropped_total", dropped)
 	}
 }
 
@@ -248,38 +245,35 @@ func (l *Logger) enqueue(ctx context.Context, ev *event.Event, wait bool) error 
 
 func (l *Logger) enqueueItem(ctx context.Context, it item, wait bool) error {
 	var done chan error
+	var timeout <-chan time.Time
 	if wait {
 		done = make(chan error, 1)
 		it.done = done
-	}
-	l.mu.RLock()
-	if l.closed.Load() {
-		l.mu.RUnlock()
-		return ErrClosed
-	}
-	failSig := *l.failSig.Load()
-	if l.failing.Load() {
-		return l.enqueueFailing(it, wait)
-	}
-	var timeout <-chan time.Time
-	if wait {
 		t := time.NewTimer(l.cfg.WriteTimeout)
 		defer t.Stop()
 		timeout = t.C
 	}
-	select {
-	case l.queue <- it:
-		l.enqueued.Add(1)
-	case <-failSig:
-		return l.enqueueFailing(it, wait)
-	case <-ctx.Done():
-		l.mu.RUnlock()
-		return fmt.Errorf("httpaudit: event not queued: %w", ctx.Err())
-	case <-timeout:
-		l.mu.RUnlock()
-		return fmt.Errorf("httpaudit: event not queued within %v", l.cfg.WriteTimeout)
+	switch err := l.q.put(ctx, it, timeout, l.cfg.WriteTimeout); err {
+	case nil:
+	case errFailingQueued:
+		// The sink is failing and its batch is being retried: the event
+		// is queued, but a fail-closed caller learns now that it is not
+		// persisted.
+		if wait {
+			return errors.New("httpaudit: audit sink failing: event queued but not persisted")
+		}
+		return nil
+	case errFailingFull:
+		// Waiting for room could last as long as the outage (a full disk)
+		// and hang every request that records something.
+		n := l.lost.Add(1)
+		if n&(n-1) == 0 { // log at powers of two
+			l.cfg.ErrorLog.Error("httpaudit: sink failing and queue full, events lost", "lost_total", n)
+		}
+		return errors.New("httpaudit: audit sink failing and queue full: event not recorded")
+	default:
+		return err
 	}
-	l.mu.RUnlock()
 	if !wait {
 		return nil
 	}
@@ -291,31 +285,6 @@ func (l *Logger) enqueueItem(ctx context.Context, it item, wait bool) error {
 	case <-timeout:
 		return fmt.Errorf("httpaudit: event not persisted within %v", l.cfg.WriteTimeout)
 	}
-}
-
-// enqueueFailing queues it without waiting while the sink fails; it is
-// called with l.mu read-locked and unlocks it.
-func (l *Logger) enqueueFailing(it item, wait bool) error {
-	// The sink is failing and its batch is being retried: waiting for room
-	// could last as long as the outage (a full disk) and hang every
-	// request that records something. Queue if there is room, else count
-	// the event lost; a fail-closed caller learns at once.
-	select {
-	case l.queue <- it:
-		l.enqueued.Add(1)
-	default:
-		n := l.lost.Add(1)
-		l.mu.RUnlock()
-		if n&(n-1) == 0 { // log at powers of two
-			l.cfg.ErrorLog.Error("httpaudit: sink failing and queue full, events lost", "lost_total", n)
-		}
-		return errors.New("httpaudit: audit sink failing and queue full: event not recorded")
-	}
-	l.mu.RUnlock()
-	if wait {
-		return errors.New("httpaudit: audit sink failing: event queued but not persisted")
-	}
-	return nil
 }
 
 // Log records a custom event. The event is scrubbed of nothing: build it
@@ -355,44 +324,46 @@ func (l *Logger) run() {
 	defer close(l.done)
 	batch := make([]item, 0, l.cfg.BatchSize)
 	records := make([][]byte, 0, l.cfg.BatchSize)
+	ids := event.NewIDSource()
 	var buf []byte
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
 	for {
-		var it item
-		select {
-		case it = <-l.queue:
-		case <-l.closing:
-			// Senders are excluded by now; drain what they left.
-			select {
-			case it = <-l.queue:
-			default:
-				return
-			}
-		}
-		batch = append(batch[:0], it)
-	fill:
-		for len(batch) < cap(batch) {
-			select {
-			case it = <-l.queue:
-				batch = append(batch, it)
-			default:
-				break fill
-			}
+		batch = l.q.next(batch, l.cfg.BatchSize, timer)
+		if len(batch) == 0 {
+			return // closed and drained
 		}
 		buf = buf[:0]
 		records = records[:0]
+		// One clock reading stamps the ids of the whole batch: UUIDv7
+		// orders by millisecond, and a batch takes well under one.
+		now := time.Now()
+		var id [36]byte
 		for i := range batch {
-			if batch[i].ev == nil {
-				batch[i].ev = l.finish(batch[i].st)
+			start := len(buf)
+			if st := batch[i].st; st != nil {
+				st.mu.Lock()
+				hooked := st.annotate != nil
+				st.mu.Unlock()
+				if !hooked {
+					buf = l.appendAccess(buf, st, ids.Append(id[:0], now))
+					records = append(records, buf[start:len(buf):len(buf)])
+					batch[i].st = nil
+					continue
+				}
+				batch[i].ev = l.finish(st)
 				batch[i].st = nil
 			}
-			start := len(buf)
 			buf = batch[i].ev.AppendJSON(buf)
 			records = append(records, buf[start:len(buf):len(buf)])
 		}
 		l.write(batch, records)
 		for _, it := range batch {
-			l.pool.Put(it.ev)
+			if it.ev != nil {
+				l.pool.Put(it.ev)
+			}
 		}
+		clear(batch) // keep no request alive until the next batch
 	}
 }
 
@@ -402,10 +373,7 @@ func (l *Logger) write(batch []item, records [][]byte) {
 	for {
 		err := l.cfg.Sink.Write(context.Background(), records)
 		if err == nil {
-			if l.failing.CompareAndSwap(true, false) {
-				sig := make(chan struct{})
-				l.failSig.Store(&sig)
-			}
+			l.failing.Store(false)
 			l.written.Add(uint64(len(batch)))
 			if !notified {
 				notify(batch, nil)
@@ -413,7 +381,7 @@ func (l *Logger) write(batch []item, records [][]byte) {
 			return
 		}
 		if l.failing.CompareAndSwap(false, true) {
-			close(*l.failSig.Load())
+			l.q.wakeWaiters() // room may never come: they must not wait for it
 		}
 		l.failed.Add(1)
 		l.cfg.ErrorLog.Error("httpaudit: sink write failed, retrying", "events", len(batch), "err", err)
@@ -449,13 +417,11 @@ func notify(batch []item, err error) {
 // Close stops accepting events, writes everything queued, and closes the
 // sink. It reports events that could not be written. Close is idempotent.
 func (l *Logger) Close() error {
-	l.mu.Lock()
-	already := l.closed.Swap(true)
-	l.mu.Unlock()
-	if already {
+	if l.closed.Swap(true) {
 		<-l.done
 		return nil
 	}
+	l.q.close()
 	close(l.closing)
 	<-l.done
 	return errors.Join(l.lostErr, l.cfg.Sink.Close())

@@ -2,7 +2,6 @@ package httpaudit
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -42,22 +40,24 @@ type state struct {
 
 	annotate func(*event.Event) // set by Annotate, applied to the access event
 
-	mu      sync.Mutex // guards user and discard: handlers may call SetUser from other goroutines
-	user    User
-	discard bool
+	mu   sync.Mutex // guards user and discard: handlers may call SetUser from other goroutines
+	user User
 
 	// response side
-	w           http.ResponseWriter
-	status      int
-	written     int64
+	w       http.ResponseWriter
+	written int64
+	status  int32
+
+	// flags, packed together: the state is allocated on every request
 	wroteHeader bool
+	discard     bool // guarded by mu
+	capture     bool
+	overflow    bool
 
 	// request side
 	body     io.ReadCloser
 	read     int64
-	capture  bool
-	captured bytes.Buffer
-	overflow bool
+	captured []byte
 }
 
 // Value implements context.Context: the state is its own value under
@@ -102,7 +102,7 @@ func (l *Logger) serve(w http.ResponseWriter, r *http.Request, next http.Handler
 	st.info.capture(r, l, start)
 	// An incoming id is kept only if it is safe and carries no secret: a
 	// JWT, say, fits the allowed alphabet.
-	if id := r.Header.Get(l.cfg.RequestIDHeader); validRequestID(id) && l.red.String(id) == id {
+	if id := header(r.Header, l.cfg.RequestIDHeader); validRequestID(id) && l.red.String(id) == id {
 		st.requestID = id
 	} else {
 		event.AppendID(st.idBuf[:0])
@@ -110,7 +110,7 @@ func (l *Logger) serve(w http.ResponseWriter, r *http.Request, next http.Handler
 		// every holder of the string also keeps alive.
 		st.requestID = unsafe.String(&st.idBuf[0], len(st.idBuf))
 	}
-	if tp := r.Header.Get("Traceparent"); tp != "" {
+	if tp := header(r.Header, "Traceparent"); tp != "" {
 		st.traceID, st.spanID, _ = parseTraceparent(tp)
 	}
 	if st.traceID == "" && l.cfg.GenerateTrace {
@@ -122,7 +122,7 @@ func (l *Logger) serve(w http.ResponseWriter, r *http.Request, next http.Handler
 	r2 := r.WithContext(st)
 	if r.Body != nil && r.Body != http.NoBody {
 		st.body = r.Body
-		st.capture = l.cfg.MaxBody > 0 && capturable(st.info.contentType)
+		st.capture = l.cfg.MaxBody > 0 && capturable(st.info.opt.contentType)
 		r2.Body = (*bodyReader)(st)
 	}
 	if l.cfg.LogStart {
@@ -137,7 +137,7 @@ func (l *Logger) serve(w http.ResponseWriter, r *http.Request, next http.Handler
 			// The panic is recorded as the 500 the client will see, queued
 			// without the option to drop it, then re-raised so that the
 			// application's own recovery (or net/http's) still runs.
-			st.info.end = l.cfg.Now()
+			st.info.dur = l.cfg.Now().Sub(start)
 			ev := l.finish(st)
 			ev.StatusCode = http.StatusInternalServerError
 			ev.Outcome = event.OutcomeFailure
@@ -156,7 +156,7 @@ func (l *Logger) serve(w http.ResponseWriter, r *http.Request, next http.Handler
 
 	// The completion event is built and scrubbed by the writer goroutine
 	// from what st captured: the request path only hands st over.
-	st.info.end = l.cfg.Now()
+	st.info.dur = l.cfg.Now().Sub(start)
 	st.mu.Lock()
 	discard := st.discard
 	st.mu.Unlock()
@@ -177,29 +177,59 @@ func (l *Logger) serve(w http.ResponseWriter, r *http.Request, next http.Handler
 // is being served: strings are immutable, so the writer goroutine can
 // build the event from them after the handler returned.
 type reqInfo struct {
-	method, path, rawPath, rawQuery, ua, referer, remoteAddr, contentType string
-	contentLength                                                         int64
-	xff, fwd                                                              []string
-	headers                                                               [][]string // aligned with Config.Headers
-	start, end                                                            time.Time
+	method, path, rawQuery, ua, referer, remoteAddr string
+	contentLength                                   int64
+	start                                           time.Time
+	dur                                             time.Duration // until the handler returned
+	opt                                             *reqOpt       // what only some configurations record
 }
 
+// reqOpt holds what a request's events need only when the Logger trusts
+// proxies, records headers or captures bodies, or when the client
+// percent-encoded the path; it is allocated only then, to keep the
+// per-request state small.
+type reqOpt struct {
+	rawPath     string
+	contentType string
+	xff, fwd    []string
+	headers     [][]string // aligned with Config.Headers
+}
+
+// noOpt stands in for the reqOpt of requests of Loggers that need none.
+var noOpt = &reqOpt{}
+
 func (ri *reqInfo) capture(r *http.Request, l *Logger, start time.Time) {
-	ri.method, ri.path, ri.rawPath, ri.rawQuery = r.Method, r.URL.Path, r.URL.RawPath, r.URL.RawQuery
-	ri.ua, ri.referer = r.Header.Get("User-Agent"), r.Header.Get("Referer")
+	ri.method, ri.path, ri.rawQuery = r.Method, r.URL.Path, r.URL.RawQuery
+	ri.ua, ri.referer = header(r.Header, "User-Agent"), header(r.Header, "Referer")
 	ri.remoteAddr, ri.contentLength, ri.start = r.RemoteAddr, r.ContentLength, start
+	ri.opt = noOpt
+	if r.URL.RawPath == "" && l.cfg.MaxBody <= 0 && len(l.cfg.TrustedProxies) == 0 && len(l.cfg.Headers) == 0 {
+		return
+	}
+	o := &reqOpt{rawPath: r.URL.RawPath}
+	ri.opt = o
 	if l.cfg.MaxBody > 0 {
-		ri.contentType = r.Header.Get("Content-Type")
+		o.contentType = header(r.Header, "Content-Type")
 	}
 	if len(l.cfg.TrustedProxies) > 0 {
-		ri.xff, ri.fwd = r.Header["X-Forwarded-For"], r.Header["Forwarded"]
+		o.xff, o.fwd = r.Header["X-Forwarded-For"], r.Header["Forwarded"]
 	}
 	if len(l.cfg.Headers) > 0 {
-		ri.headers = make([][]string, len(l.cfg.Headers))
+		o.headers = make([][]string, len(l.cfg.Headers))
 		for i, name := range l.cfg.Headers {
-			ri.headers[i] = r.Header[name]
+			o.headers[i] = r.Header[name]
 		}
 	}
+}
+
+// header is h.Get(key) for a key already in canonical form: Get
+// canonicalises its argument on every call, which cost more than the
+// lookup.
+func header(h http.Header, key string) string {
+	if v := h[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }
 
 var (
@@ -209,8 +239,8 @@ var (
 	typeAccessError = []string{event.TypeAccess, event.TypeError}
 )
 
-// requestEvent fills the request side of an event. Every value an attacker
-// controls goes through the redactor before it is stored.
+// requestEvent fills the request side of an event from the request's
+// scrubbed fields.
 func (l *Logger) requestEvent(st *state, now time.Time) *event.Event {
 	ri := &st.info
 	ev := l.newEvent(now)
@@ -218,49 +248,17 @@ func (l *Logger) requestEvent(st *state, now time.Time) *event.Event {
 	ev.Dataset = event.DatasetAccess
 	ev.RequestID = st.requestID
 	ev.TraceID, ev.SpanID = st.traceID, st.spanID
-	ev.Method = sanitizeMethod(ri.method)
-	ev.Path = l.cut(l.red.String(ri.path))
-	if ri.rawQuery != "" {
-		ev.Query = l.cut(l.red.Query(ri.rawQuery))
-	}
-	// url.original keeps the path as the client encoded it, which attack
-	// detection needs (%2e%2e%2f is a traversal url.path shows as ../);
-	// it is written only when it says more than url.path and url.query.
-	if sent := (&url.URL{Path: ri.path, RawPath: ri.rawPath}).EscapedPath(); sent != ri.path {
-		if ev.Path != ri.path {
-			// A secret was scrubbed from the decoded path; its encoded
-			// form may hide it from the scrubber (%20eyJ… is no word
-			// boundary), so the scrubbed path is encoded instead.
-			sent = (&url.URL{Path: ev.Path}).EscapedPath()
-		}
-		orig := l.red.String(sent)
-		if ri.rawQuery != "" {
-			orig += "?" + ev.Query
-		}
-		ev.Original = l.cut(orig)
-	}
-	if ri.ua != "" {
-		ev.UserAgent = l.cut(l.red.String(ri.ua))
-	}
-	if ri.referer != "" {
-		ev.Referrer = l.cut(l.red.String(ri.referer))
-	}
-	for i, vs := range ri.headers {
+	f := l.fields(st)
+	ev.Method, ev.Path, ev.Query, ev.Original = f.method, f.path, f.query, f.original
+	ev.UserAgent, ev.Referrer = f.ua, f.referrer
+	ev.SourceIP, ev.SourcePort, ev.ClientIP = f.sourceIP, f.sourcePort, f.clientIP
+	for i, vs := range ri.opt.headers {
 		if len(vs) > 0 {
 			if ev.RequestHeaders == nil {
-				ev.RequestHeaders = make(map[string]string, len(ri.headers))
+				ev.RequestHeaders = make(map[string]string, len(ri.opt.headers))
 			}
 			name := l.cfg.Headers[i]
 			ev.RequestHeaders[strings.ToLower(name)] = l.cut(l.red.Header(name, strings.Join(vs, ", ")))
-		}
-	}
-	src, srcText, port := splitAddr(ri.remoteAddr)
-	if src.IsValid() {
-		ev.SourceIP = srcText
-		ev.SourcePort = port
-		ev.ClientIP = ev.SourceIP
-		if c, ok := l.clientIP(ri, src); ok {
-			ev.ClientIP = c.String()
 		}
 	}
 	return ev
@@ -291,8 +289,8 @@ func (l *Logger) finish(st *state) *event.Event {
 	ev := l.requestEvent(st, ri.start)
 	ev.Type = typeAccess
 	ev.Action = event.ActionHTTPRequest
-	ev.Duration = ri.end.Sub(ri.start)
-	ev.StatusCode = st.status
+	ev.Duration = ri.dur
+	ev.StatusCode = int(st.status)
 	if ev.StatusCode == 0 {
 		ev.StatusCode = http.StatusOK // nothing written: net/http sends 200
 	}
@@ -305,8 +303,8 @@ func (l *Logger) finish(st *state) *event.Event {
 	if st.read == 0 && ri.contentLength > 0 {
 		ev.RequestBodyBytes = ri.contentLength
 	}
-	if st.capture && !st.overflow && st.captured.Len() > 0 {
-		ev.RequestBody = l.scrubBody(ri.contentType, st.captured.Bytes())
+	if st.capture && !st.overflow && len(st.captured) > 0 {
+		ev.RequestBody = l.scrubBody(ri.opt.contentType, st.captured)
 	}
 	st.mu.Lock()
 	u, annotate := st.user, st.annotate
@@ -392,7 +390,7 @@ func (l *Logger) clientIP(ri *reqInfo, src netip.Addr) (netip.Addr, bool) {
 	if len(l.cfg.TrustedProxies) == 0 || !l.trusted(src) {
 		return netip.Addr{}, false
 	}
-	hops := forwardedHops(ri.fwd, ri.xff)
+	hops := forwardedHops(ri.opt.fwd, ri.opt.xff)
 	client := src
 	for i := len(hops) - 1; i >= 0; i-- {
 		a, err := parseHop(hops[i])
@@ -455,7 +453,7 @@ func (st *state) Header() http.Header { return st.w.Header() }
 // WriteHeader implements http.ResponseWriter.
 func (st *state) WriteHeader(code int) {
 	if !st.wroteHeader && code >= 200 {
-		st.status = code
+		st.status = int32(code)
 		st.wroteHeader = true
 	}
 	st.w.WriteHeader(code)
@@ -516,11 +514,11 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 	n, err := b.body.Read(p)
 	b.read += int64(n)
 	if b.capture && !b.overflow && n > 0 {
-		if b.captured.Len()+n > b.l.cfg.MaxBody {
+		if len(b.captured)+n > b.l.cfg.MaxBody {
 			b.overflow = true
-			b.captured = bytes.Buffer{}
+			b.captured = nil
 		} else {
-			b.captured.Write(p[:n])
+			b.captured = append(b.captured, p[:n]...)
 		}
 	}
 	return n, err

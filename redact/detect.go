@@ -72,8 +72,9 @@ func scrub[T text](r *Redactor, dst []byte, s T) ([]byte, bool) {
 // next returns the first match anchored at or after start. Matches never
 // reach back before from, the end of the previous match.
 func next[T text](r *Redactor, s T, from, start int) (span, bool) {
+	anchor := &r.anchor
 	for i := start; i < len(s); i++ {
-		class := r.anchor[s[i]]
+		class := anchor[s[i]]
 		if class == 0 {
 			continue
 		}
@@ -82,6 +83,12 @@ func next[T text](r *Redactor, s T, from, start int) (span, bool) {
 		switch class {
 		case aDigit:
 			if i > from && isDigit(s[i-1]) {
+				continue
+			}
+			// digitsAt's first test, here without a call: most digit runs
+			// (versions, dates, ports, ids) are too short to be a secret.
+			if n := shortDigitRun(s, i); n > 0 {
+				i = n - 1
 				continue
 			}
 			var end int
@@ -128,6 +135,27 @@ func hasPrefixAt[T text](s T, i int, p string) bool {
 		}
 	}
 	return true
+}
+
+// shortDigitRun returns the end of the run of digit groups at i when it
+// holds fewer than the nine digits of the shortest secret, and 0 when it
+// holds more (digitsAt then looks closer).
+func shortDigitRun[T text](s T, i int) int {
+	n, j := 0, i
+	for j < len(s) && n < 9 {
+		if isDigit(s[j]) {
+			n++
+			j++
+		} else if j+1 < len(s) && (s[j] == ' ' || s[j] == '-') && isDigit(s[j+1]) {
+			j++
+		} else {
+			break
+		}
+	}
+	if n < 9 {
+		return j
+	}
+	return 0
 }
 
 // digitsAt looks at the run of digit groups (digits joined by single spaces

@@ -40,7 +40,7 @@ func (r *Redactor) urlencoded(s string) string {
 		// Plain parameters are examined in place; only encoded ones are
 		// decoded, so a clean query costs no allocation.
 		var sensitive bool
-		if strings.ContainsAny(name, "%+") {
+		if formEncoded(name) {
 			scratch = appendFormDecode(scratch[:0], name)
 			sensitive = sensitiveParam(r, scratch)
 			if t, ok := scrub(r, nil, scratch); ok {
@@ -56,7 +56,7 @@ func (r *Redactor) urlencoded(s string) string {
 			vs := i + len(name) + 1
 			var t []byte
 			var ok bool
-			if strings.ContainsAny(val, "%+") {
+			if formEncoded(val) {
 				scratch = appendFormDecode(scratch[:0], val)
 				t, ok = scrubParam(r, scratch, sensitive)
 			} else {
@@ -72,6 +72,17 @@ func (r *Redactor) urlencoded(s string) string {
 		return s
 	}
 	return string(append(out, s[last:]...))
+}
+
+// formEncoded reports whether s holds '%' or '+', which decoding changes.
+// (strings.ContainsAny builds a byte set on every call.)
+func formEncoded(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c == '%' || c == '+' {
+			return true
+		}
+	}
+	return false
 }
 
 func sensitiveParam[T text](r *Redactor, name T) bool {

@@ -1,0 +1,347 @@
+package httpaudit
+
+import (
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/trailguard/trailguard/event"
+)
+
+// The access event of a request is most of what the writer goroutine
+// encodes. Building an event.Event for it (a pooled struct of some sixty
+// fields, cleared, filled, then walked by the generic encoder) cost as much
+// as everything else the middleware does, so when no hook needs the event
+// (Annotate) the writer encodes it straight from the captured request into
+// its output buffer. The bytes are those event.AppendJSON writes for the
+// event finish would build (TestAccessDirectMatchesEvent and
+// FuzzAccessDirect hold the two paths to that), and every value an attacker
+// controls goes through the same scrubbing code (reqFields) on both.
+
+// reqFields are the request's values as its events record them: scrubbed
+// and capped, computed once on whichever goroutine builds the event.
+type reqFields struct {
+	method, path, query, original, ua, referrer string
+	sourceIP, clientIP                          string
+	sourcePort                                  int
+}
+
+// fields scrubs and caps what st captured of its request. Every value an
+// attacker controls goes through the redactor before it is stored.
+func (l *Logger) fields(st *state) reqFields {
+	ri := &st.info
+	var f reqFields
+	f.method = sanitizeMethod(ri.method)
+	f.path = l.cut(l.scrubPath(ri.path))
+	if ri.rawQuery != "" {
+		f.query = l.cut(l.red.Query(ri.rawQuery))
+	}
+	// url.original keeps the path as the client encoded it, which attack
+	// detection needs (%2e%2e%2f is a traversal url.path shows as ../);
+	// it is written only when it says more than url.path and url.query.
+	if sent := escapedPath(ri.path, ri.opt.rawPath); sent != ri.path {
+		if f.path != ri.path {
+			// A secret was scrubbed from the decoded path; its encoded
+			// form may hide it from the scrubber (%20eyJ… is no word
+			// boundary), so the scrubbed path is encoded instead.
+			sent = (&url.URL{Path: f.path}).EscapedPath()
+		}
+		orig := l.red.String(sent)
+		if ri.rawQuery != "" {
+			orig += "?" + f.query
+		}
+		f.original = l.cut(orig)
+	}
+	if ri.ua != "" {
+		f.ua = l.cut(l.scrubUserAgent(ri.ua))
+	}
+	if ri.referer != "" {
+		f.referrer = l.cut(l.red.String(ri.referer))
+	}
+	src, srcText, port := splitAddr(ri.remoteAddr)
+	if src.IsValid() {
+		f.sourceIP, f.sourcePort, f.clientIP = srcText, port, srcText
+		if c, ok := l.clientIP(ri, src); ok {
+			f.clientIP = c.String()
+		}
+	}
+	return f
+}
+
+// escapedPath is url.URL.EscapedPath of a request's path without building
+// a URL: the path as the client sent it when RawPath holds it, else path
+// itself when it needs no escaping.
+func escapedPath(path, rawPath string) string {
+	if rawPath == "" && plainPath(path) {
+		return path
+	}
+	return (&url.URL{Path: path, RawPath: rawPath}).EscapedPath()
+}
+
+// plainPath reports whether path is made only of bytes a URL path carries
+// unescaped (url.PathEscape's set, '/' included), so that escaping it
+// gives it back unchanged.
+func plainPath(path string) bool {
+	for i := 0; i < len(path); i++ {
+		if !pathByte[path[i]] {
+			return false
+		}
+	}
+	return true
+}
+
+var pathByte = func() (t [256]bool) {
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+	}
+	for c := 'A'; c <= 'Z'; c++ {
+		t[c] = true
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for _, c := range "-_.~$&+,/:;=@" {
+		t[c] = true
+	}
+	return t
+}()
+
+// hdrKey is one recorded header as the event names it: lower-case, with
+// the indexes into Config.Headers (and reqInfo.headers) of the names that
+// give it, in order.
+type hdrKey struct {
+	lower string
+	idx   []int
+}
+
+// headerKeys orders Config.Headers as the encoder writes them: sorted by
+// lower-case name, names that differ only in case folded together.
+func headerKeys(names []string) []hdrKey {
+	var keys []hdrKey
+	for i, n := range names {
+		lower := strings.ToLower(n)
+		j := slices.IndexFunc(keys, func(k hdrKey) bool { return k.lower == lower })
+		if j < 0 {
+			keys = append(keys, hdrKey{lower: lower})
+			j = len(keys) - 1
+		}
+		keys[j].idx = append(keys[j].idx, i)
+	}
+	slices.SortFunc(keys, func(a, b hdrKey) int { return strings.Compare(a.lower, b.lower) })
+	return keys
+}
+
+// headerValue is the recorded value of one header key, as requestEvent
+// stores it: the last of its names the request carried wins, scrubbed and
+// capped.
+func (l *Logger) headerValue(ri *reqInfo, k *hdrKey) (string, bool) {
+	last := -1
+	for _, i := range k.idx {
+		if len(ri.opt.headers[i]) > 0 {
+			last = i
+		}
+	}
+	if last < 0 {
+		return "", false
+	}
+	name := l.cfg.Headers[last]
+	return l.cut(l.red.Header(name, strings.Join(ri.opt.headers[last], ", "))), true
+}
+
+// accessTail renders the members every event of this Logger ends with
+// (service.name, host.name), as event.AppendJSON writes them, with a
+// leading comma.
+func accessTail(service, host string) []byte {
+	ev := event.Event{ServiceName: service, HostName: host}
+	b := ev.AppendJSON(nil) // {"service":{…},"host":{…}} or {}
+	if len(b) <= 2 {
+		return nil
+	}
+	tail := append([]byte{','}, b[1:len(b)-1]...)
+	return tail
+}
+
+// appendAccess appends the access event of the served request st, with
+// event.id id, as one line of JSON (no newline). It is what
+// l.finish(st).AppendJSON writes when no Annotate hook is set.
+func (l *Logger) appendAccess(b []byte, st *state, id []byte) []byte {
+	ri := &st.info
+	f := l.fields(st)
+	b = append(b, '{')
+	if !ri.start.IsZero() {
+		b = append(b, `"@timestamp":"`...)
+		b = event.AppendTime(b, ri.start)
+		b = append(b, `",`...)
+	}
+	status := int(st.status)
+	if status == 0 {
+		status = http.StatusOK // nothing written: net/http sends 200
+	}
+	b = append(b, `"event":{"kind":"event","category":["web"],"type":["access"],"action":"http_request","outcome":`...)
+	if status >= 400 {
+		b = append(b, `"failure"`...)
+	} else {
+		b = append(b, `"success"`...)
+	}
+	if ri.dur != 0 {
+		b = append(b, `,"duration":`...)
+		b = strconv.AppendInt(b, int64(ri.dur), 10)
+	}
+	b = append(b, `,"id":"`...)
+	b = append(b, id...)
+	b = append(b, `","dataset":"trailguard.access"},"http":{"request":{`...)
+	comma := false
+	if st.requestID != "" {
+		b = append(b, `"id":`...)
+		b = event.AppendString(b, st.requestID)
+		comma = true
+	}
+	b, comma = member(b, comma, `"method":`, f.method)
+	b, comma = member(b, comma, `"referrer":`, f.referrer)
+	reqBytes := st.read
+	if st.read == 0 && ri.contentLength > 0 {
+		reqBytes = ri.contentLength
+	}
+	var body string
+	if st.capture && !st.overflow && len(st.captured) > 0 {
+		body = l.scrubBody(ri.opt.contentType, st.captured)
+	}
+	if reqBytes != 0 || body != "" {
+		if comma {
+			b = append(b, ',')
+		}
+		b = append(b, `"body":{`...)
+		bc := false
+		if reqBytes != 0 {
+			b = append(b, `"bytes":`...)
+			b = strconv.AppendInt(b, reqBytes, 10)
+			bc = true
+		}
+		b, _ = member(b, bc, `"content":`, body)
+		b = append(b, '}')
+		comma = true
+	}
+	if comma {
+		b = append(b, `},`...)
+	} else {
+		// No request member at all: the encoder opens no request object.
+		b = b[:len(b)-len(`"request":{`)]
+	}
+	b = append(b, `"response":{"status_code":`...)
+	b = strconv.AppendInt(b, int64(status), 10)
+	if st.written != 0 {
+		b = append(b, `,"body":{"bytes":`...)
+		b = strconv.AppendInt(b, st.written, 10)
+		b = append(b, '}')
+	}
+	b = append(b, `}}`...)
+	if f.path != "" || f.query != "" || f.original != "" {
+		b = append(b, `,"url":{`...)
+		c := false
+		b, c = member(b, c, `"path":`, f.path)
+		b, c = member(b, c, `"query":`, f.query)
+		b, _ = member(b, c, `"original":`, f.original)
+		b = append(b, '}')
+	}
+	if f.sourceIP != "" || f.sourcePort != 0 {
+		b = append(b, `,"source":{`...)
+		c := false
+		b, c = member(b, c, `"ip":`, f.sourceIP)
+		if f.sourcePort != 0 {
+			if c {
+				b = append(b, ',')
+			}
+			b = append(b, `"port":`...)
+			b = strconv.AppendInt(b, int64(f.sourcePort), 10)
+		}
+		b = append(b, '}')
+	}
+	if f.clientIP != "" {
+		b = append(b, `,"client":{"ip":`...)
+		b = event.AppendString(b, f.clientIP)
+		b = append(b, '}')
+	}
+	st.mu.Lock()
+	u := st.user
+	st.mu.Unlock()
+	uid, uname := l.cut(u.ID), l.cut(u.Name)
+	if uid != "" || uname != "" || len(u.Roles) > 0 {
+		b = append(b, `,"user":{`...)
+		c := false
+		b, c = member(b, c, `"id":`, uid)
+		b, c = member(b, c, `"name":`, uname)
+		if len(u.Roles) > 0 {
+			if c {
+				b = append(b, ',')
+			}
+			b = append(b, `"roles":[`...)
+			for i, r := range u.Roles {
+				if i > 0 {
+					b = append(b, ',')
+				}
+				b = event.AppendString(b, r)
+			}
+			b = append(b, ']')
+		}
+		b = append(b, '}')
+	}
+	if f.ua != "" {
+		b = append(b, `,"user_agent":{"original":`...)
+		b = event.AppendString(b, f.ua)
+		b = append(b, '}')
+	}
+	if st.traceID != "" {
+		b = append(b, `,"trace":{"id":`...)
+		b = event.AppendString(b, st.traceID)
+		b = append(b, '}')
+	}
+	if st.spanID != "" {
+		b = append(b, `,"span":{"id":`...)
+		b = event.AppendString(b, st.spanID)
+		b = append(b, '}')
+	}
+	b = append(b, l.tail...)
+	if len(l.hdrKeys) > 0 {
+		open := false
+		for i := range l.hdrKeys {
+			v, ok := l.headerValue(ri, &l.hdrKeys[i])
+			if !ok {
+				continue
+			}
+			if open {
+				b = append(b, ',')
+			} else {
+				b = append(b, `,"trailguard":{"http":{"request":{"headers":{`...)
+				open = true
+			}
+			b = event.AppendString(b, l.hdrKeys[i].lower)
+			b = append(b, ':')
+			b = event.AppendString(b, v)
+		}
+		if open {
+			b = append(b, `}}}}`...)
+		}
+	}
+	return append(b, '}')
+}
+
+// member appends "key":value when value is not empty, after a comma when
+// one is due, and says whether the next member needs one.
+func member(b []byte, comma bool, key, value string) ([]byte, bool) {
+	if value == "" {
+		return b, comma
+	}
+	if comma {
+		b = append(b, ',')
+	}
+	b = append(b, key...)
+	return event.AppendString(b, value), true
+}
+
+// scrubPath is the redactor's verdict on a request path.
+func (l *Logger) scrubPath(p string) string { return l.red.String(p) }
+
+// scrubUserAgent is the redactor's verdict on a User-Agent header.
+func (l *Logger) scrubUserAgent(ua string) string { return l.red.String(ua) }

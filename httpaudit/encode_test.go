@@ -1,0 +1,222 @@
+package httpaudit
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/trailguard/trailguard/event"
+	"github.com/trailguard/trailguard/redact"
+	"github.com/trailguard/trailguard/sink"
+)
+
+// accessCase is one request and what its handler does, for comparing the
+// direct encoding of access events with the event path.
+type accessCase struct {
+	method, path, rawPath, rawQuery string
+	ua, referer, header, remote     string
+	xff, body, contentType          string
+	status, write                   int
+	user                            User
+}
+
+// serveCase serves c through l and returns the request's state once the
+// middleware has finished with it (the writer only reads it from then on).
+func serveCase(t testing.TB, l *Logger, c accessCase) *state {
+	t.Helper()
+	r := &http.Request{
+		Method:     c.method,
+		URL:        &url.URL{Path: c.path, RawPath: c.rawPath, RawQuery: c.rawQuery},
+		Header:     http.Header{},
+		RemoteAddr: c.remote,
+		Body:       http.NoBody,
+	}
+	set := func(k, v string) {
+		if v != "" {
+			r.Header[k] = []string{v}
+		}
+	}
+	set("User-Agent", c.ua)
+	set("Referer", c.referer)
+	set("X-Debug", c.header)
+	set("Authorization", c.header)
+	set("X-Forwarded-For", c.xff)
+	set("Content-Type", c.contentType)
+	if c.body != "" {
+		r.Body = io.NopCloser(strings.NewReader(c.body))
+		r.ContentLength = int64(len(c.body))
+	}
+	var st *state
+	h := l.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		st = stateFrom(r.Context())
+		io.Copy(io.Discard, r.Body)
+		if c.user.Name != "" || c.user.ID != "" || c.user.Roles != nil {
+			SetUser(r.Context(), c.user)
+		}
+		if c.status != 0 {
+			w.WriteHeader(c.status)
+		}
+		if c.write > 0 {
+			w.Write(bytes.Repeat([]byte("x"), c.write))
+		}
+	}))
+	h.ServeHTTP(httptest.NewRecorder(), r)
+	return st
+}
+
+// checkDirect compares the two encodings of st's access event.
+func checkDirect(t testing.TB, l *Logger, st *state) []byte {
+	t.Helper()
+	id := []byte("01a213cb-c08f-7a0b-beb8-a7736a357c1a")
+	got := l.appendAccess(nil, st, id)
+	ev := l.finish(st)
+	ev.ID = string(id)
+	want := ev.AppendJSON(nil)
+	if !bytes.Equal(got, want) {
+		t.Fatalf("direct encoding differs from the event's:\n got %s\nwant %s", got, want)
+	}
+	// (Validate insists on @timestamp, which a zero clock leaves out.)
+	if err := event.Validate(got); err != nil && !st.info.start.IsZero() {
+		t.Fatalf("not valid ECS: %v\n%s", err, got)
+	}
+	return got
+}
+
+func directLogger(t testing.TB, cfg Config) *Logger {
+	t.Helper()
+	if cfg.Sink == nil {
+		cfg.Sink = sink.NewWriter(io.Discard)
+	}
+	l, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+// TestAccessDirectMatchesEvent holds the writer's direct encoding of access
+// events to the bytes event.AppendJSON writes for the event finish builds:
+// every optional member present and absent, secrets in every field, odd
+// bytes, forwarded clients, captured bodies, recorded headers, a zero
+// clock. The events the writer actually wrote are compared too.
+func TestAccessDirectMatchesEvent(t *testing.T) {
+	trusted := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
+	cases := []accessCase{
+		{method: "GET", path: "/api/v1/orders", rawQuery: "page=2&sort=desc", remote: "192.0.2.1:1234",
+			ua: "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36"},
+		{method: "POST", path: "/login", remote: "10.1.2.3:80", xff: "203.0.113.7, 10.9.9.9", status: 401, write: 12,
+			body: `{"user":"bob","password":"hunter2"}`, contentType: "application/json", user: User{ID: "u1", Name: "bob", Roles: []string{"admin", "x\"y"}}},
+		{method: "PUT", path: "/files/../x y/" + "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln", rawPath: "/files/%2e%2e/x%20y/eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln",
+			rawQuery: "access_token=abc&q=4111111111111111", referer: "https://x.example/?token=abc", header: "Bearer abcdefgh12345", remote: "[2001:db8::1]:443"},
+		{method: "G\"ET", path: "", remote: "not an address", status: 500},
+		{method: "DELETE", path: "/a\x00b\n\u2028\xff", ua: "ua\"\\\x7f", remote: "[::ffff:192.0.2.9]:5", write: 1},
+		{method: "GET", path: "*", remote: "192.0.2.1:0", body: "a=1&password=x", contentType: "application/x-www-form-urlencoded"},
+		{method: "GET", path: "/p(1)!*'", remote: "192.0.2.1:1", user: User{Name: strings.Repeat("n", 5000)}},
+		{method: "GET", path: "/" + strings.Repeat("é", 3000), rawQuery: strings.Repeat("a=b&", 1000), remote: "192.0.2.1:1"},
+		{method: strings.Repeat("M", 17), path: "/x", remote: "192.0.2.1:1", body: "{not json", contentType: "application/json"},
+	}
+	clocks := map[string]func() time.Time{
+		"real": time.Now,
+		"zero": func() time.Time { return time.Time{} },
+		"backwards": func() func() time.Time {
+			var mu sync.Mutex
+			t0 := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+			return func() time.Time {
+				mu.Lock()
+				defer mu.Unlock()
+				t0 = t0.Add(-time.Millisecond)
+				return t0
+			}
+		}(),
+	}
+	for clock, now := range clocks {
+		var out syncBuffer
+		l := directLogger(t, Config{
+			Sink: sink.NewWriter(&out), ServiceName: "svc \"q\"", HostName: "h\u2028", Now: now,
+			TrustedProxies: trusted, MaxBody: 1 << 10, MaxFieldBytes: 256,
+			Headers: []string{"X-Debug", "authorization", "Authorization", "X-Absent"},
+		})
+		var want [][]byte
+		for _, c := range cases {
+			want = append(want, checkDirect(t, l, serveCase(t, l, c)))
+		}
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+		if len(lines) != len(cases) {
+			t.Fatalf("%s clock: %d lines written, want %d", clock, len(lines), len(cases))
+		}
+		for i, line := range lines {
+			// The writer minted its own event.id.
+			ev, err := event.Decode([]byte(line))
+			if err != nil {
+				t.Fatalf("decode %s: %v", line, err)
+			}
+			got := strings.Replace(line, ev.ID, "01a213cb-c08f-7a0b-beb8-a7736a357c1a", 1)
+			if got != string(want[i]) {
+				t.Errorf("%s clock, case %d: written\n%s\nwant\n%s", clock, i, got, want[i])
+			}
+		}
+	}
+	// Without service, host or recorded headers, and with no request id
+	// option changes: the tail and header members are left out.
+	l := directLogger(t, Config{HostName: "-"})
+	l.cfg.HostName, l.tail = "", accessTail("", "")
+	checkDirect(t, l, serveCase(t, l, cases[0]))
+}
+
+func FuzzAccessDirect(f *testing.F) {
+	f.Add("GET", "/api/v1/orders", "", "page=2", "Mozilla/5.0", "", "", "192.0.2.1:1", "", "", 200, 10, "alice")
+	f.Add("POST", "/x y", "/x%20y", "password=1", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln", "https://r/?token=x",
+		"Bearer abcdefgh1", "10.0.0.1:9", "198.51.100.1", `{"password":"x"}`, 403, 0, "")
+	f.Add("\x00", "\xff", "%zz", "&&=", "\u2028", "\n", "\"", "[::1]:1", "10.0.0.2, 1.1.1.1", "a=1", 0, 1, "\\")
+	redactors := map[string]*redact.Redactor{}
+	for _, m := range []redact.Mode{redact.Remove, redact.Mask, redact.HMAC} {
+		r, err := redact.New(redact.Config{Mode: m, Secret: []byte("0123456789abcdef-fuzz"), Emails: m == redact.Mask})
+		if err != nil {
+			f.Fatal(err)
+		}
+		redactors[m.String()] = r
+	}
+	var loggers []*Logger
+	for _, r := range redactors {
+		loggers = append(loggers, directLogger(f, Config{
+			Redactor: r, ServiceName: "svc", HostName: "host", MaxBody: 256, MaxFieldBytes: 64,
+			TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")},
+			Headers:        []string{"X-Debug", "Authorization"},
+			QueueSize:      1 << 16,
+		}))
+	}
+	f.Fuzz(func(t *testing.T, method, path, rawPath, rawQuery, ua, referer, header, remote, xff, body string, status, write int, user string) {
+		c := accessCase{method: method, path: path, rawPath: rawPath, rawQuery: rawQuery, ua: ua, referer: referer,
+			header: header, remote: remote, xff: xff, body: body, status: 200 + int(uint(status)%400), write: int(uint(write) % 64),
+			contentType: "application/x-www-form-urlencoded", user: User{Name: user}}
+		if strings.HasPrefix(body, "{") {
+			c.contentType = "application/json"
+		}
+		for _, l := range loggers {
+			checkDirect(t, l, serveCase(t, l, c))
+		}
+	})
+}
+
+// TestEscapedPath holds the shortcut to url.URL.EscapedPath for every byte.
+func TestEscapedPath(t *testing.T) {
+	for c := range 256 {
+		for _, p := range []string{string(rune(c)), "/a" + string([]byte{byte(c)}) + "b", "*"} {
+			want := (&url.URL{Path: p}).EscapedPath()
+			if got := escapedPath(p, ""); got != want {
+				t.Errorf("escapedPath(%q) = %q, want %q", p, got, want)
+			}
+		}
+	}
+}

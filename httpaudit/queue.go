@@ -1,0 +1,288 @@
+package httpaudit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// queue is the bounded FIFO between the goroutines that record events and
+// the Logger's single writer.
+//
+// It replaced a buffered channel for three reasons. A channel of
+// QueueSize items is one pointer-filled array the garbage collector scans
+// in full on every cycle, however few events are waiting; the queue holds
+// its items in chunks that exist only while they hold events. A sender
+// paid for a read lock, the channel's lock and a counter, three contended
+// cache lines; it now takes one mutex. And a writer that is faster than
+// the requests used to go to sleep after every event, so that every
+// request paid for waking it (a futex call on each side): now, once it has
+// emptied the queue, the writer naps for napTime and takes what arrived
+// meanwhile in one batch, and only senders of events someone waits for
+// (Auth, Audit, errors, Close), or a queue half full, cut the nap short.
+// Access events therefore reach the sink at most napTime later than
+// before; the rest of the semantics are the channel's: at most max events
+// wait, access events are dropped (and counted) when the queue is full,
+// every other event waits for room.
+type queue struct {
+	mu         sync.Mutex
+	head, tail *chunk // the oldest items are at head.items[head.r]
+	spare      *chunk // emptied chunks kept for reuse, linked by next
+	spares     int
+	n, max     int
+	closed     bool          // no new senders (Close)
+	waiters    int           // senders waiting for room, let in before Close
+	room       chan struct{} // closed when the writer makes room for waiters
+	idle       bool          // the writer waits for wake
+	napping    bool          // … and looks again by itself within napTime
+	wake       chan struct{}
+
+	failing *atomic.Bool // the Logger's: set while the sink fails
+
+	enqueued, dropped uint64
+	waits             uint64 // times the writer waited (tests: an idle writer sleeps)
+}
+
+// napTime is how long the writer waits, after emptying the queue, before
+// it looks again without being woken: the longest an access event waits
+// for a writer that is busy often enough to nap.
+const napTime = time.Millisecond
+
+// A chunk holds chunkLen items; up to maxSpares emptied chunks are kept
+// for reuse (a few batches' worth), so that a busy queue allocates none.
+const (
+	chunkLen  = 128
+	maxSpares = 8
+)
+
+type chunk struct {
+	items [chunkLen]item
+	r, w  int
+	next  *chunk
+}
+
+func newQueue(max int) *queue {
+	return &queue{max: max, wake: make(chan struct{}, 1)}
+}
+
+func (q *queue) pushLocked(it item) {
+	if q.tail == nil || q.tail.w == chunkLen {
+		c := q.spare
+		if c != nil {
+			q.spare, c.next = c.next, nil
+			q.spares--
+		} else {
+			c = new(chunk)
+		}
+		if q.tail == nil {
+			q.head = c
+		} else {
+			q.tail.next = c
+		}
+		q.tail = c
+	}
+	q.tail.items[q.tail.w] = it
+	q.tail.w++
+	q.n++
+	q.enqueued++
+}
+
+// signalLocked says whether the sender of an item must wake the writer:
+// it waits for one, and either sleeps without a deadline, or the item is
+// urgent, or the queue is filling up.
+func (q *queue) signalLocked(urgent bool) bool {
+	if !q.idle || (q.napping && !urgent && 2*q.n < q.max) {
+		return false
+	}
+	q.idle = false
+	return true
+}
+
+func (q *queue) signal() {
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// offer queues it unless the queue is full or closed, for events that may
+// be dropped. It reports whether it was queued, and the count of drops
+// when it was dropped.
+func (q *queue) offer(it item) (ok, closed bool, dropped uint64) {
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		return false, true, 0
+	}
+	if q.n >= q.max {
+		q.dropped++
+		d := q.dropped
+		q.mu.Unlock()
+		return false, false, d
+	}
+	q.pushLocked(it)
+	wake := q.signalLocked(it.done != nil)
+	q.mu.Unlock()
+	if wake {
+		q.signal()
+	}
+	return true, false, 0
+}
+
+// put's answers while the sink fails: the event was queued anyway, or
+// not (the queue is full, and waiting for room could last as long as the
+// outage).
+var (
+	errFailingQueued = errors.New("queued while the sink fails")
+	errFailingFull   = errors.New("queue full while the sink fails")
+)
+
+// put queues it, waiting for room until ctx ends or timeout fires (nil:
+// never). Once let in, a sender may still queue after Close: the writer
+// waits for it. While the sink fails it does not wait: see
+// errFailingQueued and errFailingFull.
+func (q *queue) put(ctx context.Context, it item, timeout <-chan time.Time, limit time.Duration) error {
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		return ErrClosed
+	}
+	for q.n >= q.max {
+		if q.failing != nil && q.failing.Load() {
+			q.mu.Unlock()
+			return errFailingFull
+		}
+		if q.room == nil {
+			q.room = make(chan struct{})
+		}
+		room := q.room
+		q.waiters++
+		q.mu.Unlock()
+		var err error
+		select {
+		case <-room:
+		case <-ctx.Done():
+			err = fmt.Errorf("httpaudit: event not queued: %w", ctx.Err())
+		case <-timeout:
+			err = fmt.Errorf("httpaudit: event not queued within %v", limit)
+		}
+		q.mu.Lock()
+		q.waiters--
+		if err != nil {
+			// A writer draining for Close may be waiting for the last
+			// waiter.
+			wake := q.closed && q.waiters == 0 && q.signalLocked(true)
+			q.mu.Unlock()
+			if wake {
+				q.signal()
+			}
+			return err
+		}
+	}
+	q.pushLocked(it)
+	wake := q.signalLocked(true)
+	q.mu.Unlock()
+	if wake {
+		q.signal()
+	}
+	if q.failing != nil && q.failing.Load() {
+		return errFailingQueued
+	}
+	return nil
+}
+
+// wakeWaiters wakes the senders waiting for room, to look again (the
+// sink has started failing).
+func (q *queue) wakeWaiters() {
+	q.mu.Lock()
+	if q.room != nil {
+		close(q.room)
+		q.room = nil
+	}
+	q.mu.Unlock()
+}
+
+// take moves up to max items into batch, oldest first, and makes room for
+// senders waiting for it.
+func (q *queue) takeLocked(batch []item, max int) []item {
+	for q.n > 0 && len(batch) < max {
+		c := q.head
+		k := min(c.w-c.r, max-len(batch))
+		batch = append(batch, c.items[c.r:c.r+k]...)
+		clear(c.items[c.r : c.r+k]) // the queue no longer keeps them alive
+		c.r += k
+		q.n -= k
+		if c.r == c.w {
+			c.r, c.w = 0, 0
+			if c != q.tail {
+				q.head, c.next = c.next, nil
+				if q.spares < maxSpares {
+					c.next = q.spare
+					q.spare = c
+					q.spares++
+				}
+			}
+		}
+	}
+	if len(batch) > 0 && q.room != nil {
+		close(q.room)
+		q.room = nil
+	}
+	return batch
+}
+
+// next returns the next batch for the writer, waiting for one: after a
+// batch (nap true) for at most napTime unless woken, then without a
+// deadline. It returns an empty batch when the queue is closed and
+// drained, with no sender left waiting for room.
+func (q *queue) next(batch []item, max int, timer *time.Timer) []item {
+	nap := true
+	for {
+		q.mu.Lock()
+		q.idle, q.napping = false, false
+		batch = q.takeLocked(batch[:0], max)
+		if len(batch) > 0 {
+			q.mu.Unlock()
+			return batch
+		}
+		if q.closed && q.waiters == 0 {
+			q.mu.Unlock()
+			return batch
+		}
+		nap = nap && !q.closed
+		q.idle, q.napping = true, nap
+		q.waits++
+		q.mu.Unlock()
+		if nap {
+			timer.Reset(napTime)
+			select {
+			case <-q.wake:
+			case <-timer.C:
+			}
+			nap = false // a nap that brought nothing ends in sleep
+			continue
+		}
+		<-q.wake
+	}
+}
+
+// close lets no new sender in and wakes the writer to drain.
+func (q *queue) close() {
+	q.mu.Lock()
+	q.closed = true
+	wake := q.signalLocked(true)
+	q.mu.Unlock()
+	if wake {
+		q.signal()
+	}
+}
+
+// counts returns the queue's counters.
+func (q *queue) counts() (enqueued, dropped uint64, queued int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.enqueued, q.dropped, q.n
+}

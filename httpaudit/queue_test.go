@@ -1,0 +1,190 @@
+package httpaudit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/trailguard/trailguard/event"
+	"github.com/trailguard/trailguard/sink"
+)
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting: %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestWriterWakesAndSleeps: an access event reaches the sink without
+// Close, after the writer has napped and after it has gone to sleep; an
+// idle writer sleeps instead of polling.
+func TestWriterWakesAndSleeps(t *testing.T) {
+	l, buf := newTestLogger(t, Config{})
+	h := l.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	for i := range 3 {
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", fmt.Sprintf("/r%d", i), nil))
+		waitFor(t, "the access event is written", func() bool { return strings.Count(buf.String(), "\n") == i+1 })
+		// Idle: the writer naps once, then sleeps until woken.
+		waitFor(t, "the writer sleeps", func() bool {
+			l.q.mu.Lock()
+			defer l.q.mu.Unlock()
+			return l.q.idle && !l.q.napping
+		})
+		l.q.mu.Lock()
+		before := l.q.waits
+		l.q.mu.Unlock()
+		time.Sleep(30 * time.Millisecond)
+		l.q.mu.Lock()
+		after := l.q.waits
+		l.q.mu.Unlock()
+		if after != before {
+			t.Fatalf("an idle writer woke %d times in 30ms", after-before)
+		}
+	}
+}
+
+// TestCloseLetsWaitersIn: senders waiting for room in a full queue when
+// Close is called still get their events written, and Close waits for
+// them; senders that come after Close are refused.
+func TestCloseLetsWaitersIn(t *testing.T) {
+	buf := &syncBuffer{}
+	g := &gateSink{Sink: sink.NewWriter(buf), gate: make(chan struct{})}
+	// Only the audit events count here: access events are skipped.
+	l, _ := newTestLogger(t, Config{Sink: g, QueueSize: 2, BatchSize: 1, ErrorLog: newDiscardSlog(),
+		Skip: func(*http.Request) bool { return true }})
+	var open sync.Once
+	t.Cleanup(func() { open.Do(func() { close(g.gate) }) }) // before Close, should the test fail
+	var inside sync.WaitGroup
+	var errs atomic.Int32
+	h := l.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := Audit(r.Context(), Op{Action: event.ActionSensitiveRead}); err != nil {
+			errs.Add(1)
+		}
+	}))
+	const senders = 6
+	for range senders {
+		inside.Add(1)
+		go func() {
+			defer inside.Done()
+			h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/audit", nil))
+		}()
+	}
+	// One audit event is in the writer's hands (its sink is stuck), two
+	// fill the queue, the other senders wait for room.
+	waitFor(t, "senders wait for room", func() bool {
+		l.q.mu.Lock()
+		defer l.q.mu.Unlock()
+		return l.q.waiters == senders-3 && l.q.n == 2
+	})
+	closed := make(chan error, 1)
+	go func() { closed <- l.Close() }()
+	waitFor(t, "Close refuses new senders", func() bool {
+		l.q.mu.Lock()
+		defer l.q.mu.Unlock()
+		return l.q.closed
+	})
+	if err := l.Log(context.Background(), &event.Event{Action: "late"}); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Log after Close: %v, want ErrClosed", err)
+	}
+	select {
+	case err := <-closed:
+		t.Fatalf("Close returned (%v) while events were waiting", err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	open.Do(func() { close(g.gate) })
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	inside.Wait()
+	if n := errs.Load(); n != 0 {
+		t.Fatalf("%d Audit calls failed", n)
+	}
+	st := l.Stats()
+	if lines := strings.Count(buf.String(), "\n"); lines != senders || st.Written != senders || st.Enqueued != senders {
+		t.Fatalf("stats %+v, %d lines, %d requests", st, lines, senders)
+	}
+	if got := strings.Count(buf.String(), `"sensitive_read"`); got != senders {
+		t.Fatalf("%d audit events written, want %d", got, senders)
+	}
+}
+
+// TestQueueStress: many senders of both kinds against a small queue and a
+// slow sink, with Close in the middle of it: every event let in is
+// written exactly once, every other one is counted as dropped, refused or
+// lost.
+func TestQueueStress(t *testing.T) {
+	buf := &syncBuffer{}
+	slow := &slowSink{Sink: sink.NewWriter(buf)}
+	l, _ := newTestLogger(t, Config{Sink: slow, QueueSize: 16, BatchSize: 4, ErrorLog: newDiscardSlog()})
+	var refused atomic.Int64
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 300 {
+				ev := &event.Event{Action: "stress", Message: fmt.Sprintf("%d-%d", w, i)}
+				if i%3 == 0 {
+					if err := l.Log(context.Background(), ev); err != nil {
+						if !errors.Is(err, ErrClosed) {
+							t.Error(err)
+						}
+						refused.Add(1)
+					}
+				} else {
+					e := l.newEvent(time.Now())
+					e.Action, e.Message = ev.Action, ev.Message
+					l.tryEnqueue(e)
+				}
+				if w == 0 && i == 150 {
+					go l.Close()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st := l.Stats()
+	out := buf.String()
+	lines := strings.Count(out, "\n")
+	if st.Written != st.Enqueued || lines != int(st.Written) {
+		t.Fatalf("stats %+v, %d lines", st, lines)
+	}
+	if total := int64(st.Enqueued+st.Dropped+st.Lost) + refused.Load(); total != 8*300 {
+		t.Fatalf("enqueued %d + dropped %d + lost %d + refused %d = %d, want %d", st.Enqueued, st.Dropped, st.Lost, refused.Load(), total, 8*300)
+	}
+	seen := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		ev, err := event.Decode([]byte(line))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seen[ev.Message] {
+			t.Fatalf("event %s written twice", ev.Message)
+		}
+		seen[ev.Message] = true
+	}
+}
+
+// slowSink makes every write take a little while, so that the queue fills.
+type slowSink struct{ sink.Sink }
+
+func (s *slowSink) Write(ctx context.Context, recs [][]byte) error {
+	time.Sleep(50 * time.Microsecond)
+	return s.Sink.Write(ctx, recs)
+}
