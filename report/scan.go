@@ -191,9 +191,13 @@ func (p *parser) skip() error {
 		}
 		return errSyntax
 	default:
+		start := p.i
 		for p.i < len(p.b) {
 			switch p.b[p.i] {
-			case ',', '}', ']', ' ', '\t', '\n', '\r':
+			case ',', '}', ']', ' ', '\t', '\n', '\r', ':':
+				if p.i == start {
+					return errSyntax // no value here: never loop on it
+				}
 				return nil
 			}
 			p.i++
