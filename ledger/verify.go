@@ -577,8 +577,7 @@ type frameRef struct {
 // produce reads the segments in order, in large blocks, and cuts the
 // record stream into tile-aligned chunks; workers check and hash them in
 // parallel. Frames are not copied: chunks point into the blocks.
-func (v *verifier) produce(out chan<- *chunk, work chan<- *chunk, stopCh <-chan struct{}) (err error) {
-	stop := stopCh
+func (v *verifier) produce(out chan<- *chunk, work chan<- *chunk, stop <-chan struct{}) (err error) {
 	defer close(out)
 	defer close(work)
 	segs, err := listSegments(filepath.Join(v.dir, "seg"))
@@ -714,8 +713,8 @@ func (v *verifier) produce(out chan<- *chunk, work chan<- *chunk, stopCh <-chan 
 		if curMap != nil && skip == 0 && hint != nil {
 			// Split by the .idx, frames checked by the workers.
 			send()
-			ok, stop := v.produceHinted(s, rel, block, segs[si+1].first-s.first, &idx, *hint, curMap, out, work, stopCh)
-			if stop {
+			ok, stopped := v.produceHinted(s, rel, block, segs[si+1].first-s.first, &idx, *hint, curMap, out, work, stop)
+			if stopped {
 				f.Close()
 				return nil
 			}
