@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -28,12 +29,29 @@ import (
 func TestRun(t *testing.T) {
 	dir := t.TempDir()
 	var live strings.Builder
-	sum, err := Run(context.Background(), Options{Dir: dir, Duration: time.Millisecond, Log: &live})
+	// --keep-running: the UI address and token printed let one sign in.
+	var signedIn int
+	keep := func(_ *Summary, ui, token string) {
+		req, _ := http.NewRequest("POST", strings.TrimSuffix(ui, "/ui/")+"/ui/api/session", strings.NewReader(`{"token":"`+token+`"}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Origin", strings.TrimSuffix(ui, "/ui/"))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Errorf("sign in: %v", err)
+			return
+		}
+		resp.Body.Close()
+		signedIn = resp.StatusCode
+	}
+	sum, err := Run(context.Background(), Options{Dir: dir, Duration: time.Millisecond, Log: &live, KeepRunning: keep})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(sum.Leaked) > 0 {
 		t.Fatalf("secrets leaked into the trail or the ledger: %q", sum.Leaked)
+	}
+	if signedIn != http.StatusOK && signedIn != http.StatusCreated && signedIn != http.StatusNoContent {
+		t.Errorf("signing in to the web UI with the token the demo prints: status %d", signedIn)
 	}
 	if sum.Secrets < 40 {
 		t.Fatalf("only %d secrets sent: the leak check checked too little", sum.Secrets)
@@ -83,7 +101,7 @@ func TestRun(t *testing.T) {
 	}
 	bf, cs, pr := stories["203.0.113.66"], stories["198.18.7.23"], stories["192.0.2.77"]
 	if len(sum.Stories) != 3 {
-		t.Fatalf("stories of %d blocked addresses, want the 3 attackers: %+v", len(sum.Stories), sum.Stories)
+		t.Fatalf("stories of %d blocked addresses, want the 3 attackers: %+v\nothers: %+v\nlive:\n%s", len(sum.Stories), sum.Stories, sum.Others, live.String())
 	}
 	if bf.TargetUser != "alice" || bf.BadPasswords < 10 || bf.UserAgent != "python-requests/2.32.3" || !slices.Contains(bf.Alerts, "Brute force from one address") {
 		t.Errorf("brute force story: %+v", bf)
@@ -203,6 +221,28 @@ func TestRun(t *testing.T) {
 	for _, want := range []string{"ALERT", "BLOCK 203.0.113.66", "REFUSED at the gateway"} {
 		if !strings.Contains(live.String(), want) {
 			t.Errorf("live output lacks %q:\n%s", want, live.String())
+		}
+	}
+}
+
+// TestContainsSecret: a secret is found as a value, not by chance inside
+// a longer run of digits or letters.
+func TestContainsSecret(t *testing.T) {
+	for _, c := range []struct {
+		data, sec string
+		want      bool
+	}{
+		{`{"password":"111111"}`, "111111", true},
+		{`"@timestamp":"2026-11-30T03:16:54.683111111Z"`, "111111", false},
+		{`"id":"01a22a74-111111x"`, "111111", false},
+		{`card 4111 1111 1111 1111 end`, "4111 1111 1111 1111", true},
+		{`Bearer tg_abc123def`, "tg_abc123def", true},
+		{`x` + "hunter2-but-longer" + `y`, "hunter2-but-longer", false},
+		{`"hunter2-but-longer"`, "hunter2-but-longer", true},
+		{`12345`, "12345", false}, // too short to tell
+	} {
+		if got := containsSecret([]byte(c.data), c.sec); got != c.want {
+			t.Errorf("containsSecret(%q, %q) = %v", c.data, c.sec, got)
 		}
 	}
 }

@@ -64,10 +64,14 @@ type watcher struct {
 	crossed  map[string]trigger
 	refused  map[string]bool
 	blockCnt map[string]int
+	// pending holds a block stored before the alert that asked for it (they
+	// are appended together, in either order) until the alert is seen.
+	pending map[string]Happening
 }
 
 func newWatcher(start time.Time, out io.Writer) *watcher {
-	return &watcher{start: start, out: out, crossed: map[string]trigger{}, refused: map[string]bool{}, blockCnt: map[string]int{}}
+	return &watcher{start: start, out: out, crossed: map[string]trigger{}, refused: map[string]bool{}, blockCnt: map[string]int{},
+		pending: map[string]Happening{}}
 }
 
 type trigger struct{ appended, stamped time.Time }
@@ -127,10 +131,13 @@ func (w *watcher) record(l *ledger.Ledger, e ledger.Entry) {
 		}
 		h = Happening{At: e.Time, Kind: "block", Address: addr,
 			Text: fmt.Sprintf("BLOCK %s for %s (%s)", display(addr), shortDur(r.TG.Decision.Duration), display(r.Rule.Name))}
-		if t, ok := w.crossed[addr]; ok {
-			h.Delay = e.Time.Sub(t.appended)
-			h.Text += fmt.Sprintf(" — decided %s after the attack crossed the threshold", msDur(h.Delay))
+		t, ok := w.crossed[addr]
+		if !ok {
+			w.pending[addr] = h
+			return
 		}
+		h.Delay = e.Time.Sub(t.appended)
+		h.Text += fmt.Sprintf(" — decided %s after the attack crossed the threshold", msDur(h.Delay))
 	case isRefusal && r.Event.Action == "request_blocked" && !w.refused[addr]:
 		w.refused[addr] = true
 		h = Happening{At: r.TS, Kind: "refused", Address: addr, Text: fmt.Sprintf("REFUSED at the gateway: %s gets 403", display(addr))}
@@ -141,8 +148,30 @@ func (w *watcher) record(l *ledger.Ledger, e ledger.Entry) {
 	default:
 		return
 	}
+	w.show(h)
+	if p, ok := w.pending[addr]; ok && h.Kind == "alert" {
+		delete(w.pending, addr)
+		if t, ok := w.crossed[addr]; ok {
+			p.Delay = p.At.Sub(t.appended)
+			p.Text += fmt.Sprintf(" — decided %s after the attack crossed the threshold", msDur(p.Delay))
+		}
+		w.show(p)
+	}
+}
+
+func (w *watcher) show(h Happening) {
 	w.seen = append(w.seen, h)
 	fmt.Fprintf(w.out, "  %-8s %s\n", fmt.Sprintf("+%.2fs", h.At.Sub(w.start).Seconds()), h.Text)
+}
+
+// flush shows the blocks whose alert never came (a decision made by hand).
+func (w *watcher) flush() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, h := range w.pending {
+		w.show(h)
+	}
+	clear(w.pending)
 }
 
 func (w *watcher) happenings() []Happening {

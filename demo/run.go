@@ -271,6 +271,7 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 	sum.Detection = collectDetection(col)
 	stopWatch()
 	<-watchDone
+	w.flush()
 	sum.Happenings = w.happenings()
 
 	// The PCI DSS report over the demo, from the collector (as GET
@@ -369,7 +370,7 @@ func (s *Summary) readLedger(l *ledger.Ledger, start time.Time, secrets []string
 			s.LedgerBy["trailguard-collector"]++
 		}
 		for _, sec := range secrets {
-			if len(sec) >= 6 && bytes.Contains(e.Data, []byte(sec)) && !slices.Contains(s.Leaked, sec) {
+			if containsSecret(e.Data, sec) && !slices.Contains(s.Leaked, sec) {
 				s.Leaked = append(s.Leaked, sec)
 			}
 		}
@@ -422,11 +423,34 @@ func summarize(trailDir string, secrets []string) (*Summary, error) {
 		return nil, fmt.Errorf("demo: %w", err)
 	}
 	for _, sec := range secrets {
-		if len(sec) >= 6 && bytes.Contains(all.Bytes(), []byte(sec)) {
+		if containsSecret(all.Bytes(), sec) {
 			s.Leaked = append(s.Leaked, sec)
 		}
 	}
 	return s, nil
+}
+
+// containsSecret reports whether sec appears in data as a value of its
+// own: not inside a longer run of letters and digits, where a short
+// password such as "111111" turns up by chance (in a timestamp's
+// nanoseconds, an id) without having leaked.
+func containsSecret(data []byte, sec string) bool {
+	if len(sec) < 6 {
+		return false
+	}
+	alnum := func(c byte) bool { return c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
+	for off := 0; ; {
+		i := bytes.Index(data[off:], []byte(sec))
+		if i < 0 {
+			return false
+		}
+		i += off
+		end := i + len(sec)
+		if (i == 0 || !alnum(data[i-1]) || !alnum(sec[0])) && (end == len(data) || !alnum(data[end]) || !alnum(sec[len(sec)-1])) {
+			return true
+		}
+		off = i + 1
+	}
 }
 
 // checkpointSize reads the tree size of a signed checkpoint (its second

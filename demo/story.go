@@ -81,11 +81,13 @@ func readTrail(recs [][]byte) *trail {
 				continue
 			}
 			a := r.Client.IP
+			// An alert and the block it asks for are stored together, in
+			// either order: the first of them names the address.
+			if len(t.marks[a]) == 0 && (r.Event.Kind == "alert" || r.Event.Action == "block_decision_created") {
+				t.order = append(t.order, a)
+			}
 			switch {
 			case r.Event.Kind == "alert":
-				if len(t.marks[a]) == 0 {
-					t.order = append(t.order, a)
-				}
 				t.marks[a] = append(t.marks[a], mark{r.TS, "alert: " + r.Rule.Name})
 			case r.Event.Action == "block_decision_created":
 				t.marks[a] = append(t.marks[a], mark{r.TS, "blocked for " + shortDur(r.TG.Decision.Duration) + " (" + r.Rule.Name + ")"})
