@@ -50,12 +50,19 @@ func parseTraceparent(h string) (traceID, spanID string, ok bool) {
 
 func lowerHex(s string) bool {
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+		if !lowerHexByte[s[i]] {
 			return false
 		}
 	}
 	return true
 }
+
+var lowerHexByte = func() (t [256]bool) {
+	for _, c := range "0123456789abcdef" {
+		t[c] = true
+	}
+	return t
+}()
 
 func allZero(s string) bool {
 	for i := 0; i < len(s); i++ {

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/trailguard/trailguard/event"
 )
@@ -166,13 +167,13 @@ func accessTail(service, host string) []byte {
 // appendAccess appends the access event of the served request st, with
 // event.id id, as one line of JSON (no newline). It is what
 // l.finish(st).AppendJSON writes when no Annotate hook is set.
-func (l *Logger) appendAccess(b []byte, st *state, id []byte) []byte {
+func (l *Logger) appendAccess(b []byte, st *state, id []byte, tc *timeCache) []byte {
 	ri := &st.info
 	f := l.fields(st)
 	b = append(b, '{')
 	if !ri.start.IsZero() {
 		b = append(b, `"@timestamp":"`...)
-		b = event.AppendTime(b, ri.start)
+		b = tc.append(b, ri.start)
 		b = append(b, `",`...)
 	}
 	status := int(st.status)
@@ -195,7 +196,7 @@ func (l *Logger) appendAccess(b []byte, st *state, id []byte) []byte {
 	comma := false
 	if st.requestID != "" {
 		b = append(b, `"id":`...)
-		b = event.AppendString(b, st.requestID)
+		b = appendQuoted(b, st.requestID)
 		comma = true
 	}
 	b, comma = member(b, comma, `"method":`, f.method)
@@ -248,7 +249,11 @@ func (l *Logger) appendAccess(b []byte, st *state, id []byte) []byte {
 	if f.sourceIP != "" || f.sourcePort != 0 {
 		b = append(b, `,"source":{`...)
 		c := false
-		b, c = member(b, c, `"ip":`, f.sourceIP)
+		if f.sourceIP != "" {
+			b = append(b, `"ip":`...)
+			b = appendQuoted(b, f.sourceIP)
+			c = true
+		}
 		if f.sourcePort != 0 {
 			if c {
 				b = append(b, ',')
@@ -260,7 +265,7 @@ func (l *Logger) appendAccess(b []byte, st *state, id []byte) []byte {
 	}
 	if f.clientIP != "" {
 		b = append(b, `,"client":{"ip":`...)
-		b = event.AppendString(b, f.clientIP)
+		b = appendQuoted(b, f.clientIP)
 		b = append(b, '}')
 	}
 	st.mu.Lock()
@@ -294,12 +299,12 @@ func (l *Logger) appendAccess(b []byte, st *state, id []byte) []byte {
 	}
 	if st.traceID != "" {
 		b = append(b, `,"trace":{"id":`...)
-		b = event.AppendString(b, st.traceID)
+		b = appendQuoted(b, st.traceID)
 		b = append(b, '}')
 	}
 	if st.spanID != "" {
 		b = append(b, `,"span":{"id":`...)
-		b = event.AppendString(b, st.spanID)
+		b = appendQuoted(b, st.spanID)
 		b = append(b, '}')
 	}
 	b = append(b, l.tail...)
@@ -325,6 +330,50 @@ func (l *Logger) appendAccess(b []byte, st *state, id []byte) []byte {
 		}
 	}
 	return append(b, '}')
+}
+
+// timeCache formats timestamps as event.AppendTime does, keeping the text
+// up to the seconds of the last one: the events of a batch mostly share
+// their second, and only the nanoseconds need writing then.
+type timeCache struct {
+	sec    int64
+	prefix [20]byte // "2006-01-02T15:04:05."
+	ok     bool
+}
+
+func (c *timeCache) append(b []byte, t time.Time) []byte {
+	sec := t.Unix()
+	if !c.ok || sec != c.sec {
+		var full [40]byte
+		f := event.AppendTime(full[:0], t)
+		if len(f) != 30 { // a year outside 0–9999: not cached
+			c.ok = false
+			return append(b, f...)
+		}
+		copy(c.prefix[:], f)
+		c.sec, c.ok = sec, true
+	}
+	b = append(b, c.prefix[:]...)
+	var ns [10]byte
+	v := t.Nanosecond()
+	for i := 8; i >= 0; i-- {
+		ns[i] = byte('0' + v%10)
+		v /= 10
+	}
+	ns[9] = 'Z'
+	return append(b, ns[:]...)
+}
+
+// appendQuoted appends s in quotes without looking for bytes to escape.
+// It is only for values whose alphabet the middleware checked or chose
+// itself: request ids (validRequestID or a generated UUID), trace and span
+// ids (lower-case hex), addresses as net/netip formats or parses them
+// (digits, hex, '.', ':'). FuzzAccessDirect compares the result with the
+// escaping encoder's.
+func appendQuoted(b []byte, s string) []byte {
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 // member appends "key":value when value is not empty, after a comma when

@@ -23,6 +23,7 @@ type accessCase struct {
 	method, path, rawPath, rawQuery string
 	ua, referer, header, remote     string
 	xff, body, contentType          string
+	requestID, traceparent          string
 	status, write                   int
 	user                            User
 }
@@ -49,6 +50,8 @@ func serveCase(t testing.TB, l *Logger, c accessCase) *state {
 	set("Authorization", c.header)
 	set("X-Forwarded-For", c.xff)
 	set("Content-Type", c.contentType)
+	set("X-Request-Id", c.requestID)
+	set("Traceparent", c.traceparent)
 	if c.body != "" {
 		r.Body = io.NopCloser(strings.NewReader(c.body))
 		r.ContentLength = int64(len(c.body))
@@ -75,7 +78,11 @@ func serveCase(t testing.TB, l *Logger, c accessCase) *state {
 func checkDirect(t testing.TB, l *Logger, st *state) []byte {
 	t.Helper()
 	id := []byte("01a213cb-c08f-7a0b-beb8-a7736a357c1a")
-	got := l.appendAccess(nil, st, id)
+	var tc timeCache
+	got := l.appendAccess(nil, st, id, &tc)
+	if again := l.appendAccess(nil, st, id, &tc); !bytes.Equal(again, got) { // from the cache
+		t.Fatalf("encoded again with the time cache:\n%s\n%s", again, got)
+	}
 	ev := l.finish(st)
 	ev.ID = string(id)
 	want := ev.AppendJSON(nil)
@@ -111,6 +118,7 @@ func TestAccessDirectMatchesEvent(t *testing.T) {
 	trusted := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
 	cases := []accessCase{
 		{method: "GET", path: "/api/v1/orders", rawQuery: "page=2&sort=desc", remote: "192.0.2.1:1234",
+			requestID: "5f2b6c1e-8a3d-4e7b-9c10-2d4f6a8b0c1e", traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
 			ua: "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36"},
 		{method: "POST", path: "/login", remote: "10.1.2.3:80", xff: "203.0.113.7, 10.9.9.9", status: 401, write: 12,
 			body: `{"user":"bob","password":"hunter2"}`, contentType: "application/json", user: User{ID: "u1", Name: "bob", Roles: []string{"admin", "x\"y"}}},
@@ -175,10 +183,12 @@ func TestAccessDirectMatchesEvent(t *testing.T) {
 }
 
 func FuzzAccessDirect(f *testing.F) {
-	f.Add("GET", "/api/v1/orders", "", "page=2", "Mozilla/5.0", "", "", "192.0.2.1:1", "", "", 200, 10, "alice")
+	f.Add("GET", "/api/v1/orders", "", "page=2", "Mozilla/5.0", "", "", "192.0.2.1:1", "", "", 200, 10, "alice",
+		"5f2b6c1e-8a3d-4e7b-9c10-2d4f6a8b0c1e", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
 	f.Add("POST", "/x y", "/x%20y", "password=1", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln", "https://r/?token=x",
-		"Bearer abcdefgh1", "10.0.0.1:9", "198.51.100.1", `{"password":"x"}`, 403, 0, "")
-	f.Add("\x00", "\xff", "%zz", "&&=", "\u2028", "\n", "\"", "[::1]:1", "10.0.0.2, 1.1.1.1", "a=1", 0, 1, "\\")
+		"Bearer abcdefgh1", "10.0.0.1:9", "198.51.100.1", `{"password":"x"}`, 403, 0, "", "a\"b", "00-x")
+	f.Add("\x00", "\xff", "%zz", "&&=", "\u2028", "\n", "\"", "[::1]:1", "10.0.0.2, 1.1.1.1", "a=1", 0, 1, "\\",
+		"req.1:2_3-4", "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra")
 	redactors := map[string]*redact.Redactor{}
 	for _, m := range []redact.Mode{redact.Remove, redact.Mask, redact.HMAC} {
 		r, err := redact.New(redact.Config{Mode: m, Secret: []byte("0123456789abcdef-fuzz"), Emails: m == redact.Mask})
@@ -196,8 +206,9 @@ func FuzzAccessDirect(f *testing.F) {
 			QueueSize:      1 << 16,
 		}))
 	}
-	f.Fuzz(func(t *testing.T, method, path, rawPath, rawQuery, ua, referer, header, remote, xff, body string, status, write int, user string) {
+	f.Fuzz(func(t *testing.T, method, path, rawPath, rawQuery, ua, referer, header, remote, xff, body string, status, write int, user, requestID, traceparent string) {
 		c := accessCase{method: method, path: path, rawPath: rawPath, rawQuery: rawQuery, ua: ua, referer: referer,
+			requestID: requestID, traceparent: traceparent,
 			header: header, remote: remote, xff: xff, body: body, status: 200 + int(uint(status)%400), write: int(uint(write) % 64),
 			contentType: "application/x-www-form-urlencoded", user: User{Name: user}}
 		if strings.HasPrefix(body, "{") {
@@ -207,6 +218,25 @@ func FuzzAccessDirect(f *testing.F) {
 			checkDirect(t, l, serveCase(t, l, c))
 		}
 	})
+}
+
+// TestTimeCache: the cached text of a timestamp is event.AppendTime's,
+// across seconds, days, years, zones and the years it cannot cache.
+func TestTimeCache(t *testing.T) {
+	var tc timeCache
+	base := time.Date(2026, 12, 31, 23, 59, 58, 999999990, time.UTC)
+	for i := range 5000 {
+		tm := base.Add(time.Duration(i) * 3 * time.Millisecond / 7)
+		if i%50 == 0 {
+			tm = tm.In(time.FixedZone("X", 3600*(i%24-12)))
+		}
+		if i%97 == 0 {
+			tm = tm.AddDate(8000-i%3*9000, 0, 0) // years beyond 9999 and before 0
+		}
+		if got, want := string(tc.append(nil, tm)), string(event.AppendTime(nil, tm)); got != want {
+			t.Fatalf("%v: %s, want %s", tm, got, want)
+		}
+	}
 }
 
 // TestEscapedPath holds the shortcut to url.URL.EscapedPath for every byte.
@@ -219,4 +249,20 @@ func TestEscapedPath(t *testing.T) {
 			}
 		}
 	}
+}
+
+// FuzzSplitAddr holds the fast path for "a.b.c.d:port" to the general
+// parsers.
+func FuzzSplitAddr(f *testing.F) {
+	for _, s := range []string{"192.0.2.1:1234", "1.2.3.4:", "01.2.3.4:5", "256.1.1.1:1", "1.2.3.4:123456",
+		"1.2.3.4:+5", "[::1]:80", "1.2.3.4", "1.2.3.4:5:6", "1.2.3:4", "0.0.0.0:0", "255.255.255.255:65535", "1.2.3.4.5:6"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, addr string) {
+		a1, h1, p1 := splitAddr(addr)
+		a2, h2, p2 := splitAddrSlow(addr)
+		if a1 != a2 || h1 != h2 || p1 != p2 {
+			t.Fatalf("splitAddr(%q) = %v %q %d, the general parsers say %v %q %d", addr, a1, h1, p1, a2, h2, p2)
+		}
+	})
 }

@@ -357,6 +357,58 @@ func sanitizeMethod(m string) string {
 // of addr when that is already canonical (the common IPv4 case), which
 // saves formatting it again on every request.
 func splitAddr(addr string) (netip.Addr, string, int) {
+	// The common case, "a.b.c.d:port", without the general parsers.
+	if a, n := parseIPv4(addr); n > 0 && n < len(addr) && addr[n] == ':' {
+		if p, ok := parsePort(addr[n+1:]); ok {
+			return a, addr[:n], p
+		}
+	}
+	return splitAddrSlow(addr)
+}
+
+// parseIPv4 parses the dotted quad at the start of s as netip.ParseAddr
+// would accept it alone (four decimal fields, none above 255, no leading
+// zeros) and returns it and its length; 0 when s does not start with one.
+func parseIPv4(s string) (netip.Addr, int) {
+	var ip [4]byte
+	i := 0
+	for f := range 4 {
+		if f > 0 {
+			if i >= len(s) || s[i] != '.' {
+				return netip.Addr{}, 0
+			}
+			i++
+		}
+		st, v := i, 0
+		for i < len(s) && i-st < 4 && '0' <= s[i] && s[i] <= '9' {
+			v = v*10 + int(s[i]-'0')
+			i++
+		}
+		if n := i - st; n == 0 || n > 3 || v > 255 || (n > 1 && s[st] == '0') {
+			return netip.Addr{}, 0
+		}
+		ip[f] = byte(v)
+	}
+	return netip.AddrFrom4(ip), i
+}
+
+// parsePort parses one to five decimal digits.
+func parsePort(s string) (int, bool) {
+	if len(s) == 0 || len(s) > 5 {
+		return 0, false
+	}
+	p := 0
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, false
+		}
+		p = p*10 + int(s[i]-'0')
+	}
+	return p, true
+}
+
+// splitAddrSlow is splitAddr for every other form.
+func splitAddrSlow(addr string) (netip.Addr, string, int) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		host = addr

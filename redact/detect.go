@@ -87,6 +87,16 @@ func next[T text](r *Redactor, s T, from, start int) (span, bool) {
 			}
 			// digitsAt's first test, here without a call: most digit runs
 			// (versions, dates, ports, ids) are too short to be a secret.
+			// A run of fewer than nine digits that no ' ' or '-' joins
+			// to more is skipped whole.
+			j := i + 1
+			for j < len(s) && isDigit(s[j]) {
+				j++
+			}
+			if j-i < 9 && (j+1 >= len(s) || s[j] != ' ' && s[j] != '-' || !isDigit(s[j+1])) {
+				i = j - 1
+				continue
+			}
 			if n := shortDigitRun(s, i); n > 0 {
 				i = n - 1
 				continue

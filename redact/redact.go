@@ -359,18 +359,24 @@ func uuidShaped(s string) bool {
 	if len(s) != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-' {
 		return false
 	}
-	for i := 0; i < 36; i++ {
-		if i == 8 || i == 13 || i == 18 || i == 23 {
-			continue
-		}
-		if !isHex(s[i]) {
+	return hexRun(s[0:8]) && hexRun(s[9:13]) && hexRun(s[14:18]) && hexRun(s[19:23]) && hexRun(s[24:36])
+}
+
+func hexRun(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if !hexByte[s[i]] {
 			return false
 		}
 	}
 	return true
 }
 
-func isHex(c byte) bool { return isDigit(c) || 'a' <= c|0x20 && c|0x20 <= 'f' }
+var hexByte = func() (t [256]bool) {
+	for _, c := range "0123456789abcdefABCDEF" {
+		t[c] = true
+	}
+	return t
+}()
 
 // Bytes appends s, scrubbed like [Redactor.String], to dst.
 func (r *Redactor) Bytes(dst, s []byte) []byte {

@@ -59,8 +59,10 @@ func TestReport(t *testing.T) {
 	}
 	for _, want := range []string{
 		"goal own allocs ≤ 4: httpaudit 3  met",
-		"1/3 of HTTPLog: httpaudit is 0.25 of it (overhead only: 0.10; cpu-ns/op: n/a)  met",
-		"1/3 of SlogHTTP: httpaudit is 0.50 of it (overhead only: 0.25; cpu-ns/op: 0.67)  MISSED",
+		"1/3 of HTTPLog: httpaudit is 0.25 of it (overhead only: 0.10)  met",
+		"goal cpu-ns/op ≤ 1/2 of HTTPLog: not measured  MISSED",
+		"1/3 of SlogHTTP: httpaudit is 0.50 of it (overhead only: 0.25)  MISSED",
+		"goal cpu-ns/op ≤ 1/2 of SlogHTTP: httpaudit is 0.67 of it  MISSED",
 		"goal own allocs ≤ 4: httpaudit 8  MISSED",
 	} {
 		if !strings.Contains(out.String(), want) {
@@ -93,5 +95,32 @@ func TestParse(t *testing.T) {
 				t.Errorf("%d samples, want %d", len(res["X"].ns), tt.samples)
 			}
 		})
+	}
+}
+
+// TestCPUGoal: the CPU goal is met at half of the peer's cpu-ns/op or less
+// and missed above it, whatever ns/op says.
+func TestCPUGoal(t *testing.T) {
+	in := `BenchmarkBaseline-2 10 100 ns/op 100 cpu-ns/op 0 B/op 9 allocs/op
+BenchmarkHTTPAudit-2 10 300 ns/op 2000 cpu-ns/op 0 B/op 10 allocs/op
+BenchmarkHTTPLog-2 10 900 ns/op 4000 cpu-ns/op 0 B/op 30 allocs/op
+BenchmarkSlogHTTP-2 10 900 ns/op 3999 cpu-ns/op 0 B/op 30 allocs/op
+`
+	res, err := parse(strings.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if report(&out, res) {
+		t.Error("report says every goal is met")
+	}
+	for _, want := range []string{
+		"goal cpu-ns/op ≤ 1/2 of HTTPLog: httpaudit is 0.50 of it  met",
+		"goal cpu-ns/op ≤ 1/2 of SlogHTTP: httpaudit is 0.50 of it  MISSED",
+		"goal ns/op ≤ 1/3 of SlogHTTP: httpaudit is 0.33 of it (overhead only: 0.25)  met",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, out.String())
+		}
 	}
 }
