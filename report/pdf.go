@@ -84,6 +84,9 @@ func PDF(r *Report, sum string) ([]byte, error) {
 	pdf.SetFont("Helvetica", "", 9)
 	tableRows(pdf, text, []float64{35, 115, 30}, []string{"Requirement", "Title", "Status"}, rows)
 
+	if pdf.GetY() > 190 { // the chart and its heading stay together
+		pdf.AddPage()
+	}
 	h2("Authentication failures over time")
 	chartPDF(pdf, text, r)
 

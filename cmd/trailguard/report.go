@@ -17,6 +17,8 @@ import (
 )
 
 func init() {
+	// Reports made by `serve` (GET /v1/reports) name this binary too.
+	server.Version = strings.TrimPrefix(versionLine(), "trailguard ")
 	register("report", "compliance report (PCI DSS, SOC 2, HIPAA) from the ledger: signed JSON, HTML or PDF", func(args []string) int {
 		return runReport(args, os.Stdout, os.Stderr)
 	})
