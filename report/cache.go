@@ -200,7 +200,13 @@ func Warm(ctx context.Context, l *ledger.Ledger, dir string, done map[uint64]boo
 	if len(pending) == 0 {
 		return 0, nil
 	}
-	h, err := readHistory(l, time.Time{}, time.Time{}, time.Minute)
+	// The checkpoints covering the pending records: from around the first
+	// one's append time on (not the whole history).
+	since := time.Time{}
+	if e, err := l.Read(pending[0] * chunkSize); err == nil {
+		since = e.Time.Add(-time.Minute)
+	}
+	h, err := readHistory(l, since, since, time.Minute)
 	if err != nil {
 		return 0, err
 	}

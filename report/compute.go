@@ -687,7 +687,9 @@ func readHistory(l *ledger.Ledger, from, to time.Time, maxGap time.Duration) (*h
 	}
 	var prev cpPoint
 	havePrev, later := false, false
-	for e, err := range l.History() {
+	// From the checkpoint that opens the period on: the records of the
+	// period are covered by it and the ones after.
+	for e, err := range l.HistoryFrom(from) {
 		if err != nil {
 			return nil, fmt.Errorf("report: %w", err)
 		}
