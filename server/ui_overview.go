@@ -232,6 +232,14 @@ func (o *overviewRollup) load(size uint64) (next uint64, ok bool) {
 	return f.Next, true
 }
 
+// loadedUpTo is the ledger index the saved counts read at start-up ended
+// at (0 until they are loaded, or when there were none).
+func (o *overviewRollup) loadedUpTo() uint64 {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	return o.loaded
+}
+
 // caughtUp is the next ledger index the follower will read.
 func (o *overviewRollup) caughtUp() uint64 {
 	o.mu.RLock()

@@ -410,8 +410,12 @@ func TestOverviewSurvivesRestart(t *testing.T) {
 	ts.stop(t)
 
 	ts2 := startServer(t, dir, nil)
-	// Close saves again (with the collector's last events of its own).
-	if got := ts2.ui.overview.loaded; got < saved || saved == 0 {
+	// Close saves again (with the collector's last events of its own). The
+	// follower loads them in its own goroutine.
+	for deadline := time.Now().Add(10 * time.Second); ts2.ui.overview.loadedUpTo() == 0 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := ts2.ui.overview.loadedUpTo(); got < saved || saved == 0 {
 		t.Fatalf("restart loaded counts up to %d, saved %d before the stop", got, saved)
 	}
 	deadline := time.Now().Add(10 * time.Second)
