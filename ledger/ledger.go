@@ -83,6 +83,12 @@ type Options struct {
 	DisableCompression bool
 	// MaxRecordSize is the largest record Append accepts. Default 1 MiB.
 	MaxRecordSize int
+	// TailBytes, if positive, keeps copies of the records most recently
+	// appended by this Ledger, up to this many bytes, for FollowAppended:
+	// consumers in the writing process (an index, detection) then take
+	// them from memory instead of reading them back and hashing them
+	// again. Default 0: none.
+	TailBytes int
 
 	// Retention, if its Retain period is non-zero, deletes whole segments
 	// whose newest record is older than the period (see Prune).
@@ -261,6 +267,7 @@ type Ledger struct {
 	cpFailed   atomic.Bool   // the last checkpoint could not be written (disk full)
 	adopted    *Adoption
 	auth       *leafAuth
+	tail       *appendedTail // nil without Options.TailBytes
 
 	closeMu sync.RWMutex
 	closed  bool
@@ -305,6 +312,7 @@ type appendReq struct {
 	recs   [][]byte
 	leaves []Hash
 	first  uint64
+	at     int64 // the time in the records' frames (Unix ns)
 	done   chan error
 }
 
@@ -345,6 +353,9 @@ func Open(dir string, opts Options) (*Ledger, error) {
 	l := &Ledger{dir: dir, segDir: filepath.Join(dir, "seg"), opts: opts, tiles: newTileStore(dir, true), notify: make(chan struct{}), zcache: newBlockCache(zCacheBlocks),
 		compactWake: make(chan struct{}, 1),
 		bound:       2 * uint64(opts.CheckpointEvery), space: spaceGuard{dir: dir, reserve: opts.Reserve}}
+	if opts.TailBytes > 0 {
+		l.tail = &appendedTail{max: opts.TailBytes}
+	}
 	if err := os.MkdirAll(l.segDir, 0o755); err != nil {
 		return nil, fmt.Errorf("ledger: open %s: %w", dir, err)
 	}
@@ -825,6 +836,9 @@ func (l *Ledger) Append(ctx context.Context, records ...[]byte) (uint64, error) 
 	l.closeMu.RUnlock()
 	if err := <-r.done; err != nil {
 		return 0, err
+	}
+	if l.tail != nil {
+		l.tail.add(r.first, r.at, records)
 	}
 	return r.first, nil
 }

@@ -215,7 +215,7 @@ func (l *Ledger) write(batch []*appendReq) *syncJob {
 				return nil
 			}
 		}
-		r.first = l.w.next
+		r.first, r.at = l.w.next, b.now
 		b.cur = r
 		for i, rec := range r.recs {
 			if l.w.next >= l.signed.Load()+l.bound {

@@ -281,10 +281,7 @@ func (w *walker) sensitive(parentAt, base int, k []byte, esc bool) bool {
 		i++
 	}
 	w.nlen = i
-	if w.r.sensitiveKeyNorm(w.names[base:i]) {
-		return true
-	}
-	return parentAt < base && i > base && w.r.sensitiveKeyNorm(w.names[parentAt:i])
+	return w.r.keyMemo.sensitive(w.r, w.names[parentAt:i], i-base)
 }
 
 // sensitiveValue replaces the value of a sensitive key with a string.

@@ -44,9 +44,16 @@ type matcher struct {
 	prefix   [256][]string
 	suffix   [256][]string
 	contains [256][]string
-	// containsFirst and minContains let match skip most positions.
-	containsFirst [256]bool
-	minContains   int
+	// containsPair (a bit per first two bytes of a '*x*' pattern) and
+	// minContains let match skip most positions: the patterns start with
+	// common letters, so one byte alone stopped few of them.
+	containsPair [1 << 16 / 64]uint64
+	minContains  int
+}
+
+func pairBit(a, b byte) (int, uint64) {
+	p := int(a)<<8 | int(b)
+	return p >> 6, 1 << (p & 63)
 }
 
 func (m *matcher) add(pattern string) error {
@@ -66,7 +73,8 @@ func (m *matcher) add(pattern string) error {
 			return errors.New("a '*x*' pattern needs at least two characters")
 		}
 		m.contains[n[0]] = append(m.contains[n[0]], n)
-		m.containsFirst[n[0]] = true
+		w, bit := pairBit(n[0], n[1])
+		m.containsPair[w] |= bit
 		if m.minContains == 0 || len(n) < m.minContains {
 			m.minContains = len(n)
 		}
@@ -104,7 +112,7 @@ func (m *matcher) match(n []byte) bool {
 		return false
 	}
 	for i := 0; i <= len(n)-m.minContains; i++ {
-		if !m.containsFirst[n[i]] {
+		if w, bit := pairBit(n[i], n[i+1]); m.containsPair[w]&bit == 0 {
 			continue
 		}
 		for _, p := range m.contains[n[i]] {

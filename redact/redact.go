@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"hash"
+	"math/rand/v2"
 	"strings"
 	"sync"
 )
@@ -159,6 +160,7 @@ type Redactor struct {
 	card, ssn    bool // cached: the digit detectors ask for every digit run
 	maxDepth     int
 	macs         sync.Pool // hash.Hash keyed with secret; Reset restores the keyed state cheaply
+	keyMemo      keyMemo   // the JSON walker's key decisions
 }
 
 // New returns a Redactor for cfg. It fails when the configuration is unsafe
@@ -166,6 +168,7 @@ type Redactor struct {
 // an empty key or header name.
 func New(cfg Config) (*Redactor, error) {
 	r := &Redactor{mode: cfg.Mode, maxDepth: cfg.MaxDepth}
+	r.keyMemo.seed = rand.Uint64()
 	switch cfg.Mode {
 	case Remove, Mask:
 	case HMAC:

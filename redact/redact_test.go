@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"reflect"
 	"strings"
 	"sync"
@@ -727,4 +729,43 @@ func TestAdversarialInputs(t *testing.T) {
 			t.Errorf("cards: %d of %d replaced", strings.Count(out, "[REDACTED:card]"), 1<<14)
 		}
 	}
+}
+
+// TestKeyMemo: remembered key decisions never stand in for another key:
+// the same normalised letters split differently between parent and key
+// ({"my":{"auth":…}} is sensitive, {"myauth":…} is not), and decisions
+// stay right once random keys have filled the memo.
+func TestKeyMemo(t *testing.T) {
+	r, err := New(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct{ in, want string }{
+		{`{"my":{"auth":"x"}}`, `{"my":{"auth":"[REDACTED]"}}`},
+		{`{"myauth":"x"}`, `{"myauth":"x"}`},
+		{`{"my_auth":"x"}`, `{"my_auth":"x"}`},
+		{`{"api":{"key":"x"}}`, `{"api":{"key":"[REDACTED]"}}`},
+		{`{"apik":{"ey":"x"}}`, `{"apik":{"ey":"[REDACTED]"}}`},
+		{`{"a":{"pikey":"x"}}`, `{"a":{"pikey":"[REDACTED]"}}`},
+		{`{"key":"x","api":"y"}`, `{"key":"x","api":"y"}`},
+	}
+	check := func(round string) {
+		t.Helper()
+		for _, c := range cases {
+			got, err := r.JSON(nil, []byte(c.in))
+			if err != nil || string(got) != c.want {
+				t.Fatalf("%s: %s scrubbed to %s (%v), want %s", round, c.in, got, err, c.want)
+			}
+		}
+	}
+	check("cold")
+	check("warm")
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range 20 * keyMemoSlots {
+		k := fmt.Sprintf(`{"p%d":{"k%x":1}}`, i, rng.Uint64())
+		if _, err := r.JSON(nil, []byte(k)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check("memo full")
 }

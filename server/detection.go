@@ -130,7 +130,7 @@ func (s *Server) startDetection() error {
 			return fmt.Errorf("server: %w", err)
 		}
 	}
-	d.runner = &detect.Runner{Engine: eng, Source: s.ledger, CursorPath: filepath.Join(s.cfg.DataDir, "detect.cursor"),
+	d.runner = &detect.Runner{Engine: eng, Source: appendedFollower{s.ledger}, CursorPath: filepath.Join(s.cfg.DataDir, "detect.cursor"),
 		Emit: func(a *detect.Alert) error { return s.onAlert(d, a) }}
 	ctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel

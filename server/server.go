@@ -143,6 +143,12 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		// A prepared record is the line plus a few fields the collector
 		// adds; scrubbing never makes it longer than twice the line.
 		MaxRecordSize: 2*cfg.MaxLineBytes + 64<<10,
+		// The index, detection and the UI's overview follow what ingest
+		// appends; within this much of the newest records they take the
+		// bytes Append hashed from memory instead of reading each record
+		// back, checking its frame and hashing it again, once per
+		// follower (appendedFollower).
+		TailBytes: followTailBytes,
 		// The reserve keeps room for checkpoints; Close must leave the
 		// process time to exit within shutdown_timeout (Serve gives the
 		// first half to requests in flight).

@@ -61,7 +61,7 @@ type gatedSource struct {
 
 func (g gatedSource) Follow(ctx context.Context, from uint64) iter.Seq2[ledger.Entry, error] {
 	return func(yield func(ledger.Entry, error) bool) {
-		for e, err := range g.Ledger.Follow(ctx, from) {
+		for e, err := range g.Ledger.FollowAppended(ctx, from) {
 			if err == nil && !g.space.indexMayWrite() {
 				g.space.indexPaused.Store(true)
 				for !g.space.indexMayWrite() {

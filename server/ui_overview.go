@@ -126,7 +126,7 @@ func (o *overviewRollup) follow(l *ledger.Ledger) {
 		}()
 	}
 	var x overviewFields
-	for e, err := range l.Follow(context.Background(), from) {
+	for e, err := range l.FollowAppended(context.Background(), from) {
 		if err != nil {
 			return // the ledger closed
 		}

@@ -64,6 +64,12 @@ type result struct {
 	failed        int64
 	cpuPerEvent   time.Duration // the server process's CPU (user+system) per event; 0 if unknown
 	cores         float64       // its CPU time over the elapsed time
+	// The collector only: records not yet indexed when the last answer
+	// came, how long the index took to catch up, and the CPU per event
+	// until it had (what the events cost in all).
+	lagAtEnd   int64
+	catchUp    time.Duration
+	cpuIndexed time.Duration
 }
 
 // target is a server to load.
@@ -74,6 +80,7 @@ type target struct {
 	token    string
 	wantBody string // a substring every answer must hold
 	pid      int    // server process for CPU accounting (0: unknown)
+	readTok  string // the collector: a read token for /metrics (index lag)
 }
 
 type options struct {
@@ -131,6 +138,9 @@ func print(r result) {
 	fmt.Printf("request time: p50 %v  p99 %v  max %v  (failed requests: %d)\n", r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.max.Round(time.Microsecond), r.failed)
 	if r.cpuPerEvent > 0 {
 		fmt.Printf("server CPU: %.2f µs/event (%.2f cores busy on average)\n", float64(r.cpuPerEvent)/1e3, r.cores)
+	}
+	if r.cpuIndexed > 0 {
+		fmt.Printf("index: %d records behind at the last answer, caught up %v later; server CPU until then: %.2f µs/event\n", r.lagAtEnd, r.catchUp.Round(time.Millisecond), float64(r.cpuIndexed)/1e3)
 	}
 	if r.failed > 0 {
 		exitCode = 1
@@ -249,6 +259,16 @@ func load(t target, opt options) result {
 	wg.Wait()
 	elapsed := time.Since(start)
 	cpu := cpuTime(t.pid) - cpu0
+	var lagAtEnd int64 = -1
+	var catchUp, cpuIndexed time.Duration
+	if t.readTok != "" {
+		lagAtEnd = indexLag(t)
+		for lag := lagAtEnd; lag > 0 && time.Since(start) < 10*time.Minute; lag = indexLag(t) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		catchUp = time.Since(start) - elapsed
+		cpuIndexed = cpuTime(t.pid) - cpu0
+	}
 	all := slices.Concat(lat...)
 	slices.Sort(all)
 	pct := func(p float64) time.Duration {
@@ -265,7 +285,32 @@ func load(t target, opt options) result {
 		r.cpuPerEvent = cpu / time.Duration(sent)
 		r.cores = cpu.Seconds() / elapsed.Seconds()
 	}
+	if lagAtEnd >= 0 && sent > 0 {
+		r.lagAtEnd, r.catchUp, r.cpuIndexed = lagAtEnd, catchUp, cpuIndexed/time.Duration(sent)
+	}
 	return r
+}
+
+// indexLag reads trailguard_index_lag_records from the collector's
+// /metrics (-1 when it cannot).
+func indexLag(t target) int64 {
+	req, _ := http.NewRequest("GET", t.base+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+t.readTok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "trailguard_index_lag_records "); ok {
+			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			if err == nil {
+				return n
+			}
+		}
+	}
+	return -1
 }
 
 // cpuTime is the user+system CPU time of process pid so far (0 when
@@ -386,6 +431,11 @@ func startCollector(bin string, batch int) (target, func(), error) {
 		return target{}, nil, fmt.Errorf("token create: %w", err)
 	}
 	tok := strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
+	out, err = exec.Command(bin, "token", "create", "--data", dir, "--role", "read", "--name", "metrics").Output()
+	if err != nil {
+		return target{}, nil, fmt.Errorf("token create: %w", err)
+	}
+	readTok := strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
 	cmd := exec.Command(bin, "serve", "--data-dir", dir, "--listen", addr)
 	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
 	if err := cmd.Start(); err != nil {
@@ -401,6 +451,6 @@ func startCollector(bin string, batch int) (target, func(), error) {
 		cmd.Wait()
 		os.RemoveAll(dir)
 	}
-	return target{name: "trailguard", base: base, path: "/v1/events", token: tok, pid: cmd.Process.Pid,
+	return target{name: "trailguard", base: base, path: "/v1/events", token: tok, readTok: readTok, pid: cmd.Process.Pid,
 		wantBody: fmt.Sprintf(`"accepted":%d`, batch)}, stop, nil
 }
