@@ -7,8 +7,8 @@
 #     of the loader;
 #  2. the collector's own ingest (NDJSON, durable acks, indexed) vs
 #     VictoriaLogs' ingest of the same events by the same loader
-#     (cmd/ingestload), alternated; the ratio is stated (issue 15 sets the
-#     goal).
+#     (cmd/ingestload -bin -vl), alternated; the ratios and issue 15's
+#     goals are printed (bench/victorialogs.sh runs the same).
 # VictoriaLogs v1.52.1 is built by .ci/victoria-logs.sh (cached). Settings:
 # EVENTS (ingest, default 1000000), FWD_EVENTS (default 500000), RUNS (3).
 set -euo pipefail
@@ -28,17 +28,7 @@ echo "== 1. forwarding from a ledger to VictoriaLogs ($FWD_EVENTS events, $RUNS 
 
 echo
 echo "== 2. ingest of the same $EVENTS events by the same loader: trailguard serve vs VictoriaLogs (alternated, $RUNS runs)"
-tg=() vl=() tgp99=() vlp99=()
-rate() { sed -n 's/^rate: *\([0-9]*\) events\/s.*/\1/p'; }
-p99() { sed -n 's/.*p99 \([^ ]*\) .*/\1/p'; }
-for r in $(seq "$RUNS"); do
-	out=$("$tmp/ingestload" -bin "$tmp/trailguard" -events "$EVENTS")
-	tg+=("$(echo "$out" | rate)"); tgp99+=("$(echo "$out" | p99)")
-	out=$("$tmp/ingestload" -vl "$VL" -events "$EVENTS")
-	vl+=("$(echo "$out" | rate)"); vlp99+=("$(echo "$out" | p99)")
-	echo "run $r: trailguard ${tg[-1]} events/s (p99 ${tgp99[-1]}), VictoriaLogs ${vl[-1]} events/s (p99 ${vlp99[-1]})"
-done
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-mt=$(median "${tg[@]}") mv=$(median "${vl[@]}")
-ratio=$(awk -v a="$mt" -v b="$mv" 'BEGIN {printf "%.2f", a/b}')
-echo "medians: trailguard $mt events/s, VictoriaLogs $mv events/s: ratio $ratio (trailguard ÷ VictoriaLogs; issue 15 asks >= 0.8)"
+# The comparison itself, with issue 15's goals, is ingestload's (also run
+# by victorialogs.sh); its exit status 2 (a goal missed) is reported, not
+# fatal here.
+"$tmp/ingestload" -bin "$tmp/trailguard" -vl "$VL" -events "$EVENTS" -runs "$RUNS" || [ $? -eq 2 ]

@@ -152,9 +152,13 @@ func print(r result) {
 func compare(collector, victoria func() (target, func(), error), runs int, opt options, one func(func() (target, func(), error)) (result, bool)) {
 	var tg, vl []result
 	fmt.Printf("%d events per run (%d per request, %d connections), %d runs each, alternated\n", opt.events, opt.batch, opt.conns, runs)
-	fmt.Printf("%-4s %-13s %10s %10s %10s %12s %6s\n", "run", "server", "events/s", "p50", "p99", "CPU µs/event", "cores")
+	fmt.Printf("%-4s %-13s %10s %8s %8s %12s %6s   %s\n", "run", "server", "events/s", "p50", "p99", "CPU µs/event", "cores", "index behind at the end; caught up after; CPU µs/event until then")
 	row := func(i int, name string, r result) {
-		fmt.Printf("%-4d %-13s %10.0f %10v %10v %12.2f %6.2f\n", i, name, r.rate, r.p50.Round(time.Millisecond), r.p99.Round(time.Millisecond), float64(r.cpuPerEvent)/1e3, r.cores)
+		fmt.Printf("%-4d %-13s %10.0f %8v %8v %12.2f %6.2f", i, name, r.rate, r.p50.Round(time.Millisecond), r.p99.Round(time.Millisecond), float64(r.cpuPerEvent)/1e3, r.cores)
+		if r.cpuIndexed > 0 {
+			fmt.Printf("   %d records; %v; %.2f", r.lagAtEnd, r.catchUp.Round(100*time.Millisecond), float64(r.cpuIndexed)/1e3)
+		}
+		fmt.Println()
 	}
 	for i := 1; i <= runs; i++ {
 		r, ok := one(collector)
