@@ -370,6 +370,10 @@ func hydraBlocked(t *testing.T, hydra string, det Detection, wantAlert string, m
 			}
 		case ev.Action == ActionBlocked:
 			refused++
+		case ev.Action == ActionWithheld:
+			// Forwarded before the block, answered after it: the
+			// client got a refusal instead of the answer.
+			forwarded++
 		case ev.Action == event.ActionLoginFail:
 			fails++
 		}

@@ -237,7 +237,11 @@ func TestDecisionStreamEnforcedFailOpen(t *testing.T) {
 	if startups < 2 {
 		t.Errorf("%d startup polls, want a new one after the outage", startups)
 	}
-	evs := ms.wait(t, "refusal and decisions events", hasAction(ActionBlocked, 3))
+	// (A request in flight when a decision came has its answer withheld
+	// instead: response_withheld.)
+	evs := ms.wait(t, "refusal and decisions events", func(evs []*event.Event) bool {
+		return len(byAction(evs, ActionBlocked))+len(byAction(evs, ActionWithheld)) >= 3
+	})
 	for _, ev := range byAction(evs, ActionBlocked) {
 		if ev.ClientIP == "192.0.2.51" && ev.Reason != "blocked by decision trailguard/brute-force (trailguard)" {
 			t.Errorf("refusal reason %q", ev.Reason)
@@ -414,5 +418,68 @@ func TestUserDecisions(t *testing.T) {
 		if ev.Reason != "user alice blocked by decision account_lock" {
 			t.Errorf("refusal reason %q", ev.Reason)
 		}
+	}
+}
+
+// A client blocked while its request is in flight does not get the
+// upstream's answer (it may be the one a brute force was waiting for): it
+// gets the refusal, the refusal is recorded with the answer it replaced,
+// and what happened at the upstream (a failed login) is recorded too.
+func TestAnswerWithheldWhenBlockedInFlight(t *testing.T) {
+	t.Parallel()
+	arrived, release := make(chan struct{}, 1), make(chan struct{})
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		arrived <- struct{}{}
+		<-release
+		w.Header().Set("Set-Cookie", "session=upstream-secret")
+		http.Error(w, "no", http.StatusUnauthorized)
+	})
+	p, gw, ms := gateway(t, Config{Routes: []Route{{Upstream: up.URL}}, TrustedProxies: []string{"127.0.0.1"}})
+	type answer struct {
+		status int
+		cookie string
+	}
+	got := make(chan answer, 1)
+	go func() {
+		req, _ := http.NewRequest(http.MethodGet, gw+"/basic-auth/admin/secret", nil)
+		req.SetBasicAuth("admin", "guess")
+		req.Header.Set("X-Forwarded-For", "192.0.2.66")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			got <- answer{}
+			return
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		got <- answer{resp.StatusCode, resp.Header.Get("Set-Cookie")}
+	}()
+	<-arrived
+	p.Apply("test", Update{New: []Decision{{Type: "ban", Scope: "Ip", Value: "192.0.2.66", Duration: "1h", Scenario: "brute"}}})
+	close(release)
+	a := <-got
+	if a.status != http.StatusForbidden || a.cookie != "" {
+		t.Fatalf("client blocked in flight got %d (cookie %q), want the refusal and nothing of the upstream's answer", a.status, a.cookie)
+	}
+	if st := p.Stats(); st.Withheld != 1 || st.Blocked != 0 {
+		t.Fatalf("stats %+v: want 1 withheld, none blocked before reaching the upstream", st)
+	}
+	evs := ms.wait(t, "the refusal and the failed login", func(evs []*event.Event) bool {
+		return len(byAction(evs, ActionWithheld)) == 1 && len(byAction(evs, event.ActionLoginFail)) == 1
+	})
+	if len(byAction(evs, ActionBlocked)) != 0 {
+		t.Error("a request that reached the upstream was recorded as blocked before it")
+	}
+	if r := byAction(evs, ActionWithheld)[0].Reason; !strings.Contains(r, "withheld") || !strings.Contains(r, "401") {
+		t.Errorf("refusal reason %q does not say the upstream's 401 was withheld", r)
+	}
+	for _, ev := range byAction(evs, event.ActionHTTPRequest) {
+		if ev.StatusCode != http.StatusForbidden {
+			t.Errorf("access event status %d, want the 403 the client got", ev.StatusCode)
+		}
+	}
+	// Other clients' answers pass.
+	go func() { <-arrived }()
+	if resp := get(t, gw+"/other", "X-Forwarded-For", "192.0.2.67"); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("another client got %d, want the upstream's 401", resp.StatusCode)
 	}
 }

@@ -48,6 +48,10 @@ const (
 	// ActionBlocked is a request refused because a block decision covers
 	// its client.
 	ActionBlocked = "request_blocked"
+	// ActionWithheld is an upstream answer not given to the client,
+	// blocked while its request was in flight (the request reached the
+	// upstream; the client got a 403).
+	ActionWithheld = "response_withheld"
 	// ActionRateLimited is a request refused by a rate limit (OWASP
 	// excess_rate_limit_exceeded).
 	ActionRateLimited = event.ActionRateLimitExceeded
@@ -72,8 +76,11 @@ type Stats struct {
 	// EarlyBlocks counts blocks enforced from the gateway's own events
 	// before detection's decision (single node; see docs/proxy.md).
 	EarlyBlocks uint64
-	Decisions   int // block decisions held now
-	Events      httpaudit.Stats
+	// Withheld counts upstream answers not given to a client blocked
+	// while its request was in flight (403; not counted in Blocked).
+	Withheld  uint64
+	Decisions int // block decisions held now
+	Events    httpaudit.Stats
 }
 
 // Proxy is the gateway's HTTP handler. It is safe for concurrent use.
@@ -98,7 +105,7 @@ type Proxy struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	forwarded, blocked, limited, upErrors, noRoute, unrecorded, notRecorded, laneBlocks atomic.Uint64
+	forwarded, blocked, limited, upErrors, noRoute, unrecorded, notRecorded, laneBlocks, withheld atomic.Uint64
 }
 
 // New builds a gateway that records into cfg.Sink and enforces the
@@ -231,7 +238,7 @@ func (p *Proxy) Stats() Stats {
 	return Stats{
 		Forwarded: p.forwarded.Load(), Blocked: p.blocked.Load(), RateLimited: p.limited.Load(),
 		Unrecorded: p.unrecorded.Load(), UpstreamErrors: p.upErrors.Load(), NoRoute: p.noRoute.Load(),
-		NotRecorded: p.notRecorded.Load(), EarlyBlocks: p.laneBlocks.Load(),
+		NotRecorded: p.notRecorded.Load(), EarlyBlocks: p.laneBlocks.Load(), Withheld: p.withheld.Load(),
 		Decisions: p.blocks.Len(), Events: p.audit.Stats(),
 	}
 }
@@ -256,6 +263,9 @@ func (p *Proxy) Close() error {
 type exchange struct {
 	http.ResponseWriter
 	status int
+	// withheld is the upstream's status when its answer was not given
+	// to the client, blocked while the request was in flight.
+	withheld int
 }
 
 func (e *exchange) WriteHeader(code int) {
@@ -362,10 +372,15 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	}
 
 	ex := exchanges.Get().(*exchange)
-	ex.ResponseWriter, ex.status = w, 0
+	ex.ResponseWriter, ex.status, ex.withheld = w, 0, 0
 	p.forwarded.Add(1)
 	rt.rp.ServeHTTP(ex, r)
 	status := ex.status
+	if ex.withheld != 0 {
+		// What the upstream said is what happened there (a failed login
+		// is still one), though the client was refused.
+		status = ex.withheld
+	}
 	ex.ResponseWriter = nil
 	exchanges.Put(ex)
 	var captured []byte
@@ -453,6 +468,11 @@ func (p *Proxy) refuse(w http.ResponseWriter, r *http.Request, client netip.Addr
 		p.unrecorded.Add(1)
 		httpaudit.Discard(ctx)
 	}
+	writeRefusal(w, status, retry)
+}
+
+// writeRefusal answers a refused request.
+func writeRefusal(w http.ResponseWriter, status, retry int) {
 	h := w.Header()
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	h.Set("Cache-Control", "no-store")

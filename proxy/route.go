@@ -2,12 +2,14 @@ package proxy
 
 import (
 	"crypto/tls"
+	"errors"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/netip"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -226,9 +228,15 @@ func quoteForwarded(v string) string {
 	return v
 }
 
-// modifyResponse echoes the correlation headers downstream: the gateway's
-// own, not a second copy from the upstream.
+// modifyResponse withholds the answer from a client blocked while its
+// request was in flight, and echoes the correlation headers downstream:
+// the gateway's own, not a second copy from the upstream.
 func (p *Proxy) modifyResponse(res *http.Response) error {
+	if p.blocks.Len() > 0 && res.Request != nil {
+		if reason, ok := p.blockedNow(res.Request); ok {
+			return &withheldError{status: res.StatusCode, reason: reason}
+		}
+	}
 	res.Header.Del(p.reqID)
 	res.Header.Del("Traceparent")
 	if req := res.Request; req != nil {
@@ -239,10 +247,54 @@ func (p *Proxy) modifyResponse(res *http.Response) error {
 	return nil
 }
 
+// blockedNow reports whether a decision made while the request was in
+// flight covers its client (or its Basic-auth user), and why.
+func (p *Proxy) blockedNow(r *http.Request) (string, bool) {
+	if scenario, origin, _, ok := p.blocks.Blocked(httpaudit.ClientIP(r.Context())); ok {
+		return blockReason("", scenario, origin), true
+	}
+	if p.blocks.hasUsers() {
+		if user, _, ok := r.BasicAuth(); ok {
+			if scenario, origin, _, ok := p.blocks.BlockedUser(user); ok {
+				return blockReason(p.red.String(user), scenario, origin), true
+			}
+		}
+	}
+	return "", false
+}
+
+// withheldError is modifyResponse's refusal of an answer: the client was
+// blocked while its request was in flight. Answers to the last attempts of
+// a brute force, one of which may be the right password, never reach it.
+type withheldError struct {
+	status int
+	reason string
+}
+
+func (e *withheldError) Error() string {
+	return "answer withheld: " + e.reason
+}
+
 // upstreamError answers 502 or 504 and puts the reason on the access
-// event.
+// event; or 403 for an answer withheld from a client blocked meanwhile.
 func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
 	ctx := r.Context()
+	var wh *withheldError
+	if errors.As(err, &wh) {
+		if ex, ok := w.(*exchange); ok {
+			ex.withheld = wh.status
+		}
+		p.withheld.Add(1)
+		// Recorded whatever the refusal budget: the request did reach the
+		// upstream, and such answers come no faster than it gives them.
+		p.recorded(httpaudit.Audit(ctx, httpaudit.Op{
+			Action: ActionWithheld, Outcome: event.OutcomeFailure, Resource: r.URL.Path,
+			Reason:   wh.reason + "; blocked while its request was in flight, the upstream's answer (" + strconv.Itoa(wh.status) + ") was withheld",
+			Category: []string{event.CategoryWeb}, Type: []string{event.TypeDenied},
+		}))
+		writeRefusal(w, http.StatusForbidden, 0)
+		return
+	}
 	status, reason := errorStatus(err)
 	if ctx.Err() != nil {
 		// The client went away: nobody reads the answer; nginx's 499.
