@@ -4,16 +4,25 @@
 // address each run (X-Forwarded-For), and the gateway's own trail says when
 // the failed login that crossed the threshold happened (the N-th
 // authn_login_fail of that address) and when the first request of that
-// address was refused (request_blocked). When fail2ban watches the same
-// trail (-fail2ban-bans DIR, where its ban action writes one file per
-// banned address holding the time), its ban is timed from the same
-// threshold-crossing login.
+// address was refused: request_blocked (refused before the upstream), or
+// response_withheld (a request in flight when the block came, whose answer
+// the client did not get: a 403 instead). The first refusal of either kind
+// is the figure; the first request_blocked is printed beside it. When
+// fail2ban watches the same trail (-fail2ban-bans DIR, where its ban action
+// writes one file per banned address holding the time), its ban is timed
+// from the same threshold-crossing login.
 //
 //	go run ./cmd/blocktime -target http://127.0.0.1:8080 -trail DIR/trail.jsonl -runs 20
 //
-// The first refusal waits for hydra's next request after the block (hydra
-// pauses about 100 ms between rounds), so the time the decision was in
-// force at the gateway (its decisions_applied event) is printed too.
+// hydra sends its requests in bursts (one per task, 16 by default as in
+// hydra) about 100 ms apart; a refusal comes either from an answer of the
+// threshold-crossing burst still in flight when the block came (withheld)
+// or from the next burst. -procs runs several hydra processes from the same
+// address, started -stagger apart, for an attacker without pauses; the
+// default is one, hydra as it comes. The time the block was in force at the
+// gateway (its first decisions_applied event naming the address, recorded
+// just after) is printed too. A run whose threshold was crossed but that was
+// never refused counts as infinitely slow.
 //
 // It prints one line per run and the p50, p99 and max of each, and the
 // results as "RESULT name p99_ms" lines for bench/proxy.sh.
@@ -25,6 +34,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"math"
 	"net/url"
 	"os"
 	"os/exec"
@@ -32,6 +42,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -55,6 +66,9 @@ func main() {
 	path := flag.String("path", "/basic-auth/admin/secret", "the Basic-auth page hydra attacks")
 	name := flag.String("name", "trailguard", "what the trailguard figure is called in the output")
 	subnet := flag.Int("subnet", 77, "second octet of the attackers' addresses 10.N.run.1 (change it between invocations)")
+	tasks := flag.Int("tasks", 16, "hydra's parallel tasks (-t)")
+	procs := flag.Int("procs", 1, "hydra processes attacking together from the same address, each with its share of the passwords")
+	stagger := flag.Duration("stagger", 25*time.Millisecond, "delay between the starts of the hydra processes (their ~100 ms bursts then interleave)")
 	flag.Parse()
 	if *target == "" || *trail == "" {
 		flag.Usage()
@@ -70,34 +84,54 @@ func main() {
 	}
 	defer os.RemoveAll(dir)
 	// Passwords hydra will try: none is right, each is findable on disk.
-	var pw bytes.Buffer
-	for i := range 400 {
-		fmt.Fprintf(&pw, "blocktime-canary-%04d\n", i)
+	// Each hydra process gets its share.
+	*procs = max(*procs, 1)
+	lists := make([]string, *procs)
+	for p := range lists {
+		var pw bytes.Buffer
+		for i := range 400 {
+			fmt.Fprintf(&pw, "blocktime-canary-%d-%04d\n", p, i)
+		}
+		lists[p] = filepath.Join(dir, fmt.Sprintf("passwords-%d.txt", p))
+		if err := os.WriteFile(lists[p], pw.Bytes(), 0o600); err != nil {
+			fail(err)
+		}
 	}
-	list := filepath.Join(dir, "passwords.txt")
-	if err := os.WriteFile(list, pw.Bytes(), 0o600); err != nil {
-		fail(err)
-	}
-	var tg, inForce, f2b []float64
+	var tg, before, inForce, f2b []float64
 	for run := range *runs {
 		addr := fmt.Sprintf("10.%d.%d.1", *subnet, run+1)
-		cmd := exec.Command(*hydra, "-l", "admin", "-P", list, "-s", u.Port(), "-I", "-t", "4",
-			u.Hostname(), "http-get", *path+`:H=X-Forwarded-For\: `+addr)
-		cmd.Stdout, cmd.Stderr, cmd.Dir = nil, nil, dir // hydra leaves hydra.restore in its directory
-		if err := cmd.Start(); err != nil {
-			fail(fmt.Errorf("hydra: %w", err))
+		// Each process runs in its own directory (hydra leaves
+		// hydra.restore there) and stops by itself once refused (hydra
+		// takes the 403 for a found password); bound it anyway.
+		var wg sync.WaitGroup
+		for p, list := range lists {
+			if p > 0 {
+				time.Sleep(*stagger)
+			}
+			pdir := filepath.Join(dir, strconv.Itoa(p))
+			os.MkdirAll(pdir, 0o700)
+			cmd := exec.Command(*hydra, "-l", "admin", "-P", list, "-s", u.Port(), "-I", "-t", strconv.Itoa(*tasks),
+				u.Hostname(), "http-get", *path+`:H=X-Forwarded-For\: `+addr)
+			cmd.Stdout, cmd.Stderr, cmd.Dir = nil, nil, pdir
+			if err := cmd.Start(); err != nil {
+				fail(fmt.Errorf("hydra: %w", err))
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				done := make(chan struct{})
+				go func() { cmd.Wait(); close(done) }()
+				select {
+				case <-done:
+				case <-time.After(20 * time.Second):
+					cmd.Process.Kill()
+					<-done
+				}
+			}()
 		}
-		// hydra stops by itself once refused; bound it anyway.
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
+		wg.Wait()
 		time.Sleep(300 * time.Millisecond) // the trail's last batch
-		cross, applied, blocked := scan(*trail, addr, *threshold)
+		cross, applied, blocked, refusedBefore := scan(*trail, addr, *threshold)
 		line := fmt.Sprintf("run %2d %s:", run+1, addr)
 		if cross.IsZero() {
 			fmt.Printf("%s fewer than %d failed logins recorded\n", line, *threshold)
@@ -105,15 +139,25 @@ func main() {
 		}
 		if blocked.IsZero() {
 			line += fmt.Sprintf(" %s: not blocked", *name)
+			tg = append(tg, math.Inf(1))
+			before = append(before, math.Inf(1))
 		} else {
 			ms := blocked.Sub(cross).Seconds() * 1000
 			tg = append(tg, ms)
 			line += fmt.Sprintf(" %s %.1f ms", *name, ms)
-			if !applied.IsZero() {
-				ms := applied.Sub(cross).Seconds() * 1000
-				inForce = append(inForce, ms)
-				line += fmt.Sprintf(" (decision in force after %.1f ms)", ms)
+			if refusedBefore.IsZero() {
+				before = append(before, math.Inf(1))
+				line += " (none refused before the upstream)"
+			} else {
+				ms := refusedBefore.Sub(cross).Seconds() * 1000
+				before = append(before, ms)
+				line += fmt.Sprintf(" (first refused before the upstream %.1f ms)", ms)
 			}
+		}
+		if !applied.IsZero() {
+			ms := applied.Sub(cross).Seconds() * 1000
+			inForce = append(inForce, ms)
+			line += fmt.Sprintf(" (decision in force after %.1f ms)", ms)
 		}
 		if *bans != "" {
 			if t, ok := banTime(filepath.Join(*bans, addr), 5*time.Second); ok {
@@ -127,6 +171,7 @@ func main() {
 		fmt.Println(line)
 	}
 	report(*name, tg, *runs)
+	report(*name+"-before-upstream", before, *runs)
 	report(*name+"-in-force", inForce, *runs)
 	if *bans != "" {
 		report("fail2ban", f2b, *runs)
@@ -134,15 +179,16 @@ func main() {
 }
 
 // scan reads the trail for one address: the threshold-crossing failed
-// login and the first refusal after it.
-func scan(path, addr string, threshold int) (cross, applied, blocked time.Time) {
+// login, the first decisions_applied naming the address after it, the
+// first refusal of any kind after it and the first request_blocked.
+func scan(path, addr string, threshold int) (cross, applied, refused, blocked time.Time) {
 	f, err := os.Open(path)
 	if err != nil {
 		fail(err)
 	}
 	defer f.Close()
 	var fails []time.Time
-	var refusals []time.Time
+	var refusals, blocks []time.Time
 	sc := bufio.NewScanner(f)
 	sc.Buffer(nil, 4<<20)
 	needle := []byte(`"ip":"` + addr + `"`)
@@ -168,12 +214,16 @@ func scan(path, addr string, threshold int) (cross, applied, blocked time.Time) 
 			fails = append(fails, e.Timestamp)
 		case "request_blocked":
 			refusals = append(refusals, e.Timestamp)
+			blocks = append(blocks, e.Timestamp)
+		case "response_withheld":
+			// Answered by the upstream after the block and withheld: the
+			// client got a refusal, not the answer.
+			refusals = append(refusals, e.Timestamp)
 		}
 	}
 	slices.SortFunc(fails, func(a, b time.Time) int { return a.Compare(b) })
-	slices.SortFunc(refusals, func(a, b time.Time) int { return a.Compare(b) })
 	if len(fails) < threshold {
-		return time.Time{}, time.Time{}, time.Time{}
+		return
 	}
 	cross = fails[threshold-1]
 	for _, a := range applies {
@@ -182,12 +232,18 @@ func scan(path, addr string, threshold int) (cross, applied, blocked time.Time) 
 			break
 		}
 	}
-	for _, r := range refusals {
-		if r.After(cross) {
-			return cross, applied, r
+	return cross, applied, firstAfter(refusals, cross), firstAfter(blocks, cross)
+}
+
+// firstAfter is the earliest of ts after t, or the zero time.
+func firstAfter(ts []time.Time, t time.Time) time.Time {
+	var first time.Time
+	for _, x := range ts {
+		if x.After(t) && (first.IsZero() || x.Before(first)) {
+			first = x
 		}
 	}
-	return cross, applied, time.Time{}
+	return first
 }
 
 func banTime(path string, wait time.Duration) (time.Time, bool) {
@@ -216,7 +272,7 @@ func report(name string, ms []float64, runs int) {
 		i := int(p*float64(len(ms)) + 0.999999)
 		return ms[min(max(i-1, 0), len(ms)-1)]
 	}
-	fmt.Printf("%s: %d of %d runs measured; attack to block p50 %.1f ms, p99 %.1f ms, max %.1f ms\n",
+	fmt.Printf("%s: %d of %d runs measured (never refused: +Inf); attack to block p50 %.1f ms, p99 %.1f ms, max %.1f ms\n",
 		name, len(ms), runs, q(0.5), q(0.99), ms[len(ms)-1])
 	fmt.Printf("RESULT %s %.1f\n", name, q(0.99))
 }
