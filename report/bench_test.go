@@ -44,7 +44,7 @@ func benchDataset(b *testing.B, n, days int) (string, benchSpec) {
 	if base == "" {
 		base = os.TempDir()
 	}
-	dir := filepath.Join(base, fmt.Sprintf("trailguard-report-bench-v1-%d-%dd", n, days))
+	dir := filepath.Join(base, fmt.Sprintf("trailguard-report-bench-v2-%d-%dd", n, days))
 	var spec benchSpec
 	if data, err := os.ReadFile(filepath.Join(dir, "spec.json")); err == nil && json.Unmarshal(data, &spec) == nil {
 		return dir, spec
@@ -101,6 +101,21 @@ func benchDataset(b *testing.B, n, days int) (string, benchSpec) {
 		w.checkpoint()
 		spec.Checkpoints++
 		done += k
+	}
+	if err := w.l.Close(); err != nil {
+		b.Fatal(err)
+	}
+	// As a collector's ledger is: closed segments compressed (the ledger
+	// does it in the background while open).
+	w.open()
+	for deadline := time.Now().Add(time.Hour); ; time.Sleep(time.Second) {
+		plain, _ := filepath.Glob(filepath.Join(w.dir, "seg", "*.seg"))
+		if len(plain) <= 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("%d segments still uncompressed after an hour", len(plain)-1)
+		}
 	}
 	if err := w.l.Close(); err != nil {
 		b.Fatal(err)
