@@ -837,9 +837,6 @@ func (l *Ledger) Append(ctx context.Context, records ...[]byte) (uint64, error) 
 	if err := <-r.done; err != nil {
 		return 0, err
 	}
-	if l.tail != nil {
-		l.tail.add(r.first, r.at, records)
-	}
 	return r.first, nil
 }
 

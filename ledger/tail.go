@@ -5,18 +5,23 @@ import (
 	"iter"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
 // appendedTail keeps copies of the records this process appended most
 // recently, up to Options.TailBytes, for FollowAppended. A copy is taken
-// by Append once its records are durable, from the bytes Append hashed
+// once its records are durable and before followers are told so (by the
+// sync that made them durable, while Append waits), from the bytes Append hashed
 // into their leaves (the caller's buffers, which Append's contract says
 // stay unchanged until it returns), so a follower served from it gets
 // exactly the bytes the Merkle tree commits to, without reading them back
 // from disk and hashing them again.
 type appendedTail struct {
 	max int
+	// readBack counts records FollowAppended read from disk instead
+	// (older than the tail, or not appended here).
+	readBack atomic.Uint64
 
 	mu     sync.Mutex
 	bytes  int
@@ -131,6 +136,7 @@ func (l *Ledger) FollowAppended(ctx context.Context, from uint64) iter.Seq2[Entr
 						yield(Entry{}, err)
 						return
 					}
+					l.tail.readBack.Add(1)
 					if !yield(e, nil) {
 						return
 					}

@@ -176,3 +176,47 @@ func TestFollowAppendedFromMemory(t *testing.T) {
 		})
 	}
 }
+
+// TestFollowAppendedWokenFromTail: a follower waiting for the next record
+// is woken once it is durable and finds it in the tail, never reading it
+// back from disk (the tail is filled before followers are told).
+func TestFollowAppendedWokenFromTail(t *testing.T) {
+	t.Parallel()
+	k := newKey(t, testOrigin)
+	opts := testOpts(k)
+	opts.TailBytes = 1 << 20
+	l, err := Open(t.TempDir(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const n = 50
+	got := make(chan uint64)
+	go func() {
+		defer close(got)
+		for e, err := range l.FollowAppended(ctx, 0) {
+			if err != nil {
+				return
+			}
+			got <- e.Index
+			if e.Index == n-1 {
+				return
+			}
+		}
+	}()
+	for i := range n {
+		if _, err := l.Append(ctx, record(i)); err != nil {
+			t.Fatal(err)
+		}
+		// Wait for the follower each time, so that it is waiting again
+		// when the next record becomes durable.
+		if idx, ok := <-got; !ok || idx != uint64(i) {
+			t.Fatalf("followed %d (%v), want %d", idx, ok, i)
+		}
+	}
+	if rb := l.tail.readBack.Load(); rb != 0 {
+		t.Fatalf("%d of %d records followed as they were appended were read back from disk", rb, n)
+	}
+}

@@ -537,6 +537,15 @@ func (l *Ledger) syncJobs(jobs []*syncJob) {
 	}
 	ack := err
 	if err == nil {
+		if l.tail != nil {
+			// Kept before followers are woken: a follower that found
+			// them missing would read them back from disk and check them.
+			for _, j := range jobs {
+				for _, r := range j.reqs {
+					l.tail.add(r.first, r.at, r.recs)
+				}
+			}
+		}
 		l.durable.Store(jobs[len(jobs)-1].upTo)
 		l.notifyMu.Lock()
 		if l.notify != nil {
