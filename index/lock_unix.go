@@ -7,7 +7,11 @@ import (
 	"fmt"
 	"os"
 	"syscall"
+	"time"
 )
+
+// lockWait is how long a lock held elsewhere is waited for.
+const lockWait = 500 * time.Millisecond
 
 // lockFile takes an exclusive flock on path. flock belongs to the open file
 // description, so it also excludes a second opener in the same process, and
@@ -17,12 +21,23 @@ func lockFile(path string) (*os.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("index: lock %s: %w", path, err)
 	}
-	if err := syscall.Flock(int(fh.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		fh.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
+	// A lock just released can still be held for a moment by a child this
+	// process is forking (the descriptor is shared until the child's exec
+	// closes it), so a busy lock is tried again for a short while.
+	deadline := time.Now().Add(lockWait)
+	for {
+		err := syscall.Flock(int(fh.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return fh, nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			fh.Close()
+			return nil, fmt.Errorf("index: lock %s: %w", path, err)
+		}
+		if time.Now().After(deadline) {
+			fh.Close()
 			return nil, fmt.Errorf("index: lock %s: %w", path, ErrInUse)
 		}
-		return nil, fmt.Errorf("index: lock %s: %w", path, err)
+		time.Sleep(10 * time.Millisecond)
 	}
-	return fh, nil
 }
