@@ -70,7 +70,14 @@ type result struct {
 	lagAtEnd   int64
 	catchUp    time.Duration
 	cpuIndexed time.Duration
+	// The index lag in time, sampled every lagEvery from the start of the
+	// load until the index caught up: how long ago the ledger first held
+	// the oldest record not yet indexed (issue 15 item 6).
+	lagP99, lagMax time.Duration
 }
+
+// lagEvery is how often the collector's /metrics is read for the index lag.
+const lagEvery = 100 * time.Millisecond
 
 // target is a server to load.
 type target struct {
@@ -141,6 +148,7 @@ func print(r result) {
 	}
 	if r.cpuIndexed > 0 {
 		fmt.Printf("index: %d records behind at the last answer, caught up %v later; server CPU until then: %.2f µs/event\n", r.lagAtEnd, r.catchUp.Round(time.Millisecond), float64(r.cpuIndexed)/1e3)
+		fmt.Printf("index lag in time (sampled every %v until caught up): p99 %v, max %v (issue 15 goal: p99 ≤ 1s)\n", lagEvery, r.lagP99.Round(time.Millisecond), r.lagMax.Round(time.Millisecond))
 	}
 	if r.failed > 0 {
 		exitCode = 1
@@ -152,11 +160,11 @@ func print(r result) {
 func compare(collector, victoria func() (target, func(), error), runs int, opt options, one func(func() (target, func(), error)) (result, bool)) {
 	var tg, vl []result
 	fmt.Printf("%d events per run (%d per request, %d connections), %d runs each, alternated\n", opt.events, opt.batch, opt.conns, runs)
-	fmt.Printf("%-4s %-13s %10s %8s %8s %12s %6s   %s\n", "run", "server", "events/s", "p50", "p99", "CPU µs/event", "cores", "index behind at the end; caught up after; CPU µs/event until then")
+	fmt.Printf("%-4s %-13s %10s %8s %8s %12s %6s   %s\n", "run", "server", "events/s", "p50", "p99", "CPU µs/event", "cores", "index behind at the end; caught up after; CPU µs/event until then; lag p99")
 	row := func(i int, name string, r result) {
 		fmt.Printf("%-4d %-13s %10.0f %8v %8v %12.2f %6.2f", i, name, r.rate, r.p50.Round(time.Millisecond), r.p99.Round(time.Millisecond), float64(r.cpuPerEvent)/1e3, r.cores)
 		if r.cpuIndexed > 0 {
-			fmt.Printf("   %d records; %v; %.2f", r.lagAtEnd, r.catchUp.Round(100*time.Millisecond), float64(r.cpuIndexed)/1e3)
+			fmt.Printf("   %d records; %v; %.2f; %v", r.lagAtEnd, r.catchUp.Round(100*time.Millisecond), float64(r.cpuIndexed)/1e3, r.lagP99.Round(100*time.Millisecond))
 		}
 		fmt.Println()
 	}
@@ -204,6 +212,8 @@ func compare(collector, victoria func() (target, func(), error), runs int, opt o
 	fmt.Printf("goal throughput ≥ 0.8× VictoriaLogs: %.2f  %s\n", tr/vr, verdict(tr/vr >= 0.8))
 	fmt.Printf("goal throughput ≥ 1.0× VictoriaLogs (stretch): %.2f  %s\n", tr/vr, verdict(tr/vr >= 1.0))
 	fmt.Printf("goal p99 request time ≤ VictoriaLogs': %.0f ms vs %.0f ms  %s\n", tp, vp, verdict(tp <= vp))
+	lag := med(tg, func(r result) float64 { return r.lagP99.Seconds() })
+	fmt.Printf("goal index lag p99 ≤ 1 s while ingesting (issue 15 item 6): %.1f s  %s\n", lag, verdict(lag <= 1))
 	if tr/vr < 0.8 || tp > vp {
 		exitCode = 2
 	}
@@ -220,6 +230,26 @@ func load(t target, opt options) result {
 	defer client.CloseIdleConnections()
 	cpu0 := cpuTime(t.pid)
 	start := time.Now()
+	var lags lagSampler
+	stopLag := make(chan struct{})
+	lagDone := make(chan struct{})
+	if t.readTok != "" {
+		go func() {
+			defer close(lagDone)
+			tick := time.NewTicker(lagEvery)
+			defer tick.Stop()
+			for {
+				lags.sample(t)
+				select {
+				case <-stopLag:
+					return
+				case <-tick.C:
+				}
+			}
+		}()
+	} else {
+		close(lagDone)
+	}
 	var wg sync.WaitGroup
 	for c := range opt.conns {
 		wg.Add(1)
@@ -273,6 +303,8 @@ func load(t target, opt options) result {
 		catchUp = time.Since(start) - elapsed
 		cpuIndexed = cpuTime(t.pid) - cpu0
 	}
+	close(stopLag)
+	<-lagDone
 	all := slices.Concat(lat...)
 	slices.Sort(all)
 	pct := func(p float64) time.Duration {
@@ -291,28 +323,84 @@ func load(t target, opt options) result {
 	}
 	if lagAtEnd >= 0 && sent > 0 {
 		r.lagAtEnd, r.catchUp, r.cpuIndexed = lagAtEnd, catchUp, cpuIndexed/time.Duration(sent)
+		r.lagP99, r.lagMax = lags.percentiles()
 	}
 	return r
+}
+
+// lagSampler turns samples of the ledger's and the index's record counts
+// into the index lag in time: at each sample, how long ago the ledger
+// first held more records than the index holds now (0 when caught up),
+// to within lagEvery.
+type lagSampler struct {
+	at     []time.Time
+	ledger []int64 // records in the ledger at at[i]
+	lags   []time.Duration
+}
+
+func (s *lagSampler) sample(t target) {
+	size, indexed, ok := ledgerAndIndex(t)
+	if !ok {
+		return
+	}
+	now := time.Now()
+	s.at = append(s.at, now)
+	s.ledger = append(s.ledger, size)
+	lag := time.Duration(0)
+	if indexed < size {
+		// The first sample whose ledger already held record indexed.
+		i, _ := slices.BinarySearch(s.ledger, indexed+1)
+		lag = now.Sub(s.at[i])
+	}
+	s.lags = append(s.lags, lag)
+}
+
+func (s *lagSampler) percentiles() (p99, max time.Duration) {
+	if len(s.lags) == 0 {
+		return 0, 0
+	}
+	l := slices.Clone(s.lags)
+	slices.Sort(l)
+	return l[min(len(l)-1, len(l)*99/100)], l[len(l)-1]
+}
+
+// ledgerAndIndex reads the ledger's and the index's record counts from
+// the collector's /metrics.
+func ledgerAndIndex(t target) (size, indexed int64, ok bool) {
+	m := metrics(t, "trailguard_ledger_records", "trailguard_index_records")
+	size, ok1 := m["trailguard_ledger_records"]
+	indexed, ok2 := m["trailguard_index_records"]
+	return size, indexed, ok1 && ok2
+}
+
+// metrics reads the named values from the collector's /metrics.
+func metrics(t target, names ...string) map[string]int64 {
+	m := map[string]int64{}
+	req, _ := http.NewRequest("GET", t.base+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+t.readTok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return m
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		for _, name := range names {
+			if v, ok := strings.CutPrefix(line, name+" "); ok {
+				if n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil {
+					m[name] = n
+				}
+			}
+		}
+	}
+	return m
 }
 
 // indexLag reads trailguard_index_lag_records from the collector's
 // /metrics (-1 when it cannot).
 func indexLag(t target) int64 {
-	req, _ := http.NewRequest("GET", t.base+"/metrics", nil)
-	req.Header.Set("Authorization", "Bearer "+t.readTok)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return -1
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "trailguard_index_lag_records "); ok {
-			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-			if err == nil {
-				return n
-			}
-		}
+	if n, ok := metrics(t, "trailguard_index_lag_records")["trailguard_index_lag_records"]; ok {
+		return n
 	}
 	return -1
 }
