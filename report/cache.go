@@ -230,14 +230,18 @@ func Warm(ctx context.Context, l *ledger.Ledger, dir string, done map[uint64]boo
 			continue
 		}
 		a := newAcc(p)
-		for e, err := range l.Entries(k * chunkSize) {
+		// A chunk the collector appended lately comes from the copies the
+		// ledger kept of the bytes it hashed (FollowAppended; the chunk is
+		// whole: the loop ends at its last record instead of waiting);
+		// older ones are read back and checked against their leaves.
+		for e, err := range l.FollowAppended(ctx, k*chunkSize) {
 			if err != nil {
 				return n, fmt.Errorf("report: warm chunk %d: %w", k, err)
 			}
-			if e.Index >= (k+1)*chunkSize {
-				break
-			}
 			a.add(e.Index, e.Time, e.Data, &f)
+			if e.Index+1 >= (k+1)*chunkSize {
+				break // the chunk's last record: do not wait for the next
+			}
 			if e.Index%1024 == 0 && ctx.Err() != nil {
 				return n, ctx.Err()
 			}

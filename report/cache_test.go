@@ -110,3 +110,56 @@ func TestChunkCache(t *testing.T) {
 		t.Fatalf("differences:\n%s", strings.Join(diffs, "\n"))
 	}
 }
+
+// TestWarmLedgerEndsAtChunk: Warm reads a chunk through the ledger's
+// appended tail when it holds it (as the collector's ledger does) or from
+// disk, and in both cases stops at the chunk's last record even when it is
+// the ledger's last (the follower would otherwise wait for the next
+// record); the figures it keeps are those a report computes from the
+// ledger.
+func TestWarmLedgerEndsAtChunk(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name      string
+		tailBytes int
+	}{{"from the appended tail", 64 << 20}, {"read back", 0}} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			w := newWriterWith(t, dir, t0, c.tailBytes)
+			defer w.l.Close()
+			recs := make([][]byte, chunkSize)
+			for j := range recs {
+				e := event.Event{Action: event.ActionHTTPRequest, Outcome: "success", ServiceName: "api", ClientIP: "198.51.100.1", UserName: "u", Path: "/x"}
+				if j%7 == 0 {
+					e = event.Event{Category: []string{"authentication"}, Action: event.ActionLoginFail, Outcome: "failure", ServiceName: "api",
+						ClientIP: fmt.Sprintf("203.0.113.%d", j%5), UserName: "bob", Path: "/login"}
+				}
+				recs[j] = ev(t0.Add(time.Duration(j)*time.Millisecond), e)
+			}
+			w.at(t0.Add(time.Minute))
+			w.append(recs...)
+			w.checkpoint()
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			warmDir := filepath.Join(dir, "warm")
+			if n, err := Warm(ctx, w.l, warmDir, map[uint64]bool{}, nil); err != nil || n != 1 {
+				t.Fatalf("warm: %d chunks, %v (want 1 without waiting for a record after the chunk)", n, err)
+			}
+			opts := Options{Standard: PCIDSS, From: t0.Add(-time.Minute), To: t0.Add(2 * time.Minute),
+				Verifiers: []note.Verifier{w.verif}, Now: t0.Add(time.Hour)}
+			fresh, err := Compute(ctx, w.l, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			opts.Cache = warmDir
+			warm, err := Compute(ctx, w.l, opts)
+			if err != nil || warm.State.Integrity.SummarisedEarlier != chunkSize {
+				t.Fatalf("after warming: %v, %+v", err, warm.State.Integrity)
+			}
+			if !reflect.DeepEqual(fresh.Figures, warm.Figures) || fresh.Figures.AuthFailures.Total != (chunkSize+6)/7 {
+				t.Fatalf("figures from the warmed chunk %+v, from the ledger %+v", warm.Figures, fresh.Figures)
+			}
+		})
+	}
+}

@@ -27,9 +27,17 @@ type writer struct {
 	mu     sync.Mutex
 	now    time.Time
 	l      *ledger.Ledger
+	// tailBytes is ledger.Options.TailBytes (set before open).
+	tailBytes int
 }
 
 func newWriter(t testing.TB, dir string, start time.Time) *writer {
+	return newWriterWith(t, dir, start, 0)
+}
+
+// newWriterWith is newWriter with the ledger keeping tailBytes of the
+// records it appended (ledger.Options.TailBytes), as the collector's does.
+func newWriterWith(t testing.TB, dir string, start time.Time, tailBytes int) *writer {
 	skey, vkey, err := ledger.GenerateKey("test.trailguard/report")
 	if err != nil {
 		t.Fatal(err)
@@ -42,7 +50,7 @@ func newWriter(t testing.TB, dir string, start time.Time) *writer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &writer{t: t, dir: filepath.Join(dir, "ledger"), origin: "test.trailguard/report", signer: s, verif: v, vkey: vkey, now: start}
+	w := &writer{t: t, dir: filepath.Join(dir, "ledger"), origin: "test.trailguard/report", signer: s, verif: v, vkey: vkey, now: start, tailBytes: tailBytes}
 	w.open()
 	return w
 }
@@ -61,7 +69,8 @@ func (w *writer) at(t time.Time) {
 
 func (w *writer) open() {
 	l, err := ledger.Open(w.dir, ledger.Options{Origin: w.origin, Signer: w.signer, Now: w.clock,
-		CheckpointEvery: 1 << 30, CheckpointInterval: 10000 * time.Hour, IdleInterval: 10000 * time.Hour, PruneInterval: 10000 * time.Hour})
+		CheckpointEvery: 1 << 30, CheckpointInterval: 10000 * time.Hour, IdleInterval: 10000 * time.Hour, PruneInterval: 10000 * time.Hour,
+		TailBytes: w.tailBytes})
 	if err != nil {
 		w.t.Fatal(err)
 	}
