@@ -113,8 +113,10 @@ func TestRun(t *testing.T) {
 		t.Errorf("probe story: %+v", pr)
 	}
 	for _, st := range []Story{bf, cs, pr} {
-		if !st.Blocked || st.Refused < 1 {
-			t.Errorf("%s: blocked %v, %d requests refused", st.Address, st.Blocked, st.Refused)
+		// The block ends the attack at the gateway: requests refused, or
+		// (those in flight when it came) their answers withheld.
+		if !st.Blocked || st.Refused+st.Withheld < 1 {
+			t.Errorf("%s: blocked %v, %d requests refused, %d answers withheld", st.Address, st.Blocked, st.Refused, st.Withheld)
 		}
 		var alertAt, blockAt, refusedAt time.Duration = -1, -1, -1
 		for _, s := range st.Steps {
@@ -123,7 +125,7 @@ func TestRun(t *testing.T) {
 				alertAt = s.At
 			case strings.HasPrefix(s.Text, "Blocked for ") && blockAt < 0:
 				blockAt = s.At
-			case strings.Contains(s.Text, "refused by the gateway") && refusedAt < 0:
+			case (strings.Contains(s.Text, "refused by the gateway") || strings.Contains(s.Text, "the gateway withheld")) && refusedAt < 0:
 				refusedAt = s.At
 			}
 		}
@@ -263,5 +265,88 @@ func TestDisplay(t *testing.T) {
 		if got := display(in); got != want {
 			t.Errorf("display(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestStoryWithheld: a request in flight when the block came is answered
+// 403 by the gateway instead of the shop's answer (response_withheld, not
+// request_blocked); an attacker whose every later request was such is
+// still told as stopped at the gateway, after its block.
+func TestStoryWithheld(t *testing.T) {
+	start := time.Date(2026, 11, 30, 4, 0, 0, 0, time.UTC)
+	at := func(ms int) time.Time { return start.Add(time.Duration(ms) * time.Millisecond) }
+	const addr = "198.18.7.23"
+	var recs [][]byte
+	login := func(ms, i int, svc string) {
+		rid := fmt.Sprintf("req-%d", i)
+		recs = append(recs,
+			enc(event.Event{Timestamp: at(ms), Kind: "event", Action: event.ActionHTTPRequest, Outcome: "failure", RequestID: rid, ID: rid + "-a-" + svc,
+				Method: "POST", Path: "/api/login", StatusCode: 401, ClientIP: addr, ServiceName: svc}))
+		if svc == "demo-shop" {
+			recs = append(recs, enc(event.Event{Timestamp: at(ms), Kind: "event", Action: event.ActionLoginFail, Outcome: "failure", Reason: "unknown user",
+				RequestID: rid, ID: rid + "-l", UserName: fmt.Sprintf("user%03d@example.com", i), ClientIP: addr, ServiceName: svc}))
+		}
+	}
+	for i := range 12 {
+		login(10*i, i, "demo-gateway")
+		login(10*i, i, "demo-shop")
+	}
+	recs = append(recs,
+		fmt.Appendf(nil, `{"@timestamp":%q,"event":{"kind":"alert","dataset":"trailguard.alert","action":"x"},"rule":{"name":"Credential stuffing from one address"},"client":{"ip":%q}}`, ts(at(125)), addr),
+		fmt.Appendf(nil, `{"@timestamp":%q,"event":{"kind":"event","action":"block_decision_created"},"rule":{"name":"trailguard_credential_stuffing"},"client":{"ip":%q},"trailguard":{"decision":{"duration":"4h"}}}`, ts(at(130)), addr))
+	// Three requests in flight at the block: the shop's verdicts recorded,
+	// the answers withheld.
+	for i := 12; i < 15; i++ {
+		login(128, i, "demo-shop")
+		rid := fmt.Sprintf("req-%d", i)
+		recs = append(recs, enc(event.Event{Timestamp: at(140), Kind: "event", Action: "response_withheld", Outcome: "failure", RequestID: rid, ID: rid + "-w",
+			Reason: "blocked by decision trailguard_credential_stuffing; blocked while its request was in flight", ClientIP: addr, ServiceName: "demo-gateway"}))
+	}
+	blocked, _ := readTrail(recs).stories(start)
+	if len(blocked) != 1 {
+		t.Fatalf("stories: %+v", blocked)
+	}
+	st := blocked[0]
+	if !st.Blocked || st.Refused != 0 || st.Withheld != 3 || st.UnknownUsers < 12 {
+		t.Fatalf("story: %+v", st)
+	}
+	last := st.Steps[len(st.Steps)-1]
+	if !strings.Contains(last.Text, "3 requests in flight when the block came: the gateway withheld the shop's answer") {
+		t.Errorf("last step %q; steps %+v", last.Text, st.Steps)
+	}
+	// The live view shows the first withheld answer as the refusal.
+	var out strings.Builder
+	w := newWatcher(start, &out)
+	for i, r := range recs {
+		w.record(nil, ledger.Entry{Index: uint64(i), Time: at(200), Data: r})
+	}
+	var refused []Happening
+	for _, h := range w.seen {
+		if h.Kind == "refused" {
+			refused = append(refused, h)
+		}
+	}
+	if len(refused) != 1 || refused[0].Address != addr || !strings.Contains(refused[0].Text, "withheld") {
+		t.Errorf("live view: %+v\n%s", w.seen, out.String())
+	}
+}
+
+func enc(e event.Event) []byte { return e.AppendJSON(nil) }
+
+func ts(t time.Time) string { return t.UTC().Format(event.TimeFormat) }
+
+// TestRunUsedDir: --data naming an earlier run's directory is refused
+// before anything starts (its blocks would still be in force).
+func TestRunUsedDir(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "collector"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Run(context.Background(), Options{Dir: dir, Duration: time.Millisecond})
+	if err == nil || !strings.Contains(err.Error(), "is not empty") {
+		t.Fatalf("Run over a used directory: %v", err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+		t.Fatalf("Run wrote into the used directory: %v", ents)
 	}
 }

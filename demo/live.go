@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,13 +21,14 @@ type record struct {
 		Kind, Action, Dataset, Reason string
 		End                           time.Time `json:"end"`
 	} `json:"event"`
-	Rule   struct{ Name string }  `json:"rule"`
-	Log    struct{ Level string } `json:"log"`
-	Client struct{ IP string }    `json:"client"`
-	Source struct{ IP string }    `json:"source"`
-	User   struct{ Name string }  `json:"user"`
-	Svc    struct{ Name string }  `json:"service"`
-	TG     struct {
+	Rule    struct{ Name string }  `json:"rule"`
+	Log     struct{ Level string } `json:"log"`
+	Client  struct{ IP string }    `json:"client"`
+	Source  struct{ IP string }    `json:"source"`
+	User    struct{ Name string }  `json:"user"`
+	Svc     struct{ Name string }  `json:"service"`
+	Message string                 `json:"message"`
+	TG      struct {
 		Alert struct {
 			Count   int `json:"count"`
 			Trigger struct {
@@ -94,7 +96,7 @@ func (w *watcher) record(l *ledger.Ledger, e ledger.Entry) {
 	data := e.Data
 	isAlert := bytes.Contains(data, []byte(`"kind":"alert"`))
 	isBlock := bytes.Contains(data, []byte(`"block_decision_created"`))
-	isRefusal := bytes.Contains(data, []byte(`"request_blocked"`))
+	isRefusal := bytes.Contains(data, []byte(`"request_blocked"`)) || bytes.Contains(data, []byte(`"response_withheld"`))
 	if !isAlert && !isBlock && !isRefusal {
 		return
 	}
@@ -108,8 +110,14 @@ func (w *watcher) record(l *ledger.Ledger, e ledger.Entry) {
 	var h Happening
 	switch {
 	case isAlert && r.Event.Dataset == "trailguard.alert":
+		// A rule counted per service (the rate of 401s) raises one alert
+		// for each service that saw the wave: the gateway and the shop.
+		at := ""
+		if r.Svc.Name != "" && strings.Contains(r.Message, "service.name=") {
+			at = " at " + display(r.Svc.Name)
+		}
 		h = Happening{At: e.Time, Kind: "alert", Address: addr,
-			Text: fmt.Sprintf("ALERT %-6s %s: %s", r.Log.Level, display(r.Rule.Name), display(addr))}
+			Text: fmt.Sprintf("ALERT %-6s %s%s: %s", r.Log.Level, display(r.Rule.Name), at, display(addr))}
 		if r.TG.Alert.Count > 1 {
 			h.Text += fmt.Sprintf(" (%d events)", r.TG.Alert.Count)
 		}
@@ -138,9 +146,14 @@ func (w *watcher) record(l *ledger.Ledger, e ledger.Entry) {
 		}
 		h.Delay = e.Time.Sub(t.appended)
 		h.Text += fmt.Sprintf(" — decided %s after the attack crossed the threshold", msDur(h.Delay))
-	case isRefusal && r.Event.Action == "request_blocked" && !w.refused[addr]:
+	case isRefusal && (r.Event.Action == "request_blocked" || r.Event.Action == "response_withheld") && !w.refused[addr]:
+		// A request in flight when the block came is the first refused:
+		// its answer is withheld (the shop's verdict stays in the trail).
 		w.refused[addr] = true
 		h = Happening{At: r.TS, Kind: "refused", Address: addr, Text: fmt.Sprintf("REFUSED at the gateway: %s gets 403", display(addr))}
+		if r.Event.Action == "response_withheld" {
+			h.Text += " (the answer to a request in flight withheld)"
+		}
 		if t, ok := w.crossed[addr]; ok {
 			h.Delay = r.TS.Sub(t.stamped)
 			h.Text += fmt.Sprintf(" — %s after the attack crossed the threshold", msDur(h.Delay))

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -37,7 +38,8 @@ type Options struct {
 	// collector's data (Dir/collector), the witness copies of its
 	// checkpoints (Dir/witness), the gateway's spool (Dir/gateway) and the
 	// PCI DSS report (Dir/report-pci-dss.pdf and .json). Empty means a new
-	// temporary directory.
+	// temporary directory; a directory that exists must be empty (an
+	// earlier run's blocks and alerts would make another story).
 	Dir string
 	// Duration is how long the users' traffic goes on; default 3s. Each
 	// simulated party first plays a fixed minimum of rounds, and each
@@ -130,6 +132,13 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 			return nil, fmt.Errorf("demo: %w", err)
 		}
 		dir = d
+	} else if ents, err := os.ReadDir(dir); err == nil && len(ents) > 0 {
+		// An earlier run's collector would start with its blocks still in
+		// force and its alerts in the ledger: the attackers would be
+		// refused at once and the story told would be the old one.
+		return nil, fmt.Errorf("demo: %s is not empty (an earlier run?): give a new or empty directory, or remove it", dir)
+	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("demo: %w", err)
 	}
 	start := time.Now()
 	// The collector runs in this process, as `trailguard serve` would on
@@ -525,8 +534,8 @@ func (s *Summary) Print(w io.Writer) {
 		fmt.Fprintf(w, "\na failed login, as stored:\n%s\n", s.SampleFail)
 	}
 	r := s.Report
-	fmt.Fprintf(w, "\nPCI DSS report over the run: %d requirements met, %d gaps\n  %s\n  %s (signed; its sha256 %s is printed on every page)\n",
-		r.Met, r.Gaps, r.PDF, r.JSON, r.Sum)
+	fmt.Fprintf(w, "\nPCI DSS report over the run: %s met, %s\n  %s\n  %s (signed; its sha256 %s is printed on every page)\n",
+		plural(r.Met, "requirement"), plural(r.Gaps, "gap"), r.PDF, r.JSON, r.Sum)
 	for _, f := range r.Findings {
 		fmt.Fprintf(w, "  gap %s\n", f)
 	}

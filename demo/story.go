@@ -34,6 +34,10 @@ type Story struct {
 	Alerts       []string // titles of the alerts raised about it
 	Blocked      bool     // a block decision was made against it
 	Refused      int      // its requests the gateway refused
+	// Withheld counts its requests that were in flight when the block came:
+	// the gateway answered 403 instead of the shop's answer (which the
+	// trail keeps), so that the last guesses never learn their result.
+	Withheld int
 }
 
 // Step is one thing the attacker did, or one thing done about it.
@@ -52,6 +56,8 @@ type request struct {
 	ua                   string
 	login                *event.Event // authn_login_fail or authn_login_success
 	refused              bool         // the gateway refused it (request_blocked)
+	withheld             bool         // the gateway withheld the shop's answer (response_withheld)
+	withheldAt           time.Time    // when it did (after the block; the request started before)
 	reasons              []string     // of other events (input_validation_fail, authz_fail…)
 	cleanPath, rawTarget string
 }
@@ -149,10 +155,19 @@ func (t *trail) tell(address string, start time.Time) Story {
 			r.login = e
 		case "request_blocked":
 			r.refused = true
+		case "response_withheld":
+			r.withheld, r.withheldAt = true, e.Timestamp
 		default:
 			if e.Reason != "" {
 				r.reasons = append(r.reasons, e.Action+": "+e.Reason)
 			}
+		}
+	}
+	// A withheld answer is told when the gateway gave it, after the block
+	// that caused it, not when its request started.
+	for _, r := range reqs {
+		if r.withheld {
+			r.at = r.withheldAt
 		}
 	}
 	slices.SortStableFunc(reqs, func(a, b *request) int { return a.at.Compare(b.at) })
@@ -175,6 +190,8 @@ func (t *trail) tell(address string, start time.Time) Story {
 		switch {
 		case r.refused:
 			return "refused"
+		case r.withheld:
+			return "withheld"
 		case r.login == nil:
 			return "request"
 		case r.login.Action == event.ActionLoginSuccess:
@@ -211,6 +228,9 @@ func (t *trail) tell(address string, start time.Time) Story {
 		case k == "refused":
 			st.Refused += len(group)
 			step.Text = plural(len(group), "request") + " refused by the gateway (403)"
+		case k == "withheld":
+			st.Withheld += len(group)
+			step.Text = plural(len(group), "request") + " in flight when the block came: the gateway withheld the shop's answer (403 instead)"
 		case strings.HasPrefix(k, "fail "):
 			user := first.login.UserName
 			perUser[user] += len(group)
@@ -229,6 +249,9 @@ func (t *trail) tell(address string, start time.Time) Story {
 			case 1:
 				step.Text = fmt.Sprintf("%s as %s, which does not exist", plural(len(group), "failed login"), display(names[0]))
 			default:
+				// The attacker's requests overlap, so their order is not
+				// the list's: show its first and last names.
+				slices.Sort(names)
 				step.Text = fmt.Sprintf("%s as %d user names that do not exist (%s … %s)", plural(len(group), "failed login"), len(names),
 					display(names[0]), display(names[len(names)-1]))
 			}

@@ -6,13 +6,14 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"time"
 
 	"github.com/trailguard/trailguard/demo"
 )
 
 func init() {
-	register("demo", "run a sample API with simulated users and an attacker, and show its audit trail", func(args []string) int {
+	register("demo", "a sample API, gateway and collector in one process: attackers blocked, trail verified, PCI DSS report", func(args []string) int {
 		return runDemo(args, os.Stdout, os.Stderr)
 	})
 }
@@ -28,7 +29,7 @@ blocks as they happen; then tells what each attacker did from the trail,
 verifies the ledger and writes a PCI DSS report (PDF and signed JSON).`, stdout, stderr)
 	// Not the collector's data directory (the demo never writes into a real
 	// one, so TRAILGUARD_DATA is not read): a fresh temporary one by default.
-	dir := fs.String("data", "", "directory `DIR` for the demo's trail and collector (default: a new temporary directory)")
+	dir := fs.String("data", "", "new or empty directory `DIR` for the demo's trail, collector and report (default: a new temporary directory)")
 	fs.Var(aliasValue{dir}, "data-dir", "")
 	fs.hidden["data-dir"] = true
 	dur := fs.Duration("duration", 3*time.Second, "how long the users' traffic goes on, a `DURATION` such as 5s (attackers go on until blocked)")
@@ -55,7 +56,7 @@ verifies the ledger and writes a PCI DSS report (PDF and signed JSON).`, stdout,
 	}
 	sum, err := demo.Run(context.WithoutCancel(ctx), opts)
 	if err != nil {
-		fmt.Fprintln(stderr, "trailguard demo:", err)
+		fmt.Fprintln(stderr, "trailguard demo:", strings.TrimPrefix(err.Error(), "demo: "))
 		return 1
 	}
 	if !*keep {
@@ -63,7 +64,7 @@ verifies the ledger and writes a PCI DSS report (PDF and signed JSON).`, stdout,
 	}
 	sum.PrintLedger(stdout)
 	if !*keep {
-		fmt.Fprintln(stdout, "explore it: add --keep-running to keep the collector up and sign in to its web UI")
+		fmt.Fprintln(stdout, "explore it in the web UI: go run ./cmd/trailguard demo --keep-running   (prints its address and a token to sign in with)")
 	}
 	if len(sum.Leaked) > 0 || sum.Verified == nil || !sum.Verified.OK() {
 		return 1
