@@ -53,7 +53,11 @@ func TestRun(t *testing.T) {
 	if signedIn != http.StatusOK && signedIn != http.StatusCreated && signedIn != http.StatusNoContent {
 		t.Errorf("signing in to the web UI with the token the demo prints: status %d", signedIn)
 	}
-	if sum.Secrets < 40 {
+	// What every run sends whatever the timing: four users' passwords and
+	// session tokens, a card number, and at least ten guesses from each of
+	// the brute force and the stuffing run (their blocks come at the tenth
+	// failed login at the earliest); more when their blocks come later.
+	if sum.Secrets < 28 {
 		t.Fatalf("only %d secrets sent: the leak check checked too little", sum.Secrets)
 	}
 	if sum.Stats.Dropped != 0 || sum.Stats.Lost != 0 || int(sum.Stats.Written) != sum.Events {

