@@ -9,9 +9,12 @@ import (
 
 // followTailBytes is how much of the newest records the collector's ledger
 // keeps in memory for its own followers (ledger.Options.TailBytes): about
-// half a minute of ingest at 1,000 events/s, a second at 50,000. Followers
-// further behind read from disk, as before.
-const followTailBytes = 32 << 20
+// a minute of ingest at 1,000 events/s, a second at 100,000 — the index
+// lag issue 15 allows (1 s) at the rate it asks for, and room for the
+// report warmer's chunk (32,768 records, ~20 MB) while it waits for the
+// checkpoint that covers it. Followers further behind read from disk, as
+// before.
+const followTailBytes = 64 << 20
 
 // appendedFollower is the ledger as the collector's own consumers follow
 // it (the index, detection, the UI's overview): records this process

@@ -319,15 +319,26 @@ func (s *Server) startReportWarmer() {
 		done := map[uint64]bool{}
 		next := uint64(0) // the next chunk to summarise
 		for {
-			// Wake when the ledger holds the next whole chunk, and give a
-			// signed checkpoint time to cover it.
-			if s.ledger.Wait(ctx, (next+1)*report.ChunkSize-1) != nil {
+			// Wake when the ledger holds the next whole chunk, and when a
+			// signed checkpoint covers it (Warm keeps only such chunks),
+			// or after two checkpoint intervals. Going as soon as the
+			// checkpoint is there (it was a fixed two intervals) reads the
+			// chunk while the ledger still holds it in memory at higher
+			// rates (FollowAppended), instead of reading it back.
+			end := (next + 1) * report.ChunkSize
+			if s.ledger.Wait(ctx, end-1) != nil {
 				return
 			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(2 * max(s.cfg.CheckpointInterval, 100*time.Millisecond)):
+			give := time.Now().Add(2 * max(s.cfg.CheckpointInterval, 100*time.Millisecond))
+			for {
+				if _, cp := s.ledger.LatestCheckpoint(); cp.Size >= end || time.Now().After(give) {
+					break
+				}
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(50 * time.Millisecond):
+				}
 			}
 			_, err := report.Warm(ctx, s.ledger, dir, done, func(took time.Duration) {
 				select {
