@@ -372,8 +372,10 @@ func hydraBlocked(t *testing.T, hydra string, det Detection, wantAlert string, m
 			refused++
 		case ev.Action == ActionWithheld:
 			// Forwarded before the block, answered after it: the
-			// client got a refusal instead of the answer.
+			// client got a refusal instead of the answer (hydra takes
+			// any answer but 401 as a hit and stops there).
 			forwarded++
+			refused++
 		case ev.Action == event.ActionLoginFail:
 			fails++
 		}
