@@ -1,13 +1,16 @@
 package ui
 
 import (
+	"bytes"
 	"crypto/tls"
 	"io"
 	"io/fs"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"testing"
+	"testing/fstest"
 	"time"
 )
 
@@ -201,6 +204,67 @@ func TestHandler(t *testing.T) {
 	h.ServeHTTP(w2, r)
 	if w2.Code != 304 {
 		t.Errorf("If-None-Match: %d", w2.Code)
+	}
+	if cc := w.Header().Get("Cache-Control"); cc != "no-cache" {
+		t.Errorf("/ui/js/app.js: Cache-Control %q", cc)
+	}
+}
+
+// TestHandlerVersioned: index.html names every module and the stylesheet
+// under the assets' version, served there for good; another version gets
+// today's file revalidated, and the version changes with any asset.
+func TestHandlerVersioned(t *testing.T) {
+	h := Handler()
+	get := func(path string) *httptest.ResponseRecorder {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest("GET", path, nil))
+		return w
+	}
+	index := get("/ui/search")
+	if index.Header().Get("Cache-Control") != "no-cache" {
+		t.Errorf("index.html: Cache-Control %q", index.Header().Get("Cache-Control"))
+	}
+	ver := h.(*handler).version
+	body := index.Body.String()
+	refs := regexp.MustCompile(`(?:href|src)="(/ui/[^"]+)"`).FindAllStringSubmatch(body, -1)
+	var versioned int
+	for _, m := range refs {
+		u := m[1]
+		if strings.HasSuffix(u, ".js") || strings.HasSuffix(u, ".css") {
+			if !strings.HasPrefix(u, "/ui/v/"+ver+"/") {
+				t.Errorf("index.html loads %s outside its version", u)
+			}
+			versioned++
+			w := get(u)
+			want, _ := fs.ReadFile(Assets(), strings.TrimPrefix(u, "/ui/v/"+ver+"/"))
+			if w.Code != 200 || w.Header().Get("Cache-Control") != "public, max-age=31536000, immutable" || !bytes.Equal(w.Body.Bytes(), want) {
+				t.Errorf("%s: %d %q", u, w.Code, w.Header().Get("Cache-Control"))
+			}
+		}
+	}
+	if versioned < 10 {
+		t.Fatalf("only %d versioned assets in index.html:\n%s", versioned, body)
+	}
+	if w := get("/ui/v/0123456789abcdef/js/app.js"); w.Code != 200 || w.Header().Get("Cache-Control") != "no-cache" {
+		t.Errorf("another version: %d %q", w.Code, w.Header().Get("Cache-Control"))
+	}
+	for _, p := range []string{"/ui/v/" + ver + "/js/../../ui.go", "/ui/v/" + ver + "/", "/ui/v/" + ver, "/ui/v/"} {
+		if w := get(p); w.Code != 404 {
+			t.Errorf("%s: %d", p, w.Code)
+		}
+	}
+	// A changed asset changes the version.
+	fsys := fstest.MapFS{}
+	fs.WalkDir(Assets(), ".", func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			data, _ := fs.ReadFile(Assets(), p)
+			fsys[p] = &fstest.MapFile{Data: data}
+		}
+		return err
+	})
+	fsys["js/dom.js"] = &fstest.MapFile{Data: append(fsys["js/dom.js"].Data, "\n// changed\n"...)}
+	if other := newHandler(fsys); other.version == ver {
+		t.Errorf("the version %s did not change with js/dom.js", ver)
 	}
 }
 

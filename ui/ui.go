@@ -21,6 +21,7 @@ import (
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
+	"fmt"
 	"io/fs"
 	"mime"
 	"net/http"
@@ -81,13 +82,50 @@ var pages = map[string]bool{
 // Handler serves the embedded UI below Prefix: assets with their content
 // types and validators, page routes with index.html, anything else 404.
 // Every answer carries SetSecurityHeaders.
-func Handler() http.Handler {
-	return &handler{fsys: Assets(), started: time.Now()}
+func Handler() http.Handler { return newHandler(Assets()) }
+
+func newHandler(fsys fs.FS) *handler {
+	h := &handler{fsys: fsys, started: time.Now()}
+	// The version names the assets' contents: index.html loads its
+	// stylesheet and modules below VersionedPrefix/<version>/, where they
+	// are cached for good (a new build has a new version, and index.html is
+	// always revalidated). The modules import one another by relative
+	// paths, so they all resolve below the same version. Without this, every
+	// navigation revalidated ~20 files, a round trip each over the browser's
+	// six connections: ~150 ms of a page's time on a loaded machine.
+	sum := sha256.New()
+	fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		data, err := fs.ReadFile(fsys, p)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(sum, "%s %d\n", p, len(data))
+		sum.Write(data)
+		return nil
+	})
+	h.version = hex.EncodeToString(sum.Sum(nil)[:8])
+	index, err := fs.ReadFile(fsys, "index.html")
+	if err != nil {
+		panic(err) // embedded at build time
+	}
+	base := VersionedPrefix + h.version + "/"
+	index = bytes.ReplaceAll(index, []byte(`"`+Prefix+`js/`), []byte(`"`+base+`js/`))
+	h.index = bytes.ReplaceAll(index, []byte(`"`+Prefix+`app.css"`), []byte(`"`+base+`app.css"`))
+	return h
 }
+
+// VersionedPrefix is where the assets are served under their version,
+// cached by browsers without revalidation.
+const VersionedPrefix = Prefix + "v/"
 
 type handler struct {
 	fsys    fs.FS
 	started time.Time
+	version string // of the embedded assets
+	index   []byte // index.html naming the versioned assets
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -106,14 +144,27 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if pages[strings.TrimSuffix(rel, "/")] {
 		name = "index.html"
 	}
-	// Nothing is cached without revalidation: an upgraded collector must
-	// never run old scripts against its new API (ETags make it cheap).
-	w.Header().Set("Cache-Control", "no-cache")
+	// Nothing else is cached without revalidation: an upgraded collector
+	// must never run old scripts against its new API (ETags make it cheap).
+	cache := "no-cache"
+	if v, ok := strings.CutPrefix(r.URL.Path, VersionedPrefix); ok {
+		ver, file, _ := strings.Cut(v, "/")
+		name = file
+		if ver == h.version {
+			cache = "public, max-age=31536000, immutable"
+		}
+		// Another version (a page loaded before an upgrade): today's
+		// file, revalidated.
+	}
+	w.Header().Set("Cache-Control", cache)
 	if name == "" || strings.HasSuffix(name, "/") || !fs.ValidPath(name) {
 		http.NotFound(w, r)
 		return
 	}
 	data, err := fs.ReadFile(h.fsys, name)
+	if name == "index.html" {
+		data = h.index
+	}
 	if err != nil {
 		http.NotFound(w, r)
 		return
