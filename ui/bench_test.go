@@ -28,8 +28,8 @@ import (
 //	TRAILGUARD_UI_BENCH_N=1000000 TRAILGUARD_UI_BENCH_DIR=/var/tmp go test -run '^$' -bench UI -benchtime 5x ./ui
 
 // maxBenchAge is how old a kept dataset may be: the Overview's last 24
-// hours then hold at least 95 % of its events.
-const maxBenchAge = 72 * time.Minute
+// hours then hold at least half of its events.
+const maxBenchAge = 12 * time.Hour
 
 // benchData returns a collector over the benchmark's data directory, and
 // the 24 hours its events cover; fresh makes a kept dataset again if it
@@ -53,8 +53,9 @@ func benchData(b *testing.B, fresh bool) (*collector, time.Time, time.Time) {
 	built, err := os.ReadFile(marker)
 	if err == nil && fresh {
 		// The Overview is timed over the last 24 hours: a dataset that
-		// ended more than maxBenchAge ago has under 95 % of its events
-		// in that range, and is made again.
+		// ended more than maxBenchAge ago has under half of its events
+		// in that range, and is made again (the benchmark states the
+		// share; making 10M events again takes most of an hour).
 		if end, perr := time.Parse(time.RFC3339Nano, string(built)); perr != nil || time.Since(end) > maxBenchAge {
 			b.Logf("the dataset ended at %s, over %v ago: making it again", built, maxBenchAge)
 			err = fmt.Errorf("stale")
@@ -179,7 +180,8 @@ func pageTiming(b *testing.B, br *browser, u, ready string) (toData, slowestAPI 
 
 // reportPage times the page at path over the events' 24 hours, or, with
 // last24h, over the last 24 hours (the Overview's default range, as an
-// analyst opens it), which hold at least 95 % of them (maxBenchAge).
+// analyst opens it), which hold at least half of them (maxBenchAge; the
+// share is logged and reported).
 func reportPage(b *testing.B, path, ready string, last24h bool) {
 	c, from, to := benchData(b, last24h)
 	br := newBrowser(b, 1366, 768)
@@ -187,7 +189,9 @@ func reportPage(b *testing.B, path, ready string, last24h bool) {
 	u := c.url + path + "&from=" + url.QueryEscape(from.Format(time.RFC3339)) + "&to=" + url.QueryEscape(to.Format(time.RFC3339))
 	if last24h {
 		u = c.url + path + "&from=24h"
-		b.Logf("the last 24 hours hold %.1f %% of the events (the dataset ended %v ago)", 100*(1-time.Since(to).Hours()/24), time.Since(to).Round(time.Second))
+		share := 100 * (1 - time.Since(to).Hours()/24)
+		b.Logf("the last 24 hours hold %.1f %% of the events (the dataset ended %v ago)", share, time.Since(to).Round(time.Second))
+		defer b.ReportMetric(share, "%-events-in-range")
 	}
 	pageTiming(b, br, u, ready) // warm: the first load compiles the modules
 	var data, api []float64
