@@ -206,7 +206,7 @@ func refExtract(data []byte) (map[string][]any, bool) {
 			if prefix != "" {
 				p = prefix + "." + k
 			}
-			if sub, ok := x.(map[string]any); ok && wantedPrefixes[p] {
+			if sub, ok := x.(map[string]any); ok && wantedPrefix([]byte(p)) {
 				walk(p, sub)
 				continue
 			}
