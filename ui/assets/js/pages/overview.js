@@ -173,11 +173,16 @@ export async function render(ctx) {
       alerts: optional("/v1/alerts", { status: "open", limit: 20 }, opts),
       decisions: optional("/v1/decisions", {}, opts),
     };
+    // The top lists may have to be counted over the index (a range older
+    // than the hours the collector keeps them for: seconds at millions of
+    // events); the rest is drawn as soon as it is in, and they follow.
+    // (An automatic refresh keeps the panels on screen until all is in.)
+    const slow = background || (fromOverview && tops) ? [] : ["topSrc", "topUsers"];
+    const settle = (p) => p.then((v) => ({ v }), (e) => ({ e }));
     const settled = {};
-    await Promise.all(Object.entries(req).map(([k, p]) => p.then((v) => (settled[k] = { v }), (e) => (settled[k] = { e }))));
+    await Promise.all(Object.entries(req).filter(([k]) => !slow.includes(k)).map(([k, p]) => settle(p).then((r) => (settled[k] = r))));
     if (!ctx.alive() || aborter.signal.aborted) return;
     const rules = await rulesP;
-    const elapsed = performance.now() - started;
 
     // Services for the filter.
     if (settled.services.v && svcSel.options.length === 1) {
@@ -264,20 +269,42 @@ export async function render(ctx) {
         items.length > 8 ? h("li", {}, h("a", { href: "/ui/blocks" }, "All " + items.length + " blocks")) : null);
     })(), { extra: h("a", { href: "/ui/blocks", class: "more" }, "Blocks") });
 
+    const topSpecs = {
+      topSrc: ["Top source addresses", "source.ip", ""],
+      topUsers: ["Top failing users", "user.name", "event.category:authentication and event.outcome:failure"],
+    };
+    const topOrWait = (k) => {
+      const [title, field, baseQ] = topSpecs[k];
+      return settled[k] ? topPanel(title, settled[k], field, baseQ)
+        : panel(title, loading("the top " + (k === "topSrc" ? "addresses" : "users") + ", counted over the index"));
+    };
+    const topEls = { topSrc: topOrWait("topSrc"), topUsers: topOrWait("topUsers") };
     replace(grid,
       eventsPanel,
       ratePanel("http401", settled.r401, settled.f401),
       ratePanel("authz", settled.r403, settled.f403),
       authPanel,
       alertsPanel,
-      topPanel("Top source addresses", settled.topSrc, "source.ip", ""),
-      topPanel("Top failing users", settled.topUsers, "user.name", "event.category:authentication and event.outcome:failure"),
+      topEls.topSrc,
+      topEls.topUsers,
       blocksPanel);
+    if (slow.length) {
+      delete grid.dataset.loaded;
+      await Promise.all(slow.map((k) => settle(req[k]).then((r) => {
+        if (!ctx.alive() || aborter.signal.aborted) return;
+        settled[k] = r;
+        const el = topOrWait(k);
+        topEls[k].replaceWith(el);
+        topEls[k] = el;
+      })));
+      if (!ctx.alive() || aborter.signal.aborted) return;
+    }
+    // Everything on screen (what the tests and benchmarks wait for).
     grid.dataset.loaded = String(Date.now());
     // For the browser benchmarks: when the data was on screen, on the
     // page's own clock (Navigation Timing's origin).
     performance.mark("tg:data");
-    status.textContent = "Updated " + fmtTime(new Date()) + " in " + Math.round(elapsed) + " ms" + (fromOverview ? "" : " (counted from the index)") + (range.isRelative() ? "" : " (fixed range)");
+    status.textContent = "Updated " + fmtTime(new Date()) + " in " + Math.round(performance.now() - started) + " ms" + (fromOverview ? "" : " (counted from the index)") + (range.isRelative() ? "" : " (fixed range)");
     if (Number(refSel.value) > 0 && range.isRelative()) timer = setTimeout(() => load(true), Number(refSel.value) * 1e3);
   };
   load(false).catch((e) => replace(grid, errorBox(e, () => load(false))));
