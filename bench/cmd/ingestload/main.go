@@ -22,7 +22,9 @@
 // fresh data directory; it prints every run, the medians, the ratios and
 // whether each goal is met (throughput ≥ 0.8× VictoriaLogs', the stretch
 // 1.0×; p99 request time no worse than VictoriaLogs'), and exits 2 when the
-// main goal is missed. On a machine shared with other work, read the ratios
+// main goal is missed. -rate offers events at a fixed rate instead of as
+// fast as answered, for the index lag at that rate (issue 15 item 6). On a
+// machine shared with other work, read the ratios
 // and the CPU time per event (which load moves far less) rather than the
 // absolute rates.
 package main
@@ -92,6 +94,7 @@ type target struct {
 
 type options struct {
 	events, batch, conns int
+	rate                 float64 // events/s to offer at most (0: as fast as answered)
 }
 
 func run() {
@@ -103,8 +106,9 @@ func run() {
 	token := flag.String("token", "", "ingest token for -url")
 	vl := flag.String("vl", "", "victoria-logs binary: load VictoriaLogs (with -bin too: compare the two)")
 	runs := flag.Int("runs", 3, "runs of each server when comparing (-bin and -vl)")
+	rate := flag.Float64("rate", 0, "offer at most this many events/s (requests start on a fixed schedule; 0: each connection sends as soon as it was answered): the index lag at a given ingest rate")
 	flag.Parse()
-	opt := options{*events, *batch, *conns}
+	opt := options{*events, *batch, *conns, *rate}
 
 	one := func(start func() (target, func(), error)) (result, bool) {
 		t, stop, err := start()
@@ -160,6 +164,9 @@ func print(r result) {
 func compare(collector, victoria func() (target, func(), error), runs int, opt options, one func(func() (target, func(), error)) (result, bool)) {
 	var tg, vl []result
 	fmt.Printf("%d events per run (%d per request, %d connections), %d runs each, alternated\n", opt.events, opt.batch, opt.conns, runs)
+	if opt.rate > 0 {
+		fmt.Printf("offered at most %.0f events/s\n", opt.rate)
+	}
 	fmt.Printf("%-4s %-13s %10s %8s %8s %12s %6s   %s\n", "run", "server", "events/s", "p50", "p99", "CPU µs/event", "cores", "index behind at the end; caught up after; CPU µs/event until then; lag p99")
 	row := func(i int, name string, r result) {
 		fmt.Printf("%-4d %-13s %10.0f %8v %8v %12.2f %6.2f", i, name, r.rate, r.p50.Round(time.Millisecond), r.p99.Round(time.Millisecond), float64(r.cpuPerEvent)/1e3, r.cores)
@@ -260,6 +267,10 @@ func load(t target, opt options) result {
 				n := next.Add(1)
 				if n > int64(requests) {
 					break
+				}
+				if opt.rate > 0 {
+					// Request n starts at its slot of the schedule.
+					time.Sleep(time.Until(start.Add(time.Duration(float64(n-1) * float64(opt.batch) / opt.rate * float64(time.Second)))))
 				}
 				// Every event needs its own event.id: the collector drops
 				// ids it stored recently, as resends.
