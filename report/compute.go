@@ -706,10 +706,15 @@ func readHistory(l *ledger.Ledger, from, to time.Time, maxGap time.Duration) (*h
 		case !e.Time.After(to):
 			c.signed, c.root, c.origin = e.Signed, e.Root, e.Origin
 			h.end = &c
-			if havePrev {
+			switch {
+			case havePrev:
 				// Only the part of a silence inside the period counts.
 				gap(maxTime(prev.t, from), c.t, prev.size, prev.shutdown)
-			} else {
+			case e.Size == 0:
+				// The ledger was created in the period: before its first
+				// checkpoint there was no trail to fail.
+				cf.Began = e.Time.UTC()
+			default:
 				gap(from, c.t, 0, false)
 			}
 			prev, havePrev = c, true

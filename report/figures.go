@@ -225,6 +225,10 @@ type Checkpoints struct {
 	LargestGap   Duration `json:"largest_gap"`
 	PlannedStops uint64   `json:"planned_stops"`
 	List         []GapRow `json:"list"`
+	// Began is when the ledger was created, if in the period (its first
+	// checkpoint, of the empty tree): the time before it is not a gap in
+	// logging but before the trail.
+	Began time.Time `json:"began,omitzero"`
 }
 
 // GapRow is a gap in the checkpoint cadence.

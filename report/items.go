@@ -561,6 +561,9 @@ func failuresItem(r *Report) Item {
 		it.Status = StatusMet
 		it.Evidence = fmt.Sprintf("No failure of logging in the period: %s checkpoints without a gap over %s, no unclean stop, no loss recorded.", num(cp.Count), dur(r.Params.MaxGap))
 	}
+	if !cp.Began.IsZero() {
+		it.Evidence += " The trail began in the period, at " + ts(cp.Began) + " (the ledger's first checkpoint); the time before it is not counted."
+	}
 	it.Notes = []string{"Events an application dropped before they reached a sink (httpaudit counts them in its statistics) are not in the trail: not assessable from logs."}
 	return it
 }

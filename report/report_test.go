@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -12,6 +13,7 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/trailguard/trailguard/event"
 	"github.com/trailguard/trailguard/ledger"
 )
 
@@ -213,4 +215,42 @@ func mustReport(t *testing.T, file []byte) []byte {
 		t.Fatal(err)
 	}
 	return s.Report
+}
+
+// TestComputeLedgerBegan: a period that starts before the ledger was
+// created counts no gap in the checkpoint cadence for the time before it
+// (there was no trail to fail); the report says when the trail began. A
+// silence after the start is still a gap.
+func TestComputeLedgerBegan(t *testing.T) {
+	t.Parallel()
+	start := time.Date(2026, 11, 2, 10, 0, 0, 0, time.UTC)
+	w := newWriter(t, t.TempDir(), start) // signs the empty tree at start
+	defer func() { w.l.Close() }()
+	for m := 1; m <= 10; m++ {
+		if m == 6 {
+			continue // a silence of two minutes: over the 2-minute limit
+		}
+		if m == 7 {
+			w.at(start.Add(7*time.Minute + 30*time.Second))
+		} else {
+			w.at(start.Add(time.Duration(m) * time.Minute))
+		}
+		w.append(ev(w.clock(), event.Event{Action: event.ActionLoginSuccess, Outcome: "success", Category: []string{"authentication"},
+			UserName: "alice", ClientIP: "198.51.100.7", ServiceName: "shop", ID: fmt.Sprintf("e%d", m)}))
+		w.checkpoint()
+	}
+	from, to := start.Add(-time.Hour), start.Add(10*time.Minute+30*time.Second)
+	rep, err := Compute(context.Background(), w.l, Options{Standard: PCIDSS, From: from, To: to, Verifiers: []note.Verifier{w.verif}, Now: to})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp := rep.Figures.Checkpoints
+	if !cp.Began.Equal(start) || cp.Gaps != 1 || len(cp.List) != 1 || !cp.List[0].After.Equal(start.Add(5*time.Minute)) {
+		t.Fatalf("checkpoints %+v", cp)
+	}
+	for _, it := range rep.Items {
+		if it.ID == "10.7.2" && (!strings.Contains(it.Evidence, "1 unexplained gaps") || !strings.Contains(it.Evidence, "The trail began in the period, at 2026-11-02")) {
+			t.Errorf("10.7.2: %s", it.Evidence)
+		}
+	}
 }
