@@ -52,7 +52,7 @@ var htmlTmpl = template.Must(template.New("report").Funcs(template.FuncMap{
 <dt>Signed with</dt><dd class="hash">{{.R.State.Key}}</dd>
 </dl>
 <h2>Summary</h2>
-<p><span class="st st-met">{{.R.Summary.Met}} met</span> <span class="st st-gap">{{.R.Summary.Gaps}} gaps</span> <span class="st st-na">{{.R.Summary.NotAssessable}} not assessable</span> <span class="st st-na">{{.R.Summary.NotApplicable}} not applicable</span></p>
+<p><span class="st st-met">{{.R.Summary.Met}} met</span> <span class="st st-gap">{{.R.Summary.Gaps}} gap{{if ne .R.Summary.Gaps 1}}s{{end}}</span> <span class="st st-na">{{.R.Summary.NotAssessable}} not assessable</span> <span class="st st-na">{{.R.Summary.NotApplicable}} not applicable</span></p>
 <table><tbody>{{range .R.Summary.Totals}}<tr><th scope="row">{{.Label}}</th><td class="n">{{.Value}}</td></tr>{{end}}</tbody></table>
 {{if .R.Summary.TopFindings}}<h3>Top findings</h3><ul>{{range .R.Summary.TopFindings}}<li>{{.}}</li>{{end}}</ul>{{end}}
 <table><thead><tr><th>Requirement</th><th>Status</th><th>Evidence</th></tr></thead><tbody>

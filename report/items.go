@@ -537,10 +537,10 @@ func failuresItem(r *Report) Item {
 	}
 	var bad []string
 	if cp.Gaps > 0 {
-		bad = append(bad, num(cp.Gaps)+" unexplained gaps in the checkpoint cadence")
+		bad = append(bad, plural(cp.Gaps, "unexplained gap", "unexplained gaps")+" in the checkpoint cadence")
 	}
 	if lc.Unclean > 0 {
-		bad = append(bad, num(lc.Unclean)+" unclean stops")
+		bad = append(bad, plural(lc.Unclean, "unclean stop", "unclean stops"))
 	}
 	if fl.MonitorDisabled > 0 {
 		bad = append(bad, num(fl.MonitorDisabled)+" times events or decisions could not reach their destination")
@@ -611,4 +611,12 @@ func activityReviewItem(r *Report) Item {
 		it.Evidence += fmt.Sprintf(" The trail was read %s times and %s alerts were reviewed.", num(f.Reads.Total), num(f.Alerts.Acknowledged+f.Alerts.Resolved))
 	}
 	return it
+}
+
+// plural is "1 gap" or "3 gaps", the number written as num does.
+func plural(n uint64, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return num(n) + " " + many
 }

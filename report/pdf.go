@@ -69,7 +69,7 @@ func PDF(r *Report, sum string) ([]byte, error) {
 		{"Signed with", r.State.Key},
 	})
 	h2("Summary")
-	para(fmt.Sprintf("%d met, %d gaps, %d not assessable from logs, %d not applicable.", r.Summary.Met, r.Summary.Gaps, r.Summary.NotAssessable, r.Summary.NotApplicable), "B", 10, 0)
+	para(fmt.Sprintf("%d met, %s, %d not assessable from logs, %d not applicable.", r.Summary.Met, plural(uint64(r.Summary.Gaps), "gap", "gaps"), r.Summary.NotAssessable, r.Summary.NotApplicable), "B", 10, 0)
 	facts(r.Summary.Totals)
 	if len(r.Summary.TopFindings) > 0 {
 		para("Top findings", "B", 10, 0)

@@ -249,7 +249,7 @@ func TestComputeLedgerBegan(t *testing.T) {
 		t.Fatalf("checkpoints %+v", cp)
 	}
 	for _, it := range rep.Items {
-		if it.ID == "10.7.2" && (!strings.Contains(it.Evidence, "1 unexplained gaps") || !strings.Contains(it.Evidence, "The trail began in the period, at 2026-11-02")) {
+		if it.ID == "10.7.2" && (!strings.Contains(it.Evidence, "1 unexplained gap in") || !strings.Contains(it.Evidence, "The trail began in the period, at 2026-11-02")) {
 			t.Errorf("10.7.2: %s", it.Evidence)
 		}
 	}

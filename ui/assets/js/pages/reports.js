@@ -61,7 +61,7 @@ function reportView(rep) {
     h("dl", { class: "facts" },
       h("dt", {}, "Period"), h("dd", {}, fmtTime(rep.from) + " → " + fmtTime(rep.to)),
       h("dt", {}, "Checkpoint"), h("dd", {}, fmtNum(cp.tree_size) + " records, root " + String(cp.root_hash || "").slice(0, 16) + "…, " + fmtTime(cp.time)),
-      h("dt", {}, "Result"), h("dd", {}, fmtNum(sum.met) + " met, " + fmtNum(sum.gaps) + " gaps, " + fmtNum(sum.not_applicable) + " not applicable, " + fmtNum(sum.not_assessable) + " not assessable from logs")),
+      h("dt", {}, "Result"), h("dd", {}, fmtNum(sum.met) + " met, " + fmtNum(sum.gaps) + (sum.gaps === 1 ? " gap, " : " gaps, ") + fmtNum(sum.not_applicable) + " not applicable, " + fmtNum(sum.not_assessable) + " not assessable from logs")),
     (sum.top_findings || []).length ? h("div", {}, h("h3", {}, "Top findings"), h("ul", {}, sum.top_findings.map((f) => h("li", {}, f)))) : null,
     h("table", { class: "events report-items", "aria-label": "Requirements" },
       h("thead", {}, h("tr", {}, ["Requirement", "Status", "Evidence"].map((c) => h("th", { scope: "col" }, c)))),
