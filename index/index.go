@@ -3,11 +3,12 @@
 //
 // # A cache, never the source of truth
 //
-// The ledger holds the events; the index only finds them. It keeps one row
-// per ledger record, keyed by the record's ledger index, with the columns
-// lookups and statistics need (time, a few ECS fields as dictionary
-// numbers, addresses as integers, event.id and http.request.id as keyed
-// hashes) and no copy of the event. Every event a query returns is read
+// The ledger holds the events; the index only finds them. It keeps, per
+// block of 4,096 consecutive ledger records, the columns lookups and
+// statistics need (time, a few ECS fields as dictionary numbers,
+// addresses), each column compressed on its own, and a table from keyed
+// hashes of event.id and http.request.id to ledger indexes; no copy of the
+// event. A record's values in these columns are its "row". Every event a query returns is read
 // from the ledger (whose reads are checked against the Merkle tree) and
 // matched there again with query.Expr.Match: an altered row can make a
 // search miss an event or rank it wrongly, never return altered content,
@@ -15,16 +16,17 @@
 // reported (Result.Mismatches). Counts (Stats, Top) come from the rows;
 // after suspected tampering, rebuild the index (trailguard reindex).
 //
-// Queries on fields without a column, free text and wildcards on hashed
-// fields are answered by reading the candidate records the columns and the
-// time range leave from the ledger, at most Options.ScanBudget per query;
+// Queries decode the columns they need of the blocks in their time range
+// and evaluate their conditions there. Queries on fields without a column,
+// free text and wildcards on hashed fields are answered by reading the
+// candidate records the columns and the time range leave from the ledger, at most Options.ScanBudget per query;
 // a query that runs out returns what it found with Partial set and a
 // cursor to continue.
 //
 // # Durability
 //
 // A meta table holds how many records are indexed and is updated in the
-// same transaction as every batch of rows, so a crash (even kill -9) leaves
+// same transaction as every batch of records, so a crash (even kill -9) leaves
 // neither a gap nor a duplicate and Run resumes where the last committed
 // batch ended. The database runs in WAL mode with synchronous=NORMAL: one
 // writer connection (Run) and a pool of read-only connections, so queries
@@ -43,6 +45,7 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -110,7 +113,8 @@ type Index struct {
 	salt    []byte
 	next    atomic.Uint64
 	running atomic.Bool
-	dict    *dict // writer's term cache (Run's goroutine only)
+	dict    *dict  // writer's term cache (Run's goroutine only)
+	tail    *block // writer's last block, all columns loaded (nil: read it from the file)
 
 	notifyMu sync.Mutex
 	notify   chan struct{} // closed when next advances; nil once closed
@@ -133,32 +137,28 @@ var (
 // schemaVersion is PRAGMA user_version of the current layout; a file with
 // another is an older cache and is rebuilt. Bump it whenever the columns,
 // the terms, the hash or what extract calls odd change: queries check rows
-// against records with the current rules.
-const schemaVersion = 2
+// against records with the current rules. Version 3: blocks of columns
+// (block.go) instead of a row per record.
+const schemaVersion = 3
 
 const schema = `
-CREATE TABLE IF NOT EXISTS events (
-	idx       INTEGER PRIMARY KEY, -- ledger index
-	ts        INTEGER NOT NULL,    -- @timestamp, unix ns (append time if absent or unusable)
-	odd       INTEGER NOT NULL,    -- 1: the columns do not say everything (see extracted.odd)
-	eid       INTEGER,             -- keyedHash(event.id)
-	rid       INTEGER,             -- keyedHash(http.request.id)
-	action    INTEGER,             -- terms.n of the field's value
-	outcome   INTEGER,
-	kind      INTEGER,
-	dataset   INTEGER,
-	category  INTEGER,             -- event.category joined with ','
-	method    INTEGER,
-	path      INTEGER,
-	service   INTEGER,
-	host      INTEGER,
-	user_id   INTEGER,
-	user_name INTEGER,
-	agent     INTEGER,
-	status    INTEGER,
-	sip,                           -- source.ip: ipValue
-	cip                            -- client.ip
+CREATE TABLE IF NOT EXISTS blocks (
+	blk   INTEGER PRIMARY KEY, -- ledger index / blockSize
+	first INTEGER NOT NULL,    -- ledger index of the block's row 0
+	n     INTEGER NOT NULL,    -- rows
+	lo    INTEGER NOT NULL,    -- rows below this ledger index were pruned
+	tmin  INTEGER NOT NULL,    -- time range of the rows, unix ns
+	tmax  INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS cols (
+	k    INTEGER PRIMARY KEY, -- blk<<5 | column
+	data BLOB NOT NULL        -- zstd frame of the column
+);
+CREATE TABLE IF NOT EXISTS ids (
+	h   INTEGER NOT NULL, -- idHash(event.id or http.request.id)
+	idx INTEGER NOT NULL, -- ledger index
+	PRIMARY KEY (h, idx)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS terms (
 	f INTEGER NOT NULL, -- field (f* number)
 	n INTEGER NOT NULL, -- number within the field
@@ -168,22 +168,6 @@ CREATE TABLE IF NOT EXISTS terms (
 CREATE UNIQUE INDEX IF NOT EXISTS terms_v ON terms(f, v);
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v ANY NOT NULL) WITHOUT ROWID;
 `
-
-// indexes are created after a bulk load rather than maintained during it.
-// idx is the rowid, so every index ends in it: (ts) orders by (ts, idx).
-// Each earns its bytes: time ranges and ordering; the two id lookups; the
-// fields SOC queries and statistics filter on most (action, status,
-// client address, user); and the few odd rows.
-var indexes = []string{
-	`CREATE INDEX IF NOT EXISTS events_ts ON events(ts)`,
-	`CREATE INDEX IF NOT EXISTS events_eid ON events(eid)`,
-	`CREATE INDEX IF NOT EXISTS events_rid ON events(rid)`,
-	`CREATE INDEX IF NOT EXISTS events_action_ts ON events(action, ts)`,
-	`CREATE INDEX IF NOT EXISTS events_status_ts ON events(status, ts)`,
-	`CREATE INDEX IF NOT EXISTS events_cip_ts ON events(cip, ts)`,
-	`CREATE INDEX IF NOT EXISTS events_user_ts ON events(user_name, ts)`,
-	`CREATE INDEX IF NOT EXISTS events_odd ON events(ts) WHERE odd=1`,
-}
 
 // Open opens or creates the index file at path and locks it (ErrInUse if
 // another Index holds it). A file in an older format is replaced by an
@@ -295,13 +279,6 @@ func open(path string, opts Options, bulk bool) (*Index, error) {
 	ctx := context.Background()
 	if _, err := ix.w.ExecContext(ctx, schema+fmt.Sprintf("PRAGMA user_version=%d;", schemaVersion)); err != nil {
 		return fail(fmt.Errorf("schema: %w", err))
-	}
-	if !bulk {
-		for _, s := range indexes {
-			if _, err := ix.w.ExecContext(ctx, s); err != nil {
-				return fail(err)
-			}
-		}
 	}
 	var next sql.NullInt64
 	var salt []byte
@@ -519,48 +496,69 @@ func (ix *Index) Run(ctx context.Context, src Source) error {
 	}
 }
 
-// prune deletes the rows of records below pruned (deleted from the ledger
-// by retention), a bounded chunk per transaction so that the writer never
-// holds the database for long.
+// prune forgets the records below pruned (deleted from the ledger by
+// retention): the blocks wholly below go, the block it falls in keeps its
+// rows but marks those below as gone, and the ids of those records are
+// deleted a slice of the hash space per transaction, so that the writer
+// never holds the database for long.
 func (ix *Index) prune(ctx context.Context, pruned uint64) error {
 	var done sql.NullInt64
 	if err := ix.w.QueryRowContext(ctx, `SELECT v FROM meta WHERE k='pruned'`).Scan(&done); err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("index: prune: %w", err)
 	}
-	from := uint64(done.Int64)
-	if pruned <= from {
+	if pruned <= uint64(done.Int64) {
 		return nil
 	}
-	var lo sql.NullInt64
-	if err := ix.w.QueryRowContext(ctx, `SELECT min(idx) FROM events`).Scan(&lo); err != nil {
+	cut := pruned / blockSize
+	tx, err := ix.w.BeginTx(ctx, nil)
+	if err != nil {
 		return fmt.Errorf("index: prune: %w", err)
 	}
-	if lo.Valid && uint64(lo.Int64) > from {
-		from = uint64(lo.Int64)
+	for _, st := range []struct {
+		q string
+		a []any
+	}{
+		{`DELETE FROM cols WHERE k < ?`, []any{colKey(cut, 0)}},
+		{`DELETE FROM blocks WHERE blk < ?`, []any{int64(cut)}},
+		{`UPDATE blocks SET lo = max(lo, ?) WHERE blk = ?`, []any{int64(pruned), int64(cut)}},
+	} {
+		if _, err := tx.ExecContext(ctx, st.q, st.a...); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("index: prune below %d: %w", pruned, err)
+		}
 	}
-	const chunk = 20000
-	for {
-		to := min(from+chunk, pruned)
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("index: prune below %d: %w", pruned, err)
+	}
+	if t := ix.tail; t != nil {
+		if t.blk < cut {
+			ix.tail = nil
+		} else if t.blk == cut {
+			t.lo = max(t.lo, pruned)
+		}
+	}
+	const slices = 16
+	for i := range int64(slices) {
+		lo := -int64(1)<<47 + i<<44
 		tx, err := ix.w.BeginTx(ctx, nil)
 		if err != nil {
 			return fmt.Errorf("index: prune: %w", err)
 		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM events WHERE idx >= ? AND idx < ?`, int64(from), int64(to)); err != nil {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM ids WHERE h >= ? AND h < ? AND idx < ?`, lo, lo+1<<44, int64(pruned)); err != nil {
 			tx.Rollback()
-			return fmt.Errorf("index: prune rows %d..%d: %w", from, to-1, err)
+			return fmt.Errorf("index: prune ids below %d: %w", pruned, err)
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO meta(k,v) VALUES('pruned',?) ON CONFLICT(k) DO UPDATE SET v=excluded.v`, int64(to)); err != nil {
-			tx.Rollback()
-			return fmt.Errorf("index: prune: %w", err)
+		if i == slices-1 {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO meta(k,v) VALUES('pruned',?) ON CONFLICT(k) DO UPDATE SET v=excluded.v`, int64(pruned)); err != nil {
+				tx.Rollback()
+				return fmt.Errorf("index: prune: %w", err)
+			}
 		}
 		if err := tx.Commit(); err != nil {
-			return fmt.Errorf("index: prune: %w", err)
+			return fmt.Errorf("index: prune ids below %d: %w", pruned, err)
 		}
-		if to == pruned {
-			return nil
-		}
-		from = to
 	}
+	return nil
 }
 
 // dict is the writer's cache of term numbers.
@@ -626,8 +624,9 @@ func (ix *Index) term(ctx context.Context, st *termStmts, f int, v string) (int6
 	return n, nil
 }
 
-// add inserts a batch of consecutive records, the first of which must be
-// want, and advances meta in the same transaction.
+// add indexes a batch of consecutive records, the first of which must be
+// want, and advances meta in the same transaction: the blocks they fall in
+// are rewritten whole, their ids inserted.
 func (ix *Index) add(ctx context.Context, want uint64, batch []rec) (err error) {
 	if want < ix.next.Load() {
 		return fmt.Errorf("index: record %d is already indexed (have %d)", want, ix.next.Load())
@@ -640,8 +639,10 @@ func (ix *Index) add(ctx context.Context, want uint64, batch []rec) (err error) 
 	defer func() {
 		if err != nil {
 			tx.Rollback()
-			// Terms numbered in the failed transaction are gone.
+			// Terms numbered and blocks changed in the failed transaction
+			// are gone.
 			ix.dict = nil
+			ix.tail = nil
 		}
 	}()
 	if ix.dict == nil {
@@ -658,35 +659,63 @@ func (ix *Index) add(ctx context.Context, want uint64, batch []rec) (err error) 
 		return fmt.Errorf("index: prepare: %w", err)
 	}
 	defer ts.put.Close()
-	// Rows go in groups of insertGroup per statement: per-statement
-	// overhead, not SQLite, dominates single-row inserts.
-	group, err := tx.PrepareContext(ctx, insertSQLRows(insertGroup))
-	if err != nil {
-		return fmt.Errorf("index: prepare insert: %w", err)
+	if err = ix.loadTail(ctx, tx, want); err != nil {
+		return err
 	}
-	defer group.Close()
-	args := make([]any, 0, insertGroup*numCols)
+	var buf []byte
+	ids := make([]any, 0, 2*idGroup)
+	flushIDs := func() error {
+		if len(ids) == 0 {
+			return nil
+		}
+		q := `INSERT OR IGNORE INTO ids(h, idx) VALUES ` + strings.Repeat("(?,?),", len(ids)/2-1) + "(?,?)"
+		if _, err := tx.ExecContext(ctx, q, ids...); err != nil {
+			return fmt.Errorf("index: insert ids: %w", err)
+		}
+		ids = ids[:0]
+		return nil
+	}
+	var nums [nFields]uint32
 	for i := range batch {
-		if batch[i].idx != want {
-			return fmt.Errorf("index: ledger gave record %d, want %d", batch[i].idx, want)
+		r := &batch[i]
+		if r.idx != want {
+			return fmt.Errorf("index: ledger gave record %d, want %d", r.idx, want)
 		}
 		want++
-		if args, err = ix.appendArgs(ctx, &ts, args, &batch[i]); err != nil {
-			return fmt.Errorf("index: terms of record %d: %w", batch[i].idx, err)
+		if r.idx/blockSize != ix.tail.blk {
+			if buf, err = ix.tail.store(ctx, tx, buf); err != nil {
+				return err
+			}
+			ix.tail = newBlock(r.idx)
 		}
-		if len(args) == cap(args) || i == len(batch)-1 {
-			st := group
-			if len(args) < cap(args) {
-				if st, err = tx.PrepareContext(ctx, insertSQLRows(len(args)/numCols)); err != nil {
-					return fmt.Errorf("index: prepare insert: %w", err)
+		c := &r.c
+		for f := fAction; f <= fAgent; f++ {
+			nums[f] = 0
+			if c.has[f] {
+				n, err := ix.term(ctx, &ts, f, c.str[f])
+				if err != nil {
+					return fmt.Errorf("index: terms of record %d: %w", r.idx, err)
 				}
-				defer st.Close()
+				nums[f] = uint32(n + 1)
 			}
-			if _, err = st.ExecContext(ctx, args...); err != nil {
-				return fmt.Errorf("index: insert records %d..%d: %w", want-uint64(len(args)/numCols), want-1, err)
-			}
-			args = args[:0]
 		}
+		ix.tail.appendRow(c, &nums)
+		for _, f := range []int{fEventID, fRequestID} {
+			if c.has[f] {
+				ids = append(ids, idHash(ix.salt, f, c.str[f]), int64(r.idx))
+				if len(ids) == cap(ids) {
+					if err = flushIDs(); err != nil {
+						return err
+					}
+				}
+			}
+		}
+	}
+	if err = flushIDs(); err != nil {
+		return err
+	}
+	if _, err = ix.tail.store(ctx, tx, buf); err != nil {
+		return err
 	}
 	if _, err = tx.ExecContext(ctx, `INSERT INTO meta(k,v) VALUES('next',?) ON CONFLICT(k) DO UPDATE SET v=excluded.v`, int64(want)); err != nil {
 		return fmt.Errorf("index: update meta: %w", err)
@@ -698,43 +727,36 @@ func (ix *Index) add(ctx context.Context, want uint64, batch []rec) (err error) 
 	return nil
 }
 
-// appendArgs appends the column values of r in insertCols order.
-func (ix *Index) appendArgs(ctx context.Context, st *termStmts, v []any, r *rec) ([]any, error) {
-	c := &r.c
-	odd := 0
-	if c.odd {
-		odd = 1
+// idGroup is how many ids one INSERT statement adds: per-statement
+// overhead, not SQLite, dominates single-row inserts.
+const idGroup = 128
+
+// loadTail makes ix.tail the block that record want goes in, with the
+// rows before want: read from the file if the writer does not hold it,
+// rows of records pruned before they were indexed marked absent.
+func (ix *Index) loadTail(ctx context.Context, tx *sql.Tx, want uint64) error {
+	blk := want / blockSize
+	if t := ix.tail; t != nil && t.blk == blk && t.first+uint64(t.n) == want {
+		return nil
 	}
-	v = append(v, int64(r.idx), c.ts, odd)
-	for _, f := range []int{fEventID, fRequestID} {
-		if c.has[f] {
-			v = append(v, keyedHash(ix.salt, c.str[f]))
-		} else {
-			v = append(v, nil)
-		}
+	ix.tail = nil
+	b, err := blockMeta(ctx, tx, blk)
+	if err != nil {
+		return err
 	}
-	for f := fAction; f <= fAgent; f++ {
-		if !c.has[f] {
-			v = append(v, nil)
-			continue
-		}
-		n, err := ix.term(ctx, st, f, c.str[f])
-		if err != nil {
-			return v, err
-		}
-		v = append(v, n)
+	if b == nil || b.first >= want {
+		ix.tail = newBlock(want)
+		return nil
 	}
-	if c.has[fStatus] {
-		v = append(v, c.status)
-	} else {
-		v = append(v, nil)
+	if b.first+uint64(b.n) > want {
+		return fmt.Errorf("index: block %d already holds record %d", blk, want)
 	}
-	for i, f := range []int{fSourceIP, fClientIP} {
-		if c.has[f] {
-			v = append(v, ipValue(c.ip[i]))
-		} else {
-			v = append(v, nil)
-		}
+	if err := b.load(ctx, tx, allNeeded); err != nil {
+		return err
 	}
-	return v, nil
+	for b.first+uint64(b.n) < want {
+		b.appendRow(nil, nil)
+	}
+	ix.tail = b
+	return nil
 }

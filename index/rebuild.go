@@ -23,8 +23,7 @@ type RebuildStats struct {
 }
 
 // Rebuild builds a new index at path from every record of src: into a new
-// file beside it, loaded in bulk (no journal, secondary indexes created at
-// the end), synced, then renamed over path. A crash leaves the old index
+// file beside it, loaded in bulk (no journal), synced, then renamed over path. A crash leaves the old index
 // (and a temporary file Rebuild removes the next time). Rebuild holds the
 // index's lock throughout, so it fails with ErrInUse while an Index (a
 // running collector) has the file open, and no collector opens it
@@ -141,12 +140,7 @@ func build(ctx context.Context, path string, from uint64, entries iter.Seq2[ledg
 			return 0, err
 		}
 	}
-	for _, s := range indexes {
-		if _, err := ix.w.ExecContext(ctx, s); err != nil {
-			return 0, fmt.Errorf("create index: %w", err)
-		}
-	}
-	for _, s := range []string{`ANALYZE`, `PRAGMA journal_mode=WAL`} {
+	for _, s := range []string{`PRAGMA journal_mode=WAL`} {
 		if _, err := ix.w.ExecContext(ctx, s); err != nil {
 			return 0, fmt.Errorf("%s: %w", s, err)
 		}

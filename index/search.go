@@ -1,14 +1,17 @@
 package index
 
 import (
+	"cmp"
+	"container/heap"
 	"context"
+	"database/sql"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"iter"
 	"math"
-	"strconv"
+	"slices"
 	"time"
 
 	"github.com/trailguard/trailguard/ledger"
@@ -120,47 +123,66 @@ func decodeCursor(s string) (pos, error) {
 }
 
 // plan is a compiled query: cond selects candidate rows (a superset of
-// the matches, time range included), timeCond the time range alone.
+// the matches) in the time range [lo, hi] (unix ns).
 type plan struct {
 	q         query.Expr
-	from, to  time.Time
-	cond      string
-	args      []any
-	timeCond  string
-	timeArgs  []any
+	lo, hi    int64
+	cond      cond
+	need      [nCols]bool
 	exact     bool
 	desc      bool
 	unbounded bool // cond selects every row in the range
 	never     bool // cond selects no row (odd ones aside)
 }
 
-func (ix *Index) plan(q query.Expr, from, to time.Time, desc bool) (*plan, error) {
+// readTx is a snapshot of the index for one query: blocks and columns
+// read in it agree with each other while the writer goes on.
+func (ix *Index) readTx(ctx context.Context) (*sql.Tx, error) {
+	tx, err := ix.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, fmt.Errorf("index: query: %w", err)
+	}
+	return tx, nil
+}
+
+func (ix *Index) plan(ctx context.Context, q querier, qe query.Expr, from, to time.Time, desc bool) (*plan, error) {
 	if !from.IsZero() && !to.IsZero() && !to.After(from) {
 		return nil, badRequest("to", "%s is not after from (%s)", to.Format(time.RFC3339Nano), from.Format(time.RFC3339Nano))
 	}
-	c := &compiler{salt: ix.salt}
-	cond, exact, err := c.expr(q)
+	c := &compiler{ctx: ctx, q: q, salt: ix.salt}
+	cd, exact, err := c.expr(qe)
 	if err != nil {
 		return nil, err
 	}
-	p := &plan{q: q, from: from, to: to, exact: exact, desc: desc, unbounded: cond == sqlTrue, never: cond == sqlFalse}
-	tc := &compiler{}
-	var tparts []string
+	p := &plan{q: qe, cond: cd, need: c.need, exact: exact, desc: desc, unbounded: cd.k == kTrue, never: cd.k == kFalse,
+		lo: math.MinInt64, hi: math.MaxInt64}
+	p.need[cTS], p.need[cFlags] = true, true
 	if !from.IsZero() {
-		tparts = append(tparts, "ts >= "+tc.arg(clampNanos(from)))
+		p.lo = clampNanos(from)
 	}
 	if !to.IsZero() {
-		tparts = append(tparts, "ts < "+tc.arg(clampNanos(to)))
-	}
-	p.timeCond, p.timeArgs = sqlTrue, tc.args
-	if len(tparts) > 0 {
-		p.timeCond = tparts[0]
-		if len(tparts) == 2 {
-			p.timeCond += " AND " + tparts[1]
+		if t := clampNanos(to); t == math.MinInt64 {
+			p.hi, p.lo = math.MinInt64, math.MaxInt64 // nothing is before it
+		} else {
+			p.hi = t - 1
 		}
 	}
-	p.cond, p.args = "("+cond+") AND "+p.timeCond, append(c.args, tc.args...)
 	return p, nil
+}
+
+// selects reports whether row i of b is a candidate of p: a record in p's
+// time range that the condition selects, or that is odd.
+func (p *plan) selects(b *block, i int) (cand, odd bool) {
+	if !b.present(i) {
+		return false, false
+	}
+	if t := b.ts[i]; t < p.lo || t > p.hi {
+		return false, false
+	}
+	if b.flags[i]&flOdd != 0 {
+		return true, true
+	}
+	return p.cond.eval(b, i), false
 }
 
 // candidate is an index row to check against its record.
@@ -169,66 +191,115 @@ type candidate struct {
 	odd bool
 }
 
+// before orders candidates by (ts, idx), descending if desc.
+func before(a, b pos, desc bool) bool {
+	if desc {
+		a, b = b, a
+	}
+	return a.ts < b.ts || a.ts == b.ts && a.idx < b.idx
+}
+
+// candHeap merges the sorted candidates of several blocks.
+type candHeap struct {
+	lists [][]candidate
+	desc  bool
+}
+
+func (h *candHeap) Len() int           { return len(h.lists) }
+func (h *candHeap) Less(i, j int) bool { return before(h.lists[i][0].pos, h.lists[j][0].pos, h.desc) }
+func (h *candHeap) Swap(i, j int)      { h.lists[i], h.lists[j] = h.lists[j], h.lists[i] }
+func (h *candHeap) Push(x any)         { h.lists = append(h.lists, x.([]candidate)) }
+func (h *candHeap) Pop() any {
+	l := h.lists[len(h.lists)-1]
+	h.lists = h.lists[:len(h.lists)-1]
+	return l
+}
+
 // candidates yields the rows that may match p, and every odd row in its
 // time range, in (ts, idx) order (descending if p.desc) strictly after
-// after (if not nil), in batches that start at first rows and grow.
-func (ix *Index) candidates(ctx context.Context, p *plan, after *pos, first int) iter.Seq2[candidate, error] {
+// after (if not nil). Blocks are decoded as the merge reaches their time
+// range: a block is read once the rows yielded so far reach its earliest
+// (latest, descending) time.
+func (ix *Index) candidates(ctx context.Context, q querier, p *plan, after *pos) iter.Seq2[candidate, error] {
 	return func(yield func(candidate, error) bool) {
-		dir, cmp := "ASC", ">"
-		if p.desc {
-			dir, cmp = "DESC", "<"
+		lo, hi := p.lo, p.hi
+		if after != nil {
+			if p.desc {
+				hi = min(hi, after.ts)
+			} else {
+				lo = max(lo, after.ts)
+			}
 		}
-		n := max(first, 16)
+		if lo > hi {
+			return
+		}
+		metas, err := blockMetas(ctx, q, lo, hi, 0)
+		if err != nil {
+			yield(candidate{}, err)
+			return
+		}
+		if p.desc {
+			slices.SortStableFunc(metas, func(a, b *block) int { return cmp.Compare(b.tmax, a.tmax) })
+		} else {
+			slices.SortStableFunc(metas, func(a, b *block) int { return cmp.Compare(a.tmin, b.tmin) })
+		}
+		h := &candHeap{desc: p.desc}
+		next := 0
 		for {
-			keyset, kargs := "1", []any(nil)
-			if after != nil {
-				// Written so that the planner can use the ts index for the bound.
-				keyset = "ts " + cmp + "= ? AND (ts " + cmp + " ? OR idx " + cmp + " ?)"
-				kargs = []any{after.ts, after.ts, int64(after.idx)}
-			}
-			order := " ORDER BY ts " + dir + ", idx " + dir + " LIMIT " + strconv.Itoa(n)
-			q := "SELECT idx, ts, odd FROM events WHERE " + p.cond + " AND " + keyset + order
-			args := append(append([]any{}, p.args...), kargs...)
-			if !p.unbounded {
-				// Odd rows are candidates whatever their columns say.
-				q = "SELECT * FROM (" + q + ") UNION SELECT * FROM (SELECT idx, ts, odd FROM events INDEXED BY events_odd WHERE odd=1 AND " +
-					p.timeCond + " AND " + keyset + order + ")" + order
-				args = append(append(args, p.timeArgs...), kargs...)
-			}
-			rows, err := ix.r.QueryContext(ctx, q, args...)
-			if err != nil {
-				yield(candidate{}, fmt.Errorf("index: query: %w", err))
-				return
-			}
-			var batch []candidate
-			for rows.Next() {
-				var c candidate
-				var idx int64
-				if err := rows.Scan(&idx, &c.ts, &c.odd); err != nil {
-					rows.Close()
-					yield(candidate{}, fmt.Errorf("index: query: %w", err))
+			for next < len(metas) {
+				b := metas[next]
+				if h.Len() > 0 {
+					top := h.lists[0][0].ts
+					if !p.desc && b.tmin > top || p.desc && b.tmax < top {
+						break
+					}
+				}
+				next++
+				if err := ctx.Err(); err != nil {
+					yield(candidate{}, err)
 					return
 				}
-				c.idx = uint64(idx)
-				batch = append(batch, c)
-			}
-			err = rows.Err()
-			rows.Close()
-			if err != nil {
-				yield(candidate{}, fmt.Errorf("index: query: %w", err))
-				return
-			}
-			for _, c := range batch {
-				if !yield(c, nil) {
+				if err := b.load(ctx, q, p.need); err != nil {
+					yield(candidate{}, err)
 					return
 				}
+				var cs []candidate
+				for i := range b.n {
+					ok, odd := p.selects(b, i)
+					if !ok {
+						continue
+					}
+					c := candidate{pos{b.ts[i], b.idx(i)}, odd}
+					if after != nil && !before(*after, c.pos, p.desc) {
+						continue
+					}
+					cs = append(cs, c)
+				}
+				*b = block{} // the candidates are all that is kept
+				if len(cs) == 0 {
+					continue
+				}
+				slices.SortFunc(cs, func(x, y candidate) int {
+					if before(x.pos, y.pos, p.desc) {
+						return -1
+					}
+					return 1
+				})
+				heap.Push(h, cs)
 			}
-			if len(batch) < n {
+			if h.Len() == 0 {
 				return
 			}
-			last := batch[len(batch)-1].pos
-			after = &last
-			n = min(n*2, 1024)
+			c := h.lists[0][0]
+			if len(h.lists[0]) == 1 {
+				heap.Pop(h)
+			} else {
+				h.lists[0] = h.lists[0][1:]
+				heap.Fix(h, 0)
+			}
+			if !yield(c, nil) {
+				return
+			}
 		}
 	}
 }
@@ -346,7 +417,12 @@ func (ix *Index) Search(ctx context.Context, req Request) (Result, error) {
 	case limit < 0 || limit > MaxLimit:
 		return Result{}, badRequest("limit", "want 1..%d, got %d", MaxLimit, limit)
 	}
-	p, err := ix.plan(req.Query, req.From, req.To, req.Desc)
+	tx, err := ix.readTx(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	defer tx.Rollback()
+	p, err := ix.plan(ctx, tx, req.Query, req.From, req.To, req.Desc)
 	if err != nil {
 		return Result{}, err
 	}
@@ -360,12 +436,8 @@ func (ix *Index) Search(ctx context.Context, req Request) (Result, error) {
 	}
 	var res Result
 	defer ix.report("search", &res.Checked)
-	first := limit + 1
-	if !p.exact {
-		first = max(first, 256)
-	}
 	var last pos
-	for c, err := range ix.candidates(ctx, p, after, first) {
+	for c, err := range ix.candidates(ctx, tx, p, after) {
 		if err != nil {
 			return Result{}, err
 		}
@@ -436,25 +508,28 @@ func (ix *Index) ByRequestID(ctx context.Context, id string) ([]Hit, Checked, er
 }
 
 // byID finds the records whose field f (event.id or http.request.id) is
-// id, through the hash column, in ledger order.
+// id, through the ids table, in ledger order.
 func (ix *Index) byID(ctx context.Context, f int, id string, limit int) ([]Hit, Checked, error) {
 	var ch Checked
 	defer ix.report(fieldNames[f], &ch)
-	rows, err := ix.r.QueryContext(ctx, "SELECT idx, ts, odd FROM events WHERE "+column(f)+" = ? ORDER BY idx LIMIT ?",
-		keyedHash(ix.salt, id), min(limit*2, ix.opts.ScanBudget))
+	tx, err := ix.readTx(ctx)
 	if err != nil {
 		return nil, ch, err
 	}
-	var cands []candidate
+	defer tx.Rollback()
+	rows, err := tx.QueryContext(ctx, "SELECT idx FROM ids WHERE h = ? ORDER BY idx LIMIT ?",
+		idHash(ix.salt, f, id), min(limit*2, ix.opts.ScanBudget))
+	if err != nil {
+		return nil, ch, err
+	}
+	var idxs []uint64
 	for rows.Next() {
-		var c candidate
 		var idx int64
-		if err := rows.Scan(&idx, &c.ts, &c.odd); err != nil {
+		if err := rows.Scan(&idx); err != nil {
 			rows.Close()
 			return nil, ch, err
 		}
-		c.idx = uint64(idx)
-		cands = append(cands, c)
+		idxs = append(idxs, uint64(idx))
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
@@ -467,10 +542,54 @@ func (ix *Index) byID(ctx context.Context, f int, id string, limit int) ([]Hit, 
 		}
 		return matchRecord(term, data)
 	}
+	flag := byte(flEID)
+	if f == fRequestID {
+		flag = flRID
+	}
 	var hits []Hit
 	p := &plan{exact: true}
-	for _, c := range cands {
+	var b *block
+	var need [nCols]bool
+	need[cTS] = true
+	for _, idx := range idxs {
+		if b == nil || b.blk != idx/blockSize {
+			if b, err = blockMeta(ctx, tx, idx/blockSize); err != nil {
+				return nil, ch, err
+			}
+			if b != nil {
+				if err := b.load(ctx, tx, need); err != nil {
+					return nil, ch, err
+				}
+			}
+		}
 		ch.Scanned++
+		ok := b != nil && idx >= b.first && idx < b.first+uint64(b.n)
+		i := 0
+		if ok {
+			i = int(idx - b.first)
+			ok = b.flags[i]&flag != 0 && b.present(i)
+		}
+		if !ok {
+			if ix.opts.Ledger == nil {
+				return nil, ch, errNoLedger
+			}
+			// No row for it: pruned (the ids of pruned records go after
+			// their blocks), or an ids entry the writer did not make.
+			if _, err := ix.opts.Ledger.Read(idx); err != nil {
+				v, readErr, err := readFailed(err)
+				if err != nil {
+					return nil, ch, err
+				}
+				if v == vGone {
+					continue
+				}
+				ch.note(v, idx, readErr)
+				continue
+			}
+			ch.note(vMismatch, idx, nil)
+			continue
+		}
+		c := candidate{pos{b.ts[i], idx}, b.flags[i]&flOdd != 0}
 		hit, v, readErr, err := ix.check(c, p, match)
 		if err != nil {
 			return nil, ch, err
@@ -488,3 +607,4 @@ func (ix *Index) byID(ctx context.Context, f int, id string, limit int) ([]Hit, 
 	}
 	return hits, ch, nil
 }
+

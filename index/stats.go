@@ -3,7 +3,6 @@ package index
 import (
 	"cmp"
 	"context"
-	"database/sql"
 	"encoding/json"
 	"fmt"
 	"net/netip"
@@ -105,7 +104,12 @@ func (ix *Index) Stats(ctx context.Context, req StatsRequest) (StatsResult, erro
 	case req.Interval < time.Second:
 		return StatsResult{}, badRequest("interval", "want a duration of at least 1s, such as 1m, got %v", req.Interval)
 	}
-	p, err := ix.plan(req.Query, req.From, req.To, true)
+	tx, err := ix.readTx(ctx)
+	if err != nil {
+		return StatsResult{}, err
+	}
+	defer tx.Rollback()
+	p, err := ix.plan(ctx, tx, req.Query, req.From, req.To, true)
 	if err != nil {
 		return StatsResult{}, err
 	}
@@ -119,48 +123,24 @@ func (ix *Index) Stats(ctx context.Context, req StatsRequest) (StatsResult, erro
 	defer ix.report("stats", &res.Checked)
 	counts := make([]int64, n)
 	bucket := func(ts int64) int64 { return (ts - start) / iv }
-	sqlCounts := func(from, cond string, args []any, sign int64) error {
-		q := "SELECT (ts - ?) / ? AS b, count(*) FROM events " + from + " WHERE " + cond + " GROUP BY b"
-		rows, err := ix.r.QueryContext(ctx, q, append([]any{start, iv}, args...)...)
-		if err != nil {
-			return fmt.Errorf("index: stats: %w", err)
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var b, c int64
-			if err := rows.Scan(&b, &c); err != nil {
-				return fmt.Errorf("index: stats: %w", err)
-			}
-			if b >= 0 && b < n {
-				counts[b] += sign * c
-			}
-		}
-		return rows.Err()
-	}
 	scanPlan := p
 	if p.exact {
-		// The columns decide every row but the odd ones: count the rows,
-		// take the odd ones out and count those by their records.
-		switch {
-		case p.never:
-		case p.unbounded:
-			if err := sqlCounts("", p.cond, p.args, 1); err != nil {
-				return StatsResult{}, err
-			}
-			if err := sqlCounts("INDEXED BY events_odd", "odd=1 AND "+p.timeCond, p.timeArgs, -1); err != nil {
-				return StatsResult{}, err
-			}
-		default:
-			if err := sqlCounts("", p.cond, p.args, 1); err != nil {
-				return StatsResult{}, err
-			}
-			if err := sqlCounts("INDEXED BY events_odd", "odd=1 AND "+p.cond, p.args, -1); err != nil {
+		// The columns decide every row but the odd ones: count the rows
+		// from the columns, and the odd ones by their records.
+		if !p.never {
+			err := ix.exactRows(ctx, tx, p, 0, func(b *block, i int) bool {
+				if k := bucket(b.ts[i]); k >= 0 && k < n {
+					counts[k]++
+				}
+				return true
+			})
+			if err != nil {
 				return StatsResult{}, err
 			}
 		}
 		scanPlan = p.oddOnly()
 	}
-	res.CountedFrom, err = ix.scan(ctx, scanPlan, &res.Checked, func(h Hit) {
+	res.CountedFrom, err = ix.scan(ctx, tx, scanPlan, &res.Checked, func(h Hit) {
 		if b := bucket(h.Time.UnixNano()); b >= 0 && b < n {
 			counts[b]++
 		}
@@ -191,18 +171,45 @@ func fmtDuration(d time.Duration) string {
 // oddOnly is p restricted to the odd rows of its time range.
 func (p *plan) oddOnly() *plan {
 	o := *p
-	o.cond, o.args, o.unbounded, o.never = sqlFalse, nil, false, true
+	o.cond, o.unbounded, o.never = condFalse, false, true
 	return &o
+}
+
+// exactRows calls fn for every row in p's time range at or after ledger
+// index from that p's condition selects and that is not odd, in ledger
+// order, until fn returns false.
+func (ix *Index) exactRows(ctx context.Context, q querier, p *plan, from uint64, fn func(b *block, i int) bool) error {
+	metas, err := blockMetas(ctx, q, p.lo, p.hi, from)
+	if err != nil {
+		return err
+	}
+	for _, b := range metas {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := b.load(ctx, q, p.need); err != nil {
+			return err
+		}
+		for i := range b.n {
+			if b.idx(i) < from {
+				continue
+			}
+			if ok, odd := p.selects(b, i); ok && !odd && !fn(b, i) {
+				return nil
+			}
+		}
+	}
+	return nil
 }
 
 // scan checks the candidates of p newest first and calls fn for every
 // match, until they end or Options.ScanBudget records were read (then
 // ch.Partial is set and the time before which events may be missing is
 // returned).
-func (ix *Index) scan(ctx context.Context, p *plan, ch *Checked, fn func(Hit)) (time.Time, error) {
+func (ix *Index) scan(ctx context.Context, q querier, p *plan, ch *Checked, fn func(Hit)) (time.Time, error) {
 	desc := *p
 	desc.desc = true
-	for c, err := range ix.candidates(ctx, &desc, nil, 256) {
+	for c, err := range ix.candidates(ctx, q, &desc, nil) {
 		if err != nil {
 			return time.Time{}, err
 		}
@@ -302,7 +309,12 @@ func (ix *Index) Top(ctx context.Context, req TopRequest) (TopResult, error) {
 	case n < 0 || n > MaxTop:
 		return TopResult{}, badRequest("n", "want 1..%d, got %d", MaxTop, n)
 	}
-	p, err := ix.plan(req.Query, req.From, req.To, true)
+	tx, err := ix.readTx(ctx)
+	if err != nil {
+		return TopResult{}, err
+	}
+	defer tx.Rollback()
+	p, err := ix.plan(ctx, tx, req.Query, req.From, req.To, true)
 	if err != nil {
 		return TopResult{}, err
 	}
@@ -313,12 +325,12 @@ func (ix *Index) Top(ctx context.Context, req TopRequest) (TopResult, error) {
 	hasCol = hasCol && (isTermField(f) || f == fStatus || f == fSourceIP || f == fClientIP)
 	scanPlan := p
 	if hasCol && p.exact && !p.never {
-		if err := ix.topSQL(ctx, p, f, n, counts); err != nil {
+		if err := ix.topColumns(ctx, tx, p, f, counts); err != nil {
 			return TopResult{}, err
 		}
 		scanPlan = p.oddOnly()
 	}
-	res.CountedFrom, err = ix.scan(ctx, scanPlan, &res.Checked, func(h Hit) {
+	res.CountedFrom, err = ix.scan(ctx, tx, scanPlan, &res.Checked, func(h Hit) {
 		for _, v := range recordValues(req.Field, h.Raw) {
 			tc := counts[v]
 			if tc == nil {
@@ -351,7 +363,7 @@ func (ix *Index) Top(ctx context.Context, req TopRequest) (TopResult, error) {
 		}
 		tc := counts[t.Value]
 		if tc.sample >= 0 {
-			ok, err := ix.showable(ctx, p, f, tc, req.Field, t.Value, &res.Checked)
+			ok, err := ix.showable(ctx, tx, p, f, tc, req.Field, t.Value, &res.Checked)
 			if err != nil {
 				return TopResult{}, err
 			}
@@ -372,65 +384,79 @@ type topCount struct {
 	col    any // the column value the sample was chosen by
 }
 
-// topSQL counts the values of column field f among the rows p selects
+// colValue is row i's value of column field f (uint32 term number + 1,
+// int64 status, netip.Addr), or nil.
+func colValue(b *block, i, f int) any {
+	switch {
+	case isTermField(f):
+		if v := b.terms[f-fAction][i]; v != 0 {
+			return v
+		}
+	case f == fStatus:
+		if b.flags[i]&flStatus != 0 {
+			return b.stat[i]
+		}
+	case f == fSourceIP || f == fClientIP:
+		if a := b.ip[f-fSourceIP][i]; a.IsValid() {
+			return a
+		}
+	}
+	return nil
+}
+
+// colNeed is the block column of field f (a term, status or address
+// field).
+func colNeed(f int) int {
+	switch {
+	case isTermField(f):
+		return termCol(f)
+	case f == fStatus:
+		return cStatus
+	}
+	return cSIP + f - fSourceIP
+}
+
+// topColumns counts the values of column field f among the rows p selects
 // that are not odd.
-func (ix *Index) topSQL(ctx context.Context, p *plan, f, n int, counts map[string]*topCount) error {
-	col := column(f)
-	var odd int64
-	if err := ix.r.QueryRowContext(ctx, "SELECT count(*) FROM events INDEXED BY events_odd WHERE odd=1 AND "+p.timeCond, p.timeArgs...).Scan(&odd); err != nil {
-		return fmt.Errorf("index: top: %w", err)
-	}
-	// Taking the odd rows out can reorder the values: fetch enough more.
-	limit := int64(n) + min(odd, 10000)
-	if f == fCategory {
-		limit = 10000 // combinations, split below
-	}
-	text := "NULL"
-	if isTermField(f) {
-		text = "(SELECT v FROM terms WHERE f=" + strconv.Itoa(f) + " AND n=g.v)"
-	}
-	q := "SELECT g.v, g.c, g.m, " + text + " AS t FROM (SELECT " + col + " AS v, count(*) AS c, min(idx) AS m FROM events WHERE " +
-		p.cond + " AND " + col + " IS NOT NULL GROUP BY " + col + ") g ORDER BY g.c DESC, coalesce(t, g.v) LIMIT ?"
+func (ix *Index) topColumns(ctx context.Context, q querier, p *plan, f int, counts map[string]*topCount) error {
 	type group struct {
-		v      any
-		c, m   int64
-		t      *string
-		oddOut int64
+		c, m int64
 	}
-	var groups []*group
-	byVal := map[string]*group{}
-	rows, err := ix.r.QueryContext(ctx, q, append(append([]any{}, p.args...), limit)...)
+	groups := map[any]*group{}
+	pp := *p
+	pp.need[colNeed(f)] = true
+	err := ix.exactRows(ctx, q, &pp, 0, func(b *block, i int) bool {
+		v := colValue(b, i, f)
+		if v == nil {
+			return true
+		}
+		g := groups[v]
+		if g == nil {
+			g = &group{m: int64(b.idx(i))}
+			groups[v] = g
+		}
+		g.c++
+		return true
+	})
 	if err != nil {
 		return fmt.Errorf("index: top: %w", err)
 	}
-	for rows.Next() {
-		g := &group{}
-		if err := rows.Scan(&g.v, &g.c, &g.m, &g.t); err != nil {
-			rows.Close()
-			return fmt.Errorf("index: top: %w", err)
-		}
-		groups = append(groups, g)
-		byVal[fmt.Sprint(g.v)] = g
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("index: top: %w", err)
-	}
-	if odd > 0 {
-		q := "SELECT " + col + ", count(*) FROM events INDEXED BY events_odd WHERE odd=1 AND " + p.cond + " AND " + col + " IS NOT NULL GROUP BY " + col
-		rows, err := ix.r.QueryContext(ctx, q, p.args...)
+	var texts map[uint32]string
+	if isTermField(f) {
+		texts = map[uint32]string{}
+		rows, err := q.QueryContext(ctx, `SELECT n, v FROM terms WHERE f=?`, f)
 		if err != nil {
 			return fmt.Errorf("index: top: %w", err)
 		}
 		for rows.Next() {
-			var v any
-			var c int64
-			if err := rows.Scan(&v, &c); err != nil {
+			var n int64
+			var v string
+			if err := rows.Scan(&n, &v); err != nil {
 				rows.Close()
 				return fmt.Errorf("index: top: %w", err)
 			}
-			if g := byVal[fmt.Sprint(v)]; g != nil {
-				g.oddOut += c
+			if _, counted := groups[uint32(n+1)]; counted {
+				texts[uint32(n+1)] = v
 			}
 		}
 		rows.Close()
@@ -438,34 +464,35 @@ func (ix *Index) topSQL(ctx context.Context, p *plan, f, n int, counts map[strin
 			return fmt.Errorf("index: top: %w", err)
 		}
 	}
-	for _, g := range groups {
+	for v, g := range groups {
 		var vals []string
-		switch {
-		case f == fCategory && g.t != nil:
-			vals = strings.Split(*g.t, ",")
-		case g.t != nil:
-			vals = []string{*g.t}
-		case f == fStatus:
-			if i, ok := g.v.(int64); ok {
-				vals = []string{strconv.FormatInt(i, 10)}
+		switch v := v.(type) {
+		case uint32:
+			t, ok := texts[v]
+			switch {
+			case !ok:
+				// A row whose value is not a term: the sample check below
+				// will leave it out.
+				vals = []string{"#" + strconv.FormatUint(uint64(v), 10)}
+			case f == fCategory:
+				vals = strings.Split(t, ",")
+			default:
+				vals = []string{t}
 			}
-		case f == fSourceIP || f == fClientIP:
-			if a, ok := ipFromValue(g.v); ok {
-				vals = []string{a.String()}
-			}
+		case int64:
+			vals = []string{strconv.FormatInt(v, 10)}
+		case netip.Addr:
+			vals = []string{v.String()}
 		}
-		if len(vals) == 0 {
-			// A row whose value is not a term: the sample check below
-			// will leave it out.
-			vals = []string{fmt.Sprint(g.v)}
-		}
-		for _, v := range vals {
-			tc := counts[v]
+		for _, s := range vals {
+			tc := counts[s]
 			if tc == nil {
-				tc = &topCount{sample: g.m, col: g.v}
-				counts[v] = tc
+				tc = &topCount{sample: g.m, col: v}
+				counts[s] = tc
+			} else if tc.sample < 0 || g.m < tc.sample {
+				tc.sample, tc.col = g.m, v
 			}
-			tc.n += g.c - g.oddOut
+			tc.n += g.c
 		}
 	}
 	return nil
@@ -477,7 +504,7 @@ const maxSamples = 3
 
 // showable reads events the index says hold value until one does (true),
 // one does not (a mismatch: false), or maxSamples could not be read.
-func (ix *Index) showable(ctx context.Context, p *plan, f int, tc *topCount, field, value string, ch *Checked) (bool, error) {
+func (ix *Index) showable(ctx context.Context, q querier, p *plan, f int, tc *topCount, field, value string, ch *Checked) (bool, error) {
 	if ix.opts.Ledger == nil {
 		return false, errNoLedger
 	}
@@ -501,15 +528,23 @@ func (ix *Index) showable(ctx context.Context, p *plan, f int, tc *topCount, fie
 			return false, nil
 		}
 		// Unreadable or pruned: try the next event with the value.
-		var next sql.NullInt64
-		q := "SELECT min(idx) FROM events WHERE " + p.cond + " AND " + column(f) + " = ? AND idx > ?"
-		if err := ix.r.QueryRowContext(ctx, q, append(append([]any{}, p.args...), tc.col, i)...).Scan(&next); err != nil {
+		next := int64(-1)
+		pp := *p
+		pp.need[colNeed(f)] = true
+		err = ix.exactRows(ctx, q, &pp, uint64(i)+1, func(b *block, r int) bool {
+			if colValue(b, r, f) == tc.col {
+				next = int64(b.idx(r))
+				return false
+			}
+			return true
+		})
+		if err != nil {
 			return false, fmt.Errorf("index: top: %w", err)
 		}
-		if !next.Valid {
+		if next < 0 {
 			return false, nil
 		}
-		i = next.Int64
+		i = next
 	}
 	return false, nil
 }

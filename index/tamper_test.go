@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -52,27 +53,95 @@ func alter(t *testing.T, path string, stmts ...string) {
 	}
 }
 
-// TestTamperedRows alters index rows every way SQL allows and checks that
-// queries at worst miss or misrank an event: every event returned is the
-// ledger's record, matching the query, and the altered rows are reported.
+// alterBlocks rewrites the blocks of an index file, as someone with write
+// access to the disk could: fn changes a block's columns (all loaded), and
+// may return blocks to add.
+func alterBlocks(t *testing.T, path string, fn func(b *block) []*block) {
+	t.Helper()
+	ctx := context.Background()
+	db, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	tx, err := db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	metas, err := blockMetas(ctx, tx, math.MinInt64, math.MaxInt64, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all []*block
+	for _, b := range metas {
+		if err := b.load(ctx, tx, allNeeded); err != nil {
+			t.Fatal(err)
+		}
+		all = append(append(all, b), fn(b)...)
+	}
+	for _, b := range all {
+		b.tmin, b.tmax = math.MaxInt64, math.MinInt64
+		for i := range b.n {
+			if b.flags[i]&flAbsent == 0 {
+				b.tmin, b.tmax = min(b.tmin, b.ts[i]), max(b.tmax, b.ts[i])
+			}
+		}
+		if _, err := b.store(ctx, tx, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// termNum is the stored form (number + 1) of term v of field f.
+func termNum(t *testing.T, path string, f int, v string) uint32 {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n uint32
+	if err := db.QueryRow(`SELECT n FROM terms WHERE f=? AND v=?`, f, v).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n + 1
+}
+
+// TestTamperedRows alters index rows every way the file allows and checks
+// that queries at worst miss or misrank an event: every event returned is
+// the ledger's record, matching the query, and the altered rows are
+// reported.
 func TestTamperedRows(t *testing.T) {
 	t.Parallel()
 	l, path := tamperFixture(t, 500)
 	const fUser = fUserName
+	mallory, failure := termNum(t, path, fUser, "mallory"), termNum(t, path, fOutcome, "failure")
 	alter(t, path,
-		// Event 0 (alice, success) now claims to be mallory's failed login.
-		fmt.Sprintf(`UPDATE events SET user_name=(SELECT n FROM terms WHERE f=%d AND v='mallory'),
-			outcome=(SELECT n FROM terms WHERE f=%d AND v='failure') WHERE idx=0`, fUser, fOutcome),
 		// Every bob is now called eve in the dictionary.
 		fmt.Sprintf(`UPDATE terms SET v='eve' WHERE f=%d AND v='bob'`, fUser),
-		// Event 10 moved in time, event 20 given the status of 30 (401s).
-		`UPDATE events SET ts=ts+3600000000000 WHERE idx=10`,
-		`UPDATE events SET status=401 WHERE idx=20`,
-		// A row for a record the ledger does not have, one for the record
-		// of another, and an odd flag that is not so.
-		`INSERT INTO events(idx, ts, odd, status) SELECT 100000, ts, 0, 401 FROM events WHERE idx=13`,
-		`UPDATE events SET odd=1 WHERE idx=23`,
 	)
+	alterBlocks(t, path, func(b *block) []*block {
+		if b.blk != 0 {
+			return nil
+		}
+		// Event 0 (alice, success) now claims to be mallory's failed login.
+		b.terms[fUser-fAction][0], b.terms[fOutcome-fAction][0] = mallory, failure
+		// Event 10 moved in time, event 20 given the status of 30 (401s).
+		b.ts[10] += int64(time.Hour)
+		b.stat[20] = 401
+		// An odd flag that is not so.
+		b.flags[23] |= flOdd
+		// A row for a record the ledger does not have, with the columns
+		// of 13.
+		nb := newBlock(100000)
+		c := cols{ts: b.ts[13], status: 401}
+		c.has[fStatus] = true
+		nb.appendRow(&c, &[nFields]uint32{})
+		return []*block{nb}
+	})
 	ix := openIndexOn(t, path, l)
 	ctx := context.Background()
 	records := map[uint64][]byte{}
@@ -164,8 +233,8 @@ func TestTamperedIDs(t *testing.T) {
 	salt := ix.salt
 	ix.Close()
 	alter(t, path,
-		fmt.Sprintf(`UPDATE events SET eid=%d, rid=%d WHERE idx=42`, keyedHash(salt, "ev-00000099"), keyedHash(salt, "req-00000049")),
-		`DELETE FROM events WHERE idx=7`,
+		`DELETE FROM ids WHERE idx IN (7, 42)`,
+		fmt.Sprintf(`INSERT INTO ids(h, idx) VALUES (%d, 42), (%d, 42)`, idHash(salt, fEventID, "ev-00000099"), idHash(salt, fRequestID, "req-00000049")),
 	)
 	ix = openIndexOn(t, path, l)
 	ctx := context.Background()
