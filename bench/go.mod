@@ -7,6 +7,7 @@ require (
 	github.com/samber/slog-http v1.12.1
 	github.com/trailguard/trailguard v0.0.0
 	golang.org/x/mod v0.43.0
+	modernc.org/sqlite v1.62.0
 )
 
 require (
@@ -27,7 +28,6 @@ require (
 	modernc.org/libc v1.80.1 // indirect
 	modernc.org/mathutil v1.7.1 // indirect
 	modernc.org/memory v1.12.1 // indirect
-	modernc.org/sqlite v1.62.0 // indirect
 )
 
 replace github.com/trailguard/trailguard => ../
