@@ -173,13 +173,14 @@ func TestTamperedIndexCollector(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The index keeps its columns compressed (index/block.go; the index
+	// package's own tests alter them row by row): here the dictionary and
+	// the id table, which plain SQL reaches.
 	for _, s := range []string{
-		// alice's t-01 becomes mallory's.
-		fmt.Sprintf(`UPDATE events SET user_name=(SELECT user_name FROM events WHERE idx=%d) WHERE idx=%d`, first, first+1),
 		// "alice" reads "mallory2" in the dictionary.
 		`UPDATE terms SET v='mallory2' WHERE v='alice'`,
-		// t-02's row takes t-00's event.id hash.
-		fmt.Sprintf(`UPDATE events SET eid=(SELECT eid FROM events WHERE idx=%d) WHERE idx=%d`, first, first+2),
+		// t-02's record is also listed under t-00's event.id hash.
+		fmt.Sprintf(`INSERT INTO ids(h, idx) SELECT h, idx+2 FROM ids WHERE idx=%d`, first),
 	} {
 		if _, err := db.Exec(s); err != nil {
 			t.Fatalf("%s: %v", s, err)
@@ -201,14 +202,18 @@ func TestTamperedIndexCollector(t *testing.T) {
 	}
 	_, body := ts.get(t, "/v1/events", "q", "user.name:mallory", "wait_for", "ledger")
 	a := check(body)
-	if len(a.Hits) != 10 || len(a.Mismatches) != 1 || a.Mismatches[0] != first+1 {
+	if len(a.Hits) != 10 || len(a.Mismatches) != 0 {
 		t.Fatalf("user.name:mallory: %d hits, mismatches %v", len(a.Hits), a.Mismatches)
 	}
 	_, body = ts.get(t, "/v1/events", "q", "user.name:mallory2")
-	if a := check(body); len(a.Hits) != 0 || len(a.Mismatches) != 29 {
+	if a := check(body); len(a.Hits) != 0 || len(a.Mismatches) != 30 {
 		t.Fatalf("user.name:mallory2: %d hits, %d mismatches", len(a.Hits), len(a.Mismatches))
 	}
-	// t-00 is still found, as itself.
+	// t-00 is still found, as itself, and a search for it returns it alone.
+	_, body = ts.get(t, "/v1/events", "q", "event.id:t-00")
+	if a := check(body); len(a.Hits) != 1 || a.Hits[0].Index != first {
+		t.Fatalf("event.id:t-00: %s", body)
+	}
 	status, body := ts.get(t, "/v1/events/t-00")
 	if status != 200 || !bytes.Contains(body, []byte(`"id":"t-00"`)) || bytes.Contains(body, []byte(`"t-02"`)) {
 		t.Fatalf("t-00: %d %s", status, body)
