@@ -20,7 +20,7 @@ import (
 type compiler struct {
 	ctx  context.Context
 	q    querier
-	salt []byte
+	ix   *Index
 	need [nCols]bool // columns the condition reads
 }
 
@@ -208,34 +208,23 @@ func (c *compiler) terms(f int, pred string, args ...any) (cond, error) {
 	return fnCond(func(b *block, i int) bool { return set[b.terms[j][i]] }), nil
 }
 
-// maxIDHits bounds the ledger indexes one id condition collects; past it
-// the condition selects every row (the records decide).
-const maxIDHits = 100000
-
-// ids is the condition that the row's record is one the ids table gives
-// for field f's value v.
+// ids is the condition that the row's record is one the id table lists
+// for field f's value v; past maxIDCandidates, every row (the records
+// decide).
 func (c *compiler) ids(f int, v string) (cond, error) {
-	rows, err := c.q.QueryContext(c.ctx, `SELECT idx FROM ids WHERE h=? LIMIT ?`, idHash(c.salt, f, v), maxIDHits+1)
+	idxs, err := c.ix.lookupID(c.ctx, c.q, f, v)
 	if err != nil {
-		return cond{}, fmt.Errorf("index: ids: %w", err)
+		return cond{}, err
 	}
-	defer rows.Close()
-	set := map[uint64]bool{}
-	for rows.Next() {
-		var idx int64
-		if err := rows.Scan(&idx); err != nil {
-			return cond{}, fmt.Errorf("index: ids: %w", err)
-		}
-		set[uint64(idx)] = true
-	}
-	if err := rows.Err(); err != nil {
-		return cond{}, fmt.Errorf("index: ids: %w", err)
-	}
-	if len(set) > maxIDHits {
+	if len(idxs) > maxIDCandidates {
 		return condTrue, nil
 	}
-	if len(set) == 0 {
+	if len(idxs) == 0 {
 		return condFalse, nil
+	}
+	set := make(map[uint64]bool, len(idxs))
+	for _, i := range idxs {
+		set[i] = true
 	}
 	return fnCond(func(b *block, i int) bool { return set[b.idx(i)] }), nil
 }

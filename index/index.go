@@ -45,7 +45,7 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
-	"strings"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -115,6 +115,8 @@ type Index struct {
 	running atomic.Bool
 	dict    *dict  // writer's term cache (Run's goroutine only)
 	tail    *block // writer's last block, all columns loaded (nil: read it from the file)
+	tailRun idRun     // the id run of tail
+	tailIDs []idEntry // its entries
 
 	notifyMu sync.Mutex
 	notify   chan struct{} // closed when next advances; nil once closed
@@ -154,11 +156,18 @@ CREATE TABLE IF NOT EXISTS cols (
 	k    INTEGER PRIMARY KEY, -- blk<<5 | column
 	data BLOB NOT NULL        -- zstd frame of the column
 );
-CREATE TABLE IF NOT EXISTS ids (
-	h   INTEGER NOT NULL, -- idHash(event.id or http.request.id)
-	idx INTEGER NOT NULL, -- ledger index
-	PRIMARY KEY (h, idx)
-) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS idruns (  -- runs of ids (ids.go)
+	run INTEGER PRIMARY KEY,
+	lvl INTEGER NOT NULL, -- merge level
+	lo  INTEGER NOT NULL, -- first and last block covered
+	hi  INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS idchunks (
+	run  INTEGER NOT NULL,
+	h0   INTEGER NOT NULL, -- first hash in the chunk
+	data BLOB NOT NULL,
+	PRIMARY KEY (run, h0)
+);
 CREATE TABLE IF NOT EXISTS terms (
 	f INTEGER NOT NULL, -- field (f* number)
 	n INTEGER NOT NULL, -- number within the field
@@ -497,10 +506,8 @@ func (ix *Index) Run(ctx context.Context, src Source) error {
 }
 
 // prune forgets the records below pruned (deleted from the ledger by
-// retention): the blocks wholly below go, the block it falls in keeps its
-// rows but marks those below as gone, and the ids of those records are
-// deleted a slice of the hash space per transaction, so that the writer
-// never holds the database for long.
+// retention): the blocks and id runs wholly below go, the block it falls
+// in keeps its rows but marks those below as gone.
 func (ix *Index) prune(ctx context.Context, pruned uint64) error {
 	var done sql.NullInt64
 	if err := ix.w.QueryRowContext(ctx, `SELECT v FROM meta WHERE k='pruned'`).Scan(&done); err != nil && !errors.Is(err, sql.ErrNoRows) {
@@ -532,31 +539,33 @@ func (ix *Index) prune(ctx context.Context, pruned uint64) error {
 	}
 	if t := ix.tail; t != nil {
 		if t.blk < cut {
-			ix.tail = nil
+			ix.tail, ix.tailIDs = nil, nil
 		} else if t.blk == cut {
 			t.lo = max(t.lo, pruned)
 		}
 	}
-	const slices = 16
-	for i := range int64(slices) {
-		lo := -int64(1)<<47 + i<<44
-		tx, err := ix.w.BeginTx(ctx, nil)
-		if err != nil {
-			return fmt.Errorf("index: prune: %w", err)
-		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM ids WHERE h >= ? AND h < ? AND idx < ?`, lo, lo+1<<44, int64(pruned)); err != nil {
+	// The id runs wholly below; entries of pruned records in a run that
+	// also holds newer ones stay until it goes (a lookup finds their
+	// records pruned).
+	tx, err = ix.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("index: prune: %w", err)
+	}
+	for _, q := range []string{
+		`DELETE FROM idchunks WHERE run IN (SELECT run FROM idruns WHERE hi < ?)`,
+		`DELETE FROM idruns WHERE hi < ?`,
+	} {
+		if _, err := tx.ExecContext(ctx, q, int64(cut)); err != nil {
 			tx.Rollback()
 			return fmt.Errorf("index: prune ids below %d: %w", pruned, err)
 		}
-		if i == slices-1 {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO meta(k,v) VALUES('pruned',?) ON CONFLICT(k) DO UPDATE SET v=excluded.v`, int64(pruned)); err != nil {
-				tx.Rollback()
-				return fmt.Errorf("index: prune: %w", err)
-			}
-		}
-		if err := tx.Commit(); err != nil {
-			return fmt.Errorf("index: prune ids below %d: %w", pruned, err)
-		}
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO meta(k,v) VALUES('pruned',?) ON CONFLICT(k) DO UPDATE SET v=excluded.v`, int64(pruned)); err != nil {
+		tx.Rollback()
+		return fmt.Errorf("index: prune: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("index: prune ids below %d: %w", pruned, err)
 	}
 	return nil
 }
@@ -642,7 +651,7 @@ func (ix *Index) add(ctx context.Context, want uint64, batch []rec) (err error) 
 			// Terms numbered and blocks changed in the failed transaction
 			// are gone.
 			ix.dict = nil
-			ix.tail = nil
+			ix.tail, ix.tailIDs = nil, nil
 		}
 	}()
 	if ix.dict == nil {
@@ -663,18 +672,6 @@ func (ix *Index) add(ctx context.Context, want uint64, batch []rec) (err error) 
 		return err
 	}
 	var buf []byte
-	ids := make([]any, 0, 2*idGroup)
-	flushIDs := func() error {
-		if len(ids) == 0 {
-			return nil
-		}
-		q := `INSERT OR IGNORE INTO ids(h, idx) VALUES ` + strings.Repeat("(?,?),", len(ids)/2-1) + "(?,?)"
-		if _, err := tx.ExecContext(ctx, q, ids...); err != nil {
-			return fmt.Errorf("index: insert ids: %w", err)
-		}
-		ids = ids[:0]
-		return nil
-	}
 	var nums [nFields]uint32
 	for i := range batch {
 		r := &batch[i]
@@ -683,10 +680,16 @@ func (ix *Index) add(ctx context.Context, want uint64, batch []rec) (err error) 
 		}
 		want++
 		if r.idx/blockSize != ix.tail.blk {
-			if buf, err = ix.tail.store(ctx, tx, buf); err != nil {
+			if buf, err = ix.storeTail(ctx, tx, buf); err != nil {
+				return err
+			}
+			if err = merge(ctx, tx, r.idx/blockSize); err != nil {
 				return err
 			}
 			ix.tail = newBlock(r.idx)
+			if ix.tailRun, ix.tailIDs, err = tailRun(ctx, tx, ix.tail.blk); err != nil {
+				return err
+			}
 		}
 		c := &r.c
 		for f := fAction; f <= fAgent; f++ {
@@ -702,19 +705,11 @@ func (ix *Index) add(ctx context.Context, want uint64, batch []rec) (err error) 
 		ix.tail.appendRow(c, &nums)
 		for _, f := range []int{fEventID, fRequestID} {
 			if c.has[f] {
-				ids = append(ids, idHash(ix.salt, f, c.str[f]), int64(r.idx))
-				if len(ids) == cap(ids) {
-					if err = flushIDs(); err != nil {
-						return err
-					}
-				}
+				ix.tailIDs = append(ix.tailIDs, idEntry{idKey(ix.salt, f, c.str[f]), r.idx})
 			}
 		}
 	}
-	if err = flushIDs(); err != nil {
-		return err
-	}
-	if _, err = ix.tail.store(ctx, tx, buf); err != nil {
+	if _, err = ix.storeTail(ctx, tx, buf); err != nil {
 		return err
 	}
 	if _, err = tx.ExecContext(ctx, `INSERT INTO meta(k,v) VALUES('next',?) ON CONFLICT(k) DO UPDATE SET v=excluded.v`, int64(want)); err != nil {
@@ -727,9 +722,16 @@ func (ix *Index) add(ctx context.Context, want uint64, batch []rec) (err error) 
 	return nil
 }
 
-// idGroup is how many ids one INSERT statement adds: per-statement
-// overhead, not SQLite, dominates single-row inserts.
-const idGroup = 128
+// storeTail writes the writer's last block and its id run.
+func (ix *Index) storeTail(ctx context.Context, tx *sql.Tx, buf []byte) ([]byte, error) {
+	buf, err := ix.tail.store(ctx, tx, buf)
+	if err != nil {
+		return buf, err
+	}
+	slices.SortFunc(ix.tailIDs, cmpID)
+	ix.tailIDs = slices.Compact(ix.tailIDs)
+	return buf, writeRun(ctx, tx, ix.tailRun, ix.tailIDs)
+}
 
 // loadTail makes ix.tail the block that record want goes in, with the
 // rows before want: read from the file if the writer does not hold it,
@@ -739,13 +741,19 @@ func (ix *Index) loadTail(ctx context.Context, tx *sql.Tx, want uint64) error {
 	if t := ix.tail; t != nil && t.blk == blk && t.first+uint64(t.n) == want {
 		return nil
 	}
-	ix.tail = nil
+	ix.tail, ix.tailIDs = nil, nil
+	r, es, err := tailRun(ctx, tx, blk)
+	if err != nil {
+		return err
+	}
+	// Only ids of the rows kept (a block started again after a prune).
+	es = slices.DeleteFunc(es, func(e idEntry) bool { return e.idx >= want })
 	b, err := blockMeta(ctx, tx, blk)
 	if err != nil {
 		return err
 	}
 	if b == nil || b.first >= want {
-		ix.tail = newBlock(want)
+		ix.tail, ix.tailRun, ix.tailIDs = newBlock(want), r, nil
 		return nil
 	}
 	if b.first+uint64(b.n) > want {
@@ -757,6 +765,6 @@ func (ix *Index) loadTail(ctx context.Context, tx *sql.Tx, want uint64) error {
 	for b.first+uint64(b.n) < want {
 		b.appendRow(nil, nil)
 	}
-	ix.tail = b
+	ix.tail, ix.tailRun, ix.tailIDs = b, r, es
 	return nil
 }

@@ -149,7 +149,7 @@ func (ix *Index) plan(ctx context.Context, q querier, qe query.Expr, from, to ti
 	if !from.IsZero() && !to.IsZero() && !to.After(from) {
 		return nil, badRequest("to", "%s is not after from (%s)", to.Format(time.RFC3339Nano), from.Format(time.RFC3339Nano))
 	}
-	c := &compiler{ctx: ctx, q: q, salt: ix.salt}
+	c := &compiler{ctx: ctx, q: q, ix: ix}
 	cd, exact, err := c.expr(qe)
 	if err != nil {
 		return nil, err
@@ -517,24 +517,11 @@ func (ix *Index) byID(ctx context.Context, f int, id string, limit int) ([]Hit, 
 		return nil, ch, err
 	}
 	defer tx.Rollback()
-	rows, err := tx.QueryContext(ctx, "SELECT idx FROM ids WHERE h = ? ORDER BY idx LIMIT ?",
-		idHash(ix.salt, f, id), min(limit*2, ix.opts.ScanBudget))
+	idxs, err := ix.lookupID(ctx, tx, f, id)
 	if err != nil {
 		return nil, ch, err
 	}
-	var idxs []uint64
-	for rows.Next() {
-		var idx int64
-		if err := rows.Scan(&idx); err != nil {
-			rows.Close()
-			return nil, ch, err
-		}
-		idxs = append(idxs, uint64(idx))
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, ch, err
-	}
+	idxs = idxs[:min(len(idxs), limit*2, ix.opts.ScanBudget)]
 	term := &query.Term{Field: fieldNames[f], Value: id, Type: query.FieldType(fieldNames[f])}
 	match := func(x *extracted, data []byte) bool {
 		if fv := x.f[f]; fv.n == 1 && fv.kind == 's' {

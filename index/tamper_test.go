@@ -95,6 +95,40 @@ func alterBlocks(t *testing.T, path string, fn func(b *block) []*block) {
 	}
 }
 
+// alterIDs rewrites every id run of an index file with what fn makes of
+// its entries.
+func alterIDs(t *testing.T, path string, fn func(es []idEntry) []idEntry) {
+	t.Helper()
+	ctx := context.Background()
+	db, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	tx, err := db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := runs(ctx, tx, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rs {
+		es, err := readRun(ctx, tx, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		es = fn(es)
+		slices.SortFunc(es, cmpID)
+		if err := writeRun(ctx, tx, r, es); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // termNum is the stored form (number + 1) of term v of field f.
 func termNum(t *testing.T, path string, f int, v string) uint32 {
 	t.Helper()
@@ -232,10 +266,13 @@ func TestTamperedIDs(t *testing.T) {
 	ix := openIndexOn(t, path, l)
 	salt := ix.salt
 	ix.Close()
-	alter(t, path,
-		`DELETE FROM ids WHERE idx IN (7, 42)`,
-		fmt.Sprintf(`INSERT INTO ids(h, idx) VALUES (%d, 42), (%d, 42)`, idHash(salt, fEventID, "ev-00000099"), idHash(salt, fRequestID, "req-00000049")),
-	)
+	alterIDs(t, path, func(es []idEntry) []idEntry {
+		es = slices.DeleteFunc(es, func(e idEntry) bool { return e.idx == 7 || e.idx == 42 })
+		if len(es) > 0 && es[0].idx/blockSize == 0 {
+			es = append(es, idEntry{idKey(salt, fEventID, "ev-00000099"), 42}, idEntry{idKey(salt, fRequestID, "req-00000049"), 42})
+		}
+		return es
+	})
 	ix = openIndexOn(t, path, l)
 	ctx := context.Background()
 	h, err := ix.ByEventID(ctx, "ev-00000099")

@@ -125,7 +125,7 @@ func indexParts(path string, sizes map[string]int64) error {
 		switch {
 		case name == "cols" || name == "blocks":
 			sizes["index.cols"] += n
-		case name == "ids":
+		case strings.Contains(name, "idruns") || strings.Contains(name, "idchunks"):
 			sizes["index.ids"] += n
 		case strings.HasPrefix(name, "terms"):
 			sizes["index.terms"] += n

@@ -1,0 +1,264 @@
+package index
+
+import (
+	"context"
+	"database/sql"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+)
+
+// The id table: keyed hashes of event.id and http.request.id to ledger
+// indexes, for the lookups that must stay fast at any size. A B-tree row
+// per id cost ~17 bytes (two per event: a third of the whole store), so
+// ids are kept in sorted runs instead, a small log-structured merge: each
+// block's ids are a run of level 0 (the writer's last block's rewritten
+// with every batch), and idFanout runs of one level are merged into one of
+// the next, up to idMaxLevel (idFanout^idMaxLevel blocks, 2M records). A
+// run is stored in chunks of up to idChunk entries, each entry the hash's
+// delta from the previous one and the record's offset from the run's first
+// block, as varints: ~7 bytes an id. A lookup reads one chunk per run
+// (one query for all of them): at 10M records ~25 runs.
+const (
+	idFanout   = 8
+	idMaxLevel = 3
+	idChunk    = 4096
+)
+
+// idEntry is one id: its hash (idHash + 2^47, so non-negative) and the
+// record's ledger index.
+type idEntry struct{ h, idx uint64 }
+
+func idKey(salt []byte, f int, v string) uint64 { return uint64(idHash(salt, f, v) + 1<<47) }
+
+func cmpID(a, b idEntry) int {
+	switch {
+	case a.h < b.h:
+		return -1
+	case a.h > b.h:
+		return 1
+	case a.idx < b.idx:
+		return -1
+	case a.idx > b.idx:
+		return 1
+	}
+	return 0
+}
+
+// idRun is the idruns row of a run: its level and the blocks it covers.
+type idRun struct {
+	run    int64
+	lvl    int
+	lo, hi uint64 // first and last block
+}
+
+func (r idRun) base() uint64 { return r.lo * blockSize }
+
+// encodeChunk appends the stored form of es (sorted, each at or after
+// base).
+func encodeChunk(buf []byte, es []idEntry, base uint64) []byte {
+	buf = binary.AppendUvarint(buf, uint64(len(es)))
+	prev := es[0].h
+	for _, e := range es {
+		buf = binary.AppendUvarint(buf, e.h-prev)
+		buf = binary.AppendUvarint(buf, e.idx-base)
+		prev = e.h
+	}
+	return buf
+}
+
+var errBadChunk = errors.New("index: id chunk does not decode (run trailguard reindex)")
+
+// decodeChunk calls fn for each entry of a chunk whose first hash is h0.
+func decodeChunk(data []byte, h0, base uint64, fn func(idEntry)) error {
+	n, k := binary.Uvarint(data)
+	if k <= 0 || n > idChunk {
+		return errBadChunk
+	}
+	data = data[k:]
+	h := h0
+	for range n {
+		d, k := binary.Uvarint(data)
+		if k <= 0 {
+			return errBadChunk
+		}
+		data = data[k:]
+		off, k2 := binary.Uvarint(data)
+		if k2 <= 0 {
+			return errBadChunk
+		}
+		data = data[k2:]
+		h += d
+		fn(idEntry{h, base + off})
+	}
+	if len(data) != 0 {
+		return errBadChunk
+	}
+	return nil
+}
+
+// writeRun stores es (sorted) as run r, replacing what r held.
+func writeRun(ctx context.Context, tx execer, r idRun, es []idEntry) error {
+	if _, err := tx.ExecContext(ctx, `DELETE FROM idchunks WHERE run=?`, r.run); err != nil {
+		return fmt.Errorf("index: write ids: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO idruns(run, lvl, lo, hi) VALUES(?,?,?,?)`, r.run, r.lvl, int64(r.lo), int64(r.hi)); err != nil {
+		return fmt.Errorf("index: write ids: %w", err)
+	}
+	var buf []byte
+	for len(es) > 0 {
+		n := min(idChunk, len(es))
+		// Entries of one hash stay in one chunk, so that a lookup reads
+		// the one chunk whose first hash is the last at or below it.
+		for n < len(es) && n > 1 && es[n].h == es[n-1].h {
+			n--
+		}
+		buf = encodeChunk(buf[:0], es[:n], r.base())
+		if _, err := tx.ExecContext(ctx, `INSERT INTO idchunks(run, h0, data) VALUES(?,?,?)`, r.run, int64(es[0].h), buf); err != nil {
+			return fmt.Errorf("index: write ids: %w", err)
+		}
+		es = es[n:]
+	}
+	return nil
+}
+
+// readRun returns every entry of run r, sorted.
+func readRun(ctx context.Context, q querier, r idRun) ([]idEntry, error) {
+	rows, err := q.QueryContext(ctx, `SELECT h0, data FROM idchunks WHERE run=? ORDER BY h0`, r.run)
+	if err != nil {
+		return nil, fmt.Errorf("index: read ids: %w", err)
+	}
+	defer rows.Close()
+	var es []idEntry
+	for rows.Next() {
+		var h0 int64
+		var data []byte
+		if err := rows.Scan(&h0, &data); err != nil {
+			return nil, fmt.Errorf("index: read ids: %w", err)
+		}
+		if err := decodeChunk(data, uint64(h0), r.base(), func(e idEntry) { es = append(es, e) }); err != nil {
+			return nil, err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("index: read ids: %w", err)
+	}
+	return es, nil
+}
+
+// runs lists the runs of level lvl (all levels if lvl < 0), by first block.
+func runs(ctx context.Context, q querier, lvl int) ([]idRun, error) {
+	rows, err := q.QueryContext(ctx, `SELECT run, lvl, lo, hi FROM idruns WHERE ? < 0 OR lvl = ? ORDER BY lo`, lvl, lvl)
+	if err != nil {
+		return nil, fmt.Errorf("index: id runs: %w", err)
+	}
+	defer rows.Close()
+	var out []idRun
+	for rows.Next() {
+		var r idRun
+		var lo, hi int64
+		if err := rows.Scan(&r.run, &r.lvl, &lo, &hi); err != nil {
+			return nil, fmt.Errorf("index: id runs: %w", err)
+		}
+		r.lo, r.hi = uint64(lo), uint64(hi)
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// tailRun is the level-0 run of block blk, and its entries (a new, empty
+// run if there is none).
+func tailRun(ctx context.Context, tx *sql.Tx, blk uint64) (idRun, []idEntry, error) {
+	var r idRun
+	err := tx.QueryRowContext(ctx, `SELECT run FROM idruns WHERE lvl=0 AND lo=?`, int64(blk)).Scan(&r.run)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(run), 0) + 1 FROM idruns`).Scan(&r.run); err != nil {
+			return r, nil, fmt.Errorf("index: id runs: %w", err)
+		}
+		r.lo, r.hi = blk, blk
+		return r, nil, nil
+	case err != nil:
+		return r, nil, fmt.Errorf("index: id runs: %w", err)
+	}
+	r.lo, r.hi = blk, blk
+	es, err := readRun(ctx, tx, r)
+	return r, es, err
+}
+
+// merge merges idFanout runs of a level into one of the next, level by
+// level, among the runs of blocks before sealed (the writer's last block's
+// run is still growing).
+func merge(ctx context.Context, tx *sql.Tx, sealed uint64) error {
+	for lvl := 0; lvl < idMaxLevel; lvl++ {
+		rs, err := runs(ctx, tx, lvl)
+		if err != nil {
+			return err
+		}
+		rs = slices.DeleteFunc(rs, func(r idRun) bool { return r.hi >= sealed })
+		if len(rs) < idFanout {
+			return nil
+		}
+		rs = rs[:idFanout]
+		var all []idEntry
+		for _, r := range rs {
+			es, err := readRun(ctx, tx, r)
+			if err != nil {
+				return err
+			}
+			all = append(all, es...)
+			if _, err := tx.ExecContext(ctx, `DELETE FROM idchunks WHERE run=?`, r.run); err != nil {
+				return fmt.Errorf("index: merge ids: %w", err)
+			}
+			if _, err := tx.ExecContext(ctx, `DELETE FROM idruns WHERE run=?`, r.run); err != nil {
+				return fmt.Errorf("index: merge ids: %w", err)
+			}
+		}
+		slices.SortFunc(all, cmpID)
+		all = slices.Compact(all)
+		// The merged run takes the first run's number: numbers stay
+		// unique, and a new tail run takes max+1.
+		m := idRun{run: rs[0].run, lvl: lvl + 1, lo: rs[0].lo, hi: rs[len(rs)-1].hi}
+		if err := writeRun(ctx, tx, m, all); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// maxIDCandidates bounds what one lookup collects.
+const maxIDCandidates = 100000
+
+// lookupID returns the ledger indexes the id table lists for field f's
+// value v, sorted, at most maxIDCandidates+1.
+func (ix *Index) lookupID(ctx context.Context, q querier, f int, v string) ([]uint64, error) {
+	h := idKey(ix.salt, f, v)
+	rows, err := q.QueryContext(ctx, `SELECT r.lo, c.h0, c.data FROM idruns r JOIN idchunks c ON c.run = r.run
+		AND c.h0 = (SELECT max(h0) FROM idchunks WHERE run = r.run AND h0 <= ?)`, int64(h))
+	if err != nil {
+		return nil, fmt.Errorf("index: ids: %w", err)
+	}
+	defer rows.Close()
+	var out []uint64
+	for rows.Next() {
+		var lo, h0 int64
+		var data []byte
+		if err := rows.Scan(&lo, &h0, &data); err != nil {
+			return nil, fmt.Errorf("index: ids: %w", err)
+		}
+		err := decodeChunk(data, uint64(h0), uint64(lo)*blockSize, func(e idEntry) {
+			if e.h == h && len(out) <= maxIDCandidates {
+				out = append(out, e.idx)
+			}
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("index: ids: %w", err)
+	}
+	slices.Sort(out)
+	return slices.Compact(out), nil
+}
