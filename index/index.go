@@ -113,8 +113,8 @@ type Index struct {
 	salt    []byte
 	next    atomic.Uint64
 	running atomic.Bool
-	dict    *dict  // writer's term cache (Run's goroutine only)
-	tail    *block // writer's last block, all columns loaded (nil: read it from the file)
+	dict    *dict     // writer's term cache (Run's goroutine only)
+	tail    *block    // writer's last block, all columns loaded (nil: read it from the file)
 	tailRun idRun     // the id run of tail
 	tailIDs []idEntry // its entries
 

@@ -594,4 +594,3 @@ func (ix *Index) byID(ctx context.Context, f int, id string, limit int) ([]Hit, 
 	}
 	return hits, ch, nil
 }
-
