@@ -16,14 +16,18 @@ import (
 // block's ids are a run of level 0 (the writer's last block's rewritten
 // with every batch), and idFanout runs of one level are merged into one of
 // the next, up to idMaxLevel (idFanout^idMaxLevel blocks, 2M records). A
-// run is stored in chunks of up to idChunk entries, each entry the hash's
+// run is stored in chunks of up to ~4 KiB, each entry the hash's
 // delta from the previous one and the record's offset from the run's first
 // block, as varints: ~7 bytes an id. A lookup reads one chunk per run
 // (one query for all of them): at 10M records ~25 runs.
 const (
 	idFanout   = 8
 	idMaxLevel = 3
-	idChunk    = 4096
+	// idChunkBytes keeps a chunk within one 4 KiB page of SQLite's
+	// (no overflow pages, whose last one is half empty on average).
+	idChunkBytes = 3900
+	// idChunk bounds the entries of a chunk a reader accepts.
+	idChunk = idChunkBytes
 )
 
 // idEntry is one id: its hash (idHash + 2^47, so non-negative) and the
@@ -54,19 +58,6 @@ type idRun struct {
 }
 
 func (r idRun) base() uint64 { return r.lo * blockSize }
-
-// encodeChunk appends the stored form of es (sorted, each at or after
-// base).
-func encodeChunk(buf []byte, es []idEntry, base uint64) []byte {
-	buf = binary.AppendUvarint(buf, uint64(len(es)))
-	prev := es[0].h
-	for _, e := range es {
-		buf = binary.AppendUvarint(buf, e.h-prev)
-		buf = binary.AppendUvarint(buf, e.idx-base)
-		prev = e.h
-	}
-	return buf
-}
 
 var errBadChunk = errors.New("index: id chunk does not decode (run trailguard reindex)")
 
@@ -106,16 +97,23 @@ func writeRun(ctx context.Context, tx execer, r idRun, es []idEntry) error {
 	if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO idruns(run, lvl, lo, hi) VALUES(?,?,?,?)`, r.run, r.lvl, int64(r.lo), int64(r.hi)); err != nil {
 		return fmt.Errorf("index: write ids: %w", err)
 	}
-	var buf []byte
+	var body, chunk []byte
+	base := r.base()
 	for len(es) > 0 {
-		n := min(idChunk, len(es))
-		// Entries of one hash stay in one chunk, so that a lookup reads
-		// the one chunk whose first hash is the last at or below it.
-		for n < len(es) && n > 1 && es[n].h == es[n-1].h {
-			n--
+		body = body[:0]
+		n := 0
+		for ; n < len(es); n++ {
+			// Entries of one hash stay in one chunk, so that a lookup
+			// reads the one chunk whose first hash is the last at or
+			// below it.
+			if len(body) >= idChunkBytes && es[n].h != es[n-1].h {
+				break
+			}
+			body = binary.AppendUvarint(body, es[n].h-es[max(n-1, 0)].h)
+			body = binary.AppendUvarint(body, es[n].idx-base)
 		}
-		buf = encodeChunk(buf[:0], es[:n], r.base())
-		if _, err := tx.ExecContext(ctx, `INSERT INTO idchunks(run, h0, data) VALUES(?,?,?)`, r.run, int64(es[0].h), buf); err != nil {
+		chunk = append(binary.AppendUvarint(chunk[:0], uint64(n)), body...)
+		if _, err := tx.ExecContext(ctx, `INSERT INTO idchunks(run, h0, data) VALUES(?,?,?)`, r.run, int64(es[0].h), chunk); err != nil {
 			return fmt.Errorf("index: write ids: %w", err)
 		}
 		es = es[n:]
@@ -234,8 +232,10 @@ const maxIDCandidates = 100000
 // value v, sorted, at most maxIDCandidates+1.
 func (ix *Index) lookupID(ctx context.Context, q querier, f int, v string) ([]uint64, error) {
 	h := idKey(ix.salt, f, v)
-	rows, err := q.QueryContext(ctx, `SELECT r.lo, c.h0, c.data FROM idruns r JOIN idchunks c ON c.run = r.run
-		AND c.h0 = (SELECT max(h0) FROM idchunks WHERE run = r.run AND h0 <= ?)`, int64(h))
+	// One seek per run: the chunk whose first hash is the last at or
+	// below h.
+	rows, err := q.QueryContext(ctx, `SELECT r.lo, c.h0, c.data FROM idruns r, idchunks c
+		WHERE c.rowid = (SELECT rowid FROM idchunks WHERE run = r.run AND h0 <= ? ORDER BY h0 DESC LIMIT 1)`, int64(h))
 	if err != nil {
 		return nil, fmt.Errorf("index: ids: %w", err)
 	}
