@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -126,9 +127,12 @@ func (ix *Index) Stats(ctx context.Context, req StatsRequest) (StatsResult, erro
 	scanPlan := p
 	if p.exact {
 		// The columns decide every row but the odd ones: count the rows
-		// from the columns, and the odd ones by their records.
+		// from the columns, and the odd ones by their records (if the
+		// pass over the columns met any).
+		odd := 1
 		if !p.never {
-			err := ix.exactRows(ctx, tx, p, 0, func(b *block, i int) bool {
+			odd = 0
+			err := ix.exactRows(ctx, tx, p, 0, &odd, func(b *block, i int) bool {
 				if k := bucket(b.ts[i]); k >= 0 && k < n {
 					counts[k]++
 				}
@@ -138,7 +142,7 @@ func (ix *Index) Stats(ctx context.Context, req StatsRequest) (StatsResult, erro
 				return StatsResult{}, err
 			}
 		}
-		scanPlan = p.oddOnly()
+		scanPlan = p.oddOnly(odd > 0)
 	}
 	res.CountedFrom, err = ix.scan(ctx, tx, scanPlan, &res.Checked, func(h Hit) {
 		if b := bucket(h.Time.UnixNano()); b >= 0 && b < n {
@@ -168,17 +172,23 @@ func fmtDuration(d time.Duration) string {
 	return s
 }
 
-// oddOnly is p restricted to the odd rows of its time range.
-func (p *plan) oddOnly() *plan {
+// oddOnly is p restricted to the odd rows of its time range (none if
+// !any: a pass over the columns found none).
+func (p *plan) oddOnly(any bool) *plan {
 	o := *p
 	o.cond, o.unbounded, o.never = condFalse, false, true
+	o.need = [nCols]bool{cTS: true, cFlags: true}
+	if !any {
+		o.lo, o.hi = math.MaxInt64, math.MinInt64
+	}
 	return &o
 }
 
 // exactRows calls fn for every row in p's time range at or after ledger
 // index from that p's condition selects and that is not odd, in ledger
-// order, until fn returns false.
-func (ix *Index) exactRows(ctx context.Context, q querier, p *plan, from uint64, fn func(b *block, i int) bool) error {
+// order, until fn returns false. It adds the odd rows of the range it
+// passed to *odd, if not nil.
+func (ix *Index) exactRows(ctx context.Context, q querier, p *plan, from uint64, odd *int, fn func(b *block, i int) bool) error {
 	metas, err := blockMetas(ctx, q, p.lo, p.hi, from)
 	if err != nil {
 		return err
@@ -194,7 +204,14 @@ func (ix *Index) exactRows(ctx context.Context, q querier, p *plan, from uint64,
 			if b.idx(i) < from {
 				continue
 			}
-			if ok, odd := p.selects(b, i); ok && !odd && !fn(b, i) {
+			ok, isOdd := p.selects(b, i)
+			switch {
+			case !ok:
+			case isOdd:
+				if odd != nil {
+					*odd++
+				}
+			case !fn(b, i):
 				return nil
 			}
 		}
@@ -325,10 +342,11 @@ func (ix *Index) Top(ctx context.Context, req TopRequest) (TopResult, error) {
 	hasCol = hasCol && (isTermField(f) || f == fStatus || f == fSourceIP || f == fClientIP)
 	scanPlan := p
 	if hasCol && p.exact && !p.never {
-		if err := ix.topColumns(ctx, tx, p, f, counts); err != nil {
+		odd := 0
+		if err := ix.topColumns(ctx, tx, p, f, &odd, counts); err != nil {
 			return TopResult{}, err
 		}
-		scanPlan = p.oddOnly()
+		scanPlan = p.oddOnly(odd > 0)
 	}
 	res.CountedFrom, err = ix.scan(ctx, tx, scanPlan, &res.Checked, func(h Hit) {
 		for _, v := range recordValues(req.Field, h.Raw) {
@@ -418,14 +436,14 @@ func colNeed(f int) int {
 
 // topColumns counts the values of column field f among the rows p selects
 // that are not odd.
-func (ix *Index) topColumns(ctx context.Context, q querier, p *plan, f int, counts map[string]*topCount) error {
+func (ix *Index) topColumns(ctx context.Context, q querier, p *plan, f int, odd *int, counts map[string]*topCount) error {
 	type group struct {
 		c, m int64
 	}
 	groups := map[any]*group{}
 	pp := *p
 	pp.need[colNeed(f)] = true
-	err := ix.exactRows(ctx, q, &pp, 0, func(b *block, i int) bool {
+	err := ix.exactRows(ctx, q, &pp, 0, odd, func(b *block, i int) bool {
 		v := colValue(b, i, f)
 		if v == nil {
 			return true
@@ -531,7 +549,7 @@ func (ix *Index) showable(ctx context.Context, q querier, p *plan, f int, tc *to
 		next := int64(-1)
 		pp := *p
 		pp.need[colNeed(f)] = true
-		err = ix.exactRows(ctx, q, &pp, uint64(i)+1, func(b *block, r int) bool {
+		err = ix.exactRows(ctx, q, &pp, uint64(i)+1, nil, func(b *block, r int) bool {
 			if colValue(b, r, f) == tc.col {
 				next = int64(b.idx(r))
 				return false
