@@ -97,6 +97,8 @@ func Open(cfg Config, log *slog.Logger) (*Gateway, error) {
 		return nil, err
 	}
 	if lane != nil {
+		p.gate = newAnswerGate(func() uint64 { return p.audit.Stats().Enqueued }, lane.seen.Load)
+		lane.gate.Store(p.gate)
 		lane.p.Store(p)
 	}
 	g.Proxy = p

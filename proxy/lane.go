@@ -43,10 +43,14 @@ type requestLane struct {
 	eng    *detect.Engine
 	target func(*detect.Alert) (scope, value string, ok bool)
 	p      atomic.Pointer[Proxy]
-	next   uint64
-	last   []byte // first record of the last batch seen (a retried batch is not counted twice)
-	lastN  int
-	now    func() time.Time
+	gate   atomic.Pointer[answerGate]
+	// seen counts the records handed to the lane (a retried batch
+	// once), as the event queue counts those it accepted.
+	seen  atomic.Uint64
+	next  uint64
+	last  []byte // first record of the last batch seen (a retried batch is not counted twice)
+	lastN int
+	now   func() time.Time
 }
 
 // newRequestLane compiles rules for the lane; nil when none of them asks
@@ -66,7 +70,7 @@ func newRequestLane(rules []*detect.Rule, target func(*detect.Alert) (string, st
 // observe runs a batch of encoded events through the rules. It is called
 // by the event writer alone (one goroutine), before the batch is stored.
 func (l *requestLane) observe(recs [][]byte) {
-	if len(recs) == 0 || l.p.Load() == nil {
+	if len(recs) == 0 {
 		return
 	}
 	// A batch the sink failed to store is handed over again as is.
@@ -74,10 +78,18 @@ func (l *requestLane) observe(recs [][]byte) {
 		return
 	}
 	l.last, l.lastN = append(l.last[:0], recs[0]...), len(recs)
-	now := l.now()
-	for _, rec := range recs {
-		l.next++
-		l.eng.Process(detect.Record{Index: l.next, Time: now, Data: rec}, l.emit)
+	if l.p.Load() != nil {
+		now := l.now()
+		for _, rec := range recs {
+			l.next++
+			l.eng.Process(detect.Record{Index: l.next, Time: now, Data: rec}, l.emit)
+		}
+	}
+	// Every record the queue accepted is counted, evaluated or not, so
+	// that the gate's count matches the queue's.
+	l.seen.Add(uint64(len(recs)))
+	if g := l.gate.Load(); g != nil {
+		g.notify()
 	}
 }
 

@@ -56,6 +56,9 @@ func laneGateway(t *testing.T, allow []netip.Prefix, now func() time.Time) (*Pro
 	if err != nil {
 		t.Fatal(err)
 	}
+	// As Open does.
+	p.gate = newAnswerGate(func() uint64 { return p.audit.Stats().Enqueued }, lane.seen.Load)
+	lane.gate.Store(p.gate)
 	lane.p.Store(p)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -113,7 +116,7 @@ func TestBlockBeforeDetectionDecides(t *testing.T) {
 	if len(st.Active()) != 0 {
 		t.Fatal("the decision store decided: the block did not come from the lane")
 	}
-	if st := p.Stats(); st.EarlyBlocks != 1 || st.Blocked == 0 {
+	if st := p.Stats(); st.EarlyBlocks != 1 || st.Blocked+st.Withheld == 0 {
 		t.Fatalf("stats %+v: want one early block and refusals", st)
 	}
 	if statusFrom(t, gw, "192.0.2.8") != http.StatusOK {
@@ -187,4 +190,54 @@ func mustRules(t *testing.T) []*detect.Rule {
 		t.Fatal(errs[0])
 	}
 	return eng.Rules()
+}
+
+// A brute force sends its guesses in bursts. The failure that completes
+// it is answered; the answers to the rest of its burst, in flight at the
+// same time, are not given before the lane has seen the failures before
+// them, and then are withheld: of 16 concurrent guesses the attacker
+// learns the result of exactly the 10 the rule needed to block it.
+func TestBurstAfterThresholdWithheld(t *testing.T) {
+	t.Parallel()
+	p, gw, _ := laneGateway(t, nil, nil)
+	const burst = 16
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: burst}}
+	statuses := make(chan int, burst)
+	var wg sync.WaitGroup
+	for i := range burst {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequest(http.MethodGet, gw+"/basic-auth/admin/secret", nil)
+			req.SetBasicAuth("admin", "guess-"+string(rune('a'+i)))
+			req.Header.Set("X-Forwarded-For", "192.0.2.44")
+			req.Header.Set("User-Agent", "curl/8")
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			statuses <- resp.StatusCode
+		}()
+	}
+	wg.Wait()
+	close(statuses)
+	got := map[int]int{}
+	for s := range statuses {
+		got[s]++
+	}
+	if got[http.StatusUnauthorized] != 10 || got[http.StatusForbidden] != burst-10 {
+		t.Fatalf("answers %v: want the upstream's 401 for the 10 guesses before the block, 403 for the other %d", got, burst-10)
+	}
+	// Those that reached the gateway after the block were refused before
+	// the upstream instead.
+	if st := p.Stats(); st.Withheld+st.Blocked != burst-10 || st.EarlyBlocks != 1 {
+		t.Fatalf("stats %+v: want %d answers withheld or refused after one early block", st, burst-10)
+	}
+	// Another client is not held back by the attacker's failures.
+	if statusFrom(t, gw, "192.0.2.45") != http.StatusOK {
+		t.Fatal("another client was refused")
+	}
 }

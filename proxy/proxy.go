@@ -94,7 +94,8 @@ type Proxy struct {
 	sens      []*sensRule
 	trusted   []netip.Prefix
 	blocks    *Blocklist
-	limit     *limiter // per client, all routes
+	gate      *answerGate // single node with a request lane: answers wait for it
+	limit     *limiter    // per client, all routes
 	sampler   *sampler
 	handler   http.Handler
 	transport *h1Transport
@@ -223,7 +224,18 @@ func newRedactor(cfg Config) (*redact.Redactor, error) {
 }
 
 // ServeHTTP implements http.Handler.
-func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) { p.handler.ServeHTTP(w, r) }
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if p.gate == nil {
+		p.handler.ServeHTTP(w, r)
+		return
+	}
+	mark := &gateMark{}
+	p.handler.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), gateKey{}, mark)))
+	if mark.begun != nil {
+		// The middleware has queued the request's events by now.
+		p.gate.end(mark.begun)
+	}
+}
 
 // Blocklist is the set of decisions the gateway enforces; embedders may
 // apply their own updates to it.

@@ -232,7 +232,29 @@ func quoteForwarded(v string) string {
 // request was in flight, and echoes the correlation headers downstream:
 // the gateway's own, not a second copy from the upstream.
 func (p *Proxy) modifyResponse(res *http.Response) error {
-	if p.blocks.Len() > 0 && res.Request != nil {
+	var mark *gateMark
+	if p.gate != nil && res.Request != nil {
+		ctx := res.Request.Context()
+		if mark, _ = ctx.Value(gateKey{}).(*gateMark); mark != nil {
+			mark.client = httpaudit.ClientIP(ctx)
+		}
+	}
+	if mark != nil && mark.client.IsValid() {
+		// Given only once the lane has seen this client's failures
+		// answered so far: the block one of them causes covers it.
+		var reason string
+		withhold, begun := p.gate.pass(mark.client, res.StatusCode, func() bool {
+			var ok bool
+			if p.blocks.Len() > 0 {
+				reason, ok = p.blockedNow(res.Request)
+			}
+			return ok
+		})
+		if withhold {
+			return &withheldError{status: res.StatusCode, reason: reason}
+		}
+		mark.begun = begun // ended by ServeHTTP once the request's events are queued
+	} else if p.blocks.Len() > 0 && res.Request != nil {
 		if reason, ok := p.blockedNow(res.Request); ok {
 			return &withheldError{status: res.StatusCode, reason: reason}
 		}
