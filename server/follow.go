@@ -28,13 +28,3 @@ func (a appendedFollower) Follow(ctx context.Context, from uint64) iter.Seq2[led
 	return a.Ledger.FollowAppended(ctx, from)
 }
 
-// indexBatchRows is the most rows the collector's index commits in one
-// transaction (index.Options.BatchSize; the index's default is 5,000).
-// Batches fill only while the index is behind (otherwise a batch is
-// committed after index.Options.BatchDelay), and then each commit writes
-// the pages its rows dirtied (random ones, for the id hashes) to the WAL:
-// five times fewer commits took the index's CPU per event from 60-61 to
-// 52-53 µs under ingestload (400k events, alternated, shared machine). A
-// batch holds at most ~15 MB of records, and a crash loses at most the
-// uncommitted batch, which the index reads again from the ledger.
-const indexBatchRows = 25000
