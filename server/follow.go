@@ -27,4 +27,3 @@ type appendedFollower struct{ *ledger.Ledger }
 func (a appendedFollower) Follow(ctx context.Context, from uint64) iter.Seq2[ledger.Entry, error] {
 	return a.Ledger.FollowAppended(ctx, from)
 }
-
