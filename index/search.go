@@ -529,62 +529,29 @@ func (ix *Index) byID(ctx context.Context, f int, id string, limit int) ([]Hit, 
 		}
 		return matchRecord(term, data)
 	}
-	flag := byte(flEID)
-	if f == fRequestID {
-		flag = flRID
+	if ix.opts.Ledger == nil {
+		return nil, ch, errNoLedger
 	}
 	var hits []Hit
-	p := &plan{exact: true}
-	var b *block
-	var need [nCols]bool
-	need[cTS] = true
+	var x extracted
 	for _, idx := range idxs {
-		if b == nil || b.blk != idx/blockSize {
-			if b, err = blockMeta(ctx, tx, idx/blockSize); err != nil {
+		// The record decides alone: the id table found it, its id must
+		// be the one asked for (the block's columns are not read).
+		ch.Scanned++
+		e, err := ix.opts.Ledger.Read(idx)
+		var v verdict
+		var readErr error
+		var hit Hit
+		if err != nil {
+			if v, readErr, err = readFailed(err); err != nil {
 				return nil, ch, err
 			}
-			if b != nil {
-				if err := b.load(ctx, tx, need); err != nil {
-					return nil, ch, err
-				}
-			}
-		}
-		ch.Scanned++
-		ok := b != nil && idx >= b.first && idx < b.first+uint64(b.n)
-		i := 0
-		if ok {
-			i = int(idx - b.first)
-			ok = b.flags[i]&flag != 0 && b.present(i)
-		}
-		if !ok {
-			if ix.opts.Ledger == nil {
-				return nil, ch, errNoLedger
-			}
-			// No row for it: pruned (the ids of pruned records go after
-			// their blocks), or an ids entry the writer did not make.
-			if _, err := ix.opts.Ledger.Read(idx); err != nil {
-				v, readErr, err := readFailed(err)
-				if err != nil {
-					return nil, ch, err
-				}
-				if v == vGone {
-					continue
-				}
-				ch.note(v, idx, readErr)
-				continue
-			}
-			ch.note(vMismatch, idx, nil)
-			continue
-		}
-		c := candidate{pos{b.ts[i], idx}, b.flags[i]&flOdd != 0}
-		hit, v, readErr, err := ix.check(c, p, match)
-		if err != nil {
-			return nil, ch, err
-		}
-		if v == vNoMatch {
+		} else if extract(e.Data, &x); match(&x, e.Data) {
+			hit = Hit{Index: idx, Time: time.Unix(0, x.columns(e.Time).ts).UTC(), Raw: e.Data}
+		} else {
 			v = vMismatch // the hash said this id; a collision is all but impossible
 		}
-		ch.note(v, c.idx, readErr)
+		ch.note(v, idx, readErr)
 		if v == vMatch {
 			hits = append(hits, hit)
 			if len(hits) == limit {
