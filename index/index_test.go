@@ -905,12 +905,68 @@ func TestRebuild(t *testing.T) {
 }
 
 // TestMain makes blocks small (and not a power of two), so that every
-// test's queries merge, skip and prune across many blocks; benchmarks
+// test's queries merge, skip and prune across many blocks and read blocks
+// again for more candidates; benchmarks
 // measure the real size.
 func TestMain(m *testing.M) {
 	flag.Parse()
 	if f := flag.Lookup("test.bench"); f == nil || f.Value.String() == "" {
 		blockSize = 97
+		maxHeld = 7
 	}
 	os.Exit(m.Run())
+}
+
+// TestSearchOverlappingBlocks: when every block holds events of two eras a
+// year apart (a backfill mixed with live events), so that every block's
+// time range overlaps every other's, pages in both directions still give
+// every event once in (time, index) order.
+func TestSearchOverlappingBlocks(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	l := openLedger(t, filepath.Join(dir, "ledger"))
+	const n = 1500
+	var recs [][]byte
+	var want []pos
+	for i := range n {
+		ev := genEvent(i, time.Second)
+		if i%2 == 1 {
+			ev.Timestamp = ev.Timestamp.Add(-365 * 24 * time.Hour)
+		}
+		if i%5 == 0 {
+			ev.Timestamp = t0 // ties across blocks
+		}
+		recs = append(recs, ev.AppendJSON(nil))
+		want = append(want, pos{ev.Timestamp.UnixNano(), uint64(i)})
+	}
+	if _, err := l.Append(context.Background(), recs...); err != nil {
+		t.Fatal(err)
+	}
+	ix := openIndexOn(t, filepath.Join(dir, "index.db"), l)
+	runUntil(t, ix, l, n)
+	for _, desc := range []bool{false, true} {
+		slices.SortFunc(want, func(a, b pos) int {
+			if before(a, b, desc) {
+				return -1
+			}
+			return 1
+		})
+		var got []pos
+		cursor := ""
+		for page := 0; ; page++ {
+			res, err := ix.Search(context.Background(), Request{Desc: desc, Limit: 37, Cursor: cursor})
+			if err != nil || page > n {
+				t.Fatalf("page %d: %v", page, err)
+			}
+			for _, h := range res.Hits {
+				got = append(got, pos{h.Time.UnixNano(), h.Index})
+			}
+			if cursor = res.Next; cursor == "" {
+				break
+			}
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("desc=%v: %d events, want %d, in order", desc, len(got), len(want))
+		}
+	}
 }

@@ -199,20 +199,66 @@ func before(a, b pos, desc bool) bool {
 	return a.ts < b.ts || a.ts == b.ts && a.idx < b.idx
 }
 
+// candList is the next candidates of one block, in order: at most
+// maxHeld of them, the block read again for more once they are used up.
+type candList struct {
+	meta  *block
+	cands []candidate
+	more  bool // the block has candidates after the last of cands
+}
+
+// maxHeld bounds the candidates kept per block: blocks whose times overlap
+// (events arriving with timestamps far from their neighbours') are merged
+// at once, and holding all their candidates would take memory in
+// proportion to the whole index. (A variable: tests make it small.)
+var maxHeld = 256
+
 // candHeap merges the sorted candidates of several blocks.
 type candHeap struct {
-	lists [][]candidate
+	lists []*candList
 	desc  bool
 }
 
-func (h *candHeap) Len() int           { return len(h.lists) }
-func (h *candHeap) Less(i, j int) bool { return before(h.lists[i][0].pos, h.lists[j][0].pos, h.desc) }
-func (h *candHeap) Swap(i, j int)      { h.lists[i], h.lists[j] = h.lists[j], h.lists[i] }
-func (h *candHeap) Push(x any)         { h.lists = append(h.lists, x.([]candidate)) }
+func (h *candHeap) Len() int { return len(h.lists) }
+func (h *candHeap) Less(i, j int) bool {
+	return before(h.lists[i].cands[0].pos, h.lists[j].cands[0].pos, h.desc)
+}
+func (h *candHeap) Swap(i, j int) { h.lists[i], h.lists[j] = h.lists[j], h.lists[i] }
+func (h *candHeap) Push(x any)    { h.lists = append(h.lists, x.(*candList)) }
 func (h *candHeap) Pop() any {
 	l := h.lists[len(h.lists)-1]
 	h.lists = h.lists[:len(h.lists)-1]
 	return l
+}
+
+// blockCands reads the candidates of block meta strictly after after (if
+// not nil) in p's order, at most maxHeld of them.
+func blockCands(ctx context.Context, q querier, p *plan, meta *block, after *pos) (*candList, error) {
+	b := *meta
+	if err := b.load(ctx, q, p.need); err != nil {
+		return nil, err
+	}
+	var cs []candidate
+	for i := range b.n {
+		ok, odd := p.selects(&b, i)
+		if !ok {
+			continue
+		}
+		c := candidate{pos{b.ts[i], b.idx(i)}, odd}
+		if after != nil && !before(*after, c.pos, p.desc) {
+			continue
+		}
+		cs = append(cs, c)
+	}
+	slices.SortFunc(cs, func(x, y candidate) int {
+		if before(x.pos, y.pos, p.desc) {
+			return -1
+		}
+		return 1
+	})
+	l := &candList{meta: meta, more: len(cs) > maxHeld}
+	l.cands = slices.Clip(cs[:min(len(cs), maxHeld)])
+	return l, nil
 }
 
 // candidates yields the rows that may match p, and every odd row in its
@@ -249,7 +295,7 @@ func (ix *Index) candidates(ctx context.Context, q querier, p *plan, after *pos)
 			for next < len(metas) {
 				b := metas[next]
 				if h.Len() > 0 {
-					top := h.lists[0][0].ts
+					top := h.lists[0].cands[0].ts
 					if !p.desc && b.tmin > top || p.desc && b.tmax < top {
 						break
 					}
@@ -259,42 +305,33 @@ func (ix *Index) candidates(ctx context.Context, q querier, p *plan, after *pos)
 					yield(candidate{}, err)
 					return
 				}
-				if err := b.load(ctx, q, p.need); err != nil {
+				l, err := blockCands(ctx, q, p, b, after)
+				if err != nil {
 					yield(candidate{}, err)
 					return
 				}
-				var cs []candidate
-				for i := range b.n {
-					ok, odd := p.selects(b, i)
-					if !ok {
-						continue
-					}
-					c := candidate{pos{b.ts[i], b.idx(i)}, odd}
-					if after != nil && !before(*after, c.pos, p.desc) {
-						continue
-					}
-					cs = append(cs, c)
+				if len(l.cands) > 0 {
+					heap.Push(h, l)
 				}
-				*b = block{} // the candidates are all that is kept
-				if len(cs) == 0 {
-					continue
-				}
-				slices.SortFunc(cs, func(x, y candidate) int {
-					if before(x.pos, y.pos, p.desc) {
-						return -1
-					}
-					return 1
-				})
-				heap.Push(h, cs)
 			}
 			if h.Len() == 0 {
 				return
 			}
-			c := h.lists[0][0]
-			if len(h.lists[0]) == 1 {
+			l := h.lists[0]
+			c := l.cands[0]
+			l.cands = l.cands[1:]
+			if len(l.cands) == 0 && l.more {
+				// Read the block again for the candidates after c.
+				nl, err := blockCands(ctx, q, p, l.meta, &c.pos)
+				if err != nil {
+					yield(candidate{}, err)
+					return
+				}
+				*l = *nl
+			}
+			if len(l.cands) == 0 {
 				heap.Pop(h)
 			} else {
-				h.lists[0] = h.lists[0][1:]
 				heap.Fix(h, 0)
 			}
 			if !yield(c, nil) {
