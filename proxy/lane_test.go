@@ -240,4 +240,14 @@ func TestBurstAfterThresholdWithheld(t *testing.T) {
 	if statusFrom(t, gw, "192.0.2.45") != http.StatusOK {
 		t.Fatal("another client was refused")
 	}
+	// The gate's two counts agree once the queue is drained (were the
+	// lane to see fewer records than the queue accepted, every held
+	// answer would wait out gateMaxHold).
+	waitFor(t, "events written", func() bool {
+		st := p.Stats().Events
+		return st.Queued == 0 && st.Written == st.Enqueued
+	})
+	if seen, n := p.gate.observed(), p.Stats().Events.Enqueued; seen != n {
+		t.Fatalf("the lane saw %d records, the queue accepted %d", seen, n)
+	}
 }

@@ -230,11 +230,14 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	mark := &gateMark{}
+	defer func() {
+		if mark.begun != nil {
+			// The middleware has queued the request's events by now,
+			// also when the handler panicked (an aborted copy).
+			p.gate.end(mark.begun)
+		}
+	}()
 	p.handler.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), gateKey{}, mark)))
-	if mark.begun != nil {
-		// The middleware has queued the request's events by now.
-		p.gate.end(mark.begun)
-	}
 }
 
 // Blocklist is the set of decisions the gateway enforces; embedders may
