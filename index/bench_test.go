@@ -332,3 +332,19 @@ func BenchmarkLag(b *testing.B) {
 		b.ReportMetric(0, "ns/op")            // one run of secs seconds: meaningless per op
 	}
 }
+
+// BenchmarkTop counts the ten most frequent client addresses and user
+// names of 24 hours (the Overview's top lists), from the index.
+func BenchmarkTop(b *testing.B) {
+	ix, _ := bigIndex(b)
+	ctx := context.Background()
+	from := t0.Add(12 * time.Hour)
+	for b.Loop() {
+		for _, field := range []string{"client.ip", "user.name"} {
+			res, err := ix.Top(ctx, TopRequest{Field: field, From: from, To: from.Add(24 * time.Hour)})
+			if err != nil || len(res.Values) == 0 || res.Partial {
+				b.Fatalf("Top %s: %+v, %v", field, res, err)
+			}
+		}
+	}
+}

@@ -402,6 +402,34 @@ type topCount struct {
 	col    any // the column value the sample was chosen by
 }
 
+// group is how many rows hold a value and the first of them.
+type group struct {
+	c, m int64
+}
+
+// countBy counts the rows p selects (and that are not odd) by key.
+func countBy[K comparable](ctx context.Context, ix *Index, q querier, p *plan, odd *int, key func(b *block, i int) (K, bool)) (map[any]*group, error) {
+	byKey := map[K]*group{}
+	err := ix.exactRows(ctx, q, p, 0, odd, func(b *block, i int) bool {
+		k, ok := key(b, i)
+		if !ok {
+			return true
+		}
+		g := byKey[k]
+		if g == nil {
+			g = &group{m: int64(b.idx(i))}
+			byKey[k] = g
+		}
+		g.c++
+		return true
+	})
+	out := make(map[any]*group, len(byKey))
+	for k, g := range byKey {
+		out[k] = g
+	}
+	return out, err
+}
+
 // colValue is row i's value of column field f (uint32 term number + 1,
 // int64 status, netip.Addr), or nil.
 func colValue(b *block, i, f int) any {
@@ -437,25 +465,22 @@ func colNeed(f int) int {
 // topColumns counts the values of column field f among the rows p selects
 // that are not odd.
 func (ix *Index) topColumns(ctx context.Context, q querier, p *plan, f int, odd *int, counts map[string]*topCount) error {
-	type group struct {
-		c, m int64
-	}
-	groups := map[any]*group{}
 	pp := *p
 	pp.need[colNeed(f)] = true
-	err := ix.exactRows(ctx, q, &pp, 0, odd, func(b *block, i int) bool {
-		v := colValue(b, i, f)
-		if v == nil {
-			return true
-		}
-		g := groups[v]
-		if g == nil {
-			g = &group{m: int64(b.idx(i))}
-			groups[v] = g
-		}
-		g.c++
-		return true
-	})
+	// Counted by the column's own type: a key boxed in an interface
+	// would allocate for every row.
+	var groups map[any]*group
+	var err error
+	switch {
+	case isTermField(f):
+		j := f - fAction
+		groups, err = countBy(ctx, ix, q, &pp, odd, func(b *block, i int) (uint32, bool) { v := b.terms[j][i]; return v, v != 0 })
+	case f == fStatus:
+		groups, err = countBy(ctx, ix, q, &pp, odd, func(b *block, i int) (int64, bool) { return b.stat[i], b.flags[i]&flStatus != 0 })
+	default:
+		k := f - fSourceIP
+		groups, err = countBy(ctx, ix, q, &pp, odd, func(b *block, i int) (netip.Addr, bool) { a := b.ip[k][i]; return a, a.IsValid() })
+	}
 	if err != nil {
 		return fmt.Errorf("index: top: %w", err)
 	}
