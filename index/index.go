@@ -6,28 +6,29 @@
 // The ledger holds the events; the index only finds them. It keeps, per
 // block of 4,096 consecutive ledger records, the columns lookups and
 // statistics need (time, a few ECS fields as dictionary numbers,
-// addresses), each column compressed on its own, and a table from keyed
-// hashes of event.id and http.request.id to ledger indexes; no copy of the
-// event. A record's values in these columns are its "row". Every event a query returns is read
-// from the ledger (whose reads are checked against the Merkle tree) and
-// matched there again with query.Expr.Match: an altered row can make a
-// search miss an event or rank it wrongly, never return altered content,
-// and a row whose record does not say what the row claims is dropped and
-// reported (Result.Mismatches). Counts (Stats, Top) come from the rows;
-// after suspected tampering, rebuild the index (trailguard reindex).
+// addresses), each column compressed on its own (block.go), and sorted
+// runs from keyed hashes of event.id and http.request.id to ledger indexes
+// (ids.go); no copy of the event. A record's values in these columns are
+// its "row". Every event a query returns is read from the ledger (whose
+// reads are checked against the Merkle tree) and matched there again with
+// query.Expr.Match: an altered row can make a search miss an event or rank
+// it wrongly, never return altered content, and a row whose record does
+// not say what the row claims is dropped and reported
+// (Result.Mismatches). Counts (Stats, Top) come from the rows; after
+// suspected tampering, rebuild the index (trailguard reindex).
 //
 // Queries decode the columns they need of the blocks in their time range
 // and evaluate their conditions there. Queries on fields without a column,
 // free text and wildcards on hashed fields are answered by reading the
-// candidate records the columns and the time range leave from the ledger, at most Options.ScanBudget per query;
-// a query that runs out returns what it found with Partial set and a
-// cursor to continue.
+// candidate records the columns and the time range leave from the ledger,
+// at most Options.ScanBudget per query; a query that runs out returns what
+// it found with Partial set and a cursor to continue.
 //
 // # Durability
 //
 // A meta table holds how many records are indexed and is updated in the
-// same transaction as every batch of records, so a crash (even kill -9) leaves
-// neither a gap nor a duplicate and Run resumes where the last committed
+// same transaction as every batch of records (with the blocks and id runs
+// it rewrote), so a crash (even kill -9) leaves neither a gap nor a duplicate and Run resumes where the last committed
 // batch ended. The database runs in WAL mode with synchronous=NORMAL: one
 // writer connection (Run) and a pool of read-only connections, so queries
 // never wait for indexing. The file is locked while open, and can always be
