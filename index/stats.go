@@ -409,23 +409,28 @@ type group struct {
 
 // countBy counts the rows p selects (and that are not odd) by key.
 func countBy[K comparable](ctx context.Context, ix *Index, q querier, p *plan, odd *int, key func(b *block, i int) (K, bool)) (map[any]*group, error) {
-	byKey := map[K]*group{}
+	// Groups in one slice, the map holding their positions: no
+	// allocation per distinct value (a field such as client.ip can have
+	// millions) and one map lookup per row.
+	pos := map[K]int{}
+	var gs []group
 	err := ix.exactRows(ctx, q, p, 0, odd, func(b *block, i int) bool {
 		k, ok := key(b, i)
 		if !ok {
 			return true
 		}
-		g := byKey[k]
-		if g == nil {
-			g = &group{m: int64(b.idx(i))}
-			byKey[k] = g
+		j, seen := pos[k]
+		if !seen {
+			j = len(gs)
+			pos[k] = j
+			gs = append(gs, group{m: int64(b.idx(i))})
 		}
-		g.c++
+		gs[j].c++
 		return true
 	})
-	out := make(map[any]*group, len(byKey))
-	for k, g := range byKey {
-		out[k] = g
+	out := make(map[any]*group, len(pos))
+	for k, j := range pos {
+		out[k] = &gs[j]
 	}
 	return out, err
 }
