@@ -327,7 +327,7 @@ type StreamSource struct {
 	URL string
 	// APIKey is sent as X-Api-Key.
 	APIKey string
-	// Interval is the time between polls (default 100ms).
+	// Interval is the time between polls (default 50ms).
 	Interval time.Duration
 	// Client makes the requests (default: a client with a 5s timeout).
 	Client *http.Client
@@ -343,7 +343,7 @@ const maxStreamBody = 256 << 20
 func (s *StreamSource) Run(ctx context.Context, apply func(Update), health func(error)) {
 	interval := s.Interval
 	if interval <= 0 {
-		interval = 100 * time.Millisecond
+		interval = 50 * time.Millisecond
 	}
 	client := s.Client
 	if client == nil {
