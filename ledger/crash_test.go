@@ -75,9 +75,21 @@ func TestCrashChild(t *testing.T) {
 // TestCrashRecovery kills (SIGKILL) a real process that is appending, at
 // random moments, over and over; after every kill the ledger is reopened and
 // every acknowledged record must be there, byte for byte, and the ledger
-// must verify.
+// must verify. TRAILGUARD_LEDGER_CRASH_KILLS sets the number of kills
+// (default 30 in the test suite; .ci/run runs a longer variant).
 func TestCrashRecovery(t *testing.T) {
-	kills := 100
+	if testing.Short() {
+		t.Skip("kills real processes")
+	}
+	t.Parallel()
+	kills := 30
+	if s := os.Getenv("TRAILGUARD_LEDGER_CRASH_KILLS"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			t.Fatalf("TRAILGUARD_LEDGER_CRASH_KILLS=%q: want a positive number", s)
+		}
+		kills = n
+	}
 	dir := t.TempDir()
 	// The child needs the signer key text.
 	skeyText, vkey, err := GenerateKey(testOrigin)

@@ -35,13 +35,13 @@ import (
 // once; batches whose answer was lost, sent again, are not stored twice;
 // and between runs the ledger verifies offline. The random choices come
 // from a logged seed (TRAILGUARD_SEED replays them); TRAILGUARD_SERVE_CRASH_KILLS
-// sets the number of kills (default 10; .ci/run runs a longer variant).
+// sets the number of kills (default 5; .ci/run runs a longer variant).
 func TestServeCrash(t *testing.T) {
 	if testing.Short() {
 		t.Skip("kills real processes")
 	}
 	t.Parallel()
-	kills := 10
+	kills := 5
 	if s := os.Getenv("TRAILGUARD_SERVE_CRASH_KILLS"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 {
