@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trailguard/trailguard/internal/testenv"
 	"golang.org/x/mod/sumdb/note"
 )
 
@@ -99,9 +100,7 @@ func TestCrashRecovery(t *testing.T) {
 	signer, _ := note.NewSigner(skeyText)
 	verifier, _ := note.NewVerifier(vkey)
 	k := testKey{signer, verifier, vkey}
-	seed := uint64(time.Now().UnixNano())
-	t.Logf("seed %d (replay: set it in rand.NewPCG below)", seed)
-	rng := rand.New(rand.NewPCG(1, seed))
+	rng := rand.New(rand.NewPCG(1, testenv.Seed(t)))
 	acked := map[uint64][]byte{}
 	var st crashCheck
 	for gen := 0; gen < kills; gen++ {
