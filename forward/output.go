@@ -42,6 +42,14 @@ type job struct {
 // query: beyond it the output waits for verification.
 const maxUnverified = 2_000_000
 
+// readChunk is how many ledger entries the reader hands the dispatcher at
+// once; arenaSize the size of the buffers records with ledger fields are
+// cut from.
+const (
+	readChunk = 256
+	arenaSize = 256 << 10
+)
+
 // mark is an acknowledged position awaiting verification.
 type mark struct {
 	end uint64
@@ -248,26 +256,53 @@ func (o *output) dispatch(ctx context.Context, src Source, jobs chan<- *job) {
 	// Batches are numbered within a generation, in ledger order, across
 	// restarts of the ledger reader.
 	var seq, lastGen uint64
+	var arena []byte
 	for ctx.Err() == nil {
 		from, gen := o.readPos()
 		if gen != lastGen {
 			seq, lastGen = 0, gen
 		}
 		rctx, rcancel := context.WithCancel(ctx)
-		entries := make(chan ledger.Entry, 256)
+		// The reader hands over entries in chunks: one channel send, one
+		// wake-up and one generation check per chunk instead of per
+		// record. A chunk goes out when full or when it reaches the
+		// ledger's end (the next Follow step would block), so a live
+		// tail is not held back.
+		entries := make(chan []ledger.Entry, 4)
 		errc := make(chan error, 1)
 		go func() {
+			var chunk []ledger.Entry
+			put := func() bool {
+				select {
+				case entries <- chunk:
+					chunk = nil
+					return true
+				case <-rctx.Done():
+					return false
+				}
+			}
 			for e, err := range src.Follow(rctx, from) {
 				if err != nil {
+					if len(chunk) > 0 && !put() {
+						err = rctx.Err()
+					}
 					errc <- err
 					return
 				}
-				select {
-				case entries <- e:
-				case <-rctx.Done():
-					errc <- rctx.Err()
-					return
+				if chunk == nil {
+					chunk = make([]ledger.Entry, 0, readChunk)
 				}
+				chunk = append(chunk, e)
+				if len(chunk) == readChunk || e.Index+1 >= src.Size() {
+					if !put() {
+						errc <- rctx.Err()
+						return
+					}
+				}
+			}
+			if len(chunk) > 0 && !put() {
+				errc <- rctx.Err()
+				return
 			}
 			errc <- errors.New("ledger follow ended")
 		}()
@@ -302,7 +337,16 @@ func (o *output) dispatch(ctx context.Context, src Source, jobs chan<- *job) {
 		add := func(e ledger.Entry) bool {
 			rec := e.Data
 			if ledgerFields {
-				rec = appendLedgerFields(make([]byte, 0, len(e.Data)+len(o.m.opts.Origin)+80), e.Data, o.m.opts.Origin, e.Index)
+				// Records with the ledger fields are cut from a shared
+				// arena (one allocation per ~256 KiB, not per record);
+				// each is capped so no append can reach its neighbour.
+				need := len(e.Data) + len(o.m.opts.Origin) + 80
+				if cap(arena)-len(arena) < need {
+					arena = make([]byte, 0, max(need, arenaSize))
+				}
+				n := len(arena)
+				arena = appendLedgerFields(arena, e.Data, o.m.opts.Origin, e.Index)
+				rec = arena[n:len(arena):len(arena)]
 			}
 			if b != nil && b.bytes+len(rec) > o.cfg.BatchBytes {
 				if !send() {
@@ -327,16 +371,18 @@ func (o *output) dispatch(ctx context.Context, src Source, jobs chan<- *job) {
 	loop:
 		for {
 			select {
-			case e := <-entries:
+			case chunk := <-entries:
 				if o.currentGen() != gen {
 					break loop // rewound: start again from the cursor
 				}
-				started := b == nil
-				if !add(e) {
-					break loop
-				}
-				if started && b != nil {
-					timer.Reset(o.cfg.FlushInterval)
+				for _, e := range chunk {
+					started := b == nil
+					if !add(e) {
+						break loop
+					}
+					if started && b != nil {
+						timer.Reset(o.cfg.FlushInterval)
+					}
 				}
 			case <-timer.C:
 				if o.currentGen() != gen || !send() {
@@ -348,7 +394,13 @@ func (o *output) dispatch(ctx context.Context, src Source, jobs chan<- *job) {
 				}
 			case ferr = <-errc:
 				// Records read before the error go out first.
-				for len(entries) > 0 && add(<-entries) {
+			drain:
+				for len(entries) > 0 {
+					for _, e := range <-entries {
+						if !add(e) {
+							break drain
+						}
+					}
 				}
 				send()
 				break loop

@@ -26,6 +26,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"sync"
@@ -47,6 +48,7 @@ func main() {
 	batch := flag.Int("batch", 2000, "events per request")
 	conns := flag.Int("conns", 4, "connections (forwarder workers)")
 	runs := flag.Int("runs", 3, "alternated runs of loader and forwarder")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the forwarder runs (this process only) to this file")
 	flag.Parse()
 	if *vl == "" {
 		fmt.Fprintln(os.Stderr, "forwardload: -vl is required")
@@ -75,6 +77,12 @@ func main() {
 			rate = runLoader(n.url, bodies, *conns, *events)
 		}
 		forwardRun := func() {
+			if *cpuprofile != "" {
+				f, err := os.Create(fmt.Sprintf("%s.%d", *cpuprofile, r))
+				check(err)
+				check(pprof.StartCPUProfile(f))
+				defer func() { pprof.StopCPUProfile(); f.Close() }()
+			}
 			ack, all = runForwarder(n.url, l, filepath.Join(dir, fmt.Sprintf("forward-%d", r)), fmt.Sprintf("bench.trailguard.example/fwd-%03d", r), *batch, *conns, *events)
 		}
 		if r%2 == 0 {
@@ -221,7 +229,10 @@ func runForwarder(base string, l *ledger.Ledger, dir, origin string, batch, conn
 		if time.Since(start) > 10*time.Minute {
 			check(fmt.Errorf("forwarder stuck: %+v", st))
 		}
-		time.Sleep(2 * time.Millisecond)
+		// Stats reads a ledger record (the lag's age): polling it every
+		// 2 ms cost the forwarder's process ~9% of its CPU. 10 ms is
+		// under 1% of a timed run.
+		time.Sleep(10 * time.Millisecond)
 	}
 	return float64(events) / acked.Seconds(), time.Since(start).Seconds()
 }
