@@ -29,6 +29,7 @@ import (
 	"runtime/pprof"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -85,11 +86,20 @@ func main() {
 			}
 			ack, all = runForwarder(n.url, l, filepath.Join(dir, fmt.Sprintf("forward-%d", r)), fmt.Sprintf("bench.trailguard.example/fwd-%03d", r), *batch, *conns, *events)
 		}
+		// Each side starts on a quiet engine: right after a loader run
+		// VictoriaLogs still flushes and merges its rows for seconds,
+		// while after a forwarder run (which waits for verification) it
+		// has had that time, so without this the side that follows the
+		// loader is slowed by the loader's work.
 		if r%2 == 0 {
+			n.settle()
 			loaderRun()
+			n.settle()
 			forwardRun()
 		} else {
+			n.settle()
 			forwardRun()
+			n.settle()
 			loaderRun()
 		}
 		loader = append(loader, rate)
@@ -286,6 +296,44 @@ func (n *vlNode) warmUp() {
 		}()
 	}
 	wg.Wait()
+}
+
+// settle asks VictoriaLogs to flush and waits until its CPU use (from
+// /proc) stays below a tenth of a core for half a second, at most a
+// minute.
+func (n *vlNode) settle() {
+	if resp, err := http.Get(n.url + "/internal/force_flush"); err == nil {
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	ticks := func() (uint64, bool) {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", n.cmd.Process.Pid))
+		if err != nil {
+			return 0, false
+		}
+		// Fields after the command name, which ends at the last ')':
+		// utime and stime are the 12th and 13th.
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+		if len(f) < 13 {
+			return 0, false
+		}
+		u, _ := strconv.ParseUint(f[11], 10, 64)
+		st, _ := strconv.ParseUint(f[12], 10, 64)
+		return u + st, true
+	}
+	prev, ok := ticks()
+	if !ok {
+		time.Sleep(3 * time.Second) // no /proc: a fixed pause
+		return
+	}
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); {
+		time.Sleep(500 * time.Millisecond)
+		t, _ := ticks()
+		if t-prev < 5 { // 100 ticks/s: under 10% of a core
+			return
+		}
+		prev = t
+	}
 }
 
 func (n *vlNode) stop() {
