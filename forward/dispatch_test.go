@@ -3,12 +3,16 @@ package forward
 import (
 	"bufio"
 	"bytes"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/trailguard/trailguard/ledger"
 )
 
 // lineServer is a loopback jsonline receiver that keeps every line.
@@ -75,6 +79,62 @@ func TestDispatchExactRecords(t *testing.T) {
 	for i, got := range srv.lines {
 		want := appendLedgerFields(nil, testEvent(i, ts), testOrigin, uint64(i))
 		if !bytes.Equal(got, want) {
+			t.Fatalf("line %d:\n got %s\nwant %s", i, got, want)
+		}
+	}
+}
+
+// TestForwardsAppendedTail: records this process appended are forwarded
+// from the ledger's copies of the bytes it hashed (FollowAppended), not
+// read back from disk and hashed again. Proved by damaging a record in the
+// segment file before forwarding starts: read back, it fails its leaf
+// hash and is never sent; from the tail, it goes out as appended.
+func TestForwardsAppendedTail(t *testing.T) {
+	t.Parallel()
+	srv := &lineServer{}
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+	dir := t.TempDir()
+	l := openLedger(t, filepath.Join(dir, "ledger"), func(o *ledger.Options) { o.TailBytes = 1 << 20 })
+	defer l.Close()
+	ts := time.Now()
+	const n = 100
+	appendEvents(t, l, 0, n, ts)
+	damaged := false
+	filepath.WalkDir(filepath.Join(dir, "ledger"), func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if k := bytes.Index(b, []byte(`"ev-00000042"`)); k >= 0 {
+			b[k+11] = 'X'
+			damaged = os.WriteFile(p, b, 0o600) == nil
+		}
+		return nil
+	})
+	if !damaged {
+		t.Fatal("record 42 not found in a segment file to damage")
+	}
+	if _, err := l.Read(42); err == nil {
+		t.Fatal("the damaged record reads back without error: the damage did not take")
+	}
+	off := false
+	cfg := Config{Name: "tail", Type: TypeVictoriaLogs, URL: hs.URL, Verify: &off, Gzip: &off,
+		BatchEvents: 1000, BatchBytes: 16 << 20, Workers: 1, FlushInterval: 10 * time.Millisecond}
+	m, err := Open([]Config{cfg}, Options{Dir: filepath.Join(dir, "forward"), Origin: testOrigin, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Start(l)
+	defer m.Close()
+	waitFor(t, 10*time.Second, "every record", func() bool { return srv.count() >= n })
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	for i, got := range srv.lines {
+		if want := appendLedgerFields(nil, testEvent(i, ts), testOrigin, uint64(i)); !bytes.Equal(got, want) {
 			t.Fatalf("line %d:\n got %s\nwant %s", i, got, want)
 		}
 	}

@@ -35,6 +35,13 @@
 // its -retentionPeriod with only a log line) are dead-lettered with that
 // reason, so the output cannot loop forever.
 //
+// Outputs read the ledger the way the collector's other followers do: a
+// Source that has FollowAppended (*ledger.Ledger) serves the records this
+// process appended recently (Options.TailBytes) from the copies Append
+// kept of the bytes it hashed into their leaves, so a forwarder that keeps
+// up neither decompresses nor hashes them again; older records are read
+// from the segments and checked against their leaf hashes.
+//
 // Syslog has no acknowledgements: a record counts as delivered once written
 // to the connection without error; a batch interrupted by an error is sent
 // again whole on a new connection.

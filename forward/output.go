@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"net"
 	"net/http"
 	"net/url"
@@ -250,6 +251,13 @@ func (o *output) currentGen() uint64 {
 	return o.gen
 }
 
+// appendedSource is a Source that can also serve the records its own
+// process appended from the copies of the bytes it hashed; *ledger.Ledger
+// is one (ledger.FollowAppended, with Options.TailBytes).
+type appendedSource interface {
+	FollowAppended(ctx context.Context, from uint64) iter.Seq2[ledger.Entry, error]
+}
+
 // dispatch reads the ledger from the read position and cuts batches.
 func (o *output) dispatch(ctx context.Context, src Source, jobs chan<- *job) {
 	ledgerFields := boolOr(o.cfg.LedgerFields, true)
@@ -257,6 +265,10 @@ func (o *output) dispatch(ctx context.Context, src Source, jobs chan<- *job) {
 	// restarts of the ledger reader.
 	var seq, lastGen uint64
 	var arena []byte
+	follow := src.Follow
+	if a, ok := src.(appendedSource); ok {
+		follow = a.FollowAppended
+	}
 	for ctx.Err() == nil {
 		from, gen := o.readPos()
 		if gen != lastGen {
@@ -281,7 +293,7 @@ func (o *output) dispatch(ctx context.Context, src Source, jobs chan<- *job) {
 					return false
 				}
 			}
-			for e, err := range src.Follow(rctx, from) {
+			for e, err := range follow(rctx, from) {
 				if err != nil {
 					if len(chunk) > 0 && !put() {
 						err = rctx.Err()

@@ -43,6 +43,9 @@ import (
 
 const origin = "bench.trailguard.example/forward"
 
+// tailBytes is the collector's ledger.Options.TailBytes (server.followTailBytes).
+const tailBytes = 64 << 20
+
 func main() {
 	vl := flag.String("vl", "", "victoria-logs binary (bash .ci/victoria-logs.sh prints its path)")
 	events := flag.Int("events", 500_000, "events in the ledger")
@@ -69,13 +72,20 @@ func main() {
 	n := startVL(*vl, filepath.Join(dir, "vl"))
 	defer n.stop()
 	var loader, fwd, verified []float64
+	// CPU time per event (µs) of this process and of VictoriaLogs during
+	// each side's run (the forwarder's includes its verification queries
+	// and waiting for them).
+	var ldrCPU, fwdCPU, vlLdrCPU, vlFwdCPU []float64
 	for r := range *runs {
 		// Alternate which goes first, so that neither always meets the
 		// engine in the same state.
 		var rate, ack, all float64
 		loaderRun := func() {
 			bodies := loaderBatches(l, *batch, fmt.Sprintf("bench.trailguard.example/ldr-%03d", r))
+			c0, v0 := selfCPU(), n.cpu()
 			rate = runLoader(n.url, bodies, *conns, *events)
+			ldrCPU = append(ldrCPU, perEvent(selfCPU()-c0, *events))
+			vlLdrCPU = append(vlLdrCPU, perEvent(n.cpu()-v0, *events))
 		}
 		forwardRun := func() {
 			if *cpuprofile != "" {
@@ -84,6 +94,11 @@ func main() {
 				check(pprof.StartCPUProfile(f))
 				defer func() { pprof.StopCPUProfile(); f.Close() }()
 			}
+			c0, v0 := selfCPU(), n.cpu()
+			defer func() {
+				fwdCPU = append(fwdCPU, perEvent(selfCPU()-c0, *events))
+				vlFwdCPU = append(vlFwdCPU, perEvent(n.cpu()-v0, *events))
+			}()
 			ack, all = runForwarder(n.url, l, filepath.Join(dir, fmt.Sprintf("forward-%d", r)), fmt.Sprintf("bench.trailguard.example/fwd-%03d", r), *batch, *conns, *events)
 		}
 		// Each side starts on a quiet engine: right after a loader run
@@ -111,6 +126,8 @@ func main() {
 	ml, mf := median(loader), median(fwd)
 	fmt.Printf("\nmedians of %d runs: loader %.0f events/s, forwarder %.0f events/s (%.2f of the loader); every record confirmed stored %.1f s after the start (median)\n",
 		*runs, ml, mf, mf/ml, median(verified))
+	fmt.Printf("CPU per event (medians): loader %.2f µs + VictoriaLogs %.2f µs; forwarder %.2f µs + VictoriaLogs %.2f µs (verification queries included)\n",
+		median(ldrCPU), median(vlLdrCPU), median(fwdCPU), median(vlFwdCPU))
 	goal("forwarding rate ≥ 100,000 events/s", mf >= 100_000, fmt.Sprintf("%.0f", mf))
 	goal("forwarding ≥ 0.8 × the minimal loader", mf >= 0.8*ml, fmt.Sprintf("%.2f", mf/ml))
 }
@@ -143,7 +160,10 @@ func fillLedger(dir string, n int) *ledger.Ledger {
 	check(err)
 	signer, err := note.NewSigner(skey)
 	check(err)
-	l, err := ledger.Open(dir, ledger.Options{Origin: origin, Signer: signer, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	// TailBytes as `serve` sets it (server.followTailBytes): the newest
+	// 64 MiB of records reach the forwarder from the ledger's copies of
+	// the bytes it hashed, the older ones are read back and checked.
+	l, err := ledger.Open(dir, ledger.Options{Origin: origin, Signer: signer, TailBytes: tailBytes, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	check(err)
 	ts := time.Now().UTC()
 	for i := 0; i < n; i += 1000 {
@@ -298,6 +318,42 @@ func (n *vlNode) warmUp() {
 	wg.Wait()
 }
 
+// selfCPU is this process's user and system CPU time so far.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func perEvent(d time.Duration, events int) float64 {
+	return float64(d.Microseconds()) / float64(events)
+}
+
+// cpu is VictoriaLogs' CPU time so far (from /proc; 0 without it).
+func (n *vlNode) cpu() time.Duration {
+	t, _ := n.ticks()
+	return time.Duration(t) * 10 * time.Millisecond // USER_HZ is 100 on Linux
+}
+
+// ticks is VictoriaLogs' user and system CPU time in clock ticks.
+func (n *vlNode) ticks() (uint64, bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", n.cmd.Process.Pid))
+	if err != nil {
+		return 0, false
+	}
+	// Fields after the command name, which ends at the last ')': utime
+	// and stime are the 12th and 13th.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 13 {
+		return 0, false
+	}
+	u, _ := strconv.ParseUint(f[11], 10, 64)
+	st, _ := strconv.ParseUint(f[12], 10, 64)
+	return u + st, true
+}
+
 // settle asks VictoriaLogs to flush and waits until its CPU use (from
 // /proc) stays below a tenth of a core for half a second, at most a
 // minute.
@@ -306,29 +362,14 @@ func (n *vlNode) settle() {
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 	}
-	ticks := func() (uint64, bool) {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", n.cmd.Process.Pid))
-		if err != nil {
-			return 0, false
-		}
-		// Fields after the command name, which ends at the last ')':
-		// utime and stime are the 12th and 13th.
-		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
-		if len(f) < 13 {
-			return 0, false
-		}
-		u, _ := strconv.ParseUint(f[11], 10, 64)
-		st, _ := strconv.ParseUint(f[12], 10, 64)
-		return u + st, true
-	}
-	prev, ok := ticks()
+	prev, ok := n.ticks()
 	if !ok {
 		time.Sleep(3 * time.Second) // no /proc: a fixed pause
 		return
 	}
 	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); {
 		time.Sleep(500 * time.Millisecond)
-		t, _ := ticks()
+		t, _ := n.ticks()
 		if t-prev < 5 { // 100 ticks/s: under 10% of a core
 			return
 		}
