@@ -7,10 +7,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -168,10 +166,7 @@ func vlOutput(name, insertURL, selectURL string) Config {
 func TestVictoriaLogsSingleNode(t *testing.T) {
 	t.Parallel()
 	bin := testenv.Tool(t, "victoria-logs", vlInstall)
-	n := 20000
-	if s := os.Getenv("TRAILGUARD_FORWARD_EVENTS"); s != "" {
-		n, _ = strconv.Atoi(s)
-	}
+	n := testenv.Count(t, "TRAILGUARD_FORWARD_EVENTS", 20000)
 	vl := startVL(t, bin)
 	dir := t.TempDir()
 	l := openLedger(t, filepath.Join(dir, "ledger"), nil)

@@ -7,11 +7,11 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/trailguard/trailguard/internal/testenv"
 	"github.com/trailguard/trailguard/ledger"
 	"github.com/trailguard/trailguard/query"
 )
@@ -63,14 +63,7 @@ const benchSpan = 48 * time.Hour
 // TRAILGUARD_BENCH_DIR set it is kept there and reused by later runs.
 func bigLedger(b *testing.B) (*ledger.Ledger, string, int) {
 	b.Helper()
-	n := 100000
-	if s := os.Getenv("TRAILGUARD_BENCH_N"); s != "" {
-		v, err := strconv.Atoi(s)
-		if err != nil {
-			b.Fatal(err)
-		}
-		n = v
-	}
+	n := testenv.Count(b, "TRAILGUARD_BENCH_N", 100000)
 	dir := os.Getenv("TRAILGUARD_BENCH_DIR")
 	if dir == "" {
 		dir = b.TempDir()
@@ -253,10 +246,7 @@ func BenchmarkScan(b *testing.B) {
 // appended events wait until they are indexed: the maximum and the 99th
 // percentile over every append.
 func BenchmarkLag(b *testing.B) {
-	secs := 3
-	if s := os.Getenv("TRAILGUARD_LAG_SECONDS"); s != "" {
-		secs, _ = strconv.Atoi(s)
-	}
+	secs := testenv.Count(b, "TRAILGUARD_LAG_SECONDS", 3)
 	for b.Loop() {
 		dir := b.TempDir()
 		l := openLedger(b, filepath.Join(dir, "ledger"))

@@ -83,14 +83,7 @@ func TestCrashRecovery(t *testing.T) {
 		t.Skip("kills real processes")
 	}
 	t.Parallel()
-	kills := 30
-	if s := os.Getenv("TRAILGUARD_LEDGER_CRASH_KILLS"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 {
-			t.Fatalf("TRAILGUARD_LEDGER_CRASH_KILLS=%q: want a positive number", s)
-		}
-		kills = n
-	}
+	kills := testenv.Count(t, "TRAILGUARD_LEDGER_CRASH_KILLS", 30)
 	dir := t.TempDir()
 	// The child needs the signer key text.
 	skeyText, vkey, err := GenerateKey(testOrigin)

@@ -1,3 +1,5 @@
+//go:build linux
+
 package ledger
 
 import (
@@ -7,7 +9,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sync"
 	"syscall"
 	"testing"
@@ -20,48 +21,8 @@ import (
 // elsewhere the tests skip, under CI they fail), fills it with a file, and
 // frees it again by deleting the file. Nothing is killed or restarted.
 
-func smallDisk(t *testing.T, size string) string {
-	t.Helper()
-	testenv.Require(t, runtime.GOOS == "linux" && os.Geteuid() == 0, "mounting a tmpfs to fill a disk needs root on Linux")
-	dir := t.TempDir()
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+size); err != nil {
-		testenv.Require(t, false, "mount tmpfs: "+err.Error())
-	}
-	t.Cleanup(func() {
-		if err := syscall.Unmount(dir, syscall.MNT_DETACH); err != nil {
-			t.Errorf("unmount %s: %v", dir, err)
-		}
-	})
-	return dir
-}
-
-// fill writes a file until the file system is full, leaving about leave
-// bytes free (0: completely full). It returns the file's path.
-func fill(t *testing.T, dir string, leave int64) string {
-	t.Helper()
-	p := filepath.Join(dir, "filler")
-	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	chunk := make([]byte, 4096)
-	for {
-		free := freeBytes(dir)
-		if leave > 0 && free-int64(len(chunk)) < leave {
-			return p
-		}
-		if _, err := f.Write(chunk); err != nil {
-			if !errors.Is(err, syscall.ENOSPC) {
-				t.Fatal(err)
-			}
-			return p
-		}
-	}
-}
-
 func TestDiskFullAppendsFailCleanlyAndRecover(t *testing.T) {
-	disk := smallDisk(t, "6m")
+	disk := testenv.SmallDisk(t, "6m")
 	k := newKey(t, testOrigin)
 	dir := filepath.Join(disk, "ledger")
 	opts := testOpts(k)
@@ -106,7 +67,7 @@ func TestDiskFullAppendsFailCleanlyAndRecover(t *testing.T) {
 	if noSpace != 0 {
 		t.Fatalf("%d appends refused before the disk was full", noSpace)
 	}
-	filler := fill(t, disk, 0)
+	filler := testenv.Fill(t, disk, 0)
 	size := l.Size()
 	appendSome("full", 50)
 	if noSpace == 0 {
@@ -164,7 +125,7 @@ func checkAcked(t *testing.T, dir string, k testKey, acked map[uint64][]byte) {
 // With a reserve, appends are refused before the disk is full, so the
 // final checkpoint still has room.
 func TestDiskReserveKeepsRoomForFinalCheckpoint(t *testing.T) {
-	disk := smallDisk(t, "4m")
+	disk := testenv.SmallDisk(t, "4m")
 	k := newKey(t, testOrigin)
 	dir := filepath.Join(disk, "ledger")
 	opts := testOpts(k)
@@ -193,8 +154,8 @@ func TestDiskReserveKeepsRoomForFinalCheckpoint(t *testing.T) {
 	if r := appendN(20); r != 0 {
 		t.Fatalf("%d refused with room left", r)
 	}
-	filler := fill(t, disk, 256<<10) // free space now below the reserve
-	time.Sleep(2 * spaceCheckEvery)  // someone else took it: seen at the next check
+	filler := testenv.Fill(t, disk, 256<<10) // free space now below the reserve
+	time.Sleep(2 * spaceCheckEvery)          // someone else took it: seen at the next check
 	if r := appendN(20); r != 20 {
 		t.Fatalf("%d of 20 appends refused below the reserve", r)
 	}
@@ -203,7 +164,7 @@ func TestDiskReserveKeepsRoomForFinalCheckpoint(t *testing.T) {
 	if r := appendN(20); r != 0 {
 		t.Fatalf("%d refused after space returned", r)
 	}
-	fill(t, disk, 256<<10)
+	testenv.Fill(t, disk, 256<<10)
 	appendN(5)
 	if err := l.Close(); err != nil {
 		t.Fatalf("the final checkpoint must fit in the reserve: %v", err)
@@ -215,7 +176,7 @@ func TestDiskReserveKeepsRoomForFinalCheckpoint(t *testing.T) {
 // final checkpoint: Close says so (within its timeout) instead of claiming
 // success, and the next Open signs what is left.
 func TestDiskFullCloseReportsNoFinalCheckpoint(t *testing.T) {
-	disk := smallDisk(t, "4m")
+	disk := testenv.SmallDisk(t, "4m")
 	k := newKey(t, testOrigin)
 	dir := filepath.Join(disk, "ledger")
 	opts := testOpts(k)
@@ -255,7 +216,7 @@ func TestDiskFullCloseReportsNoFinalCheckpoint(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	filler := fill(t, disk, 0)
+	filler := testenv.Fill(t, disk, 0)
 	start := time.Now()
 	err = l.Close()
 	if !errors.Is(err, ErrNoFinalCheckpoint) || !errors.Is(err, ErrNoSpace) {

@@ -7,9 +7,11 @@ import (
 	"syscall"
 )
 
-// freeBytes returns the space available to unprivileged writers on the
-// file system holding dir (statfs f_bavail), or -1 if it cannot tell.
-func freeBytes(dir string) int64 {
+// FreeBytes returns the space available to unprivileged writers on the
+// file system holding dir (statfs f_bavail), or -1 if it cannot tell. The
+// collector uses it to keep its disk reserve, the ledger to refuse a
+// compressed copy that would eat into it.
+func FreeBytes(dir string) int64 {
 	var st syscall.Statfs_t
 	if err := syscall.Statfs(dir, &st); err != nil {
 		return -1

@@ -748,7 +748,7 @@ func (g *spaceGuard) allow(need int64) bool {
 		return true
 	}
 	if now := time.Now(); now.Sub(g.checked) >= spaceCheckEvery {
-		f := freeBytes(g.dir)
+		f := FreeBytes(g.dir)
 		g.free, g.known, g.checked = f, f >= 0, now
 	}
 	if !g.known {

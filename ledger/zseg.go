@@ -488,7 +488,7 @@ func (l *Ledger) compact(s *segment) error {
 	// The compressed copy exists beside the segment until it replaces it:
 	// never in the space Options.Reserve keeps for checkpoints.
 	if st, err := os.Stat(path); err == nil && l.opts.Reserve > 0 {
-		if free := freeBytes(l.dir); free >= 0 && free-st.Size() < l.opts.Reserve {
+		if free := FreeBytes(l.dir); free >= 0 && free-st.Size() < l.opts.Reserve {
 			return errCompactLater
 		}
 	}

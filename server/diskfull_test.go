@@ -1,16 +1,15 @@
+//go:build linux
+
 package server
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -25,55 +24,12 @@ import (
 // (we run as root; elsewhere these tests skip, under CI they fail), filled
 // with a file and freed again by deleting it.
 
-func smallDisk(t *testing.T, size string) string {
-	t.Helper()
-	testenv.Require(t, runtime.GOOS == "linux" && os.Geteuid() == 0, "mounting a tmpfs to fill a disk needs root on Linux")
-	dir := t.TempDir()
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+size); err != nil {
-		testenv.Require(t, false, "mount tmpfs: "+err.Error())
-	}
-	t.Cleanup(func() {
-		if err := syscall.Unmount(dir, syscall.MNT_DETACH); err != nil {
-			t.Errorf("unmount %s: %v", dir, err)
-		}
-	})
-	return dir
-}
-
-// fill writes a file until about leave bytes are free (0: none). It
-// returns the file's path.
-func fill(t *testing.T, dir string, leave int64) string {
-	t.Helper()
-	p := filepath.Join(dir, "filler")
-	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	chunk := make([]byte, 64<<10)
-	for {
-		if free := freeBytes(dir); leave > 0 && free-int64(len(chunk)) < leave {
-			return p
-		}
-		if _, err := f.Write(chunk); err != nil {
-			if !errors.Is(err, syscall.ENOSPC) {
-				t.Fatal(err)
-			}
-			if len(chunk) > 512 {
-				chunk = chunk[:len(chunk)/2]
-				continue
-			}
-			return p
-		}
-	}
-}
-
 // keepFull keeps about leave bytes free on dir's file system, topping the
 // filler up as the collector frees space (SQLite truncating its WAL,
 // the ledger cutting back a failed write), until release.
 func keepFull(t *testing.T, dir string, leave int64) (release func()) {
 	t.Helper()
-	path := fill(t, dir, leave)
+	path := testenv.Fill(t, dir, leave)
 	stop, done := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
@@ -83,8 +39,8 @@ func keepFull(t *testing.T, dir string, leave int64) (release func()) {
 				return
 			case <-time.After(20 * time.Millisecond):
 			}
-			if freeBytes(dir) > leave+(256<<10) {
-				fill(t, dir, leave)
+			if testenv.FreeBytes(dir) > leave+(256<<10) {
+				testenv.Fill(t, dir, leave)
 			}
 		}
 	}()
@@ -131,7 +87,7 @@ func checkpointSize(t *testing.T, dir string) uint64 {
 // only when it was written — with the disk_reserve intact it is.
 func TestDiskFull(t *testing.T) {
 	t.Parallel()
-	dir := smallDisk(t, "48m")
+	dir := testenv.SmallDisk(t, "48m")
 	flags := []string{"--disk-reserve", "4194304", "--ledger-segment-bytes", "2097152", "--shutdown-timeout", "6s"}
 	p := startProc(t, dir, flags...)
 
@@ -286,7 +242,7 @@ func TestDiskFull(t *testing.T) {
 // checkpoint only if one covering every record was written.
 func TestDiskFullShutdown(t *testing.T) {
 	t.Parallel()
-	dir := smallDisk(t, "32m")
+	dir := testenv.SmallDisk(t, "32m")
 	p := startProc(t, dir, "--disk-reserve", "0", "--ledger-segment-bytes", "2097152", "--shutdown-timeout", "4s")
 	for i := range 20 {
 		var body strings.Builder
@@ -305,7 +261,7 @@ func TestDiskFullShutdown(t *testing.T) {
 		t.Fatalf("tail: %v %v", resp, err)
 	}
 	defer resp.Body.Close()
-	fill(t, dir, 0)
+	testenv.Fill(t, dir, 0)
 	// Ingest and reads keep failing, and must not hang the shutdown.
 	for range 5 {
 		p.do(t, "POST", "/v1/events", p.ingest, strings.NewReader(idLine("sd-late", 1)))

@@ -33,7 +33,7 @@ func (m *spaceMonitor) freeBytes() int64 {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if time.Since(m.at) > 100*time.Millisecond {
-		m.free, m.at = freeBytes(m.dir), time.Now()
+		m.free, m.at = ledger.FreeBytes(m.dir), time.Now()
 	}
 	return m.free
 }

@@ -5,13 +5,14 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/url"
-	"os"
 	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/trailguard/trailguard/internal/testenv"
 )
 
 // overviewEvent makes a varied event: nested or dotted keys, categories as
@@ -453,10 +454,7 @@ func TestOverviewSurvivesRestart(t *testing.T) {
 // (TRAILGUARD_OVERVIEW_N, default 1,000,000; 20,000 addresses, 2,000 users, 4
 // services) and reports the heap they hold.
 func BenchmarkOverviewMemory(b *testing.B) {
-	n := 1000000
-	if s := os.Getenv("TRAILGUARD_OVERVIEW_N"); s != "" {
-		n, _ = strconv.Atoi(s)
-	}
+	n := testenv.Count(b, "TRAILGUARD_OVERVIEW_N", 1000000)
 	for b.Loop() {
 		runtime.GC()
 		var m0, m1 runtime.MemStats

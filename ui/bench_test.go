@@ -7,13 +7,13 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/trailguard/trailguard/internal/testenv"
 	"github.com/trailguard/trailguard/server"
 )
 
@@ -36,14 +36,7 @@ const maxBenchAge = 12 * time.Hour
 // ended over maxBenchAge ago.
 func benchData(b *testing.B, fresh bool) (*collector, time.Time, time.Time) {
 	b.Helper()
-	n := 100000
-	if s := os.Getenv("TRAILGUARD_UI_BENCH_N"); s != "" {
-		v, err := strconv.Atoi(s)
-		if err != nil {
-			b.Fatal(err)
-		}
-		n = v
-	}
+	n := testenv.Count(b, "TRAILGUARD_UI_BENCH_N", 100000)
 	root := os.Getenv("TRAILGUARD_UI_BENCH_DIR")
 	if root == "" {
 		root = b.TempDir()

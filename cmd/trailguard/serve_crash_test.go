@@ -41,14 +41,7 @@ func TestServeCrash(t *testing.T) {
 		t.Skip("kills real processes")
 	}
 	t.Parallel()
-	kills := 5
-	if s := os.Getenv("TRAILGUARD_SERVE_CRASH_KILLS"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 {
-			t.Fatalf("TRAILGUARD_SERVE_CRASH_KILLS=%q: want a positive number", s)
-		}
-		kills = n
-	}
+	kills := testenv.Count(t, "TRAILGUARD_SERVE_CRASH_KILLS", 5)
 	rng := rand.New(rand.NewPCG(testenv.Seed(t), 9))
 	bin := buildTrailguard(t)
 	dir := t.TempDir()

@@ -93,3 +93,19 @@ func missing(t testing.TB, why string) {
 	}
 	t.Skip(why)
 }
+
+// Count returns the positive whole number in the environment variable name
+// (how many events, kills, seconds a longer run uses), or def when it is
+// unset; anything else fails the test rather than running it with nothing.
+func Count(t testing.TB, name string, def int) int {
+	t.Helper()
+	s := os.Getenv(name)
+	if s == "" {
+		return def
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		t.Fatalf("%s=%q: want a positive whole number", name, s)
+	}
+	return n
+}

@@ -36,6 +36,18 @@ func TestSeedFromEnvironment(t *testing.T) {
 	}
 }
 
+func TestCountFromEnvironment(t *testing.T) {
+	for _, tc := range []struct {
+		env  string
+		want int
+	}{{"", 30}, {"7", 7}, {"200", 200}} {
+		t.Setenv("TRAILGUARD_TEST_COUNT", tc.env)
+		if got := Count(t, "TRAILGUARD_TEST_COUNT", 30); got != tc.want {
+			t.Errorf("TRAILGUARD_TEST_COUNT=%q: Count = %d, want %d", tc.env, got, tc.want)
+		}
+	}
+}
+
 func TestPortDownUpDownUp(t *testing.T) {
 	p := NewPort(t)
 	get := func() (string, error) {
