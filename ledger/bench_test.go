@@ -282,26 +282,7 @@ func benchVerify(b *testing.B, recs [][]byte, total int, compressed bool) float6
 	}
 	wg.Wait()
 	if compressed {
-		for deadline := time.Now().Add(10 * time.Minute); ; time.Sleep(50 * time.Millisecond) {
-			l.compactMu.Lock()
-			q := len(l.compactQ)
-			l.compactMu.Unlock()
-			l.segMu.RLock()
-			segs := l.segs
-			l.segMu.RUnlock()
-			done := q == 0
-			for _, s := range segs[:len(segs)-1] {
-				if _, z := s.source(); z == nil {
-					done = false
-				}
-			}
-			if done {
-				break
-			}
-			if time.Now().After(deadline) {
-				b.Fatal("closed segments not compressed")
-			}
-		}
+		waitCompressed(b, l, 10*time.Minute)
 	}
 	if err := l.Close(); err != nil {
 		b.Fatal(err)
@@ -501,25 +482,7 @@ func storageRun(b *testing.B, recs [][]byte, disable bool) map[string]int64 {
 		}
 	}
 	if !disable {
-		deadline := time.Now().Add(2 * time.Minute)
-		for {
-			l.segMu.RLock()
-			segs := l.segs
-			l.segMu.RUnlock()
-			done := true
-			for _, s := range segs[:len(segs)-1] {
-				if _, z := s.source(); z == nil {
-					done = false
-				}
-			}
-			if done {
-				break
-			}
-			if time.Now().After(deadline) {
-				b.Fatal("closed segments not compressed after 2 minutes")
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		waitCompressed(b, l, 2*time.Minute)
 	}
 	if err := l.Close(); err != nil {
 		b.Fatal(err)
@@ -588,23 +551,7 @@ func BenchmarkReadCompressed(b *testing.B) {
 	if _, err := l.Checkpoint(context.Background()); err != nil {
 		b.Fatal(err)
 	}
-	for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
-		l.segMu.RLock()
-		segs := l.segs
-		l.segMu.RUnlock()
-		done := true
-		for _, s := range segs[:len(segs)-1] {
-			if _, z := s.source(); z == nil {
-				done = false
-			}
-		}
-		if done {
-			break
-		}
-		if time.Now().After(deadline) {
-			b.Fatal("not compressed")
-		}
-	}
+	waitCompressed(b, l, time.Minute)
 	b.Run("random", func(b *testing.B) {
 		i := uint64(0)
 		for b.Loop() {

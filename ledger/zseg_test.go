@@ -24,15 +24,18 @@ func zRecord(i int) []byte {
 		strconv.Itoa(i) + `}`)
 }
 
-// waitCompressed waits until every closed segment of dir is compressed.
-func waitCompressed(t *testing.T, l *Ledger) {
+// waitCompressed waits, at most within, until every closed segment of l is
+// compressed and none is queued for it.
+func waitCompressed(t testing.TB, l *Ledger, within time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(within)
 	for {
+		l.compactMu.Lock()
+		done := len(l.compactQ) == 0
+		l.compactMu.Unlock()
 		l.segMu.RLock()
 		segs := l.segs
 		l.segMu.RUnlock()
-		done := true
 		for _, s := range segs[:len(segs)-1] {
 			if _, z := s.source(); z == nil {
 				done = false
@@ -42,7 +45,7 @@ func waitCompressed(t *testing.T, l *Ledger) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("closed segments not compressed after 20s")
+			t.Fatalf("closed segments not compressed after %s", within)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -65,7 +68,7 @@ func compressedLedger(t *testing.T, k testKey, n int) (string, [][]byte) {
 		recs = append(recs, zRecord(i))
 	}
 	appendBatch(t, l, recs)
-	waitCompressed(t, l)
+	waitCompressed(t, l, 20*time.Second)
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -193,7 +196,7 @@ func TestCompactionInterrupted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitCompressed(t, l)
+	waitCompressed(t, l, 20*time.Second)
 	for i := range recs {
 		if e, err := l.Read(uint64(i)); err != nil || !bytes.Equal(e.Data, recs[i]) {
 			t.Fatalf("Read(%d): %v", i, err)
@@ -363,7 +366,7 @@ func TestReadOnlyFollowsCompaction(t *testing.T) {
 	if segs, _ := listSegments(filepath.Join(dir, "seg")); segs[0].z != nil {
 		t.Skip("compressed before the read-only open; nothing to follow")
 	}
-	waitCompressed(t, w)
+	waitCompressed(t, w, 20*time.Second)
 	for _, i := range []uint64{0, 1000, 2999} {
 		if e, err := ro.Read(i); err != nil || !bytes.Equal(e.Data, recs[i]) {
 			t.Fatalf("read-only Read(%d) after compaction: %v", i, err)
