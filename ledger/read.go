@@ -33,15 +33,9 @@ func (l *Ledger) Follow(ctx context.Context, from uint64) iter.Seq2[Entry, error
 	return func(yield func(Entry, error) bool) {
 		next := from
 		for {
-			for e, err := range l.entries(next, ^uint64(0), true) {
-				if err != nil {
-					yield(Entry{}, err)
-					return
-				}
-				if !yield(e, nil) {
-					return
-				}
-				next = e.Index + 1
+			var ok bool
+			if next, ok = l.drain(next, ^uint64(0), yield); !ok {
+				return
 			}
 			if err := l.Wait(ctx, next); err != nil {
 				yield(Entry{}, err)
@@ -49,6 +43,23 @@ func (l *Ledger) Follow(ctx context.Context, from uint64) iter.Seq2[Entry, error
 			}
 		}
 	}
+}
+
+// drain yields the checked records from next up to (not including) to, or
+// the first error reading them. It returns the index after the last record
+// yielded, and false when yield stopped or an error was yielded.
+func (l *Ledger) drain(next, to uint64, yield func(Entry, error) bool) (uint64, bool) {
+	for e, err := range l.entries(next, to, true) {
+		if err != nil {
+			yield(Entry{}, err)
+			return next, false
+		}
+		if !yield(e, nil) {
+			return next, false
+		}
+		next = e.Index + 1
+	}
+	return next, true
 }
 
 // Wait blocks until the ledger holds more than n records, ctx is done or

@@ -112,6 +112,12 @@ func (l *Ledger) FollowAppended(ctx context.Context, from uint64) iter.Seq2[Entr
 		return l.Follow(ctx, from)
 	}
 	return func(yield func(Entry, error) bool) {
+		countReadBack := func(e Entry, err error) bool {
+			if err == nil {
+				l.tail.readBack.Add(1)
+			}
+			return yield(e, err)
+		}
 		next := from
 		for {
 			checked := false // read the rest the checked way (pruned, short)
@@ -131,31 +137,17 @@ func (l *Ledger) FollowAppended(ctx context.Context, from uint64) iter.Seq2[Entr
 				}
 				// Not held: read from disk up to the next held record.
 				upTo := min(held, size)
-				for e, err := range l.entries(next, upTo, true) {
-					if err != nil {
-						yield(Entry{}, err)
-						return
-					}
-					l.tail.readBack.Add(1)
-					if !yield(e, nil) {
-						return
-					}
-					next = e.Index + 1
+				if next, ok = l.drain(next, upTo, countReadBack); !ok {
+					return
 				}
 				checked = next < upTo
 			}
 			if checked {
 				// Follow's path, which yields the error (pruned records,
 				// a segment that ends early) as Follow does.
-				for e, err := range l.entries(next, ^uint64(0), true) {
-					if err != nil {
-						yield(Entry{}, err)
-						return
-					}
-					if !yield(e, nil) {
-						return
-					}
-					next = e.Index + 1
+				var ok bool
+				if next, ok = l.drain(next, ^uint64(0), yield); !ok {
+					return
 				}
 			}
 			if err := l.Wait(ctx, next); err != nil {

@@ -92,15 +92,8 @@ func (s *Server) auditUnavailable() string {
 func (s *Server) refuseToken(w http.ResponseWriter, r *http.Request, ip string, mark *reqMark, tok access.Token, err error) {
 	s.metrics.authFailed.Add(1)
 	record := s.shouldRecord(mark, ip)
-	if wait, limited := s.limiter.fail(ip); limited {
-		s.metrics.authRejected.Add(1)
-		if record && s.limiter.reportExceeded(ip) {
-			httpaudit.Audit(r.Context(), httpaudit.Op{Action: event.ActionRateLimitExceeded, Resource: "api-token",
-				Outcome: event.OutcomeFailure, Reason: "too many failed token checks from " + ip})
-		}
-		secs := max(1, int(wait.Seconds()+0.999))
-		w.Header().Set("Retry-After", strconv.Itoa(secs))
-		writeError(w, http.StatusTooManyRequests, fmt.Sprintf("too many failed authentication attempts from this address; retry in %d s (a valid token is always accepted)", secs))
+	if s.throttled(w, r, ip, record, "api-token", "too many failed token checks from ",
+		"too many failed authentication attempts from this address; retry in %d s (a valid token is always accepted)") {
 		return
 	}
 	reason := "invalid token"
@@ -124,6 +117,25 @@ func (s *Server) refuseToken(w http.ResponseWriter, r *http.Request, ip string, 
 	}
 	w.Header()["WWW-Authenticate"] = []string{`Bearer realm="trailguard", error="invalid_token"`, authChallenge[1]}
 	writeError(w, http.StatusUnauthorized, reason)
+}
+
+// throttled counts a failed credential check from ip and, once the
+// address has failed too often, answers 429 with Retry-After (msg has a %d
+// for the seconds), audits the first excess on resource, and reports true.
+func (s *Server) throttled(w http.ResponseWriter, r *http.Request, ip string, record bool, resource, reason, msg string) bool {
+	wait, limited := s.limiter.fail(ip)
+	if !limited {
+		return false
+	}
+	s.metrics.authRejected.Add(1)
+	if record && s.limiter.reportExceeded(ip) {
+		httpaudit.Audit(r.Context(), httpaudit.Op{Action: event.ActionRateLimitExceeded, Resource: resource,
+			Outcome: event.OutcomeFailure, Reason: reason + ip})
+	}
+	secs := max(1, int(wait.Seconds()+0.999))
+	w.Header().Set("Retry-After", strconv.Itoa(secs))
+	writeError(w, http.StatusTooManyRequests, fmt.Sprintf(msg, secs))
+	return true
 }
 
 func clientAddr(r *http.Request) string {

@@ -224,15 +224,8 @@ func (s *Server) handleUISignIn(w http.ResponseWriter, r *http.Request) {
 		s.metrics.authFailed.Add(1)
 		s.ui.signInFailures.Add(1)
 		record := s.shouldRecord(mark, ip)
-		if wait, limited := s.limiter.fail(ip); limited {
-			s.metrics.authRejected.Add(1)
-			if record && s.limiter.reportExceeded(ip) {
-				httpaudit.Audit(r.Context(), httpaudit.Op{Action: event.ActionRateLimitExceeded, Resource: "ui-session",
-					Outcome: event.OutcomeFailure, Reason: "too many failed sign-ins and token checks from " + ip})
-			}
-			secs := max(1, int(wait.Seconds()+0.999))
-			w.Header().Set("Retry-After", strconv.Itoa(secs))
-			writeError(w, http.StatusTooManyRequests, fmt.Sprintf("too many failed attempts from this address; try again in %d s", secs))
+		if s.throttled(w, r, ip, record, "ui-session", "too many failed sign-ins and token checks from ",
+			"too many failed attempts from this address; try again in %d s") {
 			return
 		}
 		reason := "invalid token"
