@@ -40,19 +40,26 @@ func startCollector(dir string, logw io.Writer) (*server.Server, string, func() 
 		col.Close()
 		return nil, "", nil, fmt.Errorf("demo: collector: %w", err)
 	}
+	stop := serveInBackground(func(ctx context.Context) error { return col.Serve(ctx, ln) })
+	return col, "http://" + ln.Addr().String(), stop, nil
+}
+
+// serveInBackground runs serve until the returned stop cancels its
+// context; stop waits for serve to return, and returns its error however
+// often it is called.
+func serveInBackground(serve func(context.Context) error) (stop func() error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- col.Serve(ctx, ln) }()
+	go func() { done <- serve(ctx) }()
 	var once sync.Once
 	var stopErr error
-	stop := func() error {
+	return func() error {
 		once.Do(func() {
 			cancel()
 			stopErr = <-done
 		})
 		return stopErr
 	}
-	return col, "http://" + ln.Addr().String(), stop, nil
 }
 
 // startGateway runs `trailguard proxy` in front of the API: it records
@@ -76,18 +83,7 @@ func startGateway(dir, upstream, collector, ingest, bouncer string, logw io.Writ
 		g.Close()
 		return nil, "", nil, fmt.Errorf("demo: gateway: %w", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- g.Serve(ctx, ln, nil) }()
-	var once sync.Once
-	var stopErr error
-	stop := func() error {
-		once.Do(func() {
-			cancel()
-			stopErr = <-done
-		})
-		return stopErr
-	}
+	stop := serveInBackground(func(ctx context.Context) error { return g.Serve(ctx, ln, nil) })
 	return g, "http://" + ln.Addr().String(), stop, nil
 }
 
