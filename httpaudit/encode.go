@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/trailguard/trailguard/event"
+	"github.com/trailguard/trailguard/redact"
 )
 
 // The access event of a request is most of what the writer goroutine
@@ -30,14 +31,15 @@ type reqFields struct {
 }
 
 // fields scrubs and caps what st captured of its request. Every value an
-// attacker controls goes through the redactor before it is stored.
-func (l *Logger) fields(st *state) reqFields {
+// attacker controls goes through the redactor before it is stored: through
+// m, the writer goroutine's memo of values found clean, when m is not nil.
+func (l *Logger) fields(st *state, m *redact.Memo) reqFields {
 	ri := &st.info
 	var f reqFields
 	f.method = sanitizeMethod(ri.method)
-	f.path = l.cut(l.scrubPath(ri.path))
+	f.path = l.cut(l.scrubString(m, ri.path))
 	if ri.rawQuery != "" {
-		f.query = l.cut(l.red.Query(ri.rawQuery))
+		f.query = l.cut(l.scrubQuery(m, ri.rawQuery))
 	}
 	// url.original keeps the path as the client encoded it, which attack
 	// detection needs (%2e%2e%2f is a traversal url.path shows as ../);
@@ -49,17 +51,17 @@ func (l *Logger) fields(st *state) reqFields {
 			// boundary), so the scrubbed path is encoded instead.
 			sent = (&url.URL{Path: f.path}).EscapedPath()
 		}
-		orig := l.red.String(sent)
+		orig := l.scrubString(m, sent)
 		if ri.rawQuery != "" {
 			orig += "?" + f.query
 		}
 		f.original = l.cut(orig)
 	}
 	if ri.ua != "" {
-		f.ua = l.cut(l.scrubUserAgent(ri.ua))
+		f.ua = l.cut(l.scrubString(m, ri.ua))
 	}
 	if ri.referer != "" {
-		f.referrer = l.cut(l.red.String(ri.referer))
+		f.referrer = l.cut(l.scrubString(m, ri.referer))
 	}
 	src, srcText, port := splitAddr(ri.remoteAddr)
 	if src.IsValid() {
@@ -167,13 +169,13 @@ func accessTail(service, host string) []byte {
 // appendAccess appends the access event of the served request st, with
 // event.id id, as one line of JSON (no newline). It is what
 // l.finish(st).AppendJSON writes when no Annotate hook is set.
-func (l *Logger) appendAccess(b []byte, st *state, id []byte, tc *timeCache) []byte {
+func (l *Logger) appendAccess(b []byte, st *state, id []byte, wc *writerCache) []byte {
 	ri := &st.info
-	f := l.fields(st)
+	f := l.fields(st, wc.memo)
 	b = append(b, '{')
 	if !ri.start.IsZero() {
 		b = append(b, `"@timestamp":"`...)
-		b = tc.append(b, ri.start)
+		b = wc.time.append(b, ri.start)
 		b = append(b, `",`...)
 	}
 	status := int(st.status)
@@ -332,6 +334,14 @@ func (l *Logger) appendAccess(b []byte, st *state, id []byte, tc *timeCache) []b
 	return append(b, '}')
 }
 
+// writerCache is what the writer goroutine keeps from one event to the
+// next to encode access events faster: the text of the current second, and
+// the values the redactor found clean.
+type writerCache struct {
+	time timeCache
+	memo *redact.Memo // nil: scrub every value afresh
+}
+
 // timeCache formats timestamps as event.AppendTime does, keeping the text
 // up to the seconds of the last one: the events of a batch mostly share
 // their second, and only the nanoseconds need writing then.
@@ -389,8 +399,18 @@ func member(b []byte, comma bool, key, value string) ([]byte, bool) {
 	return event.AppendString(b, value), true
 }
 
-// scrubPath is the redactor's verdict on a request path.
-func (l *Logger) scrubPath(p string) string { return l.red.String(p) }
+// scrubString is the redactor's String, through m when it is not nil.
+func (l *Logger) scrubString(m *redact.Memo, s string) string {
+	if m != nil {
+		return m.String(s)
+	}
+	return l.red.String(s)
+}
 
-// scrubUserAgent is the redactor's verdict on a User-Agent header.
-func (l *Logger) scrubUserAgent(ua string) string { return l.red.String(ua) }
+// scrubQuery is the redactor's Query, through m when it is not nil.
+func (l *Logger) scrubQuery(m *redact.Memo, s string) string {
+	if m != nil {
+		return m.Query(s)
+	}
+	return l.red.Query(s)
+}

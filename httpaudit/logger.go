@@ -325,7 +325,7 @@ func (l *Logger) run() {
 	batch := make([]item, 0, l.cfg.BatchSize)
 	records := make([][]byte, 0, l.cfg.BatchSize)
 	ids := event.NewIDSource()
-	var tc timeCache
+	wc := writerCache{memo: l.red.NewMemo()}
 	var buf []byte
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
@@ -347,7 +347,7 @@ func (l *Logger) run() {
 				hooked := st.annotate != nil
 				st.mu.Unlock()
 				if !hooked {
-					buf = l.appendAccess(buf, st, ids.Append(id[:0], now), &tc)
+					buf = l.appendAccess(buf, st, ids.Append(id[:0], now), &wc)
 					records = append(records, buf[start:len(buf):len(buf)])
 					batch[i].st = nil
 					continue

@@ -1,0 +1,126 @@
+package redact
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestMemo: a memo answers as its redactor does, for clean values (which
+// it then remembers), for values with secrets (which it must not), for a
+// value clean for String but not for Query, and for values too long to
+// remember; and a clean value stays clean when asked again.
+func TestMemo(t *testing.T) {
+	r := mustNew(t, Config{})
+	m := r.NewMemo()
+	long := strings.Repeat("a", MemoMaxLen) + "Bearer abcdef0123456789"
+	cases := []string{
+		"/api/v1/orders",
+		"page=2&sort=desc",
+		"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36",
+		"token=abc",
+		"%70assword=x", // clean as free text, a sensitive parameter as a query
+		"auth=x&page=1",
+		"/cb/eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln",
+		"Bearer abcdef0123456789",
+		"4111 1111 1111 1111",
+		long,
+		"",
+	}
+	for round := range 3 {
+		for _, s := range cases {
+			if got, want := m.String(s), r.String(s); got != want {
+				t.Errorf("round %d: String(%q) = %q, want %q", round, s, got, want)
+			}
+			if got, want := m.Query(s), r.Query(s); got != want {
+				t.Errorf("round %d: Query(%q) = %q, want %q", round, s, got, want)
+			}
+		}
+	}
+	// Only clean values were remembered, each under its method.
+	n := 0
+	for i := range m.slots {
+		sl := &m.slots[i]
+		if sl.method == 0 {
+			continue
+		}
+		n++
+		v := string(sl.b[:sl.n])
+		var out string
+		if sl.method == memoString {
+			out = r.String(v)
+		} else {
+			out = r.Query(v)
+		}
+		if out != v {
+			t.Errorf("memo remembers %q as clean for method %d; the redactor gives %q", v, sl.method, out)
+		}
+	}
+	if n == 0 {
+		t.Fatal("memo remembered nothing")
+	}
+}
+
+// TestMemoEvicts: values that share a slot replace each other and are
+// still answered right; the table never grows.
+func TestMemoEvicts(t *testing.T) {
+	r := mustNew(t, Config{})
+	m := r.NewMemo()
+	for i := range 4 * MemoSlots {
+		for _, s := range []string{"/p/" + strings.Repeat("x", i%50) + string(rune('a'+i%26)), "password=" + strings.Repeat("y", i%40+1)} {
+			if got, want := m.Query(s), r.Query(s); got != want {
+				t.Fatalf("Query(%q) = %q, want %q", s, got, want)
+			}
+			if got, want := m.String(s), r.String(s); got != want {
+				t.Fatalf("String(%q) = %q, want %q", s, got, want)
+			}
+		}
+	}
+	if len(m.slots) != MemoSlots {
+		t.Fatalf("%d slots, want %d", len(m.slots), MemoSlots)
+	}
+}
+
+// FuzzMemo: through one memo, a sequence of values (each asked twice, so
+// that the second answer may come from the memo) gets the redactor's
+// answers in every mode.
+func FuzzMemo(f *testing.F) {
+	f.Add("/api/v1/orders", "page=2&sort=desc", "token=abc&x=Bearer abcdef0123456789")
+	f.Add("Mozilla/5.0", "a=4111111111111111", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln")
+	f.Add("", "%70assword=x", "AKIAIOSFODNN7EXAMPLE")
+	rs := fuzzRedactors(f)
+	memos := make([]*Memo, len(rs))
+	for i, r := range rs {
+		memos[i] = r.NewMemo()
+	}
+	f.Fuzz(func(t *testing.T, a, b, c string) {
+		for i, r := range rs {
+			m := memos[i]
+			for _, s := range []string{a, b, c, a, b, c} {
+				if got, want := m.String(s), r.String(s); got != want {
+					t.Fatalf("%v: String(%q) = %q, want %q", r.Mode(), s, got, want)
+				}
+				if got, want := m.Query(s), r.Query(s); got != want {
+					t.Fatalf("%v: Query(%q) = %q, want %q", r.Mode(), s, got, want)
+				}
+			}
+		}
+	})
+}
+
+// BenchmarkMemo is the writer's scrubbing of a repeated request's user
+// agent and query, through the memo and without it.
+func BenchmarkMemo(b *testing.B) {
+	r := mustNew(b, Config{})
+	const ua = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36"
+	const q = "page=2&sort=desc"
+	run := func(b *testing.B, str, query func(string) string) {
+		b.ReportAllocs()
+		for range b.N {
+			if str(ua) != ua || query(q) != q {
+				b.Fatal("scrubbed a clean value")
+			}
+		}
+	}
+	b.Run("memo", func(b *testing.B) { m := r.NewMemo(); run(b, m.String, m.Query) })
+	b.Run("redactor", func(b *testing.B) { run(b, r.String, r.Query) })
+}
