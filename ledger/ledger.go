@@ -189,6 +189,12 @@ type Entry struct {
 	// covered by the Merkle tree; see the package documentation).
 	Time time.Time
 	Data []byte
+	// Aux is what the appender passed to AppendAux with the record, and
+	// AuxPos the record's position among that call's records; only
+	// FollowAppended yields them, for records it serves from memory (nil
+	// and 0 otherwise: a follower must be able to do without).
+	Aux    any
+	AuxPos int
 }
 
 // Errors returned by the ledger.
@@ -313,6 +319,7 @@ type appendReq struct {
 	leaves []Hash
 	first  uint64
 	at     int64 // the time in the records' frames (Unix ns)
+	aux    any   // AppendAux's value, kept in the tail
 	done   chan error
 }
 
@@ -803,13 +810,25 @@ func (l *Ledger) setFatal(err error) {
 // duplicates), ErrFailed or ErrClosed (not stored; the ledger must be
 // reopened), ErrTooLarge (not stored).
 func (l *Ledger) Append(ctx context.Context, records ...[]byte) (uint64, error) {
+	return l.AppendAux(ctx, nil, records...)
+}
+
+// AppendAux is Append that keeps aux beside the records in the in-memory
+// tail (Options.TailBytes) for this process's followers: FollowAppended
+// yields it with each record it serves from there (Entry.Aux, with the
+// record's position in records as Entry.AuxPos). The collector passes the
+// fields it extracted from each event while checking it, so that its
+// index and detection need not parse the records again. aux is never
+// written to disk, and is kept, not copied: it must not change after the
+// call.
+func (l *Ledger) AppendAux(ctx context.Context, aux any, records ...[]byte) (uint64, error) {
 	if l.readOnly {
 		return 0, ErrReadOnly
 	}
 	if len(records) == 0 {
 		return l.Size(), nil
 	}
-	r := &appendReq{recs: records, leaves: make([]Hash, len(records)), done: make(chan error, 1)}
+	r := &appendReq{recs: records, leaves: make([]Hash, len(records)), aux: aux, done: make(chan error, 1)}
 	for i, rec := range records {
 		if len(rec) > l.opts.MaxRecordSize {
 			return 0, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(rec), l.opts.MaxRecordSize)

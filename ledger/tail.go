@@ -36,6 +36,7 @@ type tailChunk struct {
 	at    int64 // append time (Unix ns), as in the records' frames
 	data  []byte
 	ends  []int
+	aux   any // AppendAux's value
 }
 
 func (c *tailChunk) end() uint64 { return c.first + uint64(len(c.ends)) }
@@ -46,12 +47,12 @@ func (c *tailChunk) entry(i uint64) Entry {
 	if k > 0 {
 		start = c.ends[k-1]
 	}
-	return Entry{Index: i, Time: time.Unix(0, c.at), Data: c.data[start:c.ends[k]:c.ends[k]]}
+	return Entry{Index: i, Time: time.Unix(0, c.at), Data: c.data[start:c.ends[k]:c.ends[k]], Aux: c.aux, AuxPos: k}
 }
 
 // add keeps a copy of records [first, first+len(recs)), appended at at,
 // dropping the oldest chunks beyond the limit.
-func (t *appendedTail) add(first uint64, at int64, recs [][]byte) {
+func (t *appendedTail) add(first uint64, at int64, recs [][]byte, aux any) {
 	n := 0
 	for _, r := range recs {
 		n += len(r)
@@ -59,7 +60,7 @@ func (t *appendedTail) add(first uint64, at int64, recs [][]byte) {
 	if n > t.max {
 		return
 	}
-	c := tailChunk{first: first, at: at, data: make([]byte, 0, n), ends: make([]int, 0, len(recs))}
+	c := tailChunk{first: first, at: at, data: make([]byte, 0, n), ends: make([]int, 0, len(recs)), aux: aux}
 	for _, r := range recs {
 		c.data = append(c.data, r...)
 		c.ends = append(c.ends, len(c.data))

@@ -57,7 +57,13 @@ func TestFollowAppended(t *testing.T) {
 				for i := range recs {
 					recs[i] = record(a*100000 + b*1000 + i)
 				}
-				if _, err := l.Append(ctx, recs...); err != nil {
+				// Half the appends carry their records as aux: the
+				// follower must get each with its own record.
+				var aux any
+				if b%2 == 0 {
+					aux = recs
+				}
+				if _, err := l.AppendAux(ctx, aux, recs...); err != nil {
 					t.Error(err)
 					return
 				}
@@ -68,6 +74,24 @@ func TestFollowAppended(t *testing.T) {
 	seen := <-got
 	if len(seen) != total {
 		t.Fatalf("follower saw %d records, want %d", len(seen), total)
+	}
+	withAux := 0
+	for _, e := range seen {
+		if e.Aux == nil {
+			if e.AuxPos != 0 {
+				t.Fatalf("record %d: AuxPos %d without Aux", e.Index, e.AuxPos)
+			}
+			continue
+		}
+		withAux++
+		if recs := e.Aux.([][]byte); !bytes.Equal(recs[e.AuxPos], e.Data) {
+			t.Fatalf("record %d: aux at %d is %q, record %q", e.Index, e.AuxPos, recs[e.AuxPos], e.Data)
+		}
+	}
+	// Some come with aux (from memory), not all (half were appended
+	// without, and the follower fell behind the tail).
+	if withAux == 0 || withAux > total/2 {
+		t.Fatalf("%d of %d records followed with aux", withAux, total)
 	}
 	i := 0
 	for e, err := range l.Entries(0) {

@@ -542,7 +542,7 @@ func (l *Ledger) syncJobs(jobs []*syncJob) {
 			// them missing would read them back from disk and check them.
 			for _, j := range jobs {
 				for _, r := range j.reqs {
-					l.tail.add(r.first, r.at, r.recs)
+					l.tail.add(r.first, r.at, r.recs, r.aux)
 				}
 			}
 		}
