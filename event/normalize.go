@@ -33,7 +33,16 @@ import (
 // also says what is wrong with an invalid document. newID appends a new
 // event.id to its argument; it is called only when doc has none.
 func AppendNormalized(dst, doc []byte, now time.Time, newID func([]byte) []byte) (out []byte, id []byte, ok bool) {
+	return AppendNormalizedSpans(dst, doc, now, newID, nil)
+}
+
+// AppendNormalizedSpans is AppendNormalized that also notes in sp, when
+// it is not nil and ok is reported, where the record it appended holds
+// each modelled field's value (see Spans): the collector hands these to
+// the ledger's followers so that they need not parse the record again.
+func AppendNormalizedSpans(dst, doc []byte, now time.Time, newID func([]byte) []byte, sp *Spans) (out []byte, id []byte, ok bool) {
 	var n normalizer
+	n.sp = sp
 	n.doc = doc
 	s := scanner{data: doc}
 	if s.peek() != '{' {
@@ -252,6 +261,7 @@ type normalizer struct {
 	slots [len(normFields)]normSlot
 	id    []byte
 	ts    time.Time
+	sp    *Spans // where emit notes the values it writes (nil: nowhere)
 }
 
 func (n *normalizer) object(s *scanner, node int) bool {
@@ -556,7 +566,20 @@ func (n *normalizer) isEmptyStr(sl normSlot) bool { return sl.end-sl.start == 2 
 // defaults.
 func (n *normalizer) emit(dst []byte, now time.Time, newID func([]byte) []byte) ([]byte, bool) {
 	var e encoder
+	base := len(dst)
 	b := append(dst, '{')
+	sp := n.sp
+	if sp != nil {
+		*sp = Spans{}
+	}
+	// note records that field i's value is b[vs:len(b)].
+	note := func(i, vs int, b []byte) {
+		if sp != nil {
+			if len(b)-base <= maxSpanRecord {
+				sp.at[i] = span{uint16(vs - base), uint16(len(b) - base)}
+			}
+		}
+	}
 	for i := range normFields {
 		f := &normFields[i]
 		sl := n.slots[i]
@@ -566,20 +589,26 @@ func (n *normalizer) emit(dst []byte, now time.Time, newID func([]byte) []byte) 
 			if sl.set {
 				t = n.ts
 			}
-			b = append(e.key(b, f.spec), '"')
+			b = e.key(b, f.spec)
+			vs := len(b)
+			b = append(b, '"')
 			b = AppendTime(b, t)
 			b = append(b, '"')
+			note(i, vs, b)
 			continue
 		case nfKind:
 			b = e.key(b, f.spec)
+			vs := len(b)
 			if !sl.set || n.isEmptyStr(sl) {
 				b = append(b, `"event"`...)
 			} else {
 				b = n.writeStr(b, sl)
 			}
+			note(i, vs, b)
 			continue
 		case nfID:
 			b = e.key(b, f.spec)
+			vs := len(b)
 			if n.id == nil {
 				b = append(b, '"')
 				b = newID(b)
@@ -587,11 +616,15 @@ func (n *normalizer) emit(dst []byte, now time.Time, newID func([]byte) []byte) 
 			} else {
 				b = n.writeStr(b, sl)
 			}
+			note(i, vs, b)
 			continue
 		case nfIngested:
-			b = append(e.key(b, f.spec), '"')
+			b = e.key(b, f.spec)
+			vs := len(b)
+			b = append(b, '"')
 			b = AppendTime(b, now)
 			b = append(b, '"')
+			note(i, vs, b)
 			continue
 		}
 		if !sl.set {
@@ -600,23 +633,55 @@ func (n *normalizer) emit(dst []byte, now time.Time, newID func([]byte) []byte) 
 		switch f.kind {
 		case nkStr:
 			if !n.isEmptyStr(sl) {
-				b = n.writeStr(e.key(b, f.spec), sl)
+				b = e.key(b, f.spec)
+				vs := len(b)
+				b = n.writeStr(b, sl)
+				note(i, vs, b)
 			}
 		case nkInt:
 			if sl.n != 0 {
-				b = strconv.AppendInt(e.key(b, f.spec), sl.n, 10)
+				b = e.key(b, f.spec)
+				vs := len(b)
+				b = strconv.AppendInt(b, sl.n, 10)
+				note(i, vs, b)
 			}
 		case nkStrs:
+			vs := len(b)
 			b = n.writeStrs(&e, b, f.spec, sl)
+			if len(b) > vs {
+				// The value is the array after the key.
+				note(i, vs+bytesIndexByte(b[vs:], '['), b)
+			}
 		case nkMap:
 			var ok bool
+			vs := len(b)
 			if b, ok = n.writeMap(&e, b, f.group, sl); !ok {
 				return dst, false
+			}
+			if sp != nil && len(b) > vs {
+				sp.maps = true
 			}
 		}
 	}
 	b = e.to(b, 0)
-	return append(b, '}'), true
+	b = append(b, '}')
+	if sp != nil {
+		if len(b)-base > maxSpanRecord {
+			*sp = Spans{}
+		} else {
+			sp.ok = true
+		}
+	}
+	return b, true
+}
+
+func bytesIndexByte(b []byte, c byte) int {
+	for i, x := range b {
+		if x == c {
+			return i
+		}
+	}
+	return -1
 }
 
 // writeStrs writes the string or array of strings at sl as an array, or

@@ -146,6 +146,7 @@ func FuzzNormalized(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, doc []byte) {
 		checkNormalized(t, doc)
+		checkSpans(t, doc)
 	})
 }
 

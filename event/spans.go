@@ -1,0 +1,60 @@
+package event
+
+// Spans says where a record written by AppendNormalizedSpans holds the
+// value of each field Event models, so that a reader of the record (the
+// collector's index, detection and overview, which follow the ledger)
+// need not parse it again: the record is one JSON object written in
+// AppendJSON's layout, each field at most once, and every field it holds
+// is one of these (no Extra), except the members of labels and of
+// trailguard.http.request.headers (Maps reports them).
+//
+// A Spans is 160 bytes; records longer than 64 KiB get none (OK false).
+type Spans struct {
+	at   [len(normFields)]span
+	maps bool
+	ok   bool
+}
+
+// span is a value's bytes [start, end) in the record; end 0: absent.
+type span struct{ start, end uint16 }
+
+// maxSpanRecord is the longest record Spans can describe.
+const maxSpanRecord = 1<<16 - 1
+
+// OK reports whether sp describes a record (AppendNormalizedSpans wrote
+// it and the record is not longer than 64 KiB).
+func (sp *Spans) OK() bool { return sp != nil && sp.ok }
+
+// Maps reports whether the record holds labels or HTTP headers, whose
+// members Spans does not locate.
+func (sp *Spans) Maps() bool { return sp.maps }
+
+// Token returns the JSON token of field f (a number from SpanField) in
+// rec, the record sp describes, or nil when the record does not hold the
+// field: a string token with its quotes (escaped as AppendJSON escapes),
+// an integer's digits, or, for event.category, event.type and user.roles,
+// an array of string tokens.
+func (sp *Spans) Token(rec []byte, f int) []byte {
+	s := sp.at[f]
+	if s.end == 0 || int(s.end) > len(rec) {
+		return nil
+	}
+	return rec[s.start:s.end:s.end]
+}
+
+// SpanField is the number Spans.Token takes for the dotted ECS name of a
+// field Event models (one the record holds at most once, as a string, an
+// integer or an array of strings), or -1: labels, headers and names Event
+// does not model (which a record Spans describes never holds) have none.
+func SpanField(name string) int {
+	for i := range normFields {
+		if normFields[i].name == name && normFields[i].kind != nkMap {
+			return i
+		}
+	}
+	return -1
+}
+
+// SpanFields is the number of fields Spans locates: SpanField returns
+// numbers below it.
+const SpanFields = len(normFields)

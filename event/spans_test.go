@@ -1,0 +1,122 @@
+package event
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+)
+
+// checkSpans holds AppendNormalizedSpans to AppendNormalized's output and
+// every span to the value a JSON decoder finds at the field's path.
+func checkSpans(t *testing.T, doc []byte) {
+	t.Helper()
+	now := time.Date(2026, 11, 30, 1, 2, 3, 456789000, time.UTC)
+	prefix := []byte("prefix:")
+	want, _, ok := AppendNormalized(prefix, doc, now, fixedID)
+	var sp Spans
+	got, _, ok2 := AppendNormalizedSpans(prefix, doc, now, fixedID, &sp)
+	if ok != ok2 || !bytes.Equal(got, want) {
+		t.Fatalf("%s: with spans %q (%v), without %q (%v)", doc, got, ok2, want, ok)
+	}
+	if !ok {
+		return
+	}
+	rec := got[len(prefix):]
+	if !sp.OK() {
+		if len(rec) <= maxSpanRecord {
+			t.Fatalf("%s: no spans for a record of %d bytes", doc, len(rec))
+		}
+		return
+	}
+	var m map[string]any
+	d := json.NewDecoder(bytes.NewReader(rec))
+	d.UseNumber()
+	if err := d.Decode(&m); err != nil {
+		t.Fatalf("%s: record %s: %v", doc, rec, err)
+	}
+	maps := false
+	for i := range normFields {
+		name := normFields[i].name
+		v, present := m, true
+		var val any = m
+		for _, seg := range strings.Split(name, ".") {
+			obj, isObj := val.(map[string]any)
+			if !isObj {
+				present = false
+				break
+			}
+			if val, present = obj[seg]; !present {
+				break
+			}
+		}
+		_ = v
+		if normFields[i].kind == nkMap {
+			if present && len(val.(map[string]any)) > 0 {
+				maps = true
+			}
+			if SpanField(name) != -1 {
+				t.Fatalf("SpanField(%q) = %d, want -1 for a map", name, SpanField(name))
+			}
+			continue
+		}
+		if f := SpanField(name); f != i {
+			t.Fatalf("SpanField(%q) = %d, want %d", name, f, i)
+		}
+		tok := sp.Token(rec, i)
+		if !present {
+			if tok != nil {
+				t.Fatalf("%s: %s absent from %s, span %q", doc, name, rec, tok)
+			}
+			continue
+		}
+		if tok == nil {
+			t.Fatalf("%s: %s present in %s, no span", doc, name, rec)
+		}
+		var tv any
+		td := json.NewDecoder(bytes.NewReader(tok))
+		td.UseNumber()
+		if err := td.Decode(&tv); err != nil || td.More() {
+			t.Fatalf("%s: %s: span %q is not one JSON value: %v", doc, name, tok, err)
+		}
+		a, _ := json.Marshal(tv)
+		b, _ := json.Marshal(val)
+		if !bytes.Equal(a, b) {
+			t.Fatalf("%s: %s: span %s, record holds %s", doc, name, a, b)
+		}
+	}
+	if sp.Maps() != maps {
+		t.Fatalf("%s: Maps() %v, record %s", doc, sp.Maps(), rec)
+	}
+	if SpanField("labels.x") != -1 || SpanField("custom") != -1 {
+		t.Fatal("SpanField of a name Event does not model")
+	}
+}
+
+func TestSpans(t *testing.T) {
+	for _, doc := range normalizedSeeds {
+		checkSpans(t, []byte(doc))
+	}
+	// A record over 64 KiB gets none.
+	big := []byte(`{"message":"` + strings.Repeat("x", 70000) + `"}`)
+	var sp Spans
+	if _, _, ok := AppendNormalizedSpans(nil, big, time.Now(), fixedID, &sp); !ok || sp.OK() {
+		t.Fatalf("big record: ok %v, spans %v", ok, sp.OK())
+	}
+}
+
+func TestSpansAllocations(t *testing.T) {
+	doc := []byte(normalizedSeeds[0])
+	dst := make([]byte, 0, 4096)
+	now := time.Now()
+	var sp Spans
+	allocs := testing.AllocsPerRun(100, func() {
+		if _, _, ok := AppendNormalizedSpans(dst[:0], doc, now, fixedID, &sp); !ok {
+			t.Fatal("declined")
+		}
+	})
+	if allocs > 0 {
+		t.Fatalf("%.1f allocations per event, want 0", allocs)
+	}
+}
