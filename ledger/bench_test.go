@@ -18,6 +18,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/trailguard/trailguard/internal/demotraffic"
+	"github.com/trailguard/trailguard/ledger/internal/sha256x2"
 )
 
 // The benchmarks report records/s and the ratios the project's targets are
@@ -253,7 +254,7 @@ func BenchmarkVerify(b *testing.B) {
 		}
 		b.Run(name, func(b *testing.B) {
 			ratio := benchVerify(b, recs, total, compressed)
-			b.Logf("goal: verify ≥ 0.7 of SHA-256 on all cores (%s): %s (median ratio %.2f, each run against SHA-256 measured just before it; cpu-ratio is SHA-256's CPU time over verify's)", name, metWord(ratio >= 0.7), ratio)
+			b.Logf("goal: verify ≥ 0.7 of SHA-256 on all cores (%s): %s (median ratio %.2f, each run against crypto/sha256 measured just before it; cpu-ratio is crypto/sha256's CPU time over verify's; x2-ratio is against two interleaved hashes per core, sha256x2, which verify uses)", name, metWord(ratio >= 0.7), ratio)
 		})
 	}
 }
@@ -318,9 +319,35 @@ func benchVerify(b *testing.B, recs [][]byte, total int, compressed bool) float6
 		rw.Wait()
 		return float64(bytes) / time.Since(start).Seconds(), cpuTime() - cpu0
 	}
+	// The same with two hashes interleaved per core (sha256x2, what verify
+	// hashes with): the hashing limit of this machine, as a second
+	// reference (the goal is stated against crypto/sha256 above).
+	sha2All := func() float64 {
+		start := time.Now()
+		workers := runtime.GOMAXPROCS(0)
+		var rw sync.WaitGroup
+		for w := range workers {
+			rw.Add(1)
+			go func() {
+				defer rw.Done()
+				msgs := make([][]byte, 0, tileWidth)
+				out := make([]Hash, tileWidth)
+				for i := w * tileWidth; i < int(size); i += workers * tileWidth {
+					msgs = msgs[:0]
+					for k := i; k < min(i+tileWidth, int(size)); k++ {
+						msgs = append(msgs, at(k))
+					}
+					sha256x2.Prefixed(out, 0, msgs)
+				}
+			}()
+		}
+		rw.Wait()
+		return float64(bytes) / time.Since(start).Seconds()
+	}
 	b.SetBytes(bytes)
-	var ratios, rates, raws, cpuRatios []float64
+	var ratios, rates, raws, cpuRatios, x2Ratios []float64
 	for b.Loop() {
+		raw2 := sha2All()
 		raw, shaCPU := shaAll()
 		start, cpu0 := time.Now(), cpuTime()
 		rep, err := Verify(dir, VerifyOptions{Verifiers: []note.Verifier{k.verifier}})
@@ -330,6 +357,7 @@ func benchVerify(b *testing.B, recs [][]byte, total int, compressed bool) float6
 		rate, cpu := float64(bytes)/time.Since(start).Seconds(), cpuTime()-cpu0
 		rates, raws = append(rates, rate), append(raws, raw)
 		ratios = append(ratios, rate/raw)
+		x2Ratios = append(x2Ratios, rate/raw2)
 		// CPU time: the SHA-256 verify cannot avoid, over what verify
 		// spends; steady however loaded the machine is.
 		cpuRatios = append(cpuRatios, float64(shaCPU)/float64(cpu))
@@ -344,6 +372,7 @@ func benchVerify(b *testing.B, recs [][]byte, total int, compressed bool) float6
 	b.ReportMetric(median(raws)/1e6, "sha256-MB/s")
 	b.ReportMetric(median(ratios), "ratio")
 	b.ReportMetric(median(cpuRatios), "cpu-ratio")
+	b.ReportMetric(median(x2Ratios), "x2-ratio")
 	os.RemoveAll(dir)
 	return median(ratios)
 }

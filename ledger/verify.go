@@ -15,10 +15,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"crypto/sha256"
-
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/trailguard/trailguard/ledger/internal/sha256x2"
 	"github.com/trailguard/trailguard/retention"
 )
 
@@ -1023,14 +1022,42 @@ func (v *verifier) checkIndex(path, rel string, first uint64, framed []idxEntry,
 		Message: fmt.Sprintf("%s is %d bytes for %d records (reads do not trust it; delete %s and the next open rebuilds it)", irel, len(b), len(framed), irel)})
 }
 
-// leafPrefix starts every RFC 6962 leaf hash.
-var leafPrefix = []byte{0}
+// tileHasher computes the root of a full tile's 256 leaf hashes, level by
+// level, the nodes of a level two at a time (sha256x2).
+type tileHasher struct {
+	level [tileWidth * HashSize]byte // the current level's hashes
+	msgs  [tileWidth / 2][]byte      // its pairs (left ‖ right)
+	out   [tileWidth / 2]Hash
+}
+
+func (th *tileHasher) root(leaves []Hash) Hash {
+	for i := range leaves {
+		copy(th.level[i*HashSize:], leaves[i][:])
+	}
+	for n := len(leaves) / 2; n > 0; n /= 2 {
+		for i := range n {
+			th.msgs[i] = th.level[i*2*HashSize : (i+1)*2*HashSize]
+		}
+		sha256x2.Prefixed(th.out[:n], 1, th.msgs[:n])
+		for i := range n {
+			copy(th.level[i*HashSize:], th.out[i][:])
+		}
+	}
+	return th.out[0]
+}
 
 // hashWorker checks frames, hashes records and loads the matching tile.
+// The records of a chunk are hashed two at a time (sha256x2: with the SHA
+// extensions two interleaved hashes take little longer than one), and so
+// are the nodes of its subtree.
 func (v *verifier) hashWorker(work <-chan *chunk, tiles *tileStore, limit uint64) {
-	h := sha256.New()
+	recs := make([][]byte, 0, tileWidth)
+	pos := make([]int, 0, tileWidth)
+	var some []Hash
+	var th tileHasher
 	for c := range work {
 		c.leaves = make([]Hash, len(c.frames))
+		recs, pos = recs[:0], pos[:0]
 		for i, fr := range c.frames {
 			rec := fr.rec
 			switch {
@@ -1053,13 +1080,20 @@ func (v *verifier) hashWorker(work <-chan *chunk, tiles *tileStore, limit uint64
 						Message: fmt.Sprintf("record %d (%s offset %d): frame checksum mismatch", c.start+uint64(i), fr.file, fr.off)})
 				}
 			}
-			h.Reset()
-			h.Write(leafPrefix)
-			h.Write(rec)
-			h.Sum(c.leaves[i][:0])
+			recs, pos = append(recs, rec), append(pos, i)
+		}
+		if len(recs) == len(c.leaves) {
+			sha256x2.Prefixed(c.leaves, 0, recs)
+		} else {
+			// Some frames hold no record: their leaves stay zero.
+			some = slices.Grow(some[:0], len(recs))[:len(recs)]
+			sha256x2.Prefixed(some, 0, recs)
+			for k, i := range pos {
+				c.leaves[i] = some[k]
+			}
 		}
 		if len(c.leaves) == tileWidth && c.start%tileWidth == 0 {
-			c.root = subtreeHash(c.leaves)
+			c.root = th.root(c.leaves)
 		}
 		if n := c.start / tileWidth; n*tileWidth < limit {
 			if b, err := tiles.read(0, n, int(min(tileWidth, limit-n*tileWidth))); err == nil {
