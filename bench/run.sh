@@ -5,7 +5,8 @@
 # medians, each middleware's ns/op, cpu-ns/op and allocs/op and how the
 # peers compare with httpaudit, with the goals met or missed. The raw
 # output is kept in $OUT (default: a temp file). Exits 2 when httpaudit
-# misses a goal.
+# misses a goal. With LOCK set to a file, the rounds (not the builds) run
+# holding flock on it, so that measurements on a shared machine take turns.
 set -euo pipefail
 cd "$(dirname "$0")"
 RUNS=${RUNS:-5}
@@ -15,9 +16,19 @@ trap 'rm -rf "$tmp"' EXIT
 go build -o "$tmp/benchtable" ./cmd/benchtable
 go test -c -o "$tmp/bench.test" .
 : > "$OUT"
+if [[ -n ${LOCK:-} ]]; then
+	exec 9>"$LOCK"
+	echo "waiting for $LOCK" >&2
+	flock 9
+fi
+echo "load: $(uptime)" >&2
 for i in $(seq "$RUNS"); do
 	echo "round $i of $RUNS" >&2
 	"$tmp/bench.test" -test.run '^$' -test.bench . -test.benchmem -test.count 1 ${BENCHTIME:+-test.benchtime "$BENCHTIME"} | tee -a "$OUT"
 done
+echo "load: $(uptime)" >&2
+if [[ -n ${LOCK:-} ]]; then
+	exec 9>&-
+fi
 echo "raw results: $OUT"
 "$tmp/benchtable" < "$OUT"

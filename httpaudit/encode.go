@@ -2,6 +2,7 @@ package httpaudit
 
 import (
 	"net/http"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strconv"
@@ -32,10 +33,14 @@ type reqFields struct {
 
 // fields scrubs and caps what st captured of its request. Every value an
 // attacker controls goes through the redactor before it is stored: through
-// m, the writer goroutine's memo of values found clean, when m is not nil.
-func (l *Logger) fields(st *state, m *redact.Memo) reqFields {
+// the writer goroutine's memo of values found clean when wc is not nil.
+func (l *Logger) fields(st *state, wc *writerCache) reqFields {
 	ri := &st.info
 	var f reqFields
+	var m *redact.Memo
+	if wc != nil {
+		m = wc.memo
+	}
 	f.method = sanitizeMethod(ri.method)
 	f.path = l.cut(l.scrubString(m, ri.path))
 	if ri.rawQuery != "" {
@@ -63,7 +68,14 @@ func (l *Logger) fields(st *state, m *redact.Memo) reqFields {
 	if ri.referer != "" {
 		f.referrer = l.cut(l.scrubString(m, ri.referer))
 	}
-	src, srcText, port := splitAddr(ri.remoteAddr)
+	var src netip.Addr
+	var srcText string
+	var port int
+	if wc != nil {
+		src, srcText, port = wc.addr.split(ri.remoteAddr)
+	} else {
+		src, srcText, port = splitAddr(ri.remoteAddr)
+	}
 	if src.IsValid() {
 		f.sourceIP, f.sourcePort, f.clientIP = srcText, port, srcText
 		if c, ok := l.clientIP(ri, src); ok {
@@ -171,7 +183,7 @@ func accessTail(service, host string) []byte {
 // l.finish(st).AppendJSON writes when no Annotate hook is set.
 func (l *Logger) appendAccess(b []byte, st *state, id []byte, wc *writerCache) []byte {
 	ri := &st.info
-	f := l.fields(st, wc.memo)
+	f := l.fields(st, wc)
 	b = append(b, '{')
 	if !ri.start.IsZero() {
 		b = append(b, `"@timestamp":"`...)
@@ -339,7 +351,26 @@ func (l *Logger) appendAccess(b []byte, st *state, id []byte, wc *writerCache) [
 // the values the redactor found clean.
 type writerCache struct {
 	time timeCache
+	addr addrCache
 	memo *redact.Memo // nil: scrub every value afresh
+}
+
+// addrCache keeps the last connection address splitAddr parsed: the
+// requests of a keep-alive connection, and of a proxy's pool of them,
+// come in runs from the same address.
+type addrCache struct {
+	remote string
+	ip     netip.Addr
+	text   string
+	port   int
+}
+
+func (c *addrCache) split(remote string) (netip.Addr, string, int) {
+	if remote != c.remote || remote == "" {
+		c.ip, c.text, c.port = splitAddr(remote)
+		c.remote = remote
+	}
+	return c.ip, c.text, c.port
 }
 
 // timeCache formats timestamps as event.AppendTime does, keeping the text

@@ -117,6 +117,8 @@ type Logger struct {
 	done    chan struct{}
 	lostErr error
 
+	realClock bool // Config.Now is time.Now
+
 	// Precomputed for the direct encoding of access events (encode.go).
 	tail    []byte   // the service and host members every event ends with
 	hdrKeys []hdrKey // Config.Headers in the order they are encoded
@@ -173,7 +175,8 @@ func New(cfg Config) (*Logger, error) {
 	if cfg.ErrorLog == nil {
 		cfg.ErrorLog = slog.Default()
 	}
-	if cfg.Now == nil {
+	realClock := cfg.Now == nil
+	if realClock {
 		cfg.Now = time.Now
 	}
 	l := &Logger{
@@ -182,6 +185,8 @@ func New(cfg Config) (*Logger, error) {
 		q:       newQueue(cfg.QueueSize),
 		closing: make(chan struct{}),
 		done:    make(chan struct{}),
+
+		realClock: realClock,
 	}
 	l.q.failing = &l.failing
 	l.pool.New = func() any { return new(event.Event) }

@@ -137,7 +137,7 @@ func (l *Logger) serve(w http.ResponseWriter, r *http.Request, next http.Handler
 			// The panic is recorded as the 500 the client will see, queued
 			// without the option to drop it, then re-raised so that the
 			// application's own recovery (or net/http's) still runs.
-			st.info.dur = l.cfg.Now().Sub(start)
+			st.info.dur = l.since(start)
 			ev := l.finish(st)
 			ev.StatusCode = http.StatusInternalServerError
 			ev.Outcome = event.OutcomeFailure
@@ -156,7 +156,7 @@ func (l *Logger) serve(w http.ResponseWriter, r *http.Request, next http.Handler
 
 	// The completion event is built and scrubbed by the writer goroutine
 	// from what st captured: the request path only hands st over.
-	st.info.dur = l.cfg.Now().Sub(start)
+	st.info.dur = l.since(start)
 	st.mu.Lock()
 	discard := st.discard
 	st.mu.Unlock()
@@ -171,6 +171,16 @@ func (l *Logger) serve(w http.ResponseWriter, r *http.Request, next http.Handler
 		return
 	}
 	l.tryEnqueueItem(item{st: st})
+}
+
+// since is the time elapsed since start, by the Logger's clock: with the
+// real one, a single reading of the monotonic clock (time.Now reads the
+// wall clock too).
+func (l *Logger) since(start time.Time) time.Duration {
+	if l.realClock {
+		return time.Since(start)
+	}
+	return l.cfg.Now().Sub(start)
 }
 
 // reqInfo is what an event needs of a request, captured while the request

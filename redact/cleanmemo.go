@@ -12,10 +12,12 @@ import "hash/maphash"
 // again each time).
 //
 // The memo is a fixed table (MemoSlots entries of at most MemoMaxLen
-// bytes, about 70 KiB), filled on misses and overwritten by newer values:
-// a client sending a new value on every request costs only the hash and a
-// copy on top of the scan it would cost anyway, and can neither grow the
-// table nor choose which entries its values evict (the hash is seeded).
+// bytes, about 70 KiB) in sets of two, filled on misses, where a new value
+// replaces the one of its set used least recently: a client sending a new
+// value on every request costs only the hash and a copy on top of the
+// scan it would cost anyway, and can neither grow the table nor choose
+// which entries its values evict (the hash is seeded); and two hot values
+// that share a set do not evict each other.
 //
 // A Memo is for one goroutine: each writer keeps its own.
 type Memo struct {
@@ -41,6 +43,7 @@ const (
 type memoSlot struct {
 	n      uint16 // length of the value in b
 	method uint8  // memoString or memoQuery; 0: empty
+	recent bool   // the set's entry used last (only one of a set has it)
 	b      [MemoMaxLen]byte
 }
 
@@ -51,41 +54,54 @@ func (r *Redactor) NewMemo() *Memo {
 
 // String is r.String(s).
 func (m *Memo) String(s string) string {
-	sl, hit := m.lookup(memoString, s)
+	set, victim, hit := m.lookup(memoString, s)
 	if hit {
 		return s
 	}
 	out := m.r.String(s)
-	m.remember(sl, memoString, s, out)
+	m.remember(set, victim, memoString, s, out)
 	return out
 }
 
 // Query is r.Query(s).
 func (m *Memo) Query(s string) string {
-	sl, hit := m.lookup(memoQuery, s)
+	set, victim, hit := m.lookup(memoQuery, s)
 	if hit {
 		return s
 	}
 	out := m.r.Query(s)
-	m.remember(sl, memoQuery, s, out)
+	m.remember(set, victim, memoQuery, s, out)
 	return out
 }
 
-// lookup returns the slot of s (nil when s is not remembered at all:
-// empty or too long) and whether it holds s as clean for method.
-func (m *Memo) lookup(method uint8, s string) (*memoSlot, bool) {
+// lookup returns whether s is remembered as clean for method and, when it
+// is not, the set of slots s belongs in (nil when s is not remembered at
+// all: empty or too long) and which of them it would replace.
+func (m *Memo) lookup(method uint8, s string) ([]memoSlot, int, bool) {
 	if len(s) == 0 || len(s) > MemoMaxLen {
-		return nil, false
+		return nil, 0, false
 	}
 	h := maphash.String(m.seed, s) + uint64(method)
-	sl := &m.slots[h%MemoSlots]
-	return sl, sl.method == method && int(sl.n) == len(s) && string(sl.b[:len(s)]) == s
+	set := m.slots[h%(MemoSlots/2)*2:][:2]
+	for i := range set {
+		if sl := &set[i]; sl.method == method && int(sl.n) == len(s) && string(sl.b[:len(s)]) == s {
+			sl.recent, set[1-i].recent = true, false
+			return nil, 0, true
+		}
+	}
+	if set[0].recent {
+		return set, 1, false
+	}
+	return set, 0, false
 }
 
-// remember records s as clean for method when scrubbing left it as it was.
-func (m *Memo) remember(sl *memoSlot, method uint8, s, out string) {
-	if sl == nil || out != s {
+// remember records s as clean for method in set[victim], when scrubbing
+// left it as it was.
+func (m *Memo) remember(set []memoSlot, victim int, method uint8, s, out string) {
+	if set == nil || out != s {
 		return
 	}
+	sl := &set[victim]
 	sl.method, sl.n = method, uint16(copy(sl.b[:], s))
+	sl.recent, set[1-victim].recent = true, false
 }

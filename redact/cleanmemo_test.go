@@ -1,6 +1,8 @@
 package redact
 
 import (
+	"fmt"
+	"hash/maphash"
 	"strings"
 	"testing"
 )
@@ -77,6 +79,32 @@ func TestMemoEvicts(t *testing.T) {
 	}
 	if len(m.slots) != MemoSlots {
 		t.Fatalf("%d slots, want %d", len(m.slots), MemoSlots)
+	}
+}
+
+// TestMemoSets: two values of one set both stay remembered; a third
+// replaces the one used least recently.
+func TestMemoSets(t *testing.T) {
+	r := mustNew(t, Config{})
+	m := r.NewMemo()
+	setOf := func(s string) uint64 { return (maphash.String(m.seed, s) + memoString) % (MemoSlots / 2) }
+	var same []string
+	for i := 0; len(same) < 3; i++ {
+		s := fmt.Sprintf("/api/v%d/items", i)
+		if len(same) == 0 || setOf(s) == setOf(same[0]) {
+			same = append(same, s)
+		}
+	}
+	a, b, c := same[0], same[1], same[2]
+	hit := func(s string) bool { _, _, ok := m.lookup(memoString, s); return ok }
+	m.String(a)
+	m.String(b)
+	if !hit(a) || !hit(b) || !hit(a) {
+		t.Fatalf("two values of one set evict each other")
+	}
+	m.String(c) // b was used least recently
+	if !hit(a) || hit(b) || !hit(c) {
+		t.Fatalf("a third value did not replace the least recently used: a %v b %v c %v", hit(a), hit(b), hit(c))
 	}
 }
 
