@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"time"
 
+	"github.com/trailguard/trailguard/event"
 	"github.com/trailguard/trailguard/ledger"
 )
 
@@ -14,12 +15,48 @@ type rec struct {
 	c   cols
 }
 
-// decode extracts the column values of a ledger entry.
+// decode extracts the column values of a ledger entry: from the fields
+// the collector located when it checked the event (the entry's Aux, when
+// it holds event.Spans that describe the record), or else by parsing the
+// record. Both give the same values (TestDecodeSpans, FuzzDecodeSpans).
 func decode(e ledger.Entry) rec {
+	if sps, ok := e.Aux.([]event.Spans); ok && e.AuxPos < len(sps) && sps[e.AuxPos].OK() {
+		return decodeSpans(e, &sps[e.AuxPos])
+	}
 	var x extracted
 	extract(e.Data, &x)
 	return rec{idx: e.Index, c: x.columns(e.Time)}
 }
+
+// decodeSpans is decode for a record sp describes: such a record is one
+// JSON object holding each field at most once and nothing Event does not
+// model, so each column field's value is the token sp locates, read as
+// extract reads a value at that field (same strings, numbers, arrays).
+func decodeSpans(e ledger.Entry, sp *event.Spans) rec {
+	var x extracted
+	s := scanner{x: &x}
+	for f := range nFields {
+		tok := sp.Token(e.Data, spanField[f])
+		if tok == nil {
+			continue
+		}
+		s.b, s.i = tok, 0
+		s.value(&leaves[f], 1)
+	}
+	return rec{idx: e.Index, c: x.columns(e.Time)}
+}
+
+// spanField is each column field's number in event.Spans, and leaves the
+// trie nodes of the column fields alone.
+var spanField, leaves = func() (sf [nFields]int, lv [nFields]tnode) {
+	for f, name := range fieldNames {
+		if sf[f] = event.SpanField(name); sf[f] < 0 {
+			panic("index: column field " + name + " has no event.Spans number")
+		}
+		lv[f] = tnode{field: f}
+	}
+	return sf, lv
+}()
 
 // idHash is the 48-bit hash of field f's id under the index's salt, as a
 // signed integer SQLite stores in 6 bytes. Collisions only cost a ledger

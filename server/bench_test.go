@@ -21,7 +21,7 @@ func BenchmarkPrepare(b *testing.B) {
 	var dst, scratch []byte
 	for b.Loop() {
 		var err error
-		dst, scratch, _, err = ts.prepare(dst[:0], scratch, line, now)
+		dst, scratch, _, err = ts.prepare(dst[:0], scratch, line, now, nil)
 		if err != nil || len(dst) < len(line) {
 			b.Fatal(err)
 		}

@@ -204,13 +204,20 @@ func forLines(r io.Reader, max int, fn func(n int, line []byte, tooLong bool) bo
 // when it can; any line it leaves (fields Event does not model, invalid
 // lines, …) takes the full path, prepareDecoded, which it matches byte
 // for byte (TestPrepareFastMatchesDecoded, FuzzPrepare).
-func (s *Server) prepare(dst, scratch, line []byte, now time.Time) (out, scratchOut []byte, key uint64, err error) {
+//
+// sp (if not nil) receives where the record holds each field (event.Spans) when the
+// one-pass path wrote it, and is left not OK otherwise: the ledger's
+// followers read their fields through it instead of parsing the record.
+func (s *Server) prepare(dst, scratch, line []byte, now time.Time, sp *event.Spans) (out, scratchOut []byte, key uint64, err error) {
 	scrubbed, err := s.red.JSON(scratch[:0], line)
 	if err != nil {
 		return dst, scratch, 0, err
 	}
-	if out, id, ok := event.AppendNormalized(dst, scrubbed, now, event.AppendID); ok {
+	if out, id, ok := event.AppendNormalizedSpans(dst, scrubbed, now, event.AppendID, sp); ok {
 		return out, scrubbed, s.recent.keyOf(id), nil
+	}
+	if sp != nil {
+		*sp = event.Spans{}
 	}
 	out, id, err := prepareDecoded(dst, scrubbed, now, event.AppendID)
 	return out, scrubbed, s.recent.keyOfString(id), err
@@ -279,6 +286,11 @@ type chunk struct {
 	lines   []int    // the line a client resumes from to send the record again
 	recs    [][]byte
 	scratch []byte
+	// spans locate the fields of each record (not OK for those the
+	// one-pass path did not write); handed to the ledger with the
+	// records (AppendAux), which keeps them, so each append takes a new
+	// slice.
+	spans []event.Spans
 }
 
 var chunkPool = sync.Pool{New: func() any { return &chunk{buf: make([]byte, 0, chunkBytes+64<<10)} }}
@@ -299,6 +311,7 @@ func (c *chunk) full(maxEvents int) bool { return len(c.ends) >= maxEvents || le
 
 func (c *chunk) reset() {
 	c.buf, c.ends, c.keys, c.refs, c.lines = c.buf[:0], c.ends[:0], c.keys[:0], c.refs[:0], c.lines[:0]
+	c.spans = c.spans[:0]
 	clear(c.recs)
 	c.recs = c.recs[:0]
 }
@@ -306,10 +319,15 @@ func (c *chunk) reset() {
 // addTo prepares line into the chunk.
 func (s *Server) addTo(c *chunk, line []byte, ref, lineNo int, now time.Time) error {
 	start := len(c.buf)
-	buf, scratch, key, err := s.prepare(c.buf, c.scratch, line, now)
+	if c.spans == nil {
+		c.spans = make([]event.Spans, 0, s.chunkEvents)
+	}
+	c.spans = append(c.spans, event.Spans{})
+	buf, scratch, key, err := s.prepare(c.buf, c.scratch, line, now, &c.spans[len(c.spans)-1])
 	c.scratch = scratch
 	if err != nil {
 		c.buf = c.buf[:start]
+		c.spans = c.spans[:len(c.spans)-1]
 		return err
 	}
 	c.buf = buf
@@ -373,16 +391,21 @@ func (s *Server) appendChunk(ctx context.Context, c *chunk) (dup []bool, first u
 	dup = s.recent.dups(c.keys)
 	start := 0
 	c.recs = c.recs[:0]
+	spans := c.spans[:0]
 	for i, end := range c.ends {
 		if !dup[i] {
 			c.recs = append(c.recs, c.buf[start:end:end])
+			spans = append(spans, c.spans[i])
 		}
 		start = end
 	}
 	if len(c.recs) == 0 {
 		return dup, 0, 0, nil
 	}
-	first, err = s.ledger.Append(ctx, c.recs...)
+	// The ledger keeps the spans with the records for the followers: the
+	// chunk starts a new slice.
+	c.spans = nil
+	first, err = s.ledger.AppendAux(ctx, spans, c.recs...)
 	if err != nil {
 		return dup, 0, 0, err
 	}

@@ -131,7 +131,7 @@ func (s *Server) handleOTLPLogs(w http.ResponseWriter, r *http.Request) {
 		if len(buf) > s.cfg.MaxLineBytes {
 			err = fmt.Errorf("its event is %d bytes, more than max_line_bytes (%d)", len(buf), s.cfg.MaxLineBytes)
 		} else {
-			rec, scratch, _, err = s.prepare(nil, scratch, buf, now)
+			rec, scratch, _, err = s.prepare(nil, scratch, buf, now, nil)
 		}
 		if err != nil {
 			rejected++

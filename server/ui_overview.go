@@ -31,6 +31,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/trailguard/trailguard/event"
 	"github.com/trailguard/trailguard/ledger"
 )
 
@@ -130,7 +131,13 @@ func (o *overviewRollup) follow(l *ledger.Ledger) {
 		if err != nil {
 			return // the ledger closed
 		}
-		x.extract(e.Data) // outside the lock: the slow part
+		// Outside the lock: the slow part (unless ingest located the
+		// fields already).
+		if sps, ok := e.Aux.([]event.Spans); ok && e.AuxPos < len(sps) && sps[e.AuxPos].OK() {
+			x.extractSpans(e.Data, &sps[e.AuxPos])
+		} else {
+			x.extract(e.Data)
+		}
 		o.mu.Lock()
 		o.add(&x, e.Time)
 		o.next = e.Index + 1
@@ -438,6 +445,65 @@ func (x *overviewFields) extract(data []byte) {
 		return
 	}
 	s.object(x, 0)
+}
+
+// overviewSpans are the wanted fields' numbers in event.Spans.
+var overviewSpans = func() (ws [8]struct{ p, f int }) {
+	for i, name := range []string{"@timestamp", "event.category", "event.action", "event.outcome",
+		"http.response.status_code", "service.name", "source.ip", "user.name"} {
+		if wantedPath([]byte(name)) != i+1 {
+			panic("server: overviewSpans out of order at " + name)
+		}
+		ws[i].p, ws[i].f = i+1, event.SpanField(name)
+		if ws[i].f < 0 {
+			panic("server: overview field " + name + " has no event.Spans number")
+		}
+	}
+	return ws
+}()
+
+// extractSpans is extract for a record sp describes (one object, each
+// field at most once): it reads the wanted fields' values where sp says
+// they are, as extract reads them (TestOverviewSpans, FuzzOverviewSpans).
+func (x *overviewFields) extractSpans(data []byte, sp *event.Spans) {
+	*x = overviewFields{category: x.category[:0], path: x.path[:0], status: -1}
+	for _, w := range overviewSpans {
+		tok := sp.Token(data, w.f)
+		if len(tok) == 0 {
+			continue
+		}
+		s := jscan{b: tok}
+		switch c := tok[0]; {
+		case c == '"' && w.p != pStatus:
+			if v, ok := s.str(x); ok {
+				x.set(w.p, v)
+			}
+		case c == '[' && w.p == pCategory:
+			s.i++
+			for !s.bad && !s.eat(']') {
+				s.ws()
+				if s.i < len(s.b) && s.b[s.i] == '"' {
+					v, ok := s.str(x)
+					if !ok {
+						break
+					}
+					x.category = append(x.category, v)
+				} else {
+					s.skip(0)
+				}
+				if !s.eat(',') {
+					s.ws()
+					if s.i >= len(s.b) || s.b[s.i] != ']' {
+						s.bad = true
+					}
+				}
+			}
+		case w.p == pStatus && (c == '-' || c >= '0' && c <= '9'):
+			if n, err := strconv.ParseInt(string(tok), 10, 64); err == nil {
+				x.status = n
+			}
+		}
+	}
 }
 
 type jscan struct {
