@@ -538,11 +538,14 @@ func (v *verifier) pruned() error {
 
 // chunk is up to 256 consecutive records of one tile (index start…).
 type chunk struct {
-	start  uint64
-	frames []frameRef // the producer only splits frames; workers check them
+	start uint64
+	// leaves has one entry per record: hashed already by the producer
+	// (records of compressed segments, hashed as their block is decoded),
+	// or by the workers, from frames.
 	leaves []Hash
-	root   Hash   // subtree root, when len(recs) == 256 and start is tile-aligned
-	tile   []byte // the level-0 tile's hashes for these records, if stored
+	frames []frameRef // the producer only splits frames; workers check them
+	root   Hash       // subtree root, when len(recs) == 256 and start is tile-aligned
+	tile   []byte     // the level-0 tile's hashes for these records, if stored
 	issues []Finding
 	hints  map[uint64]uint64 // record index → first index its segment header claims
 	maps   []*mapping        // mapped segments the frames point into
@@ -565,10 +568,9 @@ func (m *mapping) unref() {
 }
 
 type frameRef struct {
+	at   int    // its record's position in the chunk (chunk.leaves)
 	t    int64  // the append time the .idx gives (hinted chunks)
-	b    []byte // the whole frame (uncompressed segments)
-	rec  []byte // the record, from a decoded block (compressed segments)
-	bad  bool   // in a block that could not be decoded: no record
+	b    []byte // the whole frame
 	file string
 	off  int64
 }
@@ -606,14 +608,14 @@ func (v *verifier) produce(out chan<- *chunk, work chan<- *chunk, stop <-chan st
 		return true
 	}
 	var add addFunc
-	add = func(fr *frameRef, issue *Finding, hint *uint64) bool {
+	add = func(fr *frameRef, leaf *Hash, issue *Finding, hint *uint64) bool {
 		if cur != nil && (idx/tileWidth != cur.start/tileWidth) {
 			if !send() {
 				return false
 			}
 		}
 		if cur == nil {
-			cur = &chunk{start: idx, done: make(chan struct{}), frames: make([]frameRef, 0, tileWidth)}
+			cur = &chunk{start: idx, done: make(chan struct{}), leaves: make([]Hash, 0, tileWidth-idx%tileWidth)}
 		}
 		if issue != nil {
 			cur.issues = append(cur.issues, *issue)
@@ -624,7 +626,16 @@ func (v *verifier) produce(out chan<- *chunk, work chan<- *chunk, stop <-chan st
 			}
 			cur.hints[idx] = *hint
 		}
-		if fr != nil {
+		switch {
+		case leaf != nil:
+			cur.leaves = append(cur.leaves, *leaf)
+			idx++
+		case fr != nil:
+			if cur.frames == nil {
+				cur.frames = make([]frameRef, 0, cap(cur.leaves))
+			}
+			fr.at = len(cur.leaves)
+			cur.leaves = append(cur.leaves, Hash{})
 			cur.frames = append(cur.frames, *fr)
 			idx++
 			if curMap != nil && (len(cur.maps) == 0 || cur.maps[len(cur.maps)-1] != curMap) {
@@ -647,8 +658,8 @@ func (v *verifier) produce(out chan<- *chunk, work chan<- *chunk, stop <-chan st
 			if si+1 < len(segs) {
 				want = segs[si+1].first - s.first
 			}
-			setMap := func(m *mapping) { curMap = m }
-			if !v.produceZ(s, rel, want, &idx, &started, add, setMap) {
+			curMap = nil
+			if !v.produceZ(s, rel, want, &idx, &started, add) {
 				return nil
 			}
 			continue
@@ -685,7 +696,7 @@ func (v *verifier) produce(out chan<- *chunk, work chan<- *chunk, stop <-chan st
 		if len(block) < segHeaderSize {
 			if si < len(segs)-1 {
 				iss := Finding{Kind: KindFrameCorrupt, File: rel, Index: idx, Message: fmt.Sprintf("%s: segment header missing", rel)}
-				add(nil, &iss, nil)
+				add(nil, nil, &iss, nil)
 			}
 			f.Close()
 			if curMap != nil {
@@ -696,7 +707,7 @@ func (v *verifier) produce(out chan<- *chunk, work chan<- *chunk, stop <-chan st
 		}
 		if first, err := parseSegHeader(block); err != nil {
 			iss := Finding{Kind: KindFrameCorrupt, File: rel, Index: idx, Message: fmt.Sprintf("%s: %v", rel, err)}
-			add(nil, &iss, nil)
+			add(nil, nil, &iss, nil)
 		} else {
 			hint = &first
 		}
@@ -747,14 +758,14 @@ func (v *verifier) produce(out chan<- *chunk, work chan<- *chunk, stop <-chan st
 				} else {
 					iss := Finding{Kind: KindFrameCorrupt, File: rel, Index: idx,
 						Message: fmt.Sprintf("record %d (%s offset %d): %v; rest of the segment unreadable", idx, rel, off, err)}
-					add(nil, &iss, nil)
+					add(nil, nil, &iss, nil)
 				}
 				break
 			}
 			framed = append(framed, idxEntry{off: off, time: int64(binary.BigEndian.Uint64(block[4:frameHeader]))})
 			if skip > 0 {
 				skip--
-			} else if !add(&frameRef{b: block[:n:n], file: rel, off: off}, nil, hint) {
+			} else if !add(&frameRef{b: block[:n:n], file: rel, off: off}, nil, nil, hint) {
 				f.Close()
 				return nil
 			} else {
@@ -813,13 +824,14 @@ func (v *verifier) produceHinted(s *segment, rel string, body []byte, count uint
 		c := &chunk{start: start + k, done: make(chan struct{}), hinted: true}
 		n := min(count-k, tileWidth-(start+k)%tileWidth)
 		c.frames = make([]frameRef, n)
+		c.leaves = make([]Hash, n)
 		for i := range n {
 			lo, hi := offAt(k+i), offAt(k+i+1)
 			if lo < base || hi <= lo || hi > end {
 				release()
 				return false, false
 			}
-			c.frames[i] = frameRef{b: body[lo-base : hi-base : hi-base], file: rel, off: lo,
+			c.frames[i] = frameRef{at: int(i), b: body[lo-base : hi-base : hi-base], file: rel, off: lo,
 				t: int64(binary.BigEndian.Uint64(hints[(k+i)*idxEntrySize+8:]))}
 		}
 		if k == 0 {
@@ -853,24 +865,27 @@ func (v *verifier) produceHinted(s *segment, rel string, body []byte, count uint
 	return true, false
 }
 
-// addFunc adds a record (or an issue) to the stream of chunks.
-type addFunc func(fr *frameRef, issue *Finding, hint *uint64) bool
+// addFunc adds a record to the stream of chunks, as a frame the workers
+// check and hash or as its leaf hash, or an issue.
+type addFunc func(fr *frameRef, leaf *Hash, issue *Finding, hint *uint64) bool
 
 // produceZ streams the records of a compressed segment: its blocks are
-// decoded in parallel, in order, then cut into chunks like frames. A block
-// that does not decode (or whose checksum fails) is a finding, and its
-// records stand in the stream as records no leaf hash matches, so the
-// range is named by the tree. It returns false if verification stopped.
-func (v *verifier) produceZ(s *segment, rel string, want uint64, idx *uint64, started *bool, add addFunc, setMap func(*mapping)) bool {
+// decoded and their records hashed in parallel, in order (each block's
+// records are hashed right after it is decoded, while they are in the
+// core's cache), and their leaf hashes cut into chunks. A block that does
+// not decode (or whose checksum fails) is a finding, and its records stand
+// in the stream as leaves no record hashes to, so the range is named by
+// the tree. It returns false if verification stopped.
+func (v *verifier) produceZ(s *segment, rel string, want uint64, idx *uint64, started *bool, add addFunc) bool {
 	first := s.first
 	if s.zerr != nil {
 		iss := Finding{Kind: KindFrameCorrupt, File: rel, Index: *idx, Count: want,
 			Message: fmt.Sprintf("%s: compressed segment unreadable: %v; its %d record(s) are lost", rel, s.zerr, want)}
-		if !add(nil, &iss, nil) {
+		if !add(nil, nil, &iss, nil) {
 			return false
 		}
 		for range want {
-			if !add(&frameRef{bad: true, file: rel}, nil, nil) {
+			if !add(nil, &noRecord, nil, nil) {
 				return false
 			}
 		}
@@ -883,7 +898,7 @@ func (v *verifier) produceZ(s *segment, rel string, want uint64, idx *uint64, st
 		b, rerr := os.ReadFile(s.path)
 		if rerr != nil {
 			iss := Finding{Kind: KindFrameCorrupt, File: rel, Index: *idx, Message: fmt.Sprintf("%s: %v", rel, rerr)}
-			return add(nil, &iss, nil)
+			return add(nil, nil, &iss, nil)
 		}
 		data, unmap = b, func() {}
 	}
@@ -897,8 +912,8 @@ func (v *verifier) produceZ(s *segment, rel string, want uint64, idx *uint64, st
 	}
 	*started = true
 	type job struct {
-		recs []zRec
-		buf  *[]byte // the decoded block, from zbufPool
+		b    zBlock
+		z    *zbufs // from zbufPool: the decoded block, its records, their leaves
 		err  error
 		done chan struct{}
 	}
@@ -917,20 +932,17 @@ func (v *verifier) produceZ(s *segment, rel string, want uint64, idx *uint64, st
 		}
 		b := z.blocks[bi]
 		bi++
-		j := &job{done: make(chan struct{}), buf: zbufPool.Get().(*[]byte)}
+		j := &job{b: b, done: make(chan struct{}), z: zbufPool.Get().(*zbufs)}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer close(j.done)
 			sem <- struct{}{}
-			var raw []byte
-			j.recs, raw, j.err = decodeBlock(data[b.off:b.off+int64(b.clen)], b.count, *j.buf)
-			*j.buf = raw
+			j.err = j.z.decode(data[b.off:b.off+int64(b.clen)], b.count)
 			<-sem
 		}()
 		return j
 	}
-	blocks := make([]zBlock, 0, len(z.blocks))
 	for {
 		for len(window) < ahead {
 			j := next()
@@ -938,19 +950,14 @@ func (v *verifier) produceZ(s *segment, rel string, want uint64, idx *uint64, st
 				break
 			}
 			window = append(window, j)
-			blocks = append(blocks, z.blocks[bi-1])
 		}
 		if len(window) == 0 {
 			return true
 		}
-		j, b := window[0], blocks[0]
-		window, blocks = window[1:], blocks[1:]
+		j := window[0]
+		window = window[1:]
 		<-j.done
-		// Chunks holding records of the block keep its buffer; the last
-		// one done returns it to the pool.
-		m := &mapping{release: func() { zbufPool.Put(j.buf) }}
-		m.refs.Store(1)
-		setMap(m)
+		b := j.b
 		k0 := uint64(0)
 		if skip > b.first {
 			k0 = skip - b.first
@@ -958,31 +965,54 @@ func (v *verifier) produceZ(s *segment, rel string, want uint64, idx *uint64, st
 		if j.err != nil {
 			iss := Finding{Kind: KindFrameCorrupt, File: rel, Index: first + b.first, Count: uint64(b.count),
 				Message: fmt.Sprintf("records %d to %d (%s block at offset %d): %v", first+b.first, first+b.first+uint64(b.count)-1, rel, b.off, j.err)}
-			if !add(nil, &iss, nil) {
+			if !add(nil, nil, &iss, nil) {
+				zbufPool.Put(j.z)
 				return false
 			}
 		}
 		for k := k0; k < uint64(b.count); k++ {
-			fr := &frameRef{file: rel, off: b.off}
-			if j.err != nil {
-				fr.bad = true
-			} else {
-				fr.rec = j.recs[k].data
+			leaf := &noRecord
+			if j.err == nil {
+				leaf = &j.z.leaves[k]
 			}
-			if !add(fr, nil, hint) {
-				setMap(nil)
-				m.unref()
+			if !add(nil, leaf, nil, hint) {
+				zbufPool.Put(j.z)
 				return false
 			}
 			hint = nil
 		}
-		setMap(nil)
-		m.unref()
+		zbufPool.Put(j.z) // the leaves are copied into the chunks
 	}
 }
 
+// noRecord is the leaf of a record that could not be read: no record
+// hashes to it, so the tree diverges there and the range is named.
+var noRecord Hash
+
+// zbufs is what verify decodes a compressed block into.
+type zbufs struct {
+	raw    []byte
+	recs   [][]byte
+	leaves []Hash
+}
+
 // zbufPool recycles the buffers verify decodes blocks into.
-var zbufPool = sync.Pool{New: func() any { b := make([]byte, 0, zBlockSize+zBlockSize/4); return &b }}
+var zbufPool = sync.Pool{New: func() any { return &zbufs{raw: make([]byte, 0, zBlockSize+zBlockSize/4)} }}
+
+// decode decompresses a block of count records, checks its CRC and hashes
+// its records into z.leaves.
+func (z *zbufs) decode(comp []byte, count uint32) error {
+	var err error
+	if z.raw, err = decodeRaw(comp, z.raw); err != nil {
+		return err
+	}
+	if _, z.recs, err = parseBlock(z.raw[:len(z.raw)-4], count, nil, z.recs[:0]); err != nil {
+		return err
+	}
+	z.leaves = slices.Grow(z.leaves[:0], len(z.recs))[:len(z.recs)]
+	sha256x2.Prefixed(z.leaves, 0, z.recs)
+	return nil
+}
 
 // checkIndex compares a segment's .idx (derived data: reads never trust
 // it) with where the frames really are. A closed segment's must match
@@ -1056,36 +1086,28 @@ func (v *verifier) hashWorker(work <-chan *chunk, tiles *tileStore, limit uint64
 	var some []Hash
 	var th tileHasher
 	for c := range work {
-		c.leaves = make([]Hash, len(c.frames))
 		recs, pos = recs[:0], pos[:0]
-		for i, fr := range c.frames {
-			rec := fr.rec
-			switch {
-			case fr.bad:
-				// No record: a leaf no record hashes to, so the tree
-				// diverges here and the range is named.
-				c.leaves[i] = Hash{}
-				continue
-			case fr.b != nil:
-				if c.hinted {
-					if n, err := frameLen(fr.b, maxFrameLen); err != nil || n != len(fr.b) || int64(binary.BigEndian.Uint64(fr.b[4:])) != fr.t {
-						c.splitBad = true
-						continue
-					}
-				}
-				var err error
-				if _, rec, _, err = decodeFrame(fr.b, maxFrameLen); err != nil {
-					rec = fr.b[frameHeader : len(fr.b)-4]
-					c.issues = append(c.issues, Finding{Kind: KindFrameCorrupt, File: fr.file, Index: c.start + uint64(i),
-						Message: fmt.Sprintf("record %d (%s offset %d): frame checksum mismatch", c.start+uint64(i), fr.file, fr.off)})
+		for _, fr := range c.frames {
+			if c.hinted {
+				if n, err := frameLen(fr.b, maxFrameLen); err != nil || n != len(fr.b) || int64(binary.BigEndian.Uint64(fr.b[4:])) != fr.t {
+					c.splitBad = true
+					continue
 				}
 			}
-			recs, pos = append(recs, rec), append(pos, i)
+			_, rec, _, err := decodeFrame(fr.b, maxFrameLen)
+			if err != nil {
+				rec = fr.b[frameHeader : len(fr.b)-4]
+				c.issues = append(c.issues, Finding{Kind: KindFrameCorrupt, File: fr.file, Index: c.start + uint64(fr.at),
+					Message: fmt.Sprintf("record %d (%s offset %d): frame checksum mismatch", c.start+uint64(fr.at), fr.file, fr.off)})
+			}
+			recs, pos = append(recs, rec), append(pos, fr.at)
 		}
-		if len(recs) == len(c.leaves) {
+		if len(recs) == 0 {
+			// Hashed by the producer (compressed segments).
+		} else if len(recs) == len(c.leaves) {
 			sha256x2.Prefixed(c.leaves, 0, recs)
 		} else {
-			// Some frames hold no record: their leaves stay zero.
+			// Records hashed by the producer, or frames not where the .idx said.
 			some = slices.Grow(some[:0], len(recs))[:len(recs)]
 			sha256x2.Prefixed(some, 0, recs)
 			for k, i := range pos {

@@ -147,53 +147,87 @@ var (
 // decodeBlock decompresses a block and splits it into its records (which
 // alias the returned buffer). want is the record count the index gives.
 func decodeBlock(comp []byte, want uint32, buf []byte) ([]zRec, []byte, error) {
-	raw, err := zDecoder().DecodeAll(comp, buf[:0])
+	raw, err := decodeRaw(comp, buf)
 	if err != nil {
-		return nil, raw, fmt.Errorf("%w: block does not decode: %v", errZseg, err)
-	}
-	if len(raw) < 5 || crc32.Checksum(raw[:len(raw)-4], castagnoli) != binary.BigEndian.Uint32(raw[len(raw)-4:]) {
-		return nil, raw, fmt.Errorf("%w: block checksum mismatch", errZseg)
+		return nil, raw, err
 	}
 	recs, err := splitBlock(raw[:len(raw)-4], want)
 	return recs, raw, err
 }
 
+// decodeRaw decompresses a block into buf and checks its CRC (the last 4
+// bytes of what it returns).
+func decodeRaw(comp []byte, buf []byte) ([]byte, error) {
+	raw, err := zDecoder().DecodeAll(comp, buf[:0])
+	if err != nil {
+		return raw, fmt.Errorf("%w: block does not decode: %v", errZseg, err)
+	}
+	if len(raw) < 5 || crc32.Checksum(raw[:len(raw)-4], castagnoli) != binary.BigEndian.Uint32(raw[len(raw)-4:]) {
+		return raw, fmt.Errorf("%w: block checksum mismatch", errZseg)
+	}
+	return raw, nil
+}
+
 func splitBlock(b []byte, want uint32) ([]zRec, error) {
-	bad := func(what string) ([]zRec, error) { return nil, fmt.Errorf("%w: block layout: %s", errZseg, what) }
+	times := make([]int64, 0, want)
+	data := make([][]byte, 0, want)
+	times, data, err := parseBlock(b, want, times, data)
+	if err != nil {
+		return nil, err
+	}
+	recs := make([]zRec, len(data))
+	for i := range recs {
+		recs[i] = zRec{time: times[i], data: data[i]}
+	}
+	return recs, nil
+}
+
+// parseBlock splits a decoded block (without its CRC) into its records,
+// appended to data (aliasing b), and their append times, appended to
+// times unless it is nil (verify needs only the records: the times are
+// covered by the block's CRC).
+func parseBlock(b []byte, want uint32, times []int64, data [][]byte) ([]int64, [][]byte, error) {
+	bad := func(what string) ([]int64, [][]byte, error) {
+		return times, data, fmt.Errorf("%w: block layout: %s", errZseg, what)
+	}
 	n, k := binary.Uvarint(b)
 	if k <= 0 || n != uint64(want) {
 		return bad("record count")
 	}
 	b = b[k:]
-	recs := make([]zRec, n)
 	t := int64(0)
-	for i := range recs {
+	for range n {
 		d, k := binary.Varint(b)
 		if k <= 0 {
 			return bad("times")
 		}
-		t += d
-		recs[i].time = t
+		if times != nil {
+			t += d
+			times = append(times, t)
+		}
 		b = b[k:]
 	}
-	total := uint64(0)
-	lens := make([]uint64, n)
-	for i := range lens {
+	// The lengths column is read twice (checked, then cut) rather than
+	// kept: no allocation per block.
+	lens, total := b, uint64(0)
+	for range n {
 		l, k := binary.Uvarint(b)
 		if k <= 0 || l > maxFrameLen {
 			return bad("lengths")
 		}
-		lens[i], total = l, total+l
+		total += l
 		b = b[k:]
 	}
 	if total != uint64(len(b)) {
 		return bad("records")
 	}
-	for i := range recs {
-		recs[i].data = b[:lens[i]:lens[i]]
-		b = b[lens[i]:]
+	for range n {
+		l, k := binary.Uvarint(lens)
+		lens = lens[k:]
+		data = append(data, b[:l:l])
+		b = b[l:]
 	}
-	return recs, nil
+	return times, data, nil
 }
 
 // encodeBlock appends the compressed block of recs to dst.
