@@ -99,7 +99,9 @@ type Proxy struct {
 	sampler   *sampler
 	handler   http.Handler
 	transport *h1Transport
-	reqID     string // canonical request id header
+	pool      *bufferPool
+	noFast    atomic.Bool // tests: everything through ReverseProxy
+	reqID     string      // canonical request id header
 
 	stop      context.CancelFunc
 	wg        sync.WaitGroup
@@ -135,9 +137,9 @@ func New(cfg Config, log *slog.Logger) (*Proxy, error) {
 		p.trusted = append(p.trusted, pr)
 	}
 	p.transport = newTransport(cfg.Timeouts)
-	pool := &bufferPool{}
+	p.pool = &bufferPool{}
 	for i := range cfg.Routes {
-		rt, err := p.newRoute(cfg.Routes[i], p.transport, pool)
+		rt, err := p.newRoute(cfg.Routes[i], p.transport, p.pool)
 		if err != nil {
 			return nil, err
 		}
@@ -389,7 +391,11 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	ex := exchanges.Get().(*exchange)
 	ex.ResponseWriter, ex.status, ex.withheld = w, 0, 0
 	p.forwarded.Add(1)
-	rt.rp.ServeHTTP(ex, r)
+	if p.fast(rt, r) && !p.noFast.Load() {
+		p.serveFast(ex, r, rt)
+	} else {
+		rt.rp.ServeHTTP(ex, r)
+	}
 	status := ex.status
 	if ex.withheld != 0 {
 		// What the upstream said is what happened there (a failed login

@@ -30,6 +30,7 @@ type route struct {
 	limit        *limiter
 	perRoute     bool
 	rp           *httputil.ReverseProxy
+	addr         string // host:port of a plain-HTTP upstream (the fast path); "" otherwise
 }
 
 func (rt *route) hostRank() int {
@@ -54,6 +55,12 @@ func (p *Proxy) newRoute(c Route, transport http.RoundTripper, pool httputil.Buf
 	}
 	if rt.name == "" {
 		rt.name = rt.host + rt.prefix
+	}
+	if target.Scheme == "http" {
+		rt.addr = target.Host
+		if target.Port() == "" {
+			rt.addr = net.JoinHostPort(target.Hostname(), "80")
+		}
 	}
 	if c.RateLimit != nil {
 		rt.limit = newLimiter(c.RateLimit, maxLimitKeys)
@@ -104,41 +111,66 @@ func prefixMatch(path, prefix string) bool {
 }
 
 // rewrite builds the upstream request: target, forwarding headers,
-// correlation id and trace context.
+// correlation id and trace context. The fast path (fast.go) writes the
+// same request without building it.
 func (p *Proxy) rewrite(rt *route, pr *httputil.ProxyRequest) {
 	in, out := pr.In, pr.Out
-	if rt.strip && rt.prefix != "/" {
-		trim := strings.TrimSuffix(rt.prefix, "/")
-		out.URL.Path = "/" + strings.TrimLeft(strings.TrimPrefix(out.URL.Path, trim), "/")
-		if out.URL.RawPath != "" {
-			out.URL.RawPath = "/" + strings.TrimLeft(strings.TrimPrefix(out.URL.RawPath, trim), "/")
-		}
-	}
+	rt.stripPrefix(out.URL)
 	pr.SetURL(rt.target)
 	if rt.preserveHost {
 		out.Host = in.Host
 	}
-	p.setForwarded(in, out)
+	f := p.forwarding(in)
+	out.Header["X-Forwarded-For"] = []string{f.xff}
+	out.Header["X-Forwarded-Host"] = []string{f.xfh}
+	out.Header["X-Forwarded-Proto"] = []string{f.xfp}
+	out.Header["Forwarded"] = []string{f.fwd}
 
 	ctx := in.Context()
 	out.Header[p.reqID] = []string{httpaudit.RequestID(ctx)}
-	traceID, spanID := httpaudit.TraceContext(ctx)
-	if tp := in.Header.Get("Traceparent"); len(tp) < 35 || tp[3:35] != traceID {
+	if tp, ok := p.newTraceparent(in); ok {
 		// Missing or invalid: the gateway starts the trace, and a
 		// tracestate that went with a broken traceparent is dropped.
 		out.Header.Del("Tracestate")
-		out.Header["Traceparent"] = []string{traceparent(traceID, spanID)}
+		out.Header["Traceparent"] = []string{tp}
 	}
+}
+
+// stripPrefix removes the route's prefix from an upstream URL's path
+// when the route says so.
+func (rt *route) stripPrefix(u *url.URL) {
+	if rt.strip && rt.prefix != "/" {
+		trim := strings.TrimSuffix(rt.prefix, "/")
+		u.Path = "/" + strings.TrimLeft(strings.TrimPrefix(u.Path, trim), "/")
+		if u.RawPath != "" {
+			u.RawPath = "/" + strings.TrimLeft(strings.TrimPrefix(u.RawPath, trim), "/")
+		}
+	}
+}
+
+// newTraceparent returns the traceparent the gateway sends upstream in
+// place of the client's, when the client's is missing or invalid (the
+// request's trace context is then the gateway's own).
+func (p *Proxy) newTraceparent(in *http.Request) (string, bool) {
+	traceID, spanID := httpaudit.TraceContext(in.Context())
+	if tp := in.Header.Get("Traceparent"); len(tp) < 35 || tp[3:35] != traceID {
+		return traceparent(traceID, spanID), true
+	}
+	return "", false
 }
 
 func traceparent(traceID, spanID string) string {
 	return "00-" + traceID + "-" + spanID + "-01"
 }
 
-// setForwarded writes X-Forwarded-For/Host/Proto and Forwarded (RFC
-// 7239). What the client sent is passed on only when it comes from a
-// trusted proxy; anyone else could forge a chain.
-func (p *Proxy) setForwarded(in, out *http.Request) {
+// forwarding are the values of X-Forwarded-For/Host/Proto and Forwarded
+// (RFC 7239) sent upstream.
+type forwarding struct{ xff, xfh, xfp, fwd string }
+
+// forwarding computes the forwarding headers. What the client sent in them
+// is passed on only when it comes from a trusted proxy; anyone else could
+// forge a chain.
+func (p *Proxy) forwarding(in *http.Request) forwarding {
 	peer, _, err := net.SplitHostPort(in.RemoteAddr)
 	if err != nil {
 		peer = in.RemoteAddr
@@ -172,9 +204,6 @@ func (p *Proxy) setForwarded(in, out *http.Request) {
 			xfp = v
 		}
 	}
-	out.Header["X-Forwarded-For"] = []string{xff}
-	out.Header["X-Forwarded-Host"] = []string{xfh}
-	out.Header["X-Forwarded-Proto"] = []string{xfp}
 	node := peer
 	if peerAddr.Is6() {
 		node = `"[` + peer + `]"`
@@ -183,7 +212,7 @@ func (p *Proxy) setForwarded(in, out *http.Request) {
 	if fwd != "" {
 		elem = fwd + ", " + elem
 	}
-	out.Header["Forwarded"] = []string{elem}
+	return forwarding{xff: xff, xfh: xfh, xfp: xfp, fwd: elem}
 }
 
 // forwardedFromXFF turns X-Forwarded-For hops into Forwarded elements.
@@ -232,6 +261,16 @@ func quoteForwarded(v string) string {
 // request was in flight, and echoes the correlation headers downstream:
 // the gateway's own, not a second copy from the upstream.
 func (p *Proxy) modifyResponse(res *http.Response) error {
+	var tp []string
+	if res.Request != nil {
+		tp = res.Request.Header["Traceparent"]
+	}
+	return p.answer(res, tp)
+}
+
+// answer is modifyResponse for an answer to a request sent upstream with
+// the traceparent values tp.
+func (p *Proxy) answer(res *http.Response, tp []string) error {
 	var mark *gateMark
 	if p.gate != nil && res.Request != nil {
 		ctx := res.Request.Context()
@@ -261,10 +300,8 @@ func (p *Proxy) modifyResponse(res *http.Response) error {
 	}
 	res.Header.Del(p.reqID)
 	res.Header.Del("Traceparent")
-	if req := res.Request; req != nil {
-		if tp := req.Header["Traceparent"]; len(tp) == 1 {
-			res.Header["Traceparent"] = tp
-		}
+	if len(tp) == 1 {
+		res.Header["Traceparent"] = tp
 	}
 	return nil
 }

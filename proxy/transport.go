@@ -111,17 +111,29 @@ func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !t.takes(req) {
 		return t.std.RoundTrip(req)
 	}
-	ctx := req.Context()
 	addr := req.URL.Host
 	if req.URL.Port() == "" {
 		addr = net.JoinHostPort(req.URL.Hostname(), "80")
 	}
+	var got1xx func(int, textproto.MIMEHeader) error
+	if trace := httptrace.ContextClientTrace(req.Context()); trace != nil {
+		got1xx = trace.Got1xxResponse
+	}
+	return t.do(req.Context(), addr, req, func(bw *bufio.Writer) error { return req.Write(bw) }, got1xx)
+}
+
+// do exchanges one request in place over a pooled connection to addr:
+// write puts the request on the connection (flushed by do), req gives
+// the answer's parser its method and becomes Response.Request, and
+// got1xx (if not nil) is told of each informational answer.
+func (t *h1Transport) do(ctx context.Context, addr string, req *http.Request, write func(*bufio.Writer) error,
+	got1xx func(int, textproto.MIMEHeader) error) (*http.Response, error) {
 	for attempt := 0; ; attempt++ {
 		c, err := t.get(ctx, addr, attempt > 0)
 		if err != nil {
 			return nil, err
 		}
-		resp, err := t.exchange(ctx, c, req)
+		resp, err := t.exchange(ctx, c, req, write, got1xx)
 		if err == nil {
 			return resp, nil
 		}
@@ -251,7 +263,8 @@ const max1xx = 5
 
 // exchange writes req on c and reads the answer's header. The response body, once read to its end, returns c to the pool; closed
 // early, it closes c.
-func (t *h1Transport) exchange(ctx context.Context, c *h1Conn, req *http.Request) (resp *http.Response, err error) {
+func (t *h1Transport) exchange(ctx context.Context, c *h1Conn, req *http.Request, write func(*bufio.Writer) error,
+	got1xx func(int, textproto.MIMEHeader) error) (resp *http.Response, err error) {
 	// Cancellation (the client went away, the gateway shuts down) and the
 	// response header timeout both end a blocked read or write through
 	// the connection's deadline.
@@ -263,14 +276,13 @@ func (t *h1Transport) exchange(ctx context.Context, c *h1Conn, req *http.Request
 	if t.header > 0 {
 		c.conn.SetReadDeadline(t.now().Add(t.header))
 	}
-	if err := req.Write(c.bw); err != nil {
+	if err := write(c.bw); err != nil {
 		return fail(fmt.Errorf("upstream %s: write request: %w", c.addr, err))
 	}
 	if err := c.bw.Flush(); err != nil {
 		return fail(fmt.Errorf("upstream %s: write request: %w", c.addr, err))
 	}
 	c.lr.n = t.maxHeader
-	trace := httptrace.ContextClientTrace(ctx)
 	for n := 0; ; n++ {
 		resp, err = http.ReadResponse(c.br, req)
 		if err != nil {
@@ -283,8 +295,8 @@ func (t *h1Transport) exchange(ctx context.Context, c *h1Conn, req *http.Request
 		if n == max1xx {
 			return fail(fmt.Errorf("upstream %s: more than %d informational responses", c.addr, max1xx))
 		}
-		if trace != nil && trace.Got1xxResponse != nil {
-			if err := trace.Got1xxResponse(code, textproto.MIMEHeader(resp.Header)); err != nil {
+		if got1xx != nil {
+			if err := got1xx(code, textproto.MIMEHeader(resp.Header)); err != nil {
 				return fail(err)
 			}
 		}

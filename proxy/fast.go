@@ -1,0 +1,387 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"net/textproto"
+	"net/url"
+	"os"
+	"strings"
+
+	"github.com/trailguard/trailguard/httpaudit"
+)
+
+// The fast path forwards the requests most APIs see most — no body, no
+// protocol upgrade, a method that may be sent again, to a plain-HTTP
+// upstream — without httputil.ReverseProxy: the upstream request is
+// written straight from the client's (no clone of the request and its
+// header map, no second pass to strip hop-by-hop and forwarding headers,
+// no sorted header write), and the upstream's header is handed to the
+// client's response without a copy. What reaches the upstream and the
+// client is what ReverseProxy with the gateway's Rewrite and
+// ModifyResponse sends (TestFastPathMatchesReverseProxy compares them);
+// everything else still goes through ReverseProxy. On a gateway that is
+// CPU-bound, this is a noticeable part of each request's CPU.
+
+// fastQueryOK is false when GODEBUG changes how ReverseProxy cleans query
+// strings (urlmaxqueryparams): the fast path then never runs.
+var fastQueryOK = !strings.Contains(os.Getenv("GODEBUG"), "urlmaxqueryparams")
+
+// fast reports whether a request takes the fast path.
+func (p *Proxy) fast(rt *route, r *http.Request) bool {
+	if rt.addr == "" || !fastQueryOK || (r.Body != nil && r.Body != http.NoBody) || r.Close || r.ContentLength > 0 {
+		return false
+	}
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+	default:
+		return false
+	}
+	if _, up := r.Header["Upgrade"]; up {
+		return false
+	}
+	return strings.HasPrefix(r.URL.Path, "/") && queryClean(r.URL.RawQuery) && asciiPrintable(r.Host)
+}
+
+// queryClean reports whether ReverseProxy would pass a query string
+// unchanged (its cleanQueryParams re-encodes one with semicolons, bad
+// escapes or over 10,000 parameters).
+func queryClean(s string) bool {
+	if strings.Count(s, "&") >= 10000 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case ';':
+			return false
+		case '%':
+			if i+2 >= len(s) || !ishex(s[i+1]) || !ishex(s[i+2]) {
+				return false
+			}
+			i += 2
+		}
+	}
+	return true
+}
+
+func ishex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+// asciiPrintable: a Host that needs no punycode conversion.
+func asciiPrintable(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// upstreamURI is the request-target sent upstream: the client's path
+// (less the route's prefix if stripped) joined to the upstream URL's, and
+// both queries, as ReverseProxy's SetURL makes it.
+func (rt *route) upstreamURI(in *url.URL) string {
+	if !rt.strip && rt.target.Path == "" && rt.target.RawQuery == "" {
+		return in.RequestURI()
+	}
+	u := *in
+	rt.stripPrefix(&u)
+	a := rt.target
+	if a.RawPath == "" && u.RawPath == "" {
+		u.Path = singleJoiningSlash(a.Path, u.Path)
+	} else {
+		apath, bpath := a.EscapedPath(), u.EscapedPath()
+		aslash, bslash := strings.HasSuffix(apath, "/"), strings.HasPrefix(bpath, "/")
+		switch {
+		case aslash && bslash:
+			u.Path, u.RawPath = a.Path+u.Path[1:], apath+bpath[1:]
+		case !aslash && !bslash:
+			u.Path, u.RawPath = a.Path+"/"+u.Path, apath+"/"+bpath
+		default:
+			u.Path, u.RawPath = a.Path+u.Path, apath+bpath
+		}
+	}
+	if a.RawQuery != "" {
+		if u.RawQuery == "" {
+			u.RawQuery = a.RawQuery
+		} else {
+			u.RawQuery = a.RawQuery + "&" + u.RawQuery
+		}
+	}
+	return u.RequestURI()
+}
+
+func singleJoiningSlash(a, b string) string {
+	aslash, bslash := strings.HasSuffix(a, "/"), strings.HasPrefix(b, "/")
+	switch {
+	case aslash && bslash:
+		return a + b[1:]
+	case !aslash && !bslash:
+		return a + "/" + b
+	}
+	return a + b
+}
+
+// skipUpstream are the client's headers never forwarded as they came:
+// hop-by-hop headers (RFC 9110 7.6.1 and the older list ReverseProxy
+// removes), the forwarding headers the gateway writes itself, and those
+// that Request.Write leaves out of a request without a body.
+var skipUpstream = map[string]bool{
+	"Connection": true, "Proxy-Connection": true, "Keep-Alive": true, "Proxy-Authenticate": true,
+	"Proxy-Authorization": true, "Te": true, "Trailer": true, "Transfer-Encoding": true, "Upgrade": true,
+	"Forwarded": true, "X-Forwarded-For": true, "X-Forwarded-Host": true, "X-Forwarded-Proto": true,
+	"Host": true, "Content-Length": true, "User-Agent": true,
+}
+
+// upstreamReq is what the fast path sends upstream, worked out once (a
+// request sent again on a new connection is the same).
+type upstreamReq struct {
+	in        *http.Request
+	uri, host string
+	named     []string // headers the client's Connection names (hop-by-hop)
+	traceTP   []string // the traceparent sent upstream (echoed to the client)
+	replaceTP bool     // the client's traceparent (and tracestate) replaced
+	fwd       forwarding
+	reqID     string
+}
+
+func (p *Proxy) upstreamReq(rt *route, in *http.Request) *upstreamReq {
+	u := &upstreamReq{in: in, uri: rt.upstreamURI(in.URL), host: rt.target.Host, fwd: p.forwarding(in),
+		reqID: httpaudit.RequestID(in.Context())}
+	if rt.preserveHost {
+		u.host = in.Host
+	}
+	for _, v := range in.Header["Connection"] {
+		for f := range strings.SplitSeq(v, ",") {
+			if f = textproto.TrimString(f); f != "" {
+				u.named = append(u.named, textproto.CanonicalMIMEHeaderKey(f))
+			}
+		}
+	}
+	if tp, ok := p.newTraceparent(in); ok {
+		u.replaceTP, u.traceTP = true, []string{tp}
+	} else if !contains(u.named, "Traceparent") {
+		u.traceTP = in.Header["Traceparent"]
+	}
+	return u
+}
+
+// write writes the upstream request: the client's header less the
+// hop-by-hop and forwarding fields, then the gateway's forwarding,
+// correlation and trace fields.
+func (u *upstreamReq) write(bw *bufio.Writer, reqIDHeader string) error {
+	in := u.in
+	if !asciiPrintable(u.uri) || !asciiPrintable(u.host) {
+		return errors.New("upstream request-target or host is not printable ASCII")
+	}
+	bw.WriteString(in.Method)
+	bw.WriteByte(' ')
+	bw.WriteString(u.uri)
+	bw.WriteString(" HTTP/1.1\r\nHost: ")
+	bw.WriteString(u.host)
+	bw.WriteString("\r\n")
+	if ua := in.Header["User-Agent"]; len(ua) > 0 && ua[0] != "" && !contains(u.named, "User-Agent") {
+		writeField(bw, "User-Agent", ua[0])
+	}
+	for k, vv := range in.Header {
+		if skipUpstream[k] || k == reqIDHeader || u.replaceTP && (k == "Traceparent" || k == "Tracestate") ||
+			len(u.named) > 0 && contains(u.named, k) {
+			continue
+		}
+		for _, v := range vv {
+			writeField(bw, k, v)
+		}
+	}
+	for _, v := range in.Header["Te"] {
+		if containsToken(v, "trailers") {
+			// Added back after the hop-by-hop fields are removed, as
+			// ReverseProxy does.
+			writeField(bw, "Te", "trailers")
+			break
+		}
+	}
+	writeField(bw, "X-Forwarded-For", u.fwd.xff)
+	writeField(bw, "X-Forwarded-Host", u.fwd.xfh)
+	writeField(bw, "X-Forwarded-Proto", u.fwd.xfp)
+	writeField(bw, "Forwarded", u.fwd.fwd)
+	writeField(bw, reqIDHeader, u.reqID)
+	if u.replaceTP {
+		writeField(bw, "Traceparent", u.traceTP[0])
+	}
+	_, err := bw.WriteString("\r\n")
+	return err
+}
+
+// writeField writes a header field as Request.Write does: newlines in
+// the value become spaces, and surrounding white space is trimmed.
+func writeField(bw *bufio.Writer, k, v string) {
+	if strings.ContainsAny(v, "\r\n") {
+		v = strings.NewReplacer("\r", " ", "\n", " ").Replace(v)
+	}
+	bw.WriteString(k)
+	bw.WriteString(": ")
+	bw.WriteString(textproto.TrimString(v))
+	bw.WriteString("\r\n")
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// containsToken reports whether a comma-separated header value holds
+// token (case-insensitive).
+func containsToken(v, token string) bool {
+	for f := range strings.SplitSeq(v, ",") {
+		if strings.EqualFold(textproto.TrimString(f), token) {
+			return true
+		}
+	}
+	return false
+}
+
+// hopHeaders are removed from the upstream's answer (with those its
+// Connection header names), as ReverseProxy does.
+var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
+
+// serveFast forwards a request on the fast path; w is the request's
+// exchange. It answers as ReverseProxy would: 502/504 through
+// upstreamError, 1xx answers passed on, the body streamed (flushed at
+// each write for Server-Sent Events and answers of unknown length),
+// trailers passed on, and a failed body copy aborts the client's
+// response (http.ErrAbortHandler).
+func (p *Proxy) serveFast(w http.ResponseWriter, r *http.Request, rt *route) {
+	ctx := r.Context()
+	var (
+		done   bool
+		got1xx = func(code int, h textproto.MIMEHeader) error {
+			if done {
+				return nil
+			}
+			dst := w.Header()
+			for k, vv := range h {
+				for _, v := range vv {
+					dst.Add(k, v)
+				}
+			}
+			w.WriteHeader(code)
+			clear(dst)
+			return nil
+		}
+	)
+	up := p.upstreamReq(rt, r)
+	res, err := p.transport.do(ctx, rt.addr, r, func(bw *bufio.Writer) error { return up.write(bw, p.reqID) }, got1xx)
+	done = true
+	if err != nil {
+		p.upstreamError(w, r, err)
+		return
+	}
+	for _, v := range res.Header["Connection"] {
+		for f := range strings.SplitSeq(v, ",") {
+			if f = textproto.TrimString(f); f != "" {
+				res.Header.Del(f)
+			}
+		}
+	}
+	for _, h := range hopHeaders {
+		delete(res.Header, h)
+	}
+	if err := p.answer(res, up.traceTP); err != nil {
+		res.Body.Close()
+		p.upstreamError(w, r, err)
+		return
+	}
+	dst := w.Header()
+	for k, vv := range res.Header {
+		if old, ok := dst[k]; ok {
+			dst[k] = append(old, vv...)
+		} else {
+			dst[k] = vv
+		}
+	}
+	announced := len(res.Trailer)
+	if announced > 0 {
+		keys := make([]string, 0, announced)
+		for k := range res.Trailer {
+			keys = append(keys, k)
+		}
+		dst.Add("Trailer", strings.Join(keys, ", "))
+	}
+	w.WriteHeader(res.StatusCode)
+	flush := res.ContentLength == -1
+	if !flush {
+		if ct := res.Header["Content-Type"]; len(ct) > 0 && strings.Contains(ct[0], "event-stream") {
+			base, _, _ := mime.ParseMediaType(ct[0])
+			flush = base == "text/event-stream"
+		}
+	}
+	rc := http.NewResponseController(w)
+	if flush {
+		rc.Flush() // the header goes at once, even if the body is slow to come
+	}
+	if err := p.copyBody(w, res.Body, rc, flush); err != nil {
+		res.Body.Close()
+		if ctx.Value(http.ServerContextKey) != nil {
+			// Streaming, all that can be done is abort the response.
+			panic(http.ErrAbortHandler)
+		}
+		return
+	}
+	res.Body.Close()
+	if len(res.Trailer) > 0 {
+		rc.Flush() // trailers need a chunked answer
+	}
+	if len(res.Trailer) == announced {
+		for k, vv := range res.Trailer {
+			for _, v := range vv {
+				dst.Add(k, v)
+			}
+		}
+		return
+	}
+	for k, vv := range res.Trailer {
+		for _, v := range vv {
+			dst.Add(http.TrailerPrefix+k, v)
+		}
+	}
+}
+
+// copyBody copies an answer's body to the client with a pooled buffer.
+func (p *Proxy) copyBody(w io.Writer, body io.Reader, rc *http.ResponseController, flush bool) error {
+	buf := p.pool.Get()
+	defer p.pool.Put(buf)
+	for {
+		n, rerr := body.Read(buf)
+		if rerr != nil && rerr != io.EOF && !errors.Is(rerr, context.Canceled) {
+			p.log.Warn("proxy: reading the upstream's answer failed", "err", rerr)
+		}
+		if n > 0 {
+			nw, werr := w.Write(buf[:n])
+			if werr != nil {
+				return werr
+			}
+			if nw != n {
+				return io.ErrShortWrite
+			}
+			if flush {
+				rc.Flush()
+			}
+		}
+		if rerr != nil {
+			if rerr == io.EOF {
+				return nil
+			}
+			return rerr
+		}
+	}
+}

@@ -1,0 +1,217 @@
+package proxy
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"net/textproto"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// rawUpstream is a real HTTP/1.1 server on 127.0.0.1 that records each
+// request head exactly as it came (request line and header lines) and
+// answers with canned bytes chosen by the path: the test sees what the
+// gateway writes, not what a parser makes of it.
+type rawUpstream struct {
+	ln    net.Listener
+	mu    sync.Mutex
+	heads []string
+}
+
+func newRawUpstream(t *testing.T) *rawUpstream {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := &rawUpstream{ln: ln}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go u.serve(c)
+		}
+	}()
+	return u
+}
+
+const upstreamTP = "00-ffffffffffffffffffffffffffffffff-ffffffffffffffff-01"
+
+func (u *rawUpstream) serve(c net.Conn) {
+	defer c.Close()
+	tp := textproto.NewReader(bufio.NewReader(c))
+	for {
+		line, err := tp.ReadLine()
+		if err != nil {
+			return
+		}
+		var fields []string
+		n := 0
+		for {
+			f, err := tp.ReadLine()
+			if err != nil {
+				return
+			}
+			if f == "" {
+				break
+			}
+			if v, ok := strings.CutPrefix(f, "Content-Length: "); ok {
+				n, _ = strconv.Atoi(v)
+			}
+			fields = append(fields, f)
+		}
+		if _, err := io.CopyN(io.Discard, tp.R, int64(n)); err != nil {
+			return
+		}
+		slices.Sort(fields)
+		u.mu.Lock()
+		u.heads = append(u.heads, line+"\n"+strings.Join(fields, "\n"))
+		u.mu.Unlock()
+		var resp string
+		switch {
+		case strings.Contains(line, "/chunked"):
+			resp = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTrailer: X-Sum\r\nTransfer-Encoding: chunked\r\n\r\n" +
+				"5\r\nhello\r\n6\r\n world\r\n0\r\nX-Sum: 42\r\nX-Unannounced: 7\r\n\r\n"
+		case strings.Contains(line, "/hints"):
+			resp = "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n" +
+				"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+		case strings.Contains(line, "/sse"):
+			resp = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\nContent-Length: 9\r\n\r\ndata: x\n\n"
+		case strings.Contains(line, "/denied"):
+			resp = "HTTP/1.1 401 Unauthorized\r\nWww-Authenticate: Basic realm=\"x\"\r\nContent-Length: 4\r\n\r\nnope"
+		default:
+			body := "ok"
+			if strings.HasPrefix(line, "HEAD ") {
+				body = ""
+			}
+			resp = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: X-Up-Hop\r\nX-Up-Hop: secret\r\n" +
+				"Keep-Alive: timeout=5\r\nX-Request-Id: upstream-own\r\nTraceparent: " + upstreamTP + "\r\n" +
+				"Set-Cookie: a=1\r\nSet-Cookie: b=2\r\nContent-Length: 2\r\n\r\n" + body
+		}
+		if _, err := io.WriteString(c, resp); err != nil {
+			return
+		}
+	}
+}
+
+func (u *rawUpstream) last() string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.heads[len(u.heads)-1]
+}
+
+// TestFastPathMatchesReverseProxy sends the same requests through the
+// fast path and through httputil.ReverseProxy (the gateway's Rewrite and
+// ModifyResponse) and compares, byte for byte, the request heads the
+// upstream received (header order aside) and the answers the client got:
+// hop-by-hop fields both ways, forwarding fields, correlation and trace
+// context, HEAD, OPTIONS, 1xx answers, trailers, Server-Sent Events,
+// escaped paths, joined upstream paths and queries, stripped prefixes.
+func TestFastPathMatchesReverseProxy(t *testing.T) {
+	t.Parallel()
+	up := newRawUpstream(t)
+	base := "http://" + up.ln.Addr().String()
+	p, gw, _ := gateway(t, Config{Routes: []Route{
+		{Path: "/b/", Upstream: base + "/base"},
+		{Path: "/s/", Upstream: base + "/strip", StripPrefix: true},
+		{Path: "/", Upstream: base},
+	}})
+	const validTP = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	cases := []struct {
+		name, method, path string
+		hdr                [][2]string
+		fast               bool
+	}{
+		{"plain", "GET", "/plain?x=1&y=%20", [][2]string{{"Accept", "a/b"}, {"X-Multi", "1"}, {"X-Multi", "2"}, {"User-Agent", "tg-test"}}, true},
+		{"hop-by-hop and forged forwarding", "GET", "/plain", [][2]string{{"Connection", "X-Hop, keep-alive"}, {"X-Hop", "v"},
+			{"Keep-Alive", "timeout=3"}, {"Te", "trailers"}, {"Proxy-Authorization", "Basic c2VjcmV0"},
+			{"X-Forwarded-For", "6.6.6.6"}, {"Forwarded", "for=1.2.3.4"}, {"X-Forwarded-Host", "evil"},
+			{"Traceparent", validTP}, {"Tracestate", "v=1"}}, true},
+		{"invalid traceparent", "GET", "/plain", [][2]string{{"Traceparent", "00-bad"}, {"Tracestate", "v=1"}}, true},
+		{"connection names user-agent", "GET", "/plain", [][2]string{{"Connection", "User-Agent"}, {"User-Agent", "x"}}, true},
+		{"no user agent", "GET", "/plain", [][2]string{{"User-Agent", ""}}, true},
+		{"head", "HEAD", "/plain", nil, true},
+		{"options", "OPTIONS", "/plain", nil, true},
+		{"trailers", "GET", "/chunked", nil, true},
+		{"early hints", "GET", "/hints", nil, true},
+		{"server-sent events", "GET", "/sse", nil, true},
+		{"401", "GET", "/denied", nil, true},
+		{"escaped path, joined upstream path", "GET", "/b/a%2Fb/plain?q=%41", nil, true},
+		{"stripped prefix", "GET", "/s/x/plain?q=1", nil, true},
+		{"semicolon query (ReverseProxy cleans it)", "GET", "/plain?a=1;b=2", nil, false},
+		{"body", "POST", "/plain", nil, false},
+	}
+	client := &http.Client{Transport: &http.Transport{DisableCompression: true}}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var heads, answers [2]string
+			for mode := range 2 {
+				p.noFast.Store(mode == 1)
+				var body io.Reader
+				if tc.method == "POST" {
+					body = strings.NewReader("{}")
+				}
+				req, _ := http.NewRequest(tc.method, gw+tc.path, body)
+				req.Header.Set("X-Request-ID", "case-"+string(rune('a'+i)))
+				for _, h := range tc.hdr {
+					req.Header.Add(h[0], h[1])
+				}
+				if mode == 0 {
+					in := req.Clone(req.Context())
+					in.URL.Host, in.Host = "", req.URL.Host
+					if in.Body == nil {
+						in.Body = http.NoBody
+					}
+					if got := p.fast(p.route(in), in); got != tc.fast {
+						t.Fatalf("fast path taken: %v, want %v", got, tc.fast)
+					}
+				}
+				resp, err := client.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Header.Del("Date")
+				tp := resp.Header.Get("Traceparent")
+				var hs []string
+				for k, vv := range resp.Header {
+					hs = append(hs, k+": "+strings.Join(vv, " | "))
+				}
+				for k, vv := range resp.Trailer {
+					hs = append(hs, "trailer "+k+": "+strings.Join(vv, " | "))
+				}
+				slices.Sort(hs)
+				answers[mode] = resp.Status + "\n" + strings.Join(hs, "\n") + "\n\n" + string(b)
+				heads[mode] = up.last()
+				if tp != "" && tp != validTP {
+					// generated per request
+					answers[mode] = strings.ReplaceAll(answers[mode], tp, "<generated>")
+					heads[mode] = strings.ReplaceAll(heads[mode], tp, "<generated>")
+				}
+			}
+			p.noFast.Store(false)
+			if heads[0] != heads[1] {
+				t.Errorf("upstream got, fast path:\n%s\n\nReverseProxy:\n%s", heads[0], heads[1])
+			}
+			if answers[0] != answers[1] {
+				t.Errorf("client got, fast path:\n%s\n\nReverseProxy:\n%s", answers[0], answers[1])
+			}
+			if strings.Contains(heads[0], "X-Hop") || strings.Contains(heads[0], "Proxy-Authorization") ||
+				strings.Contains(heads[0], "6.6.6.6") || strings.Contains(answers[0], "secret") ||
+				strings.Contains(answers[0], "upstream-own") || strings.Contains(answers[0], "ffffffff") {
+				t.Errorf("a hop-by-hop, forged or upstream correlation field passed:\n%s\n\n%s", heads[0], answers[0])
+			}
+		})
+	}
+}
