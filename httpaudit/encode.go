@@ -180,14 +180,21 @@ func accessTail(service, host string) []byte {
 
 // appendAccess appends the access event of the served request st, with
 // event.id id, as one line of JSON (no newline). It is what
-// l.finish(st).AppendJSON writes when no Annotate hook is set.
-func (l *Logger) appendAccess(b []byte, st *state, id []byte, wc *writerCache) []byte {
+// l.finish(st, wc.now).AppendJSON writes. When an Annotate hook is set it
+// returns b unchanged and false: the hook needs the event.
+func (l *Logger) appendAccess(b []byte, st *state, id []byte, wc *writerCache) ([]byte, bool) {
+	st.mu.Lock()
+	u, hooked := st.user, st.annotate != nil
+	st.mu.Unlock()
+	if hooked {
+		return b, false
+	}
 	ri := &st.info
 	f := l.fields(st, wc)
 	b = append(b, '{')
-	if !ri.start.IsZero() {
+	if start := l.startOf(ri, wc.now); !start.IsZero() {
 		b = append(b, `"@timestamp":"`...)
-		b = wc.time.append(b, ri.start)
+		b = wc.time.append(b, start)
 		b = append(b, `",`...)
 	}
 	status := int(st.status)
@@ -282,9 +289,6 @@ func (l *Logger) appendAccess(b []byte, st *state, id []byte, wc *writerCache) [
 		b = appendQuoted(b, f.clientIP)
 		b = append(b, '}')
 	}
-	st.mu.Lock()
-	u := st.user
-	st.mu.Unlock()
 	uid, uname := l.cut(u.ID), l.cut(u.Name)
 	if uid != "" || uname != "" || len(u.Roles) > 0 {
 		b = append(b, `,"user":{`...)
@@ -343,13 +347,14 @@ func (l *Logger) appendAccess(b []byte, st *state, id []byte, wc *writerCache) [
 			b = append(b, `}}}}`...)
 		}
 	}
-	return append(b, '}')
+	return append(b, '}'), true
 }
 
 // writerCache is what the writer goroutine keeps from one event to the
-// next to encode access events faster: the text of the current second, and
-// the values the redactor found clean.
+// next to encode access events faster: the text of the current second, the
+// last connection address, and the values the redactor found clean.
 type writerCache struct {
+	now  time.Time // the batch's reading of the real clock (see startOf)
 	time timeCache
 	addr addrCache
 	memo *redact.Memo // nil: scrub every value afresh

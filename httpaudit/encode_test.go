@@ -78,19 +78,22 @@ func serveCase(t testing.TB, l *Logger, c accessCase) *state {
 func checkDirect(t testing.TB, l *Logger, st *state) []byte {
 	t.Helper()
 	id := []byte("01a213cb-c08f-7a0b-beb8-a7736a357c1a")
-	wc := writerCache{memo: l.red.NewMemo()}
-	got := l.appendAccess(nil, st, id, &wc)
-	if again := l.appendAccess(nil, st, id, &wc); !bytes.Equal(again, got) { // from the caches
+	wc := writerCache{memo: l.red.NewMemo(), now: time.Now()}
+	got, ok := l.appendAccess(nil, st, id, &wc)
+	if !ok {
+		t.Fatal("appendAccess refused a request without hooks")
+	}
+	if again, _ := l.appendAccess(nil, st, id, &wc); !bytes.Equal(again, got) { // from the caches
 		t.Fatalf("encoded again with the time cache and the scrubbing memo:\n%s\n%s", again, got)
 	}
-	ev := l.finish(st)
+	ev := l.finish(st, wc.now)
 	ev.ID = string(id)
 	want := ev.AppendJSON(nil)
 	if !bytes.Equal(got, want) {
 		t.Fatalf("direct encoding differs from the event's:\n got %s\nwant %s", got, want)
 	}
 	// (Validate insists on @timestamp, which a zero clock leaves out.)
-	if err := event.Validate(got); err != nil && !st.info.start.IsZero() {
+	if err := event.Validate(got); err != nil && !l.startOf(&st.info, wc.now).IsZero() {
 		t.Fatalf("not valid ECS: %v\n%s", err, got)
 	}
 	return got

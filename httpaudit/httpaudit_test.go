@@ -843,3 +843,44 @@ func TestFailingSinkDoesNotHang(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestRealClockTimes: with the real clock a request's start is one
+// monotonic reading that the writer turns into wall-clock time; the
+// recorded @timestamp and duration must still bracket the request as the
+// test saw it, for the access event and its start event, including a
+// request the writer encodes a while after it ended (one that waited in
+// the queue behind a slow sink).
+func TestRealClockTimes(t *testing.T) {
+	l, buf := newTestLogger(t, Config{LogStart: true})
+	const work = 3 * time.Millisecond
+	h := l.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(work)
+	}))
+	type span struct{ before, after time.Time }
+	var spans []span
+	for range 3 {
+		before := time.Now()
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/t", nil))
+		spans = append(spans, span{before, time.Now()})
+		time.Sleep(5 * time.Millisecond) // the writer encodes in between, or after the next
+	}
+	evs := events(t, l, buf)
+	starts, ends := byAction(evs, event.ActionHTTPRequestStart), byAction(evs, event.ActionHTTPRequest)
+	if len(starts) != len(spans) || len(ends) != len(spans) {
+		t.Fatalf("%d start and %d access events, want %d of each", len(starts), len(ends), len(spans))
+	}
+	for i, s := range spans {
+		for _, ev := range []*event.Event{starts[i], ends[i]} {
+			if ev.Timestamp.Before(s.before) || ev.Timestamp.After(s.after) {
+				t.Errorf("request %d: %s @timestamp %v outside the request's [%v, %v]", i, ev.Action, ev.Timestamp, s.before, s.after)
+			}
+		}
+		e := ends[i]
+		if e.Duration < work || e.Timestamp.Add(e.Duration).After(s.after) {
+			t.Errorf("request %d: duration %v from %v: want at least %v, ending by %v", i, e.Duration, e.Timestamp, work, s.after)
+		}
+		if d := e.Timestamp.Sub(starts[i].Timestamp).Abs(); d > time.Millisecond {
+			t.Errorf("request %d: start event at %v, access event at %v", i, starts[i].Timestamp, e.Timestamp)
+		}
+	}
+}

@@ -117,7 +117,8 @@ type Logger struct {
 	done    chan struct{}
 	lostErr error
 
-	realClock bool // Config.Now is time.Now
+	realClock bool      // Config.Now is time.Now
+	base      time.Time // New's reading of the real clock: requests' starts are monotonic times since
 
 	// Precomputed for the direct encoding of access events (encode.go).
 	tail    []byte   // the service and host members every event ends with
@@ -187,6 +188,7 @@ func New(cfg Config) (*Logger, error) {
 		done:    make(chan struct{}),
 
 		realClock: realClock,
+		base:      time.Now(),
 	}
 	l.q.failing = &l.failing
 	l.pool.New = func() any { return new(event.Event) }
@@ -344,20 +346,18 @@ func (l *Logger) run() {
 		// One clock reading stamps the ids of the whole batch: UUIDv7
 		// orders by millisecond, and a batch takes well under one.
 		now := time.Now()
+		wc.now = now
 		var id [36]byte
 		for i := range batch {
 			start := len(buf)
 			if st := batch[i].st; st != nil {
-				st.mu.Lock()
-				hooked := st.annotate != nil
-				st.mu.Unlock()
-				if !hooked {
-					buf = l.appendAccess(buf, st, ids.Append(id[:0], now), &wc)
+				var ok bool
+				if buf, ok = l.appendAccess(buf, st, ids.Append(id[:0], now), &wc); ok {
 					records = append(records, buf[start:len(buf):len(buf)])
 					batch[i].st = nil
 					continue
 				}
-				batch[i].ev = l.finish(st)
+				batch[i].ev = l.finish(st, now)
 				batch[i].st = nil
 			}
 			buf = batch[i].ev.AppendJSON(buf)

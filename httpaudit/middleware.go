@@ -97,9 +97,9 @@ func (l *Logger) Middleware(next http.Handler) http.Handler {
 }
 
 func (l *Logger) serve(w http.ResponseWriter, r *http.Request, next http.Handler) {
-	start := l.cfg.Now()
 	st := &state{Context: r.Context(), l: l, w: w}
-	st.info.capture(r, l, start)
+	l.markStart(&st.info)
+	st.info.capture(r, l)
 	// An incoming id is kept only if it is safe and carries no secret: a
 	// JWT, say, fits the allowed alphabet.
 	if id := header(r.Header, l.cfg.RequestIDHeader); validRequestID(id) && l.red.String(id) == id {
@@ -126,7 +126,7 @@ func (l *Logger) serve(w http.ResponseWriter, r *http.Request, next http.Handler
 		r2.Body = (*bodyReader)(st)
 	}
 	if l.cfg.LogStart {
-		ev := l.requestEvent(st, start)
+		ev := l.requestEvent(st, l.startOf(&st.info, time.Now()))
 		ev.Type = typeStart
 		ev.Action = event.ActionHTTPRequestStart
 		l.tryEnqueue(ev)
@@ -137,8 +137,8 @@ func (l *Logger) serve(w http.ResponseWriter, r *http.Request, next http.Handler
 			// The panic is recorded as the 500 the client will see, queued
 			// without the option to drop it, then re-raised so that the
 			// application's own recovery (or net/http's) still runs.
-			st.info.dur = l.since(start)
-			ev := l.finish(st)
+			st.info.dur = l.sinceStart(&st.info)
+			ev := l.finish(st, time.Now())
 			ev.StatusCode = http.StatusInternalServerError
 			ev.Outcome = event.OutcomeFailure
 			ev.Type = typeAccessError
@@ -156,7 +156,7 @@ func (l *Logger) serve(w http.ResponseWriter, r *http.Request, next http.Handler
 
 	// The completion event is built and scrubbed by the writer goroutine
 	// from what st captured: the request path only hands st over.
-	st.info.dur = l.since(start)
+	st.info.dur = l.sinceStart(&st.info)
 	st.mu.Lock()
 	discard := st.discard
 	st.mu.Unlock()
@@ -173,14 +173,37 @@ func (l *Logger) serve(w http.ResponseWriter, r *http.Request, next http.Handler
 	l.tryEnqueueItem(item{st: st})
 }
 
-// since is the time elapsed since start, by the Logger's clock: with the
-// real one, a single reading of the monotonic clock (time.Now reads the
-// wall clock too).
-func (l *Logger) since(start time.Time) time.Duration {
+// markStart notes when a request starts. With the real clock that is one
+// reading of the monotonic clock (time.Now reads the wall clock too, which
+// cost as much again): the writer turns it into wall-clock time (startOf)
+// against its own reading of both clocks, taken once per batch.
+func (l *Logger) markStart(ri *reqInfo) {
 	if l.realClock {
-		return time.Since(start)
+		ri.startMono = time.Since(l.base)
+		return
 	}
-	return l.cfg.Now().Sub(start)
+	ri.start = l.cfg.Now()
+}
+
+// sinceStart is the time elapsed since the request of ri started.
+func (l *Logger) sinceStart(ri *reqInfo) time.Duration {
+	if l.realClock {
+		return time.Since(l.base) - ri.startMono
+	}
+	return l.cfg.Now().Sub(ri.start)
+}
+
+// startOf is when the request of ri started, by the wall clock. now is a
+// reading of the real clock taken since (it must carry a monotonic
+// reading): the start is now's wall-clock time less the monotonic time
+// elapsed between the two. A step of the wall clock in between (it is at
+// most a batch's wait, about a millisecond) moves the start with it, as if
+// the request had begun after the step.
+func (l *Logger) startOf(ri *reqInfo, now time.Time) time.Time {
+	if l.realClock {
+		return now.Add(ri.startMono - now.Sub(l.base))
+	}
+	return ri.start
 }
 
 // reqInfo is what an event needs of a request, captured while the request
@@ -189,7 +212,8 @@ func (l *Logger) since(start time.Time) time.Duration {
 type reqInfo struct {
 	method, path, rawQuery, ua, referer, remoteAddr string
 	contentLength                                   int64
-	start                                           time.Time
+	start                                           time.Time     // with a Config.Now clock (else the zero time)
+	startMono                                       time.Duration // with the real clock: the Logger's base time to the start
 	dur                                             time.Duration // until the handler returned
 	opt                                             *reqOpt       // what only some configurations record
 }
@@ -208,10 +232,10 @@ type reqOpt struct {
 // noOpt stands in for the reqOpt of requests of Loggers that need none.
 var noOpt = &reqOpt{}
 
-func (ri *reqInfo) capture(r *http.Request, l *Logger, start time.Time) {
+func (ri *reqInfo) capture(r *http.Request, l *Logger) {
 	ri.method, ri.path, ri.rawQuery = r.Method, r.URL.Path, r.URL.RawQuery
 	ri.ua, ri.referer = header(r.Header, "User-Agent"), header(r.Header, "Referer")
-	ri.remoteAddr, ri.contentLength, ri.start = r.RemoteAddr, r.ContentLength, start
+	ri.remoteAddr, ri.contentLength = r.RemoteAddr, r.ContentLength
 	ri.opt = noOpt
 	if r.URL.RawPath == "" && l.cfg.MaxBody <= 0 && len(l.cfg.TrustedProxies) == 0 && len(l.cfg.Headers) == 0 {
 		return
@@ -293,10 +317,11 @@ func (l *Logger) cut(s string) string {
 	return s[:n] + suffix
 }
 
-// finish builds the completion event of a request once it was served.
-func (l *Logger) finish(st *state) *event.Event {
+// finish builds the completion event of a request once it was served; now
+// is a reading of the real clock taken since (see startOf).
+func (l *Logger) finish(st *state, now time.Time) *event.Event {
 	ri := &st.info
-	ev := l.requestEvent(st, ri.start)
+	ev := l.requestEvent(st, l.startOf(ri, now))
 	ev.Type = typeAccess
 	ev.Action = event.ActionHTTPRequest
 	ev.Duration = ri.dur
