@@ -7,6 +7,8 @@ import (
 	"math"
 	"strings"
 	"time"
+
+	"github.com/trailguard/trailguard/event"
 )
 
 // Options tune an Engine. The zero value is the default.
@@ -52,6 +54,10 @@ type Record struct {
 	Time time.Time
 	// Data is the event, one ECS JSON object. The engine does not keep it.
 	Data []byte
+	// Spans, when not nil and OK, says where Data holds each field (the
+	// collector located them while it checked the event): the engine
+	// reads the fields its rules use there instead of parsing Data.
+	Spans *event.Spans
 }
 
 // lsKind is which events a detection rule's logsource selects.
@@ -75,15 +81,17 @@ type detRule struct {
 // state of correlations between records; it is not safe for concurrent
 // use (one goroutine feeds it, in ledger order).
 type Engine struct {
-	opts    Options
-	x       *extractor
-	fields  []fieldDef
-	atoms   []atom
-	progs   []*fieldProg // by field; nil when the field has no string atoms
-	dets    []*detRule
-	corrs   []*corrRule
-	rules   []*Rule
-	maxSpan time.Duration
+	opts Options
+	x    *extractor
+	// spanFields is x.spanPlan(): nil when events must be scanned.
+	spanFields []int
+	fields     []fieldDef
+	atoms      []atom
+	progs      []*fieldProg // by field; nil when the field has no string atoms
+	dets       []*detRule
+	corrs      []*corrRule
+	rules      []*Rule
+	maxSpan    time.Duration
 
 	ctx     evalCtx
 	hash    maphash.Hash
@@ -270,6 +278,7 @@ func NewEngine(rs *RuleSet, opts Options) (*Engine, []*LoadError) {
 	e.slotCat = c.x.slot("event.category")
 	e.slotDataset = c.x.slot("event.dataset")
 	e.x, e.fields, e.atoms = c.x, c.fields, c.atoms
+	e.spanFields = e.x.spanPlan()
 	e.buildProgs()
 	e.ctx = evalCtx{eng: e, res: make([]uint8, len(e.atoms)),
 		fvals: make([][]string, len(e.fields)), fstate: make([]uint8, len(e.fields))}
@@ -428,7 +437,9 @@ func (e *Engine) Stats() Stats {
 func (e *Engine) Process(rec Record, emit func(*Alert)) {
 	x := &e.ctx
 	e.idx = rec.Index
-	if err := e.x.scan(&x.doc, rec.Data); err != nil {
+	if e.spanFields != nil && rec.Spans.OK() {
+		e.x.fromSpans(&x.doc, rec.Data, rec.Spans, e.spanFields)
+	} else if err := e.x.scan(&x.doc, rec.Data); err != nil {
 		e.stats.Malformed++
 		return
 	}

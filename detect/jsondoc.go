@@ -8,6 +8,8 @@ import (
 	"unicode/utf16"
 	"unicode/utf8"
 	"unsafe"
+
+	"github.com/trailguard/trailguard/event"
 )
 
 // The engine reads only the fields its rules use: one pass over the JSON
@@ -111,6 +113,50 @@ func (x *extractor) slot(path string) int32 {
 	}
 	n.slot = s
 	return s
+}
+
+// spanPlan is, by slot, the event.Spans field of each wanted path (-1: a
+// record Spans describes never holds it), or nil when some wanted path
+// can be in such a record without being one of its fields (an object, a
+// label, a header): then every event is scanned.
+func (x *extractor) spanPlan() []int {
+	plan := make([]int, len(x.paths))
+	for slot, p := range x.paths {
+		if plan[slot] = event.SpanField(p); plan[slot] < 0 && !event.SpanAbsent(p) {
+			return nil
+		}
+	}
+	return plan
+}
+
+// fromSpans is scan for a record sp describes, with spanPlan's plan: it
+// records the span scan would find for each wanted field at the place sp
+// gives (such a record holds each field once, and no other wanted path).
+func (x *extractor) fromSpans(d *document, data []byte, sp *event.Spans, plan []int) {
+	d.data = data
+	if cap(d.spans) < len(x.paths) {
+		d.spans = make([]span, len(x.paths))
+	}
+	d.spans = d.spans[:len(x.paths)]
+	clear(d.spans)
+	d.scratch = d.scratch[:0]
+	for slot, f := range plan {
+		if f < 0 {
+			continue
+		}
+		start, end := sp.Span(f)
+		if end == 0 || end > len(data) {
+			continue
+		}
+		_, s, err := value(data[:end], start, 0)
+		if err != nil {
+			continue
+		}
+		if s.kind != vString {
+			s.start = int32(start)
+		}
+		d.spans[slot] = s
+	}
 }
 
 // document is one event being evaluated: the input and the spans of the

@@ -185,7 +185,11 @@ func (r *Runner) process(e ledger.Entry) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var emitErr error
-	r.Engine.Process(Record{Index: e.Index, Time: e.Time, Data: e.Data}, func(a *Alert) {
+	rec := Record{Index: e.Index, Time: e.Time, Data: e.Data}
+	if sps, ok := e.Aux.([]event.Spans); ok && e.AuxPos < len(sps) {
+		rec.Spans = &sps[e.AuxPos]
+	}
+	r.Engine.Process(rec, func(a *Alert) {
 		if emitErr == nil {
 			emitErr = r.emit(a)
 		}

@@ -58,3 +58,29 @@ func SpanField(name string) int {
 // SpanFields is the number of fields Spans locates: SpanField returns
 // numbers below it.
 const SpanFields = len(normFields)
+
+// Span returns where field f's value lies in the record sp describes
+// (the bytes Token returns), or 0, 0 when the record does not hold it.
+func (sp *Spans) Span(f int) (start, end int) {
+	s := sp.at[f]
+	return int(s.start), int(s.end)
+}
+
+// SpanAbsent reports whether a record Spans describes never holds a value
+// at the dotted name: it is neither a field Event models, nor an object on
+// the way to one, nor labels, the HTTP headers or a name below them.
+// (SpanField gives the modelled fields; what SpanAbsent does not rule out
+// and SpanField does not number must be read from the record.)
+func SpanAbsent(name string) bool {
+	for i := range normFields {
+		f := normFields[i].name
+		switch {
+		case f == name,
+			len(f) > len(name) && f[:len(name)] == name && f[len(name)] == '.':
+			return false // the field, or an object on its way
+		case normFields[i].kind == nkMap && len(name) > len(f) && name[:len(f)] == f && name[len(f)] == '.':
+			return false // a label or a header
+		}
+	}
+	return true
+}

@@ -120,3 +120,15 @@ func TestSpansAllocations(t *testing.T) {
 		t.Fatalf("%.1f allocations per event, want 0", allocs)
 	}
 }
+
+func TestSpanAbsent(t *testing.T) {
+	for name, absent := range map[string]bool{
+		"user.name": false, "user": false, "event": false, "http.request": false, "labels": false, "labels.env": false,
+		"trailguard.http.request.headers.accept": false, "trailguard": false,
+		"user.name.first": true, "destination.ip": true, "custom": true, "event.actions": true, "use": true, "": true,
+	} {
+		if got := SpanAbsent(name); got != absent {
+			t.Errorf("SpanAbsent(%q) = %v, want %v", name, got, absent)
+		}
+	}
+}

@@ -294,6 +294,6 @@ func BenchmarkAdd(b *testing.B) {
 	var f fields
 	b.SetBytes(int64(len(sampleRec)))
 	for i := 0; b.Loop(); i++ {
-		a.add(uint64(i), time.Time{}, sampleRec, &f)
+		a.add(uint64(i), time.Time{}, sampleRec, nil, &f)
 	}
 }

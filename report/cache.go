@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/trailguard/trailguard/event"
 	"github.com/trailguard/trailguard/ledger"
 )
 
@@ -238,7 +239,11 @@ func Warm(ctx context.Context, l *ledger.Ledger, dir string, done map[uint64]boo
 			if err != nil {
 				return n, fmt.Errorf("report: warm chunk %d: %w", k, err)
 			}
-			a.add(e.Index, e.Time, e.Data, &f)
+			var sp *event.Spans
+			if sps, ok := e.Aux.([]event.Spans); ok && e.AuxPos < len(sps) {
+				sp = &sps[e.AuxPos]
+			}
+			a.add(e.Index, e.Time, e.Data, sp, &f)
 			if e.Index+1 >= (k+1)*chunkSize {
 				break // the chunk's last record: do not wait for the next
 			}

@@ -372,7 +372,7 @@ func scan(ctx context.Context, l *ledger.Ledger, from, end uint64, p *computePar
 						if e.Index >= hi {
 							break
 						}
-						a.add(e.Index, e.Time, e.Data, &f)
+						a.add(e.Index, e.Time, e.Data, nil, &f)
 					}
 					if whole && a.readErr == "" && a.records == chunkSize {
 						cache.store(k, root, a)

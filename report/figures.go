@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/trailguard/trailguard/event"
 )
 
 // Figures are what the ledger's records of the period show. They are
@@ -428,9 +430,14 @@ func has(list [][]byte, m map[string]bool) bool {
 }
 
 // add accounts one record.
-func (a *acc) add(index uint64, appended time.Time, data []byte, f *fields) {
+//
+// sp, when not nil and OK, locates the record's fields (the collector's
+// ingest found them): they are read there instead of parsing data.
+func (a *acc) add(index uint64, appended time.Time, data []byte, sp *event.Spans, f *fields) {
 	a.records++
-	if err := f.parse(data); err != nil {
+	if sp.OK() {
+		f.fromSpans(data, sp)
+	} else if err := f.parse(data); err != nil {
 		a.undec++
 		return
 	}

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"strconv"
 	"time"
+
+	"github.com/trailguard/trailguard/event"
 )
 
 // fields are the values of one ledger record a report looks at, read in a
@@ -48,6 +50,76 @@ func (f *fields) parse(rec []byte) error {
 		f.ingTime, f.hasIngested = parseTime(f.ingested)
 	}
 	return nil
+}
+
+// spanStrs and spanLists are the fields parse reads that a record
+// event.Spans describes can hold (the others, of alerts and the
+// collector's own audit events, it never holds).
+var spanStrs = []struct {
+	f   int
+	dst func(*fields) *[]byte
+}{
+	{event.SpanField("@timestamp"), func(f *fields) *[]byte { return &f.ts }},
+	{event.SpanField("event.kind"), func(f *fields) *[]byte { return &f.kind }},
+	{event.SpanField("event.action"), func(f *fields) *[]byte { return &f.action }},
+	{event.SpanField("event.outcome"), func(f *fields) *[]byte { return &f.outcome }},
+	{event.SpanField("event.id"), func(f *fields) *[]byte { return &f.id }},
+	{event.SpanField("event.ingested"), func(f *fields) *[]byte { return &f.ingested }},
+	{event.SpanField("event.dataset"), func(f *fields) *[]byte { return &f.dataset }},
+	{event.SpanField("user.name"), func(f *fields) *[]byte { return &f.userName }},
+	{event.SpanField("user.id"), func(f *fields) *[]byte { return &f.userID }},
+	{event.SpanField("user.target.name"), func(f *fields) *[]byte { return &f.targetName }},
+	{event.SpanField("user.target.id"), func(f *fields) *[]byte { return &f.targetID }},
+	{event.SpanField("source.ip"), func(f *fields) *[]byte { return &f.srcIP }},
+	{event.SpanField("client.ip"), func(f *fields) *[]byte { return &f.cliIP }},
+	{event.SpanField("host.name"), func(f *fields) *[]byte { return &f.host }},
+	{event.SpanField("service.name"), func(f *fields) *[]byte { return &f.service }},
+	{event.SpanField("url.path"), func(f *fields) *[]byte { return &f.path }},
+	{event.SpanField("log.level"), func(f *fields) *[]byte { return &f.level }},
+}
+
+var spanLists = []struct {
+	f   int
+	dst func(*fields) *[][]byte
+}{
+	{event.SpanField("event.category"), func(f *fields) *[][]byte { return &f.cats }},
+	{event.SpanField("event.type"), func(f *fields) *[][]byte { return &f.types }},
+	{event.SpanField("user.roles"), func(f *fields) *[][]byte { return &f.roles }},
+}
+
+var spanStatus = event.SpanField("http.response.status_code")
+
+// fromSpans is parse for a record sp describes: each field is read where
+// sp says it is, as parse reads it (TestReportSpans, FuzzReportSpans).
+func (f *fields) fromSpans(rec []byte, sp *event.Spans) {
+	cats, types, roles, esc := f.cats[:0], f.types[:0], f.roles[:0], f.escaped[:0]
+	*f = fields{cats: cats, types: types, roles: roles, escaped: esc, trigger: -1}
+	p := parser{f: f}
+	for _, s := range spanStrs {
+		if tok := sp.Token(rec, s.f); len(tok) > 0 && tok[0] == '"' {
+			p.b, p.i = tok, 0
+			if v, err := p.str(); err == nil {
+				*s.dst(f) = v
+			}
+		}
+	}
+	for _, s := range spanLists {
+		if tok := sp.Token(rec, s.f); len(tok) > 0 && tok[0] == '[' {
+			p.b, p.i = tok, 0
+			p.strings(s.dst(f))
+		}
+	}
+	if tok := sp.Token(rec, spanStatus); len(tok) > 0 {
+		if n, err := strconv.ParseInt(string(tok), 10, 64); err == nil {
+			f.status = n
+		}
+	}
+	if len(f.ts) > 0 {
+		f.tsTime, f.hasTS = parseTime(f.ts)
+	}
+	if len(f.ingested) > 0 {
+		f.ingTime, f.hasIngested = parseTime(f.ingested)
+	}
 }
 
 // parseTime reads trailguard's fixed layout quickly, anything else with
