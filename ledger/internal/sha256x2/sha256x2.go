@@ -41,6 +41,20 @@ type lane struct {
 func (l *lane) start(prefix byte, msg []byte, out *[Size]byte) {
 	l.h, l.out, l.nrun = iv, out, 0
 	total := uint64(len(msg)) + 1
+	if len(msg) < len(l.tail)-9 {
+		// Short (a Merkle tree node: 65 bytes): the whole message and
+		// its padding in one run, so both lanes take its blocks in one
+		// call.
+		l.tail[0] = prefix
+		n := 1 + copy(l.tail[1:], msg)
+		l.tail[n] = 0x80
+		pad := (n + 9 + 63) &^ 63
+		clear(l.tail[n+1 : pad-8])
+		binary.BigEndian.PutUint64(l.tail[pad-8:], total*8)
+		l.runs[0] = l.tail[:pad]
+		l.nrun = 1
+		return
+	}
 	rest := msg
 	var tail []byte
 	if len(msg) >= 63 {
