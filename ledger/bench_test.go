@@ -345,7 +345,7 @@ func benchVerify(b *testing.B, recs [][]byte, total int, compressed bool) float6
 		return float64(bytes) / time.Since(start).Seconds()
 	}
 	b.SetBytes(bytes)
-	var ratios, rates, raws, cpuRatios, x2Ratios []float64
+	var ratios, rates, raws, cpuRatios, x2Ratios, cores []float64
 	for b.Loop() {
 		raw2 := sha2All()
 		raw, shaCPU := shaAll()
@@ -358,6 +358,8 @@ func benchVerify(b *testing.B, recs [][]byte, total int, compressed bool) float6
 		rates, raws = append(rates, rate), append(raws, raw)
 		ratios = append(ratios, rate/raw)
 		x2Ratios = append(x2Ratios, rate/raw2)
+		// How many cores verify kept busy (GOMAXPROCS is the most).
+		cores = append(cores, cpu.Seconds()*rate/float64(bytes))
 		// CPU time: the SHA-256 verify cannot avoid, over what verify
 		// spends; steady however loaded the machine is.
 		cpuRatios = append(cpuRatios, float64(shaCPU)/float64(cpu))
@@ -373,6 +375,7 @@ func benchVerify(b *testing.B, recs [][]byte, total int, compressed bool) float6
 	b.ReportMetric(median(ratios), "ratio")
 	b.ReportMetric(median(cpuRatios), "cpu-ratio")
 	b.ReportMetric(median(x2Ratios), "x2-ratio")
+	b.ReportMetric(median(cores), "verify-cores")
 	os.RemoveAll(dir)
 	return median(ratios)
 }

@@ -917,7 +917,7 @@ func (v *verifier) produceZ(s *segment, rel string, want uint64, idx *uint64, st
 		err  error
 		done chan struct{}
 	}
-	ahead := 2 * v.opts.Workers // blocks decoded ahead of the chunks
+	ahead := 8 * v.opts.Workers // blocks decoded ahead of the chunks (a shallow window idles a core whenever the oldest block is slow)
 	var window []*job
 	sem := make(chan struct{}, v.opts.Workers)
 	var wg sync.WaitGroup
