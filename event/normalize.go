@@ -158,8 +158,30 @@ type normNode struct {
 	field    int // index in normFields, or -1 for an object
 	children []int32
 	// byLen holds the children by the length of their name, so that a
-	// key is compared with one or two names at most.
-	byLen [maxSegment + 1][]int32
+	// key is compared with one or two names at most, each with its first
+	// eight bytes as one word (most names are no longer) and without
+	// touching the child's node.
+	byLen [maxSegment + 1][]normKid
+}
+
+// normKid is a child in normNode.byLen.
+type normKid struct {
+	w    uint64 // the name's first eight bytes (word8)
+	rest string // the name's bytes after them
+	node int32
+}
+
+// word8 is the first eight bytes of b, zero-padded, as one word.
+func word8[T string | []byte](b T) uint64 {
+	if len(b) >= 8 {
+		return uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
+			uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
+	}
+	var w uint64
+	for i := len(b) - 1; i >= 0; i-- {
+		w = w<<8 | uint64(b[i])
+	}
+	return w
 }
 
 // maxSegment is the longest name of an object or field on the way to a
@@ -196,7 +218,11 @@ var normTree = func() []normNode {
 				if len(seg) > maxSegment {
 					panic("event: a modelled name's part is longer than maxSegment: " + seg)
 				}
-				tree[cur].byLen[len(seg)] = append(tree[cur].byLen[len(seg)], int32(next))
+				kid := normKid{w: word8(seg), node: int32(next)}
+				if len(seg) > 8 {
+					kid.rest = seg[8:]
+				}
+				tree[cur].byLen[len(seg)] = append(tree[cur].byLen[len(seg)], kid)
 			}
 			cur = next
 		}
@@ -227,9 +253,10 @@ func lookup(node int, key []byte) int {
 			return -1
 		}
 		next := -1
-		for _, c := range normTree[node].byLen[len(seg)] {
-			if normTree[c].name == string(seg) {
-				next = int(c)
+		w := word8(seg)
+		for _, k := range normTree[node].byLen[len(seg)] {
+			if k.w == w && (len(seg) <= 8 || k.rest == string(seg[8:])) {
+				next = int(k.node)
 				break
 			}
 		}
