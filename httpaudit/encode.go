@@ -222,13 +222,10 @@ func (l *Logger) appendAccess(b []byte, st *state, id []byte, wc *writerCache) (
 	}
 	b, comma = member(b, comma, `"method":`, f.method)
 	b, comma = member(b, comma, `"referrer":`, f.referrer)
-	reqBytes := st.read
-	if st.read == 0 && ri.contentLength > 0 {
-		reqBytes = ri.contentLength
-	}
+	reqBytes := st.requestBytes()
 	var body string
-	if st.capture && !st.overflow && len(st.captured) > 0 {
-		body = l.scrubBody(ri.opt.contentType, st.captured)
+	if captured := st.body.capturedBody(); captured != nil {
+		body = l.scrubBody(ri.opt.contentType, captured)
 	}
 	if reqBytes != 0 || body != "" {
 		if comma {

@@ -23,9 +23,12 @@ import (
 type ctxKey struct{}
 
 // state is everything the middleware keeps for one request. It doubles as
-// the request's context (carrying itself as a value), the response writer
-// wrapper and the body counter, so a request costs one allocation here
-// rather than four.
+// the request's context (carrying itself as a value) and the response
+// writer wrapper, so a request costs one allocation here rather than three
+// (and a request with a body one more, for its bodyReader). It is kept
+// small, what only some requests need elsewhere (reqOpt, bodyReader): it
+// is allocated, zeroed and collected on every request, and each size class
+// it drops saves all three.
 type state struct {
 	context.Context // the incoming request's context
 
@@ -51,13 +54,8 @@ type state struct {
 	// flags, packed together: the state is allocated on every request
 	wroteHeader bool
 	discard     bool // guarded by mu
-	capture     bool
-	overflow    bool
 
-	// request side
-	body     io.ReadCloser
-	read     int64
-	captured []byte
+	body *bodyReader // nil when the request has no body
 }
 
 // Value implements context.Context: the state is its own value under
@@ -98,8 +96,8 @@ func (l *Logger) Middleware(next http.Handler) http.Handler {
 
 func (l *Logger) serve(w http.ResponseWriter, r *http.Request, next http.Handler) {
 	st := &state{Context: r.Context(), l: l, w: w}
-	l.markStart(&st.info)
 	st.info.capture(r, l)
+	l.markStart(&st.info)
 	// An incoming id is kept only if it is safe and carries no secret: a
 	// JWT, say, fits the allowed alphabet.
 	if id := header(r.Header, l.cfg.RequestIDHeader); validRequestID(id) && l.red.String(id) == id {
@@ -121,9 +119,9 @@ func (l *Logger) serve(w http.ResponseWriter, r *http.Request, next http.Handler
 
 	r2 := r.WithContext(st)
 	if r.Body != nil && r.Body != http.NoBody {
-		st.body = r.Body
-		st.capture = l.cfg.MaxBody > 0 && capturable(st.info.opt.contentType)
-		r2.Body = (*bodyReader)(st)
+		st.body = &bodyReader{body: r.Body, max: l.cfg.MaxBody,
+			capture: l.cfg.MaxBody > 0 && capturable(st.info.opt.contentType)}
+		r2.Body = st.body
 	}
 	if l.cfg.LogStart {
 		ev := l.requestEvent(st, l.startOf(&st.info, time.Now()))
@@ -182,7 +180,7 @@ func (l *Logger) markStart(ri *reqInfo) {
 		ri.startMono = time.Since(l.base)
 		return
 	}
-	ri.start = l.cfg.Now()
+	ri.opt.start = l.cfg.Now()
 }
 
 // sinceStart is the time elapsed since the request of ri started.
@@ -190,7 +188,7 @@ func (l *Logger) sinceStart(ri *reqInfo) time.Duration {
 	if l.realClock {
 		return time.Since(l.base) - ri.startMono
 	}
-	return l.cfg.Now().Sub(ri.start)
+	return l.cfg.Now().Sub(ri.opt.start)
 }
 
 // startOf is when the request of ri started, by the wall clock. now is a
@@ -203,7 +201,7 @@ func (l *Logger) startOf(ri *reqInfo, now time.Time) time.Time {
 	if l.realClock {
 		return now.Add(ri.startMono - now.Sub(l.base))
 	}
-	return ri.start
+	return ri.opt.start
 }
 
 // reqInfo is what an event needs of a request, captured while the request
@@ -212,17 +210,17 @@ func (l *Logger) startOf(ri *reqInfo, now time.Time) time.Time {
 type reqInfo struct {
 	method, path, rawQuery, ua, referer, remoteAddr string
 	contentLength                                   int64
-	start                                           time.Time     // with a Config.Now clock (else the zero time)
-	startMono                                       time.Duration // with the real clock: the Logger's base time to the start
+	startMono                                       time.Duration // with the real clock: the Logger's base time to the start (else opt.start)
 	dur                                             time.Duration // until the handler returned
 	opt                                             *reqOpt       // what only some configurations record
 }
 
 // reqOpt holds what a request's events need only when the Logger trusts
-// proxies, records headers or captures bodies, or when the client
-// percent-encoded the path; it is allocated only then, to keep the
-// per-request state small.
+// proxies, records headers or captures bodies, or has a Config.Now clock,
+// or when the client percent-encoded the path; it is allocated only then,
+// to keep the per-request state small.
 type reqOpt struct {
+	start       time.Time // by a Config.Now clock
 	rawPath     string
 	contentType string
 	xff, fwd    []string
@@ -237,7 +235,7 @@ func (ri *reqInfo) capture(r *http.Request, l *Logger) {
 	ri.ua, ri.referer = header(r.Header, "User-Agent"), header(r.Header, "Referer")
 	ri.remoteAddr, ri.contentLength = r.RemoteAddr, r.ContentLength
 	ri.opt = noOpt
-	if r.URL.RawPath == "" && l.cfg.MaxBody <= 0 && len(l.cfg.TrustedProxies) == 0 && len(l.cfg.Headers) == 0 {
+	if r.URL.RawPath == "" && l.realClock && l.cfg.MaxBody <= 0 && len(l.cfg.TrustedProxies) == 0 && len(l.cfg.Headers) == 0 {
 		return
 	}
 	o := &reqOpt{rawPath: r.URL.RawPath}
@@ -334,12 +332,9 @@ func (l *Logger) finish(st *state, now time.Time) *event.Event {
 		ev.Outcome = event.OutcomeFailure
 	}
 	ev.ResponseBodyBytes = st.written
-	ev.RequestBodyBytes = st.read
-	if st.read == 0 && ri.contentLength > 0 {
-		ev.RequestBodyBytes = ri.contentLength
-	}
-	if st.capture && !st.overflow && len(st.captured) > 0 {
-		ev.RequestBody = l.scrubBody(ri.opt.contentType, st.captured)
+	ev.RequestBodyBytes = st.requestBytes()
+	if body := st.body.capturedBody(); body != nil {
+		ev.RequestBody = l.scrubBody(ri.opt.contentType, body)
 	}
 	st.mu.Lock()
 	u, annotate := st.user, st.annotate
@@ -593,15 +588,23 @@ func (st *state) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 // Unwrap lets http.ResponseController reach the underlying writer.
 func (st *state) Unwrap() http.ResponseWriter { return st.w }
 
-// bodyReader is the request-body side of state: it counts what the
-// handler reads and keeps a copy of capturable bodies up to Config.MaxBody.
-type bodyReader state
+// bodyReader is the request-body side of a request with a body: it counts
+// what the handler reads and keeps a copy of capturable bodies up to
+// Config.MaxBody.
+type bodyReader struct {
+	body     io.ReadCloser
+	max      int // Config.MaxBody
+	read     int64
+	captured []byte
+	capture  bool // the content type is one that is recorded
+	overflow bool // the body outgrew max: nothing is recorded
+}
 
 func (b *bodyReader) Read(p []byte) (int, error) {
 	n, err := b.body.Read(p)
 	b.read += int64(n)
 	if b.capture && !b.overflow && n > 0 {
-		if len(b.captured)+n > b.l.cfg.MaxBody {
+		if len(b.captured)+n > b.max {
 			b.overflow = true
 			b.captured = nil
 		} else {
@@ -612,3 +615,25 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 }
 
 func (b *bodyReader) Close() error { return b.body.Close() }
+
+// capturedBody is the body to record, scrubbed, or nil: none was captured
+// (not capturable, too large, empty, or no body at all).
+func (b *bodyReader) capturedBody() []byte {
+	if b == nil || !b.capture || b.overflow || len(b.captured) == 0 {
+		return nil
+	}
+	return b.captured
+}
+
+// requestBytes is http.request.body.bytes: what the handler read of the
+// body, or the declared length when it read nothing.
+func (st *state) requestBytes() int64 {
+	var read int64
+	if st.body != nil {
+		read = st.body.read
+	}
+	if read == 0 && st.info.contentLength > 0 {
+		return st.info.contentLength
+	}
+	return read
+}
