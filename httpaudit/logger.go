@@ -354,6 +354,7 @@ func (l *Logger) run() {
 				var ok bool
 				if buf, ok = l.appendAccess(buf, st, ids.Append(id[:0], now), &wc); ok {
 					records = append(records, buf[start:len(buf):len(buf)])
+					buf = append(buf, '\n')
 					batch[i].st = nil
 					continue
 				}
@@ -362,8 +363,9 @@ func (l *Logger) run() {
 			}
 			buf = batch[i].ev.AppendJSON(buf)
 			records = append(records, buf[start:len(buf):len(buf)])
+			buf = append(buf, '\n')
 		}
-		l.write(batch, records)
+		l.write(batch, records, buf)
 		for _, it := range batch {
 			if it.ev != nil {
 				l.pool.Put(it.ev)
@@ -373,11 +375,13 @@ func (l *Logger) run() {
 	}
 }
 
-func (l *Logger) write(batch []item, records [][]byte) {
+// write hands a batch to the sink: records, or lines, the same records
+// framed (each followed by a newline), to a sink.LineWriter.
+func (l *Logger) write(batch []item, records [][]byte, lines []byte) {
 	backoff := 10 * time.Millisecond
 	notified := false
 	for {
-		err := l.cfg.Sink.Write(context.Background(), records)
+		err := l.sinkWrite(records, lines)
 		if err == nil {
 			l.failing.Store(false)
 			l.written.Add(uint64(len(batch)))
@@ -401,7 +405,7 @@ func (l *Logger) write(batch []item, records [][]byte) {
 		case <-time.After(backoff):
 			backoff = min(2*backoff, time.Second)
 		case <-l.closing:
-			if err := l.cfg.Sink.Write(context.Background(), records); err == nil {
+			if err := l.sinkWrite(records, lines); err == nil {
 				l.written.Add(uint64(len(batch)))
 				return
 			}
@@ -410,6 +414,13 @@ func (l *Logger) write(batch []item, records [][]byte) {
 			return
 		}
 	}
+}
+
+func (l *Logger) sinkWrite(records [][]byte, lines []byte) error {
+	if lw, ok := l.cfg.Sink.(sink.LineWriter); ok {
+		return lw.WriteLines(context.Background(), lines, len(records))
+	}
+	return l.cfg.Sink.Write(context.Background(), records)
 }
 
 func notify(batch []item, err error) {

@@ -420,6 +420,26 @@ func (f *File) Write(ctx context.Context, records [][]byte) error {
 			framePool.Put(pb)
 		}
 	}()
+	return f.writeFramed(data)
+}
+
+// WriteLines implements LineWriter: Write of a batch already framed.
+func (f *File) WriteLines(ctx context.Context, lines []byte, n int) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("sink: write: %w", err)
+	}
+	if n == 0 && len(lines) == 0 {
+		return f.writeFramed(nil)
+	}
+	if err := checkLines(lines, n); err != nil {
+		return err
+	}
+	return f.writeFramed(lines)
+}
+
+// writeFramed queues data, a framed batch, and returns once it is
+// committed: nothing refers to data after that.
+func (f *File) writeFramed(data []byte) error {
 	req := &request{data: data}
 	f.qmu.Lock()
 	if f.closed {
