@@ -50,6 +50,68 @@ func cmpID(a, b idEntry) int {
 	return 0
 }
 
+// sortIDs sorts es and drops repeated entries. es is mostly runs already
+// sorted (a merge's runs one after the other; the writer's last block's
+// sorted entries and the batch's new ones): each run is sorted on its own
+// if it is not, and the runs merged, which costs far less than sorting the
+// whole.
+func sortIDs(es []idEntry) []idEntry {
+	var runs [][]idEntry
+	for start := 0; start < len(es); {
+		end := start + 1
+		for end < len(es) && cmpID(es[end-1], es[end]) <= 0 {
+			end++
+		}
+		runs = append(runs, es[start:end])
+		start = end
+		if len(runs) > 64 {
+			// Not runs: sort the whole.
+			slices.SortFunc(es, cmpID)
+			return slices.Compact(es)
+		}
+	}
+	if len(runs) <= 1 {
+		return slices.Compact(es)
+	}
+	// Pairwise merges, into a scratch slice and back.
+	buf := make([]idEntry, 0, len(es))
+	for len(runs) > 1 {
+		var next [][]idEntry
+		buf = buf[:0]
+		for i := 0; i < len(runs); i += 2 {
+			if i+1 == len(runs) {
+				start := len(buf)
+				buf = append(buf, runs[i]...)
+				next = append(next, buf[start:])
+				continue
+			}
+			a, b := runs[i], runs[i+1]
+			start := len(buf)
+			for len(a) > 0 && len(b) > 0 {
+				if cmpID(b[0], a[0]) < 0 {
+					buf = append(buf, b[0])
+					b = b[1:]
+				} else {
+					buf = append(buf, a[0])
+					a = a[1:]
+				}
+			}
+			buf = append(append(buf, a...), b...)
+			next = append(next, buf[start:])
+		}
+		// The merged runs lie in buf, contiguous: copy them back to es
+		// (whose old contents are no longer needed) and split again.
+		copy(es, buf)
+		off := 0
+		for i, r := range next {
+			next[i] = es[off : off+len(r)]
+			off += len(r)
+		}
+		runs = next
+	}
+	return slices.Compact(es)
+}
+
 // idRun is the idruns row of a run: its level and the blocks it covers.
 type idRun struct {
 	run    int64
@@ -213,8 +275,7 @@ func merge(ctx context.Context, tx *sql.Tx, sealed uint64) error {
 				return fmt.Errorf("index: merge ids: %w", err)
 			}
 		}
-		slices.SortFunc(all, cmpID)
-		all = slices.Compact(all)
+		all = sortIDs(all)
 		// The merged run takes the first run's number: numbers stay
 		// unique, and a new tail run takes max+1.
 		m := idRun{run: rs[0].run, lvl: lvl + 1, lo: rs[0].lo, hi: rs[len(rs)-1].hi}

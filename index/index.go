@@ -575,6 +575,13 @@ func (ix *Index) prune(ctx context.Context, pruned uint64) error {
 type dict struct {
 	ids  map[termKey]int64
 	next [nFields]int64
+	last [nFields]lastTerm // each field's last term
+}
+
+type lastTerm struct {
+	v  string
+	n  int64
+	ok bool
 }
 
 type termKey struct {
@@ -612,8 +619,16 @@ type termStmts struct {
 
 func (ix *Index) term(ctx context.Context, st *termStmts, f int, v string) (int64, error) {
 	d := ix.dict
+	// Consecutive records mostly repeat a field's value (the service,
+	// the host, the action, the outcome): one comparison instead of
+	// hashing the value.
+	last := &d.last[f]
+	if last.ok && last.v == v {
+		return last.n, nil
+	}
 	k := termKey{f, v}
 	if n, ok := d.ids[k]; ok {
+		*last = lastTerm{v, n, true}
 		return n, nil
 	}
 	var n int64
@@ -631,6 +646,7 @@ func (ix *Index) term(ctx context.Context, st *termStmts, f int, v string) (int6
 		clear(d.ids)
 	}
 	d.ids[k] = n
+	*last = lastTerm{v, n, true}
 	return n, nil
 }
 
@@ -729,8 +745,7 @@ func (ix *Index) storeTail(ctx context.Context, tx *sql.Tx, buf []byte) ([]byte,
 	if err != nil {
 		return buf, err
 	}
-	slices.SortFunc(ix.tailIDs, cmpID)
-	ix.tailIDs = slices.Compact(ix.tailIDs)
+	ix.tailIDs = sortIDs(ix.tailIDs)
 	return buf, writeRun(ctx, tx, ix.tailRun, ix.tailIDs)
 }
 

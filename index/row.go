@@ -63,12 +63,11 @@ var spanField, leaves = func() (sf [nFields]int, lv [nFields]tnode) {
 // read: every candidate is checked against the record. The salt keeps
 // writers of events from choosing ids that collide on purpose.
 func idHash(salt []byte, f int, s string) int64 {
-	h := sha256.New()
-	h.Write(salt)
-	h.Write([]byte{byte(f)})
-	h.Write([]byte(s))
-	var sum [sha256.Size]byte
-	h.Sum(sum[:0])
+	// SHA-256 of salt, f, s: in one buffer on the stack for the usual
+	// short ids (no hash object to allocate).
+	var small [128]byte
+	msg := append(append(append(small[:0], salt...), byte(f)), s...)
+	sum := sha256.Sum256(msg)
 	var b [8]byte
 	copy(b[2:], sum[:6])
 	return int64(binary.BigEndian.Uint64(b[:])) - 1<<47

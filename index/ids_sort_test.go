@@ -1,0 +1,70 @@
+package index
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TestSortIDs: sortIDs gives what sorting and compacting gives, for the
+// shapes it sees (sorted runs one after another, a sorted prefix and a
+// new suffix) and for any order.
+func TestSortIDs(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	entry := func() idEntry { return idEntry{uint64(rng.IntN(500)), uint64(rng.IntN(50))} }
+	for trial := range 300 {
+		var es []idEntry
+		switch trial % 3 {
+		case 0: // runs
+			for range rng.IntN(10) {
+				run := make([]idEntry, rng.IntN(100))
+				for i := range run {
+					run[i] = entry()
+				}
+				slices.SortFunc(run, cmpID)
+				es = append(es, run...)
+			}
+		case 1: // sorted prefix, new suffix
+			for range rng.IntN(300) {
+				es = append(es, entry())
+			}
+			slices.SortFunc(es, cmpID)
+			for range rng.IntN(300) {
+				es = append(es, entry())
+			}
+		default:
+			for range rng.IntN(1000) {
+				es = append(es, entry())
+			}
+		}
+		want := slices.Clone(es)
+		slices.SortFunc(want, cmpID)
+		want = slices.Compact(want)
+		if got := sortIDs(es); !slices.Equal(got, want) {
+			t.Fatalf("trial %d: sortIDs gave %d entries, want %d (or different ones)", trial, len(got), len(want))
+		}
+	}
+}
+
+// TestIDHashStable: the id hash is SHA-256 of salt, field and id, as
+// indexes on disk were written with (a change would make their ids
+// unfindable without a rebuild).
+func TestIDHashStable(t *testing.T) {
+	salt := []byte("0123456789abcdef")
+	for _, id := range []string{"", "ev-1", strings.Repeat("x", 500)} {
+		h := sha256.New()
+		h.Write(salt)
+		h.Write([]byte{byte(fRequestID)})
+		h.Write([]byte(id))
+		sum := h.Sum(nil)
+		var b [8]byte
+		copy(b[2:], sum[:6])
+		want := int64(binary.BigEndian.Uint64(b[:])) - 1<<47
+		if got := idHash(salt, fRequestID, id); got != want {
+			t.Fatalf("idHash(%q) = %d, want %d", id, got, want)
+		}
+	}
+}
