@@ -18,16 +18,20 @@ func validRequestID(id string) bool {
 		return false
 	}
 	for i := 0; i < len(id); i++ {
-		c := id[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9',
-			c == '.', c == '_', c == ':', c == '-':
-		default:
+		if !requestIDByte[id[i]] {
 			return false
 		}
 	}
 	return true
 }
+
+var requestIDByte = func() (t [256]bool) {
+	for c := range 256 {
+		t[c] = 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+			c == '.' || c == '_' || c == ':' || c == '-'
+	}
+	return t
+}()
 
 // parseTraceparent extracts the trace id and parent span id from a W3C
 // Trace Context traceparent header ("00-<32 hex>-<16 hex>-<2 hex>"). It

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 	"unsafe"
@@ -36,6 +37,7 @@ type state struct {
 	info      reqInfo
 	requestID string
 	idBuf     [36]byte
+	discard   atomic.Bool // set by Discard, from any goroutine (fills idBuf's padding)
 	idHeader  [1]string
 	traceID   string
 	spanID    string
@@ -43,7 +45,7 @@ type state struct {
 
 	annotate func(*event.Event) // set by Annotate, applied to the access event
 
-	mu   sync.Mutex // guards user and discard: handlers may call SetUser from other goroutines
+	mu   sync.Mutex // guards user and annotate: handlers may call SetUser from other goroutines
 	user User
 
 	// response side
@@ -51,9 +53,7 @@ type state struct {
 	written int64
 	status  int32
 
-	// flags, packed together: the state is allocated on every request
 	wroteHeader bool
-	discard     bool // guarded by mu
 
 	body *bodyReader // nil when the request has no body
 }
@@ -79,9 +79,7 @@ func stateFrom(ctx context.Context) *state {
 // Audit or Log are unaffected. Outside the middleware it does nothing.
 func Discard(ctx context.Context) {
 	if st := stateFrom(ctx); st != nil {
-		st.mu.Lock()
-		st.discard = true
-		st.mu.Unlock()
+		st.discard.Store(true)
 	}
 }
 
@@ -155,10 +153,7 @@ func (l *Logger) serve(w http.ResponseWriter, r *http.Request, next http.Handler
 	// The completion event is built and scrubbed by the writer goroutine
 	// from what st captured: the request path only hands st over.
 	st.info.dur = l.sinceStart(&st.info)
-	st.mu.Lock()
-	discard := st.discard
-	st.mu.Unlock()
-	if discard {
+	if st.discard.Load() {
 		return
 	}
 	if st.status >= 400 {
