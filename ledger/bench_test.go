@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/metrics"
 	"slices"
 	"sync"
 	"testing"
@@ -345,16 +346,21 @@ func benchVerify(b *testing.B, recs [][]byte, total int, compressed bool) float6
 		return float64(bytes) / time.Since(start).Seconds()
 	}
 	b.SetBytes(bytes)
-	var ratios, rates, raws, cpuRatios, x2Ratios, cores []float64
+	var ratios, rates, raws, cpuRatios, x2Ratios, cores, idles []float64
 	for b.Loop() {
 		raw2 := sha2All()
 		raw, shaCPU := shaAll()
+		idle0 := goIdle()
 		start, cpu0 := time.Now(), cpuTime()
 		rep, err := Verify(dir, VerifyOptions{Verifiers: []note.Verifier{k.verifier}})
+		wall, cpu := time.Since(start), cpuTime()-cpu0
+		// The share of verify's time its goroutines left a P idle (a
+		// core it could have used, had the machine been quiet).
+		idles = append(idles, (goIdle()-idle0)/(wall.Seconds()*float64(runtime.GOMAXPROCS(0))))
 		if err != nil || !rep.OK() || rep.Records != size {
 			b.Fatalf("verify: %v\n%s", err, rep)
 		}
-		rate, cpu := float64(bytes)/time.Since(start).Seconds(), cpuTime()-cpu0
+		rate := float64(bytes) / wall.Seconds()
 		rates, raws = append(rates, rate), append(raws, raw)
 		ratios = append(ratios, rate/raw)
 		x2Ratios = append(x2Ratios, rate/raw2)
@@ -376,6 +382,7 @@ func benchVerify(b *testing.B, recs [][]byte, total int, compressed bool) float6
 	b.ReportMetric(median(cpuRatios), "cpu-ratio")
 	b.ReportMetric(median(x2Ratios), "x2-ratio")
 	b.ReportMetric(median(cores), "verify-cores")
+	b.ReportMetric(median(idles), "idle-P")
 	os.RemoveAll(dir)
 	return median(ratios)
 }
@@ -609,4 +616,14 @@ func BenchmarkReadCompressed(b *testing.B) {
 		}
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/n, "ns/record")
 	})
+}
+
+// goIdle is the CPU time the Go scheduler found no goroutine to run, in
+// seconds (runtime/metrics; brought up to date by a collection): verify's
+// own idle time, whatever else the machine runs.
+func goIdle() float64 {
+	runtime.GC()
+	m := []metrics.Sample{{Name: "/cpu/classes/idle:cpu-seconds"}}
+	metrics.Read(m)
+	return m[0].Value.Float64()
 }

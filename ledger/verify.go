@@ -646,8 +646,15 @@ func (v *verifier) produce(out chan<- *chunk, work chan<- *chunk, stop <-chan st
 		return true
 	}
 	const blockSize = 8 << 20
+	ahead := v.openAhead(segs, idx)
+	defer ahead.close()
 	for si, s := range segs {
+		var o *opened // closed segments only: mapped ahead
+		if si+1 < len(segs) {
+			o = <-ahead.c
+		}
 		if si+1 < len(segs) && segs[si+1].first <= idx && idx > v.prunedN {
+			o.release()
 			continue // incremental: verified before
 		}
 		rel := filepath.Join("seg", filepath.Base(s.path))
@@ -659,24 +666,24 @@ func (v *verifier) produce(out chan<- *chunk, work chan<- *chunk, stop <-chan st
 				want = segs[si+1].first - s.first
 			}
 			curMap = nil
-			if !v.produceZ(s, rel, want, &idx, &started, add) {
+			if !v.produceZ(s, rel, want, &idx, &started, add, o) {
 				return nil
 			}
 			continue
 		}
 		f, err := os.Open(s.path)
 		if err != nil {
+			o.release()
 			return err
 		}
 		block := make([]byte, 0, blockSize)
 		eof := false
 		curMap = nil
-		if si < len(segs)-1 {
-			if data, unmap, err := mapFile(s.path); err == nil {
-				block, eof = data, true
-				curMap = &mapping{release: unmap}
-				curMap.refs.Store(1) // the producer's own reference
-			}
+		var hints []byte
+		if o != nil && o.err == nil {
+			block, eof, hints = o.data, true, o.hints
+			curMap = &mapping{release: o.unmap}
+			curMap.refs.Store(1) // the producer's own reference
 		}
 		fill := func(need int) {
 			// Keep the unread tail, read more after it.
@@ -723,7 +730,7 @@ func (v *verifier) produce(out chan<- *chunk, work chan<- *chunk, stop <-chan st
 		if curMap != nil && skip == 0 && hint != nil {
 			// Split by the .idx, frames checked by the workers.
 			send()
-			ok, stopped := v.produceHinted(s, rel, block, segs[si+1].first-s.first, &idx, *hint, curMap, out, work, stop)
+			ok, stopped := v.produceHinted(rel, hints, block, segs[si+1].first-s.first, &idx, *hint, curMap, out, work, stop)
 			if stopped {
 				f.Close()
 				return nil
@@ -786,6 +793,65 @@ func (v *verifier) produce(out chan<- *chunk, work chan<- *chunk, stop <-chan st
 	return nil
 }
 
+// opened is a closed segment mapped, and its .idx read, ahead of the
+// producer.
+type opened struct {
+	data  []byte
+	unmap func()
+	err   error  // not mapped
+	hints []byte // the .idx of an uncompressed segment; nil if unreadable
+}
+
+// release unmaps a segment the producer does not use.
+func (o *opened) release() {
+	if o != nil && o.err == nil {
+		o.unmap()
+	}
+}
+
+// segOpener maps the closed segments, in order, one ahead of the producer.
+type segOpener struct {
+	c    chan *opened
+	quit chan struct{}
+}
+
+// openAhead maps (populated) the closed segments on their own goroutine,
+// one segment ahead, and reads their .idx: on the producer, between two
+// segments, it left the workers without work meanwhile. Segments an
+// incremental verify (records from start on) steps over are not mapped;
+// each closed segment gets one value on c, in order.
+func (v *verifier) openAhead(segs []*segment, start uint64) *segOpener {
+	so := &segOpener{c: make(chan *opened, 1), quit: make(chan struct{})}
+	go func() {
+		defer close(so.c)
+		for si := 0; si+1 < len(segs); si++ {
+			s := segs[si]
+			o := &opened{err: errors.New("not mapped")}
+			if skip := segs[si+1].first <= start && start > v.prunedN; !skip && s.zerr == nil {
+				o.data, o.unmap, o.err = mapFile(s.path)
+				if s.z == nil && o.err == nil {
+					o.hints, _ = os.ReadFile(idxPath(s.path))
+				}
+			}
+			select {
+			case so.c <- o:
+			case <-so.quit:
+				o.release()
+				return
+			}
+		}
+	}()
+	return so
+}
+
+// close stops the opener and unmaps what it mapped and nobody took.
+func (so *segOpener) close() {
+	close(so.quit)
+	for o := range so.c {
+		o.release()
+	}
+}
+
 // produceHinted cuts a closed, mapped segment into chunks by the positions
 // its .idx gives, without reading the frames: the workers check that each
 // frame is where the .idx says, as long as it says and of the time it
@@ -795,11 +861,11 @@ func (v *verifier) produce(out chan<- *chunk, work chan<- *chunk, stop <-chan st
 // own. The chunks are held until all are checked: if any frame is not
 // where the .idx says (a damaged .idx), they are dropped and ok is false,
 // and the caller splits the segment frame by frame (and reports the .idx).
-// body is the segment after its header; count the records it must hold.
-func (v *verifier) produceHinted(s *segment, rel string, body []byte, count uint64, idx *uint64, first uint64, m *mapping,
+// body is the segment after its header; hints its .idx (nil if
+// unreadable); count the records it must hold.
+func (v *verifier) produceHinted(rel string, hints, body []byte, count uint64, idx *uint64, first uint64, m *mapping,
 	out, work chan<- *chunk, stop <-chan struct{}) (ok, stopped bool) {
-	hints, err := os.ReadFile(idxPath(s.path))
-	if err != nil || uint64(len(hints)) != count*idxEntrySize || count == 0 || binary.BigEndian.Uint64(hints) != uint64(segHeaderSize) {
+	if uint64(len(hints)) != count*idxEntrySize || count == 0 || binary.BigEndian.Uint64(hints) != uint64(segHeaderSize) {
 		return false, false
 	}
 	base := int64(segHeaderSize)
@@ -876,9 +942,10 @@ type addFunc func(fr *frameRef, leaf *Hash, issue *Finding, hint *uint64) bool
 // not decode (or whose checksum fails) is a finding, and its records stand
 // in the stream as leaves no record hashes to, so the range is named by
 // the tree. It returns false if verification stopped.
-func (v *verifier) produceZ(s *segment, rel string, want uint64, idx *uint64, started *bool, add addFunc) bool {
+func (v *verifier) produceZ(s *segment, rel string, want uint64, idx *uint64, started *bool, add addFunc, o *opened) bool {
 	first := s.first
 	if s.zerr != nil {
+		o.release()
 		iss := Finding{Kind: KindFrameCorrupt, File: rel, Index: *idx, Count: want,
 			Message: fmt.Sprintf("%s: compressed segment unreadable: %v; its %d record(s) are lost", rel, s.zerr, want)}
 		if !add(nil, nil, &iss, nil) {
@@ -893,7 +960,12 @@ func (v *verifier) produceZ(s *segment, rel string, want uint64, idx *uint64, st
 		return true
 	}
 	z := s.z
-	data, unmap, err := mapFile(s.path)
+	var data []byte
+	var unmap func()
+	var err error = errors.New("not mapped")
+	if o != nil {
+		data, unmap, err = o.data, o.unmap, o.err
+	}
 	if err != nil {
 		b, rerr := os.ReadFile(s.path)
 		if rerr != nil {
