@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/trailguard/trailguard/query"
 )
@@ -129,6 +130,10 @@ type scanner struct {
 	i     int
 	x     *extracted
 	plain bool // the last string read had no escapes and was ASCII
+	// alias makes the strings it returns share b's bytes instead of
+	// copying them (decodeSpans: b is a record the ledger never changes;
+	// the index copies what it keeps, see Index.term).
+	alias bool
 }
 
 func (s *scanner) ws() {
@@ -241,7 +246,7 @@ func (s *scanner) value(nd *tnode, depth int) {
 		if nd == nil || nd.field < 0 {
 			return
 		}
-		lit := string(s.b[start:s.i])
+		lit := s.string(s.b[start:s.i])
 		switch c {
 		case 't', 'f':
 			s.add(nd.field, 'b', lit)
@@ -278,7 +283,15 @@ func (s *scanner) add(f int, kind byte, v string) {
 
 // str reads a string token and returns its value as encoding/json decodes
 // it (escapes resolved, invalid UTF-8 replaced).
-func (s *scanner) str() string { return string(s.strBytes()) }
+func (s *scanner) str() string { return s.string(s.strBytes()) }
+
+// string is b as a string: a copy, or with alias b itself.
+func (s *scanner) string(b []byte) string {
+	if s.alias {
+		return unsafe.String(unsafe.SliceData(b), len(b))
+	}
+	return string(b)
+}
 
 // strBytes reads a string token and returns its value, decoded only if it
 // holds escapes or non-ASCII bytes (s.plain reports which); the bytes of

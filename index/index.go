@@ -47,6 +47,7 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -621,7 +622,8 @@ func (ix *Index) term(ctx context.Context, st *termStmts, f int, v string) (int6
 	d := ix.dict
 	// Consecutive records mostly repeat a field's value (the service,
 	// the host, the action, the outcome): one comparison instead of
-	// hashing the value.
+	// hashing the value. (The last value may share a record's bytes:
+	// one record per field kept alive at most.)
 	last := &d.last[f]
 	if last.ok && last.v == v {
 		return last.n, nil
@@ -645,6 +647,9 @@ func (ix *Index) term(ctx context.Context, st *termStmts, f int, v string) (int6
 	if len(d.ids) >= maxDictCache {
 		clear(d.ids)
 	}
+	// v may share a ledger record's bytes (decodeSpans): the cache keeps
+	// its own copy.
+	k.v = strings.Clone(v)
 	d.ids[k] = n
 	*last = lastTerm{v, n, true}
 	return n, nil

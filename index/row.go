@@ -34,7 +34,7 @@ func decode(e ledger.Entry) rec {
 // extract reads a value at that field (same strings, numbers, arrays).
 func decodeSpans(e ledger.Entry, sp *event.Spans) rec {
 	var x extracted
-	s := scanner{x: &x}
+	s := scanner{x: &x, alias: true}
 	for f := range nFields {
 		tok := sp.Token(e.Data, spanField[f])
 		if tok == nil {
