@@ -1127,25 +1127,15 @@ func (v *verifier) checkIndex(path, rel string, first uint64, framed []idxEntry,
 // tileHasher computes the root of a full tile's 256 leaf hashes, level by
 // level, the nodes of a level two at a time (sha256x2).
 type tileHasher struct {
-	level [tileWidth * HashSize]byte // the current level's hashes
-	msgs  [tileWidth / 2][]byte      // its pairs (left ‖ right)
-	out   [tileWidth / 2]Hash
+	level [tileWidth]Hash
 }
 
 func (th *tileHasher) root(leaves []Hash) Hash {
-	for i := range leaves {
-		copy(th.level[i*HashSize:], leaves[i][:])
-	}
+	copy(th.level[:], leaves)
 	for n := len(leaves) / 2; n > 0; n /= 2 {
-		for i := range n {
-			th.msgs[i] = th.level[i*2*HashSize : (i+1)*2*HashSize]
-		}
-		sha256x2.Prefixed(th.out[:n], 1, th.msgs[:n])
-		for i := range n {
-			copy(th.level[i*HashSize:], th.out[i][:])
-		}
+		sha256x2.Nodes(th.level[:n], th.level[:2*n])
 	}
-	return th.out[0]
+	return th.level[0]
 }
 
 // hashWorker checks frames, hashes records and loads the matching tile.

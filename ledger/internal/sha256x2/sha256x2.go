@@ -164,3 +164,64 @@ func Prefixed[H ~[Size]byte](out []H, prefix byte, msgs [][]byte) {
 // that array (the conversion the language does not allow on pointers to
 // type parameters; the memory layout is the same by definition).
 func asArray[H ~[Size]byte](h *H) *[Size]byte { return (*[Size]byte)(unsafe.Pointer(h)) }
+
+// nodeTemplate is the second block of every RFC 6962 node hash: the last
+// byte of the right child (set per node), the padding and the length
+// (65 bytes).
+var nodeTemplate = func() (b [64]byte) {
+	b[1] = 0x80
+	binary.BigEndian.PutUint64(b[56:], 65*8)
+	return b
+}()
+
+// Nodes sets out[i] to SHA-256(0x01 ‖ in[2i] ‖ in[2i+1]) for every i, the
+// RFC 6962 interior node hashes of a tree level. out may be in[:len(in)/2]
+// (a level computed in place).
+func Nodes[H ~[Size]byte](out []H, in []H) {
+	n := len(in) / 2
+	if len(out) < n {
+		panic("sha256x2: out shorter than in/2")
+	}
+	if !hasSHANI {
+		h := sha256.New()
+		var b [1 + 2*Size]byte
+		b[0] = 1
+		for i := range n {
+			copy(b[1:], asArray(&in[2*i])[:])
+			copy(b[1+Size:], asArray(&in[2*i+1])[:])
+			h.Reset()
+			h.Write(b[:])
+			h.Sum(asArray(&out[i])[:0])
+		}
+		return
+	}
+	var a, b [128]byte
+	a[0], b[0] = 1, 1
+	copy(a[64:], nodeTemplate[:])
+	copy(b[64:], nodeTemplate[:])
+	fill := func(buf *[128]byte, i int) {
+		copy(buf[1:], asArray(&in[2*i])[:])
+		copy(buf[1+Size:], asArray(&in[2*i+1])[:]) // its last byte lands in the second block
+	}
+	put := func(h *[8]uint32, o *H) {
+		d := asArray(o)
+		for k, v := range h {
+			binary.BigEndian.PutUint32(d[k*4:], v)
+		}
+	}
+	i := 0
+	for ; i+1 < n; i += 2 {
+		fill(&a, i)
+		fill(&b, i+1)
+		ha, hb := iv, iv
+		block2(&ha, &hb, &a[0], &b[0], 2)
+		put(&ha, &out[i])
+		put(&hb, &out[i+1])
+	}
+	if i < n {
+		fill(&a, i)
+		ha := iv
+		block1(&ha, &a[0], 2)
+		put(&ha, &out[i])
+	}
+}

@@ -96,6 +96,12 @@ func BenchmarkPrefixed(b *testing.B) {
 			Prefixed(out, 1, nodes)
 		}
 	})
+	hs := make([][Size]byte, 256)
+	b.Run("Nodes", func(b *testing.B) {
+		for b.Loop() {
+			Nodes(out[:128], hs)
+		}
+	})
 	b.Run("nodes-crypto-sha256", func(b *testing.B) {
 		buf := make([]byte, 65)
 		for b.Loop() {
@@ -104,4 +110,35 @@ func BenchmarkPrefixed(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestNodes compares node hashes, for levels of odd and even widths and
+// computed in place, with crypto/sha256.
+func TestNodes(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for _, width := range []int{0, 1, 2, 3, 4, 5, 17, 256} {
+		in := make([][Size]byte, 2*width)
+		for i := range in {
+			for k := range in[i] {
+				in[i][k] = byte(r.Uint32())
+			}
+		}
+		want := make([][Size]byte, width)
+		for i := range want {
+			want[i] = sha256.Sum256(append(append([]byte{1}, in[2*i][:]...), in[2*i+1][:]...))
+		}
+		out := make([][Size]byte, width)
+		Nodes(out, in)
+		for i := range want {
+			if out[i] != want[i] {
+				t.Fatalf("width %d, node %d: %x, want %x", width, i, out[i], want[i])
+			}
+		}
+		Nodes(in[:width], in) // in place
+		for i := range want {
+			if in[i] != want[i] {
+				t.Fatalf("width %d, node %d in place: %x, want %x", width, i, in[i], want[i])
+			}
+		}
+	}
 }
