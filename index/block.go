@@ -123,7 +123,16 @@ func (b *block) appendRow(c *cols, termNums *[nFields]uint32) {
 
 // newBlock is an empty block whose row 0 is ledger index first.
 func newBlock(first uint64) *block {
-	return &block{blk: first / blockSize, first: first, lo: first, tmin: math.MaxInt64, tmax: math.MinInt64, have: allNeeded}
+	b := &block{blk: first / blockSize, first: first, lo: first, tmin: math.MaxInt64, tmax: math.MinInt64, have: allNeeded}
+	// The writer fills it up to blockSize rows: room for them at once
+	// rather than by doubling.
+	n := int(blockSize - first%blockSize)
+	b.ts, b.flags, b.stat = make([]int64, 0, n), make([]byte, 0, n), make([]int64, 0, n)
+	for j := range b.terms {
+		b.terms[j] = make([]uint32, 0, n)
+	}
+	b.ip[0], b.ip[1] = make([]netip.Addr, 0, n), make([]netip.Addr, 0, n)
+	return b
 }
 
 // encode appends column c of b in its stored form (before compression).

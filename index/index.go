@@ -411,13 +411,14 @@ func (ix *Index) Run(ctx context.Context, src Source) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		var x extracted
 		for e, err := range src.Follow(fctx, from) {
 			if err != nil {
 				errc <- err
 				return
 			}
 			select {
-			case entries <- decode(e):
+			case entries <- decodeWith(e, &x):
 			case <-fctx.Done():
 				errc <- fctx.Err()
 				return

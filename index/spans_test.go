@@ -55,7 +55,8 @@ func checkDecodeSpans(t *testing.T, doc []byte) bool {
 	parsed := decode(e)
 	e.Aux, e.AuxPos = []event.Spans{{}, sp}, 1
 	fromSpans := decode(e)
-	if direct := decodeSpans(e, &sp); direct != fromSpans {
+	var x extracted
+	if direct := decodeSpans(e, &sp, &x); direct != fromSpans {
 		t.Fatalf("%s: decode did not take the spans", data)
 	}
 	if parsed != fromSpans {
