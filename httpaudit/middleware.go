@@ -31,31 +31,30 @@ type ctxKey struct{}
 // is allocated, zeroed and collected on every request, and each size class
 // it drops saves all three.
 type state struct {
-	context.Context // the incoming request's context
-
-	l         *Logger
+	// What the writer goroutine reads to encode the access event comes
+	// first, together, so that it touches as few of the cache lines the
+	// request's core wrote as it can.
 	info      reqInfo
+	written   int64
+	body      *bodyReader // nil when the request has no body
 	requestID string
-	idBuf     [36]byte
-	discard   atomic.Bool // set by Discard, from any goroutine (fills idBuf's padding)
-	idHeader  [1]string
 	traceID   string
 	spanID    string
-	traceBuf  [48]byte // backs generated trace and span ids
+	mu        sync.Mutex         // guards user and annotate: handlers may call SetUser from other goroutines
+	annotate  func(*event.Event) // set by Annotate, applied to the access event
+	user      User
+	status    int32
+	discard   atomic.Bool // set by Discard, from any goroutine
+	idBuf     [36]byte    // backs a generated request id
+	traceBuf  [48]byte    // backs generated trace and span ids
 
-	annotate func(*event.Event) // set by Annotate, applied to the access event
+	wroteHeader bool // (here, where it fills padding)
 
-	mu   sync.Mutex // guards user and annotate: handlers may call SetUser from other goroutines
-	user User
-
-	// response side
-	w       http.ResponseWriter
-	written int64
-	status  int32
-
-	wroteHeader bool
-
-	body *bodyReader // nil when the request has no body
+	// What only the request's own goroutine uses.
+	context.Context // the incoming request's context
+	l               *Logger
+	w               http.ResponseWriter
+	idHeader        [1]string
 }
 
 // Value implements context.Context: the state is its own value under
