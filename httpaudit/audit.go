@@ -27,7 +27,7 @@ var ErrNoLogger = errors.New("httpaudit: no audit logger in context (is the hand
 func SetUser(ctx context.Context, u User) {
 	if st := stateFrom(ctx); st != nil {
 		st.mu.Lock()
-		st.user = u
+		st.actorLocked().user = u
 		st.mu.Unlock()
 	}
 }
@@ -167,9 +167,7 @@ func (l *Logger) scrubValue(v any) (json.RawMessage, error) {
 func (l *Logger) contextEvent(st *state) *event.Event {
 	ev := l.requestEvent(st, l.cfg.Now())
 	ev.Category, ev.Dataset, ev.RequestHeaders = nil, "", nil
-	st.mu.Lock()
-	u := st.user
-	st.mu.Unlock()
+	u, _ := st.actor()
 	ev.UserID, ev.UserName, ev.UserRoles = l.cut(l.red.String(u.ID)), l.cut(l.red.String(u.Name)), u.Roles
 	return ev
 }

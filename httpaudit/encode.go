@@ -183,10 +183,8 @@ func accessTail(service, host string) []byte {
 // l.finish(st, wc.now).AppendJSON writes. When an Annotate hook is set it
 // returns b unchanged and false: the hook needs the event.
 func (l *Logger) appendAccess(b []byte, st *state, id []byte, wc *writerCache) ([]byte, bool) {
-	st.mu.Lock()
-	u, hooked := st.user, st.annotate != nil
-	st.mu.Unlock()
-	if hooked {
+	u, annotate := st.actor()
+	if annotate != nil {
 		return b, false
 	}
 	ri := &st.info

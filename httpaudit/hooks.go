@@ -58,10 +58,11 @@ func Annotate(ctx context.Context, fn func(*event.Event)) {
 		return
 	}
 	st.mu.Lock()
-	if prev := st.annotate; prev != nil {
-		st.annotate = func(ev *event.Event) { prev(ev); fn(ev) }
+	a := st.actorLocked()
+	if prev := a.annotate; prev != nil {
+		a.annotate = func(ev *event.Event) { prev(ev); fn(ev) }
 	} else {
-		st.annotate = fn
+		a.annotate = fn
 	}
 	st.mu.Unlock()
 }

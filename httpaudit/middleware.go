@@ -26,10 +26,11 @@ type ctxKey struct{}
 // state is everything the middleware keeps for one request. It doubles as
 // the request's context (carrying itself as a value) and the response
 // writer wrapper, so a request costs one allocation here rather than three
-// (and a request with a body one more, for its bodyReader). It is kept
-// small, what only some requests need elsewhere (reqOpt, bodyReader): it
-// is allocated, zeroed and collected on every request, and each size class
-// it drops saves all three.
+// (a request with a body one more, for its bodyReader, and one whose
+// handler sets a user one more, for its actor). It is kept small, what
+// only some requests need elsewhere (reqOpt, bodyReader, actor): it is
+// allocated, zeroed and collected on every request, and each size class it
+// drops saves all three.
 type state struct {
 	// What the writer goroutine reads to encode the access event comes
 	// first, together, so that it touches as few of the cache lines the
@@ -40,9 +41,8 @@ type state struct {
 	requestID string
 	traceID   string
 	spanID    string
-	mu        sync.Mutex         // guards user and annotate: handlers may call SetUser from other goroutines
-	annotate  func(*event.Event) // set by Annotate, applied to the access event
-	user      User
+	mu        sync.Mutex // guards who: handlers may call SetUser from other goroutines
+	who       *actor     // nil until the handler sets a user or an annotation
 	status    int32
 	discard   atomic.Bool // set by Discard, from any goroutine
 	idBuf     [36]byte    // backs a generated request id
@@ -55,6 +55,34 @@ type state struct {
 	l               *Logger
 	w               http.ResponseWriter
 	idHeader        [1]string
+}
+
+// actor is what a handler adds to its request's events, allocated when it
+// first does (SetUser, a successful Auth, Annotate): many requests (health
+// checks, public and refused ones) never do, and the state stays smaller
+// without it.
+type actor struct {
+	user     User
+	annotate func(*event.Event) // set by Annotate, applied to the access event
+}
+
+// actorLocked returns st.who, allocating it first if need be; st.mu must
+// be held.
+func (st *state) actorLocked() *actor {
+	if st.who == nil {
+		st.who = new(actor)
+	}
+	return st.who
+}
+
+// actor returns the request's user and Annotate hook so far.
+func (st *state) actor() (User, func(*event.Event)) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.who == nil {
+		return User{}, nil
+	}
+	return st.who.user, st.who.annotate
 }
 
 // Value implements context.Context: the state is its own value under
@@ -116,7 +144,7 @@ func (l *Logger) serve(w http.ResponseWriter, r *http.Request, next http.Handler
 
 	r2 := r.WithContext(st)
 	if r.Body != nil && r.Body != http.NoBody {
-		st.body = &bodyReader{body: r.Body, max: l.cfg.MaxBody,
+		st.body = &bodyReader{body: r.Body, declared: r.ContentLength, max: l.cfg.MaxBody,
 			capture: l.cfg.MaxBody > 0 && capturable(st.info.opt.contentType)}
 		r2.Body = st.body
 	}
@@ -203,7 +231,6 @@ func (l *Logger) startOf(ri *reqInfo, now time.Time) time.Time {
 // build the event from them after the handler returned.
 type reqInfo struct {
 	method, path, rawQuery, ua, referer, remoteAddr string
-	contentLength                                   int64
 	startMono                                       time.Duration // with the real clock: the Logger's base time to the start (else opt.start)
 	dur                                             time.Duration // until the handler returned
 	opt                                             *reqOpt       // what only some configurations record
@@ -227,7 +254,7 @@ var noOpt = &reqOpt{}
 func (ri *reqInfo) capture(r *http.Request, l *Logger) {
 	ri.method, ri.path, ri.rawQuery = r.Method, r.URL.Path, r.URL.RawQuery
 	ri.ua, ri.referer = header(r.Header, "User-Agent"), header(r.Header, "Referer")
-	ri.remoteAddr, ri.contentLength = r.RemoteAddr, r.ContentLength
+	ri.remoteAddr = r.RemoteAddr
 	ri.opt = noOpt
 	if r.URL.RawPath == "" && l.realClock && l.cfg.MaxBody <= 0 && len(l.cfg.TrustedProxies) == 0 && len(l.cfg.Headers) == 0 {
 		return
@@ -330,9 +357,7 @@ func (l *Logger) finish(st *state, now time.Time) *event.Event {
 	if body := st.body.capturedBody(); body != nil {
 		ev.RequestBody = l.scrubBody(ri.opt.contentType, body)
 	}
-	st.mu.Lock()
-	u, annotate := st.user, st.annotate
-	st.mu.Unlock()
+	u, annotate := st.actor()
 	ev.UserID, ev.UserName, ev.UserRoles = l.cut(u.ID), l.cut(u.Name), u.Roles
 	if annotate != nil {
 		annotate(ev)
@@ -587,7 +612,8 @@ func (st *state) Unwrap() http.ResponseWriter { return st.w }
 // Config.MaxBody.
 type bodyReader struct {
 	body     io.ReadCloser
-	max      int // Config.MaxBody
+	declared int64 // Content-Length
+	max      int   // Config.MaxBody
 	read     int64
 	captured []byte
 	capture  bool // the content type is one that is recorded
@@ -626,8 +652,8 @@ func (st *state) requestBytes() int64 {
 	if st.body != nil {
 		read = st.body.read
 	}
-	if read == 0 && st.info.contentLength > 0 {
-		return st.info.contentLength
+	if read == 0 && st.body != nil && st.body.declared > 0 {
+		return st.body.declared
 	}
 	return read
 }
