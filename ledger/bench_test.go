@@ -233,7 +233,10 @@ func benchAppend(b *testing.B, appenders, batch int) (ratio, p99 float64) {
 // in the same run (issue 15 item 2's goal: ≥ 0.7). Two ledgers: segments
 // as written (frames), and closed segments compressed (the default), where
 // verify also decompresses; the records are the demo's traffic (~750
-// bytes each), so that compression is what it is on real events.
+// bytes each), so that compression is what it is on real events. Also
+// reported: the ratio against two interleaved hashes per core (sha256x2,
+// what verify hashes with), the cores verify got and the share of its Ps
+// it left idle (its own pipeline's stalls, whatever else the machine runs).
 // TRAILGUARD_BENCH_VERIFY_MB sets another size (profiling).
 func BenchmarkVerify(b *testing.B) {
 	mb := 1024
