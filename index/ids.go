@@ -65,9 +65,12 @@ func sortIDs(es []idEntry) []idEntry {
 		runs = append(runs, es[start:end])
 		start = end
 		if len(runs) > 64 {
-			// Not runs: sort the whole.
-			slices.SortFunc(es, cmpID)
-			return slices.Compact(es)
+			// Not runs, past the first: the writer's sorted entries and
+			// a batch's new ones. Sort the new ones and merge the two.
+			first := len(runs[0])
+			slices.SortFunc(es[first:], cmpID)
+			runs = [][]idEntry{es[:first], es[first:]}
+			break
 		}
 	}
 	if len(runs) <= 1 {

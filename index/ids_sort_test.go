@@ -68,3 +68,24 @@ func TestIDHashStable(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkSortIDs: the writer's last block's entries, sorted, and a
+// batch's new ones, as storeTail sorts them with every batch.
+func BenchmarkSortIDs(b *testing.B) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	old := make([]idEntry, 6000)
+	for i := range old {
+		old[i] = idEntry{rng.Uint64(), uint64(i)}
+	}
+	slices.SortFunc(old, cmpID)
+	es := make([]idEntry, 0, 8192)
+	for b.Loop() {
+		es = append(es[:0], old...)
+		for i := range 2000 {
+			es = append(es, idEntry{rng.Uint64(), uint64(6000 + i)})
+		}
+		if got := sortIDs(es); len(got) != 8000 || !slices.IsSortedFunc(got, cmpID) {
+			b.Fatal("not sorted")
+		}
+	}
+}
