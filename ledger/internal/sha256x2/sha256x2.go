@@ -25,82 +25,80 @@ var iv = [8]uint32{0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0
 func Available() bool { return hasSHANI }
 
 // lane is one message in flight: its state and the blocks left, in up to
-// three runs: the first block (prefix and the message's start, copied),
+// three stages: the first block (prefix and the message's start, copied),
 // the message's whole blocks in place, and the last one or two (the rest
-// and the padding, copied).
+// and the padding, copied). A short message is all in the last stage. The
+// lane holds no pointer into itself, so it stays on the stack.
 type lane struct {
-	h    [8]uint32
-	runs [3][]byte
-	nrun int
-	out  *[Size]byte
-	head [64]byte
-	tail [128]byte
+	h     [8]uint32
+	mid   []byte // the message's whole blocks after the first
+	stage int    // 0 first block, 1 mid, 2 tail
+	left  int    // blocks left in the stage
+	off   int    // bytes done in the stage
+	tailN int    // blocks in the tail stage
+	out   *[Size]byte
+	head  [64]byte
+	tail  [192]byte
 }
 
 // start sets l up to hash prefix ‖ msg into out.
 func (l *lane) start(prefix byte, msg []byte, out *[Size]byte) {
-	l.h, l.out, l.nrun = iv, out, 0
+	l.h, l.out, l.off = iv, out, 0
 	total := uint64(len(msg)) + 1
+	var n int // bytes in the tail before its padding
 	if len(msg) < len(l.tail)-9 {
-		// Short (a Merkle tree node: 65 bytes): the whole message and
-		// its padding in one run, so both lanes take its blocks in one
-		// call.
+		// Short (a tree node: 65 bytes): the whole message in the tail.
 		l.tail[0] = prefix
-		n := 1 + copy(l.tail[1:], msg)
-		l.tail[n] = 0x80
-		pad := (n + 9 + 63) &^ 63
-		clear(l.tail[n+1 : pad-8])
-		binary.BigEndian.PutUint64(l.tail[pad-8:], total*8)
-		l.runs[0] = l.tail[:pad]
-		l.nrun = 1
-		return
-	}
-	rest := msg
-	var tail []byte
-	if len(msg) >= 63 {
+		n = 1 + copy(l.tail[1:], msg)
+		l.mid, l.stage = nil, 2
+	} else {
 		l.head[0] = prefix
 		copy(l.head[1:], msg[:63])
-		l.runs[0] = l.head[:]
-		l.nrun = 1
-		rest = msg[63:]
-		if whole := len(rest) &^ 63; whole > 0 {
-			l.runs[1] = rest[:whole]
-			l.nrun = 2
-			rest = rest[whole:]
-		}
-		tail = l.tail[:copy(l.tail[:], rest)]
-	} else {
-		l.tail[0] = prefix
-		tail = l.tail[:1+copy(l.tail[1:], msg)]
+		rest := msg[63:]
+		whole := len(rest) &^ 63
+		l.mid = rest[:whole]
+		n = copy(l.tail[:], rest[whole:])
+		l.stage, l.left = 0, 1
 	}
-	n := len(tail)
 	l.tail[n] = 0x80
-	pad := 64
-	if n >= 56 {
-		pad = 128
-	}
+	pad := (n + 9 + 63) &^ 63
 	clear(l.tail[n+1 : pad-8])
-	tail = l.tail[:pad]
-	binary.BigEndian.PutUint64(tail[pad-8:], total*8)
-	l.runs[l.nrun] = tail
-	l.nrun++
-	// Runs are taken from the front.
-	copy(l.runs[:], l.runs[:l.nrun])
+	binary.BigEndian.PutUint64(l.tail[pad-8:], total*8)
+	l.tailN = pad / 64
+	if l.stage == 2 {
+		l.left = l.tailN
+	}
 }
 
-// blocks is how many blocks the current run has left.
-func (l *lane) blocks() int { return len(l.runs[0]) / 64 }
+// ptr is where the current stage's next block is.
+func (l *lane) ptr() *byte {
+	switch l.stage {
+	case 0:
+		return &l.head[0]
+	case 1:
+		return &l.mid[l.off]
+	}
+	return &l.tail[l.off]
+}
+
+// blocks is how many blocks the current stage has left.
+func (l *lane) blocks() int { return l.left }
 
 // advance consumes n blocks; it reports whether the message is done (its
 // hash written out).
 func (l *lane) advance(n int) bool {
-	l.runs[0] = l.runs[0][n*64:]
-	if len(l.runs[0]) > 0 {
+	l.left -= n
+	l.off += n * 64
+	if l.left > 0 {
 		return false
 	}
-	copy(l.runs[:], l.runs[1:])
-	l.nrun--
-	if l.nrun > 0 {
+	l.off = 0
+	switch {
+	case l.stage == 0 && len(l.mid) > 0:
+		l.stage, l.left = 1, len(l.mid)/64
+		return false
+	case l.stage < 2:
+		l.stage, l.left = 2, l.tailN
 		return false
 	}
 	for i, v := range l.h {
@@ -136,7 +134,7 @@ func Prefixed[H ~[Size]byte](out []H, prefix byte, msgs [][]byte) {
 	next := 2
 	for okA && okB {
 		n := min(a.blocks(), b.blocks())
-		block2(&a.h, &b.h, &a.runs[0][0], &b.runs[0][0], n)
+		block2(&a.h, &b.h, a.ptr(), b.ptr(), n)
 		if a.advance(n) {
 			if okA = next < len(msgs); okA {
 				a.start(prefix, msgs[next], asArray(&out[next]))
@@ -150,12 +148,12 @@ func Prefixed[H ~[Size]byte](out []H, prefix byte, msgs [][]byte) {
 			}
 		}
 	}
-	if okB { // b's runs point into b, which stays as it is
+	if okB {
 		a, okA = b, true
 	}
 	for okA {
 		n := a.blocks()
-		block1(&a.h, &a.runs[0][0], n)
+		block1(&a.h, a.ptr(), n)
 		okA = !a.advance(n)
 	}
 }
