@@ -161,6 +161,7 @@ func benchAppend(b *testing.B, appenders, batch int) (ratio, p99 float64) {
 	var total int
 	var lats []time.Duration
 	var elapsed, cpu time.Duration
+	syncs0 := l.syncs.Load()
 	for b.Loop() {
 		cpu0 := cpuTime()
 		var wg sync.WaitGroup
@@ -225,6 +226,8 @@ func benchAppend(b *testing.B, appenders, batch int) (ratio, p99 float64) {
 	// How often the sequencer had to wait for a checkpoint to stay within
 	// the unsigned bound (it cannot run further ahead of the signer).
 	b.ReportMetric(float64(l.boundWaits.Load())*1e6/float64(total), "bound-waits/Mrec")
+	// Records per fdatasync: how well the syncs are shared (group commit).
+	b.ReportMetric(float64(total)/float64(l.syncs.Load()-syncs0), "rec/sync")
 	return rate / raw, p99
 }
 

@@ -270,10 +270,15 @@ type Ledger struct {
 	signedWake chan struct{} // closed after every checkpoint attempt (cpMu)
 	bound      uint64
 	boundWaits atomic.Uint64 // times the sequencer waited for a checkpoint (benchmarks)
-	cpFailed   atomic.Bool   // the last checkpoint could not be written (disk full)
-	adopted    *Adoption
-	auth       *leafAuth
-	tail       *appendedTail // nil without Options.TailBytes
+	syncs      atomic.Uint64 // fdatasyncs of segments (benchmarks)
+	// The last sync's requests and duration (syncer), for the sequencer's
+	// wait before handing it the next batch.
+	lastSyncReqs atomic.Int64
+	lastSyncDur  atomic.Int64
+	cpFailed     atomic.Bool // the last checkpoint could not be written (disk full)
+	adopted      *Adoption
+	auth         *leafAuth
+	tail         *appendedTail // nil without Options.TailBytes
 
 	closeMu sync.RWMutex
 	closed  bool
@@ -282,6 +287,7 @@ type Ledger struct {
 	in        chan *appendReq
 	cpReq     chan chan cpResult
 	syncCh    chan *syncJob
+	syncIdle  chan struct{} // the syncer waits for work (a token, see sequence)
 	syncDone  chan struct{}
 	pubCh     chan pubJob
 	pubDone   chan struct{}
@@ -300,6 +306,7 @@ type Ledger struct {
 
 // writer is the state owned by the sequencer goroutine.
 type writer struct {
+	sent     uint64 // jobs handed to the syncer
 	seg      *segment
 	f, idx   *os.File
 	off      int64
@@ -388,6 +395,7 @@ func Open(dir string, opts Options) (*Ledger, error) {
 	l.in = make(chan *appendReq, 1024)
 	l.cpReq = make(chan chan cpResult)
 	l.syncCh = make(chan *syncJob, 4)
+	l.syncIdle = make(chan struct{}, 1)
 	l.syncDone = make(chan struct{})
 	l.pubCh = make(chan pubJob, 64)
 	l.pubDone = make(chan struct{})

@@ -301,6 +301,27 @@ func (b *nodeBuf) add(level int, k uint64, h Hash) {
 	b.data[level] = append(b.data[level], h[:]...)
 }
 
+// merge appends o's hashes, which follow b's on every level (o is a later
+// batch of the same tree), so that they are written with one pwrite per
+// level.
+func (b *nodeBuf) merge(o nodeBuf) {
+	for L, d := range o.data {
+		if len(d) == 0 {
+			continue
+		}
+		for len(b.data) <= L {
+			b.from = append(b.from, 0)
+			b.data = append(b.data, nil)
+		}
+		if len(b.data[L]) == 0 {
+			b.from[L] = o.from[L]
+		} else if b.from[L]+uint64(len(b.data[L]))/HashSize != o.from[L] {
+			panic(fmt.Sprintf("ledger: hashes of level %d from %d do not follow those held", L, o.from[L]))
+		}
+		b.data[L] = append(b.data[L], d...)
+	}
+}
+
 // bytes is the number of bytes held.
 func (b *nodeBuf) bytes() int {
 	n := 0

@@ -27,55 +27,169 @@ import (
 // usable; any other write or sync error makes it fail until reopened.
 
 // sequence is the single writer: it assigns indices, frames records into
-// the segment, extends the tree and hands each batch to the syncer. While
-// the syncer waits for fdatasync, the next batch is already being written.
+// the segment, extends the tree and hands each batch to the syncer.
+//
+// Requests that arrive while the syncer is busy are held, not written: they
+// cannot be made durable before the sync under way ends, and writing each
+// one as it came cost two write(2)s per request (segment and .idx), most of
+// the CPU time of an append when many callers append one record each. They
+// are written together when the syncer is idle (it leaves a token in
+// syncIdle), or at once when they add up to holdBytes, so that large
+// batches are written while the previous one is being synced.
+//
+// Callers acknowledged by one fdatasync usually append again at once. If
+// the next batch went to the syncer with the first of them, its sync would
+// cover one record and the rest would wait for the one after: with many
+// callers of one record each, every other sync would be nearly empty. So
+// with the syncer idle, the sequencer waits, for at most half the last
+// sync's duration (and 500µs), until it holds as many requests as the last
+// sync acknowledged; a lone caller never waits.
 func (l *Ledger) sequence() {
 	defer close(l.syncCh)
 	timer := time.NewTimer(l.cpDelay())
 	defer timer.Stop()
+	gather := time.NewTimer(time.Hour)
+	gather.Stop()
+	var (
+		held      []*appendReq
+		heldBytes int
+		idle      bool // holding the syncer's token
+		waiting   bool // gather is running
+	)
+	// The syncer leaves a token only after a job, so the token is given
+	// up only when a job is handed over: a batch whose requests all
+	// failed sends nothing, and the token is kept.
+	send := func(job *syncJob) {
+		l.toSyncer(job)
+		idle = false
+	}
+	flush := func() {
+		if waiting {
+			// Since Go 1.23 a stopped timer delivers nothing more.
+			gather.Stop()
+			waiting = false
+		}
+		if len(held) == 0 {
+			return
+		}
+		sent := l.w.sent
+		job := l.write(held)
+		clear(held)
+		held, heldBytes = held[:0], 0
+		if l.w.sent != sent {
+			idle = false // write handed part of the batch over
+		}
+		if l.cpDue() {
+			job = l.cpJob(job, nil)
+		}
+		if job != nil {
+			send(job)
+		}
+		l.resetTimer(timer)
+	}
+	// ready flushes if the syncer is idle and the batch is worth a sync.
+	ready := func() {
+		if heldBytes >= holdBytes {
+			flush()
+			return
+		}
+		if !idle || len(held) == 0 {
+			return
+		}
+		if int64(len(held)) >= l.lastSyncReqs.Load() {
+			flush()
+			return
+		}
+		if !waiting {
+			wait := min(time.Duration(l.lastSyncDur.Load())/2, 500*time.Microsecond)
+			if wait <= 0 {
+				flush()
+				return
+			}
+			gather.Reset(wait)
+			waiting = true
+		}
+	}
 	for {
+		var idleCh <-chan struct{}
+		if !idle && len(held) > 0 {
+			idleCh = l.syncIdle
+		}
+		var gatherC <-chan time.Time
+		if waiting {
+			gatherC = gather.C
+		}
 		var job *syncJob
 		select {
 		case r, ok := <-l.in:
 			if !ok {
-				// Close: a final checkpoint, always.
+				// Close: what is held, then a final checkpoint, always.
+				flush()
 				j := l.cpJob(nil, l.final)
 				j.cp.Extra = append(j.cp.Extra, shutdownExt)
-				l.syncCh <- j
+				l.toSyncer(j)
 				return
 			}
-			batch := []*appendReq{r}
-			bytes := l.reqBytes(r)
+			held = append(held, r)
+			heldBytes += l.reqBytes(r)
 		drain:
-			for bytes < 8<<20 {
+			for heldBytes < 8<<20 {
 				select {
 				case r2, ok := <-l.in:
 					if !ok {
 						// Process what we have; the closed channel is seen next round.
 						break drain
 					}
-					batch = append(batch, r2)
-					bytes += l.reqBytes(r2)
+					held = append(held, r2)
+					heldBytes += l.reqBytes(r2)
 				default:
 					break drain
 				}
 			}
-			job = l.write(batch)
+			ready()
+			continue
+		case <-idleCh:
+			idle = true
+			ready()
+			continue
+		case <-gatherC:
+			waiting = false
+			flush()
+			continue
 		case reply := <-l.cpReq:
-			l.syncCh <- l.cpJob(nil, reply)
+			flush()
+			send(l.cpJob(nil, reply))
 			l.resetTimer(timer)
 			continue
 		case <-timer.C:
+			flush()
 		}
 		if l.cpDue() {
 			job = l.cpJob(job, nil)
 		}
 		if job != nil {
-			l.syncCh <- job
+			send(job)
 		}
 		l.resetTimer(timer)
 	}
 }
+
+// toSyncer hands a job to the syncer. A token the syncer left is taken
+// first: the job makes it busy, and it leaves a new one once it is idle
+// again. (Taken after the send, the token could be one the syncer left
+// after finishing this very job, and both would wait for each other.)
+func (l *Ledger) toSyncer(job *syncJob) {
+	l.w.sent++
+	select {
+	case <-l.syncIdle:
+	default:
+	}
+	l.syncCh <- job
+}
+
+// holdBytes is how much the sequencer holds while the syncer is busy
+// before it writes anyway.
+const holdBytes = 64 << 10
 
 func (l *Ledger) reqBytes(r *appendReq) int {
 	n := 0
@@ -182,7 +296,7 @@ func (l *Ledger) startJob(b *batchState) {
 // sendJob hands the current job to the syncer.
 func (l *Ledger) sendJob(b *batchState) {
 	b.job.upTo, b.job.active = l.w.next, l.w.f
-	l.syncCh <- b.job
+	l.toSyncer(b.job)
 }
 
 // write frames and writes one batch and returns the last job for the
@@ -457,32 +571,31 @@ func (l *Ledger) rotate(b *batchState) error {
 	return err
 }
 
-// syncLoop makes batches durable, acknowledges them, then writes tiles and
-// checkpoints. Jobs that queue up while it waits are merged (group commit).
-//
-// Callers acknowledged by one fdatasync usually append again at once. If
-// the next fdatasync started with the first of them, it would cover one
-// record and the rest would wait for the one after: with many callers of
-// one record each, every other sync would be nearly empty. So before a
-// sync the loop waits, for at most half the last sync's duration (and
-// 500µs), until as many requests are written as the last sync
-// acknowledged; a lone caller never waits.
+// syncLoop makes batches durable, acknowledges them, then has tiles and
+// checkpoints written. Jobs that queue up while it syncs are merged (group
+// commit). When it has nothing to do it leaves a token in syncIdle, on
+// which the sequencer writes what it holds (see sequence).
 func (l *Ledger) syncLoop() {
 	defer close(l.syncDone)
 	defer close(l.pubCh)
-	var lastReqs int
-	var lastSync time.Duration
-	var timer *time.Timer
-	for job := range l.syncCh {
+	for {
+		if len(l.syncCh) == 0 {
+			select {
+			case l.syncIdle <- struct{}{}:
+			default:
+			}
+		}
+		job, ok := <-l.syncCh
+		if !ok {
+			return
+		}
 		jobs := []*syncJob{job}
 		reqs := len(job.reqs)
-		closed := false
 	drain:
 		for {
 			select {
 			case j, ok := <-l.syncCh:
 				if !ok {
-					closed = true
 					break drain
 				}
 				jobs = append(jobs, j)
@@ -491,36 +604,11 @@ func (l *Ledger) syncLoop() {
 				break drain
 			}
 		}
-		if wait := min(lastSync/2, 500*time.Microsecond); !closed && reqs > 0 && reqs < lastReqs && wait > 0 {
-			if timer == nil {
-				timer = time.NewTimer(wait)
-			} else {
-				timer.Reset(wait)
-			}
-		gather:
-			for reqs < lastReqs {
-				select {
-				case j, ok := <-l.syncCh:
-					if !ok {
-						break gather
-					}
-					jobs = append(jobs, j)
-					reqs += len(j.reqs)
-				case <-timer.C:
-					break gather
-				}
-			}
-			if !timer.Stop() {
-				select {
-				case <-timer.C:
-				default:
-				}
-			}
-		}
 		start := time.Now()
 		l.syncJobs(jobs)
 		if reqs > 0 {
-			lastReqs, lastSync = reqs, time.Since(start)
+			l.lastSyncReqs.Store(int64(reqs))
+			l.lastSyncDur.Store(int64(time.Since(start)))
 		}
 	}
 }
@@ -635,6 +723,14 @@ func (l *Ledger) publishLoop() {
 // files, in order. Lack of space keeps the rest for the next round
 // (ErrNoSpace); other errors fail the ledger.
 func (l *Ledger) writePending() error {
+	// One pwrite per level for all of them, not one per batch.
+	if len(l.pending) > 1 {
+		all := l.pending[0]
+		for _, nb := range l.pending[1:] {
+			all.merge(nb)
+		}
+		l.pending = append(l.pending[:0], all)
+	}
 	for i := range l.pending {
 		if werr := l.pending[i].writeTo(l.tiles); werr != nil {
 			if isNoSpace(werr) {
@@ -673,6 +769,7 @@ func (l *Ledger) makeDurable(jobs []*syncJob) error {
 	}
 	l.queueCompaction(closed)
 	if last := jobs[len(jobs)-1]; last.upTo > l.durable.Load() || newSeg {
+		l.syncs.Add(1)
 		if h := syncHook.Load(); h != nil {
 			return (*h)(last.active)
 		}
