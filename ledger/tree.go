@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/trailguard/trailguard/ledger/internal/sha256x2"
 )
 
 // Hash is a SHA-256 Merkle tree hash (RFC 6962 leaf or interior node).
@@ -170,16 +172,14 @@ func subtreeHash(hs []Hash) Hash {
 	case 2:
 		return tlog.NodeHash(hs[0], hs[1])
 	}
+	// Two node hashes at a time (sha256x2): the sequencer computes one
+	// per record.
 	var buf [tileWidth / 2]Hash
 	n := len(hs) / 2
-	for i := 0; i < n; i++ {
-		buf[i] = tlog.NodeHash(hs[2*i], hs[2*i+1])
-	}
+	sha256x2.Nodes(buf[:n], hs[:2*n])
 	for n > 1 {
+		sha256x2.Nodes(buf[:n/2], buf[:n])
 		n /= 2
-		for i := 0; i < n; i++ {
-			buf[i] = tlog.NodeHash(buf[2*i], buf[2*i+1])
-		}
 	}
 	return buf[0]
 }
