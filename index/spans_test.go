@@ -235,3 +235,30 @@ func dumpIndex(t *testing.T, ix *Index) indexDump {
 	}
 	return d
 }
+
+// BenchmarkDecode: what the index's follower spends per record, parsing
+// the record or reading the fields ingest located (the benchmark loader's
+// event).
+func BenchmarkDecode(b *testing.B) {
+	var sp event.Spans
+	doc := spanDocs()[40]
+	data, _, ok := event.AppendNormalizedSpans(nil, doc, time.Now(), fixedID, &sp)
+	if !ok || !sp.OK() {
+		b.Fatal("no spans")
+	}
+	for _, c := range []struct {
+		name string
+		aux  any
+	}{{"parse", nil}, {"spans", []event.Spans{sp}}} {
+		b.Run(c.name, func(b *testing.B) {
+			var x extracted
+			e := ledger.Entry{Index: 1, Time: time.Now(), Data: data, Aux: c.aux}
+			for b.Loop() {
+				if r := decodeWith(e, &x); !r.c.has[fEventID] {
+					b.Fatal("no event.id")
+				}
+			}
+			b.SetBytes(int64(len(data)))
+		})
+	}
+}
