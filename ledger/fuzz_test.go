@@ -112,8 +112,23 @@ func FuzzCompressedSegment(f *testing.F) {
 		if recs, out, err := decodeBlock(b, uint32(len(b)%5), nil); len(out) > zMaxBlock || err == nil && len(recs) != len(b)%5 {
 			t.Fatalf("block: %d records, %d bytes, %v", len(recs), len(out), err)
 		}
-		if recs, err := splitBlock(b, uint32(len(b)%7)); err == nil && len(recs) != len(b)%7 {
+		recs, err := splitBlock(b, uint32(len(b)%7))
+		if err == nil && len(recs) != len(b)%7 {
 			t.Fatalf("split %d records", len(recs))
+		}
+		// Verify's parse (records only) agrees with the reads' one.
+		_, data, err2 := parseBlock(b, uint32(len(b)%7), nil, nil)
+		if (err == nil) != (err2 == nil) || err == nil && len(data) != len(recs) {
+			t.Fatalf("parseBlock: %d records, %v; splitBlock: %d, %v", len(data), err2, len(recs), err)
+		}
+		for i := range data {
+			if !bytes.Equal(data[i], recs[i].data) {
+				t.Fatalf("record %d differs between the two parses", i)
+			}
+		}
+		// A huge count from a damaged index is refused, not allocated.
+		if _, err := splitBlock(b, ^uint32(0)); err == nil {
+			t.Fatalf("a block of %d bytes claims 2^32-1 records", len(b))
 		}
 		z, err := parseZIndex(bytes.NewReader(b), int64(len(b)))
 		if err != nil {

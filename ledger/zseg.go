@@ -169,8 +169,11 @@ func decodeRaw(comp []byte, buf []byte) ([]byte, error) {
 }
 
 func splitBlock(b []byte, want uint32) ([]zRec, error) {
-	times := make([]int64, 0, want)
-	data := make([][]byte, 0, want)
+	// A record takes at least 2 bytes (its time and its length): a count
+	// from a damaged index allocates no more than the block can hold.
+	n := min(uint64(want), uint64(len(b))/2)
+	times := make([]int64, 0, n)
+	data := make([][]byte, 0, n)
 	times, data, err := parseBlock(b, want, times, data)
 	if err != nil {
 		return nil, err
@@ -191,7 +194,7 @@ func parseBlock(b []byte, want uint32, times []int64, data [][]byte) ([]int64, [
 		return times, data, fmt.Errorf("%w: block layout: %s", errZseg, what)
 	}
 	n, k := binary.Uvarint(b)
-	if k <= 0 || n != uint64(want) {
+	if k <= 0 || n != uint64(want) || n > uint64(len(b))/2 {
 		return bad("record count")
 	}
 	b = b[k:]

@@ -8,6 +8,7 @@ import (
 	"hash/crc32"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -457,5 +458,27 @@ func TestVerifySinceInCompressedSegment(t *testing.T) {
 	}
 	if rep, _ := Verify(dir, VerifyOptions{Verifiers: v, Since: &since}); rep.OK() || rep.Findings[0].Kind != KindRecordModified || rep.Findings[0].Index != at+10 {
 		t.Fatalf("incremental verify of an altered record:\n%s", rep)
+	}
+}
+
+// TestBlockCountBounded: a block and index that claim a huge record count
+// (an attacker with the disk recomputes both checksums) are refused
+// before anything that size is allocated: a record takes at least two
+// bytes of its block.
+func TestBlockCountBounded(t *testing.T) {
+	const claim = 1 << 28
+	raw := binary.AppendUvarint(nil, claim)
+	raw = append(raw, 2, 4, 3, 'a', 'b', 'c')
+	raw = binary.BigEndian.AppendUint32(raw, crc32.Checksum(raw, castagnoli))
+	comp := zEncoder().EncodeAll(raw, nil)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, _, err := decodeBlock(comp, claim, nil)
+	runtime.ReadMemStats(&after)
+	if err == nil {
+		t.Fatal("a 10-byte block holding 2^28 records decoded")
+	}
+	if n := after.TotalAlloc - before.TotalAlloc; n > 1<<20 {
+		t.Fatalf("refusing the block allocated %d bytes", n)
 	}
 }
