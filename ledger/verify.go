@@ -608,7 +608,8 @@ func (v *verifier) produce(out chan<- *chunk, work chan<- *chunk, stop <-chan st
 		return true
 	}
 	var add addFunc
-	add = func(fr *frameRef, leaf *Hash, issue *Finding, hint *uint64) bool {
+	// next makes cur the chunk of record idx.
+	next := func() bool {
 		if cur != nil && (idx/tileWidth != cur.start/tileWidth) {
 			if !send() {
 				return false
@@ -616,6 +617,12 @@ func (v *verifier) produce(out chan<- *chunk, work chan<- *chunk, stop <-chan st
 		}
 		if cur == nil {
 			cur = &chunk{start: idx, done: make(chan struct{}), leaves: make([]Hash, 0, tileWidth-idx%tileWidth)}
+		}
+		return true
+	}
+	add = func(fr *frameRef, leaves []Hash, issue *Finding, hint *uint64) bool {
+		if !next() {
+			return false
 		}
 		if issue != nil {
 			cur.issues = append(cur.issues, *issue)
@@ -627,9 +634,20 @@ func (v *verifier) produce(out chan<- *chunk, work chan<- *chunk, stop <-chan st
 			cur.hints[idx] = *hint
 		}
 		switch {
-		case leaf != nil:
-			cur.leaves = append(cur.leaves, *leaf)
-			idx++
+		case len(leaves) > 0:
+			// As many at once as the tile has room for, the rest into
+			// the next chunks.
+			for {
+				k := min(cap(cur.leaves)-len(cur.leaves), len(leaves))
+				cur.leaves = append(cur.leaves, leaves[:k]...)
+				idx += uint64(k)
+				if leaves = leaves[k:]; len(leaves) == 0 {
+					break
+				}
+				if !next() {
+					return false
+				}
+			}
 		case fr != nil:
 			if cur.frames == nil {
 				cur.frames = make([]frameRef, 0, cap(cur.leaves))
@@ -931,9 +949,11 @@ func (v *verifier) produceHinted(rel string, hints, body []byte, count uint64, i
 	return true, false
 }
 
-// addFunc adds a record to the stream of chunks, as a frame the workers
-// check and hash or as its leaf hash, or an issue.
-type addFunc func(fr *frameRef, leaf *Hash, issue *Finding, hint *uint64) bool
+// addFunc adds to the stream of chunks a record, as a frame the workers
+// check and hash, or records as their leaf hashes, or an issue. The issue
+// and the hint (the first index a segment header claims) concern the
+// first record added.
+type addFunc func(fr *frameRef, leaves []Hash, issue *Finding, hint *uint64) bool
 
 // produceZ streams the records of a compressed segment: its blocks are
 // decoded and their records hashed in parallel, in order (each block's
@@ -946,15 +966,21 @@ func (v *verifier) produceZ(s *segment, rel string, want uint64, idx *uint64, st
 	first := s.first
 	if s.zerr != nil {
 		o.release()
+		// The count comes from the next segment's header: no more than
+		// the ledger can hold (a tampered header must not make verify
+		// stand in for 2^60 records).
+		if b := v.recordBound(); first >= b {
+			want = 0
+		} else {
+			want = min(want, b-first)
+		}
 		iss := Finding{Kind: KindFrameCorrupt, File: rel, Index: *idx, Count: want,
 			Message: fmt.Sprintf("%s: compressed segment unreadable: %v; its %d record(s) are lost", rel, s.zerr, want)}
 		if !add(nil, nil, &iss, nil) {
 			return false
 		}
-		for range want {
-			if !add(nil, &noRecord, nil, nil) {
-				return false
-			}
+		if !addUnread(add, want, nil) {
+			return false
 		}
 		*started = true
 		return true
@@ -1042,24 +1068,56 @@ func (v *verifier) produceZ(s *segment, rel string, want uint64, idx *uint64, st
 				return false
 			}
 		}
-		for k := k0; k < uint64(b.count); k++ {
-			leaf := &noRecord
-			if j.err == nil {
-				leaf = &j.z.leaves[k]
+		ok := true
+		switch {
+		case k0 >= uint64(b.count):
+		case j.err != nil:
+			// As many as the ledger can hold (the count is the index's).
+			n := uint64(b.count) - k0
+			if bound := v.recordBound(); *idx+n > bound {
+				n = bound - min(*idx, bound)
 			}
-			if !add(nil, leaf, nil, hint) {
-				zbufPool.Put(j.z)
-				return false
-			}
-			hint = nil
+			ok = addUnread(add, n, hint)
+		default:
+			ok = add(nil, j.z.leaves[k0:b.count], nil, hint)
 		}
+		if !ok {
+			zbufPool.Put(j.z)
+			return false
+		}
+		hint = nil
 		zbufPool.Put(j.z) // the leaves are copied into the chunks
 	}
 }
 
-// noRecord is the leaf of a record that could not be read: no record
-// hashes to it, so the tree diverges there and the range is named.
-var noRecord Hash
+// addUnread adds n records that could not be read, as leaves no record
+// hashes to: the tree diverges there and the range is named.
+func addUnread(add addFunc, n uint64, hint *uint64) bool {
+	zeros := make([]Hash, min(n, tileWidth))
+	for n > 0 {
+		k := min(n, uint64(len(zeros)))
+		if !add(nil, zeros[:k], nil, hint) {
+			return false
+		}
+		n -= k
+		hint = nil
+	}
+	return true
+}
+
+// recordBound is the most records the ledger can hold: its largest signed
+// size and the unsigned tail its writer allows after it.
+func (v *verifier) recordBound() uint64 {
+	n := uint64(0)
+	for _, t := range v.targets {
+		n = max(n, t.size)
+	}
+	last := Checkpoint{}
+	if v.last != nil {
+		last = *v.last
+	}
+	return n + cadenceOf(last).unsignedMax
+}
 
 // zbufs is what verify decodes a compressed block into.
 type zbufs struct {
