@@ -884,3 +884,33 @@ func TestRealClockTimes(t *testing.T) {
 		}
 	}
 }
+
+// countingSink embeds a sink.Writer and adds to its Write, as wrappers do.
+type countingSink struct {
+	*sink.Writer
+	records int
+}
+
+func (c *countingSink) Write(ctx context.Context, recs [][]byte) error {
+	c.records += len(recs)
+	return c.Writer.Write(ctx, recs)
+}
+
+// TestSinkWrapperWriteNotBypassed: the writer hands framed batches only to
+// the sinks of package sink themselves; a wrapper that embeds one still
+// sees every batch through its own Write.
+func TestSinkWrapperWriteNotBypassed(t *testing.T) {
+	buf := &syncBuffer{}
+	cs := &countingSink{Writer: sink.NewWriter(buf)}
+	l, _ := newTestLogger(t, Config{Sink: cs})
+	h := l.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	for range 3 {
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/x", nil))
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if lines := strings.Count(buf.String(), "\n"); cs.records != 3 || lines != 3 {
+		t.Fatalf("wrapper's Write saw %d records, %d lines written; want 3 and 3", cs.records, lines)
+	}
+}

@@ -416,9 +416,16 @@ func (l *Logger) write(batch []item, records [][]byte, lines []byte) {
 	}
 }
 
+// sinkWrite writes a batch, framed for the sinks of package sink that take
+// it so. Only those exact types: a wrapper that embeds one to add to its
+// Write (counting, filtering, fan-out) would have its Write bypassed by a
+// promoted WriteLines.
 func (l *Logger) sinkWrite(records [][]byte, lines []byte) error {
-	if lw, ok := l.cfg.Sink.(sink.LineWriter); ok {
-		return lw.WriteLines(context.Background(), lines, len(records))
+	switch s := l.cfg.Sink.(type) {
+	case *sink.Writer:
+		return s.WriteLines(context.Background(), lines, len(records))
+	case *sink.File:
+		return s.WriteLines(context.Background(), lines, len(records))
 	}
 	return l.cfg.Sink.Write(context.Background(), records)
 }

@@ -40,7 +40,11 @@ type Sink interface {
 // frame them. A producer that encodes its records one after the other into
 // one buffer (httpaudit's writer) spares the sink the copy into its own.
 // The sink checks the batch as Write checks records ([ErrInvalidRecord],
-// nothing written) and is done with lines when WriteLines returns.
+// nothing written) and is done with lines when WriteLines returns. A type
+// that embeds a LineWriter to add to its Write must not be handed batches
+// through the promoted WriteLines, which would bypass that Write:
+// producers look for the concrete types of this package, not the
+// interface, unless they know better.
 type LineWriter interface {
 	WriteLines(ctx context.Context, lines []byte, n int) error
 }
