@@ -47,7 +47,13 @@ func (c *tailChunk) entry(i uint64) Entry {
 	if k > 0 {
 		start = c.ends[k-1]
 	}
-	return Entry{Index: i, Time: time.Unix(0, c.at), Data: c.data[start:c.ends[k]:c.ends[k]], Aux: c.aux, AuxPos: k}
+	e := Entry{Index: i, Time: time.Unix(0, c.at), Data: c.data[start:c.ends[k]:c.ends[k]]}
+	if c.aux != nil {
+		// AuxPos means something only with Aux (a record read back
+		// from disk has neither).
+		e.Aux, e.AuxPos = c.aux, k
+	}
+	return e
 }
 
 // add keeps a copy of records [first, first+len(recs)), appended at at,
