@@ -482,12 +482,19 @@ func (e *Engine) eventTime(rec Record) int64 {
 	if !rec.Time.IsZero() {
 		stored = rec.Time.UnixNano()
 	}
-	if s, ok := e.ctx.doc.str(e.slotTS); ok {
-		if t, ok := parseTime(s); ok {
-			if stored == math.MinInt64 || t <= stored+int64(e.opts.MaxFuture) {
-				return t
-			}
+	// A record ingest described carries its @timestamp parsed already
+	// (event.Spans.Timestamp): the same instant parseTime reads.
+	t, ok := int64(0), false
+	if e.spanFields != nil && rec.Spans.OK() {
+		t, ok = rec.Spans.Timestamp()
+	}
+	if !ok {
+		if s, has := e.ctx.doc.str(e.slotTS); has {
+			t, ok = parseTime(s)
 		}
+	}
+	if ok && (stored == math.MinInt64 || t <= stored+int64(e.opts.MaxFuture)) {
+		return t
 	}
 	if stored != math.MinInt64 {
 		return stored

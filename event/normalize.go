@@ -622,6 +622,9 @@ func (n *normalizer) emit(dst []byte, now time.Time, newID func([]byte) []byte) 
 			b = AppendTime(b, t)
 			b = append(b, '"')
 			note(i, vs, b)
+			if sp != nil {
+				sp.ts, sp.hasTS = unixNanos(t)
+			}
 			continue
 		case nfKind:
 			b = e.key(b, f.spec)
@@ -652,6 +655,9 @@ func (n *normalizer) emit(dst []byte, now time.Time, newID func([]byte) []byte) 
 			b = AppendTime(b, now)
 			b = append(b, '"')
 			note(i, vs, b)
+			if sp != nil {
+				sp.ing, sp.hasI = unixNanos(now)
+			}
 			continue
 		}
 		if !sl.set {

@@ -1,5 +1,7 @@
 package event
 
+import "time"
+
 // Spans says where a record written by AppendNormalizedSpans holds the
 // value of each field Event models, so that a reader of the record (the
 // collector's index, detection and overview, which follow the ledger)
@@ -8,11 +10,20 @@ package event
 // is one of these (no Extra), except the members of labels and of
 // trailguard.http.request.headers (Maps reports them).
 //
-// A Spans is 160 bytes; records longer than 64 KiB get none (OK false).
+// It also carries the instants the record's @timestamp and
+// event.ingested hold, which the normaliser had parsed or chosen, so that
+// no reader parses them again.
+//
+// A Spans is 176 bytes; records longer than 64 KiB get none (OK false).
 type Spans struct {
-	at   [len(normFields)]span
-	maps bool
-	ok   bool
+	at [len(normFields)]span
+	// ts and ing are @timestamp and event.ingested in Unix nanoseconds,
+	// each valid when its flag is set (an instant UnixNano cannot
+	// represent, after 2262, has none: readers parse the record's text).
+	ts, ing     int64
+	hasTS, hasI bool
+	maps        bool
+	ok          bool
 }
 
 // span is a value's bytes [start, end) in the record; end 0: absent.
@@ -40,6 +51,21 @@ func (sp *Spans) Token(rec []byte, f int) []byte {
 		return nil
 	}
 	return rec[s.start:s.end:s.end]
+}
+
+// Timestamp returns the instant the record's @timestamp holds, in Unix
+// nanoseconds, exactly as parsing the record's text with time.Parse and
+// RFC 3339 gives it; ok is false when sp does not know it (a record it
+// does not describe, or an instant UnixNano cannot represent).
+func (sp *Spans) Timestamp() (ns int64, ok bool) { return sp.ts, sp.ok && sp.hasTS }
+
+// Ingested is Timestamp for event.ingested.
+func (sp *Spans) Ingested() (ns int64, ok bool) { return sp.ing, sp.ok && sp.hasI }
+
+// unixNanos returns t in Unix nanoseconds if UnixNano represents it.
+func unixNanos(t time.Time) (int64, bool) {
+	ns := t.UnixNano()
+	return ns, time.Unix(0, ns).Equal(t)
 }
 
 // SpanField is the number Spans.Token takes for the dotted ECS name of a

@@ -89,6 +89,26 @@ func checkSpans(t *testing.T, doc []byte) {
 	if sp.Maps() != maps {
 		t.Fatalf("%s: Maps() %v, record %s", doc, sp.Maps(), rec)
 	}
+	// The instants carried are those the record's text says.
+	for _, c := range []struct {
+		name string
+		get  func() (int64, bool)
+	}{{"@timestamp", sp.Timestamp}, {"ingested", sp.Ingested}} {
+		var text string
+		if c.name == "@timestamp" {
+			text, _ = m["@timestamp"].(string)
+		} else {
+			text, _ = m["event"].(map[string]any)["ingested"].(string)
+		}
+		pt, err := time.Parse(time.RFC3339Nano, text)
+		if err != nil {
+			t.Fatalf("%s: %s %q: %v", doc, c.name, text, err)
+		}
+		ns, ok := c.get()
+		if representable := time.Unix(0, pt.UnixNano()).Equal(pt); ok != representable || ok && ns != pt.UnixNano() {
+			t.Fatalf("%s: %s %q: spans give %d (%v), want %d (%v)", doc, c.name, text, ns, ok, pt.UnixNano(), representable)
+		}
+	}
 	if SpanField("labels.x") != -1 || SpanField("custom") != -1 {
 		t.Fatal("SpanField of a name Event does not model")
 	}
@@ -103,6 +123,14 @@ func TestSpans(t *testing.T) {
 	var sp Spans
 	if _, _, ok := AppendNormalizedSpans(nil, big, time.Now(), fixedID, &sp); !ok || sp.OK() {
 		t.Fatalf("big record: ok %v, spans %v", ok, sp.OK())
+	}
+	if _, ok := sp.Timestamp(); ok {
+		t.Fatal("big record: spans give a @timestamp")
+	}
+	// Instants UnixNano cannot represent (after 2262) are not carried;
+	// those it can are, at the nanosecond.
+	for _, ts := range []string{"2263-01-01T00:00:00Z", "9999-12-31T23:59:59.999999999Z", "2262-04-11T23:47:16.854775807Z", "1970-01-01T00:00:00.000000001Z"} {
+		checkSpans(t, []byte(`{"@timestamp":"`+ts+`","message":"m"}`))
 	}
 }
 

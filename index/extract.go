@@ -102,6 +102,11 @@ type extracted struct {
 	// time, a duplicate key, …). Queries read such records from the ledger
 	// and match them there rather than trusting their columns.
 	odd bool
+	// ts is @timestamp in Unix nanoseconds when the collector's ingest had
+	// it parsed already (hasTS; event.Spans.Timestamp), so that columns
+	// need not parse the text again.
+	ts    int64
+	hasTS bool
 }
 
 // maxScanDepth is below query.Flatten's nesting limit: deeper records are
@@ -385,7 +390,9 @@ func (x *extracted) columns(appendTime time.Time) (c cols) {
 		return "", false
 	}
 	if v, ok := single(fTimestamp, 's'); ok {
-		if t, err := time.Parse(time.RFC3339Nano, v); err == nil && !t.Before(minTime) && !t.After(maxTime) {
+		if x.hasTS {
+			c.ts = x.ts
+		} else if t, err := time.Parse(time.RFC3339Nano, v); err == nil && !t.Before(minTime) && !t.After(maxTime) {
 			c.ts = t.UnixNano()
 		} else {
 			c.odd = true

@@ -50,6 +50,7 @@ func decodeSpans(e ledger.Entry, sp *event.Spans, x *extracted) rec {
 		s.b, s.i = tok, 0
 		s.value(&leaves[f], 1)
 	}
+	x.ts, x.hasTS = sp.Timestamp()
 	return rec{idx: e.Index, c: x.columns(e.Time)}
 }
 

@@ -114,11 +114,21 @@ func (f *fields) fromSpans(rec []byte, sp *event.Spans) {
 			f.status = n
 		}
 	}
+	// The instants ingest parsed or chose (event.Spans.Timestamp), parsed
+	// here only when it did not carry them.
 	if len(f.ts) > 0 {
-		f.tsTime, f.hasTS = parseTime(f.ts)
+		if ns, ok := sp.Timestamp(); ok {
+			f.tsTime, f.hasTS = time.Unix(0, ns).UTC(), true
+		} else {
+			f.tsTime, f.hasTS = parseTime(f.ts)
+		}
 	}
 	if len(f.ingested) > 0 {
-		f.ingTime, f.hasIngested = parseTime(f.ingested)
+		if ns, ok := sp.Ingested(); ok {
+			f.ingTime, f.hasIngested = time.Unix(0, ns).UTC(), true
+		} else {
+			f.ingTime, f.hasIngested = parseTime(f.ingested)
+		}
 	}
 }
 

@@ -35,6 +35,12 @@ func checkOverviewSpans(t *testing.T, doc []byte) bool {
 	parsed.extract(rec)
 	fromSpans.extractSpans(rec, &sp)
 	parsed.path, fromSpans.path = nil, nil
+	// The same instant, parsed from the record or carried in the spans.
+	appended := time.Unix(1, 0)
+	if a, b := parsed.time(appended), fromSpans.time(appended); !a.Equal(b) || a.Location() != b.Location() {
+		t.Fatalf("%s: @timestamp parsed %v, from spans %v", rec, a, b)
+	}
+	fromSpans.tsNanos, fromSpans.hasTS = 0, false
 	if len(parsed.category) == 0 && len(fromSpans.category) == 0 {
 		parsed.category, fromSpans.category = nil, nil
 	}

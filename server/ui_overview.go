@@ -254,13 +254,22 @@ func (o *overviewRollup) caughtUp() uint64 {
 	return o.next
 }
 
-func (o *overviewRollup) add(x *overviewFields, appended time.Time) {
-	t := appended
+// time is the event's @timestamp, or appended when it has none that
+// parses.
+func (x *overviewFields) time(appended time.Time) time.Time {
 	if x.ts != nil {
+		if x.hasTS {
+			return time.Unix(0, x.tsNanos).UTC()
+		}
 		if p, err := time.Parse(time.RFC3339Nano, string(x.ts)); err == nil {
-			t = p
+			return p
 		}
 	}
+	return appended
+}
+
+func (o *overviewRollup) add(x *overviewFields, appended time.Time) {
+	t := x.time(appended)
 	now := o.now()
 	if now.Sub(o.lastTrim) > time.Minute {
 		o.trim(now)
@@ -385,6 +394,10 @@ type overviewFields struct {
 	category                                         [][]byte
 	status                                           int64
 	path                                             []byte // the dotted path being read
+	// tsNanos is @timestamp as ingest parsed it (event.Spans.Timestamp),
+	// when hasTS: add need not parse ts again.
+	tsNanos int64
+	hasTS   bool
 }
 
 // wanted are the dotted paths extract keeps.
@@ -503,6 +516,9 @@ func (x *overviewFields) extractSpans(data []byte, sp *event.Spans) {
 				x.status = n
 			}
 		}
+	}
+	if x.ts != nil {
+		x.tsNanos, x.hasTS = sp.Timestamp()
 	}
 }
 
