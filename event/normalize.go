@@ -496,7 +496,7 @@ func (n *normalizer) field(s *scanner, i int) bool {
 		if !ok {
 			return false
 		}
-		t, err := time.Parse(time.RFC3339Nano, v)
+		t, err := parseTime(v)
 		if err != nil || t.IsZero() {
 			return false
 		}
