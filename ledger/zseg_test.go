@@ -525,3 +525,40 @@ func TestVerifyHugeBlockCount(t *testing.T) {
 		t.Fatal("verify still runs after 30 s")
 	}
 }
+
+// TestVerifyUnreadableSegmentHugeGap: an unreadable compressed segment
+// holds as many records as the next segment's name says, but no more than
+// the ledger can hold: renamed to start at 10^19, the next segment does
+// not make verify stand in for 10^19 records.
+func TestVerifyUnreadableSegmentHugeGap(t *testing.T) {
+	t.Parallel()
+	k := newKey(t, testOrigin)
+	dir, _ := compressedLedger(t, k, 16000)
+	segs, _ := listSegments(filepath.Join(dir, "seg"))
+	p := filepath.Join(dir, "seg", filepath.Base(segs[len(segs)-2].path))
+	b, _ := os.ReadFile(p)
+	b[len(b)-1] ^= 1 // trailer: the segment is unreadable
+	os.WriteFile(p, b, 0o644)
+	last := segs[len(segs)-1].path
+	if err := os.Rename(last, filepath.Join(filepath.Dir(last), "10000000000000000000.seg")); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(idxPath(last))
+	done := make(chan *Report, 1)
+	go func() {
+		rep, err := Verify(dir, VerifyOptions{Verifiers: []note.Verifier{k.verifier}})
+		if err != nil {
+			t.Error(err)
+		}
+		done <- rep
+	}()
+	select {
+	case rep := <-done:
+		if rep == nil || rep.OK() || !strings.Contains(rep.String(), "unreadable") {
+			t.Fatalf("the unreadable segment is not named:\n%s", rep)
+		}
+		t.Log(rep)
+	case <-time.After(30 * time.Second):
+		t.Fatal("verify still runs after 30 s")
+	}
+}
