@@ -44,7 +44,8 @@ func (p *Proxy) fast(rt *route, r *http.Request) bool {
 	if _, up := r.Header["Upgrade"]; up {
 		return false
 	}
-	return strings.HasPrefix(r.URL.Path, "/") && queryClean(r.URL.RawQuery) && asciiPrintable(r.Host)
+	return strings.HasPrefix(r.URL.Path, "/") && queryClean(r.URL.RawQuery) && asciiPrintable(r.URL.RawQuery) &&
+		asciiPrintable(r.Host)
 }
 
 // queryClean reports whether ReverseProxy would pass a query string
@@ -193,6 +194,9 @@ func (u *upstreamReq) write(bw *bufio.Writer, reqIDHeader string) error {
 			len(u.named) > 0 && contains(u.named, k) {
 			continue
 		}
+		if !validFieldName(k) {
+			continue // as Request.Write drops it
+		}
 		for _, v := range vv {
 			writeField(bw, k, v)
 		}
@@ -227,6 +231,22 @@ func writeField(bw *bufio.Writer, k, v string) {
 	bw.WriteString(": ")
 	bw.WriteString(textproto.TrimString(v))
 	bw.WriteString("\r\n")
+}
+
+// validFieldName reports whether k is a header field name (an RFC 9110
+// token); the server only hands over such names, but what is written
+// upstream must never depend on that.
+func validFieldName(k string) bool {
+	if k == "" {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	return true
 }
 
 func contains(list []string, s string) bool {
