@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -443,5 +444,37 @@ func TestTileHasher(t *testing.T) {
 			t.Fatalf("tile root %x, want %x", got, want)
 		}
 		leaves[7][0] ^= 1
+	}
+}
+
+// TestTileRun: the tiles the producer reads 64 at a time are the ones the
+// workers would read one by one (a wrong offset would only slow verify
+// down, every chunk taking the leaf-by-leaf path, so no other test sees it).
+func TestTileRun(t *testing.T) {
+	t.Parallel()
+	k := newKey(t, testOrigin)
+	dir, _ := compressedLedger(t, k, 20000) // 78 tiles: two reads
+	s := newTileStore(dir, false)
+	defer s.close()
+	limit := uint64(19900)
+	tr := &tileRun{s: s, limit: limit}
+	attached := 0
+	for n := uint64(0); n*tileWidth < 20000; n++ {
+		c := &chunk{start: n * tileWidth, leaves: make([]Hash, tileWidth)}
+		tr.attach(c)
+		if (n+1)*tileWidth > limit {
+			if c.tile != nil {
+				t.Fatalf("tile %d, beyond the signed size, attached", n)
+			}
+			continue
+		}
+		want, err := s.read(0, n, tileWidth)
+		if err != nil || !bytes.Equal(c.tile, want) {
+			t.Fatalf("tile %d: attached %d bytes, want the stored tile (%v)", n, len(c.tile), err)
+		}
+		attached++
+	}
+	if attached != int(limit/tileWidth) {
+		t.Fatalf("%d tiles attached", attached)
 	}
 }
