@@ -307,7 +307,11 @@ type Ledger struct {
 
 // writer is the state owned by the sequencer goroutine.
 type writer struct {
-	sent     uint64 // jobs handed to the syncer
+	sent uint64 // jobs handed to the syncer
+	// zeroed: the active segment was zeroed ahead (zeroahead.go): zeros
+	// follow its records. ahead: the next one being zeroed, if any.
+	zeroed   bool
+	ahead    chan bool
 	seg      *segment
 	f, idx   *os.File
 	off      int64
@@ -410,6 +414,8 @@ func Open(dir string, opts Options) (*Ledger, error) {
 	l.w.handover = opts.HandoverSigner
 	l.legalHold.Store(opts.LegalHold)
 	l.w.cpMono = time.Now()
+	// A segment zeroed ahead by a process that stopped: made again.
+	os.Remove(filepath.Join(l.segDir, zeroAheadName))
 	go l.sequence()
 	go l.syncLoop()
 	go l.publishLoop()
@@ -973,6 +979,7 @@ func (l *Ledger) Close() error {
 		errs = append(errs, cerr)
 	}
 	l.w.idx.Close()
+	os.Remove(filepath.Join(l.segDir, zeroAheadName))
 	l.closeFiles()
 	l.endFollowers()
 	return errors.Join(errs...)

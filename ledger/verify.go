@@ -769,6 +769,11 @@ func (v *verifier) produce(out chan<- *chunk, work chan<- *chunk, stop <-chan st
 				break
 			}
 			n, err := frameLen(block, maxFrameLen)
+			if err == nil && si == len(segs)-1 && n == frameOverhead {
+				if fill(n); zeroFrame(block) {
+					err = errTorn // zeros written ahead (zeroahead.go): nothing was written there
+				}
+			}
 			if err == nil {
 				fill(n)
 				if len(block) < n {

@@ -46,6 +46,7 @@ import (
 // sync acknowledged; a lone caller never waits.
 func (l *Ledger) sequence() {
 	defer close(l.syncCh)
+	l.zeroAhead()
 	timer := time.NewTimer(l.cpDelay())
 	defer timer.Stop()
 	gather := time.NewTimer(time.Hour)
@@ -125,6 +126,10 @@ func (l *Ledger) sequence() {
 			if !ok {
 				// Close: what is held, then a final checkpoint, always.
 				flush()
+				if err := l.cutZeros(); err != nil {
+					// The next Open cuts them.
+					l.opts.Logger.Warn("ledger: zeros after the last record not cut", "dir", l.dir, "err", err)
+				}
 				j := l.cpJob(nil, l.final)
 				j.cp.Extra = append(j.cp.Extra, shutdownExt)
 				l.toSyncer(j)
@@ -510,6 +515,8 @@ func (l *Ledger) rollback(b *batchState) error {
 	b.job.seal, b.job.newSeg, b.job.nodes = nil, false, nodeBuf{}
 	b.buf, b.ibuf, b.leaves = b.buf[:0], b.ibuf[:0], b.leaves[:0]
 	l.w.seg, l.w.f, l.w.idx, l.w.off, l.w.next, l.w.tree = m.seg, m.f, m.idx, m.off, m.next, m.tree
+	// Truncated below: zeros written ahead are gone, records append.
+	l.w.zeroed = false
 	m.seg.count.Store(m.next - m.seg.first)
 	m.seg.trimMem(m.next - m.seg.first)
 	l.auth.trimRecent(m.next)
@@ -547,9 +554,20 @@ func (l *Ledger) flush(b *batchState) error {
 func (l *Ledger) rotate(b *batchState) error {
 	job := b.job
 	s := &segment{first: l.w.next, path: filepath.Join(l.segDir, segName(l.w.next))}
-	f, err := os.OpenFile(s.path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
+	// The closing segment's zeros go, durably, before the next segment
+	// exists: a crash may leave them only in the last one.
+	if err := l.cutZeros(); err != nil {
 		return err
+	}
+	h := segHeader(s.first)
+	zeroed := true
+	f := l.takeZeroed(s.path, h)
+	if f == nil {
+		zeroed = false
+		var err error
+		if f, err = os.OpenFile(s.path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644); err != nil {
+			return err
+		}
 	}
 	b.created = append(b.created, s)
 	idx, err := os.OpenFile(idxPath(s.path), os.O_WRONLY|os.O_CREATE|os.O_TRUNC|os.O_APPEND, 0o644)
@@ -560,12 +578,15 @@ func (l *Ledger) rotate(b *batchState) error {
 		return err
 	}
 	job.seal = append(job.seal, sealed{l.w.f, l.w.idx, l.w.seg})
-	l.w.seg, l.w.f, l.w.idx, l.w.off = s, f, idx, 0
+	l.w.seg, l.w.f, l.w.idx, l.w.off, l.w.zeroed = s, f, idx, 0, zeroed
 	l.segMu.Lock()
 	l.segs = append(l.segs, s)
 	l.segMu.Unlock()
 	job.newSeg = true
-	h := segHeader(s.first)
+	if zeroed {
+		l.w.off = int64(len(h)) // written before it was linked in
+		return nil
+	}
 	n, err := f.Write(h)
 	l.w.off = int64(n)
 	return err

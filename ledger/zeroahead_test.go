@@ -1,0 +1,131 @@
+package ledger
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// TestZeroAhead: segments are zeroed ahead and linked in at rotation; no
+// closed segment keeps zeros after its records, Close cuts them from the
+// last one, verify of the live ledger finds nothing wrong, and a copy of
+// the directory taken while it runs (a crash) opens with every record.
+func TestZeroAhead(t *testing.T) {
+	t.Parallel()
+	k := newKey(t, testOrigin)
+	opts := testOpts(k)
+	opts.SegmentSize = 8 << 10
+	opts.DisableCompression = true
+	dir := t.TempDir()
+	l, err := Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	segDir := filepath.Join(dir, "seg")
+	ahead := filepath.Join(segDir, zeroAheadName)
+	zeroedSeen := false
+	n := 0
+	for rot := 0; rot < 6; rot++ {
+		// Wait for the next segment's zeros, then fill the active one.
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			if st, err := os.Stat(ahead); err == nil && st.Size() == opts.SegmentSize {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("no segment zeroed ahead")
+			}
+			time.Sleep(time.Millisecond)
+		}
+		time.Sleep(20 * time.Millisecond) // its fsync
+		before := len(mustSegments(t, segDir))
+		for len(mustSegments(t, segDir)) == before {
+			if _, err := l.Append(context.Background(), record(n)); err != nil {
+				t.Fatal(err)
+			}
+			n++
+		}
+		// The new active segment is the zeroed one: its size is the
+		// segment size, far beyond its one record.
+		segs := mustSegments(t, segDir)
+		if st, err := os.Stat(segs[len(segs)-1].path); err == nil && st.Size() == opts.SegmentSize {
+			zeroedSeen = true
+		}
+		for _, s := range segs[:len(segs)-1] {
+			res, err := scanSegment(s.path, s.first, maxFrameLen)
+			if err != nil || res.end != res.size {
+				t.Fatalf("closed segment %s: records end at %d, file is %d bytes (%v)", s.path, res.end, res.size, err)
+			}
+		}
+	}
+	if !zeroedSeen {
+		t.Fatal("no segment was zeroed ahead")
+	}
+	// Verify of the running ledger: the zeros are no finding.
+	if rep := verifyDir(t, dir, k, ""); !rep.OK() || rep.Records != uint64(n) {
+		t.Fatalf("verify while running: %d records, want %d\n%s", rep.Records, n, rep)
+	}
+	// A crash: the directory as it is now.
+	crashed := t.TempDir()
+	copyTree(t, dir, crashed)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	segs := mustSegments(t, segDir)
+	res, err := scanSegment(segs[len(segs)-1].path, segs[len(segs)-1].first, maxFrameLen)
+	if err != nil || res.end != res.size {
+		t.Fatalf("after Close the last segment's records end at %d, file is %d bytes (%v)", res.end, res.size, err)
+	}
+	if _, err := os.Stat(ahead); !os.IsNotExist(err) {
+		t.Fatalf("%s left after Close: %v", ahead, err)
+	}
+	l2, err := Open(crashed, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l2.Size() != uint64(n) {
+		t.Fatalf("after the crash %d records, want %d", l2.Size(), n)
+	}
+	if _, err := l2.Append(context.Background(), record(n)); err != nil {
+		t.Fatal(err)
+	}
+	if err := l2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if rep := verifyDir(t, crashed, k, ""); !rep.OK() || rep.Records != uint64(n+1) {
+		t.Fatalf("verify after recovery: %d records, want %d\n%s", rep.Records, n+1, rep)
+	}
+}
+
+func mustSegments(t *testing.T, dir string) []*segment {
+	t.Helper()
+	segs, err := listSegments(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return segs
+}
+
+// copyTree copies the regular files under src to dst.
+func copyTree(t *testing.T, src, dst string) {
+	t.Helper()
+	err := filepath.Walk(src, func(p string, info os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		if info.IsDir() {
+			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dst, rel), b, 0o644)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
