@@ -74,6 +74,11 @@ func (l *Ledger) zeroFile(path string, size int64) (err error) {
 		if _, err := f.WriteAt(zeroBuf[:min(int64(len(zeroBuf)), size-off)], off); err != nil {
 			return err
 		}
+		// A chunk at a time to the disk: 16 MiB of writeback at once
+		// would hold up the segment's fdatasyncs queued behind it.
+		if err := datasync(f); err != nil {
+			return err
+		}
 	}
 	return f.Sync()
 }
