@@ -848,26 +848,70 @@ func (l *Ledger) publish(cp *Checkpoint) ([]byte, error) {
 }
 
 // spaceGuard keeps Options.Reserve free (sequencer only).
+//
+// statfs is a syscall on the sequencer's path, so the figure is refreshed
+// only when it may have gone stale in a way that matters: after
+// spaceCheckEvery, after the writer took spaceCheckBytes since the last
+// look (at most a quarter of the reserve, so others' writes plus the
+// estimate's error between two looks cannot eat the reserve unseen), and
+// on every batch (at most every spaceCheckNear) once free space is within
+// one reserve of the limit. Between looks the writer counts what it takes.
 type spaceGuard struct {
 	dir     string
 	reserve int64
 	free    int64 // last statfs, minus what was allowed since
 	known   bool
 	checked time.Time
+	taken   int64 // allowed since the last statfs
+
+	// now and statfs are time.Now and FreeBytes outside tests.
+	now    func() time.Time
+	statfs func(dir string) int64
 }
 
-// spaceCheckEvery is how stale the free-space figure may be: statfs costs
-// about a microsecond, so about once per batch under load.
-const spaceCheckEvery = time.Millisecond
+const (
+	// spaceCheckEvery is how stale the free-space figure may be while
+	// free space is well above the reserve (gw2's trace: a statfs per
+	// write batch, ~80/s at 2,000 req/s, each a point where the P can go).
+	spaceCheckEvery = 100 * time.Millisecond
+	// spaceCheckNear is the staleness allowed within one reserve of the
+	// limit: about once per batch, as close to the edge as it is cheap.
+	spaceCheckNear = time.Millisecond
+	// spaceCheckBytes caps what the writer takes between two looks (and
+	// a quarter of the reserve caps it further).
+	spaceCheckBytes = 4 << 20
+)
+
+// stale reports whether the free-space figure must be refreshed before
+// allowing need more bytes.
+func (g *spaceGuard) stale(now time.Time, need int64) bool {
+	if !g.known && g.checked.IsZero() {
+		return true
+	}
+	age := now.Sub(g.checked)
+	if age >= spaceCheckEvery || g.taken+need > min(spaceCheckBytes, g.reserve/4) {
+		return true
+	}
+	// Near the edge (or unknown last time, or a disk that lost space):
+	// look as often as before.
+	return (!g.known || g.free-need < 2*g.reserve) && age >= spaceCheckNear
+}
 
 // allow reports whether need more bytes may be written.
 func (g *spaceGuard) allow(need int64) bool {
 	if g.reserve <= 0 {
 		return true
 	}
-	if now := time.Now(); now.Sub(g.checked) >= spaceCheckEvery {
-		f := FreeBytes(g.dir)
-		g.free, g.known, g.checked = f, f >= 0, now
+	nowf, statfs := g.now, g.statfs
+	if nowf == nil {
+		nowf = time.Now
+	}
+	if statfs == nil {
+		statfs = FreeBytes
+	}
+	if now := nowf(); g.stale(now, need) {
+		f := statfs(g.dir)
+		g.free, g.known, g.checked, g.taken = f, f >= 0, now, 0
 	}
 	if !g.known {
 		return true // no statfs here: a full disk still ends in ErrNoSpace
@@ -876,5 +920,6 @@ func (g *spaceGuard) allow(need int64) bool {
 		return false
 	}
 	g.free -= need // between checks, count what this writer takes
+	g.taken += need
 	return true
 }
