@@ -122,6 +122,15 @@ func (r *Runner) Run(ctx context.Context) error {
 	go func() {
 		defer close(ch)
 		for e, err := range r.Source.Follow(fctx, cur.Next) {
+			// The only sender: with room in ch the send cannot block, and
+			// a plain send costs a fraction of a select, once per record.
+			if len(ch) < cap(ch) {
+				ch <- item{e, err}
+				if err != nil {
+					return
+				}
+				continue
+			}
 			select {
 			case ch <- item{e, err}:
 			case <-fctx.Done():
@@ -150,6 +159,18 @@ func (r *Runner) Run(ctx context.Context) error {
 			if err := r.process(it.e); err != nil {
 				return r.stop(ctx, err)
 			}
+			// The records already waiting are taken without a select each
+			// (the only receiver: len says they are there), a bounded
+			// number so that saving and ctx are still seen.
+			for n := 0; n < drainMax && len(ch) > 0; n++ {
+				it := <-ch
+				if it.err != nil {
+					return r.stop(ctx, it.err)
+				}
+				if err := r.process(it.e); err != nil {
+					return r.stop(ctx, err)
+				}
+			}
 			lastRecord, dirty = time.Now(), true
 		case <-save.C:
 			if dirty {
@@ -169,6 +190,10 @@ func (r *Runner) Run(ctx context.Context) error {
 		}
 	}
 }
+
+// drainMax bounds the records Run takes from its follower between two
+// looks at its tickers and context.
+const drainMax = 256
 
 func (r *Runner) stop(ctx context.Context, err error) error {
 	serr := r.save()

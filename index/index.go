@@ -418,8 +418,16 @@ func (ix *Index) Run(ctx context.Context, src Source) error {
 				errc <- err
 				return
 			}
+			r := decodeWith(e, &x)
+			// The only sender: with room in the channel the send cannot
+			// block, and a plain send costs a fraction of a select (which
+			// locks every channel it waits on), once per record.
+			if len(entries) < cap(entries) {
+				entries <- r
+				continue
+			}
 			select {
-			case entries <- decodeWith(e, &x):
+			case entries <- r:
 			case <-fctx.Done():
 				errc <- fctx.Err()
 				return
@@ -472,6 +480,11 @@ func (ix *Index) Run(ctx context.Context, src Source) error {
 				timer.Reset(ix.opts.BatchDelay)
 			}
 			batch = append(batch, e)
+			// The records already waiting are taken without a select each
+			// (the only receiver: len says they are there).
+			for len(batch) < ix.opts.BatchSize && len(entries) > 0 {
+				batch = append(batch, <-entries)
+			}
 			if len(batch) >= ix.opts.BatchSize {
 				if err := flush(); err != nil {
 					return err
