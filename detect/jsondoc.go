@@ -148,6 +148,13 @@ func (x *extractor) fromSpans(d *document, data []byte, sp *event.Spans, plan []
 		if end == 0 || end > len(data) {
 			continue
 		}
+		if end-start >= 2 && data[start] == '"' {
+			// A string token, its quotes at both ends: what value would
+			// find without looking for the closing quote.
+			d.spans[slot] = span{start: int32(start + 1), end: int32(end - 1), kind: vString,
+				esc: bytes.IndexByte(data[start+1:end-1], '\\') >= 0}
+			continue
+		}
 		_, s, err := value(data[:end], start, 0)
 		if err != nil {
 			continue
