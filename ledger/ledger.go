@@ -133,7 +133,7 @@ type Options struct {
 	// appends never use: while less is available, Append fails with
 	// ErrNoSpace, so that checkpoints, tiles and the final shutdown
 	// checkpoint always have room. Free space is checked with statfs at
-	// most every 100 ms or every min(4 MiB, Reserve/4) appended, and about
+	// most every 100 ms or every min(4 MiB, Reserve/16) appended, and about
 	// once per batch within one Reserve of the limit (between checks the
 	// writer counts what it takes). Default 0: no reserve (a
 	// full disk still fails appends with ErrNoSpace, and may leave no room

@@ -852,7 +852,7 @@ func (l *Ledger) publish(cp *Checkpoint) ([]byte, error) {
 // statfs is a syscall on the sequencer's path, so the figure is refreshed
 // only when it may have gone stale in a way that matters: after
 // spaceCheckEvery, after the writer took spaceCheckBytes since the last
-// look (at most a quarter of the reserve, so others' writes plus the
+// look (at most a sixteenth of the reserve, so others' writes plus the
 // estimate's error between two looks cannot eat the reserve unseen), and
 // on every batch (at most every spaceCheckNear) once free space is within
 // one reserve of the limit. Between looks the writer counts what it takes.
@@ -878,7 +878,7 @@ const (
 	// limit: about once per batch, as close to the edge as it is cheap.
 	spaceCheckNear = time.Millisecond
 	// spaceCheckBytes caps what the writer takes between two looks (and
-	// a quarter of the reserve caps it further).
+	// a sixteenth of the reserve caps it further).
 	spaceCheckBytes = 4 << 20
 )
 
@@ -889,7 +889,7 @@ func (g *spaceGuard) stale(now time.Time, need int64) bool {
 		return true
 	}
 	age := now.Sub(g.checked)
-	if age >= spaceCheckEvery || g.taken+need > min(spaceCheckBytes, g.reserve/4) {
+	if age >= spaceCheckEvery || g.taken+need > min(spaceCheckBytes, g.reserve/16) {
 		return true
 	}
 	// Near the edge (or unknown last time, or a disk that lost space):
