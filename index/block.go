@@ -417,7 +417,7 @@ func (b *block) store(ctx context.Context, tx execer, buf []byte) ([]byte, error
 		if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO cols(k, data) VALUES(?, ?)`, colKey(b.blk, c), z); err != nil {
 			return buf, fmt.Errorf("index: write block %d: %w", b.blk, err)
 		}
-		yieldCPU()
+		yieldCPU(ctx)
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO blocks(blk, first, n, lo, tmin, tmax) VALUES(?,?,?,?,?,?)`,
 		int64(b.blk), int64(b.first), b.n, int64(b.lo), b.tmin, b.tmax); err != nil {

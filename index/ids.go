@@ -181,7 +181,7 @@ func writeRun(ctx context.Context, tx execer, r idRun, es []idEntry) error {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO idchunks(run, h0, data) VALUES(?,?,?)`, r.run, int64(es[0].h), chunk); err != nil {
 			return fmt.Errorf("index: write ids: %w", err)
 		}
-		yieldCPU()
+		yieldCPU(ctx)
 		es = es[n:]
 	}
 	return nil

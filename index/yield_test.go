@@ -68,3 +68,47 @@ func TestAddYieldsTheCPU(t *testing.T) {
 	}
 	t.Fatalf("the other goroutine ran fewer than 10 times during each add: the write transaction holds the only P")
 }
+
+// The writer does not yield when it is behind: Run's batches full (here
+// every batch, the ledger holding 3 of them before Run starts), but does
+// with a small batch (the records of a quiet moment). Under ingest load
+// the yields let the index fall off the ledger's in-memory tail (index lag
+// 11 s with bench/cmd/ingestload). Not parallel: it counts yields through
+// yieldHook.
+func TestWriterBehindDoesNotYield(t *testing.T) {
+	for _, c := range []struct{ n, waiting, size int }{{2500, 0, 5000}, {0, 2500, 5000}, {100, 2500, 5000}} {
+		if !behind(c.n, c.waiting, c.size) {
+			t.Errorf("behind(%d, %d, %d) = false", c.n, c.waiting, c.size)
+		}
+	}
+	if behind(100, 100, 5000) {
+		t.Error("a batch of 100 with 100 waiting counts as behind")
+	}
+	var yields atomic.Int64
+	defer func(h func()) { yieldHook = h }(yieldHook)
+	yieldHook = func() { yields.Add(1) }
+
+	for _, c := range []struct {
+		name    string
+		records int
+		delay   time.Duration
+		yield   bool
+	}{
+		{"3 full batches", 3000, time.Hour, false},
+		{"one small batch", 100, 10 * time.Millisecond, true},
+	} {
+		dir := t.TempDir()
+		l := openLedger(t, filepath.Join(dir, "ledger"))
+		appendEvents(t, l.Ledger, 0, c.records, time.Millisecond)
+		ix, err := Open(filepath.Join(dir, "index.db"), Options{BatchSize: 1000, BatchDelay: c.delay})
+		if err != nil {
+			t.Fatal(err)
+		}
+		yields.Store(0)
+		runUntil(t, ix, l, uint64(c.records))
+		ix.Close()
+		if got := yields.Load(); (got > 0) != c.yield {
+			t.Errorf("%s: the writer yielded %d times, want yields: %v", c.name, got, c.yield)
+		}
+	}
+}
