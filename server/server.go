@@ -68,6 +68,55 @@ type Server struct {
 	sampleDone    chan struct{}
 	closeOnce     sync.Once
 	closeErr      error
+	// closing is Close's progress, which closeWithin reports when the
+	// shutdown budget runs out; closeHook (tests) runs at each step.
+	closing   closeProgress
+	closeHook func(step string)
+}
+
+// closeProgress records which step of Close is running, how long the
+// finished ones took, and whether the ledger's final checkpoint was
+// written: closeWithin's timeout must not claim a checkpoint missing that
+// the ledger wrote before a later step (the UI follower, the index's
+// close) used up the budget.
+type closeProgress struct {
+	mu    sync.Mutex
+	step  string
+	since time.Time
+	done  []string
+	final bool
+}
+
+func (p *closeProgress) begin(step string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := time.Now()
+	if p.step != "" {
+		p.done = append(p.done, fmt.Sprintf("%s %v", p.step, now.Sub(p.since).Round(time.Millisecond)))
+	}
+	p.step, p.since = step, now
+}
+
+func (p *closeProgress) finalWritten() {
+	p.mu.Lock()
+	p.final = true
+	p.mu.Unlock()
+}
+
+// state returns the step running (with how long so far), the finished
+// steps' durations, and whether the final checkpoint was written.
+func (p *closeProgress) state() (at, done string, final bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	at = "starting to close"
+	if p.step != "" {
+		at = fmt.Sprintf("%s (for %v)", p.step, time.Since(p.since).Round(time.Millisecond))
+	}
+	done = strings.Join(p.done, ", ")
+	if done == "" {
+		done = "none"
+	}
+	return at, done, p.final
 }
 
 // ErrFinalCheckpoint marks a shutdown that did not write the ledger's
@@ -365,7 +414,11 @@ func (s *Server) closeWithin(d time.Duration) error {
 	case err := <-done:
 		return err
 	case <-t.C:
-		return fmt.Errorf("server: %w: shutdown_timeout %v passed while closing the ledger", ErrFinalCheckpoint, s.cfg.ShutdownTimeout)
+		at, done, final := s.closing.state()
+		if final {
+			return fmt.Errorf("server: shutdown_timeout %v passed while %s, after the ledger's final checkpoint was written (steps done: %s)", s.cfg.ShutdownTimeout, at, done)
+		}
+		return fmt.Errorf("server: %w: shutdown_timeout %v passed while %s (steps done: %s)", ErrFinalCheckpoint, s.cfg.ShutdownTimeout, at, done)
 	}
 }
 
@@ -374,24 +427,49 @@ func (s *Server) closeWithin(d time.Duration) error {
 // not, the error wraps ErrFinalCheckpoint.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
+		start := time.Now()
+		step := func(name string) {
+			s.closing.begin(name)
+			if s.closeHook != nil {
+				s.closeHook(name)
+			}
+		}
+		step("stopping the sampler")
 		close(s.sampleStop)
 		<-s.sampleDone
+		step("stopping the report warmer")
 		s.stopReportWarmer()
+		step("closing the outputs")
 		errFwd := s.closeForward()
+		step("stopping detection")
 		errDetect := s.closeDetection()
+		step("flushing the audit log")
 		s.logSystem(event.ActionSysShutdown, "collector stopping")
 		errAudit := s.audit.Close()
+		step("stopping the indexer")
 		s.indexCancel()
 		errIdx := <-s.indexDone
 		if errors.Is(errIdx, context.Canceled) {
 			errIdx = nil
 		}
+		step("closing the ledger")
 		errLedger := s.ledger.Close()
-		s.closeUI() // the UI's follower saves its counts (ui.go)
 		if errors.Is(errLedger, ledger.ErrNoFinalCheckpoint) {
 			errLedger = fmt.Errorf("server: %w: %w", ErrFinalCheckpoint, errLedger)
+		} else {
+			s.closing.finalWritten()
 		}
-		s.closeErr = errors.Join(errFwd, errDetect, errAudit, errIdx, s.index.Close(), errLedger)
+		step("stopping the UI follower")
+		s.closeUI() // the UI's follower saves its counts (ui.go)
+		step("closing the index")
+		errIndex := s.index.Close()
+		step("")
+		if took := time.Since(start); took > time.Second {
+			// Which step a slow shutdown spent its time in.
+			_, done, _ := s.closing.state()
+			s.log.Warn("slow shutdown", "took", took.Round(time.Millisecond), "steps", done)
+		}
+		s.closeErr = errors.Join(errFwd, errDetect, errAudit, errIdx, errIndex, errLedger)
 	})
 	return s.closeErr
 }
