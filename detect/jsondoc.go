@@ -129,17 +129,22 @@ func (x *extractor) spanPlan() []int {
 	return plan
 }
 
+// reset makes d a document of data with n empty spans, reusing its memory.
+func (d *document) reset(data []byte, n int) {
+	d.data = data
+	if cap(d.spans) < n {
+		d.spans = make([]span, n)
+	}
+	d.spans = d.spans[:n]
+	clear(d.spans)
+	d.scratch = d.scratch[:0]
+}
+
 // fromSpans is scan for a record sp describes, with spanPlan's plan: it
 // records the span scan would find for each wanted field at the place sp
 // gives (such a record holds each field once, and no other wanted path).
 func (x *extractor) fromSpans(d *document, data []byte, sp *event.Spans, plan []int) {
-	d.data = data
-	if cap(d.spans) < len(x.paths) {
-		d.spans = make([]span, len(x.paths))
-	}
-	d.spans = d.spans[:len(x.paths)]
-	clear(d.spans)
-	d.scratch = d.scratch[:0]
+	d.reset(data, len(x.paths))
 	for slot, f := range plan {
 		if f < 0 {
 			continue
@@ -185,13 +190,7 @@ const maxDocDepth = 32
 // scan fills d.spans for data. An error means the document is not a JSON
 // object; the spans found before it are cleared.
 func (x *extractor) scan(d *document, data []byte) error {
-	d.data = data
-	if cap(d.spans) < len(x.paths) {
-		d.spans = make([]span, len(x.paths))
-	}
-	d.spans = d.spans[:len(x.paths)]
-	clear(d.spans)
-	d.scratch = d.scratch[:0]
+	d.reset(data, len(x.paths))
 	i := skipWS(data, 0)
 	if i >= len(data) || data[i] != '{' {
 		return errJSON

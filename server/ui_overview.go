@@ -492,25 +492,7 @@ func (x *overviewFields) extractSpans(data []byte, sp *event.Spans) {
 				x.set(w.p, v)
 			}
 		case c == '[' && w.p == pCategory:
-			s.i++
-			for !s.bad && !s.eat(']') {
-				s.ws()
-				if s.i < len(s.b) && s.b[s.i] == '"' {
-					v, ok := s.str(x)
-					if !ok {
-						break
-					}
-					x.category = append(x.category, v)
-				} else {
-					s.skip(0)
-				}
-				if !s.eat(',') {
-					s.ws()
-					if s.i >= len(s.b) || s.b[s.i] != ']' {
-						s.bad = true
-					}
-				}
-			}
+			s.category(x)
 		case w.p == pStatus && (c == '-' || c >= '0' && c <= '9'):
 			if n, err := strconv.ParseInt(string(tok), 10, 64); err == nil {
 				x.status = n
@@ -584,25 +566,9 @@ func (s *jscan) object(x *overviewFields, depth int) {
 			}
 			x.set(p, v)
 		case c == '[' && p == pCategory:
-			s.i++
-			for !s.bad && !s.eat(']') {
-				s.ws()
-				if s.i < len(s.b) && s.b[s.i] == '"' {
-					v, ok := s.str(x)
-					if !ok {
-						s.bad = true
-						return
-					}
-					x.category = append(x.category, v)
-				} else {
-					s.skip(0)
-				}
-				if !s.eat(',') {
-					s.ws()
-					if s.i >= len(s.b) || s.b[s.i] != ']' {
-						s.bad = true
-					}
-				}
+			if !s.category(x) {
+				s.bad = true
+				return
 			}
 		case p == pStatus && (c == '-' || c >= '0' && c <= '9'):
 			start := s.i
@@ -646,6 +612,32 @@ func (x *overviewFields) set(p int, v []byte) {
 	case pUserName:
 		at(&x.userName)
 	}
+}
+
+// category reads the array of strings at s.i ('[') into x.category. It
+// reports false when a member that starts as a string cannot be read as
+// one; other members are skipped.
+func (s *jscan) category(x *overviewFields) bool {
+	s.i++
+	for !s.bad && !s.eat(']') {
+		s.ws()
+		if s.i < len(s.b) && s.b[s.i] == '"' {
+			v, ok := s.str(x)
+			if !ok {
+				return false
+			}
+			x.category = append(x.category, v)
+		} else {
+			s.skip(0)
+		}
+		if !s.eat(',') {
+			s.ws()
+			if s.i >= len(s.b) || s.b[s.i] != ']' {
+				s.bad = true
+			}
+		}
+	}
+	return true
 }
 
 // str reads a JSON string at the current position: a slice of the input,
