@@ -8,6 +8,7 @@ import (
 	"hash/crc32"
 	"io"
 	"os"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"sync"
@@ -255,10 +256,12 @@ func encodeBlock(dst []byte, recs []zRec, raw []byte) ([]byte, []byte) {
 // next: a fresh 16 MiB read buffer and 4 MiB output per segment cost more
 // CPU in zeroing, copying and garbage collection than zstd's encoder (a
 // profile of the Append benchmark, where compaction runs beside the
-// appends).
+// appends). dec, times and data serve the check of each block.
 type compactBufs struct {
-	src, out []byte
-	recs     []zRec
+	src, out, raw, dec []byte
+	recs               []zRec
+	times              []int64
+	data               [][]byte
 }
 
 var compactBufPool = sync.Pool{New: func() any { return &compactBufs{out: make([]byte, zHeaderSize, 1<<20)} }}
@@ -292,13 +295,34 @@ func readFileInto(path string, buf []byte) ([]byte, error) {
 // renamed into place: a compressed segment holds exactly what the
 // segment held.
 func compressSegment(path string, first, count uint64) (string, error) {
+	return compressSegmentAltered(path, first, count, nil)
+}
+
+// compressSegmentAltered is compressSegment with alter, if not nil, given
+// the compressed segment after it is built and before it is checked
+// (tests: the check must refuse what alter breaks).
+func compressSegmentAltered(path string, first, count uint64, alter func([]byte) []byte) (zp string, err error) {
 	bufs := compactBufPool.Get().(*compactBufs)
 	defer compactBufPool.Put(bufs)
-	src, err := readFileInto(path, bufs.src[:0])
-	if err != nil {
-		return "", err
+	// The segment is mapped, not read: no 16 MiB copy and no buffer to
+	// keep (closed segments are never written again). A fault on the
+	// mapping (the file cut under us by someone else) is an error here,
+	// not a crash of the process.
+	src, unmap, merr := mapFile(path)
+	if merr == nil {
+		defer unmap()
+		defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+		defer func() {
+			if r := recover(); r != nil {
+				zp, err = "", fmt.Errorf("segment %s: fault reading the mapped file: %v", path, r)
+			}
+		}()
+	} else {
+		if src, err = readFileInto(path, bufs.src[:0]); err != nil {
+			return "", err
+		}
+		bufs.src = src
 	}
-	bufs.src = src
 	if got, err := parseSegHeader(src); err != nil || got != first {
 		return "", fmt.Errorf("segment %s: bad header (%v)", path, err)
 	}
@@ -321,7 +345,8 @@ func compressSegment(path string, first, count uint64) (string, error) {
 	binary.BigEndian.PutUint64(out[len(zMagic):], first)
 	binary.BigEndian.PutUint64(out[len(zMagic)+8:], count)
 	binary.BigEndian.PutUint32(out[zHeaderSize-4:], crc32.Checksum(out[:zHeaderSize-4], castagnoli))
-	var index, raw []byte
+	var index []byte
+	raw := bufs.raw
 	for i := 0; i < len(recs); {
 		j, size := i, 0
 		for j < len(recs) && (j == i || size+len(recs[j].data) <= zBlockSize) {
@@ -335,30 +360,50 @@ func compressSegment(path string, first, count uint64) (string, error) {
 		index = binary.BigEndian.AppendUint32(index, uint32(j-i))
 		i = j
 	}
+	bufs.raw = raw
 	ioff := len(out)
 	out = append(out, index...)
 	out = binary.BigEndian.AppendUint64(out, uint64(ioff))
 	out = binary.BigEndian.AppendUint32(out, uint32(len(index)/zIndexEntry))
 	out = binary.BigEndian.AppendUint32(out, crc32.Checksum(index, castagnoli))
 	out = append(out, zEndMagic...)
+	if alter != nil {
+		out = alter(out)
+	}
 
-	// Decode what was built and compare it with the segment.
+	// Decode what was built, as a reader will (index, block checksums,
+	// layout), and compare it with the segment record by record.
 	z, err := parseZIndex(bytes.NewReader(out), int64(len(out)))
 	if err != nil {
 		return "", fmt.Errorf("compressing %s: %w", path, err)
 	}
 	k := 0
 	for _, b := range z.blocks {
-		got, _, err := decodeBlock(out[b.off:b.off+int64(b.clen)], b.count, nil)
+		dec, err := decodeRaw(out[b.off:b.off+int64(b.clen)], bufs.dec)
+		if cap(dec) > cap(bufs.dec) {
+			bufs.dec = dec[:0]
+		}
 		if err != nil {
 			return "", fmt.Errorf("compressing %s: %w", path, err)
 		}
-		for _, r := range got {
-			if r.time != recs[k].time || !bytes.Equal(r.data, recs[k].data) {
+		if bufs.times == nil {
+			bufs.times = make([]int64, 0, 1024) // nil would skip the times
+		}
+		times, data, err := parseBlock(dec[:len(dec)-4], b.count, bufs.times[:0], bufs.data[:0])
+		bufs.times, bufs.data = times[:0], data[:0]
+		if err != nil {
+			return "", fmt.Errorf("compressing %s: %w", path, err)
+		}
+		for i := range data {
+			if k >= len(recs) || times[i] != recs[k].time || !bytes.Equal(data[i], recs[k].data) {
 				return "", fmt.Errorf("compressing %s: record %d does not survive compression", path, first+uint64(k))
 			}
 			k++
 		}
+		clear(bufs.data[:len(data)])
+	}
+	if k != len(recs) {
+		return "", fmt.Errorf("compressing %s: %d of %d records in the compressed form", path, k, len(recs))
 	}
 
 	zpath := strings.TrimSuffix(path, ".seg") + ".zseg"

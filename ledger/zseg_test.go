@@ -562,3 +562,114 @@ func TestVerifyUnreadableSegmentHugeGap(t *testing.T) {
 		t.Fatal("verify still runs after 30 s")
 	}
 }
+
+// TestCompressSegmentRefuses: compaction proves the compressed segment
+// holds exactly the segment's records before anything replaces it. A
+// damaged source frame, a source with fewer records than the ledger
+// counts, a compressed block that does not decode, one that decodes to
+// other records (checksums recomputed: only the record-by-record
+// comparison sees it), one with another append time, and a damaged block
+// index are all refused, and no compressed file is left.
+func TestCompressSegmentRefuses(t *testing.T) {
+	t.Parallel()
+	k := newKey(t, testOrigin)
+	dir := t.TempDir()
+	opts := testOpts(k)
+	opts.SegmentSize = 256 << 10
+	opts.DisableCompression = true
+	l, err := Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var recs [][]byte
+	for i := range 3000 {
+		recs = append(recs, zRecord(i))
+	}
+	appendBatch(t, l, recs)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	segs, _ := listSegments(filepath.Join(dir, "seg"))
+	if len(segs) < 2 {
+		t.Fatalf("%d segments", len(segs))
+	}
+	s, count := segs[0], segs[1].first-segs[0].first
+	orig, err := os.ReadFile(s.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// reblock decodes block bi of a built compressed segment, lets change
+	// alter its records, and encodes it again with valid checksums.
+	reblock := func(bi int, change func([]zRec)) func([]byte) []byte {
+		return func(out []byte) []byte {
+			z, err := parseZIndex(bytes.NewReader(out), int64(len(out)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			b := z.blocks[bi]
+			got, _, err := decodeBlock(out[b.off:b.off+int64(b.clen)], b.count, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			change(got)
+			nb, _ := encodeBlock(nil, got, nil)
+			return rebuildZseg(t, out, z, bi, nb)
+		}
+	}
+	for _, tc := range []struct {
+		name  string
+		src   func([]byte) []byte
+		count uint64
+		alter func([]byte) []byte
+		want  string
+	}{
+		{name: "intact", count: count},
+		{name: "source frame damaged", count: count, src: func(b []byte) []byte {
+			b[segHeaderSize+frameHeader+3] ^= 1
+			return b
+		}, want: "checksum"},
+		{name: "source short of records", count: count + 1, want: "holds"},
+		{name: "block does not decode", count: count, alter: func(out []byte) []byte {
+			out[zHeaderSize+20] ^= 0xff
+			return out
+		}, want: "compressing"},
+		{name: "block decodes to another record", count: count, alter: reblock(1, func(r []zRec) {
+			r[3].data = bytes.Replace(r[3].data, []byte("failure"), []byte("success"), 1)
+		}), want: "does not survive"},
+		{name: "block gives another append time", count: count, alter: reblock(0, func(r []zRec) {
+			r[5].time++
+		}), want: "does not survive"},
+		{name: "block index damaged", count: count, alter: func(out []byte) []byte {
+			out[len(out)-zTrailerSize-3] ^= 1
+			return out
+		}, want: "index"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := slices.Clone(orig)
+			if tc.src != nil {
+				src = tc.src(src)
+			}
+			p := filepath.Join(t.TempDir(), filepath.Base(s.path))
+			if err := os.WriteFile(p, src, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			zp, err := compressSegmentAltered(p, s.first, tc.count, tc.alter)
+			if tc.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				z, err := readZIndex(zp)
+				if err != nil || z.count != count {
+					t.Fatalf("compressed: %v, %d records, want %d", err, z.count, count)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err %v, want it to say %q", err, tc.want)
+			}
+			if left, _ := filepath.Glob(filepath.Join(filepath.Dir(p), "*.zseg*")); len(left) > 0 {
+				t.Fatalf("left after a refused compaction: %v", left)
+			}
+		})
+	}
+}
