@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/trailguard/trailguard/event"
 	"github.com/trailguard/trailguard/ledger"
 	"github.com/trailguard/trailguard/server"
 	"github.com/trailguard/trailguard/ship"
@@ -46,6 +47,7 @@ func Open(cfg Config, log *slog.Logger) (*Gateway, error) {
 		return nil, errors.New("proxy: data_dir (--data) is required: the ledger, or the spool for the collector, lives there")
 	}
 	g := &Gateway{cfg: cfg, log: log}
+	var lane *requestLane
 	if cfg.Collector.URL != "" {
 		sh, err := ship.New(ship.Options{
 			URL:           strings.TrimRight(cfg.Collector.URL, "/") + "/v1/events",
@@ -72,24 +74,31 @@ func Open(cfg Config, log *slog.Logger) (*Gateway, error) {
 			return nil, fmt.Errorf("proxy: %w", err)
 		}
 		g.collector = srv
-		cfg.Sink = ledgerSink{srv.Ledger()}
+		node := &nodeSink{l: srv.Ledger(), now: time.Now}
+		if cfg.TrailDir != "" {
+			f, err := sink.OpenFile(sink.FileOptions{Dir: cfg.TrailDir})
+			if err != nil {
+				g.closeStorage()
+				return nil, fmt.Errorf("proxy: trail_dir: %w", err)
+			}
+			node.trail = f
+		}
+		if srv.Decisions() != nil {
+			node.lane = newRequestLane(srv.DetectionRules(), srv.Decisions().Target)
+		}
+		lane = node.lane
+		cfg.Sink = node
 		if src := embeddedSource(srv); src != nil {
 			cfg.Sources = append(cfg.Sources, src)
 		}
 	}
-	if cfg.TrailDir != "" {
+	if cfg.TrailDir != "" && g.shipper != nil {
 		f, err := sink.OpenFile(sink.FileOptions{Dir: cfg.TrailDir})
 		if err != nil {
 			g.closeStorage()
 			return nil, fmt.Errorf("proxy: trail_dir: %w", err)
 		}
 		cfg.Sink = sink.Multi(cfg.Sink, f)
-	}
-	var lane *requestLane
-	if g.collector != nil && g.collector.Decisions() != nil {
-		if lane = newRequestLane(g.collector.DetectionRules(), g.collector.Decisions().Target); lane != nil {
-			cfg.Sink = laneSink{Sink: cfg.Sink, lane: lane}
-		}
 	}
 	p, err := New(cfg, log)
 	if err != nil {
@@ -141,15 +150,67 @@ func (g *Gateway) watchShipping() {
 	}
 }
 
-// ledgerSink appends the gateway's events to the single-node ledger.
-type ledgerSink struct{ l *ledger.Ledger }
+// nodeSink stores a single node's events: each batch the event writer
+// hands over is normalised as the collector's ingest normalises what it
+// receives (event.AppendNormalizedSpans: the same record, with
+// event.ingested), which also notes where each record holds its fields
+// (event.Spans). The ledger keeps the spans beside the records for its
+// followers (AppendAux) and the request lane reads them, so that the
+// index, detection, the overview and the report cache, which follow the
+// ledger, and the lane do not each parse every record again: one pass
+// over the record instead of five. A record the normaliser does not take
+// (fields the event model lacks) is stored as it came, without spans, and
+// its readers parse it.
+type nodeSink struct {
+	l     *ledger.Ledger
+	lane  *requestLane // nil: no request lane
+	trail sink.Sink    // nil: no trail_dir
+	now   func() time.Time
+	// The event writer is the only caller: its buffers are reused (the
+	// ledger copies the records it keeps; the spans it keeps are made
+	// for each batch).
+	buf  []byte
+	ends []int
+	recs [][]byte
+}
 
-func (s ledgerSink) Write(ctx context.Context, recs [][]byte) error {
-	_, err := s.l.Append(ctx, recs...)
+func (s *nodeSink) Write(ctx context.Context, recs [][]byte) error {
+	spans := make([]event.Spans, len(recs))
+	now := s.now()
+	s.buf, s.ends, s.recs = s.buf[:0], s.ends[:0], s.recs[:0]
+	for i, r := range recs {
+		out, _, ok := event.AppendNormalizedSpans(s.buf, r, now, event.AppendID, &spans[i])
+		if !ok {
+			spans[i] = event.Spans{}
+			out = append(s.buf, r...)
+		}
+		s.buf = out
+		s.ends = append(s.ends, len(s.buf))
+	}
+	start := 0
+	for _, end := range s.ends {
+		s.recs = append(s.recs, s.buf[start:end:end])
+		start = end
+	}
+	if s.lane != nil {
+		s.lane.observe(recs, s.recs, spans)
+	}
+	_, err := s.l.AppendAux(ctx, spans, s.recs...)
+	if err != nil {
+		err = fmt.Errorf("proxy: ledger: %w", err)
+	}
+	if s.trail != nil {
+		err = errors.Join(err, s.trail.Write(ctx, s.recs))
+	}
 	return err
 }
 
-func (s ledgerSink) Close() error { return nil }
+func (s *nodeSink) Close() error {
+	if s.trail != nil {
+		return s.trail.Close()
+	}
+	return nil
+}
 
 // Collector is the embedded collector of a single-node gateway (nil with
 // a remote collector).

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/trailguard/trailguard/detect"
+	"github.com/trailguard/trailguard/event"
 	"github.com/trailguard/trailguard/sink"
 )
 
@@ -69,7 +70,11 @@ func newRequestLane(rules []*detect.Rule, target func(*detect.Alert) (string, st
 
 // observe runs a batch of encoded events through the rules. It is called
 // by the event writer alone (one goroutine), before the batch is stored.
-func (l *requestLane) observe(recs [][]byte) {
+// recs is the batch as the event writer handed it over; stored, if not
+// nil, is the same events as they will be stored (nodeSink's normalised
+// records, with where each holds its fields in spans), which the rules
+// read instead.
+func (l *requestLane) observe(recs, stored [][]byte, spans []event.Spans) {
 	if len(recs) == 0 {
 		return
 	}
@@ -78,11 +83,18 @@ func (l *requestLane) observe(recs [][]byte) {
 		return
 	}
 	l.last, l.lastN = append(l.last[:0], recs[0]...), len(recs)
+	if stored == nil {
+		stored = recs
+	}
 	if l.p.Load() != nil {
 		now := l.now()
-		for _, rec := range recs {
+		for i, rec := range stored {
 			l.next++
-			l.eng.Process(detect.Record{Index: l.next, Time: now, Data: rec}, l.emit)
+			r := detect.Record{Index: l.next, Time: now, Data: rec}
+			if i < len(spans) {
+				r.Spans = &spans[i]
+			}
+			l.eng.Process(r, l.emit)
 		}
 	}
 	// Every record the queue accepted is counted, evaluated or not, so
@@ -124,6 +136,6 @@ type laneSink struct {
 }
 
 func (s laneSink) Write(ctx context.Context, recs [][]byte) error {
-	s.lane.observe(recs)
+	s.lane.observe(recs, nil, nil)
 	return s.Sink.Write(ctx, recs)
 }

@@ -172,12 +172,12 @@ func TestLaneCountsRetriedBatchOnce(t *testing.T) {
 		return recs
 	}
 	first := batch(0)
-	lane.observe(first)
-	lane.observe(first) // the retry
+	lane.observe(first, nil, nil)
+	lane.observe(first, nil, nil) // the retry
 	if _, _, _, ok := p.Blocklist().Blocked(netip.MustParseAddr("203.0.113.5")); ok {
 		t.Fatal("5 failed logins, handed over twice, were counted as 10")
 	}
-	lane.observe(batch(5))
+	lane.observe(batch(5), nil, nil)
 	if _, _, _, ok := p.Blocklist().Blocked(netip.MustParseAddr("203.0.113.5")); !ok {
 		t.Fatal("10 failed logins did not block")
 	}

@@ -1,0 +1,129 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/trailguard/trailguard/detect"
+	"github.com/trailguard/trailguard/event"
+	"github.com/trailguard/trailguard/ledger"
+	"golang.org/x/mod/sumdb/note"
+)
+
+// TestSingleNodeRecordsCarrySpans: the single node's records reach the
+// ledger's followers (index, detection, overview, report cache) with
+// event.Spans that locate their fields, so that none of them parses the
+// record again, and each stored record is the event the gateway recorded
+// (normalised as ingest normalises: event.ingested added).
+func TestSingleNodeRecordsCarrySpans(t *testing.T) {
+	t.Parallel()
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) })
+	dir := t.TempDir()
+	g, gw, _ := serveGateway(t, Config{DataDir: dir, Routes: []Route{{Upstream: up.URL}}})
+	resp, err := http.Get(gw + "/spans/here?q=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	pathField := event.SpanField("url.path")
+	for e, err := range g.Collector().Ledger().FollowAppended(ctx, 0) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev, err := event.Decode(e.Data)
+		if err != nil {
+			t.Fatalf("record %d: %v", e.Index, err)
+		}
+		if ev.Action != event.ActionHTTPRequest || ev.Path != "/spans/here" {
+			continue
+		}
+		sps, ok := e.Aux.([]event.Spans)
+		if !ok || e.AuxPos >= len(sps) || !sps[e.AuxPos].OK() {
+			t.Fatalf("the access event reaches the ledger's followers without spans (Aux %T)", e.Aux)
+		}
+		sp := &sps[e.AuxPos]
+		if tok := sp.Token(e.Data, pathField); string(tok) != `"/spans/here"` {
+			t.Errorf("url.path token %q, want %q", tok, `"/spans/here"`)
+		}
+		if ts, ok := sp.Timestamp(); !ok || ts != ev.Timestamp.UnixNano() {
+			t.Errorf("spans' @timestamp %d, record's %d", ts, ev.Timestamp.UnixNano())
+		}
+		if ev.Ingested.IsZero() {
+			t.Error("stored access event has no event.ingested")
+		}
+		return
+	}
+	t.Fatal("access event never reached the ledger")
+}
+
+// TestNodeSinkKeepsWhatItCannotNormalise: a record the normaliser does not
+// take (a field the event model lacks) is stored exactly as it came,
+// without spans, next to records that get them; and the lane is handed
+// the batch as the writer gave it, for its retry check.
+func TestNodeSinkKeepsWhatItCannotNormalise(t *testing.T) {
+	t.Parallel()
+	skey, _, err := ledger.GenerateKey("test.example/node")
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := note.NewSigner(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := ledger.Open(t.TempDir(), ledger.Options{Origin: "test.example/node", Signer: signer, TailBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	now := time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC)
+	eng, _ := detect.NewEngine(detect.Builtin(), detect.Options{})
+	lane := newRequestLane(eng.Rules(), func(*detect.Alert) (string, string, bool) { return "", "", false })
+	s := &nodeSink{l: l, lane: lane, now: func() time.Time { return now }}
+	odd := []byte(`{"@timestamp":"2026-11-30T08:59:59Z","event":{"kind":"event","action":"x","id":"a"},"not_modelled":{"k":1}}`)
+	plain := []byte(`{"@timestamp":"2026-11-30T08:59:59Z","event":{"kind":"event","action":"y","id":"b"}}`)
+	for range 2 { // the second batch reuses the sink's buffers
+		if err := s.Write(context.Background(), [][]byte{plain, odd}); err != nil {
+			t.Fatal(err)
+		}
+		now = now.Add(time.Second) // a retry is normalised again, later
+	}
+	// The writer hands a batch the sink failed to store over again: the
+	// lane counts it once although its normalised form differs.
+	if n := lane.seen.Load(); n != 2 {
+		t.Errorf("the lane counted %d records of a batch written twice, want 2", n)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	n := 0
+	for e, err := range l.FollowAppended(ctx, 0) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		sps, _ := e.Aux.([]event.Spans)
+		if e.AuxPos >= len(sps) {
+			t.Fatalf("record %d reaches the followers without the batch's spans (Aux %T)", e.Index, e.Aux)
+		}
+		sp := &sps[e.AuxPos]
+		switch e.AuxPos {
+		case 1:
+			if !bytes.Equal(e.Data, odd) || sp.OK() {
+				t.Errorf("record %d = %s (spans %v), want the record as it came, without spans", e.Index, e.Data, sp.OK())
+			}
+		case 0:
+			// Each batch is stamped when it is stored.
+			want := fmt.Sprintf(`{"@timestamp":"2026-11-30T08:59:59.000000000Z","event":{"kind":"event","action":"y","id":"b","ingested":"2026-11-30T09:00:0%d.000000000Z"}}`, n/2)
+			if string(e.Data) != want || !sp.OK() {
+				t.Errorf("record %d = %s (spans %v), want %s with spans", e.Index, e.Data, sp.OK(), want)
+			}
+		}
+		if n++; n == 4 {
+			return
+		}
+	}
+}
