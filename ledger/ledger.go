@@ -82,6 +82,20 @@ type Options struct {
 	// proofs stay random-access, verify needs only the public key); the
 	// demo's traffic takes about 65 bytes per event instead of 766.
 	DisableCompression bool
+	// CompactBacklog bounds the closed segments waiting uncompressed.
+	// Compressing a segment costs about as much CPU as appending its
+	// records, so while records arrive (a batch within the last 200 ms)
+	// the compactor leaves the cores to the appenders, until more than
+	// CompactBacklog closed segments wait; then it runs flat out. At twice
+	// CompactBacklog the writer itself waits for the compactor before
+	// writing more (a write stall), so closed segments never wait
+	// uncompressed beyond 2 × CompactBacklog (plus those of the batches
+	// being made durable): disk use beyond the compressed form stays
+	// within (2 × CompactBacklog + 2) × SegmentSize. The writer never waits
+	// on a compactor that has no room beyond Reserve for its copy.
+	// Default 8 (with 16 MiB segments: bursts of up to ~128 MiB of
+	// records are appended without compaction taking cores from them).
+	CompactBacklog int
 	// MaxRecordSize is the largest record Append accepts. Default 1 MiB.
 	MaxRecordSize int
 	// TailBytes, if positive, keeps copies of the records most recently
@@ -149,6 +163,10 @@ type Options struct {
 	// Logger receives operational errors that have no caller to return to
 	// (witness delivery, retention). Default slog.Default().
 	Logger *slog.Logger
+
+	// compactHook, if set (tests), runs before each segment is compressed;
+	// an error it returns is the compaction's.
+	compactHook func() error
 }
 
 func (o *Options) defaults() {
@@ -163,6 +181,9 @@ func (o *Options) defaults() {
 	}
 	if o.SegmentSize <= 0 {
 		o.SegmentSize = 16 << 20
+	}
+	if o.CompactBacklog <= 0 {
+		o.CompactBacklog = 8
 	}
 	if o.MaxRecordSize <= 0 {
 		o.MaxRecordSize = 1 << 20
@@ -258,6 +279,14 @@ type Ledger struct {
 	compactQ    []*segment
 	compactWake chan struct{}
 	lastWrite   atomic.Int64 // Unix ns of the last batch written (the compactor waits while busy)
+	// backlog counts the segments this writer closed that wait for the
+	// compactor or are being compressed (the write stall's measure);
+	// compactProgress is closed and replaced (compactMu) whenever one is
+	// done or the compactor defers for lack of room (compactStuck).
+	backlog         atomic.Int64
+	compactProgress chan struct{}
+	compactStuck    atomic.Bool
+	compactStalls   atomic.Uint64 // write stalls (tests, benchmarks)
 
 	durable  atomic.Uint64
 	notifyMu sync.Mutex
@@ -371,8 +400,8 @@ func Open(dir string, opts Options) (*Ledger, error) {
 		return nil, errors.New("ledger: Options.Origin and Options.Signer are required")
 	}
 	l := &Ledger{dir: dir, segDir: filepath.Join(dir, "seg"), opts: opts, tiles: newTileStore(dir, true), notify: make(chan struct{}), zcache: newBlockCache(zCacheBlocks),
-		compactWake: make(chan struct{}, 1),
-		bound:       2 * uint64(opts.CheckpointEvery), space: spaceGuard{dir: dir, reserve: opts.Reserve}}
+		compactWake: make(chan struct{}, 1), compactProgress: make(chan struct{}),
+		bound: 2 * uint64(opts.CheckpointEvery), space: spaceGuard{dir: dir, reserve: opts.Reserve}}
 	if opts.TailBytes > 0 {
 		l.tail = &appendedTail{max: opts.TailBytes}
 	}

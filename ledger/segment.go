@@ -47,6 +47,9 @@ type segment struct {
 	// swap is held for reading while a handle of the uncompressed file
 	// is in use, and for writing while the compactor replaces it.
 	swap sync.RWMutex
+	// counted: closed by this writer and counted in Ledger.backlog until
+	// compressed (compactMu).
+	counted bool
 }
 
 type idxEntry struct {

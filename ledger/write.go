@@ -314,6 +314,9 @@ func (l *Ledger) write(batch []*appendReq) *syncJob {
 		}
 		return nil
 	}
+	// The write stall: no more while too many closed segments wait for
+	// the compactor.
+	l.waitCompaction()
 	l.lastWrite.Store(time.Now().UnixNano())
 	b := &batchState{now: l.opts.Now().UnixNano(), buf: l.w.buf[:0], ibuf: l.w.ibuf[:0]}
 	b.emit = func(level int, k uint64, h Hash) { b.job.nodes.add(level, k, h) }

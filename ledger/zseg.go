@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -511,13 +512,18 @@ func (l *Ledger) wakeCompactor() {
 	}
 }
 
-// queueCompaction hands closed, durable segments to the compactor.
+// queueCompaction hands closed, durable segments to the compactor; they
+// count in the backlog the writer's stall bounds.
 func (l *Ledger) queueCompaction(segs []*segment) {
 	if l.opts.DisableCompression || len(segs) == 0 {
 		return
 	}
 	l.compactMu.Lock()
+	for _, s := range segs {
+		s.counted = true
+	}
 	l.compactQ = append(l.compactQ, segs...)
+	l.backlog.Add(int64(len(segs)))
 	l.compactMu.Unlock()
 	l.wakeCompactor()
 }
@@ -527,15 +533,68 @@ func (l *Ledger) queueCompaction(segs []*segment) {
 var errCompactLater = errors.New("ledger: no room beyond the reserve for a compressed copy; later")
 
 // compactIdle is how long the writer must have been idle before the
-// compactor starts on a segment (unless the backlog is long), and
-// compactBacklog how many closed segments may wait uncompressed meanwhile.
-const (
-	compactIdle    = 200 * time.Millisecond
-	compactBacklog = 4
-)
+// compactor starts on a segment (unless the backlog passes
+// Options.CompactBacklog).
+const compactIdle = 200 * time.Millisecond
 
-// compactLoop compresses closed segments one at a time, in the background:
-// the writer never waits for it.
+// nextCompaction takes the next segment to compress from the queue:
+// segments this writer closed first (the write stall waits for them), then
+// those found uncompressed at Open, oldest first.
+func (l *Ledger) nextCompaction() *segment {
+	l.compactMu.Lock()
+	defer l.compactMu.Unlock()
+	k := slices.IndexFunc(l.compactQ, func(s *segment) bool { return s.counted })
+	if k < 0 {
+		k = 0
+	}
+	s := l.compactQ[k]
+	l.compactQ = slices.Delete(l.compactQ, k, k+1)
+	return s
+}
+
+// compactDone ends s's compaction: done (compressed, pruned, or failed
+// for good: it stays as written) or deferred for lack of room (back in the
+// queue, and the writer stops waiting for it). A stalled writer is woken.
+func (l *Ledger) compactDone(s *segment, deferred bool) {
+	l.compactMu.Lock()
+	if deferred {
+		l.compactQ = append(l.compactQ, s)
+	} else if s.counted {
+		s.counted = false
+		l.backlog.Add(-1)
+	}
+	l.compactStuck.Store(deferred)
+	close(l.compactProgress)
+	l.compactProgress = make(chan struct{})
+	l.compactMu.Unlock()
+}
+
+// waitCompaction is the write stall (sequencer, before writing a batch):
+// while 2 × Options.CompactBacklog closed segments wait uncompressed, it
+// waits for the compactor (which runs flat out past CompactBacklog),
+// unless the compactor has no room for its copies or the ledger stops.
+func (l *Ledger) waitCompaction() {
+	limit := int64(2 * l.opts.CompactBacklog)
+	if l.opts.DisableCompression || l.backlog.Load() < limit {
+		return
+	}
+	l.compactStalls.Add(1)
+	for {
+		l.compactMu.Lock()
+		wake := l.compactProgress
+		l.compactMu.Unlock()
+		if l.backlog.Load() < limit || l.compactStuck.Load() {
+			return
+		}
+		select {
+		case <-wake:
+		case <-l.stop:
+			return
+		}
+	}
+}
+
+// compactLoop compresses closed segments one at a time, in the background.
 func (l *Ledger) compactLoop() {
 	defer l.bg.Done()
 	for {
@@ -558,8 +617,8 @@ func (l *Ledger) compactLoop() {
 			}
 			// Compression costs about as much CPU per record as appending
 			// it: while records arrive, it waits (they get the cores),
-			// unless the backlog grows past compactBacklog segments.
-			if busy := time.Since(time.Unix(0, l.lastWrite.Load())) < compactIdle; busy && backlog <= compactBacklog {
+			// unless the backlog grows past Options.CompactBacklog.
+			if busy := time.Since(time.Unix(0, l.lastWrite.Load())) < compactIdle; busy && backlog <= l.opts.CompactBacklog {
 				select {
 				case <-l.stop:
 					return
@@ -567,20 +626,17 @@ func (l *Ledger) compactLoop() {
 				}
 				continue
 			}
-			l.compactMu.Lock()
-			s := l.compactQ[0]
-			l.compactQ = l.compactQ[1:]
-			l.compactMu.Unlock()
-			if err := l.compact(s); err != nil {
-				if !errors.Is(err, errCompactLater) && !isNoSpace(err) {
-					l.opts.Logger.Error("ledger: segment not compressed (it stays as written)", "dir", l.dir, "first", s.first, "err", err)
-					continue
-				}
+			s := l.nextCompaction()
+			err := l.compact(s)
+			later := err != nil && (errors.Is(err, errCompactLater) || isNoSpace(err))
+			l.compactDone(s, later)
+			if err != nil && !later {
+				l.opts.Logger.Error("ledger: segment not compressed (it stays as written)", "dir", l.dir, "first", s.first, "err", err)
+				continue
+			}
+			if later {
 				// No room for the compressed copy yet (it would take
 				// space kept for checkpoints): again later.
-				l.compactMu.Lock()
-				l.compactQ = append(l.compactQ, s)
-				l.compactMu.Unlock()
 				select {
 				case <-l.stop:
 					return
@@ -605,6 +661,11 @@ func (l *Ledger) compact(s *segment) error {
 	path, z := s.source()
 	if z != nil {
 		return nil
+	}
+	if h := l.opts.compactHook; h != nil {
+		if err := h(); err != nil {
+			return err
+		}
 	}
 	// The compressed copy exists beside the segment until it replaces it:
 	// never in the space Options.Reserve keeps for checkpoints.

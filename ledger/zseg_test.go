@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -671,5 +672,127 @@ func TestCompressSegmentRefuses(t *testing.T) {
 				t.Fatalf("left after a refused compaction: %v", left)
 			}
 		})
+	}
+}
+
+// TestCompactionBacklogBounded: with the compactor held up, the writer
+// stops (a write stall) once 2 × CompactBacklog closed segments wait, so
+// the uncompressed segments on disk stay within (2 × CompactBacklog + 2)
+// plus the open one, by count and by bytes; a compactor that has no room
+// for its copies (deferring them) does not hold the writer; once it runs,
+// everything is compressed and verifies.
+func TestCompactionBacklogBounded(t *testing.T) {
+	t.Parallel()
+	k := newKey(t, testOrigin)
+	dir := t.TempDir()
+	opts := testOpts(k)
+	opts.SegmentSize = 64 << 10
+	opts.CompactBacklog = 2
+	var mode atomic.Int32 // 0: held at the gate, 1: no room (deferred), 2: runs
+	gate := make(chan struct{})
+	opts.compactHook = func() error {
+		if mode.Load() == 0 {
+			<-gate
+		}
+		if mode.Load() == 1 {
+			return errCompactLater
+		}
+		return nil
+	}
+	l, err := Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gateOpen := false
+	defer func() {
+		if !gateOpen {
+			close(gate)
+		}
+		l.Close()
+	}()
+	var recs [][]byte
+	for i := range 30000 {
+		recs = append(recs, zRecord(i))
+	}
+	done := make(chan error, 1)
+	go func() {
+		for i := 0; i < len(recs); i += 50 {
+			if _, err := l.Append(context.Background(), recs[i:i+50]...); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	segDir := filepath.Join(dir, "seg")
+	const bound = 2*2 + 2 + 1 // closed, waiting, plus the open segment
+	maxSegs, maxBytes := 0, int64(0)
+	sample := func() {
+		n, bytes := 0, int64(0)
+		files, _ := filepath.Glob(filepath.Join(segDir, "*.seg"))
+		for _, f := range files {
+			if st, err := os.Stat(f); err == nil {
+				n++
+				bytes += st.Size()
+			}
+		}
+		maxSegs, maxBytes = max(maxSegs, n), max(maxBytes, bytes)
+		if n > bound || bytes > bound*opts.SegmentSize {
+			t.Fatalf("%d uncompressed segments (%d bytes) on disk with compaction held, bound %d segments", n, bytes, bound)
+		}
+	}
+	// Held: the writer stalls; its size stops growing.
+	deadline := time.Now().Add(20 * time.Second)
+	last, since := l.Size(), time.Now()
+	for l.compactStalls.Load() == 0 || time.Since(since) < 300*time.Millisecond {
+		sample()
+		if s := l.Size(); s != last {
+			last, since = s, time.Now()
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("all %d records appended (err %v) with the compactor held: no write stall", len(recs), err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no write stall within 20 s: %d stalls, size %d", l.compactStalls.Load(), l.Size())
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	stalledAt := l.Size()
+	t.Logf("writer stalled at %d records; at most %d uncompressed segments, %d bytes", stalledAt, maxSegs, maxBytes)
+	// No room for the compactor's copies: the writer goes on (the
+	// Reserve, not the stall, bounds the disk then).
+	mode.Store(1)
+	close(gate)
+	gateOpen = true
+	for l.Size() < stalledAt+2000 {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("writer still waits (size %d) on a compactor that has no room", l.Size())
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	mode.Store(2)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	waitCompressed(t, l, 30*time.Second)
+	for _, i := range []int{0, 1234, 15000, len(recs) - 1} {
+		if e, err := l.Read(uint64(i)); err != nil || !bytes.Equal(e.Data, recs[i]) {
+			t.Fatalf("Read(%d): %v", i, err)
+		}
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := Verify(dir, VerifyOptions{Verifiers: []note.Verifier{k.verifier}}); err != nil || !rep.OK() || rep.Records != uint64(len(recs)) {
+		t.Fatalf("verify: %v\n%s", err, rep)
 	}
 }
