@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"unicode"
 )
 
 // serveOne sends req through a fresh middleware and returns the recorded
@@ -228,7 +229,9 @@ func hopText(a netip.Addr, format, b uint8) string {
 // writtenIn reports whether a is one of the addresses written in text, in
 // any of the forms hops take (bare, [v6], [v6]:port, v4:port, quoted).
 func writtenIn(a netip.Addr, text string) bool {
-	for _, tok := range strings.FieldsFunc(text, func(r rune) bool { return strings.ContainsRune(",; \t\"=", r) }) {
+	// The separators are those the parser splits on, and the white space
+	// it trims (strings.TrimSpace: any, "\n" included).
+	for _, tok := range strings.FieldsFunc(text, func(r rune) bool { return unicode.IsSpace(r) || strings.ContainsRune(",;\"=", r) }) {
 		if strings.HasPrefix(tok, "[") {
 			if end := strings.IndexByte(tok, ']'); end > 0 {
 				tok = tok[1:end]
