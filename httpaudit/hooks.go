@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"math/rand/v2"
 	"net/netip"
-	"unsafe"
 
 	"github.com/trailguard/trailguard/event"
 )
@@ -80,8 +79,8 @@ func (l *Logger) ScrubBody(contentType string, body []byte) string {
 // JSON (application/json, application/*+json) and URL-encoded forms.
 func Capturable(contentType string) bool { return capturable(contentType) }
 
-// newTrace fills traceID and spanID with random non-zero ids, backed by
-// st.traceBuf so that they cost no allocation.
+// newTrace fills traceID and spanID with random non-zero ids, both backed
+// by one string (one allocation).
 func (st *state) newTrace() {
 	var raw [24]byte
 	for {
@@ -92,8 +91,6 @@ func (st *state) newTrace() {
 			break
 		}
 	}
-	hex.Encode(st.traceBuf[:], raw[:])
-	// The bytes never change after this and live as long as st.
-	st.traceID = unsafe.String(&st.traceBuf[0], 32)
-	st.spanID = unsafe.String(&st.traceBuf[32], 16)
+	ids := hex.EncodeToString(raw[:])
+	st.traceID, st.spanID = ids[:32], ids[32:]
 }

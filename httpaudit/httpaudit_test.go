@@ -914,3 +914,66 @@ func TestSinkWrapperWriteNotBypassed(t *testing.T) {
 		t.Fatalf("wrapper's Write saw %d records, %d lines written; want 3 and 3", cs.records, lines)
 	}
 }
+
+// TestHandlerRequest checks the request the handler gets (the state's own
+// copy of the incoming one, see handlerRequest) against what
+// r.WithContext would give: the same fields, a context that carries the
+// middleware's state and the parent's values, the incoming request left
+// alone; and that what the handler does to its copy (a real-IP middleware
+// inside rewriting RemoteAddr, a method override) changes neither the
+// incoming request nor the recorded event, which was captured before.
+func TestHandlerRequest(t *testing.T) {
+	type key struct{}
+	l, buf := newTestLogger(t, Config{})
+	in := httptest.NewRequest("GET", "/orders/7?x=1", strings.NewReader("{}"))
+	in.RemoteAddr = "192.0.2.10:40000"
+	in.Header.Set("X-Request-ID", "req-1")
+	parent := context.WithValue(context.Background(), key{}, "parent value")
+	in = in.WithContext(parent)
+	var kept *http.Request
+	h := l.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		kept = r
+		if r == in {
+			t.Error("the handler got the incoming request itself")
+		}
+		if r.Method != in.Method || r.URL != in.URL || r.RemoteAddr != in.RemoteAddr || r.Host != in.Host ||
+			r.ContentLength != in.ContentLength || r.RequestURI != in.RequestURI {
+			t.Errorf("handler's request differs from the incoming one: %+v", r)
+		}
+		if got := r.Header.Get("X-Request-ID"); got != "req-1" {
+			t.Errorf("handler's request header X-Request-ID = %q", got)
+		}
+		if b, err := io.ReadAll(r.Body); err != nil || string(b) != "{}" {
+			t.Errorf("body %q, %v", b, err)
+		}
+		if got := r.Context().Value(key{}); got != "parent value" {
+			t.Errorf("parent context value = %v", got)
+		}
+		if got := RequestID(r.Context()); got != "req-1" {
+			t.Errorf("RequestID = %q", got)
+		}
+		derived := r.WithContext(context.WithValue(r.Context(), key{}, "derived"))
+		if RequestID(derived.Context()) != "req-1" || derived.Context().Value(key{}) != "derived" {
+			t.Error("a context derived from the handler's lost the state or the value")
+		}
+		r.RemoteAddr = "203.0.113.66:1" // what a real-IP middleware inside does
+		r.Method = "DELETE"
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	h.ServeHTTP(httptest.NewRecorder(), in)
+	if in.Method != "GET" || in.RemoteAddr != "192.0.2.10:40000" || in.Context() != parent {
+		t.Errorf("incoming request changed: %s %s, context %v", in.Method, in.RemoteAddr, in.Context())
+	}
+	evs := events(t, l, buf)
+	if len(evs) != 1 {
+		t.Fatalf("%d events", len(evs))
+	}
+	if ev := evs[0]; ev.Method != "GET" || ev.SourceIP != "192.0.2.10" || ev.StatusCode != http.StatusAccepted || ev.RequestID != "req-1" {
+		t.Errorf("event records %s from %s, status %d, id %q; want GET from 192.0.2.10, 202, req-1", ev.Method, ev.SourceIP, ev.StatusCode, ev.RequestID)
+	}
+	// A handler may keep its request (a goroutine it started): after the
+	// event was written, the request and its context still hold.
+	if RequestID(kept.Context()) != "req-1" || kept.URL.Path != "/orders/7" || kept.Context().Value(key{}) != "parent value" {
+		t.Errorf("kept request changed: id %q, path %q", RequestID(kept.Context()), kept.URL.Path)
+	}
+}

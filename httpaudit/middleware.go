@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,13 +25,15 @@ import (
 type ctxKey struct{}
 
 // state is everything the middleware keeps for one request. It doubles as
-// the request's context (carrying itself as a value) and the response
-// writer wrapper, so a request costs one allocation here rather than three
-// (a request with a body one more, for its bodyReader, and one whose
-// handler sets a user one more, for its actor). It is kept small, what
-// only some requests need elsewhere (reqOpt, bodyReader, actor): it is
-// allocated, zeroed and collected on every request, and each size class it
-// drops saves all three.
+// the request's context (carrying itself as a value), the response writer
+// wrapper and, where the Go release allows it (see handlerRequest), the
+// request the handler gets: a request then costs the middleware one
+// allocation rather than four (a request with a body one more, for its
+// bodyReader; one whose handler sets a user one more, for its actor; one
+// without an incoming request id one more, for the generated id). It is
+// kept small, what only some requests need elsewhere (reqOpt, bodyReader,
+// actor): it is allocated, zeroed and collected on every request, and
+// every byte it drops is a byte less for the garbage collector on each.
 type state struct {
 	// What the writer goroutine reads to encode the access event comes
 	// first, together, so that it touches as few of the cache lines the
@@ -41,20 +44,17 @@ type state struct {
 	requestID string
 	traceID   string
 	spanID    string
-	mu        sync.Mutex // guards who: handlers may call SetUser from other goroutines
-	who       *actor     // nil until the handler sets a user or an annotation
-	status    int32
+	mu        sync.Mutex  // guards who: handlers may call SetUser from other goroutines
+	who       *actor      // nil until the handler sets a user or an annotation
+	status    int32       // 0 until the handler wrote the header (or a body, or hijacked)
 	discard   atomic.Bool // set by Discard, from any goroutine
-	idBuf     [36]byte    // backs a generated request id
-	traceBuf  [48]byte    // backs generated trace and span ids
-
-	wroteHeader bool // (here, where it fills padding)
 
 	// What only the request's own goroutine uses.
 	context.Context // the incoming request's context
 	l               *Logger
 	w               http.ResponseWriter
 	idHeader        [1]string
+	req             http.Request // the handler's request (see handlerRequest)
 }
 
 // actor is what a handler adds to its request's events, allocated when it
@@ -128,10 +128,7 @@ func (l *Logger) serve(w http.ResponseWriter, r *http.Request, next http.Handler
 	if id := header(r.Header, l.cfg.RequestIDHeader); validRequestID(id) && l.red.String(id) == id {
 		st.requestID = id
 	} else {
-		event.AppendID(st.idBuf[:0])
-		// The bytes never change after this and live as long as st, which
-		// every holder of the string also keeps alive.
-		st.requestID = unsafe.String(&st.idBuf[0], len(st.idBuf))
+		st.requestID = event.NewID()
 	}
 	if tp := header(r.Header, "Traceparent"); tp != "" {
 		st.traceID, st.spanID, _ = parseTraceparent(tp)
@@ -142,7 +139,7 @@ func (l *Logger) serve(w http.ResponseWriter, r *http.Request, next http.Handler
 	st.idHeader[0] = st.requestID
 	w.Header()[l.cfg.RequestIDHeader] = st.idHeader[:]
 
-	r2 := r.WithContext(st)
+	r2 := st.handlerRequest(r)
 	if r.Body != nil && r.Body != http.NoBody {
 		st.body = &bodyReader{body: r.Body, declared: r.ContentLength, max: l.cfg.MaxBody,
 			capture: l.cfg.MaxBody > 0 && capturable(st.info.opt.contentType)}
@@ -191,6 +188,35 @@ func (l *Logger) serve(w http.ResponseWriter, r *http.Request, next http.Handler
 		return
 	}
 	l.tryEnqueueItem(item{st: st})
+}
+
+// requestCtxOffset is the offset in http.Request of its unexported
+// context field, or 0 when this Go release has no such field of type
+// context.Context (then handlerRequest falls back to WithContext).
+var requestCtxOffset = func() uintptr {
+	f, ok := reflect.TypeFor[http.Request]().FieldByName("ctx")
+	if !ok || f.Type != reflect.TypeFor[context.Context]() || len(f.Index) != 1 {
+		return 0
+	}
+	return f.Offset
+}()
+
+// handlerRequest returns the request the handler gets: r with st as its
+// context. It is what r.WithContext(st) returns, a shallow copy of r with
+// the context changed, but the copy is st.req rather than a new
+// allocation: WithContext's copy (304 bytes) was the second of the two
+// allocations every request cost the middleware, and the garbage
+// collector's work is proportional to them. The copy lives as long as st,
+// which every holder of it keeps alive (its context is st), and is never
+// reused, so a handler may keep it (in a goroutine, say) as it could keep
+// WithContext's.
+func (st *state) handlerRequest(r *http.Request) *http.Request {
+	if requestCtxOffset == 0 {
+		return r.WithContext(st)
+	}
+	st.req = *r
+	*(*context.Context)(unsafe.Add(unsafe.Pointer(&st.req), requestCtxOffset)) = st
+	return &st.req
 }
 
 // markStart notes when a request starts. With the real clock that is one
@@ -553,17 +579,16 @@ func (st *state) Header() http.Header { return st.w.Header() }
 
 // WriteHeader implements http.ResponseWriter.
 func (st *state) WriteHeader(code int) {
-	if !st.wroteHeader && code >= 200 {
+	if st.status == 0 && code >= 200 {
 		st.status = int32(code)
-		st.wroteHeader = true
 	}
 	st.w.WriteHeader(code)
 }
 
 // Write implements http.ResponseWriter.
 func (st *state) Write(p []byte) (int, error) {
-	if !st.wroteHeader {
-		st.status, st.wroteHeader = http.StatusOK, true
+	if st.status == 0 {
+		st.status = http.StatusOK
 	}
 	n, err := st.w.Write(p)
 	st.written += int64(n)
@@ -572,8 +597,8 @@ func (st *state) Write(p []byte) (int, error) {
 
 // ReadFrom keeps io.Copy's fast path (sendfile) available to handlers.
 func (st *state) ReadFrom(src io.Reader) (int64, error) {
-	if !st.wroteHeader {
-		st.status, st.wroteHeader = http.StatusOK, true
+	if st.status == 0 {
+		st.status = http.StatusOK
 	}
 	var n int64
 	var err error
@@ -588,8 +613,8 @@ func (st *state) ReadFrom(src io.Reader) (int64, error) {
 
 // Flush implements http.Flusher when the underlying writer does.
 func (st *state) Flush() {
-	if !st.wroteHeader {
-		st.status, st.wroteHeader = http.StatusOK, true
+	if st.status == 0 {
+		st.status = http.StatusOK
 	}
 	_ = http.NewResponseController(st.w).Flush()
 }
@@ -598,8 +623,8 @@ func (st *state) Flush() {
 // hijacked connection (a WebSocket) is recorded with status 101.
 func (st *state) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	c, rw, err := http.NewResponseController(st.w).Hijack()
-	if err == nil && !st.wroteHeader {
-		st.status, st.wroteHeader = http.StatusSwitchingProtocols, true
+	if err == nil && st.status == 0 {
+		st.status = http.StatusSwitchingProtocols
 	}
 	return c, rw, err
 }
