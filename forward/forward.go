@@ -153,6 +153,14 @@ func (m *Manager) Start(src Source) {
 	}
 }
 
+// Stop tells every output to stop, without waiting (Close waits): a
+// shutdown tells every part that follows the ledger to stop at once.
+func (m *Manager) Stop() {
+	if m.cancel != nil {
+		m.cancel()
+	}
+}
+
 // Close stops every output and saves its cursor. Records acknowledged but
 // not yet verified are sent again by the next start.
 func (m *Manager) Close() error {

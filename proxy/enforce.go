@@ -33,6 +33,11 @@ func collectorConfig(cfg Config) server.Config {
 	sc.DataDir = cfg.DataDir
 	sc.RedactMode = cfg.RedactMode
 	sc.RedactSecretFile = cfg.RedactSecretFile
+	// One budget for the whole gateway: its shutdown follows the
+	// collector's shares of it (Gateway.Serve).
+	if cfg.Timeouts.Shutdown > 0 {
+		sc.ShutdownTimeout = cfg.Timeouts.Shutdown
+	}
 	d := cfg.Detection
 	sc.Detection.Disabled = d.Disabled
 	sc.Detection.NoBuiltin = d.NoBuiltin

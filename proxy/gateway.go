@@ -230,26 +230,69 @@ func (g *Gateway) closeStorage() error {
 	return errors.Join(errs...)
 }
 
-// Close drains the gateway's events into its storage and closes it.
+// Close drains the gateway's events into its storage and closes it,
+// within the shutdown timeout from now (see Serve).
 func (g *Gateway) Close() error {
-	var err error
+	return g.closeBy(server.PlanShutdown(time.Now(), g.cfg.Timeouts.Shutdown))
+}
+
+// ShutdownTimeout is the longest a shutdown takes, from the signal to the
+// end of Serve (timeouts.shutdown).
+func (g *Gateway) ShutdownTimeout() time.Duration { return g.cfg.Timeouts.Shutdown }
+
+// closeBy closes the gateway within plan. The gateway's own events are
+// flushed first: into the single node's ledger before its final
+// checkpoint (within half of what is left of the ledger's share), or into
+// the spool (by the followers' share). A single node's collector then
+// closes in its shares (server.Server.CloseBy). A step that does not end
+// in time is abandoned with an error naming it.
+func (g *Gateway) closeBy(plan server.ShutdownPlan) error {
 	if g.watchStop != nil {
 		close(g.watchStop)
 		<-g.watchDone
 		g.watchStop = nil
 	}
+	var err error
 	if g.Proxy != nil {
-		err = g.Proxy.Close() // closes the sink: the shipper drains
+		by := plan.Followers
+		what := "flushing the gateway's events into the spool (the spool keeps what it holds; the next start ships it)"
+		if g.collector != nil {
+			now := time.Now()
+			by = now.Add(plan.Ledger.Sub(now) / 2)
+			what = "flushing the gateway's events into the ledger (events not appended by then are lost)"
+		}
+		err = closeBefore(g.Proxy.Close, by, what, g.cfg.Timeouts.Shutdown)
+		if err != nil {
+			g.log.Error("proxy: shutdown", "err", err)
+		}
 	}
 	if g.collector != nil {
-		err = errors.Join(err, g.collector.Close())
+		err = errors.Join(err, g.collector.CloseBy(plan))
 	}
 	return err
 }
 
+// closeBefore runs f, giving up on it at deadline: f goes on in the
+// background until the process exits.
+func closeBefore(f func() error, deadline time.Time, what string, budget time.Duration) error {
+	done := make(chan error, 1)
+	go func() { done <- f() }()
+	t := time.NewTimer(max(time.Until(deadline), 0))
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-t.C:
+		return fmt.Errorf("proxy: %w: %s did not end within its share of the shutdown timeout %v", server.ErrAbandoned, what, budget)
+	}
+}
+
 // Serve answers on ln (and, single node with api_listen, serves the
-// collector's API on api) until ctx ends, then drains within the shutdown
-// timeout and closes the gateway.
+// collector's API on api) until ctx ends, then shuts down within the
+// shutdown timeout (timeouts.shutdown) in the collector's shares
+// (server.ShutdownPlan): requests in flight get 40 % of it and are cut
+// then; the gateway's last events and the ledger's final checkpoint are
+// written by 75 %; the followers are stopped, or abandoned, by 90 %.
 func (g *Gateway) Serve(ctx context.Context, ln, api net.Listener) error {
 	srv := g.HTTPServer()
 	errc := make(chan error, 2)
@@ -270,20 +313,27 @@ func (g *Gateway) Serve(ctx context.Context, ln, api net.Listener) error {
 	case serveErr = <-errc:
 	case <-ctx.Done():
 	}
-	drain, cancel := context.WithTimeout(context.Background(), g.cfg.Timeouts.Shutdown)
+	plan := server.PlanShutdown(time.Now(), g.cfg.Timeouts.Shutdown)
+	drain, cancel := context.WithDeadline(context.Background(), plan.Drain)
 	defer cancel()
-	if err := srv.Shutdown(drain); err != nil {
-		srv.Close() // streams and WebSockets still open
-	}
-	if apiSrv != nil {
-		if err := apiSrv.Shutdown(drain); err != nil {
-			apiSrv.Close()
+	shut := func(s *http.Server) {
+		if err := s.Shutdown(drain); err != nil {
+			s.Close() // streams and WebSockets still open
 		}
 	}
+	apiDone := make(chan struct{})
+	go func() {
+		defer close(apiDone)
+		if apiSrv != nil {
+			shut(apiSrv)
+		}
+	}()
+	shut(srv)
+	<-apiDone
 	if errors.Is(serveErr, http.ErrServerClosed) {
 		serveErr = nil
 	}
-	return errors.Join(serveErr, g.Close())
+	return errors.Join(serveErr, g.closeBy(plan))
 }
 
 // HTTPServer is the http.Server the gateway listens with: HTTP/1.1 and

@@ -110,7 +110,8 @@ type Config struct {
 	// 262144, covers minutes of resends at ordinary rates and seconds at
 	// 100k events/s, and its hashes stay small enough to be cheap.
 	DedupWindow int `yaml:"dedup_window"`
-	// ShutdownTimeout bounds the graceful drain on SIGTERM.
+	// ShutdownTimeout bounds the time from SIGTERM to exit, split in
+	// shares (ShutdownPlan).
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 	// UISessionIdle ends a web UI session after this long without
 	// activity, UISessionMax this long after sign-in (0: 30m and 12h).

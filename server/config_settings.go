@@ -61,7 +61,7 @@ var settingsHelp = []settingHelp{
 	{key: "auth_fail_per_minute", arg: "N", help: "Failed token checks per minute one client address regains after the burst."},
 	{key: "dedup_window", arg: "N",
 		help: "How many recent event.ids are remembered, so an event a shipper sends twice is stored once (0: off)."},
-	{key: "shutdown_timeout", arg: "DURATION", help: "Longest time from SIGTERM to exit: half for requests in flight, the rest to close the ledger with a final checkpoint."},
+	{key: "shutdown_timeout", arg: "DURATION", help: "Longest time from SIGTERM to exit: requests in flight get 40 % of it, the collector's last audit events and the ledger's final checkpoint end by 75 %, the index, detection, outputs and UI overview are stopped (or abandoned, and caught up from the ledger at the next start) by 90 %; the rest is margin."},
 	{key: "ui_session_idle", arg: "DURATION", help: "Web UI sessions end after this long without activity (automatic refreshes do not count)."},
 	{key: "ui_session_max", arg: "DURATION", help: "Web UI sessions end this long after sign-in, active or not."},
 	{key: "outputs", yamlOnly: true,

@@ -203,10 +203,14 @@ func (s *Server) onAlert(d *detection, a *detect.Alert) error {
 	return err
 }
 
+// closeNotifiers gives the notifiers a grace of 2 s, together rather than
+// one after the other, to deliver what is queued.
 func (d *detection) closeNotifiers() {
+	var wg sync.WaitGroup
 	for _, n := range d.notifiers {
-		n.Close(2 * time.Second)
+		wg.Go(func() { n.Close(2 * time.Second) })
 	}
+	wg.Wait()
 }
 
 // closeDetection stops the engine (saving its cursor), then the notifiers

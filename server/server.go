@@ -68,61 +68,11 @@ type Server struct {
 	sampleDone    chan struct{}
 	closeOnce     sync.Once
 	closeErr      error
-	// closing is Close's progress, which closeWithin reports when the
-	// shutdown budget runs out; closeHook (tests) runs at each step.
-	closing   closeProgress
+	// closing is a shutdown's steps, for the log of a slow one;
+	// closeHook (tests) runs at the start of each step (shutdown.go).
+	closing   shutdownProgress
 	closeHook func(step string)
 }
-
-// closeProgress records which step of Close is running, how long the
-// finished ones took, and whether the ledger's final checkpoint was
-// written: closeWithin's timeout must not claim a checkpoint missing that
-// the ledger wrote before a later step (the UI follower, the index's
-// close) used up the budget.
-type closeProgress struct {
-	mu    sync.Mutex
-	step  string
-	since time.Time
-	done  []string
-	final bool
-}
-
-func (p *closeProgress) begin(step string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	now := time.Now()
-	if p.step != "" {
-		p.done = append(p.done, fmt.Sprintf("%s %v", p.step, now.Sub(p.since).Round(time.Millisecond)))
-	}
-	p.step, p.since = step, now
-}
-
-func (p *closeProgress) finalWritten() {
-	p.mu.Lock()
-	p.final = true
-	p.mu.Unlock()
-}
-
-// state returns the step running (with how long so far), the finished
-// steps' durations, and whether the final checkpoint was written.
-func (p *closeProgress) state() (at, done string, final bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	at = "starting to close"
-	if p.step != "" {
-		at = fmt.Sprintf("%s (for %v)", p.step, time.Since(p.since).Round(time.Millisecond))
-	}
-	done = strings.Join(p.done, ", ")
-	if done == "" {
-		done = "none"
-	}
-	return at, done, p.final
-}
-
-// ErrFinalCheckpoint marks a shutdown that did not write the ledger's
-// final signed checkpoint: the records are durable, but the newest ones
-// are covered only by the next start's first checkpoint.
-var ErrFinalCheckpoint = errors.New("final checkpoint not written")
 
 // ledgerSink lets the collector's own audit events (its access log,
 // token failures, reads of the trail) go into the ledger they protect.
@@ -146,7 +96,12 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	s := &Server{cfg: cfg, log: log, metrics: newMetrics(), recent: newRecentIDs(cfg.DedupWindow), chunkEvents: chunkEvents,
-		space: &spaceMonitor{dir: cfg.DataDir, reserve: cfg.DiskReserve}}
+		space: &spaceMonitor{dir: cfg.DataDir, reserve: cfg.DiskReserve}, closeHook: CloseStepHook}
+	if cfg.ShutdownTimeout <= 0 {
+		// A Config not from Defaults: a zero budget would abandon
+		// every step of Close at once.
+		s.cfg.ShutdownTimeout = Defaults().ShutdownTimeout
+	}
 	if cfg.Origin == "" {
 		host, _ := os.Hostname()
 		s.cfg.Origin = "trailguard/" + host
@@ -198,11 +153,12 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		// back, checking its frame and hashing it again, once per
 		// follower (appendedFollower).
 		TailBytes: followTailBytes,
-		// The reserve keeps room for checkpoints; Close must leave the
-		// process time to exit within shutdown_timeout (Serve gives the
-		// first half to requests in flight).
+		// The reserve keeps room for checkpoints. The ledger's close must
+		// end by the ledger's share of shutdown_timeout (shutdown.go);
+		// CloseBy gives up on it then anyway, so that the process exits
+		// in time.
 		Reserve:      cfg.DiskReserve,
-		CloseTimeout: max(cfg.ShutdownTimeout/2-time.Second, time.Second),
+		CloseTimeout: PlanShutdown(time.Time{}, s.cfg.ShutdownTimeout).Ledger.Sub(time.Time{}),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
@@ -363,11 +319,14 @@ func (s *Server) Tokens() *access.Store { return s.tokens }
 const auditFieldBytes = 1024
 
 // Serve answers HTTP on ln until ctx ends, then shuts down within
-// ShutdownTimeout whatever happens (a full disk, a stuck witness): it
-// stops intake, lets requests in flight finish for at most half the
-// budget, cuts the rest, and closes the ledger with a final checkpoint in
-// what remains. An error wrapping ErrFinalCheckpoint means the final
-// checkpoint was not written.
+// ShutdownTimeout whatever happens (a full disk, a stuck witness, a
+// follower that does not stop; see ShutdownPlan): it stops intake, lets
+// requests in flight finish for at most 40 % of the budget and cuts the
+// rest, writes the collector's last audit events and the ledger's final
+// checkpoint by 75 %, and stops the index, detection, the outputs and the
+// UI's follower by 90 %, abandoning any that has not stopped. An error
+// wrapping ErrFinalCheckpoint means the final checkpoint was not written;
+// one wrapping ErrAbandoned names a part abandoned.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{
 		Handler:           s.handler,
@@ -387,91 +346,19 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}()
 	select {
 	case err := <-errc:
-		return errors.Join(err, s.closeWithin(s.cfg.ShutdownTimeout))
+		return errors.Join(err, s.Close())
 	case <-ctx.Done():
 	}
-	start := time.Now()
-	drain, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout/2)
+	plan := s.ShutdownPlan(time.Now())
+	drain, cancel := context.WithDeadline(context.Background(), plan.Drain)
 	defer cancel()
 	if err := srv.Shutdown(drain); err != nil {
 		// Live tails and slow clients: cut them, so that the ledger can
 		// close in the time left.
-		s.log.Warn("requests still running at shutdown were cut", "after", time.Since(start).Round(time.Millisecond))
+		s.log.Warn("requests still running at shutdown were cut", "after", time.Since(plan.Start).Round(time.Millisecond))
 		srv.Close()
 	}
-	return s.closeWithin(s.cfg.ShutdownTimeout - time.Since(start))
-}
-
-// closeWithin runs Close, giving up after d: then the process can exit,
-// and the ledger's next Open finds durable records without a final
-// checkpoint, as after a crash.
-func (s *Server) closeWithin(d time.Duration) error {
-	done := make(chan error, 1)
-	go func() { done <- s.Close() }()
-	t := time.NewTimer(max(d, 0))
-	defer t.Stop()
-	select {
-	case err := <-done:
-		return err
-	case <-t.C:
-		at, done, final := s.closing.state()
-		if final {
-			return fmt.Errorf("server: shutdown_timeout %v passed while %s, after the ledger's final checkpoint was written (steps done: %s)", s.cfg.ShutdownTimeout, at, done)
-		}
-		return fmt.Errorf("server: %w: shutdown_timeout %v passed while %s (steps done: %s)", ErrFinalCheckpoint, s.cfg.ShutdownTimeout, at, done)
-	}
-}
-
-// Close stops indexing, flushes the collector's own audit events, and
-// closes the ledger, which writes a final signed checkpoint; if it could
-// not, the error wraps ErrFinalCheckpoint.
-func (s *Server) Close() error {
-	s.closeOnce.Do(func() {
-		start := time.Now()
-		step := func(name string) {
-			s.closing.begin(name)
-			if s.closeHook != nil {
-				s.closeHook(name)
-			}
-		}
-		step("stopping the sampler")
-		close(s.sampleStop)
-		<-s.sampleDone
-		step("stopping the report warmer")
-		s.stopReportWarmer()
-		step("closing the outputs")
-		errFwd := s.closeForward()
-		step("stopping detection")
-		errDetect := s.closeDetection()
-		step("flushing the audit log")
-		s.logSystem(event.ActionSysShutdown, "collector stopping")
-		errAudit := s.audit.Close()
-		step("stopping the indexer")
-		s.indexCancel()
-		errIdx := <-s.indexDone
-		if errors.Is(errIdx, context.Canceled) {
-			errIdx = nil
-		}
-		step("closing the ledger")
-		errLedger := s.ledger.Close()
-		if errors.Is(errLedger, ledger.ErrNoFinalCheckpoint) {
-			errLedger = fmt.Errorf("server: %w: %w", ErrFinalCheckpoint, errLedger)
-		} else {
-			s.closing.finalWritten()
-		}
-		step("stopping the UI follower")
-		s.closeUI() // the UI's follower saves its counts (ui.go)
-		step("closing the index")
-		errIndex := s.index.Close()
-		step("")
-		if took := time.Since(start); took > time.Second {
-			// Which step a slow shutdown spent its time in.
-			_, done, _ := s.closing.state()
-			s.log.Warn("slow shutdown", "took", took.Round(time.Millisecond), "steps", done)
-		}
-		s.closeErr = errors.Join(errFwd, errDetect, errAudit, errIdx, errIndex, errLedger)
-	})
-	return s.closeErr
+	return s.CloseBy(plan)
 }
 
 // runIndex keeps the indexer following the ledger until ctx ends. A

@@ -7,6 +7,7 @@ package server
 // and audited exactly as the API's are.
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -32,8 +33,9 @@ type uiState struct {
 	verify   *verifyRun
 	overview *overviewRollup
 	// followDone is closed when the overview's follower has ended (the
-	// ledger closed) and saved its counts.
+	// ledger closed, or followStop) and saved its counts.
 	followDone chan struct{}
+	followStop context.CancelFunc
 
 	signIns, signInFailures, cspReports atomic.Uint64
 }
@@ -51,9 +53,11 @@ func (s *Server) uiRoutes(mux *http.ServeMux) {
 	s.ui.verify = s.newVerifyRun()
 	s.ui.overview = newOverviewRollup(filepath.Join(s.cfg.DataDir, "ui-overview.json"))
 	s.ui.followDone = make(chan struct{})
+	ctx, stop := context.WithCancel(context.Background())
+	s.ui.followStop = stop
 	go func() {
 		defer close(s.ui.followDone)
-		s.ui.overview.follow(s.ledger) // until the ledger closes
+		s.ui.overview.follow(ctx, s.ledger) // until stopped or the ledger closes
 		if err := s.ui.overview.save(); err != nil {
 			s.log.Warn("the overview's counts were not saved; the next start reads the ledger again", "err", err)
 		}
@@ -73,30 +77,22 @@ func (s *Server) uiRoutes(mux *http.ServeMux) {
 	s.uiDetectRoutes(mux)
 }
 
-// closeUI waits (a few seconds at most) for what the UI runs in the
-// background to finish with the data directory: the overview's follower,
-// which ends when the ledger closes and saves its counts, and a
-// verification in progress.
+// closeUI stops what the UI runs in the background with the data
+// directory and waits for it: the overview's follower, which saves its
+// counts (ui-overview.json, from where the next start resumes), and a
+// verification in progress. The shutdown bounds the wait (shutdown.go).
 func (s *Server) closeUI() {
 	if s.ui == nil {
 		return
 	}
-	deadline := time.NewTimer(5 * time.Second)
-	defer deadline.Stop()
-	select {
-	case <-s.ui.followDone:
-	case <-deadline.C:
-		return
-	}
+	s.ui.followStop()
+	<-s.ui.followDone
 	v := s.ui.verify
 	v.mu.Lock()
 	running, done := v.running, v.done
 	v.mu.Unlock()
 	if running {
-		select {
-		case <-done:
-		case <-deadline.C:
-		}
+		<-done
 	}
 }
 

@@ -100,8 +100,9 @@ func newOverviewRollup(path string) *overviewRollup {
 const overviewSaveEvery = time.Minute
 
 // follow reads the ledger, from where the saved counts end (or its oldest
-// record), until the ledger closes, saving the counts now and then.
-func (o *overviewRollup) follow(l *ledger.Ledger) {
+// record), until ctx ends or the ledger closes, saving the counts now and
+// then.
+func (o *overviewRollup) follow(ctx context.Context, l *ledger.Ledger) {
 	from := l.Pruned()
 	if next, ok := o.load(l.Size()); ok {
 		from = max(from, next)
@@ -127,9 +128,9 @@ func (o *overviewRollup) follow(l *ledger.Ledger) {
 		}()
 	}
 	var x overviewFields
-	for e, err := range l.FollowAppended(context.Background(), from) {
+	for e, err := range l.FollowAppended(ctx, from) {
 		if err != nil {
-			return // the ledger closed
+			return // stopped, or the ledger closed
 		}
 		// Outside the lock: the slow part (unless ingest located the
 		// fields already).

@@ -148,7 +148,8 @@ func runProxy(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	context.AfterFunc(ctx, stop)
+	context.AfterFunc(ctx, stop) // a second signal kills at once
+	defer exitWatchdog(ctx, g.ShutdownTimeout(), stderr, "trailguard proxy")()
 	if err := g.Serve(ctx, ln, apiLn); err != nil {
 		fmt.Fprintln(stderr, "trailguard proxy:", err)
 		return 1

@@ -11,7 +11,9 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync"
 	"syscall"
+	"time"
 
 	"github.com/trailguard/trailguard/access"
 	"github.com/trailguard/trailguard/server"
@@ -62,8 +64,10 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	context.AfterFunc(ctx, stop) // a second signal kills at once
-	// Serve returns within shutdown_timeout of the signal, whatever state
-	// the disk is in; the final checkpoint is claimed only when written.
+	defer exitWatchdog(ctx, cfg.ShutdownTimeout, stderr, "trailguard serve")()
+	// Serve returns within shutdown_timeout of the signal (by 90 % of it),
+	// whatever state the disk is in or a follower is in; the final
+	// checkpoint is claimed only when written.
 	err = srv.Serve(ctx, ln)
 	switch {
 	case ctx.Err() == nil:
@@ -78,6 +82,37 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintln(stdout, "trailguard collector stopped; final checkpoint written")
 	return 0
+}
+
+// exitWatchdog ends the process shutdown_timeout after ctx ends (the stop
+// signal), should the shutdown, which plans to be over by 90 % of it, still
+// not be: shutdown_timeout is a promise to the service manager, which
+// would kill the process later and less cleanly. The next start recovers
+// as after a crash. The returned function disarms it.
+func exitWatchdog(ctx context.Context, budget time.Duration, stderr io.Writer, what string) (disarm func()) {
+	var mu sync.Mutex
+	var timer *time.Timer
+	disarmed := false
+	stopAfter := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if disarmed {
+			return
+		}
+		timer = time.AfterFunc(budget, func() {
+			fmt.Fprintf(stderr, "%s: shutdown_timeout %v passed since the stop signal; exiting now (the next start recovers as after a crash)\n", what, budget)
+			os.Exit(1)
+		})
+	})
+	return func() {
+		stopAfter()
+		mu.Lock()
+		defer mu.Unlock()
+		disarmed = true
+		if timer != nil {
+			timer.Stop()
+		}
+	}
 }
 
 const tokenSynopsis = `usage: trailguard token create --role ingest|read|admin|bouncer --name NAME [--data DIR] [--quiet] [--init]
