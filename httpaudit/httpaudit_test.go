@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -975,5 +976,54 @@ func TestHandlerRequest(t *testing.T) {
 	// event was written, the request and its context still hold.
 	if RequestID(kept.Context()) != "req-1" || kept.URL.Path != "/orders/7" || kept.Context().Value(key{}) != "parent value" {
 		t.Errorf("kept request changed: id %q, path %q", RequestID(kept.Context()), kept.URL.Path)
+	}
+}
+
+// TestQueuedRequestKeepsNoResponseWriter holds a request's access event
+// in the queue (the sink is stuck) and checks that the response writer it
+// was served with can be collected meanwhile: a queued request keeps only
+// what its event needs, not the server's response object. A handler that
+// kept its ResponseWriter gets an error from it once it returned.
+func TestQueuedRequestKeepsNoResponseWriter(t *testing.T) {
+	g := &gateSink{Sink: sink.NewWriter(io.Discard), gate: make(chan struct{})}
+	l, _ := newTestLogger(t, Config{Sink: g})
+	defer close(g.gate)
+	var kept http.ResponseWriter
+	h := l.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		kept = w
+		w.Write([]byte("ok"))
+	}))
+	// The first request's event holds the writer goroutine in the sink;
+	// the second's waits in the queue.
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/first", nil))
+	waitFor(t, "the first event taken by the writer", func() bool { return l.Stats().Queued == 0 })
+	collected := make(chan struct{})
+	func() {
+		w := httptest.NewRecorder()
+		runtime.AddCleanup(w, func(ch chan struct{}) { close(ch) }, collected)
+		h.ServeHTTP(w, httptest.NewRequest("GET", "/second", nil))
+		if w.Body.String() != "ok" {
+			t.Errorf("body %q", w.Body.String())
+		}
+	}()
+	if q := l.Stats().Queued; q != 1 {
+		t.Fatalf("%d events queued, want 1", q)
+	}
+	deadline := time.After(5 * time.Second)
+	for done := false; !done; {
+		runtime.GC()
+		select {
+		case <-collected:
+			done = true
+		case <-time.After(10 * time.Millisecond):
+		case <-deadline:
+			t.Fatal("the response writer of a queued request was not collected")
+		}
+	}
+	if l.Stats().Queued != 1 {
+		t.Fatal("the event left the queue: the test proves nothing")
+	}
+	if n, err := kept.Write([]byte("late")); n != 0 || !errors.Is(err, errUsedAfterReturn) {
+		t.Errorf("Write after the handler returned = %d, %v; want 0, errUsedAfterReturn", n, err)
 	}
 }

@@ -173,6 +173,13 @@ func (l *Logger) serve(w http.ResponseWriter, r *http.Request, next http.Handler
 		}
 	}()
 	next.ServeHTTP(st, r2)
+	// A queued st must not keep the response alive (a server's response
+	// object, its header maps and buffers): the writer may take a
+	// millisecond or more to get to it, and everything it keeps is work
+	// for every garbage collection meanwhile. The handler may no longer
+	// use its ResponseWriter (net/http's rule), and one that does gets
+	// errUsedAfterReturn rather than another request's connection.
+	st.w = finished{}
 
 	// The completion event is built and scrubbed by the writer goroutine
 	// from what st captured: the request path only hands st over.
@@ -628,6 +635,17 @@ func (st *state) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	}
 	return c, rw, err
 }
+
+// finished stands in for the response writer once the handler returned.
+type finished struct{}
+
+// errUsedAfterReturn is what writing to a request's ResponseWriter after
+// its handler returned gets.
+var errUsedAfterReturn = errors.New("httpaudit: ResponseWriter used after the handler returned")
+
+func (finished) Header() http.Header       { return http.Header{} }
+func (finished) Write([]byte) (int, error) { return 0, errUsedAfterReturn }
+func (finished) WriteHeader(int)           {}
 
 // Unwrap lets http.ResponseController reach the underlying writer.
 func (st *state) Unwrap() http.ResponseWriter { return st.w }
