@@ -358,7 +358,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		s.log.Warn("requests still running at shutdown were cut", "after", time.Since(plan.Start).Round(time.Millisecond))
 		srv.Close()
 	}
-	return s.CloseBy(plan)
+	drained := time.Since(plan.Start)
+	err := s.CloseBy(plan)
+	s.log.Info("collector stopped", "requests_drained_in", drained.Round(time.Millisecond),
+		"took", time.Since(plan.Start).Round(time.Millisecond), "shutdown_timeout", s.cfg.ShutdownTimeout)
+	return err
 }
 
 // runIndex keeps the indexer following the ledger until ctx ends. A

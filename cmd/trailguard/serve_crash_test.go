@@ -133,6 +133,9 @@ type serveProc struct {
 func startServe(t *testing.T, bin, cfgPath string) *serveProc {
 	t.Helper()
 	cmd := exec.Command(bin, "serve", "--config", cfgPath)
+	// The race detector sleeps 1 s at exit by default; stop times are
+	// measured (shutdown_test.go) without it.
+	cmd.Env = append(os.Environ(), "GORACE="+os.Getenv("GORACE")+" atexit_sleep_ms=0")
 	// Should this test process die, the collector dies with it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stdout, err := cmd.StdoutPipe()

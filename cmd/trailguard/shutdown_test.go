@@ -1,0 +1,358 @@
+//go:build linux
+
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"database/sql"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/trailguard/trailguard/internal/testenv"
+	"github.com/trailguard/trailguard/ledger"
+	_ "modernc.org/sqlite"
+)
+
+// shutdownServe is a collector under test with its loaders' client.
+type shutdownServe struct {
+	bin, data, cfgPath string
+	c                  *crashClient
+}
+
+func newShutdownServe(t *testing.T, budget time.Duration) *shutdownServe {
+	t.Helper()
+	bin := buildTrailguard(t)
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	cfgPath := filepath.Join(dir, "serve.yaml")
+	cfg := fmt.Sprintf("data_dir: %s\nlisten: 127.0.0.1:0\nshutdown_timeout: %v\n", data, budget)
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	token := func(role string) string {
+		out, err := exec.Command(bin, "token", "create", "--data", data, "--init", "--quiet", "--role", role, "--name", "stop-"+role).Output()
+		if err != nil {
+			t.Fatalf("token create %s: %v", role, err)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	return &shutdownServe{bin: bin, data: data, cfgPath: cfgPath,
+		c: &crashClient{t: t, ingest: token("ingest"), read: token("read"), acked: map[string]bool{}, sent: map[string]bool{}}}
+}
+
+// load runs n loaders against p until the collector stops answering
+// (after the SIGTERM), and returns a function that waits for them.
+func (s *shutdownServe) load(p *serveProc, round string, n int) (wait func()) {
+	s.c.base = p.url
+	var wg sync.WaitGroup
+	for w := range n {
+		prefix := fmt.Sprintf("%sw%d", round, w)
+		s.c.prefixes = append(s.c.prefixes, prefix)
+		wg.Go(func() { s.c.load(context.Background(), prefix, uint64(w)+1) })
+	}
+	return wg.Wait
+}
+
+// sigterm stops p and returns how long it took to exit and its exit code.
+func sigterm(t *testing.T, cmd *exec.Cmd, done <-chan struct{}, stderr fmt.Stringer) (time.Duration, int) {
+	t.Helper()
+	start := time.Now()
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("no exit 60 s after SIGTERM\n%s", stderr)
+	}
+	took := time.Since(start)
+	for _, line := range strings.Split(stderr.String(), "\n") {
+		if strings.Contains(line, `msg="collector stopped"`) || strings.Contains(line, "slow shutdown") {
+			t.Log(line) // how the shutdown's time was spent
+		}
+	}
+	return took, cmd.ProcessState.ExitCode()
+}
+
+// verifyFinal checks the data directory offline: the ledger verifies, and
+// its last checkpoint is the shutdown's and covers every record (each
+// acknowledged event is one of them).
+func verifyFinal(t *testing.T, bin, data string, acked int) {
+	t.Helper()
+	if out, err := exec.Command(bin, "verify", "--data", data).CombinedOutput(); err != nil {
+		t.Fatalf("trailguard verify after the shutdown: %v\n%s", err, out)
+	}
+	vs, err := ledger.LoadVerifiers(filepath.Join(data, "keys", "signer.pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := ledger.Verify(filepath.Join(data, "ledger"), ledger.VerifyOptions{Verifiers: vs})
+	if err != nil || !rep.OK() || rep.Latest == nil {
+		t.Fatalf("the ledger does not verify: %v\n%v", err, rep)
+	}
+	if rep.Latest.Size != rep.Records || !slices.Contains(rep.Latest.Extra, "shutdown") {
+		t.Fatalf("the last checkpoint (size %d, %q) is not a final checkpoint over all %d records", rep.Latest.Size, rep.Latest.Extra, rep.Records)
+	}
+	if uint64(acked) > rep.Records {
+		t.Fatalf("%d events acknowledged, only %d records in the ledger", acked, rep.Records)
+	}
+}
+
+// TestServeShutdownUnderLoad sends SIGTERM to a real `trailguard serve`
+// under ingest load (four shippers on 127.0.0.1, each waiting for its
+// durable ack) and checks what shutdown_timeout promises: the process exits
+// within it, with status 0 and the final checkpoint written; offline
+// verification passes and the last checkpoint covers every record; after a
+// restart every acknowledged event is found.
+func TestServeShutdownUnderLoad(t *testing.T) {
+	testenv.Long(t)
+	t.Parallel()
+	const budget = 4 * time.Second
+	s := newShutdownServe(t, budget)
+	p := startServe(t, s.bin, s.cfgPath)
+	wait := s.load(p, "r0", 4)
+	s.c.waitAcked(t, 2000)
+	took, code := sigterm(t, p.cmd, p.done, p.stderr)
+	wait()
+	t.Logf("SIGTERM under load: exit %d after %v (shutdown_timeout %v); %d events acknowledged", code, took.Round(time.Millisecond), budget, len(s.c.acked))
+	if code != 0 || took > budget {
+		t.Fatalf("exit %d after %v, want 0 within shutdown_timeout %v\n%s", code, took, budget, p.stderr)
+	}
+	verifyFinal(t, s.bin, s.data, len(s.c.acked))
+	p = startServe(t, s.bin, s.cfgPath)
+	s.c.base = p.url
+	s.c.resend()
+	s.c.check("after the restart", rand.New(rand.NewPCG(1, 2)), true)
+	p.stop(t)
+}
+
+// TestServeShutdownSlowIndex makes a follower genuinely slow: another
+// process (the test) holds SQLite's write lock on the index while the
+// collector is under load, so the index falls behind and its last commit
+// at shutdown waits for the lock (busy_timeout 10 s). SIGTERM must still
+// end the process within shutdown_timeout, with the final checkpoint
+// written and the log naming the step abandoned; the next start must catch
+// the index up from the ledger (every acknowledged event found), and
+// detection and the overview with it.
+func TestServeShutdownSlowIndex(t *testing.T) {
+	testenv.Long(t)
+	t.Parallel()
+	const budget = 3 * time.Second
+	s := newShutdownServe(t, budget)
+	p := startServe(t, s.bin, s.cfgPath)
+	wait := s.load(p, "r0", 2)
+	s.c.waitAcked(t, 500)
+
+	unlock := lockIndex(t, s.data)
+	defer unlock()
+	// The index falls behind while its lock is held.
+	before := s.c.ackedCount()
+	s.c.waitAcked(t, before+2000)
+	lag := s.c.metric("trailguard_ledger_records") - min(s.c.metric("trailguard_ledger_records"), s.c.metric("trailguard_index_records"))
+	if lag == 0 {
+		t.Fatal("the index kept up although its write lock was held")
+	}
+	took, code := sigterm(t, p.cmd, p.done, p.stderr)
+	wait()
+	log := p.stderr.String()
+	t.Logf("SIGTERM with the index %d records behind and locked: exit %d after %v (shutdown_timeout %v)", lag, code, took.Round(time.Millisecond), budget)
+	if took > budget {
+		t.Errorf("exit after %v, more than shutdown_timeout %v\n%s", took, budget, log)
+	}
+	if !strings.Contains(log, "step abandoned") || !strings.Contains(log, `step="stopping the indexer"`) {
+		t.Errorf("the log does not name the abandoned step\n%s", log)
+	}
+	if !strings.Contains(log, "final checkpoint written") || strings.Contains(log, "NOT written") {
+		t.Errorf("the final checkpoint is not reported written\n%s", log)
+	}
+	unlock()
+	verifyFinal(t, s.bin, s.data, len(s.c.acked))
+
+	p = startServe(t, s.bin, s.cfgPath)
+	s.c.base = p.url
+	s.c.resend()
+	s.c.check("after the restart", rand.New(rand.NewPCG(1, 2)), true) // the index caught up
+	deadline := time.Now().Add(30 * time.Second)
+	for s.c.metric("trailguard_detect_lag_records") > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("detection did not catch up after the restart")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	p.stop(t)
+}
+
+// lockIndex takes SQLite's write lock on the index in data, as another
+// process would (an operator's sqlite3 shell, a backup tool), until the
+// returned function is called: the collector's index stops committing.
+func lockIndex(t *testing.T, data string) (unlock func()) {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(data, "index.db")+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := db.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.ExecContext(context.Background(), "BEGIN IMMEDIATE"); err != nil {
+		t.Fatalf("taking the index's write lock: %v", err)
+	}
+	var once sync.Once
+	unlock = func() {
+		once.Do(func() {
+			conn.ExecContext(context.Background(), "ROLLBACK")
+			conn.Close()
+			db.Close()
+		})
+	}
+	t.Cleanup(unlock)
+	return unlock
+}
+
+// waitAcked waits until n events are acknowledged.
+func (c *crashClient) waitAcked(t *testing.T, n int) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for c.ackedCount() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d of %d events acknowledged in 60 s", c.ackedCount(), n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (c *crashClient) ackedCount() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.acked)
+}
+
+// TestProxyShutdownUnderLoad sends SIGTERM to a single-node `trailguard
+// proxy --data` under load and checks that it exits within
+// timeouts.shutdown and leaves a ledger that verifies with a final
+// checkpoint over every record: with status 0, and also when its index is
+// held by another process's SQLite write lock (then with status 1 and the
+// log naming the indexer's stop as abandoned; before, the gateway waited
+// for the collector's whole close after a drain of the full budget).
+func TestProxyShutdownUnderLoad(t *testing.T) {
+	testenv.Long(t)
+	t.Parallel()
+	for _, locked := range []bool{false, true} {
+		t.Run(fmt.Sprintf("index_locked=%v", locked), func(t *testing.T) {
+			t.Parallel()
+			testProxyShutdown(t, locked)
+		})
+	}
+}
+
+func testProxyShutdown(t *testing.T, locked bool) {
+	const budget = 3 * time.Second
+	bin := buildTrailguard(t)
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, `{"ok":true}`)
+	}))
+	defer upstream.Close()
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	cfgPath := filepath.Join(dir, "proxy.yaml")
+	if err := os.WriteFile(cfgPath, []byte(fmt.Sprintf("timeouts: {shutdown: %v}\n", budget)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "proxy", "--config", cfgPath, "--upstream", upstream.URL, "--listen", "127.0.0.1:0", "--data", data)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.Env = append(os.Environ(), "GORACE="+os.Getenv("GORACE")+" atexit_sleep_ms=0") // see startServe
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr := &bytes.Buffer{}
+	cmd.Stderr = &lockedWriter{w: stderr}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	addr := make(chan string, 1)
+	go func() {
+		defer close(done)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if rest, ok := strings.CutPrefix(sc.Text(), "trailguard proxy on "); ok {
+				addr <- strings.Fields(rest)[0]
+			}
+		}
+		cmd.Wait()
+	}()
+	t.Cleanup(func() { cmd.Process.Kill(); <-done })
+	var base string
+	select {
+	case base = <-addr:
+	case <-done:
+		t.Fatalf("proxy exited at start: %v\n%s", cmd.ProcessState, stderr)
+	case <-time.After(60 * time.Second):
+		t.Fatalf("proxy did not start in 60 s\n%s", stderr)
+	}
+	var mu sync.Mutex
+	answered := 0
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				resp, err := http.Get(fmt.Sprintf("%s/api/orders/%d?w=%d", base, i, w))
+				if err != nil {
+					return // the proxy is gone
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				mu.Lock()
+				answered++
+				mu.Unlock()
+			}
+		})
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		mu.Lock()
+		n := answered
+		mu.Unlock()
+		if n >= 2000 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d requests answered in 60 s\n%s", n, stderr)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	unlock := func() {}
+	if locked {
+		unlock = lockIndex(t, data)
+		time.Sleep(300 * time.Millisecond) // the index falls behind
+	}
+	took, code := sigterm(t, cmd, done, stderr)
+	wg.Wait()
+	t.Logf("proxy SIGTERM under load: exit %d after %v (timeouts.shutdown %v); %d requests answered", code, took.Round(time.Millisecond), budget, answered)
+	if took > budget {
+		t.Errorf("exit after %v, more than timeouts.shutdown %v\n%s", took, budget, stderr)
+	}
+	log := stderr.String()
+	if !locked && code != 0 {
+		t.Errorf("exit %d, want 0\n%s", code, log)
+	}
+	if locked && (code != 1 || !strings.Contains(log, `step="stopping the indexer"`)) {
+		t.Errorf("exit %d; want 1 with the indexer's stop named as abandoned\n%s", code, log)
+	}
+	unlock()
+	verifyFinal(t, bin, data, 0)
+}
