@@ -96,7 +96,7 @@ func (s *Server) startDetection() error {
 	for _, nc := range s.cfg.Notifiers {
 		n, err := alerting.NewNotifier(nc, s.log)
 		if err != nil {
-			d.closeNotifiers()
+			d.closeNotifiers(2 * time.Second)
 			return fmt.Errorf("server: notifiers: %w", err)
 		}
 		d.notifiers = append(d.notifiers, n)
@@ -109,7 +109,7 @@ func (s *Server) startDetection() error {
 			}
 		}}, s.ledger)
 	if err != nil {
-		d.closeNotifiers()
+		d.closeNotifiers(2 * time.Second)
 		return fmt.Errorf("server: %w", err)
 	}
 	if !s.cfg.Decisions.Disabled {
@@ -118,7 +118,7 @@ func (s *Server) startDetection() error {
 		for _, a := range dc.Allowlist {
 			p, err := parsePrefix(a)
 			if err != nil {
-				d.closeNotifiers()
+				d.closeNotifiers(2 * time.Second)
 				return fmt.Errorf("server: decisions allowlist: %w", err)
 			}
 			allow = append(allow, p)
@@ -126,7 +126,7 @@ func (s *Server) startDetection() error {
 		d.decisions, err = decision.Open(decision.Options{Path: filepath.Join(s.cfg.DataDir, "decisions.json"), Append: appendRec,
 			Default: dc.Duration, Max: dc.MaxDuration, Factor: dc.Factor, Memory: dc.Memory, Allowlist: allow, MaxActive: dc.MaxActive}, s.ledger)
 		if err != nil {
-			d.closeNotifiers()
+			d.closeNotifiers(2 * time.Second)
 			return fmt.Errorf("server: %w", err)
 		}
 	}
@@ -203,26 +203,28 @@ func (s *Server) onAlert(d *detection, a *detect.Alert) error {
 	return err
 }
 
-// closeNotifiers gives the notifiers a grace of 2 s, together rather than
-// one after the other, to deliver what is queued.
-func (d *detection) closeNotifiers() {
+// closeNotifiers gives the notifiers a grace (2 s at most, together
+// rather than one after the other) to deliver what is queued.
+func (d *detection) closeNotifiers(grace time.Duration) {
+	grace = min(grace, 2*time.Second)
 	var wg sync.WaitGroup
 	for _, n := range d.notifiers {
-		wg.Go(func() { n.Close(2 * time.Second) })
+		wg.Go(func() { n.Close(grace) })
 	}
 	wg.Wait()
 }
 
 // closeDetection stops the engine (saving its cursor), then the notifiers
-// after a short grace to deliver what is queued.
-func (s *Server) closeDetection() error {
+// after a grace to deliver what is queued that ends before by (the end of
+// detection's share of a shutdown).
+func (s *Server) closeDetection(by time.Time) error {
 	d := s.detect
 	if d == nil {
 		return nil
 	}
 	d.cancel()
 	<-d.done
-	d.closeNotifiers()
+	d.closeNotifiers(time.Until(by) - 100*time.Millisecond)
 	return d.alerts.Flush()
 }
 

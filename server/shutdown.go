@@ -231,7 +231,9 @@ func (s *Server) shutdown(plan ShutdownPlan) error {
 			// SQLite's close (a WAL checkpoint) is part of the step.
 			return errors.Join(err, s.index.Close())
 		}),
-		s.goStop(stepDetect, "detection resumes from detect.cursor and evaluates the records after it again; alerts already stored are recognised by their ids", s.closeDetection),
+		s.goStop(stepDetect, "detection resumes from detect.cursor and evaluates the records after it again, alerts already stored recognised by their ids; notifications still queued are not sent", func() error {
+			return s.closeDetection(plan.Followers)
+		}),
 		s.goStop(stepOutputs, "each output resumes from its saved cursor and sends what follows again", s.closeForward),
 		s.goStop(stepWarmer, "the report warmer summarises the chunks it had not kept at the next start", func() error {
 			s.stopReportWarmer()
