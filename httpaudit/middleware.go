@@ -125,7 +125,7 @@ func (l *Logger) serve(w http.ResponseWriter, r *http.Request, next http.Handler
 	l.markStart(&st.info)
 	// An incoming id is kept only if it is safe and carries no secret: a
 	// JWT, say, fits the allowed alphabet.
-	if id := header(r.Header, l.cfg.RequestIDHeader); validRequestID(id) && l.red.String(id) == id {
+	if id := header(r.Header, l.cfg.RequestIDHeader); uuidShaped(id) || validRequestID(id) && l.red.String(id) == id {
 		st.requestID = id
 	} else {
 		st.requestID = event.NewID()
