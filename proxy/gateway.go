@@ -314,6 +314,9 @@ func (g *Gateway) Serve(ctx context.Context, ln, api net.Listener) error {
 	case <-ctx.Done():
 	}
 	plan := server.PlanShutdown(time.Now(), g.cfg.Timeouts.Shutdown)
+	if g.collector != nil {
+		g.collector.StopStreams() // live tails on the API listener
+	}
 	drain, cancel := context.WithDeadline(context.Background(), plan.Drain)
 	defer cancel()
 	shut := func(s *http.Server) {

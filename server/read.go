@@ -609,6 +609,8 @@ func (s *Server) handleTail(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-ctx.Done():
 			return
+		case <-s.stopping: // a shutdown: the client reconnects with since
+			return
 		case <-keepalive.C:
 			fmt.Fprint(w, ": keepalive\n\n")
 			flusher.Flush()

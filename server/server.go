@@ -61,6 +61,10 @@ type Server struct {
 	// Paths of the keys, for operators.
 	SignerKeyPath, VerifierKeyPath string
 
+	// stopping is closed when a shutdown starts: live tails end then
+	// instead of holding up the drain of requests in flight.
+	stopping      chan struct{}
+	stopStreams   func()
 	indexCancel   context.CancelFunc
 	indexDone     chan error
 	indexFailures atomic.Uint64
@@ -96,7 +100,9 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	s := &Server{cfg: cfg, log: log, metrics: newMetrics(), recent: newRecentIDs(cfg.DedupWindow), chunkEvents: chunkEvents,
-		space: &spaceMonitor{dir: cfg.DataDir, reserve: cfg.DiskReserve}, closeHook: CloseStepHook}
+		space: &spaceMonitor{dir: cfg.DataDir, reserve: cfg.DiskReserve}, closeHook: CloseStepHook, stopping: make(chan struct{})}
+	var stopOnce sync.Once
+	s.stopStreams = func() { stopOnce.Do(func() { close(s.stopping) }) }
 	if cfg.ShutdownTimeout <= 0 {
 		// A Config not from Defaults: a zero budget would abandon
 		// every step of Close at once.
@@ -328,13 +334,19 @@ const auditFieldBytes = 1024
 // wrapping ErrFinalCheckpoint means the final checkpoint was not written;
 // one wrapping ErrAbandoned names a part abandoned.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	base, cancelBase := context.WithCancel(context.Background())
+	defer cancelBase()
 	srv := &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
-		BaseContext:       func(net.Listener) context.Context { return ctx },
+		// Requests in flight at the signal are not cancelled by it: an
+		// ingest request finishes its durable append and is answered
+		// (live tails end at once, on s.stopping). What still runs when
+		// the drain's share ends is cancelled then.
+		BaseContext: func(net.Listener) context.Context { return base },
 	}
 	errc := make(chan error, 1)
 	go func() {
@@ -350,12 +362,14 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	case <-ctx.Done():
 	}
 	plan := s.ShutdownPlan(time.Now())
+	s.stopStreams()
 	drain, cancel := context.WithDeadline(context.Background(), plan.Drain)
 	defer cancel()
 	if err := srv.Shutdown(drain); err != nil {
-		// Live tails and slow clients: cut them, so that the ledger can
+		// Slow clients, long reads: cut them, so that the ledger can
 		// close in the time left.
 		s.log.Warn("requests still running at shutdown were cut", "after", time.Since(plan.Start).Round(time.Millisecond))
+		cancelBase()
 		srv.Close()
 	}
 	drained := time.Since(plan.Start)

@@ -77,6 +77,12 @@ var ErrAbandoned = errors.New("abandoned at shutdown")
 // step hang); it is nil otherwise.
 var CloseStepHook func(step string)
 
+// StopStreams ends the live tails (GET /v1/tail): a shutdown calls it
+// before it drains requests in flight, which tails would otherwise hold up
+// until the drain's share ends. Serve and Close call it themselves; an
+// embedding server (the gateway's API listener) calls it at its signal.
+func (s *Server) StopStreams() { s.stopStreams() }
+
 // Close shuts the collector down within shutdown_timeout from now (see
 // CloseBy); Serve does it after draining requests.
 func (s *Server) Close() error {
@@ -201,6 +207,7 @@ const (
 // shutdown is CloseBy's one run.
 func (s *Server) shutdown(plan ShutdownPlan) error {
 	start := time.Now()
+	s.stopStreams() // when Close is called without Serve
 	// The followers are told to stop first, each in its own goroutine:
 	// none of them holds up the ledger's final checkpoint, and each saves
 	// where it was (or, abandoned, is redone from the ledger at the next

@@ -3,6 +3,9 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -139,5 +142,99 @@ func TestShutdownPlan(t *testing.T) {
 		if got := c.at.Sub(start); got != c.want {
 			t.Errorf("%s ends %v after the signal, want %v", c.name, got, c.want)
 		}
+	}
+}
+
+// TestServeDrainsRequestsInFlight: a stop signal lets a request in flight
+// finish (an ingest request whose body is still arriving is answered 200
+// with every event stored, and the final checkpoint covers them), while a
+// live tail ends at once instead of holding up the drain until its share
+// of shutdown_timeout ends. The signal used to cancel every request's
+// context: the ingest request's append failed with "context canceled".
+func TestServeDrainsRequestsInFlight(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, t.TempDir(), func(c *Config) { c.ShutdownTimeout = 10 * time.Second })
+
+	tail, err := http.NewRequest("GET", ts.url+"/v1/tail", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tail.Header.Set("Authorization", "Bearer "+ts.read)
+	tailResp, err := http.DefaultClient.Do(tail)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tailResp.Body.Close()
+	tailEnded := make(chan struct{})
+	go func() {
+		io.Copy(io.Discard, tailResp.Body)
+		close(tailEnded)
+	}()
+
+	pr, pw := io.Pipe()
+	req, err := http.NewRequest("POST", ts.url+"/v1/events", pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+ts.ingest)
+	type answer struct {
+		code int
+		body string
+		err  error
+	}
+	answered := make(chan answer, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			answered <- answer{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		answered <- answer{code: resp.StatusCode, body: string(b)}
+	}()
+	line := func(i int) string {
+		return fmt.Sprintf(`{"event":{"id":"drain-%03d","action":"http_request"},"message":"in flight"}`+"\n", i)
+	}
+	for i := range 100 {
+		io.WriteString(pw, line(i))
+	}
+	// The handler is reading the body when the signal comes.
+	inUse := func() int {
+		ts.slots.mu.Lock()
+		defer ts.slots.mu.Unlock()
+		return ts.slots.inUse
+	}
+	for deadline := time.Now().Add(10 * time.Second); inUse() == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the request did not reach the handler")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	start := time.Now()
+	ts.cancel()
+	ts.cancel = nil
+	select {
+	case <-tailEnded:
+	case <-time.After(2 * time.Second):
+		t.Error("the live tail did not end at the stop signal")
+	}
+	for i := 100; i < 200; i++ {
+		io.WriteString(pw, line(i))
+	}
+	pw.Close()
+	a := <-answered
+	if a.err != nil || a.code != 200 || !strings.Contains(a.body, `"accepted":200`) {
+		t.Errorf("the request in flight at the signal: %v %d %s", a.err, a.code, a.body)
+	}
+	if err := <-ts.done; err != nil {
+		t.Errorf("Serve: %v", err)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("Serve took %v to stop: the drain waited for the tail", took)
+	}
+	_, cp := ts.ledger.LatestCheckpoint()
+	if size := ts.ledger.Size(); cp.Size != size {
+		t.Errorf("final checkpoint covers %d of %d records", cp.Size, size)
 	}
 }
