@@ -14,7 +14,9 @@
 #     (ledger segments, tiles, .idx, SQLite index) <= 3x VictoriaLogs'
 #     bytes per event (stretch 2x).
 # Settings: EVENTS (ingest, per run; default 1000000), RUNS (3),
-# STORAGE_EVENTS (200000), ONLY (ingest or storage). VictoriaLogs is built
+# STORAGE_EVENTS (200000), ONLY (ingest or storage), BASE (another
+# trailguard binary, e.g. main's build, run in the same alternated rounds
+# and compared with this one). VictoriaLogs is built
 # by .ci/victoria-logs.sh (cached). Exits 2 when a goal is missed. On a
 # machine shared with other work the rates move by 2x from run to run:
 # read the ratios (and the CPU per event), not the rates.
@@ -34,7 +36,7 @@ status=0
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
 if [ -z "$ONLY" ] || [ "$ONLY" = ingest ]; then
 	echo "== 1. ingest: trailguard serve vs VictoriaLogs, same loader and events"
-	"$tmp/ingestload" -bin "$tmp/trailguard" -vl "$VL" -events "$EVENTS" -runs "$RUNS" 2> >(grep -v 'level=INFO' >&2) || status=$?
+	"$tmp/ingestload" -bin "$tmp/trailguard" -vl "$VL" ${BASE:+-base "$BASE"} -events "$EVENTS" -runs "$RUNS" 2> >(grep -v 'level=INFO' >&2) || status=$?
 	echo
 fi
 if [ -z "$ONLY" ] || [ "$ONLY" = storage ]; then

@@ -41,14 +41,64 @@ func AppendNormalized(dst, doc []byte, now time.Time, newID func([]byte) []byte)
 // each modelled field's value (see Spans): the collector hands these to
 // the ledger's followers so that they need not parse the record again.
 func AppendNormalizedSpans(dst, doc []byte, now time.Time, newID func([]byte) []byte, sp *Spans) (out []byte, id []byte, ok bool) {
+	return AppendNormalizedScrubbed(dst, doc, now, newID, sp, nil)
+}
+
+// Scrubber is what AppendNormalizedScrubbed asks about each part of the
+// document while it reads it: whether scrubbing the document would change
+// that part. redact.Tokens implements it, for redact.Redactor.JSON.
+type Scrubber interface {
+	// MaxDepth is the deepest nesting the scrubber accepts.
+	MaxDepth() int
+	// Unchanged reports whether scrubbing leaves tok, a string token
+	// (quotes included, as in the document) or a number, found inside
+	// depth open objects and arrays, as it is.
+	Unchanged(tok []byte, depth int) bool
+	// Sensitive reports whether scrubbing replaces the value of the
+	// member named key in an object that is the value of the member named
+	// parent (nil for the top-level object).
+	Sensitive(parent, key []byte) bool
+}
+
+// ScrubPass is a Scrubber for AppendNormalizedScrubbed, with what the
+// passes learnt about it: whether each modelled name, written as one
+// member of its parent's object ({"user":{"name":…}}), keeps its name and
+// value — a verdict that depends only on the two names, asked once
+// instead of for every event (the scrubber's key matching was a fifth of
+// the pass). A ScrubPass is for one goroutine.
+type ScrubPass struct {
+	sc       Scrubber
+	maxDepth int
+	names    []uint8 // by normTree node: 0 not asked yet, 1 clean, 2 not
+}
+
+// NewScrubPass returns a ScrubPass asking sc.
+func NewScrubPass(sc Scrubber) *ScrubPass {
+	return &ScrubPass{sc: sc, maxDepth: sc.MaxDepth(), names: make([]uint8, len(normTree))}
+}
+
+// AppendNormalizedScrubbed is AppendNormalizedSpans over the document
+// scrubbing doc would give, in the same single pass: it asks p's
+// scrubber (when p is not nil) about every key, string and number of
+// doc, and reports !ok, leaving dst as it was, unless every answer is that
+// scrubbing would leave the document as it is, in which case scrubbing
+// doc first is doc and its output is the same. The caller then scrubs and
+// normalises in two passes (what it did for every event before): a
+// document with anything to scrub is scrubbed by the scrubber itself,
+// never here.
+func AppendNormalizedScrubbed(dst, doc []byte, now time.Time, newID func([]byte) []byte, sp *Spans, p *ScrubPass) (out []byte, id []byte, ok bool) {
 	var n normalizer
 	n.sp = sp
 	n.doc = doc
+	n.maxDepth = 1 << 30
+	if p != nil {
+		n.sc, n.pass, n.maxDepth = p.sc, p, p.maxDepth
+	}
 	s := scanner{data: doc}
 	if s.peek() != '{' {
 		return dst, nil, false
 	}
-	if !n.object(&s, 0) {
+	if !n.object(&s, 0, 1, nil, true) {
 		return dst, nil, false
 	}
 	if s.skipSpace(); s.pos < len(s.data) {
@@ -289,9 +339,56 @@ type normalizer struct {
 	id    []byte
 	ts    time.Time
 	sp    *Spans // where emit notes the values it writes (nil: nowhere)
+	// sc, when not nil, is asked about every key, string and number; the
+	// pass fails on any part it would change or on nesting past maxDepth.
+	sc       Scrubber
+	pass     *ScrubPass
+	maxDepth int
 }
 
-func (n *normalizer) object(s *scanner, node int) bool {
+// clean asks the scrubber whether tok, at depth, stays as it is.
+func (n *normalizer) clean(tok []byte, depth int) bool {
+	return n.sc == nil || n.sc.Unchanged(tok, depth)
+}
+
+// cleanKey asks the scrubber whether the member key (its token kt, with
+// the quotes) of an object that is parent's value keeps its name and its
+// value.
+func (n *normalizer) cleanKey(parent, key, kt []byte, depth int) bool {
+	return n.sc == nil || (!n.sc.Sensitive(parent, key) && n.sc.Unchanged(kt, depth))
+}
+
+// cleanMember is cleanKey for the member leading to normTree node child;
+// canon says it is child's canonical member, whose verdict depends on
+// nothing else (a plain key's text is scrubbed alike at any depth).
+func (n *normalizer) cleanMember(parent, key, kt []byte, depth, child int, canon bool) bool {
+	if n.sc == nil {
+		return true
+	}
+	if !canon {
+		return n.cleanKey(parent, key, kt, depth)
+	}
+	v := &n.pass.names[child]
+	if *v == 0 {
+		*v = 2
+		if n.cleanKey(parent, key, kt, depth) {
+			*v = 1
+		}
+	}
+	return *v == 1
+}
+
+// object reads the object at s, the value of node (reached by the
+// member named parent, nil for the document), depth objects and arrays
+// deep counting itself.
+//
+// canon says parent was written as node's name alone (or node is the
+// document), so that a member whose key is its child's name alone is
+// that child's canonical member, whose verdict n.pass keeps.
+func (n *normalizer) object(s *scanner, node, depth int, parent []byte, canon bool) bool {
+	if depth > n.maxDepth {
+		return false
+	}
 	s.pos++ // '{'
 	if s.peek() == '}' {
 		s.pos++
@@ -301,31 +398,38 @@ func (n *normalizer) object(s *scanner, node int) bool {
 		if s.peek() != '"' {
 			return false
 		}
+		ks := s.pos
 		k, ok := plainKey(s)
 		if !ok || len(k) == 0 {
 			return false
 		}
+		kt := s.data[ks:s.pos]
 		if s.peek() != ':' {
 			return false
 		}
 		s.pos++
 		c := s.peek()
 		if c == 'n' {
-			// null: not sent, whatever the name (as Decode).
-			if s.literal("null") != nil {
+			// null: not sent, whatever the name (as Decode). A sensitive
+			// key's null stays null: only the key's text can change.
+			if !n.clean(kt, depth) || s.literal("null") != nil {
 				return false
 			}
 		} else {
 			child := lookup(node, k)
+			kcanon := canon && child >= 0 && len(k) == len(normTree[child].name)
+			if child >= 0 && !n.cleanMember(parent, k, kt, depth, child, kcanon) {
+				return false
+			}
 			switch {
 			case child < 0:
 				return false // a field Event does not model: Decode's Extra
 			case normTree[child].field >= 0:
-				if !n.field(s, normTree[child].field) {
+				if !n.field(s, normTree[child].field, depth, k) {
 					return false
 				}
 			case c == '{':
-				if !n.object(s, child) {
+				if !n.object(s, child, depth+1, k, kcanon) {
 					return false
 				}
 			default:
@@ -385,8 +489,9 @@ func (n *normalizer) str(s *scanner, sl *normSlot) (v string, ok bool) {
 	return v, true
 }
 
-// field reads the value of modelled field i and checks it.
-func (n *normalizer) field(s *scanner, i int) bool {
+// field reads the value of modelled field i, the member named key of an
+// object depth deep, and checks it.
+func (n *normalizer) field(s *scanner, i, depth int, key []byte) bool {
 	f := &normFields[i]
 	sl := &n.slots[i]
 	if sl.set {
@@ -398,7 +503,7 @@ func (n *normalizer) field(s *scanner, i int) bool {
 			return false
 		}
 		v, ok := n.str(s, sl)
-		if !ok {
+		if !ok || !n.clean(s.data[sl.start:sl.end], depth) {
 			return false
 		}
 		switch f.check {
@@ -427,10 +532,13 @@ func (n *normalizer) field(s *scanner, i int) bool {
 		case '"':
 			start = s.pos
 			v, ok := n.str(s, &el)
-			if !ok || (f.check == ncAllowedEl && !slices.Contains(f.allowed, v)) {
+			if !ok || (f.check == ncAllowedEl && !slices.Contains(f.allowed, v)) || !n.clean(s.data[el.start:el.end], depth) {
 				return false
 			}
 		case '[':
+			if depth+1 > n.maxDepth {
+				return false
+			}
 			start = s.pos
 			s.pos++
 			if s.peek() == ']' {
@@ -442,7 +550,7 @@ func (n *normalizer) field(s *scanner, i int) bool {
 					return false
 				}
 				v, ok := n.str(s, &el)
-				if !ok || (f.check == ncAllowedEl && !slices.Contains(f.allowed, v)) {
+				if !ok || (f.check == ncAllowedEl && !slices.Contains(f.allowed, v)) || !n.clean(s.data[el.start:el.end], depth+1) {
 					return false
 				}
 				c := s.peek()
@@ -465,7 +573,7 @@ func (n *normalizer) field(s *scanner, i int) bool {
 			return false
 		}
 		num, err := s.number()
-		if err != nil {
+		if err != nil || !n.clean(num, depth) {
 			return false
 		}
 		v, ok := simpleInt(num)
@@ -493,7 +601,7 @@ func (n *normalizer) field(s *scanner, i int) bool {
 			return false
 		}
 		v, ok := n.str(s, sl)
-		if !ok {
+		if !ok || !n.clean(s.data[sl.start:sl.end], depth) {
 			return false
 		}
 		t, err := parseTime(v)
@@ -509,7 +617,7 @@ func (n *normalizer) field(s *scanner, i int) bool {
 		}
 		return true
 	case nkMap:
-		if s.peek() != '{' {
+		if s.peek() != '{' || depth+1 > n.maxDepth {
 			return false
 		}
 		start := s.pos
@@ -525,6 +633,9 @@ func (n *normalizer) field(s *scanner, i int) bool {
 				if _, ok := n.str(s, &el); !ok || !el.plain {
 					return false
 				}
+				if kt := s.data[el.start:el.end]; !n.cleanKey(key, kt[1:len(kt)-1], kt, depth+1) {
+					return false
+				}
 				if s.peek() != ':' {
 					return false
 				}
@@ -532,7 +643,7 @@ func (n *normalizer) field(s *scanner, i int) bool {
 				if s.peek() != '"' {
 					return false
 				}
-				if _, ok := n.str(s, &el); !ok {
+				if _, ok := n.str(s, &el); !ok || !n.clean(s.data[el.start:el.end], depth+1) {
 					return false
 				}
 				c := s.peek()

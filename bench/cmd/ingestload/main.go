@@ -105,6 +105,7 @@ func run() {
 	url := flag.String("url", "", "an already running collector's base URL (then -token is needed, -bin not)")
 	token := flag.String("token", "", "ingest token for -url")
 	vl := flag.String("vl", "", "victoria-logs binary: load VictoriaLogs (with -bin too: compare the two)")
+	base := flag.String("base", "", "with -bin and -vl: another trailguard build (e.g. main's) run in the same rounds, alternated with the two, and compared with -bin")
 	runs := flag.Int("runs", 3, "runs of each server when comparing (-bin and -vl)")
 	rate := flag.Float64("rate", 0, "offer at most this many events/s (requests start on a fixed schedule; 0: each connection sends as soon as it was answered): the index lag at a given ingest rate")
 	flag.Parse()
@@ -128,7 +129,11 @@ func run() {
 		print(load(target{name: "collector", base: *url, path: "/v1/events", token: *token,
 			wantBody: fmt.Sprintf(`"accepted":%d`, opt.batch)}, opt))
 	case *bin != "" && *vl != "":
-		compare(collector, victoria, *runs, opt, one)
+		var baseline func() (target, func(), error)
+		if *base != "" {
+			baseline = func() (target, func(), error) { return startCollector(*base, opt.batch) }
+		}
+		compare(collector, victoria, baseline, *runs, opt, one)
 	case *vl != "":
 		if r, ok := one(victoria); ok {
 			print(r)
@@ -159,10 +164,11 @@ func print(r result) {
 	}
 }
 
-// compare alternates runs of the collector and VictoriaLogs and prints the
+// compare alternates runs of the collector and VictoriaLogs (and of
+// baseline, another build of the collector, when not nil) and prints the
 // goals of issue 15 item 3.
-func compare(collector, victoria func() (target, func(), error), runs int, opt options, one func(func() (target, func(), error)) (result, bool)) {
-	var tg, vl []result
+func compare(collector, victoria, baseline func() (target, func(), error), runs int, opt options, one func(func() (target, func(), error)) (result, bool)) {
+	var tg, vl, bl []result
 	fmt.Printf("%d events per run (%d per request, %d connections), %d runs each, alternated\n", opt.events, opt.batch, opt.conns, runs)
 	if opt.rate > 0 {
 		fmt.Printf("offered at most %.0f events/s\n", opt.rate)
@@ -190,6 +196,15 @@ func compare(collector, victoria func() (target, func(), error), runs int, opt o
 		}
 		vl = append(vl, r)
 		row(i, "VictoriaLogs", r)
+		if baseline != nil {
+			r, ok = one(baseline)
+			if !ok || r.failed > 0 {
+				exitCode = 1
+				return
+			}
+			bl = append(bl, r)
+			row(i, "base build", r)
+		}
 	}
 	med := func(rs []result, f func(result) float64) float64 {
 		v := make([]float64, len(rs))
@@ -210,6 +225,11 @@ func compare(collector, victoria func() (target, func(), error), runs int, opt o
 	tc, vc := med(tg, cpu), med(vl, cpu)
 	fmt.Printf("medians: trailguard %.0f events/s, p99 %.0f ms, %.2f CPU µs/event; VictoriaLogs %.0f events/s, p99 %.0f ms, %.2f CPU µs/event\n", tr, tp, tc, vr, vp, vc)
 	fmt.Printf("trailguard ÷ VictoriaLogs: throughput %.2f, p99 %.2f, CPU per event %.2f\n", tr/vr, tp/vp, tc/vc)
+	if len(bl) > 0 {
+		br, bp, bc := med(bl, rate), med(bl, p99), med(bl, cpu)
+		fmt.Printf("base build: %.0f events/s, p99 %.0f ms, %.2f CPU µs/event; ÷ VictoriaLogs: throughput %.2f, p99 %.2f\n", br, bp, bc, br/vr, bp/vp)
+		fmt.Printf("trailguard ÷ base build: throughput %.2f, p99 %.2f, CPU per event %.2f\n", tr/br, tp/bp, tc/bc)
+	}
 	verdict := func(ok bool) string {
 		if ok {
 			return "met"

@@ -1,0 +1,85 @@
+package redact
+
+// Tokens answers, for a JSON document that another parser walks, whether
+// [Redactor.JSON] would leave each of its parts as it is: the collector's
+// normaliser (event.AppendNormalizedScrubbed) asks it about every key and
+// every string and number while it reads an event, and keeps its one pass
+// only when every answer is "unchanged", because then JSON(doc) is doc byte
+// for byte and scrubbing it first would give the same record. Any other
+// answer sends the event through JSON and then the normaliser, as before,
+// so an event with a secret is scrubbed by exactly the code that scrubbed
+// it before (the differential tests and FuzzTokensMatchJSON hold the two
+// paths to the same bytes).
+//
+// The answers come from the walker JSON runs, over the one token: the same
+// string scan, detectors, card check and key matching, not a copy of
+// them.
+//
+// A Tokens keeps scratch buffers: it is for one goroutine.
+type Tokens struct {
+	r     *Redactor
+	w     walker
+	names [2 * maxTokenKey]byte
+}
+
+// maxTokenKey bounds the parent and key names Sensitive decides itself:
+// JSON checks a member whose ancestors' names and its own together exceed
+// the walker's 256-byte name buffer by its own name alone, which Sensitive
+// cannot see, so it answers "sensitive" (scrub the usual way) for longer
+// names. The normaliser's ancestors are its modelled names (at most 31
+// bytes together, "trailguard.http.request.headers"), so parent and key
+// under 2×96 keep the walker under 256.
+const maxTokenKey = 96
+
+// NewTokens returns a Tokens for r.
+func (r *Redactor) NewTokens() *Tokens { return &Tokens{r: r} }
+
+// MaxDepth is the nesting JSON allows ([Config.MaxDepth]): a document
+// nested deeper is rejected by JSON, so a caller must not keep it.
+func (t *Tokens) MaxDepth() int { return t.r.maxDepth }
+
+// Unchanged reports whether JSON leaves tok, one string (with its quotes,
+// as it stands in the document, escapes included), number or literal
+// token found inside depth open objects and arrays (1 for a member of the
+// top-level object), as it is. A string holding a JSON document is
+// scrubbed as one within what is left of the depth limit, as JSON does.
+// It reports false for anything that is not exactly one valid token.
+func (t *Tokens) Unchanged(tok []byte, depth int) bool {
+	w := &t.w
+	w.r, w.src, w.out, w.mark, w.pos, w.depth = t.r, tok, w.out[:0], 0, 0, depth
+	if len(tok) == 0 || tok[0] == '{' || tok[0] == '[' || tok[0] == ' ' {
+		return false
+	}
+	if err := w.value(); err != nil || w.pos != len(tok) {
+		return false
+	}
+	// The walker copies nothing until it rewrites something: mark stays
+	// at 0 only when nothing was.
+	return w.mark == 0
+}
+
+// Sensitive reports whether JSON replaces the value of the member named
+// key (its raw content, without quotes) in an object that is the value of
+// the member named parent (nil for the top-level object): by the key's
+// own name or joined to the parent's. A key with escapes, or names too
+// long to decide here, are reported sensitive (the caller scrubs the usual
+// way).
+func (t *Tokens) Sensitive(parent, key []byte) bool {
+	if len(parent) > maxTokenKey || len(key) > maxTokenKey {
+		return true
+	}
+	for _, c := range key {
+		if c == '\\' {
+			return true
+		}
+	}
+	for _, c := range parent {
+		if c == '\\' {
+			return true
+		}
+	}
+	n := appendNorm(t.names[:0], parent)
+	pl := len(n)
+	n = appendNorm(n, key)
+	return t.r.keyMemo.sensitive(t.r, n, len(n)-pl)
+}
