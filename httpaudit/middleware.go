@@ -250,7 +250,7 @@ func (l *Logger) sinceStart(ri *reqInfo) time.Duration {
 // reading of the real clock taken since (it must carry a monotonic
 // reading): the start is now's wall-clock time less the monotonic time
 // elapsed between the two. A step of the wall clock in between (it is at
-// most a batch's wait, about a millisecond) moves the start with it, as if
+// most a batch's wait, a fraction of a millisecond) moves the start with it, as if
 // the request had begun after the step.
 func (l *Logger) startOf(ri *reqInfo, now time.Time) time.Time {
 	if l.realClock {
