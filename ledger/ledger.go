@@ -167,6 +167,9 @@ type Options struct {
 	// compactHook, if set (tests), runs before each segment is compressed;
 	// an error it returns is the compaction's.
 	compactHook func() error
+	// zeroTailHook, if set (tests), runs before each chunk of zeros
+	// written after the records of the segment active at Open.
+	zeroTailHook func()
 }
 
 func (o *Options) defaults() {
@@ -301,6 +304,7 @@ type Ledger struct {
 	signedWake chan struct{} // closed after every checkpoint attempt (cpMu)
 	bound      uint64
 	boundWaits atomic.Uint64 // times the sequencer waited for a checkpoint (benchmarks)
+	tz         tailZero      // zeros after the records of the segment active at Open
 	syncs      atomic.Uint64 // fdatasyncs of segments (benchmarks)
 	// The last sync's requests and duration (syncer), for the sequencer's
 	// wait before handing it the next batch.

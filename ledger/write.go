@@ -46,7 +46,7 @@ import (
 // sync acknowledged; a lone caller never waits.
 func (l *Ledger) sequence() {
 	defer close(l.syncCh)
-	l.zeroAhead()
+	l.zeroTailThenAhead(true)
 	timer := time.NewTimer(l.cpDelay())
 	defer timer.Stop()
 	gather := time.NewTimer(time.Hour)
@@ -495,6 +495,7 @@ func (l *Ledger) writeFailed(b *batchState, rest []*appendReq, err error) *syncJ
 // and the readers' leaf hashes go back.
 func (l *Ledger) rollback(b *batchState) error {
 	m := b.mark
+	l.stopTailZero() // the segment is truncated below
 	if len(b.created) > 0 {
 		l.segMu.Lock()
 		l.segs = slices.DeleteFunc(l.segs, func(s *segment) bool { return slices.Contains(b.created, s) })
@@ -538,6 +539,7 @@ func (l *Ledger) flush(b *batchState) error {
 	if len(b.buf) == 0 {
 		return nil
 	}
+	l.tailWrite(l.w.off + int64(len(b.buf)))
 	n, err := l.w.f.Write(b.buf)
 	l.w.off += int64(n)
 	if err != nil {

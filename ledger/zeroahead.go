@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"sync"
 )
 
 // Segments are zeroed ahead. Appending to a file changes its size, and on
@@ -35,16 +36,122 @@ var errNoRoomAhead = errors.New("ledger: no room beyond the reserve to zero the 
 // zeroAhead starts zeroing the next segment if none is on its way
 // (sequencer only).
 func (l *Ledger) zeroAhead() {
+	l.zeroTailThenAhead(false)
+}
+
+// zeroTailThenAhead starts zeroing the next segment; with tail (the
+// sequencer's start), first the rest of the segment active at Open,
+// behind the writer (a process that restarts would otherwise spend its
+// first segment on appending fdatasyncs).
+func (l *Ledger) zeroTailThenAhead(tail bool) {
 	if l.w.ahead != nil {
 		return
+	}
+	if tail && !l.startTailZero() {
+		tail = false
 	}
 	done := make(chan bool, 1)
 	l.w.ahead = done
 	l.bg.Add(1)
 	go func() {
 		defer l.bg.Done()
+		if tail {
+			l.zeroTail()
+		}
 		done <- l.zeroFile(filepath.Join(l.segDir, zeroAheadName), l.opts.SegmentSize) == nil
 	}()
+}
+
+// tailZero coordinates the zeroing of the active segment's tail with the
+// writer: the zeroer writes only at or beyond hw, the end of what the
+// writer has written or is writing, and nothing once on is false.
+type tailZero struct {
+	mu     sync.Mutex
+	on     bool
+	hw     int64
+	path   string
+	active bool // the zeroer may run (sequencer only: skips the lock otherwise)
+}
+
+// tailZeroChunk is what the tail zeroer writes per lock and sync: the writer
+// waits at most for one such write to publish where it writes.
+const tailZeroChunk = 256 << 10
+
+// startTailZero prepares zeroing the active segment after its records, if
+// there is room for it and the next segment beyond Options.Reserve
+// (sequencer, before anything is written).
+func (l *Ledger) startTailZero() bool {
+	rest := l.opts.SegmentSize - l.w.off
+	if rest < 4<<10 {
+		return false
+	}
+	if free := FreeBytes(l.dir); free >= 0 && free-rest-2*l.opts.SegmentSize < l.opts.Reserve {
+		return false
+	}
+	l.tz = tailZero{on: true, hw: l.w.off, path: l.w.seg.path, active: true}
+	// Zeros may follow the records from now on: rotation and Close cut
+	// them, recovery cuts them after a crash.
+	l.w.zeroed = true
+	return true
+}
+
+// zeroTail writes zeros after the active segment's records up to
+// SegmentSize, a chunk at a time, each synced, behind the writer.
+func (l *Ledger) zeroTail() {
+	f, err := os.OpenFile(l.tz.path, os.O_WRONLY, 0)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	end, next := l.opts.SegmentSize, int64(0)
+	for {
+		select {
+		case <-l.stop:
+			return
+		default:
+		}
+		if h := l.opts.zeroTailHook; h != nil {
+			h()
+		}
+		l.tz.mu.Lock()
+		a := max(next, l.tz.hw)
+		if !l.tz.on || a >= end {
+			l.tz.mu.Unlock()
+			return
+		}
+		n, err := f.WriteAt(zeroBuf[:min(tailZeroChunk, end-a)], a)
+		l.tz.mu.Unlock()
+		if err != nil {
+			return // the writer cuts whatever zeros were written
+		}
+		next = a + int64(n)
+		if err := datasync(f); err != nil {
+			return
+		}
+	}
+}
+
+// tailWrite tells the tail zeroer that the writer writes up to end (the
+// sequencer, before it writes there).
+func (l *Ledger) tailWrite(end int64) {
+	if !l.tz.active {
+		return
+	}
+	l.tz.mu.Lock()
+	l.tz.hw = max(l.tz.hw, end)
+	l.tz.mu.Unlock()
+}
+
+// stopTailZero ends the tail zeroer's writes for good (the sequencer,
+// before it truncates the segment or moves on from it).
+func (l *Ledger) stopTailZero() {
+	if !l.tz.active {
+		return
+	}
+	l.tz.mu.Lock()
+	l.tz.on = false
+	l.tz.mu.Unlock()
+	l.tz.active = false
 }
 
 // zeroFile writes size zero bytes to a new file at path and syncs it; on
@@ -122,6 +229,7 @@ func (l *Ledger) takeZeroed(path string, header []byte) *os.File {
 // cutZeros truncates the active segment's zeros after its records and
 // makes that durable.
 func (l *Ledger) cutZeros() error {
+	l.stopTailZero()
 	if !l.w.zeroed {
 		return nil
 	}

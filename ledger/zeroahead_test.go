@@ -1,9 +1,11 @@
 package ledger
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 )
@@ -126,6 +128,137 @@ func copyTree(t *testing.T, src, dst string) {
 		return os.WriteFile(filepath.Join(dst, rel), b, 0o644)
 	})
 	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestZeroTailAtOpen: the segment active at Open is zeroed after its
+// records, behind the writer: with nothing appended its file grows to the
+// segment size; with large appends racing the zeroer from the first
+// moment, no record is ever overwritten by zeros (every acknowledged record
+// reads back, also from a copy of the directory taken mid-way, a crash),
+// no closed segment keeps zeros, Close cuts them from the last one, and
+// verify finds nothing.
+func TestZeroTailAtOpen(t *testing.T) {
+	t.Parallel()
+	k := newKey(t, testOrigin)
+	opts := testOpts(k)
+	opts.SegmentSize = 4 << 20
+	opts.DisableCompression = true
+	dir := t.TempDir()
+	segDir := filepath.Join(dir, "seg")
+	big := func(i int) []byte { return append(record(i), bytes.Repeat([]byte{'y'}, 4000)...) }
+	var recs [][]byte
+	appendN := func(l *Ledger, n, per int) {
+		t.Helper()
+		batch := make([][]byte, 0, per)
+		for range n {
+			batch = append(batch, big(len(recs)+len(batch)))
+			if len(batch) == cap(batch) {
+				if _, err := l.Append(context.Background(), batch...); err != nil {
+					t.Fatal(err)
+				}
+				recs = append(recs, batch...)
+				batch = batch[:0]
+			}
+		}
+	}
+	l, err := Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendN(l, 128, 64)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Idle: the tail is zeroed up to the segment size.
+	l, err = Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	segs := mustSegments(t, segDir)
+	active := segs[len(segs)-1].path
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if st, err := os.Stat(active); err == nil && st.Size() == opts.SegmentSize {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the segment active at Open was not zeroed after its records")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := scanSegment(active, segs[len(segs)-1].first, maxFrameLen); err != nil || res.end != res.size {
+		t.Fatalf("after Close the records end at %d, file is %d bytes (%v)", res.end, res.size, err)
+	}
+
+	// Racing: the zeroer is held before its first chunk until the writer
+	// has written 1 MiB appends (it is then behind the writer's records),
+	// or until the writer has rotated (its segment is closed), then runs;
+	// the writer goes on past a second rotation.
+	var crashed string
+	var acked int
+	for _, afterRotation := range []bool{false, true} {
+		segs = mustSegments(t, segDir)
+		release := make(chan struct{})
+		var once sync.Once
+		opts.zeroTailHook = func() { once.Do(func() { <-release }) }
+		l, err = Open(dir, opts)
+		if err != nil {
+			close(release)
+			t.Fatal(err)
+		}
+		released := false
+		for i := 0; len(mustSegments(t, segDir)) < len(segs)+2; i++ {
+			appendN(l, 256, 256)
+			if i == 1 && crashed == "" {
+				crashed, acked = t.TempDir(), len(recs)
+				copyTree(t, dir, crashed)
+			}
+			if !released && (!afterRotation && i == 1 || afterRotation && len(mustSegments(t, segDir)) > len(segs)) {
+				close(release)
+				released = true
+				time.Sleep(50 * time.Millisecond) // its writes, if any
+			}
+		}
+		if !released {
+			close(release)
+		}
+		for i, r := range recs {
+			if e, err := l.Read(uint64(i)); err != nil || !bytes.Equal(e.Data, r) {
+				t.Fatalf("zeroer released after the rotation %v: Read(%d) of %d: %v", afterRotation, i, len(recs), err)
+			}
+		}
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n := len(recs)
+	for _, s := range mustSegments(t, segDir) {
+		if res, err := scanSegment(s.path, s.first, maxFrameLen); err != nil || res.end != res.size {
+			t.Fatalf("segment %s: records end at %d, file is %d bytes (%v)", s.path, res.end, res.size, err)
+		}
+	}
+	if rep := verifyDir(t, dir, k, ""); !rep.OK() || rep.Records != uint64(n) {
+		t.Fatalf("verify: %d records, want %d\n%s", rep.Records, n, rep)
+	}
+	l2, err := Open(crashed, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l2.Size() < uint64(acked) {
+		t.Fatalf("after the crash %d records, %d were acknowledged", l2.Size(), acked)
+	}
+	for i := range l2.Size() {
+		if e, err := l2.Read(i); err != nil || !bytes.Equal(e.Data, recs[i]) {
+			t.Fatalf("after the crash Read(%d): %v", i, err)
+		}
+	}
+	if err := l2.Close(); err != nil {
 		t.Fatal(err)
 	}
 }
