@@ -230,7 +230,7 @@ func (s *Server) shutdown(plan ShutdownPlan) error {
 		s.ui.followStop()
 	}
 	followers := []*stopPart{
-		s.goStop(stepIndex, "the index catches up from the ledger at the next start (it resumes after the last committed batch)", func() error {
+		s.goStop(stepIndex, "the index catches up from the ledger at the next start, from its last committed batch", func() error {
 			err := <-s.indexDone
 			if errors.Is(err, context.Canceled) {
 				err = nil

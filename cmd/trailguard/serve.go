@@ -90,6 +90,10 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 // would kill the process later and less cleanly. The next start recovers
 // as after a crash. The returned function disarms it.
 func exitWatchdog(ctx context.Context, budget time.Duration, stderr io.Writer, what string) (disarm func()) {
+	return watchdog(ctx, budget, stderr, what, os.Exit)
+}
+
+func watchdog(ctx context.Context, budget time.Duration, stderr io.Writer, what string, exit func(int)) (disarm func()) {
 	var mu sync.Mutex
 	var timer *time.Timer
 	disarmed := false
@@ -101,7 +105,7 @@ func exitWatchdog(ctx context.Context, budget time.Duration, stderr io.Writer, w
 		}
 		timer = time.AfterFunc(budget, func() {
 			fmt.Fprintf(stderr, "%s: shutdown_timeout %v passed since the stop signal; exiting now (the next start recovers as after a crash)\n", what, budget)
-			os.Exit(1)
+			exit(1)
 		})
 	})
 	return func() {

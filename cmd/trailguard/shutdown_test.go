@@ -356,3 +356,46 @@ func testProxyShutdown(t *testing.T, locked bool) {
 	unlock()
 	verifyFinal(t, bin, data, 0)
 }
+
+// TestExitWatchdog: the watchdog ends the process shutdown_timeout after
+// the stop signal, not before it and not once disarmed (Serve returned).
+func TestExitWatchdog(t *testing.T) {
+	t.Parallel()
+	for _, disarmFirst := range []bool{false, true} {
+		ctx, stop := context.WithCancel(context.Background())
+		exited := make(chan time.Time, 1)
+		var out bytes.Buffer
+		disarm := watchdog(ctx, 200*time.Millisecond, &lockedWriter{w: &out}, "trailguard serve", func(code int) {
+			if code != 1 {
+				t.Errorf("exit code %d, want 1", code)
+			}
+			exited <- time.Now()
+		})
+		time.Sleep(300 * time.Millisecond) // no signal yet: no exit
+		select {
+		case <-exited:
+			t.Fatal("the watchdog fired before the stop signal")
+		default:
+		}
+		signal := time.Now()
+		stop()
+		if disarmFirst {
+			disarm()
+			select {
+			case <-exited:
+				t.Error("a disarmed watchdog fired")
+			case <-time.After(500 * time.Millisecond):
+			}
+			continue
+		}
+		select {
+		case at := <-exited:
+			if d := at.Sub(signal); d < 200*time.Millisecond {
+				t.Errorf("the watchdog fired %v after the signal, before shutdown_timeout", d)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("the watchdog did not fire")
+		}
+		disarm()
+	}
+}
