@@ -6,10 +6,15 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/trailguard/trailguard/access"
+	"github.com/trailguard/trailguard/internal/testenv"
 )
 
 // waitParts waits until every step of the shutdown has ended (abandoned
@@ -236,5 +241,83 @@ func TestServeDrainsRequestsInFlight(t *testing.T) {
 	_, cp := ts.ledger.LatestCheckpoint()
 	if size := ts.ledger.Size(); cp.Size != size {
 		t.Errorf("final checkpoint covers %d of %d records", cp.Size, size)
+	}
+}
+
+// TestShutdownAbandonedOutputResumes: an output whose destination is down
+// at shutdown, its stop held past its share, is abandoned; the next start
+// resumes it from its saved cursor and delivers every record once the
+// destination is back (a second collector's _bulk).
+func TestShutdownAbandonedOutputResumes(t *testing.T) {
+	t.Parallel()
+	port := testenv.NewPort(t) // the centre: down during the edge's first run
+	centreDir := t.TempDir()
+	os.MkdirAll(centreDir, 0o700)
+	store, err := access.Open(filepath.Join(centreDir, "tokens.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, secret, err := store.Create("edge", access.RoleIngest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edgeDir := t.TempDir()
+	tokenFile := filepath.Join(edgeDir, "central.token")
+	os.WriteFile(tokenFile, []byte(secret+"\n"), 0o600)
+	yml := filepath.Join(edgeDir, "serve.yaml")
+	os.WriteFile(yml, fmt.Appendf(nil, "outputs:\n  - name: central\n    type: elasticsearch\n    url: http://%s\n    token_file: %s\n    flush_interval: 50ms\n    max_backoff: 200ms\n", port.Addr(), tokenFile), 0o600)
+	cfg, err := LoadConfig([]string{"--config", yml, "--data", edgeDir}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Origin = "edge.example/trailguard"
+	cfg.Detection.Disabled = true
+	cfg.ShutdownTimeout = time.Second
+	edge, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 50 {
+		rec := fmt.Sprintf(`{"@timestamp":"2026-11-29T10:00:00Z","event":{"id":"edge-%03d","action":"http_request"}}`, i)
+		if _, err := edge.ledger.Append(context.Background(), []byte(rec)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	release := make(chan struct{})
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	time.AfterFunc(10*time.Second, free)
+	edge.closeHook = func(step string) {
+		if step == stepOutputs {
+			<-release
+		}
+	}
+	err = edge.Close()
+	free()
+	edge.waitParts(t)
+	if !errors.Is(err, ErrAbandoned) || !strings.Contains(err.Error(), stepOutputs) || errors.Is(err, ErrFinalCheckpoint) {
+		t.Fatalf("Close: %v; want the outputs' stop abandoned, the final checkpoint written", err)
+	}
+	size := edge.ledger.Size()
+
+	centre := startServerOn(t, centreDir, port.Listen(), nil, nil)
+	edge2, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer edge2.Close()
+	deadline := time.Now().Add(20 * time.Second)
+	for edge2.forward.Floor() < size {
+		if time.Now().After(deadline) {
+			t.Fatalf("the output resumed to %d of the %d records there at the shutdown", edge2.forward.Floor(), size)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	centre.waitIndexed(t)
+	for i := range 50 {
+		id := fmt.Sprintf("edge-%03d", i)
+		if code, b := centre.do(t, "GET", "/v1/events/"+id, centre.read, nil); code != 200 {
+			t.Fatalf("event %s at the centre after the restart: %d %s", id, code, b)
+		}
 	}
 }
