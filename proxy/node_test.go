@@ -68,19 +68,7 @@ func TestSingleNodeRecordsCarrySpans(t *testing.T) {
 // the batch as the writer gave it, for its retry check.
 func TestNodeSinkKeepsWhatItCannotNormalise(t *testing.T) {
 	t.Parallel()
-	skey, _, err := ledger.GenerateKey("test.example/node")
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := note.NewSigner(skey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := ledger.Open(t.TempDir(), ledger.Options{Origin: "test.example/node", Signer: signer, TailBytes: 1 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	l := testLedger(t)
 	now := time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC)
 	eng, _ := detect.NewEngine(detect.Builtin(), detect.Options{})
 	lane := newRequestLane(eng.Rules(), func(*detect.Alert) (string, string, bool) { return "", "", false })
@@ -126,4 +114,63 @@ func TestNodeSinkKeepsWhatItCannotNormalise(t *testing.T) {
 			return
 		}
 	}
+}
+
+// TestNodeSinkSpacesSmallCommits: after committing a small batch the
+// single node's sink waits out the rest of commitGap (the next commit then
+// carries what arrived meanwhile), and it does not wait after a batch that
+// says the writer is busy, nor after a failed commit (the writer retries).
+func TestNodeSinkSpacesSmallCommits(t *testing.T) {
+	t.Parallel()
+	l := testLedger(t)
+	var waits []time.Duration
+	s := &nodeSink{l: l, now: time.Now, gap: time.Hour, sleep: func(d time.Duration) { waits = append(waits, d) }}
+	rec := []byte(`{"@timestamp":"2026-11-30T08:59:59Z","event":{"kind":"event","action":"y","id":"b"}}`)
+	batch := func(n int) [][]byte {
+		b := make([][]byte, n)
+		for i := range b {
+			b[i] = rec
+		}
+		return b
+	}
+	for _, c := range []struct {
+		n    int
+		wait bool
+	}{{1, true}, {lingerBelow - 1, true}, {lingerBelow, false}, {512, false}} {
+		waits = waits[:0]
+		if err := s.Write(context.Background(), batch(c.n)); err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case c.wait && (len(waits) != 1 || waits[0] <= time.Hour-time.Minute || waits[0] > time.Hour):
+			t.Errorf("batch of %d: waits %v, want the rest of the gap once", c.n, waits)
+		case !c.wait && len(waits) != 0:
+			t.Errorf("batch of %d (the writer is busy): waits %v, want none", c.n, waits)
+		}
+	}
+	l.Close()
+	waits = waits[:0]
+	if err := s.Write(context.Background(), batch(1)); err == nil || len(waits) != 0 {
+		t.Errorf("commit to a closed ledger: err %v, waits %v; want an error and no wait", err, waits)
+	}
+}
+
+// testLedger is a ledger in a temporary directory that keeps its recent
+// records (and their spans) for followers, as the single node's does.
+func testLedger(t *testing.T) *ledger.Ledger {
+	t.Helper()
+	skey, _, err := ledger.GenerateKey("test.example/node")
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := note.NewSigner(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := ledger.Open(t.TempDir(), ledger.Options{Origin: "test.example/node", Signer: signer, TailBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l
 }
