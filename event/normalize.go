@@ -54,6 +54,9 @@ type Scrubber interface {
 	// (quotes included, as in the document) or a number, found inside
 	// depth open objects and arrays, as it is.
 	Unchanged(tok []byte, depth int) bool
+	// UnchangedText is Unchanged for a string token without escapes,
+	// quotes or control characters, given its content.
+	UnchangedText(content []byte) bool
 	// Sensitive reports whether scrubbing replaces the value of the
 	// member named key in an object that is the value of the member named
 	// parent (nil for the top-level object).
@@ -351,6 +354,19 @@ func (n *normalizer) clean(tok []byte, depth int) bool {
 	return n.sc == nil || n.sc.Unchanged(tok, depth)
 }
 
+// cleanStr asks the scrubber whether the string token at sl, at depth,
+// stays as it is: a plain one (printable ASCII without escapes) by its
+// text alone.
+func (n *normalizer) cleanStr(sl *normSlot, depth int) bool {
+	switch {
+	case n.sc == nil:
+		return true
+	case sl.plain:
+		return n.sc.UnchangedText(n.doc[sl.start+1 : sl.end-1])
+	}
+	return n.sc.Unchanged(n.doc[sl.start:sl.end], depth)
+}
+
 // cleanKey asks the scrubber whether the member key (its token kt, with
 // the quotes) of an object that is parent's value keeps its name and its
 // value.
@@ -503,7 +519,7 @@ func (n *normalizer) field(s *scanner, i, depth int, key []byte) bool {
 			return false
 		}
 		v, ok := n.str(s, sl)
-		if !ok || !n.clean(s.data[sl.start:sl.end], depth) {
+		if !ok || !n.cleanStr(sl, depth) {
 			return false
 		}
 		switch f.check {
@@ -532,7 +548,7 @@ func (n *normalizer) field(s *scanner, i, depth int, key []byte) bool {
 		case '"':
 			start = s.pos
 			v, ok := n.str(s, &el)
-			if !ok || (f.check == ncAllowedEl && !slices.Contains(f.allowed, v)) || !n.clean(s.data[el.start:el.end], depth) {
+			if !ok || (f.check == ncAllowedEl && !slices.Contains(f.allowed, v)) || !n.cleanStr(&el, depth) {
 				return false
 			}
 		case '[':
@@ -550,7 +566,7 @@ func (n *normalizer) field(s *scanner, i, depth int, key []byte) bool {
 					return false
 				}
 				v, ok := n.str(s, &el)
-				if !ok || (f.check == ncAllowedEl && !slices.Contains(f.allowed, v)) || !n.clean(s.data[el.start:el.end], depth+1) {
+				if !ok || (f.check == ncAllowedEl && !slices.Contains(f.allowed, v)) || !n.cleanStr(&el, depth+1) {
 					return false
 				}
 				c := s.peek()
@@ -601,7 +617,7 @@ func (n *normalizer) field(s *scanner, i, depth int, key []byte) bool {
 			return false
 		}
 		v, ok := n.str(s, sl)
-		if !ok || !n.clean(s.data[sl.start:sl.end], depth) {
+		if !ok || !n.cleanStr(sl, depth) {
 			return false
 		}
 		t, err := parseTime(v)
@@ -643,7 +659,7 @@ func (n *normalizer) field(s *scanner, i, depth int, key []byte) bool {
 				if s.peek() != '"' {
 					return false
 				}
-				if _, ok := n.str(s, &el); !ok || !n.clean(s.data[el.start:el.end], depth+1) {
+				if _, ok := n.str(s, &el); !ok || !n.cleanStr(&el, depth+1) {
 					return false
 				}
 				c := s.peek()

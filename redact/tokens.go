@@ -58,6 +58,15 @@ func (t *Tokens) Unchanged(tok []byte, depth int) bool {
 	return w.mark == 0
 }
 
+// UnchangedText is Unchanged for a string token without escapes, given
+// its content s (the bytes between the quotes, none of them a quote, a
+// backslash or a control character): the detectors alone decide it, as in
+// JSON's walk, without scanning the token's syntax again.
+func (t *Tokens) UnchangedText(s []byte) bool {
+	_, found := next(t.r, s, 0, 0)
+	return !found
+}
+
 // Sensitive reports whether JSON replaces the value of the member named
 // key (its raw content, without quotes) in an object that is the value of
 // the member named parent (nil for the top-level object): by the key's
