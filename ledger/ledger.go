@@ -346,6 +346,9 @@ type writer struct {
 	// follow its records. ahead: the next one being zeroed, if any.
 	zeroed   bool
 	ahead    chan bool
+	// segSyncs: l.syncs when the active segment was started (whether
+	// zeroing ahead pays, see zeroAheadIfWorth).
+	segSyncs uint64
 	seg      *segment
 	f, idx   *os.File
 	off      int64

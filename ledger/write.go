@@ -567,6 +567,7 @@ func (l *Ledger) rotate(b *batchState) error {
 	h := segHeader(s.first)
 	zeroed := true
 	f := l.takeZeroed(s.path, h)
+	l.zeroAheadIfWorth(l.w.off)
 	if f == nil {
 		zeroed = false
 		var err error

@@ -62,6 +62,27 @@ func (l *Ledger) zeroTailThenAhead(tail bool) {
 	}()
 }
 
+// zeroAheadMaxSync is the most bytes per fdatasync at which zeroing the
+// next segment ahead pays. Writing a segment's zeros costs CPU by the
+// byte (0.27 ns here: ~4.6 ms of CPU per 16 MiB, 8 % of the CPU of 64
+// appenders of 64 records), and saves CPU by the sync (45–55 µs of kernel
+// CPU, and ~80 µs of latency, per fdatasync that overwrites zeros rather
+// than appends): it pays below ~170 KB per sync.
+const zeroAheadMaxSync = 128 << 10
+
+// zeroAheadIfWorth starts zeroing the next segment (sequencer, at a
+// rotation) unless the segment just closed was synced in large pieces:
+// with few, large fdatasyncs the zeros cost more CPU than they save.
+func (l *Ledger) zeroAheadIfWorth(closed int64) {
+	syncs := l.syncs.Load()
+	n := syncs - l.w.segSyncs
+	l.w.segSyncs = syncs
+	if n > 0 && closed/int64(n) > zeroAheadMaxSync {
+		return
+	}
+	l.zeroAhead()
+}
+
 // tailZero coordinates the zeroing of the active segment's tail with the
 // writer: the zeroer writes only at or beyond hw, the end of what the
 // writer has written or is writing, and nothing once on is false.
@@ -206,7 +227,6 @@ func (l *Ledger) takeZeroed(path string, header []byte) *os.File {
 	default:
 		return nil // still being written
 	}
-	defer l.zeroAhead()
 	ahead := filepath.Join(l.segDir, zeroAheadName)
 	if !ready {
 		return nil

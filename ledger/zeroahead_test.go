@@ -262,3 +262,48 @@ func TestZeroTailAtOpen(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestNoZeroAheadForLargeSyncs: a writer whose fdatasyncs carry more than
+// zeroAheadMaxSync bytes each stops zeroing segments ahead (the zeros
+// would cost more CPU than the syncs they make cheaper); the segments are
+// created empty and filled as before, and verify finds nothing.
+func TestNoZeroAheadForLargeSyncs(t *testing.T) {
+	t.Parallel()
+	k := newKey(t, testOrigin)
+	opts := testOpts(k)
+	opts.SegmentSize = 1 << 20
+	opts.DisableCompression = true
+	dir := t.TempDir()
+	l, err := Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	segDir := filepath.Join(dir, "seg")
+	n := 0
+	for len(mustSegments(t, segDir)) < 5 {
+		batch := make([][]byte, 0, 128)
+		for range cap(batch) {
+			batch = append(batch, append(record(n), bytes.Repeat([]byte{'z'}, 2000)...))
+			n++
+		}
+		if _, err := l.Append(context.Background(), batch...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The zeroing started at Open may still be under way for the segment
+	// after the first rotation; none after that.
+	time.Sleep(100 * time.Millisecond)
+	if _, err := os.Stat(filepath.Join(segDir, zeroAheadName)); !os.IsNotExist(err) {
+		t.Fatalf("a segment zeroed ahead with ~270 KiB per sync: %v", err)
+	}
+	segs := mustSegments(t, segDir)
+	if st, err := os.Stat(segs[len(segs)-1].path); err != nil || st.Size() >= opts.SegmentSize {
+		t.Fatalf("the active segment is %d bytes (zeroed?): %v", st.Size(), err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if rep := verifyDir(t, dir, k, ""); !rep.OK() || rep.Records != uint64(n) {
+		t.Fatalf("verify: %d records, want %d\n%s", rep.Records, n, rep)
+	}
+}
