@@ -22,7 +22,7 @@ import (
 // warmer), each stopped in parallel from the start of the ledger's step and
 // abandoned, with a logged error naming it, past its share. What a part
 // abandoned had not finished is redone at the next start from the ledger
-// (see each part's recovery in shutdownParts). The rest is left for the
+// (each part says how in shutdown). The rest is left for the
 // process to exit.
 const (
 	drainShare     = 40 // requests in flight finish or are cut
@@ -100,11 +100,6 @@ func (s *Server) Close() error {
 func (s *Server) CloseBy(plan ShutdownPlan) error {
 	s.closeOnce.Do(func() { s.closeErr = s.shutdown(plan) })
 	return s.closeErr
-}
-
-// closeWithin closes with a budget of d from now.
-func (s *Server) closeWithin(d time.Duration) error {
-	return s.CloseBy(PlanShutdown(time.Now(), d))
 }
 
 // stopPart is one step of a shutdown, run in its own goroutine so that a

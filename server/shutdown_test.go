@@ -62,7 +62,7 @@ func TestShutdownAbandonsTheSlowStep(t *testing.T) {
 			cfg.DataDir = t.TempDir()
 			cfg.Origin = "test.example/trailguard"
 			cfg.CheckpointInterval = time.Hour // only the final checkpoint covers the records
-			cfg.ShutdownTimeout = time.Second
+			cfg.ShutdownTimeout = 2 * time.Second
 			srv, err := New(cfg, nil)
 			if err != nil {
 				t.Fatal(err)

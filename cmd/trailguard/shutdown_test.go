@@ -149,7 +149,7 @@ func TestServeShutdownUnderLoad(t *testing.T) {
 func TestServeShutdownSlowIndex(t *testing.T) {
 	testenv.Long(t)
 	t.Parallel()
-	const budget = 3 * time.Second
+	const budget = 4 * time.Second
 	s := newShutdownServe(t, budget)
 	p := startServe(t, s.bin, s.cfgPath)
 	wait := s.load(p, "r0", 2)
@@ -259,7 +259,7 @@ func TestProxyShutdownUnderLoad(t *testing.T) {
 }
 
 func testProxyShutdown(t *testing.T, locked bool) {
-	const budget = 3 * time.Second
+	const budget = 4 * time.Second
 	bin := buildTrailguard(t)
 	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, `{"ok":true}`)
