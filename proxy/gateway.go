@@ -366,7 +366,11 @@ func (g *Gateway) Serve(ctx context.Context, ln, api net.Listener) error {
 	if errors.Is(serveErr, http.ErrServerClosed) {
 		serveErr = nil
 	}
-	return errors.Join(serveErr, g.closeBy(plan))
+	drained := time.Since(plan.Start)
+	err := errors.Join(serveErr, g.closeBy(plan))
+	g.log.Info("gateway stopped", "requests_drained_in", drained.Round(time.Millisecond),
+		"took", time.Since(plan.Start).Round(time.Millisecond), "shutdown_timeout", g.cfg.Timeouts.Shutdown)
+	return err
 }
 
 // HTTPServer is the http.Server the gateway listens with: HTTP/1.1 and

@@ -79,7 +79,7 @@ func sigterm(t *testing.T, cmd *exec.Cmd, done <-chan struct{}, stderr fmt.Strin
 	}
 	took := time.Since(start)
 	for _, line := range strings.Split(stderr.String(), "\n") {
-		if strings.Contains(line, `msg="collector stopped"`) || strings.Contains(line, "slow shutdown") {
+		if strings.Contains(line, `msg="collector stopped"`) || strings.Contains(line, `msg="gateway stopped"`) || strings.Contains(line, "slow shutdown") {
 			t.Log(line) // how the shutdown's time was spent
 		}
 	}
