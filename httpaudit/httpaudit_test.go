@@ -15,6 +15,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -184,6 +185,15 @@ func TestRequestID(t *testing.T) {
 			}
 			if !tt.keep && (len(echoed) != 36 || echoed[14] != '7') {
 				t.Fatalf("want generated UUIDv7, got %q", echoed)
+			}
+			if !tt.keep {
+				// A generated id's time is the request's start (taken from
+				// the reading markStart made, not a clock reading of its
+				// own): the event's @timestamp to the millisecond.
+				ms, err := strconv.ParseInt(echoed[0:8]+echoed[9:13], 16, 64)
+				if err != nil || ms != ev.Timestamp.UnixMilli() {
+					t.Fatalf("generated id %q carries ms %d (%v), the event's start is %d", echoed, ms, err, ev.Timestamp.UnixMilli())
+				}
 			}
 		})
 	}

@@ -128,7 +128,10 @@ func (l *Logger) serve(w http.ResponseWriter, r *http.Request, next http.Handler
 	if id := header(r.Header, l.cfg.RequestIDHeader); uuidShaped(id) || validRequestID(id) && l.red.String(id) == id {
 		st.requestID = id
 	} else {
-		st.requestID = event.NewID()
+		// The id's time is the request's start, which markStart read: no
+		// second reading of the clock.
+		var id [36]byte
+		st.requestID = string(event.AppendIDAt(id[:0], l.startOf(&st.info, l.base)))
 	}
 	if tp := header(r.Header, "Traceparent"); tp != "" {
 		st.traceID, st.spanID, _ = parseTraceparent(tp)
