@@ -384,10 +384,23 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 // starts from what was committed after a pause, so the collector recovers
 // by itself when the cause goes away.
 func (s *Server) runIndex(ctx context.Context) error {
+	return s.followIndex(ctx, func(ctx context.Context) error {
+		return s.index.Run(ctx, gatedSource{s.ledger, s.space})
+	})
+}
+
+// followIndex is runIndex with the indexer's Run as run. A Run that
+// failed while or after ctx ended (its last batch's commit, which runs
+// after the stop, timing out on SQLite's lock) returns that failure, not
+// ctx.Err(): the stop reports it instead of taking it for a clean stop.
+func (s *Server) followIndex(ctx context.Context, run func(context.Context) error) error {
 	backoff := time.Second
 	for {
-		err := s.index.Run(ctx, gatedSource{s.ledger, s.space})
+		err := run(ctx)
 		if ctx.Err() != nil {
+			if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+				return err
+			}
 			return ctx.Err()
 		}
 		s.indexFailures.Add(1)

@@ -1,0 +1,112 @@
+package server
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"io"
+	"iter"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/trailguard/trailguard/index"
+	"github.com/trailguard/trailguard/ledger"
+)
+
+// countingSource passes a ledger's records to the indexer and counts
+// those it handed over.
+type countingSource struct {
+	l    *ledger.Ledger
+	sent atomic.Int64
+}
+
+func (c *countingSource) Follow(ctx context.Context, from uint64) iter.Seq2[ledger.Entry, error] {
+	return func(yield func(ledger.Entry, error) bool) {
+		for e, err := range c.l.Follow(ctx, from) {
+			if !yield(e, err) {
+				return
+			}
+			c.sent.Add(1)
+		}
+	}
+}
+
+// TestIndexStopFailureReported: the indexer's last batch is committed
+// after the stop; when that commit fails (here a trigger another process
+// put on the index refuses it, as a lock held past busy_timeout would),
+// the indexer's end reports the failure. Before, runIndex saw its context
+// done and returned context.Canceled, which the shutdown takes for a clean
+// stop: the index silently lost its last batch and the collector exited 0.
+func TestIndexStopFailureReported(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	skey, _, err := ledger.GenerateKey("test.example/trailguard")
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := note.NewSigner(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := ledger.Open(filepath.Join(dir, "ledger"), ledger.Options{Origin: "test.example/trailguard", Signer: signer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	const n = 20
+	for range n {
+		if _, err := l.Append(context.Background(), []byte(`{"@timestamp":"2026-11-30T10:00:00Z","event":{"action":"x"}}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dbPath := filepath.Join(dir, "index.db")
+	// BatchDelay an hour: the records wait in the batch until the stop.
+	ix, err := index.Open(dbPath, index.Options{Ledger: l, BatchDelay: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ix.Close()
+	other, err := sql.Open("sqlite", "file:"+dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	for _, tbl := range []string{"blocks", "meta"} {
+		if _, err := other.Exec(`CREATE TRIGGER refuse_` + tbl + ` BEFORE INSERT ON ` + tbl + ` BEGIN SELECT RAISE(ABORT, 'refused by the test'); END`); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	s := &Server{log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	src := &countingSource{l: l}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- s.followIndex(ctx, func(ctx context.Context) error { return ix.Run(ctx, src) })
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for src.sent.Load() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("the indexer read %d of %d records in 10 s", src.sent.Load(), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	select {
+	case err = <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the indexer did not stop 10 s after its context ended")
+	}
+	if err == nil || errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "refused by the test") {
+		t.Fatalf("the indexer's stop returned %v, want the failure of its last commit", err)
+	}
+	if got := ix.Indexed(); got != 0 {
+		t.Errorf("Indexed() = %d after a refused commit", got)
+	}
+}
