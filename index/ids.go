@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/bits"
 	"slices"
 )
 
@@ -68,7 +69,7 @@ func sortIDs(es []idEntry) []idEntry {
 			// Not runs, past the first: the writer's sorted entries and
 			// a batch's new ones. Sort the new ones and merge the two.
 			first := len(runs[0])
-			slices.SortFunc(es[first:], cmpID)
+			bucketSort(es[first:])
 			runs = [][]idEntry{es[:first], es[first:]}
 			break
 		}
@@ -113,6 +114,57 @@ func sortIDs(es []idEntry) []idEntry {
 		runs = next
 	}
 	return slices.Compact(es)
+}
+
+// bucketSort sorts es by cmpID. The entries a batch adds are hashes in
+// random order: they are spread over buckets by their top bits (about four
+// to a bucket) and each bucket sorted on its own, in two passes over es
+// instead of the log2(n) of a comparison sort (slices.SortFunc was 2.4 %
+// of the collector's CPU under ingest load). A bucket that gets more than
+// a few entries — the same id many times, or hashes that are not spread
+// (an index's salt keeps a client from choosing them) — is sorted with
+// slices.SortFunc, so no input costs more than a comparison sort.
+func bucketSort(es []idEntry) {
+	n := len(es)
+	if n < 256 {
+		slices.SortFunc(es, cmpID)
+		return
+	}
+	var or uint64
+	for _, e := range es {
+		or |= e.h
+	}
+	b := min(bits.Len(uint(n))-2, 16)
+	shift := max(bits.Len64(or)-b, 0)
+	// start[k] is where bucket k begins in out; every h>>shift is below
+	// 1<<b, since h < 1<<bits.Len64(or).
+	start := make([]int32, 1<<b+1)
+	for _, e := range es {
+		start[e.h>>shift+1]++
+	}
+	for k := 1; k < len(start); k++ {
+		start[k] += start[k-1]
+	}
+	out := make([]idEntry, n)
+	next := slices.Clone(start[:len(start)-1])
+	for _, e := range es {
+		k := e.h >> shift
+		out[next[k]] = e
+		next[k]++
+	}
+	for k := 0; k < len(start)-1; k++ {
+		bk := out[start[k]:start[k+1]]
+		if len(bk) > 16 {
+			slices.SortFunc(bk, cmpID)
+			continue
+		}
+		for i := 1; i < len(bk); i++ {
+			for j := i; j > 0 && cmpID(bk[j-1], bk[j]) > 0; j-- {
+				bk[j-1], bk[j] = bk[j], bk[j-1]
+			}
+		}
+	}
+	copy(es, out)
 }
 
 // idRun is the idruns row of a run: its level and the blocks it covers.

@@ -49,6 +49,43 @@ func TestSortIDs(t *testing.T) {
 	}
 }
 
+// TestBucketSort: bucketSort sorts as slices.SortFunc does, for the hashes
+// a batch adds (48 bits, spread), with repeats, with the same id many
+// times, with hashes in a narrow range, with few and with many entries.
+func TestBucketSort(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for trial := range 200 {
+		n := rng.IntN(5000)
+		es := make([]idEntry, n)
+		for i := range es {
+			h := rng.Uint64() >> 16 // idKey's range
+			switch trial % 5 {
+			case 1: // repeats
+				h = h % 64 << 40
+			case 2: // one hot id among spread ones
+				if rng.IntN(2) == 0 {
+					h = 12345 << 20
+				}
+			case 3: // a narrow range
+				h = 1<<47 + h%1000
+			case 4: // any 64-bit value, idx in any order
+				h = rng.Uint64()
+			}
+			idx := uint64(i)
+			if trial%5 == 4 {
+				idx = rng.Uint64N(100)
+			}
+			es[i] = idEntry{h, idx}
+		}
+		want := slices.Clone(es)
+		slices.SortFunc(want, cmpID)
+		bucketSort(es)
+		if !slices.Equal(es, want) {
+			t.Fatalf("trial %d (%d entries): bucketSort differs from slices.SortFunc", trial, n)
+		}
+	}
+}
+
 // TestIDHashStable: the id hash is SHA-256 of salt, field and id, as
 // indexes on disk were written with (a change would make their ids
 // unfindable without a rebuild).
