@@ -395,15 +395,32 @@ func (c *timeCache) append(b []byte, t time.Time) []byte {
 		c.sec, c.ok = sec, true
 	}
 	b = append(b, c.prefix[:]...)
+	// Nine digits: the last alone, then four pairs from a table (five
+	// divisions in a chain rather than nine).
 	var ns [10]byte
-	v := t.Nanosecond()
-	for i := 8; i >= 0; i-- {
-		ns[i] = byte('0' + v%10)
-		v /= 10
+	v := uint(t.Nanosecond())
+	ns[8] = byte('0' + v%10)
+	v /= 10
+	for i := 6; i >= 0; i -= 2 {
+		q := v % 100
+		v /= 100
+		ns[i], ns[i+1] = digitPairs[2*q], digitPairs[2*q+1]
 	}
 	ns[9] = 'Z'
 	return append(b, ns[:]...)
 }
+
+// digitPairs holds "00" to "99".
+const digitPairs = "00010203040506070809" +
+	"10111213141516171819" +
+	"20212223242526272829" +
+	"30313233343536373839" +
+	"40414243444546474849" +
+	"50515253545556575859" +
+	"60616263646566676869" +
+	"70717273747576777879" +
+	"80818283848586878889" +
+	"90919293949596979899"
 
 // appendQuoted appends s in quotes without looking for bytes to escape.
 // It is only for values whose alphabet the middleware checked or chose

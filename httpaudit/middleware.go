@@ -44,10 +44,10 @@ type state struct {
 	requestID string
 	traceID   string
 	spanID    string
-	mu        sync.Mutex  // guards who: handlers may call SetUser from other goroutines
-	who       *actor      // nil until the handler sets a user or an annotation
-	status    int32       // 0 until the handler wrote the header (or a body, or hijacked)
-	discard   atomic.Bool // set by Discard, from any goroutine
+	mu        sync.Mutex            // guards what who points to: handlers may call SetUser from other goroutines
+	who       atomic.Pointer[actor] // nil until the handler sets a user or an annotation; set under mu
+	status    int32                 // 0 until the handler wrote the header (or a body, or hijacked)
+	discard   atomic.Bool           // set by Discard, from any goroutine
 
 	// What only the request's own goroutine uses.
 	context.Context // the incoming request's context
@@ -69,20 +69,25 @@ type actor struct {
 // actorLocked returns st.who, allocating it first if need be; st.mu must
 // be held.
 func (st *state) actorLocked() *actor {
-	if st.who == nil {
-		st.who = new(actor)
+	a := st.who.Load()
+	if a == nil {
+		a = new(actor)
+		st.who.Store(a)
 	}
-	return st.who
+	return a
 }
 
 // actor returns the request's user and Annotate hook so far.
 func (st *state) actor() (User, func(*event.Event)) {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	if st.who == nil {
+	if st.who.Load() == nil {
+		// Most requests have neither: the writer asks for every event, and
+		// the load spares it the lock.
 		return User{}, nil
 	}
-	return st.who.user, st.who.annotate
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	a := st.who.Load()
+	return a.user, a.annotate
 }
 
 // Value implements context.Context: the state is its own value under
