@@ -126,6 +126,13 @@ type Config struct {
 	Notifiers []alerting.NotifierConfig `yaml:"notifiers"`
 	Decisions DecisionsConfig           `yaml:"decisions"`
 
+	// IndexBatchDelay is the longest a stored record waits before the
+	// index writes it (index.Options.BatchDelay; 0: the index's default).
+	// Not a setting: an embedder whose ledger commits a few records at a
+	// time sets it (the gateway's single node), since every index
+	// transaction rewrites the index's last block whatever it adds.
+	IndexBatchDelay time.Duration `yaml:"-"`
+
 	// Once holds decisions an operator makes for one start only. They are
 	// command-line flags of trailguard serve, never read from the YAML
 	// file or the environment, so that they cannot stay on by accident.

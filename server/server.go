@@ -177,7 +177,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		s.ledger.Close()
 		return nil, fmt.Errorf("server: %w", err)
 	}
-	if s.index, err = index.Open(filepath.Join(cfg.DataDir, "index.db"), index.Options{Ledger: s.ledger, Logger: log}); err != nil {
+	if s.index, err = index.Open(filepath.Join(cfg.DataDir, "index.db"), index.Options{Ledger: s.ledger, Logger: log, BatchDelay: cfg.IndexBatchDelay}); err != nil {
 		s.ledger.Close()
 		return nil, fmt.Errorf("server: %w", err)
 	}
