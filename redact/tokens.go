@@ -8,8 +8,9 @@ package redact
 // for byte and scrubbing it first would give the same record. Any other
 // answer sends the event through JSON and then the normaliser, as before,
 // so an event with a secret is scrubbed by exactly the code that scrubbed
-// it before (the differential tests and FuzzTokensMatchJSON hold the two
-// paths to the same bytes).
+// it before (server's TestPrepareOnePassMatchesTwo, TestOnePassSequences,
+// FuzzPrepare and FuzzPrepareSequence hold the two paths to the same
+// bytes).
 //
 // The answers come from the walker JSON runs, over the one token: the same
 // string scan, detectors, card check and key matching, not a copy of
