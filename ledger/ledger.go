@@ -344,8 +344,8 @@ type writer struct {
 	sent uint64 // jobs handed to the syncer
 	// zeroed: the active segment was zeroed ahead (zeroahead.go): zeros
 	// follow its records. ahead: the next one being zeroed, if any.
-	zeroed   bool
-	ahead    chan bool
+	zeroed bool
+	ahead  chan bool
 	// segSyncs: l.syncs when the active segment was started (whether
 	// zeroing ahead pays, see zeroAheadIfWorth).
 	segSyncs uint64
