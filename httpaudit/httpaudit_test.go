@@ -926,9 +926,8 @@ func TestSinkWrapperWriteNotBypassed(t *testing.T) {
 	}
 }
 
-// TestHandlerRequest checks the request the handler gets (the state's own
-// copy of the incoming one, see handlerRequest) against what
-// r.WithContext would give: the same fields, a context that carries the
+// TestHandlerRequest checks the request the handler gets (WithContext's
+// copy of the incoming one): the same fields, a context that carries the
 // middleware's state and the parent's values, the incoming request left
 // alone; and that what the handler does to its copy (a real-IP middleware
 // inside rewriting RemoteAddr, a method override) changes neither the

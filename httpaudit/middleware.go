@@ -10,14 +10,12 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"reflect"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
-	"unsafe"
 
 	"github.com/trailguard/trailguard/event"
 )
@@ -25,15 +23,18 @@ import (
 type ctxKey struct{}
 
 // state is everything the middleware keeps for one request. It doubles as
-// the request's context (carrying itself as a value), the response writer
-// wrapper and, where the Go release allows it (see handlerRequest), the
-// request the handler gets: a request then costs the middleware one
-// allocation rather than four (a request with a body one more, for its
-// bodyReader; one whose handler sets a user one more, for its actor; one
-// without an incoming request id one more, for the generated id). It is
-// kept small, what only some requests need elsewhere (reqOpt, bodyReader,
-// actor): it is allocated, zeroed and collected on every request, and
-// every byte it drops is a byte less for the garbage collector on each.
+// the request's context (carrying itself as a value) and the response
+// writer wrapper: a request costs the middleware two allocations, the
+// state and WithContext's copy of the request for the handler (a request
+// with a body one more, for its bodyReader; one whose handler sets a user
+// one more, for its actor; one without an incoming request id one more,
+// for the generated id). The state must not hold the handler's request:
+// it waits in the queue after the client was answered, and the request
+// (its headers, the forms its handler parsed) would wait with it
+// (TestQueuedRequestKeepsNoRequest). It is kept small, what only some
+// requests need elsewhere (reqOpt, bodyReader, actor): it is allocated,
+// zeroed and collected on every request, and every byte it drops is a byte
+// less for the garbage collector on each.
 type state struct {
 	// What the writer goroutine reads to encode the access event comes
 	// first, together, so that it touches as few of the cache lines the
@@ -54,7 +55,6 @@ type state struct {
 	l               *Logger
 	w               http.ResponseWriter
 	idHeader        [1]string
-	req             http.Request // the handler's request (see handlerRequest)
 }
 
 // actor is what a handler adds to its request's events, allocated when it
@@ -147,7 +147,7 @@ func (l *Logger) serve(w http.ResponseWriter, r *http.Request, next http.Handler
 	st.idHeader[0] = st.requestID
 	w.Header()[l.cfg.RequestIDHeader] = st.idHeader[:]
 
-	r2 := st.handlerRequest(r)
+	r2 := r.WithContext(st)
 	if r.Body != nil && r.Body != http.NoBody {
 		st.body = &bodyReader{body: r.Body, declared: r.ContentLength, max: l.cfg.MaxBody,
 			capture: l.cfg.MaxBody > 0 && capturable(st.info.opt.contentType)}
@@ -203,35 +203,6 @@ func (l *Logger) serve(w http.ResponseWriter, r *http.Request, next http.Handler
 		return
 	}
 	l.tryEnqueueItem(item{st: st})
-}
-
-// requestCtxOffset is the offset in http.Request of its unexported
-// context field, or 0 when this Go release has no such field of type
-// context.Context (then handlerRequest falls back to WithContext).
-var requestCtxOffset = func() uintptr {
-	f, ok := reflect.TypeFor[http.Request]().FieldByName("ctx")
-	if !ok || f.Type != reflect.TypeFor[context.Context]() || len(f.Index) != 1 {
-		return 0
-	}
-	return f.Offset
-}()
-
-// handlerRequest returns the request the handler gets: r with st as its
-// context. It is what r.WithContext(st) returns, a shallow copy of r with
-// the context changed, but the copy is st.req rather than a new
-// allocation: WithContext's copy (304 bytes) was the second of the two
-// allocations every request cost the middleware, and the garbage
-// collector's work is proportional to them. The copy lives as long as st,
-// which every holder of it keeps alive (its context is st), and is never
-// reused, so a handler may keep it (in a goroutine, say) as it could keep
-// WithContext's.
-func (st *state) handlerRequest(r *http.Request) *http.Request {
-	if requestCtxOffset == 0 {
-		return r.WithContext(st)
-	}
-	st.req = *r
-	*(*context.Context)(unsafe.Add(unsafe.Pointer(&st.req), requestCtxOffset)) = st
-	return &st.req
 }
 
 // markStart notes when a request starts. With the real clock that is one
