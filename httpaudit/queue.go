@@ -188,13 +188,17 @@ func (q *queue) put(ctx context.Context, it item, timeout <-chan time.Time, limi
 			return err
 		}
 	}
+	// Whether the sink was failing is read before the event is queued:
+	// read after, it could be this event's own failed write, which its
+	// waiter learns from done (with the sink's error).
+	failing := q.failing != nil && q.failing.Load()
 	q.pushLocked(it)
 	wake := q.signalLocked(true)
 	q.mu.Unlock()
 	if wake {
 		q.signal()
 	}
-	if q.failing != nil && q.failing.Load() {
+	if failing {
 		return errFailingQueued
 	}
 	return nil
