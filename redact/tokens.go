@@ -51,13 +51,21 @@ func (t *Tokens) Unchanged(tok []byte, depth int) bool {
 	if len(tok) == 0 || tok[0] == '{' || tok[0] == '[' || tok[0] == ' ' {
 		return false
 	}
-	if err := w.value(); err != nil || w.pos != len(tok) {
-		return false
-	}
+	err := w.value()
 	// The walker copies nothing until it rewrites something: mark stays
 	// at 0 only when nothing was.
-	return w.mark == 0
+	unchanged := err == nil && w.pos == len(tok) && w.mark == 0
+	// A Tokens lives as long as the collector's pooled chunk that holds
+	// it: the scratch a huge escaped string grew is not kept.
+	if cap(w.dec)+cap(w.tmp)+cap(w.out) > maxTokensScratch {
+		w.dec, w.tmp, w.out = nil, nil, nil
+	}
+	w.src = nil
+	return unchanged
 }
+
+// maxTokensScratch bounds the scratch a Tokens keeps between calls.
+const maxTokensScratch = 64 << 10
 
 // UnchangedText is Unchanged for a string token without escapes, given
 // its content s (the bytes between the quotes, none of them a quote, a
