@@ -443,11 +443,19 @@ func (ix *Index) Run(ctx context.Context, src Source) error {
 	// prune deletes the rows of records retention deleted since last time.
 	prunedTo := uint64(0)
 	prune := func() error {
-		if p == nil || p.Pruned() <= prunedTo {
+		if p == nil || p.Pruned() <= prunedTo || ctx.Err() != nil {
 			return nil
 		}
 		prunedTo = p.Pruned()
-		return ix.prune(ctx, prunedTo)
+		if err := ix.prune(ctx, prunedTo); err != nil {
+			if ctx.Err() != nil {
+				// Interrupted by the stop (SQLite's error need not wrap
+				// ctx's): the next Run prunes again.
+				return ctx.Err()
+			}
+			return err
+		}
+		return nil
 	}
 	want := from
 	batch := make([]rec, 0, ix.opts.BatchSize)
