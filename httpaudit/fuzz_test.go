@@ -61,6 +61,11 @@ func FuzzCorrelationHeaders(f *testing.F) {
 		{"id\r\nX-Injected: 1", "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"},
 		{"4111111111111111", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-"},
 		{"ünï", "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01"},
+		// UUID-shaped ids are kept after one check (uuidShaped); near
+		// misses go through validRequestID and the redactor.
+		{"5f2b6c1e-8a3d-4e7b-9c10-2d4f6a8b0c1e", ""}, {"41111111-1111-1111-1111-111111111111", ""},
+		{"5F2B6C1E-8A3D-4E7B-9C10-2D4F6A8B0C1g", ""}, {"5f2b6c1e-8a3d-4e7b-9c10-2d4f6a8b0c1\x00", ""},
+		{"5f2b6c1e-8a3d-4e7b-9c10_2d4f6a8b0c1e", ""}, {"4111-1111-1111-1111-4111111111111111", ""},
 	} {
 		f.Add(c.id, c.tp, uint64(0x4bf92f3577b34da6), uint64(0xa3ce929d0e0e4736), uint64(0x00f067aa0ba902b7))
 	}
