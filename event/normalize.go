@@ -84,6 +84,8 @@ type ScrubPass struct {
 	// after[child] the one after child's member; 0 for none (the document
 	// node is nobody's child). Only children reached by one name alone.
 	first, after []int32
+	// clean[f] is the text last found clean as a value of field f.
+	clean [len(normFields)]cleanText
 }
 
 // NewScrubPass returns a ScrubPass asking sc.
@@ -398,17 +400,42 @@ func (n *normalizer) clean(tok []byte, depth int) bool {
 	return n.sc == nil || n.sc.Unchanged(tok, depth)
 }
 
-// cleanStr asks the scrubber whether the string token at sl, at depth,
-// stays as it is: a plain one (printable ASCII without escapes) by its
-// text alone.
-func (n *normalizer) cleanStr(sl *normSlot, depth int) bool {
+// cleanStr asks the scrubber whether the string token at sl, at depth, a
+// value of field f (-1: a map's), stays as it is: a plain one (printable
+// ASCII without escapes) by its text alone, which is answered at once when
+// it is the text the pass last found clean for f (events repeat most of
+// their values: the action, the outcome, the user agent, the service).
+func (n *normalizer) cleanStr(sl *normSlot, depth, f int) bool {
 	switch {
 	case n.sc == nil:
 		return true
-	case sl.plain:
-		return n.sc.UnchangedText(n.doc[sl.start+1 : sl.end-1])
+	case !sl.plain:
+		return n.sc.Unchanged(n.doc[sl.start:sl.end], depth)
 	}
-	return n.sc.Unchanged(n.doc[sl.start:sl.end], depth)
+	text := n.doc[sl.start+1 : sl.end-1]
+	if f < 0 {
+		return n.sc.UnchangedText(text)
+	}
+	last := &n.pass.clean[f]
+	if last.ok && string(last.text) == string(text) {
+		return true
+	}
+	if !n.sc.UnchangedText(text) {
+		return false
+	}
+	if len(text) <= maxCleanText {
+		last.text, last.ok = append(last.text[:0], text...), true
+	}
+	return true
+}
+
+// maxCleanText is the longest value a ScrubPass remembers as clean.
+const maxCleanText = 128
+
+// cleanText is the text a ScrubPass last found clean for a field.
+type cleanText struct {
+	text []byte
+	ok   bool
 }
 
 // cleanKey asks the scrubber whether the member key (its token kt, with
@@ -580,7 +607,7 @@ func (n *normalizer) field(s *scanner, i, depth int, key []byte) bool {
 			return false
 		}
 		v, ok := n.str(s, sl)
-		if !ok || !n.cleanStr(sl, depth) {
+		if !ok || !n.cleanStr(sl, depth, i) {
 			return false
 		}
 		switch f.check {
@@ -609,7 +636,7 @@ func (n *normalizer) field(s *scanner, i, depth int, key []byte) bool {
 		case '"':
 			start = s.pos
 			v, ok := n.str(s, &el)
-			if !ok || (f.check == ncAllowedEl && !slices.Contains(f.allowed, v)) || !n.cleanStr(&el, depth) {
+			if !ok || (f.check == ncAllowedEl && !slices.Contains(f.allowed, v)) || !n.cleanStr(&el, depth, i) {
 				return false
 			}
 		case '[':
@@ -627,7 +654,7 @@ func (n *normalizer) field(s *scanner, i, depth int, key []byte) bool {
 					return false
 				}
 				v, ok := n.str(s, &el)
-				if !ok || (f.check == ncAllowedEl && !slices.Contains(f.allowed, v)) || !n.cleanStr(&el, depth+1) {
+				if !ok || (f.check == ncAllowedEl && !slices.Contains(f.allowed, v)) || !n.cleanStr(&el, depth+1, i) {
 					return false
 				}
 				c := s.peek()
@@ -678,7 +705,7 @@ func (n *normalizer) field(s *scanner, i, depth int, key []byte) bool {
 			return false
 		}
 		v, ok := n.str(s, sl)
-		if !ok || !n.cleanStr(sl, depth) {
+		if !ok || !n.cleanStr(sl, depth, i) {
 			return false
 		}
 		t, err := parseTime(v)
@@ -720,7 +747,7 @@ func (n *normalizer) field(s *scanner, i, depth int, key []byte) bool {
 				if s.peek() != '"' {
 					return false
 				}
-				if _, ok := n.str(s, &el); !ok || !n.cleanStr(&el, depth+1) {
+				if _, ok := n.str(s, &el); !ok || !n.cleanStr(&el, depth+1, -1) {
 					return false
 				}
 				c := s.peek()
