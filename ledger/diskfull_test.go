@@ -96,6 +96,9 @@ func TestDiskFullAppendsFailCleanlyAndRecover(t *testing.T) {
 	if noSpace != before {
 		t.Fatalf("%d appends still refused after space returned", noSpace-before)
 	}
+	// Rotations rolled back on the full disk are not left counted as
+	// closed segments waiting for the compactor.
+	waitCompressed(t, l, 20*time.Second)
 	if err := l.Close(); err != nil {
 		t.Fatalf("close: %v", err)
 	}

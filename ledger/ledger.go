@@ -88,11 +88,12 @@ type Options struct {
 	// the compactor leaves the cores to the appenders, until more than
 	// CompactBacklog closed segments wait; then it runs flat out. At twice
 	// CompactBacklog the writer itself waits for the compactor before
-	// writing more (a write stall), so closed segments never wait
-	// uncompressed beyond 2 × CompactBacklog (plus those of the batches
-	// being made durable): disk use beyond the compressed form stays
-	// within (2 × CompactBacklog + 2) × SegmentSize. The writer never waits
-	// on a compactor that has no room beyond Reserve for its copy.
+	// writing more (a write stall), so no more than 2 × CompactBacklog
+	// closed segments ever wait uncompressed (more only while one batch
+	// larger than a segment is written): with the open segment, disk use
+	// beyond the compressed form stays within (2 × CompactBacklog + 1) ×
+	// SegmentSize. The writer never waits on a compactor that has no room
+	// beyond Reserve for its copy.
 	// Default 8 (with 16 MiB segments: bursts of up to ~128 MiB of
 	// records are appended without compaction taking cores from them).
 	CompactBacklog int
@@ -282,13 +283,14 @@ type Ledger struct {
 	compactQ    []*segment
 	compactWake chan struct{}
 	lastWrite   atomic.Int64 // Unix ns of the last batch written (the compactor waits while busy)
-	// backlog counts the segments this writer closed that wait for the
-	// compactor or are being compressed (the write stall's measure);
+	// backlog counts the segments this writer closed (from the rotation
+	// on) that are not compressed yet (the write stall's measure);
 	// compactProgress is closed and replaced (compactMu) whenever one is
 	// done or the compactor defers for lack of room (compactStuck).
 	backlog         atomic.Int64
 	compactProgress chan struct{}
 	compactStuck    atomic.Bool
+	compacting      atomic.Bool   // a segment is being compressed
 	compactStalls   atomic.Uint64 // write stalls (tests, benchmarks)
 
 	durable  atomic.Uint64

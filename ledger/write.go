@@ -502,6 +502,7 @@ func (l *Ledger) rollback(b *batchState) error {
 		l.segMu.Unlock()
 	}
 	for _, s := range b.job.seal {
+		l.uncountClosed(s.seg)
 		if s.f != m.f {
 			s.f.Close()
 			s.idx.Close()
@@ -584,6 +585,7 @@ func (l *Ledger) rotate(b *batchState) error {
 		return err
 	}
 	job.seal = append(job.seal, sealed{l.w.f, l.w.idx, l.w.seg})
+	l.countClosed(l.w.seg)
 	l.w.seg, l.w.f, l.w.idx, l.w.off, l.w.zeroed = s, f, idx, 0, zeroed
 	l.segMu.Lock()
 	l.segs = append(l.segs, s)

@@ -512,20 +512,42 @@ func (l *Ledger) wakeCompactor() {
 	}
 }
 
-// queueCompaction hands closed, durable segments to the compactor; they
-// count in the backlog the writer's stall bounds.
+// queueCompaction hands closed, durable segments to the compactor.
 func (l *Ledger) queueCompaction(segs []*segment) {
 	if l.opts.DisableCompression || len(segs) == 0 {
 		return
 	}
 	l.compactMu.Lock()
-	for _, s := range segs {
-		s.counted = true
-	}
 	l.compactQ = append(l.compactQ, segs...)
-	l.backlog.Add(int64(len(segs)))
 	l.compactMu.Unlock()
 	l.wakeCompactor()
+}
+
+// countClosed counts a segment the writer closes (sequencer, at the
+// rotation) in the backlog the write stall bounds, until it is compressed:
+// from the moment it is closed, so that the segments still being made
+// durable count too.
+func (l *Ledger) countClosed(s *segment) {
+	if l.opts.DisableCompression {
+		return
+	}
+	l.compactMu.Lock()
+	if !s.counted {
+		s.counted = true
+		l.backlog.Add(1)
+	}
+	l.compactMu.Unlock()
+}
+
+// uncountClosed undoes countClosed for a rotation rolled back (the
+// segment is the active one again, or removed).
+func (l *Ledger) uncountClosed(s *segment) {
+	l.compactMu.Lock()
+	if s.counted {
+		s.counted = false
+		l.backlog.Add(-1)
+	}
+	l.compactMu.Unlock()
 }
 
 // errCompactLater: not enough free space beyond Options.Reserve for the
@@ -579,15 +601,29 @@ func (l *Ledger) waitCompaction() {
 		return
 	}
 	l.compactStalls.Add(1)
+	idle := 0
 	for {
 		l.compactMu.Lock()
 		wake := l.compactProgress
+		queued := len(l.compactQ)
 		l.compactMu.Unlock()
 		if l.backlog.Load() < limit || l.compactStuck.Load() {
 			return
 		}
+		// Segments closed here reach the queue within a sync; a queue
+		// empty for seconds while the count says otherwise is a counting
+		// fault: the writer goes on rather than wait for ever.
+		if queued == 0 && !l.compacting.Load() {
+			if idle++; idle > 3 {
+				l.opts.Logger.Error("ledger: write stall ended: closed segments counted but none waits for the compactor", "dir", l.dir, "counted", l.backlog.Load())
+				return
+			}
+		} else {
+			idle = 0
+		}
 		select {
 		case <-wake:
+		case <-time.After(time.Second):
 		case <-l.stop:
 			return
 		}
@@ -618,7 +654,9 @@ func (l *Ledger) compactLoop() {
 			// Compression costs about as much CPU per record as appending
 			// it: while records arrive, it waits (they get the cores),
 			// unless the backlog grows past Options.CompactBacklog.
-			if busy := time.Since(time.Unix(0, l.lastWrite.Load())) < compactIdle; busy && backlog <= l.opts.CompactBacklog {
+			// (A stalled writer is not busy: it waits for this.)
+			stalled := l.backlog.Load() >= int64(2*l.opts.CompactBacklog)
+			if busy := time.Since(time.Unix(0, l.lastWrite.Load())) < compactIdle; busy && backlog <= l.opts.CompactBacklog && !stalled {
 				select {
 				case <-l.stop:
 					return
@@ -627,7 +665,9 @@ func (l *Ledger) compactLoop() {
 				continue
 			}
 			s := l.nextCompaction()
+			l.compacting.Store(true)
 			err := l.compact(s)
+			l.compacting.Store(false)
 			later := err != nil && (errors.Is(err, errCompactLater) || isNoSpace(err))
 			l.compactDone(s, later)
 			if err != nil && !later {
