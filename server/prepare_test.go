@@ -48,12 +48,12 @@ func FuzzPrepare(f *testing.F) {
 		f.Add([]byte(line))
 	}
 	var passes []*event.ScrubPass
-	for _, r := range onePassRedactors {
+	for _, r := range sequenceRedactors {
 		passes = append(passes, event.NewScrubPass(r.NewTokens()))
 	}
 	f.Fuzz(func(t *testing.T, line []byte) {
 		checkPrepare(t, line)
-		for i, r := range onePassRedactors {
+		for i, r := range sequenceRedactors {
 			checkOnePass(t, r, passes[i], line)
 		}
 	})
@@ -168,7 +168,7 @@ func secretLines() []string {
 func TestPrepareOnePassMatchesTwo(t *testing.T) {
 	lines := append(append([]string{}, prepareSeeds...), secretLines()...)
 	lines = append(lines, redactJSONSeeds...)
-	for ri, r := range onePassRedactors {
+	for ri, r := range sequenceRedactors {
 		took, kept := 0, 0
 		// One pass for all the lines, as a request's: the verdicts it
 		// keeps on modelled names must hold for every later line.
