@@ -16,7 +16,10 @@
 // ending in "token", "pwd", "cookie", "sessionid", "signature", "otp",
 // "cvv" or "ssn" (and "access_tokens", "api_tokens" and the like). So "new_password", "password_confirmation",
 // "client_secret" and "x-csrf-token" are sensitive, while "tokens_used",
-// "token_type", "max_tokens" and "author" are not. [Config.Keys] and
+// "token_type", "max_tokens" and "author" are not. A JSON key written with
+// dots is also matched as the nested objects it stands for: each segment
+// alone and joined to the one before it, so "http.request.headers.authorization"
+// and "user.pin" are as sensitive as their nested forms. [Config.Keys] and
 // [Config.Headers] add names (with '*' wildcards for prefix, suffix and
 // substring matches); [Config.AllowKeys] and [Config.AllowHeaders] exempt
 // names the defaults would catch. Headers such as Authorization, Cookie,

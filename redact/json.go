@@ -15,7 +15,9 @@ var ErrInvalidJSON = errors.New("invalid JSON")
 // JSON appends the scrubbed form of the JSON document body to dst. Values of
 // sensitive keys — of any type; null is kept — become strings; a key is
 // sensitive by its own name or joined to its parent's, since
-// {"api":{"key":…}} is the field api.key wherever it is indexed. Every other
+// {"api":{"key":…}} is the field api.key wherever it is indexed, and a key
+// written with dots as the nested form it stands for ("user.pin" as
+// {"user":{"pin":…}}). Every other
 // string (keys included) goes through the detectors, and integers that are
 // card numbers become strings. Everything else is copied byte for byte, so
 // the output keeps the input's structure, key order and whitespace, and is
@@ -275,13 +277,56 @@ func (w *walker) sensitive(parentAt, base int, k []byte, esc bool) bool {
 		if i == len(w.names) { // too long to keep: check it alone
 			w.nlen = base
 			var buf [64]byte
-			return w.r.sensitiveKeyNorm(appendNorm(buf[:0], k))
+			return w.r.sensitiveKeyNorm(appendNorm(buf[:0], k)) || w.r.dottedSensitive(nil, k)
 		}
 		w.names[i] = c
 		i++
 	}
 	w.nlen = i
-	return w.r.keyMemo.sensitive(w.r, w.names[parentAt:i], i-base)
+	return w.r.keyMemo.sensitive(w.r, w.names[parentAt:i], i-base) || w.r.dottedSensitive(w.names[parentAt:base], k)
+}
+
+// dottedSensitive reports whether a key written with dots, the ECS form
+// of nested objects ("http.request.headers.authorization" is
+// {"http":{"request":{"headers":{"authorization":…}}}}, as shippers and
+// OpenTelemetry flatten names), names a sensitive member as its nested
+// form would: one of its segments alone, or joined to the segment before
+// it (the first to parent, the enclosing member's normalised name). The
+// whole key with its dots dropped ("api.key" as apikey) is the caller's
+// check. k is the key's raw (unescaped) text; a key without dots is not
+// checked here.
+func (r *Redactor) dottedSensitive(parent, k []byte) bool {
+	dot := -1
+	for i, c := range k {
+		if c == '.' {
+			dot = i
+			break
+		}
+	}
+	if dot < 0 {
+		return false
+	}
+	var pbuf, sbuf, jbuf [64]byte
+	prev := append(pbuf[:0], parent...)
+	for len(k) > 0 {
+		seg := k
+		k = nil
+		for i, c := range seg {
+			if c == '.' {
+				seg, k = seg[:i], seg[i+1:]
+				break
+			}
+		}
+		n := appendNorm(sbuf[:0], seg)
+		if len(n) == 0 {
+			continue
+		}
+		if r.sensitiveKeyNorm(n) || len(prev) > 0 && r.sensitiveKeyNorm(append(append(jbuf[:0], prev...), n...)) {
+			return true
+		}
+		prev = append(prev[:0], n...)
+	}
+	return false
 }
 
 // sensitiveValue replaces the value of a sensitive key with a string.

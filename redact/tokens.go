@@ -99,5 +99,5 @@ func (t *Tokens) Sensitive(parent, key []byte) bool {
 	n := appendNorm(t.names[:0], parent)
 	pl := len(n)
 	n = appendNorm(n, key)
-	return t.r.keyMemo.sensitive(t.r, n, len(n)-pl)
+	return t.r.keyMemo.sensitive(t.r, n, len(n)-pl) || t.r.dottedSensitive(n[:pl], key)
 }
