@@ -2,6 +2,7 @@ package index
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"net/netip"
 	"strconv"
@@ -306,6 +307,11 @@ func (s *scanner) strBytes() []byte {
 	s.i++
 	s.plain = true
 	for {
+		// Eight plain bytes at a time (printable ASCII, no quote or
+		// backslash): most values are mostly those.
+		for s.i+8 <= len(s.b) && plain8(binary.LittleEndian.Uint64(s.b[s.i:])) {
+			s.i += 8
+		}
 		c := s.b[s.i]
 		if c == '"' {
 			break
@@ -487,4 +493,12 @@ func (x *extracted) doc() query.Doc {
 		d[fieldNames[fCategory]] = l
 	}
 	return d
+}
+
+// plain8 reports whether none of the eight bytes in x is a control
+// character, a quote, a backslash, DEL or non-ASCII (as event's encoder
+// checks them).
+func plain8(x uint64) bool {
+	const lo, hi = 0x0101010101010101, 0x8080808080808080
+	return (x|(x-lo*0x20)|(x+lo)|((x^(lo*'"'))-lo)|((x^(lo*'\\'))-lo))&hi == 0
 }

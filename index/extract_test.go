@@ -1,6 +1,7 @@
 package index
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"net/netip"
 	"strconv"
@@ -144,6 +145,21 @@ func BenchmarkExtract(b *testing.B) {
 		extract(data, &x)
 		if c := x.columns(t0); c.odd || !c.has[fUserName] {
 			b.Fatal("not extracted")
+		}
+	}
+}
+
+// TestPlain8: plain8 agrees with a byte-wise check for every byte value
+// in every position of a word of plain bytes.
+func TestPlain8(t *testing.T) {
+	plain := func(c byte) bool { return c >= 0x20 && c < 0x7f && c != '"' && c != '\\' }
+	for pos := range 8 {
+		for c := range 256 {
+			w := []byte("abcdefgh")
+			w[pos] = byte(c)
+			if got := plain8(binary.LittleEndian.Uint64(w)); got != plain(byte(c)) {
+				t.Fatalf("plain8 with %#02x at %d = %v", c, pos, got)
+			}
 		}
 	}
 }
