@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"io"
 	"iter"
 	"log/slog"
@@ -108,5 +109,20 @@ func TestIndexStopFailureReported(t *testing.T) {
 	}
 	if got := ix.Indexed(); got != 0 {
 		t.Errorf("Indexed() = %d after a refused commit", got)
+	}
+}
+
+// TestIndexStopLedgerClosed: the followers stop in parallel with the
+// ledger's close, so a stopped indexer may find the ledger closed; that is
+// a clean stop (Run committed what it had read), not a failure to report.
+func TestIndexStopLedgerClosed(t *testing.T) {
+	s := &Server{log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err := s.followIndex(ctx, func(context.Context) error {
+		return fmt.Errorf("index: follow ledger: %w", ledger.ErrClosed)
+	})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("followIndex = %v, want context.Canceled", err)
 	}
 }

@@ -393,12 +393,16 @@ func (s *Server) runIndex(ctx context.Context) error {
 // failed while or after ctx ended (its last batch's commit, which runs
 // after the stop, timing out on SQLite's lock) returns that failure, not
 // ctx.Err(): the stop reports it instead of taking it for a clean stop.
+// The ledger closing under the stopped follower is not a failure: the
+// followers stop in parallel with the ledger's close, and Run commits
+// what it read before it returns.
 func (s *Server) followIndex(ctx context.Context, run func(context.Context) error) error {
 	backoff := time.Second
 	for {
 		err := run(ctx)
 		if ctx.Err() != nil {
-			if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+			if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) &&
+				!errors.Is(err, ledger.ErrClosed) {
 				return err
 			}
 			return ctx.Err()
