@@ -70,6 +70,15 @@ type Config struct {
 	// QueueSize bounds the number of events waiting to be written; default
 	// 8192.
 	QueueSize int
+	// MaxQueueBytes bounds the bytes of requests (path, query, user agent,
+	// referrer, recorded and forwarding headers, captured body) that the
+	// access events waiting to be written keep alive, and those the writer
+	// holds in its batch: a client can send a megabyte of headers with
+	// every request, and while the sink is slow QueueSize of them would
+	// otherwise wait. An access event that would exceed it is dropped and
+	// counted like one that finds the queue full; other events wait for
+	// room. Default 64 MiB.
+	MaxQueueBytes int
 	// BatchSize bounds how many events are written to the sink at once;
 	// default 512.
 	BatchSize int
@@ -137,6 +146,7 @@ type item struct {
 	ev   *event.Event
 	st   *state
 	done chan error
+	size int // the request bytes st keeps alive (see Config.MaxQueueBytes)
 }
 
 // New starts a Logger writing to cfg.Sink.
@@ -164,6 +174,9 @@ func New(cfg Config) (*Logger, error) {
 	if cfg.QueueSize <= 0 {
 		cfg.QueueSize = 8192
 	}
+	if cfg.MaxQueueBytes <= 0 {
+		cfg.MaxQueueBytes = 64 << 20
+	}
 	if cfg.BatchSize <= 0 {
 		cfg.BatchSize = 512
 	}
@@ -183,7 +196,7 @@ func New(cfg Config) (*Logger, error) {
 	l := &Logger{
 		cfg:     cfg,
 		red:     cfg.Redactor,
-		q:       newQueue(cfg.QueueSize),
+		q:       newQueue(cfg.QueueSize, cfg.MaxQueueBytes),
 		closing: make(chan struct{}),
 		done:    make(chan struct{}),
 

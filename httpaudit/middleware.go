@@ -196,13 +196,13 @@ func (l *Logger) serve(w http.ResponseWriter, r *http.Request, next http.Handler
 		return
 	}
 	if st.status >= 400 {
-		_ = l.enqueueItem(context.Background(), item{st: st}, false)
+		_ = l.enqueueItem(context.Background(), item{st: st, size: st.size()}, false)
 		return
 	}
 	if l.cfg.Skip != nil && l.cfg.Skip(r) {
 		return
 	}
-	l.tryEnqueueItem(item{st: st})
+	l.tryEnqueueItem(item{st: st, size: st.size()})
 }
 
 // markStart notes when a request starts. With the real clock that is one
@@ -285,6 +285,35 @@ func (ri *reqInfo) capture(r *http.Request, l *Logger) {
 			o.headers[i] = r.Header[name]
 		}
 	}
+}
+
+// size is how many bytes of its request st keeps alive: what its queued
+// access event holds on to (Config.MaxQueueBytes).
+func (st *state) size() int {
+	n := st.info.size()
+	if st.body != nil {
+		n += cap(st.body.captured)
+	}
+	return n
+}
+
+// size is the bytes of its request ri keeps alive.
+func (ri *reqInfo) size() int {
+	n := len(ri.method) + len(ri.path) + len(ri.rawQuery) + len(ri.ua) + len(ri.referer) + len(ri.remoteAddr)
+	if o := ri.opt; o != noOpt {
+		n += len(o.rawPath) + len(o.contentType)
+		for _, vs := range [][]string{o.xff, o.fwd} {
+			for _, v := range vs {
+				n += len(v)
+			}
+		}
+		for _, vs := range o.headers {
+			for _, v := range vs {
+				n += len(v)
+			}
+		}
+	}
+	return n
 }
 
 // header is h.Get(key) for a key already in canonical form: Get

@@ -26,13 +26,19 @@ import (
 // Access events therefore reach the sink at most napTime later than
 // before; the rest of the semantics are the channel's: at most max events
 // wait, access events are dropped (and counted) when the queue is full,
-// every other event waits for room.
+// every other event waits for room. Full also means that the requests the
+// waiting events keep alive (their paths, user agents, recorded headers
+// and bodies: item.size) add up to maxBytes (Config.MaxQueueBytes), so
+// that a client sending large headers cannot make the queue hold
+// QueueSize megabytes.
 type queue struct {
 	mu         sync.Mutex
 	head, tail *chunk // the oldest items are at head.items[head.r]
 	spare      *chunk // emptied chunks kept for reuse, linked by next
 	spares     int
 	n, max     int
+	bytes      int           // request bytes the queued items keep alive (item.size)
+	maxBytes   int           // Config.MaxQueueBytes
 	closed     bool          // no new senders (Close)
 	waiters    int           // senders waiting for room, let in before Close
 	room       chan struct{} // closed when the writer makes room for waiters
@@ -70,8 +76,15 @@ type chunk struct {
 	next  *chunk
 }
 
-func newQueue(max int) *queue {
-	return &queue{max: max, wake: make(chan struct{}, 1)}
+func newQueue(max, maxBytes int) *queue {
+	return &queue{max: max, maxBytes: maxBytes, wake: make(chan struct{}, 1)}
+}
+
+// fullLocked says whether it must wait, or be dropped: the queue holds max
+// items, or it would take the request bytes they keep alive past maxBytes
+// (an item alone in the queue is always let in, whatever its size).
+func (q *queue) fullLocked(it item) bool {
+	return q.n >= q.max || (q.n > 0 && q.bytes+it.size > q.maxBytes)
 }
 
 func (q *queue) pushLocked(it item) {
@@ -93,6 +106,7 @@ func (q *queue) pushLocked(it item) {
 	q.tail.items[q.tail.w] = it
 	q.tail.w++
 	q.n++
+	q.bytes += it.size
 	q.enqueued++
 }
 
@@ -123,7 +137,7 @@ func (q *queue) offer(it item) (ok, closed bool, dropped uint64) {
 		q.mu.Unlock()
 		return false, true, 0
 	}
-	if q.n >= q.max {
+	if q.fullLocked(it) {
 		q.dropped++
 		d := q.dropped
 		q.mu.Unlock()
@@ -156,7 +170,7 @@ func (q *queue) put(ctx context.Context, it item, timeout <-chan time.Time, limi
 		q.mu.Unlock()
 		return ErrClosed
 	}
-	for q.n >= q.max {
+	for q.fullLocked(it) {
 		if q.failing != nil && q.failing.Load() {
 			q.mu.Unlock()
 			return errFailingFull
@@ -216,12 +230,24 @@ func (q *queue) wakeWaiters() {
 }
 
 // take moves up to max items into batch, oldest first, and makes room for
-// senders waiting for it.
+// senders waiting for it. It stops early once the batch keeps maxBytes of
+// requests alive, so that the writer's batch is bounded like the queue.
 func (q *queue) takeLocked(batch []item, max int) []item {
-	for q.n > 0 && len(batch) < max {
+	held := 0
+	for q.n > 0 && len(batch) < max && held < q.maxBytes {
 		c := q.head
 		k := min(c.w-c.r, max-len(batch))
+		for i, it := range c.items[c.r : c.r+k] {
+			held += it.size
+			if held >= q.maxBytes {
+				k = i + 1
+				break
+			}
+		}
 		batch = append(batch, c.items[c.r:c.r+k]...)
+		for _, it := range c.items[c.r : c.r+k] {
+			q.bytes -= it.size
+		}
 		clear(c.items[c.r : c.r+k]) // the queue no longer keeps them alive
 		c.r += k
 		q.n -= k

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 	"unsafe"
@@ -98,5 +99,66 @@ func TestQueuedRequestKeepsNoRequest(t *testing.T) {
 				t.Fatal("the event left the queue: the test proves nothing")
 			}
 		})
+	}
+}
+
+// TestQueueBytesBounded: requests whose captured fields are large (a client
+// may send a megabyte of headers with each) fill the queue's byte budget,
+// not its item count: while the sink is stuck at most MaxQueueBytes of
+// them wait, the rest of their access events are dropped and counted, an
+// error response's event waits for room instead, and every queued event
+// is written, cut to MaxFieldBytes, once the sink moves.
+func TestQueueBytesBounded(t *testing.T) {
+	buf := &syncBuffer{}
+	g := &gateSink{Sink: sink.NewWriter(buf), gate: make(chan struct{})}
+	const budget = 1 << 20
+	l, _ := newTestLogger(t, Config{Sink: g, MaxQueueBytes: budget, ErrorLog: newDiscardSlog()})
+	var once sync.Once
+	release := func() { once.Do(func() { close(g.gate) }) }
+	t.Cleanup(release) // before the logger's Close, which waits for the sink
+	h := l.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/fail" {
+			w.WriteHeader(http.StatusBadRequest)
+		}
+	}))
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/first", nil))
+	waitFor(t, "the first event taken by the writer", func() bool { return l.Stats().Queued == 0 })
+	big := strings.Repeat("x", 256<<10)
+	for range 20 {
+		r := httptest.NewRequest("GET", "/big", nil)
+		r.Header.Set("User-Agent", big)
+		h.ServeHTTP(httptest.NewRecorder(), r)
+	}
+	s := l.Stats()
+	if s.Queued < 3 || s.Queued > 4 || s.Dropped != uint64(20-s.Queued) {
+		t.Fatalf("with a %d-byte budget and 256 KiB user agents: %+v", budget, s)
+	}
+	// An error's event is not dropped: it waits for room.
+	failed := make(chan struct{})
+	go func() {
+		r := httptest.NewRequest("GET", "/fail", nil)
+		r.Header.Set("User-Agent", big)
+		h.ServeHTTP(httptest.NewRecorder(), r)
+		close(failed)
+	}()
+	select {
+	case <-failed:
+		t.Fatal("the error's event was queued beyond the budget")
+	case <-time.After(50 * time.Millisecond):
+	}
+	queued := s.Queued
+	release()
+	<-failed
+	evs := events(t, l, buf)
+	if len(evs) != 1+queued+1 {
+		t.Fatalf("%d events written, want %d", len(evs), 1+queued+1)
+	}
+	for _, ev := range evs[1:] {
+		if len(ev.UserAgent) > 2048 {
+			t.Errorf("user agent of %d bytes recorded", len(ev.UserAgent))
+		}
+	}
+	if ev := evs[len(evs)-1]; ev.StatusCode != http.StatusBadRequest {
+		t.Errorf("last event has status %d, want the error's", ev.StatusCode)
 	}
 }
