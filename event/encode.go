@@ -482,6 +482,12 @@ func plain8(x uint64) bool {
 	return (x|(x-lo*0x20)|(x+lo)|((x^(lo*'"'))-lo)|((x^(lo*'\\'))-lo))&hi == 0
 }
 
+// Plain8 is the test the encoder makes on eight bytes at a time (loaded
+// little-endian into x): true only when none of them is a control
+// character, a quote, a backslash, DEL or non-ASCII. Readers of records
+// use it to pass over the plain bytes of a string eight at a time.
+func Plain8(x uint64) bool { return plain8(x) }
+
 // AppendString appends s to dst as a JSON string literal, escaped the way
 // the event encoder escapes every value (see Event.AppendJSON).
 func AppendString(dst []byte, s string) []byte { return appendString(dst, s) }

@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 	"unsafe"
 
+	"github.com/trailguard/trailguard/event"
 	"github.com/trailguard/trailguard/query"
 )
 
@@ -309,7 +310,7 @@ func (s *scanner) strBytes() []byte {
 	for {
 		// Eight plain bytes at a time (printable ASCII, no quote or
 		// backslash): most values are mostly those.
-		for s.i+8 <= len(s.b) && plain8(binary.LittleEndian.Uint64(s.b[s.i:])) {
+		for s.i+8 <= len(s.b) && event.Plain8(binary.LittleEndian.Uint64(s.b[s.i:])) {
 			s.i += 8
 		}
 		c := s.b[s.i]
@@ -493,12 +494,4 @@ func (x *extracted) doc() query.Doc {
 		d[fieldNames[fCategory]] = l
 	}
 	return d
-}
-
-// plain8 reports whether none of the eight bytes in x is a control
-// character, a quote, a backslash, DEL or non-ASCII (as event's encoder
-// checks them).
-func plain8(x uint64) bool {
-	const lo, hi = 0x0101010101010101, 0x8080808080808080
-	return (x|(x-lo*0x20)|(x+lo)|((x^(lo*'"'))-lo)|((x^(lo*'\\'))-lo))&hi == 0
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trailguard/trailguard/event"
 	"github.com/trailguard/trailguard/query"
 )
 
@@ -149,7 +150,7 @@ func BenchmarkExtract(b *testing.B) {
 	}
 }
 
-// TestPlain8: plain8 agrees with a byte-wise check for every byte value
+// TestPlain8: event.Plain8, which the scanner skips plain bytes with, agrees with a byte-wise check for every byte value
 // in every position of a word of plain bytes.
 func TestPlain8(t *testing.T) {
 	plain := func(c byte) bool { return c >= 0x20 && c < 0x7f && c != '"' && c != '\\' }
@@ -157,8 +158,8 @@ func TestPlain8(t *testing.T) {
 		for c := range 256 {
 			w := []byte("abcdefgh")
 			w[pos] = byte(c)
-			if got := plain8(binary.LittleEndian.Uint64(w)); got != plain(byte(c)) {
-				t.Fatalf("plain8 with %#02x at %d = %v", c, pos, got)
+			if got := event.Plain8(binary.LittleEndian.Uint64(w)); got != plain(byte(c)) {
+				t.Fatalf("Plain8 with %#02x at %d = %v", c, pos, got)
 			}
 		}
 	}

@@ -19,6 +19,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -650,6 +651,10 @@ func (s *jscan) str(x *overviewFields) ([]byte, bool) {
 	start := s.i + 1
 	j := start
 	ascii := true
+	// Eight plain bytes (printable ASCII, no quote or backslash) at a time.
+	for j+8 <= len(s.b) && event.Plain8(binary.LittleEndian.Uint64(s.b[j:])) {
+		j += 8
+	}
 	for j < len(s.b) && s.b[j] != '"' && s.b[j] != '\\' {
 		ascii = ascii && s.b[j] < utf8.RuneSelf
 		j++
