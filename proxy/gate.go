@@ -37,6 +37,10 @@ type answerGate struct {
 	mu      sync.Mutex
 	clients map[netip.Addr]*gateEntry
 	wake    chan struct{} // closed when observed grows (or a failure is queued)
+	// hurry, if not nil, is told each time a failure's events are queued:
+	// the single node's event writer then stops waiting to gather a
+	// bigger commit (nodeSink), so that the lane sees them at once.
+	hurry chan<- struct{}
 }
 
 type gateEntry struct {
@@ -72,6 +76,12 @@ func (g *answerGate) end(e *gateEntry) {
 	e.inflight--
 	e.upTo = max(e.upTo, n)
 	g.wakeLocked()
+	if g.hurry != nil {
+		select {
+		case g.hurry <- struct{}{}:
+		default: // already told
+		}
+	}
 }
 
 // notify is called by the lane after it has evaluated more records.

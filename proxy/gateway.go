@@ -74,7 +74,7 @@ func Open(cfg Config, log *slog.Logger) (*Gateway, error) {
 			return nil, fmt.Errorf("proxy: %w", err)
 		}
 		g.collector = srv
-		node := &nodeSink{l: srv.Ledger(), now: time.Now, gap: commitGap, sleep: time.Sleep}
+		node := &nodeSink{l: srv.Ledger(), now: time.Now, gap: commitGap, hurry: make(chan struct{}, 1), sleep: sleepOrHurry}
 		if cfg.TrailDir != "" {
 			f, err := sink.OpenFile(sink.FileOptions{Dir: cfg.TrailDir})
 			if err != nil {
@@ -109,6 +109,9 @@ func Open(cfg Config, log *slog.Logger) (*Gateway, error) {
 		p.gate = newAnswerGate(func() uint64 { return p.audit.Stats().Enqueued }, lane.seen.Load)
 		lane.gate.Store(p.gate)
 		lane.p.Store(p)
+		if node, ok := cfg.Sink.(*nodeSink); ok {
+			p.gate.hurry = node.hurry
+		}
 	}
 	g.Proxy = p
 	if g.shipper != nil {
@@ -168,8 +171,13 @@ type nodeSink struct {
 	now   func() time.Time
 	// gap is the least time between the starts of two ledger commits
 	// while the gateway is not busy (see commitGap); 0: none.
-	gap   time.Duration
-	sleep func(time.Duration) // time.Sleep; tests record the waits
+	gap time.Duration
+	// hurry ends that wait: the answer gate sends on it when a client's
+	// failed authentication is queued, which the lane must see at once
+	// (the gate holds that client's answers until it has).
+	hurry chan struct{}
+	// sleep waits d or until hurry; tests record the waits.
+	sleep func(d time.Duration, hurry <-chan struct{})
 	// The event writer is the only caller: its buffers are reused (the
 	// ledger copies the records it keeps; the spans it keeps are made
 	// for each batch).
@@ -209,10 +217,20 @@ func (s *nodeSink) Write(ctx context.Context, recs [][]byte) error {
 	}
 	if len(recs) < lingerBelow && err == nil {
 		if d := s.gap - time.Since(began); d > 0 {
-			s.sleep(d)
+			s.sleep(d, s.hurry)
 		}
 	}
 	return err
+}
+
+// sleepOrHurry waits d, or less if hurry is told.
+func sleepOrHurry(d time.Duration, hurry <-chan struct{}) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-hurry:
+	}
 }
 
 // commitGap spaces the single node's ledger commits when its batches are
@@ -226,8 +244,8 @@ func (s *nodeSink) Write(ctx context.Context, recs [][]byte) error {
 // commit lets the next one gather what arrives meanwhile. Nothing a
 // client sees waits for it: requests are answered without waiting for
 // their events to be durable, and the request lane sees each batch before
-// it is committed; only the next batch reaches the lane up to commitGap
-// later (an answer the gate holds for it waits that much longer).
+// it is committed; and a failed authentication, whose answer the gate
+// holds until the lane has seen it, ends the wait (answerGate.hurry).
 const commitGap = 4 * time.Millisecond
 
 // lingerBelow is the batch size from which the event writer is taken to

@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/netip"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -124,7 +126,7 @@ func TestNodeSinkSpacesSmallCommits(t *testing.T) {
 	t.Parallel()
 	l := testLedger(t)
 	var waits []time.Duration
-	s := &nodeSink{l: l, now: time.Now, gap: time.Hour, sleep: func(d time.Duration) { waits = append(waits, d) }}
+	s := &nodeSink{l: l, now: time.Now, gap: time.Hour, sleep: func(d time.Duration, _ <-chan struct{}) { waits = append(waits, d) }}
 	rec := []byte(`{"@timestamp":"2026-11-30T08:59:59Z","event":{"kind":"event","action":"y","id":"b"}}`)
 	batch := func(n int) [][]byte {
 		b := make([][]byte, n)
@@ -173,4 +175,40 @@ func testLedger(t *testing.T) *ledger.Ledger {
 	}
 	t.Cleanup(func() { l.Close() })
 	return l
+}
+
+// TestFailedLoginEndsTheCommitWait: while the event writer waits to gather
+// a bigger commit, a client's failed authentication being queued ends the
+// wait, so that the lane (which the gate makes that client's answers wait
+// for) sees it at once instead of after the commit gap.
+func TestFailedLoginEndsTheCommitWait(t *testing.T) {
+	t.Parallel()
+	l := testLedger(t)
+	s := &nodeSink{l: l, now: time.Now, gap: time.Hour, hurry: make(chan struct{}, 1), sleep: sleepOrHurry}
+	var queued atomic.Uint64
+	g := newAnswerGate(queued.Load, func() uint64 { return 0 })
+	g.hurry = s.hurry
+	rec := []byte(`{"@timestamp":"2026-11-30T08:59:59Z","event":{"kind":"event","action":"y","id":"b"}}`)
+	done := make(chan error, 1)
+	go func() { done <- s.Write(context.Background(), [][]byte{rec}) }()
+	select {
+	case err := <-done:
+		t.Fatalf("Write returned (%v) before the commit gap or a failed login", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	client := netip.MustParseAddr("192.0.2.7")
+	_, begun := g.pass(client, http.StatusUnauthorized, func() bool { return false })
+	if begun == nil {
+		t.Fatal("the gate did not track the failed login")
+	}
+	queued.Add(1)
+	g.end(begun) // the failure's events are queued
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a failed login did not end the writer's wait for a bigger commit")
+	}
 }
