@@ -394,7 +394,7 @@ func (s *segment) refresh() bool {
 	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
 		return false
 	}
-	zpath := strings.TrimSuffix(path, ".seg") + ".zseg"
+	zpath := zsegPath(path)
 	zi, err := readZIndex(zpath)
 	if err != nil || zi.first != s.first || zi.count < s.count.Load() {
 		return false

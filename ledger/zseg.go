@@ -68,7 +68,8 @@ type zIndex struct {
 
 var errZseg = errors.New("compressed segment damaged")
 
-func zsegName(first uint64) string { return fmt.Sprintf("%020d.zseg", first) }
+// zsegPath is where the compressed form of the segment at path goes.
+func zsegPath(path string) string { return strings.TrimSuffix(path, ".seg") + ".zseg" }
 
 // parseZIndex checks a compressed segment's header, trailer and index.
 func parseZIndex(f io.ReaderAt, size int64) (*zIndex, error) {
@@ -407,7 +408,7 @@ func compressSegmentAltered(path string, first, count uint64, alter func([]byte)
 		return "", fmt.Errorf("compressing %s: %d of %d records in the compressed form", path, k, len(recs))
 	}
 
-	zpath := strings.TrimSuffix(path, ".seg") + ".zseg"
+	zpath := zsegPath(path)
 	tmp := zpath + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
