@@ -37,6 +37,14 @@ type Block struct {
 // well under a second behind the ledger.
 const indexBatchDelay = 250 * time.Millisecond
 
+// followerPace is how often the single node's UI overview and report
+// cache followers catch up with the ledger (server.Config.FollowerPace)
+// instead of at every commit (every 4 ms or so): neither is read that
+// soon (the overview only with --api, counted by minute; the report cache
+// by `trailguard report`, in whole chunks), and each wakeup cost CPU and
+// scheduler hand-offs per request. Detection and the index are not paced.
+const followerPace = time.Second
+
 func collectorConfig(cfg Config) server.Config {
 	sc := server.Defaults()
 	sc.DataDir = cfg.DataDir
@@ -61,6 +69,7 @@ func collectorConfig(cfg Config) server.Config {
 	// client behind them would be refused.
 	sc.Decisions.Allowlist = append(append([]string(nil), d.Block.Allow...), cfg.TrustedProxies...)
 	sc.IndexBatchDelay = indexBatchDelay
+	sc.FollowerPace = followerPace
 	return sc
 }
 

@@ -133,6 +133,16 @@ type Config struct {
 	// transaction rewrites the index's last block whatever it adds.
 	IndexBatchDelay time.Duration `yaml:"-"`
 
+	// FollowerPace is the least time between two catch-ups of the UI
+	// overview's follower and between two looks of the report cache's
+	// warmer at the ledger's size (0: both wake at every commit). Not a
+	// setting: the gateway's single node commits every few milliseconds,
+	// and waking two followers whose results nobody reads that soon (the
+	// overview counts by minute; the report cache keeps whole chunks of
+	// 32,768 records) at each commit cost CPU and scheduler hand-offs per
+	// request. Both still read from the ledger's in-memory tail.
+	FollowerPace time.Duration `yaml:"-"`
+
 	// Once holds decisions an operator makes for one start only. They are
 	// command-line flags of trailguard serve, never read from the YAML
 	// file or the environment, so that they cannot stay on by accident.

@@ -326,7 +326,7 @@ func (s *Server) startReportWarmer() {
 			// chunk while the ledger still holds it in memory at higher
 			// rates (FollowAppended), instead of reading it back.
 			end := (next + 1) * report.ChunkSize
-			if s.ledger.Wait(ctx, end-1) != nil {
+			if s.waitPaced(ctx, end-1) != nil {
 				return
 			}
 			give := time.Now().Add(2 * max(s.cfg.CheckpointInterval, 100*time.Millisecond))
@@ -354,6 +354,22 @@ func (s *Server) startReportWarmer() {
 			}
 		}
 	}()
+}
+
+// waitPaced is ledger.Wait for followers that need not wake at every
+// commit: with Config.FollowerPace set it looks at the ledger's size that
+// often instead, until the ledger holds record n or ctx ends (the server
+// cancels it before it closes the ledger).
+func (s *Server) waitPaced(ctx context.Context, n uint64) error {
+	if s.cfg.FollowerPace <= 0 {
+		return s.ledger.Wait(ctx, n)
+	}
+	for s.ledger.Size() <= n {
+		if !sleepCtx(ctx, s.cfg.FollowerPace) {
+			return ctx.Err()
+		}
+	}
+	return nil
 }
 
 func (s *Server) stopReportWarmer() {

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -98,9 +99,21 @@ func TestReportAPI(t *testing.T) {
 // the ledger in the background, as soon as a signed checkpoint covers the
 // chunk (here the explicit one: the next timed one is an hour away), and a
 // report then reads only the rest.
+// Paced (Config.FollowerPace, the gateway's), the warmer looks at the
+// ledger's size now and then instead of at every commit, and keeps the
+// chunk all the same.
 func TestReportWarmer(t *testing.T) {
 	t.Parallel()
-	ts := startServer(t, t.TempDir(), func(c *Config) { c.CheckpointInterval = time.Hour })
+	for _, pace := range []time.Duration{0, 50 * time.Millisecond} {
+		t.Run(fmt.Sprint("pace=", pace), func(t *testing.T) {
+			t.Parallel()
+			testReportWarmer(t, pace)
+		})
+	}
+}
+
+func testReportWarmer(t *testing.T, pace time.Duration) {
+	ts := startServer(t, t.TempDir(), func(c *Config) { c.CheckpointInterval = time.Hour; c.FollowerPace = pace })
 	var recs [][]byte
 	for range 1 << 15 {
 		recs = append(recs, []byte(ev("authn_login_fail", "failure", "alice", "203.0.113.8", 0)))

@@ -52,6 +52,7 @@ func (s *Server) uiRoutes(mux *http.ServeMux) {
 	s.ui = &uiState{sessions: ui.NewSessions(s.cfg.UISessionIdle, s.cfg.UISessionMax, 0)}
 	s.ui.verify = s.newVerifyRun()
 	s.ui.overview = newOverviewRollup(filepath.Join(s.cfg.DataDir, "ui-overview.json"))
+	s.ui.overview.pace = s.cfg.FollowerPace
 	s.ui.followDone = make(chan struct{})
 	ctx, stop := context.WithCancel(context.Background())
 	s.ui.followStop = stop

@@ -90,6 +90,9 @@ type overviewRollup struct {
 	now      func() time.Time
 	path     string // where the counts are saved ("" not at all)
 	loaded   uint64 // the ledger index the saved counts ended at
+	// pace: once caught up, wait this long before following again
+	// (Config.FollowerPace; 0: at every commit).
+	pace time.Duration
 }
 
 func newOverviewRollup(path string) *overviewRollup {
@@ -147,6 +150,21 @@ func (o *overviewRollup) follow(ctx context.Context, l *ledger.Ledger) {
 			o.ready = true
 		}
 		o.mu.Unlock()
+		if o.pace > 0 && e.Index+1 >= l.Size() && !sleepCtx(ctx, o.pace) {
+			return
+		}
+	}
+}
+
+// sleepCtx waits d, or until ctx ends (false).
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }
 

@@ -1,10 +1,13 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net/url"
+	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -475,5 +478,59 @@ func BenchmarkOverviewMemory(b *testing.B) {
 		b.ReportMetric(float64(m1.HeapAlloc-m0.HeapAlloc)/1e6, "heap-MB")
 		b.ReportMetric(float64(len(o.minutes)), "minutes")
 		runtime.KeepAlive(o)
+	}
+}
+
+// TestOverviewPaced: with Config.FollowerPace (the gateway's), the
+// overview's follower, once caught up, does not wake at the next commits
+// until the pace has passed, then counts every record they brought, and
+// the counts it saves at the stop end where it had got to.
+func TestOverviewPaced(t *testing.T) {
+	t.Parallel()
+	const pace = 400 * time.Millisecond
+	dir := t.TempDir()
+	ts := startServer(t, dir, func(c *Config) { c.FollowerPace = pace })
+	waitCaughtUp := func(within time.Duration) bool {
+		for deadline := time.Now().Add(within); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+			if ts.ui.overview.caughtUp() >= ts.ledger.Size() {
+				return true
+			}
+		}
+		return false
+	}
+	if !waitCaughtUp(10 * time.Second) {
+		t.Fatalf("overview at %d, ledger at %d", ts.ui.overview.caughtUp(), ts.ledger.Size())
+	}
+	rng := rand.New(rand.NewPCG(5, 6))
+	// One record, followed: the follower's pause starts as it has read it.
+	if _, err := ts.ledger.Append(context.Background(), []byte(overviewEvent(rng, time.Now(), 100))); err != nil {
+		t.Fatal(err)
+	}
+	if !waitCaughtUp(10 * time.Second) {
+		t.Fatalf("overview at %d, ledger at %d", ts.ui.overview.caughtUp(), ts.ledger.Size())
+	}
+	for i := range 20 { // twenty commits in quick succession
+		if _, err := ts.ledger.Append(context.Background(), []byte(overviewEvent(rng, time.Now(), i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	started := time.Now()
+	if waitCaughtUp(pace / 4) {
+		t.Fatalf("the overview followed the commits at once (%v after them), not after its pace of %v", time.Since(started), pace)
+	}
+	if !waitCaughtUp(10 * time.Second) {
+		t.Fatalf("overview at %d, ledger at %d after its pace", ts.ui.overview.caughtUp(), ts.ledger.Size())
+	}
+	ts.stop(t)
+	var f overviewFile
+	b, err := os.ReadFile(filepath.Join(dir, "ui-overview.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &f); err != nil {
+		t.Fatal(err)
+	}
+	if f.Next == 0 || f.Next > ts.ledger.Size() {
+		t.Fatalf("saved counts end at %d, ledger size %d", f.Next, ts.ledger.Size())
 	}
 }
