@@ -26,9 +26,9 @@ var ErrNoLogger = errors.New("httpaudit: no audit logger in context (is the hand
 // nothing.
 func SetUser(ctx context.Context, u User) {
 	if st := stateFrom(ctx); st != nil {
-		st.mu.Lock()
-		st.actorLocked().user = u
-		st.mu.Unlock()
+		a := st.lockActor()
+		a.user = u
+		a.mu.Unlock()
 	}
 }
 

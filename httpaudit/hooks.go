@@ -56,14 +56,13 @@ func Annotate(ctx context.Context, fn func(*event.Event)) {
 	if st == nil || fn == nil {
 		return
 	}
-	st.mu.Lock()
-	a := st.actorLocked()
+	a := st.lockActor()
 	if prev := a.annotate; prev != nil {
 		a.annotate = func(ev *event.Event) { prev(ev); fn(ev) }
 	} else {
 		a.annotate = fn
 	}
-	st.mu.Unlock()
+	a.mu.Unlock()
 }
 
 // ScrubBody returns a captured request body as the middleware records it

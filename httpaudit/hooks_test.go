@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"strconv"
+	"sync"
 	"testing"
 
 	"github.com/trailguard/trailguard/event"
@@ -56,5 +58,46 @@ func TestGenerateTraceAndAnnotate(t *testing.T) {
 				t.Fatalf("annotations: reason %q", ev.Reason)
 			}
 		})
+	}
+}
+
+// TestConcurrentFirstAnnotations: goroutines of one handler that annotate
+// the request and set its user at the same moment, none of them first,
+// all count: the request's actor is created once (a second one would drop
+// what was recorded in the first).
+func TestConcurrentFirstAnnotations(t *testing.T) {
+	l, buf := newTestLogger(t, Config{})
+	const n = 8
+	h := l.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				if i == 0 {
+					SetUser(ctx, User{ID: "u-1"})
+					return
+				}
+				Annotate(ctx, func(ev *event.Event) {
+					if ev.Labels == nil {
+						ev.Labels = map[string]string{}
+					}
+					ev.Labels[strconv.Itoa(i)] = "x"
+				})
+			}()
+		}
+		close(start)
+		wg.Wait()
+	}))
+	for range 50 {
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil))
+	}
+	for _, ev := range events(t, l, buf) {
+		if ev.UserID != "u-1" || len(ev.Labels) != n-1 {
+			t.Fatalf("user %q and %d of %d annotations recorded", ev.UserID, len(ev.Labels), n-1)
+		}
 	}
 }
