@@ -7,6 +7,10 @@
 # output is kept in $OUT (default: a temp file). Exits 2 when httpaudit
 # misses a goal. With LOCK set to a file, the rounds (not the builds) run
 # holding flock on it, so that measurements on a shared machine take turns.
+# With BASE set to a git revision (BASE=main, BASE=HEAD~1), httpaudit's
+# benchmarks of that revision are built too and run in every round next
+# to the current ones (which goes first alternates), printed as
+# BaseHTTPAudit: a change's effect measured under the same load.
 set -euo pipefail
 cd "$(dirname "$0")"
 RUNS=${RUNS:-5}
@@ -15,6 +19,11 @@ tmp=$(mktemp -d -t benchrun.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 go build -o "$tmp/benchtable" ./cmd/benchtable
 go test -c -o "$tmp/bench.test" .
+if [[ -n ${BASE:-} ]]; then
+	mkdir "$tmp/base"
+	git -C .. archive "$BASE" | tar -x -C "$tmp/base"
+	(cd "$tmp/base/bench" && go test -c -o "$tmp/base.test" .)
+fi
 : > "$OUT"
 if [[ -n ${LOCK:-} ]]; then
 	exec 9>"$LOCK"
@@ -24,7 +33,18 @@ fi
 echo "load: $(uptime)" >&2
 for i in $(seq "$RUNS"); do
 	echo "round $i of $RUNS" >&2
-	"$tmp/bench.test" -test.run '^$' -test.bench . -test.benchmem -test.count 1 ${BENCHTIME:+-test.benchtime "$BENCHTIME"} | tee -a "$OUT"
+	current() { "$tmp/bench.test" -test.run '^$' -test.bench . -test.benchmem -test.count 1 ${BENCHTIME:+-test.benchtime "$BENCHTIME"}; }
+	base() {
+		"$tmp/base.test" -test.run '^$' -test.bench 'HTTPAudit' -test.benchmem -test.count 1 ${BENCHTIME:+-test.benchtime "$BENCHTIME"} |
+			sed 's/^BenchmarkHTTPAudit/BenchmarkBaseHTTPAudit/'
+	}
+	if [[ -z ${BASE:-} ]]; then
+		current | tee -a "$OUT"
+	elif ((i % 2)); then
+		{ current; base; } | tee -a "$OUT"
+	else
+		{ base; current; } | tee -a "$OUT"
+	fi
 done
 echo "load: $(uptime)" >&2
 if [[ -n ${LOCK:-} ]]; then

@@ -25,6 +25,9 @@ var (
 	subject  = "HTTPAudit"
 	peers    = []string{"HTTPLog", "SlogHTTP"}
 	groups   = []string{"", "Parallel"}
+	// before is httpaudit at another revision (run.sh with BASE set): a
+	// row of the table, compared with the current one, with no goal.
+	before = "Base" + subject
 )
 
 // Goals of the issues: httpaudit at most a third of each peer's time and
@@ -140,7 +143,11 @@ func report(w io.Writer, res map[string]*samples) bool {
 		scpu := median(sub.cpu)
 		fmt.Fprintf(w, "%-20s %8s %9s %9s %6s %7s %6s %8s %8s %8s\n",
 			"benchmark", "ns/op", "overhead", "cpu-ns/op", "B/op", "allocs", "own", "ns÷h.a.", "cpu÷h.a.", "allocs÷")
-		for _, name := range append([]string{baseline, subject}, peers...) {
+		names := []string{baseline, subject}
+		if res[before+g] != nil {
+			names = append(names, before)
+		}
+		for _, name := range append(names, peers...) {
 			s := res[name+g]
 			if s == nil || len(s.ns) == 0 {
 				fmt.Fprintf(w, "%-20s %8s\n", name+g, "missing")
@@ -157,6 +164,10 @@ func report(w io.Writer, res map[string]*samples) bool {
 			}
 			fmt.Fprintf(w, "%-20s %8.0f %9.0f %9.0f %6.0f %7.0f %6.0f %8s %8s %8s\n",
 				name+g, ns, ns-bns, cpu, median(s.bytes), al, al-bal, ratioNS, ratioCPU, ratioAl)
+		}
+		if b := res[before+g]; b != nil && len(b.ns) > 0 {
+			fmt.Fprintf(w, "httpaudit against its base revision: ns/op %s, cpu-ns/op %s of the base's\n",
+				share(sns, median(b.ns)), share(scpu, median(b.cpu)))
 		}
 		own := sal - bal
 		ok := own <= maxOwnAllocs

@@ -124,3 +124,26 @@ BenchmarkSlogHTTP-2 10 900 ns/op 3999 cpu-ns/op 0 B/op 30 allocs/op
 		}
 	}
 }
+
+// TestBaseRevision: run.sh's BaseHTTPAudit results (BASE set) are a row of
+// their own and compared with httpaudit's, and set no goal.
+func TestBaseRevision(t *testing.T) {
+	in := `BenchmarkBaseline-2 10 100 ns/op 100 cpu-ns/op 0 B/op 9 allocs/op
+BenchmarkHTTPAudit-2 10 300 ns/op 900 cpu-ns/op 0 B/op 10 allocs/op
+BenchmarkBaseHTTPAudit-2 10 400 ns/op 1200 cpu-ns/op 0 B/op 10 allocs/op
+BenchmarkHTTPLog-2 10 1200 ns/op 4000 cpu-ns/op 0 B/op 30 allocs/op
+BenchmarkSlogHTTP-2 10 1200 ns/op 4000 cpu-ns/op 0 B/op 30 allocs/op
+`
+	res, err := parse(strings.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if !report(&out, res) {
+		t.Errorf("a base revision's row made a goal fail:\n%s", out.String())
+	}
+	if !regexp.MustCompile(`(?m)^BaseHTTPAudit +400 +300 +1200 `).MatchString(out.String()) ||
+		!strings.Contains(out.String(), "httpaudit against its base revision: ns/op 0.75, cpu-ns/op 0.75 of the base's") {
+		t.Errorf("no base row or comparison:\n%s", out.String())
+	}
+}
