@@ -814,11 +814,15 @@ func (n *normalizer) emit(dst []byte, now time.Time, newID func([]byte) []byte) 
 	if sp != nil {
 		*sp = Spans{}
 	}
-	// note records that field i's value is b[vs:len(b)].
-	note := func(i, vs int, b []byte) {
+	// note records that field i's value is b[vs:len(b)], a plain string
+	// token (Spans.Plain) if plain.
+	note := func(i, vs int, b []byte, plain bool) {
 		if sp != nil {
 			if len(b)-base <= maxSpanRecord {
 				sp.at[i] = span{uint16(vs - base), uint16(len(b) - base)}
+				if plain {
+					sp.plain |= 1 << uint(i)
+				}
 			}
 		}
 	}
@@ -836,7 +840,7 @@ func (n *normalizer) emit(dst []byte, now time.Time, newID func([]byte) []byte) 
 			b = append(b, '"')
 			b = AppendTime(b, t)
 			b = append(b, '"')
-			note(i, vs, b)
+			note(i, vs, b, true)
 			if sp != nil {
 				sp.ts, sp.hasTS = unixNanos(t)
 			}
@@ -844,24 +848,27 @@ func (n *normalizer) emit(dst []byte, now time.Time, newID func([]byte) []byte) 
 		case nfKind:
 			b = e.key(b, f.spec)
 			vs := len(b)
+			plain := true
 			if !sl.set || n.isEmptyStr(sl) {
 				b = append(b, `"event"`...)
 			} else {
-				b = n.writeStr(b, sl)
+				b, plain = n.writeStr(b, sl), sl.plain
 			}
-			note(i, vs, b)
+			note(i, vs, b, plain)
 			continue
 		case nfID:
 			b = e.key(b, f.spec)
 			vs := len(b)
+			// A new id is a UUID, plain.
+			plain := true
 			if n.id == nil {
 				b = append(b, '"')
 				b = newID(b)
 				b = append(b, '"')
 			} else {
-				b = n.writeStr(b, sl)
+				b, plain = n.writeStr(b, sl), sl.plain
 			}
-			note(i, vs, b)
+			note(i, vs, b, plain)
 			continue
 		case nfIngested:
 			b = e.key(b, f.spec)
@@ -869,7 +876,7 @@ func (n *normalizer) emit(dst []byte, now time.Time, newID func([]byte) []byte) 
 			b = append(b, '"')
 			b = AppendTime(b, now)
 			b = append(b, '"')
-			note(i, vs, b)
+			note(i, vs, b, true)
 			if sp != nil {
 				sp.ing, sp.hasI = unixNanos(now)
 			}
@@ -884,21 +891,21 @@ func (n *normalizer) emit(dst []byte, now time.Time, newID func([]byte) []byte) 
 				b = e.key(b, f.spec)
 				vs := len(b)
 				b = n.writeStr(b, sl)
-				note(i, vs, b)
+				note(i, vs, b, sl.plain)
 			}
 		case nkInt:
 			if sl.n != 0 {
 				b = e.key(b, f.spec)
 				vs := len(b)
 				b = strconv.AppendInt(b, sl.n, 10)
-				note(i, vs, b)
+				note(i, vs, b, false)
 			}
 		case nkStrs:
 			vs := len(b)
 			b = n.writeStrs(&e, b, f.spec, sl)
 			if len(b) > vs {
 				// The value is the array after the key.
-				note(i, vs+bytesIndexByte(b[vs:], '['), b)
+				note(i, vs+bytesIndexByte(b[vs:], '['), b, false)
 			}
 		case nkMap:
 			var ok bool

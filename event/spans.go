@@ -14,9 +14,12 @@ import "time"
 // event.ingested hold, which the normaliser had parsed or chosen, so that
 // no reader parses them again.
 //
-// A Spans is 176 bytes; records longer than 64 KiB get none (OK false).
+// A Spans is 184 bytes; records longer than 64 KiB get none (OK false).
 type Spans struct {
 	at [len(normFields)]span
+	// plain has bit f set when field f's token is a string written
+	// without escapes or bytes outside printable ASCII (Plain).
+	plain uint64
 	// ts and ing are @timestamp and event.ingested in Unix nanoseconds,
 	// each valid when its flag is set (an instant UnixNano cannot
 	// represent, after 2262, has none: readers parse the record's text).
@@ -53,6 +56,12 @@ func (sp *Spans) Token(rec []byte, f int) []byte {
 	return rec[s.start:s.end:s.end]
 }
 
+// Plain reports whether field f's token (Token) is a string whose value
+// is its bytes between the quotes: no escapes, printable ASCII only. A
+// reader then takes the value without scanning it (false only means it
+// must scan: the value may still be plain).
+func (sp *Spans) Plain(f int) bool { return sp.plain&(1<<uint(f)) != 0 }
+
 // Timestamp returns the instant the record's @timestamp holds, in Unix
 // nanoseconds, exactly as parsing the record's text with time.Parse and
 // RFC 3339 gives it; ok is false when sp does not know it (a record it
@@ -84,6 +93,9 @@ func SpanField(name string) int {
 // SpanFields is the number of fields Spans locates: SpanField returns
 // numbers below it.
 const SpanFields = len(normFields)
+
+// Spans.plain has a bit per field.
+var _ [64 - SpanFields]struct{}
 
 // Span returns where field f's value lies in the record sp describes
 // (the bytes Token returns), or 0, 0 when the record does not hold it.

@@ -85,6 +85,18 @@ func checkSpans(t *testing.T, doc []byte) {
 		if !bytes.Equal(a, b) {
 			t.Fatalf("%s: %s: span %s, record holds %s", doc, name, a, b)
 		}
+		// A plain token's value is its bytes between the quotes.
+		if sp.Plain(i) {
+			s, isStr := tv.(string)
+			if !isStr || len(tok) < 2 || tok[0] != '"' || string(tok[1:len(tok)-1]) != s {
+				t.Fatalf("%s: %s: span %q is Plain, its value is %q", doc, name, tok, tv)
+			}
+			for _, c := range []byte(s) {
+				if c < 0x20 || c >= 0x7f || c == '\\' || c == '"' {
+					t.Fatalf("%s: %s: span %q is Plain, holds byte %#x", doc, name, tok, c)
+				}
+			}
+		}
 	}
 	if sp.Maps() != maps {
 		t.Fatalf("%s: Maps() %v, record %s", doc, sp.Maps(), rec)
@@ -131,6 +143,27 @@ func TestSpans(t *testing.T) {
 	// those it can are, at the nanosecond.
 	for _, ts := range []string{"2263-01-01T00:00:00Z", "9999-12-31T23:59:59.999999999Z", "2262-04-11T23:47:16.854775807Z", "1970-01-01T00:00:00.000000001Z"} {
 		checkSpans(t, []byte(`{"@timestamp":"`+ts+`","message":"m"}`))
+	}
+}
+
+// TestSpansPlain: Plain marks the string values written as they came
+// (checkSpans holds every Plain token to its decoded value) and only those.
+func TestSpansPlain(t *testing.T) {
+	doc := []byte(`{"@timestamp":"2026-11-30T01:02:03Z","event":{"action":"log\\u0069n","outcome":"failure","category":["web"]},"user":{"name":"b\\\"ob"},"url":{"path":"/café"},"http":{"request":{"method":"POST"},"response":{"status_code":401}},"service":{"name":"api"}}`)
+	checkSpans(t, doc)
+	var sp Spans
+	if _, _, ok := AppendNormalizedSpans(nil, doc, time.Now(), fixedID, &sp); !ok || !sp.OK() {
+		t.Fatal("declined")
+	}
+	for name, plain := range map[string]bool{
+		"@timestamp": true, "event.kind": true, "event.id": true, "event.ingested": true, "event.outcome": true,
+		"http.request.method": true, "service.name": true,
+		"event.action": false, "user.name": false, "url.path": false, // escaped, or not ASCII
+		"http.response.status_code": false, "event.category": false, // not a string
+	} {
+		if got := sp.Plain(SpanField(name)); got != plain {
+			t.Errorf("Plain(%s) = %v, want %v", name, got, plain)
+		}
 	}
 }
 

@@ -241,12 +241,16 @@ func writeRun(ctx context.Context, tx execer, r idRun, es []idEntry) error {
 
 // readRun returns every entry of run r, sorted.
 func readRun(ctx context.Context, q querier, r idRun) ([]idEntry, error) {
+	return appendRun(ctx, q, r, nil)
+}
+
+// appendRun appends every entry of run r, sorted, to es.
+func appendRun(ctx context.Context, q querier, r idRun, es []idEntry) ([]idEntry, error) {
 	rows, err := q.QueryContext(ctx, `SELECT h0, data FROM idchunks WHERE run=? ORDER BY h0`, r.run)
 	if err != nil {
-		return nil, fmt.Errorf("index: read ids: %w", err)
+		return es, fmt.Errorf("index: read ids: %w", err)
 	}
 	defer rows.Close()
-	var es []idEntry
 	for rows.Next() {
 		var h0 int64
 		var data []byte
@@ -317,13 +321,21 @@ func merge(ctx context.Context, tx *sql.Tx, sealed uint64) error {
 			return nil
 		}
 		rs = rs[:idFanout]
-		var all []idEntry
+		// Room for the runs' entries at once (two ids a record at most),
+		// for no more blocks than the level's runs cover (a file altered
+		// to say otherwise gets no more).
+		blocks := uint64(1)
+		for range lvl + 1 {
+			blocks *= idFanout
+		}
+		if span := rs[len(rs)-1].hi - rs[0].lo + 1; span < blocks {
+			blocks = span
+		}
+		all := make([]idEntry, 0, blocks*blockSize*2)
 		for _, r := range rs {
-			es, err := readRun(ctx, tx, r)
-			if err != nil {
+			if all, err = appendRun(ctx, tx, r, all); err != nil {
 				return err
 			}
-			all = append(all, es...)
 			if _, err := tx.ExecContext(ctx, `DELETE FROM idchunks WHERE run=?`, r.run); err != nil {
 				return fmt.Errorf("index: merge ids: %w", err)
 			}

@@ -120,6 +120,7 @@ type Index struct {
 	tail    *block    // writer's last block, all columns loaded (nil: read it from the file)
 	tailRun idRun     // the id run of tail
 	tailIDs []idEntry // its entries
+	stores  int       // blocks the writer stored (tests count them)
 
 	notifyMu sync.Mutex
 	notify   chan struct{} // closed when next advances; nil once closed
@@ -143,8 +144,9 @@ var (
 // another is an older cache and is rebuilt. Bump it whenever the columns,
 // the terms, the hash or what extract calls odd change: queries check rows
 // against records with the current rules. Version 3: blocks of columns
-// (block.go) instead of a row per record.
-const schemaVersion = 3
+// (block.go) instead of a row per record. Version 4: ids hashed with
+// SipHash-2-4 instead of SHA-256 (idHash).
+const schemaVersion = 4
 
 const schema = `
 CREATE TABLE IF NOT EXISTS blocks (
@@ -303,6 +305,10 @@ func open(path string, opts Options, bulk bool) (*Index, error) {
 		if _, err := ix.w.ExecContext(ctx, `INSERT INTO meta(k,v) VALUES('salt',?)`, salt); err != nil {
 			return fail(fmt.Errorf("write meta: %w", err))
 		}
+	}
+	if len(salt) != 16 {
+		// idHash's key: a file no writer made (altered).
+		return fail(fmt.Errorf("malformed salt of %d bytes (run trailguard reindex)", len(salt)))
 	}
 	ix.salt = salt
 	ix.next.Store(uint64(next.Int64))
@@ -493,14 +499,24 @@ func (ix *Index) Run(ctx context.Context, src Source) error {
 			}
 			batch = append(batch, e)
 			// The records already waiting are taken without a select each
-			// (the only receiver: len says they are there).
-			for len(batch) < ix.opts.BatchSize && len(entries) > 0 {
-				batch = append(batch, <-entries)
-			}
-			if len(batch) >= ix.opts.BatchSize {
-				if err := flush(); err != nil {
-					return err
+			// (the only receiver: len says they are there). When the
+			// writer is behind, a batch ends with a block: the block is
+			// then encoded and written once, instead of once more by every
+			// batch that adds rows to it (add rewrites its last block
+			// whole).
+			for {
+				last := batch[len(batch)-1].idx
+				if len(batch) >= ix.opts.BatchSize ||
+					(last+1)%blockSize == 0 && behind(len(batch), len(entries), ix.opts.BatchSize) {
+					if err := flush(); err != nil {
+						return err
+					}
+					break
 				}
+				if len(entries) == 0 {
+					break
+				}
+				batch = append(batch, <-entries)
 			}
 		case <-timer.C:
 			if err := flush(); err != nil {
@@ -811,12 +827,16 @@ func behind(n, waiting, batchSize int) bool {
 // yieldRows is how many rows add inserts between two yields.
 const yieldRows = 256
 
-// storeTail writes the writer's last block and its id run.
+// storeTail writes the writer's last block and its id run. (Run ends its
+// batches with blocks when it is behind, so that each block and its ids
+// are then encoded and written once, not with every batch that adds rows
+// to it: the next batch starts a new block.)
 func (ix *Index) storeTail(ctx context.Context, tx *sql.Tx, buf []byte) ([]byte, error) {
 	buf, err := ix.tail.store(ctx, tx, buf)
 	if err != nil {
 		return buf, err
 	}
+	ix.stores++
 	ix.tailIDs = sortIDs(ix.tailIDs)
 	return buf, writeRun(ctx, tx, ix.tailRun, ix.tailIDs)
 }

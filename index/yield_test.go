@@ -76,6 +76,13 @@ func TestAddYieldsTheCPU(t *testing.T) {
 // 11 s with bench/cmd/ingestload). Not parallel: it counts yields through
 // yieldHook.
 func TestWriterBehindDoesNotYield(t *testing.T) {
+	// Blocks as long as a batch: batches then end with blocks, so that
+	// the writer behind makes 3 full batches of the 3000 records (with
+	// TestMain's small blocks it ends each batch with a block instead,
+	// TestBehindWriterStoresBlocksOnce, and the last records would wait
+	// for the hour-long BatchDelay).
+	defer func(b uint64) { blockSize = b }(blockSize)
+	blockSize = 1000
 	for _, c := range []struct{ n, waiting, size int }{{2500, 0, 5000}, {0, 2500, 5000}, {100, 2500, 5000}} {
 		if !behind(c.n, c.waiting, c.size) {
 			t.Errorf("behind(%d, %d, %d) = false", c.n, c.waiting, c.size)
@@ -109,6 +116,41 @@ func TestWriterBehindDoesNotYield(t *testing.T) {
 		ix.Close()
 		if got := yields.Load(); (got > 0) != c.yield {
 			t.Errorf("%s: the writer yielded %d times, want yields: %v", c.name, got, c.yield)
+		}
+	}
+}
+
+// TestBehindWriterStoresBlocksOnce: a writer behind the ledger ends its
+// batches with blocks, so that it encodes and writes each block (and its
+// ids) once, not once more for every batch that adds rows to it. Here
+// batches of up to 1000 rows and blocks of 600: cut at 1000 rows, the
+// 6000 records would take 15 block writes (6 batch ends, 9 block ends);
+// ended with blocks, 10. The index then answers for every record.
+// Not parallel: it sets blockSize.
+func TestBehindWriterStoresBlocksOnce(t *testing.T) {
+	defer func(b uint64) { blockSize = b }(blockSize)
+	blockSize = 600
+	dir := t.TempDir()
+	l := openLedger(t, filepath.Join(dir, "ledger"))
+	const n = 6000
+	appendEvents(t, l.Ledger, 0, n, time.Millisecond)
+	ix, err := Open(filepath.Join(dir, "index.db"), Options{BatchSize: 1000, BatchDelay: time.Hour, Ledger: l.Ledger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ix.Close()
+	runUntil(t, ix, l, n)
+	if ix.stores != n/600 {
+		t.Errorf("%d block writes for %d blocks", ix.stores, n/600)
+	}
+	if rows, lo, hi := count(t, ix); rows != n || lo != 0 || hi != n-1 {
+		t.Errorf("index holds %d rows, %d..%d; want %d, 0..%d", rows, lo, hi, n, n-1)
+	}
+	for _, i := range []int{0, 599, 600, 1234, n - 1} {
+		ev := genEvent(i, time.Millisecond)
+		got, err := ix.ByEventID(context.Background(), ev.ID)
+		if err != nil || got.Index != uint64(i) {
+			t.Errorf("ByEventID(%s) = %v, %v; want record %d", ev.ID, got.Index, err, i)
 		}
 	}
 }

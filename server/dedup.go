@@ -80,16 +80,21 @@ func (r *recentIDs) has(k uint64) bool {
 	return false
 }
 
-// insert adds k, which is not in the table; r.mu held.
-func (r *recentIDs) insert(k uint64) {
+// insertNew adds k unless it is in the table, in one probe, and reports
+// whether it did; r.mu held.
+func (r *recentIDs) insertNew(k uint64) bool {
 	i := r.slot(k)
 	for n := 0; r.table[i] != 0; n++ {
+		if r.table[i] == k {
+			return false
+		}
 		if n == len(r.table) {
 			panic("server: resend window table full") // cannot happen: it is twice the ring
 		}
 		i = (i + 1) & r.mask
 	}
 	r.table[i] = k
+	return true
 }
 
 // remove deletes k from the table, shifting back the entries after it
@@ -174,14 +179,16 @@ func (r *recentIDs) addKept(keys []uint64, dup []bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for i, k := range keys {
-		if k == 0 || (dup != nil && dup[i]) || r.has(k) {
+		// A key another request added meanwhile is there already. The
+		// table is twice the ring, so k goes in before the oldest goes
+		// out (which is not k: every key in the ring is in the table).
+		if k == 0 || (dup != nil && dup[i]) || !r.insertNew(k) {
 			continue
 		}
 		if r.full {
 			r.remove(r.ring[r.next])
 		}
 		r.ring[r.next] = k
-		r.insert(k)
 		if r.next++; r.next == len(r.ring) {
 			r.next, r.full = 0, true
 		}
