@@ -28,6 +28,12 @@ type Config struct {
 	TLSKey  string `yaml:"tls_key"`
 	// H2C accepts cleartext HTTP/2 when TLS is off (default true).
 	H2C *bool `yaml:"h2c"`
+	// HTTP1 chooses the server of the plain-HTTP listener: "lean" (the
+	// default) serves the plain requests the fast path takes (GET, HEAD,
+	// OPTIONS without a body) with the gateway's own HTTP/1.1 front end
+	// and hands everything else to net/http; "net/http" serves all with
+	// net/http. TLS listeners always use net/http.
+	HTTP1 string `yaml:"http1"`
 
 	// DataDir is where a single-node gateway keeps its ledger and index
 	// (like `trailguard serve`), or, with a Collector, its spool.
@@ -240,6 +246,12 @@ func LoadConfig(path string) (Config, error) {
 	return cfg, nil
 }
 
+// The servers of the plain-HTTP listener (Config.HTTP1).
+const (
+	HTTP1Lean    = "lean"
+	HTTP1NetHTTP = "net/http"
+)
+
 // withDefaults returns cfg with every zero value replaced by its default.
 func (cfg Config) withDefaults() Config {
 	if cfg.Listen == "" {
@@ -248,6 +260,9 @@ func (cfg Config) withDefaults() Config {
 	if cfg.H2C == nil {
 		t := true
 		cfg.H2C = &t
+	}
+	if cfg.HTTP1 == "" {
+		cfg.HTTP1 = HTTP1Lean
 	}
 	if cfg.ServiceName == "" {
 		cfg.ServiceName = "trailguard-proxy"
@@ -296,6 +311,9 @@ func (cfg Config) Validate() error {
 	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
 		add("tls_cert and tls_key go together")
+	}
+	if cfg.HTTP1 != "" && cfg.HTTP1 != HTTP1Lean && cfg.HTTP1 != HTTP1NetHTTP {
+		add("http1 %q: want %q (default) or %q", cfg.HTTP1, HTTP1Lean, HTTP1NetHTTP)
 	}
 	if len(cfg.Routes) == 0 {
 		add("no routes: give --upstream URL or a routes: list")

@@ -48,6 +48,17 @@ func (p *Proxy) fast(rt *route, r *http.Request) bool {
 		asciiPrintable(r.Host)
 }
 
+// leanTakes reports whether the lean front end serves r itself: a
+// request the fast path takes (the rest goes to net/http, and from there
+// to ReverseProxy or a 404).
+func (p *Proxy) leanTakes(r *http.Request) bool {
+	if p.noFast.Load() {
+		return false
+	}
+	rt := p.route(r)
+	return rt != nil && p.fast(rt, r)
+}
+
 // queryClean reports whether ReverseProxy would pass a query string
 // unchanged (its cleanQueryParams re-encodes one with semicolons, bad
 // escapes or over 10,000 parameters).

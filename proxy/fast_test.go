@@ -77,6 +77,28 @@ func (u *rawUpstream) serve(c net.Conn) {
 		u.mu.Unlock()
 		var resp string
 		switch {
+		case strings.Contains(line, "/slow"):
+			io.Copy(io.Discard, c) // never answers
+			return
+		case strings.Contains(line, "/bigchunked"):
+			resp = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n" +
+				"1388\r\n" + strings.Repeat("b", 5000) + "\r\n0\r\n\r\n"
+		case strings.Contains(line, "/smallchunked"):
+			resp = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+		case strings.Contains(line, "/big"):
+			resp = "HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n" + strings.Repeat("<html>", 1000)[:5000]
+		case strings.Contains(line, "/nocontent"):
+			resp = "HTTP/1.1 204 No Content\r\nX-A: 1\r\n\r\n"
+		case strings.Contains(line, "/notmod"):
+			resp = "HTTP/1.1 304 Not Modified\r\nEtag: \"x\"\r\nContent-Type: text/plain\r\nContent-Length: 7\r\n\r\n"
+		case strings.Contains(line, "/noct"):
+			resp = "HTTP/1.1 200 OK\r\nContent-Length: 14\r\n\r\n<html>hi</html"
+		case strings.Contains(line, "/upclose"):
+			resp = "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Type: text/plain\r\n\r\nuntil the end"
+			io.WriteString(c, resp)
+			return
+		case strings.Contains(line, "/odd"):
+			resp = "HTTP/1.1 299 Whatever\r\nX-Empty:\r\nX-Spaces:   a  \r\nContent-Length: 1\r\n\r\n!"
 		case strings.Contains(line, "/chunked"):
 			resp = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTrailer: X-Sum\r\nTransfer-Encoding: chunked\r\n\r\n" +
 				"5\r\nhello\r\n6\r\n world\r\n0\r\nX-Sum: 42\r\nX-Unannounced: 7\r\n\r\n"

@@ -343,14 +343,18 @@ func closeBefore(f func() error, deadline time.Time, what string, budget time.Du
 // written by 75 %; the followers are stopped, or abandoned, by 90 %.
 func (g *Gateway) Serve(ctx context.Context, ln, api net.Listener) error {
 	srv := g.HTTPServer()
+	var front server2 = srv
 	errc := make(chan error, 2)
-	go func() {
-		if g.cfg.TLSCert != "" {
-			errc <- srv.ServeTLS(ln, g.cfg.TLSCert, g.cfg.TLSKey)
-		} else {
-			errc <- srv.Serve(ln)
-		}
-	}()
+	switch {
+	case g.cfg.TLSCert != "":
+		go func() { errc <- srv.ServeTLS(ln, g.cfg.TLSCert, g.cfg.TLSKey) }()
+	case g.cfg.HTTP1 == HTTP1Lean:
+		f := newFront(g.Proxy, g.Proxy.leanTakes, srv)
+		front = f
+		go func() { errc <- f.Serve(ln) }()
+	default:
+		go func() { errc <- srv.Serve(ln) }()
+	}
 	var apiSrv *http.Server
 	if api != nil && g.collector != nil {
 		apiSrv = &http.Server{Handler: g.collector.Handler(), ReadHeaderTimeout: 10 * time.Second}
@@ -367,7 +371,7 @@ func (g *Gateway) Serve(ctx context.Context, ln, api net.Listener) error {
 	}
 	drain, cancel := context.WithDeadline(context.Background(), plan.Drain)
 	defer cancel()
-	shut := func(s *http.Server) {
+	shut := func(s server2) {
 		if err := s.Shutdown(drain); err != nil {
 			s.Close() // streams and WebSockets still open
 		}
@@ -379,7 +383,7 @@ func (g *Gateway) Serve(ctx context.Context, ln, api net.Listener) error {
 			shut(apiSrv)
 		}
 	}()
-	shut(srv)
+	shut(front)
 	<-apiDone
 	if errors.Is(serveErr, http.ErrServerClosed) {
 		serveErr = nil
@@ -389,6 +393,13 @@ func (g *Gateway) Serve(ctx context.Context, ln, api net.Listener) error {
 	g.log.Info("gateway stopped", "requests_drained_in", drained.Round(time.Millisecond),
 		"took", time.Since(plan.Start).Round(time.Millisecond), "shutdown_timeout", g.cfg.Timeouts.Shutdown)
 	return err
+}
+
+// server2 is what Serve shuts down: the http.Server, or the lean front
+// end with the http.Server behind it.
+type server2 interface {
+	Shutdown(context.Context) error
+	Close() error
 }
 
 // HTTPServer is the http.Server the gateway listens with: HTTP/1.1 and

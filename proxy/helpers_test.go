@@ -93,6 +93,13 @@ func hasAction(action string, n int) func([]*event.Event) bool {
 // to, on a real listener, and returns its URL and its sink.
 func gateway(t testing.TB, cfg Config) (*Proxy, string, *memSink) {
 	t.Helper()
+	p, url, ms, _ := gatewayServer(t, cfg)
+	return p, url, ms
+}
+
+// gatewayServer is gateway, with the server it listens with.
+func gatewayServer(t testing.TB, cfg Config) (*Proxy, string, *memSink, server2) {
+	t.Helper()
 	ms := &memSink{}
 	cfg.Sink = ms
 	p, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
@@ -103,13 +110,25 @@ func gateway(t testing.TB, cfg Config) (*Proxy, string, *memSink) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := NewServer(p, cfg, nil)
-	go srv.Serve(ln)
+	srv := listen(p, cfg, ln)
 	t.Cleanup(func() {
 		srv.Close()
 		p.Close()
 	})
-	return p, "http://" + ln.Addr().String(), ms
+	return p, "http://" + ln.Addr().String(), ms, srv
+}
+
+// listen serves p on ln as Gateway.Serve does: with the lean front end
+// unless cfg.HTTP1 is net/http.
+func listen(p *Proxy, cfg Config, ln net.Listener) server2 {
+	srv := NewServer(p, cfg, nil)
+	if cfg.HTTP1 == HTTP1NetHTTP {
+		go srv.Serve(ln)
+		return srv
+	}
+	f := newFront(p, p.leanTakes, srv)
+	go f.Serve(ln)
+	return f
 }
 
 // upstream is a real HTTP server on 127.0.0.1 that counts requests.

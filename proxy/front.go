@@ -1,0 +1,532 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"log"
+	"net"
+	"net/http"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/trailguard/trailguard/internal/h1"
+)
+
+// The lean front end serves the gateway's plain-HTTP listener. net/http's
+// HTTP/1 server costs a noticeable share of a proxied request's CPU: the
+// parse into textproto's maps, a background read goroutine per request
+// with its deadlines (to notice a client that goes away), several read
+// deadlines per request for the header and idle timeouts, a context per
+// request. The front end owns each connection: it reads a request head
+// with a strict parser (internal/h1) and, when it is one the gateway's
+// fast path takes (GET, HEAD or OPTIONS without a body to a plain-HTTP
+// upstream), runs the gateway's handler for it on the connection's own
+// goroutine, with a response writer that writes what net/http would.
+// Anything else — an h2c preface, an upgrade, a body, a head the parser
+// declines, a request for ReverseProxy — and the connection from then on
+// go to the http.Server, with the bytes already read replayed first.
+//
+// Timeouts are kept by a sweeper that looks at every connection every
+// sweepEvery rather than by deadlines set for each request: a head not
+// complete within the read-header timeout (slowloris) or a connection
+// idle for longer than the idle timeout is closed, as net/http closes
+// them. A client that goes away while its request is at the upstream is
+// noticed, as net/http notices it, by a read on its connection — started
+// by the sweeper for the requests that have taken longer than a sweep,
+// so that the many that take less cost no goroutine and no deadline; its
+// end cancels the request's context, and so the upstream exchange.
+
+// sweepEvery is the sweeper's period: how late a timeout may be, and
+// how long a request runs before its client's departure is watched for.
+const sweepEvery = 10 * time.Millisecond
+
+// front is the lean front end of one listener.
+type front struct {
+	h          http.Handler
+	takes      func(*http.Request) bool
+	srv        *http.Server // everything the front end does not serve
+	hand       *handoff
+	maxHead    int
+	readHeader time.Duration
+	idle       time.Duration
+	errLog     *log.Logger
+
+	tick atomic.Int64 // sweeps since start: the connections' coarse clock
+	// served counts the requests the front end served, handed the
+	// connections it gave to the http.Server.
+	served, handed atomic.Uint64
+	shutting       atomic.Bool
+	mu             sync.Mutex
+	conns          map[*leanConn]struct{}
+	ln             net.Listener
+	active         sync.WaitGroup
+	stop           chan struct{}
+	stopOnce       sync.Once
+}
+
+// connection states (leanConn.state, with the tick it began in the high
+// bits).
+const (
+	stHeader   = iota // reading a head
+	stServing         // handler running
+	stWatching        // handler running, the client watched
+	stIdle            // between requests
+	stClosed
+)
+
+func packState(st int, tick int64) int64 { return tick<<3 | int64(st) }
+
+// leanConn is a connection the front end serves.
+type leanConn struct {
+	f      *front
+	c      net.Conn
+	buf    []byte // read buffer: buf[r:w] not yet parsed
+	r, w   int
+	bw     *bufio.Writer
+	werr   error
+	ctx    context.Context
+	cancel context.CancelFunc
+	tmpl   *http.Request // fields every request of the connection shares
+	resp   leanResponse
+	state  atomic.Int64
+	// The watch (see above): a read on the connection while a request
+	// is served; its bytes land in buf[w:], its end cancels ctx.
+	watchN    int
+	watchErr  error
+	watchDone chan struct{} // cap 1: the watch's end
+	date      [32]byte
+	status    [8]byte
+}
+
+// connWriter notes the first write error (as net/http's
+// checkConnErrorWriter), which ends the connection.
+type connWriter struct{ lc *leanConn }
+
+func (cw connWriter) Write(p []byte) (int, error) {
+	n, err := cw.lc.c.Write(p)
+	if err != nil && cw.lc.werr == nil {
+		cw.lc.werr = err
+		cw.lc.cancel()
+	}
+	return n, err
+}
+
+func newFront(h http.Handler, takes func(*http.Request) bool, srv *http.Server) *front {
+	maxHeader := srv.MaxHeaderBytes
+	if maxHeader <= 0 {
+		maxHeader = http.DefaultMaxHeaderBytes
+	}
+	idle := srv.IdleTimeout
+	if idle == 0 {
+		idle = srv.ReadTimeout
+	}
+	rh := srv.ReadHeaderTimeout
+	if rh == 0 {
+		rh = srv.ReadTimeout
+	}
+	return &front{h: h, takes: takes, srv: srv, maxHead: maxHeader + 4096, readHeader: rh, idle: idle,
+		errLog: srv.ErrorLog, conns: map[*leanConn]struct{}{}, stop: make(chan struct{}),
+		hand: &handoff{conns: make(chan net.Conn), done: make(chan struct{})}}
+}
+
+func (f *front) logf(format string, args ...any) {
+	if f.errLog != nil {
+		f.errLog.Printf(format, args...)
+	} else {
+		log.Printf(format, args...)
+	}
+}
+
+// Serve accepts connections on ln until Shutdown or Close, as
+// http.Server.Serve does.
+func (f *front) Serve(ln net.Listener) error {
+	f.mu.Lock()
+	f.ln = ln
+	f.hand.addr = ln.Addr()
+	f.mu.Unlock()
+	go f.srv.Serve(f.hand)
+	go f.sweep()
+	var delay time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if f.shutting.Load() {
+				return http.ErrServerClosed
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return err
+			}
+			// EMFILE and the like: wait and try again, as net/http does.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			f.logf("http: Accept error: %v; retrying in %v", err, delay)
+			time.Sleep(delay)
+			continue
+		}
+		delay = 0
+		f.serveConn(c)
+	}
+}
+
+var leanBufs = sync.Pool{New: func() any { b := make([]byte, 4096); return &b }}
+
+var leanWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4096) }}
+
+var leanBodyWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 2048) }}
+
+func (f *front) serveConn(c net.Conn) {
+	lc := &leanConn{f: f, c: c, watchDone: make(chan struct{}, 1)}
+	ctx := context.WithValue(context.Background(), http.ServerContextKey, f.srv)
+	ctx = context.WithValue(ctx, http.LocalAddrContextKey, c.LocalAddr())
+	lc.ctx, lc.cancel = context.WithCancel(ctx)
+	lc.tmpl = (&http.Request{Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Body: http.NoBody,
+		RemoteAddr: c.RemoteAddr().String()}).WithContext(lc.ctx)
+	lc.state.Store(packState(stHeader, f.tick.Load()))
+	f.mu.Lock()
+	if f.shutting.Load() { // set under f.mu
+		f.mu.Unlock()
+		c.Close()
+		return
+	}
+	f.conns[lc] = struct{}{}
+	f.active.Add(1)
+	f.mu.Unlock()
+	go lc.serve()
+}
+
+// forget removes lc from the sweeper's connections.
+func (f *front) forget(lc *leanConn) {
+	f.mu.Lock()
+	delete(f.conns, lc)
+	f.mu.Unlock()
+	f.active.Done()
+}
+
+func (lc *leanConn) serve() {
+	f := lc.f
+	bp := leanBufs.Get().(*[]byte)
+	lc.buf = *bp
+	lc.bw = leanWriters.Get().(*bufio.Writer)
+	lc.bw.Reset(connWriter{lc})
+	lc.resp.lc = lc
+	lc.resp.header = make(http.Header)
+	lc.resp.snap = make(http.Header)
+	lc.resp.w = leanBodyWriters.Get().(*bufio.Writer)
+	lc.resp.cw.res = &lc.resp
+	handed := false
+	defer func() {
+		lc.cancel()
+		if !handed {
+			lc.bw.Flush()
+			lc.c.Close()
+		}
+		lc.state.Store(packState(stClosed, 0))
+		lc.bw.Reset(nil)
+		leanWriters.Put(lc.bw)
+		lc.resp.w.Reset(nil)
+		leanBodyWriters.Put(lc.resp.w)
+		if cap(lc.buf) == 4096 {
+			*bp = lc.buf[:4096]
+			leanBufs.Put(bp)
+		}
+		lc.buf = nil
+		f.forget(lc)
+	}()
+	limit := f.maxHead
+	for {
+		h, res := h1.Parse(lc.buf[lc.r:lc.w], limit)
+		switch res {
+		case h1.Incomplete:
+			if !lc.fill() {
+				if lc.w > lc.r {
+					// A head cut short: net/http's to answer (400).
+					handed = lc.handOff()
+				}
+				return
+			}
+			continue
+		case h1.Decline:
+			handed = lc.handOff()
+			return
+		}
+		r := new(http.Request)
+		*r = *lc.tmpl
+		r.Method, r.URL, r.Header, r.Host, r.RequestURI = h.Method, h.URL, h.Header, h.Host, h.RequestURI
+		if f.shutting.Load() || !f.takes(r) {
+			handed = lc.handOff()
+			return
+		}
+		lc.r += h.Len
+		f.served.Add(1)
+		if !lc.serveOne(r) {
+			return
+		}
+		// net/http reads up to 4 KiB of a kept-alive connection's next
+		// request before it starts counting its head against the limit.
+		limit = f.maxHead + 4096
+		if lc.r == lc.w {
+			lc.r, lc.w = 0, 0
+			if len(lc.buf) > 4096 {
+				lc.buf = (*bp)[:4096]
+			}
+			lc.state.Store(packState(stIdle, f.tick.Load()))
+		} else {
+			// Pipelined: the next head is already here.
+			lc.state.Store(packState(stHeader, f.tick.Load()))
+		}
+	}
+}
+
+// fill reads more of a head into the buffer; false: the connection ended
+// (or timed out).
+func (lc *leanConn) fill() bool {
+	if lc.r > 0 {
+		lc.w = copy(lc.buf, lc.buf[lc.r:lc.w])
+		lc.r = 0
+	}
+	if lc.w == len(lc.buf) {
+		// A head larger than the buffer: grow it, up to the most a head
+		// may take (the parser declines more).
+		nb := make([]byte, min(2*len(lc.buf), lc.f.maxHead+4096))
+		copy(nb, lc.buf[:lc.w])
+		lc.buf = nb
+	}
+	n, err := lc.c.Read(lc.buf[lc.w:])
+	if n > 0 {
+		if st := lc.state.Load(); int(st&7) == stIdle {
+			lc.state.Store(packState(stHeader, lc.f.tick.Load()))
+		}
+		lc.w += n
+		return true
+	}
+	return err == nil
+}
+
+// serveOne runs the handler for r and ends its response; false: the
+// connection is to be closed.
+func (lc *leanConn) serveOne(r *http.Request) (keep bool) {
+	w := &lc.resp
+	w.reset(r)
+	lc.state.Store(packState(stServing, lc.f.tick.Load()))
+	defer func() {
+		if p := recover(); p != nil {
+			if p != http.ErrAbortHandler {
+				buf := make([]byte, 64<<10)
+				buf = buf[:runtime.Stack(buf, false)]
+				lc.f.logf("http: panic serving %v: %v\n%s", r.RemoteAddr, p, buf)
+			}
+			lc.endWatch()
+			keep = false
+		}
+	}()
+	lc.f.h.ServeHTTP(w, r)
+	keep = w.finish()
+	if lc.endWatch() {
+		keep = false
+	}
+	return keep && !lc.f.shutting.Load() && lc.ctx.Err() == nil
+}
+
+// endWatch ends the request's watch, if the sweeper started one, and
+// reports whether the client went away.
+func (lc *leanConn) endWatch() bool {
+	old := lc.state.Swap(packState(stIdle, lc.f.tick.Load()))
+	if int(old&7) != stWatching {
+		return false
+	}
+	lc.c.SetReadDeadline(aLongTimeAgo)
+	<-lc.watchDone
+	lc.c.SetReadDeadline(time.Time{})
+	lc.w += lc.watchN
+	var ne net.Error
+	return lc.watchErr != nil && !(errors.As(lc.watchErr, &ne) && ne.Timeout())
+}
+
+// watch reads from the connection while its request is served: the
+// client's next bytes (kept), or the end of the connection, which
+// cancels the request.
+func (lc *leanConn) watch() {
+	defer func() { lc.watchDone <- struct{}{} }()
+	if lc.w == len(lc.buf) {
+		// A full buffer of pipelined requests: nothing to watch with.
+		return
+	}
+	n, err := lc.c.Read(lc.buf[lc.w:])
+	lc.watchN, lc.watchErr = n, err
+	var ne net.Error
+	if n == 0 && err != nil && !(errors.As(err, &ne) && ne.Timeout()) {
+		lc.cancel()
+	}
+}
+
+// handOff gives the connection to the http.Server, the bytes read so far
+// first; false if the server is gone (the connection is then closed).
+func (lc *leanConn) handOff() bool {
+	rest := append([]byte(nil), lc.buf[lc.r:lc.w]...)
+	if err := lc.bw.Flush(); err != nil {
+		return false
+	}
+	lc.state.Store(packState(stClosed, 0))
+	lc.f.handed.Add(1)
+	return lc.f.hand.give(&replayConn{Conn: lc.c, pre: rest})
+}
+
+// sweep closes connections past their header or idle timeout and starts
+// the watch of requests that take longer than a sweep.
+func (f *front) sweep() {
+	t := time.NewTicker(sweepEvery)
+	defer t.Stop()
+	var conns []*leanConn
+	for {
+		select {
+		case <-f.stop:
+			return
+		case <-t.C:
+		}
+		now := f.tick.Add(1)
+		conns = conns[:0]
+		f.mu.Lock()
+		for lc := range f.conns {
+			conns = append(conns, lc)
+		}
+		f.mu.Unlock()
+		for _, lc := range conns {
+			st := lc.state.Load()
+			age := time.Duration(now-st>>3) * sweepEvery
+			switch int(st & 7) {
+			case stHeader:
+				if f.readHeader > 0 && age > f.readHeader {
+					if lc.state.CompareAndSwap(st, packState(stClosed, 0)) {
+						lc.c.Close()
+					}
+				}
+			case stIdle:
+				if f.idle > 0 && age > f.idle || f.shutting.Load() {
+					if lc.state.CompareAndSwap(st, packState(stClosed, 0)) {
+						lc.c.Close()
+					}
+				}
+			case stServing:
+				if age >= sweepEvery && lc.state.CompareAndSwap(st, packState(stWatching, st>>3)) {
+					go lc.watch()
+				}
+			}
+		}
+		clear(conns)
+	}
+}
+
+// Shutdown stops accepting, closes idle connections, waits for the
+// requests in flight until ctx ends (then cuts them), and shuts the
+// http.Server down for the connections handed to it, as
+// http.Server.Shutdown does.
+func (f *front) Shutdown(ctx context.Context) error {
+	f.mu.Lock()
+	f.shutting.Store(true)
+	ln := f.ln
+	f.mu.Unlock()
+	if ln != nil {
+		ln.Close()
+	}
+	f.closeConns(false)
+	done := make(chan struct{})
+	go func() { f.active.Wait(); close(done) }()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = ctx.Err()
+		f.closeConns(true)
+	}
+	err = errors.Join(err, f.srv.Shutdown(ctx))
+	f.stopOnce.Do(func() { close(f.stop) })
+	return err
+}
+
+// Close closes the listener and every connection at once.
+func (f *front) Close() error {
+	f.mu.Lock()
+	f.shutting.Store(true)
+	ln := f.ln
+	f.mu.Unlock()
+	if ln != nil {
+		ln.Close()
+	}
+	f.closeConns(true)
+	err := f.srv.Close()
+	f.stopOnce.Do(func() { close(f.stop) })
+	return err
+}
+
+// closeConns closes the connections waiting for a request (all of them
+// if busy too).
+func (f *front) closeConns(busy bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for lc := range f.conns {
+		st := lc.state.Load()
+		switch int(st & 7) {
+		case stIdle, stHeader:
+			if lc.state.CompareAndSwap(st, packState(stClosed, 0)) {
+				lc.c.Close()
+			}
+		default:
+			if busy {
+				lc.c.Close()
+			}
+		}
+	}
+}
+
+// handoff is the listener the http.Server accepts the front end's
+// handed-over connections from.
+type handoff struct {
+	conns chan net.Conn
+	done  chan struct{}
+	once  sync.Once
+	addr  net.Addr
+}
+
+func (l *handoff) give(c net.Conn) bool {
+	select {
+	case l.conns <- c:
+		return true
+	case <-l.done:
+		c.Close()
+		return false
+	}
+}
+
+func (l *handoff) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *handoff) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *handoff) Addr() net.Addr { return l.addr }
+
+// replayConn is a handed-over connection: what the front end had read of
+// it comes first.
+type replayConn struct {
+	net.Conn
+	pre []byte
+}
+
+func (c *replayConn) Read(p []byte) (int, error) {
+	if len(c.pre) > 0 {
+		n := copy(p, c.pre)
+		c.pre = c.pre[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
+}

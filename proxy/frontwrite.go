@@ -1,0 +1,458 @@
+package proxy
+
+import (
+	"bufio"
+	"net/http"
+	"net/textproto"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// leanResponse is the lean front end's http.ResponseWriter. It writes what
+// net/http's HTTP/1.1 server writes for the same handler calls, byte for
+// byte (TestLeanFrontMatchesNetHTTP): the status line, the handler's header
+// sorted, then Date, Content-Length, Content-Type (sniffed),
+// Connection and Transfer-Encoding as net/http adds them, the body
+// through a 2 KiB buffer (so that a small answer gets a Content-Length and
+// a larger one is chunked at the same boundaries), trailers. It follows
+// net/http's response and chunkWriter (server.go) for the requests the
+// front end serves itself: HTTP/1.1, no body, no Connection: close, no
+// Expect. It is reused for each request of its connection: a handler may
+// not use it once it returned (net/http's rule; httpaudit enforces it).
+type leanResponse struct {
+	lc      *leanConn
+	req     *http.Request
+	header  http.Header // the handler's
+	snap    http.Header // the header as of WriteHeader (net/http's cw.header)
+	w       *bufio.Writer
+	cw      chunkWriter
+	status  int
+	clen    int64 // declared Content-Length, -1 if none
+	written int64
+
+	calledHeader, wroteHeader, cwWrote, handlerDone, closeAfterReply, chunking bool
+
+	trailers []string // declared trailers
+	scratch  [32]byte
+	keys     []string
+}
+
+type chunkWriter struct{ res *leanResponse }
+
+func (w *leanResponse) reset(r *http.Request) {
+	w.req = r
+	clear(w.header)
+	w.status, w.clen, w.written = 0, -1, 0
+	w.calledHeader, w.wroteHeader, w.cwWrote, w.handlerDone, w.closeAfterReply, w.chunking = false, false, false, false, false, false
+	w.trailers = w.trailers[:0]
+	w.w.Reset(&w.cw)
+}
+
+func (w *leanResponse) Header() http.Header {
+	w.calledHeader = true
+	return w.header
+}
+
+func (w *leanResponse) WriteHeader(code int) {
+	if w.wroteHeader {
+		w.lc.f.logf("http: superfluous response.WriteHeader call")
+		return
+	}
+	if code < 100 || code > 999 {
+		panic("invalid WriteHeader code " + strconv.Itoa(code))
+	}
+	bw := w.lc.bw
+	if code >= 100 && code <= 199 && code != http.StatusSwitchingProtocols {
+		writeStatusLine(bw, code, w.scratch[:0])
+		w.writeSubset(bw, w.header, true)
+		bw.WriteString("\r\n")
+		bw.Flush()
+		return
+	}
+	w.wroteHeader = true
+	w.status = code
+	// The header as written: later changes (trailers) do not show in it.
+	clear(w.snap)
+	for k, v := range w.header {
+		w.snap[k] = v
+	}
+	if cl := w.header.Get("Content-Length"); cl != "" {
+		v, err := strconv.ParseInt(cl, 10, 64)
+		if err == nil && v >= 0 {
+			w.clen = v
+		} else {
+			w.lc.f.logf("http: invalid Content-Length of %q", cl)
+			w.header.Del("Content-Length")
+		}
+	}
+}
+
+func (w *leanResponse) Write(p []byte) (int, error) {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if !bodyAllowedForStatus(w.status) {
+		return 0, http.ErrBodyNotAllowed
+	}
+	w.written += int64(len(p))
+	if w.clen != -1 && w.written > w.clen {
+		return 0, http.ErrContentLength
+	}
+	return w.w.Write(p)
+}
+
+// Flush and FlushError: as net/http's (SSE, streamed answers).
+func (w *leanResponse) Flush() { w.FlushError() }
+
+func (w *leanResponse) FlushError() error {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	err := w.w.Flush()
+	e2 := w.cw.flush()
+	if err == nil {
+		err = e2
+	}
+	return err
+}
+
+// finish ends the response after the handler returned, and reports
+// whether the connection may serve another request.
+func (w *leanResponse) finish() bool {
+	w.handlerDone = true
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	w.w.Flush()
+	w.cw.close()
+	w.lc.bw.Flush()
+	if w.closeAfterReply {
+		return false
+	}
+	if w.req.Method != http.MethodHead && w.clen != -1 && bodyAllowedForStatus(w.status) && w.clen != w.written {
+		return false
+	}
+	return w.lc.werr == nil
+}
+
+func (cw *chunkWriter) Write(p []byte) (int, error) {
+	w := cw.res
+	if !w.cwWrote {
+		w.writeHeader(p)
+	}
+	if w.req.Method == http.MethodHead {
+		return len(p), nil
+	}
+	bw := w.lc.bw
+	var err error
+	if w.chunking {
+		bw.Write(strconv.AppendInt(w.scratch[:0], int64(len(p)), 16))
+		_, err = bw.WriteString("\r\n")
+		if err != nil {
+			w.lc.c.Close()
+			return 0, err
+		}
+	}
+	n, err := bw.Write(p)
+	if w.chunking && err == nil {
+		_, err = bw.WriteString("\r\n")
+	}
+	if err != nil {
+		w.lc.c.Close()
+	}
+	return n, err
+}
+
+func (cw *chunkWriter) flush() error {
+	if !cw.res.cwWrote {
+		cw.res.writeHeader(nil)
+	}
+	return cw.res.lc.bw.Flush()
+}
+
+func (cw *chunkWriter) close() {
+	w := cw.res
+	if !w.cwWrote {
+		w.writeHeader(nil)
+	}
+	if w.chunking {
+		bw := w.lc.bw
+		bw.WriteString("0\r\n")
+		if t := w.finalTrailers(); t != nil {
+			w.writeSubset(bw, t, false)
+		}
+		bw.WriteString("\r\n")
+	}
+}
+
+// finalTrailers: net/http's, from the handler's header after it returned.
+func (w *leanResponse) finalTrailers() http.Header {
+	var t http.Header
+	for k, vv := range w.header {
+		if kk, found := strings.CutPrefix(k, http.TrailerPrefix); found {
+			if t == nil {
+				t = make(http.Header)
+			}
+			t[kk] = vv
+		}
+	}
+	for _, k := range w.trailers {
+		if t == nil {
+			t = make(http.Header)
+		}
+		for _, v := range w.header[k] {
+			t.Add(k, v)
+		}
+	}
+	return t
+}
+
+func (w *leanResponse) declareTrailer(k string) {
+	k = http.CanonicalHeaderKey(k)
+	if strings.HasPrefix(k, "If-") || badTrailer[k] {
+		return
+	}
+	w.trailers = append(w.trailers, k)
+}
+
+// badTrailer: httpguts.ValidTrailerHeader's list.
+var badTrailer = map[string]bool{
+	"Authorization": true, "Cache-Control": true, "Connection": true, "Content-Encoding": true,
+	"Content-Length": true, "Content-Range": true, "Content-Type": true, "Expect": true, "Host": true,
+	"Keep-Alive": true, "Max-Forwards": true, "Pragma": true, "Proxy-Authenticate": true,
+	"Proxy-Authorization": true, "Proxy-Connection": true, "Range": true, "Realm": true, "Te": true,
+	"Trailer": true, "Transfer-Encoding": true, "Www-Authenticate": true,
+}
+
+// writeHeader is net/http's chunkWriter.writeHeader for an HTTP/1.1
+// request without a body, Expect or Connection: close; p is the first
+// chunk of the body (sniffed; its length is the Content-Length if the
+// handler is done).
+func (w *leanResponse) writeHeader(p []byte) {
+	w.cwWrote = true
+	keepAlives := !w.lc.f.shutting.Load()
+	isHEAD := w.req.Method == http.MethodHead
+	header := w.snap
+	var (
+		date, clen             []byte
+		ctype, conn, transferE string
+	)
+	trailers := false
+	for k := range header {
+		if strings.HasPrefix(k, http.TrailerPrefix) {
+			delete(header, k)
+			trailers = true
+		}
+	}
+	for _, v := range header["Trailer"] {
+		trailers = true
+		v = textproto.TrimString(v)
+		for f := range strings.SplitSeq(v, ",") {
+			if f = textproto.TrimString(f); f != "" {
+				w.declareTrailer(f)
+			}
+		}
+	}
+	te := hget(header, "Transfer-Encoding")
+	hasTE := te != ""
+	_, hasCLField := header["Content-Length"]
+	if w.handlerDone && !trailers && !hasTE && bodyAllowedForStatus(w.status) && !hasCLField && (!isHEAD || len(p) > 0) {
+		w.clen = int64(len(p))
+		clen = strconv.AppendInt(w.scratch[:0], int64(len(p)), 10)
+	}
+	hasCL := w.clen != -1
+	if hget(header, "Connection") == "close" || !keepAlives {
+		w.closeAfterReply = true
+	}
+	code := w.status
+	if bodyAllowedForStatus(code) {
+		_, haveType := header["Content-Type"]
+		if hget(header, "Content-Encoding") == "" && !haveType && !hasTE && len(p) > 0 {
+			ctype = http.DetectContentType(p)
+		}
+	} else {
+		delete(header, "Content-Length")
+		delete(header, "Transfer-Encoding")
+		if code == http.StatusNotModified {
+			delete(header, "Content-Type")
+		}
+	}
+	if _, ok := header["Date"]; !ok {
+		date = appendDate(w.lc.date[:0])
+	}
+	if hasCL && hasTE && te != "identity" {
+		w.lc.f.logf("http: WriteHeader called with both Transfer-Encoding of %q and a Content-Length of %d", te, w.clen)
+		delete(header, "Content-Length")
+		hasCL = false
+	}
+	switch {
+	case isHEAD || !bodyAllowedForStatus(code) || code == http.StatusNoContent:
+		delete(header, "Transfer-Encoding")
+	case hasCL:
+		delete(header, "Transfer-Encoding")
+	case hasTE && te == "identity":
+		w.chunking = false
+		w.closeAfterReply = true
+		delete(header, "Transfer-Encoding")
+	default:
+		w.chunking = true
+		transferE = "chunked"
+		if hasTE && te == "chunked" {
+			delete(header, "Transfer-Encoding")
+		}
+	}
+	if w.chunking {
+		delete(header, "Content-Length")
+	}
+	if w.closeAfterReply && (!keepAlives || !hasToken(hget(header, "Connection"), "close")) && !isProtocolSwitch(code, header) {
+		delete(header, "Connection")
+		conn = "close"
+	}
+	bw := w.lc.bw
+	writeStatusLine(bw, code, w.lc.status[:0])
+	w.writeSubset(bw, header, false)
+	if date != nil {
+		bw.WriteString("Date: ")
+		bw.Write(date)
+		bw.WriteString("\r\n")
+	}
+	if clen != nil {
+		bw.WriteString("Content-Length: ")
+		bw.Write(clen)
+		bw.WriteString("\r\n")
+	}
+	for i, v := range [3]string{ctype, conn, transferE} {
+		if v != "" {
+			bw.WriteString([3]string{"Content-Type", "Connection", "Transfer-Encoding"}[i])
+			bw.WriteString(": ")
+			bw.WriteString(v)
+			bw.WriteString("\r\n")
+		}
+	}
+	bw.WriteString("\r\n")
+}
+
+// writeSubset is Header.WriteSubset: sorted by key, fields with invalid
+// names dropped, CR and LF in values made spaces, values trimmed; noBody
+// leaves out Content-Length and Transfer-Encoding (1xx answers).
+func (w *leanResponse) writeSubset(bw *bufio.Writer, h http.Header, noBody bool) {
+	keys := w.keys[:0]
+	for k := range h {
+		if noBody && (k == "Content-Length" || k == "Transfer-Encoding") {
+			continue
+		}
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		if !validFieldName(k) {
+			continue
+		}
+		for _, v := range h[k] {
+			if strings.ContainsAny(v, "\r\n") {
+				v = strings.NewReplacer("\n", " ", "\r", " ").Replace(v)
+			}
+			bw.WriteString(k)
+			bw.WriteString(": ")
+			bw.WriteString(textproto.TrimString(v))
+			bw.WriteString("\r\n")
+		}
+	}
+	clear(keys)
+	w.keys = keys[:0]
+}
+
+func hget(h http.Header, k string) string {
+	if v := h[k]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+func bodyAllowedForStatus(status int) bool {
+	return !(status >= 100 && status <= 199 || status == 204 || status == 304)
+}
+
+func isProtocolSwitch(code int, h http.Header) bool {
+	if code != http.StatusSwitchingProtocols || h.Get("Upgrade") == "" {
+		return false
+	}
+	for _, v := range h["Connection"] {
+		for f := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(textproto.TrimString(f), "upgrade") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// hasToken is net/http's: token appears in v, case-insensitively, between
+// token boundaries.
+func hasToken(v, token string) bool {
+	if len(token) > len(v) || token == "" {
+		return false
+	}
+	if v == token {
+		return true
+	}
+	for sp := 0; sp <= len(v)-len(token); sp++ {
+		if b := v[sp]; b != token[0] && b|0x20 != token[0] {
+			continue
+		}
+		if sp > 0 && !isTokenBoundary(v[sp-1]) {
+			continue
+		}
+		if end := sp + len(token); end != len(v) && !isTokenBoundary(v[end]) {
+			continue
+		}
+		if strings.EqualFold(v[sp:sp+len(token)], token) {
+			return true
+		}
+	}
+	return false
+}
+
+func isTokenBoundary(b byte) bool { return b == ' ' || b == ',' || b == '\t' }
+
+func writeStatusLine(bw *bufio.Writer, code int, scratch []byte) {
+	bw.WriteString("HTTP/1.1 ")
+	if text := http.StatusText(code); text != "" {
+		bw.Write(strconv.AppendInt(scratch, int64(code), 10))
+		bw.WriteByte(' ')
+		bw.WriteString(text)
+		bw.WriteString("\r\n")
+	} else {
+		c := strconv.Itoa(code)
+		for len(c) < 3 {
+			c = "0" + c
+		}
+		bw.WriteString(c + " status code " + strconv.Itoa(code) + "\r\n")
+	}
+}
+
+// dateCache is the Date field of the current second (formatting it is a
+// noticeable share of a small answer's cost).
+type dateCache struct {
+	sec int64
+	b   []byte
+}
+
+var lastDate atomic.Pointer[dateCache]
+
+func appendDate(dst []byte) []byte {
+	now := time.Now()
+	sec := now.Unix()
+	if d := lastDate.Load(); d != nil && d.sec == sec {
+		return append(dst, d.b...)
+	}
+	d := &dateCache{sec: sec, b: now.UTC().AppendFormat(nil, http.TimeFormat)}
+	lastDate.Store(d)
+	return append(dst, d.b...)
+}
