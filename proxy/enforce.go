@@ -70,6 +70,9 @@ func collectorConfig(cfg Config) server.Config {
 	sc.Decisions.Allowlist = append(append([]string(nil), d.Block.Allow...), cfg.TrustedProxies...)
 	sc.IndexBatchDelay = indexBatchDelay
 	sc.FollowerPace = followerPace
+	// The UI overview is read only through --api (Gateway.Serve starts
+	// its follower then): without it the gateway does not count for it.
+	sc.OverviewOnDemand = true
 	return sc
 }
 

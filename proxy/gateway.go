@@ -357,6 +357,7 @@ func (g *Gateway) Serve(ctx context.Context, ln, api net.Listener) error {
 	}
 	var apiSrv *http.Server
 	if api != nil && g.collector != nil {
+		g.collector.StartOverview() // counted only when the API is served
 		apiSrv = &http.Server{Handler: g.collector.Handler(), ReadHeaderTimeout: 10 * time.Second}
 		go func() { errc <- apiSrv.Serve(api) }()
 	}

@@ -3,9 +3,13 @@ package proxy
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -210,5 +214,59 @@ func TestFailedLoginEndsTheCommitWait(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("a failed login did not end the writer's wait for a bigger commit")
+	}
+}
+
+// TestSingleNodeOverviewOnlyWithAPI: the UI overview, read only through
+// --api, is counted only when the gateway serves the API: without it its
+// follower never runs (no ui-overview.json is written; the counts of a
+// run with --api stay where they ended), with it the overview counts from
+// the start and saves its counts at the stop.
+func TestSingleNodeOverviewOnlyWithAPI(t *testing.T) {
+	t.Parallel()
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) })
+	for _, withAPI := range []bool{false, true} {
+		t.Run(fmt.Sprint("api=", withAPI), func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			g, err := Open(Config{DataDir: dir, Routes: []Route{{Upstream: up.URL}}}, quiet)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var api net.Listener
+			if withAPI {
+				if api, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			errc := make(chan error, 1)
+			go func() { errc <- g.Serve(ctx, ln, api) }()
+			for range 5 {
+				resp, err := http.Get("http://" + ln.Addr().String() + "/x")
+				if err != nil {
+					cancel()
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+			}
+			cancel()
+			if err := <-errc; err != nil {
+				t.Fatal(err)
+			}
+			b, err := os.ReadFile(filepath.Join(dir, "ui-overview.json"))
+			switch {
+			case !withAPI && !errors.Is(err, os.ErrNotExist):
+				t.Fatalf("without --api the overview was counted and saved (%v): %.200s", err, b)
+			case withAPI && err != nil:
+				t.Fatalf("with --api the overview's counts were not saved: %v", err)
+			case withAPI && !bytes.Contains(b, []byte(`"next":`)):
+				t.Fatalf("saved overview: %.200s", b)
+			}
+		})
 	}
 }

@@ -143,6 +143,15 @@ type Config struct {
 	// request. Both still read from the ledger's in-memory tail.
 	FollowerPace time.Duration `yaml:"-"`
 
+	// OverviewOnDemand starts the UI overview's follower at the first
+	// request for the overview (or Server.StartOverview) instead of at
+	// New. Not a setting: the gateway's single node serves the API only
+	// with --api, and without it nobody reads the overview; its counts
+	// then wait in ui-overview.json where they ended, and the follower
+	// catches up from there when started (the overview answers "not
+	// covered" until it has, and the UI reads the index instead).
+	OverviewOnDemand bool `yaml:"-"`
+
 	// Once holds decisions an operator makes for one start only. They are
 	// command-line flags of trailguard serve, never read from the YAML
 	// file or the environment, so that they cannot stay on by accident.

@@ -222,7 +222,7 @@ func (s *Server) shutdown(plan ShutdownPlan) error {
 		w.cancel()
 	}
 	if s.ui != nil {
-		s.ui.followStop()
+		s.stopOverview()
 	}
 	followers := []*stopPart{
 		s.goStop(stepIndex, "the index catches up from the ledger at the next start, from its last committed batch", func() error {

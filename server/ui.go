@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -33,9 +34,11 @@ type uiState struct {
 	verify   *verifyRun
 	overview *overviewRollup
 	// followDone is closed when the overview's follower has ended (the
-	// ledger closed, or followStop) and saved its counts.
+	// ledger closed, or followStop) and saved its counts. Both are set
+	// once, in followOnce (nil while the follower has not started).
 	followDone chan struct{}
 	followStop context.CancelFunc
+	followOnce sync.Once
 
 	signIns, signInFailures, cspReports atomic.Uint64
 }
@@ -53,16 +56,9 @@ func (s *Server) uiRoutes(mux *http.ServeMux) {
 	s.ui.verify = s.newVerifyRun()
 	s.ui.overview = newOverviewRollup(filepath.Join(s.cfg.DataDir, "ui-overview.json"))
 	s.ui.overview.pace = s.cfg.FollowerPace
-	s.ui.followDone = make(chan struct{})
-	ctx, stop := context.WithCancel(context.Background())
-	s.ui.followStop = stop
-	go func() {
-		defer close(s.ui.followDone)
-		s.ui.overview.follow(ctx, s.ledger) // until stopped or the ledger closes
-		if err := s.ui.overview.save(); err != nil {
-			s.log.Warn("the overview's counts were not saved; the next start reads the ledger again", "err", err)
-		}
-	}()
+	if !s.cfg.OverviewOnDemand {
+		s.StartOverview()
+	}
 	mux.Handle("GET "+ui.Prefix, ui.Handler())
 	mux.HandleFunc("GET "+uiAPIPrefix+"/session", s.handleUISession)
 	mux.HandleFunc("POST "+uiAPIPrefix+"/session", s.handleUISignIn)
@@ -78,6 +74,37 @@ func (s *Server) uiRoutes(mux *http.ServeMux) {
 	s.uiDetectRoutes(mux)
 }
 
+// StartOverview starts the UI overview's follower if it has not started:
+// at New, unless Config.OverviewOnDemand defers it to the first request for
+// the overview or to this call (an embedder about to serve the API). It
+// resumes from the counts saved in ui-overview.json. Nothing starts once
+// the server is closing.
+func (s *Server) StartOverview() {
+	if s.ui == nil {
+		return
+	}
+	s.ui.followOnce.Do(func() {
+		ctx, stop := context.WithCancel(context.Background())
+		s.ui.followStop, s.ui.followDone = stop, make(chan struct{})
+		go func() {
+			defer close(s.ui.followDone)
+			s.ui.overview.follow(ctx, s.ledger) // until stopped or the ledger closes
+			if err := s.ui.overview.save(); err != nil {
+				s.log.Warn("the overview's counts were not saved; the next start reads the ledger again", "err", err)
+			}
+		}()
+	})
+}
+
+// stopOverview tells the overview's follower to stop, if it runs, and
+// keeps one from starting afterwards.
+func (s *Server) stopOverview() {
+	s.ui.followOnce.Do(func() {})
+	if s.ui.followStop != nil {
+		s.ui.followStop()
+	}
+}
+
 // closeUI stops what the UI runs in the background with the data
 // directory and waits for it: the overview's follower, which saves its
 // counts (ui-overview.json, from where the next start resumes), and a
@@ -86,8 +113,10 @@ func (s *Server) closeUI() {
 	if s.ui == nil {
 		return
 	}
-	s.ui.followStop()
-	<-s.ui.followDone
+	s.stopOverview()
+	if s.ui.followDone != nil {
+		<-s.ui.followDone
+	}
 	v := s.ui.verify
 	v.mu.Lock()
 	running, done := v.running, v.done

@@ -938,6 +938,7 @@ func topN(m map[string]uint64, n int) []overviewTop {
 // from and to are whole minutes (RFC 3339); without to, the range ends with
 // the current minute, and a from of 24h (the default) reaches back from there.
 func (s *Server) handleOverview(w http.ResponseWriter, r *http.Request) {
+	s.StartOverview() // Config.OverviewOnDemand: the first request starts the counting
 	p, ok := s.startRead(w, r, "from", "to", "interval", "warm", "service", "n")
 	if !ok {
 		return

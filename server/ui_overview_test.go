@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/url"
@@ -532,5 +533,78 @@ func TestOverviewPaced(t *testing.T) {
 	}
 	if f.Next == 0 || f.Next > ts.ledger.Size() {
 		t.Fatalf("saved counts end at %d, ledger size %d", f.Next, ts.ledger.Size())
+	}
+}
+
+// TestOverviewOnDemand: with Config.OverviewOnDemand (the gateway's
+// without --api) the overview does not follow the ledger until it is
+// asked for, and its saved counts wait where they ended; the first request
+// starts it, and it catches up from there.
+func TestOverviewOnDemand(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	onDemand := func(c *Config) { c.OverviewOnDemand = true }
+	rng := rand.New(rand.NewPCG(7, 8))
+	appendSome := func(ts *testServer, n int) {
+		for i := range n {
+			if _, err := ts.ledger.Append(context.Background(), []byte(overviewEvent(rng, time.Now(), i))); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	savedNext := func() uint64 {
+		b, err := os.ReadFile(filepath.Join(dir, "ui-overview.json"))
+		if errors.Is(err, os.ErrNotExist) {
+			return 0
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		var f overviewFile
+		if err := json.Unmarshal(b, &f); err != nil {
+			t.Fatal(err)
+		}
+		return f.Next
+	}
+
+	ts := startServer(t, dir, onDemand)
+	appendSome(ts, 30)
+	time.Sleep(100 * time.Millisecond) // time enough for a follower to have started
+	if got := ts.ui.overview.caughtUp(); got != 0 {
+		t.Fatalf("the overview followed the ledger (up to %d) before anyone asked for it", got)
+	}
+	// The first request starts it (answered "not covered" while it catches up).
+	if code, b := ts.do(t, "GET", "/v1/overview?from=1h", ts.read, nil); code != 200 {
+		t.Fatalf("overview: %d %s", code, b)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ts.ui.overview.caughtUp() < ts.ledger.Size(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("overview at %d, ledger at %d after the request", ts.ui.overview.caughtUp(), ts.ledger.Size())
+		}
+	}
+	ts.stop(t)
+	saved := savedNext()
+	if saved == 0 {
+		t.Fatal("the overview's counts were not saved at the stop")
+	}
+
+	// Restarted and never asked: nothing follows, the saved counts stay.
+	ts2 := startServer(t, dir, onDemand)
+	appendSome(ts2, 30)
+	time.Sleep(100 * time.Millisecond)
+	if got := ts2.ui.overview.caughtUp(); got != 0 {
+		t.Fatalf("the overview followed the ledger (up to %d) before anyone asked for it", got)
+	}
+	ts2.stop(t)
+	if got := savedNext(); got != saved {
+		t.Fatalf("saved counts end at %d after a start without requests, %d before", got, saved)
+	}
+
+	// StartOverview (the gateway's --api) resumes from them.
+	ts3 := startServer(t, dir, onDemand)
+	ts3.StartOverview()
+	for deadline := time.Now().Add(10 * time.Second); ts3.ui.overview.loadedUpTo() != saved || ts3.ui.overview.caughtUp() < ts3.ledger.Size(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("overview loaded up to %d (saved %d), at %d, ledger at %d", ts3.ui.overview.loadedUpTo(), saved, ts3.ui.overview.caughtUp(), ts3.ledger.Size())
+		}
 	}
 }
