@@ -42,6 +42,10 @@ THREADS=${THREADS:-2}
 RATE=${RATE:-2000}
 ROUNDS=${ROUNDS:-10}
 PARTS=${PARTS:-throughput,latency,attack} # which parts to run
+HTTP1=${HTTP1:-lean} # the gateway's plain listener: lean (its own HTTP/1.1 front end) or net/http
+# NETHTTP=1 also runs a second single node with http1: net/http ("single-nethttp"), alternated with the
+# others in the throughput and latency parts: the front end against net/http's server in the same run.
+NETHTTP=${NETHTTP:-}
 BLOCK_RUNS=${BLOCK_RUNS:-40}
 TASKS=${TASKS:-16} # hydra's parallel tasks (hydra's default)
 PROCS=${PROCS:-1} # hydra processes attacking together from each address
@@ -74,14 +78,18 @@ go build -o "$WORK/trailguard" ./cmd/trailguard
 (cd bench && go build -o "$WORK/trailproxy" ./cmd/trailproxy && go build -o "$WORK/ratelat" ./cmd/ratelat)
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-UP=$(port); TG=$(port); NG=$(port); TR=$(port)
+UP=$(port); TG=$(port); NG=$(port); TR=$(port); TN=$(port)
 wait_http() { for _ in $(seq 100); do curl -fso /dev/null "$1" && return 0; sleep 0.1; done; echo "no answer from $1"; exit 1; }
 
 "$HTTPBIN" -host 127.0.0.1 -port "$UP" >"$WORK/httpbin.log" 2>&1 & pids+=($!)
-"$WORK/trailguard" proxy --listen "127.0.0.1:$TG" --upstream "http://127.0.0.1:$UP" --data "$WORK/tg-data" \
-	>"$WORK/tg.log" 2>&1 & TGPID=$!; pids+=($TGPID)
-"$WORK/trailproxy" -listen "127.0.0.1:$TR" -upstream "http://127.0.0.1:$UP" -trail "$WORK/trail-only" \
+"$WORK/trailguard" proxy --config <(echo "http1: $HTTP1") --listen "127.0.0.1:$TG" --upstream "http://127.0.0.1:$UP" \
+	--data "$WORK/tg-data" >"$WORK/tg.log" 2>&1 & TGPID=$!; pids+=($TGPID)
+"$WORK/trailproxy" -http1 "$HTTP1" -listen "127.0.0.1:$TR" -upstream "http://127.0.0.1:$UP" -trail "$WORK/trail-only" \
 	>"$WORK/trailproxy.log" 2>&1 & TRPID=$!; pids+=($TRPID)
+if [ -n "$NETHTTP" ]; then
+	"$WORK/trailguard" proxy --config <(echo "http1: net/http") --listen "127.0.0.1:$TN" --upstream "http://127.0.0.1:$UP" \
+		--data "$WORK/tn-data" >"$WORK/tn.log" 2>&1 & TNPID=$!; pids+=($TNPID)
+fi
 
 mkdir -p "$WORK/nginx/logs"
 cat >"$WORK/nginx/nginx.conf" <<EOF
@@ -110,6 +118,7 @@ http {
 EOF
 nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx"
 wait_http "http://127.0.0.1:$UP/get"; wait_http "http://127.0.0.1:$TG/get"; wait_http "http://127.0.0.1:$NG/get"; wait_http "http://127.0.0.1:$TR/get"
+[ -z "$NETHTTP" ] || wait_http "http://127.0.0.1:$TN/get"
 
 # cpu_of PIDS...: user+system CPU seconds of the processes.
 cpu_of() { python3 - "$@" <<'EOF'
@@ -151,6 +160,7 @@ for i in $(seq "$RUNS"); do
 	run_wrk nginx "$NG" $(nginx_pids)
 	run_wrk single "$TG" "$TGPID"
 	run_wrk trail "$TR" "$TRPID"
+	[ -z "$NETHTTP" ] || run_wrk single-nethttp "$TN" "$TNPID"
 done
 d=$(median <<<"${RPS[direct]}"); n=$(median <<<"${RPS[nginx]}"); g=$(median <<<"${RPS[single]}"); r=$(median <<<"${RPS[trail]}")
 dc=$(median <<<"${CPU[direct]}"); nc=$(median <<<"${CPU[nginx]}"); gc=$(median <<<"${CPU[single]}"); rc=$(median <<<"${CPU[trail]}")
@@ -165,16 +175,22 @@ ratio=$(python3 -c "print(f'{$g/$n:.2f}')"); p=$(proj "$gc")
 echo "RESULT throughput, trailguard proxy single node (ledger, index, detection): trailguard / nginx req/s = $ratio, CPU-bound projection ($dc + $nc) / ($dc + $gc) = $p (goal >= 0.80): $(verdict "$ratio >= 0.8 and $p >= 0.8")"
 ratio=$(python3 -c "print(f'{$r/$n:.2f}')"); p=$(proj "$rc")
 echo "   for comparison, trail only (bench/cmd/trailproxy): req/s ratio $ratio, CPU-bound projection ($dc + $nc) / ($dc + $rc) = $p"
+if [ -n "$NETHTTP" ]; then
+	m=$(median <<<"${RPS[single-nethttp]}"); mc=$(median <<<"${CPU[single-nethttp]}")
+	echo "   single node with http1: net/http: $m req/s ($mc us CPU/req): req/s ratio $(python3 -c "print(f'{$m/$n:.2f}')"), projection $(proj "$mc")"
+fi
 fi
 
 if [[ $PARTS == *latency* ]]; then
 echo "== latency at a constant $RATE requests/s (bench/cmd/ratelat: each target in turn for 1 s, $ROUNDS rounds, after 2 s of warm-up each)"
 echo "   load average before: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
+extra=(); [ -z "$NETHTTP" ] || extra=(single-nethttp="http://127.0.0.1:$TN/get")
 out=$("$WORK/ratelat" -rate "$RATE" -rounds "$ROUNDS" direct="http://127.0.0.1:$UP/get" single="http://127.0.0.1:$TG/get" \
-	trail="http://127.0.0.1:$TR/get" nginx="http://127.0.0.1:$NG/get")
+	trail="http://127.0.0.1:$TR/get" nginx="http://127.0.0.1:$NG/get" "${extra[@]}")
 grep -v '^RESULT' <<<"$out" | sed 's/^/   /'
 p99() { awk -v n="$1" '$1 == "RESULT" && $2 == n {print $4}' <<<"$out"; }
 added=$(python3 -c "print(f'{$(p99 single)-$(p99 direct):.3f}')")
+[ -z "$NETHTTP" ] || echo "   single node with http1: net/http: p99 added $(python3 -c "print(f'{$(p99 single-nethttp)-$(p99 direct):.3f}')") ms"
 echo "RESULT latency, trailguard proxy single node: p99 added over direct = $added ms (goal <= 1 ms; nginx adds $(python3 -c "print(f'{$(p99 nginx)-$(p99 direct):.3f}')") ms, trail only $(python3 -c "print(f'{$(p99 trail)-$(p99 direct):.3f}')") ms): $(verdict "$added <= 1.0")"
 fi
 

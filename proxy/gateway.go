@@ -343,17 +343,15 @@ func closeBefore(f func() error, deadline time.Time, what string, budget time.Du
 // written by 75 %; the followers are stopped, or abandoned, by 90 %.
 func (g *Gateway) Serve(ctx context.Context, ln, api net.Listener) error {
 	srv := g.HTTPServer()
-	var front server2 = srv
+	var front PlainServer = srv
 	errc := make(chan error, 2)
 	switch {
 	case g.cfg.TLSCert != "":
 		go func() { errc <- srv.ServeTLS(ln, g.cfg.TLSCert, g.cfg.TLSKey) }()
-	case g.cfg.HTTP1 == HTTP1Lean:
-		f := newFront(g.Proxy, g.Proxy.leanTakes, srv)
-		front = f
-		go func() { errc <- f.Serve(ln) }()
 	default:
-		go func() { errc <- srv.Serve(ln) }()
+		ps := newPlainServer(g.Proxy, srv, g.cfg)
+		front = ps
+		go func() { errc <- ps.Serve(ln) }()
 	}
 	var apiSrv *http.Server
 	if api != nil && g.collector != nil {
@@ -372,7 +370,7 @@ func (g *Gateway) Serve(ctx context.Context, ln, api net.Listener) error {
 	}
 	drain, cancel := context.WithDeadline(context.Background(), plan.Drain)
 	defer cancel()
-	shut := func(s server2) {
+	shut := func(s PlainServer) {
 		if err := s.Shutdown(drain); err != nil {
 			s.Close() // streams and WebSockets still open
 		}
@@ -396,11 +394,27 @@ func (g *Gateway) Serve(ctx context.Context, ln, api net.Listener) error {
 	return err
 }
 
-// server2 is what Serve shuts down: the http.Server, or the lean front
-// end with the http.Server behind it.
-type server2 interface {
+// PlainServer serves a Proxy on a plain (not TLS) listener: the lean
+// HTTP/1.1 front end with the http.Server behind it, or the http.Server
+// alone (Config.HTTP1). Shutdown and Close are http.Server's.
+type PlainServer interface {
+	Serve(net.Listener) error
 	Shutdown(context.Context) error
 	Close() error
+}
+
+// NewPlainServer returns the server for a Proxy's plain listener, with
+// the configuration's protocols and timeouts, as `trailguard proxy` uses
+// it.
+func NewPlainServer(p *Proxy, cfg Config, log *slog.Logger) PlainServer {
+	return newPlainServer(p, NewServer(p, cfg, log), cfg.withDefaults())
+}
+
+func newPlainServer(p *Proxy, srv *http.Server, cfg Config) PlainServer {
+	if cfg.HTTP1 == HTTP1NetHTTP {
+		return srv
+	}
+	return newFront(p, p.leanTakes, srv)
 }
 
 // HTTPServer is the http.Server the gateway listens with: HTTP/1.1 and

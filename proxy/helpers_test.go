@@ -98,7 +98,7 @@ func gateway(t testing.TB, cfg Config) (*Proxy, string, *memSink) {
 }
 
 // gatewayServer is gateway, with the server it listens with.
-func gatewayServer(t testing.TB, cfg Config) (*Proxy, string, *memSink, server2) {
+func gatewayServer(t testing.TB, cfg Config) (*Proxy, string, *memSink, PlainServer) {
 	t.Helper()
 	ms := &memSink{}
 	cfg.Sink = ms
@@ -118,17 +118,11 @@ func gatewayServer(t testing.TB, cfg Config) (*Proxy, string, *memSink, server2)
 	return p, "http://" + ln.Addr().String(), ms, srv
 }
 
-// listen serves p on ln as Gateway.Serve does: with the lean front end
-// unless cfg.HTTP1 is net/http.
-func listen(p *Proxy, cfg Config, ln net.Listener) server2 {
-	srv := NewServer(p, cfg, nil)
-	if cfg.HTTP1 == HTTP1NetHTTP {
-		go srv.Serve(ln)
-		return srv
-	}
-	f := newFront(p, p.leanTakes, srv)
-	go f.Serve(ln)
-	return f
+// listen serves p on ln as Gateway.Serve does.
+func listen(p *Proxy, cfg Config, ln net.Listener) PlainServer {
+	srv := NewPlainServer(p, cfg, nil)
+	go srv.Serve(ln)
+	return srv
 }
 
 // upstream is a real HTTP server on 127.0.0.1 that counts requests.

@@ -34,6 +34,7 @@ func main() {
 	trail := flag.String("trail", "", "directory of the JSON-lines trail (DIR/trail.jsonl)")
 	discard := flag.Bool("discard", false, "encode the events and drop them (no trail)")
 	pprofAddr := flag.String("pprof", "", "serve net/http/pprof on this address")
+	http1 := flag.String("http1", proxy.HTTP1Lean, "server of the listener: lean (the gateway's front end) or net/http")
 	flag.Parse()
 	if *upstream == "" || (*trail == "") == !*discard {
 		fmt.Fprintln(os.Stderr, "usage: trailproxy -upstream URL (-trail DIR | -discard) [-listen ADDR] [-pprof ADDR]")
@@ -48,7 +49,7 @@ func main() {
 		}
 		s = f
 	}
-	cfg := proxy.Config{Listen: *listen, Routes: []proxy.Route{{Name: "default", Upstream: *upstream}}, Sink: s}
+	cfg := proxy.Config{Listen: *listen, HTTP1: *http1, Routes: []proxy.Route{{Name: "default", Upstream: *upstream}}, Sink: s}
 	p, err := proxy.New(cfg, log)
 	if err != nil {
 		fail(err)
@@ -60,7 +61,7 @@ func main() {
 	if err != nil {
 		fail(err)
 	}
-	srv := proxy.NewServer(p, cfg, log)
+	srv := proxy.NewPlainServer(p, cfg, log)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	go func() { <-ctx.Done(); srv.Close() }()
