@@ -210,3 +210,51 @@ level: medium
 		}
 	}
 }
+
+// TestRepeatedValuesDecideAlike: an engine that has seen a field's value
+// before (runProg keeps the last value's results) decides each event as an
+// engine that sees it alone does, through repeats, changes and returns of
+// values, cased and not, single and in lists.
+func TestRepeatedValuesDecideAlike(t *testing.T) {
+	const rules = `title: sqlmap
+logsource:
+    category: webserver
+detection:
+    sel: {c-useragent|contains: sqlmap}
+    condition: sel
+---
+title: alice
+logsource:
+    category: webserver
+detection:
+    sel: {user.name: alice, url.path|endswith: /admin}
+    condition: sel
+`
+	ev := func(ua, user, path string) string {
+		return fmt.Sprintf(`{"event":{"category":["web"]},"user_agent":{"original":%q},"user":{"name":%q},"url":{"path":%q}}`, ua, user, path)
+	}
+	events := []string{
+		ev("sqlmap/1.8", "alice", "/admin"), ev("sqlmap/1.8", "alice", "/admin"), ev("curl/8", "alice", "/x"),
+		ev("curl/8", "ALICE", "/admin"), ev("SQLMap/2", "bob", "/admin"), ev("SQLMap/2", "bob", "/admin"),
+		ev("curl/8", "alice", "/admin"), ev("sqlmap/1.8", "alice", "/y/admin"),
+		`{"event":{"category":["web"]},"user_agent":{"original":["curl/8","sqlmap/1"]},"user":{"name":"bob"}}`,
+		ev("curl/8", "bob", "/admin"),
+	}
+	seq := engineFor(t, rules)
+	matched := 0
+	for i, e := range events {
+		var got []string
+		seq.Process(Record{Index: uint64(i), Data: []byte(e)}, func(a *Alert) { got = append(got, a.Rule.Title) })
+		var alone []string
+		for _, a := range runEvents(engineFor(t, rules), e) {
+			alone = append(alone, a.Rule.Title)
+		}
+		if strings.Join(got, ",") != strings.Join(alone, ",") {
+			t.Errorf("event %d %s: after the others %v, alone %v", i, e, got, alone)
+		}
+		matched += len(got)
+	}
+	if matched < 6 {
+		t.Fatalf("only %d alerts: the events do not exercise the rules", matched)
+	}
+}

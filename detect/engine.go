@@ -281,7 +281,7 @@ func NewEngine(rs *RuleSet, opts Options) (*Engine, []*LoadError) {
 	e.spanFields = e.x.spanPlan()
 	e.buildProgs()
 	e.ctx = evalCtx{eng: e, res: make([]uint8, len(e.atoms)),
-		fvals: make([][]string, len(e.fields)), fstate: make([]uint8, len(e.fields))}
+		fvals: make([][]string, len(e.fields)), fstate: make([]uint8, len(e.fields)), memo: make([]progMemo, len(e.fields))}
 	e.now = math.MinInt64
 	return e, errs
 }
@@ -537,7 +537,22 @@ type evalCtx struct {
 	buf    []byte
 	low    []byte
 	ls     uint8 // logsource bits: 1 read, 2 web, 4 authentication
+	// memo keeps, per field, the last single value runProg evaluated
+	// and its atoms' results: consecutive events mostly repeat a field's
+	// value (the action, the outcome, the user agent, the service), and
+	// the results depend on the value alone.
+	memo []progMemo
 }
+
+// progMemo is a field program's results for one value.
+type progMemo struct {
+	v   []byte  // the value (a copy)
+	res []uint8 // the results of the program's atoms, in order
+	ok  bool
+}
+
+// maxMemoValue is the longest value runProg remembers.
+const maxMemoValue = 256
 
 func (x *evalCtx) reset() {
 	clear(x.res)
@@ -617,10 +632,21 @@ func (x *evalCtx) atom(id int32) bool {
 }
 
 func (x *evalCtx) runProg(p *fieldProg, f int32) {
+	vals := x.values(f)
+	var m *progMemo
+	if len(vals) == 1 && len(vals[0]) <= maxMemoValue {
+		m = &x.memo[f]
+		if m.ok && string(m.v) == vals[0] {
+			for i, id := range p.atoms {
+				x.res[id] = m.res[i]
+			}
+			return
+		}
+	}
 	for _, id := range p.atoms {
 		x.res[id] = resFalse
 	}
-	for _, v := range x.values(f) {
+	for _, v := range vals {
 		for _, id := range p.anyAtoms {
 			x.res[id] = resTrue
 		}
@@ -631,6 +657,14 @@ func (x *evalCtx) runProg(p *fieldProg, f int32) {
 		}
 		p.folded.run(x, lv)
 		p.cased.run(x, v)
+	}
+	if m != nil {
+		m.v = append(m.v[:0], vals[0]...)
+		m.res = m.res[:0]
+		for _, id := range p.atoms {
+			m.res = append(m.res, x.res[id])
+		}
+		m.ok = true
 	}
 }
 

@@ -86,6 +86,21 @@ type ScrubPass struct {
 	first, after []int32
 	// clean[f] is the text last found clean as a value of field f.
 	clean [len(normFields)]cleanText
+	// nowText is now in TimeFormat: a request's events share their
+	// event.ingested, written once.
+	now     time.Time
+	nowText []byte
+}
+
+// appendNow appends now as AppendTime does.
+func (p *ScrubPass) appendNow(b []byte, now time.Time) []byte {
+	if p == nil {
+		return AppendTime(b, now)
+	}
+	if len(p.nowText) == 0 || !p.now.Equal(now) {
+		p.now, p.nowText = now, AppendTime(p.nowText[:0], now)
+	}
+	return append(b, p.nowText...)
 }
 
 // NewScrubPass returns a ScrubPass asking sc.
@@ -874,7 +889,7 @@ func (n *normalizer) emit(dst []byte, now time.Time, newID func([]byte) []byte) 
 			b = e.key(b, f.spec)
 			vs := len(b)
 			b = append(b, '"')
-			b = AppendTime(b, now)
+			b = n.pass.appendNow(b, now)
 			b = append(b, '"')
 			note(i, vs, b, true)
 			if sp != nil {
