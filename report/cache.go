@@ -97,7 +97,7 @@ type rareFile struct {
 }
 
 func cf(c counter) counterFile { return counterFile{c.m, c.other} }
-func fc(c counterFile) counter { return counter{c.M, c.Other} }
+func fc(c counterFile) counter { return counter{m: c.M, other: c.Other} }
 
 func toFile(a *acc, root tlog.Hash) *chunkFile {
 	f := &chunkFile{Version: cacheVersion, Root: root, Records: a.records, Undec: a.undec, Events: a.events, Alerts: a.alerts,

@@ -163,3 +163,27 @@ func TestWarmLedgerEndsAtChunk(t *testing.T) {
 		})
 	}
 }
+
+// TestCounterRepeats: a counter counts keys repeated (its last-key path),
+// alternating and new, the empty key among them, as a plain map does, and
+// a counter read back from its saved form goes on counting alike.
+func TestCounterRepeats(t *testing.T) {
+	keys := []string{"a", "a", "b", "a", "", "", "b", "b", "c", "a", "", "c", "c"}
+	var c counter
+	want := map[string]uint64{}
+	for i, k := range keys {
+		c.add([]byte(k), uint64(i+1))
+		want[k] += uint64(i + 1)
+		if i == 6 {
+			c = fc(cf(c)) // saved and read back mid-way
+		}
+	}
+	if len(c.m) != len(want) || c.other != 0 {
+		t.Fatalf("counter %v (other %d), want %v", c.m, c.other, want)
+	}
+	for k, v := range want {
+		if c.m[k] != v {
+			t.Fatalf("counter %v, want %v", c.m, want)
+		}
+	}
+}

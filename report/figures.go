@@ -287,21 +287,35 @@ const maxKeys = 1 << 20
 type counter struct {
 	m     map[string]uint64
 	other uint64
+	// last is the key last added, a key of m: consecutive records mostly
+	// repeat it (the action, the service), and adding with it costs one
+	// map update and no new string (a []byte key converted for the
+	// update was a string allocated per record).
+	last    string
+	hasLast bool
 }
 
 func (c *counter) add(k []byte, n uint64) {
 	if c.m == nil {
 		c.m = map[string]uint64{}
 	}
+	if c.hasLast && c.last == string(k) {
+		c.m[c.last] += n // (nothing deletes keys of m)
+		return
+	}
 	if v, ok := c.m[string(k)]; ok {
-		c.m[string(k)] = v + n
+		key := string(k)
+		c.m[key] = v + n
+		c.last, c.hasLast = key, true
 		return
 	}
 	if len(c.m) >= maxKeys {
 		c.other += n
 		return
 	}
-	c.m[string(k)] = n
+	key := string(k)
+	c.m[key] = n
+	c.last, c.hasLast = key, true
 }
 
 func (c *counter) merge(o *counter) {
