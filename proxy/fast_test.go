@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
 	"net/textproto"
 	"slices"
 	"strconv"
@@ -68,7 +69,16 @@ func (u *rawUpstream) serve(c net.Conn) {
 			}
 			fields = append(fields, f)
 		}
-		if _, err := io.CopyN(io.Discard, tp.R, int64(n)); err != nil {
+		if slices.Contains(fields, "Transfer-Encoding: chunked") {
+			if _, err := io.Copy(io.Discard, httputil.NewChunkedReader(tp.R)); err != nil {
+				return
+			}
+			for { // the trailer section
+				if f, err := tp.ReadLine(); err != nil || f == "" {
+					break
+				}
+			}
+		} else if _, err := io.CopyN(io.Discard, tp.R, int64(n)); err != nil {
 			return
 		}
 		slices.Sort(fields)

@@ -235,6 +235,7 @@ func (lc *leanConn) serve() {
 		f.forget(lc)
 	}()
 	limit := f.maxHead
+	servedOne := false
 	for {
 		h, res := h1.Parse(lc.buf[lc.r:lc.w], limit)
 		switch res {
@@ -248,6 +249,12 @@ func (lc *leanConn) serve() {
 			}
 			continue
 		case h1.Decline:
+			if servedOne && lc.lateH2Preface() {
+				// net/http looks for the cleartext HTTP/2 preface only
+				// at the start of a connection; handed over here it would
+				// switch a connection that has been HTTP/1.1 to HTTP/2.
+				return
+			}
 			handed = lc.handOff()
 			return
 		}
@@ -260,6 +267,7 @@ func (lc *leanConn) serve() {
 		}
 		lc.r += h.Len
 		f.served.Add(1)
+		servedOne = true
 		if !lc.serveOne(r) {
 			return
 		}
@@ -358,6 +366,33 @@ func (lc *leanConn) watch() {
 	var ne net.Error
 	if n == 0 && err != nil && !(errors.As(err, &ne) && ne.Timeout()) {
 		lc.cancel()
+	}
+}
+
+// h2Start is how a cleartext HTTP/2 connection with prior knowledge
+// starts: net/http's http.Server looks for it (then for the rest of the
+// preface) at the start of every connection it accepts.
+const h2Start = "PRI * HTTP/2.0"
+
+// lateH2Preface reports whether the bytes after the requests served on
+// the connection start an HTTP/2 preface (reading more while they may),
+// which a connection handed to net/http must not carry: it would take
+// them for a new connection's and switch protocols mid-stream, where
+// net/http serving the connection from its start reads them as one more
+// HTTP/1 request. Such a connection is closed instead.
+func (lc *leanConn) lateH2Preface() bool {
+	for {
+		p := lc.buf[lc.r:lc.w]
+		n := min(len(p), len(h2Start))
+		if string(p[:n]) != h2Start[:n] {
+			return false
+		}
+		if n == len(h2Start) {
+			return true
+		}
+		if !lc.fill() {
+			return false
+		}
 	}
 }
 
