@@ -357,8 +357,16 @@ func (lc *leanConn) endWatch() bool {
 // cancels the request.
 func (lc *leanConn) watch() {
 	defer func() { lc.watchDone <- struct{}{} }()
+	if lc.w == len(lc.buf) && lc.r > 0 {
+		// A full buffer: the request served is parsed (its strings are
+		// copies), so its head's bytes make room for the watch's read,
+		// which net/http's watch has too (a client that sends a request
+		// and a buffer's worth of the next must not keep the upstream
+		// busy once it has gone).
+		lc.w = copy(lc.buf, lc.buf[lc.r:lc.w])
+		lc.r = 0
+	}
 	if lc.w == len(lc.buf) {
-		// A full buffer of pipelined requests: nothing to watch with.
 		return
 	}
 	n, err := lc.c.Read(lc.buf[lc.w:])

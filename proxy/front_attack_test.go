@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/trailguard/trailguard/event"
 	"time"
 )
 
@@ -260,5 +262,88 @@ func TestLeanFrontLateH2Preface(t *testing.T) {
 	}
 	if f := srv.(*front); f.served.Load() != 4 {
 		t.Errorf("served %d requests, want the 4 GETs", f.served.Load())
+	}
+}
+
+// TestLeanFrontClientGoneWithPipelinedBytes: a client that sends a
+// request and, at once, enough of a next one to fill the front end's read
+// buffer, then goes away while the first waits for the upstream, cancels
+// the upstream exchange as net/http does (the front end's watch for the
+// client's departure must not need room in the buffer).
+func TestLeanFrontClientGoneWithPipelinedBytes(t *testing.T) {
+	t.Parallel()
+	for _, mode := range []string{HTTP1Lean, HTTP1NetHTTP} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			arrived, gone := make(chan struct{}, 1), make(chan struct{}, 1)
+			up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+				arrived <- struct{}{}
+				select {
+				case <-r.Context().Done():
+					gone <- struct{}{}
+				case <-time.After(10 * time.Second):
+				}
+			})
+			_, url, sink := gateway(t, Config{HTTP1: mode, Routes: []Route{{Upstream: up.URL}}})
+			c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			// 4096 bytes: the front end's buffer, and net/http's.
+			raw := "GET /hang HTTP/1.1\r\nHost: a\r\nX-Request-Id: gone-full\r\n\r\n" + "GET /next HTTP/1.1\r\nHost: a\r\nX-Pad: "
+			io.WriteString(c, raw+strings.Repeat("a", 4096-len(raw)))
+			select {
+			case <-arrived:
+			case <-time.After(5 * time.Second):
+				t.Fatal("the request did not reach the upstream")
+			}
+			time.Sleep(50 * time.Millisecond) // several sweeps: the front end watches by now
+			c.Close()
+			select {
+			case <-gone:
+			case <-time.After(5 * time.Second):
+				t.Fatal("the upstream exchange went on after the client left")
+			}
+			sink.wait(t, "the access event", func([]*event.Event) bool { return len(eventsOf(t, sink, "gone-full")) > 0 })
+		})
+	}
+}
+
+// TestLeanFrontWatchKeepsPipelinedBytes: the bytes a watch reads, and
+// those it moves to make room, are the next requests' and are served in
+// order (a slow first request, a full buffer of pipelined ones).
+func TestLeanFrontWatchKeepsPipelinedBytes(t *testing.T) {
+	t.Parallel()
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			time.Sleep(60 * time.Millisecond)
+		}
+		io.WriteString(w, r.URL.Path+" "+r.Header.Get("X-Pad")[:min(3, len(r.Header.Get("X-Pad")))])
+	})
+	_, url, _, srv := gatewayServer(t, Config{Routes: []Route{{Upstream: up.URL}}})
+	c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	first := "GET /slow HTTP/1.1\r\nHost: a\r\n\r\n" + "GET /second HTTP/1.1\r\nHost: a\r\nX-Pad: " + strings.Repeat("b", 1000) + "\r\n\r\n" +
+		"GET /third HTTP/1.1\r\nHost: a\r\nX-Pad: "
+	io.WriteString(c, first+strings.Repeat("c", 4096-len(first)))
+	time.Sleep(30 * time.Millisecond) // the first is at the upstream, watched
+	io.WriteString(c, strings.Repeat("c", 3000)+"\r\n\r\n")
+	br := bufio.NewReader(c)
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for _, want := range []string{"/slow ", "/second bbb", "/third ccc"} {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		if string(b) != want {
+			t.Errorf("answer %q, want %q", b, want)
+		}
+	}
+	if f := srv.(*front); f.served.Load() != 3 {
+		t.Errorf("served %d, want 3", f.served.Load())
 	}
 }
