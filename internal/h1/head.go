@@ -56,23 +56,11 @@ func Parse(b []byte, max int) (Head, Result) {
 	}
 	// The head ends at the first empty line; every line ends in CRLF (a
 	// bare LF, which net/http accepts as a line end, is declined).
-	end := -1
-	for i := 0; i < len(b); {
-		j := bytes.IndexByte(b[i:], '\n')
-		if j < 0 {
-			break
-		}
-		j += i
-		if j == 0 || b[j-1] != '\r' {
-			return h, Decline
-		}
-		if j >= 3 && b[j-2] == '\n' && b[j-3] == '\r' {
-			end = j + 1
-			break
-		}
-		i = j + 1
-	}
+	end := headEnd(b)
 	if end < 0 {
+		return h, Decline
+	}
+	if end == 0 {
 		if len(b) >= max {
 			return h, Decline
 		}
@@ -99,69 +87,31 @@ func Parse(b []byte, max int) (Head, Result) {
 	}
 	h.RequestURI = s[i:sp]
 	i = sp + len(" HTTP/1.1\r\n")
-	// Fields. Count the lines for one allocation of the values.
-	n := 0
-	for k := i; k < end-2; k++ {
-		if s[k] == '\n' {
-			n++
-		}
-	}
-	h.Header = make(http.Header, n)
-	vals := make([]string, n)
-	nv := 0
-	hosts := 0
-	for i < end-2 {
-		eol := i + indexByte(s[i:], '\n') // preceded by '\r' (checked above)
-		line := s[i : eol-1]
-		i = eol + 1
-		colon := -1
-		for k := 0; k < len(line); k++ {
-			c := line[k]
-			if c == ':' {
-				colon = k
-				break
-			}
-			if !tokenByte(c) {
-				return h, Decline // also white space before the colon, obs-fold
-			}
-		}
-		if colon <= 0 {
-			return h, Decline
-		}
-		v := line[colon+1:]
-		for k := 0; k < len(v); k++ {
-			if c := v[k]; c < 0x20 && c != '\t' || c == 0x7f {
-				return h, Decline
-			}
-		}
-		v = trim(v)
-		key := canonical(line[:colon])
+	var hosts int
+	h.Header, ok = fields(s, i, end, func(key, v string) fieldAction {
 		switch key {
 		case "Host":
 			hosts++
 			if hosts > 1 || !validHost(v) {
-				return h, Decline
+				return reject
 			}
 			h.Host = v
-			continue
+			return skip
 		case "Content-Length", "Transfer-Encoding", "Expect", "Upgrade", "Trailer", "Pragma", "Http2-Settings":
 			// A body, an upgrade, a 100-continue, or a field net/http
 			// rewrites (Pragma: no-cache adds Cache-Control).
-			return h, Decline
+			return reject
 		case "Connection":
 			// Only the default of HTTP/1.1; "close" and the hop-by-hop
 			// fields a Connection names are net/http's to handle.
 			if !equalFold(v, "keep-alive") {
-				return h, Decline
+				return reject
 			}
 		}
-		if old, ok := h.Header[key]; ok {
-			h.Header[key] = append(old, v)
-			continue
-		}
-		vals[nv] = v
-		h.Header[key] = vals[nv : nv+1 : nv+1]
-		nv++
+		return keep
+	})
+	if !ok {
+		return h, Decline
 	}
 	if hosts != 1 {
 		return h, Decline
@@ -172,6 +122,94 @@ func Parse(b []byte, max int) (Head, Result) {
 	}
 	h.URL = u
 	return h, OK
+}
+
+type fieldAction int
+
+const (
+	keep fieldAction = iota
+	skip
+	reject
+)
+
+// fields parses the header fields of s[i:end] (the head's lines after
+// the first, through the empty line) as textproto.ReadMIMEHeader does,
+// strictly: a line that is not token ":" value, a value with a control
+// byte, or a field check rejects, is not taken. check sees each field
+// (canonical key, trimmed value) and says whether it is kept in the map.
+func fields(s string, i, end int, check func(key, v string) fieldAction) (http.Header, bool) {
+	// Count the lines for one allocation of the values.
+	n := 0
+	for k := i; k < end-2; k++ {
+		if s[k] == '\n' {
+			n++
+		}
+	}
+	h := make(http.Header, n)
+	vals := make([]string, n)
+	nv := 0
+	for i < end-2 {
+		eol := i + indexByte(s[i:], '\n') // preceded by '\r' (checked by the caller)
+		line := s[i : eol-1]
+		i = eol + 1
+		colon := -1
+		for k := 0; k < len(line); k++ {
+			c := line[k]
+			if c == ':' {
+				colon = k
+				break
+			}
+			if !tokenByte(c) {
+				return nil, false // also white space before the colon, obs-fold
+			}
+		}
+		if colon <= 0 {
+			return nil, false
+		}
+		v := line[colon+1:]
+		for k := 0; k < len(v); k++ {
+			if c := v[k]; c < 0x20 && c != '\t' || c == 0x7f {
+				return nil, false
+			}
+		}
+		v = trim(v)
+		key := canonical(line[:colon])
+		switch check(key, v) {
+		case reject:
+			return nil, false
+		case skip:
+			continue
+		}
+		if old, ok := h[key]; ok {
+			h[key] = append(old, v)
+			continue
+		}
+		vals[nv] = v
+		h[key] = vals[nv : nv+1 : nv+1]
+		nv++
+	}
+	return h, true
+}
+
+// headEnd returns the length of the head at the start of b (through its
+// empty line), 0 if b holds no complete head yet, or -1 if a line of it
+// ends in a bare LF.
+func headEnd(b []byte) int {
+	for i := 0; i < len(b); {
+		j := bytes.IndexByte(b[i:], '\n')
+		if j < 0 {
+			return 0
+		}
+		j += i
+		if j == 0 || b[j-1] != '\r' {
+			return -1
+		}
+		if j >= 3 && b[j-2] == '\n' && b[j-3] == '\r' {
+			return j + 1
+		}
+		i = j + 1
+	}
+	return 0
 }
 
 // method returns the method b starts with ("" if b is too short to tell
