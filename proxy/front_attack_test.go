@@ -2,10 +2,12 @@ package proxy
 
 import (
 	"bufio"
+	"context"
 	"io"
 	"net"
 	"net/http"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -345,5 +347,125 @@ func TestLeanFrontWatchKeepsPipelinedBytes(t *testing.T) {
 	}
 	if f := srv.(*front); f.served.Load() != 3 {
 		t.Errorf("served %d, want 3", f.served.Load())
+	}
+}
+
+// TestLeanFrontShutdown: Shutdown with connections in every state: an
+// idle one and one mid-head are closed at once, a request in flight is
+// answered in full (with Connection: close), a client that never reads
+// its large answer is cut when the drain ends, and no goroutine of the
+// front end outlives it — as with net/http (which closes a connection
+// mid-head only once it is 5s old).
+func TestLeanFrontShutdown(t *testing.T) {
+	for _, mode := range []string{HTTP1Lean, HTTP1NetHTTP} {
+		t.Run(mode, func(t *testing.T) {
+			up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+				switch r.URL.Path {
+				case "/slow":
+					time.Sleep(300 * time.Millisecond)
+					io.WriteString(w, "done")
+				case "/big":
+					for i := 0; i < 1<<10; i++ {
+						if _, err := w.Write(make([]byte, 64<<10)); err != nil {
+							return
+						}
+					}
+				default:
+					io.WriteString(w, "ok")
+				}
+			})
+			cfg := Config{HTTP1: mode, Routes: []Route{{Upstream: up.URL}}}
+			ms := &memSink{}
+			cfg.Sink = ms
+			p, err := New(cfg, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := NewPlainServer(p, cfg, nil)
+			served := make(chan error, 1)
+			go func() { served <- srv.Serve(ln) }()
+			dial := func(raw string) (net.Conn, *bufio.Reader) {
+				c, err := net.Dial("tcp", ln.Addr().String())
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { c.Close() })
+				io.WriteString(c, raw)
+				return c, bufio.NewReader(c)
+			}
+			idle, idleR := dial("GET /plain HTTP/1.1\r\nHost: a\r\n\r\n")
+			resp, err := http.ReadResponse(idleR, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			partial, _ := dial("GET /plain HTTP/1.1\r\nHost: a\r\n")
+			slow, slowR := dial("GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
+			dial("GET /big HTTP/1.1\r\nHost: a\r\n\r\n") // never read
+			time.Sleep(100 * time.Millisecond)           // all at the server
+			start := time.Now()
+			ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+			defer cancel()
+			shut := make(chan error, 1)
+			go func() { shut <- srv.Shutdown(ctx) }()
+			waiting := []net.Conn{idle, partial}
+			if mode == HTTP1NetHTTP {
+				// net/http closes a connection mid-head only once it is 5s
+				// old; the front end is stricter.
+				waiting = waiting[:1]
+			}
+			for _, c := range waiting {
+				rest, took, err := readAll(c, 5*time.Second)
+				if err != nil || rest != "" || took > time.Second {
+					t.Errorf("an idle or mid-head connection: %q after %v (%v), want it closed at once", rest, took, err)
+				}
+			}
+			slow.SetReadDeadline(time.Now().Add(5 * time.Second))
+			resp, err = http.ReadResponse(slowR, nil)
+			if err != nil {
+				t.Fatalf("the request in flight: %v", err)
+			}
+			b, err := io.ReadAll(resp.Body)
+			if string(b) != "done" || err != nil || !resp.Close {
+				t.Errorf("the request in flight: %q (%v), close %v; want done, closed", b, err, resp.Close)
+			}
+			select {
+			case err := <-shut:
+				if took := time.Since(start); err == nil || took < time.Second || took > 3*time.Second {
+					t.Errorf("Shutdown returned %v after %v, want the deadline's error after 1.5s", err, took)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("Shutdown did not return")
+			}
+			srv.Close()
+			if err := <-served; err != http.ErrServerClosed {
+				t.Errorf("Serve returned %v", err)
+			}
+			// No goroutine of the front end or of net/http's server lives on.
+			deadline := time.Now().Add(5 * time.Second)
+			for {
+				buf := make([]byte, 1<<20)
+				stacks := string(buf[:runtime.Stack(buf, true)])
+				left := 0
+				for _, g := range strings.Split(stacks, "\n\n") {
+					if strings.Contains(g, "proxy.(*leanConn)") || strings.Contains(g, "proxy.(*front)") ||
+						strings.Contains(g, "net/http.(*conn).serve") && strings.Contains(g, "proxy.(*Proxy)") {
+						left++
+					}
+				}
+				if left == 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("%d goroutines of the server left after Shutdown:\n%s", left, stacks)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		})
 	}
 }
