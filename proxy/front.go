@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"log"
@@ -58,13 +59,17 @@ type front struct {
 	// served counts the requests the front end served, handed the
 	// connections it gave to the http.Server.
 	served, handed atomic.Uint64
-	shutting       atomic.Bool
-	mu             sync.Mutex
-	conns          map[*leanConn]struct{}
-	ln             net.Listener
-	active         sync.WaitGroup
-	stop           chan struct{}
-	stopOnce       sync.Once
+	// looked counts the bytes looked at for the end of a head (by the
+	// parser, or by the scan for a line end before it): linear in what
+	// clients send, however they split it (TestLeanFrontTrickledHeadCost).
+	looked   atomic.Uint64
+	shutting atomic.Bool
+	mu       sync.Mutex
+	conns    map[*leanConn]struct{}
+	ln       net.Listener
+	active   sync.WaitGroup
+	stop     chan struct{}
+	stopOnce sync.Once
 }
 
 // connection states (leanConn.state, with the tick it began in the high
@@ -236,10 +241,29 @@ func (lc *leanConn) serve() {
 	}()
 	limit := f.maxHead
 	servedOne := false
+	// known: how much of buf[r:w] holds no end of a head (after an
+	// Incomplete). A head that comes in many small reads is parsed once
+	// it is complete, not again from its start at every read: that cost
+	// grows with the square of its length (a 64 KiB head sent in 8-byte
+	// writes kept a core busy for a while), net/http's does not.
+	known := 0
 	for {
-		h, res := h1.Parse(lc.buf[lc.r:lc.w], limit)
+		b := lc.buf[lc.r:lc.w]
+		var h h1.Head
+		res := h1.Incomplete
+		if known == 0 || len(b) >= limit || headEnds(b, known) {
+			f.looked.Add(uint64(len(b)))
+			h, res = h1.Parse(b, limit)
+		} else {
+			f.looked.Add(uint64(len(b) - known))
+		}
 		switch res {
 		case h1.Incomplete:
+			if len(b) >= len("OPTIONS /") {
+				// The method is known to be one the parser takes (it
+				// declines any other at once).
+				known = len(b)
+			}
 			if !lc.fill() {
 				if lc.w > lc.r {
 					// A head cut short: net/http's to answer (400).
@@ -266,6 +290,7 @@ func (lc *leanConn) serve() {
 			return
 		}
 		lc.r += h.Len
+		known = 0
 		f.served.Add(1)
 		servedOne = true
 		if !lc.serveOne(r) {
@@ -285,6 +310,23 @@ func (lc *leanConn) serve() {
 			lc.state.Store(packState(stHeader, f.tick.Load()))
 		}
 	}
+}
+
+// headEnds reports whether b holds an empty line (the end of a head, also
+// with bare LFs, which the parser declines) that starts after b[:from-2],
+// which was looked at before.
+func headEnds(b []byte, from int) bool {
+	for i := max(from, 1); i < len(b); i++ {
+		j := bytes.IndexByte(b[i:], '\n')
+		if j < 0 {
+			return false
+		}
+		i += j
+		if b[i-1] == '\n' || b[i-1] == '\r' && i >= 2 && b[i-2] == '\n' {
+			return true
+		}
+	}
+	return false
 }
 
 // fill reads more of a head into the buffer; false: the connection ended

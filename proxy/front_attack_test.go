@@ -469,3 +469,52 @@ func TestLeanFrontShutdown(t *testing.T) {
 		})
 	}
 }
+
+// TestLeanFrontTrickledHeadCost: a large head sent in many small writes
+// costs the front end work in proportion to its length, not to its length
+// times the number of reads (parsing it again from its start at every
+// read made a 64 KiB head of short lines, sent 8 bytes at a time, cost a
+// core seconds), and the head, whole, is still served or handed over.
+func TestLeanFrontTrickledHeadCost(t *testing.T) {
+	t.Parallel()
+	up := newRawUpstream(t)
+	_, url, _, srv := gatewayServer(t, Config{Routes: []Route{{Upstream: "http://" + up.ln.Addr().String()}}})
+	f := srv.(*front)
+	for _, tc := range []struct {
+		name, head string
+		chunk      int
+		lean       bool
+	}{
+		{"short lines", "GET /plain HTTP/1.1\r\nHost: a\r\n" + strings.Repeat("a:\r\n", 12000) + "\r\n", 16, true},
+		{"bare LF", "GET /plain HTTP/1.1\nHost: a\n" + strings.Repeat("a:\n", 12000) + "\n", 16, false},
+		{"split end", "GET /plain HTTP/1.1\r\nHost: a\r\n" + strings.Repeat("b:\r\n", 1000) + "\r\n", 1, true},
+	} {
+		c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		looked, served := f.looked.Load(), f.served.Load()
+		go func() {
+			for i := 0; i < len(tc.head); i += tc.chunk {
+				if _, err := io.WriteString(c, tc.head[i:min(i+tc.chunk, len(tc.head))]); err != nil {
+					return
+				}
+				if i%(64*tc.chunk) == 0 {
+					time.Sleep(time.Millisecond) // small reads
+				}
+			}
+		}()
+		c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		c.Close()
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("%s: %v %v", tc.name, resp, err)
+		}
+		if got := f.served.Load() - served; (got == 1) != tc.lean {
+			t.Errorf("%s: served by the front end: %d", tc.name, got)
+		}
+		if n := f.looked.Load() - looked; n > 4*uint64(len(tc.head)) {
+			t.Errorf("%s: the front end looked at %d bytes for a head of %d", tc.name, n, len(tc.head))
+		}
+	}
+}
