@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/trailguard/trailguard/event"
+	"github.com/trailguard/trailguard/internal/h1"
 	"time"
 )
 
@@ -517,4 +518,44 @@ func TestLeanFrontTrickledHeadCost(t *testing.T) {
 			t.Errorf("%s: the front end looked at %d bytes for a head of %d", tc.name, n, len(tc.head))
 		}
 	}
+}
+
+// FuzzHeadEnds: the front end skips parsing between reads while the new
+// bytes hold no end of a head; it must never skip a head the parser would
+// take or decline whole (the request would hang until its timeout). For
+// every split of the bytes into what came before and after a read: if
+// the parser found the first part incomplete and takes the whole, the
+// scan of the new bytes finds an end.
+func FuzzHeadEnds(f *testing.F) {
+	for _, s := range []string{
+		"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+		"GET / HTTP/1.1\r\n\r\n",
+		"GET /x HTTP/1.1\r\nHost: a\r\nX: y\r\n\r\nGET / HTTP/1.1\r\n",
+		"OPTIONS /a HTTP/1.1\r\nHost: a\r\n\r\n",
+		"GET / HTTP/1.1\nHost: a\n\n",
+		"GET / HTTP/1.1\r\nHost: a\r\n\n",
+		"HEAD / HTTP/1.1\r\nHost: a\r\nX:\r\n\r\n",
+	} {
+		for k := range len(s) + 1 {
+			f.Add([]byte(s), k)
+		}
+	}
+	f.Fuzz(func(t *testing.T, b []byte, k int) {
+		if k < 0 || k > len(b) {
+			return
+		}
+		const max = 1 << 12
+		if _, res := h1.Parse(b[:k], max); res != h1.Incomplete || k < len("OPTIONS /") || len(b) >= max {
+			return
+		}
+		if _, res := h1.Parse(b, max); res == h1.Incomplete {
+			return
+		}
+		// The whole is taken or declined. A decline the scan misses is
+		// only later (net/http then reads the same bytes); a head taken
+		// must be seen.
+		if h, res := h1.Parse(b, max); res == h1.OK && !headEnds(b, k) {
+			t.Fatalf("the head of %d bytes in %q is complete after byte %d, and the scan of the bytes after it misses its end", h.Len, b, k)
+		}
+	})
 }
