@@ -55,7 +55,10 @@ func TestLeanFrontAttacks(t *testing.T) {
 	for i, mode := range []string{HTTP1Lean, HTTP1NetHTTP} {
 		ups[i] = newRawUpstream(t)
 		_, url, sink := gateway(t, Config{HTTP1: mode, Routes: []Route{{Path: "/", Upstream: "http://" + ups[i].ln.Addr().String()}},
-			TrustedProxies: []string{"127.0.0.1/32"}, Timeouts: Timeouts{ReadHeader: 2 * time.Second, Idle: 3 * time.Second}})
+			TrustedProxies: []string{"127.0.0.1/32"}, Timeouts: Timeouts{ReadHeader: 2 * time.Second, Idle: 3 * time.Second},
+			Logins: []Login{{Method: "GET", Path: "/plain/login-basic", User: "basic"}, {Method: "GET", Path: "/plain/login-denied/denied", User: "basic"},
+				{Method: "GET", Path: "/plain/login-query", User: "query:u"}},
+			Sensitive: []Sensitive{{Method: "GET", Path: "/plain/sensitive/*", Action: "export"}}})
 		addrs[i] = strings.TrimPrefix(url, "http://")
 		sinks[i] = sink
 	}
@@ -141,6 +144,10 @@ func TestLeanFrontAttacks(t *testing.T) {
 		{"many-fields", g("many-fields", strings.Repeat("X-A: a\r\n", 5000)) + g("many-fields-smuggled")},
 		{"huge-head", g("huge-head", "X-Big: "+strings.Repeat("b", 80<<10)+"\r\n") + g("huge-head-smuggled")},
 		{"cookie-split", g("cookie-split", "Cookie: a=1\r\nCookie: b=2\r\n") + g("cookie-split-smuggled")},
+		{"login-basic", g("login-basic", "Authorization: Basic YWxpY2U6aHVudGVyMg==\r\n") + g("login-basic-smuggled")},
+		{"login-denied", "GET /plain/login-denied/denied HTTP/1.1\r\nHost: gw.test\r\nX-Request-Id: login-denied\r\nAuthorization: Basic YWxpY2U6aHVudGVyMg==\r\n\r\n" + g("login-denied-smuggled")},
+		{"login-query", "GET /plain/login-query?u=alice&password=hunter2 HTTP/1.1\r\nHost: gw.test\r\nX-Request-Id: login-query\r\n\r\n" + g("login-query-smuggled")},
+		{"sensitive", "GET /plain/sensitive/7?token=abc HTTP/1.1\r\nHost: gw.test\r\nX-Request-Id: sensitive\r\nAuthorization: Bearer abc.def\r\nCookie: session=s3cr3t\r\n\r\n" + g("sensitive-smuggled")},
 		{"auth-basic", g("auth-basic", "Authorization: Basic YWRtaW46aHVudGVyMg==\r\n") + g("auth-basic-smuggled")},
 	}
 	var mu sync.Mutex
@@ -165,6 +172,21 @@ func TestLeanFrontAttacks(t *testing.T) {
 		}
 	}
 	wg.Wait()
+	// The login and sensitive routes are recognised, and no secret they
+	// carried is in any record.
+	for id, action := range map[string]string{"login-basic": "authn_login_success", "login-denied": "authn_login_fail",
+		"login-query": "authn_login_success", "sensitive": "export"} {
+		sinks[0].wait(t, action+" of "+id, func([]*event.Event) bool {
+			return strings.Contains(strings.Join(eventsOf(t, sinks[0], id), "\n"), "event.action="+action)
+		})
+	}
+	for i, sink := range sinks {
+		for _, secret := range []string{"hunter2", "s3cr3t", "abc.def", "YWxpY2U6aHVudGVyMg"} {
+			if strings.Contains(string(sink.all()), secret) {
+				t.Errorf("mode %d: %q recorded", i, secret)
+			}
+		}
+	}
 	headsOf := func(u *rawUpstream, id string) string {
 		u.mu.Lock()
 		defer u.mu.Unlock()
