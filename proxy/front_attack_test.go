@@ -581,3 +581,66 @@ func FuzzHeadEnds(f *testing.F) {
 		}
 	})
 }
+
+// TestLeanFrontShutdownRecordsCutRequests: a single node stopped with
+// requests in flight that outlast its drain (an upstream that does not
+// answer, a client that does not read) cuts them, and their events are in
+// the ledger all the same, lean and net/http alike.
+func TestLeanFrontShutdownRecordsCutRequests(t *testing.T) {
+	t.Parallel()
+	for _, mode := range []string{HTTP1Lean, HTTP1NetHTTP} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			arrived := make(chan struct{}, 2)
+			up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+				arrived <- struct{}{}
+				if r.URL.Path == "/big" {
+					for i := 0; i < 1<<10; i++ {
+						if _, err := w.Write(make([]byte, 64<<10)); err != nil {
+							return
+						}
+					}
+					return
+				}
+				select {
+				case <-r.Context().Done():
+				case <-time.After(20 * time.Second):
+				}
+			})
+			dir := t.TempDir()
+			_, gw, stop := serveGateway(t, Config{HTTP1: mode, DataDir: dir, Routes: []Route{{Upstream: up.URL}},
+				Timeouts: Timeouts{Shutdown: 2 * time.Second}})
+			for _, raw := range []string{"GET /hang HTTP/1.1\r\nHost: a\r\nX-Request-Id: cut-hang\r\n\r\n",
+				"GET /big HTTP/1.1\r\nHost: a\r\nX-Request-Id: cut-big\r\n\r\n"} {
+				c, err := net.Dial("tcp", strings.TrimPrefix(gw, "http://"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				io.WriteString(c, raw)
+			}
+			for range 2 {
+				select {
+				case <-arrived:
+				case <-time.After(10 * time.Second):
+					t.Fatal("the requests did not reach the upstream")
+				}
+			}
+			time.Sleep(100 * time.Millisecond) // the big answer fills the buffers
+			start := time.Now()
+			if err := stop(); err != nil {
+				t.Logf("stop: %v", err)
+			}
+			took := time.Since(start)
+			found := map[string]bool{}
+			for _, ev := range ledgerEvents(t, dir+"/ledger") {
+				if ev.Action == event.ActionHTTPRequest {
+					found[ev.RequestID] = true
+				}
+			}
+			if !found["cut-hang"] || !found["cut-big"] || took > 4*time.Second {
+				t.Errorf("after a stop of %v, access events of the cut requests: hang %v, big %v", took, found["cut-hang"], found["cut-big"])
+			}
+		})
+	}
+}
