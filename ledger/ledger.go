@@ -33,6 +33,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -321,10 +322,18 @@ type Ledger struct {
 	closed  bool
 	fatal   atomic.Pointer[error]
 
-	in        chan *appendReq
-	cpReq     chan chan cpResult
-	syncCh    chan *syncJob
-	syncIdle  chan struct{} // the syncer waits for work (a token, see sequence)
+	in       chan *appendReq
+	cpReq    chan chan cpResult
+	syncCh   chan *syncJob
+	syncIdle chan struct{} // the syncer waits for work (a token, see sequence)
+	// inBytes: bytes of the requests in l.in (callers add after sending,
+	// the sequencer subtracts on receiving); inNudge: a caller whose
+	// request takes them to holdBytes tells the sequencer, which does not
+	// receive while the syncer is busy (see sequence).
+	inBytes   atomic.Int64
+	inCount   atomic.Int64 // requests in l.in, likewise
+	inWant    atomic.Int64 // callers nudge when inCount reaches it
+	inNudge   chan struct{}
 	syncDone  chan struct{}
 	pubCh     chan pubJob
 	pubDone   chan struct{}
@@ -372,6 +381,7 @@ type appendReq struct {
 	at     int64 // the time in the records' frames (Unix ns)
 	aux    any   // AppendAux's value, kept in the tail
 	done   chan error
+	bytes  int // framed size of recs
 }
 
 type cpResult struct {
@@ -440,6 +450,8 @@ func Open(dir string, opts Options) (*Ledger, error) {
 	l.cpReq = make(chan chan cpResult)
 	l.syncCh = make(chan *syncJob, 4)
 	l.syncIdle = make(chan struct{}, 1)
+	l.inNudge = make(chan struct{}, 1)
+	l.inWant.Store(math.MaxInt64)
 	l.syncDone = make(chan struct{})
 	l.pubCh = make(chan pubJob, 64)
 	l.pubDone = make(chan struct{})
@@ -887,6 +899,7 @@ func (l *Ledger) AppendAux(ctx context.Context, aux any, records ...[]byte) (uin
 		if len(rec) > l.opts.MaxRecordSize {
 			return 0, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(rec), l.opts.MaxRecordSize)
 		}
+		r.bytes += len(rec) + frameOverhead
 	}
 	// Leaf hashing happens here, on the callers' goroutines, so it spreads
 	// over all cores instead of loading the sequencer; two records at a
@@ -908,6 +921,12 @@ func (l *Ledger) AppendAux(ctx context.Context, aux any, records ...[]byte) (uin
 		return 0, ctx.Err()
 	}
 	l.closeMu.RUnlock()
+	if n := l.inCount.Add(1); l.inBytes.Add(int64(r.bytes)) >= holdBytes || n >= l.inWant.Load() {
+		select {
+		case l.inNudge <- struct{}{}:
+		default:
+		}
+	}
 	if err := <-r.done; err != nil {
 		return 0, err
 	}

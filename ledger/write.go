@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -44,6 +45,13 @@ import (
 // with the syncer idle, the sequencer waits, for at most half the last
 // sync's duration (and 500µs), until it holds as many requests as the last
 // sync acknowledged; a lone caller never waits.
+//
+// Neither while the syncer is busy nor while it gathers does the sequencer
+// take each request as it arrives: they wait in l.in, where a send wakes
+// nobody, and callers nudge it (inNudge) only when holdBytes wait there or,
+// while it gathers, as many requests as it waits for (inWant). Woken by
+// every request, it took 0.39 wake-ups per record with 64 callers of one
+// record each (execution trace); now about two per sync (0.05 per record).
 func (l *Ledger) sequence() {
 	defer close(l.syncCh)
 	l.zeroTailThenAhead(true)
@@ -113,8 +121,26 @@ func (l *Ledger) sequence() {
 	}
 	for {
 		var idleCh <-chan struct{}
-		if !idle && len(held) > 0 {
-			idleCh = l.syncIdle
+		in := l.in
+		want := int64(math.MaxInt64) // callers nudge at this many waiting in l.in
+		switch {
+		case !idle && len(held) > 0:
+			// Whatever arrives now waits for the syncer anyway: it stays
+			// in l.in, where the callers' sends wake nobody, and is taken
+			// when the syncer is idle — or at once when a caller nudges
+			// that holdBytes wait there.
+			idleCh, in = l.syncIdle, nil
+		case waiting:
+			// Gathering: woken when enough have arrived, or at the
+			// gather timer, not by each caller.
+			in, want = nil, max(l.lastSyncReqs.Load()-int64(len(held)), 1)
+		}
+		l.inWant.Store(want)
+		if in == nil && l.inCount.Load() >= want {
+			// (Arrived before the callers could see want.)
+			l.takeIn(&held, &heldBytes)
+			ready()
+			continue
 		}
 		var gatherC <-chan time.Time
 		if waiting {
@@ -122,7 +148,7 @@ func (l *Ledger) sequence() {
 		}
 		var job *syncJob
 		select {
-		case r, ok := <-l.in:
+		case r, ok := <-in:
 			if !ok {
 				// Close: what is held, then a final checkpoint, always.
 				flush()
@@ -155,10 +181,16 @@ func (l *Ledger) sequence() {
 			continue
 		case <-idleCh:
 			idle = true
+			l.takeIn(&held, &heldBytes)
+			ready()
+			continue
+		case <-l.inNudge:
+			l.takeIn(&held, &heldBytes)
 			ready()
 			continue
 		case <-gatherC:
 			waiting = false
+			l.takeIn(&held, &heldBytes)
 			flush()
 			continue
 		case reply := <-l.cpReq:
@@ -176,6 +208,23 @@ func (l *Ledger) sequence() {
 			send(job)
 		}
 		l.resetTimer(timer)
+	}
+}
+
+// takeIn moves the requests waiting in l.in to held (up to 8 MiB); a
+// closed l.in is seen by the next receive.
+func (l *Ledger) takeIn(held *[]*appendReq, heldBytes *int) {
+	for *heldBytes < 8<<20 {
+		select {
+		case r, ok := <-l.in:
+			if !ok {
+				return
+			}
+			*held = append(*held, r)
+			*heldBytes += l.reqBytes(r)
+		default:
+			return
+		}
 	}
 }
 
@@ -197,11 +246,9 @@ func (l *Ledger) toSyncer(job *syncJob) {
 const holdBytes = 64 << 10
 
 func (l *Ledger) reqBytes(r *appendReq) int {
-	n := 0
-	for _, rec := range r.recs {
-		n += len(rec) + frameOverhead
-	}
-	return n
+	l.inBytes.Add(-int64(r.bytes))
+	l.inCount.Add(-1)
+	return r.bytes
 }
 
 // reqSpace estimates the disk space a request takes: frames, .idx entries
