@@ -419,12 +419,19 @@ func (ix *Index) Run(ctx context.Context, src Source) error {
 	go func() {
 		defer wg.Done()
 		var x extracted
+		warned := false
 		for e, err := range src.Follow(fctx, from) {
 			if err != nil {
 				errc <- err
 				return
 			}
-			r := decodeWith(e, &x)
+			r, wrongSpans := decodeChecked(e, &x)
+			if wrongSpans && !warned {
+				// A bug upstream of the index (the record was parsed
+				// instead): said once a Run, not once a record.
+				warned = true
+				ix.opts.logger().Warn("index: a record came with spans that do not describe it; parsing it instead", "record", e.Index)
+			}
 			// The only sender: with room in the channel the send cannot
 			// block, and a plain send costs a fraction of a select (which
 			// locks every channel it waits on), once per record.
