@@ -741,8 +741,18 @@ func (ix *Index) add(ctx context.Context, want uint64, batch []rec) (err error) 
 		return fmt.Errorf("index: prepare: %w", err)
 	}
 	defer ts.put.Close()
+	prev := ix.tail
 	if err = ix.loadTail(ctx, tx, want); err != nil {
 		return err
+	}
+	if prev != nil && ix.tail.blk != prev.blk {
+		// The batch starts a block (the one before ended with the last
+		// batch, Run's batches end with blocks when it is behind): the
+		// runs of the blocks before are sealed, as when a batch crosses
+		// into a new block below.
+		if err = merge(ctx, tx, ix.tail.blk); err != nil {
+			return err
+		}
 	}
 	var buf []byte
 	var nums [nFields]uint32

@@ -143,6 +143,24 @@ func TestBehindWriterStoresBlocksOnce(t *testing.T) {
 	if ix.stores != n/600 {
 		t.Errorf("%d block writes for %d blocks", ix.stores, n/600)
 	}
+	// The blocks' id runs were merged as blocks filled: 8 of the 10
+	// blocks' runs are one run of level 1.
+	tx, err := ix.readTx(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := runs(context.Background(), tx, -1)
+	tx.Rollback()
+	if err != nil {
+		t.Fatal(err)
+	}
+	levels := map[int]int{}
+	for _, r := range rs {
+		levels[r.lvl]++
+	}
+	if levels[1] != 1 || levels[0] != 2 || len(rs) != 3 {
+		t.Errorf("id runs by level %v, want 2 of level 0 and 1 of level 1", levels)
+	}
 	if rows, lo, hi := count(t, ix); rows != n || lo != 0 || hi != n-1 {
 		t.Errorf("index holds %d rows, %d..%d; want %d, 0..%d", rows, lo, hi, n, n-1)
 	}
