@@ -3,7 +3,6 @@ package proxy
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -398,73 +397,5 @@ func TestLeanFrontHandsH2COver(t *testing.T) {
 	}
 	if f := srv.(*front); f.handed.Load() != 1 || f.served.Load() != 0 {
 		t.Errorf("handed %d, served %d: want the one connection handed over", f.handed.Load(), f.served.Load())
-	}
-}
-
-// TestLeanFrontShutdown: Shutdown closes idle connections at once, lets
-// the request in flight finish (its answer says Connection: close, as
-// net/http's does), and returns when it has, in both servers alike.
-func TestLeanFrontShutdown(t *testing.T) {
-	t.Parallel()
-	for _, mode := range []string{HTTP1Lean, HTTP1NetHTTP} {
-		t.Run(mode, func(t *testing.T) {
-			t.Parallel()
-			arrived := make(chan struct{}, 1)
-			up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
-				if r.URL.Path == "/slow" {
-					arrived <- struct{}{}
-					time.Sleep(300 * time.Millisecond)
-				}
-				w.Write([]byte("ok"))
-			})
-			_, url, _, srv := gatewayServer(t, Config{HTTP1: mode, Routes: []Route{{Upstream: up.URL}}})
-			addr := strings.TrimPrefix(url, "http://")
-			idle, err := net.Dial("tcp", addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer idle.Close()
-			io.WriteString(idle, "GET /fast HTTP/1.1\r\nHost: a\r\n\r\n")
-			idleBr := bufio.NewReader(idle)
-			resp, err := http.ReadResponse(idleBr, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			io.Copy(io.Discard, resp.Body)
-			busy, err := net.Dial("tcp", addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer busy.Close()
-			io.WriteString(busy, "GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
-			<-arrived
-			done := make(chan error, 1)
-			start := time.Now()
-			go func() {
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				defer cancel()
-				done <- srv.Shutdown(ctx)
-			}()
-			idle.SetReadDeadline(time.Now().Add(5 * time.Second))
-			if rest, err := io.ReadAll(idleBr); err != nil || len(rest) != 0 || time.Since(start) > 200*time.Millisecond {
-				t.Errorf("idle connection: %q, %v after %v; want it closed at once", rest, err, time.Since(start))
-			}
-			busy.SetReadDeadline(time.Now().Add(5 * time.Second))
-			br := bufio.NewReader(busy)
-			resp, err = http.ReadResponse(br, nil)
-			if err != nil {
-				t.Fatalf("the request in flight: %v", err)
-			}
-			b, _ := io.ReadAll(resp.Body)
-			if string(b) != "ok" || !resp.Close { // ReadResponse takes Connection: close out of the header
-				t.Errorf("the request in flight got %q, close %v", b, resp.Close)
-			}
-			if err := <-done; err != nil {
-				t.Errorf("Shutdown: %v", err)
-			}
-			if _, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
-				t.Error("still accepting after Shutdown")
-			}
-		})
 	}
 }
