@@ -813,9 +813,9 @@ func (ix *Index) add(ctx context.Context, want uint64, batch []rec) (err error) 
 // transaction (each column of a block, each id chunk, every yieldRows
 // rows, before the commit). SQLite here is Go code: without it one
 // transaction (re-encoding a block of up to 4096 rows, its id run, the
-// commit) held a P for 3-9 ms of CPU at 2,000 req/s (gw2's trace), and
-// with both Ps busy a gateway request waited that long; the scheduler
-// takes a P back only after 10 ms. A yield with nothing else runnable
+// commit) held a P for 3-9 ms of CPU at 2,000 req/s (an execution trace
+// of the single-node gateway), and with both Ps busy a gateway request
+// waited that long; the scheduler takes a P back only after 10 ms. A yield with nothing else runnable
 // costs well under a microsecond, a few dozen per batch.
 //
 // Not when the writer is behind (Run's batch at least half full, or as
