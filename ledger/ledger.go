@@ -172,6 +172,9 @@ type Options struct {
 	// zeroTailHook, if set (tests), runs before each chunk of zeros
 	// written after the records of the segment active at Open.
 	zeroTailHook func()
+	// noDirect, if set (tests), writes every segment through the page
+	// cache and syncs it with fdatasync.
+	noDirect bool
 }
 
 func (o *Options) defaults() {
@@ -309,6 +312,8 @@ type Ledger struct {
 	boundWaits atomic.Uint64 // times the sequencer waited for a checkpoint (benchmarks)
 	tz         tailZero      // zeros after the records of the segment active at Open
 	syncs      atomic.Uint64 // fdatasyncs of segments (benchmarks)
+	direct     atomic.Uint64 // direct writes to segments (tests, benchmarks)
+	directOut  atomic.Uint64 // segments written past their zeros (tests)
 	// The last sync's requests and duration (syncer), for the sequencer's
 	// wait before handing it the next batch.
 	lastSyncReqs atomic.Int64
@@ -360,6 +365,12 @@ type writer struct {
 	// segSyncs: l.syncs when the active segment was started (whether
 	// zeroing ahead pays, see zeroAheadIfWorth).
 	segSyncs uint64
+	// dio: the active segment opened for direct, synchronous writes
+	// (direct.go), if it is; dsize: how far it was zeroed; dbuf: the
+	// aligned buffer, starting with the bytes of the block being written.
+	dio      *os.File
+	dsize    int64
+	dbuf     []byte
 	seg      *segment
 	f, idx   *os.File
 	off      int64
@@ -390,14 +401,17 @@ type cpResult struct {
 }
 
 type syncJob struct {
-	seal    []sealed
-	active  *os.File
-	newSeg  bool
-	upTo    uint64
-	reqs    []*appendReq
-	nodes   nodeBuf // hashes for the level files
-	cp      *Checkpoint
-	replies []chan cpResult
+	// buffered: records of this job went through the page cache and
+	// need the fdatasync (not those written directly, direct.go).
+	buffered bool
+	seal     []sealed
+	active   *os.File
+	newSeg   bool
+	upTo     uint64
+	reqs     []*appendReq
+	nodes    nodeBuf // hashes for the level files
+	cp       *Checkpoint
+	replies  []chan cpResult
 }
 
 type sealed struct {
@@ -1033,6 +1047,7 @@ func (l *Ledger) Close() error {
 	} else if err := l.err(); err != nil {
 		errs = append(errs, err)
 	}
+	l.stopDirect()
 	if cerr := l.w.f.Close(); cerr != nil {
 		errs = append(errs, cerr)
 	}

@@ -23,3 +23,9 @@ func datasync(f *os.File) error {
 func lockFile(f *os.File) error {
 	return syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
 }
+
+// openDirect opens a segment for direct writes that are durable when
+// they return (O_DIRECT|O_DSYNC: the data, and the device's cache flushed).
+func openDirect(path string) (*os.File, error) {
+	return os.OpenFile(path, os.O_WRONLY|syscall.O_DIRECT|syscall.O_DSYNC, 0)
+}

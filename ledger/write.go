@@ -543,6 +543,10 @@ func (l *Ledger) writeFailed(b *batchState, rest []*appendReq, err error) *syncJ
 func (l *Ledger) rollback(b *batchState) error {
 	m := b.mark
 	l.stopTailZero() // the segment is truncated below
+	if l.w.dio != nil {
+		l.w.dio.Close() // (the segment's handle is sought below)
+		l.w.dio = nil
+	}
 	if len(b.created) > 0 {
 		l.segMu.Lock()
 		l.segs = slices.DeleteFunc(l.segs, func(s *segment) bool { return slices.Contains(b.created, s) })
@@ -588,7 +592,7 @@ func (l *Ledger) flush(b *batchState) error {
 		return nil
 	}
 	l.tailWrite(l.w.off + int64(len(b.buf)))
-	n, err := l.w.f.Write(b.buf)
+	n, err := l.writeSegment(b.job, b.buf)
 	l.w.off += int64(n)
 	if err != nil {
 		return err
@@ -640,8 +644,13 @@ func (l *Ledger) rotate(b *batchState) error {
 	job.newSeg = true
 	if zeroed {
 		l.w.off = int64(len(h)) // written before it was linked in
+		l.startDirect(s.path, h, l.opts.SegmentSize)
+		if l.w.dio == nil {
+			job.buffered = true // the header
+		}
 		return nil
 	}
+	job.buffered = true
 	n, err := f.Write(h)
 	l.w.off = int64(n)
 	return err
@@ -681,10 +690,17 @@ func (l *Ledger) syncLoop() {
 			}
 		}
 		start := time.Now()
+		buffered := false
+		for _, j := range jobs {
+			buffered = buffered || j.buffered
+		}
 		l.syncJobs(jobs)
 		if reqs > 0 {
 			l.lastSyncReqs.Store(int64(reqs))
-			l.lastSyncDur.Store(int64(time.Since(start)))
+			if buffered {
+				// (A direct write's time is stored by the sequencer.)
+				l.lastSyncDur.Store(int64(time.Since(start)))
+			}
 		}
 	}
 }
@@ -844,7 +860,12 @@ func (l *Ledger) makeDurable(jobs []*syncJob) error {
 		}
 	}
 	l.queueCompaction(closed)
-	if last := jobs[len(jobs)-1]; last.upTo > l.durable.Load() || newSeg {
+	buffered := false
+	for _, j := range jobs {
+		buffered = buffered || j.buffered
+	}
+	// Records written directly are durable already (direct.go).
+	if last := jobs[len(jobs)-1]; buffered && (last.upTo > l.durable.Load() || newSeg) {
 		l.syncs.Add(1)
 		if h := syncHook.Load(); h != nil {
 			return (*h)(last.active)
@@ -926,10 +947,8 @@ type spaceGuard struct {
 
 const (
 	// spaceCheckEvery is how stale the free-space figure may be while
-	// free space is well above the reserve (an execution trace of the
-	// single-node gateway at 2,000 requests/s showed a statfs per write
-	// batch on the sequencer's path, ~80/s, each a system call at which
-	// the sequencer's goroutine can lose its P).
+	// free space is well above the reserve (gw2's trace: a statfs per
+	// write batch, ~80/s at 2,000 req/s, each a point where the P can go).
 	spaceCheckEvery = 100 * time.Millisecond
 	// spaceCheckNear is the staleness allowed within one reserve of the
 	// limit: about once per batch, as close to the edge as it is cheap.

@@ -87,11 +87,12 @@ func (l *Ledger) zeroAheadIfWorth(closed int64) {
 // writer: the zeroer writes only at or beyond hw, the end of what the
 // writer has written or is writing, and nothing once on is false.
 type tailZero struct {
-	mu     sync.Mutex
-	on     bool
-	hw     int64
-	path   string
-	active bool // the zeroer may run (sequencer only: skips the lock otherwise)
+	mu       sync.Mutex
+	on       bool
+	finished bool // written and synced to the segment's end
+	hw       int64
+	path     string
+	active   bool // the zeroer may run (sequencer only: skips the lock otherwise)
 }
 
 // tailZeroChunk is what the tail zeroer writes per lock and sync: the writer
@@ -137,6 +138,9 @@ func (l *Ledger) zeroTail() {
 		l.tz.mu.Lock()
 		a := max(next, l.tz.hw)
 		if !l.tz.on || a >= end {
+			// Every byte to the end is written and synced: the writer
+			// may write this segment directly from now on.
+			l.tz.finished = l.tz.on
 			l.tz.mu.Unlock()
 			return
 		}
@@ -160,7 +164,14 @@ func (l *Ledger) tailWrite(end int64) {
 	}
 	l.tz.mu.Lock()
 	l.tz.hw = max(l.tz.hw, end)
+	finished := l.tz.finished
 	l.tz.mu.Unlock()
+	if finished {
+		// Nothing more to coordinate with: the segment is zeroed to its
+		// end, as one zeroed ahead is.
+		l.tz.active = false
+		l.startDirectAt(l.w.seg.path, l.opts.SegmentSize)
+	}
 }
 
 // stopTailZero ends the tail zeroer's writes for good (the sequencer,
@@ -250,6 +261,9 @@ func (l *Ledger) takeZeroed(path string, header []byte) *os.File {
 // makes that durable.
 func (l *Ledger) cutZeros() error {
 	l.stopTailZero()
+	if err := l.stopDirect(); err != nil {
+		return err
+	}
 	if !l.w.zeroed {
 		return nil
 	}

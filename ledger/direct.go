@@ -1,0 +1,144 @@
+package ledger
+
+import (
+	"os"
+	"time"
+	"unsafe"
+)
+
+// Direct writes. A segment zeroed ahead is written with O_DIRECT|O_DSYNC
+// where the system has it: its blocks are allocated and written already,
+// so a direct write of whole blocks goes straight to the device, and with
+// O_DSYNC it returns once the device's cache is flushed — durable, with no
+// dirty pages and no metadata left for an fdatasync. Measured here (ext4
+// on virtio, 34 KiB per sync, load 5–9): buffered pwrite + fdatasync into
+// a pre-zeroed file p50 104–143 µs and 51–86 µs of CPU; O_DIRECT|O_DSYNC
+// p50 89–139 µs and 42–58 µs. The sequencer makes these writes itself: a
+// job written so needs no fdatasync (syncJob.buffered is false), and the
+// syncer still acknowledges jobs in order.
+//
+// Direct writes cover whole blocks, so the block that holds the end of
+// the last write is written again, with the same bytes before the new
+// records (kept in the writer's buffer) and zeros after them: a torn
+// write of it leaves, sector by sector, old or new bytes, and the old
+// bytes before the new records are the same. That is what the page cache
+// does too when it writes that page back.
+
+// dioAlign is the alignment of direct writes: offsets, lengths and the
+// buffer's address (4 KiB: the page and ext4 block size; any logical
+// block size up to it is satisfied).
+const dioAlign = 4096
+
+// alignedBuf returns a zeroed buffer of n bytes (a multiple of dioAlign)
+// whose address is a multiple of dioAlign.
+func alignedBuf(n int) []byte {
+	b := make([]byte, n+dioAlign)
+	skip := dioAlign - int(uintptr(unsafe.Pointer(&b[0]))&(dioAlign-1))
+	if skip == dioAlign {
+		skip = 0
+	}
+	return b[skip : skip+n : skip+n]
+}
+
+// startDirect opens the new active segment (zeroed ahead to size bytes,
+// header written: the writer's offset is the header's length) for direct
+// writes, if the system allows it.
+func (l *Ledger) startDirect(path string, header []byte, size int64) {
+	l.openDirect(path, header, size)
+}
+
+// startDirectAt opens the active segment for direct writes from the
+// writer's offset, once it is zeroed to size bytes (the segment active at
+// Open, zeroed behind the writer): the bytes of the block being written
+// are read back first.
+func (l *Ledger) startDirectAt(path string, size int64) {
+	a := l.w.off &^ (dioAlign - 1)
+	head := make([]byte, l.w.off-a)
+	f, err := os.Open(path)
+	if err != nil {
+		return
+	}
+	_, err = f.ReadAt(head, a)
+	f.Close()
+	if err != nil {
+		return
+	}
+	l.openDirect(path, head, size)
+}
+
+func (l *Ledger) openDirect(path string, head []byte, size int64) {
+	if l.w.dio != nil || size%dioAlign != 0 || l.w.off > size || l.opts.noDirect {
+		return
+	}
+	f, err := openDirect(path)
+	if err != nil {
+		return
+	}
+	if len(l.w.dbuf) < 64<<10 {
+		l.w.dbuf = alignedBuf(64 << 10)
+	}
+	copy(l.w.dbuf, head)
+	l.w.dio, l.w.dsize = f, size
+}
+
+// stopDirect ends direct writes to the active segment; the segment's own
+// handle writes from the writer's offset on.
+func (l *Ledger) stopDirect() error {
+	if l.w.dio == nil {
+		return nil
+	}
+	l.w.dio.Close()
+	l.w.dio = nil
+	_, err := l.w.f.Seek(l.w.off, 0)
+	return err
+}
+
+// writeSegment writes p at the writer's offset of the active segment:
+// directly and synchronously if it can (durable on return: the job needs
+// no fdatasync for it), else through the segment's handle (job.buffered).
+func (l *Ledger) writeSegment(job *syncJob, p []byte) (int, error) {
+	if l.w.dio != nil {
+		off := l.w.off
+		a := off &^ (dioAlign - 1)
+		head := int(off - a)
+		need := head + len(p)
+		padded := (need + dioAlign - 1) &^ (dioAlign - 1)
+		if a+int64(padded) <= l.w.dsize {
+			if len(l.w.dbuf) < padded {
+				nb := alignedBuf(max(padded, 2*len(l.w.dbuf)))
+				copy(nb, l.w.dbuf[:head])
+				l.w.dbuf = nb
+			}
+			copy(l.w.dbuf[head:], p)
+			clear(l.w.dbuf[need:padded])
+			start := time.Now()
+			if _, err := l.w.dio.WriteAt(l.w.dbuf[:padded], a); err != nil {
+				return 0, err
+			}
+			if h := syncHook.Load(); h != nil {
+				// (Tests: the write is this job's sync.)
+				if err := (*h)(l.w.f); err != nil {
+					return 0, err
+				}
+			}
+			// What the syncer's fdatasync took, for the gather (write.go).
+			l.lastSyncDur.Store(int64(time.Since(start)))
+			l.syncs.Add(1)
+			l.direct.Add(1)
+			// Keep the block the next write starts in.
+			end := off + int64(len(p))
+			na := end &^ (dioAlign - 1)
+			copy(l.w.dbuf, l.w.dbuf[na-a:end-a])
+			return len(p), nil
+		}
+		// Past the space zeroed ahead (a record larger than the rest,
+		// always the first of its segment): through the page cache from
+		// here on.
+		l.directOut.Add(1)
+		if err := l.stopDirect(); err != nil {
+			return 0, err
+		}
+	}
+	job.buffered = true
+	return l.w.f.Write(p)
+}
