@@ -46,6 +46,9 @@ HTTP1=${HTTP1:-lean} # the gateway's plain listener: lean (its own HTTP/1.1 fron
 # NETHTTP=1 also runs a second single node with http1: net/http ("single-nethttp"), alternated with the
 # others in the throughput and latency parts: the front end against net/http's server in the same run.
 NETHTTP=${NETHTTP:-}
+# BASE=<revision> also builds `trailguard` at that revision (a detached worktree in the work directory) and runs
+# its single node ("single-base") alternated with the rest: a change against its base in the same run.
+BASE=${BASE:-}
 BLOCK_RUNS=${BLOCK_RUNS:-40}
 TASKS=${TASKS:-16} # hydra's parallel tasks (hydra's default)
 PROCS=${PROCS:-1} # hydra processes attacking together from each address
@@ -57,6 +60,7 @@ cleanup() {
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
 	[ -f "$WORK/nginx/nginx.pid" ] && kill "$(cat "$WORK/nginx/nginx.pid")" 2>/dev/null || true
 	wait 2>/dev/null || true
+	[ -z "$BASE" ] || git worktree remove --force "$WORK/base" 2>/dev/null || true
 	[ -n "${KEEP:-}" ] || rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -75,10 +79,14 @@ tool() { # tool NAME MODULE@VERSION
 }
 HTTPBIN=$(tool go-httpbin github.com/mccutchen/go-httpbin/v2/cmd/go-httpbin@v2.26.0)
 go build -o "$WORK/trailguard" ./cmd/trailguard
+if [ -n "$BASE" ]; then
+	git worktree add --detach "$WORK/base" "$BASE" >/dev/null 2>&1
+	(cd "$WORK/base" && go build -o "$WORK/trailguard-base" ./cmd/trailguard)
+fi
 (cd bench && go build -o "$WORK/trailproxy" ./cmd/trailproxy && go build -o "$WORK/ratelat" ./cmd/ratelat)
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-UP=$(port); TG=$(port); NG=$(port); TR=$(port); TN=$(port)
+UP=$(port); TG=$(port); NG=$(port); TR=$(port); TN=$(port); TB=$(port)
 wait_http() { for _ in $(seq 100); do curl -fso /dev/null "$1" && return 0; sleep 0.1; done; echo "no answer from $1"; exit 1; }
 
 "$HTTPBIN" -host 127.0.0.1 -port "$UP" >"$WORK/httpbin.log" 2>&1 & pids+=($!)
@@ -86,6 +94,10 @@ wait_http() { for _ in $(seq 100); do curl -fso /dev/null "$1" && return 0; slee
 	--data "$WORK/tg-data" >"$WORK/tg.log" 2>&1 & TGPID=$!; pids+=($TGPID)
 "$WORK/trailproxy" -http1 "$HTTP1" -listen "127.0.0.1:$TR" -upstream "http://127.0.0.1:$UP" -trail "$WORK/trail-only" \
 	>"$WORK/trailproxy.log" 2>&1 & TRPID=$!; pids+=($TRPID)
+if [ -n "$BASE" ]; then
+	"$WORK/trailguard-base" proxy --listen "127.0.0.1:$TB" --upstream "http://127.0.0.1:$UP" \
+		--data "$WORK/tb-data" >"$WORK/tb.log" 2>&1 & TBPID=$!; pids+=($TBPID)
+fi
 if [ -n "$NETHTTP" ]; then
 	"$WORK/trailguard" proxy --config <(echo "http1: net/http") --listen "127.0.0.1:$TN" --upstream "http://127.0.0.1:$UP" \
 		--data "$WORK/tn-data" >"$WORK/tn.log" 2>&1 & TNPID=$!; pids+=($TNPID)
@@ -119,6 +131,7 @@ EOF
 nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx"
 wait_http "http://127.0.0.1:$UP/get"; wait_http "http://127.0.0.1:$TG/get"; wait_http "http://127.0.0.1:$NG/get"; wait_http "http://127.0.0.1:$TR/get"
 [ -z "$NETHTTP" ] || wait_http "http://127.0.0.1:$TN/get"
+[ -z "$BASE" ] || wait_http "http://127.0.0.1:$TB/get"
 
 # cpu_of PIDS...: user+system CPU seconds of the processes.
 cpu_of() { python3 - "$@" <<'EOF'
@@ -161,6 +174,7 @@ for i in $(seq "$RUNS"); do
 	run_wrk single "$TG" "$TGPID"
 	run_wrk trail "$TR" "$TRPID"
 	[ -z "$NETHTTP" ] || run_wrk single-nethttp "$TN" "$TNPID"
+	[ -z "$BASE" ] || run_wrk single-base "$TB" "$TBPID"
 done
 d=$(median <<<"${RPS[direct]}"); n=$(median <<<"${RPS[nginx]}"); g=$(median <<<"${RPS[single]}"); r=$(median <<<"${RPS[trail]}")
 dc=$(median <<<"${CPU[direct]}"); nc=$(median <<<"${CPU[nginx]}"); gc=$(median <<<"${CPU[single]}"); rc=$(median <<<"${CPU[trail]}")
@@ -179,17 +193,23 @@ if [ -n "$NETHTTP" ]; then
 	m=$(median <<<"${RPS[single-nethttp]}"); mc=$(median <<<"${CPU[single-nethttp]}")
 	echo "   single node with http1: net/http: $m req/s ($mc us CPU/req): req/s ratio $(python3 -c "print(f'{$m/$n:.2f}')"), projection $(proj "$mc")"
 fi
+if [ -n "$BASE" ]; then
+	m=$(median <<<"${RPS[single-base]}"); mc=$(median <<<"${CPU[single-base]}")
+	echo "   single node at $BASE: $m req/s ($mc us CPU/req): req/s ratio $(python3 -c "print(f'{$m/$n:.2f}')"), projection $(proj "$mc")"
+fi
 fi
 
 if [[ $PARTS == *latency* ]]; then
 echo "== latency at a constant $RATE requests/s (bench/cmd/ratelat: each target in turn for 1 s, $ROUNDS rounds, after 2 s of warm-up each)"
 echo "   load average before: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
-extra=(); [ -z "$NETHTTP" ] || extra=(single-nethttp="http://127.0.0.1:$TN/get")
+extra=(); [ -z "$NETHTTP" ] || extra+=(single-nethttp="http://127.0.0.1:$TN/get")
+[ -z "$BASE" ] || extra+=(single-base="http://127.0.0.1:$TB/get")
 out=$("$WORK/ratelat" -rate "$RATE" -rounds "$ROUNDS" direct="http://127.0.0.1:$UP/get" single="http://127.0.0.1:$TG/get" \
 	trail="http://127.0.0.1:$TR/get" nginx="http://127.0.0.1:$NG/get" "${extra[@]}")
 grep -v '^RESULT' <<<"$out" | sed 's/^/   /'
 p99() { awk -v n="$1" '$1 == "RESULT" && $2 == n {print $4}' <<<"$out"; }
 added=$(python3 -c "print(f'{$(p99 single)-$(p99 direct):.3f}')")
+[ -z "$BASE" ] || echo "   single node at $BASE: p99 added $(python3 -c "print(f'{$(p99 single-base)-$(p99 direct):.3f}')") ms"
 [ -z "$NETHTTP" ] || echo "   single node with http1: net/http: p99 added $(python3 -c "print(f'{$(p99 single-nethttp)-$(p99 direct):.3f}')") ms"
 echo "RESULT latency, trailguard proxy single node: p99 added over direct = $added ms (goal <= 1 ms; nginx adds $(python3 -c "print(f'{$(p99 nginx)-$(p99 direct):.3f}')") ms, trail only $(python3 -c "print(f'{$(p99 trail)-$(p99 direct):.3f}')") ms): $(verdict "$added <= 1.0")"
 fi

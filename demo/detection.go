@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/trailguard/trailguard/alerting"
@@ -107,26 +105,4 @@ func collectDetection(col *server.Server) Detection {
 		d.Alerts = append(d.Alerts, da)
 	}
 	return d
-}
-
-// Print writes the detection part of the summary.
-func (d Detection) Print(w io.Writer) {
-	if len(d.Alerts) == 0 {
-		fmt.Fprintln(w, "\ndetection: no alert")
-		return
-	}
-	fmt.Fprintf(w, "\ndetection: %d alerts and %d block decisions, timed from the record that crossed each rule's threshold\n", len(d.Alerts), len(d.Decisions))
-	for _, a := range d.Alerts {
-		fmt.Fprintf(w, "  [%s] %s\n", a.Level, a.Message)
-		line := fmt.Sprintf("      alert stored %s after it", ms(a.Stored))
-		if a.Blocked != "" {
-			line += fmt.Sprintf("; %s, served to bouncers %s after it", a.Blocked, ms(a.Decided))
-		}
-		fmt.Fprintln(w, line)
-	}
-	fmt.Fprintf(w, "  (GET /v1/alerts for the alerts; bouncers read the bans from GET /v1/decisions/stream: see docs/detection.md)\n")
-}
-
-func ms(d time.Duration) string {
-	return strings.TrimSuffix(fmt.Sprintf("%.1f", float64(d)/float64(time.Millisecond)), ".0") + " ms"
 }

@@ -36,14 +36,6 @@ func runEvents(e *Engine, events ...string) []*Alert {
 	return out
 }
 
-func ruleNames(as []*Alert) string {
-	var names []string
-	for _, a := range as {
-		names = append(names, a.Rule.Ref())
-	}
-	return strings.Join(names, ",")
-}
-
 // ts is a @timestamp s seconds after a fixed base.
 func ts(s float64) string {
 	return time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC).Add(time.Duration(s * float64(time.Second))).Format(time.RFC3339Nano)

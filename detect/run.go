@@ -92,7 +92,8 @@ func (r *Runner) Stats() Stats {
 }
 
 // Run processes records until ctx is done or the source fails. It returns
-// ctx.Err() on cancellation, after saving the cursor.
+// ctx.Err() on cancellation, after saving the cursor, joined with any
+// error of the stop itself (an alert not stored, the cursor not saved).
 func (r *Runner) Run(ctx context.Context) error {
 	if r.SaveEvery <= 0 {
 		r.SaveEvery = time.Second
@@ -151,13 +152,13 @@ func (r *Runner) Run(ctx context.Context) error {
 		select {
 		case it, ok := <-ch:
 			if !ok {
-				return r.stop(ctx, errors.New("detect: ledger follower stopped"))
+				return r.stop(ctx, errors.New("detect: ledger follower stopped"), true)
 			}
 			if it.err != nil {
-				return r.stop(ctx, it.err)
+				return r.stop(ctx, it.err, true)
 			}
 			if err := r.process(it.e); err != nil {
-				return r.stop(ctx, err)
+				return r.stop(ctx, err, false)
 			}
 			// The records already waiting are taken without a select each
 			// (the only receiver: len says they are there), a bounded
@@ -165,10 +166,10 @@ func (r *Runner) Run(ctx context.Context) error {
 			for n := 0; n < drainMax && len(ch) > 0; n++ {
 				it := <-ch
 				if it.err != nil {
-					return r.stop(ctx, it.err)
+					return r.stop(ctx, it.err, true)
 				}
 				if err := r.process(it.e); err != nil {
-					return r.stop(ctx, err)
+					return r.stop(ctx, err, false)
 				}
 			}
 			lastRecord, dirty = time.Now(), true
@@ -182,11 +183,11 @@ func (r *Runner) Run(ctx context.Context) error {
 		case now := <-idle.C:
 			if r.IdleAdvance > 0 && now.Sub(lastRecord) >= r.IdleAdvance {
 				if err := r.advance(now.Add(-r.Engine.opts.MaxFuture)); err != nil {
-					return r.stop(ctx, err)
+					return r.stop(ctx, err, false)
 				}
 			}
 		case <-ctx.Done():
-			return r.stop(ctx, ctx.Err())
+			return r.stop(ctx, nil, false)
 		}
 	}
 }
@@ -195,10 +196,19 @@ func (r *Runner) Run(ctx context.Context) error {
 // looks at its tickers and context.
 const drainMax = 256
 
-func (r *Runner) stop(ctx context.Context, err error) error {
+// stop saves the cursor and returns why Run ends. After a cancellation,
+// an error of the follower (fromFollower) is a consequence of it and
+// ctx.Err() alone is returned; the runner's own (an alert that was not
+// stored) is returned with ctx.Err(): a caller that sees only the
+// cancellation would not know an alert is waiting for the next start.
+func (r *Runner) stop(ctx context.Context, err error, fromFollower bool) error {
 	serr := r.save()
-	if ctx.Err() != nil {
-		err = ctx.Err() // the follower's error is a consequence
+	if cerr := ctx.Err(); cerr != nil {
+		if fromFollower || err == nil {
+			err = cerr
+		} else {
+			err = errors.Join(cerr, err)
+		}
 	}
 	if serr != nil {
 		return errors.Join(err, serr)

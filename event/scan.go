@@ -41,6 +41,11 @@ func (s *scanner) skipSpace() {
 
 // peek returns the next non-space byte, or 0 at the end.
 func (s *scanner) peek() byte {
+	// Encoders mostly write no space between tokens: one comparison
+	// then (every byte above ' ' is not JSON whitespace).
+	if s.pos < len(s.data) && s.data[s.pos] > ' ' {
+		return s.data[s.pos]
+	}
 	s.skipSpace()
 	if s.pos < len(s.data) {
 		return s.data[s.pos]

@@ -419,12 +419,19 @@ func (ix *Index) Run(ctx context.Context, src Source) error {
 	go func() {
 		defer wg.Done()
 		var x extracted
+		warned := false
 		for e, err := range src.Follow(fctx, from) {
 			if err != nil {
 				errc <- err
 				return
 			}
-			r := decodeWith(e, &x)
+			r, wrongSpans := decodeChecked(e, &x)
+			if wrongSpans && !warned {
+				// A bug upstream of the index (the record was parsed
+				// instead): said once a Run, not once a record.
+				warned = true
+				ix.opts.logger().Warn("index: a record came with spans that do not describe it; parsing it instead", "record", e.Index)
+			}
 			// The only sender: with room in the channel the send cannot
 			// block, and a plain send costs a fraction of a select (which
 			// locks every channel it waits on), once per record.
@@ -734,8 +741,18 @@ func (ix *Index) add(ctx context.Context, want uint64, batch []rec) (err error) 
 		return fmt.Errorf("index: prepare: %w", err)
 	}
 	defer ts.put.Close()
+	prev := ix.tail
 	if err = ix.loadTail(ctx, tx, want); err != nil {
 		return err
+	}
+	if prev != nil && ix.tail.blk != prev.blk {
+		// The batch starts a block (the one before ended with the last
+		// batch, Run's batches end with blocks when it is behind): the
+		// runs of the blocks before are sealed, as when a batch crosses
+		// into a new block below.
+		if err = merge(ctx, tx, ix.tail.blk); err != nil {
+			return err
+		}
 	}
 	var buf []byte
 	var nums [nFields]uint32
@@ -796,9 +813,9 @@ func (ix *Index) add(ctx context.Context, want uint64, batch []rec) (err error) 
 // transaction (each column of a block, each id chunk, every yieldRows
 // rows, before the commit). SQLite here is Go code: without it one
 // transaction (re-encoding a block of up to 4096 rows, its id run, the
-// commit) held a P for 3-9 ms of CPU at 2,000 req/s (gw2's trace), and
-// with both Ps busy a gateway request waited that long; the scheduler
-// takes a P back only after 10 ms. A yield with nothing else runnable
+// commit) held a P for 3-9 ms of CPU at 2,000 req/s (an execution trace
+// of the single-node gateway), and with both Ps busy a gateway request
+// waited that long; the scheduler takes a P back only after 10 ms. A yield with nothing else runnable
 // costs well under a microsecond, a few dozen per batch.
 //
 // Not when the writer is behind (Run's batch at least half full, or as

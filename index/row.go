@@ -2,6 +2,7 @@ package index
 
 import (
 	"encoding/binary"
+	"runtime"
 	"time"
 	"unsafe"
 
@@ -28,26 +29,60 @@ func decode(e ledger.Entry) rec {
 // one: allocated per record, it was a tenth of the collector's
 // allocations under ingest load).
 func decodeWith(e ledger.Entry, x *extracted) rec {
+	r, _ := decodeChecked(e, x)
+	return r
+}
+
+// decodeChecked is decodeWith that also reports spans it found not to
+// describe the record (the record was parsed instead).
+func decodeChecked(e ledger.Entry, x *extracted) (r rec, wrongSpans bool) {
 	if sps, ok := e.Aux.([]event.Spans); ok && e.AuxPos < len(sps) && sps[e.AuxPos].OK() {
-		return decodeSpans(e, &sps[e.AuxPos], x)
+		if r, ok := decodeSpans(e, &sps[e.AuxPos], x); ok {
+			return r, false
+		}
+		wrongSpans = true
 	}
 	extract(e.Data, x)
-	return rec{idx: e.Index, c: x.columns(e.Time)}
+	return rec{idx: e.Index, c: x.columns(e.Time)}, wrongSpans
 }
 
 // decodeSpans is decode for a record sp describes: such a record is one
 // JSON object holding each field at most once and nothing Event does not
 // model, so each column field's value is the token sp locates, read as
 // extract reads a value at that field (same strings, numbers, arrays).
-func decodeSpans(e ledger.Entry, sp *event.Spans, x *extracted) rec {
+//
+// ok is false when sp is found not to describe the record (a bug in
+// whatever located the fields, or a record changed since): a span past
+// the record's end, a plain string token without its quotes, or a token
+// the scanner runs off (it trusts its input to be valid JSON, which the
+// spans are taken to locate: checking each token would cost a pass over
+// it on every record, and a recovered panic costs nothing until then).
+// The caller then parses the record. Spans that locate other valid
+// tokens of the right length are not detected.
+func decodeSpans(e ledger.Entry, sp *event.Spans, x *extracted) (r rec, ok bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			if _, isRuntime := p.(runtime.Error); !isRuntime {
+				panic(p)
+			}
+			ok = false
+		}
+	}()
 	*x = extracted{cats: x.cats[:0]}
 	s := scanner{x: x, alias: true}
 	for f := range nFields {
-		tok := sp.Token(e.Data, spanField[f])
-		if tok == nil {
+		start, end := sp.Span(spanField[f])
+		if end == 0 {
 			continue
 		}
+		if start >= end || end > len(e.Data) {
+			return rec{}, false
+		}
+		tok := e.Data[start:end:end]
 		if sp.Plain(spanField[f]) {
+			if len(tok) < 2 || tok[0] != '"' || tok[len(tok)-1] != '"' {
+				return rec{}, false
+			}
 			// A string without escapes: its value is between the quotes
 			// (what s.value would find, without reading it byte by byte).
 			s.add(f, 's', unsafe.String(unsafe.SliceData(tok[1:]), len(tok)-2))
@@ -57,7 +92,7 @@ func decodeSpans(e ledger.Entry, sp *event.Spans, x *extracted) rec {
 		s.value(&leaves[f], 1)
 	}
 	x.ts, x.hasTS = sp.Timestamp()
-	return rec{idx: e.Index, c: x.columns(e.Time)}
+	return rec{idx: e.Index, c: x.columns(e.Time)}, true
 }
 
 // spanField is each column field's number in event.Spans, and leaves the

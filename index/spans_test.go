@@ -56,7 +56,7 @@ func checkDecodeSpans(t *testing.T, doc []byte) bool {
 	e.Aux, e.AuxPos = []event.Spans{{}, sp}, 1
 	fromSpans := decode(e)
 	var x extracted
-	if direct := decodeSpans(e, &sp, &x); direct != fromSpans {
+	if direct, _ := decodeSpans(e, &sp, &x); direct != fromSpans {
 		t.Fatalf("%s: decode did not take the spans", data)
 	}
 	if parsed != fromSpans {

@@ -124,15 +124,17 @@ func TestWriterBehindDoesNotYield(t *testing.T) {
 // batches with blocks, so that it encodes and writes each block (and its
 // ids) once, not once more for every batch that adds rows to it. Here
 // batches of up to 1000 rows and blocks of 600: cut at 1000 rows, the
-// 6000 records would take 15 block writes (6 batch ends, 9 block ends);
-// ended with blocks, 10. The index then answers for every record.
+// 10800 records take 25 block writes (a block written again by each batch
+// that ends inside it); ended with blocks, 18. The blocks' id runs are merged as blocks
+// fill (a batch that starts a block seals the ones before), and the index
+// answers for every record.
 // Not parallel: it sets blockSize.
 func TestBehindWriterStoresBlocksOnce(t *testing.T) {
 	defer func(b uint64) { blockSize = b }(blockSize)
 	blockSize = 600
 	dir := t.TempDir()
 	l := openLedger(t, filepath.Join(dir, "ledger"))
-	const n = 6000
+	const n = 18 * 600
 	appendEvents(t, l.Ledger, 0, n, time.Millisecond)
 	ix, err := Open(filepath.Join(dir, "index.db"), Options{BatchSize: 1000, BatchDelay: time.Hour, Ledger: l.Ledger})
 	if err != nil {
@@ -142,6 +144,24 @@ func TestBehindWriterStoresBlocksOnce(t *testing.T) {
 	runUntil(t, ix, l, n)
 	if ix.stores != n/600 {
 		t.Errorf("%d block writes for %d blocks", ix.stores, n/600)
+	}
+	// The blocks' id runs were merged as blocks filled: idFanout (16) of
+	// the 18 blocks' runs are one run of level 1.
+	tx, err := ix.readTx(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := runs(context.Background(), tx, -1)
+	tx.Rollback()
+	if err != nil {
+		t.Fatal(err)
+	}
+	levels := map[int]int{}
+	for _, r := range rs {
+		levels[r.lvl]++
+	}
+	if levels[1] != 1 || levels[0] != 2 || len(rs) != 3 {
+		t.Errorf("id runs by level %v, want 2 of level 0 and 1 of level 1", levels)
 	}
 	if rows, lo, hi := count(t, ix); rows != n || lo != 0 || hi != n-1 {
 		t.Errorf("index holds %d rows, %d..%d; want %d, 0..%d", rows, lo, hi, n, n-1)

@@ -117,6 +117,14 @@ func (u *rawUpstream) serve(c net.Conn) {
 				"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 		case strings.Contains(line, "/sse"):
 			resp = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\nContent-Length: 9\r\n\r\ndata: x\n\n"
+		case strings.Contains(line, "/lying-short"):
+			// Says 10 bytes, sends 5 and ends the connection.
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 10\r\n\r\nhello")
+			return
+		case strings.Contains(line, "/lying-long"):
+			// Says 2 bytes and sends a second answer after them.
+			resp = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok" +
+				"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 8\r\n\r\nsmuggled"
 		case strings.Contains(line, "/denied"):
 			resp = "HTTP/1.1 401 Unauthorized\r\nWww-Authenticate: Basic realm=\"x\"\r\nContent-Length: 4\r\n\r\nnope"
 		default:

@@ -38,10 +38,12 @@ import (
 // noticed, as net/http notices it, by a read on its connection — started
 // by the sweeper for the requests that have taken longer than a sweep,
 // so that the many that take less cost no goroutine and no deadline; its
-// end cancels the request's context, and so the upstream exchange.
+// end cancels the request's context, and so the upstream exchange. A
+// request answered before that (10 to 20 ms) is answered as if its client
+// were still there, and recorded with the upstream's status.
 
-// sweepEvery is the sweeper's period: how late a timeout may be, and
-// how long a request runs before its client's departure is watched for.
+// sweepEvery is the sweeper's period: how late a timeout may be; a
+// request is watched for its client's departure after two.
 const sweepEvery = 10 * time.Millisecond
 
 // front is the lean front end of one listener.
@@ -494,7 +496,9 @@ func (f *front) sweep() {
 					}
 				}
 			case stServing:
-				if age >= sweepEvery && lc.state.CompareAndSwap(st, packState(stWatching, st>>3)) {
+				// Two sweeps: at least one whole period (the tick a
+				// request began in is counted from its start).
+				if age >= 2*sweepEvery && lc.state.CompareAndSwap(st, packState(stWatching, st>>3)) {
 					go lc.watch()
 				}
 			}
@@ -605,6 +609,16 @@ func (l *handoff) Addr() net.Addr { return l.addr }
 type replayConn struct {
 	net.Conn
 	pre []byte
+}
+
+// CloseWrite lets net/http half-close the connection before it closes
+// it (after a 431, so that the client reads the answer), as it does with
+// a *net.TCPConn.
+func (c *replayConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
 }
 
 func (c *replayConn) Read(p []byte) (int, error) {

@@ -148,6 +148,8 @@ func TestLeanFrontAttacks(t *testing.T) {
 		{"login-denied", "GET /plain/login-denied/denied HTTP/1.1\r\nHost: gw.test\r\nX-Request-Id: login-denied\r\nAuthorization: Basic YWxpY2U6aHVudGVyMg==\r\n\r\n" + g("login-denied-smuggled")},
 		{"login-query", "GET /plain/login-query?u=alice&password=hunter2 HTTP/1.1\r\nHost: gw.test\r\nX-Request-Id: login-query\r\n\r\n" + g("login-query-smuggled")},
 		{"sensitive", "GET /plain/sensitive/7?token=abc HTTP/1.1\r\nHost: gw.test\r\nX-Request-Id: sensitive\r\nAuthorization: Bearer abc.def\r\nCookie: session=s3cr3t\r\n\r\n" + g("sensitive-smuggled")},
+		{"lying-short", g("lying-short") + g("lying-short-smuggled")},
+		{"lying-long", g("lying-long") + g("lying-long-2") + g("lying-long-smuggled")},
 		{"auth-basic", g("auth-basic", "Authorization: Basic YWRtaW46aHVudGVyMg==\r\n") + g("auth-basic-smuggled")},
 	}
 	var mu sync.Mutex
@@ -640,6 +642,77 @@ func TestLeanFrontShutdownRecordsCutRequests(t *testing.T) {
 			}
 			if !found["cut-hang"] || !found["cut-big"] || took > 4*time.Second {
 				t.Errorf("after a stop of %v, access events of the cut requests: hang %v, big %v", took, found["cut-hang"], found["cut-big"])
+			}
+		})
+	}
+}
+
+// TestUnsolicitedUpstreamAnswerNotServed: an upstream that sends more
+// after an answer (a Content-Length that undercounts, an app writing on
+// after its answer) must not have those bytes taken for the answer to
+// the next request on the pooled connection — another client's: the
+// gateway does not reuse a connection with bytes waiting on it, as
+// net/http's Transport drops one that speaks while idle. Both listeners
+// (the fast path serves both).
+func TestUnsolicitedUpstreamAnswerNotServed(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					if req.URL.Path == "/poison" {
+						io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+						time.Sleep(30 * time.Millisecond)
+						io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 8\r\n\r\npoisoned")
+						continue
+					}
+					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 6\r\n\r\nvictim")
+				}
+			}()
+		}
+	}()
+	for _, mode := range []string{HTTP1Lean, HTTP1NetHTTP} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			_, url, _ := gateway(t, Config{HTTP1: mode, Routes: []Route{{Upstream: "http://" + ln.Addr().String()}}})
+			get := func(path string) string {
+				c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: a\r\n\r\n")
+				c.SetReadDeadline(time.Now().Add(10 * time.Second))
+				resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, _ := io.ReadAll(resp.Body)
+				return string(b)
+			}
+			for range 3 {
+				if got := get("/poison"); got != "ok" {
+					t.Fatalf("the first client got %q", got)
+				}
+				time.Sleep(100 * time.Millisecond) // the extra answer is at the gateway
+				if got := get("/victim"); got != "victim" {
+					t.Fatalf("the next client got %q, sent after the answer to another's request", got)
+				}
 			}
 		})
 	}

@@ -111,12 +111,23 @@ func TestLeanFrontMatchesNetHTTP(t *testing.T) {
 	t.Parallel()
 	up := newRawUpstream(t)
 	base := "http://" + up.ln.Addr().String()
+	// An upstream that hangs up on every connection: 502. (Not a port
+	// closed after listening: a parallel test's listener may take it.)
 	dead, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { dead.Close() })
+	go func() {
+		for {
+			c, err := dead.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
 	deadURL := "http://" + dead.Addr().String()
-	dead.Close()
 	cfg := Config{Routes: []Route{
 		{Path: "/down/", Upstream: deadURL},
 		{Path: "/limited/", Upstream: base, RateLimit: &RateLimit{Rate: 0.001, Burst: 1}},

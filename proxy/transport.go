@@ -160,24 +160,21 @@ func (t *h1Transport) do(ctx context.Context, addr string, req *http.Request, wr
 // get returns an idle connection to addr, or a new one (always a new one
 // when fresh is set).
 func (t *h1Transport) get(ctx context.Context, addr string, fresh bool) (*h1Conn, error) {
-	if !fresh {
-		now := t.now()
-		t.mu.Lock()
-		pool := t.pools[addr]
-		for len(pool) > 0 {
-			c := pool[len(pool)-1]
-			pool[len(pool)-1] = nil
-			pool = pool[:len(pool)-1]
-			if now.Sub(c.idleAt) < t.idle || t.idle <= 0 {
-				t.pools[addr] = pool
-				t.mu.Unlock()
-				c.reused = true
-				return c, nil
-			}
-			c.conn.Close()
+	for !fresh {
+		c := t.idleConn(addr)
+		if c == nil {
+			break
 		}
-		t.pools[addr] = pool
-		t.mu.Unlock()
+		// Bytes on an idle connection are an answer nobody asked for
+		// (an upstream that wrote past its Content-Length, or a request
+		// it read as two): taken for the next request's answer, they
+		// would be another client's. net/http's Transport drops a
+		// connection that speaks while idle; so does the pool.
+		if idleQuiet(c.conn) {
+			c.reused = true
+			return c, nil
+		}
+		c.conn.Close()
 	}
 	conn, err := t.dial(ctx, "tcp", addr)
 	if err != nil {
@@ -188,6 +185,26 @@ func (t *h1Transport) get(ctx context.Context, addr string, fresh bool) (*h1Conn
 	c.br = bufio.NewReaderSize(&c.lr, max(t.readBuf, 4096))
 	c.bw = bufio.NewWriterSize(conn, max(t.writeBuf, 4096))
 	return c, nil
+}
+
+// idleConn takes the most recently pooled connection to addr that has not
+// been idle for too long (closing those that have), or returns nil.
+func (t *h1Transport) idleConn(addr string) *h1Conn {
+	now := t.now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	pool := t.pools[addr]
+	defer func() { t.pools[addr] = pool }()
+	for len(pool) > 0 {
+		c := pool[len(pool)-1]
+		pool[len(pool)-1] = nil
+		pool = pool[:len(pool)-1]
+		if now.Sub(c.idleAt) < t.idle || t.idle <= 0 {
+			return c
+		}
+		c.conn.Close()
+	}
+	return nil
 }
 
 // put returns a connection whose exchange ended cleanly to the pool.

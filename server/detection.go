@@ -162,6 +162,11 @@ func (d *detection) run(ctx context.Context, s *Server) {
 	for {
 		err := d.runner.Run(ctx)
 		if ctx.Err() != nil {
+			if err != nil && err != ctx.Err() {
+				// What failed during the stop (an alert not stored, the
+				// cursor not saved): the next start redoes it.
+				s.log.Error("detection stopped with an error", "err", err)
+			}
 			return
 		}
 		d.mu.Lock()

@@ -88,8 +88,13 @@ func TestShutdownAbandonsTheSlowStep(t *testing.T) {
 			took := time.Since(start)
 			free()
 			srv.waitParts(t)
-			if took > cfg.ShutdownTimeout {
-				t.Errorf("Close took %v, more than shutdown_timeout %v", took, cfg.ShutdownTimeout)
+			// Close abandons the step at 90 % of shutdown_timeout; what
+			// it does after (and the timers' goroutines) can run late on
+			// a loaded machine (2.13 s was seen at load 13 on 2 cores):
+			// 1 s of slack. The step is held 10 s, so a Close that waits
+			// for it still fails here.
+			if slack := time.Second; took > cfg.ShutdownTimeout+slack {
+				t.Errorf("Close took %v, more than shutdown_timeout %v (+%v for the machine's load)", took, cfg.ShutdownTimeout, slack)
 			}
 			if !errors.Is(err, ErrAbandoned) || !strings.Contains(err.Error(), tc.slow+" did not end") {
 				t.Fatalf("the error does not name the step %q held past its share: %v", tc.slow, err)
