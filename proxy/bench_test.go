@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -13,9 +14,16 @@ import (
 
 // BenchmarkProxy measures a GET through the gateway over loopback to a
 // real upstream, events encoded into a discarding sink, parallel clients
-// on keep-alive connections. It checks that every request reached the
-// upstream and every access event was written.
+// on keep-alive connections, served by the lean front end and by
+// net/http. It checks that every request reached the upstream and every
+// access event was written.
 func BenchmarkProxy(b *testing.B) {
+	for _, mode := range []string{HTTP1Lean, HTTP1NetHTTP} {
+		b.Run(strings.ReplaceAll(mode, "/", ""), func(b *testing.B) { benchmarkProxy(b, mode) })
+	}
+}
+
+func benchmarkProxy(b *testing.B, mode string) {
 	var hits atomic.Int64
 	body := []byte(`{"args":{},"headers":{},"origin":"127.0.0.1","url":"http://x/get"}`)
 	up := http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -31,7 +39,7 @@ func BenchmarkProxy(b *testing.B) {
 		b.Fatal(err)
 	}
 	gln, _ := net.Listen("tcp", "127.0.0.1:0")
-	srv := NewServer(p, Config{}, quiet)
+	srv := NewPlainServer(p, Config{HTTP1: mode}, quiet)
 	go srv.Serve(gln)
 	defer srv.Close()
 	url := "http://" + gln.Addr().String() + "/get?x=1"
