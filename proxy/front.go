@@ -8,7 +8,9 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"net/url"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -284,6 +286,9 @@ func (lc *leanConn) serve() {
 			handed = lc.handOff()
 			return
 		}
+		if h.Len > detachAbove {
+			detach(&h)
+		}
 		r := new(http.Request)
 		*r = *lc.tmpl
 		r.Method, r.URL, r.Header, r.Host, r.RequestURI = h.Method, h.URL, h.Header, h.Host, h.RequestURI
@@ -312,6 +317,39 @@ func (lc *leanConn) serve() {
 			lc.state.Store(packState(stHeader, f.tick.Load()))
 		}
 	}
+}
+
+// detachAbove is the longest head whose strings may stay pieces of one
+// string (internal/h1 cuts them out of the head, which saves an allocation
+// per field). A request's event keeps some of them (path, query, user
+// agent, recorded headers) while it waits to be written, and
+// httpaudit's MaxQueueBytes counts those strings' lengths: a piece of a
+// long head would keep the whole head alive, so that a client sending
+// large junk fields with every request made 8192 waiting events hold 8192
+// heads (half a gigabyte at the default max_header_bytes), uncounted. A
+// longer head's strings are copied apart, as net/http's are.
+const detachAbove = 2 << 10
+
+// detach gives h's strings their own memory.
+func detach(h *h1.Head) {
+	h.RequestURI = strings.Clone(h.RequestURI)
+	if u, err := url.ParseRequestURI(h.RequestURI); err == nil { // as the parser did
+		h.URL = u
+	} else {
+		u := *h.URL
+		u.Path, u.RawPath, u.RawQuery = strings.Clone(u.Path), strings.Clone(u.RawPath), strings.Clone(u.RawQuery)
+		h.URL = &u
+	}
+	h.Host = strings.Clone(h.Host)
+	hdr := make(http.Header, len(h.Header))
+	for k, vv := range h.Header {
+		cv := make([]string, len(vv))
+		for i, v := range vv {
+			cv[i] = strings.Clone(v)
+		}
+		hdr[strings.Clone(k)] = cv
+	}
+	h.Header = hdr
 }
 
 // headEnds reports whether b holds an empty line (the end of a head, also

@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"context"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"regexp"
 	"runtime"
 	"slices"
@@ -713,6 +715,77 @@ func TestUnsolicitedUpstreamAnswerNotServed(t *testing.T) {
 				if got := get("/victim"); got != "victim" {
 					t.Fatalf("the next client got %q, sent after the answer to another's request", got)
 				}
+			}
+		})
+	}
+}
+
+// stuckSink is a sink whose writes wait until release is closed.
+type stuckSink struct{ release chan struct{} }
+
+func (s *stuckSink) Write(context.Context, [][]byte) error { <-s.release; return nil }
+func (s *stuckSink) Close() error                          { return nil }
+
+// TestLeanFrontQueuedEventsKeepNoHead: while the sink is slow, the events
+// waiting to be written keep the strings of their requests they record
+// (httpaudit counts them against MaxQueueBytes), not the whole heads those
+// strings were cut from: 200 requests with 200 KiB of junk fields each
+// must not keep 40 MiB alive. Not parallel: it measures the heap.
+func TestLeanFrontQueuedEventsKeepNoHead(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	defer up.Close()
+	for _, mode := range []string{HTTP1Lean, HTTP1NetHTTP} {
+		t.Run(mode, func(t *testing.T) {
+			sink := &stuckSink{release: make(chan struct{})}
+			cfg := Config{HTTP1: mode, Routes: []Route{{Upstream: up.URL}}, MaxHeaderBytes: 256 << 10, Sink: sink}
+			p, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := listen(p, cfg, ln)
+			defer func() {
+				close(sink.release)
+				srv.Close()
+				p.Close()
+			}()
+			c, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			br := bufio.NewReader(c)
+			get := func(extra string) {
+				io.WriteString(c, "GET /plain?q=1 HTTP/1.1\r\nHost: a\r\nUser-Agent: junk-sender\r\nReferer: http://r/\r\n"+extra+"\r\n")
+				c.SetReadDeadline(time.Now().Add(10 * time.Second))
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				io.Copy(io.Discard, resp.Body)
+			}
+			get("") // the connection's buffers, the pools
+			var ms runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&ms)
+			before := ms.HeapAlloc
+			junk := "X-Junk: " + strings.Repeat("j", 200<<10) + "\r\n"
+			const n = 200
+			for range n {
+				get(junk)
+			}
+			runtime.GC()
+			runtime.ReadMemStats(&ms)
+			grew := int64(ms.HeapAlloc) - int64(before)
+			if q := p.Stats().Events.Queued; q < n {
+				t.Fatalf("%d events waiting, want %d", q, n)
+			}
+			t.Logf("the heap grew by %d KiB with %d events waiting", grew>>10, n)
+			if grew > 12<<20 {
+				t.Errorf("the heap grew by %d MiB with %d events waiting: they keep their requests' heads (%d MiB of them)", grew>>20, n, n*(200<<10)>>20)
 			}
 		})
 	}
