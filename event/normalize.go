@@ -84,8 +84,9 @@ type ScrubPass struct {
 	// after[child] the one after child's member; 0 for none (the document
 	// node is nobody's child). Only children reached by one name alone.
 	first, after []int32
-	// clean[f] is the text last found clean as a value of field f.
-	clean [len(normFields)]cleanText
+	// clean[f] is the text last found clean as a value of field f, and
+	// cleanNum[f] the number token.
+	clean, cleanNum [len(normFields)]cleanText
 	// nowText is now in TimeFormat: a request's events share their
 	// event.ingested, written once.
 	now     time.Time
@@ -444,13 +445,35 @@ func (n *normalizer) cleanStr(sl *normSlot, depth, f int) bool {
 	return true
 }
 
+// cleanNum is clean for the number token num, a value of field i: the
+// token the pass last found clean for i at the same depth is answered at
+// once (events repeat their status codes, sizes, ports).
+func (n *normalizer) cleanNum(num []byte, depth, i int) bool {
+	if n.sc == nil {
+		return true
+	}
+	last := &n.pass.cleanNum[i]
+	if last.ok && last.depth == depth && string(last.text) == string(num) {
+		return true
+	}
+	if !n.sc.Unchanged(num, depth) {
+		return false
+	}
+	if len(num) <= maxCleanText {
+		last.text, last.depth, last.ok = append(last.text[:0], num...), depth, true
+	}
+	return true
+}
+
 // maxCleanText is the longest value a ScrubPass remembers as clean.
 const maxCleanText = 128
 
-// cleanText is the text a ScrubPass last found clean for a field.
+// cleanText is the text a ScrubPass last found clean for a field (at
+// depth, for a number).
 type cleanText struct {
-	text []byte
-	ok   bool
+	text  []byte
+	depth int
+	ok    bool
 }
 
 // cleanKey asks the scrubber whether the member key (its token kt, with
@@ -692,7 +715,7 @@ func (n *normalizer) field(s *scanner, i, depth int, key []byte) bool {
 			return false
 		}
 		num, err := s.number()
-		if err != nil || !n.clean(num, depth) {
+		if err != nil || !n.cleanNum(num, depth, i) {
 			return false
 		}
 		v, ok := simpleInt(num)
