@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/textproto"
 	"regexp"
 	"slices"
 	"strings"
@@ -111,8 +112,10 @@ func TestLeanFrontMatchesNetHTTP(t *testing.T) {
 	t.Parallel()
 	up := newRawUpstream(t)
 	base := "http://" + up.ln.Addr().String()
-	// An upstream that hangs up on every connection: 502. (Not a port
-	// closed after listening: a parallel test's listener may take it.)
+	// An upstream that hangs up on every request once it has read it
+	// (all of it, so the gateway sees an end, not a reset): 502. (Not a
+	// port closed after listening: a parallel test's listener may take
+	// it.)
 	dead, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -124,7 +127,12 @@ func TestLeanFrontMatchesNetHTTP(t *testing.T) {
 			if err != nil {
 				return
 			}
-			c.Close()
+			go func() {
+				defer c.Close()
+				tp := textproto.NewReader(bufio.NewReader(c))
+				tp.ReadLine()
+				tp.ReadMIMEHeader()
+			}()
 		}
 	}()
 	deadURL := "http://" + dead.Addr().String()
