@@ -203,6 +203,26 @@ func TestLeanFrontAttacks(t *testing.T) {
 		}
 		return upHost.ReplaceAllString(normalize(strings.Join(out, "\n\n")), "127.0.0.1:<up>")
 	}
+	// Fields the client names in Connection, and the hop-by-hop ones,
+	// never reach the upstream (in either mode: equal is not enough).
+	for id, never := range map[string][]string{
+		"conn-names":     {"X-Secret", "Authorization", "Connection"},
+		"conn-names-two": {"X-Secret", "Connection"},
+		"conn-ka-case":   {"Keep-Alive", "Connection"},
+		"proxy-conn":     {"Proxy-Connection", "Proxy-Authorization", "deflate"},
+	} {
+		for i, u := range ups {
+			h := headsOf(u, id)
+			if h == "" {
+				t.Errorf("%s: nothing reached upstream %d", id, i)
+			}
+			for _, s := range never {
+				if strings.Contains(h, s) {
+					t.Errorf("%s: upstream %d got %q:\n%s", id, i, s, h)
+				}
+			}
+		}
+	}
 	for _, tc := range cases {
 		r := results[tc.id]
 		if r[0].answer != r[1].answer {
