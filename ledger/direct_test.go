@@ -183,3 +183,74 @@ func waitZeroedAhead(t *testing.T, dir string, size int64) {
 	}
 	time.Sleep(20 * time.Millisecond) // its fsync
 }
+
+// TestDirectWritesLargeBatches: in a segment written directly, a batch
+// larger than directMax goes through the page cache (synced by the
+// syncer), and the direct writes after it start from its last block.
+func TestDirectWritesLargeBatches(t *testing.T) {
+	t.Parallel()
+	k := newKey(t, testOrigin)
+	opts := testOpts(k)
+	opts.SegmentSize = 1 << 20
+	opts.DisableCompression = true
+	dir := t.TempDir()
+	l, err := Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want [][]byte
+	add := func(recs ...[]byte) {
+		t.Helper()
+		first, err := l.Append(context.Background(), recs...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if first != uint64(len(want)) {
+			t.Fatalf("appended at %d, want %d", first, len(want))
+		}
+		want = append(want, recs...)
+	}
+	small := func(i int) []byte { return fmt.Appendf(nil, "small-%d-%s", i, bytes.Repeat([]byte{'s'}, i%300)) }
+	// The segment active at Open is written directly once zeroed.
+	deadline := time.Now().Add(10 * time.Second)
+	for l.direct.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("never written directly")
+		}
+		add(small(len(want)))
+		time.Sleep(time.Millisecond)
+	}
+	for round := range 3 {
+		big := make([][]byte, 50)
+		for i := range big {
+			big[i] = fmt.Appendf(nil, "big-%d-%d-%s", round, i, bytes.Repeat([]byte{'B'}, 4000+i))
+		}
+		add(big...) // ~200 KiB: through the page cache
+		direct := l.direct.Load()
+		for range 5 {
+			add(small(len(want)))
+		}
+		if l.direct.Load() == direct {
+			t.Fatal("no direct write after the large batch")
+		}
+	}
+	got := 0
+	for e, err := range l.Entries(0) {
+		if err != nil {
+			t.Fatalf("record %d: %v", got, err)
+		}
+		if !bytes.Equal(e.Data, want[e.Index]) {
+			t.Fatalf("record %d reads back as %.40q…, want %.40q…", e.Index, e.Data, want[e.Index])
+		}
+		got++
+	}
+	if got != len(want) {
+		t.Fatalf("%d records, want %d", got, len(want))
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if rep := verifyDir(t, dir, k, ""); !rep.OK() || rep.Records != uint64(len(want)) {
+		t.Fatalf("verify: %d records, want %d\n%s", rep.Records, len(want), rep)
+	}
+}
