@@ -156,8 +156,9 @@ func (x *extractor) fromSpans(d *document, data []byte, sp *event.Spans, plan []
 		if end-start >= 2 && data[start] == '"' {
 			// A string token, its quotes at both ends: what value would
 			// find without looking for the closing quote.
+			// (A plain token has no escapes: nothing to look for.)
 			d.spans[slot] = span{start: int32(start + 1), end: int32(end - 1), kind: vString,
-				esc: bytes.IndexByte(data[start+1:end-1], '\\') >= 0}
+				esc: !sp.Plain(f) && bytes.IndexByte(data[start+1:end-1], '\\') >= 0}
 			continue
 		}
 		_, s, err := value(data[:end], start, 0)

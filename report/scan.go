@@ -97,6 +97,12 @@ func (f *fields) fromSpans(rec []byte, sp *event.Spans) {
 	p := parser{f: f}
 	for _, s := range spanStrs {
 		if tok := sp.Token(rec, s.f); len(tok) > 0 && tok[0] == '"' {
+			if sp.Plain(s.f) && len(tok) >= 2 && tok[len(tok)-1] == '"' {
+				// No escapes: the value is between the quotes, as str
+				// finds it.
+				*s.dst(f) = tok[1 : len(tok)-1]
+				continue
+			}
 			p.b, p.i = tok, 0
 			if v, err := p.str(); err == nil {
 				*s.dst(f) = v
