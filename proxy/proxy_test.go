@@ -424,6 +424,7 @@ func TestConfigValidation(t *testing.T) {
 		Logins:         []Login{{Path: "/login", User: "password"}, {Path: "/a/{x}/{x}", User: "basic"}},
 		Sensitive:      []Sensitive{{Path: "/u/{id}", TargetUser: "uid"}, {Path: "/v", Action: "Bad Action"}},
 		TrustedProxies: []string{"10.0.0.0/33"},
+		HTTP1:          "nginx",
 	}
 	err := cfg.Validate()
 	if err == nil {
@@ -431,7 +432,7 @@ func TestConfigValidation(t *testing.T) {
 	}
 	for _, want := range []string{"tls_cert and tls_key", `routes[0]: upstream "ftp://x"`, `path "api" must start with /`,
 		"rate 0", `user "password"`, "{x} appears twice", `target_user "uid"`, "action is required", `action "Bad Action"`,
-		`"10.0.0.0/33" is not a CIDR`} {
+		`"10.0.0.0/33" is not a CIDR`, `http1 "nginx": want "lean" (default) or "net/http"`} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not say %q:\n%v", want, err)
 		}
@@ -490,6 +491,7 @@ sensitive:
   - {method: PUT, path: "/api/users/{id}/role", action: user_role_change, target_user: id}
 rate_limit: {rate: 100, burst: 200}
 timeouts: {response_header: 5s, dial: 1s}
+http1: net/http
 collector: {url: "http://127.0.0.1:8600", poll_interval: 100ms}
 `
 	if err := writeFile(path, yml); err != nil {
@@ -503,7 +505,8 @@ collector: {url: "http://127.0.0.1:8600", poll_interval: 100ms}
 		t.Fatal(err)
 	}
 	if len(cfg.Routes) != 2 || cfg.Routes[0].RateLimit.Per != "route" || cfg.Timeouts.ResponseHeader != 5*time.Second ||
-		cfg.Collector.PollInterval != 100*time.Millisecond || cfg.Logins[0].User != "json:credentials.email" {
+		cfg.Collector.PollInterval != 100*time.Millisecond || cfg.Logins[0].User != "json:credentials.email" ||
+		cfg.HTTP1 != HTTP1NetHTTP {
 		t.Errorf("parsed %+v", cfg)
 	}
 	if err := writeFile(path, "routes: []\nupstreams: x\n"); err != nil {
