@@ -118,8 +118,9 @@ func newLoginRule(l Login) (*loginRule, error) {
 	return lr, nil
 }
 
-func (l *loginRule) matches(r *http.Request) bool {
-	return methodMatch(l.method, r.Method) && hostMatch(l.host, r.Host) && l.pattern.matchOnly(r.URL.Path)
+// matches reports whether r, whose matchPath is path, is a login.
+func (l *loginRule) matches(r *http.Request, path string) bool {
+	return methodMatch(l.method, r.Method) && hostMatch(l.host, r.Host) && l.pattern.matchOnly(path)
 }
 
 // sensRule is a compiled Sensitive.
@@ -150,8 +151,9 @@ func newSensRule(s Sensitive) (*sensRule, error) {
 	return sr, nil
 }
 
-func (s *sensRule) matches(r *http.Request) bool {
-	return methodMatch(s.method, r.Method) && hostMatch(s.host, r.Host) && s.pattern.matchOnly(r.URL.Path)
+// matches reports whether r, whose matchPath is path, is sensitive.
+func (s *sensRule) matches(r *http.Request, path string) bool {
+	return methodMatch(s.method, r.Method) && hostMatch(s.host, r.Host) && s.pattern.matchOnly(path)
 }
 
 func (pt *pattern) matchOnly(path string) bool {

@@ -56,6 +56,10 @@ func compilePattern(p string) (*pattern, error) {
 		}
 		pt.segs = append(pt.segs, sg)
 	}
+	if n := len(pt.segs); n > 1 && pt.segs[n-1] == (patSeg{}) {
+		// "/login/" is "/login": a trailing slash never matters (below).
+		pt.segs = pt.segs[:n-1]
+	}
 	return pt, nil
 }
 
@@ -68,11 +72,20 @@ func (pt *pattern) has(name string) bool {
 	return false
 }
 
-// match reports whether path matches and, when want names a wildcard,
-// returns the segment it matched.
+// match reports whether path (a matchPath) matches and, when want names
+// a wildcard, returns the segment it matched.
+//
+// Literal segments match in any ASCII case, and one trailing slash on
+// the path or the pattern does not matter: Express and ASP.NET route
+// /API/Users/7/Role/ to /api/users/7/role, so a rule that told them apart
+// could be walked around. Matching more than a case-sensitive upstream
+// serves only records a request that upstream answers 404.
 func (pt *pattern) match(path, want string) (string, bool) {
 	if path == "" || path[0] != '/' {
 		return "", false
+	}
+	if len(path) > 1 && path[len(path)-1] == '/' {
+		path = path[:len(path)-1]
 	}
 	rest := path[1:]
 	var got string
@@ -92,13 +105,18 @@ func (pt *pattern) match(path, want string) (string, bool) {
 			if sg.name != "" && sg.name == want {
 				got = seg
 			}
-		case seg != sg.lit:
+		case !strings.EqualFold(seg, sg.lit):
 			return "", false
 		}
 		if i == len(pt.segs)-1 {
 			return got, !more
 		}
 		if !more {
+			if next := pt.segs[i+1]; next.rest {
+				// "/files/**" takes /files/ and so /files (no trailing
+				// slash matters).
+				return got, true
+			}
 			return "", false
 		}
 		rest = after

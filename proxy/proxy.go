@@ -305,7 +305,18 @@ var exchanges = sync.Pool{New: func() any { return new(exchange) }}
 
 func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	rt := p.route(r)
+	if r.Method == http.MethodTrace || r.Method == http.MethodConnect {
+		// TRACE echoes the request (cookies and credentials included) and
+		// CONNECT would make the gateway a tunnel: nginx answers 405 too.
+		p.reject(w, r, http.StatusMethodNotAllowed, "method "+r.Method+" is not forwarded")
+		return
+	}
+	path, err := matchPath(r.URL)
+	if err != nil {
+		p.reject(w, r, http.StatusBadRequest, err.Error())
+		return
+	}
+	rt := p.routeFor(r, path)
 	if rt == nil {
 		p.noRoute.Add(1)
 		http.Error(w, "no route for this host and path", http.StatusNotFound)
@@ -319,7 +330,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	var login *loginRule
 	for _, l := range p.logins {
-		if l.matches(r) {
+		if l.matches(r, path) {
 			login = l
 			break
 		}
@@ -358,7 +369,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 
 	var sens *sensRule
 	for _, s := range p.sens {
-		if s.matches(r) {
+		if s.matches(r, path) {
 			sens = s
 			break
 		}
@@ -411,7 +422,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	if status == 0 {
 		status = http.StatusSwitchingProtocols // hijacked (WebSocket) or nothing written
 	}
-	p.infer(ctx, r, rt, login, sens, status, captured)
+	p.infer(ctx, r, path, rt, login, sens, status, captured)
 }
 
 // recorded counts an inferred event that could not be queued (the
@@ -492,6 +503,30 @@ func (p *Proxy) refuse(w http.ResponseWriter, r *http.Request, client netip.Addr
 	writeRefusal(w, status, retry)
 }
 
+// reject answers 400 or 405 to a request the gateway will not forward
+// (a path no upstream reads alike, TRACE, CONNECT) and records it as
+// input_validation_fail, sampled as refusals are.
+func (p *Proxy) reject(w http.ResponseWriter, r *http.Request, status int, reason string) {
+	ctx := r.Context()
+	if p.sampler.allow(httpaudit.ClientIP(ctx), event.ActionInputValidationFail) {
+		p.recorded(httpaudit.Audit(ctx, httpaudit.Op{
+			Action: event.ActionInputValidationFail, Outcome: event.OutcomeFailure, Reason: reason, Resource: r.URL.Path,
+			Category: []string{event.CategoryWeb}, Type: []string{event.TypeDenied},
+		}))
+	} else {
+		p.unrecorded.Add(1)
+		httpaudit.Discard(ctx)
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	if status == http.StatusMethodNotAllowed {
+		h.Set("Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
+	}
+	w.WriteHeader(status)
+	io.WriteString(w, strconv.Itoa(status)+" "+http.StatusText(status)+": "+reason+"\n")
+}
+
 // writeRefusal answers a refused request.
 func writeRefusal(w http.ResponseWriter, status, retry int) {
 	h := w.Header()
@@ -511,7 +546,7 @@ func writeRefusal(w http.ResponseWriter, status, retry int) {
 // infer turns the upstream's answer into the events the API would have
 // recorded itself: logins, refused authentication and authorisation,
 // sensitive operations; and the captured body onto the access event.
-func (p *Proxy) infer(ctx context.Context, r *http.Request, rt *route, login *loginRule, sens *sensRule, status int, body []byte) {
+func (p *Proxy) infer(ctx context.Context, r *http.Request, path string, rt *route, login *loginRule, sens *sensRule, status int, body []byte) {
 	ok2xx := status >= 200 && status < 300
 	ct := ""
 	if body != nil {
@@ -546,7 +581,7 @@ func (p *Proxy) infer(ctx context.Context, r *http.Request, rt *route, login *lo
 			op.Reason = "upstream answered " + strconv.Itoa(status) + " " + http.StatusText(status)
 		}
 		if sens.target != "" {
-			if id, ok := sens.pattern.match(r.URL.Path, sens.target); ok && id != "" {
+			if id, ok := sens.pattern.match(path, sens.target); ok && id != "" {
 				op.Target = &httpaudit.User{ID: id}
 			}
 		}

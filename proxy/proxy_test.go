@@ -453,8 +453,15 @@ func TestPatternMatch(t *testing.T) {
 		{"/files/{rest...}", "/files/a/b/c", "rest", "a/b/c", true},
 		{"/files/**", "/files/", "", "", true},
 		{"/login", "/login", "", "", true},
-		{"/login", "/login/", "", "", false},
+		{"/login", "/login/", "", "", true}, // as Express and Spring serve it
+		{"/login/", "/login", "", "", true},
+		{"/Login", "/LOGIN", "", "", true}, // as Express and ASP.NET serve it
+		{"/api/users/{id}/role", "/API/Users/Ab/ROLE/", "id", "Ab", true},
+		{"/files/**", "/files", "", "", true},
+		{"/files/{rest...}", "/files/a/", "rest", "a", true},
+		{"/login", "/loginx", "", "", false},
 		{"/", "/", "", "", true},
+		{"/", "/x", "", "", false},
 	}
 	for _, tc := range cases {
 		pt, err := compilePattern(tc.pattern)

@@ -77,8 +77,18 @@ func (p *Proxy) newRoute(c Route, transport http.RoundTripper, pool httputil.Buf
 	return rt, nil
 }
 
-// route finds the route of a request.
+// route finds the route of a request (nil also for a path matchPath
+// refuses).
 func (p *Proxy) route(r *http.Request) *route {
+	path, err := matchPath(r.URL)
+	if err != nil {
+		return nil
+	}
+	return p.routeFor(r, path)
+}
+
+// routeFor finds the route of a request whose matchPath is path.
+func (p *Proxy) routeFor(r *http.Request, path string) *route {
 	host := r.Host
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h
@@ -94,7 +104,7 @@ func (p *Proxy) route(r *http.Request) *route {
 		case rt.host != host:
 			continue
 		}
-		if prefixMatch(r.URL.Path, rt.prefix) {
+		if prefixMatch(path, rt.prefix) {
 			return rt
 		}
 	}
@@ -102,9 +112,13 @@ func (p *Proxy) route(r *http.Request) *route {
 }
 
 // prefixMatch: "/api/" matches /api/x; "/api" matches /api and /api/x but
-// not /apix.
+// not /apix. path is a matchPath; the prefix matches in any ASCII case, as
+// patterns do (pattern.match says why).
 func prefixMatch(path, prefix string) bool {
-	if !strings.HasPrefix(path, prefix) {
+	if len(prefix) > 1 && prefix[len(prefix)-1] == '/' && strings.EqualFold(path, prefix[:len(prefix)-1]) {
+		return true // "/api/" takes /api too: most upstreams serve both alike
+	}
+	if len(path) < len(prefix) || !strings.EqualFold(path[:len(prefix)], prefix) {
 		return false
 	}
 	return len(path) == len(prefix) || strings.HasSuffix(prefix, "/") || path[len(prefix)] == '/'

@@ -1,0 +1,337 @@
+package proxy
+
+import (
+	"bufio"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/trailguard/trailguard/decision"
+	"github.com/trailguard/trailguard/detect"
+	"github.com/trailguard/trailguard/event"
+)
+
+// normalisingUpstream is an API that routes as common frameworks do: it
+// decodes escapes, resolves dot segments and merges slashes (Go's
+// path.Clean, Werkzeug, nginx), ignores a trailing slash and case
+// (Express, ASP.NET). It answers 403 to a wrong password at POST /login
+// (so that a login the gateway does not recognise is no authentication
+// failure at all), 200 to PUT /api/users/{id}/role and GET /api/search,
+// and 404 to anything else; the route it served is in X-Route.
+func normalisingUpstream(t *testing.T) *upstream {
+	return newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		p, err := url.PathUnescape(r.URL.EscapedPath())
+		if err != nil {
+			http.Error(w, "bad path", http.StatusBadRequest)
+			return
+		}
+		p = strings.ToLower(strings.TrimSuffix(path.Clean("/"+p), "/"))
+		segs := strings.Split(p, "/")
+		switch {
+		case r.Method == "POST" && p == "/login":
+			w.Header().Set("X-Route", "login")
+			b, _ := io.ReadAll(r.Body)
+			if !strings.Contains(string(b), `"password":"right"`) {
+				http.Error(w, "no", http.StatusForbidden)
+			}
+		case r.Method == "PUT" && len(segs) == 5 && segs[1] == "api" && segs[2] == "users" && segs[4] == "role":
+			w.Header().Set("X-Route", "role:"+segs[3])
+		case r.Method == "GET" && p == "/api/search":
+			w.Header().Set("X-Route", "search")
+		default:
+			http.NotFound(w, r)
+		}
+	})
+}
+
+// pathVariants are request-targets that the normalising upstream serves
+// as canon: each must get the same decisions at the gateway.
+func pathVariants(canon string) []string {
+	rest := strings.TrimPrefix(canon, "/")
+	first, tail, _ := strings.Cut(rest, "/")
+	vs := []string{
+		canon,
+		"/" + strings.ReplaceAll(rest, "/", "//"),
+		"//" + rest,
+		"/./" + rest,
+		"/zz/../" + rest,
+		"/zz/%2E%2E/" + rest,
+		"/zz/%2e./" + rest,
+		"/%" + strconv.FormatInt(int64(first[0]), 16) + first[1:] + "/" + tail,
+		canon + "/",
+		canon + "/.",
+		canon + "//",
+		strings.ToUpper(canon),
+		"/" + first + "/./" + tail,
+	}
+	if tail != "" {
+		vs = append(vs, "/"+first+"/xx/../"+tail, "/"+first+"/"+tail+"/../"+path.Base(canon))
+	}
+	out := vs[:1]
+	for _, v := range vs[1:] {
+		if v != canon {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// rawRequest sends one request with exactly this request-target (no
+// client library cleans it) and returns the answer's status and X-Route.
+func rawRequest(t *testing.T, gw, method, target, body string, hdr ...string) (int, string) {
+	t.Helper()
+	c, err := net.Dial("tcp", strings.TrimPrefix(gw, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var b strings.Builder
+	b.WriteString(method + " " + target + " HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n")
+	for i := 0; i+1 < len(hdr); i += 2 {
+		b.WriteString(hdr[i] + ": " + hdr[i+1] + "\r\n")
+	}
+	if body != "" {
+		b.WriteString("Content-Type: application/json\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n")
+	}
+	b.WriteString("\r\n" + body)
+	if _, err := io.WriteString(c, b.String()); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, target, err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, resp.Header.Get("X-Route")
+}
+
+var http1Modes = []string{HTTP1Lean, HTTP1NetHTTP}
+
+// TestPathVariantsGetTheSameDecisions: every spelling of a sensitive
+// route that the upstream serves as that route yields its audit event,
+// with the right target; every spelling of a rate-limited route counts
+// against its bucket. Both listeners, both forwarding paths.
+func TestPathVariantsGetTheSameDecisions(t *testing.T) {
+	t.Parallel()
+	for _, mode := range http1Modes {
+		for _, noFast := range []bool{false, true} {
+			t.Run(mode+"/noFast="+strconv.FormatBool(noFast), func(t *testing.T) {
+				t.Parallel()
+				up := normalisingUpstream(t)
+				p, gw, ms, _ := gatewayServer(t, Config{HTTP1: mode, TrustedProxies: []string{"127.0.0.1"},
+					Routes: []Route{
+						{Upstream: up.URL},
+						{Path: "/api/search", Upstream: up.URL, RateLimit: &RateLimit{Rate: 0.001, Burst: 1}},
+					},
+					Sensitive: []Sensitive{{Method: "PUT", Path: "/api/users/{id}/role", Action: event.ActionUserRoleChange, TargetUser: "id"}},
+				})
+				p.noFast.Store(noFast)
+
+				variants := pathVariants("/api/users/7/role")
+				for _, v := range variants {
+					code, route := rawRequest(t, gw, "PUT", v, `{"role":"admin"}`, "X-Request-Id", "v-"+strconv.Itoa(len(v)))
+					if code != 200 || route != "role:7" {
+						t.Fatalf("PUT %s: %d %q: the upstream does not serve it as the role change, the test proves nothing", v, code, route)
+					}
+				}
+				// A request's audit event is queued before its access event.
+				evs := ms.wait(t, "the requests", hasAction(event.ActionHTTPRequest, len(variants)))
+				got := map[string]bool{}
+				for _, ev := range byAction(evs, event.ActionUserRoleChange) {
+					got[ev.Path] = true
+					if ev.TargetUserID != "7" {
+						t.Errorf("%s: target %q, want user 7", ev.Path, ev.TargetUserID)
+					}
+				}
+				for _, ev := range byAction(evs, event.ActionHTTPRequest) {
+					if ev.Method == "PUT" && !got[ev.Path] {
+						t.Errorf("PUT %s reached the role change without its audit event", ev.Path)
+					}
+				}
+
+				for i, v := range pathVariants("/api/search") {
+					client := "192.0.2." + strconv.Itoa(i+1)
+					if code, _ := rawRequest(t, gw, "GET", "/api/search", "", "X-Forwarded-For", client); code != 200 {
+						t.Fatalf("first search from %s: %d", client, code)
+					}
+					code, route := rawRequest(t, gw, "GET", v, "", "X-Forwarded-For", client)
+					if code != http.StatusTooManyRequests {
+						t.Errorf("GET %s after the bucket was spent: %d (upstream route %q), want 429", v, code, route)
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestPathVariantsCountAsLogins: every spelling of the login route is a
+// login, its 403 a failed login with the user named, and ten of them
+// from one address block it (the request lane over the built-in brute
+// force rule), before anything more reaches the upstream.
+func TestPathVariantsCountAsLogins(t *testing.T) {
+	t.Parallel()
+	for _, mode := range http1Modes {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			up := normalisingUpstream(t)
+			st, err := decision.Open(decision.Options{Path: filepath.Join(t.TempDir(), "decisions.json")}, noEntries{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			eng, errs := detect.NewEngine(detect.Builtin(), detect.Options{})
+			if len(errs) > 0 {
+				t.Fatal(errs[0])
+			}
+			lane := newRequestLane(eng.Rules(), st.Target)
+			ms := &memSink{}
+			cfg := Config{HTTP1: mode, Routes: []Route{{Upstream: up.URL}}, TrustedProxies: []string{"127.0.0.1"},
+				Logins: []Login{{Method: "POST", Path: "/login", User: "json:username"}},
+				Sink:   laneSink{Sink: ms, lane: lane}}
+			p, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			p.gate = newAnswerGate(func() uint64 { return p.audit.Stats().Enqueued }, lane.seen.Load)
+			lane.gate.Store(p.gate)
+			lane.p.Store(p)
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := listen(p, cfg, ln)
+			t.Cleanup(func() { srv.Close(); p.Close() })
+			gw := "http://" + ln.Addr().String()
+
+			// Ten attempts, each spelt other than /login. Spellings with
+			// ".." are left out: the built-in traversal rule blocks the
+			// client for those alone.
+			var spellings []string
+			for _, v := range pathVariants("/login")[1:] {
+				if !strings.Contains(v, "..") && !strings.Contains(strings.ToLower(v), "%2e") {
+					spellings = append(spellings, v)
+				}
+			}
+			variants := make([]string, 10)
+			for i := range variants {
+				variants[i] = spellings[i%len(spellings)]
+			}
+			for i, v := range variants {
+				code, route := rawRequest(t, gw, "POST", v, `{"username":"admin","password":"guess`+strconv.Itoa(i)+`"}`, "X-Forwarded-For", "203.0.113.9")
+				if code != 403 || (route != "login" && i < len(variants)-1) {
+					// (The last one's answer may be withheld: the block it
+					// causes covers it.)
+					t.Fatalf("POST %s: %d %q, want the upstream login's 403", v, code, route)
+				}
+			}
+			evs := ms.wait(t, "the failed logins", hasAction(event.ActionHTTPRequest, len(variants)))
+			fails := byAction(evs, event.ActionLoginFail)
+			if len(fails) != len(variants) {
+				t.Errorf("%d failed logins recorded for %d", len(fails), len(variants))
+			}
+			for _, ev := range fails {
+				if ev.UserName == "" {
+					t.Errorf("%s: failed login without the user", ev.Path)
+				}
+			}
+			before := up.count()
+			waitFor(t, "the brute force blocked", func() bool {
+				code, _ := rawRequest(t, gw, "POST", "/./login", `{"username":"admin","password":"right"}`, "X-Forwarded-For", "203.0.113.9")
+				return code == http.StatusForbidden && up.count() == before
+			})
+		})
+	}
+}
+
+// TestPathRefusals: a path that climbs above the root, one with an
+// encoded slash or a backslash, and TRACE and CONNECT are refused (400,
+// 405) with an input_validation_fail event; the upstream sees none.
+func TestPathRefusals(t *testing.T) {
+	t.Parallel()
+	for _, mode := range http1Modes {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			up := normalisingUpstream(t)
+			_, gw, ms, _ := gatewayServer(t, Config{HTTP1: mode, Routes: []Route{{Upstream: up.URL}}})
+			cases := []struct {
+				method, target string
+				want           int
+			}{
+				{"GET", "/../api/search", 400},
+				{"GET", "/api/../../api/search", 400},
+				{"GET", "/api/%2E%2E/%2e%2e/etc", 400},
+				{"PUT", "/api/users%2F7/role", 400},
+				{"PUT", "/api/users/7%2frole", 400},
+				{"GET", "/api%5Csearch", 400},
+				{"GET", "/api\\search", 400},
+				{"TRACE", "/api/search", 405},
+				{"CONNECT", "gw.test:443", 405},
+			}
+			for _, tc := range cases {
+				if code, _ := rawRequest(t, gw, tc.method, tc.target, ""); code != tc.want {
+					t.Errorf("%s %s: %d, want %d", tc.method, tc.target, code, tc.want)
+				}
+			}
+			n := 0
+			for _, tc := range cases {
+				if tc.want != 400 || !strings.Contains(tc.target, "\\") {
+					n++
+				}
+			}
+			ms.wait(t, "the refusals recorded", hasAction(event.ActionInputValidationFail, n))
+			if c := up.count(); c != 0 {
+				t.Errorf("the upstream saw %d refused requests", c)
+			}
+		})
+	}
+}
+
+// FuzzMatchPath: the path decisions are made on is clean (matchPath
+// of it is itself), has no dot segment and no empty segment, and is
+// where an upstream that decodes and cleans the client's path (Go's
+// path.Clean) would go.
+func FuzzMatchPath(f *testing.F) {
+	for _, s := range []string{"/", "/api/users/7/role", "//a//b/", "/a/./b/../c", "/%61pi/x", "/a/b/..", "/..",
+		"/a/%2E%2E/b", "/a%2Fb", "/a/b/.", "/.a/..b/...", "/a\\b", "*", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		u, err := url.ParseRequestURI(raw)
+		if err != nil {
+			return
+		}
+		got, err := matchPath(u)
+		if err != nil {
+			return
+		}
+		if got == "" || got[0] != '/' {
+			if strings.HasPrefix(u.Path, "/") {
+				t.Fatalf("%q: %q is not absolute", raw, got)
+			}
+			return
+		}
+		again, err := matchPath(&url.URL{Path: got})
+		if err != nil || again != got {
+			t.Fatalf("%q: %q is not clean: %q %v", raw, got, again, err)
+		}
+		for i, s := range strings.Split(got[1:], "/") {
+			if s == "." || s == ".." || (s == "" && i != strings.Count(got[1:], "/")) {
+				t.Fatalf("%q: %q has segment %q", raw, got, s)
+			}
+		}
+		upstream, err := url.PathUnescape(u.EscapedPath())
+		if err != nil {
+			t.Fatalf("%q: parsed but not unescapable: %v", raw, err)
+		}
+		if want := path.Clean(upstream); want != path.Clean(got) {
+			t.Fatalf("%q: decisions on %q, the upstream serves %q", raw, got, want)
+		}
+	})
+}
