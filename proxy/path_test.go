@@ -335,3 +335,69 @@ func FuzzMatchPath(f *testing.F) {
 		}
 	})
 }
+
+// TestStripPrefixOfOtherSpellings: a stripped route's prefix is taken off
+// however the client spelt it, so that the upstream gets the path the
+// decisions saw less the prefix, as nginx's proxy_pass with a URI; a path
+// spelt plainly is forwarded as sent, escapes and all.
+func TestStripPrefixOfOtherSpellings(t *testing.T) {
+	t.Parallel()
+	for _, mode := range http1Modes {
+		for _, noFast := range []bool{false, true} {
+			t.Run(mode+"/noFast="+strconv.FormatBool(noFast), func(t *testing.T) {
+				t.Parallel()
+				up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+					w.Header().Set("X-Route", r.URL.EscapedPath())
+				})
+				p, gw, _, _ := gatewayServer(t, Config{HTTP1: mode, Routes: []Route{
+					{Path: "/svc/", Upstream: up.URL + "/base", StripPrefix: true},
+					{Upstream: up.URL + "/other"},
+				}})
+				p.noFast.Store(noFast)
+				for target, want := range map[string]string{
+					"/svc/a/b":           "/base/a/b",
+					"/svc/a%3Ab/c%20d":   "/base/a%3Ab/c%20d",
+					"/SVC/a/b":           "/base/a/b",
+					"//svc//a/b":         "/base/a/b",
+					"/x/../svc/./a/b":    "/base/a/b",
+					"/svc/a/../b/":       "/base/b/",
+					"/%73vc/a/b":         "/base/a/b",
+					"/svc":               "/base/",
+					"/svcx/a":            "/other/svcx/a",
+					"/x/../svcx/a":       "/other/x/../svcx/a",
+					"/svc/x/%2E%2E/a%20": "/base/a%20",
+				} {
+					if code, got := rawRequest(t, gw, "GET", target, ""); code != 200 || got != want {
+						t.Errorf("GET %s: %d, upstream got %q, want %q", target, code, got, want)
+					}
+				}
+			})
+		}
+	}
+}
+
+// A plain path costs matchPath one scan and no allocation.
+func TestMatchPathPlainAllocatesNothing(t *testing.T) {
+	u, _ := url.ParseRequestURI("/api/users/7/role.json?x=1")
+	if n := testing.AllocsPerRun(100, func() {
+		if got, err := matchPath(u); err != nil || got != u.Path {
+			t.Fatalf("%q %v", got, err)
+		}
+	}); n != 0 {
+		t.Errorf("%v allocations for a plain path", n)
+	}
+}
+
+func BenchmarkMatchPath(b *testing.B) {
+	for _, raw := range []string{"/api/users/7/role", "/api//users/./7/../7/role"} {
+		u, _ := url.ParseRequestURI(raw)
+		b.Run(raw, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if got, err := matchPath(u); err != nil || got != "/api/users/7/role" {
+					b.Fatalf("%q %v", got, err)
+				}
+			}
+		})
+	}
+}

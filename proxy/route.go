@@ -155,6 +155,13 @@ func (p *Proxy) rewrite(rt *route, pr *httputil.ProxyRequest) {
 func (rt *route) stripPrefix(u *url.URL) {
 	if rt.strip && rt.prefix != "/" {
 		trim := strings.TrimSuffix(rt.prefix, "/")
+		if mp, err := matchPath(u); err == nil && len(mp) >= len(trim) && (mp != u.Path || !strings.HasPrefix(mp, trim)) {
+			// Spelt otherwise than the prefix (//, dot segments, another
+			// case): what replaces the prefix is taken off the path the
+			// route was chosen on, as nginx's proxy_pass with a URI does,
+			// or the upstream would get a path the decisions never saw.
+			u.Path, u.RawPath = trim+mp[len(trim):], ""
+		}
 		u.Path = "/" + strings.TrimLeft(strings.TrimPrefix(u.Path, trim), "/")
 		if u.RawPath != "" {
 			u.RawPath = "/" + strings.TrimLeft(strings.TrimPrefix(u.RawPath, trim), "/")
