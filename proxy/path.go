@@ -25,15 +25,16 @@ var (
 
 // matchPath returns the path decisions are made on: u.Path (escapes
 // already decoded by the request parser, as the upstream decodes them)
-// with repeated slashes merged and "." and ".." segments resolved as RFC
-// 3986 §5.2.4 and nginx do; a trailing slash is kept. It refuses a path
+// with ";" path parameters dropped from each segment, repeated slashes
+// merged and "." and ".." segments resolved as RFC 3986 §5.2.4 and nginx
+// do; a trailing slash is kept. It refuses a path
 // that climbs above the root (nginx answers 400) and one with an encoded
 // slash or a backslash: some upstreams take %2F as a separator and others
 // as part of a segment, and some take \ for /, so no single reading is
 // what the upstream will see (Apache httpd and Tomcat refuse %2F too).
 //
-// A path with none of "//", "/.", "\" and no escaped slash costs one scan
-// and no allocation.
+// A path with none of "//", "/.", ";", "\\" and no escaped slash costs one
+// scan and no allocation.
 func matchPath(u *url.URL) (string, error) {
 	p := u.Path
 	if u.RawPath != "" && hasEncodedSlash(u.RawPath) {
@@ -51,6 +52,8 @@ func matchPath(u *url.URL) (string, error) {
 			if i+1 < len(p) && (p[i+1] == '/' || p[i+1] == '.') {
 				work = true
 			}
+		case ';':
+			work = true
 		}
 	}
 	if !work {
@@ -79,6 +82,12 @@ func cleanPath(p string) (string, error) {
 	segs := make([]string, 0, 8)
 	trailing := false
 	for s := range strings.SplitSeq(p[1:], "/") {
+		if i := strings.IndexByte(s, ';'); i >= 0 {
+			// A path parameter (/login;jsessionid=x, /..;/admin):
+			// Tomcat, Jetty and Spring route without it, so the
+			// decision does too (nginx and Go keep it, and answer 404).
+			s = s[:i]
+		}
 		trailing = false
 		switch s {
 		case "":
