@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net"
@@ -16,6 +17,7 @@ import (
 	"github.com/trailguard/trailguard/decision"
 	"github.com/trailguard/trailguard/detect"
 	"github.com/trailguard/trailguard/event"
+	"github.com/trailguard/trailguard/internal/testenv"
 )
 
 // normalisingUpstream is an API that routes as common frameworks do: it
@@ -411,6 +413,59 @@ func BenchmarkMatchPath(b *testing.B) {
 			for b.Loop() {
 				if got, err := matchPath(u); err != nil || got != "/api/users/7/role" {
 					b.Fatalf("%q %v", got, err)
+				}
+			}
+		})
+	}
+}
+
+// TestFlaskPathVariants: the Flask app of TestFlaskAppBehindGateway, a
+// real upstream that knows nothing of trailguard, behind the gateway
+// (both listeners): every spelling of the role change that Flask serves
+// as the role change has its audit event, naming the user changed.
+func TestFlaskPathVariants(t *testing.T) {
+	testenv.Long(t)
+	t.Parallel()
+	py := flaskPython(t)
+	line := startProcess(t, "listening ", py, "testdata/flaskapp/app.py")
+	app := "http://127.0.0.1:" + strings.TrimPrefix(line, "listening ")
+	resp, err := http.Post(app+"/login", "application/json", strings.NewReader(`{"username":"alice","password":"wonderland-7"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out map[string]string
+	json.NewDecoder(resp.Body).Decode(&out)
+	resp.Body.Close()
+	token := out["token"]
+	if token == "" {
+		t.Fatal("no token from the Flask app")
+	}
+	for _, mode := range http1Modes {
+		t.Run(mode, func(t *testing.T) {
+			_, gw, ms, _ := gatewayServer(t, Config{HTTP1: mode, Routes: []Route{{Upstream: app}},
+				Sensitive: []Sensitive{{Method: "PUT", Path: "/api/users/{id}/role", Action: event.ActionUserRoleChange, TargetUser: "id"}}})
+			served := map[string]string{} // request id: target
+			for i, v := range pathVariants("/api/users/bob/role") {
+				id := mode[:1] + "-flask-" + strconv.Itoa(i)
+				code, _ := rawRequest(t, gw, "PUT", v, `{"role":"viewer"}`, "Authorization", "Bearer "+token, "X-Request-Id", id)
+				t.Logf("PUT %s: Flask answers %d", v, code)
+				if code == 200 {
+					served[id] = v
+				}
+			}
+			if len(served) < 2 {
+				t.Fatalf("Flask served %d spellings of the role change, want at least /api/users/bob/role and /%%61pi/users/bob/role", len(served))
+			}
+			evs := ms.wait(t, "the requests", hasAction(event.ActionHTTPRequest, len(pathVariants("/api/users/bob/role"))))
+			audited := map[string]bool{}
+			for _, ev := range byAction(evs, event.ActionUserRoleChange) {
+				if ev.TargetUserID == "bob" && ev.Outcome == event.OutcomeSuccess {
+					audited[ev.RequestID] = true
+				}
+			}
+			for id, v := range served {
+				if !audited[id] {
+					t.Errorf("PUT %s changed bob's role at Flask without its audit event", v)
 				}
 			}
 		})

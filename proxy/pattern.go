@@ -75,7 +75,7 @@ func (pt *pattern) has(name string) bool {
 // match reports whether path (a matchPath) matches and, when want names
 // a wildcard, returns the segment it matched.
 //
-// Literal segments match in any ASCII case, and one trailing slash on
+// Literal segments match in any case, and one trailing slash on
 // the path or the pattern does not matter: Express and ASP.NET route
 // /API/Users/7/Role/ to /api/users/7/role, so a rule that told them apart
 // could be walked around. Matching more than a case-sensitive upstream

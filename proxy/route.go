@@ -112,7 +112,7 @@ func (p *Proxy) routeFor(r *http.Request, path string) *route {
 }
 
 // prefixMatch: "/api/" matches /api/x; "/api" matches /api and /api/x but
-// not /apix. path is a matchPath; the prefix matches in any ASCII case, as
+// not /apix. path is a matchPath; the prefix matches in any case, as
 // patterns do (pattern.match says why).
 func prefixMatch(path, prefix string) bool {
 	if len(prefix) > 1 && prefix[len(prefix)-1] == '/' && strings.EqualFold(path, prefix[:len(prefix)-1]) {
