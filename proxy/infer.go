@@ -161,7 +161,10 @@ func (pt *pattern) matchOnly(path string) bool {
 	return ok
 }
 
-func methodMatch(want, got string) bool { return want == "*" || want == got }
+// methodMatch: methods are case-sensitive (RFC 9110), but Werkzeug and
+// others upper-case what they are sent, so that Flask serves "put" as
+// PUT: a rule for PUT must see it too.
+func methodMatch(want, got string) bool { return want == "*" || strings.EqualFold(want, got) }
 
 func hostMatch(want, host string) bool {
 	if want == "" {

@@ -37,13 +37,13 @@ func normalisingUpstream(t *testing.T) *upstream {
 		p = strings.ToLower(strings.TrimSuffix(path.Clean("/"+dropParams(p)), "/"))
 		segs := strings.Split(p, "/")
 		switch {
-		case r.Method == "POST" && p == "/login":
+		case strings.EqualFold(r.Method, "POST") && p == "/login":
 			w.Header().Set("X-Route", "login")
 			b, _ := io.ReadAll(r.Body)
 			if !strings.Contains(string(b), `"password":"right"`) {
 				http.Error(w, "no", http.StatusForbidden)
 			}
-		case r.Method == "PUT" && len(segs) == 5 && segs[1] == "api" && segs[2] == "users" && segs[4] == "role":
+		case strings.EqualFold(r.Method, "PUT") && len(segs) == 5 && segs[1] == "api" && segs[2] == "users" && segs[4] == "role":
 			w.Header().Set("X-Route", "role:"+segs[3])
 		case r.Method == "GET" && p == "/api/search":
 			w.Header().Set("X-Route", "search")
@@ -152,8 +152,9 @@ func TestPathVariantsGetTheSameDecisions(t *testing.T) {
 				p.noFast.Store(noFast)
 
 				variants := pathVariants("/api/users/7/role")
-				for _, v := range variants {
-					code, route := rawRequest(t, gw, "PUT", v, `{"role":"admin"}`, "X-Request-Id", "v-"+strconv.Itoa(len(v)))
+				for i, v := range variants {
+					method := [...]string{"PUT", "put", "Put"}[i%3] // as Werkzeug serves them
+					code, route := rawRequest(t, gw, method, v, `{"role":"admin"}`, "X-Request-Id", "v-"+strconv.Itoa(len(v)))
 					if code != 200 || route != "role:7" {
 						t.Fatalf("PUT %s: %d %q: the upstream does not serve it as the role change, the test proves nothing", v, code, route)
 					}
@@ -168,8 +169,8 @@ func TestPathVariantsGetTheSameDecisions(t *testing.T) {
 					}
 				}
 				for _, ev := range byAction(evs, event.ActionHTTPRequest) {
-					if ev.Method == "PUT" && !got[ev.Path] {
-						t.Errorf("PUT %s reached the role change without its audit event", ev.Path)
+					if strings.EqualFold(ev.Method, "PUT") && !got[ev.Path] {
+						t.Errorf("%s %s reached the role change without its audit event", ev.Method, ev.Path)
 					}
 				}
 
@@ -240,7 +241,8 @@ func TestPathVariantsCountAsLogins(t *testing.T) {
 				variants[i] = spellings[i%len(spellings)]
 			}
 			for i, v := range variants {
-				code, route := rawRequest(t, gw, "POST", v, `{"username":"admin","password":"guess`+strconv.Itoa(i)+`"}`, "X-Forwarded-For", "203.0.113.9")
+				method := [...]string{"POST", "post"}[i%2] // as Werkzeug serves them
+				code, route := rawRequest(t, gw, method, v, `{"username":"admin","password":"guess`+strconv.Itoa(i)+`"}`, "X-Forwarded-For", "203.0.113.9")
 				if code != 403 || (route != "login" && i < len(variants)-1) {
 					// (The last one's answer may be withheld: the block it
 					// causes covers it.)
@@ -288,6 +290,7 @@ func TestPathRefusals(t *testing.T) {
 				{"GET", "/api%5Csearch", 400},
 				{"GET", "/api\\search", 400},
 				{"TRACE", "/api/search", 405},
+				{"trace", "/api/search", 405},
 				{"CONNECT", "gw.test:443", 405},
 			}
 			for _, tc := range cases {
@@ -447,10 +450,11 @@ func TestFlaskPathVariants(t *testing.T) {
 			served := map[string]string{} // request id: target
 			for i, v := range pathVariants("/api/users/bob/role") {
 				id := mode[:1] + "-flask-" + strconv.Itoa(i)
-				code, _ := rawRequest(t, gw, "PUT", v, `{"role":"viewer"}`, "Authorization", "Bearer "+token, "X-Request-Id", id)
-				t.Logf("PUT %s: Flask answers %d", v, code)
+				method := [...]string{"PUT", "put"}[i%2] // Werkzeug serves "put" as PUT
+				code, _ := rawRequest(t, gw, method, v, `{"role":"viewer"}`, "Authorization", "Bearer "+token, "X-Request-Id", id)
+				t.Logf("%s %s: Flask answers %d", method, v, code)
 				if code == 200 {
-					served[id] = v
+					served[id] = method + " " + v
 				}
 			}
 			if len(served) < 2 {
@@ -465,7 +469,7 @@ func TestFlaskPathVariants(t *testing.T) {
 			}
 			for id, v := range served {
 				if !audited[id] {
-					t.Errorf("PUT %s changed bob's role at Flask without its audit event", v)
+					t.Errorf("%s changed bob's role at Flask without its audit event", v)
 				}
 			}
 		})

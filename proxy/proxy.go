@@ -34,6 +34,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -305,7 +306,7 @@ var exchanges = sync.Pool{New: func() any { return new(exchange) }}
 
 func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	if r.Method == http.MethodTrace || r.Method == http.MethodConnect {
+	if strings.EqualFold(r.Method, http.MethodTrace) || strings.EqualFold(r.Method, http.MethodConnect) {
 		// TRACE echoes the request (cookies and credentials included) and
 		// CONNECT would make the gateway a tunnel: nginx answers 405 too.
 		p.reject(w, r, http.StatusMethodNotAllowed, "method "+r.Method+" is not forwarded")
