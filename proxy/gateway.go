@@ -333,6 +333,14 @@ func (g *Gateway) closeBy(plan server.ShutdownPlan) error {
 			by = now.Add(plan.Ledger.Sub(now) / 2)
 			what = "flushing the gateway's events into the ledger (events not appended by then are lost)"
 		}
+		// Requests cut at shutdown queue their events when their handlers
+		// return, after the servers' Close: wait for them (up to half of
+		// the flush's share) so that closing the queue does not drop them.
+		now := time.Now()
+		if !g.Proxy.waitRequests(now.Add(by.Sub(now) / 2)) {
+			g.log.Warn("proxy: requests still running at shutdown; their events are lost",
+				"requests", g.Proxy.serving.Load())
+		}
 		err = closeBefore(g.Proxy.Close, by, what, g.cfg.Timeouts.Shutdown)
 		if err != nil {
 			g.log.Error("proxy: shutdown", "err", err)

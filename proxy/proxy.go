@@ -104,8 +104,14 @@ type Proxy struct {
 	noFast    atomic.Bool // tests: everything through ReverseProxy
 	reqID     string      // canonical request id header
 
-	stop      context.CancelFunc
-	wg        sync.WaitGroup
+	stop context.CancelFunc
+	wg   sync.WaitGroup
+	// serving counts the requests whose handler has not returned: a
+	// request cut at shutdown (http.Server.Close closes its connection
+	// but does not wait for its handler) queues its event only when its
+	// handler sees the cut, and the gateway waits for that before it
+	// closes the event queue (waitRequests).
+	serving   atomic.Int64
 	closeOnce sync.Once
 	closeErr  error
 
@@ -228,6 +234,8 @@ func newRedactor(cfg Config) (*redact.Redactor, error) {
 
 // ServeHTTP implements http.Handler.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p.serving.Add(1)
+	defer p.serving.Add(-1) // after the middleware has queued the event
 	if p.gate == nil {
 		p.handler.ServeHTTP(w, r)
 		return
@@ -259,6 +267,20 @@ func (p *Proxy) Stats() Stats {
 		NotRecorded: p.notRecorded.Load(), EarlyBlocks: p.laneBlocks.Load(), Withheld: p.withheld.Load(),
 		Decisions: p.blocks.Len(), Events: p.audit.Stats(),
 	}
+}
+
+// waitRequests waits until no handler is running or deadline passes,
+// and reports whether none is. The servers are closed by then, so the
+// handlers left are ones cut at shutdown, which end as soon as they see
+// their connection or upstream closed; only the shutdown polls.
+func (p *Proxy) waitRequests(deadline time.Time) bool {
+	for p.serving.Load() > 0 {
+		if !time.Now().Before(deadline) {
+			return false
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return true
 }
 
 // Close stops the decision sources, summarises unrecorded refusals,
