@@ -93,7 +93,10 @@ func (l *Ledger) stopDirect() error {
 	return err
 }
 
-// directMax is the largest write made directly. A direct, synchronous
+// directMax is the largest write made directly (and only with the
+// syncer idle, writer.directOK: a batch written while it syncs is synced
+// with the next ones in one fdatasync, where a direct write would flush
+// the device's cache for it alone). A direct, synchronous
 // write keeps the sequencer until the device has it, so nothing is framed
 // meanwhile; through the page cache a large batch is written in a fraction
 // of that and synced while the next one is framed (with 64 callers of 64
@@ -107,20 +110,23 @@ const directMax = zeroAheadMaxSync
 // directly and synchronously if it can (durable on return: the job needs
 // no fdatasync for it), else through the segment's handle (job.buffered).
 func (l *Ledger) writeSegment(job *syncJob, p []byte) (int, error) {
-	if l.w.dio != nil && len(p) > directMax {
-		// A large batch: written to the page cache (quickly) and synced
-		// by the syncer, while the sequencer frames the next one.
+	if l.w.dio != nil && (len(p) > directMax || !l.w.directOK) {
+		// A large batch, or one written while the syncer is busy: to the
+		// page cache (quickly), synced by the syncer with whatever else
+		// it finds then, while the sequencer frames the next one.
 		off := l.w.off
 		n, err := l.w.f.WriteAt(p, off)
 		job.buffered = true
 		if err != nil {
 			return n, err
 		}
-		// Keep the block the next direct write starts in (len(p) is
-		// larger than a block: it lies within p).
+		// Keep the block the next direct write starts in.
 		end := off + int64(n)
-		na := end &^ (dioAlign - 1)
-		copy(l.w.dbuf, p[na-off:])
+		if na := end &^ (dioAlign - 1); na >= off {
+			copy(l.w.dbuf, p[na-off:])
+		} else {
+			copy(l.w.dbuf[off-na:], p) // within the block kept
+		}
 		return n, nil
 	}
 	if l.w.dio != nil {

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -252,5 +253,103 @@ func TestDirectWritesLargeBatches(t *testing.T) {
 	}
 	if rep := verifyDir(t, dir, k, ""); !rep.OK() || rep.Records != uint64(len(want)) {
 		t.Fatalf("verify: %d records, want %d\n%s", rep.Records, len(want), rep)
+	}
+}
+
+// TestDirectWritesWhileSyncing: in a segment written directly, a batch
+// written while the syncer is busy (here: a checkpoint asked for while it
+// syncs a large batch) goes through the page cache, to be synced with the
+// rest, and the direct writes after it start from the block it ended in.
+// Not parallel: it holds the package's sync hook.
+func TestDirectWritesWhileSyncing(t *testing.T) {
+	k := newKey(t, testOrigin)
+	opts := testOpts(k)
+	opts.SegmentSize = 1 << 20
+	opts.DisableCompression = true
+	opts.CheckpointInterval, opts.IdleInterval = time.Hour, time.Hour
+	dir := t.TempDir()
+	l, err := Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	want := map[uint64][]byte{}
+	var mu sync.Mutex
+	add := func(recs ...[]byte) error {
+		first, err := l.Append(context.Background(), recs...)
+		mu.Lock()
+		for i, r := range recs {
+			want[first+uint64(i)] = r
+		}
+		mu.Unlock()
+		return err
+	}
+	small := func(i int) []byte { return fmt.Appendf(nil, "small-%d-%s", i, bytes.Repeat([]byte{'s'}, 20+i%40)) }
+	deadline := time.Now().Add(10 * time.Second)
+	for i := 0; l.direct.Load() == 0; i++ {
+		if time.Now().After(deadline) {
+			t.Fatal("never written directly")
+		}
+		if err := add(small(i)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	release := make(chan struct{})
+	entered := make(chan struct{}, 1)
+	hook := syncFunc(func(f *os.File) error {
+		if strings.HasPrefix(f.Name(), dir) {
+			select {
+			case entered <- struct{}{}:
+			default:
+			}
+			<-release
+		}
+		return datasync(f)
+	})
+	syncHook.Store(&hook)
+	defer syncHook.Store(nil)
+	errs := make(chan error, 3)
+	big := make([][]byte, 50)
+	for i := range big {
+		big[i] = bytes.Repeat([]byte{'B'}, 4000+i)
+	}
+	go func() { errs <- add(big...) }() // through the page cache: its sync waits
+	<-entered
+	go func() { errs <- add(small(1000)) }() // held while the syncer is busy
+	time.Sleep(20 * time.Millisecond)
+	go func() { _, err := l.Checkpoint(context.Background()); errs <- err }() // written now, syncer busy
+	time.Sleep(20 * time.Millisecond)
+	direct := l.direct.Load()
+	close(release)
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	syncHook.Store(nil)
+	if l.direct.Load() != direct {
+		t.Fatal("written directly while the syncer was busy")
+	}
+	for i := range 5 {
+		if err := add(small(2000 + i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if l.direct.Load() == direct {
+		t.Fatal("no direct write afterwards")
+	}
+	n := 0
+	for e, err := range l.Entries(0) {
+		if err != nil {
+			t.Fatalf("record %d: %v", n, err)
+		}
+		if !bytes.Equal(e.Data, want[e.Index]) {
+			t.Fatalf("record %d reads back as %.40q…, want %.40q…", e.Index, e.Data, want[e.Index])
+		}
+		n++
+	}
+	if n != len(want) {
+		t.Fatalf("%d records, want %d", n, len(want))
 	}
 }

@@ -371,6 +371,7 @@ type writer struct {
 	dio      *os.File
 	dsize    int64
 	dbuf     []byte
+	directOK bool // the batch being written may be written directly (the syncer is idle)
 	seg      *segment
 	f, idx   *os.File
 	off      int64

@@ -82,6 +82,7 @@ func (l *Ledger) sequence() {
 			return
 		}
 		sent := l.w.sent
+		l.w.directOK = idle
 		job := l.write(held)
 		clear(held)
 		held, heldBytes = held[:0], 0
