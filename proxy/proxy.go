@@ -339,6 +339,13 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 		p.reject(w, r, http.StatusBadRequest, err.Error())
 		return
 	}
+	if r.Header["X-Original-Url"] != nil || r.Header["X-Rewrite-Url"] != nil {
+		// Symfony, Laravel and IIS route on these in place of the path:
+		// the decisions would be made on one path and the upstream
+		// serve another.
+		p.reject(w, r, http.StatusBadRequest, "X-Original-URL and X-Rewrite-URL replace the path at some upstreams; the gateway does not forward them")
+		return
+	}
 	rt := p.routeFor(r, path)
 	if rt == nil {
 		p.noRoute.Add(1)
