@@ -617,6 +617,18 @@ func (l *Ledger) rotate(b *batchState) error {
 	if err := l.cutZeros(); err != nil {
 		return err
 	}
+	// The closing segment's records and .idx entries are durable before
+	// the next segment's name can be (a journal commit for any other
+	// file's fsync takes the new name along): after a power failure a
+	// segment followed by another must be whole, or Open refuses it and
+	// verify reports its .idx damaged. Once per segment; the syncer's
+	// syncs of them (sealed) then find nothing to write.
+	if err := datasync(l.w.f); err != nil {
+		return err
+	}
+	if err := datasync(l.w.idx); err != nil {
+		return err
+	}
 	h := segHeader(s.first)
 	zeroed := true
 	f := l.takeZeroed(s.path, h)
