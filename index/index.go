@@ -300,6 +300,15 @@ func open(path string, opts Options, bulk bool) (*Index, error) {
 		return fail(fmt.Errorf("read meta: %w", err))
 	}
 	if len(salt) == 0 {
+		// A new salt for a file that holds ids would miss each of them,
+		// silently (its salt deleted: altered).
+		var ids bool
+		if err := ix.w.QueryRowContext(ctx, `SELECT EXISTS(SELECT 1 FROM idruns)`).Scan(&ids); err != nil {
+			return fail(fmt.Errorf("read meta: %w", err))
+		}
+		if ids {
+			return fail(errors.New("id salt missing from meta while ids are stored (run trailguard reindex)"))
+		}
 		salt = make([]byte, 16)
 		rand.Read(salt)
 		if _, err := ix.w.ExecContext(ctx, `INSERT INTO meta(k,v) VALUES('salt',?)`, salt); err != nil {

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"strings"
 	"testing"
+	"time"
 )
 
 // TestMergeBoundsTamperedRuns: merge pre-sizes its buffer from the blocks
@@ -57,5 +59,23 @@ func TestMergeBoundsTamperedRuns(t *testing.T) {
 				t.Errorf("merge of %d empty runs allocated %d bytes (err %v), want at most %d", idFanout, got, err, limit)
 			}
 		})
+	}
+}
+
+// TestMissingSalt: the ids are keyed by the salt in meta; an index file
+// whose salt was deleted while it holds ids must not get a fresh one (every
+// id indexed before would be missed, silently): Open refuses it.
+func TestMissingSalt(t *testing.T) {
+	t.Parallel()
+	l, path := tamperFixture(t, 50)
+	alter(t, path, `DELETE FROM meta WHERE k='salt'`)
+	ix, err := Open(path, Options{Ledger: l.Ledger})
+	if err == nil {
+		defer ix.Close()
+		_, lerr := ix.ByEventID(context.Background(), genEvent(7, time.Second).ID)
+		t.Fatalf("Open of an index whose salt was deleted: no error (ByEventID(7): %v)", lerr)
+	}
+	if !strings.Contains(err.Error(), "reindex") {
+		t.Errorf("Open: %v; want the error to say to reindex", err)
 	}
 }
