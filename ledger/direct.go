@@ -1,7 +1,10 @@
 package ledger
 
 import (
+	"errors"
 	"os"
+	"sync/atomic"
+	"syscall"
 	"time"
 	"unsafe"
 )
@@ -67,7 +70,7 @@ func (l *Ledger) startDirectAt(path string, size int64) {
 }
 
 func (l *Ledger) openDirect(path string, head []byte, size int64) {
-	if l.w.dio != nil || size%dioAlign != 0 || l.w.off > size || l.opts.noDirect {
+	if l.w.dio != nil || size%dioAlign != 0 || l.w.off > size || l.opts.noDirect || l.w.noDirect {
 		return
 	}
 	f, err := openDirect(path)
@@ -144,8 +147,20 @@ func (l *Ledger) writeSegment(job *syncJob, p []byte) (int, error) {
 			copy(l.w.dbuf[head:], p)
 			clear(l.w.dbuf[need:padded])
 			start := time.Now()
-			if _, err := l.w.dio.WriteAt(l.w.dbuf[:padded], a); err != nil {
-				return 0, err
+			if err := l.writeDirect(l.w.dbuf[:padded], a); err != nil {
+				if !unsupported(err) {
+					return 0, err
+				}
+				// Refused before anything was written: this file system
+				// takes O_DIRECT at open but not its writes. Through the
+				// page cache from here on, for this segment and the next.
+				l.w.noDirect = true
+				l.directOff.Add(1)
+				if err := l.stopDirect(); err != nil {
+					return 0, err
+				}
+				job.buffered = true
+				return l.w.f.Write(p)
 			}
 			if h := syncHook.Load(); h != nil {
 				// (Tests: the write is this job's sync.)
@@ -173,4 +188,23 @@ func (l *Ledger) writeSegment(job *syncJob, p []byte) (int, error) {
 	}
 	job.buffered = true
 	return l.w.f.Write(p)
+}
+
+// directWriteHook, if set (tests), answers a direct write in its place.
+var directWriteHook atomic.Pointer[func(p []byte, off int64) error]
+
+func (l *Ledger) writeDirect(p []byte, off int64) error {
+	if h := directWriteHook.Load(); h != nil {
+		return (*h)(p, off)
+	}
+	_, err := l.w.dio.WriteAt(p, off)
+	return err
+}
+
+// unsupported reports whether a direct write was refused for what it is
+// rather than failed: EINVAL (alignment or O_DIRECT not honoured) and
+// EOPNOTSUPP are answered before any byte is written, unlike EIO or
+// ENOSPC, which stay errors of the batch.
+func unsupported(err error) bool {
+	return errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.EOPNOTSUPP)
 }

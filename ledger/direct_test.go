@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -351,5 +353,81 @@ func TestDirectWritesWhileSyncing(t *testing.T) {
 	}
 	if n != len(want) {
 		t.Fatalf("%d records, want %d", n, len(want))
+	}
+}
+
+// TestDirectWritesRefused: a file system that takes O_DIRECT at open and
+// refuses its writes (EINVAL) costs one refused write, not a failed batch
+// per segment: the batch goes through the page cache, and so does every
+// segment after it; every record reads back and verify finds nothing.
+// Not parallel: directWriteHook is the package's.
+func TestDirectWritesRefused(t *testing.T) {
+	k := newKey(t, testOrigin)
+	opts := testOpts(k)
+	opts.SegmentSize = 16 << 10
+	opts.DisableCompression = true
+	dir := t.TempDir()
+	l, err := Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[uint64][]byte{}
+	add := func(i int) {
+		t.Helper()
+		r := fmt.Appendf(nil, "r%d-%s", i, bytes.Repeat([]byte{byte('a' + i%26)}, 300))
+		first, err := l.Append(context.Background(), r)
+		if err != nil {
+			t.Fatalf("append %d: %v", i, err)
+		}
+		want[first] = r
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	i := 0
+	for ; l.direct.Load() == 0; i++ {
+		if time.Now().After(deadline) {
+			t.Fatal("never written directly")
+		}
+		add(i)
+		time.Sleep(time.Millisecond)
+	}
+	var calls atomic.Int32
+	hook := func(p []byte, off int64) error {
+		calls.Add(1)
+		return &os.PathError{Op: "write", Path: "segment", Err: syscall.EINVAL}
+	}
+	directWriteHook.Store(&hook)
+	defer directWriteHook.Store(nil)
+	direct := l.direct.Load()
+	segs := len(mustSegments(t, filepath.Join(dir, "seg")))
+	for end := i + 200; i < end; i++ {
+		add(i) // ~3 segments more, each zeroed ahead while the last fills
+		if i%8 == 0 {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	if n := len(mustSegments(t, filepath.Join(dir, "seg"))); n < segs+2 {
+		t.Fatalf("%d segments after %d: the test needs rotations", n, segs)
+	}
+	if calls.Load() != 1 || l.directOff.Load() != 1 || l.direct.Load() != direct {
+		t.Fatalf("%d direct writes refused (%d counted), %d made since; want 1, 1, 0", calls.Load(), l.directOff.Load(), l.direct.Load()-direct)
+	}
+	got := 0
+	for e, err := range l.Entries(0) {
+		if err != nil {
+			t.Fatalf("record %d: %v", got, err)
+		}
+		if w, ok := want[e.Index]; ok && !bytes.Equal(e.Data, w) {
+			t.Fatalf("record %d reads back as %.40q…, want %.40q…", e.Index, e.Data, w)
+		}
+		got++
+	}
+	if got < len(want) {
+		t.Fatalf("%d records, want %d", got, len(want))
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if rep := verifyDir(t, dir, k, ""); !rep.OK() || rep.Records < uint64(len(want)) {
+		t.Fatalf("verify: %d records, want %d\n%s", rep.Records, len(want), rep)
 	}
 }

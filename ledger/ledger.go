@@ -314,6 +314,7 @@ type Ledger struct {
 	syncs      atomic.Uint64 // fdatasyncs of segments (benchmarks)
 	direct     atomic.Uint64 // direct writes to segments (tests, benchmarks)
 	directOut  atomic.Uint64 // segments written past their zeros (tests)
+	directOff  atomic.Uint64 // direct writes refused as unsupported, then written through the page cache (tests)
 	// The last sync's requests and duration (syncer), for the sequencer's
 	// wait before handing it the next batch.
 	lastSyncReqs atomic.Int64
@@ -372,6 +373,10 @@ type writer struct {
 	dsize    int64
 	dbuf     []byte
 	directOK bool // the batch being written may be written directly (the syncer is idle)
+	// noDirect: a direct write was refused as unsupported (EINVAL,
+	// EOPNOTSUPP: some file systems accept O_DIRECT at open and refuse its
+	// writes); the ledger writes through the page cache from then on.
+	noDirect bool
 	seg      *segment
 	f, idx   *os.File
 	off      int64
