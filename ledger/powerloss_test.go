@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -105,44 +106,10 @@ func TestPowerLossChild(t *testing.T) {
 func TestPowerLoss(t *testing.T) {
 	testenv.Long(t)
 	t.Parallel()
-	testenv.Require(t, os.Geteuid() == 0, "mounting a loop device needs root")
-	losetup := testenv.Tool(t, "losetup", "apt-get install mount")
-	mkfs := testenv.Tool(t, "mkfs.ext4", "apt-get install e2fsprogs")
-	tmp := t.TempDir()
-	img := filepath.Join(tmp, "disk.img")
-	run := func(name string, args ...string) string {
-		t.Helper()
-		out, err := exec.Command(name, args...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("%s %v: %v\n%s", name, args, err, out)
-		}
-		return strings.TrimSpace(string(out))
-	}
-	mountImage := func(img, mnt string) string {
-		t.Helper()
-		dev := run(losetup, "-f", "--show", img)
-		if err := os.MkdirAll(mnt, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if out, err := exec.Command("mount", "-t", "ext4", dev, mnt).CombinedOutput(); err != nil {
-			exec.Command(losetup, "-d", dev).Run()
-			t.Fatalf("mount %s: %v\n%s", dev, err, out)
-		}
-		t.Cleanup(func() {
-			exec.Command("umount", mnt).Run()
-			exec.Command(losetup, "-d", dev).Run()
-		})
-		return dev
-	}
-	f, err := os.Create(img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.Truncate(256 << 20)
-	f.Close()
-	run(mkfs, "-q", "-F", img)
+	d := newLoopDisk(t)
+	tmp, img := d.tmp, d.img
 	live := filepath.Join(tmp, "live")
-	dev := mountImage(img, live)
+	dev := d.mount(img, live)
 	devStat := filepath.Join("/sys/block", filepath.Base(dev), "stat")
 	dir := filepath.Join(live, "ledger")
 
@@ -210,7 +177,7 @@ func TestPowerLoss(t *testing.T) {
 		}
 		// What the device held when the power failed.
 		mnt := filepath.Join(tmp, fmt.Sprintf("snap%d", round))
-		sdev := mountImage(snap, mnt)
+		sdev := d.mount(snap, mnt)
 		sdir := filepath.Join(mnt, "ledger")
 		rep, err := Verify(sdir, VerifyOptions{Verifiers: []note.Verifier{verifier}})
 		if err != nil || !rep.OK() {
@@ -240,7 +207,7 @@ func TestPowerLoss(t *testing.T) {
 		// The power comes back: the next round appends to what the
 		// failure left.
 		exec.Command("umount", live).Run()
-		exec.Command(losetup, "-d", dev).Run()
+		exec.Command(d.losetup, "-d", dev).Run()
 		os.Remove(img)
 		live, dev, img, dir = mnt, sdev, snap, sdir
 		devStat = filepath.Join("/sys/block", filepath.Base(dev), "stat")
@@ -249,6 +216,66 @@ func TestPowerLoss(t *testing.T) {
 	if directAll == 0 {
 		t.Fatal("the child made no direct write: the test did not cover them")
 	}
+}
+
+// loopDisk is an ext4 file system in a file, mounted through a loop
+// device: its backing file holds what was sent to the device, which is
+// what a power failure leaves.
+type loopDisk struct {
+	t       *testing.T
+	tmp     string
+	img     string // the backing file, 256 MiB
+	losetup string
+	opts    string // mount options
+}
+
+func newLoopDisk(t *testing.T) *loopDisk {
+	testenv.Require(t, os.Geteuid() == 0, "mounting a loop device needs root")
+	d := &loopDisk{t: t, tmp: t.TempDir()}
+	d.losetup = testenv.Tool(t, "losetup", "apt-get install mount")
+	mkfs := testenv.Tool(t, "mkfs.ext4", "apt-get install e2fsprogs")
+	d.img = filepath.Join(d.tmp, "disk.img")
+	f, err := os.Create(d.img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Truncate(256 << 20)
+	f.Close()
+	d.run(mkfs, "-q", "-F", d.img)
+	return d
+}
+
+func (d *loopDisk) run(name string, args ...string) string {
+	d.t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		d.t.Fatalf("%s %v: %v\n%s", name, args, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// mount mounts img at mnt through a new loop device (undone at cleanup)
+// and returns the device.
+func (d *loopDisk) mount(img, mnt string) string {
+	t := d.t
+	t.Helper()
+	dev := d.run(d.losetup, "-f", "--show", img)
+	if err := os.MkdirAll(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"-t", "ext4"}
+	if d.opts != "" {
+		args = append(args, "-o", d.opts)
+	}
+	if out, err := exec.Command("mount", append(args, dev, mnt)...).CombinedOutput(); err != nil {
+		exec.Command(d.losetup, "-d", dev).Run()
+		t.Fatalf("mount %s: %v\n%s", dev, err, out)
+	}
+	t.Cleanup(func() {
+		exec.Command("umount", mnt).Run()
+		exec.Command(d.losetup, "-d", dev).Run()
+	})
+	return dev
 }
 
 // snapshot copies the loop device's backing file img to snap while the
@@ -295,4 +322,185 @@ func copyFile(t *testing.T, from, to string) {
 	if err := dst.Close(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// rollbackRecord is what TestPowerLossAfterRollbackChild appends.
+func rollbackRecord(i int) []byte {
+	return fmt.Appendf(nil, `{"event":{"id":"rb-%d"},"pad":"%s"}`, i, strings.Repeat("r", 100+i%50))
+}
+
+// TestPowerLossAfterRollbackChild is the process TestPowerLossAfterRollback
+// stops; it only runs when started by it. It appends one record at a time
+// (each written directly: the syncer is idle) on a disk it fills, until an
+// append is refused with ErrNoSpace: the record was written to the segment
+// (into zeros allocated ahead, so that write needed no space) and its .idx
+// entry was not, so the batch was rolled back. Then it stops itself, which
+// is the power failure.
+func TestPowerLossAfterRollbackChild(t *testing.T) {
+	dir := os.Getenv("TRAILGUARD_ROLLBACK_DIR")
+	if dir == "" {
+		t.Skip("helper process for TestPowerLossAfterRollback")
+	}
+	say := func(format string, args ...any) {
+		os.Stdout.WriteString(fmt.Sprintf(format, args...) + "\n")
+	}
+	signer, err := note.NewSigner(os.Getenv("TRAILGUARD_ROLLBACK_KEY"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := Open(dir, Options{
+		Origin: testOrigin, Signer: signer, Logger: quietLogger(),
+		SegmentSize: 1 << 20, CheckpointInterval: time.Hour, IdleInterval: time.Hour,
+	})
+	if err != nil {
+		say("ERR open: %v", err)
+		os.Exit(3)
+	}
+	ctx := context.Background()
+	i := 0
+	appendOne := func() error {
+		rec := rollbackRecord(i)
+		first, err := l.Append(ctx, rec)
+		if err == nil {
+			say("A %d %d", first, i)
+			i++
+		}
+		return err
+	}
+	// Until the segment is zeroed to its end and written directly.
+	for deadline := time.Now().Add(20 * time.Second); l.direct.Load() == 0; {
+		if err := appendOne(); err != nil || time.Now().After(deadline) {
+			say("ERR no direct write: %v", err)
+			os.Exit(3)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if _, err := l.Checkpoint(ctx); err != nil {
+		say("ERR checkpoint: %v", err)
+		os.Exit(3)
+	}
+	for n := 0; n < 4000; n++ {
+		if n%100 == 0 {
+			// (Again: the zeroer gives back what it took if its file
+			// does not fit.)
+			testenv.Fill(t, filepath.Dir(dir), 0)
+		}
+		size, direct := l.Size(), l.direct.Load()
+		err := appendOne()
+		if err == nil {
+			continue
+		}
+		if !errors.Is(err, ErrNoSpace) {
+			say("ERR append: %v", err)
+			os.Exit(3)
+		}
+		// Told "not stored": the power fails now.
+		say("R %d %d %d", size, i, l.direct.Load()-direct)
+		syscall.Kill(os.Getpid(), syscall.SIGSTOP)
+		select {}
+	}
+	say("ERR no append refused on a full disk")
+	os.Exit(3)
+}
+
+// TestPowerLossAfterRollback: an append refused with ErrNoSpace after its
+// record was written directly (durable at once) must stay refused after a
+// power failure: the rollback's truncation is made durable before the
+// caller is answered, or the record comes back with the journal's old
+// file size (and a retry would store it twice). The live file system
+// commits its journal only when asked to (commit=300), as a busy one may
+// not have done before the power fails.
+func TestPowerLossAfterRollback(t *testing.T) {
+	testenv.Long(t)
+	t.Parallel()
+	d := newLoopDisk(t)
+	d.opts = "commit=300"
+	live := filepath.Join(d.tmp, "live")
+	dev := d.mount(d.img, live)
+	devStat := filepath.Join("/sys/block", filepath.Base(dev), "stat")
+	dir := filepath.Join(live, "ledger")
+	skeyText, vkey, err := GenerateKey(testOrigin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifier, _ := note.NewVerifier(vkey)
+
+	cmd := exec.Command(os.Args[0], "-test.run=^TestPowerLossAfterRollbackChild$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "TRAILGUARD_ROLLBACK_DIR="+dir, "TRAILGUARD_ROLLBACK_KEY="+skeyText)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	}()
+	acked := map[uint64][]byte{}
+	var refusedAt uint64
+	var refused, direct int
+	sc := bufio.NewScanner(out)
+	timeout := time.AfterFunc(60*time.Second, func() { cmd.Process.Kill() })
+	for sc.Scan() {
+		ln := sc.Text()
+		var first uint64
+		var i int
+		if _, err := fmt.Sscanf(ln, "A %d %d", &first, &i); err == nil {
+			acked[first] = rollbackRecord(i)
+			continue
+		}
+		if _, err := fmt.Sscanf(ln, "R %d %d %d", &refusedAt, &refused, &direct); err == nil {
+			break
+		}
+		if strings.HasPrefix(ln, "ERR") {
+			t.Fatalf("child: %s", ln)
+		}
+	}
+	timeout.Stop()
+	if direct == 0 {
+		t.Fatalf("the refused append (at %d) was not written directly: the test did not cover a rollback after a direct write", refusedAt)
+	}
+	// The child is stopped: the power fails.
+	for start := time.Now(); ; time.Sleep(time.Millisecond) {
+		st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", cmd.Process.Pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f := strings.Fields(string(st[bytes.LastIndexByte(st, ')')+1:])); len(f) > 0 && f[0] == "T" {
+			break
+		}
+		if time.Since(start) > 10*time.Second {
+			t.Fatal("the child did not stop")
+		}
+	}
+	snap := filepath.Join(d.tmp, "snap.img")
+	snapshot(t, devStat, d.img, snap)
+	cmd.Process.Kill()
+
+	mnt := filepath.Join(d.tmp, "snap")
+	d.opts = ""
+	d.mount(snap, mnt)
+	sdir := filepath.Join(mnt, "ledger")
+	rep, err := Verify(sdir, VerifyOptions{Verifiers: []note.Verifier{verifier}})
+	if err != nil || !rep.OK() {
+		t.Fatalf("verify after the power failure: %v\n%s", err, rep)
+	}
+	l, err := OpenReadOnly(sdir)
+	if err != nil {
+		t.Fatalf("open after the power failure: %v", err)
+	}
+	defer l.Close()
+	for i, want := range acked {
+		e, err := l.Read(i)
+		if err != nil || !bytes.Equal(e.Data, want) {
+			t.Fatalf("acknowledged record %d: %q, %v; want %q", i, e.Data, err, want)
+		}
+	}
+	if l.Size() > refusedAt {
+		e, err := l.Read(refusedAt)
+		t.Fatalf("after the power failure the ledger holds %d records: record %d, refused with ErrNoSpace, is back (%q, %v)", l.Size(), refusedAt, e.Data, err)
+	}
+	t.Logf("%d acknowledged records survived; the refused one (%d, %d bytes, written directly) did not come back", len(acked), refusedAt, len(rollbackRecord(refused)))
 }

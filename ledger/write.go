@@ -584,7 +584,25 @@ func (l *Ledger) rollback(b *batchState) error {
 	if _, err := m.f.Seek(m.off, io.SeekStart); err != nil {
 		return err
 	}
-	return m.idx.Truncate(int64(m.next-m.seg.first) * idxEntrySize)
+	if err := m.idx.Truncate(int64(m.next-m.seg.first) * idxEntrySize); err != nil {
+		return err
+	}
+	// Durably, before the callers are told their records are not stored:
+	// what was written may be on the disk already (a direct write is
+	// durable when it returns; the page cache may have written back), and
+	// until the file system commits the truncation and the removals a
+	// power failure brings those records back — to be stored twice when
+	// the callers retry. (TestPowerLossAfterRollback.)
+	if err := m.f.Sync(); err != nil {
+		return err
+	}
+	if err := m.idx.Sync(); err != nil {
+		return err
+	}
+	if len(b.created) > 0 {
+		return syncFile(l.segDir)
+	}
+	return nil
 }
 
 // flush writes the framed records and their .idx entries.
