@@ -62,8 +62,10 @@ type Event struct {
 	// Original is url.original: the request target as the client sent it
 	// (percent-encoding kept), scrubbed like Path and Query. httpaudit sets
 	// it only when it differs from Path + "?" + Query, that is when the
-	// client percent-encoded the path: detection rules for attacks (path
-	// traversal, injection) must see the encoded form attackers use.
+	// client percent-encoded the path or the program recorded the path it
+	// routed on as Path (httpaudit.SetPath: the gateway's normalised
+	// path): detection rules for attacks (path traversal, injection) must
+	// see the form attackers send.
 	Original string
 	// RequestBodyBytes is http.request.body.bytes.
 	RequestBodyBytes int64

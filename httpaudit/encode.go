@@ -42,19 +42,28 @@ func (l *Logger) fields(st *state, wc *writerCache) reqFields {
 		m = wc.memo
 	}
 	f.method = sanitizeMethod(ri.method)
-	f.path = l.cut(l.scrubString(m, ri.path))
+	path := ri.path
+	if ri.opt.path != "" {
+		path = ri.opt.path // the handler's normalised path (SetPath)
+	}
+	f.path = l.cut(l.scrubString(m, path))
 	if ri.rawQuery != "" {
 		f.query = l.cut(l.scrubQuery(m, ri.rawQuery))
 	}
 	// url.original keeps the path as the client encoded it, which attack
 	// detection needs (%2e%2e%2f is a traversal url.path shows as ../);
 	// it is written only when it says more than url.path and url.query.
-	if sent := escapedPath(ri.path, ri.opt.rawPath); sent != ri.path {
-		if f.path != ri.path {
-			// A secret was scrubbed from the decoded path; its encoded
-			// form may hide it from the scrubber (%20eyJ… is no word
-			// boundary), so the scrubbed path is encoded instead.
+	if sent := escapedPath(ri.path, ri.opt.rawPath); sent != path {
+		// A secret scrubbed from the decoded path may hide in its encoded
+		// form from the scrubber (%20eyJ… is no word boundary), so the
+		// scrubbed path is encoded instead.
+		switch {
+		case path == ri.path && f.path != ri.path:
 			sent = (&url.URL{Path: f.path}).EscapedPath()
+		case path != ri.path:
+			if clean := l.scrubString(m, ri.path); clean != ri.path {
+				sent = (&url.URL{Path: clean}).EscapedPath()
+			}
 		}
 		orig := l.scrubString(m, sent)
 		if ri.rawQuery != "" {

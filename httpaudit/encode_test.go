@@ -26,6 +26,7 @@ type accessCase struct {
 	requestID, traceparent          string
 	status, write                   int
 	user                            User
+	setPath                         string // given to SetPath by the handler
 }
 
 // serveCase serves c through l and returns the request's state once the
@@ -59,6 +60,9 @@ func serveCase(t testing.TB, l *Logger, c accessCase) *state {
 	var st *state
 	h := l.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		st = stateFrom(r.Context())
+		if c.setPath != "" {
+			SetPath(r.Context(), c.setPath)
+		}
 		io.Copy(io.Discard, r.Body)
 		if c.user.Name != "" || c.user.ID != "" || c.user.Roles != nil {
 			SetUser(r.Context(), c.user)
@@ -134,6 +138,9 @@ func TestAccessDirectMatchesEvent(t *testing.T) {
 		{method: "GET", path: "/p(1)!*'", remote: "192.0.2.1:1", user: User{Name: strings.Repeat("n", 5000)}},
 		{method: "GET", path: "/" + strings.Repeat("é", 3000), rawQuery: strings.Repeat("a=b&", 1000), remote: "192.0.2.1:1"},
 		{method: strings.Repeat("M", 17), path: "/x", remote: "192.0.2.1:1", body: "{not json", contentType: "application/json"},
+		{method: "POST", path: "/login;jsessionid=1", rawQuery: "a=1", remote: "192.0.2.1:1", setPath: "/login"},
+		{method: "GET", path: "/api/./x y/../" + "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln", remote: "192.0.2.1:1", setPath: "/api/eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln"},
+		{method: "GET", path: "/same", remote: "192.0.2.1:1", setPath: "/same"},
 	}
 	clocks := map[string]func() time.Time{
 		"real": time.Now,

@@ -45,6 +45,34 @@ func TraceContext(ctx context.Context) (traceID, spanID string) {
 	return "", ""
 }
 
+// SetPath records path as url.path of the request's events, in place of
+// the path the client sent: a program that routes on a normalised path
+// (the gateway merges slashes, resolves dot segments and drops ";"
+// parameters before it decides) records the path it decided on, so that
+// rules, searches and reports that read url.path see every spelling of a
+// route as that route. url.original then keeps the request-target as the
+// client sent it (path, as encoded, and query), scrubbed, whenever the two
+// differ. path must be what the client's path means, not a secret-bearing
+// value of the program's own: it is scrubbed like the client's path. It
+// must be called from the goroutine serving the request, before the
+// handler returns and before the events that should carry it (Auth,
+// Audit); "" goes back to the client's path. Outside the middleware it
+// does nothing.
+func SetPath(ctx context.Context, path string) {
+	st := stateFrom(ctx)
+	if st == nil {
+		return
+	}
+	ri := &st.info
+	if ri.opt == noOpt {
+		if path == "" {
+			return
+		}
+		ri.opt = &reqOpt{} // noOpt is shared: requests needing none point at it
+	}
+	ri.opt.path = path
+}
+
 // Annotate registers fn to complete the request's access event: it is
 // called once with the event after the middleware filled it, on the
 // logger's writer goroutine, before the event is encoded. fn must only

@@ -710,6 +710,60 @@ func TestOriginalURI(t *testing.T) {
 	}
 }
 
+// TestSetPath: a handler that routes on a normalised path records it
+// (SetPath) as url.path of the access event and of the events it records
+// itself, and url.original then keeps the request-target as the client
+// sent it, scrubbed, whenever the two differ.
+func TestSetPath(t *testing.T) {
+	const jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"
+	cases := []struct {
+		target, set, path, original string
+	}{
+		{"/login;jsessionid=1", "/login", "/login", "/login;jsessionid=[REDACTED]"}, // a session id is a secret
+		{"//api//users/./7?x=1", "/api/users/7", "/api/users/7", "//api//users/./7?x=1"},
+		{"/%61pi/users", "/api/users", "/api/users", "/%61pi/users"},
+		{"/login?x=1", "/login", "/login", ""},
+		{"/login;v=1?x=1", "/login", "/login", "/login;v=1?x=1"},
+		{"/login//", "", "/login//", ""},
+		{"/t/%20" + jwt + "/..", "/t/", "/t/", "/t/%20%5BREDACTED:jwt%5D/.."},
+		{"/login;token=" + jwt, "/login", "/login", "/login;token=[REDACTED]"},
+		{"/x/../" + jwt, "/" + jwt, "/[REDACTED:jwt]", "/x/../%5BREDACTED:jwt%5D"},
+	}
+	for _, c := range cases {
+		t.Run(c.target, func(t *testing.T) {
+			l, buf := newTestLogger(t, Config{})
+			srv := httptest.NewServer(l.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				SetPath(r.Context(), c.set)
+				Auth(r.Context(), Attempt{User: User{Name: "admin"}})
+				w.WriteHeader(http.StatusUnauthorized)
+			})))
+			defer srv.Close()
+			conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", c.target)
+			io.ReadAll(conn)
+			conn.Close()
+			srv.Close()
+			evs := events(t, l, buf)
+			if len(evs) != 2 {
+				t.Fatalf("got %d events, want the failed login and the access event", len(evs))
+			}
+			for _, ev := range evs {
+				if ev.Path != c.path || ev.Original != c.original {
+					t.Errorf("%s: url.path %q, url.original %q; want %q, %q", ev.Action, ev.Path, ev.Original, c.path, c.original)
+				}
+			}
+			if strings.Contains(buf.String(), jwt[:30]) {
+				t.Errorf("the token reached the sink: %s", buf.String())
+			}
+		})
+	}
+	// Outside the middleware it does nothing (and does not panic).
+	SetPath(context.Background(), "/x")
+}
+
 // TestFieldCaps: whatever a client sends, every value copied from the
 // request is cut to MaxFieldBytes after scrubbing, so one request cannot
 // make an event (and the disk it lands on) arbitrarily large.

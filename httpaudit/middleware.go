@@ -255,11 +255,13 @@ type reqInfo struct {
 
 // reqOpt holds what a request's events need only when the Logger trusts
 // proxies, records headers or captures bodies, or has a Config.Now clock,
-// or when the client percent-encoded the path; it is allocated only then,
-// to keep the per-request state small.
+// or when the client percent-encoded the path or the handler recorded
+// another path (SetPath); it is allocated only then, to keep the
+// per-request state small.
 type reqOpt struct {
 	start       time.Time // by a Config.Now clock
 	rawPath     string
+	path        string // by SetPath: url.path in place of the client's path
 	contentType string
 	xff, fwd    []string
 	headers     [][]string // aligned with Config.Headers
@@ -306,7 +308,7 @@ func (st *state) size() int {
 func (ri *reqInfo) size() int {
 	n := len(ri.method) + len(ri.path) + len(ri.rawQuery) + len(ri.ua) + len(ri.referer) + len(ri.remoteAddr)
 	if o := ri.opt; o != noOpt {
-		n += len(o.rawPath) + len(o.contentType)
+		n += len(o.rawPath) + len(o.path) + len(o.contentType)
 		for _, vs := range [][]string{o.xff, o.fwd} {
 			for _, v := range vs {
 				n += len(v)

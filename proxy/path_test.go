@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"path"
 	"path/filepath"
@@ -14,6 +15,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/trailguard/trailguard/access"
+	"github.com/trailguard/trailguard/alerting"
 	"github.com/trailguard/trailguard/decision"
 	"github.com/trailguard/trailguard/detect"
 	"github.com/trailguard/trailguard/event"
@@ -131,6 +134,15 @@ func rawRequest(t *testing.T, gw, method, target, body string, hdr ...string) (i
 
 var http1Modes = []string{HTTP1Lean, HTTP1NetHTTP}
 
+func mustUnescape(t *testing.T, p string) string {
+	t.Helper()
+	u, err := url.PathUnescape(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
 // TestPathVariantsGetTheSameDecisions: every spelling of a sensitive
 // route that the upstream serves as that route yields its audit event,
 // with the right target; every spelling of a rate-limited route counts
@@ -154,7 +166,7 @@ func TestPathVariantsGetTheSameDecisions(t *testing.T) {
 				variants := pathVariants("/api/users/7/role")
 				for i, v := range variants {
 					method := [...]string{"PUT", "put", "Put"}[i%3] // as Werkzeug serves them
-					code, route := rawRequest(t, gw, method, v, `{"role":"admin"}`, "X-Request-Id", "v-"+strconv.Itoa(len(v)))
+					code, route := rawRequest(t, gw, method, v, `{"role":"admin"}`, "X-Request-Id", "v-"+strconv.Itoa(i))
 					if code != 200 || route != "role:7" {
 						t.Fatalf("PUT %s: %d %q: the upstream does not serve it as the role change, the test proves nothing", v, code, route)
 					}
@@ -163,14 +175,14 @@ func TestPathVariantsGetTheSameDecisions(t *testing.T) {
 				evs := ms.wait(t, "the requests", hasAction(event.ActionHTTPRequest, len(variants)))
 				got := map[string]bool{}
 				for _, ev := range byAction(evs, event.ActionUserRoleChange) {
-					got[ev.Path] = true
+					got[ev.RequestID] = true
 					if ev.TargetUserID != "7" {
-						t.Errorf("%s: target %q, want user 7", ev.Path, ev.TargetUserID)
+						t.Errorf("%s: target %q, want user 7", ev.Original, ev.TargetUserID)
 					}
 				}
 				for _, ev := range byAction(evs, event.ActionHTTPRequest) {
-					if strings.EqualFold(ev.Method, "PUT") && !got[ev.Path] {
-						t.Errorf("%s %s reached the role change without its audit event", ev.Method, ev.Path)
+					if strings.EqualFold(ev.Method, "PUT") && !got[ev.RequestID] {
+						t.Errorf("%s %s (%s) reached the role change without its audit event", ev.Method, ev.Path, ev.Original)
 					}
 				}
 
@@ -242,7 +254,8 @@ func TestPathVariantsCountAsLogins(t *testing.T) {
 			}
 			for i, v := range variants {
 				method := [...]string{"POST", "post"}[i%2] // as Werkzeug serves them
-				code, route := rawRequest(t, gw, method, v, `{"username":"admin","password":"guess`+strconv.Itoa(i)+`"}`, "X-Forwarded-For", "203.0.113.9")
+				code, route := rawRequest(t, gw, method, v, `{"username":"admin","password":"guess`+strconv.Itoa(i)+`"}`, "X-Forwarded-For", "203.0.113.9",
+					"X-Request-Id", "login-"+strconv.Itoa(i))
 				if code != 403 || (route != "login" && i < len(variants)-1) {
 					// (The last one's answer may be withheld: the block it
 					// causes covers it.)
@@ -257,6 +270,27 @@ func TestPathVariantsCountAsLogins(t *testing.T) {
 			for _, ev := range fails {
 				if ev.UserName == "" {
 					t.Errorf("%s: failed login without the user", ev.Path)
+				}
+			}
+			// Each event records the path decided on (url.path, the
+			// login's, as rules, searches and reports read it) and the
+			// target as sent (url.original).
+			for _, ev := range append(fails, byAction(evs, event.ActionHTTPRequest)...) {
+				i, err := strconv.Atoi(strings.TrimPrefix(ev.RequestID, "login-"))
+				if err != nil || i >= len(variants) {
+					t.Fatalf("event of request %q", ev.RequestID)
+				}
+				v := variants[i]
+				want, err := matchPath(&url.URL{Path: mustUnescape(t, v), RawPath: v})
+				if err != nil || !strings.EqualFold(strings.TrimSuffix(want, "/"), "/login") {
+					t.Fatalf("%s: matchPath %q, %v", v, want, err)
+				}
+				orig := strings.Replace(v, "jsessionid=1", "jsessionid=[REDACTED]", 1) // a session id is a secret
+				if v == want {
+					orig = "" // url.original only when it says more
+				}
+				if ev.Path != want || ev.Original != orig {
+					t.Errorf("%s of %s: url.path %q, url.original %q; want %q, %q", ev.Action, v, ev.Path, ev.Original, want, orig)
 				}
 			}
 			before := up.count()
@@ -470,5 +504,74 @@ func TestFlaskPathVariants(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestSingleNodeReportsSpellingsUnderTheRoute: a brute force through
+// /login;jsessionid=N (Tomcat, Jetty and Spring serve it as /login) is
+// recorded, indexed, counted and alerted on under /login on a single
+// node: a search or a top-paths count of url.path finds every attempt
+// there, each with the target as sent in url.original, and the built-in
+// brute-force rule fires on them.
+func TestSingleNodeReportsSpellingsUnderTheRoute(t *testing.T) {
+	t.Parallel()
+	up := normalisingUpstream(t)
+	g, gw, _ := serveGateway(t, Config{DataDir: t.TempDir(), Routes: []Route{{Upstream: up.URL}}, TrustedProxies: []string{"127.0.0.1"},
+		Logins: []Login{{Method: "POST", Path: "/login", User: "json:username"}}})
+	const attempts = 10
+	for i := range attempts {
+		code, _ := rawRequest(t, gw, "POST", "/login;jsessionid="+strconv.Itoa(i), `{"username":"admin","password":"guess`+strconv.Itoa(i)+`"}`,
+			"X-Forwarded-For", "203.0.113.9")
+		if code != http.StatusForbidden {
+			t.Fatalf("attempt %d: %d, want the upstream's 403 (or the block's)", i, code)
+		}
+	}
+	col := g.Collector()
+	waitFor(t, "the brute-force alert", func() bool {
+		return len(col.Alerts().List(alerting.Filter{Rule: "trailguard_brute_force_source"})) > 0
+	})
+	_, token, err := col.Tokens().Create("reader", access.RoleRead)
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := func(target string, into any) {
+		t.Helper()
+		req := httptest.NewRequest("GET", target, nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		rec := httptest.NewRecorder()
+		col.Handler().ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK {
+			t.Fatalf("%s: %d %s", target, rec.Code, rec.Body)
+		}
+		if err := json.Unmarshal(rec.Body.Bytes(), into); err != nil {
+			t.Fatalf("%s: %v", target, err)
+		}
+	}
+	q := url.QueryEscape("event.action:authn_login_fail and url.path:/login")
+	var found struct {
+		Hits []struct {
+			Event struct {
+				URL struct{ Path, Original string } `json:"url"`
+			} `json:"event"`
+		} `json:"hits"`
+	}
+	waitFor(t, "the failed logins indexed", func() bool {
+		api("/v1/events?limit=100&q="+q, &found)
+		return len(found.Hits) >= attempts
+	})
+	for _, h := range found.Hits {
+		if !strings.HasPrefix(h.Event.URL.Original, "/login;jsessionid=") {
+			t.Errorf("url.original %q, want the target as sent", h.Event.URL.Original)
+		}
+	}
+	var top struct {
+		Top []struct {
+			Value string
+			Count int64
+		} `json:"top"`
+	}
+	api("/v1/stats?top=url.path&q="+url.QueryEscape("event.action:authn_login_fail"), &top)
+	if len(top.Top) != 1 || top.Top[0].Value != "/login" || top.Top[0].Count != attempts {
+		t.Errorf("failed logins by url.path: %+v, want all %d under /login", top.Top, attempts)
 	}
 }

@@ -339,6 +339,12 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 		p.reject(w, r, http.StatusBadRequest, err.Error())
 		return
 	}
+	if path != r.URL.Path {
+		// The events say what was decided on: url.path the normalised
+		// path (rules, searches and reports see every spelling of a route
+		// as that route), url.original the target as the client sent it.
+		httpaudit.SetPath(ctx, path)
+	}
 	if r.Header["X-Original-Url"] != nil || r.Header["X-Rewrite-Url"] != nil {
 		// Symfony, Laravel and IIS route on these in place of the path:
 		// the decisions would be made on one path and the upstream
@@ -597,7 +603,7 @@ func (p *Proxy) infer(ctx context.Context, r *http.Request, path string, rt *rou
 			Reason: "upstream answered 401 Unauthorized"}))
 	case status == http.StatusForbidden:
 		p.recorded(httpaudit.Audit(ctx, httpaudit.Op{Action: event.ActionAuthzFail, Outcome: event.OutcomeFailure,
-			Resource: r.URL.Path, Reason: "upstream answered 403 Forbidden"}))
+			Resource: path, Reason: "upstream answered 403 Forbidden"}))
 	case ok2xx:
 		// A Basic-auth user the upstream accepted is the request's actor.
 		if user, _, ok := r.BasicAuth(); ok && user != "" {
@@ -605,7 +611,7 @@ func (p *Proxy) infer(ctx context.Context, r *http.Request, path string, rt *rou
 		}
 	}
 	if sens != nil {
-		op := httpaudit.Op{Action: sens.action, Resource: r.URL.Path, Outcome: event.OutcomeSuccess}
+		op := httpaudit.Op{Action: sens.action, Resource: path, Outcome: event.OutcomeSuccess}
 		if !ok2xx {
 			op.Outcome = event.OutcomeFailure
 			op.Reason = "upstream answered " + strconv.Itoa(status) + " " + http.StatusText(status)
