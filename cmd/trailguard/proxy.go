@@ -122,6 +122,11 @@ func runProxy(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "trailguard proxy:", err)
 		return 1
 	}
+	// SIGTERM is caught before the address is announced: a supervisor
+	// that stops the gateway as soon as it is up gets a clean shutdown.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	context.AfterFunc(ctx, stop) // a second signal kills at once
 	scheme := "http"
 	if cfg.TLSCert != "" {
 		scheme = "https"
@@ -146,9 +151,6 @@ func runProxy(args []string, stdout, stderr io.Writer) int {
 	} else {
 		fmt.Fprintf(stdout, "  trail: shipped to %s, spooled in %s/spool\n", cfg.Collector.URL, cfg.DataDir)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	context.AfterFunc(ctx, stop) // a second signal kills at once
 	defer exitWatchdog(ctx, g.ShutdownTimeout(), stderr, "trailguard proxy")()
 	if err := g.Serve(ctx, ln, apiLn); err != nil {
 		fmt.Fprintln(stderr, "trailguard proxy:", err)
