@@ -124,7 +124,7 @@ func (p *ScrubPass) predicted(s *scanner, node, prev int) int {
 	if c == 0 {
 		return 0
 	}
-	name := normTree[c].name
+	name := normNames[c]
 	end := s.pos + 1 + len(name)
 	if end >= len(s.data) || s.data[end] != '"' || string(s.data[s.pos+1:end]) != name {
 		return 0
@@ -346,6 +346,17 @@ var normTree = func() []normNode {
 	return tree
 }()
 
+// normNames is each normTree node's name, by itself: the key predictions
+// read one name per member, and a node (its children by length) spans
+// several cache lines.
+var normNames = func() []string {
+	names := make([]string, len(normTree))
+	for i := range normTree {
+		names[i] = normTree[i].name
+	}
+	return names
+}()
+
 func indexByte(s string, c byte) int {
 	for i := range len(s) {
 		if s[i] == c {
@@ -393,8 +404,11 @@ func lookup(node int, key []byte) int {
 type normSlot struct {
 	start, end int32 // the value's bytes (a string token with its quotes)
 	set        bool
-	plain      bool  // a string token that appendString writes as it is
-	n          int64 // nkInt: the value
+	// plain: a string token that appendString writes as it is; for nkInt,
+	// digits that strconv.AppendInt writes as they are (no leading zero,
+	// no "-0").
+	plain bool
+	n     int64 // nkInt: the value
 }
 
 // normalizer holds what one AppendNormalized pass found.
@@ -403,7 +417,10 @@ type normalizer struct {
 	slots [len(normFields)]normSlot
 	id    []byte
 	ts    time.Time
-	sp    *Spans // where emit notes the values it writes (nil: nowhere)
+	// tsFast says @timestamp took parseTimeFast's quick path: emit copies
+	// its digits (appendFastTime) instead of formatting ts.
+	tsFast bool
+	sp     *Spans // where emit notes the values it writes (nil: nowhere)
 	// sc, when not nil, is asked about every key, string and number; the
 	// pass fails on any part it would change or on nesting past maxDepth.
 	sc       Scrubber
@@ -736,7 +753,7 @@ func (n *normalizer) field(s *scanner, i, depth int, key []byte) bool {
 				return false
 			}
 		}
-		*sl = normSlot{set: true, n: v}
+		*sl = normSlot{set: true, n: v, start: int32(s.pos - len(num)), end: int32(s.pos), plain: canonicalInt(num)}
 		return true
 	case nkTime:
 		if s.peek() != '"' {
@@ -746,7 +763,7 @@ func (n *normalizer) field(s *scanner, i, depth int, key []byte) bool {
 		if !ok || !n.cleanStr(sl, depth, i) {
 			return false
 		}
-		t, err := parseTime(v)
+		t, fast, err := parseTimeFast(v)
 		if err != nil || t.IsZero() {
 			return false
 		}
@@ -755,7 +772,7 @@ func (n *normalizer) field(s *scanner, i, depth int, key []byte) bool {
 			if t.Before(minTime) || t.After(maxTime) {
 				return false
 			}
-			n.ts = t
+			n.ts, n.tsFast = t, fast && sl.plain
 		}
 		return true
 	case nkMap:
@@ -802,6 +819,16 @@ func (n *normalizer) field(s *scanner, i, depth int, key []byte) bool {
 		return true
 	}
 	return false
+}
+
+// canonicalInt reports whether num, which simpleInt took, is written as
+// strconv.AppendInt writes its value: no leading zero, no "-0".
+func canonicalInt(num []byte) bool {
+	d := num
+	if len(d) > 0 && d[0] == '-' {
+		d = d[1:]
+	}
+	return len(d) > 0 && (d[0] != '0' || len(num) == 1)
 }
 
 // simpleInt parses what Decode's int parses without a float: an optional
@@ -876,7 +903,11 @@ func (n *normalizer) emit(dst []byte, now time.Time, newID func([]byte) []byte) 
 			b = e.key(b, f.spec)
 			vs := len(b)
 			b = append(b, '"')
-			b = AppendTime(b, t)
+			if sl.set && n.tsFast {
+				b = appendFastTime(b, n.doc[sl.start+1:sl.end-1])
+			} else {
+				b = AppendTime(b, t)
+			}
 			b = append(b, '"')
 			note(i, vs, b, true)
 			if sp != nil {
@@ -935,7 +966,11 @@ func (n *normalizer) emit(dst []byte, now time.Time, newID func([]byte) []byte) 
 			if sl.n != 0 {
 				b = e.key(b, f.spec)
 				vs := len(b)
-				b = strconv.AppendInt(b, sl.n, 10)
+				if sl.plain {
+					b = append(b, n.doc[sl.start:sl.end]...)
+				} else {
+					b = strconv.AppendInt(b, sl.n, 10)
+				}
 				note(i, vs, b, false)
 			}
 		case nkStrs:

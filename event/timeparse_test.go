@@ -1,6 +1,7 @@
 package event
 
 import (
+	"strconv"
 	"testing"
 	"time"
 )
@@ -20,7 +21,8 @@ var timeSeeds = []string{
 }
 
 // FuzzParseTime holds parseTime to time.Parse with RFC3339Nano: the same
-// instant in the same location, or an error for both.
+// instant in the same location, or an error for both; and a date it read
+// on its quick path to appendFastTime writing what AppendTime writes.
 func FuzzParseTime(f *testing.F) {
 	for _, s := range timeSeeds {
 		f.Add(s)
@@ -33,6 +35,11 @@ func FuzzParseTime(f *testing.F) {
 		sameLoc := got.Location() == want.Location() || got.Location() != time.UTC && want.Location() != time.UTC && gz == wz && goff == woff
 		if (gerr == nil) != (werr == nil) || !got.Equal(want) || !sameLoc {
 			t.Fatalf("parseTime(%q) = %v, %v; time.Parse: %v, %v", s, got, gerr, want, werr)
+		}
+		if _, fast, _ := parseTimeFast(s); fast {
+			if a, b := string(appendFastTime([]byte("x"), []byte(s))), string(AppendTime([]byte("x"), got)); a != b {
+				t.Fatalf("appendFastTime(%q) = %s, AppendTime: %s", s, a, b)
+			}
 		}
 	})
 }
@@ -49,5 +56,19 @@ func BenchmarkParseTime(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestCanonicalInt: the normaliser copies an integer's digits only when
+// they are what strconv.AppendInt writes for its value.
+func TestCanonicalInt(t *testing.T) {
+	for _, num := range []string{"0", "-0", "7", "-7", "007", "-007", "10", "123456789012345678", "-1", "00"} {
+		v, ok := simpleInt([]byte(num))
+		if !ok {
+			t.Fatalf("simpleInt(%q) failed", num)
+		}
+		if got, want := canonicalInt([]byte(num)), strconv.FormatInt(v, 10) == num; got != want {
+			t.Errorf("canonicalInt(%q) = %v, want %v", num, got, want)
+		}
 	}
 }
