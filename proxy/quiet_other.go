@@ -2,9 +2,19 @@
 
 package proxy
 
-import "net"
+import (
+	"net"
+	"syscall"
+)
 
 // idleQuiet cannot peek without waiting here: the pool trusts an idle
 // connection (an exchange that meets an unsolicited answer on a reused
 // one still fails and is sent again on a new one when it is garbled).
 func idleQuiet(net.Conn) bool { return true }
+
+// quietFD is never called here (rawConnOf gives no raw connection).
+func quietFD(uintptr) bool { return true }
+
+// rawConnOf gives no raw connection here: h1Conn.send writes, then the
+// answer is read.
+func rawConnOf(net.Conn) syscall.RawConn { return nil }

@@ -10,22 +10,37 @@ import (
 // idleQuiet reports whether nothing came on an idle connection since its last
 // answer: no bytes and no end. It peeks without waiting (one system call),
 // so that the pool never hands out a connection with an unsolicited answer
-// on it, nor one the upstream has closed.
+// on it, nor one the upstream has closed. (For connections without a raw
+// connection; the others are looked at by h1Conn.send.)
 func idleQuiet(conn net.Conn) bool {
-	sc, ok := conn.(syscall.Conn)
-	if !ok {
+	rc := rawConnOf(conn)
+	if rc == nil {
 		return true
 	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return true
-	}
-	ok = false
-	var b [1]byte
-	err = rc.Read(func(fd uintptr) bool {
-		_, _, rerr := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		ok = rerr == syscall.EAGAIN || rerr == syscall.EWOULDBLOCK
+	ok := false
+	err := rc.Read(func(fd uintptr) bool {
+		ok = quietFD(fd)
 		return true // no wait for readiness: the answer is now
 	})
 	return ok && err == nil
+}
+
+// quietFD is idleQuiet on a socket: a peek that does not wait.
+func quietFD(fd uintptr) bool {
+	var b [1]byte
+	_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+	return err == syscall.EAGAIN || err == syscall.EWOULDBLOCK
+}
+
+// rawConnOf returns conn's raw connection, or nil.
+func rawConnOf(conn net.Conn) syscall.RawConn {
+	sc, ok := conn.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return rc
 }

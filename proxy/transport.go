@@ -11,6 +11,7 @@ import (
 	"net/http/httptrace"
 	"net/textproto"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -42,6 +43,7 @@ type h1Transport struct {
 	readBuf    int
 	writeBuf   int
 	now        func() time.Time
+	sentHook   func() // tests: called once a request is written, before the wait for its answer
 	mu         sync.Mutex
 	pools      map[string][]*h1Conn // idle connections by host:port, most recent last
 	sweepArmed bool
@@ -57,6 +59,17 @@ type h1Conn struct {
 	addr   string
 	idleAt time.Time
 	reused bool
+
+	// rc is conn's raw connection (nil where there is none): send then
+	// looks at the idle connection, writes the request and waits for
+	// its answer in one read operation (sendStep, bound once as step).
+	rc   syscall.RawConn
+	step func(fd uintptr) bool
+	// sendStep's state, for the exchange in progress.
+	write       func(*bufio.Writer) error
+	sent, stale bool
+	werr        error
+	sentHook    func() // the transport's
 }
 
 // limitedConn bounds what the response header may read from the
@@ -132,7 +145,7 @@ func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 // got1xx (if not nil) is told of each informational answer.
 func (t *h1Transport) do(ctx context.Context, addr string, req *http.Request, write func(*bufio.Writer) error,
 	got1xx func(int, textproto.MIMEHeader) error) (*http.Response, error) {
-	for attempt := 0; ; attempt++ {
+	for attempt := 0; ; {
 		c, err := t.get(ctx, addr, attempt > 0)
 		if err != nil {
 			return nil, err
@@ -142,6 +155,11 @@ func (t *h1Transport) do(ctx context.Context, addr string, req *http.Request, wr
 			return resp, nil
 		}
 		c.conn.Close()
+		if err == errStale {
+			// Nothing was sent on it: the next idle connection, or a
+			// new one once the pool is empty.
+			continue
+		}
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("upstream %s: %w", addr, context.Cause(ctx))
 		}
@@ -152,6 +170,7 @@ func (t *h1Transport) do(ctx context.Context, addr string, req *http.Request, wr
 		// Not after a timeout: that would double the wait.
 		var ne net.Error
 		if c.reused && attempt == 0 && !(errors.As(err, &ne) && ne.Timeout()) {
+			attempt++
 			continue
 		}
 		return nil, err
@@ -159,33 +178,94 @@ func (t *h1Transport) do(ctx context.Context, addr string, req *http.Request, wr
 }
 
 // get returns an idle connection to addr, or a new one (always a new one
-// when fresh is set).
+// when fresh is set). An idle connection is looked at (send) before the
+// request is written on it.
 func (t *h1Transport) get(ctx context.Context, addr string, fresh bool) (*h1Conn, error) {
-	for !fresh {
-		c := t.idleConn(addr)
-		if c == nil {
-			break
-		}
-		// Bytes on an idle connection are an answer nobody asked for
-		// (an upstream that wrote past its Content-Length, or a request
-		// it read as two): taken for the next request's answer, they
-		// would be another client's. net/http's Transport drops a
-		// connection that speaks while idle; so does the pool.
-		if idleQuiet(c.conn) {
+	if !fresh {
+		if c := t.idleConn(addr); c != nil {
 			c.reused = true
 			return c, nil
 		}
-		c.conn.Close()
 	}
 	conn, err := t.dial(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	c := &h1Conn{conn: conn, addr: addr}
+	c := &h1Conn{conn: conn, addr: addr, sentHook: t.sentHook}
 	c.lr.c = conn
 	c.br = bufio.NewReaderSize(&c.lr, max(t.readBuf, 4096))
 	c.bw = bufio.NewWriterSize(conn, max(t.writeBuf, 4096))
+	if c.rc = rawConnOf(conn); c.rc != nil {
+		c.step = c.sendStep
+	}
 	return c, nil
+}
+
+// errStale is an idle connection found with bytes waiting on it, or
+// closed by the upstream: nothing was sent on it.
+var errStale = errors.New("upstream connection not quiet while idle")
+
+// send puts the request on c and waits until its answer begins to come.
+// On a connection that was idle it first makes sure that nothing came on
+// it meanwhile (errStale otherwise): bytes there are an answer nobody
+// asked for (an upstream that wrote past its Content-Length, or read a
+// request as two), which would be taken for this request's answer,
+// another client's; net/http's Transport drops a connection that speaks
+// while idle, and so does the pool. That look costs one system call,
+// which is also the one a read of the answer makes before it waits (it
+// finds nothing yet): looking, writing and waiting are one read operation
+// on the connection, so the answer's first read finds it there.
+func (c *h1Conn) send(write func(*bufio.Writer) error) error {
+	if c.rc == nil {
+		if c.reused && !idleQuiet(c.conn) {
+			return errStale
+		}
+		if err := write(c.bw); err != nil {
+			return fmt.Errorf("upstream %s: write request: %w", c.addr, err)
+		}
+		if err := c.bw.Flush(); err != nil {
+			return fmt.Errorf("upstream %s: write request: %w", c.addr, err)
+		}
+		return nil
+	}
+	c.write, c.sent, c.stale, c.werr = write, false, false, nil
+	err := c.rc.Read(c.step)
+	c.write = nil
+	switch {
+	case c.stale:
+		return errStale
+	case c.werr != nil:
+		return fmt.Errorf("upstream %s: write request: %w", c.addr, c.werr)
+	case err != nil:
+		// The wait for the answer ended: a deadline (the response
+		// header timeout, or a cancellation), or the connection closed.
+		return readError(c.addr, err)
+	}
+	return nil
+}
+
+// sendStep is send's read operation: its first call looks at the idle
+// connection and writes the request, and asks to wait (false) for the
+// answer; the next, once the connection is readable, ends it. The
+// operation began (the poller's readiness reset) before the request was
+// written, so an answer that comes at once is not missed.
+func (c *h1Conn) sendStep(fd uintptr) bool {
+	if c.sent {
+		return true
+	}
+	c.sent = true
+	if c.reused && !quietFD(fd) {
+		c.stale = true
+		return true
+	}
+	c.werr = c.write(c.bw)
+	if c.werr == nil {
+		c.werr = c.bw.Flush()
+	}
+	if c.sentHook != nil {
+		c.sentHook()
+	}
+	return c.werr != nil
 }
 
 // idleConn takes the most recently pooled connection to addr that has not
@@ -297,11 +377,8 @@ func (t *h1Transport) exchange(ctx context.Context, c *h1Conn, req *http.Request
 	if t.header > 0 {
 		c.conn.SetReadDeadline(t.now().Add(t.header))
 	}
-	if err := write(c.bw); err != nil {
-		return fail(fmt.Errorf("upstream %s: write request: %w", c.addr, err))
-	}
-	if err := c.bw.Flush(); err != nil {
-		return fail(fmt.Errorf("upstream %s: write request: %w", c.addr, err))
+	if err := c.send(write); err != nil {
+		return fail(err)
 	}
 	c.lr.n = t.maxHeader
 	for n := 0; ; n++ {

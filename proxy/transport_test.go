@@ -348,3 +348,94 @@ func TestIdleUpstreamConnectionsClosed(t *testing.T) {
 		t.Fatalf("%d connections opened, want a new one after the sweep", up.opened.Load())
 	}
 }
+
+// An upstream that answers the moment a request's first bytes come: the
+// gateway writes a request and waits for its answer in one read
+// operation on the connection (h1Conn.send), begun before the write, so
+// an answer that is there before the wait is not missed (it would wait
+// for the response header timeout, 504). Every answer is the one to its
+// own request, over reused connections.
+func TestUpstreamAnswerAtOnce(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					// The answer goes as soon as the request line's first
+					// bytes are here, before the rest of the request is
+					// read; the path it names is read after.
+					if _, err := br.Peek(1); err != nil {
+						return
+					}
+					line, err := br.ReadString('\n')
+					if err != nil {
+						return
+					}
+					path := strings.Fields(line)[1]
+					fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(path), path)
+					for {
+						l, err := br.ReadString('\n')
+						if err != nil {
+							return
+						}
+						if l == "\r\n" {
+							break
+						}
+					}
+				}
+			}()
+		}
+	}()
+	tr := newTransport(Timeouts{Dial: time.Second, ResponseHeader: 3 * time.Second, Idle: time.Minute})
+	// Time for the answer to come, and for the runtime's poller to see
+	// it, before the wait begins.
+	tr.sentHook = func() { time.Sleep(time.Millisecond) }
+	defer tr.close()
+	addr := ln.Addr().String()
+	start := time.Now()
+	var fails atomic.Int64
+	var cw sync.WaitGroup
+	for g := range 4 {
+		cw.Add(1)
+		go func() {
+			defer cw.Done()
+			for i := range 150 {
+				path := fmt.Sprintf("/g%d/%d", g, i)
+				req, _ := http.NewRequest(http.MethodGet, "http://"+addr+path, nil)
+				resp, err := tr.RoundTrip(req)
+				if err != nil {
+					t.Errorf("%s: %v", path, err)
+					fails.Add(1)
+					return
+				}
+				b, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err != nil || string(b) != path {
+					t.Errorf("%s: answer %q, %v", path, b, err)
+					fails.Add(1)
+					return
+				}
+			}
+		}()
+	}
+	cw.Wait()
+	if d := time.Since(start); fails.Load() == 0 && d > 2500*time.Millisecond {
+		t.Fatalf("600 answers took %v: some waits missed their answer", d)
+	}
+}
