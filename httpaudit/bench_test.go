@@ -139,7 +139,7 @@ func BenchmarkAccessEncode(b *testing.B) {
 			b.ResetTimer()
 			for i := range b.N {
 				var ok bool
-				buf, ok = l.appendAccess(buf[:0], states[i%len(states)], ids.Append(id[:0], wc.now), &wc)
+				buf, ok = l.appendAccess(buf[:0], states[i%len(states)], ids.Append(id[:0], wc.now), &wc, nil)
 				if !ok || len(buf) < 600 || buf[len(buf)-1] != '}' {
 					b.Fatalf("not encoded: %s", buf)
 				}

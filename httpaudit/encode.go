@@ -1,6 +1,7 @@
 package httpaudit
 
 import (
+	"bytes"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -187,48 +188,91 @@ func accessTail(service, host string) []byte {
 	return tail
 }
 
+// accessTailSpans says where accessTail(service, host) holds the two
+// names (nil if not where AppendJSON's layout puts them, which AppendEncoded
+// would find out anyway).
+func accessTailSpans(tail []byte, service, host string) []fixedSpan {
+	var at []fixedSpan
+	pos := 0
+	for _, m := range []struct{ key, value, field string }{
+		{`,"service":{"name":`, service, "service.name"},
+		{`,"host":{"name":`, host, "host.name"},
+	} {
+		if m.value == "" {
+			continue
+		}
+		tok := event.AppendString([]byte(m.key), m.value)
+		if !bytes.HasPrefix(tail[pos:], tok) {
+			return nil
+		}
+		at = append(at, fixedSpan{f: event.SpanField(m.field), start: pos + len(m.key) - len(tail), end: pos + len(tok) - len(tail)})
+		pos += len(tok) + 1 // and the object's '}'
+	}
+	return at
+}
+
 // appendAccess appends the access event of the served request st, with
 // event.id id, as one line of JSON (no newline). It is what
 // l.finish(st, wc.now).AppendJSON writes. When an Annotate hook is set it
 // returns b unchanged and false: the hook needs the event.
-func (l *Logger) appendAccess(b []byte, st *state, id []byte, wc *writerCache) ([]byte, bool) {
+//
+// With enc not nil it also notes in enc where the event holds each field
+// (see EncodedSink).
+func (l *Logger) appendAccess(b []byte, st *state, id []byte, wc *writerCache, enc *event.EncodedSpans) ([]byte, bool) {
 	u, annotate := st.actor()
 	if annotate != nil {
 		return b, false
 	}
 	ri := &st.info
 	f := l.fields(st, wc)
+	n := notes{enc: enc, base: len(b)}
 	b = append(b, '{')
 	if start := l.startOf(ri, wc.now); !start.IsZero() {
-		b = append(b, `"@timestamp":"`...)
+		b = append(b, `"@timestamp":`...)
+		vs := len(b)
+		b = append(b, '"')
 		b = wc.time.append(b, start)
-		b = append(b, `",`...)
+		b = append(b, '"')
+		n.note(spTimestamp, vs, b)
+		b = append(b, ',')
 	}
 	status := int(st.status)
 	if status == 0 {
 		status = http.StatusOK // nothing written: net/http sends 200
 	}
 	b = append(b, `"event":{"kind":"event","category":["web"],"type":["access"],"action":"http_request","outcome":`...)
+	n.fixed(b, accessFixed)
+	vs := len(b)
 	if status >= 400 {
 		b = append(b, `"failure"`...)
 	} else {
 		b = append(b, `"success"`...)
 	}
+	n.note(spOutcome, vs, b)
 	if ri.dur != 0 {
 		b = append(b, `,"duration":`...)
+		vs = len(b)
 		b = strconv.AppendInt(b, int64(ri.dur), 10)
+		n.note(spDuration, vs, b)
 	}
-	b = append(b, `,"id":"`...)
+	b = append(b, `,"id":`...)
+	vs = len(b)
+	b = append(b, '"')
 	b = append(b, id...)
-	b = append(b, `","dataset":"trailguard.access"},"http":{"request":{`...)
+	b = append(b, '"')
+	n.note(spID, vs, b)
+	b = append(b, `,"dataset":"trailguard.access"},"http":{"request":{`...)
+	n.fixed(b, accessDataset)
 	comma := false
 	if st.requestID != "" {
 		b = append(b, `"id":`...)
+		vs = len(b)
 		b = appendQuoted(b, st.requestID)
+		n.note(spRequestID, vs, b)
 		comma = true
 	}
-	b, comma = member(b, comma, `"method":`, f.method)
-	b, comma = member(b, comma, `"referrer":`, f.referrer)
+	b, comma = n.member(b, comma, `"method":`, f.method, spMethod)
+	b, comma = n.member(b, comma, `"referrer":`, f.referrer, spReferrer)
 	reqBytes := st.requestBytes()
 	var body string
 	if captured := st.body.capturedBody(); captured != nil {
@@ -242,10 +286,12 @@ func (l *Logger) appendAccess(b []byte, st *state, id []byte, wc *writerCache) (
 		bc := false
 		if reqBytes != 0 {
 			b = append(b, `"bytes":`...)
+			vs = len(b)
 			b = strconv.AppendInt(b, reqBytes, 10)
+			n.note(spReqBytes, vs, b)
 			bc = true
 		}
-		b, _ = member(b, bc, `"content":`, body)
+		b, _ = n.member(b, bc, `"content":`, body, spReqBody)
 		b = append(b, '}')
 		comma = true
 	}
@@ -256,19 +302,23 @@ func (l *Logger) appendAccess(b []byte, st *state, id []byte, wc *writerCache) (
 		b = b[:len(b)-len(`"request":{`)]
 	}
 	b = append(b, `"response":{"status_code":`...)
+	vs = len(b)
 	b = strconv.AppendInt(b, int64(status), 10)
+	n.note(spStatus, vs, b)
 	if st.written != 0 {
 		b = append(b, `,"body":{"bytes":`...)
+		vs = len(b)
 		b = strconv.AppendInt(b, st.written, 10)
+		n.note(spRespBytes, vs, b)
 		b = append(b, '}')
 	}
 	b = append(b, `}}`...)
 	if f.path != "" || f.query != "" || f.original != "" {
 		b = append(b, `,"url":{`...)
 		c := false
-		b, c = member(b, c, `"path":`, f.path)
-		b, c = member(b, c, `"query":`, f.query)
-		b, _ = member(b, c, `"original":`, f.original)
+		b, c = n.member(b, c, `"path":`, f.path, spPath)
+		b, c = n.member(b, c, `"query":`, f.query, spQuery)
+		b, _ = n.member(b, c, `"original":`, f.original, spOriginal)
 		b = append(b, '}')
 	}
 	if f.sourceIP != "" || f.sourcePort != 0 {
@@ -276,7 +326,9 @@ func (l *Logger) appendAccess(b []byte, st *state, id []byte, wc *writerCache) (
 		c := false
 		if f.sourceIP != "" {
 			b = append(b, `"ip":`...)
+			vs = len(b)
 			b = appendQuoted(b, f.sourceIP)
+			n.note(spSourceIP, vs, b)
 			c = true
 		}
 		if f.sourcePort != 0 {
@@ -284,26 +336,32 @@ func (l *Logger) appendAccess(b []byte, st *state, id []byte, wc *writerCache) (
 				b = append(b, ',')
 			}
 			b = append(b, `"port":`...)
+			vs = len(b)
 			b = strconv.AppendInt(b, int64(f.sourcePort), 10)
+			n.note(spSourcePort, vs, b)
 		}
 		b = append(b, '}')
 	}
 	if f.clientIP != "" {
 		b = append(b, `,"client":{"ip":`...)
+		vs = len(b)
 		b = appendQuoted(b, f.clientIP)
+		n.note(spClientIP, vs, b)
 		b = append(b, '}')
 	}
 	uid, uname := l.cut(u.ID), l.cut(u.Name)
 	if uid != "" || uname != "" || len(u.Roles) > 0 {
 		b = append(b, `,"user":{`...)
 		c := false
-		b, c = member(b, c, `"id":`, uid)
-		b, c = member(b, c, `"name":`, uname)
+		b, c = n.member(b, c, `"id":`, uid, spUserID)
+		b, c = n.member(b, c, `"name":`, uname, spUserName)
 		if len(u.Roles) > 0 {
 			if c {
 				b = append(b, ',')
 			}
-			b = append(b, `"roles":[`...)
+			b = append(b, `"roles":`...)
+			vs = len(b)
+			b = append(b, '[')
 			for i, r := range u.Roles {
 				if i > 0 {
 					b = append(b, ',')
@@ -311,25 +369,33 @@ func (l *Logger) appendAccess(b []byte, st *state, id []byte, wc *writerCache) (
 				b = event.AppendString(b, r)
 			}
 			b = append(b, ']')
+			n.note(spUserRoles, vs, b)
 		}
 		b = append(b, '}')
 	}
 	if f.ua != "" {
 		b = append(b, `,"user_agent":{"original":`...)
+		vs = len(b)
 		b = event.AppendString(b, f.ua)
+		n.note(spUserAgent, vs, b)
 		b = append(b, '}')
 	}
 	if st.traceID != "" {
 		b = append(b, `,"trace":{"id":`...)
+		vs = len(b)
 		b = appendQuoted(b, st.traceID)
+		n.note(spTraceID, vs, b)
 		b = append(b, '}')
 	}
 	if st.spanID != "" {
 		b = append(b, `,"span":{"id":`...)
+		vs = len(b)
 		b = appendQuoted(b, st.spanID)
+		n.note(spSpanID, vs, b)
 		b = append(b, '}')
 	}
 	b = append(b, l.tail...)
+	n.fixed(b, l.tailSpans)
 	if len(l.hdrKeys) > 0 {
 		open := false
 		for i := range l.hdrKeys {
@@ -340,7 +406,9 @@ func (l *Logger) appendAccess(b []byte, st *state, id []byte, wc *writerCache) (
 			if open {
 				b = append(b, ',')
 			} else {
-				b = append(b, `,"trailguard":{"http":{"request":{"headers":{`...)
+				b = append(b, `,"trailguard":{"http":{"request":{"headers":`...)
+				vs = len(b)
+				b = append(b, '{')
 				open = true
 			}
 			b = event.AppendString(b, l.hdrKeys[i].lower)
@@ -348,7 +416,11 @@ func (l *Logger) appendAccess(b []byte, st *state, id []byte, wc *writerCache) (
 			b = event.AppendString(b, v)
 		}
 		if open {
-			b = append(b, `}}}}`...)
+			b = append(b, '}')
+			if n.enc != nil {
+				n.enc.NoteHeaders(vs-n.base, len(b)-n.base)
+			}
+			b = append(b, `}}}`...)
 		}
 	}
 	return append(b, '}'), true
@@ -455,6 +527,109 @@ func member(b []byte, comma bool, key, value string) ([]byte, bool) {
 	b = append(b, key...)
 	return event.AppendString(b, value), true
 }
+
+// notes records in enc, when it is not nil, where appendAccess writes
+// each field of the record that starts at base.
+type notes struct {
+	enc  *event.EncodedSpans
+	base int
+}
+
+// note records that field f's token is b[vs:].
+func (n notes) note(f, vs int, b []byte) {
+	if n.enc != nil {
+		n.enc.Note(f, vs-n.base, len(b)-n.base)
+	}
+}
+
+// fixed records the fields of a constant appendAccess has just written
+// (the end of b), from where they lie in it.
+func (n notes) fixed(b []byte, at []fixedSpan) {
+	if n.enc != nil {
+		for _, s := range at {
+			n.enc.Note(s.f, len(b)+s.start-n.base, len(b)+s.end-n.base)
+		}
+	}
+}
+
+// member is the package's member, noting the value as field f.
+func (n notes) member(b []byte, comma bool, key, value string, f int) ([]byte, bool) {
+	if value == "" {
+		return b, comma
+	}
+	if comma {
+		b = append(b, ',')
+	}
+	b = append(b, key...)
+	vs := len(b)
+	b = event.AppendString(b, value)
+	n.note(f, vs, b)
+	return b, true
+}
+
+// fixedSpan is a field's token in a constant part of an access event,
+// as offsets from the constant's end (negative).
+type fixedSpan struct{ f, start, end int }
+
+// fixedSpans finds, in the constant c, the tokens that follow each of
+// the given keys (`"kind":`), which name the fields (dotted ECS names)
+// in the same order.
+func fixedSpans(c string, keysAndFields ...string) []fixedSpan {
+	var at []fixedSpan
+	from := 0
+	for i := 0; i < len(keysAndFields); i += 2 {
+		k := strings.Index(c[from:], keysAndFields[i])
+		f := event.SpanField(keysAndFields[i+1])
+		if k < 0 || f < 0 {
+			panic("httpaudit: no " + keysAndFields[i] + " in " + c)
+		}
+		start := from + k + len(keysAndFields[i])
+		end := start + tokenLen(c[start:])
+		at = append(at, fixedSpan{f: f, start: start - len(c), end: end - len(c)})
+		from = end
+	}
+	return at
+}
+
+// tokenLen is the length of the string or array of strings (without
+// escapes) s starts with.
+func tokenLen(s string) int {
+	if s[0] == '[' {
+		return strings.IndexByte(s, ']') + 1
+	}
+	return strings.IndexByte(s[1:], '"') + 2
+}
+
+// The fields appendAccess notes (event.SpanField).
+var (
+	spTimestamp  = event.SpanField("@timestamp")
+	spOutcome    = event.SpanField("event.outcome")
+	spDuration   = event.SpanField("event.duration")
+	spID         = event.SpanField("event.id")
+	spRequestID  = event.SpanField("http.request.id")
+	spMethod     = event.SpanField("http.request.method")
+	spReferrer   = event.SpanField("http.request.referrer")
+	spReqBytes   = event.SpanField("http.request.body.bytes")
+	spReqBody    = event.SpanField("http.request.body.content")
+	spStatus     = event.SpanField("http.response.status_code")
+	spRespBytes  = event.SpanField("http.response.body.bytes")
+	spPath       = event.SpanField("url.path")
+	spQuery      = event.SpanField("url.query")
+	spOriginal   = event.SpanField("url.original")
+	spSourceIP   = event.SpanField("source.ip")
+	spSourcePort = event.SpanField("source.port")
+	spClientIP   = event.SpanField("client.ip")
+	spUserID     = event.SpanField("user.id")
+	spUserName   = event.SpanField("user.name")
+	spUserRoles  = event.SpanField("user.roles")
+	spUserAgent  = event.SpanField("user_agent.original")
+	spTraceID    = event.SpanField("trace.id")
+	spSpanID     = event.SpanField("span.id")
+
+	accessFixed = fixedSpans(`"event":{"kind":"event","category":["web"],"type":["access"],"action":"http_request","outcome":`,
+		`"kind":`, "event.kind", `"category":`, "event.category", `"type":`, "event.type", `"action":`, "event.action")
+	accessDataset = fixedSpans(`,"dataset":"trailguard.access"},"http":{"request":{`, `"dataset":`, "event.dataset")
+)
 
 // scrubString is the redactor's String, through m when it is not nil.
 func (l *Logger) scrubString(m *redact.Memo, s string) string {

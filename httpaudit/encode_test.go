@@ -83,11 +83,11 @@ func checkDirect(t testing.TB, l *Logger, st *state) []byte {
 	t.Helper()
 	id := []byte("01a213cb-c08f-7a0b-beb8-a7736a357c1a")
 	wc := writerCache{memo: l.red.NewMemo(), now: time.Now()}
-	got, ok := l.appendAccess(nil, st, id, &wc)
+	got, ok := l.appendAccess(nil, st, id, &wc, nil)
 	if !ok {
 		t.Fatal("appendAccess refused a request without hooks")
 	}
-	if again, _ := l.appendAccess(nil, st, id, &wc); !bytes.Equal(again, got) { // from the caches
+	if again, _ := l.appendAccess(nil, st, id, &wc, nil); !bytes.Equal(again, got) { // from the caches
 		t.Fatalf("encoded again with the time cache and the scrubbing memo:\n%s\n%s", again, got)
 	}
 	ev := l.finish(st, wc.now)
@@ -100,7 +100,47 @@ func checkDirect(t testing.TB, l *Logger, st *state) []byte {
 	if err := event.Validate(got); err != nil && !l.startOf(&st.info, wc.now).IsZero() {
 		t.Fatalf("not valid ECS: %v\n%s", err, got)
 	}
+	checkEncoded(t, l, st, &wc, id, got)
 	return got
+}
+
+// checkEncoded holds the notes appendAccess takes for an EncodedSink to
+// what they are for: event.AppendEncoded over them stores exactly what
+// event.AppendNormalizedSpans, parsing the record, stores (the same
+// bytes, the same spans), and takes every record the normaliser takes.
+func checkEncoded(t testing.TB, l *Logger, st *state, wc *writerCache, id, want []byte) {
+	t.Helper()
+	var enc event.EncodedSpans
+	enc.Reset()
+	prefix := []byte(`garbage before the record`)
+	got, ok := l.appendAccess(prefix, st, id, wc, &enc)
+	if !ok || !bytes.Equal(got[len(prefix):], want) {
+		t.Fatalf("appendAccess with notes wrote another record:\n%s\n%s", got[len(prefix):], want)
+	}
+	rec := got[len(prefix):]
+	now := time.Date(2026, 11, 30, 15, 0, 0, 123, time.UTC)
+	newID := func(b []byte) []byte { return append(b, "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"...) }
+	var wantSp, gotSp event.Spans
+	norm, wantID, normOK := event.AppendNormalizedSpans([]byte("x"), rec, now, newID, &wantSp)
+	out, gotID, encOK := event.AppendEncoded([]byte("x"), rec, &enc, now, newID, &gotSp)
+	// The normaliser stores the record as it came, with event.ingested
+	// added (it writes some strings otherwise: "\ufffd" as the character,
+	// for one; AppendEncoded leaves those records to it).
+	asIs := false
+	if normOK && wantSp.OK() {
+		vs, ve := wantSp.Span(event.SpanField("event.ingested"))
+		stored := norm[1:]
+		ms := vs - len(`,"ingested":`)
+		asIs = string(stored[:ms])+string(stored[ve:]) == string(rec)
+	}
+	switch {
+	case asIs && !encOK:
+		t.Fatalf("the normaliser takes the record as it is, AppendEncoded does not (the notes do not describe it):\n%s", rec)
+	case !normOK && encOK:
+		t.Fatalf("AppendEncoded takes a record the normaliser does not:\n%s\n%s", rec, out)
+	case encOK && (!bytes.Equal(out, norm) || gotSp != wantSp || !bytes.Equal(gotID, wantID)):
+		t.Fatalf("AppendEncoded differs from the normaliser:\n got %s\nwant %s\nspans %+v\n want %+v\nid %q want %q", out, norm, gotSp, wantSp, gotID, wantID)
+	}
 }
 
 func directLogger(t testing.TB, cfg Config) *Logger {
@@ -193,7 +233,7 @@ func TestAccessDirectMatchesEvent(t *testing.T) {
 	// Without service, host or recorded headers, and with no request id
 	// option changes: the tail and header members are left out.
 	l := directLogger(t, Config{HostName: "-"})
-	l.cfg.HostName, l.tail = "", accessTail("", "")
+	l.cfg.HostName, l.tail, l.tailSpans = "", accessTail("", ""), nil
 	checkDirect(t, l, serveCase(t, l, cases[0]))
 }
 

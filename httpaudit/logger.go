@@ -130,8 +130,9 @@ type Logger struct {
 	base      time.Time // New's reading of the real clock: requests' starts are monotonic times since
 
 	// Precomputed for the direct encoding of access events (encode.go).
-	tail    []byte   // the service and host members every event ends with
-	hdrKeys []hdrKey // Config.Headers in the order they are encoded
+	tail      []byte      // the service and host members every event ends with
+	tailSpans []fixedSpan // where tail holds their values
+	hdrKeys   []hdrKey    // Config.Headers in the order they are encoded
 
 	written, failed, lost atomic.Uint64
 	// failing is set while the sink fails (see Stats.Failing); the queue
@@ -206,6 +207,7 @@ func New(cfg Config) (*Logger, error) {
 	l.q.failing = &l.failing
 	l.pool.New = func() any { return new(event.Event) }
 	l.tail = accessTail(cfg.ServiceName, cfg.HostName)
+	l.tailSpans = accessTailSpans(l.tail, cfg.ServiceName, cfg.HostName)
 	l.hdrKeys = headerKeys(cfg.Headers)
 	go l.run()
 	return l, nil
@@ -347,6 +349,13 @@ func (l *Logger) run() {
 	ids := event.NewIDSource()
 	wc := writerCache{memo: l.red.NewMemo()}
 	var buf []byte
+	// encs[i] says where record i holds its fields, for a sink that
+	// takes them.
+	var encs []event.EncodedSpans
+	es, _ := l.cfg.Sink.(EncodedSink)
+	if es != nil {
+		encs = make([]event.EncodedSpans, l.cfg.BatchSize)
+	}
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	for {
@@ -363,9 +372,14 @@ func (l *Logger) run() {
 		var id [36]byte
 		for i := range batch {
 			start := len(buf)
+			var enc *event.EncodedSpans
+			if es != nil {
+				enc = &encs[i]
+				enc.Reset()
+			}
 			if st := batch[i].st; st != nil {
 				var ok bool
-				if buf, ok = l.appendAccess(buf, st, ids.Append(id[:0], now), &wc); ok {
+				if buf, ok = l.appendAccess(buf, st, ids.Append(id[:0], now), &wc, enc); ok {
 					records = append(records, buf[start:len(buf):len(buf)])
 					buf = append(buf, '\n')
 					batch[i].st = nil
@@ -374,11 +388,14 @@ func (l *Logger) run() {
 				batch[i].ev = l.finish(st, now)
 				batch[i].st = nil
 			}
+			if enc != nil {
+				enc.Invalidate() // not noted
+			}
 			buf = batch[i].ev.AppendJSON(buf)
 			records = append(records, buf[start:len(buf):len(buf)])
 			buf = append(buf, '\n')
 		}
-		l.write(batch, records, buf)
+		l.write(batch, records, buf, encs[:min(len(encs), len(records))])
 		for _, it := range batch {
 			if it.ev != nil {
 				l.pool.Put(it.ev)
@@ -390,11 +407,11 @@ func (l *Logger) run() {
 
 // write hands a batch to the sink: records, or lines, the same records
 // framed (each followed by a newline), to a sink.LineWriter.
-func (l *Logger) write(batch []item, records [][]byte, lines []byte) {
+func (l *Logger) write(batch []item, records [][]byte, lines []byte, encs []event.EncodedSpans) {
 	backoff := 10 * time.Millisecond
 	notified := false
 	for {
-		err := l.sinkWrite(records, lines)
+		err := l.sinkWrite(records, lines, encs)
 		if err == nil {
 			l.failing.Store(false)
 			l.written.Add(uint64(len(batch)))
@@ -418,7 +435,7 @@ func (l *Logger) write(batch []item, records [][]byte, lines []byte) {
 		case <-time.After(backoff):
 			backoff = min(2*backoff, time.Second)
 		case <-l.closing:
-			if err := l.sinkWrite(records, lines); err == nil {
+			if err := l.sinkWrite(records, lines, encs); err == nil {
 				l.written.Add(uint64(len(batch)))
 				return
 			}
@@ -433,14 +450,29 @@ func (l *Logger) write(batch []item, records [][]byte, lines []byte) {
 // it so. Only those exact types: a wrapper that embeds one to add to its
 // Write (counting, filtering, fan-out) would have its Write bypassed by a
 // promoted WriteLines.
-func (l *Logger) sinkWrite(records [][]byte, lines []byte) error {
+func (l *Logger) sinkWrite(records [][]byte, lines []byte, encs []event.EncodedSpans) error {
 	switch s := l.cfg.Sink.(type) {
 	case *sink.Writer:
 		return s.WriteLines(context.Background(), lines, len(records))
 	case *sink.File:
 		return s.WriteLines(context.Background(), lines, len(records))
+	case EncodedSink:
+		return s.WriteEncoded(context.Background(), records, encs)
 	}
 	return l.cfg.Sink.Write(context.Background(), records)
+}
+
+// EncodedSink is a Sink that also takes, beside each record of a batch,
+// where the Logger's writer put the record's fields as it encoded it
+// (an access event it wrote directly; for any other record the
+// EncodedSpans is not Valid): a sink that stores its records normalised
+// as the collector's ingest does (a single-node gateway's, with
+// event.AppendEncoded) is spared parsing them again. records and spans
+// are the writer's buffers, reused after WriteEncoded returns; their
+// contract is otherwise Write's.
+type EncodedSink interface {
+	sink.Sink
+	WriteEncoded(ctx context.Context, records [][]byte, spans []event.EncodedSpans) error
 }
 
 func notify(batch []item, err error) {

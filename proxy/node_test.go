@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -268,5 +269,98 @@ func TestSingleNodeOverviewOnlyWithAPI(t *testing.T) {
 				t.Fatalf("saved overview: %.200s", b)
 			}
 		})
+	}
+}
+
+// TestSingleNodeStoresEncodedAsIngestWould: the single node stores the
+// access events httpaudit's writer encodes from the writer's notes of
+// where each field is (event.AppendEncoded) instead of parsing them again,
+// and what it stores, and the spans its followers get, are exactly what
+// the normaliser makes of the record: requests with escapes and bytes
+// outside ASCII in the path, scrubbed secrets, recorded headers (one cut
+// at the field cap), quotes in the user agent, an upstream error.
+func TestSingleNodeStoresEncodedAsIngestWould(t *testing.T) {
+	t.Parallel()
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/teapot" {
+			w.WriteHeader(http.StatusTeapot)
+		}
+		w.Write([]byte("ok"))
+	})
+	dir := t.TempDir()
+	g, gw, stop := serveGateway(t, Config{DataDir: dir, Routes: []Route{{Upstream: up.URL}},
+		Headers: []string{"X-Tenant", "Authorization", "X-Big"}})
+	reqs := []struct {
+		path string
+		hdr  []string
+	}{
+		{"/plain?q=1", nil},
+		{"/esc/%E2%80%A8%C3%A9/x?token=abcdefghijklmnop1234", nil},
+		{"/bad%FFutf8", nil},
+		{"/teapot", []string{"X-Tenant", `t"1\`, "Authorization", "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl"}},
+		{"/big", []string{"X-Big", strings.Repeat("é", 3000), "User-Agent", `ua "quoted" \ back`}},
+		{"/card?n=4111111111111111", []string{"User-Agent", "curl/8.5.0"}},
+	}
+	for _, r := range reqs {
+		req, err := http.NewRequest(http.MethodGet, gw+r.path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < len(r.hdr); i += 2 {
+			req.Header.Set(r.hdr[i], r.hdr[i+1])
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	access := 0
+	for e, err := range g.Collector().Ledger().FollowAppended(ctx, 0) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		isAccess := bytes.Contains(e.Data, []byte(`"action":"http_request"`))
+		sps, _ := e.Aux.([]event.Spans)
+		if e.AuxPos >= len(sps) || !sps[e.AuxPos].OK() {
+			if isAccess {
+				t.Fatalf("record %d stored without spans: %s", e.Index, e.Data)
+			}
+			continue // the collector's own events
+		}
+		sp := sps[e.AuxPos]
+		// The record as the writer encoded it: without event.ingested.
+		vs, ve := sp.Span(event.SpanField("event.ingested"))
+		ms := vs - len(`,"ingested":`)
+		rec := append(append([]byte(nil), e.Data[:ms]...), e.Data[ve:]...)
+		ns, _ := sp.Ingested()
+		var want event.Spans
+		norm, _, ok := event.AppendNormalizedSpans(nil, rec, time.Unix(0, ns).UTC(), event.AppendID, &want)
+		if !ok || !bytes.Equal(norm, e.Data) || want != sp {
+			t.Errorf("record %d stored as\n%s\nthe normaliser makes\n%s\n(spans equal: %v)", e.Index, e.Data, norm, want == sp)
+		}
+		if isAccess {
+			access++
+			// Nothing the writer encoded is missing (the check above
+			// compares the stored record with itself re-normalised).
+			for _, m := range []string{`"url":{"path":`, `"user_agent":{"original":`, `"client":{"ip":`, `"status_code":`, `"service":{"name":`} {
+				if !bytes.Contains(e.Data, []byte(m)) {
+					t.Errorf("record %d has no %s: %s", e.Index, m, e.Data)
+				}
+			}
+		}
+		if access == len(reqs) {
+			break
+		}
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	// All but the path with a byte that is not UTF-8 (the normaliser
+	// writes its "\ufffd" as the character itself, so it parses that one).
+	if n := g.node.encoded; n < uint64(len(reqs)-1) {
+		t.Errorf("%d of %d access events stored from the writer's notes, want at least %d", n, len(reqs), len(reqs)-1)
 	}
 }
