@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/trailguard/trailguard/detect"
+	"github.com/trailguard/trailguard/event"
 	"github.com/trailguard/trailguard/ledger"
 )
 
@@ -479,8 +480,10 @@ func (s *Store) applyRecord(idx uint64, data []byte) {
 		var doc struct {
 			Timestamp time.Time `json:"@timestamp"`
 			Message   string    `json:"message"`
+			Origin    string    `json:"trailguard.ledger.origin"` // another collector's, forwarded
 			Event     struct {
 				Kind     string    `json:"kind"`
+				Dataset  string    `json:"dataset"`
 				ID       string    `json:"id"`
 				Severity int       `json:"severity"`
 				Start    time.Time `json:"start"`
@@ -500,7 +503,7 @@ func (s *Store) applyRecord(idx uint64, data []byte) {
 				} `json:"alert"`
 			} `json:"trailguard"`
 		}
-		if json.Unmarshal(data, &doc) != nil || doc.Event.Kind != "alert" || doc.Event.ID == "" {
+		if json.Unmarshal(data, &doc) != nil || doc.Event.Kind != "alert" || doc.Event.Dataset != detect.DatasetAlert || doc.Event.ID == "" || doc.Origin != "" {
 			return
 		}
 		if _, ok := s.byID[doc.Event.ID]; ok {
@@ -517,7 +520,11 @@ func (s *Store) applyRecord(idx uint64, data []byte) {
 			User      struct {
 				Name string `json:"name"`
 			} `json:"user"`
-			Event struct {
+			Service struct {
+				Name string `json:"name"`
+			} `json:"service"`
+			Origin string `json:"trailguard.ledger.origin"`
+			Event  struct {
 				Reason string `json:"reason"`
 			} `json:"event"`
 			Trailguard struct {
@@ -529,7 +536,12 @@ func (s *Store) applyRecord(idx uint64, data []byte) {
 				} `json:"audit"`
 			} `json:"trailguard"`
 		}
-		if json.Unmarshal(data, &doc) != nil {
+		// Only the collector's own audit of PATCH /v1/alerts/{id} changes
+		// a status: an application's audit event may name a resource
+		// "alert/…" of its own, ingest refuses service.name
+		// trailguard-collector (Event.CheckProvenance), and another
+		// collector's record, forwarded here, is about its own alerts.
+		if json.Unmarshal(data, &doc) != nil || doc.Service.Name != event.CollectorService || doc.Origin != "" {
 			return
 		}
 		id, ok := strings.CutPrefix(doc.Trailguard.Audit.Resource, ResourcePrefix)

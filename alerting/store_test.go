@@ -116,13 +116,24 @@ func TestSuppressionAndLifecycle(t *testing.T) {
 		t.Fatalf("reopened:\n got %+v\nwant %+v", got, want)
 	}
 	// Rebuild from the ledger alone: the alert documents are there; the
-	// status changes are the audit events the collector writes.
-	for _, c := range []struct{ id, status, by string }{{"a4", StatusResolved, "analyst"}, {"b1", StatusAcknowledged, "analyst"}} {
-		rec, _ := json.Marshal(map[string]any{"@timestamp": t0, "event": map[string]any{"action": "alert_status_change", "reason": "n"},
+	// status changes are the audit events the collector writes. An
+	// application's audit event naming a resource "alert/…" of its own
+	// (any service but the collector) changes nothing, and neither does an
+	// alert-looking document of another dataset.
+	for _, c := range []struct{ id, status, by, service string }{
+		{"a4", StatusResolved, "analyst", event.CollectorService}, {"b1", StatusAcknowledged, "analyst", event.CollectorService},
+		{"a5", StatusResolved, "app-user", "shop"}, {"a5", StatusResolved, "app-user", ""},
+	} {
+		doc := map[string]any{"@timestamp": t0, "event": map[string]any{"action": "alert_status_change", "reason": "n"},
 			"user": map[string]any{"name": c.by}, "trailguard": map[string]any{"audit": map[string]any{"resource": ResourcePrefix + c.id,
-				"after": map[string]any{"status": c.status}}}})
+				"after": map[string]any{"status": c.status}}}}
+		if c.service != "" {
+			doc["service"] = map[string]any{"name": c.service}
+		}
+		rec, _ := json.Marshal(doc)
 		l.Append(ctx, rec)
 	}
+	l.Append(ctx, []byte(`{"@timestamp":"2026-01-01T09:30:00Z","event":{"kind":"alert","dataset":"suricata.eve","id":"not-ours"},"tags":["trailguard.alert"]}`))
 	os.Remove(filepath.Join(dir, "alerts.json"))
 	rebuilt := open().List(Filter{})
 	if len(rebuilt) != 4 {

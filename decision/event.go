@@ -89,8 +89,11 @@ func parseEvent(data []byte) (Event, bool) {
 		Trailguard struct {
 			Decision *wireDecision `json:"decision"`
 		} `json:"trailguard"`
+		// Origin is set on another collector's record, forwarded here:
+		// its decisions are its own (event.LedgerOrigin).
+		Origin string `json:"trailguard.ledger.origin"`
 	}
-	if json.Unmarshal(data, &doc) != nil || doc.Event.Dataset != detect.DatasetDecision || doc.Trailguard.Decision == nil {
+	if json.Unmarshal(data, &doc) != nil || doc.Event.Dataset != detect.DatasetDecision || doc.Trailguard.Decision == nil || doc.Origin != "" {
 		return Event{}, false
 	}
 	if doc.Event.Action != ActionCreated && doc.Event.Action != ActionDeleted {

@@ -37,10 +37,11 @@ func (o *Options) defaults() {
 	}
 }
 
-// Datasets of trailguard's detection output, which the engine skips.
+// Datasets of trailguard's detection output, which the engine skips
+// (ingest refuses them from shippers: event.Event.CheckProvenance).
 const (
-	DatasetAlert    = "trailguard.alert"
-	DatasetDecision = "trailguard.decision"
+	DatasetAlert    = event.DatasetAlert
+	DatasetDecision = event.DatasetDecision
 )
 
 // Record is one stored event the engine reads: a ledger entry or a line

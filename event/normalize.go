@@ -201,6 +201,7 @@ const (
 	ncPort                // 0-65535
 	ncCount               // zero or more
 	ncTimestamp           // from 1970 to 9999
+	ncReserved            // not a value reserved for the collector's own records (CheckProvenance)
 )
 
 // normField is one modelled field, in the order AppendJSON writes it.
@@ -226,7 +227,7 @@ var normFields = [...]normField{
 	{name: "event.severity", spec: fSeverity, kind: nkInt},
 	{name: "event.duration", spec: fDuration, kind: nkInt, check: ncCount},
 	{name: "event.id", spec: fID, kind: nkStr, check: ncID},
-	{name: "event.dataset", spec: fDataset, kind: nkStr},
+	{name: "event.dataset", spec: fDataset, kind: nkStr, check: ncReserved},
 	{name: "event.ingested", spec: fIngested, kind: nkTime},
 	{name: "message", spec: fMessage, kind: nkStr},
 	{name: "log.level", spec: fLogLevel, kind: nkStr},
@@ -252,7 +253,7 @@ var normFields = [...]normField{
 	{name: "user_agent.original", spec: fUserAgent, kind: nkStr},
 	{name: "trace.id", spec: fTraceID, kind: nkStr},
 	{name: "span.id", spec: fSpanID, kind: nkStr},
-	{name: "service.name", spec: fServiceName, kind: nkStr},
+	{name: "service.name", spec: fServiceName, kind: nkStr, check: ncReserved},
 	{name: "host.name", spec: fHostName, kind: nkStr},
 	{name: labelsPrefix, group: gLabels, kind: nkMap},
 	{name: headersPrefix, group: gHeaders, kind: nkMap},
@@ -668,6 +669,8 @@ func (n *normalizer) field(s *scanner, i, depth int, key []byte) bool {
 		switch f.check {
 		case ncAllowed:
 			return v == "" || slices.Contains(f.allowed, v)
+		case ncReserved:
+			return !reservedValue(i, v)
 		case ncIP:
 			if v != "" {
 				if _, err := netip.ParseAddr(v); err != nil {

@@ -35,7 +35,7 @@ type chunkCache struct {
 }
 
 // cacheVersion changes whenever what a chunk's figures hold changes.
-const cacheVersion = 1
+const cacheVersion = 2 // 2: records forwarded from another collector are not its own (trailguard.ledger.origin)
 
 func newChunkCache(dir string, p *computeParams) *chunkCache {
 	if dir == "" {

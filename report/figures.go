@@ -457,7 +457,12 @@ func (a *acc) add(index uint64, appended time.Time, data []byte, sp *event.Spans
 	}
 	p := a.p
 	action := a.intern(f.action)
-	if string(f.kind) == "alert" && string(f.dataset) == "trailguard.alert" {
+	// The collector's own records: its alerts, reads, refusals, starts
+	// and stops. Another collector's, forwarded here, carry its ledger's
+	// origin (ingest refuses the collector's marks on any other record:
+	// event.Event.CheckProvenance).
+	foreign := len(f.origin) > 0
+	if string(f.kind) == "alert" && string(f.dataset) == "trailguard.alert" && !foreign {
 		a.alerts++
 		a.rares = append(a.rares, rare{index: index, appended: appended, trigger: f.trigger, what: 'a', t: f.tsTime, id: str(f.id), rule: str(f.alertRule),
 			title: str(f.ruleName), level: str(f.level), client: str(cmpOr(f.cliIP, f.srcIP)), user: str(f.userName)})
@@ -471,7 +476,7 @@ func (a *acc) add(index uint64, appended time.Time, data []byte, sp *event.Spans
 	k := append(append(append(key[:0], f.action...), 0), f.outcome...)
 	a.actions.add(k, 1)
 	a.services.add(f.service, 1)
-	own := string(f.service) == collectorService
+	own := string(f.service) == collectorService && !foreign
 
 	// Coverage (10.2.1.x).
 	var in [7]bool
@@ -594,9 +599,11 @@ func (a *acc) add(index uint64, appended time.Time, data []byte, sp *event.Spans
 	// Rare records whose order matters.
 	r := rare{index: index, t: f.tsTime, svc: str(f.service), host: str(f.host), action: action}
 	switch {
-	case action == "alert_status_changed" && bytes.HasPrefix(f.resource, []byte("alert/")):
+	// An alert's status and the blocks are what the collector records
+	// (an application's audit event of the same action is not).
+	case action == "alert_status_changed" && bytes.HasPrefix(f.resource, []byte("alert/")) && own:
 		r.what, r.id, r.status = 's', str(f.resource[len("alert/"):]), str(f.afterStatus)
-	case action == "block_decision_created" || action == "block_decision_deleted":
+	case (action == "block_decision_created" || action == "block_decision_deleted") && (own || string(f.dataset) == event.DatasetDecision && !foreign):
 		r.what, r.client, r.rule = 'd', str(cmpOr(f.cliIP, f.targetName)), str(f.ruleName)
 		if action == "block_decision_deleted" {
 			r.what = 'x'

@@ -18,6 +18,7 @@ type fields struct {
 	userName, userID, targetName, targetID                []byte
 	srcIP, cliIP, host, service, path, resource, ruleName []byte
 	alertRule, afterStatus, level, evEnd                  []byte
+	origin                                                []byte // trailguard.ledger.origin: another collector's record
 	cats, types, roles                                    [][]byte
 	status                                                int64
 	unrecorded                                            int64
@@ -461,8 +462,11 @@ func (p *parser) slot(d int, key []byte) (*[]byte, *[][]byte, *int64) {
 	k := string(key) // no allocation: used only in comparisons
 	switch len(path) {
 	case 0:
-		if k == "@timestamp" {
+		switch k {
+		case "@timestamp":
 			return &f.ts, nil, nil
+		case event.LedgerOrigin:
+			return &f.origin, nil, nil
 		}
 	case 1:
 		switch path[0] {

@@ -280,6 +280,12 @@ func prepareDecoded(dst, scrubbed []byte, now time.Time, newID func([]byte) []by
 	if err := ev.CheckECS(); err != nil {
 		return dst, "", err
 	}
+	// What the collector trusts as its own (alerts and their status
+	// changes, rebuilt at start; its reads and stops in signed reports)
+	// must not come from a shipper's token.
+	if err := ev.CheckProvenance(); err != nil {
+		return dst, "", err
+	}
 	clientID := ev.ID
 	if ev.Timestamp.IsZero() {
 		ev.Timestamp = now

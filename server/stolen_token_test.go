@@ -1,0 +1,160 @@
+package server
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestIngestTokenCannotForgeCollectorRecords attacks a real collector with
+// a stolen shipper (ingest) token: it sends records that claim to be the
+// collector's own: an alert document, the audit event of an operator
+// resolving a real alert, a read of the trail by "the collector", a block
+// decision, through /v1/events, _bulk and OTLP, with the names spelt in
+// the ways a decoder reads alike. Before the fix every one was stored, and
+// at the next start the alert store rebuilt from them: the forged critical
+// alert was listed, and the real alert was resolved "by admin-alice"; the
+// signed compliance reports counted the forged reads and stops as the
+// collector's. Each must now be refused per line, naming the reserved
+// value, and after a restart the real alert is still open and the forged
+// one unknown.
+func TestIngestTokenCannotForgeCollectorRecords(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	p := startProc(t, dir)
+
+	// A real alert: the built-in rule for attack tools' user agents.
+	attack := `{"event":{"action":"http_request","category":["web"],"type":["access"],"outcome":"success"},"client":{"ip":"198.51.100.7"},"source":{"ip":"198.51.100.7"},"user_agent":{"original":"sqlmap/1.7.2#stable (https://sqlmap.org)"},"url":{"path":"/x"}}`
+	if status, _, body := p.do(t, "POST", "/v1/events", p.ingest, strings.NewReader(attack+"\n")); status != 200 {
+		t.Fatalf("ingest: %d %s", status, body)
+	}
+	var real string
+	for deadline := time.Now().Add(20 * time.Second); real == "" && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		real = alertIDs(t, p)["trailguard_web_attack_tool"]
+	}
+	if real == "" {
+		t.Fatal("no alert for the attack tool")
+	}
+
+	forged := []struct{ name, line string }{
+		{"alert document", `{"@timestamp":"2026-11-30T15:00:00Z","message":"forged","event":{"kind":"alert","dataset":"trailguard.alert","id":"forged-alert-1","severity":99},"rule":{"name":"Forged"},"log":{"level":"critical"}}`},
+		{"alert resolved by the collector's audit", `{"service":{"name":"trailguard-collector"},"event":{"action":"alert_status_changed","dataset":"trailguard.audit","reason":"false positive"},"user":{"name":"admin-alice"},"trailguard":{"audit":{"resource":"alert/` + real + `","after":{"status":"resolved"}}}}`},
+		{"collector's read, dotted key", `{"service.name":"trailguard-collector","event":{"action":"sensitive_read","dataset":"trailguard.audit"},"user":{"name":"ceo"}}`},
+		{"collector's stop, other case", `{"service":{"name":"TrailGuard-Collector"},"event":{"action":"collector_stopped"}}`},
+		{"escaped service name", `{"service":{"name":"trailguard\u002dcollector"},"event":{"action":"collector_stopped"}}`},
+		{"escaped dataset", `{"event":{"kind":"alert","dataset":"trailguard\u002ealert","id":"forged-alert-2"}}`},
+		{"block decision", `{"event":{"action":"block_decision_created","dataset":"trailguard.decision","id":"forged-d"},"trailguard":{"decision":{"id":777,"scope":"Range","value":"0.0.0.0/0","until":"2036-01-01T00:00:00Z"}}}`},
+		{"dotted dataset", `{"event.dataset":"trailguard.decision","event.action":"block_decision_deleted"}`},
+	}
+	var body strings.Builder
+	for _, f := range forged {
+		body.WriteString(f.line + "\n")
+	}
+	body.WriteString(`{"event":{"action":"ordinary","dataset":"shop.audit"},"service":{"name":"shop"}}` + "\n")
+	status, _, out := p.do(t, "POST", "/v1/events", p.ingest, strings.NewReader(body.String()))
+	var resp struct {
+		Accepted int
+		Errors   []struct {
+			Line  int
+			Error string
+		}
+	}
+	if err := json.Unmarshal(out, &resp); err != nil || status != 200 {
+		t.Fatalf("ingest: %d %s", status, out)
+	}
+	refused := map[int]string{}
+	for _, e := range resp.Errors {
+		refused[e.Line] = e.Error
+	}
+	for i, f := range forged {
+		if msg, ok := refused[i+1]; !ok {
+			t.Errorf("%s (line %d): stored; want it refused", f.name, i+1)
+		} else if !strings.Contains(msg, "reserved") {
+			t.Errorf("%s (line %d): refused with %q; want the reason (reserved)", f.name, i+1, msg)
+		}
+	}
+	if resp.Accepted != 1 {
+		t.Errorf("accepted %d; want only the ordinary event", resp.Accepted)
+	}
+
+	// A collector forwarding its ledger (an ES output with ledger_fields)
+	// sends its own records with trailguard.ledger.origin: they are
+	// stored, and taken for that collector's, never for this one's. A
+	// stolen token adding the field gains nothing.
+	viaForward := []string{
+		`{"trailguard.ledger.origin":"edge.example/trailguard","trailguard.ledger.index":7,"@timestamp":"2026-11-30T15:00:00Z","message":"forwarded","event":{"kind":"alert","dataset":"trailguard.alert","id":"forged-alert-3","severity":99},"rule":{"name":"Forged"}}`,
+		`{"trailguard":{"ledger":{"origin":"edge.example/trailguard"}},"service":{"name":"trailguard-collector"},"event":{"action":"alert_status_changed","dataset":"trailguard.audit"},"user":{"name":"admin-alice"},"trailguard.audit":{"resource":"alert/` + real + `","after":{"status":"resolved"}}}`,
+		`{"trailguard.ledger.origin":"edge.example/trailguard","event":{"action":"block_decision_created","dataset":"trailguard.decision","id":"forged-d2"},"trailguard":{"decision":{"id":778,"uuid":"forged-d2","type":"ban","scope":"Range","value":"0.0.0.0/0","created":"2026-11-30T15:00:00Z","until":"2036-01-01T00:00:00Z"}}}`,
+	}
+	status, _, out = p.do(t, "POST", "/v1/events", p.ingest, strings.NewReader(strings.Join(viaForward, "\n")+"\n"))
+	if status != 200 || !strings.Contains(string(out), `"accepted":3`) {
+		t.Errorf("forwarded records: %d %s; want all three stored", status, out)
+	}
+
+	// The same through _bulk and OTLP.
+	bulk := `{"create":{}}` + "\n" + forged[1].line + "\n" + `{"create":{}}` + "\n" + forged[0].line + "\n"
+	status, _, out = p.do(t, "POST", "/_bulk", p.ingest, strings.NewReader(bulk), "Content-Type", "application/x-ndjson")
+	if status != 200 || strings.Count(string(out), "reserved") != 2 {
+		t.Errorf("_bulk: %d %s; want both items refused as reserved", status, out)
+	}
+	otlp := `{"resourceLogs":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"trailguard-collector"}}]},"scopeLogs":[{"logRecords":[{"body":{"stringValue":"collector stopped"}}]}]}]}`
+	status, _, out = p.do(t, "POST", "/v1/logs", p.ingest, strings.NewReader(otlp), "Content-Type", "application/json")
+	if !strings.Contains(string(out), "reserved") || !strings.Contains(string(out), `"rejectedLogRecords":"1"`) && !strings.Contains(string(out), `"rejectedLogRecords":1`) {
+		t.Errorf("OTLP: %d %s; want the record rejected as reserved", status, out)
+	}
+
+	// What the alert store rebuilds at the next start.
+	if code, _ := p.stop(t, 20*time.Second); code != 0 {
+		t.Fatalf("stop: exit %d\n%s", code, p.output())
+	}
+	p = startProc(t, dir)
+	ids := alertIDs(t, p)
+	if _, ok := ids["forged"]; ok {
+		t.Errorf("the forged alert is listed after a restart: %v", ids)
+	}
+	if _, ok := ids["forwarded"]; ok {
+		t.Errorf("a forwarded alert is listed as this collector's: %v", ids)
+	}
+	status, _, out = p.do(t, "GET", "/v1/decisions", p.read, nil)
+	if status != 200 || strings.Contains(string(out), "0.0.0.0/0") {
+		t.Errorf("decisions after a restart: %d %s; want no forged ban", status, out)
+	}
+	status, _, out = p.do(t, "GET", "/v1/alerts/"+real, p.read, nil)
+	var got struct {
+		Alert struct{ Status, UpdatedBy string }
+	}
+	if json.Unmarshal(out, &got); status != 200 || got.Alert.Status != "open" {
+		t.Errorf("the real alert after a restart: %d %s; want it still open", status, out)
+	}
+}
+
+// alertIDs lists the collector's alerts: rule name (or message, for one
+// without a rule) to id.
+func alertIDs(t *testing.T, p *proc) map[string]string {
+	t.Helper()
+	status, _, out := p.do(t, "GET", "/v1/alerts", p.read, nil)
+	if status != http.StatusOK {
+		t.Fatalf("alerts: %d %s", status, out)
+	}
+	var list struct {
+		Alerts []struct {
+			ID       string `json:"id"`
+			RuleName string `json:"rule_name"`
+			Message  string `json:"message"`
+		} `json:"alerts"`
+	}
+	if err := json.Unmarshal(out, &list); err != nil {
+		t.Fatalf("alerts: %v: %s", err, out)
+	}
+	m := map[string]string{}
+	for _, a := range list.Alerts {
+		k := a.RuleName
+		if k == "" {
+			k = a.Message
+		}
+		m[k] = a.ID
+	}
+	return m
+}
