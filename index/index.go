@@ -400,7 +400,12 @@ const pruneEvery = 10 * time.Second
 // transactions of up to Options.BatchSize rows or Options.BatchDelay,
 // whichever comes first. It returns when ctx is done (ctx.Err()), when src
 // ends or fails (its error, such as ledger.ErrClosed), or on a database
-// error; the records read before that are committed first.
+// error. When src ends or fails, the records read before are committed
+// first; when ctx is done, only the commit under way is finished: the
+// records read and not yet committed (up to two batches) are left to the
+// next Run, which reads them again from Indexed(). The index follows the
+// ledger, so nothing is lost, and a stop does not wait for seconds of
+// inserts on a loaded machine.
 //
 // If src has a Pruned() uint64 method (a ledger does), Run deletes the
 // rows of records retention deleted, and starts at the first record still
@@ -487,10 +492,15 @@ func (ix *Index) Run(ctx context.Context, src Source) error {
 	defer pruneTick.Stop()
 	flush := func() error {
 		timer.Stop()
+		if ctx.Err() != nil {
+			// Stopped: the batch is left to the next Run.
+			return ctx.Err()
+		}
 		if len(batch) == 0 {
 			return nil
 		}
-		// The last batch is committed even when ctx is done.
+		// A commit once begun is finished even if ctx ends meanwhile
+		// (ix.tail must stay what the database holds).
 		actx := context.WithoutCancel(ctx)
 		if behind(len(batch), len(entries), ix.opts.BatchSize) {
 			actx = context.WithValue(actx, writerBehind{}, true)
@@ -542,7 +552,14 @@ func (ix *Index) Run(ctx context.Context, src Source) error {
 			if err := prune(); err != nil {
 				return err
 			}
+		case <-ctx.Done():
+			return ctx.Err()
 		case err := <-errc:
+			if ctx.Err() != nil {
+				// Stopped (the follower may have seen the ledger close
+				// first): what was read is left to the next Run.
+				return ctx.Err()
+			}
 			// Everything the follower sent before its error is buffered.
 			for len(entries) > 0 {
 				batch = append(batch, <-entries)

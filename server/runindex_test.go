@@ -38,12 +38,14 @@ func (c *countingSource) Follow(ctx context.Context, from uint64) iter.Seq2[ledg
 	}
 }
 
-// TestIndexStopFailureReported: the indexer's last batch is committed
-// after the stop; when that commit fails (here a trigger another process
-// put on the index refuses it, as a lock held past busy_timeout would),
-// the indexer's end reports the failure. Before, runIndex saw its context
-// done and returned context.Canceled, which the shutdown takes for a clean
-// stop: the index silently lost its last batch and the collector exited 0.
+// TestIndexStopFailureReported: a stop leaves the records the indexer
+// read and had not committed to the next start, but a commit under way
+// when the stop comes is finished, and when that commit fails (here a
+// trigger another process put on the index refuses it, after a slow scan
+// that keeps the commit under way, as a lock held past busy_timeout
+// would), the indexer's end reports the failure. Before, runIndex saw its
+// context done and returned context.Canceled, which the shutdown takes
+// for a clean stop: the collector exited 0 over a failed index.
 func TestIndexStopFailureReported(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -67,8 +69,9 @@ func TestIndexStopFailureReported(t *testing.T) {
 		}
 	}
 	dbPath := filepath.Join(dir, "index.db")
-	// BatchDelay an hour: the records wait in the batch until the stop.
-	ix, err := index.Open(dbPath, index.Options{Ledger: l, BatchDelay: time.Hour})
+	// A batch of exactly the ledger's records: the commit starts as soon
+	// as the last is read.
+	ix, err := index.Open(dbPath, index.Options{Ledger: l, BatchSize: n, BatchDelay: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,8 +81,23 @@ func TestIndexStopFailureReported(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer other.Close()
+	other.SetMaxOpenConns(1)
+	if _, err := other.Exec(`CREATE TABLE slow(x)`); err != nil {
+		t.Fatal(err)
+	}
+	// 512 rows: the trigger's count over their square takes tens of
+	// milliseconds, the commit's time under way.
+	if _, err := other.Exec(`INSERT INTO slow VALUES (1)`); err != nil {
+		t.Fatal(err)
+	}
+	for range 9 {
+		if _, err := other.Exec(`INSERT INTO slow SELECT x FROM slow`); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for _, tbl := range []string{"blocks", "meta"} {
-		if _, err := other.Exec(`CREATE TRIGGER refuse_` + tbl + ` BEFORE INSERT ON ` + tbl + ` BEGIN SELECT RAISE(ABORT, 'refused by the test'); END`); err != nil {
+		if _, err := other.Exec(`CREATE TRIGGER refuse_` + tbl + ` BEFORE INSERT ON ` + tbl +
+			` BEGIN SELECT RAISE(ABORT, 'refused by the test') WHERE (SELECT count(*) FROM slow a, slow b) >= 0; END`); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -91,21 +109,32 @@ func TestIndexStopFailureReported(t *testing.T) {
 	go func() {
 		done <- s.followIndex(ctx, func(ctx context.Context) error { return ix.Run(ctx, src) })
 	}()
+	// The stop comes while the commit holds the write lock: another
+	// connection cannot begin a write.
 	deadline := time.Now().Add(10 * time.Second)
-	for src.sent.Load() < n {
+	for {
 		if time.Now().After(deadline) {
-			t.Fatalf("the indexer read %d of %d records in 10 s", src.sent.Load(), n)
+			t.Fatalf("no commit under way in 10 s (%d of %d records read)", src.sent.Load(), n)
+		}
+		if src.sent.Load() == n {
+			if _, err := other.Exec(`PRAGMA busy_timeout=0`); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := other.Exec(`BEGIN IMMEDIATE`); err != nil {
+				break // locked: the commit is under way
+			}
+			other.Exec(`ROLLBACK`)
 		}
 		time.Sleep(time.Millisecond)
 	}
 	cancel()
 	select {
 	case err = <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the indexer did not stop 10 s after its context ended")
+	case <-time.After(30 * time.Second):
+		t.Fatal("the indexer did not stop 30 s after its context ended")
 	}
 	if err == nil || errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "refused by the test") {
-		t.Fatalf("the indexer's stop returned %v, want the failure of its last commit", err)
+		t.Fatalf("the indexer's stop returned %v, want the failure of the commit under way", err)
 	}
 	if got := ix.Indexed(); got != 0 {
 		t.Errorf("Indexed() = %d after a refused commit", got)
