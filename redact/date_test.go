@@ -103,3 +103,75 @@ func FuzzUnchangedDate(f *testing.F) {
 		}
 	})
 }
+
+// hexAlphabet is what isHexID accepts.
+const hexAlphabet = "0123456789-abcdefABCDEF"
+
+// checkHexID: the detectors find nothing in a string isHexID takes, under
+// every configuration of dateConfigs.
+func checkHexID(t *testing.T, rs []*Redactor, s []byte) {
+	t.Helper()
+	if !isHexID(s) {
+		return
+	}
+	for i, r := range rs {
+		if m, found := next(r, s, 0, 0); found {
+			t.Fatalf("config %d: isHexID(%q), but the detectors find %v at %d-%d", i, s, m.kind, m.start, m.end)
+		}
+	}
+}
+
+// TestHexID: identifiers with cards, SSNs and UUID shapes inside are
+// taken whole; strings that are not identifiers are not.
+func TestHexID(t *testing.T) {
+	var rs []*Redactor
+	for _, cfg := range dateConfigs {
+		rs = append(rs, mustNew(t, cfg))
+	}
+	for _, s := range []string{
+		"01a229fa-2162-7447-9974-6531957ed1d0", "0193a1b2-c3d4-7e5f-00000007000000000123",
+		"4111-1111-1111-1111-abcd", "a4111111111111111", "4111111111111111a", "123-45-6789-abcdefgh",
+		"4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7", "DEADBEEF-4111 1111 1111 1111", "4111-1111-1111-1111",
+	} {
+		checkHexID(t, rs, []byte(s))
+	}
+	for _, c := range []struct {
+		s    string
+		want bool
+	}{
+		{"01a229fa-2162-7447-9974-6531957ed1d0", true},
+		{"4bf92f3577b34da6a3ce929d0e0e4736", true},
+		{"4111-1111-1111-1111", false},      // no letter: a card
+		{"4111111111111111", false},         // no letter
+		{"abc", false},                      // short
+		{"4111 1111 1111 1111 abcd", false}, // a space
+		{"01a229fa-2162-7447-9974-6531957ed1dg", false},
+	} {
+		if got := isHexID([]byte(c.s)); got != c.want {
+			t.Errorf("isHexID(%q) = %v, want %v", c.s, got, c.want)
+		}
+	}
+	// The detectors do look at digits in strings that are not identifiers.
+	if _, found := next(rs[0], []byte("4111-1111-1111-1111"), 0, 0); !found {
+		t.Fatal("a card without hex letters is not found")
+	}
+}
+
+// FuzzHexID: the detectors find nothing in any string isHexID takes
+// (bytes mapped onto its alphabet), under every configuration.
+func FuzzHexID(f *testing.F) {
+	f.Add([]byte("01a229fa-2162-7447-9974-6531957ed1d0"))
+	f.Add([]byte("4111-1111-1111-1111-abcd"))
+	f.Add([]byte{1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 12})
+	var rs []*Redactor
+	for _, cfg := range dateConfigs {
+		rs = append(rs, mustNew(f, cfg))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s := make([]byte, len(b))
+		for i, c := range b {
+			s[i] = hexAlphabet[int(c)%len(hexAlphabet)]
+		}
+		checkHexID(t, rs, s)
+	})
+}
