@@ -69,6 +69,19 @@ func (s *Server) requireRole(need access.Role, h http.HandlerFunc) http.HandlerF
 				return
 			}
 		}
+		if need == access.RoleRead && r.URL.Path != "/metrics" {
+			release, status := s.reads.acquire(tok.ID)
+			if status != 0 {
+				w.Header().Set("Retry-After", "1")
+				msg := fmt.Sprintf("this token already has %d reads in progress (max_reads_per_token): wait for them, close a live tail, or retry after 1 s", s.reads.perToken)
+				if status == http.StatusServiceUnavailable {
+					msg = fmt.Sprintf("the collector is busy: %d reads in progress (max_read_requests); retry after 1 s", s.reads.total)
+				}
+				writeError(w, status, msg)
+				return
+			}
+			defer release()
+		}
 		h(w, r.WithContext(context.WithValue(r.Context(), tokenKey{}, tok)))
 	}
 }

@@ -75,6 +75,16 @@ type Config struct {
 	// them for all tokens together (503 with Retry-After beyond).
 	MaxIngestPerToken int `yaml:"max_ingest_per_token"`
 	MaxIngestRequests int `yaml:"max_ingest_requests"`
+	// MaxReadsPerToken bounds the reads (searches, stats, live tails,
+	// reports, every request that needs the read role but /metrics) one
+	// token, and the web UI sessions signed in with it, may have in
+	// progress (429 with Retry-After beyond); MaxReadRequests bounds them
+	// for all tokens together (503). Each read may scan up to 50,000
+	// records and each live tail matches every new record: without them
+	// one stolen read token opened streams until the collector's CPU went
+	// to them.
+	MaxReadsPerToken int `yaml:"max_reads_per_token"`
+	MaxReadRequests  int `yaml:"max_read_requests"`
 	// RefusedAuditPerMinute is how many requests per client address and
 	// minute that lack a valid token with the needed role (refused, or
 	// anonymous such as /healthz) the collector records in its own trail;
@@ -199,6 +209,8 @@ func Defaults() Config {
 		BodyIdleTimeout:            20 * time.Second,
 		MaxIngestPerToken:          8,
 		MaxIngestRequests:          16,
+		MaxReadsPerToken:           32,
+		MaxReadRequests:            128,
 		RefusedAuditPerMinute:      20,
 		RefusedAuditTotalPerMinute: 1000,
 		DiskReserve:                64 << 20,
@@ -319,6 +331,9 @@ func (c *Config) validate() error {
 	}
 	if c.MaxIngestPerToken < 1 || c.MaxIngestRequests < 1 {
 		errs = append(errs, errors.New("max_ingest_per_token and max_ingest_requests must be at least 1"))
+	}
+	if c.MaxReadsPerToken < 1 || c.MaxReadRequests < 1 {
+		errs = append(errs, errors.New("max_reads_per_token and max_read_requests must be at least 1"))
 	}
 	if c.RefusedAuditPerMinute < 0 || c.RefusedAuditTotalPerMinute < 0 {
 		errs = append(errs, errors.New("refused_audit_per_minute and refused_audit_total_per_minute cannot be negative"))

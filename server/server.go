@@ -45,6 +45,7 @@ type Server struct {
 	limiter *failLimiter
 	sampler *sampler
 	slots   *ingestSlots
+	reads   *ingestSlots // reads in progress, per token and in all
 	recent  *recentIDs
 	space   *spaceMonitor
 	metrics *metrics
@@ -198,6 +199,13 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	s.limiter = newFailLimiter(cfg.AuthFailBurst, cfg.AuthFailPerMinute)
 	s.sampler = newSampler(cfg.RefusedAuditPerMinute, cfg.RefusedAuditTotalPerMinute, time.Now())
 	s.slots = newIngestSlots(cfg.MaxIngestPerToken, cfg.MaxIngestRequests)
+	// A Config not from Defaults (no read limits set) gets the defaults,
+	// not a limit of zero reads.
+	readsPerToken, reads := cfg.MaxReadsPerToken, cfg.MaxReadRequests
+	if readsPerToken <= 0 || reads <= 0 {
+		readsPerToken, reads = Defaults().MaxReadsPerToken, Defaults().MaxReadRequests
+	}
+	s.reads = newIngestSlots(readsPerToken, reads)
 	s.handler = s.audit.Middleware(s.sampleUnauthorized(s.routes()))
 	s.sampleStop, s.sampleDone = make(chan struct{}), make(chan struct{})
 	go s.sampleLoop(s.sampleStop, s.sampleDone)

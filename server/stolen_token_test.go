@@ -2,6 +2,7 @@ package server
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -157,4 +158,65 @@ func alertIDs(t *testing.T, p *proc) map[string]string {
 		m[k] = a.ID
 	}
 	return m
+}
+
+// TestReadTokenConcurrencyBounded: one read token (a stolen one, or a
+// script gone wrong) opens live tails until the collector's CPU goes to
+// them: each matches every record appended, and nothing bounded how many
+// one token could hold. Before the fix all 40 tails were served; now a
+// token holds max_reads_per_token (32) reads at once, the others get 429
+// with Retry-After, another token still reads, and closing the tails
+// gives the slots back.
+func TestReadTokenConcurrencyBounded(t *testing.T) {
+	t.Parallel()
+	p := startProc(t, t.TempDir())
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	defer client.CloseIdleConnections()
+	var bodies []io.Closer
+	defer func() {
+		for _, b := range bodies {
+			b.Close()
+		}
+	}()
+	statuses := map[int]int{}
+	retryAfter := true
+	for range 40 {
+		req, _ := http.NewRequest("GET", p.url+"/v1/tail?q=event.action:nothing", nil)
+		req.Header.Set("Authorization", "Bearer "+p.read)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		statuses[resp.StatusCode]++
+		if resp.StatusCode == http.StatusTooManyRequests {
+			retryAfter = retryAfter && resp.Header.Get("Retry-After") != ""
+			resp.Body.Close()
+			continue
+		}
+		bodies = append(bodies, resp.Body) // the tail stays open
+	}
+	if statuses[200] != 32 || statuses[429] != 8 || !retryAfter {
+		t.Errorf("40 tails of one token: %v (Retry-After on every 429: %v); want 32 served and 8 answered 429", statuses, retryAfter)
+	}
+	if status, _, out := p.do(t, "GET", "/v1/events?limit=1", p.admin, nil); status != 200 {
+		t.Errorf("another token's search while the first holds its reads: %d %s", status, out)
+	}
+	if status, _, _ := p.do(t, "GET", "/metrics", p.read, nil); status != 200 {
+		t.Errorf("/metrics with the busy token: %d; want it always readable", status)
+	}
+	for _, b := range bodies {
+		b.Close()
+	}
+	bodies = nil
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		status, _, out := p.do(t, "GET", "/v1/events?limit=1", p.read, nil)
+		if status == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the token's slots did not come back after its tails closed: %d %s", status, out)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
