@@ -147,6 +147,27 @@ func (s *Store) refresh() {
 	}
 }
 
+// reloadLocked takes the store's file lock and reads the file again, so
+// that a change starts from what is on disk: another process (the token
+// command next to a running collector) may have changed it since this
+// Store last looked, and writing an older copy back would undo that
+// change (a revoked token valid again, a new one lost). The caller holds
+// mu, and calls unlock once it has saved.
+func (s *Store) reloadLocked() (unlock func(), err error) {
+	if err := os.MkdirAll(filepath.Dir(s.path), 0o700); err != nil {
+		return nil, fmt.Errorf("access: %w", err)
+	}
+	if unlock, err = lockStore(s.path + ".lock"); err != nil {
+		return nil, err
+	}
+	if err := s.load(); err != nil {
+		unlock()
+		return nil, err
+	}
+	s.lastStat = time.Now()
+	return unlock, nil
+}
+
 var enc = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
 
 // Create makes a new token and returns it with its secret, the only time
@@ -160,6 +181,11 @@ func (s *Store) Create(name string, role Role) (Token, string, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	unlock, err := s.reloadLocked()
+	if err != nil {
+		return Token{}, "", err
+	}
+	defer unlock()
 	for _, t := range s.byID {
 		if t.Name == name && t.Revoked == nil {
 			return Token{}, "", fmt.Errorf("access: a token named %q exists; revoke it first", name)
@@ -184,6 +210,11 @@ func (s *Store) Create(name string, role Role) (Token, string, error) {
 func (s *Store) Revoke(nameOrID string) (Token, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	unlock, err := s.reloadLocked()
+	if err != nil {
+		return Token{}, err
+	}
+	defer unlock()
 	for _, t := range s.byID {
 		if (t.Name == nameOrID || t.ID == nameOrID) && t.Revoked == nil {
 			now := time.Now().UTC()

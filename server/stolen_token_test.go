@@ -4,9 +4,12 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/trailguard/trailguard/access"
 )
 
 // TestIngestTokenCannotForgeCollectorRecords attacks a real collector with
@@ -218,5 +221,49 @@ func TestReadTokenConcurrencyBounded(t *testing.T) {
 			t.Fatalf("the token's slots did not come back after its tails closed: %d %s", status, out)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestRevocationSticks: a token revoked with `trailguard token revoke`
+// next to a running collector stays revoked, and a token the command
+// creates stays valid, whatever the collector's own API changes in the
+// second before it looks at the file again. Before the fix the collector
+// wrote its stale copy of the store over the command's change: a token
+// created through the API within a second of a revocation brought the
+// revoked token back (and lost the one the command had just created).
+func TestRevocationSticks(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	p := startProc(t, dir)
+	if status, _, out := p.do(t, "GET", "/v1/tokens", p.admin, nil); status != 200 {
+		t.Fatalf("tokens: %d %s", status, out)
+	}
+	// What the token command does, from another process's view: open the
+	// file, change it, save it.
+	cli, err := access.Open(filepath.Join(dir, "tokens.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Revoke("analyst"); err != nil {
+		t.Fatal(err)
+	}
+	_, made, err := cli.Create("made-by-cli", access.RoleRead)
+	if err != nil {
+		t.Fatal(err)
+	}
+	status, _, out := p.do(t, "POST", "/v1/tokens", p.admin, strings.NewReader(`{"name":"made-by-api","role":"read"}`))
+	if status != http.StatusCreated {
+		t.Fatalf("create through the API: %d %s", status, out)
+	}
+	var api struct{ Token string }
+	json.Unmarshal(out, &api)
+	time.Sleep(1500 * time.Millisecond) // the collector looks at the file again at most a second later
+	for _, c := range []struct {
+		name, token string
+		want        int
+	}{{"the revoked token", p.read, 401}, {"the command's new token", made, 200}, {"the API's new token", api.Token, 200}} {
+		if status, _, out := p.do(t, "GET", "/v1/checkpoint", c.token, nil); status != c.want {
+			t.Errorf("%s: %d %s; want %d", c.name, status, out, c.want)
+		}
 	}
 }
