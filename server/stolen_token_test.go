@@ -267,3 +267,107 @@ func TestRevocationSticks(t *testing.T) {
 		}
 	}
 }
+
+// TestRoleMatrix sends every endpoint of `trailguard serve` with no token
+// and with a token of each role, to a real process: a role that may not
+// act is refused (401 without a token, 403 with one) and one that may is
+// not. The table is the list of endpoints and the role each needs
+// (access.Role.Allows: admin may do anything, read also what a bouncer
+// does). The web UI's API takes a session cookie only: a token in the
+// Authorization header does not open it.
+func TestRoleMatrix(t *testing.T) {
+	t.Parallel()
+	p := startProc(t, t.TempDir(), "--auth-fail-burst=100000")
+	status, _, out := p.do(t, "POST", "/v1/tokens", p.admin, strings.NewReader(`{"name":"bouncer-1","role":"bouncer"}`))
+	var created struct{ Token string }
+	if json.Unmarshal(out, &created); status != http.StatusCreated {
+		t.Fatalf("bouncer token: %d %s", status, out)
+	}
+	tokens := []struct {
+		role  access.Role
+		token string
+	}{{"", ""}, {access.RoleIngest, p.ingest}, {access.RoleRead, p.read}, {access.RoleBouncer, created.Token}, {access.RoleAdmin, p.admin}}
+	const none, ui = access.Role(""), access.Role("ui-session")
+	endpoints := []struct {
+		method, path string
+		need         access.Role
+		body         string
+	}{
+		{"GET", "/healthz", none, ""},
+		{"GET", "/readyz", none, ""},
+		{"GET", "/", none, ""},
+		{"HEAD", "/", none, ""},
+		{"GET", "/metrics", access.RoleRead, ""},
+		{"POST", "/v1/events", access.RoleIngest, "{}\n"},
+		{"POST", "/v1/logs", access.RoleIngest, "{}"},
+		{"POST", "/_bulk", access.RoleIngest, "{\"create\":{}}\n{}\n"},
+		{"PUT", "/_bulk", access.RoleIngest, "{\"create\":{}}\n{}\n"},
+		{"POST", "/logs-x/_bulk", access.RoleIngest, "{\"create\":{}}\n{}\n"},
+		{"GET", "/_license", access.RoleIngest, ""},
+		{"GET", "/_xpack", access.RoleIngest, ""},
+		{"GET", "/_cluster/health", access.RoleIngest, ""},
+		{"GET", "/_cluster/health/logs-x", access.RoleIngest, ""},
+		{"GET", "/_cat/health", access.RoleIngest, ""},
+		{"HEAD", "/_cat/health", access.RoleIngest, ""},
+		{"GET", "/_nodes", access.RoleIngest, ""},
+		{"GET", "/_nodes/_local/http", access.RoleIngest, ""},
+		{"GET", "/_index_template", access.RoleIngest, ""},
+		{"GET", "/_index_template/x", access.RoleIngest, ""},
+		{"PUT", "/_index_template/x", access.RoleIngest, "{}"},
+		{"PUT", "/_ilm/policy/x", access.RoleIngest, "{}"},
+		{"GET", "/_ilm/status", access.RoleIngest, ""},
+		{"GET", "/v1/events", access.RoleRead, ""},
+		{"GET", "/v1/events/no-such-id", access.RoleRead, ""},
+		{"GET", "/v1/stats", access.RoleRead, ""},
+		{"GET", "/v1/checkpoint", access.RoleRead, ""},
+		{"GET", "/v1/ledger/checkpoint", access.RoleRead, ""},
+		{"GET", "/v1/outputs", access.RoleRead, ""},
+		{"GET", "/v1/alerts", access.RoleRead, ""},
+		{"GET", "/v1/alerts/no-such-alert", access.RoleRead, ""},
+		{"PATCH", "/v1/alerts/no-such-alert", access.RoleAdmin, `{"status":"resolved"}`},
+		{"GET", "/v1/rules", access.RoleRead, ""},
+		{"GET", "/v1/decisions/stream?startup=true", access.RoleBouncer, ""},
+		{"GET", "/v1/decisions", access.RoleBouncer, ""},
+		{"POST", "/v1/decisions", access.RoleAdmin, `{"scope":"Ip"}`},
+		{"DELETE", "/v1/decisions/999999", access.RoleAdmin, ""},
+		{"GET", "/v1/reports", access.RoleRead, ""},
+		{"GET", "/v1/overview", access.RoleRead, ""},
+		{"GET", "/v1/integrity", access.RoleRead, ""},
+		{"POST", "/v1/integrity/verify", access.RoleAdmin, ""},
+		{"GET", "/v1/tokens", access.RoleAdmin, ""},
+		{"POST", "/v1/tokens", access.RoleAdmin, `{"name":"bad name!","role":"read"}`},
+		{"DELETE", "/v1/tokens/no-such-token", access.RoleAdmin, ""},
+		{"GET", "/ui/api/v1/events", ui, ""},
+		{"POST", "/ui/api/v1/decisions", ui, `{"scope":"Ip"}`},
+	}
+	for _, e := range endpoints {
+		for _, tk := range tokens {
+			status, _, out := p.do(t, e.method, e.path, tk.token, strings.NewReader(e.body))
+			allowed := e.need == none || e.need != ui && tk.role != "" && tk.role.Allows(e.need)
+			refused := status == http.StatusUnauthorized || status == http.StatusForbidden
+			switch {
+			case allowed && refused:
+				t.Errorf("%s %s as %q: %d %s; the role may do it", e.method, e.path, tk.role, status, out)
+			case !allowed && !refused:
+				t.Errorf("%s %s as %q: %d %.200s; want it refused (needs %s)", e.method, e.path, tk.role, status, out, e.need)
+			case !allowed && tk.role != "" && e.need != ui && status != http.StatusForbidden:
+				t.Errorf("%s %s as %q: %d; want 403 for a valid token of another role", e.method, e.path, tk.role, status)
+			}
+		}
+	}
+	// A live tail, as each role (its answer streams: the status is enough).
+	for _, tk := range tokens {
+		req, _ := http.NewRequest("GET", p.url+"/v1/tail", nil)
+		if tk.token != "" {
+			req.Header.Set("Authorization", "Bearer "+tk.token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if allowed := tk.role != "" && tk.role.Allows(access.RoleRead); allowed != (resp.StatusCode == 200) {
+			t.Errorf("GET /v1/tail as %q: %d", tk.role, resp.StatusCode)
+		}
+	}
+}
