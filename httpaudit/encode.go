@@ -34,20 +34,22 @@ type reqFields struct {
 
 // fields scrubs and caps what st captured of its request. Every value an
 // attacker controls goes through the redactor before it is stored: through
-// the writer goroutine's memo of values found clean when wc is not nil.
+// the writer goroutine's memo of values found clean when wc is not nil
+// (and its gate for the field lets it).
 func (l *Logger) fields(st *state, wc *writerCache) reqFields {
 	ri := &st.info
 	var f reqFields
-	var m *redact.Memo
-	if wc != nil {
-		m = wc.memo
+	var m *memoGates
+	if wc != nil && wc.memo != nil {
+		m = &wc.gates
+		m.memo = wc.memo
 	}
 	f.method = sanitizeMethod(ri.method)
 	path := ri.path
 	if ri.opt.path != "" {
 		path = ri.opt.path // the handler's normalised path (SetPath)
 	}
-	f.path = l.cut(l.scrubString(m, path))
+	f.path = l.cut(l.scrubString(m, gatePath, path))
 	if ri.rawQuery != "" {
 		f.query = l.cut(l.scrubQuery(m, ri.rawQuery))
 	}
@@ -62,21 +64,21 @@ func (l *Logger) fields(st *state, wc *writerCache) reqFields {
 		case path == ri.path && f.path != ri.path:
 			sent = (&url.URL{Path: f.path}).EscapedPath()
 		case path != ri.path:
-			if clean := l.scrubString(m, ri.path); clean != ri.path {
+			if clean := l.scrubString(m, gatePath, ri.path); clean != ri.path {
 				sent = (&url.URL{Path: clean}).EscapedPath()
 			}
 		}
-		orig := l.scrubString(m, sent)
+		orig := l.scrubString(m, gatePath, sent)
 		if ri.rawQuery != "" {
 			orig += "?" + f.query
 		}
 		f.original = l.cut(orig)
 	}
 	if ri.ua != "" {
-		f.ua = l.cut(l.scrubString(m, ri.ua))
+		f.ua = l.cut(l.scrubString(m, gateUA, ri.ua))
 	}
 	if ri.referer != "" {
-		f.referrer = l.cut(l.scrubString(m, ri.referer))
+		f.referrer = l.cut(l.scrubString(m, gateReferrer, ri.referer))
 	}
 	var src netip.Addr
 	var srcText string
@@ -430,10 +432,11 @@ func (l *Logger) appendAccess(b []byte, st *state, id []byte, wc *writerCache, e
 // next to encode access events faster: the text of the current second, the
 // last connection address, and the values the redactor found clean.
 type writerCache struct {
-	now  time.Time // the batch's reading of the real clock (see startOf)
-	time timeCache
-	addr addrCache
-	memo *redact.Memo // nil: scrub every value afresh
+	now   time.Time // the batch's reading of the real clock (see startOf)
+	time  timeCache
+	addr  addrCache
+	memo  *redact.Memo // nil: scrub every value afresh
+	gates memoGates
 }
 
 // addrCache keeps the last connection address splitAddr parsed: the
@@ -631,18 +634,86 @@ var (
 	accessDataset = fixedSpans(`,"dataset":"trailguard.access"},"http":{"request":{`, `"dataset":`, "event.dataset")
 )
 
-// scrubString is the redactor's String, through m when it is not nil.
-func (l *Logger) scrubString(m *redact.Memo, s string) string {
-	if m != nil {
-		return m.String(s)
-	}
-	return l.red.String(s)
+// memoGates decide, for each kind of value the writer scrubs (paths,
+// queries, user agents, referrers), whether looking its values up in the
+// memo pays. A hit saves the scan; a miss costs a hash of the value, a
+// compare and a copy into the memo on top of the scan (~35 ns for a path
+// or query here). User agents repeat; paths with ids in them and query
+// strings often never do, and then every lookup is a miss. Each gate
+// counts the hits of its kind over windows of memoWindow lookups; after a
+// window with fewer than memoMinHits, values of that kind are scanned
+// directly, but for one in memoProbe, which is still looked up (and
+// remembered), so that a kind whose values start repeating is found out
+// within a few thousand values. Either way every value is scrubbed by the
+// same Redactor: a gate only chooses whether the memo is asked first.
+type memoGates struct {
+	memo *redact.Memo
+	g    [gateKinds]memoGate
 }
 
-// scrubQuery is the redactor's Query, through m when it is not nil.
-func (l *Logger) scrubQuery(m *redact.Memo, s string) string {
-	if m != nil {
-		return m.Query(s)
+const (
+	gatePath = iota
+	gateQuery
+	gateUA
+	gateReferrer
+	gateKinds
+)
+
+const (
+	memoWindow  = 64
+	memoMinHits = 16 // a hit saves about three times what a miss costs
+	memoProbe   = 16
+)
+
+type memoGate struct {
+	looks, hits uint8
+	skipped     uint8 // values scanned directly since the last lookup
+	bypass      bool
+}
+
+// ask says whether the next value should be looked up.
+func (g *memoGate) ask() bool {
+	if !g.bypass {
+		return true
 	}
-	return l.red.Query(s)
+	if g.skipped < memoProbe-1 {
+		g.skipped++
+		return false
+	}
+	g.skipped = 0
+	return true
+}
+
+// saw counts a lookup's outcome.
+func (g *memoGate) saw(hit bool) {
+	g.looks++
+	if hit {
+		g.hits++
+	}
+	if g.looks == memoWindow {
+		g.bypass = g.hits < memoMinHits
+		g.looks, g.hits = 0, 0
+	}
+}
+
+// scrubString is the redactor's String, through m's memo when it is not
+// nil and its gate for kind lets it.
+func (l *Logger) scrubString(m *memoGates, kind int, s string) string {
+	if m == nil || !m.g[kind].ask() {
+		return l.red.String(s)
+	}
+	out, hit := m.memo.StringHit(s)
+	m.g[kind].saw(hit)
+	return out
+}
+
+// scrubQuery is the redactor's Query, through m's memo when it is not nil
+// and its gate lets it.
+func (l *Logger) scrubQuery(m *memoGates, s string) string {
+	if m == nil || !m.g[gateQuery].ask() {
+		return l.red.Query(s)
+	}
+	out, hit := m.memo.QueryHit(s)
+	m.g[gateQuery].saw(hit)
+	return out
 }

@@ -2,6 +2,7 @@ package httpaudit
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -320,4 +321,62 @@ func FuzzSplitAddr(f *testing.F) {
 			t.Fatalf("splitAddr(%q) = %v %q %d, the general parsers say %v %q %d", addr, a1, h1, p1, a2, h2, p2)
 		}
 	})
+}
+
+// TestMemoGates holds the writer's scrubbing to the redactor's verdicts
+// whether a kind of value goes through the memo or past it, and checks
+// that a kind whose values never repeat stops being looked up, and starts
+// again once its values repeat. The values mix clean ones with secrets
+// only one of the two scrubbers finds (a query parameter named like a
+// credential and percent-encoded is Query's), so that a value
+// scrubbed by the wrong method, or a miss taken for a clean hit, shows.
+func TestMemoGates(t *testing.T) {
+	red, err := redact.New(redact.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &Logger{red: red}
+	m := &memoGates{memo: red.NewMemo()}
+	check := func(i int, repeat bool) {
+		t.Helper()
+		n := i
+		if repeat {
+			n = i % 8
+		}
+		path := fmt.Sprintf("/api/v1/orders/%d", n)
+		query := fmt.Sprintf("page=%d&sort=desc", n)
+		if n%5 == 3 {
+			path = fmt.Sprintf("/api/v1/orders/%d/Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl", n)
+			query = fmt.Sprintf("page=%d&pass%%77ord=s3cr3t%d", n, n)
+		}
+		if got, want := l.scrubString(m, gatePath, path), red.String(path); got != want {
+			t.Fatalf("value %d: path scrubbed to %q, the redactor gives %q", i, got, want)
+		}
+		if got, want := l.scrubQuery(m, query), red.Query(query); got != want {
+			t.Fatalf("value %d: query scrubbed to %q, the redactor gives %q", i, got, want)
+		}
+	}
+	// The secrets are found by one method only; else the test could not
+	// tell the methods apart.
+	if q := "page=1&pass%77ord=s3cr3t1"; red.String(q) == red.Query(q) {
+		t.Fatalf("String and Query agree on %q", q)
+	}
+	for i := range 4 * memoWindow {
+		check(i, false)
+	}
+	if !m.g[gatePath].bypass || !m.g[gateQuery].bypass {
+		t.Fatalf("after %d values that never repeat, the gates still ask the memo: %+v", 4*memoWindow, m.g)
+	}
+	if m.g[gateUA].bypass {
+		t.Fatal("an unused kind's gate closed")
+	}
+	for i := range 4 * memoWindow * memoProbe {
+		check(i, true)
+	}
+	if m.g[gatePath].bypass || m.g[gateQuery].bypass {
+		t.Fatalf("after %d values that repeat, the gates still bypass the memo: %+v", 4*memoWindow*memoProbe, m.g)
+	}
+	for i := range 4 * memoWindow {
+		check(i, true)
+	}
 }

@@ -54,24 +54,38 @@ func (r *Redactor) NewMemo() *Memo {
 
 // String is r.String(s).
 func (m *Memo) String(s string) string {
+	out, _ := m.StringHit(s)
+	return out
+}
+
+// StringHit is String, and whether s was found in the memo (its scan
+// skipped): a caller whose values of some kind seldom repeat can learn
+// that the memo costs it more than it saves.
+func (m *Memo) StringHit(s string) (string, bool) {
 	set, victim, hit := m.lookup(memoString, s)
 	if hit {
-		return s
+		return s, true
 	}
 	out := m.r.String(s)
 	m.remember(set, victim, memoString, s, out)
-	return out
+	return out, false
 }
 
 // Query is r.Query(s).
 func (m *Memo) Query(s string) string {
+	out, _ := m.QueryHit(s)
+	return out
+}
+
+// QueryHit is Query, and whether s was found in the memo (see StringHit).
+func (m *Memo) QueryHit(s string) (string, bool) {
 	set, victim, hit := m.lookup(memoQuery, s)
 	if hit {
-		return s
+		return s, true
 	}
 	out := m.r.Query(s)
 	m.remember(set, victim, memoQuery, s, out)
-	return out
+	return out, false
 }
 
 // lookup returns whether s is remembered as clean for method and, when it
