@@ -349,11 +349,15 @@ type Ledger struct {
 	pruneMu   sync.Mutex
 	legalHold atomic.Bool
 
-	w         writer
-	space     spaceGuard
-	cpl       cpLog     // checkpoint history (publisher)
-	pending   []nodeBuf // hashes not written yet for lack of space (publisher)
-	witnesses []*witnessQueue
+	w       writer
+	space   spaceGuard
+	cpl     cpLog     // checkpoint history (publisher)
+	pending []nodeBuf // hashes not written yet for lack of space (publisher)
+	// pubHeld: hashes of acknowledged records not yet handed to the
+	// publisher, pubHeldBytes of them (syncer).
+	pubHeld      []nodeBuf
+	pubHeldBytes int
+	witnesses    []*witnessQueue
 }
 
 // writer is the state owned by the sequencer goroutine.

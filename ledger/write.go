@@ -775,20 +775,36 @@ func (l *Ledger) syncJobs(jobs []*syncJob) {
 	// Tiles and checkpoints follow the acknowledgement, on their own
 	// goroutine so that file creation never delays the next sync: they
 	// are derived from durable records and rebuilt by recovery if lost.
+	//
+	// The hashes wait here, though, until a checkpoint is to be signed
+	// (which writes them first) or pubBatchBytes of them are held: written
+	// after every sync, they cost the publisher a wake-up and a pwrite per
+	// level per sync, about 0.3 µs per record with many callers of one
+	// record each, and they are needed no sooner. Readers take the hashes
+	// of records past the newest checkpoint from the writer's memory
+	// (leafAuth.recent), tile clients only see checkpointed tiles, and
+	// recovery rebuilds what a crash lost, as before.
 	pj := pubJob{err: err}
 	for _, j := range jobs {
-		if j.nodes.bytes() > 0 {
-			pj.nodes = append(pj.nodes, j.nodes)
+		if n := j.nodes.bytes(); n > 0 {
+			l.pubHeld = append(l.pubHeld, j.nodes)
+			l.pubHeldBytes += n
 		}
 		if j.cp != nil {
 			pj.cp = j.cp
 		}
 		pj.replies = append(pj.replies, j.replies...)
 	}
-	if len(pj.nodes) > 0 || pj.cp != nil || len(pj.replies) > 0 {
+	if pj.cp != nil || len(pj.replies) > 0 || err != nil || l.pubHeldBytes >= pubBatchBytes {
+		pj.nodes, l.pubHeld, l.pubHeldBytes = l.pubHeld, nil, 0
 		l.pubCh <- pj
 	}
 }
+
+// pubBatchBytes is how many bytes of hashes the syncer holds at most
+// before it hands them to the publisher without a checkpoint (2,048
+// records' leaf hashes).
+const pubBatchBytes = 64 << 10
 
 // pubJob is work for the publisher: hashes for the level files, then maybe
 // a checkpoint.
