@@ -236,7 +236,7 @@ func (o *overviewRollup) load(size uint64) (next uint64, ok bool) {
 	for k, om := range f.Minutes {
 		m := &minuteCounts{all: om.All}
 		for name, c := range om.Svc {
-			if slot := o.slot(name); slot != 0 {
+			if slot := o.slot([]byte(name)); slot != 0 {
 				if m.bySvc == nil {
 					m.bySvc = map[uint16]*counts{}
 				}
@@ -329,7 +329,7 @@ func (o *overviewRollup) add(x *overviewFields, appended time.Time) {
 	addCounts(&m.all, &c)
 	var svc uint16
 	if x.service != nil {
-		svc = o.slot(string(x.service))
+		svc = o.slot(x.service)
 		if svc != 0 {
 			if m.bySvc == nil {
 				m.bySvc = map[uint16]*counts{}
@@ -377,13 +377,14 @@ func addCounts(dst, c *counts) {
 }
 
 // slot is a service's number (0 when there are too many services).
-func (o *overviewRollup) slot(name string) uint16 {
-	if s, ok := o.services[name]; ok {
-		return s
+func (o *overviewRollup) slot(b []byte) uint16 {
+	if s, ok := o.services[string(b)]; ok {
+		return s // (a lookup by string(b) copies nothing)
 	}
 	if len(o.names) >= overviewMaxServices {
 		return 0
 	}
+	name := string(b)
 	o.names = append(o.names, name)
 	s := uint16(len(o.names))
 	o.services[name] = s
@@ -507,6 +508,10 @@ func (x *overviewFields) extractSpans(data []byte, sp *event.Spans) {
 		}
 		s := jscan{b: tok}
 		switch c := tok[0]; {
+		case c == '"' && w.p != pStatus && sp.Plain(w.f) && len(tok) >= 2:
+			// No escapes, printable ASCII: the value is between the quotes,
+			// as str finds it.
+			x.set(w.p, tok[1:len(tok)-1:len(tok)-1])
 		case c == '"' && w.p != pStatus:
 			if v, ok := s.str(x); ok {
 				x.set(w.p, v)
