@@ -109,6 +109,20 @@ type Op struct {
 // Config.FailClosed it returns only once the event is persisted, or an
 // error: then the handler should refuse the operation (or roll it back).
 func Audit(ctx context.Context, op Op) error {
+	return audit(ctx, op, false)
+}
+
+// AuditPersisted is Audit that returns only once the event is persisted
+// (or with an error after Config.WriteTimeout), whatever Config.FailClosed
+// says: for an operation that must be on record before it is answered,
+// such as a read of the audit trail, in a logger whose other events must
+// not wait (PCI DSS 10.2.1.3: a crash right after the answer must not lose
+// the record of the read).
+func AuditPersisted(ctx context.Context, op Op) error {
+	return audit(ctx, op, true)
+}
+
+func audit(ctx context.Context, op Op, persisted bool) error {
 	st := stateFrom(ctx)
 	if st == nil {
 		return ErrNoLogger
@@ -145,7 +159,7 @@ func Audit(ctx context.Context, op Op) error {
 		return fmt.Errorf("httpaudit: Audit %s: after: %w", op.Action, err)
 	}
 	ev.Audit = a
-	return l.enqueue(ctx, ev, l.cfg.FailClosed)
+	return l.enqueue(ctx, ev, l.cfg.FailClosed || persisted)
 }
 
 // scrubValue marshals v and scrubs the result with the JSON walker, which

@@ -59,7 +59,7 @@ func (s *Server) handleAlertList(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	list := st.List(f)
-	httpaudit.Audit(r.Context(), httpaudit.Op{Action: "sensitive_read", Resource: "alerts", After: map[string]any{"query": r.URL.RawQuery, "returned": len(list)}})
+	httpaudit.AuditPersisted(r.Context(), httpaudit.Op{Action: "sensitive_read", Resource: "alerts", After: map[string]any{"query": r.URL.RawQuery, "returned": len(list)}})
 	writeJSON(w, http.StatusOK, map[string]any{"alerts": list})
 }
 
@@ -80,7 +80,7 @@ func (s *Server) handleAlertGet(w http.ResponseWriter, r *http.Request) {
 	if e, err := s.ledger.Read(a.Index); err == nil && json.Valid(e.Data) {
 		out["document"] = json.RawMessage(e.Data)
 	}
-	httpaudit.Audit(r.Context(), httpaudit.Op{Action: "sensitive_read", Resource: alerting.ResourcePrefix + a.ID})
+	httpaudit.AuditPersisted(r.Context(), httpaudit.Op{Action: "sensitive_read", Resource: alerting.ResourcePrefix + a.ID})
 	writeJSON(w, http.StatusOK, out)
 }
 
@@ -117,7 +117,7 @@ func (s *Server) handleAlertPatch(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, err.Error())
 		return
 	}
-	if aerr := httpaudit.Audit(r.Context(), httpaudit.Op{Action: ActionAlertStatus, Resource: alerting.ResourcePrefix + after.ID,
+	if aerr := httpaudit.AuditPersisted(r.Context(), httpaudit.Op{Action: ActionAlertStatus, Resource: alerting.ResourcePrefix + after.ID,
 		Reason: in.Note, Before: map[string]any{"status": before.Status}, After: map[string]any{"status": after.Status}}); aerr != nil {
 		writeError(w, http.StatusServiceUnavailable, "status changed but not recorded in the trail: "+aerr.Error())
 		return

@@ -232,7 +232,7 @@ func (l *failLimiter) reportExceeded(ip string) bool {
 
 // auditToken records a token's creation or revocation.
 func auditToken(r *http.Request, action string, tok access.Token) {
-	httpaudit.Audit(r.Context(), httpaudit.Op{Action: action, Resource: "api-token/" + tok.ID,
+	httpaudit.AuditPersisted(r.Context(), httpaudit.Op{Action: action, Resource: "api-token/" + tok.ID,
 		Target: &httpaudit.User{ID: tok.ID, Name: tok.Name}, After: map[string]any{"role": tok.Role, "revoked": tok.Revoked != nil}})
 }
 

@@ -292,7 +292,10 @@ func recordRead(r *http.Request, what string, q query.Expr) {
 	if q != nil {
 		reason += " q=" + q.String()
 	}
-	httpaudit.Audit(r.Context(), httpaudit.Op{Action: event.ActionSensitiveRead, Resource: "audit-trail", Reason: reason})
+	// On record before the answer leaves: a crash right after it must
+	// not lose the read (requireRole answered 503 already if the trail
+	// cannot take it).
+	httpaudit.AuditPersisted(r.Context(), httpaudit.Op{Action: event.ActionSensitiveRead, Resource: "audit-trail", Reason: reason})
 }
 
 // checkedJSON are the members every answer built from the ledger carries

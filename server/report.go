@@ -92,7 +92,7 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "other reports have been computing for a minute; retry later")
 		return
 	}
-	httpaudit.Audit(r.Context(), httpaudit.Op{Action: event.ActionSensitiveRead, Resource: "audit-trail",
+	httpaudit.AuditPersisted(r.Context(), httpaudit.Op{Action: event.ActionSensitiveRead, Resource: "audit-trail",
 		Reason: fmt.Sprintf("report %s %s %s..%s", std, format, from.UTC().Format(time.RFC3339), to.UTC().Format(time.RFC3339))})
 	o := report.Options{Standard: std, From: from, To: to}
 	if untilNow {

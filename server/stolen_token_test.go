@@ -1,11 +1,14 @@
 package server
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -369,5 +372,37 @@ func TestRoleMatrix(t *testing.T) {
 		if allowed := tk.role != "" && tk.role.Allows(access.RoleRead); allowed != (resp.StatusCode == 200) {
 			t.Errorf("GET /v1/tail as %q: %d", tk.role, resp.StatusCode)
 		}
+	}
+}
+
+// TestReadOnRecordBeforeAnswer kills a real collector with SIGKILL as
+// soon as a search is answered, and looks for the search's sensitive_read
+// in the ledger: a read of the trail is on record before it is answered
+// (PCI DSS 10.2.1.3), so a crash then cannot leave a reader without a
+// trace. Before the fix the event was only queued when the answer left:
+// 4 of 8 such reads were never recorded.
+func TestReadOnRecordBeforeAnswer(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	var lost []int
+	for round := range 8 {
+		p := startProc(t, dir)
+		probe := fmt.Sprintf("probe-%d", round)
+		status, _, out := p.do(t, "GET", "/v1/events?q=user.name:"+probe, p.read, nil)
+		p.cmd.Process.Signal(syscall.SIGKILL)
+		<-p.exited
+		if status != 200 {
+			t.Fatalf("search: %d %s", status, out)
+		}
+		found := false
+		for _, rec := range readLedger(t, dir) {
+			found = found || bytes.Contains(rec, []byte(`"sensitive_read"`)) && bytes.Contains(rec, []byte(probe))
+		}
+		if !found {
+			lost = append(lost, round)
+		}
+	}
+	if len(lost) > 0 {
+		t.Errorf("searches answered and then lost to a crash, unrecorded: rounds %v of 8", lost)
 	}
 }
