@@ -145,7 +145,7 @@ type Store struct {
 	log      []change
 	logStart uint64
 	seq      uint64
-	pulls    map[string]uint64 // bouncer → seq of its last pull
+	pulls    map[string]pull // bouncer → its last pull (at most maxPulls)
 	notify   chan struct{}
 	stats    Stats
 	byAlert  map[string]int64
@@ -174,7 +174,7 @@ type Source interface {
 // holds after it (those written after its last save).
 func Open(o Options, src Source) (*Store, error) {
 	o.defaults()
-	s := &Store{o: o, pulls: map[string]uint64{}, notify: make(chan struct{}), byAlert: map[string]int64{}}
+	s := &Store{o: o, pulls: map[string]pull{}, notify: make(chan struct{}), byAlert: map[string]int64{}}
 	s.st.active = map[int64]*Decision{}
 	s.st.Offences = map[string]offences{}
 	s.st.NextID = 1
@@ -580,8 +580,12 @@ func (s *Store) Stream(bouncer string, startup bool, scopes []string) (added, de
 		}
 		return false
 	}
-	last, seen := s.pulls[bouncer]
-	s.pulls[bouncer] = s.seq
+	p, seen := s.pulls[bouncer]
+	last := p.seq
+	if !seen && len(s.pulls) >= maxPulls {
+		s.forgetPull()
+	}
+	s.pulls[bouncer] = pull{seq: s.seq, used: s.o.Now()}
 	if startup || !seen || last < s.logStart {
 		for _, d := range s.st.active {
 			if want(*d) {
@@ -621,6 +625,32 @@ func (s *Store) Stream(bouncer string, startup bool, scopes []string) (added, de
 		}
 	}
 	return added, deleted
+}
+
+// pull is where a bouncer's last Stream call left it.
+type pull struct {
+	seq  uint64
+	used time.Time
+}
+
+// maxPulls bounds the bouncers Stream remembers: callers name themselves
+// (the collector keys them by token, address and User-Agent), so a
+// client varying its name must not grow the map without end. A bouncer
+// forgotten hears every decision in force as new at its next call.
+const maxPulls = 4096
+
+// forgetPull drops the bouncer that called Stream least recently (s.mu
+// held): a polling bouncer calls every few seconds at most, so it is one
+// that stopped, or a client that named itself anew.
+func (s *Store) forgetPull() {
+	var oldest string
+	var t time.Time
+	for k, p := range s.pulls {
+		if oldest == "" || p.used.Before(t) {
+			oldest, t = k, p.used
+		}
+	}
+	delete(s.pulls, oldest)
 }
 
 // Covering returns the decisions in force that cover an address (Ip and

@@ -322,3 +322,29 @@ func TestTargetAgreesWithDecide(t *testing.T) {
 		}
 	}
 }
+
+// TestStreamBouncersBounded: callers name themselves (the collector keys
+// bouncers by token, address and User-Agent), so a client naming itself
+// anew at every call must not grow the store's memory without end, and
+// must not push out a bouncer that polls.
+func TestStreamBouncersBounded(t *testing.T) {
+	c := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	s, _ := Open(Options{Now: c.now}, nil)
+	ctx := context.Background()
+	s.Manual(ctx, "ip", "198.51.100.1", time.Hour, "", "admin")
+	s.Stream("gateway", true, nil)
+	for i := range 3 * maxPulls {
+		c.add(time.Millisecond)
+		s.Stream(fmt.Sprint("name-", i), false, nil)
+		if i%1000 == 0 {
+			s.Stream("gateway", false, nil) // it polls meanwhile
+		}
+	}
+	if n := len(s.pulls); n > maxPulls {
+		t.Errorf("%d bouncers remembered; want at most %d", n, maxPulls)
+	}
+	s.Manual(ctx, "ip", "203.0.113.7", time.Hour, "", "admin")
+	if added, _ := s.Stream("gateway", false, nil); len(added) != 1 {
+		t.Errorf("the polling gateway was forgotten: %d new (a forgotten bouncer hears all 2 in force)", len(added))
+	}
+}

@@ -121,7 +121,15 @@ func (s *Server) handleDecisionStream(w http.ResponseWriter, r *http.Request) {
 		scopes = strings.Split(v, ",")
 	}
 	tok, _ := r.Context().Value(tokenKey{}).(access.Token)
-	added, deleted := st.Stream(tok.ID, startup, scopes)
+	// What a bouncer has heard is this client's: its token, address and
+	// User-Agent. Keyed by the token alone, anyone else polling with the
+	// same key (a stolen one, or a second gateway sharing it) took the
+	// changes this bouncer had not heard yet: it never enforced them.
+	ua := r.UserAgent()
+	if len(ua) > 128 {
+		ua = ua[:128]
+	}
+	added, deleted := st.Stream(tok.ID+"|"+clientAddr(r)+"|"+ua, startup, scopes)
 	now := time.Now()
 	writeJSON(w, http.StatusOK, map[string]any{"new": wire(added, now), "deleted": wire(deleted, now)})
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -404,5 +405,60 @@ func TestReadOnRecordBeforeAnswer(t *testing.T) {
 	}
 	if len(lost) > 0 {
 		t.Errorf("searches answered and then lost to a crash, unrecorded: rounds %v of 8", lost)
+	}
+}
+
+// TestStolenBouncerKeyCannotHideBans: a gateway polls the decision stream
+// with its bouncer key; someone else polls with the same key (a stolen
+// one; the same would happen to a second gateway sharing it), from
+// another address but saying it is the same program. Before the fix the
+// stream's cursor belonged to the token: the other poller took every new
+// ban before the gateway asked, the gateway heard "nothing new" and never
+// blocked the attacker. Now each client has its own cursor, and the
+// number the collector remembers is bounded.
+func TestStolenBouncerKeyCannotHideBans(t *testing.T) {
+	t.Parallel()
+	p := startProc(t, t.TempDir())
+	status, _, out := p.do(t, "POST", "/v1/tokens", p.admin, strings.NewReader(`{"name":"gateway-1","role":"bouncer"}`))
+	var bouncer struct{ Token string }
+	if json.Unmarshal(out, &bouncer); status != http.StatusCreated {
+		t.Fatalf("bouncer token: %d %s", status, out)
+	}
+	from := func(addr string) *http.Client {
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(addr)}}
+		return &http.Client{Transport: &http.Transport{DialContext: d.DialContext}}
+	}
+	gateway, thief := from("127.0.0.1"), from("127.0.0.2")
+	poll := func(c *http.Client, startup bool) string {
+		t.Helper()
+		u := p.url + "/v1/decisions/stream"
+		if startup {
+			u += "?startup=true"
+		}
+		req, _ := http.NewRequest("GET", u, nil)
+		req.Header.Set("X-Api-Key", bouncer.Token)
+		req.Header.Set("User-Agent", "trailguard-proxy")
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 {
+			t.Fatalf("stream: %d %s", resp.StatusCode, b)
+		}
+		return string(b)
+	}
+	poll(gateway, true)
+	poll(thief, true)
+	status, _, out = p.do(t, "POST", "/v1/decisions", p.admin, strings.NewReader(`{"scope":"Ip","value":"203.0.113.9","duration":"1h","reason":"test"}`))
+	if status != http.StatusCreated {
+		t.Fatalf("ban: %d %s", status, out)
+	}
+	if got := poll(thief, false); !strings.Contains(got, "203.0.113.9") {
+		t.Fatalf("the other poller's stream: %s", got)
+	}
+	if got := poll(gateway, false); !strings.Contains(got, "203.0.113.9") {
+		t.Errorf("the gateway's next poll: %s; want the new ban (another client polling with its key took it)", got)
 	}
 }
