@@ -91,6 +91,12 @@ func checkDirect(t testing.TB, l *Logger, st *state) []byte {
 	if again, _ := l.appendAccess(nil, st, id, &wc, nil); !bytes.Equal(again, got) { // from the caches
 		t.Fatalf("encoded again with the time cache and the scrubbing memo:\n%s\n%s", again, got)
 	}
+	for k := range wc.gates.g { // every kind past the memo (memoGates)
+		wc.gates.g[k] = memoGate{bypass: true}
+	}
+	if again, _ := l.appendAccess(nil, st, id, &wc, nil); !bytes.Equal(again, got) {
+		t.Fatalf("encoded again with the memo bypassed:\n%s\n%s", again, got)
+	}
 	ev := l.finish(st, wc.now)
 	ev.ID = string(id)
 	want := ev.AppendJSON(nil)
