@@ -174,7 +174,24 @@ type idRun struct {
 
 func (r idRun) base() uint64 { return r.lo * blockSize }
 
-var errBadChunk = errors.New("index: id chunk does not decode (run trailguard reindex)")
+var (
+	errBadChunk   = errors.New("index: id chunk does not decode (run trailguard reindex)")
+	errRunTooLong = errors.New("index: an id run holds more ids than the blocks it covers can (run trailguard reindex)")
+)
+
+// maxRunIDs is the most ids a run of level lvl can hold: two a record (the
+// event.id and the http.request.id) over the idFanout^lvl blocks it
+// covers at most. A reader takes no more: the number of chunks of a run
+// is whatever the file says, and someone with write access to the disk
+// could otherwise make a merge or a writer's start hold as many ids in
+// memory as the disk holds.
+func maxRunIDs(lvl int) int {
+	n := 2 * int(blockSize)
+	for range lvl {
+		n *= idFanout
+	}
+	return n
+}
 
 // decodeChunk calls fn for each entry of a chunk whose first hash is h0.
 func decodeChunk(data []byte, h0, base uint64, fn func(idEntry)) error {
@@ -237,13 +254,16 @@ func writeRun(ctx context.Context, tx execer, r idRun, es []idEntry) error {
 	return nil
 }
 
-// readRun returns every entry of run r, sorted.
+// readRun returns every entry of run r, sorted: at most maxRunIDs(r.lvl),
+// else errRunTooLong.
 func readRun(ctx context.Context, q querier, r idRun) ([]idEntry, error) {
-	return appendRun(ctx, q, r, nil)
+	return appendRun(ctx, q, r, nil, maxRunIDs(r.lvl))
 }
 
-// appendRun appends every entry of run r, sorted, to es.
-func appendRun(ctx context.Context, q querier, r idRun, es []idEntry) ([]idEntry, error) {
+// appendRun appends every entry of run r, sorted, to es, as long as es
+// stays within limit entries (errRunTooLong otherwise: es then grows no
+// further).
+func appendRun(ctx context.Context, q querier, r idRun, es []idEntry, limit int) ([]idEntry, error) {
 	rows, err := q.QueryContext(ctx, `SELECT h0, data FROM idchunks WHERE run=? ORDER BY h0`, r.run)
 	if err != nil {
 		return es, fmt.Errorf("index: read ids: %w", err)
@@ -255,8 +275,19 @@ func appendRun(ctx context.Context, q querier, r idRun, es []idEntry) ([]idEntry
 		if err := rows.Scan(&h0, &data); err != nil {
 			return nil, fmt.Errorf("index: read ids: %w", err)
 		}
-		if err := decodeChunk(data, uint64(h0), r.base(), func(e idEntry) { es = append(es, e) }); err != nil {
+		over := false
+		err := decodeChunk(data, uint64(h0), r.base(), func(e idEntry) {
+			if len(es) >= limit {
+				over = true
+				return
+			}
+			es = append(es, e)
+		})
+		if err != nil {
 			return nil, err
+		}
+		if over {
+			return nil, fmt.Errorf("%w: run %d of level %d, blocks %d-%d", errRunTooLong, r.run, r.lvl, r.lo, r.hi)
 		}
 	}
 	if err := rows.Err(); err != nil {
@@ -331,7 +362,9 @@ func merge(ctx context.Context, tx *sql.Tx, sealed uint64) error {
 		}
 		all := make([]idEntry, 0, blocks*blockSize*2)
 		for _, r := range rs {
-			if all, err = appendRun(ctx, tx, r, all); err != nil {
+			// No more than the room made: each run within what its
+			// level holds, and all within what the blocks hold.
+			if all, err = appendRun(ctx, tx, r, all, min(cap(all), len(all)+maxRunIDs(r.lvl))); err != nil {
 				return err
 			}
 			if _, err := tx.ExecContext(ctx, `DELETE FROM idchunks WHERE run=?`, r.run); err != nil {

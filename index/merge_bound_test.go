@@ -2,6 +2,9 @@ package index
 
 import (
 	"context"
+	"database/sql"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"runtime"
@@ -60,6 +63,105 @@ func TestMergeBoundsTamperedRuns(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestIDRunsBoundedByTheirBlocks: the chunks of an id run are read whole
+// (a merge reads idFanout runs, a writer's start its block's run), and
+// their number is whatever the index file says. Someone with write access
+// to the disk who adds chunks to runs must not make the collector hold
+// more ids than the blocks the runs cover can have (two a record): the
+// merge and the writer's start refuse such a run, saying to reindex, having
+// held no more than that.
+func TestIDRunsBoundedByTheirBlocks(t *testing.T) {
+	// Not parallel: TotalAlloc counts every goroutine's allocations.
+	const chunks = 300 // of idChunk entries each: 1.17M ids, 19 MB in memory
+	chunk := binary.AppendUvarint(nil, idChunk)
+	chunk = append(chunk, make([]byte, 2*idChunk)...) // entries (hash delta 0, offset 0)
+	fill := func(t *testing.T, path string, run int) {
+		t.Helper()
+		db, err := sql.Open("sqlite", "file:"+path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		tx, err := db.Begin()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range chunks {
+			if _, err := tx.Exec(`INSERT OR REPLACE INTO idchunks(run, h0, data) VALUES(?,?,?)`, run, int64(1<<40+i), chunk); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// limit is a level-0 merge's room (idFanout blocks, two ids a record)
+	// and its sort's scratch, and a megabyte for the rest.
+	limit := uint64(maxRunIDs(1)*16*2) + 1<<20
+	measure := func(t *testing.T, what string, fn func() error) {
+		t.Helper()
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		err := fn()
+		runtime.ReadMemStats(&after)
+		if got := after.TotalAlloc - before.TotalAlloc; got > limit {
+			t.Errorf("%s of a run with %d chunks allocated %d bytes (err %v), want at most %d", what, chunks, got, err, limit)
+		}
+		if !errors.Is(err, errRunTooLong) || !strings.Contains(err.Error(), "reindex") {
+			t.Errorf("%s of a run with %d chunks: %v, want it refused, saying to reindex", what, chunks, err)
+		}
+	}
+
+	t.Run("merge", func(t *testing.T) {
+		l, path := tamperFixture(t, 50)
+		stmts := []string{`DELETE FROM idchunks`, `DELETE FROM idruns`}
+		for i := range idFanout {
+			stmts = append(stmts, fmt.Sprintf(`INSERT INTO idruns(run, lvl, lo, hi) VALUES(%d, 0, %d, %d)`, 1000+i, i, i))
+		}
+		alter(t, path, stmts...)
+		fill(t, path, 1000+idFanout/2)
+		ix := openIndexOn(t, path, l)
+		ctx := context.Background()
+		tx, err := ix.w.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback()
+		measure(t, "merge", func() error { return merge(ctx, tx, math.MaxUint64) })
+	})
+	t.Run("writer start", func(t *testing.T) {
+		l, path := tamperFixture(t, 50) // one block, the writer's: its run is read back at the next add
+		var run int
+		db, err := sql.Open("sqlite", "file:"+path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = db.QueryRow(`SELECT run FROM idruns WHERE lvl=0 AND lo=0`).Scan(&run)
+		db.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		fill(t, path, run)
+		ix := openIndexOn(t, path, l)
+		ctx := context.Background()
+		tx, err := ix.w.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		measure(t, "reading the writer's block's run", func() error { _, _, err := tailRun(ctx, tx, 0); return err })
+		tx.Rollback()
+		// And so the indexer stops, saying to reindex, at its next batch
+		// (without the bound it would carry on following the ledger).
+		appendEvents(t, l.Ledger, 50, 5, time.Second)
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if err := ix.Run(rctx, l); !errors.Is(err, errRunTooLong) {
+			t.Errorf("Run over the altered run: %v, want %v", err, errRunTooLong)
+		}
+	})
 }
 
 // TestMissingSalt: the ids are keyed by the salt in meta; an index file
