@@ -20,6 +20,7 @@ const (
 	aPEM
 	aEmail
 	aKV
+	aTG
 )
 
 func (r *Redactor) buildAnchors() {
@@ -41,6 +42,7 @@ func (r *Redactor) buildAnchors() {
 	set(KindPrivateKey, aPEM, "-")
 	set(KindEmail, aEmail, "@")
 	set(KindKeyValue, aKV, "=:")
+	set(KindTrailguardToken, aTG, "_")
 	for c := range 256 {
 		r.strTab[c] = strSpecial[c] | r.anchor[c]
 	}
@@ -119,6 +121,8 @@ func next[T text](r *Redactor, s T, from, start int) (span, bool) {
 			m, ok = emailAt(s, from, i)
 		case aKV:
 			m, ok = keyValueAt(r, s, from, i)
+		case aTG:
+			m, ok = tgTokenAt(s, from, i)
 		}
 		if ok {
 			return m, true
@@ -382,6 +386,21 @@ func ssnAt[T text](s T, g int) (int, bool) {
 		return 0, false
 	}
 	return e, true
+}
+
+// tgTokenAt matches a trailguard API token, tg_<8>_<32> in lower-case
+// base32 (access.Store.Create); the anchor is the '_' after "tg".
+func tgTokenAt[T text](s T, from, i int) (span, bool) {
+	st, e := i-2, i+42
+	if st < from || len(s) < e || s[st] != 't' || s[st+1] != 'g' || st > 0 && isAlnum(s[st-1]) || e < len(s) && isAlnum(s[e]) || s[i+9] != '_' {
+		return span{}, false
+	}
+	for k := i + 1; k < e; k++ {
+		if c := s[k]; k != i+9 && !(c >= 'a' && c <= 'z' || c >= '2' && c <= '7') {
+			return span{}, false
+		}
+	}
+	return span{st, e, KindTrailguardToken}, true
 }
 
 // awsAt matches an AWS access key id: AKIA (long-term) or ASIA (temporary)

@@ -43,6 +43,8 @@
 //   - key-value: "name=value" and "name: value" pairs in text whose name is a
 //     sensitive key, as in "https://host/cb?access_token=…" or
 //     "login failed password=hunter2"
+//   - trailguard-token: trailguard API tokens (tg_<id>_<secret>), only when
+//     [Config.Tokens] is set (the collector's own records set it)
 //
 // Detectors see decoded text: JSON escapes (\u0034, \/) and URL encoding
 // (%34, +) are decoded before detection, so a secret cannot slip through by

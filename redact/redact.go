@@ -90,11 +90,16 @@ const (
 	// is a sensitive key. Its matches are replaced like a sensitive key's
 	// value ("[REDACTED]"), not with a kind marker.
 	KindKeyValue Kind = "key-value"
+	// KindTrailguardToken is a trailguard API token (tg_<id>_<secret>):
+	// pasted where it does not belong (a search, a URL, an application's
+	// log line), it would otherwise sit in the trail for good, readable by
+	// every reader.
+	KindTrailguardToken Kind = "trailguard-token"
 )
 
 // Kinds lists every detector kind.
 func Kinds() []Kind {
-	return []Kind{KindCard, KindJWT, KindBearer, KindAWSKey, KindPrivateKey, KindSSN, KindEmail, KindKeyValue}
+	return []Kind{KindCard, KindJWT, KindBearer, KindAWSKey, KindPrivateKey, KindSSN, KindEmail, KindKeyValue, KindTrailguardToken}
 }
 
 // Marker replaces the value of a sensitive key in [Remove] mode, and every
@@ -138,6 +143,12 @@ type Config struct {
 	// Emails turns on the e-mail detector. It is off by default because the
 	// user name is often what an analyst needs.
 	Emails bool
+	// Tokens turns on the detector of trailguard API tokens
+	// (KindTrailguardToken). It is off by default because its anchor, '_',
+	// is common in values: it costs ingest's scrub pass a few per cent. The
+	// collector turns it on for its own records, where a token pasted into
+	// a search, a URL or a header would otherwise be kept for good.
+	Tokens bool
 	// Disable turns detectors off. Prefer AllowKeys for a single noisy
 	// field: a disabled detector is off everywhere.
 	Disable []Kind
@@ -225,6 +236,9 @@ func New(cfg Config) (*Redactor, error) {
 		kindBit(KindPrivateKey) | kindBit(KindSSN) | kindBit(KindKeyValue)
 	if cfg.Emails {
 		r.kinds |= kindBit(KindEmail)
+	}
+	if cfg.Tokens {
+		r.kinds |= kindBit(KindTrailguardToken)
 	}
 	for _, k := range cfg.Disable {
 		b := kindBit(k)

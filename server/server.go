@@ -117,7 +117,14 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	if s.red, err = newRedactor(cfg); err != nil {
+	if s.red, err = newRedactor(cfg, false); err != nil {
+		return nil, err
+	}
+	// The collector's own records also lose any trailguard token a
+	// client pasted where it does not belong (a search, the path, a
+	// header): kept, it would be readable by every reader for good.
+	selfRed, err := newRedactor(cfg, true)
+	if err != nil {
 		return nil, err
 	}
 	var prof retention.Profile
@@ -184,7 +191,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	}
 	s.audit, err = httpaudit.New(httpaudit.Config{
 		Sink:        ledgerSink{s.ledger},
-		Redactor:    s.red,
+		Redactor:    selfRed,
 		ServiceName: "trailguard-collector",
 		ErrorLog:    log,
 		// Everything the collector records about its own requests is
@@ -262,12 +269,12 @@ func (s *Server) rebuildRecent() error {
 	return nil
 }
 
-func newRedactor(cfg Config) (*redact.Redactor, error) {
+func newRedactor(cfg Config, tokens bool) (*redact.Redactor, error) {
 	mode, err := redact.ParseMode(cfg.RedactMode)
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
-	rc := redact.Config{Mode: mode}
+	rc := redact.Config{Mode: mode, Tokens: tokens}
 	if cfg.RedactSecretFile != "" {
 		b, err := os.ReadFile(cfg.RedactSecretFile)
 		if err != nil {

@@ -462,3 +462,36 @@ func TestStolenBouncerKeyCannotHideBans(t *testing.T) {
 		t.Errorf("the gateway's next poll: %s; want the new ban (another client polling with its key took it)", got)
 	}
 }
+
+// TestPastedTokenNotKept: an operator pastes a token where it does not
+// belong: as an event id, in a search, as a User-Agent, in a refused
+// request. The collector's own records of those requests must not keep it:
+// the ledger keeps what it holds for good, and every read token could read
+// it (a pasted admin token is an escalation for any reader). Before the
+// fix the secret was stored as sent in url.path, the sensitive_read's
+// query and user_agent.original.
+func TestPastedTokenNotKept(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	p := startProc(t, dir)
+	secret := p.admin[strings.LastIndexByte(p.admin, '_')+1:]
+	p.do(t, "GET", "/v1/events/"+p.admin, p.read, nil)
+	p.do(t, "GET", "/v1/events?q=message:"+p.admin, p.read, nil)
+	p.do(t, "GET", "/v1/stats?top=user.name&q=user.name:"+p.admin, p.read, nil)
+	p.do(t, "GET", "/healthz", "", nil, "User-Agent", p.admin)
+	p.do(t, "GET", "/v1/events/"+p.admin, "", nil)
+	p.settle(t)
+	if code, _ := p.stop(t, 20*time.Second); code != 0 {
+		t.Fatalf("stop: exit %d", code)
+	}
+	kept := 0
+	for _, rec := range readLedger(t, dir) {
+		if bytes.Contains(rec, []byte(secret)) {
+			kept++
+			t.Logf("kept: %.300s", rec)
+		}
+	}
+	if kept > 0 {
+		t.Errorf("%d records of the collector hold the pasted token's secret", kept)
+	}
+}
