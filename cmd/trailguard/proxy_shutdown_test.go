@@ -9,7 +9,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -130,26 +129,14 @@ func (l *proxyLoad) waitAnswered(t *testing.T, n int) {
 // gatewayRequests lists the http_request events of service at the
 // collector: how many events each url.path has.
 func gatewayRequests(c *crashClient, service string) map[string]int {
+	c.t.Helper()
 	seen := map[string]int{}
-	v := url.Values{"q": {"service.name:" + service + " and event.action:http_request"}, "limit": {"10000"}, "sort": {"asc"}, "from": {"24h"}}
-	for {
-		var res struct {
-			Hits []struct {
-				Event struct {
-					URL struct{ Path string } `json:"url"`
-				} `json:"event"`
-			} `json:"hits"`
-			Next string `json:"next"`
-		}
-		c.get("/v1/events?"+v.Encode(), &res)
-		for _, h := range res.Hits {
-			seen[h.Event.URL.Path]++
-		}
-		if res.Next == "" {
-			return seen
-		}
-		v.Set("cursor", res.Next)
-	}
+	eachEvent(c, "service.name:"+service+" and event.action:http_request", func(ev struct {
+		URL struct{ Path string } `json:"url"`
+	}) {
+		seen[ev.URL.Path]++
+	})
+	return seen
 }
 
 // missing is the answered paths the collector has no event of.

@@ -343,28 +343,40 @@ func (c *crashClient) metric(name string) uint64 {
 	return 0
 }
 
-// search lists the loader events matching q (KQL), counting each event.id.
-func (c *crashClient) search(q string) map[string]int {
-	seen := map[string]int{}
+// eachEvent pages through GET /v1/events for q (KQL, the last 24 h, oldest
+// first) with the cursor of each answer, and calls fn with each hit's event
+// decoded as an E (a struct of the fields the caller reads).
+func eachEvent[E any](c *crashClient, q string, fn func(E)) {
+	c.t.Helper()
 	v := url.Values{"q": {q}, "limit": {"10000"}, "sort": {"asc"}, "from": {"24h"}}
 	for {
 		var res struct {
 			Hits []struct {
-				Event struct {
-					Event struct{ ID string } `json:"event"`
-				} `json:"event"`
+				Event E `json:"event"`
 			} `json:"hits"`
 			Next string `json:"next"`
 		}
 		c.get("/v1/events?"+v.Encode(), &res)
 		for _, h := range res.Hits {
-			seen[h.Event.Event.ID]++
+			fn(h.Event)
 		}
 		if res.Next == "" {
-			return seen
+			return
 		}
 		v.Set("cursor", res.Next)
 	}
+}
+
+// search lists the loader events matching q (KQL), counting each event.id.
+func (c *crashClient) search(q string) map[string]int {
+	c.t.Helper()
+	seen := map[string]int{}
+	eachEvent(c, q, func(ev struct {
+		Event struct{ ID string } `json:"event"`
+	}) {
+		seen[ev.Event.ID]++
+	})
+	return seen
 }
 
 // check waits for the index to catch up with the ledger, then lists the
