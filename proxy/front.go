@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/trailguard/trailguard/internal/h1"
@@ -32,20 +33,30 @@ import (
 // declines, a request for ReverseProxy — and the connection from then on
 // go to the http.Server, with the bytes already read replayed first.
 //
+// A connection is served in one read operation on it (syscall.RawConn's
+// Read, readStep): its reads are made by the front end, which waits for
+// the connection to become readable only when it has read all that was
+// there. Between two requests a client has sent nothing new, and the
+// read that a net.Conn makes before each wait (and that finds nothing) is
+// saved; the operation's readiness was reset once, at its start, so
+// bytes that come while a request is served are never missed.
+//
 // Timeouts are kept by a sweeper that looks at every connection every
 // sweepEvery rather than by deadlines set for each request: a head not
 // complete within the read-header timeout (slowloris) or a connection
 // idle for longer than the idle timeout is closed, as net/http closes
 // them. A client that goes away while its request is at the upstream is
-// noticed, as net/http notices it, by a read on its connection — started
-// by the sweeper for the requests that have taken longer than a sweep,
-// so that the many that take less cost no goroutine and no deadline; its
-// end cancels the request's context, and so the upstream exchange. A
-// request answered before that (10 to 20 ms) is answered as if its client
-// were still there, and recorded with the upstream's status.
+// noticed, as net/http notices it, by the end of its connection — looked
+// for (a peek that does not wait) by the sweeper at each sweep for the
+// requests that have taken longer than a sweep, so that the many that
+// take less cost nothing; it cancels the request's context, and so the
+// upstream exchange. A request answered before that (10 to 20 ms, then
+// within a sweep) is answered as if its client were still there, and
+// recorded with the upstream's status.
 
 // sweepEvery is the sweeper's period: how late a timeout may be; a
-// request is watched for its client's departure after two.
+// request is looked at for its client's departure after two, then at
+// each.
 const sweepEvery = 10 * time.Millisecond
 
 // front is the lean front end of one listener.
@@ -79,11 +90,11 @@ type front struct {
 // connection states (leanConn.state, with the tick it began in the high
 // bits).
 const (
-	stHeader   = iota // reading a head
-	stServing         // handler running
-	stWatching        // handler running, the client watched
-	stIdle            // between requests
-	stClosed
+	stHeader  = iota // reading a head
+	stServing        // handler running (looked at after two sweeps)
+	stMore           // handler running, the client sent more: no longer looked at
+	stIdle           // between requests
+	stClosed         // closed, or being closed (sweeper, shutdown), or handed over
 )
 
 func packState(st int, tick int64) int64 { return tick<<3 | int64(st) }
@@ -101,14 +112,24 @@ type leanConn struct {
 	tmpl   *http.Request // fields every request of the connection shares
 	resp   leanResponse
 	state  atomic.Int64
-	// The watch (see above): a read on the connection while a request
-	// is served; its bytes land in buf[w:], its end cancels ctx.
-	watchN    int
-	watchErr  error
-	watchDone chan struct{} // cap 1: the watch's end
-	date      [32]byte
-	status    [8]byte
+	date   [32]byte
+	status [8]byte
+
+	rc   syscall.RawConn
+	step func(fd uintptr) bool // lc.readStep, bound once
+	// The serve loop's state (readStep runs it).
+	limit     int // the most a head may take
+	known     int // how much of buf[r:w] holds no end of a head (see readStep)
+	servedOne bool
+	exit      int // why readStep ended the read operation
 }
+
+// readStep's ends (leanConn.exit).
+const (
+	exitClose   = iota // the connection is done
+	exitHandOff        // to net/http, with what was read
+	exitDecline        // a head the parser declines: to net/http, unless a late HTTP/2 preface
+)
 
 // connWriter notes the first write error (as net/http's
 // checkConnErrorWriter), which ends the connection.
@@ -121,6 +142,13 @@ func (cw connWriter) Write(p []byte) (int, error) {
 		cw.lc.cancel()
 	}
 	return n, err
+}
+
+// broken ends a connection whose write failed (net/http closes it): its
+// reads and writes fail at once from now on, and its goroutine closes it.
+// (A Close here would wait for the read operation the request runs in.)
+func (lc *leanConn) broken() {
+	lc.c.SetDeadline(aLongTimeAgo)
 }
 
 func newFront(h http.Handler, takes func(*http.Request) bool, srv *http.Server) *front {
@@ -186,7 +214,7 @@ var leanWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 40
 var leanBodyWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 2048) }}
 
 func (f *front) serveConn(c net.Conn) {
-	lc := &leanConn{f: f, c: c, watchDone: make(chan struct{}, 1)}
+	lc := &leanConn{f: f, c: c, rc: rawConnOf(c)}
 	ctx := context.WithValue(context.Background(), http.ServerContextKey, f.srv)
 	ctx = context.WithValue(ctx, http.LocalAddrContextKey, c.LocalAddr())
 	lc.ctx, lc.cancel = context.WithCancel(ctx)
@@ -243,48 +271,91 @@ func (lc *leanConn) serve() {
 		lc.buf = nil
 		f.forget(lc)
 	}()
-	limit := f.maxHead
-	servedOne := false
-	// known: how much of buf[r:w] holds no end of a head (after an
-	// Incomplete). A head that comes in many small reads is parsed once
-	// it is complete, not again from its start at every read: that cost
-	// grows with the square of its length (a 64 KiB head sent in 8-byte
-	// writes kept a core busy for a while), net/http's does not.
-	known := 0
+	if lc.rc == nil {
+		// No raw connection (a listener of another kind): net/http's.
+		handed = lc.handOff()
+		return
+	}
+	lc.limit = f.maxHead
+	lc.step = lc.readStep
+	if err := lc.rc.Read(lc.step); err != nil {
+		// The wait ended: closed by the sweeper (a timeout) or at
+		// shutdown, or the connection failed.
+		return
+	}
+	switch lc.exit {
+	case exitHandOff:
+		handed = lc.handOff()
+	case exitDecline:
+		if lc.servedOne && lc.lateH2Preface() {
+			// net/http looks for the cleartext HTTP/2 preface only
+			// at the start of a connection; handed over here it would
+			// switch a connection that has been HTTP/1.1 to HTTP/2.
+			return
+		}
+		handed = lc.handOff()
+	}
+}
+
+// readStep serves the connection, within the read operation serve began
+// on it: it is called at once, and again each time the connection became
+// readable since it last asked to wait (false). It reads what the
+// connection holds, serves each request the front end takes, and asks to
+// wait only when the connection has nothing more to give: after a read
+// that did not fill the buffer, the connection's next bytes make it
+// readable again. It ends the operation (true) with lc.exit saying why.
+func (lc *leanConn) readStep(fd uintptr) bool {
+	f := lc.f
+	// Called first, or after the connection became readable: bytes may
+	// wait to be read.
+	mustRead := true
 	for {
+		// known: how much of buf[r:w] holds no end of a head (after an
+		// Incomplete). A head that comes in many small reads is parsed
+		// once it is complete, not again from its start at every read:
+		// that cost grows with the square of its length (a 64 KiB head
+		// sent in 8-byte writes kept a core busy for a while), net/http's
+		// does not.
 		b := lc.buf[lc.r:lc.w]
 		var h h1.Head
 		res := h1.Incomplete
-		if known == 0 || len(b) >= limit || headEnds(b, known) {
+		if lc.known == 0 || len(b) >= lc.limit || headEnds(b, lc.known) {
 			f.looked.Add(uint64(len(b)))
-			h, res = h1.Parse(b, limit)
+			h, res = h1.Parse(b, lc.limit)
 		} else {
-			f.looked.Add(uint64(len(b) - known))
+			f.looked.Add(uint64(len(b) - lc.known))
 		}
 		switch res {
 		case h1.Incomplete:
 			if len(b) >= len("OPTIONS /") {
 				// The method is known to be one the parser takes (it
 				// declines any other at once).
-				known = len(b)
+				lc.known = len(b)
 			}
-			if !lc.fill() {
-				if lc.w > lc.r {
-					// A head cut short: net/http's to answer (400).
-					handed = lc.handOff()
-				}
-				return
+			if !mustRead {
+				return false // wait: all that came has been read
 			}
-			continue
+			n, again, err := lc.readFD(fd)
+			switch {
+			case again:
+				return false
+			case n > 0:
+				// A read that filled the buffer may have left more.
+				mustRead = lc.w == len(lc.buf)
+				continue
+			case err == syscall.EINTR:
+				continue
+			}
+			lc.exit = exitClose
+			if err == nil && lc.w > lc.r {
+				// A head cut short by the client's end: net/http's to
+				// answer (400).
+				lc.exit = exitHandOff
+			}
+			return true
 		case h1.Decline:
-			if servedOne && lc.lateH2Preface() {
-				// net/http looks for the cleartext HTTP/2 preface only
-				// at the start of a connection; handed over here it would
-				// switch a connection that has been HTTP/1.1 to HTTP/2.
-				return
-			}
-			handed = lc.handOff()
-			return
+			lc.exit = exitDecline
+			return true
 		}
 		if h.Len > detachAbove {
 			detach(&h)
@@ -293,29 +364,60 @@ func (lc *leanConn) serve() {
 		*r = *lc.tmpl
 		r.Method, r.URL, r.Header, r.Host, r.RequestURI = h.Method, h.URL, h.Header, h.Host, h.RequestURI
 		if f.shutting.Load() || !f.takes(r) {
-			handed = lc.handOff()
-			return
+			lc.exit = exitHandOff
+			return true
+		}
+		if !lc.setState(stServing) {
+			lc.exit = exitClose // closed by the sweeper or the shutdown meanwhile
+			return true
 		}
 		lc.r += h.Len
-		known = 0
+		lc.known = 0
 		f.served.Add(1)
-		servedOne = true
+		lc.servedOne = true
 		if !lc.serveOne(r) {
-			return
+			lc.exit = exitClose
+			return true
 		}
 		// net/http reads up to 4 KiB of a kept-alive connection's next
 		// request before it starts counting its head against the limit.
-		limit = f.maxHead + 4096
+		lc.limit = f.maxHead + 4096
+		next := stHeader // pipelined: the next head is already here
 		if lc.r == lc.w {
 			lc.r, lc.w = 0, 0
 			if len(lc.buf) > 4096 {
-				lc.buf = (*bp)[:4096]
+				lc.buf = lc.buf[:4096]
 			}
-			lc.state.Store(packState(stIdle, f.tick.Load()))
-		} else {
-			// Pipelined: the next head is already here.
-			lc.state.Store(packState(stHeader, f.tick.Load()))
+			next = stIdle
 		}
+		if !lc.setState(next) {
+			lc.exit = exitClose
+			return true
+		}
+	}
+}
+
+// setState moves the connection to state st, unless it was closed (by
+// the sweeper, or at shutdown): false then.
+func (lc *leanConn) setState(st int) bool {
+	for {
+		old := lc.state.Load()
+		if int(old&7) == stClosed {
+			return false
+		}
+		if lc.state.CompareAndSwap(old, packState(st, lc.f.tick.Load())) {
+			return true
+		}
+	}
+}
+
+// closeIdle closes a connection that waits for a request (the state it
+// was seen in is st), unless it has moved on: the sweeper's and the
+// shutdown's way, which need not wait for the connection's goroutine.
+// The goroutine's wait fails at once, and it closes the connection.
+func (lc *leanConn) closeIdle(st int64) {
+	if lc.state.CompareAndSwap(st, packState(stClosed, 0)) {
+		lc.c.SetReadDeadline(aLongTimeAgo)
 	}
 }
 
@@ -369,9 +471,8 @@ func headEnds(b []byte, from int) bool {
 	return false
 }
 
-// fill reads more of a head into the buffer; false: the connection ended
-// (or timed out).
-func (lc *leanConn) fill() bool {
+// room makes room in the buffer for a read.
+func (lc *leanConn) room() {
 	if lc.r > 0 {
 		lc.w = copy(lc.buf, lc.buf[lc.r:lc.w])
 		lc.r = 0
@@ -383,12 +484,35 @@ func (lc *leanConn) fill() bool {
 		copy(nb, lc.buf[:lc.w])
 		lc.buf = nb
 	}
+}
+
+// got notes n bytes read.
+func (lc *leanConn) got(n int) {
+	if st := lc.state.Load(); int(st&7) == stIdle {
+		// A CAS: a close by the sweeper meanwhile stays.
+		lc.state.CompareAndSwap(st, packState(stHeader, lc.f.tick.Load()))
+	}
+	lc.w += n
+}
+
+// readFD reads more into the buffer from fd without waiting (readStep's
+// reads); again: nothing there yet.
+func (lc *leanConn) readFD(fd uintptr) (n int, again bool, err error) {
+	lc.room()
+	n, again, err = readFD(fd, lc.buf[lc.w:])
+	if n > 0 {
+		lc.got(n)
+	}
+	return n, again, err
+}
+
+// fill reads more of a head into the buffer, outside readStep's
+// operation; false: the connection ended (or timed out).
+func (lc *leanConn) fill() bool {
+	lc.room()
 	n, err := lc.c.Read(lc.buf[lc.w:])
 	if n > 0 {
-		if st := lc.state.Load(); int(st&7) == stIdle {
-			lc.state.Store(packState(stHeader, lc.f.tick.Load()))
-		}
-		lc.w += n
+		lc.got(n)
 		return true
 	}
 	return err == nil
@@ -399,7 +523,6 @@ func (lc *leanConn) fill() bool {
 func (lc *leanConn) serveOne(r *http.Request) (keep bool) {
 	w := &lc.resp
 	w.reset(r)
-	lc.state.Store(packState(stServing, lc.f.tick.Load()))
 	defer func() {
 		if p := recover(); p != nil {
 			if p != http.ErrAbortHandler {
@@ -407,55 +530,28 @@ func (lc *leanConn) serveOne(r *http.Request) (keep bool) {
 				buf = buf[:runtime.Stack(buf, false)]
 				lc.f.logf("http: panic serving %v: %v\n%s", r.RemoteAddr, p, buf)
 			}
-			lc.endWatch()
 			keep = false
 		}
 	}()
 	lc.f.h.ServeHTTP(w, r)
 	keep = w.finish()
-	if lc.endWatch() {
-		keep = false
-	}
+	// A client that went away (lc.look) or a failed write cancelled ctx.
 	return keep && !lc.f.shutting.Load() && lc.ctx.Err() == nil
 }
 
-// endWatch ends the request's watch, if the sweeper started one, and
-// reports whether the client went away.
-func (lc *leanConn) endWatch() bool {
-	old := lc.state.Swap(packState(stIdle, lc.f.tick.Load()))
-	if int(old&7) != stWatching {
-		return false
-	}
-	lc.c.SetReadDeadline(aLongTimeAgo)
-	<-lc.watchDone
-	lc.c.SetReadDeadline(time.Time{})
-	lc.w += lc.watchN
-	var ne net.Error
-	return lc.watchErr != nil && !(errors.As(lc.watchErr, &ne) && ne.Timeout())
-}
-
-// watch reads from the connection while its request is served: the
-// client's next bytes (kept), or the end of the connection, which
-// cancels the request.
-func (lc *leanConn) watch() {
-	defer func() { lc.watchDone <- struct{}{} }()
-	if lc.w == len(lc.buf) && lc.r > 0 {
-		// A full buffer: the request served is parsed (its strings are
-		// copies), so its head's bytes make room for the watch's read,
-		// which net/http's watch has too (a client that sends a request
-		// and a buffer's worth of the next must not keep the upstream
-		// busy once it has gone).
-		lc.w = copy(lc.buf, lc.buf[lc.r:lc.w])
-		lc.r = 0
-	}
-	if lc.w == len(lc.buf) {
-		return
-	}
-	n, err := lc.c.Read(lc.buf[lc.w:])
-	lc.watchN, lc.watchErr = n, err
-	var ne net.Error
-	if n == 0 && err != nil && !(errors.As(err, &ne) && ne.Timeout()) {
+// look peeks at the connection of a request served for a while (the
+// sweeper's): its end (or a reset) means the client went away, which
+// cancels the request, as net/http's background read does; bytes (the
+// client's next request) end the looking, as they end net/http's read.
+// The peek does not wait, and it does not contend with the connection's
+// read operation: it holds a reference to the descriptor, not its lock.
+func (lc *leanConn) look(st int64) {
+	var more, gone bool
+	lc.rc.Control(func(fd uintptr) { more, gone = peekFD(fd) })
+	if gone {
 		lc.cancel()
+	} else if more {
+		lc.state.CompareAndSwap(st, packState(stMore, st>>3))
 	}
 }
 
@@ -493,7 +589,15 @@ func (lc *leanConn) handOff() bool {
 	if err := lc.bw.Flush(); err != nil {
 		return false
 	}
-	lc.state.Store(packState(stClosed, 0))
+	for {
+		st := lc.state.Load()
+		if int(st&7) == stClosed {
+			return false // closed by the sweeper or the shutdown meanwhile
+		}
+		if lc.state.CompareAndSwap(st, packState(stClosed, 0)) {
+			break
+		}
+	}
 	lc.f.handed.Add(1)
 	return lc.f.hand.give(&replayConn{Conn: lc.c, pre: rest})
 }
@@ -523,21 +627,17 @@ func (f *front) sweep() {
 			switch int(st & 7) {
 			case stHeader:
 				if f.readHeader > 0 && age > f.readHeader {
-					if lc.state.CompareAndSwap(st, packState(stClosed, 0)) {
-						lc.c.Close()
-					}
+					lc.closeIdle(st)
 				}
 			case stIdle:
 				if f.idle > 0 && age > f.idle || f.shutting.Load() {
-					if lc.state.CompareAndSwap(st, packState(stClosed, 0)) {
-						lc.c.Close()
-					}
+					lc.closeIdle(st)
 				}
 			case stServing:
 				// Two sweeps: at least one whole period (the tick a
 				// request began in is counted from its start).
-				if age >= 2*sweepEvery && lc.state.CompareAndSwap(st, packState(stWatching, st>>3)) {
-					go lc.watch()
+				if age >= 2*sweepEvery {
+					lc.look(st)
 				}
 			}
 		}
@@ -596,12 +696,15 @@ func (f *front) closeConns(busy bool) {
 		st := lc.state.Load()
 		switch int(st & 7) {
 		case stIdle, stHeader:
-			if lc.state.CompareAndSwap(st, packState(stClosed, 0)) {
-				lc.c.Close()
-			}
-		default:
+			lc.closeIdle(st)
+		case stServing, stMore:
 			if busy {
-				lc.c.Close()
+				// Cut: the request is cancelled (its upstream exchange
+				// with it), and the connection's reads and writes fail
+				// at once; its goroutine then closes it. (A Close would
+				// wait for the read operation the request runs in.)
+				lc.cancel()
+				lc.c.SetDeadline(aLongTimeAgo)
 			}
 		}
 	}

@@ -810,3 +810,59 @@ func TestLeanFrontQueuedEventsKeepNoHead(t *testing.T) {
 		})
 	}
 }
+
+// TestLeanFrontBytesWhileServing: a connection is read in one operation
+// whose readiness is reset once (readStep), and between requests the
+// front end waits without a read first. Bytes that come while a request
+// is served — a small next request, a client's end — must then still
+// wake it: the next request is answered at once (not after the idle
+// timeout), and an end after an answer closes the connection.
+func TestLeanFrontBytesWhileServing(t *testing.T) {
+	t.Parallel()
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			time.Sleep(50 * time.Millisecond)
+		}
+		io.WriteString(w, r.URL.Path)
+	})
+	_, url, _, srv := gatewayServer(t, Config{Routes: []Route{{Upstream: up.URL}}, Timeouts: Timeouts{Idle: 10 * time.Second}})
+	addr := strings.TrimPrefix(url, "http://")
+	for i := range 5 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
+		time.Sleep(20 * time.Millisecond) // the first request is at the upstream
+		io.WriteString(c, "GET /fast HTTP/1.1\r\nHost: a\r\n\r\n")
+		br := bufio.NewReader(c)
+		start := time.Now()
+		c.SetReadDeadline(start.Add(5 * time.Second))
+		for _, want := range []string{"/slow", "/fast"} {
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("round %d, %s: %v after %v", i, want, err, time.Since(start))
+			}
+			b, _ := io.ReadAll(resp.Body)
+			if string(b) != want {
+				t.Fatalf("round %d: answer %q, want %q", i, b, want)
+			}
+		}
+		if took := time.Since(start); took > 2*time.Second {
+			t.Fatalf("round %d: both answers took %v", i, took)
+		}
+		// The client's end, sent while a request is served (which it
+		// cancels, as with net/http): the connection is closed.
+		io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
+		time.Sleep(5 * time.Millisecond)
+		c.(*net.TCPConn).CloseWrite()
+		start = time.Now()
+		if _, err := io.ReadAll(br); err != nil || time.Since(start) > 2*time.Second {
+			t.Fatalf("round %d: after the client's end: %v after %v, want the connection closed", i, err, time.Since(start))
+		}
+		c.Close()
+	}
+	if f := srv.(*front); f.served.Load() != 15 || f.handed.Load() != 0 {
+		t.Errorf("served %d, handed %d, want 15 and 0", f.served.Load(), f.handed.Load())
+	}
+}

@@ -155,7 +155,7 @@ func (cw *chunkWriter) Write(p []byte) (int, error) {
 		bw.Write(strconv.AppendInt(w.scratch[:0], int64(len(p)), 16))
 		_, err = bw.WriteString("\r\n")
 		if err != nil {
-			w.lc.c.Close()
+			w.lc.broken()
 			return 0, err
 		}
 	}
@@ -164,7 +164,7 @@ func (cw *chunkWriter) Write(p []byte) (int, error) {
 		_, err = bw.WriteString("\r\n")
 	}
 	if err != nil {
-		w.lc.c.Close()
+		w.lc.broken()
 	}
 	return n, err
 }

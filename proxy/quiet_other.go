@@ -3,6 +3,7 @@
 package proxy
 
 import (
+	"errors"
 	"net"
 	"syscall"
 )
@@ -18,3 +19,9 @@ func quietFD(uintptr) bool { return true }
 // rawConnOf gives no raw connection here: h1Conn.send writes, then the
 // answer is read.
 func rawConnOf(net.Conn) syscall.RawConn { return nil }
+
+// readFD and peekFD are never called here (no raw connections: the lean
+// front end hands every connection to net/http).
+func readFD(uintptr, []byte) (int, bool, error) { return 0, false, errors.ErrUnsupported }
+
+func peekFD(uintptr) (more, gone bool) { return false, false }

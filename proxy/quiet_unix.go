@@ -44,3 +44,26 @@ func rawConnOf(conn net.Conn) syscall.RawConn {
 	}
 	return rc
 }
+
+// readFD reads from a socket without waiting; again: nothing there yet.
+func readFD(fd uintptr, p []byte) (n int, again bool, err error) {
+	n, err = syscall.Read(int(fd), p)
+	if n < 0 {
+		n = 0
+	}
+	return n, err == syscall.EAGAIN || err == syscall.EWOULDBLOCK, err
+}
+
+// peekFD looks at a socket without waiting: more, bytes wait to be read;
+// gone, its peer closed it (or it failed).
+func peekFD(fd uintptr) (more, gone bool) {
+	var b [1]byte
+	n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+	switch {
+	case n > 0:
+		return true, false
+	case err == syscall.EAGAIN || err == syscall.EWOULDBLOCK || err == syscall.EINTR:
+		return false, false
+	}
+	return false, true
+}
