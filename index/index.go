@@ -321,6 +321,9 @@ func open(path string, opts Options, bulk bool) (*Index, error) {
 	}
 	ix.salt = salt
 	ix.next.Store(uint64(next.Int64))
+	if err := ix.checkSalt(ctx, uint64(next.Int64)); err != nil {
+		return fail(err)
+	}
 	ix.r, err = sql.Open("sqlite", dsn(path, "query_only(1)", "cache_size(-65536)"))
 	if err != nil {
 		return fail(err)
@@ -354,6 +357,43 @@ func (ix *Index) Close() error {
 
 // Path returns the file name the index was opened with.
 func (ix *Index) Path() string { return ix.path }
+
+// checkSalt looks up the newest indexed record by its event.id under the
+// salt meta holds: a salt changed (not deleted) by someone with write
+// access to the disk would miss every id stored under the old one,
+// silently (GET /v1/events/{id} answering 404 for every event). A record
+// the ledger cannot read, without an event.id, or whose block no id run
+// covers proves nothing and is passed over.
+func (ix *Index) checkSalt(ctx context.Context, next uint64) error {
+	if next == 0 || ix.opts.Ledger == nil {
+		return nil
+	}
+	e, err := ix.opts.Ledger.Read(next - 1)
+	if err != nil {
+		return nil
+	}
+	r := decode(e)
+	if !r.c.has[fEventID] {
+		return nil
+	}
+	// Only a run that covers the record's block and holds chunks can
+	// say the id is missing under this salt: ids deleted outright are the
+	// cache missing rows, which searches already survive.
+	var stored bool
+	blk := int64((next - 1) / blockSize)
+	if err := ix.w.QueryRowContext(ctx, `SELECT EXISTS(SELECT 1 FROM idruns r, idchunks c WHERE c.run = r.run AND r.lo <= ? AND r.hi >= ?)`,
+		blk, blk).Scan(&stored); err != nil || !stored {
+		return nil
+	}
+	got, err := ix.lookupID(ctx, ix.w, fEventID, r.c.str[fEventID])
+	if err != nil {
+		return err
+	}
+	if !slices.Contains(got, next-1) {
+		return fmt.Errorf("id salt does not match the ids stored: record %d is not found by its event.id (run trailguard reindex)", next-1)
+	}
+	return nil
+}
 
 // Indexed returns the number of ledger records indexed: the next ledger
 // index Run will read. Ledger size minus Indexed is the index lag.

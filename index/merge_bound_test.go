@@ -181,3 +181,30 @@ func TestMissingSalt(t *testing.T) {
 		t.Errorf("Open: %v; want the error to say to reindex", err)
 	}
 }
+
+// TestChangedSalt: someone with write access to the disk replaces the
+// index's salt (rather than deleting it, TestMissingSalt): every id stored
+// under the old one would be missed, silently (ByEventID not found for
+// every event). Open looks the newest indexed record up by its event.id
+// and refuses the file, saying to reindex; before, it opened and missed.
+func TestChangedSalt(t *testing.T) {
+	t.Parallel()
+	l, path := tamperFixture(t, 50)
+	alter(t, path, `UPDATE meta SET v = x'00112233445566778899aabbccddeeff' WHERE k='salt'`)
+	ix, err := Open(path, Options{Ledger: l.Ledger})
+	if err == nil {
+		defer ix.Close()
+		_, lerr := ix.ByEventID(context.Background(), genEvent(7, time.Second).ID)
+		t.Fatalf("Open of an index whose salt was changed: no error (ByEventID(7): %v)", lerr)
+	}
+	if !strings.Contains(err.Error(), "reindex") {
+		t.Errorf("Open: %v; want the error to say to reindex", err)
+	}
+	// The file as written opens.
+	l2, path2 := tamperFixture(t, 50)
+	ix, err = Open(path2, Options{Ledger: l2.Ledger})
+	if err != nil {
+		t.Fatalf("Open of an index nobody altered: %v", err)
+	}
+	ix.Close()
+}
