@@ -37,7 +37,8 @@ func (p *Proxy) fast(rt *route, r *http.Request) bool {
 		return false
 	}
 	switch r.Method {
-	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+		// (TRACE is refused before: serve answers it 405.)
 	default:
 		return false
 	}

@@ -650,13 +650,7 @@ func (f *front) sweep() {
 // http.Server down for the connections handed to it, as
 // http.Server.Shutdown does.
 func (f *front) Shutdown(ctx context.Context) error {
-	f.mu.Lock()
-	f.shutting.Store(true)
-	ln := f.ln
-	f.mu.Unlock()
-	if ln != nil {
-		ln.Close()
-	}
+	f.stopAccepting()
 	f.closeConns(false)
 	done := make(chan struct{})
 	go func() { f.active.Wait(); close(done) }()
@@ -674,6 +668,16 @@ func (f *front) Shutdown(ctx context.Context) error {
 
 // Close closes the listener and every connection at once.
 func (f *front) Close() error {
+	f.stopAccepting()
+	f.closeConns(true)
+	err := f.srv.Close()
+	f.stopOnce.Do(func() { close(f.stop) })
+	return err
+}
+
+// stopAccepting marks the front end shutting down (under f.mu, which
+// serveConn takes to add a connection) and closes its listener.
+func (f *front) stopAccepting() {
 	f.mu.Lock()
 	f.shutting.Store(true)
 	ln := f.ln
@@ -681,10 +685,6 @@ func (f *front) Close() error {
 	if ln != nil {
 		ln.Close()
 	}
-	f.closeConns(true)
-	err := f.srv.Close()
-	f.stopOnce.Do(func() { close(f.stop) })
-	return err
 }
 
 // closeConns closes the connections waiting for a request (all of them

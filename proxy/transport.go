@@ -17,7 +17,7 @@ import (
 
 // h1Transport is the gateway's client to plain-HTTP upstreams. The requests
 // most APIs see most — no body, no protocol upgrade, a method that may be
-// sent again (GET, HEAD, OPTIONS, TRACE) — are written and their answers
+// sent again (GET, HEAD, OPTIONS) — are written and their answers
 // read on the handler's own goroutine, over pooled keep-alive connections.
 // net/http's Transport hands each exchange between the caller and two
 // goroutines per connection (a writer and a reader); on a gateway that is
@@ -117,8 +117,8 @@ func (t *h1Transport) takes(req *http.Request) bool {
 		return false
 	}
 	switch req.Method {
-	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
-		return true
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+		return true // (TRACE never comes here: serve answers it 405)
 	}
 	return false
 }
