@@ -309,10 +309,22 @@ func (s *Store) Manual(ctx context.Context, scope, value string, d time.Duration
 	return s.decide(ctx, scope, v, d, "manual", "", reason, by, s.o.Now())
 }
 
-// classify finds the scope of a value blocked on field: an address (Ip),
-// a network (Range), or a user name.
+// classify finds the scope of a value blocked on field: an address (Ip)
+// or a network (Range) for an address field, a user name for any other.
+// The field decides, not the value: a user name that reads as an address
+// or a network ("0.0.0.0/0", the operator's own address) is still a user
+// name. Decided by the value, an attacker who chose it at a login form,
+// under a rule that blocks user.name, banned every address at every
+// gateway.
 func classify(field, value string) (scope, v string, err error) {
 	value = strings.TrimSpace(value)
+	f := strings.ToLower(field)
+	if !(strings.HasSuffix(f, ".ip") || f == "ip" || f == "range" || f == "c-ip" || f == "src_ip") {
+		if len(value) > 256 {
+			return "", "", fmt.Errorf("block %s: value longer than 256 bytes", field)
+		}
+		return ScopeUser, value, nil
+	}
 	if p, err := netip.ParsePrefix(value); err == nil {
 		p = p.Masked()
 		if p.Bits() == p.Addr().BitLen() {
@@ -323,14 +335,7 @@ func classify(field, value string) (scope, v string, err error) {
 	if a, err := netip.ParseAddr(value); err == nil {
 		return ScopeIP, a.Unmap().WithZone("").String(), nil
 	}
-	f := strings.ToLower(field)
-	if strings.HasSuffix(f, ".ip") || f == "ip" || f == "range" || f == "c-ip" || f == "src_ip" {
-		return "", "", fmt.Errorf("block %s: %q is not an address", field, value)
-	}
-	if len(value) > 256 {
-		return "", "", fmt.Errorf("block %s: value longer than 256 bytes", field)
-	}
-	return ScopeUser, value, nil
+	return "", "", fmt.Errorf("block %s: %q is not an address", field, value)
 }
 
 func (s *Store) allowlisted(scope, value string) bool {

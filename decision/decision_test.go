@@ -298,6 +298,9 @@ func TestTargetAgreesWithDecide(t *testing.T) {
 		t.Fatal(err)
 	}
 	user := &detect.Alert{ID: "u", Rule: rule("user.name", 0), Group: []detect.Field{{Name: "user.name", ECS: "user.name", Value: "bob"}}}
+	userNamed := func(name string) *detect.Alert {
+		return &detect.Alert{ID: "u-" + name, Rule: rule("user.name", 0), Group: []detect.Field{{Name: "user.name", ECS: "user.name", Value: name}}}
+	}
 	for _, tc := range []struct {
 		name         string
 		a            *detect.Alert
@@ -308,6 +311,12 @@ func TestTargetAgreesWithDecide(t *testing.T) {
 		{"mapped address", alert("b", rule("client.ip", 0), "::ffff:192.0.2.2"), ScopeIP, "192.0.2.2", true},
 		{"network", alert("c", rule("client.ip", 0), "198.51.100.0/24"), ScopeRange, "198.51.100.0/24", true},
 		{"user", user, ScopeUser, "bob", true},
+		// A user name chosen at a login form stays a user name, whatever
+		// it reads as: before, these banned every IPv4 address, every
+		// IPv6 address and the operator's own address.
+		{"user named like every network", userNamed("0.0.0.0/0"), ScopeUser, "0.0.0.0/0", true},
+		{"user named like every v6 network", userNamed("::/0"), ScopeUser, "::/0", true},
+		{"user named like an address", userNamed("203.0.113.77"), ScopeUser, "203.0.113.77", true},
 		{"allowlisted", alert("d", rule("client.ip", 0), "10.1.2.3"), "", "", false},
 		{"no block asked", alert("e", &detect.Rule{Name: "info"}, "192.0.2.3"), "", "", false},
 		{"not an address", alert("f", rule("client.ip", 0), "nope"), "", "", false},

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -493,5 +494,53 @@ func TestPastedTokenNotKept(t *testing.T) {
 	}
 	if kept > 0 {
 		t.Errorf("%d records of the collector hold the pasted token's secret", kept)
+	}
+}
+
+// TestUserNameBanStaysAUserName: docs/detection.md offers rules that block
+// user.name (lock an account under attack). The attacker chooses the user
+// name at the login form: before the fix a name that reads as a network
+// or an address became a Range or Ip ban ("::/0" banned every IPv6
+// client at every gateway; "203.0.113.77" the operator's own address).
+// It must stay a Username ban, which address bouncers never see.
+func TestUserNameBanStaysAUserName(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "rules"), 0o700)
+	os.WriteFile(filepath.Join(dir, "rules", "lock.yml"), []byte(`title: Lock an account at its first failed login
+id: 5f0c2b7e-8c1e-4d43-9d55-3f3a4b1f0a01
+name: test_lock_account
+logsource:
+    category: authentication
+detection:
+    selection:
+        event.outcome: failure
+    condition: selection
+response:
+    block: user.name
+    duration: 1h
+level: high
+`), 0o600)
+	p := startProc(t, dir)
+	var body strings.Builder
+	for i, name := range []string{"::/0", "0.0.0.0/1", "203.0.113.77"} {
+		fmt.Fprintf(&body, `{"event":{"action":"authn_login_fail","category":["authentication"],"outcome":"failure"},"user":{"name":%q},"client":{"ip":"198.51.100.%d"}}`+"\n", name, i+1)
+	}
+	if status, _, out := p.do(t, "POST", "/v1/events", p.ingest, strings.NewReader(body.String())); status != 200 {
+		t.Fatalf("ingest: %d %s", status, out)
+	}
+	var ds []struct{ Scope, Value string }
+	for deadline := time.Now().Add(20 * time.Second); len(ds) < 3 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		_, _, out := p.do(t, "GET", "/v1/decisions", p.read, nil)
+		ds = nil
+		json.Unmarshal(out, &ds)
+	}
+	if len(ds) != 3 {
+		t.Fatalf("decisions: %+v; want three", ds)
+	}
+	for _, d := range ds {
+		if d.Scope != "Username" {
+			t.Errorf("user name %q banned as %s %s; want a Username ban", d.Value, d.Scope, d.Value)
+		}
 	}
 }
