@@ -142,7 +142,7 @@ export async function render(ctx) {
     const r = await optional("/v1/alerts", { status: st, limit: 500 });
     if (!ctx.alive()) return;
     if (r.missing) {
-      const docs = await get("/v1/events", { q: "event.kind:alert", from: "720h", limit: 200 });
+      const docs = await get("/v1/events", { q: "event.kind:alert and event.dataset:trailguard.alert", from: "720h", limit: 200 });
       const items = docs.hits.map(fromDoc);
       replace(body,
         h("p", { class: "state pending" }, "This collector does not serve the alert lifecycle yet (GET /v1/alerts): the alert documents stored in the trail over the last 30 days are listed, read-only."),

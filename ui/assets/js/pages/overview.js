@@ -129,7 +129,7 @@ export async function render(ctx) {
         return list(r.body, "alerts").filter((a) => !service || (a.group && a.group["service.name"] === service))
           .map((a) => ({ t: Date.parse(a.time), v: Number(a.count), label: fmtTime(new Date(a.time)) + ": " + (a.message || "") + (a.repeats ? " (again " + a.repeats + "× within the suppression window)" : "") }));
       }
-      return get("/v1/events", { q: "event.kind:alert and trailguard.alert.rule_name:" + RATE_RULES[key].rule + svc, ...abs, limit: 500 }, opts).then((b) => b.hits.map((hit) => {
+      return get("/v1/events", { q: "event.kind:alert and event.dataset:trailguard.alert and trailguard.alert.rule_name:" + RATE_RULES[key].rule + svc, ...abs, limit: 500 }, opts).then((b) => b.hits.map((hit) => {
         const ev = hit.event || {};
         const t = Date.parse(ev["@timestamp"]);
         return { t, v: Number(valueOf(ev, "trailguard.alert.rate")), label: fmtTime(new Date(t)) + ": " + show(ev.message) };
