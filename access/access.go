@@ -147,25 +147,27 @@ func (s *Store) refresh() {
 	}
 }
 
-// reloadLocked takes the store's file lock and reads the file again, so
-// that a change starts from what is on disk: another process (the token
-// command next to a running collector) may have changed it since this
-// Store last looked, and writing an older copy back would undo that
-// change (a revoked token valid again, a new one lost). The caller holds
-// mu, and calls unlock once it has saved.
-func (s *Store) reloadLocked() (unlock func(), err error) {
+// lockFile takes the store's file lock (tokens.json.lock), which the
+// token command and the collector's API hold while they change the file:
+// a change starts from what is on disk, so that another process's change
+// made since this Store last looked (a token revoked with the command
+// next to a running collector) is not undone by writing an older copy
+// back. It is taken before mu, and waited for a bounded time, so that a
+// process stopped while holding it cannot hang the token checks.
+func (s *Store) lockFile() (unlock func(), err error) {
 	if err := os.MkdirAll(filepath.Dir(s.path), 0o700); err != nil {
 		return nil, fmt.Errorf("access: %w", err)
 	}
-	if unlock, err = lockStore(s.path + ".lock"); err != nil {
-		return nil, err
-	}
+	return lockStore(s.path + ".lock")
+}
+
+// reload reads the file again (the caller holds the file lock and mu).
+func (s *Store) reload() error {
 	if err := s.load(); err != nil {
-		unlock()
-		return nil, err
+		return err
 	}
 	s.lastStat = time.Now()
-	return unlock, nil
+	return nil
 }
 
 var enc = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
@@ -179,13 +181,16 @@ func (s *Store) Create(name string, role Role) (Token, string, error) {
 	if _, err := ParseRole(string(role)); err != nil {
 		return Token{}, "", err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	unlock, err := s.reloadLocked()
+	unlock, err := s.lockFile()
 	if err != nil {
 		return Token{}, "", err
 	}
 	defer unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.reload(); err != nil {
+		return Token{}, "", err
+	}
 	for _, t := range s.byID {
 		if t.Name == name && t.Revoked == nil {
 			return Token{}, "", fmt.Errorf("access: a token named %q exists; revoke it first", name)
@@ -208,13 +213,16 @@ func (s *Store) Create(name string, role Role) (Token, string, error) {
 
 // Revoke disables the token with the given name or id.
 func (s *Store) Revoke(nameOrID string) (Token, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	unlock, err := s.reloadLocked()
+	unlock, err := s.lockFile()
 	if err != nil {
 		return Token{}, err
 	}
 	defer unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.reload(); err != nil {
+		return Token{}, err
+	}
 	for _, t := range s.byID {
 		if (t.Name == nameOrID || t.ID == nameOrID) && t.Revoked == nil {
 			now := time.Now().UTC()
