@@ -122,13 +122,35 @@ func AuditPersisted(ctx context.Context, op Op) error {
 	return audit(ctx, op, true)
 }
 
+// AuditPending is AuditPersisted in two steps: it records the event at
+// once and returns a function (call it once) that waits until the event
+// is persisted, so that the caller can do its work meanwhile and answer
+// only after the wait (the collector's reads run their query while their
+// record is written).
+func AuditPending(ctx context.Context, op Op) (wait func() error) {
+	l, ev, err := auditEvent(ctx, op)
+	if err != nil {
+		return func() error { return err }
+	}
+	return l.enqueuePending(ctx, item{ev: ev})
+}
+
 func audit(ctx context.Context, op Op, persisted bool) error {
+	l, ev, err := auditEvent(ctx, op)
+	if err != nil {
+		return err
+	}
+	return l.enqueue(ctx, ev, l.cfg.FailClosed || persisted)
+}
+
+// auditEvent builds the event Audit records.
+func auditEvent(ctx context.Context, op Op) (*Logger, *event.Event, error) {
 	st := stateFrom(ctx)
 	if st == nil {
-		return ErrNoLogger
+		return nil, nil, ErrNoLogger
 	}
 	if op.Action == "" {
-		return errors.New("httpaudit: Audit: Op.Action is required")
+		return nil, nil, errors.New("httpaudit: Audit: Op.Action is required")
 	}
 	l := st.l
 	ev := l.contextEvent(st)
@@ -153,13 +175,13 @@ func audit(ctx context.Context, op Op, persisted bool) error {
 	a := &event.Audit{Resource: l.cut(l.red.String(op.Resource))}
 	var err error
 	if a.Before, err = l.scrubValue(op.Before); err != nil {
-		return fmt.Errorf("httpaudit: Audit %s: before: %w", op.Action, err)
+		return nil, nil, fmt.Errorf("httpaudit: Audit %s: before: %w", op.Action, err)
 	}
 	if a.After, err = l.scrubValue(op.After); err != nil {
-		return fmt.Errorf("httpaudit: Audit %s: after: %w", op.Action, err)
+		return nil, nil, fmt.Errorf("httpaudit: Audit %s: after: %w", op.Action, err)
 	}
 	ev.Audit = a
-	return l.enqueue(ctx, ev, l.cfg.FailClosed || persisted)
+	return l, ev, nil
 }
 
 // scrubValue marshals v and scrubs the result with the JSON walker, which

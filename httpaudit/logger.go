@@ -266,17 +266,42 @@ func (l *Logger) enqueue(ctx context.Context, ev *event.Event, wait bool) error 
 }
 
 func (l *Logger) enqueueItem(ctx context.Context, it item, wait bool) error {
-	var done chan error
-	var timeout <-chan time.Time
-	if wait {
-		done = make(chan error, 1)
-		it.done = done
-		t := time.NewTimer(l.cfg.WriteTimeout)
-		defer t.Stop()
-		timeout = t.C
+	if !wait {
+		return l.putItem(ctx, it, nil, false)
 	}
+	return l.enqueuePending(ctx, it)()
+}
+
+// enqueuePending queues it and returns at once a function (to be called
+// once) that waits until it is persisted, ctx is done or WriteTimeout has
+// passed since it was queued, and returns why not.
+func (l *Logger) enqueuePending(ctx context.Context, it item) func() error {
+	done := make(chan error, 1)
+	it.done = done
+	t := time.NewTimer(l.cfg.WriteTimeout)
+	if err := l.putItem(ctx, it, t.C, true); err != nil {
+		t.Stop()
+		return func() error { return err }
+	}
+	return func() error {
+		defer t.Stop()
+		select {
+		case err := <-done:
+			return err
+		case <-ctx.Done():
+			return fmt.Errorf("httpaudit: event not confirmed persisted: %w", ctx.Err())
+		case <-t.C:
+			return fmt.Errorf("httpaudit: event not persisted within %v", l.cfg.WriteTimeout)
+		}
+	}
+}
+
+// putItem queues it; wait says the caller will wait for it (a failing
+// sink is then an error at once).
+func (l *Logger) putItem(ctx context.Context, it item, timeout <-chan time.Time, wait bool) error {
 	switch err := l.q.put(ctx, it, timeout, l.cfg.WriteTimeout); err {
 	case nil:
+		return nil
 	case errFailingQueued:
 		// The sink is failing and its batch is being retried: the event
 		// is queued, but a fail-closed caller learns now that it is not
@@ -295,17 +320,6 @@ func (l *Logger) enqueueItem(ctx context.Context, it item, wait bool) error {
 		return errors.New("httpaudit: audit sink failing and queue full: event not recorded")
 	default:
 		return err
-	}
-	if !wait {
-		return nil
-	}
-	select {
-	case err := <-done:
-		return err
-	case <-ctx.Done():
-		return fmt.Errorf("httpaudit: event not confirmed persisted: %w", ctx.Err())
-	case <-timeout:
-		return fmt.Errorf("httpaudit: event not persisted within %v", l.cfg.WriteTimeout)
 	}
 }
 

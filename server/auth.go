@@ -81,10 +81,47 @@ func (s *Server) requireRole(need access.Role, h http.HandlerFunc) http.HandlerF
 				return
 			}
 			defer release()
+			// A read's record (recordRead) is written while the read
+			// runs; its answer waits for it.
+			rw := &recordedWriter{ResponseWriter: w}
+			ctx := context.WithValue(context.WithValue(r.Context(), tokenKey{}, tok), pendingKey{}, rw)
+			h(rw, r.WithContext(ctx))
+			return
 		}
 		h(w, r.WithContext(context.WithValue(r.Context(), tokenKey{}, tok)))
 	}
 }
+
+type pendingKey struct{}
+
+// recordedWriter holds a read's answer until the record of the read
+// (recordRead) is persisted: a crash after the answer cannot lose it,
+// and the query runs while the ledger writes the record.
+type recordedWriter struct {
+	http.ResponseWriter
+	wait func() error // set by recordRead; called once, by the handler's goroutine
+}
+
+func (w *recordedWriter) recorded() {
+	if w.wait != nil {
+		w.wait() // an error: the trail is failing, which requireRole checked before; answered as before
+		w.wait = nil
+	}
+}
+
+func (w *recordedWriter) WriteHeader(code int) {
+	w.recorded()
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *recordedWriter) Write(b []byte) (int, error) {
+	w.recorded()
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection (live tails
+// flush through it).
+func (w *recordedWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 var errNoToken = errors.New("no API token")
 

@@ -294,8 +294,14 @@ func recordRead(r *http.Request, what string, q query.Expr) {
 	}
 	// On record before the answer leaves: a crash right after it must
 	// not lose the read (requireRole answered 503 already if the trail
-	// cannot take it).
-	httpaudit.AuditPersisted(r.Context(), httpaudit.Op{Action: event.ActionSensitiveRead, Resource: "audit-trail", Reason: reason})
+	// cannot take it). The answer waits for it (recordedWriter) while the
+	// query runs.
+	op := httpaudit.Op{Action: event.ActionSensitiveRead, Resource: "audit-trail", Reason: reason}
+	if rw, ok := r.Context().Value(pendingKey{}).(*recordedWriter); ok {
+		rw.wait = httpaudit.AuditPending(r.Context(), op)
+		return
+	}
+	httpaudit.AuditPersisted(r.Context(), op)
 }
 
 // checkedJSON are the members every answer built from the ledger carries
