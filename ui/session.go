@@ -58,6 +58,11 @@ const (
 	DefaultIdle     = 30 * time.Minute
 	DefaultLifetime = 12 * time.Hour
 	DefaultLimit    = 10000
+	// PerTokenLimit bounds the sessions of one token: a token's holder
+	// signing in again and again ends its own oldest session, not, once
+	// the table is full, everyone else's (a stolen read token signed the
+	// whole UI out with DefaultLimit sign-ins).
+	PerTokenLimit = 64
 )
 
 // NewSessions makes a session table: a session ends after idle without
@@ -105,14 +110,26 @@ func (s *Sessions) Create(tokenID, name, role, secret string) (cookie string, se
 	defer s.mu.Unlock()
 	now := s.now()
 	s.sweep(now)
-	if len(s.byHash) >= s.limit {
-		var oldest [32]byte
-		var o *Session
-		for k, v := range s.byHash {
-			if o == nil || v.Created.Before(o.Created) {
-				oldest, o = k, v
+	var oldest, mine [32]byte
+	var o, m *Session
+	n := 0
+	for k, v := range s.byHash {
+		if o == nil || v.Created.Before(o.Created) {
+			oldest, o = k, v
+		}
+		if v.TokenID == tokenID {
+			if n++; m == nil || v.Created.Before(m.Created) {
+				mine, m = k, v
 			}
 		}
+	}
+	switch {
+	case n >= PerTokenLimit:
+		oldest, o = mine, m
+	case len(s.byHash) < s.limit:
+		o = nil
+	}
+	if o != nil {
 		delete(s.byHash, oldest)
 		cp := *o
 		evicted = &cp

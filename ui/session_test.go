@@ -3,6 +3,7 @@ package ui
 import (
 	"bytes"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"io/fs"
 	"net/http"
@@ -292,4 +293,44 @@ func TestAssetsStayOurs(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestSessionsPerToken: one token's holder signing in again and again
+// (a stolen read token) ends that token's own oldest sessions once it has
+// PerTokenLimit, never the sessions of other tokens. Before, every
+// sign-in past the table's limit ended the oldest session of anyone: a
+// script with one read token signed the whole UI out.
+func TestSessionsPerToken(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	s := NewSessions(0, 0, PerTokenLimit+10)
+	s.SetClock(func() time.Time { return now })
+	var others []string
+	for i := range 10 {
+		now = now.Add(time.Second)
+		c, _, _ := s.Create(fmt.Sprint("admin-", i), "ops", "admin", "x")
+		others = append(others, c)
+	}
+	var mine []string
+	for range 3 * PerTokenLimit {
+		now = now.Add(time.Second)
+		c, _, ev := s.Create("stolen", "analyst", "read", "y")
+		if ev != nil && ev.TokenID != "stolen" {
+			t.Fatalf("a sign-in of token stolen ended %s's session", ev.TokenID)
+		}
+		mine = append(mine, c)
+	}
+	for i, c := range others {
+		if _, err := s.Lookup(c, false); err != nil {
+			t.Errorf("session of admin-%d: %v", i, err)
+		}
+	}
+	if _, err := s.Lookup(mine[len(mine)-1], false); err != nil {
+		t.Errorf("the newest session of the busy token: %v", err)
+	}
+	if _, err := s.Lookup(mine[0], false); err == nil {
+		t.Error("the busy token's oldest session survived past PerTokenLimit")
+	}
+	if s.Len() != 10+PerTokenLimit {
+		t.Errorf("%d sessions, want %d", s.Len(), 10+PerTokenLimit)
+	}
 }
