@@ -158,7 +158,8 @@ type upstreamReq struct {
 	uri, host string
 	named     []string // headers the client's Connection names (hop-by-hop)
 	traceTP   []string // the traceparent sent upstream (echoed to the client)
-	replaceTP bool     // the client's traceparent (and tracestate) replaced
+	tp        [1]string
+	replaceTP bool // the client's traceparent (and tracestate) replaced
 	fwd       forwarding
 	reqID     string
 }
@@ -177,7 +178,8 @@ func (p *Proxy) upstreamReq(rt *route, in *http.Request) *upstreamReq {
 		}
 	}
 	if tp, ok := p.newTraceparent(in); ok {
-		u.replaceTP, u.traceTP = true, []string{tp}
+		u.tp[0] = tp
+		u.replaceTP, u.traceTP = true, u.tp[:]
 	} else if !contains(u.named, "Traceparent") {
 		u.traceTP = in.Header["Traceparent"]
 	}
@@ -224,7 +226,24 @@ func (u *upstreamReq) write(bw *bufio.Writer, reqIDHeader string) error {
 	writeField(bw, "X-Forwarded-For", u.fwd.xff)
 	writeField(bw, "X-Forwarded-Host", u.fwd.xfh)
 	writeField(bw, "X-Forwarded-Proto", u.fwd.xfp)
-	writeField(bw, "Forwarded", u.fwd.fwd)
+	if f := &u.fwd; f.prior == "" {
+		// The gateway's element alone, written without being joined
+		// first: nothing in it is white space at its ends or a line
+		// break, which writeField would change.
+		bw.WriteString("Forwarded: for=")
+		bw.WriteString(f.node)
+		bw.WriteString(";host=")
+		if isToken(f.host) {
+			bw.WriteString(f.host)
+		} else {
+			appendQuoted(bw, f.host)
+		}
+		bw.WriteString(";proto=")
+		bw.WriteString(f.proto)
+		bw.WriteString("\r\n")
+	} else {
+		writeField(bw, "Forwarded", f.forwarded())
+	}
 	writeField(bw, reqIDHeader, u.reqID)
 	if u.replaceTP {
 		writeField(bw, "Traceparent", u.traceTP[0])

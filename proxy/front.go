@@ -63,7 +63,8 @@ const sweepEvery = 10 * time.Millisecond
 type front struct {
 	h          http.Handler
 	takes      func(*http.Request) bool
-	srv        *http.Server // everything the front end does not serve
+	connCtx    func(context.Context) context.Context // a connection's context, from its base (nil: the base)
+	srv        *http.Server                          // everything the front end does not serve
 	hand       *handoff
 	maxHead    int
 	readHeader time.Duration
@@ -217,6 +218,9 @@ func (f *front) serveConn(c net.Conn) {
 	lc := &leanConn{f: f, c: c, rc: rawConnOf(c)}
 	ctx := context.WithValue(context.Background(), http.ServerContextKey, f.srv)
 	ctx = context.WithValue(ctx, http.LocalAddrContextKey, c.LocalAddr())
+	if f.connCtx != nil {
+		ctx = f.connCtx(ctx)
+	}
 	lc.ctx, lc.cancel = context.WithCancel(ctx)
 	lc.tmpl = (&http.Request{Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Body: http.NoBody,
 		RemoteAddr: c.RemoteAddr().String()}).WithContext(lc.ctx)

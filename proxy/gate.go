@@ -58,6 +58,9 @@ func newAnswerGate(enqueued, observed func() uint64) *answerGate {
 type gateMark struct {
 	client netip.Addr
 	begun  *gateEntry
+	// conn: the mark of a lean front end's connection, which its
+	// requests use one after the other (Proxy.connContext).
+	conn bool
 }
 
 type gateKey struct{}

@@ -1,6 +1,9 @@
 package proxy
 
 import (
+	"bufio"
+	"io"
+	"net"
 	"net/http"
 	"net/netip"
 	"sync"
@@ -75,5 +78,65 @@ func TestAnswerGate(t *testing.T) {
 	wg.Wait()
 	if d := time.Duration(slowest.Load()); d > gateMaxHold+gateMaxHold/2 {
 		t.Fatalf("an answer was held %v behind failures the lane never saw (bound %v)", d, gateMaxHold)
+	}
+}
+
+// TestGateConnectionMark: on the lean front end, a connection's requests
+// share one gate mark (Proxy.connContext), taken afresh by each: a
+// failure's mark must not be ended again by a later request on the same
+// connection that never reached the upstream (a refusal), or the gate
+// would count one failure fewer in flight than there are, and let a
+// burst's answers out before the lane has seen them.
+func TestGateConnectionMark(t *testing.T) {
+	t.Parallel()
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusUnauthorized) })
+	cfg := Config{Routes: []Route{{Upstream: up.URL}}, Sink: &memSink{}}
+	p, err := New(cfg, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var observed atomic.Uint64
+	observed.Store(1 << 40) // the lane has seen everything: nothing waits
+	p.gate = newAnswerGate(func() uint64 { return 0 }, observed.Load)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := listen(p, cfg, ln)
+	t.Cleanup(func() { srv.Close(); p.Close() })
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	for _, tc := range []struct {
+		raw    string
+		status int
+	}{
+		{"GET /login HTTP/1.1\r\nHost: a\r\n\r\n", http.StatusUnauthorized},
+		{"GET /x HTTP/1.1\r\nHost: a\r\nX-Original-URL: /admin\r\n\r\n", http.StatusBadRequest},
+		{"GET /y HTTP/1.1\r\nHost: a\r\nX-Original-URL: /admin\r\n\r\n", http.StatusBadRequest},
+	} {
+		io.WriteString(c, tc.raw)
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		if resp.StatusCode != tc.status {
+			t.Fatalf("%q: %d, want %d", tc.raw, resp.StatusCode, tc.status)
+		}
+	}
+	if f := srv.(*front); f.served.Load() != 3 {
+		t.Fatalf("the front end served %d requests, want 3 (on one connection)", f.served.Load())
+	}
+	p.gate.mu.Lock()
+	defer p.gate.mu.Unlock()
+	for client, e := range p.gate.clients {
+		if e.inflight != 0 {
+			t.Errorf("client %v: %d failures in flight after all were answered, want 0", client, e.inflight)
+		}
 	}
 }

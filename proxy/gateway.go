@@ -474,7 +474,9 @@ func newPlainServer(p *Proxy, srv *http.Server, cfg Config) PlainServer {
 	if cfg.HTTP1 == HTTP1NetHTTP {
 		return srv
 	}
-	return newFront(p, p.leanTakes, srv)
+	f := newFront(p, p.leanTakes, srv)
+	f.connCtx = p.connContext
+	return f
 }
 
 // HTTPServer is the http.Server the gateway listens with: HTTP/1.1 and

@@ -240,6 +240,17 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.handler.ServeHTTP(w, r)
 		return
 	}
+	if m, _ := r.Context().Value(gateKey{}).(*gateMark); m != nil && m.conn {
+		// The connection's mark: no context and request copy for it.
+		*m = gateMark{conn: true}
+		defer func() {
+			if m.begun != nil {
+				p.gate.end(m.begun)
+			}
+		}()
+		p.handler.ServeHTTP(w, r)
+		return
+	}
 	mark := &gateMark{}
 	defer func() {
 		if mark.begun != nil {
@@ -249,6 +260,17 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	p.handler.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), gateKey{}, mark)))
+}
+
+// connContext is the context of a connection the lean front end serves:
+// with a gate, it carries the mark its requests use one after the other
+// (they are served one at a time), instead of a mark, a context and a
+// copy of the request for each.
+func (p *Proxy) connContext(ctx context.Context) context.Context {
+	if p.gate == nil {
+		return ctx
+	}
+	return context.WithValue(ctx, gateKey{}, &gateMark{conn: true})
 }
 
 // Blocklist is the set of decisions the gateway enforces; embedders may

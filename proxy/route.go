@@ -138,7 +138,7 @@ func (p *Proxy) rewrite(rt *route, pr *httputil.ProxyRequest) {
 	out.Header["X-Forwarded-For"] = []string{f.xff}
 	out.Header["X-Forwarded-Host"] = []string{f.xfh}
 	out.Header["X-Forwarded-Proto"] = []string{f.xfp}
-	out.Header["Forwarded"] = []string{f.fwd}
+	out.Header["Forwarded"] = []string{f.forwarded()}
 
 	ctx := in.Context()
 	out.Header[p.reqID] = []string{httpaudit.RequestID(ctx)}
@@ -185,8 +185,19 @@ func traceparent(traceID, spanID string) string {
 }
 
 // forwarding are the values of X-Forwarded-For/Host/Proto and Forwarded
-// (RFC 7239) sent upstream.
-type forwarding struct{ xff, xfh, xfp, fwd string }
+// (RFC 7239) sent upstream. Forwarded is the trusted hops' elements
+// (prior) and the gateway's own (forwarded joins them; the fast path
+// writes them without joining).
+type forwarding struct{ xff, xfh, xfp, prior, node, host, proto string }
+
+// forwarded is the value of Forwarded.
+func (f *forwarding) forwarded() string {
+	elem := "for=" + f.node + ";host=" + quoteForwarded(f.host) + ";proto=" + f.proto
+	if f.prior != "" {
+		elem = f.prior + ", " + elem
+	}
+	return elem
+}
 
 // forwarding computes the forwarding headers. What the client sent in them
 // is passed on only when it comes from a trusted proxy; anyone else could
@@ -197,8 +208,10 @@ func (p *Proxy) forwarding(in *http.Request) forwarding {
 		peer = in.RemoteAddr
 	}
 	peerAddr, _ := netip.ParseAddr(peer)
-	peerAddr = peerAddr.Unmap()
-	if peerAddr.IsValid() {
+	if peerAddr.Is4In6() || peerAddr.Is6() {
+		// Written as the address's canonical form (an IPv4 address
+		// parses only from it: the string is kept as it is).
+		peerAddr = peerAddr.Unmap()
 		peer = peerAddr.String()
 	}
 	trusted := peerAddr.IsValid() && p.isTrusted(peerAddr)
@@ -229,11 +242,7 @@ func (p *Proxy) forwarding(in *http.Request) forwarding {
 	if peerAddr.Is6() {
 		node = `"[` + peer + `]"`
 	}
-	elem := "for=" + node + ";host=" + quoteForwarded(in.Host) + ";proto=" + proto
-	if fwd != "" {
-		elem = fwd + ", " + elem
-	}
-	return forwarding{xff: xff, xfh: xfh, xfp: xfp, fwd: elem}
+	return forwarding{xff: xff, xfh: xfh, xfp: xfp, prior: fwd, node: node, host: in.Host, proto: proto}
 }
 
 // forwardedFromXFF turns X-Forwarded-For hops into Forwarded elements.
@@ -258,24 +267,39 @@ func forwardedFromXFF(vals []string) string {
 
 // quoteForwarded quotes a Forwarded parameter value unless it is a token.
 func quoteForwarded(v string) string {
+	if isToken(v) {
+		return v
+	}
+	var b strings.Builder
+	b.Grow(len(v) + 2)
+	appendQuoted(&b, v)
+	return b.String()
+}
+
+// isToken reports whether v is an RFC 9110 token (or empty).
+func isToken(v string) bool {
 	for i := 0; i < len(v); i++ {
 		c := v[i]
 		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
-			var b strings.Builder
-			b.WriteByte('"')
-			for j := 0; j < len(v); j++ {
-				if v[j] == '"' || v[j] == '\\' {
-					b.WriteByte('\\')
-				}
-				if v[j] >= 0x20 && v[j] != 0x7f {
-					b.WriteByte(v[j])
-				}
-			}
-			b.WriteByte('"')
-			return b.String()
+			return false
 		}
 	}
-	return v
+	return true
+}
+
+// appendQuoted writes v as a quoted-string: quotes and backslashes
+// escaped, control bytes dropped.
+func appendQuoted(b interface{ WriteByte(byte) error }, v string) {
+	b.WriteByte('"')
+	for j := 0; j < len(v); j++ {
+		if v[j] == '"' || v[j] == '\\' {
+			b.WriteByte('\\')
+		}
+		if v[j] >= 0x20 && v[j] != 0x7f {
+			b.WriteByte(v[j])
+		}
+	}
+	b.WriteByte('"')
 }
 
 // modifyResponse withholds the answer from a client blocked while its
