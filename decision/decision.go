@@ -10,7 +10,9 @@
 // decision, and every deletion, is an event in the ledger (dataset
 // trailguard.decision), so blocks are as tamper-evident as the trail; the
 // Store is their state, saved in a small file and caught up from the
-// ledger on start.
+// ledger on start. The file is not trusted: each decision it holds names
+// its ledger record, which must exist, verify and say the same thing, or
+// the state is rebuilt from the ledger (see Open).
 //
 // Bouncers poll Stream: the first call (startup) gets every active
 // decision, the next ones what changed since their previous call, expiries
@@ -25,6 +27,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"log/slog"
 	"math"
 	"net/netip"
 	"os"
@@ -92,6 +95,9 @@ type Options struct {
 	// ones are refused and counted, so a flood of distinct attackers
 	// cannot exhaust memory or the bouncers' tables.
 	MaxActive int
+	// Log receives the loud line about a state file the ledger does not
+	// support (slog.Default()).
+	Log *slog.Logger
 }
 
 func (o *Options) defaults() {
@@ -113,6 +119,9 @@ func (o *Options) defaults() {
 	if o.MaxActive <= 0 {
 		o.MaxActive = 100_000
 	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
 }
 
 // Stats counts what the Store did.
@@ -121,6 +130,9 @@ type Stats struct {
 	Created, Deleted       uint64
 	Expired, Allowlisted   uint64
 	Refused, ExtendedNoOps uint64
+	// Rejected counts decisions of the state file that the ledger did not
+	// support at Open (edited on disk): they were never enforced.
+	Rejected uint64
 }
 
 // change is one entry of the change log bouncers read.
@@ -155,9 +167,19 @@ type Store struct {
 type state struct {
 	Through  uint64              `json:"through"` // ledger records before this are applied
 	NextID   int64               `json:"next_id"`
-	Active   []Decision          `json:"active"`
+	Active   []stored            `json:"active"`
 	Offences map[string]offences `json:"offences"`
 	active   map[int64]*Decision
+	// index is the ledger index of each active decision's creation
+	// record.
+	index map[int64]uint64
+}
+
+// stored is a decision in the state file with the ledger index of the
+// record that created it; Open checks the record says the same thing.
+type stored struct {
+	Decision
+	Index *uint64 `json:"ledger_index"`
 }
 
 type offences struct {
@@ -172,12 +194,20 @@ type Source interface {
 
 // Open loads the state file and applies the decision events the ledger
 // holds after it (those written after its last save).
+//
+// The state file is checked against the ledger: each decision in it must
+// name its creation record (ledger_index), which must exist, pass the
+// ledger's check and create the same decision (id, scope, value, creation
+// and end). A decision the ledger does not support — the file was edited,
+// say to ban 0.0.0.0/0 — is never served: Open logs it at error level,
+// appends a block_decision_rejected event to the ledger, and rebuilds the
+// whole state from the ledger's decision events, which are the truth. A
+// file from before ledger_index existed is rebuilt the same way, quietly.
 func Open(o Options, src Source) (*Store, error) {
 	o.defaults()
 	s := &Store{o: o, pulls: map[string]pull{}, notify: make(chan struct{}), byAlert: map[string]int64{}}
-	s.st.active = map[int64]*Decision{}
-	s.st.Offences = map[string]offences{}
-	s.st.NextID = 1
+	s.reset()
+	var loaded []stored
 	if o.Path != "" {
 		data, err := os.ReadFile(o.Path)
 		switch {
@@ -191,15 +221,43 @@ func Open(o Options, src Source) (*Store, error) {
 			if s.st.Offences == nil {
 				s.st.Offences = map[string]offences{}
 			}
-			s.st.active = map[int64]*Decision{}
-			for i := range s.st.Active {
-				d := s.st.Active[i]
-				s.st.active[d.ID] = &d
-				s.byAlert[d.AlertID] = d.ID
-			}
+			loaded = s.st.Active
 		}
 	}
 	if src != nil {
+		rebuild := false
+		// A file written before ledger_index existed names no record for
+		// any decision; one that names some is this version's, and a
+		// decision without one in it was added by hand.
+		legacy := true
+		for _, sd := range loaded {
+			legacy = legacy && sd.Index == nil
+		}
+		for _, sd := range loaded {
+			if !o.Now().Before(sd.Until) {
+				continue // ended: nothing to enforce
+			}
+			if legacy {
+				rebuild = true
+				break
+			}
+			d, why := verifyStored(src, sd)
+			if why != "" {
+				rebuild = true
+				s.reject(sd.Decision, why)
+				continue
+			}
+			s.st.active[d.ID] = &d
+			s.st.index[d.ID] = *sd.Index
+			s.byAlert[d.AlertID] = d.ID
+			s.st.NextID = max(s.st.NextID, d.ID+1)
+		}
+		if rebuild {
+			s.reset()
+			if p, ok := src.(interface{ Pruned() uint64 }); ok {
+				s.st.Through = p.Pruned()
+			}
+		}
 		for e, err := range src.Entries(s.st.Through) {
 			if errors.Is(err, ledger.ErrPruned) {
 				continue
@@ -208,14 +266,73 @@ func Open(o Options, src Source) (*Store, error) {
 				return nil, fmt.Errorf("decision: catch up from the ledger: %w", err)
 			}
 			if ev, ok := parseEvent(e.Data); ok {
-				s.apply(ev)
+				s.apply(ev, e.Index)
 			}
 			s.st.Through = e.Index + 1
+		}
+	} else {
+		// No ledger to check against (tests, a store without one).
+		for _, sd := range loaded {
+			d := sd.Decision
+			s.st.active[d.ID] = &d
+			if sd.Index != nil {
+				s.st.index[d.ID] = *sd.Index
+			}
+			s.byAlert[d.AlertID] = d.ID
 		}
 	}
 	s.expire(o.Now())
 	s.stats.Active = len(s.st.active)
 	return s, s.save()
+}
+
+// reset empties the state (before a rebuild from the ledger).
+func (s *Store) reset() {
+	s.st = state{NextID: 1, Offences: map[string]offences{}, active: map[int64]*Decision{}, index: map[int64]uint64{}}
+	s.byAlert = map[string]int64{}
+	s.log, s.logStart, s.seq = nil, 0, 0
+}
+
+// verifyStored checks a decision of the state file against its ledger
+// record and returns the decision as the ledger has it, or why not.
+func verifyStored(src Source, sd stored) (Decision, string) {
+	if sd.Index == nil {
+		return Decision{}, "no ledger_index"
+	}
+	idx := *sd.Index
+	for e, err := range src.Entries(idx) {
+		if err != nil {
+			return Decision{}, fmt.Sprintf("ledger record %d unreadable: %v", idx, err)
+		}
+		ev, ok := parseEvent(e.Data)
+		if !ok || ev.Action != ActionCreated {
+			return Decision{}, fmt.Sprintf("ledger record %d is not a decision's creation", idx)
+		}
+		d := ev.Decision
+		if d.ID != sd.ID || d.Scope != sd.Scope || d.Value != sd.Value || !d.Until.Equal(sd.Until) || !d.Created.Equal(sd.Created) {
+			return Decision{}, fmt.Sprintf("ledger record %d creates decision %d (%s %s until %s), not this one",
+				idx, d.ID, d.Scope, d.Value, d.Until.UTC().Format(time.RFC3339))
+		}
+		return d, ""
+	}
+	return Decision{}, fmt.Sprintf("ledger record %d does not exist", idx)
+}
+
+// reject reports a decision of the state file the ledger does not
+// support: a loud log line and a ledger event, so the tampering is on the
+// trail an auditor reads.
+func (s *Store) reject(d Decision, why string) {
+	s.stats.Rejected++
+	s.o.Log.Error("decision: state file holds a decision the ledger does not support; not enforced, state rebuilt from the ledger",
+		"file", s.o.Path, "id", d.ID, "scope", d.Scope, "value", d.Value, "until", d.Until, "reason", why)
+	d.Reason = "state file not supported by the ledger: " + why
+	d.By = ""
+	if s.o.Append == nil {
+		return
+	}
+	if _, err := s.o.Append(context.Background(), Event{Action: ActionRejected, Decision: d, At: s.o.Now()}.AppendJSON(nil)); err != nil {
+		s.o.Log.Error("decision: could not record the rejected decision in the ledger", "id", d.ID, "err", err)
+	}
 }
 
 // Stats returns the counters.
@@ -421,10 +538,11 @@ func (s *Store) decide(ctx context.Context, scope, value string, base time.Durat
 	if replaced != nil {
 		ev.Replaces = replaced.ID
 	}
-	if err := s.write(ctx, ev); err != nil {
+	idx, err := s.write(ctx, ev)
+	if err != nil {
 		return nil, err
 	}
-	s.apply(ev)
+	s.apply(ev, idx)
 	s.stats.Created++
 	return &d, s.save()
 }
@@ -440,10 +558,11 @@ func (s *Store) Delete(ctx context.Context, id int64, by, reason string) (*Decis
 	}
 	c := *d
 	c.By, c.Reason = by, reason
-	if err := s.write(ctx, Event{Action: ActionDeleted, Decision: c, At: s.o.Now()}); err != nil {
+	idx, err := s.write(ctx, Event{Action: ActionDeleted, Decision: c, At: s.o.Now()})
+	if err != nil {
 		return nil, err
 	}
-	s.apply(Event{Action: ActionDeleted, Decision: c})
+	s.apply(Event{Action: ActionDeleted, Decision: c}, idx)
 	s.stats.Deleted++
 	return &c, s.save()
 }
@@ -451,25 +570,25 @@ func (s *Store) Delete(ctx context.Context, id int64, by, reason string) (*Decis
 // ErrNotFound is returned by Delete for an unknown or ended decision.
 var ErrNotFound = errors.New("decision: no such decision in force")
 
-// write appends an event to the ledger.
-func (s *Store) write(ctx context.Context, ev Event) error {
+// write appends an event to the ledger and returns its index.
+func (s *Store) write(ctx context.Context, ev Event) (uint64, error) {
 	if s.o.Append == nil {
-		return nil
+		return 0, nil
 	}
 	if ev.At.IsZero() {
 		ev.At = ev.Decision.Created
 	}
 	idx, err := s.o.Append(ctx, ev.AppendJSON(nil))
 	if err != nil {
-		return fmt.Errorf("decision: store: %w", err)
+		return 0, fmt.Errorf("decision: store: %w", err)
 	}
 	s.st.Through = max(s.st.Through, idx+1)
-	return nil
+	return idx, nil
 }
 
 // apply changes the state by one event (also when catching up from the
-// ledger: it is idempotent).
-func (s *Store) apply(ev Event) {
+// ledger: it is idempotent). idx is the event's ledger index.
+func (s *Store) apply(ev Event, idx uint64) {
 	d := ev.Decision
 	switch ev.Action {
 	case ActionCreated:
@@ -487,6 +606,7 @@ func (s *Store) apply(ev Event) {
 		if ev.Replaces != 0 {
 			if old := s.st.active[ev.Replaces]; old != nil {
 				delete(s.st.active, old.ID)
+				delete(s.st.index, old.ID)
 				s.logChange(*old, true)
 			}
 		}
@@ -495,10 +615,12 @@ func (s *Store) apply(ev Event) {
 		}
 		c := d
 		s.st.active[d.ID] = &c
+		s.st.index[d.ID] = idx
 		s.logChange(c, false)
 	case ActionDeleted:
 		if old := s.st.active[d.ID]; old != nil {
 			delete(s.st.active, d.ID)
+			delete(s.st.index, d.ID)
 			s.logChange(*old, true)
 		}
 	}
@@ -522,6 +644,7 @@ func (s *Store) expire(now time.Time) {
 	for id, d := range s.st.active {
 		if !now.Before(d.Until) {
 			delete(s.st.active, id)
+			delete(s.st.index, id)
 			s.logChange(*d, true)
 			s.stats.Expired++
 		}
@@ -693,9 +816,13 @@ func (s *Store) save() error {
 	}
 	s.st.Active = s.st.Active[:0]
 	for _, d := range s.st.active {
-		s.st.Active = append(s.st.Active, *d)
+		sd := stored{Decision: *d}
+		if idx, ok := s.st.index[d.ID]; ok {
+			sd.Index = &idx
+		}
+		s.st.Active = append(s.st.Active, sd)
 	}
-	slices.SortFunc(s.st.Active, func(a, b Decision) int { return int(a.ID - b.ID) })
+	slices.SortFunc(s.st.Active, func(a, b stored) int { return int(a.ID - b.ID) })
 	now := s.o.Now()
 	for k, o := range s.st.Offences {
 		if now.Sub(o.Last) > s.o.Memory {

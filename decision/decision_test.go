@@ -1,11 +1,15 @@
 package decision
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -355,5 +359,111 @@ func TestStreamBouncersBounded(t *testing.T) {
 	s.Manual(ctx, "ip", "203.0.113.7", time.Hour, "", "admin")
 	if added, _ := s.Stream("gateway", false, nil); len(added) != 1 {
 		t.Errorf("the polling gateway was forgotten: %d new (a forgotten bouncer hears all 2 in force)", len(added))
+	}
+}
+
+// TestStateFileEditedOnDisk: someone with write access to the data
+// directory edits decisions.json — adds a ban of every address, lengthens
+// a real one, points a forged one at a real record — and restarts. None
+// of it is served: each is logged, recorded in the ledger as
+// block_decision_rejected, and the state is rebuilt from the ledger.
+func TestStateFileEditedOnDisk(t *testing.T) {
+	dir := t.TempDir()
+	l := openLedger(t, filepath.Join(dir, "ledger"))
+	defer l.Close()
+	path := filepath.Join(dir, "decisions.json")
+	c := &clock{t: time.Now().UTC()}
+	open := func() *Store {
+		t.Helper()
+		s, err := Open(Options{Path: path, Now: c.now, Append: func(ctx context.Context, rec []byte) (uint64, error) {
+			return l.Append(ctx, rec)
+		}}, l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	s := open()
+	ctx := context.Background()
+	r := rule("client.ip", time.Hour)
+	for i := range 3 {
+		if _, err := s.Decide(ctx, alert(fmt.Sprint("a", i), r, fmt.Sprint("203.0.113.", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Delete(ctx, 3, "admin", "false positive")
+	want := fmt.Sprint(s.Active())
+	saved, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st map[string]any
+	if err := json.Unmarshal(saved, &st); err != nil {
+		t.Fatal(err)
+	}
+	active := st["active"].([]any)
+	real0 := active[0].(map[string]any)
+	forged := map[string]any{"id": 4242, "uuid": "x", "origin": "trailguard", "type": "ban", "scope": "Range", "value": "0.0.0.0/0",
+		"scenario": "manual", "created": c.now().Format(time.RFC3339Nano), "until": "2036-01-01T00:00:00Z", "offence": 1}
+	pointed := maps.Clone(forged)
+	pointed["id"], pointed["ledger_index"] = 4243, real0["ledger_index"]
+	pointed["value"] = "198.51.100.0/24"
+	lengthened := maps.Clone(real0)
+	lengthened["until"] = "2036-01-01T00:00:00Z"
+	noRecord := maps.Clone(forged)
+	noRecord["ledger_index"] = 1 << 40
+	var legacyFile []any
+	for _, a := range active {
+		a := maps.Clone(a.(map[string]any))
+		delete(a, "ledger_index")
+		legacyFile = append(legacyFile, a)
+	}
+	cases := []struct {
+		name   string
+		active []any
+	}{
+		{"ban everything, no ledger_index", append(slices.Clone(active), forged)},
+		{"ban everything, no such record", append(slices.Clone(active), noRecord)},
+		{"forged, names a real record", append(slices.Clone(active), pointed)},
+		{"real ban lengthened", append([]any{lengthened}, active[1:]...)},
+		{"file from before ledger_index", legacyFile},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			st["active"] = tc.active
+			data, _ := json.Marshal(st)
+			if err := os.WriteFile(path, data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			before := l.Size()
+			s := open()
+			added, _ := s.Stream("bouncer", true, nil)
+			if got := fmt.Sprint(added); got != want {
+				t.Fatalf("served after the edit:\n got %s\nwant %s", got, want)
+			}
+			if got := s.Covering("192.0.2.1"); len(got) != 0 {
+				t.Fatalf("an unrelated address is banned: %+v", got)
+			}
+			legacy := tc.name == "file from before ledger_index"
+			if n := s.Stats().Rejected; (n == 0) != legacy {
+				t.Errorf("rejected %d", n)
+			}
+			var recorded int
+			for e, err := range l.Entries(before) {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if bytes.Contains(e.Data, []byte(ActionRejected)) {
+					recorded++
+				}
+			}
+			if (recorded == 0) != legacy {
+				t.Errorf("%d block_decision_rejected events in the ledger", recorded)
+			}
+			// The rewritten file is supported: the next start is quiet.
+			if n := open().Stats().Rejected; n != 0 {
+				t.Errorf("after the rebuild, %d rejected again", n)
+			}
+		})
 	}
 }

@@ -13,6 +13,9 @@ import (
 const (
 	ActionCreated = "block_decision_created"
 	ActionDeleted = "block_decision_deleted"
+	// ActionRejected records a decision of the state file that the
+	// ledger did not support at start: it was not enforced.
+	ActionRejected = "block_decision_rejected"
 )
 
 // Event is a decision as the ledger records it: an ECS event of dataset
@@ -36,8 +39,11 @@ type wireDecision struct {
 func (ev Event) AppendJSON(dst []byte) []byte {
 	d := ev.Decision
 	typ, verb := "creation", fmt.Sprintf("ban %s %s until %s", d.Scope, d.Value, d.Until.UTC().Format(time.RFC3339))
-	if ev.Action == ActionDeleted {
+	switch ev.Action {
+	case ActionDeleted:
 		typ, verb = "deletion", fmt.Sprintf("unban %s %s", d.Scope, d.Value)
+	case ActionRejected:
+		typ, verb = "denied", fmt.Sprintf("rejected ban %s %s until %s from the state file", d.Scope, d.Value, d.Until.UTC().Format(time.RFC3339))
 	}
 	msg := fmt.Sprintf("%s (%s, offence %d)", verb, d.Scenario, d.Offence)
 	doc := map[string]any{
@@ -45,7 +51,7 @@ func (ev Event) AppendJSON(dst []byte) []byte {
 		"message":    msg,
 		"event": map[string]any{"kind": "event", "category": []string{"intrusion_detection"}, "type": []string{typ},
 			"action": ev.Action, "outcome": "success", "dataset": detect.DatasetDecision,
-			"id": d.UUID + map[bool]string{true: "-deleted", false: ""}[ev.Action == ActionDeleted], "reason": d.Reason},
+			"id": d.UUID + map[string]string{ActionDeleted: "-deleted", ActionRejected: "-rejected"}[ev.Action], "reason": d.Reason},
 		"trailguard": map[string]any{"decision": wireDecision{Decision: d, Replaces: ev.Replaces, Duration: d.Until.Sub(d.Created).String()}},
 	}
 	switch d.Scope {

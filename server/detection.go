@@ -124,7 +124,7 @@ func (s *Server) startDetection() error {
 			allow = append(allow, p)
 		}
 		d.decisions, err = decision.Open(decision.Options{Path: filepath.Join(s.cfg.DataDir, "decisions.json"), Append: appendRec,
-			Default: dc.Duration, Max: dc.MaxDuration, Factor: dc.Factor, Memory: dc.Memory, Allowlist: allow, MaxActive: dc.MaxActive}, s.ledger)
+			Default: dc.Duration, Max: dc.MaxDuration, Factor: dc.Factor, Memory: dc.Memory, Allowlist: allow, MaxActive: dc.MaxActive, Log: s.log}, s.ledger)
 		if err != nil {
 			d.closeNotifiers(2 * time.Second)
 			return fmt.Errorf("server: %w", err)
@@ -273,6 +273,7 @@ func (s *Server) detectionMetrics(w io.Writer) {
 		p("trailguard_decisions_expired_total", "counter", "Block decisions that ran out.", ds.Expired)
 		p("trailguard_decisions_allowlisted_total", "counter", "Blocks not made because the value is allowlisted.", ds.Allowlisted)
 		p("trailguard_decisions_refused_total", "counter", "Blocks not made because decisions.max_active decisions are in force.", ds.Refused)
+		p("trailguard_decisions_rejected_total", "counter", "Decisions of decisions.json the ledger did not support at start (edited on disk): not enforced.", ds.Rejected)
 	}
 }
 
