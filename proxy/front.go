@@ -91,11 +91,12 @@ type front struct {
 // connection states (leanConn.state, with the tick it began in the high
 // bits).
 const (
-	stHeader  = iota // reading a head
-	stServing        // handler running (looked at after two sweeps)
-	stMore           // handler running, the client sent more: no longer looked at
-	stIdle           // between requests
-	stClosed         // closed, or being closed (sweeper, shutdown), or handed over
+	stHeader   = iota // reading a head
+	stServing         // handler running (looked at after two sweeps)
+	stMore            // handler running, the client sent more: no longer looked at
+	stIdle            // between requests
+	stClosed          // closed, or being closed (sweeper, shutdown), or handed over
+	stIdleSeen        // between requests, looked at for the client's end (see sweep)
 )
 
 func packState(st int, tick int64) int64 { return tick<<3 | int64(st) }
@@ -492,7 +493,7 @@ func (lc *leanConn) room() {
 
 // got notes n bytes read.
 func (lc *leanConn) got(n int) {
-	if st := lc.state.Load(); int(st&7) == stIdle {
+	if st := lc.state.Load(); int(st&7) == stIdle || int(st&7) == stIdleSeen {
 		// A CAS: a close by the sweeper meanwhile stays.
 		lc.state.CompareAndSwap(st, packState(stHeader, lc.f.tick.Load()))
 	}
@@ -556,6 +557,23 @@ func (lc *leanConn) look(st int64) {
 		lc.cancel()
 	} else if more {
 		lc.state.CompareAndSwap(st, packState(stMore, st>>3))
+	}
+}
+
+// lookIdle peeks once at a connection idle for a while (the sweeper's):
+// its end (or a reset) closes it, as net/http's read finds it and closes.
+// The read that emptied the buffer did not see an end that came with the
+// last request's bytes (a client that sends its request and shuts its
+// side down at once), and no readiness comes for it after that read: the
+// connection would wait for the idle timeout. A later end makes it
+// readable, and readStep's read finds it; so one look per idle period.
+func (lc *leanConn) lookIdle(st int64) {
+	var gone bool
+	lc.rc.Control(func(fd uintptr) { _, gone = peekFD(fd) })
+	if gone {
+		lc.closeIdle(st)
+	} else {
+		lc.state.CompareAndSwap(st, packState(stIdleSeen, st>>3))
 	}
 }
 
@@ -633,9 +651,11 @@ func (f *front) sweep() {
 				if f.readHeader > 0 && age > f.readHeader {
 					lc.closeIdle(st)
 				}
-			case stIdle:
+			case stIdle, stIdleSeen:
 				if f.idle > 0 && age > f.idle || f.shutting.Load() {
 					lc.closeIdle(st)
+				} else if int(st&7) == stIdle && age >= 2*sweepEvery {
+					lc.lookIdle(st)
 				}
 			case stServing:
 				// Two sweeps: at least one whole period (the tick a
@@ -699,7 +719,7 @@ func (f *front) closeConns(busy bool) {
 	for lc := range f.conns {
 		st := lc.state.Load()
 		switch int(st & 7) {
-		case stIdle, stHeader:
+		case stIdle, stIdleSeen, stHeader:
 			lc.closeIdle(st)
 		case stServing, stMore:
 			if busy {
