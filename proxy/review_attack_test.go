@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -52,3 +53,135 @@ func TestLeanFrontHalfCloseEndsConnection(t *testing.T) {
 		})
 	}
 }
+
+// TestHostileUpstreamAnswersStayWithTheirRequest: an upstream that
+// writes more than it was asked for (past Content-Length, a body to a
+// HEAD, after a chunked body's trailers, at once or a little later), or
+// interim answers, or closes a kept-alive connection: each client gets
+// the answer to its own request, and a later client's request on the
+// pooled connection never gets the extra bytes.
+func TestHostileUpstreamAnswersStayWithTheirRequest(t *testing.T) {
+	t.Parallel()
+	const extra = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 8\r\n\r\npoisoned"
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					p := req.URL.Path
+					body := "for " + p
+					ok := "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: " + itoa(len(body)) + "\r\n\r\n" + body
+					switch p {
+					case "/extra-same":
+						io.WriteString(c, ok+extra)
+					case "/extra-later":
+						io.WriteString(c, ok)
+						time.Sleep(20 * time.Millisecond)
+						io.WriteString(c, extra)
+					case "/extra-split":
+						io.WriteString(c, ok[:len(ok)-2])
+						time.Sleep(20 * time.Millisecond)
+						io.WriteString(c, ok[len(ok)-2:]+extra)
+					case "/head-body":
+						// HEAD: the body comes anyway.
+						io.WriteString(c, ok+body)
+					case "/head-body-later":
+						io.WriteString(c, ok)
+						time.Sleep(20 * time.Millisecond)
+						io.WriteString(c, body)
+					case "/chunked-trailers":
+						io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-T\r\n\r\n"+
+							itoa16(len(body))+"\r\n"+body+"\r\n0\r\nX-T: 1\r\n\r\n"+extra)
+					case "/continue":
+						io.WriteString(c, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"+ok)
+					case "/close":
+						return // reads the request, closes without an answer
+					case "/close-after":
+						io.WriteString(c, ok)
+						return
+					default:
+						io.WriteString(c, ok)
+					}
+				}
+			}()
+		}
+	}()
+	for _, mode := range []string{HTTP1Lean, HTTP1NetHTTP} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			_, url, _ := gateway(t, Config{HTTP1: mode, Routes: []Route{{Upstream: "http://" + ln.Addr().String()}},
+				Timeouts: Timeouts{ResponseHeader: 5 * time.Second}})
+			addr := strings.TrimPrefix(url, "http://")
+			do := func(method, path string) (int, string) {
+				c, err := net.Dial("tcp", addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				io.WriteString(c, method+" "+path+" HTTP/1.1\r\nHost: a\r\n\r\n")
+				c.SetReadDeadline(time.Now().Add(10 * time.Second))
+				req, _ := http.NewRequest(method, "http://a"+path, nil)
+				br := bufio.NewReader(c)
+				resp, err := http.ReadResponse(br, req)
+				for err == nil && resp.StatusCode < 200 { // interim answers, forwarded
+					resp, err = http.ReadResponse(br, req)
+				}
+				if err != nil {
+					t.Fatalf("%s %s: %v", method, path, err)
+				}
+				b, _ := io.ReadAll(resp.Body)
+				return resp.StatusCode, string(b)
+			}
+			for _, tc := range []struct{ method, path, want string }{
+				{"GET", "/extra-same", "for /extra-same"},
+				{"GET", "/extra-later", "for /extra-later"},
+				{"GET", "/extra-split", "for /extra-split"},
+				{"HEAD", "/head-body", ""},
+				{"HEAD", "/head-body-later", ""},
+				{"GET", "/chunked-trailers", "for /chunked-trailers"},
+				{"GET", "/continue", "for /continue"},
+				{"GET", "/close-after", "for /close-after"},
+			} {
+				for round := range 3 {
+					if code, got := do(tc.method, tc.path); code != 200 || got != tc.want {
+						t.Fatalf("%s %s, round %d: %d %q, want %q", tc.method, tc.path, round, code, got, tc.want)
+					}
+					time.Sleep(40 * time.Millisecond) // what comes later is at the gateway
+					for _, m := range []string{"GET", "HEAD", "OPTIONS"} {
+						want := "for /victim"
+						if m == "HEAD" {
+							want = ""
+						}
+						if code, got := do(m, "/victim"); code != 200 || got != want {
+							t.Fatalf("after %s %s, round %d: %s /victim got %d %q", tc.method, tc.path, round, m, code, got)
+						}
+					}
+				}
+			}
+			if code, _ := do("GET", "/close"); code != http.StatusBadGateway {
+				t.Errorf("an upstream that closes without answering: %d, want 502", code)
+			}
+			if code, got := do("GET", "/victim"); code != 200 || got != "for /victim" {
+				t.Fatalf("after /close: %d %q", code, got)
+			}
+		})
+	}
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+func itoa16(n int) string { return strconv.FormatInt(int64(n), 16) }
