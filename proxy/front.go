@@ -63,7 +63,7 @@ const sweepEvery = 10 * time.Millisecond
 type front struct {
 	h          http.Handler
 	takes      func(*http.Request) bool
-	connCtx    func(context.Context) context.Context // a connection's context, from its base (nil: the base)
+	connCtx    func(context.Context) context.Context // its requests' context, from the connection's (nil: that)
 	srv        *http.Server                          // everything the front end does not serve
 	hand       *handoff
 	maxHead    int
@@ -219,12 +219,13 @@ func (f *front) serveConn(c net.Conn) {
 	lc := &leanConn{f: f, c: c, rc: rawConnOf(c)}
 	ctx := context.WithValue(context.Background(), http.ServerContextKey, f.srv)
 	ctx = context.WithValue(ctx, http.LocalAddrContextKey, c.LocalAddr())
-	if f.connCtx != nil {
-		ctx = f.connCtx(ctx)
-	}
 	lc.ctx, lc.cancel = context.WithCancel(ctx)
+	reqCtx := lc.ctx
+	if f.connCtx != nil {
+		reqCtx = f.connCtx(lc.ctx)
+	}
 	lc.tmpl = (&http.Request{Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Body: http.NoBody,
-		RemoteAddr: c.RemoteAddr().String()}).WithContext(lc.ctx)
+		RemoteAddr: c.RemoteAddr().String()}).WithContext(reqCtx)
 	lc.state.Store(packState(stHeader, f.tick.Load()))
 	f.mu.Lock()
 	if f.shutting.Load() { // set under f.mu

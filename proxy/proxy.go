@@ -262,11 +262,17 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.handler.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), gateKey{}, mark)))
 }
 
-// connContext is the context of a connection the lean front end serves:
-// with a gate, it carries the mark its requests use one after the other
-// (they are served one at a time), instead of a mark, a context and a
-// copy of the request for each.
+// connContext is the context of the requests of a connection the lean
+// front end serves, from the connection's (ctx, which ends with it): its
+// requests are served one at a time, and they share what net/http's
+// requests each need their own of: the hold on the upstream connection
+// that ends its exchange when ctx ends (upSlot: one AfterFunc instead of
+// one per exchange) and, with a gate, the mark (instead of a mark, a
+// context and a copy of the request for each).
 func (p *Proxy) connContext(ctx context.Context) context.Context {
+	s := &upSlot{}
+	context.AfterFunc(ctx, s.fire)
+	ctx = context.WithValue(ctx, upSlotKey{}, s)
 	if p.gate == nil {
 		return ctx
 	}

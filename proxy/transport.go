@@ -11,6 +11,7 @@ import (
 	"net/http/httptrace"
 	"net/textproto"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -369,10 +370,14 @@ func (t *h1Transport) exchange(ctx context.Context, c *h1Conn, req *http.Request
 	// Cancellation (the client went away, the gateway shuts down) and the
 	// response header timeout both end a blocked read or write through
 	// the connection's deadline.
-	stop := context.AfterFunc(ctx, func() { c.conn.SetDeadline(aLongTimeAgo) })
+	stop := watchCancel(ctx, c)
 	fail := func(err error) (*http.Response, error) {
-		stop()
+		stop.stop()
 		return nil, err
+	}
+	if stop.slot != nil && ctx.Err() != nil {
+		// Ended before c was in the slot (its AfterFunc found none).
+		return fail(context.Cause(ctx))
 	}
 	if t.header > 0 {
 		c.conn.SetReadDeadline(t.now().Add(t.header))
@@ -400,17 +405,20 @@ func (t *h1Transport) exchange(ctx context.Context, c *h1Conn, req *http.Request
 		}
 	}
 	c.lr.n = noLimit
-	if t.header > 0 {
+	if t.header > 0 && (resp.ContentLength < 0 || int64(c.br.Buffered()) < resp.ContentLength) {
+		// The body is read from the connection: without the header's
+		// deadline. (One that is all in the buffer is not: the deadline
+		// stays until the connection's next exchange sets its own.)
 		c.conn.SetReadDeadline(time.Time{})
 	}
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		// Not asked for (upgrades go to std): nothing after it is HTTP.
-		stop()
+		stop.stop()
 		resp.Body.Close()
 		return nil, errors.New("upstream switched protocols unasked")
 	}
 	if resp.Body == http.NoBody || resp.Body == nil {
-		if !stop() || resp.Close || c.br.Buffered() > 0 {
+		if !stop.stop() || resp.Close || c.br.Buffered() > 0 {
 			c.conn.Close()
 		} else {
 			t.put(c)
@@ -419,6 +427,47 @@ func (t *h1Transport) exchange(ctx context.Context, c *h1Conn, req *http.Request
 	}
 	resp.Body = &h1Body{t: t, c: c, body: resp.Body, stop: stop, keep: !resp.Close}
 	return resp, nil
+}
+
+// upSlot is a lean front end's connection's hold on the upstream
+// connection its request is exchanged on (Proxy.connContext): the end of
+// the connection's context (the client went away, a cut at shutdown)
+// fails that upstream connection's I/O, as a context.AfterFunc for each
+// exchange would, with one AfterFunc for all the connection's requests
+// (they are served one at a time).
+type upSlot struct{ c atomic.Pointer[h1Conn] }
+
+type upSlotKey struct{}
+
+// fire is the connection context's AfterFunc.
+func (s *upSlot) fire() {
+	if c := s.c.Swap(nil); c != nil {
+		c.conn.SetDeadline(aLongTimeAgo)
+	}
+}
+
+// cancelWatch ends c's blocked I/O when an exchange's context ends, until
+// stop, which reports whether it had not (c's deadlines are then its
+// own: it may be pooled).
+type cancelWatch struct {
+	slot *upSlot
+	c    *h1Conn
+	fn   func() bool
+}
+
+func watchCancel(ctx context.Context, c *h1Conn) cancelWatch {
+	if s, _ := ctx.Value(upSlotKey{}).(*upSlot); s != nil {
+		s.c.Store(c)
+		return cancelWatch{slot: s, c: c}
+	}
+	return cancelWatch{fn: context.AfterFunc(ctx, func() { c.conn.SetDeadline(aLongTimeAgo) })}
+}
+
+func (w cancelWatch) stop() bool {
+	if w.slot != nil {
+		return w.slot.c.CompareAndSwap(w.c, nil)
+	}
+	return w.fn()
 }
 
 // aLongTimeAgo is a deadline that fails pending and future I/O at once.
@@ -438,7 +487,7 @@ type h1Body struct {
 	t    *h1Transport
 	c    *h1Conn
 	body io.ReadCloser
-	stop func() bool
+	stop cancelWatch
 	keep bool
 	mu   sync.Mutex
 	done bool
@@ -453,7 +502,7 @@ func (b *h1Body) Read(p []byte) (int, error) {
 	n, err := b.body.Read(p)
 	if err == io.EOF {
 		b.done = true
-		if b.stop() && b.keep && b.c.br.Buffered() == 0 {
+		if b.stop.stop() && b.keep && b.c.br.Buffered() == 0 {
 			b.t.put(b.c)
 		} else {
 			b.c.conn.Close()
@@ -461,7 +510,7 @@ func (b *h1Body) Read(p []byte) (int, error) {
 		b.c = nil
 	} else if err != nil {
 		b.done = true
-		b.stop()
+		b.stop.stop()
 		b.c.conn.Close()
 		b.c = nil
 	}
@@ -475,7 +524,7 @@ func (b *h1Body) Close() error {
 		return nil
 	}
 	b.done = true
-	b.stop()
+	b.stop.stop()
 	err := b.c.conn.Close()
 	b.c = nil
 	return err

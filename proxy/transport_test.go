@@ -439,3 +439,61 @@ func TestUpstreamAnswerAtOnce(t *testing.T) {
 		t.Fatalf("600 answers took %v: some waits missed their answer", d)
 	}
 }
+
+// A lean front end's request whose connection ended before its exchange
+// began (its context's AfterFunc then found no upstream connection to
+// fail) does not wait on the upstream: the exchange sees the end itself.
+func TestExchangeAfterConnectionEnded(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	quit := make(chan struct{})
+	t.Cleanup(func() { close(quit); ln.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		br := bufio.NewReader(c)
+		if _, err := http.ReadRequest(br); err != nil {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		http.ReadRequest(br) // the second is never answered
+		<-quit
+	}()
+	tr := newTransport(Timeouts{Dial: time.Second, Idle: time.Minute}) // no response header timeout
+	defer tr.close()
+	url := "http://" + ln.Addr().String() + "/"
+	conn, end := context.WithCancel(context.Background())
+	ctx := (&Proxy{}).connContext(conn)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.ReadAll(resp.Body)
+	resp.Body.Close()
+	end()                             // the client went away
+	time.Sleep(50 * time.Millisecond) // its AfterFunc has run, and found no exchange
+	// The next request's exchange takes the pooled connection.
+	done := make(chan error, 1)
+	go func() {
+		_, err := tr.RoundTrip(req)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("an exchange for an ended connection succeeded")
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("an exchange for an ended connection waited for the upstream")
+	}
+}
