@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -60,6 +61,13 @@ type Alert struct {
 	Updated   time.Time `json:"updated,omitempty"`
 	UpdatedBy string    `json:"updated_by,omitempty"`
 	Note      string    `json:"note,omitempty"`
+	// StatusIndex is the ledger index of the audited change that set
+	// Status (nil while open since it was raised, or until the change's
+	// record is seen); StatusAfter is the ledger's size when the change
+	// was made, so its record is at or after it. Open checks the state
+	// file against them.
+	StatusIndex *uint64 `json:"status_index,omitempty"`
+	StatusAfter uint64  `json:"status_after,omitempty"`
 
 	key string
 }
@@ -81,6 +89,9 @@ type Options struct {
 	Notify func(n Notice)
 	// Now is the clock.
 	Now func() time.Time
+	// Log receives the loud line about a state file the ledger does not
+	// support (slog.Default()).
+	Log *slog.Logger
 }
 
 // Notice is what notifiers receive: a new alert, or a change of its
@@ -104,12 +115,16 @@ type Store struct {
 	dirty   bool
 	stats   Stats
 	docs    map[string][]byte
+	size    func() uint64 // the ledger's size, when the Source tells
 }
 
 // Stats counts alerts.
 type Stats struct {
 	Raised, Suppressed uint64
 	Open, Acknowledged int
+	// Rejected counts alerts and statuses of the state file that the
+	// ledger did not support at Open (edited on disk).
+	Rejected uint64
 }
 
 // Source is what Open catches up from: *ledger.Ledger satisfies it.
@@ -124,6 +139,13 @@ type stateFile struct {
 
 // Open loads the state file and catches up with the alerts and status
 // changes the ledger holds after it.
+//
+// The state file is checked against the ledger, which is the truth: an
+// alert whose ledger_index record is not that alert is dropped, and a
+// status not backed by the audited change its status_index names is
+// re-read from the ledger's audited changes (from status_after on). When
+// the file said something the ledger does not (edited on disk), Open logs
+// it at error level and appends an alert_state_rejected event.
 func Open(o Options, src Source) (*Store, error) {
 	if o.Suppress <= 0 {
 		o.Suppress = 10 * time.Minute
@@ -134,7 +156,14 @@ func Open(o Options, src Source) (*Store, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
 	s := &Store{o: o, byID: map[string]*Alert{}, byKey: map[string]*Alert{}}
+	if sz, ok := src.(interface{ Size() uint64 }); ok {
+		s.size = sz.Size
+	}
+	claimed := map[string]string{} // alert → status the file claimed, not backed by the ledger
 	if o.Path != "" {
 		data, err := os.ReadFile(o.Path)
 		switch {
@@ -148,11 +177,32 @@ func Open(o Options, src Source) (*Store, error) {
 			}
 			s.through = st.Through
 			for _, a := range st.Alerts {
+				if a == nil {
+					continue
+				}
+				if src != nil {
+					if why := verifyAlert(src, a); why != "" {
+						s.reject(a, a.Status, why)
+						continue
+					}
+					if a.Status != StatusOpen || a.StatusIndex != nil {
+						if a.StatusIndex == nil || !verifyStatus(src, *a.StatusIndex, a.ID, a.Status) {
+							// Re-read from the audited changes: the change's
+							// record is at or after StatusAfter.
+							claimed[a.ID] = a.Status
+							s.through = min(s.through, a.StatusAfter)
+							a.Status, a.StatusIndex, a.Updated, a.UpdatedBy, a.Note = StatusOpen, nil, time.Time{}, "", ""
+						}
+					}
+				}
 				s.add(a)
 			}
 		}
 	}
 	if src != nil {
+		if p, ok := src.(interface{ Pruned() uint64 }); ok {
+			s.through = max(s.through, p.Pruned())
+		}
 		for e, err := range src.Entries(s.through) {
 			if errors.Is(err, ledger.ErrPruned) {
 				continue
@@ -164,7 +214,72 @@ func Open(o Options, src Source) (*Store, error) {
 			s.through = e.Index + 1
 		}
 	}
+	for id, status := range claimed {
+		if a := s.byID[id]; a != nil && a.Status != status {
+			s.reject(a, status, fmt.Sprintf("no audited change of the ledger sets status %s (the ledger says %s)", status, a.Status))
+		}
+	}
 	return s, s.save()
+}
+
+// verifyAlert checks an alert of the state file against its ledger
+// record; it returns why the ledger does not support it, or "".
+func verifyAlert(src Source, a *Alert) string {
+	for e, err := range src.Entries(a.Index) {
+		if err != nil {
+			return fmt.Sprintf("ledger record %d unreadable: %v", a.Index, err)
+		}
+		var doc struct {
+			Origin string `json:"trailguard.ledger.origin"`
+			Event  struct {
+				Kind, Dataset, ID string
+			} `json:"event"`
+		}
+		if json.Unmarshal(e.Data, &doc) != nil || doc.Event.Kind != "alert" || doc.Event.Dataset != detect.DatasetAlert || doc.Event.ID != a.ID || doc.Origin != "" {
+			return fmt.Sprintf("ledger record %d is not alert %s", a.Index, a.ID)
+		}
+		return ""
+	}
+	return fmt.Sprintf("ledger record %d does not exist", a.Index)
+}
+
+// verifyStatus says whether the ledger record at idx is the collector's
+// audited change of alert id to status.
+func verifyStatus(src Source, idx uint64, id, status string) bool {
+	for e, err := range src.Entries(idx) {
+		if err != nil {
+			return false
+		}
+		c, ok := parseStatus(e.Data)
+		return ok && c.id == id && c.status == status
+	}
+	return false
+}
+
+// reject reports what the state file said and the ledger does not
+// support: a loud log line and a ledger event, so the tampering is on the
+// trail an auditor reads.
+func (s *Store) reject(a *Alert, status, why string) {
+	s.stats.Rejected++
+	s.o.Log.Error("alerting: state file says what the ledger does not support; the ledger wins",
+		"file", s.o.Path, "alert", a.ID, "status", status, "reason", why)
+	if s.o.Append == nil {
+		return
+	}
+	doc := map[string]any{
+		"@timestamp": s.o.Now().UTC().Format("2006-01-02T15:04:05.000000000Z07:00"),
+		"message":    "alert state file rejected: " + why,
+		"event": map[string]any{"kind": "event", "category": []string{"intrusion_detection"}, "type": []string{"denied"},
+			"action": "alert_state_rejected", "outcome": "failure", "dataset": detect.DatasetAlert, "reason": why},
+		"trailguard": map[string]any{"alert_state": map[string]any{"id": a.ID, "status": status, "ledger_index": a.Index, "file": s.o.Path}},
+	}
+	rec, err := json.Marshal(doc)
+	if err == nil {
+		_, err = s.o.Append(context.Background(), rec)
+	}
+	if err != nil {
+		s.o.Log.Error("alerting: could not record the rejected state in the ledger", "alert", a.ID, "err", err)
+	}
 }
 
 // groupKey identifies "the same alert": the rule and its group values, or
@@ -316,6 +431,13 @@ func (s *Store) SetStatus(id, status, by, note string) (before, after Alert, err
 	}
 	before = *a
 	s.setStatus(a, status, by, note, s.o.Now().Round(0).UTC())
+	// The audited change is recorded after this (by the caller): until it
+	// is seen (Observe, or Open's catch-up), the ledger holds it at or
+	// after its present size.
+	a.StatusIndex, a.StatusAfter = nil, 0
+	if s.size != nil {
+		a.StatusAfter = s.size()
+	}
 	after = *a
 	err = s.save()
 	s.mu.Unlock()
@@ -515,42 +637,79 @@ func (s *Store) applyRecord(idx uint64, data []byte) {
 			Count: doc.Trailguard.Alert.Count, LastSeen: doc.Timestamp, Index: idx, Status: StatusOpen}
 		s.add(a)
 	case bytes.Contains(data, []byte(`"`+ResourcePrefix)):
-		var doc struct {
-			Timestamp time.Time `json:"@timestamp"`
-			User      struct {
-				Name string `json:"name"`
-			} `json:"user"`
-			Service struct {
-				Name string `json:"name"`
-			} `json:"service"`
-			Origin string `json:"trailguard.ledger.origin"`
-			Event  struct {
-				Reason string `json:"reason"`
-			} `json:"event"`
-			Trailguard struct {
-				Audit struct {
-					Resource string `json:"resource"`
-					After    struct {
-						Status string `json:"status"`
-					} `json:"after"`
-				} `json:"audit"`
-			} `json:"trailguard"`
-		}
-		// Only the collector's own audit of PATCH /v1/alerts/{id} changes
-		// a status: an application's audit event may name a resource
-		// "alert/…" of its own, ingest refuses service.name
-		// trailguard-collector (Event.CheckProvenance), and another
-		// collector's record, forwarded here, is about its own alerts.
-		if json.Unmarshal(data, &doc) != nil || doc.Service.Name != event.CollectorService || doc.Origin != "" {
+		c, ok := parseStatus(data)
+		a := s.byID[c.id]
+		if !ok || a == nil {
 			return
 		}
-		id, ok := strings.CutPrefix(doc.Trailguard.Audit.Resource, ResourcePrefix)
-		a := s.byID[id]
-		if !ok || a == nil || doc.Trailguard.Audit.After.Status == "" {
-			return
-		}
-		s.setStatus(a, doc.Trailguard.Audit.After.Status, doc.User.Name, doc.Event.Reason, doc.Timestamp)
+		s.setStatus(a, c.status, c.by, c.reason, c.at)
+		a.StatusIndex = &idx
 	}
+}
+
+// Observe notes a ledger record as it is appended (the collector's
+// detection follows the ledger): the audited change of an alert's status
+// gives the status its ledger index, which the next Open checks.
+func (s *Store) Observe(idx uint64, data []byte) {
+	if !bytes.Contains(data, []byte(`"`+ResourcePrefix)) {
+		return
+	}
+	c, ok := parseStatus(data)
+	if !ok {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	// Only if it is the change in force: a later one already replaced it
+	// otherwise (and will be observed in turn).
+	if a := s.byID[c.id]; a != nil && a.Status == c.status && a.StatusIndex == nil && idx >= a.StatusAfter {
+		a.StatusIndex = &idx
+		s.dirty = true
+	}
+}
+
+// statusChange is an audited change of an alert's status.
+type statusChange struct {
+	id, status, by, reason string
+	at                     time.Time
+}
+
+// parseStatus reads the collector's audit of PATCH /v1/alerts/{id}.
+func parseStatus(data []byte) (statusChange, bool) {
+	var doc struct {
+		Timestamp time.Time `json:"@timestamp"`
+		User      struct {
+			Name string `json:"name"`
+		} `json:"user"`
+		Service struct {
+			Name string `json:"name"`
+		} `json:"service"`
+		Origin string `json:"trailguard.ledger.origin"`
+		Event  struct {
+			Reason string `json:"reason"`
+		} `json:"event"`
+		Trailguard struct {
+			Audit struct {
+				Resource string `json:"resource"`
+				After    struct {
+					Status string `json:"status"`
+				} `json:"after"`
+			} `json:"audit"`
+		} `json:"trailguard"`
+	}
+	// Only the collector's own audit of PATCH /v1/alerts/{id} changes
+	// a status: an application's audit event may name a resource
+	// "alert/…" of its own, ingest refuses service.name
+	// trailguard-collector (Event.CheckProvenance), and another
+	// collector's record, forwarded here, is about its own alerts.
+	if json.Unmarshal(data, &doc) != nil || doc.Service.Name != event.CollectorService || doc.Origin != "" {
+		return statusChange{}, false
+	}
+	id, ok := strings.CutPrefix(doc.Trailguard.Audit.Resource, ResourcePrefix)
+	if !ok || doc.Trailguard.Audit.After.Status == "" {
+		return statusChange{}, false
+	}
+	return statusChange{id: id, status: doc.Trailguard.Audit.After.Status, by: doc.User.Name, reason: doc.Event.Reason, at: doc.Timestamp}, true
 }
 
 func maxTime(a, b time.Time) time.Time {

@@ -1,11 +1,14 @@
 package alerting
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -111,28 +114,39 @@ func TestSuppressionAndLifecycle(t *testing.T) {
 	}
 	s.Flush()
 
+	// The collector audits each change after making it (server's PATCH
+	// handler): the ledger holds them.
+	auditChange := func(id, status, by, service string) {
+		doc := map[string]any{"@timestamp": t0, "event": map[string]any{"action": "alert_status_change", "reason": "n"},
+			"user": map[string]any{"name": by}, "trailguard": map[string]any{"audit": map[string]any{"resource": ResourcePrefix + id,
+				"after": map[string]any{"status": status}}}}
+		if service != "" {
+			doc["service"] = map[string]any{"name": service}
+		}
+		rec, _ := json.Marshal(doc)
+		l.Append(ctx, rec)
+	}
+	auditChange("a4", StatusResolved, "analyst", event.CollectorService)
+	auditChange("b1", StatusAcknowledged, "analyst", event.CollectorService)
+	statuses := func(as []Alert) string {
+		var b strings.Builder
+		for _, a := range as {
+			fmt.Fprintf(&b, "%s:%s ", a.ID, a.Status)
+		}
+		return b.String()
+	}
+
 	// Reopen from the file.
-	if got := open().List(Filter{}); fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Fatalf("reopened:\n got %+v\nwant %+v", got, want)
+	if got := open(); statuses(got.List(Filter{})) != statuses(want) || got.Stats().Rejected != 0 {
+		t.Fatalf("reopened (%d rejected):\n got %+v\nwant %+v", got.Stats().Rejected, got.List(Filter{}), want)
 	}
 	// Rebuild from the ledger alone: the alert documents are there; the
 	// status changes are the audit events the collector writes. An
 	// application's audit event naming a resource "alert/…" of its own
 	// (any service but the collector) changes nothing, and neither does an
 	// alert-looking document of another dataset.
-	for _, c := range []struct{ id, status, by, service string }{
-		{"a4", StatusResolved, "analyst", event.CollectorService}, {"b1", StatusAcknowledged, "analyst", event.CollectorService},
-		{"a5", StatusResolved, "app-user", "shop"}, {"a5", StatusResolved, "app-user", ""},
-	} {
-		doc := map[string]any{"@timestamp": t0, "event": map[string]any{"action": "alert_status_change", "reason": "n"},
-			"user": map[string]any{"name": c.by}, "trailguard": map[string]any{"audit": map[string]any{"resource": ResourcePrefix + c.id,
-				"after": map[string]any{"status": c.status}}}}
-		if c.service != "" {
-			doc["service"] = map[string]any{"name": c.service}
-		}
-		rec, _ := json.Marshal(doc)
-		l.Append(ctx, rec)
-	}
+	auditChange("a5", StatusResolved, "app-user", "shop")
+	auditChange("a5", StatusResolved, "app-user", "")
 	l.Append(ctx, []byte(`{"@timestamp":"2026-01-01T09:30:00Z","event":{"kind":"alert","dataset":"suricata.eve","id":"not-ours"},"tags":["trailguard.alert"]}`))
 	os.Remove(filepath.Join(dir, "alerts.json"))
 	rebuilt := open().List(Filter{})
@@ -155,5 +169,128 @@ func TestStoredAlertsNotAppendedTwice(t *testing.T) {
 	s.Raise(context.Background(), a)
 	if n != 0 {
 		t.Errorf("a stored alert was appended %d times", n)
+	}
+}
+
+// TestStateFileEditedOnDisk: someone with write access to the data
+// directory edits alerts.json — resolves an open alert, borrows another
+// alert's audited change, adds an alert the ledger never held — and
+// restarts. The ledger wins: each edit is undone, logged, counted and
+// recorded as alert_state_rejected; an unedited file opens quietly.
+func TestStateFileEditedOnDisk(t *testing.T) {
+	dir := t.TempDir()
+	l := openLedger(t, filepath.Join(dir, "ledger"))
+	defer l.Close()
+	path := filepath.Join(dir, "alerts.json")
+	open := func() *Store {
+		t.Helper()
+		s, err := Open(Options{Path: path, Append: func(ctx context.Context, rec []byte) (uint64, error) { return l.Append(ctx, rec) }}, l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	s := open()
+	ctx := context.Background()
+	r := testRule("brute")
+	for i, ip := range []string{"203.0.113.1", "203.0.113.2", "203.0.113.3"} {
+		if _, _, err := s.Raise(ctx, testAlert(fmt.Sprint("a", i), r, t0.Add(time.Duration(i)*time.Minute), ip)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// a0 resolved by an analyst, audited as the collector does; observed
+	// as detection follows the ledger.
+	if _, _, err := s.SetStatus("a0", StatusResolved, "analyst", "done"); err != nil {
+		t.Fatal(err)
+	}
+	rec, _ := json.Marshal(map[string]any{"@timestamp": time.Now(), "service": map[string]any{"name": event.CollectorService},
+		"trailguard": map[string]any{"audit": map[string]any{"resource": ResourcePrefix + "a0", "after": map[string]any{"status": StatusResolved}}}})
+	idx, err := l.Append(ctx, rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Observe(idx, rec)
+	s.Flush()
+	statuses := func(s *Store) string {
+		var b strings.Builder
+		for _, a := range s.List(Filter{}) {
+			fmt.Fprintf(&b, "%s:%s ", a.ID, a.Status)
+		}
+		return b.String()
+	}
+	want := statuses(s)
+	if want != "a2:open a1:open a0:resolved " {
+		t.Fatalf("before: %s", want)
+	}
+	if n := open().Stats().Rejected; n != 0 {
+		t.Fatalf("an unedited file: %d rejected", n)
+	}
+	saved, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edit := func(fn func(alerts []any) []any) {
+		var st map[string]any
+		if err := json.Unmarshal(saved, &st); err != nil {
+			t.Fatal(err)
+		}
+		st["alerts"] = fn(st["alerts"].([]any))
+		data, _ := json.Marshal(st)
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	byID := func(alerts []any, id string) map[string]any {
+		for _, a := range alerts {
+			if a := a.(map[string]any); a["id"] == id {
+				return a
+			}
+		}
+		t.Fatalf("no %s in the file", id)
+		return nil
+	}
+	for _, tc := range []struct {
+		name string
+		fn   func(alerts []any) []any
+	}{
+		{"open alert resolved", func(as []any) []any { byID(as, "a2")["status"] = StatusResolved; return as }},
+		{"another alert's audited change", func(as []any) []any {
+			a := byID(as, "a2")
+			a["status"], a["status_index"] = StatusResolved, byID(as, "a0")["status_index"]
+			return as
+		}},
+		{"resolved alert reopened", func(as []any) []any { byID(as, "a0")["status"] = StatusOpen; return as }},
+		{"alert the ledger never held", func(as []any) []any {
+			f := maps.Clone(byID(as, "a1"))
+			f["id"] = "forged"
+			return append(as, f)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			edit(tc.fn)
+			before := l.Size()
+			s := open()
+			if got := statuses(s); got != want {
+				t.Errorf("after the edit: %s, want %s", got, want)
+			}
+			if s.Stats().Rejected == 0 {
+				t.Error("not counted")
+			}
+			recorded := 0
+			for e, err := range l.Entries(before) {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if bytes.Contains(e.Data, []byte("alert_state_rejected")) {
+					recorded++
+				}
+			}
+			if recorded == 0 {
+				t.Error("not recorded in the ledger")
+			}
+			if n := open().Stats().Rejected; n != 0 {
+				t.Errorf("the rewritten file: %d rejected", n)
+			}
+		})
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"github.com/trailguard/trailguard/alerting"
 	"github.com/trailguard/trailguard/decision"
 	"github.com/trailguard/trailguard/detect"
+	"github.com/trailguard/trailguard/ledger"
 )
 
 // DetectionConfig is the `detection:` setting: the rule engine that follows
@@ -103,7 +105,7 @@ func (s *Server) startDetection() error {
 	}
 	var err error
 	d.alerts, err = alerting.Open(alerting.Options{Path: filepath.Join(s.cfg.DataDir, "alerts.json"), Append: appendRec,
-		Suppress: c.Suppress, Notify: func(n alerting.Notice) {
+		Suppress: c.Suppress, Log: s.log, Notify: func(n alerting.Notice) {
 			for _, nt := range d.notifiers {
 				nt.Enqueue(n)
 			}
@@ -130,7 +132,7 @@ func (s *Server) startDetection() error {
 			return fmt.Errorf("server: %w", err)
 		}
 	}
-	d.runner = &detect.Runner{Engine: eng, Source: appendedFollower{s.ledger}, CursorPath: filepath.Join(s.cfg.DataDir, "detect.cursor"),
+	d.runner = &detect.Runner{Engine: eng, Source: observingFollower{appendedFollower{s.ledger}, d.alerts}, CursorPath: filepath.Join(s.cfg.DataDir, "detect.cursor"),
 		Emit: func(a *detect.Alert) error { return s.onAlert(d, a) }}
 	ctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
@@ -140,6 +142,28 @@ func (s *Server) startDetection() error {
 	}
 	s.detect = d
 	return nil
+}
+
+// observingFollower is the ledger as detection follows it, showing each
+// record to the alert store as well: an audited change of an alert's
+// status gives the status its ledger index, which the next start checks
+// alerts.json against.
+type observingFollower struct {
+	appendedFollower
+	alerts *alerting.Store
+}
+
+func (o observingFollower) Follow(ctx context.Context, from uint64) iter.Seq2[ledger.Entry, error] {
+	return func(yield func(ledger.Entry, error) bool) {
+		for e, err := range o.appendedFollower.Follow(ctx, from) {
+			if err == nil {
+				o.alerts.Observe(e.Index, e.Data)
+			}
+			if !yield(e, err) {
+				return
+			}
+		}
+	}
 }
 
 func parsePrefix(s string) (netip.Prefix, error) {
@@ -256,6 +280,7 @@ func (s *Server) detectionMetrics(w io.Writer) {
 	p("trailguard_alerts_suppressed_total", "counter", "Alerts folded into a recent one of the same rule and group.", as.Suppressed)
 	p("trailguard_alerts_open", "gauge", "Alerts open.", as.Open)
 	p("trailguard_alerts_acknowledged", "gauge", "Alerts acknowledged, not resolved.", as.Acknowledged)
+	p("trailguard_alerts_rejected_total", "counter", "Alerts and statuses of alerts.json the ledger did not support at start (edited on disk).", as.Rejected)
 	for _, n := range d.notifiers {
 		st := n.Stats()
 		l := fmt.Sprintf("{notifier=%q,type=%q}", st.Name, st.Type)
