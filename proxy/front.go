@@ -494,9 +494,16 @@ func (lc *leanConn) room() {
 
 // got notes n bytes read.
 func (lc *leanConn) got(n int) {
-	if st := lc.state.Load(); int(st&7) == stIdle || int(st&7) == stIdleSeen {
-		// A CAS: a close by the sweeper meanwhile stays.
-		lc.state.CompareAndSwap(st, packState(stHeader, lc.f.tick.Load()))
+	for {
+		st := lc.state.Load()
+		if s := int(st & 7); s != stIdle && s != stIdleSeen {
+			break
+		}
+		// A CAS: a close by the sweeper meanwhile stays (its look,
+		// stIdleSeen, does not: the head's timeout starts now).
+		if lc.state.CompareAndSwap(st, packState(stHeader, lc.f.tick.Load())) {
+			break
+		}
 	}
 	lc.w += n
 }

@@ -185,3 +185,50 @@ func TestHostileUpstreamAnswersStayWithTheirRequest(t *testing.T) {
 func itoa(n int) string { return strconv.Itoa(n) }
 
 func itoa16(n int) string { return strconv.FormatInt(int64(n), 16) }
+
+// TestLeanFrontSilentConnectionClosed: a connection that never sends a
+// byte is closed at the read-header timeout, one that sent its request
+// and went quiet, or sent half a head after it, at the idle and header
+// timeouts: the front end's single read operation parks in the poller,
+// and the sweeper's deadline ends it.
+func TestLeanFrontSilentConnectionClosed(t *testing.T) {
+	t.Parallel()
+	up := newRawUpstream(t)
+	_, url, _ := gateway(t, Config{Routes: []Route{{Upstream: "http://" + up.ln.Addr().String()}},
+		Timeouts: Timeouts{ReadHeader: 300 * time.Millisecond, Idle: 700 * time.Millisecond}})
+	addr := strings.TrimPrefix(url, "http://")
+	for _, tc := range []struct {
+		name, first, then string
+		min, max          time.Duration
+	}{
+		{"never sends", "", "", 250 * time.Millisecond, 2 * time.Second},
+		{"idle after a request", "GET /plain HTTP/1.1\r\nHost: a\r\n\r\n", "", 650 * time.Millisecond, 3 * time.Second},
+		{"half a head after a request", "GET /plain HTTP/1.1\r\nHost: a\r\n\r\n", "GET /plain HTTP/1.1\r\n", 250 * time.Millisecond, 2 * time.Second},
+	} {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		br := bufio.NewReader(c)
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if tc.first != "" {
+			io.WriteString(c, tc.first)
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("%s: %v", tc.name, err)
+			}
+			io.Copy(io.Discard, resp.Body)
+		}
+		if tc.then != "" {
+			time.Sleep(100 * time.Millisecond) // looked at by the sweeper meanwhile
+			io.WriteString(c, tc.then)
+		}
+		start := time.Now()
+		rest, err := io.ReadAll(br)
+		took := time.Since(start)
+		c.Close()
+		if err != nil || len(rest) != 0 || took < tc.min || took > tc.max {
+			t.Errorf("%s: %q, %v after %v, want the connection closed after %v", tc.name, rest, err, took, tc.min)
+		}
+	}
+}
