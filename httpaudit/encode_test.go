@@ -279,6 +279,15 @@ func FuzzAccessDirect(f *testing.F) {
 		for _, l := range loggers {
 			checkDirect(t, l, serveCase(t, l, c))
 		}
+		// The same request with a path the handler decided on (the
+		// gateway's normalised path, SetPath): url.path is then the
+		// referrer's text, and url.original the path as sent.
+		if referer != "" {
+			c.setPath = referer
+			for _, l := range loggers {
+				checkDirect(t, l, serveCase(t, l, c))
+			}
+		}
 	})
 }
 
