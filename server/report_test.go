@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/trailguard/trailguard/access"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -155,5 +156,83 @@ func testReportWarmer(t *testing.T, pace time.Duration) {
 	}
 	if rep.State.Integrity.SummarisedEarlier != 1<<15 || rep.Figures.AuthFailures.Total != 1<<15 {
 		t.Fatalf("summarised earlier %d, failed logins %d", rep.State.Integrity.SummarisedEarlier, rep.Figures.AuthFailures.Total)
+	}
+}
+
+// TestReportOnePerToken: a read token (stolen, or a script in a loop)
+// holds at most one report in progress or waiting; its next ones are
+// refused at once with 429, so it cannot fill the wait and starve another
+// token's report. Not parallel: it holds the process-wide report slot.
+func TestReportOnePerToken(t *testing.T) {
+	ts := startServer(t, t.TempDir(), nil)
+	_, other, err := ts.Tokens().Create("auditor", access.RoleRead)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reportSlot <- struct{}{} // a long report in progress
+	held := true
+	defer func() {
+		if held {
+			<-reportSlot
+		}
+	}()
+	get := func(token string) (int, http.Header) {
+		req, _ := http.NewRequest("GET", ts.url+"/v1/reports?standard=soc2&from=1h", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		c := &http.Client{Timeout: 8 * time.Second}
+		resp, err := c.Do(req)
+		if err != nil {
+			return 0, nil // timed out waiting
+		}
+		resp.Body.Close()
+		return resp.StatusCode, resp.Header
+	}
+	queued := make(chan int, 2)
+	go func() { code, _ := get(ts.read); queued <- code }()
+	// The first waits for the slot; once it does, the same token's next
+	// ones are refused at once.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		reportQueued.Lock()
+		n := len(reportQueued.m)
+		reportQueued.Unlock()
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the first report never queued")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	for range 3 {
+		start := time.Now()
+		code, h := get(ts.read)
+		if code != http.StatusTooManyRequests || h.Get("Retry-After") == "" || time.Since(start) > 5*time.Second {
+			t.Fatalf("same token's second report: %d (Retry-After %q) after %v, want 429 at once", code, h.Get("Retry-After"), time.Since(start))
+		}
+	}
+	// Another token still queues, and both run once the slot frees.
+	go func() { code, _ := get(other); queued <- code }()
+	for {
+		reportQueued.Lock()
+		n := len(reportQueued.m)
+		reportQueued.Unlock()
+		if n == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the other token's report was not queued")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	<-reportSlot
+	held = false
+	for range 2 {
+		if code := <-queued; code != http.StatusOK {
+			t.Fatalf("queued report: %d", code)
+		}
+	}
+	if code, _ := get(ts.read); code != http.StatusOK {
+		t.Fatalf("the token's next report, after its first ended: %d", code)
 	}
 }
