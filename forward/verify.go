@@ -22,10 +22,26 @@ import (
 // trailguard.ledger.index added as dotted keys (Elasticsearch, OpenSearch
 // and VictoriaLogs all read them as nested fields). A record that is not a
 // JSON object is left as it is.
+//
+// A record may carry these fields already: another collector forwarded it
+// here, or a client wrote them (forged). They are not sent twice — a
+// document with duplicate keys is one Elasticsearch may refuse, and the
+// delivery check counts this ledger's indexes — but moved: the previous
+// origin and index become trailguard.ledger.forwarded.origin and .index
+// (the hop before this one, provable in that ledger), and any
+// trailguard.ledger.* the record held besides are dropped. So a document
+// always names the ledger it was forwarded from here, and one that came
+// from elsewhere (or claims to) still says so.
 func appendLedgerFields(dst, rec []byte, origin string, index uint64) []byte {
 	r := bytes.TrimRight(rec, " \t\r\n")
 	if len(r) < 2 || r[0] != '{' || r[len(r)-1] != '}' {
 		return append(dst, rec...)
+	}
+	if bytes.Contains(r, []byte("trailguard.ledger")) || bytes.Contains(r, []byte(`\u`)) {
+		// A key may be these fields (\u escapes could spell them).
+		if moved, ok := moveLedgerFields(r); ok {
+			r = moved
+		}
 	}
 	dst = append(dst, r[:len(r)-1]...)
 	if len(bytes.TrimSpace(r[1:len(r)-1])) > 0 {
@@ -36,6 +52,76 @@ func appendLedgerFields(dst, rec []byte, origin string, index uint64) []byte {
 	dst = append(dst, `,"trailguard.ledger.index":`...)
 	dst = strconv.AppendUint(dst, index, 10)
 	return append(dst, '}')
+}
+
+// Ledger field names, as appendLedgerFields writes and moves them.
+const (
+	ledgerFieldPrefix = "trailguard.ledger."
+	ledgerOriginField = "trailguard.ledger.origin"
+	ledgerIndexField  = "trailguard.ledger.index"
+)
+
+// moveLedgerFields rewrites an object whose top-level keys include
+// trailguard.ledger.* (see appendLedgerFields); ok is false when it has
+// none, or is not a valid object (then it is sent as it is).
+func moveLedgerFields(r []byte) ([]byte, bool) {
+	dec := json.NewDecoder(bytes.NewReader(r))
+	dec.UseNumber()
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil, false
+	}
+	type kv struct {
+		k string
+		v json.RawMessage
+	}
+	var keep []kv
+	var origin, idx json.RawMessage
+	found := false
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return nil, false
+		}
+		k, _ := t.(string)
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, false
+		}
+		switch {
+		case k == ledgerOriginField:
+			origin, found = v, true
+		case k == ledgerIndexField:
+			idx, found = v, true
+		case strings.HasPrefix(k, ledgerFieldPrefix) || k == "trailguard.ledger":
+			found = true // an older hop's forwarded.*, or anything else there
+		default:
+			keep = append(keep, kv{k, v})
+		}
+	}
+	if !found {
+		return nil, false
+	}
+	out := []byte{'{'}
+	for _, f := range keep {
+		if len(out) > 1 {
+			out = append(out, ',')
+		}
+		out = event.AppendString(out, f.k)
+		out = append(out, ':')
+		out = append(out, f.v...)
+	}
+	for _, f := range []kv{{ledgerFieldPrefix + "forwarded.origin", origin}, {ledgerFieldPrefix + "forwarded.index", idx}} {
+		if f.v == nil {
+			continue
+		}
+		if len(out) > 1 {
+			out = append(out, ',')
+		}
+		out = event.AppendString(out, f.k)
+		out = append(out, ':')
+		out = append(out, f.v...)
+	}
+	return append(out, '}'), true
 }
 
 // verifyAttempts is how many times a range found incomplete is sent again
