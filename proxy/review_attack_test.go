@@ -232,3 +232,75 @@ func TestLeanFrontSilentConnectionClosed(t *testing.T) {
 		}
 	}
 }
+
+// TestLeanFrontBusyConnectionDoesNotStarveOthers: a client that pipelines
+// requests as fast as it can on one connection (each connection is served
+// on its own goroutine, in its own read operation) does not hold up
+// another client's requests.
+func TestLeanFrontBusyConnectionDoesNotStarveOthers(t *testing.T) {
+	t.Parallel()
+	up := newRawUpstream(t)
+	_, url, _ := gateway(t, Config{Routes: []Route{{Upstream: "http://" + up.ln.Addr().String()}}})
+	addr := strings.TrimPrefix(url, "http://")
+	busy, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	stop := make(chan struct{})
+	answered := make(chan int)
+	go func() { // its answers, read as they come
+		n := 0
+		br := bufio.NewReader(busy)
+		busy.SetReadDeadline(time.Now().Add(30 * time.Second))
+		for {
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				break
+			}
+			io.Copy(io.Discard, resp.Body)
+			n++
+		}
+		answered <- n
+	}()
+	go func() {
+		req := strings.Repeat("GET /plain HTTP/1.1\r\nHost: a\r\n\r\n", 64)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := io.WriteString(busy, req); err != nil {
+				return
+			}
+		}
+	}()
+	time.Sleep(50 * time.Millisecond)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	var worst time.Duration
+	for i := range 20 {
+		start := time.Now()
+		io.WriteString(c, "GET /plain HTTP/1.1\r\nHost: a\r\n\r\n")
+		c.SetReadDeadline(start.Add(10 * time.Second))
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("request %d beside the busy connection: %v", i, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		worst = max(worst, time.Since(start))
+	}
+	close(stop)
+	busy.(*net.TCPConn).CloseWrite()
+	busy.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	n := <-answered
+	t.Logf("busy connection: %d answers; the other connection's slowest of 20: %v", n, worst)
+	if n < 100 || worst > 2*time.Second {
+		t.Errorf("busy connection answered %d, the other's slowest answer took %v", n, worst)
+	}
+}
