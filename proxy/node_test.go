@@ -300,6 +300,13 @@ func TestSingleNodeStoresEncodedAsIngestWould(t *testing.T) {
 		{"/teapot", []string{"X-Tenant", `t"1\`, "Authorization", "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl"}},
 		{"/big", []string{"X-Big", strings.Repeat("é", 3000), "User-Agent", `ua "quoted" \ back`}},
 		{"/card?n=4111111111111111", []string{"User-Agent", "curl/8.5.0"}},
+		// Paths the gateway normalises (SetPath: url.path the route's,
+		// url.original as sent), control characters (CWE-117) and a
+		// secret in the part url.path drops.
+		{"/login;jsessionid=ABC123", []string{"User-Agent", "tab	here"}},
+		{"/a/..//login/%2e%2e/x%2F..%2fy", nil},
+		{"/ctl%01%0A%1B[31m%7F/x", []string{"X-Tenant", `\u0000 \n "\"`}},
+		{"/p;token=eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl/x", nil},
 	}
 	for _, r := range reqs {
 		req, err := http.NewRequest(http.MethodGet, gw+r.path, nil)
