@@ -708,10 +708,14 @@ func (l *Logger) scrubString(m *memoGates, kind int, s string) string {
 }
 
 // scrubQuery is the redactor's Query, through m's memo when it is not nil
-// and its gate lets it.
+// and its gate lets it; a query the gate does not look up whole still has
+// its parameter names' verdicts answered by the memo (redact.Memo.QueryScan).
 func (l *Logger) scrubQuery(m *memoGates, s string) string {
-	if m == nil || !m.g[gateQuery].ask() {
+	if m == nil {
 		return l.red.Query(s)
+	}
+	if !m.g[gateQuery].ask() {
+		return m.memo.QueryScan(s)
 	}
 	out, hit := m.memo.QueryHit(s)
 	m.g[gateQuery].saw(hit)

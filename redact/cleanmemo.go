@@ -24,6 +24,7 @@ type Memo struct {
 	r     *Redactor
 	seed  maphash.Seed
 	slots []memoSlot
+	names *[nameSlots]nameSlot // Query's verdicts on parameter names
 }
 
 // MemoSlots is the number of values a [Memo] holds; MemoMaxLen the
@@ -49,8 +50,58 @@ type memoSlot struct {
 
 // NewMemo returns an empty memo of r's verdicts.
 func (r *Redactor) NewMemo() *Memo {
-	return &Memo{r: r, seed: maphash.MakeSeed(), slots: make([]memoSlot, MemoSlots)}
+	return &Memo{r: r, seed: maphash.MakeSeed(), slots: make([]memoSlot, MemoSlots), names: new([nameSlots]nameSlot)}
 }
+
+// Query strings whose values change on every request (page numbers, ids,
+// times) never repeat whole, but their parameter names do. Query's work on
+// a name — whether it is a sensitive key (normalised, then matched against
+// every pattern) and whether the detectors find something in it — depends
+// on the name's bytes alone, so the memo also remembers, per name byte for
+// byte, names the detectors left unchanged and whether each is sensitive.
+// Values are scanned every time (a value's verdict is a function of the
+// value and its name's sensitivity, and values are what changes). The
+// table is fixed (nameSlots entries of at most nameMaxLen bytes, in
+// seeded slots a new name simply replaces), like the rest of the memo.
+const (
+	nameSlots  = 64
+	nameMaxLen = 32
+)
+
+type nameSlot struct {
+	n         uint8 // length of the name in b; 0: empty
+	sensitive bool
+	b         [nameMaxLen]byte
+}
+
+// nameVerdict returns whether name (as written in the query, not encoded) is
+// remembered and, if it is, whether it is sensitive; the detectors left a
+// remembered name unchanged.
+func (m *Memo) nameVerdict(name string) (sensitive, known bool) {
+	if m == nil || len(name) == 0 || len(name) > nameMaxLen {
+		return false, false
+	}
+	sl := &m.names[maphash.String(m.seed, name)%nameSlots]
+	if int(sl.n) == len(name) && string(sl.b[:len(name)]) == name {
+		return sl.sensitive, true
+	}
+	return false, false
+}
+
+// rememberName records a name the detectors left unchanged and its
+// sensitivity.
+func (m *Memo) rememberName(name string, sensitive bool) {
+	if len(name) == 0 || len(name) > nameMaxLen {
+		return
+	}
+	sl := &m.names[maphash.String(m.seed, name)%nameSlots]
+	sl.n, sl.sensitive = uint8(copy(sl.b[:], name)), sensitive
+}
+
+// QueryScan is Query without looking the whole query string up (for a
+// caller that knows its queries seldom repeat): only parameter names are
+// looked up, and the query string is not remembered.
+func (m *Memo) QueryScan(s string) string { return m.r.urlencoded(s, m) }
 
 // String is r.String(s).
 func (m *Memo) String(s string) string {
@@ -83,7 +134,7 @@ func (m *Memo) QueryHit(s string) (string, bool) {
 	if hit {
 		return s, true
 	}
-	out := m.r.Query(s)
+	out := m.r.urlencoded(s, m)
 	m.remember(set, victim, memoQuery, s, out)
 	return out, false
 }

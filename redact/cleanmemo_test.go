@@ -115,6 +115,7 @@ func FuzzMemo(f *testing.F) {
 	f.Add("/api/v1/orders", "page=2&sort=desc", "token=abc&x=Bearer abcdef0123456789")
 	f.Add("Mozilla/5.0", "a=4111111111111111", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln")
 	f.Add("", "%70assword=x", "AKIAIOSFODNN7EXAMPLE")
+	f.Add("q=a&page=1", "q=4111111111111111&page=2", "password=x&q=eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln")
 	rs := fuzzRedactors(f)
 	memos := make([]*Memo, len(rs))
 	for i, r := range rs {
@@ -129,6 +130,9 @@ func FuzzMemo(f *testing.F) {
 				}
 				if got, want := m.Query(s), r.Query(s); got != want {
 					t.Fatalf("%v: Query(%q) = %q, want %q", r.Mode(), s, got, want)
+				}
+				if got, want := m.QueryScan(s), r.Query(s); got != want {
+					t.Fatalf("%v: QueryScan(%q) = %q, want %q", r.Mode(), s, got, want)
 				}
 			}
 		}
@@ -151,4 +155,78 @@ func BenchmarkMemo(b *testing.B) {
 	}
 	b.Run("memo", func(b *testing.B) { m := r.NewMemo(); run(b, m.String, m.Query) })
 	b.Run("redactor", func(b *testing.B) { run(b, r.String, r.Query) })
+}
+
+// TestMemoQueryNames: the memo's verdicts on parameter names are the
+// redactor's for those exact bytes. Each secret here is found only by the
+// query scrubber, in a parameter whose name (or one like it: same length,
+// same hash slot after many names) the memo saw before with a harmless
+// value. A memo keyed on anything less than the name's bytes, or that
+// remembered a parameter's verdict rather than its name's, lets one
+// through.
+func TestMemoQueryNames(t *testing.T) {
+	r := mustNew(t, Config{})
+	const jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.c2lnbmF0dXJlX2hlcmU"
+	steps := []struct{ q, gone string }{
+		{"page=1&q=hello", ""},
+		{"page=2&q=" + jwt, jwt},                          // name seen with a harmless value
+		{"page=3&q=4111111111111111", "4111111111111111"}, // a card number
+		{"username=bob&sort=desc", ""},
+		{"password=hunter2&sort=desc", "hunter2"}, // same length as username
+		{"api_key=&id=7", ""},
+		{"api_key=k3y-s3cr3t&id=8", "k3y-s3cr3t"}, // seen before with an empty value
+		{"apikey=x1&id=9", "x1"},
+		{"passwore=fine&id=10", ""},
+		{"passwore=fine&password=hunter3", "hunter3"},
+	}
+	for _, scan := range []bool{false, true} {
+		m := r.NewMemo()
+		// Fill every name slot with harmless names first.
+		for i := range 4 * nameSlots {
+			q := fmt.Sprintf("n%d=v%d", i, i)
+			if got := m.QueryScan(q); got != q {
+				t.Fatalf("QueryScan(%q) = %q", q, got)
+			}
+		}
+		for _, st := range steps {
+			var got string
+			if scan {
+				got = m.QueryScan(st.q)
+			} else {
+				got = m.Query(st.q)
+			}
+			if want := r.Query(st.q); got != want {
+				t.Errorf("scan %v: memo Query(%q) = %q, redactor %q", scan, st.q, got, want)
+			}
+			if st.gone != "" && strings.Contains(got, st.gone) {
+				t.Errorf("scan %v: %q kept %q: %q", scan, st.q, st.gone, got)
+			}
+		}
+	}
+	m := r.NewMemo()
+	m.QueryScan("q=hello&page=1")
+	if _, known := m.nameVerdict("q"); !known {
+		t.Fatal("the memo remembered no name")
+	}
+}
+
+// BenchmarkMemoQuery is a query string whose values change on every
+// request (never a whole-string hit): scanned by the redactor, and through
+// the memo's name verdicts.
+func BenchmarkMemoQuery(b *testing.B) {
+	r := mustNew(b, Config{})
+	qs := make([]string, 1024)
+	for i := range qs {
+		qs[i] = fmt.Sprintf("page=%d&sort=desc", i+1)
+	}
+	run := func(b *testing.B, query func(string) string) {
+		b.ReportAllocs()
+		for i := range b.N {
+			if q := qs[i%len(qs)]; query(q) != q {
+				b.Fatal("scrubbed a clean value")
+			}
+		}
+	}
+	b.Run("names", func(b *testing.B) { run(b, r.NewMemo().QueryScan) })
+	b.Run("redactor", func(b *testing.B) { run(b, r.Query) })
 }

@@ -343,7 +343,9 @@ func FuzzQuery(f *testing.F) {
 	rs := fuzzRedactors(f)
 	f.Fuzz(func(t *testing.T, q, secret string) {
 		for _, r := range rs {
-			_ = r.Query(q)
+			if got, want := r.Query(q), urlencodedBefore(r, q); got != want {
+				t.Fatalf("%v: Query(%q) = %q, before the one-pass scan %q", r.Mode(), q, got, want)
+			}
 			planted := q + "&client_secret=" + url.QueryEscape(secret)
 			out := r.Query(planted)
 			in, err := url.ParseQuery(planted)

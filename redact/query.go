@@ -1,7 +1,5 @@
 package redact
 
-import "strings"
-
 // Query returns a URL query string (URL.RawQuery, without '?') with the
 // values of sensitive parameters replaced and every other name and value
 // run through the detectors. Parameters keep their order and untouched ones
@@ -9,13 +7,15 @@ import "strings"
 // are percent-decoded before they are examined ("access%5Ftoken",
 // "%34111…"); a malformed escape is taken literally rather than hiding the
 // rest of the value. An empty value stays empty: it holds no secret.
-func (r *Redactor) Query(rawQuery string) string { return r.urlencoded(rawQuery) }
+func (r *Redactor) Query(rawQuery string) string { return r.urlencoded(rawQuery, nil) }
 
 // Form scrubs an application/x-www-form-urlencoded body by the rules of
 // [Redactor.Query].
-func (r *Redactor) Form(body string) string { return r.urlencoded(body) }
+func (r *Redactor) Form(body string) string { return r.urlencoded(body, nil) }
 
-func (r *Redactor) urlencoded(s string) string {
+// urlencoded is Query and Form; memo, when not nil, answers for the plain
+// names it remembers (see Memo.nameVerdict).
+func (r *Redactor) urlencoded(s string, memo *Memo) string {
 	var (
 		out     []byte // nil until something changes
 		last    int    // s[last:] is not yet copied to out
@@ -30,33 +30,56 @@ func (r *Redactor) urlencoded(s string) string {
 		last = to
 	}
 	for i := 0; i < len(s); {
-		j := strings.IndexByte(s[i:], '&')
-		if j < 0 {
-			j = len(s)
-		} else {
-			j += i
+		// One pass over the parameter finds its end, the first '=' and
+		// whether its name or value holds an escape ('%' or '+').
+		j, eq := i, -1
+		encName, encVal := false, false
+		for ; j < len(s); j++ {
+			c := s[j]
+			if !queryDelim[c] {
+				continue
+			}
+			if c == '&' {
+				break
+			}
+			switch {
+			case c == '=' && eq < 0:
+				eq = j
+			case c == '=':
+			case eq < 0:
+				encName = true
+			default:
+				encVal = true
+			}
 		}
-		name, val, hasVal := strings.Cut(s[i:j], "=")
+		name, val, hasVal := s[i:j], "", false
+		if eq >= 0 {
+			name, val, hasVal = s[i:eq], s[eq+1:j], true
+		}
 		// Plain parameters are examined in place; only encoded ones are
 		// decoded, so a clean query costs no allocation.
 		var sensitive bool
-		if formEncoded(name) {
+		if encName {
 			scratch = appendFormDecode(scratch[:0], name)
 			sensitive = sensitiveParam(r, scratch)
 			if t, ok := scrub(r, nil, scratch); ok {
 				rewrite(i, i+len(name), t)
 			}
+		} else if sens, known := memo.nameVerdict(name); known {
+			sensitive = sens
 		} else {
 			sensitive = sensitiveParam(r, name)
 			if t, ok := scrub(r, nil, name); ok {
 				rewrite(i, i+len(name), t)
+			} else if memo != nil {
+				memo.rememberName(name, sensitive)
 			}
 		}
 		if hasVal && val != "" {
 			vs := i + len(name) + 1
 			var t []byte
 			var ok bool
-			if formEncoded(val) {
+			if encVal {
 				scratch = appendFormDecode(scratch[:0], val)
 				t, ok = scrubParam(r, scratch, sensitive)
 			} else {
@@ -74,16 +97,14 @@ func (r *Redactor) urlencoded(s string) string {
 	return string(append(out, s[last:]...))
 }
 
-// formEncoded reports whether s holds '%' or '+', which decoding changes.
-// (strings.ContainsAny builds a byte set on every call.)
-func formEncoded(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c == '%' || c == '+' {
-			return true
-		}
+// queryDelim marks the bytes urlencoded's scan stops at: the parameter
+// separator, '=', and the bytes decoding changes.
+var queryDelim = func() (t [256]bool) {
+	for _, c := range []byte("&=%+") {
+		t[c] = true
 	}
-	return false
-}
+	return t
+}()
 
 func sensitiveParam[T text](r *Redactor, name T) bool {
 	var buf [64]byte
