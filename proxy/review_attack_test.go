@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"context"
 	"io"
 	"net"
 	"net/http"
@@ -302,5 +303,56 @@ func TestLeanFrontBusyConnectionDoesNotStarveOthers(t *testing.T) {
 	t.Logf("busy connection: %d answers; the other connection's slowest of 20: %v", n, worst)
 	if n < 100 || worst > 2*time.Second {
 		t.Errorf("busy connection answered %d, the other's slowest answer took %v", n, worst)
+	}
+}
+
+// TestLeanFrontShutdownClosesLookedAtIdle: Shutdown closes connections
+// parked between requests, those the sweeper has looked at for their
+// client's end (stIdleSeen) too, and returns without waiting for them.
+func TestLeanFrontShutdownClosesLookedAtIdle(t *testing.T) {
+	t.Parallel()
+	up := newRawUpstream(t)
+	_, url, _, srv := gatewayServer(t, Config{Routes: []Route{{Upstream: "http://" + up.ln.Addr().String()}},
+		Timeouts: Timeouts{Idle: 20 * time.Second}})
+	addr := strings.TrimPrefix(url, "http://")
+	var conns []net.Conn
+	for range 3 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		io.WriteString(c, "GET /plain HTTP/1.1\r\nHost: a\r\n\r\n")
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		br := bufio.NewReader(c)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		conns = append(conns, c)
+	}
+	f := srv.(*front)
+	waitFor(t, "the idle connections looked at", func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		n := 0
+		for lc := range f.conns {
+			if int(lc.state.Load()&7) == stIdleSeen {
+				n++
+			}
+		}
+		return n == len(conns)
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := srv.Shutdown(ctx); err != nil || time.Since(start) > 2*time.Second {
+		t.Fatalf("Shutdown: %v after %v", err, time.Since(start))
+	}
+	for i, c := range conns {
+		if b, err := io.ReadAll(c); err != nil || len(b) != 0 {
+			t.Errorf("connection %d after Shutdown: %q, %v", i, b, err)
+		}
 	}
 }
