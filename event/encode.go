@@ -488,6 +488,10 @@ func plain8(x uint64) bool {
 // use it to pass over the plain bytes of a string eight at a time.
 func Plain8(x uint64) bool { return plain8(x) }
 
+// PlainString reports whether AppendString writes s as it is, between
+// quotes: no byte of it needs escaping or replacing.
+func PlainString(s string) bool { return plainString(s) }
+
 // AppendString appends s to dst as a JSON string literal, escaped the way
 // the event encoder escapes every value (see Event.AppendJSON).
 func AppendString(dst []byte, s string) []byte { return appendString(dst, s) }

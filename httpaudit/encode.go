@@ -30,6 +30,9 @@ type reqFields struct {
 	method, path, query, original, ua, referrer string
 	sourceIP, clientIP                          string
 	sourcePort                                  int
+	// uaPlain: ua needs no escaping (event.PlainString), known from the
+	// writer's memo, which remembered the answer with the user agent.
+	uaPlain bool
 }
 
 // fields scrubs and caps what st captured of its request. Every value an
@@ -75,7 +78,7 @@ func (l *Logger) fields(st *state, wc *writerCache) reqFields {
 		f.original = l.cut(orig)
 	}
 	if ri.ua != "" {
-		f.ua = l.cut(l.scrubString(m, gateUA, ri.ua))
+		f.ua, f.uaPlain = l.scrubUA(m, ri.ua)
 	}
 	if ri.referer != "" {
 		f.referrer = l.cut(l.scrubString(m, gateReferrer, ri.referer))
@@ -378,7 +381,11 @@ func (l *Logger) appendAccess(b []byte, st *state, id []byte, wc *writerCache, e
 	if f.ua != "" {
 		b = append(b, `,"user_agent":{"original":`...)
 		vs = len(b)
-		b = event.AppendString(b, f.ua)
+		if f.uaPlain {
+			b = appendQuoted(b, f.ua)
+		} else {
+			b = event.AppendString(b, f.ua)
+		}
 		n.note(spUserAgent, vs, b)
 		b = append(b, '}')
 	}
@@ -510,7 +517,7 @@ const digitPairs = "00010203040506070809" +
 // It is only for values whose alphabet the middleware checked or chose
 // itself: request ids (validRequestID or a generated UUID), trace and span
 // ids (lower-case hex), addresses as net/netip formats or parses them
-// (digits, hex, '.', ':'). FuzzAccessDirect compares the result with the
+// (digits, hex, '.', ':'), user agents event.PlainString passed (scrubUA). FuzzAccessDirect compares the result with the
 // escaping encoder's.
 func appendQuoted(b []byte, s string) []byte {
 	b = append(b, '"')
@@ -705,6 +712,24 @@ func (l *Logger) scrubString(m *memoGates, kind int, s string) string {
 	out, hit := m.memo.StringHit(s)
 	m.g[kind].saw(hit)
 	return out
+}
+
+// scrubUA is the user agent as its events record it (scrubbed and cut),
+// and whether it needs no JSON escaping: a user agent the memo answered
+// for comes with that answer, remembered with it (a function of its bytes;
+// redact.Memo.StringHitNote), so that the few a server sees are not
+// tested again on every request. A value cut short, or scrubbed, or not
+// remembered, is tested by the encoder as usual.
+func (l *Logger) scrubUA(m *memoGates, s string) (string, bool) {
+	if m == nil || !m.g[gateUA].ask() {
+		return l.cut(l.red.String(s)), false
+	}
+	out, hit, plain := m.memo.StringHitNote(s, event.PlainString)
+	m.g[gateUA].saw(hit)
+	if c := l.cut(out); len(c) != len(out) {
+		return c, false
+	}
+	return out, plain
 }
 
 // scrubQuery is the redactor's Query, through m's memo when it is not nil

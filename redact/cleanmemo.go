@@ -25,6 +25,7 @@ type Memo struct {
 	seed  maphash.Seed
 	slots []memoSlot
 	names *[nameSlots]nameSlot // Query's verdicts on parameter names
+	noted bool                 // the note of the entry lookup found last
 }
 
 // MemoSlots is the number of values a [Memo] holds; MemoMaxLen the
@@ -39,12 +40,14 @@ const (
 const (
 	memoString = 1 + iota
 	memoQuery
+	memoStringNote // String, with a caller's note on the value (StringHitNote)
 )
 
 type memoSlot struct {
 	n      uint16 // length of the value in b
 	method uint8  // memoString or memoQuery; 0: empty
 	recent bool   // the set's entry used last (only one of a set has it)
+	note   bool   // memoStringNote: the caller's note on the value
 	b      [MemoMaxLen]byte
 }
 
@@ -122,6 +125,27 @@ func (m *Memo) StringHit(s string) (string, bool) {
 	return out, false
 }
 
+// StringHitNote is StringHit, and note(s) for a value the memo answers
+// for or has just remembered (false for any other): a caller whose next
+// step on the scrubbed value is a test of its bytes alone (whether it
+// needs escaping, say) has the test's answer remembered with the value,
+// and note is called only when a value is remembered. note must be a
+// function of the bytes alone, and the same on every call of one Memo;
+// its entries are apart from String's.
+func (m *Memo) StringHitNote(s string, note func(string) bool) (out string, hit, noted bool) {
+	set, victim, hit := m.lookup(memoStringNote, s)
+	if hit {
+		return s, true, m.noted
+	}
+	out = m.r.String(s)
+	if set != nil && out == s {
+		m.remember(set, victim, memoStringNote, s, out)
+		noted = note(s)
+		set[victim].note = noted
+	}
+	return out, false, noted
+}
+
 // Query is r.Query(s).
 func (m *Memo) Query(s string) string {
 	out, _ := m.QueryHit(s)
@@ -151,6 +175,7 @@ func (m *Memo) lookup(method uint8, s string) ([]memoSlot, int, bool) {
 	for i := range set {
 		if sl := &set[i]; sl.method == method && int(sl.n) == len(s) && string(sl.b[:len(s)]) == s {
 			sl.recent, set[1-i].recent = true, false
+			m.noted = sl.note
 			return nil, 0, true
 		}
 	}

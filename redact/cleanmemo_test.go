@@ -131,6 +131,9 @@ func FuzzMemo(f *testing.F) {
 				if got, want := m.Query(s), r.Query(s); got != want {
 					t.Fatalf("%v: Query(%q) = %q, want %q", r.Mode(), s, got, want)
 				}
+				if got, _, noted := m.StringHitNote(s, evenLen); got != r.String(s) || noted && !evenLen(s) {
+					t.Fatalf("%v: StringHitNote(%q) = %q, %v; want %q", r.Mode(), s, got, noted, r.String(s))
+				}
 				if got, want := m.QueryScan(s), r.Query(s); got != want {
 					t.Fatalf("%v: QueryScan(%q) = %q, want %q", r.Mode(), s, got, want)
 				}
@@ -229,4 +232,35 @@ func BenchmarkMemoQuery(b *testing.B) {
 	}
 	b.Run("names", func(b *testing.B) { run(b, r.NewMemo().QueryScan) })
 	b.Run("redactor", func(b *testing.B) { run(b, r.Query) })
+}
+
+func evenLen(s string) bool { return len(s)%2 == 0 }
+
+// TestMemoNote: StringHitNote gives the note of the value it answers for
+// (asked once, when the value is remembered), never one of another value
+// or of a String entry, and none for a value it does not remember.
+func TestMemoNote(t *testing.T) {
+	r := mustNew(t, Config{})
+	m := r.NewMemo()
+	calls := 0
+	note := func(s string) bool { calls++; return evenLen(s) }
+	m.String("ab") // a String entry is not a noted one
+	for round := range 3 {
+		for _, v := range []string{"ab", "abc", "abcd", "Bearer abcdef0123456789", strings.Repeat("x", MemoMaxLen+2)} {
+			out, hit, noted := m.StringHitNote(v, note)
+			if out != r.String(v) {
+				t.Fatalf("StringHitNote(%q) = %q, want %q", v, out, r.String(v))
+			}
+			remembered := out == v && len(v) <= MemoMaxLen
+			if hit != (round > 0 && remembered) {
+				t.Fatalf("round %d: %q hit %v", round, v, hit)
+			}
+			if want := remembered && evenLen(v); noted != want {
+				t.Fatalf("round %d: %q noted %v, want %v", round, v, noted, want)
+			}
+		}
+	}
+	if calls != 3 {
+		t.Fatalf("note asked %d times, want once per remembered value (3)", calls)
+	}
 }
