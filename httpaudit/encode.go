@@ -389,17 +389,17 @@ func (l *Logger) appendAccess(b []byte, st *state, id []byte, wc *writerCache, e
 		n.note(spUserAgent, vs, b)
 		b = append(b, '}')
 	}
-	if st.traceID != "" {
+	if st.trace != "" {
 		b = append(b, `,"trace":{"id":`...)
 		vs = len(b)
-		b = appendQuoted(b, st.traceID)
+		b = appendQuoted(b, st.traceID())
 		n.note(spTraceID, vs, b)
 		b = append(b, '}')
 	}
-	if st.spanID != "" {
+	if st.trace != "" {
 		b = append(b, `,"span":{"id":`...)
 		vs = len(b)
-		b = appendQuoted(b, st.spanID)
+		b = appendQuoted(b, st.spanID())
 		n.note(spSpanID, vs, b)
 		b = append(b, '}')
 	}

@@ -40,7 +40,7 @@ func ClientIP(ctx context.Context) netip.Addr {
 // Config.GenerateTrace; both "" otherwise.
 func TraceContext(ctx context.Context) (traceID, spanID string) {
 	if st := stateFrom(ctx); st != nil {
-		return st.traceID, st.spanID
+		return st.traceID(), st.spanID()
 	}
 	return "", ""
 }
@@ -106,8 +106,8 @@ func (l *Logger) ScrubBody(contentType string, body []byte) string {
 // JSON (application/json, application/*+json) and URL-encoded forms.
 func Capturable(contentType string) bool { return capturable(contentType) }
 
-// newTrace fills traceID and spanID with random non-zero ids, both backed
-// by one string (one allocation).
+// newTrace sets the trace context to random non-zero ids, as one string
+// (one allocation).
 func (st *state) newTrace() {
 	var raw [24]byte
 	for {
@@ -118,6 +118,9 @@ func (st *state) newTrace() {
 			break
 		}
 	}
-	ids := hex.EncodeToString(raw[:])
-	st.traceID, st.spanID = ids[:32], ids[32:]
+	var ids [49]byte
+	hex.Encode(ids[:32], raw[:16])
+	ids[32] = '-'
+	hex.Encode(ids[33:], raw[16:])
+	st.trace = string(ids[:])
 }
