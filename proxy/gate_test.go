@@ -59,7 +59,21 @@ func TestAnswerGate(t *testing.T) {
 	// gateMaxHold.
 	isBlocked.Store(false)
 	var wg sync.WaitGroup
-	var slowest atomic.Int64
+	var slowest, late atomic.Int64
+	// The machine's share: how late goroutines waking from a timer of
+	// the same length run, alongside the flood (on a loaded 2-core
+	// machine, over 100 ms). The bound grows by it, not by a guess: a
+	// gate holding an answer longer than gateMaxHold is as late as that
+	// plus its own excess, which the bound still catches.
+	for range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			start := time.Now()
+			<-time.After(gateMaxHold)
+			storeMax(&late, int64(time.Since(start)-gateMaxHold))
+		}()
+	}
 	for range 20 {
 		wg.Add(1)
 		go func() {
@@ -70,14 +84,12 @@ func TestAnswerGate(t *testing.T) {
 				enqueued.Add(1)
 				g.end(e)
 			}
-			if d := int64(time.Since(start)); d > slowest.Load() {
-				slowest.Store(d)
-			}
+			storeMax(&slowest, int64(time.Since(start)))
 		}()
 	}
 	wg.Wait()
-	if d := time.Duration(slowest.Load()); d > gateMaxHold+gateMaxHold/2 {
-		t.Fatalf("an answer was held %v behind failures the lane never saw (bound %v)", d, gateMaxHold)
+	if d, late := time.Duration(slowest.Load()), time.Duration(late.Load()); d > gateMaxHold+gateMaxHold/2+late {
+		t.Fatalf("an answer was held %v behind failures the lane never saw (bound %v; timers ran %v late)", d, gateMaxHold, late)
 	}
 }
 
@@ -138,5 +150,11 @@ func TestGateConnectionMark(t *testing.T) {
 		if e.inflight != 0 {
 			t.Errorf("client %v: %d failures in flight after all were answered, want 0", client, e.inflight)
 		}
+	}
+}
+
+// storeMax raises m to v if v is larger.
+func storeMax(m *atomic.Int64, v int64) {
+	for old := m.Load(); v > old && !m.CompareAndSwap(old, v); old = m.Load() {
 	}
 }
