@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -282,6 +284,13 @@ func TestLeanFrontTimeouts(t *testing.T) {
 				}
 			}()
 			got, took, err = readAll(c, 5*time.Second)
+			if errors.Is(err, syscall.ECONNRESET) {
+				// Closed while a byte the client sent was not read yet
+				// (the kernel then resets instead of ending): on a
+				// loaded machine the server's read lags the writer. A
+				// close all the same, without an answer.
+				err = nil
+			}
 			// net/http answers 400 when the timeout cuts a field line
 			// (textproto's error is then not a timeout), and closes
 			// silently otherwise; the front end always closes silently.
