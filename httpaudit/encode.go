@@ -517,25 +517,13 @@ const digitPairs = "00010203040506070809" +
 // It is only for values whose alphabet the middleware checked or chose
 // itself: request ids (validRequestID or a generated UUID), trace and span
 // ids (lower-case hex), addresses as net/netip formats or parses them
-// (digits, hex, '.', ':'), user agents event.PlainString passed (scrubUA). FuzzAccessDirect compares the result with the
-// escaping encoder's.
+// (digits, hex, '.', ':'), user agents event.PlainString passed
+// (scrubUA). FuzzAccessDirect compares the result with the escaping
+// encoder's.
 func appendQuoted(b []byte, s string) []byte {
 	b = append(b, '"')
 	b = append(b, s...)
 	return append(b, '"')
-}
-
-// member appends "key":value when value is not empty, after a comma when
-// one is due, and says whether the next member needs one.
-func member(b []byte, comma bool, key, value string) ([]byte, bool) {
-	if value == "" {
-		return b, comma
-	}
-	if comma {
-		b = append(b, ',')
-	}
-	b = append(b, key...)
-	return event.AppendString(b, value), true
 }
 
 // notes records in enc, when it is not nil, where appendAccess writes
