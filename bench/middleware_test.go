@@ -20,6 +20,7 @@ import (
 	sloghttp "github.com/samber/slog-http"
 
 	"github.com/trailguard/trailguard/httpaudit"
+	"github.com/trailguard/trailguard/internal/testenv"
 	"github.com/trailguard/trailguard/sink"
 )
 
@@ -183,7 +184,7 @@ func serve(b *testing.B, h http.Handler, finish func()) {
 	var w *httptest.ResponseRecorder
 	b.ReportAllocs()
 	b.ResetTimer()
-	cpu := cpuTime()
+	cpu := testenv.CPUTime()
 	for i := range b.N {
 		w = httptest.NewRecorder()
 		h.ServeHTTP(w, rs.next(i))
@@ -202,7 +203,7 @@ func serve(b *testing.B, h http.Handler, finish func()) {
 func serveParallel(b *testing.B, h http.Handler, finish func()) {
 	b.ReportAllocs()
 	b.ResetTimer()
-	cpu := cpuTime()
+	cpu := testenv.CPUTime()
 	b.RunParallel(func(pb *testing.PB) {
 		rs := newStream()
 		for i := 0; pb.Next(); i++ {
@@ -228,7 +229,7 @@ func serveParallel(b *testing.B, h http.Handler, finish func()) {
 // something else.
 func reportCPU(b *testing.B, start time.Duration) {
 	if b.N > 0 {
-		b.ReportMetric(float64((cpuTime()-start).Nanoseconds())/float64(b.N), "cpu-ns/op")
+		b.ReportMetric(float64((testenv.CPUTime()-start).Nanoseconds())/float64(b.N), "cpu-ns/op")
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/trailguard/trailguard/event"
+	"github.com/trailguard/trailguard/internal/testenv"
 )
 
 // mixedEvents returns n encoded events of ordinary API traffic, as httpaudit
@@ -77,13 +78,13 @@ func benchEngine(b *testing.B, e *Engine, evs [][]byte) {
 	b.SetBytes(bytes / int64(len(evs)))
 	b.ReportAllocs()
 	b.ResetTimer()
-	start, cpu0 := time.Now(), cpuTime()
+	start, cpu0 := time.Now(), testenv.CPUTime()
 	n := 0
 	for b.Loop() {
 		e.Process(Record{Index: uint64(n), Data: evs[n%len(evs)]}, emit)
 		n++
 	}
-	wall, cpu := time.Since(start), cpuTime()-cpu0
+	wall, cpu := time.Since(start), testenv.CPUTime()-cpu0
 	b.StopTimer()
 	b.ReportMetric(float64(n)/wall.Seconds(), "events/s")
 	if cpu > 0 {

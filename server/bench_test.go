@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/trailguard/trailguard/event"
+	"github.com/trailguard/trailguard/internal/testenv"
 )
 
 // BenchmarkPrepare is the per-event work of ingest before the ledger:
@@ -108,7 +109,7 @@ func BenchmarkPrepareVaried(b *testing.B) {
 	b.ReportAllocs()
 	var dst, scratch []byte
 	var size int
-	cpu0 := cpuTime()
+	cpu0 := testenv.CPUTime()
 	for i := 0; b.Loop(); i++ {
 		line := lines[i%len(lines)]
 		size += len(line)
@@ -122,7 +123,7 @@ func BenchmarkPrepareVaried(b *testing.B) {
 	b.ReportMetric(float64(size)/b.Elapsed().Seconds()/1e6, "MB/s")
 	// CPU time per event, which a shared machine moves far less than the
 	// time per event.
-	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
+	b.ReportMetric(float64(testenv.CPUTime()-cpu0)/float64(b.N), "cpu-ns/op")
 }
 
 // loaderBatch is n events as bench/cmd/ingestload's makeBatch writes them.
