@@ -954,7 +954,10 @@ func (l *Ledger) publish(cp *Checkpoint) ([]byte, error) {
 	// The checkpoint file is a copy for tlog clients: the history is the
 	// record, so failing to refresh it is logged, not fatal.
 	tmp := filepath.Join(l.dir, "checkpoint.tmp")
-	if err := os.WriteFile(tmp, signed, 0o644); err != nil {
+	// Synced before the rename: a rename committed before the data leaves
+	// an empty or partial file after a power failure, which verify reports
+	// as a forged checkpoint (TestPowerLoss).
+	if err := writeFileSync(tmp, signed); err != nil {
 		os.Remove(tmp)
 		l.opts.Logger.Error("ledger: checkpoint file not refreshed", "dir", l.dir, "err", err)
 	} else if err := os.Rename(tmp, filepath.Join(l.dir, "checkpoint")); err != nil {
@@ -968,6 +971,23 @@ func (l *Ledger) publish(cp *Checkpoint) ([]byte, error) {
 		q.enqueue(signed)
 	}
 	return signed, nil
+}
+
+// writeFileSync writes data to a new file at path and syncs it.
+func writeFileSync(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // spaceGuard keeps Options.Reserve free (sequencer only).
