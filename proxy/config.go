@@ -226,6 +226,14 @@ type Timeouts struct {
 	Idle time.Duration `yaml:"idle"`
 	// ReadHeader bounds reading a client's request header (default 10s).
 	ReadHeader time.Duration `yaml:"read_header"`
+	// Write ends a client connection when a write to it makes no
+	// progress for this long (default 60s, nginx's send_timeout): a
+	// client that stops reading its answer cannot hold the gateway's
+	// goroutine, buffers and upstream connection. It is not a bound on
+	// the whole answer: downloads, SSE and WebSocket streams go on while
+	// the client reads. A write is cut between Write and 1.5×Write after
+	// it stalled.
+	Write time.Duration `yaml:"write"`
 	// Shutdown bounds the time from SIGTERM to exit (default 15s), in the
 	// collector's shares (server.ShutdownPlan): requests in flight 40 %,
 	// the gateway's last events and the ledger's final checkpoint by
@@ -287,6 +295,7 @@ func (cfg Config) withDefaults() Config {
 	t.ResponseHeader = cmpOr(t.ResponseHeader, 60*time.Second)
 	t.Idle = cmpOr(t.Idle, 90*time.Second)
 	t.ReadHeader = cmpOr(t.ReadHeader, 10*time.Second)
+	t.Write = cmpOr(t.Write, 60*time.Second)
 	t.Shutdown = cmpOr(t.Shutdown, 15*time.Second)
 	c := &cfg.Collector
 	c.PollInterval = cmpOr(c.PollInterval, 50*time.Millisecond)

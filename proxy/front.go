@@ -69,7 +69,10 @@ type front struct {
 	maxHead    int
 	readHeader time.Duration
 	idle       time.Duration
-	errLog     *log.Logger
+	// writeTimeout: a write that makes no progress for this long fails
+	// (timeouts.write; its connections are wtConns).
+	writeTimeout time.Duration
+	errLog       *log.Logger
 
 	tick atomic.Int64 // sweeps since start: the connections' coarse clock
 	// served counts the requests the front end served, handed the
@@ -216,7 +219,7 @@ var leanWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 40
 var leanBodyWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 2048) }}
 
 func (f *front) serveConn(c net.Conn) {
-	lc := &leanConn{f: f, c: c, rc: rawConnOf(c)}
+	lc := &leanConn{f: f, c: newWTConn(c, f.writeTimeout), rc: rawConnOf(c)}
 	ctx := context.WithValue(context.Background(), http.ServerContextKey, f.srv)
 	ctx = context.WithValue(ctx, http.LocalAddrContextKey, c.LocalAddr())
 	lc.ctx, lc.cancel = context.WithCancel(ctx)

@@ -407,7 +407,8 @@ func (g *Gateway) Serve(ctx context.Context, ln, api net.Listener) error {
 	errc := make(chan error, 2)
 	switch {
 	case g.cfg.TLSCert != "":
-		go func() { errc <- srv.ServeTLS(ln, g.cfg.TLSCert, g.cfg.TLSKey) }()
+		tln := withWriteTimeout(ln, g.cfg.Timeouts.Write)
+		go func() { errc <- srv.ServeTLS(tln, g.cfg.TLSCert, g.cfg.TLSKey) }()
 	default:
 		ps := newPlainServer(g.Proxy, srv, g.cfg)
 		front = ps
@@ -472,16 +473,18 @@ func NewPlainServer(p *Proxy, cfg Config, log *slog.Logger) PlainServer {
 
 func newPlainServer(p *Proxy, srv *http.Server, cfg Config) PlainServer {
 	if cfg.HTTP1 == HTTP1NetHTTP {
-		return srv
+		return netHTTPServer{srv, cfg.Timeouts.Write}
 	}
 	f := newFront(p, p.leanTakes, srv)
+	f.writeTimeout = cfg.Timeouts.Write
 	f.connCtx = p.connContext
 	return f
 }
 
 // HTTPServer is the http.Server the gateway listens with: HTTP/1.1 and
 // HTTP/2 (over TLS, and cleartext h2c unless turned off), header timeouts,
-// no overall write timeout (responses stream).
+// no overall write timeout (responses stream; Gateway.Serve puts the
+// write timeout, timeouts.write, on its connections).
 func (g *Gateway) HTTPServer() *http.Server {
 	return NewServer(g.Proxy, g.cfg, g.log)
 }
