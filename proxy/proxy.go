@@ -334,6 +334,22 @@ type exchange struct {
 	// withheld is the upstream's status when its answer was not given
 	// to the client, blocked while the request was in flight.
 	withheld int
+	// wt is the write timeout of an HTTP/2 stream (0: none; an HTTP/1
+	// connection has it on the connection, wtConn): a client that leaves
+	// its stream's flow-control window shut blocks the writes of that
+	// stream alone. The stream's deadline is renewed as wtConn's is.
+	wt    time.Duration
+	renew int64
+}
+
+// streamDeadline renews an HTTP/2 stream's write deadline (see wt).
+func (e *exchange) streamDeadline() {
+	now := time.Now()
+	if now.UnixNano() < e.renew {
+		return
+	}
+	e.renew = now.UnixNano() + int64(e.wt/2)
+	http.NewResponseController(e.ResponseWriter).SetWriteDeadline(now.Add(e.wt + e.wt/2))
 }
 
 func (e *exchange) WriteHeader(code int) {
@@ -346,6 +362,9 @@ func (e *exchange) WriteHeader(code int) {
 func (e *exchange) Write(b []byte) (int, error) {
 	if e.status == 0 {
 		e.status = http.StatusOK
+	}
+	if e.wt > 0 {
+		e.streamDeadline()
 	}
 	return e.ResponseWriter.Write(b)
 }
@@ -464,7 +483,10 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	}
 
 	ex := exchanges.Get().(*exchange)
-	ex.ResponseWriter, ex.status, ex.withheld = w, 0, 0
+	ex.ResponseWriter, ex.status, ex.withheld, ex.wt, ex.renew = w, 0, 0, 0, 0
+	if r.ProtoMajor == 2 {
+		ex.wt = p.cfg.Timeouts.Write
+	}
 	p.forwarded.Add(1)
 	if p.fast(rt, r) && !p.noFast.Load() {
 		p.serveFast(ex, r, rt)

@@ -224,3 +224,65 @@ func TestWriteTimeoutStalledWebSocket(t *testing.T) {
 		})
 	}
 }
+
+// TestWriteTimeoutStalledH2Stream: an HTTP/2 (h2c) client that stops
+// reading one stream leaves that stream's flow-control window shut while
+// its connection is read: the stream's writes are cut after
+// timeouts.write, recorded as a cut request, and the upstream's side ends.
+func TestWriteTimeoutStalledH2Stream(t *testing.T) {
+	for _, mode := range []string{HTTP1Lean, HTTP1NetHTTP} {
+		t.Run(strings.ReplaceAll(mode, "/", ""), func(t *testing.T) {
+			t.Parallel()
+			const size = 256 << 20
+			chunk := make([]byte, 32<<10)
+			bigDone := make(chan struct{})
+			up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+				defer close(bigDone)
+				w.Header().Set("Content-Length", strconv.Itoa(size))
+				for n := 0; n < size; n += len(chunk) {
+					if _, err := w.Write(chunk); err != nil {
+						return
+					}
+				}
+			})
+			const wt = 300 * time.Millisecond
+			cfg := Config{HTTP1: mode, Routes: []Route{{Upstream: up.URL}}}
+			cfg.Timeouts.Write = wt
+			_, addr, ms, _ := gatewayServer(t, cfg)
+			var protos http.Protocols
+			protos.SetUnencryptedHTTP2(true)
+			tr := &http.Transport{Protocols: &protos}
+			t.Cleanup(tr.CloseIdleConnections)
+			start := time.Now()
+			resp, err := (&http.Client{Transport: tr}).Get(addr + "/big")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			if resp.ProtoMajor != 2 {
+				t.Fatalf("answered over %s, want HTTP/2", resp.Proto)
+			}
+			evs := ms.wait(t, "the stalled stream's event", func(evs []*event.Event) bool {
+				for _, ev := range evs {
+					if ev.Path == "/big" {
+						return true
+					}
+				}
+				return false
+			})
+			if took, limit := time.Since(start), wt+wt/2+2*time.Second; took > limit {
+				t.Errorf("stalled stream cut after %v, want within %v", took, limit)
+			}
+			for _, ev := range evs {
+				if ev.Path == "/big" && (ev.StatusCode != http.StatusInternalServerError || ev.ErrorMessage != "handler aborted") {
+					t.Errorf("event: status %d error %q, want 500 \"handler aborted\"", ev.StatusCode, ev.ErrorMessage)
+				}
+			}
+			select {
+			case <-bigDone:
+			case <-time.After(5 * time.Second):
+				t.Error("the upstream still writes the stalled stream's answer")
+			}
+		})
+	}
+}
