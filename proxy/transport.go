@@ -484,14 +484,9 @@ func readResponse(br *bufio.Reader, req *http.Request) (*http.Response, error) {
 			h, res := h1.ParseResponse(b, req.Method)
 			if res == h1.OK {
 				br.Discard(h.Len)
-				lr := new(parsedAnswer) // the answer and its body in one allocation
-				lr.resp = http.Response{Status: h.Status, StatusCode: h.StatusCode, Proto: "HTTP/1.1", ProtoMajor: 1,
-					ProtoMinor: 1, Header: h.Header, Body: http.NoBody, ContentLength: h.ContentLength, Request: req}
-				if h.ContentLength > 0 {
-					lr.body.Reset(br, h.ContentLength)
-					lr.resp.Body = &lr.body
-				}
-				return &lr.resp, nil
+				return &http.Response{Status: h.Status, StatusCode: h.StatusCode, Proto: "HTTP/1.1", ProtoMajor: 1,
+					ProtoMinor: 1, Header: h.Header, Body: h1.Body(br, h.ContentLength), ContentLength: h.ContentLength,
+					Request: req}, nil
 			}
 			if res == h1.Decline || br.Buffered() == br.Size() {
 				break
@@ -502,12 +497,6 @@ func readResponse(br *bufio.Reader, req *http.Request) (*http.Response, error) {
 		}
 	}
 	return http.ReadResponse(br, req)
-}
-
-// parsedAnswer is an answer readResponse parsed itself, with its body.
-type parsedAnswer struct {
-	resp http.Response
-	body h1.FixedBody
 }
 
 // aLongTimeAgo is a deadline that fails pending and future I/O at once.

@@ -104,23 +104,16 @@ func Body(r *bufio.Reader, n int64) io.ReadCloser {
 	if n == 0 {
 		return http.NoBody
 	}
-	b := new(FixedBody)
-	b.Reset(r, n)
-	return b
+	return &body{r: r, n: n}
 }
 
-// FixedBody is the body Body returns, for a caller that allocates it
-// together with something else (a response).
-type FixedBody struct {
+type body struct {
 	r   *bufio.Reader
 	n   int64
 	eof bool
 }
 
-// Reset makes b the body of n > 0 bytes read from r.
-func (b *FixedBody) Reset(r *bufio.Reader, n int64) { *b = FixedBody{r: r, n: n} }
-
-func (b *FixedBody) Read(p []byte) (int, error) {
+func (b *body) Read(p []byte) (int, error) {
 	if b.eof {
 		return 0, io.EOF
 	}
@@ -146,4 +139,4 @@ func (b *FixedBody) Read(p []byte) (int, error) {
 }
 
 // Close does nothing: what happens to the connection is the caller's.
-func (b *FixedBody) Close() error { return nil }
+func (b *body) Close() error { return nil }
