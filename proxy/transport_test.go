@@ -10,7 +10,6 @@ import (
 	"net/http/httptest"
 	"net/http/httptrace"
 	"net/textproto"
-	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -496,40 +495,5 @@ func TestExchangeAfterConnectionEnded(t *testing.T) {
 		}
 	case <-time.After(2 * time.Second):
 		t.Fatal("an exchange for an ended connection waited for the upstream")
-	}
-}
-
-// TestReadResponseTakesTheCommonAnswer: readResponse parses the common
-// answer itself and leaves the others (chunked, 1xx, an answer cut into
-// pieces longer than the buffer) to http.ReadResponse, from the same
-// bytes, with the same result.
-func TestReadResponseTakesTheCommonAnswer(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		lean bool
-	}{
-		{"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: 1\r\n\r\nokHTTP/1.1 200 OK\r\n", true},
-		{"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n", false},
-		{"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n", false},
-		{"HTTP/1.1 200 OK\r\nX-Long: " + strings.Repeat("a", 5000) + "\r\nContent-Length: 2\r\n\r\nok", false},
-	} {
-		br := bufio.NewReaderSize(strings.NewReader(tc.in), 4096)
-		resp, err := readResponse(br, &http.Request{Method: "GET"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		want, _ := http.ReadResponse(bufio.NewReader(strings.NewReader(tc.in)), &http.Request{Method: "GET"})
-		if resp.StatusCode != want.StatusCode || !reflect.DeepEqual(resp.Header, want.Header) || resp.ContentLength != want.ContentLength {
-			t.Errorf("%.40q: %d %v %d, net/http %d %v %d", tc.in, resp.StatusCode, resp.Header, resp.ContentLength,
-				want.StatusCode, want.Header, want.ContentLength)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		wb, _ := io.ReadAll(want.Body)
-		if string(b) != string(wb) {
-			t.Errorf("%.40q: body %q, net/http %q", tc.in, b, wb)
-		}
-		if lean := strings.HasPrefix(fmt.Sprintf("%T", resp.Body), "*h1."); lean != tc.lean {
-			t.Errorf("%.40q: parsed by internal/h1: %v, want %v (body %T)", tc.in, lean, tc.lean, resp.Body)
-		}
 	}
 }
