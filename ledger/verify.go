@@ -780,6 +780,16 @@ func (v *verifier) produce(out chan<- *chunk, work chan<- *chunk, stop <-chan st
 					err = errTorn
 				}
 			}
+			if err == nil && si == len(segs)-1 && s.first+uint64(len(framed)) >= v.ownMax && unwrittenPages(block[:n], off) {
+				// The last frame, signed by no checkpoint, written back only
+				// up to a sector boundary: a power loss (recovery cuts it).
+				if rest, rerr := zerosToEnd(block[n:], f, eof); rerr != nil {
+					f.Close()
+					return rerr
+				} else if rest {
+					err = errTorn
+				}
+			}
 			if err != nil {
 				complete = false
 				// The frame is torn or its length is impossible.
@@ -1702,4 +1712,58 @@ func (st *streamState) classify() Finding {
 	}
 	return Finding{Kind: KindRecordModified, Index: i, Count: m,
 		Message: fmt.Sprintf("record %d modified (its leaf hash differs from the signed tree)", i)}
+}
+
+// sectorSize is the smallest unit a device writes back: after a power
+// loss a frame can end at any multiple of it with zeros after.
+const sectorSize = 512
+
+// unwrittenPages reports whether fr, the frame at file offset off, fails its
+// checksum and is zero from a sector boundary inside it to its end: a frame
+// whose first sectors reached the disk and whose others are still the zeros
+// the segment was zeroed with (zeroahead.go).
+func unwrittenPages(fr []byte, off int64) bool {
+	if len(fr) < frameOverhead {
+		return false
+	}
+	last := -1 // the frame's last non-zero byte
+	for i := len(fr) - 1; i >= 0; i-- {
+		if fr[i] != 0 {
+			last = i
+			break
+		}
+	}
+	if last < 0 {
+		return false
+	}
+	b := (off + int64(last) + sectorSize) / sectorSize * sectorSize // first boundary after it
+	if b >= off+int64(len(fr)) {
+		return false
+	}
+	_, _, _, err := decodeFrame(fr, maxFrameLen)
+	return errors.Is(err, errCorrupt)
+}
+
+// zerosToEnd reports whether rest, and the file f after it (unless eof),
+// hold only zeros: nothing was ever written after the frame before them.
+func zerosToEnd(rest []byte, f *os.File, eof bool) (bool, error) {
+	if slices.ContainsFunc(rest, func(c byte) bool { return c != 0 }) {
+		return false, nil
+	}
+	if eof {
+		return true, nil
+	}
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := f.Read(buf)
+		if slices.ContainsFunc(buf[:n], func(c byte) bool { return c != 0 }) {
+			return false, nil
+		}
+		if err == io.EOF {
+			return true, nil
+		}
+		if err != nil {
+			return false, err
+		}
+	}
 }

@@ -1,0 +1,243 @@
+package ledger
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestTornPageTail: after a power loss the last frame of the last segment,
+// acknowledged to no caller and signed by no checkpoint, can span a page
+// boundary with only its first sectors written back, the rest still the
+// zeros the segment was zeroed with. That exact signature is a torn tail
+// (a notice; Open cuts it); every near miss stays frame-corrupt.
+func TestTornPageTail(t *testing.T) {
+	t.Parallel()
+	k := newKey(t, testOrigin)
+	opts := testOpts(k)
+	opts.SegmentSize = 32 << 10
+	opts.DisableCompression = true
+	opts.CheckpointEvery = 1 << 20
+	opts.CheckpointInterval = time.Hour
+	dir := t.TempDir()
+	l, err := Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ctx := context.Background()
+	// A big record (it spans several sectors and a 4 KiB page) after
+	// ordinary ones.
+	big := func(i int) []byte {
+		return append(record(i)[:len(record(i))-1], append(append([]byte(`,"big":"`), bytes.Repeat([]byte{'y'}, 9000)...), `"}`...)...)
+	}
+	n := 0
+	add := func(rec []byte) {
+		t.Helper()
+		if _, err := l.Append(ctx, rec); err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	for n < 200 {
+		add(record(n))
+	}
+	if _, err := l.Checkpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+	signedN := n
+	for n < signedN+8 { // over a segment end, two in the last
+		add(big(n))
+	}
+	unsigned := copyDir(t, dir) // mid-run: the last records unsigned
+	if _, err := l.Checkpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+	signed := copyDir(t, dir) // mid-run: every record signed
+
+	segs, err := listSegments(filepath.Join(unsigned, "seg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(segs) < 2 {
+		t.Fatalf("%d segments, want several", len(segs))
+	}
+	// frames returns the offsets and sizes of a segment's frames and the
+	// size of the file.
+	frames := func(dir string, s *segment) (offs, sizes []int64, size int64) {
+		t.Helper()
+		p := filepath.Join(dir, "seg", filepath.Base(s.path))
+		res, err := scanSegment(p, s.first, maxFrameLen)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range res.entries {
+			fl, err := frameLen(data[e.off:], maxFrameLen)
+			if err != nil {
+				t.Fatal(err)
+			}
+			offs, sizes = append(offs, e.off), append(sizes, int64(fl))
+		}
+		return offs, sizes, int64(len(data))
+	}
+	lastSeg, earlier := segs[len(segs)-1], segs[len(segs)-2]
+	write := func(dir string, s *segment, at int64, b []byte) {
+		t.Helper()
+		f, err := os.OpenFile(filepath.Join(dir, "seg", filepath.Base(s.path)), os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if _, err := f.WriteAt(b, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// boundary returns the first multiple of unit inside the frame at off
+	// past its header.
+	boundary := func(off, size, unit int64) int64 {
+		t.Helper()
+		b := (off + frameHeader + unit) / unit * unit
+		if b >= off+size {
+			t.Fatalf("no %d boundary inside the frame [%d, %d)", unit, off, off+size)
+		}
+		return b
+	}
+	// tornAt zeros the frame from b to the end of the file (and 8 KiB past
+	// it: the zeros a segment was zeroed ahead with).
+	tornAt := func(dir string, s *segment, b int64) {
+		_, _, size := frames(dir, s)
+		write(dir, s, b, make([]byte, size-b+8<<10))
+	}
+	lastFrame := func(dir string, s *segment) (int64, int64) {
+		offs, sizes, _ := frames(dir, s)
+		return offs[len(offs)-1], sizes[len(sizes)-1]
+	}
+
+	// zeroEarlier zeros the last frame of the segment before the last, unsigned,
+	// from a sector boundary to the end of the segment.
+	zeroEarlier := func(d string) {
+		off, size := lastFrame(d, earlier)
+		if offs, _, _ := frames(d, earlier); earlier.first+uint64(len(offs))-1 < uint64(signedN) {
+			t.Fatalf("the segment before the last ends with signed record %d", earlier.first+uint64(len(offs))-1)
+		}
+		tornAt(d, earlier, boundary(off, size, sectorSize))
+	}
+
+	if offs, _, _ := frames(unsigned, lastSeg); len(offs) < 2 {
+		t.Fatalf("the last segment holds %d frames, want two or more", len(offs))
+	}
+
+	for _, tc := range []struct {
+		name string
+		base string
+		edit func(dir string)
+		torn bool // a torn-tail notice and no finding; else the frame is a finding
+	}{
+		{"last frame, first sector written", unsigned, func(d string) {
+			off, size := lastFrame(d, lastSeg)
+			tornAt(d, lastSeg, boundary(off, size, sectorSize))
+		}, true},
+		{"last frame, first page written", unsigned, func(d string) {
+			off, size := lastFrame(d, lastSeg)
+			tornAt(d, lastSeg, boundary(off, size, 4096))
+		}, true},
+		{"zeros not from a sector boundary", unsigned, func(d string) {
+			off, size := lastFrame(d, lastSeg)
+			tornAt(d, lastSeg, off+size-4) // the checksum only: the last sector's start is not zero
+		}, false},
+		{"non-zero garbage after a sector boundary", unsigned, func(d string) {
+			off, size := lastFrame(d, lastSeg)
+			b := boundary(off, size, sectorSize)
+			write(d, lastSeg, b, bytes.Repeat([]byte{0xa5}, int(off+size-b)))
+		}, false},
+		{"zeros then a non-zero byte after the frame", unsigned, func(d string) {
+			off, size := lastFrame(d, lastSeg)
+			tornAt(d, lastSeg, boundary(off, size, sectorSize))
+			write(d, lastSeg, off+size+5000, []byte{1})
+		}, false},
+		{"zeros then a non-zero byte inside the frame", unsigned, func(d string) {
+			off, size := lastFrame(d, lastSeg)
+			tornAt(d, lastSeg, boundary(off, size, sectorSize))
+			write(d, lastSeg, off+size-4, []byte{1})
+		}, false},
+		{"middle frame zeroed from a sector boundary", unsigned, func(d string) {
+			offs, sizes, _ := frames(d, lastSeg)
+			off, size := offs[len(offs)-2], sizes[len(sizes)-2]
+			b := boundary(off, size, sectorSize)
+			write(d, lastSeg, b, make([]byte, off+size-b))
+		}, false},
+		{"last frames of an earlier segment", unsigned, zeroEarlier, false},
+		{"last frames of an earlier segment without its .idx", unsigned, func(d string) {
+			zeroEarlier(d)
+			if err := os.Remove(idxPath(filepath.Join(d, "seg", filepath.Base(earlier.path)))); err != nil {
+				t.Fatal(err)
+			}
+		}, false},
+		{"last frame signed by a checkpoint", signed, func(d string) {
+			off, size := lastFrame(d, lastSeg)
+			tornAt(d, lastSeg, boundary(off, size, sectorSize))
+		}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := copyDir(t, tc.base)
+			tc.edit(d)
+			rep := verifyDir(t, d, k, "")
+			if tc.torn {
+				if !rep.OK() || !hasTorn(rep.Notices, uint64(n-1)) {
+					t.Fatalf("want a torn-tail notice at record %d and no finding:\n%s", n-1, rep)
+				}
+				// Open cuts it the same way: one record fewer, and a clean
+				// ledger after.
+				o := testOpts(k)
+				o.DisableCompression = true
+				l2, err := Open(d, o)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := l2.Size(); got != uint64(n-1) {
+					t.Errorf("after recovery %d records, want %d", got, n-1)
+				}
+				if err := l2.Close(); err != nil {
+					t.Fatal(err)
+				}
+				if rep := verifyDir(t, d, k, ""); !rep.OK() || rep.Records != uint64(n-1) {
+					t.Fatalf("after recovery:\n%s", rep)
+				}
+				return
+			}
+			// A finding for the damaged frame (frame-corrupt, or
+			// record-modified where a signed tree names the record), and
+			// no torn tail before the records' end (the zeros written
+			// ahead after them are one).
+			damaged := false
+			for _, f := range rep.Findings {
+				damaged = damaged || strings.Contains(f.Message, "frame checksum mismatch")
+			}
+			torn := false
+			for _, f := range rep.Notices {
+				torn = torn || f.Kind == NoticeTornTail && f.Index < uint64(n)
+			}
+			if !damaged || torn {
+				t.Fatalf("want the frame reported damaged, not a torn tail:\n%s", rep)
+			}
+		})
+	}
+}
+
+// hasTorn reports whether notices include a torn tail at record idx.
+func hasTorn(notices []Finding, idx uint64) bool {
+	for _, f := range notices {
+		if f.Kind == NoticeTornTail && f.Index == idx {
+			return true
+		}
+	}
+	return false
+}
