@@ -12,10 +12,11 @@ import (
 	"github.com/trailguard/trailguard/access"
 )
 
-// ingestSlots bounds the ingest requests in progress, per token and in
-// all: each holds buffers (see the README's memory bound), so their number
-// bounds the collector's memory, and one token cannot take every slot.
-type ingestSlots struct {
+// tokenSlots bounds the requests of one kind in progress, per token and in
+// all: ingest requests each hold buffers (see the README's memory bound),
+// so their number bounds the collector's memory; and one token cannot take
+// every slot (or, for reports, fill the wait for the one report slot).
+type tokenSlots struct {
 	perToken, total int
 
 	mu      sync.Mutex
@@ -23,14 +24,14 @@ type ingestSlots struct {
 	inUse   int
 }
 
-func newIngestSlots(perToken, total int) *ingestSlots {
-	return &ingestSlots{perToken: perToken, total: total, byToken: map[string]int{}}
+func newTokenSlots(perToken, total int) *tokenSlots {
+	return &tokenSlots{perToken: perToken, total: total, byToken: map[string]int{}}
 }
 
 // acquire takes a slot for token, or returns the status to answer: 429
 // when the token has perToken requests in progress, 503 when all slots
 // are taken.
-func (s *ingestSlots) acquire(token string) (release func(), status int) {
+func (s *tokenSlots) acquire(token string) (release func(), status int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.byToken[token] >= s.perToken {

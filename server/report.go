@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
@@ -32,31 +31,6 @@ func (s *Server) reportRoutes(mux *http.ServeMux) {
 // a report reads the whole period, and two at once would only make both
 // slower and hold twice the memory.
 var reportSlot = make(chan struct{}, 1)
-
-// reportQueued holds the tokens with a report in progress or waiting for
-// reportSlot: one each (others get 429), so a single read token — stolen,
-// or a script in a loop — cannot fill the wait and starve every other
-// reader's reports into 503s.
-var reportQueued = struct {
-	sync.Mutex
-	m map[string]bool
-}{m: map[string]bool{}}
-
-// reportTurn takes key's place in the report queue; false when it already
-// has one. release gives it back.
-func reportTurn(key string) (release func(), ok bool) {
-	reportQueued.Lock()
-	defer reportQueued.Unlock()
-	if reportQueued.m[key] {
-		return nil, false
-	}
-	reportQueued.m[key] = true
-	return func() {
-		reportQueued.Lock()
-		delete(reportQueued.m, key)
-		reportQueued.Unlock()
-	}, true
-}
 
 // handleReport is GET /v1/reports: without standard, the standards and
 // formats on offer; with standard (pci-dss, soc2, hipaa), from and to
@@ -107,8 +81,8 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	tok, _ := r.Context().Value(tokenKey{}).(access.Token)
-	release, ok := reportTurn(tok.ID)
-	if !ok {
+	release, status := s.reports.acquire(tok.ID)
+	if status != 0 {
 		w.Header().Set("Retry-After", "30")
 		writeError(w, http.StatusTooManyRequests, "this token already has a report in progress or waiting: wait for it, then ask again")
 		return

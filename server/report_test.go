@@ -202,9 +202,9 @@ func TestReportOnePerToken(t *testing.T) {
 	// ones are refused at once.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		reportQueued.Lock()
-		n := len(reportQueued.m)
-		reportQueued.Unlock()
+		ts.reports.mu.Lock()
+		n := ts.reports.inUse
+		ts.reports.mu.Unlock()
 		if n == 1 {
 			break
 		}
@@ -223,9 +223,9 @@ func TestReportOnePerToken(t *testing.T) {
 	// Another token still queues, and both run once the slot frees.
 	go func() { code, _ := get(other); queued <- code }()
 	for {
-		reportQueued.Lock()
-		n := len(reportQueued.m)
-		reportQueued.Unlock()
+		ts.reports.mu.Lock()
+		n := ts.reports.inUse
+		ts.reports.mu.Unlock()
 		if n == 2 {
 			break
 		}

@@ -44,8 +44,13 @@ type Server struct {
 	audit   *httpaudit.Logger
 	limiter *failLimiter
 	sampler *sampler
-	slots   *ingestSlots
-	reads   *ingestSlots // reads in progress, per token and in all
+	slots   *tokenSlots
+	reads   *tokenSlots // reads in progress, per token and in all
+	// reports: one report in progress or waiting for reportSlot per token
+	// (others get 429), so a single read token — stolen, or a script in a
+	// loop — cannot fill the wait and starve other readers' reports into
+	// 503s; reads already bound them in all.
+	reports *tokenSlots
 	recent  *recentIDs
 	space   *spaceMonitor
 	metrics *metrics
@@ -205,14 +210,15 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	}
 	s.limiter = newFailLimiter(cfg.AuthFailBurst, cfg.AuthFailPerMinute)
 	s.sampler = newSampler(cfg.RefusedAuditPerMinute, cfg.RefusedAuditTotalPerMinute, time.Now())
-	s.slots = newIngestSlots(cfg.MaxIngestPerToken, cfg.MaxIngestRequests)
+	s.slots = newTokenSlots(cfg.MaxIngestPerToken, cfg.MaxIngestRequests)
 	// A Config not from Defaults (no read limits set) gets the defaults,
 	// not a limit of zero reads.
 	readsPerToken, reads := cfg.MaxReadsPerToken, cfg.MaxReadRequests
 	if readsPerToken <= 0 || reads <= 0 {
 		readsPerToken, reads = Defaults().MaxReadsPerToken, Defaults().MaxReadRequests
 	}
-	s.reads = newIngestSlots(readsPerToken, reads)
+	s.reads = newTokenSlots(readsPerToken, reads)
+	s.reports = newTokenSlots(1, reads)
 	s.handler = s.audit.Middleware(s.sampleUnauthorized(s.routes()))
 	s.sampleStop, s.sampleDone = make(chan struct{}), make(chan struct{})
 	go s.sampleLoop(s.sampleStop, s.sampleDone)
