@@ -25,6 +25,31 @@ type rawUpstream struct {
 	heads []string
 }
 
+// serveTCP listens on 127.0.0.1 until the test ends and serves each
+// connection it accepts with handle on a goroutine of its own, closing the
+// connection when handle returns: the raw upstreams (hostile, dead,
+// counting) the proxy tests put behind the gateway.
+func serveTCP(t *testing.T, handle func(c net.Conn)) net.Listener {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				handle(c)
+			}()
+		}
+	}()
+	return ln
+}
+
 func newRawUpstream(t *testing.T) *rawUpstream {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

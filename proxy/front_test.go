@@ -118,25 +118,11 @@ func TestLeanFrontMatchesNetHTTP(t *testing.T) {
 	// (all of it, so the gateway sees an end, not a reset): 502. (Not a
 	// port closed after listening: a parallel test's listener may take
 	// it.)
-	dead, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { dead.Close() })
-	go func() {
-		for {
-			c, err := dead.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				tp := textproto.NewReader(bufio.NewReader(c))
-				tp.ReadLine()
-				tp.ReadMIMEHeader()
-			}()
-		}
-	}()
+	dead := serveTCP(t, func(c net.Conn) {
+		tp := textproto.NewReader(bufio.NewReader(c))
+		tp.ReadLine()
+		tp.ReadMIMEHeader()
+	})
 	deadURL := "http://" + dead.Addr().String()
 	cfg := Config{Routes: []Route{
 		{Path: "/down/", Upstream: deadURL},

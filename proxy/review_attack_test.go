@@ -64,63 +64,49 @@ func TestLeanFrontHalfCloseEndsConnection(t *testing.T) {
 func TestHostileUpstreamAnswersStayWithTheirRequest(t *testing.T) {
 	t.Parallel()
 	const extra = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 8\r\n\r\npoisoned"
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
+	ln := serveTCP(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
 		for {
-			c, err := ln.Accept()
+			req, err := http.ReadRequest(br)
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					p := req.URL.Path
-					body := "for " + p
-					ok := "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: " + itoa(len(body)) + "\r\n\r\n" + body
-					switch p {
-					case "/extra-same":
-						io.WriteString(c, ok+extra)
-					case "/extra-later":
-						io.WriteString(c, ok)
-						time.Sleep(20 * time.Millisecond)
-						io.WriteString(c, extra)
-					case "/extra-split":
-						io.WriteString(c, ok[:len(ok)-2])
-						time.Sleep(20 * time.Millisecond)
-						io.WriteString(c, ok[len(ok)-2:]+extra)
-					case "/head-body":
-						// HEAD: the body comes anyway.
-						io.WriteString(c, ok+body)
-					case "/head-body-later":
-						io.WriteString(c, ok)
-						time.Sleep(20 * time.Millisecond)
-						io.WriteString(c, body)
-					case "/chunked-trailers":
-						io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-T\r\n\r\n"+
-							itoa16(len(body))+"\r\n"+body+"\r\n0\r\nX-T: 1\r\n\r\n"+extra)
-					case "/continue":
-						io.WriteString(c, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"+ok)
-					case "/close":
-						return // reads the request, closes without an answer
-					case "/close-after":
-						io.WriteString(c, ok)
-						return
-					default:
-						io.WriteString(c, ok)
-					}
-				}
-			}()
+			p := req.URL.Path
+			body := "for " + p
+			ok := "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: " + itoa(len(body)) + "\r\n\r\n" + body
+			switch p {
+			case "/extra-same":
+				io.WriteString(c, ok+extra)
+			case "/extra-later":
+				io.WriteString(c, ok)
+				time.Sleep(20 * time.Millisecond)
+				io.WriteString(c, extra)
+			case "/extra-split":
+				io.WriteString(c, ok[:len(ok)-2])
+				time.Sleep(20 * time.Millisecond)
+				io.WriteString(c, ok[len(ok)-2:]+extra)
+			case "/head-body":
+				// HEAD: the body comes anyway.
+				io.WriteString(c, ok+body)
+			case "/head-body-later":
+				io.WriteString(c, ok)
+				time.Sleep(20 * time.Millisecond)
+				io.WriteString(c, body)
+			case "/chunked-trailers":
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-T\r\n\r\n"+
+					itoa16(len(body))+"\r\n"+body+"\r\n0\r\nX-T: 1\r\n\r\n"+extra)
+			case "/continue":
+				io.WriteString(c, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"+ok)
+			case "/close":
+				return // reads the request, closes without an answer
+			case "/close-after":
+				io.WriteString(c, ok)
+				return
+			default:
+				io.WriteString(c, ok)
+			}
 		}
-	}()
+	})
 	for _, mode := range []string{HTTP1Lean, HTTP1NetHTTP} {
 		t.Run(mode, func(t *testing.T) {
 			t.Parallel()

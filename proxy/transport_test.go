@@ -239,39 +239,25 @@ func TestClientGoneEndsUpstreamStream(t *testing.T) {
 // refused within its bound (502), not buffered.
 func TestUpstreamHeaderBounds(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
 	closed := make(chan string, 4)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				req, err := http.ReadRequest(bufio.NewReader(c))
-				if err != nil {
-					return
-				}
-				if req.URL.Path == "/huge" {
-					io.WriteString(c, "HTTP/1.1 200 OK\r\n")
-					line := "X-Filler: " + strings.Repeat("y", 1000) + "\r\n"
-					for range 1000 { // 1 MB of header, more than the bound
-						if _, err := io.WriteString(c, line); err != nil {
-							break
-						}
-					}
-				}
-				// Hang until the gateway closes the connection.
-				io.Copy(io.Discard, c)
-				closed <- req.URL.Path
-			}()
+	ln := serveTCP(t, func(c net.Conn) {
+		req, err := http.ReadRequest(bufio.NewReader(c))
+		if err != nil {
+			return
 		}
-	}()
+		if req.URL.Path == "/huge" {
+			io.WriteString(c, "HTTP/1.1 200 OK\r\n")
+			line := "X-Filler: " + strings.Repeat("y", 1000) + "\r\n"
+			for range 1000 { // 1 MB of header, more than the bound
+				if _, err := io.WriteString(c, line); err != nil {
+					break
+				}
+			}
+		}
+		// Hang until the gateway closes the connection.
+		io.Copy(io.Discard, c)
+		closed <- req.URL.Path
+	})
 	p, gw, ms := gateway(t, Config{Routes: []Route{{Upstream: "http://" + ln.Addr().String()}}})
 	p.transport.maxHeader = 64 << 10
 	if resp := get(t, gw+"/huge"); resp.StatusCode != http.StatusBadGateway {
