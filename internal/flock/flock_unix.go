@@ -32,7 +32,7 @@ func Lock(path string, wait time.Duration) (*os.File, error) {
 			fh.Close()
 			return nil, err
 		}
-		if time.Now().After(deadline) {
+		if wait <= 0 || time.Now().After(deadline) {
 			fh.Close()
 			return nil, ErrBusy
 		}
