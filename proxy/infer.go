@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"mime"
@@ -83,6 +84,64 @@ func (u userSource) extract(r *http.Request, ct string, body []byte) string {
 		}
 	}
 	return ""
+}
+
+// names returns every user name a login request may carry to its
+// upstream, for the user-name decisions: what extract returns, and also
+// what upstreams read that extract does not (the other values of a
+// repeated field, which PHP and Express take; a key in another case, which
+// Go's encoding/json binds; the fields of a form with a bad escape
+// elsewhere, which PHP, Express and Werkzeug keep). ok is false when the
+// body is neither a form nor JSON (multipart, or JSON Go refuses): an
+// upstream may still read a user from it, and the gateway cannot.
+func (u userSource) names(r *http.Request, ct string, body []byte) (names []string, ok bool) {
+	switch u.kind {
+	case "basic":
+		user, _, _ := r.BasicAuth()
+		return []string{user}, true
+	case "query":
+		return r.URL.Query()[u.path[0]], true
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return nil, true
+	}
+	if isForm(ct) {
+		v, _ := url.ParseQuery(string(body)) // the pairs it could read
+		field := strings.Join(u.path, ".")
+		for k, vs := range v {
+			if strings.EqualFold(k, field) {
+				names = append(names, vs...)
+			}
+		}
+		return names, true
+	}
+	var doc any
+	if json.Unmarshal(body, &doc) != nil {
+		return nil, false
+	}
+	level := []any{doc}
+	for _, k := range u.path {
+		var next []any
+		for _, d := range level {
+			if m, ok := d.(map[string]any); ok {
+				for mk, mv := range m {
+					if strings.EqualFold(mk, k) {
+						next = append(next, mv)
+					}
+				}
+			}
+		}
+		level = next
+	}
+	for _, v := range level {
+		switch v := v.(type) {
+		case string:
+			names = append(names, v)
+		case float64:
+			names = append(names, fmt.Sprint(v))
+		}
+	}
+	return names, true
 }
 
 func isForm(ct string) bool {

@@ -422,12 +422,20 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 		// A user-name decision: the request is refused if it carries that
 		// user, as Basic auth or as a login route's user (a login body is
 		// read first, within its bound, only while such decisions exist).
-		var user string
-		user, r = p.requestUser(r, login)
-		if scenario, origin, _, ok := p.blocks.BlockedUser(user); ok {
-			p.blocked.Add(1)
-			p.refuse(w, r, client, http.StatusForbidden, ActionBlocked, blockReason(user, scenario, origin), 0)
+		users, r2, status, why := p.requestUsers(r, login)
+		r = r2
+		if status != 0 {
+			// The gateway cannot tell whose login this is, and the
+			// upstream may: forwarded, it would walk around the bans.
+			p.reject(w, r, status, why)
 			return
+		}
+		for _, user := range users {
+			if scenario, origin, _, ok := p.blocks.BlockedUser(user); ok {
+				p.blocked.Add(1)
+				p.refuse(w, r, client, http.StatusForbidden, ActionBlocked, blockReason(user, scenario, origin), 0)
+				return
+			}
 		}
 	}
 	now := p.cfg.Now()
@@ -536,31 +544,43 @@ func blockReason(user, scenario, origin string) string {
 	return reason
 }
 
-// requestUser returns the user name a request carries: its Basic-auth
-// user, or its login route's user. For a user in a login body, the body
-// is read first, up to the route's bound, and the request returned reads
-// it again before the rest.
-func (p *Proxy) requestUser(r *http.Request, login *loginRule) (string, *http.Request) {
-	if login == nil || !login.user.fromBody() {
-		if user, _, ok := r.BasicAuth(); ok {
-			return user, r
-		}
-		if login != nil {
-			return login.user.extract(r, "", nil), r
-		}
-		return "", r
+// requestUsers returns the user names a request may carry to the
+// upstream (userSource.names): its Basic-auth user, and its login route's
+// user. For a user in a login body, the body is read first, up to the
+// route's bound, and the request returned reads it again before the rest.
+// A body the gateway cannot read a user from (longer than the bound, or
+// neither a form nor JSON) gives a status to refuse the request with, and
+// why: upstreams read far larger bodies, and multipart ones.
+func (p *Proxy) requestUsers(r *http.Request, login *loginRule) ([]string, *http.Request, int, string) {
+	var users []string
+	if user, _, ok := r.BasicAuth(); ok {
+		users = append(users, user)
+	}
+	if login == nil {
+		return users, r, 0, ""
+	}
+	if !login.user.fromBody() {
+		names, _ := login.user.names(r, "", nil)
+		return append(users, names...), r, 0, ""
 	}
 	if r.Body == nil || r.Body == http.NoBody {
-		return "", r
+		return users, r, 0, ""
 	}
 	buf, err := io.ReadAll(io.LimitReader(r.Body, int64(login.maxBody)+1))
 	r2 := new(http.Request)
 	*r2 = *r
 	r2.Body = &prefixedBody{Reader: io.MultiReader(bytes.NewReader(buf), r.Body), body: r.Body}
-	if err != nil || len(buf) > login.maxBody {
-		return "", r2
+	if err != nil {
+		return users, r2, http.StatusBadRequest, "login body unreadable: " + err.Error()
 	}
-	return login.user.extract(r, r.Header.Get("Content-Type"), buf), r2
+	if len(buf) > login.maxBody {
+		return users, r2, http.StatusRequestEntityTooLarge, fmt.Sprintf("login body over the route's max_body (%d bytes) while user-name bans are in force: the gateway reads the user name from it", login.maxBody)
+	}
+	names, ok := login.user.names(r, r.Header.Get("Content-Type"), buf)
+	if !ok {
+		return users, r2, http.StatusBadRequest, "login body is neither a form nor JSON while user-name bans are in force: the gateway reads the user name from it"
+	}
+	return append(users, names...), r2, 0, ""
 }
 
 // prefixedBody is a body whose first bytes were already read.

@@ -1,0 +1,72 @@
+package proxy
+
+import (
+	"bytes"
+	"mime/multipart"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// TestUserDecisionNotEvadedByLoginBody: a user-name ban holds whatever
+// shape the login body takes that an upstream would still read the user
+// from (review, MEDIUM, network: each case below reached the upstream with
+// alice's login while alice was banned). The gateway either finds the
+// banned name or refuses a body it cannot read a user from.
+func TestUserDecisionNotEvadedByLoginBody(t *testing.T) {
+	t.Parallel()
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {})
+	p, gw, _ := gateway(t, Config{Routes: []Route{{Upstream: up.URL}},
+		Logins: []Login{{Path: "/login", User: "json:user", MaxBody: 1024}}})
+	p.Apply("test", Update{New: []Decision{{Type: "ban", Scope: "Username", Value: "alice", Duration: "1h", Scenario: "account_lock"}}})
+	var mp bytes.Buffer
+	mw := multipart.NewWriter(&mp)
+	mw.WriteField("user", "alice")
+	mw.WriteField("password", "x")
+	mw.Close()
+	for _, tc := range []struct {
+		name, ct, body string
+	}{
+		// Express, Flask, Spring and PHP read bodies far larger than
+		// max_body: the name is in its first bytes.
+		{"json past max_body", "application/json", `{"user":"alice","password":"x","pad":"` + strings.Repeat("z", 2000) + `"}`},
+		{"form past max_body", "application/x-www-form-urlencoded", "user=alice&password=x&pad=" + strings.Repeat("z", 2000)},
+		// PHP, Express (qs) and Werkzeug keep the other fields of a form
+		// with a bad escape in one of them.
+		{"form with a bad escape elsewhere", "application/x-www-form-urlencoded", "user=alice&password=x&z=%"},
+		// PHP and Express take the last of repeated fields.
+		{"form field repeated", "application/x-www-form-urlencoded", "user=bob&user=alice&password=x"},
+		// Go's encoding/json binds a struct field in any case.
+		{"json key in another case", "application/json", `{"User":"alice","password":"x"}`},
+		// PHP's $_POST, Flask's request.form and multer read multipart.
+		{"multipart form", mw.FormDataContentType(), mp.String()},
+	} {
+		resp, err := http.Post(gw+"/login", tc.ct, strings.NewReader(tc.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode < 400 {
+			t.Errorf("%s: %d, the banned user's login was forwarded", tc.name, resp.StatusCode)
+		}
+	}
+	if n := up.count(); n != 0 {
+		t.Errorf("%d of the banned user's logins reached the upstream", n)
+	}
+	// Other users still log in, whatever the shape of their body within
+	// the bound.
+	for _, tc := range []struct{ ct, body string }{
+		{"application/json", `{"user":"bob","password":"y"}`},
+		{"application/x-www-form-urlencoded", "user=bob&password=y&z=%"},
+		{"application/json", `{"User":"bob","password":"y"}`},
+	} {
+		resp, err := http.Post(gw+"/login", tc.ct, strings.NewReader(tc.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Errorf("bob's login %q: %d", tc.body, resp.StatusCode)
+		}
+	}
+}
