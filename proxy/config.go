@@ -184,7 +184,9 @@ type Login struct {
 	// user). The password is never read.
 	User string `yaml:"user"`
 	// MaxBody bounds the request body read for the user name (default
-	// 16 KiB).
+	// 16 KiB): a longer login body is refused (413), as one that is
+	// neither a form nor JSON is (400), since its user could not be
+	// recorded or checked against user-name bans.
 	MaxBody int `yaml:"max_body"`
 }
 

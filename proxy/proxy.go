@@ -418,19 +418,24 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 			break
 		}
 	}
-	if p.blocks.hasUsers() {
-		// A user-name decision: the request is refused if it carries that
-		// user, as Basic auth or as a login route's user (a login body is
-		// read first, within its bound, only while such decisions exist).
-		users, r2, status, why := p.requestUsers(r, login)
+	if users := p.blocks.hasUsers(); users || login != nil && login.user.fromBody() {
+		// A login body is read first, within its bound: a user-name
+		// decision refuses the request if it carries that user, as Basic
+		// auth or as a login route's user, and the login's event names
+		// its user (rules group failures by user.name).
+		names, r2, status, why := p.requestUsers(r, login)
 		r = r2
 		if status != 0 {
 			// The gateway cannot tell whose login this is, and the
-			// upstream may: forwarded, it would walk around the bans.
+			// upstream may: forwarded, it would walk around the bans
+			// and be recorded without its user.
 			p.reject(w, r, status, why)
 			return
 		}
-		for _, user := range users {
+		for _, user := range names {
+			if !users {
+				break
+			}
 			if scenario, origin, _, ok := p.blocks.BlockedUser(user); ok {
 				p.blocked.Add(1)
 				p.refuse(w, r, client, http.StatusForbidden, ActionBlocked, blockReason(user, scenario, origin), 0)
@@ -574,11 +579,11 @@ func (p *Proxy) requestUsers(r *http.Request, login *loginRule) ([]string, *http
 		return users, r2, http.StatusBadRequest, "login body unreadable: " + err.Error()
 	}
 	if len(buf) > login.maxBody {
-		return users, r2, http.StatusRequestEntityTooLarge, fmt.Sprintf("login body over the route's max_body (%d bytes) while user-name bans are in force: the gateway reads the user name from it", login.maxBody)
+		return users, r2, http.StatusRequestEntityTooLarge, fmt.Sprintf("login body over the route's max_body (%d bytes): the gateway reads the user name from it", login.maxBody)
 	}
 	names, ok := login.user.names(r, r.Header.Get("Content-Type"), buf)
 	if !ok {
-		return users, r2, http.StatusBadRequest, "login body is neither a form nor JSON while user-name bans are in force: the gateway reads the user name from it"
+		return users, r2, http.StatusBadRequest, "login body is neither a form nor JSON: the gateway reads the user name from it"
 	}
 	return append(users, names...), r2, 0, ""
 }

@@ -2,10 +2,13 @@ package proxy
 
 import (
 	"bytes"
+	"io"
 	"mime/multipart"
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/trailguard/trailguard/event"
 )
 
 // TestUserDecisionNotEvadedByLoginBody: a user-name ban holds whatever
@@ -68,5 +71,59 @@ func TestUserDecisionNotEvadedByLoginBody(t *testing.T) {
 		if resp.StatusCode != 200 {
 			t.Errorf("bob's login %q: %d", tc.body, resp.StatusCode)
 		}
+	}
+}
+
+// TestLoginUserNotHiddenByBodyShape: a failed login through a login route
+// is recorded with its user (the distributed brute force against one
+// account groups failures by user.name) whatever the body's shape, or not
+// forwarded at all (review, MEDIUM, network: padded past max_body, sent
+// chunked or as multipart, each failure was recorded without a user, so
+// a botnet guessing one account's password was never grouped).
+func TestLoginUserNotHiddenByBodyShape(t *testing.T) {
+	t.Parallel()
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusUnauthorized) })
+	_, gw, ms := gateway(t, Config{Routes: []Route{{Upstream: up.URL}},
+		Logins: []Login{{Path: "/login", User: "json:user", MaxBody: 1024}}})
+	var mp bytes.Buffer
+	mw := multipart.NewWriter(&mp)
+	mw.WriteField("user", "alice")
+	mw.WriteField("password", "x")
+	mw.Close()
+	pad := strings.Repeat("z", 2000)
+	cases := []struct {
+		name, ct string
+		body     io.Reader
+	}{
+		{"json past max_body", "application/json", strings.NewReader(`{"user":"alice","password":"x","pad":"` + pad + `"}`)},
+		{"json past max_body, chunked", "application/json", io.MultiReader(strings.NewReader(`{"user":"alice","password":"x","pad":"`), strings.NewReader(pad+`"}`))},
+		{"form past max_body", "application/x-www-form-urlencoded", strings.NewReader("user=alice&password=x&pad=" + pad)},
+		{"multipart form", mw.FormDataContentType(), bytes.NewReader(mp.Bytes())},
+	}
+	forwarded := 0
+	for _, tc := range cases {
+		before := up.count()
+		resp, err := http.Post(gw+"/login", tc.ct, tc.body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if up.count() > before {
+			forwarded++
+		}
+	}
+	evs := ms.wait(t, "every attempt recorded", func(evs []*event.Event) bool {
+		return len(byAction(evs, event.ActionLoginFail))+len(byAction(evs, event.ActionInputValidationFail)) >= len(cases)
+	})
+	named := 0
+	for _, ev := range byAction(evs, event.ActionLoginFail) {
+		if ev.UserName != "alice" {
+			t.Errorf("failed login recorded with user %q", ev.UserName)
+		} else {
+			named++
+		}
+	}
+	if named != forwarded {
+		t.Errorf("%d logins forwarded, %d failures recorded with their user", forwarded, named)
 	}
 }
