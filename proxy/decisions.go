@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -350,6 +352,14 @@ func (s *StreamSource) Run(ctx context.Context, apply func(Update), health func(
 		client = &http.Client{Timeout: 5 * time.Second}
 	}
 	base := strings.TrimRight(s.URL, "/") + "/v1/decisions/stream"
+	// The collector keeps a bouncer's place in the stream by its key,
+	// address and User-Agent: a name of this run's own, which no one
+	// else polling with the same key from the same address (a thief, a
+	// shared NAT, a load balancer in front of the collector) can guess,
+	// so that no one else takes the changes this gateway has not heard.
+	var id [16]byte
+	rand.Read(id[:])
+	ua := "trailguard-proxy (stream " + hex.EncodeToString(id[:]) + ")"
 	startup, down := true, false
 	var retry time.Duration
 	t := time.NewTimer(0)
@@ -360,7 +370,7 @@ func (s *StreamSource) Run(ctx context.Context, apply func(Update), health func(
 			return
 		case <-t.C:
 		}
-		u, err := s.poll(ctx, client, base, startup)
+		u, err := s.poll(ctx, client, base, ua, startup)
 		wait := interval
 		switch {
 		case ctx.Err() != nil:
@@ -389,7 +399,7 @@ func (s *StreamSource) Run(ctx context.Context, apply func(Update), health func(
 	}
 }
 
-func (s *StreamSource) poll(ctx context.Context, client *http.Client, base string, startup bool) (Update, error) {
+func (s *StreamSource) poll(ctx context.Context, client *http.Client, base, ua string, startup bool) (Update, error) {
 	url := base
 	if startup {
 		url += "?startup=true"
@@ -399,7 +409,7 @@ func (s *StreamSource) poll(ctx context.Context, client *http.Client, base strin
 		return Update{}, err
 	}
 	req.Header.Set("X-Api-Key", s.APIKey)
-	req.Header.Set("User-Agent", "trailguard-proxy")
+	req.Header.Set("User-Agent", ua)
 	resp, err := client.Do(req)
 	if err != nil {
 		return Update{}, fmt.Errorf("decision stream: %w", err)
