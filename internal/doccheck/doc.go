@@ -1,0 +1,6 @@
+// Package doccheck holds the tests that keep README.md and docs/ true to
+// the code: every YAML example loads with the configuration parser it is
+// written for, every configuration key the code reads is named in the
+// document that describes it, and every default the documents state is
+// the default the code applies. It has no code of its own.
+package doccheck
