@@ -57,8 +57,8 @@ type Config struct {
 	// decompression (413 beyond).
 	MaxRequestBytes int64 `yaml:"max_request_bytes"`
 	// MaxRequestEvents bounds the events (NDJSON lines, _bulk actions) of
-	// one ingest request; the ones beyond it are answered 429 per line or
-	// item, to be sent again in another request. With it, the memory an
+	// one ingest request; the request stops there, answered 413 with
+	// resume_line, to send the rest in another request. With it, the memory an
 	// ingest request holds is bounded whatever its body (see README).
 	MaxRequestEvents int `yaml:"max_request_events"`
 	// MaxHeaderBytes bounds a request's line and headers together (431

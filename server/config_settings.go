@@ -45,7 +45,7 @@ var settingsHelp = []settingHelp{
 	{key: "redact_secret_file", arg: "FILE", help: "File holding the HMAC key for redact_mode hmac-sha256."},
 	{key: "max_line_bytes", arg: "BYTES", help: "Largest single event accepted; a longer line is rejected on its own, not the whole batch."},
 	{key: "max_request_bytes", arg: "BYTES", help: "Largest ingest request body, before and after gzip (413 beyond)."},
-	{key: "max_request_events", arg: "N", help: "Most events (NDJSON lines, _bulk actions) one ingest request may carry; the rest are answered 429, to be sent again."},
+	{key: "max_request_events", arg: "N", help: "Most events (NDJSON lines, _bulk actions) one ingest request may carry; the request stops there with 413 and resume_line, to send the rest again."},
 	{key: "max_header_bytes", arg: "BYTES", help: "Largest request line plus headers (431 beyond, before anything is recorded)."},
 	{key: "body_read_timeout", arg: "DURATION", help: "Longest time to receive one ingest request body, and to send its answer (408 beyond)."},
 	{key: "body_idle_timeout", arg: "DURATION", help: "Longest time an ingest request body may stall without a byte arriving (408 beyond)."},
