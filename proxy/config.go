@@ -236,6 +236,12 @@ type Timeouts struct {
 	// the client reads. A write is cut between Write and 1.5×Write after
 	// it stalled.
 	Write time.Duration `yaml:"write"`
+	// Body ends a request when a read of its body brings nothing for
+	// this long (default 60s, nginx's client_body_timeout): a client that
+	// sends a head and then part of a body, or none, cannot hold the
+	// gateway's goroutine, its connection and an upstream connection. A
+	// body that keeps coming, however slowly, is not cut.
+	Body time.Duration `yaml:"body"`
 	// Shutdown bounds the time from SIGTERM to exit (default 15s), in the
 	// collector's shares (server.ShutdownPlan): requests in flight 40 %,
 	// the gateway's last events and the ledger's final checkpoint by
@@ -298,6 +304,7 @@ func (cfg Config) withDefaults() Config {
 	t.Idle = cmpOr(t.Idle, 90*time.Second)
 	t.ReadHeader = cmpOr(t.ReadHeader, 10*time.Second)
 	t.Write = cmpOr(t.Write, 60*time.Second)
+	t.Body = cmpOr(t.Body, 60*time.Second)
 	t.Shutdown = cmpOr(t.Shutdown, 15*time.Second)
 	c := &cfg.Collector
 	c.PollInterval = cmpOr(c.PollInterval, 50*time.Millisecond)
