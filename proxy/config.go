@@ -437,6 +437,11 @@ func parseUpstream(s string) (*url.URL, error) {
 	if s == "" {
 		return nil, errors.New("upstream is required (e.g. http://127.0.0.1:9000)")
 	}
+	if !strings.Contains(s, "://") {
+		// url.Parse reads "127.0.0.1:9000" as a path and says so in its
+		// own terms; say what to write instead.
+		return nil, fmt.Errorf("upstream %q: want http://host:port or https://host:port (the scheme is missing: http://%s?)", s, s)
+	}
 	u, err := url.Parse(s)
 	if err != nil {
 		return nil, fmt.Errorf("upstream %q: %v", s, err)
