@@ -227,8 +227,7 @@ func TestPowerLoss(t *testing.T) {
 		t.Logf("round %d: %d acknowledged records survived; child made %d direct writes of %d syncs", round, found, direct, syncs)
 		// The power comes back: the next round appends to what the
 		// failure left.
-		exec.Command("umount", live).Run()
-		exec.Command(d.losetup, "-d", dev).Run()
+		d.unmount(live)
 		os.Remove(img)
 		live, dev, img, dir = mnt, sdev, snap, sdir
 		devStat = filepath.Join("/sys/block", filepath.Base(dev), "stat")
@@ -248,6 +247,9 @@ type loopDisk struct {
 	img     string // the backing file, 256 MiB
 	losetup string
 	opts    string // mount options
+
+	mu   sync.Mutex
+	devs map[string]string // mounted here: mount point -> loop device
 }
 
 func newLoopDisk(t *testing.T) *loopDisk {
@@ -292,11 +294,29 @@ func (d *loopDisk) mount(img, mnt string) string {
 		exec.Command(d.losetup, "-d", dev).Run()
 		t.Fatalf("mount %s: %v\n%s", dev, err, out)
 	}
-	t.Cleanup(func() {
-		exec.Command("umount", mnt).Run()
-		exec.Command(d.losetup, "-d", dev).Run()
-	})
+	t.Cleanup(func() { d.unmount(mnt) })
+	d.mu.Lock()
+	if d.devs == nil {
+		d.devs = map[string]string{}
+	}
+	d.devs[mnt] = dev
+	d.mu.Unlock()
 	return dev
+}
+
+// unmount unmounts mnt and detaches its loop device, once: a device
+// detached twice may by then be another test's (loop devices are reused
+// at once), which loses its file system under it ("can't read superblock").
+func (d *loopDisk) unmount(mnt string) {
+	d.mu.Lock()
+	dev, ok := d.devs[mnt]
+	delete(d.devs, mnt)
+	d.mu.Unlock()
+	if !ok {
+		return
+	}
+	exec.Command("umount", mnt).Run()
+	exec.Command(d.losetup, "-d", dev).Run()
 }
 
 // snapshot copies the loop device's backing file img to snap while the
@@ -627,8 +647,7 @@ func TestPowerLossAtRotation(t *testing.T) {
 		}
 		l.Close()
 		t.Logf("round %d: %d segments, %d acknowledged records survived", round, len(segs), len(acked))
-		exec.Command("umount", live).Run()
-		exec.Command(d.losetup, "-d", dev).Run()
+		d.unmount(live)
 		os.Remove(img)
 		live, dev, img, dir = mnt, sdev, snap, sdir
 		devStat = filepath.Join("/sys/block", filepath.Base(dev), "stat")
