@@ -10,9 +10,11 @@ import (
 	"net/textproto"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/trailguard/trailguard/httpaudit"
+	"github.com/trailguard/trailguard/internal/h1"
 )
 
 // The fast path forwards the requests most APIs see most — no body, no
@@ -331,10 +333,22 @@ func (p *Proxy) serveFast(w http.ResponseWriter, r *http.Request, rt *route) {
 		}
 	)
 	up := p.upstreamReq(rt, r)
-	res, err := p.transport.do(ctx, rt.addr, r, func(bw *bufio.Writer) error { return up.write(bw, p.reqID) }, got1xx)
+	// To the lean front end, the common answer comes as a list of fields
+	// (serveLean); every other answer, and every answer to net/http's
+	// server, as an http.Response.
+	lr := leanWriter(w)
+	var la *leanAnswer
+	if lr != nil {
+		la = &lr.ans
+	}
+	res, err := p.transport.do(ctx, rt.addr, r, func(bw *bufio.Writer) error { return up.write(bw, p.reqID) }, got1xx, la)
 	done = true
 	if err != nil {
 		p.upstreamError(w, r, err)
+		return
+	}
+	if res == nil {
+		p.serveLean(w, r, lr, up.traceTP)
 		return
 	}
 	for _, v := range res.Header["Connection"] {
@@ -405,6 +419,111 @@ func (p *Proxy) serveFast(w http.ResponseWriter, r *http.Request, rt *route) {
 			dst.Add(http.TrailerPrefix+k, v)
 		}
 	}
+}
+
+// leanWriter returns the lean front end's response writer under w (the
+// request's exchange and the middleware's state), or nil.
+func leanWriter(w http.ResponseWriter) *leanResponse {
+	for range 4 {
+		switch x := w.(type) {
+		case *leanResponse:
+			return x
+		case interface{ Unwrap() http.ResponseWriter }:
+			w = x.Unwrap()
+		default:
+			return nil
+		}
+	}
+	return nil
+}
+
+// serveLean is serveFast for the common answer read into lr.ans (see
+// leanAnswer): what serveFast does with an http.Response, on the list of
+// the answer's fields. The fields the upstream must not set (hop-by-hop,
+// the request id and traceparent) are taken out of the list, the
+// gateway's traceparent put in, and the list, sorted, is the part of the
+// header the writer merges with the handler's map (leanResponse.up),
+// which holds the middleware's request id. Such an answer has a
+// Content-Length and no trailers; its body is copied as any other.
+func (p *Proxy) serveLean(w http.ResponseWriter, r *http.Request, lr *leanResponse, tp []string) {
+	la := &lr.ans
+	if err := p.answerGate(r, la.head.StatusCode); err != nil {
+		la.body.Close()
+		p.upstreamError(w, r, err)
+		return
+	}
+	fields := answerFields(la.head.Fields, p.reqID, tp)
+	la.head.Fields = fields
+	dst := w.Header()
+	shared := false
+	for k := range dst {
+		for i := range fields {
+			if fields[i].Key == k {
+				shared = true
+			}
+		}
+	}
+	if shared {
+		// A key in both (none so far: the map holds the request id the
+		// list has not): the upstream's values after the map's, in it.
+		for _, f := range fields {
+			dst[f.Key] = append(dst[f.Key], f.Value)
+		}
+	} else {
+		lr.up = fields
+	}
+	w.WriteHeader(la.head.StatusCode)
+	var rc *http.ResponseController
+	flush := false
+	for i := range fields {
+		if f := &fields[i]; f.Key == "Content-Type" {
+			if strings.Contains(f.Value, "event-stream") {
+				base, _, _ := mime.ParseMediaType(f.Value)
+				flush = base == "text/event-stream"
+			}
+			break
+		}
+	}
+	if flush {
+		rc = http.NewResponseController(w)
+		rc.Flush() // the header goes at once, even if the body is slow to come
+	}
+	err := p.copyBody(w, la.body, rc, flush)
+	la.body.Close()
+	if err != nil && r.Context().Value(http.ServerContextKey) != nil {
+		panic(http.ErrAbortHandler) // as serveFast
+	}
+}
+
+// answerFields takes out of an answer's fields (in place) the hop-by-hop
+// ones (hopHeaders and those its Connection names), the request id
+// (reqID) and traceparent, adds the traceparent tp sent upstream (if one),
+// and sorts them by key, a key's values in their order: what serveFast
+// and answer do to the answer's header map.
+func answerFields(fields []h1.Field, reqID string, tp []string) []h1.Field {
+	var named []string
+	for _, f := range fields {
+		if f.Key == "Connection" {
+			for n := range strings.SplitSeq(f.Value, ",") {
+				if n = textproto.TrimString(n); n != "" {
+					named = append(named, textproto.CanonicalMIMEHeaderKey(n))
+				}
+			}
+		}
+	}
+	kept := fields[:0]
+	for _, f := range fields {
+		if f.Key == reqID || f.Key == "Traceparent" || contains(hopHeaders, f.Key) || contains(named, f.Key) {
+			continue
+		}
+		kept = append(kept, f)
+	}
+	clear(fields[len(kept):])
+	if len(tp) == 1 {
+		kept = append(kept, h1.Field{Key: "Traceparent", Value: tp[0]})
+	}
+	slices.SortStableFunc(kept, func(a, b h1.Field) int { return strings.Compare(a.Key, b.Key) })
+	return kept
 }
 
 // copyBody copies an answer's body to the client with a pooled buffer.

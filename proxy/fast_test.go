@@ -29,7 +29,7 @@ type rawUpstream struct {
 // connection it accepts with handle on a goroutine of its own, closing the
 // connection when handle returns: the raw upstreams (hostile, dead,
 // counting) the proxy tests put behind the gateway.
-func serveTCP(t *testing.T, handle func(c net.Conn)) net.Listener {
+func serveTCP(t testing.TB, handle func(c net.Conn)) net.Listener {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -132,6 +132,15 @@ func (u *rawUpstream) serve(c net.Conn) {
 			resp = "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Type: text/plain\r\n\r\nuntil the end"
 			io.WriteString(c, resp)
 			return
+		case strings.Contains(line, "/hops"):
+			// The common answer (one Content-Length, keep-alive) with
+			// every hop-by-hop field, the upstream's own correlation
+			// fields, repeated and lower-case keys, no Content-Type.
+			resp = "HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nUpgrade: h2c\r\n" +
+				"Proxy-Connection: keep-alive\r\nProxy-Authenticate: Basic realm=\"secret\"\r\nProxy-Authorization: secret\r\n" +
+				"Te: trailers\r\nx-request-id: upstream-own\r\ntraceparent: " + upstreamTP + "\r\nset-cookie: a=1\r\n" +
+				"Zz-Last: z\r\nSet-Cookie: b=2\r\nAa-First:  a \r\nX-Empty:\r\nDate: Mon, 30 Nov 2026 10:00:00 GMT\r\n" +
+				"Content-Length: 14\r\n\r\n<html>hi</html"
 		case strings.Contains(line, "/odd"):
 			resp = "HTTP/1.1 299 Whatever\r\nX-Empty:\r\nX-Spaces:   a  \r\nContent-Length: 1\r\n\r\n!"
 		case strings.Contains(line, "/chunked"):
@@ -174,7 +183,8 @@ func (u *rawUpstream) last() string {
 }
 
 // TestFastPathMatchesReverseProxy sends the same requests through the
-// fast path and through httputil.ReverseProxy (the gateway's Rewrite and
+// fast path (behind the lean front end: for the common answer, serveLean)
+// and through httputil.ReverseProxy (the gateway's Rewrite and
 // ModifyResponse) and compares, byte for byte, the request heads the
 // upstream received (header order aside) and the answers the client got:
 // hop-by-hop fields both ways, forwarding fields, correlation and trace
@@ -209,12 +219,13 @@ func TestFastPathMatchesReverseProxy(t *testing.T) {
 		{"early hints", "GET", "/hints", nil, true},
 		{"server-sent events", "GET", "/sse", nil, true},
 		{"401", "GET", "/denied", nil, true},
+		{"common answer with hop-by-hop and correlation fields", "GET", "/hops", nil, true},
+		{"common answer with the client's traceparent", "GET", "/hops", [][2]string{{"Traceparent", validTP}}, true},
 		{"escaped path, joined upstream path", "GET", "/b/a%3Ab/plain?q=%41", nil, true},
 		{"stripped prefix", "GET", "/s/x/plain?q=1", nil, true},
 		{"semicolon query (ReverseProxy cleans it)", "GET", "/plain?a=1;b=2", nil, false},
 		{"body", "POST", "/plain", nil, false},
 	}
-	client := &http.Client{Transport: &http.Transport{DisableCompression: true}}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			var heads, answers [2]string
@@ -239,7 +250,12 @@ func TestFastPathMatchesReverseProxy(t *testing.T) {
 						t.Fatalf("fast path taken: %v, want %v", got, tc.fast)
 					}
 				}
-				resp, err := client.Do(req)
+				// A new connection for each: one ReverseProxy served
+				// was handed to net/http by the lean front end, and the
+				// fast path is to be seen behind both.
+				tr := &http.Transport{DisableCompression: true}
+				defer tr.CloseIdleConnections()
+				resp, err := (&http.Client{Transport: tr}).Do(req)
 				if err != nil {
 					t.Fatal(err)
 				}

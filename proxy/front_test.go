@@ -173,6 +173,8 @@ func TestLeanFrontMatchesNetHTTP(t *testing.T) {
 		{"sniffed type", get("/noct", "c-noct"), []string{"GET"}, []string{"c-noct"}},
 		{"upstream closes", get("/upclose", "c-upclose"), []string{"GET"}, []string{"c-upclose"}},
 		{"odd status and fields", get("/odd", "c-odd"), []string{"GET"}, []string{"c-odd"}},
+		{"common answer, hop-by-hop fields", get("/hops", "c-hops"), []string{"GET"}, []string{"c-hops"}},
+		{"common answer, client's trace", get("/hops", "c-hops-tp", "Traceparent: "+tp+"\r\n"), []string{"GET"}, []string{"c-hops-tp"}},
 		{"502", get("/down/x", "c-502"), []string{"GET"}, []string{"c-502"}},
 		{"504", get("/slow", "c-504"), []string{"GET"}, []string{"c-504"}},
 		{"403 blocked", get("/plain", "c-403", "X-Forwarded-For: 203.0.113.7\r\n"), []string{"GET"}, []string{"c-403"}},
@@ -216,8 +218,8 @@ func TestLeanFrontMatchesNetHTTP(t *testing.T) {
 	// The front end served every request up to "body after lean
 	// requests" itself but that one's last two, and handed over the
 	// connections from there on.
-	if served, handed := lean.served.Load(), lean.handed.Load(); served != 27 || handed != 6 {
-		t.Errorf("the lean front end served %d requests and handed %d connections over, want 27 and 6", served, handed)
+	if served, handed := lean.served.Load(), lean.handed.Load(); served != 29 || handed != 6 {
+		t.Errorf("the lean front end served %d requests and handed %d connections over, want 29 and 6", served, handed)
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/trailguard/trailguard/internal/h1"
 )
 
 // leanResponse is the lean front end's http.ResponseWriter. It writes what
@@ -23,10 +25,18 @@ import (
 // Expect. It is reused for each request of its connection: a handler may
 // not use it once it returned (net/http's rule; httpaudit enforces it).
 type leanResponse struct {
-	lc      *leanConn
-	req     *http.Request
-	header  http.Header // the handler's
-	snap    http.Header // the header as of WriteHeader (net/http's cw.header)
+	lc     *leanConn
+	req    *http.Request
+	header http.Header // the handler's
+	snap   http.Header // the header as of WriteHeader (net/http's cw.header)
+	// up is the upstream's fields of the fast path's common answer
+	// (serveLean), sorted by key: a part of the header that never was
+	// a map. Its keys are none of header's, and it is not changed once
+	// WriteHeader is called, so it is its own snapshot.
+	up []h1.Field
+	// ans is the fast path's common answer being read for this request
+	// (h1Transport.exchange): up is a part of its fields.
+	ans     leanAnswer
 	w       *bufio.Writer
 	cw      chunkWriter
 	status  int
@@ -45,6 +55,7 @@ type chunkWriter struct{ res *leanResponse }
 func (w *leanResponse) reset(r *http.Request) {
 	w.req = r
 	clear(w.header)
+	w.up = nil
 	w.status, w.clen, w.written = 0, -1, 0
 	w.calledHeader, w.wroteHeader, w.cwWrote, w.handlerDone, w.closeAfterReply, w.chunking = false, false, false, false, false, false
 	w.trailers = w.trailers[:0]
@@ -67,7 +78,7 @@ func (w *leanResponse) WriteHeader(code int) {
 	bw := w.lc.bw
 	if code >= 100 && code <= 199 && code != http.StatusSwitchingProtocols {
 		writeStatusLine(bw, code, w.scratch[:0])
-		w.writeSubset(bw, w.header, true)
+		w.writeSubset(bw, &respHeader{m: w.header, list: w.up}, true)
 		bw.WriteString("\r\n")
 		bw.Flush()
 		return
@@ -79,13 +90,15 @@ func (w *leanResponse) WriteHeader(code int) {
 	for k, v := range w.header {
 		w.snap[k] = v
 	}
-	if cl := w.header.Get("Content-Length"); cl != "" {
+	h := respHeader{m: w.header, list: w.up}
+	if cl := h.get("Content-Length"); cl != "" {
 		v, err := strconv.ParseInt(cl, 10, 64)
 		if err == nil && v >= 0 {
 			w.clen = v
 		} else {
 			w.lc.f.logf("http: invalid Content-Length of %q", cl)
-			w.header.Del("Content-Length")
+			h.del("Content-Length")
+			w.up = h.list
 		}
 	}
 }
@@ -185,7 +198,7 @@ func (cw *chunkWriter) close() {
 		bw := w.lc.bw
 		bw.WriteString("0\r\n")
 		if t := w.finalTrailers(); t != nil {
-			w.writeSubset(bw, t, false)
+			w.writeSubset(bw, &respHeader{m: t}, false)
 		}
 		bw.WriteString("\r\n")
 	}
@@ -202,11 +215,12 @@ func (w *leanResponse) finalTrailers() http.Header {
 			t[kk] = vv
 		}
 	}
+	h := respHeader{m: w.header, list: w.up}
 	for _, k := range w.trailers {
 		if t == nil {
 			t = make(http.Header)
 		}
-		for _, v := range w.header[k] {
+		for _, v := range h.values(k) {
 			t.Add(k, v)
 		}
 	}
@@ -238,19 +252,21 @@ func (w *leanResponse) writeHeader(p []byte) {
 	w.cwWrote = true
 	keepAlives := !w.lc.f.shutting.Load()
 	isHEAD := w.req.Method == http.MethodHead
-	header := w.snap
+	header := &respHeader{m: w.snap, list: w.up}
+	defer func() { w.up = header.list }()
 	var (
 		date, clen             []byte
 		ctype, conn, transferE string
 	)
 	trailers := false
-	for k := range header {
+	for k := range header.m {
+		// (The list's keys are tokens: none has the prefix's colon.)
 		if strings.HasPrefix(k, http.TrailerPrefix) {
-			delete(header, k)
+			delete(header.m, k)
 			trailers = true
 		}
 	}
-	for _, v := range header["Trailer"] {
+	for _, v := range header.values("Trailer") {
 		trailers = true
 		v = textproto.TrimString(v)
 		for f := range strings.SplitSeq(v, ",") {
@@ -259,59 +275,59 @@ func (w *leanResponse) writeHeader(p []byte) {
 			}
 		}
 	}
-	te := hget(header, "Transfer-Encoding")
+	te := header.get("Transfer-Encoding")
 	hasTE := te != ""
-	_, hasCLField := header["Content-Length"]
+	hasCLField := header.has("Content-Length")
 	if w.handlerDone && !trailers && !hasTE && bodyAllowedForStatus(w.status) && !hasCLField && (!isHEAD || len(p) > 0) {
 		w.clen = int64(len(p))
 		clen = strconv.AppendInt(w.scratch[:0], int64(len(p)), 10)
 	}
 	hasCL := w.clen != -1
-	if hget(header, "Connection") == "close" || !keepAlives {
+	if header.get("Connection") == "close" || !keepAlives {
 		w.closeAfterReply = true
 	}
 	code := w.status
 	if bodyAllowedForStatus(code) {
-		_, haveType := header["Content-Type"]
-		if hget(header, "Content-Encoding") == "" && !haveType && !hasTE && len(p) > 0 {
+		haveType := header.has("Content-Type")
+		if header.get("Content-Encoding") == "" && !haveType && !hasTE && len(p) > 0 {
 			ctype = http.DetectContentType(p)
 		}
 	} else {
-		delete(header, "Content-Length")
-		delete(header, "Transfer-Encoding")
+		header.del("Content-Length")
+		header.del("Transfer-Encoding")
 		if code == http.StatusNotModified {
-			delete(header, "Content-Type")
+			header.del("Content-Type")
 		}
 	}
-	if _, ok := header["Date"]; !ok {
+	if !header.has("Date") {
 		date = appendDate(w.lc.date[:0])
 	}
 	if hasCL && hasTE && te != "identity" {
 		w.lc.f.logf("http: WriteHeader called with both Transfer-Encoding of %q and a Content-Length of %d", te, w.clen)
-		delete(header, "Content-Length")
+		header.del("Content-Length")
 		hasCL = false
 	}
 	switch {
 	case isHEAD || !bodyAllowedForStatus(code) || code == http.StatusNoContent:
-		delete(header, "Transfer-Encoding")
+		header.del("Transfer-Encoding")
 	case hasCL:
-		delete(header, "Transfer-Encoding")
+		header.del("Transfer-Encoding")
 	case hasTE && te == "identity":
 		w.chunking = false
 		w.closeAfterReply = true
-		delete(header, "Transfer-Encoding")
+		header.del("Transfer-Encoding")
 	default:
 		w.chunking = true
 		transferE = "chunked"
 		if hasTE && te == "chunked" {
-			delete(header, "Transfer-Encoding")
+			header.del("Transfer-Encoding")
 		}
 	}
 	if w.chunking {
-		delete(header, "Content-Length")
+		header.del("Content-Length")
 	}
-	if w.closeAfterReply && (!keepAlives || !hasToken(hget(header, "Connection"), "close")) && !isProtocolSwitch(code, header) {
-		delete(header, "Connection")
+	if w.closeAfterReply && (!keepAlives || !hasToken(header.get("Connection"), "close")) && !isProtocolSwitch(code, header) {
+		header.del("Connection")
 		conn = "close"
 	}
 	bw := w.lc.bw
@@ -340,50 +356,133 @@ func (w *leanResponse) writeHeader(p []byte) {
 
 // writeSubset is Header.WriteSubset: sorted by key, fields with invalid
 // names dropped, CR and LF in values made spaces, values trimmed; noBody
-// leaves out Content-Length and Transfer-Encoding (1xx answers).
-func (w *leanResponse) writeSubset(bw *bufio.Writer, h http.Header, noBody bool) {
+// leaves out Content-Length and Transfer-Encoding (1xx answers). The
+// map's keys and the list's (sorted already) are written merged in one
+// order, as if they were one map.
+func (w *leanResponse) writeSubset(bw *bufio.Writer, h *respHeader, noBody bool) {
 	keys := w.keys[:0]
-	for k := range h {
+	for k := range h.m {
 		if noBody && (k == "Content-Length" || k == "Transfer-Encoding") {
 			continue
 		}
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	for _, k := range keys {
-		if !validFieldName(k) {
+	list := h.list
+	for i := 0; i < len(keys) || len(list) > 0; {
+		if i < len(keys) && (len(list) == 0 || keys[i] <= list[0].Key) {
+			k := keys[i]
+			i++
+			if validFieldName(k) {
+				for _, v := range h.m[k] {
+					writeHeaderLine(bw, k, v)
+				}
+			}
 			continue
 		}
-		for _, v := range h[k] {
-			if strings.ContainsAny(v, "\r\n") {
-				v = strings.NewReplacer("\n", " ", "\r", " ").Replace(v)
-			}
-			bw.WriteString(k)
-			bw.WriteString(": ")
-			bw.WriteString(textproto.TrimString(v))
-			bw.WriteString("\r\n")
+		k := list[0].Key
+		n := 1
+		for n < len(list) && list[n].Key == k {
+			n++
 		}
+		if !(noBody && (k == "Content-Length" || k == "Transfer-Encoding")) && validFieldName(k) {
+			for _, f := range list[:n] {
+				writeHeaderLine(bw, k, f.Value)
+			}
+		}
+		list = list[n:]
 	}
 	clear(keys)
 	w.keys = keys[:0]
 }
 
-func hget(h http.Header, k string) string {
-	if v := h[k]; len(v) > 0 {
-		return v[0]
+func writeHeaderLine(bw *bufio.Writer, k, v string) {
+	if strings.ContainsAny(v, "\r\n") {
+		v = strings.NewReplacer("\n", " ", "\r", " ").Replace(v)
+	}
+	bw.WriteString(k)
+	bw.WriteString(": ")
+	bw.WriteString(textproto.TrimString(v))
+	bw.WriteString("\r\n")
+}
+
+// respHeader is the header a lean response writes: a map and, for the
+// fast path's common answer, a list of fields sorted by key whose keys
+// are none of the map's (leanResponse.up). Its methods are the map
+// operations the writer needs, over both as if they were one map.
+type respHeader struct {
+	m    http.Header
+	list []h1.Field
+}
+
+// has reports whether k is a key.
+func (h *respHeader) has(k string) bool {
+	if _, ok := h.m[k]; ok {
+		return true
+	}
+	for i := range h.list {
+		if h.list[i].Key == k {
+			return true
+		}
+	}
+	return false
+}
+
+// get returns k's first value, or "".
+func (h *respHeader) get(k string) string {
+	if vv, ok := h.m[k]; ok {
+		if len(vv) > 0 {
+			return vv[0]
+		}
+		return ""
+	}
+	for i := range h.list {
+		if h.list[i].Key == k {
+			return h.list[i].Value
+		}
 	}
 	return ""
+}
+
+// values returns k's values, in order.
+func (h *respHeader) values(k string) []string {
+	if vv, ok := h.m[k]; ok {
+		return vv
+	}
+	var vv []string
+	for i := range h.list {
+		if h.list[i].Key == k {
+			vv = append(vv, h.list[i].Value)
+		}
+	}
+	return vv
+}
+
+// del removes k.
+func (h *respHeader) del(k string) {
+	delete(h.m, k)
+	if !h.has(k) {
+		return
+	}
+	kept := h.list[:0]
+	for _, f := range h.list {
+		if f.Key != k {
+			kept = append(kept, f)
+		}
+	}
+	clear(h.list[len(kept):])
+	h.list = kept
 }
 
 func bodyAllowedForStatus(status int) bool {
 	return !(status >= 100 && status <= 199 || status == 204 || status == 304)
 }
 
-func isProtocolSwitch(code int, h http.Header) bool {
-	if code != http.StatusSwitchingProtocols || h.Get("Upgrade") == "" {
+func isProtocolSwitch(code int, h *respHeader) bool {
+	if code != http.StatusSwitchingProtocols || h.get("Upgrade") == "" {
 		return false
 	}
-	for _, v := range h["Connection"] {
+	for _, v := range h.values("Connection") {
 		for f := range strings.SplitSeq(v, ",") {
 			if strings.EqualFold(textproto.TrimString(f), "upgrade") {
 				return true

@@ -316,9 +316,25 @@ func (p *Proxy) modifyResponse(res *http.Response) error {
 // answer is modifyResponse for an answer to a request sent upstream with
 // the traceparent values tp.
 func (p *Proxy) answer(res *http.Response, tp []string) error {
+	if err := p.answerGate(res.Request, res.StatusCode); err != nil {
+		return err
+	}
+	res.Header.Del(p.reqID)
+	res.Header.Del("Traceparent")
+	if len(tp) == 1 {
+		res.Header["Traceparent"] = tp
+	}
+	return nil
+}
+
+// answerGate withholds the answer (status code) to req from a client
+// blocked while req was in flight: a *withheldError. On a single node the
+// request lane has first seen the client's failures answered so far
+// (answerGate.pass).
+func (p *Proxy) answerGate(req *http.Request, code int) error {
 	var mark *gateMark
-	if p.gate != nil && res.Request != nil {
-		ctx := res.Request.Context()
+	if p.gate != nil && req != nil {
+		ctx := req.Context()
 		if mark, _ = ctx.Value(gateKey{}).(*gateMark); mark != nil {
 			mark.client = httpaudit.ClientIP(ctx)
 		}
@@ -327,26 +343,21 @@ func (p *Proxy) answer(res *http.Response, tp []string) error {
 		// Given only once the lane has seen this client's failures
 		// answered so far: the block one of them causes covers it.
 		var reason string
-		withhold, begun := p.gate.pass(mark.client, res.StatusCode, func() bool {
+		withhold, begun := p.gate.pass(mark.client, code, func() bool {
 			var ok bool
 			if p.blocks.Len() > 0 {
-				reason, ok = p.blockedNow(res.Request)
+				reason, ok = p.blockedNow(req)
 			}
 			return ok
 		})
 		if withhold {
-			return &withheldError{status: res.StatusCode, reason: reason}
+			return &withheldError{status: code, reason: reason}
 		}
 		mark.begun = begun // ended by ServeHTTP once the request's events are queued
-	} else if p.blocks.Len() > 0 && res.Request != nil {
-		if reason, ok := p.blockedNow(res.Request); ok {
-			return &withheldError{status: res.StatusCode, reason: reason}
+	} else if p.blocks.Len() > 0 && req != nil {
+		if reason, ok := p.blockedNow(req); ok {
+			return &withheldError{status: code, reason: reason}
 		}
-	}
-	res.Header.Del(p.reqID)
-	res.Header.Del("Traceparent")
-	if len(tp) == 1 {
-		res.Header["Traceparent"] = tp
 	}
 	return nil
 }

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/trailguard/trailguard/internal/h1"
 )
 
 // h1Transport is the gateway's client to plain-HTTP upstreams. The requests
@@ -29,11 +31,12 @@ import (
 // It parses answers with net/http's own ReadResponse and writes requests
 // with Request.Write, as Transport does; what it adds is the pool, the
 // timeouts, cancellation and the retry of a request that met a keep-alive
-// connection the upstream had just closed. (A strict parser of the common
-// answer, fuzzed against ReadResponse, cost the same per answer in CPU
-// profiles of the gateway and a benchmark: textproto already interns the
-// common keys, and the map is most of the cost either way; it was taken
-// out again.)
+// connection the upstream had just closed. The one exception is the fast
+// path's common answer to the lean front end (leanAnswer): parsed by
+// internal/h1 into a list of fields that goes to the client without ever
+// being a header map. (The same parser making a map, for every caller,
+// cost the same per answer as ReadResponse: the map is most of the cost,
+// there and in the writer.)
 type h1Transport struct {
 	std        *http.Transport
 	dial       func(ctx context.Context, network, addr string) (net.Conn, error)
@@ -137,21 +140,23 @@ func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if trace := httptrace.ContextClientTrace(req.Context()); trace != nil {
 		got1xx = trace.Got1xxResponse
 	}
-	return t.do(req.Context(), addr, req, func(bw *bufio.Writer) error { return req.Write(bw) }, got1xx)
+	return t.do(req.Context(), addr, req, func(bw *bufio.Writer) error { return req.Write(bw) }, got1xx, nil)
 }
 
 // do exchanges one request in place over a pooled connection to addr:
 // write puts the request on the connection (flushed by do), req gives
 // the answer's parser its method and becomes Response.Request, and
-// got1xx (if not nil) is told of each informational answer.
+// got1xx (if not nil) is told of each informational answer. With la not
+// nil, a final answer ParseResponse takes is read into la (see
+// leanAnswer), and do returns a nil response and no error.
 func (t *h1Transport) do(ctx context.Context, addr string, req *http.Request, write func(*bufio.Writer) error,
-	got1xx func(int, textproto.MIMEHeader) error) (*http.Response, error) {
+	got1xx func(int, textproto.MIMEHeader) error, la *leanAnswer) (*http.Response, error) {
 	for attempt := 0; ; {
 		c, err := t.get(ctx, addr, attempt > 0)
 		if err != nil {
 			return nil, err
 		}
-		resp, err := t.exchange(ctx, c, req, write, got1xx)
+		resp, err := t.exchange(ctx, c, req, write, got1xx, la)
 		if err == nil {
 			return resp, nil
 		}
@@ -366,7 +371,7 @@ const max1xx = 5
 // exchange writes req on c and reads the answer's header. The response body, once read to its end, returns c to the pool; closed
 // early, it closes c.
 func (t *h1Transport) exchange(ctx context.Context, c *h1Conn, req *http.Request, write func(*bufio.Writer) error,
-	got1xx func(int, textproto.MIMEHeader) error) (resp *http.Response, err error) {
+	got1xx func(int, textproto.MIMEHeader) error, la *leanAnswer) (resp *http.Response, err error) {
 	// Cancellation (the client went away, the gateway shuts down) and the
 	// response header timeout both end a blocked read or write through
 	// the connection's deadline.
@@ -387,6 +392,10 @@ func (t *h1Transport) exchange(ctx context.Context, c *h1Conn, req *http.Request
 	}
 	c.lr.n = t.maxHeader
 	for n := 0; ; n++ {
+		if la != nil && la.read(c.br, req.Method) {
+			t.leanBody(c, la, stop)
+			return nil, nil
+		}
 		resp, err = http.ReadResponse(c.br, req)
 		if err != nil {
 			return fail(readError(c.addr, err))
@@ -427,6 +436,68 @@ func (t *h1Transport) exchange(ctx context.Context, c *h1Conn, req *http.Request
 	}
 	resp.Body = &h1Body{t: t, c: c, body: resp.Body, stop: stop, keep: !resp.Close}
 	return resp, nil
+}
+
+// leanAnswer is the fast path's common answer for the lean front end
+// (HTTP/1.1, a final status other than 204 and 304, one Content-Length,
+// keep-alive, not to HEAD: h1.ParseResponse), read without a header map:
+// its fields as a list, and its body. It is the lean front end's
+// connection's, reused for each of its requests (the list is written to
+// the client only when the response ends, after the handler returned).
+type leanAnswer struct {
+	head   h1.ResponseHead
+	body   io.ReadCloser
+	fixed  h1.FixedBody
+	h1body h1Body
+}
+
+// read reads the answer's head from br if ParseResponse takes it, and
+// reports whether it did. It only peeks: an answer it declines (1xx,
+// chunked, no length, close, obs-fold, two Content-Lengths, a head longer
+// than the buffer, ...) is read by http.ReadResponse from the same bytes.
+func (la *leanAnswer) read(br *bufio.Reader, method string) bool {
+	if _, err := br.Peek(1); err != nil {
+		return false // http.ReadResponse meets the error again
+	}
+	for {
+		b, _ := br.Peek(br.Buffered())
+		h, res := h1.ParseResponse(b, method, la.head.Fields)
+		la.head.Fields = h.Fields[:0] // the buffer, kept
+		if res == h1.OK {
+			la.head = h
+			br.Discard(h.Len)
+			return true
+		}
+		if res == h1.Decline || br.Buffered() == br.Size() {
+			return false
+		}
+		if _, err := br.Peek(br.Buffered() + 1); err != nil {
+			return false
+		}
+	}
+}
+
+// leanBody ends exchange for an answer read into la: as for any other
+// answer, the body read to its end returns c to the pool.
+func (t *h1Transport) leanBody(c *h1Conn, la *leanAnswer, stop cancelWatch) {
+	c.lr.n = noLimit
+	n := la.head.ContentLength
+	if t.header > 0 && int64(c.br.Buffered()) < n {
+		c.conn.SetReadDeadline(time.Time{}) // as exchange, below
+	}
+	if n == 0 {
+		la.body = http.NoBody
+		if !stop.stop() || c.br.Buffered() > 0 {
+			c.conn.Close()
+		} else {
+			t.put(c)
+		}
+		return
+	}
+	la.fixed.Reset(c.br, n)
+	b := &la.h1body
+	b.t, b.c, b.body, b.stop, b.keep, b.done = t, c, &la.fixed, stop, true, false
+	la.body = b
 }
 
 // upSlot is a lean front end's connection's hold on the upstream

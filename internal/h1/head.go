@@ -134,9 +134,8 @@ const (
 
 // fields parses the header fields of s[i:end] (the head's lines after
 // the first, through the empty line) as textproto.ReadMIMEHeader does,
-// strictly: a line that is not token ":" value, a value with a control
-// byte, or a field check rejects, is not taken. check sees each field
-// (canonical key, trimmed value) and says whether it is kept in the map.
+// strictly (see eachField). check sees each field (canonical key, trimmed
+// value) and says whether it is kept in the map.
 func fields(s string, i, end int, check func(key, v string) fieldAction) (http.Header, bool) {
 	// Count the lines for one allocation of the values.
 	n := 0
@@ -148,6 +147,35 @@ func fields(s string, i, end int, check func(key, v string) fieldAction) (http.H
 	h := make(http.Header, n)
 	vals := make([]string, n)
 	nv := 0
+	ok := eachField(s, i, end, func(key, v string) bool {
+		switch check(key, v) {
+		case reject:
+			return false
+		case skip:
+			return true
+		}
+		if old, ok := h[key]; ok {
+			h[key] = append(old, v)
+			return true
+		}
+		vals[nv] = v
+		h[key] = vals[nv : nv+1 : nv+1]
+		nv++
+		return true
+	})
+	if !ok {
+		return nil, false
+	}
+	return h, true
+}
+
+// eachField calls f with each header field of s[i:end] (the head's lines
+// after the first, through the empty line; every line ends in CRLF,
+// which the caller checked), its canonical key and its value trimmed as
+// textproto.ReadMIMEHeader does, strictly: a line that is not token ":"
+// value, or a value with a control byte, ends the walk with false, as
+// does f returning false.
+func eachField(s string, i, end int, f func(key, v string) bool) bool {
 	for i < end-2 {
 		eol := i + indexByte(s[i:], '\n') // preceded by '\r' (checked by the caller)
 		line := s[i : eol-1]
@@ -160,35 +188,23 @@ func fields(s string, i, end int, check func(key, v string) fieldAction) (http.H
 				break
 			}
 			if !tokenByte(c) {
-				return nil, false // also white space before the colon, obs-fold
+				return false // also white space before the colon, obs-fold
 			}
 		}
 		if colon <= 0 {
-			return nil, false
+			return false
 		}
 		v := line[colon+1:]
 		for k := 0; k < len(v); k++ {
 			if c := v[k]; c < 0x20 && c != '\t' || c == 0x7f {
-				return nil, false
+				return false
 			}
 		}
-		v = trim(v)
-		key := canonical(line[:colon])
-		switch check(key, v) {
-		case reject:
-			return nil, false
-		case skip:
-			continue
+		if !f(canonical(line[:colon]), trim(v)) {
+			return false
 		}
-		if old, ok := h[key]; ok {
-			h[key] = append(old, v)
-			continue
-		}
-		vals[nv] = v
-		h[key] = vals[nv : nv+1 : nv+1]
-		nv++
 	}
-	return h, true
+	return true
 }
 
 // headEnd returns the length of the head at the start of b (through its
