@@ -158,6 +158,33 @@ func TestServeListensFirst(t *testing.T) {
 	}
 }
 
+// TestTLSFilesCheckedFirst: a missing or unreadable certificate is
+// reported, naming the flags to fix, before serve or proxy announce an
+// address or create a data directory.
+func TestTLSFilesCheckedFirst(t *testing.T) {
+	tmp := t.TempDir()
+	garbage := filepath.Join(tmp, "garbage.pem")
+	if err := os.WriteFile(garbage, []byte("not a certificate\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(tmp, "missing.pem")
+	for _, files := range [][2]string{{missing, missing}, {garbage, garbage}} {
+		for name, args := range map[string][]string{
+			"serve": {"--listen", "127.0.0.1:0"},
+			"proxy": {"--listen", "127.0.0.1:0", "--upstream", "http://127.0.0.1:1"},
+		} {
+			dir := filepath.Join(tmp, name+"-data")
+			out, errOut, code := call(runners[name], append(args, "--data", dir, "--tls-cert", files[0], "--tls-key", files[1])...)
+			if code != 2 || out != "" || !strings.Contains(errOut, "--tls-cert "+files[0]) || !strings.Contains(errOut, "PEM certificate") {
+				t.Errorf("%s with TLS files %s: %d %q %q", name, files[0], code, out, errOut)
+			}
+			if _, err := os.Stat(dir); !os.IsNotExist(err) {
+				t.Errorf("%s with a bad certificate created %s: %v", name, dir, err)
+			}
+		}
+	}
+}
+
 // TestVerifyFromDataDir: verify and prove find the ledger and the key in the
 // collector's data directory, still take an explicit ledger path, and name
 // the missing flag when there is no key.

@@ -94,6 +94,10 @@ func runProxy(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "trailguard proxy:", err)
 		return 2
 	}
+	if err := checkTLSFiles(cfg.TLSCert, cfg.TLSKey); err != nil {
+		fmt.Fprintln(stderr, "trailguard proxy:", err)
+		return 2
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		fmt.Fprintf(stderr, "trailguard proxy: cannot listen on %s: %v (choose another with --listen)\n", cfg.Listen, err)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -35,6 +36,10 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	if err != nil {
+		fmt.Fprintln(stderr, "trailguard serve:", err)
+		return 2
+	}
+	if err := checkTLSFiles(cfg.TLSCert, cfg.TLSKey); err != nil {
 		fmt.Fprintln(stderr, "trailguard serve:", err)
 		return 2
 	}
@@ -82,6 +87,20 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintln(stdout, "trailguard collector stopped; final checkpoint written")
 	return 0
+}
+
+// checkTLSFiles loads the certificate and key the listener will serve
+// with, so that a missing, unreadable or mismatched file is reported, with
+// the settings to change, before anything starts or is created (the
+// listener would only find out after the start banner).
+func checkTLSFiles(cert, key string) error {
+	if cert == "" && key == "" {
+		return nil
+	}
+	if _, err := tls.LoadX509KeyPair(cert, key); err != nil {
+		return fmt.Errorf("--tls-cert %s, --tls-key %s (tls_cert, tls_key): %v: give a readable PEM certificate and its private key, or neither to serve plain HTTP", cert, key, err)
+	}
+	return nil
 }
 
 // exitWatchdog ends the process shutdown_timeout after ctx ends (the stop
