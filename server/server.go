@@ -105,6 +105,9 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
+	if err := secureDataDir(cfg.DataDir, log); err != nil {
+		return nil, err
+	}
 	s := &Server{cfg: cfg, log: log, metrics: newMetrics(), recent: newRecentIDs(cfg.DedupWindow), chunkEvents: chunkEvents,
 		space: &spaceMonitor{dir: cfg.DataDir, reserve: cfg.DiskReserve}, closeHook: CloseStepHook, stopping: make(chan struct{})}
 	var stopOnce sync.Once
