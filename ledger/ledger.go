@@ -415,6 +415,7 @@ type syncJob struct {
 	// need the fdatasync (not those written directly, direct.go).
 	buffered bool
 	seal     []sealed
+	link     []linked
 	active   *os.File
 	newSeg   bool
 	upTo     uint64
@@ -424,10 +425,27 @@ type syncJob struct {
 	replies  []chan cpResult
 }
 
+// sealed is a segment the writer closed: the syncer cuts its zeros (if
+// cut >= 0, at that offset) and makes it durable before any later
+// segment's name can be.
 type sealed struct {
 	f, idx *os.File
 	seg    *segment
+	cut    int64
 }
+
+// linked is a new segment written under its pending name (pendingPath):
+// the syncer links it to its name once the segments before it are
+// durable, and its header with them.
+type linked struct {
+	f   *os.File
+	seg *segment
+}
+
+// pendingPath is where a new segment is written until the syncer links it
+// to path (rotate): listSegments ignores the name, Open removes what a
+// crash left (records no one was told were stored).
+func pendingPath(path string) string { return path + ".new" }
 
 // Open opens (creating if needed) the ledger in dir for writing, recovering
 // from a crash if the last process did not close it: a torn tail is cut
@@ -491,6 +509,14 @@ func Open(dir string, opts Options) (*Ledger, error) {
 	l.w.cpMono = time.Now()
 	// A segment zeroed ahead by a process that stopped: made again.
 	os.Remove(filepath.Join(l.segDir, zeroAheadName))
+	// A new segment (and its .idx) that was not yet linked to its name
+	// (rotate) when the last process stopped: none of its records were
+	// acknowledged.
+	if news, _ := filepath.Glob(filepath.Join(l.segDir, "*.new")); len(news) > 0 {
+		for _, p := range news {
+			os.Remove(p)
+		}
+	}
 	go l.sequence()
 	go l.syncLoop()
 	go l.publishLoop()

@@ -54,6 +54,27 @@ func TestPowerLossChild(t *testing.T) {
 		os.Exit(3)
 	}
 	var mu sync.Mutex
+	if n, _ := strconv.Atoi(os.Getenv("TRAILGUARD_POWER_AT_ROTATION")); n > 0 {
+		// The power fails once the n-th new segment is linked to its
+		// name, and that name is durable: any fsync (another file's, the
+		// directory's) may commit it.
+		rotations := 0
+		h := func() {
+			if rotations++; rotations < n {
+				return
+			}
+			if err := syncFile(filepath.Join(dir, "seg")); err != nil {
+				fmt.Println("ERR", err)
+				os.Exit(3)
+			}
+			mu.Lock()
+			os.Stdout.WriteString("L\n")
+			mu.Unlock()
+			syscall.Kill(os.Getpid(), syscall.SIGSTOP)
+			select {}
+		}
+		rotateHook.Store(&h)
+	}
 	go func() {
 		for {
 			time.Sleep(20 * time.Millisecond)
@@ -206,8 +227,7 @@ func TestPowerLoss(t *testing.T) {
 		t.Logf("round %d: %d acknowledged records survived; child made %d direct writes of %d syncs", round, found, direct, syncs)
 		// The power comes back: the next round appends to what the
 		// failure left.
-		exec.Command("umount", live).Run()
-		exec.Command(d.losetup, "-d", dev).Run()
+		d.unmount(live)
 		os.Remove(img)
 		live, dev, img, dir = mnt, sdev, snap, sdir
 		devStat = filepath.Join("/sys/block", filepath.Base(dev), "stat")
@@ -227,6 +247,9 @@ type loopDisk struct {
 	img     string // the backing file, 256 MiB
 	losetup string
 	opts    string // mount options
+
+	mu   sync.Mutex
+	devs map[string]string // mounted here: mount point -> loop device
 }
 
 func newLoopDisk(t *testing.T) *loopDisk {
@@ -271,11 +294,29 @@ func (d *loopDisk) mount(img, mnt string) string {
 		exec.Command(d.losetup, "-d", dev).Run()
 		t.Fatalf("mount %s: %v\n%s", dev, err, out)
 	}
-	t.Cleanup(func() {
-		exec.Command("umount", mnt).Run()
-		exec.Command(d.losetup, "-d", dev).Run()
-	})
+	t.Cleanup(func() { d.unmount(mnt) })
+	d.mu.Lock()
+	if d.devs == nil {
+		d.devs = map[string]string{}
+	}
+	d.devs[mnt] = dev
+	d.mu.Unlock()
 	return dev
+}
+
+// unmount unmounts mnt and detaches its loop device, once: a device
+// detached twice may by then be another test's (loop devices are reused
+// at once), which loses its file system under it ("can't read superblock").
+func (d *loopDisk) unmount(mnt string) {
+	d.mu.Lock()
+	dev, ok := d.devs[mnt]
+	delete(d.devs, mnt)
+	d.mu.Unlock()
+	if !ok {
+		return
+	}
+	exec.Command("umount", mnt).Run()
+	exec.Command(d.losetup, "-d", dev).Run()
 }
 
 // snapshot copies the loop device's backing file img to snap while the
@@ -503,4 +544,114 @@ func TestPowerLossAfterRollback(t *testing.T) {
 		t.Fatalf("after the power failure the ledger holds %d records: record %d, refused with ErrNoSpace, is back (%q, %v)", l.Size(), refusedAt, e.Data, err)
 	}
 	t.Logf("%d acknowledged records survived; the refused one (%d, %d bytes, written directly) did not come back", len(acked), refusedAt, len(rollbackRecord(refused)))
+}
+
+// TestPowerLossAtRotation: the power fails just after a rotation linked
+// the new segment to its name and something committed the journal (the
+// child stops itself there, rotateHook, on a file system that commits its
+// journal only when asked). The segment
+// closed before it must be whole by then — its zeros cut, its records and
+// .idx durable — and the new one's header durable, or verify reports the
+// closed segment, or the new one, damaged (rotate, makeDurable). Each
+// round stops at a later rotation of the ledger the last one left.
+func TestPowerLossAtRotation(t *testing.T) {
+	testenv.Long(t)
+	t.Parallel()
+	d := newLoopDisk(t)
+	d.opts = "commit=300"
+	tmp, img := d.tmp, d.img
+	live := filepath.Join(tmp, "live")
+	dev := d.mount(img, live)
+	devStat := filepath.Join("/sys/block", filepath.Base(dev), "stat")
+	dir := filepath.Join(live, "ledger")
+	skeyText, vkey, err := GenerateKey(testOrigin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifier, _ := note.NewVerifier(vkey)
+	acked := map[uint64][]byte{}
+	for round := 0; round < 4; round++ {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestPowerLossChild$", "-test.count=1")
+		cmd.Env = append(os.Environ(), "TRAILGUARD_POWER_DIR="+dir, "TRAILGUARD_POWER_ROUND="+strconv.Itoa(round),
+			"TRAILGUARD_POWER_KEY="+skeyText, "TRAILGUARD_POWER_AT_ROTATION="+strconv.Itoa(1+round%2))
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		timeout := time.AfterFunc(60*time.Second, func() { cmd.Process.Kill() })
+		stopped := false
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			ln := sc.Text()
+			if strings.HasPrefix(ln, "ERR") {
+				t.Fatalf("round %d: child: %s", round, ln)
+			}
+			if ln == "L" {
+				stopped = true
+				break
+			}
+			var first uint64
+			var n, w, seq int
+			if _, err := fmt.Sscanf(ln, "A %d %d %d %d", &first, &n, &w, &seq); err == nil {
+				for j := 0; j < n; j++ {
+					acked[first+uint64(j)] = powerRecord(w, seq, j)
+				}
+			}
+		}
+		timeout.Stop()
+		if !stopped {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("round %d: the child did not reach its rotation", round)
+		}
+		for start := time.Now(); ; time.Sleep(time.Millisecond) {
+			st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", cmd.Process.Pid))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f := strings.Fields(string(st[bytes.LastIndexByte(st, ')')+1:])); len(f) > 0 && f[0] == "T" {
+				break
+			}
+			if time.Since(start) > 10*time.Second {
+				t.Fatalf("round %d: the child did not stop", round)
+			}
+		}
+		snap := filepath.Join(tmp, fmt.Sprintf("snap%d.img", round))
+		snapshot(t, devStat, img, snap)
+		cmd.Process.Kill()
+		cmd.Wait()
+		mnt := filepath.Join(tmp, fmt.Sprintf("snap%d", round))
+		sdev := d.mount(snap, mnt)
+		sdir := filepath.Join(mnt, "ledger")
+		rep, err := Verify(sdir, VerifyOptions{Verifiers: []note.Verifier{verifier}})
+		if err != nil || !rep.OK() {
+			t.Fatalf("round %d: verify after the power failure at a rotation (%d acknowledged): %v\n%s", round, len(acked), err, rep)
+		}
+		segs, err := listSegments(filepath.Join(sdir, "seg"))
+		if err != nil || len(segs) < 2 {
+			t.Fatalf("round %d: %d segments after the rotation (%v)", round, len(segs), err)
+		}
+		l, err := OpenReadOnly(sdir)
+		if err != nil {
+			t.Fatalf("round %d: open after the power failure: %v", round, err)
+		}
+		for i, want := range acked {
+			e, err := l.Read(i)
+			if err != nil || !bytes.Equal(e.Data, want) {
+				l.Close()
+				t.Fatalf("round %d: acknowledged record %d: %q, %v", round, i, e.Data, err)
+			}
+		}
+		l.Close()
+		t.Logf("round %d: %d segments, %d acknowledged records survived", round, len(segs), len(acked))
+		d.unmount(live)
+		os.Remove(img)
+		live, dev, img, dir = mnt, sdev, snap, sdir
+		devStat = filepath.Join("/sys/block", filepath.Base(dev), "stat")
+		// The next rounds' file systems commit when asked, as this one.
+		d.opts = "commit=300"
+	}
 }

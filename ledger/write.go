@@ -565,11 +565,12 @@ func (l *Ledger) rollback(b *batchState) error {
 		l.w.idx.Close()
 	}
 	for _, s := range b.created {
+		// Never linked: the job that would have was not sent.
 		s.closeRead()
-		os.Remove(s.path)
-		os.Remove(idxPath(s.path))
+		os.Remove(pendingPath(s.path))
+		os.Remove(pendingPath(idxPath(s.path)))
 	}
-	b.job.seal, b.job.newSeg, b.job.nodes = nil, false, nodeBuf{}
+	b.job.seal, b.job.link, b.job.newSeg, b.job.nodes = nil, nil, false, nodeBuf{}
 	b.buf, b.ibuf, b.leaves = b.buf[:0], b.ibuf[:0], b.leaves[:0]
 	l.w.seg, l.w.f, l.w.idx, l.w.off, l.w.next, l.w.tree = m.seg, m.f, m.idx, m.off, m.next, m.tree
 	// Truncated below: zeros written ahead are gone, records append.
@@ -625,48 +626,53 @@ func (l *Ledger) flush(b *batchState) error {
 	return nil
 }
 
-// rotate closes the active segment (the syncer makes it durable) and
-// starts a new one at the next index.
+// rotate closes the active segment and starts a new one at the next index.
+//
+// It makes nothing durable itself (a sync here held up every append behind
+// it: p50 14 ms, up to 119 ms, while a compaction ran). The new segment is
+// written under its pending name, and the syncer, in order (makeDurable),
+// cuts the closing segment's zeros, makes it and its .idx durable, makes
+// the new segment's header durable and only then links the new segment to
+// its name: after a power failure a segment followed by another is whole
+// (else Open refuses it and verify reports its .idx damaged), has no zeros
+// after its records (they may be only in the last one), and no segment is
+// seen under its name with zeros where its header goes. Nothing written to
+// the new segment is acknowledged before it has its name, durably.
 func (l *Ledger) rotate(b *batchState) error {
 	job := b.job
 	s := &segment{first: l.w.next, path: filepath.Join(l.segDir, segName(l.w.next))}
-	// The closing segment's zeros go, durably, before the next segment
-	// exists: a crash may leave them only in the last one.
-	if err := l.cutZeros(); err != nil {
-		return err
+	// Nothing more is written to the closing segment.
+	l.stopTailZero()
+	if l.w.dio != nil {
+		l.w.dio.Close()
+		l.w.dio = nil
 	}
-	// The closing segment's records and .idx entries are durable before
-	// the next segment's name can be (a journal commit for any other
-	// file's fsync takes the new name along): after a power failure a
-	// segment followed by another must be whole, or Open refuses it and
-	// verify reports its .idx damaged. Once per segment; the syncer's
-	// syncs of them (sealed) then find nothing to write.
-	if err := datasync(l.w.f); err != nil {
-		return err
+	cut := int64(-1)
+	if l.w.zeroed {
+		cut = l.w.off
 	}
-	if err := datasync(l.w.idx); err != nil {
-		return err
-	}
+	pending := pendingPath(s.path)
 	h := segHeader(s.first)
 	zeroed := true
-	f := l.takeZeroed(s.path, h)
+	f := l.takeZeroed(pending, h)
 	l.zeroAheadIfWorth(l.w.off)
 	if f == nil {
 		zeroed = false
 		var err error
-		if f, err = os.OpenFile(s.path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644); err != nil {
+		if f, err = os.OpenFile(pending, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644); err != nil {
 			return err
 		}
 	}
 	b.created = append(b.created, s)
-	idx, err := os.OpenFile(idxPath(s.path), os.O_WRONLY|os.O_CREATE|os.O_TRUNC|os.O_APPEND, 0o644)
+	idx, err := os.OpenFile(pendingPath(idxPath(s.path)), os.O_WRONLY|os.O_CREATE|os.O_TRUNC|os.O_APPEND, 0o644)
 	if err != nil {
 		f.Close()
-		os.Remove(s.path)
+		os.Remove(pending)
 		b.created = b.created[:len(b.created)-1]
 		return err
 	}
-	job.seal = append(job.seal, sealed{l.w.f, l.w.idx, l.w.seg})
+	job.seal = append(job.seal, sealed{l.w.f, l.w.idx, l.w.seg, cut})
+	job.link = append(job.link, linked{f, s})
 	l.countClosed(l.w.seg)
 	l.w.seg, l.w.f, l.w.idx, l.w.off, l.w.zeroed = s, f, idx, 0, zeroed
 	l.segMu.Lock()
@@ -674,8 +680,8 @@ func (l *Ledger) rotate(b *batchState) error {
 	l.segMu.Unlock()
 	job.newSeg = true
 	if zeroed {
-		l.w.off = int64(len(h)) // written before it was linked in
-		l.startDirect(s.path, h, l.opts.SegmentSize)
+		l.w.off = int64(len(h)) // written before it was renamed
+		l.startDirect(pending, h, l.opts.SegmentSize)
 		if l.w.dio == nil {
 			job.buffered = true // the header
 		}
@@ -685,6 +691,21 @@ func (l *Ledger) rotate(b *batchState) error {
 	n, err := f.Write(h)
 	l.w.off = int64(n)
 	return err
+}
+
+// linkSegment gives a new segment, written under its pending name, its
+// name, then its .idx (syncer, see rotate). A link fails where a segment
+// is, as O_EXCL did; an .idx is derived data, replaced if one is there.
+// Between the two a crash leaves the last segment without its .idx,
+// which Open rebuilds.
+func linkSegment(path string) error {
+	if err := os.Link(pendingPath(path), path); err != nil {
+		return err
+	}
+	if err := os.Remove(pendingPath(path)); err != nil {
+		return err
+	}
+	return os.Rename(pendingPath(idxPath(path)), idxPath(path))
 }
 
 // syncLoop makes batches durable, acknowledges them, then has tiles and
@@ -887,19 +908,45 @@ func (l *Ledger) writePending() error {
 func (l *Ledger) makeDurable(jobs []*syncJob) error {
 	newSeg := false
 	var closed []*segment
+	var done []*os.File
+	// Closed segments first, then the names of the segments after them
+	// (rotate): a segment's name is durable only with every segment
+	// before it whole.
 	for _, j := range jobs {
 		for _, s := range j.seal {
+			if s.cut >= 0 {
+				// Its zeros after the records (zeroahead.go).
+				if err := s.f.Truncate(s.cut); err != nil {
+					return err
+				}
+			}
 			if err := s.f.Sync(); err != nil {
 				return err
 			}
 			if err := s.idx.Sync(); err != nil {
 				return err
 			}
-			s.f.Close()
-			s.idx.Close()
+			done = append(done, s.f, s.idx)
 			closed = append(closed, s.seg)
 		}
 		newSeg = newSeg || j.newSeg
+	}
+	for _, j := range jobs {
+		for _, k := range j.link {
+			// Its header (and what was written after it) before its name.
+			if err := datasync(k.f); err != nil {
+				return err
+			}
+			if err := linkSegment(k.seg.path); err != nil {
+				return err
+			}
+			if h := rotateHook.Load(); h != nil {
+				(*h)()
+			}
+		}
+	}
+	for _, f := range done {
+		f.Close()
 	}
 	if newSeg {
 		if err := syncFile(l.segDir); err != nil {
@@ -921,6 +968,10 @@ func (l *Ledger) makeDurable(jobs []*syncJob) error {
 	}
 	return nil
 }
+
+// rotateHook, when set (by tests), runs once a new segment is linked to
+// its name (TestPowerLossAtRotation).
+var rotateHook atomic.Pointer[func()]
 
 // syncHook, when set (by tests), replaces the fdatasync of the active
 // segment: a real fdatasync cannot be made to fail on demand.

@@ -16,8 +16,9 @@ import (
 // goroutine writes the next one's zeros and syncs them, under a name
 // listSegments ignores; the rotation links it into place.
 //
-// The zeros after the records are never records: the rotation cuts them
-// from the segment it closes, durably, before the next segment exists, and
+// The zeros after the records are never records: they are cut from the
+// segment a rotation closes, durably, before the next segment has its name
+// (the syncer, rotate), and
 // Close cuts them from the last one; after a crash, recovery cuts them like
 // a torn tail (the last segment is the only one that can have them), and
 // verify reports them as a torn tail, not as a corrupt frame.
@@ -223,10 +224,11 @@ func (l *Ledger) zeroFile(path string, size int64) (err error) {
 }
 
 // takeZeroed writes header into the segment zeroed ahead, if it is ready,
-// links it to path and returns it open for writing after the header; nil
-// if there is none (the caller creates the segment). Zeroing the one after
-// is started. The header is written before the link so that the segment
-// is never seen under its name with zeros where its header goes.
+// renames it to path (the new segment's pending name, rotate) and returns
+// it open for writing after the header; nil if there is none (the caller
+// creates the segment). The syncer makes the header durable before it
+// links the segment to its name, so that the segment is never seen under
+// its name with zeros where its header goes (TestPowerLoss).
 func (l *Ledger) takeZeroed(path string, header []byte) *os.File {
 	if l.w.ahead == nil {
 		return nil
@@ -247,18 +249,11 @@ func (l *Ledger) takeZeroed(path string, header []byte) *os.File {
 		os.Remove(ahead)
 		return nil
 	}
-	// The header is durable before the name can be: any fsync (the next
-	// segment's zeros, a checkpoint) commits the link, and a power failure
-	// before the first records' write would leave a segment whose header
-	// is zeros, which verify reports as corrupt (TestPowerLoss, 2 runs in
-	// 6 at load 12). A link fails if path exists, as O_EXCL does for a new
-	// segment.
-	if _, err := f.Write(header); err != nil || datasync(f) != nil || os.Link(ahead, path) != nil {
+	if _, err := f.Write(header); err != nil || os.Rename(ahead, path) != nil {
 		f.Close()
 		os.Remove(ahead)
 		return nil
 	}
-	os.Remove(ahead)
 	return f
 }
 

@@ -236,6 +236,12 @@ type Timeouts struct {
 	// the client reads. A write is cut between Write and 1.5×Write after
 	// it stalled.
 	Write time.Duration `yaml:"write"`
+	// Body ends a request when a read of its body brings nothing for
+	// this long (default 60s, nginx's client_body_timeout): a client that
+	// sends a head and then part of a body, or none, cannot hold the
+	// gateway's goroutine, its connection and an upstream connection. A
+	// body that keeps coming, however slowly, is not cut.
+	Body time.Duration `yaml:"body"`
 	// Shutdown bounds the time from SIGTERM to exit (default 15s), in the
 	// collector's shares (server.ShutdownPlan): requests in flight 40 %,
 	// the gateway's last events and the ledger's final checkpoint by
@@ -298,6 +304,7 @@ func (cfg Config) withDefaults() Config {
 	t.Idle = cmpOr(t.Idle, 90*time.Second)
 	t.ReadHeader = cmpOr(t.ReadHeader, 10*time.Second)
 	t.Write = cmpOr(t.Write, 60*time.Second)
+	t.Body = cmpOr(t.Body, 60*time.Second)
 	t.Shutdown = cmpOr(t.Shutdown, 15*time.Second)
 	c := &cfg.Collector
 	c.PollInterval = cmpOr(c.PollInterval, 50*time.Millisecond)
@@ -429,6 +436,11 @@ func (rl *RateLimit) validate(route bool) error {
 func parseUpstream(s string) (*url.URL, error) {
 	if s == "" {
 		return nil, errors.New("upstream is required (e.g. http://127.0.0.1:9000)")
+	}
+	if !strings.Contains(s, "://") {
+		// url.Parse reads "127.0.0.1:9000" as a path and says so in its
+		// own terms; say what to write instead.
+		return nil, fmt.Errorf("upstream %q: want http://host:port or https://host:port (the scheme is missing: http://%s?)", s, s)
 	}
 	u, err := url.Parse(s)
 	if err != nil {

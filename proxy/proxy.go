@@ -418,6 +418,12 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 			break
 		}
 	}
+	if bt := p.cfg.Timeouts.Body; bt > 0 && r.Body != nil && r.Body != http.NoBody {
+		r2 := new(http.Request)
+		*r2 = *r
+		r2.Body = &timedBody{ReadCloser: r.Body, rc: http.NewResponseController(w), d: bt}
+		r = r2
+	}
 	if users := p.blocks.hasUsers(); users || login != nil && login.user.fromBody() {
 		// A login body is read first, within its bound: a user-name
 		// decision refuses the request if it carries that user, as Basic
@@ -586,6 +592,37 @@ func (p *Proxy) requestUsers(r *http.Request, login *loginRule) ([]string, *http
 		return users, r2, http.StatusBadRequest, "login body is neither a form nor JSON: the gateway reads the user name from it"
 	}
 	return append(users, names...), r2, 0, ""
+}
+
+// timedBody bounds each read of a request body (timeouts.body, nginx's
+// client_body_timeout): the read deadline is renewed at most every half
+// timeout, so a read is cut between d and 1.5×d after the body stopped
+// coming, and cleared at the body's end, so that a slow upstream answer
+// after it is not taken for the client's departure. After a cut it stays
+// passed: the server's own reads of the rest fail, and it closes the
+// connection.
+type timedBody struct {
+	io.ReadCloser
+	rc    *http.ResponseController
+	d     time.Duration
+	renew int64 // when the deadline is next renewed (UnixNano)
+	ended bool
+}
+
+func (b *timedBody) Read(p []byte) (int, error) {
+	if b.ended {
+		return b.ReadCloser.Read(p)
+	}
+	if now := time.Now(); now.UnixNano() >= b.renew {
+		b.renew = now.UnixNano() + int64(b.d/2)
+		b.rc.SetReadDeadline(now.Add(b.d + b.d/2))
+	}
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF {
+		b.ended = true
+		b.rc.SetReadDeadline(time.Time{})
+	}
+	return n, err
 }
 
 // prefixedBody is a body whose first bytes were already read.

@@ -420,7 +420,7 @@ func TestConfigValidation(t *testing.T) {
 	cfg := Config{
 		TLSCert: "x",
 		Routes: []Route{{Upstream: "ftp://x"}, {Upstream: "http://127.0.0.1:1", Path: "api",
-			RateLimit: &RateLimit{Rate: 0, Burst: 1}}},
+			RateLimit: &RateLimit{Rate: 0, Burst: 1}}, {Upstream: "127.0.0.1:9000", Path: "/b/"}},
 		Logins:         []Login{{Path: "/login", User: "password"}, {Path: "/a/{x}/{x}", User: "basic"}},
 		Sensitive:      []Sensitive{{Path: "/u/{id}", TargetUser: "uid"}, {Path: "/v", Action: "Bad Action"}},
 		TrustedProxies: []string{"10.0.0.0/33"},
@@ -430,7 +430,7 @@ func TestConfigValidation(t *testing.T) {
 	if err == nil {
 		t.Fatal("invalid configuration accepted")
 	}
-	for _, want := range []string{"tls_cert and tls_key", `routes[0]: upstream "ftp://x"`, `path "api" must start with /`,
+	for _, want := range []string{"tls_cert and tls_key", `routes[0]: upstream "ftp://x"`, `upstream "127.0.0.1:9000": want http://host:port or https://host:port (the scheme is missing: http://127.0.0.1:9000?)`, `path "api" must start with /`,
 		"rate 0", `user "password"`, "{x} appears twice", `target_user "uid"`, "action is required", `action "Bad Action"`,
 		`"10.0.0.0/33" is not a CIDR`, `http1 "nginx": want "lean" (default) or "net/http"`} {
 		if !strings.Contains(err.Error(), want) {

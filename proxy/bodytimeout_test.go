@@ -1,0 +1,94 @@
+package proxy
+
+import (
+	"bufio"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/trailguard/trailguard/event"
+)
+
+// TestBodyTimeoutStalledClient: a client that sends a request head and
+// part of its body, then nothing, is cut within timeouts.body (plus the
+// renewal's half and a margin), in both listener modes, and the upstream
+// exchange ends with it (review, MEDIUM, network: no read of a request
+// body was bounded, so each such connection held a gateway goroutine, a
+// file descriptor and an upstream connection for as long as the client
+// liked; nginx's client_body_timeout is 60s). A body that keeps coming,
+// slowly, is not cut.
+func TestBodyTimeoutStalledClient(t *testing.T) {
+	for _, mode := range []string{HTTP1Lean, HTTP1NetHTTP} {
+		t.Run(strings.ReplaceAll(mode, "/", ""), func(t *testing.T) {
+			t.Parallel()
+			ended := make(chan error, 4)
+			up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+				_, err := io.ReadAll(r.Body)
+				ended <- err
+			})
+			const bt = 300 * time.Millisecond
+			cfg := Config{HTTP1: mode, Routes: []Route{{Upstream: up.URL}},
+				Logins: []Login{{Path: "/login", User: "json:user"}}}
+			cfg.Timeouts.Body = bt
+			_, addr, ms, _ := gatewayServer(t, cfg)
+
+			for _, path := range []string{"/upload", "/login"} {
+				c := dialStalled(t, addr, "POST "+path+" HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"user\":")
+				start := time.Now()
+				c.SetReadDeadline(start.Add(5 * time.Second))
+				io.Copy(io.Discard, c) // until the gateway answers and closes, or the deadline
+				took := time.Since(start)
+				if took > bt+bt/2+time.Second {
+					t.Errorf("%s: the stalled body's connection lasted %v, want about %v", path, took, bt)
+				}
+				if path == "/upload" {
+					select {
+					case err := <-ended:
+						if err == nil {
+							t.Error("the upstream read a whole body the client never sent")
+						}
+					case <-time.After(2 * time.Second):
+						t.Error("the upstream exchange did not end with the client's")
+					}
+				}
+			}
+
+			// The cut requests are on record.
+			evs := ms.wait(t, "the cut requests' events", func(evs []*event.Event) bool {
+				n := 0
+				for _, ev := range evs {
+					if ev.Action == event.ActionHTTPRequest && (ev.Path == "/upload" || ev.Path == "/login") {
+						n++
+					}
+				}
+				return n >= 2
+			})
+			for _, ev := range evs {
+				if ev.Action == event.ActionHTTPRequest {
+					t.Logf("%s %d %s", ev.Path, ev.StatusCode, ev.ErrorMessage)
+				}
+			}
+
+			// A body that trickles in, each piece within the timeout,
+			// goes through.
+			c := dialStalled(t, addr, "POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 8\r\n\r\n")
+			for range 8 {
+				time.Sleep(bt / 3)
+				if _, err := c.Write([]byte("x")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatalf("slow body: %v", err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Errorf("slow but steady body: %d", resp.StatusCode)
+			}
+		})
+	}
+}
