@@ -224,7 +224,8 @@ type Timeouts struct {
 	// after the request was sent (default 60s); beyond it the client gets
 	// 504.
 	ResponseHeader time.Duration `yaml:"response_header"`
-	// Idle closes idle upstream and client connections (default 90s).
+	// Idle closes idle upstream and client connections, the single
+	// node's API listener's (--api) included (default 90s).
 	Idle time.Duration `yaml:"idle"`
 	// ReadHeader bounds reading a client's request header (default 10s).
 	ReadHeader time.Duration `yaml:"read_header"`

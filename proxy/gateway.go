@@ -417,7 +417,11 @@ func (g *Gateway) Serve(ctx context.Context, ln, api net.Listener) error {
 	var apiSrv *http.Server
 	if api != nil && g.collector != nil {
 		g.collector.StartOverview() // counted only when the API is served
-		apiSrv = &http.Server{Handler: g.collector.Handler(), ReadHeaderTimeout: 10 * time.Second}
+		// Bounded as the gateway's own listener is: without an idle
+		// timeout a kept-alive connection that sent nothing more held a
+		// file descriptor of the process for ever.
+		apiSrv = &http.Server{Handler: g.collector.Handler(), ReadHeaderTimeout: 10 * time.Second,
+			IdleTimeout: g.cfg.Timeouts.Idle, MaxHeaderBytes: g.cfg.MaxHeaderBytes}
 		go func() { errc <- apiSrv.Serve(api) }()
 	}
 	var serveErr error

@@ -1,0 +1,65 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+)
+
+// TestSingleNodeAPIClosesIdleConnections: the single node's API listener
+// (--api: the collector's UI and read API) closes a kept-alive connection
+// that sends nothing after its request within timeouts.idle, as the
+// gateway's own listener and serve do (review, MEDIUM, network: it had no
+// idle timeout, so anyone able to reach it, without a token, kept one
+// file descriptor per connection for ever with one refused request each;
+// the descriptors are the process's, which also opens the ledger's
+// segments and the upstream connections).
+func TestSingleNodeAPIClosesIdleConnections(t *testing.T) {
+	t.Parallel()
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {})
+	cfg := Config{DataDir: t.TempDir(), Routes: []Route{{Upstream: up.URL}}}
+	cfg.Timeouts.Idle = 300 * time.Millisecond
+	g, err := Open(cfg, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	api, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- g.Serve(ctx, ln, api) }()
+	defer func() { cancel(); <-errc }()
+
+	c, err := net.Dial("tcp", api.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET /v1/events HTTP/1.1\r\nHost: x\r\n\r\n")
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("no token: %d", resp.StatusCode)
+	}
+	start := time.Now()
+	c.SetReadDeadline(start.Add(5 * time.Second))
+	_, err = br.ReadByte() // the server's close, or our deadline
+	if took := time.Since(start); took > time.Second+cfg.Timeouts.Idle {
+		t.Errorf("an idle API connection stayed open %v (%v), want it closed after about %v", took.Round(time.Millisecond), err, cfg.Timeouts.Idle)
+	}
+}
