@@ -166,7 +166,11 @@ func (s *Server) refuseToken(w http.ResponseWriter, r *http.Request, ip string, 
 		return
 	}
 	w.Header()["WWW-Authenticate"] = []string{`Bearer realm="trailguard", error="invalid_token"`, authChallenge[1]}
-	writeError(w, http.StatusUnauthorized, reason)
+	hint := ": not a token of this collector; check it was copied whole and made with trailguard token create --data <this collector's data directory>"
+	if errors.Is(err, access.ErrRevoked) {
+		hint = ": it was revoked; use another (trailguard token create)"
+	}
+	writeError(w, http.StatusUnauthorized, reason+hint)
 }
 
 // throttled counts a failed credential check from ip and, once the

@@ -378,6 +378,10 @@ func TestAccessControl(t *testing.T) {
 			t.Errorf("%s: %s %s = %d, want %d (%s)", tt.name, tt.method, tt.path, status, tt.status, body)
 		}
 	}
+	// A wrong token is told what to check.
+	if status, body := ts.do(t, "GET", "/v1/events", ts.read+"x", nil); status != 401 || !strings.Contains(string(body), "trailguard token create --data") {
+		t.Errorf("wrong token: %d %s", status, body)
+	}
 	// A revoked token stops working at once.
 	status, body := ts.do(t, "POST", "/v1/tokens", ts.admin, strings.NewReader(`{"name":"temp","role":"read"}`))
 	if status != 201 {
