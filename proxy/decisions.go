@@ -400,9 +400,12 @@ func (s *StreamSource) Run(ctx context.Context, apply func(Update), health func(
 }
 
 func (s *StreamSource) poll(ctx context.Context, client *http.Client, base, ua string, startup bool) (Update, error) {
-	url := base
+	// Every scope the gateway enforces: a stream serves Ip and Range
+	// unless asked for others (CrowdSec's default), and user-name bans
+	// made at the collector would never arrive.
+	url := base + "?scopes=ip,range,username"
 	if startup {
-		url += "?startup=true"
+		url += "&startup=true"
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
