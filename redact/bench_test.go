@@ -105,7 +105,7 @@ func BenchmarkString(b *testing.B) {
 	for _, tc := range []struct {
 		name, s string
 		gone    []string // must not survive scrubbing (none: the text must come back unchanged)
-	}{{"clean", clean, nil}, {"secrets", dirty, secrets}} {
+	}{{"clean", clean, nil}, {"secrets", dirty, secrets}, {"path", "/api/v1/orders/734213", nil}} {
 		b.Run(tc.name, func(b *testing.B) {
 			r := mustNew(b, Config{Emails: true})
 			b.SetBytes(int64(len(tc.s)))

@@ -167,6 +167,7 @@ type Redactor struct {
 	allowHeaders map[string]struct{}
 	anchor       [256]uint8
 	strTab       [256]uint8 // strSpecial | anchor, for the JSON string scan
+	quickTab     [256]uint8 // qDigit, qStop or 0, for quickClean
 	kinds        uint16
 	card, ssn    bool // cached: the digit detectors ask for every digit run
 	maxDepth     int
@@ -354,7 +355,7 @@ func (r *Redactor) Headers(h map[string][]string) map[string][]string {
 // String returns s with every detector match replaced. It returns s itself,
 // without allocating, when there is nothing to replace.
 func (r *Redactor) String(s string) string {
-	if uuidShaped(s) {
+	if uuidShaped(s) || r.quickClean(s) {
 		return s
 	}
 	b, ok := scrub(r, nil, s)
