@@ -51,6 +51,12 @@ func (r *Redactor) buildAnchors() {
 		case r.anchor[c] != 0 || c == ' ' || c == '-':
 			r.quickTab[c] = qStop
 		}
+		switch r.queryTab[c] = r.quickTab[c]; c {
+		case '=':
+			r.queryTab[c] = qEq
+		case '%', '+':
+			r.queryTab[c] = qStop
+		}
 	}
 }
 
@@ -60,6 +66,7 @@ func (r *Redactor) buildAnchors() {
 const (
 	qDigit = 1
 	qStop  = 2
+	qEq    = 4 // queryTab's: the '=' after a parameter's name
 )
 
 // quickClean reports whether next can find nothing in s without running

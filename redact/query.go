@@ -1,5 +1,7 @@
 package redact
 
+import "strings"
+
 // Query returns a URL query string (URL.RawQuery, without '?') with the
 // values of sensitive parameters replaced and every other name and value
 // run through the detectors. Parameters keep their order and untouched ones
@@ -16,6 +18,9 @@ func (r *Redactor) Form(body string) string { return r.urlencoded(body, nil) }
 // urlencoded is Query and Form; memo, when not nil, answers for the plain
 // names it remembers (see Memo.nameVerdict).
 func (r *Redactor) urlencoded(s string, memo *Memo) string {
+	if r.queryClean(s, memo) {
+		return s
+	}
 	var (
 		out     []byte // nil until something changes
 		last    int    // s[last:] is not yet copied to out
@@ -95,6 +100,75 @@ func (r *Redactor) urlencoded(s string, memo *Memo) string {
 		return s
 	}
 	return string(append(out, s[last:]...))
+}
+
+// queryClean reports, for the common query string, that urlencoded
+// would leave s as it is, at less cost: no parameter is encoded ('%',
+// '+'), no byte is an anchor of a detector but the '=' after each name
+// and digits (fewer than nine in all, so no run of nine), nothing joins
+// digit groups (' ', '-'), and no name with a value is sensitive. A name
+// or value of such a query holds nothing the detectors can start a match
+// at (see quickClean), so scanning each, as urlencoded does, finds
+// nothing either; the names' verdicts come from the same memo and
+// sensitiveParam as urlencoded's. One table lookup per byte and a few
+// IndexByte per parameter, rather than urlencoded's branch on every
+// byte. false says only that urlencoded must do the work (FuzzQuery and
+// FuzzMemo hold the two to the same answers).
+func (r *Redactor) queryClean(s string, memo *Memo) bool {
+	t := &r.queryTab
+	var acc uint8
+	digits, eqs := 0, 0
+	rest := s
+	for len(rest) >= 8 {
+		q0, q1, q2, q3 := t[rest[0]], t[rest[1]], t[rest[2]], t[rest[3]]
+		q4, q5, q6, q7 := t[rest[4]], t[rest[5]], t[rest[6]], t[rest[7]]
+		acc |= q0 | q1 | q2 | q3 | q4 | q5 | q6 | q7
+		if acc&qStop != 0 {
+			return false
+		}
+		digits += int(q0&qDigit + q1&qDigit + q2&qDigit + q3&qDigit + q4&qDigit + q5&qDigit + q6&qDigit + q7&qDigit)
+		eqs += int((q0&qEq + q1&qEq + q2&qEq + q3&qEq + q4&qEq + q5&qEq + q6&qEq + q7&qEq) >> 2)
+		rest = rest[8:]
+	}
+	for i := 0; i < len(rest); i++ {
+		q := t[rest[i]]
+		acc |= q
+		digits += int(q & qDigit)
+		eqs += int(q&qEq) >> 2
+	}
+	if acc&qStop != 0 || digits >= 9 {
+		return false
+	}
+	// Each '=' must be the one after a name: a second in a parameter is
+	// part of its value, where the key-value detector looks at it.
+	withEq := 0
+	for i := 0; i < len(s); {
+		j := strings.IndexByte(s[i:], '&')
+		if j < 0 {
+			j = len(s)
+		} else {
+			j += i
+		}
+		name, val, hasVal := s[i:j], "", false
+		if eq := strings.IndexByte(name, '='); eq >= 0 {
+			name, val, hasVal = s[i:i+eq], s[i+eq+1:j], true
+			withEq++
+		}
+		if hasVal && val != "" {
+			sensitive, known := memo.nameVerdict(name)
+			if !known {
+				sensitive = sensitiveParam(r, name)
+				if memo != nil {
+					memo.rememberName(name, sensitive)
+				}
+			}
+			if sensitive {
+				return false
+			}
+		}
+		i = j + 1
+	}
+	return withEq == eqs
 }
 
 // queryDelim marks the bytes urlencoded's scan stops at: the parameter

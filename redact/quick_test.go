@@ -66,3 +66,39 @@ func FuzzQuickClean(f *testing.F) {
 		}
 	})
 }
+
+// TestQueryClean: the shortcut urlencoded takes for plain query strings
+// answers for the writer's common case, and each secret below, one only
+// the full scan finds, is still found: in a value after a second '=' (the
+// key-value detector's), under a sensitive name, in a digit run of 13
+// (the shortest card), in groups joined by '+', ' ' or '-', behind an
+// anchor.
+func TestQueryClean(t *testing.T) {
+	r := mustNew(t, Config{})
+	m := r.NewMemo()
+	for _, q := range []string{"page=123&sort=desc", "a", "a&c=&d=1", "page=2&per_page=50&lang=en", "=1"} {
+		if !r.queryClean(q, nil) || !r.queryClean(q, m) {
+			t.Errorf("queryClean(%q) = false: the shortcut is not taken", q)
+		}
+	}
+	for _, tc := range []struct{ q, secret string }{
+		{"q=password=hunter22", "hunter22"},
+		{"page=1&q=x=1&q=secret=hunter22", "hunter22"},
+		{"=password=hunter22", "hunter22"},
+		{"page=1&password=hunter22", "hunter22"},
+		{"page=1&api_key=k3yk3yk3y", "k3yk3yk3y"},
+		{"id=4222222222222", "4222222222222"},
+		{"card=4111+1111+1111+1111&x=1", "1111+1111+1111"},
+		{"card=4111-1111-1111-1111", "4111-1111-1111-1111"},
+		{"ssn=123-45-6789", "123-45-6789"},
+		{"t=eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl", "eyJzdWIiOiIxIn0"},
+		{"k=AKIAIOSFODNN7EXAMPLE", "AKIAIOSFODNN7EXAMPLE"},
+		{"q=%34111111111111111", "%34111111111111111"},
+	} {
+		for _, scrub := range []func(string) string{r.Query, m.QueryScan, m.Query} {
+			if got := scrub(tc.q); strings.Contains(got, tc.secret) {
+				t.Errorf("%q -> %q: the secret survived", tc.q, got)
+			}
+		}
+	}
+}

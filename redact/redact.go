@@ -168,6 +168,7 @@ type Redactor struct {
 	anchor       [256]uint8
 	strTab       [256]uint8 // strSpecial | anchor, for the JSON string scan
 	quickTab     [256]uint8 // qDigit, qStop or 0, for quickClean
+	queryTab     [256]uint8 // quickTab with qEq for '=' and qStop for '%' and '+', for queryClean
 	kinds        uint16
 	card, ssn    bool // cached: the digit detectors ask for every digit run
 	maxDepth     int
