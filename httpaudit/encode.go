@@ -30,6 +30,9 @@ type reqFields struct {
 	method, path, query, original, ua, referrer string
 	sourceIP, clientIP                          string
 	sourcePort                                  int
+	// portText: sourcePort in decimal when the writer's cache holds it
+	// (nil otherwise: formatted by the encoder).
+	portText []byte
 	// uaPlain: ua needs no escaping (event.PlainString), known from the
 	// writer's memo, which remembered the answer with the user agent.
 	uaPlain bool
@@ -88,6 +91,7 @@ func (l *Logger) fields(st *state, wc *writerCache) reqFields {
 	var port int
 	if wc != nil {
 		src, srcText, port = wc.addr.split(ri.remoteAddr)
+		f.portText = wc.addr.portText()
 	} else {
 		src, srcText, port = splitAddr(ri.remoteAddr)
 	}
@@ -342,7 +346,11 @@ func (l *Logger) appendAccess(b []byte, st *state, id []byte, wc *writerCache, e
 			}
 			b = append(b, `"port":`...)
 			vs = len(b)
-			b = strconv.AppendInt(b, int64(f.sourcePort), 10)
+			if f.portText != nil {
+				b = append(b, f.portText...)
+			} else {
+				b = strconv.AppendInt(b, int64(f.sourcePort), 10)
+			}
 			n.note(spSourcePort, vs, b)
 		}
 		b = append(b, '}')
@@ -454,15 +462,23 @@ type addrCache struct {
 	ip     netip.Addr
 	text   string
 	port   int
+	// The port in decimal, as strconv.AppendInt writes it (the address
+	// may have written it otherwise: "080"), formatted once per address.
+	portBuf [20]byte // any int, sign included
+	portLen uint8
 }
 
 func (c *addrCache) split(remote string) (netip.Addr, string, int) {
 	if remote != c.remote || remote == "" {
 		c.ip, c.text, c.port = splitAddr(remote)
 		c.remote = remote
+		c.portLen = uint8(len(strconv.AppendInt(c.portBuf[:0], int64(c.port), 10)))
 	}
 	return c.ip, c.text, c.port
 }
+
+// portText is the last split address's port in decimal.
+func (c *addrCache) portText() []byte { return c.portBuf[:c.portLen] }
 
 // timeCache formats timestamps as event.AppendTime does, keeping the text
 // up to the seconds of the last one: the events of a batch mostly share

@@ -188,6 +188,12 @@ func TestAccessDirectMatchesEvent(t *testing.T) {
 		{method: "POST", path: "/login;jsessionid=1", rawQuery: "a=1", remote: "192.0.2.1:1", setPath: "/login"},
 		{method: "GET", path: "/api/./x y/../" + "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln", remote: "192.0.2.1:1", setPath: "/api/eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln"},
 		{method: "GET", path: "/same", remote: "192.0.2.1:1", setPath: "/same"},
+		// The writer's cache of the port's text: written as a number, not
+		// as the address spelled it, and formatted again for each address.
+		{method: "GET", path: "/p", remote: "192.0.2.1:0080"},
+		{method: "GET", path: "/p", remote: "192.0.2.1:8080"},
+		{method: "GET", path: "/p", remote: "[2001:db8::2]:123456789012"},
+		{method: "GET", path: "/p", remote: "[2001:db8::2]:-7"},
 	}
 	clocks := map[string]func() time.Time{
 		"real": time.Now,
