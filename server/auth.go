@@ -166,7 +166,7 @@ func (s *Server) refuseToken(w http.ResponseWriter, r *http.Request, ip string, 
 		return
 	}
 	w.Header()["WWW-Authenticate"] = []string{`Bearer realm="trailguard", error="invalid_token"`, authChallenge[1]}
-	hint := ": not a token of this collector; check it was copied whole and made with trailguard token create --data <this collector's data directory>"
+	hint := ": not a token of this collector; check it was copied whole and made by trailguard token create with this collector's --data"
 	if errors.Is(err, access.ErrRevoked) {
 		hint = ": it was revoked; use another (trailguard token create)"
 	}

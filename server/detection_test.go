@@ -100,7 +100,7 @@ func TestDetectionEndToEnd(t *testing.T) {
 	if code, _ := ts.do(t, "GET", "/v1/decisions/stream", ts.ingest, nil); code != 403 {
 		t.Errorf("ingest reading decisions: %d", code)
 	}
-	if code, body := ts.do(t, "GET", "/v1/decisions/stream", "", nil, "X-Api-Key", "tg_nope_nope"); code != 401 || !strings.Contains(string(body), `"message":"invalid token"`) {
+	if code, body := ts.do(t, "GET", "/v1/decisions/stream", "", nil, "X-Api-Key", "tg_nope_nope"); code != 401 || !strings.Contains(string(body), `"message":"invalid token: not a token of this collector`) {
 		t.Errorf("bad key: %d %s (CrowdSec clients read message)", code, body)
 	}
 	if a := ts.stream(t, bouncer, true); len(a.New) != 0 {

@@ -379,7 +379,7 @@ func TestAccessControl(t *testing.T) {
 		}
 	}
 	// A wrong token is told what to check.
-	if status, body := ts.do(t, "GET", "/v1/events", ts.read+"x", nil); status != 401 || !strings.Contains(string(body), "trailguard token create --data") {
+	if status, body := ts.do(t, "GET", "/v1/events", ts.read+"x", nil); status != 401 || !strings.Contains(string(body), "trailguard token create with this collector") {
 		t.Errorf("wrong token: %d %s", status, body)
 	}
 	// A revoked token stops working at once.
