@@ -92,3 +92,53 @@ func TestBodyTimeoutStalledClient(t *testing.T) {
 		})
 	}
 }
+
+// TestBodyTimeoutStalledH2Stream: timeouts.body holds for an HTTP/2
+// stream's body too (h2c, both listener modes): a stream that sends part
+// of its body and then nothing is ended, and its upstream exchange with it.
+func TestBodyTimeoutStalledH2Stream(t *testing.T) {
+	for _, mode := range []string{HTTP1Lean, HTTP1NetHTTP} {
+		t.Run(strings.ReplaceAll(mode, "/", ""), func(t *testing.T) {
+			t.Parallel()
+			ended := make(chan error, 1)
+			up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+				_, err := io.ReadAll(r.Body)
+				ended <- err
+			})
+			const bt = 300 * time.Millisecond
+			cfg := Config{HTTP1: mode, Routes: []Route{{Upstream: up.URL}}}
+			cfg.Timeouts.Body = bt
+			_, addr, _, _ := gatewayServer(t, cfg)
+			var protos http.Protocols
+			protos.SetUnencryptedHTTP2(true)
+			tr := &http.Transport{Protocols: &protos}
+			t.Cleanup(tr.CloseIdleConnections)
+			pr, pw := io.Pipe()
+			t.Cleanup(func() { pw.Close() })
+			go pw.Write([]byte("part of a body"))
+			req, _ := http.NewRequest("POST", addr+"/upload", pr)
+			req.ContentLength = 1000
+			start := time.Now()
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				if resp, err := (&http.Client{Transport: tr}).Do(req); err == nil {
+					resp.Body.Close()
+				}
+			}()
+			select {
+			case err := <-ended:
+				if err == nil {
+					t.Error("the upstream read a whole body the client never sent")
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("the stalled stream's upstream exchange did not end")
+			}
+			if took := time.Since(start); took > bt+bt/2+2*time.Second {
+				t.Errorf("stalled stream ended after %v", took)
+			}
+			pw.CloseWithError(io.ErrUnexpectedEOF)
+			<-done
+		})
+	}
+}
