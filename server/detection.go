@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"github.com/trailguard/trailguard/alerting"
 	"github.com/trailguard/trailguard/decision"
 	"github.com/trailguard/trailguard/detect"
+	"github.com/trailguard/trailguard/event"
 	"github.com/trailguard/trailguard/ledger"
 )
 
@@ -156,7 +158,7 @@ type observingFollower struct {
 func (o observingFollower) Follow(ctx context.Context, from uint64) iter.Seq2[ledger.Entry, error] {
 	return func(yield func(ledger.Entry, error) bool) {
 		for e, err := range o.appendedFollower.Follow(ctx, from) {
-			if err == nil {
+			if err == nil && mayBeCollectors(e) {
 				o.alerts.Observe(e.Index, e.Data)
 			}
 			if !yield(e, err) {
@@ -164,6 +166,35 @@ func (o observingFollower) Follow(ctx context.Context, from uint64) iter.Seq2[le
 			}
 		}
 	}
+}
+
+// spanServiceName is service.name's number in event.Spans.
+var spanServiceName = event.SpanField("service.name")
+
+// collectorServiceToken is service.name's token in the collector's own
+// records.
+var collectorServiceToken = []byte(`"` + event.CollectorService + `"`)
+
+// mayBeCollectors reports whether e may be one of the collector's own
+// records, the only ones alerting.Store.Observe acts on (it ignores a
+// record whose service.name is not the collector's). A record stored by
+// ingest comes with the spans its normaliser wrote: such a record holds
+// each field once, under its ECS name, so a service.name token that is
+// absent or a plain string other than the collector's settles it without
+// Observe's search of the whole record for an alert resource (3 % of the
+// collector's CPU under ingest load). Without spans, or with a value
+// written with escapes, Observe decides.
+func mayBeCollectors(e ledger.Entry) bool {
+	sps, ok := e.Aux.([]event.Spans)
+	if !ok || e.AuxPos >= len(sps) || !sps[e.AuxPos].OK() {
+		return true
+	}
+	sp := &sps[e.AuxPos]
+	tok := sp.Token(e.Data, spanServiceName)
+	if tok == nil {
+		return false
+	}
+	return !sp.Plain(spanServiceName) || bytes.Equal(tok, collectorServiceToken)
 }
 
 func parsePrefix(s string) (netip.Prefix, error) {

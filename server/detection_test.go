@@ -16,6 +16,7 @@ import (
 	"github.com/trailguard/trailguard/alerting"
 	"github.com/trailguard/trailguard/event"
 	"github.com/trailguard/trailguard/internal/testenv"
+	"github.com/trailguard/trailguard/ledger"
 )
 
 // failedLogins are n failed logins from ip, as httpaudit writes them.
@@ -305,5 +306,61 @@ prometheus:
 	waitAction("del 198.51.100.77 ")
 	if n := strings.Count(actions(), "add 203.0.113.66"); n != 1 {
 		t.Errorf("the attacker was added %d times:\n%s", n, actions())
+	}
+}
+
+// TestMayBeCollectors: the shortcut by which detection's follower shows
+// the alert store only records that may be the collector's own says no
+// only when the record's spans settle that its service.name is not the
+// collector's; a record the store acts on (the collector's audit of an
+// alert's status change) is always shown.
+func TestMayBeCollectors(t *testing.T) {
+	now := time.Now()
+	entry := func(doc string, withSpans bool) ledger.Entry {
+		t.Helper()
+		if !withSpans {
+			// As the collector appends its own records.
+			return ledger.Entry{Index: 7, Data: []byte(doc)}
+		}
+		var sp event.Spans
+		rec, _, ok := event.AppendNormalizedSpans(nil, []byte(doc), now, event.AppendID, &sp)
+		if !ok {
+			t.Fatalf("normalise %s", doc)
+		}
+		if !sp.OK() {
+			t.Fatalf("no spans for %s", rec)
+		}
+		return ledger.Entry{Index: 7, Data: rec, Aux: []event.Spans{{}, sp}, AuxPos: 1}
+	}
+	// The collector's own records never come with spans (the fast
+	// normaliser leaves service.name trailguard-collector and
+	// trailguard.audit to the full path, which ingest refuses or parses).
+	own := `{"@timestamp":"2026-11-30T12:00:00Z","event":{"kind":"event","action":"alert_status_changed"},"user":{"name":"alert/abc"},"service":{"name":"trailguard-collector"}}`
+	for _, c := range []struct {
+		name      string
+		doc       string
+		withSpans bool
+		want      bool
+	}{
+		{"ingested, another service", `{"@timestamp":"2026-11-30T12:00:00Z","event":{"kind":"event","action":"login"},"service":{"name":"orders-api"},"user":{"name":"alert/abc"}}`, true, false},
+		{"ingested, no service", `{"@timestamp":"2026-11-30T12:00:00Z","event":{"kind":"event","action":"login"},"url":{"path":"/alert/abc"}}`, true, false},
+		{"the collector's own, without spans", own, false, true},
+		{"another service, without spans", `{"@timestamp":"2026-11-30T12:00:00Z","event":{"kind":"event","action":"login"},"service":{"name":"orders-api"}}`, false, true},
+		{"a service name with escapes", `{"@timestamp":"2026-11-30T12:00:00Z","event":{"kind":"event","action":"login"},"service":{"name":"trailguard-collectör"}}`, true, true},
+	} {
+		if got := mayBeCollectors(entry(c.doc, c.withSpans)); got != c.want {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
+	// Spans that belong to no record (Aux of another kind, a position
+	// past them): the store decides.
+	e := entry(`{"@timestamp":"2026-11-30T12:00:00Z","service":{"name":"orders-api"}}`, true)
+	e.AuxPos = 5
+	if !mayBeCollectors(e) {
+		t.Error("position past the spans: skipped")
+	}
+	e.Aux = "something else"
+	if !mayBeCollectors(e) {
+		t.Error("other Aux: skipped")
 	}
 }
