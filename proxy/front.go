@@ -341,9 +341,15 @@ func (lc *leanConn) readStep(fd uintptr) bool {
 				// declines any other at once).
 				lc.known = len(b)
 			}
-			if !mustRead {
+			if !mustRead && lc.w == lc.r {
 				return false // wait: all that came has been read
 			}
+			// Part of a head is here: read on until nothing is. The
+			// client's end may have come with those bytes, before the
+			// read that took them, and no readiness comes for it after
+			// that read: waiting, the connection would sit out the
+			// read-header timeout, where net/http answers 400 at once.
+			// (A head that comes whole costs no extra read.)
 			n, again, err := lc.readFD(fd)
 			switch {
 			case again:

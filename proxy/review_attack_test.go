@@ -342,3 +342,46 @@ func TestLeanFrontShutdownClosesLookedAtIdle(t *testing.T) {
 		}
 	}
 }
+
+// TestLeanFrontCutHeadAnsweredAtOnce: a client that ends its side while
+// sending a head (half a head, then its end) gets net/http's 400 and the
+// gateway's end at once, in both servers alike, not the read-header
+// timeout's silence: the front end hands a head cut short to net/http,
+// but an end that came together with the head's bytes made the
+// connection readable before the read that took them, and no readiness
+// comes for it after that read.
+func TestLeanFrontCutHeadAnsweredAtOnce(t *testing.T) {
+	t.Parallel()
+	up := newRawUpstream(t)
+	for _, mode := range []string{HTTP1Lean, HTTP1NetHTTP} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			_, url, _ := gateway(t, Config{HTTP1: mode, Routes: []Route{{Upstream: "http://" + up.ln.Addr().String()}},
+				Timeouts: Timeouts{ReadHeader: 20 * time.Second, Idle: 20 * time.Second}})
+			addr := strings.TrimPrefix(url, "http://")
+			for _, tc := range []struct {
+				name, head string
+				pause      time.Duration // between the bytes and the end
+			}{
+				{"field lines, end together", "GET /plain HTTP/1.1\r\nHost: a\r\n", 0},
+				{"request line, end together", "GET /pla", 0},
+				{"field lines, end later", "GET /plain HTTP/1.1\r\nHost: a\r\n", 50 * time.Millisecond},
+				{"after a request, end together", "GET /plain HTTP/1.1\r\nHost: a\r\n\r\nGET /plain HTTP/1.1\r\nHo", 0},
+			} {
+				c, err := net.Dial("tcp", addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				io.WriteString(c, tc.head)
+				time.Sleep(tc.pause)
+				c.(*net.TCPConn).CloseWrite()
+				got, took, err := readAll(c, 10*time.Second)
+				c.Close()
+				last := got[max(strings.LastIndex(got, "HTTP/1.1 "), 0):]
+				if err != nil || !strings.HasPrefix(last, "HTTP/1.1 400 ") || took > 3*time.Second {
+					t.Errorf("%s: got %q after %v (%v), want net/http's 400 and the end at once", tc.name, got, took, err)
+				}
+			}
+		})
+	}
+}
