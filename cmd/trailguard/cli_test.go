@@ -223,3 +223,61 @@ func TestVerifyFromDataDir(t *testing.T) {
 		t.Errorf("verify of a missing data directory: %d %q", code, errOut)
 	}
 }
+
+// TestHelpFlagsDocumented: every flag a command's --help lists is named in
+// README.md or docs/ (a serve setting by its flag or its YAML key, which
+// --help also shows), and every trailguard flag the documents name is one
+// some command's --help lists: a flag nobody can read about, or one the
+// documents promise that does not exist, is a defect.
+func TestHelpFlagsDocumented(t *testing.T) {
+	var text strings.Builder
+	docs, _ := filepath.Glob(filepath.Join("..", "..", "docs", "*.md"))
+	for _, name := range append(docs, filepath.Join("..", "..", "README.md")) {
+		data, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		text.Write(data)
+	}
+	documented := map[string]bool{}
+	for _, m := range regexp.MustCompile("--[a-z][a-z0-9-]*").FindAllString(text.String(), -1) {
+		documented[m] = true
+	}
+	keys := map[string]bool{}
+	for _, m := range regexp.MustCompile("`([a-z][a-z0-9_.]*)").FindAllStringSubmatch(text.String(), -1) {
+		keys[m[1]] = true
+	}
+	flagLine := regexp.MustCompile(`(?m)^  (--[a-z][a-z0-9-]*)`)
+	helps := map[string][]string{}
+	for name, f := range runners {
+		if name == "token" {
+			continue
+		}
+		out, _, _ := call(f, "--help")
+		helps[name] = []string{out}
+	}
+	for _, sub := range []string{"create", "list", "revoke"} {
+		out, _, _ := call(runToken, sub, "--help")
+		helps["token "+sub] = []string{out}
+	}
+	existing := map[string]bool{"--help": true, "--version": true}
+	for name, outs := range helps {
+		for _, m := range flagLine.FindAllStringSubmatch(outs[0], -1) {
+			flag := m[1]
+			existing[flag] = true
+			key := strings.ReplaceAll(strings.TrimPrefix(flag, "--"), "-", "_")
+			if !documented[flag] && !(name == "serve" && keys[key]) {
+				t.Errorf("trailguard %s %s is in --help but in neither README.md nor docs/", name, flag)
+			}
+		}
+	}
+	// Flags of the other programs the documents show (curl).
+	for _, other := range []string{"--data-binary", "--data-urlencode"} {
+		existing[other] = true
+	}
+	for flag := range documented {
+		if !existing[flag] {
+			t.Errorf("the documents name %s, which no trailguard command's --help lists", flag)
+		}
+	}
+}

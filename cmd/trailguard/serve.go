@@ -147,7 +147,7 @@ running collector picks up changes within a second. create prints the new
 token alone on standard output (so INGEST=$(trailguard token create …)
 captures it) and a note on standard error; the token is shown only once.
 Roles: ingest may only submit events, read may query, admin may do both
-and manage tokens.`
+and manage tokens, bouncer may only read block decisions (X-Api-Key).`
 
 func runToken(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
