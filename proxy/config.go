@@ -225,7 +225,9 @@ type Timeouts struct {
 	// 504.
 	ResponseHeader time.Duration `yaml:"response_header"`
 	// Idle closes idle upstream and client connections, the single
-	// node's API listener's (--api) included (default 90s).
+	// node's API listener's (--api) and upgraded (WebSocket) tunnels on
+	// which neither side sent a byte for that long included (default
+	// 90s).
 	Idle time.Duration `yaml:"idle"`
 	// ReadHeader bounds reading a client's request header (default 10s).
 	ReadHeader time.Duration `yaml:"read_header"`

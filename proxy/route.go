@@ -3,6 +3,7 @@ package proxy
 import (
 	"crypto/tls"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -12,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/trailguard/trailguard/event"
@@ -310,7 +312,59 @@ func (p *Proxy) modifyResponse(res *http.Response) error {
 	if res.Request != nil {
 		tp = res.Request.Header["Traceparent"]
 	}
+	if res.StatusCode == http.StatusSwitchingProtocols {
+		if rwc, ok := res.Body.(io.ReadWriteCloser); ok && p.cfg.Timeouts.Idle > 0 {
+			res.Body = newIdleTunnel(rwc, p.cfg.Timeouts.Idle)
+		}
+	}
 	return p.answer(res, tp)
+}
+
+// idleTunnel closes an upgraded connection's upstream side (and so the
+// tunnel: ReverseProxy ends both sides when one ends) when neither side
+// has sent a byte for d (timeouts.idle), as nginx's proxy_read_timeout
+// closes a quiet WebSocket: a tunnel nobody uses holds two connections
+// and two goroutines otherwise for ever. Writes are the client's bytes,
+// reads the upstream's.
+type idleTunnel struct {
+	io.ReadWriteCloser
+	d    time.Duration
+	last atomic.Int64 // UnixNano of the last byte either way
+	t    *time.Timer
+}
+
+func newIdleTunnel(rwc io.ReadWriteCloser, d time.Duration) *idleTunnel {
+	it := &idleTunnel{ReadWriteCloser: rwc, d: d}
+	it.last.Store(time.Now().UnixNano())
+	it.t = time.AfterFunc(d, it.check)
+	return it
+}
+
+func (it *idleTunnel) check() {
+	quiet := time.Duration(time.Now().UnixNano() - it.last.Load())
+	if quiet >= it.d {
+		it.ReadWriteCloser.Close()
+		return
+	}
+	it.t.Reset(it.d - quiet)
+}
+
+func (it *idleTunnel) Read(b []byte) (int, error) {
+	n, err := it.ReadWriteCloser.Read(b)
+	if n > 0 {
+		it.last.Store(time.Now().UnixNano())
+	}
+	return n, err
+}
+
+func (it *idleTunnel) Write(b []byte) (int, error) {
+	it.last.Store(time.Now().UnixNano())
+	return it.ReadWriteCloser.Write(b)
+}
+
+func (it *idleTunnel) Close() error {
+	it.t.Stop()
+	return it.ReadWriteCloser.Close()
 }
 
 // answer is modifyResponse for an answer to a request sent upstream with
