@@ -180,6 +180,17 @@ trap '[[ $BASH_COMMAND == "curl -G "* ]] && tg_wait_indexed' DEBUG
 	if !stats || statsSum != 4 {
 		t.Errorf("stats of 401s: %d (found: %v), want 4\n%s", statsSum, stats, out)
 	}
+
+	// The "Compliance reports" block, pasted in the same directory after
+	// this one, with the binary built above in place of go run.
+	reports := strings.ReplaceAll(readmeBlock(t, "## Compliance reports"), "go run ./cmd/trailguard ", "./trailguard ")
+	rctx, rcancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer rcancel()
+	rep := exec.CommandContext(rctx, bash, "-c", "set -euo pipefail\n"+reports)
+	rep.Dir, rep.Env = dir, cmd.Env
+	if outb, err := rep.CombinedOutput(); err != nil || !strings.Contains(string(outb), "OK: every figure computed again") {
+		t.Errorf("the README's compliance reports block failed: %v\n--- script\n%s\n--- output\n%s", err, reports, outb)
+	}
 }
 
 func sameSet(got []string, want ...string) bool {
