@@ -25,3 +25,17 @@ func rawConnOf(net.Conn) syscall.RawConn { return nil }
 func readFD(uintptr, []byte) (int, bool, error) { return 0, false, errors.ErrUnsupported }
 
 func peekFD(uintptr) (more, gone bool) { return false, false }
+
+// sockRead and sockWrite are conn's Read and Write here (no raw
+// connections).
+func sockRead(conn net.Conn, _ syscall.RawConn, p []byte) (int, error) { return conn.Read(p) }
+
+func sockWrite(conn net.Conn, _ syscall.RawConn, p []byte) (int, error) { return conn.Write(p) }
+
+// sockWriter writes to a connection.
+type sockWriter struct {
+	conn net.Conn
+	rc   syscall.RawConn
+}
+
+func (w sockWriter) Write(p []byte) (int, error) { return w.conn.Write(p) }

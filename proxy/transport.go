@@ -80,8 +80,9 @@ type h1Conn struct {
 // connection (a misbehaving upstream must not make the gateway buffer
 // without limit); the body is read without that bound.
 type limitedConn struct {
-	c net.Conn
-	n int64
+	c  net.Conn
+	rc syscall.RawConn // c's, if it has one (sockRead)
+	n  int64
 }
 
 var errHeaderTooLarge = errors.New("upstream response header too large")
@@ -93,7 +94,7 @@ func (l *limitedConn) Read(p []byte) (int, error) {
 	if int64(len(p)) > l.n {
 		p = p[:l.n]
 	}
-	n, err := l.c.Read(p)
+	n, err := sockRead(l.c, l.rc, p)
 	l.n -= int64(n)
 	return n, err
 }
@@ -199,8 +200,9 @@ func (t *h1Transport) get(ctx context.Context, addr string, fresh bool) (*h1Conn
 	}
 	c := &h1Conn{conn: conn, addr: addr, sentHook: t.sentHook}
 	c.lr.c = conn
+	c.lr.rc = rawConnOf(conn)
 	c.br = bufio.NewReaderSize(&c.lr, max(t.readBuf, 4096))
-	c.bw = bufio.NewWriterSize(conn, max(t.writeBuf, 4096))
+	c.bw = bufio.NewWriterSize(sockWriter{conn, c.lr.rc}, max(t.writeBuf, 4096))
 	if c.rc = rawConnOf(conn); c.rc != nil {
 		c.step = c.sendStep
 	}

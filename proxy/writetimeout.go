@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/http"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -35,13 +36,14 @@ type wtConn struct {
 	// cut (aLongTimeAgo), a TLS handshake's. It wins over ours until
 	// cleared.
 	ext atomic.Int64
+	rc  syscall.RawConn // Conn's, if it has one (sockWrite)
 }
 
 func newWTConn(c net.Conn, d time.Duration) net.Conn {
 	if d <= 0 {
 		return c
 	}
-	return &wtConn{Conn: c, d: d}
+	return &wtConn{Conn: c, d: d, rc: rawConnOf(c)}
 }
 
 func (c *wtConn) Write(p []byte) (int, error) {
@@ -54,7 +56,7 @@ func (c *wtConn) Write(p []byte) (int, error) {
 			c.Conn.SetWriteDeadline(time.Unix(0, e))
 		}
 	}
-	return c.Conn.Write(p)
+	return sockWrite(c.Conn, c.rc, p)
 }
 
 // SetWriteDeadline: a deadline set by the server (a cut, a handshake)
