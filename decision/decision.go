@@ -258,7 +258,25 @@ func Open(o Options, src Source) (*Store, error) {
 				s.st.Through = p.Pruned()
 			}
 		}
-		for e, err := range src.Entries(s.st.Through) {
+		// The file's through is not trusted either: an old copy put back
+		// with through raised past a later unban would bring that ban
+		// back (its creation record is real). So the catch-up starts at
+		// the oldest kept decision's creation record, not at through: a
+		// ban lasts at most Max, so this reads at most that much of the
+		// ledger, and applying again what the file already holds changes
+		// nothing. An end (unban, or a longer ban replacing it) of a kept
+		// decision before through means the file is not what this
+		// collector saved: rejected, as an edited decision is.
+		claimed := s.st.Through
+		kept := make(map[int64]bool, len(s.st.index))
+		from := claimed
+		for id, idx := range s.st.index {
+			kept[id] = true
+			from = min(from, idx)
+		}
+		var ended []Decision
+		var why []string
+		for e, err := range src.Entries(from) {
 			if errors.Is(err, ledger.ErrPruned) {
 				continue
 			}
@@ -266,9 +284,22 @@ func Open(o Options, src Source) (*Store, error) {
 				return nil, fmt.Errorf("decision: catch up from the ledger: %w", err)
 			}
 			if ev, ok := parseEvent(e.Data); ok {
+				if e.Index < claimed {
+					id := ev.Replaces
+					if ev.Action == ActionDeleted {
+						id = ev.Decision.ID
+					}
+					if d := s.st.active[id]; d != nil && kept[id] {
+						ended = append(ended, *d)
+						why = append(why, fmt.Sprintf("ended by ledger record %d, before the file's through (%d)", e.Index, claimed))
+					}
+				}
 				s.apply(ev, e.Index)
 			}
 			s.st.Through = e.Index + 1
+		}
+		for i, d := range ended {
+			s.reject(d, why[i])
 		}
 	} else {
 		// No ledger to check against (tests, a store without one).
