@@ -125,7 +125,7 @@ func (b *Blocklist) BlockedUser(name string) (scenario, origin string, until tim
 	now := b.now()
 	b.mu.RLock()
 	defer b.mu.RUnlock()
-	if e := b.users[name]; e != nil && now.Before(e.until) {
+	if e := b.users[userKey(name)]; e != nil && now.Before(e.until) {
 		return e.scenario, e.origin, e.until, true
 	}
 	return "", "", time.Time{}, false
@@ -202,8 +202,8 @@ func (b *Blocklist) Apply(source string, u Update) (added, removed int, err erro
 	}
 	for _, d := range u.Deleted {
 		if isUserScope(d.Scope) {
-			if e := b.users[d.Value]; e != nil && e.source == source {
-				delete(b.users, d.Value)
+			if e := b.users[userKey(d.Value)]; e != nil && e.source == source {
+				delete(b.users, userKey(d.Value))
 				removed++
 			}
 			continue
@@ -241,12 +241,12 @@ func (b *Blocklist) Apply(source string, u Update) (added, removed int, err erro
 			continue
 		}
 		if isUserScope(d.Scope) {
-			if d.Value == "" {
+			if userKey(d.Value) == "" {
 				continue
 			}
 			e := &entry{until: now.Add(dur), scenario: d.Scenario, origin: d.Origin, source: source, provisional: source == laneSource}
-			if e.yields(b.users[d.Value]) {
-				b.users[d.Value] = e
+			if k := userKey(d.Value); e.yields(b.users[k]) {
+				b.users[k] = e
 			}
 			added++
 			continue
@@ -297,6 +297,13 @@ func (b *Blocklist) Apply(source string, u Update) (added, removed int, err erro
 }
 
 func isUserScope(scope string) bool { return strings.EqualFold(scope, "username") }
+
+// userKey is how a user-name decision and a request's user are compared:
+// in any case and without spaces around, as MySQL's default collations,
+// e-mail logins and most user stores compare them (a ban of
+// alice@example.com must cover Alice@Example.com). Matching more than a
+// case-sensitive store only refuses a name that differs by case alone.
+func userKey(name string) string { return strings.ToLower(strings.TrimSpace(name)) }
 
 func (d Decision) prefix() (netip.Prefix, error) {
 	switch strings.ToLower(d.Scope) {

@@ -127,3 +127,39 @@ func TestLoginUserNotHiddenByBodyShape(t *testing.T) {
 		t.Errorf("%d logins forwarded, %d failures recorded with their user", forwarded, named)
 	}
 }
+
+// TestUserDecisionAnyCase: a user-name ban covers the name in any case
+// and with spaces around it (review, MEDIUM, network: the ban of
+// alice@example.com let Alice@Example.com through, which MySQL's default
+// collations, e-mail logins and most user stores take for the same
+// account).
+func TestUserDecisionAnyCase(t *testing.T) {
+	t.Parallel()
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {})
+	p, gw, _ := gateway(t, Config{Routes: []Route{{Upstream: up.URL}},
+		Logins: []Login{{Path: "/login", User: "json:user"}}})
+	p.Apply("test", Update{New: []Decision{{Type: "ban", Scope: "Username", Value: "alice@example.com", Duration: "1h"}}})
+	for _, name := range []string{"Alice@Example.com", "ALICE@EXAMPLE.COM", " alice@example.com "} {
+		resp, err := http.Post(gw+"/login", "application/json", strings.NewReader(`{"user":"`+name+`","password":"x"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden {
+			t.Errorf("login as %q: %d, want 403", name, resp.StatusCode)
+		}
+		req, _ := http.NewRequest("GET", gw+"/api", nil)
+		req.SetBasicAuth(name, "pw")
+		resp, err = http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden {
+			t.Errorf("Basic user %q: %d, want 403", name, resp.StatusCode)
+		}
+	}
+	if n := up.count(); n != 0 {
+		t.Errorf("%d requests of the banned user reached the upstream", n)
+	}
+}

@@ -365,7 +365,7 @@ func BenchmarkOverviewExtract(b *testing.B) {
 		now := time.Now()
 		for b.Loop() {
 			x.extract(rec)
-			o.add(&x, now)
+			o.add(&x, now, now)
 		}
 		if o.minutes[now.Unix()/60] == nil && len(o.minutes) != 1 {
 			b.Fatal("nothing counted")
@@ -472,7 +472,7 @@ func BenchmarkOverviewMemory(b *testing.B) {
 			rec := fmt.Appendf(nil, `{"@timestamp":%q,"event":{"category":["authentication"],"outcome":"failure"},"service":{"name":"svc-%d"},"source":{"ip":"198.51.%d.%d"},"user":{"name":"user-%d"}}`,
 				now.Add(-24*time.Hour+time.Duration(i)*step).Format(time.RFC3339Nano), i%4, (i/7)%80, (i*13)%250, (i*7919)%2000)
 			x.extract(rec)
-			o.add(&x, now)
+			o.add(&x, now, now)
 		}
 		runtime.GC()
 		runtime.ReadMemStats(&m1)

@@ -92,7 +92,7 @@ it (FILE with .json). Check a report with trailguard verify-report.`, stdout, st
 	}
 	signer, err := ledger.LoadSigner(signerPath)
 	if err != nil {
-		return fail("%v (the report is signed with the collector's key)", err)
+		return fail("%v (the report is signed with the collector's key: run report where the collector's data directory and key are, or give signer_key with --config; with the public key alone, check a signed report with trailguard verify-report FILE --key signer.pub --data DIR)", err)
 	}
 	keys, err := ledger.LoadVerifiers(strings.TrimSuffix(signerPath, ".key") + ".pub")
 	if err != nil {

@@ -52,6 +52,15 @@ func TestReportCLI(t *testing.T) {
 	}
 	js := filepath.Join(dir, "r.json")
 	key := filepath.Join(dir, "keys", "signer.pub")
+	// An auditor with the ledger and the public key only is told to check
+	// a report instead of making one.
+	audit := t.TempDir()
+	if err := os.CopyFS(filepath.Join(audit, "ledger"), os.DirFS(filepath.Join(dir, "ledger"))); err != nil {
+		t.Fatal(err)
+	}
+	if _, errOut, code := call(runReport, "--data", audit, "--standard", "pci-dss"); code == 0 || !strings.Contains(errOut, "trailguard verify-report FILE --key signer.pub") {
+		t.Errorf("report without the signer key: %d %s", code, errOut)
+	}
 	stdout, _, code := call(runVerifyReport, js, "--key", key, "--data", dir)
 	if code != 0 || !strings.Contains(stdout, "every figure computed again") {
 		t.Fatalf("verify-report: %d\n%s", code, stdout)
