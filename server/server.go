@@ -103,7 +103,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		log = slog.Default()
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("server: %w", err)
+		return nil, fmt.Errorf("server: cannot create the data directory (point --data, data_dir or TRAILGUARD_DATA at a writable place): %w", err)
 	}
 	if err := secureDataDir(cfg.DataDir, log); err != nil {
 		return nil, err

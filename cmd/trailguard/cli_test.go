@@ -153,6 +153,10 @@ func TestServeListensFirst(t *testing.T) {
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Fatalf("serve on a busy port created %s: %v", dir, err)
 	}
+	// A data directory that cannot be made names the setting to change.
+	if _, errOut, code := call(runServe, "--data", "/dev/null/data", "--listen", "127.0.0.1:0"); code != 1 || !strings.Contains(errOut, "point --data") {
+		t.Errorf("serve with an impossible data directory: %d %q", code, errOut)
+	}
 	if _, errOut, code := call(runServe, "--data", dir, "stray"); code != 2 || !strings.Contains(errOut, `unexpected argument "stray"`) {
 		t.Fatalf("serve with an argument: %d %q", code, errOut)
 	}
