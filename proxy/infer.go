@@ -144,6 +144,20 @@ func (u userSource) names(r *http.Request, ct string, body []byte) (names []stri
 	return names, true
 }
 
+// recorded is the user a login's event names: extract's, or else the one
+// name an upstream could read in its place (the key in another case,
+// which Go's encoding/json binds). A login naming two users was refused
+// (Proxy.requestUsers).
+func (u userSource) recorded(r *http.Request, ct string, body []byte) string {
+	if v := u.extract(r, ct, body); v != "" {
+		return v
+	}
+	if names, ok := u.names(r, ct, body); ok && len(names) > 0 {
+		return names[0]
+	}
+	return ""
+}
+
 func isForm(ct string) bool {
 	mt, _, _ := mime.ParseMediaType(ct)
 	return mt == "application/x-www-form-urlencoded"

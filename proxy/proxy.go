@@ -572,6 +572,9 @@ func (p *Proxy) requestUsers(r *http.Request, login *loginRule) ([]string, *http
 	}
 	if !login.user.fromBody() {
 		names, _ := login.user.names(r, "", nil)
+		if twoUsers(names) {
+			return users, r, http.StatusBadRequest, "login names more than one user: upstreams differ on which they take"
+		}
 		return append(users, names...), r, 0, ""
 	}
 	if r.Body == nil || r.Body == http.NoBody {
@@ -591,7 +594,22 @@ func (p *Proxy) requestUsers(r *http.Request, login *loginRule) ([]string, *http
 	if !ok {
 		return users, r2, http.StatusBadRequest, "login body is neither a form nor JSON: the gateway reads the user name from it"
 	}
+	if twoUsers(names) {
+		// user=decoy&user=victim: PHP and Express check the last, others
+		// the first; the failure would be counted under the wrong one.
+		return users, r2, http.StatusBadRequest, "login body names more than one user (a repeated field, or the key in two cases): upstreams differ on which they take"
+	}
 	return append(users, names...), r2, 0, ""
+}
+
+// twoUsers reports whether names holds two different user names.
+func twoUsers(names []string) bool {
+	for _, n := range names[min(1, len(names)):] {
+		if userKey(n) != userKey(names[0]) {
+			return true
+		}
+	}
+	return false
 }
 
 // timedBody bounds each read of a request body (timeouts.body, nginx's
@@ -702,7 +720,7 @@ func (p *Proxy) infer(ctx context.Context, r *http.Request, path string, rt *rou
 	}
 	switch {
 	case login != nil && (ok2xx || status == http.StatusUnauthorized || status == http.StatusForbidden):
-		a := httpaudit.Attempt{User: httpaudit.User{Name: login.user.extract(r, ct, body)}, Success: ok2xx}
+		a := httpaudit.Attempt{User: httpaudit.User{Name: login.user.recorded(r, ct, body)}, Success: ok2xx}
 		if !ok2xx {
 			a.Reason = "upstream answered " + strconv.Itoa(status) + " " + http.StatusText(status)
 		}

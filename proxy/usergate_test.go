@@ -163,3 +163,39 @@ func TestUserDecisionAnyCase(t *testing.T) {
 		t.Errorf("%d requests of the banned user reached the upstream", n)
 	}
 }
+
+// TestLoginRecordedUserIsTheUpstreams: the user a failed login is recorded
+// under is the one the upstream may have checked (review, MEDIUM, network:
+// user=decoy&user=victim was recorded as decoy while PHP and Express check
+// victim, and {"User":"victim"} as no user while Go's encoding/json binds
+// it, so a botnet guessing victim's password was never grouped under it).
+// A body naming two different users is refused.
+func TestLoginRecordedUserIsTheUpstreams(t *testing.T) {
+	t.Parallel()
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusUnauthorized) })
+	_, gw, ms := gateway(t, Config{Routes: []Route{{Upstream: up.URL}},
+		Logins: []Login{{Path: "/login", User: "json:user"}}})
+	for _, tc := range []struct{ ct, body string }{
+		{"application/x-www-form-urlencoded", "user=decoy&user=victim&password=x"},
+		{"application/json", `{"user":"decoy","USER":"victim","password":"x"}`},
+		{"application/json", `{"User":"victim","password":"x"}`},
+		{"application/x-www-form-urlencoded", "User=victim&password=x"},
+	} {
+		resp, err := http.Post(gw+"/login", tc.ct, strings.NewReader(tc.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	evs := ms.wait(t, "four attempts recorded", func(evs []*event.Event) bool {
+		return len(byAction(evs, event.ActionLoginFail))+len(byAction(evs, event.ActionInputValidationFail)) >= 4
+	})
+	for _, ev := range byAction(evs, event.ActionLoginFail) {
+		if ev.UserName != "victim" {
+			t.Errorf("failed login recorded under user %q, want victim", ev.UserName)
+		}
+	}
+	if n, refused := up.count(), len(byAction(evs, event.ActionInputValidationFail)); n != 2 || refused != 2 {
+		t.Errorf("%d forwarded and %d refused, want the two bodies naming one user forwarded and the two naming two refused", n, refused)
+	}
+}
