@@ -397,17 +397,14 @@ func (l *Logger) appendAccess(b []byte, st *state, id []byte, wc *writerCache, e
 		n.note(spUserAgent, vs, b)
 		b = append(b, '}')
 	}
-	if st.trace != "" {
+	if traceID, spanID := st.traceIDs(); traceID != "" {
 		b = append(b, `,"trace":{"id":`...)
 		vs = len(b)
-		b = appendQuoted(b, st.traceID())
+		b = appendQuoted(b, traceID)
 		n.note(spTraceID, vs, b)
-		b = append(b, '}')
-	}
-	if st.trace != "" {
-		b = append(b, `,"span":{"id":`...)
+		b = append(b, `},"span":{"id":`...)
 		vs = len(b)
-		b = appendQuoted(b, st.spanID())
+		b = appendQuoted(b, spanID)
 		n.note(spSpanID, vs, b)
 		b = append(b, '}')
 	}

@@ -40,7 +40,7 @@ func ClientIP(ctx context.Context) netip.Addr {
 // Config.GenerateTrace; both "" otherwise.
 func TraceContext(ctx context.Context) (traceID, spanID string) {
 	if st := stateFrom(ctx); st != nil {
-		return st.traceID(), st.spanID()
+		return st.traceIDs()
 	}
 	return "", ""
 }

@@ -44,8 +44,12 @@ type state struct {
 	body      *bodyReader // nil when the request has no body
 	requestID string
 	// trace is the trace context: the trace id, '-', the span id (as a
-	// traceparent carries them, h[3:52]), or "". One string rather than
-	// two keeps the state in the 240-byte size class (TestStateSize).
+	// traceparent carries them, h[3:52]: 49 bytes), or the incoming
+	// traceparent header not yet checked (55 bytes or more), or "". The
+	// check of a header (parseTraceparent) is left to whoever reads the
+	// ids (traceIDs), most often the writer goroutine: off the request's
+	// path, which only hands the header over. One string rather than two
+	// keeps the state in the 240-byte size class (TestStateSize).
 	trace   string
 	who     atomic.Pointer[actor] // nil until the handler sets a user or an annotation; never changes once set
 	status  int32                 // 0 until the handler wrote the header (or a body, or hijacked)
@@ -58,19 +62,20 @@ type state struct {
 	idHeader        [1]string
 }
 
-// traceID and spanID are the ids st.trace holds, or "".
-func (st *state) traceID() string {
-	if st.trace == "" {
-		return ""
+// traceIDs are the ids st.trace holds, checked, or "" and "": a
+// traceparent header is parsed here, every time (a pure function of the
+// header, so that the request's goroutine and the writer, each reading
+// the ids, agree without writing to the state).
+func (st *state) traceIDs() (traceID, spanID string) {
+	t := st.trace
+	if len(t) != 49 {
+		var ok bool
+		if traceID, spanID, ok = parseTraceparent(t); !ok {
+			return "", ""
+		}
+		return traceID, spanID
 	}
-	return st.trace[:32]
-}
-
-func (st *state) spanID() string {
-	if st.trace == "" {
-		return ""
-	}
-	return st.trace[33:]
+	return t[:32], t[33:]
 }
 
 // actor is what a handler adds to its request's events, allocated when it
@@ -160,8 +165,14 @@ func (l *Logger) serve(w http.ResponseWriter, r *http.Request, next http.Handler
 		var id [36]byte
 		st.requestID = string(event.AppendIDAt(id[:0], l.startOf(&st.info, l.base)))
 	}
-	if tp := header(r.Header, "Traceparent"); tp != "" {
-		if _, _, ok := parseTraceparent(tp); ok {
+	// A traceparent is checked when its ids are read (traceIDs), unless
+	// the check decides whether to generate a trace context now. Shorter
+	// than 55 bytes it is not one: dropped (and never taken for the
+	// 49-byte checked form).
+	if tp := header(r.Header, "Traceparent"); len(tp) >= 55 {
+		if !l.cfg.GenerateTrace {
+			st.trace = tp
+		} else if _, _, ok := parseTraceparent(tp); ok {
 			st.trace = tp[3:52]
 		}
 	}
@@ -367,7 +378,7 @@ func (l *Logger) requestEvent(st *state, now time.Time) *event.Event {
 	ev.Category = categoryWeb
 	ev.Dataset = event.DatasetAccess
 	ev.RequestID = st.requestID
-	ev.TraceID, ev.SpanID = st.traceID(), st.spanID()
+	ev.TraceID, ev.SpanID = st.traceIDs()
 	f := l.fields(st, nil)
 	ev.Method, ev.Path, ev.Query, ev.Original = f.method, f.path, f.query, f.original
 	ev.UserAgent, ev.Referrer = f.ua, f.referrer
