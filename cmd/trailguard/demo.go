@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/trailguard/trailguard/demo"
@@ -42,7 +43,9 @@ verifies the ledger and writes a PCI DSS report (PDF and signed JSON).`, stdout,
 		fmt.Fprintf(stderr, "trailguard demo: unexpected argument %q\n", pos[0])
 		return 2
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	// SIGTERM too (kill, a terminal closing, a supervisor): without it the
+	// demo died at once, its ledger not closed nor verified.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	fmt.Fprintln(stdout, "trailguard demo")
 	opts := demo.Options{Dir: *dir, Duration: *dur, Log: stdout}

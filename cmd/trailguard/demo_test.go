@@ -1,11 +1,72 @@
 package main
 
 import (
+	"bytes"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
+	"time"
+
+	"github.com/trailguard/trailguard/internal/testenv"
 )
+
+// lockedBuffer is a bytes.Buffer a test reads while a process writes it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestDemoKeepRunningStopsOnSIGTERM: `demo --keep-running` stops as it
+// does on Ctrl-C when sent SIGTERM (kill, a closing terminal): it closes
+// and verifies the collector's ledger and exits 0, instead of dying.
+func TestDemoKeepRunningStopsOnSIGTERM(t *testing.T) {
+	testenv.Long(t)
+	bin := buildTrailguard(t)
+	var out lockedBuffer
+	cmd := exec.Command(bin, "demo", "--keep-running", "--duration", "200ms", "--data", filepath.Join(t.TempDir(), "demo"))
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	deadline := time.Now().Add(90 * time.Second)
+	for !strings.Contains(out.String(), "keeps running until") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the demo did not come up:\n%s", out.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		after := out.String()[strings.Index(out.String(), "keeps running until"):]
+		if err != nil || !strings.Contains(after, "stopping") || !strings.Contains(after, "verify it:") {
+			t.Fatalf("after SIGTERM: %v\n%s", err, after)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatalf("the demo did not stop within 60 s of SIGTERM:\n%s", out.String())
+	}
+}
 
 // TestDemoUsedData: `demo --data DIR` over an earlier run's directory
 // stops at once with one plain message (an earlier run's blocks would be
