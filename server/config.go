@@ -389,19 +389,19 @@ func (f field) set(cfg *Config, s string) error {
 	case bool:
 		b, err := strconv.ParseBool(s)
 		if err != nil {
-			return err
+			return fmt.Errorf("want true or false, got %q", s)
 		}
 		v.SetBool(b)
 	case int, int64:
 		n, err := strconv.ParseInt(s, 10, 64)
 		if err != nil {
-			return err
+			return fmt.Errorf("want a whole number (bytes are plain numbers: 1048576, not 1MiB), got %q", s)
 		}
 		v.SetInt(n)
 	case time.Duration:
 		d, err := time.ParseDuration(s)
 		if err != nil {
-			return err
+			return fmt.Errorf("want a duration such as 500ms, 30s, 5m or 2h, got %q", s)
 		}
 		v.SetInt(int64(d))
 	case []string:

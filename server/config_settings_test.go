@@ -85,7 +85,17 @@ func TestDataDirNames(t *testing.T) {
 	if _, err := LoadConfig([]string{"--no-such-flag"}, nil); err == nil || !strings.Contains(err.Error(), "no-such-flag") {
 		t.Errorf("unknown flag: %v", err)
 	}
-	if _, err := LoadConfig([]string{"--checkpoint-interval", "soon"}, nil); err == nil || !strings.Contains(err.Error(), "--checkpoint-interval") {
-		t.Errorf("bad duration: %v", err)
+	// A value of the wrong form names the setting and the form it wants.
+	for _, tt := range []struct {
+		args, env []string
+		want      string
+	}{
+		{[]string{"--checkpoint-interval", "soon"}, nil, `--checkpoint-interval: want a duration such as 500ms, 30s, 5m or 2h, got "soon"`},
+		{nil, []string{"TRAILGUARD_MAX_LINE_BYTES=1MiB"}, `TRAILGUARD_MAX_LINE_BYTES: want a whole number (bytes are plain numbers: 1048576, not 1MiB), got "1MiB"`},
+		{[]string{"--legal-hold=yes"}, nil, `--legal-hold: want true or false, got "yes"`},
+	} {
+		if _, err := LoadConfig(tt.args, tt.env); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("LoadConfig(%q, %q): %v, want %q", tt.args, tt.env, err, tt.want)
+		}
 	}
 }
