@@ -65,9 +65,11 @@ type Config struct {
 	// beyond, answered by net/http before anything is recorded).
 	MaxHeaderBytes int `yaml:"max_header_bytes"`
 	// BodyReadTimeout bounds the time to receive one ingest request body,
-	// and to send its answer; BodyIdleTimeout bounds how long a body may
-	// stall without a byte arriving. Slow clients, authenticated or not,
-	// cannot hold a connection and an ingest slot longer.
+	// and to send its answer, and the time to receive any other request's
+	// body (one a handler refuses unread, too: net/http waits for it
+	// before answering); BodyIdleTimeout bounds how long an ingest body
+	// may stall without a byte arriving. Slow clients, authenticated or
+	// not, cannot hold a connection and an ingest slot longer.
 	BodyReadTimeout time.Duration `yaml:"body_read_timeout"`
 	BodyIdleTimeout time.Duration `yaml:"body_idle_timeout"`
 	// MaxIngestPerToken bounds the ingest requests one token may have in

@@ -47,7 +47,7 @@ var settingsHelp = []settingHelp{
 	{key: "max_request_bytes", arg: "BYTES", help: "Largest ingest request body, before and after gzip (413 beyond)."},
 	{key: "max_request_events", arg: "N", help: "Most events (NDJSON lines, _bulk actions) one ingest request may carry; the request stops there with 413 and resume_line, to send the rest again."},
 	{key: "max_header_bytes", arg: "BYTES", help: "Largest request line plus headers (431 beyond, before anything is recorded)."},
-	{key: "body_read_timeout", arg: "DURATION", help: "Longest time to receive one ingest request body, and to send its answer (408 beyond)."},
+	{key: "body_read_timeout", arg: "DURATION", help: "Longest time to receive one ingest request body, and to send its answer (408 beyond); also any other request body, one refused unread included."},
 	{key: "body_idle_timeout", arg: "DURATION", help: "Longest time an ingest request body may stall without a byte arriving (408 beyond)."},
 	{key: "max_ingest_per_token", arg: "N", help: "Ingest requests one token may have in progress (429 with Retry-After beyond)."},
 	{key: "max_ingest_requests", arg: "N", help: "Ingest requests in progress for all tokens together (503 with Retry-After beyond); bounds memory."},

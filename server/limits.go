@@ -78,6 +78,43 @@ func (s *Server) limitIngest(h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
+// boundBodies puts a read deadline, body_read_timeout from its start, on
+// every request that announces a body, cleared when the body has been
+// read to its end (deadlineBody moves it further for ingest). A handler
+// that refuses a request without reading its body (no token, a limit, an
+// unknown path) leaves net/http to discard the body before it answers,
+// and a client that announced a body and sends nothing would otherwise
+// hold the connection, a goroutine and a file descriptor for ever.
+func (s *Server) boundBodies(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if d := s.cfg.BodyReadTimeout; d > 0 && r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
+			rc := http.NewResponseController(w)
+			if rc.SetReadDeadline(time.Now().Add(d)) == nil {
+				r.Body = &clearAtEOF{ReadCloser: r.Body, rc: rc}
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// clearAtEOF clears the connection's read deadline once its body is read:
+// net/http's background read, which notices a client going away, must not
+// time out while the handler works on the body.
+type clearAtEOF struct {
+	io.ReadCloser
+	rc   *http.ResponseController
+	done bool
+}
+
+func (b *clearAtEOF) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF && !b.done {
+		b.done = true
+		_ = b.rc.SetReadDeadline(time.Time{})
+	}
+	return n, err
+}
+
 // deadlineBody enforces the body timeouts on a request body: each Read
 // must make progress within idle, and the whole body must arrive before
 // end. It moves the connection's read deadline, which net/http leaves to

@@ -222,7 +222,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	}
 	s.reads = newTokenSlots(readsPerToken, reads)
 	s.reports = newTokenSlots(1, reads)
-	s.handler = s.audit.Middleware(s.sampleUnauthorized(s.routes()))
+	s.handler = s.boundBodies(s.audit.Middleware(s.sampleUnauthorized(s.routes())))
 	s.sampleStop, s.sampleDone = make(chan struct{}), make(chan struct{})
 	go s.sampleLoop(s.sampleStop, s.sampleDone)
 
