@@ -197,3 +197,53 @@ variables, then flags (each one wins over the ones before).
 	fmt.Fprint(w, onceUsage)
 	fmt.Fprint(w, "\nBYTES and N are integers; DURATION is a Go duration such as 500ms, 2s or 1m.\n")
 }
+
+// MistypedEnv returns a warning for each TRAILGUARD_* variable in environ
+// that is no setting's name but within two letters of one
+// (TRAILGUARD_MAX_LINE_BYTE): LoadConfig ignores variables it does not
+// know, which other programs' TRAILGUARD_* variables need, so a typo
+// would otherwise leave the default in force without a word.
+func MistypedEnv(environ []string) []string {
+	known := map[string]bool{}
+	for _, st := range settings() {
+		known[st.env] = true
+		for _, a := range st.envAliases {
+			known[a] = true
+		}
+	}
+	var out []string
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, "TRAILGUARD_") || known[name] {
+			continue
+		}
+		for _, st := range settings() {
+			if editDistance(name, st.env) <= 2 {
+				out = append(out, fmt.Sprintf("%s is not a setting and is ignored; did you mean %s?", name, st.env))
+				break
+			}
+		}
+	}
+	return out
+}
+
+// editDistance is the Levenshtein distance of a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}

@@ -52,6 +52,19 @@ func TestSettingsCoverConfig(t *testing.T) {
 	}
 }
 
+// TestMistypedEnv: a variable within two letters of a setting's is named
+// with the one meant; settings, their older names and other programs'
+// TRAILGUARD_* variables are not.
+func TestMistypedEnv(t *testing.T) {
+	got := MistypedEnv([]string{"TRAILGUARD_MAX_LINE_BYTE=10", "TRAILGUARD_LISTN=x", "TRAILGUARD_DATA_DIR=/a", "TRAILGUARD_DATA=/b",
+		"TRAILGUARD_CI=1", "TRAILGUARD_PROXY_TOKEN=t", "TRAILGUARD_BOUNCER_KEY=k", "TRAILGUARD_PPROF=x", "TRAILGUARD_TOOLS=/t", "PATH=/bin"})
+	want := []string{"TRAILGUARD_MAX_LINE_BYTE is not a setting and is ignored; did you mean TRAILGUARD_MAX_LINE_BYTES?",
+		"TRAILGUARD_LISTN is not a setting and is ignored; did you mean TRAILGUARD_LISTEN?"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("MistypedEnv: %q, want %q", got, want)
+	}
+}
+
 // TestDataDirNames checks the one name of the data directory on the command
 // line, in the environment and in YAML, and the older names still work.
 func TestDataDirNames(t *testing.T) {

@@ -43,6 +43,9 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "trailguard serve:", err)
 		return 2
 	}
+	for _, w := range server.MistypedEnv(os.Environ()) {
+		fmt.Fprintln(stderr, "trailguard serve: warning:", w)
+	}
 	// Listen first: a port in use must not leave behind a data directory
 	// and keys that the user never meant to create there.
 	ln, err := net.Listen("tcp", cfg.Listen)
