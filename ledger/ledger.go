@@ -44,6 +44,7 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/trailguard/trailguard/internal/flock"
 	"github.com/trailguard/trailguard/ledger/internal/sha256x2"
 	"github.com/trailguard/trailguard/retention"
 )
@@ -442,6 +443,9 @@ type linked struct {
 	seg *segment
 }
 
+// lockWait bounds Open's wait for the ledger's lock.
+const lockWait = time.Second
+
 // pendingPath is where a new segment is written until the syncer links it
 // to path (rotate): listSegments ignores the name, Open removes what a
 // crash left (records no one was told were stored).
@@ -469,13 +473,16 @@ func Open(dir string, opts Options) (*Ledger, error) {
 	if err := os.MkdirAll(l.segDir, 0o755); err != nil {
 		return nil, fmt.Errorf("ledger: open %s: %w", dir, err)
 	}
-	lf, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR|os.O_CREATE, 0o644)
+	// Two processes never write one ledger. The wait is for this
+	// process's own children: one being started holds a copy of the lock
+	// until its exec, so a ledger closed and opened again meanwhile would
+	// find its lock still held (internal/flock).
+	lf, err := flock.Lock(filepath.Join(dir, "lock"), lockWait)
+	if errors.Is(err, flock.ErrBusy) {
+		return nil, fmt.Errorf("ledger: open %s: locked by another process: %w", dir, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("ledger: open %s: %w", dir, err)
-	}
-	if err := lockFile(lf); err != nil {
-		lf.Close()
-		return nil, fmt.Errorf("ledger: open %s: locked by another process: %w", dir, err)
 	}
 	l.lock = lf
 	if err := l.recover(); err != nil {

@@ -18,12 +18,6 @@ func datasync(f *os.File) error {
 	}
 }
 
-// lockFile takes an exclusive, non-blocking lock so that two processes
-// never write one ledger.
-func lockFile(f *os.File) error {
-	return syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-}
-
 // openDirect opens a segment for direct writes that are durable when
 // they return (O_DIRECT|O_DSYNC: the data, and the device's cache flushed).
 func openDirect(path string) (*os.File, error) {

@@ -9,6 +9,4 @@ import (
 
 func datasync(f *os.File) error { return f.Sync() }
 
-func lockFile(*os.File) error { return nil }
-
 func openDirect(string) (*os.File, error) { return nil, errors.ErrUnsupported }
