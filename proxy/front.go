@@ -266,6 +266,7 @@ func (lc *leanConn) serve() {
 		lc.cancel()
 		if !handed {
 			lc.bw.Flush()
+			lc.drain()
 			lc.c.Close()
 		}
 		lc.state.Store(packState(stClosed, 0))
@@ -304,6 +305,32 @@ func (lc *leanConn) serve() {
 		}
 		handed = lc.handOff()
 	}
+}
+
+// drainMax bounds what drain reads: a client that keeps sending gets its
+// reset (as from net/http) rather than a goroutine reading for it.
+const drainMax = 64 << 10
+
+// drain reads and drops what the client sent that was not read (at most
+// drainMax) before the front end closes the connection: a socket closed
+// with unread bytes is reset (RST) by the kernel instead of ended, and a
+// client may then lose the answer it has not read yet (a request
+// pipelined while the one before was served, then cut; junk after a late
+// HTTP/2 preface). It does not wait: bytes that come after it get the
+// reset. Raw reads, as the connection's deadline may be past (a cut).
+func (lc *leanConn) drain() {
+	if lc.rc == nil || len(lc.buf) == 0 {
+		return
+	}
+	lc.rc.Control(func(fd uintptr) {
+		for n := 0; n < drainMax; {
+			m, _, err := readFD(fd, lc.buf)
+			if m <= 0 || err != nil {
+				return
+			}
+			n += m
+		}
+	})
 }
 
 // readStep serves the connection, within the read operation serve began

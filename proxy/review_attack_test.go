@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/textproto"
 	"strconv"
 	"strings"
 	"testing"
@@ -381,6 +382,65 @@ func TestLeanFrontCutHeadAnsweredAtOnce(t *testing.T) {
 				if err != nil || !strings.HasPrefix(last, "HTTP/1.1 400 ") || took > 3*time.Second {
 					t.Errorf("%s: got %q after %v (%v), want net/http's 400 and the end at once", tc.name, got, took, err)
 				}
+			}
+		})
+	}
+}
+
+// TestLeanFrontClosesWithoutReset: when the lean front end ends a
+// connection itself while the client's next bytes wait unread (a request
+// pipelined while the one before was served, then cut because the
+// upstream's answer broke, or at shutdown; junk after a late HTTP/2
+// preface), the client gets the gateway's end (FIN), not a reset: closing
+// a socket with unread bytes makes the kernel reset it, and a client may
+// then lose what it has not read yet. net/http resets in these cases; the
+// front end reads what is there (a bounded amount) before it closes.
+func TestLeanFrontClosesWithoutReset(t *testing.T) {
+	t.Parallel()
+	up := serveTCP(t, func(c net.Conn) {
+		tp := textproto.NewReader(bufio.NewReader(c))
+		line, _ := tp.ReadLine()
+		tp.ReadMIMEHeader()
+		if strings.Contains(line, "/lie") {
+			// Says 10 bytes, sends 5, and ends after a while.
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello")
+			time.Sleep(200 * time.Millisecond)
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+	})
+	get := func(p string) string { return "GET " + p + " HTTP/1.1\r\nHost: a\r\n\r\n" }
+	for _, tc := range []struct {
+		name     string
+		first    string
+		later    string // sent while the first is served
+		shutdown bool   // the gateway shuts down meanwhile
+	}{
+		{"answer cut, request pipelined meanwhile", get("/lie"), get("/next"), false},
+		{"shutdown, request pipelined meanwhile", get("/slow"), get("/next"), true},
+		{"junk after a late HTTP/2 preface", get("/slow") + "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + strings.Repeat("z", 9000), "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, url, _, srv := gatewayServer(t, Config{HTTP1: HTTP1Lean, Routes: []Route{{Upstream: "http://" + up.Addr().String()}}})
+			c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			io.WriteString(c, tc.first)
+			if tc.later != "" {
+				time.Sleep(50 * time.Millisecond)
+				io.WriteString(c, tc.later)
+			}
+			if tc.shutdown {
+				time.Sleep(20 * time.Millisecond)
+				go srv.Shutdown(context.Background())
+			}
+			got, _, err := readAll(c, 5*time.Second)
+			if err != nil {
+				t.Errorf("got %q, then %v; want the gateway's end", got, err)
 			}
 		})
 	}
