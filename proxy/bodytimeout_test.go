@@ -142,3 +142,40 @@ func TestBodyTimeoutStalledH2Stream(t *testing.T) {
 		})
 	}
 }
+
+// TestRefusedStalledBodyBounded: a request the gateway refuses without
+// reading its body (a path it will not forward, a blocked client) and
+// whose client announced a body and sends nothing is answered and let go
+// within timeouts.body (review, MEDIUM, network: net/http waits to
+// discard the announced body before it answers, with no deadline, so each
+// such connection was held for ever).
+func TestRefusedStalledBodyBounded(t *testing.T) {
+	for _, mode := range []string{HTTP1Lean, HTTP1NetHTTP} {
+		t.Run(strings.ReplaceAll(mode, "/", ""), func(t *testing.T) {
+			t.Parallel()
+			up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {})
+			const bt = 300 * time.Millisecond
+			cfg := Config{HTTP1: mode, Routes: []Route{{Upstream: up.URL}}, TrustedProxies: []string{"127.0.0.1"}}
+			cfg.Timeouts.Body = bt
+			p, addr, _, _ := gatewayServer(t, cfg)
+			p.Apply("test", Update{New: []Decision{{Type: "ban", Scope: "Ip", Value: "203.0.113.7", Duration: "1h"}}})
+			for _, head := range []string{
+				"POST /a%2Fb HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\n",
+				"POST /x HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 203.0.113.7\r\nContent-Length: 100000\r\n\r\n",
+			} {
+				c := dialStalled(t, addr, head)
+				start := time.Now()
+				c.SetReadDeadline(start.Add(5 * time.Second))
+				resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+				if err != nil {
+					t.Errorf("%q: no answer after %v (%v)", head, time.Since(start).Round(time.Millisecond), err)
+					continue
+				}
+				resp.Body.Close()
+				if took := time.Since(start); took > bt+bt/2+time.Second {
+					t.Errorf("%q: %d after %v", head, resp.StatusCode, took.Round(time.Millisecond))
+				}
+			}
+		})
+	}
+}

@@ -374,6 +374,14 @@ func (e *exchange) Unwrap() http.ResponseWriter { return e.ResponseWriter }
 var exchanges = sync.Pool{New: func() any { return new(exchange) }}
 
 func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
+	if bt := p.cfg.Timeouts.Body; bt > 0 && r.Body != nil && r.Body != http.NoBody {
+		// Armed at once: a request refused before its body is read
+		// leaves net/http to discard the body before it answers.
+		r2 := new(http.Request)
+		*r2 = *r
+		r2.Body = newTimedBody(r.Body, http.NewResponseController(w), bt)
+		r = r2
+	}
 	ctx := r.Context()
 	if strings.EqualFold(r.Method, http.MethodTrace) || strings.EqualFold(r.Method, http.MethodConnect) {
 		// TRACE echoes the request (cookies and credentials included) and
@@ -417,12 +425,6 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 			login = l
 			break
 		}
-	}
-	if bt := p.cfg.Timeouts.Body; bt > 0 && r.Body != nil && r.Body != http.NoBody {
-		r2 := new(http.Request)
-		*r2 = *r
-		r2.Body = &timedBody{ReadCloser: r.Body, rc: http.NewResponseController(w), d: bt}
-		r = r2
 	}
 	if users := p.blocks.hasUsers(); users || login != nil && login.user.fromBody() {
 		// A login body is read first, within its bound: a user-name
@@ -625,6 +627,14 @@ type timedBody struct {
 	d     time.Duration
 	renew int64 // when the deadline is next renewed (UnixNano)
 	ended bool
+}
+
+func newTimedBody(body io.ReadCloser, rc *http.ResponseController, d time.Duration) *timedBody {
+	b := &timedBody{ReadCloser: body, rc: rc, d: d}
+	now := time.Now()
+	b.renew = now.UnixNano() + int64(d/2)
+	rc.SetReadDeadline(now.Add(d + d/2))
+	return b
 }
 
 func (b *timedBody) Read(p []byte) (int, error) {
