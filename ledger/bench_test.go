@@ -275,6 +275,11 @@ func benchAppend(b *testing.B, appenders, batch, perWriter int) (ratio, p99 floa
 	// the next one named before its records are acknowledged) show here.
 	b.ReportMetric(float64(lats[len(lats)*999/1000].Microseconds())/1000, "p999-ms")
 	b.ReportMetric(float64(lats[len(lats)-1].Microseconds())/1000, "max-ms")
+	// The sequencer's time in rotations (every append waits behind it).
+	if n := l.rotations.Load(); n > 0 {
+		b.ReportMetric(float64(l.rotateNs.Load())/float64(n)/1e3, "rotate-µs")
+		b.ReportMetric(float64(l.rotateMax.Load())/1e3, "rotate-max-µs")
+	}
 	// CPU time of the whole process per record appended (hashing, framing,
 	// writes, the kernel's share, tiles and checkpoints): the cost that
 	// competes for the cores, steadier than wall-clock rates here.

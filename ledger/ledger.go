@@ -311,6 +311,8 @@ type Ledger struct {
 	signedWake chan struct{} // closed after every checkpoint attempt (cpMu)
 	bound      uint64
 	boundWaits atomic.Uint64 // times the sequencer waited for a checkpoint (benchmarks)
+	// rotations and the sequencer's time in them, the longest (benchmarks)
+	rotations, rotateNs, rotateMax atomic.Int64
 	tz         tailZero      // zeros after the records of the segment active at Open
 	syncs      atomic.Uint64 // fdatasyncs of segments (benchmarks)
 	direct     atomic.Uint64 // direct writes to segments (tests, benchmarks)

@@ -639,6 +639,15 @@ func (l *Ledger) flush(b *batchState) error {
 // seen under its name with zeros where its header goes. Nothing written to
 // the new segment is acknowledged before it has its name, durably.
 func (l *Ledger) rotate(b *batchState) error {
+	start := time.Now()
+	defer func() {
+		d := int64(time.Since(start))
+		l.rotations.Add(1)
+		l.rotateNs.Add(d)
+		if d > l.rotateMax.Load() {
+			l.rotateMax.Store(d)
+		}
+	}()
 	job := b.job
 	s := &segment{first: l.w.next, path: filepath.Join(l.segDir, segName(l.w.next))}
 	// Nothing more is written to the closing segment.
