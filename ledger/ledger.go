@@ -313,11 +313,11 @@ type Ledger struct {
 	boundWaits atomic.Uint64 // times the sequencer waited for a checkpoint (benchmarks)
 	// rotations and the sequencer's time in them, the longest (benchmarks)
 	rotations, rotateNs, rotateMax atomic.Int64
-	tz         tailZero      // zeros after the records of the segment active at Open
-	syncs      atomic.Uint64 // fdatasyncs of segments (benchmarks)
-	direct     atomic.Uint64 // direct writes to segments (tests, benchmarks)
-	directOut  atomic.Uint64 // segments written past their zeros (tests)
-	directOff  atomic.Uint64 // direct writes refused as unsupported, then written through the page cache (tests)
+	tz                             tailZero      // zeros after the records of the segment active at Open
+	syncs                          atomic.Uint64 // fdatasyncs of segments (benchmarks)
+	direct                         atomic.Uint64 // direct writes to segments (tests, benchmarks)
+	directOut                      atomic.Uint64 // segments written past their zeros (tests)
+	directOff                      atomic.Uint64 // direct writes refused as unsupported, then written through the page cache (tests)
 	// The last sync's requests and duration (syncer), for the sequencer's
 	// wait before handing it the next batch.
 	lastSyncReqs atomic.Int64
