@@ -279,6 +279,7 @@ func benchAppend(b *testing.B, appenders, batch, perWriter int) (ratio, p99 floa
 	if n := l.rotations.Load(); n > 0 {
 		b.ReportMetric(float64(l.rotateNs.Load())/float64(n)/1e3, "rotate-µs")
 		b.ReportMetric(float64(l.rotateMax.Load())/1e3, "rotate-max-µs")
+		b.ReportMetric(float64(l.sealNs.Load())/float64(n)/1e3, "seal-µs")
 	}
 	// CPU time of the whole process per record appended (hashing, framing,
 	// writes, the kernel's share, tiles and checkpoints): the cost that

@@ -313,6 +313,7 @@ type Ledger struct {
 	boundWaits atomic.Uint64 // times the sequencer waited for a checkpoint (benchmarks)
 	// rotations and the sequencer's time in them, the longest (benchmarks)
 	rotations, rotateNs, rotateMax atomic.Int64
+	sealNs                         atomic.Int64  // the syncer's time in rotations' syncs and links (benchmarks)
 	tz                             tailZero      // zeros after the records of the segment active at Open
 	syncs                          atomic.Uint64 // fdatasyncs of segments (benchmarks)
 	direct                         atomic.Uint64 // direct writes to segments (tests, benchmarks)

@@ -920,32 +920,39 @@ func (l *Ledger) makeDurable(jobs []*syncJob) error {
 	var done []*os.File
 	// Closed segments first, then the names of the segments after them
 	// (rotate): a segment's name is durable only with every segment
-	// before it whole.
+	// before it whole. The closed segments, their .idx and the new
+	// segments' headers are synced at once, not one after the other:
+	// each may wait for a journal commit (several ms while a compaction
+	// or the index writes), and concurrent ones share it.
+	var syncs []func() error
 	for _, j := range jobs {
 		for _, s := range j.seal {
-			if s.cut >= 0 {
-				// Its zeros after the records (zeroahead.go).
-				if err := s.f.Truncate(s.cut); err != nil {
-					return err
+			syncs = append(syncs, func() error {
+				if s.cut >= 0 {
+					// Its zeros after the records (zeroahead.go).
+					if err := s.f.Truncate(s.cut); err != nil {
+						return err
+					}
 				}
-			}
-			if err := s.f.Sync(); err != nil {
-				return err
-			}
-			if err := s.idx.Sync(); err != nil {
-				return err
-			}
+				return s.f.Sync()
+			}, s.idx.Sync)
 			done = append(done, s.f, s.idx)
 			closed = append(closed, s.seg)
 		}
+		for _, k := range j.link {
+			// Its header (and what was written after it) before its name.
+			syncs = append(syncs, func() error { return datasync(k.f) })
+		}
 		newSeg = newSeg || j.newSeg
+	}
+	start := time.Now()
+	if len(syncs) > 0 {
+		if err := inParallel(syncs); err != nil {
+			return err
+		}
 	}
 	for _, j := range jobs {
 		for _, k := range j.link {
-			// Its header (and what was written after it) before its name.
-			if err := datasync(k.f); err != nil {
-				return err
-			}
 			if err := linkSegment(k.seg.path); err != nil {
 				return err
 			}
@@ -962,6 +969,9 @@ func (l *Ledger) makeDurable(jobs []*syncJob) error {
 			return err
 		}
 	}
+	if len(syncs) > 0 {
+		l.sealNs.Add(int64(time.Since(start)))
+	}
 	l.queueCompaction(closed)
 	buffered := false
 	for _, j := range jobs {
@@ -976,6 +986,24 @@ func (l *Ledger) makeDurable(jobs []*syncJob) error {
 		return datasync(last.active)
 	}
 	return nil
+}
+
+// inParallel runs fs at once and returns the first error.
+func inParallel(fs []func() error) error {
+	if len(fs) == 1 {
+		return fs[0]()
+	}
+	errs := make(chan error, len(fs))
+	for _, f := range fs {
+		go func() { errs <- f() }()
+	}
+	var first error
+	for range fs {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
 }
 
 // rotateHook, when set (by tests), runs once a new segment is linked to
