@@ -1181,6 +1181,17 @@ func (v *verifier) checkIndex(path, rel string, first uint64, framed []idxEntry,
 		off := int64(binary.BigEndian.Uint64(b[k*idxEntrySize:]))
 		t := int64(binary.BigEndian.Uint64(b[k*idxEntrySize+8:]))
 		if off != framed[k].off || t != framed[k].time {
+			if lastSeg && allZero(b[k*idxEntrySize:]) {
+				// The newest segment's .idx, zeros from an entry on to its
+				// end: its size reached the disk before its last entries
+				// (ext4 commits the size of an append inside an allocated
+				// block with the next journal commit, whoever asks for it;
+				// the .idx is synced only when its segment is closed). A
+				// real entry is never zero (frames follow the header).
+				v.rep.notice(Finding{Kind: NoticeIndexStale, File: irel, Index: first + uint64(k),
+					Message: fmt.Sprintf("%s has %d entries for %d records, zeros from the entry for record %d on (a crash; the next open rebuilds it)", irel, n, len(framed), first+uint64(k))})
+				return
+			}
 			v.rep.find(Finding{Kind: KindIndexDamaged, File: irel, Index: first + uint64(k),
 				Message: fmt.Sprintf("%s: entry for record %d says offset %d, time %d; the segment has the record at offset %d, time %d (reads do not trust it; delete %s and the next open rebuilds it)",
 					irel, first+uint64(k), off, t, framed[k].off, framed[k].time, irel)})
@@ -1766,4 +1777,14 @@ func zerosToEnd(rest []byte, f *os.File, eof bool) (bool, error) {
 			return false, err
 		}
 	}
+}
+
+// allZero reports whether b holds only zero bytes.
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }
