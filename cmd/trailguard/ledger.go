@@ -192,11 +192,36 @@ exit status: 0 verified, 1 findings, 2 could not verify`, stdout, stderr)
 		enc.Encode(rep)
 	} else {
 		fmt.Fprint(stdout, rep)
+		wrongKey(stderr, rep, vs)
 	}
 	if !rep.OK() {
 		return 1
 	}
 	return 0
+}
+
+// wrongKey adds a hint when no checkpoint is signed by any key given and
+// nothing else was found: the likeliest cause is a --key for another
+// ledger, which an auditor should rule out before suspecting forgery.
+func wrongKey(w io.Writer, rep *ledger.Report, vs []note.Verifier) {
+	unknown := 0
+	for _, f := range rep.Findings {
+		switch f.Kind {
+		case ledger.KindCheckpointUnknownKey:
+			unknown++
+		case ledger.KindCheckpointsMissing:
+		default:
+			return
+		}
+	}
+	if unknown == 0 {
+		return
+	}
+	var names []string
+	for _, v := range vs {
+		names = append(names, fmt.Sprintf("%s+%08x", v.Name(), v.KeyHash()))
+	}
+	fmt.Fprintf(w, "trailguard verify: no checkpoint is signed by the key(s) given (%s): check that --key is this ledger's verifier key (the collector's signer.pub; its name is the ledger's origin) before concluding the checkpoints were forged\n", strings.Join(names, ", "))
 }
 
 func runProve(args []string, stdout, stderr io.Writer) int {

@@ -84,6 +84,16 @@ func TestLedgerCommands(t *testing.T) {
 		t.Fatalf("verify: exit %d\n%s", code, out)
 	}
 
+	// verify with another ledger's key: the findings, and a hint that the
+	// key is likelier wrong than every checkpoint forged.
+	if out, code := run(t, bin, "keygen", "--name", "other.example.com/trailguard", "--out", filepath.Join(tmp, "other")); code != 0 {
+		t.Fatalf("keygen: %d %s", code, out)
+	}
+	out, code = run(t, bin, "verify", dir, "--key", filepath.Join(tmp, "other.pub"))
+	if code != 1 || !strings.Contains(out, "checkpoint-unknown-key") || !strings.Contains(out, "check that --key is this ledger's verifier key") {
+		t.Errorf("verify with another key: exit %d\n%s", code, out)
+	}
+
 	// prove --index, checked with tlog directly.
 	out, code = run(t, bin, "prove", dir, "--index", "123", "--key", prefix+".pub", "--json")
 	if code != 0 {
