@@ -164,11 +164,14 @@ type upstreamReq struct {
 	replaceTP bool // the client's traceparent (and tracestate) replaced
 	fwd       forwarding
 	reqID     string
+	reqIDKey  string // the gateway's request id header
 }
 
-func (p *Proxy) upstreamReq(rt *route, in *http.Request) *upstreamReq {
-	u := &upstreamReq{in: in, uri: rt.upstreamURI(in.URL), host: rt.target.Host, fwd: p.forwarding(in),
-		reqID: httpaudit.RequestID(in.Context())}
+// upstreamReq works out in u what the fast path sends upstream for in
+// (u may be a lean front end's connection's, reused for each request).
+func (p *Proxy) upstreamReq(u *upstreamReq, rt *route, in *http.Request) {
+	*u = upstreamReq{in: in, uri: rt.upstreamURI(in.URL), host: rt.target.Host, fwd: p.forwarding(in),
+		reqID: httpaudit.RequestID(in.Context()), reqIDKey: p.reqID, named: u.named[:0]}
 	if rt.preserveHost {
 		u.host = in.Host
 	}
@@ -185,8 +188,11 @@ func (p *Proxy) upstreamReq(rt *route, in *http.Request) *upstreamReq {
 	} else if !contains(u.named, "Traceparent") {
 		u.traceTP = in.Header["Traceparent"]
 	}
-	return u
 }
+
+// writeReq is write with the gateway's request id header: what the
+// transport is given (a lean front end's connection binds it once).
+func (u *upstreamReq) writeReq(bw *bufio.Writer) error { return u.write(bw, u.reqIDKey) }
 
 // write writes the upstream request: the client's header less the
 // hop-by-hop and forwarding fields, then the gateway's forwarding,
@@ -332,16 +338,28 @@ func (p *Proxy) serveFast(w http.ResponseWriter, r *http.Request, rt *route) {
 			return nil
 		}
 	)
-	up := p.upstreamReq(rt, r)
 	// To the lean front end, the common answer comes as a list of fields
 	// (serveLean); every other answer, and every answer to net/http's
-	// server, as an http.Response.
+	// server, as an http.Response. What is sent upstream is worked out
+	// in the front end's connection's upstreamReq, reused.
 	lr := leanWriter(w)
-	var la *leanAnswer
+	var (
+		la    *leanAnswer
+		up    *upstreamReq
+		write func(*bufio.Writer) error
+	)
 	if lr != nil {
-		la = &lr.ans
+		la, up = &lr.ans, &lr.upReq
+		if lr.upWrite == nil {
+			lr.upWrite = up.writeReq
+		}
+		write = lr.upWrite
+	} else {
+		up = new(upstreamReq)
+		write = up.writeReq
 	}
-	res, err := p.transport.do(ctx, rt.addr, r, func(bw *bufio.Writer) error { return up.write(bw, p.reqID) }, got1xx, la)
+	p.upstreamReq(up, rt, r)
+	res, err := p.transport.do(ctx, rt.addr, r, write, got1xx, la)
 	done = true
 	if err != nil {
 		p.upstreamError(w, r, err)

@@ -36,7 +36,12 @@ type leanResponse struct {
 	up []h1.Field
 	// ans is the fast path's common answer being read for this request
 	// (h1Transport.exchange): up is a part of its fields.
-	ans     leanAnswer
+	ans leanAnswer
+	// upReq is what the fast path sends upstream for this request, and
+	// upWrite its writeReq, bound once for the connection.
+	upReq   upstreamReq
+	upWrite func(*bufio.Writer) error
+
 	w       *bufio.Writer
 	cw      chunkWriter
 	status  int
@@ -259,12 +264,17 @@ func (w *leanResponse) writeHeader(p []byte) {
 		ctype, conn, transferE string
 	)
 	trailers := false
+	// The map's keys, for writeSorted below (one walk of the map; a key
+	// deleted between here and there has no values, so no lines).
+	keys := w.keys[:0]
 	for k := range header.m {
 		// (The list's keys are tokens: none has the prefix's colon.)
 		if strings.HasPrefix(k, http.TrailerPrefix) {
 			delete(header.m, k)
 			trailers = true
+			continue
 		}
+		keys = append(keys, k)
 	}
 	for _, v := range header.values("Trailer") {
 		trailers = true
@@ -332,7 +342,10 @@ func (w *leanResponse) writeHeader(p []byte) {
 	}
 	bw := w.lc.bw
 	writeStatusLine(bw, code, w.lc.status[:0])
-	w.writeSubset(bw, header, false)
+	slices.Sort(keys)
+	writeSorted(bw, header, keys, false)
+	clear(keys)
+	w.keys = keys[:0]
 	if date != nil {
 		bw.WriteString("Date: ")
 		bw.Write(date)
@@ -362,18 +375,22 @@ func (w *leanResponse) writeHeader(p []byte) {
 func (w *leanResponse) writeSubset(bw *bufio.Writer, h *respHeader, noBody bool) {
 	keys := w.keys[:0]
 	for k := range h.m {
-		if noBody && (k == "Content-Length" || k == "Transfer-Encoding") {
-			continue
-		}
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
+	writeSorted(bw, h, keys, noBody)
+	clear(keys)
+	w.keys = keys[:0]
+}
+
+// writeSorted is writeSubset with the map's keys given, sorted.
+func writeSorted(bw *bufio.Writer, h *respHeader, keys []string, noBody bool) {
 	list := h.list
 	for i := 0; i < len(keys) || len(list) > 0; {
 		if i < len(keys) && (len(list) == 0 || keys[i] <= list[0].Key) {
 			k := keys[i]
 			i++
-			if validFieldName(k) {
+			if !(noBody && (k == "Content-Length" || k == "Transfer-Encoding")) && validFieldName(k) {
 				for _, v := range h.m[k] {
 					writeHeaderLine(bw, k, v)
 				}
@@ -392,18 +409,41 @@ func (w *leanResponse) writeSubset(bw *bufio.Writer, h *respHeader, noBody bool)
 		}
 		list = list[n:]
 	}
-	clear(keys)
-	w.keys = keys[:0]
 }
 
+// writeHeaderLine writes a field as Header.Write does: CR and LF in the
+// value made spaces, the value trimmed of ASCII white space.
 func writeHeaderLine(bw *bufio.Writer, k, v string) {
-	if strings.ContainsAny(v, "\r\n") {
-		v = strings.NewReplacer("\n", " ", "\r", " ").Replace(v)
+	if !plainValue(v) {
+		if strings.ContainsAny(v, "\r\n") {
+			v = strings.NewReplacer("\n", " ", "\r", " ").Replace(v)
+		}
+		v = textproto.TrimString(v)
 	}
 	bw.WriteString(k)
 	bw.WriteString(": ")
-	bw.WriteString(textproto.TrimString(v))
+	bw.WriteString(v)
 	bw.WriteString("\r\n")
+}
+
+// plainValue reports whether v has no byte writeHeaderLine changes: no
+// CR or LF, no ASCII white space at its ends (most values; one loop
+// instead of a search and a trim).
+func plainValue(v string) bool {
+	if len(v) > 0 && (asciiSpace(v[0]) || asciiSpace(v[len(v)-1])) {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c == '\r' || c == '\n' {
+			return false
+		}
+	}
+	return true
+}
+
+// asciiSpace: the bytes textproto.TrimString trims.
+func asciiSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'
 }
 
 // respHeader is the header a lean response writes: a map and, for the

@@ -123,3 +123,21 @@ func getRaw(t *testing.T, addr, path string) string {
 	}
 	return normalize(got.String()) + "\n" + end
 }
+
+// TestWriteHeaderLineAsHeaderWrite: writeHeaderLine's shortcut for plain
+// values writes what http.Header.Write writes for any value: line
+// breaks made spaces, white space at the ends trimmed.
+func TestWriteHeaderLineAsHeaderWrite(t *testing.T) {
+	for _, v := range []string{"", "a", " a", "a ", "\ta\t", "a b", "a\r\nb", "\r\n", "a\nb", "a\rb", "\va\f",
+		" \x00 ", "x\v", "\fx", "a\r\n", "\r\na", "tab\tinside", strings.Repeat("z", 100) + "\n"} {
+		var got bytes.Buffer
+		bw := bufio.NewWriter(&got)
+		writeHeaderLine(bw, "X-K", v)
+		bw.Flush()
+		var want bytes.Buffer
+		http.Header{"X-K": {v}}.Write(&want)
+		if got.String() != want.String() {
+			t.Errorf("%q: wrote %q, http.Header.Write %q", v, got.String(), want.String())
+		}
+	}
+}
