@@ -197,8 +197,37 @@ func (l *Ledger) writeDirect(p []byte, off int64) error {
 	if h := directWriteHook.Load(); h != nil {
 		return (*h)(p, off)
 	}
+	if !l.w.noAIO {
+		// Through AIO (aio_linux.go): the sequencer waits in the poller,
+		// not in a system call.
+		if l.w.aio == nil {
+			if l.w.aio = newAIO(); l.w.aio == nil {
+				l.w.noAIO = true
+			}
+		}
+		if a := l.w.aio; a != nil {
+			submitted, err := a.pwrite(l.w.dio, p, off)
+			if submitted {
+				if err == nil {
+					l.aioWrites.Add(1)
+				}
+				return err
+			}
+			// Refused before anything was written: pwrite from now on.
+			l.closeAIO()
+			l.w.noAIO = true
+		}
+	}
 	_, err := l.w.dio.WriteAt(p, off)
 	return err
+}
+
+// closeAIO releases the direct writes' AIO context, if there is one.
+func (l *Ledger) closeAIO() {
+	if l.w.aio != nil {
+		l.w.aio.close()
+		l.w.aio = nil
+	}
 }
 
 // unsupported reports whether a direct write was refused for what it is

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -101,6 +102,16 @@ func TestDirectWrites(t *testing.T) {
 	}
 	if l.direct.Load() == 0 || l.directOut.Load() == 0 {
 		t.Fatalf("%d direct writes, %d segments left for the page cache past their zeros; want both", l.direct.Load(), l.directOut.Load())
+	}
+	if a := newAIO(); a != nil {
+		// Where the system has AIO, every direct write went through it
+		// (aio_linux.go), and what is read back below is what it wrote.
+		a.close()
+		if l.aioWrites.Load() != l.direct.Load() {
+			t.Fatalf("%d of %d direct writes through AIO, want all", l.aioWrites.Load(), l.direct.Load())
+		}
+	} else if runtime.GOOS == "linux" {
+		t.Log("no AIO here: direct writes were pwrites")
 	}
 	check := func(what string, l *Ledger, n int) {
 		t.Helper()

@@ -319,6 +319,7 @@ type Ledger struct {
 	direct                         atomic.Uint64 // direct writes to segments (tests, benchmarks)
 	directOut                      atomic.Uint64 // segments written past their zeros (tests)
 	directOff                      atomic.Uint64 // direct writes refused as unsupported, then written through the page cache (tests)
+	aioWrites                      atomic.Uint64 // direct writes made through AIO (tests)
 	// The last sync's requests and duration (syncer), for the sequencer's
 	// wait before handing it the next batch.
 	lastSyncReqs atomic.Int64
@@ -385,6 +386,11 @@ type writer struct {
 	// EOPNOTSUPP: some file systems accept O_DIRECT at open and refuse its
 	// writes); the ledger writes through the page cache from then on.
 	noDirect bool
+	// aio: the direct writes' AIO context, made at the first (direct.go,
+	// aio_linux.go); noAIO: none could be made or the kernel refused a
+	// write through it: pwrite.
+	aio      *aioFile
+	noAIO    bool
 	seg      *segment
 	f, idx   *os.File
 	off      int64
@@ -1130,6 +1136,7 @@ func (l *Ledger) Close() error {
 		errs = append(errs, err)
 	}
 	l.stopDirect()
+	l.closeAIO()
 	if cerr := l.w.f.Close(); cerr != nil {
 		errs = append(errs, cerr)
 	}

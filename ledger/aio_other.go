@@ -1,0 +1,14 @@
+//go:build !linux
+
+package ledger
+
+import "os"
+
+// No AIO here: direct writes are pwrites (aio_linux.go).
+type aioFile struct{}
+
+func newAIO() *aioFile { return nil }
+
+func (*aioFile) close() {}
+
+func (*aioFile) pwrite(*os.File, []byte, int64) (bool, error) { return false, nil }
