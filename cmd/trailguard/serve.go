@@ -30,6 +30,15 @@ func init() {
 }
 
 func runServe(args []string, stdout, stderr io.Writer) int {
+	// SIGTERM and SIGINT are caught before anything else: one that arrives
+	// while the ledger is opened and recovered, the index caught up,
+	// "collector started" recorded, or the banner printed must end in the
+	// clean stop (Serve, given a context already done, shuts down at
+	// once), not kill the process mid-append (a torn tail, records left
+	// without a checkpoint, no stop message).
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	context.AfterFunc(ctx, stop) // a second signal kills at once
 	cfg, err := server.LoadConfig(args, os.Environ())
 	if errors.Is(err, flag.ErrHelp) {
 		server.Usage(stdout)
@@ -69,9 +78,6 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	if len(srv.Tokens().List()) == 0 {
 		fmt.Fprintf(stdout, "  no API tokens yet: trailguard token create --data %s --role ingest --name shipper-1\n", cfg.DataDir)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	context.AfterFunc(ctx, stop) // a second signal kills at once
 	defer exitWatchdog(ctx, cfg.ShutdownTimeout, stderr, "trailguard serve")()
 	// Serve returns within shutdown_timeout of the signal (by 90 % of it),
 	// whatever state the disk is in or a follower is in; the final
