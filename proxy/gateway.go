@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/trailguard/trailguard/event"
@@ -76,7 +77,8 @@ func Open(cfg Config, log *slog.Logger) (*Gateway, error) {
 			return nil, fmt.Errorf("proxy: %w", err)
 		}
 		g.collector = srv
-		node := &nodeSink{l: srv.Ledger(), now: time.Now, gap: commitGap, hurry: make(chan struct{}, 1), sleep: sleepOrHurry}
+		node := &nodeSink{l: srv.Ledger(), now: time.Now, gap: commitGap, hurry: make(chan struct{}, 1), sleep: sleepOrHurry,
+			backlog: newBacklog(maxUndurable)}
 		if cfg.TrailDir != "" {
 			f, err := sink.OpenFile(sink.FileOptions{Dir: cfg.TrailDir})
 			if err != nil {
@@ -115,6 +117,14 @@ func Open(cfg Config, log *slog.Logger) (*Gateway, error) {
 		if node, ok := cfg.Sink.(*nodeSink); ok {
 			p.gate.hurry = node.hurry
 		}
+	}
+	if node, ok := cfg.Sink.(*nodeSink); ok {
+		// Requests wait while the ledger is more than maxUndurable
+		// behind the answers (backlog). Only requests read stats, and
+		// none is served before Open returns.
+		node.backlog.stats = p.audit.Stats
+		node.backlog.hurry = node.hurry
+		p.backlog = node.backlog
 	}
 	g.Proxy = p
 	if g.shipper != nil {
@@ -202,6 +212,11 @@ type nodeSink struct {
 	recs [][]byte
 	// encoded counts the records stored from the encoder's notes (tests).
 	encoded uint64
+	// backlog, if not nil, is told when each write begins and returns
+	// (maxUndurable); stall, if not nil, runs before each append (tests:
+	// a ledger that falls behind).
+	backlog *backlog
+	stall   atomic.Pointer[func()]
 }
 
 func (s *nodeSink) Write(ctx context.Context, recs [][]byte) error {
@@ -245,12 +260,21 @@ func (s *nodeSink) WriteEncoded(ctx context.Context, recs [][]byte, encs []event
 		s.lane.observe(recs, s.recs, spans)
 	}
 	began := time.Now()
+	if s.backlog != nil {
+		s.backlog.begin(began)
+	}
+	if f := s.stall.Load(); f != nil {
+		(*f)()
+	}
 	_, err := s.l.AppendAux(ctx, spans, s.recs...)
 	if err != nil {
 		err = fmt.Errorf("proxy: ledger: %w", err)
 	}
 	if s.trail != nil {
 		err = errors.Join(err, s.trail.Write(ctx, s.recs))
+	}
+	if s.backlog != nil {
+		s.backlog.done(began)
 	}
 	if len(recs) < lingerBelow && err == nil {
 		if d := s.gap - time.Since(began); d > 0 {

@@ -96,6 +96,7 @@ type Proxy struct {
 	trusted   []netip.Prefix
 	blocks    *Blocklist
 	gate      *answerGate // single node with a request lane: answers wait for it
+	backlog   *backlog    // single node: requests wait while its ledger is behind (maxUndurable)
 	limit     *limiter    // per client, all routes
 	sampler   *sampler
 	handler   http.Handler
@@ -236,6 +237,9 @@ func newRedactor(cfg Config) (*redact.Redactor, error) {
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.serving.Add(1)
 	defer p.serving.Add(-1) // after the middleware has queued the event
+	if p.backlog != nil {
+		p.backlog.wait(r.Context())
+	}
 	if p.gate == nil {
 		p.handler.ServeHTTP(w, r)
 		return

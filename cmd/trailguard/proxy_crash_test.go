@@ -39,10 +39,19 @@ const (
 // gateway with SIGKILL at a random moment, verifies the ledger it left
 // offline, restarts it on the same data directory, and does so
 // proxyCrashKills times. In the end every request answered more than
-// proxyLossGap+proxyLossMargin before a kill has its access event in the
-// ledger, exactly once, and `trailguard verify` accepts the ledger. With a
-// 500 ms gap a kill falls in a window longer than the bound about 60 % of
-// the time; over six kills the test then fails in more than 99 % of runs.
+// proxyLossGap+proxyLossMargin before the last answer preceding a kill
+// has its access event in the ledger, exactly once, and `trailguard
+// verify` accepts the ledger. The bound is counted back from the last
+// answer, not from the kill: when the ledger falls behind (a starved
+// process, a slow fdatasync) the gateway stops answering once its oldest
+// undurable event is maxUndurable (100 ms) old (proxy.backlog), and a kill
+// during that wait loses what was answered before it, however long ago
+// the answers stopped. Counted from the kill, the test failed under
+// heavy load (216 events lost, the oldest answered 449 ms before it);
+// without the backlog it fails so when the ledger is slowed (a 500 ms
+// commit gap: a kill falls in a window longer than the bound about 60 %
+// of the time; over six kills the test then fails in more than 99 % of
+// runs).
 func TestProxyCrashLosesOnlyTheGap(t *testing.T) {
 	testenv.Long(t)
 	t.Parallel()
@@ -161,19 +170,27 @@ func TestProxyCrashLosesOnlyTheGap(t *testing.T) {
 	l.Close()
 
 	bound := proxyLossGap + proxyLossMargin
-	var lost []time.Duration // age at the kill of each answered request without an event
+	last := make([]time.Time, kills) // of each run: its last answer
 	for _, a := range answered {
 		var run int
 		fmt.Sscanf(a.path, "/crash/%d/", &run)
-		age := killedAt[run].Sub(a.at)
+		if a.at.After(last[run]) {
+			last[run] = a.at
+		}
+	}
+	var lost []time.Duration // age at the run's last answer of each answered request without an event
+	for _, a := range answered {
+		var run int
+		fmt.Sscanf(a.path, "/crash/%d/", &run)
+		age := last[run].Sub(a.at)
 		switch n := seen[a.path]; {
 		case n > 1:
 			t.Errorf("%s: %d events, want 1", a.path, n)
 		case n == 0:
 			lost = append(lost, age)
 			if age > bound {
-				t.Errorf("%s answered %v before kill %d has no event: the loss window exceeds %v (gap %v + margin %v)",
-					a.path, age.Round(time.Millisecond), run+1, bound, proxyLossGap, proxyLossMargin)
+				t.Errorf("%s answered %v before the last answer before kill %d (%v before the kill) has no event: the loss window exceeds %v (gap %v + margin %v)",
+					a.path, age.Round(time.Millisecond), run+1, killedAt[run].Sub(a.at).Round(time.Millisecond), bound, proxyLossGap, proxyLossMargin)
 			}
 		}
 	}
@@ -182,7 +199,7 @@ func TestProxyCrashLosesOnlyTheGap(t *testing.T) {
 	if len(lost) > 0 {
 		oldest = lost[0]
 	}
-	t.Logf("%d kills, %d requests answered, %d without an event; the oldest of those answered %v before its kill (bound %v)",
+	t.Logf("%d kills, %d requests answered, %d without an event; the oldest of those answered %v before its run's last answer (bound %v)",
 		kills, len(answered), len(lost), oldest.Round(time.Millisecond), bound)
 	if len(answered) < kills*clients*20 {
 		t.Fatalf("only %d requests answered over %d runs: the load proves nothing", len(answered), kills)

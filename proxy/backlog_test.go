@@ -1,0 +1,103 @@
+package proxy
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestBacklogBoundsUndurableAnswers: while the single node's ledger is
+// stalled (a write that does not return: a starved writer, a slow
+// fdatasync), the gateway stops serving new requests once the oldest
+// pending event is older than maxUndurable, and serves them again when the
+// ledger catches up, so that a crash then loses only what was answered
+// within that bound. Without the backlog a request is answered at once
+// however far behind the ledger is (TestProxyCrashLosesOnlyTheGap lost
+// 449 ms of answers so under load).
+func TestBacklogBoundsUndurableAnswers(t *testing.T) {
+	t.Parallel()
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	g, err := Open(Config{DataDir: t.TempDir(), Routes: []Route{{Upstream: up.URL}}}, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var armed atomic.Bool
+	release := make(chan struct{})
+	stalled := make(chan struct{}, 1)
+	stall := func() {
+		if armed.Load() {
+			select {
+			case stalled <- struct{}{}:
+			default:
+			}
+			<-release
+		}
+	}
+	g.node.stall.Store(&stall)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- g.Serve(ctx, ln, nil) }()
+	released := false
+	defer func() {
+		if !released {
+			close(release)
+		}
+		cancel()
+		if err := <-errc; err != nil {
+			t.Error(err)
+		}
+	}()
+	base := "http://" + ln.Addr().String()
+	get := func(path string) error {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			return err
+		}
+		io.Copy(io.Discard, resp.Body)
+		return resp.Body.Close()
+	}
+	if err := get("/before"); err != nil {
+		t.Fatal(err)
+	}
+	armed.Store(true)
+	// Answered at once: the ledger is not behind yet. Its event's write
+	// stalls.
+	if err := get("/first"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-stalled:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the event writer never wrote /first's event")
+	}
+	time.Sleep(maxUndurable + 20*time.Millisecond)
+	answered := make(chan error, 1)
+	go func() { answered <- get("/held") }()
+	select {
+	case err := <-answered:
+		t.Fatalf("a request was served (%v) while the ledger was %v behind its answers: a crash now loses more than maxUndurable (%v) of answers",
+			err, maxUndurable+20*time.Millisecond, maxUndurable)
+	case <-time.After(300 * time.Millisecond):
+	}
+	close(release)
+	released = true
+	select {
+	case err := <-answered:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the held request was not served once the ledger caught up")
+	}
+	if n := g.Proxy.backlog.held.Load(); n == 0 {
+		t.Errorf("no request counted as held")
+	}
+}
