@@ -920,10 +920,10 @@ func (l *Ledger) makeDurable(jobs []*syncJob) error {
 	var done []*os.File
 	// Closed segments first, then the names of the segments after them
 	// (rotate): a segment's name is durable only with every segment
-	// before it whole. The closed segments, their .idx and the new
-	// segments' headers are synced at once, not one after the other:
-	// each may wait for a journal commit (several ms while a compaction
-	// or the index writes), and concurrent ones share it.
+	// before it whole. (Synced at once rather than one after the other,
+	// the syncer's time per rotation fell from 4.6–19.5 ms to 2.4–6.3 ms
+	// in BenchmarkAppend at load 7–12, but collector ingest was slower in
+	// 5 of 6 alternated rounds: kept one after the other.)
 	var syncs []func() error
 	for _, j := range jobs {
 		for _, s := range j.seal {
@@ -947,8 +947,10 @@ func (l *Ledger) makeDurable(jobs []*syncJob) error {
 	}
 	start := time.Now()
 	if len(syncs) > 0 {
-		if err := inParallel(syncs); err != nil {
-			return err
+		for _, f := range syncs {
+			if err := f(); err != nil {
+				return err
+			}
 		}
 	}
 	for _, j := range jobs {
@@ -986,24 +988,6 @@ func (l *Ledger) makeDurable(jobs []*syncJob) error {
 		return datasync(last.active)
 	}
 	return nil
-}
-
-// inParallel runs fs at once and returns the first error.
-func inParallel(fs []func() error) error {
-	if len(fs) == 1 {
-		return fs[0]()
-	}
-	errs := make(chan error, len(fs))
-	for _, f := range fs {
-		go func() { errs <- f() }()
-	}
-	var first error
-	for range fs {
-		if err := <-errs; err != nil && first == nil {
-			first = err
-		}
-	}
-	return first
 }
 
 // rotateHook, when set (by tests), runs once a new segment is linked to
