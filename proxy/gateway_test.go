@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -380,4 +381,79 @@ func TestCollectorDecisionStream(t *testing.T) {
 	if !alert || !back {
 		t.Errorf("collector ledger: fail-open alert %v, recovery %v", alert, back)
 	}
+}
+
+// TestShipAlertSaysTokenRejected: a gateway whose ingest token the real
+// collector refuses (401) must say so, and what to fix, not that the
+// collector is unreachable; its events stay spooled and arrive once a
+// valid token is given.
+func TestShipAlertSaysTokenRejected(t *testing.T) {
+	testenv.Long(t) // the alert is raised after shipAlertAfter (3 s) of failures
+	t.Parallel()
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) })
+	sc := server.Defaults()
+	sc.DataDir = t.TempDir()
+	col, err := server.New(sc, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- col.Serve(ctx, ln) }()
+	defer func() { cancel(); <-done }()
+
+	var logs lockedBuf
+	trail := t.TempDir()
+	g, err := Open(Config{DataDir: t.TempDir(), Routes: []Route{{Upstream: up.URL}}, TrailDir: trail,
+		Collector: Collector{URL: "http://" + ln.Addr().String(), Token: "tg_revoked-or-mistyped"}},
+		slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gctx, gcancel := context.WithCancel(context.Background())
+	gdone := make(chan error, 1)
+	go func() { gdone <- g.Serve(gctx, gln, nil) }()
+	defer func() { gcancel(); <-gdone }()
+	get(t, "http://"+gln.Addr().String()+"/orders")
+	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(logs.String(), "spooling events"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no shipping alert in 20 s; log:\n%s", logs.String())
+		}
+	}
+	out := logs.String()
+	if strings.Contains(out, "unreachable") || !strings.Contains(out, "rejected the ingest token") || !strings.Contains(out, "401") {
+		t.Fatalf("the alert does not say the collector rejected the token (401):\n%s", out)
+	}
+	b, _ := os.ReadFile(trail + "/trail.jsonl")
+	if !bytes.Contains(b, []byte("rejected the gateway's ingest token")) {
+		t.Errorf("the alert event in the trail does not say the token was rejected:\n%s", b)
+	}
+	if g.Shipper().Stats().Pending == 0 {
+		t.Error("nothing spooled while the token is refused")
+	}
+}
+
+type lockedBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuf) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

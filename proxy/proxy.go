@@ -42,6 +42,7 @@ import (
 	"github.com/trailguard/trailguard/event"
 	"github.com/trailguard/trailguard/httpaudit"
 	"github.com/trailguard/trailguard/redact"
+	"github.com/trailguard/trailguard/ship"
 )
 
 // Actions of the gateway's own refusals (event.action).
@@ -911,9 +912,21 @@ func (p *Proxy) shipHealth(collector string, err error, pending uint64) {
 	ev := &event.Event{Category: []string{event.CategoryIntrusion}, Type: []string{event.TypeInfo}, Dataset: event.DatasetAudit}
 	if err != nil {
 		ev.Kind, ev.Action, ev.Outcome, ev.LogLevel = event.KindAlert, ActionMonitorDisabled, event.OutcomeFailure, "error"
-		ev.Message = fmt.Sprintf("events cannot reach the collector %s; %d are spooled on disk and will be sent when it is back", collector, pending)
 		ev.ErrorMessage = p.red.String(err.Error())
-		p.log.Error("proxy: collector unreachable, spooling events", "collector", collector, "pending", pending, "err", err)
+		// The collector answering is not an outage: say what it refused
+		// and what to change, or the operator waits for it to come back.
+		var se *ship.StatusError
+		switch {
+		case errors.As(err, &se) && (se.Code == http.StatusUnauthorized || se.Code == http.StatusForbidden):
+			ev.Message = fmt.Sprintf("the collector %s rejected the gateway's ingest token (%s): fix the token (--token, TRAILGUARD_PROXY_TOKEN, collector.token; a token of role ingest that is not revoked); %d events are spooled on disk and will be sent once it is accepted", collector, se.Status, pending)
+			p.log.Error("proxy: the collector rejected the ingest token (fix the token: --token, TRAILGUARD_PROXY_TOKEN, collector.token); spooling events", "collector", collector, "status", se.Status, "pending", pending, "err", err)
+		case errors.As(err, &se) && se.Code >= 400 && se.Code < 500 && se.Code != http.StatusRequestTimeout && se.Code != http.StatusTooManyRequests && se.Code != http.StatusTooEarly:
+			ev.Message = fmt.Sprintf("the collector %s refused the gateway's events (%s): check the collector URL; %d events are spooled on disk and will be sent once it accepts them", collector, se.Status, pending)
+			p.log.Error("proxy: the collector refused the events (check the collector URL); spooling events", "collector", collector, "status", se.Status, "pending", pending, "err", err)
+		default:
+			ev.Message = fmt.Sprintf("events cannot reach the collector %s; %d are spooled on disk and will be sent when it is back", collector, pending)
+			p.log.Error("proxy: collector unreachable, spooling events", "collector", collector, "pending", pending, "err", err)
+		}
 	} else {
 		ev.Kind, ev.Action, ev.Outcome = event.KindEvent, ActionMonitorEnabled, event.OutcomeSuccess
 		ev.Message = fmt.Sprintf("events reach the collector %s again", collector)

@@ -573,7 +573,7 @@ func (d *sender) post(b *batch, set []int) attempt {
 	case retryable(code):
 		a.whole = retry
 		a.retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), s.opts.Now())
-		a.err = fmt.Errorf("ship: post %d records to %s: %s%s", len(set), redactURL(s.opts.URL), resp.Status, snippet(respBody))
+		a.err = fmt.Errorf("ship: post %d records to %s: %w%s", len(set), redactURL(s.opts.URL), &StatusError{Code: code, Status: resp.Status}, snippet(respBody))
 		return a
 	default:
 		if s.opts.Protocol == NDJSON {
@@ -597,6 +597,16 @@ func allRejected(v []verdict) bool {
 	}
 	return true
 }
+
+// StatusError is the far end's HTTP answer to a batch it did not take and
+// that is retried (Stats.LastError wraps it): a caller can tell a refused
+// token (401, 403) or a wrong URL (404, 405) from an outage.
+type StatusError struct {
+	Code   int    // the HTTP status code
+	Status string // the status line, e.g. "401 Unauthorized"
+}
+
+func (e *StatusError) Error() string { return e.Status }
 
 // retryable reports whether an HTTP status is worth sending again. Besides
 // the transient ones (408, 425, 429, 5xx) it includes those that mean the
