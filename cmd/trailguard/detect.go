@@ -6,7 +6,9 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"compress/gzip"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -171,7 +173,7 @@ func detectReplay(eng *detect.Engine, path string, stdin io.Reader, stdout, stde
 		}
 	}
 	start := time.Now()
-	var n uint64
+	var n, untimed uint64
 	if st, err := os.Stat(path); err == nil && st.IsDir() {
 		l, err := ledger.OpenReadOnly(path)
 		if err != nil {
@@ -263,7 +265,18 @@ func detectReplay(eng *detect.Engine, path string, stdin io.Reader, stdout, stde
 				if len(b) > maxLine {
 					fmt.Fprintf(stderr, "trailguard detect: %s:%d: line longer than %d bytes skipped\n", path, line, maxLine)
 				} else if t := trimLine(b); len(t) > 0 {
-					eng.Process(detect.Record{Index: line, Data: t}, emit)
+					rec := detect.Record{Index: line, Data: t}
+					if !bytes.Contains(t, []byte(`"@timestamp"`)) {
+						// No time of its own: when the collector stored
+						// it (event.ingested), else the replay's start —
+						// not 1970, which no analyst would look at.
+						rec.Time = ingestedTime(t)
+						if rec.Time.IsZero() {
+							rec.Time = start
+							untimed++
+						}
+					}
+					eng.Process(rec, emit)
 					n++
 				}
 			}
@@ -287,11 +300,28 @@ func detectReplay(eng *detect.Engine, path string, stdin io.Reader, stdout, stde
 		fmt.Fprintln(stderr, "trailguard detect: write:", werr)
 		return 1
 	}
+	if untimed > 0 {
+		fmt.Fprintf(stderr, "trailguard detect: warning: %d events have neither @timestamp nor event.ingested: they and their alerts are dated at the replay's start (%s), in file order; add @timestamp to replay their own times\n",
+			untimed, start.UTC().Format(time.RFC3339))
+	}
 	st := eng.Stats()
 	took := time.Since(start)
 	fmt.Fprintf(stderr, "%d records in %v (%.0f/s): %d events, %d not JSON objects, %d stored alerts skipped; %d alerts\n",
 		n, took.Round(time.Millisecond), float64(n)/took.Seconds(), st.Events, st.Malformed, st.Skipped, st.Alerts)
 	return 0
+}
+
+// ingestedTime is an NDJSON event's event.ingested, or zero.
+func ingestedTime(line []byte) time.Time {
+	var ev struct {
+		Event struct {
+			Ingested time.Time `json:"ingested"`
+		} `json:"event"`
+	}
+	if json.Unmarshal(line, &ev) != nil {
+		return time.Time{}
+	}
+	return ev.Event.Ingested
 }
 
 func trimLine(b []byte) []byte {

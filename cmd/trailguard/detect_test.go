@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/mod/sumdb/note"
 
@@ -221,5 +223,67 @@ func TestDetectTests(t *testing.T) {
 	if !strings.Contains(out.String(), "ok    "+filepath.Join(dir, "probe.test.yml")) || !strings.Contains(out.String(), "FAIL") ||
 		!strings.Contains(out.String(), "0 alerts, want 1") {
 		t.Errorf("output:\n%s", out.String())
+	}
+}
+
+// TestDetectReplayUntimed replays examples/events.ndjson, whose events have
+// no @timestamp: their alerts are dated at the replay's start, with a
+// warning saying so (they were dated 1970-01-01), and an event with only
+// event.ingested is dated by it.
+func TestDetectReplayUntimed(t *testing.T) {
+	dir := t.TempDir()
+	ex, err := os.ReadFile(filepath.Join("..", "..", "examples", "events.ndjson"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(ex, []byte("@timestamp")) {
+		t.Fatal("examples/events.ndjson now has @timestamp: this test needs events without")
+	}
+	writeFile(t, filepath.Join(dir, "rules", "good.yml"), goodRule)
+	var ingested []string
+	for i := range 12 {
+		ingested = append(ingested, fmt.Sprintf(`{"event":{"id":"ing-%d","category":["authentication"],"outcome":"failure","ingested":"2026-03-04T05:06:%02dZ"},"client":{"ip":"203.0.113.9"},"user":{"name":"bob"}}`, i, i))
+	}
+	for _, c := range []struct {
+		name, data string
+		from, to   time.Time
+		warn       bool
+	}{
+		{"examples", string(ex), time.Now().Add(-time.Second), time.Time{}, true},
+		{"ingested", strings.Join(ingested, "\n") + "\n", time.Date(2026, 3, 4, 5, 6, 0, 0, time.UTC), time.Date(2026, 3, 4, 5, 7, 0, 0, time.UTC), false},
+	} {
+		file := filepath.Join(dir, c.name+".ndjson")
+		writeFile(t, file, c.data)
+		var out, errOut strings.Builder
+		args := []string{"--replay", file}
+		if c.name == "ingested" {
+			args = append([]string{"--rules", filepath.Join(dir, "rules")}, args...)
+		}
+		if code := runDetect(args, &out, &errOut); code != 0 {
+			t.Fatalf("%s: exit %d: %s", c.name, code, errOut.String())
+		}
+		to := c.to
+		if to.IsZero() {
+			to = time.Now().Add(time.Second)
+		}
+		n := 0
+		for line := range strings.Lines(out.String()) {
+			var a struct {
+				TS time.Time `json:"@timestamp"`
+			}
+			if err := json.Unmarshal([]byte(line), &a); err != nil {
+				t.Fatal(err)
+			}
+			if a.TS.Before(c.from) || a.TS.After(to) {
+				t.Errorf("%s: alert dated %v, want between %v and %v\n%s", c.name, a.TS, c.from, to, line)
+			}
+			n++
+		}
+		if n == 0 {
+			t.Errorf("%s: no alerts\n%s", c.name, errOut.String())
+		}
+		if got := strings.Contains(errOut.String(), "neither @timestamp nor event.ingested"); got != c.warn {
+			t.Errorf("%s: warning %v, want %v:\n%s", c.name, got, c.warn, errOut.String())
+		}
 	}
 }
