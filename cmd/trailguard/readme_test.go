@@ -208,3 +208,25 @@ func sameSet(got []string, want ...string) bool {
 	}
 	return true
 }
+
+// TestReadmeDataDirsDistinct: following the README from the top, the
+// gateway's single node and the collector must not share a data
+// directory (the gateway's events silently ended up in the collector's
+// ledger, its keys signing the collector's checkpoints).
+func TestReadmeDataDirsDistinct(t *testing.T) {
+	dataOf := func(heading string) string {
+		block := readmeBlock(t, heading)
+		f := strings.Fields(block)
+		for i, w := range f {
+			if w == "--data" && i+1 < len(f) {
+				return filepath.Clean(f[i+1])
+			}
+		}
+		t.Fatalf("no --data in the block after %q:\n%s", heading, block)
+		return ""
+	}
+	gw, col := dataOf("## Put the gateway in front of any API"), dataOf("## Run the collector")
+	if gw == col {
+		t.Errorf("the README's gateway and collector both use --data %s: give the gateway its own directory", gw)
+	}
+}
