@@ -32,6 +32,13 @@ decision stream. Routes, logins, sensitive operations and rate limits are
 configured in the YAML file (see docs/proxy.md); flags override it.`
 
 func runProxy(args []string, stdout, stderr io.Writer) int {
+	// SIGTERM is caught before anything else (as in serve): one during
+	// Open (a single node's ledger recovery, its "started" record) or
+	// just after the address is announced ends in the clean shutdown
+	// (Serve, given a context already done, shuts down at once).
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	context.AfterFunc(ctx, stop) // a second signal kills at once
 	fs := newFlags("proxy", proxySynopsis, stdout, stderr)
 	cfgPath := fs.String("config", "", "YAML configuration `FILE` (routes, logins, sensitive operations, rate limits)")
 	listen := fs.String("listen", "", "address `ADDR` to serve on (default 127.0.0.1:8080)")
@@ -126,11 +133,6 @@ func runProxy(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "trailguard proxy:", err)
 		return 1
 	}
-	// SIGTERM is caught before the address is announced: a supervisor
-	// that stops the gateway as soon as it is up gets a clean shutdown.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	context.AfterFunc(ctx, stop) // a second signal kills at once
 	scheme := "http"
 	if cfg.TLSCert != "" {
 		scheme = "https"

@@ -3,7 +3,6 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
 	"io/fs"
 	"os"
@@ -43,31 +42,55 @@ func dirState(t *testing.T, dir string) string {
 // delays spread over its start-up (opening and recovering the ledger,
 // catching up the index, recording "collector started") and just after.
 // Whenever it arrives, the process must either stop cleanly (status 0,
-// "final checkpoint written", a ledger whose last checkpoint is the
-// shutdown's over every record) or have died before touching the data
-// directory at all (a signal during the Go runtime's own start, which no
-// program can catch). Before, SIGTERM was caught only after the start: one
-// during it killed the process after "collector started" was appended
-// and not checkpointed (or mid-append: a torn tail), without a stop message.
+// its stop message, a ledger whose last checkpoint is the shutdown's over
+// every record) or have died before touching the data directory at all (a
+// signal during the Go runtime's own start, which no program can catch).
+// Before, SIGTERM was caught only after the start: one during it killed
+// the process after "collector started" was appended and not checkpointed
+// (or mid-append: a torn tail), without a stop message.
 func TestServeSigtermAtAnyTime(t *testing.T) {
 	testenv.Long(t)
 	t.Parallel()
 	s := newShutdownServe(t, 4*time.Second)
-	// A first run, so that later starts open an existing ledger and index.
-	start := time.Now()
-	startServe(t, s.bin, s.cfgPath).stop(t)
-	startup := time.Since(start)
-	const n = 8
-	for i := range n {
-		before := dirState(t, s.data)
-		delay := time.Duration(i) * startup * 3 / 2 / n
-		cmd := exec.Command(s.bin, "serve", "--config", s.cfgPath)
+	sigtermAtAnyTime(t, s.bin, s.data, "trailguard collector on ", "final checkpoint written", "serve", "--config", s.cfgPath)
+}
+
+// TestProxySigtermAtAnyTime is TestServeSigtermAtAnyTime for a single-node
+// `trailguard proxy --data` (its own ledger, index and detection).
+func TestProxySigtermAtAnyTime(t *testing.T) {
+	testenv.Long(t)
+	t.Parallel()
+	bin := buildTrailguard(t)
+	data := filepath.Join(t.TempDir(), "data")
+	sigtermAtAnyTime(t, bin, data, "trailguard proxy on ", "trailguard proxy stopped",
+		"proxy", "--listen", "127.0.0.1:0", "--upstream", "http://127.0.0.1:9", "--data", data)
+}
+
+func sigtermAtAnyTime(t *testing.T, bin, data, banner, stopped string, args ...string) {
+	var startup time.Duration // from exec to the banner, in the first run
+	run := func(delay time.Duration, waitBanner bool) {
+		t.Helper()
+		began := time.Now()
+		before := ""
+		if _, err := os.Stat(data); err == nil {
+			before = dirState(t, data)
+		}
+		cmd := exec.Command(bin, args...)
 		cmd.Env = append(os.Environ(), "GORACE="+os.Getenv("GORACE")+" atexit_sleep_ms=0")
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		var stdout, stderr bytes.Buffer
+		var stdout, stderr lockedBuffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
+		}
+		if waitBanner {
+			for deadline := time.Now().Add(60 * time.Second); !strings.Contains(stdout.String(), banner); time.Sleep(time.Millisecond) {
+				if time.Now().After(deadline) {
+					cmd.Process.Kill()
+					t.Fatalf("no start in 60 s\n%s", stderr.String())
+				}
+			}
+			startup = time.Since(began)
 		}
 		time.Sleep(delay)
 		cmd.Process.Signal(syscall.SIGTERM)
@@ -81,17 +104,23 @@ func TestServeSigtermAtAnyTime(t *testing.T) {
 		}
 		ws := cmd.ProcessState.Sys().(syscall.WaitStatus)
 		switch {
-		case ws.Signaled():
-			if after := dirState(t, s.data); after != before {
-				t.Fatalf("SIGTERM %v after the start killed serve (%v) after it touched the data directory, without a clean stop\nstdout:\n%s\nstderr:\n%s\nbefore:\n%s\nafter:\n%s",
-					delay, cmd.ProcessState, stdout.String(), stderr.String(), before, after)
-			}
+		case ws.Signaled() && !waitBanner && before != "" && dirState(t, data) == before:
 			t.Logf("SIGTERM %v after the start: died in the Go runtime's start, data untouched", delay)
-		case ws.ExitStatus() != 0 || !strings.Contains(stdout.String(), "final checkpoint written"):
-			t.Fatalf("SIGTERM %v after the start: exit %d without the clean stop message\nstdout:\n%s\nstderr:\n%s", delay, ws.ExitStatus(), stdout.String(), stderr.String())
+		case ws.Signaled():
+			t.Fatalf("SIGTERM %v after the start (banner seen: %v) killed the process (%v) without a clean stop\nstdout:\n%s\nstderr:\n%s",
+				delay, waitBanner, cmd.ProcessState, stdout.String(), stderr.String())
+		case ws.ExitStatus() != 0 || !strings.Contains(stdout.String(), stopped):
+			t.Fatalf("SIGTERM %v after the start: exit %d without %q\nstdout:\n%s\nstderr:\n%s", delay, ws.ExitStatus(), stopped, stdout.String(), stderr.String())
 		default:
 			t.Logf("SIGTERM %v after the start: clean stop", delay)
 		}
-		verifyFinal(t, s.bin, s.data, 0)
+		verifyFinal(t, bin, data, 0)
+	}
+	// The first run creates the data directory; SIGTERM as soon as the
+	// address is announced (a supervisor's quick stop).
+	run(0, true)
+	const n = 10
+	for i := range n {
+		run(time.Duration(i)*startup*3/2/n, false)
 	}
 }
