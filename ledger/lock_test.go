@@ -1,8 +1,9 @@
 package ledger
 
 import (
-	"os/exec"
 	"testing"
+
+	"github.com/trailguard/trailguard/internal/testenv"
 )
 
 // TestReopenWhileForking: a ledger closed and opened again while the
@@ -15,20 +16,7 @@ func TestReopenWhileForking(t *testing.T) {
 	t.Parallel()
 	opts := testOpts(newKey(t, testOrigin))
 	dir := t.TempDir()
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			exec.Command("/bin/true").Run()
-		}
-	}()
-	defer func() { close(stop); <-done }()
+	testenv.KeepForking(t)
 	for i := range 100 {
 		l, err := Open(dir, opts)
 		if err != nil {

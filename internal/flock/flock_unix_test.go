@@ -4,10 +4,11 @@ package flock
 
 import (
 	"errors"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/trailguard/trailguard/internal/testenv"
 )
 
 // TestLock: a second opener (here in the same process: flock belongs to the
@@ -45,20 +46,7 @@ func TestLock(t *testing.T) {
 // TestZeroTailAtOpen, while parallel tests started crash children).
 func TestLockReleasedWhileForking(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "lock")
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			exec.Command("/bin/true").Run()
-		}
-	}()
-	defer func() { close(stop); <-done }()
+	testenv.KeepForking(t)
 	for i := range 2000 {
 		f, err := Lock(path, time.Second)
 		if err != nil {
