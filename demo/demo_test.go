@@ -174,6 +174,19 @@ func TestRun(t *testing.T) {
 	if size, ok := checkpointSize([]byte(c.Checkpoint)); !ok || size != c.LedgerSize {
 		t.Fatalf("printed ledger size %d, checkpoint says %d", c.LedgerSize, size)
 	}
+	// Who wrote the ledger's records, as the demo prints them: each record
+	// counted once, and the shop's are exactly the events its own trail
+	// holds (every one was shipped). A substring match on the service name
+	// also took the collector's records of the shop's ingest requests
+	// (their user.name is the shop's token) for the shop's events.
+	total := 0
+	for _, n := range sum.LedgerBy {
+		total += n
+	}
+	if uint64(total) != uint64(c.LedgerSize) || sum.LedgerBy["demo-shop"] != sum.Events || sum.LedgerBy[""] != 0 ||
+		sum.LedgerBy["detection"] < 6 || sum.LedgerBy["trailguard-collector"] < 2 || sum.LedgerBy["demo-gateway"] == 0 {
+		t.Errorf("ledger records by writer %v: want %d in all, the shop's %d", sum.LedgerBy, c.LedgerSize, sum.Events)
+	}
 	if c.Failures401 < 20 || len(c.TopAttackers) == 0 {
 		t.Fatalf("collector view: %+v", c)
 	}

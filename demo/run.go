@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -368,16 +369,7 @@ func (s *Summary) readLedger(l *ledger.Ledger, start time.Time, secrets []string
 			return fmt.Errorf("demo: read the ledger: %w", err)
 		}
 		recs = append(recs, e.Data)
-		switch {
-		case bytes.Contains(e.Data, []byte(`"dataset":"trailguard.alert"`)) || bytes.Contains(e.Data, []byte(`"dataset":"trailguard.decision"`)):
-			s.LedgerBy["detection"]++
-		case bytes.Contains(e.Data, []byte(`"name":"demo-shop"`)):
-			s.LedgerBy["demo-shop"]++
-		case bytes.Contains(e.Data, []byte(`"name":"demo-gateway"`)):
-			s.LedgerBy["demo-gateway"]++
-		case bytes.Contains(e.Data, []byte(`"name":"trailguard-collector"`)):
-			s.LedgerBy["trailguard-collector"]++
-		}
+		s.LedgerBy[writer(e.Data)]++
 		for _, sec := range secrets {
 			if containsSecret(e.Data, sec) && !slices.Contains(s.Leaked, sec) {
 				s.Leaked = append(s.Leaked, sec)
@@ -386,6 +378,25 @@ func (s *Summary) readLedger(l *ledger.Ledger, start time.Time, secrets []string
 	}
 	s.Stories, s.Others = readTrail(recs).stories(start)
 	return nil
+}
+
+// writer names who wrote a ledger record: "detection" for the
+// collector's alerts and block decisions, else its service.name. The
+// fields are decoded, not searched for: the collector's record of an
+// ingest request names the shipper's token ("user":{"name":"demo-shop"}),
+// which a substring match took for the shop's own event.
+func writer(rec []byte) string {
+	var ev struct {
+		Event   struct{ Dataset string } `json:"event"`
+		Service struct{ Name string }    `json:"service"`
+	}
+	if json.Unmarshal(rec, &ev) != nil {
+		return ""
+	}
+	if ev.Event.Dataset == "trailguard.alert" || ev.Event.Dataset == "trailguard.decision" {
+		return "detection"
+	}
+	return ev.Service.Name
 }
 
 func summarize(trailDir string, secrets []string) (*Summary, error) {
