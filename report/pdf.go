@@ -134,25 +134,61 @@ func factRows(fs []Fact) [][]string {
 }
 
 // colWidths shares the width among columns by the length of their
-// content, within bounds.
+// content, within bounds. A column is never made narrower than its
+// widest word (or its widest short cell, such as "100 %"), so that
+// shrinking a table to the page breaks long cells between words rather
+// than "medium" into "medi" and "um"; the room beyond those minimums
+// goes to the columns whose content wants more.
 func colWidths(pdf *fpdf.Fpdf, text func(string) string, t Table, width float64) []float64 {
 	n := len(t.Columns)
 	need := make([]float64, n)
+	least := make([]float64, n)
+	// A cell's text has 2 mm less than its column (tableRows), and
+	// SplitText takes the cell margins (1 mm each side) off that again.
+	const pad = 4.5
+	fit := func(i int, s string, scale float64) {
+		w := pdf.GetStringWidth(s)*scale + pad
+		need[i] = max(need[i], min(w, width*0.6))
+		if len([]rune(s)) <= 12 {
+			least[i] = max(least[i], min(w, width*0.6))
+			return
+		}
+		for _, word := range strings.Fields(s) {
+			least[i] = max(least[i], min(pdf.GetStringWidth(word)*scale+pad, width*0.6))
+		}
+	}
 	for i, c := range t.Columns {
-		need[i] = pdf.GetStringWidth(text(c))*1.15 + 3 // headers are bold
+		fit(i, text(c), 1.15) // headers are bold
 	}
 	for _, row := range t.Rows {
 		for i := 0; i < n && i < len(row); i++ {
-			need[i] = max(need[i], min(pdf.GetStringWidth(text(row[i]))+3, width*0.6))
+			fit(i, text(row[i]), 1)
 		}
 	}
-	total := 0.0
-	for _, v := range need {
-		total += v
+	total, floor := 0.0, 0.0
+	for i := range need {
+		total += need[i]
+		floor += least[i]
 	}
 	out := make([]float64, n)
-	for i := range need {
-		out[i] = need[i] * width / total
+	switch {
+	case total <= width || floor >= width:
+		// Everything fits (widen in proportion), or not even the words
+		// do (shrink in proportion: the words must break somewhere).
+		base := need
+		sum := total
+		if total > width {
+			base, sum = least, floor
+		}
+		for i := range base {
+			out[i] = base[i] * width / sum
+		}
+	default:
+		// Each column gets its words, and the rest of the width in
+		// proportion to what it wants beyond them.
+		for i := range need {
+			out[i] = least[i] + (need[i]-least[i])*(width-floor)/(total-floor)
+		}
 	}
 	return out
 }

@@ -96,6 +96,14 @@ func TestPDF(t *testing.T) {
 			t.Errorf("pdftotext output lacks %q", want)
 		}
 	}
+	// Columns are never narrower than their words: shrunk in proportion,
+	// "applicable" came out as "applicab" over "le" and "medium" as
+	// "medi" over "um".
+	for _, word := range []string{"applicable", "present", "authn_login_fail", "203.0.113.66"} {
+		if !regexp.MustCompile(`\b` + regexp.QuoteMeta(word) + `\b`).MatchString(text) {
+			t.Errorf("pdftotext output lacks %q on one line: a column too narrow for its words", word)
+		}
+	}
 	pdfinfo := testenv.Tool(t, "pdfinfo", "apt-get install poppler-utils")
 	info, err := exec.Command(pdfinfo, path).CombinedOutput()
 	pages := 0

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -126,7 +127,7 @@ func TestStandards(t *testing.T) {
 	d := buildDataset(t, t.TempDir())
 	defer d.w.l.Close()
 	for std, want := range map[string]map[string]string{
-		SOC2:  {"CC6.1": "met", "CC7.2": "met", "CC7.3": "met"},
+		SOC2:  {"CC6.1": "met", "CC7.2": "met", "CC7.3": "met", "CC7.2 retention": "met"},
 		HIPAA: {"164.312(b)": "met", "164.308(a)(1)(ii)(D)": "met", "164.316(b)(2)": "gap"},
 	} {
 		rep := computeDataset(t, d, std)
@@ -139,6 +140,50 @@ func TestStandards(t *testing.T) {
 		}
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("%s: %v, want %v", std, got, want)
+		}
+	}
+}
+
+// TestRetentionStated: each standard judges the stated retention against
+// its own period — PCI DSS one year (three months at hand), SOC 2 one
+// year by common practice, HIPAA six years — and says so in the report.
+func TestRetentionStated(t *testing.T) {
+	t.Parallel()
+	d := buildDataset(t, t.TempDir())
+	defer d.w.l.Close()
+	rep := computeDataset(t, d, PCIDSS)
+	item := map[string]string{PCIDSS: "10.5.1", SOC2: "CC7.2 retention", HIPAA: "164.316(b)(2)"}
+	for _, tc := range []struct {
+		ret              RetentionInfo
+		pci, soc2, hipaa string
+	}{
+		{RetentionInfo{}, "met", "met", "met"}, // kept for ever
+		{RetentionInfo{Profile: "pci-dss", RetainDays: 365, HotDays: 90}, "met", "met", "gap"},
+		{RetentionInfo{Profile: "soc2", RetainDays: 365}, "met", "met", "gap"},
+		{RetentionInfo{Profile: "hipaa", RetainDays: 2190}, "met", "met", "met"},
+		{RetentionInfo{Profile: "custom:364", RetainDays: 364}, "gap", "gap", "gap"},
+		{RetentionInfo{Profile: "custom:90", RetainDays: 90, LegalHold: true}, "met", "met", "met"}, // a hold deletes nothing
+	} {
+		for std, want := range map[string]string{PCIDSS: tc.pci, SOC2: tc.soc2, HIPAA: tc.hipaa} {
+			r := *rep
+			r.Standard, r.State.Retention = std, tc.ret
+			build(&r)
+			found := false
+			for _, it := range r.Items {
+				if it.ID != item[std] {
+					continue
+				}
+				found = true
+				if it.Status != want {
+					t.Errorf("%s, retention %+v: %s is %s, want %s (%s)", std, tc.ret, it.ID, it.Status, want, it.Evidence)
+				}
+				if tc.ret.Profile != "" && !strings.Contains(it.Facts[0].Value, strconv.Itoa(tc.ret.RetainDays)+" days") {
+					t.Errorf("%s: retention stated as %q", std, it.Facts[0].Value)
+				}
+			}
+			if !found {
+				t.Errorf("%s: no retention item %s", std, item[std])
+			}
 		}
 	}
 }
@@ -252,5 +297,21 @@ func TestComputeLedgerBegan(t *testing.T) {
 		if it.ID == "10.7.2" && (!strings.Contains(it.Evidence, "1 unexplained gap in") || !strings.Contains(it.Evidence, "The trail began in the period, at 2026-11-02")) {
 			t.Errorf("10.7.2: %s", it.Evidence)
 		}
+	}
+}
+
+// TestUnnamedService: events without a service.name (the collector's
+// block decisions) are named as such, not printed as a bare count, and
+// not counted as a service.
+func TestUnnamedService(t *testing.T) {
+	t.Parallel()
+	d := buildDataset(t, t.TempDir())
+	defer d.w.l.Close()
+	r := *computeDataset(t, d, HIPAA)
+	r.Figures.Services = []Count{{"shop", 9}, {"", 4}}
+	build(&r)
+	it := r.Items[0]
+	if it.ID != "164.312(b)" || it.Facts[1].Value != "shop 9, (no service.name) 4" || !strings.Contains(it.Evidence, "from 1 service were") {
+		t.Errorf("%s: %q; %s", it.ID, it.Facts[1].Value, it.Evidence)
 	}
 }
