@@ -1,5 +1,5 @@
 // Package report computes compliance reports — PCI DSS v4.0 Requirement 10,
-// SOC 2 (CC6.1, CC7.2, CC7.3) and HIPAA (164.312(b), 164.308(a)(1)(ii)(D),
+// SOC 2 (CC6.1, CC7.2, CC7.3, retention) and HIPAA (164.312(b), 164.308(a)(1)(ii)(D),
 // 164.316(b)(2)) — from the ledger, the trail's store of record, and
 // renders them as JSON, HTML and PDF.
 //
@@ -36,7 +36,7 @@ const (
 func Standards() []Standard {
 	return []Standard{
 		{PCIDSS, "PCI DSS v4.0.1 — Requirement 10: Log and monitor all access to system components and cardholder data"},
-		{SOC2, "SOC 2 (2017 Trust Services Criteria) — CC6.1, CC7.2, CC7.3"},
+		{SOC2, "SOC 2 (2017 Trust Services Criteria) — CC6.1, CC7.2, CC7.3, retention"},
 		{HIPAA, "HIPAA Security Rule — 45 CFR 164.312(b), 164.308(a)(1)(ii)(D), 164.316(b)(2)"},
 	}
 }
