@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -35,12 +36,16 @@ each requirement with a status (met, gap, not applicable, not assessable from
 logs) and the evidence the trail gives. The JSON form is signed with the
 collector's key and is the source of the HTML and PDF forms, which print its
 SHA-256; with --out and --format html or pdf, the signed JSON is written beside
-it (FILE with .json). Check a report with trailguard verify-report.`, stdout, stderr)
+it (FILE with .json). Several forms of the same signed report at once:
+--format pdf,html --out FILE writes FILE.pdf, FILE.html and FILE.json. What the
+ledger cannot show (retention, witnesses, rules) is stated as --config and
+TRAILGUARD_* give it: pass the collector's own. Check a report with trailguard
+verify-report.`, stdout, stderr)
 	data := fs.dataFlag("the collector's data directory `DIR` (env TRAILGUARD_DATA)")
 	std := fs.String("standard", "", "`STANDARD`: pci-dss, soc2 or hipaa")
 	from := fs.String("from", "720h", "start of the period: RFC 3339 `TIME` or a duration back from now")
 	to := fs.String("to", "", "end of the period: RFC 3339 `TIME` or a duration back from now (default now)")
-	format := fs.String("format", "json", "`FORMAT`: json, html or pdf")
+	format := fs.String("format", "json", "`FORMAT`: json, html or pdf, or several (pdf,html) with --out")
 	out := fs.String("out", "", "write to `FILE` instead of standard output")
 	config := fs.String("config", "", "the collector's YAML `FILE` (retention, witnesses, rules it states; default: the settings' defaults)")
 	pos, code, ok := fs.parse(args)
@@ -55,10 +60,17 @@ it (FILE with .json). Check a report with trailguard verify-report.`, stdout, st
 		fmt.Fprintf(stderr, "trailguard report: unexpected argument %q\n", pos[0])
 		return 2
 	}
-	switch *format {
-	case "json", "html", "pdf":
-	default:
-		fmt.Fprintf(stderr, "trailguard report: --format %q: want json, html or pdf\n", *format)
+	formats := strings.Split(*format, ",")
+	for _, f := range formats {
+		switch f {
+		case "json", "html", "pdf":
+		default:
+			fmt.Fprintf(stderr, "trailguard report: --format %q: want json, html or pdf, or several separated by commas (pdf,html)\n", *format)
+			return 2
+		}
+	}
+	if len(formats) > 1 && *out == "" {
+		fmt.Fprintf(stderr, "trailguard report: --format %s writes several files: give --out FILE (each form is FILE with its extension: FILE.pdf, FILE.html, FILE.json)\n", *format)
 		return 2
 	}
 	if *std == "" {
@@ -85,6 +97,17 @@ it (FILE with .json). Check a report with trailguard verify-report.`, stdout, st
 	cfg, err := server.LoadConfig(cargs, os.Environ())
 	if err != nil {
 		return fail("%v", err)
+	}
+	if *config == "" {
+		// The report signs these facts as the collector's: defaults
+		// where the collector ran with a configuration file would state
+		// "no witness" and "kept for ever" for a collector that has both.
+		ret := cfg.Retention
+		if ret == "" {
+			ret = "none (kept for ever)"
+		}
+		fmt.Fprintf(stderr, "trailguard report: no --config: the report states retention %s, %d witnesses and the rules of the defaults and TRAILGUARD_* variables; if the collector runs with a configuration file, pass it with --config FILE, or take the report from the running collector (GET /v1/reports)\n",
+			ret, len(cfg.Witness))
 	}
 	signerPath := cfg.SignerKey
 	if signerPath == "" {
@@ -122,29 +145,41 @@ it (FILE with .json). Check a report with trailguard verify-report.`, stdout, st
 	if err != nil {
 		return fail("%v", err)
 	}
-	body := file
-	switch *format {
-	case "html":
-		body, err = report.HTML(rep, sum)
-	case "pdf":
-		body, err = report.PDF(rep, sum)
-	}
-	if err != nil {
-		return fail("%v", err)
-	}
-	if *out == "" {
-		stdout.Write(body)
-	} else {
-		if err := os.WriteFile(*out, body, 0o644); err != nil {
+	// Every form is rendered from the one signed report, so the hash the
+	// HTML and PDF print is the JSON's beside them (two runs would make two
+	// reports: the period's end and the generation time differ).
+	base := strings.TrimSuffix(*out, filepath.Ext(*out))
+	var written []string
+	for _, f := range formats {
+		body := file
+		switch f {
+		case "html":
+			body, err = report.HTML(rep, sum)
+		case "pdf":
+			body, err = report.PDF(rep, sum)
+		}
+		if err != nil {
 			return fail("%v", err)
 		}
-		if *format != "json" {
-			js := strings.TrimSuffix(*out, filepath.Ext(*out)) + ".json"
-			if err := os.WriteFile(js, file, 0o644); err != nil {
-				return fail("%v", err)
-			}
-			fmt.Fprintf(stderr, "signed JSON (the source of %s): %s\n", *out, js)
+		if *out == "" {
+			stdout.Write(body)
+			continue
 		}
+		path := *out
+		if len(formats) > 1 {
+			path = base + "." + f
+		}
+		if err := os.WriteFile(path, body, 0o644); err != nil {
+			return fail("%v", err)
+		}
+		written = append(written, path)
+	}
+	if *out != "" && !slices.Contains(formats, "json") {
+		js := base + ".json"
+		if err := os.WriteFile(js, file, 0o644); err != nil {
+			return fail("%v", err)
+		}
+		fmt.Fprintf(stderr, "signed JSON (the source of %s): %s\n", strings.Join(written, ", "), js)
 	}
 	fmt.Fprintf(stderr, "%s report, %s to %s: %d met, %d gaps, %d not assessable; checkpoint %d; sha256 %s\n", *std,
 		rep.From.Format(time.RFC3339), rep.To.Format(time.RFC3339), rep.Summary.Met, rep.Summary.Gaps, rep.Summary.NotAssessable,

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -75,6 +76,32 @@ func TestReportCLI(t *testing.T) {
 	if code != 1 || !strings.Contains(stdout, "do not match its signed hash") ||
 		!strings.Contains(stdout, "figures.authentication_failures.total: the report says 5, the ledger gives 7") {
 		t.Fatalf("verify-report of an edited file: %d\n%s", code, stdout)
+	}
+	// The facts outside the ledger come from --config: without it the
+	// report says which it states, and how to give the collector's own.
+	if !strings.Contains(errOut, "no --config: the report states retention none (kept for ever), 0 witnesses") || !strings.Contains(errOut, "--config FILE") {
+		t.Errorf("report without --config does not say what it states: %s", errOut)
+	}
+	// Several forms of one signed report: the HTML and the PDF print the
+	// hash of the JSON written beside them (two runs would sign two
+	// reports, and the second JSON would overwrite the first's source).
+	both := filepath.Join(dir, "q4.pdf")
+	_, errOut, code = call(runReport, "--data", dir, "--standard", "soc2", "--from", "1h", "--format", "pdf,html", "--out", both)
+	if code != 0 {
+		t.Fatalf("report --format pdf,html: %d %s", code, errOut)
+	}
+	signed, _ := os.ReadFile(filepath.Join(dir, "q4.json"))
+	html, _ := os.ReadFile(filepath.Join(dir, "q4.html"))
+	pdf, _ := os.ReadFile(both)
+	var head struct{ SHA256 string }
+	if err := json.Unmarshal(signed, &head); err != nil || len(head.SHA256) != 64 || !bytes.Contains(html, []byte(head.SHA256)) ||
+		!bytes.HasPrefix(pdf, []byte("%PDF-")) || !strings.Contains(errOut, "sha256 "+head.SHA256) {
+		t.Fatalf("q4.json (%v, sha256 %q), q4.html and q4.pdf are not one report: %s", err, head.SHA256, errOut)
+	}
+	for _, args := range [][]string{{"--format", "pdf,html"}, {"--format", "pdf,doc", "--out", both}} {
+		if _, errOut, code := call(runReport, append([]string{"--data", dir, "--standard", "soc2"}, args...)...); code != 2 || !strings.Contains(errOut, "--out FILE") && !strings.Contains(errOut, "separated by commas") {
+			t.Errorf("report %q: %d %s", args, code, errOut)
+		}
 	}
 	if _, errOut, code := call(runReport, "--data", dir, "--standard", "iso27001"); code != 2 || !strings.Contains(errOut, "pci-dss, soc2 or hipaa") {
 		t.Fatalf("bad standard: %d %s", code, errOut)
