@@ -34,7 +34,7 @@ verifies the ledger and writes a PCI DSS report (PDF and signed JSON).`, stdout,
 	fs.Var(aliasValue{dir}, "data-dir", "")
 	fs.hidden["data-dir"] = true
 	dur := fs.Duration("duration", 3*time.Second, "how long the users' traffic goes on, a `DURATION` such as 5s (attackers go on until blocked)")
-	keep := fs.Bool("keep-running", false, "keep everything up after the report, to explore the web UI, until Ctrl-C")
+	keep := fs.Bool("keep-running", false, "keep the collector (web UI and API) up after the report, until Ctrl-C; the gateway and the shop stop with their traffic")
 	pos, code, ok := fs.parse(args)
 	if !ok {
 		return code
@@ -52,7 +52,9 @@ verifies the ledger and writes a PCI DSS report (PDF and signed JSON).`, stdout,
 	if *keep {
 		opts.KeepRunning = func(sum *demo.Summary, ui, token string) {
 			sum.Print(stdout)
-			fmt.Fprintf(stdout, "\nweb UI:    %s\n  sign in with this admin token: %s\n  the collector keeps running until Ctrl-C (then its ledger is verified)\n", ui, token)
+			fmt.Fprintf(stdout, "\nweb UI:    %s\n  sign in with this admin token: %s\n  the API:  curl -H 'Authorization: Bearer %s' %s/v1/alerts\n"+
+				"  the collector keeps running until Ctrl-C (then its ledger is verified); the gateway and the shop stopped with their traffic\n",
+				ui, token, token, strings.TrimSuffix(ui, "/ui/"))
 			<-ctx.Done()
 			fmt.Fprintln(stdout, "\nstopping")
 		}

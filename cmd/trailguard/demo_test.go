@@ -2,9 +2,11 @@ package main
 
 import (
 	"bytes"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -51,6 +53,18 @@ func TestDemoKeepRunningStopsOnSIGTERM(t *testing.T) {
 			t.Fatalf("the demo did not come up:\n%s", out.String())
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+	// The API line it prints works as pasted: the token reads the alerts.
+	m := regexp.MustCompile(`curl -H 'Authorization: Bearer (\S+)' (\S+)`).FindStringSubmatch(out.String())
+	if m == nil {
+		t.Fatalf("no API line printed:\n%s", out.String())
+	}
+	req, _ := http.NewRequest("GET", m[2], nil)
+	req.Header.Set("Authorization", "Bearer "+m[1])
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
+		t.Errorf("the printed API line: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
 	}
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
