@@ -181,6 +181,12 @@ type StartOnce struct {
 	// witness cannot be reached to compare checkpoints (logged): see
 	// ledger.Options.StartWithoutWitness.
 	StartWithoutWitness bool
+	// HandoverKey (--handover-key FILE) is the signer key the ledger was
+	// signed with before signer_key changed: it co-signs the new key's
+	// first checkpoint (ledger.Options.HandoverSigner). Without it a
+	// collector refuses a signer key the ledger's newest checkpoint was
+	// not signed with.
+	HandoverKey string
 }
 
 // onceUsage documents the one-shot flags in serve --help.
@@ -194,6 +200,11 @@ For this start only (flags; never read from the file or the environment):
       reported by trailguard verify for ever after.
   --start-without-witness
       Start even if a witness cannot be reached to compare checkpoints (logged).
+  --handover-key FILE
+      Rotate the checkpoint key: FILE is the old signer key, which co-signs the
+      first checkpoint of the new signer_key (trailguard keygen makes one);
+      verify then accepts the change, and checkpoints signed by the old key
+      alone after it are findings. Auditors need the new .pub besides the old.
 `
 
 // Defaults returns the configuration `trailguard serve` uses with no file,
@@ -237,6 +248,7 @@ func LoadConfig(args []string, environ []string) (Config, error) {
 	path := fs.String("config", "", "")
 	fs.Uint64Var(&cfg.Once.AdoptUnsigned, "adopt-unsigned", 0, "")
 	fs.BoolVar(&cfg.Once.StartWithoutWitness, "start-without-witness", false, "")
+	fs.StringVar(&cfg.Once.HandoverKey, "handover-key", "", "")
 	set := map[string]*flagValue{}
 	for _, st := range settings() {
 		v := &flagValue{isBool: st.typ == "bool"}

@@ -125,6 +125,15 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	var handover note.Signer
+	if cfg.Once.HandoverKey != "" {
+		if handover, err = ledger.LoadSigner(cfg.Once.HandoverKey); err != nil {
+			return nil, fmt.Errorf("server: --handover-key: %w", err)
+		}
+	}
+	if err := checkSignerKey(filepath.Join(cfg.DataDir, "ledger"), s.SignerKeyPath, signer, handover); err != nil {
+		return nil, err
+	}
 	if s.red, err = newRedactor(cfg, false); err != nil {
 		return nil, err
 	}
@@ -157,6 +166,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		PruneFloor:         pruneFloor,
 		Origin:             s.cfg.Origin,
 		Signer:             signer,
+		HandoverSigner:     handover,
 		CheckpointInterval: cfg.CheckpointInterval,
 		SegmentSize:        cfg.LedgerSegmentBytes,
 		Retention:          prof,

@@ -1,0 +1,84 @@
+package server
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/trailguard/trailguard/ledger"
+)
+
+// TestSignerKeyRotation: a collector started with another signer_key on
+// an existing ledger refuses, saying how to rotate; with --handover-key
+// (the old key) it starts, the old key co-signs the new key's first
+// checkpoint, and verify with both public keys reports a rotation, not a
+// finding. Before, it signed on with the new key silently, and verify with
+// the data directory's key failed on every later checkpoint.
+func TestSignerKeyRotation(t *testing.T) {
+	dir := t.TempDir()
+	ts := startServer(t, dir, nil)
+	ts.stop(t)
+	oldKey := filepath.Join(dir, "keys", "signer.key")
+
+	keys := t.TempDir()
+	skey, vkey, err := ledger.GenerateKey("test.example/trailguard")
+	if err != nil {
+		t.Fatal(err)
+	}
+	newKey, newPub := filepath.Join(keys, "new.key"), filepath.Join(keys, "new.pub")
+	os.WriteFile(newKey, []byte(skey+"\n"), 0o600)
+	os.WriteFile(newPub, []byte(vkey+"\n"), 0o644)
+
+	cfg := Defaults()
+	cfg.DataDir, cfg.Origin, cfg.SignerKey = dir, "test.example/trailguard", newKey
+	cfg.Detection.Disabled = true
+	if _, err := New(cfg, nil); err == nil || !strings.Contains(err.Error(), "--handover-key FILE") || !strings.Contains(err.Error(), newKey) {
+		t.Fatalf("start with another signer key: %v", err)
+	}
+	// The handover key must be the ledger's.
+	other := filepath.Join(keys, "other.key")
+	s2, _, _ := ledger.GenerateKey("test.example/trailguard")
+	os.WriteFile(other, []byte(s2+"\n"), 0o600)
+	cfg.Once.HandoverKey = other
+	if _, err := New(cfg, nil); err == nil || !strings.Contains(err.Error(), "is not the key the ledger's newest checkpoint") {
+		t.Fatalf("start with a wrong handover key: %v", err)
+	}
+	// The flag only: never from the file or the environment.
+	if got, err := LoadConfig([]string{"--data", dir, "--handover-key", oldKey}, []string{"TRAILGUARD_HANDOVER_KEY=x"}); err != nil || got.Once.HandoverKey != oldKey {
+		t.Fatalf("--handover-key: %+v %v", got.Once, err)
+	}
+	if got, _ := LoadConfig([]string{"--data", dir}, []string{"TRAILGUARD_HANDOVER_KEY=x"}); got.Once.HandoverKey != "" {
+		t.Fatal("handover key read from the environment")
+	}
+
+	ts = startServer(t, dir, func(c *Config) { c.SignerKey, c.Once.HandoverKey = newKey, oldKey })
+	ts.stop(t)
+	// The next start needs no flag: the ledger is the new key's now.
+	ts = startServer(t, dir, func(c *Config) { c.SignerKey = newKey })
+	ts.stop(t)
+	// Back to the old key: refused too (it no longer signs the ledger).
+	cfg.SignerKey, cfg.Once.HandoverKey = oldKey, ""
+	if _, err := New(cfg, nil); err == nil || !strings.Contains(err.Error(), "--handover-key") {
+		t.Fatalf("start with the retired key: %v", err)
+	}
+
+	both, err := ledger.LoadVerifiers(filepath.Join(dir, "keys", "signer.pub"), newPub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := ledger.Verify(filepath.Join(dir, "ledger"), ledger.VerifyOptions{Verifiers: both})
+	if err != nil || !rep.OK() {
+		t.Fatalf("verify with both keys: %v\n%s", err, rep)
+	}
+	rotated := false
+	for _, n := range rep.Notices {
+		rotated = rotated || n.Kind == ledger.NoticeKeyRotated
+		if n.Kind == ledger.NoticeKeyChanged {
+			t.Errorf("key changed without a handover: %+v", n)
+		}
+	}
+	if !rotated {
+		t.Errorf("verify reports no rotation: %s", rep)
+	}
+}
