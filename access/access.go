@@ -127,13 +127,22 @@ func (s *Store) load() error {
 	return nil
 }
 
-// refresh reloads the file if another process changed it.
-func (s *Store) refresh() {
+// missStatEvery is how often a token check that finds no such token looks
+// at the file again, whatever statEvery says: a token `trailguard token
+// create` made a moment ago is in the file but not yet in memory, and its
+// first use must not be refused as "not a token of this collector". Unknown
+// tokens (guesses, which are limited per address besides) cost at most one
+// stat per interval.
+const missStatEvery = 10 * time.Millisecond
+
+// refresh reloads the file if another process changed it, looking at it
+// at most once per every; it reports whether it reloaded.
+func (s *Store) refresh(every time.Duration) bool {
 	s.mu.RLock()
-	due := time.Since(s.lastStat) >= s.statEvery
+	due := time.Since(s.lastStat) >= every
 	s.mu.RUnlock()
 	if !due {
-		return
+		return false
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -143,8 +152,11 @@ func (s *Store) refresh() {
 			// Keep serving the tokens we have; a half-written file is
 			// impossible (rename), so this is a real fault to report.
 			fmt.Fprintln(os.Stderr, err)
+			return false
 		}
+		return true
 	}
+	return false
 }
 
 // lockFile takes the store's file lock (tokens.json.lock), which the
@@ -257,14 +269,11 @@ func (s *Store) Check(presented string) (Token, error) {
 	if !ok || !ok2 || len(id) != 8 || len(secret) != 32 {
 		return Token{}, ErrMalformed
 	}
-	s.refresh()
-	s.mu.RLock()
-	t, found := s.byID[id]
-	var tok Token
-	if found {
-		tok = *t
+	s.refresh(s.statEvery)
+	tok, found := s.lookup(id)
+	if !found && s.refresh(missStatEvery) {
+		tok, found = s.lookup(id)
 	}
-	s.mu.RUnlock()
 	sum := sha256.Sum256([]byte(secret))
 	want, _ := hex.DecodeString(tok.Hash)
 	if !found || subtle.ConstantTimeCompare(sum[:], want) != 1 {
@@ -274,6 +283,17 @@ func (s *Store) Check(presented string) (Token, error) {
 		return tok, ErrRevoked
 	}
 	return tok, nil
+}
+
+// lookup returns a copy of the token with this id.
+func (s *Store) lookup(id string) (Token, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	t, found := s.byID[id]
+	if !found {
+		return Token{}, false
+	}
+	return *t, true
 }
 
 func (s *Store) save() error {

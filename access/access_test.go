@@ -148,3 +148,34 @@ func TestBouncerRole(t *testing.T) {
 		t.Error("decisions: bouncer, read and admin; not ingest")
 	}
 }
+
+// TestNewTokenUsableAtOnce: a token the CLI creates is accepted by the
+// running collector's store at its first use, even right after another
+// check made the store look at the file (it looks once a second): before,
+// `token revoke` then `token create` and a request within the second got
+// 401 "not a token of this collector".
+func TestNewTokenUsableAtOnce(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tokens.json")
+	server, _ := Open(path)
+	cli, _ := Open(path)
+	_, first, err := cli.Create("first", RoleIngest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	future := time.Now().Add(2 * time.Second)
+	os.Chtimes(path, future, future)
+	if _, err := server.Check(first); err != nil {
+		t.Fatal(err)
+	}
+	// The store has just looked at the file; a new token now.
+	_, second, err := cli.Create("second", RoleIngest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	future = future.Add(2 * time.Second)
+	os.Chtimes(path, future, future)
+	time.Sleep(2 * missStatEvery)
+	if _, err := server.Check(second); err != nil {
+		t.Fatalf("a token created a moment ago: %v", err)
+	}
+}
