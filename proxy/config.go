@@ -92,6 +92,13 @@ type Config struct {
 	Timeouts Timeouts `yaml:"timeouts"`
 	// MaxHeaderBytes bounds a request's header (default 64 KiB).
 	MaxHeaderBytes int `yaml:"max_header_bytes"`
+	// MaxConnections bounds the client connections open at once, the
+	// single node's API listener's included (default 10,000); beyond, new
+	// ones wait in the listen queue until one closes. Serve lowers it to
+	// fit the open-file limit, two descriptors a connection (its upstream
+	// connection), with room for the ledger's and spool's files: idle
+	// connections that took every descriptor made the ledger fail.
+	MaxConnections int `yaml:"max_connections"`
 
 	// Detection configures the embedded detection engine of a single-node
 	// gateway.
@@ -301,6 +308,9 @@ func (cfg Config) withDefaults() Config {
 	if cfg.MaxHeaderBytes == 0 {
 		cfg.MaxHeaderBytes = 64 << 10
 	}
+	if cfg.MaxConnections == 0 {
+		cfg.MaxConnections = 10000
+	}
 	t := &cfg.Timeouts
 	t.Dial = cmpOr(t.Dial, 5*time.Second)
 	t.ResponseHeader = cmpOr(t.ResponseHeader, 60*time.Second)
@@ -335,6 +345,9 @@ func (cfg Config) Validate() error {
 	}
 	if cfg.HTTP1 != "" && cfg.HTTP1 != HTTP1Lean && cfg.HTTP1 != HTTP1NetHTTP {
 		add("http1 %q: want %q (default) or %q", cfg.HTTP1, HTTP1Lean, HTTP1NetHTTP)
+	}
+	if cfg.MaxConnections < 0 {
+		add("max_connections %d: want 0 (default 10000) or more", cfg.MaxConnections)
 	}
 	if len(cfg.Routes) == 0 {
 		add("no routes: give --upstream URL or a routes: list")

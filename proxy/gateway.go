@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/trailguard/trailguard/event"
+	"github.com/trailguard/trailguard/internal/connlimit"
 	"github.com/trailguard/trailguard/ledger"
 	"github.com/trailguard/trailguard/server"
 	"github.com/trailguard/trailguard/ship"
@@ -426,6 +427,16 @@ func closeBefore(f func() error, deadline time.Time, what string, budget time.Du
 // then; the gateway's last events and the ledger's final checkpoint are
 // written by 75 %; the followers are stopped, or abandoned, by 90 %.
 func (g *Gateway) Serve(ctx context.Context, ln, api net.Listener) error {
+	n, limit := connlimit.Fit(g.cfg.MaxConnections, 2)
+	if n < g.cfg.MaxConnections {
+		g.log.Warn("proxy: max_connections lowered to fit the open-file limit, two descriptors a connection (raise LimitNOFILE or ulimit -n for more)",
+			"max_connections", g.cfg.MaxConnections, "now", n, "open_file_limit", limit)
+	}
+	conns := connlimit.New(n, g.log, "max_connections")
+	ln = conns.Listener(ln)
+	if api != nil {
+		api = conns.Listener(api)
+	}
 	srv := g.HTTPServer()
 	var front PlainServer = srv
 	errc := make(chan error, 2)

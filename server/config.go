@@ -87,6 +87,12 @@ type Config struct {
 	// to them.
 	MaxReadsPerToken int `yaml:"max_reads_per_token"`
 	MaxReadRequests  int `yaml:"max_read_requests"`
+	// MaxConnections bounds the client connections open at once (no
+	// token is needed to open one); beyond, new ones wait in the listen
+	// queue until one closes. It is lowered at start to fit the open-file
+	// limit with room for the ledger's and index's files: connections
+	// that took every descriptor made the ledger fail at its next segment.
+	MaxConnections int `yaml:"max_connections"`
 	// RefusedAuditPerMinute is how many requests per client address and
 	// minute that lack a valid token with the needed role (refused, or
 	// anonymous such as /healthz) the collector records in its own trail;
@@ -224,6 +230,7 @@ func Defaults() Config {
 		MaxIngestRequests:          16,
 		MaxReadsPerToken:           32,
 		MaxReadRequests:            128,
+		MaxConnections:             10000,
 		RefusedAuditPerMinute:      20,
 		RefusedAuditTotalPerMinute: 1000,
 		DiskReserve:                64 << 20,
@@ -348,6 +355,9 @@ func (c *Config) validate() error {
 	}
 	if c.MaxReadsPerToken < 1 || c.MaxReadRequests < 1 {
 		errs = append(errs, errors.New("max_reads_per_token and max_read_requests must be at least 1"))
+	}
+	if c.MaxConnections < 1 {
+		errs = append(errs, fmt.Errorf("max_connections %d must be at least 1", c.MaxConnections))
 	}
 	if c.RefusedAuditPerMinute < 0 || c.RefusedAuditTotalPerMinute < 0 {
 		errs = append(errs, errors.New("refused_audit_per_minute and refused_audit_total_per_minute cannot be negative"))

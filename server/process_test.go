@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -74,6 +75,13 @@ type proc struct {
 // the given extra flags (each "--key=value").
 func startProc(t *testing.T, dir string, flags ...string) *proc {
 	t.Helper()
+	return startProcVia(t, dir, nil, flags...)
+}
+
+// startProcVia is startProc with the serve command run through wrap (a
+// command and its arguments, e.g. prlimit's, followed by the binary).
+func startProcVia(t *testing.T, dir string, wrap []string, flags ...string) *proc {
+	t.Helper()
 	bin := trailguardBinary(t)
 	p := &proc{dir: dir, exited: make(chan struct{}), outDone: make(chan struct{})}
 	store, err := access.Open(filepath.Join(dir, "tokens.json"))
@@ -95,7 +103,11 @@ func startProc(t *testing.T, dir string, flags ...string) *proc {
 	p.ingest, p.read, p.admin = mk("shipper", access.RoleIngest), mk("analyst", access.RoleRead), mk("ops", access.RoleAdmin)
 	args := append([]string{"serve", "--data", dir, "--listen", "127.0.0.1:0", "--origin", "test.example/trailguard",
 		"--checkpoint-interval", "200ms"}, flags...)
-	p.cmd = exec.Command(bin, args...)
+	name := bin
+	if len(wrap) > 0 {
+		name, args = wrap[0], append(append(slices.Clone(wrap[1:]), bin), args...)
+	}
+	p.cmd = exec.Command(name, args...)
 	p.cmd.Env = append(os.Environ(), "GOTRACEBACK=all")
 	pr, pw := io.Pipe()
 	p.cmd.Stdout, p.cmd.Stderr = pw, pw

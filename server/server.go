@@ -27,6 +27,7 @@ import (
 	"github.com/trailguard/trailguard/forward"
 	"github.com/trailguard/trailguard/httpaudit"
 	"github.com/trailguard/trailguard/index"
+	"github.com/trailguard/trailguard/internal/connlimit"
 	"github.com/trailguard/trailguard/ledger"
 	"github.com/trailguard/trailguard/redact"
 	"github.com/trailguard/trailguard/retention"
@@ -382,6 +383,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		// the drain's share ends is cancelled then.
 		BaseContext: func(net.Listener) context.Context { return base },
 	}
+	ln = s.limitConns(ln)
 	errc := make(chan error, 1)
 	go func() {
 		if s.cfg.TLSCert != "" {
@@ -411,6 +413,17 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.log.Info("collector stopped", "requests_drained_in", drained.Round(time.Millisecond),
 		"took", time.Since(plan.Start).Round(time.Millisecond), "shutdown_timeout", s.cfg.ShutdownTimeout)
 	return err
+}
+
+// limitConns caps ln's connections at max_connections, lowered to fit the
+// open-file limit (internal/connlimit).
+func (s *Server) limitConns(ln net.Listener) net.Listener {
+	n, limit := connlimit.Fit(s.cfg.MaxConnections, 1)
+	if n < s.cfg.MaxConnections {
+		s.log.Warn("max_connections lowered to fit the open-file limit (raise LimitNOFILE or ulimit -n for more)",
+			"max_connections", s.cfg.MaxConnections, "now", n, "open_file_limit", limit)
+	}
+	return connlimit.New(n, s.log, "max_connections").Listener(ln)
 }
 
 // runIndex keeps the indexer following the ledger until ctx ends. A

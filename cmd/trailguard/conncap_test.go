@@ -1,0 +1,104 @@
+//go:build linux
+
+package main
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestProxyIdleConnectionsCannotStarveTheLedger: a single node whose file
+// descriptors are limited (prlimit) is sent more idle connections than it
+// has descriptors, by a client with nothing but network access. A client
+// connected before keeps being served, the ledger keeps signing
+// checkpoints (each opens its log), and after the attack the gateway
+// stops cleanly with a ledger that verifies. Without a cap on connections
+// the gateway accepted until none were left; the next checkpoint could
+// not open its file and the ledger failed until restarted: every request
+// after it refused (no event can be recorded), by anyone who can connect.
+func TestProxyIdleConnectionsCannotStarveTheLedger(t *testing.T) {
+	t.Parallel()
+	const limit = 160
+	bin := buildTrailguard(t)
+	wrapped := filepath.Join(t.TempDir(), "trailguard-limited")
+	script := fmt.Sprintf("#!/bin/sh\nexec /usr/bin/prlimit --nofile=%d:%d -- '%s' \"$@\"\n", limit, limit, bin)
+	if err := os.WriteFile(wrapped, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, `{"ok":true}`)
+	}))
+	defer upstream.Close()
+	data := filepath.Join(t.TempDir(), "data")
+	p := startProxy(t, wrapped, "--upstream", upstream.URL, "--listen", "127.0.0.1:0", "--data", data)
+	client := &http.Client{Transport: &http.Transport{MaxConnsPerHost: 1, MaxIdleConnsPerHost: 1}}
+	defer client.CloseIdleConnections()
+	// (stderr is read once the process is gone.)
+	fail := func(format string, args ...any) {
+		t.Helper()
+		p.cmd.Process.Kill()
+		<-p.done
+		t.Fatalf(format+"\n%s", append(args, p.stderr)...)
+	}
+	get := func(what string) {
+		t.Helper()
+		resp, err := client.Get(p.base + "/api/" + what)
+		if err != nil {
+			fail("%s: %v", what, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			fail("%s: %d %s", what, resp.StatusCode, body)
+		}
+	}
+	get("before")
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for range 2 * limit {
+		c, err := net.DialTimeout("tcp", strings.TrimPrefix(p.base, "http://"), time.Second)
+		if err != nil {
+			break
+		}
+		conns = append(conns, c)
+	}
+	// Checkpoints are signed every second while records arrive.
+	for i := range 12 {
+		get(fmt.Sprintf("during-%d", i))
+		time.Sleep(200 * time.Millisecond)
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	conns = nil
+	get("after")
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(30 * time.Second):
+		fail("no exit 30 s after SIGTERM")
+	}
+	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("exit status %d\n%s", code, p.stderr)
+	}
+	if out, err := exec.Command(bin, "verify", "--data", data).CombinedOutput(); err != nil {
+		t.Fatalf("the ledger does not verify: %v\n%s", err, out)
+	}
+	if !strings.Contains(p.stderr.String(), "connection limit reached") {
+		t.Errorf("no warning that the connection limit was reached:\n%s", p.stderr)
+	}
+}

@@ -1,0 +1,113 @@
+package connlimit
+
+import (
+	"errors"
+	"net"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestListenerCaps: a third connection is not accepted while two are
+// open, is once one closes (a second Close frees nothing more), and
+// Accept waiting for a slot returns when its listener is closed. The
+// accepted connection still gives its raw socket (the gateway's lean
+// front end reads it directly).
+func TestListenerCaps(t *testing.T) {
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lim := New(2, nil, "max_connections")
+	ln := lim.Listener(inner)
+	accepted := make(chan net.Conn, 8)
+	acceptErr := make(chan error, 1)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				acceptErr <- err
+				return
+			}
+			accepted <- c
+		}
+	}()
+	var clients []net.Conn
+	for range 3 {
+		c, err := net.Dial("tcp", inner.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		clients = append(clients, c)
+	}
+	first, second := <-accepted, <-accepted
+	if _, ok := first.(syscall.Conn); !ok {
+		t.Fatal("an accepted connection hides its raw socket")
+	}
+	if rc, err := first.(syscall.Conn).SyscallConn(); err != nil || rc == nil {
+		t.Fatalf("SyscallConn: %v", err)
+	}
+	select {
+	case <-accepted:
+		t.Fatal("a third connection was accepted with two open (cap 2)")
+	case <-time.After(100 * time.Millisecond):
+	}
+	if lim.Open() != 2 || lim.Waits() == 0 {
+		t.Fatalf("open %d, waits %d: want 2 open and a wait", lim.Open(), lim.Waits())
+	}
+	first.Close()
+	first.Close() // frees nothing more
+	third := <-accepted
+	select {
+	case <-accepted:
+		t.Fatal("more accepted than closed")
+	case <-time.After(50 * time.Millisecond):
+	}
+	if lim.Open() != 2 {
+		t.Fatalf("open %d after a double close, want 2", lim.Open())
+	}
+	// A fourth waits for a slot; closing the listener ends the wait.
+	c, err := net.Dial("tcp", inner.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	time.Sleep(50 * time.Millisecond)
+	ln.Close()
+	select {
+	case err := <-acceptErr:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("Accept after Close: %v, want net.ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Accept still waits for a slot after its listener was closed")
+	}
+	second.Close()
+	third.Close()
+	if lim.Open() != 0 {
+		t.Fatalf("open %d after every close", lim.Open())
+	}
+}
+
+// TestFit: the cap is lowered to fit the open-file limit with an eighth
+// (at least 64) kept, perConn descriptors a connection.
+func TestFit(t *testing.T) {
+	limit := fileLimit()
+	if limit == 0 {
+		t.Skip("no open-file limit known here")
+	}
+	keep := max(limit/8, 64)
+	for _, tc := range []struct{ want, perConn int }{{1 << 30, 1}, {1 << 30, 2}, {10, 1}} {
+		n, got := Fit(tc.want, tc.perConn)
+		if got != limit {
+			t.Fatalf("limit %d, want %d", got, limit)
+		}
+		if uint64(n*tc.perConn)+keep > limit && n > 1 {
+			t.Errorf("Fit(%d, %d) = %d: over the limit %d less %d kept", tc.want, tc.perConn, n, limit, keep)
+		}
+		if n > tc.want || (tc.want == 10 && n != 10 && limit > 200) {
+			t.Errorf("Fit(%d, %d) = %d", tc.want, tc.perConn, n)
+		}
+	}
+}
