@@ -100,20 +100,13 @@ func (u userSource) names(r *http.Request, ct string, body []byte) (names []stri
 		user, _, _ := r.BasicAuth()
 		return []string{user}, true
 	case "query":
-		return r.URL.Query()[u.path[0]], true
+		return formNames(r.URL.RawQuery, u.path[0]), true
 	}
 	if len(bytes.TrimSpace(body)) == 0 {
 		return nil, true
 	}
 	if isForm(ct) {
-		v, _ := url.ParseQuery(string(body)) // the pairs it could read
-		field := strings.Join(u.path, ".")
-		for k, vs := range v {
-			if strings.EqualFold(k, field) {
-				names = append(names, vs...)
-			}
-		}
-		return names, true
+		return formNames(string(body), strings.Join(u.path, ".")), true
 	}
 	var doc any
 	if json.Unmarshal(body, &doc) != nil {
@@ -156,6 +149,58 @@ func (u userSource) recorded(r *http.Request, ct string, body []byte) string {
 		return names[0]
 	}
 	return ""
+}
+
+// formNames returns the values of field (in any case) in the form or
+// query string s as upstreams read it: pairs split on '&' (PHP, Express,
+// Werkzeug), and also on ';' (Python's parse_qsl before 3.9.2, Rack's
+// query strings), each decoded leniently (a bad escape is kept as sent,
+// as PHP's urldecode keeps it). Go's url.ParseQuery skips a pair holding
+// a ';' or a bad escape, where those upstreams read a user from it.
+func formNames(s, field string) []string {
+	var names []string
+	for _, seps := range []string{"&", "&;"} {
+		for pair := range strings.FieldsFuncSeq(s, func(r rune) bool { return strings.ContainsRune(seps, r) }) {
+			k, v, _ := strings.Cut(pair, "=")
+			if strings.EqualFold(lenientUnescape(k), field) {
+				names = append(names, lenientUnescape(v))
+			}
+		}
+	}
+	return names
+}
+
+// lenientUnescape decodes a form value: '+' is a space, %XX a byte, and
+// a '%' not followed by two hex digits stays as it is.
+func lenientUnescape(s string) string {
+	if !strings.ContainsAny(s, "+%") {
+		return s
+	}
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '+':
+			b = append(b, ' ')
+		case c == '%' && i+2 < len(s) && isHex(s[i+1]) && isHex(s[i+2]):
+			b = append(b, unhex(s[i+1])<<4|unhex(s[i+2]))
+			i += 2
+		default:
+			b = append(b, c)
+		}
+	}
+	return string(b)
+}
+
+func isHex(c byte) bool { return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F' }
+
+func unhex(c byte) byte {
+	switch {
+	case c <= '9':
+		return c - '0'
+	case c <= 'F':
+		return c - 'A' + 10
+	}
+	return c - 'a' + 10
 }
 
 func isForm(ct string) bool {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 
@@ -259,6 +260,24 @@ func FuzzUserExtract(f *testing.F) {
 			u := us.extract(r, ct, []byte(body))
 			if len(u) > len(body)+1 {
 				t.Fatalf("user %q longer than the body %q", u, body)
+			}
+		}
+		// Every name Go's strict parser reads from a form is among the
+		// names checked against bans (formNames reads more: ';' pairs,
+		// bad escapes kept).
+		if us.kind != "form" {
+			return
+		}
+		names, _ := us.names(r, "application/x-www-form-urlencoded", []byte(body))
+		strict, _ := url.ParseQuery(body)
+		for k, vs := range strict {
+			if !strings.EqualFold(k, us.path[0]) {
+				continue
+			}
+			for _, v := range vs {
+				if strings.TrimSpace(v) != "" && !slices.Contains(names, v) {
+					t.Fatalf("form %q: url.ParseQuery reads %s=%q, names %q does not", body, k, v, names)
+				}
 			}
 		}
 	})

@@ -587,6 +587,15 @@ func (p *Proxy) requestUsers(r *http.Request, login *loginRule) ([]string, *http
 	if r.Body == nil || r.Body == http.NoBody {
 		return users, r, 0, ""
 	}
+	// The body is read as sent: upstreams that inflate a compressed body
+	// (Express's body-parser) or take another Content-Type than the
+	// first read a user the gateway would not see.
+	if ce := r.Header.Values("Content-Encoding"); len(ce) > 1 || len(ce) == 1 && !strings.EqualFold(strings.TrimSpace(ce[0]), "identity") {
+		return users, r, http.StatusUnsupportedMediaType, "login body with a Content-Encoding: the gateway reads the user name from it; send it uncompressed"
+	}
+	if len(r.Header.Values("Content-Type")) > 1 {
+		return users, r, http.StatusBadRequest, "login body with more than one Content-Type: upstreams differ on which they take"
+	}
 	buf, err := io.ReadAll(io.LimitReader(r.Body, int64(login.maxBody)+1))
 	r2 := new(http.Request)
 	*r2 = *r
