@@ -217,6 +217,13 @@ func wrongKey(w io.Writer, rep *ledger.Report, vs []note.Verifier) {
 	if unknown == 0 {
 		return
 	}
+	if rep.Checkpoints > 0 {
+		// Some checkpoints verified with these keys: they are this
+		// ledger's. What the others are (a witness copy of another
+		// ledger, a key rotated without --key for it) the findings say.
+		fmt.Fprintf(w, "trailguard verify: %d checkpoint(s) verified with the key(s) given, %d signed only by other keys: if the key rotated, give its other verifier key with another --key; a witness copy signed by another key is not this ledger's\n", rep.Checkpoints, unknown)
+		return
+	}
 	var names []string
 	for _, v := range vs {
 		names = append(names, fmt.Sprintf("%s+%08x", v.Name(), v.KeyHash()))

@@ -1,0 +1,151 @@
+package main
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/trailguard/trailguard/event"
+	"github.com/trailguard/trailguard/internal/testenv"
+	"github.com/trailguard/trailguard/ledger"
+	"github.com/trailguard/trailguard/server"
+)
+
+// docBlock returns the first ```sh block after heading in a Markdown file
+// of the repository.
+func docBlock(t *testing.T, file, heading string) string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("..", "..", file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(data)
+	i := strings.Index(s, "\n"+heading+"\n")
+	if i < 0 {
+		t.Fatalf("%s has no %q", file, heading)
+	}
+	s = s[i:]
+	start := strings.Index(s, "\n```sh\n")
+	if start < 0 {
+		t.Fatalf("no ```sh block after %q", heading)
+	}
+	s = s[start+len("\n```sh\n"):]
+	end := strings.Index(s, "\n```\n")
+	if end < 0 {
+		t.Fatalf("unterminated block after %q", heading)
+	}
+	return s[:end+1]
+}
+
+// TestLedgerAuditorBlock runs docs/ledger.md's "Auditing a copy of the
+// ledger" block as a bash script, as an auditor would: in a directory
+// holding only a copy of a collector's ledger, its public key and a report
+// the collector signed, with trailguard on the PATH. Every command must
+// succeed, and the second verify must have checked the checkpoint kept.
+func TestLedgerAuditorBlock(t *testing.T) {
+	bash := testenv.Tool(t, "bash", "apt-get install bash")
+	block := docBlock(t, "docs/ledger.md", "## Auditing a copy of the ledger")
+
+	// The collector: a ledger with a checkpoint part way, then more.
+	dir := t.TempDir()
+	cfg := server.Defaults()
+	cfg.DataDir = dir
+	cfg.Detection.Disabled = true
+	srv, err := server.New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	appendEvents := func(n int) {
+		var recs [][]byte
+		for range n {
+			id := event.NewID()
+			ids = append(ids, id)
+			recs = append(recs, (&event.Event{Timestamp: time.Now().UTC(), Kind: "event", Category: []string{"authentication"}, Action: event.ActionLoginFail,
+				Outcome: "failure", UserName: "alice", ClientIP: "203.0.113.5", Path: "/login", ServiceName: "api", ID: id}).AppendJSON(nil))
+		}
+		if _, err := srv.Ledger().Append(context.Background(), recs...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	appendEvents(5)
+	cp, err := srv.Ledger().Checkpoint(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldSize := strings.Split(string(cp), "\n")[1]
+	appendEvents(7)
+	if err := srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// What the auditor received.
+	audit := t.TempDir()
+	if err := os.CopyFS(filepath.Join(audit, "ledger"), os.DirFS(filepath.Join(dir, "ledger"))); err != nil {
+		t.Fatal(err)
+	}
+	pub, err := os.ReadFile(filepath.Join(dir, "keys", "signer.pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(audit, "collector.pub"), pub, 0o644)
+	if _, errOut, code := call(runReport, "--data", dir, "--standard", "pci-dss", "--from", "1h", "--out", filepath.Join(audit, "report.json")); code != 0 {
+		t.Fatalf("report: %s", errOut)
+	}
+
+	bin := buildTrailguard(t)
+	cmd := exec.Command(bash, "-c", "set -euo pipefail\n"+block)
+	cmd.Dir = audit
+	cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(bin)+":"+os.Getenv("PATH"), "EVENT_ID="+ids[3], "OLD_SIZE="+oldSize)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("the block failed: %v\n%s\nblock:\n%s", err, out, block)
+	}
+	s := string(out)
+	checked := regexp.MustCompile(`OK: ledger: \d+ records \(0 pruned\), (\d+) checkpoints verified`).FindAllStringSubmatch(s, -1)
+	if len(checked) != 2 {
+		t.Fatalf("want two verify lines:\n%s", s)
+	}
+	first, _ := strconv.Atoi(checked[0][1])
+	second, _ := strconv.Atoi(checked[1][1])
+	if second != first+1 {
+		t.Errorf("verify --witness held checked %d checkpoints, without it %d: the kept checkpoint was not checked\n%s", second, first, s)
+	}
+	// A kept checkpoint signed by another key is a finding; the ledger's
+	// own checkpoints verified, so verify does not say that none did.
+	skey, _, err := ledger.GenerateKey("other.example/trailguard")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(audit, "other.key"), []byte(skey+"\n"), 0o600)
+	other, err := ledger.LoadSigner(filepath.Join(audit, "other.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.SplitN(string(cp), "\n", 4)
+	forged, err := note.Sign(&note.Note{Text: strings.Join(lines[:3], "\n") + "\n"}, other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(audit, "held", "forged.checkpoint"), forged, 0o644)
+	stdout, stderr, code := call(runVerify, filepath.Join(audit, "ledger"), "--key", filepath.Join(audit, "collector.pub"), "--witness", filepath.Join(audit, "held"))
+	if code != 1 || !strings.Contains(stdout, "checkpoint-unknown-key") || strings.Contains(stderr, "no checkpoint is signed") || !strings.Contains(stderr, "is not this ledger's") {
+		t.Errorf("verify with a foreign kept checkpoint: exit %d\n%s%s", code, stdout, stderr)
+	}
+	if !regexp.MustCompile(`inclusion of record \d+ in tree`).MatchString(s) {
+		t.Errorf("no inclusion proof:\n%s", s)
+	}
+	for _, want := range []string{"consistency " + oldSize + " -> ", "every figure computed again from the ledger"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("output lacks %q:\n%s", want, s)
+		}
+	}
+}
