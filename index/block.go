@@ -287,7 +287,7 @@ type querier interface {
 func blockMeta(ctx context.Context, q querier, blk uint64) (*block, error) {
 	b := &block{blk: blk}
 	var first, lo int64
-	err := q.QueryRowContext(ctx, `SELECT first, n, lo, tmin, tmax FROM blocks WHERE blk=?`, int64(blk)).Scan(&first, &b.n, &lo, &b.tmin, &b.tmax)
+	err := q.QueryRowContext(ctx, qBlockGet, int64(blk)).Scan(&first, &b.n, &lo, &b.tmin, &b.tmax)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
@@ -414,12 +414,12 @@ func (b *block) store(ctx context.Context, tx execer, buf []byte) ([]byte, error
 	for c := range nCols {
 		buf = b.encode(c, buf[:0])
 		z := zEnc().EncodeAll(buf, nil)
-		if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO cols(k, data) VALUES(?, ?)`, colKey(b.blk, c), z); err != nil {
+		if _, err := tx.ExecContext(ctx, qColPut, colKey(b.blk, c), z); err != nil {
 			return buf, fmt.Errorf("index: write block %d: %w", b.blk, err)
 		}
 		yieldCPU(ctx)
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO blocks(blk, first, n, lo, tmin, tmax) VALUES(?,?,?,?,?,?)`,
+	if _, err := tx.ExecContext(ctx, qBlockPut,
 		int64(b.blk), int64(b.first), b.n, int64(b.lo), b.tmin, b.tmax); err != nil {
 		return buf, fmt.Errorf("index: write block %d: %w", b.blk, err)
 	}

@@ -223,10 +223,10 @@ func decodeChunk(data []byte, h0, base uint64, fn func(idEntry)) error {
 
 // writeRun stores es (sorted) as run r, replacing what r held.
 func writeRun(ctx context.Context, tx execer, r idRun, es []idEntry) error {
-	if _, err := tx.ExecContext(ctx, `DELETE FROM idchunks WHERE run=?`, r.run); err != nil {
+	if _, err := tx.ExecContext(ctx, qChunksDel, r.run); err != nil {
 		return fmt.Errorf("index: write ids: %w", err)
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO idruns(run, lvl, lo, hi) VALUES(?,?,?,?)`, r.run, r.lvl, int64(r.lo), int64(r.hi)); err != nil {
+	if _, err := tx.ExecContext(ctx, qRunPut, r.run, r.lvl, int64(r.lo), int64(r.hi)); err != nil {
 		return fmt.Errorf("index: write ids: %w", err)
 	}
 	var body, chunk []byte
@@ -245,7 +245,7 @@ func writeRun(ctx context.Context, tx execer, r idRun, es []idEntry) error {
 			body = binary.AppendUvarint(body, es[n].idx-base)
 		}
 		chunk = append(binary.AppendUvarint(chunk[:0], uint64(n)), body...)
-		if _, err := tx.ExecContext(ctx, `INSERT INTO idchunks(run, h0, data) VALUES(?,?,?)`, r.run, int64(es[0].h), chunk); err != nil {
+		if _, err := tx.ExecContext(ctx, qChunkPut, r.run, int64(es[0].h), chunk); err != nil {
 			return fmt.Errorf("index: write ids: %w", err)
 		}
 		yieldCPU(ctx)
@@ -264,7 +264,7 @@ func readRun(ctx context.Context, q querier, r idRun) ([]idEntry, error) {
 // stays within limit entries (errRunTooLong otherwise: es then grows no
 // further).
 func appendRun(ctx context.Context, q querier, r idRun, es []idEntry, limit int) ([]idEntry, error) {
-	rows, err := q.QueryContext(ctx, `SELECT h0, data FROM idchunks WHERE run=? ORDER BY h0`, r.run)
+	rows, err := q.QueryContext(ctx, qChunksGet, r.run)
 	if err != nil {
 		return es, fmt.Errorf("index: read ids: %w", err)
 	}
@@ -298,7 +298,7 @@ func appendRun(ctx context.Context, q querier, r idRun, es []idEntry, limit int)
 
 // runs lists the runs of level lvl (all levels if lvl < 0), by first block.
 func runs(ctx context.Context, q querier, lvl int) ([]idRun, error) {
-	rows, err := q.QueryContext(ctx, `SELECT run, lvl, lo, hi FROM idruns WHERE ? < 0 OR lvl = ? ORDER BY lo`, lvl, lvl)
+	rows, err := q.QueryContext(ctx, qRunsGet, lvl, lvl)
 	if err != nil {
 		return nil, fmt.Errorf("index: id runs: %w", err)
 	}
@@ -318,12 +318,12 @@ func runs(ctx context.Context, q querier, lvl int) ([]idRun, error) {
 
 // tailRun is the level-0 run of block blk, and its entries (a new, empty
 // run if there is none).
-func tailRun(ctx context.Context, tx *sql.Tx, blk uint64) (idRun, []idEntry, error) {
+func tailRun(ctx context.Context, tx writeTx, blk uint64) (idRun, []idEntry, error) {
 	var r idRun
-	err := tx.QueryRowContext(ctx, `SELECT run FROM idruns WHERE lvl=0 AND lo=?`, int64(blk)).Scan(&r.run)
+	err := tx.QueryRowContext(ctx, qTailRun, int64(blk)).Scan(&r.run)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(run), 0) + 1 FROM idruns`).Scan(&r.run); err != nil {
+		if err := tx.QueryRowContext(ctx, qNewRun).Scan(&r.run); err != nil {
 			return r, nil, fmt.Errorf("index: id runs: %w", err)
 		}
 		r.lo, r.hi = blk, blk
@@ -339,7 +339,7 @@ func tailRun(ctx context.Context, tx *sql.Tx, blk uint64) (idRun, []idEntry, err
 // merge merges idFanout runs of a level into one of the next, level by
 // level, among the runs of blocks before sealed (the writer's last block's
 // run is still growing).
-func merge(ctx context.Context, tx *sql.Tx, sealed uint64) error {
+func merge(ctx context.Context, tx writeTx, sealed uint64) error {
 	for lvl := 0; lvl < idMaxLevel; lvl++ {
 		rs, err := runs(ctx, tx, lvl)
 		if err != nil {
@@ -367,10 +367,10 @@ func merge(ctx context.Context, tx *sql.Tx, sealed uint64) error {
 			if all, err = appendRun(ctx, tx, r, all, min(cap(all), len(all)+maxRunIDs(r.lvl))); err != nil {
 				return err
 			}
-			if _, err := tx.ExecContext(ctx, `DELETE FROM idchunks WHERE run=?`, r.run); err != nil {
+			if _, err := tx.ExecContext(ctx, qChunksDel, r.run); err != nil {
 				return fmt.Errorf("index: merge ids: %w", err)
 			}
-			if _, err := tx.ExecContext(ctx, `DELETE FROM idruns WHERE run=?`, r.run); err != nil {
+			if _, err := tx.ExecContext(ctx, qRunDel, r.run); err != nil {
 				return fmt.Errorf("index: merge ids: %w", err)
 			}
 		}

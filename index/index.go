@@ -110,8 +110,9 @@ const DefaultScanBudget = 50000
 type Index struct {
 	path    string
 	opts    Options
-	w       *sql.DB // the one writer connection
-	r       *sql.DB // read-only pool
+	w       *sql.DB              // the one writer connection
+	wstmts  map[string]*sql.Stmt // writerQueries prepared on w
+	r       *sql.DB              // read-only pool
 	lock    *os.File
 	salt    []byte
 	next    atomic.Uint64
@@ -321,6 +322,9 @@ func open(path string, opts Options, bulk bool) (*Index, error) {
 	}
 	ix.salt = salt
 	ix.next.Store(uint64(next.Int64))
+	if err := ix.prepareWriter(ctx); err != nil {
+		return fail(err)
+	}
 	if err := ix.checkSalt(ctx, uint64(next.Int64)); err != nil {
 		return fail(err)
 	}
@@ -345,6 +349,9 @@ func (ix *Index) Close() error {
 	close(ix.notify)
 	ix.notify = nil
 	ix.notifyMu.Unlock()
+	for _, st := range ix.wstmts {
+		st.Close()
+	}
 	err := errors.Join(ix.r.Close(), ix.w.Close())
 	if ix.lock != nil {
 		ix.lock.Close()
@@ -780,13 +787,14 @@ func (ix *Index) add(ctx context.Context, want uint64, batch []rec) (err error) 
 		return fmt.Errorf("index: record %d is already indexed (have %d)", want, ix.next.Load())
 	}
 	first := want
-	tx, err := ix.w.BeginTx(ctx, nil)
+	sqlTx, err := ix.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("index: begin: %w", err)
 	}
+	tx := ix.writeTx(sqlTx)
 	defer func() {
 		if err != nil {
-			tx.Rollback()
+			sqlTx.Rollback()
 			// Terms numbered and blocks changed in the failed transaction
 			// are gone.
 			ix.dict = nil
@@ -794,19 +802,11 @@ func (ix *Index) add(ctx context.Context, want uint64, batch []rec) (err error) 
 		}
 	}()
 	if ix.dict == nil {
-		if ix.dict, err = ix.loadDict(ctx, tx); err != nil {
+		if ix.dict, err = ix.loadDict(ctx, sqlTx); err != nil {
 			return fmt.Errorf("index: load terms: %w", err)
 		}
 	}
-	var ts termStmts
-	if ts.get, err = tx.PrepareContext(ctx, `SELECT n FROM terms WHERE f=? AND v=?`); err != nil {
-		return fmt.Errorf("index: prepare: %w", err)
-	}
-	defer ts.get.Close()
-	if ts.put, err = tx.PrepareContext(ctx, `INSERT INTO terms(f,n,v) VALUES(?,?,?)`); err != nil {
-		return fmt.Errorf("index: prepare: %w", err)
-	}
-	defer ts.put.Close()
+	ts := termStmts{get: tx.stmt(ctx, qTermGet), put: tx.stmt(ctx, qTermPut)}
 	prev := ix.tail
 	if err = ix.loadTail(ctx, tx, want); err != nil {
 		return err
@@ -865,10 +865,10 @@ func (ix *Index) add(ctx context.Context, want uint64, batch []rec) (err error) 
 		return err
 	}
 	yieldCPU(ctx)
-	if _, err = tx.ExecContext(ctx, `INSERT INTO meta(k,v) VALUES('next',?) ON CONFLICT(k) DO UPDATE SET v=excluded.v`, int64(want)); err != nil {
+	if _, err = tx.ExecContext(ctx, qNextPut, int64(want)); err != nil {
 		return fmt.Errorf("index: update meta: %w", err)
 	}
-	if err = tx.Commit(); err != nil {
+	if err = sqlTx.Commit(); err != nil {
 		return fmt.Errorf("index: commit records %d..%d: %w", first, want-1, err)
 	}
 	ix.advance(want)
@@ -915,7 +915,7 @@ const yieldRows = 256
 // batches with blocks when it is behind, so that each block and its ids
 // are then encoded and written once, not with every batch that adds rows
 // to it: the next batch starts a new block.)
-func (ix *Index) storeTail(ctx context.Context, tx *sql.Tx, buf []byte) ([]byte, error) {
+func (ix *Index) storeTail(ctx context.Context, tx writeTx, buf []byte) ([]byte, error) {
 	buf, err := ix.tail.store(ctx, tx, buf)
 	if err != nil {
 		return buf, err
@@ -928,7 +928,7 @@ func (ix *Index) storeTail(ctx context.Context, tx *sql.Tx, buf []byte) ([]byte,
 // loadTail makes ix.tail the block that record want goes in, with the
 // rows before want: read from the file if the writer does not hold it,
 // rows of records pruned before they were indexed marked absent.
-func (ix *Index) loadTail(ctx context.Context, tx *sql.Tx, want uint64) error {
+func (ix *Index) loadTail(ctx context.Context, tx writeTx, want uint64) error {
 	blk := want / blockSize
 	if t := ix.tail; t != nil && t.blk == blk && t.first+uint64(t.n) == want {
 		return nil
