@@ -468,10 +468,10 @@ func retentionItem(r *Report, id string, needDays, hotDays int) Item {
 	}
 	held := "–"
 	if !st.Ledger.OldestTime.IsZero() {
-		held = fmt.Sprintf("record %s of %s, %s (%d days before the report)", num(st.Ledger.OldestIndex), ts(st.Ledger.OldestTime),
-			"@timestamp", int(r.Generated.Sub(st.Ledger.OldestTime).Hours()/24))
+		held = fmt.Sprintf("record %s, @timestamp %s (%d days before the report)", num(st.Ledger.OldestIndex), ts(st.Ledger.OldestTime),
+			int(r.Generated.Sub(st.Ledger.OldestTime).Hours()/24))
 	}
-	it.Facts = []Fact{{"Retention configured", policy}, {"Legal hold", yesNo(ret.LegalHold)}, {"Oldest record held", held},
+	it.Facts = []Fact{{"Retention configured", policy}, {"Legal hold", map[bool]string{true: "yes: retention deletes nothing", false: "no"}[ret.LegalHold]}, {"Oldest record held", held},
 		{"Records held", num(st.Ledger.Size - st.Ledger.OldestIndex)}}
 	ok := ret.Profile == "" || ret.RetainDays >= needDays
 	switch {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -179,6 +180,14 @@ func TestRetentionStated(t *testing.T) {
 				}
 				if tc.ret.Profile != "" && !strings.Contains(it.Facts[0].Value, strconv.Itoa(tc.ret.RetainDays)+" days") {
 					t.Errorf("%s: retention stated as %q", std, it.Facts[0].Value)
+				}
+				// Plain words: no hold is not a failure ("NO" is kept for
+				// failed checks), and the oldest record reads as such.
+				if hold := it.Facts[1].Value; hold != map[bool]string{true: "yes: retention deletes nothing", false: "no"}[tc.ret.LegalHold] {
+					t.Errorf("%s: legal hold stated as %q", std, hold)
+				}
+				if !regexp.MustCompile(`^record \d+, @timestamp \d{4}-`).MatchString(it.Facts[2].Value) {
+					t.Errorf("%s: oldest record stated as %q", std, it.Facts[2].Value)
 				}
 			}
 			if !found {
