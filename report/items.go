@@ -95,7 +95,16 @@ func dur(d Duration) string {
 	case t < time.Minute:
 		return t.Round(10 * time.Millisecond).String()
 	default:
-		return t.Round(time.Second).String()
+		// "24h", "2m", "1h30m": Go's "24h0m0s" reads oddly in a
+		// compliance document.
+		s := t.Round(time.Second).String()
+		if strings.HasSuffix(s, "m0s") {
+			s = strings.TrimSuffix(s, "0s")
+		}
+		if strings.HasSuffix(s, "h0m") {
+			s = strings.TrimSuffix(s, "0m")
+		}
+		return s
 	}
 }
 

@@ -324,3 +324,15 @@ func TestUnnamedService(t *testing.T) {
 		t.Errorf("%s: %q; %s", it.ID, it.Facts[1].Value, it.Evidence)
 	}
 }
+
+// TestDur: durations read as a person writes them ("24h", not "24h0m0s").
+func TestDur(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		24 * time.Hour: "24h", 30 * time.Minute: "30m", 2 * time.Minute: "2m", 6*time.Minute + 40*time.Second: "6m40s",
+		90 * time.Minute: "1h30m", time.Hour + 5*time.Second: "1h0m5s", 90 * time.Second: "1m30s", 500 * time.Millisecond: "500ms", 0: "0",
+	} {
+		if got := dur(Duration(d)); got != want {
+			t.Errorf("dur(%v) = %q, want %q", d, got, want)
+		}
+	}
+}
