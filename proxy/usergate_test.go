@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"compress/gzip"
+	"encoding/json"
 	"io"
 	"mime/multipart"
 	"net/http"
@@ -253,5 +254,52 @@ func TestUserDecisionQueryPairs(t *testing.T) {
 		if resp.StatusCode != want {
 			t.Errorf("bob's login ?%s: %d, want %d", q, resp.StatusCode, want)
 		}
+	}
+}
+
+// TestUserDecisionNFKC: a user-name ban covers the name written with
+// compatibility characters that NFKC turns into it (review, MEDIUM,
+// network: Django's login form normalises the user name with NFKC, so
+// ａｌｉｃｅ logged in as alice, and kept guessing alice's password, past
+// a ban of alice). A ban written so covers the plain name too, and other
+// names, non-ASCII ones included, still log in.
+func TestUserDecisionNFKC(t *testing.T) {
+	t.Parallel()
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {})
+	p, gw, _ := gateway(t, Config{Routes: []Route{{Upstream: up.URL}},
+		Logins: []Login{{Path: "/login", User: "json:user"}}})
+	p.Apply("test", Update{New: []Decision{
+		{Type: "ban", Scope: "Username", Value: "alice@example.com", Duration: "1h"},
+		{Type: "ban", Scope: "Username", Value: "ｍａｌｌｏｒｙ", Duration: "1h"},
+	}})
+	login := func(name string) int {
+		t.Helper()
+		b, _ := json.Marshal(map[string]string{"user": name, "password": "x"})
+		resp, err := http.Post(gw+"/login", "application/json", bytes.NewReader(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, name := range []string{
+		"ａｌｉｃｅ＠ｅｘａｍｐｌｅ．ｃｏｍ", // fullwidth
+		"𝐚𝐥𝐢𝐜𝐞@𝐞𝐱𝐚𝐦𝐩𝐥𝐞.𝐜𝐨𝐦", // mathematical bold
+		"ⓐⓛⓘⓒⓔ@example.com", // circled
+		"ＡＬＩＣＥ@example.com", // fullwidth capitals
+		"alice@example.com", // plain
+		"mallory",
+	} {
+		if code := login(name); code != http.StatusForbidden {
+			t.Errorf("login as %q: %d, want 403", name, code)
+		}
+	}
+	for _, name := range []string{"bob", "jöhn", "ａｌｉｃｅ2"} {
+		if code := login(name); code != 200 {
+			t.Errorf("login as %q: %d, want 200", name, code)
+		}
+	}
+	if n := up.count(); n != 3 {
+		t.Errorf("%d logins reached the upstream, want the 3 of other users", n)
 	}
 }
