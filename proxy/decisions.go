@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
+
+	"github.com/trailguard/trailguard/ship"
 )
 
 // Decision is a block decision, as CrowdSec's Local API serves it to
@@ -456,7 +458,7 @@ func (s *StreamSource) poll(ctx context.Context, client *http.Client, base, ua s
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return Update{}, fmt.Errorf("decision stream: %s: %s", resp.Status, strings.TrimSpace(string(b)))
+		return Update{}, fmt.Errorf("decision stream: %w: %s", &ship.StatusError{Code: resp.StatusCode, Status: resp.Status}, strings.TrimSpace(string(b)))
 	}
 	var body struct {
 		New     []Decision `json:"new"`

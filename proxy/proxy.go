@@ -873,9 +873,15 @@ func (p *Proxy) sourceHealth(source string, err error) {
 	ev := &event.Event{Category: []string{event.CategoryIntrusion}, Type: []string{event.TypeInfo}, Dataset: event.DatasetAudit}
 	if err != nil {
 		ev.Kind, ev.Action, ev.Outcome, ev.LogLevel = event.KindAlert, ActionMonitorDisabled, event.OutcomeFailure, "error"
-		ev.Message = fmt.Sprintf("block decisions from %s are unavailable; the gateway keeps serving with the %d decisions it holds (fail-open)", source, p.blocks.Len())
 		ev.ErrorMessage = p.red.String(err.Error())
-		p.log.Error("proxy: decision source unreachable, keeping last decisions", "source", source, "err", err)
+		// A refused key is not an outage: say what to change.
+		if se := (*ship.StatusError)(nil); errors.As(err, &se) && (se.Code == http.StatusUnauthorized || se.Code == http.StatusForbidden) {
+			ev.Message = fmt.Sprintf("%s rejected the gateway's bouncer key (%s): fix the key (--bouncer-key, TRAILGUARD_BOUNCER_KEY, collector.bouncer_key; a token of role bouncer that is not revoked); the gateway keeps serving with the %d decisions it holds (fail-open)", source, se.Status, p.blocks.Len())
+			p.log.Error("proxy: the decision source rejected the bouncer key (fix it: --bouncer-key, TRAILGUARD_BOUNCER_KEY, collector.bouncer_key); keeping last decisions", "source", source, "status", se.Status, "err", err)
+		} else {
+			ev.Message = fmt.Sprintf("block decisions from %s are unavailable; the gateway keeps serving with the %d decisions it holds (fail-open)", source, p.blocks.Len())
+			p.log.Error("proxy: decision source unreachable, keeping last decisions", "source", source, "err", err)
+		}
 	} else {
 		ev.Kind, ev.Action, ev.Outcome = event.KindEvent, ActionMonitorEnabled, event.OutcomeSuccess
 		ev.Message = fmt.Sprintf("block decisions from %s are available again", source)
@@ -929,7 +935,13 @@ func (p *Proxy) shipHealth(collector string, err error, pending uint64) {
 		case errors.As(err, &se) && (se.Code == http.StatusUnauthorized || se.Code == http.StatusForbidden):
 			ev.Message = fmt.Sprintf("the collector %s rejected the gateway's ingest token (%s): fix the token (--token, TRAILGUARD_PROXY_TOKEN, collector.token; a token of role ingest that is not revoked); %d events are spooled on disk and will be sent once it is accepted", collector, se.Status, pending)
 			p.log.Error("proxy: the collector rejected the ingest token (fix the token: --token, TRAILGUARD_PROXY_TOKEN, collector.token); spooling events", "collector", collector, "status", se.Status, "pending", pending, "err", err)
-		case errors.As(err, &se) && se.Code >= 400 && se.Code < 500 && se.Code != http.StatusRequestTimeout && se.Code != http.StatusTooManyRequests && se.Code != http.StatusTooEarly:
+		case errors.As(err, &se) && se.Code == http.StatusTooManyRequests:
+			// The collector limits an address after failed token checks
+			// (and a token with too many requests in progress): after a
+			// 401 this is the same wrong token, not an outage.
+			ev.Message = fmt.Sprintf("the collector %s is limiting the gateway (%s): it does so after failed token checks from this address, so check the ingest token (--token, TRAILGUARD_PROXY_TOKEN, collector.token); %d events are spooled on disk and will be sent once it accepts them", collector, se.Status, pending)
+			p.log.Error("proxy: the collector is limiting the gateway (after failed token checks: check the token, --token, TRAILGUARD_PROXY_TOKEN, collector.token); spooling events", "collector", collector, "status", se.Status, "pending", pending, "err", err)
+		case errors.As(err, &se) && se.Code >= 400 && se.Code < 500 && se.Code != http.StatusRequestTimeout && se.Code != http.StatusTooEarly:
 			ev.Message = fmt.Sprintf("the collector %s refused the gateway's events (%s): check the collector URL; %d events are spooled on disk and will be sent once it accepts them", collector, se.Status, pending)
 			p.log.Error("proxy: the collector refused the events (check the collector URL); spooling events", "collector", collector, "status", se.Status, "pending", pending, "err", err)
 		default:
