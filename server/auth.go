@@ -50,7 +50,8 @@ func (s *Server) requireRole(need access.Role, h http.HandlerFunc) http.HandlerF
 				httpaudit.Audit(r.Context(), httpaudit.Op{Action: event.ActionAuthzFail, Resource: r.URL.Path,
 					Outcome: event.OutcomeFailure, Reason: "role " + string(tok.Role) + " lacks " + string(need)})
 			}
-			writeError(w, http.StatusForbidden, "token role "+string(tok.Role)+" may not do this (needs "+string(need)+")")
+			writeError(w, http.StatusForbidden, "token "+strconv.Quote(tok.Name)+" has role "+string(tok.Role)+"; this needs role "+string(need)+
+				": use a token of that role (trailguard token create --role "+string(need)+" --name NAME)")
 			return
 		}
 		if mark != nil {

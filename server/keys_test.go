@@ -82,3 +82,14 @@ func TestSignerKeyRotation(t *testing.T) {
 		t.Errorf("verify reports no rotation: %s", rep)
 	}
 }
+
+// TestRoleRefusalSaysWhatToUse: a token of the wrong role is told which
+// role the request needs and how to make such a token.
+func TestRoleRefusalSaysWhatToUse(t *testing.T) {
+	ts := startServer(t, t.TempDir(), nil)
+	status, body := ts.do(t, "DELETE", "/v1/decisions/1", ts.read, nil)
+	if status != 403 || !strings.Contains(string(body), `token \"analyst\" has role read; this needs role admin`) ||
+		!strings.Contains(string(body), "trailguard token create --role admin") {
+		t.Errorf("read token unblocking: %d %s", status, body)
+	}
+}
