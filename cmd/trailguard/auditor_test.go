@@ -149,3 +149,74 @@ func TestLedgerAuditorBlock(t *testing.T) {
 		}
 	}
 }
+
+// TestVerifyCopyTakenSegmentsFirst: a copy of a running ledger whose
+// segments were copied before a checkpoint signed a moment later is
+// reported tail-truncated (the copy lacks records that checkpoint covers),
+// and verify says how such a copy comes about before anyone concludes
+// records were cut; a copy taken checkpoint first verifies.
+func TestVerifyCopyTakenSegmentsFirst(t *testing.T) {
+	tmp := t.TempDir()
+	dir := filepath.Join(tmp, "ledger")
+	skey, vkey, err := ledger.GenerateKey("copy.example/trailguard")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(tmp, "k.key"), []byte(skey+"\n"), 0o600)
+	os.WriteFile(filepath.Join(tmp, "k.pub"), []byte(vkey+"\n"), 0o644)
+	signer, err := ledger.LoadSigner(filepath.Join(tmp, "k.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := ledger.Open(dir, ledger.Options{Origin: "copy.example/trailguard", Signer: signer, DisableCompression: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ctx := context.Background()
+	add := func(n int) {
+		var recs [][]byte
+		for range n {
+			recs = append(recs, (&event.Event{Timestamp: time.Now().UTC(), Kind: "event", Action: "http_request", ID: event.NewID()}).AppendJSON(nil))
+		}
+		if _, err := l.Append(ctx, recs...); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := l.Checkpoint(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	add(10)
+	copyTo := func(dst string, parts ...string) {
+		for _, p := range parts {
+			src := filepath.Join(dir, p)
+			if fi, err := os.Stat(src); err == nil && fi.IsDir() {
+				if err := os.CopyFS(filepath.Join(dst, p), os.DirFS(src)); err != nil {
+					t.Fatal(err)
+				}
+				continue
+			}
+			b, err := os.ReadFile(src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			os.MkdirAll(dst, 0o755)
+			os.WriteFile(filepath.Join(dst, p), b, 0o644)
+		}
+	}
+	bad, good := filepath.Join(tmp, "bad"), filepath.Join(tmp, "good")
+	copyTo(bad, "seg")
+	copyTo(good, "checkpoint", "checkpoints", "hashes")
+	add(10)
+	copyTo(bad, "checkpoint", "checkpoints", "hashes")
+	copyTo(good, "seg")
+
+	key := filepath.Join(tmp, "k.pub")
+	stdout, stderr, code := call(runVerify, bad, "--key", key)
+	if code != 1 || !strings.Contains(stdout, "tail-truncated") || !strings.Contains(stderr, "copied checkpoint and checkpoints/ before seg/") {
+		t.Errorf("segments-first copy: exit %d\n%s%s", code, stdout, stderr)
+	}
+	if stdout, stderr, code := call(runVerify, good, "--key", key); code != 0 || strings.Contains(stderr, "tail-truncated") {
+		t.Errorf("checkpoint-first copy: exit %d\n%s%s", code, stdout, stderr)
+	}
+}

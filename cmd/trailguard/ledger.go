@@ -193,11 +193,25 @@ exit status: 0 verified, 1 findings, 2 could not verify`, stdout, stderr)
 	} else {
 		fmt.Fprint(stdout, rep)
 		wrongKey(stderr, rep, vs)
+		truncatedCopy(stderr, rep)
 	}
 	if !rep.OK() {
 		return 1
 	}
 	return 0
+}
+
+// truncatedCopy adds a hint to a tail-truncated finding: a copy of a
+// running collector's ledger whose segments were copied before a
+// checkpoint signed a moment later looks exactly like records cut from the
+// tail, which an auditor should rule out before suspecting deletion.
+func truncatedCopy(w io.Writer, rep *ledger.Report) {
+	for _, f := range rep.Findings {
+		if f.Kind == ledger.KindTailTruncated {
+			fmt.Fprintln(w, "trailguard verify: tail-truncated: if this is a copy of a running collector's ledger, check that it copied checkpoint and checkpoints/ before seg/ (rsync -a does; cp -r and tar may not) and, with --witness, that it is not older than the witness's checkpoints, before concluding records were cut")
+			return
+		}
+	}
 }
 
 // wrongKey adds a hint when no checkpoint is signed by any key given and
