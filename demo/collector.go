@@ -111,7 +111,7 @@ func queryCollector(col *server.Server, base, readToken string) (Collector, erro
 		return json.Unmarshal(body, v)
 	}
 	var stats struct{ Buckets []struct{ Count int64 } }
-	if err := get("/v1/stats?interval=1m&from=1h&q="+url.QueryEscape("http.response.status_code:401 and service.name:demo-shop"), &stats); err != nil {
+	if err := get("/v1/stats?interval=1m&from=1h&q="+url.QueryEscape("http.response.status_code:401 and service.name:demo-shop and event.kind:event"), &stats); err != nil {
 		return c, err
 	}
 	for _, b := range stats.Buckets {
@@ -123,7 +123,7 @@ func queryCollector(col *server.Server, base, readToken string) (Collector, erro
 			Count int64
 		}
 	}
-	if err := get("/v1/stats?top=client.ip&n=3&from=1h&q="+url.QueryEscape("event.action:authn_login_fail"), &top); err != nil {
+	if err := get("/v1/stats?top=client.ip&n=3&from=1h&q="+url.QueryEscape("event.action:authn_login_fail and event.kind:event"), &top); err != nil {
 		return c, err
 	}
 	for _, t := range top.Top {

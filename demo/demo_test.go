@@ -222,6 +222,18 @@ func TestRun(t *testing.T) {
 		rep.Figures.Alerts.Raised < 3 || rep.Figures.Blocks.Created < 3 || uint64(sum.Counts["authn_login_fail failure"]) > rep.Figures.AuthFailures.Total {
 		t.Errorf("report: %v, alerts %d, blocks %d, failed logins %d", status, rep.Figures.Alerts.Raised, rep.Figures.Blocks.Created, rep.Figures.AuthFailures.Total)
 	}
+	// The analyst's queries count events, not the alerts that copy their
+	// fields: they agree with the shop's own trail and with the report
+	// (an alert's http.response.status_code made "40 requests with 401"
+	// of the trail's 39, and its client.ip made 29 failed logins of 27).
+	if c.Failures401 != int64(sum.FailedStatus[401]) {
+		t.Errorf("the collector's query counts %d 401s of the shop, its trail %d", c.Failures401, sum.FailedStatus[401])
+	}
+	for _, src := range rep.Figures.AuthFailures.TopSources {
+		if want := fmt.Sprintf("%s (%d)", src.Value, src.Count); !slices.Contains(c.TopAttackers, want) {
+			t.Errorf("top sources of failed logins %v, the report says %s", c.TopAttackers, want)
+		}
+	}
 	if pdf, err := os.ReadFile(sum.Report.PDF); err != nil || !bytes.HasPrefix(pdf, []byte("%PDF-")) {
 		t.Errorf("report PDF: %v", err)
 	}
