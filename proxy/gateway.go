@@ -432,7 +432,7 @@ func (g *Gateway) Serve(ctx context.Context, ln, api net.Listener) error {
 		g.log.Warn("proxy: max_connections lowered to fit the open-file limit, two descriptors a connection (raise LimitNOFILE or ulimit -n for more)",
 			"max_connections", g.cfg.MaxConnections, "now", n, "open_file_limit", limit)
 	}
-	conns := connlimit.New(n, g.log, "max_connections")
+	conns := connlimit.New(n, g.log, "client connections")
 	ln = conns.Listener(ln)
 	if api != nil {
 		api = conns.Listener(api)

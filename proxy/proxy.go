@@ -41,6 +41,7 @@ import (
 
 	"github.com/trailguard/trailguard/event"
 	"github.com/trailguard/trailguard/httpaudit"
+	"github.com/trailguard/trailguard/internal/connlimit"
 	"github.com/trailguard/trailguard/redact"
 	"github.com/trailguard/trailguard/ship"
 )
@@ -145,7 +146,12 @@ func New(cfg Config, log *slog.Logger) (*Proxy, error) {
 		pr, _ := parsePrefix(s)
 		p.trusted = append(p.trusted, pr)
 	}
-	p.transport = newTransport(cfg.Timeouts)
+	// Upstream connections share the file descriptors Serve budgets two
+	// a client connection for (connlimit.Fit): one HTTP/2 client
+	// connection carries up to 250 requests at once, each forwarded on an
+	// upstream connection of its own.
+	upConns, _ := connlimit.Fit(cfg.MaxConnections, 2)
+	p.transport = newTransport(cfg.Timeouts, connlimit.New(upConns, log, "upstream connections"))
 	p.pool = &bufferPool{}
 	for i := range cfg.Routes {
 		rt, err := p.newRoute(cfg.Routes[i], p.transport, p.pool)

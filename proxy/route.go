@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"io"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/trailguard/trailguard/event"
 	"github.com/trailguard/trailguard/httpaudit"
+	"github.com/trailguard/trailguard/internal/connlimit"
 )
 
 // route is a compiled Route with its reverse proxy.
@@ -484,11 +486,19 @@ func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error)
 	}
 }
 
-func newTransport(t Timeouts) *h1Transport {
+// newTransport returns the transport to the upstreams, whose connections
+// count against up: a dial that finds it full closes the idle
+// connections kept for reuse and waits for one to close, at most
+// timeouts.dial (then the request gets 502).
+func newTransport(t Timeouts, up *connlimit.Limiter) *h1Transport {
 	d := &net.Dialer{Timeout: t.Dial, KeepAlive: 30 * time.Second}
+	var tr *h1Transport
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		return up.Dial(ctx, t.Dial, tr.CloseIdleConnections, d.DialContext, network, addr)
+	}
 	std := &http.Transport{
 		Proxy:                 nil, // never an environment proxy between gateway and upstream
-		DialContext:           d.DialContext,
+		DialContext:           dial,
 		MaxIdleConns:          4096,
 		MaxIdleConnsPerHost:   1024,
 		IdleConnTimeout:       t.Idle,
@@ -503,7 +513,9 @@ func newTransport(t Timeouts) *h1Transport {
 		WriteBufferSize:    16 << 10,
 		ReadBufferSize:     16 << 10,
 	}
-	return newH1Transport(std, d.DialContext)
+	tr = newH1Transport(std, dial)
+	tr.crowded = up.Crowded
+	return tr
 }
 
 // bufferPool hands ReverseProxy 32 KiB copy buffers. Buffers are pooled

@@ -47,7 +47,8 @@ type h1Transport struct {
 	readBuf    int
 	writeBuf   int
 	now        func() time.Time
-	sentHook   func() // tests: called once a request is written, before the wait for its answer
+	sentHook   func()      // tests: called once a request is written, before the wait for its answer
+	crowded    func() bool // a dial waits for an upstream connection to close: pool none
 	mu         sync.Mutex
 	pools      map[string][]*h1Conn // idle connections by host:port, most recent last
 	sweepArmed bool
@@ -300,7 +301,7 @@ func (t *h1Transport) idleConn(addr string) *h1Conn {
 func (t *h1Transport) put(c *h1Conn) {
 	c.idleAt = t.now()
 	t.mu.Lock()
-	if t.closed || len(t.pools[c.addr]) >= t.maxIdle {
+	if t.closed || len(t.pools[c.addr]) >= t.maxIdle || t.crowded != nil && t.crowded() {
 		t.mu.Unlock()
 		c.conn.Close()
 		return

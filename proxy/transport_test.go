@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/trailguard/trailguard/event"
+	"github.com/trailguard/trailguard/internal/connlimit"
 )
 
 // connCounter is an upstream that counts the connections it accepted and
@@ -388,7 +389,7 @@ func TestUpstreamAnswerAtOnce(t *testing.T) {
 			}()
 		}
 	}()
-	tr := newTransport(Timeouts{Dial: time.Second, ResponseHeader: 3 * time.Second, Idle: time.Minute})
+	tr := newTransport(Timeouts{Dial: time.Second, ResponseHeader: 3 * time.Second, Idle: time.Minute}, connlimit.New(1000, nil, "upstream connections"))
 	// Time for the answer to come, and for the runtime's poller to see
 	// it, before the wait begins.
 	tr.sentHook = func() { time.Sleep(time.Millisecond) }
@@ -454,7 +455,7 @@ func TestExchangeAfterConnectionEnded(t *testing.T) {
 		http.ReadRequest(br) // the second is never answered
 		<-quit
 	}()
-	tr := newTransport(Timeouts{Dial: time.Second, Idle: time.Minute}) // no response header timeout
+	tr := newTransport(Timeouts{Dial: time.Second, Idle: time.Minute}, connlimit.New(1000, nil, "upstream connections")) // no response header timeout
 	defer tr.close()
 	url := "http://" + ln.Addr().String() + "/"
 	conn, end := context.WithCancel(context.Background())

@@ -423,7 +423,7 @@ func (s *Server) limitConns(ln net.Listener) net.Listener {
 		s.log.Warn("max_connections lowered to fit the open-file limit (raise LimitNOFILE or ulimit -n for more)",
 			"max_connections", s.cfg.MaxConnections, "now", n, "open_file_limit", limit)
 	}
-	return connlimit.New(n, s.log, "max_connections").Listener(ln)
+	return connlimit.New(n, s.log, "client connections").Listener(ln)
 }
 
 // runIndex keeps the indexer following the ledger until ctx ends. A

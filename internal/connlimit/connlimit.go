@@ -11,6 +11,9 @@
 package connlimit
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -27,11 +30,12 @@ type Limiter struct {
 	what     string
 	lastWarn atomic.Int64 // Unix ns of the last "limit reached" warning
 	waits    atomic.Uint64
+	waiting  atomic.Int64 // Dials waiting for a slot now
 }
 
 // New returns a Limiter of n connections (at least 1). log (nil: none)
 // receives a warning, at most once a minute, while connections wait;
-// what names the setting in it (e.g. "max_connections").
+// what names them in it (e.g. "client connections").
 func New(n int, log *slog.Logger, what string) *Limiter {
 	return &Limiter{slots: make(chan struct{}, max(n, 1)), log: log, what: what}
 }
@@ -42,8 +46,13 @@ func (l *Limiter) Max() int { return cap(l.slots) }
 // Open is the number of connections open now.
 func (l *Limiter) Open() int { return len(l.slots) }
 
-// Waits counts the accepts that waited for a connection to close.
+// Waits counts the accepts and dials that waited for a connection to
+// close.
 func (l *Limiter) Waits() uint64 { return l.waits.Load() }
+
+// Crowded reports whether a Dial waits for a slot now: a connection that
+// would be kept idle for reuse is better closed.
+func (l *Limiter) Crowded() bool { return l.waiting.Load() > 0 }
 
 // Listener returns ln with its connections counted: Accept waits while
 // the cap is reached, and a connection's slot is freed by its Close.
@@ -93,8 +102,45 @@ func (l *Limiter) warn() {
 	if now-last < int64(time.Minute) || !l.lastWarn.CompareAndSwap(last, now) {
 		return
 	}
-	l.log.Warn("connection limit reached: new connections wait until one closes (many idle clients, or raise "+l.what+")",
-		l.what, l.Max())
+	l.log.Warn("connection limit reached: new "+l.what+" wait until one closes (many idle clients, or raise max_connections and the open-file limit)",
+		"max", l.Max())
+}
+
+// ErrFull is Dial's error when no slot freed within its wait.
+var ErrFull = errors.New("connection limit reached")
+
+// Dial makes a connection with dial, counted against the cap: while the
+// cap is reached it waits for a connection to close, as long as ctx lasts
+// and at most wait, calling full once first (to close idle connections
+// kept for reuse, say); then it fails with ErrFull. The connection frees
+// its slot at its first Close.
+func (l *Limiter) Dial(ctx context.Context, wait time.Duration, full func(), dial func(context.Context, string, string) (net.Conn, error), network, addr string) (net.Conn, error) {
+	select {
+	case l.slots <- struct{}{}:
+	default:
+		l.waits.Add(1)
+		l.waiting.Add(1)
+		defer l.waiting.Add(-1)
+		l.warn()
+		if full != nil {
+			full()
+		}
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		select {
+		case l.slots <- struct{}{}:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-t.C:
+			return nil, fmt.Errorf("%s %s: %w: %d %s open", network, addr, ErrFull, l.Max(), l.what)
+		}
+	}
+	c, err := dial(ctx, network, addr)
+	if err != nil {
+		<-l.slots
+		return nil, err
+	}
+	return &conn{Conn: c, l: l}, nil
 }
 
 // conn frees its slot once, at its first Close. It passes on what

@@ -1,6 +1,7 @@
 package connlimit
 
 import (
+	"context"
 	"errors"
 	"net"
 	"syscall"
@@ -18,7 +19,7 @@ func TestListenerCaps(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lim := New(2, nil, "max_connections")
+	lim := New(2, nil, "client connections")
 	ln := lim.Listener(inner)
 	accepted := make(chan net.Conn, 8)
 	acceptErr := make(chan error, 1)
@@ -109,5 +110,62 @@ func TestFit(t *testing.T) {
 		if n > tc.want || (tc.want == 10 && n != 10 && limit > 200) {
 			t.Errorf("Fit(%d, %d) = %d", tc.want, tc.perConn, n)
 		}
+	}
+}
+
+// TestDial: dials count against the cap with accepted connections; one
+// past it calls full once and waits, and gets a slot when a connection
+// closes, or ErrFull after its wait, or its context's error.
+func TestDial(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	var d net.Dialer
+	lim := New(1, nil, "upstream connections")
+	fulls := 0
+	full := func() { fulls++ }
+	dial := func(ctx context.Context, wait time.Duration) (net.Conn, error) {
+		return lim.Dial(ctx, wait, full, d.DialContext, "tcp", ln.Addr().String())
+	}
+	c1, err := dial(context.Background(), time.Second)
+	if err != nil || fulls != 0 || lim.Crowded() {
+		t.Fatalf("first dial: %v, full called %d times, crowded %v", err, fulls, lim.Crowded())
+	}
+	if _, err := dial(context.Background(), 50*time.Millisecond); !errors.Is(err, ErrFull) || fulls != 1 {
+		t.Fatalf("dial past the cap: %v (full called %d times), want ErrFull after the wait", err, fulls)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := dial(ctx, time.Minute); !errors.Is(err, context.Canceled) {
+		t.Fatalf("dial past the cap, cancelled: %v", err)
+	}
+	got := make(chan error, 1)
+	go func() {
+		c, err := dial(context.Background(), 10*time.Second)
+		if err == nil {
+			c.Close()
+		}
+		got <- err
+	}()
+	for !lim.Crowded() {
+		time.Sleep(time.Millisecond)
+	}
+	c1.Close()
+	if err := <-got; err != nil {
+		t.Fatalf("dial waiting when a connection closed: %v", err)
+	}
+	if lim.Open() != 0 || lim.Crowded() {
+		t.Fatalf("open %d, crowded %v after every close", lim.Open(), lim.Crowded())
 	}
 }
