@@ -258,10 +258,10 @@ func (l *Logger) appendAccess(b []byte, st *state, id []byte, wc *writerCache, e
 		b = append(b, `"success"`...)
 	}
 	n.note(spOutcome, vs, b)
-	if ri.dur != 0 {
+	if dur := l.duration(ri, wc.now); dur != 0 {
 		b = append(b, `,"duration":`...)
 		vs = len(b)
-		b = strconv.AppendInt(b, int64(ri.dur), 10)
+		b = strconv.AppendInt(b, int64(dur), 10)
 		n.note(spDuration, vs, b)
 	}
 	b = append(b, `,"id":`...)
@@ -444,7 +444,7 @@ func (l *Logger) appendAccess(b []byte, st *state, id []byte, wc *writerCache, e
 // next to encode access events faster: the text of the current second, the
 // last connection address, and the values the redactor found clean.
 type writerCache struct {
-	now   time.Time // the batch's reading of the real clock (see startOf)
+	now   stamp // the batch's reading of the real clock and the ticks (see startOf)
 	time  timeCache
 	addr  addrCache
 	memo  *redact.Memo // nil: scrub every value afresh

@@ -83,7 +83,7 @@ func serveCase(t testing.TB, l *Logger, c accessCase) *state {
 func checkDirect(t testing.TB, l *Logger, st *state) []byte {
 	t.Helper()
 	id := []byte("01a213cb-c08f-7a0b-beb8-a7736a357c1a")
-	wc := writerCache{memo: l.red.NewMemo(), now: time.Now()}
+	wc := writerCache{memo: l.red.NewMemo(), now: l.stamp()}
 	got, ok := l.appendAccess(nil, st, id, &wc, nil)
 	if !ok {
 		t.Fatal("appendAccess refused a request without hooks")

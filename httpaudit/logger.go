@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/trailguard/trailguard/event"
+	"github.com/trailguard/trailguard/internal/tick"
 	"github.com/trailguard/trailguard/redact"
 	"github.com/trailguard/trailguard/sink"
 )
@@ -92,7 +93,12 @@ type Config struct {
 	// events). Nil means slog.Default(). Never route it back into this
 	// Logger.
 	ErrorLog *slog.Logger
-	// Now is the clock; default time.Now.
+	// Now is the clock; default time.Now. With the default, a request's
+	// duration and start are measured with the processor's time-stamp
+	// counter where the kernel keeps time with it (Linux on amd64 with
+	// an invariant counter), calibrated against time.Now: a tenth of the
+	// cost of a clock reading on a virtual machine, and within about a
+	// microsecond of it.
 	Now func() time.Time
 }
 
@@ -126,8 +132,8 @@ type Logger struct {
 	done    chan struct{}
 	lostErr error
 
-	realClock bool      // Config.Now is time.Now
-	base      time.Time // New's reading of the real clock: requests' starts are monotonic times since
+	realClock bool         // Config.Now is time.Now
+	base      tick.Reading // New's reading of the clock and the tick counter: the origin of every stamp's scale
 
 	// Precomputed for the direct encoding of access events (encode.go).
 	tail      []byte      // the service and host members every event ends with
@@ -202,7 +208,7 @@ func New(cfg Config) (*Logger, error) {
 		done:    make(chan struct{}),
 
 		realClock: realClock,
-		base:      time.Now(),
+		base:      tick.Read(),
 	}
 	l.q.failing = &l.failing
 	l.pool.New = func() any { return new(event.Event) }
@@ -380,9 +386,10 @@ func (l *Logger) run() {
 		buf = buf[:0]
 		records = records[:0]
 		// One clock reading stamps the ids of the whole batch: UUIDv7
-		// orders by millisecond, and a batch takes well under one.
-		now := time.Now()
-		wc.now = now
+		// orders by millisecond, and a batch takes well under one. It
+		// also converts the ticks of the batch's requests (see stamp).
+		wc.now = l.stamp()
+		now := wc.now.Time
 		var id [36]byte
 		for i := range batch {
 			start := len(buf)
@@ -399,7 +406,7 @@ func (l *Logger) run() {
 					batch[i].st = nil
 					continue
 				}
-				batch[i].ev = l.finish(st, now)
+				batch[i].ev = l.finish(st, wc.now)
 				batch[i].st = nil
 			}
 			if enc != nil {
