@@ -101,6 +101,3 @@ func (s Scale) Duration(ticks int64) time.Duration {
 	}
 	return time.Duration(float64(ticks)*float64(s) + 0.5)
 }
-
-// TSC says whether the counter is the time-stamp counter.
-func TSC() bool { return tsc }
