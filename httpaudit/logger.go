@@ -132,8 +132,9 @@ type Logger struct {
 	done    chan struct{}
 	lostErr error
 
-	realClock bool         // Config.Now is time.Now
-	base      tick.Reading // New's reading of the clock and the tick counter: the origin of every stamp's scale
+	realClock bool                  // Config.Now is time.Now
+	base      tick.Reading          // New's reading of the clock and the tick counter: the origin of every stamp's scale
+	recent    atomic.Pointer[stamp] // the writer's last batch's stamp (idTime)
 
 	// Precomputed for the direct encoding of access events (encode.go).
 	tail      []byte      // the service and host members every event ends with
@@ -390,6 +391,8 @@ func (l *Logger) run() {
 		// also converts the ticks of the batch's requests (see stamp).
 		wc.now = l.stamp()
 		now := wc.now.Time
+		recent := wc.now
+		l.recent.Store(&recent)
 		var id [36]byte
 		for i := range batch {
 			start := len(buf)

@@ -162,10 +162,9 @@ func (l *Logger) serve(w http.ResponseWriter, r *http.Request, next http.Handler
 		st.requestID = id
 	} else {
 		// The id's time is the request's start, which markStart read as
-		// a tick: a clock reading converts it (only requests without a
-		// usable id of their own pay for it).
+		// a tick.
 		var id [36]byte
-		st.requestID = string(event.AppendIDAt(id[:0], l.startOf(&st.info, l.stamp())))
+		st.requestID = string(event.AppendIDAt(id[:0], l.idTime(&st.info)))
 	}
 	// A traceparent is checked when its ids are read (traceIDs), unless
 	// the check decides whether to generate a trace context now. Shorter
@@ -279,6 +278,37 @@ type stamp struct {
 func (l *Logger) stamp() stamp {
 	r := tick.Read()
 	return stamp{r, tick.ScaleBetween(l.base, r)}
+}
+
+// at is the time of a tick near s (a second or so either way, which the
+// scale extrapolates).
+func (s *stamp) at(t int64) time.Time {
+	if d := t - s.Ticks; d < 0 {
+		return s.Time.Add(-s.scale.Duration(-d))
+	}
+	return s.Time.Add(s.scale.Duration(t - s.Ticks))
+}
+
+// maxIDExtrapolation is how far from the writer's last stamp idTime
+// extrapolates a request's start: the scale's error, and any slewing of
+// the clock since, grow with the distance.
+const maxIDExtrapolation = time.Second
+
+// idTime is the time a generated request id carries: the request's start.
+// A busy Logger converts it against the stamp of the writer's last batch,
+// no clock reading (recent); one idle for more than maxIDExtrapolation
+// reads the clock. The event's @timestamp is the same tick converted by
+// the writer's next stamp: the two agree to a few microseconds.
+func (l *Logger) idTime(ri *reqInfo) time.Time {
+	if !l.realClock {
+		return ri.opt.start
+	}
+	if s := l.recent.Load(); s != nil {
+		if d := ri.startTick - s.Ticks; s.scale.Duration(d) < maxIDExtrapolation && s.scale.Duration(-d) < maxIDExtrapolation {
+			return s.at(ri.startTick)
+		}
+	}
+	return l.startOf(ri, l.stamp())
 }
 
 // startOf is when the request of ri started, by the wall clock. now is a
