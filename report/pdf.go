@@ -63,7 +63,7 @@ func PDF(r *Report, sum string) ([]byte, error) {
 	h1(r.Title)
 	para(fmt.Sprintf("Period %s to %s. Generated %s by %s.", ts(r.From), ts(r.To), ts(r.Generated), r.Generator), "", 9, 60)
 	facts([]Fact{
-		{"Checkpoint covered", fmt.Sprintf("%s, tree size %s, root hash %s, signed %s", r.Checkpoint.Origin, num(r.Checkpoint.TreeSize), r.Checkpoint.RootHash, ts(r.Checkpoint.Time))},
+		{"Checkpoint covered", checkpointCovered(r)},
 		{"Ledger records", fmt.Sprintf("%s to %s (%s read and checked against the signed tree)", num(r.Range.First), num(r.Range.End), num(r.Figures.Records))},
 		{"JSON report SHA-256", sum},
 		{"Signed with", r.State.Key},
@@ -342,4 +342,15 @@ func clean(s string) string {
 		}
 	}
 	return b.String()
+}
+
+// noCheckpoint is what a report says of a period no checkpoint covers: it
+// ended before the ledger's first checkpoint, so no record is in it.
+const noCheckpoint = "none: no checkpoint was signed before the period's end (the trail began after it), so the report covers no record"
+
+func checkpointCovered(r *Report) string {
+	if r.Checkpoint.Origin == "" {
+		return noCheckpoint
+	}
+	return fmt.Sprintf("%s, tree size %s, root hash %s, signed %s", r.Checkpoint.Origin, num(r.Checkpoint.TreeSize), r.Checkpoint.RootHash, ts(r.Checkpoint.Time))
 }

@@ -181,6 +181,9 @@ verify-report.`, stdout, stderr)
 		}
 		fmt.Fprintf(stderr, "signed JSON (the source of %s): %s\n", strings.Join(written, ", "), js)
 	}
+	if rep.Checkpoint.Origin == "" {
+		fmt.Fprintf(stderr, "trailguard report: no checkpoint was signed before %s: the period ends before the trail began, so the report covers no record; give a --to after the ledger's first checkpoint\n", rep.To.Format(time.RFC3339))
+	}
 	fmt.Fprintf(stderr, "%s report, %s to %s: %d met, %d gaps, %d not assessable; checkpoint %d; sha256 %s\n", *std,
 		rep.From.Format(time.RFC3339), rep.To.Format(time.RFC3339), rep.Summary.Met, rep.Summary.Gaps, rep.Summary.NotAssessable,
 		rep.Checkpoint.TreeSize, sum)

@@ -98,6 +98,12 @@ func TestReportCLI(t *testing.T) {
 		!bytes.HasPrefix(pdf, []byte("%PDF-")) || !strings.Contains(errOut, "sha256 "+head.SHA256) {
 		t.Fatalf("q4.json (%v, sha256 %q), q4.html and q4.pdf are not one report: %s", err, head.SHA256, errOut)
 	}
+	// A period before the trail began: said on standard error and on the
+	// page, not a header of empty fields.
+	page, errOut, code := call(runReport, "--data", dir, "--standard", "pci-dss", "--from", "2020-01-01T00:00:00Z", "--to", "2020-02-01T00:00:00Z", "--format", "html")
+	if code != 0 || !strings.Contains(errOut, "the period ends before the trail began") || !strings.Contains(page, "none: no checkpoint was signed before the period") {
+		t.Errorf("report before the trail: %d %s", code, errOut)
+	}
 	for _, args := range [][]string{{"--format", "pdf,html"}, {"--format", "pdf,doc", "--out", both}} {
 		if _, errOut, code := call(runReport, append([]string{"--data", dir, "--standard", "soc2"}, args...)...); code != 2 || !strings.Contains(errOut, "--out FILE") && !strings.Contains(errOut, "separated by commas") {
 			t.Errorf("report %q: %d %s", args, code, errOut)
