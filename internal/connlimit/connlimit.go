@@ -112,14 +112,22 @@ var ErrFull = errors.New("connection limit reached")
 // Dial makes a connection with dial, counted against the cap: while the
 // cap is reached it waits for a connection to close, as long as ctx lasts
 // and at most wait, calling full once first (to close idle connections
-// kept for reuse, say); then it fails with ErrFull. The connection frees
-// its slot at its first Close.
+// kept for reuse, say); then it fails with ErrFull, as it does at once
+// when as many dials wait as the cap. The connection frees its slot at
+// its first Close.
 func (l *Limiter) Dial(ctx context.Context, wait time.Duration, full func(), dial func(context.Context, string, string) (net.Conn, error), network, addr string) (net.Conn, error) {
 	select {
 	case l.slots <- struct{}{}:
 	default:
 		l.waits.Add(1)
-		l.waiting.Add(1)
+		if l.waiting.Add(1) > int64(l.Max()) {
+			// As many wait as there are slots: fail at once, so that
+			// what waits (an HTTP/2 stream each, 250 a client
+			// connection) stays bounded too.
+			l.waiting.Add(-1)
+			l.warn()
+			return nil, fmt.Errorf("%s %s: %w: %d %s open, as many waiting", network, addr, ErrFull, l.Max(), l.what)
+		}
 		defer l.waiting.Add(-1)
 		l.warn()
 		if full != nil {

@@ -161,6 +161,11 @@ func TestDial(t *testing.T) {
 	for !lim.Crowded() {
 		time.Sleep(time.Millisecond)
 	}
+	// As many wait as the cap (1): the next fails at once.
+	start := time.Now()
+	if _, err := dial(context.Background(), 10*time.Second); !errors.Is(err, ErrFull) || time.Since(start) > 5*time.Second {
+		t.Fatalf("dial with the cap's worth waiting: %v after %v, want ErrFull at once", err, time.Since(start))
+	}
 	c1.Close()
 	if err := <-got; err != nil {
 		t.Fatalf("dial waiting when a connection closed: %v", err)
