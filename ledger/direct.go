@@ -9,16 +9,21 @@ import (
 	"unsafe"
 )
 
-// Direct writes. A segment zeroed ahead is written with O_DIRECT|O_DSYNC
-// where the system has it: its blocks are allocated and written already,
-// so a direct write of whole blocks goes straight to the device, and with
-// O_DSYNC it returns once the device's cache is flushed — durable, with no
-// dirty pages and no metadata left for an fdatasync. Measured here (ext4
-// on virtio, 34 KiB per sync, load 5–9): buffered pwrite + fdatasync into
-// a pre-zeroed file p50 104–143 µs and 51–86 µs of CPU; O_DIRECT|O_DSYNC
-// p50 89–139 µs and 42–58 µs. The sequencer makes these writes itself: a
-// job written so needs no fdatasync (syncJob.buffered is false), and the
-// syncer still acknowledges jobs in order.
+// Direct writes. A segment zeroed ahead is written with O_DIRECT where the
+// system has it: its blocks are allocated and written already, so a direct
+// write of whole blocks goes straight to the device with no dirty pages
+// and no metadata left behind, and a device flush makes it durable.
+// Measured here (ext4 on virtio, 34 KiB per sync, load 5–9): buffered
+// pwrite + fdatasync into a pre-zeroed file p50 104–143 µs and 51–86 µs of
+// CPU; O_DIRECT|O_DSYNC p50 89–139 µs and 42–58 µs. The sequencer makes
+// these writes itself and submits the flush (flushDirect); a job written
+// so needs no fdatasync of its pages (syncJob.buffered is false), and the
+// syncer waits for its flush and acknowledges jobs in order. Written with
+// O_DSYNC instead (write and flush in one request, as until the seventh
+// session), the next batch could not be written before the flush ended:
+// the device flushes several requests in flight at several times the rate
+// of one, and 64 callers of one record each waited for one flush after
+// another.
 //
 // Direct writes cover whole blocks, so the block that holds the end of
 // the last write is written again, with the same bytes before the new
@@ -168,8 +173,9 @@ func (l *Ledger) writeSegment(job *syncJob, p []byte) (int, error) {
 					return 0, err
 				}
 			}
-			// What the syncer's fdatasync took, for the gather (write.go).
-			l.lastSyncDur.Store(int64(time.Since(start)))
+			if err := l.flushDirect(job, start); err != nil {
+				return 0, err
+			}
 			l.syncs.Add(1)
 			l.direct.Add(1)
 			// Keep the block the next write starts in.
@@ -222,11 +228,43 @@ func (l *Ledger) writeDirect(p []byte, off int64) error {
 	return err
 }
 
+// flushDirect makes the direct write just completed durable: a flush
+// submitted through AIO, which the syncer waits for before it
+// acknowledges job (aio_linux.go), so that the sequencer writes the next
+// batch meanwhile; else an fdatasync here, durable on return as the
+// write with O_DSYNC was.
+func (l *Ledger) flushDirect(job *syncJob, start time.Time) error {
+	if l.flusher == nil && !l.w.noFlusher && !l.w.noAIO {
+		if l.flusher = newFlusher(); l.flusher == nil {
+			l.w.noFlusher = true
+		}
+	}
+	if l.flusher != nil {
+		if t, ok := l.flusher.submit(l.w.dio); ok {
+			job.ticket, job.wrote = t, start
+			l.flushes.Add(1)
+			return nil
+		}
+		// Refused (nothing started): fdatasync from now on.
+		l.w.noFlusher = true
+	}
+	if err := datasync(l.w.dio); err != nil {
+		return err
+	}
+	// What the syncer's fdatasync took, for the gather (write.go).
+	l.lastSyncDur.Store(int64(time.Since(start)))
+	return nil
+}
+
 // closeAIO releases the direct writes' AIO context, if there is one.
 func (l *Ledger) closeAIO() {
 	if l.w.aio != nil {
 		l.w.aio.close()
 		l.w.aio = nil
+	}
+	if l.flusher != nil {
+		l.flusher.close()
+		l.flusher = nil
 	}
 }
 

@@ -110,6 +110,11 @@ func TestDirectWrites(t *testing.T) {
 		if l.aioWrites.Load() != l.direct.Load() {
 			t.Fatalf("%d of %d direct writes through AIO, want all", l.aioWrites.Load(), l.direct.Load())
 		}
+		// And each was followed by a flush through AIO, which the syncer
+		// waited for (TestDirectWritesPipelined).
+		if l.flushes.Load() != l.direct.Load() {
+			t.Fatalf("%d flushes submitted for %d direct writes, want one each", l.flushes.Load(), l.direct.Load())
+		}
 	} else if runtime.GOOS == "linux" {
 		t.Log("no AIO here: direct writes were pwrites")
 	}
@@ -424,5 +429,123 @@ func checkReadBack(t *testing.T, prefix string, l *Ledger, want map[uint64][]byt
 	}
 	if got < n || exact && got != n {
 		t.Fatalf("%s%d records, want %d", prefix, got, n)
+	}
+}
+
+// TestDirectWritesPipelined: while the syncer waits for the flush of one
+// direct write, the sequencer writes the next batch directly (after the
+// first write completed: both write the block at their boundary) and
+// submits its flush, up to flushDepth batches; no caller hears back
+// before the flushes of its batch and of every batch before it, and
+// acknowledgements stay in order. Not parallel: flushWaitHook is the
+// package's.
+func TestDirectWritesPipelined(t *testing.T) {
+	if a := newFlusher(); a == nil {
+		t.Skip("no AIO flushes here: each direct write is followed by an fdatasync")
+	} else {
+		a.close()
+	}
+	k := newKey(t, testOrigin)
+	opts := testOpts(k)
+	opts.SegmentSize = 1 << 20
+	opts.DisableCompression = true
+	opts.CheckpointInterval, opts.IdleInterval = time.Hour, time.Hour
+	dir := t.TempDir()
+	l, err := Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	want := map[uint64][]byte{}
+	var mu sync.Mutex
+	rec := func(i int) []byte { return fmt.Appendf(nil, "p-%d-%s", i, bytes.Repeat([]byte{'p'}, 100+i%300)) }
+	add := func(i int) (uint64, error) {
+		r := rec(i)
+		first, err := l.Append(context.Background(), r)
+		mu.Lock()
+		want[first] = r
+		mu.Unlock()
+		return first, err
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for i := 0; l.flushes.Load() == 0; i++ {
+		if time.Now().After(deadline) {
+			t.Fatal("never written directly")
+		}
+		if _, err := add(i); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	release := make(chan struct{})
+	var held atomic.Int32
+	entered := make(chan uint64, 8)
+	hook := func(ticket uint64) {
+		if held.Add(1) == 1 {
+			entered <- ticket
+			<-release
+		}
+	}
+	flushWaitHook.Store(&hook)
+	defer flushWaitHook.Store(nil)
+	type result struct {
+		n     int
+		first uint64
+		err   error
+	}
+	results := make(chan result, 16)
+	start := func(n int) { go func() { f, err := add(1000 + n); results <- result{n, f, err} }() }
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(100 * time.Microsecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("never %s", what)
+			}
+		}
+	}
+	flushes := l.flushes.Load()
+	start(0) // A: written, flushed; the syncer is held before its wait
+	select {
+	case <-entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the syncer never waited for a flush")
+	}
+	depth := int(flushDepth)
+	for n := 1; n < depth; n++ {
+		start(n) // B…: written directly behind it, flushes submitted
+		waitFor(fmt.Sprintf("wrote batch %d while the first one's flush was awaited", n+1), func() bool { return l.flushes.Load() == flushes+uint64(n+1) })
+	}
+	start(depth) // flushDepth batches wait for their flushes: held
+	time.Sleep(30 * time.Millisecond)
+	if n := l.flushes.Load(); n != flushes+uint64(depth) {
+		t.Fatalf("%d batches written while %d waited for their flushes, want none", n-flushes-uint64(depth), depth)
+	}
+	select {
+	case r := <-results:
+		t.Fatalf("append %d answered (%v) before the first batch's flush was awaited", r.n, r.err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	close(release)
+	firsts := map[int]uint64{}
+	for range depth + 1 {
+		r := <-results
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		firsts[r.n] = r.first
+	}
+	if firsts[0] >= firsts[1] {
+		t.Fatalf("A at %d, B at %d: want A first", firsts[0], firsts[1])
+	}
+	if d := l.Size(); d <= firsts[1] {
+		t.Fatalf("durable size %d after B (at %d) was acknowledged", d, firsts[1])
+	}
+	flushWaitHook.Store(nil)
+	checkReadBack(t, "", l, want, len(want), true)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if rep := verifyDir(t, dir, k, ""); !rep.OK() || rep.Records != uint64(len(want)) {
+		t.Fatalf("verify: %d records, want %d\n%s", rep.Records, len(want), rep)
 	}
 }

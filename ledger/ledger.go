@@ -320,6 +320,7 @@ type Ledger struct {
 	directOut                      atomic.Uint64 // segments written past their zeros (tests)
 	directOff                      atomic.Uint64 // direct writes refused as unsupported, then written through the page cache (tests)
 	aioWrites                      atomic.Uint64 // direct writes made through AIO (tests)
+	flushes                        atomic.Uint64 // flushes of direct writes submitted through AIO (tests)
 	// The last sync's requests and duration (syncer), for the sequencer's
 	// wait before handing it the next batch.
 	lastSyncReqs atomic.Int64
@@ -353,6 +354,15 @@ type Ledger struct {
 	bg        sync.WaitGroup
 	pruneMu   sync.Mutex
 	legalHold atomic.Bool
+
+	// flusher: the direct writes' flushes (sequencer submits, syncer
+	// waits); flights: jobs with a flush sent to the syncer and not yet
+	// acknowledged; unacked: jobs sent to the syncer and not yet
+	// acknowledged; slotFree: the syncer acknowledged a job.
+	flusher  *aioFlusher
+	flights  atomic.Int64
+	unacked  atomic.Int64
+	slotFree chan struct{}
 
 	w       writer
 	space   spaceGuard
@@ -389,8 +399,12 @@ type writer struct {
 	// aio: the direct writes' AIO context, made at the first (direct.go,
 	// aio_linux.go); noAIO: none could be made or the kernel refused a
 	// write through it: pwrite.
-	aio      *aioFile
-	noAIO    bool
+	aio   *aioFile
+	noAIO bool
+	// noFlusher: no AIO context for flushes could be made or the kernel
+	// refused one: fdatasync after each direct write.
+	noFlusher bool
+
 	seg      *segment
 	f, idx   *os.File
 	off      int64
@@ -433,6 +447,12 @@ type syncJob struct {
 	nodes    nodeBuf // hashes for the level files
 	cp       *Checkpoint
 	replies  []chan cpResult
+
+	// ticket: the last flush submitted for this job's direct writes
+	// (aio_linux.go), 0 if none: the syncer waits for every flush up to
+	// it before the acknowledgement. wrote: when its direct write began.
+	ticket uint64
+	wrote  time.Time
 }
 
 // sealed is a segment the writer closed: the syncer cuts its zeros (if
@@ -508,6 +528,7 @@ func Open(dir string, opts Options) (*Ledger, error) {
 	l.cpReq = make(chan chan cpResult)
 	l.syncCh = make(chan *syncJob, 4)
 	l.syncIdle = make(chan struct{}, 1)
+	l.slotFree = make(chan struct{}, 1)
 	l.inNudge = make(chan struct{}, 1)
 	l.inWant.Store(math.MaxInt64)
 	l.syncDone = make(chan struct{})

@@ -72,6 +72,18 @@ func (l *Ledger) sequence() {
 		l.toSyncer(job)
 		idle = false
 	}
+	// slot: another batch may be written directly while the syncer waits
+	// for the flushes of earlier ones (see flushDirect).
+	// Only behind jobs of direct writes: one written while the syncer
+	// fdatasyncs a batch from the page cache (or makes a rotation
+	// durable) waits and is synced with it, as before.
+	slot := func() bool {
+		if l.flusher == nil || l.w.dio == nil {
+			return false
+		}
+		n := l.flights.Load()
+		return n < flushDepth && l.unacked.Load() == n
+	}
 	flush := func() {
 		if waiting {
 			// Since Go 1.23 a stopped timer delivers nothing more.
@@ -82,7 +94,7 @@ func (l *Ledger) sequence() {
 			return
 		}
 		sent := l.w.sent
-		l.w.directOK = idle
+		l.w.directOK = idle || slot()
 		job := l.write(held)
 		clear(held)
 		held, heldBytes = held[:0], 0
@@ -103,7 +115,7 @@ func (l *Ledger) sequence() {
 			flush()
 			return
 		}
-		if !idle || len(held) == 0 {
+		if !(idle || slot()) || len(held) == 0 {
 			return
 		}
 		if int64(len(held)) >= l.lastSyncReqs.Load() {
@@ -121,16 +133,16 @@ func (l *Ledger) sequence() {
 		}
 	}
 	for {
-		var idleCh <-chan struct{}
+		var idleCh, slotCh <-chan struct{}
 		in := l.in
 		want := int64(math.MaxInt64) // callers nudge at this many waiting in l.in
 		switch {
-		case !idle && len(held) > 0:
+		case !idle && len(held) > 0 && !slot():
 			// Whatever arrives now waits for the syncer anyway: it stays
 			// in l.in, where the callers' sends wake nobody, and is taken
-			// when the syncer is idle — or at once when a caller nudges
-			// that holdBytes wait there.
-			idleCh, in = l.syncIdle, nil
+			// when the syncer is idle or acknowledges a flush — or at
+			// once when a caller nudges that holdBytes wait there.
+			idleCh, slotCh, in = l.syncIdle, l.slotFree, nil
 		case waiting:
 			// Gathering: woken when enough have arrived, or at the
 			// gather timer, not by each caller.
@@ -185,6 +197,10 @@ func (l *Ledger) sequence() {
 			l.takeIn(&held, &heldBytes)
 			ready()
 			continue
+		case <-slotCh:
+			l.takeIn(&held, &heldBytes)
+			ready()
+			continue
 		case <-l.inNudge:
 			l.takeIn(&held, &heldBytes)
 			ready()
@@ -235,6 +251,10 @@ func (l *Ledger) takeIn(held *[]*appendReq, heldBytes *int) {
 // after finishing this very job, and both would wait for each other.)
 func (l *Ledger) toSyncer(job *syncJob) {
 	l.w.sent++
+	if job.ticket != 0 {
+		l.flights.Add(1)
+	}
+	l.unacked.Add(1)
 	select {
 	case <-l.syncIdle:
 	default:
@@ -245,6 +265,10 @@ func (l *Ledger) toSyncer(job *syncJob) {
 // holdBytes is how much the sequencer holds while the syncer is busy
 // before it writes anyway.
 const holdBytes = 64 << 10
+
+// flushDepth is how many jobs with direct writes may wait for their
+// flushes at once (see flushDirect).
+var flushDepth = int64(2)
 
 func (l *Ledger) reqBytes(r *appendReq) int {
 	l.inBytes.Add(-int64(r.bytes))
@@ -797,9 +821,21 @@ func (l *Ledger) syncJobs(jobs []*syncJob) {
 	} else {
 		ack = fmt.Errorf("%w: %s: written but not made durable: %w", ErrUnknownOutcome, l.dir, err)
 	}
+	flights := int64(0)
 	for _, j := range jobs {
 		for _, r := range j.reqs {
 			r.done <- ack
+		}
+		if j.ticket != 0 {
+			flights++
+		}
+	}
+	l.flights.Add(-flights)
+	if l.unacked.Add(-int64(len(jobs))) > 0 {
+		// The sequencer may write the next batch (see slot in sequence).
+		select {
+		case l.slotFree <- struct{}{}:
+		default:
 		}
 	}
 	// Tiles and checkpoints follow the acknowledgement, on their own
@@ -915,6 +951,21 @@ func (l *Ledger) writePending() error {
 }
 
 func (l *Ledger) makeDurable(jobs []*syncJob) error {
+	// The flushes of the direct writes, in order (flushDirect).
+	var ticket uint64
+	var wrote time.Time
+	for _, j := range jobs {
+		if j.ticket > ticket {
+			ticket, wrote = j.ticket, j.wrote
+		}
+	}
+	if ticket > 0 {
+		if err := l.flusher.wait(ticket); err != nil {
+			return err
+		}
+		// What the write and its flush took, for the gather.
+		l.lastSyncDur.Store(int64(time.Since(wrote)))
+	}
 	newSeg := false
 	var closed []*segment
 	var done []*os.File
@@ -989,6 +1040,10 @@ func (l *Ledger) makeDurable(jobs []*syncJob) error {
 	}
 	return nil
 }
+
+// flushWaitHook, when set (by tests), runs as the syncer starts waiting
+// for the flushes of direct writes (TestDirectWritesPipelined).
+var flushWaitHook atomic.Pointer[func(ticket uint64)]
 
 // rotateHook, when set (by tests), runs once a new segment is linked to
 // its name (TestPowerLossAtRotation).
