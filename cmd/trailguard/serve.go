@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -29,6 +30,25 @@ func init() {
 	})
 }
 
+// serveProcs is the collector's GOMAXPROCS: one more than Go's default
+// (the CPUs it may use), unless GOMAXPROCS is set (ok false: leave it).
+//
+// Why: every durable ack waits for the ledger's syncer, which spends most
+// of its time in fdatasync, and the sequencer, in write(2). Back from the
+// system call with every P busy preparing events, indexing or compressing
+// segments, such a goroutine waits in the global run queue until a P
+// looks there (up to the 10 ms preemption slice): in an execution trace of
+// ingest on 2 cores the syncer waited for a P 7.6 ms at p90 after its
+// syncs, the sequencer 5.2 ms, and at times all eight requests in flight
+// waited on the ack while cores sat idle. With one P more, the kernel,
+// which wakes a thread back from I/O at once, runs them: 2.2 and 0.7 ms.
+func serveProcs(env string, def int) (int, bool) {
+	if env != "" {
+		return 0, false
+	}
+	return def + 1, true
+}
+
 func runServe(args []string, stdout, stderr io.Writer) int {
 	// SIGTERM and SIGINT are caught before anything else: one that arrives
 	// while the ledger is opened and recovered, the index caught up,
@@ -39,6 +59,9 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	context.AfterFunc(ctx, stop) // a second signal kills at once
+	if n, ok := serveProcs(os.Getenv("GOMAXPROCS"), runtime.GOMAXPROCS(0)); ok {
+		runtime.GOMAXPROCS(n)
+	}
 	cfg, err := server.LoadConfig(args, os.Environ())
 	if errors.Is(err, flag.ErrHelp) {
 		server.Usage(stdout)
