@@ -596,8 +596,9 @@ func (a *acc) add(index uint64, appended time.Time, data []byte, sp *event.Spans
 		a.evMin[floorDiv(f.tsTime.Unix(), 60)]++
 	}
 
-	// Rare records whose order matters.
-	r := rare{index: index, t: f.tsTime, svc: str(f.service), host: str(f.host), action: action}
+	// Rare records whose order matters. (Most records are none: their
+	// service and host are copied only for those that are.)
+	r := rare{index: index, t: f.tsTime, action: action}
 	switch {
 	// An alert's status and the blocks are what the collector records
 	// (an application's audit event of the same action is not).
@@ -616,6 +617,7 @@ func (a *acc) add(index uint64, appended time.Time, data []byte, sp *event.Spans
 	default:
 		return
 	}
+	r.svc, r.host = str(f.service), str(f.host)
 	a.rares = append(a.rares, r)
 }
 

@@ -94,6 +94,14 @@ func TestComputeExact(t *testing.T) {
 	check("blocks", []uint64{f.Blocks.Created, f.Blocks.Deleted}, []uint64{1, 0})
 	check("lifecycle", []uint64{f.Lifecycle.Starts, f.Lifecycle.Stops, f.Lifecycle.Unclean}, []uint64{3, 1, 1})
 	check("unrecorded", []uint64{f.Failures.Unrecorded, f.Failures.UnrecordedEvents}, []uint64{7, 1})
+	// The rows name the service and host of their record (starts and
+	// stops pair by them).
+	for _, r := range f.Lifecycle.List {
+		check("lifecycle row's service and host", []string{r.Service, r.Host}, []string{collectorService, "h1"})
+	}
+	for _, r := range f.Failures.List {
+		check("failure row's service", r.Service, collectorService)
+	}
 	tf := f.Time
 	check("time", []uint64{tf.WithTimestamp, tf.Ahead, tf.Delayed, tf.Outside}, []uint64{222, 1, 1, 1})
 	check("max ahead", tf.MaxAhead, Duration(time.Minute))
