@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 
 	"github.com/trailguard/trailguard/event"
 )
@@ -46,6 +48,9 @@ func (l *Ledger) SignedCheckpoint(size uint64) ([]byte, Checkpoint, error) {
 	if err != nil {
 		return nil, Checkpoint{}, err
 	}
+	// The nearest signed sizes around a missing one, for the error: the
+	// caller gave a size no checkpoint has and must pick one that does.
+	below, above, haveBelow, haveAbove := uint64(0), uint64(0), false, false
 	for i := len(files) - 1; i >= 0; i-- {
 		ents, _, _ := readFrameLog(files[i].path, maxCheckpointSize)
 		for k := len(ents) - 1; k >= 0; k-- {
@@ -56,7 +61,11 @@ func (l *Ledger) SignedCheckpoint(size uint64) ([]byte, Checkpoint, error) {
 			if size == 0 || c.Size == size {
 				return ents[k].data, c, nil
 			}
+			if c.Size > size {
+				above, haveAbove = c.Size, true
+			}
 			if c.Size < size {
+				below, haveBelow = c.Size, true
 				i = 0 // sizes only grow: no older file can hold it
 				break
 			}
@@ -65,7 +74,17 @@ func (l *Ledger) SignedCheckpoint(size uint64) ([]byte, Checkpoint, error) {
 	if size == 0 {
 		return nil, Checkpoint{}, errors.New("ledger: no checkpoint yet")
 	}
-	return nil, Checkpoint{}, fmt.Errorf("ledger: no checkpoint of size %d", size)
+	var near []string
+	if haveBelow {
+		near = append(near, strconv.FormatUint(below, 10))
+	}
+	if haveAbove {
+		near = append(near, strconv.FormatUint(above, 10))
+	}
+	if len(near) == 0 {
+		return nil, Checkpoint{}, fmt.Errorf("ledger: no checkpoint of size %d", size)
+	}
+	return nil, Checkpoint{}, fmt.Errorf("ledger: no checkpoint of size %d: give the size of a signed checkpoint (the nearest: %s)", size, strings.Join(near, ", "))
 }
 
 // ProveInclusion builds an InclusionBundle for record index against the

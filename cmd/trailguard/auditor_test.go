@@ -140,6 +140,11 @@ func TestLedgerAuditorBlock(t *testing.T) {
 	if code != 1 || !strings.Contains(stdout, "checkpoint-unknown-key") || strings.Contains(stderr, "no checkpoint is signed") || !strings.Contains(stderr, "is not this ledger's") {
 		t.Errorf("verify with a foreign kept checkpoint: exit %d\n%s%s", code, stdout, stderr)
 	}
+	// --to a size no checkpoint has: the error names the nearest that do.
+	if _, errOut, code := call(runProve, filepath.Join(audit, "ledger"), "--from", "1", "--to", oldSize+"1", "--key", filepath.Join(audit, "collector.pub")); code == 0 ||
+		!regexp.MustCompile(`no checkpoint of size \d+: give the size of a signed checkpoint \(the nearest: \d+`).MatchString(errOut) {
+		t.Errorf("prove --to a size without a checkpoint: %d %s", code, errOut)
+	}
 	if !regexp.MustCompile(`inclusion of record \d+ in tree`).MatchString(s) {
 		t.Errorf("no inclusion proof:\n%s", s)
 	}
