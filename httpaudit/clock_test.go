@@ -31,30 +31,33 @@ func TestStampAt(t *testing.T) {
 
 // TestIDTimeExtrapolatesOnlyNearby checks where a generated id's time
 // comes from: the writer's last stamp when the request started within
-// maxIDExtrapolation of it, a fresh reading of the clock otherwise. The
-// stamps planted here carry a time an hour off, so that which one was
-// used shows.
+// maxIDExtrapolation of it and no farther from it than the stamp is from
+// New (the span its scale was measured over), a fresh reading of the clock
+// otherwise. The stamps planted here carry a time an hour off, so that
+// which one was used shows.
 func TestIDTimeExtrapolatesOnlyNearby(t *testing.T) {
 	l, err := New(Config{Sink: sink.NewWriter(io.Discard)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
+	time.Sleep(20 * time.Millisecond)
 	var ri reqInfo
 	l.markStart(&ri)
 	fresh := l.startOf(&ri, l.stamp())
 	scale := l.stamp().scale
-	ticksPerSecond := int64(float64(time.Second) / float64(scale))
+	ticks := func(d time.Duration) int64 { return int64(float64(d) / float64(scale)) }
 	off := time.Now().Add(-time.Hour)
 	for _, tt := range []struct {
 		name   string
 		ticks  int64 // of the planted stamp
 		stamps bool  // the planted stamp is used
 	}{
-		{"stamp just before the start", ri.startTick - ticksPerSecond/100, true},
-		{"stamp just after the start", ri.startTick + ticksPerSecond/100, true},
-		{"stamp long before", ri.startTick - 2*ticksPerSecond, false},
-		{"stamp long after", ri.startTick + 2*ticksPerSecond, false},
+		{"stamp just before the start", ri.startTick - ticks(5*time.Millisecond), true},
+		{"stamp just after the start", ri.startTick + ticks(5*time.Millisecond), true},
+		{"stamp long before", ri.startTick - ticks(2*time.Second), false},
+		{"stamp long after", ri.startTick + ticks(2*time.Second), false},
+		{"stamp close to New", l.base.Ticks + ticks(time.Millisecond), false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			planted := &stamp{tick.Reading{Time: off, Ticks: tt.ticks}, scale}

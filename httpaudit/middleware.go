@@ -296,15 +296,22 @@ const maxIDExtrapolation = time.Second
 
 // idTime is the time a generated request id carries: the request's start.
 // A busy Logger converts it against the stamp of the writer's last batch,
-// no clock reading (recent); one idle for more than maxIDExtrapolation
-// reads the clock. The event's @timestamp is the same tick converted by
+// no clock reading (recent); one idle for more than maxIDExtrapolation, or
+// a young one whose last stamp is closer to New than to the request,
+// reads the clock: the scale is measured between New and the stamp, and
+// extrapolated over no more than that span its error stays within the
+// readings' pairing. The event's @timestamp is the same tick converted by
 // the writer's next stamp: the two agree to a few microseconds.
 func (l *Logger) idTime(ri *reqInfo) time.Time {
 	if !l.realClock {
 		return ri.opt.start
 	}
 	if s := l.recent.Load(); s != nil {
-		if d := ri.startTick - s.Ticks; s.scale.Duration(d) < maxIDExtrapolation && s.scale.Duration(-d) < maxIDExtrapolation {
+		d := ri.startTick - s.Ticks
+		if d < 0 {
+			d = -d
+		}
+		if d <= s.Ticks-l.base.Ticks && s.scale.Duration(d) < maxIDExtrapolation {
 			return s.at(ri.startTick)
 		}
 	}
