@@ -63,3 +63,67 @@ func TestSingleNodeAPIClosesIdleConnections(t *testing.T) {
 		t.Errorf("an idle API connection stayed open %v (%v), want it closed after about %v", took.Round(time.Millisecond), err, cfg.Timeouts.Idle)
 	}
 }
+
+// TestSingleNodeAPIReachableWhenGatewayFull: a client that fills the
+// gateway's connection cap (max_connections) with idle connections does
+// not lock the operators out of the single node's API listener (the UI,
+// reads, token administration): it has slots of its own (review, MEDIUM,
+// network: the two listeners shared one cap, so a connection flood on the
+// public port made the API wait too).
+func TestSingleNodeAPIReachableWhenGatewayFull(t *testing.T) {
+	t.Parallel()
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {})
+	cfg := Config{DataDir: t.TempDir(), Routes: []Route{{Upstream: up.URL}}, MaxConnections: 16}
+	g, err := Open(cfg, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	api, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- g.Serve(ctx, ln, api) }()
+	defer func() { cancel(); <-errc }()
+	var flood []net.Conn
+	defer func() {
+		for _, c := range flood {
+			c.Close()
+		}
+	}()
+	for range 2 * cfg.MaxConnections {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		flood = append(flood, c)
+	}
+	// The gateway's own listener is full: a request there waits.
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if _, err := c.Read(make([]byte, 1)); err == nil {
+		t.Fatalf("the gateway answered past its cap of %d connections", cfg.MaxConnections)
+	}
+	// Several operators, a connection each.
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	for i := range 4 {
+		resp, err := client.Get("http://" + api.Addr().String() + "/healthz")
+		if err != nil {
+			t.Fatalf("API connection %d, with the gateway's full: %v", i, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("API /healthz: %d", resp.StatusCode)
+		}
+	}
+}

@@ -92,8 +92,9 @@ type Config struct {
 	Timeouts Timeouts `yaml:"timeouts"`
 	// MaxHeaderBytes bounds a request's header (default 64 KiB).
 	MaxHeaderBytes int `yaml:"max_header_bytes"`
-	// MaxConnections bounds the client connections open at once, the
-	// single node's API listener's included (default 10,000); beyond, new
+	// MaxConnections bounds the client connections open at once (default
+	// 10,000; the single node's API listener has a sixteenth more, at
+	// least 8, of its own); beyond, new
 	// ones wait in the listen queue until one closes. Serve lowers it to
 	// fit the open-file limit, two descriptors a connection (its upstream
 	// connection), with room for the ledger's and spool's files: idle

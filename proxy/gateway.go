@@ -432,10 +432,12 @@ func (g *Gateway) Serve(ctx context.Context, ln, api net.Listener) error {
 		g.log.Warn("proxy: max_connections lowered to fit the open-file limit, two descriptors a connection (raise LimitNOFILE or ulimit -n for more)",
 			"max_connections", g.cfg.MaxConnections, "now", n, "open_file_limit", limit)
 	}
-	conns := connlimit.New(n, g.log, "client connections")
-	ln = conns.Listener(ln)
+	ln = connlimit.New(n, g.log, "client connections").Listener(ln)
 	if api != nil {
-		api = conns.Listener(api)
+		// Slots of its own (a sixteenth more, at least 8, from the
+		// descriptors kept for the process's files): a flood of the
+		// public port must not lock the operators out of the UI and API.
+		api = connlimit.New(max(n/16, 8), g.log, "API connections").Listener(api)
 	}
 	srv := g.HTTPServer()
 	var front PlainServer = srv
