@@ -148,7 +148,7 @@ func TestLedgerAuditorBlock(t *testing.T) {
 	if !regexp.MustCompile(`inclusion of record \d+ in tree`).MatchString(s) {
 		t.Errorf("no inclusion proof:\n%s", s)
 	}
-	for _, want := range []string{"consistency " + oldSize + " -> ", "every figure computed again from the ledger"} {
+	for _, want := range []string{"newest checkpoint: ", "consistency " + oldSize + " -> ", "every figure computed again from the ledger"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("output lacks %q:\n%s", want, s)
 		}

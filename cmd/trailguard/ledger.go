@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"golang.org/x/mod/sumdb/note"
 
@@ -192,6 +193,12 @@ exit status: 0 verified, 1 findings, 2 could not verify`, stdout, stderr)
 		enc.Encode(rep)
 	} else {
 		fmt.Fprint(stdout, rep)
+		if c := rep.Latest; c != nil {
+			// What an auditor writes down: the newest checkpoint that
+			// verified, which the next audit's --witness checks again.
+			fmt.Fprintf(stdout, "  newest checkpoint: %s, tree size %d, root %s, signed %s\n", c.Origin, c.Size,
+				base64.StdEncoding.EncodeToString(c.Root[:]), c.Time.UTC().Format(time.RFC3339))
+		}
 		wrongKey(stderr, rep, vs)
 		truncatedCopy(stderr, rep)
 	}
