@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/trailguard/trailguard/internal/testenv"
 )
 
 // TestIdleConnectionsCannotStarveTheLedger: against a real process whose
@@ -20,7 +22,7 @@ import (
 // open then failed (EMFILE) and the ledger failed until restarted: every
 // later append refused, the audit trail stopped by anyone who can connect.
 func TestIdleConnectionsCannotStarveTheLedger(t *testing.T) {
-	prlimit := "/usr/bin/prlimit"
+	prlimit := testenv.Tool(t, "prlimit", "apt-get install util-linux")
 	const limit = 128
 	p := startProcVia(t, t.TempDir(), []string{prlimit, fmt.Sprintf("--nofile=%d:%d", limit, limit), "--"},
 		"--ledger-segment-bytes=65536")

@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/trailguard/trailguard/internal/testenv"
 )
 
 // TestProxyIdleConnectionsCannotStarveTheLedger: a single node whose file
@@ -33,7 +35,8 @@ func TestProxyIdleConnectionsCannotStarveTheLedger(t *testing.T) {
 	const limit = 160
 	bin := buildTrailguard(t)
 	wrapped := filepath.Join(t.TempDir(), "trailguard-limited")
-	script := fmt.Sprintf("#!/bin/sh\nexec /usr/bin/prlimit --nofile=%d:%d -- '%s' \"$@\"\n", limit, limit, bin)
+	prlimit := testenv.Tool(t, "prlimit", "apt-get install util-linux")
+	script := fmt.Sprintf("#!/bin/sh\nexec '%s' --nofile=%d:%d -- '%s' \"$@\"\n", prlimit, limit, limit, bin)
 	if err := os.WriteFile(wrapped, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +122,8 @@ func TestProxyH2StreamsCannotStarveTheLedger(t *testing.T) {
 	const limit = 160
 	bin := buildTrailguard(t)
 	wrapped := filepath.Join(t.TempDir(), "trailguard-limited")
-	script := fmt.Sprintf("#!/bin/sh\nexec /usr/bin/prlimit --nofile=%d:%d -- '%s' \"$@\"\n", limit, limit, bin)
+	prlimit := testenv.Tool(t, "prlimit", "apt-get install util-linux")
+	script := fmt.Sprintf("#!/bin/sh\nexec '%s' --nofile=%d:%d -- '%s' \"$@\"\n", prlimit, limit, limit, bin)
 	if err := os.WriteFile(wrapped, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
