@@ -11,6 +11,8 @@ import (
 	"net/http"
 	_ "net/http/pprof"
 	"os"
+	"runtime"
+	"strconv"
 )
 
 func init() {
@@ -20,6 +22,12 @@ func init() {
 	}
 	if host, _, err := net.SplitHostPort(addr); err != nil || !net.ParseIP(host).IsLoopback() {
 		panic("TRAILGUARD_PPROF must be a loopback host:port")
+	}
+	// TRAILGUARD_PPROF_SYNC=N samples one in N mutex contentions and
+	// blocking events of N ns or more (/debug/pprof/mutex, /block).
+	if n, _ := strconv.Atoi(os.Getenv("TRAILGUARD_PPROF_SYNC")); n > 0 {
+		runtime.SetMutexProfileFraction(n)
+		runtime.SetBlockProfileRate(n)
 	}
 	go http.ListenAndServe(addr, nil)
 }
