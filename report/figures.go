@@ -401,6 +401,41 @@ type acc struct {
 	rares    []rare
 	readErr  string
 	interned map[string]string
+	// The last record's action and its classes: consecutive records
+	// mostly repeat their action, and one comparison then answers what
+	// the intern map and five class sets did on every record.
+	lastAct   string
+	lastClass actClass
+	hasLast   bool
+}
+
+// actClass is the classes of an event.action (the sets above).
+type actClass uint8
+
+const (
+	acSensitive actClass = 1 << iota
+	acInvalid
+	acCredential
+	acLifecycle
+)
+
+// action interns an event.action and returns its classes.
+func (a *acc) action(b []byte) (string, actClass) {
+	if a.hasLast && a.lastAct == string(b) {
+		return a.lastAct, a.lastClass
+	}
+	s := a.intern(b)
+	var c actClass
+	for _, k := range []struct {
+		set map[string]bool
+		c   actClass
+	}{{sensitiveActions, acSensitive}, {invalidAccess, acInvalid}, {credentialChange, acCredential}, {lifecycleActions, acLifecycle}} {
+		if k.set[s] {
+			c |= k.c
+		}
+	}
+	a.lastAct, a.lastClass, a.hasLast = s, c, true
+	return s, c
 }
 
 // computeParams are what workers need besides the records.
@@ -456,7 +491,7 @@ func (a *acc) add(index uint64, appended time.Time, data []byte, sp *event.Spans
 		return
 	}
 	p := a.p
-	action := a.intern(f.action)
+	action, class := a.action(f.action)
 	// The collector's own records: its alerts, reads, refusals, starts
 	// and stops. Another collector's, forwarded here, carry its ledger's
 	// origin (ingest refuses the collector's marks on any other record:
@@ -480,7 +515,7 @@ func (a *acc) add(index uint64, appended time.Time, data []byte, sp *event.Spans
 
 	// Coverage (10.2.1.x).
 	var in [7]bool
-	if sensitiveActions[action] && !own && a.isCHD(f) {
+	if class&acSensitive != 0 && !own && a.isCHD(f) {
 		in[0] = true
 	}
 	for _, r := range f.roles {
@@ -495,16 +530,16 @@ func (a *acc) add(index uint64, appended time.Time, data []byte, sp *event.Spans
 		a.reads++
 		a.readers.add(cmpOr(f.userName, f.userID), 1)
 	}
-	if invalidAccess[action] {
+	if class&acInvalid != 0 {
 		in[3] = true
 	}
-	if credentialChange[action] {
+	if class&acCredential != 0 {
 		in[4] = true
 	}
-	if lifecycleActions[action] {
+	if class&acLifecycle != 0 {
 		in[5] = true
 	}
-	if !in[5] && !sensitiveActions[action] && has(f.cats, systemCategories) && has(f.types, objectTypes) {
+	if !in[5] && class&acSensitive == 0 && has(f.cats, systemCategories) && has(f.types, objectTypes) {
 		in[6] = true
 	}
 	auditable := false
