@@ -129,8 +129,12 @@ func (s *Server) handleDecisionStream(w http.ResponseWriter, r *http.Request) {
 	if len(ua) > 128 {
 		ua = ua[:128]
 	}
-	added, deleted := st.Stream(tok.ID+"|"+clientAddr(r)+"|"+ua, startup, scopes)
+	bouncer := tok.ID + "|" + clientAddr(r) + "|" + ua
+	added, deleted := st.Stream(bouncer, startup, scopes)
 	now := time.Now()
+	if !startup && len(added) == 0 && len(deleted) == 0 && !s.polls.record(bouncer, now) {
+		httpaudit.Discard(r.Context())
+	}
 	writeJSON(w, http.StatusOK, map[string]any{"new": wire(added, now), "deleted": wire(deleted, now)})
 }
 

@@ -1,11 +1,14 @@
 package server
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/trailguard/trailguard/access"
 	"github.com/trailguard/trailguard/ledger"
 )
 
@@ -91,5 +94,44 @@ func TestRoleRefusalSaysWhatToUse(t *testing.T) {
 	if status != 403 || !strings.Contains(string(body), `token \"analyst\" has role read; this needs role admin`) ||
 		!strings.Contains(string(body), "trailguard token create --role admin") {
 		t.Errorf("read token unblocking: %d %s", status, body)
+	}
+}
+
+// TestEmptyPollsSampled: a bouncer polling the decision stream (a gateway
+// does every 50 ms) leaves its startup poll, the first poll of each minute
+// that brings nothing, and every poll that delivers decisions in the
+// ledger, not one record per poll (20 a second per gateway before).
+func TestEmptyPollsSampled(t *testing.T) {
+	dir := t.TempDir()
+	ts := startServer(t, dir, detectionOn)
+	bouncer := ts.token(t, "edge-bouncer", access.RoleBouncer)
+	polls := func() int {
+		n := 0
+		for e, err := range ts.Ledger().Entries(0) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			if bytes.Contains(e.Data, []byte(`"path":"/v1/decisions/stream"`)) {
+				n++
+			}
+		}
+		return n
+	}
+	ts.stream(t, bouncer, true)
+	for range 30 {
+		ts.stream(t, bouncer, false)
+	}
+	waitUntil(t, "two polls recorded", 5*time.Second, func() bool { return polls() >= 2 })
+	if code, body := ts.do(t, "POST", "/v1/decisions", ts.admin, strings.NewReader(`{"scope":"Ip","value":"203.0.113.7","duration":"1h","reason":"test"}`)); code != 201 {
+		t.Fatalf("ban: %d %s", code, body)
+	}
+	if a := ts.stream(t, bouncer, false); !has(a.New, "203.0.113.7") {
+		t.Fatalf("the ban did not reach the bouncer: %+v", a)
+	}
+	ts.stream(t, bouncer, false)
+	waitUntil(t, "the delivering poll recorded", 5*time.Second, func() bool { return polls() >= 3 })
+	time.Sleep(300 * time.Millisecond) // the collector's writer batches its own events
+	if n := polls(); n != 3 {
+		t.Errorf("%d polls recorded of 33: want the startup one, the minute's first empty one and the one that delivered a ban", n)
 	}
 }

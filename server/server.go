@@ -45,6 +45,7 @@ type Server struct {
 	audit   *httpaudit.Logger
 	limiter *failLimiter
 	sampler *sampler
+	polls   pollSampler // empty decision-stream polls recorded (pollaudit.go)
 	slots   *tokenSlots
 	reads   *tokenSlots // reads in progress, per token and in all
 	// reports: one report in progress or waiting for reportSlot per token
