@@ -96,21 +96,24 @@ type rareFile struct {
 	N                                                       int64
 }
 
-func cf(c counter) counterFile { return counterFile{c.m, c.other} }
+func cf(c *counter) counterFile {
+	c.flush()
+	return counterFile{c.m, c.other}
+}
 func fc(c counterFile) counter { return counter{m: c.M, other: c.Other} }
 
 func toFile(a *acc, root tlog.Hash) *chunkFile {
 	f := &chunkFile{Version: cacheVersion, Root: root, Records: a.records, Undec: a.undec, Events: a.events, Alerts: a.alerts,
-		Actions: cf(a.actions), Services: cf(a.services), Cov: a.cov, H401: a.h401, H403: a.h403, Auditable: a.auditable,
+		Actions: cf(&a.actions), Services: cf(&a.services), Cov: a.cov, H401: a.h401, H403: a.h403, Auditable: a.auditable,
 		Applicable: a.applicable, Present: a.present, Examples: a.examples, ExPerField: a.exPerField, AuthFail: a.authFail,
-		LoginOK: a.loginOK, FailSec: a.failSec, EvMin: a.evMin, Srcs: cf(a.srcs), Users: cf(a.users), Readers: cf(a.readers),
+		LoginOK: a.loginOK, FailSec: a.failSec, EvMin: a.evMin, Srcs: cf(&a.srcs), Users: cf(&a.users), Readers: cf(&a.readers),
 		Reads: a.reads, Refused: a.refused, WithTS: a.withTS, Ahead: a.ahead, Delayed: a.delayed, MaxAhead: a.maxAhead,
 		MaxDelay: a.maxDelay, TimeEx: a.timeEx}
 	for i := range a.covAct {
-		f.CovAct[i] = cf(a.covAct[i])
+		f.CovAct[i] = cf(&a.covAct[i])
 	}
 	for i := range a.missingBy {
-		f.MissingBy[i] = cf(a.missingBy[i])
+		f.MissingBy[i] = cf(&a.missingBy[i])
 	}
 	for _, r := range a.rares {
 		f.Rares = append(f.Rares, rareFile{r.index, r.appended, r.trigger, r.what, r.t, r.end, r.id, r.rule, r.title, r.level,

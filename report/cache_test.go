@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/gob"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -175,15 +176,20 @@ func TestCounterRepeats(t *testing.T) {
 		c.add([]byte(k), uint64(i+1))
 		want[k] += uint64(i + 1)
 		if i == 6 {
-			c = fc(cf(c)) // saved and read back mid-way
+			c = fc(cf(&c)) // saved and read back mid-way
 		}
 	}
-	if len(c.m) != len(want) || c.other != 0 {
-		t.Fatalf("counter %v (other %d), want %v", c.m, c.other, want)
+	got := map[string]uint64{}
+	for _, kc := range c.top(0) {
+		got[kc.Value] = kc.Count
 	}
-	for k, v := range want {
-		if c.m[k] != v {
-			t.Fatalf("counter %v, want %v", c.m, want)
-		}
+	if !maps.Equal(got, want) || c.distinct() != uint64(len(want)) {
+		t.Fatalf("counter %v (%d distinct), want %v", got, c.distinct(), want)
+	}
+	var merged counter
+	merged.add([]byte("a"), 100)
+	merged.merge(&c)
+	if got := merged.top(1); got[0] != (Count{"a", want["a"] + 100}) {
+		t.Fatalf("merged: %v, want a %d", got, want["a"]+100)
 	}
 }

@@ -293,6 +293,19 @@ type counter struct {
 	// update was a string allocated per record).
 	last    string
 	hasLast bool
+	// pend is what was added to last and not yet to m (the key's count
+	// is m[last] + pend): a repeat of the last key is one addition, not
+	// a map update (two per record in the report warmer). Every read of
+	// m flushes it first.
+	pend uint64
+}
+
+// flush adds pend to m.
+func (c *counter) flush() {
+	if c.pend != 0 {
+		c.m[c.last] += c.pend // (nothing deletes keys of m)
+		c.pend = 0
+	}
 }
 
 func (c *counter) add(k []byte, n uint64) {
@@ -300,9 +313,10 @@ func (c *counter) add(k []byte, n uint64) {
 		c.m = map[string]uint64{}
 	}
 	if c.hasLast && c.last == string(k) {
-		c.m[c.last] += n // (nothing deletes keys of m)
+		c.pend += n
 		return
 	}
+	c.flush()
 	if v, ok := c.m[string(k)]; ok {
 		key := string(k)
 		c.m[key] = v + n
@@ -319,6 +333,7 @@ func (c *counter) add(k []byte, n uint64) {
 }
 
 func (c *counter) merge(o *counter) {
+	o.flush()
 	for k, v := range o.m {
 		c.add([]byte(k), v)
 	}
@@ -327,6 +342,7 @@ func (c *counter) merge(o *counter) {
 
 // top returns the n most frequent values, ties by value.
 func (c *counter) top(n int) []Count {
+	c.flush()
 	out := make([]Count, 0, len(c.m)+1)
 	for k, v := range c.m {
 		out = append(out, Count{k, v})
@@ -346,7 +362,7 @@ func (c *counter) top(n int) []Count {
 	return out
 }
 
-func (c *counter) distinct() uint64 { return uint64(len(c.m)) }
+func (c *counter) distinct() uint64 { return uint64(len(c.m)) } // pend is a key of m's
 
 // rare is a record of a kind that is rare and whose order matters
 // (alerts, status changes, decisions, starts and stops, failures).
