@@ -721,8 +721,10 @@ func (s *Store) Active() []Decision {
 }
 
 // Stream returns what bouncer must hear: with startup (or for a bouncer
-// not seen before, or too far behind), every decision in force as new;
-// otherwise the decisions created and ended since its previous call.
+// not seen before, or too far behind), every decision in force as new,
+// and without startup also those the change log shows ended before their
+// time as deleted; otherwise the decisions created and ended since its
+// previous call.
 // scopes filters by scope (case-insensitive); empty means all.
 func (s *Store) Stream(bouncer string, startup bool, scopes []string) (added, deleted []Decision) {
 	s.mu.Lock()
@@ -746,13 +748,31 @@ func (s *Store) Stream(bouncer string, startup bool, scopes []string) (added, de
 	}
 	s.pulls[bouncer] = pull{seq: s.seq, used: s.o.Now()}
 	if startup || !seen || last < s.logStart {
+		inForce := map[[2]string]bool{}
 		for _, d := range s.st.active {
 			if want(*d) {
 				added = append(added, *d)
 			}
+			inForce[[2]string{d.Scope, d.Value}] = true
 		}
 		slices.SortFunc(added, func(a, b Decision) int { return int(a.ID - b.ID) })
-		return added, nil
+		if !startup {
+			// A bouncer that polls on but was forgotten (maxPulls: a
+			// thief of its key naming itself anew thousands of times) or
+			// fell behind the log still holds what it heard before: the
+			// decisions the log shows ended before their time (an
+			// unban) are deleted for it, else it enforced them until
+			// they expired. Those that ran out it drops by itself.
+			now := s.o.Now()
+			done := map[int64]bool{}
+			for _, c := range s.log {
+				if c.deleted && c.d.Until.After(now) && !done[c.d.ID] && !inForce[[2]string{c.d.Scope, c.d.Value}] && want(c.d) {
+					done[c.d.ID] = true
+					deleted = append(deleted, c.d)
+				}
+			}
+		}
+		return added, deleted
 	}
 	// The net effect of the changes since last: a decision created and
 	// ended in between is neither.

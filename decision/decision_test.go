@@ -362,6 +362,44 @@ func TestStreamBouncersBounded(t *testing.T) {
 	}
 }
 
+// TestForgottenBouncerHearsUnbans: a thief of a bouncer key makes the
+// store forget the gateway's place in the stream (naming itself anew
+// maxPulls times); the gateway, polling on, must still hear of a ban
+// lifted meanwhile (review, LOW, stolen bouncer key: it heard every ban
+// in force as new and nothing deleted, so it enforced the lifted ban
+// until it expired). A ban lifted and made again for the same address
+// is not deleted.
+func TestForgottenBouncerHearsUnbans(t *testing.T) {
+	c := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	s, _ := Open(Options{Now: c.now}, nil)
+	ctx := context.Background()
+	s.Manual(ctx, "ip", "198.51.100.1", time.Hour, "", "admin")
+	s.Manual(ctx, "ip", "198.51.100.2", time.Hour, "", "admin")
+	s.Manual(ctx, "ip", "198.51.100.3", time.Minute, "", "admin")
+	if added, _ := s.Stream("gateway", true, nil); len(added) != 3 {
+		t.Fatalf("startup: %d", len(added))
+	}
+	for _, d := range s.Active() {
+		if d.Value != "198.51.100.3" {
+			if _, err := s.Delete(ctx, d.ID, "admin", "false positive"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	s.Manual(ctx, "ip", "198.51.100.2", time.Hour, "", "admin") // again
+	c.add(2 * time.Minute)                                      // .3 ran out
+	for i := range maxPulls {
+		s.Stream(fmt.Sprint("thief-", i), false, nil)
+	}
+	added, deleted := s.Stream("gateway", false, nil)
+	if len(added) != 1 || added[0].Value != "198.51.100.2" {
+		t.Errorf("forgotten gateway: new %+v, want the ban of .2 in force", added)
+	}
+	if len(deleted) != 1 || deleted[0].Value != "198.51.100.1" {
+		t.Errorf("forgotten gateway: deleted %+v, want the lifted ban of .1 only", deleted)
+	}
+}
+
 // TestStateFileEditedOnDisk: someone with write access to the data
 // directory edits decisions.json — adds a ban of every address, lengthens
 // a real one, points a forged one at a real record — and restarts. None
