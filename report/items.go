@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/trailguard/trailguard/retention"
 )
 
 // build writes the items and the summary from the figures and the state.
@@ -471,6 +473,11 @@ func retentionItem(r *Report, id string, needDays, hotDays int) Item {
 	policy := "none (kept for ever)"
 	if ret.Profile != "" {
 		policy = fmt.Sprintf("%s: %d days", ret.Profile, ret.RetainDays)
+		// The built-in profiles keep whole calendar years too (365 days
+		// fall a day short of twelve months across a 29 February).
+		if p, err := retention.Lookup(ret.Profile); err == nil && p.Years > 0 && int(p.Retain/retention.Day) == ret.RetainDays {
+			policy = fmt.Sprintf("%s: %d days, and at least %s", ret.Profile, ret.RetainDays, map[bool]string{true: "one calendar year", false: strconv.Itoa(p.Years) + " calendar years"}[p.Years == 1])
+		}
 		if ret.HotDays > 0 {
 			policy += fmt.Sprintf(", %d immediately available", ret.HotDays)
 		}

@@ -189,6 +189,9 @@ func TestRetentionStated(t *testing.T) {
 				if tc.ret.Profile != "" && !strings.Contains(it.Facts[0].Value, strconv.Itoa(tc.ret.RetainDays)+" days") {
 					t.Errorf("%s: retention stated as %q", std, it.Facts[0].Value)
 				}
+				if want := map[string]string{"pci-dss": "at least one calendar year", "soc2": "at least one calendar year", "hipaa": "at least 6 calendar years"}[tc.ret.Profile]; !strings.Contains(it.Facts[0].Value, want) {
+					t.Errorf("%s: retention %q does not say it keeps whole calendar years (%q)", std, it.Facts[0].Value, want)
+				}
 				// Plain words: no hold is not a failure ("NO" is kept for
 				// failed checks), and the oldest record reads as such.
 				if hold := it.Facts[1].Value; hold != map[bool]string{true: "yes: retention deletes nothing", false: "no"}[tc.ret.LegalHold] {

@@ -26,13 +26,18 @@ type Profile struct {
 	// Hot is how long data must stay immediately available (uncompressed,
 	// indexed). Zero means the whole Retain period.
 	Hot time.Duration
+	// Years, if set, is the period in calendar years the regulation states
+	// ("12 months", "six years"): data is kept at least that long as well
+	// as Retain. 365 days fall a day short of twelve months across a 29
+	// February, and 2,190 days one or two days short of six years.
+	Years int
 }
 
 // The built-in profiles.
 var (
-	PCIDSS = Profile{Name: "pci-dss", Retain: 365 * Day, Hot: 90 * Day}
-	SOC2   = Profile{Name: "soc2", Retain: 365 * Day}
-	HIPAA  = Profile{Name: "hipaa", Retain: 2190 * Day}
+	PCIDSS = Profile{Name: "pci-dss", Retain: 365 * Day, Hot: 90 * Day, Years: 1}
+	SOC2   = Profile{Name: "soc2", Retain: 365 * Day, Years: 1}
+	HIPAA  = Profile{Name: "hipaa", Retain: 2190 * Day, Years: 6}
 )
 
 // Profiles lists the built-in profiles.
@@ -66,7 +71,13 @@ func Custom(d time.Duration) Profile {
 // Expired reports whether data whose newest record was written at newest
 // may be deleted at time now.
 func (p Profile) Expired(newest, now time.Time) bool {
-	return p.Retain > 0 && now.Sub(newest) > p.Retain
+	if p.Retain <= 0 {
+		return false
+	}
+	if p.Years > 0 && !now.After(newest.AddDate(p.Years, 0, 0)) {
+		return false
+	}
+	return now.Sub(newest) > p.Retain
 }
 
 // HotUntil returns the moment data written at t stops having to be

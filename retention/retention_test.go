@@ -46,16 +46,30 @@ func TestExpired(t *testing.T) {
 		p      Profile
 		newest time.Time
 		want   bool
+		at     time.Time // now, if set
 	}{
-		{PCIDSS, now.Add(-364 * Day), false},
-		{PCIDSS, now.Add(-366 * Day), true},
-		{HIPAA, now.Add(-366 * Day), false},
-		{HIPAA, now.Add(-2191 * Day), true},
-		{Profile{Name: "forever"}, now.Add(-10000 * Day), false},
+		{PCIDSS, now.Add(-364 * Day), false, time.Time{}},
+		{PCIDSS, now.Add(-366 * Day), true, time.Time{}},
+		{HIPAA, now.Add(-366 * Day), false, time.Time{}},
+		{HIPAA, now.Add(-2191 * Day), false, time.Time{}}, // exactly six years (2020-11-25): not yet
+		{HIPAA, now.Add(-2192 * Day), true, time.Time{}},
+		// Across a 29 February, 365 days are a day short of twelve
+		// months and 2,190 days two short of six years: kept.
+		{PCIDSS, time.Date(2027, 3, 1, 0, 0, 0, 0, time.UTC), false, time.Date(2028, 2, 29, 12, 0, 0, 0, time.UTC)},
+		{PCIDSS, time.Date(2027, 3, 1, 0, 0, 0, 0, time.UTC), true, time.Date(2028, 3, 1, 0, 0, 1, 0, time.UTC)},
+		{SOC2, time.Date(2027, 3, 1, 0, 0, 0, 0, time.UTC), false, time.Date(2028, 2, 29, 12, 0, 0, 0, time.UTC)},
+		{HIPAA, time.Date(2022, 3, 1, 0, 0, 0, 0, time.UTC), false, time.Date(2022, 3, 1, 0, 0, 0, 0, time.UTC).Add(2191 * Day)},
+		{HIPAA, time.Date(2022, 3, 1, 0, 0, 0, 0, time.UTC), true, time.Date(2028, 3, 1, 0, 0, 1, 0, time.UTC)},
+		{Custom(365 * Day), time.Date(2027, 3, 1, 0, 0, 0, 0, time.UTC), true, time.Date(2028, 2, 29, 12, 0, 0, 0, time.UTC)}, // days, as asked
+		{Profile{Name: "forever"}, now.Add(-10000 * Day), false, time.Time{}},
 	}
 	for _, tt := range tests {
-		if got := tt.p.Expired(tt.newest, now); got != tt.want {
-			t.Errorf("%s.Expired(%v) = %v, want %v", tt.p.Name, tt.newest, got, tt.want)
+		at := now
+		if !tt.at.IsZero() {
+			at = tt.at
+		}
+		if got := tt.p.Expired(tt.newest, at); got != tt.want {
+			t.Errorf("%s.Expired(%v) at %v = %v, want %v", tt.p.Name, tt.newest, at, got, tt.want)
 		}
 	}
 	if got := PCIDSS.HotUntil(now); !got.Equal(now.Add(90 * Day)) {

@@ -405,7 +405,9 @@ func TestFileRetention(t *testing.T) {
 	}{
 		{retention.PCIDSS, false, []int{10, 29, 31, 91, 364}, []int{10, 29, 31}},
 		{retention.SOC2, false, []int{10, 29, 31, 91, 364}, nil},
-		{retention.HIPAA, false, []int{10, 29, 31, 91, 364, 366, 2189}, nil},
+		// 2,191 days are at most six calendar years (one or two 29
+		// Februaries in between): HIPAA keeps them.
+		{retention.HIPAA, false, []int{10, 29, 31, 91, 364, 366, 2189, 2191}, nil},
 		{custom30, false, []int{10, 29}, nil},
 		{retention.Profile{Name: "forever"}, false, ages, nil},
 		{retention.PCIDSS, true, ages, ages},
