@@ -549,3 +549,96 @@ func TestDirectWritesPipelined(t *testing.T) {
 		t.Fatalf("verify: %d records, want %d\n%s", rep.Records, len(want), rep)
 	}
 }
+
+// TestDirectWritesAckedOwnFlush: batches whose flushes the syncer finds
+// waiting together are acknowledged one at a time, each once its own
+// flush (and every earlier one) completed, not all after the last one's.
+// Not parallel: flushWaitHook and flushDepth are the package's.
+func TestDirectWritesAckedOwnFlush(t *testing.T) {
+	if a := newFlusher(); a == nil {
+		t.Skip("no AIO flushes here: each direct write is followed by an fdatasync")
+	} else {
+		a.close()
+	}
+	defer func(d int64) { flushDepth = d }(flushDepth)
+	flushDepth = 3
+	k := newKey(t, testOrigin)
+	opts := testOpts(k)
+	opts.SegmentSize = 1 << 20
+	opts.DisableCompression = true
+	opts.CheckpointInterval, opts.IdleInterval = time.Hour, time.Hour
+	dir := t.TempDir()
+	l, err := Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	rec := func(i int) []byte { return fmt.Appendf(nil, "o-%d-%s", i, bytes.Repeat([]byte{'o'}, 200)) }
+	deadline := time.Now().Add(10 * time.Second)
+	for i := 0; l.flushes.Load() == 0; i++ {
+		if time.Now().After(deadline) {
+			t.Fatal("never written directly")
+		}
+		if _, err := l.Append(context.Background(), rec(i)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	releaseP, releaseB := make(chan struct{}), make(chan struct{})
+	entered := make(chan uint64, 8)
+	var first atomic.Uint64
+	hook := func(ticket uint64) {
+		first.CompareAndSwap(0, ticket)
+		switch p := first.Load(); {
+		case ticket == p:
+			entered <- ticket
+			<-releaseP
+		case ticket >= p+2:
+			entered <- ticket
+			<-releaseB
+		}
+	}
+	flushWaitHook.Store(&hook)
+	defer flushWaitHook.Store(nil)
+	results := make(chan int, 3)
+	start := func(n int) {
+		go func() {
+			if _, err := l.Append(context.Background(), rec(1000+n)); err != nil {
+				t.Error(err)
+			}
+			results <- n
+		}()
+	}
+	flushes := l.flushes.Load()
+	start(0) // P: its flush's wait held
+	tp := <-entered
+	start(1) // A, then B: written behind it, both waiting when P is answered
+	for deadline := time.Now().Add(10 * time.Second); l.flushes.Load() < flushes+2; time.Sleep(100 * time.Microsecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("A never written")
+		}
+	}
+	start(2)
+	for deadline := time.Now().Add(10 * time.Second); l.flushes.Load() < flushes+3; time.Sleep(100 * time.Microsecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("B never written")
+		}
+	}
+	close(releaseP)
+	// B's flush is held: P and A, whose flushes are not, are answered.
+	for got := 0; got < 2; got++ {
+		select {
+		case n := <-results:
+			if n == 2 {
+				t.Fatal("B answered while its flush was held")
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("A not answered while B's flush was held (P's ticket %d): acknowledged with B", tp)
+		}
+	}
+	<-entered
+	close(releaseB)
+	if n := <-results; n != 2 {
+		t.Fatalf("append %d answered last, want B", n)
+	}
+}

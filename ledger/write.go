@@ -760,7 +760,6 @@ func (l *Ledger) syncLoop() {
 			return
 		}
 		jobs := []*syncJob{job}
-		reqs := len(job.reqs)
 	drain:
 		for {
 			select {
@@ -769,22 +768,36 @@ func (l *Ledger) syncLoop() {
 					break drain
 				}
 				jobs = append(jobs, j)
-				reqs += len(j.reqs)
 			default:
 				break drain
 			}
 		}
-		start := time.Now()
-		buffered := false
-		for _, j := range jobs {
-			buffered = buffered || j.buffered
-		}
-		l.syncJobs(jobs)
-		if reqs > 0 {
-			l.lastSyncReqs.Store(int64(reqs))
-			if buffered {
-				// (A direct write's time is stored by the sequencer.)
-				l.lastSyncDur.Store(int64(time.Since(start)))
+		// Merged up to the first job with a direct write's flush: the
+		// flushes complete one after the other, and a job's callers
+		// should not wait for a later job's flush as well.
+		for len(jobs) > 0 {
+			n := len(jobs)
+			for i, j := range jobs {
+				if j.ticket != 0 {
+					n = i + 1
+					break
+				}
+			}
+			group := jobs[:n]
+			jobs = jobs[n:]
+			reqs, buffered := 0, false
+			for _, j := range group {
+				reqs += len(j.reqs)
+				buffered = buffered || j.buffered
+			}
+			start := time.Now()
+			l.syncJobs(group)
+			if reqs > 0 {
+				l.lastSyncReqs.Store(int64(reqs))
+				if buffered {
+					// (A direct write's time is stored by makeDurable.)
+					l.lastSyncDur.Store(int64(time.Since(start)))
+				}
 			}
 		}
 	}
