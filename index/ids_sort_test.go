@@ -1,11 +1,17 @@
 package index
 
 import (
+	"context"
 	"encoding/binary"
+	"math"
 	"math/rand/v2"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/trailguard/trailguard/internal/testenv"
 )
 
 // TestSortIDs: sortIDs gives what sorting and compacting gives, for the
@@ -150,4 +156,55 @@ func BenchmarkSortIDs(b *testing.B) {
 			b.Fatal("not sorted")
 		}
 	}
+}
+
+// BenchmarkMerge: idFanout runs of level 0 (a block's two ids a record
+// each, random hashes) merged into one of level 1, as the writer does
+// every idFanout blocks: read back, sorted together, written. Each
+// iteration merges the same runs in a transaction it then rolls back.
+// cpu-ns/id is the merge's CPU time on its thread per id merged.
+func BenchmarkMerge(b *testing.B) {
+	ix := openIndex(b, filepath.Join(b.TempDir(), "i.db"))
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(1, 2))
+	tx, err := ix.w.BeginTx(ctx, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ids := 0
+	for blk := range uint64(idFanout) {
+		es := make([]idEntry, 2*blockSize)
+		for i := range es {
+			es[i] = idEntry{rng.Uint64() >> 16, blk*blockSize + uint64(i/2)}
+		}
+		ids += len(es)
+		if err := writeRun(ctx, tx, idRun{run: int64(blk + 1), lvl: 0, lo: blk, hi: blk}, sortIDs(es)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		b.Fatal(err)
+	}
+	var cpu time.Duration
+	for b.Loop() {
+		tx, err := ix.w.BeginTx(ctx, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		wt := ix.writeTx(tx)
+		cpu += testenv.ThreadCPU(func() { err = merge(ctx, wt, math.MaxUint64) })
+		if err != nil {
+			b.Fatal(err)
+		}
+		rs, err := runs(ctx, wt, 1)
+		if err != nil || len(rs) != 1 {
+			b.Fatalf("runs of level 1: %v, %v", rs, err)
+		}
+		got, err := readRun(ctx, wt, rs[0])
+		if err != nil || len(got) != ids {
+			b.Fatalf("merged run holds %d ids (%v), want %d", len(got), err, ids)
+		}
+		tx.Rollback()
+	}
+	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N*ids), "cpu-ns/id")
 }
