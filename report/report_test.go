@@ -171,6 +171,11 @@ func TestRetentionStated(t *testing.T) {
 		{RetentionInfo{Profile: "soc2", RetainDays: 365}, "met", "met", "gap"},
 		{RetentionInfo{Profile: "hipaa", RetainDays: 2190}, "met", "met", "met"},
 		{RetentionInfo{Profile: "custom:364", RetainDays: 364}, "gap", "gap", "gap"},
+		// 365 days are a day short of twelve months across a 29 February.
+		{RetentionInfo{Profile: "custom:365", RetainDays: 365}, "gap", "gap", "gap"},
+		{RetentionInfo{Profile: "custom:366", RetainDays: 366}, "met", "met", "gap"},
+		{RetentionInfo{Profile: "custom:2191", RetainDays: 2191}, "met", "met", "gap"},
+		{RetentionInfo{Profile: "custom:2192", RetainDays: 2192}, "met", "met", "met"},
 		{RetentionInfo{Profile: "custom:90", RetainDays: 90, LegalHold: true}, "met", "met", "met"}, // a hold deletes nothing
 	} {
 		for std, want := range map[string]string{PCIDSS: tc.pci, SOC2: tc.soc2, HIPAA: tc.hipaa} {
