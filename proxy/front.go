@@ -45,7 +45,11 @@ import (
 // sweepEvery rather than by deadlines set for each request: a head not
 // complete within the read-header timeout (slowloris) or a connection
 // idle for longer than the idle timeout is closed, as net/http closes
-// them. A client that goes away while its request is at the upstream is
+// them. Each state is stamped with the time it began (the monotonic
+// clock, in µs), so a timeout d is never cut short and ends at the first
+// sweep after d: within d + sweepEvery when the sweeper runs on time, and
+// at its next run when load delays it (it does not count its ticks,
+// which a busy machine drops: a 2 s idle timeout took 3 s that way). A client that goes away while its request is at the upstream is
 // noticed, as net/http notices it, by the end of its connection — looked
 // for (a peek that does not wait) by the sweeper at each sweep for the
 // requests that have taken longer than a sweep, so that the many that
@@ -55,8 +59,8 @@ import (
 // recorded with the upstream's status.
 
 // sweepEvery is the sweeper's period: how late a timeout may be; a
-// request is looked at for its client's departure after two, then at
-// each.
+// request is looked at for its client's departure after it has run for
+// two, then at each sweep.
 const sweepEvery = 10 * time.Millisecond
 
 // front is the lean front end of one listener.
@@ -74,7 +78,9 @@ type front struct {
 	writeTimeout time.Duration
 	errLog       *log.Logger
 
-	tick atomic.Int64 // sweeps since start: the connections' coarse clock
+	epoch time.Time // the connections' clock (now) counts from here
+	// skew moves the clock forward (tests: a sweeper held up by load).
+	skew atomic.Int64
 	// served counts the requests the front end served, handed the
 	// connections it gave to the http.Server.
 	served, handed atomic.Uint64
@@ -91,8 +97,8 @@ type front struct {
 	stopOnce sync.Once
 }
 
-// connection states (leanConn.state, with the tick it began in the high
-// bits).
+// connection states (leanConn.state, with the time it began, f.now, in
+// the high bits).
 const (
 	stHeader   = iota // reading a head
 	stServing         // handler running (looked at after two sweeps)
@@ -102,7 +108,15 @@ const (
 	stIdleSeen        // between requests, looked at for the client's end (see sweep)
 )
 
-func packState(st int, tick int64) int64 { return tick<<3 | int64(st) }
+func packState(st int, at int64) int64 { return at<<3 | int64(st) }
+
+// now is the connections' clock: µs since the front end started.
+func (f *front) now() int64 {
+	return int64(time.Since(f.epoch)/time.Microsecond) + f.skew.Load()
+}
+
+// age is how long ago state st began, at now.
+func stateAge(now, st int64) time.Duration { return time.Duration(now-st>>3) * time.Microsecond }
 
 // leanConn is a connection the front end serves.
 type leanConn struct {
@@ -169,7 +183,7 @@ func newFront(h http.Handler, takes func(*http.Request) bool, srv *http.Server) 
 	if rh == 0 {
 		rh = srv.ReadTimeout
 	}
-	return &front{h: h, takes: takes, srv: srv, maxHead: maxHeader + 4096, readHeader: rh, idle: idle,
+	return &front{h: h, takes: takes, srv: srv, epoch: time.Now(), maxHead: maxHeader + 4096, readHeader: rh, idle: idle,
 		errLog: srv.ErrorLog, conns: map[*leanConn]struct{}{}, stop: make(chan struct{}),
 		hand: &handoff{conns: make(chan net.Conn), done: make(chan struct{})}}
 }
@@ -229,7 +243,7 @@ func (f *front) serveConn(c net.Conn) {
 	}
 	lc.tmpl = (&http.Request{Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Body: http.NoBody,
 		RemoteAddr: c.RemoteAddr().String()}).WithContext(reqCtx)
-	lc.state.Store(packState(stHeader, f.tick.Load()))
+	lc.state.Store(packState(stHeader, f.now()))
 	f.mu.Lock()
 	if f.shutting.Load() { // set under f.mu
 		f.mu.Unlock()
@@ -447,7 +461,7 @@ func (lc *leanConn) setState(st int) bool {
 		if int(old&7) == stClosed {
 			return false
 		}
-		if lc.state.CompareAndSwap(old, packState(st, lc.f.tick.Load())) {
+		if lc.state.CompareAndSwap(old, packState(st, lc.f.now())) {
 			return true
 		}
 	}
@@ -537,7 +551,7 @@ func (lc *leanConn) got(n int) {
 		}
 		// A CAS: a close by the sweeper meanwhile stays (its look,
 		// stIdleSeen, does not: the head's timeout starts now).
-		if lc.state.CompareAndSwap(st, packState(stHeader, lc.f.tick.Load())) {
+		if lc.state.CompareAndSwap(st, packState(stHeader, lc.f.now())) {
 			break
 		}
 	}
@@ -680,7 +694,7 @@ func (f *front) sweep() {
 			return
 		case <-t.C:
 		}
-		now := f.tick.Add(1)
+		now := f.now()
 		conns = conns[:0]
 		f.mu.Lock()
 		for lc := range f.conns {
@@ -689,7 +703,7 @@ func (f *front) sweep() {
 		f.mu.Unlock()
 		for _, lc := range conns {
 			st := lc.state.Load()
-			age := time.Duration(now-st>>3) * sweepEvery
+			age := stateAge(now, st)
 			switch int(st & 7) {
 			case stHeader:
 				if f.readHeader > 0 && age > f.readHeader {
@@ -702,8 +716,7 @@ func (f *front) sweep() {
 					lc.lookIdle(st)
 				}
 			case stServing:
-				// Two sweeps: at least one whole period (the tick a
-				// request began in is counted from its start).
+				// Two sweeps: the requests that take less cost no look.
 				if age >= 2*sweepEvery {
 					lc.look(st)
 				}
