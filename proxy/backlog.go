@@ -52,7 +52,7 @@ type backlog struct {
 
 	mu   sync.Mutex
 	wake chan struct{} // closed when a write returns; nil: no waiter
-	// held counts the requests that waited (tests, diagnostics).
+	// held counts the requests that waited (Stats.LedgerWaits).
 	held atomic.Uint64
 }
 

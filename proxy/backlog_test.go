@@ -97,7 +97,7 @@ func TestBacklogBoundsUndurableAnswers(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the held request was not served once the ledger caught up")
 	}
-	if n := g.Proxy.backlog.held.Load(); n == 0 {
-		t.Errorf("no request counted as held")
+	if n := g.Proxy.Stats().LedgerWaits; n != 1 {
+		t.Errorf("Stats().LedgerWaits %d, want the one request held", n)
 	}
 }

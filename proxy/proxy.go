@@ -81,9 +81,13 @@ type Stats struct {
 	EarlyBlocks uint64
 	// Withheld counts upstream answers not given to a client blocked
 	// while its request was in flight (403; not counted in Blocked).
-	Withheld  uint64
-	Decisions int // block decisions held now
-	Events    httpaudit.Stats
+	Withheld uint64
+	// LedgerWaits counts the requests of a single node that waited
+	// before being served because its ledger was more than maxUndurable
+	// (250 ms) behind the answers given (a crash loses at most that).
+	LedgerWaits uint64
+	Decisions   int // block decisions held now
+	Events      httpaudit.Stats
 }
 
 // Proxy is the gateway's HTTP handler. It is safe for concurrent use.
@@ -300,12 +304,16 @@ func (p *Proxy) Apply(source string, u Update) { p.applyUpdate(source, u) }
 
 // Stats returns the gateway's counters.
 func (p *Proxy) Stats() Stats {
-	return Stats{
+	st := Stats{
 		Forwarded: p.forwarded.Load(), Blocked: p.blocked.Load(), RateLimited: p.limited.Load(),
 		Unrecorded: p.unrecorded.Load(), UpstreamErrors: p.upErrors.Load(), NoRoute: p.noRoute.Load(),
 		NotRecorded: p.notRecorded.Load(), EarlyBlocks: p.laneBlocks.Load(), Withheld: p.withheld.Load(),
 		Decisions: p.blocks.Len(), Events: p.audit.Stats(),
 	}
+	if p.backlog != nil {
+		st.LedgerWaits = p.backlog.held.Load()
+	}
+	return st
 }
 
 // waitRequests waits until no handler is running or deadline passes,
@@ -349,18 +357,14 @@ type exchange struct {
 	// connection has it on the connection, wtConn): a client that leaves
 	// its stream's flow-control window shut blocks the writes of that
 	// stream alone. The stream's deadline is renewed as wtConn's is.
-	wt    time.Duration
-	renew int64
+	wt halfRenewal
 }
 
 // streamDeadline renews an HTTP/2 stream's write deadline (see wt).
 func (e *exchange) streamDeadline() {
-	now := time.Now()
-	if now.UnixNano() < e.renew {
-		return
+	if dl, ok := e.wt.due(time.Now()); ok {
+		http.NewResponseController(e.ResponseWriter).SetWriteDeadline(dl)
 	}
-	e.renew = now.UnixNano() + int64(e.wt/2)
-	http.NewResponseController(e.ResponseWriter).SetWriteDeadline(now.Add(e.wt + e.wt/2))
 }
 
 func (e *exchange) WriteHeader(code int) {
@@ -374,7 +378,7 @@ func (e *exchange) Write(b []byte) (int, error) {
 	if e.status == 0 {
 		e.status = http.StatusOK
 	}
-	if e.wt > 0 {
+	if e.wt.d > 0 {
 		e.streamDeadline()
 	}
 	return e.ResponseWriter.Write(b)
@@ -515,9 +519,10 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	}
 
 	ex := exchanges.Get().(*exchange)
-	ex.ResponseWriter, ex.status, ex.withheld, ex.wt, ex.renew = w, 0, 0, 0, 0
+	ex.ResponseWriter, ex.status, ex.withheld, ex.wt.d = w, 0, 0, 0
 	if r.ProtoMajor == 2 {
-		ex.wt = p.cfg.Timeouts.Write
+		ex.wt.d = p.cfg.Timeouts.Write
+		ex.wt.reset()
 	}
 	p.forwarded.Add(1)
 	if p.fast(rt, r) && !p.noFast.Load() {
@@ -635,8 +640,8 @@ func twoUsers(names []string) bool {
 }
 
 // timedBody bounds each read of a request body (timeouts.body, nginx's
-// client_body_timeout): the read deadline is renewed at most every half
-// timeout, so a read is cut between d and 1.5×d after the body stopped
+// client_body_timeout): the read deadline is renewed as halfRenewal
+// says, so a read is cut between d and 1.5×d after the body stopped
 // coming, and cleared at the body's end, so that a slow upstream answer
 // after it is not taken for the client's departure. After a cut it stays
 // passed: the server's own reads of the rest fail, and it closes the
@@ -644,16 +649,15 @@ func twoUsers(names []string) bool {
 type timedBody struct {
 	io.ReadCloser
 	rc    *http.ResponseController
-	d     time.Duration
-	renew int64 // when the deadline is next renewed (UnixNano)
+	rd    halfRenewal
 	ended bool
 }
 
 func newTimedBody(body io.ReadCloser, rc *http.ResponseController, d time.Duration) *timedBody {
-	b := &timedBody{ReadCloser: body, rc: rc, d: d}
-	now := time.Now()
-	b.renew = now.UnixNano() + int64(d/2)
-	rc.SetReadDeadline(now.Add(d + d/2))
+	b := &timedBody{ReadCloser: body, rc: rc}
+	b.rd.d = d
+	dl, _ := b.rd.due(time.Now())
+	rc.SetReadDeadline(dl)
 	return b
 }
 
@@ -661,9 +665,8 @@ func (b *timedBody) Read(p []byte) (int, error) {
 	if b.ended {
 		return b.ReadCloser.Read(p)
 	}
-	if now := time.Now(); now.UnixNano() >= b.renew {
-		b.renew = now.UnixNano() + int64(b.d/2)
-		b.rc.SetReadDeadline(now.Add(b.d + b.d/2))
+	if dl, ok := b.rd.due(time.Now()); ok {
+		b.rc.SetReadDeadline(dl)
 	}
 	n, err := b.ReadCloser.Read(p)
 	if err == io.EOF {

@@ -18,10 +18,8 @@ import (
 //
 // Every connection of the gateway's listener is a wtConn: before a write
 // it makes sure the connection's write deadline is at least the timeout
-// away. The deadline is renewed only when half the timeout has passed
-// since it was last set, so a busy connection pays a clock read per write
-// and a deadline change (a runtime timer, no system call) every
-// timeout/2, not one per request or per write. A write that starts at t
+// away (halfRenewal: a clock read per write, a deadline change, a runtime
+// timer and no system call, every timeout/2). A write that starts at t
 // thus fails between t+timeout and t+1.5×timeout if it makes no progress
 // by then; a single write is at most the copy buffer (32 KiB) or the
 // front end's 4 KiB buffer, so a reader that takes more than the timeout
@@ -30,8 +28,7 @@ import (
 // wtConn is a client connection with the write timeout.
 type wtConn struct {
 	net.Conn
-	d     time.Duration
-	renew atomic.Int64 // UnixNano after which the deadline is renewed
+	wt halfRenewal
 	// ext is a write deadline someone else set (UnixNano; 0: none): a
 	// cut (aLongTimeAgo), a TLS handshake's. It wins over ours until
 	// cleared.
@@ -43,14 +40,17 @@ func newWTConn(c net.Conn, d time.Duration) net.Conn {
 	if d <= 0 {
 		return c
 	}
-	return &wtConn{Conn: c, d: d, rc: rawConnOf(c)}
+	wc := &wtConn{Conn: c, rc: rawConnOf(c)}
+	wc.wt.d = d
+	return wc
 }
 
 func (c *wtConn) Write(p []byte) (int, error) {
-	now := time.Now()
-	if now.UnixNano() >= c.renew.Load() && c.ext.Load() == 0 {
-		c.renew.Store(now.UnixNano() + int64(c.d/2))
-		c.Conn.SetWriteDeadline(now.Add(c.d + c.d/2))
+	if c.ext.Load() != 0 {
+		return sockWrite(c.Conn, c.rc, p)
+	}
+	if dl, ok := c.wt.due(time.Now()); ok {
+		c.Conn.SetWriteDeadline(dl)
 		if e := c.ext.Load(); e != 0 {
 			// Set meanwhile (a cut): it stays.
 			c.Conn.SetWriteDeadline(time.Unix(0, e))
@@ -66,7 +66,7 @@ func (c *wtConn) Write(p []byte) (int, error) {
 func (c *wtConn) SetWriteDeadline(t time.Time) error {
 	if t.IsZero() {
 		if c.ext.Swap(0) != 0 {
-			c.renew.Store(0)
+			c.wt.reset()
 		}
 		return nil
 	}
