@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
@@ -92,7 +93,6 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request) {
 	defer wait.Stop()
 	select {
 	case reportSlot <- struct{}{}:
-		defer func() { <-reportSlot }()
 	case <-r.Context().Done():
 		return
 	case <-wait.C:
@@ -100,6 +100,11 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "other reports have been computing for a minute; retry later")
 		return
 	}
+	// The slot is given back once the report is rendered in memory,
+	// before it is sent: a client that reads slowly holds up no one
+	// else's report (its token's turn, above, it keeps).
+	freeSlot := sync.OnceFunc(func() { <-reportSlot })
+	defer freeSlot()
 	httpaudit.AuditPersisted(r.Context(), httpaudit.Op{Action: event.ActionSensitiveRead, Resource: "audit-trail",
 		Reason: fmt.Sprintf("report %s %s %s..%s", std, format, from.UTC().Format(time.RFC3339), to.UTC().Format(time.RFC3339))})
 	o := report.Options{Standard: std, From: from, To: to}
@@ -112,6 +117,7 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	body, ctype, err := render(out, sum, format)
+	freeSlot()
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, err.Error())
 		return
