@@ -7,8 +7,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -261,4 +264,141 @@ func TestSyncFailureIsUnknownOutcome(t *testing.T) {
 	if !errors.Is(err, ErrFailed) || errors.Is(err, ErrUnknownOutcome) {
 		t.Fatalf("append after a failed sync: %v", err)
 	}
+}
+
+// TestDiskFullAtRotationLinkRecovers: the disk fills between a rotation's
+// new segment being written (under its pending name) and its link to its
+// name, the syncer's step that cannot be rolled back. The ledger waits
+// for space, neither failing nor acknowledging the records behind the
+// link, and goes on once space returns, without a reopen; every
+// acknowledged record is there. (A tmpfs with few inodes: a hard link
+// takes one of its inode slots.)
+func TestDiskFullAtRotationLinkRecovers(t *testing.T) {
+	disk := testenv.SmallDisk(t, "32m,nr_inodes=4000")
+	k := newKey(t, testOrigin)
+	dir := filepath.Join(disk, "ledger")
+	opts := testOpts(k)
+	opts.SegmentSize = 64 << 10
+	var logs lockedLog
+	opts.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	fill := filepath.Join(disk, "fill")
+	if err := os.Mkdir(fill, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	filled := make(chan int, 1)
+	hook := func() {
+		once.Do(func() {
+			n := 0
+			for ; ; n++ {
+				f, err := os.Create(filepath.Join(fill, strconv.Itoa(n)))
+				if err != nil {
+					break
+				}
+				f.Close()
+			}
+			filled <- n
+		})
+	}
+	linkHook.Store(&hook)
+	defer linkHook.Store(nil)
+	l, err := Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	var mu sync.Mutex
+	acked := map[uint64][]byte{}
+	var failed []error
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				rec := fmt.Appendf(nil, `{"event":{"id":"w%d-%d"},"pad":"%s"}`, w, i, bytes.Repeat([]byte("p"), 200))
+				first, err := l.Append(ctx, rec)
+				mu.Lock()
+				switch {
+				case err == nil:
+					acked[first] = rec
+				case errors.Is(err, ErrNoSpace): // not stored: a write or a new segment found no room
+				default:
+					failed = append(failed, err)
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	var n int
+	select {
+	case n = <-filled:
+	case <-time.After(60 * time.Second):
+		t.Fatal("no rotation in 60 s")
+	}
+	t.Logf("disk full at a rotation's link: %d files filled the inodes", n)
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(logs.String(), "disk full at a rotation") {
+		if err := l.err(); err != nil {
+			t.Fatalf("the ledger failed at the link: %v", err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the link's failure was not logged as waiting for space; ledger error %v\n%s", l.err(), logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := l.err(); err != nil {
+		t.Fatalf("the ledger failed at the link: %v", err)
+	}
+	// Space returns: the appends held behind the link are acknowledged
+	// and new ones go on, without a reopen.
+	if err := os.RemoveAll(fill); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	base := len(acked)
+	mu.Unlock()
+	for {
+		mu.Lock()
+		more := len(acked) - base
+		mu.Unlock()
+		if more >= 1000 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d appends acknowledged in 20 s after space returned; ledger error %v", more, l.err())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+	if len(failed) > 0 {
+		t.Fatalf("%d appends failed, the first: %v", len(failed), failed[0])
+	}
+	if err := l.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	checkAcked(t, dir, k, acked)
+}
+
+// lockedLog is a log's text, written from several goroutines.
+type lockedLog struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -731,8 +731,13 @@ func (l *Ledger) rotate(b *batchState) error {
 // is, as O_EXCL did; an .idx is derived data, replaced if one is there.
 // Between the two a crash leaves the last segment without its .idx,
 // which Open rebuilds.
-func linkSegment(path string) error {
-	if err := os.Link(pendingPath(path), path); err != nil {
+//
+// The link is the one step that can fail for lack of space (a directory
+// entry; on tmpfs an inode slot): it is tried again as space returns
+// (untilSpace); the records behind it are written and synced under the
+// pending name, and wait for their acknowledgement meanwhile.
+func (l *Ledger) linkSegment(path string) error {
+	if err := l.untilSpace("link "+filepath.Base(path), func() error { return os.Link(pendingPath(path), path) }); err != nil {
 		return err
 	}
 	if err := os.Remove(pendingPath(path)); err != nil {
@@ -1019,7 +1024,10 @@ func (l *Ledger) makeDurable(jobs []*syncJob) error {
 	}
 	for _, j := range jobs {
 		for _, k := range j.link {
-			if err := linkSegment(k.seg.path); err != nil {
+			if h := linkHook.Load(); h != nil {
+				(*h)()
+			}
+			if err := l.linkSegment(k.seg.path); err != nil {
 				return err
 			}
 			if h := rotateHook.Load(); h != nil {
@@ -1031,7 +1039,7 @@ func (l *Ledger) makeDurable(jobs []*syncJob) error {
 		f.Close()
 	}
 	if newSeg {
-		if err := syncFile(l.segDir); err != nil {
+		if err := l.untilSpace("sync the segment directory", func() error { return syncFile(l.segDir) }); err != nil {
 			return err
 		}
 	}
@@ -1057,6 +1065,41 @@ func (l *Ledger) makeDurable(jobs []*syncJob) error {
 // flushWaitHook, when set (by tests), runs as the syncer starts waiting
 // for the flushes of direct writes (TestDirectWritesPipelined).
 var flushWaitHook atomic.Pointer[func(ticket uint64)]
+
+// untilSpace runs step, the syncer's link of a new segment or sync of the
+// segment directory at a rotation, until it succeeds, fails for another
+// reason than lack of space, or the ledger is stopped. Such a step cannot
+// be rolled back as an append's write is (the sequencer has written on
+// in the new segment), and failing the ledger for it needed a reopen once
+// space returned; so the syncer waits for space, as a slow disk makes it
+// wait, and the appends behind it are held (the sequencer holds
+// holdBytes, then Append waits to enter the queue, bounded by its ctx).
+// An append that finds the disk full is still refused at once with
+// ErrNoSpace.
+func (l *Ledger) untilSpace(what string, step func() error) error {
+	err := step()
+	if err == nil || !isNoSpace(err) {
+		return err
+	}
+	l.opts.Logger.Warn("ledger: disk full at a rotation: its records wait until space returns", "dir", l.dir, "step", what, "err", err)
+	for wait := 10 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+		select {
+		case <-l.stop:
+			return err
+		case <-time.After(wait):
+		}
+		if err = step(); err == nil || !isNoSpace(err) {
+			if err == nil {
+				l.opts.Logger.Info("ledger: space returned, rotation completed", "dir", l.dir, "step", what)
+			}
+			return err
+		}
+	}
+}
+
+// linkHook, when set (by tests), runs before a new segment is linked to
+// its name (TestDiskFullAtRotationLinkRecovers fills the disk then).
+var linkHook atomic.Pointer[func()]
 
 // rotateHook, when set (by tests), runs once a new segment is linked to
 // its name (TestPowerLossAtRotation).
