@@ -709,25 +709,33 @@ func TestLeanFrontShutdownRecordsCutRequests(t *testing.T) {
 // (the fast path serves both).
 func TestUnsolicitedUpstreamAnswerNotServed(t *testing.T) {
 	t.Parallel()
-	ln := serveTCP(t, func(c net.Conn) {
-		br := bufio.NewReader(c)
-		for {
-			req, err := http.ReadRequest(br)
-			if err != nil {
-				return
-			}
-			if req.URL.Path == "/poison" {
-				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-				time.Sleep(30 * time.Millisecond)
-				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 8\r\n\r\npoisoned")
-				continue
-			}
-			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 6\r\n\r\nvictim")
-		}
-	})
 	for _, mode := range []string{HTTP1Lean, HTTP1NetHTTP} {
 		t.Run(mode, func(t *testing.T) {
 			t.Parallel()
+			// The extra answer is written once the first is, a little
+			// later; the test waits until it is written (on loopback: in
+			// the gateway's socket) before the next client asks. One that
+			// came after the next request went out could not be told from
+			// its answer, by the gateway or by net/http's Transport: the
+			// flake seen when a fixed 100 ms wait was too short under load.
+			poisoned := make(chan struct{}, 1)
+			ln := serveTCP(t, func(c net.Conn) {
+				br := bufio.NewReader(c)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					if req.URL.Path == "/poison" {
+						io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+						time.Sleep(30 * time.Millisecond)
+						io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 8\r\n\r\npoisoned")
+						poisoned <- struct{}{}
+						continue
+					}
+					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 6\r\n\r\nvictim")
+				}
+			})
 			_, url, _ := gateway(t, Config{HTTP1: mode, Routes: []Route{{Upstream: "http://" + ln.Addr().String()}}})
 			get := func(path string) string {
 				c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
@@ -748,7 +756,11 @@ func TestUnsolicitedUpstreamAnswerNotServed(t *testing.T) {
 				if got := get("/poison"); got != "ok" {
 					t.Fatalf("the first client got %q", got)
 				}
-				time.Sleep(100 * time.Millisecond) // the extra answer is at the gateway
+				select {
+				case <-poisoned: // the extra answer is at the gateway
+				case <-time.After(10 * time.Second):
+					t.Fatal("the upstream did not write its extra answer in 10 s")
+				}
 				if got := get("/victim"); got != "victim" {
 					t.Fatalf("the next client got %q, sent after the answer to another's request", got)
 				}
