@@ -306,7 +306,7 @@ func detectReplay(eng *detect.Engine, path string, stdin io.Reader, stdout, stde
 	}
 	st := eng.Stats()
 	took := time.Since(start)
-	fmt.Fprintf(stderr, "%d records in %v (%.0f/s): %d events, %d not JSON objects, %d stored alerts skipped; %d alerts\n",
+	fmt.Fprintf(stderr, "%d records in %v (%.0f/s): %d events, %d not JSON objects, %d stored alerts skipped; %d alerts (every firing: a collector folds repeats within detection.suppress into one stored alert, so it may show fewer)\n",
 		n, took.Round(time.Millisecond), float64(n)/took.Seconds(), st.Events, st.Malformed, st.Skipped, st.Alerts)
 	return 0
 }

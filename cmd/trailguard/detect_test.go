@@ -163,6 +163,10 @@ func TestDetectReplay(t *testing.T) {
 	if ids := fmt.Sprint(ev["event_id"]); !strings.HasPrefix(ids, "[fail-0 fail-1") {
 		t.Errorf("evidence ids %s, want fail-0…", ids)
 	}
+	// A replay raises every firing; it says a collector stores fewer.
+	if !strings.Contains(errOut.String(), "every firing: a collector folds repeats within detection.suppress") {
+		t.Errorf("the replay's summary does not say why a collector shows fewer alerts: %s", errOut.String())
+	}
 	if !strings.Contains(errOut.String(), "1 not JSON objects") {
 		t.Errorf("summary %q", errOut.String())
 	}
