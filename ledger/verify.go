@@ -795,7 +795,7 @@ func (v *verifier) produce(out chan<- *chunk, work chan<- *chunk, stop <-chan st
 				// The frame is torn or its length is impossible.
 				if errors.Is(err, errTorn) && si == len(segs)-1 {
 					v.rep.notice(Finding{Kind: NoticeTornTail, File: rel, Index: idx,
-						Message: fmt.Sprintf("%s ends in a torn write at offset %d (a crash; cut on next open)", rel, off)})
+						Message: fmt.Sprintf("%s ends in a torn write at offset %d (a crash, or a copy taken while records were written; cut on next open)", rel, off)})
 				} else {
 					iss := Finding{Kind: KindFrameCorrupt, File: rel, Index: idx,
 						Message: fmt.Sprintf("record %d (%s offset %d): %v; rest of the segment unreadable", idx, rel, off, err)}
@@ -1646,7 +1646,7 @@ func (v *verifier) tail(n uint64) {
 			Message: fmt.Sprintf("records [%d, %d) are covered by no signed checkpoint: %d, more than the %d its writer could leave in a crash", v.ownMax, n, n-v.ownMax, cadenceOf(*v.last).unsignedMax)})
 	default:
 		v.rep.notice(Finding{Kind: NoticeUnsigned, Index: v.ownMax, Count: n - v.ownMax,
-			Message: fmt.Sprintf("records [%d, %d) were written after the last checkpoint and are not yet covered by a signature (a crash; the next open signs them)", v.ownMax, n)})
+			Message: fmt.Sprintf("records [%d, %d) were written after the last checkpoint and are not yet covered by a signature (a crash, or a copy taken before the next checkpoint; the next open signs them)", v.ownMax, n)})
 	}
 }
 
