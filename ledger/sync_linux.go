@@ -24,3 +24,6 @@ func datasync(f *os.File) error {
 func openDirect(path string) (*os.File, error) {
 	return os.OpenFile(path, os.O_WRONLY|syscall.O_DIRECT, 0)
 }
+
+// oNoFollow makes an open fail on a symbolic link at the name itself.
+const oNoFollow = syscall.O_NOFOLLOW

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
@@ -692,12 +693,12 @@ func (l *Ledger) rotate(b *batchState) error {
 	if f == nil {
 		zeroed = false
 		var err error
-		if f, err = os.OpenFile(pending, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644); err != nil {
+		if f, err = os.OpenFile(pending, os.O_WRONLY|os.O_CREATE|os.O_EXCL|oNoFollow, 0o644); err != nil {
 			return err
 		}
 	}
 	b.created = append(b.created, s)
-	idx, err := os.OpenFile(pendingPath(idxPath(s.path)), os.O_WRONLY|os.O_CREATE|os.O_TRUNC|os.O_APPEND, 0o644)
+	idx, err := createPending(pendingPath(idxPath(s.path)))
 	if err != nil {
 		f.Close()
 		os.Remove(pending)
@@ -724,6 +725,27 @@ func (l *Ledger) rotate(b *batchState) error {
 	n, err := f.Write(h)
 	l.w.off = int64(n)
 	return err
+}
+
+// createPending creates a new segment's pending .idx. Never through
+// whatever is at its name: a symlink planted there (write access to the
+// directory) would have its target truncated and written. Open removes
+// leftover *.new files, so one there now was put there since: it is
+// removed (the link itself, not its target) and the name created anew,
+// exclusively; if one is planted again meanwhile, the rotation fails.
+func createPending(path string) (*os.File, error) {
+	const flags = os.O_WRONLY | os.O_CREATE | os.O_EXCL | os.O_APPEND | oNoFollow
+	f, err := os.OpenFile(path, flags, 0o644)
+	if errors.Is(err, fs.ErrExist) {
+		if rerr := os.Remove(path); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+			return nil, fmt.Errorf("ledger: remove %s planted before rotation: %w", path, rerr)
+		}
+		f, err = os.OpenFile(path, flags, 0o644)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("ledger: create %s: %w", path, err)
+	}
+	return f, nil
 }
 
 // linkSegment gives a new segment, written under its pending name, its
