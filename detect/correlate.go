@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/trailguard/trailguard/internal/username"
 )
 
 // Per-group state lives in a two-generation table: groups are found in the
@@ -167,12 +169,16 @@ type corrRule struct {
 	groupBy [][]int32 // per input: the field of each group-by entry
 	// groupECS names those fields as the engine reads them.
 	groupECS [][]string
-	values   []int32 // value_count: per input, the counted field
-	alert    bool    // raises alerts (not only feeds other correlations)
-	parents  []feed
-	closeAt  bool // judged at window close
-	cap      int
-	alpha    float64 // rate_of_rise: EWMA weight per sub-bucket
+	// groupFold marks the group-by fields that are user names: grouped by
+	// account (username.Key), not by spelling.
+	groupFold [][]bool
+	values    []int32 // value_count: per input, the counted field
+	valueFold []bool  // value_count: the counted field is a user name
+	alert     bool    // raises alerts (not only feeds other correlations)
+	parents   []feed
+	closeAt   bool // judged at window close
+	cap       int
+	alpha     float64 // rate_of_rise: EWMA weight per sub-bucket
 
 	// Groups holding one event are kept inline (counts1, vals1): most
 	// groups of a flood of distinct keys never see a second event.
@@ -299,16 +305,31 @@ func popcount(x uint64) int {
 func (c *corrRule) key(e *Engine, pos int) (uint64, bool) {
 	e.hash.Reset()
 	e.keyVals = e.keyVals[:0]
-	for _, f := range c.groupBy[pos] {
+	for k, f := range c.groupBy[pos] {
 		v, ok := e.ctx.first(f)
 		if !ok || v == "" {
 			return 0, false
 		}
+		// The alert shows the name as the event that fired sent it (the
+		// trail records that); the group is the account.
 		e.keyVals = append(e.keyVals, v)
+		if c.groupFold[pos][k] {
+			v = username.Key(v)
+		}
 		e.hash.WriteString(v)
 		e.hash.WriteByte(0)
 	}
 	return e.hash.Sum64(), true
+}
+
+// isUserName reports whether an ECS field holds a user name, compared by
+// account: user.name and the names of the other users ECS describes
+// (user.target.name, source.user.name, ...). Detection then counts the
+// failed logins of alice, Alice and ａｌｉｃｅ as one account's, as the
+// upstream's login and the gateway's user-name bans do.
+func isUserName(ecs string) bool {
+	return ecs == "user.name" || strings.HasSuffix(ecs, ".user.name") ||
+		(strings.HasPrefix(ecs, "user.") && strings.HasSuffix(ecs, ".name") && strings.Count(ecs, ".") == 2)
 }
 
 func (c *corrRule) groupFields(pos int, vals []string) []Field {
@@ -378,6 +399,9 @@ func (c *corrRule) feed(e *Engine, pos int, t int64, ev []uint64, emit func(*Ale
 		v, ok := e.ctx.first(c.values[pos])
 		if !ok || v == "" {
 			return
+		}
+		if c.valueFold[pos] {
+			v = username.Key(v) // distinct accounts, not spellings
 		}
 		e.hash.Reset()
 		e.hash.WriteString(v)
@@ -591,6 +615,9 @@ func (c *corrRule) feedWindow(e *Engine, pos int, h uint64, t int64, ev []uint64
 	switch c.c.Type {
 	case ValueCount:
 		if v, ok := e.ctx.first(c.values[pos]); ok && v != "" && len(st.vals) < c.cap {
+			if c.valueFold[pos] {
+				v = username.Key(v)
+			}
 			e.hash.Reset()
 			e.hash.WriteString(v)
 			vh := e.hash.Sum64()

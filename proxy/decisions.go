@@ -14,8 +14,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
+	"github.com/trailguard/trailguard/internal/username"
 	"github.com/trailguard/trailguard/ship"
 )
 
@@ -302,39 +302,9 @@ func (b *Blocklist) Apply(source string, u Update) (added, removed int, err erro
 func isUserScope(scope string) bool { return strings.EqualFold(scope, "username") }
 
 // userKey is how a user-name decision and a request's user are compared:
-// in any case and without spaces around, as MySQL's default collations,
-// e-mail logins and most user stores compare them (a ban of
-// alice@example.com must cover Alice@Example.com), and with the
-// characters whose NFKC form is ASCII replaced by it, as Django's login
-// form normalises the user name (NFKC) before looking it up: ａｌｉｃｅ,
-// 𝐚𝐥𝐢𝐜𝐞 and ⓐⓛⓘⓒⓔ log in as alice there. Matching more than a
-// case-sensitive store only refuses a name that differs by case alone.
-func userKey(name string) string { return strings.ToLower(strings.TrimSpace(foldCompat(name))) }
-
-// foldCompat replaces each character of s whose NFKC form is ASCII with
-// that form (nfkcASCII). For a name whose NFKC form is ASCII this is its
-// NFKC form: composition never yields ASCII, so every character of such
-// a name maps to ASCII alone. (Names that stay non-ASCII are compared as
-// sent: a ban of josé does not cover jose with a combining accent.)
-func foldCompat(s string) string {
-	i := 0
-	for i < len(s) && s[i] < utf8.RuneSelf {
-		i++
-	}
-	if i == len(s) {
-		return s
-	}
-	var b strings.Builder
-	b.WriteString(s[:i])
-	for _, r := range s[i:] {
-		if k, ok := nfkcASCII[r]; ok {
-			b.WriteString(k)
-		} else {
-			b.WriteRune(r)
-		}
-	}
-	return b.String()
-}
+// as one account (username.Key: any case, spaces around, characters whose
+// NFKC form is ASCII), the same key detection groups failed logins by.
+func userKey(name string) string { return username.Key(name) }
 
 func (d Decision) prefix() (netip.Prefix, error) {
 	switch strings.ToLower(d.Scope) {
