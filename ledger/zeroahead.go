@@ -59,7 +59,11 @@ func (l *Ledger) zeroTailThenAhead(tail bool) {
 		if tail {
 			l.zeroTail()
 		}
-		done <- l.zeroFile(filepath.Join(l.segDir, zeroAheadName), l.opts.SegmentSize) == nil
+		err := l.zeroFile(filepath.Join(l.segDir, zeroAheadName), l.opts.SegmentSize)
+		if errors.Is(err, errPlanted) {
+			l.opts.Logger.Warn("ledger: something is planted, again and again, where the next segment is zeroed ahead; the next segment is created empty", "err", err)
+		}
+		done <- err == nil
 	}()
 }
 
@@ -121,7 +125,7 @@ func (l *Ledger) startTailZero() bool {
 // zeroTail writes zeros after the active segment's records up to
 // SegmentSize, a chunk at a time, each synced, behind the writer.
 func (l *Ledger) zeroTail() {
-	f, err := os.OpenFile(l.tz.path, os.O_WRONLY, 0)
+	f, err := os.OpenFile(l.tz.path, os.O_WRONLY|oNoFollow, 0) // (plant.go)
 	if err != nil {
 		return
 	}
@@ -193,7 +197,8 @@ func (l *Ledger) zeroFile(path string, size int64) (err error) {
 	if free := FreeBytes(l.dir); free >= 0 && free-2*size < l.opts.Reserve {
 		return errNoRoomAhead
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	// Created anew, never through a link planted at the name (plant.go).
+	f, err := createFresh(path, 0)
 	if err != nil {
 		return err
 	}
@@ -244,7 +249,9 @@ func (l *Ledger) takeZeroed(path string, header []byte) *os.File {
 	if !ready {
 		return nil
 	}
-	f, err := os.OpenFile(ahead, os.O_WRONLY, 0)
+	// Not through a link put at the name since zeroFile made the file
+	// (plant.go): that fails, and the link is removed.
+	f, err := os.OpenFile(ahead, os.O_WRONLY|oNoFollow, 0)
 	if err != nil {
 		os.Remove(ahead)
 		return nil
