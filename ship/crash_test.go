@@ -32,6 +32,7 @@ func TestCrashChild(t *testing.T) {
 	start, _ := strconv.Atoi(os.Getenv("SHIP_CRASH_START"))
 	seed, _ := strconv.ParseUint(os.Getenv("SHIP_CRASH_SEED"), 10, 64)
 	rng := rand.New(rand.NewPCG(seed, 1))
+	fmt.Println("up") // the parent times a kill from here
 	s, err := New(Options{URL: os.Getenv("SHIP_CRASH_URL"), Protocol: Bulk, SpoolDir: dir,
 		SegmentBytes: 32 << 10, MaxSpoolBytes: 4 << 20, BatchSize: 50, FlushInterval: 5 * time.Millisecond,
 		MinBackoff: time.Millisecond, MaxBackoff: 20 * time.Millisecond})
@@ -61,7 +62,11 @@ func TestCrashChild(t *testing.T) {
 
 // TestCrash SIGKILLs a writing, shipping process at random moments, several
 // times over one spool, then ships what is left: every record a Write
-// acknowledged reaches the server at least once.
+// acknowledged reaches the server at least once. Half the runs are killed
+// at a random time after the process is up (in the spool's recovery, or
+// at its first writes), half once it has acknowledged a random number of
+// records (20 to 1,000) while it goes on writing: a loaded machine, slow to
+// start a process, once had all eight killed before their first write.
 func TestCrash(t *testing.T) {
 	if testing.Short() {
 		t.Skip("spawns processes")
@@ -104,14 +109,23 @@ func TestCrash(t *testing.T) {
 			}
 			close(lines)
 		}()
-		time.AfterFunc(time.Duration(150+rng.IntN(400))*time.Millisecond, func() {
-			cmd.Process.Signal(syscall.SIGKILL)
-		})
+		kill := func() { cmd.Process.Signal(syscall.SIGKILL) }
+		after := time.Duration(150+rng.IntN(400)) * time.Millisecond
+		target := -1 // kill once this many are acknowledged; -1: after the time
+		if run%2 == 1 {
+			target = 20 + rng.IntN(981)
+		}
 		last := -1
 		for l := range lines {
 			switch {
+			case l == "up" && target < 0:
+				time.AfterFunc(after, kill)
 			case strings.HasPrefix(l, "ack "):
 				last, _ = strconv.Atoi(l[4:])
+				if target > 0 && last-start+1 >= target {
+					kill()
+					target = 0
+				}
 			case strings.HasPrefix(l, "error"):
 				t.Errorf("child: %s", l)
 			}
