@@ -145,6 +145,63 @@ type Logger struct {
 	// failing is set while the sink fails (see Stats.Failing); the queue
 	// reads it to stop senders from waiting for room that may never come.
 	failing atomic.Bool
+	// outage is the writer's account of failed sink writes for its log
+	// (writer goroutine only).
+	outage outage
+}
+
+// failLogEvery is how often a sink that keeps failing is reported while it
+// fails: its retries come every second, and a full disk that nobody frees
+// for a day must not write 86,400 lines to the log it may share.
+var failLogEvery = time.Minute
+
+// outage summarises a run of failed sink writes for the error log: the
+// first failure is logged, then one line per failLogEvery with the counts,
+// and one when writes succeed again.
+type outage struct {
+	since      time.Time // the run's first failure; zero while writes succeed
+	failures   uint64    // failed writes in the run
+	logged     bool      // a line was logged about this run
+	lastLogged time.Time // the last line about any run
+	every      time.Duration
+}
+
+// noteFailure records a failed write of a batch of n events and logs it when
+// due: the first failure of a run, unless a line about failures was logged
+// within failLogEvery (a sink failing every other write), and then once
+// per failLogEvery.
+func (l *Logger) noteFailure(n int, err error) {
+	o, now := &l.outage, time.Now()
+	if o.since.IsZero() {
+		o.since, o.failures, o.logged = now, 0, false
+	}
+	o.failures++
+	if !o.lastLogged.IsZero() && now.Sub(o.lastLogged) < o.every {
+		return
+	}
+	if !o.logged {
+		l.cfg.ErrorLog.Error("httpaudit: sink write failed, retrying (while it fails, again every "+o.every.String()+" with counts)",
+			"events", n, "failed_total", l.failed.Load(), "err", err)
+	} else {
+		l.cfg.ErrorLog.Error("httpaudit: sink still failing, retrying", "failures", o.failures, "since", o.since.UTC().Format(time.RFC3339),
+			"for", now.Sub(o.since).Round(time.Second).String(), "events_waiting", n+queuedNow(l.q), "failed_total", l.failed.Load(), "err", err)
+	}
+	o.logged, o.lastLogged = true, now
+}
+
+func queuedNow(q *queue) int { _, _, n := q.counts(); return n }
+
+// recovered ends a run of failures, saying so if the run was logged.
+func (l *Logger) recovered() {
+	o := &l.outage
+	if o.since.IsZero() {
+		return
+	}
+	if o.logged {
+		l.cfg.ErrorLog.Warn("httpaudit: sink writes succeed again", "failures", o.failures,
+			"after", time.Since(o.since).Round(time.Millisecond).String(), "failed_total", l.failed.Load())
+	}
+	o.since = time.Time{}
 }
 
 // item is one queued event: ready-made (ev), or the state of a served
@@ -216,6 +273,7 @@ func New(cfg Config) (*Logger, error) {
 	l.tail = accessTail(cfg.ServiceName, cfg.HostName)
 	l.tailSpans = accessTailSpans(l.tail, cfg.ServiceName, cfg.HostName)
 	l.hdrKeys = headerKeys(cfg.Headers)
+	l.outage.every = failLogEvery
 	go l.run()
 	return l, nil
 }
@@ -438,6 +496,7 @@ func (l *Logger) write(batch []item, records [][]byte, lines []byte, encs []even
 		err := l.sinkWrite(records, lines, encs)
 		if err == nil {
 			l.failing.Store(false)
+			l.recovered()
 			l.written.Add(uint64(len(batch)))
 			if !notified {
 				notify(batch, nil)
@@ -448,7 +507,7 @@ func (l *Logger) write(batch []item, records [][]byte, lines []byte, encs []even
 			l.q.wakeWaiters() // room may never come: they must not wait for it
 		}
 		l.failed.Add(1)
-		l.cfg.ErrorLog.Error("httpaudit: sink write failed, retrying", "events", len(batch), "err", err)
+		l.noteFailure(len(batch), err)
 		if !notified {
 			// Fail-closed callers learn now; the batch is still retried so
 			// that events of callers who did not wait are not lost.

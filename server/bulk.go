@@ -109,7 +109,7 @@ func (s *Server) handleBulk(w http.ResponseWriter, r *http.Request) {
 		}
 		dup, first, kept, err := s.appendChunk(r.Context(), c)
 		if err != nil {
-			s.log.Error("bulk: ledger append failed", "events", c.len(), "err", err)
+			s.appendLog.log(s.log, time.Now(), "bulk", c.len(), err)
 			f := classifyStoreError(err)
 			fail = &f
 			stopLine = c.lines[0]

@@ -541,7 +541,7 @@ func (s *Server) handleIngest(w http.ResponseWriter, r *http.Request) {
 		}
 		dup, first, kept, err := s.appendChunk(r.Context(), c)
 		if err != nil {
-			s.log.Error("ingest: ledger append failed", "events", c.len(), "err", err)
+			s.appendLog.log(s.log, time.Now(), "ingest", c.len(), err)
 			f := classifyStoreError(err)
 			fail = &f
 			stopLine = c.refs[0]

@@ -161,7 +161,7 @@ func (s *Server) handleOTLPLogs(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("not an OTLP logs request after log record %d (%d stored): %v", n, stored, err))
 		return
 	case appendErr != nil:
-		s.log.Error("otlp: ledger append failed", "stored", stored, "err", appendErr)
+		s.appendLog.log(s.log, time.Now(), "otlp", total-stored-rejected, appendErr)
 		f := classifyStoreError(appendErr)
 		s.metrics.failed.Add(uint64(total - stored - rejected))
 		if f.retryAfter > 0 {

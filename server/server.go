@@ -84,6 +84,9 @@ type Server struct {
 	// closeHook (tests) runs at the start of each step (shutdown.go).
 	closing   shutdownProgress
 	closeHook func(step string)
+
+	// appendLog summarises ingest refused for a full disk (storelog.go).
+	appendLog appendFailureLog
 }
 
 // ledgerSink lets the collector's own audit events (its access log,
