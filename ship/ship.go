@@ -49,6 +49,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -117,7 +118,10 @@ var ErrSpoolFull = errors.New("ship: spool full")
 type Options struct {
 	// URL is the endpoint, e.g. http://collector:8080/v1/events for NDJSON
 	// or http://es:9200/_bulk, http://vl:9428/insert/elasticsearch/_bulk
-	// for Bulk.
+	// for Bulk. A VictoriaLogs _bulk URL gets the victoriaLogsFields
+	// parameters it does not set (_time_field=@timestamp, _msg_field=message,
+	// _stream_fields=service.name,event.dataset); set them in the URL to
+	// choose others.
 	URL string
 	// Protocol is the wire format, NDJSON by default.
 	Protocol Protocol
@@ -282,6 +286,41 @@ func New(opts Options) (*Shipper, error) {
 	return s, nil
 }
 
+// victoriaLogsFields are the parameters a Bulk URL of VictoriaLogs
+// (…/insert/elasticsearch/_bulk) is given when it does not name them:
+// without _time_field VictoriaLogs stamps each event with its arrival
+// (an event delivered from the spool after an outage lands hours from its
+// @timestamp), without _stream_fields every event is in one stream, and
+// without _msg_field each gets a placeholder message. They are the
+// collector's victorialogs output's defaults (docs/scale-out.md).
+var victoriaLogsFields = [][2]string{
+	{"_time_field", "@timestamp"},
+	{"_msg_field", "message"},
+	{"_stream_fields", "service.name,event.dataset"},
+}
+
+// withVictoriaLogsFields adds to a VictoriaLogs _bulk URL those of
+// victoriaLogsFields it does not set; any other URL is returned as is.
+func withVictoriaLogsFields(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || !strings.HasSuffix(strings.TrimRight(u.Path, "/"), "/insert/elasticsearch/_bulk") {
+		return raw
+	}
+	q := u.Query()
+	changed := false
+	for _, f := range victoriaLogsFields {
+		if !q.Has(f[0]) {
+			q.Set(f[0], f[1])
+			changed = true
+		}
+	}
+	if !changed {
+		return raw
+	}
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
 // withDefaults checks what New and NewSender share and fills in defaults.
 func (opts Options) withDefaults() (Options, error) {
 	if opts.URL == "" {
@@ -295,6 +334,9 @@ func (opts Options) withDefaults() (Options, error) {
 	}
 	if opts.Protocol != NDJSON && opts.Protocol != Bulk {
 		return opts, fmt.Errorf("ship: unknown %v", opts.Protocol)
+	}
+	if opts.Protocol == Bulk {
+		opts.URL = withVictoriaLogsFields(opts.URL)
 	}
 	def := func(v *int64, d int64) {
 		if *v <= 0 {

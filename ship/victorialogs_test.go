@@ -1,0 +1,146 @@
+package ship_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/trailguard/trailguard/internal/testenv"
+	"github.com/trailguard/trailguard/ship"
+)
+
+// victoriaLogs starts a real VictoriaLogs single node on a free loopback
+// port and returns its base URL.
+func victoriaLogs(t *testing.T) string {
+	t.Helper()
+	bin := testenv.Tool(t, "victoria-logs", "bash .ci/victoria-logs.sh && export TRAILGUARD_TOOLS=~/.cache/trailguard-ci/bin")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	var log bytes.Buffer
+	cmd := exec.Command(bin, "-httpListenAddr="+addr, "-storageDataPath="+filepath.Join(t.TempDir(), "data"), "-retentionPeriod=30d", "-loggerLevel=WARN")
+	cmd.Stdout, cmd.Stderr = &log, &log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	base := "http://" + addr
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := http.Get(base + "/health")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return base
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("victoria-logs did not start: %v\n%s", err, &log)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestShipToVictoriaLogs ships ECS events straight to a real VictoriaLogs
+// over its _bulk API, as docs/scale-out.md's "Shipping straight to
+// VictoriaLogs" says, and reads them back: each event keeps its own
+// @timestamp as _time (an event shipped an hour late is not filed under
+// its arrival), lands in the stream of its service and dataset, and
+// carries its message as _msg; parameters named in the URL are kept.
+// Without the parameters VictoriaLogs filed the events under their arrival
+// time, with a placeholder message, all in one stream.
+func TestShipToVictoriaLogs(t *testing.T) {
+	t.Parallel()
+	base := victoriaLogs(t)
+	stamp := time.Now().Add(-time.Hour).UTC().Truncate(time.Millisecond)
+	cases := []struct {
+		name, url  string
+		wantStream string
+	}{
+		{"the URL as the docs give it", base + "/insert/elasticsearch/_bulk", `{event.dataset="trailguard.auth",service.name="orders-api"}`},
+		{"the stream fields the URL names", base + "/insert/elasticsearch/_bulk?_stream_fields=host.name", `{host.name="vm-7"}`},
+	}
+	for i, c := range cases {
+		id := fmt.Sprintf("vl-ship-%d-%d", i, time.Now().UnixNano())
+		s, err := ship.New(ship.Options{URL: c.url, Protocol: ship.Bulk, SpoolDir: t.TempDir(), FlushInterval: 10 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec := fmt.Sprintf(`{"@timestamp":%q,"message":"login failed for alice","event":{"id":%q,"action":"authn_login_fail","dataset":"trailguard.auth"},"service":{"name":"orders-api"},"host":{"name":"vm-7"}}`,
+			stamp.Format(time.RFC3339Nano), id)
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		if err := s.Write(ctx, [][]byte{[]byte(rec)}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+		s.Close()
+		// Flushed rows become visible to queries shortly after: ask until
+		// the row is there (or 10 s).
+		var rows []map[string]string
+		for deadline := time.Now().Add(10 * time.Second); len(rows) == 0 && time.Now().Before(deadline); {
+			if resp, err := http.Get(base + "/internal/force_flush"); err == nil {
+				resp.Body.Close()
+			}
+			rows = vlQuery(t, base, "_time:1d event.id:"+id)
+			if len(rows) == 0 {
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+		if len(rows) != 1 {
+			t.Fatalf("%s: %d rows for %s, want 1: %v", c.name, len(rows), id, rows)
+		}
+		row := rows[0]
+		got, err := time.Parse(time.RFC3339Nano, row["_time"])
+		if err != nil || !got.Equal(stamp) {
+			t.Errorf("%s: _time %q, want the event's @timestamp %s", c.name, row["_time"], stamp.Format(time.RFC3339Nano))
+		}
+		if row["_msg"] != "login failed for alice" {
+			t.Errorf("%s: _msg %q, want the event's message", c.name, row["_msg"])
+		}
+		if row["_stream"] != c.wantStream {
+			t.Errorf("%s: _stream %q, want %s", c.name, row["_stream"], c.wantStream)
+		}
+		if row["event.action"] != "authn_login_fail" || row["service.name"] != "orders-api" {
+			t.Errorf("%s: fields not stored under their ECS names: %v", c.name, row)
+		}
+		if strings.Contains(row["_msg"], "missing _msg") {
+			t.Errorf("%s: placeholder message %q", c.name, row["_msg"])
+		}
+	}
+}
+
+// vlQuery runs a LogsQL query and returns the rows.
+func vlQuery(t *testing.T, base, query string) []map[string]string {
+	t.Helper()
+	resp, err := http.PostForm(base+"/select/logsql/query", url.Values{"query": {query}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var rows []map[string]string
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		var row map[string]string
+		if err := json.Unmarshal(sc.Bytes(), &row); err != nil {
+			t.Fatalf("%s: %v", sc.Text(), err)
+		}
+		rows = append(rows, row)
+	}
+	return rows
+}
