@@ -642,3 +642,105 @@ func TestDirectWritesAckedOwnFlush(t *testing.T) {
 		t.Fatalf("append %d answered last, want B", n)
 	}
 }
+
+// TestHeldWakeUp: a request the sequencer holds because flushDepth
+// batches await their flushes is written once the syncer acknowledges
+// them, even when they are acknowledged between the sequencer's look at
+// the pipeline (none free: hold) and its wait (which then must still
+// listen for the syncer). The sequencer is stopped at the top of its loop
+// with the request held while the syncer acknowledges every batch and
+// goes idle; before the fix it then waited for new requests only, and the
+// held one waited for the checkpoint timer (an hour here; the ledger
+// suite hung under load). Not parallel: the hooks are the package's.
+func TestHeldWakeUp(t *testing.T) {
+	if a := newFlusher(); a == nil {
+		t.Skip("no AIO flushes here: each direct write is followed by an fdatasync")
+	} else {
+		a.close()
+	}
+	defer func(d int64) { flushDepth = d }(flushDepth)
+	flushDepth = 2
+	k := newKey(t, testOrigin)
+	opts := testOpts(k)
+	opts.SegmentSize = 1 << 20
+	opts.DisableCompression = true
+	opts.CheckpointInterval, opts.IdleInterval = time.Hour, time.Hour
+	l, err := Open(t.TempDir(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	rec := func(i int) []byte { return fmt.Appendf(nil, "w-%d-%s", i, bytes.Repeat([]byte{'w'}, 150)) }
+	deadline := time.Now().Add(10 * time.Second)
+	for i := 0; l.flushes.Load() == 0; i++ {
+		if time.Now().After(deadline) {
+			t.Fatal("never written directly")
+		}
+		if _, err := l.Append(context.Background(), rec(i)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	release := make(chan struct{})
+	var first atomic.Uint64
+	fhook := func(ticket uint64) {
+		if first.CompareAndSwap(0, ticket) {
+			<-release
+		}
+	}
+	flushWaitHook.Store(&fhook)
+	defer flushWaitHook.Store(nil)
+	results := make(chan int, 3)
+	start := func(n int) {
+		go func() {
+			if _, err := l.Append(context.Background(), rec(1000+n)); err != nil {
+				t.Error(err)
+			}
+			results <- n
+		}()
+	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(100 * time.Microsecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("never %s", what)
+			}
+		}
+	}
+	flushes := l.flushes.Load()
+	start(0) // A: its flush's wait held
+	waitFor("wrote A", func() bool { return first.Load() != 0 })
+	start(1) // B: written behind it; now flushDepth batches wait
+	waitFor("wrote B while A's flush was awaited", func() bool { return l.flushes.Load() == flushes+2 })
+	atTop, proceed := make(chan struct{}), make(chan struct{})
+	var armed atomic.Bool
+	armed.Store(true)
+	shook := func(held int) {
+		if held > 0 && armed.CompareAndSwap(true, false) {
+			close(atTop)
+			<-proceed
+		}
+	}
+	seqLoopHook.Store(&shook)
+	defer seqLoopHook.Store(nil)
+	start(2) // C: held, no slot free
+	select {
+	case <-atTop:
+	case <-time.After(10 * time.Second):
+		t.Fatal("C never held")
+	}
+	close(release)
+	for range 2 {
+		if n := <-results; n == 2 {
+			t.Fatal("C answered while held")
+		}
+	}
+	// The syncer goes idle once both are acknowledged.
+	waitFor("idle syncer", func() bool { return l.pipe.Load() == 0 && len(l.syncIdle) == 1 })
+	close(proceed)
+	select {
+	case <-results:
+	case <-time.After(10 * time.Second):
+		t.Fatal("C not answered with the syncer idle: the sequencer missed its wake-up")
+	}
+}

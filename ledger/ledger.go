@@ -356,12 +356,13 @@ type Ledger struct {
 	legalHold atomic.Bool
 
 	// flusher: the direct writes' flushes (sequencer submits, syncer
-	// waits); flights: jobs with a flush sent to the syncer and not yet
-	// acknowledged; unacked: jobs sent to the syncer and not yet
-	// acknowledged; slotFree: the syncer acknowledged a job.
+	// waits); pipe: jobs sent to the syncer and not yet acknowledged
+	// (low 32 bits) and those among them with a flush (high 32 bits),
+	// one word so that the sequencer never sees one count changed
+	// without the other (see slot in sequence); slotFree: the syncer
+	// acknowledged a job.
 	flusher  *aioFlusher
-	flights  atomic.Int64
-	unacked  atomic.Int64
+	pipe     atomic.Int64
 	slotFree chan struct{}
 
 	w       writer

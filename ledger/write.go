@@ -82,8 +82,9 @@ func (l *Ledger) sequence() {
 		if l.flusher == nil || l.w.dio == nil {
 			return false
 		}
-		n := l.flights.Load()
-		return n < flushDepth && l.unacked.Load() == n
+		v := l.pipe.Load()
+		n := v >> pipeFlight
+		return n < flushDepth && v&pipeJobs == n
 	}
 	flush := func() {
 		if waiting {
@@ -110,13 +111,14 @@ func (l *Ledger) sequence() {
 		}
 		l.resetTimer(timer)
 	}
-	// ready flushes if the syncer is idle and the batch is worth a sync.
-	ready := func() {
+	// ready flushes if the batch is worth a sync and free (the syncer is
+	// idle or a slot is free, as the caller found it).
+	ready := func(free bool) {
 		if heldBytes >= holdBytes {
 			flush()
 			return
 		}
-		if !(idle || slot()) || len(held) == 0 {
+		if !free || len(held) == 0 {
 			return
 		}
 		if int64(len(held)) >= l.lastSyncReqs.Load() {
@@ -134,11 +136,24 @@ func (l *Ledger) sequence() {
 		}
 	}
 	for {
+		if h := seqLoopHook.Load(); h != nil {
+			(*h)(len(held))
+		}
+		// One look decides both whether what is held is written now and
+		// what the wait below listens for: looked at twice, a slot freed
+		// between the looks (the syncer acknowledging a batch) was missed
+		// by both, and the held requests waited for the next arrival or
+		// the checkpoint timer (TestHeldWakeUp).
+		free := idle || slot()
+		if free && len(held) > 0 && !waiting {
+			ready(true) // writes them or starts the gather
+			continue
+		}
 		var idleCh, slotCh <-chan struct{}
 		in := l.in
 		want := int64(math.MaxInt64) // callers nudge at this many waiting in l.in
 		switch {
-		case !idle && len(held) > 0 && !slot():
+		case !free && len(held) > 0:
 			// Whatever arrives now waits for the syncer anyway: it stays
 			// in l.in, where the callers' sends wake nobody, and is taken
 			// when the syncer is idle or acknowledges a flush — or at
@@ -153,7 +168,7 @@ func (l *Ledger) sequence() {
 		if in == nil && l.inCount.Load() >= want {
 			// (Arrived before the callers could see want.)
 			l.takeIn(&held, &heldBytes)
-			ready()
+			ready(idle || slot())
 			continue
 		}
 		var gatherC <-chan time.Time
@@ -191,20 +206,20 @@ func (l *Ledger) sequence() {
 					break drain
 				}
 			}
-			ready()
+			ready(idle || slot())
 			continue
 		case <-idleCh:
 			idle = true
 			l.takeIn(&held, &heldBytes)
-			ready()
+			ready(idle || slot())
 			continue
 		case <-slotCh:
 			l.takeIn(&held, &heldBytes)
-			ready()
+			ready(idle || slot())
 			continue
 		case <-l.inNudge:
 			l.takeIn(&held, &heldBytes)
-			ready()
+			ready(idle || slot())
 			continue
 		case <-gatherC:
 			waiting = false
@@ -229,6 +244,10 @@ func (l *Ledger) sequence() {
 	}
 }
 
+// seqLoopHook, when set (by tests), runs at the top of the sequencer's
+// loop with the number of requests it holds (TestHeldWakeUp).
+var seqLoopHook atomic.Pointer[func(held int)]
+
 // takeIn moves the requests waiting in l.in to held (up to 8 MiB); a
 // closed l.in is seen by the next receive.
 func (l *Ledger) takeIn(held *[]*appendReq, heldBytes *int) {
@@ -252,16 +271,23 @@ func (l *Ledger) takeIn(held *[]*appendReq, heldBytes *int) {
 // after finishing this very job, and both would wait for each other.)
 func (l *Ledger) toSyncer(job *syncJob) {
 	l.w.sent++
+	d := int64(1)
 	if job.ticket != 0 {
-		l.flights.Add(1)
+		d += 1 << pipeFlight
 	}
-	l.unacked.Add(1)
+	l.pipe.Add(d)
 	select {
 	case <-l.syncIdle:
 	default:
 	}
 	l.syncCh <- job
 }
+
+// The fields of Ledger.pipe.
+const (
+	pipeFlight = 32
+	pipeJobs   = 1<<pipeFlight - 1
+)
 
 // holdBytes is how much the sequencer holds while the syncer is busy
 // before it writes anyway.
@@ -861,17 +887,17 @@ func (l *Ledger) syncJobs(jobs []*syncJob) {
 	} else {
 		ack = fmt.Errorf("%w: %s: written but not made durable: %w", ErrUnknownOutcome, l.dir, err)
 	}
-	flights := int64(0)
+	d := int64(0)
 	for _, j := range jobs {
 		for _, r := range j.reqs {
 			r.done <- ack
 		}
+		d++
 		if j.ticket != 0 {
-			flights++
+			d += 1 << pipeFlight
 		}
 	}
-	l.flights.Add(-flights)
-	if l.unacked.Add(-int64(len(jobs))) > 0 {
+	if l.pipe.Add(-d)&pipeJobs > 0 {
 		// The sequencer may write the next batch (see slot in sequence).
 		select {
 		case l.slotFree <- struct{}{}:
