@@ -567,7 +567,7 @@ func BenchmarkRead(b *testing.B) {
 			} else {
 				var s *segment
 				if s, err = l.segmentFor(i); err == nil {
-					e, err = s.read(i-s.first, maxFrameLen, nil)
+					e, err = s.read(i-s.first, maxFrameLen, nil, l.fds)
 				}
 			}
 			if err != nil || !bytes.Equal(e.Data, recs[i]) {

@@ -28,6 +28,7 @@
 package ledger
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -176,6 +177,8 @@ type Options struct {
 	// noDirect, if set (tests), writes every segment through the page
 	// cache and syncs it with fdatasync.
 	noDirect bool
+	// readFiles, if set (tests), replaces maxReadFiles.
+	readFiles int
 }
 
 func (o *Options) defaults() {
@@ -282,6 +285,7 @@ type Ledger struct {
 	segs   []*segment
 	pruned uint64 // records below this index were deleted by retention
 	zcache *blockCache
+	fds    *readFiles // the segments' read handles (readfiles.go)
 
 	// Closed segments waiting to be compressed (compactLoop).
 	compactMu   sync.Mutex
@@ -494,7 +498,7 @@ func Open(dir string, opts Options) (*Ledger, error) {
 	if opts.Origin == "" || opts.Signer == nil {
 		return nil, errors.New("ledger: Options.Origin and Options.Signer are required")
 	}
-	l := &Ledger{dir: dir, segDir: filepath.Join(dir, "seg"), opts: opts, tiles: newTileStore(dir, true), notify: make(chan struct{}), zcache: newBlockCache(zCacheBlocks),
+	l := &Ledger{dir: dir, segDir: filepath.Join(dir, "seg"), opts: opts, tiles: newTileStore(dir, true), notify: make(chan struct{}), zcache: newBlockCache(zCacheBlocks), fds: newReadFiles(cmp.Or(opts.readFiles, maxReadFiles)),
 		compactWake: make(chan struct{}, 1), compactProgress: make(chan struct{}),
 		bound: 2 * uint64(opts.CheckpointEvery), space: spaceGuard{dir: dir, reserve: opts.Reserve}}
 	if opts.TailBytes > 0 {
@@ -593,7 +597,7 @@ func Open(dir string, opts Options) (*Ledger, error) {
 func OpenReadOnly(dir string) (*Ledger, error) {
 	var opts Options
 	opts.defaults()
-	l := &Ledger{dir: dir, segDir: filepath.Join(dir, "seg"), opts: opts, tiles: newTileStore(dir, false), readOnly: true, notify: make(chan struct{}), zcache: newBlockCache(zCacheBlocks)}
+	l := &Ledger{dir: dir, segDir: filepath.Join(dir, "seg"), opts: opts, tiles: newTileStore(dir, false), readOnly: true, notify: make(chan struct{}), zcache: newBlockCache(zCacheBlocks), fds: newReadFiles(maxReadFiles)}
 	if _, err := os.Stat(l.segDir); err != nil {
 		return nil, fmt.Errorf("ledger: open %s: %w", dir, err)
 	}

@@ -93,9 +93,9 @@ func (l *Ledger) Read(i uint64) (Entry, error) {
 		return Entry{}, err
 	}
 	for attempt := 0; ; attempt++ {
-		e, err := s.read(i-s.first, maxFrameLen, l.zcache)
+		e, err := s.read(i-s.first, maxFrameLen, l.zcache, l.fds)
 		if errors.Is(err, os.ErrNotExist) && s.refresh() {
-			e, err = s.read(i-s.first, maxFrameLen, l.zcache) // compressed meanwhile
+			e, err = s.read(i-s.first, maxFrameLen, l.zcache, l.fds) // compressed meanwhile
 		}
 		if errors.Is(err, errSegmentClosed) {
 			if l.isClosed() {
@@ -214,15 +214,17 @@ func (l *Ledger) readSegment(s *segment, i, to uint64, check bool, yield func(En
 	var path string
 	var z *zIndex
 	var e idxEntry
-	var f *os.File
+	var h *readFile
 	for try := 0; try < 2; try++ {
 		s.swap.RLock()
 		path, z, err = s.path, s.z, nil
 		if z == nil {
-			e, err = s.entry(i - s.first)
+			e, err = s.entry(i-s.first, l.fds)
 		}
 		if err == nil {
-			f, err = os.Open(path)
+			// Held after s.swap is let go: a compaction meanwhile
+			// leaves it open until released (readfiles.go).
+			h, err = s.handle(l.fds, false)
 		}
 		s.swap.RUnlock()
 		if !errors.Is(err, os.ErrNotExist) || !s.refresh() {
@@ -235,7 +237,8 @@ func (l *Ledger) readSegment(s *segment, i, to uint64, check bool, yield func(En
 		}
 		return 0, false, err
 	}
-	defer f.Close()
+	defer h.release()
+	f := h.f
 	end := s.first + s.count.Load()
 	if end > to {
 		end = to
@@ -250,7 +253,7 @@ func (l *Ledger) readSegment(s *segment, i, to uint64, check bool, yield func(En
 				// tailing readers (index, outputs, detection) stop and
 				// start again mid-block all the time.
 				s.swap.RLock()
-				recs, err = s.zrecs(bi, l.zcache)
+				recs, err = s.zrecs(bi, l.zcache, l.fds)
 				s.swap.RUnlock()
 				if errors.Is(err, errSegmentClosed) {
 					return 0, false, err

@@ -25,9 +25,13 @@ type segment struct {
 	count atomic.Uint64 // records written (readers also bound by Size)
 	path  string
 
+	// files are the read handles of the segment and its .idx while they
+	// are in the ledger's set (readFiles.mu), which fds is once a handle
+	// was opened.
+	files [2]*readFile
+	fds   atomic.Pointer[readFiles]
+
 	mu  sync.Mutex
-	rf  *os.File   // read handle, opened lazily
-	ri  *os.File   // .idx read handle, opened lazily
 	mem []idxEntry // in-memory index, from scanning the segment itself
 	// memAll means mem holds every record (read-only opens of segments
 	// past the newest checkpoint); otherwise records past mem are looked
@@ -228,46 +232,42 @@ func writeIdx(path string, entries []idxEntry) error {
 
 var errSegmentClosed = errors.New("segment closed")
 
-// handle returns the segment's read handle, or with idx its .idx's,
-// opening it on first use.
-func (s *segment) handle(idx bool) (*os.File, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// handle returns a read handle of the segment's file, or with idx of its
+// .idx, from the set fds (readfiles.go), opened if it holds none. The
+// caller holds s.swap for reading, and gives the handle back (release).
+func (s *segment) handle(fds *readFiles, idx bool) (*readFile, error) {
 	if s.rdr.Load() {
 		return nil, errSegmentClosed
 	}
-	p, h := s.path, &s.rf
+	p, k := s.path, 0
 	if idx {
-		p, h = idxPath(s.path), &s.ri
+		p, k = idxPath(s.path), 1
 	}
-	if *h == nil {
-		f, err := os.Open(p)
-		if err != nil {
-			return nil, err
-		}
-		*h = f
+	if fds != nil && s.fds.Load() == nil {
+		// Before the set is checked for closeRead: one of the two sees
+		// the other (closeRead stores rdr, then loads fds).
+		s.fds.Store(fds)
 	}
-	return *h, nil
+	return fds.acquire(&s.files[k], p, s.rdr.Load)
+}
+
+// forgetFiles drops the segment's read handles from the ledger's set:
+// closed now, or by the last reader using them.
+func (s *segment) forgetFiles() {
+	if fds := s.fds.Load(); fds != nil {
+		fds.forget(&s.files[0], &s.files[1])
+	}
 }
 
 func (s *segment) closeRead() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.rdr.Store(true)
-	if s.rf != nil {
-		s.rf.Close()
-		s.rf = nil
-	}
-	if s.ri != nil {
-		s.ri.Close()
-		s.ri = nil
-	}
+	s.forgetFiles()
 }
 
 // entry returns the index entry of record first+k: from memory if the
 // segment was scanned, else from the .idx file (derived data: readers
 // check what they read against the leaf hash).
-func (s *segment) entry(k uint64) (idxEntry, error) {
+func (s *segment) entry(k uint64, fds *readFiles) (idxEntry, error) {
 	s.mu.Lock()
 	if k < uint64(len(s.mem)) {
 		e := s.mem[k]
@@ -279,20 +279,21 @@ func (s *segment) entry(k uint64) (idxEntry, error) {
 	if all {
 		return idxEntry{}, io.ErrUnexpectedEOF
 	}
-	ri, err := s.handle(true)
+	ri, err := s.handle(fds, true)
 	if err != nil {
 		return idxEntry{}, err
 	}
+	defer ri.release()
 	var b [idxEntrySize]byte
-	if _, err := ri.ReadAt(b[:], int64(k)*idxEntrySize); err != nil {
+	if _, err := ri.f.ReadAt(b[:], int64(k)*idxEntrySize); err != nil {
 		return idxEntry{}, fmt.Errorf("index entry %d: %w", s.first+k, err)
 	}
 	return idxEntry{off: int64(binary.BigEndian.Uint64(b[:])), time: int64(binary.BigEndian.Uint64(b[8:]))}, nil
 }
 
 // read returns record first+k, checking its frame (or, compressed, its
-// block), through cache for compressed blocks.
-func (s *segment) read(k uint64, maxLen int, cache *blockCache) (Entry, error) {
+// block), through cache for compressed blocks and with handles from fds.
+func (s *segment) read(k uint64, maxLen int, cache *blockCache, fds *readFiles) (Entry, error) {
 	s.swap.RLock()
 	defer s.swap.RUnlock()
 	if s.z != nil {
@@ -300,23 +301,24 @@ func (s *segment) read(k uint64, maxLen int, cache *blockCache) (Entry, error) {
 			return Entry{}, fmt.Errorf("record %d: %w", s.first+k, io.ErrUnexpectedEOF)
 		}
 		bi := s.z.block(k)
-		recs, err := s.zrecs(bi, cache)
+		recs, err := s.zrecs(bi, cache, fds)
 		if err != nil {
 			return Entry{}, err
 		}
 		r := recs[k-s.z.blocks[bi].first]
 		return Entry{Index: s.first + k, Time: time.Unix(0, r.time), Data: r.data}, nil
 	}
-	e, err := s.entry(k)
+	e, err := s.entry(k, fds)
 	if err != nil {
 		return Entry{}, err
 	}
-	rf, err := s.handle(false)
+	rf, err := s.handle(fds, false)
 	if err != nil {
 		return Entry{}, err
 	}
+	defer rf.release()
 	var hdr [frameHeader]byte
-	if _, err := rf.ReadAt(hdr[:], e.off); err != nil {
+	if _, err := rf.f.ReadAt(hdr[:], e.off); err != nil {
 		return Entry{}, fmt.Errorf("record %d: %w", s.first+k, err)
 	}
 	n, err := frameLen(hdr[:], maxLen)
@@ -324,7 +326,7 @@ func (s *segment) read(k uint64, maxLen int, cache *blockCache) (Entry, error) {
 		return Entry{}, fmt.Errorf("record %d: %w", s.first+k, err)
 	}
 	buf := make([]byte, n)
-	if _, err := rf.ReadAt(buf, e.off); err != nil {
+	if _, err := rf.f.ReadAt(buf, e.off); err != nil {
 		return Entry{}, fmt.Errorf("record %d: %w", s.first+k, err)
 	}
 	t, rec, _, err := decodeFrame(buf, maxLen)
@@ -337,7 +339,7 @@ func (s *segment) read(k uint64, maxLen int, cache *blockCache) (Entry, error) {
 // zrecs returns the decoded records of block bi of a compressed segment,
 // from cache if it holds them (and then into it). The caller holds
 // s.swap for reading.
-func (s *segment) zrecs(bi int, cache *blockCache) ([]zRec, error) {
+func (s *segment) zrecs(bi int, cache *blockCache, fds *readFiles) ([]zRec, error) {
 	key := blockKey{s.first, bi}
 	if cache != nil {
 		if recs := cache.get(key); recs != nil {
@@ -345,12 +347,14 @@ func (s *segment) zrecs(bi int, cache *blockCache) ([]zRec, error) {
 		}
 	}
 	b := s.z.blocks[bi]
-	f, err := s.handle(false)
+	f, err := s.handle(fds, false)
 	if err != nil {
 		return nil, err
 	}
 	comp := make([]byte, b.clen)
-	if _, err := f.ReadAt(comp, b.off); err != nil {
+	_, err = f.f.ReadAt(comp, b.off)
+	f.release()
+	if err != nil {
 		return nil, fmt.Errorf("segment %s block %d: %w", s.path, bi, err)
 	}
 	recs, _, err := decodeBlock(comp, b.count, nil)
@@ -368,16 +372,9 @@ func (s *segment) zrecs(bi int, cache *blockCache) ([]zRec, error) {
 func (s *segment) compressed(zpath string, z *zIndex) (old string) {
 	s.swap.Lock()
 	defer s.swap.Unlock()
+	s.forgetFiles() // (a reader between blocks closes its own at release)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.rf != nil {
-		s.rf.Close()
-		s.rf = nil
-	}
-	if s.ri != nil {
-		s.ri.Close()
-		s.ri = nil
-	}
 	old = s.path
 	s.path, s.z, s.mem, s.memAll = zpath, z, nil, false
 	return old
