@@ -202,6 +202,7 @@ func computeFigures(ctx context.Context, l *ledger.Ledger, rep *Report, o Option
 func ledgerInfo(l *ledger.Ledger) LedgerInfo {
 	li := LedgerInfo{Dir: l.Dir(), OldestIndex: l.Pruned(), Size: l.Size()}
 	if e, err := l.Read(li.OldestIndex); err == nil {
+		li.OldestRead = true
 		var f fields
 		if f.parse(e.Data) == nil && f.hasTS {
 			li.OldestTime = f.tsTime.UTC()

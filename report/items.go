@@ -489,6 +489,8 @@ func retentionItem(r *Report, id string, needDays, hotDays int) Item {
 	}
 	it.Facts = []Fact{{"Retention configured", policy}, {"Legal hold", map[bool]string{true: "yes: retention deletes nothing", false: "no"}[ret.LegalHold]}, {"Oldest record held", held},
 		{"Records held", num(st.Ledger.Size - st.Ledger.OldestIndex)}}
+	available, availFacts := availability(r, hotDays)
+	it.Facts = append(it.Facts, availFacts...)
 	// A period of days must hold the requirement's leap days too: twelve
 	// months are 366 days across a 29 February, six years up to 2,192. A
 	// built-in profile of enough days keeps whole calendar years besides.
@@ -506,14 +508,60 @@ func retentionItem(r *Report, id string, needDays, hotDays int) Item {
 	default:
 		it.Status = StatusMet
 		it.Evidence = fmt.Sprintf("Retention policy %s covers the %d days required", policy, needDays)
-		if hotDays > 0 {
-			it.Evidence += fmt.Sprintf("; every retained record stays in the ledger and its index, immediately available (%d days required)", hotDays)
-		}
 		it.Evidence += "."
+		if hotDays > 0 {
+			it.Evidence += " " + available
+		}
 	}
 	it.Notes = []string{"Retention deletes whole ledger segments only when signed checkpoint times show them old enough, and leaves a signed record of it; records younger than the policy are never deleted.",
 		"Backups and archives kept outside the collector are not assessable from logs."}
 	return it
+}
+
+// availability says what of the trail is immediately available for
+// analysis (PCI DSS 10.5.1: the last three months) and on what evidence:
+// every record the ledger holds is read by the query API, the web UI and
+// reports from the ledger as stored — closed segments are compressed and
+// read in place, nothing is moved to an archive that must be restored —
+// and the index finds the records from the oldest held to the one it has
+// reached. What the report checked is said; what it could not, too.
+func availability(r *Report, hotDays int) (string, []Fact) {
+	st := r.State
+	held := st.Ledger.Size - st.Ledger.OldestIndex
+	var facts []Fact
+	var b strings.Builder
+	fmt.Fprintf(&b, "All %s records held are immediately available for analysis: the query API, the web UI and reports read each one from the ledger as stored (closed segments are compressed and read in place; nothing is archived, nothing needs restoring), and retention deletes none younger than the policy", num(held))
+	if !st.Ledger.OldestTime.IsZero() {
+		days := int(r.Generated.Sub(st.Ledger.OldestTime).Hours() / 24)
+		if days < hotDays {
+			fmt.Fprintf(&b, "; the oldest is %d days old, so the trail does not yet span the %d days required immediately available", days, hotDays)
+		} else {
+			fmt.Fprintf(&b, "; the oldest is %d days old, so the last %d days are all held", days, hotDays)
+		}
+	}
+	b.WriteString(".")
+	read := "not read (no record held)"
+	if st.Ledger.OldestRead {
+		read = fmt.Sprintf("record %s read from the ledger and matched against the signed tree when the report was made", num(st.Ledger.OldestIndex))
+	} else if held > 0 {
+		read = fmt.Sprintf("record %s could not be read when the report was made", num(st.Ledger.OldestIndex))
+		b.WriteString(" The oldest record held could not be read when the report was made: run trailguard verify.")
+	}
+	facts = append(facts, Fact{"Oldest record read back", read})
+	switch ix := st.Index; {
+	case ix == nil:
+		facts = append(facts, Fact{"Search index", "not checked (report made offline; the collector's reports state it)"})
+	default:
+		covered := uint64(0)
+		if ix.IndexedThrough > st.Ledger.OldestIndex {
+			covered = min(ix.IndexedThrough, st.Ledger.Size) - st.Ledger.OldestIndex
+		}
+		facts = append(facts, Fact{"Search index", fmt.Sprintf("%s of the %s records held indexed when the report was made", num(covered), num(held))})
+		if held-covered > 100_000 {
+			fmt.Fprintf(&b, " The search index was %s records behind the ledger when the report was made (rebuilding or paused on a full disk): searches miss those until it catches up, reads by ledger index and reports do not.", num(held-covered))
+		}
+	}
+	return b.String(), facts
 }
 
 func timeItem(r *Report) Item {

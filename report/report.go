@@ -195,6 +195,9 @@ type State struct {
 	Tokens    []Token       `json:"tokens"`
 	Detection Detection     `json:"detection"`
 	Outputs   []string      `json:"outputs,omitempty"`
+	// Index is the collector's search index when the collector made the
+	// report; nil for a report made offline.
+	Index *IndexInfo `json:"index,omitempty"`
 	// DataDirMode is the permission bits of the collector's data
 	// directory and ledger directory ("0700 0700"); empty if unknown.
 	DataDirMode string `json:"data_dir_mode,omitempty"`
@@ -237,6 +240,19 @@ type LedgerInfo struct {
 	OldestIndex uint64    `json:"oldest_index"`
 	OldestTime  time.Time `json:"oldest_time,omitzero"`
 	Size        uint64    `json:"size"`
+	// OldestRead says the oldest record held was read back through the
+	// ledger, as the query API reads it (from a compressed segment if its
+	// segment is closed), and matched its leaf hash in the signed tree
+	// when the report was made.
+	OldestRead bool `json:"oldest_read_checked,omitempty"`
+}
+
+// IndexInfo is the collector's index when it made the report (absent
+// from reports made offline).
+type IndexInfo struct {
+	// IndexedThrough is the first ledger index the index did not cover
+	// yet: records from the oldest held up to it are found by searches.
+	IndexedThrough uint64 `json:"indexed_through"`
 }
 
 // Witness is a witness and the newest checkpoint it held.

@@ -213,7 +213,14 @@ func (s *Server) reportState(ctx context.Context, keys []note.Verifier) report.S
 	for _, n := range s.cfg.Notifiers {
 		notifiers = append(notifiers, cmpOr(n.Name, n.Type))
 	}
-	return buildState(ctx, s.cfg, s.ledger, s.tokens.List(), enabled, rules, ruleErrs, notifiers, keys)
+	st := buildState(ctx, s.cfg, s.ledger, s.tokens.List(), enabled, rules, ruleErrs, notifiers, keys)
+	// The index trails the ledger by a batch (~50 ms): give it that long,
+	// not more, so that the report states a caught-up index as one.
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	s.index.WaitIndexed(wctx, s.ledger.Size())
+	cancel()
+	st.Index = &report.IndexInfo{IndexedThrough: s.index.Indexed()}
+	return st
 }
 
 // ReportState is what a collector configured by cfg holds outside the
