@@ -103,7 +103,9 @@ func (s *Server) handleBulk(w http.ResponseWriter, r *http.Request) {
 	var stored []storedRange
 	stopLine, lastLine := 0, 0
 	overLimit := false
+	u := s.turns.newTurn()
 	flush := func() bool {
+		u.give() // not held through the wait for durability
 		if c.len() == 0 {
 			return true
 		}
@@ -135,7 +137,7 @@ func (s *Server) handleBulk(w http.ResponseWriter, r *http.Request) {
 		c.reset()
 		return true
 	}
-	err = forLines(body, s.cfg.MaxLineBytes, func(n int, line []byte, tooLong bool) bool {
+	err = forLines(body, s.cfg.MaxLineBytes, u, func(n int, line []byte, tooLong bool) bool {
 		lastLine = n
 		if pending >= 0 {
 			ref := pending

@@ -165,20 +165,43 @@ func isFlateError(err error) bool {
 // fn returns false. A line longer than max is passed as nil with tooLong
 // set, after its bytes were skipped, so one oversized line costs neither
 // memory nor the rest of the request.
-func forLines(r io.Reader, max int, fn func(n int, line []byte, tooLong bool) bool) error {
+//
+// With u (not nil), fn is called holding u's turn (prepTurns), which is
+// given up before any read of r: lines already in the reader's buffer are
+// handed to fn with it, and when no complete line is left, it is given up
+// before the next is read.
+func forLines(r io.Reader, max int, u *turn, fn func(n int, line []byte, tooLong bool) bool) error {
 	br := getLineReader(r, max+1)
 	defer putLineReader(br)
+	defer u.give()
+	// partial is how many bytes at the end of br's buffer follow its last
+	// newline (-1: not known): while more are buffered, ReadSlice returns
+	// a complete line without reading r.
+	partial := -1
 	for n := 1; ; n++ {
+		if u != nil && (partial < 0 || br.Buffered() <= partial) {
+			b, _ := br.Peek(br.Buffered()) // what is buffered: reads nothing
+			partial = len(b) - (bytes.LastIndexByte(b, '\n') + 1)
+			if len(b) <= partial {
+				// No complete line buffered: ReadSlice reads r.
+				u.give()
+				partial = -1
+			}
+		}
 		line, err := br.ReadSlice('\n')
 		tooLong := false
 		for errors.Is(err, bufio.ErrBufferFull) {
 			tooLong = true
 			_, err = br.ReadSlice('\n')
 		}
+		if tooLong {
+			partial = -1 // the buffer was read past the line
+		}
 		if err != nil && err != io.EOF {
 			return err
 		}
 		if len(bytes.TrimSpace(line)) > 0 || tooLong {
+			u.take()
 			var ok bool
 			if tooLong {
 				ok = fn(n, nil, true)
@@ -535,7 +558,9 @@ func (s *Server) handleIngest(w http.ResponseWriter, r *http.Request) {
 	stopLine := 0 // the first line not processed, once stopped
 	overLimit := false
 	lastLine, events := 0, 0
+	u := s.turns.newTurn()
 	flush := func() bool {
+		u.give() // not held through the wait for durability
 		if c.len() == 0 {
 			return true
 		}
@@ -567,7 +592,7 @@ func (s *Server) handleIngest(w http.ResponseWriter, r *http.Request) {
 		c.reset()
 		return true
 	}
-	err = forLines(body, s.cfg.MaxLineBytes, func(n int, line []byte, tooLong bool) bool {
+	err = forLines(body, s.cfg.MaxLineBytes, u, func(n int, line []byte, tooLong bool) bool {
 		if events++; events > s.cfg.MaxRequestEvents {
 			overLimit, stopLine = true, n
 			return false

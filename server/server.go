@@ -60,9 +60,11 @@ type Server struct {
 	// chunkEvents is the most events appended at once (chunkEvents,
 	// smaller in tests).
 	chunkEvents int
-	detect      *detection
-	ui          *uiState // the web UI (ui.go)
-	handler     http.Handler
+	// turns: the ingest requests preparing events at once (turns.go).
+	turns   *prepTurns
+	detect  *detection
+	ui      *uiState // the web UI (ui.go)
+	handler http.Handler
 	// reportWarmer keeps report figures of whole ledger chunks (report.go).
 	reportWarmer *reportCacheWarmer
 
@@ -114,7 +116,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: log, metrics: newMetrics(), recent: newRecentIDs(cfg.DedupWindow), chunkEvents: chunkEvents,
-		space: &spaceMonitor{dir: cfg.DataDir, reserve: cfg.DiskReserve}, closeHook: CloseStepHook, stopping: make(chan struct{})}
+		turns: newPrepTurns(defaultPrepTurns()), space: &spaceMonitor{dir: cfg.DataDir, reserve: cfg.DiskReserve}, closeHook: CloseStepHook, stopping: make(chan struct{})}
 	var stopOnce sync.Once
 	s.stopStreams = func() { stopOnce.Do(func() { close(s.stopping) }) }
 	if cfg.ShutdownTimeout <= 0 {
