@@ -55,6 +55,26 @@ func build(r *Report) {
 		{"Block decisions", num(f.Blocks.Created)},
 		{"Reads of the audit trail", num(f.Reads.Total)},
 	}
+	if si := r.State.Settings; si != nil {
+		v := "the configuration given to the report (the collector recorded none)"
+		switch {
+		case si.Source == SettingsCollector && r.State.Index != nil:
+			v = fmt.Sprintf("what the collector ran with, since its start at %s (the report was made by the collector)", ts(si.Started))
+		case si.Source == SettingsCollector:
+			v = fmt.Sprintf("what the collector ran with: its signed record of its start at %s (settings sha256 %s, also in its start event in the ledger)", ts(si.Started), si.SHA256)
+		case si.Problem != "":
+			v = "the configuration given to the report: the collector's record was not used (" + si.Problem + ")"
+		}
+		s.Totals = append(s.Totals, Fact{"Settings stated (retention, witnesses, rules, notifiers, outputs)", v})
+		var pre []string
+		if len(si.Differences) > 0 {
+			pre = append(pre, "Settings: the configuration given to the report differs from what the collector ran with, which the report states: "+strings.Join(si.Differences, "; ")+".")
+		}
+		if si.Problem != "" {
+			pre = append(pre, "Settings: the collector's signed record of its settings was not used ("+si.Problem+"); the report states the configuration it was given.")
+		}
+		s.TopFindings = append(pre, s.TopFindings...)
+	}
 	r.Summary = s
 }
 

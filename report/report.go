@@ -198,6 +198,9 @@ type State struct {
 	// Index is the collector's search index when the collector made the
 	// report; nil for a report made offline.
 	Index *IndexInfo `json:"index,omitempty"`
+	// Settings says where the stated settings (retention, witnesses,
+	// rules, notifiers, outputs) come from.
+	Settings *SettingsInfo `json:"settings,omitempty"`
 	// DataDirMode is the permission bits of the collector's data
 	// directory and ledger directory ("0700 0700"); empty if unknown.
 	DataDirMode string `json:"data_dir_mode,omitempty"`
@@ -245,6 +248,31 @@ type LedgerInfo struct {
 	// segment is closed), and matched its leaf hash in the signed tree
 	// when the report was made.
 	OldestRead bool `json:"oldest_read_checked,omitempty"`
+}
+
+// Sources of the settings a report states (SettingsInfo.Source).
+const (
+	// SettingsCollector: what the collector ran with, from its own
+	// signed record of the settings it started with.
+	SettingsCollector = "collector"
+	// SettingsConfiguration: the configuration given to the report (the
+	// collector saved none, or what it saved did not verify).
+	SettingsConfiguration = "configuration"
+)
+
+// SettingsInfo says where a report's stated settings come from.
+type SettingsInfo struct {
+	Source string `json:"source"`
+	// Started and SHA256 identify the collector's signed settings record
+	// (its start, and the hash its start event in the ledger carries).
+	Started time.Time `json:"started,omitzero"`
+	SHA256  string    `json:"sha256,omitempty"`
+	// Differences name what the configuration given to an offline report
+	// states otherwise than the collector ran with (the report states
+	// what it ran with).
+	Differences []string `json:"differences_from_configuration,omitempty"`
+	// Problem says why the collector's record was not used.
+	Problem string `json:"problem,omitempty"`
 }
 
 // IndexInfo is the collector's index when it made the report (absent

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -200,20 +201,11 @@ func (s *Server) Report(ctx context.Context, o report.Options) (*Signed, string,
 	return &Signed{Report: rep, JSON: file, Sum: sum}, sum, nil
 }
 
-// reportState is what the running collector holds outside the ledger.
+// reportState is what the running collector holds outside the ledger:
+// the settings it started with (saved in SettingsFile) and its index.
 func (s *Server) reportState(ctx context.Context, keys []note.Verifier) report.State {
-	var rules []*detect.Rule
-	var ruleErrs int
-	var notifiers []string
-	enabled := s.detect != nil
-	if d := s.detect; d != nil {
-		rules = d.runner.Engine.Rules()
-		ruleErrs = len(d.ruleErrs)
-	}
-	for _, n := range s.cfg.Notifiers {
-		notifiers = append(notifiers, cmpOr(n.Name, n.Type))
-	}
-	st := buildState(ctx, s.cfg, s.ledger, s.tokens.List(), enabled, rules, ruleErrs, notifiers, keys)
+	st := stateOf(ctx, s.cfg.DataDir, s.settings, s.ledger, s.tokens.List(), keys)
+	st.Settings = &report.SettingsInfo{Source: report.SettingsCollector, Started: s.settings.Started.UTC(), SHA256: s.settingsSum}
 	// The index trails the ledger by a batch (~50 ms): give it that long,
 	// not more, so that the report states a caught-up index as one.
 	wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -225,7 +217,12 @@ func (s *Server) reportState(ctx context.Context, keys []note.Verifier) report.S
 
 // ReportState is what a collector configured by cfg holds outside the
 // ledger l, for reports made offline (`trailguard report`): its tokens,
-// retention, witnesses and the detection rules it loads.
+// retention, witnesses and the detection rules it loads. The settings
+// stated are those the collector saved, signed, at its last start
+// (SettingsFile), when they verify with keys; State.Settings then names
+// every way cfg differs from them. Otherwise (a collector that saved
+// none, or settings that do not verify: said in State.Settings.Problem)
+// they are cfg's.
 func ReportState(ctx context.Context, cfg Config, l *ledger.Ledger, keys []note.Verifier) (report.State, error) {
 	store, err := access.Open(filepath.Join(cfg.DataDir, "tokens.json"))
 	if err != nil {
@@ -256,39 +253,42 @@ func ReportState(ctx context.Context, cfg Config, l *ledger.Ledger, keys []note.
 	for _, n := range cfg.Notifiers {
 		notifiers = append(notifiers, cmpOr(n.Name, n.Type))
 	}
-	return buildState(ctx, cfg, l, store.List(), !c.Disabled, rules, ruleErrs, notifiers, keys), nil
+	given := runSettings(cfg, !c.Disabled, rules, ruleErrs, notifiers)
+	ran, sum, err := loadSettings(cfg.DataDir, keys)
+	info := &report.SettingsInfo{Source: report.SettingsCollector, Started: ran.Started.UTC(), SHA256: sum}
+	switch {
+	case errors.Is(err, errNoSettings):
+		ran = given
+		info = &report.SettingsInfo{Source: report.SettingsConfiguration}
+	case err != nil:
+		ran = given
+		info = &report.SettingsInfo{Source: report.SettingsConfiguration, Problem: err.Error()}
+	default:
+		info.Differences = settingsDifferences(ran, given)
+	}
+	st := stateOf(ctx, cfg.DataDir, ran, l, store.List(), keys)
+	st.Settings = info
+	return st, nil
 }
 
-func buildState(ctx context.Context, cfg Config, l *ledger.Ledger, tokens []access.Token, enabled bool, rules []*detect.Rule,
-	ruleErrs int, notifiers []string, keys []note.Verifier) report.State {
+// stateOf is the report state of a collector that ran with rs.
+func stateOf(ctx context.Context, dataDir string, rs RunSettings, l *ledger.Ledger, tokens []access.Token, keys []note.Verifier) report.State {
 	st := report.State{Tokens: []report.Token{}, Witnesses: []report.Witness{}}
-	if p, err := retention.Lookup(cfg.Retention); err == nil && cfg.Retention != "" {
+	if p, err := retention.Lookup(rs.Retention); err == nil && rs.Retention != "" {
 		st.Retention = report.RetentionInfo{Profile: p.Name, RetainDays: int(p.Retain / retention.Day), HotDays: int(p.Hot / retention.Day)}
 	}
-	st.Retention.LegalHold = cfg.LegalHold
+	st.Retention.LegalHold = rs.LegalHold
 	for _, t := range tokens {
 		st.Tokens = append(st.Tokens, report.Token{Name: t.Name, Role: string(t.Role), Created: t.Created.UTC(), Revoked: t.Revoked})
 	}
-	st.Detection = report.Detection{Enabled: enabled, Rules: []report.Rule{}, RuleErrors: ruleErrs, Notifiers: notifiers}
-	silent := map[string]bool{}
-	for _, r := range rules {
-		if c := r.Correlation; c != nil && !c.Generate {
-			for _, ref := range c.Rules {
-				silent[ref] = true
-			}
-		}
+	st.Detection = rs.Detection
+	if st.Detection.Rules == nil {
+		st.Detection.Rules = []report.Rule{}
 	}
-	for _, r := range rules {
-		if r.Correlation == nil && (silent[r.Name] || silent[r.ID]) {
-			continue // a building block of correlations: raises no alert of its own
-		}
-		st.Detection.Rules = append(st.Detection.Rules, report.Rule{ID: cmpOr(r.ID, r.Ref()), Title: r.Title, Level: r.Level,
-			Block: r.Response != nil && r.Response.Block != ""})
+	if len(rs.Outputs) > 0 {
+		st.Outputs = rs.Outputs
 	}
-	for _, o := range cfg.Outputs {
-		st.Outputs = append(st.Outputs, o.Name+" ("+o.Type+")")
-	}
-	for _, w := range cfg.Witness {
+	for _, w := range rs.Witness {
 		var wt ledger.Witness
 		if strings.HasPrefix(w, "http://") || strings.HasPrefix(w, "https://") {
 			wt = ledger.HTTPWitness(w, &http.Client{Timeout: 5 * time.Second})
@@ -305,7 +305,7 @@ func buildState(ctx context.Context, cfg Config, l *ledger.Ledger, tokens []acce
 		}
 		st.Witnesses = append(st.Witnesses, ws)
 	}
-	st.DataDirMode = modes(cfg.DataDir, filepath.Join(cfg.DataDir, "ledger"))
+	st.DataDirMode = modes(dataDir, filepath.Join(dataDir, "ledger"))
 	return st
 }
 

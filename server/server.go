@@ -89,6 +89,11 @@ type Server struct {
 
 	// appendLog summarises ingest refused for a full disk (storelog.go).
 	appendLog appendFailureLog
+	// settings are what the collector started with, as its reports state
+	// them, saved signed in SettingsFile; settingsSum is that file's hash,
+	// which its start event carries (settings.go).
+	settings    RunSettings
+	settingsSum string
 }
 
 // ledgerSink lets the collector's own audit events (its access log,
@@ -253,7 +258,13 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s.startReportWarmer()
-	s.logSystem(event.ActionSysStartup, "collector started")
+	if err := s.saveRunSettings(); err != nil {
+		// A stale record would have offline reports state the last
+		// start's settings as this one's.
+		os.Remove(filepath.Join(cfg.DataDir, SettingsFile))
+		s.log.Error("settings not saved: reports made offline state the configuration they are given", "err", err)
+	}
+	s.logSystem(event.ActionSysStartup, "collector started (settings sha256 "+s.settingsSum+" in "+SettingsFile+")")
 	if a := s.ledger.Adopted(); a != nil {
 		// The operator's adoption of unsigned records is itself audited
 		// (the adopting checkpoint records it too).

@@ -38,16 +38,19 @@ collector's key and is the source of the HTML and PDF forms, which print its
 SHA-256; with --out and --format html or pdf, the signed JSON is written beside
 it (FILE with .json). Several forms of the same signed report at once:
 --format pdf,html --out FILE writes FILE.pdf, FILE.html and FILE.json. What the
-ledger cannot show (retention, witnesses, rules) is stated as --config and
-TRAILGUARD_* give it: pass the collector's own. Check a report with trailguard
-verify-report.`, stdout, stderr)
+ledger cannot show (retention, witnesses, rules) is stated as the collector
+ran with it: its signed record of the settings it started with
+(DIR/settings.json); the report names every way --config and TRAILGUARD_*
+differ from it. A data directory without that record (a collector before
+this version) is stated as --config gives it: pass the collector's own.
+Check a report with trailguard verify-report.`, stdout, stderr)
 	data := fs.dataFlag("the collector's data directory `DIR` (env TRAILGUARD_DATA)")
 	std := fs.String("standard", "", "`STANDARD`: pci-dss, soc2 or hipaa")
 	from := fs.String("from", "720h", "start of the period: RFC 3339 `TIME` or a duration back from now")
 	to := fs.String("to", "", "end of the period: RFC 3339 `TIME` or a duration back from now (default now)")
 	format := fs.String("format", "json", "`FORMAT`: json, html or pdf, or several (pdf,html) with --out")
 	out := fs.String("out", "", "write to `FILE` instead of standard output")
-	config := fs.String("config", "", "the collector's YAML `FILE` (retention, witnesses, rules it states; default: the settings' defaults)")
+	config := fs.String("config", "", "the collector's YAML `FILE`: compared with what the collector ran with (DIR/settings.json), stated when the collector recorded none")
 	pos, code, ok := fs.parse(args)
 	if !ok {
 		return code
@@ -98,17 +101,6 @@ verify-report.`, stdout, stderr)
 	if err != nil {
 		return fail("%v", err)
 	}
-	if *config == "" {
-		// The report signs these facts as the collector's: defaults
-		// where the collector ran with a configuration file would state
-		// "no witness" and "kept for ever" for a collector that has both.
-		ret := cfg.Retention
-		if ret == "" {
-			ret = "none (kept for ever)"
-		}
-		fmt.Fprintf(stderr, "trailguard report: no --config: the report states retention %s, %d witnesses and the rules of the defaults and TRAILGUARD_* variables; if the collector runs with a configuration file, pass it with --config FILE, or take the report from the running collector (GET /v1/reports)\n",
-			ret, len(cfg.Witness))
-	}
 	signerPath := cfg.SignerKey
 	if signerPath == "" {
 		signerPath = filepath.Join(cfg.DataDir, "keys", "signer.key")
@@ -131,6 +123,29 @@ verify-report.`, stdout, stderr)
 	state, err := server.ReportState(ctx, cfg, l, keys)
 	if err != nil {
 		return fail("%v", err)
+	}
+	switch si := state.Settings; {
+	case si != nil && si.Source == report.SettingsCollector:
+		fmt.Fprintf(stderr, "trailguard report: stating the settings the collector started with at %s (%s, signed with its key)\n",
+			si.Started.Format(time.RFC3339), filepath.Join(cfg.DataDir, server.SettingsFile))
+		for _, d := range si.Differences {
+			fmt.Fprintf(stderr, "trailguard report: the configuration given differs: %s (the report states what the collector ran with, and says so)\n", d)
+		}
+	default:
+		if si != nil && si.Problem != "" {
+			fmt.Fprintf(stderr, "trailguard report: %s: the report states the configuration given, and says so\n", si.Problem)
+		}
+		if *config == "" {
+			// The report signs these facts as the collector's: defaults
+			// where the collector ran with a configuration file would state
+			// "no witness" and "kept for ever" for a collector that has both.
+			ret := cfg.Retention
+			if ret == "" {
+				ret = "none (kept for ever)"
+			}
+			fmt.Fprintf(stderr, "trailguard report: no --config: the report states retention %s, %d witnesses and the rules of the defaults and TRAILGUARD_* variables; if the collector runs with a configuration file, pass it with --config FILE, or take the report from the running collector (GET /v1/reports)\n",
+				ret, len(cfg.Witness))
+		}
 	}
 	rep, err := report.Compute(ctx, l, report.Options{Standard: *std, From: fromT, To: toT, Verifiers: keys, State: state,
 		Generator: versionLine(), Cache: filepath.Join(cfg.DataDir, "report-cache")})

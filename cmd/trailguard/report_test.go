@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/trailguard/trailguard/event"
+	"github.com/trailguard/trailguard/ledger"
+	"github.com/trailguard/trailguard/report"
 	"github.com/trailguard/trailguard/server"
 )
 
@@ -77,10 +79,10 @@ func TestReportCLI(t *testing.T) {
 		!strings.Contains(stdout, "figures.authentication_failures.total: the report says 5, the ledger gives 7") {
 		t.Fatalf("verify-report of an edited file: %d\n%s", code, stdout)
 	}
-	// The facts outside the ledger come from --config: without it the
-	// report says which it states, and how to give the collector's own.
-	if !strings.Contains(errOut, "no --config: the report states retention none (kept for ever), 0 witnesses") || !strings.Contains(errOut, "--config FILE") {
-		t.Errorf("report without --config does not say what it states: %s", errOut)
+	// The facts outside the ledger are what the collector ran with: its
+	// signed record of its start, which the report says it states.
+	if !strings.Contains(errOut, "stating the settings the collector started with at") {
+		t.Errorf("report does not say what it states: %s", errOut)
 	}
 	// Several forms of one signed report: the HTML and the PDF print the
 	// hash of the JSON written beside them (two runs would sign two
@@ -111,5 +113,126 @@ func TestReportCLI(t *testing.T) {
 	}
 	if _, errOut, code := call(runReport, "--data", dir, "--standard", "iso27001"); code != 2 || !strings.Contains(errOut, "pci-dss, soc2 or hipaa") {
 		t.Fatalf("bad standard: %d %s", code, errOut)
+	}
+}
+
+// TestReportStatesWhatTheCollectorRan: a report made offline states the
+// settings the collector started with (its signed DIR/settings.json, whose
+// hash its start event in the ledger carries), not the --config it is
+// given, and names every difference; a settings file altered on disk is
+// not used, and the report says so; a data directory without one (an
+// older collector) is stated from --config, with the old warning.
+func TestReportStatesWhatTheCollectorRan(t *testing.T) {
+	dir := t.TempDir()
+	witness := t.TempDir()
+	cfg := server.Defaults()
+	cfg.DataDir = dir
+	cfg.Retention = "soc2"
+	cfg.Witness = []string{witness}
+	cfg.Detection.Disabled = true
+	srv, err := server.New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	settings, err := os.ReadFile(filepath.Join(dir, server.SettingsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var saved struct{ SHA256 string }
+	if err := json.Unmarshal(settings, &saved); err != nil || len(saved.SHA256) != 64 {
+		t.Fatalf("settings.json: %v %s", err, settings)
+	}
+	l, err := ledger.OpenReadOnly(filepath.Join(dir, "ledger"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	startCarries := false
+	for e, err := range l.Entries(0) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Contains(e.Data, []byte(`"sys_startup"`)) && bytes.Contains(e.Data, []byte("settings sha256 "+saved.SHA256)) {
+			startCarries = true
+		}
+	}
+	l.Close()
+	if !startCarries {
+		t.Errorf("no start event in the ledger carries the settings' sha256 %s", saved.SHA256)
+	}
+
+	// The operator hands the auditor's report another file: pci-dss, no
+	// witness, detection on.
+	conf := filepath.Join(t.TempDir(), "serve.yaml")
+	os.WriteFile(conf, []byte("retention: pci-dss\n"), 0o600)
+	type result struct {
+		rep    *report.Report
+		errOut string
+	}
+	run := func() result {
+		t.Helper()
+		out := filepath.Join(t.TempDir(), "r.json")
+		_, errOut, code := call(runReport, "--data", dir, "--config", conf, "--standard", "soc2", "--from", "1h", "--out", out)
+		if code != 0 {
+			t.Fatalf("report: %d %s", code, errOut)
+		}
+		b, _ := os.ReadFile(out)
+		keys, err := ledger.LoadVerifiers(filepath.Join(dir, "keys", "signer.pub"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rep, _, err := report.Open(b, keys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return result{rep, errOut}
+	}
+	cases := []struct {
+		name      string
+		prepare   func()
+		retention string
+		witnesses int
+		source    string
+		stderr    []string
+		finding   string
+	}{
+		{"as the collector ran", func() {}, "soc2", 1, report.SettingsCollector,
+			[]string{"stating the settings the collector started with", "retention: the collector ran with soc2, the configuration gives pci-dss",
+				"witness: the collector ran with [" + witness + "], the configuration gives []", "detection: the collector ran it off, the configuration on"},
+			"the configuration given to the report differs from what the collector ran with"},
+		{"settings altered on disk", func() {
+			os.WriteFile(filepath.Join(dir, server.SettingsFile), bytes.Replace(settings, []byte(`"retention":"soc2"`), []byte(`"retention":"hipaa"`), 1), 0o600)
+		}, "pci-dss", 0, report.SettingsConfiguration,
+			[]string{"settings.json: its settings do not match their signed hash (altered)"},
+			"the collector's signed record of its settings was not used"},
+		{"an older collector: no settings saved", func() { os.Remove(filepath.Join(dir, server.SettingsFile)) }, "pci-dss", 0, report.SettingsConfiguration,
+			nil, ""},
+	}
+	for _, c := range cases {
+		c.prepare()
+		r := run()
+		st := r.rep.State
+		if st.Retention.Profile != c.retention || len(st.Witnesses) != c.witnesses || st.Settings == nil || st.Settings.Source != c.source {
+			t.Errorf("%s: stated retention %q, %d witnesses, settings %+v; want %q, %d, source %s", c.name, st.Retention.Profile, len(st.Witnesses), st.Settings, c.retention, c.witnesses, c.source)
+		}
+		for _, w := range c.stderr {
+			if !strings.Contains(r.errOut, w) {
+				t.Errorf("%s: standard error lacks %q:\n%s", c.name, w, r.errOut)
+			}
+		}
+		found := c.finding == ""
+		for _, f := range r.rep.Summary.TopFindings {
+			if c.finding != "" && strings.Contains(f, c.finding) {
+				found = true
+			}
+			if c.finding == "" && strings.HasPrefix(f, "Settings:") {
+				t.Errorf("%s: finding %q", c.name, f)
+			}
+		}
+		if !found {
+			t.Errorf("%s: no top finding %q in %q", c.name, c.finding, r.rep.Summary.TopFindings)
+		}
 	}
 }
