@@ -146,7 +146,7 @@ Keys are never overwritten.`, stdout, stderr)
 }
 
 func runVerify(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("verify", `usage: trailguard verify [LEDGER_DIR] [--data DIR] [--key FILE...] [--witness DIR] [--json]
+	fs := newFlags("verify", `usage: trailguard verify [LEDGER_DIR] [--data DIR] [--key FILE...] [--witness DIR] [--since FILE] [--json]
 
 Checks a ledger offline: every record, the Merkle tree, every signed
 checkpoint and, with --witness, the checkpoints exported to a witness. The
@@ -154,12 +154,20 @@ ledger is LEDGER_DIR, or DIR/ledger of --data (default ./trailguard-data or
 TRAILGUARD_DATA); the key defaults to DIR/keys/signer.pub. An auditor should
 pass a copy of the verifier key kept away from the collector's disk.
 
+With --since FILE (a signed checkpoint verified before, e.g. a copy of
+LEDGER_DIR/checkpoint kept after the last audit), only what was appended
+since is checked: FILE's signature, that the ledger's checkpoint history
+still holds it and its tree (the hash tiles at its size give its root), then
+the records after it and the checkpoints signed since, each of which must
+extend that tree.
+
 exit status: 0 verified, 1 findings, 2 could not verify`, stdout, stderr)
 	data := fs.dataFlag("the collector's data directory `DIR`: verify DIR/ledger with DIR/keys/signer.pub (env TRAILGUARD_DATA)")
 	var keys keyList
 	fs.Var(&keys, "key", "verifier key `FILE` (repeat, or several lines per file, for rotated keys)")
 	witness := fs.String("witness", "", "`DIR` of checkpoints exported to a witness; the ledger must contain each")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
+	since := fs.String("since", "", "signed checkpoint `FILE` verified before: check only what was appended since")
 	pos, code, ok := fs.parse(args)
 	if !ok {
 		return code
@@ -182,7 +190,21 @@ exit status: 0 verified, 1 findings, 2 could not verify`, stdout, stderr)
 		fmt.Fprintln(stderr, "trailguard verify:", err)
 		return 2
 	}
-	rep, err := ledger.Verify(dir, ledger.VerifyOptions{Verifiers: vs, WitnessDir: *witness})
+	opts := ledger.VerifyOptions{Verifiers: vs, WitnessDir: *witness}
+	if *since != "" {
+		b, err := os.ReadFile(*since)
+		if err != nil {
+			fmt.Fprintln(stderr, "trailguard verify: --since:", err)
+			return 2
+		}
+		c, _, err := ledger.OpenCheckpoint(b, note.VerifierList(vs...))
+		if err != nil {
+			fmt.Fprintf(stderr, "trailguard verify: --since %s: %v (a signed checkpoint of this ledger, verified with the same --key, is needed)\n", *since, err)
+			return 2
+		}
+		opts.Since = &c
+	}
+	rep, err := ledger.Verify(dir, opts)
 	if err != nil {
 		fmt.Fprintln(stderr, "trailguard verify:", err)
 		return 2
@@ -193,6 +215,14 @@ exit status: 0 verified, 1 findings, 2 could not verify`, stdout, stderr)
 		enc.Encode(rep)
 	} else {
 		fmt.Fprint(stdout, rep)
+		if c := opts.Since; c != nil && rep.OK() {
+			read := uint64(0)
+			if rep.Records > c.Size {
+				read = rep.Records - max(c.Size, rep.Pruned)
+			}
+			fmt.Fprintf(stdout, "  since the checkpoint of tree size %d signed %s (%s): the tree at that size is the one verified before, and the %d records after it were read and checked\n",
+				c.Size, c.Time.UTC().Format(time.RFC3339), *since, read)
+		}
 		if c := rep.Latest; c != nil {
 			// What an auditor writes down: the newest checkpoint that
 			// verified, which the next audit's --witness checks again.
