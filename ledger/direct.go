@@ -123,6 +123,7 @@ func (l *Ledger) writeSegment(job *syncJob, p []byte) (int, error) {
 		// page cache (quickly), synced by the syncer with whatever else
 		// it finds then, while the sequencer frames the next one.
 		off := l.w.off
+		start := time.Now()
 		n, err := l.w.f.WriteAt(p, off)
 		job.buffered = true
 		if err != nil {
@@ -134,6 +135,17 @@ func (l *Ledger) writeSegment(job *syncJob, p []byte) (int, error) {
 			copy(l.w.dbuf, p[na-off:])
 		} else {
 			copy(l.w.dbuf[off-na:], p) // within the block kept
+		}
+		if l.w.directOK && syncHook.Load() == nil && l.submitFlush(job, l.w.f, start) {
+			// A large batch with room in the pipeline: its fdatasync is
+			// submitted now, through AIO, and overlaps the flushes of the
+			// batches before it as a direct write's does, instead of
+			// waiting for the syncer to finish theirs. It covers every
+			// page of this segment written before it (makeDurable).
+			// (With the sync hook set, tests hold the syncer's
+			// fdatasync: the page-cache path stays theirs.)
+			job.buffered = false
+			l.syncs.Add(1)
 		}
 		return n, nil
 	}
@@ -234,19 +246,8 @@ func (l *Ledger) writeDirect(p []byte, off int64) error {
 // batch meanwhile; else an fdatasync here, durable on return as the
 // write with O_DSYNC was.
 func (l *Ledger) flushDirect(job *syncJob, start time.Time) error {
-	if l.flusher == nil && !l.w.noFlusher && !l.w.noAIO {
-		if l.flusher = newFlusher(); l.flusher == nil {
-			l.w.noFlusher = true
-		}
-	}
-	if l.flusher != nil {
-		if t, ok := l.flusher.submit(l.w.dio); ok {
-			job.ticket, job.wrote = t, start
-			l.flushes.Add(1)
-			return nil
-		}
-		// Refused (nothing started): fdatasync from now on.
-		l.w.noFlusher = true
+	if l.submitFlush(job, l.w.dio, start) {
+		return nil
 	}
 	if err := datasync(l.w.dio); err != nil {
 		return err
@@ -254,6 +255,29 @@ func (l *Ledger) flushDirect(job *syncJob, start time.Time) error {
 	// What the syncer's fdatasync took, for the gather (write.go).
 	l.lastSyncDur.Store(int64(time.Since(start)))
 	return nil
+}
+
+// submitFlush submits an fdatasync of f through AIO for job (its ticket,
+// which the syncer waits for before the acknowledgement), if AIO flushes
+// are available; false if not (nothing started).
+func (l *Ledger) submitFlush(job *syncJob, f *os.File, start time.Time) bool {
+	if l.flusher == nil && !l.w.noFlusher && !l.w.noAIO {
+		if l.flusher = newFlusher(); l.flusher == nil {
+			l.w.noFlusher = true
+		}
+	}
+	if l.flusher == nil {
+		return false
+	}
+	t, ok := l.flusher.submit(f)
+	if !ok {
+		// Refused: fdatasync from now on.
+		l.w.noFlusher = true
+		return false
+	}
+	job.ticket, job.wrote = t, start
+	l.flushes.Add(1)
+	return true
 }
 
 // closeAIO releases the direct writes' AIO context, if there is one.

@@ -744,3 +744,119 @@ func TestHeldWakeUp(t *testing.T) {
 		t.Fatal("C not answered with the syncer idle: the sequencer missed its wake-up")
 	}
 }
+
+// TestPageCacheFlushesOverlap: in a segment written directly, a batch
+// too large to be written directly goes through the page cache, and with
+// room in the pipeline its fdatasync is submitted through AIO at once, as
+// a direct write's flush is: the next batch is written and its flush
+// submitted while the first one's is awaited, and neither caller hears
+// back before its own flush (and every earlier one) completed. Before,
+// the syncer fdatasynced each such batch itself, one after the other.
+// Not parallel: flushWaitHook is the package's.
+func TestPageCacheFlushesOverlap(t *testing.T) {
+	if a := newFlusher(); a == nil {
+		t.Skip("no AIO flushes here: each direct write is followed by an fdatasync")
+	} else {
+		a.close()
+	}
+	defer func(d int64) { flushDepth = d }(flushDepth)
+	flushDepth = 2
+	k := newKey(t, testOrigin)
+	opts := testOpts(k)
+	opts.SegmentSize = 4 << 20
+	opts.DisableCompression = true
+	opts.CheckpointInterval, opts.IdleInterval = time.Hour, time.Hour
+	dir := t.TempDir()
+	l, err := Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	want := map[uint64][]byte{}
+	var mu sync.Mutex
+	add := func(recs ...[]byte) (uint64, error) {
+		first, err := l.Append(context.Background(), recs...)
+		mu.Lock()
+		for i, r := range recs {
+			want[first+uint64(i)] = r
+		}
+		mu.Unlock()
+		return first, err
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for i := 0; l.flushes.Load() == 0; i++ {
+		if time.Now().After(deadline) {
+			t.Fatal("never written directly")
+		}
+		if _, err := add(fmt.Appendf(nil, "warm-%d", i)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	release := make(chan struct{})
+	var first atomic.Uint64
+	hook := func(ticket uint64) {
+		if first.CompareAndSwap(0, ticket) {
+			<-release
+		}
+	}
+	flushWaitHook.Store(&hook)
+	defer flushWaitHook.Store(nil)
+	big := func(tag byte) [][]byte {
+		recs := make([][]byte, 50)
+		for i := range recs {
+			recs[i] = bytes.Repeat([]byte{tag}, 4000+i) // 200 KB: over directMax
+		}
+		return recs
+	}
+	type result struct {
+		n     int
+		first uint64
+		err   error
+	}
+	results := make(chan result, 2)
+	start := func(n int, recs [][]byte) {
+		go func() { f, err := add(recs...); results <- result{n, f, err} }()
+	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(100 * time.Microsecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("never %s", what)
+			}
+		}
+	}
+	flushes, direct := l.flushes.Load(), l.direct.Load()
+	start(0, big('A'))
+	waitFor("awaited A's flush (submitted through AIO)", func() bool { return first.Load() != 0 })
+	start(1, big('B'))
+	waitFor("submitted B's flush while A's was awaited", func() bool { return l.flushes.Load() == flushes+2 })
+	select {
+	case r := <-results:
+		t.Fatalf("append %d answered (%v) while A's flush was held", r.n, r.err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	close(release)
+	firsts := map[int]uint64{}
+	for range 2 {
+		r := <-results
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		firsts[r.n] = r.first
+	}
+	if firsts[0] >= firsts[1] {
+		t.Fatalf("A at %d, B at %d: want A first", firsts[0], firsts[1])
+	}
+	if l.direct.Load() != direct {
+		t.Fatal("a batch over directMax was written directly")
+	}
+	flushWaitHook.Store(nil)
+	checkReadBack(t, "", l, want, len(want), true)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if rep := verifyDir(t, dir, k, ""); !rep.OK() || rep.Records != uint64(len(want)) {
+		t.Fatalf("verify: %d records, want %d\n%s", rep.Records, len(want), rep)
+	}
+}

@@ -1095,9 +1095,19 @@ func (l *Ledger) makeDurable(jobs []*syncJob) error {
 		l.sealNs.Add(int64(time.Since(start)))
 	}
 	l.queueCompaction(closed)
+	// The last flush submitted covers every page written before it:
+	// jobs whose flush was submitted (ticket) need no fdatasync, nor do
+	// page-cache writes in jobs before them. (The group ends at the first
+	// job with a ticket; its own buffered flag is set only by pages it
+	// wrote after its flush. A segment closed in between is synced
+	// above.)
 	buffered := false
-	for _, j := range jobs {
-		buffered = buffered || j.buffered
+	if ticket == 0 {
+		for _, j := range jobs {
+			buffered = buffered || j.buffered
+		}
+	} else {
+		buffered = jobs[len(jobs)-1].buffered
 	}
 	// Records written directly are durable already (direct.go).
 	if last := jobs[len(jobs)-1]; buffered && (last.upTo > l.durable.Load() || newSeg) {
