@@ -104,7 +104,7 @@ func ExportTiles(dir, out string, size uint64) (Checkpoint, int, error) {
 			return err
 		}
 		tmp := p + ".tmp"
-		if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		if err := writeFresh(tmp, data, false); err != nil { // (plant.go)
 			os.Remove(tmp)
 			return err
 		}

@@ -65,7 +65,7 @@ func (c *cpLog) append(t int64, signed []byte) error {
 			return err
 		}
 		next := filepath.Join(c.dir, cpDir, fmt.Sprintf("%020d.log", c.count))
-		f, err := os.OpenFile(next, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+		f, err := createFresh(next, os.O_WRONLY) // (plant.go)
 		if err != nil {
 			return err
 		}
@@ -96,7 +96,7 @@ func loadCPLog(dir string, repair bool) (c cpLog, last []byte, err error) {
 		f := files[i]
 		ents, end, why := readFrameLog(f.path, maxCheckpointSize)
 		if why != nil && repair {
-			if err := os.Truncate(f.path, end); err != nil {
+			if err := truncateNoFollow(f.path, end); err != nil {
 				return c, nil, err
 			}
 		}

@@ -48,7 +48,7 @@ func parseFrameLog(b []byte, maxLen int) ([]logEntry, int64, error) {
 // frame that could not be written whole (disk full) is cut off again: a
 // torn frame in the middle of the log would hide every later one.
 func appendFrameLog(path string, t int64, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND|oNoFollow, 0o644) // (plant.go)
 	if err != nil {
 		return err
 	}

@@ -733,11 +733,12 @@ func (l *Ledger) recover() error {
 				end = 0 // torn header: rewritten below
 			}
 			l.opts.Logger.Warn("ledger: cutting torn tail", "segment", s.path, "from", end, "size", res.size, "reason", res.err)
-			if err := os.Truncate(s.path, end); err != nil {
-				return err
+			// Never through a link planted at the name (plant.go).
+			if err := truncateNoFollow(s.path, end); err != nil {
+				return fmt.Errorf("ledger: cut torn tail: %w", err)
 			}
 			if end == 0 {
-				if err := os.WriteFile(s.path, segHeader(s.first), 0o644); err != nil {
+				if err := writeFresh(s.path, segHeader(s.first), false); err != nil {
 					return err
 				}
 				res.end = int64(segHeaderSize)
@@ -779,10 +780,10 @@ func (l *Ledger) recover() error {
 	// Writer: the active segment (never a compressed one).
 	if len(segs) == 0 || segs[len(segs)-1].z != nil {
 		s := &segment{first: size, path: filepath.Join(l.segDir, segName(size))}
-		if err := os.WriteFile(s.path, segHeader(s.first), 0o644); err != nil {
+		if err := writeFresh(s.path, segHeader(s.first), false); err != nil {
 			return err
 		}
-		if err := os.WriteFile(idxPath(s.path), nil, 0o644); err != nil {
+		if err := writeFresh(idxPath(s.path), nil, false); err != nil {
 			return err
 		}
 		if err := syncFile(l.segDir); err != nil {
@@ -791,7 +792,7 @@ func (l *Ledger) recover() error {
 		l.segs = append(l.segs, s)
 	}
 	act := l.segs[len(l.segs)-1]
-	f, err := os.OpenFile(act.path, os.O_WRONLY, 0)
+	f, err := os.OpenFile(act.path, os.O_WRONLY|oNoFollow, 0)
 	if err != nil {
 		return err
 	}
@@ -800,7 +801,7 @@ func (l *Ledger) recover() error {
 		f.Close()
 		return err
 	}
-	idx, err := os.OpenFile(idxPath(act.path), os.O_WRONLY|os.O_APPEND, 0)
+	idx, err := os.OpenFile(idxPath(act.path), os.O_WRONLY|os.O_APPEND|oNoFollow, 0)
 	if err != nil {
 		f.Close()
 		return err

@@ -227,7 +227,9 @@ func writeIdx(path string, entries []idxEntry) error {
 	for _, e := range entries {
 		b = appendIdx(b, e.off, e.time)
 	}
-	return os.WriteFile(path, b, 0o644)
+	// Derived data: whatever is at the name is replaced, never written
+	// through (plant.go).
+	return writeFresh(path, b, false)
 }
 
 var errSegmentClosed = errors.New("segment closed")

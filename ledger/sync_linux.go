@@ -22,7 +22,7 @@ func datasync(f *os.File) error {
 // once the device has the data, in its cache; flushDirect makes them
 // durable).
 func openDirect(path string) (*os.File, error) {
-	return os.OpenFile(path, os.O_WRONLY|syscall.O_DIRECT, 0)
+	return os.OpenFile(path, os.O_WRONLY|syscall.O_DIRECT|syscall.O_NOFOLLOW, 0)
 }
 
 // oNoFollow makes an open fail on a symbolic link at the name itself.

@@ -118,10 +118,13 @@ func (s *tileStore) file(level int) (*os.File, error) {
 			return nil, err
 		}
 		p := s.levelPath(level)
-		if _, serr := os.Stat(p); serr != nil {
+		// Never through a link planted at the name (plant.go).
+		if _, serr := os.Lstat(p); serr != nil {
 			s.created = true
+			f, err = createFresh(p, os.O_RDWR)
+		} else {
+			f, err = os.OpenFile(p, os.O_RDWR|oNoFollow, 0)
 		}
-		f, err = os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o644)
 	} else {
 		f, err = os.Open(s.levelPath(level))
 	}
@@ -405,7 +408,7 @@ func migrateLegacyTiles(dir string) (bool, error) {
 		if _, err := os.Stat(filepath.Join(dir, legacyTileDir, strconv.Itoa(L))); err != nil {
 			break
 		}
-		f, err := os.Create(filepath.Join(tmp, strconv.Itoa(L)))
+		f, err := createFresh(filepath.Join(tmp, strconv.Itoa(L)), os.O_WRONLY)
 		if err != nil {
 			return false, err
 		}

@@ -61,7 +61,7 @@ func (d dirWitness) Publish(_ context.Context, signed []byte) error {
 	name := fmt.Sprintf("%020d-%d.checkpoint", c.Size, c.Time.UnixNano())
 	p := filepath.Join(d.dir, name)
 	tmp := p + ".tmp"
-	f, err := os.Create(tmp)
+	f, err := createFresh(tmp, os.O_WRONLY) // (plant.go)
 	if err != nil {
 		return err
 	}

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
@@ -724,7 +723,7 @@ func (l *Ledger) rotate(b *batchState) error {
 		}
 	}
 	b.created = append(b.created, s)
-	idx, err := createPending(pendingPath(idxPath(s.path)))
+	idx, err := createFresh(pendingPath(idxPath(s.path)), os.O_WRONLY|os.O_APPEND)
 	if err != nil {
 		f.Close()
 		os.Remove(pending)
@@ -751,27 +750,6 @@ func (l *Ledger) rotate(b *batchState) error {
 	n, err := f.Write(h)
 	l.w.off = int64(n)
 	return err
-}
-
-// createPending creates a new segment's pending .idx. Never through
-// whatever is at its name: a symlink planted there (write access to the
-// directory) would have its target truncated and written. Open removes
-// leftover *.new files, so one there now was put there since: it is
-// removed (the link itself, not its target) and the name created anew,
-// exclusively; if one is planted again meanwhile, the rotation fails.
-func createPending(path string) (*os.File, error) {
-	const flags = os.O_WRONLY | os.O_CREATE | os.O_EXCL | os.O_APPEND | oNoFollow
-	f, err := os.OpenFile(path, flags, 0o644)
-	if errors.Is(err, fs.ErrExist) {
-		if rerr := os.Remove(path); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
-			return nil, fmt.Errorf("ledger: remove %s planted before rotation: %w", path, rerr)
-		}
-		f, err = os.OpenFile(path, flags, 0o644)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("ledger: create %s: %w", path, err)
-	}
-	return f, nil
 }
 
 // linkSegment gives a new segment, written under its pending name, its
@@ -1216,19 +1194,7 @@ func (l *Ledger) publish(cp *Checkpoint) ([]byte, error) {
 
 // writeFileSync writes data to a new file at path and syncs it.
 func writeFileSync(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	return writeFresh(path, data, true) // (never through a link planted there: plant.go)
 }
 
 // spaceGuard keeps Options.Reserve free (sequencer only).

@@ -198,7 +198,7 @@ func (l *Ledger) zeroFile(path string, size int64) (err error) {
 		return errNoRoomAhead
 	}
 	// Created anew, never through a link planted at the name (plant.go).
-	f, err := createFresh(path, 0)
+	f, err := createFresh(path, os.O_WRONLY)
 	if err != nil {
 		return err
 	}

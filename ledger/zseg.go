@@ -410,7 +410,7 @@ func compressSegmentAltered(path string, first, count uint64, alter func([]byte)
 
 	zpath := zsegPath(path)
 	tmp := zpath + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	f, err := createFresh(tmp, os.O_WRONLY) // (plant.go)
 	if err != nil {
 		return "", err
 	}
