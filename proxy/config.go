@@ -100,6 +100,14 @@ type Config struct {
 	// connection), with room for the ledger's and spool's files: idle
 	// connections that took every descriptor made the ledger fail.
 	MaxConnections int `yaml:"max_connections"`
+	// MaxConnectionsPerAddress bounds the client connections one address
+	// (an IPv6 /64) holds open (default 1,000, -1: no bound), at most
+	// half of MaxConnections; trusted_proxies are not bound. Beyond, new
+	// connections from that address are closed at once: one address held
+	// every slot with idle connections and every other client waited.
+	// The single node's API listener holds connections without a valid
+	// token to an eighth of it (at least 8), at most half its slots.
+	MaxConnectionsPerAddress int `yaml:"max_connections_per_address"`
 
 	// Detection configures the embedded detection engine of a single-node
 	// gateway.
@@ -312,6 +320,9 @@ func (cfg Config) withDefaults() Config {
 	if cfg.MaxConnections == 0 {
 		cfg.MaxConnections = 10000
 	}
+	if cfg.MaxConnectionsPerAddress == 0 {
+		cfg.MaxConnectionsPerAddress = 1000
+	}
 	t := &cfg.Timeouts
 	t.Dial = cmpOr(t.Dial, 5*time.Second)
 	t.ResponseHeader = cmpOr(t.ResponseHeader, 60*time.Second)
@@ -349,6 +360,9 @@ func (cfg Config) Validate() error {
 	}
 	if cfg.MaxConnections < 0 {
 		add("max_connections %d: want 0 (default 10000) or more", cfg.MaxConnections)
+	}
+	if cfg.MaxConnectionsPerAddress < -1 {
+		add("max_connections_per_address %d: want 0 (default 1000), -1 (no bound) or more", cfg.MaxConnectionsPerAddress)
 	}
 	if len(cfg.Routes) == 0 {
 		add("no routes: give --upstream URL or a routes: list")

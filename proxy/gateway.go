@@ -432,12 +432,13 @@ func (g *Gateway) Serve(ctx context.Context, ln, api net.Listener) error {
 		g.log.Warn("proxy: max_connections lowered to fit the open-file limit, two descriptors a connection (raise LimitNOFILE or ulimit -n for more)",
 			"max_connections", g.cfg.MaxConnections, "now", n, "open_file_limit", limit)
 	}
-	ln = connlimit.New(n, g.log, "client connections").Listener(ln)
+	per := g.cfg.MaxConnectionsPerAddress
+	ln = connlimit.New(n, g.log, "client connections").PerAddress(per, per, g.Proxy.trusted).Listener(ln)
 	if api != nil {
 		// Slots of its own (a sixteenth more, at least 8, from the
 		// descriptors kept for the process's files): a flood of the
 		// public port must not lock the operators out of the UI and API.
-		api = connlimit.New(max(n/16, 8), g.log, "API connections").Listener(api)
+		api = connlimit.New(max(n/16, 8), g.log, "API connections").PerAddress(per, max(per/8, 8), nil).Listener(api)
 	}
 	srv := g.HTTPServer()
 	var front PlainServer = srv
@@ -458,7 +459,8 @@ func (g *Gateway) Serve(ctx context.Context, ln, api net.Listener) error {
 		// timeout a kept-alive connection that sent nothing more held a
 		// file descriptor of the process for ever.
 		apiSrv = &http.Server{Handler: g.collector.Handler(), ReadHeaderTimeout: 10 * time.Second,
-			IdleTimeout: g.cfg.Timeouts.Idle, MaxHeaderBytes: g.cfg.MaxHeaderBytes}
+			IdleTimeout: g.cfg.Timeouts.Idle, MaxHeaderBytes: g.cfg.MaxHeaderBytes,
+			ConnContext: connlimit.ConnContext} // the collector vouches for connections with a valid token
 		go func() { errc <- apiSrv.Serve(api) }()
 	}
 	var serveErr error

@@ -14,6 +14,7 @@ import (
 	"github.com/trailguard/trailguard/access"
 	"github.com/trailguard/trailguard/event"
 	"github.com/trailguard/trailguard/httpaudit"
+	"github.com/trailguard/trailguard/internal/connlimit"
 )
 
 type tokenKey struct{}
@@ -42,6 +43,9 @@ func (s *Server) requireRole(need access.Role, h http.HandlerFunc) http.HandlerF
 			s.refuseToken(w, r, ip, mark, tok, err)
 			return
 		}
+		// A valid token: its connection counts against its address's cap,
+		// no longer the lower one of connections without a token.
+		connlimit.Vouch(r.Context())
 		user := httpaudit.User{ID: tok.ID, Name: tok.Name, Roles: []string{string(tok.Role)}}
 		httpaudit.SetUser(r.Context(), user)
 		if !tok.Role.Allows(need) {

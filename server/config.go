@@ -93,6 +93,13 @@ type Config struct {
 	// limit with room for the ledger's and index's files: connections
 	// that took every descriptor made the ledger fail at its next segment.
 	MaxConnections int `yaml:"max_connections"`
+	// MaxConnectionsPerAddress bounds the connections one client address
+	// (an IPv6 /64) holds open (0: no bound); an eighth of it, at least
+	// 8, until a request on the connection presented a valid token. Both
+	// are at most half of MaxConnections. Beyond, new connections from
+	// that address are closed at once: one address held every slot with
+	// idle connections, and every other client waited.
+	MaxConnectionsPerAddress int `yaml:"max_connections_per_address"`
 	// RefusedAuditPerMinute is how many requests per client address and
 	// minute that lack a valid token with the needed role (refused, or
 	// anonymous such as /healthz) the collector records in its own trail;
@@ -231,6 +238,7 @@ func Defaults() Config {
 		MaxReadsPerToken:           32,
 		MaxReadRequests:            128,
 		MaxConnections:             10000,
+		MaxConnectionsPerAddress:   1000,
 		RefusedAuditPerMinute:      20,
 		RefusedAuditTotalPerMinute: 1000,
 		DiskReserve:                64 << 20,
@@ -358,6 +366,9 @@ func (c *Config) validate() error {
 	}
 	if c.MaxConnections < 1 {
 		errs = append(errs, fmt.Errorf("max_connections %d must be at least 1", c.MaxConnections))
+	}
+	if c.MaxConnectionsPerAddress < 0 {
+		errs = append(errs, fmt.Errorf("max_connections_per_address %d must be 0 (no bound) or more", c.MaxConnectionsPerAddress))
 	}
 	if c.RefusedAuditPerMinute < 0 || c.RefusedAuditTotalPerMinute < 0 {
 		errs = append(errs, errors.New("refused_audit_per_minute and refused_audit_total_per_minute cannot be negative"))

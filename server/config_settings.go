@@ -54,6 +54,7 @@ var settingsHelp = []settingHelp{
 	{key: "max_reads_per_token", arg: "N", help: "Reads (searches, stats, live tails, reports) one token and its web UI sessions may have in progress (429 with Retry-After beyond)."},
 	{key: "max_read_requests", arg: "N", help: "Reads in progress for all tokens together (503 with Retry-After beyond)."},
 	{key: "max_connections", arg: "N", help: "Client connections open at once; beyond, new ones wait until one closes. Lowered at start, with a warning, to fit the open-file limit (LimitNOFILE) with room for the ledger's and index's files."},
+	{key: "max_connections_per_address", arg: "N", help: "Client connections one address (an IPv6 /64) may hold open, at most half of max_connections (0: no bound); an eighth of it, at least 8, until a request on the connection presented a valid token. Beyond, its new connections are closed at once, so that one address cannot hold every slot."},
 	{key: "refused_audit_per_minute", arg: "N", help: "Requests without a valid token recorded per client address and minute; the rest are counted and summarised."},
 	{key: "disk_reserve", arg: "BYTES", help: "Free space ingest never takes (507 below it) so checkpoints always have room; the index pauses below twice it."},
 	{key: "refused_audit_total_per_minute", arg: "N", help: "Requests without a valid token recorded per minute from all addresses together."},

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -54,8 +55,10 @@ func TestIdleConnectionsCannotStarveTheLedger(t *testing.T) {
 			c.Close()
 		}
 	}()
-	for range 2 * limit {
-		c, err := net.DialTimeout("tcp", strings.TrimPrefix(p.url, "http://"), time.Second)
+	for i := range 2 * limit {
+		// From eight addresses: one is held to max_connections_per_address.
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(2+i%8))}, Timeout: time.Second}
+		c, err := d.Dial("tcp", strings.TrimPrefix(p.url, "http://"))
 		if err != nil {
 			break // the listen queue is full
 		}
@@ -79,5 +82,80 @@ func TestIdleConnectionsCannotStarveTheLedger(t *testing.T) {
 		if !strings.Contains(p.output(), want) {
 			t.Errorf("no %q in the output", want)
 		}
+	}
+}
+
+// TestOneAddressCannotHoldEveryConnection: against a real process, one
+// client address (127.0.0.2) opens idle connections without a token,
+// many more than max_connections. Another address (127.0.0.3) must still
+// be served: the first holds at most its share (max_connections_per_address,
+// lowered to half of max_connections; fewer until a token is presented),
+// its connections beyond are closed at once, counted in /metrics and
+// logged. Without the per-address cap the first address took every slot
+// and the second waited in the listen queue until the attacker let go.
+func TestOneAddressCannotHoldEveryConnection(t *testing.T) {
+	const maxConns = 16
+	p := startProc(t, t.TempDir(), fmt.Sprintf("--max-connections=%d", maxConns), "--max-connections-per-address=40")
+	hostport := strings.TrimPrefix(p.url, "http://")
+	dialFrom := func(src byte) (net.Conn, error) {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, src)}, Timeout: time.Second}
+		return d.Dial("tcp", hostport)
+	}
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for range 4 * maxConns {
+		c, err := dialFrom(2)
+		if err != nil {
+			break
+		}
+		conns = append(conns, c)
+	}
+	// The victim, from another address, with its own connection.
+	tr := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 3)}}
+		return d.DialContext(ctx, network, addr)
+	}}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 5 * time.Second}
+	req, _ := http.NewRequest("POST", p.url+"/v1/events", strings.NewReader(`{"@timestamp":"2026-11-30T12:00:00Z","message":"victim"}`+"\n"))
+	req.Header.Set("Authorization", "Bearer "+p.ingest)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("another address, while 127.0.0.2 holds %d idle connections: %v", len(conns), err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("another address: %d", resp.StatusCode)
+	}
+	// The attacker's connections beyond its share were closed at once.
+	open := 0
+	for _, c := range conns {
+		c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		if _, err := c.Read(make([]byte, 1)); err != nil {
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				open++
+			}
+		}
+	}
+	if open > maxConns/2 {
+		t.Errorf("127.0.0.2 holds %d connections; at most %d (half of max_connections)", open, maxConns/2)
+	}
+	req, _ = http.NewRequest("GET", p.url+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+p.read)
+	resp, err = client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), "trailguard_connections_refused_total ") || strings.Contains(string(body), "trailguard_connections_refused_total 0\n") {
+		t.Errorf("refusals not counted in /metrics:\n%s", body)
+	}
+	if want := "max_connections_per_address"; !strings.Contains(p.output(), want) {
+		t.Errorf("no %q warning in the output", want)
 	}
 }

@@ -53,6 +53,10 @@ func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	p("trailguard_disk_reserve_bytes", "gauge", "disk_reserve: free space ingest never takes.", s.cfg.DiskReserve)
 	p("trailguard_index_failures_total", "counter", "Times the indexer stopped on an error and was restarted.", s.indexFailures.Load())
 	p("trailguard_index_paused", "gauge", "1 while the index holds back for lack of space (free below twice disk_reserve).", b2i(s.space.indexPaused.Load()))
+	if c := s.conns; c != nil {
+		p("trailguard_connections_open", "gauge", "Client connections open (max_connections caps them).", c.Open())
+		p("trailguard_connections_refused_total", "counter", "Client connections closed at once because their address held max_connections_per_address.", c.Refused())
+	}
 	s.forwardMetrics(w)
 	s.detectionMetrics(w)
 	s.uiMetrics(w)

@@ -44,6 +44,7 @@ type Server struct {
 	red     *redact.Redactor
 	audit   *httpaudit.Logger
 	limiter *failLimiter
+	conns   *connlimit.Limiter // Serve's client connections (nil before Serve)
 	sampler *sampler
 	polls   pollSampler // empty decision-stream polls recorded (pollaudit.go)
 	slots   *tokenSlots
@@ -399,6 +400,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		// (live tails end at once, on s.stopping). What still runs when
 		// the drain's share ends is cancelled then.
 		BaseContext: func(net.Listener) context.Context { return base },
+		// requireRole vouches for a connection that presented a valid
+		// token (max_connections_per_address).
+		ConnContext: connlimit.ConnContext,
 	}
 	ln = s.limitConns(ln)
 	errc := make(chan error, 1)
@@ -440,7 +444,9 @@ func (s *Server) limitConns(ln net.Listener) net.Listener {
 		s.log.Warn("max_connections lowered to fit the open-file limit (raise LimitNOFILE or ulimit -n for more)",
 			"max_connections", s.cfg.MaxConnections, "now", n, "open_file_limit", limit)
 	}
-	return connlimit.New(n, s.log, "client connections").Listener(ln)
+	per := s.cfg.MaxConnectionsPerAddress
+	s.conns = connlimit.New(n, s.log, "client connections").PerAddress(per, max(per/8, 8), nil)
+	return s.conns.Listener(ln)
 }
 
 // runIndex keeps the indexer following the ledger until ctx ends. A

@@ -8,6 +8,14 @@
 // under a cap that leaves room for the process's own files; past it,
 // Accept waits for a connection to close (the kernel's listen queue holds
 // the newcomers, as net/http's would while it is busy).
+//
+// One client address must not take every slot either: it held them all
+// with idle connections (no token needed) and every other client waited
+// in the listen queue until the attacker let go. PerAddress caps what one
+// address (an IPv6 /64: one host's usual allocation) holds; connections
+// beyond are closed at once. On a server that authenticates, connections
+// on which no request has yet presented a valid token (Vouch) are held to
+// a lower cap than those on which one has.
 package connlimit
 
 import (
@@ -17,6 +25,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -31,7 +40,18 @@ type Limiter struct {
 	lastWarn atomic.Int64 // Unix ns of the last "limit reached" warning
 	waits    atomic.Uint64
 	waiting  atomic.Int64 // Dials waiting for a slot now
+
+	// Per address (PerAddress); perAddr 0: no cap.
+	perAddr, unvouched int
+	exempt             []netip.Prefix
+	mu                 sync.Mutex
+	addrs              map[netip.Addr]*held // only addresses with connections open
+	refused            atomic.Uint64
+	lastRefusal        atomic.Int64 // Unix ns of the last refusal warning
 }
+
+// held is what one address holds open.
+type held struct{ total, unvouched int }
 
 // New returns a Limiter of n connections (at least 1). log (nil: none)
 // receives a warning, at most once a minute, while connections wait;
@@ -42,6 +62,96 @@ func New(n int, log *slog.Logger, what string) *Limiter {
 
 // Max is the cap.
 func (l *Limiter) Max() int { return cap(l.slots) }
+
+// PerAddress caps the connections one client address holds open at n,
+// of which at most unvouched before a request on them was vouched for
+// (Vouch: it presented a valid token); 0 or less: no cap. Both are
+// lowered to half of Max, so that one address never holds the rest from
+// everyone else. IPv6 addresses count by their /64. Peers in exempt (a
+// load balancer or reverse proxy in front, whose connections carry many
+// clients) are not capped. Call it before the Limiter's listeners accept.
+func (l *Limiter) PerAddress(n, unvouched int, exempt []netip.Prefix) *Limiter {
+	if n <= 0 {
+		l.perAddr = 0
+		return l
+	}
+	half := max(l.Max()/2, 1)
+	l.perAddr = min(n, half)
+	l.unvouched = min(max(unvouched, 1), l.perAddr)
+	l.exempt = exempt
+	l.addrs = make(map[netip.Addr]*held)
+	return l
+}
+
+// PerAddressCaps are the caps PerAddress set (0, 0: none).
+func (l *Limiter) PerAddressCaps() (total, unvouched int) { return l.perAddr, l.unvouched }
+
+// Refused counts the connections closed at once because their address
+// held its cap.
+func (l *Limiter) Refused() uint64 { return l.refused.Load() }
+
+// addrKey is the address a connection counts against: IPv4 (also when
+// mapped into IPv6) as it is, IPv6 by its /64.
+func addrKey(a net.Addr) (netip.Addr, bool) {
+	var ap netip.AddrPort
+	switch t := a.(type) {
+	case *net.TCPAddr:
+		ap = t.AddrPort()
+	default:
+		var err error
+		if ap, err = netip.ParseAddrPort(a.String()); err != nil {
+			return netip.Addr{}, false
+		}
+	}
+	ip := ap.Addr().Unmap().WithZone("")
+	if !ip.IsValid() {
+		return netip.Addr{}, false
+	}
+	if ip.Is6() {
+		p, _ := ip.Prefix(64)
+		ip = p.Addr()
+	}
+	return ip, true
+}
+
+// admit counts a new connection from key, or reports that key holds its
+// cap.
+func (l *Limiter) admit(key netip.Addr) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	h := l.addrs[key]
+	if h == nil {
+		h = &held{}
+		l.addrs[key] = h
+	}
+	if h.total >= l.perAddr || h.unvouched >= l.unvouched {
+		return false
+	}
+	h.total++
+	h.unvouched++
+	return true
+}
+
+func (l *Limiter) warnRefused(key netip.Addr) {
+	l.refused.Add(1)
+	if l.log == nil {
+		return
+	}
+	now := time.Now().UnixNano()
+	last := l.lastRefusal.Load()
+	if now-last < int64(time.Minute) || !l.lastRefusal.CompareAndSwap(last, now) {
+		return
+	}
+	var h held
+	l.mu.Lock()
+	if p := l.addrs[key]; p != nil {
+		h = *p
+	}
+	l.mu.Unlock()
+	l.log.Warn("connection from an address at its cap closed at once (max_connections_per_address; raise it, or exempt a proxy in front)",
+		"what", l.what, "address", key.String(), "open", h.total, "without_token", h.unvouched,
+		"max_per_address", l.perAddr, "max_without_token", l.unvouched, "refused_total", l.refused.Load())
+}
 
 // Open is the number of connections open now.
 func (l *Limiter) Open() int { return len(l.slots) }
@@ -80,12 +190,37 @@ func (ln *listener) Accept() (net.Conn, error) {
 			return nil, net.ErrClosed
 		}
 	}
-	c, err := ln.Listener.Accept()
-	if err != nil {
-		<-l.slots
-		return nil, err
+	for {
+		c, err := ln.Listener.Accept()
+		if err != nil {
+			<-l.slots
+			return nil, err
+		}
+		cc := &conn{Conn: c, l: l}
+		if l.perAddr > 0 {
+			key, ok := addrKey(c.RemoteAddr())
+			if ok && !l.isExempt(key) {
+				if !l.admit(key) {
+					// Closed at once, its slot kept for the next: waiting
+					// would hold everyone behind this address.
+					l.warnRefused(key)
+					c.Close()
+					continue
+				}
+				cc.key, cc.counted = key, true
+			}
+		}
+		return cc, nil
 	}
-	return &conn{Conn: c, l: l}, nil
+}
+
+func (l *Limiter) isExempt(a netip.Addr) bool {
+	for _, p := range l.exempt {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
 }
 
 func (ln *listener) Close() error {
@@ -159,12 +294,68 @@ type conn struct {
 	net.Conn
 	l    *Limiter
 	once sync.Once
+	// Per address, under l.mu.
+	key              netip.Addr
+	counted, vouched bool
 }
 
 func (c *conn) Close() error {
 	err := c.Conn.Close()
-	c.once.Do(func() { <-c.l.slots })
+	c.once.Do(func() {
+		if c.counted {
+			l := c.l
+			l.mu.Lock()
+			h := l.addrs[c.key]
+			h.total--
+			if !c.vouched {
+				h.unvouched--
+			}
+			if h.total == 0 {
+				delete(l.addrs, c.key)
+			}
+			c.counted = false
+			l.mu.Unlock()
+		}
+		<-c.l.slots
+	})
 	return err
+}
+
+func (c *conn) vouch() {
+	l := c.l
+	l.mu.Lock()
+	if c.counted && !c.vouched {
+		c.vouched = true
+		l.addrs[c.key].unvouched--
+	}
+	l.mu.Unlock()
+}
+
+type connKey struct{}
+
+// ConnContext is an http.Server's ConnContext that lets Vouch find the
+// connection of a request.
+func ConnContext(ctx context.Context, c net.Conn) context.Context {
+	return context.WithValue(ctx, connKey{}, c)
+}
+
+// Vouch marks the connection of the request whose context is ctx (its
+// server's ConnContext is ConnContext) as used by a client that presented
+// a valid token: it counts against its address's cap of connections, no
+// longer the lower cap of those without one. Anything else: nothing.
+func Vouch(ctx context.Context) {
+	c, _ := ctx.Value(connKey{}).(net.Conn)
+	for c != nil {
+		if cc, ok := c.(*conn); ok {
+			cc.vouch()
+			return
+		}
+		u, ok := c.(interface{ NetConn() net.Conn }) // *tls.Conn, withWriteTimeout's
+		if !ok {
+			return
+		}
+		c = u.NetConn()
+	}
 }
 
 func (c *conn) SyscallConn() (syscall.RawConn, error) {
