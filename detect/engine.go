@@ -652,9 +652,13 @@ func (x *evalCtx) runProg(p *fieldProg, f int32) {
 	for _, id := range p.atoms {
 		x.res[id] = resFalse
 	}
+	user := x.eng.fields[f].user
 	for _, v := range vals {
 		for _, id := range p.anyAtoms {
 			x.res[id] = resTrue
+		}
+		if user {
+			v = matchName(v)
 		}
 		lv := v
 		if hasUpper(v) {

@@ -1,6 +1,7 @@
 package detect
 
 import (
+	"github.com/trailguard/trailguard/internal/username"
 	"strconv"
 	"strings"
 )
@@ -66,6 +67,9 @@ type fieldDef struct {
 	name  string
 	kind  fieldKind
 	slots []int32
+	// user: the field holds a user name (isUserName), tested as its
+	// account's spelling (matchName), not as sent.
+	user bool
 }
 
 // resolveField maps a field name as written in a rule to the name the
@@ -84,19 +88,31 @@ func resolveField(name string, web bool) string {
 func defineField(x *extractor, name string) fieldDef {
 	switch name {
 	case "client.ip":
-		return fieldDef{name, fClientIP, []int32{x.slot("client.ip"), x.slot("source.ip")}}
+		return fieldDef{name: name, kind: fClientIP, slots: []int32{x.slot("client.ip"), x.slot("source.ip")}}
 	case "url.original":
-		return fieldDef{name, fOriginal, []int32{x.slot("url.original"), x.slot("url.path"), x.slot("url.query")}}
+		return fieldDef{name: name, kind: fOriginal, slots: []int32{x.slot("url.original"), x.slot("url.path"), x.slot("url.query")}}
 	case "cs-uri-stem":
-		return fieldDef{name, fStem, []int32{x.slot("url.original"), x.slot("url.path"), x.slot("url.query")}}
+		return fieldDef{name: name, kind: fStem, slots: []int32{x.slot("url.original"), x.slot("url.path"), x.slot("url.query")}}
 	case "c-uri-extension":
-		return fieldDef{name, fExtension, []int32{x.slot("url.extension"), x.slot("url.original"), x.slot("url.path"), x.slot("url.query")}}
+		return fieldDef{name: name, kind: fExtension, slots: []int32{x.slot("url.extension"), x.slot("url.original"), x.slot("url.path"), x.slot("url.query")}}
 	case "time-taken":
-		return fieldDef{name, fTimeTaken, []int32{x.slot("event.duration")}}
+		return fieldDef{name: name, kind: fTimeTaken, slots: []int32{x.slot("event.duration")}}
 	case "":
-		return fieldDef{name, fKeywords, []int32{x.slot("url.original"), x.slot("url.path"), x.slot("url.query")}}
+		return fieldDef{name: name, kind: fKeywords, slots: []int32{x.slot("url.original"), x.slot("url.path"), x.slot("url.query")}}
 	}
-	return fieldDef{name, fDirect, []int32{x.slot(name)}}
+	return fieldDef{name: name, kind: fDirect, slots: []int32{x.slot(name)}, user: isUserName(name)}
+}
+
+// matchName is the value a condition on a user name field tests: the
+// name with the characters whose NFKC form is ASCII replaced by it and
+// without spaces around, as the account stores and logins that fold them
+// see it (username.Key; case is folded as in every Sigma test unless the
+// rule says cased). Rule conditions on user.name compared the name as
+// sent, so `user.name: admin` missed ａｄｍｉｎ and " admin", names the
+// upstream's login takes for admin, while correlations already grouped
+// them by account.
+func matchName(v string) string {
+	return strings.TrimSpace(username.FoldCompat(v))
 }
 
 // appendValues appends each value of the field in the document to dst,

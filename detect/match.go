@@ -192,9 +192,18 @@ func (a *atom) evalOne(e *evalCtx) bool {
 		return sp.kind == vAbsent || sp.kind == vNull
 	case aFieldRef:
 		var other []string
-		e.forEach(a.ref, func(v string) { other = append(other, v) })
+		ref := e.eng.fields[a.ref].user
+		e.forEach(a.ref, func(v string) {
+			if ref {
+				v = matchName(v)
+			}
+			other = append(other, v)
+		})
 		hit := false
 		e.forEach(a.field, func(v string) {
+			if f.user {
+				v = matchName(v)
+			}
 			for _, o := range other {
 				if a.cased && v == o || !a.cased && strings.EqualFold(v, o) {
 					hit = true
@@ -207,6 +216,9 @@ func (a *atom) evalOne(e *evalCtx) bool {
 	e.forEach(a.field, func(v string) {
 		if hit {
 			return
+		}
+		if f.user {
+			v = matchName(v)
 		}
 		switch a.kind {
 		case aRegexp:
