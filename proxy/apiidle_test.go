@@ -96,15 +96,19 @@ func TestSingleNodeAPIReachableWhenGatewayFull(t *testing.T) {
 			c.Close()
 		}
 	}()
-	for range 2 * cfg.MaxConnections {
-		c, err := net.Dial("tcp", ln.Addr().String())
+	for i := range 2 * cfg.MaxConnections {
+		// From four addresses: one holds at most max_connections_per_address.
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(2+i%4))}}
+		c, err := d.Dial("tcp", ln.Addr().String())
 		if err != nil {
 			t.Fatal(err)
 		}
 		flood = append(flood, c)
 	}
-	// The gateway's own listener is full: a request there waits.
-	c, err := net.Dial("tcp", ln.Addr().String())
+	// The gateway's own listener is full: a request there, from another
+	// address, waits (it is not closed: that address holds nothing).
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 7)}}
+	c, err := d.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,6 +117,8 @@ func TestSingleNodeAPIReachableWhenGatewayFull(t *testing.T) {
 	c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
 	if _, err := c.Read(make([]byte, 1)); err == nil {
 		t.Fatalf("the gateway answered past its cap of %d connections", cfg.MaxConnections)
+	} else if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
+		t.Fatalf("a connection past the cap: %v, want it waiting", err)
 	}
 	// Several operators, a connection each.
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
