@@ -74,8 +74,10 @@ func TestProxyIdleConnectionsCannotStarveTheLedger(t *testing.T) {
 			c.Close()
 		}
 	}()
-	for range 2 * limit {
-		c, err := net.DialTimeout("tcp", strings.TrimPrefix(p.base, "http://"), time.Second)
+	for i := range 2 * limit {
+		// From eight addresses: one holds at most max_connections_per_address.
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(2+i%8))}, Timeout: time.Second}
+		c, err := d.Dial("tcp", strings.TrimPrefix(p.base, "http://"))
 		if err != nil {
 			break
 		}
