@@ -128,11 +128,12 @@ func Open(cfg Config, log *slog.Logger) (*Gateway, error) {
 		p.backlog = node.backlog
 	}
 	g.Proxy = p
-	if g.shipper != nil {
-		g.watchDone = make(chan struct{})
-		g.watchStop = make(chan struct{})
-		go g.watchShipping()
+	if g.collector != nil {
+		g.collector.AddMetrics(p.writeMetrics)
 	}
+	g.watchDone = make(chan struct{})
+	g.watchStop = make(chan struct{})
+	go g.watch()
 	return g, nil
 }
 
@@ -154,18 +155,23 @@ func shipDrain(shutdown time.Duration) time.Duration {
 // not one).
 const shipAlertAfter = 3 * time.Second
 
-// watchShipping raises the collector-unreachable alert and its recovery
-// from the shipper's counters.
-func (g *Gateway) watchShipping() {
+// watch raises the collector-unreachable alert and its recovery from the
+// shipper's counters, and reports events lost (lossWatch).
+func (g *Gateway) watch() {
 	defer close(g.watchDone)
 	t := time.NewTicker(500 * time.Millisecond)
 	defer t.Stop()
 	down := false
+	var loss lossWatch
 	for {
 		select {
 		case <-g.watchStop:
 			return
-		case <-t.C:
+		case now := <-t.C:
+			loss.check(g.Proxy, now)
+		}
+		if g.shipper == nil {
+			continue
 		}
 		st := g.shipper.Stats()
 		failing := st.Pending > 0 && st.LastError != nil && st.Lag >= shipAlertAfter

@@ -33,7 +33,13 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 // serveGateway opens a Gateway and serves it until the test ends.
 func serveGateway(t *testing.T, cfg Config) (*Gateway, string, func() error) {
 	t.Helper()
-	g, err := Open(cfg, quiet)
+	return serveGatewayLog(t, cfg, quiet)
+}
+
+// serveGatewayLog is serveGateway logging to log.
+func serveGatewayLog(t *testing.T, cfg Config, log *slog.Logger) (*Gateway, string, func() error) {
+	t.Helper()
+	g, err := Open(cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}

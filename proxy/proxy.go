@@ -199,7 +199,7 @@ func New(cfg Config, log *slog.Logger) (*Proxy, error) {
 		GenerateTrace:   true,
 		ErrorLog:        log,
 		Now:             cfg.Now,
-		QueueSize:       1 << 16,
+		QueueSize:       eventQueueSize,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("proxy: %w", err)

@@ -59,5 +59,8 @@ func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	}
 	s.forwardMetrics(w)
 	s.detectionMetrics(w)
+	for _, f := range s.extraMetrics {
+		f(w)
+	}
 	s.uiMetrics(w)
 }

@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -45,10 +46,12 @@ type Server struct {
 	audit   *httpaudit.Logger
 	limiter *failLimiter
 	conns   *connlimit.Limiter // Serve's client connections (nil before Serve)
-	sampler *sampler
-	polls   pollSampler // empty decision-stream polls recorded (pollaudit.go)
-	slots   *tokenSlots
-	reads   *tokenSlots // reads in progress, per token and in all
+	// extraMetrics write an embedder's metrics after the collector's.
+	extraMetrics []func(io.Writer)
+	sampler      *sampler
+	polls        pollSampler // empty decision-stream polls recorded (pollaudit.go)
+	slots        *tokenSlots
+	reads        *tokenSlots // reads in progress, per token and in all
 	// reports: one report in progress or waiting for reportSlot per token
 	// (others get 429), so a single read token — stolen, or a script in a
 	// loop — cannot fill the wait and starve other readers' reports into
@@ -435,6 +438,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		"took", time.Since(plan.Start).Round(time.Millisecond), "shutdown_timeout", s.cfg.ShutdownTimeout)
 	return err
 }
+
+// AddMetrics adds f's lines (Prometheus text format) to /metrics: an
+// embedder's own counters (a single-node gateway's events lost). Call it
+// before serving.
+func (s *Server) AddMetrics(f func(io.Writer)) { s.extraMetrics = append(s.extraMetrics, f) }
 
 // limitConns caps ln's connections at max_connections, lowered to fit the
 // open-file limit (internal/connlimit).
