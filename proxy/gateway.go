@@ -56,6 +56,7 @@ func Open(cfg Config, log *slog.Logger) (*Gateway, error) {
 			URL:           strings.TrimRight(cfg.Collector.URL, "/") + "/v1/events",
 			Token:         cfg.Collector.Token,
 			SpoolDir:      filepath.Join(cfg.DataDir, "spool"),
+			Log:           log,
 			MaxSpoolBytes: cfg.Collector.MaxSpoolBytes,
 			FlushInterval: cfg.Collector.FlushInterval,
 			DrainTimeout:  shipDrain(cfg.Timeouts.Shutdown),

@@ -48,6 +48,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -180,6 +181,9 @@ type Options struct {
 	// Now returns the time stamped on spooled and dead-lettered records and
 	// used for Stats.Lag; default time.Now. Tests set it.
 	Now func() time.Time
+	// Log receives New's warning that the spool directory was open to
+	// other users (default slog.Default()).
+	Log *slog.Logger
 }
 
 // Stats is a snapshot of a Shipper's counters, for metrics. Counters count
@@ -263,6 +267,9 @@ func New(opts Options) (*Shipper, error) {
 	dir := filepath.Clean(opts.SpoolDir)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("ship: spool dir: %w", err)
+	}
+	if err := secureSpoolDir(dir, opts.Log); err != nil {
+		return nil, err
 	}
 	lock, err := lockFile(filepath.Join(dir, "lock"))
 	if err != nil {
@@ -847,3 +854,32 @@ func (s *core) report(err error) {
 }
 
 var _ sink.Sink = (*Shipper)(nil)
+
+// secureSpoolDir makes sure no one but this process's user can get at the
+// spool: its records are sent to the far end as this shipper's (under its
+// token, and a collector signs them into its ledger), so anyone who could
+// add a segment or a frame there (CRC-32C is no secret) injected events
+// the trail then vouched for, and anyone who could read it read every
+// request's user, address and path. MkdirAll keeps the mode of a
+// directory made beforehand (0755 from mkdir, 0777 on a shared volume):
+// such a directory is set to 0700 with a warning; one whose mode cannot be
+// changed (not ours) is refused.
+func secureSpoolDir(dir string, log *slog.Logger) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("ship: spool dir: %w", err)
+	}
+	perm := fi.Mode().Perm()
+	if perm&0o077 == 0 {
+		return nil
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return fmt.Errorf("ship: spool dir %s has mode %#o: other users could read the spooled events or add their own, which would be sent as this shipper's, "+
+			"and setting it to 0700 failed (%w); run chmod 0700 %s", dir, perm, err, dir)
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	log.Warn("spool directory was open to other users; set to 0700", "dir", dir, "was", fmt.Sprintf("%#o", perm))
+	return nil
+}
