@@ -85,6 +85,10 @@ func TestLeanFrontTimeoutsKeepTime(t *testing.T) {
 		t.Fatalf("a connection idle for %v of its %v idle timeout was closed: %v", idle-time.Minute, idle, err)
 	}
 	// Past the idle timeout since that request: closed at the next sweep.
+	// Once the connection is idle: its idle time starts when its goroutine
+	// gets to it after the answer, which a loaded machine delayed past
+	// the skew (the connection then had an hour from the skewed clock).
+	waitFor(t, "the connection idle after its answer", states(stIdle, stIdleSeen))
 	f.skew.Add(int64((idle + time.Minute) / time.Microsecond))
 	closed(idler, "a connection past its idle timeout")
 }
