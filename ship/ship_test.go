@@ -887,7 +887,17 @@ func TestHeaderlessSegment(t *testing.T) {
 				}
 				return false
 			}
-			srv := httptest.NewServer(c)
+			srv := httptest.NewUnstartedServer(c)
+			var conns atomic.Int64 // open on the collector's side
+			srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+				switch st {
+				case http.StateNew:
+					conns.Add(1)
+				case http.StateClosed, http.StateHijacked:
+					conns.Add(-1)
+				}
+			}
+			srv.Start()
 			defer srv.Close()
 			o := Options{URL: srv.URL, SpoolDir: dir, SegmentBytes: 4096, MaxSpoolBytes: 1 << 20,
 				FlushInterval: 5 * time.Millisecond, MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond}
@@ -922,6 +932,12 @@ func TestHeaderlessSegment(t *testing.T) {
 			if tc.pending > 20 && segs < 2 {
 				t.Fatalf("setup: want pending records in several segments, have %d", segs)
 			}
+			// s1's requests are over at the collector before it comes
+			// back: one s1 sent before its Close, handled late on a
+			// loaded machine, was taken once up, and s2 (s1 saved no
+			// cursor for it) sent its records again.
+			srv.CloseClientConnections()
+			waitFor(t, 10*time.Second, "s1's connections closed at the collector", func() bool { return conns.Load() == 0 })
 			// What the crash in createSegment(next) left behind.
 			torn := filepath.Join(dir, segName(next))
 			if err := os.WriteFile(torn, []byte(tc.left), 0o600); err != nil {
