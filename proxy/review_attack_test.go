@@ -227,8 +227,13 @@ func TestLeanFrontSilentConnectionClosed(t *testing.T) {
 // on its own goroutine, in its own read operation) does not hold up
 // another client's requests. The other client's requests go on until the
 // busy connection has had at least 100 answers while they ran (a count,
-// not a time: under load the busy client may be slow to get going), and
-// every one of them must be answered within 2 s.
+// not a time: under load the busy client may be slow to get going). While
+// any one of them waits, the busy connection may get at most
+// starveAnswers answers: held up behind it, a request would wait through
+// as many as the busy client sends (thousands before its 10 s deadline).
+// Counted in the busy connection's answers, not in time: a loaded machine
+// slows both alike (a 2 s bound failed at load 22-36; 10 to 25 answers at
+// most beside one request at load 34-38).
 func TestLeanFrontBusyConnectionDoesNotStarveOthers(t *testing.T) {
 	t.Parallel()
 	up := newRawUpstream(t)
@@ -280,7 +285,9 @@ func TestLeanFrontBusyConnectionDoesNotStarveOthers(t *testing.T) {
 	}
 	defer c.Close()
 	br := bufio.NewReader(c)
+	const starveAnswers = 200
 	var worst time.Duration
+	var mostBusy int64
 	from := answered.Load()
 	deadline := time.Now().Add(30 * time.Second)
 	i := 0
@@ -289,6 +296,7 @@ func TestLeanFrontBusyConnectionDoesNotStarveOthers(t *testing.T) {
 			t.Fatalf("the busy connection had %d answers in 30 s beside %d requests: not busy", answered.Load()-from, i)
 		}
 		start := time.Now()
+		before := answered.Load()
 		io.WriteString(c, "GET /plain HTTP/1.1\r\nHost: a\r\n\r\n")
 		c.SetReadDeadline(start.Add(10 * time.Second))
 		resp, err := http.ReadResponse(br, nil)
@@ -297,10 +305,13 @@ func TestLeanFrontBusyConnectionDoesNotStarveOthers(t *testing.T) {
 		}
 		io.Copy(io.Discard, resp.Body)
 		worst = max(worst, time.Since(start))
+		mostBusy = max(mostBusy, answered.Load()-before)
 	}
-	t.Logf("busy connection: %d answers meanwhile; the other connection's slowest of %d: %v", answered.Load()-from, i, worst)
-	if worst > 2*time.Second {
-		t.Errorf("beside a busy connection, the other's slowest answer took %v", worst)
+	t.Logf("busy connection: %d answers meanwhile; the other connection's slowest of %d: %v, beside %d busy answers at most",
+		answered.Load()-from, i, worst, mostBusy)
+	if mostBusy > starveAnswers {
+		t.Errorf("beside a busy connection, one of the other's requests waited through %d of its answers (%v), want at most %d",
+			mostBusy, worst, starveAnswers)
 	}
 }
 
