@@ -325,6 +325,11 @@ func TestCollectorDecisionStream(t *testing.T) {
 	if best > time.Second {
 		t.Errorf("the collector's decision took at best %v of three to be enforced, want under a second", best)
 	}
+	// The blocks came through the stream: none by the gateway's own
+	// events (a request lane, the single node's).
+	if n := g.Stats().EarlyBlocks; n != 0 {
+		t.Errorf("%d blocks from the gateway's own events, want only the collector's decisions", n)
+	}
 	if get(t, gw+"/login", "X-Forwarded-For", "198.51.100.24").StatusCode != 401 {
 		t.Error("another client was refused")
 	}
