@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -62,6 +63,19 @@ type queue struct {
 // writer's four times as frequent wake-ups at 250 µs; 100 and 500 µs
 // measured alike.
 const napTime = 250 * time.Microsecond
+
+// yieldAt is how many events may accumulate while the writer naps before
+// the sender of the next one cuts the nap short and yields its processor
+// to it (offer). A napping writer is woken by its timer, but a timer runs
+// only when its processor enters the scheduler: with every processor
+// busy serving requests that do not block (GOMAXPROCS request goroutines,
+// as under load), that is when the runtime preempts one, up to 10 ms
+// later, and meanwhile thousands of served requests wait in the queue,
+// each kept alive for every garbage collection to mark, and cold in the
+// cache by the time the writer reads them. At napTime's pace a server of
+// a million requests per second queues about 250 events per nap: the
+// sender of the 256th finds the writer late.
+const yieldAt = 2 * chunkLen
 
 // A chunk holds chunkLen items; up to maxSpares emptied chunks are kept
 // for reuse (a few batches' worth), so that a busy queue allocates none.
@@ -145,9 +159,19 @@ func (q *queue) offer(it item) (ok, closed bool, dropped uint64) {
 	}
 	q.pushLocked(it)
 	wake := q.signalLocked(it.done != nil)
+	yield := false
+	if !wake && q.idle && q.napping && q.n >= yieldAt {
+		// The writer is late (see yieldAt): woken, it is the next
+		// goroutine this processor runs once the sender yields.
+		q.idle = false
+		wake, yield = true, true
+	}
 	q.mu.Unlock()
 	if wake {
 		q.signal()
+	}
+	if yield {
+		runtime.Gosched()
 	}
 	return true, false, 0
 }

@@ -56,6 +56,48 @@ func TestWriterWakesAndSleeps(t *testing.T) {
 	}
 }
 
+// TestLateNapEndsAtYieldAt: senders of access events leave a napping
+// writer alone (its timer brings it back) until yieldAt events wait; the
+// sender of that one wakes it, as the sender of an urgent event would,
+// and a sleeping writer is woken by the first event as before.
+func TestLateNapEndsAtYieldAt(t *testing.T) {
+	q := newQueue(1<<20, 1<<30)
+	woken := func() bool {
+		select {
+		case <-q.wake:
+			return true
+		default:
+			return false
+		}
+	}
+	q.idle, q.napping = true, true
+	for i := 1; i < yieldAt; i++ {
+		if ok, _, _ := q.offer(item{ev: &event.Event{}}); !ok {
+			t.Fatalf("event %d not queued", i)
+		}
+		if woken() {
+			t.Fatalf("a napping writer woken at %d events, before %d", i, yieldAt)
+		}
+	}
+	q.offer(item{ev: &event.Event{}})
+	if !woken() || q.idle {
+		t.Fatalf("a napping writer not woken at %d events", yieldAt)
+	}
+	q.offer(item{ev: &event.Event{}})
+	if woken() {
+		t.Fatal("a writer already woken woken again")
+	}
+	// Asleep (no nap): the first event wakes it.
+	q2 := newQueue(1<<20, 1<<30)
+	q2.idle = true
+	q2.offer(item{ev: &event.Event{}})
+	select {
+	case <-q2.wake:
+	default:
+		t.Fatal("a sleeping writer not woken by an event")
+	}
+}
+
 // TestCloseLetsWaitersIn: senders waiting for room in a full queue when
 // Close is called still get their events written, and Close waits for
 // them; senders that come after Close are refused.
