@@ -440,22 +440,7 @@ func checkReadBack(t *testing.T, prefix string, l *Ledger, want map[uint64][]byt
 // acknowledgements stay in order. Not parallel: flushWaitHook is the
 // package's.
 func TestDirectWritesPipelined(t *testing.T) {
-	if a := newFlusher(); a == nil {
-		t.Skip("no AIO flushes here: each direct write is followed by an fdatasync")
-	} else {
-		a.close()
-	}
-	k := newKey(t, testOrigin)
-	opts := testOpts(k)
-	opts.SegmentSize = 1 << 20
-	opts.DisableCompression = true
-	opts.CheckpointInterval, opts.IdleInterval = time.Hour, time.Hour
-	dir := t.TempDir()
-	l, err := Open(dir, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	l, dir, k := openFlushPipeline(t, 0, 1<<20)
 	want := map[uint64][]byte{}
 	var mu sync.Mutex
 	rec := func(i int) []byte { return fmt.Appendf(nil, "p-%d-%s", i, bytes.Repeat([]byte{'p'}, 100+i%300)) }
@@ -555,24 +540,7 @@ func TestDirectWritesPipelined(t *testing.T) {
 // flush (and every earlier one) completed, not all after the last one's.
 // Not parallel: flushWaitHook and flushDepth are the package's.
 func TestDirectWritesAckedOwnFlush(t *testing.T) {
-	if a := newFlusher(); a == nil {
-		t.Skip("no AIO flushes here: each direct write is followed by an fdatasync")
-	} else {
-		a.close()
-	}
-	defer func(d int64) { flushDepth = d }(flushDepth)
-	flushDepth = 3
-	k := newKey(t, testOrigin)
-	opts := testOpts(k)
-	opts.SegmentSize = 1 << 20
-	opts.DisableCompression = true
-	opts.CheckpointInterval, opts.IdleInterval = time.Hour, time.Hour
-	dir := t.TempDir()
-	l, err := Open(dir, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	l, _, _ := openFlushPipeline(t, 3, 1<<20)
 	rec := func(i int) []byte { return fmt.Appendf(nil, "o-%d-%s", i, bytes.Repeat([]byte{'o'}, 200)) }
 	deadline := time.Now().Add(10 * time.Second)
 	for i := 0; l.flushes.Load() == 0; i++ {
@@ -653,23 +621,7 @@ func TestDirectWritesAckedOwnFlush(t *testing.T) {
 // held one waited for the checkpoint timer (an hour here; the ledger
 // suite hung under load). Not parallel: the hooks are the package's.
 func TestHeldWakeUp(t *testing.T) {
-	if a := newFlusher(); a == nil {
-		t.Skip("no AIO flushes here: each direct write is followed by an fdatasync")
-	} else {
-		a.close()
-	}
-	defer func(d int64) { flushDepth = d }(flushDepth)
-	flushDepth = 2
-	k := newKey(t, testOrigin)
-	opts := testOpts(k)
-	opts.SegmentSize = 1 << 20
-	opts.DisableCompression = true
-	opts.CheckpointInterval, opts.IdleInterval = time.Hour, time.Hour
-	l, err := Open(t.TempDir(), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	l, _, _ := openFlushPipeline(t, 2, 1<<20)
 	rec := func(i int) []byte { return fmt.Appendf(nil, "w-%d-%s", i, bytes.Repeat([]byte{'w'}, 150)) }
 	deadline := time.Now().Add(10 * time.Second)
 	for i := 0; l.flushes.Load() == 0; i++ {
@@ -754,24 +706,7 @@ func TestHeldWakeUp(t *testing.T) {
 // the syncer fdatasynced each such batch itself, one after the other.
 // Not parallel: flushWaitHook is the package's.
 func TestPageCacheFlushesOverlap(t *testing.T) {
-	if a := newFlusher(); a == nil {
-		t.Skip("no AIO flushes here: each direct write is followed by an fdatasync")
-	} else {
-		a.close()
-	}
-	defer func(d int64) { flushDepth = d }(flushDepth)
-	flushDepth = 2
-	k := newKey(t, testOrigin)
-	opts := testOpts(k)
-	opts.SegmentSize = 4 << 20
-	opts.DisableCompression = true
-	opts.CheckpointInterval, opts.IdleInterval = time.Hour, time.Hour
-	dir := t.TempDir()
-	l, err := Open(dir, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	l, dir, k := openFlushPipeline(t, 2, 4<<20)
 	want := map[uint64][]byte{}
 	var mu sync.Mutex
 	add := func(recs ...[]byte) (uint64, error) {
@@ -859,4 +794,33 @@ func TestPageCacheFlushesOverlap(t *testing.T) {
 	if rep := verifyDir(t, dir, k, ""); !rep.OK() || rep.Records != uint64(len(want)) {
 		t.Fatalf("verify: %d records, want %d\n%s", rep.Records, len(want), rep)
 	}
+}
+
+// openFlushPipeline opens a ledger in a new directory whose small
+// segments are written directly (with its directory and key), for the flush pipeline's tests; it skips
+// the test where the kernel has no AIO flushes. depth > 0 sets flushDepth
+// for the test (so callers are not parallel).
+func openFlushPipeline(t *testing.T, depth int64, segmentSize int64) (l *Ledger, dir string, k testKey) {
+	t.Helper()
+	if a := newFlusher(); a == nil {
+		t.Skip("no AIO flushes here: each direct write is followed by an fdatasync")
+	} else {
+		a.close()
+	}
+	if depth > 0 {
+		t.Cleanup(func(d int64) func() { return func() { flushDepth = d } }(flushDepth))
+		flushDepth = depth
+	}
+	k = newKey(t, testOrigin)
+	opts := testOpts(k)
+	opts.SegmentSize = segmentSize
+	opts.DisableCompression = true
+	opts.CheckpointInterval, opts.IdleInterval = time.Hour, time.Hour
+	dir = t.TempDir()
+	l, err := Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l, dir, k
 }
