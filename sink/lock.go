@@ -9,7 +9,7 @@ import (
 	"github.com/trailguard/trailguard/internal/flock"
 )
 
-// lockWait is how long New waits for a lock just released: a child that
+// lockWait is how long OpenFile waits for a lock just released: a child that
 // another goroutine of this process is forking shares the descriptor (and
 // so the lock) until its exec closes it. Short, so that a trail really in
 // use is reported at once for practical purposes.
