@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/trailguard/trailguard/internal/throttle"
 	"github.com/trailguard/trailguard/ledger"
 )
 
@@ -17,12 +18,18 @@ const noSpaceLogEvery = time.Minute
 
 // appendFailureLog logs failed ledger appends of ingest requests: every
 // failure but a full disk's, and those once per noSpaceLogEvery with the
-// requests and events refused since the last line.
+// requests and events refused since the last line. Its zero value is
+// ready.
 type appendFailureLog struct {
-	mu       sync.Mutex
-	last     time.Time // the last line about a full disk
-	requests uint64    // refused requests since then, unlogged
-	events   uint64
+	once    sync.Once
+	noSpace throttle.Gate // weights: events refused; Every set by gate
+}
+
+// gate is the full disk's Gate, its interval set on first use (the zero
+// appendFailureLog is ready, as the Server holds it).
+func (a *appendFailureLog) gate() *throttle.Gate {
+	a.once.Do(func() { a.noSpace.Every = noSpaceLogEvery })
+	return &a.noSpace
 }
 
 func (a *appendFailureLog) log(l *slog.Logger, now time.Time, what string, events int, err error) {
@@ -30,19 +37,15 @@ func (a *appendFailureLog) log(l *slog.Logger, now time.Time, what string, event
 		l.Error(what+": ledger append failed", "events", events, "err", err)
 		return
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if !a.last.IsZero() && now.Sub(a.last) < noSpaceLogEvery {
-		a.requests++
-		a.events += uint64(events)
+	line, ok := a.gate().Note(now, uint64(events))
+	if !ok {
 		return
 	}
-	if a.last.IsZero() || a.requests == 0 {
+	if line.Count == 1 { // nothing held back since the last line: none, or a minute without a refusal
 		l.Error(what+": ledger append refused: disk full (while it lasts, logged once a minute with counts)", "events", events, "err", err)
-	} else {
-		l.Error(what+": ledger appends still refused: disk full", "events", events,
-			"refused_requests_since_last_line", a.requests, "refused_events_since_last_line", a.events,
-			"since_last_line", now.Sub(a.last).Round(time.Second).String(), "err", err)
+		return
 	}
-	a.last, a.requests, a.events = now, 0, 0
+	l.Error(what+": ledger appends still refused: disk full", "events", events,
+		"refused_requests_since_last_line", line.Count-1, "refused_events_since_last_line", line.Sum-uint64(events),
+		"since_last_line", line.Since.Round(time.Second).String(), "err", err)
 }
