@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/trailguard/trailguard/event"
+	"github.com/trailguard/trailguard/internal/throttle"
 	"github.com/trailguard/trailguard/internal/tick"
 	"github.com/trailguard/trailguard/redact"
 	"github.com/trailguard/trailguard/sink"
@@ -145,9 +146,12 @@ type Logger struct {
 	// failing is set while the sink fails (see Stats.Failing); the queue
 	// reads it to stop senders from waiting for room that may never come.
 	failing atomic.Bool
-	// outage is the writer's account of failed sink writes for its log
-	// (writer goroutine only).
-	outage outage
+	// outage throttles the writer's lines about failed sink writes: one
+	// run of failures per outage, weighed in events.
+	outage throttle.Gate
+	// failingRun is set while a run of failures goes on (writer goroutine
+	// only): a successful write ends it without touching outage's lock.
+	failingRun bool
 }
 
 // failLogEvery is how often a sink that keeps failing is reported while it
@@ -155,53 +159,39 @@ type Logger struct {
 // for a day must not write 86,400 lines to the log it may share.
 var failLogEvery = time.Minute
 
-// outage summarises a run of failed sink writes for the error log: the
-// first failure is logged, then one line per failLogEvery with the counts,
-// and one when writes succeed again.
-type outage struct {
-	since      time.Time // the run's first failure; zero while writes succeed
-	failures   uint64    // failed writes in the run
-	logged     bool      // a line was logged about this run
-	lastLogged time.Time // the last line about any run
-	every      time.Duration
-}
-
 // noteFailure records a failed write of a batch of n events and logs it when
-// due: the first failure of a run, unless a line about failures was logged
-// within failLogEvery (a sink failing every other write), and then once
-// per failLogEvery.
+// due (l.outage): the first failure of a run, unless a line about failures
+// was logged within failLogEvery (a sink failing every other write), and
+// then once per failLogEvery with the run's counts.
 func (l *Logger) noteFailure(n int, err error) {
-	o, now := &l.outage, time.Now()
-	if o.since.IsZero() {
-		o.since, o.failures, o.logged = now, 0, false
-	}
-	o.failures++
-	if !o.lastLogged.IsZero() && now.Sub(o.lastLogged) < o.every {
+	l.failingRun = true
+	now := time.Now()
+	line, ok := l.outage.Note(now, uint64(n))
+	if !ok {
 		return
 	}
-	if !o.logged {
-		l.cfg.ErrorLog.Error("httpaudit: sink write failed, retrying (while it fails, again every "+o.every.String()+" with counts)",
+	if line.First {
+		l.cfg.ErrorLog.Error("httpaudit: sink write failed, retrying (while it fails, again every "+l.outage.Every.String()+" with counts)",
 			"events", n, "failed_total", l.failed.Load(), "err", err)
-	} else {
-		l.cfg.ErrorLog.Error("httpaudit: sink still failing, retrying", "failures", o.failures, "since", o.since.UTC().Format(time.RFC3339),
-			"for", now.Sub(o.since).Round(time.Second).String(), "events_waiting", n+queuedNow(l.q), "failed_total", l.failed.Load(), "err", err)
+		return
 	}
-	o.logged, o.lastLogged = true, now
+	run := line.Run
+	l.cfg.ErrorLog.Error("httpaudit: sink still failing, retrying", "failures", run.Count, "since", run.Start.UTC().Format(time.RFC3339),
+		"for", now.Sub(run.Start).Round(time.Second).String(), "events_waiting", n+queuedNow(l.q), "failed_total", l.failed.Load(), "err", err)
 }
 
 func queuedNow(q *queue) int { _, _, n := q.counts(); return n }
 
 // recovered ends a run of failures, saying so if the run was logged.
 func (l *Logger) recovered() {
-	o := &l.outage
-	if o.since.IsZero() {
+	if !l.failingRun {
 		return
 	}
-	if o.logged {
-		l.cfg.ErrorLog.Warn("httpaudit: sink writes succeed again", "failures", o.failures,
-			"after", time.Since(o.since).Round(time.Millisecond).String(), "failed_total", l.failed.Load())
+	l.failingRun = false
+	if run, logged := l.outage.End(); logged {
+		l.cfg.ErrorLog.Warn("httpaudit: sink writes succeed again", "failures", run.Count,
+			"after", time.Since(run.Start).Round(time.Millisecond).String(), "failed_total", l.failed.Load())
 	}
-	o.since = time.Time{}
 }
 
 // item is one queued event: ready-made (ev), or the state of a served
@@ -273,7 +263,7 @@ func New(cfg Config) (*Logger, error) {
 	l.tail = accessTail(cfg.ServiceName, cfg.HostName)
 	l.tailSpans = accessTailSpans(l.tail, cfg.ServiceName, cfg.HostName)
 	l.hdrKeys = headerKeys(cfg.Headers)
-	l.outage.every = failLogEvery
+	l.outage.Every = failLogEvery
 	go l.run()
 	return l, nil
 }
