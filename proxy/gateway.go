@@ -163,7 +163,7 @@ func (g *Gateway) watch() {
 	t := time.NewTicker(500 * time.Millisecond)
 	defer t.Stop()
 	down := false
-	var loss lossWatch
+	loss := newLossWatch()
 	for {
 		select {
 		case <-g.watchStop:

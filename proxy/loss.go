@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/trailguard/trailguard/event"
+	"github.com/trailguard/trailguard/internal/throttle"
 )
 
 // ActionEventsLost is the alert a gateway records once its event store
@@ -30,10 +31,14 @@ var eventQueueSize = 1 << 16
 // how many were lost between when and when.
 type lossWatch struct {
 	failing       bool
-	reported      uint64    // lost events the trail was told of
-	logged        uint64    // lost events the log was told of
-	lastLog       time.Time // of a loss line
-	firstUnreport time.Time // the first loss not yet in the trail
+	reported      uint64        // lost events the trail was told of
+	seen          uint64        // lost events noted in logGate
+	logGate       throttle.Gate // the loss lines, weighed in events lost
+	firstUnreport time.Time     // the first loss not yet in the trail
+}
+
+func newLossWatch() *lossWatch {
+	return &lossWatch{logGate: throttle.Gate{Every: lossLogEvery}}
 }
 
 // lost is what the queue could not keep: access events dropped when it
@@ -60,9 +65,16 @@ func (w *lossWatch) check(p *Proxy, now time.Time) {
 		w.failing = false
 		p.log.Info("proxy: the event store takes events again", "queued", st.Queued)
 	}
-	if lost > w.logged && now.Sub(w.lastLog) >= lossLogEvery {
-		p.log.Error("proxy: events lost: the event store failed or the queue was full", "lost", lost-w.logged, "lost_total", lost, "failing", st.Failing)
-		w.logged, w.lastLog = lost, now
+	var line throttle.Line
+	var logIt bool
+	if lost > w.seen {
+		line, logIt = w.logGate.Note(now, lost-w.seen)
+		w.seen = lost
+	} else {
+		line, logIt = w.logGate.Due(now) // losses held back, logged even when no more come
+	}
+	if logIt {
+		p.log.Error("proxy: events lost: the event store failed or the queue was full", "lost", line.Sum, "lost_total", lost, "failing", st.Failing)
 	}
 	if lost > w.reported && w.firstUnreport.IsZero() {
 		w.firstUnreport = now
