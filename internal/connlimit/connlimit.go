@@ -30,16 +30,22 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/trailguard/trailguard/internal/throttle"
 )
+
+// warnEvery is how often a Limiter warns while connections wait, or are
+// refused: a flood of connections must not become a flood of lines.
+const warnEvery = time.Minute
 
 // Limiter counts the connections of one or more listeners against one cap.
 type Limiter struct {
-	slots    chan struct{}
-	log      *slog.Logger
-	what     string
-	lastWarn atomic.Int64 // Unix ns of the last "limit reached" warning
-	waits    atomic.Uint64
-	waiting  atomic.Int64 // Dials waiting for a slot now
+	slots   chan struct{}
+	log     *slog.Logger
+	what    string
+	waitLog throttle.Gate // the "limit reached" warnings
+	waits   atomic.Uint64
+	waiting atomic.Int64 // Dials waiting for a slot now
 
 	// Per address (PerAddress); perAddr 0: no cap.
 	perAddr, unvouched int
@@ -47,7 +53,7 @@ type Limiter struct {
 	mu                 sync.Mutex
 	addrs              map[netip.Addr]*held // only addresses with connections open
 	refused            atomic.Uint64
-	lastRefusal        atomic.Int64 // Unix ns of the last refusal warning
+	refusalLog         throttle.Gate // the refusal warnings
 }
 
 // held is what one address holds open.
@@ -57,7 +63,8 @@ type held struct{ total, unvouched int }
 // receives a warning, at most once a minute, while connections wait;
 // what names them in it (e.g. "client connections").
 func New(n int, log *slog.Logger, what string) *Limiter {
-	return &Limiter{slots: make(chan struct{}, max(n, 1)), log: log, what: what}
+	return &Limiter{slots: make(chan struct{}, max(n, 1)), log: log, what: what,
+		waitLog: throttle.Gate{Every: warnEvery}, refusalLog: throttle.Gate{Every: warnEvery}}
 }
 
 // Max is the cap.
@@ -137,9 +144,7 @@ func (l *Limiter) warnRefused(key netip.Addr) {
 	if l.log == nil {
 		return
 	}
-	now := time.Now().UnixNano()
-	last := l.lastRefusal.Load()
-	if now-last < int64(time.Minute) || !l.lastRefusal.CompareAndSwap(last, now) {
+	if _, ok := l.refusalLog.Note(time.Now(), 1); !ok {
 		return
 	}
 	var h held
@@ -232,9 +237,7 @@ func (l *Limiter) warn() {
 	if l.log == nil {
 		return
 	}
-	now := time.Now().UnixNano()
-	last := l.lastWarn.Load()
-	if now-last < int64(time.Minute) || !l.lastWarn.CompareAndSwap(last, now) {
+	if _, ok := l.waitLog.Note(time.Now(), 1); !ok {
 		return
 	}
 	l.log.Warn("connection limit reached: new "+l.what+" wait until one closes (many idle clients, or raise max_connections and the open-file limit)",
