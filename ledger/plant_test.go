@@ -11,6 +11,50 @@ import (
 	"time"
 )
 
+// precious is a file of the attacker's choosing (a stand-in for
+// /etc/passwd) that planted symlinks point at: the ledger must never
+// write it.
+type precious struct {
+	path string
+	want []byte
+}
+
+func newPrecious(t *testing.T) precious {
+	t.Helper()
+	p := precious{path: filepath.Join(t.TempDir(), "precious"), want: []byte("root:x:0:0:root:/root:/bin/bash\n")}
+	if err := os.WriteFile(p.path, p.want, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// untouched fails t unless the file holds what it did; when says at
+// which point ("" or " after close").
+func (p precious) untouched(t *testing.T, when string) {
+	t.Helper()
+	if got, err := os.ReadFile(p.path); err != nil || !bytes.Equal(got, p.want) {
+		t.Fatalf("symlink target%s: %d bytes %q, %v; want it untouched (%q)", when, len(got), got[:min(len(got), 64)], err, p.want)
+	}
+}
+
+// readBackClosedVerified reads records 0 to n-1 back from l (each as
+// record(i) appended it), closes l and verifies dir: no finding.
+func readBackClosedVerified(t *testing.T, l *Ledger, dir string, k testKey, n int) {
+	t.Helper()
+	for i := range n {
+		e, err := l.Read(uint64(i))
+		if err != nil || !bytes.Equal(e.Data, record(i)) {
+			t.Fatalf("record %d: %q, %v", i, e.Data, err)
+		}
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if rep := verifyDir(t, dir, k, ""); len(rep.Findings) > 0 {
+		t.Fatalf("verify: %+v", rep.Findings)
+	}
+}
+
 // TestPlantedIdxSymlink: someone with write access to the ledger's
 // directory plants, after Open, a symlink at every name a rotation could
 // give a new segment's pending .idx (seg/<first>.idx.new), pointing at a
@@ -28,15 +72,11 @@ func TestPlantedIdxSymlink(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	target := filepath.Join(t.TempDir(), "precious")
-	want := []byte("root:x:0:0:root:/root:/bin/bash\n")
-	if err := os.WriteFile(target, want, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	target := newPrecious(t)
 	const n = 120
 	for i := 1; i <= n; i++ {
 		p := filepath.Join(dir, "seg", fmt.Sprintf("%020d.idx.new", i))
-		if err := os.Symlink(target, p); err != nil {
+		if err := os.Symlink(target.path, p); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -45,9 +85,7 @@ func TestPlantedIdxSymlink(t *testing.T) {
 			t.Fatalf("append %d: %v", i, err)
 		}
 	}
-	if got, err := os.ReadFile(target); err != nil || !bytes.Equal(got, want) {
-		t.Fatalf("symlink target after rotations: %q, %v; want it untouched (%q)", got, err, want)
-	}
+	target.untouched(t, " after rotations")
 	segs, err := listSegments(filepath.Join(dir, "seg"))
 	if err != nil {
 		t.Fatal(err)
@@ -55,21 +93,8 @@ func TestPlantedIdxSymlink(t *testing.T) {
 	if len(segs) < 5 {
 		t.Fatalf("%d segments: the test needs rotations", len(segs))
 	}
-	for i := range n {
-		e, err := l.Read(uint64(i))
-		if err != nil || !bytes.Equal(e.Data, record(i)) {
-			t.Fatalf("record %d: %q, %v", i, e.Data, err)
-		}
-	}
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if rep := verifyDir(t, dir, k, ""); len(rep.Findings) > 0 {
-		t.Fatalf("verify: %+v", rep.Findings)
-	}
-	if got, _ := os.ReadFile(target); !bytes.Equal(got, want) {
-		t.Fatalf("symlink target after close: %q", got)
-	}
+	readBackClosedVerified(t, l, dir, k, n)
+	target.untouched(t, " after close")
 }
 
 // TestPlantedZeroedSymlink: the next segment is zeroed ahead under
@@ -84,17 +109,13 @@ func TestPlantedZeroedSymlink(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	k := newKey(t, "plant")
-	target := filepath.Join(t.TempDir(), "precious")
-	want := []byte("root:x:0:0:root:/root:/bin/bash\n")
-	if err := os.WriteFile(target, want, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	target := newPrecious(t)
 	ahead := filepath.Join(dir, "seg", zeroAheadName)
 	plant := func() error {
 		if err := os.Remove(ahead); err != nil && !os.IsNotExist(err) {
 			return err
 		}
-		return os.Symlink(target, ahead)
+		return os.Symlink(target.path, ahead)
 	}
 	opts := testOpts(k)
 	opts.SegmentSize = 64 << 10
@@ -131,17 +152,11 @@ func TestPlantedZeroedSymlink(t *testing.T) {
 			}
 		}
 	}
-	untouched := func() {
-		t.Helper()
-		if got, err := os.ReadFile(target); err != nil || !bytes.Equal(got, want) {
-			t.Fatalf("symlink target: %d bytes %q, %v; want it untouched (%q)", len(got), got[:min(len(got), 64)], err, want)
-		}
-	}
 	deadline := time.Now().Add(30 * time.Second)
 	waitZeroed := func() {
 		t.Helper()
 		for {
-			untouched()
+			target.untouched(t, "")
 			st, err := os.Lstat(ahead)
 			if err == nil && st.Mode().IsRegular() && st.Size() == opts.SegmentSize {
 				return
@@ -164,7 +179,7 @@ func TestPlantedZeroedSymlink(t *testing.T) {
 		}
 		appendUntil(segs)
 	}
-	untouched()
+	target.untouched(t, "")
 	segs, err := listSegments(filepath.Join(dir, "seg"))
 	if err != nil {
 		t.Fatal(err)
@@ -174,19 +189,8 @@ func TestPlantedZeroedSymlink(t *testing.T) {
 			t.Fatalf("segment %s: %v, %v; want a regular file", s.path, st, err)
 		}
 	}
-	for i := range n {
-		e, err := l.Read(uint64(i))
-		if err != nil || !bytes.Equal(e.Data, record(i)) {
-			t.Fatalf("record %d: %q, %v", i, e.Data, err)
-		}
-	}
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if rep := verifyDir(t, dir, k, ""); len(rep.Findings) > 0 {
-		t.Fatalf("verify: %+v", rep.Findings)
-	}
-	untouched()
+	readBackClosedVerified(t, l, dir, k, n)
+	target.untouched(t, "")
 }
 
 // TestPlantedLinks: someone with write access to the ledger's directory
@@ -371,11 +375,7 @@ func TestPlantedLinks(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			k := newKey(t, testOrigin)
-			target := filepath.Join(t.TempDir(), "precious")
-			want := []byte("root:x:0:0:root:/root:/bin/bash\n")
-			if err := os.WriteFile(target, want, 0o644); err != nil {
-				t.Fatal(err)
-			}
+			target := newPrecious(t)
 			plant := func(p string) {
 				t.Helper()
 				if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
@@ -384,14 +384,12 @@ func TestPlantedLinks(t *testing.T) {
 				if err := os.Remove(p); err != nil && !os.IsNotExist(err) {
 					t.Fatal(err)
 				}
-				if err := os.Symlink(target, p); err != nil {
+				if err := os.Symlink(target.path, p); err != nil {
 					t.Fatal(err)
 				}
 			}
 			made, err := tc.run(t, k, plant)
-			if got, rerr := os.ReadFile(target); rerr != nil || !bytes.Equal(got, want) {
-				t.Fatalf("symlink target: %d bytes %q, %v; want it untouched (%q)", len(got), got[:min(len(got), 64)], rerr, want)
-			}
+			target.untouched(t, "")
 			if tc.wantErr {
 				if err == nil {
 					t.Fatal("no error: want the write through the link refused")
