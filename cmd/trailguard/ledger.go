@@ -166,7 +166,7 @@ exit status: 0 verified, 1 findings, 2 could not verify`, stdout, stderr)
 	var keys keyList
 	fs.Var(&keys, "key", "verifier key `FILE` (repeat, or several lines per file, for rotated keys)")
 	witness := fs.String("witness", "", "`DIR` of checkpoints exported to a witness; the ledger must contain each")
-	asJSON := fs.Bool("json", false, "print the report as JSON")
+	asJSON := fs.Bool("json", false, "print the report as JSON (with --since, what it covered in \"since\")")
 	since := fs.String("since", "", "signed checkpoint `FILE` verified before: check only what was appended since")
 	pos, code, ok := fs.parse(args)
 	if !ok {
@@ -210,18 +210,18 @@ exit status: 0 verified, 1 findings, 2 could not verify`, stdout, stderr)
 		return 2
 	}
 	if *asJSON {
+		out := verifyJSON{Report: rep}
+		if c := opts.Since; c != nil {
+			out.Since = &verifySince{File: *since, TreeSize: c.Size, Signed: c.Time.UTC(), RecordsChecked: recordsSince(rep, c)}
+		}
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		enc.Encode(rep)
+		enc.Encode(out)
 	} else {
 		fmt.Fprint(stdout, rep)
 		if c := opts.Since; c != nil && rep.OK() {
-			read := uint64(0)
-			if rep.Records > c.Size {
-				read = rep.Records - max(c.Size, rep.Pruned)
-			}
 			fmt.Fprintf(stdout, "  since the checkpoint of tree size %d signed %s (%s): the tree at that size is the one verified before, and the %d records after it were read and checked\n",
-				c.Size, c.Time.UTC().Format(time.RFC3339), *since, read)
+				c.Size, c.Time.UTC().Format(time.RFC3339), *since, recordsSince(rep, c))
 		}
 		if c := rep.Latest; c != nil {
 			// What an auditor writes down: the newest checkpoint that
@@ -236,6 +236,34 @@ exit status: 0 verified, 1 findings, 2 could not verify`, stdout, stderr)
 		return 1
 	}
 	return 0
+}
+
+// verifyJSON is verify --json's output: the ledger's report, and with
+// --since what the audit covered (the text output's "since the
+// checkpoint of tree size …" line), so that a script recording audits
+// learns the same as a reader of the text.
+type verifyJSON struct {
+	*ledger.Report
+	Since *verifySince `json:"since,omitempty"`
+}
+
+// verifySince is the checkpoint verify --since started from, and how many
+// records after it were read and checked. The report's findings say
+// whether the ledger still holds that checkpoint's tree and extends it.
+type verifySince struct {
+	File           string    `json:"file"`
+	TreeSize       uint64    `json:"tree_size"`
+	Signed         time.Time `json:"signed"`
+	RecordsChecked uint64    `json:"records_checked"`
+}
+
+// recordsSince is how many records verify --since read: those after the
+// checkpoint c that retention has not pruned.
+func recordsSince(rep *ledger.Report, c *ledger.Checkpoint) uint64 {
+	if rep.Records <= c.Size {
+		return 0
+	}
+	return rep.Records - max(c.Size, rep.Pruned)
 }
 
 // truncatedCopy adds a hint to a tail-truncated finding: a copy of a

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -11,6 +13,7 @@ import (
 	"time"
 
 	"github.com/trailguard/trailguard/event"
+	"github.com/trailguard/trailguard/ledger"
 	"github.com/trailguard/trailguard/server"
 )
 
@@ -68,6 +71,32 @@ func TestVerifySince(t *testing.T) {
 		t.Errorf("read %v of %v records: want only those after the held checkpoint\n%s", m[2], total, out)
 	}
 
+	// --json says the same as the text: the checkpoint started from, and
+	// how many records after it were read; also when there are findings.
+	sinceJSON := func(dir string, wantCode int) verifySince {
+		t.Helper()
+		out, errOut, code := call(runVerify, dir, "--key", key, "--since", held, "--json")
+		var got struct {
+			Records  uint64
+			Findings []ledger.Finding
+			Since    *verifySince
+		}
+		if err := json.Unmarshal([]byte(out), &got); err != nil || code != wantCode || got.Since == nil {
+			t.Fatalf("verify --since --json: exit %d (want %d), %v\n%s%s", code, wantCode, err, out, errOut)
+		}
+		if (len(got.Findings) == 0) != (wantCode == 0) {
+			t.Fatalf("verify --since --json: exit %d with findings %+v", code, got.Findings)
+		}
+		if got.Records == 0 || got.Since.RecordsChecked >= got.Records {
+			t.Errorf("verify --since --json: %d of %d records checked: want only those after the held checkpoint", got.Since.RecordsChecked, got.Records)
+		}
+		return *got.Since
+	}
+	js := sinceJSON(led, 0)
+	if fmt.Sprint(js.TreeSize) != oldSize || fmt.Sprint(js.RecordsChecked) != m[2] || js.File != held || js.Signed.IsZero() || js.Signed.After(time.Now()) {
+		t.Errorf("verify --since --json: %+v; want tree size %s, %s records checked, file %s, the signing time", js, oldSize, m[2], held)
+	}
+
 	// Alter one record before and one after the held checkpoint, in copies
 	// (same length: only the leaf hash shows it).
 	alter := func(id string) string {
@@ -89,8 +118,12 @@ func TestVerifySince(t *testing.T) {
 		t.Fatalf("%s not found in %v", id, segs)
 		return ""
 	}
-	if _, _, code := call(runVerify, alter("after-c"), "--key", key, "--since", held); code != 1 {
+	altered := alter("after-c")
+	if _, _, code := call(runVerify, altered, "--key", key, "--since", held); code != 1 {
 		t.Errorf("a record after the held checkpoint altered: exit %d, want 1 (finding)", code)
+	}
+	if js := sinceJSON(altered, 1); fmt.Sprint(js.TreeSize) != oldSize {
+		t.Errorf("verify --since --json with a finding: %+v; want tree size %s", js, oldSize)
 	}
 	if out, _, code := call(runVerify, alter("before-c"), "--key", key, "--since", held); code != 0 {
 		t.Errorf("a record before the held checkpoint is not read again: exit %d\n%s", code, out)
