@@ -15,18 +15,31 @@ type logEntry struct {
 	off  int64
 }
 
+// frameLogMax bounds the frame logs read whole: a checkpoint history file
+// is rotated at cpLogMax (4 MiB), and pruned.log holds one ~300-byte
+// record per segment deleted (a gibibyte is millions of segments). A
+// larger file, or a sparse one claiming terabytes, is damage, read up to
+// the bound rather than into all the memory there is. (A variable for
+// tests.)
+var frameLogMax int64 = 1 << 30
+
 // readFrameLog returns the valid frames of a frame log, the offset after
 // the last valid one and the reason reading stopped early (nil at a clean
-// end). A missing file is an empty log.
+// end). A missing file is an empty log; anything but a regular file is an
+// error (regular.go), and the frames of a file over frameLogMax are those
+// of its first frameLogMax bytes, with errTooLarge.
 func readFrameLog(path string, maxLen int) ([]logEntry, int64, error) {
-	b, err := os.ReadFile(path)
+	b, err := readRegular(path, frameLogMax)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, 0, nil
 	}
-	if err != nil {
+	if err != nil && !errors.Is(err, errTooLarge) {
 		return nil, 0, err
 	}
 	entries, end, why := parseFrameLog(b, maxLen)
+	if err != nil {
+		why = err
+	}
 	return entries, end, why
 }
 

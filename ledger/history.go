@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"iter"
-	"os"
 	"path/filepath"
 	"sort"
 	"time"
@@ -81,7 +80,7 @@ func (l *Ledger) HistoryFrom(since time.Time) iter.Seq2[HistoryEntry, error] {
 // firstCheckpointTime reads the signed time of the first checkpoint of a
 // history file, reading only that frame.
 func firstCheckpointTime(path string) (time.Time, bool) {
-	f, err := os.Open(path)
+	f, _, err := openRegular(path)
 	if err != nil {
 		return time.Time{}, false
 	}

@@ -2,10 +2,7 @@
 
 package ledger
 
-import (
-	"os"
-	"syscall"
-)
+import "syscall"
 
 // mapFile maps a whole file read-only. Verify maps closed segments (never
 // truncated by the ledger) to hash records without copying them. The pages
@@ -13,15 +10,11 @@ import (
 // per 4 KiB taken by the goroutine that splits the frames, which made it
 // the bottleneck.
 func mapFile(path string) ([]byte, func(), error) {
-	f, err := os.Open(path)
+	f, st, err := openRegular(path)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, nil, err
-	}
 	if st.Size() == 0 || st.Size() > 1<<40 {
 		return nil, nil, syscall.EINVAL
 	}

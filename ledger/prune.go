@@ -238,7 +238,7 @@ func (l *Ledger) signedCover(n uint64) (Checkpoint, bool, error) {
 
 // firstCPSize reads the size of the first checkpoint of a history file.
 func firstCPSize(path string) (uint64, bool) {
-	f, err := os.Open(path)
+	f, _, err := openRegular(path)
 	if err != nil {
 		return 0, false
 	}

@@ -59,7 +59,7 @@ func (c *readFiles) acquire(slot **readFile, path string, closed func() bool) (*
 		}
 		c.mu.Unlock()
 	}
-	f, err := os.Open(path)
+	f, _, err := openRegular(path)
 	if err != nil {
 		return nil, err
 	}

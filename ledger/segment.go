@@ -140,15 +140,11 @@ func listSegments(dir string) ([]*segment, error) {
 
 // readZIndex reads the block index of a compressed segment file.
 func readZIndex(path string) (*zIndex, error) {
-	f, err := os.Open(path)
+	f, st, err := openRegular(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
 	return parseZIndex(f, st.Size())
 }
 
@@ -163,15 +159,11 @@ type scanResult struct {
 // scanSegment reads every frame of a segment, checking each CRC, and stops
 // at the first frame that is torn or damaged.
 func scanSegment(path string, first uint64, maxLen int) (scanResult, error) {
-	f, err := os.Open(path)
+	f, st, err := openRegular(path)
 	if err != nil {
 		return scanResult{}, err
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return scanResult{}, err
-	}
 	res := scanResult{size: st.Size()}
 	br := bufio.NewReaderSize(f, 1<<20)
 	hdr := make([]byte, segHeaderSize)

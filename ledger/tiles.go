@@ -126,7 +126,7 @@ func (s *tileStore) file(level int) (*os.File, error) {
 			f, err = os.OpenFile(p, os.O_RDWR|oNoFollow, 0)
 		}
 	} else {
-		f, err = os.Open(s.levelPath(level))
+		f, _, err = openRegular(s.levelPath(level))
 	}
 	if err != nil {
 		return nil, err

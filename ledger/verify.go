@@ -431,7 +431,10 @@ func (v *verifier) checkpoints() error {
 	v.rep.Latest = prev
 	v.last = prev
 	// The checkpoint file served to tlog clients must be one of them.
-	if b, err := os.ReadFile(filepath.Join(v.dir, "checkpoint")); err == nil && string(b) != string(lastSigned) {
+	b, err := readRegular(filepath.Join(v.dir, "checkpoint"), maxCheckpointSize)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		v.rep.find(Finding{Kind: KindCheckpointForged, File: "checkpoint", Message: fmt.Sprintf("checkpoint: %v", err)})
+	} else if err == nil && string(b) != string(lastSigned) {
 		if c, _, ok := v.openSigned(b, "checkpoint", v.rep); ok && v.sameOrigin(c, "checkpoint") {
 			if c.Size >= v.start {
 				v.targets = append(v.targets, target{size: c.Size, root: c.Root, file: "checkpoint", seq: int(seq)})
@@ -453,7 +456,11 @@ func (v *verifier) checkpoints() error {
 				continue
 			}
 			p := filepath.Join(v.opts.WitnessDir, e.Name())
-			b, err := os.ReadFile(p)
+			b, err := readRegular(p, maxCheckpointSize)
+			if errors.Is(err, errTooLarge) {
+				v.rep.find(Finding{Kind: KindCheckpointForged, File: p, Message: fmt.Sprintf("%v: not a checkpoint", err)})
+				continue
+			}
 			if err != nil {
 				return fmt.Errorf("ledger: verify: witness: %w", err)
 			}
@@ -690,7 +697,7 @@ func (v *verifier) produce(out chan<- *chunk, work chan<- *chunk, stop <-chan st
 			}
 			continue
 		}
-		f, err := os.Open(s.path)
+		f, _, err := openRegular(s.path)
 		if err != nil {
 			o.release()
 			return err
@@ -864,7 +871,10 @@ func (v *verifier) openAhead(segs []*segment, start uint64) *segOpener {
 			if skip := segs[si+1].first <= start && start > v.prunedN; !skip && s.zerr == nil {
 				o.data, o.unmap, o.err = mapFile(s.path)
 				if s.z == nil && o.err == nil {
-					o.hints, _ = os.ReadFile(idxPath(s.path))
+					// An .idx longer than its segment is damaged
+					// (an entry per frame, no frame shorter than one):
+					// without hints the segment is split frame by frame.
+					o.hints, _ = readRegular(idxPath(s.path), int64(len(o.data)))
 				}
 			}
 			select {
@@ -1010,7 +1020,7 @@ func (v *verifier) produceZ(s *segment, rel string, want uint64, idx *uint64, st
 		data, unmap, err = o.data, o.unmap, o.err
 	}
 	if err != nil {
-		b, rerr := os.ReadFile(s.path)
+		b, rerr := readRegular(s.path, 1<<40)
 		if rerr != nil {
 			iss := Finding{Kind: KindFrameCorrupt, File: rel, Index: *idx, Message: fmt.Sprintf("%s: %v", rel, rerr)}
 			return add(nil, nil, &iss, nil)
@@ -1166,7 +1176,13 @@ func (z *zbufs) decode(comp []byte, count uint32) error {
 // exactly; the newest segment's may lag after a crash (a notice).
 func (v *verifier) checkIndex(path, rel string, first uint64, framed []idxEntry, complete, lastSeg bool) {
 	irel := strings.TrimSuffix(rel, ".seg") + ".idx"
-	b, err := os.ReadFile(idxPath(path))
+	// An .idx has an entry per frame, no frame shorter than an entry: one
+	// longer than its segment is damaged, and not read whole.
+	limit := int64(1 << 40)
+	if st, err := os.Stat(path); err == nil {
+		limit = st.Size()
+	}
+	b, err := readRegular(idxPath(path), limit)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			v.rep.notice(Finding{Kind: NoticeIndexStale, File: irel, Index: first,
