@@ -12,6 +12,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/trailguard/trailguard/ship"
 )
 
 // Output types.
@@ -45,8 +47,9 @@ type Config struct {
 	// default) or bulk (/insert/elasticsearch/_bulk).
 	Protocol string `yaml:"protocol"`
 	// TimeField, MsgField and StreamFields are VictoriaLogs' _time_field
-	// (default @timestamp), _msg_field (default message) and
-	// _stream_fields (default service.name, event.dataset).
+	// (default @timestamp), _msg_field (default message,url.path:
+	// ship.MsgFieldsVictoriaLogs, the first present of a comma-separated
+	// list) and _stream_fields (default service.name, event.dataset).
 	TimeField    string   `yaml:"time_field"`
 	MsgField     string   `yaml:"msg_field"`
 	StreamFields []string `yaml:"stream_fields"`
@@ -174,7 +177,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.TimeField = "@timestamp"
 	}
 	if c.MsgField == "" {
-		c.MsgField = "message"
+		c.MsgField = ship.MsgFieldsVictoriaLogs
 	}
 	if c.StreamFields == nil {
 		c.StreamFields = []string{"service.name", "event.dataset"}

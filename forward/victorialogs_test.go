@@ -381,3 +381,61 @@ func TestVictoriaLogsClusterAllStorageDown(t *testing.T) {
 	}
 	t.Logf("all storage nodes down, insert node killed: all %d events stored; %d sent again after verification; %d duplicates", n1+n2, st.Resent, dups)
 }
+
+// TestVictoriaLogsMessage: the victorialogs output's default msg_field is
+// a list (message, else url.path), over both of its protocols, against a
+// real VictoriaLogs: an event with a message has it as _msg, an access
+// event (httpaudit's have no message) its url.path, instead of
+// VictoriaLogs' placeholder for every access event.
+func TestVictoriaLogsMessage(t *testing.T) {
+	t.Parallel()
+	bin := testenv.Tool(t, "victoria-logs", vlInstall)
+	vl := startVL(t, bin)
+	now := time.Now().UTC().Format(time.RFC3339Nano)
+	recs := map[string]struct{ rec, msg string }{
+		"alert": {fmt.Sprintf(`{"@timestamp":%q,"message":"brute force from 203.0.113.9","event":{"kind":"alert","action":"brute_force","id":"%%s"},"url":{"path":"/login"},"service":{"name":"api"}}`, now),
+			"brute force from 203.0.113.9"},
+		"access": {fmt.Sprintf(`{"@timestamp":%q,"event":{"kind":"event","action":"http_request","dataset":"trailguard.access","id":"%%s"},"http":{"request":{"method":"GET"},"response":{"status_code":404}},"url":{"path":"/orders/42"},"service":{"name":"api"}}`, now),
+			"/orders/42"},
+	}
+	for _, protocol := range []string{"jsonline", "bulk"} {
+		t.Run(protocol, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			l := openLedger(t, filepath.Join(dir, "ledger"), nil)
+			defer l.Close()
+			want := map[string]string{}
+			var batch [][]byte
+			for kind, r := range recs {
+				id := protocol + "-" + kind
+				batch = append(batch, fmt.Appendf(nil, r.rec, id))
+				want[id] = r.msg
+			}
+			if _, err := l.Append(t.Context(), batch...); err != nil {
+				t.Fatal(err)
+			}
+			cfg := vlOutput("vl", vl.url(), "")
+			cfg.Protocol = protocol
+			m, err := Open([]Config{cfg}, Options{Dir: filepath.Join(dir, "forward"), Origin: testOrigin, Logger: quiet})
+			if err != nil {
+				t.Fatal(err)
+			}
+			m.Start(l)
+			defer m.Close()
+			waitFor(t, time.Minute, "every record verified", func() bool { return statsOf(m, "vl").Cursor == uint64(len(batch)) })
+			forceFlush(t, vl)
+			for id, msg := range want {
+				resp, err := http.PostForm(vl.url()+"/select/logsql/query", url.Values{"query": {`event.id:="` + id + `" | uniq by (_msg)`}}) // (a batch not yet confirmed may be sent again)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var got bytes.Buffer
+				got.ReadFrom(resp.Body)
+				resp.Body.Close()
+				if w := fmt.Sprintf(`{"_msg":%q}`, msg); strings.TrimSpace(got.String()) != w {
+					t.Errorf("%s: %s; want %s", id, got.String(), w)
+				}
+			}
+		})
+	}
+}

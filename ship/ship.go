@@ -120,7 +120,7 @@ type Options struct {
 	// URL is the endpoint, e.g. http://collector:8080/v1/events for NDJSON
 	// or http://es:9200/_bulk, http://vl:9428/insert/elasticsearch/_bulk
 	// for Bulk. A VictoriaLogs _bulk URL gets the victoriaLogsFields
-	// parameters it does not set (_time_field=@timestamp, _msg_field=message,
+	// parameters it does not set (_time_field=@timestamp, _msg_field=message,url.path,
 	// _stream_fields=service.name,event.dataset); set them in the URL to
 	// choose others.
 	URL string
@@ -300,11 +300,25 @@ func New(opts Options) (*Shipper, error) {
 // @timestamp), without _stream_fields every event is in one stream, and
 // without _msg_field each gets a placeholder message. They are the
 // collector's victorialogs output's defaults (docs/scale-out.md).
+//
+// _msg_field is a list, of which VictoriaLogs takes the first field
+// present and not empty: httpaudit's access events (most of the events
+// shipped) and its authentication events carry no message, and their _msg
+// was VictoriaLogs' placeholder ("missing _msg field; …"); their url.path
+// is the line an operator scans for, as a web server's request line.
+// VictoriaLogs moves the field it takes into _msg, so an event without a
+// message keeps its path there and not under url.path (docs/scale-out.md).
 var victoriaLogsFields = [][2]string{
 	{"_time_field", "@timestamp"},
-	{"_msg_field", "message"},
+	{"_msg_field", MsgFieldsVictoriaLogs},
 	{"_stream_fields", "service.name,event.dataset"},
 }
+
+// MsgFieldsVictoriaLogs is the _msg_field that ship gives a VictoriaLogs
+// _bulk URL not naming one, and the collector's victorialogs output's
+// default msg_field: the event's message, else (an access or
+// authentication event, which have none) its url.path.
+const MsgFieldsVictoriaLogs = "message,url.path"
 
 // withVictoriaLogsFields adds to a VictoriaLogs _bulk URL those of
 // victoriaLogsFields it does not set; any other URL is returned as is.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trailguard/trailguard/httpaudit"
 	"github.com/trailguard/trailguard/internal/testenv"
 	"github.com/trailguard/trailguard/ship"
 )
@@ -121,6 +123,73 @@ func TestShipToVictoriaLogs(t *testing.T) {
 		}
 		if strings.Contains(row["_msg"], "missing _msg") {
 			t.Errorf("%s: placeholder message %q", c.name, row["_msg"])
+		}
+	}
+}
+
+// TestShipAccessEventToVictoriaLogs: httpaudit's access events carry no
+// message, and VictoriaLogs showed each with its placeholder _msg
+// ("missing _msg field; …"). A real access event, from the middleware
+// over a real request, shipped to a real VictoriaLogs through the URL as
+// the docs give it: its _msg is its url.path (the _msg_field list's
+// second field, the first being absent), and its other fields are stored
+// under their ECS names.
+func TestShipAccessEventToVictoriaLogs(t *testing.T) {
+	t.Parallel()
+	base := victoriaLogs(t)
+	s, err := ship.New(ship.Options{URL: base + "/insert/elasticsearch/_bulk", Protocol: ship.Bulk, SpoolDir: t.TempDir(), FlushInterval: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	audit, err := httpaudit.New(httpaudit.Config{Sink: s, ServiceName: "orders-api"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer audit.Close()
+	api := httptest.NewServer(audit.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "no such order", http.StatusNotFound)
+	})))
+	defer api.Close()
+	reqID := fmt.Sprintf("vl-access-%d", time.Now().UnixNano())
+	req, _ := http.NewRequest("GET", api.URL+"/orders/42?expand=items", nil)
+	req.Header.Set("X-Request-ID", reqID)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	for deadline := time.Now().Add(10 * time.Second); audit.Stats().Written == 0; {
+		if time.Now().After(deadline) {
+			t.Fatalf("the access event was not written to the shipper: %+v", audit.Stats())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := s.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var rows []map[string]string
+	for deadline := time.Now().Add(10 * time.Second); len(rows) == 0 && time.Now().Before(deadline); {
+		if resp, err := http.Get(base + "/internal/force_flush"); err == nil {
+			resp.Body.Close()
+		}
+		rows = vlQuery(t, base, "_time:1d http.request.id:="+reqID)
+		if len(rows) == 0 {
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	if len(rows) != 1 {
+		t.Fatalf("%d rows for the access event %s, want 1: %v", len(rows), reqID, rows)
+	}
+	row := rows[0]
+	if row["_msg"] != "/orders/42" {
+		t.Errorf("_msg %q, want the access event's url.path /orders/42; row %v", row["_msg"], row)
+	}
+	for k, v := range map[string]string{"event.action": "http_request", "event.outcome": "failure", "http.response.status_code": "404",
+		"http.request.method": "GET", "url.query": "expand=items", "service.name": "orders-api", "event.dataset": "trailguard.access"} {
+		if row[k] != v {
+			t.Errorf("%s = %q, want %q; row %v", k, row[k], v, row)
 		}
 	}
 }
