@@ -121,7 +121,7 @@ func detectTests(rs *detect.RuleSet, dir string, dirs []string, stdout, stderr i
 	if dir == "builtin" {
 		results, err = detect.RunTests(rs, detect.BuiltinFS(), "builtin:rules")
 	} else {
-		results, err = detect.RunTests(rs, os.DirFS(dir), dir)
+		results, err = detect.RunTests(rs, os.DirFS(dir), filepath.Clean(dir)) // (DIR/ would print DIR//x.test.yml)
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "trailguard detect:", err)
