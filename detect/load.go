@@ -117,7 +117,15 @@ func LoadFS(fsys fs.FS, root, display, ruleset string) *RuleSet {
 	var files []string
 	err := fs.WalkDir(fsys, root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
-			rs.Errors = append(rs.Errors, &LoadError{File: filepath.Join(display, p), Reason: err.Error()})
+			// The error names the path inside fsys ("stat .: no such file
+			// or directory" for a rules directory that does not exist);
+			// File names it as the operator gave it.
+			reason := err.Error()
+			var pe *fs.PathError
+			if errors.As(err, &pe) {
+				reason = pe.Op + ": " + pe.Err.Error()
+			}
+			rs.Errors = append(rs.Errors, &LoadError{File: filepath.Join(display, p), Reason: reason})
 			return nil
 		}
 		if !d.IsDir() && IsRuleFile(d.Name()) {
