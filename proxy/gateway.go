@@ -14,6 +14,7 @@ import (
 
 	"github.com/trailguard/trailguard/event"
 	"github.com/trailguard/trailguard/internal/connlimit"
+	"github.com/trailguard/trailguard/internal/throttle"
 	"github.com/trailguard/trailguard/ledger"
 	"github.com/trailguard/trailguard/server"
 	"github.com/trailguard/trailguard/ship"
@@ -52,6 +53,11 @@ func Open(cfg Config, log *slog.Logger) (*Gateway, error) {
 	g := &Gateway{cfg: cfg, log: log}
 	var lane *requestLane
 	if cfg.Collector.URL != "" {
+		// The shipper retries with backoff (from 100 ms, up to 30 s) and
+		// reported each failure: seven lines in the first ten seconds
+		// of an outage. The first is logged, then one a minute with the
+		// failures since; the watcher's alert says the collector is down.
+		shipLog := &throttle.Gate{Every: shipFailLogEvery}
 		sh, err := ship.New(ship.Options{
 			URL:           strings.TrimRight(cfg.Collector.URL, "/") + "/v1/events",
 			Token:         cfg.Collector.Token,
@@ -61,7 +67,15 @@ func Open(cfg Config, log *slog.Logger) (*Gateway, error) {
 			FlushInterval: cfg.Collector.FlushInterval,
 			DrainTimeout:  shipDrain(cfg.Timeouts.Shutdown),
 			OnError: func(err error) {
-				log.Warn("proxy: shipping to the collector failed; events stay in the spool", "err", err)
+				line, ok := shipLog.Note(time.Now(), 1)
+				switch {
+				case !ok:
+				case line.Count == 1:
+					log.Warn("proxy: shipping to the collector failed; events stay in the spool", "err", err)
+				default:
+					log.Warn("proxy: shipping to the collector failed; events stay in the spool", "failures_since_last_line", line.Count,
+						"since_last_line", line.Since.Round(time.Second).String(), "err", err)
+				}
 			},
 		})
 		if err != nil {
@@ -150,6 +164,10 @@ func Open(cfg Config, log *slog.Logger) (*Gateway, error) {
 func shipDrain(shutdown time.Duration) time.Duration {
 	return max(shutdown*3/10, time.Millisecond)
 }
+
+// shipFailLogEvery is how often failures to ship to the collector are
+// logged while they go on.
+const shipFailLogEvery = time.Minute
 
 // shipAlertAfter is how long events must have been failing to reach the
 // collector before the outage is an alert (a restart of the collector is

@@ -457,6 +457,11 @@ func TestShipAlertSaysTokenRejected(t *testing.T) {
 	if strings.Contains(out, "unreachable") || !strings.Contains(out, "rejected the ingest token") || !strings.Contains(out, "401") {
 		t.Fatalf("the alert does not say the collector rejected the token (401):\n%s", out)
 	}
+	// The shipper retried every failed batch (from 100 ms on) for the 3 s
+	// before the alert: the log has the first failure, not each retry.
+	if n, retried := strings.Count(out, "shipping to the collector failed"), g.Shipper().Stats().Retried; n != 1 || retried < 3 {
+		t.Errorf("%d lines about failed shipping after %d retries; want 1 after 3 or more:\n%s", n, retried, out)
+	}
 	// The log line is written when the alert is raised; the alert event
 	// reaches the trail file through the gateway's batched writer, a moment
 	// later (CI saw the file read before it).
