@@ -92,18 +92,7 @@ func TestShipToVictoriaLogs(t *testing.T) {
 		}
 		cancel()
 		s.Close()
-		// Flushed rows become visible to queries shortly after: ask until
-		// the row is there (or 10 s).
-		var rows []map[string]string
-		for deadline := time.Now().Add(10 * time.Second); len(rows) == 0 && time.Now().Before(deadline); {
-			if resp, err := http.Get(base + "/internal/force_flush"); err == nil {
-				resp.Body.Close()
-			}
-			rows = vlQuery(t, base, "_time:1d event.id:"+id)
-			if len(rows) == 0 {
-				time.Sleep(50 * time.Millisecond)
-			}
-		}
+		rows := vlRows(t, base, "_time:1d event.id:"+id)
 		if len(rows) != 1 {
 			t.Fatalf("%s: %d rows for %s, want 1: %v", c.name, len(rows), id, rows)
 		}
@@ -169,16 +158,7 @@ func TestShipAccessEventToVictoriaLogs(t *testing.T) {
 	if err := s.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	var rows []map[string]string
-	for deadline := time.Now().Add(10 * time.Second); len(rows) == 0 && time.Now().Before(deadline); {
-		if resp, err := http.Get(base + "/internal/force_flush"); err == nil {
-			resp.Body.Close()
-		}
-		rows = vlQuery(t, base, "_time:1d http.request.id:="+reqID)
-		if len(rows) == 0 {
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
+	rows := vlRows(t, base, "_time:1d http.request.id:="+reqID)
 	if len(rows) != 1 {
 		t.Fatalf("%d rows for the access event %s, want 1: %v", len(rows), reqID, rows)
 	}
@@ -192,6 +172,23 @@ func TestShipAccessEventToVictoriaLogs(t *testing.T) {
 			t.Errorf("%s = %q, want %q; row %v", k, row[k], v, row)
 		}
 	}
+}
+
+// vlRows runs query until it finds rows (or 10 s pass) and returns them:
+// flushed rows become visible to queries shortly after.
+func vlRows(t *testing.T, base, query string) []map[string]string {
+	t.Helper()
+	var rows []map[string]string
+	for deadline := time.Now().Add(10 * time.Second); len(rows) == 0 && time.Now().Before(deadline); {
+		if resp, err := http.Get(base + "/internal/force_flush"); err == nil {
+			resp.Body.Close()
+		}
+		rows = vlQuery(t, base, query)
+		if len(rows) == 0 {
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	return rows
 }
 
 // vlQuery runs a LogsQL query and returns the rows.
