@@ -7,10 +7,12 @@ import (
 	"encoding/gob"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
@@ -35,7 +37,9 @@ type chunkCache struct {
 }
 
 // cacheVersion changes whenever what a chunk's figures hold changes.
-const cacheVersion = 2 // 2: records forwarded from another collector are not its own (trailguard.ledger.origin)
+// 2: records forwarded from another collector are not its own
+// (trailguard.ledger.origin); 3: no maps in the file (chunkFile).
+const cacheVersion = 3
 
 func newChunkCache(dir string, p *computeParams) *chunkCache {
 	if dir == "" {
@@ -56,7 +60,10 @@ func (c *chunkCache) path(k uint64) string {
 	return filepath.Join(c.dir, fmt.Sprintf("%012d-%s.chunk", k, c.params))
 }
 
-// chunkFile is a chunk's figures on disk.
+// chunkFile is a chunk's figures on disk. It holds no map: gob sizes a
+// map by the count its stream claims before reading an entry, so a cache
+// file of a few dozen bytes planted in the data directory could make the
+// collector allocate gigabytes (a slice grows only with what is read).
 type chunkFile struct {
 	Version                int
 	Root                   tlog.Hash
@@ -71,7 +78,7 @@ type chunkFile struct {
 	Examples               []Incomplete
 	ExPerField             [6]int
 	AuthFail, LoginOK      uint64
-	FailSec, EvMin         map[int64]uint64
+	FailSec, EvMin         []intCount
 	Srcs, Users, Readers   counterFile
 	Reads, Refused         uint64
 	WithTS, Ahead, Delayed uint64
@@ -80,9 +87,33 @@ type chunkFile struct {
 	Rares                  []rareFile
 }
 
+// counterFile is a counter on disk, its keys and counts in order.
 type counterFile struct {
-	M     map[string]uint64
-	Other uint64
+	Keys   []string
+	Counts []uint64
+	Other  uint64
+}
+
+// intCount is an entry of a map[int64]uint64 on disk.
+type intCount struct {
+	K int64
+	N uint64
+}
+
+func toCounts(m map[int64]uint64) []intCount {
+	out := make([]intCount, 0, len(m))
+	for k, n := range m {
+		out = append(out, intCount{k, n})
+	}
+	return out
+}
+
+func fromCounts(c []intCount) map[int64]uint64 {
+	m := make(map[int64]uint64, len(c))
+	for _, e := range c {
+		m[e.K] += e.N
+	}
+	return m
 }
 
 type rareFile struct {
@@ -98,15 +129,29 @@ type rareFile struct {
 
 func cf(c *counter) counterFile {
 	c.flush()
-	return counterFile{c.m, c.other}
+	f := counterFile{Other: c.other}
+	for k, n := range c.m {
+		f.Keys, f.Counts = append(f.Keys, k), append(f.Counts, n)
+	}
+	return f
 }
-func fc(c counterFile) counter { return counter{m: c.M, other: c.Other} }
+
+func fc(c counterFile) counter {
+	if len(c.Keys) == 0 || len(c.Keys) != len(c.Counts) {
+		return counter{other: c.Other}
+	}
+	m := make(map[string]uint64, len(c.Keys))
+	for i, k := range c.Keys {
+		m[k] += c.Counts[i]
+	}
+	return counter{m: m, other: c.Other}
+}
 
 func toFile(a *acc, root tlog.Hash) *chunkFile {
 	f := &chunkFile{Version: cacheVersion, Root: root, Records: a.records, Undec: a.undec, Events: a.events, Alerts: a.alerts,
 		Actions: cf(&a.actions), Services: cf(&a.services), Cov: a.cov, H401: a.h401, H403: a.h403, Auditable: a.auditable,
 		Applicable: a.applicable, Present: a.present, Examples: a.examples, ExPerField: a.exPerField, AuthFail: a.authFail,
-		LoginOK: a.loginOK, FailSec: a.failSec, EvMin: a.evMin, Srcs: cf(&a.srcs), Users: cf(&a.users), Readers: cf(&a.readers),
+		LoginOK: a.loginOK, FailSec: toCounts(a.failSec), EvMin: toCounts(a.evMin), Srcs: cf(&a.srcs), Users: cf(&a.users), Readers: cf(&a.readers),
 		Reads: a.reads, Refused: a.refused, WithTS: a.withTS, Ahead: a.ahead, Delayed: a.delayed, MaxAhead: a.maxAhead,
 		MaxDelay: a.maxDelay, TimeEx: a.timeEx}
 	for i := range a.covAct {
@@ -126,7 +171,7 @@ func fromFile(f *chunkFile, p *computeParams) *acc {
 	a := &acc{p: p, records: f.Records, undec: f.Undec, events: f.Events, alerts: f.Alerts, actions: fc(f.Actions),
 		services: fc(f.Services), cov: f.Cov, h401: f.H401, h403: f.H403, auditable: f.Auditable, applicable: f.Applicable,
 		present: f.Present, examples: f.Examples, exPerField: f.ExPerField, authFail: f.AuthFail, loginOK: f.LoginOK,
-		failSec: f.FailSec, evMin: f.EvMin, srcs: fc(f.Srcs), users: fc(f.Users), readers: fc(f.Readers), reads: f.Reads,
+		failSec: fromCounts(f.FailSec), evMin: fromCounts(f.EvMin), srcs: fc(f.Srcs), users: fc(f.Users), readers: fc(f.Readers), reads: f.Reads,
 		refused: f.Refused, withTS: f.WithTS, ahead: f.Ahead, delayed: f.Delayed, maxAhead: f.MaxAhead, maxDelay: f.MaxDelay,
 		timeEx: f.TimeEx}
 	for i := range f.CovAct {
@@ -152,15 +197,45 @@ func fromFile(f *chunkFile, p *computeParams) *acc {
 // load returns chunk k's figures if they are kept for the tree root at its
 // end.
 func (c *chunkCache) load(k uint64, root tlog.Hash, p *computeParams) *acc {
-	data, err := os.ReadFile(c.path(k))
+	data, err := readChunkFile(c.path(k))
 	if err != nil {
 		return nil
 	}
+	return decodeChunk(data, root, p)
+}
+
+// decodeChunk returns the figures a cache file holds if they are a
+// chunk's, kept for the tree root at its end.
+func decodeChunk(data []byte, root tlog.Hash, p *computeParams) *acc {
 	var f chunkFile
 	if gob.NewDecoder(bytes.NewReader(data)).Decode(&f) != nil || f.Version != cacheVersion || f.Root != root || f.Records != chunkSize {
 		return nil
 	}
 	return fromFile(&f, p)
+}
+
+// maxChunkFile bounds a cache file: a chunk's lists and counters are
+// bounded (maxList, maxKeys), its file far smaller.
+const maxChunkFile = 64 << 20
+
+// readChunkFile reads a cache file if it is a regular file of at most
+// maxChunkFile bytes: a FIFO planted in the cache directory would hang
+// the read (O_NONBLOCK makes its open return), a link to /dev/zero or a
+// sparse file of terabytes would be read whole.
+func readChunkFile(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() || st.Size() > maxChunkFile {
+		return nil, fmt.Errorf("%s: not a regular file of at most %d bytes", path, maxChunkFile)
+	}
+	return io.ReadAll(io.LimitReader(f, maxChunkFile))
 }
 
 // store keeps chunk k's figures; failures only cost a later scan.
