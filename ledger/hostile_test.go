@@ -1,7 +1,11 @@
 package ledger
 
 import (
+	"bytes"
+	"slices"
+
 	"errors"
+	"github.com/klauspost/compress/zstd"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -156,4 +160,90 @@ func TestHostileHashFiles(t *testing.T) {
 		}
 		t.Logf("record changed %v: %s", change, rep)
 	}
+}
+
+// TestAttackCompressedBlocks: a compressed segment rebuilt with valid
+// checksums (block index, trailer) whose blocks were swapped is found at
+// the first record that moved; one whose blocks are replaced by zstd
+// frames that expand to hundreds of MiB of zeros (a decompression bomb,
+// with and without the size in the frame header) is refused per block
+// within bounded memory, its records named.
+func TestAttackCompressedBlocks(t *testing.T) {
+	k := newKey(t, testOrigin)
+	base, _ := compressedLedger(t, k, 16000)
+	segs, _ := listSegments(filepath.Join(base, "seg"))
+	s := segs[1]
+	if s.z == nil || len(s.z.blocks) < 3 {
+		t.Fatalf("segment 1 is not compressed into 3 blocks or more: %+v", s.z)
+	}
+	var bombs [2][]byte
+	{
+		zeros := make([]byte, 256<<20)
+		bombs[0] = zEncoder().EncodeAll(zeros, nil) // the size in its header
+		var buf bytes.Buffer
+		w, err := zstd.NewWriter(&buf, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithSingleSegment(false))
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write(zeros) // streamed: no size in its header
+		w.Close()
+		bombs[1] = buf.Bytes()
+	}
+	cases := []struct {
+		name    string
+		rebuild func(b []byte) []byte
+		index   uint64
+	}{
+		{"blocks 1 and 2 swapped", func(b []byte) []byte {
+			z := *s.z
+			z.blocks = slices.Clone(z.blocks)
+			z.blocks[1], z.blocks[2] = z.blocks[2], z.blocks[1]
+			return rebuildZseg(t, b, &z, -1, nil)
+		}, s.first + s.z.blocks[1].first},
+		{"every block a bomb with its size", func(b []byte) []byte { return bombAll(t, b, s.z, bombs[0]) }, s.first},
+		{"every block a streamed bomb", func(b []byte) []byte { return bombAll(t, b, s.z, bombs[1]) }, s.first},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := copyDir(t, base)
+			p := filepath.Join(dir, "seg", filepath.Base(s.path))
+			b, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			os.WriteFile(p, tc.rebuild(b), 0o644)
+			runtime.GC()
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			rep, err := verifyWithin(t, dir, VerifyOptions{Verifiers: []note.Verifier{k.verifier}}, 2*time.Minute)
+			runtime.ReadMemStats(&after)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("allocated %d MiB, heap from the system %d MiB (%d before)\n%s", (after.TotalAlloc-before.TotalAlloc)>>20, after.HeapSys>>20, before.HeapSys>>20, rep)
+			// Each block decodes to at most zMaxBlock (65 MiB: a block may
+			// hold one record of maxFrameLen) before it is refused, and
+			// verify decodes 16 blocks ahead: about 1 GiB at worst, where
+			// the bombs, uncapped, would take 256 MiB each.
+			if grew := int64(after.HeapSys) - int64(before.HeapSys); grew > 1536<<20 {
+				t.Errorf("the heap grew by %d MiB", grew>>20)
+			}
+			if rep.OK() || !hasKindAt(rep.Findings, KindRecordModified, tc.index) && !hasKindAt(rep.Findings, KindRecordsReordered, tc.index) {
+				t.Fatalf("want a finding at record %d:\n%s", tc.index, rep)
+			}
+		})
+	}
+}
+
+// bombAll replaces every block of a compressed segment with bomb.
+func bombAll(t *testing.T, b []byte, z *zIndex, bomb []byte) []byte {
+	out := b
+	for bi := range z.blocks {
+		zz, err := parseZIndex(bytes.NewReader(out), int64(len(out)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = rebuildZseg(t, out, zz, bi, bomb)
+	}
+	return out
 }
