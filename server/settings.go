@@ -7,10 +7,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
@@ -121,10 +123,34 @@ func saveSettings(dir, signerPath string, rs RunSettings) (string, error) {
 // of a version before they were saved, or never started).
 var errNoSettings = errors.New("no saved settings")
 
+// maxSettingsFile bounds settings.json (its rules are titles and ids:
+// kilobytes).
+const maxSettingsFile = 16 << 20
+
+// readSettingsFile reads settings.json if it is a regular file of at most
+// maxSettingsFile bytes: a FIFO planted there would hang every report
+// (O_NONBLOCK makes its open return), a link to /dev/zero or a sparse file
+// of terabytes would be read whole.
+func readSettingsFile(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() || st.Size() > maxSettingsFile {
+		return nil, fmt.Errorf("%s: not a regular file of at most %d bytes", SettingsFile, maxSettingsFile)
+	}
+	return io.ReadAll(io.LimitReader(f, maxSettingsFile))
+}
+
 // loadSettings reads the settings the collector saved in dir at its last
 // start and checks their signature with keys.
 func loadSettings(dir string, keys []note.Verifier) (RunSettings, string, error) {
-	data, err := os.ReadFile(filepath.Join(dir, SettingsFile))
+	data, err := readSettingsFile(filepath.Join(dir, SettingsFile))
 	if errors.Is(err, os.ErrNotExist) {
 		return RunSettings{}, "", errNoSettings
 	}
