@@ -367,6 +367,10 @@ by default DIR/keys/signer.pub when it exists.`, stdout, stderr)
 		if _, _, err := ledger.OpenCheckpoint(signed, note.VerifierList(vs...)); err != nil {
 			return fail(err)
 		}
+	} else {
+		// A proof against a checkpoint nobody checked proves nothing
+		// by itself: whoever wrote the directory could have made both.
+		fmt.Fprintln(stderr, "trailguard prove: no --key: the checkpoint's signature was not checked; check it with the collector's verifier key before relying on this proof")
 	}
 	var out any
 	var text strings.Builder

@@ -136,7 +136,7 @@ func TestLedgerCommands(t *testing.T) {
 	}
 
 	// prove --event-id.
-	out, code = run(t, bin, "prove", dir, "--event-id", "evt-077", "--json")
+	out, code = run(t, bin, "prove", dir, "--event-id", "evt-077", "--key", prefix+".pub", "--json")
 	if code != 0 {
 		t.Fatalf("prove --event-id: %d %s", code, out)
 	}
@@ -150,7 +150,12 @@ func TestLedgerCommands(t *testing.T) {
 	}
 
 	// prove --from: consistency between the checkpoint of 40 and the newest.
-	out, code = run(t, bin, "prove", dir, "--from", "40", "--json")
+	// Without a key (none given, none in a data directory) the proof is
+	// printed, saying its checkpoint was not checked.
+	if out, code := run(t, bin, "prove", dir, "--index", "5"); code != 0 || !strings.Contains(out, "no --key: the checkpoint's signature was not checked") {
+		t.Fatalf("prove without a key: exit %d\n%s", code, out)
+	}
+	out, code = run(t, bin, "prove", dir, "--from", "40", "--key", prefix+".pub", "--json")
 	if code != 0 {
 		t.Fatalf("prove --from: %d %s", code, out)
 	}
