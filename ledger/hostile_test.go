@@ -247,3 +247,45 @@ func bombAll(t *testing.T, b []byte, z *zIndex, bomb []byte) []byte {
 	}
 	return out
 }
+
+// TestHostileLinksOutside: a copy whose closed segment is a link to a
+// file outside it is read through the link — verify checks what it reads,
+// not where it lies: a faithful file verifies, an altered one is found at
+// its record.
+func TestHostileLinksOutside(t *testing.T) {
+	k := newKey(t, testOrigin)
+	base := buildLedger(t, k, 1000, nil)
+	segs, err := listSegments(filepath.Join(base, "seg"))
+	if err != nil || len(segs) < 3 {
+		t.Fatalf("segments: %v, %d", err, len(segs))
+	}
+	s := segs[1]
+	orig, err := os.ReadFile(s.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, altered := range []bool{false, true} {
+		dir := copyDir(t, base)
+		outside := filepath.Join(t.TempDir(), "elsewhere.seg")
+		b := bytes.Clone(orig)
+		if altered {
+			i := bytes.Index(b, []byte(`"login"`))
+			b[i+1] = 'L'
+		}
+		if err := os.WriteFile(outside, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(dir, "seg", filepath.Base(s.path))
+		os.Remove(p)
+		if err := os.Symlink(outside, p); err != nil {
+			t.Fatal(err)
+		}
+		rep := verifyDir(t, dir, k, "")
+		if rep.OK() == altered || rep.Records != 1000 {
+			t.Fatalf("segment linked outside, altered %v:\n%s", altered, rep)
+		}
+		if altered && (rep.Findings[0].Index < s.first || rep.Findings[0].Index >= segs[2].first) {
+			t.Fatalf("the finding is not in the linked segment [%d, %d):\n%s", s.first, segs[2].first, rep)
+		}
+	}
+}
