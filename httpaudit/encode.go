@@ -280,7 +280,18 @@ func (l *Logger) appendAccess(b []byte, st *state, id []byte, wc *writerCache, e
 		n.note(spRequestID, vs, b)
 		comma = true
 	}
-	b, comma = n.member(b, comma, `"method":`, f.method, spMethod)
+	if plainMethod(f.method) {
+		if comma {
+			b = append(b, ',')
+		}
+		b = append(b, `"method":`...)
+		vs = len(b)
+		b = appendQuoted(b, f.method)
+		n.note(spMethod, vs, b)
+		comma = true
+	} else {
+		b, comma = n.member(b, comma, `"method":`, f.method, spMethod)
+	}
 	b, comma = n.member(b, comma, `"referrer":`, f.referrer, spReferrer)
 	reqBytes := st.requestBytes()
 	var body string
@@ -312,7 +323,7 @@ func (l *Logger) appendAccess(b []byte, st *state, id []byte, wc *writerCache, e
 	}
 	b = append(b, `"response":{"status_code":`...)
 	vs = len(b)
-	b = strconv.AppendInt(b, int64(status), 10)
+	b = appendStatus(b, status)
 	n.note(spStatus, vs, b)
 	if st.written != 0 {
 		b = append(b, `,"body":{"bytes":`...)
@@ -512,6 +523,29 @@ func (c *timeCache) append(b []byte, t time.Time) []byte {
 	}
 	ns[9] = 'Z'
 	return append(b, ns[:]...)
+}
+
+// appendStatus appends an HTTP status code as strconv.AppendInt does:
+// three digits (net/http takes no other code) from the table, without
+// AppendInt's general loop.
+func appendStatus(b []byte, code int) []byte {
+	if code < 100 || code > 999 {
+		return strconv.AppendInt(b, int64(code), 10)
+	}
+	r := code % 100
+	return append(b, byte('0'+code/100), digitPairs[2*r], digitPairs[2*r+1])
+}
+
+// plainMethod reports whether m is one of the methods of RFC 9110 and
+// RFC 5789 (PATCH), which need no JSON escaping: most requests' method,
+// written without the encoder's test for bytes to escape.
+func plainMethod(m string) bool {
+	switch m {
+	case http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodHead,
+		http.MethodOptions, http.MethodPatch, http.MethodConnect, http.MethodTrace:
+		return true
+	}
+	return false
 }
 
 // digitPairs holds "00" to "99".

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -342,6 +343,35 @@ func FuzzSplitAddr(f *testing.F) {
 			t.Fatalf("splitAddr(%q) = %v %q %d, the general parsers say %v %q %d", addr, a1, h1, p1, a2, h2, p2)
 		}
 	})
+}
+
+// TestAppendStatus holds the table's status codes to strconv.AppendInt's
+// text, inside net/http's range and around it.
+func TestAppendStatus(t *testing.T) {
+	for code := -1000; code <= 2000; code++ {
+		if got, want := string(appendStatus([]byte("x"), code)), "x"+strconv.Itoa(code); got != want {
+			t.Fatalf("appendStatus(%d) = %q, want %q", code, got, want)
+		}
+	}
+}
+
+// TestPlainMethod: the methods written without the escaping test are
+// exactly what the encoder would write for them, and one that needs
+// escaping is not among them.
+func TestPlainMethod(t *testing.T) {
+	for _, m := range []string{"GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE"} {
+		if !plainMethod(m) {
+			t.Errorf("plainMethod(%q) = false", m)
+		}
+		if got, want := string(appendQuoted(nil, m)), string(event.AppendString(nil, m)); got != want {
+			t.Errorf("%s quoted as %s, the encoder writes %s", m, got, want)
+		}
+	}
+	for _, m := range []string{"get", "GE\\T", `G"ET`, "PROPFIND", ""} {
+		if plainMethod(m) {
+			t.Errorf("plainMethod(%q) = true", m)
+		}
+	}
 }
 
 // TestMemoGates holds the writer's scrubbing to the redactor's verdicts
