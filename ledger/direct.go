@@ -146,6 +146,7 @@ func (l *Ledger) writeSegment(job *syncJob, p []byte) (int, error) {
 			// fdatasync: the page-cache path stays theirs.)
 			job.buffered = false
 			l.syncs.Add(1)
+			l.cacheFlushes.Add(1)
 		}
 		return n, nil
 	}
@@ -205,6 +206,27 @@ func (l *Ledger) writeSegment(job *syncJob, p []byte) (int, error) {
 		}
 	}
 	job.buffered = true
+	if l.w.dio == nil && l.w.directOK && syncHook.Load() == nil {
+		// A segment not zeroed ahead (with large batches, as at 64 × 64,
+		// zeroing costs more than it saves): written through the page
+		// cache and, with room in the pipeline, its fdatasync submitted
+		// now through AIO, as a large batch's is above. Held for the
+		// syncer's fdatasync instead, the next batch waited for the
+		// sync under way and went with it into one large sync: ack p99
+		// 11–18 ms against 12–16 with this, the most 14–26 against
+		// 13–18 ms, in six alternated pairs at 64 × 64 (07:19 UTC).
+		start := time.Now()
+		n, err := l.w.f.Write(p)
+		if err != nil {
+			return n, err
+		}
+		if l.submitFlush(job, l.w.f, start) {
+			job.buffered = false
+			l.syncs.Add(1)
+			l.cacheFlushes.Add(1)
+		}
+		return n, nil
+	}
 	return l.w.f.Write(p)
 }
 

@@ -324,7 +324,8 @@ type Ledger struct {
 	directOut                      atomic.Uint64 // segments written past their zeros (tests)
 	directOff                      atomic.Uint64 // direct writes refused as unsupported, then written through the page cache (tests)
 	aioWrites                      atomic.Uint64 // direct writes made through AIO (tests)
-	flushes                        atomic.Uint64 // flushes of direct writes submitted through AIO (tests)
+	flushes                        atomic.Uint64 // flushes submitted through AIO (tests)
+	cacheFlushes                   atomic.Uint64 // of them, fdatasyncs of batches written through the page cache (tests)
 	// The last sync's requests and duration (syncer), for the sequencer's
 	// wait before handing it the next batch.
 	lastSyncReqs atomic.Int64

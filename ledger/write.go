@@ -72,13 +72,15 @@ func (l *Ledger) sequence() {
 		l.toSyncer(job)
 		idle = false
 	}
-	// slot: another batch may be written directly while the syncer waits
-	// for the flushes of earlier ones (see flushDirect).
-	// Only behind jobs of direct writes: one written while the syncer
-	// fdatasyncs a batch from the page cache (or makes a rotation
-	// durable) waits and is synced with it, as before.
+	// slot: another batch may be written, and its flush submitted, while
+	// the syncer waits for the flushes of earlier ones (see flushDirect;
+	// a batch through the page cache gets its fdatasync through AIO the
+	// same way, see writeSegment). Only behind jobs whose flush was
+	// submitted: one written while the syncer fdatasyncs a batch itself
+	// (or makes a rotation durable) waits and is synced with it, as
+	// before.
 	slot := func() bool {
-		if l.flusher == nil || l.w.dio == nil {
+		if l.flusher == nil {
 			return false
 		}
 		v := l.pipe.Load()
