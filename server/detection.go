@@ -84,6 +84,17 @@ func (s *Server) startDetection() error {
 	if !c.NoBuiltin {
 		rs = detect.Builtin()
 	}
+	// A rules directory the operator configured must be there: running
+	// a security tool silently without its detection rules (a typo, an
+	// unmounted volume) is worse than refusing to start. DATA_DIR/rules
+	// is optional and loaded only when present.
+	for _, dir := range c.Rules {
+		if st, err := os.Stat(dir); err != nil {
+			return fmt.Errorf("server: detection rules directory %s: %w", dir, err)
+		} else if !st.IsDir() {
+			return fmt.Errorf("server: detection rules directory %s: not a directory", dir)
+		}
+	}
 	dirs := c.Rules
 	if st, err := os.Stat(filepath.Join(s.cfg.DataDir, "rules")); err == nil && st.IsDir() {
 		dirs = append([]string{filepath.Join(s.cfg.DataDir, "rules")}, dirs...)
