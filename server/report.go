@@ -254,7 +254,10 @@ func ReportState(ctx context.Context, cfg Config, l *ledger.Ledger, keys []note.
 		notifiers = append(notifiers, cmpOr(n.Name, n.Type))
 	}
 	given := runSettings(cfg, !c.Disabled, rules, ruleErrs, notifiers)
-	ran, sum, err := loadSettings(cfg.DataDir, keys)
+	ran, sum, size, err := loadSettings(cfg.DataDir, keys)
+	if err == nil {
+		err = staleSettings(ctx, l, size, sum)
+	}
 	info := &report.SettingsInfo{Source: report.SettingsCollector, Started: ran.Started.UTC(), SHA256: sum}
 	switch {
 	case errors.Is(err, errNoSettings):

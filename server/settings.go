@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -18,6 +19,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/trailguard/trailguard/detect"
+	"github.com/trailguard/trailguard/event"
 	"github.com/trailguard/trailguard/ledger"
 	"github.com/trailguard/trailguard/report"
 )
@@ -41,8 +43,17 @@ type RunSettings struct {
 }
 
 // settingsNoteHeader starts the signed note's text; its second line is not
-// a tree size, so the signature can never pass for a checkpoint's.
-const settingsNoteHeader = "trailguard settings v1\n"
+// a tree size, so the signature can never pass for a checkpoint's. v2
+// notes carry a third line, "size N": the ledger's size when the settings
+// were saved, just before the start event that names their hash.
+const (
+	settingsNoteHeader   = "trailguard settings v2\n"
+	settingsNoteHeaderV1 = "trailguard settings v1\n"
+)
+
+// startEventPrefix starts the message of a collector's start event, which
+// names the hash of the settings it saved (Server.New).
+const startEventPrefix = "collector started (settings sha256 "
 
 // runSettings are the settings cfg gives, with the rules the engine
 // loaded from them.
@@ -72,8 +83,9 @@ func runSettings(cfg Config, enabled bool, rules []*detect.Rule, ruleErrs int, n
 
 // saveSettings writes rs, signed with the key at signerPath, to the data
 // directory (replacing the last start's) and returns its SHA-256, which
-// the start event in the ledger carries.
-func saveSettings(dir, signerPath string, rs RunSettings) (string, error) {
+// the start event in the ledger carries. size is the ledger's size before
+// that start event: readers look for later start events from there.
+func saveSettings(dir, signerPath string, rs RunSettings, size uint64) (string, error) {
 	body, err := json.Marshal(rs)
 	if err != nil {
 		return "", err
@@ -84,7 +96,7 @@ func saveSettings(dir, signerPath string, rs RunSettings) (string, error) {
 	}
 	h := sha256.Sum256(body)
 	sum := hex.EncodeToString(h[:])
-	sig, err := note.Sign(&note.Note{Text: settingsNoteHeader + "sha256 " + sum + "\n"}, signer)
+	sig, err := note.Sign(&note.Note{Text: settingsNoteHeader + "sha256 " + sum + "\n" + fmt.Sprintf("size %d\n", size)}, signer)
 	if err != nil {
 		return "", fmt.Errorf("settings: sign: %w", err)
 	}
@@ -147,15 +159,17 @@ func readSettingsFile(path string) ([]byte, error) {
 	return io.ReadAll(io.LimitReader(f, maxSettingsFile))
 }
 
-// loadSettings reads the settings the collector saved in dir at its last
-// start and checks their signature with keys.
-func loadSettings(dir string, keys []note.Verifier) (RunSettings, string, error) {
+// loadSettings reads the settings the collector saved in dir at a start
+// and checks their signature with keys. It returns their hash and the
+// ledger size the signed note names (0 for a v1 note, which names none);
+// staleSettings checks, against the ledger, that no later start exists.
+func loadSettings(dir string, keys []note.Verifier) (RunSettings, string, uint64, error) {
 	data, err := readSettingsFile(filepath.Join(dir, SettingsFile))
 	if errors.Is(err, os.ErrNotExist) {
-		return RunSettings{}, "", errNoSettings
+		return RunSettings{}, "", 0, errNoSettings
 	}
 	if err != nil {
-		return RunSettings{}, "", err
+		return RunSettings{}, "", 0, err
 	}
 	var file struct {
 		SHA256    string          `json:"sha256"`
@@ -163,29 +177,84 @@ func loadSettings(dir string, keys []note.Verifier) (RunSettings, string, error)
 		Settings  json.RawMessage `json:"settings"`
 	}
 	if err := json.Unmarshal(data, &file); err != nil {
-		return RunSettings{}, "", fmt.Errorf("%s: %w", SettingsFile, err)
+		return RunSettings{}, "", 0, fmt.Errorf("%s: %w", SettingsFile, err)
 	}
 	h := sha256.Sum256(file.Settings)
 	sum := hex.EncodeToString(h[:])
 	if sum != file.SHA256 {
-		return RunSettings{}, sum, fmt.Errorf("%s: its settings do not match their signed hash (altered)", SettingsFile)
+		return RunSettings{}, sum, 0, fmt.Errorf("%s: its settings do not match their signed hash (altered)", SettingsFile)
 	}
 	if len(keys) == 0 {
-		return RunSettings{}, sum, fmt.Errorf("%s: no verifier key to check its signature", SettingsFile)
+		return RunSettings{}, sum, 0, fmt.Errorf("%s: no verifier key to check its signature", SettingsFile)
 	}
 	n, err := note.Open([]byte(file.Signature), note.VerifierList(keys...))
 	if err != nil {
-		return RunSettings{}, sum, fmt.Errorf("%s: signature: %w", SettingsFile, err)
+		return RunSettings{}, sum, 0, fmt.Errorf("%s: signature: %w", SettingsFile, err)
 	}
-	if n.Text != settingsNoteHeader+"sha256 "+sum+"\n" {
-		return RunSettings{}, sum, fmt.Errorf("%s: the signed note does not describe these settings", SettingsFile)
+	var size uint64
+	rest, v2 := strings.CutPrefix(n.Text, settingsNoteHeader+"sha256 "+sum+"\n")
+	if v2 {
+		_, err := fmt.Sscanf(rest, "size %d\n", &size)
+		v2 = err == nil && rest == fmt.Sprintf("size %d\n", size)
+	}
+	if !v2 && n.Text != settingsNoteHeaderV1+"sha256 "+sum+"\n" {
+		return RunSettings{}, sum, 0, fmt.Errorf("%s: the signed note does not describe these settings", SettingsFile)
 	}
 	var rs RunSettings
 	dec := json.NewDecoder(bytes.NewReader(file.Settings))
 	if err := dec.Decode(&rs); err != nil {
-		return RunSettings{}, sum, fmt.Errorf("%s: %w", SettingsFile, err)
+		return RunSettings{}, sum, 0, fmt.Errorf("%s: %w", SettingsFile, err)
 	}
-	return rs, sum, nil
+	return rs, sum, size, nil
+}
+
+// staleSettings checks that settings saved with hash sum when the ledger
+// had size records are the newest collector start's: the start events
+// from there on (each names the hash of the settings it saved, and the
+// ledger's records are checked against its signed tree as they are read)
+// must name no other settings last. A settings.json put back from an
+// earlier start is signed all the same; without this a report would state
+// those settings as the ones the collector runs with. It reads the records
+// since that start (all retained records for a v1 note, which names no
+// size).
+func staleSettings(ctx context.Context, l *ledger.Ledger, size uint64, sum string) error {
+	if n := l.Size(); size > n {
+		return fmt.Errorf("%s: signed at ledger size %d, beyond the ledger's %d records", SettingsFile, size, n)
+	}
+	from := max(size, l.Pruned())
+	var newest string
+	var at uint64
+	prefix := []byte(startEventPrefix)
+	for e, err := range l.Entries(from) {
+		if err != nil {
+			return fmt.Errorf("%s: reading the start events since record %d: %w", SettingsFile, from, err)
+		}
+		if e.Index%4096 == 0 && ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if !bytes.Contains(e.Data, prefix) {
+			continue
+		}
+		var ev struct {
+			Event   struct{ Action string } `json:"event"`
+			Message string                  `json:"message"`
+		}
+		if json.Unmarshal(e.Data, &ev) != nil || ev.Event.Action != event.ActionSysStartup {
+			continue
+		}
+		if h, ok := strings.CutPrefix(ev.Message, startEventPrefix); ok {
+			// A start whose settings were not saved names none: a file
+			// from before it is stale all the same.
+			newest, at = "(none saved)", e.Index
+			if len(h) >= 64 {
+				newest = h[:64]
+			}
+		}
+	}
+	if newest != "" && newest != sum {
+		return fmt.Errorf("%s: stale: its settings (sha256 %s) are not the newest start's: record %d, a later collector start, names settings sha256 %s", SettingsFile, sum, at, newest)
+	}
+	return nil
 }
 
 // settingsDifferences names what the configuration given to a report
@@ -270,7 +339,7 @@ func (s *Server) saveRunSettings() error {
 	}
 	s.settings = runSettings(s.cfg, s.detect != nil, rules, ruleErrs, notifiers)
 	s.settings.Started = time.Now().UTC()
-	sum, err := saveSettings(s.cfg.DataDir, s.SignerKeyPath, s.settings)
+	sum, err := saveSettings(s.cfg.DataDir, s.SignerKeyPath, s.settings, s.ledger.Size())
 	s.settingsSum = sum
 	return err
 }

@@ -32,7 +32,7 @@ func TestSettingsFileHostile(t *testing.T) {
 			}
 			done := make(chan error, 1)
 			go func() {
-				_, _, err := loadSettings(dir, nil)
+				_, _, _, err := loadSettings(dir, nil)
 				done <- err
 			}()
 			select {

@@ -236,3 +236,70 @@ func TestReportStatesWhatTheCollectorRan(t *testing.T) {
 		}
 	}
 }
+
+// TestReportStaleSettings: settings.json put back from an earlier start
+// (signed all the same) is not stated as the collector's settings: the
+// newest start event in the ledger names other settings, and the report
+// says the file is stale and states its configuration. The current file
+// is still used after a restart with the same settings.
+func TestReportStaleSettings(t *testing.T) {
+	dir := t.TempDir()
+	start := func(retention string) []byte {
+		t.Helper()
+		cfg := server.Defaults()
+		cfg.DataDir = dir
+		cfg.Retention = retention
+		cfg.Detection.Disabled = true
+		srv, err := server.New(cfg, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := srv.Close(); err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(filepath.Join(dir, server.SettingsFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	conf := filepath.Join(t.TempDir(), "serve.yaml")
+	os.WriteFile(conf, []byte("retention: pci-dss\n"), 0o600)
+	run := func() (report.State, string) {
+		t.Helper()
+		out := filepath.Join(t.TempDir(), "r.json")
+		_, errOut, code := call(runReport, "--data", dir, "--config", conf, "--standard", "soc2", "--from", "1h", "--out", out)
+		if code != 0 {
+			t.Fatalf("report: %d %s", code, errOut)
+		}
+		b, _ := os.ReadFile(out)
+		keys, err := ledger.LoadVerifiers(filepath.Join(dir, "keys", "signer.pub"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rep, _, err := report.Open(b, keys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rep.State, errOut
+	}
+	old := start("soc2")
+	start("hipaa")
+	if st, errOut := run(); st.Retention.Profile != "hipaa" || st.Settings.Source != report.SettingsCollector {
+		t.Fatalf("current settings: retention %q, %+v\n%s", st.Retention.Profile, st.Settings, errOut)
+	}
+	if err := os.WriteFile(filepath.Join(dir, server.SettingsFile), old, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	st, errOut := run()
+	if st.Retention.Profile != "pci-dss" || st.Settings.Source != report.SettingsConfiguration ||
+		!strings.Contains(st.Settings.Problem, "stale") || !strings.Contains(errOut, "stale") {
+		t.Fatalf("settings.json of an earlier start put back: stated retention %q, settings %+v\n%s", st.Retention.Profile, st.Settings, errOut)
+	}
+	t.Log(st.Settings.Problem)
+	// The same settings again: the newest start names the same hash.
+	start("hipaa")
+	if st, errOut := run(); st.Retention.Profile != "hipaa" || st.Settings.Source != report.SettingsCollector {
+		t.Fatalf("restart with the same settings: retention %q, %+v\n%s", st.Retention.Profile, st.Settings, errOut)
+	}
+}
