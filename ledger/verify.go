@@ -1364,7 +1364,10 @@ func (v *verifier) records() error {
 	stop := make(chan struct{})
 	defer close(stop)
 	perr := make(chan error, 1)
-	go func() { perr <- v.produce(out, work, stop, &tileRun{s: lt.s, limit: lt.limit}) }()
+	// The tile run is made here, not in the goroutine: the pruned range
+	// below moves lt.limit while the producer runs.
+	run := &tileRun{s: lt.s, limit: lt.limit}
+	go func() { perr <- v.produce(out, work, stop, run) }()
 	for range v.opts.Workers {
 		go v.hashWorker(work, lt.s, lt.limit)
 	}
