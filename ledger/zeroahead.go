@@ -101,8 +101,13 @@ type tailZero struct {
 }
 
 // tailZeroChunk is what the tail zeroer writes per lock and sync: the writer
-// waits at most for one such write to publish where it writes.
-const tailZeroChunk = 256 << 10
+// waits at most for one such write to publish where it writes. 1 MiB, not
+// 256 KiB: the segment is zeroed to its end, and written directly, sooner
+// after Open (a quarter of the syncs); alternated at 64 × 1 (six pairs,
+// 07:50 UTC, load 3.0) 0.55–0.62 of the device limit against 0.55–0.61,
+// higher in 5 of 6, ack p99 2.4–2.8 against 1.7–1.9 ms; at 64 × 64 the
+// same rate, p99 14–17 against 12–23 ms.
+const tailZeroChunk = 1 << 20
 
 // startTailZero prepares zeroing the active segment after its records, if
 // there is room for it and the next segment beyond Options.Reserve
