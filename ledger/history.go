@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"sort"
 	"time"
+
+	"github.com/trailguard/trailguard/internal/regfile"
 )
 
 // HistoryEntry is one checkpoint of the ledger's checkpoint history.
@@ -80,7 +82,7 @@ func (l *Ledger) HistoryFrom(since time.Time) iter.Seq2[HistoryEntry, error] {
 // firstCheckpointTime reads the signed time of the first checkpoint of a
 // history file, reading only that frame.
 func firstCheckpointTime(path string) (time.Time, bool) {
-	f, _, err := openRegular(path)
+	f, _, err := regfile.Open(path)
 	if err != nil {
 		return time.Time{}, false
 	}

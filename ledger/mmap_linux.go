@@ -2,7 +2,11 @@
 
 package ledger
 
-import "syscall"
+import (
+	"syscall"
+
+	"github.com/trailguard/trailguard/internal/regfile"
+)
 
 // mapFile maps a whole file read-only. Verify maps closed segments (never
 // truncated by the ledger) to hash records without copying them. The pages
@@ -10,7 +14,7 @@ import "syscall"
 // per 4 KiB taken by the goroutine that splits the frames, which made it
 // the bottleneck.
 func mapFile(path string) ([]byte, func(), error) {
-	f, st, err := openRegular(path)
+	f, st, err := regfile.Open(path)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
+
+	"github.com/trailguard/trailguard/internal/regfile"
 )
 
 // PruneRecord is the signed statement, kept in pruned.log, that records
@@ -238,7 +240,7 @@ func (l *Ledger) signedCover(n uint64) (Checkpoint, bool, error) {
 
 // firstCPSize reads the size of the first checkpoint of a history file.
 func firstCPSize(path string) (uint64, bool) {
-	f, _, err := openRegular(path)
+	f, _, err := regfile.Open(path)
 	if err != nil {
 		return 0, false
 	}

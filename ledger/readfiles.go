@@ -4,6 +4,8 @@ import (
 	"os"
 	"slices"
 	"sync"
+
+	"github.com/trailguard/trailguard/internal/regfile"
 )
 
 // maxReadFiles bounds the read handles the segments keep open between
@@ -59,7 +61,7 @@ func (c *readFiles) acquire(slot **readFile, path string, closed func() bool) (*
 		}
 		c.mu.Unlock()
 	}
-	f, _, err := openRegular(path)
+	f, _, err := regfile.Open(path)
 	if err != nil {
 		return nil, err
 	}

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/trailguard/trailguard/internal/regfile"
 )
 
 // A segment is one file of records, seg/<first index, 20 digits>.seg, with
@@ -140,7 +142,7 @@ func listSegments(dir string) ([]*segment, error) {
 
 // readZIndex reads the block index of a compressed segment file.
 func readZIndex(path string) (*zIndex, error) {
-	f, st, err := openRegular(path)
+	f, st, err := regfile.Open(path)
 	if err != nil {
 		return nil, err
 	}
@@ -159,7 +161,7 @@ type scanResult struct {
 // scanSegment reads every frame of a segment, checking each CRC, and stops
 // at the first frame that is torn or damaged.
 func scanSegment(path string, first uint64, maxLen int) (scanResult, error) {
-	f, st, err := openRegular(path)
+	f, st, err := regfile.Open(path)
 	if err != nil {
 		return scanResult{}, err
 	}

@@ -13,6 +13,8 @@ import (
 	"sync"
 
 	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/trailguard/trailguard/internal/regfile"
 )
 
 // The Merkle hashes are kept in one append-only file per tile level,
@@ -126,7 +128,7 @@ func (s *tileStore) file(level int) (*os.File, error) {
 			f, err = os.OpenFile(p, os.O_RDWR|oNoFollow, 0)
 		}
 	} else {
-		f, _, err = openRegular(s.levelPath(level))
+		f, _, err = regfile.Open(s.levelPath(level))
 	}
 	if err != nil {
 		return nil, err

@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/trailguard/trailguard/internal/regfile"
 	"github.com/trailguard/trailguard/ledger/internal/sha256x2"
 	"github.com/trailguard/trailguard/retention"
 )
@@ -697,7 +698,7 @@ func (v *verifier) produce(out chan<- *chunk, work chan<- *chunk, stop <-chan st
 			}
 			continue
 		}
-		f, _, err := openRegular(s.path)
+		f, _, err := regfile.Open(s.path)
 		if err != nil {
 			o.release()
 			return err

@@ -7,17 +7,16 @@ import (
 	"encoding/gob"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/trailguard/trailguard/event"
+	"github.com/trailguard/trailguard/internal/regfile"
 	"github.com/trailguard/trailguard/ledger"
 )
 
@@ -197,7 +196,7 @@ func fromFile(f *chunkFile, p *computeParams) *acc {
 // load returns chunk k's figures if they are kept for the tree root at its
 // end.
 func (c *chunkCache) load(k uint64, root tlog.Hash, p *computeParams) *acc {
-	data, err := readChunkFile(c.path(k))
+	data, err := regfile.Read(c.path(k), maxChunkFile)
 	if err != nil {
 		return nil
 	}
@@ -215,28 +214,10 @@ func decodeChunk(data []byte, root tlog.Hash, p *computeParams) *acc {
 }
 
 // maxChunkFile bounds a cache file: a chunk's lists and counters are
-// bounded (maxList, maxKeys), its file far smaller.
+// bounded (maxList, maxKeys), its file far smaller. A cache file is read
+// as a regular file of at most this size only (regfile): one planted in
+// the cache directory must not hang a report or take its memory.
 const maxChunkFile = 64 << 20
-
-// readChunkFile reads a cache file if it is a regular file of at most
-// maxChunkFile bytes: a FIFO planted in the cache directory would hang
-// the read (O_NONBLOCK makes its open return), a link to /dev/zero or a
-// sparse file of terabytes would be read whole.
-func readChunkFile(path string) ([]byte, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !st.Mode().IsRegular() || st.Size() > maxChunkFile {
-		return nil, fmt.Errorf("%s: not a regular file of at most %d bytes", path, maxChunkFile)
-	}
-	return io.ReadAll(io.LimitReader(f, maxChunkFile))
-}
 
 // store keeps chunk k's figures; failures only cost a later scan.
 func (c *chunkCache) store(k uint64, root tlog.Hash, a *acc) {

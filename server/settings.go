@@ -8,18 +8,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/trailguard/trailguard/detect"
 	"github.com/trailguard/trailguard/event"
+	"github.com/trailguard/trailguard/internal/regfile"
 	"github.com/trailguard/trailguard/ledger"
 	"github.com/trailguard/trailguard/report"
 )
@@ -140,23 +139,15 @@ var errNoSettings = errors.New("no saved settings")
 const maxSettingsFile = 16 << 20
 
 // readSettingsFile reads settings.json if it is a regular file of at most
-// maxSettingsFile bytes: a FIFO planted there would hang every report
-// (O_NONBLOCK makes its open return), a link to /dev/zero or a sparse file
-// of terabytes would be read whole.
+// maxSettingsFile bytes (regfile): a FIFO planted there would hang every
+// report, a link to /dev/zero or a sparse file of terabytes would be read
+// whole.
 func readSettingsFile(path string) ([]byte, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !st.Mode().IsRegular() || st.Size() > maxSettingsFile {
+	b, err := regfile.Read(path, maxSettingsFile)
+	if errors.Is(err, regfile.ErrNotRegular) || errors.Is(err, regfile.ErrTooLarge) {
 		return nil, fmt.Errorf("%s: not a regular file of at most %d bytes", SettingsFile, maxSettingsFile)
 	}
-	return io.ReadAll(io.LimitReader(f, maxSettingsFile))
+	return b, err
 }
 
 // loadSettings reads the settings the collector saved in dir at a start
