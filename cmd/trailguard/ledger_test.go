@@ -32,6 +32,25 @@ func run(t *testing.T, bin string, args ...string) (string, int) {
 	return stdout.String() + stderr.String(), code
 }
 
+// keyedTemp is where a test of the offline commands over a ledger starts:
+// the binary, a new temporary directory tmp, a key pair for origin made by
+// its keygen command (prefix.key, prefix.pub, prefix tmp/collector) and
+// the signer a collector would load from it.
+func keyedTemp(t *testing.T, origin string) (bin, tmp, prefix string, signer note.Signer) {
+	t.Helper()
+	bin = buildTrailguard(t)
+	tmp = t.TempDir()
+	prefix = filepath.Join(tmp, "collector")
+	if out, code := run(t, bin, "keygen", "--name", origin, "--out", prefix); code != 0 {
+		t.Fatalf("keygen: %d %s", code, out)
+	}
+	signer, err := ledger.LoadSigner(prefix + ".key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin, tmp, prefix, signer
+}
+
 func TestLedgerCommands(t *testing.T) {
 	bin := buildTrailguard(t)
 	tmp := t.TempDir()

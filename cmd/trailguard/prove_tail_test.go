@@ -17,17 +17,8 @@ import (
 // checksums protect) get no proof: prove refuses them (exit 1) and proves
 // the signed ones; verify counts them as an unsigned tail, a notice.
 func TestProveOnlySignedRecords(t *testing.T) {
-	bin := buildTrailguard(t)
-	tmp := t.TempDir()
-	prefix := filepath.Join(tmp, "collector")
 	const origin = "audit.example.com/trailguard"
-	if out, code := run(t, bin, "keygen", "--name", origin, "--out", prefix); code != 0 {
-		t.Fatalf("keygen: %d %s", code, out)
-	}
-	signer, err := ledger.LoadSigner(prefix + ".key")
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin, tmp, prefix, signer := keyedTemp(t, origin)
 	dir := filepath.Join(tmp, "ledger")
 	l, err := ledger.Open(dir, ledger.Options{Origin: origin, Signer: signer, CheckpointInterval: time.Hour, IdleInterval: time.Hour})
 	if err != nil {

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/mod/sumdb/note"
+
 	"github.com/trailguard/trailguard/event"
 	"github.com/trailguard/trailguard/ledger"
 	"github.com/trailguard/trailguard/report"
@@ -116,6 +118,31 @@ func TestReportCLI(t *testing.T) {
 	}
 }
 
+// reportWithConfig runs trailguard report --standard soc2 --from 1h over
+// the data directory dir with the configuration file conf, and returns the
+// signed JSON report it wrote, opened with dir's signer key, and what the
+// command said on standard error.
+func reportWithConfig(t *testing.T, dir, conf string) (*report.Report, string) {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "r.json")
+	_, errOut, code := call(runReport, "--data", dir, "--config", conf, "--standard", "soc2", "--from", "1h", "--out", out)
+	if code != 0 {
+		t.Fatalf("report: %d %s", code, errOut)
+	}
+	var rep *report.Report
+	b, err := os.ReadFile(out)
+	if err == nil {
+		var keys []note.Verifier
+		if keys, err = ledger.LoadVerifiers(filepath.Join(dir, "keys", "signer.pub")); err == nil {
+			rep, _, err = report.Open(b, keys)
+		}
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep, errOut
+}
+
 // TestReportStatesWhatTheCollectorRan: a report made offline states the
 // settings the collector started with (its signed DIR/settings.json, whose
 // hash its start event in the ledger carries), not the --config it is
@@ -167,28 +194,6 @@ func TestReportStatesWhatTheCollectorRan(t *testing.T) {
 	// witness, detection on.
 	conf := filepath.Join(t.TempDir(), "serve.yaml")
 	os.WriteFile(conf, []byte("retention: pci-dss\n"), 0o600)
-	type result struct {
-		rep    *report.Report
-		errOut string
-	}
-	run := func() result {
-		t.Helper()
-		out := filepath.Join(t.TempDir(), "r.json")
-		_, errOut, code := call(runReport, "--data", dir, "--config", conf, "--standard", "soc2", "--from", "1h", "--out", out)
-		if code != 0 {
-			t.Fatalf("report: %d %s", code, errOut)
-		}
-		b, _ := os.ReadFile(out)
-		keys, err := ledger.LoadVerifiers(filepath.Join(dir, "keys", "signer.pub"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		rep, _, err := report.Open(b, keys)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return result{rep, errOut}
-	}
 	cases := []struct {
 		name      string
 		prepare   func()
@@ -212,18 +217,18 @@ func TestReportStatesWhatTheCollectorRan(t *testing.T) {
 	}
 	for _, c := range cases {
 		c.prepare()
-		r := run()
-		st := r.rep.State
+		rep, errOut := reportWithConfig(t, dir, conf)
+		st := rep.State
 		if st.Retention.Profile != c.retention || len(st.Witnesses) != c.witnesses || st.Settings == nil || st.Settings.Source != c.source {
 			t.Errorf("%s: stated retention %q, %d witnesses, settings %+v; want %q, %d, source %s", c.name, st.Retention.Profile, len(st.Witnesses), st.Settings, c.retention, c.witnesses, c.source)
 		}
 		for _, w := range c.stderr {
-			if !strings.Contains(r.errOut, w) {
-				t.Errorf("%s: standard error lacks %q:\n%s", c.name, w, r.errOut)
+			if !strings.Contains(errOut, w) {
+				t.Errorf("%s: standard error lacks %q:\n%s", c.name, w, errOut)
 			}
 		}
 		found := c.finding == ""
-		for _, f := range r.rep.Summary.TopFindings {
+		for _, f := range rep.Summary.TopFindings {
 			if c.finding != "" && strings.Contains(f, c.finding) {
 				found = true
 			}
@@ -232,7 +237,7 @@ func TestReportStatesWhatTheCollectorRan(t *testing.T) {
 			}
 		}
 		if !found {
-			t.Errorf("%s: no top finding %q in %q", c.name, c.finding, r.rep.Summary.TopFindings)
+			t.Errorf("%s: no top finding %q in %q", c.name, c.finding, rep.Summary.TopFindings)
 		}
 	}
 }
@@ -267,20 +272,7 @@ func TestReportStaleSettings(t *testing.T) {
 	os.WriteFile(conf, []byte("retention: pci-dss\n"), 0o600)
 	run := func() (report.State, string) {
 		t.Helper()
-		out := filepath.Join(t.TempDir(), "r.json")
-		_, errOut, code := call(runReport, "--data", dir, "--config", conf, "--standard", "soc2", "--from", "1h", "--out", out)
-		if code != 0 {
-			t.Fatalf("report: %d %s", code, errOut)
-		}
-		b, _ := os.ReadFile(out)
-		keys, err := ledger.LoadVerifiers(filepath.Join(dir, "keys", "signer.pub"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		rep, _, err := report.Open(b, keys)
-		if err != nil {
-			t.Fatal(err)
-		}
+		rep, errOut := reportWithConfig(t, dir, conf)
 		return rep.State, errOut
 	}
 	old := start("soc2")

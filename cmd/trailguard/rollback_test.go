@@ -19,17 +19,8 @@ import (
 // compare. With the checkpoint the auditor kept from the last audit,
 // --since and --witness refuse it (exit 1) and name it.
 func TestVerifyRollback(t *testing.T) {
-	bin := buildTrailguard(t)
-	tmp := t.TempDir()
-	prefix := filepath.Join(tmp, "collector")
 	const origin = "audit.example.com/trailguard"
-	if out, code := run(t, bin, "keygen", "--name", origin, "--out", prefix); code != 0 {
-		t.Fatalf("keygen: %d %s", code, out)
-	}
-	signer, err := ledger.LoadSigner(prefix + ".key")
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin, tmp, prefix, signer := keyedTemp(t, origin)
 	dir := filepath.Join(tmp, "ledger")
 	grow := func(from, n int) {
 		l, err := ledger.Open(dir, ledger.Options{Origin: origin, Signer: signer})
