@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/trailguard/trailguard/event"
@@ -434,13 +435,29 @@ func TestLeanFrontWatchKeepsPipelinedBytes(t *testing.T) {
 // its large answer is cut when the drain ends, and no goroutine of the
 // front end outlives it — as with net/http (which closes a connection
 // mid-head only once it is 5s old).
+//
+// The test waits for conditions, not for time: Shutdown starts once every
+// connection is accepted and both requests are at the upstream (a fixed
+// 100 ms let a loaded machine start it with a request not yet read, which
+// it then closed as idle), and the request in flight is answered once the
+// idle connections are closed (a fixed 300 ms could end before Shutdown
+// began, and the answer then lacked Connection: close). Its bounds are
+// far from what a wrong Shutdown does: an idle connection kept until the
+// drain's end is closed at the deadline (3 s), and a Shutdown that waits
+// for the client that never reads returns at the write timeout (60 s).
 func TestLeanFrontShutdown(t *testing.T) {
+	const deadline = 3 * time.Second
 	for _, mode := range []string{HTTP1Lean, HTTP1NetHTTP} {
 		t.Run(mode, func(t *testing.T) {
+			release := make(chan struct{}) // the request in flight may be answered
 			up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
 				switch r.URL.Path {
 				case "/slow":
-					time.Sleep(300 * time.Millisecond)
+					select {
+					case <-release:
+					case <-r.Context().Done():
+						return
+					}
 					io.WriteString(w, "done")
 				case "/big":
 					for i := 0; i < 1<<10; i++ {
@@ -452,6 +469,9 @@ func TestLeanFrontShutdown(t *testing.T) {
 					io.WriteString(w, "ok")
 				}
 			})
+			var releaseOnce sync.Once
+			releaseSlow := func() { releaseOnce.Do(func() { close(release) }) }
+			t.Cleanup(releaseSlow) // before the upstream's Close, which waits for it
 			cfg := Config{HTTP1: mode, Routes: []Route{{Upstream: up.URL}}}
 			ms := &memSink{}
 			cfg.Sink = ms
@@ -460,10 +480,11 @@ func TestLeanFrontShutdown(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer p.Close()
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			tcp, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
 				t.Fatal(err)
 			}
+			ln := &acceptCounter{Listener: tcp}
 			srv := NewPlainServer(p, cfg, nil)
 			served := make(chan error, 1)
 			go func() { served <- srv.Serve(ln) }()
@@ -485,12 +506,25 @@ func TestLeanFrontShutdown(t *testing.T) {
 			partial, _ := dial("GET /plain HTTP/1.1\r\nHost: a\r\n")
 			slow, slowR := dial("GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
 			dial("GET /big HTTP/1.1\r\nHost: a\r\n\r\n") // never read
-			time.Sleep(100 * time.Millisecond)           // all at the server
+			// All at the server: four connections accepted, /plain, /slow
+			// and /big at the upstream.
+			for wait := time.Now().Add(30 * time.Second); ln.accepted.Load() < 4 || up.count() < 3; time.Sleep(5 * time.Millisecond) {
+				if time.Now().After(wait) {
+					t.Fatalf("after 30 s: %d connections accepted, %d requests at the upstream; want 4 and 3", ln.accepted.Load(), up.count())
+				}
+			}
 			start := time.Now()
-			ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+			ctx, cancel := context.WithTimeout(context.Background(), deadline)
 			defer cancel()
-			shut := make(chan error, 1)
-			go func() { shut <- srv.Shutdown(ctx) }()
+			type result struct {
+				err  error
+				took time.Duration // Shutdown's own, not when this test looked
+			}
+			shut := make(chan result, 1)
+			go func() {
+				err := srv.Shutdown(ctx)
+				shut <- result{err, time.Since(start)}
+			}()
 			waiting := []net.Conn{idle, partial}
 			if mode == HTTP1NetHTTP {
 				// net/http closes a connection mid-head only once it is 5s
@@ -498,12 +532,14 @@ func TestLeanFrontShutdown(t *testing.T) {
 				waiting = waiting[:1]
 			}
 			for _, c := range waiting {
-				rest, took, err := readAll(c, 5*time.Second)
-				if err != nil || rest != "" || took > time.Second {
-					t.Errorf("an idle or mid-head connection: %q after %v (%v), want it closed at once", rest, took, err)
+				rest, _, err := readAll(c, 2*deadline)
+				took := time.Since(start)
+				if err != nil || rest != "" || took >= deadline*2/3 {
+					t.Errorf("an idle or mid-head connection: %q after %v (%v), want it closed at once (well before the deadline, %v)", rest, took, err, deadline)
 				}
 			}
-			slow.SetReadDeadline(time.Now().Add(5 * time.Second))
+			releaseSlow()
+			slow.SetReadDeadline(time.Now().Add(2 * deadline))
 			resp, err = http.ReadResponse(slowR, nil)
 			if err != nil {
 				t.Fatalf("the request in flight: %v", err)
@@ -513,11 +549,11 @@ func TestLeanFrontShutdown(t *testing.T) {
 				t.Errorf("the request in flight: %q (%v), close %v; want done, closed", b, err, resp.Close)
 			}
 			select {
-			case err := <-shut:
-				if took := time.Since(start); err == nil || took < time.Second || took > 3*time.Second {
-					t.Errorf("Shutdown returned %v after %v, want the deadline's error after 1.5s", err, took)
+			case r := <-shut:
+				if r.err == nil || r.took < deadline || r.took > deadline+5*time.Second {
+					t.Errorf("Shutdown returned %v after %v, want the deadline's error after %v", r.err, r.took, deadline)
 				}
-			case <-time.After(10 * time.Second):
+			case <-time.After(deadline + 30*time.Second):
 				t.Fatal("Shutdown did not return")
 			}
 			srv.Close()
@@ -546,6 +582,21 @@ func TestLeanFrontShutdown(t *testing.T) {
 			}
 		})
 	}
+}
+
+// acceptCounter counts the connections its listener accepted: a test
+// waits for the server to hold them before it acts.
+type acceptCounter struct {
+	net.Listener
+	accepted atomic.Int64
+}
+
+func (l *acceptCounter) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.accepted.Add(1)
+	}
+	return c, err
 }
 
 // TestLeanFrontTrickledHeadCost: a large head sent in many small writes
