@@ -181,12 +181,20 @@ func TestServeShutdownSlowIndex(t *testing.T) {
 	if lag == 0 {
 		t.Fatal("the index kept up although its write lock was held")
 	}
+	// The locked index's stop is abandoned by a timer at 90 % of the
+	// budget, and the process stops right after: its margin is 10 %
+	// (800 ms), which a loaded machine's scheduling can eat. The bound
+	// adds how late a timer of the same length ran in this process,
+	// alongside: that measures the machine, not the shutdown (one that
+	// overran its plan is late by its own excess on top).
+	timerLate := lateness(budget * 9 / 10)
 	took, code := sigterm(t, p.cmd, p.done, p.stderr)
 	wait()
+	late := timerLate()
 	log := p.stderr.String()
-	t.Logf("SIGTERM with the index %d records behind and locked: exit %d after %v (shutdown_timeout %v)", lag, code, took.Round(time.Millisecond), budget)
-	if took > budget {
-		t.Errorf("exit after %v, more than shutdown_timeout %v\n%s", took, budget, log)
+	t.Logf("SIGTERM with the index %d records behind and locked: exit %d after %v (shutdown_timeout %v; a timer here ran %v late)", lag, code, took.Round(time.Millisecond), budget, late.Round(time.Millisecond))
+	if took > budget+late {
+		t.Errorf("exit after %v, more than shutdown_timeout %v (+ %v a timer ran late alongside)\n%s", took, budget, late, log)
 	}
 	if !strings.Contains(log, "step abandoned") || !strings.Contains(log, `step="stopping the indexer"`) {
 		t.Errorf("the log does not name the abandoned step\n%s", log)
@@ -201,14 +209,24 @@ func TestServeShutdownSlowIndex(t *testing.T) {
 	s.c.base = p.url
 	s.c.resend()
 	s.c.check("after the restart", rand.New(rand.NewPCG(1, 2)), true) // the index caught up
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(120 * time.Second)
 	for s.c.metric("trailguard_detect_lag_records") > 0 {
 		if time.Now().After(deadline) {
-			t.Fatalf("detection did not catch up after the restart")
+			t.Fatalf("detection did not catch up in 120 s after the restart (%d records behind)", s.c.metric("trailguard_detect_lag_records"))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	p.stop(t)
+}
+
+// lateness starts a timer of d and returns a function that waits for it
+// and reports how late it fired: how far the machine's load delays a
+// goroutine woken by a timer, for bounds that a shutdown's own timers meet.
+func lateness(d time.Duration) func() time.Duration {
+	start := time.Now()
+	fired := make(chan time.Duration, 1)
+	time.AfterFunc(d, func() { fired <- max(time.Since(start)-d, 0) })
+	return func() time.Duration { return <-fired }
 }
 
 // lockIndex takes SQLite's write lock on the index in data, as another
