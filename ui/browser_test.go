@@ -30,14 +30,14 @@ func seeded(t *testing.T) *collector {
 // ledger, like the index).
 func waitAPI(t testing.TB, c *collector, path string, ok func([]byte) bool) []byte {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(60 * time.Second) // generous: the poll ends when ok holds
 	for {
 		code, b := c.api(t, "GET", path, c.admin, nil)
 		if code == 200 && ok(b) {
 			return b
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("GET %s: %d %s: condition not met within 20 s", path, code, b)
+			t.Fatalf("GET %s: %d %s: condition not met within 60 s", path, code, b)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -1,6 +1,7 @@
 package ui_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/url"
 	"strings"
@@ -65,8 +66,34 @@ func TestBrowserXSS(t *testing.T) {
 	testenvLong(t)
 	c := startCollector(t, t.TempDir(), nil)
 	c.send(t, xssTraffic(time.Now(), 0))
+	// Every alert the pages below show: the XSS probe's and the brute
+	// force of each payload address. Waiting for the first two only let a
+	// loaded collector's detection raise the rest after the alerts page
+	// was drawn, which then never had the evidence of three alerts.
 	waitAPI(t, c, "/v1/alerts?status=open", func(b []byte) bool {
-		return strings.Contains(string(b), "trailguard_web_xss") && strings.Contains(string(b), "198.18.0.10")
+		var res struct {
+			Alerts []struct {
+				Rule   string            `json:"rule_name"`
+				Fields map[string]string `json:"fields"`
+			} `json:"alerts"`
+		}
+		if json.Unmarshal(b, &res) != nil {
+			return false
+		}
+		raised := map[string]bool{}
+		for _, a := range res.Alerts {
+			raised[a.Rule+" "+a.Fields["client.ip"]] = true
+		}
+		want := []string{"trailguard_web_xss 198.18.1.1"}
+		for i := range xssPayloads {
+			want = append(want, fmt.Sprintf("trailguard_brute_force_source 198.18.0.%d", 10+i))
+		}
+		for _, w := range want {
+			if !raised[w] {
+				return false
+			}
+		}
+		return true
 	})
 	b := newBrowser(t, 1366, 768)
 	b.signIn(c.url, c.admin)
@@ -115,8 +142,12 @@ func TestBrowserXSS(t *testing.T) {
 	check("search")
 	shown("search", xssPayloads...)
 	// A filter from a payload value goes into the query box, as text.
-	b.run(chromedp.Click(chromedp.CSS(`.event-detail table.fields button.icon`)),
-		waitFor(`!!document.querySelector(".results[data-loaded]") && location.search.includes("q=")`))
+	// The results drawn for the new query, not the old ones still on
+	// screen (the URL had a q= before the click too): the old table is
+	// marked, and the check waits for one without the mark.
+	b.run(chromedp.Evaluate[chromedp.Void](`document.querySelector(".results").dataset.before = "1"`),
+		chromedp.Click(chromedp.CSS(`.event-detail table.fields button.icon`)),
+		waitFor(`!!document.querySelector(".results[data-loaded]:not([data-before])") && location.search.includes("q=")`))
 	check("search filtered by a payload")
 
 	// The event page and its proof.
@@ -148,8 +179,16 @@ func TestBrowserXSS(t *testing.T) {
 
 	// Live tail: payloads arriving while the page listens.
 	b.open(c.url+"/ui/search?q="+url.QueryEscape("service.name:*"), `!!document.querySelector(".results[data-loaded]")`)
-	b.run(chromedp.Click(chromedp.CSS("#tail")), waitFor(`document.getElementById("tail").getAttribute("aria-pressed") === "true"`))
-	time.Sleep(200 * time.Millisecond) // the EventSource connects
+	// The tail streams from the ledger's size when its request arrives, so
+	// the traffic is sent once the stream is open (its "open" event: the
+	// collector has answered), not after a fixed wait that a loaded machine
+	// outlasts (the events then came before the tail and never showed).
+	b.run(chromedp.Evaluate[chromedp.Void](`(() => {
+		window.EventSource = class extends EventSource {
+			constructor(...a) { super(...a); this.addEventListener("open", () => { window.__tgTailOpen = true; }); }
+		};
+	})()`))
+	b.run(chromedp.Click(chromedp.CSS("#tail")), waitFor(`document.getElementById("tail").getAttribute("aria-pressed") === "true" && window.__tgTailOpen === true`))
 	c.send(t, xssTraffic(time.Now(), 1)[:13])
 	b.run(waitFor(`document.querySelectorAll("table.events tr.new").length >= 13`))
 	check("live tail")
