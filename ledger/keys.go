@@ -1,7 +1,11 @@
 package ledger
 
 import (
+	"crypto/ed25519"
+	"crypto/hkdf"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
 	"fmt"
 	"os"
 	"strings"
@@ -60,4 +64,38 @@ func LoadVerifiers(paths ...string) ([]note.Verifier, error) {
 		return nil, fmt.Errorf("ledger: no verifier keys in %v", paths)
 	}
 	return out, nil
+}
+
+// DeriveKey returns a 32-byte secret for purpose, derived with HKDF-SHA256
+// from the Ed25519 seed in the signer key file at path. Whoever holds the
+// collector's signing key can compute it, and nobody else: it
+// authenticates files the collector keeps for itself (the report cache)
+// without signing them, so that nothing it protects can ever be presented
+// as a signature by the checkpoint key. Each purpose gets its own key.
+func DeriveKey(path, purpose string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: signer key: %w", err)
+	}
+	// "PRIVATE+KEY+name+hash+base64(algorithm byte | seed)" (note.NewSigner
+	// checks the rest; parse it first so that a malformed file is refused
+	// with its own error).
+	text := strings.TrimSpace(string(b))
+	if _, err := note.NewSigner(text); err != nil {
+		return nil, fmt.Errorf("ledger: signer key %s: %w", path, err)
+	}
+	// (The key data is base64, which may hold '+' itself; a name may not.)
+	parts := strings.SplitN(text, "+", 5)
+	if len(parts) != 5 {
+		return nil, fmt.Errorf("ledger: signer key %s: malformed", path)
+	}
+	raw, err := base64.StdEncoding.DecodeString(parts[4])
+	if err != nil || len(raw) != 1+ed25519.SeedSize || raw[0] != 1 {
+		return nil, fmt.Errorf("ledger: signer key %s: not an Ed25519 key", path)
+	}
+	key, err := hkdf.Key(sha256.New, raw[1:], nil, "trailguard "+purpose, 32)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: derive %s key: %w", purpose, err)
+	}
+	return key, nil
 }

@@ -166,7 +166,7 @@ func benchReport(b *testing.B, cached bool) {
 	cache := ""
 	opts := func() Options {
 		return Options{Standard: PCIDSS, From: spec.From, To: spec.From.Add(time.Duration(spec.Days) * 24 * time.Hour),
-			Verifiers: []note.Verifier{v}, Now: spec.From.Add(40 * 24 * time.Hour), Cache: cache}
+			Verifiers: []note.Verifier{v}, Now: spec.From.Add(40 * 24 * time.Hour), Cache: cache, CacheKey: testCacheKey}
 	}
 	if cached {
 		cache = b.TempDir()

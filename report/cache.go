@@ -3,13 +3,17 @@ package report
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/gob"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -26,22 +30,46 @@ import (
 // records, the checkpoints covering them and the parameters in its file
 // name, so they are kept under the root hash of the tree at the chunk's
 // end: a chunk is reused only while the ledger's tree (authenticated
-// against its newest signed checkpoint) still has that root there. Its
-// records were read and checked against the signed tree when the chunk was
-// summarised; `trailguard verify` checks them again, and Recompute never
-// uses a cache, so a cache file altered on disk shows up as differences.
+// against its newest signed checkpoint) still has that root there.
+//
+// The root says which records the figures are of, not that they are
+// theirs: anyone who can write the data directory can compute it. So each
+// file carries an HMAC-SHA256 over its chunk number, parameters, root and
+// figures, keyed by a secret derived from the collector's signing key
+// (ledger.DeriveKey, CachePurpose). A file that does not authenticate
+// (edited, planted, or from another key) is never used: its records are
+// read again from the ledger, the file is moved aside (.rejected) and the
+// report says so. Without the key (an auditor with the public key only)
+// the cache is neither read nor written.
 type chunkCache struct {
 	dir    string
 	params string
+	key    []byte
 }
+
+// CachePurpose names the key derived from the collector's signing key
+// (ledger.DeriveKey) that authenticates the report cache: Options.CacheKey
+// and Warm's key.
+const CachePurpose = "report cache v1"
+
+// cacheTagSize is the length of the HMAC-SHA256 ending a cache file.
+const cacheTagSize = sha256.Size
+
+// chunk load results.
+const (
+	chunkMissing  = iota // no file, or one kept for another tree root
+	chunkOK              // authenticated figures for this root
+	chunkRejected        // a file that does not authenticate
+)
 
 // cacheVersion changes whenever what a chunk's figures hold changes.
 // 2: records forwarded from another collector are not its own
-// (trailguard.ledger.origin); 3: no maps in the file (chunkFile).
-const cacheVersion = 3
+// (trailguard.ledger.origin); 3: no maps in the file (chunkFile); 4: an
+// HMAC ends the file.
+const cacheVersion = 4
 
-func newChunkCache(dir string, p *computeParams) *chunkCache {
-	if dir == "" {
+func newChunkCache(dir string, key []byte, p *computeParams) *chunkCache {
+	if dir == "" || len(key) == 0 {
 		return nil
 	}
 	h := sha256.New()
@@ -52,7 +80,21 @@ func newChunkCache(dir string, p *computeParams) *chunkCache {
 	slices.Sort(roles)
 	fmt.Fprintf(h, "v%d\x00%d\x00%d\x00%s\x00%s\x00%d", cacheVersion, p.tolerance, p.maxDelay, strings.Join(roles, "\x01"),
 		strings.Join(p.chd, "\x01"), chunkSize)
-	return &chunkCache{dir: dir, params: hex.EncodeToString(h.Sum(nil))[:16]}
+	return &chunkCache{dir: dir, params: hex.EncodeToString(h.Sum(nil))[:16], key: key}
+}
+
+// tag is the HMAC of chunk k's file body kept for root: the chunk number
+// and root are in it so that an authentic file cannot be renamed to
+// another chunk's place.
+func (c *chunkCache) tag(k uint64, root tlog.Hash, body []byte) []byte {
+	m := hmac.New(sha256.New, c.key)
+	fmt.Fprintf(m, "trailguard report chunk v%d\x00%s\x00", cacheVersion, c.params)
+	var n [8]byte
+	binary.BigEndian.PutUint64(n[:], k)
+	m.Write(n[:])
+	m.Write(root[:])
+	m.Write(body)
+	return m.Sum(nil)
 }
 
 func (c *chunkCache) path(k uint64) string {
@@ -193,18 +235,42 @@ func fromFile(f *chunkFile, p *computeParams) *acc {
 	return a
 }
 
-// load returns chunk k's figures if they are kept for the tree root at its
-// end.
-func (c *chunkCache) load(k uint64, root tlog.Hash, p *computeParams) *acc {
+// load returns chunk k's figures if an authentic file keeps them for the
+// tree root at its end, and what it found (chunkOK, chunkMissing or
+// chunkRejected). The file is the root it was kept for, the gob of its
+// figures and the tag; nothing is decoded before the tag is checked.
+func (c *chunkCache) load(k uint64, root tlog.Hash, p *computeParams) (*acc, int) {
 	data, err := regfile.Read(c.path(k), maxChunkFile)
-	if err != nil {
-		return nil
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, chunkMissing
 	}
-	return decodeChunk(data, root, p)
+	if err != nil || len(data) < len(root)+cacheTagSize {
+		return nil, chunkRejected
+	}
+	kept := tlog.Hash(data[:len(root)])
+	body, tag := data[len(root):len(data)-cacheTagSize], data[len(data)-cacheTagSize:]
+	if !hmac.Equal(tag, c.tag(k, kept, body)) {
+		return nil, chunkRejected
+	}
+	if kept != root {
+		// Authentic, for another tree (another ledger in the same data
+		// directory): not an alteration, but of no use.
+		return nil, chunkMissing
+	}
+	if a := decodeChunk(body, root, p); a != nil {
+		return a, chunkOK
+	}
+	return nil, chunkRejected
 }
 
-// decodeChunk returns the figures a cache file holds if they are a
-// chunk's, kept for the tree root at its end.
+// reject moves chunk k's file aside (the evidence of whoever wrote it) so
+// that its records' figures are kept again in its place.
+func (c *chunkCache) reject(k uint64) {
+	os.Rename(c.path(k), c.path(k)+".rejected")
+}
+
+// decodeChunk returns the figures a cache file's body holds if they are
+// a chunk's, kept for the tree root at its end.
 func decodeChunk(data []byte, root tlog.Hash, p *computeParams) *acc {
 	var f chunkFile
 	if gob.NewDecoder(bytes.NewReader(data)).Decode(&f) != nil || f.Version != cacheVersion || f.Root != root || f.Records != chunkSize {
@@ -222,9 +288,11 @@ const maxChunkFile = 64 << 20
 // store keeps chunk k's figures; failures only cost a later scan.
 func (c *chunkCache) store(k uint64, root tlog.Hash, a *acc) {
 	var b bytes.Buffer
+	b.Write(root[:])
 	if gob.NewEncoder(&b).Encode(toFile(a, root)) != nil {
 		return
 	}
+	b.Write(c.tag(k, root, b.Bytes()[len(root):]))
 	if os.MkdirAll(c.dir, 0o700) != nil {
 		return
 	}
@@ -236,15 +304,25 @@ func (c *chunkCache) store(k uint64, root tlog.Hash, a *acc) {
 	os.Rename(tmp, c.path(k))
 }
 
+// ErrCacheRejected is returned (wrapped) by Warm when files of the cache
+// directory did not authenticate: altered or planted on disk.
+var ErrCacheRejected = errors.New("report cache files failed their authentication (altered or planted on disk)")
+
 // Warm summarises into the cache directory dir every whole chunk of l's
 // records that its newest checkpoint covers, with the default parameters
 // (those reports use unless told otherwise), oldest first, skipping the
 // chunks in done and those already kept; it adds the chunks it finds kept
-// to done. after, if set, is called after each chunk it reads with the
+// to done. key authenticates the files (ledger.DeriveKey with
+// CachePurpose); a file that does not is moved aside and its chunk
+// summarised again, and Warm's error (ErrCacheRejected) names the chunks
+// once it has done the rest. after, if set, is called after each chunk it reads with the
 // time it took (the collector sleeps as long, to use at most half a core).
 // A collector runs it in the background, so that a report over a month
 // reads only the records of the last partial chunk.
-func Warm(ctx context.Context, l *ledger.Ledger, dir string, done map[uint64]bool, after func(took time.Duration)) (int, error) {
+func Warm(ctx context.Context, l *ledger.Ledger, dir string, key []byte, done map[uint64]bool, after func(took time.Duration)) (int, error) {
+	if len(key) == 0 {
+		return 0, errors.New("report: warm: no key to authenticate the cache")
+	}
 	_, newest := l.LatestCheckpoint()
 	lo := (l.Pruned() + chunkSize - 1) / chunkSize
 	hi := newest.Size / chunkSize
@@ -273,8 +351,9 @@ func Warm(ctx context.Context, l *ledger.Ledger, dir string, done map[uint64]boo
 	d := DefaultParams()
 	p := &computeParams{tolerance: time.Duration(d.ClockTolerance), maxDelay: time.Duration(d.MaxDelay),
 		adminRoles: set(d.AdminRoles...), cpSizes: h.sizes, cpTimes: h.times}
-	cache := newChunkCache(dir, p)
+	cache := newChunkCache(dir, key, p)
 	n := 0
+	var rejected []string
 	var f fields
 	for _, k := range pending {
 		if err := ctx.Err(); err != nil {
@@ -285,9 +364,13 @@ func Warm(ctx context.Context, l *ledger.Ledger, dir string, done map[uint64]boo
 		if err != nil {
 			return n, fmt.Errorf("report: warm chunk %d: %w", k, err)
 		}
-		if cache.load(k, root, p) != nil {
+		switch _, st := cache.load(k, root, p); st {
+		case chunkOK:
 			done[k] = true
 			continue
+		case chunkRejected:
+			cache.reject(k)
+			rejected = append(rejected, strconv.FormatUint(k, 10))
 		}
 		a := newAcc(p)
 		// A chunk the collector appended lately comes from the copies the
@@ -318,6 +401,10 @@ func Warm(ctx context.Context, l *ledger.Ledger, dir string, done map[uint64]boo
 		if after != nil {
 			after(time.Since(start))
 		}
+	}
+	if len(rejected) > 0 {
+		return n, fmt.Errorf("report: chunks %s in %s: %w; summarised again from the ledger, the files kept as .rejected",
+			strings.Join(rejected, ", "), dir, ErrCacheRejected)
 	}
 	return n, nil
 }

@@ -72,43 +72,50 @@ func mapBomb(t testing.TB, v any, entry []byte, n uint64) []byte {
 // an entry, so a cache file of under a hundred bytes claiming 2^26
 // entries allocated over a gibibyte (2^28: the process died, out of
 // memory); a FIFO hung the read, a link to /dev/zero or a sparse file of
-// a tebibyte was read whole. Each is now a cache miss: the chunk is read
-// from the ledger again.
+// a tebibyte was read whole. Each is now refused: the chunk is read from
+// the ledger again. (The map bombs carry a valid tag, as if the key had
+// leaked: the tag is checked before anything is decoded, and the decoder
+// must hold even past it.)
 func TestChunkCacheHostileFiles(t *testing.T) {
 	type oldCounter struct {
 		M     map[string]uint64
 		Other uint64
 	}
 	const claim = 1 << 26
+	p := &computeParams{}
+	tagged := func(c *chunkCache, body []byte) []byte {
+		out := append(make([]byte, 32), body...)
+		return append(out, c.tag(0, [32]byte{}, body)...)
+	}
 	cases := []struct {
 		name  string
-		plant func(t *testing.T, p string)
+		plant func(t *testing.T, c *chunkCache, p string)
 	}{
-		{"figures map claiming 2^26 entries", func(t *testing.T, p string) {
+		{"figures map claiming 2^26 entries", func(t *testing.T, c *chunkCache, p string) {
 			b := mapBomb(t, struct {
 				Version int
 				FailSec map[int64]uint64
 			}{cacheVersion, map[int64]uint64{1: 2}}, []byte{2, 2}, claim)
-			os.WriteFile(p, b, 0o600)
+			os.WriteFile(p, tagged(c, b), 0o600)
 		}},
-		{"counter map claiming 2^26 entries", func(t *testing.T, p string) {
+		{"counter map claiming 2^26 entries", func(t *testing.T, c *chunkCache, p string) {
 			b := mapBomb(t, struct {
 				Version int
 				Srcs    oldCounter
 			}{cacheVersion, oldCounter{M: map[string]uint64{"a": 2}}}, []byte{1, 'a', 2}, claim)
-			os.WriteFile(p, b, 0o600)
+			os.WriteFile(p, tagged(c, b), 0o600)
 		}},
-		{"a FIFO", func(t *testing.T, p string) {
+		{"a FIFO", func(t *testing.T, c *chunkCache, p string) {
 			if err := syscall.Mkfifo(p, 0o600); err != nil {
 				t.Fatal(err)
 			}
 		}},
-		{"a link to /dev/zero", func(t *testing.T, p string) {
+		{"a link to /dev/zero", func(t *testing.T, c *chunkCache, p string) {
 			if err := os.Symlink("/dev/zero", p); err != nil {
 				t.Fatal(err)
 			}
 		}},
-		{"a sparse TiB", func(t *testing.T, p string) {
+		{"a sparse TiB", func(t *testing.T, c *chunkCache, p string) {
 			if err := os.WriteFile(p, nil, 0o600); err != nil {
 				t.Fatal(err)
 			}
@@ -117,17 +124,22 @@ func TestChunkCacheHostileFiles(t *testing.T) {
 			}
 		}},
 	}
-	p := &computeParams{}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			c := newChunkCache(t.TempDir(), p)
+			c := newChunkCache(t.TempDir(), testCacheKey, p)
 			os.MkdirAll(c.dir, 0o700)
-			tc.plant(t, c.path(0))
+			tc.plant(t, c, c.path(0))
 			runtime.GC()
 			var before, after runtime.MemStats
 			runtime.ReadMemStats(&before)
 			done := make(chan *acc, 1)
-			go func() { done <- c.load(0, [32]byte{}, p) }()
+			go func() {
+				a, st := c.load(0, [32]byte{}, p)
+				if st != chunkRejected {
+					t.Errorf("load: %d, want rejected", st)
+				}
+				done <- a
+			}()
 			select {
 			case a := <-done:
 				if a != nil {

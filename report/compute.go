@@ -34,10 +34,14 @@ type Options struct {
 	Workers int
 	// Generator names the program ("trailguard v1.2.3").
 	Generator string
-	// Cache, if set, is a directory where the figures of whole chunks of
-	// records are kept for later reports (see chunkCache); Recompute
-	// never uses one.
+	// Cache, if set with CacheKey, is a directory where the figures of
+	// whole chunks of records are kept for later reports (see
+	// chunkCache); Recompute never uses one.
 	Cache string
+	// CacheKey authenticates the cache's files: ledger.DeriveKey of the
+	// collector's signing key with CachePurpose. Without it (the public
+	// key alone) the cache is not used: every record is read.
+	CacheKey []byte
 	// keepState: recomputing a report, the stated facts (including what
 	// was checked at generation) are the report's own.
 	keepState bool
@@ -185,14 +189,15 @@ func computeFigures(ctx context.Context, l *ledger.Ledger, rep *Report, o Option
 	p.cpSizes, p.cpTimes = h.sizes, h.times
 	var cache *chunkCache
 	if !o.keepState {
-		cache = newChunkCache(o.Cache, p)
+		cache = newChunkCache(o.Cache, o.CacheKey, p)
 	}
-	total, cached, err := scan(ctx, l, from, rep.Range.End, p, o.Workers, cache)
+	total, cached, rejected, err := scan(ctx, l, from, rep.Range.End, p, o.Workers, cache)
 	if err != nil {
 		return nil, err
 	}
 	if !o.keepState {
 		rep.State.Integrity.SummarisedEarlier = cached
+		rep.State.Integrity.CacheRejected = rejected
 	}
 	finish(figs, total, rep, l)
 	figs.Checkpoints = h.cp
@@ -294,11 +299,12 @@ func consistent(l *ledger.Ledger, size uint64, root tlog.Hash, cp ledger.Checkpo
 // chunkSize (so that the figures do not depend on the number of workers,
 // and whole chunks can be kept in cache) on several workers, and merges
 // the chunks' figures in ledger order. cached counts the records whose
-// figures came from the cache.
-func scan(ctx context.Context, l *ledger.Ledger, from, end uint64, p *computeParams, workers int, cache *chunkCache) (*acc, uint64, error) {
+// figures came from the cache, rejected the chunks whose cache files did
+// not authenticate (read from the ledger instead).
+func scan(ctx context.Context, l *ledger.Ledger, from, end uint64, p *computeParams, workers int, cache *chunkCache) (*acc, uint64, uint64, error) {
 	total := newAcc(p)
 	if from >= end {
-		return total, 0, nil
+		return total, 0, 0, nil
 	}
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
@@ -310,7 +316,7 @@ func scan(ctx context.Context, l *ledger.Ledger, from, end uint64, p *computePar
 	cond := sync.NewCond(&mu)
 	done := map[int]*acc{}
 	nextMerge, nextChunk := 0, 0
-	var cached uint64
+	var cached, rejected uint64
 	var firstErr error
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -342,7 +348,13 @@ func scan(ctx context.Context, l *ledger.Ledger, from, end uint64, p *computePar
 				if whole {
 					if _, r, err := l.ConsistencyProof(hi, newest); err == nil {
 						root = r
-						a = cache.load(k, root, p)
+						var st int
+						if a, st = cache.load(k, root, p); st == chunkRejected {
+							cache.reject(k)
+							mu.Lock()
+							rejected++
+							mu.Unlock()
+						}
 					} else {
 						whole = false
 					}
@@ -396,9 +408,9 @@ func scan(ctx context.Context, l *ledger.Ledger, from, end uint64, p *computePar
 	}
 	wg.Wait()
 	if firstErr != nil {
-		return nil, 0, fmt.Errorf("report: %w", firstErr)
+		return nil, 0, 0, fmt.Errorf("report: %w", firstErr)
 	}
-	return total, cached, nil
+	return total, cached, rejected, nil
 }
 
 // finish turns the merged chunk figures into Figures.

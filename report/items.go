@@ -333,11 +333,16 @@ func protectionItem(r *Report) Item {
 		it.Status = StatusMet
 		it.Evidence = fmt.Sprintf("All %s records of the period match the tree signed by checkpoint %s (signature verified, consistent with the newest); %d of %d witnesses hold a consistent copy covering the period; %d tokens may read the trail.", num(f.Records), num(r.Checkpoint.TreeSize), witnessOK, len(st.Witnesses), len(readers))
 	}
-	if in.SummarisedEarlier > 0 {
-		it.Notes = append(it.Notes, fmt.Sprintf("%s records were summarised by an earlier report (read and checked against the signed tree then) and not read again: their figures are kept under the tree's root at their end, which is unchanged; `trailguard verify-report` reads them all again.", num(in.SummarisedEarlier)))
-	}
+	// (The note on summarised records was overwritten by the fixed notes
+	// below before, and never printed.)
 	it.Notes = []string{"Modification is prevented by design (append-only ledger) and detected by the Merkle tree: any altered, removed or inserted record fails the check above; `trailguard verify` checks every checkpoint's signature and the whole ledger.",
 		"Who may read the files on disk (operating-system accounts) is not assessable from logs."}
+	if in.SummarisedEarlier > 0 {
+		it.Notes = append(it.Notes, fmt.Sprintf("%s records were summarised by an earlier report (read and checked against the signed tree then) and not read again: their figures are kept under the tree's root at their end, which is unchanged, authenticated with a key derived from the collector's signing key; `trailguard verify-report` reads them all again.", num(in.SummarisedEarlier)))
+	}
+	if in.CacheRejected > 0 {
+		it.Notes = append(it.Notes, fmt.Sprintf("%s chunks of figures kept by an earlier report failed their authentication: the report cache's files were altered or planted on disk. They were not used: those records were read again from the ledger and checked against the signed tree for this report, and the files were moved aside (.rejected) for inspection.", num(in.CacheRejected)))
+	}
 	if r.Range.Pruned > 0 {
 		it.Notes = append(it.Notes, fmt.Sprintf("%s records of the period were deleted by retention before this report and could not be read.", num(r.Range.Pruned)))
 	}

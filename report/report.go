@@ -225,7 +225,11 @@ type Integrity struct {
 	// signed tree then, under the same tree root); the others were read
 	// and checked for this one.
 	SummarisedEarlier uint64 `json:"summarised_earlier,omitempty"`
-	Problem           string `json:"problem,omitempty"`
+	// CacheRejected counts the chunks whose figures kept by an earlier
+	// report failed their authentication (the files were altered or
+	// planted on disk): their records were read again for this one.
+	CacheRejected uint64 `json:"cache_rejected,omitempty"`
+	Problem       string `json:"problem,omitempty"`
 }
 
 // RetentionInfo is the configured retention.

@@ -188,7 +188,7 @@ func (s *Server) Report(ctx context.Context, o report.Options) (*Signed, string,
 	}
 	o.Verifiers = keys
 	o.Generator = "trailguard " + Version
-	o.Cache = filepath.Join(s.cfg.DataDir, "report-cache")
+	o.Cache, o.CacheKey = filepath.Join(s.cfg.DataDir, "report-cache"), s.reportCacheKey
 	o.State = s.reportState(ctx, keys)
 	rep, err := report.Compute(ctx, s.ledger, o)
 	if err != nil {
@@ -364,13 +364,17 @@ func (s *Server) startReportWarmer() {
 				case <-time.After(50 * time.Millisecond):
 				}
 			}
-			_, err := report.Warm(ctx, s.ledger, dir, done, func(took time.Duration) {
+			_, err := report.Warm(ctx, s.ledger, dir, s.reportCacheKey, done, func(took time.Duration) {
 				select {
 				case <-ctx.Done():
 				case <-time.After(took):
 				}
 			})
-			if err != nil && ctx.Err() == nil {
+			if errors.Is(err, report.ErrCacheRejected) {
+				// Someone wrote in the data directory: worth more than a
+				// cache miss.
+				s.log.Error("report cache: files altered or planted on disk were not used", "err", err)
+			} else if err != nil && ctx.Err() == nil {
 				s.log.Warn("report cache: chunk figures not kept (reports read those records instead)", "err", err)
 			}
 			for k := range done {

@@ -31,6 +31,7 @@ import (
 	"github.com/trailguard/trailguard/internal/connlimit"
 	"github.com/trailguard/trailguard/ledger"
 	"github.com/trailguard/trailguard/redact"
+	"github.com/trailguard/trailguard/report"
 	"github.com/trailguard/trailguard/retention"
 	"golang.org/x/mod/sumdb/note"
 )
@@ -71,6 +72,9 @@ type Server struct {
 	handler http.Handler
 	// reportWarmer keeps report figures of whole ledger chunks (report.go).
 	reportWarmer *reportCacheWarmer
+	// reportCacheKey authenticates the report cache's files (derived from
+	// the signing key: report.CachePurpose).
+	reportCacheKey []byte
 
 	// Paths of the keys, for operators.
 	SignerKeyPath, VerifierKeyPath string
@@ -149,6 +153,9 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	}
 	if err := checkSignerKey(filepath.Join(cfg.DataDir, "ledger"), s.SignerKeyPath, signer, handover); err != nil {
 		return nil, err
+	}
+	if s.reportCacheKey, err = ledger.DeriveKey(s.SignerKeyPath, report.CachePurpose); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
 	}
 	if s.red, err = newRedactor(cfg, false); err != nil {
 		return nil, err

@@ -109,6 +109,10 @@ Check a report with trailguard verify-report.`, stdout, stderr)
 	if err != nil {
 		return fail("%v (the report is signed with the collector's key: run report where the collector's data directory and key are, or give signer_key with --config; with the public key alone, check a signed report with trailguard verify-report FILE --key signer.pub --data DIR)", err)
 	}
+	cacheKey, err := ledger.DeriveKey(signerPath, report.CachePurpose)
+	if err != nil {
+		return fail("%v", err)
+	}
 	keys, err := ledger.LoadVerifiers(strings.TrimSuffix(signerPath, ".key") + ".pub")
 	if err != nil {
 		return fail("%v", err)
@@ -148,13 +152,17 @@ Check a report with trailguard verify-report.`, stdout, stderr)
 		}
 	}
 	rep, err := report.Compute(ctx, l, report.Options{Standard: *std, From: fromT, To: toT, Verifiers: keys, State: state,
-		Generator: versionLine(), Cache: filepath.Join(cfg.DataDir, "report-cache")})
+		Generator: versionLine(), Cache: filepath.Join(cfg.DataDir, "report-cache"), CacheKey: cacheKey})
 	if errors.Is(err, report.ErrStandard) {
 		fmt.Fprintf(stderr, "trailguard report: --standard %q: want pci-dss, soc2 or hipaa\n", *std)
 		return 2
 	}
 	if err != nil {
 		return fail("%v", err)
+	}
+	if n := rep.State.Integrity.CacheRejected; n > 0 {
+		fmt.Fprintf(stderr, "trailguard report: %d chunks of figures in %s failed their authentication (altered or planted on disk): not used; their records were read again from the ledger, and the files moved aside (.rejected)\n",
+			n, filepath.Join(cfg.DataDir, "report-cache"))
 	}
 	file, sum, err := report.Sign(rep, signer)
 	if err != nil {
