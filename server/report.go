@@ -370,11 +370,18 @@ func (s *Server) startReportWarmer() {
 				case <-time.After(took):
 				}
 			})
+			if ctx.Err() != nil {
+				// Stopping: Warm gave up at once. The waits above return
+				// without looking at ctx while a whole chunk is there to
+				// summarise, so going round again spun (re-reading the
+				// checkpoint history) until shutdown abandoned the step.
+				return
+			}
 			if errors.Is(err, report.ErrCacheRejected) {
 				// Someone wrote in the data directory: worth more than a
 				// cache miss.
 				s.log.Error("report cache: files altered or planted on disk were not used", "err", err)
-			} else if err != nil && ctx.Err() == nil {
+			} else if err != nil {
 				s.log.Warn("report cache: chunk figures not kept (reports read those records instead)", "err", err)
 			}
 			for k := range done {

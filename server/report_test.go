@@ -175,6 +175,46 @@ func testReportWarmer(t *testing.T, pace time.Duration) {
 	}
 }
 
+// TestReportWarmerStops: a stop that comes while the warmer has a whole
+// chunk covered by a signed checkpoint still to summarise ends the warmer
+// at once. Warm gives up on the cancelled context, and the waits before it
+// return without looking at the context while the chunk is there, so the
+// warmer went round again and again (re-reading the checkpoint history)
+// until shutdown abandoned the step: 54 s of a minute's budget.
+func TestReportWarmerStops(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, t.TempDir(), func(c *Config) {
+		c.CheckpointInterval = time.Hour
+		c.ShutdownTimeout = 2 * time.Minute // the indexer's last batches under -race (testReportWarmer)
+	})
+	var recs [][]byte
+	for range 2 << 15 {
+		recs = append(recs, []byte(ev("authn_login_fail", "failure", "alice", "203.0.113.8", 0)))
+	}
+	if _, err := ts.ledger.Append(context.Background(), recs...); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ts.ledger.Checkpoint(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(120 * time.Second)
+	for {
+		// The first chunk kept: the warmer is on the second.
+		if files, _ := filepath.Glob(filepath.Join(ts.dir, "report-cache", "*.chunk")); len(files) >= 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no chunk kept in report-cache")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	start := time.Now()
+	ts.stop(t)
+	if d := time.Since(start); d > 90*time.Second {
+		t.Fatalf("the stop took %v", d)
+	}
+}
+
 // TestReportOnePerToken: a read token (stolen, or a script in a loop)
 // holds at most one report in progress or waiting; its next ones are
 // refused at once with 429, so it cannot fill the wait and starve another
