@@ -39,7 +39,11 @@ func TestIdleTunnelClosed(t *testing.T) {
 					c.Write(buf[:n])
 				}
 			})
-			const idle = 300 * time.Millisecond
+			// 1 s, not 300 ms: the busy tunnel's bytes come a fifth of it
+			// apart, so only a sleep overshooting by 800 ms (not 200 ms, as a
+			// race-built test at load 25 did: "busy tunnel cut after 4
+			// bytes") makes a gap the gateway rightly takes for idleness.
+			const idle = time.Second
 			cfg := Config{HTTP1: mode, Routes: []Route{{Upstream: "http://" + up.Addr().String()}}}
 			cfg.Timeouts.Idle = idle
 			_, addr, _, _ := gatewayServer(t, cfg)
@@ -53,10 +57,11 @@ func TestIdleTunnelClosed(t *testing.T) {
 				}
 				return c, br
 			}
-			// A busy tunnel: a byte each third of the timeout, echoed.
+			// A busy tunnel: a byte each fifth of the timeout, echoed, for
+			// twice the timeout.
 			busy, bbr := open()
-			for i := range 8 {
-				time.Sleep(idle / 3)
+			for i, busyStart := 0, time.Now(); time.Since(busyStart) < 2*idle; i++ {
+				time.Sleep(idle / 5)
 				busy.Write([]byte{'a' + byte(i)})
 				busy.SetReadDeadline(time.Now().Add(2 * time.Second))
 				if _, err := bbr.ReadByte(); err != nil {
@@ -73,8 +78,8 @@ func TestIdleTunnelClosed(t *testing.T) {
 			}
 			select {
 			case <-upClosed:
-			case <-time.After(3 * time.Second):
-				t.Error("the idle tunnel's upstream side stayed open")
+			case <-time.After(10 * time.Second):
+				t.Error("the idle tunnel's upstream side stayed open 10 s after")
 			}
 		})
 	}
