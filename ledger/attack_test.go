@@ -274,7 +274,7 @@ func TestAttackUnsignedTailBeyondBound(t *testing.T) {
 
 func lastCheckpoint(t *testing.T, dir string) ([]byte, Checkpoint) {
 	t.Helper()
-	_, signed, err := loadCPLog(dir, false)
+	_, signed, _, err := loadCPLog(dir, false)
 	if err != nil || signed == nil {
 		t.Fatalf("no checkpoint: %v", err)
 	}

@@ -85,27 +85,47 @@ func (c *cpLog) append(t int64, signed []byte) error {
 }
 
 // loadCPLog finds the newest checkpoint. For a writer it also cuts a torn
-// tail and positions the log for appending.
-func loadCPLog(dir string, repair bool) (c cpLog, last []byte, err error) {
+// tail of the newest file (what a crash leaves while a checkpoint is
+// appended) and positions the log for appending. Damage followed by valid
+// checkpoints is not a crash: it is never cut (cutting it deleted every
+// signed checkpoint after it, and with them the evidence verify needed);
+// the newest checkpoint is the last valid one, the writer appends after
+// the damage, and damaged describes it for the caller to report.
+func loadCPLog(dir string, repair bool) (c cpLog, last []byte, damaged []string, err error) {
 	c.dir = dir
 	files, err := listCPLogs(dir)
 	if err != nil {
-		return c, nil, err
+		return c, nil, nil, err
 	}
 	for i := len(files) - 1; i >= 0; i-- {
 		f := files[i]
-		ents, end, why := readFrameLog(f.path, maxCheckpointSize)
-		if why != nil && repair {
-			if err := truncateNoFollow(f.path, end); err != nil {
-				return c, nil, err
+		s := scanFrameLog(f.path, maxCheckpointSize, validCheckpoint)
+		end := s.size
+		if cut, ok := s.crashTail(); ok && i == len(files)-1 {
+			if repair {
+				if err := truncateNoFollow(f.path, cut); err != nil {
+					return c, nil, nil, err
+				}
 			}
+			end = cut
+		}
+		dmg := s.damage
+		if i == len(files)-1 {
+			dmg = s.inner()
+		}
+		for _, d := range dmg {
+			damaged = append(damaged, fmt.Sprintf("%s: %v", filepath.Join(cpDir, filepath.Base(f.path)), d))
+		}
+		if s.err != nil {
+			damaged = append(damaged, fmt.Sprintf("%s: %v", filepath.Join(cpDir, filepath.Base(f.path)), s.err))
 		}
 		if i == len(files)-1 {
-			c.cur, c.seq, c.size, c.count = f.path, f.seq, end, f.seq+uint64(len(ents))
+			// A damaged stretch stands for (at least) one checkpoint.
+			c.cur, c.seq, c.size, c.count = f.path, f.seq, end, f.seq+uint64(len(s.ents)+len(dmg))
 		}
-		if len(ents) > 0 {
-			return c, append([]byte(nil), ents[len(ents)-1].data...), nil
+		if len(s.ents) > 0 {
+			return c, append([]byte(nil), s.ents[len(s.ents)-1].data...), damaged, nil
 		}
 	}
-	return c, nil, nil
+	return c, nil, damaged, nil
 }

@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"iter"
@@ -10,6 +11,11 @@ import (
 
 	"github.com/trailguard/trailguard/internal/regfile"
 )
+
+// ErrHistoryDamaged is yielded (wrapped) by History for each damaged
+// stretch of the checkpoint history; the iteration goes on after it with
+// the valid checkpoints that follow, for a caller that continues.
+var ErrHistoryDamaged = errors.New("ledger: checkpoint history damaged")
 
 // HistoryEntry is one checkpoint of the ledger's checkpoint history.
 type HistoryEntry struct {
@@ -24,8 +30,9 @@ type HistoryEntry struct {
 
 // History returns every checkpoint of the ledger's history, oldest first,
 // parsed but not verified, one history file in memory at a time (4 MiB).
-// Entries that do not parse are skipped; a damaged file ends the
-// iteration with an error naming it (Verify says more).
+// Entries that do not parse are skipped; damage is yielded as an error
+// wrapping ErrHistoryDamaged, naming the file and bytes (Verify says
+// more), and the checkpoints after it follow.
 //
 // Reports use it to map a period onto the ledger (the checkpoints signed
 // around its start and end) and to find gaps in the checkpoint cadence.
@@ -59,8 +66,8 @@ func (l *Ledger) HistoryFrom(since time.Time) iter.Seq2[HistoryEntry, error] {
 			if fi < skip {
 				continue
 			}
-			ents, _, why := readFrameLog(f.path, maxCheckpointSize)
-			for _, e := range ents {
+			s := scanFrameLog(f.path, maxCheckpointSize, validCheckpoint)
+			for _, e := range s.ents {
 				c, err := parseUnverified(e.data)
 				if err != nil {
 					continue
@@ -70,10 +77,19 @@ func (l *Ledger) HistoryFrom(since time.Time) iter.Seq2[HistoryEntry, error] {
 				}
 			}
 			// A torn tail of the newest file is what a crash leaves while
-			// writing a checkpoint; anything else is damage.
-			if why != nil && fi < len(files)-1 {
-				yield(HistoryEntry{}, fmt.Errorf("ledger: checkpoint history %s: %w (run trailguard verify)", filepath.Base(f.path), why))
+			// writing a checkpoint; anything else is damage (the valid
+			// checkpoints after it were yielded first).
+			dmg := s.damage
+			if fi == len(files)-1 {
+				dmg = s.inner()
+			}
+			if s.err != nil && !yield(HistoryEntry{}, fmt.Errorf("%w: %s: %v (run trailguard verify)", ErrHistoryDamaged, filepath.Base(f.path), s.err)) {
 				return
+			}
+			for _, d := range dmg {
+				if !yield(HistoryEntry{}, fmt.Errorf("%w: %s: %v (run trailguard verify)", ErrHistoryDamaged, filepath.Base(f.path), d)) {
+					return
+				}
 			}
 		}
 	}

@@ -619,21 +619,30 @@ func (l *Ledger) Adopted() *Adoption { return l.adopted }
 func (l *Ledger) recover() error {
 	maxLen := maxFrameLen
 	// Retention history.
-	pents, pend, perr := readFrameLog(filepath.Join(l.dir, "pruned.log"), maxCheckpointSize)
-	if perr != nil && !l.readOnly {
-		if err := os.Truncate(filepath.Join(l.dir, "pruned.log"), pend); err != nil {
+	// Only a torn tail is cut (damage followed by valid records is kept
+	// for verify to report, as in the checkpoint history).
+	ps := scanFrameLog(filepath.Join(l.dir, "pruned.log"), maxCheckpointSize, validPrune)
+	if cut, ok := ps.crashTail(); ok && !l.readOnly {
+		if err := truncateNoFollow(filepath.Join(l.dir, "pruned.log"), cut); err != nil {
 			return err
 		}
 	}
+	for _, d := range ps.inner() {
+		l.opts.Logger.Error("ledger: pruned.log is damaged; not repaired: run trailguard verify", "damage", d.String())
+	}
+	pents := ps.ents
 	for _, e := range pents {
 		if m, err := parsePruneNote(e.data); err == nil && m.End > l.pruned {
 			l.pruned = m.End
 		}
 	}
 	// Checkpoints.
-	cpl, lastSigned, err := loadCPLog(l.dir, !l.readOnly)
+	cpl, lastSigned, damaged, err := loadCPLog(l.dir, !l.readOnly)
 	if err != nil {
 		return err
+	}
+	for _, d := range damaged {
+		l.opts.Logger.Error("ledger: the checkpoint history is damaged; not repaired (the signed checkpoints after the damage are kept and used): run trailguard verify", "damage", d)
 	}
 	l.cpl = cpl
 	var last Checkpoint

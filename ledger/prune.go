@@ -223,7 +223,7 @@ func (l *Ledger) signedCover(n uint64) (Checkpoint, bool, error) {
 		return ok && sz >= n
 	})
 	for k := max(j-1, 0); k < len(files); k++ {
-		ents, _, _ := readFrameLog(files[k].path, maxCheckpointSize)
+		ents := scanFrameLog(files[k].path, maxCheckpointSize, validCheckpoint).ents
 		for _, e := range ents {
 			if c, err := parseUnverified(e.data); err != nil || c.Size < n {
 				continue

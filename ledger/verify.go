@@ -277,19 +277,44 @@ func (v *verifier) checkpoints() error {
 	skipping := v.opts.Since != nil
 	for fi, cf := range files {
 		rel := filepath.Join(cpDir, filepath.Base(cf.path))
-		ents, _, why := readFrameLog(cf.path, maxCheckpointSize)
-		if why != nil {
-			if errors.Is(why, errTorn) && fi == len(files)-1 {
-				v.rep.notice(Finding{Kind: NoticeTornTail, File: rel, Message: rel + " ends in a torn write (crash while writing a checkpoint)"})
-			} else {
-				v.rep.find(Finding{Kind: KindCheckpointForged, File: rel, Message: fmt.Sprintf("%s: damaged frame after %d checkpoints: %v", rel, len(ents), why)})
+		// Read past damage: the signed checkpoints after a damaged frame
+		// are verified too, and the damage is a finding, not the end of
+		// the history.
+		s := scanFrameLog(cf.path, maxCheckpointSize, validCheckpoint)
+		ents := s.ents
+		if s.err != nil {
+			v.rep.find(Finding{Kind: KindCheckpointForged, File: rel, Message: fmt.Sprintf("%s: %v", rel, s.err)})
+		}
+		_, tail := s.crashTail()
+		inner := 0
+		for _, d := range s.damage {
+			before := 0
+			for before < len(ents) && ents[before].off < d.off {
+				before++
 			}
+			if tail && fi == len(files)-1 && errors.Is(d.err, errTorn) {
+				v.rep.notice(Finding{Kind: NoticeTornTail, File: rel, Message: rel + " ends in a torn write (crash while writing a checkpoint)"})
+				continue
+			}
+			inner++
+			v.rep.find(Finding{Kind: KindCheckpointForged, File: rel, Message: fmt.Sprintf("%s: damaged frame after %d checkpoints, %v; %d valid checkpoints follow it (verified here)",
+				rel, before, d, len(ents)-before)})
 		}
 		if cf.seq != seq {
 			v.rep.find(Finding{Kind: KindCheckpointsMissing, File: rel,
 				Message: fmt.Sprintf("checkpoint history: checkpoints %d to %d are missing before %s", seq, cf.seq, rel)})
 		}
-		seq = cf.seq + uint64(len(ents))
+		// A damaged stretch stands for a checkpoint (as the writer counts).
+		seq = cf.seq + uint64(len(ents)+inner)
+		// The checkpoint after a damaged stretch is not judged against the
+		// one before it (records signed at once, after a shutdown): what
+		// lay between is the damaged frame, already a finding.
+		afterDamage := map[int64]bool{}
+		for _, d := range s.damage {
+			if d.end < s.size || !tail {
+				afterDamage[d.end] = true
+			}
+		}
 		base := 0 // position in the file of ents[0]
 		if skipping {
 			// Incremental: up to the checkpoint verified before, only
@@ -404,7 +429,11 @@ func (v *verifier) checkpoints() error {
 				v.rep.notice(Finding{Kind: NoticeCheckpoints, File: file, Size: c.Size,
 					Message: fmt.Sprintf("no checkpoint from %s to %s (%s): %s", prev.Time.UTC().Format(time.RFC3339), c.Time.UTC().Format(time.RFC3339), c.Time.Sub(prev.Time).Round(time.Second), why)})
 			}
-			v.vouched(prev, c, file, fi == 0 && cf.seq == 0 && base+k == 0 && v.opts.Since == nil)
+			vp := prev
+			if afterDamage[e.off] {
+				vp = nil
+			}
+			v.vouched(vp, c, file, fi == 0 && cf.seq == 0 && base+k == 0 && v.opts.Since == nil)
 			if prev != nil {
 				if c.Time.Before(prev.Time) {
 					v.rep.notice(Finding{Kind: NoticeCheckpoints, File: file, Size: c.Size,
@@ -501,9 +530,17 @@ func (v *verifier) vouched(prev *Checkpoint, c Checkpoint, file string, firstEve
 }
 
 func (v *verifier) pruned() error {
-	ents, _, why := readFrameLog(filepath.Join(v.dir, "pruned.log"), maxCheckpointSize)
-	if why != nil {
-		v.rep.find(Finding{Kind: KindPruneRecordInvalid, File: "pruned.log", Message: fmt.Sprintf("pruned.log: damaged after %d records: %v", len(ents), why)})
+	ps := scanFrameLog(filepath.Join(v.dir, "pruned.log"), maxCheckpointSize, validPrune)
+	ents := ps.ents
+	if ps.err != nil {
+		v.rep.find(Finding{Kind: KindPruneRecordInvalid, File: "pruned.log", Message: fmt.Sprintf("pruned.log: %v", ps.err)})
+	}
+	for _, d := range ps.damage {
+		before := 0
+		for before < len(ents) && ents[before].off < d.off {
+			before++
+		}
+		v.rep.find(Finding{Kind: KindPruneRecordInvalid, File: "pruned.log", Message: fmt.Sprintf("pruned.log: damaged after %d records, %v; %d valid records follow it", before, d, len(ents)-before)})
 	}
 	for k, e := range ents {
 		file := fmt.Sprintf("pruned.log#%d", k)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -178,6 +179,10 @@ func computeFigures(ctx context.Context, l *ledger.Ledger, rep *Report, o Option
 		rep.Range.Pruned = from - rep.Range.First
 	} else {
 		checkIntegrity(l, rep, startCP, endCP, o.Verifiers)
+		if len(h.damaged) > 0 {
+			in := &rep.State.Integrity
+			in.Problem = strings.Trim(in.Problem+"; "+strings.Join(h.damaged, "; "), "; ")
+		}
 		rep.State.Ledger = ledgerInfo(l)
 	}
 	if pr := l.Pruned(); pr > from && !o.keepState {
@@ -674,6 +679,8 @@ type history struct {
 	sizes []uint64
 	times []int64
 	cp    Checkpoints
+	// damaged describes damage to the checkpoint history (the first few).
+	damaged []string
 }
 
 // readHistory reads the checkpoint history: the checkpoints opening and
@@ -703,6 +710,14 @@ func readHistory(l *ledger.Ledger, from, to time.Time, maxGap time.Duration) (*h
 	// From the checkpoint that opens the period on: the records of the
 	// period are covered by it and the ones after.
 	for e, err := range l.HistoryFrom(from) {
+		if errors.Is(err, ledger.ErrHistoryDamaged) {
+			// Stated as an integrity problem; the checkpoints after the
+			// damage still map the period.
+			if len(h.damaged) < 3 {
+				h.damaged = append(h.damaged, err.Error())
+			}
+			continue
+		}
 		if err != nil {
 			return nil, fmt.Errorf("report: %w", err)
 		}

@@ -383,6 +383,11 @@ func (s *Server) startReportWarmer() {
 				s.log.Error("report cache: files altered or planted on disk were not used", "err", err)
 			} else if err != nil {
 				s.log.Warn("report cache: chunk figures not kept (reports read those records instead)", "err", err)
+				// The same error again at once (a damaged record) would
+				// spin and log without end: wait before the next try.
+				if !sleepCtx(ctx, 30*time.Second) {
+					return
+				}
 			}
 			for k := range done {
 				next = max(next, k+1)
