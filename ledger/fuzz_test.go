@@ -183,3 +183,42 @@ func FuzzTilePath(f *testing.F) {
 		}
 	})
 }
+
+// FuzzScanFrames: reading a frame log past its damage (scanFrames) never
+// panics; its frames and damaged stretches cover the bytes exactly, in
+// order and without overlap; every frame is the bytes at its offset; and
+// up to the first damage it agrees with the parser that stops there.
+func FuzzScanFrames(f *testing.F) {
+	a := appendFrame(nil, 1, []byte("trailguard/fuzz\n1\nAAAA\n"))
+	f.Add(append(append(append([]byte(nil), a...), 0xff, 0, 0, 1, 7), a...))
+	f.Add(append(a[:9:9], a...))
+	f.Add(bytes.Repeat([]byte{0, 0, 0x20, 0}, 64))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		valid := func(rec []byte) bool { return len(rec) > 0 && rec[0] != 0 }
+		ents, dmg := scanFrames(b, 1<<10, valid)
+		off, ei, di := int64(0), 0, 0
+		for ei < len(ents) || di < len(dmg) {
+			switch {
+			case ei < len(ents) && ents[ei].off == off:
+				fr := appendFrame(nil, ents[ei].time, ents[ei].data)
+				if !bytes.Equal(fr, b[off:off+int64(len(fr))]) {
+					t.Fatalf("frame at %d is not the bytes there", off)
+				}
+				off += int64(len(fr))
+				ei++
+			case di < len(dmg) && dmg[di].off == off && dmg[di].end > off:
+				off = dmg[di].end
+				di++
+			default:
+				t.Fatalf("nothing starts at %d (frames %d/%d, damage %d/%d)", off, ei, len(ents), di, len(dmg))
+			}
+		}
+		if off != int64(len(b)) {
+			t.Fatalf("covered %d of %d bytes", off, len(b))
+		}
+		pents, pend, _ := parseFrameLog(b, 1<<10)
+		if len(dmg) > 0 && (pend != dmg[0].off || len(pents) > len(ents)) {
+			t.Fatalf("the parser stops at %d with %d frames, the scan's first damage is at %d", pend, len(pents), dmg[0].off)
+		}
+	})
+}
