@@ -265,3 +265,27 @@ func firstCPSize(path string) (uint64, bool) {
 	c, err := parseUnverified(data)
 	return c.Size, err == nil
 }
+
+// PruneHistory returns the retention records of pruned.log whose
+// signature verifies with keys, oldest first, and how many did not (or
+// were damaged: verify names them). Reports state from it what retention
+// removed, when and under which policy.
+func (l *Ledger) PruneHistory(keys []note.Verifier) ([]PruneRecord, int) {
+	s := scanFrameLog(filepath.Join(l.dir, "pruned.log"), maxCheckpointSize, validPrune)
+	bad := len(s.damage)
+	var out []PruneRecord
+	for _, e := range s.ents {
+		n, err := note.Open(e.data, note.VerifierList(keys...))
+		if err != nil {
+			bad++
+			continue
+		}
+		p, err := parsePruneText(n.Text)
+		if err != nil {
+			bad++
+			continue
+		}
+		out = append(out, p)
+	}
+	return out, bad
+}

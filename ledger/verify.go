@@ -108,9 +108,18 @@ func (r *Report) String() string {
 		return "<nil report>"
 	}
 	var b strings.Builder
-	if r.OK() {
-		fmt.Fprintf(&b, "OK: %s: %d records (%d pruned), %d checkpoints verified\n", r.Dir, r.Records, r.Pruned, r.Checkpoints)
-	} else {
+	switch {
+	case r.OK() && r.Pruned > 0 && r.Pruned < r.Records:
+		// "360 records (290 pruned)" read as 360 records checked: say
+		// which were read, and which retention removed.
+		fmt.Fprintf(&b, "OK: %s: records %d to %d (%d) read and checked; records 0 to %d were removed by retention (signed retention records below): their leaf hashes remain in the hash tiles, and with them the remaining log is consistent with the %d signed checkpoints verified%s\n",
+			r.Dir, r.Pruned, r.Records-1, r.Records-r.Pruned, r.Pruned-1, r.Checkpoints, newestText(r))
+	case r.OK() && r.Pruned > 0:
+		fmt.Fprintf(&b, "OK: %s: all %d records were removed by retention (signed retention records below): their leaf hashes remain in the hash tiles and are consistent with the %d signed checkpoints verified%s\n",
+			r.Dir, r.Records, r.Checkpoints, newestText(r))
+	case r.OK():
+		fmt.Fprintf(&b, "OK: %s: %d records, %d checkpoints verified\n", r.Dir, r.Records, r.Checkpoints)
+	default:
 		fmt.Fprintf(&b, "FAIL: %s: %d records, %d finding(s)\n", r.Dir, r.Records, len(r.Findings))
 	}
 	for _, f := range r.Findings {
@@ -565,8 +574,6 @@ func (v *verifier) pruned() error {
 			continue
 		}
 		signedAt := v.hist[k].time
-		v.rep.notice(Finding{Kind: NoticePruned, File: file, Index: p.Start, Count: p.End - p.Start,
-			Message: fmt.Sprintf("records [%d, %d) pruned by policy %s on %s (all signed by %s)", p.Start, p.End, p.Policy, p.At.UTC().Format(time.RFC3339), signedAt.UTC().Format(time.RFC3339))})
 		prof, err := retention.Lookup(p.Policy)
 		if err != nil {
 			v.rep.find(Finding{Kind: KindPruneRecordInvalid, File: file, Message: fmt.Sprintf("%s: unknown retention policy %q", file, p.Policy)})
@@ -575,7 +582,14 @@ func (v *verifier) pruned() error {
 		if !prof.Expired(signedAt, p.At) {
 			v.rep.find(Finding{Kind: KindPrunedEarly, File: file, Index: p.Start, Count: p.End - p.Start,
 				Message: fmt.Sprintf("records [%d, %d) were deleted on %s, before policy %s allowed: the earliest signed checkpoint covering them is from %s", p.Start, p.End, p.At.UTC().Format(time.RFC3339), p.Policy, signedAt.UTC().Format(time.RFC3339))})
+			continue
 		}
+		// What happened, in the words an auditor writes down: which
+		// records, when, under which policy, and why that was allowed
+		// (the message said "(all signed by T)" before).
+		v.rep.notice(Finding{Kind: NoticePruned, File: file, Index: p.Start, Count: p.End - p.Start,
+			Message: fmt.Sprintf("records %d to %d were removed by retention on %s per policy %s (keep %s): the earliest signed checkpoint covering them is from %s, %s before; signed retention record %s",
+				p.Start, p.End-1, p.At.UTC().Format(time.RFC3339), p.Policy, keepFor(prof), signedAt.UTC().Format(time.RFC3339), days(p.At.Sub(signedAt)), file)})
 	}
 	v.rep.Pruned = v.prunedN
 	return nil
@@ -1388,6 +1402,34 @@ func (lt *leafTiles) at(j uint64) (Hash, bool) {
 		return Hash{}, false
 	}
 	return Hash(lt.data[k*HashSize : (k+1)*HashSize]), true
+}
+
+// keepFor says how long a retention profile keeps records.
+func keepFor(p retention.Profile) string {
+	switch {
+	case p.Years == 1:
+		return "one calendar year and at least " + days(p.Retain)
+	case p.Years > 1:
+		return fmt.Sprintf("%d calendar years and at least %s", p.Years, days(p.Retain))
+	}
+	return days(p.Retain)
+}
+
+// newestText names the newest checkpoint verified, for the OK line.
+func newestText(r *Report) string {
+	if r.Latest == nil {
+		return ""
+	}
+	return fmt.Sprintf(", the newest of tree size %d", r.Latest.Size)
+}
+
+// days writes a duration of days as such ("400 days").
+func days(d time.Duration) string {
+	n := int64(d / (24 * time.Hour))
+	if n == 1 {
+		return "1 day"
+	}
+	return fmt.Sprintf("%d days", n)
 }
 
 // records streams the records against the tiles and the checkpoints.

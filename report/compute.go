@@ -163,7 +163,7 @@ func computeFigures(ctx context.Context, l *ledger.Ledger, rep *Report, o Option
 	if endCP == nil {
 		if !o.keepState {
 			rep.State.Integrity.Problem = "no checkpoint was signed before the period's end"
-			rep.State.Ledger = ledgerInfo(l)
+			rep.State.Ledger = ledgerInfo(l, o.Verifiers)
 		}
 		return emptyFigures(figs, rep), nil
 	}
@@ -183,7 +183,7 @@ func computeFigures(ctx context.Context, l *ledger.Ledger, rep *Report, o Option
 			in := &rep.State.Integrity
 			in.Problem = strings.Trim(in.Problem+"; "+strings.Join(h.damaged, "; "), "; ")
 		}
-		rep.State.Ledger = ledgerInfo(l)
+		rep.State.Ledger = ledgerInfo(l, o.Verifiers)
 	}
 	if pr := l.Pruned(); pr > from && !o.keepState {
 		rep.Range.Pruned = min(pr, rep.Range.End) - from
@@ -209,8 +209,21 @@ func computeFigures(ctx context.Context, l *ledger.Ledger, rep *Report, o Option
 	return figs, nil
 }
 
-func ledgerInfo(l *ledger.Ledger) LedgerInfo {
+func ledgerInfo(l *ledger.Ledger, keys []note.Verifier) LedgerInfo {
 	li := LedgerInfo{Dir: l.Dir(), OldestIndex: l.Pruned(), Size: l.Size()}
+	recs, bad := l.PruneHistory(keys)
+	li.RemovedUnverified = bad
+	for _, p := range recs {
+		if p.End <= p.Start {
+			continue
+		}
+		if n := len(li.Removed); n > 0 && li.Removed[n-1].End == p.Start && li.Removed[n-1].Policy == p.Policy {
+			li.Removed[n-1].End, li.Removed[n-1].Last = p.End, p.At
+			li.Removed[n-1].Signed++
+			continue
+		}
+		li.Removed = append(li.Removed, Removal{Start: p.Start, End: p.End, Policy: p.Policy, First: p.At, Last: p.At, Signed: 1})
+	}
 	if e, err := l.Read(li.OldestIndex); err == nil {
 		li.OldestRead = true
 		var f fields

@@ -31,13 +31,14 @@ var HTMLContentSecurityPolicy = func() string {
 }()
 
 var htmlTmpl = template.Must(template.New("report").Funcs(template.FuncMap{
-	"ts":           ts,
-	"status":       statusClass,
-	"num":          num,
-	"chart":        chartSVG,
-	"isnum":        isNumeric,
-	"anchor":       anchor,
-	"noCheckpoint": func() string { return noCheckpoint },
+	"ts":            ts,
+	"status":        statusClass,
+	"num":           num,
+	"chart":         chartSVG,
+	"isnum":         isNumeric,
+	"anchor":        anchor,
+	"noCheckpoint":  func() string { return noCheckpoint },
+	"ledgerRecords": ledgerRecords,
 }).Parse(`<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="{{.CSP}}">
@@ -48,7 +49,7 @@ var htmlTmpl = template.Must(template.New("report").Funcs(template.FuncMap{
 <p>Period {{ts .R.From}} to {{ts .R.To}} · generated {{ts .R.Generated}} by {{.R.Generator}}</p>
 <dl>
 <dt>Checkpoint covered</dt><dd>{{if .R.Checkpoint.Origin}}{{.R.Checkpoint.Origin}}, tree size {{num .R.Checkpoint.TreeSize}}, root hash <span class="hash">{{.R.Checkpoint.RootHash}}</span>, signed {{ts .R.Checkpoint.Time}}{{else}}{{noCheckpoint}}{{end}}</dd>
-<dt>Ledger records</dt><dd>{{num .R.Range.First}} to {{num .R.Range.End}} ({{num .R.Figures.Records}} read and checked against the signed tree)</dd>
+<dt>Ledger records</dt><dd>{{ledgerRecords .R}}</dd>
 <dt>JSON report SHA-256</dt><dd class="hash">{{.Sum}}</dd>
 <dt>Signed with</dt><dd class="hash">{{.R.State.Key}}</dd>
 </dl>

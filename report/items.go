@@ -2,6 +2,7 @@ package report
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -48,7 +49,7 @@ func build(r *Report) {
 		s.TopFindings = s.TopFindings[:8]
 	}
 	s.Totals = []Fact{
-		{"Ledger records in the period", num(f.Records) + fmt.Sprintf(" (indices %d to %d)", r.Range.First, r.Range.End)},
+		{"Ledger records in the period", ledgerTotal(r)},
 		{"Events", num(f.Events)},
 		{"Failed logins", num(f.AuthFailures.Total)},
 		{"Alerts raised", num(f.Alerts.Raised)},
@@ -344,9 +345,49 @@ func protectionItem(r *Report) Item {
 		it.Notes = append(it.Notes, fmt.Sprintf("%s chunks of figures kept by an earlier report failed their authentication: the report cache's files were altered or planted on disk. They were not used: those records were read again from the ledger and checked against the signed tree for this report, and the files were moved aside (.rejected) for inspection.", num(in.CacheRejected)))
 	}
 	if r.Range.Pruned > 0 {
-		it.Notes = append(it.Notes, fmt.Sprintf("%s records of the period were deleted by retention before this report and could not be read.", num(r.Range.Pruned)))
+		kept := r.Range.First + r.Range.Pruned
+		it.Notes = append(it.Notes, fmt.Sprintf("Before this report, %s: those %s records of the period could not be read. Their leaf hashes remain in the ledger's hash tiles: with them, the remaining records %s to %s give the root signed by checkpoint %s.",
+			removedText(r, r.Range.First, kept), num(r.Range.Pruned), num(kept), num(r.Range.End-1), num(r.Checkpoint.TreeSize)))
 	}
 	return it
+}
+
+// ledgerRecords says which records of the range were read, and which
+// retention had removed ("0 to 360" read as 360 records checked).
+func ledgerRecords(r *Report) string {
+	if r.Range.Pruned == 0 {
+		return fmt.Sprintf("%s to %s (%s read and checked against the signed tree)", num(r.Range.First), num(r.Range.End), num(r.Figures.Records))
+	}
+	kept := r.Range.First + r.Range.Pruned
+	return fmt.Sprintf("records %s to %s (%s) read and checked against the signed tree; before them, %s",
+		num(kept), num(r.Range.End-1), num(r.Figures.Records), removedText(r, r.Range.First, kept))
+}
+
+// ledgerTotal is the summary's count of the period's records.
+func ledgerTotal(r *Report) string {
+	if r.Range.Pruned == 0 {
+		return num(r.Figures.Records) + fmt.Sprintf(" (indices %d to %d)", r.Range.First, r.Range.End)
+	}
+	kept := r.Range.First + r.Range.Pruned
+	return num(r.Figures.Records) + fmt.Sprintf(" (indices %d to %d; ", kept, r.Range.End-1) + removedText(r, r.Range.First, kept) + ")"
+}
+
+// removedText says how retention removed records [from, to), from the
+// ledger's signed retention records.
+func removedText(r *Report, from, to uint64) string {
+	var parts []string
+	for _, m := range r.State.Ledger.Removed {
+		if m.End <= from || m.Start >= to {
+			continue
+		}
+		c := m
+		c.Start, c.End = max(m.Start, from), min(m.End, to)
+		parts = append(parts, c.String())
+	}
+	if len(parts) == 0 {
+		return "no signed retention record for them verified with the report's key: `trailguard verify` says why"
+	}
+	return strings.Join(parts, "; ")
 }
 
 func yesNo(b bool) string {
@@ -514,6 +555,17 @@ func retentionItem(r *Report, id string, needDays, hotDays int) Item {
 	}
 	it.Facts = []Fact{{"Retention configured", policy}, {"Legal hold", map[bool]string{true: "yes: retention deletes nothing", false: "no"}[ret.LegalHold]}, {"Oldest record held", held},
 		{"Records held", num(st.Ledger.Size - st.Ledger.OldestIndex)}}
+	var removed []string
+	other := map[string]bool{}
+	for _, m := range st.Ledger.Removed {
+		removed = append(removed, m.String())
+		if m.Policy != ret.Profile {
+			other[m.Policy] = true
+		}
+	}
+	if len(removed) > 0 {
+		it.Facts = append(it.Facts, Fact{"Removed by retention (the ledger's signed retention records)", strings.Join(removed, "; ")})
+	}
 	available, availFacts := availability(r, hotDays)
 	it.Facts = append(it.Facts, availFacts...)
 	// A period of days must hold the requirement's leap days too: twelve
@@ -540,6 +592,17 @@ func retentionItem(r *Report, id string, needDays, hotDays int) Item {
 	}
 	it.Notes = []string{"Retention deletes whole ledger segments only when signed checkpoint times show them old enough, and leaves a signed record of it; records younger than the policy are never deleted.",
 		"Backups and archives kept outside the collector are not assessable from logs."}
+	if len(other) > 0 {
+		stated := ret.Profile
+		if stated == "" {
+			stated = "none (kept for ever)"
+		}
+		it.Notes = append(it.Notes, fmt.Sprintf("The ledger's signed retention records name policy %s; the retention stated above is %s: records were removed under a policy other than the one stated.",
+			strings.Join(slices.Sorted(maps.Keys(other)), ", "), stated))
+	}
+	if n := st.Ledger.RemovedUnverified; n > 0 {
+		it.Notes = append(it.Notes, fmt.Sprintf("%d retention records of the ledger do not verify with the report's key or are damaged: `trailguard verify` names them.", n))
+	}
 	return it
 }
 

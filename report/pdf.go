@@ -64,7 +64,7 @@ func PDF(r *Report, sum string) ([]byte, error) {
 	para(fmt.Sprintf("Period %s to %s. Generated %s by %s.", ts(r.From), ts(r.To), ts(r.Generated), r.Generator), "", 9, 60)
 	facts([]Fact{
 		{"Checkpoint covered", checkpointCovered(r)},
-		{"Ledger records", fmt.Sprintf("%s to %s (%s read and checked against the signed tree)", num(r.Range.First), num(r.Range.End), num(r.Figures.Records))},
+		{"Ledger records", ledgerRecords(r)},
 		{"JSON report SHA-256", sum},
 		{"Signed with", r.State.Key},
 	})

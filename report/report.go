@@ -22,6 +22,7 @@
 package report
 
 import (
+	"fmt"
 	"time"
 )
 
@@ -252,6 +253,36 @@ type LedgerInfo struct {
 	// segment is closed), and matched its leaf hash in the signed tree
 	// when the report was made.
 	OldestRead bool `json:"oldest_read_checked,omitempty"`
+	// Removed is what retention removed, from the ledger's signed
+	// retention records (those that verify with the report's keys),
+	// consecutive records of one policy merged.
+	Removed []Removal `json:"removed_by_retention,omitempty"`
+	// RemovedUnverified counts retention records that do not verify
+	// (or are damaged): `trailguard verify` names them.
+	RemovedUnverified int `json:"removed_unverified,omitempty"`
+}
+
+// Removal is a run of records retention removed under one policy.
+type Removal struct {
+	// Records [Start, End) were removed.
+	Start, End uint64
+	Policy     string
+	// First and Last are when the first and last of its retention records
+	// were made; Signed counts them.
+	First  time.Time
+	Last   time.Time
+	Signed int
+}
+
+// String says what happened: "records 0 to 289 were removed by retention
+// on 2026-12-01 per policy pci-dss".
+func (m Removal) String() string {
+	when := "on " + m.First.UTC().Format("2006-01-02")
+	if d := m.Last.UTC().Format("2006-01-02"); d != m.First.UTC().Format("2006-01-02") {
+		when = "from " + m.First.UTC().Format("2006-01-02") + " to " + d
+	}
+	return fmt.Sprintf("records %s to %s were removed by retention %s per policy %s (%d signed retention records)",
+		num(m.Start), num(m.End-1), when, m.Policy, m.Signed)
 }
 
 // Sources of the settings a report states (SettingsInfo.Source).

@@ -277,8 +277,14 @@ func (s *Server) runVerify(opts ledger.VerifyOptions) {
 		outcome, msg = event.OutcomeFailure, "ledger verification could not run: "+err.Error()
 	case !rep.OK():
 		outcome, msg = event.OutcomeFailure, fmt.Sprintf("ledger verification found %d problem(s); first: %s", len(rep.Findings), rep.Findings[0])
+	case rep.Pruned > 0 && rep.Pruned < rep.Records:
+		// "N records (M pruned)" read as N records checked.
+		msg = fmt.Sprintf("ledger verified: records %d to %d read and checked, records 0 to %d removed by retention (signed retention records); %d checkpoints",
+			rep.Pruned, rep.Records-1, rep.Pruned-1, rep.Checkpoints)
+	case rep.Pruned > 0:
+		msg = fmt.Sprintf("ledger verified: all %d records removed by retention (signed retention records), their leaf hashes consistent with %d checkpoints", rep.Records, rep.Checkpoints)
 	default:
-		msg = fmt.Sprintf("ledger verified: %d records (%d pruned), %d checkpoints", rep.Records, rep.Pruned, rep.Checkpoints)
+		msg = fmt.Sprintf("ledger verified: %d records, %d checkpoints", rep.Records, rep.Checkpoints)
 	}
 	ev := &event.Event{
 		Kind: event.KindEvent, Category: []string{event.CategoryConfiguration}, Type: []string{event.TypeInfo},
