@@ -86,8 +86,15 @@ func (a *api) login(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "bad request"})
 		return
 	}
+	// A copy taken under the lock, as in authed: setRole replaces Roles.
+	// The session keeps the shared *user so that role changes apply to it.
+	var u *user
 	a.mu.Lock()
-	u := a.users[in.Username]
+	shared := a.users[in.Username]
+	if shared != nil {
+		c := *shared
+		u = &c
+	}
 	a.mu.Unlock()
 	switch {
 	case u == nil:
@@ -103,7 +110,7 @@ func (a *api) login(w http.ResponseWriter, r *http.Request) {
 		}
 		token := newToken()
 		a.mu.Lock()
-		a.sessions[token] = u
+		a.sessions[token] = shared
 		a.mu.Unlock()
 		writeJSON(w, http.StatusOK, map[string]string{"token": token})
 		return
@@ -122,8 +129,14 @@ func newToken() string {
 func (a *api) authed(next func(http.ResponseWriter, *http.Request, *user)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		// The handler gets a copy taken under the lock: setRole replaces a
+		// user's Roles while other requests of that user are in flight.
+		var u *user
 		a.mu.Lock()
-		u := a.sessions[token]
+		if s := a.sessions[token]; s != nil {
+			c := *s
+			u = &c
+		}
 		a.mu.Unlock()
 		if !ok || u == nil {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="demo"`)
