@@ -36,6 +36,9 @@ type reqFields struct {
 	// uaPlain: ua needs no escaping (event.PlainString), known from the
 	// writer's memo, which remembered the answer with the user agent.
 	uaPlain bool
+	// methodPlain: method is one of the standard methods, which need no
+	// escaping.
+	methodPlain bool
 }
 
 // fields scrubs and caps what st captured of its request. Every value an
@@ -50,7 +53,11 @@ func (l *Logger) fields(st *state, wc *writerCache) reqFields {
 		m = &wc.gates
 		m.memo = wc.memo
 	}
-	f.method = sanitizeMethod(ri.method)
+	if st.method != 0 {
+		f.method, f.methodPlain = methods[st.method-1], true
+	} else {
+		f.method = sanitizeMethod(ri.opt.method)
+	}
 	path := ri.path
 	if ri.opt.path != "" {
 		path = ri.opt.path // the handler's normalised path (SetPath)
@@ -280,7 +287,7 @@ func (l *Logger) appendAccess(b []byte, st *state, id []byte, wc *writerCache, e
 		n.note(spRequestID, vs, b)
 		comma = true
 	}
-	if plainMethod(f.method) {
+	if f.methodPlain {
 		if comma {
 			b = append(b, ',')
 		}
@@ -534,18 +541,6 @@ func appendStatus(b []byte, code int) []byte {
 	}
 	r := code % 100
 	return append(b, byte('0'+code/100), digitPairs[2*r], digitPairs[2*r+1])
-}
-
-// plainMethod reports whether m is one of the methods of RFC 9110 and
-// RFC 5789 (PATCH), which need no JSON escaping: most requests' method,
-// written without the encoder's test for bytes to escape.
-func plainMethod(m string) bool {
-	switch m {
-	case http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodHead,
-		http.MethodOptions, http.MethodPatch, http.MethodConnect, http.MethodTrace:
-		return true
-	}
-	return false
 }
 
 // digitPairs holds "00" to "99".

@@ -181,6 +181,7 @@ func TestAccessDirectMatchesEvent(t *testing.T) {
 		{method: "PUT", path: "/files/../x y/" + "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln", rawPath: "/files/%2e%2e/x%20y/eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln",
 			rawQuery: "access_token=abc&q=4111111111111111", referer: "https://x.example/?token=abc", header: "Bearer abcdefgh12345", remote: "[2001:db8::1]:443"},
 		{method: "G\"ET", path: "", remote: "not an address", status: 500},
+		{method: "PROPFIND", path: "/dav/x", remote: "192.0.2.1:1", status: 207}, // kept as sent, in the reqOpt
 		{method: "DELETE", path: "/a\x00b\n\u2028\xff", ua: "ua\"\\\x7f", remote: "[::ffff:192.0.2.9]:5", write: 1},
 		{method: "GET", path: "*", remote: "192.0.2.1:0", body: "a=1&password=x", contentType: "application/x-www-form-urlencoded"},
 		{method: "GET", path: "/p(1)!*'", remote: "192.0.2.1:1", user: User{Name: strings.Repeat("n", 5000)}},
@@ -355,21 +356,23 @@ func TestAppendStatus(t *testing.T) {
 	}
 }
 
-// TestPlainMethod: the methods written without the escaping test are
-// exactly what the encoder would write for them, and one that needs
-// escaping is not among them.
-func TestPlainMethod(t *testing.T) {
+// TestMethodCode: the methods the state keeps as a code (written without
+// the escaping test) are exactly what the encoder would write for them,
+// each code gives its method back, and one that needs escaping or is not
+// standard has no code (the request's reqOpt keeps it).
+func TestMethodCode(t *testing.T) {
 	for _, m := range []string{"GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE"} {
-		if !plainMethod(m) {
-			t.Errorf("plainMethod(%q) = false", m)
+		c := methodCode(m)
+		if c == 0 || methods[c-1] != m {
+			t.Errorf("methodCode(%q) = %d", m, c)
 		}
 		if got, want := string(appendQuoted(nil, m)), string(event.AppendString(nil, m)); got != want {
 			t.Errorf("%s quoted as %s, the encoder writes %s", m, got, want)
 		}
 	}
-	for _, m := range []string{"get", "GE\\T", `G"ET`, "PROPFIND", ""} {
-		if plainMethod(m) {
-			t.Errorf("plainMethod(%q) = true", m)
+	for _, m := range []string{"get", "GE\\T", `G"ET`, "PROPFIND", "GETX", ""} {
+		if c := methodCode(m); c != 0 {
+			t.Errorf("methodCode(%q) = %d", m, c)
 		}
 	}
 }

@@ -106,9 +106,9 @@ func (l *Logger) ScrubBody(contentType string, body []byte) string {
 // JSON (application/json, application/*+json) and URL-encoded forms.
 func Capturable(contentType string) bool { return capturable(contentType) }
 
-// newTrace sets the trace context to random non-zero ids, as one string
-// (one allocation).
-func (st *state) newTrace() {
+// newTrace returns random non-zero trace and span ids as the state keeps
+// them (trace id, '-', span id): one string, one allocation.
+func newTrace() string {
 	var raw [24]byte
 	for {
 		binary.LittleEndian.PutUint64(raw[0:], rand.Uint64())
@@ -122,5 +122,5 @@ func (st *state) newTrace() {
 	hex.Encode(ids[:32], raw[:16])
 	ids[32] = '-'
 	hex.Encode(ids[33:], raw[16:])
-	st.trace = string(ids[:])
+	return string(ids[:])
 }

@@ -820,7 +820,13 @@ func TestFieldCaps(t *testing.T) {
 func TestDiscard(t *testing.T) {
 	l, buf := newTestLogger(t, Config{})
 	h := l.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Query().Get("drop") != "" {
+		// The flag shares the actor with SetUser: either may come first.
+		switch r.URL.Query().Get("drop") {
+		case "1":
+			Discard(r.Context())
+			SetUser(r.Context(), User{Name: "after"})
+		case "2":
+			SetUser(r.Context(), User{Name: "before"})
 			Discard(r.Context())
 		}
 		Auth(r.Context(), Attempt{Reason: "no token"})
@@ -828,9 +834,10 @@ func TestDiscard(t *testing.T) {
 	}))
 	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/a?drop=1", nil))
 	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/b", nil))
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/c?drop=2", nil))
 	evs := events(t, l, buf)
-	if n := len(byAction(evs, event.ActionLoginFail)); n != 2 {
-		t.Errorf("%d auth events, want 2", n)
+	if n := len(byAction(evs, event.ActionLoginFail)); n != 3 {
+		t.Errorf("%d auth events, want 3", n)
 	}
 	access := byAction(evs, event.ActionHTTPRequest)
 	if len(access) != 1 || access[0].Path != "/b" {

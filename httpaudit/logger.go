@@ -133,9 +133,12 @@ type Logger struct {
 	done    chan struct{}
 	lostErr error
 
-	realClock bool                  // Config.Now is time.Now
-	base      tick.Reading          // New's reading of the clock and the tick counter: the origin of every stamp's scale
-	recent    atomic.Pointer[stamp] // the writer's last batch's stamp (idTime)
+	realClock bool // Config.Now is time.Now
+	// lean: a request needs no reqOpt of this Logger's own making (the
+	// real clock; no body capture, trusted proxies or recorded headers).
+	lean   bool
+	base   tick.Reading          // New's reading of the clock and the tick counter: the origin of every stamp's scale
+	recent atomic.Pointer[stamp] // the writer's last batch's stamp (idTime)
 
 	// Precomputed for the direct encoding of access events (encode.go).
 	tail      []byte      // the service and host members every event ends with
@@ -256,6 +259,7 @@ func New(cfg Config) (*Logger, error) {
 		done:    make(chan struct{}),
 
 		realClock: realClock,
+		lean:      realClock && cfg.MaxBody <= 0 && len(cfg.TrustedProxies) == 0 && len(cfg.Headers) == 0,
 		base:      tick.Read(),
 	}
 	l.q.failing = &l.failing

@@ -50,11 +50,14 @@ type state struct {
 	// check of a header (parseTraceparent) is left to whoever reads the
 	// ids (traceIDs), most often the writer goroutine: off the request's
 	// path, which only hands the header over. One string rather than two
-	// keeps the state in the 240-byte size class (TestStateSize).
-	trace   string
-	who     atomic.Pointer[actor] // nil until the handler sets a user or an annotation; never changes once set
-	status  int32                 // 0 until the handler wrote the header (or a body, or hijacked)
-	discard atomic.Bool           // set by Discard, from any goroutine
+	// keeps the state in the 224-byte size class (TestStateSize).
+	trace  string
+	who    atomic.Pointer[actor] // nil until the handler sets a user or an annotation; never changes once set
+	status int32                 // 0 until the handler wrote the header (or a body, or hijacked)
+	// method is the request's method as a methodCode (one byte where a
+	// string took sixteen: the state is allocated on every request), 0
+	// for any other, which info.opt.method then holds.
+	method uint8
 
 	// What only the request's own goroutine uses.
 	context.Context // the incoming request's context
@@ -79,16 +82,17 @@ func (st *state) traceIDs() (traceID, spanID string) {
 	return t[:32], t[33:]
 }
 
-// actor is what a handler adds to its request's events, allocated when it
-// first does (SetUser, a successful Auth, Annotate): many requests (health
-// checks, public and refused ones) never do, and the state stays smaller
-// without it. Its lock is its own rather than the state's for the same
+// actor is what a handler adds to its request's events, or says of them,
+// allocated when it first does (SetUser, a successful Auth, Annotate,
+// Discard): many requests (health checks, public and refused ones) never
+// do, and the state stays smaller without it. Its lock is its own rather than the state's for the same
 // reason: the state is allocated on every request, and eight bytes more
 // took it into the next size class (TestStateSize).
 type actor struct {
 	mu       sync.Mutex // handlers may call SetUser and Annotate from other goroutines
 	user     User
 	annotate func(*event.Event) // set by Annotate, applied to the access event
+	discard  atomic.Bool        // set by Discard, from any goroutine
 }
 
 // lockActor returns st's actor, allocating it first if need be, locked:
@@ -139,7 +143,9 @@ func stateFrom(ctx context.Context) *state {
 // Audit or Log are unaffected. Outside the middleware it does nothing.
 func Discard(ctx context.Context) {
 	if st := stateFrom(ctx); st != nil {
-		st.discard.Store(true)
+		a := st.lockActor()
+		a.discard.Store(true)
+		a.mu.Unlock()
 	}
 }
 
@@ -153,41 +159,49 @@ func (l *Logger) Middleware(next http.Handler) http.Handler {
 }
 
 func (l *Logger) serve(w http.ResponseWriter, r *http.Request, next http.Handler) {
-	st := &state{Context: r.Context(), l: l, w: w}
-	st.info.capture(r, l)
-	l.markStart(&st.info)
+	// Everything the state holds is worked out first and the state is
+	// built in one literal: each field is stored once, and while the
+	// garbage collector marks (much of the time under load) the write
+	// barriers of its pointers are taken in two batches rather than one
+	// call per field set.
+	info, method := l.capture(r)
 	// An incoming id is kept only if it is safe and carries no secret: a
 	// JWT, say, fits the allowed alphabet.
-	if id := header(r.Header, l.cfg.RequestIDHeader); uuidShaped(id) || validRequestID(id) && l.red.String(id) == id {
-		st.requestID = id
-	} else {
-		// The id's time is the request's start, which markStart read as
-		// a tick.
-		var id [36]byte
-		st.requestID = string(event.AppendIDAt(id[:0], l.idTime(&st.info)))
+	id := header(r.Header, l.cfg.RequestIDHeader)
+	if !uuidShaped(id) && (!validRequestID(id) || l.red.String(id) != id) {
+		// The id's time is the request's start, which capture read as a
+		// tick.
+		var buf [36]byte
+		id = string(event.AppendIDAt(buf[:0], l.idTime(&info)))
 	}
 	// A traceparent is checked when its ids are read (traceIDs), unless
 	// the check decides whether to generate a trace context now. Shorter
 	// than 55 bytes it is not one: dropped (and never taken for the
 	// 49-byte checked form).
+	var trace string
 	if tp := header(r.Header, "Traceparent"); len(tp) >= 55 {
 		if !l.cfg.GenerateTrace {
-			st.trace = tp
+			trace = tp
 		} else if _, _, ok := parseTraceparent(tp); ok {
-			st.trace = tp[3:52]
+			trace = tp[3:52]
 		}
 	}
-	if st.trace == "" && l.cfg.GenerateTrace {
-		st.newTrace()
+	if trace == "" && l.cfg.GenerateTrace {
+		trace = newTrace()
 	}
-	st.idHeader[0] = st.requestID
+	var body *bodyReader
+	if r.Body != nil && r.Body != http.NoBody {
+		body = &bodyReader{body: r.Body, declared: r.ContentLength, max: l.cfg.MaxBody,
+			capture: l.cfg.MaxBody > 0 && capturable(info.opt.contentType)}
+	}
+	parent := r.Context()
+	st := &state{info: info, body: body, requestID: id, trace: trace, method: method,
+		Context: parent, l: l, w: w, idHeader: [1]string{id}}
 	w.Header()[l.cfg.RequestIDHeader] = st.idHeader[:]
 
 	r2 := r.WithContext(st)
-	if r.Body != nil && r.Body != http.NoBody {
-		st.body = &bodyReader{body: r.Body, declared: r.ContentLength, max: l.cfg.MaxBody,
-			capture: l.cfg.MaxBody > 0 && capturable(st.info.opt.contentType)}
-		r2.Body = st.body
+	if body != nil {
+		r2.Body = body
 	}
 	if l.cfg.LogStart {
 		ev := l.requestEvent(st, l.startOf(&st.info, l.stamp()))
@@ -228,7 +242,7 @@ func (l *Logger) serve(w http.ResponseWriter, r *http.Request, next http.Handler
 	// The completion event is built and scrubbed by the writer goroutine
 	// from what st captured: the request path only hands st over.
 	st.info.elapsed = l.sinceStart(&st.info)
-	if st.discard.Load() {
+	if a := st.who.Load(); a != nil && a.discard.Load() {
 		return
 	}
 	if st.status >= 400 {
@@ -341,21 +355,23 @@ func (l *Logger) duration(ri *reqInfo, now stamp) time.Duration {
 
 // reqInfo is what an event needs of a request, captured while the request
 // is being served: strings are immutable, so the writer goroutine can
-// build the event from them after the handler returned.
+// build the event from them after the handler returned. (The method is
+// the state's: see state.method.)
 type reqInfo struct {
-	method, path, rawQuery, ua, referer, remoteAddr string
-	startTick                                       int64   // with the real clock: tick.Now at the start (else opt.start)
-	elapsed                                         int64   // until the handler returned (sinceStart: ticks, or nanoseconds with Config.Now)
-	opt                                             *reqOpt // what only some configurations record
+	path, rawQuery, ua, referer, remoteAddr string
+	startTick                               int64   // with the real clock: tick.Now at the start (else opt.start)
+	elapsed                                 int64   // until the handler returned (sinceStart: ticks, or nanoseconds with Config.Now)
+	opt                                     *reqOpt // what only some configurations record
 }
 
 // reqOpt holds what a request's events need only when the Logger trusts
 // proxies, records headers or captures bodies, or has a Config.Now clock,
-// or when the client percent-encoded the path or the handler recorded
-// another path (SetPath); it is allocated only then, to keep the
-// per-request state small.
+// or when the client percent-encoded the path, sent a method other than
+// the standard ones, or the handler recorded another path (SetPath); it is
+// allocated only then, to keep the per-request state small.
 type reqOpt struct {
 	start       time.Time // by a Config.Now clock
+	method      string    // one that has no methodCode
 	rawPath     string
 	path        string // by SetPath: url.path in place of the client's path
 	contentType string
@@ -366,28 +382,76 @@ type reqOpt struct {
 // noOpt stands in for the reqOpt of requests of Loggers that need none.
 var noOpt = &reqOpt{}
 
-func (ri *reqInfo) capture(r *http.Request, l *Logger) {
-	ri.method, ri.path, ri.rawQuery = r.Method, r.URL.Path, r.URL.RawQuery
-	ri.ua, ri.referer = header(r.Header, "User-Agent"), header(r.Header, "Referer")
-	ri.remoteAddr = r.RemoteAddr
-	ri.opt = noOpt
-	if r.URL.RawPath == "" && l.realClock && l.cfg.MaxBody <= 0 && len(l.cfg.TrustedProxies) == 0 && len(l.cfg.Headers) == 0 {
-		return
+// methods are the methods of RFC 9110 and RFC 5789 (PATCH), indexed by
+// their methodCode less one: they need no JSON escaping nor sanitizing.
+var methods = [...]string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodHead,
+	http.MethodOptions, http.MethodPatch, http.MethodConnect, http.MethodTrace}
+
+// methodCode is m's index in methods plus one, or 0 if it is none of them.
+func methodCode(m string) uint8 {
+	switch m {
+	case http.MethodGet:
+		return 1
+	case http.MethodPost:
+		return 2
+	case http.MethodPut:
+		return 3
+	case http.MethodDelete:
+		return 4
+	case http.MethodHead:
+		return 5
+	case http.MethodOptions:
+		return 6
+	case http.MethodPatch:
+		return 7
+	case http.MethodConnect:
+		return 8
+	case http.MethodTrace:
+		return 9
+	}
+	return 0
+}
+
+// methodName is the request's method as sent: one of methods, or the
+// other one info.opt holds.
+func (st *state) methodName() string {
+	if c := st.method; c != 0 {
+		return methods[c-1]
+	}
+	return st.info.opt.method
+}
+
+// capture reads what the events of r need of it, and notes its start
+// (markStart). The method is returned as its methodCode; another method
+// is kept in the reqOpt, which is then allocated.
+func (l *Logger) capture(r *http.Request) (reqInfo, uint8) {
+	h := r.Header
+	ri := reqInfo{path: r.URL.Path, rawQuery: r.URL.RawQuery, ua: header(h, "User-Agent"), referer: header(h, "Referer"),
+		remoteAddr: r.RemoteAddr, opt: noOpt}
+	method := methodCode(r.Method)
+	if method != 0 && l.lean && r.URL.RawPath == "" {
+		ri.startTick = tick.Now()
+		return ri, method
 	}
 	o := &reqOpt{rawPath: r.URL.RawPath}
 	ri.opt = o
+	if method == 0 {
+		o.method = r.Method
+	}
 	if l.cfg.MaxBody > 0 {
-		o.contentType = header(r.Header, "Content-Type")
+		o.contentType = header(h, "Content-Type")
 	}
 	if len(l.cfg.TrustedProxies) > 0 {
-		o.xff, o.fwd = r.Header["X-Forwarded-For"], r.Header["Forwarded"]
+		o.xff, o.fwd = h["X-Forwarded-For"], h["Forwarded"]
 	}
 	if len(l.cfg.Headers) > 0 {
 		o.headers = make([][]string, len(l.cfg.Headers))
 		for i, name := range l.cfg.Headers {
-			o.headers[i] = r.Header[name]
+			o.headers[i] = h[name]
 		}
 	}
+	l.markStart(&ri)
+	return ri, method
 }
 
 // size is how many bytes of its request st keeps alive: what its queued
@@ -402,9 +466,9 @@ func (st *state) size() int {
 
 // size is the bytes of its request ri keeps alive.
 func (ri *reqInfo) size() int {
-	n := len(ri.method) + len(ri.path) + len(ri.rawQuery) + len(ri.ua) + len(ri.referer) + len(ri.remoteAddr)
+	n := len(ri.path) + len(ri.rawQuery) + len(ri.ua) + len(ri.referer) + len(ri.remoteAddr)
 	if o := ri.opt; o != noOpt {
-		n += len(o.rawPath) + len(o.path) + len(o.contentType)
+		n += len(o.method) + len(o.rawPath) + len(o.path) + len(o.contentType)
 		for _, vs := range [][]string{o.xff, o.fwd} {
 			for _, v := range vs {
 				n += len(v)
