@@ -57,8 +57,8 @@ func (l *Ledger) startDirect(path string, header []byte, size int64) {
 
 // startDirectAt opens the active segment for direct writes from the
 // writer's offset, once it is zeroed to size bytes (the segment active at
-// Open, zeroed behind the writer): the bytes of the block being written
-// are read back first.
+// Open, zeroed to its end by Open: zeroActiveTail): the bytes of the block
+// being written are read back first.
 func (l *Ledger) startDirectAt(path string, size int64) {
 	a := l.w.off &^ (dioAlign - 1)
 	head := make([]byte, l.w.off-a)

@@ -146,9 +146,8 @@ func TestDirectWrites(t *testing.T) {
 		}
 		check("reopened "+filepath.Base(d), l2, n)
 		if d == dir {
-			// The segment active at Open is zeroed behind the writer;
-			// once that is done it is written directly too, from the
-			// middle of a block.
+			// The segment active at Open is zeroed to its end by Open
+			// and written directly too, from the middle of a block.
 			deadline := time.Now().Add(10 * time.Second)
 			for i := 0; l2.direct.Load() == 0; i++ {
 				if time.Now().After(deadline) {

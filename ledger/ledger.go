@@ -171,9 +171,9 @@ type Options struct {
 	// compactHook, if set (tests), runs before each segment is compressed;
 	// an error it returns is the compaction's.
 	compactHook func() error
-	// zeroTailHook, if set (tests), runs before each chunk of zeros
-	// written after the records of the segment active at Open.
-	zeroTailHook func()
+	// zeroAheadHook, if set (tests), runs before the next segment is
+	// zeroed ahead.
+	zeroAheadHook func()
 	// noDirect, if set (tests), writes every segment through the page
 	// cache and syncs it with fdatasync.
 	noDirect bool
@@ -318,7 +318,6 @@ type Ledger struct {
 	// rotations and the sequencer's time in them, the longest (benchmarks)
 	rotations, rotateNs, rotateMax atomic.Int64
 	sealNs                         atomic.Int64  // the syncer's time in rotations' syncs and links (benchmarks)
-	tz                             tailZero      // zeros after the records of the segment active at Open
 	syncs                          atomic.Uint64 // fdatasyncs of segments (benchmarks)
 	direct                         atomic.Uint64 // direct writes to segments (tests, benchmarks)
 	directOut                      atomic.Uint64 // segments written past their zeros (tests)
@@ -530,6 +529,7 @@ func Open(dir string, opts Options) (*Ledger, error) {
 		l.closeFiles()
 		return nil, fmt.Errorf("ledger: open %s: %w", dir, err)
 	}
+	l.zeroActiveTail()
 	l.in = make(chan *appendReq, 1024)
 	l.cpReq = make(chan chan cpResult)
 	l.syncCh = make(chan *syncJob, 4)

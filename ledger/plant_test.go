@@ -121,9 +121,9 @@ func TestPlantedZeroedSymlink(t *testing.T) {
 	opts.SegmentSize = 64 << 10
 	var once sync.Once
 	planted := make(chan error, 1)
-	// The zeroer zeros the first segment's tail, then creates next.zeroed:
-	// the link is there before it does.
-	opts.zeroTailHook = func() { once.Do(func() { planted <- plant() }) }
+	// The hook runs before the zeroer creates next.zeroed: the link is
+	// there before it does.
+	opts.zeroAheadHook = func() { once.Do(func() { planted <- plant() }) }
 	l, err := Open(dir, opts)
 	if err != nil {
 		t.Fatal(err)

@@ -54,7 +54,7 @@ import (
 // record each (execution trace); now about two per sync (0.05 per record).
 func (l *Ledger) sequence() {
 	defer close(l.syncCh)
-	l.zeroTailThenAhead(true)
+	l.zeroAhead()
 	timer := time.NewTimer(l.cpDelay())
 	defer timer.Stop()
 	gather := time.NewTimer(time.Hour)
@@ -595,7 +595,6 @@ func (l *Ledger) writeFailed(b *batchState, rest []*appendReq, err error) *syncJ
 // and the readers' leaf hashes go back.
 func (l *Ledger) rollback(b *batchState) error {
 	m := b.mark
-	l.stopTailZero() // the segment is truncated below
 	if l.w.dio != nil {
 		l.w.dio.Close() // (the segment's handle is sought below)
 		l.w.dio = nil
@@ -663,7 +662,6 @@ func (l *Ledger) flush(b *batchState) error {
 	if len(b.buf) == 0 {
 		return nil
 	}
-	l.tailWrite(l.w.off + int64(len(b.buf)))
 	n, err := l.writeSegment(b.job, b.buf)
 	l.w.off += int64(n)
 	if err != nil {
@@ -702,8 +700,6 @@ func (l *Ledger) rotate(b *batchState) error {
 	}()
 	job := b.job
 	s := &segment{first: l.w.next, path: filepath.Join(l.segDir, segName(l.w.next))}
-	// Nothing more is written to the closing segment.
-	l.stopTailZero()
 	if l.w.dio != nil {
 		l.w.dio.Close()
 		l.w.dio = nil

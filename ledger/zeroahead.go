@@ -4,7 +4,6 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"sync"
 )
 
 // Segments are zeroed ahead. Appending to a file changes its size, and on
@@ -15,6 +14,9 @@ import (
 // the first write just the same). So while a segment fills, a background
 // goroutine writes the next one's zeros and syncs them, under a name
 // listSegments ignores; the rotation links it into place.
+//
+// The segment active at Open is zeroed after its records before Open
+// returns (zeroActiveTail).
 //
 // The zeros after the records are never records: they are cut from the
 // segment a rotation closes, durably, before the next segment has its name
@@ -37,29 +39,20 @@ var errNoRoomAhead = errors.New("ledger: no room beyond the reserve to zero the 
 // zeroAhead starts zeroing the next segment if none is on its way
 // (sequencer only).
 func (l *Ledger) zeroAhead() {
-	l.zeroTailThenAhead(false)
-}
-
-// zeroTailThenAhead starts zeroing the next segment; with tail (the
-// sequencer's start), first the rest of the segment active at Open,
-// behind the writer (a process that restarts would otherwise spend its
-// first segment on appending fdatasyncs).
-func (l *Ledger) zeroTailThenAhead(tail bool) {
 	if l.w.ahead != nil {
 		return
-	}
-	if tail && !l.startTailZero() {
-		tail = false
 	}
 	done := make(chan bool, 1)
 	l.w.ahead = done
 	l.bg.Add(1)
 	go func() {
 		defer l.bg.Done()
-		if tail {
-			l.zeroTail()
+
+		if h := l.opts.zeroAheadHook; h != nil {
+			h()
 		}
 		err := l.zeroFile(filepath.Join(l.segDir, zeroAheadName), l.opts.SegmentSize)
+
 		if errors.Is(err, errPlanted) {
 			l.opts.Logger.Warn("ledger: something is planted, again and again, where the next segment is zeroed ahead; the next segment is created empty", "err", err)
 		}
@@ -88,112 +81,39 @@ func (l *Ledger) zeroAheadIfWorth(closed int64) {
 	l.zeroAhead()
 }
 
-// tailZero coordinates the zeroing of the active segment's tail with the
-// writer: the zeroer writes only at or beyond hw, the end of what the
-// writer has written or is writing, and nothing once on is false.
-type tailZero struct {
-	mu       sync.Mutex
-	on       bool
-	finished bool // written and synced to the segment's end
-	hw       int64
-	path     string
-	active   bool // the zeroer may run (sequencer only: skips the lock otherwise)
-}
-
-// tailZeroChunk is what the tail zeroer writes per lock and sync: the writer
-// waits at most for one such write to publish where it writes. 1 MiB, not
-// 256 KiB: the segment is zeroed to its end, and written directly, sooner
-// after Open (a quarter of the syncs); alternated at 64 × 1 (six pairs,
-// 07:50 UTC, load 3.0) 0.55–0.62 of the device limit against 0.55–0.61,
-// higher in 5 of 6, ack p99 2.4–2.8 against 1.7–1.9 ms; at 64 × 64 the
-// same rate, p99 14–17 against 12–23 ms.
-const tailZeroChunk = 1 << 20
-
-// startTailZero prepares zeroing the active segment after its records, if
-// there is room for it and the next segment beyond Options.Reserve
-// (sequencer, before anything is written).
-func (l *Ledger) startTailZero() bool {
+// zeroActiveTail writes zeros after the records of the segment active at
+// Open up to SegmentSize and makes them durable, before Open returns, and
+// opens the segment for direct writes: from the first append on, the
+// writer overwrites zeros with no size change to commit, as in a segment
+// zeroed ahead. Zeroed behind the writer instead (until the tenth session), the
+// appends until the zeroer reached the segment's end (~56 ms for a new
+// ledger's 16 MiB here) went through the page cache with an appending
+// fdatasync each, at ~75k records/s against ~200k after it; Open itself
+// already reads that segment to its end and syncs it. Only with room for
+// the zeros and the next segment beyond Options.Reserve; a failure leaves
+// the segment appended to as before (the zeros written are cut like any).
+func (l *Ledger) zeroActiveTail() {
 	rest := l.opts.SegmentSize - l.w.off
 	if rest < 4<<10 {
-		return false
+		return
 	}
 	if free := FreeBytes(l.dir); free >= 0 && free-rest-2*l.opts.SegmentSize < l.opts.Reserve {
-		return false
+		return
 	}
-	l.tz = tailZero{on: true, hw: l.w.off, path: l.w.seg.path, active: true}
+	f := l.w.f
 	// Zeros may follow the records from now on: rotation and Close cut
 	// them, recovery cuts them after a crash.
 	l.w.zeroed = true
-	return true
-}
-
-// zeroTail writes zeros after the active segment's records up to
-// SegmentSize, a chunk at a time, each synced, behind the writer.
-func (l *Ledger) zeroTail() {
-	f, err := os.OpenFile(l.tz.path, os.O_WRONLY|oNoFollow, 0) // (plant.go)
-	if err != nil {
-		return
-	}
-	defer f.Close()
-	end, next := l.opts.SegmentSize, int64(0)
-	for {
-		select {
-		case <-l.stop:
-			return
-		default:
-		}
-		if h := l.opts.zeroTailHook; h != nil {
-			h()
-		}
-		l.tz.mu.Lock()
-		a := max(next, l.tz.hw)
-		if !l.tz.on || a >= end {
-			// Every byte to the end is written and synced: the writer
-			// may write this segment directly from now on.
-			l.tz.finished = l.tz.on
-			l.tz.mu.Unlock()
-			return
-		}
-		n, err := f.WriteAt(zeroBuf[:min(tailZeroChunk, end-a)], a)
-		l.tz.mu.Unlock()
-		if err != nil {
-			return // the writer cuts whatever zeros were written
-		}
-		next = a + int64(n)
-		if err := datasync(f); err != nil {
+	for off := l.w.off; off < l.opts.SegmentSize; off += int64(len(zeroBuf)) {
+		if _, err := f.WriteAt(zeroBuf[:min(int64(len(zeroBuf)), l.opts.SegmentSize-off)], off); err != nil {
 			return
 		}
 	}
-}
-
-// tailWrite tells the tail zeroer that the writer writes up to end (the
-// sequencer, before it writes there).
-func (l *Ledger) tailWrite(end int64) {
-	if !l.tz.active {
+	// One fdatasync for the whole tail: nothing else is written yet.
+	if err := datasync(f); err != nil {
 		return
 	}
-	l.tz.mu.Lock()
-	l.tz.hw = max(l.tz.hw, end)
-	finished := l.tz.finished
-	l.tz.mu.Unlock()
-	if finished {
-		// Nothing more to coordinate with: the segment is zeroed to its
-		// end, as one zeroed ahead is.
-		l.tz.active = false
-		l.startDirectAt(l.w.seg.path, l.opts.SegmentSize)
-	}
-}
-
-// stopTailZero ends the tail zeroer's writes for good (the sequencer,
-// before it truncates the segment or moves on from it).
-func (l *Ledger) stopTailZero() {
-	if !l.tz.active {
-		return
-	}
-	l.tz.mu.Lock()
-	l.tz.on = false
-	l.tz.mu.Unlock()
-	l.tz.active = false
+	l.startDirectAt(l.w.seg.path, l.opts.SegmentSize)
 }
 
 // zeroFile writes size zero bytes to a new file at path and syncs it; on
@@ -272,7 +192,6 @@ func (l *Ledger) takeZeroed(path string, header []byte) *os.File {
 // cutZeros truncates the active segment's zeros after its records and
 // makes that durable.
 func (l *Ledger) cutZeros() error {
-	l.stopTailZero()
 	if err := l.stopDirect(); err != nil {
 		return err
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 )
@@ -133,12 +132,11 @@ func copyTree(t *testing.T, src, dst string) {
 }
 
 // TestZeroTailAtOpen: the segment active at Open is zeroed after its
-// records, behind the writer: with nothing appended its file grows to the
-// segment size; with large appends racing the zeroer from the first
-// moment, no record is ever overwritten by zeros (every acknowledged record
-// reads back, also from a copy of the directory taken mid-way, a crash),
-// no closed segment keeps zeros, Close cuts them from the last one, and
-// verify finds nothing.
+// records, and synced, before Open returns, so that the first append is
+// written directly (no appending fdatasync); with appends going on past
+// two rotations, every acknowledged record reads back (also from a copy
+// of the directory taken mid-way, a crash), no closed segment keeps
+// zeros, Close cuts them from the last one, and verify finds nothing.
 func TestZeroTailAtOpen(t *testing.T) {
 	t.Parallel()
 	k := newKey(t, testOrigin)
@@ -172,65 +170,34 @@ func TestZeroTailAtOpen(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Idle: the tail is zeroed up to the segment size.
-	l, err = Open(dir, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	segs := mustSegments(t, segDir)
-	active := segs[len(segs)-1].path
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if st, err := os.Stat(active); err == nil && st.Size() == opts.SegmentSize {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the segment active at Open was not zeroed after its records")
-		}
-		time.Sleep(time.Millisecond)
-	}
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if res, err := scanSegment(active, segs[len(segs)-1].first, maxFrameLen); err != nil || res.end != res.size {
-		t.Fatalf("after Close the records end at %d, file is %d bytes (%v)", res.end, res.size, err)
-	}
-
-	// Racing: the zeroer is held before its first chunk until the writer
-	// has written 1 MiB appends (it is then behind the writer's records),
-	// or until the writer has rotated (its segment is closed), then runs;
-	// the writer goes on past a second rotation.
+	// The tail is zeroed up to the segment size when Open returns, and
+	// the first append overwrites zeros directly.
 	var crashed string
 	var acked int
-	for _, afterRotation := range []bool{false, true} {
-		segs = mustSegments(t, segDir)
-		release := make(chan struct{})
-		var once sync.Once
-		opts.zeroTailHook = func() { once.Do(func() { <-release }) }
+	for round := range 2 {
+		segs := mustSegments(t, segDir)
 		l, err = Open(dir, opts)
 		if err != nil {
-			close(release)
 			t.Fatal(err)
 		}
-		released := false
+		active := segs[len(segs)-1].path
+		if st, err := os.Stat(active); err != nil || st.Size() != opts.SegmentSize {
+			t.Fatalf("round %d: the segment active at Open is %d bytes when Open returns, want %d (zeroed after its records) (%v)", round, st.Size(), opts.SegmentSize, err)
+		}
+		appendN(l, 1, 1)
+		if l.direct.Load() != 1 {
+			t.Fatalf("round %d: the first append after Open: %d direct writes, want 1", round, l.direct.Load())
+		}
 		for i := 0; len(mustSegments(t, segDir)) < len(segs)+2; i++ {
 			appendN(l, 256, 256)
 			if i == 1 && crashed == "" {
 				crashed, acked = t.TempDir(), len(recs)
 				copyTree(t, dir, crashed)
 			}
-			if !released && (!afterRotation && i == 1 || afterRotation && len(mustSegments(t, segDir)) > len(segs)) {
-				close(release)
-				released = true
-				time.Sleep(50 * time.Millisecond) // its writes, if any
-			}
-		}
-		if !released {
-			close(release)
 		}
 		for i, r := range recs {
 			if e, err := l.Read(uint64(i)); err != nil || !bytes.Equal(e.Data, r) {
-				t.Fatalf("zeroer released after the rotation %v: Read(%d) of %d: %v", afterRotation, i, len(recs), err)
+				t.Fatalf("round %d: Read(%d) of %d: %v", round, i, len(recs), err)
 			}
 		}
 		if err := l.Close(); err != nil {
