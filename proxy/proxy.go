@@ -509,6 +509,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 		ct := r.Header.Get("Content-Type")
 		if keep > 0 && (r.ContentLength < 0 || r.ContentLength <= int64(keep)) && httpaudit.Capturable(ct) {
 			body = newTee(r.Body, keep)
+			body.length = r.ContentLength
 		} else {
 			body = newTee(r.Body, 0)
 		}

@@ -551,13 +551,19 @@ type teeBody struct {
 	overflow bool
 	eof      bool
 	done     bool
+	// length is the request's Content-Length (-1: unknown). Bytes read up
+	// to it are the whole body, EOF or not: the transport reads the EOF
+	// after the declared bytes in its own goroutine, which an upstream
+	// that answered once it had them can beat, and the body (a login's
+	// user name) was then taken for unread.
+	length int64
 }
 
 func newTee(body interface {
 	Read([]byte) (int, error)
 	Close() error
 }, keep int) *teeBody {
-	return &teeBody{body: body, closer: body, keep: keep}
+	return &teeBody{body: body, closer: body, keep: keep, length: -1}
 }
 
 var errExchangeOver = &net.OpError{Op: "read", Net: "body", Err: os.ErrClosed}
@@ -597,7 +603,8 @@ func (t *teeBody) finish() []byte {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.done = true
-	if t.keep > 0 && !t.overflow && t.eof {
+	whole := t.eof || t.length >= 0 && int64(len(t.buf)) == t.length
+	if t.keep > 0 && !t.overflow && whole {
 		if t.buf == nil {
 			return []byte{}
 		}
