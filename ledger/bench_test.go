@@ -783,6 +783,7 @@ func BenchmarkCompressSegment(b *testing.B) {
 		b.Fatal(err)
 	}
 	var cpu time.Duration
+	var zsize int64
 	for b.Loop() {
 		cpu0 := cpuTime()
 		zp, err := compressSegment(s.path, s.first, count)
@@ -795,8 +796,14 @@ func BenchmarkCompressSegment(b *testing.B) {
 		if err != nil || z.count != count {
 			b.Fatalf("compressed segment: %v, want %d records", err, count)
 		}
+		zst, err := os.Stat(zp)
+		if err != nil {
+			b.Fatal(err)
+		}
+		zsize = zst.Size()
 		os.Remove(zp)
 	}
 	b.SetBytes(st.Size())
 	b.ReportMetric(float64(cpu.Nanoseconds())/float64(uint64(b.N)*count)/1000, "cpu-µs/rec")
+	b.ReportMetric(float64(zsize)/float64(count), "zseg-B/rec")
 }

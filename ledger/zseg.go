@@ -43,7 +43,9 @@ const (
 	zHeaderSize  = len(zMagic) + 8 + 8 + 4
 	zTrailerSize = 8 + 4 + 4 + len(zEndMagic)
 	zIndexEntry  = 8 + 4 + 4
-	// zBlockSize is the decoded size a block is cut at. Larger blocks
+	// zBlockSize bounds a block's decoded size, its columns and CRC
+	// included (blockEnd): zstd's largest block, so that each is one
+	// zstd block. Larger blocks
 	// compress better (demo traffic: 71 B/event at 64 KiB, 59 at 256 KiB)
 	// and cost more to decode for one record (~0.1 ms per 128 KiB).
 	zBlockSize = 128 << 10
@@ -139,7 +141,11 @@ var (
 		return d
 	})
 	zEncoder = sync.OnceValue(func() *zstd.Encoder {
-		e, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1), zstd.WithEncoderCRC(false))
+		// The window first: a window set before the level keeps zstd's
+		// largest block (128 KiB) as the block size, which SpeedFastest
+		// otherwise lowers to 64 KiB, and each of our blocks
+		// (blockEnd) is then one zstd block, encoded without history.
+		e, err := zstd.NewWriter(nil, zstd.WithWindowSize(zBlockSize), zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1), zstd.WithEncoderCRC(false))
 		if err != nil {
 			panic(err)
 		}
@@ -234,6 +240,47 @@ func parseBlock(b []byte, want uint32, times []int64, data [][]byte) ([]int64, [
 		b = b[l:]
 	}
 	return times, data, nil
+}
+
+// blockEnd returns where the block that starts at recs[i] ends: it takes
+// records while its decoded form (encodeBlock's raw) stays within
+// zBlockSize, and at least one. The size is exact, not estimated: a raw
+// block even a byte over zstd's largest block (128 KiB) is encoded as two
+// zstd blocks, the second a few hundred bytes with its own entropy tables,
+// and through the encoder's slower path that keeps history between blocks
+// (a fifth more CPU per segment than one block, BenchmarkCompressSegment).
+func blockEnd(recs []zRec, i int) int {
+	// The count's uvarint (at most 3 bytes for what fits) and the CRC.
+	size := 3 + 4
+	t := int64(0) // encodeBlock's first delta is from 0
+	j := i
+	for ; j < len(recs); j++ {
+		n := varintLen(recs[j].time-t) + uvarintLen(uint64(len(recs[j].data))) + len(recs[j].data)
+		if j > i && size+n > zBlockSize {
+			break
+		}
+		size += n
+		t = recs[j].time
+	}
+	return j
+}
+
+func uvarintLen(x uint64) int {
+	n := 1
+	for x >= 0x80 {
+		x >>= 7
+		n++
+	}
+	return n
+}
+
+// varintLen is the length of binary.AppendVarint's encoding of x.
+func varintLen(x int64) int {
+	ux := uint64(x) << 1
+	if x < 0 {
+		ux = ^ux
+	}
+	return uvarintLen(ux)
 }
 
 // encodeBlock appends the compressed block of recs to dst.
@@ -350,11 +397,7 @@ func compressSegmentAltered(path string, first, count uint64, alter func([]byte)
 	var index []byte
 	raw := bufs.raw
 	for i := 0; i < len(recs); {
-		j, size := i, 0
-		for j < len(recs) && (j == i || size+len(recs[j].data) <= zBlockSize) {
-			size += len(recs[j].data) + 4
-			j++
-		}
+		j := blockEnd(recs, i)
 		start := len(out)
 		out, raw = encodeBlock(out, recs[i:j], raw)
 		index = binary.BigEndian.AppendUint64(index, uint64(start))

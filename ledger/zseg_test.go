@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"hash/crc32"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 )
@@ -843,5 +845,76 @@ func TestWriteStallEndsWithoutQueuedSegments(t *testing.T) {
 	}
 	if l.compactStalls.Load() == 0 || time.Since(start) < 2*time.Second {
 		t.Fatalf("no stall (%d) or too short (%v): the test did not test the stall's end", l.compactStalls.Load(), time.Since(start))
+	}
+}
+
+// TestBlockEndFitsOneZstdBlock: blockEnd cuts blocks whose decoded form
+// is as large as fits in zBlockSize and no larger (exactly: one record
+// more would not fit), whatever the records' sizes and the gaps between
+// their append times; each is then encoded as a single zstd block, and
+// decodes to its records.
+func TestBlockEndFitsOneZstdBlock(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	tests := []struct {
+		name  string
+		n     int
+		size  func(i int) int
+		delta func(i int) int64 // time since the record before
+	}{
+		{"event-sized, one batch", 3000, func(i int) int { return 560 + i%40 }, func(int) int64 { return 0 }},
+		{"event-sized, appended apart", 3000, func(i int) int { return 700 + i%90 }, func(i int) int64 { return int64(rng.IntN(1e9)) }},
+		{"tiny records, far apart", 40000, func(int) int { return 1 }, func(i int) int64 { return 1 << 40 }},
+		{"times going back", 3000, func(i int) int { return 100 + i%300 }, func(i int) int64 { return -int64(rng.IntN(1e12)) }},
+		{"mixed sizes", 600, func(i int) int { return []int{1, 127, 128, 16383, 16384, 40000}[i%6] }, func(i int) int64 { return int64(i % 3 * 1000) }},
+		{"records past a block", 20, func(i int) int { return zBlockSize + 1000 + i }, func(int) int64 { return 5 }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var recs []zRec
+			tm := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC).UnixNano()
+			for i := range tt.n {
+				tm += tt.delta(i)
+				data := bytes.Repeat([]byte{byte('a' + i%26)}, tt.size(i))
+				recs = append(recs, zRec{time: tm, data: data})
+			}
+			var raw, dec []byte
+			blocks := 0
+			for i := 0; i < len(recs); blocks++ {
+				j := blockEnd(recs, i)
+				if j <= i {
+					t.Fatalf("block at %d ends at %d", i, j)
+				}
+				var comp []byte
+				comp, raw = encodeBlock(nil, recs[i:j], raw)
+				if len(raw) > zBlockSize && j > i+1 {
+					t.Fatalf("block of records %d..%d decodes to %d bytes, more than %d", i, j-1, len(raw), zBlockSize)
+				}
+				if j < len(recs) {
+					_, more := encodeBlock(nil, recs[i:j+1], nil)
+					if len(more) <= zBlockSize {
+						t.Fatalf("block of records %d..%d (%d bytes) stops short: with record %d it is %d bytes", i, j-1, len(raw), j, len(more))
+					}
+				}
+				var h zstd.Header
+				if err := h.Decode(comp); err != nil || !h.FirstBlock.OK {
+					t.Fatalf("block at %d: frame header: %v", i, err)
+				}
+				if len(raw) <= zBlockSize && !h.FirstBlock.Last {
+					t.Fatalf("block of records %d..%d (%d bytes) is more than one zstd block", i, j-1, len(raw))
+				}
+				got, d, err := decodeBlock(comp, uint32(j-i), dec)
+				dec = d
+				if err != nil {
+					t.Fatalf("block at %d: %v", i, err)
+				}
+				for k, r := range got {
+					if r.time != recs[i+k].time || !bytes.Equal(r.data, recs[i+k].data) {
+						t.Fatalf("record %d does not decode to itself", i+k)
+					}
+				}
+				i = j
+			}
+			t.Logf("%d records in %d blocks", len(recs), blocks)
+		})
 	}
 }
