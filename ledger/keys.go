@@ -27,15 +27,23 @@ func GenerateKey(name string) (signerKey, verifierKey string, err error) {
 
 // LoadSigner reads a signer key file written by GenerateKey (keygen).
 func LoadSigner(path string) (note.Signer, error) {
+	_, s, err := readSignerKey(path)
+	return s, err
+}
+
+// readSignerKey reads and parses a signer key file: its text and the
+// signer it makes (so that DeriveKey refuses what LoadSigner refuses).
+func readSignerKey(path string) (string, note.Signer, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("ledger: signer key: %w", err)
+		return "", nil, fmt.Errorf("ledger: signer key: %w", err)
 	}
-	s, err := note.NewSigner(strings.TrimSpace(string(b)))
+	text := strings.TrimSpace(string(b))
+	s, err := note.NewSigner(text)
 	if err != nil {
-		return nil, fmt.Errorf("ledger: signer key %s: %w", path, err)
+		return "", nil, fmt.Errorf("ledger: signer key %s: %w", path, err)
 	}
-	return s, nil
+	return text, s, nil
 }
 
 // LoadVerifiers reads verifier keys: each file holds one or more keys, one
@@ -73,16 +81,12 @@ func LoadVerifiers(paths ...string) ([]note.Verifier, error) {
 // without signing them, so that nothing it protects can ever be presented
 // as a signature by the checkpoint key. Each purpose gets its own key.
 func DeriveKey(path, purpose string) ([]byte, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("ledger: signer key: %w", err)
-	}
 	// "PRIVATE+KEY+name+hash+base64(algorithm byte | seed)" (note.NewSigner
 	// checks the rest; parse it first so that a malformed file is refused
 	// with its own error).
-	text := strings.TrimSpace(string(b))
-	if _, err := note.NewSigner(text); err != nil {
-		return nil, fmt.Errorf("ledger: signer key %s: %w", path, err)
+	text, _, err := readSignerKey(path)
+	if err != nil {
+		return nil, err
 	}
 	// (The key data is base64, which may hold '+' itself; a name may not.)
 	parts := strings.SplitN(text, "+", 5)
