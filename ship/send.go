@@ -382,11 +382,20 @@ func (d *sender) deliver(b *batch) error {
 	}
 	queue := [][]int{all}
 	for len(queue) > 0 {
+		if err := s.ctx.Err(); err != nil {
+			return err // stopped: what is left of b stays in the spool
+		}
 		set := queue[0]
 		a := d.post(b, set)
-		if s.ctx.Err() != nil {
+		if s.ctx.Err() != nil && a.per == nil && a.whole == retry {
+			// Most likely the stop cut the request short; not a failure
+			// worth reporting.
 			return s.ctx.Err()
 		}
+		// An answer that came before the stop is acted on, and a batch it
+		// completes is committed: Close must not leave the cursor behind
+		// records the far end acknowledged, or the next Shipper sends
+		// them again.
 		var again []int
 		switch {
 		case a.per != nil:

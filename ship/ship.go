@@ -12,14 +12,19 @@
 // persists a cursor (fsynced) and deletes the segments that are fully
 // shipped. Memory stays bounded by one batch whatever the backlog.
 //
-// Delivery is at least once. A crash (or Close's drain timeout) after the far
-// end stored a batch but before the cursor was saved sends that batch again
-// on the next start. To let the far end drop such duplicates, Bulk requests
+// Delivery is at least once. A crash after the far end stored a batch but
+// before the cursor was saved sends that batch again on the next start, and
+// so does a request that Close's drain timeout (or Timeout) abandoned before
+// its answer came: the far end may still store it, as it may any request
+// whose answer was lost. An answer that did come is acted on, and the cursor
+// saved, before Close returns. To let the far end drop such duplicates, Bulk requests
 // carry an _id per record: the record's event.id when it has one, otherwise a
 // hash of the record (VictoriaLogs ignores _id; Elasticsearch answers 409,
 // counted as a duplicate). NDJSON events carry their own event.id, on which a
-// collector can deduplicate. Without a crash or a request timeout, nothing
-// the far end acknowledged is sent again.
+// collector can deduplicate. Without a crash or an abandoned request, nothing
+// the far end acknowledged is sent again, but for one case: a batch that Close
+// stops part-way through retrying some of its records (per-record failures, a
+// rejected batch being split) is sent again whole.
 //
 // Failures are retried with exponential backoff and jitter, honouring
 // Retry-After, without limit: network errors, timeouts, 408, 429 and 5xx, and
@@ -790,7 +795,9 @@ func (s *Shipper) Flush(ctx context.Context) error {
 // Close refuses further Writes, keeps shipping for at most
 // Options.DrainTimeout, then stops the sender and releases the spool. Records
 // not shipped stay in the spool and are sent by the next Shipper opened on
-// it; a batch that was in flight when the sender stopped may be sent twice.
+// it. A request in flight when the sender stopped is abandoned; if the far
+// end stores it all the same, its records arrive twice. A batch whose
+// answer came before the stop is recorded as shipped.
 func (s *Shipper) Close() error {
 	s.mu.Lock()
 	if s.closed {
