@@ -598,8 +598,15 @@ func (lc *leanConn) serveOne(r *http.Request) (keep bool) {
 	}()
 	lc.f.h.ServeHTTP(w, r)
 	keep = w.finish()
-	// A client that went away (lc.look) or a failed write cancelled ctx.
-	return keep && !lc.f.shutting.Load() && lc.ctx.Err() == nil
+	// A failed write ends the connection (finish: lc.werr); a client that
+	// went away (lc.look: its end, which cancelled ctx) does not: net/http
+	// too reads on after its background read found the end, and answers
+	// what the client sent before it (the rest of a head cut short: 400;
+	// a pipelined request: with ctx cancelled, 499) before it finds the
+	// end itself. Closing here dropped those answers whenever a request
+	// outlasted two sweeps (an upstream slower than 20 ms, or a loaded
+	// machine).
+	return keep && !lc.f.shutting.Load()
 }
 
 // look peeks at the connection of a request served for a while (the
