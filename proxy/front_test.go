@@ -327,18 +327,55 @@ func TestLeanFrontTimeouts(t *testing.T) {
 			if took, since := time.Since(start), time.Since(asked); err != nil || len(rest) != 0 || since < 500*time.Millisecond || took > 3*time.Second {
 				t.Errorf("idle: got %q after %v (%v since the request), %v, want the connection closed after 600ms", rest, took, since, err)
 			}
-			// Requests every 100ms for longer than both timeouts.
-			c = dial()
-			br = bufio.NewReader(c)
-			for i := range 12 {
-				io.WriteString(c, "GET /plain HTTP/1.1\r\nHost: a\r\n\r\n")
-				c.SetReadDeadline(time.Now().Add(5 * time.Second))
-				resp, err := http.ReadResponse(br, nil)
-				if err != nil {
-					t.Fatalf("request %d on a busy connection: %v", i, err)
+			// Requests 100ms apart for longer than both timeouts: a client
+			// that keeps sending is not cut. The time between two requests
+			// the client wrote bounds the connection's idle time between
+			// them (the server idles after it read the one, and until the
+			// other's bytes come), so a cut after a gap under half the
+			// idle timeout (the other half for the server to take bytes
+			// already there) is wrong, however loaded the machine. A gap
+			// longer than that (a sleep overrun under load: "request 10
+			// on a busy connection: unexpected EOF" at load 15, where the
+			// fixed 100ms sleeps were taken for the gaps) may rightly be
+			// cut and proves nothing: such a run is not sent on with, and
+			// starts over on a new connection.
+			const idle, gapMax = 600 * time.Millisecond, 300 * time.Millisecond
+			for runs, deadline := 1, time.Now().Add(60*time.Second); ; runs++ {
+				if time.Now().After(deadline) {
+					t.Fatalf("no run of requests each within %v of the one before in 60s (%d runs): too loaded to tell", gapMax, runs)
 				}
-				io.Copy(io.Discard, resp.Body)
-				time.Sleep(100 * time.Millisecond)
+				c = dial()
+				br = bufio.NewReader(c)
+				var first, last time.Time
+				overrun := false
+				for i := 0; ; i++ {
+					now := time.Now()
+					if i > 0 && now.Sub(last) >= gapMax {
+						overrun = true
+						t.Logf("run %d: request %d would come %v after the one before; starting over", runs, i, now.Sub(last))
+						break
+					}
+					if i >= 12 && now.Sub(first) > 2*idle {
+						break
+					}
+					if i == 0 {
+						first = now
+					}
+					last = now
+					io.WriteString(c, "GET /plain HTTP/1.1\r\nHost: a\r\n\r\n")
+					c.SetReadDeadline(now.Add(5 * time.Second))
+					resp, err := http.ReadResponse(br, nil)
+					if err != nil {
+						t.Fatalf("request %d on a busy connection (%v after the connection's first, each within %v of the one before): %v",
+							i, now.Sub(first), gapMax, err)
+					}
+					io.Copy(io.Discard, resp.Body)
+					time.Sleep(100 * time.Millisecond)
+				}
+				c.Close()
+				if !overrun {
+					break
+				}
 			}
 		})
 	}
