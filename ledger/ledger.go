@@ -529,7 +529,8 @@ func Open(dir string, opts Options) (*Ledger, error) {
 		l.closeFiles()
 		return nil, fmt.Errorf("ledger: open %s: %w", dir, err)
 	}
-	l.zeroActiveTail()
+	l.stop = make(chan struct{})
+	l.zeroAtOpen()
 	l.in = make(chan *appendReq, 1024)
 	l.cpReq = make(chan chan cpResult)
 	l.syncCh = make(chan *syncJob, 4)
@@ -542,7 +543,6 @@ func Open(dir string, opts Options) (*Ledger, error) {
 	l.pubDone = make(chan struct{})
 	l.final = make(chan cpResult, 1)
 	l.signedWake = make(chan struct{})
-	l.stop = make(chan struct{})
 	for _, w := range opts.Witnesses {
 		q := newWitnessQueue(w, opts.Logger)
 		l.witnesses = append(l.witnesses, q)
@@ -550,8 +550,6 @@ func Open(dir string, opts Options) (*Ledger, error) {
 	l.w.handover = opts.HandoverSigner
 	l.legalHold.Store(opts.LegalHold)
 	l.w.cpMono = time.Now()
-	// A segment zeroed ahead by a process that stopped: made again.
-	os.Remove(filepath.Join(l.segDir, zeroAheadName))
 	// A new segment (and its .idx) that was not yet linked to its name
 	// (rotate) when the last process stopped: none of its records were
 	// acknowledged.

@@ -54,7 +54,6 @@ import (
 // record each (execution trace); now about two per sync (0.05 per record).
 func (l *Ledger) sequence() {
 	defer close(l.syncCh)
-	l.zeroAhead()
 	timer := time.NewTimer(l.cpDelay())
 	defer timer.Stop()
 	gather := time.NewTimer(time.Hour)

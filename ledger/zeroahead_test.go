@@ -277,3 +277,72 @@ func TestNoZeroAheadForLargeSyncs(t *testing.T) {
 		t.Fatalf("verify: %d records, want %d\n%s", rep.Records, n, rep)
 	}
 }
+
+// TestNextZeroedAtOpen: when Open returns, the next segment is zeroed
+// ahead to its full size and durable (zeroAtOpen), for a new ledger and
+// for one reopened with a stale zeroed file left behind; the first
+// rotation takes it, and its records are written directly.
+func TestNextZeroedAtOpen(t *testing.T) {
+	t.Parallel()
+	k := newKey(t, testOrigin)
+	opts := testOpts(k)
+	// The default size: a smaller segment is zeroed so fast that a
+	// zeroer running behind Open would be done too when it returns.
+	opts.SegmentSize = 16 << 20
+	opts.DisableCompression = true
+	big := func(i int) []byte { return append(record(i), bytes.Repeat([]byte{'y'}, 4000)...) }
+	dir := t.TempDir()
+	ahead := filepath.Join(dir, "seg", zeroAheadName)
+	n := 0
+	for round := range 2 {
+		if round == 1 {
+			// A stale file from a process that stopped mid-zeroing: not
+			// all zeros, and short.
+			if err := os.WriteFile(ahead, []byte("stale, not zeros"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		l, err := Open(dir, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(ahead)
+		if err != nil || int64(len(b)) != opts.SegmentSize || !bytes.Equal(b, make([]byte, len(b))) {
+			t.Fatalf("round %d: when Open returns, %s is %d bytes, all zeros %v (%v); want %d bytes of zeros", round, zeroAheadName, len(b), bytes.Equal(b, make([]byte, len(b))), err, opts.SegmentSize)
+		}
+		segs := len(mustSegments(t, filepath.Join(dir, "seg")))
+		for len(mustSegments(t, filepath.Join(dir, "seg"))) == segs {
+			batch := make([][]byte, 16)
+			for i := range batch {
+				batch[i] = big(n + i)
+			}
+			if _, err := l.Append(context.Background(), batch...); err != nil {
+				t.Fatal(err)
+			}
+			n += len(batch)
+		}
+		// The rotation took the zeroed file: the new segment is written
+		// directly from its first record.
+		d := l.direct.Load()
+		if _, err := l.Append(context.Background(), big(n)); err != nil {
+			t.Fatal(err)
+		}
+		n++
+		if l.direct.Load() != d+1 {
+			t.Fatalf("round %d: the first append after the rotation made %d direct writes, want 1", round, l.direct.Load()-d)
+		}
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l, err := Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	for i := range n {
+		if e, err := l.Read(uint64(i)); err != nil || !bytes.Equal(e.Data, big(i)) {
+			t.Fatalf("Read(%d) of %d: %v", i, n, err)
+		}
+	}
+}
