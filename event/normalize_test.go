@@ -104,6 +104,15 @@ var normalizedSeeds = []string{
 	`{"event.ingested":"never"}`, `{"user.name":5}`, `{"user.roles":[1]}`, `{"event":"x"}`, `{"event":{"action":{"a":1}}}`,
 	`{"a":1`, `{"a":1}x`, `[]`, `null`, `"x"`, `{"":1}`, `{"":null}`, `{"event":{"":null}}`, `{"user.name":"a\u0000b"}`, "{\"user.name\":\"a\x01\"}",
 	"{\"user.name\":\"\xff\xfe\"}", `{"labels":{"a":1}}`, `{"labels":"x"}`,
+	// Documents emit copies in runs, or in part: a stored record sent
+	// again (event.ingested replaced), arrays with space, an escaped
+	// value, an empty array and members out of order amid written ones.
+	`{"@timestamp":"2026-11-25T12:00:01.000001000Z","event":{"kind":"event","category":["web","authentication"],"type":["access"],"action":"http_request","outcome":"success","duration":1834000,"id":"x","dataset":"trailguard.access","ingested":"2026-11-25T12:00:02.000000000Z"},"message":"m","http":{"request":{"id":"r","method":"GET","body":{"bytes":5}},"response":{"status_code":200}},"user":{"name":"u","roles":["a","b"]},"labels":{"a":"1","b":"2"}}`,
+	`{"@timestamp":"2026-11-25T12:00:01Z","event":{"kind":"event","category":["web" ,"iam"],"type":[ "access"],"action":"x"},"user":{"name":"u","roles":["a", "b"]}}`,
+	`{"@timestamp":"2026-11-25T12:00:01Z","event":{"kind":"event","action":"a\u0062c","outcome":"success","severity":-5,"duration":7}}`,
+	`{"event":{"kind":"event","category":[ ],"type":[],"action":"x","outcome":""},"message":"m"}`,
+	`{"event":{"action":"x","kind":"event","id":"i"},"message":"m","host":{"name":"h"},"log":{"level":"info"}}`,
+	`{"event":{"kind":"event","id":"","dataset":"d"},"url":{"path":"/p"}}`,
 }
 
 func TestNormalizedMatchesDecode(t *testing.T) {
@@ -126,6 +135,26 @@ func TestNormalizedMatchesDecode(t *testing.T) {
 }
 
 // TestNormalizedAllowsNoAllocations: the point of the one-pass path.
+// checkRecordAgain normalises the record doc gives once more: a record
+// is what emit copies in runs (all of it but event.ingested).
+func checkRecordAgain(t *testing.T, doc []byte) {
+	t.Helper()
+	rec, _, ok := AppendNormalized(nil, doc, time.Date(2025, 1, 2, 3, 4, 5, 6, time.UTC), fixedID)
+	if !ok {
+		return
+	}
+	if !checkNormalized(t, rec) {
+		t.Fatalf("%s: its record %s is declined", doc, rec)
+	}
+	checkSpans(t, rec)
+}
+
+func TestNormalizedRecordAgain(t *testing.T) {
+	for _, doc := range normalizedSeeds {
+		checkRecordAgain(t, []byte(doc))
+	}
+}
+
 func TestNormalizedAllocations(t *testing.T) {
 	doc := []byte(normalizedSeeds[0])
 	dst := make([]byte, 0, 4096)
@@ -149,6 +178,7 @@ func FuzzNormalized(f *testing.F) {
 		checkNormalized(t, doc)
 		checkSpans(t, doc)
 		checkPass(t, pass, doc)
+		checkRecordAgain(t, doc)
 	})
 }
 
@@ -189,6 +219,13 @@ func TestScrubPassPredictions(t *testing.T) {
 		`{"user":{"name":null,"id":"1"}}`, `{"user":{"id":"1","name":"n"}}`, `{"user":{"id":"1","roles":["a"]}}`,
 		`{"user":{"id":"1","target":{"id":"2"}}}`, `{"user":{"id":"1","target.id":"2"}}`, `{"user.id":"1","user":{"name":"n"}}`,
 		`{"event.id":"a"}`, `{"id":"a"}`, `{"event.id":"a","name":"b"}`, `{"event":{"id":"a"},"name":"b"}`,
+		// Names that differ from the predicted one past its first eight
+		// bytes (predicted compares two words).
+		`{"event":{"kind":"event","category":["web"]},"http":{"response":{"status_code":200}},"user_agent":{"original":"a"}}`,
+		`{"event":{"kind":"event","categoryx":["web"]},"http":{"response":{"status_codes":200}},"user_agent":{"originals":"a"}}`,
+		`{"event":{"kind":"event","category":["web"]},"http":{"response":{"status_code":200}},"user_agent":{"original":"a"}}`,
+		`{"event":{"kind":"event","categor":["web"]},"http":{"response":{"status_cod":200}},"user_agent":{"origina":"a"}}`,
+		`{"event":{"kind":"event","category":["web"]},"http":{"response":{"status_codf":200}},"user_agenx":{"original":"a"}}`,
 	)
 	for round := range 3 {
 		for i := range docs {
