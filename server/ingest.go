@@ -534,7 +534,7 @@ func bodyStatus(err error) (int, string) {
 	case errors.Is(err, errBadGzip):
 		return http.StatusBadRequest, err.Error()
 	case errors.Is(err, errBodyTimeout):
-		return http.StatusRequestTimeout, "request body too slow: body_read_timeout or body_idle_timeout passed; send faster or in smaller requests"
+		return http.StatusRequestTimeout, err.Error() + "; send faster or in smaller requests"
 	}
 	return http.StatusBadRequest, "reading request body: " + err.Error()
 }

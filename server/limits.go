@@ -55,6 +55,13 @@ func (s *tokenSlots) acquire(token string) (release func(), status int) {
 	}, 0
 }
 
+// inProgress is the number of slots taken.
+func (s *tokenSlots) inProgress() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.inUse
+}
+
 // limitIngest wraps an ingest handler (behind requireRole) with the
 // concurrency limits.
 func (s *Server) limitIngest(h http.HandlerFunc) http.HandlerFunc {
@@ -120,17 +127,20 @@ func (b *clearAtEOF) Read(p []byte) (int, error) {
 // end. It moves the connection's read deadline, which net/http leaves to
 // handlers (a server-wide ReadTimeout would also cut the live tail).
 type deadlineBody struct {
-	r    io.Reader
-	rc   *http.ResponseController
-	idle time.Duration
-	end  time.Time
-	done bool
+	r           io.Reader
+	rc          *http.ResponseController
+	idle, total time.Duration
+	end         time.Time
+	done        bool
 }
 
 func newDeadlineBody(w http.ResponseWriter, r io.Reader, idle, total time.Duration) *deadlineBody {
-	return &deadlineBody{r: r, rc: http.NewResponseController(w), idle: idle, end: time.Now().Add(total)}
+	return &deadlineBody{r: r, rc: http.NewResponseController(w), idle: idle, total: total, end: time.Now().Add(total)}
 }
 
+// errBodyTimeout is wrapped by the error of a body cut by either timeout;
+// the error says which, so that a client (and a test) can tell a stall
+// from a trickle.
 var errBodyTimeout = errors.New("request body too slow")
 
 func (d *deadlineBody) Read(p []byte) (int, error) {
@@ -146,7 +156,11 @@ func (d *deadlineBody) Read(p []byte) (int, error) {
 	_ = d.rc.SetReadDeadline(dl)
 	n, err := d.r.Read(p)
 	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
-		err = fmt.Errorf("%w: %w", errBodyTimeout, err)
+		if dl.Equal(d.end) {
+			err = fmt.Errorf("%w: the body did not arrive within body_read_timeout (%v)", errBodyTimeout, d.total)
+		} else {
+			err = fmt.Errorf("%w: no byte arrived for body_idle_timeout (%v)", errBodyTimeout, d.idle)
+		}
 	}
 	if err == io.EOF {
 		d.finish()

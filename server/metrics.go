@@ -39,6 +39,7 @@ func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	p("trailguard_auth_failures_total", "counter", "Failed token checks and role denials.", m.authFailed.Load())
 	p("trailguard_auth_rate_limited_total", "counter", "Failed token checks answered 429 because their address failed too often.", m.authRejected.Load())
 	p("trailguard_ingest_limited_total", "counter", "Ingest requests refused by max_ingest_per_token (429) or max_ingest_requests (503).", m.ingestLimited.Load())
+	p("trailguard_ingest_requests_in_progress", "gauge", "Ingest requests being received or stored (max_ingest_requests caps them; at the cap, more are answered 503).", s.slots.inProgress())
 	p("trailguard_self_audit_unrecorded_total", "counter", "Requests without a valid token whose events were not recorded (over refused_audit_per_minute); summarised in audit_events_unrecorded events.", s.sampler.unrecorded.Load())
 	p("trailguard_ledger_records", "gauge", "Records in the ledger (tree size).", size)
 	p("trailguard_ledger_pruned_records", "gauge", "Records removed by retention.", s.ledger.Pruned())
