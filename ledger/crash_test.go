@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -27,7 +28,7 @@ func crashRecord(gen, w, seq, j int) []byte {
 }
 
 // TestCrashChild is the process the crash test kills; it only runs when
-// started by TestCrashRecovery.
+// started by startCrashChild (TestCrashRecovery, TestHistoryDamageKept).
 func TestCrashChild(t *testing.T) {
 	dir := os.Getenv("TRAILGUARD_CRASH_DIR")
 	if dir == "" {
@@ -73,6 +74,23 @@ func TestCrashChild(t *testing.T) {
 	wg.Wait()
 }
 
+// startCrashChild starts TestCrashChild in a new process of this test
+// binary, appending to the ledger in dir as generation gen and signing with
+// skeyText, and returns it with the pipe of its "A …" acknowledgement lines.
+func startCrashChild(t *testing.T, dir string, gen int, skeyText string) (*exec.Cmd, io.ReadCloser) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "TRAILGUARD_CRASH_DIR="+dir, "TRAILGUARD_CRASH_GEN="+strconv.Itoa(gen), "TRAILGUARD_CRASH_KEY="+skeyText)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, out
+}
+
 // TestCrashRecovery kills (SIGKILL) a real process that is appending, at
 // random moments, over and over; after every kill the ledger is reopened and
 // every acknowledged record must be there, byte for byte, and the ledger
@@ -97,15 +115,7 @@ func TestCrashRecovery(t *testing.T) {
 	acked := map[uint64][]byte{}
 	var st crashCheck
 	for gen := 0; gen < kills; gen++ {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
-		cmd.Env = append(os.Environ(), "TRAILGUARD_CRASH_DIR="+dir, "TRAILGUARD_CRASH_GEN="+strconv.Itoa(gen), "TRAILGUARD_CRASH_KEY="+skeyText)
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
+		cmd, out := startCrashChild(t, dir, gen, skeyText)
 		lines := make(chan string, 1<<16)
 		go func() {
 			sc := bufio.NewScanner(out)

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
@@ -42,15 +41,7 @@ func TestHistoryDamageKept(t *testing.T) {
 	// for a while (the child checkpoints every 25 ms), then kills it.
 	run := func(gen int, d time.Duration) {
 		t.Helper()
-		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
-		cmd.Env = append(os.Environ(), "TRAILGUARD_CRASH_DIR="+dir, "TRAILGUARD_CRASH_GEN="+strconv.Itoa(gen), "TRAILGUARD_CRASH_KEY="+skeyText)
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
+		cmd, out := startCrashChild(t, dir, gen, skeyText)
 		acked := make(chan string, 1)
 		var lines []string
 		done := make(chan struct{})
