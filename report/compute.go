@@ -209,21 +209,30 @@ func computeFigures(ctx context.Context, l *ledger.Ledger, rep *Report, o Option
 	return figs, nil
 }
 
-func ledgerInfo(l *ledger.Ledger, keys []note.Verifier) LedgerInfo {
-	li := LedgerInfo{Dir: l.Dir(), OldestIndex: l.Pruned(), Size: l.Size()}
-	recs, bad := l.PruneHistory(keys)
-	li.RemovedUnverified = bad
+// Removals merges a ledger's retention records (Ledger.PruneHistory, oldest
+// first) into runs of consecutive records removed under one policy: what a
+// report, and the collector's ledger_verified event, state.
+func Removals(recs []ledger.PruneRecord) []Removal {
+	var out []Removal
 	for _, p := range recs {
 		if p.End <= p.Start {
 			continue
 		}
-		if n := len(li.Removed); n > 0 && li.Removed[n-1].End == p.Start && li.Removed[n-1].Policy == p.Policy {
-			li.Removed[n-1].End, li.Removed[n-1].Last = p.End, p.At
-			li.Removed[n-1].Signed++
+		if n := len(out); n > 0 && out[n-1].End == p.Start && out[n-1].Policy == p.Policy {
+			out[n-1].End, out[n-1].Last = p.End, p.At
+			out[n-1].Signed++
 			continue
 		}
-		li.Removed = append(li.Removed, Removal{Start: p.Start, End: p.End, Policy: p.Policy, First: p.At, Last: p.At, Signed: 1})
+		out = append(out, Removal{Start: p.Start, End: p.End, Policy: p.Policy, First: p.At, Last: p.At, Signed: 1})
 	}
+	return out
+}
+
+func ledgerInfo(l *ledger.Ledger, keys []note.Verifier) LedgerInfo {
+	li := LedgerInfo{Dir: l.Dir(), OldestIndex: l.Pruned(), Size: l.Size()}
+	recs, bad := l.PruneHistory(keys)
+	li.RemovedUnverified = bad
+	li.Removed = Removals(recs)
 	if e, err := l.Read(li.OldestIndex); err == nil {
 		li.OldestRead = true
 		var f fields

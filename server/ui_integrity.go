@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,6 +24,8 @@ import (
 	"github.com/trailguard/trailguard/event"
 	"github.com/trailguard/trailguard/httpaudit"
 	"github.com/trailguard/trailguard/ledger"
+	"github.com/trailguard/trailguard/report"
+	"github.com/trailguard/trailguard/retention"
 	"golang.org/x/mod/sumdb/note"
 )
 
@@ -271,21 +274,13 @@ func (s *Server) runVerify(opts ledger.VerifyOptions) {
 			os.Rename(tmp, v.path)
 		}
 	}
-	outcome, msg := event.OutcomeSuccess, "ledger verified"
-	switch {
-	case err != nil:
-		outcome, msg = event.OutcomeFailure, "ledger verification could not run: "+err.Error()
-	case !rep.OK():
-		outcome, msg = event.OutcomeFailure, fmt.Sprintf("ledger verification found %d problem(s); first: %s", len(rep.Findings), rep.Findings[0])
-	case rep.Pruned > 0 && rep.Pruned < rep.Records:
-		// "N records (M pruned)" read as N records checked.
-		msg = fmt.Sprintf("ledger verified: records %d to %d read and checked, records 0 to %d removed by retention (signed retention records); %d checkpoints",
-			rep.Pruned, rep.Records-1, rep.Pruned-1, rep.Checkpoints)
-	case rep.Pruned > 0:
-		msg = fmt.Sprintf("ledger verified: all %d records removed by retention (signed retention records), their leaf hashes consistent with %d checkpoints", rep.Records, rep.Checkpoints)
-	default:
-		msg = fmt.Sprintf("ledger verified: %d records, %d checkpoints", rep.Records, rep.Checkpoints)
+	var removed []report.Removal
+	var unverified int
+	if err == nil && rep.Pruned > 0 {
+		recs, bad := s.ledger.PruneHistory(opts.Verifiers)
+		removed, unverified = report.Removals(recs), bad
 	}
+	outcome, msg := verifiedText(rep, err, removed, unverified, s.cfg.Retention)
 	ev := &event.Event{
 		Kind: event.KindEvent, Category: []string{event.CategoryConfiguration}, Type: []string{event.TypeInfo},
 		Action: "ledger_verified", Outcome: outcome, Message: msg, Dataset: event.DatasetAudit,
@@ -296,4 +291,67 @@ func (s *Server) runVerify(opts ledger.VerifyOptions) {
 	if err != nil || !rep.OK() {
 		s.log.Error("ledger verification failed", "result", msg)
 	}
+}
+
+// verifiedText is the outcome and message of the ledger_verified event.
+// For a ledger retention pruned it says which records were read and
+// checked, which retention removed, when and per which policy (removed:
+// the ledger's signed retention records, merged by report.Removals;
+// unverified: how many did not verify), and, when that policy is not the
+// collector's retention setting (stated), both: "N records (M pruned)"
+// read as N records checked, and records removed under another policy
+// than the one configured are for an auditor to ask about.
+func verifiedText(rep *ledger.Report, err error, removed []report.Removal, unverified int, stated string) (outcome, msg string) {
+	switch {
+	case err != nil:
+		return event.OutcomeFailure, "ledger verification could not run: " + err.Error()
+	case !rep.OK():
+		return event.OutcomeFailure, fmt.Sprintf("ledger verification found %d problem(s); first: %s", len(rep.Findings), rep.Findings[0])
+	case rep.Pruned == 0:
+		return event.OutcomeSuccess, fmt.Sprintf("ledger verified: %d records, %d checkpoints", rep.Records, rep.Checkpoints)
+	}
+	var b strings.Builder
+	if rep.Pruned < rep.Records {
+		fmt.Fprintf(&b, "ledger verified: records %d to %d read and checked; records 0 to %d removed by retention", rep.Pruned, rep.Records-1, rep.Pruned-1)
+	} else {
+		fmt.Fprintf(&b, "ledger verified: all %d records removed by retention", rep.Records)
+	}
+	if len(removed) == 0 {
+		b.WriteString(" (no signed retention record for them verifies: trailguard verify says why)")
+	} else {
+		b.WriteString(" (signed retention records: ")
+		for i, m := range removed {
+			if i > 0 {
+				b.WriteString("; ")
+			}
+			when := "on " + m.First.UTC().Format(time.DateOnly)
+			if d := m.Last.UTC().Format(time.DateOnly); d != m.First.UTC().Format(time.DateOnly) {
+				when = "from " + m.First.UTC().Format(time.DateOnly) + " to " + d
+			}
+			fmt.Fprintf(&b, "records %d to %d %s per policy %s", m.Start, m.End-1, when, m.Policy)
+		}
+		b.WriteString(")")
+	}
+	if unverified > 0 {
+		fmt.Fprintf(&b, "; %d retention records do not verify (trailguard verify names them)", unverified)
+	}
+	if rep.Pruned < rep.Records {
+		fmt.Fprintf(&b, "; the rest is consistent with %d checkpoints", rep.Checkpoints)
+	} else {
+		fmt.Fprintf(&b, "; their leaf hashes are consistent with %d checkpoints", rep.Checkpoints)
+	}
+	conf := "none (kept for ever)"
+	if p, err := retention.Lookup(stated); stated != "" && err == nil {
+		conf = p.String()
+	}
+	var other []string
+	for _, m := range removed {
+		if m.Policy != conf && !slices.Contains(other, m.Policy) {
+			other = append(other, m.Policy)
+		}
+	}
+	if len(other) > 0 {
+		fmt.Fprintf(&b, "; removed under policy %s, but this collector's retention is %s", strings.Join(other, ", "), conf)
+	}
+	return event.OutcomeSuccess, b.String()
 }
