@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -746,7 +747,8 @@ func TestLeanFrontShutdownRecordsCutRequests(t *testing.T) {
 			// (64 MiB cannot fit), and the stop finds it blocked there.
 			waitFor(t, "the big answer streaming", func() bool { return bigSent.Load() >= 1<<20 })
 			start := time.Now()
-			if err := stop(); err != nil {
+			err := stop()
+			if err != nil {
 				t.Logf("stop: %v", err)
 			}
 			took := time.Since(start)
@@ -756,10 +758,28 @@ func TestLeanFrontShutdownRecordsCutRequests(t *testing.T) {
 					found[ev.RequestID] = true
 				}
 			}
+			missing := 0
+			for _, id := range []string{"cut-hang", "cut-big"} {
+				if !found[id] {
+					missing++
+				}
+			}
+			// Nothing lost, or lost and said: a ledger whose appends (an
+			// fdatasync) outlast the flush's share of the shutdown loses
+			// the events not yet written, and the shutdown counts them
+			// (under load: the 1 s share of 6 s overrun, the /big event
+			// still queued). Events lost without the count (a handler not
+			// waited for: its event finds the queue closed) fail.
+			said := 0
+			if m := regexp.MustCompile(`(\d+) events accepted but not written are lost`).FindStringSubmatch(fmt.Sprint(err)); m != nil {
+				said, _ = strconv.Atoi(m[1])
+			}
 			// Within the budget, but for a loaded machine's lateness (a
 			// half); far short of the hanging request's 20 s.
-			if !found["cut-hang"] || !found["cut-big"] || took > budget+budget/2 {
-				t.Errorf("after a stop of %v, access events of the cut requests: hang %v, big %v", took, found["cut-hang"], found["cut-big"])
+			if missing > said || took > budget+budget/2 {
+				t.Errorf("after a stop of %v, access events of the cut requests: hang %v, big %v (stop: %v)", took, found["cut-hang"], found["cut-big"], err)
+			} else if missing > 0 {
+				t.Logf("the ledger was too slow for the flush's share: %d cut requests' events lost and counted", missing)
 			}
 		})
 	}

@@ -415,7 +415,17 @@ func (g *Gateway) closeBy(plan server.ShutdownPlan) error {
 				"requests", g.Proxy.serving.Load())
 		}
 		err = closeBefore(g.Proxy.Close, by, what, g.cfg.Timeouts.Shutdown)
-		if err != nil {
+		if errors.Is(err, server.ErrAbandoned) {
+			// The flush goes on in the background, but the storage closes
+			// under it next: the events accepted and not yet written are
+			// lost, and the shutdown says how many rather than lose them
+			// silently (under load, an fdatasync slower than the flush's
+			// share lost a cut request's event without a count).
+			st := g.Proxy.audit.Stats()
+			unwritten := st.Enqueued - st.Written
+			err = fmt.Errorf("%w: %d events accepted but not written are lost", err, unwritten)
+			g.log.Error("proxy: shutdown: events not written are lost", "events", unwritten, "err", err)
+		} else if err != nil {
 			g.log.Error("proxy: shutdown", "err", err)
 		} else if g.shipper != nil {
 			if st := g.shipper.Stats(); st.Pending > 0 {

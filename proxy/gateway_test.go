@@ -16,8 +16,10 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -495,4 +497,61 @@ func (l *lockedBuf) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// TestShutdownSaysEventsItCouldNotRecord: a single node whose ledger does
+// not take the last events within the flush's share of the shutdown (an
+// fdatasync that stalls) says how many events it lost, in its log and in
+// Serve's error, instead of losing them silently.
+func TestShutdownSaysEventsItCouldNotRecord(t *testing.T) {
+	t.Parallel()
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	var logs lockedBuf
+	g, base, stop := serveGatewayLog(t, Config{DataDir: t.TempDir(), Routes: []Route{{Upstream: up.URL}},
+		Timeouts: Timeouts{Shutdown: 2 * time.Second}}, slog.New(slog.NewTextHandler(&logs, nil)))
+	release := make(chan struct{})
+	stalled := make(chan struct{}, 1)
+	var armed atomic.Bool
+	stall := func() {
+		if armed.Load() {
+			select {
+			case stalled <- struct{}{}:
+			default:
+			}
+			<-release
+		}
+	}
+	g.node.stall.Store(&stall)
+	t.Cleanup(func() { close(release) })
+	get := func(path string) {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	get("/written")
+	waitFor(t, "the events so far written", func() bool {
+		st := g.Proxy.Stats().Events
+		return st.Written == st.Enqueued && st.Queued == 0
+	})
+	armed.Store(true)
+	get("/stalled")
+	select {
+	case <-stalled:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the ledger's append did not start")
+	}
+	err := stop()
+	if err == nil || !strings.Contains(err.Error(), "events accepted but not written are lost") {
+		t.Errorf("Serve's error does not say events were lost: %v", err)
+	}
+	if !strings.Contains(logs.String(), "events not written are lost") {
+		t.Errorf("the log does not say events were lost:\n%s", logs.String())
+	}
+	m := regexp.MustCompile(`events not written are lost" events=(\d+)`).FindStringSubmatch(logs.String())
+	if m == nil || m[1] == "0" {
+		t.Errorf("the lost events are not counted: %v", m)
+	}
 }
