@@ -20,7 +20,7 @@
 //     such as @timestamp; a bare date 2026-01-02 means its midnight UTC) or,
 //     on other fields, strings byte-wise.
 //   - and, or, not (any case) combine terms; not binds tighter than and,
-//     and tighter than or; parentheses group.
+//     and tighter than or; parentheses group. They are never field names.
 //   - A value with no field is free text (see Text).
 //
 // Values are checked against the field's ECS type when the query is parsed:

@@ -237,6 +237,11 @@ func (p *parser) primary(field string) (Expr, error) {
 		if escaped || wild || !validField(name) {
 			return nil, p.errf(start, "invalid field name %q", name)
 		}
+		// "not>0" would otherwise name a field "not" whose canonical form,
+		// "not > 0", reads back as the operator: a query must mean one thing.
+		if isKeyword(name) {
+			return nil, p.errf(start, "%q is an operator, not a field name", name)
+		}
 		if p.s[p.pos] == ':' {
 			p.pos++
 			return p.afterColon(name)
