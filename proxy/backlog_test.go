@@ -5,7 +5,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -25,19 +24,7 @@ func TestBacklogBoundsUndurableAnswers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var armed atomic.Bool
-	release := make(chan struct{})
-	stalled := make(chan struct{}, 1)
-	stall := func() {
-		if armed.Load() {
-			select {
-			case stalled <- struct{}{}:
-			default:
-			}
-			<-release
-		}
-	}
-	g.node.stall.Store(&stall)
+	stall := stallLedger(t, g)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -45,11 +32,8 @@ func TestBacklogBoundsUndurableAnswers(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- g.Serve(ctx, ln, nil) }()
-	released := false
 	defer func() {
-		if !released {
-			close(release)
-		}
+		stall.unblock()
 		cancel()
 		if err := <-errc; err != nil {
 			t.Error(err)
@@ -76,17 +60,13 @@ func TestBacklogBoundsUndurableAnswers(t *testing.T) {
 		st := b.stats()
 		return st.Written+st.Dropped+st.Failed+st.Lost == st.Enqueued && b.writing.Load() == 0
 	})
-	armed.Store(true)
+	stall.arm()
 	// Answered at once: the ledger is not behind yet. Its event's write
 	// stalls.
 	if err := get("/first"); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-stalled:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the event writer never wrote /first's event")
-	}
+	stall.waitStalled(t, "/first's event")
 	time.Sleep(maxUndurable + 20*time.Millisecond)
 	// Under load /first itself may have waited for /before's or the
 	// start's events (a slow ledger): count from here.
@@ -99,8 +79,7 @@ func TestBacklogBoundsUndurableAnswers(t *testing.T) {
 			err, maxUndurable+20*time.Millisecond, maxUndurable)
 	case <-time.After(300 * time.Millisecond):
 	}
-	close(release)
-	released = true
+	stall.unblock()
 	select {
 	case err := <-answered:
 		if err != nil {

@@ -19,7 +19,6 @@ import (
 	"regexp"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -509,20 +508,7 @@ func TestShutdownSaysEventsItCouldNotRecord(t *testing.T) {
 	var logs lockedBuf
 	g, base, stop := serveGatewayLog(t, Config{DataDir: t.TempDir(), Routes: []Route{{Upstream: up.URL}},
 		Timeouts: Timeouts{Shutdown: 2 * time.Second}}, slog.New(slog.NewTextHandler(&logs, nil)))
-	release := make(chan struct{})
-	stalled := make(chan struct{}, 1)
-	var armed atomic.Bool
-	stall := func() {
-		if armed.Load() {
-			select {
-			case stalled <- struct{}{}:
-			default:
-			}
-			<-release
-		}
-	}
-	g.node.stall.Store(&stall)
-	t.Cleanup(func() { close(release) })
+	stall := stallLedger(t, g)
 	get := func(path string) {
 		resp, err := http.Get(base + path)
 		if err != nil {
@@ -536,13 +522,9 @@ func TestShutdownSaysEventsItCouldNotRecord(t *testing.T) {
 		st := g.Proxy.Stats().Events
 		return st.Written == st.Enqueued && st.Queued == 0
 	})
-	armed.Store(true)
+	stall.arm()
 	get("/stalled")
-	select {
-	case <-stalled:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the ledger's append did not start")
-	}
+	stall.waitStalled(t, "/stalled's event")
 	err := stop()
 	if err == nil || !strings.Contains(err.Error(), "events accepted but not written are lost") {
 		t.Errorf("Serve's error does not say events were lost: %v", err)

@@ -1,21 +1,13 @@
 package server
 
 import (
-	"context"
 	"fmt"
-	"log/slog"
-	"os"
-	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"golang.org/x/mod/sumdb/note"
-
 	"github.com/trailguard/trailguard/event"
-	"github.com/trailguard/trailguard/ledger"
-	"github.com/trailguard/trailguard/retention"
+	"github.com/trailguard/trailguard/internal/ledgertest"
 )
 
 // TestLedgerVerifiedWording: the ledger_verified event a real collector
@@ -78,53 +70,8 @@ func TestLedgerVerifiedWording(t *testing.T) {
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			sk, vk, err := ledger.GenerateKey(origin)
-			if err != nil {
-				t.Fatal(err)
-			}
-			os.MkdirAll(filepath.Join(dir, "keys"), 0o700)
-			os.WriteFile(filepath.Join(dir, "keys", "signer.key"), []byte(sk+"\n"), 0o600)
-			os.WriteFile(filepath.Join(dir, "keys", "signer.pub"), []byte(vk+"\n"), 0o644)
-			signer, _ := note.NewSigner(sk)
-			// Records signed 400 days ago, then recent ones; a real prune
-			// under pci-dss removes the old segments.
-			var now atomic.Int64
-			now.Store(time.Now().Add(-400 * retention.Day).UnixNano())
-			l, err := ledger.Open(filepath.Join(dir, "ledger"), ledger.Options{Origin: origin, Signer: signer, SegmentSize: 8 << 10,
-				Retention: retention.PCIDSS, PruneInterval: time.Hour, CheckpointInterval: time.Hour, Logger: slog.New(slog.DiscardHandler),
-				Now: func() time.Time { return time.Unix(0, now.Load()) }})
-			if err != nil {
-				t.Fatal(err)
-			}
-			add := func(n int) {
-				for range n {
-					e := event.Event{Timestamp: time.Unix(0, now.Load()).UTC(), Kind: "event", Action: event.ActionHTTPRequest, Outcome: "success",
-						UserName: "bob", ClientIP: "198.51.100.1", Path: "/x", ServiceName: "api", ID: event.NewID()}
-					if _, err := l.Append(context.Background(), e.AppendJSON(nil)); err != nil {
-						t.Fatal(err)
-					}
-				}
-				if _, err := l.Checkpoint(context.Background()); err != nil {
-					t.Fatal(err)
-				}
-			}
-			add(300)
-			now.Store(time.Now().Add(-time.Minute).UnixNano())
-			add(50)
-			var f facts
-			if tc.prune {
-				pruned, err := l.Prune()
-				if err != nil || len(pruned) == 0 {
-					t.Fatalf("prune: %d records, %v", len(pruned), err)
-				}
-				f.end = pruned[len(pruned)-1].End
-				f.day = pruned[0].At.UTC().Format(time.DateOnly)
-			}
-			now.Store(time.Now().UnixNano())
-			add(10)
-			if err := l.Close(); err != nil {
-				t.Fatal(err)
-			}
+			w := ledgertest.WritePCIDSS(t, dir, origin, tc.prune)
+			f := facts{end: w.End, day: w.Day}
 
 			ts := startServer(t, dir, func(c *Config) { c.Retention = tc.stated })
 			if code, b := ts.do(t, "POST", "/v1/integrity/verify", ts.admin, nil); code != 202 {

@@ -1,23 +1,16 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
-	"time"
 
-	"golang.org/x/mod/sumdb/note"
-
-	"github.com/trailguard/trailguard/event"
-	"github.com/trailguard/trailguard/ledger"
+	"github.com/trailguard/trailguard/internal/ledgertest"
 	"github.com/trailguard/trailguard/report"
-	"github.com/trailguard/trailguard/retention"
 )
 
 // TestPrunedLedgerWording: a ledger whose oldest segments retention
@@ -33,50 +26,11 @@ import (
 func TestPrunedLedgerWording(t *testing.T) {
 	bin := buildTrailguard(t)
 	data := t.TempDir()
-	origin := "trailguard/pruned"
-	sk, vk, err := ledger.GenerateKey(origin)
-	if err != nil {
-		t.Fatal(err)
+	w := ledgertest.WritePCIDSS(t, data, "trailguard/pruned", true)
+	pruned, end, day, size := w.Pruned, w.End, w.Day, w.Size
+	if len(pruned) < 2 {
+		t.Fatalf("the prune wrote %d retention records; this test counts them and wants more than one", len(pruned))
 	}
-	os.MkdirAll(filepath.Join(data, "keys"), 0o700)
-	os.WriteFile(filepath.Join(data, "keys", "signer.key"), []byte(sk+"\n"), 0o600)
-	os.WriteFile(filepath.Join(data, "keys", "signer.pub"), []byte(vk+"\n"), 0o644)
-	signer, _ := note.NewSigner(sk)
-	var now atomic.Int64
-	now.Store(time.Now().Add(-400 * retention.Day).UnixNano())
-	l, err := ledger.Open(filepath.Join(data, "ledger"), ledger.Options{Origin: origin, Signer: signer, SegmentSize: 8 << 10,
-		Retention: retention.PCIDSS, PruneInterval: time.Hour, CheckpointInterval: time.Hour,
-		Now: func() time.Time { return time.Unix(0, now.Load()) }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	add := func(n int) {
-		for range n {
-			e := event.Event{Timestamp: time.Unix(0, now.Load()).UTC(), Kind: "event", Action: event.ActionHTTPRequest, Outcome: "success",
-				UserName: "bob", ClientIP: "198.51.100.1", Path: "/x", ServiceName: "api", ID: event.NewID()}
-			if _, err := l.Append(context.Background(), e.AppendJSON(nil)); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if _, err := l.Checkpoint(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-	}
-	add(300)
-	now.Store(time.Now().Add(-time.Minute).UnixNano())
-	add(50)
-	pruned, err := l.Prune()
-	if err != nil || len(pruned) < 2 {
-		t.Fatalf("prune: %d records, %v", len(pruned), err)
-	}
-	end := pruned[len(pruned)-1].End
-	day := pruned[0].At.UTC().Format("2006-01-02")
-	now.Store(time.Now().UnixNano())
-	add(10)
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
-	size := uint64(360)
 
 	out, err := exec.Command(bin, "verify", "--data", data).CombinedOutput()
 	if err != nil {
