@@ -290,7 +290,7 @@ func TestAlertmanager(t *testing.T) {
 	cmd := exec.Command(bin, "--config.file="+cfg, "--storage.path="+filepath.Join(dir, "data"),
 		"--web.listen-address=127.0.0.1:"+port, "--cluster.listen-address=", "--log.level=warn")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Start(); err != nil {
+	if err := testenv.StartChild(t, cmd); err != nil {
 		t.Fatal(err)
 	}
 	defer func() { cmd.Process.Kill(); cmd.Wait() }()

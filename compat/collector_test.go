@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/trailguard/trailguard/internal/testenv"
 )
 
 // collector is a real `trailguard serve` process on a loopback port.
@@ -64,7 +66,7 @@ func startCollector(t *testing.T) *collector {
 		t.Fatal(err)
 	}
 	c.cmd.Stderr = os.Stderr
-	if err := c.cmd.Start(); err != nil {
+	if err := testenv.StartChild(t, c.cmd); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {

@@ -64,7 +64,7 @@ func (n *vlNode) start() {
 		"-retentionPeriod=30d", "-loggerLevel=WARN"}, n.args...)
 	n.cmd = exec.Command(n.bin, args...)
 	n.cmd.Stdout, n.cmd.Stderr = n.log, n.log
-	if err := n.cmd.Start(); err != nil {
+	if err := testenv.StartChild(n.t, n.cmd); err != nil {
 		n.t.Fatal(err)
 	}
 	deadline := time.Now().Add(15 * time.Second)

@@ -86,7 +86,7 @@ func TestCrashResume(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := cmd.Start(); err != nil {
+		if err := testenv.StartChild(t, cmd); err != nil {
 			t.Fatal(err)
 		}
 		// Kill past a random point between here and the end, spread so

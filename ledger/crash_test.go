@@ -85,7 +85,7 @@ func startCrashChild(t *testing.T, dir string, gen int, skeyText string) (*exec.
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
+	if err := testenv.StartChild(t, cmd); err != nil {
 		t.Fatal(err)
 	}
 	return cmd, out

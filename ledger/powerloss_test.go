@@ -150,7 +150,7 @@ func TestPowerLoss(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := cmd.Start(); err != nil {
+		if err := testenv.StartChild(t, cmd); err != nil {
 			t.Fatal(err)
 		}
 		lines := make(chan string, 1<<16)
@@ -472,7 +472,7 @@ func TestPowerLossAfterRollback(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
+	if err := testenv.StartChild(t, cmd); err != nil {
 		t.Fatal(err)
 	}
 	defer func() {
@@ -578,7 +578,7 @@ func TestPowerLossAtRotation(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := cmd.Start(); err != nil {
+		if err := testenv.StartChild(t, cmd); err != nil {
 			t.Fatal(err)
 		}
 		timeout := time.AfterFunc(60*time.Second, func() { cmd.Process.Kill() })

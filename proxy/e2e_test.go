@@ -16,7 +16,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -26,22 +25,22 @@ import (
 )
 
 // startProcess starts a real program, waits for a line on its stdout that
-// starts with ready, and kills it (SIGKILL) when the test ends. It returns
-// that line.
-func startProcess(t *testing.T, ready string, name string, args ...string) string {
+// starts with ready, and kills it (SIGKILL) when the test ends, or when
+// the test binary dies (testenv.StartChild). It returns that line and the
+// program's pid.
+func startProcess(t *testing.T, ready string, name string, args ...string) (string, int) {
 	t.Helper()
 	cmd := exec.Command(name, args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
 	cmd.Stderr = &syncWriter{b: &strings.Builder{}}
-	if err := cmd.Start(); err != nil {
+	if err := testenv.StartChild(t, cmd); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		cmd.Process.Kill()
 		cmd.Wait()
 	})
 	lines := make(chan string, 1)
@@ -57,11 +56,11 @@ func startProcess(t *testing.T, ready string, name string, args ...string) strin
 	}()
 	select {
 	case l := <-lines:
-		return l
+		return l, cmd.Process.Pid
 	case <-time.After(20 * time.Second):
 		t.Fatalf("%s did not print %q within 20s; stderr:\n%s", name, ready, cmd.Stderr.(*syncWriter).String())
 	}
-	return ""
+	return "", 0
 }
 
 type syncWriter struct {
@@ -102,7 +101,7 @@ func TestFlaskAppBehindGateway(t *testing.T) {
 	testenv.Long(t)
 	t.Parallel()
 	py := flaskPython(t)
-	line := startProcess(t, "listening ", py, "testdata/flaskapp/app.py")
+	line, _ := startProcess(t, "listening ", py, "testdata/flaskapp/app.py")
 	app := "http://127.0.0.1:" + strings.TrimPrefix(line, "listening ")
 
 	dir := t.TempDir()
@@ -218,7 +217,7 @@ func startHTTPBin(t *testing.T) (string, func() string) {
 	cmd := exec.Command(bin, "-host", "127.0.0.1", "-port", port)
 	out := &syncWriter{b: &strings.Builder{}}
 	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
+	if err := testenv.StartChild(t, cmd); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })

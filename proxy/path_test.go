@@ -461,7 +461,7 @@ func TestFlaskPathVariants(t *testing.T) {
 	testenv.Long(t)
 	t.Parallel()
 	py := flaskPython(t)
-	line := startProcess(t, "listening ", py, "testdata/flaskapp/app.py")
+	line, _ := startProcess(t, "listening ", py, "testdata/flaskapp/app.py")
 	app := "http://127.0.0.1:" + strings.TrimPrefix(line, "listening ")
 	resp, err := http.Post(app+"/login", "application/json", strings.NewReader(`{"username":"alice","password":"wonderland-7"}`))
 	if err != nil {

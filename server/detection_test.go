@@ -263,7 +263,7 @@ prometheus:
 	cmd := exec.Command(bin, "-c", cfg)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
+	if err := testenv.StartChild(t, cmd); err != nil {
 		t.Fatal(err)
 	}
 	defer func() {

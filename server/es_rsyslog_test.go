@@ -95,7 +95,7 @@ ruleset(name="ship") {
 	cmd := exec.Command(rsyslogd, "-n", "-f", conf, "-i", filepath.Join(dir, "rsyslogd.pid"))
 	var out syncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
+	if err := testenv.StartChild(t, cmd); err != nil {
 		t.Fatal(err)
 	}
 	stopped := false

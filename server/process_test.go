@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/trailguard/trailguard/access"
+	"github.com/trailguard/trailguard/internal/testenv"
 )
 
 // Tests marked "against a real process" run the real `trailguard serve`
@@ -111,7 +112,7 @@ func startProcVia(t *testing.T, dir string, wrap []string, flags ...string) *pro
 	p.cmd.Env = append(os.Environ(), "GOTRACEBACK=all")
 	pr, pw := io.Pipe()
 	p.cmd.Stdout, p.cmd.Stderr = pw, pw
-	if err := p.cmd.Start(); err != nil {
+	if err := testenv.StartChild(t, p.cmd); err != nil {
 		t.Fatal(err)
 	}
 	addr := make(chan string, 1)

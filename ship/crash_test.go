@@ -98,7 +98,7 @@ func TestCrash(t *testing.T) {
 			t.Fatal(err)
 		}
 		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
+		if err := testenv.StartChild(t, cmd); err != nil {
 			t.Fatal(err)
 		}
 		lines := make(chan string, 1024)

@@ -35,7 +35,7 @@ func victoriaLogs(t *testing.T) string {
 	var log bytes.Buffer
 	cmd := exec.Command(bin, "-httpListenAddr="+addr, "-storageDataPath="+filepath.Join(t.TempDir(), "data"), "-retentionPeriod=30d", "-loggerLevel=WARN")
 	cmd.Stdout, cmd.Stderr = &log, &log
-	if err := cmd.Start(); err != nil {
+	if err := testenv.StartChild(t, cmd); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })

@@ -923,7 +923,7 @@ func TestFileCrashKill9(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := cmd.Start(); err != nil {
+		if err := testenv.StartChild(t, cmd); err != nil {
 			t.Fatal(err)
 		}
 		// Kill once a random number of records were acknowledged, a

@@ -43,7 +43,7 @@ func TestDemoKeepRunningStopsOnSIGTERM(t *testing.T) {
 	var out lockedBuffer
 	cmd := exec.Command(bin, "demo", "--keep-running", "--duration", "200ms", "--data", filepath.Join(t.TempDir(), "demo"))
 	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
+	if err := testenv.StartChild(t, cmd); err != nil {
 		t.Fatal(err)
 	}
 	defer cmd.Process.Kill()

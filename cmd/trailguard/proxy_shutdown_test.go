@@ -32,7 +32,6 @@ type proxyProc struct {
 func startProxy(t *testing.T, bin string, args ...string) *proxyProc {
 	t.Helper()
 	cmd := exec.Command(bin, append([]string{"proxy"}, args...)...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	cmd.Env = append(os.Environ(), "GORACE="+os.Getenv("GORACE")+" atexit_sleep_ms=0") // see startServe
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -40,7 +39,7 @@ func startProxy(t *testing.T, bin string, args ...string) *proxyProc {
 	}
 	p := &proxyProc{cmd: cmd, stderr: &bytes.Buffer{}, done: make(chan struct{})}
 	cmd.Stderr = &lockedWriter{w: p.stderr}
-	if err := cmd.Start(); err != nil {
+	if err := testenv.StartChild(t, cmd); err != nil {
 		t.Fatal(err)
 	}
 	addr := make(chan string, 1)

@@ -310,7 +310,6 @@ func testProxyShutdown(t *testing.T, locked bool) {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, "proxy", "--config", cfgPath, "--upstream", upstream.URL, "--listen", "127.0.0.1:0", "--data", data)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	cmd.Env = append(os.Environ(), "GORACE="+os.Getenv("GORACE")+" atexit_sleep_ms=0") // see startServe
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -318,7 +317,7 @@ func testProxyShutdown(t *testing.T, locked bool) {
 	}
 	stderr := &bytes.Buffer{}
 	cmd.Stderr = &lockedWriter{w: stderr}
-	if err := cmd.Start(); err != nil {
+	if err := testenv.StartChild(t, cmd); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan struct{})

@@ -77,10 +77,9 @@ func sigtermAtAnyTime(t *testing.T, bin, data, banner, stopped string, args ...s
 		}
 		cmd := exec.Command(bin, args...)
 		cmd.Env = append(os.Environ(), "GORACE="+os.Getenv("GORACE")+" atexit_sleep_ms=0")
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 		var stdout, stderr lockedBuffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		if err := cmd.Start(); err != nil {
+		if err := testenv.StartChild(t, cmd); err != nil {
 			t.Fatal(err)
 		}
 		if waitBanner {

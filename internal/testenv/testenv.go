@@ -4,7 +4,8 @@
 // missing: on a developer's machine the test is skipped with the command that
 // would install it; under CI (TRAILGUARD_CI=1, set by .ci/run, which installs
 // everything) a missing program is a failure, so a test can never pass in CI
-// by not running.
+// by not running. It also starts such programs (StartChild) so that none
+// outlives the test binary, however that dies.
 package testenv
 
 import (
