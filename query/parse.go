@@ -31,6 +31,35 @@ func Parse(s string) (Expr, error) {
 		return nil, &Error{MaxLen, fmt.Sprintf("query is longer than %d bytes", MaxLen)}
 	}
 	p := &parser{s: s}
+	e, err := p.parse()
+	if err != nil {
+		return nil, err
+	}
+	// The canonical form writes the terms on one field as one field
+	// group, whose own parenthesis is free (see group); a field group of
+	// the query that sat under an and then becomes a counted parenthesis
+	// inside the larger group: f:(not … x or y) and f:c is written
+	// f:((not … x or y) and c), one level deeper. It is never more than
+	// one deeper (each other parenthesis and not it writes is one the
+	// query needed too), so only a query that reached MaxDepth can have a
+	// canonical form that does not parse; such a query is refused, as a
+	// query must read back as itself.
+	if p.limitPos >= 0 {
+		c := &parser{s: e.String()}
+		if _, err := c.parse(); err != nil {
+			msg := err.Error()
+			if strings.Contains(msg, "nesting deeper") {
+				return nil, p.errf(p.limitPos, "nesting deeper than %d once the terms on one field are written as one group, as the canonical form writes them", MaxDepth)
+			}
+			return nil, p.errf(p.limitPos, "the canonical form %q does not parse: %s", e.String(), msg)
+		}
+	}
+	return e, nil
+}
+
+// parse parses p.s whole.
+func (p *parser) parse() (Expr, error) {
+	p.limitPos = -1
 	p.ws()
 	if p.eof() {
 		return nil, p.errf(p.pos, "empty query")
@@ -53,6 +82,8 @@ type parser struct {
 	s     string
 	pos   int
 	depth int
+	// limitPos is where the nesting first reached MaxDepth (-1: never).
+	limitPos int
 }
 
 func (p *parser) errf(pos int, format string, args ...any) *Error {
@@ -92,6 +123,9 @@ func (p *parser) enter(pos int) error {
 	p.depth++
 	if p.depth > MaxDepth {
 		return p.errf(pos, "nesting deeper than %d", MaxDepth)
+	}
+	if p.depth == MaxDepth && p.limitPos < 0 {
+		p.limitPos = pos
 	}
 	return nil
 }
@@ -167,7 +201,8 @@ func (p *parser) not(field string) (Expr, error) {
 // group parses "(" or ")" at the current position. The parenthesis that
 // opens a field group (field:(…)) does not count towards MaxDepth, so that
 // the canonical form, which writes field:a or field:b as field:(a or b),
-// nests no deeper than the query it came from.
+// nests no deeper than the query it came from (but see Parse on field
+// groups merged into one).
 func (p *parser) group(field string, fieldGroup bool) (Expr, error) {
 	open := p.pos
 	if !fieldGroup {

@@ -56,6 +56,7 @@ func TestParseCanonical(t *testing.T) {
 		{"a\tand\nb", `a and b`},
 		{`héllo`, `héllo`},
 		{`f:(a or (b and c))`, `f:(a or b and c)`},
+		{"f:(" + strings.Repeat("not ", 31) + "x or y) and f:c", "f:((" + strings.Repeat("not ", 31) + "x or y) and c)"},
 	}
 	for _, tt := range tests {
 		e, err := Parse(tt.in)
@@ -118,6 +119,9 @@ func TestParseErrors(t *testing.T) {
 		{`not`, 3, "unexpected end of query"},
 		{strings.Repeat("(", 33) + "a" + strings.Repeat(")", 33), 32, "nesting deeper than 32"},
 		{strings.Repeat("not ", 33) + "a", 128, "nesting deeper than 32"},
+		// Within the limit as written, but its canonical form,
+		// f:((not … x or y) and c), nests one deeper.
+		{"f:(" + strings.Repeat("not ", 32) + "x or y) and f:c", 127, "nesting deeper than 32 once the terms on one field are written as one group"},
 		{strings.Repeat("a", MaxLen+1), MaxLen, "longer than 4096 bytes"},
 	}
 	for _, tt := range tests {
