@@ -52,13 +52,13 @@ func (*IdentExpr) expr() {}
 func (*OfExpr) expr()    {}
 
 // String implements Expr.
-func (e *AndExpr) String() string { return join(e.X, " and ") }
+func (e *AndExpr) String() string { return join(e.X, " and ", false) }
 
 // String implements Expr.
-func (e *OrExpr) String() string { return join(e.X, " or ") }
+func (e *OrExpr) String() string { return join(e.X, " or ", true) }
 
 // String implements Expr.
-func (e *NotExpr) String() string { return "not " + paren(e.X) }
+func (e *NotExpr) String() string { return "not " + paren(e.X, false) }
 
 // String implements Expr.
 func (e *IdentExpr) String() string { return e.Name }
@@ -71,18 +71,28 @@ func (e *OfExpr) String() string {
 	return "1 of " + e.Pattern
 }
 
-func join(xs []Expr, sep string) string {
+func join(xs []Expr, sep string, inOr bool) string {
 	parts := make([]string, len(xs))
 	for i, x := range xs {
-		parts[i] = paren(x)
+		parts[i] = paren(x, inOr)
 	}
 	return strings.Join(parts, sep)
 }
 
-func paren(x Expr) string {
+// paren writes x in parentheses where the parser needs them to read the
+// same tree back: around an or, or an and under an and or a not. An and
+// under an or needs none (and binds tighter), and writing them would
+// make the canonical form nest deeper than the condition it came from:
+// a or b and (c or d and (…)) had twice the parentheses, and past half
+// of MaxConditionDepth the canonical form no longer parsed.
+func paren(x Expr, inOr bool) string {
 	switch x.(type) {
-	case *AndExpr, *OrExpr:
+	case *OrExpr:
 		return "(" + x.String() + ")"
+	case *AndExpr:
+		if !inOr {
+			return "(" + x.String() + ")"
+		}
 	}
 	return x.String()
 }
@@ -111,6 +121,12 @@ func ParseCondition(cond string, names []string) (Expr, error) {
 	}
 	if p.pos < len(p.toks) {
 		return nil, fmt.Errorf("unexpected %q at offset %d", p.toks[p.pos].text, p.toks[p.pos].off)
+	}
+	// String puts a space around every operator, so a condition near the
+	// limit written without them ("(a or b)and(c or d)") can have a
+	// longer canonical form, which would not parse.
+	if n := len(e.String()); n > MaxConditionLen {
+		return nil, fmt.Errorf("longer than %d bytes as written canonically (%d)", MaxConditionLen, n)
 	}
 	return e, nil
 }

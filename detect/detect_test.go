@@ -144,12 +144,19 @@ func TestConditions(t *testing.T) {
 func TestConditionErrors(t *testing.T) {
 	names := []string{"sel", "filter"}
 	for _, c := range []string{"", "sel and", "sel or or filter", "(sel", "sel)", "unknown", "sel*", "2 of sel*",
-		"1 of nothing*", "sel | count() > 5", "not", "sel and not", "of sel", "1 of", "sel filter", "sel ! filter"} {
+		"1 of nothing*", "sel | count() > 5", "not", "sel and not", "of sel", "1 of", "sel filter", "sel ! filter",
+		// Within the limit as written, but its canonical form, a space
+		// around each and, is longer.
+		strings.Repeat("(sel or filter)and", 454) + "(sel)"} {
 		if _, err := ParseCondition(c, names); err == nil {
 			t.Errorf("%q: no error", c)
 		}
 	}
-	for _, c := range []string{"sel", "not not sel", "((sel))", "1 of them", "all of them", "any of sel*", "sel and not filter or sel"} {
+	for _, c := range []string{"sel", "not not sel", "((sel))", "1 of them", "all of them", "any of sel*", "sel and not filter or sel",
+		"(sel or filter) or (sel and filter) and (sel and filter)",
+		// An and under an or needs no parentheses: written with them,
+		// this canonical form nested 80 deep.
+		strings.Repeat("sel or filter and (", 40) + "sel" + strings.Repeat(")", 40)} {
 		e, err := ParseCondition(c, names)
 		if err != nil {
 			t.Errorf("%q: %v", c, err)
