@@ -92,6 +92,12 @@ func ParseCheckpoint(text []byte) (Checkpoint, error) {
 			if err != nil {
 				return Checkpoint{}, fmt.Errorf("ledger: checkpoint time: %w", err)
 			}
+			// Marshal writes the time in UTC, where RFC 3339 has four
+			// digits for the year: 0000-01-01T00:00:00+01:00 would come
+			// back as -0001-12-31T23:00:00Z, which does not parse.
+			if y := t.UTC().Year(); y < 0 || y > 9999 {
+				return Checkpoint{}, fmt.Errorf("ledger: checkpoint time %q is in year %d in UTC, outside RFC 3339's 0000 to 9999", ts, y)
+			}
 			c.Time = t
 			continue
 		}
