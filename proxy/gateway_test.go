@@ -520,11 +520,7 @@ func TestShutdownSaysEventsItCouldNotRecord(t *testing.T) {
 		resp.Body.Close()
 	}
 	get("/written")
-	waitFor(t, "the events so far written", func() bool {
-		st := g.Proxy.Stats().Events
-		return st.Written == st.Enqueued && st.Queued == 0
-	})
-	stall.arm()
+	stall.arm(t)
 	get("/stalled")
 	stall.waitStalled(t, "/stalled's event")
 	err := stop()
@@ -572,11 +568,7 @@ func TestShutdownRecordsASlowFlush(t *testing.T) {
 		}
 	}
 	get("/written")
-	waitFor(t, "the events so far written", func() bool {
-		st := g.Proxy.Stats().Events
-		return st.Written == st.Enqueued && st.Queued == 0
-	})
-	stall.arm()
+	stall.arm(t)
 	get("/held/0")
 	stall.waitStalled(t, "/held/0's event")
 	// A backlog behind the held append: requests answered while the

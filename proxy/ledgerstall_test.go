@@ -11,6 +11,7 @@ import (
 // ledger that falls behind would (a starved writer, an fdatasync that does
 // not return): an armed append says it began, then waits for unblock.
 type ledgerStall struct {
+	g       *Gateway
 	armed   atomic.Bool
 	stalled chan struct{}
 	release chan struct{}
@@ -22,7 +23,7 @@ type ledgerStall struct {
 // is held does not leave Serve's shutdown waiting for it.
 func stallLedger(t *testing.T, g *Gateway) *ledgerStall {
 	t.Helper()
-	s := &ledgerStall{stalled: make(chan struct{}, 1), release: make(chan struct{})}
+	s := &ledgerStall{g: g, stalled: make(chan struct{}, 1), release: make(chan struct{})}
 	hook := func() {
 		if s.armed.Load() {
 			select {
@@ -37,8 +38,19 @@ func stallLedger(t *testing.T, g *Gateway) *ledgerStall {
 	return s
 }
 
-// arm makes the next appends wait for unblock.
-func (s *ledgerStall) arm() { s.armed.Store(true) }
+// arm makes the next appends wait for unblock, once every event so far is
+// written and no write is under way: under load the write of an earlier
+// event could still be going on, and the stall then took that write, not
+// the one the test means to hold.
+func (s *ledgerStall) arm(t *testing.T) {
+	t.Helper()
+	b := s.g.node.backlog
+	waitFor(t, "the events so far written", func() bool {
+		st := b.stats()
+		return st.Written+st.Dropped+st.Failed+st.Lost == st.Enqueued && b.writing.Load() == 0
+	})
+	s.armed.Store(true)
+}
 
 // waitStalled fails the test unless an armed append begins within 10 s;
 // what names that append's event.
