@@ -32,15 +32,19 @@ func TestPrepTurnsOldestFirst(t *testing.T) {
 	a.take() // a started first
 	a.give() // and reads more of its body
 	b.take()
-	got := make(chan string, 2)
-	go func() { d.take(); got <- "d"; d.give() }()
+	// got says who had a turn, in order; gave that the turn was given up
+	// (which follows the send on got: the free turn is counted after both).
+	got, gave := make(chan string, 2), make(chan struct{}, 2)
+	go func() { d.take(); got <- "d"; d.give(); gave <- struct{}{} }()
 	waitFor(t, 10*time.Second, "d to wait", func() bool { return ts.waiters() == 1 })
-	go func() { a.take(); got <- "a"; a.give() }()
+	go func() { a.take(); got <- "a"; a.give(); gave <- struct{}{} }()
 	waitFor(t, 10*time.Second, "a to wait", func() bool { return ts.waiters() == 2 })
 	b.give()
 	if first, second := <-got, <-got; first != "a" || second != "d" {
 		t.Fatalf("turns went to %s then %s, want a (the older request) then d", first, second)
 	}
+	<-gave
+	<-gave
 	if ts.freeTurns() != 1 || ts.waiters() != 0 {
 		t.Fatalf("after all gave their turns up: %d free, %d waiting; want 1, 0", ts.freeTurns(), ts.waiters())
 	}
