@@ -290,6 +290,12 @@ func (ev *Event) setTime(s *scanner, dst *time.Time, depth int) error {
 		// time; no event happened in year 1.
 		return fmt.Errorf("%s is the zero time, not when an event happened", v)
 	}
+	// AppendJSON writes it in UTC, where RFC 3339 has four digits for the
+	// year: 0000-01-01T00:00:00+01:00 would be written as
+	// -0001-12-31T23:00:00Z, a line Decode then refuses.
+	if y := t.UTC().Year(); y < 0 || y > 9999 {
+		return fmt.Errorf("%s is in year %d in UTC, which RFC 3339 cannot write", v, y)
+	}
 	*dst = t.UTC()
 	return nil
 }

@@ -194,6 +194,9 @@ func TestDecodeErrors(t *testing.T) {
 		{"null", `null`, "null"},
 		{"status string", `{"http":{"response":{"status_code":"x"}}}`, "http.response.status_code"},
 		{"bad timestamp", `{"@timestamp":"noon"}`, "@timestamp"},
+		// RFC 3339 as sent, but not once written in UTC (AppendJSON).
+		{"timestamp before year 0 in UTC", `{"@timestamp":"0000-01-01T00:00:00+01:00"}`, "year -1 in UTC"},
+		{"ingested after year 9999 in UTC", `{"event":{"ingested":"9999-12-31T23:00:00-01:00"}}`, "year 10000 in UTC"},
 		{"roles number", `{"user":{"roles":5}}`, "user.roles"},
 		{"too deep", deep, "nesting deeper"},
 		{"empty key", `{"":1}`, "empty field name"},
@@ -322,6 +325,10 @@ func FuzzDecode(f *testing.F) {
 		out := ev.AppendJSON(nil)
 		if bytes.ContainsAny(out, "\n\r") || !json.Valid(out) {
 			t.Fatalf("re-encoding %q gave bad line %q", doc, out)
+		}
+		// What Decode accepted, written again, reads back.
+		if _, err := Decode(out); err != nil {
+			t.Fatalf("re-encoding %q gave %q, which Decode refuses: %v", doc, out, err)
 		}
 		_ = Validate(out)
 	})

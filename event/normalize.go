@@ -833,6 +833,9 @@ func (n *normalizer) field(s *scanner, i, depth int, key []byte) bool {
 			return false
 		}
 		t = t.UTC()
+		if y := t.Year(); y < 0 || y > 9999 {
+			return false // Decode refuses it (setTime)
+		}
 		if f.check == ncTimestamp {
 			if t.Before(minTime) || t.After(maxTime) {
 				return false

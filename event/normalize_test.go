@@ -101,7 +101,8 @@ var normalizedSeeds = []string{
 	`{"event.kind":"nonsense"}`, `{"event.category":["web",""]}`, `{"event.type":"nope"}`, `{"event.outcome":"maybe"}`,
 	`{"source.ip":"999.1.1.1"}`, `{"http.response.status_code":42}`, `{"source.port":70000}`, `{"event.duration":-1}`,
 	`{"@timestamp":"1969-12-31T23:59:59Z"}`, `{"@timestamp":"0001-01-01T00:00:00Z"}`, `{"@timestamp":"yesterday"}`,
-	`{"event.ingested":"never"}`, `{"user.name":5}`, `{"user.roles":[1]}`, `{"event":"x"}`, `{"event":{"action":{"a":1}}}`,
+	`{"event.ingested":"never"}`, `{"event":{"ingested":"9999-12-31T23:00:00-01:00"},"message":"x"}`, `{"@timestamp":"0000-01-01T00:00:00+01:00"}`,
+	`{"user.name":5}`, `{"user.roles":[1]}`, `{"event":"x"}`, `{"event":{"action":{"a":1}}}`,
 	`{"a":1`, `{"a":1}x`, `[]`, `null`, `"x"`, `{"":1}`, `{"":null}`, `{"event":{"":null}}`, `{"user.name":"a\u0000b"}`, "{\"user.name\":\"a\x01\"}",
 	"{\"user.name\":\"\xff\xfe\"}", `{"labels":{"a":1}}`, `{"labels":"x"}`,
 	// Documents emit copies in runs, or in part: a stored record sent
