@@ -387,9 +387,10 @@ func (g *Gateway) ShutdownTimeout() time.Duration { return g.cfg.Timeouts.Shutdo
 
 // closeBy closes the gateway within plan. The gateway's own events are
 // flushed first: into the single node's ledger before its final
-// checkpoint (by flushBy), or into the spool (by the followers' share). A single node's collector then
-// closes in its shares (server.Server.CloseBy). A step that does not end
-// in time is abandoned with an error naming it.
+// checkpoint (by flushBy), or into the spool (by the followers' share). A
+// single node's collector then closes in its shares
+// (server.Server.CloseBy). A step that does not end in time is abandoned
+// with an error naming it.
 func (g *Gateway) closeBy(plan server.ShutdownPlan) error {
 	if g.watchStop != nil {
 		close(g.watchStop)

@@ -47,11 +47,10 @@ func Parse(s string) (Expr, error) {
 	if p.limitPos >= 0 {
 		c := &parser{s: e.String()}
 		if _, err := c.parse(); err != nil {
-			msg := err.Error()
-			if strings.Contains(msg, "nesting deeper") {
+			if c.tooDeep {
 				return nil, p.errf(p.limitPos, "nesting deeper than %d once the terms on one field are written as one group, as the canonical form writes them", MaxDepth)
 			}
-			return nil, p.errf(p.limitPos, "the canonical form %q does not parse: %s", e.String(), msg)
+			return nil, p.errf(p.limitPos, "the canonical form %q does not parse: %s", c.s, err)
 		}
 	}
 	return e, nil
@@ -84,6 +83,8 @@ type parser struct {
 	depth int
 	// limitPos is where the nesting first reached MaxDepth (-1: never).
 	limitPos int
+	// tooDeep is set when the nesting went past MaxDepth.
+	tooDeep bool
 }
 
 func (p *parser) errf(pos int, format string, args ...any) *Error {
@@ -122,6 +123,7 @@ func (p *parser) keyword(kw string) bool {
 func (p *parser) enter(pos int) error {
 	p.depth++
 	if p.depth > MaxDepth {
+		p.tooDeep = true
 		return p.errf(pos, "nesting deeper than %d", MaxDepth)
 	}
 	if p.depth == MaxDepth && p.limitPos < 0 {
