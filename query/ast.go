@@ -35,7 +35,8 @@
 // Parse returns an *Error holding the byte offset (from 0) of the problem in
 // the query. Queries longer than MaxLen bytes or nesting parentheses and
 // nots deeper than MaxDepth (as written, or in the canonical form String
-// gives) are rejected, so hostile input costs little.
+// gives) are rejected, so hostile input costs little and every query
+// accepted has a canonical form that Parse accepts too.
 //
 // # Evaluation
 //

@@ -44,8 +44,18 @@ func Parse(s string) (Expr, error) {
 	// query needed too), so only a query that reached MaxDepth can have a
 	// canonical form that does not parse; such a query is refused, as a
 	// query must read back as itself.
+	//
+	// For the same reason a query whose canonical form is longer than
+	// MaxLen is refused: quoting can lengthen a value (a\ b is written
+	// "a b", a control character as \u0000) and single spaces go around
+	// every operator, so a query near the limit can have a canonical form
+	// that Parse would refuse as too long.
+	canon := e.String()
+	if len(canon) > MaxLen {
+		return nil, p.errf(0, "query is longer than %d bytes as written canonically (%d bytes)", MaxLen, len(canon))
+	}
 	if p.limitPos >= 0 {
-		c := &parser{s: e.String()}
+		c := &parser{s: canon}
 		if _, err := c.parse(); err != nil {
 			if c.tooDeep {
 				return nil, p.errf(p.limitPos, "nesting deeper than %d once the terms on one field are written as one group, as the canonical form writes them", MaxDepth)
