@@ -283,17 +283,79 @@ func FuzzUserExtract(f *testing.F) {
 	})
 }
 
+// refMatch is pattern.match written the slow, obvious way, from the
+// pattern's text: split both at '/', drop one trailing slash from each,
+// then compare segment by segment. FuzzPattern holds the real one to it.
+func refMatch(pat, path, want string) (string, bool) {
+	if path == "" || path[0] != '/' {
+		return "", false
+	}
+	if len(path) > 1 && strings.HasSuffix(path, "/") {
+		path = path[:len(path)-1]
+	}
+	segs := strings.Split(pat[1:], "/")
+	if len(segs) > 1 && segs[len(segs)-1] == "" {
+		segs = segs[:len(segs)-1]
+	}
+	got := strings.Split(path[1:], "/")
+	var val string
+	for i, sg := range segs {
+		if sg == "**" || strings.HasPrefix(sg, "{") && strings.HasSuffix(sg, "...}") {
+			// The rest of the path, which may be nothing: /files/**
+			// takes /files.
+			if i > len(got) {
+				return "", false
+			}
+			if sg == "**" && want == "" || sg == "{"+want+"...}" {
+				val = strings.Join(got[i:], "/")
+			}
+			return val, true
+		}
+		if i >= len(got) {
+			return "", false
+		}
+		switch {
+		case sg == "*" || strings.HasPrefix(sg, "{") && strings.HasSuffix(sg, "}"):
+			if got[i] == "" {
+				return "", false
+			}
+			if want != "" && sg == "{"+want+"}" {
+				val = got[i]
+			}
+		case !strings.EqualFold(sg, got[i]):
+			return "", false
+		}
+	}
+	if len(got) != len(segs) {
+		return "", false
+	}
+	return val, true
+}
+
 func FuzzPattern(f *testing.F) {
 	f.Add("/api/users/{id}/role", "/api/users/42/role")
 	f.Add("/files/{rest...}", "/files/a/b")
 	f.Add("/**", "/")
+	f.Add("/files/**", "/files")
+	f.Add("/a/b/**", "/a")
+	f.Add("/Login/", "/LOGIN/")
+	f.Add("/", "/")
+	f.Add("/a//*", "/a//b/")
+	f.Add("/K", "/\u212a") // KELVIN SIGN folds to k
 	f.Fuzz(func(t *testing.T, pat, path string) {
 		pt, err := compilePattern(pat)
 		if err != nil {
 			return
 		}
-		for _, n := range pt.names {
-			if got, ok := pt.match(path, n); ok && !strings.Contains(path, got) {
+		// Every name, no name, and a name no pattern has (as
+		// matchOnly asks).
+		for _, n := range append(pt.names, "", "\x00") {
+			got, ok := pt.match(path, n)
+			want, wantOK := refMatch(pat, path, n)
+			if got != want || ok != wantOK {
+				t.Fatalf("%q ~ %q, {%s}: %q %v, want %q %v", pat, path, n, got, ok, want, wantOK)
+			}
+			if ok && !strings.Contains(path, got) {
 				t.Fatalf("%s ~ %s: %q is not part of the path", pat, path, got)
 			}
 		}
