@@ -1,8 +1,12 @@
 package detect
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
 	"io/fs"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -12,7 +16,11 @@ import (
 )
 
 // FuzzParseRules: any rule file parses, compiles and runs without
-// panicking, in bounded time; what fails is reported as errors.
+// panicking, in bounded time; what fails is reported as errors that name
+// a line of the file; every condition read has a canonical form that
+// parses back to itself over the rule's searches; and a comment line put
+// in front moves every rule and error one line down and changes nothing
+// else (so the lines named are the file's own).
 func FuzzParseRules(f *testing.F) {
 	fs.WalkDir(BuiltinFS(), ".", func(p string, d fs.DirEntry, err error) error {
 		if err == nil && !d.IsDir() {
@@ -25,6 +33,7 @@ func FuzzParseRules(f *testing.F) {
 	f.Add([]byte("a: &x [*x]\n"))
 	f.Add([]byte("title: t\ndetection:\n    s:\n        f|base64offset|contains: 'abc'\n        g|windash: '-a /b'\n        h|re|i|m|s: '^x'\n    condition: s\n"))
 	f.Add([]byte("--- \n...\n---\ntitle: [\n"))
+	f.Add([]byte("title: a\ndetection:\n    s: {f: 1}\n    t: [x]\n    condition: [s or not t, (s or t) and 1 of them]\n---\ntitle: b\ndetection:\n    condition: s\n"))
 	events := [][]byte{
 		[]byte(`{"@timestamp":"2026-01-01T00:00:00Z","event":{"category":["web","authentication"],"outcome":"failure"},"url":{"path":"/a","query":"b=c"},"client":{"ip":"192.0.2.1"},"user":{"name":"u"},"http":{"response":{"status_code":401}}}`),
 		[]byte(`{"a":"1","kind":"a","f":"YWJj","g":"-a"}`),
@@ -32,9 +41,25 @@ func FuzzParseRules(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		start := time.Now()
 		rs := ParseRules("fuzz.yml", data, "custom")
+		lines := bytes.Count(data, []byte("\n")) + 1
 		for _, e := range rs.Errors {
 			if e.Reason == "" || strings.ContainsAny(e.Error(), "\n") && !strings.Contains(string(data), "\n") {
 				t.Fatalf("unhelpful error %q", e)
+			}
+			if e.File != "fuzz.yml" || len(data) <= MaxRuleFileBytes && (e.Line < 1 || e.Line > lines || e.Col < 0) {
+				t.Fatalf("error %q names no line of the file (%d lines)", e, lines)
+			}
+		}
+		for _, r := range rs.Rules {
+			if r.Source.File != "fuzz.yml" || r.Source.Line < 1 || r.Source.Line > lines {
+				t.Fatalf("rule %q read from %v, not a line of the file (%d lines)", r.Ref(), r.Source, lines)
+			}
+			checkCanonical(t, r)
+		}
+		if len(data)+2 <= MaxRuleFileBytes && !bytes.HasPrefix(data, []byte("\ufeff")) {
+			shifted := ParseRules("fuzz.yml", append([]byte("#\n"), data...), "custom")
+			if a, b := summary(rs, 1), summary(shifted, 0); a != b {
+				t.Fatalf("a comment line in front changed more than the lines:\n%s\nthen\n%s", a, b)
 			}
 		}
 		e, _ := NewEngine(rs, Options{})
@@ -52,8 +77,108 @@ func FuzzParseRules(f *testing.F) {
 	})
 }
 
+// checkCanonical fails unless each condition of r's detection (the
+// members of the or that joins a list of them, or the one) has a
+// canonical form that parses over r's searches to the same condition.
+func checkCanonical(t *testing.T, r *Rule) {
+	t.Helper()
+	d := r.Detection
+	if d == nil {
+		return
+	}
+	names := make([]string, len(d.Searches))
+	for i, s := range d.Searches {
+		names[i] = s.Name
+	}
+	xs := []Expr{d.Condition}
+	if or, ok := d.Condition.(*OrExpr); ok {
+		xs = or.X
+	}
+	for _, x := range xs {
+		c := x.String()
+		e, err := ParseCondition(c, names)
+		if err != nil {
+			t.Fatalf("rule %q, condition %q: canonical form %q does not parse: %v", r.Ref(), d.ConditionText, c, err)
+		}
+		// The same tree, not only the same text: a canonical form that
+		// lost parentheses can read back as itself and mean otherwise.
+		var want, got strings.Builder
+		dump(&want, reflect.ValueOf(x))
+		dump(&got, reflect.ValueOf(e))
+		if e.String() != c || got.String() != want.String() {
+			t.Fatalf("rule %q, condition %q: canonical form %q reads back as %q, %s, not %s", r.Ref(), d.ConditionText, c, e.String(), &got, &want)
+		}
+	}
+}
+
+// summary writes out a rule set, every exported field followed through
+// pointers, with each line number plus shift, so that two parses can be
+// compared.
+func summary(rs *RuleSet, shift int) string {
+	var b strings.Builder
+	for _, r := range rs.Rules {
+		c := *r
+		c.Source.Line += shift
+		dump(&b, reflect.ValueOf(c))
+		if c.Detection != nil {
+			b.WriteString(" condition " + c.Detection.Condition.String())
+		}
+		b.WriteByte('\n')
+	}
+	for _, e := range rs.Errors {
+		c := *e
+		if c.Line > 0 {
+			c.Line += shift
+		}
+		b.WriteString(c.Error() + "\n")
+	}
+	return b.String()
+}
+
+func dump(b *strings.Builder, v reflect.Value) {
+	switch v.Kind() {
+	case reflect.Pointer, reflect.Interface:
+		if v.IsNil() {
+			b.WriteString("nil")
+			return
+		}
+		dump(b, v.Elem())
+	case reflect.Struct:
+		b.WriteString(v.Type().Name() + "{")
+		for i := range v.NumField() {
+			if v.Type().Field(i).IsExported() {
+				b.WriteString(v.Type().Field(i).Name + ":")
+				dump(b, v.Field(i))
+				b.WriteString(" ")
+			}
+		}
+		b.WriteString("}")
+	case reflect.Slice:
+		b.WriteString("[")
+		for i := range v.Len() {
+			dump(b, v.Index(i))
+			b.WriteString(" ")
+		}
+		b.WriteString("]")
+	case reflect.Map:
+		keys := v.MapKeys()
+		slices.SortFunc(keys, func(x, y reflect.Value) int { return strings.Compare(fmt.Sprint(x), fmt.Sprint(y)) })
+		b.WriteString("map[")
+		for _, k := range keys {
+			fmt.Fprintf(b, "%q:", k)
+			dump(b, v.MapIndex(k))
+			b.WriteString(" ")
+		}
+		b.WriteString("]")
+	case reflect.String:
+		fmt.Fprintf(b, "%q", v.String())
+	default:
+		fmt.Fprint(b, v)
+	}
+}
+
 // FuzzCondition: conditions parse or fail cleanly, and String is
-// canonical.
+// canonical: it reads back as the same condition.
 func FuzzCondition(f *testing.F) {
 	for _, s := range []string{"sel", "sel and not filter", "1 of sel* and not 1 of filter*", "all of them", "(sel or (filter and sel_2))",
 		"not not sel", "sel | count() > 5", "1 of", "((((", "sel and", "ALL OF sel_*"} {
@@ -71,6 +196,12 @@ func FuzzCondition(f *testing.F) {
 		}
 		if e2.String() != e.String() {
 			t.Fatalf("%q: %q then %q", s, e.String(), e2.String())
+		}
+		var a, b strings.Builder
+		dump(&a, reflect.ValueOf(e))
+		dump(&b, reflect.ValueOf(e2))
+		if a.String() != b.String() {
+			t.Fatalf("%q: canonical form %q reads back as %s, not %s", s, e.String(), &b, &a)
 		}
 	})
 }
