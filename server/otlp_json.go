@@ -139,9 +139,13 @@ func (v *jsonAnyValue) proto(depth int) *commonpb.AnyValue {
 	case v.ArrayValue != nil:
 		a := &commonpb.ArrayValue{}
 		for _, e := range v.ArrayValue.Values {
-			if p := e.proto(depth + 1); p != nil {
-				a.Values = append(a.Values, p)
+			p := e.proto(depth + 1)
+			if p == nil {
+				// An element with no value is OTLP's empty value: it
+				// keeps its place (written null), as in protobuf.
+				p = &commonpb.AnyValue{}
 			}
+			a.Values = append(a.Values, p)
 		}
 		return &commonpb.AnyValue{Value: &commonpb.AnyValue_ArrayValue{ArrayValue: a}}
 	case v.KvlistValue != nil:

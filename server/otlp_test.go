@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -171,6 +172,63 @@ func TestOTLPJSON(t *testing.T) {
 	}
 	if code, _ := ts.do(t, "POST", "/v1/logs", ts.read, strings.NewReader(body), "Content-Type", "application/json"); code != 403 {
 		t.Errorf("a read token may not ingest: %d", code)
+	}
+}
+
+// TestOTLPJSONMatchesProtobuf: an OTLP/JSON request maps to the events its
+// protobuf form maps to, record by record.
+func TestOTLPJSONMatchesProtobuf(t *testing.T) {
+	one := func(lr *logspb.LogRecord) *logspb.LogsData {
+		return &logspb.LogsData{ResourceLogs: []*logspb.ResourceLogs{{
+			Resource:  &resourcepb.Resource{Attributes: []*commonpb.KeyValue{{Key: "service.name", Value: sv("billing")}}},
+			ScopeLogs: []*logspb.ScopeLogs{{Scope: &commonpb.InstrumentationScope{Name: "s"}, LogRecords: []*logspb.LogRecord{lr}}}}}}
+	}
+	arr := func(vs ...*commonpb.AnyValue) *commonpb.AnyValue {
+		return &commonpb.AnyValue{Value: &commonpb.AnyValue_ArrayValue{ArrayValue: &commonpb.ArrayValue{Values: vs}}}
+	}
+	record := func(js string) string {
+		return `{"resourceLogs":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"billing"}}]},"scopeLogs":[{"scope":{"name":"s"},"logRecords":[` + js + `]}]}]}`
+	}
+	for _, tc := range []struct {
+		name, json string
+		pb         *logspb.LogsData
+	}{
+		{"ids, strings for 64-bit integers, enum names", record(`{"timeUnixNano":"1795946400000000000","severityNumber":"SEVERITY_NUMBER_ERROR",
+			"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174","body":{"stringValue":"x"},
+			"attributes":[{"key":"http.response.status_code","value":{"intValue":"503"}},{"key":"user.roles","value":{"arrayValue":{"values":[{"stringValue":"admin"}]}}}]}`),
+			one(&logspb.LogRecord{TimeUnixNano: 1795946400000000000, SeverityNumber: logspb.SeverityNumber_SEVERITY_NUMBER_ERROR,
+				TraceId: []byte{0x5b, 0x8e, 0xff, 0xf7, 0x98, 0x03, 0x81, 0x03, 0xd2, 0x69, 0xb6, 0x33, 0x81, 0x3f, 0xc6, 0x0c},
+				SpanId:  []byte{0xee, 0xe1, 0x9b, 0x7e, 0xc3, 0xc1, 0xb1, 0x74}, Body: sv("x"),
+				Attributes: []*commonpb.KeyValue{{Key: "http.response.status_code", Value: iv(503)}, {Key: "user.roles", Value: arr(sv("admin"))}}})},
+		// The JSON half dropped the empty value: ["a"], where protobuf
+		// gives [null,"a"].
+		{"an empty value in an array", record(`{"body":{"arrayValue":{"values":[{},{"stringValue":"a"}]}}}`),
+			one(&logspb.LogRecord{Body: arr(&commonpb.AnyValue{}, sv("a"))})},
+	} {
+		ld, err := decodeOTLPJSON([]byte(tc.json))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		var fromJSON, fromPB []string
+		for _, rl := range ld.ResourceLogs {
+			for _, sl := range rl.ScopeLogs {
+				for _, lr := range sl.LogRecords {
+					fromJSON = append(fromJSON, string(otlpEvent(rl.GetResource().GetAttributes(), sl.Scope, lr).AppendJSON(nil)))
+				}
+			}
+		}
+		bin, err := proto.Marshal(tc.pb)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := forEachLogRecord(bin, func(res []*commonpb.KeyValue, scope *commonpb.InstrumentationScope, lr *logspb.LogRecord) {
+			fromPB = append(fromPB, string(otlpEvent(res, scope, lr).AppendJSON(nil)))
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(fromJSON, fromPB) || len(fromJSON) != 1 {
+			t.Errorf("%s: OTLP/JSON gives\n%s\nprotobuf gives\n%s", tc.name, strings.Join(fromJSON, "\n"), strings.Join(fromPB, "\n"))
+		}
 	}
 }
 
