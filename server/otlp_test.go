@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/trailguard/trailguard/event"
@@ -232,8 +233,17 @@ func TestOTLPJSONMatchesProtobuf(t *testing.T) {
 	}
 }
 
+// idlessEvent is the event a record maps to, without its trace and span
+// ids (hex in OTLP/JSON, base64 in proto3 JSON).
+func idlessEvent(res []*commonpb.KeyValue, scope *commonpb.InstrumentationScope, lr *logspb.LogRecord) string {
+	c := proto.Clone(lr).(*logspb.LogRecord)
+	c.TraceId, c.SpanId = nil, nil
+	return string(otlpEvent(res, scope, c).AppendJSON(nil))
+}
+
 // FuzzOTLP: whatever arrives, protobuf or JSON, decoding never panics and
-// every mapped event encodes as one line of valid JSON that decodes again.
+// every mapped event encodes as one line of valid JSON that decodes again;
+// an OTLP/JSON message maps to the events its protobuf form maps to.
 func FuzzOTLP(f *testing.F) {
 	seed, _ := proto.Marshal(&logspb.LogsData{ResourceLogs: []*logspb.ResourceLogs{{ScopeLogs: []*logspb.ScopeLogs{{LogRecords: []*logspb.LogRecord{
 		{Body: &commonpb.AnyValue{Value: &commonpb.AnyValue_KvlistValue{KvlistValue: &commonpb.KeyValueList{Values: []*commonpb.KeyValue{{Key: "a\nb", Value: sv("\u2028")}}}}},
@@ -256,12 +266,38 @@ func FuzzOTLP(f *testing.F) {
 			if err != nil {
 				return
 			}
+			var fromJSON []string
 			for _, rl := range ld.ResourceLogs {
 				for _, sl := range rl.ScopeLogs {
 					for _, lr := range sl.LogRecords {
 						check(rl.GetResource().GetAttributes(), sl.Scope, lr)
+						fromJSON = append(fromJSON, idlessEvent(rl.GetResource().GetAttributes(), sl.Scope, lr))
 					}
 				}
+			}
+			// The same message read by protojson (OTLP/JSON is proto3's
+			// JSON mapping but for hex trace and span ids), written as
+			// protobuf and walked by the protobuf half, maps to the same
+			// events: a sender gets the same trail whichever encoding it
+			// picks. What protojson refuses (unknown or duplicate keys,
+			// keys in another case, bad UTF-8 or base64, two values in
+			// one AnyValue) has no protobuf twin to compare with.
+			var pj logspb.LogsData
+			if protojson.Unmarshal(data, &pj) != nil {
+				return
+			}
+			bin, err := proto.Marshal(&pj)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var fromPB []string
+			if forEachLogRecord(bin, func(res []*commonpb.KeyValue, scope *commonpb.InstrumentationScope, lr *logspb.LogRecord) {
+				fromPB = append(fromPB, idlessEvent(res, scope, lr))
+			}) != nil {
+				return // nested past the protobuf half's recursion limit
+			}
+			if !slices.Equal(fromJSON, fromPB) {
+				t.Fatalf("%s\nOTLP/JSON gives\n%s\nthe same message as protobuf gives\n%s", data, strings.Join(fromJSON, "\n"), strings.Join(fromPB, "\n"))
 			}
 			return
 		}
