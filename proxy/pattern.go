@@ -109,7 +109,10 @@ func (pt *pattern) match(path, want string) (string, bool) {
 			return "", false
 		}
 		if i == len(pt.segs)-1 {
-			return got, !more
+			if more {
+				return "", false
+			}
+			return got, true
 		}
 		if !more {
 			if next := pt.segs[i+1]; next.rest {

@@ -462,6 +462,7 @@ func TestPatternMatch(t *testing.T) {
 		{"/login", "/loginx", "", "", false},
 		{"/", "/", "", "", true},
 		{"/", "/x", "", "", false},
+		{"/{id}", "/0/0", "id", "", false}, // gave "0" with false
 	}
 	for _, tc := range cases {
 		pt, err := compilePattern(tc.pattern)
@@ -469,7 +470,7 @@ func TestPatternMatch(t *testing.T) {
 			t.Fatal(err)
 		}
 		got, ok := pt.match(tc.path, tc.name)
-		if ok != tc.ok || (ok && got != tc.want) {
+		if ok != tc.ok || got != tc.want {
 			t.Errorf("%s ~ %s: %q %v, want %q %v", tc.pattern, tc.path, got, ok, tc.want, tc.ok)
 		}
 	}
