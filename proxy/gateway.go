@@ -387,10 +387,11 @@ func (g *Gateway) ShutdownTimeout() time.Duration { return g.cfg.Timeouts.Shutdo
 
 // closeBy closes the gateway within plan. The gateway's own events are
 // flushed first: into the single node's ledger before its final
-// checkpoint (by flushBy), or into the spool (by the followers' share). A
-// single node's collector then closes in its shares
-// (server.Server.CloseBy). A step that does not end in time is abandoned
-// with an error naming it.
+// checkpoint (by server.ShutdownPlan.FlushBy; the collector's own last
+// events and the final checkpoint share what it leaves), or into the
+// spool (by the followers' share). A single node's collector then closes
+// in its shares (server.Server.CloseBy). A step that does not end in time
+// is abandoned with an error naming it.
 func (g *Gateway) closeBy(plan server.ShutdownPlan) error {
 	if g.watchStop != nil {
 		close(g.watchStop)
@@ -402,7 +403,7 @@ func (g *Gateway) closeBy(plan server.ShutdownPlan) error {
 		by := plan.Followers
 		what := "flushing the gateway's events into the spool (the spool keeps what it holds; the next start ships it)"
 		if g.collector != nil {
-			by = flushBy(time.Now(), plan.Ledger)
+			by = plan.FlushBy(time.Now())
 			what = "flushing the gateway's events into the ledger (events not appended by then are lost)"
 		}
 		// Requests cut at shutdown queue their events when their handlers
@@ -437,28 +438,6 @@ func (g *Gateway) closeBy(plan server.ShutdownPlan) error {
 		err = errors.Join(err, g.collector.CloseBy(plan))
 	}
 	return err
-}
-
-// checkpointReserve is what a single node's flush of its events leaves,
-// at most, of the ledger's share of a shutdown, for the collector's own
-// last events and the ledger's close with its final checkpoint. Measured
-// (10 shutdowns of a single node under 32 clients, ext4 on the 2-core
-// VM): those took 75-110 ms quiet and 85-250 ms beside three busy loops,
-// while the flush of a backlog of 20-5200 events took 9-45 ms; 500 ms is
-// twice the slowest.
-const checkpointReserve = 500 * time.Millisecond
-
-// flushBy is when a single node's flush of its events into the ledger,
-// starting now, is abandoned, the ledger's share ending at ledgerBy: all
-// of what is left but checkpointReserve, or but a quarter when less than
-// 2 s is left. An event the flush abandons is lost, a hole in the trail;
-// a final checkpoint not written only leaves the last records, durable,
-// to be signed by the next start's first checkpoint. The flush had half
-// of what was left, and under load lost events whose writes outlasted
-// that half while the checkpoint that followed needed a tenth of it.
-func flushBy(now, ledgerBy time.Time) time.Time {
-	left := ledgerBy.Sub(now)
-	return ledgerBy.Add(-min(checkpointReserve, max(left, 0)/4))
 }
 
 // closeBefore runs f, giving up on it at deadline: f goes on in the

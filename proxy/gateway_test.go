@@ -542,7 +542,7 @@ func TestShutdownSaysEventsItCouldNotRecord(t *testing.T) {
 // writes its final checkpoint. The flush had half of what was left of the
 // ledger's share (by 37.5 % of the budget, 1.5 s, with no request in
 // flight) and lost them, while the checkpoint after it takes 75-250 ms
-// (checkpointReserve); now it has all of that share but 500 ms (2.5 s).
+// (server.CheckpointReserve); now it has all of that share but 500 ms (2.5 s).
 func TestShutdownRecordsASlowFlush(t *testing.T) {
 	t.Parallel()
 	const budget = 4 * time.Second

@@ -94,6 +94,9 @@ type Server struct {
 	// closeHook (tests) runs at the start of each step (shutdown.go).
 	closing   shutdownProgress
 	closeHook func(step string)
+	// auditStall (tests) runs before each append of the collector's own
+	// audit events (ledgerSink).
+	auditStall atomic.Pointer[func()]
 
 	// appendLog summarises ingest refused for a full disk (storelog.go).
 	appendLog appendFailureLog
@@ -106,9 +109,17 @@ type Server struct {
 
 // ledgerSink lets the collector's own audit events (its access log,
 // token failures, reads of the trail) go into the ledger they protect.
-type ledgerSink struct{ l *ledger.Ledger }
+// stall, if it holds a function, runs before each append (tests: a
+// ledger that falls behind, a stalled fdatasync).
+type ledgerSink struct {
+	l     *ledger.Ledger
+	stall *atomic.Pointer[func()]
+}
 
 func (s ledgerSink) Write(ctx context.Context, recs [][]byte) error {
+	if f := s.stall.Load(); f != nil {
+		(*f)()
+	}
 	_, err := s.l.Append(ctx, recs...)
 	return err
 }
@@ -231,7 +242,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	s.audit, err = httpaudit.New(httpaudit.Config{
-		Sink:        ledgerSink{s.ledger},
+		Sink:        ledgerSink{s.ledger, &s.auditStall},
 		Redactor:    selfRed,
 		ServiceName: "trailguard-collector",
 		ErrorLog:    log,

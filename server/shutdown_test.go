@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/trailguard/trailguard/access"
+	"github.com/trailguard/trailguard/event"
 	"github.com/trailguard/trailguard/internal/testenv"
 )
 
@@ -324,5 +325,89 @@ func TestShutdownAbandonedOutputResumes(t *testing.T) {
 		if code, b := centre.do(t, "GET", "/v1/events/"+id, centre.read, nil); code != 200 {
 			t.Fatalf("event %s at the centre after the restart: %d %s", id, code, b)
 		}
+	}
+}
+
+// TestShutdownRecordsASlowAuditFlush: a collector whose own last audit
+// events take 2 s of a 4 s shutdown to reach the ledger (an append that
+// does not return: a starved writer, a stalled fdatasync) records every
+// one, the access events of the requests it answered before the signal
+// and its own "collector stopping", and still writes its final
+// checkpoint. The flush had half of what was left of the ledger's share
+// (1.5 s, the drain ending at once) and lost them, while the close after
+// it takes 70-600 ms (CheckpointReserve); now it has all of that share
+// but 500 ms (2.5 s).
+func TestShutdownRecordsASlowAuditFlush(t *testing.T) {
+	t.Parallel()
+	const budget = 4 * time.Second
+	dir := t.TempDir()
+	ts := startServer(t, dir, func(c *Config) { c.ShutdownTimeout = budget })
+	ingest := func(id string) {
+		t.Helper()
+		line := `{"event":{"id":"` + id + `","action":"http_request"}}` + "\n"
+		if code, b := ts.do(t, "POST", "/v1/events", ts.ingest, strings.NewReader(line), "X-Request-ID", id); code != 200 {
+			t.Fatalf("ingest %s: %d %s", id, code, b)
+		}
+	}
+	ingest("written")
+	ts.waitAudited(t)
+
+	stalled := make(chan struct{}, 1)
+	release := make(chan struct{})
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(unblock)
+	hold := func() {
+		select {
+		case stalled <- struct{}{}:
+		default:
+		}
+		<-release
+	}
+	ts.auditStall.Store(&hold)
+	const held = 10
+	answered := []string{"written"}
+	for i := range held {
+		id := fmt.Sprintf("held-%d", i)
+		ingest(id) // answered once its events are durable; its access event waits behind the held append
+		answered = append(answered, id)
+		if i == 0 {
+			select {
+			case <-stalled:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the audit log's append did not start")
+			}
+		}
+	}
+
+	timer := time.AfterFunc(budget/2, unblock)
+	defer timer.Stop()
+	ts.cancel()
+	ts.cancel = nil
+	if err := <-ts.done; err != nil {
+		t.Fatalf("the shutdown: %v", err)
+	}
+	if _, cp := ts.ledger.LatestCheckpoint(); cp.Size != ts.ledger.Size() {
+		t.Errorf("final checkpoint covers %d of %d records", cp.Size, ts.ledger.Size())
+	}
+	access := map[string]bool{}
+	stopping := false
+	for _, rec := range readLedger(t, dir) {
+		ev, err := event.Decode(rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.Path == "/v1/events" {
+			access[ev.RequestID] = true
+		}
+		stopping = stopping || ev.Action == event.ActionSysShutdown
+	}
+	for _, id := range answered {
+		if !access[id] {
+			t.Errorf("the access event of %s, answered before the signal, is not in the ledger", id)
+		}
+	}
+	if !stopping {
+		t.Error(`the collector's own "collector stopping" is not in the ledger`)
 	}
 }
