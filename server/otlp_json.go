@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	logspb "go.opentelemetry.io/proto/otlp/logs/v1"
@@ -134,8 +135,7 @@ func (v *jsonAnyValue) proto(depth int) *commonpb.AnyValue {
 	case v.DoubleValue != nil:
 		return &commonpb.AnyValue{Value: &commonpb.AnyValue_DoubleValue{DoubleValue: *v.DoubleValue}}
 	case v.BytesValue != nil:
-		b, _ := base64.StdEncoding.DecodeString(*v.BytesValue)
-		return &commonpb.AnyValue{Value: &commonpb.AnyValue_BytesValue{BytesValue: b}}
+		return &commonpb.AnyValue{Value: &commonpb.AnyValue_BytesValue{BytesValue: jsonBytes(*v.BytesValue)}}
 	case v.ArrayValue != nil:
 		a := &commonpb.ArrayValue{}
 		for _, e := range v.ArrayValue.Values {
@@ -160,6 +160,25 @@ func kvs(in []jsonKV, depth int) []*commonpb.KeyValue {
 		out = append(out, &commonpb.KeyValue{Key: kv.Key, Value: kv.Value.proto(depth)})
 	}
 	return out
+}
+
+// jsonBytes decodes a bytesValue as proto3's JSON mapping reads bytes:
+// standard or URL-safe base64, padded or not (as protojson does, so that
+// a sender's OTLP/JSON and protobuf give the same value). What is not
+// base64 gives no bytes.
+func jsonBytes(s string) []byte {
+	enc := base64.StdEncoding
+	if strings.ContainsAny(s, "-_") {
+		enc = base64.URLEncoding
+	}
+	if len(s)%4 != 0 {
+		enc = enc.WithPadding(base64.NoPadding)
+	}
+	b, err := enc.DecodeString(s)
+	if err != nil {
+		return nil
+	}
+	return b
 }
 
 // hexID decodes a hex trace or span id; a wrong length or bad hex gives

@@ -187,6 +187,9 @@ func TestOTLPJSONMatchesProtobuf(t *testing.T) {
 	arr := func(vs ...*commonpb.AnyValue) *commonpb.AnyValue {
 		return &commonpb.AnyValue{Value: &commonpb.AnyValue_ArrayValue{ArrayValue: &commonpb.ArrayValue{Values: vs}}}
 	}
+	bv := func(b ...byte) *commonpb.AnyValue {
+		return &commonpb.AnyValue{Value: &commonpb.AnyValue_BytesValue{BytesValue: b}}
+	}
 	record := func(js string) string {
 		return `{"resourceLogs":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"billing"}}]},"scopeLogs":[{"scope":{"name":"s"},"logRecords":[` + js + `]}]}]}`
 	}
@@ -205,6 +208,10 @@ func TestOTLPJSONMatchesProtobuf(t *testing.T) {
 		// gives [null,"a"].
 		{"an empty value in an array", record(`{"body":{"arrayValue":{"values":[{},{"stringValue":"a"}]}}}`),
 			one(&logspb.LogRecord{Body: arr(&commonpb.AnyValue{}, sv("a"))})},
+		// Base64 without padding, and URL-safe: proto3 JSON reads both;
+		// the JSON half read only padded standard base64 and gave "".
+		{"bytes in unpadded and URL-safe base64", record(`{"attributes":[{"key":"a","value":{"bytesValue":"000"}},{"key":"b","value":{"bytesValue":"-_8="}}]}`),
+			one(&logspb.LogRecord{Attributes: []*commonpb.KeyValue{{Key: "a", Value: bv(0xd3, 0x4d)}, {Key: "b", Value: bv(0xfb, 0xff)}}})},
 	} {
 		ld, err := decodeOTLPJSON([]byte(tc.json))
 		if err != nil {
