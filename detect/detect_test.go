@@ -257,3 +257,22 @@ detection:
 		t.Fatalf("only %d alerts: the events do not exercise the rules", matched)
 	}
 }
+
+// TestYAMLErrorNamesFileLines: a YAML error names lines of the file, both
+// where it is and the other place its message names, whichever document
+// of the file it is in.
+func TestYAMLErrorNamesFileLines(t *testing.T) {
+	for _, tc := range []struct{ data, want string }{
+		{"e: \ne:", `r.yml:2:1: YAML: mapping key "e" already defined at line 1, column 1`},
+		// The message named [1:1], the document's first line, which is
+		// the file's second.
+		{"#\ne: \ne:", `r.yml:3:1: YAML: mapping key "e" already defined at line 2, column 1`},
+		{"title: a\ndetection:\n    sel: {a: 1}\n    condition: sel\n---\ntitle: b\ndetection:\n    sel: {a: 1}\n    sel: {b: 1}\n    condition: sel\n",
+			`r.yml:9:5: YAML: mapping key "sel" already defined at line 8, column 5`},
+	} {
+		rs := ParseRules("r.yml", []byte(tc.data), "custom")
+		if len(rs.Errors) != 1 || rs.Errors[0].Error() != tc.want {
+			t.Errorf("%q: errors %q, want %q", tc.data, rs.Errors, tc.want)
+		}
+	}
+}

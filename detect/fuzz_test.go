@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io/fs"
 	"reflect"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -130,10 +132,17 @@ func summary(rs *RuleSet, shift int) string {
 		if c.Line > 0 {
 			c.Line += shift
 		}
+		// A message may name a second place (a key defined twice).
+		c.Reason = atLine.ReplaceAllStringFunc(c.Reason, func(s string) string {
+			n, _ := strconv.Atoi(s[len(" at line "):])
+			return " at line " + strconv.Itoa(n+shift)
+		})
 		b.WriteString(c.Error() + "\n")
 	}
 	return b.String()
 }
+
+var atLine = regexp.MustCompile(` at line [0-9]+`)
 
 func dump(b *strings.Builder, v reflect.Value) {
 	switch v.Kind() {

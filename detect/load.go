@@ -93,6 +93,9 @@ func docError(file string, docLine int, err error, n *ynode) *LoadError {
 	if errors.As(err, &pe) && pe.line > 0 {
 		le.Line, le.Col = docLine+pe.line-1, pe.col
 	}
+	if pe != nil && error(pe) == err {
+		le.Reason = pe.inFile(docLine)
+	}
 	if n != nil {
 		for _, k := range []string{"name", "id", "title"} {
 			if v := n.get(k); v != nil && v.kind == yScalar && v.str != "" {

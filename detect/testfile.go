@@ -118,7 +118,7 @@ func ParseTestFile(file string, data []byte) (*TestFile, error) {
 
 func locate(file string, err error) error {
 	if pe, ok := err.(*posError); ok && pe.line > 0 {
-		return fmt.Errorf("%s:%d: %s", file, pe.line, pe.msg)
+		return fmt.Errorf("%s:%d: %s", file, pe.line, pe.Error())
 	}
 	return fmt.Errorf("%s: %w", file, err)
 }

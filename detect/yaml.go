@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"math"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -165,9 +166,21 @@ func hasContent(b []byte) bool {
 type posError struct {
 	line, col int
 	msg       string
+	// refLine and refCol are a second place the message names, in the
+	// same document (a key defined twice: the first definition).
+	refLine, refCol int
 }
 
-func (e *posError) Error() string { return e.msg }
+func (e *posError) Error() string { return e.inFile(1) }
+
+// inFile is the message for a document that starts on line docLine of
+// its file: the second place it names is given as a line of the file.
+func (e *posError) inFile(docLine int) string {
+	if e.refLine > 0 {
+		return fmt.Sprintf("%s at line %d, column %d", e.msg, docLine+e.refLine-1, e.refCol)
+	}
+	return e.msg
+}
 
 func errAt(n *ynode, format string, args ...any) *posError {
 	e := &posError{msg: fmt.Sprintf(format, args...)}
@@ -227,8 +240,19 @@ func yamlError(err error) error {
 	if i := strings.IndexByte(msg, '\n'); i >= 0 {
 		msg = msg[:i]
 	}
-	return &posError{line: line, col: col, msg: "YAML: " + msg}
+	pe := &posError{line: line, col: col, msg: "YAML: " + msg}
+	// "mapping key "a" already defined at [1:1]": the place is in the
+	// document, whose first line need not be the file's.
+	if m := yamlRef.FindStringSubmatchIndex(pe.msg); m != nil {
+		pe.refLine, _ = strconv.Atoi(pe.msg[m[2]:m[3]])
+		pe.refCol, _ = strconv.Atoi(pe.msg[m[4]:m[5]])
+		pe.msg = pe.msg[:m[0]]
+	}
+	return pe
 }
+
+// yamlRef is a second place a goccy/go-yaml message names, at its end.
+var yamlRef = regexp.MustCompile(` at \[([0-9]{1,9}):([0-9]{1,9})\]$`)
 
 type converter struct {
 	anchors map[string]*ynode
