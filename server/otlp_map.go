@@ -21,7 +21,7 @@ import (
 //	LogRecord.time_unix_nano                     @timestamp (observed_time_unix_nano if unset; arrival if both are)
 //	LogRecord.severity_number                    event.severity
 //	LogRecord.severity_text                      log.level, lower-cased (else from severity_number: trace … fatal)
-//	LogRecord.body (string)                      message (any other body: its JSON)
+//	LogRecord.body (string)                      message (any other body: its JSON; an empty one: none)
 //	LogRecord.trace_id / span_id                 trace.id / span.id (lower-case hex)
 //	LogRecord.event_name, attribute event.name   event.action (default "log")
 //	resource service.name / host.name            service.name / host.name
@@ -67,7 +67,10 @@ func otlpEvent(res []*commonpb.KeyValue, scope *commonpb.InstrumentationScope, r
 	if t := strings.ToLower(strings.TrimSpace(rec.SeverityText)); t != "" {
 		ev.LogLevel = t
 	}
-	if b := rec.Body; b != nil {
+	// A body with no value (an empty AnyValue, or none) is no message:
+	// "null" would say nothing, and OTLP/JSON's {} and protobuf's empty
+	// message must give the same event.
+	if b := rec.Body; b.GetValue() != nil {
 		if s, ok := b.Value.(*commonpb.AnyValue_StringValue); ok {
 			ev.Message = s.StringValue
 		} else {

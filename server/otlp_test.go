@@ -208,6 +208,8 @@ func TestOTLPJSONMatchesProtobuf(t *testing.T) {
 		// gives [null,"a"].
 		{"an empty value in an array", record(`{"body":{"arrayValue":{"values":[{},{"stringValue":"a"}]}}}`),
 			one(&logspb.LogRecord{Body: arr(&commonpb.AnyValue{}, sv("a"))})},
+		// The JSON half read {} as no body, protobuf as the message "null".
+		{"an empty body", record(`{"body":{}}`), one(&logspb.LogRecord{Body: &commonpb.AnyValue{}})},
 		// Base64 without padding, and URL-safe: proto3 JSON reads both;
 		// the JSON half read only padded standard base64 and gave "".
 		{"bytes in unpadded and URL-safe base64", record(`{"attributes":[{"key":"a","value":{"bytesValue":"000"}},{"key":"b","value":{"bytesValue":"-_8="}}]}`),
