@@ -2,7 +2,6 @@ package ledger
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"crypto/sha256"
 	"fmt"
@@ -117,6 +116,12 @@ func bestRawRate(b *testing.B, recs [][]byte) float64 {
 // BenchmarkAppend measures durable appends by 64 concurrent callers against
 // raw RFC 6962 hashing on one core in the same run (issue 15 item 1's
 // goals: 64×64 ≥ 0.6 of raw hashing with ack p99 ≤ 20 ms; 64×1 ≥ 0.2).
+// Where 0.2 of raw hashing is beyond what the disk gives one-record
+// durable acks, the 64×1 goal is ≥ 0.8 of the device limit: each of its
+// iterations alternates devicePairs rounds of a device run
+// (devlimit_test.go) and a ledger run of the same size, and the ledger's
+// median run is set against the device's median run (best against best is
+// printed beside it; docs/ledger.md, thirteenth session, says why).
 //
 // TRAILGUARD_BENCH_APPEND_RECORDS=demo appends the demo's events instead.
 // The sustained case appends ~1.5 M records (~48 segments of 16 MiB) per
@@ -145,17 +150,8 @@ func BenchmarkAppend(b *testing.B) {
 				perWriter = 370
 			}
 			ratio, p99, dev := benchAppend(b, 64, tc.batch, perWriter)
-			if dev.limit > 0 {
-				devGoal := fmt.Sprintf("≥ %.1f of the device limit", deviceGoal)
-				rawGoal := tc.goal * dev.raw
-				b.Logf("device limit: 64 callers × 1 durable record each, O_DIRECT write + AIO fdatasync, no hashing: %.0f acks/s (best depth %d; %s); the ledger's 64×1: %.0f rec/s = %.2f of it",
-					dev.limit, dev.depth, dev.runs, dev.rate, dev.rate/dev.limit)
-				if rawGoal > dev.limit {
-					b.Logf("goal: 0.2 of raw hashing is %.0f rec/s, %.2f× the device limit (%.0f acks/s): beyond this disk; the goal is %s: %s (%.2f)",
-						rawGoal, rawGoal/dev.limit, dev.limit, devGoal, metWord(dev.rate/dev.limit >= deviceGoal), dev.rate/dev.limit)
-				} else {
-					b.Logf("0.2 of raw hashing is %.0f rec/s, %.2f of the device limit (%.0f acks/s): within this disk's reach", rawGoal, rawGoal/dev.limit, dev.limit)
-				}
+			if dev.rounds > 0 {
+				dev.report(b, tc.goal)
 			}
 			if tc.goal > 0 {
 				goal := fmt.Sprintf("≥ %.1f of raw hashing", tc.goal)
@@ -164,7 +160,11 @@ func BenchmarkAppend(b *testing.B) {
 					goal += fmt.Sprintf(", ack p99 ≤ %.0f ms", tc.p99Goal)
 					met = met && p99 <= tc.p99Goal
 				}
-				b.Logf("goal: 64 appenders × %d records: %s: %s (ratio %.2f, p99 %.1f ms; a shared machine moves both)", tc.batch, goal, metWord(met), ratio, p99)
+				what := "goal"
+				if dev.rounds > 0 && tc.goal*dev.raw > slices.Max(dev.dev) {
+					what = "the issue's goal as written (beyond this disk: the device limit above is the goal)"
+				}
+				b.Logf("%s: 64 appenders × %d records: %s: %s (ratio %.2f, p99 %.1f ms; a shared machine moves both)", what, tc.batch, goal, metWord(met), ratio, p99)
 			}
 		})
 	}
@@ -181,12 +181,76 @@ func metWord(met bool) string {
 // the device limit: most of what the disk allows 64 callers of one record.
 const deviceGoal = 0.8
 
-// deviceFigures is the 64×1 case's device limit (devlimit_test.go) and
-// the ledger's rate beside it.
+// devicePairs is how many (device run, ledger run) rounds one iteration of
+// the 64×1 case alternates: -benchtime 3x gives nine of each, enough for a
+// median when single runs move ±15–25 % (docs/ledger.md, twelfth and
+// thirteenth sessions).
+const devicePairs = 3
+
+// deviceFigures is the 64×1 case's yardstick (devlimit_test.go): device
+// runs alternated with the ledger's runs of the same size in one process.
 type deviceFigures struct {
-	limit, rate, raw float64
-	depth            int
-	runs             string // every depth's rate and p99
+	rounds   int
+	depth    int    // the device runs' depth, the fastest of one run each
+	probes   string // those depth-picking runs
+	dev, led []float64
+	devP99   []time.Duration
+	perRun   int // appends per caller in a run (either kind)
+	recLen   int
+	raw      float64
+}
+
+// median of xs (the mean of the middle two of an even count).
+func median(xs []float64) float64 {
+	xs = slices.Clone(xs)
+	slices.Sort(xs)
+	if n := len(xs); n%2 == 0 {
+		return (xs[n/2-1] + xs[n/2]) / 2
+	}
+	return xs[len(xs)/2]
+}
+
+// ratio is the goal's measure: the ledger's median run over the device's
+// median run, alternated.
+func (d deviceFigures) ratio() float64 { return median(d.led) / median(d.dev) }
+
+// bestRatio is the ledger's best run over the device's best run.
+func (d deviceFigures) bestRatio() float64 { return slices.Max(d.led) / slices.Max(d.dev) }
+
+// report logs exactly what is compared, the ratios and the goal.
+func (d deviceFigures) report(b *testing.B, rawGoal float64) {
+	p99s := slices.Clone(d.devP99)
+	slices.Sort(p99s)
+	rounds := ""
+	for i := range d.led {
+		rounds += fmt.Sprintf(" %.0f/%.0f", d.led[i]/1e3, d.dev[i]/1e3)
+	}
+	b.Logf("device limit: %d rounds alternated in this process, each a device run (64 callers × 1 durable record each, %d bytes, O_DIRECT write + AIO fdatasync at depth %d, no framing, hashing or tree; the depth the fastest of one run at each: %s) then a ledger run of the same 64 callers × %d appends of 1 record; the ledger's background work (tiles, checkpoint, compaction, zeroing ahead) ends before each device run",
+		d.rounds, d.recLen, d.depth, d.probes, d.perRun)
+	b.Logf("device limit: ledger/device k-records/s per round:%s; median vs median %.0f / %.0f = %.2f (the goal's measure); best vs best %.0f / %.0f = %.2f; device p99 median %.1f ms",
+		rounds, median(d.led), median(d.dev), d.ratio(), slices.Max(d.led), slices.Max(d.dev), d.bestRatio(), float64(p99s[len(p99s)/2].Microseconds())/1000)
+	g := rawGoal * d.raw
+	if g > slices.Max(d.dev) {
+		b.Logf("goal: 0.2 of raw hashing is %.0f rec/s, %.2f× the device's median run and %.2f× its best (%.0f acks/s): beyond this disk; the goal is ≥ %.1f of the device limit, median vs median alternated: %s (%.2f; best vs best %.2f)",
+			g, g/median(d.dev), g/slices.Max(d.dev), slices.Max(d.dev), deviceGoal, metWord(d.ratio() >= deviceGoal), d.ratio(), d.bestRatio())
+	} else {
+		b.Logf("0.2 of raw hashing is %.0f rec/s, %.2f of the device's best run (%.0f acks/s): within this disk's reach", g, g/slices.Max(d.dev), slices.Max(d.dev))
+	}
+}
+
+// quiesce waits until the ledger's background work has ended: tiles and
+// a checkpoint written (Checkpoint returns once they are durable), closed
+// segments compressed (the compactor starts 200 ms after the last batch),
+// the next segment zeroed ahead. A device run beside any of them would
+// find the disk and the cores shared, and flatter the ledger.
+func quiesce(b *testing.B, l *Ledger) {
+	if _, err := l.Checkpoint(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	waitCompressed(b, l, time.Minute)
+	for l.zeroing.Load() > 0 {
+		time.Sleep(time.Millisecond)
+	}
 }
 
 func benchAppend(b *testing.B, appenders, batch, perWriter int) (ratio, p99 float64, dev deviceFigures) {
@@ -210,20 +274,32 @@ func benchAppend(b *testing.B, appenders, batch, perWriter int) (ratio, p99 floa
 			perWriter = 300
 		}
 	}
-	// The device limit, for one record per append, before and after the
-	// ledger's run (the better of the two, as for raw hashing).
-	var devRuns []deviceRun
-	measureDevice := func() {
-		if batch == 1 {
-			devRuns = append(devRuns, deviceLimit(b, benchDir(b), appenders, perWriter, len(recs[0]), []int{1, 2, 4})...)
-		}
-	}
-	measureDevice()
 	l, err := Open(dir, Options{Origin: testOrigin, Signer: k.signer, Logger: quietLogger()})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer l.Close()
+	// The device limit, for one record per append: runs of the same size
+	// as the ledger's, alternated with them (deviceFigures).
+	var devH *deviceHarness
+	rounds := 1
+	if batch == 1 {
+		devH = newDeviceHarness(b, benchDir(b), appenders, perWriter, len(recs[0]))
+		quiesce(b, l)
+		probes, depth, ok := devH.pickDepth([]int{1, 2, 4})
+		if ok {
+			dev = deviceFigures{depth: depth, perRun: perWriter, recLen: len(recs[0])}
+			for i, r := range probes {
+				if i > 0 {
+					dev.probes += ", "
+				}
+				dev.probes += fmt.Sprintf("depth %d %.0f/s", r.depth, r.rate)
+			}
+			rounds = devicePairs
+		} else {
+			devH = nil
+		}
+	}
 	// The compaction backlog, sampled: the most closed segments waiting
 	// uncompressed (bounded by the write stall at 2 × CompactBacklog).
 	var maxBacklog atomic.Int64
@@ -249,38 +325,54 @@ func benchAppend(b *testing.B, appenders, batch, perWriter int) (ratio, p99 floa
 	var elapsed, cpu time.Duration
 	syncs0 := l.syncs.Load()
 	for b.Loop() {
-		cpu0 := cpuTime()
-		var wg sync.WaitGroup
-		var mu sync.Mutex
-		start := time.Now()
-		for w := range appenders {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				mine := make([]time.Duration, 0, perWriter)
-				for i := range perWriter {
-					off := (w*perWriter + i) * batch % (len(recs) - batch)
-					t0 := time.Now()
-					if _, err := l.Append(context.Background(), recs[off:off+batch]...); err != nil {
-						b.Error(err)
-						return
-					}
-					mine = append(mine, time.Since(t0))
+		for range rounds {
+			if devH != nil {
+				// A device run, with nothing of the ledger's running.
+				b.StopTimer()
+				quiesce(b, l)
+				r, ok := devH.run(dev.depth)
+				if !ok {
+					b.Fatal("device limit: measurable at first, refused now")
 				}
-				mu.Lock()
-				lats = append(lats, mine...)
-				mu.Unlock()
-			}()
+				dev.dev, dev.devP99 = append(dev.dev, r.rate), append(dev.devP99, r.p99)
+				b.StartTimer()
+			}
+			cpu0 := cpuTime()
+			var wg sync.WaitGroup
+			var mu sync.Mutex
+			start := time.Now()
+			for w := range appenders {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					mine := make([]time.Duration, 0, perWriter)
+					for i := range perWriter {
+						off := (w*perWriter + i) * batch % (len(recs) - batch)
+						t0 := time.Now()
+						if _, err := l.Append(context.Background(), recs[off:off+batch]...); err != nil {
+							b.Error(err)
+							return
+						}
+						mine = append(mine, time.Since(t0))
+					}
+					mu.Lock()
+					lats = append(lats, mine...)
+					mu.Unlock()
+				}()
+			}
+			wg.Wait()
+			took := time.Since(start)
+			elapsed += took
+			cpu += cpuTime() - cpu0
+			total += appenders * perWriter * batch
+			if devH != nil {
+				dev.led = append(dev.led, float64(appenders*perWriter*batch)/took.Seconds())
+			}
 		}
-		wg.Wait()
-		elapsed += time.Since(start)
-		cpu += cpuTime() - cpu0
-		total += appenders * perWriter * batch
 	}
 	// The limit again, after the run: the better of the two is the
 	// machine's least disturbed figure.
 	raw = max(raw, bestRawRate(b, recs))
-	measureDevice()
 	// Check the work: every record appended is in the ledger, and the
 	// signed root is the root of what is stored.
 	signed, err := l.Checkpoint(context.Background())
@@ -329,17 +421,11 @@ func benchAppend(b *testing.B, appenders, batch, perWriter int) (ratio, p99 floa
 	// writer waited for the compactor (the backlog at its bound).
 	b.ReportMetric(float64(maxBacklog.Load()), "backlog-max")
 	b.ReportMetric(float64(l.compactStalls.Load()-stalls0), "stalls")
-	if len(devRuns) > 0 {
-		best := slices.MaxFunc(devRuns, func(x, y deviceRun) int { return cmp.Compare(x.rate, y.rate) })
-		dev = deviceFigures{limit: best.rate, depth: best.depth, rate: rate, raw: raw}
-		for i, r := range devRuns {
-			if i > 0 {
-				dev.runs += ", "
-			}
-			dev.runs += fmt.Sprintf("depth %d: %.0f/s p99 %.1f ms", r.depth, r.rate, float64(r.p99.Microseconds())/1000)
-		}
-		b.ReportMetric(dev.limit, "device-acks/s")
-		b.ReportMetric(rate/dev.limit, "device-ratio")
+	if len(dev.led) > 0 {
+		dev.rounds, dev.raw = len(dev.led), raw
+		b.ReportMetric(median(dev.dev), "device-acks/s")
+		b.ReportMetric(dev.ratio(), "device-ratio")
+		b.ReportMetric(dev.bestRatio(), "device-best-ratio")
 	}
 	return rate / raw, p99, dev
 }

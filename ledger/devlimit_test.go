@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"cmp"
 	"os"
 	"path/filepath"
 	"slices"
@@ -30,26 +31,48 @@ type deviceRun struct {
 	p99   time.Duration
 }
 
-// deviceLimit measures the device limit at each depth in depths and
-// returns the runs (nil where O_DIRECT, AIO writes or AIO flushes are
-// missing: the ledger then writes through the page cache).
-func deviceLimit(tb testing.TB, dir string, callers, perCaller int, recLen int, depths []int) []deviceRun {
+// deviceHarness measures the device limit on one file, zeroed and synced
+// once, run after run: BenchmarkAppend alternates its runs with the
+// ledger's, each of the same callers × records.
+type deviceHarness struct {
+	tb                         testing.TB
+	path                       string
+	size                       int64
+	callers, perCaller, recLen int
+}
+
+// newDeviceHarness zeroes the harness's file in dir (removed at the end of
+// the test).
+func newDeviceHarness(tb testing.TB, dir string, callers, perCaller, recLen int) *deviceHarness {
 	path := filepath.Join(dir, "device-limit")
 	size := int64(callers*perCaller*recLen) + 16<<20
 	size = (size + dioAlign - 1) &^ (dioAlign - 1)
 	if err := zeroFileSynced(path, size); err != nil {
 		tb.Fatal(err)
 	}
-	defer os.Remove(path)
+	tb.Cleanup(func() { os.Remove(path) })
+	return &deviceHarness{tb: tb, path: path, size: size, callers: callers, perCaller: perCaller, recLen: recLen}
+}
+
+// run measures once at depth; false where O_DIRECT, AIO writes or AIO
+// flushes are missing (the ledger then writes through the page cache).
+func (h *deviceHarness) run(depth int) (deviceRun, bool) {
+	return deviceRunOnce(h.tb, h.path, h.size, h.callers, h.perCaller, h.recLen, depth)
+}
+
+// pickDepth runs once at each of depths and returns the runs and the
+// depth of the fastest (false where the limit is not measurable here).
+func (h *deviceHarness) pickDepth(depths []int) ([]deviceRun, int, bool) {
 	var runs []deviceRun
-	for _, depth := range depths {
-		r, ok := deviceRunOnce(tb, path, size, callers, perCaller, recLen, depth)
+	for _, d := range depths {
+		r, ok := h.run(d)
 		if !ok {
-			return nil
+			return nil, 0, false
 		}
 		runs = append(runs, r)
 	}
-	return runs
+	best := slices.MaxFunc(runs, func(x, y deviceRun) int { return cmp.Compare(x.rate, y.rate) })
+	return runs, best.depth, true
 }
 
 // zeroFileSynced writes size zero bytes to a new file at path and syncs it.
@@ -208,4 +231,26 @@ func deviceRunOnce(tb testing.TB, path string, size int64, callers, perCaller, r
 	<-writerDone
 	slices.Sort(all)
 	return deviceRun{depth: depth, rate: float64(len(all)) / elapsed.Seconds(), p99: all[len(all)*99/100]}, true
+}
+
+// TestDeviceFigures checks the 64×1 yardstick's arithmetic: medians of
+// odd and even counts, median against median and best against best, each
+// series on its own (a round's pair is not a ratio of its own).
+func TestDeviceFigures(t *testing.T) {
+	for _, tc := range []struct {
+		led, dev    []float64
+		ratio, best float64
+	}{
+		{[]float64{90}, []float64{100}, 0.9, 0.9},
+		{[]float64{80, 120, 100}, []float64{100, 200, 150}, 100.0 / 150, 120.0 / 200},
+		{[]float64{50, 100, 70, 90}, []float64{100, 100, 80, 120}, 80.0 / 100, 100.0 / 120},
+	} {
+		d := deviceFigures{led: tc.led, dev: tc.dev}
+		if got := d.ratio(); got != tc.ratio {
+			t.Errorf("%v against %v: median ratio %v, want %v", tc.led, tc.dev, got, tc.ratio)
+		}
+		if got := d.bestRatio(); got != tc.best {
+			t.Errorf("%v against %v: best ratio %v, want %v", tc.led, tc.dev, got, tc.best)
+		}
+	}
 }

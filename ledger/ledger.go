@@ -301,6 +301,7 @@ type Ledger struct {
 	compactStuck    atomic.Bool
 	compacting      atomic.Bool   // a segment is being compressed
 	compactStalls   atomic.Uint64 // write stalls (tests, benchmarks)
+	zeroing         atomic.Int32  // segments being zeroed ahead (benchmarks wait for none)
 
 	durable  atomic.Uint64
 	notifyMu sync.Mutex

@@ -45,8 +45,10 @@ func (l *Ledger) zeroAhead() {
 	done := make(chan bool, 1)
 	l.w.ahead = done
 	l.bg.Add(1)
+	l.zeroing.Add(1)
 	go func() {
 		defer l.bg.Done()
+		defer l.zeroing.Add(-1)
 
 		if h := l.opts.zeroAheadHook; h != nil {
 			h()
