@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -42,16 +43,14 @@ func readmeBlock(t *testing.T, heading string) string {
 	return s[:end+1]
 }
 
-// TestReadmeCollectorBlock runs the README's "Run the collector" block as a
-// bash script, as pasted from the repository, against a freshly built
-// binary on a free port, and checks what each step answers. Only two
-// things change: the build line (the test built the binary already) and
-// the port (8600 may be taken), in the commands and via TRAILGUARD_LISTEN.
-func TestReadmeCollectorBlock(t *testing.T) {
-	bash := testenv.Tool(t, "bash", "apt-get install bash")
-	testenv.Tool(t, "curl", "apt-get install curl")
+// collectorBlock is the README's "Run the collector" block as the tests
+// run it in dir, where it puts the binary and the examples the block
+// reads, and the environment to run it with. Only two things change: the build
+// line (the test built the binary already) and the port (8600 may be
+// taken), in the commands and via TRAILGUARD_LISTEN.
+func collectorBlock(t *testing.T, dir string) (script string, env []string) {
+	t.Helper()
 	block := readmeBlock(t, "## Run the collector")
-
 	const build = "go build -o trailguard ./cmd/trailguard"
 	var lines []string
 	builds := 0
@@ -71,12 +70,11 @@ func TestReadmeCollectorBlock(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	script := strings.ReplaceAll(strings.Join(lines, "\n"), "127.0.0.1:8600", addr)
+	script = strings.ReplaceAll(strings.Join(lines, "\n"), "127.0.0.1:8600", addr)
 	if strings.Contains(script, "8600") {
 		t.Fatalf("the block names port 8600 other than as 127.0.0.1:8600:\n%s", block)
 	}
 
-	dir := t.TempDir()
 	bin := buildTrailguard(t)
 	for _, c := range [][2]string{{bin, "trailguard"}, {filepath.Join("..", "..", "examples", "events.ndjson"), "examples/events.ndjson"}} {
 		data, err := os.ReadFile(c[0])
@@ -88,26 +86,72 @@ func TestReadmeCollectorBlock(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// serve's own address comes from the environment, as the README says
+	// settings may.
+	env = append(os.Environ(), "TRAILGUARD_DATA=", "TRAILGUARD_DATA_DIR=", "TRAILGUARD_LISTEN="+addr)
+	return script, env
+}
+
+// scriptPrelude starts every README block the tests run. Descriptor 3 is
+// the read end of a pipe whose write end only the test binary holds (see
+// runScript): a background reader waits on it and, when it ends (the test
+// binary has exited, a kill -9 included), kills the script's process
+// group, the collector the block starts in the background with it. The
+// shell itself dies with the test binary (testenv.StartChild's
+// parent-death signal) but its children would not: an orphaned `trailguard
+// serve` kept its port, its data directory and whatever it inherited. The
+// EXIT trap stops the background jobs when the script ends by itself.
+const scriptPrelude = `set -euo pipefail
+{ read -r _ <&3 || true; kill -KILL 0; } &
+exec 3<&-
+trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
+`
+
+// runScript runs script with bash in dir, after scriptPrelude, within ctx,
+// and returns what it printed (stdout and stderr). Nothing it starts
+// outlives the test binary, or the script's end (scriptPrelude).
+func runScript(t *testing.T, ctx context.Context, bash, dir string, env []string, script string) (string, error) {
+	t.Helper()
+	tie, hold, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hold.Close()
+	cmd := exec.CommandContext(ctx, bash, "-c", scriptPrelude+script)
+	cmd.Dir, cmd.Env = dir, env
+	cmd.ExtraFiles = []*os.File{tie}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
+	err = testenv.StartChild(t, cmd)
+	tie.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = cmd.Wait()
+	// Whatever the script left running, the reader kills now.
+	hold.Close()
+	return out.String(), err
+}
+
+// TestReadmeCollectorBlock runs the README's "Run the collector" block as a
+// bash script, as pasted from the repository, against a freshly built
+// binary on a free port (collectorBlock), and checks what each step
+// answers.
+func TestReadmeCollectorBlock(t *testing.T) {
+	bash := testenv.Tool(t, "bash", "apt-get install bash")
+	testenv.Tool(t, "curl", "apt-get install curl")
+	dir := t.TempDir()
+	script, env := collectorBlock(t, dir)
 	// Run as a script, as a block pasted whole runs: each search follows
 	// the acknowledged ingest within a millisecond while the index trails
 	// the ledger, and the block's own wait_for=ledger must cover that
 	// (before, this test waited for the index itself before each query,
 	// and the block pasted whole found nothing).
-	prelude := `set -euo pipefail
-trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
-`
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bash, "-c", prelude+script)
-	cmd.Dir = dir
-	// serve's own address comes from the environment, as the README says
-	// settings may.
-	cmd.Env = append(os.Environ(), "TRAILGUARD_DATA=", "TRAILGUARD_DATA_DIR=", "TRAILGUARD_LISTEN="+addr)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 5 * time.Second
-	outb, err := cmd.CombinedOutput()
-	out := string(outb)
+	out, err := runScript(t, ctx, bash, dir, env, script)
 	var ee *exec.ExitError
 	if err != nil && !errors.As(err, &ee) || ctx.Err() != nil {
 		t.Fatalf("running the block: %v (timed out: %v)\n%s", err, ctx.Err() != nil, out)
@@ -173,10 +217,8 @@ trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
 	reports := strings.ReplaceAll(readmeBlock(t, "## Compliance reports"), "go run ./cmd/trailguard ", "./trailguard ")
 	rctx, rcancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer rcancel()
-	rep := exec.CommandContext(rctx, bash, "-c", "set -euo pipefail\n"+reports)
-	rep.Dir, rep.Env = dir, cmd.Env
-	if outb, err := rep.CombinedOutput(); err != nil || !strings.Contains(string(outb), "OK: every figure computed again") {
-		t.Errorf("the README's compliance reports block failed: %v\n--- script\n%s\n--- output\n%s", err, reports, outb)
+	if out, err := runScript(t, rctx, bash, dir, env, reports); err != nil || !strings.Contains(out, "OK: every figure computed again") {
+		t.Errorf("the README's compliance reports block failed: %v\n--- script\n%s\n--- output\n%s", err, reports, out)
 	}
 
 	// The "Detect attacks with Sigma rules" block, in the same directory:
@@ -188,12 +230,10 @@ trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
 	detects := strings.ReplaceAll(readmeBlock(t, "## Detect attacks with Sigma rules"), "go run ./cmd/trailguard ", "./trailguard ")
 	dctx, dcancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer dcancel()
-	det := exec.CommandContext(dctx, bash, "-c", "set -euo pipefail\n"+detects)
-	det.Dir, det.Env = dir, cmd.Env
-	outb, err = det.CombinedOutput()
+	out, err = runScript(t, dctx, bash, dir, env, detects)
 	for _, want := range []string{" 0 failed\n", "cases, 0 failed", `"rule_name":"trailguard_web_path_traversal"`} {
-		if err != nil || !strings.Contains(string(outb), want) {
-			t.Errorf("the README's detect block: %v, output lacks %q\n--- script\n%s\n--- output\n%s", err, want, detects, outb)
+		if err != nil || !strings.Contains(out, want) {
+			t.Errorf("the README's detect block: %v, output lacks %q\n--- script\n%s\n--- output\n%s", err, want, detects, out)
 			break
 		}
 	}
