@@ -83,6 +83,9 @@ func TestEventIsTheLedgerRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A checkpoint covers it within the checkpoint interval (100 ms here).
+	// The index is waited for with after_index; its default 5 s ran out
+	// under heavy load (a 503), so the wait is as long as a read may ask
+	// (it ends as soon as the record is indexed).
 	var out struct {
 		Index uint64                  `json:"ledger_index"`
 		Event json.RawMessage         `json:"event"`
@@ -90,7 +93,7 @@ func TestEventIsTheLedgerRecord(t *testing.T) {
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		status, body := ts.get(t, "/v1/events/html-1", "after_index", strconv.FormatUint(next, 10))
+		status, body := ts.get(t, "/v1/events/html-1", "after_index", strconv.FormatUint(next, 10), "timeout", maxWait.String())
 		if status != 200 {
 			t.Fatalf("get event: %d %s", status, body)
 		}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/trailguard/trailguard/access"
 	"github.com/trailguard/trailguard/event"
+	"github.com/trailguard/trailguard/internal/flock"
 	"github.com/trailguard/trailguard/internal/testenv"
 )
 
@@ -32,6 +33,44 @@ func (s *Server) waitParts(t *testing.T) {
 			t.Fatalf("step %q did not end 30 s after it was released", p.name)
 		}
 	}
+}
+
+// timerLateness runs f and returns how late, at most, a 10 ms sleep in
+// another goroutine woke while it ran: the machine's load, which delays the
+// timers of what f runs as much.
+func timerLateness(f func()) time.Duration {
+	done := make(chan struct{})
+	var late time.Duration
+	probed := make(chan struct{})
+	go func() {
+		defer close(probed)
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			t0 := time.Now()
+			time.Sleep(10 * time.Millisecond)
+			late = max(late, time.Since(t0)-10*time.Millisecond)
+		}
+	}()
+	f()
+	close(done)
+	<-probed
+	return late
+}
+
+// part returns the step of the shutdown named name.
+func (p *shutdownProgress) part(name string) *stopPart {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, s := range p.parts {
+		if s.name == name {
+			return s
+		}
+	}
+	return nil
 }
 
 // TestShutdownAbandonsTheSlowStep holds each step of a shutdown in turn
@@ -85,39 +124,72 @@ func TestShutdownAbandonsTheSlowStep(t *testing.T) {
 				}
 			}
 			start := time.Now()
-			err = srv.Close()
+			late := timerLateness(func() { err = srv.Close() })
 			took := time.Since(start)
 			free()
 			srv.waitParts(t)
 			// Close abandons the step at 90 % of shutdown_timeout; what
-			// it does after (and the timers' goroutines) can run late on
-			// a loaded machine (2.13 s was seen at load 13 on 2 cores):
-			// 1 s of slack. The step is held 10 s, so a Close that waits
-			// for it still fails here.
-			if slack := time.Second; took > cfg.ShutdownTimeout+slack {
-				t.Errorf("Close took %v, more than shutdown_timeout %v (+%v for the machine's load)", took, cfg.ShutdownTimeout, slack)
+			// it does after (and the timers' goroutines) runs late on a
+			// loaded machine, about as late as this test's own timers ran
+			// during Close (1.2 s late at load 8 under -race -cpu 1, the
+			// other subtests' collectors beside it; Close 7.5 s when they
+			// ran 2.8 s late): 1 s of slack plus twice that. The step is
+			// held 10 s, so a Close that waits for it still fails here.
+			if slack := time.Second + 2*late; took > cfg.ShutdownTimeout+slack {
+				t.Errorf("Close took %v, more than shutdown_timeout %v (+%v for the machine's load: 1 s, and twice the %v this test's timers ran late)", took, cfg.ShutdownTimeout, slack, late)
 			}
 			if !errors.Is(err, ErrAbandoned) || !strings.Contains(err.Error(), tc.slow+" did not end") {
 				t.Fatalf("the error does not name the step %q held past its share: %v", tc.slow, err)
 			}
-			if strings.Count(err.Error(), "did not end") != 1 {
-				t.Errorf("steps not held were abandoned too: %v", err)
+			// The load assumption: the steps not held end within their
+			// shares (on a quiet machine they take 0-220 ms; the ledger's
+			// close has 375 ms when the audit flush is held, FlushBy).
+			// That is checked while this test's timers ran on time
+			// during Close (less than 100 ms late). On a machine so
+			// loaded that they did not, a step not held may be abandoned
+			// too, if it really ran past its share (its own duration,
+			// measured once it ended, says so); the final checkpoint is
+			// then the next start's if it was the ledger's close.
+			noCheckpoint := tc.noCheckpoint
+			for _, p := range srv.closing.parts {
+				if p.name == tc.slow || !strings.Contains(err.Error(), p.name+" did not end") {
+					continue
+				}
+				share := time.Duration(followersShare)
+				if p.name == stepLedger || p.name == stepAudit {
+					share = ledgerShare
+				}
+				had := start.Add(cfg.ShutdownTimeout * share / 100).Sub(p.start)
+				if late < 100*time.Millisecond || p.took < had {
+					t.Errorf("a step not held was abandoned too: %s took %v of the %v it had, while this test's timers ran at most %v late: %v", p.name, p.took, had, late, err)
+					continue
+				}
+				t.Logf("load assumption broken: %s took %v of the %v it had (this test's timers ran up to %v late), and was abandoned too", p.name, p.took, had, late)
+				if p.name == stepLedger {
+					noCheckpoint = errors.Is(err, ErrFinalCheckpoint)
+				}
 			}
-			if got := errors.Is(err, ErrFinalCheckpoint); got != tc.noCheckpoint {
-				t.Errorf("errors.Is(err, ErrFinalCheckpoint) = %v, want %v: %v", got, tc.noCheckpoint, err)
+			if got := errors.Is(err, ErrFinalCheckpoint); got != noCheckpoint {
+				t.Errorf("errors.Is(err, ErrFinalCheckpoint) = %v, want %v: %v", got, noCheckpoint, err)
 			}
 			// A second Close returns the first's result at once.
 			if err2 := srv.Close(); err2 != err {
 				t.Errorf("second Close: %v, want the first's %v", err2, err)
 			}
 			_, cp := srv.ledger.LatestCheckpoint()
-			if size := srv.ledger.Size(); !tc.noCheckpoint && cp.Size != size {
+			if size := srv.ledger.Size(); !noCheckpoint && cp.Size != size {
 				t.Errorf("final checkpoint covers %d of %d records", cp.Size, size)
 			}
 
 			// The next start: the ledger signs what was left, the
-			// followers catch up from it.
-			srv2, err := New(cfg, nil)
+			// followers catch up from it. A ledger whose close timed out
+			// (its own CloseTimeout, under heavy load) holds its lock
+			// until the close in the background ends.
+			var srv2 *Server
+			waitFor(t, 30*time.Second, "the ledger's lock, for the next start", func() bool {
+				srv2, err = New(cfg, nil)
+				return !errors.Is(err, flock.ErrBusy)
+			})
 			if err != nil {
 				t.Fatalf("the next start: %v", err)
 			}
