@@ -92,6 +92,10 @@ type ScrubPass struct {
 	// event.ingested, written once.
 	now     time.Time
 	nowText []byte
+	// tmpl is the last document read the long way and taken; rec the
+	// values the current one's long reading noted.
+	tmpl docTemplate
+	rec  []tmplStep
 }
 
 // appendNow appends now as AppendTime does.
@@ -191,19 +195,30 @@ func (p *ScrubPass) saw(node, prev, child int) {
 // never here.
 func AppendNormalizedScrubbed(dst, doc []byte, now time.Time, newID func([]byte) []byte, sp *Spans, p *ScrubPass) (out []byte, id []byte, ok bool) {
 	var n normalizer
-	n.sp = sp
-	n.doc = doc
-	n.maxDepth = 1 << 30
-	if p != nil {
-		n.sc, n.pass, n.maxDepth = p.sc, p, p.maxDepth
-	}
+	n.init(doc, sp, p)
 	s := scanner{data: doc}
-	if s.peek() != '{' {
-		return dst, nil, false
+	tried := p != nil && p.tmpl.try()
+	fromTmpl := tried && n.fromTemplate(&s, &p.tmpl)
+	if p != nil && !fromTmpl {
+		if tried {
+			p.tmpl.misses++
+			n.init(doc, sp, p) // what the template's reading found is dropped
+			s.pos = 0
+		}
+		if len(doc) <= maxTemplateDoc {
+			p.rec = p.rec[:0]
+			n.rec = &p.rec
+		}
 	}
-	if !n.object(&s, 0, 1, nil, true) {
-		return dst, nil, false
+	if !fromTmpl {
+		if s.peek() != '{' {
+			return dst, nil, false
+		}
+		if !n.object(&s, 0, 1, nil, true) {
+			return dst, nil, false
+		}
 	}
+	end := s.pos
 	if s.skipSpace(); s.pos < len(s.data) {
 		return dst, nil, false
 	}
@@ -211,7 +226,132 @@ func AppendNormalizedScrubbed(dst, doc []byte, now time.Time, newID func([]byte)
 	if !ok {
 		return dst, nil, false
 	}
+	if n.rec != nil && len(p.rec) > 0 {
+		p.tmpl.set(doc, end, &p.rec)
+	}
 	return out, n.id, true
+}
+
+// init readies n for a pass over doc with p (nil: no scrubber).
+func (n *normalizer) init(doc []byte, sp *Spans, p *ScrubPass) {
+	*n = normalizer{sp: sp, doc: doc, maxDepth: 1 << 30}
+	if p != nil {
+		n.sc, n.pass, n.maxDepth = p.sc, p, p.maxDepth
+	}
+}
+
+// maxTemplateDoc is the longest document a ScrubPass keeps as its
+// template (a copy of it is kept).
+const maxTemplateDoc = 4 << 10
+
+// docTemplate is the last document a ScrubPass read the long way and took
+// (every part clean, every check passed), with where it held each
+// modelled value: the events of one shipper share their layout, keys and
+// most values, so the next document usually holds the same bytes between
+// its values (the gaps) and many of the same values.
+//
+// fromTemplate reads a document along it: it compares each gap with the
+// template's, byte for byte, and reads each value with field, as object
+// would. The long way is a function of the document's bytes alone (and of
+// the scrubber's verdicts, which are functions of the bytes too): where
+// the gaps are the same bytes, it reaches each value in the same state
+// (field, depth, key) and reads it the same way, so reading along the
+// template gives what object gives. A value equal to the template's,
+// byte for byte, gave the template's result then and gives it now: its
+// slot is the template's, moved to where the value lies (except
+// @timestamp and event.id, whose reading sets more than a slot). Any
+// difference sends the document the long way, from its start.
+type docTemplate struct {
+	doc   []byte
+	steps []tmplStep
+	end   int // where the document's object ended
+	ok    bool
+	// misses counts the documents in a row that did not follow the
+	// template; past maxMisses only one in missEvery is tried (a shipper
+	// mixing layouts would otherwise pay for reading twice).
+	misses, skip int
+}
+
+// tmplStep is one modelled value of a template's document: field's value
+// read from start to end (its position on entering and leaving field,
+// leading space included), the member named doc[key:key+keyLen] depth
+// deep, and what field stored for it.
+type tmplStep struct {
+	field        int
+	depth        int
+	key, keyLen  int32
+	start, end   int32
+	slot         normSlot
+	sameAsBefore bool // its value's reading sets nothing but its slot
+}
+
+const (
+	maxMisses = 8
+	missEvery = 16
+)
+
+// try reports whether to read the next document along the template.
+func (t *docTemplate) try() bool {
+	if !t.ok {
+		return false
+	}
+	if t.misses < maxMisses {
+		return true
+	}
+	t.skip++
+	return t.skip%missEvery == 0
+}
+
+// set makes doc, read the long way with the steps in *rec, the template,
+// and hands the template's old steps to *rec for reuse.
+func (t *docTemplate) set(doc []byte, end int, rec *[]tmplStep) {
+	t.doc = append(t.doc[:0], doc...)
+	t.steps, *rec = *rec, t.steps[:0]
+	t.end, t.ok = end, true
+}
+
+// fromTemplate reads the document at s along t (see docTemplate); false
+// says it does not follow t, and leaves n and s to be reset.
+func (n *normalizer) fromTemplate(s *scanner, t *docTemplate) bool {
+	doc := s.data
+	pos, prev := 0, 0 // in doc; the end of the previous value in t.doc
+	for i := range t.steps {
+		st := &t.steps[i]
+		gap := t.doc[prev:st.start]
+		if len(doc)-pos < len(gap) || string(doc[pos:pos+len(gap)]) != string(gap) {
+			return false
+		}
+		pos += len(gap)
+		prev = int(st.end)
+		if st.sameAsBefore {
+			if val := t.doc[st.start:st.end]; len(doc)-pos >= len(val) && string(doc[pos:pos+len(val)]) == string(val) {
+				sl := st.slot
+				shift := int32(pos) - st.start
+				sl.start += shift
+				sl.end += shift
+				if n.slots[st.field].set {
+					return false
+				}
+				n.slots[st.field] = sl
+				n.set |= 1 << uint(st.field)
+				pos += len(val)
+				continue
+			}
+		}
+		k := pos - int(st.start-st.key)
+		s.pos = pos
+		if !n.field(s, st.field, st.depth, doc[k:k+int(st.keyLen)]) {
+			return false
+		}
+		pos = s.pos
+	}
+	gap := t.doc[prev:t.end]
+	if len(doc)-pos < len(gap) || string(doc[pos:pos+len(gap)]) != string(gap) {
+		return false
+	}
+	s.pos = pos + len(gap)
+	t.misses, t.skip = 0, 0
+	return true
 }
 
 // normKind is how a modelled field is read and written.
@@ -479,6 +619,9 @@ type normalizer struct {
 	sc       Scrubber
 	pass     *ScrubPass
 	maxDepth int
+	// rec, when not nil, is where object notes each value it reads, for
+	// pass's next template.
+	rec *[]tmplStep
 }
 
 // clean asks the scrubber whether tok, at depth, stays as it is.
@@ -637,8 +780,14 @@ func (n *normalizer) object(s *scanner, node, depth int, parent []byte, canon bo
 			case child < 0:
 				return false // a field Event does not model: Decode's Extra
 			case normFieldOf[child] >= 0:
-				if !n.field(s, int(normFieldOf[child]), depth, k) {
+				f, at := int(normFieldOf[child]), s.pos
+				if !n.field(s, f, depth, k) {
 					return false
+				}
+				if n.rec != nil {
+					*n.rec = append(*n.rec, tmplStep{field: f, depth: depth, key: int32(ks + 1), keyLen: int32(len(k)),
+						start: int32(at), end: int32(s.pos), slot: n.slots[f],
+						sameAsBefore: normFields[f].kind != nkTime && normFields[f].check != ncID})
 				}
 			case c == '{':
 				if !n.object(s, child, depth+1, k, kcanon) {

@@ -20,6 +20,36 @@ import (
 func BenchmarkPrepare(b *testing.B) {
 	b.Run("TwoPasses", func(b *testing.B) { benchmarkPrepare(b, false) })
 	b.Run("OnePass", func(b *testing.B) { benchmarkPrepare(b, true) })
+	b.Run("OnePassVaried", benchmarkPrepareVaried)
+}
+
+// benchmarkPrepareVaried is OnePass over bench/cmd/ingestload's events:
+// one layout, the values that differ from event to event differing
+// (times, ids, paths, addresses, users), as one shipper sends them.
+func benchmarkPrepareVaried(b *testing.B) {
+	ts := newBenchServer(b)
+	tok := event.NewScrubPass(ts.red.NewTokens())
+	var lines [][]byte
+	size := 0
+	for i := range 1000 {
+		lines = append(lines, fmt.Appendf(nil, `{"@timestamp":"2026-11-25T12:00:%02d.%06dZ","event":{"kind":"event","category":["web"],"type":["access"],"action":"http_request","outcome":"success","duration":1834000,"id":"0193a1b2-c3d4-7e5f-8a9b-%012d","dataset":"trailguard.access"},"http":{"request":{"id":"req-%08d","method":"GET"},"response":{"status_code":200,"body":{"bytes":512}}},"url":{"path":"/api/orders/%d","query":"page=2"},"source":{"ip":"10.1.%d.%d","port":51234},"user":{"name":"user%03d"},"user_agent":{"original":"Mozilla/5.0 (X11; Linux x86_64)"},"service":{"name":"orders-api"}}`,
+			i%60, i*7919%1000000, i, i*31, i*17, i/250, i%250, i%1000))
+		size += len(lines[i])
+	}
+	now := time.Now()
+	b.SetBytes(int64(size / len(lines)))
+	b.ReportAllocs()
+	var dst, scratch []byte
+	i := 0
+	for b.Loop() {
+		var err error
+		var sp event.Spans
+		dst, scratch, _, err = ts.prepareTok(dst[:0], scratch, lines[i%len(lines)], now, &sp, tok)
+		if err != nil || !sp.OK() {
+			b.Fatal(err)
+		}
+		i++
+	}
 }
 
 func benchmarkPrepare(b *testing.B, onePass bool) {
