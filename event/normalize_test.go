@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -260,4 +261,64 @@ func BenchmarkNormalize(b *testing.B) {
 			}
 		})
 	}
+}
+
+// templateDoc is bench/cmd/ingestload's event: the layout a ScrubPass
+// keeps as its template once it took one.
+const templateDoc = `{"@timestamp":"2026-11-25T12:00:01.000002Z","event":{"kind":"event","category":["web"],"type":["access"],"action":"http_request","outcome":"success","duration":1834000,"id":"0193a1b2-c3d4-7e5f-8a9b-000000000001","dataset":"trailguard.access"},"http":{"request":{"id":"req-00000001","method":"GET"},"response":{"status_code":200,"body":{"bytes":512}}},"url":{"path":"/api/orders/1","query":"page=2"},"source":{"ip":"10.1.0.1","port":51234},"labels":{"env":"prod"},"user":{"name":"user001","roles":["a","b"]},"user_agent":{"original":"Mozilla/5.0 (X11; Linux x86_64)"},"service":{"name":"orders-api"}}`
+
+// TestDocTemplate: a pass that took templateDoc reads the next document
+// along it; whatever that document changes (each byte replaced, removed or
+// followed by another, in the gaps and in the values), the pass writes
+// what the pass without a template writes (record, id, spans, ok).
+func TestDocTemplate(t *testing.T) {
+	p := NewScrubPass(keepAll{})
+	prime := func() {
+		t.Helper()
+		checkPass(t, p, []byte(templateDoc))
+		if !p.tmpl.ok {
+			t.Fatal("the pass kept no template after a document it took")
+		}
+	}
+	// The same layout with other values follows the template.
+	prime()
+	other := strings.NewReplacer("01.000002Z", "59.999999Z", "000000000001", "000000000777", "req-00000001", "req-12345678",
+		"orders/1", "orders/98765", "10.1.0.1", "192.168.77.254", "user001", "user999", "200", "404").Replace(templateDoc)
+	checkPass(t, p, []byte(other))
+	if p.tmpl.misses != 0 {
+		t.Fatalf("a document in the template's layout did not follow it (%d misses)", p.tmpl.misses)
+	}
+	checkPass(t, p, []byte(`{"event":{"kind":"event"}}`))
+	if p.tmpl.misses != 1 {
+		t.Fatalf("a document in another layout: %d misses, want 1", p.tmpl.misses)
+	}
+	doc := []byte(templateDoc)
+	for i := range doc {
+		for _, c := range []byte{' ', '"', ',', '}', ']', '\\', '0', '9', '-', 'x', '.', 0} {
+			for _, v := range [][]byte{
+				append(append(append([]byte{}, doc[:i]...), c), doc[i+1:]...),   // replaced
+				append(append(append([]byte{}, doc[:i+1]...), c), doc[i+1:]...), // followed by c
+			} {
+				prime()
+				checkPass(t, p, v)
+			}
+		}
+		prime()
+		checkPass(t, p, append(append([]byte{}, doc[:i]...), doc[i+1:]...)) // removed
+	}
+}
+
+// FuzzNormalizedAfter: a pass that took a document reads the next along
+// it; the second must be written as the pass without a template writes it.
+func FuzzNormalizedAfter(f *testing.F) {
+	f.Add([]byte(templateDoc), []byte(strings.Replace(templateDoc, "user001", "user002", 1)))
+	f.Add([]byte(templateDoc), []byte(strings.Replace(templateDoc, "51234", "512345", 1)))
+	f.Add([]byte(templateDoc), []byte(strings.Replace(templateDoc, `"GET"`, `"GET" `, 1)))
+	f.Add([]byte(normalizedSeeds[0]), []byte(normalizedSeeds[0]))
+	f.Fuzz(func(t *testing.T, a, b []byte) {
+		p := NewScrubPass(keepAll{})
+		checkPass(t, p, a)
+		checkPass(t, p, b)
+		checkPass(t, p, a)
+	})
 }
