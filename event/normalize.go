@@ -92,8 +92,8 @@ type ScrubPass struct {
 	// event.ingested, written once.
 	now     time.Time
 	nowText []byte
-	// tmpl is the last document read the long way and taken; rec the
-	// values the current one's long reading noted.
+	// tmpl is the document the next is read along (docTemplate); rec
+	// the values the current one's long reading noted.
 	tmpl docTemplate
 	rec  []tmplStep
 }
@@ -205,7 +205,11 @@ func AppendNormalizedScrubbed(dst, doc []byte, now time.Time, newID func([]byte)
 			n.init(doc, sp, p) // what the template's reading found is dropped
 			s.pos = 0
 		}
-		if len(doc) <= maxTemplateDoc {
+		// A document that does not follow the template replaces it only
+		// when the one before did not either: a shipper whose events
+		// mostly share a layout (one field more in some) keeps reading
+		// most of them along it.
+		if len(doc) <= maxTemplateDoc && (!p.tmpl.ok || p.tmpl.misses >= 2) {
 			p.rec = p.rec[:0]
 			n.rec = &p.rec
 		}
@@ -244,9 +248,10 @@ func (n *normalizer) init(doc []byte, sp *Spans, p *ScrubPass) {
 // template (a copy of it is kept).
 const maxTemplateDoc = 4 << 10
 
-// docTemplate is the last document a ScrubPass read the long way and took
-// (every part clean, every check passed), with where it held each
-// modelled value: the events of one shipper share their layout, keys and
+// docTemplate is a document a ScrubPass read the long way and took
+// (every part clean, every check passed; the first, and then the second
+// of two in a row that did not follow the template), with where it held
+// each modelled value: the events of one shipper share their layout, keys and
 // most values, so the next document usually holds the same bytes between
 // its values (the gaps) and many of the same values.
 //

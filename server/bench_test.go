@@ -20,13 +20,16 @@ import (
 func BenchmarkPrepare(b *testing.B) {
 	b.Run("TwoPasses", func(b *testing.B) { benchmarkPrepare(b, false) })
 	b.Run("OnePass", func(b *testing.B) { benchmarkPrepare(b, true) })
-	b.Run("OnePassVaried", benchmarkPrepareVaried)
+	b.Run("OnePassVaried", func(b *testing.B) { benchmarkPrepareVaried(b, false) })
+	b.Run("OnePassMixed", func(b *testing.B) { benchmarkPrepareVaried(b, true) })
 }
 
 // benchmarkPrepareVaried is OnePass over bench/cmd/ingestload's events:
 // one layout, the values that differ from event to event differing
 // (times, ids, paths, addresses, users), as one shipper sends them.
-func benchmarkPrepareVaried(b *testing.B) {
+// mixed: every third has no user and every fifth an error message, so
+// that the layout changes often (the ScrubPass's template misses).
+func benchmarkPrepareVaried(b *testing.B, mixed bool) {
 	ts := newBenchServer(b)
 	tok := event.NewScrubPass(ts.red.NewTokens())
 	var lines [][]byte
@@ -34,6 +37,12 @@ func benchmarkPrepareVaried(b *testing.B) {
 	for i := range 1000 {
 		lines = append(lines, fmt.Appendf(nil, `{"@timestamp":"2026-11-25T12:00:%02d.%06dZ","event":{"kind":"event","category":["web"],"type":["access"],"action":"http_request","outcome":"success","duration":1834000,"id":"0193a1b2-c3d4-7e5f-8a9b-%012d","dataset":"trailguard.access"},"http":{"request":{"id":"req-%08d","method":"GET"},"response":{"status_code":200,"body":{"bytes":512}}},"url":{"path":"/api/orders/%d","query":"page=2"},"source":{"ip":"10.1.%d.%d","port":51234},"user":{"name":"user%03d"},"user_agent":{"original":"Mozilla/5.0 (X11; Linux x86_64)"},"service":{"name":"orders-api"}}`,
 			i%60, i*7919%1000000, i, i*31, i*17, i/250, i%250, i%1000))
+		if mixed && i%3 == 0 {
+			lines[i] = bytes.Replace(lines[i], fmt.Appendf(nil, `"user":{"name":"user%03d"},`, i%1000), nil, 1)
+		}
+		if mixed && i%5 == 0 {
+			lines[i] = bytes.Replace(lines[i], []byte(`"service":`), []byte(`"error":{"message":"upstream timed out"},"service":`), 1)
+		}
 		size += len(lines[i])
 	}
 	now := time.Now()
