@@ -201,7 +201,7 @@ func AppendNormalizedScrubbed(dst, doc []byte, now time.Time, newID func([]byte)
 	fromTmpl := tried && n.fromTemplate(&s, &p.tmpl)
 	if p != nil && !fromTmpl {
 		if tried {
-			p.tmpl.misses++
+			p.tmpl.missed()
 			n.init(doc, sp, p) // what the template's reading found is dropped
 			s.pos = 0
 		}
@@ -272,9 +272,16 @@ type docTemplate struct {
 	end   int // where the document's object ended
 	ok    bool
 	// misses counts the documents in a row that did not follow the
-	// template; past maxMisses only one in missEvery is tried (a shipper
-	// mixing layouts would otherwise pay for reading twice).
-	misses, skip int
+	// template (two replace it).
+	misses int
+	// score rises by one for each document that followed the template and
+	// falls by missCost for each that did not, within ±maxScore: a miss
+	// costs about three times what a hit saves (the document is read up to
+	// where it differs, then again the long way), so below zero (fewer
+	// than three in four followed it) only one document in missEvery is
+	// read along the template, to notice when its layout comes back.
+	score, skip int
+	tries       int // documents read along a template (for tests)
 }
 
 // tmplStep is one modelled value of a template's document: field's value
@@ -291,7 +298,8 @@ type tmplStep struct {
 }
 
 const (
-	maxMisses = 8
+	missCost  = 3
+	maxScore  = 16
 	missEvery = 16
 )
 
@@ -300,11 +308,18 @@ func (t *docTemplate) try() bool {
 	if !t.ok {
 		return false
 	}
-	if t.misses < maxMisses {
+	t.skip++
+	if t.score >= 0 || t.skip%missEvery == 0 {
+		t.tries++
 		return true
 	}
-	t.skip++
-	return t.skip%missEvery == 0
+	return false
+}
+
+// missed notes a document that did not follow the template.
+func (t *docTemplate) missed() {
+	t.misses++
+	t.score = max(t.score-missCost, -maxScore)
 }
 
 // set makes doc, read the long way with the steps in *rec, the template,
@@ -355,7 +370,8 @@ func (n *normalizer) fromTemplate(s *scanner, t *docTemplate) bool {
 		return false
 	}
 	s.pos = pos + len(gap)
-	t.misses, t.skip = 0, 0
+	t.misses = 0
+	t.score = min(t.score+1, maxScore)
 	return true
 }
 

@@ -279,6 +279,7 @@ func TestDocTemplate(t *testing.T) {
 		if !p.tmpl.ok {
 			t.Fatal("the pass kept no template after a document it took")
 		}
+		p.tmpl.score = 0 // the next document is read along it
 	}
 	// The same layout with other values follows the template.
 	prime()
@@ -292,10 +293,23 @@ func TestDocTemplate(t *testing.T) {
 	// row replaces it.
 	for i, want := range []int{1, 0, 1, 2, 0} {
 		doc := []string{`{"event":{"kind":"event"}}`, other, `{"event":{"kind":"event"}}`, `{"user":{"name":"x"}}`, `{"user":{"name":"y"}}`}[i]
+		p.tmpl.score = 0
 		checkPass(t, p, []byte(doc))
 		if p.tmpl.misses != want {
 			t.Fatalf("%s: %d misses, want %d", doc, p.tmpl.misses, want)
 		}
+	}
+	// Documents that mostly do not follow it are mostly read the long
+	// way: one in missEvery is read along it.
+	prime()
+	before := p.tmpl.tries
+	const n = 20 * missEvery
+	for range n / 2 {
+		checkPass(t, p, []byte(`{"user":{"name":"x"},"event":{"kind":"event"}}`))
+		checkPass(t, p, []byte(templateDoc))
+	}
+	if tried := p.tmpl.tries - before; tried < n/missEvery/2 || tried > n/4 {
+		t.Fatalf("alternating layouts: %d of %d documents read along the template", tried, n)
 	}
 	doc := []byte(templateDoc)
 	for i := range doc {
