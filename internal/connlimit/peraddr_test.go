@@ -12,7 +12,10 @@ import (
 // 127.0.0.0/8 is loopback on Linux: several client addresses on one host).
 func dialFrom(t *testing.T, src, addr string) net.Conn {
 	t.Helper()
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: time.Second}
+	// The kernel completes the handshake before Accept, so a dial ends at
+	// once; the bound only has to outlast a goroutine descheduled on a
+	// loaded machine (1 s timed out at load 20).
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 10 * time.Second}
 	c, err := d.Dial("tcp", addr)
 	if err != nil {
 		t.Fatalf("dial from %s: %v", src, err)
