@@ -321,6 +321,13 @@ func (d Decision) prefix() (netip.Prefix, error) {
 			return netip.Prefix{}, fmt.Errorf("decision Range %q: not a CIDR", d.Value)
 		}
 		if p.Addr().Is4In6() {
+			// Shorter than /96 the range is not IPv4 space written as
+			// mapped IPv6 but a stretch of IPv6 that holds all of it:
+			// PrefixFrom would make an invalid prefix of it, which was
+			// taken and matched nothing.
+			if p.Bits() < 96 {
+				return netip.Prefix{}, fmt.Errorf("decision Range %q: an IPv4-mapped address with a prefix shorter than /96 (write the IPv4 range, or the IPv6 one from ::)", d.Value)
+			}
 			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
 		}
 		return p.Masked(), nil

@@ -306,15 +306,26 @@ func FuzzDecisions(f *testing.F) {
 	f.Fuzz(func(t *testing.T, scope, value, dur, typ, probe string) {
 		b := NewBlocklist(nil)
 		d := Decision{Scope: scope, Value: value, Duration: dur, Type: typ}
-		b.Apply("f", Update{New: []Decision{d}})
+		added, _, aerr := b.Apply("f", Update{New: []Decision{d}})
+		p, perr := d.prefix()
+		// A decision taken without complaint is one the gateway enforces:
+		// a ban it counted but could never match is a silent hole.
+		if added > 0 && !isUserScope(scope) && (perr != nil || !p.IsValid()) {
+			t.Fatalf("%+v taken (added %d, %v) with prefix %v, %v", d, added, aerr, p, perr)
+		}
 		a, err := netip.ParseAddr(probe)
 		if err != nil {
 			return
 		}
 		_, _, _, blocked := b.Blocked(a)
-		p, perr := d.prefix()
-		if blocked && (perr != nil || !p.Contains(a.Unmap())) {
+		in := perr == nil && p.Contains(a.Unmap().WithZone(""))
+		if blocked && !in {
 			t.Fatalf("%+v blocks %s", d, a)
+		}
+		// Both ways: a ban in force blocks every address of its prefix,
+		// whichever way the client's address is spelt (mapped, zoned).
+		if added > 0 && aerr == nil && in && !blocked {
+			t.Fatalf("%+v in force, but %s (in %v) passes", d, a, p)
 		}
 		b.Apply("f", Update{Deleted: []Decision{d}})
 		if _, _, _, still := b.Blocked(a); still {
