@@ -104,7 +104,10 @@ func (b *Blocklist) Blocked(a netip.Addr) (scenario, origin string, until time.T
 	if b.count.Load() == 0 || !a.IsValid() {
 		return "", "", time.Time{}, false
 	}
-	a = a.Unmap()
+	// A link-local peer's address carries its zone (fe80::1%eth0); the
+	// decisions are held without one, as a ban names the host, not the
+	// interface it came in on.
+	a = a.Unmap().WithZone("")
 	now := b.now()
 	b.mu.RLock()
 	defer b.mu.RUnlock()
