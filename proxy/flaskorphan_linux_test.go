@@ -1,15 +1,10 @@
 package proxy
 
 import (
-	"bufio"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -27,69 +22,28 @@ func TestFlaskUpstreamDiesWithTest(t *testing.T) {
 	testenv.Long(t)
 	t.Parallel()
 	flaskPython(t)
-	cmd := exec.Command(os.Args[0], "-test.run=^TestFlaskUpstreamOrphan$", "-test.count=1", "-test.v=false")
-	cmd.Env = append(os.Environ(), "TRAILGUARD_PROXY_FLASK_ORPHAN=1")
-	marker := testenv.PassFile(t, cmd)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := testenv.StartChild(t, cmd); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-	started := make(chan [2]int, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			var pid, port int
-			if _, err := fmt.Sscanf(sc.Text(), "flask %d %d", &pid, &port); err == nil {
-				started <- [2]int{pid, port}
-			}
+	testenv.KillHost(t, "TestFlaskUpstreamOrphan", "TRAILGUARD_PROXY_FLASK_ORPHAN=1", 30*time.Second, func(_ testenv.Proc, port []string) {
+		// It is the upstream, serving: a profile read without a session is
+		// refused by the app.
+		resp, err := http.Get("http://127.0.0.1:" + port[0] + "/api/users/alice")
+		if err != nil {
+			t.Fatal(err)
 		}
-	}()
-	var flask testenv.Proc
-	var port int
-	select {
-	case s := <-started:
-		var ok bool
-		if flask, ok = testenv.LookProc(s[0]); !ok || !flask.Running() {
-			t.Fatalf("the Flask upstream %d is gone before its test binary was killed", s[0])
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("the Flask upstream answers %d, want 401", resp.StatusCode)
 		}
-		port = s[1]
-	case <-time.After(30 * time.Second):
-		cmd.Process.Kill()
-		t.Fatal("the test binary did not start the Flask upstream within 30 s")
-	}
-	// It is the upstream, serving: a profile read without a session is
-	// refused by the app.
-	resp, err := http.Get("http://127.0.0.1:" + strconv.Itoa(port) + "/api/users/alice")
-	if err != nil {
-		t.Fatal(err)
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusUnauthorized {
-		t.Fatalf("the Flask upstream answers %d, want 401", resp.StatusCode)
-	}
-	if flask.Holds(marker) {
-		t.Errorf("the Flask upstream holds %s, which its test binary inherited", marker)
-	}
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	flask.WaitEnded(t, 10*time.Second, "its test binary was killed")
+	})
 }
 
 // TestFlaskUpstreamOrphan is TestFlaskUpstreamDiesWithTest's test binary:
-// it starts the Flask upstream as the proxy tests do, says its pid and
-// port, and waits to be killed (60 s at the most).
+// it starts the Flask upstream as the proxy tests do and names it, with
+// its port (testenv.HostChild).
 func TestFlaskUpstreamOrphan(t *testing.T) {
 	if os.Getenv("TRAILGUARD_PROXY_FLASK_ORPHAN") != "1" {
 		t.Skip("started by TestFlaskUpstreamDiesWithTest")
 	}
 	line, pid := startProcess(t, "listening ", flaskPython(t), "testdata/flaskapp/app.py")
-	fmt.Printf("flask %d %s\n", pid, strings.TrimPrefix(line, "listening "))
-	time.Sleep(60 * time.Second)
+	testenv.HostChild(pid, strings.TrimPrefix(line, "listening "))
 }

@@ -1,15 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -28,53 +25,14 @@ func TestReadmeServeDiesWithTest(t *testing.T) {
 	t.Parallel()
 	testenv.Tool(t, "bash", "apt-get install bash")
 	testenv.Tool(t, "curl", "apt-get install curl")
-	cmd := exec.Command(os.Args[0], "-test.run=^TestReadmeServeOrphan$", "-test.count=1", "-test.v=false")
-	cmd.Env = append(os.Environ(), "TRAILGUARD_README_ORPHAN="+t.TempDir())
-	marker := testenv.PassFile(t, cmd)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := testenv.StartChild(t, cmd); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-	started := make(chan int, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			if n, ok := strings.CutPrefix(sc.Text(), "serve "); ok {
-				pid, _ := strconv.Atoi(n)
-				started <- pid
-			}
-		}
-	}()
-	var serve testenv.Proc
-	select {
-	case pid := <-started:
-		var ok bool
-		if serve, ok = testenv.LookProc(pid); !ok || !serve.Running() {
-			t.Fatalf("the collector %d is gone before its test binary was killed", pid)
-		}
-	case <-time.After(60 * time.Second):
-		cmd.Process.Kill()
-		t.Fatal("the test binary did not start the README's collector within 60 s")
-	}
-	if serve.Holds(marker) {
-		t.Errorf("the collector holds %s, which its test binary inherited", marker)
-	}
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	serve.WaitEnded(t, 10*time.Second, "its test binary was killed")
+	testenv.KillHost(t, "TestReadmeServeOrphan", "TRAILGUARD_README_ORPHAN="+t.TempDir(), 60*time.Second, nil)
 }
 
 // TestReadmeServeOrphan is TestReadmeServeDiesWithTest's test binary: it
 // runs the README's collector block with runScript up to the collector's
 // readiness check, in the directory TRAILGUARD_README_ORPHAN names (the
-// killing test's, which removes it), says the collector's pid, and waits to
-// be killed (60 s at the most).
+// killing test's, which removes it), and names the collector
+// (testenv.HostChild).
 func TestReadmeServeOrphan(t *testing.T) {
 	dir := os.Getenv("TRAILGUARD_README_ORPHAN")
 	if dir == "" {
@@ -105,12 +63,12 @@ func TestReadmeServeOrphan(t *testing.T) {
 	}()
 	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		if b, err := os.ReadFile(pidFile); err == nil && strings.HasSuffix(string(b), "\n") {
-			fmt.Printf("serve %s", b)
-			break
+			pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+			testenv.HostChild(pid)
+			return
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("the collector did not start within 60 s")
 		}
 	}
-	time.Sleep(60 * time.Second)
 }

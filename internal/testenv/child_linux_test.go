@@ -1,14 +1,11 @@
 package testenv
 
 import (
-	"bufio"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -23,49 +20,7 @@ import (
 // 3, as flock(1) passes its lock), and must die with the test binary.
 func TestStartChildDiesWithTest(t *testing.T) {
 	t.Parallel()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestStartChildOrphan$", "-test.count=1", "-test.v=false")
-	cmd.Env = append(os.Environ(), "TRAILGUARD_TESTENV_ORPHAN=1")
-	marker := PassFile(t, cmd)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := StartChild(t, cmd); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-	pid := make(chan int, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			if n, ok := strings.CutPrefix(sc.Text(), "child "); ok {
-				p, _ := strconv.Atoi(n)
-				pid <- p
-			}
-		}
-	}()
-	var child Proc
-	select {
-	case p := <-pid:
-		var ok bool
-		if child, ok = LookProc(p); !ok {
-			t.Fatalf("the child %d is gone before the test binary was killed", p)
-		}
-	case <-time.After(30 * time.Second):
-		cmd.Process.Kill()
-		t.Fatal("the test binary did not start its child within 30 s")
-	}
-	if !child.Running() {
-		t.Fatal("the child died when the thread that started it ended")
-	}
-	if child.Holds(marker) {
-		t.Fatalf("the child holds %s, which the test binary inherited", marker)
-	}
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	child.WaitEnded(t, 10*time.Second, "its test binary was killed")
+	KillHost(t, "TestStartChildOrphan", "TRAILGUARD_TESTENV_ORPHAN=1", 30*time.Second, nil)
 }
 
 // The main thread never ends: a goroutine that locks it and returns leaves
@@ -79,8 +34,7 @@ func init() {
 
 // TestStartChildOrphan is TestStartChildDiesWithTest's test binary: it
 // starts sleep from a goroutine that locks its thread and returns, so that
-// the thread ends, waits until it has, says the child's pid, and waits to
-// be killed (60 s at the most).
+// the thread ends, waits until it has, and names the child (HostChild).
 func TestStartChildOrphan(t *testing.T) {
 	if os.Getenv("TRAILGUARD_TESTENV_ORPHAN") != "1" {
 		t.Skip("started by TestStartChildDiesWithTest")
@@ -103,6 +57,5 @@ func TestStartChildOrphan(t *testing.T) {
 			t.Fatalf("the starting goroutine's thread %s did not end", task)
 		}
 	}
-	fmt.Printf("child %d\n", cmd.Process.Pid)
-	time.Sleep(60 * time.Second)
+	HostChild(cmd.Process.Pid)
 }

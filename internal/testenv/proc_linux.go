@@ -2,7 +2,6 @@ package testenv
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -106,19 +105,4 @@ func (p Proc) WaitEnded(t testing.TB, d time.Duration, since string) {
 			t.Fatalf("process %d (%s) still runs %v after %s", p.Pid, p.name(), d, since)
 		}
 	}
-}
-
-// PassFile opens a new file and gives it to cmd on descriptor 3, open
-// across exec, as flock(1) gives its command the lock it holds. It
-// returns the file's path, for Holds: a child of cmd's must not hold it.
-func PassFile(t testing.TB, cmd *exec.Cmd) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "inherited.lock")
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.Close() })
-	cmd.ExtraFiles = append([]*os.File{f}, cmd.ExtraFiles...)
-	return path
 }
