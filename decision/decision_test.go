@@ -322,6 +322,15 @@ func TestTargetAgreesWithDecide(t *testing.T) {
 		{"user named like every v6 network", userNamed("::/0"), ScopeUser, "::/0", true},
 		{"user named like an address", userNamed("203.0.113.77"), ScopeUser, "203.0.113.77", true},
 		{"allowlisted", alert("d", rule("client.ip", 0), "10.1.2.3"), "", "", false},
+		// The same addresses written as IPv4-mapped networks: before, they
+		// passed the allowlist (an IPv6 prefix never overlaps 10.0.0.0/8),
+		// and the gateways, which unmap, banned the allowlisted hosts.
+		{"allowlisted, mapped /128", alert("d2", rule("client.ip", 0), "::ffff:10.1.2.3/128"), "", "", false},
+		{"allowlisted, mapped range", alert("d3", rule("client.ip", 0), "::ffff:10.0.0.0/104"), "", "", false},
+		{"mapped /128", alert("d4", rule("client.ip", 0), "::ffff:192.0.2.4/128"), ScopeIP, "192.0.2.4", true},
+		{"mapped range", alert("d5", rule("client.ip", 0), "::ffff:198.51.100.0/120"), ScopeRange, "198.51.100.0/24", true},
+		{"mapped, shorter than /96", alert("d6", rule("client.ip", 0), "::ffff:0.0.0.0/80"), "", "", false},
+		{"zoned address", alert("d7", rule("client.ip", 0), "fe80::1%eth0"), ScopeIP, "fe80::1", true},
 		{"no block asked", alert("e", &detect.Rule{Name: "info"}, "192.0.2.3"), "", "", false},
 		{"not an address", alert("f", rule("client.ip", 0), "nope"), "", "", false},
 	} {
