@@ -295,8 +295,17 @@ func TestOutage(t *testing.T) {
 	go srv.Serve(ln)
 	defer srv.Close()
 	var errs atomic.Int64
+	// A request that times out after the collector took it is sent again
+	// (at least once, as the package says): on a loaded machine one in the
+	// 2 s bound happened, 100 duplicates. Count them to allow exactly those.
+	var timeouts atomic.Int64
 	s := open(t, Options{URL: "http://" + addr + "/v1/events", BatchSize: 100, Timeout: 2 * time.Second,
-		OnError: func(error) { errs.Add(1) }})
+		OnError: func(err error) {
+			errs.Add(1)
+			if errors.Is(err, context.DeadlineExceeded) {
+				timeouts.Add(1)
+			}
+		}})
 
 	const writers, perWriter = 2, 2500
 	var want []string
@@ -344,7 +353,9 @@ func TestOutage(t *testing.T) {
 	srv.SetKeepAlivesEnabled(true)
 	ln.down.Store(false)
 	flush(t, s, 30*time.Second)
-	c.check(t, want, false)
+	if dups := c.check(t, want, timeouts.Load() > 0); dups > int(timeouts.Load())*100 {
+		t.Errorf("%d duplicate deliveries, more than the %d timed-out requests of at most 100 records explain", dups, timeouts.Load())
+	}
 	st := s.Stats()
 	if st.Shipped != writers*perWriter || st.Retried == 0 || st.Pending != 0 || errs.Load() == 0 {
 		t.Errorf("stats %+v, %d errors reported", st, errs.Load())
