@@ -609,8 +609,25 @@ func isEmailLocal(c byte) bool {
 	return isAlnum(c) || c == '.' || c == '_' || c == '%' || c == '+' || c == '-'
 }
 
-// emailAt matches local@domain.tld around the '@' at i.
+// emailAt matches local@domain.tld around the '@' at i. A domain followed
+// at once by another '@' is the local part of a second address
+// ("a@b.cc@d.ee"): the chain is one match. Matched alone, the first left
+// the second's local part in the text, for a second scrub (the
+// collector's, after the middleware's) to find and mask.
 func emailAt[T text](s T, from, i int) (span, bool) {
+	m, ok := emailOne(s, from, i)
+	for ok && m.end < len(s) && s[m.end] == '@' {
+		next, found := emailOne(s, i+1, m.end)
+		if !found {
+			break
+		}
+		i, m.end = m.end, next.end
+	}
+	return m, ok
+}
+
+// emailOne matches one local@domain.tld around the '@' at i.
+func emailOne[T text](s T, from, i int) (span, bool) {
 	st := i
 	for st > from && i-st < 64 && isEmailLocal(s[st-1]) {
 		st--
