@@ -289,12 +289,11 @@ type docTemplate struct {
 // leading space included), the member named doc[key:key+keyLen] depth
 // deep, and what field stored for it.
 type tmplStep struct {
-	field        int
-	depth        int
-	key, keyLen  int32
-	start, end   int32
-	slot         normSlot
-	sameAsBefore bool // its value's reading sets nothing but its slot
+	field       int
+	depth       int
+	key, keyLen int32
+	start, end  int32
+	slot        normSlot
 }
 
 const (
@@ -343,7 +342,7 @@ func (n *normalizer) fromTemplate(s *scanner, t *docTemplate) bool {
 		}
 		pos += len(gap)
 		prev = int(st.end)
-		if st.sameAsBefore {
+		if normFields[st.field].sameAsBefore() {
 			if val := t.doc[st.start:st.end]; len(doc)-pos >= len(val) && string(doc[pos:pos+len(val)]) == string(val) {
 				sl := st.slot
 				shift := int32(pos) - st.start
@@ -412,6 +411,12 @@ type normField struct {
 	check   normCheck
 	allowed []string
 }
+
+// sameAsBefore reports whether reading a value of f sets nothing but its
+// slot, so that a value equal to the template's may take the template's
+// slot, moved: a time sets the event's time and an id is returned to the
+// caller.
+func (f *normField) sameAsBefore() bool { return f.kind != nkTime && f.check != ncID }
 
 // normFields mirrors AppendJSON field for field (trailguard.audit.* and
 // trailguard.attrs, free-form JSON, are left to Decode).
@@ -807,8 +812,7 @@ func (n *normalizer) object(s *scanner, node, depth int, parent []byte, canon bo
 				}
 				if n.rec != nil {
 					*n.rec = append(*n.rec, tmplStep{field: f, depth: depth, key: int32(ks + 1), keyLen: int32(len(k)),
-						start: int32(at), end: int32(s.pos), slot: n.slots[f],
-						sameAsBefore: normFields[f].kind != nkTime && normFields[f].check != ncID})
+						start: int32(at), end: int32(s.pos), slot: n.slots[f]})
 				}
 			case c == '{':
 				if !n.object(s, child, depth+1, k, kcanon) {
