@@ -38,8 +38,8 @@ type jsonLogsData struct {
 				TraceID              string        `json:"traceId"`
 				SpanID               string        `json:"spanId"`
 				EventName            string        `json:"eventName"`
-				Flags                uint32        `json:"flags"`
-				Dropped              uint32        `json:"droppedAttributesCount"`
+				Flags                jsonUint32    `json:"flags"`
+				Dropped              jsonUint32    `json:"droppedAttributesCount"`
 			} `json:"logRecords"`
 		} `json:"scopeLogs"`
 	} `json:"resourceLogs"`
@@ -64,23 +64,23 @@ type jsonAnyValue struct {
 	} `json:"kvlistValue"`
 }
 
-// jsonUint and jsonInt accept a number or a decimal string (proto3 JSON
-// writes 64-bit integers as strings).
-type jsonUint uint64
-type jsonInt int64
-
-func unquote(b []byte) []byte {
-	if len(b) >= 2 && b[0] == '"' && b[len(b)-1] == '"' {
-		return b[1 : len(b)-1]
-	}
-	return b
-}
+// jsonUint, jsonUint32 and jsonInt read the proto3 JSON integer fields as
+// protojson does, so that a record a sender writes either way maps the
+// same: a JSON number or a string holding exactly one (proto3 JSON writes
+// 64-bit integers as strings), in any of JSON's forms if its value is an
+// integer in range (1e3, "1e3", 1000.0, 10000e-1 and "-0" are integers; 1.5,
+// "0x10", " 1" and "1_000" are not).
+type (
+	jsonUint   uint64
+	jsonUint32 uint32
+	jsonInt    int64
+)
 
 func (u *jsonUint) UnmarshalJSON(b []byte) error {
 	if string(b) == "null" {
 		return nil
 	}
-	n, err := strconv.ParseUint(string(unquote(b)), 10, 64)
+	n, err := strconv.ParseUint(protoInteger(b), 10, 64)
 	if err != nil {
 		return fmt.Errorf("want an unsigned integer, got %.40s", b)
 	}
@@ -88,11 +88,23 @@ func (u *jsonUint) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+func (u *jsonUint32) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		return nil
+	}
+	n, err := strconv.ParseUint(protoInteger(b), 10, 32)
+	if err != nil {
+		return fmt.Errorf("want an unsigned 32-bit integer, got %.40s", b)
+	}
+	*u = jsonUint32(n)
+	return nil
+}
+
 func (i *jsonInt) UnmarshalJSON(b []byte) error {
 	if string(b) == "null" {
 		return nil
 	}
-	n, err := strconv.ParseInt(string(unquote(b)), 10, 64)
+	n, err := strconv.ParseInt(protoInteger(b), 10, 64)
 	if err != nil {
 		return fmt.Errorf("want an integer, got %.40s", b)
 	}
@@ -100,7 +112,100 @@ func (i *jsonInt) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// jsonSeverity accepts the number or the enum name (SEVERITY_NUMBER_WARN).
+// protoInteger returns the integer the JSON value b (a number, or, if
+// quoted, a string holding one) denotes, in decimal digits after a '-' if
+// negative, or "" if b denotes none: not a number, not integral, or more
+// than 20 digits long once its exponent is applied. It follows protojson's
+// reading (internal/encoding/json's normalizeToIntString) to the letter:
+// a zero is "0" whatever its sign and exponent, and a string must hold the
+// number alone, with no space around it (escapes are read: "\u0031" is 1).
+func protoInteger(b []byte) string {
+	if len(b) > 0 && b[0] == '"' {
+		var s string
+		if json.Unmarshal(b, &s) != nil || s != strings.TrimSpace(s) {
+			return ""
+		}
+		b = []byte(s)
+	}
+	s := string(b)
+	neg := strings.HasPrefix(s, "-")
+	if neg {
+		s = s[1:]
+	}
+	// JSON's number: an integer part (0, or a digit 1-9 and more digits),
+	// then . and digits, then e or E, a sign and digits, each optional.
+	n := leadingDigits(s)
+	if n == 0 || n > 1 && s[0] == '0' {
+		return ""
+	}
+	intp := strings.TrimPrefix(s[:n], "0") // "0": no digits
+	s = s[n:]
+	var frac string
+	if strings.HasPrefix(s, ".") {
+		n = leadingDigits(s[1:])
+		if n == 0 {
+			return ""
+		}
+		frac = strings.TrimRight(s[1:1+n], "0")
+		s = s[1+n:]
+	}
+	var exps string
+	if len(s) > 0 && (s[0] == 'e' || s[0] == 'E') {
+		sign := 0
+		if len(s) > 1 && (s[1] == '+' || s[1] == '-') {
+			sign = 1
+		}
+		n = leadingDigits(s[1+sign:])
+		if n == 0 {
+			return ""
+		}
+		exps, s = s[1:1+sign+n], s[1+sign+n:]
+	}
+	if s != "" {
+		return ""
+	}
+	if intp == "" && frac == "" {
+		return "0" // before the exponent is read: protojson takes 0e99999999999
+	}
+	exp := 0
+	if exps != "" {
+		e, err := strconv.ParseInt(exps, 10, 32)
+		if err != nil {
+			return ""
+		}
+		exp = int(e)
+	}
+	var num string
+	if exp >= 0 {
+		if len(frac) > exp || len(intp)+exp > 20 {
+			return ""
+		}
+		num = intp + frac + strings.Repeat("0", exp-len(frac))
+	} else {
+		i := len(intp) + exp
+		if len(frac) > 0 || i < 0 || strings.Trim(intp[i:], "0") != "" {
+			return ""
+		}
+		num = intp[:i]
+	}
+	if neg {
+		return "-" + num
+	}
+	return num
+}
+
+// leadingDigits returns how many ASCII digits s starts with.
+func leadingDigits(s string) int {
+	n := 0
+	for n < len(s) && '0' <= s[n] && s[n] <= '9' {
+		n++
+	}
+	return n
+}
+
+// jsonSeverity accepts the enum's name (SEVERITY_NUMBER_WARN) or its
+// number, as protojson does: a number in any of JSON's integral forms
+// (9, 9.0, 0.9e1), but not a number in a string ("9").
 type jsonSeverity int32
 
 func (s *jsonSeverity) UnmarshalJSON(b []byte) error {
@@ -108,17 +213,18 @@ func (s *jsonSeverity) UnmarshalJSON(b []byte) error {
 		return nil
 	}
 	if b[0] == '"' {
-		if v, ok := logspb.SeverityNumber_value[string(unquote(b))]; ok {
-			*s = jsonSeverity(v)
-			return nil
+		var name string
+		if json.Unmarshal(b, &name) == nil {
+			if v, ok := logspb.SeverityNumber_value[name]; ok {
+				*s = jsonSeverity(v)
+				return nil
+			}
 		}
+	} else if n, err := strconv.ParseInt(protoInteger(b), 10, 32); err == nil {
+		*s = jsonSeverity(n)
+		return nil
 	}
-	n, err := strconv.ParseInt(string(unquote(b)), 10, 32)
-	if err != nil {
-		return fmt.Errorf("severityNumber %.40s: want 0-24 or a SEVERITY_NUMBER_ name", b)
-	}
-	*s = jsonSeverity(n)
-	return nil
+	return fmt.Errorf("severityNumber %.40s: want 0-24 or a SEVERITY_NUMBER_ name", b)
 }
 
 func (v *jsonAnyValue) proto(depth int) *commonpb.AnyValue {
@@ -218,7 +324,7 @@ func decodeOTLPJSON(body []byte) (*logspb.LogsData, error) {
 					TimeUnixNano: uint64(r.TimeUnixNano), ObservedTimeUnixNano: uint64(r.ObservedTimeUnixNano),
 					SeverityNumber: logspb.SeverityNumber(sev), SeverityText: r.SeverityText, Body: r.Body.proto(0),
 					Attributes: kvs(r.Attributes, 0), TraceId: hexID(r.TraceID, 16), SpanId: hexID(r.SpanID, 8),
-					EventName: r.EventName, Flags: r.Flags, DroppedAttributesCount: r.Dropped,
+					EventName: r.EventName, Flags: uint32(r.Flags), DroppedAttributesCount: uint32(r.Dropped),
 				})
 			}
 			prl.ScopeLogs = append(prl.ScopeLogs, psl)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -173,6 +174,111 @@ func TestOTLPJSON(t *testing.T) {
 	}
 	if code, _ := ts.do(t, "POST", "/v1/logs", ts.read, strings.NewReader(body), "Content-Type", "application/json"); code != 403 {
 		t.Errorf("a read token may not ingest: %d", code)
+	}
+}
+
+// TestOTLPJSONNumbers: each form of a proto3 JSON integer field that
+// protojson reads, our decoder reads to the same value, and each it
+// refuses, ours refuses: a sender's OTLP/JSON is read as the standard's
+// own library reads it. want is the value read, "" for a refusal.
+func TestOTLPJSONNumbers(t *testing.T) {
+	t.Parallel()
+	get := map[string]func(*logspb.LogRecord) string{
+		"timeUnixNano":           func(r *logspb.LogRecord) string { return strconv.FormatUint(r.TimeUnixNano, 10) },
+		"observedTimeUnixNano":   func(r *logspb.LogRecord) string { return strconv.FormatUint(r.ObservedTimeUnixNano, 10) },
+		"flags":                  func(r *logspb.LogRecord) string { return strconv.FormatUint(uint64(r.Flags), 10) },
+		"droppedAttributesCount": func(r *logspb.LogRecord) string { return strconv.FormatUint(uint64(r.DroppedAttributesCount), 10) },
+		"severityNumber":         func(r *logspb.LogRecord) string { return strconv.Itoa(int(r.SeverityNumber)) },
+		"intValue":               func(r *logspb.LogRecord) string { return strconv.FormatInt(r.GetBody().GetIntValue(), 10) },
+	}
+	for _, tc := range []struct{ field, value, want string }{
+		// fixed64: a number or a string, exponents and fractions that
+		// leave an integer.
+		{"timeUnixNano", `"1795946400000000000"`, "1795946400000000000"},
+		{"timeUnixNano", `1000`, "1000"},
+		{"timeUnixNano", `1e3`, "1000"},
+		{"timeUnixNano", `"1e3"`, "1000"},
+		{"timeUnixNano", `1E+3`, "1000"},
+		{"timeUnixNano", `1000.000`, "1000"},
+		{"timeUnixNano", `"10000e-1"`, "1000"},
+		{"timeUnixNano", `1.7959464e18`, "1795946400000000000"},
+		{"timeUnixNano", `0.5e1`, "5"},
+		{"timeUnixNano", `"\u0031"`, "1"},
+		{"timeUnixNano", `-0`, "0"},
+		{"timeUnixNano", `"-0.0e5"`, "0"},
+		{"timeUnixNano", `0e99999999999`, "0"},
+		{"timeUnixNano", `18446744073709551615`, "18446744073709551615"},
+		{"timeUnixNano", `1.8446744073709551615e19`, "18446744073709551615"},
+		{"timeUnixNano", `null`, "0"},
+		{"timeUnixNano", `18446744073709551616`, ""},
+		{"timeUnixNano", `1e20`, ""},
+		{"timeUnixNano", `1e99999999999`, ""},
+		{"timeUnixNano", `1.5`, ""},
+		{"timeUnixNano", `"1.5e0"`, ""},
+		{"timeUnixNano", `15e-1`, ""},
+		{"timeUnixNano", `-1`, ""},
+		{"timeUnixNano", `"-1e3"`, ""},
+		{"timeUnixNano", `" 1"`, ""},
+		{"timeUnixNano", `"1 "`, ""},
+		{"timeUnixNano", `"01"`, ""},
+		{"timeUnixNano", `"0x10"`, ""},
+		{"timeUnixNano", `"1e"`, ""},
+		{"timeUnixNano", `"1."`, ""},
+		{"timeUnixNano", `"+1"`, ""},
+		{"timeUnixNano", `""`, ""},
+		{"timeUnixNano", `"\"1\""`, ""},
+		{"timeUnixNano", `true`, ""},
+		{"timeUnixNano", `[1]`, ""},
+		{"observedTimeUnixNano", `"2e18"`, "2000000000000000000"},
+		// fixed32 and uint32.
+		{"flags", `1`, "1"},
+		{"flags", `"1"`, "1"},
+		{"flags", `1e0`, "1"},
+		{"flags", `"4294967295"`, "4294967295"},
+		{"flags", `4294967296`, ""},
+		{"flags", `-1`, ""},
+		{"flags", `0.1`, ""},
+		{"droppedAttributesCount", `"2"`, "2"},
+		{"droppedAttributesCount", `2.0`, "2"},
+		{"droppedAttributesCount", `"x"`, ""},
+		// int64.
+		{"intValue", `"-9223372036854775808"`, "-9223372036854775808"},
+		{"intValue", `-1e3`, "-1000"},
+		{"intValue", `"-1e3"`, "-1000"},
+		{"intValue", `-100e-2`, "-1"},
+		{"intValue", `9223372036854775807`, "9223372036854775807"},
+		{"intValue", `9223372036854775808`, ""},
+		{"intValue", `-1.5`, ""},
+		// An enum: its name, or its number as a number (not in a string).
+		{"severityNumber", `"SEVERITY_NUMBER_INFO"`, "9"},
+		{"severityNumber", `"SEVERITY_NUMBER\u005fINFO"`, "9"},
+		{"severityNumber", `9`, "9"},
+		{"severityNumber", `9.0`, "9"},
+		{"severityNumber", `0.9e1`, "9"},
+		{"severityNumber", `"9"`, ""},
+		{"severityNumber", `"LOUD"`, ""},
+		{"severityNumber", `9.5`, ""},
+		{"severityNumber", `2147483648`, ""},
+	} {
+		rec := fmt.Sprintf(`{%q:%s}`, tc.field, tc.value)
+		if tc.field == "intValue" {
+			rec = fmt.Sprintf(`{"body":{"intValue":%s}}`, tc.value)
+		}
+		data := []byte(`{"resourceLogs":[{"scopeLogs":[{"logRecords":[` + rec + `]}]}]}`)
+		ours, err := decodeOTLPJSON(data)
+		var pj logspb.LogsData
+		pjErr := protojson.Unmarshal(data, &pj)
+		if (err == nil) != (tc.want != "") || (pjErr == nil) != (tc.want != "") {
+			t.Errorf("%s %s: our error %v, protojson's %v; want read: %v", tc.field, tc.value, err, pjErr, tc.want != "")
+			continue
+		}
+		if err != nil {
+			continue
+		}
+		r, pr := ours.ResourceLogs[0].ScopeLogs[0].LogRecords[0], pj.ResourceLogs[0].ScopeLogs[0].LogRecords[0]
+		if got := get[tc.field](r); got != tc.want || !proto.Equal(r, pr) {
+			t.Errorf("%s %s: read %s (record %v), want %s as protojson (%v)", tc.field, tc.value, got, r, tc.want, pr)
+		}
 	}
 }
 
