@@ -38,6 +38,7 @@ import (
 	"time"
 
 	"github.com/trailguard/trailguard/detect"
+	"github.com/trailguard/trailguard/internal/ipnet"
 	"github.com/trailguard/trailguard/ledger"
 )
 
@@ -473,28 +474,17 @@ func classify(field, value string) (scope, v string, err error) {
 		}
 		return ScopeUser, value, nil
 	}
-	if p, err := netip.ParsePrefix(value); err == nil {
-		// An IPv4-mapped network is the IPv4 one, as gateways and the
-		// allowlist see it: kept mapped, ::ffff:10.0.0.0/104 overlapped
-		// no allowlisted IPv4 network, and the gateways, which unmap,
-		// banned 10.0.0.0/8 all the same. Shorter than /96 it is not
-		// IPv4 space at all (query's parseNet refuses it too).
-		if a := p.Addr(); a.Is4In6() {
-			if p.Bits() < 96 {
-				return "", "", fmt.Errorf("block %s: %q is an IPv4-mapped network shorter than /96", field, value)
-			}
-			p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
-		}
-		p = p.Masked()
-		if p.Bits() == p.Addr().BitLen() {
-			return ScopeIP, p.Addr().String(), nil
-		}
-		return ScopeRange, p.String(), nil
+	// Read as the gateways and the allowlist read it: kept mapped,
+	// ::ffff:10.0.0.0/104 overlapped no allowlisted IPv4 network, and the
+	// gateways, which unmap, banned 10.0.0.0/8 all the same.
+	p, err := ipnet.Parse(value)
+	if err != nil {
+		return "", "", fmt.Errorf("block %s: %w", field, err)
 	}
-	if a, err := netip.ParseAddr(value); err == nil {
-		return ScopeIP, a.Unmap().WithZone("").String(), nil
+	if p.Bits() == p.Addr().BitLen() {
+		return ScopeIP, p.Addr().String(), nil
 	}
-	return "", "", fmt.Errorf("block %s: %q is not an address", field, value)
+	return ScopeRange, p.String(), nil
 }
 
 func (s *Store) allowlisted(scope, value string) bool {

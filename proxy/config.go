@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"os"
 	"strings"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/goccy/go-yaml"
 	"github.com/trailguard/trailguard/event"
+	"github.com/trailguard/trailguard/internal/ipnet"
 	"github.com/trailguard/trailguard/sink"
 )
 
@@ -424,7 +424,7 @@ func (cfg Config) Validate() error {
 		add("rate_limit: %v", err)
 	}
 	for _, p := range cfg.TrustedProxies {
-		if _, err := parsePrefix(p); err != nil {
+		if _, err := ipnet.Parse(p); err != nil {
 			add("trusted_proxies: %v", err)
 		}
 	}
@@ -484,22 +484,6 @@ func parseUpstream(s string) (*url.URL, error) {
 		return nil, fmt.Errorf("upstream %q: no query, fragment or credentials allowed", s)
 	}
 	return u, nil
-}
-
-func parsePrefix(s string) (netip.Prefix, error) {
-	if strings.Contains(s, "/") {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return p, fmt.Errorf("%q is not a CIDR", s)
-		}
-		return p.Masked(), nil
-	}
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return netip.Prefix{}, fmt.Errorf("%q is not an address or CIDR", s)
-	}
-	a = a.Unmap()
-	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
 func validMethod(m string) bool {

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/trailguard/trailguard/internal/ipnet"
 	"github.com/trailguard/trailguard/internal/username"
 	"github.com/trailguard/trailguard/ship"
 )
@@ -312,28 +313,25 @@ func userKey(name string) string { return username.Key(name) }
 func (d Decision) prefix() (netip.Prefix, error) {
 	switch strings.ToLower(d.Scope) {
 	case "ip":
-		a, err := netip.ParseAddr(strings.TrimSpace(d.Value))
-		if err != nil {
+		v := strings.TrimSpace(d.Value)
+		if strings.Contains(v, "/") {
 			return netip.Prefix{}, fmt.Errorf("decision Ip %q: not an address", d.Value)
 		}
-		a = a.Unmap()
-		return netip.PrefixFrom(a, a.BitLen()), nil
-	case "range":
-		p, err := netip.ParsePrefix(strings.TrimSpace(d.Value))
+		p, err := ipnet.Parse(v)
 		if err != nil {
+			return netip.Prefix{}, fmt.Errorf("decision Ip: %w", err)
+		}
+		return p, nil
+	case "range":
+		v := strings.TrimSpace(d.Value)
+		if !strings.Contains(v, "/") {
 			return netip.Prefix{}, fmt.Errorf("decision Range %q: not a CIDR", d.Value)
 		}
-		if p.Addr().Is4In6() {
-			// Shorter than /96 the range is not IPv4 space written as
-			// mapped IPv6 but a stretch of IPv6 that holds all of it:
-			// PrefixFrom would make an invalid prefix of it, which was
-			// taken and matched nothing.
-			if p.Bits() < 96 {
-				return netip.Prefix{}, fmt.Errorf("decision Range %q: an IPv4-mapped address with a prefix shorter than /96 (write the IPv4 range, or the IPv6 one from ::)", d.Value)
-			}
-			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+		p, err := ipnet.Parse(v)
+		if err != nil {
+			return netip.Prefix{}, fmt.Errorf("decision Range: %w", err)
 		}
-		return p.Masked(), nil
+		return p, nil
 	}
 	return netip.Prefix{}, fmt.Errorf("decision %s %q: scope is not enforced by the gateway (Ip, Range and Username are)", d.Scope, d.Value)
 }

@@ -42,6 +42,7 @@ import (
 	"github.com/trailguard/trailguard/event"
 	"github.com/trailguard/trailguard/httpaudit"
 	"github.com/trailguard/trailguard/internal/connlimit"
+	"github.com/trailguard/trailguard/internal/ipnet"
 	"github.com/trailguard/trailguard/redact"
 	"github.com/trailguard/trailguard/ship"
 )
@@ -147,7 +148,7 @@ func New(cfg Config, log *slog.Logger) (*Proxy, error) {
 		reqID:   http.CanonicalHeaderKey(cfg.RequestIDHeader),
 		sampler: newSampler(cfg.RefusalsPerMinute, cfg.RefusalsTotalPerMinute, cfg.Now())}
 	for _, s := range cfg.TrustedProxies {
-		pr, _ := parsePrefix(s)
+		pr, _ := ipnet.Parse(s)
 		p.trusted = append(p.trusted, pr)
 	}
 	// Upstream connections share the file descriptors Serve budgets two

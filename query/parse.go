@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/trailguard/trailguard/internal/ipnet"
 )
 
 // Limits on what Parse accepts, against hostile input.
@@ -558,28 +560,9 @@ func newTerm(field, v string, wild bool, pos int) (Expr, error) {
 	return t, nil
 }
 
-// parseNet parses an address or CIDR network; IPv4-mapped IPv6 addresses
-// are taken as IPv4, as stored addresses are.
+// parseNet parses an address or CIDR network as stored addresses are
+// compared (IPv4-mapped as IPv4, no zone).
 func parseNet(v string) (netip.Prefix, bool) {
-	if strings.IndexByte(v, '/') >= 0 {
-		pf, err := netip.ParsePrefix(v)
-		if err != nil {
-			return netip.Prefix{}, false
-		}
-		a := pf.Addr()
-		bits := pf.Bits()
-		if a.Is4In6() {
-			if bits < 96 {
-				return netip.Prefix{}, false
-			}
-			a, bits = a.Unmap(), bits-96
-		}
-		return netip.PrefixFrom(a.WithZone(""), bits).Masked(), true
-	}
-	a, err := netip.ParseAddr(v)
-	if err != nil {
-		return netip.Prefix{}, false
-	}
-	a = a.Unmap().WithZone("")
-	return netip.PrefixFrom(a, a.BitLen()), true
+	p, err := ipnet.Parse(v)
+	return p, err == nil
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/trailguard/trailguard/decision"
 	"github.com/trailguard/trailguard/detect"
 	"github.com/trailguard/trailguard/event"
+	"github.com/trailguard/trailguard/internal/ipnet"
 	"github.com/trailguard/trailguard/ledger"
 )
 
@@ -208,28 +209,10 @@ func mayBeCollectors(e ledger.Entry) bool {
 	return !sp.Plain(spanServiceName) || bytes.Equal(tok, collectorServiceToken)
 }
 
-// parsePrefix reads an allowlist entry. IPv4-mapped spellings are taken
-// as the IPv4 address or network they name, as the decision store compares
-// unmapped addresses: kept mapped, "::ffff:10.0.0.0/104" or
-// "::ffff:10.0.0.1" was accepted and spared nothing.
-func parsePrefix(s string) (netip.Prefix, error) {
-	s = strings.TrimSpace(s)
-	if p, err := netip.ParsePrefix(s); err == nil {
-		if a := p.Addr(); a.Is4In6() {
-			if p.Bits() < 96 {
-				return netip.Prefix{}, fmt.Errorf("%q is an IPv4-mapped network shorter than /96", s)
-			}
-			p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
-		}
-		return p.Masked(), nil
-	}
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return netip.Prefix{}, fmt.Errorf("%q is neither a network nor an address", s)
-	}
-	a = a.Unmap().WithZone("")
-	return netip.PrefixFrom(a, a.BitLen()), nil
-}
+// parsePrefix reads an allowlist entry as the decision store compares
+// addresses: kept mapped, "::ffff:10.0.0.0/104" or "::ffff:10.0.0.1" was
+// accepted and spared nothing.
+func parsePrefix(s string) (netip.Prefix, error) { return ipnet.Parse(strings.TrimSpace(s)) }
 
 // run keeps the runner going: if it stops on an error (the ledger refused
 // an alert: disk full), it starts again from its cursor after a pause,
