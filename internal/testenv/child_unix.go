@@ -33,8 +33,8 @@ func killGroup(cmd *exec.Cmd) {
 // closeInheritedOnExec marks close-on-exec every descriptor this process
 // holds (Go opens its own so; those it inherited are not), so that a child
 // gets only what its exec.Cmd passes. The test binary inherits, through go
-// test, whatever ran it: /work/wt/shared-run's flock(1) holds
-// /work/wt/quiet.lock on descriptor 3 of its command, and a Flask upstream
+// test, whatever ran it: flock(1) holds its lock on descriptor 3 of its
+// command (as a wrapper that takes turns with measurements does), and a Flask upstream
 // orphaned by a killed test kept that lock, shared, for as long as it ran,
 // so a measurement waiting for it waited for ever.
 func closeInheritedOnExec() {

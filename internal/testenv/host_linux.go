@@ -20,7 +20,7 @@ const hostLine = "testenv host child "
 // runs the test named test in a new process of this test binary, the host,
 // with env ("NAME=value") added to its environment (the host test skips
 // unless it is set) and a new file open on descriptor 3, as
-// /work/wt/shared-run's flock(1) passes its lock. The host starts its child
+// flock(1) passes the lock it holds to its command. The host starts its child
 // and names it with HostChild. Within d of the start, KillHost fails the
 // test unless that child runs and holds no descriptor on the passed file;
 // it calls check (unless nil) with the child and the words HostChild was
