@@ -382,9 +382,15 @@ type Ledger struct {
 	pubHeld      []nodeBuf
 	pubHeldBytes int
 	witnesses    []*witnessQueue
-	// closeFilesTook is how long Close took to close the writer's files
-	// (tests: what a slow disk adds to Close).
-	closeFilesTook time.Duration
+	// closeTrace records where Close's time went (tests).
+	closeTrace closeTrace
+}
+
+// closeTrace is where Close's time went.
+type closeTrace struct {
+	deadline time.Time     // Close's start plus CloseTimeout
+	files    time.Duration // closing the writer's files
+	waited   time.Time     // the wait for the witnesses ended
 }
 
 // writer is the state owned by the sequencer goroutine.
@@ -1208,7 +1214,7 @@ func (l *Ledger) Close() error {
 	}
 	l.w.idx.Close()
 	os.Remove(filepath.Join(l.segDir, zeroAheadName))
-	l.closeFilesTook = time.Since(filesStart)
+	l.closeTrace.deadline, l.closeTrace.files = deadline, time.Since(filesStart)
 	wdl := time.Now().Add(5 * time.Second)
 	if by.Before(wdl) {
 		wdl = by
@@ -1218,6 +1224,7 @@ func (l *Ledger) Close() error {
 	for _, q := range l.witnesses {
 		q.close(ctx)
 	}
+	l.closeTrace.waited = time.Now()
 	l.closeFiles()
 	l.endFollowers()
 	return errors.Join(errs...)
