@@ -9,125 +9,25 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	logspb "go.opentelemetry.io/proto/otlp/logs/v1"
 	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
 )
 
-// OTLP/JSON differs from the proto3 JSON mapping (trace and span ids are
-// hex, not base64), so it is read here with encoding/json into these
-// shapes and converted to the protobuf types.
-type jsonLogsData struct {
-	ResourceLogs []struct {
-		Resource *struct {
-			Attributes []jsonKV `json:"attributes"`
-		} `json:"resource"`
-		ScopeLogs []struct {
-			Scope *struct {
-				Name    string `json:"name"`
-				Version string `json:"version"`
-			} `json:"scope"`
-			LogRecords []struct {
-				TimeUnixNano         jsonUint      `json:"timeUnixNano"`
-				ObservedTimeUnixNano jsonUint      `json:"observedTimeUnixNano"`
-				SeverityNumber       jsonSeverity  `json:"severityNumber"`
-				SeverityText         string        `json:"severityText"`
-				Body                 *jsonAnyValue `json:"body"`
-				Attributes           []jsonKV      `json:"attributes"`
-				TraceID              string        `json:"traceId"`
-				SpanID               string        `json:"spanId"`
-				EventName            string        `json:"eventName"`
-				Flags                jsonUint32    `json:"flags"`
-				Dropped              jsonUint32    `json:"droppedAttributesCount"`
-			} `json:"logRecords"`
-		} `json:"scopeLogs"`
-	} `json:"resourceLogs"`
-}
-
-type jsonKV struct {
-	Key   string        `json:"key"`
-	Value *jsonAnyValue `json:"value"`
-}
-
-type jsonAnyValue struct {
-	StringValue *string  `json:"stringValue"`
-	BoolValue   *bool    `json:"boolValue"`
-	IntValue    *jsonInt `json:"intValue"`
-	DoubleValue *float64 `json:"doubleValue"`
-	BytesValue  *string  `json:"bytesValue"`
-	ArrayValue  *struct {
-		Values []*jsonAnyValue `json:"values"`
-	} `json:"arrayValue"`
-	KvlistValue *struct {
-		Values []jsonKV `json:"values"`
-	} `json:"kvlistValue"`
-}
-
-// jsonUint, jsonUint32 and jsonInt read the proto3 JSON integer fields as
-// protojson does, so that a record a sender writes either way maps the
-// same: a JSON number or a string holding exactly one (proto3 JSON writes
-// 64-bit integers as strings), in any of JSON's forms if its value is an
-// integer in range (1e3, "1e3", 1000.0, 10000e-1 and "-0" are integers; 1.5,
-// "0x10", " 1" and "1_000" are not).
-type (
-	jsonUint   uint64
-	jsonUint32 uint32
-	jsonInt    int64
-)
-
-func (u *jsonUint) UnmarshalJSON(b []byte) error {
-	if string(b) == "null" {
-		return nil
+// protoInteger returns the integer a JSON value denotes, s being a
+// number's literal or, if quoted, a string's content (escapes read: "\u0031"
+// is 1), in decimal digits after a '-' if negative, or "" if it denotes
+// none: not a number, not integral, or more than 20 digits long once its
+// exponent is applied. It follows protojson's reading (internal/encoding/
+// json's normalizeToIntString) to the letter: a zero is "0" whatever its
+// sign and exponent, and a string must hold the number alone, with no
+// space around it.
+func protoInteger(s string, quoted bool) string {
+	if quoted && s != strings.TrimSpace(s) {
+		return ""
 	}
-	n, err := strconv.ParseUint(protoInteger(b), 10, 64)
-	if err != nil {
-		return fmt.Errorf("want an unsigned integer, got %.40s", b)
-	}
-	*u = jsonUint(n)
-	return nil
-}
-
-func (u *jsonUint32) UnmarshalJSON(b []byte) error {
-	if string(b) == "null" {
-		return nil
-	}
-	n, err := strconv.ParseUint(protoInteger(b), 10, 32)
-	if err != nil {
-		return fmt.Errorf("want an unsigned 32-bit integer, got %.40s", b)
-	}
-	*u = jsonUint32(n)
-	return nil
-}
-
-func (i *jsonInt) UnmarshalJSON(b []byte) error {
-	if string(b) == "null" {
-		return nil
-	}
-	n, err := strconv.ParseInt(protoInteger(b), 10, 64)
-	if err != nil {
-		return fmt.Errorf("want an integer, got %.40s", b)
-	}
-	*i = jsonInt(n)
-	return nil
-}
-
-// protoInteger returns the integer the JSON value b (a number, or, if
-// quoted, a string holding one) denotes, in decimal digits after a '-' if
-// negative, or "" if b denotes none: not a number, not integral, or more
-// than 20 digits long once its exponent is applied. It follows protojson's
-// reading (internal/encoding/json's normalizeToIntString) to the letter:
-// a zero is "0" whatever its sign and exponent, and a string must hold the
-// number alone, with no space around it (escapes are read: "\u0031" is 1).
-func protoInteger(b []byte) string {
-	if len(b) > 0 && b[0] == '"' {
-		var s string
-		if json.Unmarshal(b, &s) != nil || s != strings.TrimSpace(s) {
-			return ""
-		}
-		b = []byte(s)
-	}
-	s := string(b)
 	neg := strings.HasPrefix(s, "-")
 	if neg {
 		s = s[1:]
@@ -203,71 +103,6 @@ func leadingDigits(s string) int {
 	return n
 }
 
-// jsonSeverity accepts the enum's name (SEVERITY_NUMBER_WARN) or its
-// number, as protojson does: a number in any of JSON's integral forms
-// (9, 9.0, 0.9e1), but not a number in a string ("9").
-type jsonSeverity int32
-
-func (s *jsonSeverity) UnmarshalJSON(b []byte) error {
-	if string(b) == "null" {
-		return nil
-	}
-	if b[0] == '"' {
-		var name string
-		if json.Unmarshal(b, &name) == nil {
-			if v, ok := logspb.SeverityNumber_value[name]; ok {
-				*s = jsonSeverity(v)
-				return nil
-			}
-		}
-	} else if n, err := strconv.ParseInt(protoInteger(b), 10, 32); err == nil {
-		*s = jsonSeverity(n)
-		return nil
-	}
-	return fmt.Errorf("severityNumber %.40s: want 0-24 or a SEVERITY_NUMBER_ name", b)
-}
-
-func (v *jsonAnyValue) proto(depth int) *commonpb.AnyValue {
-	if v == nil || depth > maxAnyDepth {
-		return nil
-	}
-	switch {
-	case v.StringValue != nil:
-		return &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: *v.StringValue}}
-	case v.BoolValue != nil:
-		return &commonpb.AnyValue{Value: &commonpb.AnyValue_BoolValue{BoolValue: *v.BoolValue}}
-	case v.IntValue != nil:
-		return &commonpb.AnyValue{Value: &commonpb.AnyValue_IntValue{IntValue: int64(*v.IntValue)}}
-	case v.DoubleValue != nil:
-		return &commonpb.AnyValue{Value: &commonpb.AnyValue_DoubleValue{DoubleValue: *v.DoubleValue}}
-	case v.BytesValue != nil:
-		return &commonpb.AnyValue{Value: &commonpb.AnyValue_BytesValue{BytesValue: jsonBytes(*v.BytesValue)}}
-	case v.ArrayValue != nil:
-		a := &commonpb.ArrayValue{}
-		for _, e := range v.ArrayValue.Values {
-			p := e.proto(depth + 1)
-			if p == nil {
-				// An element with no value is OTLP's empty value: it
-				// keeps its place (written null), as in protobuf.
-				p = &commonpb.AnyValue{}
-			}
-			a.Values = append(a.Values, p)
-		}
-		return &commonpb.AnyValue{Value: &commonpb.AnyValue_ArrayValue{ArrayValue: a}}
-	case v.KvlistValue != nil:
-		return &commonpb.AnyValue{Value: &commonpb.AnyValue_KvlistValue{KvlistValue: &commonpb.KeyValueList{Values: kvs(v.KvlistValue.Values, depth+1)}}}
-	}
-	return nil
-}
-
-func kvs(in []jsonKV, depth int) []*commonpb.KeyValue {
-	out := make([]*commonpb.KeyValue, 0, len(in))
-	for _, kv := range in {
-		out = append(out, &commonpb.KeyValue{Key: kv.Key, Value: kv.Value.proto(depth)})
-	}
-	return out
-}
-
 // jsonBytes decodes a bytesValue as proto3's JSON mapping reads bytes:
 // standard or URL-safe base64, padded or not (as protojson does, so that
 // a sender's OTLP/JSON and protobuf give the same value). What is not
@@ -297,39 +132,722 @@ func hexID(s string, n int) []byte {
 	return b
 }
 
+// OTLP/JSON is proto3's JSON mapping of the OTLP messages but for trace
+// and span ids (hex, not base64). It is read here in one pass over the
+// request, as protojson reads the same message, so that a sender's request
+// is read as the OpenTelemetry libraries read it:
+//   - each field under its lowerCamelCase JSON name or its proto name
+//     (timeUnixNano or time_unix_nano), case-sensitively; other keys are
+//     skipped, as the OTLP specification asks of receivers;
+//   - a field given twice, under either name and even as null, is refused,
+//     and so is an AnyValue holding two values;
+//   - null is the field's absence;
+//   - integers in any of JSON's integral forms, numbers or strings
+//     (protoInteger), doubles as numbers or strings ("1.5", "NaN",
+//     "Infinity", "-Infinity"), severityNumber as its name or a number;
+//   - the JSON itself as encoding/json reads it (and refuses it).
+//
+// It is more lenient than protojson where refusing would lose records a
+// sender meant: a bad id or bytesValue gives none, a null element of a
+// repeated field is an empty message, and bad UTF-8 reads as U+FFFD.
+//
+// Its cost is linear in the request's size: each byte is read once, what
+// it keeps is what the request holds, and nesting past maxOTLPJSONDepth is
+// refused before it is followed. (Decoding into structs with encoding/json
+// cannot see which name a field came under, nor a field given twice; its
+// Decoder.Token can, but allocates for every token: 5x the allocations.)
+
+// maxOTLPJSONDepth bounds the nesting of a request's JSON. protojson
+// bounds the nesting of messages at 10,000 (protowire's default recursion
+// limit), which is up to 1.5 JSON levels each (an arrayValue's AnyValue
+// and ArrayValue: {"arrayValue":{"values":[), so a request protojson reads
+// is not refused for its depth here.
+const maxOTLPJSONDepth = 16000
+
+// otlpReader reads one OTLP/JSON request.
+type otlpReader struct {
+	b     []byte
+	i     int // the next byte to read
+	depth int
+}
+
+// jtok is the first token of a JSON value: '{' or '[' (the reader is then
+// past the bracket and reads the rest with object or array), or a whole
+// scalar.
+type jtok struct {
+	kind byte   // '{', '[', '"' (a string), '0' (a number), 't', 'f', 'n'
+	raw  []byte // a string's bytes between its quotes, or a number's literal
+	// esc says a string holds escapes, wide says it holds non-ASCII bytes:
+	// either way it is read as encoding/json reads it (U+FFFD for bad UTF-8
+	// and lone surrogates).
+	esc, wide bool
+	off       int // where a string's opening quote is
+}
+
+func (t jtok) String() string {
+	switch t.kind {
+	case '{':
+		return "an object"
+	case '[':
+		return "an array"
+	case '"':
+		return strconv.Quote(string(t.raw[:min(len(t.raw), 40)]))
+	case '0':
+		return string(t.raw[:min(len(t.raw), 40)])
+	case 't':
+		return "true"
+	case 'f':
+		return "false"
+	}
+	return "null"
+}
+
+func (r *otlpReader) errorf(format string, args ...any) error {
+	return fmt.Errorf("at byte %d: %s", r.i, fmt.Sprintf(format, args...))
+}
+
+func (r *otlpReader) ws() {
+	for r.i < len(r.b) && (r.b[r.i] == ' ' || r.b[r.i] == '\t' || r.b[r.i] == '\n' || r.b[r.i] == '\r') {
+		r.i++
+	}
+}
+
+// value reads the first token of a value.
+func (r *otlpReader) value() (jtok, error) {
+	r.ws()
+	if r.i >= len(r.b) {
+		return jtok{}, r.errorf("unexpected end")
+	}
+	switch c := r.b[r.i]; {
+	case c == '{' || c == '[':
+		if r.depth++; r.depth > maxOTLPJSONDepth {
+			return jtok{}, r.errorf("nested deeper than %d", maxOTLPJSONDepth)
+		}
+		r.i++
+		return jtok{kind: c}, nil
+	case c == '"':
+		return r.str()
+	case c == '-' || '0' <= c && c <= '9':
+		end := jsonNumberEnd(r.b, r.i)
+		if end < 0 {
+			return jtok{}, r.errorf("malformed number")
+		}
+		t := jtok{kind: '0', raw: r.b[r.i:end]}
+		r.i = end
+		return t, nil
+	case c == 't' && bytes.HasPrefix(r.b[r.i:], []byte("true")),
+		c == 'n' && bytes.HasPrefix(r.b[r.i:], []byte("null")):
+		r.i += 4
+		return jtok{kind: c}, nil
+	case c == 'f' && bytes.HasPrefix(r.b[r.i:], []byte("false")):
+		r.i += 5
+		return jtok{kind: c}, nil
+	}
+	return jtok{}, r.errorf("unexpected %q", r.b[r.i])
+}
+
+// jsonNumberEnd returns where the JSON number at b[i] ends, or -1 if none
+// starts there: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+func jsonNumberEnd(b []byte, i int) int {
+	digits := func() bool {
+		n := i
+		for i < len(b) && '0' <= b[i] && b[i] <= '9' {
+			i++
+		}
+		return i > n
+	}
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	if i < len(b) && b[i] == '0' {
+		i++
+	} else if !digits() {
+		return -1
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		if !digits() {
+			return -1
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		if !digits() {
+			return -1
+		}
+	}
+	return i
+}
+
+// str reads the string at r.b[r.i] ('"'), checking it as encoding/json
+// does: no control characters, only JSON's escapes.
+func (r *otlpReader) str() (jtok, error) {
+	t := jtok{kind: '"', off: r.i}
+	b := r.b
+	for i := r.i + 1; i < len(b); {
+		switch c := b[i]; {
+		case c == '"':
+			t.raw = b[r.i+1 : i]
+			r.i = i + 1
+			return t, nil
+		case c == '\\':
+			t.esc = true
+			if i+1 < len(b) && bytes.IndexByte([]byte(`"\/bfnrt`), b[i+1]) >= 0 {
+				i += 2
+				continue
+			}
+			if i+5 < len(b) && b[i+1] == 'u' && isHex(b[i+2]) && isHex(b[i+3]) && isHex(b[i+4]) && isHex(b[i+5]) {
+				i += 6
+				continue
+			}
+			r.i = i
+			return jtok{}, r.errorf("bad escape in a string")
+		case c < 0x20:
+			r.i = i
+			return jtok{}, r.errorf("control character in a string")
+		case c >= 0x80:
+			t.wide = true
+			i++
+		default:
+			i++
+		}
+	}
+	return jtok{}, r.errorf("unterminated string")
+}
+
+func isHex(c byte) bool { return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F' }
+
+// text returns a string token's value.
+func (r *otlpReader) text(t jtok) string {
+	if !t.esc && (!t.wide || utf8.Valid(t.raw)) {
+		return string(t.raw)
+	}
+	// Rare: escapes or bad UTF-8, read by encoding/json itself (the
+	// string is known to be well-formed).
+	var s string
+	json.Unmarshal(r.b[t.off:t.off+len(t.raw)+2], &s)
+	return s
+}
+
+// object reads the object that starts with first ('{'), calling field
+// with each key and the first token of its value; field reads the rest of
+// the value. A null object has no fields. key is valid during the call.
+func (r *otlpReader) object(first jtok, what string, field func(key []byte, v jtok) error) error {
+	if first.kind == 'n' {
+		return nil
+	}
+	if first.kind != '{' {
+		return fmt.Errorf("%s: want an object, got %v", what, first)
+	}
+	r.ws()
+	if r.i < len(r.b) && r.b[r.i] == '}' {
+		r.i++
+		r.depth--
+		return nil
+	}
+	for {
+		r.ws()
+		if r.i >= len(r.b) || r.b[r.i] != '"' {
+			return r.errorf("%s: want a key", what)
+		}
+		k, err := r.str()
+		if err != nil {
+			return err
+		}
+		key := k.raw
+		if k.esc {
+			key = []byte(r.text(k))
+		}
+		r.ws()
+		if r.i >= len(r.b) || r.b[r.i] != ':' {
+			return r.errorf("%s: want ':' after a key", what)
+		}
+		r.i++
+		v, err := r.value()
+		if err != nil {
+			return err
+		}
+		if err := field(key, v); err != nil {
+			return err
+		}
+		r.ws()
+		if r.i < len(r.b) && r.b[r.i] == ',' {
+			r.i++
+			continue
+		}
+		if r.i < len(r.b) && r.b[r.i] == '}' {
+			r.i++
+			r.depth--
+			return nil
+		}
+		return r.errorf("%s: want ',' or '}'", what)
+	}
+}
+
+// array reads the array that starts with first ('['), calling elem with
+// the first token of each element. A null array has no elements.
+func (r *otlpReader) array(first jtok, what string, elem func(v jtok) error) error {
+	if first.kind == 'n' {
+		return nil
+	}
+	if first.kind != '[' {
+		return fmt.Errorf("%s: want an array, got %v", what, first)
+	}
+	r.ws()
+	if r.i < len(r.b) && r.b[r.i] == ']' {
+		r.i++
+		r.depth--
+		return nil
+	}
+	for {
+		v, err := r.value()
+		if err != nil {
+			return err
+		}
+		if err := elem(v); err != nil {
+			return err
+		}
+		r.ws()
+		if r.i < len(r.b) && r.b[r.i] == ',' {
+			r.i++
+			continue
+		}
+		if r.i < len(r.b) && r.b[r.i] == ']' {
+			r.i++
+			r.depth--
+			return nil
+		}
+		return r.errorf("%s: want ',' or ']'", what)
+	}
+}
+
+// skip reads the rest of a value whose first token is first.
+func (r *otlpReader) skip(first jtok) error {
+	switch first.kind {
+	case '{':
+		return r.object(first, "", func(_ []byte, v jtok) error { return r.skip(v) })
+	case '[':
+		return r.array(first, "", r.skip)
+	}
+	return nil
+}
+
+// once records that a message's field id was read, and refuses it the
+// second time: protojson refuses a field given twice, whichever its names.
+func once(seen *uint32, id int, key []byte) error {
+	if *seen&(1<<id) != 0 {
+		return fmt.Errorf("field %q given twice", key)
+	}
+	*seen |= 1 << id
+	return nil
+}
+
+// otlpField returns the id of key among a message's fields, each given by
+// its JSON name and then its proto name, or -1.
+func otlpField(key []byte, names ...string) int {
+	for i, n := range names {
+		if string(key) == n {
+			return i / 2
+		}
+	}
+	return -1
+}
+
+func (r *otlpReader) jsonString(v jtok, key []byte) (string, error) {
+	switch v.kind {
+	case '"':
+		return r.text(v), nil
+	case 'n':
+		return "", nil
+	}
+	return "", fmt.Errorf("%s: want a string, got %v", key, v)
+}
+
+// jsonInteger reads an integer field of the given size as protojson does:
+// a number, or a string holding one, whose value is an integer in range.
+func (r *otlpReader) jsonInteger(v jtok, key []byte, signed bool, bits int) (uint64, error) {
+	var lit string
+	switch v.kind {
+	case 'n':
+		return 0, nil
+	case '0':
+		lit = protoInteger(string(v.raw), false)
+	case '"':
+		lit = protoInteger(r.text(v), true)
+	}
+	if signed {
+		if n, err := strconv.ParseInt(lit, 10, bits); err == nil {
+			return uint64(n), nil
+		}
+	} else if n, err := strconv.ParseUint(lit, 10, bits); err == nil {
+		return n, nil
+	}
+	return 0, fmt.Errorf("%s: want an integer of %d bits, got %v", key, bits, v)
+}
+
+// jsonDouble reads a double as protojson does: a number, or a string
+// holding one alone or NaN, Infinity or -Infinity.
+func (r *otlpReader) jsonDouble(v jtok, key []byte) (float64, error) {
+	var lit string
+	switch v.kind {
+	case '0':
+		lit = string(v.raw)
+	case '"':
+		switch s := r.text(v); s {
+		case "NaN":
+			return math.NaN(), nil
+		case "Infinity":
+			return math.Inf(1), nil
+		case "-Infinity":
+			return math.Inf(-1), nil
+		default:
+			if jsonNumberEnd([]byte(s), 0) == len(s) {
+				lit = s
+			}
+		}
+	}
+	if lit != "" {
+		if f, err := strconv.ParseFloat(lit, 64); err == nil {
+			return f, nil
+		}
+	}
+	return 0, fmt.Errorf("%s: want a double, got %v", key, v)
+}
+
+// jsonSeverity reads severityNumber as protojson reads an enum: its name
+// (SEVERITY_NUMBER_WARN), or its number as a number in any of JSON's
+// integral forms (9, 9.0, 0.9e1), not in a string ("9").
+func (r *otlpReader) jsonSeverity(v jtok, key []byte) (logspb.SeverityNumber, error) {
+	switch v.kind {
+	case '"':
+		if n, ok := logspb.SeverityNumber_value[r.text(v)]; ok {
+			return logspb.SeverityNumber(n), nil
+		}
+	case '0':
+		if n, err := strconv.ParseInt(protoInteger(string(v.raw), false), 10, 32); err == nil {
+			if n < 0 {
+				n = 0
+			}
+			return logspb.SeverityNumber(n), nil
+		}
+	}
+	return 0, fmt.Errorf("%s %v: want 0-24 or a SEVERITY_NUMBER_ name", key, v)
+}
+
+// keyValues reads a list of KeyValue messages at AnyValue depth depth;
+// past maxAnyDepth it checks them and keeps none.
+func (r *otlpReader) keyValues(first jtok, what string, depth int) ([]*commonpb.KeyValue, error) {
+	var out []*commonpb.KeyValue
+	keep := depth <= maxAnyDepth
+	err := r.array(first, what, func(v jtok) error {
+		var kv *commonpb.KeyValue
+		if keep {
+			kv = &commonpb.KeyValue{}
+			out = append(out, kv)
+		}
+		var seen uint32
+		return r.object(v, what, func(key []byte, v jtok) error {
+			id := otlpField(key, "key", "key", "value", "value")
+			if id < 0 {
+				return r.skip(v)
+			}
+			if err := once(&seen, id, key); err != nil {
+				return err
+			}
+			if id == 0 {
+				s, err := r.jsonString(v, key)
+				if keep {
+					kv.Key = s
+				}
+				return err
+			}
+			a, err := r.anyValue(v, depth)
+			if keep {
+				kv.Value = a
+			}
+			return err
+		})
+	})
+	return out, err
+}
+
+// values reads an ArrayValue or a KeyValueList: list reads the first token
+// of its "values".
+func (r *otlpReader) values(first jtok, what string, list func(v jtok) error) error {
+	var seen uint32
+	return r.object(first, what, func(key []byte, v jtok) error {
+		if string(key) != "values" {
+			return r.skip(v)
+		}
+		if err := once(&seen, 0, key); err != nil {
+			return err
+		}
+		return list(v)
+	})
+}
+
+// anyValue reads an AnyValue at depth depth (0: a body or an attribute's
+// value). Past maxAnyDepth it is read and checked but gives nil, as the
+// protobuf half drops it, and nothing is built for it.
+func (r *otlpReader) anyValue(first jtok, depth int) (*commonpb.AnyValue, error) {
+	var out *commonpb.AnyValue
+	keep := depth <= maxAnyDepth
+	var seen uint32
+	set := false // the oneof holds a value
+	err := r.object(first, "value", func(key []byte, v jtok) error {
+		id := otlpField(key, "stringValue", "string_value", "boolValue", "bool_value", "intValue", "int_value",
+			"doubleValue", "double_value", "arrayValue", "array_value", "kvlistValue", "kvlist_value", "bytesValue", "bytes_value")
+		if id < 0 {
+			return r.skip(v)
+		}
+		if err := once(&seen, id, key); err != nil {
+			return err
+		}
+		if v.kind == 'n' {
+			return nil // null: unset, and the oneof still free
+		}
+		if set {
+			return fmt.Errorf("%s: the value already has one", key)
+		}
+		set = true
+		switch id {
+		case 0:
+			s, err := r.jsonString(v, key)
+			if keep {
+				out = &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: s}}
+			}
+			return err
+		case 1:
+			if v.kind != 't' && v.kind != 'f' {
+				return fmt.Errorf("%s: want true or false, got %v", key, v)
+			}
+			if keep {
+				out = &commonpb.AnyValue{Value: &commonpb.AnyValue_BoolValue{BoolValue: v.kind == 't'}}
+			}
+		case 2:
+			n, err := r.jsonInteger(v, key, true, 64)
+			if keep {
+				out = &commonpb.AnyValue{Value: &commonpb.AnyValue_IntValue{IntValue: int64(n)}}
+			}
+			return err
+		case 3:
+			f, err := r.jsonDouble(v, key)
+			if keep {
+				out = &commonpb.AnyValue{Value: &commonpb.AnyValue_DoubleValue{DoubleValue: f}}
+			}
+			return err
+		case 4:
+			var a *commonpb.ArrayValue
+			if keep {
+				a = &commonpb.ArrayValue{}
+				out = &commonpb.AnyValue{Value: &commonpb.AnyValue_ArrayValue{ArrayValue: a}}
+			}
+			return r.values(v, "arrayValue", func(v jtok) error {
+				return r.array(v, "arrayValue", func(v jtok) error {
+					e, err := r.anyValue(v, depth+1)
+					if keep {
+						if e == nil {
+							// An element with no value is OTLP's
+							// empty value: it keeps its place (written
+							// null), as in protobuf.
+							e = &commonpb.AnyValue{}
+						}
+						a.Values = append(a.Values, e)
+					}
+					return err
+				})
+			})
+		case 5:
+			var l *commonpb.KeyValueList
+			if keep {
+				l = &commonpb.KeyValueList{}
+				out = &commonpb.AnyValue{Value: &commonpb.AnyValue_KvlistValue{KvlistValue: l}}
+			}
+			return r.values(v, "kvlistValue", func(v jtok) error {
+				kvs, err := r.keyValues(v, "kvlistValue", depth+1)
+				if keep {
+					l.Values = kvs
+				}
+				return err
+			})
+		case 6:
+			s, err := r.jsonString(v, key)
+			if keep {
+				out = &commonpb.AnyValue{Value: &commonpb.AnyValue_BytesValue{BytesValue: jsonBytes(s)}}
+			}
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// logRecord reads a LogRecord.
+func (r *otlpReader) logRecord(first jtok) (*logspb.LogRecord, error) {
+	lr := &logspb.LogRecord{}
+	var seen uint32
+	err := r.object(first, "logRecords", func(key []byte, v jtok) error {
+		id := otlpField(key, "timeUnixNano", "time_unix_nano", "observedTimeUnixNano", "observed_time_unix_nano",
+			"severityNumber", "severity_number", "severityText", "severity_text", "body", "body",
+			"attributes", "attributes", "droppedAttributesCount", "dropped_attributes_count", "flags", "flags",
+			"traceId", "trace_id", "spanId", "span_id", "eventName", "event_name")
+		if id < 0 {
+			return r.skip(v)
+		}
+		if err := once(&seen, id, key); err != nil {
+			return err
+		}
+		if v.kind == 'n' {
+			return nil
+		}
+		var err error
+		var n uint64
+		var s string
+		switch id {
+		case 0:
+			lr.TimeUnixNano, err = r.jsonInteger(v, key, false, 64)
+		case 1:
+			lr.ObservedTimeUnixNano, err = r.jsonInteger(v, key, false, 64)
+		case 2:
+			lr.SeverityNumber, err = r.jsonSeverity(v, key)
+		case 3:
+			lr.SeverityText, err = r.jsonString(v, key)
+		case 4:
+			lr.Body, err = r.anyValue(v, 0)
+		case 5:
+			lr.Attributes, err = r.keyValues(v, "attributes", 0)
+		case 6:
+			n, err = r.jsonInteger(v, key, false, 32)
+			lr.DroppedAttributesCount = uint32(n)
+		case 7:
+			n, err = r.jsonInteger(v, key, false, 32)
+			lr.Flags = uint32(n)
+		case 8:
+			s, err = r.jsonString(v, key)
+			lr.TraceId = hexID(s, 16)
+		case 9:
+			s, err = r.jsonString(v, key)
+			lr.SpanId = hexID(s, 8)
+		case 10:
+			lr.EventName, err = r.jsonString(v, key)
+		}
+		return err
+	})
+	return lr, err
+}
+
+// scopeLogs reads a ScopeLogs.
+func (r *otlpReader) scopeLogs(first jtok) (*logspb.ScopeLogs, error) {
+	sl := &logspb.ScopeLogs{}
+	var seen uint32
+	err := r.object(first, "scopeLogs", func(key []byte, v jtok) error {
+		switch otlpField(key, "scope", "scope", "logRecords", "log_records") {
+		case 0:
+			if err := once(&seen, 0, key); err != nil || v.kind == 'n' {
+				return err
+			}
+			sl.Scope = &commonpb.InstrumentationScope{}
+			var seenScope uint32
+			return r.object(v, "scope", func(key []byte, v jtok) error {
+				id := otlpField(key, "name", "name", "version", "version")
+				if id < 0 {
+					return r.skip(v)
+				}
+				if err := once(&seenScope, id, key); err != nil {
+					return err
+				}
+				var err error
+				if id == 0 {
+					sl.Scope.Name, err = r.jsonString(v, key)
+				} else {
+					sl.Scope.Version, err = r.jsonString(v, key)
+				}
+				return err
+			})
+		case 1:
+			if err := once(&seen, 1, key); err != nil {
+				return err
+			}
+			return r.array(v, "logRecords", func(v jtok) error {
+				lr, err := r.logRecord(v)
+				sl.LogRecords = append(sl.LogRecords, lr)
+				return err
+			})
+		}
+		return r.skip(v)
+	})
+	return sl, err
+}
+
+// resourceLogs reads a ResourceLogs.
+func (r *otlpReader) resourceLogs(first jtok) (*logspb.ResourceLogs, error) {
+	rl := &logspb.ResourceLogs{Resource: &resourcepb.Resource{}}
+	var seen uint32
+	err := r.object(first, "resourceLogs", func(key []byte, v jtok) error {
+		switch otlpField(key, "resource", "resource", "scopeLogs", "scope_logs") {
+		case 0:
+			if err := once(&seen, 0, key); err != nil {
+				return err
+			}
+			var seenRes uint32
+			return r.object(v, "resource", func(key []byte, v jtok) error {
+				if string(key) != "attributes" {
+					return r.skip(v)
+				}
+				if err := once(&seenRes, 0, key); err != nil {
+					return err
+				}
+				var err error
+				rl.Resource.Attributes, err = r.keyValues(v, "attributes", 0)
+				return err
+			})
+		case 1:
+			if err := once(&seen, 1, key); err != nil {
+				return err
+			}
+			return r.array(v, "scopeLogs", func(v jtok) error {
+				sl, err := r.scopeLogs(v)
+				rl.ScopeLogs = append(rl.ScopeLogs, sl)
+				return err
+			})
+		}
+		return r.skip(v)
+	})
+	return rl, err
+}
+
 // decodeOTLPJSON reads an OTLP/JSON logs request.
 func decodeOTLPJSON(body []byte) (*logspb.LogsData, error) {
-	var in jsonLogsData
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if err := dec.Decode(&in); err != nil {
-		return nil, fmt.Errorf("OTLP/JSON logs request: %w", err)
-	}
+	r := &otlpReader{b: body}
 	out := &logspb.LogsData{}
-	for _, rl := range in.ResourceLogs {
-		prl := &logspb.ResourceLogs{Resource: &resourcepb.Resource{}}
-		if rl.Resource != nil {
-			prl.Resource.Attributes = kvs(rl.Resource.Attributes, 0)
-		}
-		for _, sl := range rl.ScopeLogs {
-			psl := &logspb.ScopeLogs{}
-			if sl.Scope != nil {
-				psl.Scope = &commonpb.InstrumentationScope{Name: sl.Scope.Name, Version: sl.Scope.Version}
+	var seen uint32
+	first, err := r.value()
+	if err == nil {
+		err = r.object(first, "request", func(key []byte, v jtok) error {
+			if otlpField(key, "resourceLogs", "resource_logs") < 0 {
+				return r.skip(v)
 			}
-			for _, r := range sl.LogRecords {
-				sev := int32(r.SeverityNumber)
-				if sev < 0 || sev > math.MaxInt32 {
-					sev = 0
-				}
-				psl.LogRecords = append(psl.LogRecords, &logspb.LogRecord{
-					TimeUnixNano: uint64(r.TimeUnixNano), ObservedTimeUnixNano: uint64(r.ObservedTimeUnixNano),
-					SeverityNumber: logspb.SeverityNumber(sev), SeverityText: r.SeverityText, Body: r.Body.proto(0),
-					Attributes: kvs(r.Attributes, 0), TraceId: hexID(r.TraceID, 16), SpanId: hexID(r.SpanID, 8),
-					EventName: r.EventName, Flags: uint32(r.Flags), DroppedAttributesCount: uint32(r.Dropped),
-				})
+			if err := once(&seen, 0, key); err != nil {
+				return err
 			}
-			prl.ScopeLogs = append(prl.ScopeLogs, psl)
-		}
-		out.ResourceLogs = append(out.ResourceLogs, prl)
+			return r.array(v, "resourceLogs", func(v jtok) error {
+				rl, err := r.resourceLogs(v)
+				out.ResourceLogs = append(out.ResourceLogs, rl)
+				return err
+			})
+		})
+	}
+	if r.ws(); err == nil && r.i != len(r.b) {
+		err = r.errorf("data after the request")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("OTLP/JSON logs request: %w", err)
 	}
 	return out, nil
 }
