@@ -420,8 +420,9 @@ func (d *document) text(sp span) string {
 }
 
 // appendEach appends every scalar value of the field: the value itself,
-// or each scalar element of an array (nested arrays and objects are
-// skipped).
+// or each scalar element of an array, and of the arrays nested in it
+// (["a",["b"]] gives a and b, as query.Flatten and Elasticsearch flatten
+// them); objects in an array are skipped.
 func (d *document) appendEach(dst []string, slot int32) []string {
 	sp := d.spans[slot]
 	if sp.kind != vArray {
@@ -430,10 +431,17 @@ func (d *document) appendEach(dst []string, slot int32) []string {
 		}
 		return dst
 	}
-	b := d.data[:sp.end]
-	i := skipWS(b, int(sp.start)+1)
+	return d.appendElems(dst, d.data[:sp.end], int(sp.start))
+}
+
+// appendElems appends the scalar elements of the array at b[start] ('[')
+// and of the arrays in it. scan has checked the array, nesting included:
+// value is given depth 0, so that no element is refused for its depth
+// (an element nested two deeper used to end the list there).
+func (d *document) appendElems(dst []string, b []byte, start int) []string {
+	i := skipWS(b, start+1)
 	for i < len(b) && b[i] != ']' {
-		next, v, err := value(b, i, maxDocDepth-1)
+		next, v, err := value(b, i, 0)
 		if err != nil {
 			return dst
 		}
@@ -442,6 +450,8 @@ func (d *document) appendEach(dst []string, slot int32) []string {
 			dst = append(dst, d.text(v))
 		case vNumber, vBool:
 			dst = append(dst, bview(b[i:next]))
+		case vArray:
+			dst = d.appendElems(dst, b[:next], i)
 		}
 		i = skipWS(b, next)
 		if i < len(b) && b[i] == ',' {
