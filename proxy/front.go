@@ -45,18 +45,20 @@ import (
 // sweepEvery rather than by deadlines set for each request: a head not
 // complete within the read-header timeout (slowloris) or a connection
 // idle for longer than the idle timeout is closed, as net/http closes
-// them. Each state is stamped with the time it began (the monotonic
-// clock, in µs), so a timeout d is never cut short and ends at the first
-// sweep after d: within d + sweepEvery when the sweeper runs on time, and
-// at its next run when load delays it (it does not count its ticks,
-// which a busy machine drops: a 2 s idle timeout took 3 s that way). A client that goes away while its request is at the upstream is
-// noticed, as net/http notices it, by the end of its connection — looked
-// for (a peek that does not wait) by the sweeper at each sweep for the
-// requests that have taken longer than a sweep, so that the many that
-// take less cost nothing; it cancels the request's context, and so the
-// upstream exchange. A request answered before that (10 to 20 ms, then
-// within a sweep) is answered as if its client were still there, and
-// recorded with the upstream's status.
+// them (but not one whose next request already waits in its socket: its
+// goroutine is only late, see cutIdle). Each state is stamped with the
+// time it began (the monotonic clock, in µs), so a timeout d is never
+// cut short and ends at the first sweep after d: within d + sweepEvery
+// when the sweeper runs on time, and at its next run when load delays
+// it (it does not count its ticks, which a busy machine drops: a 2 s
+// idle timeout took 3 s that way). A client that goes away while its
+// request is at the upstream is noticed, as net/http notices it, by the
+// end of its connection — looked for (a peek that does not wait) by the
+// sweeper at each sweep for the requests that have taken longer than a
+// sweep, so that the many that take less cost nothing; it cancels the
+// request's context, and so the upstream exchange. A request answered
+// before that (10 to 20 ms, then within a sweep) is answered as if its
+// client were still there, and recorded with the upstream's status.
 
 // sweepEvery is the sweeper's period: how late a timeout may be; a
 // request is looked at for its client's departure after it has run for
@@ -84,6 +86,12 @@ type front struct {
 	// served counts the requests the front end served, handed the
 	// connections it gave to the http.Server.
 	served, handed atomic.Uint64
+	// idleHook, when set (tests only, before Serve), runs on a
+	// connection's goroutine when it went idle after an answer, before it
+	// waits for the next request: a goroutine late to its next read, as
+	// on a loaded machine (parked in the poller, or not yet scheduled),
+	// which the sweeper sees the same way.
+	idleHook func(*leanConn)
 	// looked counts the bytes looked at for the end of a head (by the
 	// parser, or by the scan for a line end before it): linear in what
 	// clients send, however they split it (TestLeanFrontTrickledHeadCost).
@@ -450,6 +458,9 @@ func (lc *leanConn) readStep(fd uintptr) bool {
 			lc.exit = exitClose
 			return true
 		}
+		if next == stIdle && f.idleHook != nil {
+			f.idleHook(lc)
+		}
 	}
 }
 
@@ -642,6 +653,24 @@ func (lc *leanConn) lookIdle(st int64) {
 	}
 }
 
+// cutIdle closes a connection past its idle timeout (the sweeper's; the
+// state it was seen in is st), unless the client's next request already
+// waits in its socket (a peek that does not wait): then the connection's
+// goroutine is only late to read it (parked in the poller, or not yet
+// scheduled, on a loaded machine), and net/http's server would read bytes
+// that came before its idle deadline. Such a connection reads a head from
+// now on, under the read-header timeout, so a client that sends a byte and
+// stalls is still cut, at that timeout.
+func (lc *leanConn) cutIdle(st, now int64) {
+	var more bool
+	lc.rc.Control(func(fd uintptr) { more, _ = peekFD(fd) })
+	if more {
+		lc.state.CompareAndSwap(st, packState(stHeader, now))
+		return
+	}
+	lc.closeIdle(st)
+}
+
 // h2Start is how a cleartext HTTP/2 connection with prior knowledge
 // starts: net/http's http.Server looks for it (then for the rest of the
 // preface) at the start of every connection it accepts.
@@ -717,8 +746,10 @@ func (f *front) sweep() {
 					lc.closeIdle(st)
 				}
 			case stIdle, stIdleSeen:
-				if f.idle > 0 && age > f.idle || f.shutting.Load() {
-					lc.closeIdle(st)
+				if f.shutting.Load() {
+					lc.closeIdle(st) // whatever waits: net/http's Shutdown closes them too
+				} else if f.idle > 0 && age > f.idle {
+					lc.cutIdle(st, now)
 				} else if int(st&7) == stIdle && age >= 2*sweepEvery {
 					lc.lookIdle(st)
 				}
