@@ -219,14 +219,7 @@ func TestDirectWritesLargeBatches(t *testing.T) {
 	}
 	small := func(i int) []byte { return fmt.Appendf(nil, "small-%d-%s", i, bytes.Repeat([]byte{'s'}, i%300)) }
 	// The segment active at Open is written directly once zeroed.
-	deadline := time.Now().Add(10 * time.Second)
-	for l.direct.Load() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("never written directly")
-		}
-		add(small(len(want)))
-		time.Sleep(time.Millisecond)
-	}
+	appendUntilDirect(t, l, func(int) error { add(small(len(want))); return nil })
 	for round := range 3 {
 		big := make([][]byte, 50)
 		for i := range big {
@@ -291,16 +284,7 @@ func TestDirectWritesWhileSyncing(t *testing.T) {
 		return err
 	}
 	small := func(i int) []byte { return fmt.Appendf(nil, "small-%d-%s", i, bytes.Repeat([]byte{'s'}, 20+i%40)) }
-	deadline := time.Now().Add(10 * time.Second)
-	for i := 0; l.direct.Load() == 0; i++ {
-		if time.Now().After(deadline) {
-			t.Fatal("never written directly")
-		}
-		if err := add(small(i)); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	appendUntilDirect(t, l, func(i int) error { return add(small(i)) })
 	release := make(chan struct{})
 	entered := make(chan struct{}, 1)
 	hook := syncFunc(func(f *os.File) error {
@@ -373,15 +357,7 @@ func TestDirectWritesRefused(t *testing.T) {
 		}
 		want[first] = r
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	i := 0
-	for ; l.direct.Load() == 0; i++ {
-		if time.Now().After(deadline) {
-			t.Fatal("never written directly")
-		}
-		add(i)
-		time.Sleep(time.Millisecond)
-	}
+	i := appendUntilDirect(t, l, func(i int) error { add(i); return nil })
 	var calls atomic.Int32
 	hook := func(p []byte, off int64) error {
 		calls.Add(1)
@@ -452,16 +428,7 @@ func TestDirectWritesPipelined(t *testing.T) {
 		mu.Unlock()
 		return first, err
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for i := 0; l.direct.Load() == 0; i++ {
-		if time.Now().After(deadline) {
-			t.Fatal("never written directly")
-		}
-		if _, err := add(i); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	appendUntilDirect(t, l, func(i int) error { _, err := add(i); return err })
 	release := make(chan struct{})
 	var held atomic.Int32
 	entered := make(chan uint64, 8)
@@ -542,16 +509,7 @@ func TestDirectWritesPipelined(t *testing.T) {
 func TestDirectWritesAckedOwnFlush(t *testing.T) {
 	l, _, _ := openFlushPipeline(t, 3, 1<<20)
 	rec := func(i int) []byte { return fmt.Appendf(nil, "o-%d-%s", i, bytes.Repeat([]byte{'o'}, 200)) }
-	deadline := time.Now().Add(10 * time.Second)
-	for i := 0; l.direct.Load() == 0; i++ {
-		if time.Now().After(deadline) {
-			t.Fatal("never written directly")
-		}
-		if _, err := l.Append(context.Background(), rec(i)); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	appendUntilDirect(t, l, func(i int) error { _, err := l.Append(context.Background(), rec(i)); return err })
 	releaseP, releaseB := make(chan struct{}), make(chan struct{})
 	entered := make(chan uint64, 8)
 	var first atomic.Uint64
@@ -623,16 +581,7 @@ func TestDirectWritesAckedOwnFlush(t *testing.T) {
 func TestHeldWakeUp(t *testing.T) {
 	l, _, _ := openFlushPipeline(t, 2, 1<<20)
 	rec := func(i int) []byte { return fmt.Appendf(nil, "w-%d-%s", i, bytes.Repeat([]byte{'w'}, 150)) }
-	deadline := time.Now().Add(10 * time.Second)
-	for i := 0; l.direct.Load() == 0; i++ {
-		if time.Now().After(deadline) {
-			t.Fatal("never written directly")
-		}
-		if _, err := l.Append(context.Background(), rec(i)); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	appendUntilDirect(t, l, func(i int) error { _, err := l.Append(context.Background(), rec(i)); return err })
 	release := make(chan struct{})
 	var first atomic.Uint64
 	fhook := func(ticket uint64) {
@@ -844,4 +793,24 @@ func openFlushPipeline(t *testing.T, depth int64, segmentSize int64, tweak ...fu
 	}
 	t.Cleanup(func() { l.Close() })
 	return l, dir, k
+}
+
+// appendUntilDirect calls add(0), add(1), … a millisecond apart until the
+// ledger has written a batch directly (the segment active at Open is
+// written directly only once zeroed ahead) and returns how many calls it
+// made; it fails the test after 10 s or on add's error.
+func appendUntilDirect(t *testing.T, l *Ledger, add func(i int) error) int {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	i := 0
+	for ; l.direct.Load() == 0; i++ {
+		if time.Now().After(deadline) {
+			t.Fatal("never written directly")
+		}
+		if err := add(i); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return i
 }
