@@ -216,14 +216,18 @@ func FuzzCondition(f *testing.F) {
 }
 
 // FuzzExtract: the field extractor agrees with encoding/json on every
-// valid document, and never fails on one.
+// valid document, and never fails on one; each wanted field has the
+// values query.Flatten gives it (nulls aside), in the same order, arrays
+// of objects and nested arrays included, up to maxFieldValues.
 func FuzzExtract(f *testing.F) {
 	f.Add([]byte(`{"user":{"name":"a\"b\u00e9\ud83d\ude00"},"event.action":"x","n":[1,"2",{"a":3}],"url":{"path":"/p"}}`))
 	f.Add([]byte(`{"user.name":"x","user":{"name":"y"}}`))
 	f.Add([]byte(`{"a":{"b":{"c":{"d":[[[[]]]]}}},"user":{"name":""}} `))
 	f.Add([]byte(`[1,2]`))
 	f.Add([]byte(`{"user":{"name":"\ud800"}}`))
-	paths := []string{"user.name", "event.action", "url.path", "n", "a.b.c"}
+	f.Add([]byte(`{"c":[{"f":"a"},{"g":1},[{"f":["b",2]}],{"f":{"h":3}}],"n":["a",{"x":true},[{"x":"y"}]],"c.f":"z"}`))
+	f.Add([]byte(`{"c.f":"z","c":[{"f":null},{"f":"a","g.f":"b"}],"a":[{"b":[{"c":"d"}]}]}`))
+	paths := []string{"user.name", "event.action", "url.path", "n", "a.b.c", "n.x", "c.f"}
 	x := newExtractor()
 	for _, p := range paths {
 		x.slot(p)
@@ -251,51 +255,93 @@ func FuzzExtract(f *testing.F) {
 			}
 			return
 		}
-		if ferr != nil {
+		if ferr != nil || duplicateKeys(data) {
+			// Of an object's duplicate keys encoding/json keeps the
+			// last; in an array of objects the extractor keeps both.
 			return
 		}
 		for i, p := range paths {
-			want, ok := doc[p].(string)
-			if !ok {
-				continue // absent, a list (duplicates, arrays) or not a string
-			}
-			if pathThroughArray(v, strings.Split(p, ".")) {
-				// The extractor keeps one value per path and does not
-				// look into arrays of objects; Flatten does (user.name
-				// of {"user":[{"name":"a"}]}). Ingest refuses arrays
-				// under ECS's objects, so only custom fields differ.
+			if directRoutes(v, strings.Split(p, ".")) > 1 {
+				// The field given twice outside arrays, nested and
+				// dotted ({"user.name":"x","user":{"name":"y"}}): the
+				// extractor keeps the last, Flatten both. Ingest
+				// writes each field once.
 				continue
 			}
-			got := d.appendEach(nil, int32(i))
-			if len(got) != 1 || got[0] != want {
-				t.Fatalf("%s: got %q, encoding/json %q in %q", p, got, want, data)
+			var want []string
+			vs, isList := doc[p].([]any)
+			if !isList {
+				vs = []any{doc[p]}
+			}
+			for _, w := range vs {
+				if w != nil && len(want) < maxFieldValues {
+					want = append(want, fmt.Sprint(w))
+				}
+			}
+			if got := d.appendEach(nil, int32(i)); !slices.Equal(got, want) {
+				t.Fatalf("%s: got %q, query.Flatten %q in %q", p, got, want, data)
 			}
 		}
 	})
 }
 
-// pathThroughArray reports whether some route to the dotted path segs in
-// the decoded document v (nested objects or dotted keys) goes through an
-// array of objects before its end.
-func pathThroughArray(v any, segs []string) bool {
+// directRoutes counts the routes to the dotted path segs in the decoded
+// document v (nested objects or dotted keys) that go through no array.
+func directRoutes(v any, segs []string) int {
 	if len(segs) == 0 {
-		return false
+		return 1
 	}
-	switch v := v.(type) {
-	case []any:
-		for _, e := range v {
-			if _, isObj := e.(map[string]any); isObj || pathThroughArray(e, segs) {
-				return true
-			}
-		}
-	case map[string]any:
-		for j := 1; j <= len(segs); j++ {
-			if x, ok := v[strings.Join(segs[:j], ".")]; ok && pathThroughArray(x, segs[j:]) {
-				return true
-			}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return 0
+	}
+	n := 0
+	for j := 1; j <= len(segs); j++ {
+		if x, ok := m[strings.Join(segs[:j], ".")]; ok {
+			n += directRoutes(x, segs[j:])
 		}
 	}
-	return false
+	return n
+}
+
+// duplicateKeys reports whether some object of the valid JSON data has a
+// key twice (as decoded).
+func duplicateKeys(data []byte) bool {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	type level struct {
+		keys  map[string]bool
+		isObj bool
+		key   bool // the next string token is a key
+	}
+	var stack []level
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return false
+		}
+		if len(stack) > 0 {
+			top := &stack[len(stack)-1]
+			if s, isStr := tok.(string); isStr && top.isObj && top.key {
+				if top.keys[s] {
+					return true
+				}
+				top.keys[s] = true
+				top.key = false
+				continue
+			}
+			if top.isObj {
+				top.key = true // after this value, a key
+			}
+		}
+		switch tok {
+		case json.Delim('{'):
+			stack = append(stack, level{keys: map[string]bool{}, isObj: true, key: true})
+		case json.Delim('['):
+			stack = append(stack, level{})
+		case json.Delim('}'), json.Delim(']'):
+			stack = stack[:len(stack)-1]
+		}
+	}
 }
 
 // TestAppendEachNested: an array's values include those of the arrays

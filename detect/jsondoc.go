@@ -38,7 +38,28 @@ type span struct {
 	start, end int32
 	kind       vkind
 	esc        bool
+	// arr says the value was found in an object inside an array.
+	arr bool
+	// extra counts the field's further values in document.more: a field
+	// inside an array of objects has one value per object.
+	extra uint16
 }
+
+// extraSpan is a further value of the field at slot (see span.extra).
+type extraSpan struct {
+	slot int32
+	sp   span
+}
+
+// maxFieldValues bounds the values of one field an event gives the
+// engine: the elements of an array, nested arrays included, and the
+// field's values in the objects of an array. A field holds its first
+// maxFieldValues values, in the event's order; later ones are not seen.
+// Without the bound an event of a few megabytes, [{"f":1},{"f":2},...],
+// would give every rule on f hundreds of thousands of values to test, and
+// the engine's per-field buffers, reused from event to event, would keep
+// the memory. Events that are not hostile hold a handful.
+const maxFieldValues = 1024
 
 // trieNode is one level of the wanted paths.
 type trieNode struct {
@@ -138,6 +159,7 @@ func (d *document) reset(data []byte, n int) {
 	d.spans = d.spans[:n]
 	clear(d.spans)
 	d.scratch = d.scratch[:0]
+	d.more = d.more[:0]
 }
 
 // fromSpans is scan for a record sp describes, with spanPlan's plan: it
@@ -181,6 +203,10 @@ type document struct {
 	// next event.
 	scratch []byte
 	keyBuf  []byte
+	// more holds the values of fields met again in arrays of objects
+	// after their first (span.extra counts them per field), in the
+	// event's order; at most maxFieldValues-1 per field.
+	more []extraSpan
 }
 
 var errJSON = errors.New("malformed JSON")
@@ -196,7 +222,7 @@ func (x *extractor) scan(d *document, data []byte) error {
 	if i >= len(data) || data[i] != '{' {
 		return errJSON
 	}
-	end, err := x.object(d, data, i, x.root, 0)
+	end, err := x.object(d, data, i, x.root, 0, false)
 	if err != nil {
 		clear(d.spans)
 		return err
@@ -219,8 +245,11 @@ func skipWS(b []byte, i int) int {
 }
 
 // object reads the object at data[i] ('{') under trie node n and returns
-// the offset after it.
-func (x *extractor) object(d *document, data []byte, i int, n *trieNode, depth int) (int, error) {
+// the offset after it. inArr says the object is inside an array: the
+// values it gives are added to those the field already has (as
+// query.Flatten and Elasticsearch flatten arrays of objects), where a
+// field met again outside arrays (a duplicate key) replaces its value.
+func (x *extractor) object(d *document, data []byte, i int, n *trieNode, depth int, inArr bool) (int, error) {
 	if depth > maxDocDepth {
 		return 0, errJSON
 	}
@@ -250,20 +279,43 @@ func (x *extractor) object(d *document, data []byte, i int, n *trieNode, depth i
 			return 0, errJSON
 		}
 		// Dotted keys ({"event.action":…}) walk the trie one segment at a
-		// time, so nested and dotted documents give the same fields.
+		// time, so nested and dotted documents give the same fields. An
+		// empty segment ("n.", "a..b", "" below the top) names no wanted
+		// field: query names such a field "n." or "a..b"; it used to
+		// stand for the object's own field (n). At the top, as in
+		// query, an empty key is no level: {"":{"n":1}} gives n.
 		target := n
+		if len(key) == 0 && n != x.root {
+			target = nil
+		}
 		for len(key) > 0 && target != nil {
 			seg := key
 			if dot := indexByte(key, '.'); dot >= 0 {
 				seg, key = key[:dot], key[dot+1:]
+				if len(key) == 0 {
+					target = nil // "n."
+					break
+				}
 			} else {
 				key = nil
 			}
-			target = target.child(seg)
+			target = target.child(seg) // nil for an empty segment
 		}
 		if target != nil && data[i] == '{' && target.below {
-			if i, err = x.object(d, data, i, target, depth+1); err != nil {
+			if i, err = x.object(d, data, i, target, depth+1, inArr); err != nil {
 				return 0, err
+			}
+		} else if target != nil && data[i] == '[' && target.below {
+			// An array on the way to a wanted path: its objects hold
+			// values of the paths below.
+			start := i
+			if i, err = x.array(d, data, i, target, depth+1); err != nil {
+				return 0, err
+			}
+			if target.slot >= 0 {
+				// Its scalars, nested arrays' included, are the
+				// field's own values (appendElems reads them).
+				d.set(target.slot, span{start: int32(start), end: int32(i), kind: vArray}, inArr)
 			}
 		} else {
 			start := i
@@ -275,7 +327,7 @@ func (x *extractor) object(d *document, data []byte, i int, n *trieNode, depth i
 				if sp.kind != vString {
 					sp.start = int32(start)
 				}
-				d.spans[target.slot] = sp
+				d.set(target.slot, sp, inArr)
 			}
 		}
 		i = skipWS(data, i)
@@ -291,6 +343,75 @@ func (x *extractor) object(d *document, data []byte, i int, n *trieNode, depth i
 			return 0, errJSON
 		}
 	}
+}
+
+// set records sp as a value of the field at slot, found inside an array
+// of objects or not (inArr). Outside arrays a value replaces the one the
+// field had outside arrays, as the last of duplicate keys wins in
+// encoding/json; otherwise it is added, up to maxFieldValues.
+func (d *document) set(slot int32, sp span, inArr bool) {
+	cur := &d.spans[slot]
+	if !inArr && !cur.arr {
+		sp.extra = cur.extra
+		*cur = sp
+		return
+	}
+	if cur.kind == vAbsent {
+		sp.arr = true
+		*cur = sp
+		return
+	}
+	if int(cur.extra) >= maxFieldValues-1 {
+		return
+	}
+	cur.extra++
+	d.more = append(d.more, extraSpan{slot, sp})
+}
+
+// array reads the array at data[i] ('[') under trie node n, which some
+// wanted path goes through, and returns the offset after it: the objects
+// in it, and in the arrays nested in it, are read under n, inside an
+// array. depth counts the array, as skipNested does, so that scan
+// accepts and refuses the same documents.
+func (x *extractor) array(d *document, data []byte, i int, n *trieNode, depth int) (int, error) {
+	if depth > maxDocDepth {
+		return 0, errJSON
+	}
+	i = skipWS(data, i+1)
+	if i < len(data) && data[i] == ']' {
+		i++
+	} else {
+		for {
+			if i >= len(data) {
+				return 0, errJSON
+			}
+			var err error
+			switch data[i] {
+			case '{':
+				i, err = x.object(d, data, i, n, depth+1, true)
+			case '[':
+				i, err = x.array(d, data, i, n, depth+1)
+			default:
+				i, _, err = value(data, i, depth)
+			}
+			if err != nil {
+				return 0, err
+			}
+			i = skipWS(data, i)
+			if i >= len(data) {
+				return 0, errJSON
+			}
+			if data[i] == ']' {
+				i++
+				break
+			}
+			if data[i] != ',' {
+				return 0, errJSON
+			}
+			i = skipWS(data, i+1)
+		}
+	}
+	return i, nil
 }
 
 func indexByte(b []byte, c byte) int {
@@ -396,7 +517,8 @@ func skipNested(b []byte, i, depth int) (int, error) {
 
 // str returns a scalar value as text: a string's content (unescaped), a
 // number's or boolean's literal. Arrays, objects, null and absent fields
-// give ok false. The result may point into the document: it is valid
+// give ok false; of a field with several values in arrays of objects, it
+// reads the first. The result may point into the document: it is valid
 // until the next event.
 func (d *document) str(slot int32) (string, bool) {
 	sp := d.spans[slot]
@@ -419,28 +541,79 @@ func (d *document) text(sp span) string {
 	return bview(d.scratch[start:])
 }
 
-// appendEach appends every scalar value of the field: the value itself,
-// or each scalar element of an array, and of the arrays nested in it
-// (["a",["b"]] gives a and b, as query.Flatten and Elasticsearch flatten
-// them); objects in an array are skipped.
+// appendEach appends every scalar value of the field, in the event's
+// order, as query.Flatten and Elasticsearch flatten them: the value
+// itself, or each scalar element of an array and of the arrays nested in
+// it (["a",["b"]] gives a and b), and the field's value in each object of
+// an array ({"c":[{"f":"a"},{"f":"b"}]} gives c.f a and b); objects in
+// the field's own array are skipped, and null is no value. At most
+// maxFieldValues are appended.
 func (d *document) appendEach(dst []string, slot int32) []string {
 	sp := d.spans[slot]
-	if sp.kind != vArray {
+	if sp.kind != vArray && sp.extra == 0 {
 		if s, ok := d.str(slot); ok {
 			dst = append(dst, s)
 		}
 		return dst
 	}
-	return d.appendElems(dst, d.data[:sp.end], int(sp.start))
+	limit := len(dst) + maxFieldValues
+	dst = d.appendSpan(dst, sp, limit)
+	for k := 0; sp.extra > 0 && k < len(d.more) && len(dst) < limit; k++ {
+		if m := &d.more[k]; m.slot == slot {
+			dst = d.appendSpan(dst, m.sp, limit)
+		}
+	}
+	return dst
+}
+
+// appendSpan appends the scalar values of sp, up to len(dst) == limit.
+func (d *document) appendSpan(dst []string, sp span, limit int) []string {
+	switch sp.kind {
+	case vString:
+		return append(dst, d.text(sp))
+	case vNumber, vBool:
+		return append(dst, bview(d.data[sp.start:sp.end]))
+	case vArray:
+		return d.appendElems(dst, d.data[:sp.end], int(sp.start), limit)
+	}
+	return dst
+}
+
+// isNull reports whether the field is absent or null: it has no value
+// but nulls ([], [null] and a field null in every object of an array
+// included), as query and Elasticsearch find no value in it.
+func (d *document) isNull(slot int32) bool {
+	sp := d.spans[slot]
+	if !d.nullSpan(sp) {
+		return false
+	}
+	for k := 0; sp.extra > 0 && k < len(d.more); k++ {
+		if m := &d.more[k]; m.slot == slot && !d.nullSpan(m.sp) {
+			return false
+		}
+	}
+	return true
+}
+
+func (d *document) nullSpan(sp span) bool {
+	switch sp.kind {
+	case vAbsent, vNull:
+		return true
+	case vArray:
+		var one [1]string
+		return len(d.appendElems(one[:0], d.data[:sp.end], int(sp.start), 1)) == 0
+	}
+	return false
 }
 
 // appendElems appends the scalar elements of the array at b[start] ('[')
-// and of the arrays in it. scan has checked the array, nesting included:
-// value is given depth 0, so that no element is refused for its depth
-// (an element nested two deeper used to end the list there).
-func (d *document) appendElems(dst []string, b []byte, start int) []string {
+// and of the arrays in it, up to len(dst) == limit. scan has checked the
+// array, nesting included: value is given depth 0, so that no element is
+// refused for its depth (an element nested two deeper used to end the
+// list there).
+func (d *document) appendElems(dst []string, b []byte, start, limit int) []string {
 	i := skipWS(b, start+1)
-	for i < len(b) && b[i] != ']' {
+	for i < len(b) && b[i] != ']' && len(dst) < limit {
 		next, v, err := value(b, i, 0)
 		if err != nil {
 			return dst
@@ -451,7 +624,7 @@ func (d *document) appendElems(dst []string, b []byte, start int) []string {
 		case vNumber, vBool:
 			dst = append(dst, bview(b[i:next]))
 		case vArray:
-			dst = d.appendElems(dst, b[:next], i)
+			dst = d.appendElems(dst, b[:next], i, limit)
 		}
 		i = skipWS(b, next)
 		if i < len(b) && b[i] == ',' {

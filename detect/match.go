@@ -185,11 +185,10 @@ func (a *atom) evalOne(e *evalCtx) bool {
 		present := e.present(a.field)
 		return present == (a.num == 1)
 	case aNull:
-		sp := e.doc.spans[f.slots[0]]
 		if f.kind != fDirect {
 			return !e.present(a.field)
 		}
-		return sp.kind == vAbsent || sp.kind == vNull
+		return e.doc.isNull(f.slots[0])
 	case aFieldRef:
 		var other []string
 		ref := e.eng.fields[a.ref].user

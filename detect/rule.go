@@ -135,7 +135,12 @@ type Correlation struct {
 	Type string
 	// Rules are the ids or names of the correlated rules.
 	Rules []string
-	// GroupBy are the fields whose values scope the count.
+	// GroupBy are the fields whose values scope the count. A field with
+	// several values in an event (an array, or a field of the objects
+	// of an array: {"c":[{"f":"a"},{"f":"b"}]}) groups the event by its
+	// first value, in the event's order, so an event counts in one group
+	// whatever its arrays hold; an event whose first value is missing or
+	// empty is not counted.
 	GroupBy []string
 	// Aliases maps an alias in GroupBy to the field each rule has it in.
 	Aliases map[string]map[string]string
@@ -153,7 +158,8 @@ type Correlation struct {
 // Condition is a correlation condition: each bound that is set must hold.
 type Condition struct {
 	GT, GTE, LT, LTE, EQ, NEQ *float64
-	// Field is value_count's field.
+	// Field is value_count's field; of a field with several values in
+	// an event, its first is counted, as GroupBy takes it.
 	Field string
 	// Factor is rate_of_rise's multiple of the baseline.
 	Factor float64
