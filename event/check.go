@@ -128,8 +128,8 @@ func checkExtra(name string, raw []byte) error {
 // values of the type are accepted, as Elasticsearch accepts them for
 // every field.
 func checkValue(name, typ string, raw []byte) error {
-	s := scanner{data: raw}
-	c := s.peek()
+	s := newScanner(raw, 0)
+	c := s.Peek()
 	if c == '[' && (typ != "geo_point" || !geoArray(raw)) {
 		if !eachElementOK(&s, typ) {
 			return &FieldError{name, describe(typ) + ", or an array of them", snippet(raw)}
@@ -150,22 +150,22 @@ func geoArray(raw []byte) bool {
 
 // eachElementOK reports whether every element of the array at s suits typ.
 func eachElementOK(s *scanner, typ string) bool {
-	s.pos++ // [
-	if s.peek() == ']' {
+	s.Pos++ // [
+	if s.Peek() == ']' {
 		return true
 	}
 	for {
-		start := s.pos
+		start := s.Pos
 		if !valueOK(s, typ) {
 			return false
 		}
-		s.pos = start
-		if _, err := s.skip(1); err != nil {
+		s.Pos = start
+		if _, err := s.Skip(1); err != nil {
 			return false
 		}
-		switch s.peek() {
+		switch s.Peek() {
 		case ',':
-			s.pos++
+			s.Pos++
 		case ']':
 			return true
 		default:
@@ -178,7 +178,7 @@ func eachElementOK(s *scanner, typ string) bool {
 // at s suits typ; it may move s.
 func valueOK(s *scanner, typ string) bool {
 	if container(typ) {
-		return s.peek() == '{'
+		return s.Peek() == '{'
 	}
 	return scalarOK(s, typ)
 }
@@ -187,12 +187,12 @@ func valueOK(s *scanner, typ string) bool {
 func scalarOK(s *scanner, typ string) bool {
 	switch typ {
 	case "keyword", "constant_keyword", "wildcard", "text", "match_only_text":
-		return s.peek() == '"'
+		return s.Peek() == '"'
 	case "long", "integer", "short", "byte":
-		if c := s.peek(); c != '-' && (c < '0' || c > '9') {
+		if c := s.Peek(); c != '-' && (c < '0' || c > '9') {
 			return false
 		}
-		num, err := s.number()
+		num, err := s.Number()
 		if err != nil {
 			return false
 		}
@@ -212,20 +212,20 @@ func scalarOK(s *scanner, typ string) bool {
 		}
 		return true
 	case "unsigned_long":
-		num, err := s.number()
+		num, err := s.Number()
 		if err != nil {
 			return false
 		}
 		_, err = strconv.ParseUint(string(num), 10, 64)
 		return err == nil
 	case "float", "double", "scaled_float", "half_float":
-		_, err := s.number()
+		_, err := s.Number()
 		return err == nil
 	case "boolean":
-		s.peek()
-		return s.literal("true") == nil || s.literal("false") == nil
+		s.Peek()
+		return s.Literal("true") == nil || s.Literal("false") == nil
 	case "date":
-		switch c := s.peek(); {
+		switch c := s.Peek(); {
 		case c == '"':
 			v, ok := rawString(s)
 			if !ok {
@@ -234,7 +234,7 @@ func scalarOK(s *scanner, typ string) bool {
 			t, err := time.Parse(time.RFC3339Nano, v)
 			return err == nil && !t.Before(minTime)
 		case c == '-' || (c >= '0' && c <= '9'):
-			num, err := s.number() // epoch milliseconds
+			num, err := s.Number() // epoch milliseconds
 			if err != nil {
 				return false
 			}
@@ -243,7 +243,7 @@ func scalarOK(s *scanner, typ string) bool {
 		}
 		return false
 	case "ip":
-		if s.peek() != '"' {
+		if s.Peek() != '"' {
 			return false
 		}
 		v, ok := rawString(s)
@@ -255,12 +255,12 @@ func scalarOK(s *scanner, typ string) bool {
 	case "geo_point":
 		// "lat,lon" or WKT as a string, or [lon, lat]; the object form
 		// arrives flattened (lat, lon) and is checked as such.
-		switch s.peek() {
+		switch s.Peek() {
 		case '"':
-			_, err := s.str()
+			_, err := s.Str()
 			return err == nil
 		case '[':
-			raw, err := s.skip(1)
+			raw, err := s.Skip(1)
 			if err != nil {
 				return false
 			}
@@ -282,18 +282,14 @@ func scalarOK(s *scanner, typ string) bool {
 // rawString returns the string at s without copying it when it has no
 // escapes (the common case); an escaped one is decoded.
 func rawString(s *scanner) (string, bool) {
-	start := s.pos + 1
-	for i := start; i < len(s.data); i++ {
-		switch s.data[i] {
-		case '"':
-			s.pos = i + 1
-			return unsafe.String(unsafe.SliceData(s.data[start:]), i-start), true
-		case '\\':
-			v, err := s.str()
-			return v, err == nil
-		}
+	raw, escaped, err := s.RawString()
+	if err != nil {
+		return "", false
 	}
-	return "", false
+	if escaped {
+		return s.Text(raw, true), true
+	}
+	return unsafe.String(unsafe.SliceData(raw), len(raw)), true
 }
 
 // parseInt parses integer syntax (no fraction, no exponent) into an int64.

@@ -32,13 +32,13 @@ var rawPaths = map[string]bool{
 // its byte offset.
 func Decode(data []byte) (*Event, error) {
 	ev := new(Event)
-	s := scanner{data: data}
-	switch s.peek() {
+	s := newScanner(data, 0)
+	switch s.Peek() {
 	case '{':
 	case 'n':
 		return nil, errors.New("event: decode: document is null, want an object")
 	default:
-		if _, err := s.skip(0); err != nil {
+		if _, err := s.Skip(0); err != nil {
 			return nil, fmt.Errorf("event: decode: %w", err)
 		}
 		return nil, errors.New("event: decode: document is not a JSON object")
@@ -47,8 +47,8 @@ func Decode(data []byte) (*Event, error) {
 	if err := ev.object(&s, pathBuf[:0], 0); err != nil {
 		return nil, err
 	}
-	if s.skipSpace(); s.pos < len(s.data) {
-		return nil, fmt.Errorf("event: decode: %w", s.fail("data after the document"))
+	if s.SkipSpace(); s.Pos < len(s.Data) {
+		return nil, fmt.Errorf("event: decode: %w", s.Fail("data after the document"))
 	}
 	return ev, nil
 }
@@ -56,32 +56,25 @@ func Decode(data []byte) (*Event, error) {
 // key reads an object key. Keys without escapes are returned as a slice
 // of the input, so walking a document allocates nothing for its keys.
 func (s *scanner) key() ([]byte, error) {
-	if s.peek() != '"' {
-		return nil, s.fail("want an object key")
+	if s.Peek() != '"' {
+		return nil, s.Fail("want an object key")
 	}
-	for i := s.pos + 1; i < len(s.data); i++ {
-		switch c := s.data[i]; {
-		case c == '"':
-			k := s.data[s.pos+1 : i]
-			s.pos = i + 1
-			return k, nil
-		case c == '\\' || c < 0x20:
-			v, err := s.str()
-			return []byte(v), err
-		}
+	raw, escaped, err := s.RawString()
+	if escaped {
+		return []byte(s.Text(raw, true)), nil
 	}
-	return nil, s.fail("unterminated string")
+	return raw, err
 }
 
 func (ev *Event) object(s *scanner, prefix []byte, depth int) error {
 	if depth > MaxDecodeDepth {
 		return fmt.Errorf("event: decode: nesting deeper than %d at %q", MaxDecodeDepth, prefix)
 	}
-	if err := s.expect('{'); err != nil {
+	if err := s.Expect('{'); err != nil {
 		return fmt.Errorf("event: decode: %w", err)
 	}
-	if s.peek() == '}' {
-		s.pos++
+	if s.Peek() == '}' {
+		s.Pos++
 		return nil
 	}
 	for {
@@ -97,16 +90,16 @@ func (ev *Event) object(s *scanner, prefix []byte, depth int) error {
 			name = append(name, '.')
 		}
 		name = append(name, k...)
-		if err := s.expect(':'); err != nil {
+		if err := s.Expect(':'); err != nil {
 			return fmt.Errorf("event: decode: %w", err)
 		}
-		switch c := s.peek(); {
+		switch c := s.Peek(); {
 		case c == '{' && !rawPaths[string(name)] && string(name) != labelsPrefix:
 			if err := ev.object(s, name, depth+1); err != nil {
 				return err
 			}
 		case c == 'n':
-			if err := s.literal("null"); err != nil {
+			if err := s.Literal("null"); err != nil {
 				return fmt.Errorf("event: decode: %w", err)
 			}
 		default:
@@ -118,14 +111,14 @@ func (ev *Event) object(s *scanner, prefix []byte, depth int) error {
 				return fmt.Errorf("event: decode field %s: %w", name, err)
 			}
 		}
-		switch s.peek() {
+		switch s.Peek() {
 		case ',':
-			s.pos++
+			s.Pos++
 		case '}':
-			s.pos++
+			s.Pos++
 			return nil
 		default:
-			return fmt.Errorf("event: decode: %w", s.fail("want ',' or '}'"))
+			return fmt.Errorf("event: decode: %w", s.Fail("want ',' or '}'"))
 		}
 	}
 }
@@ -134,14 +127,14 @@ func (ev *Event) object(s *scanner, prefix []byte, depth int) error {
 func (ev *Event) field(s *scanner, name []byte, depth int) error {
 	var err error
 	str := func(dst *string) {
-		if s.peek() != '"' {
+		if s.Peek() != '"' {
 			err = typeError(s, depth, "a string")
 			return
 		}
-		*dst, err = s.str()
+		*dst, err = s.Str()
 	}
 	integer := func() int64 {
-		if c := s.peek(); c != '-' && (c < '0' || c > '9') {
+		if c := s.Peek(); c != '-' && (c < '0' || c > '9') {
 			err = typeError(s, depth, "an integer")
 			return 0
 		}
@@ -263,7 +256,7 @@ func (ev *Event) field(s *scanner, name []byte, depth int) error {
 
 // typeError consumes the mistyped value and describes it.
 func typeError(s *scanner, depth int, want string) error {
-	raw, err := s.skip(depth)
+	raw, err := s.Skip(depth)
 	if err != nil {
 		return err
 	}
@@ -274,10 +267,10 @@ func typeError(s *scanner, depth int, want string) error {
 }
 
 func (ev *Event) setTime(s *scanner, dst *time.Time, depth int) error {
-	if s.peek() != '"' {
+	if s.Peek() != '"' {
 		return typeError(s, depth, "an RFC 3339 date string")
 	}
-	v, err := s.str()
+	v, err := s.Str()
 	if err != nil {
 		return err
 	}
@@ -303,85 +296,85 @@ func (ev *Event) setTime(s *scanner, dst *time.Time, depth int) error {
 // strings reads a string or an array of strings, as Elasticsearch accepts
 // a single value for every array field.
 func (s *scanner) strings(depth int) ([]string, error) {
-	switch s.peek() {
+	switch s.Peek() {
 	case '"':
-		v, err := s.str()
+		v, err := s.Str()
 		return []string{v}, err
 	case '[':
 	default:
 		return nil, typeError(s, depth, "a string or an array of strings")
 	}
-	s.pos++
+	s.Pos++
 	out := []string{}
-	if s.peek() == ']' {
-		s.pos++
+	if s.Peek() == ']' {
+		s.Pos++
 		return out, nil
 	}
 	for {
-		if s.peek() != '"' {
+		if s.Peek() != '"' {
 			return nil, typeError(s, depth, "a string in the array")
 		}
-		v, err := s.str()
+		v, err := s.Str()
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, v)
-		switch s.peek() {
+		switch s.Peek() {
 		case ',':
-			s.pos++
+			s.Pos++
 		case ']':
-			s.pos++
+			s.Pos++
 			return out, nil
 		default:
-			return nil, s.fail("want ',' or ']'")
+			return nil, s.Fail("want ',' or ']'")
 		}
 	}
 }
 
 // stringMap reads an object whose values are strings.
 func (s *scanner) stringMap(dst *map[string]string, depth int) error {
-	if s.peek() != '{' {
+	if s.Peek() != '{' {
 		return typeError(s, depth, "an object of strings")
 	}
-	s.pos++
+	s.Pos++
 	if *dst == nil {
 		*dst = map[string]string{}
 	}
-	if s.peek() == '}' {
-		s.pos++
+	if s.Peek() == '}' {
+		s.Pos++
 		return nil
 	}
 	for {
-		k, err := s.str()
+		k, err := s.Str()
 		if err != nil {
 			return err
 		}
-		if err := s.expect(':'); err != nil {
+		if err := s.Expect(':'); err != nil {
 			return err
 		}
-		if s.peek() != '"' {
+		if s.Peek() != '"' {
 			return typeError(s, depth, "a string value for "+k)
 		}
-		v, err := s.str()
+		v, err := s.Str()
 		if err != nil {
 			return err
 		}
 		(*dst)[k] = v
-		switch s.peek() {
+		switch s.Peek() {
 		case ',':
-			s.pos++
+			s.Pos++
 		case '}':
-			s.pos++
+			s.Pos++
 			return nil
 		default:
-			return s.fail("want ',' or '}'")
+			return s.Fail("want ',' or '}'")
 		}
 	}
 }
 
 // rawCopy reads any value and returns a compact copy of its text.
 func (s *scanner) rawCopy(depth int) (json.RawMessage, error) {
-	raw, err := s.skip(depth)
+	raw, err := s.Skip(depth)
 	if err != nil {
 		return nil, err
 	}

@@ -74,8 +74,8 @@ func AppendEncoded(dst, doc []byte, enc *EncodedSpans, now time.Time, newID func
 		if s.start >= s.end || int(s.end) > len(doc) || doc[s.start] <= ' ' {
 			return dst, nil, false
 		}
-		sc := scanner{data: doc[:s.end], pos: int(s.start)}
-		if !n.field(&sc, i, 1, nil) || sc.pos != int(s.end) {
+		sc := newScanner(doc[:s.end], int(s.start))
+		if !n.field(&sc, i, 1, nil) || sc.Pos != int(s.end) {
 			return dst, nil, false
 		}
 	}

@@ -252,6 +252,36 @@ func TestLogInjection(t *testing.T) {
 	}
 }
 
+// TestDecodeEscapesAsEncodingJSON: an escaped string reads as
+// encoding/json reads it, also around a surrogate that is not half of a
+// pair, so that detection, scrubbing and the stored event agree on the
+// characters an attacker sent.
+func TestDecodeEscapesAsEncodingJSON(t *testing.T) {
+	for _, esc := range []string{
+		`a\u00e9\ud83d\ude00`,
+		`\ud800`, `\udc00x`, `\ud800\u0041`, `\ud800\ud800`,
+		`\ud800\ud83d\ude00`, `\udc00\ud83d\ude00`, `\ud83d\ud83d\ude00`,
+		`\ud800\ufffd`, `\ud800\\u0041`,
+	} {
+		doc := `{"user":{"name":"` + esc + `"}}`
+		var std struct {
+			User struct {
+				Name string `json:"name"`
+			} `json:"user"`
+		}
+		if err := json.Unmarshal([]byte(doc), &std); err != nil {
+			t.Fatalf("%s: encoding/json: %v", doc, err)
+		}
+		ev, err := Decode([]byte(doc))
+		if err != nil {
+			t.Fatalf("%s: %v", doc, err)
+		}
+		if ev.UserName != std.User.Name {
+			t.Errorf("%s: user.name %q, encoding/json reads %q", doc, ev.UserName, std.User.Name)
+		}
+	}
+}
+
 func TestRawInvalidKeptAsString(t *testing.T) {
 	ev := &Event{Attrs: json.RawMessage(`{not json`)}
 	if got := string(ev.AppendJSON(nil)); got != `{"trailguard":{"attrs":"{not json"}}` {

@@ -129,25 +129,25 @@ func (p *ScrubPass) predicted(s *scanner, node, prev int) int {
 	if c == 0 {
 		return 0
 	}
-	at := s.pos + 1
-	if k := &normKeys[c]; at+16 <= len(s.data) && k.n != 0 {
+	at := s.Pos + 1
+	if k := &normKeys[c]; at+16 <= len(s.Data) && k.n != 0 {
 		// The name and its closing quote, two words at most, compared
 		// at once (a call to compare the strings, and the bounds
 		// checks, were a third of predicted's time).
-		a := binary.LittleEndian.Uint64(s.data[at:])
-		b := binary.LittleEndian.Uint64(s.data[at+8:])
+		a := binary.LittleEndian.Uint64(s.Data[at:])
+		b := binary.LittleEndian.Uint64(s.Data[at+8:])
 		if (a^k.w[0])&k.m[0]|(b^k.w[1])&k.m[1] != 0 {
 			return 0
 		}
-		s.pos = at + int(k.n)
+		s.Pos = at + int(k.n)
 		return int(c)
 	}
 	name := normNames[c]
 	end := at + len(name)
-	if end >= len(s.data) || s.data[end] != '"' || string(s.data[at:end]) != name {
+	if end >= len(s.Data) || s.Data[end] != '"' || string(s.Data[at:end]) != name {
 		return 0
 	}
-	s.pos = end + 1
+	s.Pos = end + 1
 	return int(c)
 }
 
@@ -196,14 +196,14 @@ func (p *ScrubPass) saw(node, prev, child int) {
 func AppendNormalizedScrubbed(dst, doc []byte, now time.Time, newID func([]byte) []byte, sp *Spans, p *ScrubPass) (out []byte, id []byte, ok bool) {
 	var n normalizer
 	n.init(doc, sp, p)
-	s := scanner{data: doc}
+	s := newScanner(doc, 0)
 	tried := p != nil && p.tmpl.try()
 	fromTmpl := tried && n.fromTemplate(&s, &p.tmpl)
 	if p != nil && !fromTmpl {
 		if tried {
 			p.tmpl.missed()
 			n.init(doc, sp, p) // what the template's reading found is dropped
-			s.pos = 0
+			s.Pos = 0
 		}
 		// A document that does not follow the template replaces it only
 		// when the one before did not either: a shipper whose events
@@ -215,15 +215,15 @@ func AppendNormalizedScrubbed(dst, doc []byte, now time.Time, newID func([]byte)
 		}
 	}
 	if !fromTmpl {
-		if s.peek() != '{' {
+		if s.Peek() != '{' {
 			return dst, nil, false
 		}
 		if !n.object(&s, 0, 1, nil, true) {
 			return dst, nil, false
 		}
 	}
-	end := s.pos
-	if s.skipSpace(); s.pos < len(s.data) {
+	end := s.Pos
+	if s.SkipSpace(); s.Pos < len(s.Data) {
 		return dst, nil, false
 	}
 	out, ok = n.emit(dst, now, newID)
@@ -332,7 +332,7 @@ func (t *docTemplate) set(doc []byte, end int, rec *[]tmplStep) {
 // fromTemplate reads the document at s along t (see docTemplate); false
 // says it does not follow t, and leaves n and s to be reset.
 func (n *normalizer) fromTemplate(s *scanner, t *docTemplate) bool {
-	doc := s.data
+	doc := s.Data
 	pos, prev := 0, 0 // in doc; the end of the previous value in t.doc
 	for i := range t.steps {
 		st := &t.steps[i]
@@ -358,17 +358,17 @@ func (n *normalizer) fromTemplate(s *scanner, t *docTemplate) bool {
 			}
 		}
 		k := pos - int(st.start-st.key)
-		s.pos = pos
+		s.Pos = pos
 		if !n.field(s, st.field, st.depth, doc[k:k+int(st.keyLen)]) {
 			return false
 		}
-		pos = s.pos
+		pos = s.Pos
 	}
 	gap := t.doc[prev:t.end]
 	if len(doc)-pos < len(gap) || string(doc[pos:pos+len(gap)]) != string(gap) {
 		return false
 	}
-	s.pos = pos + len(gap)
+	s.Pos = pos + len(gap)
 	t.misses = 0
 	t.score = min(t.score+1, maxScore)
 	return true
@@ -753,40 +753,41 @@ func (n *normalizer) object(s *scanner, node, depth int, parent []byte, canon bo
 	if depth > n.maxDepth {
 		return false
 	}
-	s.pos++ // '{'
-	if s.peek() == '}' {
-		s.pos++
+	s.Pos++ // '{'
+	if s.Peek() == '}' {
+		s.Pos++
 		return true
 	}
 	prev := 0 // the child of the previous member read by one name
 	for {
-		if s.peek() != '"' {
+		if s.Peek() != '"' {
 			return false
 		}
-		ks := s.pos
+		ks := s.Pos
 		child := 0 // 0: not found yet; -1: not modelled
 		if n.pass != nil {
 			child = n.pass.predicted(s, node, prev)
 		}
 		var k []byte
 		if child > 0 {
-			k = s.data[ks+1 : s.pos-1]
+			k = s.Data[ks+1 : s.Pos-1]
 		} else {
-			var ok bool
-			if k, ok = plainKey(s); !ok || len(k) == 0 {
-				return false
+			var esc bool
+			var err error
+			if k, esc, err = s.RawString(); err != nil || esc || len(k) == 0 {
+				return false // (escapes: not a plain key)
 			}
 		}
-		kt := s.data[ks:s.pos]
-		if s.peek() != ':' {
+		kt := s.Data[ks:s.Pos]
+		if s.Peek() != ':' {
 			return false
 		}
-		s.pos++
-		c := s.peek()
+		s.Pos++
+		c := s.Peek()
 		if c == 'n' {
 			// null: not sent, whatever the name (as Decode). A sensitive
 			// key's null stays null: only the key's text can change.
-			if !n.clean(kt, depth) || s.literal("null") != nil {
+			if !n.clean(kt, depth) || s.Literal("null") != nil {
 				return false
 			}
 		} else {
@@ -806,13 +807,13 @@ func (n *normalizer) object(s *scanner, node, depth int, parent []byte, canon bo
 			case child < 0:
 				return false // a field Event does not model: Decode's Extra
 			case normFieldOf[child] >= 0:
-				f, at := int(normFieldOf[child]), s.pos
+				f, at := int(normFieldOf[child]), s.Pos
 				if !n.field(s, f, depth, k) {
 					return false
 				}
 				if n.rec != nil {
 					*n.rec = append(*n.rec, tmplStep{field: f, depth: depth, key: int32(ks + 1), keyLen: int32(len(k)),
-						start: int32(at), end: int32(s.pos), slot: n.slots[f]})
+						start: int32(at), end: int32(s.Pos), slot: n.slots[f]})
 				}
 			case c == '{':
 				if !n.object(s, child, depth+1, k, kcanon) {
@@ -822,11 +823,11 @@ func (n *normalizer) object(s *scanner, node, depth int, parent []byte, canon bo
 				return false
 			}
 		}
-		switch s.peek() {
+		switch s.Peek() {
 		case ',':
-			s.pos++
+			s.Pos++
 		case '}':
-			s.pos++
+			s.Pos++
 			return true
 		default:
 			return false
@@ -834,28 +835,13 @@ func (n *normalizer) object(s *scanner, node, depth int, parent []byte, canon bo
 	}
 }
 
-// plainKey reads an object key without escapes or control characters.
-func plainKey(s *scanner) ([]byte, bool) {
-	for i := s.pos + 1; i < len(s.data); i++ {
-		switch c := s.data[i]; {
-		case c == '"':
-			k := s.data[s.pos+1 : i]
-			s.pos = i + 1
-			return k, true
-		case c == '\\' || c < 0x20:
-			return nil, false
-		}
-	}
-	return nil, false
-}
-
 // str reads a string token into sl. A plain string (printable ASCII
 // without escapes) is kept as a slice of the document; any other is
 // decoded as Decode decodes it, and v returns it.
 func (n *normalizer) str(s *scanner, sl *normSlot) (v string, ok bool) {
-	start := s.pos
-	i := s.pos + 1
-	d := s.data
+	start := s.Pos
+	i := s.Pos + 1
+	d := s.Data
 	for i+8 <= len(d) && plain8(binary.LittleEndian.Uint64(d[i:])) {
 		i += 8
 	}
@@ -863,15 +849,15 @@ func (n *normalizer) str(s *scanner, sl *normSlot) (v string, ok bool) {
 		i++
 	}
 	if i < len(d) && d[i] == '"' {
-		s.pos = i + 1
-		*sl = normSlot{start: int32(start), end: int32(s.pos), set: true, plain: true}
+		s.Pos = i + 1
+		*sl = normSlot{start: int32(start), end: int32(s.Pos), set: true, plain: true}
 		return unsafe.String(unsafe.SliceData(d[start+1:]), i-start-1), true
 	}
-	v, err := s.str()
+	v, err := s.Str()
 	if err != nil {
 		return "", false
 	}
-	*sl = normSlot{start: int32(start), end: int32(s.pos), set: true}
+	*sl = normSlot{start: int32(start), end: int32(s.Pos), set: true}
 	return v, true
 }
 
@@ -886,7 +872,7 @@ func (n *normalizer) field(s *scanner, i, depth int, key []byte) bool {
 	n.set |= 1 << uint(i) // (when !ok, emit is not called)
 	switch f.kind {
 	case nkStr:
-		if s.peek() != '"' {
+		if s.Peek() != '"' {
 			return false
 		}
 		v, ok := n.str(s, sl)
@@ -915,11 +901,11 @@ func (n *normalizer) field(s *scanner, i, depth int, key []byte) bool {
 		}
 		return true
 	case nkStrs:
-		start := s.pos
+		start := s.Pos
 		var el normSlot
-		switch s.peek() {
+		switch s.Peek() {
 		case '"':
-			start = s.pos
+			start = s.Pos
 			v, ok := n.str(s, &el)
 			if !ok || (f.check == ncAllowedEl && !slices.Contains(f.allowed, v)) || !n.cleanStr(&el, depth, i) {
 				return false
@@ -928,29 +914,29 @@ func (n *normalizer) field(s *scanner, i, depth int, key []byte) bool {
 			if depth+1 > n.maxDepth {
 				return false
 			}
-			start = s.pos
-			s.pos++
-			if s.peek() == ']' {
-				s.pos++
+			start = s.Pos
+			s.Pos++
+			if s.Peek() == ']' {
+				s.Pos++
 				break
 			}
 			// asIs: no space anywhere and every element plain, so the
 			// array is written as it stands (emit copies it).
 			asIs := true
 			for {
-				if s.peek() != '"' {
+				if s.Peek() != '"' {
 					return false
 				}
-				asIs = asIs && (s.data[s.pos-1] == '[' || s.data[s.pos-1] == ',')
+				asIs = asIs && (s.Data[s.Pos-1] == '[' || s.Data[s.Pos-1] == ',')
 				v, ok := n.str(s, &el)
 				if !ok || (f.check == ncAllowedEl && !slices.Contains(f.allowed, v)) || !n.cleanStr(&el, depth+1, i) {
 					return false
 				}
 				asIs = asIs && el.plain
-				at := s.pos
-				c := s.peek()
-				asIs = asIs && s.pos == at
-				s.pos++
+				at := s.Pos
+				c := s.Peek()
+				asIs = asIs && s.Pos == at
+				s.Pos++
 				if c == ']' {
 					break
 				}
@@ -958,19 +944,19 @@ func (n *normalizer) field(s *scanner, i, depth int, key []byte) bool {
 					return false
 				}
 			}
-			*sl = normSlot{start: int32(start), end: int32(s.pos), set: true, plain: asIs}
+			*sl = normSlot{start: int32(start), end: int32(s.Pos), set: true, plain: asIs}
 			return true
 		default:
 			return false
 		}
-		*sl = normSlot{start: int32(start), end: int32(s.pos), set: true}
+		*sl = normSlot{start: int32(start), end: int32(s.Pos), set: true}
 		return true
 	case nkInt:
-		c := s.peek()
+		c := s.Peek()
 		if c != '-' && (c < '0' || c > '9') {
 			return false
 		}
-		num, err := s.number()
+		num, err := s.Number()
 		if err != nil || !n.cleanNum(num, depth, i) {
 			return false
 		}
@@ -992,10 +978,10 @@ func (n *normalizer) field(s *scanner, i, depth int, key []byte) bool {
 				return false
 			}
 		}
-		*sl = normSlot{set: true, n: v, start: int32(s.pos - len(num)), end: int32(s.pos), plain: canonicalInt(num)}
+		*sl = normSlot{set: true, n: v, start: int32(s.Pos - len(num)), end: int32(s.Pos), plain: canonicalInt(num)}
 		return true
 	case nkTime:
-		if s.peek() != '"' {
+		if s.Peek() != '"' {
 			return false
 		}
 		v, ok := n.str(s, sl)
@@ -1018,37 +1004,37 @@ func (n *normalizer) field(s *scanner, i, depth int, key []byte) bool {
 		}
 		return true
 	case nkMap:
-		if s.peek() != '{' || depth+1 > n.maxDepth {
+		if s.Peek() != '{' || depth+1 > n.maxDepth {
 			return false
 		}
-		start := s.pos
-		s.pos++
+		start := s.Pos
+		s.Pos++
 		var el normSlot
-		if s.peek() == '}' {
-			s.pos++
+		if s.Peek() == '}' {
+			s.Pos++
 		} else {
 			for {
-				if s.peek() != '"' {
+				if s.Peek() != '"' {
 					return false
 				}
 				if _, ok := n.str(s, &el); !ok || !el.plain {
 					return false
 				}
-				if kt := s.data[el.start:el.end]; !n.cleanKey(key, kt[1:len(kt)-1], kt, depth+1) {
+				if kt := s.Data[el.start:el.end]; !n.cleanKey(key, kt[1:len(kt)-1], kt, depth+1) {
 					return false
 				}
-				if s.peek() != ':' {
+				if s.Peek() != ':' {
 					return false
 				}
-				s.pos++
-				if s.peek() != '"' {
+				s.Pos++
+				if s.Peek() != '"' {
 					return false
 				}
 				if _, ok := n.str(s, &el); !ok || !n.cleanStr(&el, depth+1, -1) {
 					return false
 				}
-				c := s.peek()
-				s.pos++
+				c := s.Peek()
+				s.Pos++
 				if c == '}' {
 					break
 				}
@@ -1057,7 +1043,7 @@ func (n *normalizer) field(s *scanner, i, depth int, key []byte) bool {
 				}
 			}
 		}
-		*sl = normSlot{start: int32(start), end: int32(s.pos), set: true}
+		*sl = normSlot{start: int32(start), end: int32(s.Pos), set: true}
 		return true
 	}
 	return false
@@ -1103,8 +1089,8 @@ func (n *normalizer) writeStr(b []byte, sl normSlot) []byte {
 	if sl.plain {
 		return append(b, n.doc[sl.start:sl.end]...)
 	}
-	s := scanner{data: n.doc, pos: int(sl.start)}
-	v, _ := s.str()
+	s := newScanner(n.doc, int(sl.start))
+	v, _ := s.Str()
 	return appendString(b, v)
 }
 
@@ -1320,8 +1306,8 @@ func (n *normalizer) encoderAfter(last int) encoder {
 
 // emptyArray reports whether the value at sl is an array of nothing.
 func (n *normalizer) emptyArray(sl normSlot) bool {
-	s := scanner{data: n.doc[:sl.end], pos: int(sl.start) + 1}
-	return n.doc[sl.start] == '[' && s.peek() == ']'
+	s := newScanner(n.doc[:sl.end], int(sl.start)+1)
+	return n.doc[sl.start] == '[' && s.Peek() == ']'
 }
 
 // gapKeys[l+1][i] is what the encoder writes between the value of field
@@ -1362,23 +1348,23 @@ func bytesIndexByte(b []byte, c byte) int {
 // writeStrs writes the value of the string or non-empty array of strings
 // at sl as an array.
 func (n *normalizer) writeStrs(b []byte, sl normSlot) []byte {
-	s := scanner{data: n.doc[:sl.end], pos: int(sl.start)}
+	s := newScanner(n.doc[:sl.end], int(sl.start))
 	var el normSlot
-	if s.peek() == '"' {
+	if s.Peek() == '"' {
 		n.str(&s, &el)
 		return append(n.writeStr(append(b, '['), el), ']')
 	}
-	s.pos++
+	s.Pos++
 	b = append(b, '[')
 	for first := true; ; first = false {
-		s.peek()
+		s.Peek()
 		n.str(&s, &el)
 		if !first {
 			b = append(b, ',')
 		}
 		b = n.writeStr(b, el)
-		c := s.peek()
-		s.pos++
+		c := s.Peek()
+		s.Pos++
 		if c == ']' {
 			return append(b, ']')
 		}
@@ -1392,23 +1378,23 @@ func (n *normalizer) writeMap(e *encoder, b []byte, g int, sl normSlot) ([]byte,
 	type member struct{ k, v normSlot }
 	var small [16]member
 	ms := small[:0]
-	s := scanner{data: n.doc[:sl.end], pos: int(sl.start) + 1}
-	if s.peek() == '}' {
+	s := newScanner(n.doc[:sl.end], int(sl.start)+1)
+	if s.Peek() == '}' {
 		return b, true
 	}
 	for {
 		var m member
 		n.str(&s, &m.k)
-		s.peek()
-		s.pos++ // ':'
-		s.peek()
+		s.Peek()
+		s.Pos++ // ':'
+		s.Peek()
 		n.str(&s, &m.v)
 		if len(ms) == len(small) {
 			return b, false
 		}
 		ms = append(ms, m)
-		c := s.peek()
-		s.pos++
+		c := s.Peek()
+		s.Pos++
 		if c == '}' {
 			break
 		}

@@ -6,27 +6,27 @@ package event
 // it. ok is false when the document is not a JSON object, is malformed
 // before the id is found, or has no string event.id.
 func PeekID(doc []byte) (id string, ok bool) {
-	s := scanner{data: doc}
-	if s.peek() != '{' {
+	s := newScanner(doc, 0)
+	if s.Peek() != '{' {
 		return "", false
 	}
-	s.pos++
-	if s.peek() == '}' {
+	s.Pos++
+	if s.Peek() == '}' {
 		return "", false
 	}
 	for {
 		k, err := s.key()
-		if err != nil || s.expect(':') != nil {
+		if err != nil || s.Expect(':') != nil {
 			return "", false
 		}
 		switch string(k) {
 		case "event.id":
-			if s.peek() == '"' {
-				v, err := s.str()
+			if s.Peek() == '"' {
+				v, err := s.Str()
 				return v, err == nil
 			}
 		case "event":
-			if s.peek() == '{' {
+			if s.Peek() == '{' {
 				if v, found, err := s.member("id"); err != nil {
 					return "", false
 				} else if found {
@@ -36,13 +36,13 @@ func PeekID(doc []byte) (id string, ok bool) {
 			}
 			fallthrough
 		default:
-			if _, err := s.skip(1); err != nil {
+			if _, err := s.Skip(1); err != nil {
 				return "", false
 			}
 		}
-		switch s.peek() {
+		switch s.Peek() {
 		case ',':
-			s.pos++
+			s.Pos++
 		default:
 			return "", false
 		}
@@ -52,9 +52,9 @@ func PeekID(doc []byte) (id string, ok bool) {
 // member reads an object and returns the string value of its member name,
 // consuming the whole object when the member is absent or not a string.
 func (s *scanner) member(name string) (string, bool, error) {
-	s.pos++ // '{'
-	if s.peek() == '}' {
-		s.pos++
+	s.Pos++ // '{'
+	if s.Peek() == '}' {
+		s.Pos++
 		return "", false, nil
 	}
 	for {
@@ -62,24 +62,24 @@ func (s *scanner) member(name string) (string, bool, error) {
 		if err != nil {
 			return "", false, err
 		}
-		if err := s.expect(':'); err != nil {
+		if err := s.Expect(':'); err != nil {
 			return "", false, err
 		}
-		if string(k) == name && s.peek() == '"' {
-			v, err := s.str()
+		if string(k) == name && s.Peek() == '"' {
+			v, err := s.Str()
 			return v, err == nil, err
 		}
-		if _, err := s.skip(2); err != nil {
+		if _, err := s.Skip(2); err != nil {
 			return "", false, err
 		}
-		switch s.peek() {
+		switch s.Peek() {
 		case ',':
-			s.pos++
+			s.Pos++
 		case '}':
-			s.pos++
+			s.Pos++
 			return "", false, nil
 		default:
-			return "", false, s.fail("want ',' or '}'")
+			return "", false, s.Fail("want ',' or '}'")
 		}
 	}
 }

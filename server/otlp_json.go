@@ -1,16 +1,14 @@
 package server
 
 import (
-	"bytes"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"math"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 
+	"github.com/trailguard/trailguard/internal/jsonscan"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	logspb "go.opentelemetry.io/proto/otlp/logs/v1"
 	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
@@ -145,7 +143,8 @@ func hexID(s string, n int) []byte {
 //   - integers in any of JSON's integral forms, numbers or strings
 //     (protoInteger), doubles as numbers or strings ("1.5", "NaN",
 //     "Infinity", "-Infinity"), severityNumber as its name or a number;
-//   - the JSON itself as encoding/json reads it (and refuses it).
+//   - the JSON itself as encoding/json reads it (and refuses it), by
+//     internal/jsonscan, the lexer event.Decode reads events with.
 //
 // It is more lenient than protojson where refusing would lose records a
 // sender meant: a bad id or bytesValue gives none, a null element of a
@@ -166,22 +165,17 @@ const maxOTLPJSONDepth = 16000
 
 // otlpReader reads one OTLP/JSON request.
 type otlpReader struct {
-	b     []byte
-	i     int // the next byte to read
-	depth int
+	s     jsonscan.Scanner
+	depth int // the arrays and objects open
 }
 
 // jtok is the first token of a JSON value: '{' or '[' (the reader is then
-// past the bracket and reads the rest with object or array), or a whole
-// scalar.
+// at the bracket and reads the value with object, array or skip), or a
+// whole scalar.
 type jtok struct {
 	kind byte   // '{', '[', '"' (a string), '0' (a number), 't', 'f', 'n'
 	raw  []byte // a string's bytes between its quotes, or a number's literal
-	// esc says a string holds escapes, wide says it holds non-ASCII bytes:
-	// either way it is read as encoding/json reads it (U+FFFD for bad UTF-8
-	// and lone surrogates).
-	esc, wide bool
-	off       int // where a string's opening quote is
+	esc  bool   // a string holds escapes
 }
 
 func (t jtok) String() string {
@@ -202,134 +196,55 @@ func (t jtok) String() string {
 	return "null"
 }
 
-func (r *otlpReader) errorf(format string, args ...any) error {
-	return fmt.Errorf("at byte %d: %s", r.i, fmt.Sprintf(format, args...))
-}
-
-func (r *otlpReader) ws() {
-	for r.i < len(r.b) && (r.b[r.i] == ' ' || r.b[r.i] == '\t' || r.b[r.i] == '\n' || r.b[r.i] == '\r') {
-		r.i++
-	}
-}
-
 // value reads the first token of a value.
 func (r *otlpReader) value() (jtok, error) {
-	r.ws()
-	if r.i >= len(r.b) {
-		return jtok{}, r.errorf("unexpected end")
+	switch c := r.s.Peek(); c {
+	case '{', '[':
+		return jtok{kind: c}, nil
+	case '"':
+		raw, esc, err := r.s.RawString()
+		return jtok{kind: c, raw: raw, esc: esc}, err
 	}
-	switch c := r.b[r.i]; {
-	case c == '{' || c == '[':
-		if r.depth++; r.depth > maxOTLPJSONDepth {
-			return jtok{}, r.errorf("nested deeper than %d", maxOTLPJSONDepth)
-		}
-		r.i++
-		return jtok{kind: c}, nil
-	case c == '"':
-		return r.str()
-	case c == '-' || '0' <= c && c <= '9':
-		end := jsonNumberEnd(r.b, r.i)
-		if end < 0 {
-			return jtok{}, r.errorf("malformed number")
-		}
-		t := jtok{kind: '0', raw: r.b[r.i:end]}
-		r.i = end
-		return t, nil
-	case c == 't' && bytes.HasPrefix(r.b[r.i:], []byte("true")),
-		c == 'n' && bytes.HasPrefix(r.b[r.i:], []byte("null")):
-		r.i += 4
-		return jtok{kind: c}, nil
-	case c == 'f' && bytes.HasPrefix(r.b[r.i:], []byte("false")):
-		r.i += 5
-		return jtok{kind: c}, nil
+	// A number, true, false or null, read whole (a scalar is at no
+	// depth Skip would refuse).
+	raw, err := r.s.Skip(0)
+	if err != nil {
+		return jtok{}, err
 	}
-	return jtok{}, r.errorf("unexpected %q", r.b[r.i])
+	t := jtok{kind: raw[0], raw: raw}
+	if t.kind == '-' || t.kind <= '9' {
+		t.kind = '0'
+	}
+	return t, nil
 }
 
-// jsonNumberEnd returns where the JSON number at b[i] ends, or -1 if none
-// starts there: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
-func jsonNumberEnd(b []byte, i int) int {
-	digits := func() bool {
-		n := i
-		for i < len(b) && '0' <= b[i] && b[i] <= '9' {
-			i++
-		}
-		return i > n
+// text returns a string token's value, read as encoding/json reads it
+// (U+FFFD for bad UTF-8 and lone surrogates).
+func (r *otlpReader) text(t jtok) string { return r.s.Text(t.raw, t.esc) }
+
+// open reads an array's or object's opening bracket, refusing nesting past
+// maxOTLPJSONDepth before it is followed.
+func (r *otlpReader) open() error {
+	if r.depth++; r.depth > maxOTLPJSONDepth {
+		return r.s.Fail(fmt.Sprintf("nested deeper than %d", maxOTLPJSONDepth))
 	}
-	if i < len(b) && b[i] == '-' {
-		i++
-	}
-	if i < len(b) && b[i] == '0' {
-		i++
-	} else if !digits() {
-		return -1
-	}
-	if i < len(b) && b[i] == '.' {
-		i++
-		if !digits() {
-			return -1
-		}
-	}
-	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
-		i++
-		if i < len(b) && (b[i] == '+' || b[i] == '-') {
-			i++
-		}
-		if !digits() {
-			return -1
-		}
-	}
-	return i
+	r.s.Pos++
+	return nil
 }
 
-// str reads the string at r.b[r.i] ('"'), checking it as encoding/json
-// does: no control characters, only JSON's escapes.
-func (r *otlpReader) str() (jtok, error) {
-	t := jtok{kind: '"', off: r.i}
-	b := r.b
-	for i := r.i + 1; i < len(b); {
-		switch c := b[i]; {
-		case c == '"':
-			t.raw = b[r.i+1 : i]
-			r.i = i + 1
-			return t, nil
-		case c == '\\':
-			t.esc = true
-			if i+1 < len(b) && bytes.IndexByte([]byte(`"\/bfnrt`), b[i+1]) >= 0 {
-				i += 2
-				continue
-			}
-			if i+5 < len(b) && b[i+1] == 'u' && isHex(b[i+2]) && isHex(b[i+3]) && isHex(b[i+4]) && isHex(b[i+5]) {
-				i += 6
-				continue
-			}
-			r.i = i
-			return jtok{}, r.errorf("bad escape in a string")
-		case c < 0x20:
-			r.i = i
-			return jtok{}, r.errorf("control character in a string")
-		case c >= 0x80:
-			t.wide = true
-			i++
-		default:
-			i++
-		}
+// next reads what follows a member or an element: true after a comma,
+// false after close (and the value's end), an error otherwise.
+func (r *otlpReader) next(close byte, what string) (bool, error) {
+	switch r.s.Peek() {
+	case ',':
+		r.s.Pos++
+		return true, nil
+	case close:
+		r.s.Pos++
+		r.depth--
+		return false, nil
 	}
-	return jtok{}, r.errorf("unterminated string")
-}
-
-func isHex(c byte) bool { return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F' }
-
-// text returns a string token's value.
-func (r *otlpReader) text(t jtok) string {
-	if !t.esc && (!t.wide || utf8.Valid(t.raw)) {
-		return string(t.raw)
-	}
-	// Rare: escapes or bad UTF-8, read by encoding/json itself (the
-	// string is known to be well-formed).
-	var s string
-	json.Unmarshal(r.b[t.off:t.off+len(t.raw)+2], &s)
-	return s
+	return false, r.s.Fail(fmt.Sprintf("%s: want ',' or '%c'", what, close))
 }
 
 // object reads the object that starts with first ('{'), calling field
@@ -342,30 +257,28 @@ func (r *otlpReader) object(first jtok, what string, field func(key []byte, v jt
 	if first.kind != '{' {
 		return fmt.Errorf("%s: want an object, got %v", what, first)
 	}
-	r.ws()
-	if r.i < len(r.b) && r.b[r.i] == '}' {
-		r.i++
+	if err := r.open(); err != nil {
+		return err
+	}
+	if r.s.Peek() == '}' {
+		r.s.Pos++
 		r.depth--
 		return nil
 	}
-	for {
-		r.ws()
-		if r.i >= len(r.b) || r.b[r.i] != '"' {
-			return r.errorf("%s: want a key", what)
+	for more := true; more; {
+		if r.s.Peek() != '"' {
+			return r.s.Fail(what + ": want a key")
 		}
-		k, err := r.str()
+		key, esc, err := r.s.RawString()
 		if err != nil {
 			return err
 		}
-		key := k.raw
-		if k.esc {
-			key = []byte(r.text(k))
+		if esc {
+			key = []byte(r.s.Text(key, true))
 		}
-		r.ws()
-		if r.i >= len(r.b) || r.b[r.i] != ':' {
-			return r.errorf("%s: want ':' after a key", what)
+		if err := r.s.Expect(':'); err != nil {
+			return err
 		}
-		r.i++
 		v, err := r.value()
 		if err != nil {
 			return err
@@ -373,18 +286,11 @@ func (r *otlpReader) object(first jtok, what string, field func(key []byte, v jt
 		if err := field(key, v); err != nil {
 			return err
 		}
-		r.ws()
-		if r.i < len(r.b) && r.b[r.i] == ',' {
-			r.i++
-			continue
+		if more, err = r.next('}', what); err != nil {
+			return err
 		}
-		if r.i < len(r.b) && r.b[r.i] == '}' {
-			r.i++
-			r.depth--
-			return nil
-		}
-		return r.errorf("%s: want ',' or '}'", what)
 	}
+	return nil
 }
 
 // array reads the array that starts with first ('['), calling elem with
@@ -396,13 +302,15 @@ func (r *otlpReader) array(first jtok, what string, elem func(v jtok) error) err
 	if first.kind != '[' {
 		return fmt.Errorf("%s: want an array, got %v", what, first)
 	}
-	r.ws()
-	if r.i < len(r.b) && r.b[r.i] == ']' {
-		r.i++
+	if err := r.open(); err != nil {
+		return err
+	}
+	if r.s.Peek() == ']' {
+		r.s.Pos++
 		r.depth--
 		return nil
 	}
-	for {
+	for more := true; more; {
 		v, err := r.value()
 		if err != nil {
 			return err
@@ -410,27 +318,19 @@ func (r *otlpReader) array(first jtok, what string, elem func(v jtok) error) err
 		if err := elem(v); err != nil {
 			return err
 		}
-		r.ws()
-		if r.i < len(r.b) && r.b[r.i] == ',' {
-			r.i++
-			continue
+		if more, err = r.next(']', what); err != nil {
+			return err
 		}
-		if r.i < len(r.b) && r.b[r.i] == ']' {
-			r.i++
-			r.depth--
-			return nil
-		}
-		return r.errorf("%s: want ',' or ']'", what)
 	}
+	return nil
 }
 
-// skip reads the rest of a value whose first token is first.
+// skip reads the rest of a value whose first token is first. Skip counts
+// the bracket as a level, as open does, and a scalar in it as one more.
 func (r *otlpReader) skip(first jtok) error {
-	switch first.kind {
-	case '{':
-		return r.object(first, "", func(_ []byte, v jtok) error { return r.skip(v) })
-	case '[':
-		return r.array(first, "", r.skip)
+	if first.kind == '{' || first.kind == '[' {
+		_, err := r.s.Skip(r.depth + 1)
+		return err
 	}
 	return nil
 }
@@ -504,7 +404,7 @@ func (r *otlpReader) jsonDouble(v jtok, key []byte) (float64, error) {
 		case "-Infinity":
 			return math.Inf(-1), nil
 		default:
-			if jsonNumberEnd([]byte(s), 0) == len(s) {
+			if jsonscan.IsNumber([]byte(s)) {
 				lit = s
 			}
 		}
@@ -824,7 +724,7 @@ func (r *otlpReader) resourceLogs(first jtok) (*logspb.ResourceLogs, error) {
 
 // decodeOTLPJSON reads an OTLP/JSON logs request.
 func decodeOTLPJSON(body []byte) (*logspb.LogsData, error) {
-	r := &otlpReader{b: body}
+	r := &otlpReader{s: jsonscan.Scanner{Data: body, MaxDepth: maxOTLPJSONDepth}}
 	out := &logspb.LogsData{}
 	var seen uint32
 	first, err := r.value()
@@ -843,8 +743,8 @@ func decodeOTLPJSON(body []byte) (*logspb.LogsData, error) {
 			})
 		})
 	}
-	if r.ws(); err == nil && r.i != len(r.b) {
-		err = r.errorf("data after the request")
+	if r.s.SkipSpace(); err == nil && r.s.Pos != len(body) {
+		err = r.s.Fail("data after the request")
 	}
 	if err != nil {
 		return nil, fmt.Errorf("OTLP/JSON logs request: %w", err)
