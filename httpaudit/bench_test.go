@@ -105,15 +105,25 @@ func (w *nopWriter) WriteHeader(int)             {}
 // every value; "unique" cycles through 4096 requests whose path, query
 // and user agent all differ, more than the memo holds, so that every
 // value is scanned: the cost on traffic that never repeats itself.
+// "stream" is bench/'s traffic (paths and queries that seldom repeat,
+// eight user agents): the writer's share of bench/run.sh's requests,
+// without the pipeline around it.
 func BenchmarkAccessEncode(b *testing.B) {
 	l, err := New(Config{Sink: sink.NewWriter(io.Discard), ServiceName: "bench"})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer l.Close()
-	mk := func(i int) *state {
+	mk := func(i int, stream bool) *state {
 		r := httptest.NewRequest("GET", fmt.Sprintf("/api/v1/orders/%d?page=%d&sort=desc", i, i), nil)
 		r.Header.Set("User-Agent", fmt.Sprintf("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.%d.0 Safari/537.36", i))
+		if stream {
+			// bench/'s stream: order ids in paths, pages in queries,
+			// eight user agents, sixteen clients in runs of eight.
+			r = httptest.NewRequest("GET", fmt.Sprintf("/api/v1/orders/%d?page=%d&sort=desc", 100000+i*7919%900000, i+1), nil)
+			r.Header.Set("User-Agent", fmt.Sprintf("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.%d.0 Safari/537.36", i%8))
+			r.RemoteAddr = fmt.Sprintf("203.0.113.%d:%d", 10+i/8%16, 40000+i/8%16)
+		}
 		info, method := l.capture(r)
 		st := &state{l: l, status: 200, written: 21, requestID: "5f2b6c1e-8a3d-4e7b-9c10-2d4f6a8b0c1e",
 			trace: "4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7", info: info, method: method}
@@ -121,13 +131,14 @@ func BenchmarkAccessEncode(b *testing.B) {
 		return st
 	}
 	for _, tc := range []struct {
-		name string
-		n    int
-	}{{"repeated", 1}, {"unique", 4096}} {
+		name   string
+		n      int
+		stream bool
+	}{{"repeated", 1, false}, {"unique", 4096, false}, {"stream", 1024, true}} {
 		b.Run(tc.name, func(b *testing.B) {
 			states := make([]*state, tc.n)
 			for i := range states {
-				states[i] = mk(i)
+				states[i] = mk(i, tc.stream)
 			}
 			wc := writerCache{memo: l.red.NewMemo(), now: l.stamp()}
 			ids := event.NewIDSource()
