@@ -163,14 +163,7 @@ func TestArrayOfObjectsRules(t *testing.T) {
 			[]string{"v:3:h"}},
 	} {
 		e := engineFor(t, baseRules+tc.rule)
-		var got []string
-		for _, a := range runEvents(e, tc.events...) {
-			var g []string
-			for _, f := range a.Group {
-				g = append(g, f.Value)
-			}
-			got = append(got, fmt.Sprintf("%s:%d:%s", a.Rule.Ref(), a.Count, strings.Join(g, ",")))
-		}
+		got := alertKeys(runEvents(e, tc.events...))
 		if !slices.Equal(got, tc.want) {
 			t.Errorf("%s: alerts %v, want %v", tc.name, got, tc.want)
 		}

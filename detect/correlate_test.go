@@ -137,14 +137,7 @@ func TestCorrelationSemantics(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			e := engineFor(t, baseRules+c.rule)
-			var got []string
-			for _, a := range runEvents(e, c.events...) {
-				var g []string
-				for _, f := range a.Group {
-					g = append(g, f.Value)
-				}
-				got = append(got, fmt.Sprintf("%s:%d:%s", a.Rule.Ref(), a.Count, strings.Join(g, ",")))
-			}
+			got := alertKeys(runEvents(e, c.events...))
 			if fmt.Sprint(got) != fmt.Sprint(c.want) {
 				t.Errorf("alerts %v, want %v", got, c.want)
 			}

@@ -36,6 +36,20 @@ func runEvents(e *Engine, events ...string) []*Alert {
 	return out
 }
 
+// alertKeys names each alert by rule, count and group values
+// ("ref:count:v1,v2"), the form table tests compare.
+func alertKeys(alerts []*Alert) []string {
+	var keys []string
+	for _, a := range alerts {
+		var g []string
+		for _, f := range a.Group {
+			g = append(g, f.Value)
+		}
+		keys = append(keys, fmt.Sprintf("%s:%d:%s", a.Rule.Ref(), a.Count, strings.Join(g, ",")))
+	}
+	return keys
+}
+
 // ts is a @timestamp s seconds after a fixed base.
 func ts(s float64) string {
 	return time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC).Add(time.Duration(s * float64(time.Second))).Format(time.RFC3339Nano)
