@@ -275,19 +275,25 @@ func readAll(c net.Conn, limit time.Duration) (string, time.Duration, error) {
 // TestLeanFrontTimeouts' servers cut ~4.6 s late together, net/http's by
 // its own read deadline, which no sweeper of ours keeps).
 type stallWatch struct {
+	base    time.Time
 	worstNs atomic.Int64
+	// sleptAt is when (since base) the current sleep began: a stall that
+	// just ended counts before the watcher is woken from it (the server's
+	// close may be seen first).
+	sleptAt atomic.Int64
 }
 
 const stallTick = 5 * time.Millisecond
 
 // watchStalls starts a stallWatch, stopped at t's end.
 func watchStalls(t *testing.T) *stallWatch {
-	w := &stallWatch{}
+	w := &stallWatch{base: time.Now()}
 	stop, done := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
 		for {
 			at := time.Now()
+			w.sleptAt.Store(int64(at.Sub(w.base)))
 			select {
 			case <-stop:
 				return
@@ -306,8 +312,11 @@ func watchStalls(t *testing.T) *stallWatch {
 	return w
 }
 
-func (w *stallWatch) reset()               { w.worstNs.Store(0) }
-func (w *stallWatch) worst() time.Duration { return time.Duration(w.worstNs.Load()) }
+func (w *stallWatch) reset() { w.worstNs.Store(0) }
+func (w *stallWatch) worst() time.Duration {
+	now := time.Since(w.base) - time.Duration(w.sleptAt.Load()) - stallTick
+	return max(time.Duration(w.worstNs.Load()), now)
+}
 
 // readCut reads r (c's) until it ends, the way readAll does, and says how
 // long the process stalled meanwhile. A read that times out during a stall
