@@ -814,3 +814,101 @@ func appendUntilDirect(t *testing.T, l *Ledger, add func(i int) error) int {
 	}
 	return i
 }
+
+// TestFrameBuffersSizedOnce: the sequencer's framing buffers are allocated
+// once to a batch's framed size (not grown by doubling: on this VM each
+// page touched for the first time is a fault of 17–41 µs), kept for the
+// batches after it, and not kept above frameBufKeep: a batch larger than
+// that leaves the buffers kept before it in place.
+func TestFrameBuffersSizedOnce(t *testing.T) {
+	t.Parallel()
+	k := newKey(t, testOrigin)
+	opts := testOpts(k)
+	opts.SegmentSize = 64 << 20 // the large batch in one segment: one buffer
+	opts.DisableCompression = true
+	dir := t.TempDir()
+	l, err := Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	add := func(recs [][]byte) {
+		t.Helper()
+		if _, err := l.Append(context.Background(), recs...); err != nil {
+			t.Fatal(err)
+		}
+		n += len(recs)
+		// (The sequencer's buffers, read after it is idle: appends returned.)
+		if b := bufBytes(cap(l.w.buf), cap(l.w.ibuf), cap(l.w.leaves)); b > frameBufKeep {
+			t.Fatalf("after %d records: %d bytes of framing buffers kept, want at most %d", n, b, frameBufKeep)
+		}
+	}
+	batch := func(count, size int) ([][]byte, int) {
+		recs, framed := make([][]byte, count), 0
+		for i := range recs {
+			recs[i] = fmt.Appendf(nil, "%d-%d-%s", n, i, bytes.Repeat([]byte{'r'}, size+i%37))
+			framed += len(recs[i]) + frameOverhead
+		}
+		return recs, framed
+	}
+	recs, framed := batch(700, 3000) // ~2.1 MB, the 64 × 64 burst's size
+	add(recs)
+	// Sized once: one allocation rounds up to the heap's page (8 KiB);
+	// grown by appending, it was allocated again and again and ends past
+	// that (2,195,456 bytes for these 2,127,839).
+	if c := cap(l.w.buf); c < framed || c >= framed+8<<10 {
+		t.Errorf("frame buffer of %d bytes after a batch of %d framed, want it sized to the batch", c, framed)
+	}
+	if c := cap(l.w.leaves); c < len(recs) || c > len(recs)+256 {
+		t.Errorf("leaf hash buffer of %d after a batch of %d records, want it sized to the batch", c, len(recs))
+	}
+	kept := &l.w.buf[:1][0]
+	recs, _ = batch(700, 2900)
+	add(recs)
+	if &l.w.buf[:1][0] != kept {
+		t.Error("a batch no larger than the last did not reuse the frame buffer")
+	}
+	// Above the bound: grown as needed for the batch, not kept.
+	recs, framed = batch(20, 1<<20-64)
+	if bufBytes(framed, len(recs)*idxEntrySize, len(recs)) <= frameBufKeep {
+		t.Fatalf("test batch of %d bytes, want one over frameBufKeep", framed)
+	}
+	add(recs)
+	if &l.w.buf[:1][0] != kept {
+		t.Errorf("after a batch of %d bytes, above frameBufKeep: frame buffer of %d kept, want the one before it", framed, cap(l.w.buf))
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if rep := verifyDir(t, dir, k, ""); !rep.OK() || rep.Records != uint64(n) {
+		t.Fatalf("verify: %d records, want %d\n%s", rep.Records, n, rep)
+	}
+}
+
+// TestRecentLeavesMovedToFront: at an anchor the leaf hashes kept in
+// memory move to the front of their array, so appends after it reuse the
+// array (resliced from the front, every append after an anchor copied all
+// of them into a new one), and the hashes kept are the right ones.
+func TestRecentLeavesMovedToFront(t *testing.T) {
+	a := newLeafAuth(nil)
+	a.resetRecent(10)
+	hs := make([]Hash, 200)
+	for i := range hs {
+		hs[i][0], hs[i][1] = byte(i), byte(i>>8)
+	}
+	a.addRecent(hs[:100])
+	a.setAnchor(10+90, Hash{})
+	arr := &a.recent[:1][0]
+	a.addRecent(hs[100:150])
+	if &a.recent[:1][0] != arr {
+		t.Error("appending after an anchor moved the leaf hashes to a new array")
+	}
+	if a.recentBase != 100 || len(a.recent) != 60 {
+		t.Fatalf("recent from %d, %d hashes; want from 100, 60", a.recentBase, len(a.recent))
+	}
+	for i, h := range a.recent {
+		if h != hs[90+i] {
+			t.Fatalf("hash of record %d is the one of %d", 100+i, 10+int(h[0])|int(h[1])<<8)
+		}
+	}
+}

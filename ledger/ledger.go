@@ -430,6 +430,7 @@ type writer struct {
 	tree     *tree
 	buf      []byte
 	ibuf     []byte
+	leaves   []Hash // kept with buf and ibuf (frameBufKeep)
 	cpSize   uint64
 	cpMono   time.Time
 	handover note.Signer

@@ -417,7 +417,8 @@ func (l *Ledger) write(batch []*appendReq) *syncJob {
 	// the compactor.
 	l.waitCompaction()
 	l.lastWrite.Store(time.Now().UnixNano())
-	b := &batchState{now: l.opts.Now().UnixNano(), buf: l.w.buf[:0], ibuf: l.w.ibuf[:0]}
+	b := &batchState{now: l.opts.Now().UnixNano(), buf: l.w.buf[:0], ibuf: l.w.ibuf[:0], leaves: l.w.leaves[:0]}
+	sizeBufs(b, batch)
 	b.emit = func(level int, k uint64, h Hash) { b.job.nodes.add(level, k, h) }
 	l.startJob(b)
 	for ri, r := range batch {
@@ -481,11 +482,55 @@ func (l *Ledger) write(batch []*appendReq) *syncJob {
 	if err := l.flush(b); err != nil {
 		return l.writeFailed(b, nil, err)
 	}
-	if cap(b.buf) <= 16<<20 {
-		l.w.buf, l.w.ibuf = b.buf[:0], b.ibuf[:0]
+	if bufBytes(cap(b.buf), cap(b.ibuf), cap(b.leaves)) <= frameBufKeep {
+		l.w.buf, l.w.ibuf, l.w.leaves = b.buf[:0], b.ibuf[:0], b.leaves[:0]
 	}
 	b.job.upTo, b.job.active = l.w.next, l.w.f
 	return b.job
+}
+
+// frameBufKeep bounds the memory the sequencer keeps for framing between
+// batches (frames, their .idx entries and leaf hashes together): buffers
+// a batch grew beyond it are left to the garbage collector, and the next
+// batch starts with the ones kept before it.
+//
+// Why keep them at all, and size them once: on this VM each page of
+// memory touched for the first time costs a fault of 17–41 µs (the host
+// backs guest memory on demand), and the first burst of 64 callers' 64
+// records after Open (a 2.1 MB batch) grew its frame buffer by doubling,
+// ~4 MB touched, and spent 50–180 ms in write (docs/ledger.md,
+// seventeenth session). A batch's framed size is known before it is
+// framed (appendReq.bytes), so the buffers are allocated once to it and
+// reused by every batch after it.
+const frameBufKeep = 16 << 20
+
+// bufBytes is the memory taken by framing buffers of the given capacities:
+// frame bytes, .idx bytes and leaf hashes.
+func bufBytes(frames, idx, leaves int) int {
+	return frames + idx + leaves*HashSize
+}
+
+// sizeBufs gives b's buffers room for the whole batch, in one allocation
+// each, if they lack it and it fits within frameBufKeep (a larger batch
+// grows them by appending, as before, and they are not kept).
+func sizeBufs(b *batchState, batch []*appendReq) {
+	frames, recs := 0, 0
+	for _, r := range batch {
+		frames += r.bytes
+		recs += len(r.recs)
+	}
+	if bufBytes(frames, recs*idxEntrySize, recs) > frameBufKeep {
+		return
+	}
+	if cap(b.buf) < frames {
+		b.buf = make([]byte, 0, frames)
+	}
+	if cap(b.ibuf) < recs*idxEntrySize {
+		b.ibuf = make([]byte, 0, recs*idxEntrySize)
+	}
+	if cap(b.leaves) < recs {
+		b.leaves = make([]Hash, 0, recs)
+	}
 }
 
 // makeRoom waits until records up to need (exclusive) fit within the
