@@ -56,10 +56,12 @@ func (m *memSink) events(t testing.TB) []*event.Event {
 	return out
 }
 
-// waitEvents waits until pred holds for the events written, or fails.
+// wait waits until pred holds for the events written, or fails. Its
+// deadline is long: what it waits for must come, and a process stalled for
+// seconds on a loaded machine (4.6 s seen) makes it late, not missing.
 func (m *memSink) wait(t testing.TB, what string, pred func([]*event.Event) bool) []*event.Event {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		evs := m.events(t)
 		if pred(evs) {

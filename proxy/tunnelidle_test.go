@@ -89,13 +89,14 @@ func TestIdleTunnelClosed(t *testing.T) {
 				}
 				t.Logf("busy tunnel cut after %d bytes after a gap of %v (a loaded machine); again", cut, worst.Round(time.Millisecond))
 			}
-			// An idle one.
+			// An idle one: closed, as late as a stall of this process
+			// makes it (one of 4 s failed a fixed bound) and no later.
+			watch := watchStalls(t)
 			c, br := open("/idle")
-			start := time.Now()
-			c.SetReadDeadline(start.Add(5 * time.Second))
-			_, err := br.ReadByte()
-			if took := time.Since(start); took > 2*idle+time.Second {
-				t.Errorf("idle tunnel open for %v (%v), want closed after about %v", took.Round(time.Millisecond), err, idle)
+			got, took, stalled, err := readCut(c, br, watch, 5*time.Second)
+			if err != nil || got != "" || took > 2*idle+time.Second+stalled {
+				t.Errorf("idle tunnel open for %v (stalled up to %v), got %q, %v; want closed after about %v",
+					took.Round(time.Millisecond), stalled.Round(time.Millisecond), got, err, idle)
 			}
 			for deadline := time.After(10 * time.Second); ; {
 				select {
