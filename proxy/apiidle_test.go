@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/trailguard/trailguard/internal/stalltest"
 )
 
 // TestSingleNodeAPIClosesIdleConnections: the single node's API listener
@@ -40,7 +42,7 @@ func TestSingleNodeAPIClosesIdleConnections(t *testing.T) {
 	go func() { errc <- g.Serve(ctx, ln, api) }()
 	defer func() { cancel(); <-errc }()
 
-	watch := watchStalls(t)
+	watch := stalltest.Start(t)
 	c, err := net.Dial("tcp", api.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -59,7 +61,7 @@ func TestSingleNodeAPIClosesIdleConnections(t *testing.T) {
 	}
 	// The server's close, or our deadline. A stall of this process (one
 	// of 3 s here fails a fixed bound) makes the close as late.
-	rest, took, stalled, err := readCut(c, br, watch, 5*time.Second)
+	rest, took, stalled, err := stalltest.ReadCut(c, br, watch, 5*time.Second)
 	if err != nil || rest != "" || took > time.Second+cfg.Timeouts.Idle+stalled {
 		t.Errorf("an idle API connection stayed open %v (stalled up to %v), got %q, %v; want it closed after about %v",
 			took.Round(time.Millisecond), stalled.Round(time.Millisecond), rest, err, cfg.Timeouts.Idle)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/trailguard/trailguard/event"
+	"github.com/trailguard/trailguard/internal/stalltest"
 )
 
 // TestBodyTimeoutStalledClient: a client that sends a request head and
@@ -41,17 +42,17 @@ func TestBodyTimeoutStalledClient(t *testing.T) {
 			_, addr, ms, _ := gatewayServer(t, cfg)
 			// The cuts' upper bounds allow for a stall of this process
 			// (one of 4 s failed them), which makes them as late.
-			watch := watchStalls(t)
+			watch := stalltest.Start(t)
 
 			for _, path := range []string{"/upload", "/login"} {
 				c := dialStalled(t, addr, "POST "+path+" HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"user\":")
 				// Until the gateway answers and closes, or the deadline.
-				_, took, stalled, err := readCut(c, c, watch, 5*time.Second)
+				_, took, stalled, err := stalltest.ReadCut(c, c, watch, 5*time.Second)
 				if errors.Is(err, os.ErrDeadlineExceeded) || took > bt+bt/2+time.Second+stalled {
 					t.Errorf("%s: the stalled body's connection lasted %v (stalled up to %v, %v), want about %v", path, took, stalled, err, bt)
 				}
 				if path == "/upload" {
-					if err, took, stalled, ok := await(ended, watch, 5*time.Second); !ok || took > 2*time.Second+stalled {
+					if err, took, stalled, ok := stalltest.Await(ended, watch, 5*time.Second); !ok || took > 2*time.Second+stalled {
 						t.Errorf("the upstream exchange did not end with the client's (%v later, stalled up to %v)", took, stalled)
 					} else if err == nil {
 						t.Error("the upstream read a whole body the client never sent")
@@ -148,7 +149,7 @@ func TestBodyTimeoutStalledH2Stream(t *testing.T) {
 			go pw.Write([]byte("part of a body"))
 			req, _ := http.NewRequest("POST", addr+"/upload", pr)
 			req.ContentLength = 1000
-			watch := watchStalls(t)
+			watch := stalltest.Start(t)
 			done := make(chan struct{})
 			go func() {
 				defer close(done)
@@ -158,7 +159,7 @@ func TestBodyTimeoutStalledH2Stream(t *testing.T) {
 			}()
 			// As late as a stall of this process makes it (one of 4 s
 			// failed a fixed bound), and no later.
-			err, took, stalled, ok := await(ended, watch, 5*time.Second)
+			err, took, stalled, ok := stalltest.Await(ended, watch, 5*time.Second)
 			if !ok {
 				t.Fatalf("the stalled stream's upstream exchange did not end (%v, stalled up to %v)", took, stalled)
 			}
@@ -192,12 +193,12 @@ func TestRefusedStalledBodyBounded(t *testing.T) {
 			p.Apply("test", Update{New: []Decision{{Type: "ban", Scope: "Ip", Value: "203.0.113.7", Duration: "1h"}}})
 			// The answers' upper bound allows for a stall of this process
 			// (one of 4 s failed it), which makes them as late.
-			watch := watchStalls(t)
+			watch := stalltest.Start(t)
 			for _, head := range []string{
 				"POST /a%2Fb HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\n",
 				"POST /x HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 203.0.113.7\r\nContent-Length: 100000\r\n\r\n",
 			} {
-				watch.reset()
+				watch.Reset()
 				c := dialStalled(t, addr, head)
 				start := time.Now()
 				c.SetReadDeadline(start.Add(10 * time.Second))
@@ -207,7 +208,7 @@ func TestRefusedStalledBodyBounded(t *testing.T) {
 					continue
 				}
 				resp.Body.Close()
-				if took, stalled := time.Since(start), watch.worst(); took > bt+bt/2+time.Second+stalled {
+				if took, stalled := time.Since(start), watch.Worst(); took > bt+bt/2+time.Second+stalled {
 					t.Errorf("%q: %d after %v (stalled up to %v)", head, resp.StatusCode, took.Round(time.Millisecond), stalled.Round(time.Millisecond))
 				}
 			}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/trailguard/trailguard/event"
+	"github.com/trailguard/trailguard/internal/stalltest"
 )
 
 // exchangeRaw writes raw on a new connection to addr and reads n answers
@@ -275,7 +276,7 @@ func TestLeanFrontTimeouts(t *testing.T) {
 			// waited (a cut late by that much is a stalled server's, not
 			// a missed timeout); a connection never cut still fails, at
 			// the read's deadline.
-			watch := watchStalls(t)
+			watch := stalltest.Start(t)
 			dial := func() net.Conn {
 				c, err := net.Dial("tcp", addr)
 				if err != nil {
@@ -291,7 +292,7 @@ func TestLeanFrontTimeouts(t *testing.T) {
 			dialed := time.Now()
 			c := dial()
 			io.WriteString(c, "GET /plain HTTP/1.1\r\nHost: a\r\n")
-			got, took, stalled, err := readCut(c, c, watch, 5*time.Second)
+			got, took, stalled, err := stalltest.ReadCut(c, c, watch, 5*time.Second)
 			if since := time.Since(dialed); err != nil || got != "" || since < 250*time.Millisecond || took > 2*time.Second+stalled {
 				t.Errorf("partial head: got %q after %v (%v since the dial; stalled up to %v), %v, want the connection closed after 300ms",
 					got, took, since, stalled, err)
@@ -308,7 +309,7 @@ func TestLeanFrontTimeouts(t *testing.T) {
 					time.Sleep(50 * time.Millisecond)
 				}
 			}()
-			got, took, stalled, err = readCut(c, c, watch, 5*time.Second)
+			got, took, stalled, err = stalltest.ReadCut(c, c, watch, 5*time.Second)
 			if errors.Is(err, syscall.ECONNRESET) {
 				// Closed while a byte the client sent was not read yet
 				// (the kernel then resets instead of ending): on a
@@ -334,7 +335,7 @@ func TestLeanFrontTimeouts(t *testing.T) {
 				t.Fatal(err)
 			}
 			io.Copy(io.Discard, resp.Body)
-			rest, took, stalled, err := readCut(c, br, watch, 5*time.Second)
+			rest, took, stalled, err := stalltest.ReadCut(c, br, watch, 5*time.Second)
 			if since := time.Since(asked); err != nil || len(rest) != 0 || since < 500*time.Millisecond || took > 3*time.Second+stalled {
 				t.Errorf("idle: got %q after %v (%v since the request; stalled up to %v), %v, want the connection closed after 600ms",
 					rest, took, since, stalled, err)

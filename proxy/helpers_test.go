@@ -186,3 +186,11 @@ func walkFiles(dir string, fn func(path string, data []byte) error) error {
 		return fn(path, data)
 	})
 }
+
+// readAll reads c until it ends, and reports what came and when.
+func readAll(c net.Conn, limit time.Duration) (string, time.Duration, error) {
+	start := time.Now()
+	c.SetReadDeadline(start.Add(limit))
+	b, err := io.ReadAll(c)
+	return string(b), time.Since(start), err
+}

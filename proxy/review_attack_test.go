@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/trailguard/trailguard/internal/stalltest"
 )
 
 // TestLeanFrontHalfCloseEndsConnection: a client that sends its request
@@ -30,7 +32,7 @@ func TestLeanFrontHalfCloseEndsConnection(t *testing.T) {
 			_, url, _ := gateway(t, Config{HTTP1: mode, Routes: []Route{{Upstream: "http://" + up.ln.Addr().String()}},
 				Timeouts: Timeouts{ReadHeader: 20 * time.Second, Idle: 20 * time.Second}})
 			addr := strings.TrimPrefix(url, "http://")
-			watch := watchStalls(t)
+			watch := stalltest.Start(t)
 			for i := range 5 {
 				c, err := net.Dial("tcp", addr)
 				if err != nil {
@@ -49,8 +51,8 @@ func TestLeanFrontHalfCloseEndsConnection(t *testing.T) {
 				// The end after the answer: at once, or as late as a
 				// stall of this process made it (a 4 s one failed a
 				// fixed 3 s bound); the idle timeout's end (20 s) comes
-				// after readCut's deadlines.
-				rest, took, stalled, err := readCut(c, br, watch, 10*time.Second)
+				// after ReadCut's deadlines.
+				rest, took, stalled, err := stalltest.ReadCut(c, br, watch, 10*time.Second)
 				c.Close()
 				if err != nil || len(rest) != 0 || took > 3*time.Second+stalled {
 					t.Fatalf("round %d: after the answer %q, %v after %v (stalled up to %v), want the connection closed at once", i, rest, err, took, stalled)

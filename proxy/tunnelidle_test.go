@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/trailguard/trailguard/internal/stalltest"
 )
 
 // TestIdleTunnelClosed: a WebSocket (any upgraded) tunnel through the
@@ -91,9 +93,9 @@ func TestIdleTunnelClosed(t *testing.T) {
 			}
 			// An idle one: closed, as late as a stall of this process
 			// makes it (one of 4 s failed a fixed bound) and no later.
-			watch := watchStalls(t)
+			watch := stalltest.Start(t)
 			c, br := open("/idle")
-			got, took, stalled, err := readCut(c, br, watch, 5*time.Second)
+			got, took, stalled, err := stalltest.ReadCut(c, br, watch, 5*time.Second)
 			if err != nil || got != "" || took > 2*idle+time.Second+stalled {
 				t.Errorf("idle tunnel open for %v (stalled up to %v), got %q, %v; want closed after about %v",
 					took.Round(time.Millisecond), stalled.Round(time.Millisecond), got, err, idle)

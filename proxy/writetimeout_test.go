@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/trailguard/trailguard/event"
+	"github.com/trailguard/trailguard/internal/stalltest"
 )
 
 // pollFor polls cond until it holds or d passes.
@@ -88,7 +89,7 @@ func TestWriteTimeoutStalledClient(t *testing.T) {
 
 			// The cut's upper bound allows for a stall of this process
 			// (one of 4 s failed it), which makes the cut as late.
-			watch := watchStalls(t)
+			watch := stalltest.Start(t)
 			start := time.Now()
 			c := dialStalled(t, addr, "GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
 			evs := ms.wait(t, "the stalled request's event", func(evs []*event.Event) bool {
@@ -99,7 +100,7 @@ func TestWriteTimeoutStalledClient(t *testing.T) {
 				}
 				return false
 			})
-			took, stalled := time.Since(start), watch.worst()
+			took, stalled := time.Since(start), watch.Worst()
 			var ev *event.Event
 			for _, e := range evs[before:] {
 				if e.Path == "/big" {
@@ -226,13 +227,13 @@ func TestWriteTimeoutStalledWebSocket(t *testing.T) {
 			_, addr, _, _ := gatewayServer(t, cfg)
 			// The cut's upper bound allows for a stall of this process
 			// (one of 4 s failed it), which makes the cut as late.
-			watch := watchStalls(t)
+			watch := stalltest.Start(t)
 			start := time.Now()
 			dialStalled(t, addr, "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"+
 				"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
 			select {
 			case at := <-ended:
-				if took, limit, stalled := at.Sub(start), wt+wt/2+2*time.Second, watch.worst(); took > limit+stalled {
+				if took, limit, stalled := at.Sub(start), wt+wt/2+2*time.Second, watch.Worst(); took > limit+stalled {
 					t.Errorf("stalled WebSocket peer cut after %v (stalled up to %v), want within %v", took, stalled, limit)
 				}
 			case <-time.After(15 * time.Second):
@@ -272,7 +273,7 @@ func TestWriteTimeoutStalledH2Stream(t *testing.T) {
 			t.Cleanup(tr.CloseIdleConnections)
 			// The cut's upper bound allows for a stall of this process
 			// (one of 4 s failed it), which makes the cut as late.
-			watch := watchStalls(t)
+			watch := stalltest.Start(t)
 			start := time.Now()
 			resp, err := (&http.Client{Transport: tr}).Get(addr + "/big")
 			if err != nil {
@@ -290,7 +291,7 @@ func TestWriteTimeoutStalledH2Stream(t *testing.T) {
 				}
 				return false
 			})
-			if took, limit, stalled := time.Since(start), wt+wt/2+2*time.Second, watch.worst(); took > limit+stalled {
+			if took, limit, stalled := time.Since(start), wt+wt/2+2*time.Second, watch.Worst(); took > limit+stalled {
 				t.Errorf("stalled stream cut after %v (stalled up to %v), want within %v", took, stalled, limit)
 			}
 			for _, ev := range evs {
