@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/trailguard/trailguard/access"
+	"github.com/trailguard/trailguard/internal/stalltest"
 	"github.com/trailguard/trailguard/internal/testenv"
 )
 
@@ -165,21 +166,32 @@ func (p *proc) output() string {
 	return p.out.String()
 }
 
-// stop sends SIGTERM and waits at most limit for the exit; it returns the
+// stop sends SIGTERM and waits limit (longer when the test process
+// stalled, see stopTimed) for the exit; it returns the
 // exit code and how long it took.
 func (p *proc) stop(t *testing.T, limit time.Duration) (int, time.Duration) {
 	t.Helper()
+	code, took, _ := p.stopTimed(t, limit)
+	return code, took
+}
+
+// stopTimed is stop that also says how long this test process stalled
+// while it waited (stalltest.Watch): a bound on how soon the process
+// exits allows that much more, since a loaded machine that stops the
+// test stops the server too. The wait for the exit is limit, longer when
+// the test process stalled for most of it.
+func (p *proc) stopTimed(t *testing.T, limit time.Duration) (code int, took, stalled time.Duration) {
+	t.Helper()
+	watch := stalltest.Start(t)
 	start := time.Now()
 	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.exited:
-	case <-time.After(limit):
+	if _, _, stalled, ok := stalltest.Await(p.exited, watch, limit); !ok {
 		p.cmd.Process.Kill()
 		<-p.exited
-		t.Fatalf("serve did not exit within %v of SIGTERM:\n%s", limit, p.output())
+		t.Fatalf("serve did not exit within %v of SIGTERM (stalled %v):\n%s", limit, stalled.Round(time.Millisecond), p.output())
 	}
 	<-p.outDone // the last lines are read
-	return p.exitCode, time.Since(start)
+	return p.exitCode, time.Since(start), watch.Worst()
 }
 
 // do sends one request to the process; an error ends the test.
