@@ -26,6 +26,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trailguard/trailguard/internal/stalltest"
 	"github.com/trailguard/trailguard/internal/testenv"
 )
 
@@ -132,12 +133,17 @@ func TestNotifierRefusedAndOverflow(t *testing.T) {
 	// A receiver that hangs: the queue fills, the oldest are dropped, and
 	// Enqueue never blocks.
 	slow, _ := NewNotifier(NotifierConfig{Type: "slack", URL: srv.URL + "/slow", QueueSize: 5, Timeout: time.Hour}, nil)
-	start := time.Now()
-	for range 100 {
-		slow.Enqueue(notice())
-	}
-	if d := time.Since(start); d > time.Second {
-		t.Errorf("Enqueue blocked for %v", d)
+	// In a goroutine, so that an Enqueue that blocks fails the test
+	// rather than hangs it; the bound allows the longest stall of this
+	// process seen meanwhile (a loaded machine stops it for seconds).
+	watch := stalltest.Start(t)
+	took, stalled, ok := stalltest.Run(func() {
+		for range 100 {
+			slow.Enqueue(notice())
+		}
+	}, watch, time.Second)
+	if !ok || took > time.Second+stalled {
+		t.Fatalf("100 Enqueues with a full queue: done %v after %v (stalled %v): Enqueue blocked", ok, took.Round(time.Millisecond), stalled.Round(time.Millisecond))
 	}
 	st := slow.Stats()
 	if st.Queued != 5 || st.Dropped < 94 {
