@@ -912,3 +912,180 @@ func TestRecentLeavesMovedToFront(t *testing.T) {
 		}
 	}
 }
+
+// TestLargeBatchInGroups: a large batch written with room in the pipeline
+// is cut into request groups (write.go, batchGroups), each written and
+// its flush submitted before the next: the syncer waits for one flush per
+// group, no caller hears back before the flush of its own group (and of
+// every group before it) completed, the first group is answered while the
+// second's flush is awaited, and what is answered first is a prefix of the
+// batch in index order. Fails with the batch written as one job (one flush
+// awaited, nobody answered before all of it is flushed), with a group
+// answered before its flush, or out of order. Not parallel: the hooks are
+// the package's.
+func TestLargeBatchInGroups(t *testing.T) {
+	for _, noDirect := range []bool{false, true} {
+		t.Run(fmt.Sprintf("noDirect=%v", noDirect), func(t *testing.T) {
+			testLargeBatchInGroups(t, noDirect)
+		})
+	}
+}
+
+func testLargeBatchInGroups(t *testing.T, noDirect bool) {
+	l, dir, k := openFlushPipeline(t, 0, 64<<20, func(o *Options) { o.noDirect = noDirect })
+	want := map[uint64][]byte{}
+	var mu sync.Mutex
+	add := func(recs [][]byte) (uint64, error) {
+		first, err := l.Append(context.Background(), recs...)
+		mu.Lock()
+		for i, r := range recs {
+			want[first+uint64(i)] = r
+		}
+		mu.Unlock()
+		return first, err
+	}
+	one := func(i int) error { _, err := add([][]byte{fmt.Appendf(nil, "warm-%d", i)}); return err }
+	if noDirect {
+		// (The flusher is made by the first flush submitted.)
+		for i := 0; l.flushes.Load() == 0; i++ {
+			if i == 1000 {
+				t.Fatal("no flush submitted through AIO")
+			}
+			if err := one(i); err != nil {
+				t.Fatal(err)
+			}
+		}
+	} else {
+		appendUntilDirect(t, l, one)
+	}
+	const nreq, nrec = 16, 64 // 16 requests of ~40 KB: ~660 KB, over groupMin
+	framed := 0
+	reqs := make([][][]byte, nreq)
+	for i := range reqs {
+		reqs[i] = make([][]byte, nrec)
+		for j := range reqs[i] {
+			reqs[i][j] = fmt.Appendf(nil, "g-%d-%d-%s", i, j, bytes.Repeat([]byte{'g'}, 600+j%50))
+			framed += len(reqs[i][j]) + frameOverhead
+		}
+	}
+	if framed < groupMin {
+		t.Fatalf("test batch of %d bytes, want at least groupMin (%d)", framed, groupMin)
+	}
+	// The sequencer waits at the top of its loop until all of them are
+	// in l.in, so that it takes them as one batch.
+	var armed atomic.Bool
+	shook := func(held int) {
+		if held == 0 && armed.CompareAndSwap(true, false) {
+			for deadline := time.Now().Add(10 * time.Second); l.inCount.Load() < nreq && time.Now().Before(deadline); {
+				time.Sleep(100 * time.Microsecond)
+			}
+		}
+	}
+	seqLoopHook.Store(&shook)
+	defer seqLoopHook.Store(nil)
+	// The syncer's waits for flushes from now on: the first and second
+	// are held until released.
+	var tickets []uint64
+	var calls atomic.Int32
+	var on atomic.Bool
+	entered := make(chan uint64, 1)
+	release := [2]chan struct{}{make(chan struct{}), make(chan struct{})}
+	fhook := func(ticket uint64) {
+		if !on.Load() {
+			return
+		}
+		mu.Lock()
+		tickets = append(tickets, ticket)
+		mu.Unlock()
+		if n := calls.Add(1); n <= 2 {
+			entered <- ticket
+			<-release[n-1]
+		}
+	}
+	flushWaitHook.Store(&fhook)
+	defer flushWaitHook.Store(nil)
+	armed.Store(true)
+	if err := one(-1); err != nil { // wakes the sequencer: it is held at the top after this
+		t.Fatal(err)
+	}
+	on.Store(true)
+	flushes := l.flushes.Load()
+	type result struct {
+		n     int
+		first uint64
+		err   error
+	}
+	results := make(chan result, nreq)
+	for i := range reqs {
+		go func() { f, err := add(reqs[i]); results <- result{i, f, err} }()
+	}
+	waitEntered := func(what string) {
+		t.Helper()
+		select {
+		case <-entered:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("the syncer never waited for %s", what)
+		}
+	}
+	waitEntered("the batch's first flush")
+	select {
+	case r := <-results:
+		t.Fatalf("append %d answered (%v) before the first group's flush was awaited", r.n, r.err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	close(release[0])
+	waitEntered("a second flush: the batch was written as one job")
+	// Held at the second group's flush: the first group is answered, and
+	// nothing after it.
+	answered := map[int]uint64{}
+	for quiet := time.After(200 * time.Millisecond); ; {
+		select {
+		case r := <-results:
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+			answered[r.n] = r.first
+			continue
+		case <-quiet:
+		}
+		break
+	}
+	if len(answered) == 0 || len(answered) == nreq {
+		t.Fatalf("%d of %d appends answered while the second group's flush was held, want the first group's", len(answered), nreq)
+	}
+	durable := l.Size()
+	for n, first := range answered {
+		if end := first + nrec; end > durable {
+			t.Fatalf("append %d, records [%d, %d), answered with the durable size at %d", n, first, end, durable)
+		}
+	}
+	close(release[1])
+	for len(answered) < nreq {
+		select {
+		case r := <-results:
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+			if r.first < durable {
+				t.Fatalf("append %d at %d answered after the second group's flush, before it %d were durable: out of order", r.n, r.first, durable)
+			}
+			answered[r.n] = r.first
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%d of %d appends answered", len(answered), nreq)
+		}
+	}
+	mu.Lock()
+	waited := len(tickets)
+	mu.Unlock()
+	if got := l.flushes.Load() - flushes; got < uint64(batchGroups) || waited < batchGroups {
+		t.Fatalf("%d flushes submitted and %d awaited for the batch, want one per group (%d)", got, waited, batchGroups)
+	}
+	flushWaitHook.Store(nil)
+	checkReadBack(t, "", l, want, len(want), true)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if rep := verifyDir(t, dir, k, ""); !rep.OK() || rep.Records != uint64(len(want)) {
+		t.Fatalf("verify: %d records, want %d\n%s", rep.Records, len(want), rep)
+	}
+}

@@ -421,6 +421,10 @@ func (l *Ledger) write(batch []*appendReq) *syncJob {
 	sizeBufs(b, batch)
 	b.emit = func(level int, k uint64, h Hash) { b.job.nodes.add(level, k, h) }
 	l.startJob(b)
+	// Request groups: the bytes after which the next group is cut, 0 for
+	// none (see groupBytes).
+	per := l.groupBytes(batch)
+	framed, cutAt := 0, per
 	for ri, r := range batch {
 		if !l.space.allow(reqSpace(r)) {
 			r.done <- fmt.Errorf("%w: %s: free space is below the reserve of %d bytes kept for checkpoints", ErrNoSpace, l.dir, l.opts.Reserve)
@@ -468,15 +472,28 @@ func (l *Ledger) write(batch []*appendReq) *syncJob {
 		}
 		b.job.reqs = append(b.job.reqs, r)
 		b.cur = nil
-		if l.w.next-l.w.cpSize >= uint64(l.opts.CheckpointEvery) && ri < len(batch)-1 {
+		framed += r.bytes
+		if ri == len(batch)-1 {
+			break
+		}
+		cp := l.w.next-l.w.cpSize >= uint64(l.opts.CheckpointEvery)
+		group := per > 0 && framed >= cutAt
+		if cp || group {
 			// A checkpoint is due inside a large batch: sign what is
-			// written so far without waiting for it.
+			// written so far without waiting for it. Or a group ends:
+			// written, its flush submitted (writeSegment) and handed
+			// over before the next group is framed.
 			if err := l.flush(b); err != nil {
 				return l.writeFailed(b, batch[ri+1:], err)
 			}
-			l.cpJob(b.job, nil)
+			if cp {
+				l.cpJob(b.job, nil)
+			}
 			l.sendJob(b)
 			l.startJob(b)
+			for per > 0 && cutAt <= framed {
+				cutAt += per
+			}
 		}
 	}
 	if err := l.flush(b); err != nil {
@@ -487,6 +504,42 @@ func (l *Ledger) write(batch []*appendReq) *syncJob {
 	}
 	b.job.upTo, b.job.active = l.w.next, l.w.f
 	return b.job
+}
+
+// batchGroups is how many jobs a large batch written with room in the
+// pipeline is cut into (groupBytes), and groupMin the smallest batch cut.
+//
+// Why: with 64 callers of 64 records each, a batch of all 64 requests
+// (2.2 MB, at each burst's start and after a convoy) went with one flush,
+// and its first caller was acknowledged only when the whole batch was
+// durable. Cut into groups at request boundaries, each group written and
+// its flush submitted (through AIO, writeSegment) before the next is
+// framed, the first group is acknowledged once its share of the bytes is
+// flushed, while the device has the next groups' flushes in flight. The
+// syncer acknowledges each group after every flush up to its own, in
+// order (syncLoop ends a merged group at the first job with a flush);
+// each group is a job with its own rollback mark, as a batch cut for a
+// checkpoint is. (docs/ledger.md, fifteenth and nineteenth sessions.)
+var batchGroups = 3
+
+const groupMin = 512 << 10
+
+// groupBytes returns the framed bytes per group if batch is to be cut into
+// request groups: it is at least groupMin, has more than one request, may
+// have its flushes submitted through AIO (l.w.directOK: the syncer is idle
+// or a slot is free; AIO flushes not refused), else 0.
+func (l *Ledger) groupBytes(batch []*appendReq) int {
+	if batchGroups < 2 || len(batch) < 2 || !l.w.directOK || l.w.noFlusher || l.w.noAIO || syncHook.Load() != nil {
+		return 0
+	}
+	total := 0
+	for _, r := range batch {
+		total += r.bytes
+	}
+	if total < groupMin {
+		return 0
+	}
+	return total / batchGroups
 }
 
 // frameBufKeep bounds the memory the sequencer keeps for framing between
