@@ -45,6 +45,7 @@ type queue struct {
 	room       chan struct{} // closed when the writer makes room for waiters
 	idle       bool          // the writer waits for wake
 	napping    bool          // … and looks again by itself within napTime
+	napStart   time.Time     // when the writer began its nap
 	wake       chan struct{}
 
 	failing *atomic.Bool // the Logger's: set while the sink fails
@@ -65,17 +66,34 @@ type queue struct {
 const napTime = 250 * time.Microsecond
 
 // yieldAt is how many events may accumulate while the writer naps before
-// the sender of the next one cuts the nap short and yields its processor
-// to it (offer). A napping writer is woken by its timer, but a timer runs
-// only when its processor enters the scheduler: with every processor
-// busy serving requests that do not block (GOMAXPROCS request goroutines,
-// as under load), that is when the runtime preempts one, up to 10 ms
-// later, and meanwhile thousands of served requests wait in the queue,
-// each kept alive for every garbage collection to mark, and cold in the
-// cache by the time the writer reads them. At napTime's pace a server of
-// a million requests per second queues about 250 events per nap: the
-// sender of the 256th finds the writer late.
-const yieldAt = 2 * chunkLen
+// the sender of the next one may cut the nap short and yield its
+// processor to it (offer). A napping writer is woken by its timer, but a
+// timer runs only when its processor enters the scheduler: with every
+// processor busy serving requests that do not block (GOMAXPROCS request
+// goroutines, as under load), that is when the runtime preempts one, up
+// to 10 ms later, and meanwhile thousands of served requests wait in the
+// queue, each kept alive for every garbage collection to mark, and cold
+// in the cache by the time the writer reads them. At napTime's pace a
+// server of a million requests per second queues about 250 events per
+// nap: the sender of the 256th may find the writer late.
+//
+// Late means lateAfter since the nap began as well, checked every
+// lateCheck events: a sender's yield hands its processor to the writer
+// for the writer's whole batch (100-200 µs of a few hundred events) while
+// the request waits, so it must not end a nap that its timer is about to
+// end on a processor of its own. An idle processor waits in the network
+// poller, which rounds a nap of napTime up to a millisecond
+// (runtime/netpoll_epoll.go): requests served one at a time every few
+// microseconds queue 256 events before such a timer fires. (On a 2-core
+// VM, bench/ serially: ~1 yield per 1,000 requests, each keeping the
+// request goroutine off its processor ~90 µs, 3 % of the wall time.)
+// lateEvents bounds the queue of a nap regardless.
+const (
+	yieldAt    = 2 * chunkLen
+	lateAfter  = napTime + 1250*time.Microsecond
+	lateCheck  = 32
+	lateEvents = 8 * chunkLen
+)
 
 // A chunk holds chunkLen items; up to maxSpares emptied chunks are kept
 // for reuse (a few batches' worth), so that a busy queue allocates none.
@@ -160,7 +178,8 @@ func (q *queue) offer(it item) (ok, closed bool, dropped uint64) {
 	q.pushLocked(it)
 	wake := q.signalLocked(it.done != nil)
 	yield := false
-	if !wake && q.idle && q.napping && q.n >= yieldAt {
+	if !wake && q.idle && q.napping && q.n >= yieldAt && q.n%lateCheck == 0 &&
+		(q.n >= lateEvents || time.Since(q.napStart) >= lateAfter) {
 		// The writer is late (see yieldAt): woken, it is the next
 		// goroutine this processor runs once the sender yields.
 		q.idle = false
@@ -315,6 +334,9 @@ func (q *queue) next(batch []item, max int, timer *time.Timer) []item {
 		nap = nap && !q.closed
 		q.idle, q.napping = true, nap
 		q.waits++
+		if nap {
+			q.napStart = time.Now()
+		}
 		q.mu.Unlock()
 		if nap {
 			timer.Reset(napTime)

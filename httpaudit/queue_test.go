@@ -57,12 +57,14 @@ func TestWriterWakesAndSleeps(t *testing.T) {
 }
 
 // TestLateNapEndsAtYieldAt: senders of access events leave a napping
-// writer alone (its timer brings it back) until yieldAt events wait; the
-// sender of that one wakes it, as the sender of an urgent event would,
-// and a sleeping writer is woken by the first event as before.
+// writer alone (its timer brings it back) until yieldAt events wait and
+// the nap is late (lateAfter); the sender that finds both wakes it, as the
+// sender of an urgent event would. A nap that is not late yet is left
+// alone up to lateEvents (an idle processor's timer fires within a
+// millisecond: yielding to the writer would only stop the request for
+// the writer's batch). A sleeping writer is woken by the first event.
 func TestLateNapEndsAtYieldAt(t *testing.T) {
-	q := newQueue(1<<20, 1<<30)
-	woken := func() bool {
+	woken := func(q *queue) bool {
 		select {
 		case <-q.wake:
 			return true
@@ -70,30 +72,43 @@ func TestLateNapEndsAtYieldAt(t *testing.T) {
 			return false
 		}
 	}
-	q.idle, q.napping = true, true
-	for i := 1; i < yieldAt; i++ {
-		if ok, _, _ := q.offer(item{ev: &event.Event{}}); !ok {
-			t.Fatalf("event %d not queued", i)
-		}
-		if woken() {
-			t.Fatalf("a napping writer woken at %d events, before %d", i, yieldAt)
-		}
+	tests := []struct {
+		name     string
+		napStart time.Time
+		wakeAt   int
+	}{
+		{"late nap", time.Now().Add(-lateAfter), yieldAt},
+		// In the future: never late by the clock, however slowly the
+		// test runs.
+		{"nap on time", time.Now().Add(time.Hour), lateEvents},
 	}
-	q.offer(item{ev: &event.Event{}})
-	if !woken() || q.idle {
-		t.Fatalf("a napping writer not woken at %d events", yieldAt)
-	}
-	q.offer(item{ev: &event.Event{}})
-	if woken() {
-		t.Fatal("a writer already woken woken again")
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			q := newQueue(1<<20, 1<<30)
+			q.idle, q.napping, q.napStart = true, true, tt.napStart
+			for i := 1; i < tt.wakeAt; i++ {
+				if ok, _, _ := q.offer(item{ev: &event.Event{}}); !ok {
+					t.Fatalf("event %d not queued", i)
+				}
+				if woken(q) {
+					t.Fatalf("a napping writer woken at %d events, before %d", i, tt.wakeAt)
+				}
+			}
+			q.offer(item{ev: &event.Event{}})
+			if !woken(q) || q.idle {
+				t.Fatalf("a napping writer not woken at %d events", tt.wakeAt)
+			}
+			q.offer(item{ev: &event.Event{}})
+			if woken(q) {
+				t.Fatal("a writer already woken woken again")
+			}
+		})
 	}
 	// Asleep (no nap): the first event wakes it.
 	q2 := newQueue(1<<20, 1<<30)
 	q2.idle = true
 	q2.offer(item{ev: &event.Event{}})
-	select {
-	case <-q2.wake:
-	default:
+	if !woken(q2) {
 		t.Fatal("a sleeping writer not woken by an event")
 	}
 }
