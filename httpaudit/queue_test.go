@@ -113,6 +113,88 @@ func TestLateNapEndsAtYieldAt(t *testing.T) {
 	}
 }
 
+// TestWriterNapsOnAFewEvents: a writer back for its next batch naps
+// before taking fewer than minBatch access events (rather than writing
+// a batch of the few that came while it wrote the last), but takes them
+// at once when one of them is an event someone may wait for, when the
+// queue is half full in items or bytes, when a sender waits for room,
+// and when the queue is closed.
+func TestWriterNapsOnAFewEvents(t *testing.T) {
+	access := item{ev: &event.Event{}, size: 10}
+	tests := []struct {
+		name     string
+		max      int // queue size
+		maxBytes int
+		fill     func(q *queue)
+		naps     uint64
+	}{
+		{"a few access events", 1 << 20, 1 << 30, func(q *queue) {
+			for range minBatch - 1 {
+				q.offer(access)
+			}
+		}, 1},
+		{"minBatch access events", 1 << 20, 1 << 30, func(q *queue) {
+			for range minBatch {
+				q.offer(access)
+			}
+		}, 0},
+		{"one urgent event among them", 1 << 20, 1 << 30, func(q *queue) {
+			q.offer(access)
+			if err := q.put(context.Background(), item{ev: &event.Event{}}, nil, time.Second); err != nil {
+				t.Fatal(err)
+			}
+			q.offer(access)
+		}, 0},
+		{"half full in items", 4, 1 << 30, func(q *queue) {
+			q.offer(access)
+			q.offer(access)
+		}, 0},
+		{"half full in bytes", 1 << 20, 40, func(q *queue) {
+			q.offer(access)
+			q.offer(access)
+		}, 0},
+		{"a sender waits for room", 1 << 20, 1 << 30, func(q *queue) {
+			q.offer(access)
+			q.waiters++ // as put does while it waits
+		}, 0},
+		{"closed", 1 << 20, 1 << 30, func(q *queue) {
+			q.offer(access)
+			q.close()
+		}, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			q := newQueue(tt.max, tt.maxBytes)
+			tt.fill(q)
+			want := q.n
+			timer := time.NewTimer(time.Hour)
+			timer.Stop()
+			batch := q.next(nil, 512, timer)
+			if len(batch) != want {
+				t.Fatalf("batch of %d, want the %d queued", len(batch), want)
+			}
+			if q.waits != tt.naps {
+				t.Fatalf("the writer napped %d times before taking %d events, want %d", q.waits, want, tt.naps)
+			}
+		})
+	}
+	// The urgent event's mark ends once the queue is empty: the next
+	// few access events wait for a nap again.
+	q := newQueue(1<<20, 1<<30)
+	if err := q.put(context.Background(), item{ev: &event.Event{}}, nil, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	if batch := q.next(nil, 512, timer); len(batch) != 1 || q.waits != 0 {
+		t.Fatalf("urgent event: batch of %d after %d naps", len(batch), q.waits)
+	}
+	q.offer(access)
+	if batch := q.next(nil, 512, timer); len(batch) != 1 || q.waits != 1 {
+		t.Fatalf("access event after it: batch of %d after %d naps, want 1 after 1", len(batch), q.waits)
+	}
+}
+
 // TestCloseLetsWaitersIn: senders waiting for room in a full queue when
 // Close is called still get their events written, and Close waits for
 // them; senders that come after Close are refused.
