@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/trailguard/trailguard/internal/stalltest"
 )
 
 // TestListenerCaps: a third connection is not accepted while two are
@@ -152,7 +154,9 @@ func TestDial(t *testing.T) {
 	}
 	got := make(chan error, 1)
 	go func() {
-		c, err := dial(context.Background(), 10*time.Second)
+		// Waits until c1 closes below: long, so that a stalled process
+		// (a loaded machine stops it for seconds) does not end it first.
+		c, err := dial(context.Background(), time.Minute)
 		if err == nil {
 			c.Close()
 		}
@@ -161,10 +165,16 @@ func TestDial(t *testing.T) {
 	for !lim.Crowded() {
 		time.Sleep(time.Millisecond)
 	}
-	// As many wait as the cap (1): the next fails at once.
-	start := time.Now()
-	if _, err := dial(context.Background(), 10*time.Second); !errors.Is(err, ErrFull) || time.Since(start) > 5*time.Second {
-		t.Fatalf("dial with the cap's worth waiting: %v after %v, want ErrFull at once", err, time.Since(start))
+	// As many wait as the cap (1): the next fails at once, not after its
+	// wait (10 s); the bound allows the longest stall of this process
+	// seen meanwhile.
+	watch := stalltest.Start(t)
+	took, stalled, ok := stalltest.Run(func() { _, err = dial(context.Background(), 10*time.Second) }, watch, 5*time.Second)
+	if !ok {
+		t.Fatalf("dial with the cap's worth waiting: not done after %v (stalled up to %v), want ErrFull at once", took, stalled)
+	}
+	if !errors.Is(err, ErrFull) || took > 5*time.Second+stalled {
+		t.Fatalf("dial with the cap's worth waiting: %v after %v (stalled up to %v), want ErrFull at once", err, took, stalled)
 	}
 	c1.Close()
 	if err := <-got; err != nil {
