@@ -303,6 +303,7 @@ type Ledger struct {
 	compactProgress chan struct{}
 	compactStuck    atomic.Bool
 	compacting      atomic.Bool   // a segment is being compressed
+	compactBufs     *compactBufs  // the compactor's buffers (its goroutine only)
 	compactStalls   atomic.Uint64 // write stalls (tests, benchmarks)
 	zeroing         atomic.Int32  // segments being zeroed ahead (benchmarks wait for none)
 

@@ -8,7 +8,6 @@ import (
 	"hash/crc32"
 	"io"
 	"os"
-	"runtime/debug"
 	"slices"
 	"sort"
 	"strings"
@@ -16,6 +15,8 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/trailguard/trailguard/internal/regfile"
 )
 
 // Closed segments are compressed: seg/<first>.zseg replaces seg/<first>.seg
@@ -305,44 +306,38 @@ func encodeBlock(dst []byte, recs []zRec, raw []byte) ([]byte, []byte) {
 // next: a fresh 16 MiB read buffer and 4 MiB output per segment cost more
 // CPU in zeroing, copying and garbage collection than zstd's encoder (a
 // profile of the Append benchmark, where compaction runs beside the
-// appends). dec, times and data serve the check of each block.
+// appends). stream is the segment's read buffer (segStream), pend the
+// records of the block being built; dec, times and data serve the check
+// of each block.
 type compactBufs struct {
-	src, out, raw, dec []byte
-	recs               []zRec
-	times              []int64
-	data               [][]byte
+	stream, out, raw, dec []byte
+	pend                  []pendRec
+	recs                  []zRec
+	times                 []int64
+	data                  [][]byte
 }
 
-var compactBufPool = sync.Pool{New: func() any { return &compactBufs{out: make([]byte, zHeaderSize, 1<<20)} }}
-
-// readFileInto reads the file at path into buf (grown if needed).
-func readFileInto(path string, buf []byte) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	n := int(st.Size())
-	if cap(buf) < n {
-		buf = make([]byte, n)
-	}
-	buf = buf[:n]
-	if _, err := io.ReadFull(f, buf); err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	return buf, nil
+// pendRec is a record of the block being built: its time and where its
+// bytes are in the stream's buffer.
+type pendRec struct {
+	time     int64
+	off, len int
 }
+
+func newCompactBufs() *compactBufs {
+	return &compactBufs{out: make([]byte, zHeaderSize, 1<<20)}
+}
+
+// compactBufPool serves compressSegment outside a ledger's compactor
+// (which keeps its own: Ledger.compactBufs).
+var compactBufPool = sync.Pool{New: func() any { return newCompactBufs() }}
 
 // compressSegment writes the compressed form of the closed segment at
 // path (first index first, count records) next to it, durably, and
 // returns its path. Every frame's CRC is checked on the way in and the
-// result is decoded again and compared record by record before it is
-// renamed into place: a compressed segment holds exactly what the
-// segment held.
+// result is decoded again and compared record by record with the segment,
+// read again, before it is renamed into place: a compressed segment holds
+// exactly what the segment held.
 func compressSegment(path string, first, count uint64) (string, error) {
 	return compressSegmentAltered(path, first, count, nil)
 }
@@ -350,44 +345,36 @@ func compressSegment(path string, first, count uint64) (string, error) {
 // compressSegmentAltered is compressSegment with alter, if not nil, given
 // the compressed segment after it is built and before it is checked
 // (tests: the check must refuse what alter breaks).
-func compressSegmentAltered(path string, first, count uint64, alter func([]byte) []byte) (zp string, err error) {
+func compressSegmentAltered(path string, first, count uint64, alter func([]byte) []byte) (string, error) {
 	bufs := compactBufPool.Get().(*compactBufs)
 	defer compactBufPool.Put(bufs)
-	// The segment is mapped, not read: no 16 MiB copy and no buffer to
-	// keep (closed segments are never written again). A fault on the
-	// mapping (the file cut under us by someone else) is an error here,
-	// not a crash of the process.
-	src, unmap, merr := mapFile(path)
-	if merr == nil {
-		defer unmap()
-		defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-		defer func() {
-			if r := recover(); r != nil {
-				zp, err = "", fmt.Errorf("segment %s: fault reading the mapped file: %v", path, r)
-			}
-		}()
-	} else {
-		if src, err = readFileInto(path, bufs.src[:0]); err != nil {
-			return "", err
-		}
-		bufs.src = src
+	return compressSegmentWith(bufs, path, first, count, alter)
+}
+
+// compressSegmentWith is compressSegmentAltered with bufs.
+//
+// The segment is read twice in a stream through bufs.stream (segStream),
+// not mapped and not read whole: once to check its frames and build the
+// blocks, each encoded as soon as it is complete, and once to compare it
+// with the blocks decoded again.
+func compressSegmentWith(bufs *compactBufs, path string, first, count uint64, alter func([]byte) []byte) (string, error) {
+	sf, _, err := regfile.Open(path)
+	if err != nil {
+		return "", err
 	}
-	if got, err := parseSegHeader(src); err != nil || got != first {
+	defer sf.Close()
+	hdr := make([]byte, segHeaderSize)
+	hn, err := sf.ReadAt(hdr, 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", fmt.Errorf("read %s: %w", path, err)
+	}
+	if got, err := parseSegHeader(hdr[:hn]); err != nil || got != first {
 		return "", fmt.Errorf("segment %s: bad header (%v)", path, err)
 	}
-	recs := bufs.recs[:0]
-	defer func() { clear(recs); bufs.recs = recs[:0] }()
-	for off := segHeaderSize; off < len(src); {
-		t, rec, n, err := decodeFrame(src[off:], maxFrameLen)
-		if err != nil {
-			return "", fmt.Errorf("segment %s offset %d: %w", path, off, err)
-		}
-		recs = append(recs, zRec{time: t, data: rec})
-		off += n
-	}
-	if uint64(len(recs)) != count {
-		return "", fmt.Errorf("segment %s holds %d records, want %d", path, len(recs), count)
-	}
+	var s segStream
+	s.reset(sf, bufs.stream, int64(segHeaderSize))
+	defer func() { bufs.stream = s.buf }()
+
 	out := bufs.out[:zHeaderSize]
 	defer func() { bufs.out = out[:0] }()
 	copy(out, zMagic)
@@ -396,14 +383,59 @@ func compressSegmentAltered(path string, first, count uint64, alter func([]byte)
 	binary.BigEndian.PutUint32(out[zHeaderSize-4:], crc32.Checksum(out[:zHeaderSize-4], castagnoli))
 	var index []byte
 	raw := bufs.raw
-	for i := 0; i < len(recs); {
-		j := blockEnd(recs, i)
+	pend, recs := bufs.pend[:0], bufs.recs[:0]
+	defer func() { clear(recs); bufs.recs, bufs.pend = recs[:0], pend[:0] }()
+	// encode appends the block of the pending records to out.
+	encode := func() {
+		recs = recs[:0]
+		for _, p := range pend {
+			recs = append(recs, zRec{time: p.time, data: s.buf[p.off : p.off+p.len]})
+		}
 		start := len(out)
-		out, raw = encodeBlock(out, recs[i:j], raw)
+		out, raw = encodeBlock(out, recs, raw)
 		index = binary.BigEndian.AppendUint64(index, uint64(start))
 		index = binary.BigEndian.AppendUint32(index, uint32(len(out)-start))
-		index = binary.BigEndian.AppendUint32(index, uint32(j-i))
-		i = j
+		index = binary.BigEndian.AppendUint32(index, uint32(len(recs)))
+		pend = pend[:0]
+	}
+	// The block being built: its decoded size so far and its last
+	// record's time, as blockEnd counts them (the same blocks), and where
+	// its first frame is in the stream's buffer (kept there until the
+	// block is encoded).
+	size, last, keep := 3+4, int64(0), 0
+	n := uint64(0)
+	for {
+		at := s.pos()
+		t, rec, moved, end, err := s.next(keep, true)
+		if moved > 0 {
+			keep -= moved
+			for i := range pend {
+				pend[i].off -= moved
+			}
+		}
+		if err != nil {
+			return "", fmt.Errorf("segment %s offset %d: %w", path, at, err)
+		}
+		if end {
+			break
+		}
+		n++
+		off := s.r - len(rec) - 4
+		sz := varintLen(t-last) + uvarintLen(uint64(len(rec))) + len(rec)
+		if len(pend) > 0 && size+sz > zBlockSize {
+			encode()
+			size, last, keep = 3+4, 0, off-frameHeader
+			sz = varintLen(t) + uvarintLen(uint64(len(rec))) + len(rec)
+		}
+		size += sz
+		last = t
+		pend = append(pend, pendRec{t, off, len(rec)})
+	}
+	if n != count {
+		return "", fmt.Errorf("segment %s holds %d records, want %d", path, n, count)
+	}
+	if len(pend) > 0 {
+		encode()
 	}
 	bufs.raw = raw
 	ioff := len(out)
@@ -422,7 +454,8 @@ func compressSegmentAltered(path string, first, count uint64, alter func([]byte)
 	if err != nil {
 		return "", fmt.Errorf("compressing %s: %w", path, err)
 	}
-	k := 0
+	s.reset(sf, s.buf, int64(segHeaderSize))
+	k := uint64(0)
 	for _, b := range z.blocks {
 		dec, err := decodeRaw(out[b.off:b.off+int64(b.clen)], bufs.dec)
 		if cap(dec) > cap(bufs.dec) {
@@ -440,15 +473,24 @@ func compressSegmentAltered(path string, first, count uint64, alter func([]byte)
 			return "", fmt.Errorf("compressing %s: %w", path, err)
 		}
 		for i := range data {
-			if k >= len(recs) || times[i] != recs[k].time || !bytes.Equal(data[i], recs[k].data) {
-				return "", fmt.Errorf("compressing %s: record %d does not survive compression", path, first+uint64(k))
+			// (Checked on the way in: here the bytes are compared.)
+			t, rec, _, end, err := s.next(s.r, false)
+			if err != nil && !errors.Is(err, errTorn) && !errors.Is(err, errCorrupt) {
+				return "", fmt.Errorf("compressing %s: %w", path, err)
+			}
+			if err != nil || end {
+				// Read whole and checked above: cut or changed since.
+				return "", fmt.Errorf("compressing %s: the segment ends before record %d on the second read (cut under the compactor?)", path, first+k)
+			}
+			if times[i] != t || !bytes.Equal(data[i], rec) {
+				return "", fmt.Errorf("compressing %s: record %d does not survive compression", path, first+k)
 			}
 			k++
 		}
 		clear(bufs.data[:len(data)])
 	}
-	if k != len(recs) {
-		return "", fmt.Errorf("compressing %s: %d of %d records in the compressed form", path, k, len(recs))
+	if k != n {
+		return "", fmt.Errorf("compressing %s: %d of %d records in the compressed form", path, k, n)
 	}
 
 	zpath := zsegPath(path)
@@ -758,7 +800,12 @@ func (l *Ledger) compact(s *segment) error {
 			return errCompactLater
 		}
 	}
-	zpath, err := compressSegment(path, s.first, s.count.Load())
+	if l.compactBufs == nil {
+		// Kept by the compactor, not in the pool (which garbage
+		// collection empties): its read buffer is touched once.
+		l.compactBufs = newCompactBufs()
+	}
+	zpath, err := compressSegmentWith(l.compactBufs, path, s.first, s.count.Load(), nil)
 	if err != nil {
 		return err
 	}

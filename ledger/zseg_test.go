@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash/crc32"
 	"math/rand/v2"
 	"os"
@@ -648,9 +649,10 @@ func TestCompressSegmentRefuses(t *testing.T) {
 			out[len(out)-zTrailerSize-3] ^= 1
 			return out
 		}, want: "index"},
-		// The segment cut by someone else while it is mapped: reading
-		// the records to compare them faults; an error, not a crash.
-		{name: "source cut under the compactor", count: count, want: "fault"},
+		// The segment cut by someone else while it is compressed:
+		// reading the records again to compare them finds it short; an
+		// error, not a crash.
+		{name: "source cut under the compactor", count: count, want: "ends before record"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			src := slices.Clone(orig)
@@ -662,7 +664,7 @@ func TestCompressSegmentRefuses(t *testing.T) {
 				t.Fatal(err)
 			}
 			alter := tc.alter
-			if tc.want == "fault" {
+			if tc.name == "source cut under the compactor" {
 				alter = func(out []byte) []byte {
 					if err := os.Truncate(p, 0); err != nil {
 						t.Fatal(err)
@@ -915,6 +917,89 @@ func TestBlockEndFitsOneZstdBlock(t *testing.T) {
 				i = j
 			}
 			t.Logf("%d records in %d blocks", len(recs), blocks)
+		})
+	}
+}
+
+// TestCompressSegmentStreams: the compactor reads its segment through a
+// small buffer it reuses (segStream), frames crossing the buffer's end,
+// blocks of tiny records whose frames outgrow it, and a frame larger than
+// it: the compressed segment must hold every record, in the same blocks
+// as blockEnd makes of the whole segment, whatever the buffer's size.
+func TestCompressSegmentStreams(t *testing.T) {
+	var recs []zRec
+	now := int64(1_700_000_000_000_000_000)
+	add := func(n, size int) {
+		for i := range n {
+			now += int64(i%7) * 1000
+			recs = append(recs, zRec{time: now, data: fmt.Appendf(nil, "%d-%s", len(recs), bytes.Repeat([]byte{'s'}, size+i%13))})
+		}
+	}
+	add(500, 700)   // ordinary records, frames across every buffer size
+	add(20000, 2)   // tiny: a block's frames take ~2.5× its size
+	add(1, 600<<10) // one frame larger than the default buffer
+	add(300, 5000)  // larger records after it
+	add(1, 200<<10) // a block of one record over zBlockSize
+	add(50, 100)
+	const first = 77
+	seg := segHeader(first)
+	for _, r := range recs {
+		seg = appendFrame(seg, r.time, r.data)
+	}
+	var want []uint32 // records per block
+	for i := 0; i < len(recs); {
+		j := blockEnd(recs, i)
+		want = append(want, uint32(j-i))
+		i = j
+	}
+	for _, bufSize := range []int{0, 4096, 1000, 64 << 10} {
+		t.Run(fmt.Sprintf("buf=%d", bufSize), func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), segName(first))
+			if err := os.WriteFile(p, seg, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			bufs := newCompactBufs()
+			bufs.stream = make([]byte, bufSize)
+			for round := range 2 { // the second with the buffers the first left
+				zp, err := compressSegmentWith(bufs, p, first, uint64(len(recs)), nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				out, err := os.ReadFile(zp)
+				if err != nil {
+					t.Fatal(err)
+				}
+				z, err := parseZIndex(bytes.NewReader(out), int64(len(out)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(z.blocks) != len(want) {
+					t.Fatalf("round %d: %d blocks, want %d", round, len(z.blocks), len(want))
+				}
+				k := 0
+				for bi, b := range z.blocks {
+					if b.count != want[bi] {
+						t.Fatalf("round %d: block %d holds %d records, want %d (blockEnd)", round, bi, b.count, want[bi])
+					}
+					got, _, err := decodeBlock(out[b.off:b.off+int64(b.clen)], b.count, nil)
+					if err != nil {
+						t.Fatal(err)
+					}
+					for _, r := range got {
+						if r.time != recs[k].time || !bytes.Equal(r.data, recs[k].data) {
+							t.Fatalf("round %d: record %d reads back as %.30q at %d, want %.30q at %d", round, k, r.data, r.time, recs[k].data, recs[k].time)
+						}
+						k++
+					}
+				}
+				if k != len(recs) {
+					t.Fatalf("round %d: %d records, want %d", round, k, len(recs))
+				}
+				os.Remove(zp)
+			}
+			if bufSize == 0 && cap(bufs.stream) > 2*(600<<10+frameOverhead) {
+				t.Errorf("stream buffer of %d bytes kept, want it grown only to the largest frame", cap(bufs.stream))
+			}
 		})
 	}
 }
