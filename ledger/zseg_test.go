@@ -628,6 +628,9 @@ func TestCompressSegmentRefuses(t *testing.T) {
 		count uint64
 		alter func([]byte) []byte
 		want  string
+		// during, if not nil, changes the source file between the two
+		// reads (someone else's hand; closed segments are never written).
+		during func(t *testing.T, p string)
 	}{
 		{name: "intact", count: count},
 		{name: "source frame damaged", count: count, src: func(b []byte) []byte {
@@ -652,7 +655,35 @@ func TestCompressSegmentRefuses(t *testing.T) {
 		// The segment cut by someone else while it is compressed:
 		// reading the records again to compare them finds it short; an
 		// error, not a crash.
-		{name: "source cut under the compactor", count: count, want: "ends before record"},
+		{name: "source cut under the compactor", count: count, want: "ends before record", during: func(t *testing.T, p string) {
+			if err := os.Truncate(p, 0); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		// Cut inside a frame, past the first block: the second read
+		// ends in a torn frame.
+		{name: "source cut mid-frame under the compactor", count: count, want: "ends before record", during: func(t *testing.T, p string) {
+			if err := os.Truncate(p, int64(len(orig)/2+3)); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		// Rewritten in place, same length, checksums left stale: the
+		// second read (not checked) compares bytes and must refuse.
+		{name: "source changed under the compactor", count: count, want: "does not survive", during: func(t *testing.T, p string) {
+			f, err := os.OpenFile(p, os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			if _, err := f.WriteAt([]byte{orig[len(orig)-10] ^ 1}, int64(len(orig)-10)); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		// A source that ends inside its last frame: the first read
+		// finds the torn frame.
+		{name: "source ends inside a frame", count: count, src: func(b []byte) []byte {
+			return b[:len(b)-3]
+		}, want: "torn frame"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			src := slices.Clone(orig)
@@ -664,11 +695,9 @@ func TestCompressSegmentRefuses(t *testing.T) {
 				t.Fatal(err)
 			}
 			alter := tc.alter
-			if tc.name == "source cut under the compactor" {
+			if tc.during != nil {
 				alter = func(out []byte) []byte {
-					if err := os.Truncate(p, 0); err != nil {
-						t.Fatal(err)
-					}
+					tc.during(t, p)
 					return out
 				}
 			}
