@@ -145,9 +145,12 @@ func TestNotifierRefusedAndOverflow(t *testing.T) {
 	if !ok || took > time.Second+stalled {
 		t.Fatalf("100 Enqueues with a full queue: done %v after %v (stalled %v): Enqueue blocked", ok, took.Round(time.Millisecond), stalled.Round(time.Millisecond))
 	}
-	st := slow.Stats()
-	if st.Queued != 5 || st.Dropped < 94 {
-		t.Errorf("stats %+v", st)
+	// The delivery goroutine takes one notice and hangs on it, before or
+	// after the Enqueues (a loaded machine may start it late): once it
+	// has, 99 are queued or dropped, whatever the order.
+	waitFor(t, "the hanging delivery", func() bool { return calls.Load() == 2 })
+	if st := slow.Stats(); st.Queued < 4 || st.Queued > 5 || st.Queued+int(st.Dropped) != 99 {
+		t.Errorf("stats %+v: want 4-5 queued, the rest of 99 dropped", st)
 	}
 	// Levels below min_level are not queued.
 	quiet, _ := NewNotifier(NotifierConfig{Type: "slack", URL: srv.URL, MinLevel: "critical"}, nil)
