@@ -272,17 +272,8 @@ func TestDirectWritesWhileSyncing(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	want := map[uint64][]byte{}
-	var mu sync.Mutex
-	add := func(recs ...[]byte) error {
-		first, err := l.Append(context.Background(), recs...)
-		mu.Lock()
-		for i, r := range recs {
-			want[first+uint64(i)] = r
-		}
-		mu.Unlock()
-		return err
-	}
+	var sent appended
+	add := func(recs ...[]byte) error { _, err := sent.add(l, recs...); return err }
 	small := func(i int) []byte { return fmt.Appendf(nil, "small-%d-%s", i, bytes.Repeat([]byte{'s'}, 20+i%40)) }
 	appendUntilDirect(t, l, func(i int) error { return add(small(i)) })
 	release := make(chan struct{})
@@ -329,7 +320,7 @@ func TestDirectWritesWhileSyncing(t *testing.T) {
 	if l.direct.Load() == direct {
 		t.Fatal("no direct write afterwards")
 	}
-	checkReadBack(t, "", l, want, len(want), true)
+	checkReadBack(t, "", l, sent.recs, len(sent.recs), true)
 }
 
 // TestDirectWritesRefused: a file system that takes O_DIRECT at open and
@@ -674,17 +665,8 @@ func TestPageCacheFlushesOverlap(t *testing.T) {
 
 func testPageCacheFlushesOverlap(t *testing.T, noDirect bool, nrecs, size int) {
 	l, dir, k := openFlushPipeline(t, 2, 4<<20, func(o *Options) { o.noDirect = noDirect })
-	want := map[uint64][]byte{}
-	var mu sync.Mutex
-	add := func(recs ...[]byte) (uint64, error) {
-		first, err := l.Append(context.Background(), recs...)
-		mu.Lock()
-		for i, r := range recs {
-			want[first+uint64(i)] = r
-		}
-		mu.Unlock()
-		return first, err
-	}
+	var sent appended
+	add := func(recs ...[]byte) (uint64, error) { return sent.add(l, recs...) }
 	deadline := time.Now().Add(10 * time.Second)
 	for i := 0; !noDirect && l.direct.Load() == 0; i++ {
 		if time.Now().After(deadline) {
@@ -754,12 +736,12 @@ func testPageCacheFlushesOverlap(t *testing.T, noDirect bool, nrecs, size int) {
 		t.Fatal("a batch over directMax, or with direct writes off, was written directly")
 	}
 	flushWaitHook.Store(nil)
-	checkReadBack(t, "", l, want, len(want), true)
+	checkReadBack(t, "", l, sent.recs, len(sent.recs), true)
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if rep := verifyDir(t, dir, k, ""); !rep.OK() || rep.Records != uint64(len(want)) {
-		t.Fatalf("verify: %d records, want %d\n%s", rep.Records, len(want), rep)
+	if rep := verifyDir(t, dir, k, ""); !rep.OK() || rep.Records != uint64(len(sent.recs)) {
+		t.Fatalf("verify: %d records, want %d\n%s", rep.Records, len(sent.recs), rep)
 	}
 }
 
@@ -933,17 +915,9 @@ func TestLargeBatchInGroups(t *testing.T) {
 
 func testLargeBatchInGroups(t *testing.T, noDirect bool) {
 	l, dir, k := openFlushPipeline(t, 0, 64<<20, func(o *Options) { o.noDirect = noDirect })
-	want := map[uint64][]byte{}
+	var sent appended
 	var mu sync.Mutex
-	add := func(recs [][]byte) (uint64, error) {
-		first, err := l.Append(context.Background(), recs...)
-		mu.Lock()
-		for i, r := range recs {
-			want[first+uint64(i)] = r
-		}
-		mu.Unlock()
-		return first, err
-	}
+	add := func(recs [][]byte) (uint64, error) { return sent.add(l, recs...) }
 	one := func(i int) error { _, err := add([][]byte{fmt.Appendf(nil, "warm-%d", i)}); return err }
 	if noDirect {
 		// (The flusher is made by the first flush submitted.)
@@ -1081,11 +1055,32 @@ func testLargeBatchInGroups(t *testing.T, noDirect bool) {
 		t.Fatalf("%d flushes submitted and %d awaited for the batch, want one per group (%d)", got, waited, batchGroups)
 	}
 	flushWaitHook.Store(nil)
-	checkReadBack(t, "", l, want, len(want), true)
+	checkReadBack(t, "", l, sent.recs, len(sent.recs), true)
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if rep := verifyDir(t, dir, k, ""); !rep.OK() || rep.Records != uint64(len(want)) {
-		t.Fatalf("verify: %d records, want %d\n%s", rep.Records, len(want), rep)
+	if rep := verifyDir(t, dir, k, ""); !rep.OK() || rep.Records != uint64(len(sent.recs)) {
+		t.Fatalf("verify: %d records, want %d\n%s", rep.Records, len(sent.recs), rep)
 	}
+}
+
+// appended keeps what a test's appends sent, at the indexes they were
+// given, for checkReadBack; safe for appends from several goroutines.
+type appended struct {
+	mu   sync.Mutex
+	recs map[uint64][]byte
+}
+
+// add appends recs to l and keeps them at the indexes it returned.
+func (a *appended) add(l *Ledger, recs ...[]byte) (uint64, error) {
+	first, err := l.Append(context.Background(), recs...)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.recs == nil {
+		a.recs = map[uint64][]byte{}
+	}
+	for i, r := range recs {
+		a.recs[first+uint64(i)] = r
+	}
+	return first, err
 }
