@@ -229,6 +229,18 @@ func writeRun(ctx context.Context, tx execer, r idRun, es []idEntry) error {
 	if _, err := tx.ExecContext(ctx, qRunPut, r.run, r.lvl, int64(r.lo), int64(r.hi)); err != nil {
 		return fmt.Errorf("index: write ids: %w", err)
 	}
+	return encodeRun(r, es, func(h0 uint64, chunk []byte) error {
+		if _, err := tx.ExecContext(ctx, qChunkPut, r.run, int64(h0), chunk); err != nil {
+			return fmt.Errorf("index: write ids: %w", err)
+		}
+		yieldCPU(ctx)
+		return nil
+	})
+}
+
+// encodeRun cuts es (sorted) into the chunks of run r and calls fn with
+// each chunk's first hash and bytes (reused after fn returns).
+func encodeRun(r idRun, es []idEntry, fn func(h0 uint64, chunk []byte) error) error {
 	var body, chunk []byte
 	base := r.base()
 	for len(es) > 0 {
@@ -245,10 +257,9 @@ func writeRun(ctx context.Context, tx execer, r idRun, es []idEntry) error {
 			body = binary.AppendUvarint(body, es[n].idx-base)
 		}
 		chunk = append(binary.AppendUvarint(chunk[:0], uint64(n)), body...)
-		if _, err := tx.ExecContext(ctx, qChunkPut, r.run, int64(es[0].h), chunk); err != nil {
-			return fmt.Errorf("index: write ids: %w", err)
+		if err := fn(es[0].h, chunk); err != nil {
+			return err
 		}
-		yieldCPU(ctx)
 		es = es[n:]
 	}
 	return nil
@@ -338,51 +349,87 @@ func tailRun(ctx context.Context, tx writeTx, blk uint64) (idRun, []idEntry, err
 
 // merge merges idFanout runs of a level into one of the next, level by
 // level, among the runs of blocks before sealed (the writer's last block's
-// run is still growing).
+// run is still growing). The writer itself merges only up to level
+// idMaxLevel-1 in its transaction (mergeLevels) and prepares the last
+// level's merge off its path (merge_async.go); merge does it all at once
+// (Rebuild, tests).
 func merge(ctx context.Context, tx writeTx, sealed uint64) error {
+	_, err := mergeLevels(ctx, tx, sealed, idMaxLevel)
+	return err
+}
+
+// mergeLevels merges as merge does, levels below upTo only. If level upTo
+// (< idMaxLevel) is reached and has idFanout sealed runs, it returns them:
+// the merge left to do.
+func mergeLevels(ctx context.Context, tx writeTx, sealed uint64, upTo int) ([]idRun, error) {
 	for lvl := 0; lvl < idMaxLevel; lvl++ {
-		rs, err := runs(ctx, tx, lvl)
-		if err != nil {
-			return err
-		}
-		rs = slices.DeleteFunc(rs, func(r idRun) bool { return r.hi >= sealed })
-		if len(rs) < idFanout {
-			return nil
+		rs, err := sealedRuns(ctx, tx, lvl, sealed)
+		if err != nil || len(rs) < idFanout {
+			return nil, err
 		}
 		rs = rs[:idFanout]
-		// Room for the runs' entries at once (two ids a record at most),
-		// for no more blocks than the level's runs cover (a file altered
-		// to say otherwise gets no more).
-		blocks := uint64(1)
-		for range lvl + 1 {
-			blocks *= idFanout
+		if lvl >= upTo {
+			return rs, nil
 		}
-		if span := rs[len(rs)-1].hi - rs[0].lo + 1; span < blocks {
-			blocks = span
+		all, err := readRuns(ctx, tx, rs)
+		if err != nil {
+			return nil, err
 		}
-		all := make([]idEntry, 0, blocks*blockSize*2)
 		for _, r := range rs {
-			// No more than the room made: each run within what its
-			// level holds, and all within what the blocks hold.
-			if all, err = appendRun(ctx, tx, r, all, min(cap(all), len(all)+maxRunIDs(r.lvl))); err != nil {
-				return err
-			}
 			if _, err := tx.ExecContext(ctx, qChunksDel, r.run); err != nil {
-				return fmt.Errorf("index: merge ids: %w", err)
+				return nil, fmt.Errorf("index: merge ids: %w", err)
 			}
 			if _, err := tx.ExecContext(ctx, qRunDel, r.run); err != nil {
-				return fmt.Errorf("index: merge ids: %w", err)
+				return nil, fmt.Errorf("index: merge ids: %w", err)
 			}
 		}
 		all = sortIDs(all)
-		// The merged run takes the first run's number: numbers stay
-		// unique, and a new tail run takes max+1.
-		m := idRun{run: rs[0].run, lvl: lvl + 1, lo: rs[0].lo, hi: rs[len(rs)-1].hi}
-		if err := writeRun(ctx, tx, m, all); err != nil {
-			return err
+		if err := writeRun(ctx, tx, mergedRun(rs), all); err != nil {
+			return nil, err
 		}
 	}
-	return nil
+	return nil, nil
+}
+
+// sealedRuns lists the runs of level lvl of blocks before sealed, by
+// first block.
+func sealedRuns(ctx context.Context, q querier, lvl int, sealed uint64) ([]idRun, error) {
+	rs, err := runs(ctx, q, lvl)
+	if err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(rs, func(r idRun) bool { return r.hi >= sealed }), nil
+}
+
+// mergedRun is the run that idFanout runs rs of one level merge into. It
+// takes the first run's number: numbers stay unique, and a new tail run
+// takes max+1.
+func mergedRun(rs []idRun) idRun {
+	return idRun{run: rs[0].run, lvl: rs[0].lvl + 1, lo: rs[0].lo, hi: rs[len(rs)-1].hi}
+}
+
+// readRuns reads the entries of rs, idFanout runs of one level, unsorted.
+func readRuns(ctx context.Context, q querier, rs []idRun) ([]idEntry, error) {
+	// Room for the runs' entries at once (two ids a record at most), for
+	// no more blocks than the level's runs cover (a file altered to say
+	// otherwise gets no more).
+	blocks := uint64(1)
+	for range rs[0].lvl + 1 {
+		blocks *= idFanout
+	}
+	if span := rs[len(rs)-1].hi - rs[0].lo + 1; span < blocks {
+		blocks = span
+	}
+	all := make([]idEntry, 0, blocks*blockSize*2)
+	var err error
+	for _, r := range rs {
+		// No more than the room made: each run within what its level
+		// holds, and all within what the blocks hold.
+		if all, err = appendRun(ctx, q, r, all, min(cap(all), len(all)+maxRunIDs(r.lvl))); err != nil {
+			return nil, err
+		}
+	}
+	return all, nil
 }
 
 // maxIDCandidates bounds what one lookup collects.
