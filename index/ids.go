@@ -364,8 +364,13 @@ func merge(ctx context.Context, tx writeTx, sealed uint64) error {
 func mergeLevels(ctx context.Context, tx writeTx, sealed uint64, upTo int) ([]idRun, error) {
 	for lvl := 0; lvl < idMaxLevel; lvl++ {
 		rs, err := sealedRuns(ctx, tx, lvl, sealed)
-		if err != nil || len(rs) < idFanout {
+		if err != nil {
 			return nil, err
+		}
+		if len(rs) < idFanout {
+			// The next level still: its merge may be left to do (one
+			// prepared off the writer and lost to a crash or a Close).
+			continue
 		}
 		rs = rs[:idFanout]
 		if lvl >= upTo {

@@ -123,6 +123,17 @@ type Index struct {
 	tailIDs []idEntry // its entries
 	stores  int       // blocks the writer stored (tests count them)
 
+	// The last level's id merge, prepared off the writer's path
+	// (merge_async.go). Run's goroutine only, but for bg.
+	syncMerge   bool            // merge inline (a file being rebuilt)
+	mergeNext   []idRun         // runs to merge once the writer's transaction commits
+	merging     *preparedMerge  // the merge being prepared or done, not yet applied
+	mergeCounts mergeCounts     // tests count them
+	prepareHook func()          // tests: run first by the preparing goroutine
+	bgCtx       context.Context // the preparing goroutine's, cancelled by Close
+	bgCancel    context.CancelFunc
+	bg          sync.WaitGroup
+
 	notifyMu sync.Mutex
 	notify   chan struct{} // closed when next advances; nil once closed
 
@@ -265,7 +276,8 @@ func open(path string, opts Options, bulk bool) (*Index, error) {
 	if opts.ScanBudget <= 0 {
 		opts.ScanBudget = DefaultScanBudget
 	}
-	ix := &Index{path: path, opts: opts, notify: make(chan struct{})}
+	ix := &Index{path: path, opts: opts, notify: make(chan struct{}), syncMerge: bulk}
+	ix.bgCtx, ix.bgCancel = context.WithCancel(context.Background())
 	var err error
 	if bulk {
 		// A file being rebuilt is private until renamed into place: no
@@ -288,6 +300,7 @@ func open(path string, opts Options, bulk bool) (*Index, error) {
 	ix.w.SetMaxIdleConns(1)
 	ix.w.SetConnMaxLifetime(0)
 	fail := func(err error) (*Index, error) {
+		ix.bgCancel()
 		ix.w.Close()
 		return nil, fmt.Errorf("index: open %s: %w", path, err)
 	}
@@ -349,6 +362,9 @@ func (ix *Index) Close() error {
 	close(ix.notify)
 	ix.notify = nil
 	ix.notifyMu.Unlock()
+	// A merge being prepared reads on ix.r: stopped before it closes.
+	ix.bgCancel()
+	ix.bg.Wait()
 	for _, st := range ix.wstmts {
 		st.Close()
 	}
@@ -787,6 +803,11 @@ func (ix *Index) add(ctx context.Context, want uint64, batch []rec) (err error) 
 		return fmt.Errorf("index: record %d is already indexed (have %d)", want, ix.next.Load())
 	}
 	first := want
+	// A merge prepared since the last batch is swapped in first, in its
+	// own transaction (short: the ids were read and sorted elsewhere).
+	if err := ix.applyMerge(ctx); err != nil {
+		return err
+	}
 	sqlTx, err := ix.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("index: begin: %w", err)
@@ -799,6 +820,7 @@ func (ix *Index) add(ctx context.Context, want uint64, batch []rec) (err error) 
 			// are gone.
 			ix.dict = nil
 			ix.tail, ix.tailIDs = nil, nil
+			ix.mergeNext = nil
 		}
 	}()
 	if ix.dict == nil {
@@ -816,7 +838,7 @@ func (ix *Index) add(ctx context.Context, want uint64, batch []rec) (err error) 
 		// batch, Run's batches end with blocks when it is behind): the
 		// runs of the blocks before are sealed, as when a batch crosses
 		// into a new block below.
-		if err = merge(ctx, tx, ix.tail.blk); err != nil {
+		if err = ix.mergeIDs(ctx, tx, ix.tail.blk); err != nil {
 			return err
 		}
 	}
@@ -835,7 +857,7 @@ func (ix *Index) add(ctx context.Context, want uint64, batch []rec) (err error) 
 			if buf, err = ix.storeTail(ctx, tx, buf); err != nil {
 				return err
 			}
-			if err = merge(ctx, tx, r.idx/blockSize); err != nil {
+			if err = ix.mergeIDs(ctx, tx, r.idx/blockSize); err != nil {
 				return err
 			}
 			ix.tail = newBlock(r.idx)
@@ -872,6 +894,7 @@ func (ix *Index) add(ctx context.Context, want uint64, batch []rec) (err error) 
 		return fmt.Errorf("index: commit records %d..%d: %w", first, want-1, err)
 	}
 	ix.advance(want)
+	ix.startMerge()
 	return nil
 }
 
