@@ -1,0 +1,231 @@
+package index
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+)
+
+// rawIDHits is lookupID without dropping repeats: every ledger index the
+// runs of one snapshot list for event.id v, once per run entry.
+func rawIDHits(ctx context.Context, ix *Index, v string) ([]uint64, error) {
+	tx, err := ix.readTx(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	h := idKey(ix.salt, fEventID, v)
+	rows, err := tx.QueryContext(ctx, `SELECT r.lo, c.h0, c.data FROM idruns r, idchunks c
+		WHERE c.rowid = (SELECT rowid FROM idchunks WHERE run = r.run AND h0 <= ? ORDER BY h0 DESC LIMIT 1)`, int64(h))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []uint64
+	for rows.Next() {
+		var lo, h0 int64
+		var data []byte
+		if err := rows.Scan(&lo, &h0, &data); err != nil {
+			return nil, err
+		}
+		if err := decodeChunk(data, uint64(h0), uint64(lo)*blockSize, func(e idEntry) {
+			if e.h == h {
+				out = append(out, e.idx)
+			}
+		}); err != nil {
+			return nil, err
+		}
+	}
+	return out, rows.Err()
+}
+
+// levelRuns counts the id runs of each level.
+func levelRuns(t *testing.T, ix *Index) [idMaxLevel + 1]int {
+	t.Helper()
+	var n [idMaxLevel + 1]int
+	rs, err := runs(context.Background(), ix.r, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rs {
+		n[r.lvl]++
+	}
+	return n
+}
+
+// checkAllIDs fails unless every record below n is found by its event.id
+// exactly once.
+func checkAllIDs(t *testing.T, ix *Index, n int) {
+	t.Helper()
+	for i := range n {
+		got, err := rawIDHits(context.Background(), ix, fmt.Sprintf("ev-%08d", i))
+		if err != nil || len(got) != 1 || got[0] != uint64(i) {
+			t.Fatalf("record %d: event.id gives %v, %v; want it once", i, got, err)
+		}
+	}
+}
+
+// growUntil appends records to l, a few at a time, until cond holds
+// (bounded).
+func growUntil(t *testing.T, l *testLedger, ix *Index, next *int, cond func() bool) {
+	t.Helper()
+	for range 300 {
+		if cond() {
+			return
+		}
+		appendEvents(t, l.Ledger, *next, 5, time.Millisecond)
+		*next += 5
+		wctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ix.WaitIndexed(wctx, uint64(*next))
+		cancel()
+	}
+	t.Fatalf("condition not met after %d records", *next)
+}
+
+// TestLevel2MergeOffTheWriter: the merge of idFanout level-1 runs into one
+// of level 2 (2^20 records at the default block size) is prepared by
+// another goroutine while the writer goes on indexing, and swapped in by a
+// later batch. Held before it reads anything, the writer still indexes
+// well past the boundary (it never waits for the merge's reading and
+// sorting); lookups from another goroutine meanwhile, and across the swap,
+// find every id exactly once.
+func TestLevel2MergeOffTheWriter(t *testing.T) {
+	// Not parallel: a small blockSize, so that level 2 is 1,024 records.
+	defer func(b uint64) { blockSize = b }(blockSize)
+	blockSize = 4
+	boundary := int(idFanout * idFanout * blockSize)
+	dir := t.TempDir()
+	l := openLedger(t, filepath.Join(dir, "ledger"))
+	next := boundary + 3*int(idFanout*blockSize)
+	appendEvents(t, l.Ledger, 0, next, time.Millisecond)
+	ix := openIndexOn(t, filepath.Join(dir, "index.db"), l)
+	started, release := make(chan struct{}), make(chan struct{})
+	ix.prepareHook = func() {
+		close(started)
+		<-release
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	runErr := make(chan error, 1)
+	go func() { runErr <- ix.Run(ctx, l) }()
+
+	select {
+	case <-started:
+	case <-time.After(60 * time.Second):
+		t.Fatal("the level-2 merge was never prepared")
+	}
+	// Lookups of the ids below the boundary (indexed: the merge is prepared
+	// after the commit that sealed their runs), from another goroutine,
+	// until the swap is done and looked up once more.
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var lookErr error
+	sweeps := 0
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for last := false; !last; sweeps++ {
+			select {
+			case <-stop:
+				last = true
+			default:
+			}
+			for i := 0; i < boundary; i += 7 {
+				got, err := rawIDHits(context.Background(), ix, fmt.Sprintf("ev-%08d", i))
+				if err != nil || len(got) != 1 || got[0] != uint64(i) {
+					lookErr = fmt.Errorf("sweep %d: record %d: event.id gives %v, %v; want it once", sweeps, i, got, err)
+					return
+				}
+			}
+		}
+	}()
+
+	// The preparing goroutine is held: the writer indexes everything
+	// appended, past the boundary, without the merge.
+	wctx, wcancel := context.WithTimeout(ctx, 60*time.Second)
+	err := ix.WaitIndexed(wctx, uint64(next))
+	wcancel()
+	if err != nil {
+		t.Fatalf("writer stopped at %d of %d while the merge was held: %v", ix.Indexed(), next, err)
+	}
+	if n := levelRuns(t, ix); n[2] != 0 || n[1] < idFanout {
+		t.Fatalf("runs by level %v while the merge is held, want %d+ of level 1 and none of level 2", n, idFanout)
+	}
+	close(release)
+	growUntil(t, l, ix, &next, func() bool { return levelRuns(t, ix)[2] == 1 })
+	close(stop)
+	wg.Wait()
+	if lookErr != nil {
+		t.Fatal(lookErr)
+	}
+	cancel()
+	if err := <-runErr; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run: %v", err)
+	}
+	if c := ix.mergeCounts; c.prepared != 1 || c.applied != 1 || c.discarded != 0 {
+		t.Fatalf("merges %+v, want one prepared and applied", c)
+	}
+	rs, err := runs(context.Background(), ix.r, 2)
+	if err != nil || len(rs) != 1 || rs[0].lo != 0 || rs[0].hi != idFanout*idFanout-1 {
+		t.Fatalf("level-2 runs %v, %v; want one of blocks 0-%d", rs, err, idFanout*idFanout-1)
+	}
+	checkAllIDs(t, ix, next)
+	t.Logf("%d lookup sweeps", sweeps)
+}
+
+// TestLevel2MergeLostAtClose: an index closed after the merge was
+// prepared and before it was swapped in (as by a crash: nothing of it is
+// written before the swap) holds every id once; reopened, the merge is
+// prepared again and swapped in.
+func TestLevel2MergeLostAtClose(t *testing.T) {
+	defer func(b uint64) { blockSize = b }(blockSize)
+	blockSize = 4
+	boundary := int(idFanout * idFanout * blockSize)
+	dir := t.TempDir()
+	l := openLedger(t, filepath.Join(dir, "ledger"))
+	next := boundary + int(idFanout*blockSize)
+	appendEvents(t, l.Ledger, 0, next, time.Millisecond)
+	path := filepath.Join(dir, "index.db")
+	ix, err := Open(path, Options{Ledger: l})
+	if err != nil {
+		t.Fatal(err)
+	}
+	started, release := make(chan struct{}), make(chan struct{})
+	ix.prepareHook = func() {
+		close(started)
+		<-release
+	}
+	runUntil(t, ix, l, uint64(next))
+	select {
+	case <-started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the level-2 merge was never prepared")
+	}
+	close(release)
+	<-ix.merging.done // prepared, never applied: Run has returned
+	if ix.merging.err != nil || ix.merging.stale || len(ix.merging.chunks) == 0 {
+		t.Fatalf("prepared merge: err %v, stale %v, %d chunks", ix.merging.err, ix.merging.stale, len(ix.merging.chunks))
+	}
+	if err := ix.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	ix = openIndexOn(t, path, l)
+	if n := levelRuns(t, ix); n[2] != 0 || n[1] < idFanout {
+		t.Fatalf("runs by level %v after close, want %d+ of level 1 and none of level 2", n, idFanout)
+	}
+	checkAllIDs(t, ix, next)
+	ctx, cancel := context.WithCancel(context.Background())
+	runErr := make(chan error, 1)
+	go func() { runErr <- ix.Run(ctx, l) }()
+	growUntil(t, l, ix, &next, func() bool { return levelRuns(t, ix)[2] == 1 })
+	cancel()
+	if err := <-runErr; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run: %v", err)
+	}
+	checkAllIDs(t, ix, next)
+}
