@@ -237,6 +237,14 @@ func TestLevel2MergeLostAtClose(t *testing.T) {
 func TestLevel2MergeDiscardedAfterPrune(t *testing.T) {
 	defer func(b uint64) { blockSize = b }(blockSize)
 	blockSize = 4
+	// Pruned before the goroutine reads the runs (it finds them gone), or
+	// after (the swap finds them gone).
+	for _, afterRead := range []bool{false, true} {
+		t.Run(fmt.Sprintf("after read %v", afterRead), func(t *testing.T) { testMergeDiscarded(t, afterRead) })
+	}
+}
+
+func testMergeDiscarded(t *testing.T, afterRead bool) {
 	boundary := int(idFanout * idFanout * blockSize)
 	dir := t.TempDir()
 	l := openLedger(t, filepath.Join(dir, "ledger"))
@@ -244,6 +252,9 @@ func TestLevel2MergeDiscardedAfterPrune(t *testing.T) {
 	appendEvents(t, l.Ledger, 0, next, time.Millisecond)
 	ix := openIndexOn(t, filepath.Join(dir, "index.db"), l)
 	release := make(chan struct{})
+	if afterRead {
+		close(release)
+	}
 	ix.prepareHook = func() { <-release }
 	runUntil(t, ix, l, uint64(next))
 	if ix.merging == nil {
@@ -252,10 +263,18 @@ func TestLevel2MergeDiscardedAfterPrune(t *testing.T) {
 	// The first level-1 run covers blocks 0-15: pruned whole.
 	cut := int((idFanout + 2) * blockSize)
 	ctx := context.Background()
+	if afterRead {
+		<-ix.merging.done
+		if ix.merging.stale || ix.merging.err != nil {
+			t.Fatalf("prepared merge: stale %v, err %v", ix.merging.stale, ix.merging.err)
+		}
+	}
 	if err := ix.prune(ctx, uint64(cut)); err != nil {
 		t.Fatal(err)
 	}
-	close(release)
+	if !afterRead {
+		close(release)
+	}
 	<-ix.merging.done
 	if err := ix.applyMerge(ctx); err != nil {
 		t.Fatal(err)
