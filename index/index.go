@@ -130,6 +130,7 @@ type Index struct {
 	merging     *preparedMerge  // the merge being prepared or done, not yet applied
 	mergeCounts mergeCounts     // tests count them
 	prepareHook func()          // tests: run first by the preparing goroutine
+	swapHook    func()          // tests: run by the swap between its deletes and inserts
 	bgCtx       context.Context // the preparing goroutine's, cancelled by Close
 	bgCancel    context.CancelFunc
 	bg          sync.WaitGroup

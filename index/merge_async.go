@@ -176,6 +176,9 @@ func (ix *Index) applyMerge(ctx context.Context) (err error) {
 			return fmt.Errorf("index: merge ids: %w", err)
 		}
 	}
+	if ix.swapHook != nil {
+		ix.swapHook()
+	}
 	if _, err = tx.ExecContext(ctx, qRunPut, m.out.run, m.out.lvl, int64(m.out.lo), int64(m.out.hi)); err != nil {
 		return fmt.Errorf("index: merge ids: %w", err)
 	}

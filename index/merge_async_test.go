@@ -155,6 +155,20 @@ func TestLevel2MergeOffTheWriter(t *testing.T) {
 	if n := levelRuns(t, ix); n[2] != 0 || n[1] < idFanout {
 		t.Fatalf("runs by level %v while the merge is held, want %d+ of level 1 and none of level 2", n, idFanout)
 	}
+	// Lookups in the middle of the swap (its inputs deleted, the merged
+	// run not yet inserted, uncommitted), from the read pool, while the
+	// writer waits.
+	var swapErr error
+	swapLookups := 0
+	ix.swapHook = func() {
+		for i := 0; i < boundary && swapErr == nil; i += 3 {
+			got, err := rawIDHits(context.Background(), ix, fmt.Sprintf("ev-%08d", i))
+			if err != nil || len(got) != 1 || got[0] != uint64(i) {
+				swapErr = fmt.Errorf("during the swap: record %d: event.id gives %v, %v; want it once", i, got, err)
+			}
+			swapLookups++
+		}
+	}
 	close(release)
 	growUntil(t, l, ix, &next, func() bool { return levelRuns(t, ix)[2] == 1 })
 	close(stop)
@@ -165,6 +179,9 @@ func TestLevel2MergeOffTheWriter(t *testing.T) {
 	cancel()
 	if err := <-runErr; !errors.Is(err, context.Canceled) {
 		t.Fatalf("Run: %v", err)
+	}
+	if swapErr != nil || swapLookups == 0 {
+		t.Fatalf("%d lookups during the swap: %v", swapLookups, swapErr)
 	}
 	if c := ix.mergeCounts; c.prepared != 1 || c.applied != 1 || c.discarded != 0 {
 		t.Fatalf("merges %+v, want one prepared and applied", c)
