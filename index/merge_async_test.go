@@ -1,13 +1,20 @@
 package index
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/trailguard/trailguard/internal/testenv"
+	"github.com/trailguard/trailguard/ledger"
 )
 
 // rawIDHits is lookupID without dropping repeats: every ledger index the
@@ -315,4 +322,107 @@ func testMergeDiscarded(t *testing.T, afterRead bool) {
 	if got, err := rawIDHits(ctx, ix, "ev-00000000"); err != nil || len(got) != 0 {
 		t.Fatalf("a pruned record's id gives %v, %v", got, err)
 	}
+}
+
+// TestLevel2CrashChild is the process TestLevel2MergeKilled kills; it
+// only runs when started by it. Its level-2 merge is held before reading
+// anything, so the kill lands between preparation and swap.
+func TestLevel2CrashChild(t *testing.T) {
+	dir := os.Getenv("TRAILGUARD_INDEX_L2CRASH_DIR")
+	if dir == "" {
+		t.Skip("helper process for TestLevel2MergeKilled")
+	}
+	blockSize = 4
+	l, err := ledger.OpenReadOnly(filepath.Join(dir, "ledger"))
+	if err != nil {
+		fmt.Println("ERR", err)
+		os.Exit(3)
+	}
+	ix, err := Open(filepath.Join(dir, "index.db"), Options{BatchSize: 100, BatchDelay: time.Millisecond})
+	if err != nil {
+		fmt.Println("ERR", err)
+		os.Exit(3)
+	}
+	ix.prepareHook = func() {
+		fmt.Println("PREPARING")
+		select {} // until killed
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	go func() {
+		for last := uint64(0); ctx.Err() == nil; time.Sleep(time.Millisecond) {
+			if n := ix.Indexed(); n != last {
+				fmt.Println("AT", n)
+				last = n
+			}
+		}
+	}()
+	fmt.Println("DONE", ix.Run(ctx, l))
+	os.Exit(4) // not killed within a minute
+}
+
+// TestLevel2MergeKilled: a process killed (SIGKILL) after it started
+// preparing a level-2 merge and indexed past it, before the swap, leaves
+// an index that holds every id once; a restart merges the runs again.
+func TestLevel2MergeKilled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("crash test")
+	}
+	defer func(b uint64) { blockSize = b }(blockSize)
+	blockSize = 4
+	dir := t.TempDir()
+	l := openLedger(t, filepath.Join(dir, "ledger"))
+	next := int(idFanout*idFanout*blockSize) + 3*int(idFanout*blockSize)
+	appendEvents(t, l.Ledger, 0, next, time.Millisecond)
+	l.Close()
+
+	cmd := exec.Command(os.Args[0], "-test.run=^TestLevel2CrashChild$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "TRAILGUARD_INDEX_L2CRASH_DIR="+dir)
+	pipe, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := testenv.StartChild(t, cmd); err != nil {
+		t.Fatal(err)
+	}
+	ready, want := make(chan struct{}), next
+	go func() {
+		sc := bufio.NewScanner(pipe)
+		preparing, at, closed := false, 0, false
+		for sc.Scan() {
+			preparing = preparing || sc.Text() == "PREPARING"
+			fmt.Sscanf(sc.Text(), "AT %d", &at)
+			if preparing && at >= want && !closed {
+				close(ready)
+				closed = true
+			}
+		}
+	}()
+	select {
+	case <-ready:
+	case <-time.After(60 * time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("child neither prepared the merge nor indexed %d records in 60 s", next)
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+
+	l = openLedgerKey(t, filepath.Join(dir, "ledger"), l.signerKey)
+	ix := openIndexOn(t, filepath.Join(dir, "index.db"), l)
+	if got := ix.Indexed(); got != uint64(next) {
+		t.Fatalf("indexed %d after the kill, want %d", got, next)
+	}
+	if n := levelRuns(t, ix); n[2] != 0 || n[1] < idFanout {
+		t.Fatalf("runs by level %v after the kill, want %d+ of level 1 and none of level 2", n, idFanout)
+	}
+	checkAllIDs(t, ix, 0, next)
+	ctx, cancel := context.WithCancel(context.Background())
+	runErr := make(chan error, 1)
+	go func() { runErr <- ix.Run(ctx, l) }()
+	growUntil(t, l, ix, &next, func() bool { return levelRuns(t, ix)[2] == 1 })
+	cancel()
+	if err := <-runErr; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run: %v", err)
+	}
+	checkAllIDs(t, ix, 0, next)
 }
