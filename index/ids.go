@@ -24,7 +24,9 @@ import (
 // up to 15 of each level below). Each id is written once per level: two
 // levels of 16 instead of three of 8 (2M records) write it three times
 // instead of four, and merging was a twentieth of the collector's CPU
-// under ingest load.
+// under ingest load. The writer merges into level idMaxLevel off its
+// transaction (merge_async.go): until that merge is swapped in, a level
+// may hold idFanout runs or a few more.
 const (
 	idFanout   = 16
 	idMaxLevel = 2
