@@ -326,7 +326,10 @@ func runs(ctx context.Context, q querier, lvl int) ([]idRun, error) {
 		r.lo, r.hi = uint64(lo), uint64(hi)
 		out = append(out, r)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("index: id runs: %w", err)
+	}
+	return out, nil
 }
 
 // tailRun is the level-0 run of block blk, and its entries (a new, empty

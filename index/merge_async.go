@@ -73,6 +73,14 @@ func (ix *Index) startMerge() {
 	if in == nil || ix.merging != nil {
 		return
 	}
+	// Close waits for the goroutine (it reads on ix.r): none starts once
+	// Close has begun (Run must have returned before, but a goroutine
+	// started after Close's Wait would read a closed pool and outlive it).
+	ix.closeMu.Lock()
+	defer ix.closeMu.Unlock()
+	if ix.closed {
+		return
+	}
 	m := &preparedMerge{in: in, out: mergedRun(in), done: make(chan struct{})}
 	ix.merging = m
 	ix.mergeCounts.prepared++
@@ -143,7 +151,7 @@ func (ix *Index) applyMerge(ctx context.Context) (err error) {
 	}
 	ix.merging = nil
 	if m.err != nil {
-		return m.err
+		return fmt.Errorf("index: merge ids of blocks %d-%d (prepared): %w", m.out.lo, m.out.hi, m.err)
 	}
 	if m.stale {
 		ix.mergeCounts.discarded++

@@ -426,3 +426,101 @@ func TestLevel2MergeKilled(t *testing.T) {
 	}
 	checkAllIDs(t, ix, 0, next)
 }
+
+// TestLevel2MergeClosedDuringPrepare: Close while the merge is being
+// prepared cancels it and waits for its goroutine (which reads on the read
+// pool Close then closes): Close returns once the goroutine has ended, the
+// merge ends with the cancellation, nothing of it is written, and the
+// reopened index holds every id once. Close on an index whose Run noted a
+// merge does not start one either.
+func TestLevel2MergeClosedDuringPrepare(t *testing.T) {
+	defer func(b uint64) { blockSize = b }(blockSize)
+	blockSize = 4
+	dir := t.TempDir()
+	l := openLedger(t, filepath.Join(dir, "ledger"))
+	next := int(idFanout*idFanout*blockSize) + int(idFanout*blockSize)
+	appendEvents(t, l.Ledger, 0, next, time.Millisecond)
+	path := filepath.Join(dir, "index.db")
+	ix, err := Open(path, Options{Ledger: l})
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan struct{})
+	cancelled := make(chan bool, 1)
+	ix.prepareHook = func() {
+		close(started)
+		select {
+		case <-ix.bgCtx.Done():
+			// Still running a while after the cancellation: a Close that
+			// did not wait would return first.
+			time.Sleep(50 * time.Millisecond)
+			cancelled <- true
+		case <-time.After(10 * time.Second):
+			cancelled <- false
+		}
+	}
+	runUntil(t, ix, l, uint64(next))
+	select {
+	case <-started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the level-2 merge was never prepared")
+	}
+	m := ix.merging
+	if err := ix.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-m.done:
+	default:
+		t.Fatal("Close returned before the preparing goroutine ended")
+	}
+	if !<-cancelled {
+		t.Fatal("Close did not cancel the merge being prepared")
+	}
+	if !errors.Is(m.err, context.Canceled) || len(m.chunks) != 0 {
+		t.Fatalf("merge after Close: err %v, %d chunks; want context.Canceled and none", m.err, len(m.chunks))
+	}
+
+	// A merge noted but not started when Close came (a Run that outlived
+	// Close, which it must not): none starts after.
+	ix.merging, ix.mergeNext = nil, m.in
+	ix.prepareHook = func() { t.Error("a merge was prepared after Close") }
+	ix.startMerge()
+	if ix.merging != nil {
+		t.Fatal("startMerge after Close started a merge")
+	}
+
+	ix = openIndexOn(t, path, l)
+	if n := levelRuns(t, ix); n[2] != 0 || n[1] < idFanout {
+		t.Fatalf("runs by level %v after close, want %d+ of level 1 and none of level 2", n, idFanout)
+	}
+	checkAllIDs(t, ix, 0, next)
+}
+
+// TestLevel2MergePrepareError: a merge whose preparation fails (a chunk
+// of an input run that does not decode: a damaged file) fails the batch
+// that would swap it in, with the cause; nothing is swapped in and the
+// inputs stay.
+func TestLevel2MergePrepareError(t *testing.T) {
+	defer func(b uint64) { blockSize = b }(blockSize)
+	blockSize = 4
+	ix := openIndex(t, filepath.Join(t.TempDir(), "i.db"))
+	ctx := context.Background()
+	rs := level1Runs(t, ix)
+	if _, err := ix.w.ExecContext(ctx, `UPDATE idchunks SET data = x'ff' WHERE run = ?`, rs[3].run); err != nil {
+		t.Fatal(err)
+	}
+	ix.mergeNext = rs
+	ix.startMerge()
+	<-ix.merging.done
+	err := ix.applyMerge(ctx)
+	if !errors.Is(err, errBadChunk) {
+		t.Fatalf("swap of a merge whose reading failed: %v, want %v", err, errBadChunk)
+	}
+	if ix.merging != nil || ix.mergeCounts.applied != 0 {
+		t.Fatalf("merge still pending (%v) or applied (%+v)", ix.merging != nil, ix.mergeCounts)
+	}
+	if n := levelRuns(t, ix); n[2] != 0 || n[1] != idFanout {
+		t.Fatalf("runs by level %v, want the %d inputs and none of level 2", n, idFanout)
+	}
+}
