@@ -52,6 +52,9 @@ func main() {
 	os.Exit(exitCode)
 }
 
+// lagTrace is -lagtrace.
+var lagTrace *string
+
 // exitCode is set instead of calling os.Exit, so that deferred stops of
 // the servers always run.
 var exitCode int
@@ -75,7 +78,7 @@ type result struct {
 	// The index lag in time, sampled every lagEvery from the start of the
 	// load until the index caught up: how long ago the ledger first held
 	// the oldest record not yet indexed (issue 15 item 6).
-	lagP99, lagMax time.Duration
+	lagP50, lagP99, lagMax time.Duration
 }
 
 // lagEvery is how often the collector's /metrics is read for the index lag.
@@ -107,6 +110,7 @@ func run() {
 	vl := flag.String("vl", "", "victoria-logs binary: load VictoriaLogs (with -bin too: compare the two)")
 	base := flag.String("base", "", "with -bin and -vl: another trailguard build (e.g. main's) run in the same rounds, alternated with the two, and compared with -bin")
 	runs := flag.Int("runs", 3, "runs of each server when comparing (-bin and -vl)")
+	lagTrace = flag.String("lagtrace", "", "append the collector's index lag samples to this file (ms since start, ledger records, index records, lag ms)")
 	rate := flag.Float64("rate", 0, "offer at most this many events/s (requests start on a fixed schedule; 0: each connection sends as soon as it was answered): the index lag at a given ingest rate")
 	flag.Parse()
 	opt := options{*events, *batch, *conns, *rate}
@@ -157,7 +161,7 @@ func print(r result) {
 	}
 	if r.cpuIndexed > 0 {
 		fmt.Printf("index: %d records behind at the last answer, caught up %v later; server CPU until then: %.2f µs/event\n", r.lagAtEnd, r.catchUp.Round(time.Millisecond), float64(r.cpuIndexed)/1e3)
-		fmt.Printf("index lag in time (sampled every %v until caught up): p99 %v, max %v (issue 15 goal: p99 ≤ 1s)\n", lagEvery, r.lagP99.Round(time.Millisecond), r.lagMax.Round(time.Millisecond))
+		fmt.Printf("index lag in time (sampled every %v until caught up): p50 %v, p99 %v, max %v (issue 15 goal: p99 ≤ 1s)\n", lagEvery, r.lagP50.Round(time.Millisecond), r.lagP99.Round(time.Millisecond), r.lagMax.Round(time.Millisecond))
 	}
 	if r.failed > 0 {
 		exitCode = 1
@@ -354,7 +358,10 @@ func load(t target, opt options) result {
 	}
 	if lagAtEnd >= 0 && sent > 0 {
 		r.lagAtEnd, r.catchUp, r.cpuIndexed = lagAtEnd, catchUp, cpuIndexed/time.Duration(sent)
-		r.lagP99, r.lagMax = lags.percentiles()
+		r.lagP50, r.lagP99, r.lagMax = lags.percentiles()
+		if *lagTrace != "" {
+			lags.write(*lagTrace)
+		}
 	}
 	return r
 }
@@ -364,9 +371,10 @@ func load(t target, opt options) result {
 // first held more records than the index holds now (0 when caught up),
 // to within lagEvery.
 type lagSampler struct {
-	at     []time.Time
-	ledger []int64 // records in the ledger at at[i]
-	lags   []time.Duration
+	at      []time.Time
+	ledger  []int64 // records in the ledger at at[i]
+	indexed []int64 // records in the index at at[i]
+	lags    []time.Duration
 }
 
 func (s *lagSampler) sample(t target) {
@@ -377,6 +385,7 @@ func (s *lagSampler) sample(t target) {
 	now := time.Now()
 	s.at = append(s.at, now)
 	s.ledger = append(s.ledger, size)
+	s.indexed = append(s.indexed, indexed)
 	lag := time.Duration(0)
 	if indexed < size {
 		// The first sample whose ledger already held record indexed.
@@ -386,13 +395,34 @@ func (s *lagSampler) sample(t target) {
 	s.lags = append(s.lags, lag)
 }
 
-func (s *lagSampler) percentiles() (p99, max time.Duration) {
+func (s *lagSampler) percentiles() (p50, p99, max time.Duration) {
 	if len(s.lags) == 0 {
-		return 0, 0
+		return 0, 0, 0
 	}
 	l := slices.Clone(s.lags)
 	slices.Sort(l)
-	return l[min(len(l)-1, len(l)*99/100)], l[len(l)-1]
+	return l[len(l)/2], l[min(len(l)-1, len(l)*99/100)], l[len(l)-1]
+}
+
+// write writes the samples to the file name (-lagtrace), a line each:
+// milliseconds since the first, ledger records, index records, lag in
+// milliseconds; it appends, so that runs can share a file (a line "run"
+// starts each).
+func (s *lagSampler) write(name string) {
+	f, err := os.OpenFile(name, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ingestload: lag trace:", err)
+		return
+	}
+	defer f.Close()
+	var b bytes.Buffer
+	b.WriteString("run\n")
+	for i := range s.lags {
+		fmt.Fprintf(&b, "%d %d %d %d\n", s.at[i].Sub(s.at[0]).Milliseconds(), s.ledger[i], s.indexed[i], s.lags[i].Milliseconds())
+	}
+	if _, err := f.Write(b.Bytes()); err != nil {
+		fmt.Fprintln(os.Stderr, "ingestload: lag trace:", err)
+	}
 }
 
 // ledgerAndIndex reads the ledger's and the index's record counts from
