@@ -26,6 +26,7 @@ import (
 
 	"github.com/trailguard/trailguard/access"
 	"github.com/trailguard/trailguard/event"
+	"github.com/trailguard/trailguard/internal/stalltest"
 	"github.com/trailguard/trailguard/internal/testenv"
 	"github.com/trailguard/trailguard/ledger"
 	"github.com/trailguard/trailguard/server"
@@ -152,7 +153,9 @@ func TestCollectorModeSpoolsWhileDown(t *testing.T) {
 			t.Fatalf("status %d with the collector down", resp.StatusCode)
 		}
 	}
-	deadline := time.Now().Add(5 * time.Second)
+	// The waits are long: what they wait for must come, and a process
+	// stalled for seconds on a loaded machine makes it late, not missing.
+	deadline := time.Now().Add(30 * time.Second)
 	for g.Shipper().Stats().Spooled < 6 {
 		if time.Now().After(deadline) {
 			t.Fatalf("events not spooled: %+v", g.Shipper().Stats())
@@ -163,7 +166,7 @@ func TestCollectorModeSpoolsWhileDown(t *testing.T) {
 		t.Fatal("shipped with the collector down?")
 	}
 	// Down long enough to be an outage: an alert, spooled like the rest.
-	deadline = time.Now().Add(10 * time.Second)
+	deadline = time.Now().Add(30 * time.Second)
 	for g.Shipper().Stats().Spooled < 7 {
 		if time.Now().After(deadline) {
 			t.Fatal("no collector-unreachable alert spooled")
@@ -175,7 +178,7 @@ func TestCollectorModeSpoolsWhileDown(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- col.Serve(ctx, cln) }()
-	deadline = time.Now().Add(15 * time.Second)
+	deadline = time.Now().Add(30 * time.Second)
 	for g.Shipper().Stats().Pending > 0 || g.Shipper().Stats().Shipped < 8 {
 		if time.Now().After(deadline) {
 			t.Fatalf("spool not delivered: %+v", g.Shipper().Stats())
@@ -299,34 +302,38 @@ func TestCollectorDecisionStream(t *testing.T) {
 		TrustedProxies: []string{"127.0.0.1"}, TrailDir: trail,
 		Collector: Collector{URL: "http://" + cln.Addr().String(), Token: ingest, BouncerKey: bouncer}})
 	defer stop()
-	// Each attacker is blocked within 5 s, and the best of up to three
-	// (from three addresses) within a second: a delay of the pipeline's
-	// own (a flush or poll interval, a backoff) makes every attempt slow,
-	// where a loaded machine (load 12-30 under -race took 1.018 s once)
-	// rarely slows three in a row.
-	var best time.Duration
+	// Each attacker is blocked (waited for 30 s: it must come), and the
+	// best of up to three (from three addresses) within a second, or as
+	// late as a stall of this process made it (a Watch: a loaded machine
+	// stops the collector, the gateway and the test alike, 1.018 s once
+	// at load 12-30 under -race): a delay of the pipeline's own (a flush
+	// or poll interval, a backoff) makes every attempt slow, where a
+	// loaded machine rarely slows three in a row.
+	watch := stalltest.Start(t)
+	var best, bestStalled time.Duration
 	for i, attacker := range []string{"198.51.100.23", "198.51.100.26", "198.51.100.27"} {
 		for range 10 {
 			get(t, gw+"/login", "X-Forwarded-For", attacker, "Authorization", "Basic YWxpY2U6Z3Vlc3M=")
 		}
+		watch.Reset()
 		start := time.Now()
 		for get(t, gw+"/login", "X-Forwarded-For", attacker).StatusCode != 403 {
-			if time.Since(start) > 5*time.Second {
-				t.Fatalf("%s not blocked 5 s after the 10th failed login; gateway stats %+v", attacker, g.Stats())
+			if time.Since(start) > 30*time.Second {
+				t.Fatalf("%s not blocked 30 s after the 10th failed login; gateway stats %+v", attacker, g.Stats())
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
-		took := time.Since(start)
-		t.Logf("%s blocked %v after the 10th failed login", attacker, took.Round(time.Millisecond))
-		if i == 0 || took < best {
-			best = took
+		took, stalled := time.Since(start), watch.Worst()
+		t.Logf("%s blocked %v after the 10th failed login (stalled %v)", attacker, took.Round(time.Millisecond), stalled.Round(time.Millisecond))
+		if i == 0 || took-stalled < best-bestStalled {
+			best, bestStalled = took, stalled
 		}
-		if best <= time.Second {
+		if best <= time.Second+bestStalled {
 			break
 		}
 	}
-	if best > time.Second {
-		t.Errorf("the collector's decision took at best %v of three to be enforced, want under a second", best)
+	if best > time.Second+bestStalled {
+		t.Errorf("the collector's decision took at best %v (stalled %v) of three to be enforced, want under a second", best, bestStalled)
 	}
 	// The blocks came through the stream: none by the gateway's own
 	// events (a request lane, the single node's).
@@ -345,13 +352,13 @@ func TestCollectorDecisionStream(t *testing.T) {
 	}
 	// Once a poll has failed, the gateway records the fail-open alert in
 	// its trail: from then on it works without the collector.
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		b, _ := os.ReadFile(trail + "/trail.jsonl")
 		if bytes.Contains(b, []byte(`"action":"`+ActionMonitorDisabled+`"`)) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("no fail-open alert in the gateway's trail 10 s after the collector went down")
+			t.Fatal("no fail-open alert in the gateway's trail 30 s after the collector went down")
 		}
 	}
 	if get(t, gw+"/login", "X-Forwarded-For", "198.51.100.23").StatusCode != 403 ||
@@ -368,7 +375,7 @@ func TestCollectorDecisionStream(t *testing.T) {
 	ctx2, cancel2 := context.WithCancel(context.Background())
 	done2 := make(chan error, 1)
 	go func() { done2 <- col2.Serve(ctx2, cln2) }()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for g.Shipper().Stats().Pending > 0 {
 		if time.Now().After(deadline) {
 			t.Fatalf("spool not delivered after the collector came back: %+v", g.Shipper().Stats())
@@ -469,13 +476,13 @@ func TestShipAlertSaysTokenRejected(t *testing.T) {
 	// reaches the trail file through the gateway's batched writer, a moment
 	// later (CI saw the file read before it).
 	var b []byte
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		b, _ = os.ReadFile(trail + "/trail.jsonl")
 		if bytes.Contains(b, []byte("rejected the gateway's ingest token")) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the alert event in the trail does not say the token was rejected (10 s):\n%s", b)
+			t.Fatalf("the alert event in the trail does not say the token was rejected (30 s):\n%s", b)
 		}
 	}
 	if g.Shipper().Stats().Pending == 0 {
