@@ -386,7 +386,7 @@ func TestLeanFrontClientGoneWithPipelinedBytes(t *testing.T) {
 				select {
 				case <-r.Context().Done():
 					gone <- struct{}{}
-				case <-time.After(10 * time.Second):
+				case <-time.After(time.Minute): // past the test's waits
 				}
 			})
 			_, url, sink := gateway(t, Config{HTTP1: mode, Routes: []Route{{Upstream: up.URL}}})
@@ -397,16 +397,19 @@ func TestLeanFrontClientGoneWithPipelinedBytes(t *testing.T) {
 			// 4096 bytes: the front end's buffer, and net/http's.
 			raw := "GET /hang HTTP/1.1\r\nHost: a\r\nX-Request-Id: gone-full\r\n\r\n" + "GET /next HTTP/1.1\r\nHost: a\r\nX-Pad: "
 			io.WriteString(c, raw+strings.Repeat("a", 4096-len(raw)))
+			// The waits are long: what they wait for must come, and a
+			// process stalled for seconds on a loaded machine makes it
+			// late, not missing.
 			select {
 			case <-arrived:
-			case <-time.After(5 * time.Second):
+			case <-time.After(30 * time.Second):
 				t.Fatal("the request did not reach the upstream")
 			}
 			time.Sleep(50 * time.Millisecond) // several sweeps: the front end watches by now
 			c.Close()
 			select {
 			case <-gone:
-			case <-time.After(5 * time.Second):
+			case <-time.After(30 * time.Second):
 				t.Fatal("the upstream exchange went on after the client left")
 			}
 			sink.wait(t, "the access event", func([]*event.Event) bool { return len(eventsOf(t, sink, "gone-full")) > 0 })
@@ -537,6 +540,10 @@ func TestLeanFrontShutdown(t *testing.T) {
 					t.Fatalf("after 30 s: %d connections accepted, %d requests at the upstream; want 4 and 3", ln.accepted.Load(), up.count())
 				}
 			}
+			// The bounds on how soon allow the longest stall of this
+			// process meanwhile (a loaded machine stops it, and the server
+			// in it, for seconds); the waits for what must come are long.
+			watch := stalltest.Start(t)
 			start := time.Now()
 			ctx, cancel := context.WithTimeout(context.Background(), deadline)
 			defer cancel()
@@ -556,14 +563,14 @@ func TestLeanFrontShutdown(t *testing.T) {
 				waiting = waiting[:1]
 			}
 			for _, c := range waiting {
-				rest, _, err := readAll(c, 2*deadline)
-				took := time.Since(start)
-				if err != nil || rest != "" || took >= deadline*2/3 {
-					t.Errorf("an idle or mid-head connection: %q after %v (%v), want it closed at once (well before the deadline, %v)", rest, took, err, deadline)
+				rest, _, err := readAll(c, 30*time.Second)
+				took, stalled := time.Since(start), watch.Worst()
+				if err != nil || rest != "" || took >= deadline*2/3+stalled {
+					t.Errorf("an idle or mid-head connection: %q after %v, stalled %v (%v), want it closed at once (well before the deadline, %v)", rest, took, stalled, err, deadline)
 				}
 			}
 			releaseSlow()
-			slow.SetReadDeadline(time.Now().Add(2 * deadline))
+			slow.SetReadDeadline(time.Now().Add(30 * time.Second))
 			resp, err = http.ReadResponse(slowR, nil)
 			if err != nil {
 				t.Fatalf("the request in flight: %v", err)
@@ -574,8 +581,8 @@ func TestLeanFrontShutdown(t *testing.T) {
 			}
 			select {
 			case r := <-shut:
-				if r.err == nil || r.took < deadline || r.took > deadline+5*time.Second {
-					t.Errorf("Shutdown returned %v after %v, want the deadline's error after %v", r.err, r.took, deadline)
+				if stalled := watch.Worst(); r.err == nil || r.took < deadline || r.took > deadline+5*time.Second+stalled {
+					t.Errorf("Shutdown returned %v after %v (stalled %v), want the deadline's error after %v", r.err, r.took, stalled, deadline)
 				}
 			case <-time.After(deadline + 30*time.Second):
 				t.Fatal("Shutdown did not return")
@@ -585,7 +592,7 @@ func TestLeanFrontShutdown(t *testing.T) {
 				t.Errorf("Serve returned %v", err)
 			}
 			// No goroutine of the front end or of net/http's server lives on.
-			deadline := time.Now().Add(5 * time.Second)
+			deadline := time.Now().Add(30 * time.Second)
 			for {
 				buf := make([]byte, 1<<20)
 				stacks := string(buf[:runtime.Stack(buf, true)])
@@ -737,7 +744,7 @@ func TestLeanFrontShutdownRecordsCutRequests(t *testing.T) {
 				}
 				select {
 				case <-r.Context().Done():
-				case <-time.After(20 * time.Second):
+				case <-time.After(time.Minute):
 				}
 			})
 			// 6 s, not 2 s: the cut requests' events are waited for, and
@@ -769,12 +776,13 @@ func TestLeanFrontShutdownRecordsCutRequests(t *testing.T) {
 			// fills the buffers on the way long before the drain ends
 			// (64 MiB cannot fit), and the stop finds it blocked there.
 			waitFor(t, "the big answer streaming", func() bool { return bigSent.Load() >= 1<<20 })
+			watch := stalltest.Start(t)
 			start := time.Now()
 			err := stop()
 			if err != nil {
 				t.Logf("stop: %v", err)
 			}
-			took := time.Since(start)
+			took, stalled := time.Since(start), watch.Worst()
 			found := map[string]bool{}
 			for _, ev := range ledgerEvents(t, dir+"/ledger") {
 				if ev.Action == event.ActionHTTPRequest {
@@ -798,9 +806,10 @@ func TestLeanFrontShutdownRecordsCutRequests(t *testing.T) {
 				said, _ = strconv.Atoi(m[1])
 			}
 			// Within the budget, but for a loaded machine's lateness (a
-			// half); far short of the hanging request's 20 s.
-			if missing > said || took > budget+budget/2 {
-				t.Errorf("after a stop of %v, access events of the cut requests: hang %v, big %v (stop: %v)", took, found["cut-hang"], found["cut-big"], err)
+			// half, and the longest stall of this process meanwhile); far
+			// short of the hanging request's minute.
+			if missing > said || took > budget+budget/2+stalled {
+				t.Errorf("after a stop of %v (stalled %v), access events of the cut requests: hang %v, big %v (stop: %v)", took, stalled, found["cut-hang"], found["cut-big"], err)
 			} else if missing > 0 {
 				t.Logf("the ledger was too slow for the flush's share: %d cut requests' events lost and counted", missing)
 			}
