@@ -150,7 +150,7 @@ func TestProxyCrashLosesOnlyTheGap(t *testing.T) {
 	}
 	// The last start recovers after the last kill, and stops cleanly.
 	p := startProxy(t, bin, args...)
-	if took, code := sigterm(t, p.cmd, p.done, p.stderr); code != 0 {
+	if took, _, code := sigterm(t, p.cmd, p.done, p.stderr); code != 0 {
 		t.Fatalf("clean stop: exit %d after %v\n%s", code, took, p.stderr)
 	}
 	verify("after the clean stop")
