@@ -274,7 +274,7 @@ func TestWatch(t *testing.T) {
 		select {
 		case u := <-got:
 			return u
-		case <-time.After(5 * time.Second):
+		case <-time.After(30 * time.Second):
 			t.Fatal("no update")
 		}
 		return update{}

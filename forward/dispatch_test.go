@@ -69,7 +69,7 @@ func TestDispatchExactRecords(t *testing.T) {
 	for range 5 {
 		appendEvents(t, l, total, 1, ts)
 		total++
-		waitFor(t, 5*time.Second, "a record appended alone", func() bool { return srv.count() >= total })
+		waitFor(t, 30*time.Second, "a record appended alone", func() bool { return srv.count() >= total })
 	}
 	srv.mu.Lock()
 	defer srv.mu.Unlock()

@@ -1087,7 +1087,7 @@ func TestQueuedRequestKeepsNoResponseWriter(t *testing.T) {
 	if q := l.Stats().Queued; q != 1 {
 		t.Fatalf("%d events queued, want 1", q)
 	}
-	deadline := time.After(5 * time.Second)
+	deadline := time.After(30 * time.Second)
 	for done := false; !done; {
 		runtime.GC()
 		select {

@@ -68,7 +68,7 @@ func TestIntakeWritesLargeBatchesDuringSync(t *testing.T) {
 	l.segMu.RLock()
 	s := l.segs[len(l.segs)-1]
 	l.segMu.RUnlock()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(30 * time.Second) // while the sync is held: only a wait for it fails
 	for s.first+s.count.Load() < 10 {
 		if time.Now().After(deadline) {
 			t.Fatalf("%d records written while the sync was under way, want 10: the large request waited for it", s.first+s.count.Load())

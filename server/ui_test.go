@@ -204,7 +204,7 @@ func TestUISignInRefusals(t *testing.T) {
 // they are written in the background after the answer.
 func waitAudit(t *testing.T, ts *testServer, ok func([]*event.Event) bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(30 * time.Second) // must come: a long wait (a loaded machine stalls for seconds)
 	for !ok(auditEvents(t, ts)) && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}

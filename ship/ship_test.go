@@ -704,7 +704,7 @@ func TestSpoolFull(t *testing.T) {
 	c.check(t, want, false)
 	// Shipped segments are deleted: at most the active one (16 KiB, a
 	// quarter of the spool) remains.
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for s.Stats().SpoolBytes > 17<<10 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -1065,7 +1065,7 @@ func TestLag(t *testing.T) {
 		t.Fatal(err)
 	}
 	now.Add(int64(time.Minute))
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for s.Stats().Lag != time.Minute && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}

@@ -68,7 +68,7 @@ func TestPerAddressCap(t *testing.T) {
 		select {
 		case c := <-accepted:
 			return c
-		case <-time.After(2 * time.Second):
+		case <-time.After(30 * time.Second):
 			t.Fatalf("%s: not accepted", what)
 			return nil
 		}

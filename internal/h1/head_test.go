@@ -237,7 +237,7 @@ func serverSees(head []byte, method string) (seen, error) {
 	c, s := net.Pipe()
 	defer c.Close()
 	serverLn.conns <- s
-	c.SetDeadline(time.Now().Add(5 * time.Second))
+	c.SetDeadline(time.Now().Add(30 * time.Second))
 	go c.Write(head)
 	resp, err := http.ReadResponse(bufio.NewReader(c), &http.Request{Method: method})
 	if err != nil {
