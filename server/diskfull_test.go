@@ -208,12 +208,13 @@ func TestDiskFull(t *testing.T) {
 	// Below the reserve again, SIGTERM: the reserve leaves room for the
 	// final checkpoint, and the process says so, in time.
 	release = keepFull(t, dir, 1<<20)
-	code, took := p.stop(t, 8*time.Second)
+	code, took, stalled := p.stopTimed(t, 8*time.Second)
 	release()
 	out := p.output()
-	// Its own last events may be lost (exit 1, said), never the checkpoint.
-	if !strings.Contains(out, "final checkpoint written") || strings.Contains(out, "NOT written") || took > 7*time.Second {
-		t.Errorf("SIGTERM below the reserve: exit %d after %v:\n%s", code, took, out)
+	// Its own last events may be lost (exit 1, said), never the checkpoint;
+	// in time, or as late as a stall of this process made it.
+	if !strings.Contains(out, "final checkpoint written") || strings.Contains(out, "NOT written") || took > 7*time.Second+stalled {
+		t.Errorf("SIGTERM below the reserve: exit %d after %v (stalled %v):\n%s", code, took, stalled, out)
 	}
 
 	// Every answer was true about its events.
