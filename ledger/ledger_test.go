@@ -298,46 +298,74 @@ func TestFollowWaitsForRecords(t *testing.T) {
 	}
 }
 
+// TestCheckpointCadence checks each of the three triggers of a
+// checkpoint with the other two set to an hour, so that each part fails
+// when its own trigger does not work (the idle cadence also covers
+// pending records, and would hide a broken CheckpointInterval).
 func TestCheckpointCadence(t *testing.T) {
-	k := newKey(t, testOrigin)
-	opts := testOpts(k)
-	opts.CheckpointInterval = 20 * time.Millisecond
-	opts.IdleInterval = 30 * time.Millisecond
-	opts.CheckpointEvery = 10
-	dir := t.TempDir()
-	l, err := Open(dir, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	const never = time.Hour
 	ctx := context.Background()
-	// N records → a checkpoint covering them without waiting for T.
-	recs := make([][]byte, 10)
-	for i := range recs {
-		recs[i] = record(i)
+	open := func(t *testing.T, every int, interval, idle time.Duration) (*Ledger, string) {
+		t.Helper()
+		opts := testOpts(newKey(t, testOrigin))
+		opts.CheckpointEvery, opts.CheckpointInterval, opts.IdleInterval = every, interval, idle
+		dir := t.TempDir()
+		l, err := Open(dir, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { l.Close() })
+		return l, dir
 	}
-	if _, err := l.Append(ctx, recs...); err != nil {
-		t.Fatal(err)
+	appendN := func(t *testing.T, l *Ledger, from, n int) {
+		t.Helper()
+		recs := make([][]byte, n)
+		for i := range recs {
+			recs[i] = record(from + i)
+		}
+		if _, err := l.Append(ctx, recs...); err != nil {
+			t.Fatal(err)
+		}
 	}
-	waitFor(t, func() bool { _, cp := l.LatestCheckpoint(); return cp.Size == 10 })
-	// One record → a checkpoint within T.
-	if _, err := l.Append(ctx, record(11)); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, func() bool { _, cp := l.LatestCheckpoint(); return cp.Size == 11 })
-	// Idle → new checkpoints of the same size, later times.
-	_, c1 := l.LatestCheckpoint()
-	waitFor(t, func() bool { _, cp := l.LatestCheckpoint(); return cp.Time.After(c1.Time) && cp.Size == 11 })
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
-	files, _ := listCPLogs(dir)
-	if len(files) != 1 {
-		t.Fatalf("checkpoint history: %v", files)
-	}
-	ents, _, err := readFrameLog(files[0].path, maxCheckpointSize)
-	if err != nil || len(ents) < 4 {
-		t.Fatalf("checkpoint history: %d entries, %v", len(ents), err)
-	}
+	size := func(l *Ledger) uint64 { _, cp := l.LatestCheckpoint(); return cp.Size }
+
+	t.Run("every N records", func(t *testing.T) {
+		l, _ := open(t, 10, never, never)
+		appendN(t, l, 0, 10)
+		waitFor(t, func() bool { return size(l) == 10 })
+		appendN(t, l, 10, 9) // fewer than N: no checkpoint until T
+		time.Sleep(100 * time.Millisecond)
+		if got := size(l); got != 10 {
+			t.Fatalf("checkpoint of %d records after 9 more, want none until 10 more", got)
+		}
+	})
+	t.Run("within T", func(t *testing.T) {
+		l, _ := open(t, 1000, 20*time.Millisecond, never)
+		appendN(t, l, 0, 1)
+		waitFor(t, func() bool { return size(l) == 1 })
+		appendN(t, l, 1, 1)
+		waitFor(t, func() bool { return size(l) == 2 })
+	})
+	t.Run("idle", func(t *testing.T) {
+		l, dir := open(t, 1000, 20*time.Millisecond, 30*time.Millisecond)
+		appendN(t, l, 0, 1)
+		waitFor(t, func() bool { return size(l) == 1 })
+		// Idle → new checkpoints of the same size, later times: nothing
+		// is pending, so neither N nor T can be what signs them.
+		_, c1 := l.LatestCheckpoint()
+		waitFor(t, func() bool { _, cp := l.LatestCheckpoint(); return cp.Time.After(c1.Time) && cp.Size == 1 })
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+		files, _ := listCPLogs(dir)
+		if len(files) != 1 {
+			t.Fatalf("checkpoint history: %v", files)
+		}
+		ents, _, err := readFrameLog(files[0].path, maxCheckpointSize)
+		if err != nil || len(ents) < 3 {
+			t.Fatalf("checkpoint history: %d entries, %v", len(ents), err)
+		}
+	})
 }
 
 func waitFor(t *testing.T, cond func() bool) {
