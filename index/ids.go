@@ -448,6 +448,18 @@ const maxIDCandidates = 100000
 // lookupID returns the ledger indexes the id table lists for field f's
 // value v, sorted, at most maxIDCandidates+1.
 func (ix *Index) lookupID(ctx context.Context, q querier, f int, v string) ([]uint64, error) {
+	out, err := ix.idHits(ctx, q, f, v, maxIDCandidates+1)
+	if err != nil {
+		return nil, err
+	}
+	slices.Sort(out)
+	return slices.Compact(out), nil
+}
+
+// idHits returns the ledger indexes the id runs list for field f's value
+// v, once per run entry and in run order (a repeat means two runs list the
+// same record), at most limit.
+func (ix *Index) idHits(ctx context.Context, q querier, f int, v string, limit int) ([]uint64, error) {
 	h := idKey(ix.salt, f, v)
 	// One seek per run: the chunk whose first hash is the last at or
 	// below h.
@@ -465,7 +477,7 @@ func (ix *Index) lookupID(ctx context.Context, q querier, f int, v string) ([]ui
 			return nil, fmt.Errorf("index: ids: %w", err)
 		}
 		err := decodeChunk(data, uint64(h0), uint64(lo)*blockSize, func(e idEntry) {
-			if e.h == h && len(out) <= maxIDCandidates {
+			if e.h == h && len(out) < limit {
 				out = append(out, e.idx)
 			}
 		})
@@ -476,6 +488,5 @@ func (ix *Index) lookupID(ctx context.Context, q querier, f int, v string) ([]ui
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("index: ids: %w", err)
 	}
-	slices.Sort(out)
-	return slices.Compact(out), nil
+	return out, nil
 }

@@ -25,29 +25,25 @@ func rawIDHits(ctx context.Context, ix *Index, v string) ([]uint64, error) {
 		return nil, err
 	}
 	defer tx.Rollback()
-	h := idKey(ix.salt, fEventID, v)
-	rows, err := tx.QueryContext(ctx, `SELECT r.lo, c.h0, c.data FROM idruns r, idchunks c
-		WHERE c.rowid = (SELECT rowid FROM idchunks WHERE run = r.run AND h0 <= ? ORDER BY h0 DESC LIMIT 1)`, int64(h))
-	if err != nil {
-		return nil, err
+	return ix.idHits(ctx, tx, fEventID, v, maxIDCandidates+1)
+}
+
+// mergesAgain checks that an index whose level-2 merge was lost (closed
+// or killed between preparing and swapping it) finds each of its next
+// records once, then runs it until the merge is done again and checks
+// again.
+func mergesAgain(t *testing.T, ix *Index, l *testLedger, next int) {
+	t.Helper()
+	checkAllIDs(t, ix, 0, next)
+	ctx, cancel := context.WithCancel(context.Background())
+	runErr := make(chan error, 1)
+	go func() { runErr <- ix.Run(ctx, l) }()
+	growUntil(t, l, ix, &next, func() bool { return levelRuns(t, ix)[2] == 1 })
+	cancel()
+	if err := <-runErr; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run: %v", err)
 	}
-	defer rows.Close()
-	var out []uint64
-	for rows.Next() {
-		var lo, h0 int64
-		var data []byte
-		if err := rows.Scan(&lo, &h0, &data); err != nil {
-			return nil, err
-		}
-		if err := decodeChunk(data, uint64(h0), uint64(lo)*blockSize, func(e idEntry) {
-			if e.h == h {
-				out = append(out, e.idx)
-			}
-		}); err != nil {
-			return nil, err
-		}
-	}
-	return out, rows.Err()
+	checkAllIDs(t, ix, 0, next)
 }
 
 // levelRuns counts the id runs of each level.
@@ -242,16 +238,7 @@ func TestLevel2MergeLostAtClose(t *testing.T) {
 	if n := levelRuns(t, ix); n[2] != 0 || n[1] < idFanout {
 		t.Fatalf("runs by level %v after close, want %d+ of level 1 and none of level 2", n, idFanout)
 	}
-	checkAllIDs(t, ix, 0, next)
-	ctx, cancel := context.WithCancel(context.Background())
-	runErr := make(chan error, 1)
-	go func() { runErr <- ix.Run(ctx, l) }()
-	growUntil(t, l, ix, &next, func() bool { return levelRuns(t, ix)[2] == 1 })
-	cancel()
-	if err := <-runErr; !errors.Is(err, context.Canceled) {
-		t.Fatalf("Run: %v", err)
-	}
-	checkAllIDs(t, ix, 0, next)
+	mergesAgain(t, ix, l, next)
 }
 
 // TestLevel2MergeDiscardedAfterPrune: a prune between the merge's
@@ -415,16 +402,7 @@ func TestLevel2MergeKilled(t *testing.T) {
 	if n := levelRuns(t, ix); n[2] != 0 || n[1] < idFanout {
 		t.Fatalf("runs by level %v after the kill, want %d+ of level 1 and none of level 2", n, idFanout)
 	}
-	checkAllIDs(t, ix, 0, next)
-	ctx, cancel := context.WithCancel(context.Background())
-	runErr := make(chan error, 1)
-	go func() { runErr <- ix.Run(ctx, l) }()
-	growUntil(t, l, ix, &next, func() bool { return levelRuns(t, ix)[2] == 1 })
-	cancel()
-	if err := <-runErr; !errors.Is(err, context.Canceled) {
-		t.Fatalf("Run: %v", err)
-	}
-	checkAllIDs(t, ix, 0, next)
+	mergesAgain(t, ix, l, next)
 }
 
 // TestLevel2MergeClosedDuringPrepare: Close while the merge is being
