@@ -346,6 +346,13 @@ func TestCheckpointCadence(t *testing.T) {
 		appendN(t, l, 1, 1)
 		waitFor(t, func() bool { return size(l) == 2 })
 	})
+	t.Run("idle sooner than T", func(t *testing.T) {
+		// Pending records are signed at the idle cadence when it is the
+		// sooner: they must not wait for T.
+		l, _ := open(t, 1000, never, 30*time.Millisecond)
+		appendN(t, l, 0, 1)
+		waitFor(t, func() bool { return size(l) == 1 })
+	})
 	t.Run("idle", func(t *testing.T) {
 		l, dir := open(t, 1000, 20*time.Millisecond, 30*time.Millisecond)
 		appendN(t, l, 0, 1)

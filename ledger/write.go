@@ -325,7 +325,9 @@ func (l *Ledger) resetTimer(t *time.Timer) {
 func (l *Ledger) cpDelay() time.Duration {
 	d := l.opts.IdleInterval
 	if l.w.next > l.w.cpSize || l.cpFailed.Load() {
-		d = l.opts.CheckpointInterval
+		// cpDue signs at the idle cadence too: pending records wait for
+		// the sooner of the two (an IdleInterval below T is allowed).
+		d = min(l.opts.CheckpointInterval, l.opts.IdleInterval)
 	}
 	if d = d - time.Since(l.w.cpMono); d < time.Millisecond {
 		d = time.Millisecond
