@@ -29,11 +29,14 @@ func rawIDHits(ctx context.Context, ix *Index, v string) ([]uint64, error) {
 }
 
 // mergesAgain checks that an index whose level-2 merge was lost (closed
-// or killed between preparing and swapping it) finds each of its next
-// records once, then runs it until the merge is done again and checks
+// or killed between preparing and swapping it) still has the level-1
+// runs and finds each of its next records once, then runs it until the merge is done again and checks
 // again.
-func mergesAgain(t *testing.T, ix *Index, l *testLedger, next int) {
+func mergesAgain(t *testing.T, ix *Index, l *testLedger, next int, when string) {
 	t.Helper()
+	if n := levelRuns(t, ix); n[2] != 0 || n[1] < idFanout {
+		t.Fatalf("runs by level %v %s, want %d+ of level 1 and none of level 2", n, when, idFanout)
+	}
 	checkAllIDs(t, ix, 0, next)
 	ctx, cancel := context.WithCancel(context.Background())
 	runErr := make(chan error, 1)
@@ -235,10 +238,7 @@ func TestLevel2MergeLostAtClose(t *testing.T) {
 	}
 
 	ix = openIndexOn(t, path, l)
-	if n := levelRuns(t, ix); n[2] != 0 || n[1] < idFanout {
-		t.Fatalf("runs by level %v after close, want %d+ of level 1 and none of level 2", n, idFanout)
-	}
-	mergesAgain(t, ix, l, next)
+	mergesAgain(t, ix, l, next, "after close")
 }
 
 // TestLevel2MergeDiscardedAfterPrune: a prune between the merge's
@@ -399,10 +399,7 @@ func TestLevel2MergeKilled(t *testing.T) {
 	if got := ix.Indexed(); got != uint64(next) {
 		t.Fatalf("indexed %d after the kill, want %d", got, next)
 	}
-	if n := levelRuns(t, ix); n[2] != 0 || n[1] < idFanout {
-		t.Fatalf("runs by level %v after the kill, want %d+ of level 1 and none of level 2", n, idFanout)
-	}
-	mergesAgain(t, ix, l, next)
+	mergesAgain(t, ix, l, next, "after the kill")
 }
 
 // TestLevel2MergeClosedDuringPrepare: Close while the merge is being
