@@ -643,6 +643,20 @@ func TestAttackIndexFlipped(t *testing.T) {
 	}
 }
 
+// hasKindInTile reports a finding of kind at index or, for a record of a
+// compressed segment (whose leaf hashes are derived, not stored), one that
+// names the record's tile: an attacker who recomputes the checksums leaves
+// verify the tile's stored hash to go by, not the record's (docs/ledger.md,
+// Threat model).
+func hasKindInTile(fs []Finding, kind string, index uint64) bool {
+	for _, f := range fs {
+		if f.Kind == kind && (f.Index == index || f.Index <= index && index < f.Index+f.Count && f.Index/tileWidth == index/tileWidth && f.Count <= tileWidth) {
+			return true
+		}
+	}
+	return false
+}
+
 func hasKindAt(fs []Finding, kind string, index uint64) bool {
 	for _, f := range fs {
 		if f.Kind == kind && f.Index == index {

@@ -171,6 +171,9 @@ type Options struct {
 	// compactHook, if set (tests), runs before each segment is compressed;
 	// an error it returns is the compaction's.
 	compactHook func() error
+	// trimHook, if set (tests), runs between a compaction and the punch
+	// of its leaf hashes.
+	trimHook func()
 	// zeroAheadHook, if set (tests), runs before the next segment is
 	// zeroed ahead.
 	zeroAheadHook func()
@@ -582,6 +585,9 @@ func Open(dir string, opts Options) (*Ledger, error) {
 		l.Close()
 		return nil, fmt.Errorf("ledger: open %s: %w", dir, err)
 	}
+	// Compressed segments whose leaf hashes are still stored: a crash
+	// between a compaction and its trim, or a ledger written before.
+	l.trimLeaves()
 	if opts.Retention.Retain > 0 {
 		l.bg.Add(1)
 		go l.pruneLoop()

@@ -172,7 +172,13 @@ func (l *Ledger) Prune() ([]PruneRecord, error) {
 		}
 		// The leaf hashes of the deleted records must outlive them:
 		// written and durable.
-		if err := l.tiles.syncLeaves(end); err != nil {
+		// Those of a compressed segment are derived from its records
+		// (derived.go): written back first.
+		err = l.tiles.fillLeaves(s.first, end)
+		if err == nil {
+			err = l.tiles.syncLeaves(end)
+		}
+		if err != nil {
 			if errors.Is(err, os.ErrNotExist) {
 				return done, nil // tiles not written yet; next time
 			}

@@ -77,6 +77,10 @@ type tileStore struct {
 	// legacy: the directory is in the one-file-per-tile layout (read-only).
 	legacy bool
 
+	// deriver computes the level-0 hashes punched out of hashes/0 for
+	// compressed segments (derived.go).
+	deriver *leafDeriver
+
 	mu      sync.Mutex
 	files   []*os.File
 	dirty   []bool
@@ -87,7 +91,7 @@ type tileStore struct {
 // creates) the level files; a read-only one reads the level files if they
 // exist, else the old layout.
 func newTileStore(dir string, writable bool) *tileStore {
-	s := &tileStore{dir: dir, writable: writable}
+	s := &tileStore{dir: dir, writable: writable, deriver: newLeafDeriver(filepath.Join(dir, "seg"))}
 	if !writable {
 		if _, err := os.Stat(filepath.Join(dir, hashDir)); err != nil {
 			if _, err := os.Stat(filepath.Join(dir, legacyTileDir)); err == nil {
@@ -149,8 +153,19 @@ func (s *tileStore) close() {
 	}
 }
 
-// read returns the first w hashes of tile (level, n).
+// read returns the first w hashes of tile (level, n). Level-0 hashes of
+// compressed segments that are not stored are derived from the records.
 func (s *tileStore) read(level int, n uint64, w int) ([]byte, error) {
+	b, err := s.readRaw(level, n, w)
+	if err != nil || level != 0 || !hasZeroHash(b) {
+		return b, err
+	}
+	return s.fillDerived(n, b)
+}
+
+// readRaw returns the first w hashes of tile (level, n) as stored: zeros
+// where level-0 hashes were punched out.
+func (s *tileStore) readRaw(level int, n uint64, w int) ([]byte, error) {
 	if s.legacy {
 		return s.legacyRead(level, n, w)
 	}

@@ -63,6 +63,19 @@ func (t *tree) appendTile(leaves []Hash, root Hash, emit emitFunc) {
 	t.push(1, root, emit)
 }
 
+// appendSubtree adds 256 leaves given only their subtree root (their
+// hashes are not known). size must be tile-aligned.
+func (t *tree) appendSubtree(root Hash) {
+	if t.size%tileWidth != 0 {
+		panic("ledger: appendSubtree on unaligned tree")
+	}
+	if len(t.levels) == 0 {
+		t.levels = append(t.levels, nil)
+	}
+	t.size += tileWidth
+	t.push(1, root, nil)
+}
+
 func (t *tree) push(level int, h Hash, emit emitFunc) {
 	for {
 		for len(t.levels) <= level {

@@ -1334,7 +1334,7 @@ func (v *verifier) hashWorker(work <-chan *chunk, tiles *tileStore, limit uint64
 			c.root = th.root(c.leaves)
 		}
 		if n := c.start / tileWidth; c.tile == nil && n*tileWidth < limit {
-			if b, err := tiles.read(0, n, int(min(tileWidth, limit-n*tileWidth))); err == nil {
+			if b, err := tiles.readRaw(0, n, int(min(tileWidth, limit-n*tileWidth))); err == nil {
 				c.tile = b
 			}
 		}
@@ -1382,6 +1382,7 @@ type leafTiles struct {
 	n     uint64
 	data  []byte
 	ok    bool
+	bad   bool // tile n is not stored and its records do not give its hash
 }
 
 func (lt *leafTiles) at(j uint64) (Hash, bool) {
@@ -1391,17 +1392,70 @@ func (lt *leafTiles) at(j uint64) (Hash, bool) {
 	n := j / tileWidth
 	if lt.data == nil || lt.n != n {
 		w := int(min(tileWidth, lt.limit-n*tileWidth))
-		b, err := lt.s.read(0, n, w)
-		lt.n, lt.data, lt.ok = n, b, err == nil
+		b, err := lt.s.readRaw(0, n, w)
+		lt.n, lt.data, lt.ok, lt.bad = n, b, err == nil, false
 		if lt.data == nil {
 			lt.data = []byte{}
+		}
+		if lt.ok && hasZeroHash(b) {
+			lt.derive(n)
 		}
 	}
 	k := int(j % tileWidth)
 	if !lt.ok || (k+1)*HashSize > len(lt.data) {
 		return Hash{}, false
 	}
-	return Hash(lt.data[k*HashSize : (k+1)*HashSize]), true
+	h := Hash(lt.data[k*HashSize : (k+1)*HashSize])
+	// Zero: not stored (a compressed segment's, derived.go).
+	return h, h != zeroHash
+}
+
+// derive fills the entries of level-0 tile n that are not stored with the
+// leaf hashes of the records, if these give the tile's stored level-1
+// hash; if not, the tile is bad (its entries stay unknown).
+func (lt *leafTiles) derive(n uint64) {
+	h1, ok := lt.node1(n)
+	d, err := lt.s.deriver.tile(n, tileWidth)
+	if !ok || err != nil || len(d) != tileBytes {
+		lt.bad = true
+		return
+	}
+	hs := make([]Hash, tileWidth)
+	for i := range hs {
+		hs[i] = Hash(d[i*HashSize : (i+1)*HashSize])
+	}
+	if subtreeHash(hs) != h1 {
+		lt.bad = true
+		return
+	}
+	b := slices.Clone(lt.data)
+	for i := 0; i+HashSize <= len(b); i += HashSize {
+		if Hash(b[i:i+HashSize]) == zeroHash {
+			copy(b[i:], d[i:i+HashSize])
+		}
+	}
+	lt.data = b
+}
+
+// badAt reports whether leaf j lies in a tile whose leaf hashes are not
+// stored and whose records do not give its stored hash (after at(j)).
+func (lt *leafTiles) badAt(j uint64) bool {
+	return lt.bad && lt.n == j/tileWidth
+}
+
+// node1 returns the stored level-1 hash of level-0 tile n.
+func (lt *leafTiles) node1(n uint64) (Hash, bool) {
+	var b [HashSize]byte
+	if lt.s.legacy {
+		t, err := lt.s.readRaw(1, n/tileWidth, int(n%tileWidth)+1)
+		if err != nil {
+			return Hash{}, false
+		}
+		copy(b[:], t[len(t)-HashSize:])
+	} else if err := lt.s.readAt(1, n, b[:]); err != nil {
+		return Hash{}, false
+	}
+	return Hash(b), Hash(b) != zeroHash
 }
 
 // keepFor says how long a retention profile keeps records.
@@ -1519,6 +1573,9 @@ type streamState struct {
 	issues     []Finding
 	rBad, lBad []target
 	rGood      []target
+	// tileBad names the first whole tile of a compressed segment whose
+	// records do not give its stored level-1 hash (derivedTile).
+	tileBad *Finding
 }
 
 const classifyWindow = 64
@@ -1537,6 +1594,13 @@ func (st *streamState) chunk(c *chunk) {
 		panic("ledger: verify: chunk out of order")
 	}
 	full := len(c.leaves) == tileWidth
+	if full && c.start%tileWidth == 0 && c.start+tileWidth <= st.lt.limit && len(c.tile) == tileWidth*HashSize && hasZeroHash(c.tile) {
+		// Leaf hashes not stored (a compressed segment's): the tile's
+		// stored level-1 hash stands for them.
+		if !st.derivedTile(c) {
+			return
+		}
+	}
 	if !st.diverged && full && st.targetAfter() > c.start+tileWidth-1 {
 		// Fast path: whole tile, no checkpoint inside, compare and fold.
 		if st.tileMatches(c) {
@@ -1547,8 +1611,50 @@ func (st *streamState) chunk(c *chunk) {
 	}
 	for _, h := range c.leaves {
 		l, lok := st.lt.at(st.tr.size)
+		if !lok && !st.diverged && st.lt.badAt(st.tr.size) {
+			st.diverge()
+			st.lT = nil // the tiles hold no leaf hashes to follow from here
+			end := (st.tr.size/tileWidth + 1) * tileWidth
+			st.tileBad = &Finding{Kind: KindRecordModified, Index: st.tr.size, Count: end - st.tr.size,
+				Message: fmt.Sprintf("records [%d, %d) (a compressed segment: leaf hashes derived from the records) do not give their tile's stored hash", st.tr.size, end)}
+		}
 		st.appendBoth(h, l, lok)
 	}
+}
+
+// derivedTile checks a whole tile whose leaf hashes are not stored
+// against the stored hash of the tile (level 1). If they match, the
+// records' leaf hashes are the tile's (the caller goes on as with stored
+// ones). If not, the records are folded in here, the tile tree takes the
+// stored hash, and the tile is named (false).
+func (st *streamState) derivedTile(c *chunk) bool {
+	n := c.start / tileWidth
+	h1, ok := st.lt.node1(n)
+	if ok && h1 == c.root {
+		c.tile = hashesBytes(c.leaves)
+		st.lt.n, st.lt.data, st.lt.ok, st.lt.bad = n, c.tile, true, false
+		return true
+	}
+	if !st.diverged {
+		st.diverge()
+		st.tileBad = &Finding{Kind: KindRecordModified, Index: c.start, Count: tileWidth,
+			Message: fmt.Sprintf("records [%d, %d) (a compressed segment: leaf hashes derived from the records) do not give their tile's stored hash", c.start, c.start+tileWidth)}
+	}
+	if st.lT != nil && st.lT.size == c.start {
+		if ok {
+			st.lT.appendSubtree(h1)
+		} else {
+			st.lT = nil // the tile tree ends here
+		}
+	}
+	for _, h := range c.leaves {
+		if len(st.rWin) < classifyWindow {
+			st.rWin = append(st.rWin, h)
+		}
+		st.tr.append(h, nil)
+		st.checkTargets()
+	}
+	return false
 }
 
 func (st *streamState) targetAfter() uint64 {
@@ -1670,7 +1776,16 @@ func (st *streamState) finish() {
 		}
 	}
 	if st.diverged && len(st.rBad) > 0 {
-		f := st.classify()
+		var f Finding
+		if st.tileBad != nil && st.tileBad.Index == st.divAt {
+			f = *st.tileBad
+			if first != nil && first.Index >= f.Index && first.Index < f.Index+f.Count {
+				// The record's own checksum names it.
+				f.Index, f.Count = first.Index, max(first.Count, 1)
+			}
+		} else {
+			f = st.classify()
+		}
 		if len(st.lBad) > 0 && len(st.rBad) > 0 && f.Kind != KindTailTruncated {
 			// Tiles do not match the signatures either.
 			v.rep.find(Finding{Kind: KindHashTilesAltered, Index: st.divAt,
@@ -1691,6 +1806,9 @@ func (st *streamState) finish() {
 			first = nil
 		}
 		v.rep.find(f)
+	} else if st.diverged && len(st.lBad) > 0 && st.tileBad != nil && st.tileBad.Index == st.divAt {
+		v.rep.find(Finding{Kind: KindHashTilesAltered, Index: st.divAt,
+			Message: fmt.Sprintf("the stored hash of tile [%d, %d) (hashes/1) differs from its records', and the tiles do not match the signed checkpoints (the records do)", st.divAt, st.divAt+tileWidth)})
 	} else if st.diverged && len(st.lBad) > 0 {
 		v.rep.find(Finding{Kind: KindHashTilesAltered, Index: st.divAt,
 			Message: fmt.Sprintf("hash tile leaf %d differs from the record, and the tiles do not match the signed checkpoints (the records do)", st.divAt)})

@@ -468,7 +468,7 @@ func TestTileRun(t *testing.T) {
 			}
 			continue
 		}
-		want, err := s.read(0, n, tileWidth)
+		want, err := s.readRaw(0, n, tileWidth)
 		if err != nil || !bytes.Equal(c.tile, want) {
 			t.Fatalf("tile %d: attached %d bytes, want the stored tile (%v)", n, len(c.tile), err)
 		}

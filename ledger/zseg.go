@@ -821,5 +821,32 @@ func (l *Ledger) compact(s *segment) error {
 		return err
 	}
 	os.Remove(idxPath(old))
-	return syncFile(l.segDir)
+	if err := syncFile(l.segDir); err != nil {
+		return err
+	}
+	if h := l.opts.trimHook; h != nil {
+		h()
+	}
+	// The .zseg is durable: its records now determine their leaf hashes.
+	if err := l.tiles.punchLeaves(s.first, s.first+s.count.Load()); err != nil {
+		l.opts.Logger.Warn("ledger: leaf hashes of a compressed segment kept", "dir", l.dir, "first", s.first, "err", err)
+	}
+	return nil
+}
+
+// trimLeaves punches out the stored level-0 hashes of every compressed
+// segment (derived.go); ranges already punched cost a system call each.
+func (l *Ledger) trimLeaves() {
+	l.segMu.RLock()
+	segs := slices.Clone(l.segs)
+	l.segMu.RUnlock()
+	for _, s := range segs {
+		if _, z := s.source(); z == nil {
+			continue
+		}
+		if err := l.tiles.punchLeaves(s.first, s.first+s.count.Load()); err != nil {
+			l.opts.Logger.Warn("ledger: leaf hashes of compressed segments kept", "dir", l.dir, "first", s.first, "err", err)
+			return
+		}
+	}
 }
