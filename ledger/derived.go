@@ -51,6 +51,10 @@ const derivedCacheTiles = 16
 // leafDeriver computes level-0 hashes from the compressed segments.
 type leafDeriver struct {
 	segDir string
+	// source, if set (an open Ledger), appends the records [lo, hi) that
+	// one compressed segment holds, through the ledger's block cache and
+	// read handles; the segment files are read directly otherwise.
+	source func(lo, hi uint64, recs *[][]byte) (uint64, error)
 
 	mu     sync.Mutex
 	firsts []uint64 // first record of each .zseg, sorted, as last listed
@@ -108,7 +112,14 @@ func (d *leafDeriver) leaves(lo, hi uint64) ([]byte, error) {
 	out := make([]byte, 0, (hi-lo)*HashSize)
 	var recs [][]byte
 	for lo < hi {
-		n, err := d.segmentLeaves(lo, hi, &recs, false)
+		var n uint64
+		err := errors.ErrUnsupported
+		if d.source != nil {
+			n, err = d.source(lo, hi, &recs)
+		}
+		if err != nil {
+			n, err = d.segmentLeaves(lo, hi, &recs, false)
+		}
 		if err != nil {
 			n, err = d.segmentLeaves(lo, hi, &recs, true)
 		}
@@ -289,4 +300,33 @@ func (s *tileStore) fillLeaves(lo, hi uint64) error {
 		}
 	}
 	return nil
+}
+
+// zsegRecords is a leafDeriver source: it appends the records from lo on
+// (below hi) that the compressed segment holding lo has, decoded through
+// the block cache the reads share (a proof's record and its tile are
+// mostly the same blocks).
+func (l *Ledger) zsegRecords(lo, hi uint64, recs *[][]byte) (uint64, error) {
+	s, err := l.segmentFor(lo)
+	if err != nil {
+		return 0, err
+	}
+	s.swap.RLock()
+	defer s.swap.RUnlock()
+	z := s.z
+	if z == nil || lo-s.first >= z.count {
+		return 0, fmt.Errorf("ledger: record %d is not in a compressed segment: %w", lo, fs.ErrNotExist)
+	}
+	start := lo
+	for bi := z.block(lo - s.first); bi < len(z.blocks) && lo < hi; bi++ {
+		rs, err := s.zrecs(bi, l.zcache, l.fds)
+		if err != nil {
+			return 0, err
+		}
+		for k := lo - (s.first + z.blocks[bi].first); k < uint64(len(rs)) && lo < hi; k++ {
+			*recs = append(*recs, rs[k].data)
+			lo++
+		}
+	}
+	return lo - start, nil
 }

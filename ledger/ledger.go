@@ -519,6 +519,7 @@ func Open(dir string, opts Options) (*Ledger, error) {
 	l := &Ledger{dir: dir, segDir: filepath.Join(dir, "seg"), opts: opts, tiles: newTileStore(dir, true), notify: make(chan struct{}), zcache: newBlockCache(zCacheBlocks), fds: newReadFiles(cmp.Or(opts.readFiles, maxReadFiles)),
 		compactWake: make(chan struct{}, 1), compactProgress: make(chan struct{}),
 		bound: 2 * uint64(opts.CheckpointEvery), space: spaceGuard{dir: dir, reserve: opts.Reserve}}
+	l.tiles.deriver.source = l.zsegRecords
 	if opts.TailBytes > 0 {
 		l.tail = &appendedTail{max: opts.TailBytes}
 	}
@@ -618,6 +619,7 @@ func OpenReadOnly(dir string) (*Ledger, error) {
 	var opts Options
 	opts.defaults()
 	l := &Ledger{dir: dir, segDir: filepath.Join(dir, "seg"), opts: opts, tiles: newTileStore(dir, false), readOnly: true, notify: make(chan struct{}), zcache: newBlockCache(zCacheBlocks), fds: newReadFiles(maxReadFiles)}
+	l.tiles.deriver.source = l.zsegRecords
 	if _, err := os.Stat(l.segDir); err != nil {
 		return nil, fmt.Errorf("ledger: open %s: %w", dir, err)
 	}
