@@ -261,13 +261,19 @@ func (l *Ledger) readSegment(s *segment, i, to uint64, check bool, yield func(En
 				if err != nil {
 					return n, false, fmt.Errorf("ledger: read %d: %w; run trailguard verify", i, err)
 				}
-			} else {
+			} else if recs = l.zcache.get(blockKey{s.first, bi}); recs == nil {
+				// (Cached if the leaf hashes of a tile were derived from
+				// it: derived.go.)
 				comp := make([]byte, b.clen)
 				if _, err := f.ReadAt(comp, b.off); err != nil {
 					return n, false, fmt.Errorf("ledger: read %d: segment %s block %d: %w", i, path, bi, err)
 				}
 				if recs, _, err = decodeBlock(comp, b.count, nil); err != nil {
 					return n, false, fmt.Errorf("ledger: read %d: %w: segment %s block %d: %w; run trailguard verify", i, ErrCorrupt, path, bi, err)
+				}
+				if check {
+					// The tile of its records is derived from it next.
+					l.zcache.put(blockKey{s.first, bi}, recs)
 				}
 			}
 			for k := i - s.first - b.first; k < uint64(len(recs)) && i < end; k++ {
