@@ -20,7 +20,9 @@
 //	seg/<first index>.idx   per-record offset and append time (derived)
 //	hashes/<L>              Merkle hashes, one file per tile level: the C2SP
 //	                        tlog-tiles of every checkpoint are byte ranges
-//	                        of them (TileHandler, ExportTiles)
+//	                        of them (TileHandler, ExportTiles); level-0
+//	                        tiles of compressed segments are holes, derived
+//	                        from the records when read (derived.go)
 //	checkpoint              latest signed checkpoint (C2SP tlog-checkpoint)
 //	checkpoints/<n>.log     every signed checkpoint, framed, rotated at 4 MiB
 //	pruned.log              signed records of retention pruning, framed
