@@ -8,6 +8,10 @@
 //	go build -o /tmp/trailguard ./cmd/trailguard
 //	go run ./cmd/storage -bin /tmp/trailguard -vl ~/.cache/trailguard-ci/bin/victoria-logs
 //
+// Bytes are allocated blocks (st_blocks), in both stores: the ledger frees
+// the blocks of the leaf hashes its compressed segments determine, which
+// a file's size would still count.
+//
 // trailguard is measured once every event is indexed and every closed
 // segment compressed, after a clean stop; VictoriaLogs after
 // /internal/force_flush and a clean stop, with its row count checked.
