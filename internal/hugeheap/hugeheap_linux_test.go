@@ -58,9 +58,9 @@ func minorFaults() int64 {
 // that holds a new 16 MiB buffer carries the advice (VmFlags "hg"), and
 // touching it takes far fewer faults than its 4,096 pages when the kernel
 // gives huge pages (not counted under -race, whose shadow memory faults
-// too). Without the collection in Advise the buffer lands
-// above the range (the reservation counts as live in the first cycle) and
-// the flag is missing.
+// too). Without the collection in Advise the buffer lands above the range
+// whenever a cycle running at the reservation marks it live (the next goal
+// is then twice it), and the flag is missing: some runs, not all.
 func TestAdviseBacksNextGrowth(t *testing.T) {
 	mode, err := os.ReadFile("/sys/kernel/mm/transparent_hugepage/enabled")
 	if err != nil || bytes.Contains(mode, []byte("[never]")) {
