@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"unsafe"
 
 	"github.com/trailguard/trailguard/internal/regfile"
 	"github.com/trailguard/trailguard/ledger/internal/sha256x2"
@@ -60,6 +61,47 @@ type leafDeriver struct {
 	firsts []uint64 // first record of each .zseg, sorted, as last listed
 	cache  map[uint64][]byte
 	order  []uint64
+	last   *derivedRecs // the records of the tile derived last
+}
+
+// derivedRecs are the records whose leaf hashes were just computed for a
+// tile, and those hashes. The read path, which authenticates a tile and
+// then checks its records one by one, needs no second hash of a record it
+// got from the same decoded block (the very bytes hashed: same memory,
+// same length; decoded blocks are never written to and records are handed
+// out capped, so that memory still holds what was hashed): it compares
+// the hash computed here with the authenticated one instead. Only the
+// last tile is kept: it holds the decoded blocks of ≤ 256 records (those
+// of one tile, ~2 blocks of 128 KiB for the demo's traffic) alive.
+type derivedRecs struct {
+	lo   uint64
+	recs [][]byte
+	hs   []Hash
+}
+
+// lastTile returns the records of tile n and their hashes if they were
+// the last derived, nil otherwise.
+func (d *leafDeriver) lastTile(n uint64) *derivedRecs {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.last != nil && d.last.lo == n*tileWidth {
+		return d.last
+	}
+	return nil
+}
+
+// hashed reports whether rec, record i, is the very bytes (same memory,
+// same length) whose leaf hash h was computed: then h is its leaf hash.
+func (r *derivedRecs) hashed(i uint64, rec []byte) (Hash, bool) {
+	if r == nil || i < r.lo || i-r.lo >= uint64(len(r.recs)) {
+		return Hash{}, false
+	}
+	k := i - r.lo
+	x := r.recs[k]
+	if len(x) != len(rec) || unsafe.SliceData(x) != unsafe.SliceData(rec) {
+		return Hash{}, false
+	}
+	return r.hs[k], true
 }
 
 func newLeafDeriver(segDir string) *leafDeriver {
@@ -128,10 +170,16 @@ func (d *leafDeriver) leaves(lo, hi uint64) ([]byte, error) {
 		}
 		lo += n
 	}
+	start := hi - uint64(len(recs))
 	hs := make([]Hash, len(recs))
 	sha256x2.Prefixed(hs, 0, recs)
 	for _, h := range hs {
 		out = append(out, h[:]...)
+	}
+	if d.source != nil && start%tileWidth == 0 && len(recs) == tileWidth {
+		d.mu.Lock()
+		d.last = &derivedRecs{lo: start, recs: recs, hs: hs}
+		d.mu.Unlock()
 	}
 	return out, nil
 }
@@ -212,7 +260,7 @@ func (d *leafDeriver) tile(n uint64, w int) ([]byte, error) {
 // rolled back).
 func (d *leafDeriver) forget() {
 	d.mu.Lock()
-	d.cache, d.order, d.firsts = map[uint64][]byte{}, nil, nil
+	d.cache, d.order, d.firsts, d.last = map[uint64][]byte{}, nil, nil, nil
 	d.mu.Unlock()
 }
 
