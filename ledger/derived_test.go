@@ -4,11 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -499,4 +501,129 @@ func BenchmarkProveCompressed(b *testing.B) {
 			}
 		})
 	}
+}
+
+// TestReadDerivedTileHashedOnce: a sequential read authenticates the
+// records of a derived tile by the hashes computed for it (the same
+// decoded bytes), not by hashing each again; that path still compares
+// with the authenticated hash, and a record changed on disk (block
+// recompressed, checksums valid) still stops the read.
+func TestReadDerivedTileHashedOnce(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("hole punching is Linux-only here")
+	}
+	t.Parallel()
+	k := newKey(t, testOrigin)
+	base, recs := compressedLedger(t, k, 16000)
+	segs, _ := listSegments(filepath.Join(base, "seg"))
+	s := segs[1]
+	if s.z == nil {
+		t.Fatal("segment 1 is not compressed")
+	}
+	blk := s.z.blocks[1]
+	target := s.first + blk.first + 5
+
+	t.Run("untouched", func(t *testing.T) {
+		l, err := Open(copyDir(t, base), testOpts(k))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		n := 0
+		for e, err := range l.Entries(0) {
+			if err != nil || !bytes.Equal(e.Data, recs[e.Index]) {
+				t.Fatalf("record %d: %v", e.Index, err)
+			}
+			n++
+		}
+		if n != len(recs) {
+			t.Fatalf("read %d records, want %d", n, len(recs))
+		}
+		// The shortcut is taken: the tile of target, derived, holds the
+		// very records the read yields.
+		tn := target / tileWidth
+		if _, _, err := l.auth.hashes(tn*tileWidth, tn*tileWidth+1); err != nil {
+			t.Fatal(err)
+		}
+		d := l.tiles.deriver.lastTile(tn)
+		if d == nil {
+			l.auth.cacheMu.Lock()
+			clear(l.auth.cache)
+			l.auth.order = [2][]tileKey{}
+			l.auth.cacheMu.Unlock()
+			l.tiles.deriver.forget()
+			if _, _, err := l.auth.hashes(tn*tileWidth, tn*tileWidth+1); err != nil {
+				t.Fatal(err)
+			}
+			if d = l.tiles.deriver.lastTile(tn); d == nil {
+				t.Fatalf("tile %d was not derived", tn)
+			}
+		}
+		recAt := func(i uint64) []byte {
+			for e, err := range l.Entries(i) {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return e.Data
+			}
+			t.Fatal("no record")
+			return nil
+		}
+		lc := leafChecker{l: l, end: l.Size(), on: true}
+		rec := recAt(target)
+		if err := lc.check(target, rec); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := lc.derived.hashed(target, rec); !ok {
+			t.Fatal("a record read from the block its tile was derived from is hashed again")
+		}
+		if _, ok := lc.derived.hashed(target, bytes.Clone(rec)); ok {
+			t.Fatal("a copy of the record (other memory) is taken as the bytes hashed")
+		}
+		// A derived hash that is not the authenticated one fails: the
+		// shortcut compares, it does not trust.
+		bad := *lc.derived
+		bad.hs = slices.Clone(bad.hs)
+		bad.hs[target-bad.lo][0] ^= 1
+		lc.derived = &bad
+		if err := lc.check(target, rec); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("a wrong derived hash passed: %v", err)
+		}
+	})
+
+	t.Run("record changed", func(t *testing.T) {
+		dir := copyDir(t, base)
+		p := filepath.Join(dir, "seg", filepath.Base(s.path))
+		b, _ := os.ReadFile(p)
+		got, _, err := decodeBlock(b[blk.off:blk.off+int64(blk.clen)], blk.count, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[5].data = bytes.Replace(got[5].data, []byte("a"), []byte("b"), 1)
+		if bytes.Equal(got[5].data, recs[target]) {
+			t.Fatal("the record was not changed")
+		}
+		nb, _ := encodeBlock(nil, got, nil)
+		os.WriteFile(p, rebuildZseg(t, b, s.z, 1, nb), 0o644)
+		l, err := Open(dir, testOpts(k))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		var last uint64
+		var rerr error
+		for e, err := range l.Entries(0) {
+			if err != nil {
+				rerr = err
+				break
+			}
+			if !bytes.Equal(e.Data, recs[e.Index]) {
+				t.Fatalf("record %d returned changed", e.Index)
+			}
+			last = e.Index
+		}
+		if !errors.Is(rerr, ErrCorrupt) || last >= target {
+			t.Fatalf("sequential read of a changed record: read up to %d, then %v", last, rerr)
+		}
+	})
 }
