@@ -126,7 +126,7 @@ func checkAsTlogClient(t *testing.T, get func(string) ([]byte, error), v note.Ve
 	}
 }
 
-func appendBatch(t *testing.T, l *Ledger, recs [][]byte) {
+func appendBatch(t testing.TB, l *Ledger, recs [][]byte) {
 	t.Helper()
 	for i := 0; i < len(recs); i += 100 {
 		if _, err := l.Append(context.Background(), recs[i:min(i+100, len(recs))]...); err != nil {

@@ -38,9 +38,15 @@ func allocated(t *testing.T, p string) int64 {
 
 // leafTile is level-0 tile n of recs, as stored before trimming.
 func leafTile(recs [][]byte, n uint64) []byte {
-	var b []byte
-	for i := n * tileWidth; i < (n+1)*tileWidth; i++ {
-		h := LeafHash(recs[i])
+	return leafHashes(recs[n*tileWidth : (n+1)*tileWidth])
+}
+
+// leafHashes is the level-0 hashes of recs in order: hashes/0 as an
+// older version left it, whole.
+func leafHashes(recs [][]byte) []byte {
+	b := make([]byte, 0, 32*len(recs))
+	for _, r := range recs {
+		h := LeafHash(r)
 		b = append(b, h[:]...)
 	}
 	return b
@@ -164,12 +170,7 @@ func TestLeafHashesTrimmedAtOpen(t *testing.T) {
 	dir, recs := compressedLedger(t, k, 12000)
 	h0 := filepath.Join(dir, hashDir, "0")
 	// Rewrite hashes/0 whole, as an older version left it.
-	var all []byte
-	for i := range recs {
-		h := LeafHash(recs[i])
-		all = append(all, h[:]...)
-	}
-	if err := os.WriteFile(h0, all, 0o644); err != nil {
+	if err := os.WriteFile(h0, leafHashes(recs), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	whole := allocated(t, h0)
@@ -442,26 +443,7 @@ func TestTrimCrash(t *testing.T) {
 // records.
 func BenchmarkProveCompressed(b *testing.B) {
 	k := newKey(b, testOrigin)
-	dir := b.TempDir()
-	opts := testOpts(k)
-	opts.SegmentSize = 1 << 20
-	l, err := Open(dir, opts)
-	if err != nil {
-		b.Fatal(err)
-	}
-	var recs [][]byte
-	for i := range 40000 {
-		recs = append(recs, zRecord(i))
-	}
-	for i := 0; i < len(recs); i += 1000 {
-		if _, err := l.Append(context.Background(), recs[i:i+1000]...); err != nil {
-			b.Fatal(err)
-		}
-	}
-	waitCompressed(b, l, 60*time.Second)
-	if err := l.Close(); err != nil {
-		b.Fatal(err)
-	}
+	dir, recs := compressedLedger(b, k, 40000)
 	segs, _ := listSegments(filepath.Join(dir, "seg"))
 	var compressed uint64
 	for _, s := range segs {
@@ -469,22 +451,22 @@ func BenchmarkProveCompressed(b *testing.B) {
 			compressed = s.first + s.z.count
 		}
 	}
-	var all []byte
-	for i := range recs {
-		h := LeafHash(recs[i])
-		all = append(all, h[:]...)
-	}
+	all := leafHashes(recs)
 	for _, mode := range []string{"stored", "derived", "stored", "derived"} {
 		b.Run(mode, func(b *testing.B) {
 			h0 := filepath.Join(dir, hashDir, "0")
 			if mode == "stored" {
-				os.WriteFile(h0, all, 0o644)
+				if err := os.WriteFile(h0, all, 0o644); err != nil {
+					b.Fatal(err)
+				}
 			} else {
 				w, err := Open(dir, testOpts(k)) // trims
 				if err != nil {
 					b.Fatal(err)
 				}
-				w.Close()
+				if err := w.Close(); err != nil {
+					b.Fatal(err)
+				}
 			}
 			l, err := OpenReadOnly(dir)
 			if err != nil {

@@ -63,7 +63,7 @@ func waitCompressed(t testing.TB, l *Ledger, within time.Duration) {
 // compressedLedger writes n records in segments of 1 MiB (eight blocks
 // each: more than verify decodes ahead) and waits until the closed ones
 // are compressed.
-func compressedLedger(t *testing.T, k testKey, n int) (string, [][]byte) {
+func compressedLedger(t testing.TB, k testKey, n int) (string, [][]byte) {
 	t.Helper()
 	dir := t.TempDir()
 	opts := testOpts(k)
@@ -77,7 +77,7 @@ func compressedLedger(t *testing.T, k testKey, n int) (string, [][]byte) {
 		recs = append(recs, zRecord(i))
 	}
 	appendBatch(t, l, recs)
-	waitCompressed(t, l, 20*time.Second)
+	waitCompressed(t, l, 60*time.Second)
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
