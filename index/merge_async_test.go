@@ -262,10 +262,10 @@ func testMergeDiscarded(t *testing.T, afterRead bool) {
 	next := boundary + int(idFanout*blockSize)
 	appendEvents(t, l.Ledger, 0, next, time.Millisecond)
 	ix := openIndexOn(t, filepath.Join(dir, "index.db"), l)
+	// The preparation waits for release until Run has returned: a merge
+	// left to finish while Run went on could be swapped in by a later
+	// batch before the prune.
 	release := make(chan struct{})
-	if afterRead {
-		close(release)
-	}
 	ix.prepareHook = func() { <-release }
 	runUntil(t, ix, l, uint64(next))
 	if ix.merging == nil {
@@ -275,6 +275,7 @@ func testMergeDiscarded(t *testing.T, afterRead bool) {
 	cut := int((idFanout + 2) * blockSize)
 	ctx := context.Background()
 	if afterRead {
+		close(release)
 		<-ix.merging.done
 		if ix.merging.stale || ix.merging.err != nil {
 			t.Fatalf("prepared merge: stale %v, err %v", ix.merging.stale, ix.merging.err)
