@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"runtime/metrics"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -324,6 +325,34 @@ func benchAppend(b *testing.B, appenders, batch, perWriter int) (ratio, p99 floa
 			}
 		}
 	}()
+	// TRAILGUARD_BENCH_APPEND_WARM=N appends N rounds of the same shape
+	// before the measured ones and waits for their segments to be
+	// compressed: the state of a ledger that has been running a while
+	// (docs/ledger.md, twenty-second session), rather than a new one.
+	var warm int
+	if n, err := strconv.Atoi(os.Getenv("TRAILGUARD_BENCH_APPEND_WARM")); err == nil && n > 0 && devH == nil {
+		for range n {
+			var wg sync.WaitGroup
+			for w := range appenders {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := range perWriter {
+						off := (w*perWriter + i) * batch % (len(recs) - batch)
+						if _, err := l.Append(context.Background(), recs[off:off+batch]...); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			warm += appenders * perWriter * batch
+		}
+		quiesce(b, l)
+		maxBacklog.Store(0)
+	}
+	rot0 := l.rotations.Load()
 	stalls0 := l.compactStalls.Load()
 	var total int
 	var lats []time.Duration
@@ -392,8 +421,8 @@ func benchAppend(b *testing.B, appenders, batch, perWriter int) (ratio, p99 floa
 		}
 		stored = append(stored, e.Data)
 	}
-	if uint64(total) != cp.Size || cp.Size != uint64(len(stored)) || treeRoot(stored) != cp.Root {
-		b.Fatalf("%d records appended, checkpoint covers %d, %d read back, root match %v", total, cp.Size, len(stored), treeRoot(stored) == cp.Root)
+	if uint64(warm+total) != cp.Size || cp.Size != uint64(len(stored)) || treeRoot(stored) != cp.Root {
+		b.Fatalf("%d records appended, checkpoint covers %d, %d read back, root match %v", warm+total, cp.Size, len(stored), treeRoot(stored) == cp.Root)
 	}
 	slices.Sort(lats)
 	rate := float64(total) / elapsed.Seconds()
@@ -407,6 +436,7 @@ func benchAppend(b *testing.B, appenders, batch, perWriter int) (ratio, p99 floa
 	// the next one named before its records are acknowledged) show here.
 	b.ReportMetric(float64(lats[len(lats)*999/1000].Microseconds())/1000, "p999-ms")
 	b.ReportMetric(float64(lats[len(lats)-1].Microseconds())/1000, "max-ms")
+	b.ReportMetric(float64(l.rotations.Load()-rot0), "rotations")
 	// The sequencer's time in rotations (every append waits behind it).
 	if n := l.rotations.Load(); n > 0 {
 		b.ReportMetric(float64(l.rotateNs.Load())/float64(n)/1e3, "rotate-µs")
