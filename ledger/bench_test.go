@@ -125,6 +125,9 @@ func bestRawRate(b *testing.B, recs [][]byte) float64 {
 // printed beside it; docs/ledger.md, thirteenth session, says why).
 //
 // TRAILGUARD_BENCH_APPEND_RECORDS=demo appends the demo's events instead.
+// TRAILGUARD_BENCH_APPEND_WARM=N (not for 64×1) first appends N rounds of
+// the measured shape and waits for their compaction: a ledger that has
+// been running instead of a new one.
 // The sustained case appends ~1.5 M records (~48 segments of 16 MiB) per
 // iteration: long enough that the compaction backlog reaches its bound
 // (Options.CompactBacklog) and the rate is what appending and compacting
