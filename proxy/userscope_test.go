@@ -62,10 +62,12 @@ func TestCollectorUsernameBanEnforced(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	deadline := time.Now().Add(5 * time.Second)
+	// Whether the ban comes at all, not how soon (the stream's latency is
+	// bounded elsewhere): a loaded machine stalls the test for seconds.
+	deadline := time.Now().Add(30 * time.Second)
 	for as("alice") != http.StatusForbidden {
 		if time.Now().After(deadline) {
-			t.Fatal("the collector's ban of user alice was not enforced by the gateway within 5 s")
+			t.Fatal("the collector's ban of user alice was not enforced by the gateway within 30 s")
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -169,7 +169,7 @@ func TestDiskFull(t *testing.T) {
 	close(stop)
 	wg.Wait()
 
-	waitFor(t, 5*time.Second, "/readyz saying the disk is full", func() bool {
+	waitFor(t, 30*time.Second, "/readyz saying the disk is full", func() bool {
 		status, _, body = p.do(t, "GET", "/readyz", "", nil)
 		return status == 503 && strings.Contains(string(body), "disk full")
 	})

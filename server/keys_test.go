@@ -121,7 +121,7 @@ func TestEmptyPollsSampled(t *testing.T) {
 	for range 30 {
 		ts.stream(t, bouncer, false)
 	}
-	waitUntil(t, "two polls recorded", 5*time.Second, func() bool { return polls() >= 2 })
+	waitUntil(t, "two polls recorded", 30*time.Second, func() bool { return polls() >= 2 })
 	if code, body := ts.do(t, "POST", "/v1/decisions", ts.admin, strings.NewReader(`{"scope":"Ip","value":"203.0.113.7","duration":"1h","reason":"test"}`)); code != 201 {
 		t.Fatalf("ban: %d %s", code, body)
 	}
@@ -129,7 +129,7 @@ func TestEmptyPollsSampled(t *testing.T) {
 		t.Fatalf("the ban did not reach the bouncer: %+v", a)
 	}
 	ts.stream(t, bouncer, false)
-	waitUntil(t, "the delivering poll recorded", 5*time.Second, func() bool { return polls() >= 3 })
+	waitUntil(t, "the delivering poll recorded", 30*time.Second, func() bool { return polls() >= 3 })
 	time.Sleep(300 * time.Millisecond) // the collector's writer batches its own events
 	if n := polls(); n != 3 {
 		t.Errorf("%d polls recorded of 33: want the startup one, the minute's first empty one and the one that delivered a ban", n)
