@@ -984,6 +984,7 @@ func testLargeBatchInGroups(t *testing.T, noDirect bool) {
 	}
 	on.Store(true)
 	flushes := l.flushes.Load()
+	base := l.Size() // durable before the batch
 	type result struct {
 		n     int
 		first uint64
@@ -1010,9 +1011,17 @@ func testLargeBatchInGroups(t *testing.T, noDirect bool) {
 	close(release[0])
 	waitEntered("a second flush: the batch was written as one job")
 	// Held at the second group's flush: the first group is answered, and
-	// nothing after it.
+	// nothing after it. Its callers are awaited until every request below
+	// the durable size has its answer (however late a loaded machine runs
+	// their goroutines: a fixed window once saw none, or some, of them),
+	// then 200 ms more for answers that must not come.
 	answered := map[int]uint64{}
-	for quiet := time.After(200 * time.Millisecond); ; {
+	stuck := time.After(30 * time.Second)
+	var quiet <-chan time.Time
+	for {
+		if quiet == nil && len(answered) > 0 && uint64(len(answered))*nrec >= l.Size()-base {
+			quiet = time.After(200 * time.Millisecond)
+		}
 		select {
 		case r := <-results:
 			if r.err != nil {
@@ -1021,6 +1030,8 @@ func testLargeBatchInGroups(t *testing.T, noDirect bool) {
 			answered[r.n] = r.first
 			continue
 		case <-quiet:
+		case <-stuck:
+			t.Fatalf("%d appends answered in 30 s while the second group's flush was held (durable %d records of the batch), want the first group's", len(answered), l.Size()-base)
 		}
 		break
 	}
