@@ -14,6 +14,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/trailguard/trailguard/internal/stalltest"
 	"github.com/trailguard/trailguard/query"
 )
 
@@ -40,7 +41,12 @@ func FuzzParseRules(f *testing.F) {
 		[]byte(`{"@timestamp":"2026-01-01T00:00:00Z","event":{"category":["web","authentication"],"outcome":"failure"},"url":{"path":"/a","query":"b=c"},"client":{"ip":"192.0.2.1"},"user":{"name":"u"},"http":{"response":{"status_code":401}}}`),
 		[]byte(`{"a":"1","kind":"a","f":"YWJj","g":"-a"}`),
 	}
+	// The bound on an input's time allows a stall of the process meanwhile:
+	// a stall on a loaded machine would otherwise write a "failing input"
+	// that fails nothing. The inputs of a process run one at a time.
+	watch := stalltest.Start(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
+		watch.Reset()
 		start := time.Now()
 		rs := ParseRules("fuzz.yml", data, "custom")
 		lines := bytes.Count(data, []byte("\n")) + 1
@@ -73,8 +79,8 @@ func FuzzParseRules(f *testing.F) {
 			})
 		}
 		e.Flush(nil)
-		if d := time.Since(start); d > 5*time.Second {
-			t.Fatalf("took %v", d)
+		if d, stalled := time.Since(start), watch.Worst(); d > 5*time.Second+stalled {
+			t.Fatalf("took %v (stalls %v)", d, stalled)
 		}
 	})
 }
