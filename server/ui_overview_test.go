@@ -73,7 +73,7 @@ func TestOverviewMatchesStats(t *testing.T) {
 		t.Fatalf("ingest: %d %s", code, b)
 	}
 	ts.waitIndexed(t)
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for ts.ui.overview.caughtUp() < ts.ledger.Size() && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -400,7 +400,7 @@ func TestOverviewSurvivesRestart(t *testing.T) {
 		if code, b := ts.do(t, "POST", "/v1/events", ts.ingest, strings.NewReader(body.String())); code != 200 {
 			t.Fatalf("ingest: %d %s", code, b)
 		}
-		deadline := time.Now().Add(10 * time.Second)
+		deadline := time.Now().Add(30 * time.Second)
 		for ts.ui.overview.caughtUp() < ts.ledger.Size() && time.Now().Before(deadline) {
 			time.Sleep(10 * time.Millisecond)
 		}
@@ -418,13 +418,13 @@ func TestOverviewSurvivesRestart(t *testing.T) {
 	ts2 := startServer(t, dir, nil)
 	// Close saves again (with the collector's last events of its own). The
 	// follower loads them in its own goroutine.
-	for deadline := time.Now().Add(10 * time.Second); ts2.ui.overview.loadedUpTo() == 0 && time.Now().Before(deadline); {
+	for deadline := time.Now().Add(30 * time.Second); ts2.ui.overview.loadedUpTo() == 0 && time.Now().Before(deadline); {
 		time.Sleep(5 * time.Millisecond)
 	}
 	if got := ts2.ui.overview.loadedUpTo(); got < saved || saved == 0 {
 		t.Fatalf("restart loaded counts up to %d, saved %d before the stop", got, saved)
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for ts2.ui.overview.caughtUp() < ts2.ledger.Size() && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -500,7 +500,7 @@ func TestOverviewPaced(t *testing.T) {
 		}
 		return false
 	}
-	if !waitCaughtUp(10 * time.Second) {
+	if !waitCaughtUp(30 * time.Second) {
 		t.Fatalf("overview at %d, ledger at %d", ts.ui.overview.caughtUp(), ts.ledger.Size())
 	}
 	rng := rand.New(rand.NewPCG(5, 6))
@@ -516,7 +516,7 @@ func TestOverviewPaced(t *testing.T) {
 		if _, err := ts.ledger.Append(context.Background(), []byte(overviewEvent(rng, time.Now(), 100))); err != nil {
 			t.Fatal(err)
 		}
-		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
 			at := time.Now()
 			if ts.ui.overview.caughtUp() >= ts.ledger.Size() {
 				break
@@ -548,7 +548,7 @@ func TestOverviewPaced(t *testing.T) {
 			}
 			looked++
 		}
-		if !waitCaughtUp(10 * time.Second) {
+		if !waitCaughtUp(30 * time.Second) {
 			t.Fatalf("overview at %d, ledger at %d after its pace", ts.ui.overview.caughtUp(), ts.ledger.Size())
 		}
 	}
@@ -609,7 +609,7 @@ func TestOverviewOnDemand(t *testing.T) {
 	if code, b := ts.do(t, "GET", "/v1/overview?from=1h", ts.read, nil); code != 200 {
 		t.Fatalf("overview: %d %s", code, b)
 	}
-	for deadline := time.Now().Add(10 * time.Second); ts.ui.overview.caughtUp() < ts.ledger.Size(); time.Sleep(5 * time.Millisecond) {
+	for deadline := time.Now().Add(30 * time.Second); ts.ui.overview.caughtUp() < ts.ledger.Size(); time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("overview at %d, ledger at %d after the request", ts.ui.overview.caughtUp(), ts.ledger.Size())
 		}
@@ -635,7 +635,7 @@ func TestOverviewOnDemand(t *testing.T) {
 	// StartOverview (the gateway's --api) resumes from them.
 	ts3 := startServer(t, dir, onDemand)
 	ts3.StartOverview()
-	for deadline := time.Now().Add(10 * time.Second); ts3.ui.overview.loadedUpTo() != saved || ts3.ui.overview.caughtUp() < ts3.ledger.Size(); time.Sleep(5 * time.Millisecond) {
+	for deadline := time.Now().Add(30 * time.Second); ts3.ui.overview.loadedUpTo() != saved || ts3.ui.overview.caughtUp() < ts3.ledger.Size(); time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("overview loaded up to %d (saved %d), at %d, ledger at %d", ts3.ui.overview.loadedUpTo(), saved, ts3.ui.overview.caughtUp(), ts3.ledger.Size())
 		}
