@@ -431,7 +431,9 @@ func TestLevel2MergeClosedDuringPrepare(t *testing.T) {
 			// did not wait would return first.
 			time.Sleep(50 * time.Millisecond)
 			cancelled <- true
-		case <-time.After(10 * time.Second):
+		case <-time.After(60 * time.Second):
+			// Counted from the merge's start, before runUntil has even
+			// returned: a loaded machine may take seconds to get to Close.
 			cancelled <- false
 		}
 	}
