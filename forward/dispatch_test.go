@@ -130,7 +130,7 @@ func TestForwardsAppendedTail(t *testing.T) {
 	}
 	m.Start(l)
 	defer m.Close()
-	waitFor(t, 10*time.Second, "every record", func() bool { return srv.count() >= n })
+	waitFor(t, 30*time.Second, "every record", func() bool { return srv.count() >= n })
 	srv.mu.Lock()
 	defer srv.mu.Unlock()
 	for i, got := range srv.lines {

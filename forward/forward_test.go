@@ -162,7 +162,7 @@ func TestElasticsearchPerItem(t *testing.T) {
 		t.Fatal(err)
 	}
 	m2.Start(l)
-	waitFor(t, 10*time.Second, "the new records", func() bool { return statsOf(m2, "es").Cursor == 3100 })
+	waitFor(t, 30*time.Second, "the new records", func() bool { return statsOf(m2, "es").Cursor == 3100 })
 	if st := statsOf(m2, "es"); st.Delivered != 100 || st.Duplicates != 0 {
 		t.Errorf("after restart: %+v", st)
 	}
@@ -246,7 +246,7 @@ func TestRetentionWaitsForOutputs(t *testing.T) {
 			es.mu.Lock()
 			es.down = false
 			es.mu.Unlock()
-			waitFor(t, 10*time.Second, "caught up", func() bool { return statsOf(m, "es").Cursor == l.Size() })
+			waitFor(t, 30*time.Second, "caught up", func() bool { return statsOf(m, "es").Cursor == l.Size() })
 			st := statsOf(m, "es")
 			// The batch in flight when retention ran was delivered; the
 			// rest of the deleted range was lost, and said so.

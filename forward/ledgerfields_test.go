@@ -88,7 +88,7 @@ func TestForwardForeignLedgerFields(t *testing.T) {
 	}
 	m.Start(l)
 	defer m.Close()
-	waitFor(t, 10*time.Second, "every record", func() bool { return srv.count() >= n })
+	waitFor(t, 30*time.Second, "every record", func() bool { return srv.count() >= n })
 	srv.mu.Lock()
 	defer srv.mu.Unlock()
 	for i, line := range srv.lines {

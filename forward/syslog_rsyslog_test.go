@@ -44,7 +44,7 @@ ruleset(name="r") { action(type="omfile" file=%q template="fields") }
 		cmd.Process.Signal(syscall.SIGTERM)
 		cmd.Wait()
 	}()
-	waitFor(t, 10*time.Second, "rsyslogd to listen", func() bool {
+	waitFor(t, 30*time.Second, "rsyslogd to listen", func() bool {
 		c, err := net.Dial("tcp", addr)
 		if err == nil {
 			c.Close()

@@ -110,7 +110,7 @@ func TestSyslog(t *testing.T) {
 			m.Start(l)
 			defer m.Close()
 			if scheme == "tcp" {
-				waitFor(t, 10*time.Second, "a refused connection", func() bool { return statsOf(m, "siem").Retried > 0 })
+				waitFor(t, 30*time.Second, "a refused connection", func() bool { return statsOf(m, "siem").Retried > 0 })
 				if rcv.ln, err = net.Listen("tcp", addr); err != nil {
 					t.Fatal(err)
 				}
@@ -118,7 +118,7 @@ func TestSyslog(t *testing.T) {
 			go rcv.serve()
 			defer rcv.ln.Close()
 			waitFor(t, 20*time.Second, "all records written", func() bool { return statsOf(m, "siem").Cursor == n })
-			waitFor(t, 10*time.Second, "all records received", func() bool { return rcv.count() >= n })
+			waitFor(t, 30*time.Second, "all records received", func() bool { return rcv.count() >= n })
 			rcv.mu.Lock()
 			defer rcv.mu.Unlock()
 			if len(rcv.errs) > 0 {

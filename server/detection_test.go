@@ -113,7 +113,7 @@ func TestDetectionEndToEnd(t *testing.T) {
 		t.Fatalf("ingest: %d %s", code, body)
 	}
 	var got streamAnswer
-	waitUntil(t, "the block decision on the stream", 10*time.Second, func() bool {
+	waitUntil(t, "the block decision on the stream", 30*time.Second, func() bool {
 		got = ts.stream(t, bouncer, false)
 		return has(got.New, "203.0.113.5")
 	})
@@ -164,7 +164,7 @@ func TestDetectionEndToEnd(t *testing.T) {
 	if code, body := patch(ts.admin, "acknowledged"); code != 200 || !strings.Contains(string(body), `"status":"acknowledged"`) {
 		t.Fatalf("acknowledge: %d %s", code, body)
 	}
-	waitUntil(t, "the status change in the trail", 10*time.Second, func() bool {
+	waitUntil(t, "the status change in the trail", 30*time.Second, func() bool {
 		for e, err := range ts.ledger.Entries(0) {
 			if err == nil && bytes.Contains(e.Data, []byte(`"resource":"alert/`+bf.ID+`"`)) && bytes.Contains(e.Data, []byte(ActionAlertStatus)) &&
 				bytes.Contains(e.Data, []byte(`"name":"ops"`)) {
@@ -224,7 +224,7 @@ func TestDetectionEndToEnd(t *testing.T) {
 	if len(ts.Decisions().Covering("198.51.100.7")) != 1 || len(ts.Decisions().Covering("203.0.113.5")) != 0 {
 		t.Errorf("decisions after restart: %+v", ts.Decisions().Active())
 	}
-	waitUntil(t, "detection caught up", 10*time.Second, func() bool { return ts.DetectionNext() >= ts.ledger.Size()-5 })
+	waitUntil(t, "detection caught up", 30*time.Second, func() bool { return ts.DetectionNext() >= ts.ledger.Size()-5 })
 	if n := alertDocs(); n != before {
 		t.Errorf("%d alert documents after the restart, %d before", n, before)
 	}

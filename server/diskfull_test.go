@@ -156,7 +156,7 @@ func TestDiskFull(t *testing.T) {
 		t.Fatalf("ingest on a full disk: %d Retry-After %q %s", status, hdr.Get("Retry-After"), body)
 	}
 	// Let the shippers meet the full disk too.
-	waitFor(t, 10*time.Second, "a shipper's batch refused", func() bool {
+	waitFor(t, 30*time.Second, "a shipper's batch refused", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		for _, a := range answers {
@@ -193,11 +193,11 @@ func TestDiskFull(t *testing.T) {
 
 	// Space returns: the collector recovers by itself.
 	release()
-	waitFor(t, 10*time.Second, "ingest after space returned", func() bool {
+	waitFor(t, 30*time.Second, "ingest after space returned", func() bool {
 		status, _, _ := p.do(t, "POST", "/v1/events", p.ingest, strings.NewReader(idLine("after-free", 1)))
 		return status == 200
 	})
-	waitFor(t, 10*time.Second, "ready after space returned", func() bool {
+	waitFor(t, 30*time.Second, "ready after space returned", func() bool {
 		status, _, _ := p.do(t, "GET", "/readyz", "", nil)
 		return status == 200
 	})

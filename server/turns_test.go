@@ -36,9 +36,9 @@ func TestPrepTurnsOldestFirst(t *testing.T) {
 	// (which follows the send on got: the free turn is counted after both).
 	got, gave := make(chan string, 2), make(chan struct{}, 2)
 	go func() { d.take(); got <- "d"; d.give(); gave <- struct{}{} }()
-	waitFor(t, 10*time.Second, "d to wait", func() bool { return ts.waiters() == 1 })
+	waitFor(t, 30*time.Second, "d to wait", func() bool { return ts.waiters() == 1 })
 	go func() { a.take(); got <- "a"; a.give(); gave <- struct{}{} }()
-	waitFor(t, 10*time.Second, "a to wait", func() bool { return ts.waiters() == 2 })
+	waitFor(t, 30*time.Second, "a to wait", func() bool { return ts.waiters() == 2 })
 	b.give()
 	if first, second := <-got, <-got; first != "a" || second != "d" {
 		t.Fatalf("turns went to %s then %s, want a (the older request) then d", first, second)
@@ -58,7 +58,7 @@ func TestPrepTurnsBound(t *testing.T) {
 	us[1].take()
 	done := make(chan struct{})
 	go func() { us[2].take(); close(done) }()
-	waitFor(t, 10*time.Second, "the third to wait", func() bool { return ts.waiters() == 1 })
+	waitFor(t, 30*time.Second, "the third to wait", func() bool { return ts.waiters() == 1 })
 	select {
 	case <-done:
 		t.Fatal("a third request got a turn while two held theirs")

@@ -340,12 +340,12 @@ func TestOutage(t *testing.T) {
 	}
 	<-phase
 	failing.Store(true) // phase 1: 503s
-	waitFor(t, 10*time.Second, "503s answered", func() bool { return refused.Load() >= 3 })
+	waitFor(t, 30*time.Second, "503s answered", func() bool { return refused.Load() >= 3 })
 	// Phase 2: every connection is cut as soon as it is accepted, and the
 	// open ones close after their request (still a 503).
 	ln.down.Store(true)
 	srv.SetKeepAlivesEnabled(false)
-	waitFor(t, 10*time.Second, "connections cut", func() bool { return ln.dropped.Load() >= 3 })
+	waitFor(t, 30*time.Second, "connections cut", func() bool { return ln.dropped.Load() >= 3 })
 	wg.Wait()
 	if st := s.Stats(); st.Pending == 0 {
 		t.Errorf("nothing pending during the outage: %+v", st)
@@ -769,7 +769,7 @@ func TestRestart(t *testing.T) {
 			t.Errorf("round %d: pending %d, want %d", round, st.Pending, len(want))
 		}
 		// This Shipper offers its records to the far end, which is down.
-		waitFor(t, 10*time.Second, fmt.Sprintf("request of round %d refused", round), func() bool { return refused[round].Load() > 0 })
+		waitFor(t, 30*time.Second, fmt.Sprintf("request of round %d refused", round), func() bool { return refused[round].Load() > 0 })
 		if err := s.Close(); err != nil {
 			t.Fatal(err)
 		}
@@ -961,7 +961,7 @@ func TestHeaderlessSegment(t *testing.T) {
 			// loaded machine, was taken once up, and s2 (s1 saved no
 			// cursor for it) sent its records again.
 			srv.CloseClientConnections()
-			waitFor(t, 10*time.Second, "s1's connections closed at the collector", func() bool { return conns.Load() == 0 })
+			waitFor(t, 30*time.Second, "s1's connections closed at the collector", func() bool { return conns.Load() == 0 })
 			// What the crash in createSegment(next) left behind.
 			torn := filepath.Join(dir, segName(next))
 			if err := os.WriteFile(torn, []byte(tc.left), 0o600); err != nil {
@@ -1150,7 +1150,7 @@ func TestCloseUnblocksWrite(t *testing.T) {
 	}()
 	// Once less than a record's room is left, the writer is blocked (or
 	// about to block) waiting for room.
-	waitFor(t, 10*time.Second, "spool full", func() bool { return s.Stats().SpoolBytes > 16<<10-1100 })
+	waitFor(t, 30*time.Second, "spool full", func() bool { return s.Stats().SpoolBytes > 16<<10-1100 })
 	// The bounds allow the longest stall of this process seen meanwhile:
 	// a loaded machine delays the drain timeout's timer alike.
 	watch := stalltest.Start(t)
