@@ -328,6 +328,34 @@ func benchAppend(b *testing.B, appenders, batch, perWriter int) (ratio, p99 floa
 			}
 		}
 	}()
+	// appendRound has every appender append perWriter batches at once and
+	// returns each append's latency: the measured round, and the warm-up's.
+	appendRound := func() []time.Duration {
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var lats []time.Duration
+		for w := range appenders {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				mine := make([]time.Duration, 0, perWriter)
+				for i := range perWriter {
+					off := (w*perWriter + i) * batch % (len(recs) - batch)
+					t0 := time.Now()
+					if _, err := l.Append(context.Background(), recs[off:off+batch]...); err != nil {
+						b.Error(err)
+						return
+					}
+					mine = append(mine, time.Since(t0))
+				}
+				mu.Lock()
+				lats = append(lats, mine...)
+				mu.Unlock()
+			}()
+		}
+		wg.Wait()
+		return lats
+	}
 	// TRAILGUARD_BENCH_APPEND_WARM=N appends N rounds of the same shape
 	// before the measured ones and waits for their segments to be
 	// compressed: the state of a ledger that has been running a while
@@ -335,21 +363,7 @@ func benchAppend(b *testing.B, appenders, batch, perWriter int) (ratio, p99 floa
 	var warm int
 	if n, err := strconv.Atoi(os.Getenv("TRAILGUARD_BENCH_APPEND_WARM")); err == nil && n > 0 && devH == nil {
 		for range n {
-			var wg sync.WaitGroup
-			for w := range appenders {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for i := range perWriter {
-						off := (w*perWriter + i) * batch % (len(recs) - batch)
-						if _, err := l.Append(context.Background(), recs[off:off+batch]...); err != nil {
-							b.Error(err)
-							return
-						}
-					}
-				}()
-			}
-			wg.Wait()
+			appendRound()
 			warm += appenders * perWriter * batch
 		}
 		quiesce(b, l)
@@ -375,30 +389,10 @@ func benchAppend(b *testing.B, appenders, batch, perWriter int) (ratio, p99 floa
 				b.StartTimer()
 			}
 			cpu0 := cpuTime()
-			var wg sync.WaitGroup
-			var mu sync.Mutex
 			start := time.Now()
-			for w := range appenders {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					mine := make([]time.Duration, 0, perWriter)
-					for i := range perWriter {
-						off := (w*perWriter + i) * batch % (len(recs) - batch)
-						t0 := time.Now()
-						if _, err := l.Append(context.Background(), recs[off:off+batch]...); err != nil {
-							b.Error(err)
-							return
-						}
-						mine = append(mine, time.Since(t0))
-					}
-					mu.Lock()
-					lats = append(lats, mine...)
-					mu.Unlock()
-				}()
-			}
-			wg.Wait()
+			round := appendRound()
 			took := time.Since(start)
+			lats = append(lats, round...)
 			elapsed += took
 			cpu += cpuTime() - cpu0
 			total += appenders * perWriter * batch
