@@ -9,7 +9,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
-	"fmt"
 	"io"
 	"math/big"
 	"net"
@@ -295,15 +294,14 @@ func TestAlertmanager(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "alertmanager.yml")
 	os.WriteFile(cfg, []byte("route:\n  receiver: none\n  group_wait: 1s\nreceivers:\n  - name: none\n"), 0o644)
-	port := freePort(t)
-	cmd := exec.Command(bin, "--config.file="+cfg, "--storage.path="+filepath.Join(dir, "data"),
-		"--web.listen-address=127.0.0.1:"+port, "--cluster.listen-address=", "--log.level=warn")
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := testenv.StartChild(t, cmd); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-	base := "http://127.0.0.1:" + port
+	am := testenv.StartServer(t, "prometheus-alertmanager", func(addr string) *exec.Cmd {
+		cmd := exec.Command(bin, "--config.file="+cfg, "--storage.path="+filepath.Join(dir, "data"),
+			"--web.listen-address="+addr, "--cluster.listen-address=", "--log.level=warn")
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		return cmd
+	})
+	defer func() { am.Cmd.Process.Kill(); am.Cmd.Wait() }()
+	base := "http://" + am.Addr
 	waitFor(t, "alertmanager ready", func() bool {
 		resp, err := http.Get(base + "/-/ready")
 		if err != nil {
@@ -347,13 +345,4 @@ func TestAlertmanager(t *testing.T) {
 	n.Enqueue(Notice{Alert: no.Alert, Change: StatusResolved})
 	waitFor(t, "the alert resolved", func() bool { return len(read("?active=true")) == 0 })
 	waitFor(t, "both deliveries counted", func() bool { return n.Stats().Sent == 2 })
-}
-
-func freePort(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return fmt.Sprint(ln.Addr().(*net.TCPAddr).Port)
 }

@@ -22,35 +22,28 @@ func TestSyslogToRsyslog(t *testing.T) {
 	t.Parallel()
 	rsyslogd := testenv.Tool(t, "rsyslogd", "apt-get install rsyslog")
 	dir := t.TempDir()
-	addr := freeAddr(t)
-	_, port, _ := net.SplitHostPort(addr)
 	out := filepath.Join(dir, "received.log")
 	work := filepath.Join(dir, "work")
 	os.Mkdir(work, 0o700)
 	conf := filepath.Join(dir, "rsyslog.conf")
-	os.WriteFile(conf, fmt.Appendf(nil, `global(workDirectory=%q maxMessageSize="64k")
+	// rsyslogd keeps running when imtcp cannot bind its port, saying
+	// "Address already in use": StartServer tells that from a start that
+	// failed otherwise.
+	rs := testenv.StartServer(t, "rsyslogd", func(addr string) *exec.Cmd {
+		_, port, _ := net.SplitHostPort(addr)
+		os.WriteFile(conf, fmt.Appendf(nil, `global(workDirectory=%q maxMessageSize="64k")
 module(load="imtcp")
 template(name="fields" type="string" string="%%pri%% %%app-name%% %%msgid%% %%hostname%% %%timereported:::date-rfc3339%% %%msg%%\n")
 input(type="imtcp" address="127.0.0.1" port="%s" ruleset="r")
 ruleset(name="r") { action(type="omfile" file=%q template="fields") }
 `, work, port, out), 0o600)
-	cmd := exec.Command(rsyslogd, "-n", "-f", conf, "-i", filepath.Join(dir, "rsyslogd.pid"))
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := testenv.StartChild(t, cmd); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
-	}()
-	waitFor(t, 30*time.Second, "rsyslogd to listen", func() bool {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
+		return exec.Command(rsyslogd, "-n", "-f", conf, "-i", filepath.Join(dir, "rsyslogd-"+port+".pid"))
 	})
+	defer func() {
+		rs.Cmd.Process.Signal(syscall.SIGTERM)
+		rs.Cmd.Wait()
+	}()
+	addr := rs.Addr
 
 	l := openLedger(t, filepath.Join(dir, "ledger"), nil)
 	defer l.Close()
@@ -78,7 +71,7 @@ ruleset(name="r") { action(type="omfile" file=%q template="fields") }
 	}
 	if len(seen) != n {
 		first, _, _ := bytes.Cut(data, []byte("\n"))
-		t.Fatalf("%d distinct events parsed as expected from rsyslog's file (%d lines); first line:\n%s\nrsyslogd: %s", len(seen), bytes.Count(data, []byte("\n")), first, logs.String())
+		t.Fatalf("%d distinct events parsed as expected from rsyslog's file (%d lines); first line:\n%s\nrsyslogd: %s", len(seen), bytes.Count(data, []byte("\n")), first, rs.Output())
 	}
 	for id, c := range seen {
 		if c != 1 {

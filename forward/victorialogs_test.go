@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"os/exec"
@@ -31,43 +30,51 @@ type vlNode struct {
 	dir  string
 	args []string
 	cmd  *exec.Cmd
-	log  *bytes.Buffer
+	srv  *testenv.Server
 }
 
-func freeAddr(t testing.TB) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
+// startVL starts a node on a free port (testenv.StartServer: another, if
+// another process took it meanwhile).
 func startVL(t testing.TB, bin string, args ...string) *vlNode {
-	n := &vlNode{t: t, bin: bin, addr: freeAddr(t), dir: t.TempDir(), args: args}
-	n.start()
+	t.Helper()
+	n := &vlNode{t: t, bin: bin, dir: t.TempDir(), args: args}
+	n.srv = testenv.StartServer(t, n.name(), n.command)
+	n.addr, n.cmd = n.srv.Addr, n.srv.Cmd
 	t.Cleanup(func() {
 		if n.cmd != nil {
 			n.cmd.Process.Kill()
 			n.cmd.Wait()
 		}
 	})
+	n.healthy()
 	return n
+}
+
+func (n *vlNode) name() string {
+	return strings.TrimSpace("victoria-logs " + strings.Join(n.args, " "))
+}
+
+func (n *vlNode) command(addr string) *exec.Cmd {
+	return exec.Command(n.bin, append([]string{"-httpListenAddr=" + addr, "-storageDataPath=" + filepath.Join(n.dir, "data"),
+		"-retentionPeriod=30d", "-loggerLevel=WARN"}, n.args...)...)
 }
 
 func (n *vlNode) url() string { return "http://" + n.addr }
 
+// start starts the node again after a kill, at its address: the
+// forwarder and the other nodes know it by that. (A port taken by another
+// process in the second it was down fails the test, saying so.)
 func (n *vlNode) start() {
 	n.t.Helper()
-	n.log = &bytes.Buffer{}
-	args := append([]string{"-httpListenAddr=" + n.addr, "-storageDataPath=" + filepath.Join(n.dir, "data"),
-		"-retentionPeriod=30d", "-loggerLevel=WARN"}, n.args...)
-	n.cmd = exec.Command(n.bin, args...)
-	n.cmd.Stdout, n.cmd.Stderr = n.log, n.log
-	if err := testenv.StartChild(n.t, n.cmd); err != nil {
-		n.t.Fatal(err)
-	}
-	deadline := time.Now().Add(15 * time.Second)
+	n.srv = testenv.StartServerAt(n.t, n.name(), n.addr, n.command)
+	n.cmd = n.srv.Cmd
+	n.healthy()
+}
+
+// healthy waits for the listening node to answer its health check.
+func (n *vlNode) healthy() {
+	n.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		resp, err := http.Get(n.url() + "/health")
 		if err == nil {
@@ -77,7 +84,7 @@ func (n *vlNode) start() {
 			}
 		}
 		if time.Now().After(deadline) {
-			n.t.Fatalf("victoria-logs %v did not start: %v\n%s", args, err, n.log)
+			n.t.Fatalf("%s listens on %s but is not healthy: %v\n%s", n.name(), n.addr, err, n.srv.Output())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -208,21 +207,17 @@ func TestFlaskAppBehindGateway(t *testing.T) {
 func startHTTPBin(t *testing.T) (string, func() string) {
 	t.Helper()
 	bin := testenv.Tool(t, "go-httpbin", "go install github.com/mccutchen/go-httpbin/v2/cmd/go-httpbin@v2.26.0; .ci/run builds it")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
-	ln.Close()
-	cmd := exec.Command(bin, "-host", "127.0.0.1", "-port", port)
-	out := &syncWriter{b: &strings.Builder{}}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := testenv.StartChild(t, cmd); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	url := "http://127.0.0.1:" + port
-	deadline := time.Now().Add(10 * time.Second)
+	var out *syncWriter // the last attempt's
+	hb := testenv.StartServer(t, "go-httpbin", func(addr string) *exec.Cmd {
+		_, port, _ := net.SplitHostPort(addr)
+		cmd := exec.Command(bin, "-host", "127.0.0.1", "-port", port)
+		out = &syncWriter{b: &strings.Builder{}}
+		cmd.Stdout, cmd.Stderr = out, out
+		return cmd
+	})
+	t.Cleanup(func() { hb.Cmd.Process.Kill(); hb.Cmd.Wait() })
+	url := "http://" + hb.Addr
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		resp, err := http.Get(url + "/status/204")
 		if err == nil {

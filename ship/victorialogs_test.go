@@ -2,11 +2,9 @@ package ship_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -26,21 +24,12 @@ import (
 func victoriaLogs(t *testing.T) string {
 	t.Helper()
 	bin := testenv.Tool(t, "victoria-logs", "bash .ci/victoria-logs.sh && export TRAILGUARD_TOOLS=~/.cache/trailguard-ci/bin")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	var log bytes.Buffer
-	cmd := exec.Command(bin, "-httpListenAddr="+addr, "-storageDataPath="+filepath.Join(t.TempDir(), "data"), "-retentionPeriod=30d", "-loggerLevel=WARN")
-	cmd.Stdout, cmd.Stderr = &log, &log
-	if err := testenv.StartChild(t, cmd); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	base := "http://" + addr
-	deadline := time.Now().Add(15 * time.Second)
+	vl := testenv.StartServer(t, "victoria-logs", func(addr string) *exec.Cmd {
+		return exec.Command(bin, "-httpListenAddr="+addr, "-storageDataPath="+filepath.Join(t.TempDir(), "data"), "-retentionPeriod=30d", "-loggerLevel=WARN")
+	})
+	t.Cleanup(func() { vl.Cmd.Process.Kill(); vl.Cmd.Wait() })
+	base := "http://" + vl.Addr
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		resp, err := http.Get(base + "/health")
 		if err == nil {
@@ -50,7 +39,7 @@ func victoriaLogs(t *testing.T) string {
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("victoria-logs did not start: %v\n%s", err, &log)
+			t.Fatalf("victoria-logs listens but is not healthy: %v\n%s", err, vl.Output())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

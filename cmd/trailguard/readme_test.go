@@ -6,7 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -47,8 +47,9 @@ func readmeBlock(t *testing.T, heading string) string {
 // run it in dir, where it puts the binary and the examples the block
 // reads, and the environment to run it with. Only two things change: the build
 // line (the test built the binary already) and the port (8600 may be
-// taken), in the commands and via TRAILGUARD_LISTEN.
-func collectorBlock(t *testing.T, dir string) (script string, env []string) {
+// taken: addr, testenv.FreeAddr's), in the commands and via
+// TRAILGUARD_LISTEN.
+func collectorBlock(t *testing.T, dir, addr string) (script string, env []string) {
 	t.Helper()
 	block := readmeBlock(t, "## Run the collector")
 	const build = "go build -o trailguard ./cmd/trailguard"
@@ -64,12 +65,6 @@ func collectorBlock(t *testing.T, dir string) (script string, env []string) {
 	if builds != 1 {
 		t.Fatalf("the block should build the binary exactly once with %q:\n%s", build, block)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
 	script = strings.ReplaceAll(strings.Join(lines, "\n"), "127.0.0.1:8600", addr)
 	if strings.Contains(script, "8600") {
 		t.Fatalf("the block names port 8600 other than as 127.0.0.1:8600:\n%s", block)
@@ -142,23 +137,34 @@ func runScript(t *testing.T, ctx context.Context, bash, dir string, env []string
 func TestReadmeCollectorBlock(t *testing.T) {
 	bash := testenv.Tool(t, "bash", "apt-get install bash")
 	testenv.Tool(t, "curl", "apt-get install curl")
-	dir := t.TempDir()
-	script, env := collectorBlock(t, dir)
 	// Run as a script, as a block pasted whole runs: each search follows
 	// the acknowledged ingest within a millisecond while the index trails
 	// the ledger, and the block's own wait_for=ledger must cover that
 	// (before, this test waited for the index itself before each query,
-	// and the block pasted whole found nothing).
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	out, err := runScript(t, ctx, bash, dir, env, script)
-	var ee *exec.ExitError
-	if err != nil && !errors.As(err, &ee) || ctx.Err() != nil {
-		t.Fatalf("running the block: %v (timed out: %v)\n%s", err, ctx.Err() != nil, out)
-	}
-	if err != nil {
-		t.Fatalf("the README block failed: %v\n--- script\n%s\n--- output\n%s", err, script, out)
-	}
+	// and the block pasted whole found nothing). When serve could not
+	// listen because another process took the port after FreeAddr, the
+	// block runs again in a new directory on another port.
+	var dir, script, out string
+	var env []string
+	testenv.OnFreeAddr(t, "the README's collector block", func(addr string) error {
+		dir = t.TempDir()
+		script, env = collectorBlock(t, dir, addr)
+		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+		defer cancel()
+		var err error
+		out, err = runScript(t, ctx, bash, dir, env, script)
+		var ee *exec.ExitError
+		if err != nil && !errors.As(err, &ee) || ctx.Err() != nil {
+			return fmt.Errorf("running the block: %v (timed out: %v)\n%s", err, ctx.Err() != nil, out)
+		}
+		if err != nil && strings.Contains(out, "cannot listen on "+addr) && testenv.PortTakenIn(out) {
+			return fmt.Errorf("serve: %w\n%s", testenv.ErrPortTaken, out)
+		}
+		if err != nil {
+			return fmt.Errorf("the README block failed: %v\n--- script\n%s\n--- output\n%s", err, script, out)
+		}
+		return nil
+	})
 
 	must := []string{
 		`{"accepted":8,"rejected":0`,                     // the ingest answer
@@ -230,7 +236,7 @@ func TestReadmeCollectorBlock(t *testing.T) {
 	detects := strings.ReplaceAll(readmeBlock(t, "## Detect attacks with Sigma rules"), "go run ./cmd/trailguard ", "./trailguard ")
 	dctx, dcancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer dcancel()
-	out, err = runScript(t, dctx, bash, dir, env, detects)
+	out, err := runScript(t, dctx, bash, dir, env, detects)
 	for _, want := range []string{" 0 failed\n", "cases, 0 failed", `"rule_name":"trailguard_web_path_traversal"`} {
 		if err != nil || !strings.Contains(out, want) {
 			t.Errorf("the README's detect block: %v, output lacks %q\n--- script\n%s\n--- output\n%s", err, want, detects, out)

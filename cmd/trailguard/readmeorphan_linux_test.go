@@ -41,7 +41,7 @@ func TestReadmeServeOrphan(t *testing.T) {
 	bash := testenv.Tool(t, "bash", "apt-get install bash")
 	// Everything in the killing test's directory, which it removes; the
 	// binary's wrapper too (TestMain does not run when this one is killed).
-	script, env := collectorBlock(t, dir)
+	script, env := collectorBlock(t, dir, testenv.FreeAddr(t))
 	os.RemoveAll(cliDir)
 	var lines []string
 	for l := range strings.Lines(script) {
