@@ -76,7 +76,7 @@ func TestBacklogBoundsUndurableAnswers(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-	case <-time.After(10 * time.Second):
+	case <-time.After(30 * time.Second):
 		t.Fatal("the held request was not served once the ledger caught up")
 	}
 	if n := g.Proxy.Stats().LedgerWaits - waits; n != 1 {

@@ -104,7 +104,7 @@ func TestBodyTimeoutStalledClient(t *testing.T) {
 					}
 				}
 				if err == nil {
-					c.SetReadDeadline(time.Now().Add(10 * time.Second))
+					c.SetReadDeadline(time.Now().Add(30 * time.Second))
 					var resp *http.Response
 					if resp, err = http.ReadResponse(bufio.NewReader(c), nil); err == nil {
 						resp.Body.Close()
@@ -201,7 +201,7 @@ func TestRefusedStalledBodyBounded(t *testing.T) {
 				watch.Reset()
 				c := dialStalled(t, addr, head)
 				start := time.Now()
-				c.SetReadDeadline(start.Add(10 * time.Second))
+				c.SetReadDeadline(start.Add(30 * time.Second))
 				resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 				if err != nil {
 					t.Errorf("%q: no answer after %v (%v)", head, time.Since(start).Round(time.Millisecond), err)

@@ -340,7 +340,7 @@ func TestLeanFrontLateH2Preface(t *testing.T) {
 				time.Sleep(time.Millisecond)
 			}
 		}()
-		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		c.SetReadDeadline(time.Now().Add(30 * time.Second))
 		br := bufio.NewReader(c)
 		n := 0
 		for ; ; n++ {
@@ -440,7 +440,7 @@ func TestLeanFrontWatchKeepsPipelinedBytes(t *testing.T) {
 	time.Sleep(30 * time.Millisecond) // the first is at the upstream, watched
 	io.WriteString(c, strings.Repeat("c", 3000)+"\r\n\r\n")
 	br := bufio.NewReader(c)
-	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	c.SetReadDeadline(time.Now().Add(30 * time.Second))
 	for _, want := range []string{"/slow ", "/second bbb", "/third ccc"} {
 		resp, err := http.ReadResponse(br, nil)
 		if err != nil {
@@ -768,7 +768,7 @@ func TestLeanFrontShutdownRecordsCutRequests(t *testing.T) {
 			for range 2 {
 				select {
 				case <-arrived:
-				case <-time.After(10 * time.Second):
+				case <-time.After(30 * time.Second):
 					t.Fatal("the requests did not reach the upstream")
 				}
 			}
@@ -861,7 +861,7 @@ func TestUnsolicitedUpstreamAnswerNotServed(t *testing.T) {
 				}
 				defer c.Close()
 				io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: a\r\n\r\n")
-				c.SetReadDeadline(time.Now().Add(10 * time.Second))
+				c.SetReadDeadline(time.Now().Add(30 * time.Second))
 				resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 				if err != nil {
 					t.Fatal(err)
@@ -875,8 +875,8 @@ func TestUnsolicitedUpstreamAnswerNotServed(t *testing.T) {
 				}
 				select {
 				case <-poisoned: // the extra answer is at the gateway
-				case <-time.After(10 * time.Second):
-					t.Fatal("the upstream did not write its extra answer in 10 s")
+				case <-time.After(30 * time.Second):
+					t.Fatal("the upstream did not write its extra answer in 30 s")
 				}
 				if got := get("/victim"); got != "victim" {
 					t.Fatalf("the next client got %q, sent after the answer to another's request", got)
@@ -926,7 +926,7 @@ func TestLeanFrontQueuedEventsKeepNoHead(t *testing.T) {
 			br := bufio.NewReader(c)
 			get := func(extra string) {
 				io.WriteString(c, "GET /plain?q=1 HTTP/1.1\r\nHost: a\r\nUser-Agent: junk-sender\r\nReferer: http://r/\r\n"+extra+"\r\n")
-				c.SetReadDeadline(time.Now().Add(10 * time.Second))
+				c.SetReadDeadline(time.Now().Add(30 * time.Second))
 				resp, err := http.ReadResponse(br, nil)
 				if err != nil {
 					t.Fatal(err)

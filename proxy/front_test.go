@@ -31,7 +31,7 @@ func exchangeRaw(t *testing.T, addr, raw string, methods ...string) string {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c.SetDeadline(time.Now().Add(30 * time.Second))
 	if _, err := io.WriteString(c, raw); err != nil {
 		t.Fatal(err)
 	}
@@ -376,7 +376,7 @@ func TestLeanFrontTimeouts(t *testing.T) {
 					}
 					last = now
 					io.WriteString(c, "GET /plain HTTP/1.1\r\nHost: a\r\n\r\n")
-					c.SetReadDeadline(now.Add(5 * time.Second))
+					c.SetReadDeadline(now.Add(30 * time.Second))
 					resp, err := http.ReadResponse(br, nil)
 					if err != nil {
 						t.Fatalf("request %d on a busy connection (%v after the connection's first, each within %v of the one before): %v",
@@ -416,7 +416,7 @@ func TestLeanFrontHeaderLimit(t *testing.T) {
 				t.Fatal(err)
 			}
 			go io.WriteString(c, head)
-			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			c.SetReadDeadline(time.Now().Add(30 * time.Second))
 			line, err := bufio.NewReader(c).ReadString('\n')
 			c.Close()
 			if strings.TrimSpace(line) != tc.status {
@@ -440,7 +440,7 @@ func TestLeanFrontClientGoneCancelsUpstream(t *testing.T) {
 				select {
 				case <-r.Context().Done():
 					gone <- struct{}{}
-				case <-time.After(10 * time.Second):
+				case <-time.After(60 * time.Second): // past the test's waits
 				}
 			})
 			_, url, sink := gateway(t, Config{HTTP1: mode, Routes: []Route{{Upstream: up.URL}}})
@@ -451,7 +451,7 @@ func TestLeanFrontClientGoneCancelsUpstream(t *testing.T) {
 			io.WriteString(c, "GET /hang HTTP/1.1\r\nHost: a\r\nX-Request-Id: gone-1\r\n\r\n")
 			select {
 			case <-arrived:
-			case <-time.After(5 * time.Second):
+			case <-time.After(30 * time.Second):
 				t.Fatal("the request did not reach the upstream")
 			}
 			c.Close()
@@ -459,7 +459,7 @@ func TestLeanFrontClientGoneCancelsUpstream(t *testing.T) {
 			select {
 			case <-gone:
 				t.Logf("upstream exchange cancelled %v after the client left", time.Since(start))
-			case <-time.After(5 * time.Second):
+			case <-time.After(30 * time.Second):
 				t.Fatal("the upstream exchange went on after the client left")
 			}
 			sink.wait(t, "the access event", func([]*event.Event) bool { return len(eventsOf(t, sink, "gone-1")) > 0 })

@@ -34,7 +34,7 @@ func TestLeanFrontTimeoutsKeepTime(t *testing.T) {
 	}
 	ask := func(c net.Conn, br *bufio.Reader) error {
 		io.WriteString(c, "GET /plain HTTP/1.1\r\nHost: a\r\n\r\n")
-		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		c.SetReadDeadline(time.Now().Add(30 * time.Second))
 		resp, err := http.ReadResponse(br, nil)
 		if err != nil {
 			return err
@@ -44,7 +44,7 @@ func TestLeanFrontTimeoutsKeepTime(t *testing.T) {
 	}
 	closed := func(c net.Conn, what string) {
 		t.Helper()
-		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		c.SetReadDeadline(time.Now().Add(30 * time.Second))
 		if b, err := io.ReadAll(c); err != nil || len(b) != 0 {
 			t.Fatalf("%s: %q, %v; want the gateway's end", what, b, err)
 		}

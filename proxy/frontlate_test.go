@@ -39,7 +39,7 @@ func TestLeanFrontLateGoroutineNotCutIdle(t *testing.T) {
 				skewBy(f, idle+time.Minute)
 				waitFor(t, "the sweep past the idle timeout", func() bool { return !lcIn(lc, stIdle, stIdleSeen) })
 				release()
-				c.SetReadDeadline(time.Now().Add(10 * time.Second))
+				c.SetReadDeadline(time.Now().Add(30 * time.Second))
 				resp, err := http.ReadResponse(br, nil)
 				if err != nil {
 					t.Fatalf("a request sent before the idle timeout, read late by its goroutine: %v (state %d), want its answer",
@@ -82,7 +82,7 @@ func TestLeanFrontLateGoroutineNotCutIdle(t *testing.T) {
 			func(t *testing.T, f *front, lc *leanConn, c net.Conn, br *bufio.Reader, release func()) {
 				done := make(chan error, 1)
 				go func() {
-					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+					ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 					defer cancel()
 					done <- f.Shutdown(ctx)
 				}()
@@ -140,7 +140,7 @@ func TestLeanFrontLateGoroutineNotCutIdle(t *testing.T) {
 			t.Cleanup(func() { c.Close() })
 			br := bufio.NewReader(c)
 			io.WriteString(c, "GET /plain HTTP/1.1\r\nHost: a\r\n\r\n")
-			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			c.SetReadDeadline(time.Now().Add(30 * time.Second))
 			resp, err := http.ReadResponse(br, nil)
 			if err != nil {
 				t.Fatal(err)
@@ -149,7 +149,7 @@ func TestLeanFrontLateGoroutineNotCutIdle(t *testing.T) {
 			var lc *leanConn
 			select {
 			case lc = <-held: // answered, idle, not reading
-			case <-time.After(10 * time.Second):
+			case <-time.After(30 * time.Second):
 				t.Fatal("the connection's goroutine did not go idle after its answer")
 			}
 			if tc.send != "" {
@@ -180,7 +180,7 @@ func lcIn(lc *leanConn, sts ...int) bool {
 // gateway.
 func wantEnd(t *testing.T, c net.Conn, br *bufio.Reader, what string) {
 	t.Helper()
-	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	c.SetReadDeadline(time.Now().Add(30 * time.Second))
 	if b, err := io.ReadAll(br); err != nil || len(b) != 0 {
 		t.Fatalf("%s: %q, %v; want the gateway's end", what, b, err)
 	}

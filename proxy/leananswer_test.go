@@ -102,7 +102,7 @@ func getRaw(t *testing.T, addr, path string) string {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c.SetDeadline(time.Now().Add(30 * time.Second))
 	io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: gw.test\r\nX-Request-Id: fuzz-answer\r\n\r\n")
 	var got bytes.Buffer
 	br := bufio.NewReader(io.TeeReader(c, &got))

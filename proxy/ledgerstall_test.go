@@ -52,13 +52,13 @@ func (s *ledgerStall) arm(t *testing.T) {
 	s.armed.Store(true)
 }
 
-// waitStalled fails the test unless an armed append begins within 10 s;
+// waitStalled fails the test unless an armed append begins within 30 s;
 // what names that append's event.
 func (s *ledgerStall) waitStalled(t *testing.T, what string) {
 	t.Helper()
 	select {
 	case <-s.stalled:
-	case <-time.After(10 * time.Second):
+	case <-time.After(30 * time.Second):
 		t.Fatalf("the ledger's append of %s did not start", what)
 	}
 }

@@ -36,7 +36,7 @@ func TestSingleNodeRecordsCarrySpans(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	pathField := event.SpanField("url.path")
 	for e, err := range g.Collector().Ledger().FollowAppended(ctx, 0) {
@@ -93,7 +93,7 @@ func TestNodeSinkKeepsWhatItCannotNormalise(t *testing.T) {
 	if n := lane.seen.Load(); n != 2 {
 		t.Errorf("the lane counted %d records of a batch written twice, want 2", n)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	n := 0
 	for e, err := range l.FollowAppended(ctx, 0) {
@@ -213,7 +213,7 @@ func TestFailedLoginEndsTheCommitWait(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-	case <-time.After(10 * time.Second):
+	case <-time.After(30 * time.Second):
 		t.Fatal("a failed login did not end the writer's wait for a bigger commit")
 	}
 }
@@ -322,7 +322,7 @@ func TestSingleNodeStoresEncodedAsIngestWould(t *testing.T) {
 		}
 		resp.Body.Close()
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	access := 0
 	for e, err := range g.Collector().Ledger().FollowAppended(ctx, 0) {

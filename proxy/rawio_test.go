@@ -166,7 +166,7 @@ func TestSockIOAsNetConn(t *testing.T) {
 			// What was taken before the deadline (none, when a loaded
 			// machine ran the write after it) is what the reader gets.
 			near.Close()
-			far.SetReadDeadline(time.Now().Add(10 * time.Second))
+			far.SetReadDeadline(time.Now().Add(30 * time.Second))
 			if b, rerr := io.ReadAll(far); rerr != nil || !bytes.Equal(b, big[:n]) {
 				r.data = fmt.Sprintf("the reader got %d bytes (%v), not the %d written", len(b), rerr, n)
 			}

@@ -41,7 +41,7 @@ func TestLeanFrontHalfCloseEndsConnection(t *testing.T) {
 				io.WriteString(c, "GET /plain HTTP/1.1\r\nHost: a\r\n\r\n")
 				c.(*net.TCPConn).CloseWrite()
 				br := bufio.NewReader(c)
-				c.SetReadDeadline(time.Now().Add(10 * time.Second))
+				c.SetReadDeadline(time.Now().Add(30 * time.Second))
 				resp, err := http.ReadResponse(br, nil)
 				if err != nil {
 					c.Close()
@@ -145,7 +145,7 @@ func TestHostileUpstreamAnswersStayWithTheirRequest(t *testing.T) {
 				}
 				defer c.Close()
 				io.WriteString(c, method+" "+path+" HTTP/1.1\r\nHost: a\r\n\r\n")
-				c.SetReadDeadline(time.Now().Add(10 * time.Second))
+				c.SetReadDeadline(time.Now().Add(30 * time.Second))
 				req, _ := http.NewRequest(method, "http://a"+path, nil)
 				br := bufio.NewReader(c)
 				resp, err := http.ReadResponse(br, req)
@@ -174,7 +174,7 @@ func TestHostileUpstreamAnswersStayWithTheirRequest(t *testing.T) {
 					}
 					select { // what comes later is at the gateway
 					case <-wrote:
-					case <-time.After(10 * time.Second):
+					case <-time.After(30 * time.Second):
 						t.Fatalf("%s %s, round %d: the upstream did not finish writing", tc.method, tc.path, round)
 					}
 					for _, m := range []string{"GET", "HEAD", "OPTIONS"} {
@@ -230,7 +230,7 @@ func TestLeanFrontSilentConnectionClosed(t *testing.T) {
 			t.Fatal(err)
 		}
 		br := bufio.NewReader(c)
-		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		c.SetReadDeadline(time.Now().Add(30 * time.Second))
 		if tc.first != "" {
 			io.WriteString(c, tc.first)
 			resp, err := http.ReadResponse(br, nil)
@@ -259,7 +259,7 @@ func TestLeanFrontSilentConnectionClosed(t *testing.T) {
 // not a time: under load the busy client may be slow to get going). While
 // any one of them waits, the busy connection may get at most
 // starveAnswers answers: held up behind it, a request would wait through
-// as many as the busy client sends (thousands before its 10 s deadline).
+// as many as the busy client sends (thousands before its 30 s deadline).
 // Counted in the busy connection's answers, not in time: a loaded machine
 // slows both alike (a 2 s bound failed at load 22-36; 10 to 25 answers at
 // most beside one request at load 34-38).
@@ -327,7 +327,7 @@ func TestLeanFrontBusyConnectionDoesNotStarveOthers(t *testing.T) {
 		start := time.Now()
 		before := answered.Load()
 		io.WriteString(c, "GET /plain HTTP/1.1\r\nHost: a\r\n\r\n")
-		c.SetReadDeadline(start.Add(10 * time.Second))
+		c.SetReadDeadline(start.Add(30 * time.Second))
 		resp, err := http.ReadResponse(br, nil)
 		if err != nil {
 			t.Fatalf("request %d beside the busy connection: %v", i, err)
@@ -361,7 +361,7 @@ func TestLeanFrontShutdownClosesLookedAtIdle(t *testing.T) {
 		}
 		defer c.Close()
 		io.WriteString(c, "GET /plain HTTP/1.1\r\nHost: a\r\n\r\n")
-		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		c.SetReadDeadline(time.Now().Add(30 * time.Second))
 		br := bufio.NewReader(c)
 		resp, err := http.ReadResponse(br, nil)
 		if err != nil {
@@ -507,6 +507,7 @@ func TestLeanFrontClosesWithoutReset(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			_, url, _, srv := gatewayServer(t, Config{HTTP1: HTTP1Lean, Routes: []Route{{Upstream: "http://" + up.Addr().String()}}})
+			watch := stalltest.Start(t)
 			c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
 			if err != nil {
 				t.Fatal(err)
@@ -521,7 +522,9 @@ func TestLeanFrontClosesWithoutReset(t *testing.T) {
 				time.Sleep(20 * time.Millisecond)
 				go srv.Shutdown(context.Background())
 			}
-			got, _, err := readAll(c, 5*time.Second)
+			// Within 5 s, before the read-header timeout (10 s) could end
+			// it; waited for again when this process stalled.
+			got, _, _, err := stalltest.ReadCut(c, c, watch, 5*time.Second)
 			if err != nil {
 				t.Errorf("got %q, then %v; want the gateway's end", got, err)
 			}

@@ -52,7 +52,7 @@ func TestIdleTunnelClosed(t *testing.T) {
 			open := func(path string) (net.Conn, *bufio.Reader) {
 				c := dialStalled(t, addr, "GET "+path+" HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
 				br := bufio.NewReader(c)
-				c.SetReadDeadline(time.Now().Add(5 * time.Second))
+				c.SetReadDeadline(time.Now().Add(30 * time.Second))
 				resp, err := http.ReadResponse(br, nil)
 				if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
 					t.Fatalf("upgrade: %v %v", resp, err)
@@ -76,7 +76,7 @@ func TestIdleTunnelClosed(t *testing.T) {
 					time.Sleep(idle / 5)
 					worst = max(worst, time.Since(last))
 					busy.Write([]byte{'a' + byte(i)})
-					busy.SetReadDeadline(time.Now().Add(2 * time.Second))
+					busy.SetReadDeadline(time.Now().Add(30 * time.Second)) // a cut ends the read at once
 					if _, err = bbr.ReadByte(); err != nil {
 						cut = i
 						break
@@ -100,14 +100,14 @@ func TestIdleTunnelClosed(t *testing.T) {
 				t.Errorf("idle tunnel open for %v (stalled up to %v), got %q, %v; want closed after about %v",
 					took.Round(time.Millisecond), stalled.Round(time.Millisecond), got, err, idle)
 			}
-			for deadline := time.After(10 * time.Second); ; {
+			for deadline := time.After(30 * time.Second); ; {
 				select {
 				case p := <-upClosed:
 					if p != "/idle" {
 						continue
 					}
 				case <-deadline:
-					t.Error("the idle tunnel's upstream side stayed open 10 s after")
+					t.Error("the idle tunnel's upstream side stayed open 30 s after")
 				}
 				break
 			}

@@ -254,7 +254,7 @@ func TestResendAfterRestartNotStoredTwice(t *testing.T) {
 	}
 	// A checkpoint covers them (--checkpoint-interval 200ms).
 	want := uint64(p.metric(t, "trailguard_ledger_records"))
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		_, _, cp := p.do(t, "GET", "/v1/checkpoint", p.read, nil)
 		var size uint64
 		if lines := strings.Split(string(cp), "\n"); len(lines) > 1 {
@@ -264,7 +264,7 @@ func TestResendAfterRestartNotStoredTwice(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no checkpoint covers %d records in 10 s: %s", want, cp)
+			t.Fatalf("no checkpoint covers %d records in 30 s: %s", want, cp)
 		}
 	}
 	p.cmd.Process.Kill()

@@ -55,7 +55,7 @@ func BenchmarkAttackToDecision(b *testing.B) {
 			b.Fatal(err)
 		}
 		start := time.Now()
-		deadline := start.Add(10 * time.Second)
+		deadline := start.Add(30 * time.Second)
 		for {
 			changed := st.Changed()
 			added, _ := st.Stream("bench", false, nil)

@@ -109,10 +109,10 @@ ruleset(name="ship") {
 		go func() { done <- cmd.Wait() }()
 		select {
 		case <-done:
-		case <-time.After(10 * time.Second):
+		case <-time.After(30 * time.Second):
 			cmd.Process.Kill()
 			<-done
-			t.Error("rsyslogd did not stop within 10 s of SIGTERM")
+			t.Error("rsyslogd did not stop within 30 s of SIGTERM")
 		}
 	}
 	defer stop()

@@ -152,7 +152,7 @@ func TestIngestLedgerFailsMidRequest(t *testing.T) {
 		for i := 1; i <= chunk; i++ {
 			fmt.Fprintln(pw, idLine("f", i))
 		}
-		deadline := time.Now().Add(10 * time.Second)
+		deadline := time.Now().Add(30 * time.Second)
 		for ts.ledger.Size() < chunk && time.Now().Before(deadline) {
 			time.Sleep(5 * time.Millisecond)
 		}

@@ -91,7 +91,7 @@ func TestEventIsTheLedgerRecord(t *testing.T) {
 		Event json.RawMessage         `json:"event"`
 		Proof *ledger.InclusionBundle `json:"inclusion_proof"`
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		status, body := ts.get(t, "/v1/events/html-1", "after_index", strconv.FormatUint(next, 10), "timeout", maxWait.String())
 		if status != 200 {

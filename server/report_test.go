@@ -248,7 +248,7 @@ func TestReportOnePerToken(t *testing.T) {
 	go func() { code, _ := get(ts.read); queued <- code }()
 	// The first waits for the slot; once it does, the same token's next
 	// ones are refused at once.
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		ts.reports.mu.Lock()
 		n := ts.reports.inUse

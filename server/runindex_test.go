@@ -111,10 +111,10 @@ func TestIndexStopFailureReported(t *testing.T) {
 	}()
 	// The stop comes while the commit holds the write lock: another
 	// connection cannot begin a write.
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if time.Now().After(deadline) {
-			t.Fatalf("no commit under way in 10 s (%d of %d records read)", src.sent.Load(), n)
+			t.Fatalf("no commit under way in 30 s (%d of %d records read)", src.sent.Load(), n)
 		}
 		if src.sent.Load() == n {
 			if _, err := other.Exec(`PRAGMA busy_timeout=0`); err != nil {

@@ -127,7 +127,7 @@ func (ts *testServer) do(t *testing.T, method, path, token string, body io.Reade
 // waitIndexed waits until everything appended so far is indexed.
 func (ts *testServer) waitIndexed(t *testing.T) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		if ts.index.Indexed() >= ts.ledger.Size() {
 			return
@@ -142,14 +142,14 @@ func (ts *testServer) waitIndexed(t *testing.T) {
 // the ledger.
 func (ts *testServer) waitAudited(t *testing.T) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		st := ts.audit.Stats()
 		if st.Queued == 0 && st.Written+st.Dropped+st.Lost >= st.Enqueued {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("self-audit events not written in 10 s: %+v", st)
+			t.Fatalf("self-audit events not written in 30 s: %+v", st)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -159,14 +159,14 @@ func (ts *testServer) waitAudited(t *testing.T) {
 // records.
 func (ts *testServer) waitCheckpoint(t *testing.T, size uint64) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if _, cp := ts.ledger.LatestCheckpoint(); cp.Size >= size {
 			return
 		}
 		if time.Now().After(deadline) {
 			_, cp := ts.ledger.LatestCheckpoint()
-			t.Fatalf("no checkpoint covers %d records in 10 s (latest: %d)", size, cp.Size)
+			t.Fatalf("no checkpoint covers %d records in 30 s (latest: %d)", size, cp.Size)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -581,7 +581,7 @@ func TestTail(t *testing.T) {
 	ts := startServer(t, t.TempDir(), nil)
 	req, _ := http.NewRequest("GET", ts.url+"/v1/tail?q="+urlQuery("event.outcome:failure"), nil)
 	req.Header.Set("Authorization", "Bearer "+ts.read)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	resp, err := http.DefaultClient.Do(req.WithContext(ctx))
 	if err != nil {

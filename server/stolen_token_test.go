@@ -216,7 +216,7 @@ func TestReadTokenConcurrencyBounded(t *testing.T) {
 		b.Close()
 	}
 	bodies = nil
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		status, _, out := p.do(t, "GET", "/v1/events?limit=1", p.read, nil)
 		if status == 200 {

@@ -89,7 +89,7 @@ func TestLedgerVerifiedWording(t *testing.T) {
 			// The event is recorded after the result is kept (which
 			// waitVerify sees): wait for it.
 			var msgs []string
-			for deadline := time.Now().Add(10 * time.Second); len(msgs) == 0 && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			for deadline := time.Now().Add(30 * time.Second); len(msgs) == 0 && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 				for e, err := range ts.ledger.Entries(ts.ledger.Pruned()) {
 					if err != nil {
 						t.Fatal(err)
