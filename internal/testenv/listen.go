@@ -141,13 +141,13 @@ func StartServerAt(t testing.TB, what, addr string, cmdFor func(addr string) *ex
 // awaitListening waits until s's program listens on s.Addr, and says why
 // not: ErrPortTaken (wrapped), exited, or not listening after ListenWait.
 func (s *Server) awaitListening() error {
-	proc, _ := LookProc(s.Cmd.Process.Pid)
+	gone := exitWatch(s.Cmd.Process.Pid)
 	foreign := 0
 	for deadline := time.Now().Add(ListenWait); ; time.Sleep(20 * time.Millisecond) {
 		// Read before the checks, so that a program that exited has
 		// written all it will (its end closed the pipes; exec's copying
 		// goroutines may still be at it, hence Wait on the way out).
-		exited := !proc.Running()
+		exited := gone()
 		switch listening(s.Cmd.Process.Pid, s.Addr) {
 		case listenOurs:
 			return nil

@@ -9,6 +9,13 @@ import (
 	"strings"
 )
 
+// exitWatch reports, when called, whether the child pid has exited
+// (a zombie not yet waited for included).
+func exitWatch(pid int) func() bool {
+	p, _ := LookProc(pid)
+	return func() bool { return !p.Running() }
+}
+
 // listening says who listens on addr (127.0.0.1:port) as /proc shows it:
 // a process of the group led by pid (StartChild gives every child a group
 // of its own, which its children share), another process, or no one. A
