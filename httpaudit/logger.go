@@ -418,10 +418,13 @@ func (l *Logger) Redactor() *redact.Redactor { return l.red }
 // Its buffer then stays at pieceBufBytes, where it kept the encoding of
 // the largest batch it ever took for the process's lifetime: 432 KB in
 // bench/ (512 events), megabytes with recorded headers and bodies. The
-// collector counts that buffer live, and under its 4 MB minimum heap
-// every live byte is headroom lost: serially, bench/'s writer held ~20 %
-// of the heap's headroom with it, and the runtime returned and refaulted
-// 30 % more pages. Other sinks take a batch whole: sink.File syncs on
+// collector counts that buffer live, and under its 4 MB minimum heap a
+// live byte is headroom lost: serially, bench/'s process then took ~40 %
+// more page faults (pages the scavenger returned, touched again by the
+// requests' allocations) and 5 % more cycles. Above the minimum the pacer
+// sets the heap goal at twice the live heap, and there the buffer was
+// headroom gained: bench/'s parallel benchmark runs ~8 % slower without
+// it (README, 15.5). Other sinks take a batch whole: sink.File syncs on
 // every call, and an EncodedSink's records are indexed by the batch.
 const (
 	pieceBytes    = 60 << 10
