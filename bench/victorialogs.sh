@@ -5,7 +5,8 @@
 #  1. ingest: the same loader (cmd/ingestload) posts the same ~560-byte
 #     events, 1,000 per request over 8 connections, to `trailguard serve`
 #     (durable acks, scrubbed, ECS-checked, deduplicated, indexed) and to
-#     VictoriaLogs' /insert/jsonline, RUNS runs each, alternated; goals:
+#     VictoriaLogs' /insert/jsonline, RUNS runs each, alternated (the order
+#     rotating from round to round: the place in a round moves the figures); goals:
 #     throughput >= 0.8x VictoriaLogs' (stretch 1.0x), p99 request time no
 #     worse than VictoriaLogs'. It also prints each server's CPU time per
 #     event and how far the collector's index was behind at the last answer.
