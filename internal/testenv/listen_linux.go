@@ -82,17 +82,49 @@ func groupSockets(pgid int) map[string]bool {
 		if err != nil || !inGroup(pid, pgid) {
 			continue
 		}
-		dir := filepath.Join("/proc", e.Name(), "fd")
-		fds, _ := os.ReadDir(dir)
-		for _, fd := range fds {
-			if l, err := os.Readlink(filepath.Join(dir, fd.Name())); err == nil {
-				if ino, ok := strings.CutPrefix(l, "socket:["); ok {
-					socks[strings.TrimSuffix(ino, "]")] = true
-				}
+		addSockets(socks, pid)
+	}
+	return socks
+}
+
+// addSockets adds the inodes of the sockets process pid holds to socks.
+func addSockets(socks map[string]bool, pid int) {
+	dir := filepath.Join("/proc", strconv.Itoa(pid), "fd")
+	fds, _ := os.ReadDir(dir)
+	for _, fd := range fds {
+		if l, err := os.Readlink(filepath.Join(dir, fd.Name())); err == nil {
+			if ino, ok := strings.CutPrefix(l, "socket:["); ok {
+				socks[strings.TrimSuffix(ino, "]")] = true
 			}
 		}
 	}
-	return socks
+}
+
+// Listens reports whether p itself holds a socket listening on addr
+// (127.0.0.1:port; a listener on any address of the port counts): that a
+// program got the address it was given, rather than finding it taken by
+// another process, which may answer its clients as well.
+func (p Proc) Listens(addr string) bool {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil {
+		return false
+	}
+	inodes := listenInodes(n)
+	if len(inodes) == 0 || !p.Running() {
+		return false
+	}
+	socks := map[string]bool{}
+	addSockets(socks, p.Pid)
+	for _, ino := range inodes {
+		if socks[ino] {
+			return true
+		}
+	}
+	return false
 }
 
 // inGroup reports whether process pid is in process group pgid (field 5

@@ -1,9 +1,11 @@
 package testenv
 
 import (
+	"io"
 	"net"
 	"sync"
 	"testing"
+	"time"
 )
 
 // Port is a loopback TCP port a test keeps from start to end, so that a
@@ -71,6 +73,76 @@ func (p *Port) accept() {
 		case <-l.done:
 			c.Close()
 		}
+	}
+}
+
+// Relay sends the port's connections from now on to the server at to,
+// each over a connection of its own, until stop: for a program the test
+// runs, which cannot be handed the port, and which listens on a port of
+// its own that changes from run to run (StartServer's, so that a port
+// another process took meanwhile is no matter). stop closes the
+// connections relayed so far and the port refuses again, as Listen's
+// listener closed does: call it before the program is killed, so that no
+// connection reaches its port, which another process may take once the
+// program is gone.
+//
+// A connection relayed ends, both ways, when either side closes its end
+// (no half-close); one that cannot reach to is closed at once.
+func (p *Port) Relay(to string) (stop func()) {
+	ln := p.Listen()
+	var mu sync.Mutex
+	conns := map[net.Conn]bool{}
+	stopped := false
+	track := func(c net.Conn) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if stopped {
+			c.Close()
+			return false
+		}
+		conns[c] = true
+		return true
+	}
+	untrack := func(c net.Conn) {
+		mu.Lock()
+		delete(conns, c)
+		mu.Unlock()
+		c.Close()
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			if !track(c) {
+				continue
+			}
+			go func() {
+				defer untrack(c)
+				up, err := net.DialTimeout("tcp", to, 10*time.Second)
+				if err != nil {
+					return
+				}
+				if !track(up) {
+					return
+				}
+				defer untrack(up)
+				done := make(chan struct{}, 2)
+				go func() { io.Copy(up, c); done <- struct{}{} }()
+				go func() { io.Copy(c, up); done <- struct{}{} }()
+				<-done
+			}()
+		}
+	}()
+	return func() {
+		ln.Close()
+		mu.Lock()
+		stopped = true
+		for c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
 	}
 }
 
