@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/trailguard/trailguard/internal/testenv"
 )
 
 // syslogReceiver accepts TCP (or TLS) connections and parses octet-counted
@@ -80,21 +82,18 @@ func TestSyslog(t *testing.T) {
 	for _, scheme := range []string{"tcp", "tls"} {
 		t.Run(scheme, func(t *testing.T) {
 			t.Parallel()
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			addr := ln.Addr().String()
+			// The TCP receiver's port refuses until it starts, and no other
+			// process can take it meanwhile.
+			port := testenv.NewRefusedPort(t)
+			addr := port.Addr()
+			rcv := &syslogReceiver{}
 			if scheme == "tls" {
 				srv := httptest.NewUnstartedServer(nil) // only for its test certificate
 				srv.StartTLS()
 				cert := srv.TLS.Certificates[0]
 				srv.Close()
-				ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}})
-			} else {
-				ln.Close() // not there yet
+				rcv.ln = tls.NewListener(port.Listen(t), &tls.Config{Certificates: []tls.Certificate{cert}})
 			}
-			rcv := &syslogReceiver{ln: ln}
 			dir := t.TempDir()
 			l := openLedger(t, filepath.Join(dir, "ledger"), nil)
 			defer l.Close()
@@ -111,9 +110,7 @@ func TestSyslog(t *testing.T) {
 			defer m.Close()
 			if scheme == "tcp" {
 				waitFor(t, 30*time.Second, "a refused connection", func() bool { return statsOf(m, "siem").Retried > 0 })
-				if rcv.ln, err = net.Listen("tcp", addr); err != nil {
-					t.Fatal(err)
-				}
+				rcv.ln = port.Listen(t)
 			}
 			go rcv.serve()
 			defer rcv.ln.Close()
