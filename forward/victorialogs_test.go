@@ -26,11 +26,16 @@ const vlInstall = "bash .ci/victoria-logs.sh && export TRAILGUARD_TOOLS=~/.cache
 type vlNode struct {
 	t    testing.TB
 	bin  string
-	addr string
+	addr string // where the forwarder and the other nodes reach it
 	dir  string
 	args []string
 	cmd  *exec.Cmd
 	srv  *testenv.Server
+	// For a node the test kills and starts again (startKillable): the
+	// port at addr, which the test keeps while the node is down, and the
+	// relay from it to where the node listens now.
+	port  *testenv.Port
+	relay func()
 }
 
 // startVL starts a node on a free port (testenv.StartServer: another, if
@@ -38,16 +43,42 @@ type vlNode struct {
 func startVL(t testing.TB, bin string, args ...string) *vlNode {
 	t.Helper()
 	n := &vlNode{t: t, bin: bin, dir: t.TempDir(), args: args}
-	n.srv = testenv.StartServer(t, n.name(), n.command)
-	n.addr, n.cmd = n.srv.Addr, n.srv.Cmd
-	t.Cleanup(func() {
-		if n.cmd != nil {
-			n.cmd.Process.Kill()
-			n.cmd.Wait()
-		}
-	})
-	n.healthy()
+	n.run()
 	return n
+}
+
+// startKillable starts a node that the test kills and starts again (kill,
+// start) at the address the forwarder and the other nodes know it by.
+// That address is a testenv.Port, which the test keeps from start to end
+// and which relays to the node, wherever it listens: a port the node
+// itself left when killed may be taken by another process before it
+// comes back. While the node is down the port accepts and closes each
+// connection at once, which its clients see as the node being down.
+func startKillable(t testing.TB, bin string, args ...string) *vlNode {
+	t.Helper()
+	n := &vlNode{t: t, bin: bin, dir: t.TempDir(), args: args, port: testenv.NewPort(t)}
+	n.addr = n.port.Addr()
+	n.run()
+	return n
+}
+
+// run starts the node's process on a free port, with the node's data
+// directory, and waits until it is healthy at n.addr.
+func (n *vlNode) run() {
+	n.t.Helper()
+	n.srv = testenv.StartServer(n.t, n.name(), n.command)
+	cmd := n.srv.Cmd
+	n.cmd = cmd
+	n.t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	if n.port != nil {
+		n.relay = n.port.Relay(n.srv.Addr)
+	} else {
+		n.addr = n.srv.Addr
+	}
+	n.healthy()
 }
 
 func (n *vlNode) name() string {
@@ -61,14 +92,14 @@ func (n *vlNode) command(addr string) *exec.Cmd {
 
 func (n *vlNode) url() string { return "http://" + n.addr }
 
-// start starts the node again after a kill, at its address: the
-// forwarder and the other nodes know it by that. (A port taken by another
-// process in the second it was down fails the test, saying so.)
+// start starts a killed node (startKillable's) again, on its data
+// directory, reached at the same address.
 func (n *vlNode) start() {
 	n.t.Helper()
-	n.srv = testenv.StartServerAt(n.t, n.name(), n.addr, n.command)
-	n.cmd = n.srv.Cmd
-	n.healthy()
+	if n.port == nil || n.cmd != nil {
+		n.t.Fatalf("%s: start is for a node of startKillable's that was killed", n.name())
+	}
+	n.run()
 }
 
 // healthy waits for the listening node to answer its health check.
@@ -90,8 +121,14 @@ func (n *vlNode) healthy() {
 	}
 }
 
-// kill stops the process with SIGKILL: no flush, no goodbye.
+// kill stops the process with SIGKILL: no flush, no goodbye. The relay
+// stops first (the connections it carried are cut, as the kill cuts
+// them), so that nothing reaches the node's own port once it is free.
 func (n *vlNode) kill() {
+	if n.relay != nil {
+		n.relay()
+		n.relay = nil
+	}
 	n.cmd.Process.Signal(syscall.SIGKILL)
 	n.cmd.Wait()
 	n.cmd = nil
@@ -236,7 +273,7 @@ func TestVictoriaLogsKilled(t *testing.T) {
 	t.Parallel()
 	testenv.Long(t)
 	bin := testenv.Tool(t, "victoria-logs", vlInstall)
-	vl := startVL(t, bin, "-inmemoryDataFlushInterval=2s")
+	vl := startKillable(t, bin, "-inmemoryDataFlushInterval=2s")
 	dir := t.TempDir()
 	l := openLedger(t, filepath.Join(dir, "ledger"), nil)
 	defer l.Close()
@@ -274,7 +311,7 @@ func TestVictoriaLogsCluster(t *testing.T) {
 	t.Parallel()
 	testenv.Long(t)
 	bin := testenv.Tool(t, "victoria-logs", vlInstall)
-	a := startVL(t, bin, "-inmemoryDataFlushInterval=2s")
+	a := startKillable(t, bin, "-inmemoryDataFlushInterval=2s")
 	b := startVL(t, bin, "-inmemoryDataFlushInterval=2s")
 	nodes := "-storageNode=" + a.addr + "," + b.addr
 	insert := startVL(t, bin, nodes, "-select.disable")
@@ -344,10 +381,10 @@ func TestVictoriaLogsClusterAllStorageDown(t *testing.T) {
 	t.Parallel()
 	testenv.Long(t)
 	bin := testenv.Tool(t, "victoria-logs", vlInstall)
-	a := startVL(t, bin, "-inmemoryDataFlushInterval=1s")
-	b := startVL(t, bin, "-inmemoryDataFlushInterval=1s")
+	a := startKillable(t, bin, "-inmemoryDataFlushInterval=1s")
+	b := startKillable(t, bin, "-inmemoryDataFlushInterval=1s")
 	nodes := "-storageNode=" + a.addr + "," + b.addr
-	insert := startVL(t, bin, nodes, "-select.disable")
+	insert := startKillable(t, bin, nodes, "-select.disable")
 	sel := startVL(t, bin, nodes, "-insert.disable")
 	dir := t.TempDir()
 	l := openLedger(t, filepath.Join(dir, "ledger"), nil)
