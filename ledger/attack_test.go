@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -20,6 +19,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/trailguard/trailguard/internal/testenv"
 	"github.com/trailguard/trailguard/retention"
 )
 
@@ -451,9 +451,8 @@ func TestHTTPWitnessAtOpen(t *testing.T) {
 		t.Fatalf("ledger behind its HTTP witness: %v", err)
 	}
 	// Unreachable: refused by default, allowed (and logged) on request.
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	dead := "http://" + ln.Addr().String()
-	ln.Close()
+	// (A port held refusing: one closed could be taken, and answer.)
+	dead := testenv.NewRefusedPort(t).URL()
 	opts.Witnesses = []Witness{HTTPWitness(dead, nil)}
 	if _, err := Open(dir, opts); !errors.Is(err, ErrWitness) || !strings.Contains(err.Error(), "--start-without-witness") {
 		t.Fatalf("unreachable witness: %v", err)
@@ -490,14 +489,7 @@ func TestHTTPWitnessAtOpen(t *testing.T) {
 // it: 2.26 s against 1 s at load ~25.
 func TestCloseDeadWitnessReserve(t *testing.T) {
 	const timeout = 2 * time.Second // the reserve is 500 ms
-	refused := func(t *testing.T) string {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ln.Close()
-		return "http://" + ln.Addr().String()
-	}
+	refused := func(t *testing.T) string { return testenv.NewRefusedPort(t).URL() }
 	silent := func(t *testing.T) string {
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.Method == http.MethodGet {
