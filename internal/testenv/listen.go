@@ -119,25 +119,6 @@ func StartServer(t testing.TB, what string, cmdFor func(addr string) *exec.Cmd) 
 	return srv
 }
 
-// StartServerAt starts the program again at the address it had (a restart
-// after a kill, which clients configured with the address must find): the
-// port cannot be chosen again, so a port taken meanwhile fails the test,
-// saying so, as does anything else StartServer fails on.
-func StartServerAt(t testing.TB, what, addr string, cmdFor func(addr string) *exec.Cmd) *Server {
-	t.Helper()
-	s := &Server{Cmd: cmdFor(addr), Addr: addr, out: &syncBuffer{}}
-	tee(s.Cmd, s.out)
-	if err := StartChild(t, s.Cmd); err != nil {
-		t.Fatalf("%s on %s: %v", what, addr, err)
-	}
-	if err := s.awaitListening(); err != nil {
-		s.Cmd.Process.Kill()
-		s.Cmd.Wait()
-		t.Fatalf("%s restarted on %s: %v\n--- its output:\n%s", what, addr, err, s.Output())
-	}
-	return s
-}
-
 // awaitListening waits until s's program listens on s.Addr, and says why
 // not: ErrPortTaken (wrapped), exited, or not listening after ListenWait.
 func (s *Server) awaitListening() error {
