@@ -21,7 +21,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -37,6 +36,7 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/trailguard/trailguard/bench/internal/freeport"
 	"github.com/trailguard/trailguard/forward"
 	"github.com/trailguard/trailguard/ledger"
 )
@@ -273,13 +273,12 @@ type vlNode struct {
 }
 
 func startVL(bin, dir string) *vlNode {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	cmd, addr, err := freeport.Start("victoria-logs", func(addr string) *exec.Cmd {
+		cmd := exec.Command(bin, "-httpListenAddr="+addr, "-storageDataPath="+dir, "-retentionPeriod=30d", "-loggerLevel=ERROR")
+		cmd.Stderr = os.Stderr
+		return cmd
+	})
 	check(err)
-	addr := ln.Addr().String()
-	ln.Close()
-	cmd := exec.Command(bin, "-httpListenAddr="+addr, "-storageDataPath="+dir, "-retentionPeriod=30d", "-loggerLevel=ERROR")
-	cmd.Stderr = os.Stderr
-	check(cmd.Start())
 	n := &vlNode{url: "http://" + addr, cmd: cmd}
 	for i := 0; ; i++ {
 		if resp, err := http.Get(n.url + "/health"); err == nil {

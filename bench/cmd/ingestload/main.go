@@ -34,7 +34,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -45,6 +44,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/trailguard/trailguard/bench/internal/freeport"
 )
 
 func main() {
@@ -539,15 +540,6 @@ func makeBatch(n int) ([]byte, []int) {
 	return b.Bytes(), slots
 }
 
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
-
 // waitUp polls url until it answers or tries run out.
 func waitUp(url string, cmd *exec.Cmd, what string) error {
 	for i := 0; ; i++ {
@@ -571,13 +563,13 @@ func startVictoriaLogs(bin string) (target, func(), error) {
 	if err != nil {
 		return target{}, nil, err
 	}
-	addr, err := freeAddr()
+	cmd, addr, err := freeport.Start("victoria-logs", func(addr string) *exec.Cmd {
+		cmd := exec.Command(bin, "-httpListenAddr="+addr, "-storageDataPath="+dir, "-retentionPeriod=100y", "-loggerLevel=ERROR")
+		cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
+		return cmd
+	})
 	if err != nil {
-		return target{}, nil, err
-	}
-	cmd := exec.Command(bin, "-httpListenAddr="+addr, "-storageDataPath="+dir, "-retentionPeriod=100y", "-loggerLevel=ERROR")
-	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
-	if err := cmd.Start(); err != nil {
+		os.RemoveAll(dir)
 		return target{}, nil, err
 	}
 	base := "http://" + addr
@@ -602,10 +594,6 @@ func startCollector(bin string, batch int) (target, func(), error) {
 	if err != nil {
 		return target{}, nil, err
 	}
-	addr, err := freeAddr()
-	if err != nil {
-		return target{}, nil, err
-	}
 	out, err := exec.Command(bin, "token", "create", "--data", dir, "--role", "ingest", "--name", "load").Output()
 	if err != nil {
 		return target{}, nil, fmt.Errorf("token create: %w", err)
@@ -616,9 +604,13 @@ func startCollector(bin string, batch int) (target, func(), error) {
 		return target{}, nil, fmt.Errorf("token create: %w", err)
 	}
 	readTok := strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
-	cmd := exec.Command(bin, "serve", "--data-dir", dir, "--listen", addr)
-	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
-	if err := cmd.Start(); err != nil {
+	cmd, addr, err := freeport.Start("collector", func(addr string) *exec.Cmd {
+		cmd := exec.Command(bin, "serve", "--data-dir", dir, "--listen", addr)
+		cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
+		return cmd
+	})
+	if err != nil {
+		os.RemoveAll(dir)
 		return target{}, nil, err
 	}
 	base := "http://" + addr

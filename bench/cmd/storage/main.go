@@ -32,7 +32,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -48,6 +47,7 @@ import (
 
 	_ "modernc.org/sqlite" // the index's parts, from dbstat
 
+	"github.com/trailguard/trailguard/bench/internal/freeport"
 	"github.com/trailguard/trailguard/internal/demotraffic"
 )
 
@@ -153,15 +153,6 @@ func indexParts(path string, sizes map[string]int64) error {
 	return rows.Err()
 }
 
-func freePort() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
-
 // post sends the batches over 8 connections and checks every answer.
 func post(url, token string, batches [][]byte, ok func(int, []byte) bool) error {
 	var next atomic.Int64
@@ -222,12 +213,15 @@ func trailguard(bin string, batches [][]byte, events int) (map[string]int64, err
 	if err != nil {
 		return nil, fmt.Errorf("token create: %w", err)
 	}
-	addr, err := freePort()
+	cmd, addr, err := freeport.Start("collector", func(addr string) *exec.Cmd {
+		cmd := exec.Command(bin, "serve", "--data", dir, "--listen", addr)
+		cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
+		return cmd
+	})
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, "serve", "--data", dir, "--listen", addr)
-	stop, err := start(cmd, "collector", "http://"+addr+"/healthz")
+	stop, err := ready(cmd, "collector", "http://"+addr+"/healthz")
 	if err != nil {
 		return nil, err
 	}
@@ -316,12 +310,15 @@ func victoria(bin string, batches [][]byte, events int, apparent *int64) (int64,
 		return 0, err
 	}
 	defer os.RemoveAll(dir)
-	addr, err := freePort()
+	cmd, addr, err := freeport.Start("victoria-logs", func(addr string) *exec.Cmd {
+		cmd := exec.Command(bin, "-httpListenAddr="+addr, "-storageDataPath="+dir, "-retentionPeriod=100y", "-loggerLevel=ERROR")
+		cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
+		return cmd
+	})
 	if err != nil {
 		return 0, err
 	}
-	cmd := exec.Command(bin, "-httpListenAddr="+addr, "-storageDataPath="+dir, "-retentionPeriod=100y", "-loggerLevel=ERROR")
-	stop, err := start(cmd, "victoria-logs", "http://"+addr+"/health")
+	stop, err := ready(cmd, "victoria-logs", "http://"+addr+"/health")
 	if err != nil {
 		return 0, err
 	}
@@ -373,13 +370,10 @@ func allocated(st fs.FileInfo) int64 {
 	return st.Size()
 }
 
-// start runs cmd and waits (at most 10 s) until health answers; stop ends
-// it with SIGTERM and waits, once however often it is called.
-func start(cmd *exec.Cmd, name, health string) (stop func(), err error) {
-	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
+// ready waits (at most 10 s) until health of cmd, started and listening
+// (freeport.Start), answers; stop ends it with SIGTERM and waits, once
+// however often it is called.
+func ready(cmd *exec.Cmd, name, health string) (stop func(), err error) {
 	stopped := false
 	stop = func() {
 		if !stopped {
