@@ -88,6 +88,29 @@ fi
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 UP=$(port); TG=$(port); NG=$(port); TR=$(port); TN=$(port); TB=$(port)
 wait_http() { for _ in $(seq 100); do curl -fso /dev/null "$1" && return 0; sleep 0.1; done; echo "no answer from $1"; exit 1; }
+# owns PID PORT: process PID itself listens on PORT. port() picks a port free
+# at that moment; another process may take it before the server binds it
+# (the server then exits), and wait_http would find that process and the
+# run measure it. Stop instead (run again: the ports are picked anew).
+owns() { python3 - "$1" "$2" <<'EOF2' || { echo "port $2: not process $1 listening there, but another process that took the port after it was picked (see its log in $WORK); run again"; exit 1; }
+import os, sys
+pid, want = sys.argv[1], ":%04X" % int(sys.argv[2])
+inodes = set()
+for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+    for line in open(table).readlines()[1:]:
+        f = line.split()
+        if f[3] == "0A" and f[1].endswith(want):
+            inodes.add(f[9])
+for fd in os.listdir(f"/proc/{pid}/fd"):
+    try:
+        link = os.readlink(f"/proc/{pid}/fd/{fd}")
+    except OSError:
+        continue
+    if link.startswith("socket:[") and link[8:-1] in inodes:
+        sys.exit(0)
+sys.exit(1)
+EOF2
+}
 
 "$HTTPBIN" -host 127.0.0.1 -port "$UP" >"$WORK/httpbin.log" 2>&1 & pids+=($!)
 "$WORK/trailguard" proxy --config <(echo "http1: $HTTP1") --listen "127.0.0.1:$TG" --upstream "http://127.0.0.1:$UP" \
@@ -132,6 +155,9 @@ nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx"
 wait_http "http://127.0.0.1:$UP/get"; wait_http "http://127.0.0.1:$TG/get"; wait_http "http://127.0.0.1:$NG/get"; wait_http "http://127.0.0.1:$TR/get"
 [ -z "$NETHTTP" ] || wait_http "http://127.0.0.1:$TN/get"
 [ -z "$BASE" ] || wait_http "http://127.0.0.1:$TB/get"
+owns "${pids[0]}" "$UP"; owns "$TGPID" "$TG"; owns "$(cat "$WORK/nginx/nginx.pid")" "$NG"; owns "$TRPID" "$TR"
+[ -z "$NETHTTP" ] || owns "$TNPID" "$TN"
+[ -z "$BASE" ] || owns "$TBPID" "$TB"
 
 # cpu_of PIDS...: user+system CPU seconds of the processes.
 cpu_of() { python3 - "$@" <<'EOF'
@@ -250,6 +276,7 @@ else
 	"$WORK/trailguard" proxy --config "$WORK/single.yml" >"$WORK/single.log" 2>&1 &
 	pids+=($!)
 	wait_http "http://127.0.0.1:$TG1/get"
+	owns "${pids[-1]}" "$TG1"
 	sleep 2 # fail2ban is watching by now
 	echo "-- single node (embedded detection)"
 	out=$("$WORK/blocktime" -target "http://127.0.0.1:$TG1" -trail "$WORK/trail1/trail.jsonl" -runs "$BLOCK_RUNS" \
@@ -267,6 +294,7 @@ else
 	"$WORK/trailguard" serve --config "$WORK/serve.yml" --data "$WORK/collector" --listen "127.0.0.1:$CP" >"$WORK/collector.log" 2>&1 &
 	pids+=($!)
 	wait_http "http://127.0.0.1:$CP/healthz"
+	owns "${pids[-1]}" "$CP"
 	ingest=$("$WORK/trailguard" token create --data "$WORK/collector" --role ingest --name gw --quiet)
 	coll=none
 	f2b2=none
@@ -278,6 +306,7 @@ else
 		"$WORK/trailguard" proxy --config "$WORK/edge.yml" >"$WORK/edge.log" 2>&1 &
 		pids+=($!)
 		wait_http "http://127.0.0.1:$TG2/get"
+		owns "${pids[-1]}" "$TG2"
 		out=$("$WORK/blocktime" -target "http://127.0.0.1:$TG2" -trail "$WORK/trail2/trail.jsonl" -runs "$BLOCK_RUNS" \
 			-threshold "$THRESHOLD" -tasks "$TASKS" -procs "$PROCS" -fail2ban-bans "$F/bans" -subnet 78 -name "trailguard-collector")
 		grep -v '^RESULT' <<<"$out"
