@@ -58,28 +58,6 @@ func Start(name string, mk func(addr string) *exec.Cmd) (*exec.Cmd, string, erro
 	return nil, "", fmt.Errorf("%s: the port was taken by another process on each of %d attempts (%s)", name, Attempts, strings.Join(tried, ", "))
 }
 
-// await waits until cmd's process listens on addr.
-func await(cmd *exec.Cmd, addr string, out *syncBuffer) error {
-	p, ok := testenv.LookProc(cmd.Process.Pid)
-	if !ok {
-		return fmt.Errorf("exited at once")
-	}
-	for deadline := time.Now().Add(Wait); ; time.Sleep(20 * time.Millisecond) {
-		if p.Listens(addr) {
-			return nil
-		}
-		if !p.Running() {
-			return fmt.Errorf("exited before listening")
-		}
-		if testenv.PortTakenIn(out.String()) {
-			return fmt.Errorf("address in use")
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("does not listen after %v", Wait)
-		}
-	}
-}
-
 // pick returns a loopback address nothing listens on now.
 func pick() (string, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
