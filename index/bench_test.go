@@ -50,6 +50,44 @@ func BenchmarkInsert(b *testing.B) {
 	b.ReportMetric(float64(addCPU.Nanoseconds())/float64(next), "add-cpu-ns/event")
 }
 
+// BenchmarkInsertBatches measures the writer's transactions alone (add,
+// records decoded beforehand) at the batch sizes Run makes: 4096, a
+// block per batch (Run behind the ledger: its batches end with blocks),
+// and a few hundred rows (a moderate rate: every batch adds rows to the
+// last block). add-cpu-ns/event is the writer thread's CPU per event.
+func BenchmarkInsertBatches(b *testing.B) {
+	for _, batch := range []int{250, 1000, 4096} {
+		b.Run(fmt.Sprintf("rows=%d", batch), func(b *testing.B) {
+			ix := openIndex(b, filepath.Join(b.TempDir(), "i.db"))
+			// Decoded once: the writer's work only.
+			const pool = 1 << 14
+			recs := make([]rec, pool)
+			for j := range recs {
+				recs[j] = decode(ledger.Entry{Index: uint64(j), Time: t0, Data: genEvent(j, time.Millisecond).AppendJSON(nil)})
+			}
+			entries := make([]rec, batch)
+			next := 0
+			var addCPU time.Duration
+			for b.Loop() {
+				for j := range entries {
+					entries[j] = recs[(next+j)%pool]
+					entries[j].idx = uint64(next + j)
+				}
+				var err error
+				addCPU += testenv.ThreadCPU(func() { err = ix.add(context.Background(), uint64(next), entries) })
+				if err != nil {
+					b.Fatal(err)
+				}
+				next += batch
+			}
+			b.StopTimer()
+			checkRows(b, ix, uint64(next))
+			b.ReportMetric(float64(next)/b.Elapsed().Seconds(), "events/s")
+			b.ReportMetric(float64(addCPU.Nanoseconds())/float64(next), "add-cpu-ns/event")
+		})
+	}
+}
+
 // checkRows fails the benchmark unless the index holds exactly n rows and
 // says it has indexed n records: what a benchmark timed must be there.
 func checkRows(b *testing.B, ix *Index, n uint64) {

@@ -68,6 +68,14 @@ type block struct {
 	terms [cStatus - cTerm0][]uint32
 	stat  []int64 // by row; 0 where !flStatus
 	ip    [2][]netip.Addr
+
+	// The writer's last block: each column as stored (zstd frames) for
+	// its rows below framed, and how many frames a column has. A batch
+	// that adds rows to the block appends a frame of its rows to each
+	// column instead of encoding the block again (see store).
+	frames  [nCols][]byte
+	framed  int
+	nframes int
 }
 
 // idx is the ledger index of row i.
@@ -135,25 +143,31 @@ func newBlock(first uint64) *block {
 	return b
 }
 
-// encode appends column c of b in its stored form (before compression).
-func (b *block) encode(c int, buf []byte) []byte {
+// encode appends column c of b's rows from row on in its stored form
+// (before compression). The stored form of rows [0, n) is that of [0, k)
+// followed by that of [k, n), for any k: a column may be stored as
+// several zstd frames one after the other, which decode as one.
+func (b *block) encode(c, from int, buf []byte) []byte {
 	switch {
 	case c == cTS:
 		prev := int64(0)
-		for _, t := range b.ts {
+		if from > 0 {
+			prev = b.ts[from-1]
+		}
+		for _, t := range b.ts[from:] {
 			buf = binary.AppendVarint(buf, t-prev)
 			prev = t
 		}
 	case c == cFlags:
-		buf = append(buf, b.flags...)
+		buf = append(buf, b.flags[from:]...)
 	case c == cStatus:
-		for i, s := range b.stat {
+		for i := from; i < len(b.stat); i++ {
 			if b.flags[i]&flStatus != 0 {
-				buf = binary.AppendVarint(buf, s)
+				buf = binary.AppendVarint(buf, b.stat[i])
 			}
 		}
 	case c == cSIP || c == cCIP:
-		for _, a := range b.ip[c-cSIP] {
+		for _, a := range b.ip[c-cSIP][from:] {
 			switch {
 			case !a.IsValid():
 				buf = append(buf, 0)
@@ -166,7 +180,7 @@ func (b *block) encode(c int, buf []byte) []byte {
 			}
 		}
 	default:
-		for _, n := range b.terms[c-cTerm0] {
+		for _, n := range b.terms[c-cTerm0][from:] {
 			buf = binary.AppendUvarint(buf, uint64(n))
 		}
 	}
@@ -409,16 +423,50 @@ type execer interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 }
 
-// store writes every column of b and its blocks row.
+// wholeNext reports whether the next store encodes b whole.
+func (b *block) wholeNext() bool {
+	return b.framed == 0 || b.framed > b.n || b.nframes >= maxFrames ||
+		(b.first%blockSize)+uint64(b.n) == blockSize
+}
+
+// maxFrames bounds the frames of a column of the writer's last block:
+// past it the block is encoded again in one frame per column.
+const maxFrames = 16
+
+// store writes every column of b and its blocks row. The writer's last
+// block grows by a batch at a time, and at a moderate rate (a few hundred
+// rows a batch) encoding it whole with every batch encoded each row a
+// dozen times or more: only the rows added since the last store are
+// encoded, as one more zstd frame after the column's stored frames
+// (readers decode the frames as one column). A block that is full, or
+// whose columns have maxFrames frames, is encoded whole, in one frame per
+// column, as it is kept (one frame compresses better and decodes faster).
+// b.frames are what the file holds only if the transaction commits: the
+// writer drops its last block when one fails.
 func (b *block) store(ctx context.Context, tx execer, buf []byte) ([]byte, error) {
+	whole := b.wholeNext()
+	from := b.framed
+	if whole {
+		from = 0
+		b.nframes = 0
+	}
 	for c := range nCols {
-		buf = b.encode(c, buf[:0])
-		z := zEnc().EncodeAll(buf, nil)
+		z := b.frames[c]
+		if whole {
+			z = z[:0]
+		}
+		if buf = b.encode(c, from, buf[:0]); len(buf) > 0 || whole {
+			z = zEnc().EncodeAll(buf, z)
+		}
+		b.frames[c] = z
 		if _, err := tx.ExecContext(ctx, qColPut, colKey(b.blk, c), z); err != nil {
+			b.framed = 0
 			return buf, fmt.Errorf("index: write block %d: %w", b.blk, err)
 		}
 		yieldCPU(ctx)
 	}
+	b.framed = b.n
+	b.nframes++
 	if _, err := tx.ExecContext(ctx, qBlockPut,
 		int64(b.blk), int64(b.first), b.n, int64(b.lo), b.tmin, b.tmax); err != nil {
 		return buf, fmt.Errorf("index: write block %d: %w", b.blk, err)

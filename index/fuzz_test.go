@@ -109,9 +109,9 @@ func FuzzBlockColumn(f *testing.F) {
 		b.appendRow(&c, &nums)
 	}
 	b.appendRow(nil, nil)
-	flags := b.encode(cFlags, nil)
+	flags := b.encode(cFlags, 0, nil)
 	for c := range nCols {
-		f.Add(uint8(c), uint16(b.n), flags, b.encode(c, nil))
+		f.Add(uint8(c), uint16(b.n), flags, b.encode(c, 0, nil))
 	}
 	es := []idEntry{{5, 0}, {5, 3}, {1 << 40, 2}, {1<<48 - 1, 50}}
 	var chunk []byte
@@ -134,7 +134,7 @@ func FuzzBlockColumn(f *testing.F) {
 			return
 		}
 		again := &block{n: b.n, flags: b.flags}
-		if err := again.decode(int(c), b.encode(int(c), nil)); err != nil {
+		if err := again.decode(int(c), b.encode(int(c), 0, nil)); err != nil {
 			t.Fatalf("column %d: %x decodes, its encoding does not: %v", c, data, err)
 		}
 		if !reflect.DeepEqual([]any{again.ts, again.flags, again.stat, again.ip, again.terms}, []any{b.ts, b.flags, b.stat, b.ip, b.terms}) {

@@ -2,7 +2,6 @@ package index
 
 import (
 	"context"
-	"database/sql"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -332,24 +331,54 @@ func runs(ctx context.Context, q querier, lvl int) ([]idRun, error) {
 	return out, nil
 }
 
-// tailRun is the level-0 run of block blk, and its entries (a new, empty
-// run if there is none).
-func tailRun(ctx context.Context, tx writeTx, blk uint64) (idRun, []idEntry, error) {
-	var r idRun
-	err := tx.QueryRowContext(ctx, qTailRun, int64(blk)).Scan(&r.run)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		if err := tx.QueryRowContext(ctx, qNewRun).Scan(&r.run); err != nil {
-			return r, nil, fmt.Errorf("index: id runs: %w", err)
-		}
-		r.lo, r.hi = blk, blk
-		return r, nil, nil
-	case err != nil:
-		return r, nil, fmt.Errorf("index: id runs: %w", err)
+// tailRuns is the level-0 run of block blk (a new, empty run if there is
+// none), the block's other level-0 runs (those the writer adds while the
+// block is not full, storeTail), and their entries: each run's sorted,
+// one run after the other, at most maxRunIDs(0) in all (errRunTooLong
+// otherwise: the block's records have no more ids).
+func tailRuns(ctx context.Context, tx writeTx, blk uint64) (idRun, []idRun, []idEntry, error) {
+	r := idRun{lo: blk, hi: blk}
+	rows, err := tx.QueryContext(ctx, qTailRun, int64(blk))
+	if err != nil {
+		return r, nil, nil, fmt.Errorf("index: id runs: %w", err)
 	}
-	r.lo, r.hi = blk, blk
-	es, err := readRun(ctx, tx, r)
-	return r, es, err
+	var nums []int64
+	for rows.Next() {
+		var n int64
+		if err := rows.Scan(&n); err != nil {
+			rows.Close()
+			return r, nil, nil, fmt.Errorf("index: id runs: %w", err)
+		}
+		nums = append(nums, n)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return r, nil, nil, fmt.Errorf("index: id runs: %w", err)
+	}
+	if len(nums) > maxFrames {
+		// No writer makes more (an altered file).
+		return r, nil, nil, fmt.Errorf("%w: block %d has more than %d level-0 runs", errRunTooLong, blk, maxFrames)
+	}
+	if len(nums) == 0 {
+		if err := tx.QueryRowContext(ctx, qNewRun).Scan(&r.run); err != nil {
+			return r, nil, nil, fmt.Errorf("index: id runs: %w", err)
+		}
+		return r, nil, nil, nil
+	}
+	var es []idEntry
+	var deltas []idRun
+	for i, n := range nums {
+		run := idRun{run: n, lo: blk, hi: blk}
+		if i == 0 {
+			r = run
+		} else {
+			deltas = append(deltas, run)
+		}
+		if es, err = appendRun(ctx, tx, run, es, maxRunIDs(0)); err != nil {
+			return r, nil, nil, err
+		}
+	}
+	return r, deltas, es, nil
 }
 
 // merge merges idFanout runs of a level into one of the next, level by

@@ -120,8 +120,13 @@ type Index struct {
 	dict    *dict     // writer's term cache (Run's goroutine only)
 	tail    *block    // writer's last block, all columns loaded (nil: read it from the file)
 	tailRun idRun     // the id run of tail
-	tailIDs []idEntry // its entries
-	stores  int       // blocks the writer stored (tests count them)
+	tailIDs []idEntry // its entries: sorted runs one after the other
+	// tailDeltas are level-0 runs of tail's block besides tailRun, each
+	// holding the ids of rows a batch added (storeTail); the file holds
+	// the first tailStored of tailIDs.
+	tailDeltas []idRun
+	tailStored int
+	stores     int // blocks the writer stored (tests count them)
 
 	// The last level's id merge, prepared off the writer's path
 	// (merge_async.go). Run's goroutine only, but for bg.
@@ -862,9 +867,10 @@ func (ix *Index) add(ctx context.Context, want uint64, batch []rec) (err error) 
 				return err
 			}
 			ix.tail = newBlock(r.idx)
-			if ix.tailRun, ix.tailIDs, err = tailRun(ctx, tx, ix.tail.blk); err != nil {
+			if ix.tailRun, ix.tailDeltas, ix.tailIDs, err = tailRuns(ctx, tx, ix.tail.blk); err != nil {
 				return err
 			}
+			ix.tailStored = 0
 		}
 		c := &r.c
 		for f := fAction; f <= fAgent; f++ {
@@ -937,15 +943,54 @@ const yieldRows = 256
 
 // storeTail writes the writer's last block and its id run. (Run ends its
 // batches with blocks when it is behind, so that each block and its ids
-// are then encoded and written once, not with every batch that adds rows
-// to it: the next batch starts a new block.)
+// are then encoded and written once: the next batch starts a new block.)
+// A batch that adds rows to a block that is not full (a moderate rate)
+// writes only what it added: a frame more per column (block.store) and a
+// level-0 run more of the block, with the batch's ids (tailDeltas);
+// lookups read each run's chunk. The block is written whole, its ids one
+// run again, once it is full (before the level merges that take its run)
+// or has maxFrames frames.
 func (ix *Index) storeTail(ctx context.Context, tx writeTx, buf []byte) ([]byte, error) {
-	buf, err := ix.tail.store(ctx, tx, buf)
+	t := ix.tail
+	whole := t.wholeNext() || ix.tailStored == 0
+	if whole {
+		t.framed = 0
+	}
+	buf, err := t.store(ctx, tx, buf)
 	if err != nil {
 		return buf, err
 	}
 	ix.stores++
+	if !whole {
+		if ix.tailStored == len(ix.tailIDs) {
+			return buf, nil
+		}
+		added := ix.tailIDs[ix.tailStored:]
+		bucketSort(added)
+		var r idRun
+		if err := tx.QueryRowContext(ctx, qNewRun).Scan(&r.run); err != nil {
+			return buf, fmt.Errorf("index: id runs: %w", err)
+		}
+		r.lo, r.hi = t.blk, t.blk
+		// Compact zeroes what it drops: on a copy, tailIDs keeps them.
+		if err := writeRun(ctx, tx, r, slices.Compact(slices.Clone(added))); err != nil {
+			return buf, err
+		}
+		ix.tailDeltas = append(ix.tailDeltas, r)
+		ix.tailStored = len(ix.tailIDs)
+		return buf, nil
+	}
+	for _, r := range ix.tailDeltas {
+		if _, err := tx.ExecContext(ctx, qChunksDel, r.run); err != nil {
+			return buf, fmt.Errorf("index: write ids: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, qRunDel, r.run); err != nil {
+			return buf, fmt.Errorf("index: write ids: %w", err)
+		}
+	}
+	ix.tailDeltas = ix.tailDeltas[:0]
 	ix.tailIDs = sortIDs(ix.tailIDs)
+	ix.tailStored = len(ix.tailIDs)
 	return buf, writeRun(ctx, tx, ix.tailRun, ix.tailIDs)
 }
 
@@ -958,10 +1003,13 @@ func (ix *Index) loadTail(ctx context.Context, tx writeTx, want uint64) error {
 		return nil
 	}
 	ix.tail, ix.tailIDs = nil, nil
-	r, es, err := tailRun(ctx, tx, blk)
+	r, deltas, es, err := tailRuns(ctx, tx, blk)
 	if err != nil {
 		return err
 	}
+	// The first store writes the block and its ids whole (the delta
+	// runs folded into r).
+	ix.tailDeltas, ix.tailStored = deltas, 0
 	// Only ids of the rows kept (a block started again after a prune).
 	es = slices.DeleteFunc(es, func(e idEntry) bool { return e.idx >= want })
 	b, err := blockMeta(ctx, tx, blk)

@@ -154,7 +154,7 @@ func TestIDRunsBoundedByTheirBlocks(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		measure(t, "reading the writer's block's run", func() error { _, _, err := tailRun(ctx, tx, 0); return err })
+		measure(t, "reading the writer's block's run", func() error { _, _, _, err := tailRuns(ctx, tx, 0); return err })
 		tx.Rollback()
 		// And so the indexer stops, saying to reindex, at its next batch
 		// (without the bound it would carry on following the ledger).
