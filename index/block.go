@@ -18,7 +18,9 @@ import (
 // of blockSize consecutive ledger indexes (block b holds [b·blockSize,
 // (b+1)·blockSize)), and each block stores its column values column by
 // column, each column a zstd frame of its own in table cols (key
-// b·32 + column), so that a query decodes only the columns it reads: a
+// b·32 + column; the writer's last block, until it is full, may hold a
+// frame per batch one after the other: block.store), so that a query
+// decodes only the columns it reads: a
 // count of 401s per minute reads the time, flags and status columns, ~3
 // bytes per event before compression. Table blocks holds each block's first
 // index, count, the first index not pruned and its time range, so that

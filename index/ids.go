@@ -13,8 +13,9 @@ import (
 // indexes, for the lookups that must stay fast at any size. A B-tree row
 // per id cost ~17 bytes (two per event: a third of the whole store), so
 // ids are kept in sorted runs instead, a small log-structured merge: each
-// block's ids are a run of level 0 (the writer's last block's rewritten
-// with every batch), and idFanout runs of one level are merged into one of
+// block's ids are a run of level 0 (the writer's last block's a run and
+// one more for each batch that added rows to it since, until it is full:
+// storeTail), and idFanout runs of one level are merged into one of
 // the next, up to idMaxLevel (idFanout^idMaxLevel blocks, 1M records). A
 // run is stored in chunks of up to ~4 KiB, each entry the hash's
 // delta from the previous one and the record's offset from the run's first
