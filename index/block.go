@@ -283,13 +283,8 @@ var (
 		}
 		return d
 	})
-	// zstd's fastest level: encoding the columns was most of storing a
-	// block, itself 7.5 % of the collector's CPU under ingest load, and
-	// the columns come out no larger than at the default level (5.3
-	// against 5.9 bytes a row for genEvent's mix, 1.43 both for the
-	// ingest loader's events).
 	zEnc = sync.OnceValue(func() *zstd.Encoder {
-		e, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1), zstd.WithEncoderCRC(false))
+		e, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1), zstd.WithEncoderCRC(false))
 		if err != nil {
 			panic(err)
 		}
