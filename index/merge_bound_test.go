@@ -211,3 +211,24 @@ func TestChangedSalt(t *testing.T) {
 	}
 	ix.Close()
 }
+
+// TestTailRunsBounded: no writer leaves its last block more than maxFrames
+// level-0 runs (storeTail writes it whole before); a file altered to list
+// more (each run's ids bounded on its own, thousands of runs are not)
+// stops the indexer, saying to reindex, instead of reading them all.
+func TestTailRunsBounded(t *testing.T) {
+	t.Parallel()
+	l, path := tamperFixture(t, 50) // the last block, 0, holds 50 of its 97 rows
+	var stmts []string
+	for i := range 3 * maxFrames {
+		stmts = append(stmts, fmt.Sprintf(`INSERT INTO idruns(run, lvl, lo, hi) VALUES(%d, 0, 0, 0)`, 1000+i))
+	}
+	alter(t, path, stmts...)
+	ix := openIndexOn(t, path, l)
+	appendEvents(t, l.Ledger, 50, 5, time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := ix.Run(ctx, l); !errors.Is(err, errRunTooLong) {
+		t.Errorf("Run over %d level-0 runs of its last block: %v, want %v", 3*maxFrames, err, errRunTooLong)
+	}
+}
