@@ -951,11 +951,10 @@ const yieldRows = 256
 // run again, once it is full (before the level merges that take its run)
 // or has maxFrames frames.
 func (ix *Index) storeTail(ctx context.Context, tx writeTx, buf []byte) ([]byte, error) {
+	// A block new to the writer (begun, or read from the file) is
+	// written whole first: its delta runs, if any, folded into tailRun.
 	t := ix.tail
-	whole := t.wholeNext() || ix.tailStored == 0
-	if whole {
-		t.framed = 0
-	}
+	whole := t.wholeNext()
 	buf, err := t.store(ctx, tx, buf)
 	if err != nil {
 		return buf, err
