@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -86,6 +88,69 @@ func BenchmarkInsertBatches(b *testing.B) {
 			b.ReportMetric(float64(addCPU.Nanoseconds())/float64(next), "add-cpu-ns/event")
 		})
 	}
+}
+
+// BenchmarkInsertWriteBytes measures write amplification at small
+// batches: the bytes the process hands to write(2) (the database and its
+// WAL) per event, over 10,240 events (two blocks and a half) added in
+// batches of 1, 16 and 250 rows. Linux only (/proc/self/io's wchar).
+// db+wal-bytes is the files' size at the end.
+func BenchmarkInsertWriteBytes(b *testing.B) {
+	if _, err := os.Stat("/proc/self/io"); err != nil {
+		b.Skip("no /proc/self/io")
+	}
+	const total = 10240
+	recs := make([]rec, total)
+	for j := range recs {
+		recs[j] = decode(ledger.Entry{Index: uint64(j), Time: t0, Data: genEvent(j, time.Millisecond).AppendJSON(nil)})
+	}
+	for _, batch := range []int{1, 16, 250} {
+		b.Run(fmt.Sprintf("rows=%d", batch), func(b *testing.B) {
+			var written, events int64
+			for b.Loop() {
+				p := filepath.Join(b.TempDir(), "i.db")
+				ix := openIndex(b, p)
+				w0 := wchar(b)
+				for next := 0; next < total; next += batch {
+					n := min(batch, total-next)
+					if err := ix.add(context.Background(), uint64(next), recs[next:next+n]); err != nil {
+						b.Fatal(err)
+					}
+				}
+				written += wchar(b) - w0
+				events += total
+				checkRows(b, ix, total)
+				var size int64
+				for _, f := range []string{p, p + "-wal"} {
+					if st, err := os.Stat(f); err == nil {
+						size += st.Size()
+					}
+				}
+				b.ReportMetric(float64(size), "db+wal-bytes")
+			}
+			b.ReportMetric(float64(written)/float64(events), "written-B/event")
+		})
+	}
+}
+
+// wchar returns the bytes this process has passed to write system calls.
+func wchar(b *testing.B) int64 {
+	b.Helper()
+	data, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for line := range strings.Lines(string(data)) {
+		if v, ok := strings.CutPrefix(line, "wchar: "); ok {
+			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			if err != nil {
+				b.Fatalf("/proc/self/io: %v", err)
+			}
+			return n
+		}
+	}
+	b.Fatal("/proc/self/io: no wchar")
+	return 0
 }
 
 // checkRows fails the benchmark unless the index holds exactly n rows and
