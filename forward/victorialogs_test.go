@@ -3,11 +3,13 @@ package forward
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -303,10 +305,43 @@ func TestVictoriaLogsKilled(t *testing.T) {
 	t.Logf("after kill -9 and restart: all %d events stored; %d duplicates; %d records sent again after verification, %d retries", n, dups, st.Resent, st.Retried)
 }
 
+// countOn counts the rows of the test ledger with a ledger index in
+// [lo, hi) that the node at nodeURL answers for: a storage node answers for
+// the rows on it alone (it is a single node to its own query API), a
+// select node for the whole cluster.
+func countOn(t testing.TB, nodeURL string, lo, hi uint64) int {
+	t.Helper()
+	q := fmt.Sprintf(`trailguard.ledger.origin:=%q trailguard.ledger.index:range[%d, %d) | count() as n`, testOrigin, lo, hi)
+	resp, err := http.PostForm(nodeURL+"/select/logsql/query", url.Values{"query": {q}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var b bytes.Buffer
+	b.ReadFrom(resp.Body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("count on %s: %s: %s", nodeURL, resp.Status, b.String())
+	}
+	var r struct{ N string }
+	if err := json.Unmarshal(bytes.TrimSpace(b.Bytes()), &r); err != nil {
+		t.Fatalf("count on %s: %q: %v", nodeURL, b.String(), err)
+	}
+	c, err := strconv.Atoi(r.N)
+	if err != nil {
+		t.Fatalf("count on %s: %q: %v", nodeURL, b.String(), err)
+	}
+	return c
+}
+
 // TestVictoriaLogsCluster forwards through a cluster on loopback — two
 // storage nodes, an insert node and a select node, all the same binary —
-// kills one storage node with SIGKILL mid-stream and brings it back:
-// nothing is lost.
+// kills storage node a with SIGKILL mid-stream, while it holds rows the
+// output has verified (on its disk) and rows only acknowledged (in its
+// memory, lost by the kill), and brings it back: the cursor never passes
+// what was stored, the lost rows are sent again, and every event.id ends
+// up stored (at least once, the package's guarantee). The insert node
+// spreads rows over the storage nodes by stream; user.name as a stream
+// field makes 300 streams, so that a holds rows whatever the hashes.
 func TestVictoriaLogsCluster(t *testing.T) {
 	t.Parallel()
 	testenv.Long(t)
@@ -319,7 +354,9 @@ func TestVictoriaLogsCluster(t *testing.T) {
 	dir := t.TempDir()
 	l := openLedger(t, filepath.Join(dir, "ledger"), nil)
 	defer l.Close()
-	m, err := Open([]Config{vlOutput("vlc", insert.url(), sel.url())}, Options{Dir: filepath.Join(dir, "forward"), Origin: testOrigin, Logger: quiet})
+	cfg := vlOutput("vlc", insert.url(), sel.url())
+	cfg.StreamFields = append(cfg.StreamFields, "user.name")
+	m, err := Open([]Config{cfg}, Options{Dir: filepath.Join(dir, "forward"), Origin: testOrigin, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -328,22 +365,38 @@ func TestVictoriaLogsCluster(t *testing.T) {
 	const n = 30000
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go func() { defer wg.Done(); feed(t, l, n, 6*time.Second) }()
-	waitFor(t, 20*time.Second, "records acknowledged and not verified", func() bool { return statsOf(m, "vlc").Unverified > 2000 })
-	a.kill()
+	go func() { defer wg.Done(); feed(t, l, n, 10*time.Second) }()
+	// Kill a once some records are verified and more are acknowledged
+	// after them, while rows still arrive.
+	waitFor(t, 30*time.Second, "records verified, and more acknowledged and not verified", func() bool {
+		st := statsOf(m, "vlc")
+		return st.Cursor > 0 && st.Unverified > 2000
+	})
 	down := statsOf(m, "vlc")
+	held := countOn(t, a.url(), 0, down.Cursor)
+	if held == 0 || held == int(down.Cursor) {
+		t.Fatalf("storage node a holds %d of the %d verified records: the kill would test nothing (or b nothing)", held, down.Cursor)
+	}
+	a.kill()
 	time.Sleep(3 * time.Second)
 	// While a storage node is down, queries fail and the cursor waits.
 	if st := statsOf(m, "vlc"); st.Cursor > down.Acknowledged {
 		t.Errorf("cursor moved to %d, past what was acknowledged (%d) when a storage node died", st.Cursor, down.Acknowledged)
 	}
 	a.start()
+	// What a held and the output had verified is on its disk.
+	if after := countOn(t, a.url(), 0, down.Cursor); after < held {
+		t.Errorf("storage node a held %d of the verified records [0, %d) before the kill, %d after the restart", held, down.Cursor, after)
+	}
 	wg.Wait()
 	waitFor(t, 60*time.Second, "every record verified", func() bool { return statsOf(m, "vlc").Cursor == n })
 	forceFlush(t, a, b)
 	st := statsOf(m, "vlc")
 	dups := checkAll(t, storedIDs(t, sel.url()), n)
-	t.Logf("cluster, storage node killed and restarted: all %d events stored; %d duplicates; %d sent again after verification", n, dups, st.Resent)
+	if st.Resent == 0 || st.DeadLettered != 0 {
+		t.Errorf("storage node a was killed holding acknowledged rows in memory, yet %d records were sent again and %d dead-lettered: %+v", st.Resent, st.DeadLettered, st)
+	}
+	t.Logf("cluster, storage node a (%d of the first %d verified records) killed and restarted: all %d events stored; %d duplicates; %d sent again after verification", held, down.Cursor, n, dups, st.Resent)
 }
 
 // TestVictoriaLogsBulk forwards through VictoriaLogs' Elasticsearch _bulk
