@@ -269,8 +269,10 @@ func feed(t testing.TB, l *ledger.Ledger, n int, d time.Duration) {
 }
 
 // TestVictoriaLogsKilled kills VictoriaLogs with SIGKILL while events are
-// being forwarded, with records acknowledged but not yet on its disk, and
-// restarts it: every event.id ends up stored (duplicates are counted).
+// being forwarded, once it holds records the output verified (on its
+// disk) and records acknowledged but not yet on its disk, and restarts
+// it: the verified records are still there, the lost ones are sent again,
+// and every event.id ends up stored (duplicates are counted).
 func TestVictoriaLogsKilled(t *testing.T) {
 	t.Parallel()
 	testenv.Long(t)
@@ -288,20 +290,30 @@ func TestVictoriaLogsKilled(t *testing.T) {
 	const n = 30000
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go func() { defer wg.Done(); feed(t, l, n, 6*time.Second) }()
+	go func() { defer wg.Done(); feed(t, l, n, 10*time.Second) }()
 	// Kill it right after an acknowledgement, while records it
-	// acknowledged are still only in its memory.
-	waitFor(t, 20*time.Second, "records acknowledged and not verified", func() bool { return statsOf(m, "vl").Unverified > 2000 })
+	// acknowledged are still only in its memory, and some it holds are
+	// verified.
+	waitFor(t, 30*time.Second, "records verified, and more acknowledged and not verified", func() bool {
+		st := statsOf(m, "vl")
+		return st.Cursor > 0 && st.Unverified > 2000
+	})
 	before := statsOf(m, "vl")
 	vl.kill()
 	t.Logf("killed VictoriaLogs with %d records acknowledged, %d of them not verified", before.Acknowledged, before.Unverified)
 	time.Sleep(time.Second)
 	vl.start()
+	if got := countOn(t, vl.url(), 0, before.Cursor); got < int(before.Cursor) {
+		t.Errorf("%d of the %d records verified before the kill are stored after the restart", got, before.Cursor)
+	}
 	wg.Wait()
 	waitFor(t, 60*time.Second, "every record verified", func() bool { return statsOf(m, "vl").Cursor == n })
 	forceFlush(t, vl)
 	st := statsOf(m, "vl")
 	dups := checkAll(t, storedIDs(t, vl.url()), n)
+	if st.Resent == 0 || st.DeadLettered != 0 {
+		t.Errorf("VictoriaLogs was killed holding acknowledged rows in memory, yet %d records were sent again and %d dead-lettered: %+v", st.Resent, st.DeadLettered, st)
+	}
 	t.Logf("after kill -9 and restart: all %d events stored; %d duplicates; %d records sent again after verification, %d retries", n, dups, st.Resent, st.Retried)
 }
 
