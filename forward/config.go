@@ -62,9 +62,16 @@ type Config struct {
 	// select node (http://vlselect:9428); default URL (a single node).
 	VerifyURL string `yaml:"verify_url"`
 	// VerifyDelay is how long after an acknowledgement records are first
-	// looked for (default 10s: more than VictoriaLogs' default
-	// -inmemoryDataFlushInterval of 5s).
+	// looked for (default 10s), and twice the time between verification
+	// rounds.
 	VerifyDelay time.Duration `yaml:"verify_delay"`
+	// StorageFlushInterval is the -inmemoryDataFlushInterval of the
+	// VictoriaLogs node or storage nodes (default 5s, VictoriaLogs'
+	// default); it must not be shorter than theirs. A range found stored
+	// counts as on disk once it is found stored again three of these
+	// later (flushWait): VictoriaLogs' /internal/force_flush makes rows
+	// searchable but leaves them in memory, so time is the only bound.
+	StorageFlushInterval time.Duration `yaml:"storage_flush_interval"`
 
 	// Username and PasswordFile give HTTP Basic credentials; APIKeyFile an
 	// Elasticsearch API key (the "encoded" value, or id:key); TokenFile a
@@ -188,6 +195,12 @@ func (c Config) withDefaults() (Config, error) {
 	if c.VerifyDelay <= 0 {
 		c.VerifyDelay = 10 * time.Second
 	}
+	if c.StorageFlushInterval < 0 {
+		errs = append(errs, errors.New("storage_flush_interval cannot be negative"))
+	}
+	if c.StorageFlushInterval == 0 {
+		c.StorageFlushInterval = 5 * time.Second
+	}
 	if c.BatchEvents <= 0 {
 		c.BatchEvents = 1000
 	}
@@ -234,6 +247,18 @@ func (c Config) withDefaults() (Config, error) {
 // verifying reports whether the output confirms deliveries by query.
 func (c Config) verifying() bool {
 	return c.Type == TypeVictoriaLogs && boolOr(c.Verify, true)
+}
+
+// flushWait is how long after a range was first found stored it must be
+// found stored again to count as on a storage node's disk. A row a query
+// finds is in an in-memory part (searchable) or a file part. An in-memory
+// part is due on disk StorageFlushInterval after it was made, and the
+// storage's flusher, a ticker of that period, writes it at its first tick
+// past that: two intervals. The third covers the stream's index entry
+// (made searchable up to a second after the row), the write and fsync of
+// the new part, and the node or this process being slow under load.
+func (c Config) flushWait() time.Duration {
+	return 3 * c.StorageFlushInterval
 }
 
 func (c Config) facility() string {

@@ -85,7 +85,7 @@ type output struct {
 	marks   []mark
 	skips   [][2]uint64 // ranges lost to retention, not looked for
 	lostTo  uint64      // end of the last loss recorded
-	cand    mark        // range found complete in the previous verification round
+	seen    []mark      // ranges [cursor, end) found complete, oldest first (see verifyRound)
 	vfails  int
 	pending map[uint64]*job
 	nextSeq uint64
@@ -554,7 +554,7 @@ func (o *output) rewind() {
 	}
 	o.acked.Store(c)
 	o.marks = nil
-	o.cand = mark{}
+	o.seen = o.seen[:0]
 	clear(o.pending)
 	o.nextSeq = 0
 }

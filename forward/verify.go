@@ -133,8 +133,8 @@ const verifyAttempts = 3
 const maxVerifyList = 1 << 22
 
 // verifyRound looks for the records acknowledged at least VerifyDelay ago
-// and advances the cursor over those found twice; see the package
-// documentation.
+// and advances the cursor over a range found complete once and found
+// complete again flushWait later; see the package documentation.
 func (o *output) verifyRound(ctx context.Context, src Source, now time.Time) {
 	committed := o.committed.Load()
 	hi := committed
@@ -153,18 +153,30 @@ func (o *output) verifyRound(ctx context.Context, src Source, now time.Time) {
 		// Not an answer: the engine or a storage node is away. Keep
 		// the cursor and look again next round.
 		o.report(fmt.Errorf("forward: verifying records %d to %d: %w", committed, hi-1, err))
-		o.cand = mark{}
+		o.seen = o.seen[:0]
 		return
 	}
 	if got >= want {
 		o.vfails = 0
-		if o.cand.end > committed && now.Sub(o.cand.at) >= o.cfg.VerifyDelay/2 {
-			o.commitTo(o.cand.end)
+		// Every sighting still counts: a range seen complete at t
+		// and complete again now, flushWait after t, is on disk.
+		// (Only the latest sighting would never be old enough when
+		// rounds come more often than flushWait.)
+		end := uint64(0)
+		for _, s := range o.seen {
+			if s.end > committed && now.Sub(s.at) >= o.cfg.flushWait() {
+				end = s.end
+			}
 		}
-		o.cand = mark{end: hi, at: now}
+		if end > 0 {
+			o.commitTo(end)
+		}
+		if n := len(o.seen); n == 0 || o.seen[n-1].end < hi {
+			o.seen = append(o.seen, mark{end: hi, at: now})
+		}
 		return
 	}
-	o.cand = mark{}
+	o.seen = o.seen[:0]
 	o.vfails++
 	if o.vfails <= verifyAttempts {
 		o.report(fmt.Errorf("forward: %d of records %d to %d acknowledged but not stored; sending them again from %d", want-got, committed, hi-1, committed))
@@ -223,6 +235,11 @@ func (o *output) commitTo(end uint64) {
 		}
 	}
 	o.skips = keep
+	k = 0
+	for k < len(o.seen) && o.seen[k].end <= end {
+		k++
+	}
+	o.seen = append(o.seen[:0], o.seen[k:]...)
 }
 
 // logsQL is the filter selecting this ledger's records [lo, hi).

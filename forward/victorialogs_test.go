@@ -89,7 +89,7 @@ func (n *vlNode) name() string {
 
 func (n *vlNode) command(addr string) *exec.Cmd {
 	return exec.Command(n.bin, append([]string{"-httpListenAddr=" + addr, "-storageDataPath=" + filepath.Join(n.dir, "data"),
-		"-retentionPeriod=30d", "-loggerLevel=WARN"}, n.args...)...)
+		"-retentionPeriod=30d", "-loggerLevel=WARN", "-inmemoryDataFlushInterval=" + vlFlush.String()}, n.args...)...)
 }
 
 func (n *vlNode) url() string { return "http://" + n.addr }
@@ -199,10 +199,14 @@ func checkAll(t testing.TB, ids map[string]int, n int) (dups int) {
 	return dups
 }
 
+// vlFlush is the test nodes' -inmemoryDataFlushInterval unless a test
+// gives its own (a later flag wins), and vlOutput's StorageFlushInterval.
+const vlFlush = time.Second
+
 func vlOutput(name, insertURL, selectURL string) Config {
 	return Config{Name: name, Type: TypeVictoriaLogs, URL: insertURL, VerifyURL: selectURL,
 		StreamFields: []string{"service.name", "trailguard.ledger.origin"},
-		VerifyDelay:  3 * time.Second, BatchEvents: 2000, FlushInterval: 100 * time.Millisecond,
+		VerifyDelay:  3 * time.Second, StorageFlushInterval: vlFlush, BatchEvents: 2000, FlushInterval: 100 * time.Millisecond,
 		MaxBackoff: 500 * time.Millisecond, Timeout: 5 * time.Second}
 }
 
@@ -281,7 +285,9 @@ func TestVictoriaLogsKilled(t *testing.T) {
 	dir := t.TempDir()
 	l := openLedger(t, filepath.Join(dir, "ledger"), nil)
 	defer l.Close()
-	m, err := Open([]Config{vlOutput("vl", vl.url(), "")}, Options{Dir: filepath.Join(dir, "forward"), Origin: testOrigin, Logger: quiet})
+	cfg := vlOutput("vl", vl.url(), "")
+	cfg.StorageFlushInterval = 2 * time.Second
+	m, err := Open([]Config{cfg}, Options{Dir: filepath.Join(dir, "forward"), Origin: testOrigin, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -368,6 +374,7 @@ func TestVictoriaLogsCluster(t *testing.T) {
 	defer l.Close()
 	cfg := vlOutput("vlc", insert.url(), sel.url())
 	cfg.StreamFields = append(cfg.StreamFields, "user.name")
+	cfg.StorageFlushInterval = 2 * time.Second
 	m, err := Open([]Config{cfg}, Options{Dir: filepath.Join(dir, "forward"), Origin: testOrigin, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
@@ -446,8 +453,8 @@ func TestVictoriaLogsClusterAllStorageDown(t *testing.T) {
 	t.Parallel()
 	testenv.Long(t)
 	bin := testenv.Tool(t, "victoria-logs", vlInstall)
-	a := startKillable(t, bin, "-inmemoryDataFlushInterval=1s")
-	b := startKillable(t, bin, "-inmemoryDataFlushInterval=1s")
+	a := startKillable(t, bin, "-inmemoryDataFlushInterval="+vlFlush.String())
+	b := startKillable(t, bin, "-inmemoryDataFlushInterval="+vlFlush.String())
 	nodes := "-storageNode=" + a.addr + "," + b.addr
 	insert := startKillable(t, bin, nodes, "-select.disable")
 	sel := startVL(t, bin, nodes, "-insert.disable")
