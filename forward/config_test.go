@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestConfigErrors: every mistake in an output's configuration is refused
@@ -26,6 +27,7 @@ func TestConfigErrors(t *testing.T) {
 		{Config{Name: "x", Type: TypeSyslog, URL: "tcp://siem:514", Facility: "local9"}, "facility"},
 		{Config{Name: "x", Type: TypeVictoriaLogs, URL: "http://vl:9428", Protocol: "loki"}, "protocol"},
 		{Config{Name: "x", Type: TypeVictoriaLogs, URL: "http://vl:9428", LedgerFields: &off}, "ledger_fields"},
+		{Config{Name: "x", Type: TypeVictoriaLogs, URL: "http://vl:9428", StorageFlushInterval: -time.Second}, "storage_flush_interval"},
 		{Config{Name: "x", Type: TypeElasticsearch, URL: "http://es:9200", Start: "middle"}, "start"},
 		{Config{Name: "x", Type: TypeElasticsearch, URL: "http://es:9200", Workers: 99}, "workers"},
 		{Config{Name: "x", Type: TypeElasticsearch, URL: "http://es:9200", APIKeyFile: empty}, "api_key_file"},

@@ -21,19 +21,27 @@
 // What "acknowledged" means depends on the engine. Elasticsearch and
 // OpenSearch answer after their translog is fsynced (the default
 // index.translog.durability: request), so their answer is the
-// acknowledgement. VictoriaLogs answers once the rows are in memory, and
-// writes them to disk within -inmemoryDataFlushInterval (5s); a cluster's
-// insert node answers 200 even while every storage node is down, holding
-// the rows in memory. So for victorialogs outputs (verify: true, the
-// default) the cursor advances only when a query through verify_url (the
-// select node) finds every ledger index of the range stored
-// (trailguard.ledger.index), twice, at least verify_delay/2 apart and the
-// first time verify_delay after the acknowledgement: a record seen twice that
-// far apart was on a storage node's disk. A range found incomplete is sent
-// again from the cursor (duplicates are possible: VictoriaLogs ignores _id);
-// records still missing after three resends (VictoriaLogs drops rows outside
-// its -retentionPeriod with only a log line) are dead-lettered with that
-// reason, so the output cannot loop forever.
+// acknowledgement. VictoriaLogs answers once the rows are in memory; an
+// in-memory part is due on disk -inmemoryDataFlushInterval (5s) after it
+// was made, and the flusher, ticking once per interval, writes it at its
+// first tick past that, so a row may stay in memory for two intervals
+// after it became searchable (/internal/force_flush only makes rows
+// searchable: they stay in memory). A cluster's insert node answers 200
+// even while every storage node is down, holding the rows in memory. So
+// for victorialogs outputs (verify: true, the default) the cursor advances
+// only when a query through verify_url (the select node) finds every
+// ledger index of the range stored (trailguard.ledger.index), the first
+// time verify_delay after the acknowledgement, and again at least three
+// storage_flush_interval later: a record seen stored that long ago was on
+// a storage node's disk, provided storage_flush_interval is not shorter
+// than the storage nodes' -inmemoryDataFlushInterval (the third interval
+// is the margin for the stream's index entry, the part's write and a
+// loaded node; time is the bound, VictoriaLogs offering no flush to disk).
+// A range found incomplete is sent again from the cursor (duplicates are
+// possible: VictoriaLogs ignores _id); records still missing after three
+// resends (VictoriaLogs drops rows outside its -retentionPeriod with only a
+// log line) are dead-lettered with that reason, so the output cannot loop
+// forever.
 //
 // Outputs read the ledger the way the collector's other followers do: a
 // Source that has FollowAppended (*ledger.Ledger) serves the records this
