@@ -339,7 +339,7 @@ func runs(ctx context.Context, q querier, lvl int) ([]idRun, error) {
 // otherwise: the block's records have no more ids).
 func tailRuns(ctx context.Context, tx writeTx, blk uint64) (idRun, []idRun, []idEntry, error) {
 	r := idRun{lo: blk, hi: blk}
-	rows, err := tx.QueryContext(ctx, qTailRun, int64(blk))
+	rows, err := tx.QueryContext(ctx, qTailRun, int64(blk), maxFrames+1)
 	if err != nil {
 		return r, nil, nil, fmt.Errorf("index: id runs: %w", err)
 	}

@@ -36,7 +36,7 @@ const (
 	qChunksGet = `SELECT h0, data FROM idchunks WHERE run=? ORDER BY h0`
 	qRunsGet   = `SELECT run, lvl, lo, hi FROM idruns WHERE ? < 0 OR lvl = ? ORDER BY lo`
 	qRunDel    = `DELETE FROM idruns WHERE run=?`
-	qTailRun   = `SELECT run FROM idruns WHERE lvl=0 AND lo=? ORDER BY run LIMIT 17` // maxFrames+1: tailRuns refuses more than maxFrames
+	qTailRun   = `SELECT run FROM idruns WHERE lvl=0 AND lo=? ORDER BY run LIMIT ?` // maxFrames+1: tailRuns refuses more than maxFrames
 	qNewRun    = `SELECT coalesce(max(run), 0) + 1 FROM idruns`
 	qTermGet   = `SELECT n FROM terms WHERE f=? AND v=?`
 	qTermPut   = `INSERT INTO terms(f,n,v) VALUES(?,?,?)`
