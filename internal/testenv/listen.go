@@ -34,12 +34,20 @@ var ErrPortTaken = errors.New("port taken by another process")
 // port it got needs neither.)
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
+	return addr
+}
+
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
 	defer ln.Close()
-	return ln.Addr().String()
+	return ln.Addr().String(), nil
 }
 
 // PortTakenIn reports whether a program's output says it could not bind
@@ -105,7 +113,7 @@ func StartServer(t testing.TB, what string, cmdFor func(addr string) *exec.Cmd) 
 		if err := StartChild(t, s.Cmd); err != nil {
 			return err
 		}
-		if err := s.awaitListening(); err != nil {
+		if err := s.awaitListening(true); err != nil {
 			s.Cmd.Process.Kill()
 			s.Cmd.Wait()
 			if errors.Is(err, ErrPortTaken) {
@@ -119,9 +127,56 @@ func StartServer(t testing.TB, what string, cmdFor func(addr string) *exec.Cmd) 
 	return srv
 }
 
+// Launch is StartServer for a program that is not a test's: a server a
+// benchmark's driver measures. It starts the program cmdFor makes for a
+// free loopback address and returns once that process itself listens
+// there, trying another port when another process took the one given
+// (PortAttempts in all); it reports failures as errors, where StartServer
+// fails its test.
+//
+// The program stays in the caller's process group, so that an interrupt
+// at the terminal (^C goes to the foreground group) ends it with its
+// driver; it is not tied to the caller otherwise. It inherits no
+// descriptor beyond cmd's own, as StartChild's children do (a lock that
+// a measurement wrapper holds must not outlive the driver in a server
+// left running). Output keeps the first 64 KiB it writes: a start's
+// complaint, not a long run's output. The caller stops and Waits for the
+// program.
+func Launch(what string, cmdFor func(addr string) *exec.Cmd) (*Server, error) {
+	inheritOnce.Do(closeInheritedOnExec)
+	var tried []string
+	for range PortAttempts {
+		addr, err := freeAddr()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
+		s := &Server{Cmd: cmdFor(addr), Addr: addr, out: &syncBuffer{limit: 64 << 10}}
+		tee(s.Cmd, s.out)
+		if err := s.Cmd.Start(); err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
+		err = s.awaitListening(false)
+		if err == nil {
+			return s, nil
+		}
+		s.Cmd.Process.Kill()
+		s.Cmd.Wait()
+		if !errors.Is(err, ErrPortTaken) {
+			return nil, fmt.Errorf("%s on %s: %w\n--- its output:\n%s", what, addr, err, s.Output())
+		}
+		tried = append(tried, fmt.Sprintf("%s: %v", addr, err))
+	}
+	return nil, fmt.Errorf("%s: the port was taken by another process on each of %d attempts:\n  %s", what, PortAttempts, strings.Join(tried, "\n  "))
+}
+
+var inheritOnce sync.Once
+
 // awaitListening waits until s's program listens on s.Addr, and says why
 // not: ErrPortTaken (wrapped), exited, or not listening after ListenWait.
-func (s *Server) awaitListening() error {
+// The program is its process group when group is set (StartChild's
+// children), so that a listener its children hold counts as its own;
+// otherwise only the process itself counts.
+func (s *Server) awaitListening(group bool) error {
 	gone := exitWatch(s.Cmd.Process.Pid)
 	foreign := 0
 	for deadline := time.Now().Add(ListenWait); ; time.Sleep(20 * time.Millisecond) {
@@ -129,7 +184,7 @@ func (s *Server) awaitListening() error {
 		// written all it will (its end closed the pipes; exec's copying
 		// goroutines may still be at it, hence Wait on the way out).
 		exited := gone()
-		switch listening(s.Cmd.Process.Pid, s.Addr) {
+		switch listening(s.Cmd.Process.Pid, group, s.Addr) {
 		case listenOurs:
 			return nil
 		case listenForeign:
@@ -185,15 +240,21 @@ func tee(cmd *exec.Cmd, buf io.Writer) {
 	cmd.Stdout, cmd.Stderr = both(cmd.Stdout), both(cmd.Stderr)
 }
 
-// syncBuffer is a bytes.Buffer for two writers and a reader.
+// syncBuffer is a bytes.Buffer for two writers and a reader; with a
+// limit, it keeps only the first limit bytes written.
 type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+	mu    sync.Mutex
+	b     bytes.Buffer
+	limit int
 }
 
 func (b *syncBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.limit > 0 {
+		b.b.Write(p[:min(len(p), max(0, b.limit-b.b.Len()))])
+		return len(p), nil
+	}
 	return b.b.Write(p)
 }
 

@@ -17,10 +17,11 @@ func exitWatch(pid int) func() bool {
 }
 
 // listening says who listens on addr (127.0.0.1:port) as /proc shows it:
-// a process of the group led by pid (StartChild gives every child a group
-// of its own, which its children share), another process, or no one. A
-// listener on the wildcard address holds the port too.
-func listening(pid int, addr string) listenState {
+// pid, or with group a process of the group led by pid (StartChild gives
+// every child a group of its own, which its children share), another
+// process, or no one. A listener on the wildcard address holds the port
+// too.
+func listening(pid int, group bool, addr string) listenState {
 	_, p, err := net.SplitHostPort(addr)
 	if err != nil {
 		return listenNone
@@ -33,7 +34,12 @@ func listening(pid int, addr string) listenState {
 	if len(inodes) == 0 {
 		return listenNone
 	}
-	ours := groupSockets(pid)
+	ours := map[string]bool{}
+	if group {
+		ours = groupSockets(pid)
+	} else {
+		addSockets(ours, pid)
+	}
 	for _, ino := range inodes {
 		if ours[ino] {
 			return listenOurs

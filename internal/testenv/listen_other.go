@@ -16,7 +16,7 @@ func exitWatch(int) func() bool { return func() bool { return false } }
 // listening is whether anyone accepts connections on addr: without /proc
 // the listener's owner is unknown, and a port taken meanwhile shows only
 // in the program's output.
-func listening(_ int, addr string) listenState {
+func listening(_ int, _ bool, addr string) listenState {
 	c, err := net.DialTimeout("tcp", addr, time.Second)
 	if err != nil {
 		return listenNone

@@ -128,11 +128,80 @@ func TestStartServer(t *testing.T) {
 			if srv.Addr != addrs[len(addrs)-1] {
 				t.Errorf("server at %s, want the last attempt's %s", srv.Addr, addrs[len(addrs)-1])
 			}
-			if listening(srv.Cmd.Process.Pid, srv.Addr) != listenOurs {
+			if listening(srv.Cmd.Process.Pid, true, srv.Addr) != listenOurs {
 				t.Errorf("the child does not listen on %s", srv.Addr)
 			}
 			if len(r.logs) != tt.taken {
 				t.Errorf("logged %q, want one line per taken port", r.logs)
+			}
+		})
+	}
+}
+
+// TestLaunch: Launch's outcomes as StartServer's, as errors; and, without
+// a process group of its own, the child counts as listening only by its
+// own socket, so a port another process holds is found taken even when the
+// child stays silent.
+func TestLaunch(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name  string
+		mode  string
+		taken int
+		calls int
+		fail  string
+	}{
+		{"listens", "exit", 0, 1, ""},
+		{"taken, says so", "exit", 1, 2, ""},
+		{"taken, silent", "silent", 2, 3, ""},
+		{"taken every time", "exit", PortAttempts, PortAttempts, "taken by another process on each of 3 attempts"},
+		{"fails otherwise", "fail", 0, 1, `no such setting "lisen"`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if tt.mode == "silent" && runtime.GOOS != "linux" {
+				t.Skip("only /proc tells another process's listener from the child's")
+			}
+			var addrs []string
+			srv, err := Launch("the child", func(addr string) *exec.Cmd {
+				addrs = append(addrs, addr)
+				if len(addrs) <= tt.taken {
+					ln, err := net.Listen("tcp", addr)
+					if err != nil {
+						t.Error(err)
+					} else {
+						t.Cleanup(func() { ln.Close() })
+					}
+				}
+				cmd := exec.Command(os.Args[0], "-test.run=^TestListenChild$", "-test.count=1")
+				cmd.Env = append(os.Environ(), "TRAILGUARD_TESTENV_LISTEN="+tt.mode, "TRAILGUARD_TESTENV_ADDR="+addr)
+				return cmd
+			})
+			if len(addrs) != tt.calls {
+				t.Errorf("%d attempts (%v), want %d", len(addrs), addrs, tt.calls)
+			}
+			if tt.fail != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.fail) {
+					t.Fatalf("err %v, want %q", err, tt.fail)
+				}
+				for _, a := range addrs {
+					if !strings.Contains(err.Error(), a) {
+						t.Errorf("the error does not name %s: %v", a, err)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { srv.Cmd.Process.Kill(); srv.Cmd.Wait() }()
+			if srv.Addr != addrs[len(addrs)-1] {
+				t.Errorf("server at %s, want the last attempt's %s", srv.Addr, addrs[len(addrs)-1])
+			}
+			if c, err := net.Dial("tcp", srv.Addr); err != nil {
+				t.Errorf("the child does not answer on %s: %v", srv.Addr, err)
+			} else {
+				c.Close()
 			}
 		})
 	}

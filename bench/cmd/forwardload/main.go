@@ -36,8 +36,8 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 
-	"github.com/trailguard/trailguard/bench/internal/freeport"
 	"github.com/trailguard/trailguard/forward"
+	"github.com/trailguard/trailguard/internal/testenv"
 	"github.com/trailguard/trailguard/ledger"
 )
 
@@ -273,12 +273,13 @@ type vlNode struct {
 }
 
 func startVL(bin, dir string) *vlNode {
-	cmd, addr, err := freeport.Start("victoria-logs", func(addr string) *exec.Cmd {
+	srv, err := testenv.Launch("victoria-logs", func(addr string) *exec.Cmd {
 		cmd := exec.Command(bin, "-httpListenAddr="+addr, "-storageDataPath="+dir, "-retentionPeriod=30d", "-loggerLevel=ERROR")
 		cmd.Stderr = os.Stderr
 		return cmd
 	})
 	check(err)
+	cmd, addr := srv.Cmd, srv.Addr
 	n := &vlNode{url: "http://" + addr, cmd: cmd}
 	for i := 0; ; i++ {
 		if resp, err := http.Get(n.url + "/health"); err == nil {

@@ -45,7 +45,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/trailguard/trailguard/bench/internal/freeport"
+	"github.com/trailguard/trailguard/internal/testenv"
 )
 
 func main() {
@@ -563,7 +563,7 @@ func startVictoriaLogs(bin string) (target, func(), error) {
 	if err != nil {
 		return target{}, nil, err
 	}
-	cmd, addr, err := freeport.Start("victoria-logs", func(addr string) *exec.Cmd {
+	srv, err := testenv.Launch("victoria-logs", func(addr string) *exec.Cmd {
 		cmd := exec.Command(bin, "-httpListenAddr="+addr, "-storageDataPath="+dir, "-retentionPeriod=100y", "-loggerLevel=ERROR")
 		cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
 		return cmd
@@ -572,6 +572,7 @@ func startVictoriaLogs(bin string) (target, func(), error) {
 		os.RemoveAll(dir)
 		return target{}, nil, err
 	}
+	cmd, addr := srv.Cmd, srv.Addr
 	base := "http://" + addr
 	if err := waitUp(base+"/health", cmd, "victoria-logs"); err != nil {
 		os.RemoveAll(dir)
@@ -604,7 +605,7 @@ func startCollector(bin string, batch int) (target, func(), error) {
 		return target{}, nil, fmt.Errorf("token create: %w", err)
 	}
 	readTok := strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
-	cmd, addr, err := freeport.Start("collector", func(addr string) *exec.Cmd {
+	srv, err := testenv.Launch("collector", func(addr string) *exec.Cmd {
 		cmd := exec.Command(bin, "serve", "--data-dir", dir, "--listen", addr)
 		cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
 		return cmd
@@ -613,6 +614,7 @@ func startCollector(bin string, batch int) (target, func(), error) {
 		os.RemoveAll(dir)
 		return target{}, nil, err
 	}
+	cmd, addr := srv.Cmd, srv.Addr
 	base := "http://" + addr
 	if err := waitUp(base+"/healthz", cmd, "collector"); err != nil {
 		os.RemoveAll(dir)

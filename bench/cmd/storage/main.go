@@ -47,8 +47,8 @@ import (
 
 	_ "modernc.org/sqlite" // the index's parts, from dbstat
 
-	"github.com/trailguard/trailguard/bench/internal/freeport"
 	"github.com/trailguard/trailguard/internal/demotraffic"
+	"github.com/trailguard/trailguard/internal/testenv"
 )
 
 func main() {
@@ -213,7 +213,7 @@ func trailguard(bin string, batches [][]byte, events int) (map[string]int64, err
 	if err != nil {
 		return nil, fmt.Errorf("token create: %w", err)
 	}
-	cmd, addr, err := freeport.Start("collector", func(addr string) *exec.Cmd {
+	srv, err := testenv.Launch("collector", func(addr string) *exec.Cmd {
 		cmd := exec.Command(bin, "serve", "--data", dir, "--listen", addr)
 		cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
 		return cmd
@@ -221,6 +221,7 @@ func trailguard(bin string, batches [][]byte, events int) (map[string]int64, err
 	if err != nil {
 		return nil, err
 	}
+	cmd, addr := srv.Cmd, srv.Addr
 	stop, err := ready(cmd, "collector", "http://"+addr+"/healthz")
 	if err != nil {
 		return nil, err
@@ -310,7 +311,7 @@ func victoria(bin string, batches [][]byte, events int, apparent *int64) (int64,
 		return 0, err
 	}
 	defer os.RemoveAll(dir)
-	cmd, addr, err := freeport.Start("victoria-logs", func(addr string) *exec.Cmd {
+	srv, err := testenv.Launch("victoria-logs", func(addr string) *exec.Cmd {
 		cmd := exec.Command(bin, "-httpListenAddr="+addr, "-storageDataPath="+dir, "-retentionPeriod=100y", "-loggerLevel=ERROR")
 		cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
 		return cmd
@@ -318,6 +319,7 @@ func victoria(bin string, batches [][]byte, events int, apparent *int64) (int64,
 	if err != nil {
 		return 0, err
 	}
+	cmd, addr := srv.Cmd, srv.Addr
 	stop, err := ready(cmd, "victoria-logs", "http://"+addr+"/health")
 	if err != nil {
 		return 0, err
@@ -371,7 +373,7 @@ func allocated(st fs.FileInfo) int64 {
 }
 
 // ready waits (at most 10 s) until health of cmd, started and listening
-// (freeport.Start), answers; stop ends it with SIGTERM and waits, once
+// (testenv.Launch), answers; stop ends it with SIGTERM and waits, once
 // however often it is called.
 func ready(cmd *exec.Cmd, name, health string) (stop func(), err error) {
 	stopped := false
