@@ -424,8 +424,9 @@ func (l *Logger) Redactor() *redact.Redactor { return l.red }
 // requests' allocations) and 5 % more cycles. Above the minimum the pacer
 // sets the heap goal at twice the live heap, and there the buffer was
 // headroom gained: bench/'s parallel benchmark runs ~8 % slower without
-// it (README, 15.5). Other sinks take a batch whole: sink.File syncs on
-// every call, and an EncodedSink's records are indexed by the batch.
+// it (docs/performance.md, middleware, twenty-third session). Other sinks
+// take a batch whole: sink.File syncs on every call, and an EncodedSink's
+// records are indexed by the batch.
 const (
 	pieceBytes    = 60 << 10
 	pieceBufBytes = 64 << 10

@@ -35,8 +35,8 @@ func init() {
 // transparent huge pages (internal/hugeheap): about the heap's goal under
 // load (~260 MB: the followers' 64 MiB tail and the spans it keeps, twice
 // over at GOGC 100). Measured under bench/cmd/ingestload (1M events): page
-// faults 9.6k–13k per run instead of 72k–76k, CPU per event ~0.9× (README,
-// "ingest ≥ 0.8× VictoriaLogs").
+// faults 9.6k–13k per run instead of 72k–76k, CPU per event ~0.9×
+// (docs/performance.md, ingest, twenty-first session).
 const serveHugeHeap = 256 << 20
 
 // serveProcs is the collector's GOMAXPROCS: one more than Go's default
