@@ -76,6 +76,12 @@ func decodeFrame(b []byte, maxLen int) (t int64, rec []byte, size int, err error
 	return int64(binary.BigEndian.Uint64(b[4:])), b[frameHeader : size-4], size, nil
 }
 
+// frameSumOK reports whether the whole frame b (its size as its length
+// field says) has a matching checksum.
+func frameSumOK(b []byte) bool {
+	return len(b) >= frameOverhead && crc32.Checksum(b[:len(b)-4], castagnoli) == binary.BigEndian.Uint32(b[len(b)-4:])
+}
+
 // segHeader returns the header of a segment whose first record has index first.
 func segHeader(first uint64) []byte {
 	b := append([]byte(segMagic), make([]byte, 8)...)

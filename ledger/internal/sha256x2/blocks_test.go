@@ -14,13 +14,13 @@ func BenchmarkBlocks(b *testing.B) {
 	b.Run("block2", func(b *testing.B) {
 		b.SetBytes(int64(2 * len(buf)))
 		for b.Loop() {
-			block2(&h1, &h2, &buf[0], &buf2[0], 12*128)
+			block2(&h1, &h2, &buf[0], &buf2[0], 12*128, noPrefetch(), noPrefetch())
 		}
 	})
 	b.Run("block1", func(b *testing.B) {
 		b.SetBytes(int64(len(buf)))
 		for b.Loop() {
-			block1(&h1, &buf[0], 12*128)
+			block1(&h1, &buf[0], 12*128, noPrefetch())
 		}
 	})
 	b.Run("equal", func(b *testing.B) {

@@ -137,13 +137,18 @@ func main() {
 	out.WriteString("GLOBL k256<>(SB), RODATA|NOPTR, $256\n\n")
 	out.WriteString("DATA flip<>+0(SB)/8, $0x0405060700010203\nDATA flip<>+8(SB)/8, $0x0c0d0e0f08090a0b\nGLOBL flip<>(SB), RODATA|NOPTR, $16\n\n")
 
-	// block2(ha, hb *[8]uint32, pa, pb *byte, n int): n blocks of each.
-	out.WriteString("// func block2(ha, hb *[8]uint32, pa, pb *byte, n int)\nTEXT ·block2(SB), NOSPLIT, $64-40\n")
+	// block2(ha, hb *[8]uint32, pa, pb *byte, n int, pfa, pfb uintptr): n
+	// blocks of each; with each block, one cache line from pfa and one
+	// from pfb onwards is prefetched (a prefetch never faults, so any
+	// address will do).
+	out.WriteString("// func block2(ha, hb *[8]uint32, pa, pb *byte, n int, pfa, pfb uintptr)\nTEXT ·block2(SB), NOSPLIT, $64-56\n")
 	p("MOVQ ha+0(FP), R8")
 	p("MOVQ hb+8(FP), R9")
 	p("MOVQ pa+16(FP), SI")
 	p("MOVQ pb+24(FP), DI")
 	p("MOVQ n+32(FP), DX")
+	p("MOVQ pfa+40(FP), R10")
+	p("MOVQ pfb+48(FP), R11")
 	p("TESTQ DX, DX")
 	p("JEQ done2")
 	laneA.load()
@@ -151,6 +156,10 @@ func main() {
 	p("VMOVDQU flip<>(SB), X8")
 	p("LEAQ k256<>(SB), AX")
 	out.WriteString("loop2:\n")
+	p("PREFETCHT0 (R10)")
+	p("PREFETCHT0 (R11)")
+	p("ADDQ $64, R10")
+	p("ADDQ $64, R11")
 	sa, sb := laneA.steps(), laneB.steps()
 	for i := range sa {
 		for _, s := range sa[i] {
@@ -168,17 +177,20 @@ func main() {
 	p("RET")
 	out.WriteString("\n")
 
-	// block1(h *[8]uint32, p *byte, n int)
-	out.WriteString("// func block1(h *[8]uint32, p *byte, n int)\nTEXT ·block1(SB), NOSPLIT, $64-24\n")
+	// block1(h *[8]uint32, p *byte, n int, pf uintptr)
+	out.WriteString("// func block1(h *[8]uint32, p *byte, n int, pf uintptr)\nTEXT ·block1(SB), NOSPLIT, $64-32\n")
 	p("MOVQ h+0(FP), R8")
 	p("MOVQ p+8(FP), SI")
 	p("MOVQ n+16(FP), DX")
+	p("MOVQ pf+24(FP), R10")
 	p("TESTQ DX, DX")
 	p("JEQ done1")
 	laneA.load()
 	p("VMOVDQU flip<>(SB), X8")
 	p("LEAQ k256<>(SB), AX")
 	out.WriteString("loop1:\n")
+	p("PREFETCHT0 (R10)")
+	p("ADDQ $64, R10")
 	for _, st := range laneA.steps() {
 		for _, s := range st {
 			p("%s", s)

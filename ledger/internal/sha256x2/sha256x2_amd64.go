@@ -3,10 +3,10 @@
 package sha256x2
 
 //go:noescape
-func block2(ha, hb *[8]uint32, pa, pb *byte, n int)
+func block2(ha, hb *[8]uint32, pa, pb *byte, n int, pfa, pfb uintptr)
 
 //go:noescape
-func block1(h *[8]uint32, p *byte, n int)
+func block1(h *[8]uint32, p *byte, n int, pf uintptr)
 
 func cpuid(leaf, sub uint32) (a, b, c, d uint32)
 func xgetbv() (lo uint32)

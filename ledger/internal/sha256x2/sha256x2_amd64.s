@@ -42,13 +42,15 @@ DATA flip<>+0(SB)/8, $0x0405060700010203
 DATA flip<>+8(SB)/8, $0x0c0d0e0f08090a0b
 GLOBL flip<>(SB), RODATA|NOPTR, $16
 
-// func block2(ha, hb *[8]uint32, pa, pb *byte, n int)
-TEXT ·block2(SB), NOSPLIT, $64-40
+// func block2(ha, hb *[8]uint32, pa, pb *byte, n int, pfa, pfb uintptr)
+TEXT ·block2(SB), NOSPLIT, $64-56
 	MOVQ ha+0(FP), R8
 	MOVQ hb+8(FP), R9
 	MOVQ pa+16(FP), SI
 	MOVQ pb+24(FP), DI
 	MOVQ n+32(FP), DX
+	MOVQ pfa+40(FP), R10
+	MOVQ pfb+48(FP), R11
 	TESTQ DX, DX
 	JEQ done2
 	VMOVDQU (R8), X1
@@ -68,6 +70,10 @@ TEXT ·block2(SB), NOSPLIT, $64-40
 	VMOVDQU flip<>(SB), X8
 	LEAQ k256<>(SB), AX
 loop2:
+	PREFETCHT0 (R10)
+	PREFETCHT0 (R11)
+	ADDQ $64, R10
+	ADDQ $64, R11
 	VMOVDQU X1, 0(SP)
 	VMOVDQU X2, 16(SP)
 	VMOVDQU 0(SI), X0
@@ -393,11 +399,12 @@ loop2:
 done2:
 	RET
 
-// func block1(h *[8]uint32, p *byte, n int)
-TEXT ·block1(SB), NOSPLIT, $64-24
+// func block1(h *[8]uint32, p *byte, n int, pf uintptr)
+TEXT ·block1(SB), NOSPLIT, $64-32
 	MOVQ h+0(FP), R8
 	MOVQ p+8(FP), SI
 	MOVQ n+16(FP), DX
+	MOVQ pf+24(FP), R10
 	TESTQ DX, DX
 	JEQ done1
 	VMOVDQU (R8), X1
@@ -410,6 +417,8 @@ TEXT ·block1(SB), NOSPLIT, $64-24
 	VMOVDQU flip<>(SB), X8
 	LEAQ k256<>(SB), AX
 loop1:
+	PREFETCHT0 (R10)
+	ADDQ $64, R10
 	VMOVDQU X1, 0(SP)
 	VMOVDQU X2, 16(SP)
 	VMOVDQU 0(SI), X0
