@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"bytes"
 	"context"
 	"iter"
 	"sort"
@@ -66,10 +67,15 @@ func (t *appendedTail) add(first uint64, at int64, recs [][]byte, aux any) {
 	if n > t.max {
 		return
 	}
-	c := tailChunk{first: first, at: at, data: make([]byte, 0, n), ends: make([]int, 0, len(recs)), aux: aux}
-	for _, r := range recs {
-		c.data = append(c.data, r...)
-		c.ends = append(c.ends, len(c.data))
+	// bytes.Join allocates without zeroing what it then overwrites: a
+	// chunk zeroed first and then copied into cost ~1 % of the
+	// collector's CPU under ingest load (the zeroing alone, in
+	// mallocgcLarge: perf, 1M events, twenty-fifth session).
+	c := tailChunk{first: first, at: at, data: bytes.Join(recs, nil), ends: make([]int, len(recs)), aux: aux}
+	end := 0
+	for k, r := range recs {
+		end += len(r)
+		c.ends[k] = end
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
