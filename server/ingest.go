@@ -473,10 +473,17 @@ func (s *Server) appendChunk(ctx context.Context, c *chunk) (dup []bool, first u
 	}
 	// The ledger keeps the spans with the records for the followers: a
 	// copy of the kept records' spans, of their number.
-	spans := make([]event.Spans, 0, len(c.recs))
-	for i := range c.ends {
-		if !dup[i] {
-			spans = append(spans, c.spans[i])
+	var spans []event.Spans
+	if len(c.recs) == len(c.ends) {
+		// Nothing dropped (the usual case): one copy, without first
+		// zeroing what it overwrites (as make and append did).
+		spans = slices.Clone(c.spans[:len(c.ends)])
+	} else {
+		spans = make([]event.Spans, 0, len(c.recs))
+		for i := range c.ends {
+			if !dup[i] {
+				spans = append(spans, c.spans[i])
+			}
 		}
 	}
 	first, err = s.ledger.AppendAux(ctx, spans, c.recs...)
