@@ -37,11 +37,7 @@ func BenchmarkInsert(b *testing.B) {
 			entries[j] = decode(ledger.Entry{Index: uint64(next + j), Time: t0, Data: genEvent(next+j, time.Millisecond).AppendJSON(nil)})
 		}
 		decodeTime += time.Since(t)
-		var err error
-		addCPU += testenv.ThreadCPU(func() { err = ix.add(context.Background(), uint64(next), entries) })
-		if err != nil {
-			b.Fatal(err)
-		}
+		addCPU += addTimed(b, ix, next, entries)
 		next += batch
 	}
 	b.StopTimer()
@@ -50,6 +46,17 @@ func BenchmarkInsert(b *testing.B) {
 	b.ReportMetric(float64(next)/(b.Elapsed()-decodeTime).Seconds(), "inserts/s")
 	b.ReportMetric(batch, "rows/op")
 	b.ReportMetric(float64(addCPU.Nanoseconds())/float64(next), "add-cpu-ns/event")
+}
+
+// addTimed adds entries from ledger index next with the writer's add
+// and returns the CPU time the calling thread spent in it.
+func addTimed(b *testing.B, ix *Index, next int, entries []rec) time.Duration {
+	var err error
+	cpu := testenv.ThreadCPU(func() { err = ix.add(context.Background(), uint64(next), entries) })
+	if err != nil {
+		b.Fatal(err)
+	}
+	return cpu
 }
 
 // BenchmarkInsertBatches measures the writer's transactions alone (add,
@@ -75,11 +82,7 @@ func BenchmarkInsertBatches(b *testing.B) {
 					entries[j] = recs[(next+j)%pool]
 					entries[j].idx = uint64(next + j)
 				}
-				var err error
-				addCPU += testenv.ThreadCPU(func() { err = ix.add(context.Background(), uint64(next), entries) })
-				if err != nil {
-					b.Fatal(err)
-				}
+				addCPU += addTimed(b, ix, next, entries)
 				next += batch
 			}
 			b.StopTimer()

@@ -223,6 +223,20 @@ func decodeChunk(data []byte, h0, base uint64, fn func(idEntry)) error {
 	return nil
 }
 
+// deleteRuns deletes runs rs and their chunks; what names the operation
+// in an error.
+func deleteRuns(ctx context.Context, tx execer, rs []idRun, what string) error {
+	for _, r := range rs {
+		if _, err := tx.ExecContext(ctx, qChunksDel, r.run); err != nil {
+			return fmt.Errorf("index: %s: %w", what, err)
+		}
+		if _, err := tx.ExecContext(ctx, qRunDel, r.run); err != nil {
+			return fmt.Errorf("index: %s: %w", what, err)
+		}
+	}
+	return nil
+}
+
 // writeRun stores es (sorted) as run r, replacing what r held.
 func writeRun(ctx context.Context, tx execer, r idRun, es []idEntry) error {
 	if _, err := tx.ExecContext(ctx, qChunksDel, r.run); err != nil {
@@ -415,13 +429,8 @@ func mergeLevels(ctx context.Context, tx writeTx, sealed uint64, upTo int) ([]id
 		if err != nil {
 			return nil, err
 		}
-		for _, r := range rs {
-			if _, err := tx.ExecContext(ctx, qChunksDel, r.run); err != nil {
-				return nil, fmt.Errorf("index: merge ids: %w", err)
-			}
-			if _, err := tx.ExecContext(ctx, qRunDel, r.run); err != nil {
-				return nil, fmt.Errorf("index: merge ids: %w", err)
-			}
+		if err := deleteRuns(ctx, tx, rs, "merge ids"); err != nil {
+			return nil, err
 		}
 		all = sortIDs(all)
 		if err := writeRun(ctx, tx, mergedRun(rs), all); err != nil {

@@ -979,13 +979,8 @@ func (ix *Index) storeTail(ctx context.Context, tx writeTx, buf []byte) ([]byte,
 		ix.tailStored = len(ix.tailIDs)
 		return buf, nil
 	}
-	for _, r := range ix.tailDeltas {
-		if _, err := tx.ExecContext(ctx, qChunksDel, r.run); err != nil {
-			return buf, fmt.Errorf("index: write ids: %w", err)
-		}
-		if _, err := tx.ExecContext(ctx, qRunDel, r.run); err != nil {
-			return buf, fmt.Errorf("index: write ids: %w", err)
-		}
+	if err := deleteRuns(ctx, tx, ix.tailDeltas, "write ids"); err != nil {
+		return buf, err
 	}
 	ix.tailDeltas = ix.tailDeltas[:0]
 	ix.tailIDs = sortIDs(ix.tailIDs)

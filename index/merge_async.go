@@ -176,13 +176,8 @@ func (ix *Index) applyMerge(ctx context.Context) (err error) {
 		ix.mergeCounts.discarded++
 		return sqlTx.Rollback()
 	}
-	for _, r := range m.in {
-		if _, err = tx.ExecContext(ctx, qChunksDel, r.run); err != nil {
-			return fmt.Errorf("index: merge ids: %w", err)
-		}
-		if _, err = tx.ExecContext(ctx, qRunDel, r.run); err != nil {
-			return fmt.Errorf("index: merge ids: %w", err)
-		}
+	if err = deleteRuns(ctx, tx, m.in, "merge ids"); err != nil {
+		return err
 	}
 	if ix.swapHook != nil {
 		ix.swapHook()

@@ -69,8 +69,7 @@ func decodeFrame(b []byte, maxLen int) (t int64, rec []byte, size int, err error
 	if len(b) < size {
 		return 0, nil, 0, errTorn
 	}
-	body := b[:size-4]
-	if crc32.Checksum(body, castagnoli) != binary.BigEndian.Uint32(b[size-4:]) {
+	if !frameSumOK(b[:size]) {
 		return 0, nil, size, fmt.Errorf("%w: checksum mismatch", errCorrupt)
 	}
 	return int64(binary.BigEndian.Uint64(b[4:])), b[frameHeader : size-4], size, nil

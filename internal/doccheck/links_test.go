@@ -46,6 +46,15 @@ type codeSpan struct {
 	code bool
 }
 
+// backticks is the length of the run of backticks at s[i:].
+func backticks(s string, i int) int {
+	n := 0
+	for i+n < len(s) && s[i+n] == '`' {
+		n++
+	}
+	return n
+}
+
 // splitCode cuts inline Markdown into code spans and the rest. A run of
 // backticks opens a span only if a run of the same length closes it; an
 // unmatched run is literal text, as CommonMark has it.
@@ -61,20 +70,14 @@ func splitCode(s string) []codeSpan {
 			i++
 			continue
 		}
-		n := 0
-		for i+n < len(s) && s[i+n] == '`' {
-			n++
-		}
+		n := backticks(s, i)
 		end := -1
 		for j := i + n; j < len(s); {
 			if s[j] != '`' {
 				j++
 				continue
 			}
-			m := 0
-			for j+m < len(s) && s[j+m] == '`' {
-				m++
-			}
+			m := backticks(s, j)
 			if m == n {
 				end = j
 				break
