@@ -322,3 +322,29 @@ func BenchmarkAdd(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkAddStream is BenchmarkAdd over a varied trail (addStream:
+// logins, account changes, alerts and the collector's records read
+// without spans, events ahead or late, minutes and checkpoints changing),
+// the records one after another as the report cache warmer reads a chunk.
+func BenchmarkAddStream(b *testing.B) {
+	recs, sps := addStream(4096)
+	t0 := time.Date(2026, 12, 3, 9, 0, 0, 0, time.UTC)
+	p := &computeParams{tolerance: time.Second, maxDelay: time.Minute, adminRoles: set("admin")}
+	for i := uint64(40); i < 1<<30; i += 1000 {
+		p.cpSizes = append(p.cpSizes, i)
+		p.cpTimes = append(p.cpTimes, t0.Add(time.Duration(i%4096)*7*time.Second).UnixNano())
+	}
+	a := newAcc(p)
+	var f fields
+	b.ReportAllocs()
+	cpu := testenv.ThreadCPU(func() {
+		for i := 0; b.Loop(); i++ {
+			if i%len(recs) == 0 && i > 0 {
+				a = newAcc(p) // a chunk's figures
+			}
+			a.add(uint64(i), t0, recs[i%len(recs)], sps[i%len(recs)], &f)
+		}
+	})
+	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/op")
+}

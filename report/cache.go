@@ -189,6 +189,7 @@ func fc(c counterFile) counter {
 }
 
 func toFile(a *acc, root tlog.Hash) *chunkFile {
+	a.flushMin()
 	f := &chunkFile{Version: cacheVersion, Root: root, Records: a.records, Undec: a.undec, Events: a.events, Alerts: a.alerts,
 		Actions: cf(&a.actions), Services: cf(&a.services), Cov: a.cov, H401: a.h401, H403: a.h403, Auditable: a.auditable,
 		Applicable: a.applicable, Present: a.present, Examples: a.examples, ExPerField: a.exPerField, AuthFail: a.authFail,

@@ -442,6 +442,7 @@ func scan(ctx context.Context, l *ledger.Ledger, from, end uint64, p *computePar
 
 // finish turns the merged chunk figures into Figures.
 func finish(f *Figures, a *acc, rep *Report, l *ledger.Ledger) {
+	a.flushMin()
 	f.Records, f.Undecodable, f.ReadError, f.Events, f.AlertDocs = a.records, a.undec, a.readErr, a.events, a.alerts
 	for _, c := range a.actions.top(0) {
 		action, outcome, _ := cutNUL(c.Value)

@@ -3,6 +3,7 @@ package report
 import (
 	"bytes"
 	"cmp"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -423,6 +424,19 @@ type acc struct {
 	lastAct   string
 	lastClass actClass
 	hasLast   bool
+	// covT is p.covering for the records [covLo, covHi): records come in
+	// ledger order, and a checkpoint covers thousands of them, so one
+	// comparison answers what a binary search and a time.Unix did on
+	// every record.
+	covLo, covHi uint64
+	covT         time.Time
+	hasCov       bool
+	// minKey and minPend are evMin's last minute and what was counted in
+	// it and not yet added to evMin (flushMin): consecutive events mostly
+	// fall in the same minute, and a map update per event was a tenth of
+	// add's time.
+	minKey  int64
+	minPend uint64
 }
 
 // actClass is the classes of an event.action (the sets above).
@@ -481,6 +495,45 @@ func (p *computeParams) covering(i uint64) time.Time {
 		return time.Unix(0, p.cpTimes[k]).UTC()
 	}
 	return time.Time{}
+}
+
+// covering is p.covering(i), kept for the records the same checkpoint
+// covers first.
+func (a *acc) covering(i uint64) time.Time {
+	if a.hasCov && i >= a.covLo && i < a.covHi {
+		return a.covT
+	}
+	p := a.p
+	// The first checkpoint of size > i: the same one for every record
+	// from the size of the one before it up to its own size.
+	k, _ := slices.BinarySearch(p.cpSizes, i+1)
+	a.covLo, a.covHi, a.covT, a.hasCov = 0, math.MaxUint64, time.Time{}, true
+	if k > 0 {
+		a.covLo = p.cpSizes[k-1]
+	}
+	if k < len(p.cpSizes) {
+		a.covHi, a.covT = p.cpSizes[k], time.Unix(0, p.cpTimes[k]).UTC()
+	}
+	return a.covT
+}
+
+// countMin counts an event in Unix minute m of evMin.
+func (a *acc) countMin(m int64) {
+	if a.minPend > 0 && a.minKey == m {
+		a.minPend++
+		return
+	}
+	a.flushMin()
+	a.minKey, a.minPend = m, 1
+}
+
+// flushMin adds what countMin kept back to evMin: every read of evMin
+// flushes it first.
+func (a *acc) flushMin() {
+	if a.minPend > 0 {
+		a.evMin[a.minKey] += a.minPend
+		a.minPend = 0
+	}
 }
 
 func str(b []byte) string { return string(b) }
@@ -625,7 +678,7 @@ func (a *acc) add(index uint64, appended time.Time, data []byte, sp *event.Spans
 	// Time (10.6).
 	if f.hasTS {
 		a.withTS++
-		ref := p.covering(index)
+		ref := a.covering(index)
 		if f.hasIngested && (ref.IsZero() || f.ingTime.Before(ref)) {
 			ref = f.ingTime
 		}
@@ -644,7 +697,7 @@ func (a *acc) add(index uint64, appended time.Time, data []byte, sp *event.Spans
 				a.maxDelay = max(a.maxDelay, d)
 			}
 		}
-		a.evMin[floorDiv(f.tsTime.Unix(), 60)]++
+		a.countMin(floorDiv(f.tsTime.Unix(), 60))
 	}
 
 	// Rare records whose order matters. (Most records are none: their
@@ -732,6 +785,8 @@ func (a *acc) merge(b *acc) {
 	for k, v := range b.failSec {
 		a.failSec[k] += v
 	}
+	a.flushMin()
+	b.flushMin()
 	for k, v := range b.evMin {
 		a.evMin[k] += v
 	}

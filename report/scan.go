@@ -1,6 +1,7 @@
 package report
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -53,76 +54,78 @@ func (f *fields) parse(rec []byte) error {
 	return nil
 }
 
-// spanStrs and spanLists are the fields parse reads that a record
-// event.Spans describes can hold (the others, of alerts and the
-// collector's own audit events, it never holds).
-var spanStrs = []struct {
-	f   int
-	dst func(*fields) *[]byte
-}{
-	{event.SpanField("@timestamp"), func(f *fields) *[]byte { return &f.ts }},
-	{event.SpanField("event.kind"), func(f *fields) *[]byte { return &f.kind }},
-	{event.SpanField("event.action"), func(f *fields) *[]byte { return &f.action }},
-	{event.SpanField("event.outcome"), func(f *fields) *[]byte { return &f.outcome }},
-	{event.SpanField("event.id"), func(f *fields) *[]byte { return &f.id }},
-	{event.SpanField("event.ingested"), func(f *fields) *[]byte { return &f.ingested }},
-	{event.SpanField("event.dataset"), func(f *fields) *[]byte { return &f.dataset }},
-	{event.SpanField("user.name"), func(f *fields) *[]byte { return &f.userName }},
-	{event.SpanField("user.id"), func(f *fields) *[]byte { return &f.userID }},
-	{event.SpanField("user.target.name"), func(f *fields) *[]byte { return &f.targetName }},
-	{event.SpanField("user.target.id"), func(f *fields) *[]byte { return &f.targetID }},
-	{event.SpanField("source.ip"), func(f *fields) *[]byte { return &f.srcIP }},
-	{event.SpanField("client.ip"), func(f *fields) *[]byte { return &f.cliIP }},
-	{event.SpanField("host.name"), func(f *fields) *[]byte { return &f.host }},
-	{event.SpanField("service.name"), func(f *fields) *[]byte { return &f.service }},
-	{event.SpanField("url.path"), func(f *fields) *[]byte { return &f.path }},
-	{event.SpanField("log.level"), func(f *fields) *[]byte { return &f.level }},
-}
-
-var spanLists = []struct {
-	f   int
-	dst func(*fields) *[][]byte
-}{
-	{event.SpanField("event.category"), func(f *fields) *[][]byte { return &f.cats }},
-	{event.SpanField("event.type"), func(f *fields) *[][]byte { return &f.types }},
-	{event.SpanField("user.roles"), func(f *fields) *[][]byte { return &f.roles }},
-}
-
-var spanStatus = event.SpanField("http.response.status_code")
+// The fields parse reads that a record event.Spans describes can hold
+// (the others, of alerts and the collector's own audit events, it never
+// holds), by their numbers in event.Spans.
+var (
+	spanTS         = event.SpanField("@timestamp")
+	spanKind       = event.SpanField("event.kind")
+	spanAction     = event.SpanField("event.action")
+	spanOutcome    = event.SpanField("event.outcome")
+	spanID         = event.SpanField("event.id")
+	spanIngested   = event.SpanField("event.ingested")
+	spanDataset    = event.SpanField("event.dataset")
+	spanUserName   = event.SpanField("user.name")
+	spanUserID     = event.SpanField("user.id")
+	spanTargetName = event.SpanField("user.target.name")
+	spanTargetID   = event.SpanField("user.target.id")
+	spanSrcIP      = event.SpanField("source.ip")
+	spanCliIP      = event.SpanField("client.ip")
+	spanHost       = event.SpanField("host.name")
+	spanService    = event.SpanField("service.name")
+	spanPath       = event.SpanField("url.path")
+	spanLevel      = event.SpanField("log.level")
+	spanCats       = event.SpanField("event.category")
+	spanTypes      = event.SpanField("event.type")
+	spanRoles      = event.SpanField("user.roles")
+	spanStatus     = event.SpanField("http.response.status_code")
+)
 
 // fromSpans is parse for a record sp describes: each field is read where
 // sp says it is, as parse reads it (TestReportSpans, FuzzReportSpans).
+//
+// Every field parse sets is set here, one by one: assigning a whole new
+// fields (~800 bytes) zeroed a copy and copied it into f with write
+// barriers, a fifth of the report cache's work per record
+// (TestFromSpansSetsEveryField fills f with values first). stack is
+// parse's own scratch, and escaped keeps its backing array.
 func (f *fields) fromSpans(rec []byte, sp *event.Spans) {
-	cats, types, roles, esc := f.cats[:0], f.types[:0], f.roles[:0], f.escaped[:0]
-	*f = fields{cats: cats, types: types, roles: roles, escaped: esc, trigger: -1}
+	f.escaped = f.escaped[:0]
 	p := parser{f: f}
-	for _, s := range spanStrs {
-		if tok := sp.Token(rec, s.f); len(tok) > 0 && tok[0] == '"' {
-			if sp.Plain(s.f) && len(tok) >= 2 && tok[len(tok)-1] == '"' {
-				// No escapes: the value is between the quotes, as str
-				// finds it.
-				*s.dst(f) = tok[1 : len(tok)-1]
-				continue
-			}
-			p.b, p.i = tok, 0
-			if v, err := p.str(); err == nil {
-				*s.dst(f) = v
-			}
-		}
-	}
-	for _, s := range spanLists {
-		if tok := sp.Token(rec, s.f); len(tok) > 0 && tok[0] == '[' {
-			p.b, p.i = tok, 0
-			p.strings(s.dst(f))
-		}
-	}
+	f.ts = p.spanStr(rec, sp, spanTS)
+	f.kind = p.spanStr(rec, sp, spanKind)
+	f.action = p.spanStr(rec, sp, spanAction)
+	f.outcome = p.spanStr(rec, sp, spanOutcome)
+	f.id = p.spanStr(rec, sp, spanID)
+	f.ingested = p.spanStr(rec, sp, spanIngested)
+	f.dataset = p.spanStr(rec, sp, spanDataset)
+	f.userName = p.spanStr(rec, sp, spanUserName)
+	f.userID = p.spanStr(rec, sp, spanUserID)
+	f.targetName = p.spanStr(rec, sp, spanTargetName)
+	f.targetID = p.spanStr(rec, sp, spanTargetID)
+	f.srcIP = p.spanStr(rec, sp, spanSrcIP)
+	f.cliIP = p.spanStr(rec, sp, spanCliIP)
+	f.host = p.spanStr(rec, sp, spanHost)
+	f.service = p.spanStr(rec, sp, spanService)
+	f.path = p.spanStr(rec, sp, spanPath)
+	f.level = p.spanStr(rec, sp, spanLevel)
+	// Never in a record spans describe.
+	f.resource, f.ruleName, f.alertRule, f.afterStatus, f.evEnd, f.origin = nil, nil, nil, nil, nil, nil
+	f.unrecorded, f.trigger = 0, -1
+	f.cats = p.spanList(rec, sp, spanCats, f.cats[:0])
+	f.types = p.spanList(rec, sp, spanTypes, f.types[:0])
+	f.roles = p.spanList(rec, sp, spanRoles, f.roles[:0])
+	f.status = 0
 	if tok := sp.Token(rec, spanStatus); len(tok) > 0 {
-		if n, err := strconv.ParseInt(string(tok), 10, 64); err == nil {
+		if n, ok := digits(tok); ok {
+			f.status = n
+		} else if n, err := strconv.ParseInt(string(tok), 10, 64); err == nil {
 			f.status = n
 		}
 	}
 	// The instants ingest parsed or chose (event.Spans.Timestamp), parsed
 	// here only when it did not carry them.
+	f.tsTime, f.hasTS = time.Time{}, false
 	if len(f.ts) > 0 {
 		if ns, ok := sp.Timestamp(); ok {
 			f.tsTime, f.hasTS = time.Unix(0, ns).UTC(), true
@@ -130,6 +133,7 @@ func (f *fields) fromSpans(rec []byte, sp *event.Spans) {
 			f.tsTime, f.hasTS = parseTime(f.ts)
 		}
 	}
+	f.ingTime, f.hasIngested = time.Time{}, false
 	if len(f.ingested) > 0 {
 		if ns, ok := sp.Ingested(); ok {
 			f.ingTime, f.hasIngested = time.Unix(0, ns).UTC(), true
@@ -137,6 +141,60 @@ func (f *fields) fromSpans(rec []byte, sp *event.Spans) {
 			f.ingTime, f.hasIngested = parseTime(f.ingested)
 		}
 	}
+}
+
+// spanStr is the string at sp's field as parse reads it (nil if the
+// field holds no string).
+func (p *parser) spanStr(rec []byte, sp *event.Spans, field int) []byte {
+	tok := sp.Token(rec, field)
+	if len(tok) == 0 || tok[0] != '"' {
+		return nil
+	}
+	if sp.Plain(field) && len(tok) >= 2 && tok[len(tok)-1] == '"' {
+		// No escapes: the value is between the quotes, as str finds it.
+		return tok[1 : len(tok)-1]
+	}
+	p.b, p.i = tok, 0
+	if v, err := p.str(); err == nil {
+		return v
+	}
+	return nil
+}
+
+// spanList appends the string elements of the array at sp's field to
+// dst, as parse reads them.
+func (p *parser) spanList(rec []byte, sp *event.Spans, field int, dst [][]byte) [][]byte {
+	tok := sp.Token(rec, field)
+	if len(tok) == 0 || tok[0] != '[' {
+		return dst
+	}
+	if n := len(tok); n >= 4 && tok[1] == '"' && tok[n-2] == '"' && tok[n-1] == ']' {
+		// One string without quotes or escapes inside (["web"], the
+		// usual list of one): what strings reads, without reading it
+		// byte by byte.
+		if v := tok[2 : n-2]; bytes.IndexByte(v, '"') < 0 && bytes.IndexByte(v, '\\') < 0 {
+			return append(dst, v)
+		}
+	}
+	p.b, p.i = tok, 0
+	p.strings(&dst)
+	return dst
+}
+
+// digits is strconv.ParseInt(b, 10, 64) for b of 1 to 18 ASCII digits
+// (a status code), without its string; ok is false for anything else.
+func digits(b []byte) (int64, bool) {
+	if len(b) == 0 || len(b) > 18 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
 }
 
 // parseTime reads trailguard's fixed layout quickly, anything else with
