@@ -550,7 +550,8 @@ func has(list [][]byte, m map[string]bool) bool {
 // add accounts one record.
 //
 // sp, when not nil and OK, locates the record's fields (the collector's
-// ingest found them): they are read there instead of parsing data.
+// ingest found them): they are read there instead of parsing data, the
+// detail fields (fields.detail) only before a branch that reads one.
 func (a *acc) add(index uint64, appended time.Time, data []byte, sp *event.Spans, f *fields) {
 	a.records++
 	if sp.OK() {
@@ -567,6 +568,7 @@ func (a *acc) add(index uint64, appended time.Time, data []byte, sp *event.Spans
 	// event.Event.CheckProvenance).
 	foreign := len(f.origin) > 0
 	if string(f.kind) == "alert" && string(f.dataset) == "trailguard.alert" && !foreign {
+		f.detail()
 		a.alerts++
 		a.rares = append(a.rares, rare{index: index, appended: appended, trigger: f.trigger, what: 'a', t: f.tsTime, id: str(f.id), rule: str(f.alertRule),
 			title: str(f.ruleName), level: str(f.level), client: str(cmpOr(f.cliIP, f.srcIP)), user: str(f.userName)})
@@ -595,6 +597,7 @@ func (a *acc) add(index uint64, appended time.Time, data []byte, sp *event.Spans
 		}
 	}
 	if own && action == "sensitive_read" {
+		f.detail()
 		in[2] = true
 		a.reads++
 		a.readers.add(cmpOr(f.userName, f.userID), 1)
@@ -631,6 +634,7 @@ func (a *acc) add(index uint64, appended time.Time, data []byte, sp *event.Spans
 
 	// Completeness (10.2.2).
 	if auditable {
+		f.detail()
 		a.auditable++
 		system := in[5]
 		checks := [6]struct{ applies, ok bool }{
@@ -665,6 +669,7 @@ func (a *acc) add(index uint64, appended time.Time, data []byte, sp *event.Spans
 	// Authentication (chart, top sources and users).
 	switch action {
 	case "authn_login_fail":
+		f.detail()
 		a.authFail++
 		a.srcs.add(cmpOr(f.cliIP, f.srcIP), 1)
 		a.users.add(f.userName, 1)
@@ -709,6 +714,7 @@ func (a *acc) add(index uint64, appended time.Time, data []byte, sp *event.Spans
 	case action == "alert_status_changed" && bytes.HasPrefix(f.resource, []byte("alert/")) && own:
 		r.what, r.id, r.status = 's', str(f.resource[len("alert/"):]), str(f.afterStatus)
 	case (action == "block_decision_created" || action == "block_decision_deleted") && (own || string(f.dataset) == event.DatasetDecision && !foreign):
+		f.detail()
 		r.what, r.client, r.rule = 'd', str(cmpOr(f.cliIP, f.targetName)), str(f.ruleName)
 		if action == "block_decision_deleted" {
 			r.what = 'x'
@@ -721,6 +727,7 @@ func (a *acc) add(index uint64, appended time.Time, data []byte, sp *event.Spans
 	default:
 		return
 	}
+	f.detail()
 	r.svc, r.host = str(f.service), str(f.host)
 	a.rares = append(a.rares, r)
 }
@@ -736,6 +743,7 @@ func (a *acc) isCHD(f *fields) bool {
 	if len(a.p.chd) == 0 {
 		return true
 	}
+	f.detail()
 	for _, pre := range a.p.chd {
 		if bytes.HasPrefix(f.resource, []byte(pre)) || bytes.HasPrefix(f.path, []byte(pre)) {
 			return true

@@ -28,6 +28,36 @@ type fields struct {
 	tsTime, ingTime                                       time.Time
 	escaped                                               [][]byte // owners of decoded strings
 	stack                                                 [6]string
+	// A record read from its spans leaves the fields only some records
+	// need (the detail fields: id, user, target, addresses, host, path,
+	// level) to more, which acc.add calls before it reads one of them:
+	// an ordinary request event needs none, and they were most of the
+	// report cache's reading.
+	more   bool
+	moreR  []byte
+	moreSp *event.Spans
+}
+
+// detail reads the detail fields a record read from its spans left
+// (fromSpans); it does nothing for a parsed record or when they were read.
+func (f *fields) detail() {
+	if !f.more {
+		return
+	}
+	f.more = false
+	rec, sp := f.moreR, f.moreSp
+	f.moreR, f.moreSp = nil, nil
+	p := parser{f: f}
+	f.id = p.spanStr(rec, sp, spanID)
+	f.userName = p.spanStr(rec, sp, spanUserName)
+	f.userID = p.spanStr(rec, sp, spanUserID)
+	f.targetName = p.spanStr(rec, sp, spanTargetName)
+	f.targetID = p.spanStr(rec, sp, spanTargetID)
+	f.srcIP = p.spanStr(rec, sp, spanSrcIP)
+	f.cliIP = p.spanStr(rec, sp, spanCliIP)
+	f.host = p.spanStr(rec, sp, spanHost)
+	f.path = p.spanStr(rec, sp, spanPath)
+	f.level = p.spanStr(rec, sp, spanLevel)
 }
 
 var errNotObject = errors.New("record is not a JSON object")
@@ -82,7 +112,8 @@ var (
 )
 
 // fromSpans is parse for a record sp describes: each field is read where
-// sp says it is, as parse reads it (TestReportSpans, FuzzReportSpans).
+// sp says it is, as parse reads it (TestReportSpans, FuzzReportSpans),
+// the detail fields once detail is called.
 //
 // Every field parse sets is set here, one by one: assigning a whole new
 // fields (~800 bytes) zeroed a copy and copied it into f with write
@@ -96,19 +127,13 @@ func (f *fields) fromSpans(rec []byte, sp *event.Spans) {
 	f.kind = p.spanStr(rec, sp, spanKind)
 	f.action = p.spanStr(rec, sp, spanAction)
 	f.outcome = p.spanStr(rec, sp, spanOutcome)
-	f.id = p.spanStr(rec, sp, spanID)
 	f.ingested = p.spanStr(rec, sp, spanIngested)
 	f.dataset = p.spanStr(rec, sp, spanDataset)
-	f.userName = p.spanStr(rec, sp, spanUserName)
-	f.userID = p.spanStr(rec, sp, spanUserID)
-	f.targetName = p.spanStr(rec, sp, spanTargetName)
-	f.targetID = p.spanStr(rec, sp, spanTargetID)
-	f.srcIP = p.spanStr(rec, sp, spanSrcIP)
-	f.cliIP = p.spanStr(rec, sp, spanCliIP)
-	f.host = p.spanStr(rec, sp, spanHost)
 	f.service = p.spanStr(rec, sp, spanService)
-	f.path = p.spanStr(rec, sp, spanPath)
-	f.level = p.spanStr(rec, sp, spanLevel)
+	// The detail fields, read by detail when a record needs them.
+	f.id, f.userName, f.userID, f.targetName, f.targetID = nil, nil, nil, nil, nil
+	f.srcIP, f.cliIP, f.host, f.path, f.level = nil, nil, nil, nil, nil
+	f.more, f.moreR, f.moreSp = true, rec, sp
 	// Never in a record spans describe.
 	f.resource, f.ruleName, f.alertRule, f.afterStatus, f.evEnd, f.origin = nil, nil, nil, nil, nil, nil
 	f.unrecorded, f.trigger = 0, -1

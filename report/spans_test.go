@@ -46,6 +46,7 @@ func checkReportSpans(t *testing.T, doc []byte) bool {
 		t.Fatalf("%s: %v", rec, err)
 	}
 	fromSpans.fromSpans(rec, &sp)
+	fromSpans.detail()
 	// The parse's path stack and the owners of decoded strings (parse
 	// decodes skipped strings too) are its own.
 	parsed.stack, parsed.escaped, fromSpans.escaped = [6]string{}, nil, nil
