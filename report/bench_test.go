@@ -348,3 +348,42 @@ func BenchmarkAddStream(b *testing.B) {
 	})
 	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/op")
 }
+
+// BenchmarkAddChunk is the warmer's work on a whole chunk of ordinary
+// request events as ingest stores them (ingestload's), laid out one after
+// another in one buffer as the ledger keeps them for its followers: 40 MB
+// read once per chunk, far past the caches, as in the collector (where
+// BenchmarkAdd's one record, always cached, is not).
+func BenchmarkAddChunk(b *testing.B) {
+	now := time.Now()
+	var buf []byte
+	var ends []int
+	sps := make([]event.Spans, ChunkSize)
+	for i := range ChunkSize {
+		doc := fmt.Sprintf(`{"@timestamp":"2026-11-25T12:00:%02d.%06dZ","event":{"kind":"event","category":["web"],"type":["access"],"action":"http_request","outcome":"success","duration":1834000,"id":"0193a1b2-c3d4-7e5f-RRRRRRRR%012d","dataset":"trailguard.access"},"http":{"request":{"id":"req-%08d","method":"GET"},"response":{"status_code":200,"body":{"bytes":512}}},"url":{"path":"/api/orders/%d","query":"page=2"},"source":{"ip":"10.1.%d.%d","port":51234},"user":{"name":"user%03d"},"user_agent":{"original":"Mozilla/5.0 (X11; Linux x86_64)"},"service":{"name":"orders-api"}}`,
+			i/1000%60, i%1000000, i, i, i, i/250%250, i%250, i%1000)
+		var ok bool
+		if buf, _, ok = event.AppendNormalizedSpans(buf, []byte(doc), now, event.AppendID, &sps[i]); !ok {
+			b.Fatal("not normalised")
+		}
+		ends = append(ends, len(buf))
+	}
+	p := &computeParams{tolerance: time.Second, maxDelay: time.Minute, adminRoles: set("admin"), cpSizes: []uint64{1 << 40}, cpTimes: []int64{now.UnixNano()}}
+	var f fields
+	var a *acc
+	b.ReportAllocs()
+	cpu := testenv.ThreadCPU(func() {
+		for i := 0; b.Loop(); i++ {
+			k := i % ChunkSize
+			if k == 0 {
+				a = newAcc(p) // a chunk's figures, as Warm's
+			}
+			start := 0
+			if k > 0 {
+				start = ends[k-1]
+			}
+			a.add(uint64(k), now, buf[start:ends[k]], &sps[k], &f)
+		}
+	})
+	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/op")
+}
