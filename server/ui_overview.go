@@ -105,10 +105,6 @@ func newOverviewRollup(path string) *overviewRollup {
 	return &overviewRollup{path: path, minutes: map[int64]*minuteCounts{}, hours: map[int64]*hourTops{}, services: map[string]uint16{}, now: time.Now}
 }
 
-// overviewHold is how many records the overview's follower counts under
-// one lock at most.
-const overviewHold = 256
-
 // overviewSaveEvery is how often the counts are saved, so that a restart
 // reads only the records appended since instead of the whole ledger.
 const overviewSaveEvery = time.Minute
@@ -149,23 +145,12 @@ func (o *overviewRollup) follow(ctx context.Context, l *ledger.Ledger) {
 	// work of nowEvery records: the windows it decides are a day and more.
 	var now time.Time
 	sinceNow := nowEvery
-	// The lock is kept from one record to the next while the next is
-	// already durable (FollowAppended yields it without waiting), for at
-	// most overviewHold records: one lock a run of records instead of one
-	// a record (its four atomic operations were a sixth of the rollup's
-	// CPU under ingest load), and a reader waits for at most that run.
-	locked, held := false, 0
-	defer func() {
-		if locked {
-			o.mu.Unlock()
-		}
-	}()
 	for e, err := range l.FollowAppended(ctx, from) {
 		if err != nil {
 			return // stopped, or the ledger closed
 		}
-		// Outside the lock unless the last record kept it: the slow part
-		// (unless ingest located the fields already).
+		// Outside the lock: the slow part (unless ingest located the
+		// fields already).
 		if sps, ok := e.Aux.([]event.Spans); ok && e.AuxPos < len(sps) && sps[e.AuxPos].OK() {
 			x.extractSpans(e.Data, &sps[e.AuxPos])
 		} else {
@@ -178,21 +163,14 @@ func (o *overviewRollup) follow(ctx context.Context, l *ledger.Ledger) {
 		// published: decided after, a commit in between (a descheduled
 		// follower) let it follow at once, though it had been seen
 		// caught up (TestOverviewPaced).
-		more := e.Index+1 < l.Size()
-		pause := o.pace > 0 && !more
-		if !locked {
-			o.mu.Lock()
-			locked, held = true, 0
-		}
+		pause := o.pace > 0 && e.Index+1 >= l.Size()
+		o.mu.Lock()
 		o.add(&x, e.Time, now)
 		o.next = e.Index + 1
 		if o.next >= o.readyAt {
 			o.ready = true
 		}
-		if held++; !more || held >= overviewHold {
-			o.mu.Unlock()
-			locked = false
-		}
+		o.mu.Unlock()
 		if pause && !sleepCtx(ctx, o.pace) {
 			return
 		}
