@@ -30,9 +30,10 @@ type fields struct {
 	stack                                                 [6]string
 	// A record read from its spans leaves the fields only some records
 	// need (the detail fields: id, user, target, addresses, host, path,
-	// level) to more, which acc.add calls before it reads one of them:
+	// level) to detail, which acc.add calls before it reads one of them:
 	// an ordinary request event needs none, and they were most of the
-	// report cache's reading.
+	// report cache's reading. more says they are still to be read from
+	// moreR at moreSp.
 	more   bool
 	moreR  []byte
 	moreSp *event.Spans
