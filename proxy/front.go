@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/trailguard/trailguard/internal/h1"
+	"github.com/trailguard/trailguard/internal/sockio"
 )
 
 // The lean front end serves the gateway's plain-HTTP listener. net/http's
@@ -241,7 +242,7 @@ var leanWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 40
 var leanBodyWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 2048) }}
 
 func (f *front) serveConn(c net.Conn) {
-	lc := &leanConn{f: f, c: newWTConn(c, f.writeTimeout), rc: rawConnOf(c)}
+	lc := &leanConn{f: f, c: newWTConn(c, f.writeTimeout), rc: sockio.RawConn(c)}
 	ctx := context.WithValue(context.Background(), http.ServerContextKey, f.srv)
 	ctx = context.WithValue(ctx, http.LocalAddrContextKey, c.LocalAddr())
 	lc.ctx, lc.cancel = context.WithCancel(ctx)
@@ -346,7 +347,7 @@ func (lc *leanConn) drain() {
 	}
 	lc.rc.Control(func(fd uintptr) {
 		for n := 0; n < drainMax; {
-			m, _, err := readFD(fd, lc.buf)
+			m, _, err := sockio.ReadFD(fd, lc.buf)
 			if m <= 0 || err != nil {
 				return
 			}
@@ -573,7 +574,7 @@ func (lc *leanConn) got(n int) {
 // reads); again: nothing there yet.
 func (lc *leanConn) readFD(fd uintptr) (n int, again bool, err error) {
 	lc.room()
-	n, again, err = readFD(fd, lc.buf[lc.w:])
+	n, again, err = sockio.ReadFD(fd, lc.buf[lc.w:])
 	if n > 0 {
 		lc.got(n)
 	}
@@ -628,7 +629,7 @@ func (lc *leanConn) serveOne(r *http.Request) (keep bool) {
 // read operation: it holds a reference to the descriptor, not its lock.
 func (lc *leanConn) look(st int64) {
 	var more, gone bool
-	lc.rc.Control(func(fd uintptr) { more, gone = peekFD(fd) })
+	lc.rc.Control(func(fd uintptr) { more, gone = sockio.PeekFD(fd) })
 	if gone {
 		lc.cancel()
 	} else if more {
@@ -645,7 +646,7 @@ func (lc *leanConn) look(st int64) {
 // readable, and readStep's read finds it; so one look per idle period.
 func (lc *leanConn) lookIdle(st int64) {
 	var gone bool
-	lc.rc.Control(func(fd uintptr) { _, gone = peekFD(fd) })
+	lc.rc.Control(func(fd uintptr) { _, gone = sockio.PeekFD(fd) })
 	if gone {
 		lc.closeIdle(st)
 	} else {
@@ -663,7 +664,7 @@ func (lc *leanConn) lookIdle(st int64) {
 // stalls is still cut, at that timeout.
 func (lc *leanConn) cutIdle(st, now int64) {
 	var more bool
-	lc.rc.Control(func(fd uintptr) { more, _ = peekFD(fd) })
+	lc.rc.Control(func(fd uintptr) { more, _ = sockio.PeekFD(fd) })
 	if more {
 		lc.state.CompareAndSwap(st, packState(stHeader, now))
 		return

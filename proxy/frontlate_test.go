@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/trailguard/trailguard/internal/sockio"
 )
 
 // TestLeanFrontLateGoroutineNotCutIdle: a kept-alive connection whose
@@ -156,7 +158,7 @@ func TestLeanFrontLateGoroutineNotCutIdle(t *testing.T) {
 				io.WriteString(c, tc.send)
 				waitFor(t, "the bytes in the gateway's socket", func() bool {
 					var more bool
-					lc.rc.Control(func(fd uintptr) { more, _ = peekFD(fd) })
+					lc.rc.Control(func(fd uintptr) { more, _ = sockio.PeekFD(fd) })
 					return more
 				})
 			}

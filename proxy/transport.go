@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/trailguard/trailguard/internal/h1"
+	"github.com/trailguard/trailguard/internal/sockio"
 )
 
 // h1Transport is the gateway's client to plain-HTTP upstreams. The requests
@@ -95,7 +96,7 @@ func (l *limitedConn) Read(p []byte) (int, error) {
 	if int64(len(p)) > l.n {
 		p = p[:l.n]
 	}
-	n, err := sockRead(l.c, l.rc, p)
+	n, err := sockio.Read(l.c, l.rc, p)
 	l.n -= int64(n)
 	return n, err
 }
@@ -201,10 +202,10 @@ func (t *h1Transport) get(ctx context.Context, addr string, fresh bool) (*h1Conn
 	}
 	c := &h1Conn{conn: conn, addr: addr, sentHook: t.sentHook}
 	c.lr.c = conn
-	c.lr.rc = rawConnOf(conn)
+	c.lr.rc = sockio.RawConn(conn)
 	c.br = bufio.NewReaderSize(&c.lr, max(t.readBuf, 4096))
-	c.bw = bufio.NewWriterSize(sockWriter{conn, c.lr.rc}, max(t.writeBuf, 4096))
-	if c.rc = rawConnOf(conn); c.rc != nil {
+	c.bw = bufio.NewWriterSize(sockio.Writer{Conn: conn, RC: c.lr.rc}, max(t.writeBuf, 4096))
+	if c.rc = sockio.RawConn(conn); c.rc != nil {
 		c.step = c.sendStep
 	}
 	return c, nil
@@ -226,7 +227,7 @@ var errStale = errors.New("upstream connection not quiet while idle")
 // on the connection, so the answer's first read finds it there.
 func (c *h1Conn) send(write func(*bufio.Writer) error) error {
 	if c.rc == nil {
-		if c.reused && !idleQuiet(c.conn) {
+		if c.reused && !sockio.IdleQuiet(c.conn) {
 			return errStale
 		}
 		if err := write(c.bw); err != nil {
@@ -263,7 +264,7 @@ func (c *h1Conn) sendStep(fd uintptr) bool {
 		return true
 	}
 	c.sent = true
-	if c.reused && !quietFD(fd) {
+	if c.reused && !sockio.QuietFD(fd) {
 		c.stale = true
 		return true
 	}

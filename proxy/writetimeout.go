@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/trailguard/trailguard/internal/sockio"
 )
 
 // The write timeout (timeouts.write, nginx's send_timeout): a write to a
@@ -40,14 +42,14 @@ func newWTConn(c net.Conn, d time.Duration) net.Conn {
 	if d <= 0 {
 		return c
 	}
-	wc := &wtConn{Conn: c, rc: rawConnOf(c)}
+	wc := &wtConn{Conn: c, rc: sockio.RawConn(c)}
 	wc.wt.d = d
 	return wc
 }
 
 func (c *wtConn) Write(p []byte) (int, error) {
 	if c.ext.Load() != 0 {
-		return sockWrite(c.Conn, c.rc, p)
+		return sockio.Write(c.Conn, c.rc, p)
 	}
 	if dl, ok := c.wt.due(time.Now()); ok {
 		c.Conn.SetWriteDeadline(dl)
@@ -56,7 +58,7 @@ func (c *wtConn) Write(p []byte) (int, error) {
 			c.Conn.SetWriteDeadline(time.Unix(0, e))
 		}
 	}
-	return sockWrite(c.Conn, c.rc, p)
+	return sockio.Write(c.Conn, c.rc, p)
 }
 
 // SetWriteDeadline: a deadline set by the server (a cut, a handshake)

@@ -29,6 +29,7 @@ import (
 	"github.com/trailguard/trailguard/httpaudit"
 	"github.com/trailguard/trailguard/index"
 	"github.com/trailguard/trailguard/internal/connlimit"
+	"github.com/trailguard/trailguard/internal/sockio"
 	"github.com/trailguard/trailguard/ledger"
 	"github.com/trailguard/trailguard/redact"
 	"github.com/trailguard/trailguard/report"
@@ -47,6 +48,9 @@ type Server struct {
 	audit   *httpaudit.Logger
 	limiter *failLimiter
 	conns   *connlimit.Limiter // Serve's client connections (nil before Serve)
+	// connState is Serve's http.Server's ConnState (tests look at the
+	// connections served).
+	connState func(net.Conn, http.ConnState)
 	// extraMetrics write an embedder's metrics after the collector's.
 	extraMetrics []func(io.Writer)
 	sampler      *sampler
@@ -424,8 +428,16 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		// requireRole vouches for a connection that presented a valid
 		// token (max_connections_per_address).
 		ConnContext: connlimit.ConnContext,
+		ConnState:   s.connState,
 	}
-	ln = s.limitConns(ln)
+	// The connections' reads and writes are sockio's raw system calls
+	// (below TLS, when it serves TLS): at full ingest the two Ps are busy,
+	// and a socket read that outlasts one of the runtime monitor's polls had
+	// its P taken and handed to another thread, which also set the monitor
+	// back to polling every 20 µs (the other hand-offs are the ledger's
+	// disk calls, which may block; docs/performance.md, "Twenty-sixth
+	// session").
+	ln = s.limitConns(sockio.Listener(ln))
 	errc := make(chan error, 1)
 	go func() {
 		if s.cfg.TLSCert != "" {

@@ -361,6 +361,9 @@ func Vouch(ctx context.Context) {
 	}
 }
 
+// NetConn returns the connection counted (as *tls.Conn's NetConn).
+func (c *conn) NetConn() net.Conn { return c.Conn }
+
 func (c *conn) SyscallConn() (syscall.RawConn, error) {
 	if sc, ok := c.Conn.(syscall.Conn); ok {
 		return sc.SyscallConn()

@@ -1,6 +1,6 @@
 //go:build (linux && race) || darwin || freebsd || netbsd || openbsd || dragonfly
 
-package proxy
+package sockio
 
 import "syscall"
 

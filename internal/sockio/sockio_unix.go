@@ -1,6 +1,6 @@
 //go:build linux || darwin || freebsd || netbsd || openbsd || dragonfly
 
-package proxy
+package sockio
 
 import (
 	"io"
@@ -9,32 +9,32 @@ import (
 	"syscall"
 )
 
-// idleQuiet reports whether nothing came on an idle connection since its last
-// answer: no bytes and no end. It peeks without waiting (one system call),
-// so that the pool never hands out a connection with an unsolicited answer
-// on it, nor one the upstream has closed. (For connections without a raw
-// connection; the others are looked at by h1Conn.send.)
-func idleQuiet(conn net.Conn) bool {
-	rc := rawConnOf(conn)
+// IdleQuiet reports whether nothing came on an idle connection since its
+// last answer: no bytes and no end. It peeks without waiting (one system
+// call), so that a pool never hands out a connection with an unsolicited
+// answer on it, nor one its peer has closed. A connection without a raw
+// connection is taken as quiet.
+func IdleQuiet(conn net.Conn) bool {
+	rc := RawConn(conn)
 	if rc == nil {
 		return true
 	}
 	ok := false
 	err := rc.Read(func(fd uintptr) bool {
-		ok = quietFD(fd)
+		ok = QuietFD(fd)
 		return true // no wait for readiness: the answer is now
 	})
 	return ok && err == nil
 }
 
-// quietFD is idleQuiet on a socket: a peek that does not wait.
-func quietFD(fd uintptr) bool {
+// QuietFD is IdleQuiet on a socket: a peek that does not wait.
+func QuietFD(fd uintptr) bool {
 	_, e := sysPeek(fd)
 	return e == syscall.EAGAIN || e == syscall.EWOULDBLOCK
 }
 
-// rawConnOf returns conn's raw connection, or nil.
-func rawConnOf(conn net.Conn) syscall.RawConn {
+// RawConn returns conn's raw connection, or nil.
+func RawConn(conn net.Conn) syscall.RawConn {
 	sc, ok := conn.(syscall.Conn)
 	if !ok {
 		return nil
@@ -46,8 +46,8 @@ func rawConnOf(conn net.Conn) syscall.RawConn {
 	return rc
 }
 
-// readFD reads from a socket without waiting; again: nothing there yet.
-func readFD(fd uintptr, p []byte) (n int, again bool, err error) {
+// ReadFD reads from a socket without waiting; again: nothing there yet.
+func ReadFD(fd uintptr, p []byte) (n int, again bool, err error) {
 	n, e := sysRead(fd, p)
 	if e != 0 {
 		return 0, e == syscall.EAGAIN || e == syscall.EWOULDBLOCK, e
@@ -55,9 +55,9 @@ func readFD(fd uintptr, p []byte) (n int, again bool, err error) {
 	return n, false, nil
 }
 
-// peekFD looks at a socket without waiting: more, bytes wait to be read;
+// PeekFD looks at a socket without waiting: more, bytes wait to be read;
 // gone, its peer closed it (or it failed).
-func peekFD(fd uintptr) (more, gone bool) {
+func PeekFD(fd uintptr) (more, gone bool) {
 	n, e := sysPeek(fd)
 	switch {
 	case e == 0 && n > 0:
@@ -71,11 +71,11 @@ func peekFD(fd uintptr) (more, gone bool) {
 // maxRW is the most one read or write asks for (internal/poll's bound).
 const maxRW = 1 << 30
 
-// sockRead is conn.Read through its raw connection rc (the socket calls of
+// Read is conn.Read through its raw connection rc (the socket calls of
 // rawio_linux.go), with conn.Read's results: io.EOF at the end, errors as
 // *net.OpError (a deadline's is a net.Error whose Timeout is true and
 // wraps os.ErrDeadlineExceeded). Without rc, conn.Read.
-func sockRead(conn net.Conn, rc syscall.RawConn, p []byte) (int, error) {
+func Read(conn net.Conn, rc syscall.RawConn, p []byte) (int, error) {
 	if rc == nil {
 		return conn.Read(p)
 	}
@@ -109,9 +109,9 @@ func sockRead(conn net.Conn, rc syscall.RawConn, p []byte) (int, error) {
 	return n, nil
 }
 
-// sockWrite is conn.Write through its raw connection rc: all of p, or an
+// Write is conn.Write through its raw connection rc: all of p, or an
 // error (*net.OpError, as conn.Write's). Without rc, conn.Write.
-func sockWrite(conn net.Conn, rc syscall.RawConn, p []byte) (int, error) {
+func Write(conn net.Conn, rc syscall.RawConn, p []byte) (int, error) {
 	if rc == nil {
 		return conn.Write(p)
 	}
@@ -165,10 +165,42 @@ func rawErr(err error) error {
 	return err
 }
 
-// sockWriter writes to a connection with sockWrite.
-type sockWriter struct {
-	conn net.Conn
-	rc   syscall.RawConn
+// Writer writes to Conn with Write (RC is Conn's raw connection, or nil).
+type Writer struct {
+	Conn net.Conn
+	RC   syscall.RawConn
 }
 
-func (w sockWriter) Write(p []byte) (int, error) { return sockWrite(w.conn, w.rc, p) }
+func (w Writer) Write(p []byte) (int, error) { return Write(w.Conn, w.RC, p) }
+
+// Conn is a TCP connection whose Read and Write are this package's: the
+// rest (deadlines, Close, half-closes, the sendfile and splice shortcuts
+// of ReadFrom and WriteTo, SyscallConn) is the *net.TCPConn's.
+type Conn struct {
+	*net.TCPConn
+	rc syscall.RawConn
+}
+
+func (c *Conn) Read(p []byte) (int, error) { return Read(c.TCPConn, c.rc, p) }
+
+func (c *Conn) Write(p []byte) (int, error) { return Write(c.TCPConn, c.rc, p) }
+
+// NetConn returns the TCP connection under c (as *tls.Conn's NetConn).
+func (c *Conn) NetConn() net.Conn { return c.TCPConn }
+
+// Listener returns ln with each TCP connection it accepts made a *Conn
+// (an HTTP server's reads of requests and writes of answers then do not
+// wake the runtime's monitor); other connections pass as they are.
+func Listener(ln net.Listener) net.Listener { return listener{ln} }
+
+type listener struct{ net.Listener }
+
+func (ln listener) Accept() (net.Conn, error) {
+	c, err := ln.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok && err == nil {
+		if rc, rerr := tc.SyscallConn(); rerr == nil {
+			return &Conn{TCPConn: tc, rc: rc}, nil
+		}
+	}
+	return c, err
+}

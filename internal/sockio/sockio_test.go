@@ -1,6 +1,6 @@
 //go:build linux || darwin || freebsd || netbsd || openbsd || dragonfly
 
-package proxy
+package sockio
 
 import (
 	"bytes"
@@ -40,7 +40,7 @@ func tcpPair(t *testing.T) (near, far *net.TCPConn) {
 	return c.(*net.TCPConn), s.(*net.TCPConn)
 }
 
-// TestSockIOAsNetConn: sockRead and sockWrite (the socket calls that do not
+// TestSockIOAsNetConn: Read and Write (the socket calls that do not
 // wake the runtime's monitor) give what the connection's own Read and Write
 // give, case by case, on real sockets: bytes, io.EOF, a deadline (a
 // net.Error whose Timeout is true), a reset, a closed connection, a write
@@ -201,13 +201,13 @@ func TestSockIOAsNetConn(t *testing.T) {
 			near, far := tcpPair(t)
 			want := tc.run(near, far, near.Read, near.Write)
 			near, far = tcpPair(t)
-			rc := rawConnOf(near)
+			rc := RawConn(near)
 			if rc == nil {
 				t.Fatal("no raw connection for a TCP connection")
 			}
 			got := tc.run(near, far,
-				func(p []byte) (int, error) { return sockRead(near, rc, p) },
-				func(p []byte) (int, error) { return sockWrite(near, rc, p) })
+				func(p []byte) (int, error) { return Read(near, rc, p) },
+				func(p []byte) (int, error) { return Write(near, rc, p) })
 			if got != want {
 				t.Errorf("sock: %+v\nconn: %+v", got, want)
 			}
