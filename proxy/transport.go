@@ -83,7 +83,7 @@ type h1Conn struct {
 // without limit); the body is read without that bound.
 type limitedConn struct {
 	c  net.Conn
-	rc syscall.RawConn // c's, if it has one (sockRead)
+	rc syscall.RawConn // c's, if it has one (sockio.Read)
 	n  int64
 }
 

@@ -35,7 +35,7 @@ type wtConn struct {
 	// cut (aLongTimeAgo), a TLS handshake's. It wins over ours until
 	// cleared.
 	ext atomic.Int64
-	rc  syscall.RawConn // Conn's, if it has one (sockWrite)
+	rc  syscall.RawConn // Conn's, if it has one (sockio.Write)
 }
 
 func newWTConn(c net.Conn, d time.Duration) net.Conn {
