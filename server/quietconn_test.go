@@ -19,10 +19,10 @@ import (
 )
 
 // TestServeQuietConns: the collector serves HTTP and HTTPS on sockio's
-// connections (their socket reads and writes do not hand the runtime's
-// Ps around, docs/performance.md "Twenty-sixth session"), and on them
-// keep-alive ingest, the body's idle timeout and the cap on a body's size
-// work as on plain ones.
+// connections (their socket reads and writes do not hand the runtime's Ps
+// around, docs/performance.md "Twenty-sixth session, the runtime's
+// monitor"), and on them keep-alive ingest, the body's idle timeout and
+// the cap on a body's size work as on plain ones.
 func TestServeQuietConns(t *testing.T) {
 	const idle = 300 * time.Millisecond
 	for _, useTLS := range []bool{false, true} {

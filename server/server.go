@@ -436,7 +436,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	// its P taken and handed to another thread, which also set the monitor
 	// back to polling every 20 µs (the other hand-offs are the ledger's
 	// disk calls, which may block; docs/performance.md, "Twenty-sixth
-	// session").
+	// session, the runtime's monitor").
 	ln = s.limitConns(sockio.Listener(ln))
 	errc := make(chan error, 1)
 	go func() {
