@@ -102,6 +102,10 @@ type auxCounter struct {
 	withAux int
 }
 
+// Size is the ledger's: Run's follower hands runs over as from the
+// collector's source.
+func (a *auxCounter) Size() uint64 { return a.l.Size() }
+
 func (a *auxCounter) Follow(ctx context.Context, from uint64) iter.Seq2[ledger.Entry, error] {
 	return func(yield func(ledger.Entry, error) bool) {
 		for e, err := range a.l.FollowAppended(ctx, from) {
