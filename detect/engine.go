@@ -548,6 +548,12 @@ type evalCtx struct {
 	// value (the action, the outcome, the user agent, the service), and
 	// the results depend on the value alone.
 	memo []progMemo
+	// cat is the last event.category's bytes (a copy, the kind with them)
+	// and the logsource bits they gave: the categories depend on the
+	// bytes alone, and a stream repeats them from event to event.
+	cat     []byte
+	catKind vkind
+	catLS   uint8
 }
 
 // progMemo is a field program's results for one value.
@@ -555,7 +561,15 @@ type progMemo struct {
 	v   []byte  // the value (a copy)
 	res []uint8 // the results of the program's atoms, in order
 	ok  bool
+	// misses counts the evaluations since the last hit: past a few, a
+	// field whose value changes from event to event (a path with an id,
+	// a client's port) is remembered only every missSave-th time, so that
+	// its copy is not made for nothing every event.
+	misses uint32
 }
+
+// missSave is how often runProg remembers a value after a run of misses.
+const missSave = 16
 
 // maxMemoValue is the longest value runProg remembers.
 const maxMemoValue = 256
@@ -603,6 +617,18 @@ func (x *evalCtx) logsource(k lsKind) bool {
 		return true
 	}
 	if x.ls == 0 {
+		sp := x.doc.spans[x.eng.slotCat]
+		// A string or an array of the field's own (not values in an array
+		// of objects, sp.extra): its bytes decide the values.
+		memo := (sp.kind == vString || sp.kind == vArray) && sp.extra == 0 && sp.end-sp.start <= maxMemoValue
+		var raw []byte
+		if memo {
+			raw = x.doc.data[sp.start:sp.end]
+			if x.catLS != 0 && x.catKind == sp.kind && string(x.cat) == string(raw) {
+				x.ls = x.catLS
+				return x.lsHas(k)
+			}
+		}
 		x.ls = 1
 		var cats [4]string
 		for _, c := range x.doc.appendEach(cats[:0], x.eng.slotCat) {
@@ -613,7 +639,15 @@ func (x *evalCtx) logsource(k lsKind) bool {
 				x.ls |= 4
 			}
 		}
+		if memo {
+			x.cat, x.catKind, x.catLS = append(x.cat[:0], raw...), sp.kind, x.ls
+		}
 	}
+	return x.lsHas(k)
+}
+
+// lsHas reports whether the event's logsource bits (x.ls, read) say k.
+func (x *evalCtx) lsHas(k lsKind) bool {
 	if k == lsWeb {
 		return x.ls&2 != 0
 	}
@@ -646,7 +680,11 @@ func (x *evalCtx) runProg(p *fieldProg, f int32) {
 			for i, id := range p.atoms {
 				x.res[id] = m.res[i]
 			}
+			m.misses = 0
 			return
+		}
+		if m.misses++; m.misses > 2 && m.misses%missSave != 0 {
+			m = nil
 		}
 	}
 	for _, id := range p.atoms {
