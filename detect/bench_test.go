@@ -162,3 +162,44 @@ func BenchmarkGeneratedRules(b *testing.B) {
 	}
 	benchEngine(b, e, mixedEvents(100_000, 2))
 }
+
+// BenchmarkBuiltinRulesSpans is BenchmarkBuiltinRules as the collector
+// runs it: every record with the spans ingest located, so the fields are
+// not parsed and the rules' own work is most of the time.
+func BenchmarkBuiltinRulesSpans(b *testing.B) {
+	e, errs := NewEngine(Builtin(), Options{})
+	if len(errs) > 0 {
+		b.Fatal(errs[0])
+	}
+	evs := mixedEvents(100_000, 1)
+	recs := make([]Record, len(evs))
+	now := time.Date(2026, 11, 30, 9, 0, 5, 0, time.UTC)
+	for i, ev := range evs {
+		sp := new(event.Spans)
+		rec, _, ok := event.AppendNormalizedSpans(nil, ev, now, event.AppendID, sp)
+		if !ok || !sp.OK() {
+			b.Fatalf("event %d not normalised with spans", i)
+		}
+		recs[i] = Record{Data: rec, Spans: sp}
+	}
+	alerts := 0
+	emit := func(*Alert) { alerts++ }
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu0 := testenv.CPUTime()
+	n := 0
+	for b.Loop() {
+		r := recs[n%len(recs)]
+		r.Index = uint64(n)
+		e.Process(r, emit)
+		n++
+	}
+	cpu := testenv.CPUTime() - cpu0
+	b.StopTimer()
+	if cpu > 0 {
+		b.ReportMetric(float64(n)/cpu.Seconds(), "events/cpu-s")
+	}
+	if st := e.Stats(); st.Events != uint64(n) || (n >= len(recs) && st.Matches == 0) {
+		b.Fatalf("engine read %d of %d events, %d matches", st.Events, n, st.Matches)
+	}
+}
