@@ -115,33 +115,75 @@ func (r *Runner) Run(ctx context.Context) error {
 
 	fctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	type item struct {
-		e   ledger.Entry
+	// The follower hands records over in runs of up to runLen (a channel
+	// operation on each side per record was ~1.5 % of the collector's CPU
+	// under ingest load, as the index's was). A run ends when it is full
+	// or with the last record the source holds now (the next may be a
+	// wait away): a record is processed as soon as it was one at a time.
+	// free returns the runs processed, so that they are reused rather
+	// than allocated. An error comes with the records before it.
+	type run struct {
+		es  []ledger.Entry
 		err error
 	}
-	ch := make(chan item, 1024)
+	ch := make(chan run, followBuffer/runLen)
+	free := make(chan []ledger.Entry, cap(ch)+2)
+	sz, _ := r.Source.(sizer)
 	go func() {
 		defer close(ch)
-		for e, err := range r.Source.Follow(fctx, cur.Next) {
+		es := make([]ledger.Entry, 0, runLen)
+		// send hands es over; false when fctx ended first.
+		send := func(err error) bool {
 			// The only sender: with room in ch the send cannot block, and
-			// a plain send costs a fraction of a select, once per record.
+			// a plain send costs a fraction of a select.
 			if len(ch) < cap(ch) {
-				ch <- item{e, err}
-				if err != nil {
-					return
+				ch <- run{es, err}
+			} else {
+				select {
+				case ch <- run{es, err}:
+				case <-fctx.Done():
+					return false
 				}
-				continue
 			}
 			select {
-			case ch <- item{e, err}:
-			case <-fctx.Done():
+			case es = <-free:
+			default:
+				es = make([]ledger.Entry, 0, runLen)
+			}
+			return true
+		}
+		for e, err := range r.Source.Follow(fctx, cur.Next) {
+			if err != nil {
+				send(err)
 				return
 			}
-			if err != nil {
-				return
+			es = append(es, e)
+			if len(es) == runLen || sz == nil || e.Index+1 >= sz.Size() {
+				if !send(nil) {
+					return
+				}
 			}
 		}
+		if len(es) > 0 {
+			send(nil)
+		}
 	}()
+	// take processes a run and returns it to the follower; fromFollower
+	// says whether an error is the follower's.
+	take := func(it run) (fromFollower bool, err error) {
+		for _, e := range it.es {
+			if err := r.process(e); err != nil {
+				return false, err
+			}
+		}
+		// Cleared, so that it holds no record's bytes while it waits.
+		clear(it.es)
+		select {
+		case free <- it.es[:0]:
+		default:
+		}
+		return true, it.err
+	}
 	save := time.NewTicker(r.SaveEvery)
 	defer save.Stop()
 	idle := time.NewTicker(max(r.IdleAdvance, time.Second))
@@ -154,22 +196,18 @@ func (r *Runner) Run(ctx context.Context) error {
 			if !ok {
 				return r.stop(ctx, errors.New("detect: ledger follower stopped"), true)
 			}
-			if it.err != nil {
-				return r.stop(ctx, it.err, true)
+			n := len(it.es)
+			if ff, err := take(it); err != nil {
+				return r.stop(ctx, err, ff)
 			}
-			if err := r.process(it.e); err != nil {
-				return r.stop(ctx, err, false)
-			}
-			// The records already waiting are taken without a select each
+			// The runs already waiting are taken without a select each
 			// (the only receiver: len says they are there), a bounded
-			// number so that saving and ctx are still seen.
-			for n := 0; n < drainMax && len(ch) > 0; n++ {
+			// number of records so that saving and ctx are still seen.
+			for n < drainMax && len(ch) > 0 {
 				it := <-ch
-				if it.err != nil {
-					return r.stop(ctx, it.err, true)
-				}
-				if err := r.process(it.e); err != nil {
-					return r.stop(ctx, err, false)
+				n += len(it.es)
+				if ff, err := take(it); err != nil {
+					return r.stop(ctx, err, ff)
 				}
 			}
 			lastRecord, dirty = time.Now(), true
@@ -191,6 +229,17 @@ func (r *Runner) Run(ctx context.Context) error {
 		}
 	}
 }
+
+// sizer is a Source that tells how many records it holds now (the
+// ledger's Size): the follower ends a run at the last of them.
+type sizer interface{ Size() uint64 }
+
+// runLen is how many records the follower hands over at a time at most,
+// followBuffer how many it holds ahead of the engine.
+const (
+	runLen       = 64
+	followBuffer = 1024
+)
 
 // drainMax bounds the records Run takes from its follower between two
 // looks at its tickers and context.
