@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"slices"
 	"strconv"
@@ -639,5 +640,55 @@ func TestOverviewOnDemand(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("overview loaded up to %d (saved %d), at %d, ledger at %d", ts3.ui.overview.loadedUpTo(), saved, ts3.ui.overview.caughtUp(), ts3.ledger.Size())
 		}
+	}
+}
+
+// TestOverviewAddKeepsNothing: what add remembers from record to record
+// (the last minute, hour and service counted) changes no count: a rollup
+// that forgets it before every record counts the same, over runs of one
+// service and minute broken by other services, records without one, other
+// minutes (later and earlier), more services than it keeps, and trims.
+func TestOverviewAddKeepsNothing(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	now := time.Now()
+	keeps, forgets := newOverviewRollup(""), newOverviewRollup("")
+	var x overviewFields
+	at := now.Add(-2 * time.Hour)
+	svc := "shop"
+	for i := range 20000 {
+		switch r := rng.IntN(100); {
+		case r < 3:
+			at = at.Add(time.Duration(rng.IntN(90)) * time.Second)
+		case r < 4:
+			at = at.Add(-time.Duration(rng.IntN(30)) * time.Minute)
+		case r < 10:
+			svc = []string{"shop", "auth", "pay", "", "shopx", "sho"}[rng.IntN(6)]
+		case r < 16:
+			svc = fmt.Sprintf("svc-%d", rng.IntN(2*overviewMaxServices))
+		}
+		rec := fmt.Sprintf(`{"@timestamp":%q,"event":{"category":["web"],"outcome":"failure"},"http":{"response":{"status_code":%d}}`,
+			at.UTC().Format(time.RFC3339Nano), []int{200, 401}[rng.IntN(2)])
+		if svc != "" {
+			rec += fmt.Sprintf(`,"service":{"name":%q}`, svc)
+		}
+		rec += `,"source":{"ip":"192.0.2.` + strconv.Itoa(rng.IntN(9)) + `"}}`
+		x.extract([]byte(rec))
+		keeps.add(&x, now, now)
+		forgets.lastM, forgets.lastH, forgets.lastSvcM, forgets.lastSvc = nil, nil, nil, nil
+		forgets.add(&x, now, now)
+		if rng.IntN(500) == 0 {
+			// A trim at a clock that drops the oldest minutes counted.
+			tnow := at.Add(overviewDays*24*time.Hour - time.Duration(rng.IntN(60))*time.Minute)
+			keeps.trim(tnow)
+			forgets.trim(tnow)
+		}
+		if i%997 == 0 || i == 19999 {
+			if !reflect.DeepEqual(keeps.minutes, forgets.minutes) || !reflect.DeepEqual(keeps.hours, forgets.hours) {
+				t.Fatalf("record %d (%s): the counts differ from a rollup that forgets", i, rec)
+			}
+		}
+	}
+	if len(keeps.names) < overviewMaxServices || len(keeps.minutes) < 50 {
+		t.Fatalf("%d services, %d minutes: the test exercises too little", len(keeps.names), len(keeps.minutes))
 	}
 }
