@@ -160,9 +160,10 @@ const iocbCmdFdsync = 3
 // aioFlusher is the flushes' AIO context: the sequencer submits, the
 // syncer reaps (the kernel allows both at once on one context).
 type aioFlusher struct {
-	ctx uintptr
-	ev  *os.File // eventfd, non-blocking: read through the poller
-	mu  sync.Mutex
+	ctx  uintptr
+	ev   *os.File // eventfd, non-blocking: read through the poller
+	what string   // the files it flushes, for errors
+	mu   sync.Mutex
 	// cbs: the iocbs in flight, by ticket (kept reachable until reaped);
 	// next: the next ticket; done: the tickets below it all completed
 	// (syncer); early: completed above done; errs: their failures.
@@ -177,12 +178,12 @@ type aioFlusher struct {
 // flushDepthMax bounds the flushes in flight (the context's size).
 const flushDepthMax = 8
 
-func newFlusher() *aioFlusher {
+func newFlusher(what string) *aioFlusher {
 	efd, _, e := syscall.Syscall(syscall.SYS_EVENTFD2, 0, syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
 	if e != 0 {
 		return nil
 	}
-	a := &aioFlusher{ev: os.NewFile(efd, "aio-flush-eventfd"), cbs: map[uint64]*iocb{}, early: map[uint64]bool{}, next: 1, done: 1}
+	a := &aioFlusher{ev: os.NewFile(efd, "aio-flush-eventfd"), what: what, cbs: map[uint64]*iocb{}, early: map[uint64]bool{}, next: 1, done: 1}
 	if _, _, e := syscall.Syscall(syscall.SYS_IO_SETUP, flushDepthMax, uintptr(unsafe.Pointer(&a.ctx)), 0); e != 0 {
 		a.ev.Close()
 		return nil
@@ -254,7 +255,7 @@ func (a *aioFlusher) wait(ticket uint64) error {
 				delete(a.cbs, ev.data)
 				a.early[ev.data] = true
 				if ev.res < 0 && a.err == nil {
-					a.err = &os.PathError{Op: "fdatasync", Path: "segment", Err: syscall.Errno(-ev.res)}
+					a.err = &os.PathError{Op: "fdatasync", Path: a.what, Err: syscall.Errno(-ev.res)}
 				}
 			}
 			a.mu.Unlock()

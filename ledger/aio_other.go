@@ -15,7 +15,7 @@ func (*aioFile) pwrite(*os.File, []byte, int64) (bool, error) { return false, ni
 
 type aioFlusher struct{}
 
-func newFlusher() *aioFlusher { return nil }
+func newFlusher(string) *aioFlusher { return nil }
 
 func (*aioFlusher) close() {}
 

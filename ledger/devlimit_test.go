@@ -117,7 +117,7 @@ func deviceRunOnce(tb testing.TB, path string, size int64, callers, perCaller, r
 		return deviceRun{}, false
 	}
 	defer f.Close()
-	aio, fl := newAIO(), newFlusher()
+	aio, fl := newAIO(), newFlusher("test")
 	if aio == nil || fl == nil {
 		if aio != nil {
 			aio.close()

@@ -284,7 +284,7 @@ func (l *Ledger) flushDirect(job *syncJob, start time.Time) error {
 // are available; false if not (nothing started).
 func (l *Ledger) submitFlush(job *syncJob, f *os.File, start time.Time) bool {
 	if l.flusher == nil && !l.w.noFlusher && !l.w.noAIO {
-		if l.flusher = newFlusher(); l.flusher == nil {
+		if l.flusher = newFlusher("segment"); l.flusher == nil {
 			l.w.noFlusher = true
 		}
 	}
@@ -304,6 +304,14 @@ func (l *Ledger) submitFlush(job *syncJob, f *os.File, start time.Time) bool {
 
 // closeAIO releases the direct writes' AIO context, if there is one.
 func (l *Ledger) closeAIO() {
+	if l.pubFlusher != nil {
+		// io_destroy waits for an RCU grace period: the contexts go at
+		// once, not one grace period after another.
+		done := make(chan struct{})
+		go func(f *aioFlusher) { f.close(); close(done) }(l.pubFlusher)
+		defer func() { <-done }()
+		l.pubFlusher = nil
+	}
 	if l.w.aio != nil {
 		l.w.aio.close()
 		l.w.aio = nil

@@ -751,7 +751,7 @@ func testPageCacheFlushesOverlap(t *testing.T, noDirect bool, nrecs, size int) {
 // for the test (so callers are not parallel).
 func openFlushPipeline(t *testing.T, depth int64, segmentSize int64, tweak ...func(*Options)) (l *Ledger, dir string, k testKey) {
 	t.Helper()
-	if a := newFlusher(); a == nil {
+	if a := newFlusher("test"); a == nil {
 		t.Skip("no AIO flushes here: each direct write is followed by an fdatasync")
 	} else {
 		a.close()

@@ -375,13 +375,20 @@ type Ledger struct {
 	// one word so that the sequencer never sees one count changed
 	// without the other (see slot in sequence); slotFree: the syncer
 	// acknowledged a job.
-	flusher  *aioFlusher
-	pipe     atomic.Int64
-	slotFree chan struct{}
+	flusher *aioFlusher
+	// pubFlusher: the publisher's AIO context for the level files' syncs
+	// (none: not made yet, or noPubFlusher, unavailable).
+	pubFlusher   *aioFlusher
+	noPubFlusher bool
+	pipe         atomic.Int64
+	slotFree     chan struct{}
 
-	w       writer
-	space   spaceGuard
-	cpl     cpLog     // checkpoint history (publisher)
+	w     writer
+	space spaceGuard
+	cpl   cpLog // checkpoint history (publisher)
+	// cpFile: the size and time of the checkpoint in the checkpoint file,
+	// and how many checkpoints left it as it was (publisher).
+	cpFile  cpFileState
 	pending []nodeBuf // hashes not written yet for lack of space (publisher)
 	// pubHeld: hashes of acknowledged records not yet handed to the
 	// publisher, pubHeldBytes of them (syncer).

@@ -264,7 +264,15 @@ func (s *tileStore) truncateLevels(keep func(L int) uint64) error {
 }
 
 // sync makes what was written durable.
-func (s *tileStore) sync() error {
+func (s *tileStore) sync() error { return s.syncWith(nil) }
+
+// syncWith is sync with the level files' fdatasyncs submitted together
+// through fl (the publisher's AIO context) when it is not nil: the
+// publisher parks in the poller rather than blocking in two or three
+// fdatasyncs in a row (each one a P that Go's monitor takes back, and the
+// monitor polling after), and the file system commits them together. It
+// returns once every one has completed, so the guarantee is sync's.
+func (s *tileStore) syncWith(fl *aioFlusher) error {
 	s.mu.Lock()
 	var fs []*os.File
 	for i, d := range s.dirty {
@@ -276,8 +284,20 @@ func (s *tileStore) sync() error {
 	created := s.created
 	s.created = false
 	s.mu.Unlock()
+	var ticket uint64
 	for _, f := range fs {
+		if fl != nil {
+			if t, ok := fl.submit(f); ok {
+				ticket = t
+				continue
+			}
+		}
 		if err := datasync(f); err != nil {
+			return err
+		}
+	}
+	if ticket != 0 {
+		if err := fl.wait(ticket); err != nil {
 			return err
 		}
 	}
