@@ -56,10 +56,15 @@ type cpLog struct {
 	cur   string // current file, "" before the first checkpoint
 	seq   uint64 // its first checkpoint's number
 	size  int64
-	count uint64 // checkpoints in the whole history
+	count uint64   // checkpoints in the whole history
+	f     *os.File // cur, open for appending (nil: not yet)
 }
 
-func (c *cpLog) append(t int64, signed []byte) error {
+// append adds a signed checkpoint to the history and returns once it is
+// durable. Its fdatasync goes through fl (the publisher's AIO context)
+// if it is not nil, so that the publisher waits in the poller rather
+// than in a system call (tiles.go, syncWith).
+func (c *cpLog) append(t int64, signed []byte, fl *aioFlusher) error {
 	if c.cur == "" || (c.size+int64(len(signed)+frameOverhead) > cpLogMax && c.count > c.seq) {
 		if err := os.MkdirAll(filepath.Join(c.dir, cpDir), 0o755); err != nil {
 			return err
@@ -74,14 +79,42 @@ func (c *cpLog) append(t int64, signed []byte) error {
 			os.Remove(next)
 			return err
 		}
+		c.close()
 		c.cur, c.seq, c.size = next, c.count, 0
 	}
-	if err := appendFrameLog(c.cur, t, signed); err != nil {
+	if c.f == nil {
+		f, err := openFrameLog(c.cur)
+		if err != nil {
+			return err
+		}
+		c.f = f
+	}
+	sync := datasync
+	if fl != nil {
+		sync = func(f *os.File) error {
+			if t, ok := fl.submit(f); ok {
+				return fl.wait(t)
+			}
+			return datasync(f)
+		}
+	}
+	if err := appendFrameTo(c.f, t, signed, sync); err != nil {
+		// Opened again for the next one: an error leaves the handle's
+		// state unknown.
+		c.close()
 		return err
 	}
 	c.size += int64(len(signed) + frameOverhead)
 	c.count++
 	return nil
+}
+
+// close closes the history file kept open, if any.
+func (c *cpLog) close() {
+	if c.f != nil {
+		c.f.Close()
+		c.f = nil
+	}
 }
 
 // loadCPLog finds the newest checkpoint. For a writer it also cuts a torn

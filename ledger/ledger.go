@@ -1228,6 +1228,7 @@ func (l *Ledger) Close() error {
 	}
 	l.stopDirect()
 	l.closeAIO()
+	l.cpl.close() // the publisher has stopped
 	if cerr := l.w.f.Close(); cerr != nil {
 		errs = append(errs, cerr)
 	}

@@ -1299,7 +1299,7 @@ func (l *Ledger) publish(cp *Checkpoint) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := l.cpl.append(cp.Time.UnixNano(), signed); err != nil {
+	if err := l.cpl.append(cp.Time.UnixNano(), signed, l.pubFlusher); err != nil {
 		return nil, err
 	}
 	l.signed.Store(cp.Size)
