@@ -304,14 +304,6 @@ func (l *Ledger) submitFlush(job *syncJob, f *os.File, start time.Time) bool {
 
 // closeAIO releases the direct writes' AIO context, if there is one.
 func (l *Ledger) closeAIO() {
-	if l.pubFlusher != nil {
-		// io_destroy waits for an RCU grace period: the contexts go at
-		// once, not one grace period after another.
-		done := make(chan struct{})
-		go func(f *aioFlusher) { f.close(); close(done) }(l.pubFlusher)
-		defer func() { <-done }()
-		l.pubFlusher = nil
-	}
 	if l.w.aio != nil {
 		l.w.aio.close()
 		l.w.aio = nil
@@ -320,6 +312,20 @@ func (l *Ledger) closeAIO() {
 		l.flusher.close()
 		l.flusher = nil
 	}
+}
+
+// closePubAIO starts releasing the publisher's AIO context, if there is
+// one, once the publisher has stopped (Close), and returns what waits for
+// it: io_destroy waits for an RCU grace period, so Close releases it
+// beside the writer's contexts, not one grace period after them.
+func (l *Ledger) closePubAIO() (wait func()) {
+	if l.pubFlusher == nil {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func(f *aioFlusher) { f.close(); close(done) }(l.pubFlusher)
+	l.pubFlusher = nil
+	return func() { <-done }
 }
 
 // unsupported reports whether a direct write was refused for what it is

@@ -1227,8 +1227,10 @@ func (l *Ledger) Close() error {
 		h()
 	}
 	l.stopDirect()
+	pubAIO := l.closePubAIO() // the publisher has stopped
 	l.closeAIO()
-	l.cpl.close() // the publisher has stopped
+	pubAIO()
+	l.cpl.close()
 	if cerr := l.w.f.Close(); cerr != nil {
 		errs = append(errs, cerr)
 	}
