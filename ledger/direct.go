@@ -314,18 +314,27 @@ func (l *Ledger) closeAIO() {
 	}
 }
 
-// closePubAIO starts releasing the publisher's AIO context, if there is
-// one, once the publisher has stopped (Close), and returns what waits for
-// it: io_destroy waits for an RCU grace period, so Close releases it
+// closePubAIO starts releasing the publisher's and the syncer's AIO
+// contexts, if there are any, once both have stopped (Close), and returns
+// what waits for them: io_destroy waits for an RCU grace period, so Close releases it
 // beside the writer's contexts, not one grace period after them.
 func (l *Ledger) closePubAIO() (wait func()) {
-	if l.pubFlusher == nil {
-		return func() {}
+	var fs []*aioFlusher
+	for _, f := range []**aioFlusher{&l.pubFlusher, &l.syncFlusher} {
+		if *f != nil {
+			fs = append(fs, *f)
+			*f = nil
+		}
 	}
-	done := make(chan struct{})
-	go func(f *aioFlusher) { f.close(); close(done) }(l.pubFlusher)
-	l.pubFlusher = nil
-	return func() { <-done }
+	done := make(chan struct{}, len(fs))
+	for _, f := range fs {
+		go func() { f.close(); done <- struct{}{} }()
+	}
+	return func() {
+		for range fs {
+			<-done
+		}
+	}
 }
 
 // unsupported reports whether a direct write was refused for what it is

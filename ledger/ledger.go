@@ -380,8 +380,11 @@ type Ledger struct {
 	// (none: not made yet, or noPubFlusher, unavailable).
 	pubFlusher   *aioFlusher
 	noPubFlusher bool
-	pipe         atomic.Int64
-	slotFree     chan struct{}
+	// syncFlusher: the syncer's, for its fdatasyncs of page-cache writes.
+	syncFlusher   *aioFlusher
+	noSyncFlusher bool
+	pipe          atomic.Int64
+	slotFree      chan struct{}
 
 	w     writer
 	space spaceGuard
@@ -1227,7 +1230,7 @@ func (l *Ledger) Close() error {
 		h()
 	}
 	l.stopDirect()
-	pubAIO := l.closePubAIO() // the publisher has stopped
+	pubAIO := l.closePubAIO() // the syncer and the publisher have stopped
 	l.closeAIO()
 	pubAIO()
 	l.cpl.close()
