@@ -56,8 +56,7 @@ type cpLog struct {
 	cur   string // current file, "" before the first checkpoint
 	seq   uint64 // its first checkpoint's number
 	size  int64
-	count uint64   // checkpoints in the whole history
-	f     *os.File // cur, open for appending (nil: not yet)
+	count uint64 // checkpoints in the whole history
 }
 
 // append adds a signed checkpoint to the history and returns once it is
@@ -79,15 +78,14 @@ func (c *cpLog) append(t int64, signed []byte, fl *aioFlusher) error {
 			os.Remove(next)
 			return err
 		}
-		c.close()
 		c.cur, c.seq, c.size = next, c.count, 0
 	}
-	if c.f == nil {
-		f, err := openFrameLog(c.cur)
-		if err != nil {
-			return err
-		}
-		c.f = f
+	// Opened for each checkpoint, not kept open: a file put in its place
+	// (a link planted at the name) is then refused at once rather than
+	// the history going on into a removed file (TestPlantedLinks).
+	f, err := openFrameLog(c.cur)
+	if err != nil {
+		return err
 	}
 	sync := datasync
 	if fl != nil {
@@ -98,23 +96,16 @@ func (c *cpLog) append(t int64, signed []byte, fl *aioFlusher) error {
 			return datasync(f)
 		}
 	}
-	if err := appendFrameTo(c.f, t, signed, sync); err != nil {
-		// Opened again for the next one: an error leaves the handle's
-		// state unknown.
-		c.close()
+	if err := appendFrameTo(f, t, signed, sync); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
 		return err
 	}
 	c.size += int64(len(signed) + frameOverhead)
 	c.count++
 	return nil
-}
-
-// close closes the history file kept open, if any.
-func (c *cpLog) close() {
-	if c.f != nil {
-		c.f.Close()
-		c.f = nil
-	}
 }
 
 // loadCPLog finds the newest checkpoint. For a writer it also cuts a torn

@@ -1233,7 +1233,6 @@ func (l *Ledger) Close() error {
 	pubAIO := l.closePubAIO() // the syncer and the publisher have stopped
 	l.closeAIO()
 	pubAIO()
-	l.cpl.close()
 	if cerr := l.w.f.Close(); cerr != nil {
 		errs = append(errs, cerr)
 	}
