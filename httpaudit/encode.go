@@ -467,6 +467,9 @@ type writerCache struct {
 	addr  addrCache
 	memo  *redact.Memo // nil: scrub every value afresh
 	gates memoGates
+	// touched is what touch read ahead, kept so that its loads are not
+	// dropped as dead code.
+	touched uint64
 }
 
 // addrCache keeps the last connection address splitAddr parsed: the
