@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/trailguard/trailguard/event"
+	"github.com/trailguard/trailguard/internal/tick"
 	"github.com/trailguard/trailguard/redact"
 )
 
@@ -243,7 +244,18 @@ func (l *Logger) appendAccess(b []byte, st *state, id []byte, wc *writerCache, e
 	f := l.fields(st, wc)
 	n := notes{enc: enc, base: len(b)}
 	b = append(b, '{')
-	if start := l.startOf(ri, wc.now); !start.IsZero() {
+	if l.realClock {
+		// startOf's time as seconds and nanoseconds since 1970, without
+		// time.Time's arithmetic: the same instant, the same text.
+		sec, nsec := wc.startUnix(ri.startTick)
+		b = append(b, `"@timestamp":`...)
+		vs := len(b)
+		b = append(b, '"')
+		b = wc.time.appendUnix(b, sec, nsec)
+		b = append(b, '"')
+		n.note(spTimestamp, vs, b)
+		b = append(b, ',')
+	} else if start := l.startOf(ri, wc.now); !start.IsZero() {
 		b = append(b, `"@timestamp":`...)
 		vs := len(b)
 		b = append(b, '"')
@@ -467,6 +479,10 @@ type writerCache struct {
 	addr  addrCache
 	memo  *redact.Memo // nil: scrub every value afresh
 	gates memoGates
+	// unixOf is the stamp whose wall-clock time unixSec and unixNsec
+	// hold (startUnix).
+	unixOf            tick.Reading
+	unixSec, unixNsec int64
 	// touched is what touch read ahead, kept so that its loads are not
 	// dropped as dead code.
 	touched uint64
@@ -508,10 +524,15 @@ type timeCache struct {
 }
 
 func (c *timeCache) append(b []byte, t time.Time) []byte {
-	sec := t.Unix()
+	return c.appendUnix(b, t.Unix(), int64(t.Nanosecond()))
+}
+
+// appendUnix is append of the time sec seconds and nsec (0 to 999,999,999)
+// nanoseconds after 1970 began, UTC.
+func (c *timeCache) appendUnix(b []byte, sec, nsec int64) []byte {
 	if !c.ok || sec != c.sec {
 		var full [40]byte
-		f := event.AppendTime(full[:0], t)
+		f := event.AppendTime(full[:0], time.Unix(sec, nsec))
 		if len(f) != 30 { // a year outside 0–9999: not cached
 			c.ok = false
 			return append(b, f...)
@@ -520,10 +541,14 @@ func (c *timeCache) append(b []byte, t time.Time) []byte {
 		c.sec, c.ok = sec, true
 	}
 	b = append(b, c.prefix[:]...)
-	// Nine digits: the last alone, then four pairs from a table (five
-	// divisions in a chain rather than nine).
-	var ns [10]byte
-	v := uint(t.Nanosecond())
+	// Nine digits and the 'Z', written in place (read back from a
+	// buffer of their own, the bytes just stored stalled the copy): the
+	// last digit alone, then four pairs from a table (five divisions in
+	// a chain rather than nine).
+	at := len(b)
+	b = append(b, "000000000Z"...)
+	ns := b[at : at+10]
+	v := uint(nsec)
 	ns[8] = byte('0' + v%10)
 	v /= 10
 	for i := 6; i >= 0; i -= 2 {
@@ -531,8 +556,23 @@ func (c *timeCache) append(b []byte, t time.Time) []byte {
 		v /= 100
 		ns[i], ns[i+1] = digitPairs[2*q], digitPairs[2*q+1]
 	}
-	ns[9] = 'Z'
-	return append(b, ns[:]...)
+	return b
+}
+
+// startUnix is l.startOf(ri, wc.now) with the real clock, as seconds and
+// nanoseconds since 1970: wc.now's wall-clock time, split once per stamp,
+// less the ticks since the request's start.
+func (wc *writerCache) startUnix(startTick int64) (sec, nsec int64) {
+	if wc.unixOf != wc.now.Reading {
+		wc.unixOf = wc.now.Reading
+		wc.unixSec, wc.unixNsec = wc.now.Time.Unix(), int64(wc.now.Time.Nanosecond())
+	}
+	d := int64(wc.now.scale.Duration(wc.now.Ticks - startTick))
+	sec, nsec = wc.unixSec-d/1e9, wc.unixNsec-d%1e9
+	if nsec < 0 {
+		sec, nsec = sec-1, nsec+1e9
+	}
+	return sec, nsec
 }
 
 // appendStatus appends an HTTP status code as strconv.AppendInt does:
