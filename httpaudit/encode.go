@@ -483,9 +483,6 @@ type writerCache struct {
 	// hold (startUnix).
 	unixOf            tick.Reading
 	unixSec, unixNsec int64
-	// touched is what touch read ahead, kept so that its loads are not
-	// dropped as dead code.
-	touched uint64
 }
 
 // addrCache keeps the last connection address splitAddr parsed: the

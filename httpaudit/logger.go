@@ -474,9 +474,6 @@ func (l *Logger) run() {
 		var id [36]byte
 		from := 0 // the first item of the piece being encoded
 		for i := range batch {
-			if i+touchAhead < len(batch) {
-				wc.touched += touch(batch[i+touchAhead].st)
-			}
 			if piece > 0 && len(buf) >= piece {
 				l.write(batch[from:i], records, buf, nil)
 				buf, records, from = buf[:0], records[:0], i
@@ -513,36 +510,6 @@ func (l *Logger) run() {
 		}
 		clear(batch) // keep no request alive until the next batch
 	}
-}
-
-// touchAhead is how many events ahead of the one it encodes the writer
-// reads the first bytes of a state and of its strings (touch). They were
-// written by the request's goroutine, mostly on another core, and each
-// of their cache lines is a miss for the writer, ~40-100 ns on a virtual
-// machine: scattered through an event's encoding, the misses come one
-// after another; read together ahead of time, they are fetched side by
-// side while the event before is encoded.
-const touchAhead = 2
-
-// touch reads a word of each cache line of st the encoder reads, and the
-// first byte of each string it writes, so that they are in the writer's
-// cache by the time it gets to st; the sum is kept (writerCache.touched)
-// only so that the compiler keeps the loads.
-func touch(st *state) uint64 {
-	if st == nil {
-		return 0
-	}
-	ri := &st.info
-	n := uint64(st.status) + uint64(st.written) + uint64(len(st.requestID)) + uint64(len(st.trace)) + uint64(ri.elapsed)
-	for _, s := range [...]string{ri.path, ri.rawQuery, ri.ua, ri.remoteAddr, st.requestID, st.trace} {
-		if len(s) > 0 {
-			n += uint64(s[0])
-		}
-	}
-	if len(ri.ua) > 64 {
-		n += uint64(ri.ua[64])
-	}
-	return n
 }
 
 // write hands a batch to the sink: records, or lines, the same records
