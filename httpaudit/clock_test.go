@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trailguard/trailguard/event"
 	"github.com/trailguard/trailguard/internal/tick"
 	"github.com/trailguard/trailguard/sink"
 )
@@ -104,5 +105,40 @@ func TestGeneratedIDsCarryTheStart(t *testing.T) {
 		if d := ms - ev.Timestamp.UnixMilli(); err != nil || ev.RequestID != id || d < -1 || d > 1 {
 			t.Errorf("request %d: id %q (ms %d, %v), event id %q at %v", i, id, ms, err, ev.RequestID, ev.Timestamp)
 		}
+	}
+}
+
+// TestTimestampMatchesStartOf holds the encoder's @timestamp (startUnix
+// and timeCache.appendUnix, arithmetic on seconds and nanoseconds) to the
+// text of startOf's time.Time as event.AppendTime writes it, across the
+// borrow of a second, a start a few seconds back, a start after the stamp
+// (no ticks elapsed: the stamp's own time), and with the stamp changing
+// between events of one writerCache.
+func TestTimestampMatchesStartOf(t *testing.T) {
+	l := &Logger{realClock: true}
+	var wc writerCache
+	for _, tt := range []struct {
+		name  string
+		now   time.Time
+		scale tick.Scale
+		ticks int64 // the stamp's ticks less the request's start tick
+	}{
+		{"same second", time.Date(2026, 12, 3, 14, 0, 0, 900_000_000, time.UTC), 1, 1000},
+		{"borrows a second", time.Date(2026, 12, 3, 14, 0, 1, 300, time.UTC), 1, 1000},
+		{"borrows at a whole second", time.Date(2026, 12, 3, 14, 0, 2, 0, time.UTC), 0.25, 4},
+		{"seconds back", time.Date(2026, 12, 3, 14, 0, 5, 5, time.UTC), 0.5, 7_000_000_011},
+		{"start after the stamp", time.Date(2026, 12, 3, 14, 0, 6, 123_456_789, time.UTC), 1, -50},
+		{"across midnight", time.Date(2027, 1, 1, 0, 0, 0, 10, time.UTC), 1, 20},
+		{"local time zone", time.Date(2026, 12, 3, 15, 0, 0, 1, time.FixedZone("x", 3600)), 1, 2},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			wc.now = stamp{tick.Reading{Time: tt.now, Ticks: 1 << 40}, tt.scale}
+			ri := reqInfo{startTick: 1<<40 - tt.ticks}
+			want := event.AppendTime(nil, l.startOf(&ri, wc.now))
+			sec, nsec := wc.startUnix(ri.startTick)
+			if got := wc.time.appendUnix(nil, sec, nsec); string(got) != string(want) {
+				t.Errorf("@timestamp %s, want %s", got, want)
+			}
+		})
 	}
 }
