@@ -85,12 +85,15 @@ func TestIndexStopFailureReported(t *testing.T) {
 	if _, err := other.Exec(`CREATE TABLE slow(x)`); err != nil {
 		t.Fatal(err)
 	}
-	// 512 rows: the trigger's count over their square takes tens of
-	// milliseconds, the commit's time under way.
+	// 1,024 rows: the trigger's count over their square (1M pairs) keeps
+	// the commit under way for tens of milliseconds even without -race,
+	// well above the poll below (with 512 rows a build without -race
+	// finished it between two polls now and then: the commit failed,
+	// the indexer restarted and read the records again).
 	if _, err := other.Exec(`INSERT INTO slow VALUES (1)`); err != nil {
 		t.Fatal(err)
 	}
-	for range 9 {
+	for range 10 {
 		if _, err := other.Exec(`INSERT INTO slow SELECT x FROM slow`); err != nil {
 			t.Fatal(err)
 		}
