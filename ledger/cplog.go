@@ -87,16 +87,7 @@ func (c *cpLog) append(t int64, signed []byte, fl *aioFlusher) error {
 	if err != nil {
 		return err
 	}
-	sync := datasync
-	if fl != nil {
-		sync = func(f *os.File) error {
-			if t, ok := fl.submit(f); ok {
-				return fl.wait(t)
-			}
-			return datasync(f)
-		}
-	}
-	if err := appendFrameTo(f, t, signed, sync); err != nil {
+	if err := appendFrameTo(f, t, signed, fl.datasync); err != nil {
 		f.Close()
 		return err
 	}

@@ -1234,14 +1234,26 @@ func (l *Ledger) makeDurable(jobs []*syncJob) error {
 // were the largest share of the ledger's blocking calls). Durable on
 // return either way.
 func (l *Ledger) syncerDatasync(f *os.File) error {
-	if l.syncFlusher == nil && !l.noSyncFlusher {
-		if l.syncFlusher = newFlusher("segment"); l.syncFlusher == nil {
-			l.noSyncFlusher = true
+	return flusherFor(&l.syncFlusher, &l.noSyncFlusher, "segment").datasync(f)
+}
+
+// flusherFor returns *fl, set up on first use; nil where AIO is
+// unavailable, which *none remembers so that it is not tried again.
+func flusherFor(fl **aioFlusher, none *bool, what string) *aioFlusher {
+	if *fl == nil && !*none {
+		if *fl = newFlusher(what); *fl == nil {
+			*none = true
 		}
 	}
-	if l.syncFlusher != nil {
-		if t, ok := l.syncFlusher.submit(f); ok {
-			return l.syncFlusher.wait(t)
+	return *fl
+}
+
+// datasync makes f's data durable through a (the caller waits in the
+// poller), or with a blocking fdatasync where a is nil or refuses it.
+func (a *aioFlusher) datasync(f *os.File) error {
+	if a != nil {
+		if t, ok := a.submit(f); ok {
+			return a.wait(t)
 		}
 	}
 	return datasync(f)
@@ -1303,12 +1315,7 @@ type syncFunc func(*os.File) error
 func (l *Ledger) publish(cp *Checkpoint) ([]byte, error) {
 	// Every signed checkpoint's tiles survive a power failure, so tile
 	// clients and recovery find them.
-	if l.pubFlusher == nil && !l.noPubFlusher {
-		if l.pubFlusher = newFlusher("hash tiles"); l.pubFlusher == nil {
-			l.noPubFlusher = true
-		}
-	}
-	if err := l.tiles.syncWith(l.pubFlusher); err != nil {
+	if err := l.tiles.syncWith(flusherFor(&l.pubFlusher, &l.noPubFlusher, "hash tiles")); err != nil {
 		return nil, err
 	}
 	signers := []note.Signer{l.opts.Signer}
