@@ -113,76 +113,26 @@ func (r *Runner) Run(ctx context.Context) error {
 		return err
 	}
 
-	fctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	// The follower hands records over in runs of up to runLen (a channel
 	// operation on each side per record was ~1.5 % of the collector's CPU
-	// under ingest load, as the index's was). A run ends when it is full
-	// or with the last record the source holds now (the next may be a
-	// wait away): a record is processed as soon as it was one at a time.
-	// free returns the runs processed, so that they are reused rather
-	// than allocated. An error comes with the records before it.
-	type run struct {
-		es  []ledger.Entry
-		err error
+	// under ingest load, as the index's was), holding followBuffer at
+	// most ahead of the engine.
+	o := ledger.RunsOptions{Len: runLen, Queue: followBuffer / runLen}
+	if sz, ok := r.Source.(sizer); ok {
+		o.Size = sz.Size
 	}
-	ch := make(chan run, followBuffer/runLen)
-	free := make(chan []ledger.Entry, cap(ch)+2)
-	sz, _ := r.Source.(sizer)
-	go func() {
-		defer close(ch)
-		es := make([]ledger.Entry, 0, runLen)
-		// send hands es over; false when fctx ended first.
-		send := func(err error) bool {
-			// The only sender: with room in ch the send cannot block, and
-			// a plain send costs a fraction of a select.
-			if len(ch) < cap(ch) {
-				ch <- run{es, err}
-			} else {
-				select {
-				case ch <- run{es, err}:
-				case <-fctx.Done():
-					return false
-				}
-			}
-			select {
-			case es = <-free:
-			default:
-				es = make([]ledger.Entry, 0, runLen)
-			}
-			return true
-		}
-		for e, err := range r.Source.Follow(fctx, cur.Next) {
-			if err != nil {
-				send(err)
-				return
-			}
-			es = append(es, e)
-			if len(es) == runLen || sz == nil || e.Index+1 >= sz.Size() {
-				if !send(nil) {
-					return
-				}
-			}
-		}
-		if len(es) > 0 {
-			send(nil)
-		}
-	}()
-	// take processes a run and returns it to the follower; fromFollower
-	// says whether an error is the follower's.
-	take := func(it run) (fromFollower bool, err error) {
-		for _, e := range it.es {
+	follower := ledger.FollowRuns(ctx, r.Source.Follow, cur.Next, func(e ledger.Entry) ledger.Entry { return e }, o)
+	defer follower.Stop()
+	ch := follower.C()
+	// take processes a run and returns it to the follower.
+	take := func(es []ledger.Entry) error {
+		for _, e := range es {
 			if err := r.process(e); err != nil {
-				return false, err
+				return err
 			}
 		}
-		// Cleared, so that it holds no record's bytes while it waits.
-		clear(it.es)
-		select {
-		case free <- it.es[:0]:
-		default:
-		}
-		return true, it.err
+		follower.Release(es)
+		return nil
 	}
 	save := time.NewTicker(r.SaveEvery)
 	defer save.Stop()
@@ -192,22 +142,27 @@ func (r *Runner) Run(ctx context.Context) error {
 	dirty := false
 	for {
 		select {
-		case it, ok := <-ch:
+		case es, ok := <-ch:
 			if !ok {
-				return r.stop(ctx, errors.New("detect: ledger follower stopped"), true)
+				// Every record read before the follow ended is processed.
+				err := follower.Stop()
+				if err == nil {
+					err = errors.New("detect: ledger follower stopped")
+				}
+				return r.stop(ctx, err, true)
 			}
-			n := len(it.es)
-			if ff, err := take(it); err != nil {
-				return r.stop(ctx, err, ff)
+			n := len(es)
+			if err := take(es); err != nil {
+				return r.stop(ctx, err, false)
 			}
 			// The runs already waiting are taken without a select each
 			// (the only receiver: len says they are there), a bounded
 			// number of records so that saving and ctx are still seen.
 			for n < drainMax && len(ch) > 0 {
-				it := <-ch
-				n += len(it.es)
-				if ff, err := take(it); err != nil {
-					return r.stop(ctx, err, ff)
+				es := <-ch
+				n += len(es)
+				if err := take(es); err != nil {
+					return r.stop(ctx, err, false)
 				}
 			}
 			lastRecord, dirty = time.Now(), true

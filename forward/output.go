@@ -274,50 +274,14 @@ func (o *output) dispatch(ctx context.Context, src Source, jobs chan<- *job) {
 		if gen != lastGen {
 			seq, lastGen = 0, gen
 		}
-		rctx, rcancel := context.WithCancel(ctx)
 		// The reader hands over entries in chunks: one channel send, one
 		// wake-up and one generation check per chunk instead of per
 		// record. A chunk goes out when full or when it reaches the
 		// ledger's end (the next Follow step would block), so a live
 		// tail is not held back.
-		entries := make(chan []ledger.Entry, 4)
-		errc := make(chan error, 1)
-		go func() {
-			var chunk []ledger.Entry
-			put := func() bool {
-				select {
-				case entries <- chunk:
-					chunk = nil
-					return true
-				case <-rctx.Done():
-					return false
-				}
-			}
-			for e, err := range follow(rctx, from) {
-				if err != nil {
-					if len(chunk) > 0 && !put() {
-						err = rctx.Err()
-					}
-					errc <- err
-					return
-				}
-				if chunk == nil {
-					chunk = make([]ledger.Entry, 0, readChunk)
-				}
-				chunk = append(chunk, e)
-				if len(chunk) == readChunk || e.Index+1 >= src.Size() {
-					if !put() {
-						errc <- rctx.Err()
-						return
-					}
-				}
-			}
-			if len(chunk) > 0 && !put() {
-				errc <- rctx.Err()
-				return
-			}
-			errc <- errors.New("ledger follow ended")
-		}()
+		reader := ledger.FollowRuns(ctx, follow, from, func(e ledger.Entry) ledger.Entry { return e },
+			ledger.RunsOptions{Len: readChunk, Queue: 4, Size: src.Size})
+		entries := reader.C()
 		next := from
 		var b *job
 		send := func() bool {
@@ -379,11 +343,16 @@ func (o *output) dispatch(ctx context.Context, src Source, jobs chan<- *job) {
 		}
 		timer := time.NewTimer(time.Hour)
 		timer.Stop()
-		var ferr error
 	loop:
 		for {
 			select {
-			case chunk := <-entries:
+			case chunk, ok := <-entries:
+				if !ok {
+					// The reader stopped (why is read below): the
+					// records it read before, all taken, go out first.
+					send()
+					break loop
+				}
 				if o.currentGen() != gen {
 					break loop // rewound: start again from the cursor
 				}
@@ -396,6 +365,7 @@ func (o *output) dispatch(ctx context.Context, src Source, jobs chan<- *job) {
 						timer.Reset(o.cfg.FlushInterval)
 					}
 				}
+				reader.Release(chunk)
 			case <-timer.C:
 				if o.currentGen() != gen || !send() {
 					break loop
@@ -404,26 +374,14 @@ func (o *output) dispatch(ctx context.Context, src Source, jobs chan<- *job) {
 				if o.currentGen() != gen {
 					break loop
 				}
-			case ferr = <-errc:
-				// Records read before the error go out first.
-			drain:
-				for len(entries) > 0 {
-					for _, e := range <-entries {
-						if !add(e) {
-							break drain
-						}
-					}
-				}
-				send()
-				break loop
 			case <-ctx.Done():
 				break loop
 			}
 		}
 		timer.Stop()
-		rcancel()
+		ferr := reader.Stop()
 		if ferr == nil {
-			ferr = <-errc
+			ferr = errors.New("ledger follow ended")
 		}
 		if ctx.Err() != nil {
 			return
@@ -445,7 +403,7 @@ func (o *output) dispatch(ctx context.Context, src Source, jobs chan<- *job) {
 				continue
 			}
 		}
-		if ferr != nil && !errors.Is(ferr, context.Canceled) {
+		if !errors.Is(ferr, context.Canceled) {
 			if errors.Is(ferr, ledger.ErrClosed) {
 				return
 			}

@@ -501,83 +501,29 @@ func (ix *Index) Run(ctx context.Context, src Source) error {
 			from = pr
 		}
 	}
-	fctx, cancel := context.WithCancel(ctx)
 	// The follower decodes the records, so that it runs in parallel with
-	// the writer's inserts, and hands them over in runs of up to runLen
-	// (a channel operation on each side per record was 1.6 % of the
-	// collector's CPU under ingest load). The channel holds BatchSize
-	// records at most, as when it held single records; free returns the
-	// runs taken, so that they are reused rather than allocated.
-	runs := make(chan []rec, max(1, ix.opts.BatchSize/runLen))
-	free := make(chan []rec, cap(runs)+2)
-	var waiting atomic.Int64 // records in runs, for behind
-	sz, _ := src.(sizer)
-	errc := make(chan error, 1)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		var x extracted
-		warned := false
-		run := make([]rec, 0, runLen)
-		// send hands run over; false when fctx ended first.
-		send := func() bool {
-			waiting.Add(int64(len(run)))
-			// The only sender: with room in the channel the send cannot
-			// block, and a plain send costs a fraction of a select.
-			if len(runs) < cap(runs) {
-				runs <- run
-			} else {
-				select {
-				case runs <- run:
-				case <-fctx.Done():
-					return false
-				}
-			}
-			select {
-			case run = <-free:
-			default:
-				run = make([]rec, 0, runLen)
-			}
-			return true
+	// the writer's inserts, and hands them over in runs of up to runLen.
+	// The channel holds BatchSize records at most, as when it held single
+	// records.
+	var x extracted
+	warned := false
+	decodeRun := func(e ledger.Entry) rec {
+		r, wrongSpans := decodeChecked(e, &x)
+		if wrongSpans && !warned {
+			// A bug upstream of the index (the record was parsed
+			// instead): said once a Run, not once a record.
+			warned = true
+			ix.opts.logger().Warn("index: a record came with spans that do not describe it; parsing it instead", "record", e.Index)
 		}
-		for e, err := range src.Follow(fctx, from) {
-			if err != nil {
-				if len(run) > 0 && !send() {
-					errc <- fctx.Err()
-					return
-				}
-				errc <- err
-				return
-			}
-			r, wrongSpans := decodeChecked(e, &x)
-			if wrongSpans && !warned {
-				// A bug upstream of the index (the record was parsed
-				// instead): said once a Run, not once a record.
-				warned = true
-				ix.opts.logger().Warn("index: a record came with spans that do not describe it; parsing it instead", "record", e.Index)
-			}
-			run = append(run, r)
-			// A run ends when it is full or with the last record the
-			// source holds now (the next one may be a wait away): a
-			// record reaches the writer as soon as it did one at a time.
-			if len(run) == runLen || sz == nil || e.Index+1 >= sz.Size() {
-				if !send() {
-					errc <- fctx.Err()
-					return
-				}
-			}
-		}
-		if len(run) > 0 && !send() {
-			errc <- fctx.Err()
-			return
-		}
-		errc <- nil
-	}()
-	defer func() {
-		cancel()
-		wg.Wait()
-	}()
+		return r
+	}
+	o := ledger.RunsOptions{Len: runLen, Queue: max(1, ix.opts.BatchSize/runLen)}
+	if sz, ok := src.(sizer); ok {
+		o.Size = sz.Size
+	}
+	follower := ledger.FollowRuns(ctx, src.Follow, from, decodeRun, o)
+	defer follower.Stop()
+	runs := follower.C()
 
 	// prune deletes the rows of records retention deleted since last time.
 	prunedTo := uint64(0)
@@ -603,20 +549,15 @@ func (ix *Index) Run(ctx context.Context, src Source) error {
 	var pend, cur []rec
 	take := func(r []rec) {
 		if cur != nil {
-			// Taken whole (pend is empty): cleared, so that it holds no
-			// record's strings while it waits to be reused.
-			clear(cur)
-			select {
-			case free <- cur[:0]:
-			default:
-			}
+			// Taken whole (pend is empty).
+			follower.Release(cur)
 		}
-		waiting.Add(-int64(len(r)))
 		pend, cur = r, r
 	}
 	// queued is how many records wait to be taken: the count behind had
-	// as the channel's length when records came one at a time.
-	queued := func() int { return len(pend) + int(waiting.Load()) }
+	// as the channel's length when records came one at a time (Waiting
+	// counts cur whole until it is released, pend is what is left of it).
+	queued := func() int { return len(pend) + follower.Waiting() - len(cur) }
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	pruneTick := time.NewTicker(pruneEvery)
@@ -688,7 +629,27 @@ func (ix *Index) Run(ctx context.Context, src Source) error {
 			continue
 		}
 		select {
-		case r := <-runs:
+		case r, ok := <-runs:
+			if !ok {
+				// The follow ended: its records are all taken (pend is
+				// empty).
+				err := follower.Stop()
+				if ctx.Err() != nil {
+					// Stopped (the follower may have seen the ledger
+					// close first): what was read is left to the next Run.
+					return ctx.Err()
+				}
+				if ferr := flush(); ferr != nil {
+					return ferr
+				}
+				if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+					return fmt.Errorf("index: follow ledger: %w", err)
+				}
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				return err
+			}
 			take(r)
 			if err := fill(); err != nil {
 				return err
@@ -703,39 +664,6 @@ func (ix *Index) Run(ctx context.Context, src Source) error {
 			}
 		case <-ctx.Done():
 			return ctx.Err()
-		case err := <-errc:
-			if ctx.Err() != nil {
-				// Stopped (the follower may have seen the ledger close
-				// first): what was read is left to the next Run.
-				return ctx.Err()
-			}
-			// Everything the follower sent before its error is buffered.
-			for {
-				for len(pend) > 0 {
-					n := min(len(pend), ix.opts.BatchSize-len(batch))
-					batch = append(batch, pend[:n]...)
-					pend = pend[n:]
-					if len(batch) >= ix.opts.BatchSize {
-						if ferr := flush(); ferr != nil {
-							return ferr
-						}
-					}
-				}
-				if len(runs) == 0 {
-					break
-				}
-				take(<-runs)
-			}
-			if ferr := flush(); ferr != nil {
-				return ferr
-			}
-			if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
-				return fmt.Errorf("index: follow ledger: %w", err)
-			}
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return err
 		}
 	}
 }
