@@ -18,45 +18,98 @@ import (
 // in full on every cycle, however few events are waiting; the queue holds
 // its items in chunks that exist only while they hold events. A sender
 // paid for a read lock, the channel's lock and a counter, three contended
-// cache lines; it now takes one mutex. And a writer that is faster than
-// the requests used to go to sleep after every event, so that every
-// request paid for waking it (a futex call on each side): now, once it has
-// emptied the queue, the writer naps for napTime and takes what arrived
-// meanwhile in one batch, and only senders of events someone waits for
-// (Auth, Audit, errors, Close), or a queue half full, cut the nap short.
-// Access events therefore reach the sink at most napTime later than
-// before; the rest of the semantics are the channel's: at most max events
-// wait, access events are dropped (and counted) when the queue is full,
-// every other event waits for room. Full also means that the requests the
-// waiting events keep alive (their paths, user agents, recorded headers
-// and bodies: item.size) add up to maxBytes (Config.MaxQueueBytes), so
-// that a client sending large headers cannot make the queue hold
-// QueueSize megabytes.
+// cache lines. And a writer that is faster than the requests used to go to
+// sleep after every event, so that every request paid for waking it (a
+// futex call on each side): now, once it has emptied the queue, the writer
+// naps for napTime and takes what arrived meanwhile in one batch, and only
+// senders of events someone waits for (Auth, Audit, errors, Close), or a
+// queue half full, cut the nap short. Access events therefore reach the
+// sink at most napTime later than before; the rest of the semantics are
+// the channel's: at most max events wait, access events are dropped (and
+// counted) when the queue is full, every other event waits for room. Full
+// also means that the requests the waiting events keep alive (their
+// paths, user agents, recorded headers and bodies: item.size) add up to
+// maxBytes (Config.MaxQueueBytes), so that a client sending large headers
+// cannot make the queue hold QueueSize megabytes.
+//
+// A sender enters it without a lock (twenty-eighth session): with one
+// mutex, a sender whose thread lost its processor (or was stopped by the
+// collector) while holding it made every other sender wait, 112-159 ns a
+// request in bench/'s parallel benchmark. Now a sender claims a position
+// with a compare-and-swap on tail, writes its item into that position's
+// slot and publishes it (ready); the writer takes published slots in
+// position order from head and stops at the first unpublished one. A
+// sender stopped between claim and publish delays only the writer's
+// reading of its slot, never another sender.
+//
+// Memory ordering (all sync/atomic operations are sequentially
+// consistent):
+//   - An item is written before its slot's ready.Store(true), and the
+//     writer reads it only after ready.Load() returned true: the read
+//     happens after the write. The writer clears the slot and its ready
+//     flag before it stores the advanced head, and a sender claims a
+//     position only after loading a head that makes room for it, so a
+//     slot is written again only after the writer is done with it.
+//   - Positions map to chunks through ring (len R, (R-1)*chunkLen >= max).
+//     A sender claims position p only with p - head < max, so every
+//     position of the chunk R laps before p's is below head: the writer
+//     took them and removed that chunk from ring before storing head.
+//     Whatever ring holds at p's index when its sender looks is p's chunk,
+//     or nil (then the sender installs one, compare-and-swap against any
+//     other sender or the writer doing the same).
+//   - The closed bit lives in tail's word: once Close sets it no sender
+//     (but a waiter let in before Close) can claim, so the positions the
+//     writer must still write are exactly those below tail, and the
+//     writer finishes when head reaches tail with no waiter left.
+//   - Waking: a sender publishes, then loads the writer's state; the
+//     writer stores its state (idle, napping), then looks at the queue
+//     again (wakeNeeded). One of the two sees the other's store. The party
+//     that clears an idle state with a compare-and-swap owns the wake-up:
+//     a sender sends one token, and the writer, finding its state cleared
+//     by someone else, receives exactly that one.
+//   - Waiters for room register (waiters, under mu) before they try again;
+//     the writer stores head before it loads waiters: either the waiter
+//     sees the room or the writer sees the waiter and closes room.
 type queue struct {
-	mu         sync.Mutex
-	head, tail *chunk // the oldest items are at head.items[head.r]
-	spare      *chunk // emptied chunks kept for reuse, linked by next
-	spares     int
-	n, max     int
-	bytes      int           // request bytes the queued items keep alive (item.size)
-	maxBytes   int           // Config.MaxQueueBytes
-	closed     bool          // no new senders (Close)
-	waiters    int           // senders waiting for room, let in before Close
-	room       chan struct{} // closed when the writer makes room for waiters
-	idle       bool          // the writer waits for wake
-	napping    bool          // … and looks again by itself within napTime
-	napStart   time.Time     // when the writer began its nap
-	wake       chan struct{}
+	// tail is the next position to claim, with closedBit once Close
+	// has run; head is the next position the writer takes (stored
+	// after each batch). Positions below tail and at or above head are
+	// queued (claimed, perhaps not yet published).
+	tail     atomic.Uint64
+	bytes    atomic.Int64 // request bytes the queued items keep alive (item.size), reserved before a claim
+	head     atomic.Uint64
+	state    atomic.Uint32 // the writer's: stIdle, stNapping
+	napStart atomic.Int64  // when the writer began its nap, since epoch
+	urgentTo atomic.Uint64 // put's events are queued below this position
+	waiters  atomic.Int32  // senders waiting for room, let in before Close (registered under mu)
+	dropped  atomic.Uint64
+
+	ring     []atomic.Pointer[chunk] // position p's chunk at ring[p/chunkLen%len(ring)]
+	max      int
+	maxBytes int
+	epoch    time.Time
+	wake     chan struct{}
+
+	mu      sync.Mutex
+	closing bool          // Close has run (with closedBit); under mu so that waiters register before it or not at all
+	room    chan struct{} // closed when the writer makes room for waiters
+
+	spare []*chunk // the writer's: emptied chunks kept for reuse
 
 	failing *atomic.Bool // the Logger's: set while the sink fails
-	// urgent is set while an event of put's (Auth, Audit, Log, errors:
-	// the events someone may wait for) may be queued: the writer then
-	// takes what is queued without a nap (napFirstLocked).
-	urgent bool
 
-	enqueued, dropped uint64
-	waits             uint64 // times the writer waited (tests: an idle writer sleeps)
+	waits atomic.Uint64 // times the writer waited (tests: an idle writer sleeps)
 }
+
+// The writer's state: waiting for wake, and (napping) looking again by
+// itself within napTime.
+const (
+	stIdle    = 1
+	stNapping = 2
+)
+
+// closedBit marks tail once Close has run.
+const closedBit = 1 << 63
 
 // napTime is how long the writer waits, after emptying the queue, before
 // it looks again without being woken: the longest an access event waits
@@ -120,52 +173,87 @@ const (
 
 type chunk struct {
 	items [chunkLen]item
-	r, w  int
-	next  *chunk
+	ready [chunkLen]atomic.Bool // items[i] is published
 }
 
 func newQueue(max, maxBytes int) *queue {
-	return &queue{max: max, maxBytes: maxBytes, wake: make(chan struct{}, 1)}
-}
-
-// fullLocked says whether it must wait, or be dropped: the queue holds max
-// items, or it would take the request bytes they keep alive past maxBytes
-// (an item alone in the queue is always let in, whatever its size).
-func (q *queue) fullLocked(it item) bool {
-	return q.n >= q.max || (q.n > 0 && q.bytes+it.size > q.maxBytes)
-}
-
-func (q *queue) pushLocked(it item) {
-	if q.tail == nil || q.tail.w == chunkLen {
-		c := q.spare
-		if c != nil {
-			q.spare, c.next = c.next, nil
-			q.spares--
-		} else {
-			c = new(chunk)
-		}
-		if q.tail == nil {
-			q.head = c
-		} else {
-			q.tail.next = c
-		}
-		q.tail = c
+	q := &queue{
+		max:      max,
+		maxBytes: maxBytes,
+		ring:     make([]atomic.Pointer[chunk], (max+chunkLen-1)/chunkLen+1),
+		epoch:    time.Now(),
+		wake:     make(chan struct{}, 1),
 	}
-	q.tail.items[q.tail.w] = it
-	q.tail.w++
-	q.n++
-	q.bytes += it.size
-	q.enqueued++
+	q.prepare()
+	return q
 }
 
-// signalLocked says whether the sender of an item must wake the writer:
-// it waits for one, and either sleeps without a deadline, or the item is
-// urgent, or the queue is filling up.
-func (q *queue) signalLocked(urgent bool) bool {
-	if !q.idle || (q.napping && !urgent && 2*q.n < q.max) {
+// slot returns the ring entry of position p's chunk.
+func (q *queue) slot(p uint64) *atomic.Pointer[chunk] {
+	return &q.ring[p/chunkLen%uint64(len(q.ring))]
+}
+
+// Results of claim.
+const (
+	claimed = iota
+	claimFull
+	claimClosed
+)
+
+// claim reserves the next position for an item of size request bytes,
+// unless the queue is full (it holds max items, or the item would take
+// the request bytes they keep alive past maxBytes; an item alone in the
+// queue is always let in) or closed (unless waiter: a waiter let in
+// before Close). It also returns the head it saw, at most pos.
+func (q *queue) claim(size int, waiter bool) (pos, head uint64, res int) {
+	b := q.bytes.Add(int64(size))
+	for {
+		// head before tail: head never passes the tail loaded after it.
+		h := q.head.Load()
+		t := q.tail.Load()
+		p := t &^ closedBit
+		switch {
+		case t&closedBit != 0 && !waiter:
+			q.bytes.Add(-int64(size))
+			return 0, 0, claimClosed
+		case p-h >= uint64(q.max) || (p > h && b > int64(q.maxBytes)):
+			q.bytes.Add(-int64(size))
+			return 0, 0, claimFull
+		}
+		if q.tail.CompareAndSwap(t, t+1) {
+			return p, h, claimed
+		}
+	}
+}
+
+// publish stores it at its claimed position and lets the writer take it.
+func (q *queue) publish(p uint64, it item) {
+	s := q.slot(p)
+	c := s.Load()
+	if c == nil {
+		c = new(chunk)
+		if !s.CompareAndSwap(nil, c) {
+			c = s.Load()
+		}
+	}
+	i := p % chunkLen
+	c.items[i] = it
+	c.ready[i].Store(true)
+}
+
+// wakeWriter wakes the writer if it waits and should: it sleeps without a
+// deadline, or the item is urgent, or the queue (n items) is filling up.
+// It reports whether it found the writer waiting and took charge of
+// waking it.
+func (q *queue) wakeWriter(urgent bool, n uint64) bool {
+	s := q.state.Load()
+	if s&stIdle == 0 || (s&stNapping != 0 && !urgent && 2*n < uint64(q.max)) {
 		return false
 	}
-	q.idle = false
+	if !q.state.CompareAndSwap(s, 0) {
+		return false // the writer is back, or another sender wakes it
+	}
+	q.signal()
 	return true
 }
 
@@ -180,33 +268,27 @@ func (q *queue) signal() {
 // be dropped. It reports whether it was queued, and the count of drops
 // when it was dropped.
 func (q *queue) offer(it item) (ok, closed bool, dropped uint64) {
-	q.mu.Lock()
-	if q.closed {
-		q.mu.Unlock()
+	p, h, res := q.claim(it.size, false)
+	switch res {
+	case claimClosed:
 		return false, true, 0
+	case claimFull:
+		return false, false, q.dropped.Add(1)
 	}
-	if q.fullLocked(it) {
-		q.dropped++
-		d := q.dropped
-		q.mu.Unlock()
-		return false, false, d
+	q.publish(p, it)
+	n := p + 1 - h // queued, this item included, as its sender saw it
+	if q.wakeWriter(it.done != nil, n) {
+		return true, false, 0
 	}
-	q.pushLocked(it)
-	wake := q.signalLocked(it.done != nil)
-	yield := false
-	if !wake && q.idle && q.napping && q.n >= yieldAt && q.n%lateCheck == 0 &&
-		(q.n >= lateEvents || time.Since(q.napStart) >= lateAfter) {
-		// The writer is late (see yieldAt): woken, it is the next
-		// goroutine this processor runs once the sender yields.
-		q.idle = false
-		wake, yield = true, true
-	}
-	q.mu.Unlock()
-	if wake {
-		q.signal()
-	}
-	if yield {
-		runtime.Gosched()
+	if n >= yieldAt && n%lateCheck == 0 {
+		s := q.state.Load()
+		if s == stIdle|stNapping && (n >= lateEvents || int64(time.Since(q.epoch))-q.napStart.Load() >= int64(lateAfter)) &&
+			q.state.CompareAndSwap(s, 0) {
+			// The writer is late (see yieldAt): woken, it is the next
+			// goroutine this processor runs once the sender yields.
+			q.signal()
+			runtime.Gosched()
+		}
 	}
 	return true, false, 0
 }
@@ -224,22 +306,56 @@ var (
 // waits for it. While the sink fails it does not wait: see
 // errFailingQueued and errFailingFull.
 func (q *queue) put(ctx context.Context, it item, timeout <-chan time.Time, limit time.Duration) error {
-	q.mu.Lock()
-	if q.closed {
-		q.mu.Unlock()
-		return ErrClosed
-	}
-	for q.fullLocked(it) {
-		if q.failing != nil && q.failing.Load() {
+	waiter := false // registered in waiters
+	for {
+		var room chan struct{}
+		if waiter {
+			// Taken before trying again: a writer that makes room after
+			// the try closes this one.
+			q.mu.Lock()
+			if q.room == nil {
+				q.room = make(chan struct{})
+			}
+			room = q.room
 			q.mu.Unlock()
+		}
+		// Whether the sink was failing is read before the event is
+		// queued: read after, it could be this event's own failed write,
+		// which its waiter learns from done (with the sink's error).
+		failing := q.failing != nil && q.failing.Load()
+		p, _, res := q.claim(it.size, waiter)
+		switch res {
+		case claimClosed:
+			return ErrClosed
+		case claimed:
+			q.raiseUrgent(p + 1)
+			q.publish(p, it)
+			if waiter {
+				q.waiters.Add(-1)
+			}
+			q.wakeWriter(true, 0)
+			if failing {
+				return errFailingQueued
+			}
+			return nil
+		}
+		if failing {
+			if waiter {
+				q.leave()
+			}
 			return errFailingFull
 		}
-		if q.room == nil {
-			q.room = make(chan struct{})
+		if !waiter {
+			q.mu.Lock()
+			if q.closing {
+				q.mu.Unlock()
+				return ErrClosed
+			}
+			q.waiters.Add(1)
+			q.mu.Unlock()
+			waiter = true
+			continue
 		}
-		room := q.room
-		q.waiters++
-		q.mu.Unlock()
 		var err error
 		select {
 		case <-room:
@@ -248,34 +364,33 @@ func (q *queue) put(ctx context.Context, it item, timeout <-chan time.Time, limi
 		case <-timeout:
 			err = fmt.Errorf("httpaudit: event not queued within %v", limit)
 		}
-		q.mu.Lock()
-		q.waiters--
 		if err != nil {
-			// A writer draining for Close may be waiting for the last
-			// waiter.
-			wake := q.closed && q.waiters == 0 && q.signalLocked(true)
-			q.mu.Unlock()
-			if wake {
-				q.signal()
-			}
+			q.leave()
 			return err
 		}
 	}
-	// Whether the sink was failing is read before the event is queued:
-	// read after, it could be this event's own failed write, which its
-	// waiter learns from done (with the sink's error).
-	failing := q.failing != nil && q.failing.Load()
-	q.pushLocked(it)
-	q.urgent = true
-	wake := q.signalLocked(true)
-	q.mu.Unlock()
-	if wake {
-		q.signal()
+}
+
+// leave unregisters a waiter that gives up. A writer draining for Close
+// may be waiting for the last waiter.
+func (q *queue) leave() {
+	q.waiters.Add(-1)
+	if q.tail.Load()&closedBit != 0 {
+		q.wakeWriter(true, 0)
 	}
-	if failing {
-		return errFailingQueued
+}
+
+// raiseUrgent notes that an event of put's (Auth, Audit, Log, errors: the
+// events someone may wait for) is queued below position to: the writer
+// then takes what is queued without a nap (napFirst). It is raised before
+// the event is published, so the writer that takes the event sees it.
+func (q *queue) raiseUrgent(to uint64) {
+	for {
+		u := q.urgentTo.Load()
+		if u >= to || q.urgentTo.CompareAndSwap(u, to) {
+			return
+		}
 	}
-	return nil
 }
 
 // wakeWaiters wakes the senders waiting for room, to look again (the
@@ -289,93 +404,153 @@ func (q *queue) wakeWaiters() {
 	q.mu.Unlock()
 }
 
-// take moves up to max items into batch, oldest first, and makes room for
-// senders waiting for it. It stops early once the batch keeps maxBytes of
-// requests alive, so that the writer's batch is bounded like the queue.
-func (q *queue) takeLocked(batch []item, max int) []item {
+// take moves up to max published items into batch, oldest first, and
+// makes room for senders waiting for it. It stops early once the batch
+// keeps maxBytes of requests alive, so that the writer's batch is bounded
+// like the queue, and at the first position claimed but not yet
+// published.
+func (q *queue) take(batch []item, max int) []item {
+	h := q.head.Load()
 	held := 0
-	for q.n > 0 && len(batch) < max && held < q.maxBytes {
-		c := q.head
-		k := min(c.w-c.r, max-len(batch))
-		for i, it := range c.items[c.r : c.r+k] {
-			held += it.size
-			if held >= q.maxBytes {
-				k = i + 1
-				break
-			}
+	for len(batch) < max && held < q.maxBytes {
+		s := q.slot(h)
+		c := s.Load()
+		i := h % chunkLen
+		if c == nil || !c.ready[i].Load() {
+			break
 		}
-		batch = append(batch, c.items[c.r:c.r+k]...)
-		for _, it := range c.items[c.r : c.r+k] {
-			q.bytes -= it.size
-		}
-		clear(c.items[c.r : c.r+k]) // the queue no longer keeps them alive
-		c.r += k
-		q.n -= k
-		if c.r == c.w {
-			c.r, c.w = 0, 0
-			if c != q.tail {
-				q.head, c.next = c.next, nil
-				if q.spares < maxSpares {
-					c.next = q.spare
-					q.spare = c
-					q.spares++
-				}
+		it := c.items[i]
+		c.items[i] = item{} // the queue no longer keeps it alive
+		c.ready[i].Store(false)
+		batch = append(batch, it)
+		held += it.size
+		h++
+		if h%chunkLen == 0 {
+			// Out of ring before head passes it (see queue).
+			s.Store(nil)
+			if len(q.spare) < maxSpares {
+				q.spare = append(q.spare, c)
 			}
 		}
 	}
-	if q.n == 0 {
-		q.urgent = false
+	if len(batch) == 0 {
+		return batch
 	}
-	if len(batch) > 0 && q.room != nil {
-		close(q.room)
-		q.room = nil
+	q.head.Store(h)
+	q.bytes.Add(-int64(held))
+	q.prepare()
+	if q.waiters.Load() > 0 {
+		q.wakeWaiters()
 	}
 	return batch
 }
 
-// napFirstLocked says whether the writer, back for its next batch, naps
-// before it takes what is queued: only a few events wait (minBatch), none
-// of them one that someone may wait for, nobody waits for room, the queue
-// is under half full in items and bytes (so that no access event is
-// dropped meanwhile), and it is not closed.
-func (q *queue) napFirstLocked() bool {
-	return q.n > 0 && q.n < minBatch && !q.urgent && !q.closed && q.waiters == 0 &&
-		2*q.n < q.max && 2*q.bytes < q.maxBytes
+// prepare installs the chunks of the next positions ahead of the senders,
+// from the spares where it can, so that a busy queue allocates none.
+// Within R-1 chunks of head, a ring entry is free or already the right
+// chunk (see queue).
+func (q *queue) prepare() {
+	h := q.head.Load()
+	for p := h; p < h+2*chunkLen; p += chunkLen {
+		s := q.slot(p)
+		if s.Load() != nil {
+			continue
+		}
+		var c *chunk
+		if n := len(q.spare); n > 0 {
+			c = q.spare[n-1]
+		} else {
+			c = new(chunk)
+		}
+		if s.CompareAndSwap(nil, c) && len(q.spare) > 0 && q.spare[len(q.spare)-1] == c {
+			q.spare = q.spare[:len(q.spare)-1]
+		}
+	}
+}
+
+// published says whether the item at head is there to take.
+func (q *queue) published() bool {
+	h := q.head.Load()
+	c := q.slot(h).Load()
+	return c != nil && c.ready[h%chunkLen].Load()
+}
+
+// queued returns the number of items claimed and not yet taken.
+func (q *queue) queued() uint64 {
+	h := q.head.Load()
+	return q.tail.Load()&^closedBit - h
+}
+
+func (q *queue) closed() bool { return q.tail.Load()&closedBit != 0 }
+
+// drained says whether the writer is done: closed, no waiter left that
+// may still queue, and every position claimed taken. waiters is read
+// before tail: a waiter's claim precedes its leaving.
+func (q *queue) drained() bool {
+	return q.closed() && q.waiters.Load() == 0 && q.queued() == 0
+}
+
+// napFirst says whether the writer, back for its next batch, naps before
+// it takes what is queued: only a few events wait (minBatch), none of them
+// one that someone may wait for, nobody waits for room, the queue is under
+// half full in items and bytes (so that no access event is dropped
+// meanwhile), and it is not closed.
+func (q *queue) napFirst() bool {
+	n := q.queued()
+	return n > 0 && n < minBatch && q.urgentTo.Load() <= q.head.Load() && !q.closed() && q.waiters.Load() == 0 &&
+		2*n < uint64(q.max) && 2*q.bytes.Load() < int64(q.maxBytes)
+}
+
+// wakeNeeded is the writer's second look after it stored st: whether a
+// sender that came before the store would have woken it (wakeWriter, or
+// Close, or the last waiter leaving).
+func (q *queue) wakeNeeded(st uint32) bool {
+	if q.closed() {
+		return st&stNapping != 0 || q.drained() || q.published()
+	}
+	if !q.published() {
+		return false
+	}
+	return st&stNapping == 0 || q.urgentTo.Load() > q.head.Load() || 2*q.queued() >= uint64(q.max)
 }
 
 // next returns the next batch for the writer, waiting for one: after a
 // batch (nap true) for at most napTime unless woken, then without a
 // deadline. After a batch it naps even with a few events queued
-// (napFirstLocked). It returns an empty batch when the queue is closed
-// and drained, with no sender left waiting for room.
+// (napFirst). It returns an empty batch when the queue is closed and
+// drained, with no sender left waiting for room.
 func (q *queue) next(batch []item, max int, timer *time.Timer) []item {
 	nap := true
 	for {
-		q.mu.Lock()
-		q.idle, q.napping = false, false
-		if !nap || !q.napFirstLocked() {
-			batch = q.takeLocked(batch[:0], max)
-			if len(batch) > 0 {
-				q.mu.Unlock()
-				return batch
-			}
-			if q.closed && q.waiters == 0 {
-				q.mu.Unlock()
+		if !nap || !q.napFirst() {
+			batch = q.take(batch[:0], max)
+			if len(batch) > 0 || q.drained() {
 				return batch
 			}
 		}
-		nap = nap && !q.closed
-		q.idle, q.napping = true, nap
-		q.waits++
+		nap = nap && !q.closed()
+		st := uint32(stIdle)
 		if nap {
-			q.napStart = time.Now()
+			st |= stNapping
+			q.napStart.Store(int64(time.Since(q.epoch)))
 		}
-		q.mu.Unlock()
+		q.waits.Add(1)
+		q.state.Store(st)
+		if q.wakeNeeded(st) {
+			if !q.state.CompareAndSwap(st, 0) {
+				<-q.wake // a sender cleared it: its token
+			}
+			nap = false
+			continue
+		}
 		if nap {
 			timer.Reset(napTime)
 			select {
 			case <-q.wake:
 			case <-timer.C:
+				if !q.state.CompareAndSwap(st, 0) {
+					<-q.wake // a sender woke it meanwhile
+				}
 			}
 			nap = false // a nap that brought nothing ends in sleep
 			continue
@@ -387,17 +562,15 @@ func (q *queue) next(batch []item, max int, timer *time.Timer) []item {
 // close lets no new sender in and wakes the writer to drain.
 func (q *queue) close() {
 	q.mu.Lock()
-	q.closed = true
-	wake := q.signalLocked(true)
+	q.closing = true
+	q.tail.Or(closedBit)
 	q.mu.Unlock()
-	if wake {
-		q.signal()
-	}
+	q.wakeWriter(true, 0)
 }
 
 // counts returns the queue's counters.
 func (q *queue) counts() (enqueued, dropped uint64, queued int) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return q.enqueued, q.dropped, q.n
+	h := q.head.Load()
+	t := q.tail.Load() &^ closedBit
+	return t, q.dropped.Load(), int(t - h)
 }

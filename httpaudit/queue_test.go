@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/trailguard/trailguard/event"
 	"github.com/trailguard/trailguard/sink"
@@ -38,18 +39,10 @@ func TestWriterWakesAndSleeps(t *testing.T) {
 		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", fmt.Sprintf("/r%d", i), nil))
 		waitFor(t, "the access event is written", func() bool { return strings.Count(buf.String(), "\n") == i+1 })
 		// Idle: the writer naps once, then sleeps until woken.
-		waitFor(t, "the writer sleeps", func() bool {
-			l.q.mu.Lock()
-			defer l.q.mu.Unlock()
-			return l.q.idle && !l.q.napping
-		})
-		l.q.mu.Lock()
-		before := l.q.waits
-		l.q.mu.Unlock()
+		waitFor(t, "the writer sleeps", func() bool { return l.q.state.Load() == stIdle })
+		before := l.q.waits.Load()
 		time.Sleep(30 * time.Millisecond)
-		l.q.mu.Lock()
-		after := l.q.waits
-		l.q.mu.Unlock()
+		after := l.q.waits.Load()
 		if after != before {
 			t.Fatalf("an idle writer woke %d times in 30ms", after-before)
 		}
@@ -85,7 +78,8 @@ func TestLateNapEndsAtYieldAt(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			q := newQueue(1<<20, 1<<30)
-			q.idle, q.napping, q.napStart = true, true, tt.napStart
+			q.state.Store(stIdle | stNapping)
+			q.napStart.Store(int64(tt.napStart.Sub(q.epoch)))
 			for i := 1; i < tt.wakeAt; i++ {
 				if ok, _, _ := q.offer(item{ev: &event.Event{}}); !ok {
 					t.Fatalf("event %d not queued", i)
@@ -95,7 +89,7 @@ func TestLateNapEndsAtYieldAt(t *testing.T) {
 				}
 			}
 			q.offer(item{ev: &event.Event{}})
-			if !woken(q) || q.idle {
+			if !woken(q) || q.state.Load() != 0 {
 				t.Fatalf("a napping writer not woken at %d events", tt.wakeAt)
 			}
 			q.offer(item{ev: &event.Event{}})
@@ -106,7 +100,7 @@ func TestLateNapEndsAtYieldAt(t *testing.T) {
 	}
 	// Asleep (no nap): the first event wakes it.
 	q2 := newQueue(1<<20, 1<<30)
-	q2.idle = true
+	q2.state.Store(stIdle)
 	q2.offer(item{ev: &event.Event{}})
 	if !woken(q2) {
 		t.Fatal("a sleeping writer not woken by an event")
@@ -155,7 +149,7 @@ func TestWriterNapsOnAFewEvents(t *testing.T) {
 		}, 0},
 		{"a sender waits for room", 1 << 20, 1 << 30, func(q *queue) {
 			q.offer(access)
-			q.waiters++ // as put does while it waits
+			q.waiters.Add(1) // as put does while it waits
 		}, 0},
 		{"closed", 1 << 20, 1 << 30, func(q *queue) {
 			q.offer(access)
@@ -166,15 +160,15 @@ func TestWriterNapsOnAFewEvents(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			q := newQueue(tt.max, tt.maxBytes)
 			tt.fill(q)
-			want := q.n
+			want := int(q.queued())
 			timer := time.NewTimer(time.Hour)
 			timer.Stop()
 			batch := q.next(nil, 512, timer)
 			if len(batch) != want {
 				t.Fatalf("batch of %d, want the %d queued", len(batch), want)
 			}
-			if q.waits != tt.naps {
-				t.Fatalf("the writer napped %d times before taking %d events, want %d", q.waits, want, tt.naps)
+			if w := q.waits.Load(); w != tt.naps {
+				t.Fatalf("the writer napped %d times before taking %d events, want %d", w, want, tt.naps)
 			}
 		})
 	}
@@ -186,12 +180,12 @@ func TestWriterNapsOnAFewEvents(t *testing.T) {
 	}
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
-	if batch := q.next(nil, 512, timer); len(batch) != 1 || q.waits != 0 {
-		t.Fatalf("urgent event: batch of %d after %d naps", len(batch), q.waits)
+	if batch := q.next(nil, 512, timer); len(batch) != 1 || q.waits.Load() != 0 {
+		t.Fatalf("urgent event: batch of %d after %d naps", len(batch), q.waits.Load())
 	}
 	q.offer(access)
-	if batch := q.next(nil, 512, timer); len(batch) != 1 || q.waits != 1 {
-		t.Fatalf("access event after it: batch of %d after %d naps, want 1 after 1", len(batch), q.waits)
+	if batch := q.next(nil, 512, timer); len(batch) != 1 || q.waits.Load() != 1 {
+		t.Fatalf("access event after it: batch of %d after %d naps, want 1 after 1", len(batch), q.waits.Load())
 	}
 }
 
@@ -224,17 +218,11 @@ func TestCloseLetsWaitersIn(t *testing.T) {
 	// One audit event is in the writer's hands (its sink is stuck), two
 	// fill the queue, the other senders wait for room.
 	waitFor(t, "senders wait for room", func() bool {
-		l.q.mu.Lock()
-		defer l.q.mu.Unlock()
-		return l.q.waiters == senders-3 && l.q.n == 2
+		return l.q.waiters.Load() == senders-3 && l.q.queued() == 2
 	})
 	closed := make(chan error, 1)
 	go func() { closed <- l.Close() }()
-	waitFor(t, "Close refuses new senders", func() bool {
-		l.q.mu.Lock()
-		defer l.q.mu.Unlock()
-		return l.q.closed
-	})
+	waitFor(t, "Close refuses new senders", l.q.closed)
 	if err := l.Log(context.Background(), &event.Event{Action: "late"}); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Log after Close: %v, want ErrClosed", err)
 	}
@@ -326,4 +314,97 @@ type slowSink struct{ sink.Sink }
 func (s *slowSink) Write(ctx context.Context, recs [][]byte) error {
 	time.Sleep(50 * time.Microsecond)
 	return s.Sink.Write(ctx, recs)
+}
+
+// TestQueueConcurrentPublish: senders of both kinds (offer, put) against
+// a small queue, whose chunks wrap around the ring many times, and the
+// writer taking batches meanwhile, then Close: the writer reads every
+// item queued exactly once, whole (never a slot claimed and not yet
+// published, or one written again before it was taken), each sender's in
+// the order it sent them, and every offered item is either taken or
+// counted as dropped.
+func TestQueueConcurrentPublish(t *testing.T) {
+	const (
+		senders = 6
+		each    = 20000
+	)
+	tests := []struct {
+		name     string
+		max      int
+		maxBytes int
+	}{
+		{"items bound", 2*chunkLen + 7, 1 << 30},
+		{"bytes bound", 1 << 20, 300},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			q := newQueue(tt.max, tt.maxBytes)
+			evs := make([]event.Event, senders*each)
+			var wg sync.WaitGroup
+			var refused atomic.Int64
+			for g := range senders {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := range each {
+						it := item{ev: &evs[g*each+i], size: 1 + i%16}
+						if g%3 == 0 && i%4 == 0 {
+							if err := q.put(context.Background(), it, nil, time.Second); err != nil {
+								t.Errorf("put: %v", err)
+								refused.Add(1)
+							}
+							continue
+						}
+						if ok, closed, _ := q.offer(it); !ok && closed {
+							refused.Add(1)
+						}
+					}
+				}()
+			}
+			done := make(chan struct{})
+			go func() { wg.Wait(); q.close(); close(done) }()
+			last := make([]int, senders)
+			for g := range last {
+				last[g] = -1
+			}
+			timer := time.NewTimer(time.Hour)
+			timer.Stop()
+			taken := 0
+			var batch []item
+			for {
+				batch = q.next(batch, 64, timer)
+				if len(batch) == 0 {
+					break
+				}
+				held := 0
+				for _, it := range batch {
+					if it.ev == nil {
+						t.Fatalf("item %d of a batch: read before it was published", taken)
+					}
+					k := int((uintptr(unsafe.Pointer(it.ev)) - uintptr(unsafe.Pointer(&evs[0]))) / unsafe.Sizeof(evs[0]))
+					g, i := k/each, k%each
+					if i <= last[g] {
+						t.Fatalf("sender %d's item %d after its item %d", g, i, last[g])
+					}
+					if it.size != 1+i%16 {
+						t.Fatalf("sender %d's item %d of size %d, want %d", g, i, it.size, 1+i%16)
+					}
+					last[g] = i
+					held += it.size
+					taken++
+				}
+				if held > tt.maxBytes+16 {
+					t.Fatalf("a batch keeps %d bytes, over %d", held, tt.maxBytes)
+				}
+			}
+			<-done
+			enq, dropped, queued := q.counts()
+			if queued != 0 || int(enq) != taken || refused.Load() != 0 || int(enq+dropped) != senders*each {
+				t.Fatalf("taken %d, enqueued %d, dropped %d, queued %d, refused %d; sent %d", taken, enq, dropped, queued, refused.Load(), senders*each)
+			}
+			if dropped == 0 {
+				t.Fatal("no item dropped: the queue never filled")
+			}
+		})
+	}
 }
