@@ -445,14 +445,19 @@ func (q *queue) take(batch []item, max int) []item {
 	return batch
 }
 
-// prepare installs the chunks of the next positions ahead of the senders,
-// from the spares where it can, so that a busy queue allocates none.
-// Within R-1 chunks of head, a ring entry is free or already the right
-// chunk (see queue).
+// prepare installs chunks ahead of the senders, so that a busy queue
+// allocates none: the next two positions' chunks (allocated if need be),
+// then the spares, into the ring entries that follow (the writer keeps
+// them either way; installed, they are the ones that the events queued
+// during the next nap fill). Within R-1 chunks of head, a ring entry is
+// free or already the right chunk (see queue).
 func (q *queue) prepare() {
-	h := q.head.Load()
-	for p := h; p < h+2*chunkLen; p += chunkLen {
-		s := q.slot(p)
+	h := q.head.Load() / chunkLen
+	for k := h; k < h+uint64(len(q.ring))-1; k++ {
+		if k >= h+2 && len(q.spare) == 0 {
+			return
+		}
+		s := &q.ring[k%uint64(len(q.ring))]
 		if s.Load() != nil {
 			continue
 		}
