@@ -158,7 +158,7 @@ const (
 // napped while they came: each batch took the few events that arrived
 // while the last was written, a batch every few microseconds of 4-7
 // events on one request goroutine in bench/ (5 times as many batches as
-// with it), each paying the queue's lock, a clock reading and a write,
+// with it), each paying the queue's shared lines, a clock reading and a write,
 // and taking the queue's cache lines away from the senders' core. It
 // changes no event's wait beyond napTime, which one arriving just after
 // the queue was emptied already had.
