@@ -40,15 +40,25 @@ type reqFields struct {
 	// methodPlain: method is one of the standard methods, which need no
 	// escaping.
 	methodPlain bool
+	// pathPlain: path is the request's path as it came, unscrubbed and
+	// uncut, and made only of bytes url.PathEscape leaves alone, none of
+	// which JSON escapes.
+	pathPlain bool
+	// addr: source and client as the writer's address cache wrote them
+	// last (nil: written by appendAddr), when the client is the source.
+	addr *addrCache
 }
 
 // fields scrubs and caps what st captured of its request. Every value an
 // attacker controls goes through the redactor before it is stored: through
 // the writer goroutine's memo of values found clean when wc is not nil
 // (and its gate for the field lets it).
-func (l *Logger) fields(st *state, wc *writerCache) reqFields {
+//
+// f is filled in place (it is some two hundred bytes, which a return by
+// value copied once more on every event).
+func (l *Logger) fields(st *state, wc *writerCache, f *reqFields) {
 	ri := &st.info
-	var f reqFields
+	*f = reqFields{}
 	var m *memoGates
 	if wc != nil && wc.memo != nil {
 		m = &wc.gates
@@ -67,10 +77,16 @@ func (l *Logger) fields(st *state, wc *writerCache) reqFields {
 	if ri.rawQuery != "" {
 		f.query = l.cut(l.scrubQuery(m, ri.rawQuery))
 	}
+	plain := ri.opt.rawPath == "" && plainPath(ri.path)
+	f.pathPlain = plain && path != "" && path == ri.path && f.path == path
+	sent := ri.path // escapedPath's answer for a plain path, tested once
+	if !plain {
+		sent = escapedPath(ri.path, ri.opt.rawPath)
+	}
 	// url.original keeps the path as the client encoded it, which attack
 	// detection needs (%2e%2e%2f is a traversal url.path shows as ../);
 	// it is written only when it says more than url.path and url.query.
-	if sent := escapedPath(ri.path, ri.opt.rawPath); sent != path {
+	if sent != path {
 		// A secret scrubbed from the decoded path may hide in its encoded
 		// form from the scrubber (%20eyJ… is no word boundary), so the
 		// scrubbed path is encoded instead.
@@ -107,9 +123,10 @@ func (l *Logger) fields(st *state, wc *writerCache) reqFields {
 		f.sourceIP, f.sourcePort, f.clientIP = srcText, port, srcText
 		if c, ok := l.clientIP(ri, src); ok {
 			f.clientIP = c.String()
+		} else if wc != nil {
+			f.addr = &wc.addr
 		}
 	}
-	return f
 }
 
 // escapedPath is url.URL.EscapedPath of a request's path without building
@@ -241,7 +258,8 @@ func (l *Logger) appendAccess(b []byte, st *state, id []byte, wc *writerCache, e
 		return b, false
 	}
 	ri := &st.info
-	f := l.fields(st, wc)
+	var f reqFields
+	l.fields(st, wc, &f)
 	n := notes{enc: enc, base: len(b)}
 	b = append(b, '{')
 	if l.realClock {
@@ -280,7 +298,7 @@ func (l *Logger) appendAccess(b []byte, st *state, id []byte, wc *writerCache, e
 	if dur := l.duration(ri, wc.now); dur != 0 {
 		b = append(b, `,"duration":`...)
 		vs = len(b)
-		b = strconv.AppendInt(b, int64(dur), 10)
+		b = appendInt(b, int64(dur))
 		n.note(spDuration, vs, b)
 	}
 	b = append(b, `,"id":`...)
@@ -326,7 +344,7 @@ func (l *Logger) appendAccess(b []byte, st *state, id []byte, wc *writerCache, e
 		if reqBytes != 0 {
 			b = append(b, `"bytes":`...)
 			vs = len(b)
-			b = strconv.AppendInt(b, reqBytes, 10)
+			b = appendInt(b, reqBytes)
 			n.note(spReqBytes, vs, b)
 			bc = true
 		}
@@ -347,7 +365,7 @@ func (l *Logger) appendAccess(b []byte, st *state, id []byte, wc *writerCache, e
 	if st.written != 0 {
 		b = append(b, `,"body":{"bytes":`...)
 		vs = len(b)
-		b = strconv.AppendInt(b, st.written, 10)
+		b = appendInt(b, st.written)
 		n.note(spRespBytes, vs, b)
 		b = append(b, '}')
 	}
@@ -355,42 +373,26 @@ func (l *Logger) appendAccess(b []byte, st *state, id []byte, wc *writerCache, e
 	if f.path != "" || f.query != "" || f.original != "" {
 		b = append(b, `,"url":{`...)
 		c := false
-		b, c = n.member(b, c, `"path":`, f.path, spPath)
+		if f.pathPlain { // the first member: no comma
+			b = append(b, `"path":`...)
+			vs = len(b)
+			b = appendQuoted(b, f.path)
+			n.note(spPath, vs, b)
+			c = true
+		} else {
+			b, c = n.member(b, c, `"path":`, f.path, spPath)
+		}
 		b, c = n.member(b, c, `"query":`, f.query, spQuery)
 		b, _ = n.member(b, c, `"original":`, f.original, spOriginal)
 		b = append(b, '}')
 	}
-	if f.sourceIP != "" || f.sourcePort != 0 {
-		b = append(b, `,"source":{`...)
-		c := false
-		if f.sourceIP != "" {
-			b = append(b, `"ip":`...)
-			vs = len(b)
-			b = appendQuoted(b, f.sourceIP)
-			n.note(spSourceIP, vs, b)
-			c = true
-		}
-		if f.sourcePort != 0 {
-			if c {
-				b = append(b, ',')
-			}
-			b = append(b, `"port":`...)
-			vs = len(b)
-			if f.portText != nil {
-				b = append(b, f.portText...)
-			} else {
-				b = strconv.AppendInt(b, int64(f.sourcePort), 10)
-			}
-			n.note(spSourcePort, vs, b)
-		}
-		b = append(b, '}')
-	}
-	if f.clientIP != "" {
-		b = append(b, `,"client":{"ip":`...)
-		vs = len(b)
-		b = appendQuoted(b, f.clientIP)
-		n.note(spClientIP, vs, b)
-		b = append(b, '}')
+	if f.addr != nil {
+		b = f.addr.append(b, n)
+	} else {
+		var at addrSpans
+		start := len(b)
+		b = appendAddr(b, f.sourceIP, f.sourcePort, f.portText, f.clientIP, &at)
+		at.note(n, b[:start])
 	}
 	uid, uname := l.cut(u.ID), l.cut(u.Name)
 	if uid != "" || uname != "" || len(u.Roles) > 0 {
@@ -497,6 +499,13 @@ type addrCache struct {
 	// may have written it otherwise: "080"), formatted once per address.
 	portBuf [20]byte // any int, sign included
 	portLen uint8
+	// The source and client members of an event from this address
+	// whose client is the source (appendAddr's bytes, and where it wrote
+	// each token), written on first use: one copy where there were a
+	// dozen appends.
+	members []byte
+	spans   addrSpans
+	written bool // members holds this address's
 }
 
 func (c *addrCache) split(remote string) (netip.Addr, string, int) {
@@ -504,8 +513,88 @@ func (c *addrCache) split(remote string) (netip.Addr, string, int) {
 		c.ip, c.text, c.port = splitAddr(remote)
 		c.remote = remote
 		c.portLen = uint8(len(strconv.AppendInt(c.portBuf[:0], int64(c.port), 10)))
+		c.written = false
 	}
 	return c.ip, c.text, c.port
+}
+
+// append appends the source and client members of an event from the
+// address split last, whose client is the source.
+func (c *addrCache) append(b []byte, n notes) []byte {
+	start := len(b)
+	if c.written {
+		b = append(b, c.members...)
+	} else {
+		b = appendAddr(b, c.text, c.port, c.portText(), c.text, &c.spans)
+		c.members = append(c.members[:0], b[start:]...)
+		c.written = true
+	}
+	c.spans.note(n, b[:start])
+	return b
+}
+
+// addrSpans says where appendAddr wrote each token, as offsets from where
+// it began (end 0: not written).
+type addrSpans struct {
+	ipStart, ipEnd, portStart, portEnd, clientStart, clientEnd int
+}
+
+// note records the tokens of the members appended to before.
+func (a *addrSpans) note(n notes, before []byte) {
+	if n.enc == nil {
+		return
+	}
+	base := len(before)
+	if a.ipEnd != 0 {
+		n.note(spSourceIP, base+a.ipStart, before[:base+a.ipEnd])
+	}
+	if a.portEnd != 0 {
+		n.note(spSourcePort, base+a.portStart, before[:base+a.portEnd])
+	}
+	if a.clientEnd != 0 {
+		n.note(spClientIP, base+a.clientStart, before[:base+a.clientEnd])
+	}
+}
+
+// appendAddr appends the source and client members of an event (each
+// left out when empty), noting in at where it wrote their tokens. The
+// port is written as portText when that is not nil.
+func appendAddr(b []byte, sourceIP string, sourcePort int, portText []byte, clientIP string, at *addrSpans) []byte {
+	start := len(b)
+	*at = addrSpans{}
+	if sourceIP != "" || sourcePort != 0 {
+		b = append(b, `,"source":{`...)
+		c := false
+		if sourceIP != "" {
+			b = append(b, `"ip":`...)
+			at.ipStart = len(b) - start
+			b = appendQuoted(b, sourceIP)
+			at.ipEnd = len(b) - start
+			c = true
+		}
+		if sourcePort != 0 {
+			if c {
+				b = append(b, ',')
+			}
+			b = append(b, `"port":`...)
+			at.portStart = len(b) - start
+			if portText != nil {
+				b = append(b, portText...)
+			} else {
+				b = strconv.AppendInt(b, int64(sourcePort), 10)
+			}
+			at.portEnd = len(b) - start
+		}
+		b = append(b, '}')
+	}
+	if clientIP != "" {
+		b = append(b, `,"client":{"ip":`...)
+		at.clientStart = len(b) - start
+		b = appendQuoted(b, clientIP)
+		at.clientEnd = len(b) - start
+		b = append(b, '}')
+	}
+	return b
 }
 
 // portText is the last split address's port in decimal.
@@ -570,6 +659,39 @@ func (wc *writerCache) startUnix(startTick int64) (sec, nsec int64) {
 		sec, nsec = sec-1, nsec+1e9
 	}
 	return sec, nsec
+}
+
+// appendInt appends v in decimal as strconv.AppendInt(b, v, 10) does,
+// the digits written in place, two at a time from the table (AppendInt
+// formats into a buffer of its own and copies it).
+func appendInt(b []byte, v int64) []byte {
+	if v < 0 {
+		return strconv.AppendInt(b, v, 10)
+	}
+	u := uint64(v)
+	n := 1 // digits: compares, not the divisions that write them
+	for p := uint64(10); u >= p; p *= 10 {
+		n++
+		if n == 19 { // u < 2⁶³ < 10¹⁹
+			break
+		}
+	}
+	at := len(b)
+	b = append(b, "0000000000000000000"[:n]...)
+	d := b[at : at+n]
+	i := n
+	for u >= 100 {
+		q := u % 100
+		u /= 100
+		i -= 2
+		d[i], d[i+1] = digitPairs[2*q], digitPairs[2*q+1]
+	}
+	if u >= 10 {
+		d[i-2], d[i-1] = digitPairs[2*u], digitPairs[2*u+1]
+	} else {
+		d[i-1] = byte('0' + u)
+	}
+	return b
 }
 
 // appendStatus appends an HTTP status code as strconv.AppendInt does:

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -344,6 +345,24 @@ func FuzzSplitAddr(f *testing.F) {
 			t.Fatalf("splitAddr(%q) = %v %q %d, the general parsers say %v %q %d", addr, a1, h1, p1, a2, h2, p2)
 		}
 	})
+}
+
+// TestAppendInt holds the writer's durations and byte counts to
+// strconv.AppendInt's text: around every power of ten, at the ends of
+// int64 and below zero.
+func TestAppendInt(t *testing.T) {
+	vals := []int64{0, 1, 9, 10, 99, 100, 101, 1234567, math.MaxInt64, math.MaxInt64 - 1, -1, -10, math.MinInt64}
+	for p := int64(1); p <= math.MaxInt64/10; p *= 10 {
+		vals = append(vals, p-1, p, p+1, 10*p-1, 10*p)
+	}
+	for i := range 10000 {
+		vals = append(vals, int64(i)*7919, int64(i)*1_000_003_007)
+	}
+	for _, v := range vals {
+		if got, want := string(appendInt([]byte("x"), v)), "x"+strconv.FormatInt(v, 10); got != want {
+			t.Fatalf("appendInt(%d) = %q, want %q", v, got, want)
+		}
+	}
 }
 
 // TestAppendStatus holds the table's status codes to strconv.AppendInt's

@@ -509,7 +509,8 @@ func (l *Logger) requestEvent(st *state, now time.Time) *event.Event {
 	ev.Dataset = event.DatasetAccess
 	ev.RequestID = st.requestID
 	ev.TraceID, ev.SpanID = st.traceIDs()
-	f := l.fields(st, nil)
+	var f reqFields
+	l.fields(st, nil, &f)
 	ev.Method, ev.Path, ev.Query, ev.Original = f.method, f.path, f.query, f.original
 	ev.UserAgent, ev.Referrer = f.ua, f.referrer
 	ev.SourceIP, ev.SourcePort, ev.ClientIP = f.sourceIP, f.sourcePort, f.clientIP

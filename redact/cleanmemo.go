@@ -1,6 +1,10 @@
 package redact
 
-import "hash/maphash"
+import (
+	"encoding/binary"
+	"hash/maphash"
+	"unsafe"
+)
 
 // Memo remembers values a [Redactor] found clean, so that what a server
 // sees over and over — its few hundred user agents, its paths, the same
@@ -23,6 +27,7 @@ import "hash/maphash"
 type Memo struct {
 	r     *Redactor
 	seed  maphash.Seed
+	nseed uint64 // nameHash's
 	slots []memoSlot
 	names *[nameSlots]nameSlot // Query's verdicts on parameter names
 	noted bool                 // the note of the entry lookup found last
@@ -53,7 +58,8 @@ type memoSlot struct {
 
 // NewMemo returns an empty memo of r's verdicts.
 func (r *Redactor) NewMemo() *Memo {
-	return &Memo{r: r, seed: maphash.MakeSeed(), slots: make([]memoSlot, MemoSlots), names: new([nameSlots]nameSlot)}
+	seed := maphash.MakeSeed()
+	return &Memo{r: r, seed: seed, nseed: maphash.String(seed, "names") | 1, slots: make([]memoSlot, MemoSlots), names: new([nameSlots]nameSlot)}
 }
 
 // Query strings whose values change on every request (page numbers, ids,
@@ -84,7 +90,7 @@ func (m *Memo) nameVerdict(name string) (sensitive, known bool) {
 	if m == nil || len(name) == 0 || len(name) > nameMaxLen {
 		return false, false
 	}
-	sl := &m.names[maphash.String(m.seed, name)%nameSlots]
+	sl := &m.names[m.nameHash(name)]
 	if int(sl.n) == len(name) && string(sl.b[:len(name)]) == name {
 		return sl.sensitive, true
 	}
@@ -97,8 +103,45 @@ func (m *Memo) rememberName(name string, sensitive bool) {
 	if len(name) == 0 || len(name) > nameMaxLen {
 		return
 	}
-	sl := &m.names[maphash.String(m.seed, name)%nameSlots]
+	sl := &m.names[m.nameHash(name)]
 	sl.n, sl.sensitive = uint8(copy(sl.b[:], name)), sensitive
+}
+
+// nameHash is the slot of a name of 1 to nameMaxLen bytes: its words
+// (the last one overlapping the one before; the first and last four
+// bytes of a shorter name, or its first, middle and last byte) mixed with
+// the memo's seed. maphash cost as much as the rest of the lookup on names
+// this short. The seed keeps an attacker from choosing names that share a
+// slot; a shared slot costs only speed anyway (the lookup compares the
+// whole name).
+func (m *Memo) nameHash(name string) uint64 {
+	n := len(name)
+	h := m.nseed ^ uint64(n)<<58
+	switch {
+	case n >= 8:
+		for i := 0; i+8 < n; i += 8 {
+			h = (h ^ load64(name, i)) * 0xff51afd7ed558ccd
+			h ^= h >> 29
+		}
+		h ^= load64(name, n-8)
+	case n >= 4:
+		h ^= uint64(load32(name, 0))<<32 | uint64(load32(name, n-4))
+	default:
+		h ^= uint64(name[0]) | uint64(name[n/2])<<8 | uint64(name[n-1])<<16
+	}
+	h *= 0xc4ceb9fe1a85ec53
+	return (h ^ h>>32) % nameSlots
+}
+
+// load64 and load32 read name[i:i+8] and name[i:i+4] little-endian with
+// one load each (the compiler does not combine byte loads from a string);
+// the caller guarantees the bytes are there.
+func load64(s string, i int) uint64 {
+	return binary.LittleEndian.Uint64(unsafe.Slice(unsafe.StringData(s), len(s))[i : i+8])
+}
+
+func load32(s string, i int) uint32 {
+	return binary.LittleEndian.Uint32(unsafe.Slice(unsafe.StringData(s), len(s))[i : i+4])
 }
 
 // QueryScan is Query without looking the whole query string up (for a

@@ -54,6 +54,8 @@ func (r *Redactor) buildAnchors() {
 		switch r.queryTab[c] = r.quickTab[c]; c {
 		case '=':
 			r.queryTab[c] = qEq
+		case '&':
+			r.queryTab[c] = qAmp
 		case '%', '+':
 			r.queryTab[c] = qStop
 		}
@@ -67,6 +69,7 @@ const (
 	qDigit = 1
 	qStop  = 2
 	qEq    = 4 // queryTab's: the '=' after a parameter's name
+	qAmp   = 8 // queryTab's: the '&' between parameters
 )
 
 // quickClean reports whether next can find nothing in s without running

@@ -337,12 +337,24 @@ func FuzzQuery(f *testing.F) {
 	for _, s := range []string{
 		"", "a=1&b=2", "password=x&q=4111+1111+1111+1111", "access%5Ftoken=abc&x=%zz", "&&=&a",
 		"redirect=https%3A%2F%2Fx%2F%3Ftoken%3Dabc", "4111111111111111=1", "a=%34111111111111111",
+		"page=2&q=x=1", "page=12345&id=6789&sort=desc",
 	} {
 		f.Add(s, "s3cr3t-value")
 	}
 	rs := fuzzRedactors(f)
+	memos := make([][2]*Memo, len(rs))
+	for i, r := range rs {
+		memos[i] = [2]*Memo{r.NewMemo(), r.NewMemo()}
+	}
 	f.Fuzz(func(t *testing.T, q, secret string) {
-		for _, r := range rs {
+		for i, r := range rs {
+			if got, want := r.queryClean(q, nil), queryCleanBefore(r, q, nil); got != want {
+				t.Fatalf("%v: queryClean(%q) = %v, before the one-pass scan %v", r.Mode(), q, got, want)
+			}
+			// With memos, which remember names as each pass looks them up.
+			if got, want := r.queryClean(q, memos[i][0]), queryCleanBefore(r, q, memos[i][1]); got != want {
+				t.Fatalf("%v: queryClean(%q) with a memo = %v, before the one-pass scan %v", r.Mode(), q, got, want)
+			}
 			if got, want := r.Query(q), urlencodedBefore(r, q); got != want {
 				t.Fatalf("%v: Query(%q) = %q, before the one-pass scan %q", r.Mode(), q, got, want)
 			}

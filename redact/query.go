@@ -1,7 +1,5 @@
 package redact
 
-import "strings"
-
 // Query returns a URL query string (URL.RawQuery, without '?') with the
 // values of sensitive parameters replaced and every other name and value
 // run through the detectors. Parameters keep their order and untouched ones
@@ -110,65 +108,64 @@ func (r *Redactor) urlencoded(s string, memo *Memo) string {
 // or value of such a query holds nothing the detectors can start a match
 // at (see quickClean), so scanning each, as urlencoded does, finds
 // nothing either; the names' verdicts come from the same memo and
-// sensitiveParam as urlencoded's. One table lookup per byte and a few
-// IndexByte per parameter, rather than urlencoded's branch on every
-// byte. false says only that urlencoded must do the work (FuzzQuery and
-// FuzzMemo hold the two to the same answers).
+// sensitiveParam as urlencoded's. One pass of one table lookup per byte,
+// which stops at the first byte that rules the shortcut out, and a
+// branch only at the delimiters, rather than urlencoded's branch on
+// every byte. false says only that urlencoded must do the work (FuzzQuery
+// and FuzzMemo hold the two to the same answers, and FuzzQuery this pass
+// to the two passes it replaced).
 func (r *Redactor) queryClean(s string, memo *Memo) bool {
 	t := &r.queryTab
-	var acc uint8
-	digits, eqs := 0, 0
-	rest := s
-	for len(rest) >= 8 {
-		q0, q1, q2, q3 := t[rest[0]], t[rest[1]], t[rest[2]], t[rest[3]]
-		q4, q5, q6, q7 := t[rest[4]], t[rest[5]], t[rest[6]], t[rest[7]]
-		acc |= q0 | q1 | q2 | q3 | q4 | q5 | q6 | q7
-		if acc&qStop != 0 {
-			return false
-		}
-		digits += int(q0&qDigit + q1&qDigit + q2&qDigit + q3&qDigit + q4&qDigit + q5&qDigit + q6&qDigit + q7&qDigit)
-		eqs += int((q0&qEq + q1&qEq + q2&qEq + q3&qEq + q4&qEq + q5&qEq + q6&qEq + q7&qEq) >> 2)
-		rest = rest[8:]
-	}
-	for i := 0; i < len(rest); i++ {
-		q := t[rest[i]]
-		acc |= q
+	digits := 0
+	name, eq := 0, -1 // where the parameter began, its '=' (-1: none yet)
+	for i := 0; i < len(s); i++ {
+		q := t[s[i]]
 		digits += int(q & qDigit)
-		eqs += int(q&qEq) >> 2
-	}
-	if acc&qStop != 0 || digits >= 9 {
-		return false
-	}
-	// Each '=' must be the one after a name: a second in a parameter is
-	// part of its value, where the key-value detector looks at it.
-	withEq := 0
-	for i := 0; i < len(s); {
-		j := strings.IndexByte(s[i:], '&')
-		if j < 0 {
-			j = len(s)
-		} else {
-			j += i
+		if q&(qStop|qEq|qAmp) == 0 {
+			continue
 		}
-		name, val, hasVal := s[i:j], "", false
-		if eq := strings.IndexByte(name, '='); eq >= 0 {
-			name, val, hasVal = s[i:i+eq], s[i+eq+1:j], true
-			withEq++
-		}
-		if hasVal && val != "" {
-			sensitive, known := memo.nameVerdict(name)
-			if !known {
-				sensitive = sensitiveParam(r, name)
-				if memo != nil {
-					memo.rememberName(name, sensitive)
-				}
-			}
-			if sensitive {
+		switch q {
+		case qEq:
+			// Each '=' must be the one after a name: a second in a
+			// parameter is part of its value, where the key-value
+			// detector looks at it.
+			if eq >= 0 {
 				return false
 			}
+			eq = i
+		case qAmp:
+			if !r.paramClean(s[name:i], eq-name, digits, memo) {
+				return false
+			}
+			name, eq = i+1, -1
+		default:
+			return false
 		}
-		i = j + 1
 	}
-	return withEq == eqs
+	return r.paramClean(s[name:], eq-name, digits, memo)
+}
+
+// paramClean is queryClean's verdict on one parameter p, whose '=' is at
+// eq (negative: none), once every byte up to its end has passed the
+// table: the name of a parameter with a value must not be sensitive. The
+// digits counted so far must be fewer than nine before a name is looked
+// up, so that the memo remembers only names the detectors find nothing in.
+func (r *Redactor) paramClean(p string, eq, digits int, memo *Memo) bool {
+	if digits >= 9 {
+		return false
+	}
+	if eq < 0 || eq+1 == len(p) {
+		return true // no value, or an empty one: no secret
+	}
+	name := p[:eq]
+	sensitive, known := memo.nameVerdict(name)
+	if !known {
+		sensitive = sensitiveParam(r, name)
+		if memo != nil {
+			memo.rememberName(name, sensitive)
+		}
+	}
+	return !sensitive
 }
 
 // queryDelim marks the bytes urlencoded's scan stops at: the parameter

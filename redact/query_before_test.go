@@ -74,3 +74,53 @@ func formEncodedBefore(s string) bool {
 	}
 	return false
 }
+
+// queryCleanBefore is queryClean as it was before it took the string in
+// one pass (2026-12-03): the table eight bytes at a time, then each
+// parameter's '&' and '=' found again. FuzzQuery holds the two to the
+// same answers.
+func queryCleanBefore(r *Redactor, s string, memo *Memo) bool {
+	t := &r.queryTab
+	var acc uint8
+	digits, eqs := 0, 0
+	for i := 0; i < len(s); i++ {
+		q := t[s[i]]
+		if q == qAmp {
+			continue // the table had no class for '&' then
+		}
+		acc |= q
+		digits += int(q & qDigit)
+		eqs += int(q&qEq) >> 2
+	}
+	if acc&qStop != 0 || digits >= 9 {
+		return false
+	}
+	withEq := 0
+	for i := 0; i < len(s); {
+		j := strings.IndexByte(s[i:], '&')
+		if j < 0 {
+			j = len(s)
+		} else {
+			j += i
+		}
+		name, val, hasVal := s[i:j], "", false
+		if eq := strings.IndexByte(name, '='); eq >= 0 {
+			name, val, hasVal = s[i:i+eq], s[i+eq+1:j], true
+			withEq++
+		}
+		if hasVal && val != "" {
+			sensitive, known := memo.nameVerdict(name)
+			if !known {
+				sensitive = sensitiveParam(r, name)
+				if memo != nil {
+					memo.rememberName(name, sensitive)
+				}
+			}
+			if sensitive {
+				return false
+			}
+		}
+		i = j + 1
+	}
+	return withEq == eqs
+}
