@@ -429,7 +429,16 @@ func (l *Logger) appendAccess(b []byte, st *state, id []byte, wc *writerCache, e
 		n.note(spUserAgent, vs, b)
 		b = append(b, '}')
 	}
-	if traceID, spanID := st.traceIDs(); traceID != "" {
+	if traceID, spanID := st.traceIDs(); len(traceID) == 32 && len(spanID) == 16 {
+		// W3C's lengths, as traceIDs always gives them: the members in
+		// one constant, the ids copied into it.
+		at := len(b)
+		b = append(b, traceMembers...)
+		copy(b[at+traceAt:], traceID)
+		copy(b[at+spanAt:], spanID)
+		n.note(spTraceID, at+traceAt-1, b[:at+traceAt+33])
+		n.note(spSpanID, at+spanAt-1, b[:at+spanAt+17])
+	} else if traceID != "" {
 		b = append(b, `,"trace":{"id":`...)
 		vs = len(b)
 		b = appendQuoted(b, traceID)
@@ -716,6 +725,14 @@ const digitPairs = "00010203040506070809" +
 	"70717273747576777879" +
 	"80818283848586878889" +
 	"90919293949596979899"
+
+// traceMembers are the trace and span members of an event, with the
+// places of their ids (32 and 16 bytes) at traceAt and spanAt.
+const (
+	traceMembers = `,"trace":{"id":"________________________________"},"span":{"id":"________________"}`
+	traceAt      = len(`,"trace":{"id":"`)
+	spanAt       = traceAt + 32 + len(`"},"span":{"id":"`)
+)
 
 // appendQuoted appends s in quotes without looking for bytes to escape.
 // It is only for values whose alphabet the middleware checked or chose
