@@ -334,18 +334,26 @@ var compactBufPool = sync.Pool{New: func() any { return newCompactBufs() }}
 
 // compressSegment writes the compressed form of the closed segment at
 // path (first index first, count records) next to it, durably, and
-// returns its path. Every frame's CRC is checked on the way in and the
-// result is decoded again and compared record by record with the segment,
-// read again, before it is renamed into place: a compressed segment holds
-// exactly what the segment held.
+// returns its path. Every frame's CRC is checked on the way in, and each
+// block, as soon as it is encoded, is decoded again and compared record by
+// record with the segment's frames it was made of, still in the read
+// buffer, before the result is renamed into place: a compressed segment
+// holds exactly what the segment held.
 func compressSegment(path string, first, count uint64) (string, error) {
-	return compressSegmentAltered(path, first, count, nil)
+	return compressSegmentAltered(path, first, count, zAlter{})
 }
 
-// compressSegmentAltered is compressSegment with alter, if not nil, given
-// the compressed segment after it is built and before it is checked
-// (tests: the check must refuse what alter breaks).
-func compressSegmentAltered(path string, first, count uint64, alter func([]byte) []byte) (string, error) {
+// zAlter changes a compressed segment while it is built (tests: the check
+// must refuse what it breaks). block, if not nil, is given each block's
+// compressed bytes before the block is checked; out, if not nil, the
+// whole compressed segment before its index is checked.
+type zAlter struct {
+	block func(bi int, comp []byte) []byte
+	out   func([]byte) []byte
+}
+
+// compressSegmentAltered is compressSegment with alter.
+func compressSegmentAltered(path string, first, count uint64, alter zAlter) (string, error) {
 	bufs := compactBufPool.Get().(*compactBufs)
 	defer compactBufPool.Put(bufs)
 	return compressSegmentWith(bufs, path, first, count, alter)
@@ -353,11 +361,18 @@ func compressSegmentAltered(path string, first, count uint64, alter func([]byte)
 
 // compressSegmentWith is compressSegmentAltered with bufs.
 //
-// The segment is read twice in a stream through bufs.stream (segStream),
-// not mapped and not read whole: once to check its frames and build the
-// blocks, each encoded as soon as it is complete, and once to compare it
-// with the blocks decoded again.
-func compressSegmentWith(bufs *compactBufs, path string, first, count uint64, alter func([]byte) []byte) (string, error) {
+// The segment is read once in a stream through bufs.stream (segStream),
+// not mapped and not read whole: its frames are checked and cut into
+// blocks, and each block is encoded and checked while its frames are
+// still in the stream's buffer. The check walks those frames again from
+// the block's first (frameLen, not the offsets the block was built from)
+// and compares them with the block decoded, while both are still in the
+// CPU's caches. The segment used to be read a second time for the
+// comparison (until the twenty-eighth session: docs/performance.md has
+// what dropping it saved); all that read added was to notice a closed
+// segment changed on disk after the first read, and the bytes kept are
+// those the first read checked.
+func compressSegmentWith(bufs *compactBufs, path string, first, count uint64, alter zAlter) (string, error) {
 	sf, _, err := regfile.Open(path)
 	if err != nil {
 		return "", err
@@ -385,23 +400,70 @@ func compressSegmentWith(bufs *compactBufs, path string, first, count uint64, al
 	raw := bufs.raw
 	pend, recs := bufs.pend[:0], bufs.recs[:0]
 	defer func() { clear(recs); bufs.recs, bufs.pend = recs[:0], pend[:0] }()
-	// encode appends the block of the pending records to out.
-	encode := func() {
+	if bufs.times == nil {
+		bufs.times = make([]int64, 0, 1024) // nil would skip the times
+	}
+	k := uint64(0) // records checked
+	// check decodes the block comp, as a reader will (block checksum,
+	// layout), and compares it with the frames in s.buf[from:to].
+	check := func(comp []byte, want int, from, to int) error {
+		dec, err := decodeRaw(comp, bufs.dec)
+		if cap(dec) > cap(bufs.dec) {
+			bufs.dec = dec[:0]
+		}
+		if err != nil {
+			return err
+		}
+		times, data, err := parseBlock(dec[:len(dec)-4], uint32(want), bufs.times[:0], bufs.data[:0])
+		bufs.times, bufs.data = times[:0], data[:0]
+		defer clear(data)
+		if err != nil {
+			return err
+		}
+		p := from
+		for i := range data {
+			// (Checked on the way in: here the bytes are compared.)
+			n, err := frameLen(s.buf[p:to], maxFrameLen)
+			if err != nil || n > to-p {
+				return fmt.Errorf("the block's frames end before record %d", first+k)
+			}
+			t, rec := decodeFrameUnchecked(s.buf[p:], n)
+			if times[i] != t || !bytes.Equal(data[i], rec) {
+				return fmt.Errorf("record %d does not survive compression", first+k)
+			}
+			p += n
+			k++
+		}
+		if p != to {
+			return fmt.Errorf("frames after record %d are not in its block", first+k)
+		}
+		return nil
+	}
+	// encode appends the block of the pending records, whose frames are
+	// s.buf[from:to], to out, and checks it.
+	encode := func(from, to int) error {
 		recs = recs[:0]
 		for _, p := range pend {
 			recs = append(recs, zRec{time: p.time, data: s.buf[p.off : p.off+p.len]})
 		}
 		start := len(out)
 		out, raw = encodeBlock(out, recs, raw)
+		if alter.block != nil {
+			out = append(out[:start], alter.block(len(index)/zIndexEntry, slices.Clone(out[start:]))...)
+		}
+		if err := check(out[start:], len(recs), from, to); err != nil {
+			return err
+		}
 		index = binary.BigEndian.AppendUint64(index, uint64(start))
 		index = binary.BigEndian.AppendUint32(index, uint32(len(out)-start))
 		index = binary.BigEndian.AppendUint32(index, uint32(len(recs)))
 		pend = pend[:0]
+		return nil
 	}
 	// The block being built: its decoded size so far and its last
 	// record's time, as blockEnd counts them (the same blocks), and where
 	// its first frame is in the stream's buffer (kept there until the
-	// block is encoded).
+	// block is encoded and checked).
 	size, last, keep := 3+4, int64(0), 0
 	n := uint64(0)
 	for {
@@ -423,7 +485,9 @@ func compressSegmentWith(bufs *compactBufs, path string, first, count uint64, al
 		off := s.r - len(rec) - 4
 		sz := varintLen(t-last) + uvarintLen(uint64(len(rec))) + len(rec)
 		if len(pend) > 0 && size+sz > zBlockSize {
-			encode()
+			if err := encode(keep, off-frameHeader); err != nil {
+				return "", fmt.Errorf("compressing %s: %w", path, err)
+			}
 			size, last, keep = 3+4, 0, off-frameHeader
 			sz = varintLen(t) + uvarintLen(uint64(len(rec))) + len(rec)
 		}
@@ -435,7 +499,9 @@ func compressSegmentWith(bufs *compactBufs, path string, first, count uint64, al
 		return "", fmt.Errorf("segment %s holds %d records, want %d", path, n, count)
 	}
 	if len(pend) > 0 {
-		encode()
+		if err := encode(keep, s.r); err != nil {
+			return "", fmt.Errorf("compressing %s: %w", path, err)
+		}
 	}
 	bufs.raw = raw
 	ioff := len(out)
@@ -444,53 +510,24 @@ func compressSegmentWith(bufs *compactBufs, path string, first, count uint64, al
 	out = binary.BigEndian.AppendUint32(out, uint32(len(index)/zIndexEntry))
 	out = binary.BigEndian.AppendUint32(out, crc32.Checksum(index, castagnoli))
 	out = append(out, zEndMagic...)
-	if alter != nil {
-		out = alter(out)
+	if alter.out != nil {
+		out = alter.out(out)
 	}
 
-	// Decode what was built, as a reader will (index, block checksums,
-	// layout), and compare it with the segment record by record.
+	// The index, header and trailer as a reader parses them, and the
+	// blocks they name are those checked.
 	z, err := parseZIndex(bytes.NewReader(out), int64(len(out)))
 	if err != nil {
 		return "", fmt.Errorf("compressing %s: %w", path, err)
 	}
-	s.reset(sf, s.buf, int64(segHeaderSize))
-	k := uint64(0)
-	for _, b := range z.blocks {
-		dec, err := decodeRaw(out[b.off:b.off+int64(b.clen)], bufs.dec)
-		if cap(dec) > cap(bufs.dec) {
-			bufs.dec = dec[:0]
-		}
-		if err != nil {
-			return "", fmt.Errorf("compressing %s: %w", path, err)
-		}
-		if bufs.times == nil {
-			bufs.times = make([]int64, 0, 1024) // nil would skip the times
-		}
-		times, data, err := parseBlock(dec[:len(dec)-4], b.count, bufs.times[:0], bufs.data[:0])
-		bufs.times, bufs.data = times[:0], data[:0]
-		if err != nil {
-			return "", fmt.Errorf("compressing %s: %w", path, err)
-		}
-		for i := range data {
-			// (Checked on the way in: here the bytes are compared.)
-			t, rec, _, end, err := s.next(s.r, false)
-			if err != nil && !errors.Is(err, errTorn) && !errors.Is(err, errCorrupt) {
-				return "", fmt.Errorf("compressing %s: %w", path, err)
-			}
-			if err != nil || end {
-				// Read whole and checked above: cut or changed since.
-				return "", fmt.Errorf("compressing %s: the segment ends before record %d on the second read (cut under the compactor?)", path, first+k)
-			}
-			if times[i] != t || !bytes.Equal(data[i], rec) {
-				return "", fmt.Errorf("compressing %s: record %d does not survive compression", path, first+k)
-			}
-			k++
-		}
-		clear(bufs.data[:len(data)])
-	}
-	if k != n {
+	if k != n || z.count != n || len(z.blocks)*zIndexEntry != len(index) {
 		return "", fmt.Errorf("compressing %s: %d of %d records in the compressed form", path, k, n)
+	}
+	for i, b := range z.blocks {
+		e := index[i*zIndexEntry:]
+		if b.off != int64(binary.BigEndian.Uint64(e)) || b.clen != binary.BigEndian.Uint32(e[8:]) || b.count != binary.BigEndian.Uint32(e[12:]) {
+			return "", fmt.Errorf("compressing %s: block %d is not where it was written", path, i)
+		}
 	}
 
 	zpath := zsegPath(path)
@@ -805,7 +842,7 @@ func (l *Ledger) compact(s *segment) error {
 		// collection empties): its read buffer is touched once.
 		l.compactBufs = newCompactBufs()
 	}
-	zpath, err := compressSegmentWith(l.compactBufs, path, s.first, s.count.Load(), nil)
+	zpath, err := compressSegmentWith(l.compactBufs, path, s.first, s.count.Load(), zAlter{})
 	if err != nil {
 		return err
 	}

@@ -608,32 +608,35 @@ func TestCompressSegmentRefuses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// reblock decodes block bi of a built compressed segment, lets change
-	// alter its records, and encodes it again with valid checksums.
-	reblock := func(bi int, change func([]zRec)) func([]byte) []byte {
-		return func(out []byte) []byte {
-			z, err := parseZIndex(bytes.NewReader(out), int64(len(out)))
+	// reblock decodes block bi of a compressed segment being built, lets
+	// change alter its records, and encodes it again (with a valid block
+	// checksum).
+	reblock := func(bi int, change func([]zRec) []zRec) func(int, []byte) []byte {
+		return func(k int, comp []byte) []byte {
+			if k != bi {
+				return comp
+			}
+			raw, err := decodeRaw(comp, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
-			b := z.blocks[bi]
-			got, _, err := decodeBlock(out[b.off:b.off+int64(b.clen)], b.count, nil)
+			n, _ := binary.Uvarint(raw)
+			got, err := splitBlock(raw[:len(raw)-4], uint32(n))
 			if err != nil {
 				t.Fatal(err)
 			}
-			change(got)
-			nb, _ := encodeBlock(nil, got, nil)
-			return rebuildZseg(t, out, z, bi, nb)
+			nb, _ := encodeBlock(nil, change(got), nil)
+			return nb
 		}
 	}
 	for _, tc := range []struct {
 		name  string
 		src   func([]byte) []byte
 		count uint64
-		alter func([]byte) []byte
+		alter zAlter
 		want  string
-		// during, if not nil, changes the source file between the two
-		// reads (someone else's hand; closed segments are never written).
+		// during, if not nil, changes the source file after it was read
+		// (someone else's hand; closed segments are never written).
 		during func(t *testing.T, p string)
 	}{
 		{name: "intact", count: count},
@@ -642,38 +645,39 @@ func TestCompressSegmentRefuses(t *testing.T) {
 			return b
 		}, want: "checksum"},
 		{name: "source short of records", count: count + 1, want: "holds"},
-		{name: "block does not decode", count: count, alter: func(out []byte) []byte {
-			out[zHeaderSize+20] ^= 0xff
-			return out
-		}, want: "compressing"},
-		{name: "block decodes to another record", count: count, alter: reblock(1, func(r []zRec) {
+		{name: "block does not decode", count: count, alter: zAlter{block: func(k int, comp []byte) []byte {
+			if k == 0 {
+				comp[20] ^= 0xff
+			}
+			return comp
+		}}, want: "compressing"},
+		{name: "block decodes to another record", count: count, alter: zAlter{block: reblock(1, func(r []zRec) []zRec {
 			r[3].data = bytes.Replace(r[3].data, []byte("failure"), []byte("success"), 1)
-		}), want: "does not survive"},
-		{name: "block gives another append time", count: count, alter: reblock(0, func(r []zRec) {
+			return r
+		})}, want: "does not survive"},
+		{name: "block gives another append time", count: count, alter: zAlter{block: reblock(0, func(r []zRec) []zRec {
 			r[5].time++
-		}), want: "does not survive"},
-		{name: "block index damaged", count: count, alter: func(out []byte) []byte {
+			return r
+		})}, want: "does not survive"},
+		{name: "block repeats a record", count: count, alter: zAlter{block: reblock(1, func(r []zRec) []zRec {
+			r[len(r)-1] = r[len(r)-2]
+			return r
+		})}, want: "does not survive"},
+		{name: "block drops its last record", count: count, alter: zAlter{block: reblock(1, func(r []zRec) []zRec {
+			return r[:len(r)-1]
+		})}, want: "record count"},
+		{name: "block index damaged", count: count, alter: zAlter{out: func(out []byte) []byte {
 			out[len(out)-zTrailerSize-3] ^= 1
 			return out
-		}, want: "index"},
-		// The segment cut by someone else while it is compressed:
-		// reading the records again to compare them finds it short; an
-		// error, not a crash.
-		{name: "source cut under the compactor", count: count, want: "ends before record", during: func(t *testing.T, p string) {
+		}}, want: "index"},
+		// The segment cut or rewritten by someone else once it was read:
+		// the compressed form holds the records as read and checked.
+		{name: "source cut after it was read", count: count, during: func(t *testing.T, p string) {
 			if err := os.Truncate(p, 0); err != nil {
 				t.Fatal(err)
 			}
 		}},
-		// Cut inside a frame, past the first block: the second read
-		// ends in a torn frame.
-		{name: "source cut mid-frame under the compactor", count: count, want: "ends before record", during: func(t *testing.T, p string) {
-			if err := os.Truncate(p, int64(len(orig)/2+3)); err != nil {
-				t.Fatal(err)
-			}
-		}},
-		// Rewritten in place, same length, checksums left stale: the
-		// second read (not checked) compares bytes and must refuse.
-		{name: "source changed under the compactor", count: count, want: "does not survive", during: func(t *testing.T, p string) {
+		{name: "source changed after it was read", count: count, during: func(t *testing.T, p string) {
 			f, err := os.OpenFile(p, os.O_WRONLY, 0)
 			if err != nil {
 				t.Fatal(err)
@@ -683,8 +687,8 @@ func TestCompressSegmentRefuses(t *testing.T) {
 				t.Fatal(err)
 			}
 		}},
-		// A source that ends inside its last frame: the first read
-		// finds the torn frame.
+		// A source that ends inside its last frame: the read finds the
+		// torn frame.
 		{name: "source ends inside a frame", count: count, src: func(b []byte) []byte {
 			return b[:len(b)-3]
 		}, want: "torn frame"},
@@ -700,7 +704,7 @@ func TestCompressSegmentRefuses(t *testing.T) {
 			}
 			alter := tc.alter
 			if tc.during != nil {
-				alter = func(out []byte) []byte {
+				alter.out = func(out []byte) []byte {
 					tc.during(t, p)
 					return out
 				}
@@ -713,6 +717,28 @@ func TestCompressSegmentRefuses(t *testing.T) {
 				z, err := readZIndex(zp)
 				if err != nil || z.count != count {
 					t.Fatalf("compressed: %v, %d records, want %d", err, z.count, count)
+				}
+				// The records as first read, whatever became of the file.
+				zb, err := os.ReadFile(zp)
+				if err != nil {
+					t.Fatal(err)
+				}
+				at := segHeaderSize
+				for _, b := range z.blocks {
+					got, _, err := decodeBlock(zb[b.off:b.off+int64(b.clen)], b.count, nil)
+					if err != nil {
+						t.Fatal(err)
+					}
+					for _, r := range got {
+						tm, rec, n, err := decodeFrame(orig[at:], maxFrameLen)
+						if err != nil || tm != r.time || !bytes.Equal(rec, r.data) {
+							t.Fatalf("record at %d: %v, or not the segment's", at, err)
+						}
+						at += n
+					}
+				}
+				if at != len(orig) {
+					t.Fatalf("compressed form ends at %d of %d bytes", at, len(orig))
 				}
 				return
 			}
@@ -994,7 +1020,7 @@ func TestCompressSegmentStreams(t *testing.T) {
 			bufs := newCompactBufs()
 			bufs.stream = make([]byte, bufSize)
 			for round := range 2 { // the second with the buffers the first left
-				zp, err := compressSegmentWith(bufs, p, first, uint64(len(recs)), nil)
+				zp, err := compressSegmentWith(bufs, p, first, uint64(len(recs)), zAlter{})
 				if err != nil {
 					t.Fatal(err)
 				}
