@@ -161,6 +161,11 @@ type VerifyOptions struct {
 	// block of records (a few MiB) with how many records have been
 	// checked so far, for a caller that shows progress.
 	Progress func(records uint64)
+
+	// segHook, in tests, runs where a running collector may change the
+	// segment directory under Verify: after the listing (si -1) and
+	// before segment si is read (mapped ahead already, if closed).
+	segHook func(segs []*segment, si int)
 }
 
 // target is a signed tree head the records must reproduce.
@@ -724,6 +729,9 @@ func (v *verifier) produce(out chan<- *chunk, work chan<- *chunk, stop <-chan st
 		return true
 	}
 	const blockSize = 8 << 20
+	if h := v.opts.segHook; h != nil {
+		h(segs, -1)
+	}
 	ahead := v.openAhead(segs, idx)
 	defer ahead.close()
 	for si, s := range segs {
@@ -734,6 +742,42 @@ func (v *verifier) produce(out chan<- *chunk, work chan<- *chunk, stop <-chan st
 		if si+1 < len(segs) && segs[si+1].first <= idx && idx > v.prunedN {
 			o.release()
 			continue // incremental: verified before
+		}
+		if h := v.opts.segHook; h != nil {
+			h(segs, si)
+		}
+		// A segment mapped ahead is read from its mapping, valid after
+		// an unlink; only one not mapped is opened (the newest, or one
+		// that could not be mapped).
+		var f *os.File
+		if s.z == nil && s.zerr == nil && (o == nil || o.err != nil) {
+			var err error
+			f, _, err = regfile.Open(s.path)
+			if errors.Is(err, os.ErrNotExist) {
+				// Compacted (or pruned) since the listing.
+				r, gone, rerr := v.relisted(s, err)
+				if rerr != nil {
+					return rerr
+				}
+				if gone {
+					continue
+				}
+				s, o, err = r, nil, nil
+			}
+			if err != nil {
+				return err
+			}
+		} else if errors.Is(s.zerr, os.ErrNotExist) {
+			// Listed, then removed before its index was read: pruned.
+			r, gone, rerr := v.relisted(s, s.zerr)
+			if rerr != nil {
+				return rerr
+			}
+			if gone {
+				o.release()
+				continue
+			}
+			s = r
 		}
 		rel := filepath.Join("seg", filepath.Base(s.path))
 		if s.z != nil || s.zerr != nil {
@@ -749,10 +793,10 @@ func (v *verifier) produce(out chan<- *chunk, work chan<- *chunk, stop <-chan st
 			}
 			continue
 		}
-		f, _, err := regfile.Open(s.path)
-		if err != nil {
-			o.release()
-			return err
+		closeF := func() {
+			if f != nil {
+				f.Close()
+			}
 		}
 		var block []byte
 		eof := false
@@ -787,7 +831,7 @@ func (v *verifier) produce(out chan<- *chunk, work chan<- *chunk, stop <-chan st
 				iss := Finding{Kind: KindFrameCorrupt, File: rel, Index: idx, Message: fmt.Sprintf("%s: segment header missing", rel)}
 				add(nil, nil, &iss, nil)
 			}
-			f.Close()
+			closeF()
 			if curMap != nil {
 				curMap.unref()
 				curMap = nil
@@ -814,11 +858,11 @@ func (v *verifier) produce(out chan<- *chunk, work chan<- *chunk, stop <-chan st
 			send()
 			ok, stopped := v.produceHinted(rel, hints, block, segs[si+1].first-s.first, &idx, *hint, curMap, out, work, stop, tiles)
 			if stopped {
-				f.Close()
+				closeF()
 				return nil
 			}
 			if ok {
-				f.Close()
+				closeF()
 				curMap.unref()
 				curMap = nil
 				continue
@@ -847,7 +891,7 @@ func (v *verifier) produce(out chan<- *chunk, work chan<- *chunk, stop <-chan st
 				// The last frame, signed by no checkpoint, written back only
 				// up to a sector boundary: a power loss (recovery cuts it).
 				if rest, rerr := zerosToEnd(block[n:], f, eof); rerr != nil {
-					f.Close()
+					closeF()
 					return rerr
 				} else if rest {
 					err = errTorn
@@ -870,7 +914,7 @@ func (v *verifier) produce(out chan<- *chunk, work chan<- *chunk, stop <-chan st
 			if skip > 0 {
 				skip--
 			} else if !add(&frameRef{b: block[:n:n], file: rel, off: off}, nil, nil, hint) {
-				f.Close()
+				closeF()
 				return nil
 			} else {
 				hint = nil
@@ -878,7 +922,7 @@ func (v *verifier) produce(out chan<- *chunk, work chan<- *chunk, stop <-chan st
 			block = block[n:]
 			off += int64(n)
 		}
-		f.Close()
+		closeF()
 		if curMap != nil {
 			curMap.unref()
 			curMap = nil
@@ -888,6 +932,32 @@ func (v *verifier) produce(out chan<- *chunk, work chan<- *chunk, stop <-chan st
 	send()
 	v.rep.Records = idx
 	return nil
+}
+
+// relisted looks again for the segment of s's first record after s was
+// found missing (why): a running collector's compaction replaces a .seg by
+// its .zseg, retention deletes the oldest segments. It returns the
+// compressed form that now holds those records (listSegments decides, as
+// at the start; the tree checks that they are the same records), or gone
+// if no file holds them any more: the stream then goes on as if s had not
+// been listed, the same findings as for a segment deleted before Verify
+// (the next segment's header and the checkpoints name the records).
+func (v *verifier) relisted(s *segment, why error) (r *segment, gone bool, err error) {
+	segs, err := listSegments(filepath.Join(v.dir, "seg"))
+	if err != nil {
+		return nil, false, fmt.Errorf("ledger: verify: %w; listing the segments again: %w", why, err)
+	}
+	for _, r := range segs {
+		if r.first != s.first {
+			continue
+		}
+		if r.path == s.path || (r.z == nil && r.zerr == nil) {
+			// Not a replacement (compaction only compresses).
+			return nil, false, fmt.Errorf("ledger: verify: %w", why)
+		}
+		return r, false, nil
+	}
+	return nil, true, nil
 }
 
 // opened is a closed segment mapped, and its .idx read, ahead of the
@@ -1077,6 +1147,11 @@ func (v *verifier) produceZ(s *segment, rel string, want uint64, idx *uint64, st
 	}
 	if err != nil {
 		b, rerr := readRegular(s.path, 1<<40)
+		if errors.Is(rerr, os.ErrNotExist) {
+			if _, gone, _ := v.relisted(s, rerr); gone {
+				return true // pruned since the listing: as if not listed
+			}
+		}
 		if rerr != nil {
 			iss := Finding{Kind: KindFrameCorrupt, File: rel, Index: *idx, Message: fmt.Sprintf("%s: %v", rel, rerr)}
 			return add(nil, nil, &iss, nil)
@@ -1240,6 +1315,11 @@ func (v *verifier) checkIndex(path, rel string, first uint64, framed []idxEntry,
 	}
 	b, err := readRegular(idxPath(path), limit)
 	if err != nil {
+		if _, serr := os.Stat(path); errors.Is(err, os.ErrNotExist) && errors.Is(serr, os.ErrNotExist) {
+			// The segment, read from its mapping, was compacted (or
+			// pruned) meanwhile: its .idx went with it.
+			return
+		}
 		if errors.Is(err, os.ErrNotExist) {
 			v.rep.notice(Finding{Kind: NoticeIndexStale, File: irel, Index: first,
 				Message: fmt.Sprintf("%s is missing (derived data: the next open rebuilds it)", irel)})
