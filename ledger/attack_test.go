@@ -725,7 +725,7 @@ func TestAttackPruneWithAncientFrameTimes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := appendFrameLog(filepath.Join(dir, "pruned.log"), time.Now().UnixNano(), signed); err != nil {
+	if err := appendFrameLog(filepath.Join(dir, "pruned.log"), time.Now().UnixNano(), signed, datasync); err != nil {
 		t.Fatal(err)
 	}
 	os.Remove(segs[0].path)

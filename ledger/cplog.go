@@ -80,18 +80,7 @@ func (c *cpLog) append(t int64, signed []byte, fl *aioFlusher) error {
 		}
 		c.cur, c.seq, c.size = next, c.count, 0
 	}
-	// Opened for each checkpoint, not kept open: a file put in its place
-	// (a link planted at the name) is then refused at once rather than
-	// the history going on into a removed file (TestPlantedLinks).
-	f, err := openFrameLog(c.cur)
-	if err != nil {
-		return err
-	}
-	if err := appendFrameTo(f, t, signed, fl.datasync); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
+	if err := appendFrameLog(c.cur, t, signed, fl.datasync); err != nil {
 		return err
 	}
 	c.size += int64(len(signed) + frameOverhead)

@@ -57,38 +57,33 @@ func parseFrameLog(b []byte, maxLen int) ([]logEntry, int64, error) {
 	return out, int64(off), nil
 }
 
-// appendFrameLog appends one frame to a frame log and makes it durable. A
-// frame that could not be written whole (disk full) is cut off again: a
-// torn frame in the middle of the log would hide every later one.
-func appendFrameLog(path string, t int64, data []byte) error {
-	f, err := openFrameLog(path)
+// appendFrameLog appends one frame to a frame log and makes it durable
+// with sync (datasync, or an AIO context's). A frame that could not be
+// written whole (disk full) is cut off again: a torn frame in the middle
+// of the log would hide every later one. The log is opened for each
+// frame, not kept open: a file put in its place (a link planted at the
+// name) is then refused at once rather than the log going on into a
+// removed file (TestPlantedLinks).
+func appendFrameLog(path string, t int64, data []byte, sync func(*os.File) error) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND|oNoFollow, 0o644) // (plant.go)
 	if err != nil {
 		return err
 	}
-	if err := appendFrameTo(f, t, data, datasync); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
-}
-
-// openFrameLog opens a frame log for appending, creating it if need be.
-func openFrameLog(path string) (*os.File, error) {
-	return os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND|oNoFollow, 0o644) // (plant.go)
-}
-
-// appendFrameTo appends one frame to the frame log open as f (openFrameLog)
-// and makes it durable with sync, as appendFrameLog does.
-func appendFrameTo(f *os.File, t int64, data []byte, sync func(*os.File) error) error {
 	st, err := f.Stat()
 	if err != nil {
+		f.Close()
 		return err
 	}
 	if _, err := f.Write(appendFrame(nil, t, data)); err != nil {
 		if terr := f.Truncate(st.Size()); terr != nil {
 			err = fmt.Errorf("%w (and cutting the partial frame failed: %v)", err, terr)
 		}
+		f.Close()
 		return err
 	}
-	return sync(f)
+	if err := sync(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }

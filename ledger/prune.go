@@ -189,7 +189,7 @@ func (l *Ledger) Prune() ([]PruneRecord, error) {
 		if err != nil {
 			return done, fmt.Errorf("ledger: retention: %w", err)
 		}
-		if err := appendFrameLog(filepath.Join(l.dir, "pruned.log"), now.UnixNano(), signed); err != nil {
+		if err := appendFrameLog(filepath.Join(l.dir, "pruned.log"), now.UnixNano(), signed, datasync); err != nil {
 			return done, fmt.Errorf("ledger: retention: %w", err)
 		}
 		l.segMu.Lock()
