@@ -368,6 +368,9 @@ type Ledger struct {
 	bg        sync.WaitGroup
 	pruneMu   sync.Mutex
 	legalHold atomic.Bool
+	// retHolds: HoldRetention's holds in force; Prune deletes nothing
+	// while it is above zero.
+	retHolds atomic.Int64
 
 	// flusher: the direct writes' flushes (sequencer submits, syncer
 	// waits); pipe: jobs sent to the syncer and not yet acknowledged

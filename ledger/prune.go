@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
@@ -111,6 +112,26 @@ func parsePruneNote(signed []byte) (PruneRecord, error) {
 // in force, retention deletes nothing. It overrides Options.LegalHold.
 func (l *Ledger) SetLegalHold(on bool) { l.legalHold.Store(on) }
 
+// HoldRetention keeps retention from deleting any segment until release is
+// called, for a Verify of the ledger's own directory while it runs: Verify
+// reads the signed retention records before the segments, so records
+// retention deleted in between would be reported deleted without a
+// retention record, a false finding. It returns once a retention pass
+// already deleting has stopped (the hold is checked before each segment),
+// so nothing is deleted between the call and release. The hold is a count,
+// not a lock kept for its duration: Prune, and so Close, never wait for
+// it; a Prune during the hold deletes nothing, and the next one after
+// release catches up. Holds nest; release may be called more than once.
+func (l *Ledger) HoldRetention() (release func()) {
+	l.retHolds.Add(1)
+	// A pass that checked the hold before it was taken ends its segment
+	// under pruneMu; the next one sees the hold.
+	l.pruneMu.Lock()
+	l.pruneMu.Unlock()
+	var once sync.Once
+	return func() { once.Do(func() { l.retHolds.Add(-1) }) }
+}
+
 func (l *Ledger) pruneLoop() {
 	defer l.bg.Done()
 	t := time.NewTicker(l.opts.PruneInterval)
@@ -129,7 +150,7 @@ func (l *Ledger) pruneLoop() {
 
 // Prune deletes, oldest first, every closed segment whose records were all
 // covered by a signed checkpoint older than the retention period, unless
-// LegalHold is set. Before deleting
+// LegalHold is set or a HoldRetention is in force. Before deleting
 // it makes the leaf hash tiles of those records durable and appends a
 // signed PruneRecord to pruned.log. It returns what it deleted.
 func (l *Ledger) Prune() ([]PruneRecord, error) {
@@ -156,6 +177,9 @@ func (l *Ledger) Prune() ([]PruneRecord, error) {
 			return done, nil
 		}
 		end := s.first + count
+		if l.retHolds.Load() > 0 {
+			return done, nil // a verification is reading the directory
+		}
 		if floor := l.opts.PruneFloor; floor != nil && end > floor() {
 			return done, nil // a reader still needs records of it
 		}
