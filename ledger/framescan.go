@@ -22,7 +22,8 @@ type frameScan struct {
 	ents   []logEntry
 	damage []frameDamage
 	size   int64
-	err    error // reading the file (not a regular file; errTooLarge)
+	err    error  // reading the file (not a regular file; errTooLarge)
+	raw    []byte // the bytes read (the entries point into them)
 }
 
 // crashTail says whether the log's only damage is at its end with no
@@ -123,7 +124,7 @@ func scanFrameLog(path string, maxLen int, valid func([]byte) bool) frameScan {
 	if err != nil && !errors.Is(err, errTooLarge) {
 		return frameScan{err: err}
 	}
-	s := frameScan{size: int64(len(b)), err: err}
+	s := frameScan{size: int64(len(b)), err: err, raw: b}
 	s.ents, s.damage = scanFrames(b, maxLen, valid)
 	return s
 }

@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/trailguard/trailguard/internal/verifyhook"
 	"github.com/trailguard/trailguard/retention"
 )
 
@@ -108,12 +109,16 @@ func TestHoldRetention(t *testing.T) {
 	// segments retention would delete after it read the retention
 	// records finds nothing.
 	vopts := VerifyOptions{Verifiers: []note.Verifier{k.verifier}}
-	vopts.AfterPruned = func() {
+	restore := verifyhook.SetAfterPruned(func(d string) {
+		if d != dir {
+			return
+		}
 		if got, err := l.Prune(); err != nil || len(got) != 0 {
 			t.Errorf("prune during the hold deleted %+v (%v)", got, err)
 		}
-	}
+	})
 	rep, err := Verify(dir, vopts)
+	restore()
 	if err != nil || !rep.OK() || rep.Pruned != first {
 		t.Fatalf("verify during the hold: %v\n%s", err, rep)
 	}
@@ -149,31 +154,35 @@ func TestHoldRetention(t *testing.T) {
 	}
 }
 
-// TestVerifyPrunedUnderIt: without a hold, a retention pass between
-// Verify's reading of the retention records and of the segments makes
-// Verify report records deleted without a retention record (why
-// HoldRetention exists, and that AfterPruned runs where that happens);
-// with one, the report is clean.
+// TestVerifyPrunedUnderIt: a retention pass between Verify's reading of
+// the retention records and of the segments (verifyhook.AfterPruned)
+// deletes segments whose retention records Verify had not read. Unheld,
+// Verify reads pruned.log again and reports them pruned (it reported them
+// deleted without a retention record before); held, the pass deletes
+// nothing and every record is read.
 func TestVerifyPrunedUnderIt(t *testing.T) {
 	k := newKey(t, testOrigin)
 	for _, tc := range []struct {
 		name string
 		hold bool
-	}{{"unheld: a false finding", false}, {"held: clean", true}} {
+	}{{"unheld: reported pruned", false}, {"held: nothing deleted", true}} {
 		t.Run(tc.name, func(t *testing.T) {
 			l, dir := expiredLedger(t, k, nil)
 			var deleted []PruneRecord
-			opts := VerifyOptions{Verifiers: []note.Verifier{k.verifier}, AfterPruned: func() {
+			defer verifyhook.SetAfterPruned(func(d string) {
+				if d != dir {
+					return
+				}
 				var err error
 				if deleted, err = l.Prune(); err != nil {
 					t.Error(err)
 				}
-			}}
+			})()
 			release := func() {}
 			if tc.hold {
 				release = l.HoldRetention()
 			}
-			rep, err := Verify(dir, opts)
+			rep, err := Verify(dir, VerifyOptions{Verifiers: []note.Verifier{k.verifier}})
 			release()
 			if err != nil {
 				t.Fatal(err)
@@ -184,9 +193,23 @@ func TestVerifyPrunedUnderIt(t *testing.T) {
 				}
 				return
 			}
-			if len(deleted) == 0 || rep.OK() {
-				t.Fatalf("unheld, the pass deleted %+v and the report is clean: AfterPruned is not where a pass makes Verify wrong\n%s", deleted, rep)
+			if len(deleted) == 0 {
+				t.Fatal("unheld, the pass deleted nothing: the hook is not where a pass makes Verify wrong")
+			}
+			if !rep.OK() || rep.Pruned != l.Pruned() || rep.Records != l.Size() || countKind(rep.Notices, NoticePruned) != len(deleted) {
+				t.Fatalf("unheld, the pass deleted %d segments (records below %d): want them reported pruned, got\n%s", len(deleted), l.Pruned(), rep)
 			}
 		})
 	}
+}
+
+// countKind counts the findings (or notices) of a kind.
+func countKind(fs []Finding, kind string) int {
+	n := 0
+	for _, f := range fs {
+		if f.Kind == kind {
+			n++
+		}
+	}
+	return n
 }

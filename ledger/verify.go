@@ -18,6 +18,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/trailguard/trailguard/internal/regfile"
+	"github.com/trailguard/trailguard/internal/verifyhook"
 	"github.com/trailguard/trailguard/ledger/internal/sha256x2"
 	"github.com/trailguard/trailguard/retention"
 )
@@ -161,13 +162,6 @@ type VerifyOptions struct {
 	// block of records (a few MiB) with how many records have been
 	// checked so far, for a caller that shows progress.
 	Progress func(records uint64)
-	// AfterPruned, if set, runs once Verify has read the retention
-	// records, before it lists the segments: where a retention pass of a
-	// running ledger would make the two disagree (see
-	// Ledger.HoldRetention). It lets the tests of callers that verify a
-	// live directory act there.
-	AfterPruned func()
-
 	// segHook, in tests, runs where a running collector may change the
 	// segment directory under Verify: after the listing (si -1) and
 	// before segment si is read (mapped ahead already, if closed).
@@ -209,9 +203,7 @@ func Verify(dir string, opts VerifyOptions) (*Report, error) {
 	if err := v.pruned(); err != nil {
 		return nil, err
 	}
-	if opts.AfterPruned != nil {
-		opts.AfterPruned()
-	}
+	verifyhook.AfterPruned(dir) // tests: a retention pass here
 	if err := v.records(); err != nil {
 		return nil, err
 	}
@@ -233,6 +225,31 @@ type verifier struct {
 	hist []histEntry
 	// start is where record verification starts (Since).
 	start uint64
+	// plog is what was read of pruned.log (the producer reads it again).
+	plog prunedLog
+}
+
+// prunedLog is what Verify has read of pruned.log. A running collector's
+// retention appends a signed record to it, then deletes the segments the
+// record names, while Verify reads the segments: records missing from the
+// segments may have been deleted by retention after pruned.log was read,
+// and an append may be under way as it is read (a torn frame at its end).
+// The producer then reads it again (prunedAgain).
+type prunedLog struct {
+	read []byte // the log up to the end of its last valid record
+	size int64  // the file's size at the last read
+	recs int    // valid records read: the next is pruned.log#recs
+	end  uint64 // records below it were deleted by retention, per the log read
+	// torn is a torn frame at its end with nothing valid after it: an
+	// append under way, or a crash's (a finding if it is still there
+	// when the records have been read).
+	torn *frameDamage
+	// closed: the log had damage or changed other than by appending; it
+	// is not read again.
+	closed bool
+	// late holds the findings and notices of the reads after the first,
+	// added to the report when the records have been read.
+	late Report
 }
 
 type histEntry struct {
@@ -555,58 +572,138 @@ func (v *verifier) vouched(prev *Checkpoint, c Checkpoint, file string, firstEve
 func (v *verifier) pruned() error {
 	ps := scanFrameLog(filepath.Join(v.dir, "pruned.log"), maxCheckpointSize, validPrune)
 	ents := ps.ents
+	p := &v.plog
+	p.size, p.read = ps.size, ps.raw
 	if ps.err != nil {
 		v.rep.find(Finding{Kind: KindPruneRecordInvalid, File: "pruned.log", Message: fmt.Sprintf("pruned.log: %v", ps.err)})
+		p.closed = true
 	}
-	for _, d := range ps.damage {
-		before := 0
-		for before < len(ents) && ents[before].off < d.off {
-			before++
+	if cut, ok := ps.crashTail(); ok {
+		// Judged once the records are read: a running collector may be
+		// appending that frame (prunedAgain).
+		p.torn, p.read = &ps.damage[0], ps.raw[:cut]
+	} else {
+		for _, d := range ps.damage {
+			pruneDamage(v.rep, d, ents, 0)
+			p.closed = true
 		}
-		v.rep.find(Finding{Kind: KindPruneRecordInvalid, File: "pruned.log", Message: fmt.Sprintf("pruned.log: damaged after %d records, %v; %d valid records follow it", before, d, len(ents)-before)})
 	}
+	v.prunedN = v.pruneRecords(ents, 0, 0, v.rep)
+	p.recs, p.end = len(ents), v.prunedN
+	v.rep.Pruned = v.prunedN
+	return nil
+}
+
+// pruneDamage reports damage d of pruned.log, whose valid records (from
+// pruned.log#k0 on) are ents.
+func pruneDamage(r *Report, d frameDamage, ents []logEntry, k0 int) {
+	before := 0
+	for before < len(ents) && ents[before].off < d.off {
+		before++
+	}
+	r.find(Finding{Kind: KindPruneRecordInvalid, File: "pruned.log", Message: fmt.Sprintf("pruned.log: damaged after %d records, %v; %d valid records follow it", k0+before, d, len(ents)-before)})
+}
+
+// pruneRecords judges the retention records ents (pruned.log#k0 on), which
+// must continue the deleted range at start, into r, and returns where the
+// deleted range ends after them.
+func (v *verifier) pruneRecords(ents []logEntry, k0 int, start uint64, r *Report) uint64 {
+	prunedN := start
 	for k, e := range ents {
-		file := fmt.Sprintf("pruned.log#%d", k)
+		file := fmt.Sprintf("pruned.log#%d", k0+k)
 		n, err := note.Open(e.data, v.known)
 		if err != nil {
-			v.rep.find(Finding{Kind: KindPruneRecordInvalid, File: file, Message: fmt.Sprintf("%s: retention record does not verify: %v", file, err)})
+			r.find(Finding{Kind: KindPruneRecordInvalid, File: file, Message: fmt.Sprintf("%s: retention record does not verify: %v", file, err)})
 			continue
 		}
 		p, err := parsePruneText(n.Text)
-		if err != nil || p.Start != v.prunedN {
-			v.rep.find(Finding{Kind: KindPruneRecordInvalid, File: file, Message: fmt.Sprintf("%s: retention record out of order or malformed (%v)", file, err)})
+		if err != nil || p.Start != prunedN {
+			r.find(Finding{Kind: KindPruneRecordInvalid, File: file, Message: fmt.Sprintf("%s: retention record out of order or malformed (%v)", file, err)})
 			continue
 		}
-		v.prunedN = p.End
+		prunedN = p.End
 		// Retention is justified by signed checkpoint times only: the
 		// earliest checkpoint covering the deleted records proves when
 		// they existed (the record's own claim and frame times do not).
 		k := sort.Search(len(v.hist), func(k int) bool { return v.hist[k].size >= p.End })
 		if k == len(v.hist) {
-			v.rep.find(Finding{Kind: KindPrunedEarly, File: file, Index: p.Start, Count: p.End - p.Start,
+			r.find(Finding{Kind: KindPrunedEarly, File: file, Index: p.Start, Count: p.End - p.Start,
 				Message: fmt.Sprintf("records [%d, %d) were deleted on %s by policy %s, but no signed checkpoint covers them: nothing proves they were old enough", p.Start, p.End, p.At.UTC().Format(time.RFC3339), p.Policy)})
 			continue
 		}
 		signedAt := v.hist[k].time
 		prof, err := retention.Lookup(p.Policy)
 		if err != nil {
-			v.rep.find(Finding{Kind: KindPruneRecordInvalid, File: file, Message: fmt.Sprintf("%s: unknown retention policy %q", file, p.Policy)})
+			r.find(Finding{Kind: KindPruneRecordInvalid, File: file, Message: fmt.Sprintf("%s: unknown retention policy %q", file, p.Policy)})
 			continue
 		}
 		if !prof.Expired(signedAt, p.At) {
-			v.rep.find(Finding{Kind: KindPrunedEarly, File: file, Index: p.Start, Count: p.End - p.Start,
+			r.find(Finding{Kind: KindPrunedEarly, File: file, Index: p.Start, Count: p.End - p.Start,
 				Message: fmt.Sprintf("records [%d, %d) were deleted on %s, before policy %s allowed: the earliest signed checkpoint covering them is from %s", p.Start, p.End, p.At.UTC().Format(time.RFC3339), p.Policy, signedAt.UTC().Format(time.RFC3339))})
 			continue
 		}
 		// What happened, in the words an auditor writes down: which
 		// records, when, under which policy, and why that was allowed
 		// (the message said "(all signed by T)" before).
-		v.rep.notice(Finding{Kind: NoticePruned, File: file, Index: p.Start, Count: p.End - p.Start,
+		r.notice(Finding{Kind: NoticePruned, File: file, Index: p.Start, Count: p.End - p.Start,
 			Message: fmt.Sprintf("records %d to %d were removed by retention on %s per policy %s (keep %s): the earliest signed checkpoint covering them is from %s, %s before; signed retention record %s",
 				p.Start, p.End-1, p.At.UTC().Format(time.RFC3339), p.Policy, keepFor(prof), signedAt.UTC().Format(time.RFC3339), days(p.At.Sub(signedAt)), file)})
 	}
-	v.rep.Pruned = v.prunedN
-	return nil
+	return prunedN
+}
+
+// prunedAgain reads pruned.log again, if it changed since it was last
+// read, for records missing from the segments (or a torn frame at its
+// end): retention on a running collector appends its signed record, then
+// deletes the segments it names, so that records are missing only after
+// the record that deletes them is durable. What was appended is judged
+// as pruned() judges what it read (signature, order, retention), into
+// plog.late, and it returns the end of the range the log now says was
+// deleted: records below it that no segment holds were deleted by
+// retention, as if before Verify began. Only appending is taken: a log
+// whose bytes read before changed is a finding and is not read again, and
+// a segment deleted without a record that covers it stays a finding.
+// Called by the producer only.
+func (v *verifier) prunedAgain() uint64 {
+	p := &v.plog
+	path := filepath.Join(v.dir, "pruned.log")
+	if p.closed {
+		return p.end
+	}
+	if st, err := os.Lstat(path); (err == nil && st.Size() == p.size) || (errors.Is(err, os.ErrNotExist) && p.size == 0) {
+		return p.end // a stat for each gap a deleted segment leaves, not a read
+	}
+	b, err := readRegular(path, frameLogMax)
+	if err != nil || len(b) < len(p.read) || string(b[:len(p.read)]) != string(p.read) {
+		why := "its records read first changed"
+		if err != nil {
+			why = err.Error()
+		}
+		p.late.find(Finding{Kind: KindPruneRecordInvalid, File: "pruned.log",
+			Message: fmt.Sprintf("pruned.log changed while verify read the ledger other than by appending (%s): the retention records read first are those judged", why)})
+		p.closed = true
+		return p.end
+	}
+	base := int64(len(p.read))
+	ents, dmg := scanFrames(b[base:], maxCheckpointSize, validPrune)
+	for i := range ents {
+		ents[i].off += base
+	}
+	p.size, p.torn, p.read = int64(len(b)), nil, b
+	for i := range dmg {
+		dmg[i].off, dmg[i].end = dmg[i].off+base, dmg[i].end+base
+	}
+	if len(dmg) == 1 && dmg[0].end == p.size {
+		p.torn, p.read = &dmg[0], b[:dmg[0].off]
+	} else {
+		for _, d := range dmg {
+			pruneDamage(&p.late, d, ents, p.recs)
+			p.closed = true
+		}
+	}
+	p.end = v.pruneRecords(ents, p.recs, p.end, &p.late)
+	p.recs += len(ents)
+	return p.end
 }
 
 // chunk is up to 256 consecutive records of one tile (index start…).
@@ -626,6 +723,10 @@ type chunk struct {
 	// hinted: the frames were placed by the .idx; splitBad: a frame is
 	// not where, or not as long or as old as, the .idx says.
 	hinted, splitBad bool
+	// prunedTo, if not 0, makes the chunk a range [start, prunedTo) of
+	// records deleted by retention while Verify ran (prunedAgain), with
+	// no leaves: only their leaf hashes remain, in the tiles.
+	prunedTo uint64
 }
 
 // mapping is a mapped segment, unmapped when the last chunk using it is done.
@@ -737,6 +838,22 @@ func (v *verifier) produce(out chan<- *chunk, work chan<- *chunk, stop <-chan st
 		}
 		return true
 	}
+	// prunedTo puts records [idx, end), which no segment holds and
+	// pruned.log says retention deleted, into the stream as pruned.
+	prunedTo := func(end uint64) bool {
+		if !send() {
+			return false
+		}
+		c := &chunk{start: idx, prunedTo: end, done: make(chan struct{})}
+		close(c.done)
+		select {
+		case out <- c:
+		case <-stop:
+			return false
+		}
+		idx, started = end, true
+		return true
+	}
 	const blockSize = 8 << 20
 	if h := v.opts.segHook; h != nil {
 		h(segs, -1)
@@ -787,6 +904,18 @@ func (v *verifier) produce(out chan<- *chunk, work chan<- *chunk, stop <-chan st
 				continue
 			}
 			s = r
+		}
+		if s.first > idx {
+			// Records before this segment are in none listed, or in one
+			// deleted since: retention may have deleted them after
+			// pruned.log was read.
+			if end := v.prunedAgain(); end > idx && !prunedTo(min(end, s.first)) {
+				o.release()
+				if f != nil {
+					f.Close()
+				}
+				return nil
+			}
 		}
 		rel := filepath.Join("seg", filepath.Base(s.path))
 		if s.z != nil || s.zerr != nil {
@@ -938,6 +1067,14 @@ func (v *verifier) produce(out chan<- *chunk, work chan<- *chunk, stop <-chan st
 		}
 		v.checkIndex(s.path, rel, s.first, framed, complete, si == len(segs)-1)
 	}
+	// The last segments listed deleted since (and a torn frame at the
+	// end of pruned.log completed since).
+	if end := v.prunedAgain(); end > idx && !prunedTo(end) {
+		return nil
+	}
+	if d := v.plog.torn; d != nil {
+		pruneDamage(&v.plog.late, *d, nil, v.plog.recs)
+	}
 	send()
 	v.rep.Records = idx
 	return nil
@@ -949,8 +1086,10 @@ func (v *verifier) produce(out chan<- *chunk, work chan<- *chunk, stop <-chan st
 // compressed form that now holds those records (listSegments decides, as
 // at the start; the tree checks that they are the same records), or gone
 // if no file holds them any more: the stream then goes on as if s had not
-// been listed, the same findings as for a segment deleted before Verify
-// (the next segment's header and the checkpoints name the records).
+// been listed, as for a segment deleted before Verify — pruned if a
+// retention record appended to pruned.log since covers its records
+// (prunedAgain), the findings of a deleted segment if not (the next
+// segment's header and the checkpoints name the records).
 func (v *verifier) relisted(s *segment, why error) (r *segment, gone bool, err error) {
 	segs, err := listSegments(filepath.Join(v.dir, "seg"))
 	if err != nil {
@@ -1625,31 +1764,14 @@ func (v *verifier) records() error {
 		}
 		st.tr = t
 	}
-	// Pruned records: only their leaf hashes remain.
-	for st.tr.size < v.prunedN {
-		j := st.tr.size
-		h, ok := lt.at(j)
-		if !ok {
-			limit := lt.limit
-			lt.limit = v.prunedN
-			h, ok = lt.at(j)
-			lt.limit = limit
-		}
-		if !ok {
-			v.rep.find(Finding{Kind: KindHashTilesAltered, Index: j, Count: v.prunedN - j,
-				Message: fmt.Sprintf("leaf hashes of pruned records [%d, %d) missing from the hash tiles", j, v.prunedN)})
-			// The stream goes on at the first record kept, with leaves
-			// that match nothing in their place.
-			for st.tr.size < v.prunedN {
-				st.tr.append(Hash{}, nil)
-			}
-			break
-		}
-		st.appendBoth(h, h, true)
-	}
+	st.prunedLeaves(v.prunedN)
 	for c := range out {
 		<-c.done
-		st.chunk(c)
+		if c.prunedTo > 0 {
+			st.prunedLeaves(c.prunedTo)
+		} else {
+			st.chunk(c)
+		}
 		for _, m := range c.maps {
 			m.unref()
 		}
@@ -1660,8 +1782,41 @@ func (v *verifier) records() error {
 	if err := <-perr; err != nil {
 		return err
 	}
+	// What retention deleted while the records were read (prunedAgain).
+	v.prunedN = max(v.prunedN, v.plog.end)
+	v.rep.Pruned = v.prunedN
+	v.rep.Findings = append(v.rep.Findings, st.found...)
+	v.rep.Findings = append(v.rep.Findings, v.plog.late.Findings...)
+	v.rep.Notices = append(v.rep.Notices, v.plog.late.Notices...)
 	st.finish()
 	return nil
+}
+
+// prunedLeaves folds in the records from the tree's size to end, deleted
+// by retention: only their leaf hashes remain, in the tiles.
+func (st *streamState) prunedLeaves(end uint64) {
+	lt := st.lt
+	for st.tr.size < end {
+		j := st.tr.size
+		h, ok := lt.at(j)
+		if !ok {
+			limit := lt.limit
+			lt.limit = end
+			h, ok = lt.at(j)
+			lt.limit = limit
+		}
+		if !ok {
+			st.found = append(st.found, Finding{Kind: KindHashTilesAltered, Index: j, Count: end - j,
+				Message: fmt.Sprintf("leaf hashes of pruned records [%d, %d) missing from the hash tiles", j, end)})
+			// The stream goes on at the first record kept, with leaves
+			// that match nothing in their place.
+			for st.tr.size < end {
+				st.tr.append(Hash{}, nil)
+			}
+			return
+		}
+		st.appendBoth(h, h, true)
+	}
 }
 
 // streamState folds records into the tree, checking them against the leaf
@@ -1683,6 +1838,9 @@ type streamState struct {
 	// tileBad names the first whole tile of a compressed segment whose
 	// records do not give its stored level-1 hash (derivedTile).
 	tileBad *Finding
+	// found: findings made while the producer runs (it adds to the
+	// report itself), added to it after.
+	found []Finding
 }
 
 const classifyWindow = 64

@@ -94,9 +94,6 @@ type Server struct {
 	sampleDone    chan struct{}
 	closeOnce     sync.Once
 	closeErr      error
-	// verifyTweak (tests) changes the options of a verification started
-	// from the API before it runs (ui_integrity.go).
-	verifyTweak func(*ledger.VerifyOptions)
 	// closing is a shutdown's steps, for the log of a slow one;
 	// closeHook (tests) runs at the start of each step (shutdown.go).
 	closing   shutdownProgress

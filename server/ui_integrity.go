@@ -245,12 +245,10 @@ func (s *Server) handleVerifyStart(w http.ResponseWriter, r *http.Request) {
 // DATA_DIR/verify-last.json, and records it in the trail.
 func (s *Server) runVerify(opts ledger.VerifyOptions) {
 	v := s.ui.verify
-	if s.verifyTweak != nil {
-		s.verifyTweak(&opts)
-	}
-	// Verify reads the retention records, then the segments: retention
-	// deleting segments in between would be reported as records deleted
-	// without a retention record. It waits for the end of the run.
+	// Verify reports segments retention deletes under it as pruned, but
+	// checks their records only by their leaf hashes; held, it reads and
+	// checks every record present when it starts, and none is deleted
+	// under it. The hold waits for the end of the run.
 	release := s.ledger.HoldRetention()
 	rep, err := ledger.Verify(s.ledger.Dir(), opts)
 	release()

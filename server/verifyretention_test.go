@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/trailguard/trailguard/internal/ledgertest"
+	"github.com/trailguard/trailguard/internal/verifyhook"
 	"github.com/trailguard/trailguard/ledger"
 )
 
@@ -25,16 +26,16 @@ func TestVerifyHoldsRetention(t *testing.T) {
 	forced := false
 	// The legal hold keeps retention off until the test forces it: the
 	// collector's own pass at start would delete before the verification.
-	ts := startServerWith(t, dir, func(c *Config) { c.Retention = "pci-dss"; c.LegalHold = true }, func(s *Server) {
-		s.verifyTweak = func(o *ledger.VerifyOptions) {
-			o.AfterPruned = func() {
-				recs, err := s.ledger.Prune()
-				mu.Lock()
-				defer mu.Unlock()
-				during, duringErr, forced = append(during, recs...), err, true
-			}
+	ts := startServerWith(t, dir, func(c *Config) { c.Retention = "pci-dss"; c.LegalHold = true }, nil)
+	defer verifyhook.SetAfterPruned(func(d string) {
+		if d != ts.ledger.Dir() {
+			return
 		}
-	})
+		recs, err := ts.ledger.Prune()
+		mu.Lock()
+		defer mu.Unlock()
+		during, duringErr, forced = append(during, recs...), err, true
+	})()
 	ts.ledger.SetLegalHold(false)
 
 	if code, b := ts.do(t, "POST", "/v1/integrity/verify", ts.admin, nil); code != 202 {
