@@ -113,10 +113,12 @@ func parsePruneNote(signed []byte) (PruneRecord, error) {
 func (l *Ledger) SetLegalHold(on bool) { l.legalHold.Store(on) }
 
 // HoldRetention keeps retention from deleting any segment until release is
-// called, for a Verify of the ledger's own directory while it runs: Verify
-// reads the signed retention records before the segments, so records
-// retention deleted in between would be reported deleted without a
-// retention record, a false finding. It returns once a retention pass
+// called, for a Verify of the ledger's own directory while it runs. Verify
+// reports records retention deletes under it as pruned (it reads
+// pruned.log again where records are missing), but then checks them only
+// by their leaf hashes; held, it reads and checks every record present
+// when it starts, and the report does not depend on when a pass ran. It
+// returns once a retention pass
 // already deleting has stopped (the hold is checked before each segment),
 // so nothing is deleted between the call and release. The hold is a count,
 // not a lock kept for its duration: Prune, and so Close, never wait for
