@@ -66,6 +66,10 @@ const (
 	// NoticeIndexStale: the newest segment's .idx lags the segment (a
 	// crash) or an .idx is missing; the next open rebuilds it.
 	NoticeIndexStale = "index-stale"
+	// NoticeSignedDuring: records beyond the checkpoints read at the
+	// start, signed by a checkpoint the running collector added to the
+	// history while Verify read the records (its root matches them).
+	NoticeSignedDuring = "signed-during-verify"
 )
 
 // Finding is one problem (or, in Report.Notices, one fact) found by Verify.
@@ -227,6 +231,11 @@ type verifier struct {
 	start uint64
 	// plog is what was read of pruned.log (the producer reads it again).
 	plog prunedLog
+	// cpLastSeq is the first checkpoint number of the newest history
+	// file read, cpLastEnts how many checkpoints were read in it
+	// (signedSince reads those after them).
+	cpLastSeq  uint64
+	cpLastEnts int
 }
 
 // prunedLog is what Verify has read of pruned.log. A running collector's
@@ -316,12 +325,14 @@ func (v *verifier) checkpoints() error {
 	seq := uint64(0)
 	skipping := v.opts.Since != nil
 	for fi, cf := range files {
+		v.cpLastSeq = cf.seq
 		rel := filepath.Join(cpDir, filepath.Base(cf.path))
 		// Read past damage: the signed checkpoints after a damaged frame
 		// are verified too, and the damage is a finding, not the end of
 		// the history.
 		s := scanFrameLog(cf.path, maxCheckpointSize, validCheckpoint)
 		ents := s.ents
+		v.cpLastEnts = len(ents)
 		if s.err != nil {
 			v.rep.find(Finding{Kind: KindCheckpointForged, File: rel, Message: fmt.Sprintf("%s: %v", rel, s.err)})
 		}
@@ -1841,11 +1852,44 @@ type streamState struct {
 	// found: findings made while the producer runs (it adds to the
 	// report itself), added to it after.
 	found []Finding
+	// past is the tree of the records beyond the largest signed size
+	// read (lt.limit) but the last ones, pastLeaves their leaf hashes:
+	// the root at any size among the last pastKeep records, for a
+	// checkpoint a running collector signed while they were read
+	// (signedSince).
+	past       *tree
+	pastLeaves []Hash
+	pastKeep   int
 }
 
 const classifyWindow = 64
 
 func (st *streamState) chunk(c *chunk) {
+	if st.past == nil && st.tr.size+uint64(len(c.leaves)) > st.lt.limit && st.v.last != nil {
+		// From the chunk that holds the first record past the limit.
+		st.past = st.tr.clone()
+		st.pastKeep = int(min(cadenceOf(*st.v.last).unsignedMax, 1<<18)) + tileWidth
+	}
+	st.fold(c)
+	if st.past == nil {
+		return
+	}
+	for i, h := range c.leaves {
+		if c.start+uint64(i) >= st.past.size+uint64(len(st.pastLeaves)) {
+			st.pastLeaves = append(st.pastLeaves, h)
+		}
+	}
+	if n := len(st.pastLeaves) - st.pastKeep; n >= st.pastKeep {
+		// The oldest go into the tree (amortized: every pastKeep leaves).
+		for _, h := range st.pastLeaves[:n] {
+			st.past.append(h, nil)
+		}
+		st.pastLeaves = append(st.pastLeaves[:0], st.pastLeaves[n:]...)
+	}
+}
+
+// fold adds the records of chunk c to the tree.
+func (st *streamState) fold(c *chunk) {
 	st.issues = append(st.issues, c.issues...)
 	for k, h := range c.hints {
 		if st.rHints == nil {
@@ -2119,7 +2163,75 @@ func (st *streamState) finish() {
 	if first != nil {
 		v.rep.find(*first)
 	}
+	st.signedSince(n)
 	v.tail(n)
+}
+
+// signedSince, when the records after the newest checkpoint read are more
+// than its writer can leave unsigned (or follow a clean shutdown's
+// checkpoint), reads the checkpoint history again: a running collector
+// goes on writing and signing while Verify reads, and its newest segment
+// is read last. The writer never has more records on disk than its bound
+// beyond a checkpoint durably in the history, so one signed by then, of a
+// size at most n and at least n minus the bound, is there now. The
+// largest of this origin whose signature verifies, among the last
+// records read, is checked against their tree: if its root matches, the
+// tail is judged from it (a notice says so), if not, that is a finding.
+// If there is none, or the records diverged already, the tail is judged
+// as read at the start.
+func (st *streamState) signedSince(n uint64) {
+	v := st.v
+	if v.last == nil || st.diverged || st.past == nil || n <= v.ownMax || n <= v.prunedN {
+		return
+	}
+	if !isShutdown(*v.last) && n-v.ownMax <= cadenceOf(*v.last).unsignedMax {
+		return
+	}
+	base := st.past.size
+	if base+uint64(len(st.pastLeaves)) != n {
+		return
+	}
+	files, err := listCPLogs(v.dir)
+	if err != nil {
+		return
+	}
+	var best *Checkpoint
+	var bestFile string
+	for _, cf := range files {
+		if cf.seq < v.cpLastSeq {
+			continue // read before
+		}
+		rel := filepath.Join(cpDir, filepath.Base(cf.path))
+		for k, e := range scanFrameLog(cf.path, maxCheckpointSize, validCheckpoint).ents {
+			if cf.seq == v.cpLastSeq && k < v.cpLastEnts {
+				continue // read before (and judged there)
+			}
+			c, err := parseUnverified(e.data)
+			if err != nil || c.Size <= v.ownMax || c.Size > n || c.Size < base || (best != nil && c.Size <= best.Size) {
+				continue
+			}
+			if c, _, err := OpenCheckpoint(e.data, v.known); err == nil && c.Origin == v.rep.Origin {
+				best, bestFile = &c, fmt.Sprintf("%s#%d", rel, k)
+			}
+		}
+	}
+	if best == nil {
+		return
+	}
+	t := st.past.clone()
+	for _, h := range st.pastLeaves[:best.Size-base] {
+		t.append(h, nil)
+	}
+	v.rep.Checkpoints++
+	if t.root() != best.Root {
+		v.rep.find(Finding{Kind: KindRecordsAltered, File: bestFile, Size: best.Size, Index: st.lt.limit, Count: best.Size - st.lt.limit,
+			Message: fmt.Sprintf("records [%d, %d) do not match the checkpoint %s (size %d), signed while verify ran", st.lt.limit, best.Size, bestFile, best.Size)})
+		return
+	}
+	v.rep.notice(Finding{Kind: NoticeSignedDuring, File: bestFile, Size: best.Size, Index: v.ownMax, Count: best.Size - v.ownMax,
+		Message: fmt.Sprintf("records [%d, %d) were signed while verify ran, by %s (size %d, time %s), whose root they match; the checkpoints signed since verify read the history are checked by the next verify",
+			v.ownMax, best.Size, bestFile, best.Size, best.Time.UTC().Format(time.RFC3339))})
+	v.ownMax, v.last = best.Size, best
 }
 
 // tail judges the records after the newest checkpoint: a crash leaves at
