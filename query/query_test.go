@@ -408,3 +408,25 @@ func BenchmarkFlatten(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkMatchWildcard is the search-result check of wildcard terms and
+// free text (which tests every value of the event, ignoring case).
+func BenchmarkMatchWildcard(b *testing.B) {
+	doc, err := Flatten([]byte(sample))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, q := range []string{`url.path:/api/*n`, `PASSWORD`, `ali*e`} {
+		e, err := Parse(q)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(q, func(b *testing.B) {
+			for b.Loop() {
+				if !e.Match(doc) {
+					b.Fatal(q)
+				}
+			}
+		})
+	}
+}
