@@ -203,3 +203,40 @@ func BenchmarkBuiltinRulesSpans(b *testing.B) {
 		b.Fatalf("engine read %d of %d events, %d matches", st.Events, n, st.Matches)
 	}
 }
+
+// BenchmarkWildcardRules evaluates 40 rules whose values hold wildcards in
+// the middle, which neither a prefix, a suffix nor a substring test
+// decides: the engine finds their longest literal in the value, then
+// matches the whole pattern, on most events here, and most of those fail
+// near the end.
+func BenchmarkWildcardRules(b *testing.B) {
+	var sb strings.Builder
+	for i := range 40 {
+		if i > 0 {
+			sb.WriteString("---\n")
+		}
+		fmt.Fprintf(&sb, "title: wildcard rule %d\nid: wild-%d\nlogsource:\n    category: webserver\ndetection:\n    sel:\n", i, i)
+		switch d := i / 5; i % 5 {
+		case 0:
+			fmt.Fprintf(&sb, "        c-useragent: '*mozilla/?.? (*) applewebkit/*chrome/1%d*edg/*'\n", d)
+		case 1:
+			fmt.Fprintf(&sb, "        c-uri: '/api/*/%d*/admin'\n", d)
+		case 2:
+			fmt.Fprintf(&sb, "        c-uri: '/api/orders/*%d/invoice.???'\n", d)
+		case 3:
+			fmt.Fprintf(&sb, "        cs-uri-query: 'page=?&sort=*&limit=%d*&debug=*'\n", d)
+		case 4:
+			fmt.Fprintf(&sb, "        c-useragent|cased: '*/?.%d* (Android ??)'\n", d)
+		}
+		sb.WriteString("    condition: sel\nlevel: low\n")
+	}
+	rs := ParseRules("wildcard.yml", []byte(sb.String()), "custom")
+	if len(rs.Errors) > 0 || len(rs.Rules) != 40 {
+		b.Fatalf("%d rules, errors %v", len(rs.Rules), rs.Errors)
+	}
+	e, errs := NewEngine(rs, Options{})
+	if len(errs) > 0 {
+		b.Fatal(errs[0])
+	}
+	benchEngine(b, e, mixedEvents(100_000, 3))
+}
