@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf16"
+
+	"github.com/trailguard/trailguard/internal/glob"
 )
 
 // cnode is a compiled condition.
@@ -350,54 +352,54 @@ func (t *FieldTest) label() string {
 
 // stringMember builds the test for one string value.
 func stringMember(v string, literal bool, m mods, keyword bool) member {
-	var parts []globPart
+	var parts []glob.Part
 	if literal {
 		if v != "" {
-			parts = []globPart{{lit: v}}
+			parts = []glob.Part{{Lit: v}}
 		}
 	} else {
 		parts, _ = parsePattern(v)
 	}
-	star := globPart{star: true}
+	star := glob.Part{Star: true}
 	match := m.match
 	if keyword {
 		match = "contains" // a keyword matches anywhere in a value
 	}
 	switch match {
 	case "contains":
-		parts = append(append([]globPart{star}, parts...), star)
+		parts = append(append([]glob.Part{star}, parts...), star)
 	case "startswith":
 		parts = append(parts, star)
 	case "endswith":
-		parts = append([]globPart{star}, parts...)
+		parts = append([]glob.Part{star}, parts...)
 	}
 	parts = mergeStars(parts)
 	if !m.cased {
 		for i := range parts {
-			parts[i].lit = lowerASCII(parts[i].lit)
+			parts[i].Lit = lowerASCII(parts[i].Lit)
 		}
 	}
 	switch {
 	case len(parts) == 0:
 		return member{kind: aEq}
-	case len(parts) == 1 && parts[0].lit != "":
-		return member{kind: aEq, lit: parts[0].lit}
-	case len(parts) == 1 && parts[0].star:
+	case len(parts) == 1 && parts[0].Lit != "":
+		return member{kind: aEq, lit: parts[0].Lit}
+	case len(parts) == 1 && parts[0].Star:
 		return member{kind: aAny}
-	case len(parts) == 2 && parts[0].lit != "" && parts[1].star:
-		return member{kind: aPrefix, lit: parts[0].lit}
-	case len(parts) == 2 && parts[0].star && parts[1].lit != "":
-		return member{kind: aSuffix, lit: parts[1].lit}
-	case len(parts) == 3 && parts[0].star && parts[1].lit != "" && parts[2].star:
-		return member{kind: aContains, lit: parts[1].lit}
+	case len(parts) == 2 && parts[0].Lit != "" && parts[1].Star:
+		return member{kind: aPrefix, lit: parts[0].Lit}
+	case len(parts) == 2 && parts[0].Star && parts[1].Lit != "":
+		return member{kind: aSuffix, lit: parts[1].Lit}
+	case len(parts) == 3 && parts[0].Star && parts[1].Lit != "" && parts[2].Star:
+		return member{kind: aContains, lit: parts[1].Lit}
 	}
 	return member{kind: aGlob, glob: parts}
 }
 
-func mergeStars(parts []globPart) []globPart {
+func mergeStars(parts []glob.Part) []glob.Part {
 	out := parts[:0:0]
 	for _, p := range parts {
-		if p.star && len(out) > 0 && out[len(out)-1].star {
+		if p.Star && len(out) > 0 && out[len(out)-1].Star {
 			continue
 		}
 		out = append(out, p)
@@ -450,7 +452,7 @@ func unescapePattern(s string, literal bool) string {
 	parts, _ := parsePattern(s)
 	var b strings.Builder
 	for _, p := range parts {
-		b.WriteString(p.lit)
+		b.WriteString(p.Lit)
 	}
 	return b.String()
 }

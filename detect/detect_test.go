@@ -58,7 +58,7 @@ func ts(s float64) string {
 func TestDetectionMatching(t *testing.T) {
 	web := `{"event":{"category":["web"],"action":"http_request"},"http":{"request":{"method":"GET"},"response":{"status_code":404}},` +
 		`"url":{"path":"/files/../../etc/passwd","query":"q=%27%20OR%201=1--&x=Hello","original":"/files/%2e%2e/%2E%2e/etc/passwd?q=%27%20OR%201=1--&x=Hello"},` +
-		`"client":{"ip":"203.0.113.7"},"source":{"ip":"10.0.0.1"},"user_agent":{"original":"sqlmap/1.8.4#stable (https://sqlmap.org)"},"user":{"name":"Alice"},"labels":{"tag":"a\"b\\c"}}`
+		`"client":{"ip":"203.0.113.7"},"source":{"ip":"10.0.0.1"},"user_agent":{"original":"sqlmap/1.8.4#stable (https://sqlmap.org)"},"user":{"name":"Alice"},"labels":{"tag":"a\"b\\c","city":"Zürich"}}`
 	cases := []struct {
 		name, detection string
 		logsource       string
@@ -84,6 +84,8 @@ func TestDetectionMatching(t *testing.T) {
 		{"all of list fails", `sel: {c-useragent|contains|all: [sqlmap, nmap]}`, "webserver", false},
 		{"wildcard glob", `sel: {c-useragent: 'sqlmap/*#stable*'}`, "webserver", true},
 		{"question mark", `sel: {c-useragent: 'sqlmap/?.?.?#*'}`, "webserver", true},
+		{"question mark is one character", `sel: {labels.city: 'z?rich'}`, "application", true},
+		{"question mark is not one byte", `sel: {labels.city: 'z??rich'}`, "application", false},
 		{"escaped star is literal", `sel: {c-useragent: 'sqlmap\*'}`, "webserver", false},
 		{"re is case-sensitive", `sel: {c-useragent|re: '^SQLMAP/'}`, "webserver", false},
 		{"re i", `sel: {c-useragent|re|i: '^SQLMAP/[0-9.]+'}`, "webserver", true},

@@ -5,7 +5,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"unicode/utf8"
+
+	"github.com/trailguard/trailguard/internal/glob"
 )
 
 // An atom is one elementary test of one field: equals, contains, a
@@ -51,23 +52,18 @@ type atom struct {
 type member struct {
 	kind atomKind // aEq, aContains, aPrefix, aSuffix, aGlob or aAny
 	lit  string   // lower-cased unless the atom is cased
-	glob []globPart
-}
-
-type globPart struct {
-	lit  string
-	star bool
-	one  bool
+	glob []glob.Part
 }
 
 // parsePattern reads a Sigma value with its wildcards: * and ? are
 // wildcards; a backslash escapes *, ? and itself; any other backslash is
-// literal.
-func parsePattern(v string) (parts []globPart, wild bool) {
+// literal, as Sigma specifies (query.Pattern, for the query language,
+// escapes any byte); both give parts for glob.Match.
+func parsePattern(v string) (parts []glob.Part, wild bool) {
 	var lit strings.Builder
 	flush := func() {
 		if lit.Len() > 0 {
-			parts = append(parts, globPart{lit: lit.String()})
+			parts = append(parts, glob.Part{Lit: lit.String()})
 			lit.Reset()
 		}
 	}
@@ -82,13 +78,13 @@ func parsePattern(v string) (parts []globPart, wild bool) {
 			}
 		case '*':
 			flush()
-			if len(parts) == 0 || !parts[len(parts)-1].star {
-				parts = append(parts, globPart{star: true})
+			if len(parts) == 0 || !parts[len(parts)-1].Star {
+				parts = append(parts, glob.Part{Star: true})
 			}
 			wild = true
 		case '?':
 			flush()
-			parts = append(parts, globPart{one: true})
+			parts = append(parts, glob.Part{One: true})
 			wild = true
 		default:
 			lit.WriteByte(c)
@@ -134,46 +130,6 @@ func hasUpper(s string) bool {
 		}
 	}
 	return false
-}
-
-// globMatch matches s against parts; ? is one UTF-8 character. Iterative,
-// backtracking only to the last star: linear in practice, never
-// exponential.
-func globMatch(parts []globPart, s string) bool {
-	pi, si := 0, 0
-	starPi, starSi := -1, 0
-	for {
-		if pi < len(parts) {
-			p := parts[pi]
-			switch {
-			case p.star:
-				starPi, starSi = pi, si
-				pi++
-				continue
-			case p.one:
-				if si < len(s) {
-					_, n := utf8.DecodeRuneInString(s[si:])
-					si += n
-					pi++
-					continue
-				}
-			default:
-				if strings.HasPrefix(s[si:], p.lit) {
-					si += len(p.lit)
-					pi++
-					continue
-				}
-			}
-		} else if si == len(s) {
-			return true
-		}
-		if starPi < 0 || starSi >= len(s) {
-			return false
-		}
-		_, n := utf8.DecodeRuneInString(s[starSi:])
-		starSi += n
-		pi, si = starPi+1, starSi
-	}
 }
 
 // evalOne evaluates an atom that is not part of a field program against
@@ -279,7 +235,7 @@ type litAtom struct {
 }
 
 type globAtom struct {
-	parts []globPart
+	parts []glob.Part
 	atom  int32
 	// always: the glob has no literal to pre-filter on, so it runs on
 	// every value.
@@ -309,8 +265,8 @@ func (s *progSet) add(a *member, id int32) {
 		// The longest literal must occur for the glob to match.
 		best := ""
 		for _, p := range a.glob {
-			if len(p.lit) > len(best) {
-				best = p.lit
+			if len(p.Lit) > len(best) {
+				best = p.Lit
 			}
 		}
 		if best == "" {
@@ -367,7 +323,7 @@ func (s *progSet) run(e *evalCtx, v string) {
 		}
 	}
 	for i := range s.globs {
-		if g := &s.globs[i]; g.always && globMatch(g.parts, v) {
+		if g := &s.globs[i]; g.always && glob.Match(g.parts, v, false) {
 			e.res[g.atom] = resTrue
 		}
 	}
@@ -378,7 +334,7 @@ func (s *progSet) hit(e *evalCtx, l *litAtom, v string) {
 		e.res[l.atom] = resTrue
 		return
 	}
-	if e.res[l.atom] != resTrue && globMatch(s.globs[l.glob].parts, v) {
+	if e.res[l.atom] != resTrue && glob.Match(s.globs[l.glob].parts, v, false) {
 		e.res[l.atom] = resTrue
 	}
 }

@@ -52,6 +52,7 @@ import (
 	"time"
 
 	"github.com/trailguard/trailguard/event"
+	"github.com/trailguard/trailguard/internal/glob"
 )
 
 // Expr is a parsed query: one of *And, *Or, *Not, *Term, *Exists, *Range
@@ -219,13 +220,11 @@ func FieldType(name string) Type {
 	return TypeUnknown
 }
 
-// PatternPart is one piece of a wildcard pattern: a literal run of bytes,
-// or a single wildcard (Star for *, One for ?).
-type PatternPart struct {
-	Lit  string
-	Star bool
-	One  bool
-}
+// PatternPart is one piece of a wildcard pattern: a literal run of bytes
+// (Lit), or a single wildcard (Star for *, One for ?). It is the part the
+// one matcher of wildcards takes, Sigma rules' (detect) as well as the
+// query language's.
+type PatternPart = glob.Part
 
 // Pattern splits a wildcard pattern (Term.Value or Text.Value with
 // Wildcard set) into literal runs and wildcards, resolving backslash

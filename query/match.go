@@ -9,7 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
+
+	"github.com/trailguard/trailguard/internal/glob"
 )
 
 // Doc is one event flattened by dotted field name ("http.request.id").
@@ -151,7 +152,7 @@ func (e *Term) Match(d Doc) bool {
 func (e *Term) matchValue(v any) bool {
 	if e.Wildcard {
 		s, ok := v.(string)
-		return ok && glob(Pattern(e.Value), s, false)
+		return ok && glob.Match(Pattern(e.Value), s, false)
 	}
 	switch e.Type {
 	case TypeIP:
@@ -266,94 +267,10 @@ func (e *Text) Match(d Doc) bool {
 			default:
 				continue
 			}
-			if glob(parts, s, true) {
+			if glob.Match(parts, s, true) {
 				return true
 			}
 		}
 	}
 	return false
-}
-
-// glob matches s against a pattern; ? matches one UTF-8 character (an
-// invalid byte counts as one), fold ignores ASCII case. Iterative with
-// backtracking to the last star only, so it is linear in practice and
-// never exponential.
-func glob(parts []PatternPart, s string, fold bool) bool {
-	// Expand literals into single-byte steps in one flat program.
-	type step struct {
-		lit  string
-		star bool
-		one  bool
-	}
-	var prog []step
-	for _, p := range parts {
-		switch {
-		case p.Star:
-			if len(prog) > 0 && prog[len(prog)-1].star {
-				continue
-			}
-			prog = append(prog, step{star: true})
-		case p.One:
-			prog = append(prog, step{one: true})
-		default:
-			prog = append(prog, step{lit: p.Lit})
-		}
-	}
-	pi, si := 0, 0
-	starPi, starSi := -1, 0
-	for {
-		if pi < len(prog) {
-			st := prog[pi]
-			switch {
-			case st.star:
-				starPi, starSi = pi, si
-				pi++
-				continue
-			case st.one:
-				if si < len(s) {
-					_, n := utf8.DecodeRuneInString(s[si:])
-					si += n
-					pi++
-					continue
-				}
-			default:
-				if hasPrefix(s[si:], st.lit, fold) {
-					si += len(st.lit)
-					pi++
-					continue
-				}
-			}
-		} else if si == len(s) {
-			return true
-		}
-		if starPi < 0 || starSi >= len(s) {
-			return false
-		}
-		// Let the last star absorb one more character and retry.
-		_, n := utf8.DecodeRuneInString(s[starSi:])
-		starSi += n
-		pi, si = starPi+1, starSi
-	}
-}
-
-func hasPrefix(s, p string, fold bool) bool {
-	if len(s) < len(p) {
-		return false
-	}
-	if !fold {
-		return s[:len(p)] == p
-	}
-	for i := 0; i < len(p); i++ {
-		a, b := s[i], p[i]
-		if 'A' <= a && a <= 'Z' {
-			a += 'a' - 'A'
-		}
-		if 'A' <= b && b <= 'Z' {
-			b += 'a' - 'A'
-		}
-		if a != b {
-			return false
-		}
-	}
-	return true
 }

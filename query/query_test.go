@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/trailguard/trailguard/internal/glob"
 )
 
 func TestParseCanonical(t *testing.T) {
@@ -284,7 +286,7 @@ func TestGlob(t *testing.T) {
 		{"ab", "ab", true}, {"a?", "ab", true}, {"a\\*", "a*", true}, {"a\\*", "ab", false},
 	}
 	for _, tt := range tests {
-		if got := glob(Pattern(tt.p), tt.s, false); got != tt.want {
+		if got := glob.Match(Pattern(tt.p), tt.s, false); got != tt.want {
 			t.Errorf("glob(%q, %q) = %v", tt.p, tt.s, got)
 		}
 	}

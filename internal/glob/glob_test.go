@@ -1,0 +1,123 @@
+package glob
+
+import (
+	"regexp"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+// parts reads a test pattern: * and ? are wildcards, every other byte is
+// literal (the callers' escapes are theirs to test).
+func parts(p string) []Part {
+	var out []Part
+	for i := 0; i < len(p); i++ {
+		switch p[i] {
+		case '*':
+			out = append(out, Part{Star: true})
+		case '?':
+			out = append(out, Part{One: true})
+		default:
+			if n := len(out); n > 0 && !out[n-1].Star && !out[n-1].One {
+				out[n-1].Lit += p[i : i+1]
+			} else {
+				out = append(out, Part{Lit: p[i : i+1]})
+			}
+		}
+	}
+	return out
+}
+
+func TestMatch(t *testing.T) {
+	for _, tc := range []struct {
+		p, s       string
+		fold, want bool
+	}{
+		{p: "", s: "", want: true},
+		{p: "", s: "a", want: false},
+		{p: "*", s: "", want: true},
+		{p: "**", s: "abc", want: true},
+		{p: "?", s: "", want: false},
+		{p: "?", s: "é", want: true},             // one character, two bytes
+		{p: "??", s: "é", want: false},           // not two
+		{p: "?", s: "\xff", want: true},          // an invalid byte is one
+		{p: "a?c", s: "a\xe2\x82c", want: false}, // a cut rune is two invalid bytes
+		{p: "a??c", s: "a\xe2\x82c", want: true},
+		{p: "a*b*c", s: "aXbYc", want: true},
+		{p: "a*b*c", s: "aXbY", want: false},
+		{p: "a*b", s: "abXb", want: true}, // the star takes "bX"
+		{p: "*a*a*a*a*b", s: strings.Repeat("a", 200), want: false},
+		{p: "*ab", s: "aab", want: true},
+		{p: "a*", s: "A", want: false},
+		{p: "a*", s: "A", fold: true, want: true},
+		{p: "*LOGIN*", s: "authn_login_fail", fold: true, want: true},
+		{p: "*LOGIN*", s: "authn_login_fail", want: false},
+		{p: "?É", s: "xé", fold: true, want: false}, // ASCII case only
+		{p: "x[", s: "X{", fold: true, want: false}, // '[' is not '{' folded
+		{p: "ab", s: "a", fold: true, want: false},
+	} {
+		if got := Match(parts(tc.p), tc.s, tc.fold); got != tc.want {
+			t.Errorf("Match(%q, %q, fold %v) = %v, want %v", tc.p, tc.s, tc.fold, got, tc.want)
+		}
+	}
+}
+
+// TestMatchLinear: a pattern that backtracking at every star would take
+// exponential time on answers at once.
+func TestMatchLinear(t *testing.T) {
+	p := parts(strings.Repeat("*a", 30) + "*b")
+	s := strings.Repeat("a", 10000)
+	if Match(p, s, false) || Match(p, s, true) {
+		t.Fatal("matched")
+	}
+}
+
+// FuzzMatch checks Match against regexp: * is (?s:.*), ? is (?s:.), which
+// takes an invalid byte as one character too; with fold, both sides are
+// lower-cased (ASCII) first, since (?i) folds beyond ASCII. Patterns are
+// valid UTF-8 without U+FFFD: regexp reads its pattern as text, and reads
+// an invalid byte of the input as U+FFFD, which a literal compares byte for
+// byte.
+func FuzzMatch(f *testing.F) {
+	for _, s := range [][2]string{{"a*b?c", "aXXbéc"}, {"*", ""}, {"?", "\xff"}, {"*A*", "xax"}, {"**?", "\xe2\x82"}} {
+		f.Add(s[0], s[1], false)
+		f.Add(s[0], s[1], true)
+	}
+	f.Fuzz(func(t *testing.T, p, s string, fold bool) {
+		if len(p) > 64 || len(s) > 256 || !utf8.ValidString(p) || strings.ContainsRune(p, utf8.RuneError) {
+			return
+		}
+		ps := parts(p)
+		re, rs := p, s
+		if fold {
+			re, rs = lower(p), lower(s)
+		}
+		var b strings.Builder
+		b.WriteString(`^(?s:`)
+		for _, q := range parts(re) {
+			switch {
+			case q.Star:
+				b.WriteString(`.*`)
+			case q.One:
+				b.WriteString(`.`)
+			default:
+				b.WriteString(regexp.QuoteMeta(q.Lit))
+			}
+		}
+		b.WriteString(`)$`)
+		want := regexp.MustCompile(b.String()).MatchString(rs)
+		if got := Match(ps, s, fold); got != want {
+			t.Fatalf("Match(%q, %q, fold %v) = %v, regexp %s says %v", p, s, fold, got, b.String(), want)
+		}
+	})
+}
+
+func lower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
+}
