@@ -28,7 +28,7 @@ func Match(parts []Part, s string, fold bool) bool {
 	starPi, starSi := -1, 0
 	for {
 		if pi < len(parts) {
-			p := &parts[pi]
+			p := parts[pi]
 			switch {
 			case p.Star:
 				starPi, starSi = pi, si
@@ -42,7 +42,16 @@ func Match(parts []Part, s string, fold bool) bool {
 					continue
 				}
 			default:
-				if hasPrefix(s[si:], p.Lit, fold) {
+				// strings.HasPrefix is inlined where a call that takes
+				// fold is not: detect's rules, matching on the ingest
+				// path, lower-case the value once and pass fold false.
+				if fold {
+					if hasPrefixFold(s[si:], p.Lit) {
+						si += len(p.Lit)
+						pi++
+						continue
+					}
+				} else if strings.HasPrefix(s[si:], p.Lit) {
 					si += len(p.Lit)
 					pi++
 					continue
@@ -62,10 +71,8 @@ func Match(parts []Part, s string, fold bool) bool {
 	}
 }
 
-func hasPrefix(s, p string, fold bool) bool {
-	if !fold {
-		return strings.HasPrefix(s, p)
-	}
+// hasPrefixFold is strings.HasPrefix ignoring ASCII case.
+func hasPrefixFold(s, p string) bool {
 	if len(s) < len(p) {
 		return false
 	}
