@@ -5,11 +5,10 @@ import (
 	"errors"
 	"slices"
 	"strings"
-	"unicode/utf16"
-	"unicode/utf8"
 	"unsafe"
 
 	"github.com/trailguard/trailguard/event"
+	"github.com/trailguard/trailguard/internal/jsonscan"
 )
 
 // The engine reads only the fields its rules use: one pass over the JSON
@@ -267,7 +266,7 @@ func (x *extractor) object(d *document, data []byte, i int, n *trieNode, depth i
 		}
 		key := data[ks:ke]
 		if esc {
-			d.keyBuf = appendUnescaped(d.keyBuf[:0], key)
+			d.keyBuf, _ = jsonscan.AppendUnescaped(d.keyBuf[:0], key)
 			key = d.keyBuf
 		}
 		i = skipWS(data, ke+1)
@@ -537,7 +536,7 @@ func (d *document) text(sp span) string {
 		return bview(raw)
 	}
 	start := len(d.scratch)
-	d.scratch = appendUnescaped(d.scratch, raw)
+	d.scratch, _ = jsonscan.AppendUnescaped(d.scratch, raw)
 	return bview(d.scratch[start:])
 }
 
@@ -686,74 +685,4 @@ func bview(b []byte) string {
 		return ""
 	}
 	return unsafe.String(&b[0], len(b))
-}
-
-// appendUnescaped appends the decoded content of a JSON string literal
-// (without quotes); invalid escapes are kept as written.
-func appendUnescaped(dst, s []byte) []byte {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c != '\\' || i+1 >= len(s) {
-			dst = append(dst, c)
-			continue
-		}
-		i++
-		switch s[i] {
-		case '"', '\\', '/':
-			dst = append(dst, s[i])
-		case 'b':
-			dst = append(dst, '\b')
-		case 'f':
-			dst = append(dst, '\f')
-		case 'n':
-			dst = append(dst, '\n')
-		case 'r':
-			dst = append(dst, '\r')
-		case 't':
-			dst = append(dst, '\t')
-		case 'u':
-			r, n := hex4(s[i+1:])
-			if n == 0 {
-				dst = append(dst, '\\', 'u')
-				continue
-			}
-			i += n
-			if utf16.IsSurrogate(r) {
-				if len(s) > i+2 && s[i+1] == '\\' && s[i+2] == 'u' {
-					if r2, n2 := hex4(s[i+3:]); n2 > 0 {
-						if dec := utf16.DecodeRune(r, r2); dec != utf8.RuneError {
-							i += 2 + n2
-							dst = utf8.AppendRune(dst, dec)
-							continue
-						}
-					}
-				}
-				r = utf8.RuneError
-			}
-			dst = utf8.AppendRune(dst, r)
-		default:
-			dst = append(dst, '\\', s[i])
-		}
-	}
-	return dst
-}
-
-func hex4(b []byte) (rune, int) {
-	if len(b) < 4 {
-		return 0, 0
-	}
-	var r rune
-	for _, c := range b[:4] {
-		switch {
-		case c >= '0' && c <= '9':
-			r = r<<4 | rune(c-'0')
-		case c >= 'a' && c <= 'f':
-			r = r<<4 | rune(c-'a'+10)
-		case c >= 'A' && c <= 'F':
-			r = r<<4 | rune(c-'A'+10)
-		default:
-			return 0, 0
-		}
-	}
-	return r, 4
 }

@@ -3,8 +3,9 @@ package redact
 import (
 	"errors"
 	"fmt"
-	"unicode/utf16"
 	"unicode/utf8"
+
+	"github.com/trailguard/trailguard/internal/jsonscan"
 )
 
 // ErrInvalidJSON is wrapped by the errors [Redactor.JSON] returns for input
@@ -266,7 +267,7 @@ func (w *walker) array(skipping bool) error {
 // parent's name, w.names[parentAt:base].
 func (w *walker) sensitive(parentAt, base int, k []byte, esc bool) bool {
 	if esc {
-		w.dec = appendUnescape(w.dec[:0], k)
+		w.dec, _ = jsonscan.AppendUnescaped(w.dec[:0], k)
 		k = w.dec
 	}
 	i := base
@@ -344,7 +345,7 @@ func (w *walker) sensitiveValue() error {
 		v = v[1 : len(v)-1]
 		for _, c := range v {
 			if c == '\\' {
-				w.dec = appendUnescape(w.dec[:0], v)
+				w.dec, _ = jsonscan.AppendUnescaped(w.dec[:0], v)
 				v = w.dec
 				break
 			}
@@ -387,7 +388,7 @@ func (w *walker) scrubString(st int, esc bool, anchor int) {
 		w.mark = w.pos - 1
 		return
 	}
-	w.dec = appendUnescape(w.dec[:0], raw)
+	w.dec, _ = jsonscan.AppendUnescaped(w.dec[:0], raw)
 	var (
 		res     []byte
 		changed bool
@@ -565,54 +566,6 @@ func unhex(c byte) int {
 		return int(c - 'A' + 10)
 	}
 	return -1
-}
-
-// appendUnescape decodes the content of a validated JSON string. Invalid
-// surrogates become U+FFFD, as encoding/json decodes them.
-func appendUnescape(dst, s []byte) []byte {
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c != '\\' {
-			dst = append(dst, c)
-			i++
-			continue
-		}
-		switch s[i+1] {
-		case 'b':
-			dst = append(dst, '\b')
-		case 'f':
-			dst = append(dst, '\f')
-		case 'n':
-			dst = append(dst, '\n')
-		case 'r':
-			dst = append(dst, '\r')
-		case 't':
-			dst = append(dst, '\t')
-		case 'u':
-			r := hex4(s[i+2:])
-			i += 6
-			if utf16.IsSurrogate(r) {
-				if i+6 <= len(s) && s[i] == '\\' && s[i+1] == 'u' {
-					if dec := utf16.DecodeRune(r, hex4(s[i+2:])); dec != utf8.RuneError {
-						i += 6
-						dst = utf8.AppendRune(dst, dec)
-						continue
-					}
-				}
-				r = utf8.RuneError
-			}
-			dst = utf8.AppendRune(dst, r)
-			continue
-		default: // '"', '\\', '/'
-			dst = append(dst, s[i+1])
-		}
-		i += 2
-	}
-	return dst
-}
-
-func hex4(s []byte) rune {
-	return rune(unhex(s[0])<<12 | unhex(s[1])<<8 | unhex(s[2])<<4 | unhex(s[3]))
 }
 
 // appendEscape encodes s as JSON string content. Only what JSON requires is

@@ -21,7 +21,6 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"maps"
 	"net/http"
@@ -33,6 +32,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/trailguard/trailguard/event"
+	"github.com/trailguard/trailguard/internal/jsonscan"
 	"github.com/trailguard/trailguard/ledger"
 )
 
@@ -727,7 +727,8 @@ func (s *jscan) str(x *overviewFields) ([]byte, bool) {
 		s.i = j + 1
 		return s.b[start:j:j], true
 	}
-	// Escapes: let strconv do them on the whole literal.
+	// Escapes, or invalid UTF-8: read the string as encoding/json (and so
+	// the index) reads it.
 	k := j
 	for k < len(s.b) {
 		if s.b[k] == '\\' {
@@ -742,8 +743,8 @@ func (s *jscan) str(x *overviewFields) ([]byte, bool) {
 	if k >= len(s.b) {
 		return nil, false
 	}
-	v, err := unquoteJSON(s.b[s.i : k+1])
-	if err != nil {
+	v, ok := jsonscan.AppendText(nil, s.b[start:k])
+	if !ok {
 		return nil, false
 	}
 	s.i = k + 1
@@ -803,70 +804,6 @@ func (s *jscan) skip(depth int) {
 
 func isJSONDelim(c byte) bool {
 	return c == ',' || c == '}' || c == ']' || c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == ':'
-}
-
-// unquoteJSON decodes a JSON string literal (with its quotes).
-func unquoteJSON(lit []byte) ([]byte, error) {
-	var out []byte
-	for i := 1; i < len(lit)-1; i++ {
-		c := lit[i]
-		if c >= utf8.RuneSelf {
-			// Invalid UTF-8 reads as U+FFFD per byte, as encoding/json
-			// (and so the index) reads it.
-			r, size := utf8.DecodeRune(lit[i : len(lit)-1])
-			if r == utf8.RuneError && size <= 1 {
-				out = utf8.AppendRune(out, utf8.RuneError)
-			} else {
-				out = append(out, lit[i:i+size]...)
-			}
-			i += max(size, 1) - 1
-			continue
-		}
-		if c != '\\' {
-			out = append(out, c)
-			continue
-		}
-		i++
-		if i >= len(lit)-1 {
-			return nil, errors.New("bad escape")
-		}
-		switch lit[i] {
-		case '"', '\\', '/':
-			out = append(out, lit[i])
-		case 'b':
-			out = append(out, '\b')
-		case 'f':
-			out = append(out, '\f')
-		case 'n':
-			out = append(out, '\n')
-		case 'r':
-			out = append(out, '\r')
-		case 't':
-			out = append(out, '\t')
-		case 'u':
-			if i+4 >= len(lit) {
-				return nil, errors.New("bad escape")
-			}
-			r, err := strconv.ParseUint(string(lit[i+1:i+5]), 16, 32)
-			if err != nil {
-				return nil, err
-			}
-			i += 4
-			if r >= 0xD800 && r < 0xDC00 && i+6 < len(lit) && lit[i+1] == '\\' && lit[i+2] == 'u' {
-				if r2, err := strconv.ParseUint(string(lit[i+3:i+7]), 16, 32); err == nil && r2 >= 0xDC00 && r2 < 0xE000 {
-					r = 0x10000 + (r-0xD800)<<10 + (r2 - 0xDC00)
-					i += 6
-				}
-			}
-			if r >= 0xD800 && r < 0xE000 {
-				r = 0xFFFD
-			}
-			out = append(out, string(rune(r))...)
-		default:
-			return nil, errors.New("bad escape")
-		}
-	}
-	return out, nil
 }
 
 // overviewSeries is one series of an answer.

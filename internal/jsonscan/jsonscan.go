@@ -13,11 +13,14 @@
 //     control character in it is refused;
 //   - Skip reads a value of any depth up to MaxDepth, allocating nothing;
 //   - an error is a *SyntaxError with the byte offset where reading stopped.
+//
+// AppendUnescaped and AppendText decode a string's escapes for the readers
+// with lexers of their own (redact's walker, detect's extractor, the
+// overview's): one decoder, so that all read an escaped string the same.
 package jsonscan
 
 import (
 	"fmt"
-	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
 	"unsafe"
@@ -151,65 +154,116 @@ func (s *Scanner) Text(raw []byte, escaped bool) string {
 		}
 		return string([]rune(string(raw))) // as encoding/json: each invalid byte is U+FFFD
 	}
-	buf := make([]byte, 0, len(raw))
+	buf, _ := AppendText(make([]byte, 0, len(raw)), raw)
+	return unsafe.String(unsafe.SliceData(buf), len(buf)) // buf is not used again
+}
+
+// AppendUnescaped appends the content of a JSON string, raw (the bytes
+// between its quotes), to dst with its escapes decoded as encoding/json
+// decodes them: an escaped surrogate that is not half of a pair is U+FFFD,
+// and the escape after it is read on its own. Every other byte is copied
+// as it is, invalid UTF-8 included: redact and detect read the strings
+// without escapes as their raw bytes, so that a string reads the same
+// escaped or not (AppendText reads invalid UTF-8 as encoding/json does).
+// An invalid escape (one RawString refuses) is copied as written and makes
+// ok false; detect reads records it did not check, and keeps going.
+func AppendUnescaped(dst, raw []byte) (out []byte, ok bool) {
+	ok = true
 	for i := 0; i < len(raw); {
-		if raw[i] != '\\' {
-			buf = append(buf, raw[i])
+		c := raw[i]
+		if c != '\\' {
+			// Byte by byte: escapes come close together in the strings
+			// that hold them (a JSON body as a string), where finding
+			// each with bytes.IndexByte cost more than it saved.
+			dst = append(dst, c)
 			i++
 			continue
 		}
-		e := raw[i+1]
+		if i+1 == len(raw) { // a backslash that ends the string
+			return append(dst, c), false
+		}
+		c = raw[i+1]
 		i += 2
-		switch e {
-		case 'b', 'f', 'n', 'r', 't':
-			buf = append(buf, "\b\f\n\r\t"[strings.IndexByte("bfnrt", e)])
+		switch c {
+		case '"', '\\', '/':
+			dst = append(dst, c)
+		case 'b':
+			dst = append(dst, '\b')
+		case 'f':
+			dst = append(dst, '\f')
+		case 'n':
+			dst = append(dst, '\n')
+		case 'r':
+			dst = append(dst, '\r')
+		case 't':
+			dst = append(dst, '\t')
 		case 'u':
-			r := hex4(raw[i:])
+			r, good := hex4(raw[i:])
+			if !good {
+				dst = append(dst, '\\', 'u')
+				ok = false
+				continue
+			}
 			i += 4
 			if utf16.IsSurrogate(r) {
 				r2 := rune(-1) // none
 				if i+6 <= len(raw) && raw[i] == '\\' && raw[i+1] == 'u' {
-					r2 = hex4(raw[i+2:])
+					r2, _ = hex4(raw[i+2:]) // -1 unless 4 hex digits
 				}
-				switch d := utf16.DecodeRune(r, r2); {
-				case d != utf8.RuneError:
-					r = d
+				if r = utf16.DecodeRune(r, r2); r != utf8.RuneError {
 					i += 6
-				default:
-					r = utf8.RuneError
 				}
 			}
-			buf = utf8.AppendRune(buf, r)
-		default: // '"', '\\', '/'
-			buf = append(buf, e)
+			dst = utf8.AppendRune(dst, r)
+		default:
+			dst = append(dst, '\\', c)
+			ok = false
 		}
 	}
-	if !utf8.Valid(buf) {
-		// Decoded escapes are whole runes, which never join a raw
-		// invalid byte into a valid sequence: replacing after
-		// decoding gives what encoding/json's replacing as it goes does.
-		return string([]rune(string(buf)))
+	return dst, ok
+}
+
+// AppendText appends the value of a JSON string to dst as encoding/json
+// reads it: AppendUnescaped, with each byte of invalid UTF-8 read as
+// U+FFFD. Decoded escapes are whole runes, which never join a raw invalid
+// byte into a valid sequence, so replacing after decoding gives what
+// encoding/json's replacing as it goes does.
+func AppendText(dst, raw []byte) (out []byte, ok bool) {
+	start := len(dst)
+	dst, ok = AppendUnescaped(dst, raw)
+	if utf8.Valid(dst[start:]) {
+		return dst, ok
 	}
-	return unsafe.String(unsafe.SliceData(buf), len(buf)) // buf is not used again
+	text := string(dst[start:])
+	dst = dst[:start]
+	for _, r := range text { // an invalid byte ranges as U+FFFD
+		dst = utf8.AppendRune(dst, r)
+	}
+	return dst, ok
 }
 
 func isHex(c byte) bool { return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F' }
 
-// hex4 reads 4 hex digits RawString checked.
-func hex4(b []byte) rune {
-	var r rune
+// hex4 reads the 4 hex digits b starts with; good is false (and r -1)
+// when it does not.
+func hex4(b []byte) (r rune, good bool) {
+	if len(b) < 4 {
+		return -1, false
+	}
 	for _, c := range b[:4] {
 		switch {
-		case c <= '9':
+		case '0' <= c && c <= '9':
 			c -= '0'
-		case c >= 'a':
+		case 'a' <= c && c <= 'f':
 			c -= 'a' - 10
-		default:
+		case 'A' <= c && c <= 'F':
 			c -= 'A' - 10
+		default:
+			return -1, false
 		}
 		r = r<<4 | rune(c)
 	}
-	return r
+	return r, true
 }
 
 // Number reads a number literal, after any white space, and returns its
