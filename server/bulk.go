@@ -111,11 +111,9 @@ func (s *Server) handleBulk(w http.ResponseWriter, r *http.Request) {
 		}
 		dup, first, kept, err := s.appendChunk(r.Context(), c)
 		if err != nil {
-			s.appendLog.log(s.log, time.Now(), "bulk", c.len(), err)
-			f := classifyStoreError(err)
+			f := s.storeFailed("bulk", c.len(), err)
 			fail = &f
 			stopLine = c.lines[0]
-			s.metrics.failed.Add(uint64(c.len()))
 			c.reset()
 			return false
 		}

@@ -464,6 +464,16 @@ func classifyStoreError(err error) storeFailure {
 		"storing the events failed and they may or may not be stored: send them again; events with event.id that were stored are dropped as duplicates", 5}
 }
 
+// storeFailed accounts for n events of a request (what: "ingest", "bulk",
+// "otlp") that the ledger did not take, the same for every way in: the
+// log line (rate-limited), the failed-events counter, and what the client
+// may rely on.
+func (s *Server) storeFailed(what string, n int, err error) storeFailure {
+	s.appendLog.log(s.log, time.Now(), what, n, err)
+	s.metrics.failed.Add(uint64(n))
+	return classifyStoreError(err)
+}
+
 // appendChunk stores a chunk's records, except those whose event.id was
 // stored recently. dup tells which were dropped as duplicates; the others
 // are at consecutive ledger indices from first.
@@ -582,14 +592,12 @@ func (s *Server) handleIngest(w http.ResponseWriter, r *http.Request) {
 		}
 		dup, first, kept, err := s.appendChunk(r.Context(), c)
 		if err != nil {
-			s.appendLog.log(s.log, time.Now(), "ingest", c.len(), err)
-			f := classifyStoreError(err)
+			f := s.storeFailed("ingest", c.len(), err)
 			fail = &f
 			stopLine = c.refs[0]
 			if f.outcome == "unknown" {
 				resp.UnknownThroughLine = c.refs[len(c.refs)-1]
 			}
-			s.metrics.failed.Add(uint64(c.len()))
 			c.reset()
 			return false
 		}

@@ -273,3 +273,45 @@ func TestBulkDuplicatesCounted(t *testing.T) {
 		t.Errorf("duplicate_total %d, want 3", got)
 	}
 }
+
+// TestStoreFailureCounted: events the ledger refuses are counted in
+// trailguard_events_failed_total, as many as were refused, whichever way
+// they came in (POST /v1/events, /_bulk, OTLP /v1/logs).
+func TestStoreFailureCounted(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, t.TempDir(), func(c *Config) { c.MetricsPublic = true })
+	failed := func() int {
+		_, body := ts.do(t, "GET", "/metrics", "", nil)
+		for line := range strings.SplitSeq(string(body), "\n") {
+			if v, ok := strings.CutPrefix(line, "trailguard_events_failed_total "); ok {
+				n, _ := strconv.Atoi(v)
+				return n
+			}
+		}
+		t.Fatal("no trailguard_events_failed_total")
+		return 0
+	}
+	ts.ledger.Close() // as if the disk failed for good
+	otlp := `{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"timeUnixNano":"1795946400000000000","body":{"stringValue":"a"}},` +
+		`{"timeUnixNano":"1795946400000000000","body":{"stringValue":"b"}}]}]}]}`
+	for _, tc := range []struct {
+		path, body string
+		want       int // failed_total after
+	}{
+		{"/v1/events", idLine("sf", 1) + "\n" + idLine("sf", 2) + "\n" + idLine("sf", 3) + "\n", 3},
+		{"/_bulk", "{\"create\":{}}\n" + idLine("sf", 4) + "\n{\"index\":{}}\n" + idLine("sf", 5) + "\n", 5},
+		{"/v1/logs", otlp, 7},
+	} {
+		status, body := ts.do(t, "POST", tc.path, ts.ingest, strings.NewReader(tc.body), "Content-Type", "application/json")
+		if status != http.StatusServiceUnavailable {
+			t.Fatalf("%s: %d %s", tc.path, status, body)
+		}
+		if got := failed(); got != tc.want {
+			t.Errorf("after %s: failed_total %d, want %d", tc.path, got, tc.want)
+		}
+	}
+	// The collector cannot close cleanly now; stop it without checking.
+	ts.cancel()
+	<-ts.done
+	ts.cancel = nil
+}

@@ -161,9 +161,7 @@ func (s *Server) handleOTLPLogs(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("not an OTLP logs request after log record %d (%d stored): %v", n, stored, err))
 		return
 	case appendErr != nil:
-		s.appendLog.log(s.log, time.Now(), "otlp", total-stored-rejected, appendErr)
-		f := classifyStoreError(appendErr)
-		s.metrics.failed.Add(uint64(total - stored - rejected))
+		f := s.storeFailed("otlp", total-stored-rejected, appendErr)
 		if f.retryAfter > 0 {
 			w.Header().Set("Retry-After", strconv.Itoa(f.retryAfter))
 		}
