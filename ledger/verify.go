@@ -236,6 +236,12 @@ type verifier struct {
 	// (signedSince reads those after them).
 	cpLastSeq  uint64
 	cpLastEnts int
+	// curKeys are the keys that signed the newest checkpoint of the
+	// history read (retired ones left out): a checkpoint signedSince
+	// accepts must carry one of their signatures, so that a retired (or
+	// never used) key cannot sign records past the history read while
+	// Verify runs.
+	curKeys map[string]bool
 }
 
 // prunedLog is what Verify has read of pruned.log. A running collector's
@@ -511,6 +517,7 @@ func (v *verifier) checkpoints() error {
 	}
 	v.rep.Latest = prev
 	v.last = prev
+	v.curKeys = current
 	// The checkpoint file served to tlog clients must be one of them.
 	b, err := readRegular(filepath.Join(v.dir, "checkpoint"), maxCheckpointSize)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -2210,7 +2217,7 @@ func (st *streamState) signedSince(n uint64) {
 			if err != nil || c.Size <= v.ownMax || c.Size > n || c.Size < base || (best != nil && c.Size <= best.Size) {
 				continue
 			}
-			if c, _, err := OpenCheckpoint(e.data, v.known); err == nil && c.Origin == v.rep.Origin {
+			if c, n, err := OpenCheckpoint(e.data, v.known); err == nil && c.Origin == v.rep.Origin && v.signedByCurrent(n) {
 				best, bestFile = &c, fmt.Sprintf("%s#%d", rel, k)
 			}
 		}
@@ -2232,6 +2239,20 @@ func (st *streamState) signedSince(n uint64) {
 		Message: fmt.Sprintf("records [%d, %d) were signed while verify ran, by %s (size %d, time %s), whose root they match; the checkpoints signed since verify read the history are checked by the next verify",
 			v.ownMax, best.Size, bestFile, best.Size, best.Time.UTC().Format(time.RFC3339))})
 	v.ownMax, v.last = best.Size, best
+}
+
+// signedByCurrent reports whether n carries a signature of a key that
+// signed the newest checkpoint of the history read. A handover signed
+// meanwhile is co-signed by the outgoing key, so it passes; a checkpoint
+// signed only by a retired key, or a key the history never used, does not
+// (the tail is then judged as read, and the next verify reads it whole).
+func (v *verifier) signedByCurrent(n *note.Note) bool {
+	for id := range keyIDs(n) {
+		if v.curKeys[id] {
+			return true
+		}
+	}
+	return false
 }
 
 // tail judges the records after the newest checkpoint: a crash leaves at

@@ -27,9 +27,49 @@ func TestVerifySignedDuring(t *testing.T) {
 	opts.SegmentSize = 1 << 20 // one segment: the newest, read last
 	opts.CheckpointEvery = 50  // unsigned bound 100
 	opts.DisableCompression = true
+	// other is a key Verify knows (a retired one, say) that signed
+	// nothing in the history.
+	other := newKey(t, testOrigin)
 	appendSigned := func(t *testing.T, l *Ledger, from int) {
 		for i := range 6 { // 180 records, more than the bound, signed as they go
 			appendN(t, l, from+30*i, 30)
+		}
+	}
+	// forgeNewest writes and signs 180 records, closes l, cuts the
+	// history back to what Verify read and appends the newest
+	// checkpoint, changed by change and signed by signer.
+	forgeNewest := func(t *testing.T, dir string, l *Ledger, change func(*Checkpoint), signer note.Signer) {
+		appendSigned(t, l, 400)
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+		files, _ := listCPLogs(dir)
+		p := files[len(files)-1].path
+		ents, _, err := readFrameLog(p, maxCheckpointSize)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last, err := parseUnverified(ents[len(ents)-1].data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keep := 0
+		for keep < len(ents) {
+			if c, _ := parseUnverified(ents[keep].data); c.Size > 400 {
+				break
+			}
+			keep++
+		}
+		if err := os.Truncate(p, ents[keep].off); err != nil {
+			t.Fatal(err)
+		}
+		change(&last)
+		signed, err := SignCheckpoint(last, signer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := appendFrameLog(p, time.Now().UnixNano(), signed, datasync); err != nil {
+			t.Fatal(err)
 		}
 	}
 	for _, tc := range []struct {
@@ -52,41 +92,11 @@ func TestVerifySignedDuring(t *testing.T) {
 			return func() { l.Close() }
 		}},
 		{name: "attack: checkpoint added meanwhile, validly signed, another root", kind: KindRecordsAltered, during: func(t *testing.T, dir string, l *Ledger) func() {
-			appendSigned(t, l, 400)
-			if err := l.Close(); err != nil {
-				t.Fatal(err)
-			}
-			// The history as Verify read it, and a checkpoint of
-			// every record with a root that is not theirs.
-			files, _ := listCPLogs(dir)
-			p := files[len(files)-1].path
-			ents, _, err := readFrameLog(p, maxCheckpointSize)
-			if err != nil {
-				t.Fatal(err)
-			}
-			last, err := parseUnverified(ents[len(ents)-1].data)
-			if err != nil {
-				t.Fatal(err)
-			}
-			keep := 0
-			for keep < len(ents) {
-				if c, _ := parseUnverified(ents[keep].data); c.Size > 400 {
-					break
-				}
-				keep++
-			}
-			if err := os.Truncate(p, ents[keep].off); err != nil {
-				t.Fatal(err)
-			}
-			forged := last
-			forged.Root[0] ^= 1
-			signed, err := SignCheckpoint(forged, k.signer)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := appendFrameLog(p, time.Now().UnixNano(), signed, datasync); err != nil {
-				t.Fatal(err)
-			}
+			forgeNewest(t, dir, l, func(c *Checkpoint) { c.Root[0] ^= 1 }, k.signer)
+			return func() {}
+		}},
+		{name: "attack: checkpoint added meanwhile, right root, signed only by a key the history does not use", kind: KindUnsignedRecords, during: func(t *testing.T, dir string, l *Ledger) func() {
+			forgeNewest(t, dir, l, func(*Checkpoint) {}, other.signer)
 			return func() {}
 		}},
 	} {
@@ -106,7 +116,7 @@ func TestVerifySignedDuring(t *testing.T) {
 			} else {
 				defer l.Close()
 			}
-			vopts := VerifyOptions{Verifiers: []note.Verifier{k.verifier}}
+			vopts := VerifyOptions{Verifiers: []note.Verifier{k.verifier, other.verifier}}
 			done := false
 			vopts.segHook = func(segs []*segment, si int) {
 				if si == len(segs)-1 && !done {
