@@ -118,9 +118,9 @@ func (l *Ledger) SetLegalHold(on bool) { l.legalHold.Store(on) }
 // pruned.log again where records are missing), but then checks them only
 // by their leaf hashes; held, it reads and checks every record present
 // when it starts, and the report does not depend on when a pass ran. It
-// returns once a retention pass
-// already deleting has stopped (the hold is checked before each segment),
-// so nothing is deleted between the call and release. The hold is a count,
+// returns once a retention pass already deleting has stopped (the hold is
+// checked before each segment), so nothing is deleted between the call
+// and release. The hold is a count,
 // not a lock kept for its duration: Prune, and so Close, never wait for
 // it; a Prune during the hold deletes nothing, and the next one after
 // release catches up. Holds nest; release may be called more than once.
