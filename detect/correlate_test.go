@@ -246,3 +246,50 @@ func TestForgedFutureTimestamp(t *testing.T) {
 		t.Errorf("%d alerts, want 1: a future timestamp moved the clock", n)
 	}
 }
+
+// TestImpossibleDate: an event whose @timestamp names no real instant —
+// a day its month lacks, second 60, a lowercase "t" — is untimed, as
+// time.Parse and ingest hold it, not moved to the day time.Date makes of
+// it: five forged "2026-02-31" events must not complete a burst of ten
+// on March 3. Replayed from a file, such an event takes the engine's
+// clock (here February 27).
+func TestImpossibleDate(t *testing.T) {
+	cases := []struct{ forged, lands string }{
+		{"2026-02-31T10:00:0%dZ", "2026-03-03T10:00:00Z"},
+		{"2026-02-29T10:00:0%dZ", "2026-03-01T10:00:00Z"},
+		{"2026-04-31T10:00:0%d.5Z", "2026-05-01T10:00:00Z"},
+		{"2026-03-02T23:59:60.00000000%dZ", "2026-03-03T00:00:00Z"},
+		{"2026-03-03t10:00:0%dZ", "2026-03-03T10:00:00Z"},
+		{"2026-03-03T10:00:0%dz", "2026-03-03T10:00:00Z"},
+		{"2026-03-03T10:00:0%dZ ", "2026-03-03T10:00:00Z"},
+	}
+	for _, c := range cases {
+		t.Run(c.forged, func(t *testing.T) {
+			e := engineFor(t, baseRules+"title: many\nname: many\ncorrelation:\n    type: event_count\n    rules: [a]\n    group-by: [ip]\n    timespan: 5m\n    condition: {gte: 10}\n")
+			var alerts []*Alert
+			emit := func(a *Alert) { alerts = append(alerts, a) }
+			e.Process(Record{Index: 0, Data: []byte(`{"@timestamp":"2026-02-27T12:00:00Z","kind":"b"}`)}, emit)
+			lands, err := time.Parse(time.RFC3339, c.lands)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range 5 {
+				e.Process(Record{Index: uint64(1 + i), Data: []byte(fmt.Sprintf(`{"@timestamp":%q,"kind":"a","ip":"203.0.113.5"}`, fmt.Sprintf(c.forged, i)))}, emit)
+			}
+			for i := range 5 {
+				at := lands.Add(time.Duration(5+i) * time.Second).Format(time.RFC3339Nano)
+				e.Process(Record{Index: uint64(6 + i), Data: []byte(fmt.Sprintf(`{"@timestamp":%q,"kind":"a","ip":"203.0.113.5"}`, at))}, emit)
+			}
+			e.Flush(emit)
+			for _, a := range alerts {
+				if a.Rule.Ref() == "many" {
+					t.Errorf("burst alert %s..%s of %d events: the forged dates counted on %s", a.First.UTC().Format(time.RFC3339), a.Last.UTC().Format(time.RFC3339), a.Count, lands.Format(time.DateOnly))
+				}
+			}
+			// Untimed is not dropped: every event still reached the rules.
+			if st := e.Stats(); st.Events != 11 || st.Malformed != 0 || st.Matches != 11 {
+				t.Errorf("stats %+v: want 11 events, all matched, none malformed", st)
+			}
+		})
+	}
+}

@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"hash/maphash"
 	"math"
-	"strings"
 	"time"
 
 	"github.com/trailguard/trailguard/event"
+	"github.com/trailguard/trailguard/internal/rfc3339"
 )
 
 // Options tune an Engine. The zero value is the default.
@@ -716,49 +716,12 @@ func (x *evalCtx) runProg(p *fieldProg, f int32) {
 	}
 }
 
-// parseTime reads an RFC 3339 time quickly in the form event encoders
-// write (2006-01-02T15:04:05.999999999Z), and any other RFC 3339 form
-// through the time package.
+// parseTime is the instant an RFC 3339 @timestamp names, as time.Parse,
+// ingest, the index and reports read it (internal/rfc3339). It trims no
+// spaces: a padded date is none to all of them (ingest refuses the
+// event), so a replayed file must not time by it either.
 func parseTime(s string) (int64, bool) {
-	if len(s) >= 20 && s[len(s)-1] == 'Z' && s[4] == '-' && s[7] == '-' && (s[10] == 'T' || s[10] == 't') && s[13] == ':' && s[16] == ':' {
-		num := func(a, b int) (int, bool) {
-			n := 0
-			for i := a; i < b; i++ {
-				c := s[i]
-				if c < '0' || c > '9' {
-					return 0, false
-				}
-				n = n*10 + int(c-'0')
-			}
-			return n, true
-		}
-		y, ok1 := num(0, 4)
-		mo, ok2 := num(5, 7)
-		d, ok3 := num(8, 10)
-		h, ok4 := num(11, 13)
-		mi, ok5 := num(14, 16)
-		se, ok6 := num(17, 19)
-		if ok1 && ok2 && ok3 && ok4 && ok5 && ok6 && mo >= 1 && mo <= 12 && d >= 1 && d <= 31 && h < 24 && mi < 60 && se < 61 {
-			ns := 0
-			rest := s[19 : len(s)-1]
-			if rest != "" {
-				if rest[0] != '.' || len(rest) < 2 || len(rest) > 10 {
-					goto slow
-				}
-				f, ok := num(20, len(s)-1)
-				if !ok {
-					goto slow
-				}
-				for k := len(rest) - 1; k < 9; k++ {
-					f *= 10
-				}
-				ns = f
-			}
-			return time.Date(y, time.Month(mo), d, h, mi, se, ns, time.UTC).UnixNano(), true
-		}
-	}
-slow:
-	t, err := time.Parse(time.RFC3339Nano, strings.TrimSpace(s))
+	t, err := rfc3339.Parse(s)
 	if err != nil {
 		return 0, false
 	}

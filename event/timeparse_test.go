@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// timeSeeds are times in and around parseTime's quick form: every field
+// timeSeeds are times in and around parseTimeFast's quick form: every field
 // at its bounds and past them, leap days, fraction lengths, other forms.
 var timeSeeds = []string{
 	"2026-11-25T12:00:01.000001Z", "2026-11-30T01:50:48.375678833Z", "2026-11-30T01:50:48Z",
@@ -20,23 +20,23 @@ var timeSeeds = []string{
 	"2026-01-01T00:00:00.-1Z", "2026-01-01T00:00:00.+1Z", "", "Z", "2026-01-01T00:00:00.0000000001Z",
 }
 
-// FuzzParseTime holds parseTime to time.Parse with RFC3339Nano: the same
-// instant in the same location, or an error for both; and a date it read
-// on its quick path to appendFastTime writing what AppendTime writes.
+// FuzzParseTime holds parseTimeFast to time.Parse with RFC3339Nano: the
+// same instant in the same location, or an error for both; and a date it
+// read on its quick path to appendFastTime writing what AppendTime writes.
 func FuzzParseTime(f *testing.F) {
 	for _, s := range timeSeeds {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		got, gerr := parseTime(s)
+		got, fast, gerr := parseTimeFast(s)
 		want, werr := time.Parse(time.RFC3339Nano, s)
 		gz, goff := got.Zone()
 		wz, woff := want.Zone()
 		sameLoc := got.Location() == want.Location() || got.Location() != time.UTC && want.Location() != time.UTC && gz == wz && goff == woff
 		if (gerr == nil) != (werr == nil) || !got.Equal(want) || !sameLoc {
-			t.Fatalf("parseTime(%q) = %v, %v; time.Parse: %v, %v", s, got, gerr, want, werr)
+			t.Fatalf("parseTimeFast(%q) = %v, %v; time.Parse: %v, %v", s, got, gerr, want, werr)
 		}
-		if _, fast, _ := parseTimeFast(s); fast {
+		if fast {
 			if a, b := string(appendFastTime([]byte("x"), []byte(s))), string(AppendTime([]byte("x"), got)); a != b {
 				t.Fatalf("appendFastTime(%q) = %s, AppendTime: %s", s, a, b)
 			}
@@ -48,7 +48,7 @@ func BenchmarkParseTime(b *testing.B) {
 	for _, c := range []struct {
 		name string
 		f    func(string) (time.Time, error)
-	}{{"quick", parseTime}, {"time.Parse", func(s string) (time.Time, error) { return time.Parse(time.RFC3339Nano, s) }}} {
+	}{{"quick", func(s string) (time.Time, error) { t, _, err := parseTimeFast(s); return t, err }}, {"time.Parse", func(s string) (time.Time, error) { return time.Parse(time.RFC3339Nano, s) }}} {
 		b.Run(c.name, func(b *testing.B) {
 			for b.Loop() {
 				if t, err := c.f("2026-11-25T12:00:01.000001Z"); err != nil || t.Nanosecond() != 1000 {

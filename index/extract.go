@@ -12,6 +12,7 @@ import (
 	"unsafe"
 
 	"github.com/trailguard/trailguard/event"
+	"github.com/trailguard/trailguard/internal/rfc3339"
 	"github.com/trailguard/trailguard/query"
 )
 
@@ -399,7 +400,7 @@ func (x *extracted) columns(appendTime time.Time) (c cols) {
 	if v, ok := single(fTimestamp, 's'); ok {
 		if x.hasTS {
 			c.ts = x.ts
-		} else if t, err := time.Parse(time.RFC3339Nano, v); err == nil && !t.Before(minTime) && !t.After(maxTime) {
+		} else if t, err := rfc3339.Parse(v); err == nil && !t.Before(minTime) && !t.After(maxTime) {
 			c.ts = t.UnixNano()
 		} else {
 			c.odd = true

@@ -352,3 +352,66 @@ func TestDur(t *testing.T) {
 		}
 	}
 }
+
+// TestImpossibleDate: a record whose @timestamp names no real instant (a
+// day its month lacks, second 60) has no timestamp in the report, as
+// time.Parse and ingest hold it: five forged "2026-02-31" login failures
+// are not charted on March 3 and count as lacking @timestamp in 10.2.2.
+// Before, the report's reader took day 31 in every month and time.Date
+// moved the date to March 3.
+func TestImpossibleDate(t *testing.T) {
+	t.Parallel()
+	from := time.Date(2026, 3, 3, 0, 0, 0, 0, time.UTC)
+	for _, forged := range []string{"2026-02-31T10:00:0%d.000000000Z", "2026-03-02T23:59:60.00000000%dZ", "2026-02-31T10:00:0%dZ"} {
+		t.Run(forged, func(t *testing.T) {
+			t.Parallel()
+			w := newWriter(t, t.TempDir(), from.Add(-10*time.Minute))
+			defer w.l.Close()
+			w.append(ev(from.Add(-time.Minute), event.Event{Action: event.ActionHTTPRequest, Outcome: "success", ServiceName: "shop"}))
+			w.at(from.Add(-30 * time.Second))
+			w.checkpoint()
+			w.at(from.Add(10 * time.Hour))
+			fail := func(at time.Time, i int) []byte {
+				return ev(at, event.Event{Action: "authn_login_fail", Outcome: "failure", ServiceName: "shop",
+					UserName: fmt.Sprint("user", i), ClientIP: "203.0.113.9"})
+			}
+			for i := range 5 {
+				real := from.Add(10*time.Hour + time.Duration(i)*time.Second)
+				w.append(fail(real, i))
+				rec := fail(real, 5+i)
+				stamp := []byte(real.Format(event.TimeFormat))
+				if !bytes.Contains(rec, stamp) {
+					t.Fatalf("%s not in %s", stamp, rec)
+				}
+				w.append(bytes.Replace(rec, stamp, fmt.Appendf(nil, forged, i), 1))
+			}
+			w.at(from.Add(23 * time.Hour))
+			w.checkpoint()
+			rep, err := Compute(context.Background(), w.l, Options{Standard: PCIDSS, From: from, To: from.Add(24 * time.Hour),
+				Verifiers: []note.Verifier{w.verif}, Now: from.Add(25 * time.Hour), Workers: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			f := rep.Figures
+			var charted uint64
+			for _, n := range f.AuthFailures.Buckets {
+				charted += n
+			}
+			if f.AuthFailures.Total != 10 || charted != 5 {
+				t.Errorf("failed logins %d, charted %d; want 10, 5 (the forged dates on no day)", f.AuthFailures.Total, charted)
+			}
+			if f.Time.WithTimestamp != 5 || f.Time.Outside != 0 {
+				t.Errorf("time figures %+v; want 5 events with a timestamp, none outside", f.Time)
+			}
+			for _, fc := range f.Completeness.Fields {
+				if fc.Field == "@timestamp" || fc.Source == "@timestamp" {
+					if fc.Applicable != 10 || fc.Present != 5 {
+						t.Errorf("10.2.2 %s: present %d of %d, want 5 of 10", fc.Field, fc.Present, fc.Applicable)
+					}
+					return
+				}
+			}
+			t.Errorf("no @timestamp among the required fields %+v", f.Completeness.Fields)
+		})
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/trailguard/trailguard/event"
+	"github.com/trailguard/trailguard/internal/rfc3339"
 )
 
 // fields are the values of one ledger record a report looks at, read in a
@@ -223,32 +224,11 @@ func digits(b []byte) (int64, bool) {
 	return n, true
 }
 
-// parseTime reads trailguard's fixed layout quickly, anything else with
-// RFC 3339.
+// parseTime is the instant an RFC 3339 date in a record names, as
+// time.Parse and ingest read it (internal/rfc3339): a date no calendar
+// has is none, not the day time.Date would move it to.
 func parseTime(b []byte) (time.Time, bool) {
-	if len(b) == 30 && b[4] == '-' && b[10] == 'T' && b[19] == '.' && b[29] == 'Z' {
-		n := func(lo, hi int) (int, bool) {
-			v := 0
-			for _, c := range b[lo:hi] {
-				if c < '0' || c > '9' {
-					return 0, false
-				}
-				v = v*10 + int(c-'0')
-			}
-			return v, true
-		}
-		y, ok1 := n(0, 4)
-		mo, ok2 := n(5, 7)
-		d, ok3 := n(8, 10)
-		h, ok4 := n(11, 13)
-		mi, ok5 := n(14, 16)
-		s, ok6 := n(17, 19)
-		ns, ok7 := n(20, 29)
-		if ok1 && ok2 && ok3 && ok4 && ok5 && ok6 && ok7 && mo >= 1 && mo <= 12 && d >= 1 && d <= 31 && h < 24 && mi < 60 && s < 61 {
-			return time.Date(y, time.Month(mo), d, h, mi, s, ns, time.UTC), true
-		}
-	}
-	t, err := time.Parse(time.RFC3339Nano, string(b))
+	t, err := rfc3339.ParseBytes(b)
 	return t, err == nil
 }
 

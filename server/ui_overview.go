@@ -33,6 +33,7 @@ import (
 
 	"github.com/trailguard/trailguard/event"
 	"github.com/trailguard/trailguard/internal/jsonscan"
+	"github.com/trailguard/trailguard/internal/rfc3339"
 	"github.com/trailguard/trailguard/ledger"
 )
 
@@ -310,7 +311,7 @@ func (x *overviewFields) time(appended time.Time) time.Time {
 		if x.hasTS {
 			return time.Unix(0, x.tsNanos).UTC()
 		}
-		if p, err := time.Parse(time.RFC3339Nano, string(x.ts)); err == nil {
+		if p, err := rfc3339.ParseBytes(x.ts); err == nil {
 			return p
 		}
 	}
