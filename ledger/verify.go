@@ -1757,23 +1757,13 @@ func (v *verifier) records() error {
 	for _, t := range v.targets {
 		lt.limit = max(lt.limit, t.size)
 	}
-	out := make(chan *chunk, 128)
-	work := make(chan *chunk, 128)
-	stop := make(chan struct{})
-	defer close(stop)
-	perr := make(chan error, 1)
-	// The tile run is made here, not in the goroutine: the pruned range
-	// below moves lt.limit while the producer runs.
-	run := &tileRun{s: lt.s, limit: lt.limit}
-	go func() { perr <- v.produce(out, work, stop, run) }()
-	for range v.opts.Workers {
-		go v.hashWorker(work, lt.s, lt.limit)
-	}
-
 	st := &streamState{v: v, lt: lt, tr: &tree{}}
 	if v.start > 0 {
 		// Incremental: the tree at the size verified before, from the
-		// tiles, must have that checkpoint's root.
+		// tiles, must have that checkpoint's root. Checked before the
+		// producer and the workers start: returning while they ran left
+		// them reading (and mapping) the segments and writing the report
+		// after Verify returned it.
 		t, err := loadTree(v.start, lt.s.read)
 		if err != nil || t.root() != v.opts.Since.Root {
 			v.rep.find(Finding{Kind: KindHashTilesAltered, Size: v.start,
@@ -1781,6 +1771,31 @@ func (v *verifier) records() error {
 			return nil
 		}
 		st.tr = t
+	}
+	out := make(chan *chunk, 128)
+	work := make(chan *chunk, 128)
+	stop := make(chan struct{})
+	perr := make(chan error, 1)
+	// The tile run is made here, not in the goroutine: the pruned range
+	// below moves lt.limit while the producer runs.
+	run := &tileRun{s: lt.s, limit: lt.limit}
+	var workers sync.WaitGroup
+	// Every return waits for the producer and the workers (the tiles
+	// they read are closed after): nothing of Verify's reads the
+	// segments or writes the report once it returned.
+	defer workers.Wait()
+	defer close(stop)
+	workers.Add(1 + v.opts.Workers)
+	go func() {
+		defer workers.Done()
+		perr <- v.produce(out, work, stop, run)
+	}()
+	limit := lt.limit // read here: prunedLeaves moves lt.limit while the workers run
+	for range v.opts.Workers {
+		go func() {
+			defer workers.Done()
+			v.hashWorker(work, lt.s, limit)
+		}()
 	}
 	st.prunedLeaves(v.prunedN)
 	for c := range out {
