@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -242,6 +243,9 @@ type verifier struct {
 	// never used) key cannot sign records past the history read while
 	// Verify runs.
 	curKeys map[string]bool
+	// retired are the keys retired at a handover in the history read
+	// (signedSince goes on from them).
+	retired map[string]bool
 }
 
 // prunedLog is what Verify has read of pruned.log. A running collector's
@@ -517,7 +521,7 @@ func (v *verifier) checkpoints() error {
 	}
 	v.rep.Latest = prev
 	v.last = prev
-	v.curKeys = current
+	v.curKeys, v.retired = current, retired
 	// The checkpoint file served to tlog clients must be one of them.
 	b, err := readRegular(filepath.Join(v.dir, "checkpoint"), maxCheckpointSize)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -2195,15 +2199,21 @@ func (st *streamState) finish() {
 // goes on writing and signing while Verify reads, and its newest segment
 // is read last. The writer never has more records on disk than its bound
 // beyond a checkpoint durably in the history, so one signed by then, of a
-// size at most n and at least n minus the bound, is there now. The
-// largest of this origin whose signature verifies, among the last
-// records read, is checked against their tree: if its root matches, the
-// tail is judged from it (a notice says so), if not, that is a finding.
-// If there is none, or the records diverged already, the tail is judged
-// as read at the start.
+// size at most n and at least n minus the bound, is there now.
+//
+// The checkpoints added are taken in order from the newest read, as the
+// history's are: each must verify, be of this origin and signed by a
+// current key (a handover co-signed by one moves the current keys on, a
+// checkpoint signed only by a retired key is a finding), extend the one
+// before it, and be vouched for by it (no more records at once than its
+// bound, none after a shutdown unless adopted; adoptions are noticed).
+// The newest so taken, among the last records read, is checked against
+// their tree: if its root matches, the tail is judged from it (a notice
+// says so), if not, that is a finding. If there is none, or the records
+// diverged already, the tail is judged as read at the start.
 func (st *streamState) signedSince(n uint64) {
 	v := st.v
-	if v.last == nil || st.diverged || st.past == nil || n <= v.ownMax || n <= v.prunedN {
+	if v.last == nil || v.rep.Latest == nil || st.diverged || st.past == nil || n <= v.ownMax || n <= v.prunedN {
 		return
 	}
 	if !isShutdown(*v.last) && n-v.ownMax <= cadenceOf(*v.last).unsignedMax {
@@ -2217,8 +2227,14 @@ func (st *streamState) signedSince(n uint64) {
 	if err != nil {
 		return
 	}
+	prev := v.rep.Latest // the chain goes on from the history's newest
+	current, retired := maps.Clone(v.curKeys), maps.Clone(v.retired)
+	if retired == nil {
+		retired = map[string]bool{}
+	}
 	var best *Checkpoint
 	var bestFile string
+added:
 	for _, cf := range files {
 		if cf.seq < v.cpLastSeq {
 			continue // read before
@@ -2228,12 +2244,55 @@ func (st *streamState) signedSince(n uint64) {
 			if cf.seq == v.cpLastSeq && k < v.cpLastEnts {
 				continue // read before (and judged there)
 			}
-			c, err := parseUnverified(e.data)
-			if err != nil || c.Size <= v.ownMax || c.Size > n || c.Size < base || (best != nil && c.Size <= best.Size) {
+			file := fmt.Sprintf("%s#%d", rel, k)
+			c, sig, err := OpenCheckpoint(e.data, v.known)
+			if err != nil || c.Origin != v.rep.Origin {
+				continue // not taken: the next verify names it
+			}
+			if c.Size > n {
+				break added // signed after the records were read
+			}
+			var kept, other []string
+			onlyRetired := true
+			for id := range keyIDs(sig) {
+				onlyRetired = onlyRetired && retired[id]
+				if current[id] {
+					kept = append(kept, id)
+				} else {
+					other = append(other, id)
+				}
+			}
+			switch {
+			case onlyRetired:
+				v.rep.find(Finding{Kind: KindCheckpointRetiredKey, File: file, Size: c.Size,
+					Message: fmt.Sprintf("%s: checkpoint (size %d), signed while verify ran, signed only by a key retired at an earlier key handover", file, c.Size)})
+				continue
+			case len(kept) == 0:
+				// A key the history does not use, without a handover:
+				// not taken (the tail is judged without it).
+				continue
+			case len(other) > 0:
+				sort.Strings(other)
+				for _, id := range kept {
+					retired[id] = true
+				}
+				v.rep.notice(Finding{Kind: NoticeKeyRotated, File: file, Size: c.Size,
+					Message: fmt.Sprintf("key handover at checkpoint size %d (signed while verify ran): %s co-signed by %s, which is retired from here on", c.Size, strings.Join(other, ", "), strings.Join(kept, ", "))})
+				current = map[string]bool{}
+				for _, id := range other {
+					current[id] = true
+				}
+			}
+			if c.Size < prev.Size || (c.Size == prev.Size && c.Root != prev.Root) {
+				v.rep.find(Finding{Kind: KindCheckpointInconsistent, File: file, Size: c.Size,
+					Message: fmt.Sprintf("%s: checkpoint (size %d), signed while verify ran, does not extend the previous one (size %d)", file, c.Size, prev.Size)})
 				continue
 			}
-			if c, n, err := OpenCheckpoint(e.data, v.known); err == nil && c.Origin == v.rep.Origin && v.signedByCurrent(n) {
-				best, bestFile = &c, fmt.Sprintf("%s#%d", rel, k)
+			v.vouched(prev, c, file, false)
+			cc := c
+			prev = &cc
+			if c.Size > v.ownMax && c.Size >= base {
+				best, bestFile = prev, file
 			}
 		}
 	}
@@ -2251,23 +2310,9 @@ func (st *streamState) signedSince(n uint64) {
 		return
 	}
 	v.rep.notice(Finding{Kind: NoticeSignedDuring, File: bestFile, Size: best.Size, Index: v.ownMax, Count: best.Size - v.ownMax,
-		Message: fmt.Sprintf("records [%d, %d) were signed while verify ran, by %s (size %d, time %s), whose root they match; the checkpoints signed since verify read the history are checked by the next verify",
+		Message: fmt.Sprintf("records [%d, %d) were signed while verify ran, by %s (size %d, time %s), whose root they match; the checkpoints signed since verify read the history are checked in full by the next verify",
 			v.ownMax, best.Size, bestFile, best.Size, best.Time.UTC().Format(time.RFC3339))})
 	v.ownMax, v.last = best.Size, best
-}
-
-// signedByCurrent reports whether n carries a signature of a key that
-// signed the newest checkpoint of the history read. A handover signed
-// meanwhile is co-signed by the outgoing key, so it passes; a checkpoint
-// signed only by a retired key, or a key the history never used, does not
-// (the tail is then judged as read, and the next verify reads it whole).
-func (v *verifier) signedByCurrent(n *note.Note) bool {
-	for id := range keyIDs(n) {
-		if v.curKeys[id] {
-			return true
-		}
-	}
-	return false
 }
 
 // tail judges the records after the newest checkpoint: a crash leaves at

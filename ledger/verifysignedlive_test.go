@@ -2,7 +2,6 @@ package ledger
 
 import (
 	"os"
-	"strings"
 	"testing"
 	"time"
 
@@ -36,9 +35,10 @@ func TestVerifySignedDuring(t *testing.T) {
 		}
 	}
 	// forgeNewest writes and signs 180 records, closes l, cuts the
-	// history back to what Verify read and appends the newest
-	// checkpoint, changed by change and signed by signer.
-	forgeNewest := func(t *testing.T, dir string, l *Ledger, change func(*Checkpoint), signer note.Signer) {
+	// history back to what Verify read (keepBetween: to the newest
+	// checkpoint's size, the ones signed before it kept) and appends the
+	// newest checkpoint, changed by change and signed by signer.
+	forgeNewest := func(t *testing.T, dir string, l *Ledger, keepBetween bool, change func(*Checkpoint), signer note.Signer) {
 		appendSigned(t, l, 400)
 		if err := l.Close(); err != nil {
 			t.Fatal(err)
@@ -55,7 +55,7 @@ func TestVerifySignedDuring(t *testing.T) {
 		}
 		keep := 0
 		for keep < len(ents) {
-			if c, _ := parseUnverified(ents[keep].data); c.Size > 400 {
+			if c, _ := parseUnverified(ents[keep].data); c.Size > 400 && (!keepBetween || c.Size >= last.Size) {
 				break
 			}
 			keep++
@@ -78,12 +78,14 @@ func TestVerifySignedDuring(t *testing.T) {
 		// ledger (nil: it was closed cleanly before Verify).
 		during func(t *testing.T, dir string, l *Ledger) (closeIt func())
 		kind   string // the finding wanted; "" clean, with a NoticeSignedDuring
+		notice string // a notice wanted besides, in this verify and the next
+		closed bool   // the ledger is closed cleanly before Verify
 	}{
 		{name: "records written and signed while verify reads", during: func(t *testing.T, dir string, l *Ledger) func() {
 			appendSigned(t, l, 400)
 			return func() {}
 		}},
-		{name: "collector started again after a clean shutdown", during: func(t *testing.T, dir string, _ *Ledger) func() {
+		{name: "collector started again after a clean shutdown", closed: true, during: func(t *testing.T, dir string, _ *Ledger) func() {
 			l, err := Open(dir, opts)
 			if err != nil {
 				t.Fatal(err)
@@ -92,12 +94,55 @@ func TestVerifySignedDuring(t *testing.T) {
 			return func() { l.Close() }
 		}},
 		{name: "attack: checkpoint added meanwhile, validly signed, another root", kind: KindRecordsAltered, during: func(t *testing.T, dir string, l *Ledger) func() {
-			forgeNewest(t, dir, l, func(c *Checkpoint) { c.Root[0] ^= 1 }, k.signer)
+			forgeNewest(t, dir, l, true, func(c *Checkpoint) { c.Root[0] ^= 1 }, k.signer)
 			return func() {}
 		}},
 		{name: "attack: checkpoint added meanwhile, right root, signed only by a key the history does not use", kind: KindUnsignedRecords, during: func(t *testing.T, dir string, l *Ledger) func() {
-			forgeNewest(t, dir, l, func(*Checkpoint) {}, other.signer)
+			forgeNewest(t, dir, l, false, func(*Checkpoint) {}, other.signer)
 			return func() {}
+		}},
+		// The checkpoints added meanwhile are judged as the history's
+		// are: signing more records at once than the bound (the ones
+		// between deleted) was accepted from the history read again.
+		{name: "attack: checkpoints added meanwhile deleted but the newest, which signs more than the bound at once", kind: KindUnsignedRecords, during: func(t *testing.T, dir string, l *Ledger) func() {
+			forgeNewest(t, dir, l, false, func(*Checkpoint) {}, k.signer)
+			return func() {}
+		}},
+		// A handover signed meanwhile retires the outgoing key: a
+		// checkpoint after it signed by that key alone (a leaked old
+		// key) was taken, the handover unseen.
+		{name: "attack: handover signed meanwhile, then a checkpoint signed by the retired key alone", kind: KindCheckpointRetiredKey, during: func(t *testing.T, dir string, l *Ledger) func() {
+			if err := l.Close(); err != nil {
+				t.Fatal(err)
+			}
+			ho := testOpts(other)
+			ho.SegmentSize, ho.CheckpointEvery, ho.DisableCompression = opts.SegmentSize, opts.CheckpointEvery, true
+			ho.HandoverSigner = k.signer
+			l2, err := Open(dir, ho)
+			if err != nil {
+				t.Fatal(err)
+			}
+			forgeNewest(t, dir, l2, false, func(*Checkpoint) {}, k.signer)
+			return func() {}
+		}},
+		// Records planted after a clean shutdown, adopted by the
+		// operator while Verify runs: signed by the collector, but
+		// vouched for by nobody as they were written — the adoption
+		// must be named (records-adopted, always), as it is from the
+		// history read first.
+		{name: "records planted after a clean shutdown, adopted while verify runs", closed: true, notice: NoticeAdopted, during: func(t *testing.T, dir string, _ *Ledger) func() {
+			var recs [][]byte
+			for i := range 180 {
+				recs = append(recs, record(400+i))
+			}
+			forgeAppend(t, dir, recs...)
+			ao := opts
+			ao.AdoptUnsigned = 580
+			l, err := Open(dir, ao)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return func() { l.Close() }
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -108,7 +153,7 @@ func TestVerifySignedDuring(t *testing.T) {
 			}
 			appendN(t, l, 0, 400)
 			open := l
-			if strings.Contains(tc.name, "shutdown") {
+			if tc.closed {
 				if err := l.Close(); err != nil {
 					t.Fatal(err)
 				}
@@ -140,7 +185,11 @@ func TestVerifySignedDuring(t *testing.T) {
 			if !rep.OK() || countKind(rep.Notices, NoticeSignedDuring) != 1 {
 				t.Fatalf("want a clean report, the records signed meanwhile named\n%s", rep)
 			}
-			if after, err := Verify(dir, VerifyOptions{Verifiers: vopts.Verifiers}); err != nil || !after.OK() || after.Records != rep.Records {
+			if tc.notice != "" && countKind(rep.Notices, tc.notice) != 1 {
+				t.Fatalf("want a %s notice\n%s", tc.notice, rep)
+			}
+			after, err := Verify(dir, VerifyOptions{Verifiers: vopts.Verifiers})
+			if err != nil || !after.OK() || after.Records != rep.Records || (tc.notice != "" && countKind(after.Notices, tc.notice) != 1) {
 				t.Fatalf("verify after: %v\n%s", err, after)
 			}
 		})
