@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -1038,7 +1039,19 @@ func (v *verifier) produce(out chan<- *chunk, work chan<- *chunk, stop <-chan st
 			n, err := frameLen(block, maxFrameLen)
 			if err == nil && si == len(segs)-1 && n == frameOverhead {
 				if fill(n); zeroFrame(block) {
-					err = errTorn // zeros written ahead (zeroahead.go): nothing was written there
+					// Zeros written ahead (zeroahead.go): nothing was
+					// written there. Zeros to the end of the file are
+					// where the records end (an open ledger's newest
+					// segment, or a crash's): not a torn write. Followed
+					// by anything, they are reported as before.
+					if rest, rerr := zerosToEnd(block, f, eof); rerr != nil {
+						closeF()
+						return rerr
+					} else if rest {
+						complete = false
+						break
+					}
+					err = errTorn
 				}
 			}
 			if err == nil {
@@ -2443,7 +2456,7 @@ func unwrittenPages(fr []byte, off int64) bool {
 // zerosToEnd reports whether rest, and the file f after it (unless eof),
 // hold only zeros: nothing was ever written after the frame before them.
 func zerosToEnd(rest []byte, f *os.File, eof bool) (bool, error) {
-	if slices.ContainsFunc(rest, func(c byte) bool { return c != 0 }) {
+	if !zeros(rest) {
 		return false, nil
 	}
 	if eof {
@@ -2452,7 +2465,7 @@ func zerosToEnd(rest []byte, f *os.File, eof bool) (bool, error) {
 	buf := make([]byte, 64<<10)
 	for {
 		n, err := f.Read(buf)
-		if slices.ContainsFunc(buf[:n], func(c byte) bool { return c != 0 }) {
+		if !zeros(buf[:n]) {
 			return false, nil
 		}
 		if err == io.EOF {
@@ -2462,6 +2475,20 @@ func zerosToEnd(rest []byte, f *os.File, eof bool) (bool, error) {
 			return false, err
 		}
 	}
+}
+
+// zeros reports whether b holds only zero bytes, compared a MiB at a time
+// with zeroBuf (vectorized: an open ledger's newest segment can end in
+// 16 MiB of zeros written ahead).
+func zeros(b []byte) bool {
+	for len(b) > 0 {
+		k := min(len(b), len(zeroBuf))
+		if !bytes.Equal(b[:k], zeroBuf[:k]) {
+			return false
+		}
+		b = b[k:]
+	}
+	return true
 }
 
 // allZero reports whether b holds only zero bytes.

@@ -23,7 +23,9 @@ import (
 // (the syncer, rotate), and
 // Close cuts them from the last one; after a crash, recovery cuts them like
 // a torn tail (the last segment is the only one that can have them), and
-// verify reports them as a torn tail, not as a corrupt frame.
+// verify takes zeros from the last segment's last complete frame to its
+// end for the end of its records (no notice); zeros followed by anything
+// are a torn tail, never a corrupt frame.
 
 // zeroAheadName is the next segment being zeroed ahead, in the segment
 // directory.
