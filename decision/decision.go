@@ -400,6 +400,7 @@ func (s *Store) Decide(ctx context.Context, a *detect.Alert) (*Decision, error) 
 	if err != nil {
 		return nil, err
 	}
+	scope, value = hostWide(scope, value)
 	base := r.Response.Duration
 	if base <= 0 {
 		base = s.o.Default
@@ -426,7 +427,11 @@ func (s *Store) Target(a *detect.Alert) (scope, value string, ok bool) {
 		return "", "", false
 	}
 	scope, value, err := classify(r.Response.Block, value)
-	if err != nil || s.allowlisted(scope, value) {
+	if err != nil {
+		return "", "", false
+	}
+	scope, value = hostWide(scope, value)
+	if s.allowlisted(scope, value) {
 		return "", "", false
 	}
 	return scope, value, true
@@ -485,6 +490,21 @@ func classify(field, value string) (scope, v string, err error) {
 		return ScopeIP, p.Addr().String(), nil
 	}
 	return ScopeRange, p.String(), nil
+}
+
+// hostWide widens a rule's ban of one IPv6 address to the /64 it belongs
+// to (ipnet.HostNet), as detection counts it: the host that sent from one
+// address of its /64 sends from the next one at will, so a ban of the
+// address alone stopped nothing. A ban by hand (Manual) bans what the
+// operator named.
+func hostWide(scope, value string) (string, string) {
+	if scope != ScopeIP {
+		return scope, value
+	}
+	if n, ok := ipnet.HostNet(value); ok && strings.Contains(n, "/") {
+		return ScopeRange, n
+	}
+	return scope, value
 }
 
 func (s *Store) allowlisted(scope, value string) bool {

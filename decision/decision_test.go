@@ -141,7 +141,8 @@ func TestStream(t *testing.T) {
 		t.Fatalf("nothing changed, got %d new", len(added))
 	}
 	// A bouncer not seen before gets everything even without startup.
-	if added, _ := s.Stream("b2", false, []string{"ip"}); len(added) != 2 {
+	// (The IPv6 client's ban is its /64, a Range.)
+	if added, _ := s.Stream("b2", false, []string{"ip"}); len(added) != 1 {
 		t.Fatalf("new bouncer, ip scope: %d", len(added))
 	}
 	s.Decide(ctx, alert("a3", r, "203.0.113.3"))
@@ -330,7 +331,13 @@ func TestTargetAgreesWithDecide(t *testing.T) {
 		{"mapped /128", alert("d4", rule("client.ip", 0), "::ffff:192.0.2.4/128"), ScopeIP, "192.0.2.4", true},
 		{"mapped range", alert("d5", rule("client.ip", 0), "::ffff:198.51.100.0/120"), ScopeRange, "198.51.100.0/24", true},
 		{"mapped, shorter than /96", alert("d6", rule("client.ip", 0), "::ffff:0.0.0.0/80"), "", "", false},
-		{"zoned address", alert("d7", rule("client.ip", 0), "fe80::1%eth0"), ScopeIP, "fe80::1", true},
+		// An IPv6 client is banned by the /64 it sends from at will: a ban
+		// of the one address stopped nothing (its next request came from
+		// the next address).
+		{"zoned address", alert("d7", rule("client.ip", 0), "fe80::1%eth0"), ScopeRange, "fe80::/64", true},
+		{"v6 address", alert("d8", rule("client.ip", 0), "2001:db8:1:2::99"), ScopeRange, "2001:db8:1:2::/64", true},
+		{"v6 /128", alert("d9", rule("client.ip", 0), "2001:db8:1:3::5/128"), ScopeRange, "2001:db8:1:3::/64", true},
+		{"v6 network kept", alert("d10", rule("client.ip", 0), "2001:db8:2::/48"), ScopeRange, "2001:db8:2::/48", true},
 		{"no block asked", alert("e", &detect.Rule{Name: "info"}, "192.0.2.3"), "", "", false},
 		{"not an address", alert("f", rule("client.ip", 0), "nope"), "", "", false},
 	} {

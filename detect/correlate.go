@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/trailguard/trailguard/internal/ipnet"
 	"github.com/trailguard/trailguard/internal/username"
 )
 
@@ -169,12 +170,12 @@ type corrRule struct {
 	groupBy [][]int32 // per input: the field of each group-by entry
 	// groupECS names those fields as the engine reads them.
 	groupECS [][]string
-	// groupFold marks the group-by fields that are user names: grouped by
-	// account (username.Key), not by spelling.
-	groupFold [][]bool
-	values    []int32 // value_count: per input, the counted field
-	valueFold []bool  // value_count: the counted field is a user name
-	alert     bool    // raises alerts (not only feeds other correlations)
+	// groupKind says how each group-by field's values are compared: user
+	// names by account, client addresses by host.
+	groupKind [][]keyKind
+	values    []int32   // value_count: per input, the counted field
+	valueKind []keyKind // value_count: how the counted values compare
+	alert     bool      // raises alerts (not only feeds other correlations)
 	parents   []feed
 	closeAt   bool // judged at window close
 	cap       int
@@ -310,13 +311,17 @@ func (c *corrRule) key(e *Engine, pos int) (uint64, bool) {
 		if !ok || v == "" {
 			return 0, false
 		}
-		// The alert shows the name as the event that fired sent it (the
+		kind := c.groupKind[pos][k]
+		kv := kind.key(v)
+		if kind == keyAddr {
+			// The alert shows the host's network, which is what was
+			// counted and what a ban of the field takes.
+			v = kv
+		}
+		// The alert shows a name as the event that fired sent it (the
 		// trail records that); the group is the account.
 		e.keyVals = append(e.keyVals, v)
-		if c.groupFold[pos][k] {
-			v = username.Key(v)
-		}
-		e.hash.WriteString(v)
+		e.hash.WriteString(kv)
 		e.hash.WriteByte(0)
 	}
 	return e.hash.Sum64(), true
@@ -330,6 +335,46 @@ func (c *corrRule) key(e *Engine, pos int) (uint64, bool) {
 func isUserName(ecs string) bool {
 	return ecs == "user.name" || strings.HasSuffix(ecs, ".user.name") ||
 		(strings.HasPrefix(ecs, "user.") && strings.HasSuffix(ecs, ".name") && strings.Count(ecs, ".") == 2)
+}
+
+// keyKind is how a correlation compares the values of a group-by or
+// counted field.
+type keyKind uint8
+
+const (
+	keyExact keyKind = iota
+	// keyUser: a user name, compared by account (username.Key).
+	keyUser
+	// keyAddr: a client address, compared by host (ipnet.HostNet): an
+	// IPv6 client picks any address of its /64 at will, so counted per
+	// address ten failed logins from ten addresses of one /64 were ten
+	// clients with one failure each, and nothing fired.
+	keyAddr
+)
+
+// fieldKeyKind is the keyKind of an ECS field: address fields (*.ip, as
+// decisions read them) by host, user names by account.
+func fieldKeyKind(ecs string) keyKind {
+	switch {
+	case isUserName(ecs):
+		return keyUser
+	case strings.HasSuffix(ecs, ".ip"):
+		return keyAddr
+	}
+	return keyExact
+}
+
+// key is the form of v that k compares.
+func (k keyKind) key(v string) string {
+	switch k {
+	case keyUser:
+		return username.Key(v)
+	case keyAddr:
+		if n, ok := ipnet.HostNet(v); ok {
+			return n
+		}
+	}
+	return v
 }
 
 func (c *corrRule) groupFields(pos int, vals []string) []Field {
@@ -400,9 +445,7 @@ func (c *corrRule) feed(e *Engine, pos int, t int64, ev []uint64, emit func(*Ale
 		if !ok || v == "" {
 			return
 		}
-		if c.valueFold[pos] {
-			v = username.Key(v) // distinct accounts, not spellings
-		}
+		v = c.valueKind[pos].key(v) // distinct accounts and hosts, not spellings
 		e.hash.Reset()
 		e.hash.WriteString(v)
 		vh := e.hash.Sum64()
@@ -577,9 +620,11 @@ func (e *Engine) restoreRates(saved []rateSaved) {
 			if c.rors == nil || c.rule.Ref() != s.Rule || len(s.Key) != len(c.c.GroupBy) {
 				continue
 			}
+			// Hashed as key hashes the values the alert shows (a
+			// user name's spelling gives its account's group).
 			e.hash.Reset()
-			for _, v := range s.Key {
-				e.hash.WriteString(v)
+			for k, v := range s.Key {
+				e.hash.WriteString(c.groupKind[0][k].key(v))
 				e.hash.WriteByte(0)
 			}
 			c.rors.put(e.hash.Sum64(), &rorState{key: s.Key, head: s.Head, sub: s.Sub, base: s.Base, firing: s.Firing})
@@ -615,9 +660,7 @@ func (c *corrRule) feedWindow(e *Engine, pos int, h uint64, t int64, ev []uint64
 	switch c.c.Type {
 	case ValueCount:
 		if v, ok := e.ctx.first(c.values[pos]); ok && v != "" && len(st.vals) < c.cap {
-			if c.valueFold[pos] {
-				v = username.Key(v)
-			}
+			v = c.valueKind[pos].key(v)
 			e.hash.Reset()
 			e.hash.WriteString(v)
 			vh := e.hash.Sum64()

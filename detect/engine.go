@@ -351,7 +351,7 @@ func (e *Engine) compileCorrelation(c *compiler, r *Rule, byRef map[string]*Rule
 		web := isWeb(in, byRef, 0)
 		var fields []int32
 		var names []string
-		var folds []bool
+		var kinds []keyKind
 		for _, g := range co.GroupBy {
 			name := g
 			if al, ok := co.Aliases[g]; ok {
@@ -367,15 +367,15 @@ func (e *Engine) compileCorrelation(c *compiler, r *Rule, byRef map[string]*Rule
 			resolved := resolveField(name, web)
 			fields = append(fields, c.field(resolved))
 			names = append(names, resolved)
-			folds = append(folds, isUserName(resolved))
+			kinds = append(kinds, fieldKeyKind(resolved))
 		}
 		cr.groupBy = append(cr.groupBy, fields)
 		cr.groupECS = append(cr.groupECS, names)
-		cr.groupFold = append(cr.groupFold, folds)
+		cr.groupKind = append(cr.groupKind, kinds)
 		if co.Type == ValueCount {
 			vf := resolveField(co.Condition.Field, web)
 			cr.values = append(cr.values, c.field(vf))
-			cr.valueFold = append(cr.valueFold, isUserName(vf))
+			cr.valueKind = append(cr.valueKind, fieldKeyKind(vf))
 		}
 	}
 	for a := range co.Aliases {

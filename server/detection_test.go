@@ -84,6 +84,43 @@ func has(ds []wireDecision, value string) bool {
 	return false
 }
 
+// TestIPv6ClientRotatingAddresses: a client that sends each failed login
+// from another address of its IPv6 /64 (any host given a /64 can) is
+// counted as one client and banned by the /64, on the bouncers' stream and
+// in live mode for an address it has not used yet. Before, each address
+// was a client of its own with one failure: no alert and no ban, however
+// many logins it tried.
+func TestIPv6ClientRotatingAddresses(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, t.TempDir(), detectionOn)
+	bouncer := ts.token(t, "nginx-bouncer", access.RoleBouncer)
+	var logins bytes.Buffer
+	for i := range 12 {
+		logins.Write(failedLogins(1, fmt.Sprintf("2001:db8:5:6::%x", i+1), fmt.Sprintf("user%d", i)).Bytes())
+	}
+	if code, body := ts.do(t, "POST", "/v1/events", ts.ingest, &logins); code != 200 {
+		t.Fatalf("ingest: %d %s", code, body)
+	}
+	const host = "2001:db8:5:6::/64"
+	var got streamAnswer
+	waitUntil(t, "the /64's ban on the stream", 30*time.Second, func() bool {
+		got = ts.stream(t, bouncer, false)
+		return has(got.New, host)
+	})
+	for _, d := range got.New {
+		if d.Value == host && (d.Scope != "Range" || d.Scenario != "trailguard_brute_force_source") {
+			t.Errorf("decision %+v", d)
+		}
+	}
+	code, body := ts.do(t, "GET", "/v1/decisions?ip=2001:db8:5:6:ab::99", "", nil, "X-Api-Key", bouncer)
+	if code != 200 || !strings.Contains(string(body), `"value":"`+host+`"`) {
+		t.Errorf("live mode, the /64's next address: %d %s", code, body)
+	}
+	if code, body := ts.do(t, "GET", "/v1/decisions?ip=2001:db8:5:7::1", "", nil, "X-Api-Key", bouncer); code != 200 || strings.TrimSpace(string(body)) != "null" {
+		t.Errorf("live mode, another /64: %d %s", code, body)
+	}
+}
+
 // TestDetectionEndToEnd: failed logins posted to the collector become a
 // stored alert and a block decision served on the CrowdSec stream; the
 // alert's lifecycle and the decision's deletion are audited; everything

@@ -38,3 +38,22 @@ func Parse(s string) (netip.Prefix, error) {
 	a = a.Unmap().WithZone("")
 	return netip.PrefixFrom(a, a.BitLen()), nil
 }
+
+// HostNet is the network one client host is taken to hold, as a string: an
+// IPv4 address alone ("203.0.113.5", unmapped), an IPv6 address's /64
+// ("2001:db8:1:2::/64"). A host given an IPv6 /64, as nearly every ISP,
+// VPS and cloud subnet gives one, sends from any address in it at will:
+// counted or banned per address, it is never the same client twice. ok is
+// false when s is not a single address.
+func HostNet(s string) (string, bool) {
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return "", false
+	}
+	a = a.Unmap().WithZone("")
+	if a.Is4() {
+		return a.String(), true
+	}
+	p, _ := a.Prefix(64)
+	return p.String(), true
+}
