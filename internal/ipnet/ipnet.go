@@ -50,6 +50,9 @@ func HostNet(s string) (string, bool) {
 	if err != nil {
 		return "", false
 	}
+	if a.Is4() {
+		return s, true // netip reads IPv4 only in its canonical form
+	}
 	a = a.Unmap().WithZone("")
 	if a.Is4() {
 		return a.String(), true
