@@ -473,21 +473,28 @@ func TestQueueOverload(t *testing.T) {
 func TestClientIP(t *testing.T) {
 	trusted := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("::1/128")}
 	tests := []struct {
-		name, remote, xff, fwd, want string
+		name, header, remote, xff, fwd, want string
 	}{
-		{"direct", "203.0.113.5:1", "", "", "203.0.113.5"},
-		{"untrusted peer ignores xff", "203.0.113.5:1", "1.2.3.4", "", "203.0.113.5"},
-		{"trusted peer xff", "10.0.0.1:1", "198.51.100.7", "", "198.51.100.7"},
-		{"chain skips trusted hops", "10.0.0.1:1", "198.51.100.7, 10.0.0.9", "", "198.51.100.7"},
-		{"forged left entry ignored", "10.0.0.1:1", "6.6.6.6, 198.51.100.7", "", "198.51.100.7"},
-		{"forwarded header", "10.0.0.1:1", "9.9.9.9", `for=198.51.100.8;proto=https`, "198.51.100.8"},
-		{"forwarded v6", "[::1]:1", "", `for="[2001:db8::1]:4711"`, "2001:db8::1"},
-		{"garbage hop", "10.0.0.1:1", "not-an-ip", "", "10.0.0.1"},
-		{"v4 with port", "10.0.0.1:1", "198.51.100.9:5555", "", "198.51.100.9"},
+		{"direct", "", "203.0.113.5:1", "", "", "203.0.113.5"},
+		{"untrusted peer ignores xff", "", "203.0.113.5:1", "1.2.3.4", "", "203.0.113.5"},
+		{"trusted peer xff", "", "10.0.0.1:1", "198.51.100.7", "", "198.51.100.7"},
+		{"chain skips trusted hops", "", "10.0.0.1:1", "198.51.100.7, 10.0.0.9", "", "198.51.100.7"},
+		{"forged left entry ignored", "", "10.0.0.1:1", "6.6.6.6, 198.51.100.7", "", "198.51.100.7"},
+		{"garbage hop", "", "10.0.0.1:1", "not-an-ip", "", "10.0.0.1"},
+		{"v4 with port", "", "10.0.0.1:1", "198.51.100.9:5555", "", "198.51.100.9"},
+		// A load balancer that appends to X-Forwarded-For passes the
+		// client's own Forwarded on as sent: believed, it let the client
+		// name any address (no ban held, anyone could be framed).
+		{"client's forwarded behind an xff proxy", "", "10.0.0.1:1", "198.51.100.7", `for=6.6.6.6;proto=https`, "198.51.100.7"},
+		{"client's forwarded alone behind an xff proxy", "", "10.0.0.1:1", "", `for=6.6.6.6`, "10.0.0.1"},
+		{"forwarded header", "Forwarded", "10.0.0.1:1", "", `for=198.51.100.8;proto=https`, "198.51.100.8"},
+		{"forwarded v6", "forwarded", "[::1]:1", "", `for="[2001:db8::1]:4711"`, "2001:db8::1"},
+		{"client's xff behind a forwarded proxy", "Forwarded", "10.0.0.1:1", "6.6.6.6", `for=198.51.100.8`, "198.51.100.8"},
+		{"client's xff alone behind a forwarded proxy", "Forwarded", "10.0.0.1:1", "6.6.6.6", "", "10.0.0.1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			l, buf := newTestLogger(t, Config{TrustedProxies: trusted})
+			l, buf := newTestLogger(t, Config{TrustedProxies: trusted, ForwardedHeader: tt.header})
 			var during netip.Addr
 			h := l.Middleware(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) { during = ClientIP(r.Context()) }))
 			req := httptest.NewRequest("GET", "/", nil)

@@ -30,10 +30,18 @@ type Config struct {
 	ServiceName string
 	// HostName is host.name on every event; empty means os.Hostname.
 	HostName string
-	// TrustedProxies lists the peers whose X-Forwarded-For and Forwarded
-	// headers are believed. Requests from anywhere else have client.ip set
-	// to the connection's address, whatever their headers claim.
+	// TrustedProxies lists the peers whose ForwardedHeader is believed.
+	// Requests from anywhere else have client.ip set to the connection's
+	// address, whatever their headers claim.
 	TrustedProxies []netip.Prefix
+	// ForwardedHeader names the one header the trusted proxies write the
+	// client's address in: "X-Forwarded-For" (the default; nginx,
+	// HAProxy, Envoy, Traefik and the AWS, Google and Azure load
+	// balancers append to it) or "Forwarded" (RFC 7239). The other header
+	// is never read: a proxy that appends to one passes the client's own
+	// copy of the other on unchanged, so believing it let any client
+	// behind the load balancer name its own client.ip.
+	ForwardedHeader string
 	// RequestIDHeader is the correlation header, default "X-Request-ID".
 	RequestIDHeader string
 	// Headers names request headers to record, scrubbed, under
@@ -221,6 +229,14 @@ func New(cfg Config) (*Logger, error) {
 	}
 	if cfg.HostName == "" {
 		cfg.HostName, _ = os.Hostname()
+	}
+	switch http.CanonicalHeaderKey(cfg.ForwardedHeader) {
+	case "", "X-Forwarded-For":
+		cfg.ForwardedHeader = "X-Forwarded-For"
+	case "Forwarded":
+		cfg.ForwardedHeader = "Forwarded"
+	default:
+		return nil, fmt.Errorf("httpaudit: Config.ForwardedHeader %q: want X-Forwarded-For or Forwarded", cfg.ForwardedHeader)
 	}
 	if cfg.RequestIDHeader == "" {
 		cfg.RequestIDHeader = "X-Request-ID"

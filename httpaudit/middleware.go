@@ -442,7 +442,11 @@ func (l *Logger) capture(r *http.Request) (reqInfo, uint8) {
 		o.contentType = header(h, "Content-Type")
 	}
 	if len(l.cfg.TrustedProxies) > 0 {
-		o.xff, o.fwd = h["X-Forwarded-For"], h["Forwarded"]
+		if l.cfg.ForwardedHeader == "Forwarded" {
+			o.fwd = h["Forwarded"]
+		} else {
+			o.xff = h["X-Forwarded-For"]
+		}
 	}
 	if len(l.cfg.Headers) > 0 {
 		o.headers = make([][]string, len(l.cfg.Headers))
@@ -717,7 +721,7 @@ func (l *Logger) clientIP(ri *reqInfo, src netip.Addr) (netip.Addr, bool) {
 
 // forwardedHops returns the addresses of the RFC 7239 Forwarded header's
 // for= parameters when present, else those of X-Forwarded-For, nearest
-// last.
+// last (the request holds the one of Config.ForwardedHeader only).
 func forwardedHops(fw, xff []string) []string {
 	var hops []string
 	if len(fw) > 0 {

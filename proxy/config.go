@@ -53,9 +53,15 @@ type Config struct {
 	// "trailguard-proxy").
 	ServiceName string `yaml:"service_name"`
 	// TrustedProxies are the peers (CIDRs or addresses) whose
-	// X-Forwarded-For and Forwarded headers are believed, for client.ip,
-	// for the blocklist and the rate limits, and passed on upstream.
+	// ForwardedHeader is believed, for client.ip, for the blocklist and
+	// the rate limits, and passed on upstream.
 	TrustedProxies []string `yaml:"trusted_proxies"`
+	// ForwardedHeader is the header the trusted proxies write the
+	// client's address in: X-Forwarded-For (default) or Forwarded
+	// (httpaudit.Config.ForwardedHeader). The client's own copy of the
+	// other is not believed nor passed on: the upstream gets both headers
+	// naming the chain the gateway believed.
+	ForwardedHeader string `yaml:"forwarded_header"`
 	// RequestIDHeader is the correlation header (default X-Request-ID).
 	RequestIDHeader string `yaml:"request_id_header"`
 	// Headers names request headers recorded, scrubbed, on every event.
@@ -427,6 +433,11 @@ func (cfg Config) Validate() error {
 		if _, err := ipnet.Parse(p); err != nil {
 			add("trusted_proxies: %v", err)
 		}
+	}
+	switch http.CanonicalHeaderKey(cfg.ForwardedHeader) {
+	case "", "X-Forwarded-For", "Forwarded":
+	default:
+		add("forwarded_header %q: want X-Forwarded-For or Forwarded", cfg.ForwardedHeader)
 	}
 	if cfg.Collector.URL != "" {
 		if u, err := url.Parse(cfg.Collector.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

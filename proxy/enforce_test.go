@@ -283,6 +283,49 @@ func TestBlockNotEvadedByForgedHeaders(t *testing.T) {
 	}
 }
 
+// TestBlockNotEvadedBehindTrustedProxy: behind a trusted load balancer a
+// banned client cannot name another address in the forwarding header the
+// balancer does not write (it passes the client's copy on as sent). Before,
+// Forwarded was believed whenever present, behind balancers that append
+// only to X-Forwarded-For (nginx, AWS, ...) too: a client sending
+// "Forwarded: for=<any address>" was never blocked and could have anyone
+// banned. The upstream is told the address recorded, in both headers.
+func TestBlockNotEvadedBehindTrustedProxy(t *testing.T) {
+	t.Parallel()
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {})
+	for _, tc := range []struct {
+		header          string
+		banned, forged  []string // the balancer's header, the client's own copy of the other
+		wantXFF, wantFw string   // the upstream's headers start so
+	}{
+		{"", []string{"X-Forwarded-For", "203.0.113.60"}, []string{"Forwarded", "for=198.51.100.1"},
+			"203.0.113.60, 127.0.0.1", "for=203.0.113.60, for=127.0.0.1;"},
+		{"Forwarded", []string{"Forwarded", "for=203.0.113.60"}, []string{"X-Forwarded-For", "198.51.100.1"},
+			"203.0.113.60, 127.0.0.1", "for=203.0.113.60, for=127.0.0.1;"},
+	} {
+		p, gw, _ := gateway(t, Config{Routes: []Route{{Upstream: up.URL}}, TrustedProxies: []string{"127.0.0.1"}, ForwardedHeader: tc.header})
+		hdr := append(append([]string{}, tc.banned...), tc.forged...)
+		if resp := get(t, gw+"/", hdr...); resp.StatusCode != 200 {
+			t.Fatalf("%q before the ban: %d", tc.header, resp.StatusCode)
+		}
+		in := up.last().Header
+		if got := in.Get("X-Forwarded-For"); got != tc.wantXFF {
+			t.Errorf("%q: upstream got X-Forwarded-For %q, want %q", tc.header, got, tc.wantXFF)
+		}
+		if got := in.Get("Forwarded"); !strings.HasPrefix(got, tc.wantFw) {
+			t.Errorf("%q: upstream got Forwarded %q, want it to start %q", tc.header, got, tc.wantFw)
+		}
+		p.Apply("test", Update{New: []Decision{{Type: "ban", Scope: "Ip", Value: "203.0.113.60", Duration: "1h"}}})
+		before := up.count()
+		if resp := get(t, gw+"/", hdr...); resp.StatusCode != 403 {
+			t.Errorf("%q: the banned client naming another address: %d, want 403", tc.header, resp.StatusCode)
+		}
+		if up.count() != before {
+			t.Errorf("%q: the upstream was reached", tc.header)
+		}
+	}
+}
+
 func TestLimitKeyGroupsIPv6By64(t *testing.T) {
 	t.Parallel()
 	l := newLimiter(&RateLimit{Rate: 0.001, Burst: 2}, 1000)

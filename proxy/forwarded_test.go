@@ -9,7 +9,8 @@ import (
 
 // TestForwardedCarriesXFF: behind a trusted load balancer that speaks only
 // X-Forwarded-For, the upstream's Forwarded header names the client too,
-// not this gateway (httpaudit prefers Forwarded when both are present).
+// not this gateway, and a Forwarded the client sent itself is not passed
+// on (a recipient reading Forwarded would believe it).
 func TestForwardedCarriesXFF(t *testing.T) {
 	t.Parallel()
 	up := newUpstream(t, func(http.ResponseWriter, *http.Request) {})
@@ -18,7 +19,8 @@ func TestForwardedCarriesXFF(t *testing.T) {
 		{"203.0.113.66", "", "for=203.0.113.66, for=127.0.0.1;"},
 		{"198.51.100.1, 10.0.0.2", "", "for=198.51.100.1, for=10.0.0.2, for=127.0.0.1;"},
 		{"2001:db8::1", "", `for="[2001:db8::1]", for=127.0.0.1;`},
-		{"203.0.113.66", "for=192.0.2.9", "for=192.0.2.9, for=127.0.0.1;"}, // Forwarded wins as sent
+		{"203.0.113.66", "for=192.0.2.9", "for=203.0.113.66, for=127.0.0.1;"}, // the client's own Forwarded dropped
+		{"", "for=192.0.2.9", "for=127.0.0.1;"},
 		{"", "", "for=127.0.0.1;"},
 	} {
 		hdr := []string{}

@@ -93,14 +93,17 @@ type Stats struct {
 
 // Proxy is the gateway's HTTP handler. It is safe for concurrent use.
 type Proxy struct {
-	cfg       Config
-	log       *slog.Logger
-	audit     *httpaudit.Logger
-	red       *redact.Redactor
-	routes    []*route
-	logins    []*loginRule
-	sens      []*sensRule
-	trusted   []netip.Prefix
+	cfg     Config
+	log     *slog.Logger
+	audit   *httpaudit.Logger
+	red     *redact.Redactor
+	routes  []*route
+	logins  []*loginRule
+	sens    []*sensRule
+	trusted []netip.Prefix
+	// rfc7239: the trusted proxies write Forwarded, not X-Forwarded-For
+	// (Config.ForwardedHeader).
+	rfc7239   bool
 	blocks    *Blocklist
 	gate      *answerGate // single node with a request lane: answers wait for it
 	backlog   *backlog    // single node: requests wait while its ledger is behind (maxUndurable)
@@ -151,6 +154,7 @@ func New(cfg Config, log *slog.Logger) (*Proxy, error) {
 		pr, _ := ipnet.Parse(s)
 		p.trusted = append(p.trusted, pr)
 	}
+	p.rfc7239 = http.CanonicalHeaderKey(cfg.ForwardedHeader) == "Forwarded"
 	// Upstream connections share the file descriptors Serve budgets two
 	// a client connection for (connlimit.Fit): one HTTP/2 client
 	// connection carries up to 250 requests at once, each forwarded on an
@@ -195,6 +199,7 @@ func New(cfg Config, log *slog.Logger) (*Proxy, error) {
 		Redactor:        red,
 		ServiceName:     cfg.ServiceName,
 		TrustedProxies:  p.trusted,
+		ForwardedHeader: cfg.ForwardedHeader,
 		RequestIDHeader: cfg.RequestIDHeader,
 		Headers:         cfg.Headers,
 		GenerateTrace:   true,

@@ -225,15 +225,18 @@ func (p *Proxy) forwarding(in *http.Request) forwarding {
 	}
 	xff, fwd, xfh, xfp := peer, "", in.Host, proto
 	if trusted {
-		if prior := strings.Join(in.Header.Values("X-Forwarded-For"), ", "); prior != "" {
-			xff = prior + ", " + peer
-		}
-		fwd = strings.Join(in.Header.Values("Forwarded"), ", ")
-		if fwd == "" && len(in.Header.Values("X-Forwarded-For")) > 0 {
-			// The hops before us spoke only X-Forwarded-For: carry them
-			// into Forwarded too, or a recipient that prefers Forwarded
-			// (as httpaudit does) would see this gateway as the client.
-			fwd = forwardedFromXFF(in.Header.Values("X-Forwarded-For"))
+		// Only the header the trusted proxies write names the chain; the
+		// client's copy of the other came through them as sent. Both
+		// headers sent upstream carry the chain believed, so that a
+		// recipient reading either sees the client recorded here.
+		if p.rfc7239 {
+			fwd = strings.Join(in.Header.Values("Forwarded"), ", ")
+			if prior := xffFromForwarded(fwd); prior != "" {
+				xff = prior + ", " + peer
+			}
+		} else if vals := in.Header.Values("X-Forwarded-For"); len(vals) > 0 {
+			xff = strings.Join(vals, ", ") + ", " + peer
+			fwd = forwardedFromXFF(vals)
 		}
 		if v := in.Header.Get("X-Forwarded-Host"); v != "" {
 			xfh = v
@@ -267,6 +270,31 @@ func forwardedFromXFF(vals []string) string {
 		}
 	}
 	return strings.Join(els, ", ")
+}
+
+// xffFromForwarded is the X-Forwarded-For list of a Forwarded header's
+// for= values (nodes unquoted, an IPv6 address without its brackets, no
+// ports), or "" when it names none.
+func xffFromForwarded(fwd string) string {
+	var hops []string
+	for elem := range strings.SplitSeq(fwd, ",") {
+		for pair := range strings.SplitSeq(elem, ";") {
+			k, v, ok := strings.Cut(strings.TrimSpace(pair), "=")
+			if !ok || !strings.EqualFold(k, "for") {
+				continue
+			}
+			v = strings.Trim(v, `"`)
+			if strings.HasPrefix(v, "[") {
+				if end := strings.IndexByte(v, ']'); end > 0 {
+					v = v[1:end]
+				}
+			} else if strings.Count(v, ":") == 1 {
+				v, _, _ = strings.Cut(v, ":")
+			}
+			hops = append(hops, v)
+		}
+	}
+	return strings.Join(hops, ", ")
 }
 
 // quoteForwarded quotes a Forwarded parameter value unless it is a token.
