@@ -88,6 +88,12 @@ type Options struct {
 	// conditions the columns cannot decide). Default 50,000: about a
 	// second on one core.
 	ScanBudget int
+	// ScanTime is the longest one query spends reading and checking
+	// records against the conditions the columns cannot decide; then it
+	// stops as when ScanBudget runs out. Default 10s. The budget of
+	// records alone bounded nothing: a free-text condition of 4,000
+	// characters took a second per 256 KiB record it was checked against.
+	ScanTime time.Duration
 	// BatchSize is the most rows Run inserts in one transaction.
 	// Default 5000.
 	BatchSize int
@@ -104,6 +110,15 @@ type Options struct {
 
 // DefaultScanBudget is Options.ScanBudget's default.
 const DefaultScanBudget = 50000
+
+// DefaultScanTime is Options.ScanTime's default.
+const DefaultScanTime = 10 * time.Second
+
+// scanSpent reports whether a query that started at start and has read
+// scanned records has used its budget of records or of time.
+func (ix *Index) scanSpent(start time.Time, scanned int) bool {
+	return scanned == ix.opts.ScanBudget || scanned > 0 && time.Since(start) >= ix.opts.ScanTime
+}
 
 // Index is an open index file. Its methods are safe for concurrent use;
 // only one Run may be active at a time.
@@ -281,6 +296,9 @@ func open(path string, opts Options, bulk bool) (*Index, error) {
 	}
 	if opts.ScanBudget <= 0 {
 		opts.ScanBudget = DefaultScanBudget
+	}
+	if opts.ScanTime <= 0 {
+		opts.ScanTime = DefaultScanTime
 	}
 	ix := &Index{path: path, opts: opts, notify: make(chan struct{}), syncMerge: bulk}
 	ix.bgCtx, ix.bgCancel = context.WithCancel(context.Background())

@@ -849,6 +849,56 @@ func TestScanBudget(t *testing.T) {
 	}
 }
 
+// TestScanTime: a query whose conditions the columns cannot decide stops
+// checking records after Options.ScanTime, as after ScanBudget records (a
+// partial page with a cursor that goes on; Stats say from when they
+// counted). A read token's free-text search for 4,000 characters that
+// almost occur checked each 200 KiB record for about a second (51 s over a
+// hundred such records in a live collector), so that the budget of 50,000
+// records bounded nothing.
+func TestScanTime(t *testing.T) {
+	t.Parallel()
+	const n = 40
+	dir := t.TempDir()
+	l := openLedger(t, filepath.Join(dir, "ledger"))
+	pad := strings.Repeat("a", 200<<10)
+	var recs [][]byte
+	for i := range n {
+		ev := genEvent(i, time.Second)
+		ev.Message = pad
+		recs = append(recs, ev.AppendJSON(nil))
+	}
+	if _, err := l.Append(context.Background(), recs...); err != nil {
+		t.Fatal(err)
+	}
+	ix, err := Open(filepath.Join(dir, "i.db"), Options{Ledger: l, ScanTime: 200 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ix.Close()
+	runUntil(t, ix, l, n)
+	ctx := context.Background()
+	q, err := query.Parse(strings.Repeat("a", 4000) + "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := ix.Search(ctx, Request{Query: q, Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Partial || res.Next == "" || res.Scanned == 0 || res.Scanned >= n {
+		t.Fatalf("search: partial %v, next %q, scanned %d of %d", res.Partial, res.Next, res.Scanned, n)
+	}
+	next, err := ix.Search(ctx, Request{Query: q, Limit: 10, Cursor: res.Next})
+	if err != nil || next.Scanned == 0 {
+		t.Fatalf("the next page: scanned %d, %v", next.Scanned, err)
+	}
+	st, err := ix.Stats(ctx, StatsRequest{Query: q, From: t0, To: t0.Add(time.Hour), Interval: time.Minute})
+	if err != nil || !st.Partial || st.Scanned >= n || st.CountedFrom.IsZero() {
+		t.Fatalf("Stats: partial %v scanned %d counted from %v, %v", st.Partial, st.Scanned, st.CountedFrom, err)
+	}
+}
+
 func TestRebuild(t *testing.T) {
 	dir := t.TempDir()
 	l := openLedger(t, filepath.Join(dir, "ledger"))

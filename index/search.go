@@ -75,8 +75,8 @@ type Hit struct {
 type Checked struct {
 	// Scanned is how many ledger records the query read.
 	Scanned int
-	// Partial reports that the query read Options.ScanBudget records
-	// before it was done: a Search page is short (continue from Next), and
+	// Partial reports that the query read Options.ScanBudget records, or
+	// checked records for Options.ScanTime, before it was done: a Search page is short (continue from Next), and
 	// Stats and Top counted only the events at or after CountedFrom.
 	Partial bool
 	// Mismatches are ledger indices whose index row claimed what the
@@ -474,11 +474,12 @@ func (ix *Index) Search(ctx context.Context, req Request) (Result, error) {
 	var res Result
 	defer ix.report("search", &res.Checked)
 	var last pos
+	start := time.Now()
 	for c, err := range ix.candidates(ctx, tx, p, after) {
 		if err != nil {
 			return Result{}, err
 		}
-		if res.Scanned == ix.opts.ScanBudget {
+		if ix.scanSpent(start, res.Scanned) {
 			if len(res.Hits) < limit {
 				res.Partial = true
 				res.Next = encodeCursor(last)

@@ -220,17 +220,18 @@ func (ix *Index) exactRows(ctx context.Context, q querier, p *plan, from uint64,
 }
 
 // scan checks the candidates of p newest first and calls fn for every
-// match, until they end or Options.ScanBudget records were read (then
-// ch.Partial is set and the time before which events may be missing is
-// returned).
+// match, until they end, Options.ScanBudget records were read or
+// Options.ScanTime passed (then ch.Partial is set and the time before
+// which events may be missing is returned).
 func (ix *Index) scan(ctx context.Context, q querier, p *plan, ch *Checked, fn func(Hit)) (time.Time, error) {
 	desc := *p
 	desc.desc = true
+	start := time.Now()
 	for c, err := range ix.candidates(ctx, q, &desc, nil) {
 		if err != nil {
 			return time.Time{}, err
 		}
-		if ch.Scanned == ix.opts.ScanBudget {
+		if ix.scanSpent(start, ch.Scanned) {
 			ch.Partial = true
 			return time.Unix(0, c.ts).Add(time.Nanosecond).UTC(), nil
 		}
