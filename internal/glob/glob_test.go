@@ -4,7 +4,10 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
+
+	"github.com/trailguard/trailguard/internal/stalltest"
 )
 
 // parts reads a test pattern: * and ? are wildcards, every other byte is
@@ -69,6 +72,37 @@ func TestMatchLinear(t *testing.T) {
 	s := strings.Repeat("a", 10000)
 	if Match(p, s, false) || Match(p, s, true) {
 		t.Fatal("matched")
+	}
+}
+
+// TestMatchLongLiteral: a long literal that almost occurs all along a long
+// value costs a search of the value, not a comparison at each of its
+// characters (a read token's query against 256 KiB records took about a
+// second a record; here several seconds a case before, milliseconds now).
+func TestMatchLongLiteral(t *testing.T) {
+	w := stalltest.Start(t)
+	lit := strings.Repeat("a", 16<<10)
+	s := strings.Repeat("a", 4<<20)
+	for _, tc := range []struct {
+		name, p, s string
+		want       bool
+	}{
+		{"a substring that does not occur", "*" + lit + "b*", s, false},
+		{"a substring that occurs at the end", "*" + lit + "b*", s + "b", true},
+		{"a suffix that does not end it", "*" + lit, s + "b", false},
+		{"a suffix that ends it", "*" + lit, s, true},
+		{"literals in turn, the last missing", "*a*" + lit + "b*", s, false},
+	} {
+		for _, fold := range []bool{false, true} {
+			var got bool
+			took, stalled, ok := stalltest.Run(func() { got = Match(parts(tc.p), tc.s, fold) }, w, time.Second)
+			if !ok {
+				t.Fatalf("%s (fold %v): still matching after %v (stalls %v)", tc.name, fold, took, stalled)
+			}
+			if got != tc.want {
+				t.Errorf("%s (fold %v): %v, want %v", tc.name, fold, got, tc.want)
+			}
+		}
 	}
 }
 
