@@ -370,6 +370,11 @@ func (k keyKind) key(v string) string {
 	case keyUser:
 		return username.Key(v)
 	case keyAddr:
+		// Without a colon it is an IPv4 address, its own host, or no
+		// address: as it is, without parsing it for every event.
+		if strings.IndexByte(v, ':') < 0 {
+			return v
+		}
 		if n, ok := ipnet.HostNet(v); ok {
 			return n
 		}
