@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"mime"
@@ -72,10 +73,20 @@ func (s *Server) handleOTLPLogs(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusBadRequest, "not an OTLP logs request: "+err.Error())
 			return
 		}
+		work := 0
 		for _, rl := range ld.ResourceLogs {
+			res := kvValues(rl.GetResource().GetAttributes())
 			for _, sl := range rl.ScopeLogs {
 				total += len(sl.LogRecords)
+				scope := kvValues(sl.GetScope().GetAttributes())
+				for _, lr := range sl.LogRecords {
+					work += res + scope + anyValues(lr.Body) + kvValues(lr.Attributes)
+				}
 			}
+		}
+		if work > maxOTLPWork {
+			writeError(w, http.StatusRequestEntityTooLarge, errOTLPWork.Error())
+			return
 		}
 		each = func(fn func([]*commonpb.KeyValue, *commonpb.InstrumentationScope, *logspb.LogRecord)) error {
 			for _, rl := range ld.ResourceLogs {
@@ -88,7 +99,10 @@ func (s *Server) handleOTLPLogs(w http.ResponseWriter, r *http.Request) {
 			return nil
 		}
 	} else {
-		if total, err = countLogRecords(data); err != nil {
+		if total, err = countLogRecords(data); errors.Is(err, errOTLPWork) {
+			writeError(w, http.StatusRequestEntityTooLarge, err.Error())
+			return
+		} else if err != nil {
 			writeError(w, http.StatusBadRequest, "not an OTLP logs request: "+err.Error())
 			return
 		}
@@ -177,21 +191,139 @@ const (
 	otlpChunkBytes   = 1 << 20
 )
 
+// maxOTLPValues bounds the attributes and values (each KeyValue and
+// AnyValue, nested ones included) one resource, scope or log record of a
+// protobuf request may hold: each is decoded whole, and an empty
+// attribute, two bytes on the wire, is some 80 decoded (one log record of
+// 8 million took 400 MB). OpenTelemetry's SDKs keep 128 attributes.
+const maxOTLPValues = 100_000
+
+// maxOTLPWork bounds the values the mapping of one request reads: a log
+// record's own, and its resource's and scope's again for each record (a
+// 487 KB request of one resource with 20,000 attributes and 99,000 empty
+// log records kept two cores busy for minutes).
+const maxOTLPWork = 10_000_000
+
+var errOTLPWork = fmt.Errorf("OTLP request with more than %d attributes and values in one resource, scope or log record, or more than %d in all counting each log record's resource and scope again; export smaller batches", maxOTLPValues, maxOTLPWork)
+
+// kvValues counts attributes and the values in them.
+func kvValues(kvs []*commonpb.KeyValue) int {
+	n := len(kvs)
+	for _, kv := range kvs {
+		n += anyValues(kv.GetValue())
+	}
+	return n
+}
+
+// anyValues counts a value and the values nested in it.
+func anyValues(v *commonpb.AnyValue) int {
+	if v == nil {
+		return 0
+	}
+	n := 1
+	for _, e := range v.GetArrayValue().GetValues() {
+		n += anyValues(e)
+	}
+	return n + kvValues(v.GetKvlistValue().GetValues())
+}
+
+// otlpMsg is a message type of the logs data model that holds values.
+type otlpMsg uint8
+
+const (
+	msgResource otlpMsg = iota
+	msgScope
+	msgRecord
+	msgKeyValue
+	msgAnyValue
+	msgArray
+	msgKVList
+)
+
+// wireValues counts the KeyValue and AnyValue messages (and their lists)
+// in b, a message of type m, on the wire, adding to *n; past limit it
+// stops with errOTLPWork.
+func wireValues(b []byte, m otlpMsg, n *int, limit, depth int) error {
+	if depth > 64 { // proto.Unmarshal's RecursionLimit refuses it anyway
+		return fmt.Errorf("%w: nested deeper than 64", errWire)
+	}
+	return eachField(b, func(num protowire.Number, v []byte) error {
+		sub, ok := otlpMsg(0), false
+		switch {
+		case m == msgResource && num == 1, m == msgKVList && num == 1:
+			sub, ok = msgKeyValue, true
+		case m == msgScope && num == 3, m == msgRecord && num == 6:
+			sub, ok = msgKeyValue, true
+		case m == msgRecord && num == 5, m == msgKeyValue && num == 2, m == msgArray && num == 1:
+			sub, ok = msgAnyValue, true
+		case m == msgAnyValue && num == 5:
+			sub, ok = msgArray, true
+		case m == msgAnyValue && num == 6:
+			sub, ok = msgKVList, true
+		}
+		if !ok {
+			return nil
+		}
+		if *n++; *n > limit {
+			return errOTLPWork
+		}
+		return wireValues(v, sub, n, limit, depth+1)
+	})
+}
+
 // countLogRecords counts the log records of a protobuf request by walking
-// the wire format, without decoding them.
+// the wire format, without decoding them, and bounds the values each
+// resource, scope and record holds (maxOTLPValues) and the mapping's work
+// (maxOTLPWork).
 func countLogRecords(data []byte) (int, error) {
-	n := 0
+	n, work := 0, 0
+	values := func(b []byte, m otlpMsg) (int, error) {
+		c := 0
+		err := wireValues(b, m, &c, maxOTLPValues, 0)
+		return c, err
+	}
 	err := eachField(data, func(num protowire.Number, rl []byte) error {
 		if num != 1 {
 			return nil
+		}
+		// A resource may come more than once (the last is decoded).
+		res := 0
+		if err := eachField(rl, func(num protowire.Number, b []byte) error {
+			if num != 1 {
+				return nil
+			}
+			c, err := values(b, msgResource)
+			res = max(res, c)
+			return err
+		}); err != nil {
+			return err
 		}
 		return eachField(rl, func(num protowire.Number, sl []byte) error {
 			if num != 2 {
 				return nil
 			}
-			return eachField(sl, func(num protowire.Number, _ []byte) error {
-				if num == 2 {
-					n++
+			scope := 0
+			if err := eachField(sl, func(num protowire.Number, b []byte) error {
+				if num != 1 {
+					return nil
+				}
+				c, err := values(b, msgScope)
+				scope = max(scope, c)
+				return err
+			}); err != nil {
+				return err
+			}
+			return eachField(sl, func(num protowire.Number, b []byte) error {
+				if num != 2 {
+					return nil
+				}
+				n++
+				c, err := values(b, msgRecord)
+				if err != nil {
+					return err
+				}
+				if work += res + scope + c; work > maxOTLPWork {
+					return errOTLPWork
 				}
 				return nil
 			})
