@@ -311,17 +311,11 @@ func (c *corrRule) key(e *Engine, pos int) (uint64, bool) {
 		if !ok || v == "" {
 			return 0, false
 		}
-		kind := c.groupKind[pos][k]
-		kv := kind.key(v)
-		if kind == keyAddr {
-			// The alert shows the host's network, which is what was
-			// counted and what a ban of the field takes.
-			v = kv
-		}
-		// The alert shows a name as the event that fired sent it (the
-		// trail records that); the group is the account.
+		// The alert shows a name or an address as the event that fired
+		// sent it (the trail records that, and an ECS ip field holds an
+		// address, not a network); the group is the account or the host.
 		e.keyVals = append(e.keyVals, v)
-		e.hash.WriteString(kv)
+		e.hash.WriteString(c.groupKind[pos][k].key(v))
 		e.hash.WriteByte(0)
 	}
 	return e.hash.Sum64(), true
@@ -626,7 +620,8 @@ func (e *Engine) restoreRates(saved []rateSaved) {
 				continue
 			}
 			// Hashed as key hashes the values the alert shows (a
-			// user name's spelling gives its account's group).
+			// user name's spelling gives its account's group, an
+			// address its host's).
 			e.hash.Reset()
 			for k, v := range s.Key {
 				e.hash.WriteString(c.groupKind[0][k].key(v))

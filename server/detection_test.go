@@ -119,6 +119,20 @@ func TestIPv6ClientRotatingAddresses(t *testing.T) {
 	if code, body := ts.do(t, "GET", "/v1/decisions?ip=2001:db8:5:7::1", "", nil, "X-Api-Key", bouncer); code != 200 || strings.TrimSpace(string(body)) != "null" {
 		t.Errorf("live mode, another /64: %d %s", code, body)
 	}
+	// The alert names an address of the host in client.ip (an ECS ip
+	// field, which Elasticsearch refuses a network in), not the /64.
+	code, body = ts.do(t, "GET", "/v1/events?q=event.kind:alert&wait_for=ledger", ts.read, nil)
+	var found struct {
+		Hits []struct{ Event json.RawMessage }
+	}
+	if err := json.Unmarshal(body, &found); code != 200 || err != nil || len(found.Hits) == 0 {
+		t.Fatalf("alerts: %d %s", code, body)
+	}
+	for _, h := range found.Hits {
+		if err := event.Validate(h.Event); err != nil || !bytes.Contains(h.Event, []byte(`"client":{"ip":"2001:db8:5:6::`)) {
+			t.Errorf("alert %s: %v", h.Event, err)
+		}
+	}
 }
 
 // TestDetectionEndToEnd: failed logins posted to the collector become a
