@@ -491,6 +491,11 @@ func TestClientIP(t *testing.T) {
 		{"forwarded v6", "forwarded", "[::1]:1", "", `for="[2001:db8::1]:4711"`, "2001:db8::1"},
 		{"client's xff behind a forwarded proxy", "Forwarded", "10.0.0.1:1", "6.6.6.6", `for=198.51.100.8`, "198.51.100.8"},
 		{"client's xff alone behind a forwarded proxy", "Forwarded", "10.0.0.1:1", "6.6.6.6", "", "10.0.0.1"},
+		// A zone's text is kept as sent by netip: a quote in it broke the
+		// event's JSON (found by FuzzForwarded). Not a client: the walk stops.
+		{"zone with a quote", "", "10.0.0.1:1", `::%"`, "", "10.0.0.1"},
+		{"zone injecting fields", "", "10.0.0.1:1", `198.51.100.7, fe80::1%"}x":"y`, "", "10.0.0.1"},
+		{"forwarded zone", "Forwarded", "10.0.0.1:1", "", `for="[fe80::1%eth0]"`, "10.0.0.1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

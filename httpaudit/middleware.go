@@ -756,6 +756,12 @@ func parseHop(h string) (netip.Addr, error) {
 		h, _, _ = strings.Cut(h, ":")
 	}
 	a, err := netip.ParseAddr(h)
+	if err == nil && a.Zone() != "" {
+		// A zone names an interface of the host that wrote it, not a
+		// client, and netip keeps its text as sent (quotes, braces):
+		// written as client.ip it broke the event's JSON.
+		return netip.Addr{}, errors.New("bad hop: zone")
+	}
 	return a.Unmap(), err
 }
 

@@ -22,6 +22,9 @@ func TestForwardedCarriesXFF(t *testing.T) {
 		{"203.0.113.66", "for=192.0.2.9", "for=203.0.113.66, for=127.0.0.1;"}, // the client's own Forwarded dropped
 		{"", "for=192.0.2.9", "for=127.0.0.1;"},
 		{"", "", "for=127.0.0.1;"},
+		// A zone's text is kept as sent by netip: quoted as a node, not
+		// written bare inside the quotes of an address.
+		{`fe80::1%"x`, "", `for="fe80::1%\"x", for=127.0.0.1;`},
 	} {
 		hdr := []string{}
 		if c.xff != "" {

@@ -261,7 +261,9 @@ func forwardedFromXFF(vals []string) string {
 			if h == "" {
 				continue
 			}
-			if a, err := netip.ParseAddr(h); err == nil && a.Is6() {
+			// With a zone, netip keeps its text as sent: quoted as any
+			// other node rather than written bare inside the quotes.
+			if a, err := netip.ParseAddr(h); err == nil && a.Is6() && a.Zone() == "" {
 				h = `"[` + a.String() + `]"`
 			} else {
 				h = quoteForwarded(h)
