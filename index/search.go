@@ -76,8 +76,9 @@ type Checked struct {
 	// Scanned is how many ledger records the query read.
 	Scanned int
 	// Partial reports that the query read Options.ScanBudget records, or
-	// checked records for Options.ScanTime, before it was done: a Search page is short (continue from Next), and
-	// Stats and Top counted only the events at or after CountedFrom.
+	// checked records for Options.ScanTime, before it was done: a Search
+	// page is short (continue from Next), and Stats and Top counted only
+	// the events at or after CountedFrom.
 	Partial bool
 	// Mismatches are ledger indices whose index row claimed what the
 	// record does not say (an altered or stale index: run trailguard

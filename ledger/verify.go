@@ -325,6 +325,56 @@ func keyIDs(n *note.Note) map[string]bool {
 	return m
 }
 
+// keyChange is what a checkpoint's signing keys say against the keys in
+// use before it.
+type keyChange int
+
+const (
+	keysInUse       keyChange = iota // signed by a key in use (or the first checkpoint)
+	keysRetiredOnly                  // signed only by keys retired at a handover
+	keysHandover                     // keys in use co-sign new ones, which replace them
+	keysChanged                      // new keys alone, without a co-signature
+)
+
+// keyStep judges a checkpoint signed by ids against the keys in use
+// (current; none before the first checkpoint) and those retired at a
+// handover. At a handover the co-signing keys (kept) are marked in
+// retired. next is the keys in use after the checkpoint; kept and added
+// (the keys new to it) are sorted for messages. The history read and its
+// read again (signedSince) take the same steps, so that a key's standing
+// never depends on when verify saw its checkpoint.
+func keyStep(ids, current, retired map[string]bool) (change keyChange, kept, added []string, next map[string]bool) {
+	onlyRetired := true
+	for id := range ids {
+		onlyRetired = onlyRetired && retired[id]
+		if current[id] {
+			kept = append(kept, id)
+		} else {
+			added = append(added, id)
+		}
+	}
+	sort.Strings(kept)
+	sort.Strings(added)
+	switch {
+	case onlyRetired:
+		return keysRetiredOnly, kept, added, current
+	case len(current) == 0:
+		return keysInUse, kept, added, ids
+	case len(added) > 0 && len(kept) > 0:
+		next = map[string]bool{}
+		for _, id := range kept {
+			retired[id] = true
+		}
+		for _, id := range added {
+			next[id] = true
+		}
+		return keysHandover, kept, added, next
+	case len(added) > 0:
+		return keysChanged, kept, added, ids
+	}
+	return keysInUse, kept, added, current
+}
+
 func (v *verifier) checkpoints() error {
 	files, err := listCPLogs(v.dir)
 	if err != nil {
@@ -442,47 +492,20 @@ func (v *verifier) checkpoints() error {
 				continue
 			}
 			v.rep.Checkpoints++
-			ids := keyIDs(n)
-			onlyRetired := true
-			for id := range ids {
-				if !retired[id] {
-					onlyRetired = false
-				}
-			}
-			if onlyRetired {
+			change, kept, added, next := keyStep(keyIDs(n), current, retired)
+			switch change {
+			case keysRetiredOnly:
 				v.rep.find(Finding{Kind: KindCheckpointRetiredKey, File: file, Size: c.Size,
 					Message: fmt.Sprintf("%s: checkpoint (size %d) signed only by a key retired at an earlier key handover", file, c.Size)})
 				continue
+			case keysHandover:
+				v.rep.notice(Finding{Kind: NoticeKeyRotated, File: file, Size: c.Size,
+					Message: fmt.Sprintf("key handover at checkpoint size %d: %s co-signed by %s, which is retired from here on", c.Size, strings.Join(added, ", "), strings.Join(kept, ", "))})
+			case keysChanged:
+				v.rep.notice(Finding{Kind: NoticeKeyChanged, File: file, Size: c.Size,
+					Message: fmt.Sprintf("signing key changed at checkpoint size %d to %s without a co-signed handover", c.Size, strings.Join(added, ", "))})
 			}
-			if len(current) > 0 {
-				var kept, added []string
-				for id := range ids {
-					if current[id] {
-						kept = append(kept, id)
-					} else {
-						added = append(added, id)
-					}
-				}
-				sort.Strings(added)
-				switch {
-				case len(added) > 0 && len(kept) > 0:
-					for _, id := range kept {
-						retired[id] = true
-					}
-					v.rep.notice(Finding{Kind: NoticeKeyRotated, File: file, Size: c.Size,
-						Message: fmt.Sprintf("key handover at checkpoint size %d: %s co-signed by %s, which is retired from here on", c.Size, strings.Join(added, ", "), strings.Join(kept, ", "))})
-					current = map[string]bool{}
-					for _, id := range added {
-						current[id] = true
-					}
-				case len(added) > 0:
-					v.rep.notice(Finding{Kind: NoticeKeyChanged, File: file, Size: c.Size,
-						Message: fmt.Sprintf("signing key changed at checkpoint size %d to %s without a co-signed handover", c.Size, strings.Join(added, ", "))})
-					current = ids
-				}
-			} else {
-				current = ids
-			}
+			current = next
 			if prev != nil && !prev.Time.IsZero() && c.Time.Sub(prev.Time) > v.opts.MaxGap {
 				why := "the logger was down, stalled or silenced"
 				if slices.Contains(prev.Extra, shutdownExt) {
@@ -1516,7 +1539,7 @@ func (v *verifier) checkIndex(path, rel string, first uint64, framed []idxEntry,
 		off := int64(binary.BigEndian.Uint64(b[k*idxEntrySize:]))
 		t := int64(binary.BigEndian.Uint64(b[k*idxEntrySize+8:]))
 		if off != framed[k].off || t != framed[k].time {
-			if lastSeg && allZero(b[k*idxEntrySize:]) {
+			if lastSeg && zeros(b[k*idxEntrySize:]) {
 				// The newest segment's .idx, zeros from an entry on to its
 				// end: its size reached the disk before its last entries
 				// (ext4 commits the size of an append inside an allocated
@@ -2226,7 +2249,7 @@ func (st *streamState) finish() {
 // diverged already, the tail is judged as read at the start.
 func (st *streamState) signedSince(n uint64) {
 	v := st.v
-	if v.last == nil || v.rep.Latest == nil || st.diverged || st.past == nil || n <= v.ownMax || n <= v.prunedN {
+	if v.last == nil || v.rep.Latest == nil || len(v.curKeys) == 0 || st.diverged || st.past == nil || n <= v.ownMax || n <= v.prunedN {
 		return
 	}
 	if !isShutdown(*v.last) && n-v.ownMax <= cadenceOf(*v.last).unsignedMax {
@@ -2265,37 +2288,21 @@ added:
 			if c.Size > n {
 				break added // signed after the records were read
 			}
-			var kept, other []string
-			onlyRetired := true
-			for id := range keyIDs(sig) {
-				onlyRetired = onlyRetired && retired[id]
-				if current[id] {
-					kept = append(kept, id)
-				} else {
-					other = append(other, id)
-				}
-			}
-			switch {
-			case onlyRetired:
+			change, kept, added, next := keyStep(keyIDs(sig), current, retired)
+			switch change {
+			case keysRetiredOnly:
 				v.rep.find(Finding{Kind: KindCheckpointRetiredKey, File: file, Size: c.Size,
 					Message: fmt.Sprintf("%s: checkpoint (size %d), signed while verify ran, signed only by a key retired at an earlier key handover", file, c.Size)})
 				continue
-			case len(kept) == 0:
+			case keysChanged:
 				// A key the history does not use, without a handover:
 				// not taken (the tail is judged without it).
 				continue
-			case len(other) > 0:
-				sort.Strings(other)
-				for _, id := range kept {
-					retired[id] = true
-				}
+			case keysHandover:
 				v.rep.notice(Finding{Kind: NoticeKeyRotated, File: file, Size: c.Size,
-					Message: fmt.Sprintf("key handover at checkpoint size %d (signed while verify ran): %s co-signed by %s, which is retired from here on", c.Size, strings.Join(other, ", "), strings.Join(kept, ", "))})
-				current = map[string]bool{}
-				for _, id := range other {
-					current[id] = true
-				}
+					Message: fmt.Sprintf("key handover at checkpoint size %d (signed while verify ran): %s co-signed by %s, which is retired from here on", c.Size, strings.Join(added, ", "), strings.Join(kept, ", "))})
 			}
+			current = next
 			if c.Size < prev.Size || (c.Size == prev.Size && c.Root != prev.Root) {
 				v.rep.find(Finding{Kind: KindCheckpointInconsistent, File: file, Size: c.Size,
 					Message: fmt.Sprintf("%s: checkpoint (size %d), signed while verify ran, does not extend the previous one (size %d)", file, c.Size, prev.Size)})
@@ -2487,16 +2494,6 @@ func zeros(b []byte) bool {
 			return false
 		}
 		b = b[k:]
-	}
-	return true
-}
-
-// allZero reports whether b holds only zero bytes.
-func allZero(b []byte) bool {
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
 	}
 	return true
 }
