@@ -2240,7 +2240,8 @@ func (st *streamState) finish() {
 // The checkpoints added are taken in order from the newest read, as the
 // history's are: each must verify, be of this origin and signed by a
 // current key (a handover co-signed by one moves the current keys on, a
-// checkpoint signed only by a retired key is a finding), extend the one
+// known key taking over alone is noticed, a checkpoint signed only by a
+// retired key is a finding), extend the one
 // before it, and be vouched for by it (no more records at once than its
 // bound, none after a shutdown unless adopted; adoptions are noticed).
 // The newest so taken, among the last records read, is checked against
@@ -2295,9 +2296,11 @@ added:
 					Message: fmt.Sprintf("%s: checkpoint (size %d), signed while verify ran, signed only by a key retired at an earlier key handover", file, c.Size)})
 				continue
 			case keysChanged:
-				// A key the history does not use, without a handover:
-				// not taken (the tail is judged without it).
-				continue
+				// As in the history: a known key taking over without a
+				// handover is named, not refused, or the same checkpoint
+				// would be a finding now and a notice in the next verify.
+				v.rep.notice(Finding{Kind: NoticeKeyChanged, File: file, Size: c.Size,
+					Message: fmt.Sprintf("signing key changed at checkpoint size %d (signed while verify ran) to %s without a co-signed handover", c.Size, strings.Join(added, ", "))})
 			case keysHandover:
 				v.rep.notice(Finding{Kind: NoticeKeyRotated, File: file, Size: c.Size,
 					Message: fmt.Sprintf("key handover at checkpoint size %d (signed while verify ran): %s co-signed by %s, which is retired from here on", c.Size, strings.Join(added, ", "), strings.Join(kept, ", "))})

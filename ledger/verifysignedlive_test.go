@@ -97,8 +97,12 @@ func TestVerifySignedDuring(t *testing.T) {
 			forgeNewest(t, dir, l, true, func(c *Checkpoint) { c.Root[0] ^= 1 }, k.signer)
 			return func() {}
 		}},
-		{name: "attack: checkpoint added meanwhile, right root, signed only by a key the history does not use", kind: KindUnsignedRecords, during: func(t *testing.T, dir string, l *Ledger) func() {
-			forgeNewest(t, dir, l, false, func(*Checkpoint) {}, other.signer)
+		// A known key the history does not use, taking over without a
+		// handover (a restart with a new key), is named as the history
+		// read names it: it was a finding here and a notice in the next
+		// verify.
+		{name: "checkpoint added meanwhile, signed by another known key without a handover", notice: NoticeKeyChanged, during: func(t *testing.T, dir string, l *Ledger) func() {
+			forgeNewest(t, dir, l, true, func(*Checkpoint) {}, other.signer)
 			return func() {}
 		}},
 		// The checkpoints added meanwhile are judged as the history's
