@@ -92,10 +92,19 @@ type Options struct {
 	Allowlist []netip.Prefix
 	// Now is the clock (time.Now).
 	Now func() time.Time
-	// MaxActive bounds the decisions in force (100,000); beyond, new
-	// ones are refused and counted, so a flood of distinct attackers
-	// cannot exhaust memory or the bouncers' tables.
+	// MaxActive bounds the decisions in force (100,000), so a flood of
+	// distinct attackers cannot exhaust memory or the bouncers' tables.
+	// When it is reached, the rules' address bans that share a network
+	// are widened into one ban of it to make room (see WidenAt); a new
+	// decision is refused (and counted) only when no two of them do.
 	MaxActive int
+	// WidenAt is how many rules' bans inside one IPv6 /48 (of /64s and
+	// narrower), or inside one /32 (of /48s), are widened into one ban of
+	// that network (16; -1 never widens before MaxActive is reached). A
+	// host is its /64, and whoever holds a /48 holds 65,536 of them: banned
+	// one by one, an attacker of one /48 could fill MaxActive and so stop
+	// every new ban, its own next /64s' and everyone else's.
+	WidenAt int
 	// Log receives the loud line about a state file the ledger does not
 	// support (slog.Default()).
 	Log *slog.Logger
@@ -120,6 +129,9 @@ func (o *Options) defaults() {
 	if o.MaxActive <= 0 {
 		o.MaxActive = 100_000
 	}
+	if o.WidenAt == 0 {
+		o.WidenAt = 16
+	}
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
@@ -131,6 +143,9 @@ type Stats struct {
 	Created, Deleted       uint64
 	Expired, Allowlisted   uint64
 	Refused, ExtendedNoOps uint64
+	// Widened counts the bans of networks made from the rules' bans of
+	// narrower ones (WidenAt, or MaxActive reached).
+	Widened uint64
 	// Rejected counts decisions of the state file that the ledger did not
 	// support at Open (edited on disk): they were never enforced.
 	Rejected uint64
@@ -286,13 +301,15 @@ func Open(o Options, src Source) (*Store, error) {
 			}
 			if ev, ok := parseEvent(e.Data); ok {
 				if e.Index < claimed {
-					id := ev.Replaces
+					ids := append([]int64{ev.Replaces}, ev.Covers...)
 					if ev.Action == ActionDeleted {
-						id = ev.Decision.ID
+						ids = []int64{ev.Decision.ID}
 					}
-					if d := s.st.active[id]; d != nil && kept[id] {
-						ended = append(ended, *d)
-						why = append(why, fmt.Sprintf("ended by ledger record %d, before the file's through (%d)", e.Index, claimed))
+					for _, id := range ids {
+						if d := s.st.active[id]; d != nil && kept[id] {
+							ended = append(ended, *d)
+							why = append(why, fmt.Sprintf("ended by ledger record %d, before the file's through (%d)", e.Index, claimed))
+						}
 					}
 				}
 				s.apply(ev, e.Index)
@@ -551,16 +568,115 @@ func (s *Store) decide(ctx context.Context, scope, value string, base time.Durat
 	}
 	now := s.o.Now()
 	s.expire(now)
-	key := scope + "|" + value
+	rule := scenario != "manual"
+	// Each widening to make room (compact) merges at least two decisions
+	// into one, so a few rounds free room or show there is none to free.
+	for round := 0; ; round++ {
+		p := s.plan(scope, value, base, rule, now)
+		if p.noop != nil {
+			s.stats.ExtendedNoOps++
+			c := *p.noop
+			return &c, nil
+		}
+		grows := 1 - len(p.covers)
+		if p.replaced != nil {
+			grows--
+		}
+		if len(s.st.active)+grows > s.o.MaxActive {
+			if round < 8 {
+				merged, err := s.compact(ctx, now)
+				if err != nil {
+					return nil, err
+				}
+				if merged {
+					continue
+				}
+			}
+			s.stats.Refused++
+			return nil, fmt.Errorf("decision: %d decisions in force (max_active) and no two rules' bans share a network to widen: %s %s not banned", len(s.st.active), scope, value)
+		}
+		if p.scope != scope || p.value != value {
+			s.stats.Widened++
+			reason = fmt.Sprintf("%s (widened from %s: %d rules' bans in %s)", reason, value, len(p.covers)+1, p.value)
+		}
+		d := Decision{ID: s.st.NextID, Origin: "trailguard", Type: "ban", Scope: p.scope, Value: p.value, Scenario: scenario,
+			Created: now, Until: p.until, AlertID: alertID, Offence: p.offence, Reason: reason, By: by}
+		return s.create(ctx, d, p.replaced, p.covers)
+	}
+}
+
+// plan is what a decision on a value comes to.
+type plan struct {
+	scope, value string
+	offence      int
+	until        time.Time
+	// noop is the decision in force that makes a new one pointless.
+	noop *Decision
+	// replaced is the decision on the same value a longer ban takes over
+	// from; covers the rules' decisions inside a widened ban, which ends
+	// them.
+	replaced *Decision
+	covers   []int64
+}
+
+// plan decides what a ban of value comes to (s.mu held): the escalating
+// ban of the value, or of the network it is widened to (WidenAt), or
+// nothing when a ban at least as long is in force on it or, for a rule's,
+// on a rules' ban of a network holding it.
+func (s *Store) plan(scope, value string, base time.Duration, rule bool, now time.Time) plan {
+	p := plan{scope: scope, value: value}
+	net, isNet := netOf(scope, value)
+	if rule && isNet {
+		var holding *Decision
+		for _, d := range s.st.active {
+			if !isRules(d) {
+				continue
+			}
+			if n, ok := netOf(d.Scope, d.Value); ok && n.Bits() < net.Bits() && n.Contains(net.Addr()) && (holding == nil || d.Until.After(holding.Until)) {
+				holding = d
+			}
+		}
+		if holding != nil {
+			// Checked again below: a repeat offence may ban longer than
+			// the network's ban.
+			p.noop = holding
+		}
+		if net.Addr().Is6() && s.o.WidenAt > 0 {
+			// A /64 (or narrower) among WidenAt-1 others in its /48 bans
+			// the /48; a /48 so banned among WidenAt-1 others in its /32,
+			// the /32.
+			for _, lv := range [...]struct{ bits, under int }{{48, 128}, {32, 48}} {
+				if net.Bits() <= lv.bits {
+					continue
+				}
+				parent := netip.PrefixFrom(net.Addr(), lv.bits).Masked()
+				n := 1
+				for _, d := range s.st.active {
+					if d.Scope == ScopeRange && d.Value == net.String() {
+						continue // the value's own ban, counted already
+					}
+					if c, ok := netOf(d.Scope, d.Value); ok && isRules(d) && c.Bits() > lv.bits && c.Bits() <= lv.under && parent.Contains(c.Addr()) {
+						n++
+					}
+				}
+				if n < s.o.WidenAt {
+					break
+				}
+				net = parent
+				p.scope, p.value = ScopeRange, parent.String()
+			}
+		}
+	}
 	var current *Decision
 	for _, d := range s.st.active {
-		if d.Scope == scope && d.Value == value {
+		if d.Scope == p.scope && d.Value == p.value {
 			current = d
 		}
 	}
 	// An offence is counted once per ban: alerts raised while the value is
 	// banned (the same attack seen by several rules, or going on) belong to
 	// the offence in force, and can only make its ban longer.
+	key := p.scope + "|" + p.value
 	n := 1
 	if current != nil {
 		n = current.Offence
@@ -568,25 +684,106 @@ func (s *Store) decide(ctx context.Context, scope, value string, base time.Durat
 		n = off.N + 1
 	}
 	dur := time.Duration(math.Min(float64(base)*math.Pow(s.o.Factor, float64(n-1)), float64(s.o.Max)))
-	until := now.Add(dur)
-	var replaced *Decision
-	if current != nil {
-		// Worth a new decision only if it bans noticeably longer.
-		if until.Sub(current.Until) <= max(time.Minute, current.Until.Sub(current.Created)/10) {
-			s.stats.ExtendedNoOps++
-			c := *current
-			return &c, nil
+	p.offence, p.until = n, now.Add(dur)
+	if p.noop != nil {
+		if p.until.Sub(p.noop.Until) <= max(time.Minute, p.noop.Until.Sub(p.noop.Created)/10) {
+			return p
 		}
-		replaced = current
+		p.noop = nil
 	}
-	if replaced == nil && len(s.st.active) >= s.o.MaxActive {
-		s.stats.Refused++
-		return nil, fmt.Errorf("decision: %d decisions in force (max_active): %s %s not banned", len(s.st.active), scope, value)
+	if p.scope != scope || p.value != value {
+		// Widened: the network's ban ends the rules' bans inside it, and
+		// lasts as long as the longest of them.
+		for _, d := range s.st.active {
+			if c, ok := netOf(d.Scope, d.Value); ok && isRules(d) && d != current && c.Bits() > net.Bits() && net.Contains(c.Addr()) && len(p.covers) < maxCovers {
+				p.covers = append(p.covers, d.ID)
+				p.until = maxTime(p.until, d.Until)
+			}
+		}
 	}
-	d := Decision{ID: s.st.NextID, Origin: "trailguard", Type: "ban", Scope: scope, Value: value, Scenario: scenario,
-		Created: now, Until: until, AlertID: alertID, Offence: n, Reason: reason, By: by}
+	if current != nil {
+		// Worth a new decision only if it bans noticeably longer (or ends
+		// bans inside it).
+		if len(p.covers) == 0 && p.until.Sub(current.Until) <= max(time.Minute, current.Until.Sub(current.Created)/10) {
+			p.noop = current
+			return p
+		}
+		p.until = maxTime(p.until, current.Until)
+		p.replaced = current
+	}
+	return p
+}
+
+// maxCovers bounds the decisions one widened ban ends, so that its ledger
+// record stays far under the ledger's record size; those left are ended by
+// the next widening of the same network.
+const maxCovers = 8192
+
+// compact makes room when MaxActive is reached (s.mu held): the network
+// (an IPv6 /48 or IPv4 /24, else an IPv6 /32 or IPv4 /16) holding the
+// most rules' bans, at least two, is banned instead of them, as long as
+// the longest of them. It reports whether it found one.
+func (s *Store) compact(ctx context.Context, now time.Time) (bool, error) {
+	for _, lv := range [...]struct{ v6, v4 int }{{48, 24}, {32, 16}} {
+		groups := map[netip.Prefix][]*Decision{}
+		var best netip.Prefix
+		for _, d := range s.st.active {
+			c, ok := netOf(d.Scope, d.Value)
+			if !ok || !isRules(d) {
+				continue
+			}
+			bits := lv.v4
+			if c.Addr().Is6() {
+				bits = lv.v6
+			}
+			if c.Bits() <= bits {
+				continue
+			}
+			g := netip.PrefixFrom(c.Addr(), bits).Masked()
+			groups[g] = append(groups[g], d)
+			if len(groups[g]) > len(groups[best]) {
+				best = g
+			}
+		}
+		members := groups[best]
+		if len(members) < 2 {
+			continue
+		}
+		var current *Decision
+		for _, d := range s.st.active {
+			if d.Scope == ScopeRange && d.Value == best.String() {
+				current = d
+			}
+		}
+		d := Decision{ID: s.st.NextID, Origin: "trailguard", Type: "ban", Scope: ScopeRange, Value: best.String(), Created: now}
+		var covers []int64
+		for _, m := range members {
+			if len(covers) == maxCovers {
+				break
+			}
+			covers = append(covers, m.ID)
+			if m.Until.After(d.Until) {
+				d.Until, d.Scenario = m.Until, m.Scenario
+			}
+			d.Offence = max(d.Offence, m.Offence)
+		}
+		if current != nil {
+			d.Until = maxTime(d.Until, current.Until)
+			d.Offence = max(d.Offence, current.Offence)
+		}
+		d.Reason = fmt.Sprintf("widened: %d rules' bans in %s, %d decisions in force (max_active)", len(covers), best, len(s.st.active))
+		s.stats.Widened++
+		_, err := s.create(ctx, d, current, covers)
+		return err == nil, err
+	}
+	return false, nil
+}
+
+// create records a new decision, ending the one it replaces and those it
+// covers, in one ledger record (s.mu held).
+func (s *Store) create(ctx context.Context, d Decision, replaced *Decision, covers []int64) (*Decision, error) {
 	d.UUID = decisionUUID(d)
-	ev := Event{Action: ActionCreated, Decision: d}
+	ev := Event{Action: ActionCreated, Decision: d, Covers: covers}
 	if replaced != nil {
 		ev.Replaces = replaced.ID
 	}
@@ -597,6 +794,26 @@ func (s *Store) decide(ctx context.Context, scope, value string, base time.Durat
 	s.apply(ev, idx)
 	s.stats.Created++
 	return &d, s.save()
+}
+
+// isRules reports whether a decision was made by a rule (or widened from
+// rules' decisions), not by an operator, whose bans stay as typed.
+func isRules(d *Decision) bool { return d.By == "" && d.Scenario != "manual" }
+
+// netOf is the network an Ip or Range decision bans.
+func netOf(scope, value string) (netip.Prefix, bool) {
+	switch scope {
+	case ScopeIP:
+		a, err := netip.ParseAddr(value)
+		if err != nil {
+			return netip.Prefix{}, false
+		}
+		return netip.PrefixFrom(a, a.BitLen()), true
+	case ScopeRange:
+		p, err := netip.ParsePrefix(value)
+		return p.Masked(), err == nil
+	}
+	return netip.Prefix{}, false
 }
 
 // Delete ends a decision by an operator's order. It returns the decision,
@@ -655,8 +872,8 @@ func (s *Store) apply(ev Event, idx uint64) {
 		if _, ok := s.st.active[d.ID]; ok {
 			return
 		}
-		if ev.Replaces != 0 {
-			if old := s.st.active[ev.Replaces]; old != nil {
+		for _, id := range append([]int64{ev.Replaces}, ev.Covers...) {
+			if old := s.st.active[id]; id != 0 && old != nil {
 				delete(s.st.active, old.ID)
 				delete(s.st.index, old.ID)
 				s.logChange(*old, true)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -234,18 +235,126 @@ func TestPersistence(t *testing.T) {
 	}
 }
 
+// TestMaxActive: the rules' bans of many /64s of one /48 are widened into
+// a ban of the /48 (WidenAt), many /48s of one /32 into the /32, and when
+// MaxActive is reached the network holding the most rules' bans is banned
+// instead of them to make room; only decisions that share no network are
+// refused. An operator's ban stays as typed. Before, a ban past MaxActive
+// was refused: an attacker holding one /48 filled it from its /64s, and
+// neither its own next /64 nor anyone else was banned.
 func TestMaxActive(t *testing.T) {
-	s, _ := Open(Options{MaxActive: 3}, nil)
-	ctx := context.Background()
+	manual := func(v string) string { return "manual " + v }
+	tests := []struct {
+		name             string
+		maxActive, widen int
+		bans             []string // a rule's alert on each address, or manual
+		refused          int
+		active           []string // the values in force, sorted
+		covered          []string // addresses a decision covers
+	}{
+		{name: "distinct IPv4 networks are refused past the cap", maxActive: 3,
+			bans:    []string{"192.0.2.1", "198.51.100.1", "203.0.113.1", "100.64.0.1", "172.16.0.1"},
+			refused: 2, active: []string{"192.0.2.1", "198.51.100.1", "203.0.113.1"}},
+		{name: "IPv4 of one /24 widened at the cap", maxActive: 3,
+			bans:   []string{"192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4", "192.0.2.5"},
+			active: []string{"192.0.2.0/24"}, covered: []string{"192.0.2.5", "192.0.2.200"}},
+		{name: "IPv6 /64s of one /48 widened at WidenAt", maxActive: 1000, widen: 4,
+			bans:   []string{"2001:db8:1:1::1", "2001:db8:1:2::1", manual("2001:db8:1:3::/64"), "2001:db8:1:4::1", "2001:db8:1:5::1", "2001:db8:1:6::1", "2001:db8:2:1::1"},
+			active: []string{"2001:db8:1:3::/64", "2001:db8:1::/48", "2001:db8:2:1::/64"}, covered: []string{"2001:db8:1:ffff::9"}},
+		{name: "IPv6 /48s of one /32 widened at WidenAt", maxActive: 1000, widen: 2,
+			bans:   []string{"2001:db8:1:1::1", "2001:db8:1:2::1", "2001:db8:2:1::1", "2001:db8:2:2::1", "2001:db9::1"},
+			active: []string{"2001:db8::/32", "2001:db9::/64"}},
+		{name: "a /48 flood past the cap does not stop an unrelated ban", maxActive: 20, widen: 16,
+			bans: func() (b []string) {
+				for n := range 3 {
+					for h := range 12 {
+						b = append(b, fmt.Sprintf("2001:db8:%x:%x::1", n, h))
+					}
+				}
+				return append(b, "203.0.113.9", "2001:db8:7:1::1")
+			}(),
+			covered: []string{"2001:db8:0:ff::1", "2001:db8:1:ff::1", "203.0.113.9", "2001:db8:7:1::2"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, _ := Open(Options{MaxActive: tt.maxActive, WidenAt: tt.widen}, nil)
+			ctx := context.Background()
+			r := rule("client.ip", time.Hour)
+			var errs int
+			for i, v := range tt.bans {
+				var err error
+				if m, ok := strings.CutPrefix(v, "manual "); ok {
+					_, err = s.Manual(ctx, "range", m, time.Hour, "", "ops")
+				} else {
+					_, err = s.Decide(ctx, alert(fmt.Sprint(i), r, v))
+				}
+				if err != nil {
+					errs++
+				}
+			}
+			if errs != tt.refused || s.Stats().Refused != uint64(tt.refused) {
+				t.Errorf("%d refused (%d counted), want %d", errs, s.Stats().Refused, tt.refused)
+			}
+			if len(s.Active()) > tt.maxActive {
+				t.Errorf("%d in force, max %d", len(s.Active()), tt.maxActive)
+			}
+			if tt.active != nil {
+				var got []string
+				for _, d := range s.Active() {
+					got = append(got, d.Value)
+				}
+				slices.Sort(got)
+				if !slices.Equal(got, tt.active) {
+					t.Errorf("in force %q, want %q", got, tt.active)
+				}
+			}
+			for _, v := range tt.bans {
+				if _, ok := strings.CutPrefix(v, "manual "); !ok && len(s.Covering(v)) == 0 && tt.refused == 0 {
+					t.Errorf("%s not blocked", v)
+				}
+			}
+			for _, v := range tt.covered {
+				if len(s.Covering(v)) == 0 {
+					t.Errorf("%s not blocked", v)
+				}
+			}
+		})
+	}
+}
+
+// TestWidenedFromLedger: a widened ban and the bans it ended are rebuilt
+// from the ledger alone (no state file): one record does both.
+func TestWidenedFromLedger(t *testing.T) {
+	dir := t.TempDir()
+	l := openLedger(t, filepath.Join(dir, "ledger"))
+	defer l.Close()
+	appendRec := func(ctx context.Context, rec []byte) (uint64, error) { return l.Append(ctx, rec) }
+	s, err := Open(Options{Path: filepath.Join(dir, "a.json"), Append: appendRec, WidenAt: 3}, l)
+	if err != nil {
+		t.Fatal(err)
+	}
 	r := rule("client.ip", time.Hour)
-	var errs int
-	for i := range 5 {
-		if _, err := s.Decide(ctx, alert(fmt.Sprint(i), r, fmt.Sprint("192.0.2.", i))); err != nil {
-			errs++
+	for i := range 4 {
+		if _, err := s.Decide(context.Background(), alert(fmt.Sprint(i), r, fmt.Sprintf("2001:db8:1:%x::1", i))); err != nil {
+			t.Fatal(err)
 		}
 	}
-	if errs != 2 || len(s.Active()) != 3 || s.Stats().Refused != 2 {
-		t.Errorf("%d refused, %d active", errs, len(s.Active()))
+	show := func(ds []Decision) (out []string) {
+		for _, d := range ds {
+			out = append(out, fmt.Sprint(d.ID, d.Scope, d.Value, d.Until.UnixNano()))
+		}
+		return out
+	}
+	want := fmt.Sprint(show(s.Active()))
+	if n := len(s.Active()); n != 1 || s.Stats().Widened != 1 {
+		t.Fatalf("%d in force, %d widened: %s", n, s.Stats().Widened, want)
+	}
+	s2, err := Open(Options{Path: filepath.Join(dir, "b.json"), Append: appendRec, WidenAt: 3}, l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(show(s2.Active())); got != want {
+		t.Errorf("rebuilt from the ledger:\n%s\nwant\n%s", got, want)
 	}
 }
 

@@ -25,14 +25,18 @@ type Event struct {
 	Decision Decision
 	// Replaces is the decision a longer ban took over from.
 	Replaces int64
+	// Covers are the rules' decisions inside a widened ban (a network's
+	// ban made of them), which it ends.
+	Covers []int64
 	// At is when it happened (creation, deletion).
 	At time.Time
 }
 
 type wireDecision struct {
 	Decision
-	Replaces int64  `json:"replaces,omitempty"`
-	Duration string `json:"duration"`
+	Replaces int64   `json:"replaces,omitempty"`
+	Covers   []int64 `json:"covers,omitempty"`
+	Duration string  `json:"duration"`
 }
 
 // AppendJSON appends the event as one line of ECS JSON.
@@ -52,7 +56,7 @@ func (ev Event) AppendJSON(dst []byte) []byte {
 		"event": map[string]any{"kind": "event", "category": []string{"intrusion_detection"}, "type": []string{typ},
 			"action": ev.Action, "outcome": "success", "dataset": detect.DatasetDecision,
 			"id": d.UUID + map[string]string{ActionDeleted: "-deleted", ActionRejected: "-rejected"}[ev.Action], "reason": d.Reason},
-		"trailguard": map[string]any{"decision": wireDecision{Decision: d, Replaces: ev.Replaces, Duration: d.Until.Sub(d.Created).String()}},
+		"trailguard": map[string]any{"decision": wireDecision{Decision: d, Replaces: ev.Replaces, Covers: ev.Covers, Duration: d.Until.Sub(d.Created).String()}},
 	}
 	switch d.Scope {
 	case ScopeIP:
@@ -106,5 +110,5 @@ func parseEvent(data []byte) (Event, bool) {
 		return Event{}, false
 	}
 	w := doc.Trailguard.Decision
-	return Event{Action: doc.Event.Action, Decision: w.Decision, Replaces: w.Replaces, At: doc.Timestamp}, true
+	return Event{Action: doc.Event.Action, Decision: w.Decision, Replaces: w.Replaces, Covers: w.Covers, At: doc.Timestamp}, true
 }

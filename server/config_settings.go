@@ -75,7 +75,7 @@ var settingsHelp = []settingHelp{
 	{key: "notifiers", yamlOnly: true,
 		help: "Where alerts are delivered: a list of {name, type: webhook|slack|syslog|alertmanager, url, secret_file, min_level, …} (see docs/detection.md)."},
 	{key: "decisions", yamlOnly: true,
-		help: "Block decisions rules ask for, served to CrowdSec bouncers: {disabled, allowlist: [CIDR…], duration: 1h, max_duration: 168h, factor: 4, memory: 720h, max_active}."},
+		help: "Block decisions rules ask for, served to CrowdSec bouncers: {disabled, allowlist: [CIDR…], duration: 1h, max_duration: 168h, factor: 4, memory: 720h, max_active: 100000, widen_at: 16}."},
 }
 
 // setting is one configuration setting with all its names, its type and

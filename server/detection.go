@@ -53,8 +53,13 @@ type DecisionsConfig struct {
 	MaxDuration time.Duration `yaml:"max_duration"`
 	Factor      float64       `yaml:"factor"`
 	Memory      time.Duration `yaml:"memory"`
-	// MaxActive bounds the decisions in force (100,000).
+	// MaxActive bounds the decisions in force (100,000); when reached,
+	// the rules' address bans sharing a network are widened into its ban
+	// (decision.Options.MaxActive).
 	MaxActive int `yaml:"max_active"`
+	// WidenAt is how many rules' bans in one IPv6 /48 (or of /48s in one
+	// /32) become one ban of it (16; -1: only when MaxActive is reached).
+	WidenAt int `yaml:"widen_at"`
 }
 
 // detection is the running engine and what follows it.
@@ -140,7 +145,7 @@ func (s *Server) startDetection() error {
 			allow = append(allow, p)
 		}
 		d.decisions, err = decision.Open(decision.Options{Path: filepath.Join(s.cfg.DataDir, "decisions.json"), Append: appendRec,
-			Default: dc.Duration, Max: dc.MaxDuration, Factor: dc.Factor, Memory: dc.Memory, Allowlist: allow, MaxActive: dc.MaxActive, Log: s.log}, s.ledger)
+			Default: dc.Duration, Max: dc.MaxDuration, Factor: dc.Factor, Memory: dc.Memory, Allowlist: allow, MaxActive: dc.MaxActive, WidenAt: dc.WidenAt, Log: s.log}, s.ledger)
 		if err != nil {
 			d.closeNotifiers(2 * time.Second)
 			return fmt.Errorf("server: %w", err)
@@ -333,7 +338,8 @@ func (s *Server) detectionMetrics(w io.Writer) {
 		p("trailguard_decisions_deleted_total", "counter", "Block decisions ended by an operator.", ds.Deleted)
 		p("trailguard_decisions_expired_total", "counter", "Block decisions that ran out.", ds.Expired)
 		p("trailguard_decisions_allowlisted_total", "counter", "Blocks not made because the value is allowlisted.", ds.Allowlisted)
-		p("trailguard_decisions_refused_total", "counter", "Blocks not made because decisions.max_active decisions are in force.", ds.Refused)
+		p("trailguard_decisions_refused_total", "counter", "Blocks not made because decisions.max_active decisions are in force and no two rules' bans share a network to widen.", ds.Refused)
+		p("trailguard_decisions_widened_total", "counter", "Bans of a network made of the rules' bans inside it (decisions.widen_at, or decisions.max_active reached).", ds.Widened)
 		p("trailguard_decisions_rejected_total", "counter", "Decisions of decisions.json the ledger did not support at start (edited on disk): not enforced.", ds.Rejected)
 	}
 }

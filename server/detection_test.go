@@ -415,3 +415,60 @@ func TestMayBeCollectors(t *testing.T) {
 		t.Error("other Aux: skipped")
 	}
 }
+
+// TestBanFloodFromOneNetwork: an attacker holding an IPv6 /48 brute-forces
+// from more of its /64s than decisions.max_active allows. Its /64s' bans
+// are widened into a ban of the /48, so the table never fills: its next /64
+// is blocked before it tries anything, and an unrelated brute-forcer after
+// the flood is still banned. Before, each /64 was a ban of its own, those
+// past max_active were refused, and both walked in.
+func TestBanFloodFromOneNetwork(t *testing.T) {
+	t.Parallel()
+	const maxActive = 40
+	ts := startServer(t, t.TempDir(), func(c *Config) {
+		c.Detection.Disabled = false
+		c.Decisions.MaxActive = maxActive
+	})
+	bouncer := ts.token(t, "nginx-bouncer", access.RoleBouncer)
+	var logins bytes.Buffer
+	for h := range maxActive + 20 {
+		logins.Write(failedLogins(10, fmt.Sprintf("2001:db8:77:%x::1", h), "root").Bytes())
+	}
+	if code, body := ts.do(t, "POST", "/v1/events", ts.ingest, &logins); code != 200 {
+		t.Fatalf("ingest: %d %s", code, body)
+	}
+	// An unrelated brute-forcer after the flood.
+	if code, body := ts.do(t, "POST", "/v1/events", ts.ingest, failedLogins(12, "198.51.100.7", "alice")); code != 200 {
+		t.Fatalf("ingest: %d %s", code, body)
+	}
+	blocked := func(addr string) bool {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			code, body := ts.do(t, "GET", "/v1/decisions?ip="+addr, "", nil, "X-Api-Key", bouncer)
+			if code == 200 && strings.TrimSpace(string(body)) != "null" {
+				return true
+			}
+			if time.Now().After(deadline) {
+				return false
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	// Detection takes the records in order: once the unrelated one is
+	// decided, so is the flood.
+	if !blocked("198.51.100.7") {
+		t.Errorf("the unrelated brute-forcer after the flood is not blocked")
+	}
+	for _, a := range []string{"2001:db8:77:0::1", "2001:db8:77:27::1", "2001:db8:77:3b::1", "2001:db8:77:ffff::5"} {
+		if !blocked(a) {
+			t.Errorf("%s of the flood's /48 is not blocked", a)
+		}
+	}
+	if got := ts.stream(t, bouncer, true).New; len(got) > 3 {
+		t.Errorf("%d decisions in force, want the /48's, the unrelated one's and maybe one /64 decided meanwhile", len(got))
+	}
+	_, body := ts.do(t, "GET", "/metrics", ts.read, nil)
+	if !strings.Contains(string(body), "trailguard_decisions_refused_total 0\n") {
+		t.Errorf("decisions refused (trailguard_decisions_refused_total not 0)")
+	}
+}
