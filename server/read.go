@@ -601,6 +601,7 @@ func (s *Server) handleTail(w http.ResponseWriter, r *http.Request) {
 	keepalive := time.NewTicker(15 * time.Second)
 	defer keepalive.Stop()
 	entries := make(chan ledgerItem, 256)
+	meter := tailMeter{budget: s.tailBudget, left: s.tailBudget, last: time.Now()}
 	go func() {
 		defer close(entries)
 		for e, err := range s.ledger.Follow(ctx, from) {
@@ -627,7 +628,18 @@ func (s *Server) handleTail(w http.ResponseWriter, r *http.Request) {
 			if !ok || it.err != nil {
 				return
 			}
-			if q == nil || matches(q, it.data) {
+			start := time.Now()
+			hit := q == nil || matches(q, it.data)
+			if !meter.spend(start, time.Now()) {
+				s.log.Warn("live tail stopped: its query took too long to check", "budget", s.tailBudget, "at_ledger_index", it.index, "q", p.get("q"))
+				msg, _ := json.Marshal(map[string]any{"error": fmt.Sprintf("live tail stopped: checking events against q took more than %v, and a quarter of the time since, "+
+					"as a search may take (the query costs too much on these events): narrow q, or search instead (GET /v1/events pages on with a cursor); "+
+					"since=%d goes on from here", s.tailBudget, it.index), "next": it.index})
+				fmt.Fprintf(w, "event: stopped\ndata: %s\n\n", msg)
+				flusher.Flush()
+				return
+			}
+			if hit {
 				writeSSE(w, it.index, it.data)
 				dirty = true
 			}
@@ -641,6 +653,30 @@ func (s *Server) handleTail(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+}
+
+// tailMeter bounds the time a live tail spends checking records against
+// its query, as index.Options.ScanTime bounds a search's: a burst of
+// budget, then a quarter of the wall-clock time (a quarter of a core). A
+// search stops after ScanTime and returns a page; a tail checked every
+// record for as long as it ran, and a read token's query that costs much
+// per record (a long pattern over large events), or a tail from since=0
+// over a large ledger, held a core for each of its streams.
+type tailMeter struct {
+	budget, left time.Duration
+	last         time.Time
+}
+
+// tailShare is the share of the wall-clock time a tail may spend checking
+// records, beyond its burst.
+const tailShare = 4
+
+// spend takes the check that ran from start to now out of the budget and
+// reports whether the tail may go on.
+func (m *tailMeter) spend(start, now time.Time) bool {
+	m.left = min(m.budget, m.left+now.Sub(m.last)/tailShare) - now.Sub(start)
+	m.last = now
+	return m.left >= 0
 }
 
 // writeSSE sends one record as an event. Encoded events hold no raw

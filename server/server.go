@@ -85,7 +85,10 @@ type Server struct {
 
 	// stopping is closed when a shutdown starts: live tails end then
 	// instead of holding up the drain of requests in flight.
-	stopping      chan struct{}
+	stopping chan struct{}
+	// tailBudget is a live tail's burst of time checking records against
+	// its query (index.DefaultScanTime, as a search's; tests shorten it).
+	tailBudget    time.Duration
 	stopStreams   func()
 	indexCancel   context.CancelFunc
 	indexDone     chan error
@@ -144,7 +147,8 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: log, metrics: newMetrics(), recent: newRecentIDs(cfg.DedupWindow), chunkEvents: chunkEvents,
-		turns: newPrepTurns(defaultPrepTurns()), space: &spaceMonitor{dir: cfg.DataDir, reserve: cfg.DiskReserve}, closeHook: CloseStepHook, stopping: make(chan struct{})}
+		turns: newPrepTurns(defaultPrepTurns()), space: &spaceMonitor{dir: cfg.DataDir, reserve: cfg.DiskReserve}, closeHook: CloseStepHook, stopping: make(chan struct{}),
+		tailBudget: index.DefaultScanTime}
 	var stopOnce sync.Once
 	s.stopStreams = func() { stopOnce.Do(func() { close(s.stopping) }) }
 	if cfg.ShutdownTimeout <= 0 {

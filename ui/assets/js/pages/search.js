@@ -305,6 +305,18 @@ export async function render(ctx) {
       if (rows.length > TAIL_MAX) rows[rows.length - 1].remove();
       summary.textContent = "Live: " + fmtNum(n) + " new event" + (n === 1 ? "" : "s") + " since the tail started (newest on top).";
     });
+    // The collector ends a tail whose query costs too much to check
+    // (its time budget): say why, and do not reconnect.
+    es.addEventListener("stopped", (m) => {
+      let why = "The live tail stopped.";
+      try {
+        why = JSON.parse(m.data).error || why;
+      } catch (e) {
+        /* keep the generic text */
+      }
+      stopTail();
+      summary.textContent = why;
+    });
     es.addEventListener("error", () => {
       if (es && es.readyState === EventSource.CLOSED) {
         summary.textContent = "The live tail stopped (signed out or the collector went away).";

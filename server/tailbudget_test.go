@@ -1,0 +1,91 @@
+package server
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/trailguard/trailguard/event"
+)
+
+// TestTailCheckBudget: a live tail whose query costs much per record (a
+// long pattern over large events, here from since=0 over the ledger) stops
+// once it spent its budget checking them, with an event that says why and
+// where to go on; a tail of a plain query meanwhile goes on. Before, the
+// tail checked every record for as long as it ran, a core held per stream
+// (a search stops after index.Options.ScanTime).
+func TestTailCheckBudget(t *testing.T) {
+	t.Parallel()
+	const budget = 100 * time.Millisecond
+	ts := startServerWith(t, t.TempDir(), nil, func(s *Server) { s.tailBudget = budget })
+	pad := strings.Repeat("a", 100<<10)
+	var body strings.Builder
+	for i := range 150 {
+		e := &event.Event{Timestamp: time.Now().UTC(), Kind: event.KindEvent, Action: "page_view", Outcome: "success", Message: pad, Path: fmt.Sprintf("/p/%d", i)}
+		body.Write(e.AppendJSON(nil))
+		body.WriteByte('\n')
+	}
+	if code, b := ts.do(t, "POST", "/v1/events", ts.ingest, strings.NewReader(body.String())); code != 200 {
+		t.Fatalf("ingest: %d %.200s", code, b)
+	}
+	tail := func(ctx context.Context, q, since string) (*bufio.Scanner, func()) {
+		t.Helper()
+		v := url.Values{"q": {q}}
+		if since != "" {
+			v.Set("since", since)
+		}
+		req, _ := http.NewRequestWithContext(ctx, "GET", ts.url+"/v1/tail?"+v.Encode(), nil)
+		req.Header.Set("Authorization", "Bearer "+ts.read)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("tail: %v %v", resp, err)
+		}
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(nil, 4<<20)
+		return sc, func() { resp.Body.Close() }
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
+	defer cancel()
+	plain, closePlain := tail(ctx, "event.outcome:failure", "")
+	defer closePlain()
+
+	slow, closeSlow := tail(ctx, "*"+strings.Repeat("a?", 100)+"b", "0")
+	defer closeSlow()
+	start := time.Now()
+	var stopped string
+	for slow.Scan() && stopped == "" {
+		if line := slow.Text(); line == "event: stopped" && slow.Scan() {
+			stopped, _ = strings.CutPrefix(slow.Text(), "data: ")
+		}
+	}
+	if stopped == "" {
+		t.Fatalf("the costly tail did not stop in %v: %v", time.Since(start).Round(time.Millisecond), slow.Err())
+	}
+	var msg struct {
+		Error string
+		Next  uint64
+	}
+	if err := json.Unmarshal([]byte(stopped), &msg); err != nil || !strings.Contains(msg.Error, "live tail stopped") || msg.Next == 0 {
+		t.Errorf("stop event %q: %v", stopped, err)
+	}
+	if slow.Scan() {
+		t.Errorf("the stream went on after the stop event: %q", slow.Text())
+	}
+	t.Logf("stopped after %v at ledger index %d", time.Since(start).Round(time.Millisecond), msg.Next)
+
+	if code, b := ts.do(t, "POST", "/v1/events", ts.ingest, strings.NewReader(ev("authn_login_fail", "failure", "tail-me", "192.0.2.2", 401))); code != 200 {
+		t.Fatalf("ingest: %d %s", code, b)
+	}
+	for plain.Scan() {
+		if strings.Contains(plain.Text(), "tail-me") {
+			return
+		}
+	}
+	t.Fatalf("the plain tail ended without the event: %v", plain.Err())
+}
