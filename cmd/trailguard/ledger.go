@@ -345,6 +345,10 @@ by default DIR/keys/signer.pub when it exists.`, stdout, stderr)
 	}
 	if k := dataVerifierKey(dataDir); len(keys) == 0 && k != "" {
 		keys = append(keys, k)
+		// As verify says it: whoever can write the data directory can
+		// replace this key along with the ledger and its checkpoints, so
+		// a proof checked with it alone proves nothing to an auditor.
+		fmt.Fprintf(stderr, "verifier key: %s (from the data directory; an auditor should use a copy kept elsewhere)\n", k)
 	}
 	fail := func(err error) int {
 		fmt.Fprintln(stderr, "trailguard prove:", err)

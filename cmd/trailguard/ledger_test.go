@@ -174,6 +174,25 @@ func TestLedgerCommands(t *testing.T) {
 	if out, code := run(t, bin, "prove", dir, "--index", "5"); code != 0 || !strings.Contains(out, "no --key: the checkpoint's signature was not checked") {
 		t.Fatalf("prove without a key: exit %d\n%s", code, out)
 	}
+	// With --data and no --key, the data directory's key checks the
+	// checkpoint, and prove says where it came from, as verify does:
+	// whoever can write the directory can replace the key along with the
+	// ledger, so an auditor must use a copy kept elsewhere. Before, the
+	// proof came with no word of it, as if checked by the auditor's key.
+	dataDir := filepath.Join(tmp, "data")
+	if err := os.MkdirAll(filepath.Join(dataDir, "keys"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(dir, filepath.Join(dataDir, "ledger")); err != nil {
+		t.Fatal(err)
+	}
+	if pub, err := os.ReadFile(prefix + ".pub"); err != nil || os.WriteFile(filepath.Join(dataDir, "keys", "signer.pub"), pub, 0o600) != nil {
+		t.Fatal(err)
+	}
+	if out, code := run(t, bin, "prove", "--data", dataDir, "--index", "5"); code != 0 || !strings.Contains(out, "inclusion of record 5") ||
+		!strings.Contains(out, "signer.pub (from the data directory; an auditor should use a copy kept elsewhere)") {
+		t.Errorf("prove --data without --key: exit %d\n%s", code, out)
+	}
 	out, code = run(t, bin, "prove", dir, "--from", "40", "--key", prefix+".pub", "--json")
 	if code != 0 {
 		t.Fatalf("prove --from: %d %s", code, out)
