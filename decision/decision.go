@@ -659,7 +659,10 @@ func (s *Store) plan(scope, value string, base time.Duration, rule bool, now tim
 						n++
 					}
 				}
-				if n < s.o.WidenAt {
+				// A network touching an allowlisted one (the gateway's
+				// trusted proxies, an office) is never banned: the bans
+				// stay as narrow as they were.
+				if n < s.o.WidenAt || s.allowlisted(ScopeRange, parent.String()) {
 					break
 				}
 				net = parent
@@ -721,8 +724,9 @@ const maxCovers = 8192
 
 // compact makes room when MaxActive is reached (s.mu held): the network
 // (an IPv6 /48 or IPv4 /24, else an IPv6 /32 or IPv4 /16) holding the
-// most rules' bans, at least two, is banned instead of them, as long as
-// the longest of them. It reports whether it found one.
+// most rules' bans, at least two, and no allowlisted address, is banned
+// instead of them, as long as the longest of them. It reports whether it
+// found one.
 func (s *Store) compact(ctx context.Context, now time.Time) (bool, error) {
 	for _, lv := range [...]struct{ v6, v4 int }{{48, 24}, {32, 16}} {
 		groups := map[netip.Prefix][]*Decision{}
@@ -741,7 +745,7 @@ func (s *Store) compact(ctx context.Context, now time.Time) (bool, error) {
 			}
 			g := netip.PrefixFrom(c.Addr(), bits).Masked()
 			groups[g] = append(groups[g], d)
-			if len(groups[g]) > len(groups[best]) {
+			if len(groups[g]) > len(groups[best]) && !s.allowlisted(ScopeRange, g.String()) {
 				best = g
 			}
 		}

@@ -251,6 +251,8 @@ func TestMaxActive(t *testing.T) {
 		refused          int
 		active           []string // the values in force, sorted
 		covered          []string // addresses a decision covers
+		allow            string   // an allowlisted network
+		spared           []string // addresses no decision covers
 	}{
 		{name: "distinct IPv4 networks are refused past the cap", maxActive: 3,
 			bans:    []string{"192.0.2.1", "198.51.100.1", "203.0.113.1", "100.64.0.1", "172.16.0.1"},
@@ -274,10 +276,20 @@ func TestMaxActive(t *testing.T) {
 				return append(b, "203.0.113.9", "2001:db8:7:1::1")
 			}(),
 			covered: []string{"2001:db8:0:ff::1", "2001:db8:1:ff::1", "203.0.113.9", "2001:db8:7:1::2"}},
+		{name: "never widened over an allowlisted network", maxActive: 1000, widen: 2, allow: "2001:db8:1:ff::/64",
+			bans:   []string{"2001:db8:1:1::1", "2001:db8:1:2::1", "2001:db8:1:3::1"},
+			active: []string{"2001:db8:1:1::/64", "2001:db8:1:2::/64", "2001:db8:1:3::/64"}, spared: []string{"2001:db8:1:ff::1", "2001:db8:1:4::1"}},
+		{name: "nor at the cap", maxActive: 3, allow: "192.0.2.128/25",
+			bans:    []string{"192.0.2.1", "192.0.2.2", "198.51.100.1", "198.51.100.2", "203.0.113.1"},
+			refused: 2, active: []string{"192.0.2.1", "192.0.2.2", "198.51.100.1"}, spared: []string{"192.0.2.200", "192.0.2.3"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s, _ := Open(Options{MaxActive: tt.maxActive, WidenAt: tt.widen}, nil)
+			var allow []netip.Prefix
+			if tt.allow != "" {
+				allow = append(allow, netip.MustParsePrefix(tt.allow))
+			}
+			s, _ := Open(Options{MaxActive: tt.maxActive, WidenAt: tt.widen, Allowlist: allow}, nil)
 			ctx := context.Background()
 			r := rule("client.ip", time.Hour)
 			var errs int
@@ -316,6 +328,11 @@ func TestMaxActive(t *testing.T) {
 			for _, v := range tt.covered {
 				if len(s.Covering(v)) == 0 {
 					t.Errorf("%s not blocked", v)
+				}
+			}
+			for _, v := range tt.spared {
+				if got := s.Covering(v); len(got) != 0 {
+					t.Errorf("%s blocked by %s", v, got[0].Value)
 				}
 			}
 		})
