@@ -148,6 +148,11 @@ func TestLedgerAuditorBlock(t *testing.T) {
 	if !regexp.MustCompile(`inclusion of record \d+ in tree`).MatchString(s) {
 		t.Errorf("no inclusion proof:\n%s", s)
 	}
+	// The block says prove shows the event proven: the auditor reads the
+	// record the leaf hash is the hash of, not only the hashes.
+	if !regexp.MustCompile(`(?m)^record \{.*"id":"` + regexp.QuoteMeta(ids[3]) + `"`).MatchString(s) {
+		t.Errorf("prove --event-id does not print the record of event %s:\n%s", ids[3], s)
+	}
 	for _, want := range []string{"newest checkpoint: ", "consistency " + oldSize + " -> ", "every figure computed again from the ledger"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("output lacks %q:\n%s", want, s)
@@ -226,5 +231,28 @@ func TestVerifyCopyTakenSegmentsFirst(t *testing.T) {
 	if stdout, stderr, code := call(runVerify, good, "--key", key); code != 0 || strings.Contains(stderr, "tail-truncated") ||
 		!strings.Contains(stdout, "unsigned-tail") || !strings.Contains(stdout, "a copy taken before the next checkpoint") {
 		t.Errorf("checkpoint-first copy: exit %d\n%s%s", code, stdout, stderr)
+	}
+}
+
+// TestWriteRecord: prove prints a record as it is unless a terminal would
+// act on some of its bytes (a ledger holds whatever its writer chose).
+func TestWriteRecord(t *testing.T) {
+	tests := []struct {
+		rec  []byte
+		want string
+	}{
+		{[]byte(`{"event":{"id":"e1"},"user":{"name":"zoë"}}`), `record {"event":{"id":"e1"},"user":{"name":"zoë"}}` + "\n"},
+		{[]byte("{\"a\":\"\x1b[2J\"}"), `record (quoted) "{\"a\":\"\x1b[2J\"}"` + "\n"},
+		{[]byte("x\ny"), `record (quoted) "x\ny"` + "\n"},
+		{[]byte("a\u2028b"), `record (quoted) "a\u2028b"` + "\n"},
+		{[]byte("\xff"), `record (quoted) "\xff"` + "\n"},
+		{nil, "record pruned by retention (its leaf hash remains)\n"},
+	}
+	for _, tt := range tests {
+		var b strings.Builder
+		writeRecord(&b, tt.rec)
+		if b.String() != tt.want {
+			t.Errorf("writeRecord(%q) = %q, want %q", tt.rec, b.String(), tt.want)
+		}
 	}
 }

@@ -11,8 +11,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/mod/sumdb/note"
 
@@ -319,7 +322,7 @@ DIR/ledger of --data; the checkpoint's signature is checked first with --key,
 by default DIR/keys/signer.pub when it exists.`, stdout, stderr)
 	data := fs.dataFlag("the collector's data directory `DIR`: prove from DIR/ledger (env TRAILGUARD_DATA)")
 	index := fs.Int64("index", -1, "prove that record `N` is in the log")
-	eventID := fs.String("event-id", "", "prove that the record with this event.id is in the log")
+	eventID := fs.String("event-id", "", "prove that the record whose event.id is `ID` is in the log")
 	from := fs.Uint64("from", 0, "prove that the tree of `SIZE` is a prefix of the signed tree (consistency)")
 	to := fs.Uint64("to", 0, "prove against the signed checkpoint of this `SIZE` (default: the newest)")
 	var keys keyList
@@ -399,7 +402,9 @@ by default DIR/keys/signer.pub when it exists.`, stdout, stderr)
 			return fail(err)
 		}
 		out = b
-		fmt.Fprintf(&text, "inclusion of record %d in tree %d\nleaf %s\nroot %s\n", b.Index, b.TreeSize, b.LeafHash, b.RootHash)
+		fmt.Fprintf(&text, "inclusion of record %d in tree %d\n", b.Index, b.TreeSize)
+		writeRecord(&text, b.Record)
+		fmt.Fprintf(&text, "leaf %s\nroot %s\n", b.LeafHash, b.RootHash)
 		writeHashes(&text, b.Proof)
 		fmt.Fprintf(&text, "\n%s", b.Checkpoint)
 	}
@@ -413,6 +418,29 @@ by default DIR/keys/signer.pub when it exists.`, stdout, stderr)
 	}
 	fmt.Fprint(stdout, text.String())
 	return 0
+}
+
+// writeRecord prints the proven record: what an auditor asked about, and
+// what the leaf hash is the hash of. A record with bytes a terminal would
+// act on (a control character, invalid UTF-8: never one the collector
+// stored, but a ledger is any bytes its writer chose) is printed quoted.
+func writeRecord(w io.Writer, rec []byte) {
+	if rec == nil {
+		fmt.Fprintln(w, "record pruned by retention (its leaf hash remains)")
+		return
+	}
+	plain := utf8.Valid(rec)
+	for _, r := range string(rec) {
+		if !plain || !unicode.IsGraphic(r) && r != ' ' {
+			plain = false
+			break
+		}
+	}
+	if plain {
+		fmt.Fprintf(w, "record %s\n", rec)
+		return
+	}
+	fmt.Fprintf(w, "record (quoted) %s\n", strconv.QuoteToGraphic(string(rec)))
 }
 
 func writeHashes(w io.Writer, hs []ledger.Hash) {
