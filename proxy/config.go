@@ -9,9 +9,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/goccy/go-yaml"
 	"github.com/trailguard/trailguard/event"
 	"github.com/trailguard/trailguard/internal/ipnet"
+	"github.com/trailguard/trailguard/internal/yamlconf"
 	"github.com/trailguard/trailguard/sink"
 )
 
@@ -281,7 +281,7 @@ func LoadConfig(path string) (Config, error) {
 	if err != nil {
 		return cfg, fmt.Errorf("proxy: config: %w", err)
 	}
-	if err := yaml.UnmarshalWithOptions(data, &cfg, yaml.Strict()); err != nil {
+	if err := yamlconf.Unmarshal(data, &cfg); err != nil {
 		return cfg, fmt.Errorf("proxy: config %s: %w", path, err)
 	}
 	return cfg, nil

@@ -527,6 +527,23 @@ collector: {url: "http://127.0.0.1:8600", poll_interval: 100ms}
 	if _, err := LoadConfig(path); err == nil || !strings.Contains(err.Error(), "upstreams") {
 		t.Errorf("unknown key accepted: %v", err)
 	}
+	// A value of the wrong type names the key as written and what it
+	// takes, at its line: it said "Go struct field Config.Timeouts of
+	// type time.Duration" for timeouts.dial, and for "5x" no key or line.
+	for yml, want := range map[string]string{
+		"timeouts: {dial: 5}\n":  `[1:18] timeouts.dial: want a duration such as 500ms, 30s, 5m or 2h, got "5"`,
+		"timeouts: {idle: 5x}\n": `[1:18] timeouts.idle: want a duration such as 500ms, 30s, 5m or 2h, got "5x"`,
+		"routes:\n  - path: /\n    upstream: http://127.0.0.1:1\n    rate_limit: {rate: fast}\n": `[4:24] routes[0].rate_limit.rate: want a number, got "fast"`,
+		"trusted_proxies: 10.0.0.0/8\n":    `trusted_proxies: want a list`,
+		"collector: {poll_interval: 50}\n": `collector.poll_interval: want a duration`,
+	} {
+		if err := writeFile(path, yml); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := LoadConfig(path); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("config %q: error %v, want one saying %q", yml, err, want)
+		}
+	}
 }
 
 func writeFile(path, s string) error {

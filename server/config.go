@@ -12,10 +12,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/goccy/go-yaml"
-
 	"github.com/trailguard/trailguard/alerting"
 	"github.com/trailguard/trailguard/forward"
+	"github.com/trailguard/trailguard/internal/yamlconf"
 )
 
 // Config configures the collector. Values come, in increasing priority,
@@ -286,7 +285,7 @@ func LoadConfig(args []string, environ []string) (Config, error) {
 		if err != nil {
 			return cfg, fmt.Errorf("config: %w", err)
 		}
-		if err := yaml.UnmarshalWithOptions(data, &cfg, yaml.Strict()); err != nil {
+		if err := yamlconf.Unmarshal(data, &cfg); err != nil {
 			return cfg, fmt.Errorf("config: %s: %w", *path, err)
 		}
 	}

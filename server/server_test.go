@@ -694,4 +694,20 @@ func TestLoadConfig(t *testing.T) {
 	if _, err := LoadConfig(nil, []string{"TRAILGUARD_LEGAL_HOLD=perhaps"}); err == nil {
 		t.Fatal("bad bool accepted")
 	}
+	// A value of the wrong type names the key as written and what it
+	// takes, at its line (it said "Go struct field
+	// Config.CheckpointInterval of type time.Duration", and for "5x" no
+	// key or line at all).
+	for yml, want := range map[string]string{
+		"checkpoint_interval: 5\n":                                                  `[1:22] checkpoint_interval: want a duration such as 500ms, 30s, 5m or 2h, got "5"`,
+		"retention: pci-dss\nshutdown_timeout: 5x\n":                                `[2:19] shutdown_timeout: want a duration such as 500ms, 30s, 5m or 2h, got "5x"`,
+		"outputs:\n  - {name: vl, type: victorialogs, url: http://x, timeout: 3}\n": `outputs[0].timeout: want a duration`,
+		"legal_hold: perhaps\n":                                                     `legal_hold: want true or false, got "perhaps"`,
+		"decisions: {duration: 1 day}\n":                                            `decisions.duration: want a duration`,
+	} {
+		os.WriteFile(path, []byte(yml), 0o600)
+		if _, err := LoadConfig([]string{"--config", path}, nil); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("config %q: error %v, want one saying %q", yml, err, want)
+		}
+	}
 }
