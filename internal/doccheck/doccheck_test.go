@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -52,11 +53,15 @@ type block struct {
 }
 
 // yamlBlocks returns the ```yaml blocks of a document.
-func yamlBlocks(doc, text string) []block {
+func yamlBlocks(doc, text string) []block { return fenced(doc, text, "yaml", "yml") }
+
+// fenced returns the fenced code blocks of a document in any of the
+// languages given (```go, ```yaml, …).
+func fenced(doc, text string, langs ...string) []block {
 	var out []block
 	lines := strings.Split(text, "\n")
 	for i := 0; i < len(lines); i++ {
-		if l := strings.TrimSpace(lines[i]); l != "```yaml" && l != "```yml" {
+		if l := strings.TrimSpace(lines[i]); !strings.HasPrefix(l, "```") || !slices.Contains(langs, l[3:]) {
 			continue
 		}
 		start := i + 1
