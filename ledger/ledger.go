@@ -547,7 +547,7 @@ func Open(dir string, opts Options) (*Ledger, error) {
 	// find its lock still held (internal/flock).
 	lf, err := flock.Lock(filepath.Join(dir, "lock"), lockWait)
 	if errors.Is(err, flock.ErrBusy) {
-		return nil, fmt.Errorf("ledger: open %s: locked by another process: %w", dir, err)
+		return nil, fmt.Errorf("ledger: open %s: its lock is %w", dir, err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("ledger: open %s: %w", dir, err)

@@ -13,7 +13,10 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/trailguard/trailguard/index"
+	"github.com/trailguard/trailguard/internal/flock"
 	"github.com/trailguard/trailguard/server"
+	"github.com/trailguard/trailguard/ship"
 )
 
 // cmdFlags is a subcommand's flag set with its synopsis.
@@ -197,4 +200,14 @@ func dataVerifierKey(dataDir string) string {
 		return p
 	}
 	return ""
+}
+
+// inUse adds what to do to an error saying that another process holds
+// the data directory's ledger, index or spool: another trailguard serve
+// or proxy runs on it (--data defaults to the same directory for both).
+func inUse(err error, dataDir string) error {
+	if errors.Is(err, flock.ErrBusy) || errors.Is(err, index.ErrInUse) || errors.Is(err, ship.ErrLocked) {
+		return fmt.Errorf("%w\n  another trailguard serve or proxy is running on the data directory %s: stop it, or give this one a directory of its own with --data DIR", err, dataDir)
+	}
+	return err
 }

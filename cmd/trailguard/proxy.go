@@ -130,7 +130,7 @@ func runProxy(args []string, stdout, stderr io.Writer) int {
 		if apiLn != nil {
 			apiLn.Close()
 		}
-		fmt.Fprintln(stderr, "trailguard proxy:", err)
+		fmt.Fprintln(stderr, "trailguard proxy:", inUse(err, cfg.DataDir))
 		return 1
 	}
 	scheme := "http"

@@ -99,7 +99,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	srv, err := server.New(cfg, log)
 	if err != nil {
 		ln.Close()
-		fmt.Fprintln(stderr, "trailguard serve:", err)
+		fmt.Fprintln(stderr, "trailguard serve:", inUse(err, cfg.DataDir))
 		return 1
 	}
 	scheme := "http"
