@@ -7,10 +7,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -280,5 +284,67 @@ func TestReadmeDataDirsDistinct(t *testing.T) {
 	gw, col := dataOf("## Put the gateway in front of any API"), dataOf("## Run the collector")
 	if gw == col {
 		t.Errorf("the README's gateway and collector both use --data %s: give the gateway its own directory", gw)
+	}
+}
+
+// TestReadmeGatewayBlock runs the README's "Put the gateway in front of
+// any API" block as pasted — the built binary for go run, free ports for
+// 8080 and 9000 — in front of a real upstream, sends a request through
+// it, stops it with SIGTERM and verifies the trail in the data directory
+// the block names. Before, only the block's --data was checked
+// (TestReadmeDataDirsDistinct): a flag renamed or a default changed would
+// have left the README's one gateway command wrong.
+func TestReadmeGatewayBlock(t *testing.T) {
+	bash := testenv.Tool(t, "bash", "apt-get install bash")
+	testenv.Tool(t, "curl", "apt-get install curl")
+	block := readmeBlock(t, "## Put the gateway in front of any API")
+	line, _, _ := strings.Cut(strings.TrimSpace(block), " #") // the line's comment would swallow what follows
+	if strings.Count(block, "\n") != 1 || !strings.HasPrefix(line, "go run ./cmd/trailguard proxy ") ||
+		!strings.Contains(line, "127.0.0.1:8080") || !strings.Contains(line, "http://127.0.0.1:9000") {
+		t.Fatalf("the block is no longer the one command this test knows (go run ./cmd/trailguard proxy on 127.0.0.1:8080 to http://127.0.0.1:9000):\n%s", block)
+	}
+	var seen atomic.Pointer[string]
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get("X-Request-ID")
+		seen.Store(&id)
+		io.WriteString(w, "hello from the API\n")
+	}))
+	defer upstream.Close()
+	bin := buildTrailguard(t)
+	self, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out string
+	testenv.OnFreeAddr(t, "the README's gateway block", func(addr string) error {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "trailguard"), self, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		gw := strings.NewReplacer("go run ./cmd/trailguard ", "./trailguard ", "127.0.0.1:8080", addr, "http://127.0.0.1:9000", upstream.URL).Replace(line)
+		script := gw + " & GW=$!\n" +
+			"for i in $(seq 100); do curl -sf -o /dev/null http://" + addr + "/ready && break; kill -0 $GW || break; sleep 0.2; done\n" +
+			"curl -sf -D - http://" + addr + "/orders/7\n" +
+			"kill $GW; wait $GW\n" +
+			"./trailguard verify --data ./trailguard-gateway\n"
+		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+		defer cancel()
+		out, err = runScript(t, ctx, bash, dir, append(os.Environ(), "TRAILGUARD_DATA=", "TRAILGUARD_DATA_DIR="), script)
+		if err != nil && strings.Contains(out, "cannot listen on "+addr) && testenv.PortTakenIn(out) {
+			return fmt.Errorf("proxy: %w\n%s", testenv.ErrPortTaken, out)
+		}
+		if err != nil || ctx.Err() != nil {
+			return fmt.Errorf("the README's gateway block: %v (timed out: %v)\n--- script\n%s\n--- output\n%s", err, ctx.Err() != nil, script, out)
+		}
+		return nil
+	})
+	id := seen.Load()
+	if id == nil || *id == "" {
+		t.Fatalf("the upstream saw no request with an X-Request-ID through the gateway\n%s", out)
+	}
+	for _, want := range []string{"hello from the API", "X-Request-Id: " + *id, "OK: trailguard-gateway/ledger: "} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q\n%s", want, out)
+		}
 	}
 }
