@@ -11,8 +11,13 @@ import (
 
 // User identifies the actor of a request (user.id, user.name, user.roles).
 type User struct {
-	ID    string
-	Name  string
+	// ID is user.id: the application's stable identifier of the user.
+	ID string
+	// Name is user.name: the login name, as typed on a failed attempt.
+	Name string
+	// Roles is user.roles; an administrative role here makes the
+	// request's events count as administrator actions (PCI DSS
+	// 10.2.1.2; by default admin, administrator, root, superuser).
 	Roles []string
 }
 
