@@ -121,7 +121,16 @@ func (a aliasValue) Set(s string) error { *a.p = s; return nil }
 // from TRAILGUARD_DATA (or TRAILGUARD_DATA_DIR), else ./trailguard-data:
 // the same directory `trailguard serve` uses.
 func (c *cmdFlags) dataFlag(help string) *string {
-	p := c.String("data", defaultDataDir(), help)
+	return c.dataFlagOr(server.Defaults().DataDir, help)
+}
+
+// dataFlagOr is dataFlag with def as the directory when neither --data
+// nor the environment names one.
+func (c *cmdFlags) dataFlagOr(def, help string) *string {
+	if d := envDataDir(); d != "" {
+		def = d
+	}
+	p := c.String("data", def, help)
 	c.Var(aliasValue{p}, "data-dir", "")
 	c.hidden["data-dir"] = true
 	return p
@@ -129,12 +138,45 @@ func (c *cmdFlags) dataFlag(help string) *string {
 
 // defaultDataDir is the data directory when --data is not given.
 func defaultDataDir() string {
+	if d := envDataDir(); d != "" {
+		return d
+	}
+	return server.Defaults().DataDir
+}
+
+// envDataDir is the data directory TRAILGUARD_DATA (or the older
+// TRAILGUARD_DATA_DIR) names, "" if neither does.
+func envDataDir() string {
 	for _, v := range []string{"TRAILGUARD_DATA", "TRAILGUARD_DATA_DIR"} {
 		if d := os.Getenv(v); d != "" {
 			return d
 		}
 	}
-	return server.Defaults().DataDir
+	return ""
+}
+
+// gatewayDataDir is trailguard proxy's data directory when nothing names
+// one: its own, never the collector's ./trailguard-data, whose ledger a
+// gateway started there wrote its events into, signed with the
+// collector's key.
+const gatewayDataDir = "./trailguard-gateway"
+
+// collectorsTrail refuses the gateway's default data directory when it
+// does not exist yet and the collector's default one holds a trail: that
+// is trailguard serve's, or a gateway's from a version whose default it
+// was, and which one only the operator knows.
+func collectorsTrail() error {
+	if _, err := os.Stat(gatewayDataDir); !errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	col := server.Defaults().DataDir
+	for _, sub := range []string{"ledger", "spool"} {
+		if _, err := os.Stat(filepath.Join(col, sub)); err == nil {
+			return fmt.Errorf("no --data, and %s holds a trail (%s): trailguard serve's default data directory, or a gateway's from before %s was the gateway's default. Say which directory is this gateway's: --data %s to start its own (never the collector's), or --data %s if that trail is this gateway's",
+				col, sub+"/", gatewayDataDir, gatewayDataDir, col)
+		}
+	}
+	return nil
 }
 
 // isSet reports whether the flag name (or its hidden alias) was given.

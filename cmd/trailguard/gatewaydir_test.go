@@ -1,0 +1,99 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/trailguard/trailguard/internal/flock"
+)
+
+// TestGatewayDataDirDefault: trailguard proxy started with no data
+// directory named uses ./trailguard-gateway, never the collector's
+// ./trailguard-data (both defaulted to it, and a gateway started where a
+// collector had run wrote its events into the collector's ledger, signed
+// with the collector's key); where ./trailguard-data holds a trail and
+// ./trailguard-gateway does not exist yet, it asks which is the gateway's
+// rather than guess. Which directory a run took is seen from the lock a
+// test holds in it (TestDataDirInUse's message names the directory).
+func TestGatewayDataDirDefault(t *testing.T) {
+	gw := []string{"--listen", "127.0.0.1:0", "--upstream", "http://127.0.0.1:9"}
+	for _, tt := range []struct {
+		name    string
+		have    []string // directories present before
+		env     string   // TRAILGUARD_DATA
+		args    []string
+		code    int
+		uses    string // the data directory the run took ("" for none)
+		sayAlso string
+		notMade string
+	}{
+		{name: "nothing there", uses: gatewayDataDir},
+		{name: "a collector's data beside it", have: []string{"trailguard-data/ledger"}, code: 2,
+			sayAlso: "--data ./trailguard-gateway to start its own", notMade: gatewayDataDir},
+		{name: "a collector's spool beside it", have: []string{"trailguard-data/spool"}, code: 2, sayAlso: "holds a trail (spool/)"},
+		{name: "the gateway's own already there", have: []string{"trailguard-data/ledger", "trailguard-gateway"}, uses: gatewayDataDir},
+		{name: "named by --data", have: []string{"trailguard-data/ledger"}, args: []string{"--data", "./trailguard-gateway"}, uses: "./trailguard-gateway"},
+		{name: "the collector's named by --data", have: []string{"trailguard-data/ledger"}, args: []string{"--data", "trailguard-data"}, uses: "trailguard-data"},
+		{name: "named by TRAILGUARD_DATA", have: []string{"trailguard-data/ledger"}, env: "elsewhere", uses: "elsewhere"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Chdir(t.TempDir())
+			t.Setenv("TRAILGUARD_DATA", tt.env)
+			t.Setenv("TRAILGUARD_DATA_DIR", "")
+			for _, d := range tt.have {
+				if err := os.MkdirAll(d, 0o700); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tt.uses != "" {
+				// Held as another process would: the run stops at
+				// Open, saying where.
+				if err := os.MkdirAll(filepath.Join(tt.uses, "ledger"), 0o700); err != nil {
+					t.Fatal(err)
+				}
+				held, err := flock.Lock(filepath.Join(tt.uses, "ledger", "lock"), 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer held.Close()
+				tt.code = 1
+				tt.sayAlso = "running on the data directory " + tt.uses + ":"
+			}
+			// A run that took a directory nobody holds serves until
+			// the process ends: that is a failure too, not a hang.
+			type result struct {
+				errOut string
+				code   int
+			}
+			done := make(chan result, 1)
+			go func() {
+				_, errOut, code := call(runProxy, append(gw, tt.args...)...)
+				done <- result{errOut, code}
+			}()
+			var errOut string
+			var code int
+			select {
+			case r := <-done:
+				errOut, code = r.errOut, r.code
+			case <-time.After(30 * time.Second):
+				t.Fatalf("the gateway is serving: it took a data directory other than %q", tt.uses)
+			}
+			if code != tt.code || !strings.Contains(errOut, tt.sayAlso) {
+				t.Errorf("exit %d, want %d and %q:\n%s", code, tt.code, tt.sayAlso, errOut)
+			}
+			if tt.notMade != "" {
+				if _, err := os.Stat(tt.notMade); !os.IsNotExist(err) {
+					t.Errorf("%s was made: %v", tt.notMade, err)
+				}
+			}
+		})
+	}
+	var out strings.Builder
+	runProxy([]string{"--help"}, &out, &out)
+	if !strings.Contains(out.String(), "default "+gatewayDataDir) {
+		t.Errorf("proxy --help does not give its default data directory:\n%s", out.String())
+	}
+}
