@@ -76,6 +76,10 @@ Check a report with trailguard verify-report.`, stdout, stderr)
 		fmt.Fprintf(stderr, "trailguard report: --format %s writes several files: give --out FILE (each form is FILE with its extension: FILE.pdf, FILE.html, FILE.json)\n", *format)
 		return 2
 	}
+	if *out == "" && slices.Contains(formats, "pdf") && isTerminal(stdout) {
+		fmt.Fprintln(stderr, "trailguard report: --format pdf is binary and standard output is a terminal: give --out FILE (or redirect it: > report.pdf)")
+		return 2
+	}
 	if *std == "" {
 		return fs.missing("--standard (pci-dss, soc2 or hipaa)")
 	}
