@@ -102,6 +102,13 @@ func TestTokenCommand(t *testing.T) {
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Fatalf("the refused create left %s behind: %v", dir, err)
 	}
+	// A data directory without tokens lists none, and says how to make
+	// one aside (it printed nothing at all).
+	empty := filepath.Join(tmp, "empty")
+	os.Mkdir(empty, 0o700)
+	if out, errOut, code := call(runToken, "list", "--data", empty); code != 0 || out != "" || !strings.Contains(errOut, "no tokens in "+filepath.Join(empty, "tokens.json")+" yet: trailguard token create --data "+empty) {
+		t.Errorf("list of none: %d stdout %q stderr %q", code, out, errOut)
+	}
 	out, errOut, code := call(runToken, "create", "--data", dir, "--role", "ingest", "--name", "shipper-1", "--init")
 	if code != 0 || !tokenLine.MatchString(out) || !strings.Contains(errOut, "shown once") {
 		t.Fatalf("create --init: %d stdout %q stderr %q", code, out, errOut)

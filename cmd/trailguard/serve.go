@@ -285,7 +285,13 @@ func runToken(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "trailguard token list: unexpected argument %q\n", pos[0])
 			return 2
 		}
-		for _, t := range store.List() {
+		tokens := store.List()
+		if len(tokens) == 0 {
+			// Said aside, so that a script reading the list gets none.
+			fmt.Fprintf(stderr, "trailguard token list: no tokens in %s yet: trailguard token create --data %s --role ingest|read|admin|bouncer --name NAME\n",
+				filepath.Join(*dir, "tokens.json"), *dir)
+		}
+		for _, t := range tokens {
 			state := "active"
 			if t.Revoked != nil {
 				state = "revoked " + t.Revoked.Format("2006-01-02")
