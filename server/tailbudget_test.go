@@ -22,7 +22,13 @@ import (
 // (a search stops after index.Options.ScanTime).
 func TestTailCheckBudget(t *testing.T) {
 	t.Parallel()
-	const budget = 100 * time.Millisecond
+	// Checking one 100 KiB record against the pattern costs about 0.9 ms
+	// without -race, 17 ms with it (2 cores, 2026-12-04); a plain
+	// query's check of a small event tens of microseconds. 10 ms stops
+	// the costly tail within tens of records either way. With 100 ms it
+	// took all 150 records without -race, and whether it stopped hung on
+	// how fast the ledger fed them (the credit, a quarter of the wait).
+	const budget = 10 * time.Millisecond
 	ts := startServerWith(t, t.TempDir(), nil, func(s *Server) { s.tailBudget = budget })
 	pad := strings.Repeat("a", 100<<10)
 	var body strings.Builder
@@ -124,4 +130,39 @@ func TestSearchWildcardSegment(t *testing.T) {
 		t.Errorf("search: partial %v, %d hits after %v; want every record checked, none matching", res.Partial, len(res.Hits), time.Since(start).Round(time.Millisecond))
 	}
 	t.Logf("answered in %v", time.Since(start).Round(time.Millisecond))
+}
+
+// TestTailMeter: the meter's arithmetic on a made-up clock — a burst of
+// budget, then a quarter of the wall-clock time since the last check (the
+// check's own time included: a check may take a third of the wait before
+// it), never more than the burst saved up.
+func TestTailMeter(t *testing.T) {
+	const budget = 100 * time.Millisecond
+	t0 := time.Unix(1_700_000_000, 0)
+	type check struct{ wait, cost time.Duration }
+	tests := []struct {
+		name   string
+		checks []check
+		want   []bool
+	}{
+		{"within the burst", []check{{0, 60 * time.Millisecond}, {0, 39 * time.Millisecond}}, []bool{true, true}},
+		{"burst spent", []check{{0, 60 * time.Millisecond}, {0, 60 * time.Millisecond}}, []bool{true, false}},
+		{"a quarter of the time since comes back", []check{{0, 100 * time.Millisecond}, {150 * time.Millisecond, 50 * time.Millisecond}}, []bool{true, true}},
+		{"not more than a quarter", []check{{0, 100 * time.Millisecond}, {150 * time.Millisecond, 51 * time.Millisecond}}, []bool{true, false}},
+		{"a long wait saves up no more than the burst", []check{{time.Hour, 100 * time.Millisecond}, {0, 1 * time.Millisecond}}, []bool{true, false}},
+		{"a quarter of a core goes on for ever", []check{{0, 100 * time.Millisecond}, {30 * time.Millisecond, 10 * time.Millisecond}, {30 * time.Millisecond, 10 * time.Millisecond}, {30 * time.Millisecond, 10 * time.Millisecond}}, []bool{true, true, true, true}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := tailMeter{budget: budget, left: budget, last: t0}
+			now := t0
+			for i, c := range tt.checks {
+				start := now.Add(c.wait)
+				now = start.Add(c.cost)
+				if got := m.spend(start, now); got != tt.want[i] {
+					t.Errorf("check %d (after %v, costing %v): may go on = %v, want %v (left %v)", i, c.wait, c.cost, got, tt.want[i], m.left)
+				}
+			}
+		})
+	}
 }
