@@ -121,16 +121,7 @@ func (a aliasValue) Set(s string) error { *a.p = s; return nil }
 // from TRAILGUARD_DATA (or TRAILGUARD_DATA_DIR), else ./trailguard-data:
 // the same directory `trailguard serve` uses.
 func (c *cmdFlags) dataFlag(help string) *string {
-	return c.dataFlagOr(server.Defaults().DataDir, help)
-}
-
-// dataFlagOr is dataFlag with def as the directory when neither --data
-// nor the environment names one.
-func (c *cmdFlags) dataFlagOr(def, help string) *string {
-	if d := envDataDir(); d != "" {
-		def = d
-	}
-	p := c.String("data", def, help)
+	p := c.String("data", defaultDataDir(), help)
 	c.Var(aliasValue{p}, "data-dir", "")
 	c.hidden["data-dir"] = true
 	return p
@@ -153,6 +144,39 @@ func envDataDir() string {
 		}
 	}
 	return ""
+}
+
+// gatewayDataEnv is the variable naming trailguard proxy's data
+// directory. The gateway does not read TRAILGUARD_DATA: that names the
+// collector's, and on a machine running both, one exported for serve made
+// the gateway open the collector's ledger (or fail on its lock).
+const gatewayDataEnv = "TRAILGUARD_GATEWAY_DATA"
+
+// gatewayDataFlag registers trailguard proxy's --data (and the hidden
+// --data-dir), its default from TRAILGUARD_GATEWAY_DATA, else
+// ./trailguard-gateway.
+func (c *cmdFlags) gatewayDataFlag(help string) *string {
+	def := gatewayDataDir
+	if d := os.Getenv(gatewayDataEnv); d != "" {
+		def = d
+	}
+	p := c.String("data", def, help)
+	c.Var(aliasValue{p}, "data-dir", "")
+	c.hidden["data-dir"] = true
+	return p
+}
+
+// collectorsVariable is the note a gateway prints when TRAILGUARD_DATA is
+// set and nothing named the gateway's own directory: it says the variable
+// was not read, so an operator who meant it for the gateway sees where
+// the gateway's trail went instead of finding a second one later. "" when
+// the variable is unset.
+func collectorsVariable(used string) string {
+	d := envDataDir()
+	if d == "" {
+		return ""
+	}
+	return fmt.Sprintf("note: TRAILGUARD_DATA (%s) names the collector's data directory and is not read by the gateway; its own is %s (choose it with --data DIR or %s)", d, used, gatewayDataEnv)
 }
 
 // gatewayDataDir is trailguard proxy's data directory when nothing names

@@ -23,7 +23,10 @@ func TestGatewayDataDirDefault(t *testing.T) {
 	for _, tt := range []struct {
 		name    string
 		have    []string // directories present before
-		env     string   // TRAILGUARD_DATA
+		env     string   // TRAILGUARD_DATA ("/x": a directory under the test's)
+		gwEnv   string   // TRAILGUARD_GATEWAY_DATA
+		note    string   // said on standard error, besides sayAlso
+		sayNot  string
 		args    []string
 		code    int
 		uses    string // the data directory the run took ("" for none)
@@ -37,14 +40,33 @@ func TestGatewayDataDirDefault(t *testing.T) {
 		{name: "the gateway's own already there", have: []string{"trailguard-data/ledger", "trailguard-gateway"}, uses: gatewayDataDir},
 		{name: "named by --data", have: []string{"trailguard-data/ledger"}, args: []string{"--data", "./trailguard-gateway"}, uses: "./trailguard-gateway"},
 		{name: "the collector's named by --data", have: []string{"trailguard-data/ledger"}, args: []string{"--data", "trailguard-data"}, uses: "trailguard-data"},
-		{name: "named by TRAILGUARD_DATA", have: []string{"trailguard-data/ledger"}, env: "elsewhere", uses: "elsewhere"},
+		// TRAILGUARD_DATA is the collector's: exported for serve on the
+		// same machine, it made the gateway open the collector's ledger.
+		{name: "TRAILGUARD_DATA is the collector's", have: []string{"/collector/ledger"}, env: "/collector", uses: gatewayDataDir,
+			note: "TRAILGUARD_DATA (/collector) names the collector's data directory and is not read by the gateway; its own is ./trailguard-gateway (choose it with --data DIR or TRAILGUARD_GATEWAY_DATA)"},
+		{name: "named by TRAILGUARD_GATEWAY_DATA", have: []string{"trailguard-data/ledger"}, gwEnv: "elsewhere", uses: "elsewhere"},
+		{name: "TRAILGUARD_GATEWAY_DATA over TRAILGUARD_DATA", env: "/collector", gwEnv: "elsewhere", uses: "elsewhere", sayNot: "TRAILGUARD_DATA"},
+		{name: "--data over TRAILGUARD_GATEWAY_DATA", gwEnv: "elsewhere", args: []string{"--data", "mine"}, uses: "mine"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			t.Chdir(t.TempDir())
-			t.Setenv("TRAILGUARD_DATA", tt.env)
+			top := t.TempDir()
+			t.Chdir(top)
+			abs := func(d string) string { // "/x" is top/x, named absolute
+				if strings.HasPrefix(d, "/") {
+					return filepath.Join(top, d)
+				}
+				return d
+			}
+			env := tt.env
+			if env != "" {
+				env = abs(env)
+				tt.note = strings.ReplaceAll(tt.note, "("+tt.env+")", "("+env+")")
+			}
+			t.Setenv("TRAILGUARD_DATA", env)
 			t.Setenv("TRAILGUARD_DATA_DIR", "")
+			t.Setenv("TRAILGUARD_GATEWAY_DATA", tt.gwEnv)
 			for _, d := range tt.have {
-				if err := os.MkdirAll(d, 0o700); err != nil {
+				if err := os.MkdirAll(abs(d), 0o700); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -83,6 +105,12 @@ func TestGatewayDataDirDefault(t *testing.T) {
 			}
 			if code != tt.code || !strings.Contains(errOut, tt.sayAlso) {
 				t.Errorf("exit %d, want %d and %q:\n%s", code, tt.code, tt.sayAlso, errOut)
+			}
+			if tt.note != "" && !strings.Contains(errOut, tt.note) {
+				t.Errorf("does not say %q:\n%s", tt.note, errOut)
+			}
+			if tt.sayNot != "" && strings.Contains(errOut, tt.sayNot) {
+				t.Errorf("says %q:\n%s", tt.sayNot, errOut)
 			}
 			if tt.notMade != "" {
 				if _, err := os.Stat(tt.notMade); !os.IsNotExist(err) {

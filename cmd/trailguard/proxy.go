@@ -43,7 +43,7 @@ func runProxy(args []string, stdout, stderr io.Writer) int {
 	cfgPath := fs.String("config", "", "YAML configuration `FILE` (routes, logins, sensitive operations, rate limits)")
 	listen := fs.String("listen", "", "address `ADDR` to serve on (default 127.0.0.1:8080)")
 	upstream := fs.String("upstream", "", "upstream `URL` for every request no configured route takes, e.g. http://127.0.0.1:9000")
-	data := fs.dataFlagOr(gatewayDataDir, "data directory `DIR`: the ledger and index (single node) or the spool (with --collector); not the collector's (env TRAILGUARD_DATA)")
+	data := fs.gatewayDataFlag("data directory `DIR`: the ledger and index (single node) or the spool (with --collector); not the collector's (env " + gatewayDataEnv + "; TRAILGUARD_DATA is the collector's and not read)")
 	collector := fs.String("collector", "", "collector base `URL` to ship events to and read block decisions from")
 	token := fs.String("token", "", "ingest `TOKEN` for the collector (env TRAILGUARD_PROXY_TOKEN)")
 	bouncer := fs.String("bouncer-key", "", "bouncer `KEY` (X-Api-Key) for the collector's decision stream (env TRAILGUARD_BOUNCER_KEY)")
@@ -85,13 +85,17 @@ func runProxy(args []string, stdout, stderr io.Writer) int {
 	set(&cfg.ServiceName, *service)
 	set(&cfg.API, *api)
 	set(&cfg.TrailDir, *trailDir)
-	if cfg.DataDir == "" || fs.isSet("data", "data-dir") || os.Getenv("TRAILGUARD_DATA") != "" {
+	named := cfg.DataDir != "" || fs.isSet("data", "data-dir") || os.Getenv(gatewayDataEnv) != ""
+	if cfg.DataDir == "" || fs.isSet("data", "data-dir") || os.Getenv(gatewayDataEnv) != "" {
 		cfg.DataDir = *data
 	}
-	if cfg.DataDir == gatewayDataDir && !fs.isSet("data", "data-dir") && envDataDir() == "" {
+	if !named {
 		if err := collectorsTrail(); err != nil {
 			fmt.Fprintln(stderr, "trailguard proxy:", err)
 			return 2
+		}
+		if note := collectorsVariable(cfg.DataDir); note != "" {
+			fmt.Fprintln(stderr, "trailguard proxy:", note)
 		}
 	}
 	if *upstream != "" {
