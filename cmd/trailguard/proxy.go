@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/trailguard/trailguard/proxy"
@@ -147,7 +148,11 @@ func runProxy(args []string, stdout, stderr io.Writer) int {
 	if cfg.TLSCert != "" {
 		scheme = "https"
 	}
-	fmt.Fprintf(stdout, "trailguard proxy on %s://%s (%d routes)\n", scheme, ln.Addr(), len(cfg.Routes))
+	routes := "routes"
+	if len(cfg.Routes) == 1 {
+		routes = "route"
+	}
+	fmt.Fprintf(stdout, "trailguard proxy on %s://%s (%d %s)\n", scheme, ln.Addr(), len(cfg.Routes), routes)
 	for _, r := range cfg.Routes {
 		host := r.Host
 		if host == "" {
@@ -159,14 +164,7 @@ func runProxy(args []string, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintf(stdout, "  %s%s -> %s\n", host, path, r.Upstream)
 	}
-	if g.Collector() != nil {
-		fmt.Fprintf(stdout, "  trail: ledger and index in %s (single node)\n", cfg.DataDir)
-		if apiLn != nil {
-			fmt.Fprintf(stdout, "  collector API on http://%s\n", apiLn.Addr())
-		}
-	} else {
-		fmt.Fprintf(stdout, "  trail: shipped to %s, spooled in %s/spool\n", cfg.Collector.URL, cfg.DataDir)
-	}
+	printProxyStart(stdout, cfg, g.Collector() != nil, apiLn)
 	defer exitWatchdog(ctx, g.ShutdownTimeout(), stderr, "trailguard proxy")()
 	if err := g.Serve(ctx, ln, apiLn); err != nil {
 		fmt.Fprintln(stderr, "trailguard proxy:", err)
@@ -174,4 +172,37 @@ func runProxy(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintln(stdout, "trailguard proxy stopped")
 	return 0
+}
+
+// printProxyStart tells the operator, after the routes, where this
+// gateway's data goes, where to look at it and how to stop it: before,
+// the trail file (--trail-dir) went unmentioned and the data directory
+// was shown as given, relative to a directory the reader may not know.
+func printProxyStart(w io.Writer, cfg proxy.Config, single bool, apiLn net.Listener) {
+	data := absPath(cfg.DataDir)
+	if single {
+		fmt.Fprintf(w, "  data:       %s (ledger, index and keys: single node)\n", data)
+	} else {
+		fmt.Fprintf(w, "  data:       shipped to %s, spooled in %s\n", cfg.Collector.URL, filepath.Join(data, "spool"))
+	}
+	if cfg.TrailDir != "" {
+		fmt.Fprintf(w, "  trail file: %s (JSON lines, rotated)\n", filepath.Join(absPath(cfg.TrailDir), "trail.jsonl"))
+	}
+	switch {
+	case !single:
+		fmt.Fprintf(w, "  look:       the collector's API and web UI at %s\n", cfg.Collector.URL)
+	case apiLn != nil:
+		fmt.Fprintf(w, "  look:       collector API on http://%s (tokens: trailguard token create --data %s)\n", apiLn.Addr(), cfg.DataDir)
+	default:
+		fmt.Fprintf(w, "  look:       --api ADDR serves the collector API while it runs; offline: trailguard verify --data %s\n", cfg.DataDir)
+	}
+	fmt.Fprintf(w, "  stop:       Ctrl-C or SIGTERM to pid %d (drains requests; the trail is flushed, signed or spooled)\n", os.Getpid())
+}
+
+// absPath is p made absolute for a start message, p itself if it cannot be.
+func absPath(p string) string {
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
 }

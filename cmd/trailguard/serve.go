@@ -107,10 +107,11 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		scheme = "https"
 	}
 	fmt.Fprintf(stdout, "trailguard collector on %s://%s\n  data:         %s\n  signer key:   %s\n  verifier key: %s\n  web UI:       %s://%s/ui/ (sign in with a token of role read or admin)\n",
-		scheme, ln.Addr(), cfg.DataDir, srv.SignerKeyPath, srv.VerifierKeyPath, scheme, ln.Addr())
+		scheme, ln.Addr(), absPath(cfg.DataDir), absPath(srv.SignerKeyPath), absPath(srv.VerifierKeyPath), scheme, ln.Addr())
 	if len(srv.Tokens().List()) == 0 {
 		fmt.Fprintf(stdout, "  no API tokens yet: trailguard token create --data %s --role ingest --name shipper-1\n", cfg.DataDir)
 	}
+	fmt.Fprintf(stdout, "  stop:         Ctrl-C or SIGTERM to pid %d (writes a final signed checkpoint)\n", os.Getpid())
 	defer exitWatchdog(ctx, cfg.ShutdownTimeout, stderr, "trailguard serve")()
 	// Serve returns within shutdown_timeout of the signal (by 90 % of it),
 	// whatever state the disk is in or a follower is in; the final

@@ -1,0 +1,58 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/trailguard/trailguard/proxy"
+)
+
+// TestProxyStartSays: what trailguard proxy prints on start answers
+// where its data goes (absolute, so it is found from any directory),
+// where the --trail-dir file is, where to look at the events and how to
+// stop it. Before, the trail file went unmentioned, the data directory
+// was shown as given, and neither a way to look nor to stop was said.
+func TestProxyStartSays(t *testing.T) {
+	t.Chdir(t.TempDir())
+	wd, _ := os.Getwd()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	stop := fmt.Sprintf("  stop:       Ctrl-C or SIGTERM to pid %d", os.Getpid())
+	for _, tt := range []struct {
+		name   string
+		cfg    proxy.Config
+		single bool
+		api    net.Listener
+		want   []string
+	}{
+		{name: "single node", cfg: proxy.Config{DataDir: "gw"}, single: true, want: []string{
+			"  data:       " + filepath.Join(wd, "gw") + " (ledger, index and keys: single node)",
+			"  look:       --api ADDR serves the collector API while it runs; offline: trailguard verify --data gw",
+			stop}},
+		{name: "single node with --api and --trail-dir", cfg: proxy.Config{DataDir: "gw", TrailDir: "trails"}, single: true, api: ln, want: []string{
+			"  trail file: " + filepath.Join(wd, "trails", "trail.jsonl") + " (JSON lines, rotated)",
+			"  look:       collector API on http://" + ln.Addr().String() + " (tokens: trailguard token create --data gw)",
+			stop}},
+		{name: "behind a collector", cfg: proxy.Config{DataDir: "/var/lib/gw", Collector: proxy.Collector{URL: "http://127.0.0.1:8600"}}, want: []string{
+			"  data:       shipped to http://127.0.0.1:8600, spooled in /var/lib/gw/spool",
+			"  look:       the collector's API and web UI at http://127.0.0.1:8600",
+			stop}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var out strings.Builder
+			printProxyStart(&out, tt.cfg, tt.single, tt.api)
+			for _, w := range tt.want {
+				if !strings.Contains(out.String(), w) {
+					t.Errorf("start message lacks %q:\n%s", w, out.String())
+				}
+			}
+		})
+	}
+}
