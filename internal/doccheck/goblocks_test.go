@@ -2,6 +2,9 @@ package doccheck
 
 import (
 	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,8 +27,8 @@ type goBlock struct {
 }
 
 var goBlocks = []goBlock{
-	{doc: "README.md", first: "trail, _ := sink.OpenFile(", before: "var oldRoles, newRoles []string"},
-	{doc: "docs/scale-out.md", first: "trail, _ := ship.New(ship.Options{", after: "_ = audit"},
+	{doc: "README.md", first: "trail, err := sink.OpenFile(", before: "var oldRoles, newRoles []string"},
+	{doc: "docs/scale-out.md", first: "trail, err := ship.New(ship.Options{", after: "_ = audit"},
 	{doc: "docs/ledger.md", first: "l, err := ledger.Open(", skip: "a summary of the API, one call a line with … for what it leaves out"},
 }
 
@@ -91,6 +94,9 @@ func TestDocGoExamplesCompile(t *testing.T) {
 					imports = append(imports, strconv.Quote(p))
 				}
 			}
+			for _, e := range droppedErrors(b.text) {
+				t.Errorf("%s:%d: %s: a reader copies the block as it is; handle the error", b.doc, b.line+e.line, e.what)
+			}
 			pkg := fmt.Sprintf("b%d", len(pkgs))
 			// The //line comment makes the compiler's messages name the
 			// document's own lines.
@@ -120,5 +126,73 @@ func TestDocGoExamplesCompile(t *testing.T) {
 	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOPROXY=off", "GOWORK=off", "GOTOOLCHAIN=local")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Errorf("the documents' Go blocks do not compile: %v\n%s", err, out)
+	}
+}
+
+// droppedError is a place a Go block throws an error away.
+type droppedError struct {
+	line int // within the block, from 1
+	what string
+}
+
+// droppedErrors finds where a block drops an error, by its shape (the
+// blocks are compiled apart from their types): a blank identifier last
+// on the left of an assignment from a call (Go's results end in the
+// error), and a call whose result is unused when it is one of those that
+// return only an error (serving, closing, writing). The README's first
+// block had both ("trail, _ := sink.OpenFile(…)", a bare
+// "http.ListenAndServe(…)", "defer audit.Close()"), and a newcomer
+// copies the block as it is.
+func droppedErrors(block string) []droppedError {
+	fset := token.NewFileSet()
+	f, err := parser.ParseFile(fset, "", "package p\nfunc _() {\n"+block+"\n}\n", 0)
+	if err != nil {
+		return []droppedError{{1, "does not parse: " + err.Error()}}
+	}
+	errOnly := map[string]bool{"ListenAndServe": true, "ListenAndServeTLS": true, "Serve": true, "Close": true,
+		"Shutdown": true, "Flush": true, "Sync": true, "Audit": true, "Auth": true}
+	var out []droppedError
+	at := func(n ast.Node) int { return fset.Position(n.Pos()).Line - 2 }
+	unused := func(call *ast.CallExpr, how string) {
+		if sel, ok := call.Fun.(*ast.SelectorExpr); ok && errOnly[sel.Sel.Name] {
+			out = append(out, droppedError{at(call), strings.TrimSpace(how + " " + sel.Sel.Name + "'s error is not looked at")})
+		}
+	}
+	ast.Inspect(f, func(n ast.Node) bool {
+		switch n := n.(type) {
+		case *ast.AssignStmt:
+			if len(n.Rhs) == 1 && len(n.Lhs) > 1 {
+				if _, ok := n.Rhs[0].(*ast.CallExpr); ok {
+					if id, ok := n.Lhs[len(n.Lhs)-1].(*ast.Ident); ok && id.Name == "_" {
+						out = append(out, droppedError{at(n), "an error assigned to _"})
+					}
+				}
+			}
+		case *ast.ExprStmt:
+			if call, ok := n.X.(*ast.CallExpr); ok {
+				unused(call, "")
+			}
+		case *ast.DeferStmt:
+			unused(n.Call, "deferred:")
+		}
+		return true
+	})
+	return out
+}
+
+// TestDroppedErrors: the check finds the shapes the README's first block
+// had, and passes the same block with its errors handled.
+func TestDroppedErrors(t *testing.T) {
+	for _, tt := range []struct {
+		block string
+		want  int
+	}{
+		{"trail, _ := sink.OpenFile(o)\naudit, _ := httpaudit.New(c)\ndefer audit.Close()\nhttp.ListenAndServe(\":8080\", h)", 4},
+		{"trail, err := sink.OpenFile(o)\nif err != nil {\n\tlog.Fatal(err)\n}\nerr = http.ListenAndServe(\":8080\", h)\nlog.Fatal(err)", 0},
+		{"_, _ = fmt.Println(1)\nx, ok := m[k]\n_ = x\n_ = ok", 1},
+	} {
+		if got := droppedErrors(tt.block); len(got) != tt.want {
+			t.Errorf("%q: %d dropped errors %v, want %d", tt.block, len(got), got, tt.want)
+		}
 	}
 }
