@@ -16,6 +16,9 @@ type FieldError struct {
 	Field, Want, Got string
 }
 
+// Error names the field, what ECS wants and what came, in that order: it
+// is the per-line reason a shipper's operator reads in the ingest answer,
+// and the three together say what to fix without the event at hand.
 func (e *FieldError) Error() string {
 	return fmt.Sprintf("field %s: ECS wants %s, got %s", e.Field, e.Want, e.Got)
 }

@@ -24,6 +24,8 @@ type RequestError struct {
 	Param, Msg string
 }
 
+// Error leads with the parameter so that a caller who only logs the
+// message still knows which part of the request to change.
 func (e *RequestError) Error() string { return "index: " + e.Param + ": " + e.Msg }
 
 func badRequest(param, format string, args ...any) error {
@@ -37,7 +39,12 @@ type ReadError struct {
 	Err   error
 }
 
+// Error names the ledger record, the index to give `trailguard verify`
+// or a proof request when looking into it.
 func (e *ReadError) Error() string { return fmt.Sprintf("index: ledger record %d: %v", e.Index, e.Err) }
+
+// Unwrap gives the read's own error, so that errors.Is can tell a damaged
+// record (ledger.ErrCorrupt) from an I/O failure.
 func (e *ReadError) Unwrap() error { return e.Err }
 
 // Request is a search.

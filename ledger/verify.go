@@ -88,6 +88,8 @@ type Finding struct {
 	File string `json:"file,omitempty"`
 }
 
+// String is the finding as verify prints it: the kind first, the stable
+// name a script or an auditor's checklist matches on, then the message.
 func (f Finding) String() string { return f.Kind + ": " + f.Message }
 
 // Report is the result of Verify.
@@ -110,6 +112,9 @@ type Report struct {
 // OK reports whether the ledger verified without findings.
 func (r *Report) OK() bool { return r != nil && len(r.Findings) == 0 }
 
+// String is the report as `trailguard verify` prints it for a person:
+// OK or FAIL first, with what was checked and what retention removed
+// said apart, so that "N records" is never read as more checked than were.
 func (r *Report) String() string {
 	if r == nil {
 		return "<nil report>"

@@ -59,6 +59,8 @@ func (a Adoption) ext() string {
 	return fmt.Sprintf("%s%d %d %s", adoptExt, a.From, a.To, a.Reason)
 }
 
+// String says which records were adopted and why in words, for verify's
+// notices: an auditor reads that the operator vouched for them, not a code.
 func (a Adoption) String() string {
 	what := map[string]string{
 		AdoptNoCheckpoint:  "no signed checkpoint existed",

@@ -7,14 +7,29 @@ import "strings"
 // and quoted otherwise, and terms on one field joined by and/or/not written
 // as one field group (user.name:(alice or bob)).
 
-func (e *And) String() string    { return render(e, "") }
-func (e *Or) String() string     { return render(e, "") }
-func (e *Not) String() string    { return render(e, "") }
-func (e *Term) String() string   { return render(e, "") }
+// String is the expression in the canonical form above: the form the
+// collector records a search under in its own trail, so one search reads
+// the same whoever typed it and however.
+func (e *And) String() string { return render(e, "") }
+
+// String: see And.String.
+func (e *Or) String() string { return render(e, "") }
+
+// String: see And.String.
+func (e *Not) String() string { return render(e, "") }
+
+// String: see And.String.
+func (e *Term) String() string { return render(e, "") }
+
+// String: see And.String.
 func (e *Exists) String() string { return e.Field + ":*" }
+
+// String: see And.String.
 func (e *Range) String() string {
 	return e.Field + " " + e.Op.String() + " " + literal(e.Value, true)
 }
+
+// String: see And.String.
 func (e *Text) String() string {
 	if e.Wildcard {
 		return pattern(e.Value)

@@ -119,6 +119,8 @@ type Difference struct {
 	Ledger string `json:"ledger"`
 }
 
+// String puts the report's figure beside the ledger's, as verify-report
+// prints it: a reader sees what the report claimed against what is true.
 func (d Difference) String() string {
 	return fmt.Sprintf("%s: the report says %s, the ledger gives %s", d.Path, d.Report, d.Ledger)
 }

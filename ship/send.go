@@ -615,6 +615,8 @@ type StatusError struct {
 	Status string // the status line, e.g. "401 Unauthorized"
 }
 
+// Error is the status line alone ("401 Unauthorized"): it is what the
+// operator compares with the far end's log or documentation.
 func (e *StatusError) Error() string { return e.Status }
 
 // retryable reports whether an HTTP status is worth sending again. Besides

@@ -89,8 +89,12 @@ func (s *Sessions) SetClock(now func() time.Time) {
 	s.mu.Unlock()
 }
 
-// Idle and Lifetime are the expiry settings.
-func (s *Sessions) Idle() time.Duration     { return s.idle }
+// Idle is how long a session may go unused before it ends (ui_session_idle),
+// stated to the page with the session so it can say when it will end.
+func (s *Sessions) Idle() time.Duration { return s.idle }
+
+// Lifetime is how long a session may last however busy (ui_session_max),
+// so a stolen cookie is not good for ever.
 func (s *Sessions) Lifetime() time.Duration { return s.max }
 
 func randomString() string {

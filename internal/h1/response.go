@@ -117,6 +117,10 @@ type FixedBody struct {
 // Reset makes b the body of n > 0 bytes read from r.
 func (b *FixedBody) Reset(r *bufio.Reader, n int64) { *b = FixedBody{r: r, n: n} }
 
+// Read never reads past the body's n bytes, so the bytes that follow on
+// the connection (the next response) stay in r for whoever reads next;
+// it returns io.EOF with the last bytes, as net/http's body does, so a
+// caller that stops at io.EOF sees the same calls either way.
 func (b *FixedBody) Read(p []byte) (int, error) {
 	if b.eof {
 		return 0, io.EOF

@@ -40,6 +40,8 @@ type Writer struct {
 	RC   syscall.RawConn
 }
 
+// Write is the connection's own Write here, so callers are the same on
+// every platform.
 func (w Writer) Write(p []byte) (int, error) { return w.Conn.Write(p) }
 
 // Listener returns ln as it is here.

@@ -171,6 +171,8 @@ type Writer struct {
 	RC   syscall.RawConn
 }
 
+// Write is this package's Write, so a bufio.Writer or io.Copy over w
+// gets its one-syscall writes without knowing of the raw connection.
 func (w Writer) Write(p []byte) (int, error) { return Write(w.Conn, w.RC, p) }
 
 // Conn is a TCP connection whose Read and Write are this package's: the
@@ -181,8 +183,11 @@ type Conn struct {
 	rc syscall.RawConn
 }
 
+// Read is this package's Read, in place of the *net.TCPConn's, for code
+// that takes a net.Conn (net/http, crypto/tls).
 func (c *Conn) Read(p []byte) (int, error) { return Read(c.TCPConn, c.rc, p) }
 
+// Write is this package's Write: see Read.
 func (c *Conn) Write(p []byte) (int, error) { return Write(c.TCPConn, c.rc, p) }
 
 // NetConn returns the TCP connection under c (as *tls.Conn's NetConn).
