@@ -9,14 +9,17 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/trailguard/trailguard/index"
 	"github.com/trailguard/trailguard/internal/flock"
+	"github.com/trailguard/trailguard/ledger"
 	"github.com/trailguard/trailguard/server"
 	"github.com/trailguard/trailguard/ship"
+	"golang.org/x/mod/sumdb/note"
 )
 
 // cmdFlags is a subcommand's flag set with its synopsis.
@@ -276,4 +279,15 @@ func inUse(err error, dataDir string) error {
 		return fmt.Errorf("%w\n  another trailguard serve or proxy is running on the data directory %s: stop it, or give this one a directory of its own with --data DIR", err, dataDir)
 	}
 	return err
+}
+
+// loadVerifierKeys reads the --key files. A file that is not there says
+// what --key wants: "open missing.pub: no such file or directory" left
+// an auditor guessing which key, and where a collector keeps it.
+func loadVerifierKeys(keys []string) ([]note.Verifier, error) {
+	vs, err := ledger.LoadVerifiers(keys...)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w: --key FILE is the collector's public verifier key: the auditor's own copy of its DATA_DIR/keys/signer.pub (trailguard serve prints the path on start)", err)
+	}
+	return vs, err
 }

@@ -188,7 +188,7 @@ exit status: 0 verified, 1 findings, 2 could not verify`, stdout, stderr)
 		keys = append(keys, k)
 		fmt.Fprintf(stderr, "verifier key: %s (from the data directory; an auditor should use a copy kept elsewhere)\n", k)
 	}
-	vs, err := ledger.LoadVerifiers(keys...)
+	vs, err := loadVerifierKeys(keys)
 	if err != nil {
 		fmt.Fprintln(stderr, "trailguard verify:", err)
 		return 2
@@ -367,7 +367,7 @@ by default DIR/keys/signer.pub when it exists.`, stdout, stderr)
 		return fail(err)
 	}
 	if len(keys) > 0 {
-		vs, err := ledger.LoadVerifiers(keys...)
+		vs, err := loadVerifierKeys(keys)
 		if err != nil {
 			return fail(err)
 		}

@@ -252,7 +252,7 @@ named). Exit status 0 only if all of that holds.`, stdout, stderr)
 	if len(keys) == 0 {
 		return fs.missing("--key FILE (an auditor uses their own copy of the collector's public key)")
 	}
-	vs, err := ledger.LoadVerifiers(keys...)
+	vs, err := loadVerifierKeys(keys)
 	if err != nil {
 		fmt.Fprintln(stderr, "trailguard verify-report:", err)
 		return 1
