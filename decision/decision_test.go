@@ -208,6 +208,9 @@ func TestPersistence(t *testing.T) {
 	}
 	s.Delete(ctx, 2, "admin", "")
 	want := s.Active()
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	// Restart with the file.
 	if got := open().Active(); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("after restart:\n got %+v\nwant %+v", got, want)
@@ -573,6 +576,9 @@ func TestStateFileEditedOnDisk(t *testing.T) {
 	}
 	s.Delete(ctx, 3, "admin", "false positive")
 	want := fmt.Sprint(s.Active())
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	saved, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)

@@ -295,7 +295,11 @@ func (s *Server) closeDetection(by time.Time) error {
 	d.cancel()
 	<-d.done
 	d.closeNotifiers(time.Until(by) - 100*time.Millisecond)
-	return d.alerts.Flush()
+	var derr error
+	if d.decisions != nil {
+		derr = d.decisions.Flush()
+	}
+	return errors.Join(d.alerts.Flush(), derr)
 }
 
 // detectionMetrics appends the engine's, the alerts' and the decisions'
