@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -85,10 +86,19 @@ type Blocklist struct {
 	count atomic.Int64
 	nuser atomic.Int64
 
-	mu     sync.RWMutex
-	ips    map[netip.Addr]*entry // single addresses
-	ranges []*entry              // CIDRs
-	users  map[string]*entry     // user names (scope Username)
+	mu  sync.RWMutex
+	ips map[netip.Addr]*entry // single addresses
+	// ranges holds the CIDRs by network (each source's decision on it),
+	// lens4 and lens6 the prefix lengths among them, longest first: a
+	// lookup is one map look-up per length in use, not a look at every
+	// range. A list scanned at each request cost 1 ms per request at
+	// 100,000 ranges (decisions.max_active; every IPv6 host's ban is its
+	// /64), and a full list took 16 s to apply, the lock held meanwhile.
+	ranges  map[netip.Prefix][]*entry
+	nranges int
+	lens4   []int
+	lens6   []int
+	users   map[string]*entry // user names (scope Username)
 }
 
 // NewBlocklist returns an empty blocklist on the given clock (nil:
@@ -97,7 +107,7 @@ func NewBlocklist(now func() time.Time) *Blocklist {
 	if now == nil {
 		now = time.Now
 	}
-	return &Blocklist{now: now, ips: map[netip.Addr]*entry{}, users: map[string]*entry{}}
+	return &Blocklist{now: now, ips: map[netip.Addr]*entry{}, ranges: map[netip.Prefix][]*entry{}, users: map[string]*entry{}}
 }
 
 // Blocked returns the decision covering a, if one is in force.
@@ -115,9 +125,16 @@ func (b *Blocklist) Blocked(a netip.Addr) (scenario, origin string, until time.T
 	if e := b.ips[a]; e != nil && now.Before(e.until) {
 		return e.scenario, e.origin, e.until, true
 	}
-	for _, e := range b.ranges {
-		if e.prefix.Contains(a) && now.Before(e.until) {
-			return e.scenario, e.origin, e.until, true
+	lens := b.lens6
+	if a.Is4() {
+		lens = b.lens4
+	}
+	for _, bits := range lens {
+		p, _ := a.Prefix(bits)
+		for _, e := range b.ranges[p] {
+			if now.Before(e.until) {
+				return e.scenario, e.origin, e.until, true
+			}
 		}
 	}
 	return "", "", time.Time{}, false
@@ -156,8 +173,8 @@ func (b *Blocklist) covers(d Decision) bool {
 	now := b.now()
 	b.mu.RLock()
 	defer b.mu.RUnlock()
-	for _, e := range b.ranges {
-		if e.prefix == p && now.Before(e.until) {
+	for _, e := range b.ranges[p] {
+		if now.Before(e.until) {
 			return true
 		}
 	}
@@ -179,7 +196,7 @@ func (b *Blocklist) Apply(source string, u Update) (added, removed int, err erro
 	var errs []error
 	b.mu.Lock()
 	defer func() {
-		b.count.Store(int64(len(b.ips) + len(b.ranges)))
+		b.count.Store(int64(len(b.ips) + b.nranges))
 		b.nuser.Store(int64(len(b.users)))
 		b.mu.Unlock()
 	}()
@@ -196,16 +213,7 @@ func (b *Blocklist) Apply(source string, u Update) (added, removed int, err erro
 				removed++
 			}
 		}
-		kept := b.ranges[:0]
-		for _, e := range b.ranges {
-			if e.source != source {
-				kept = append(kept, e)
-			} else {
-				removed++
-			}
-		}
-		clear(b.ranges[len(kept):])
-		b.ranges = kept
+		removed += b.keepRanges(func(e *entry) bool { return e.source != source })
 	}
 	for _, d := range u.Deleted {
 		if isUserScope(d.Scope) {
@@ -226,11 +234,15 @@ func (b *Blocklist) Apply(source string, u Update) (added, removed int, err erro
 			}
 			continue
 		}
-		for i, e := range b.ranges {
-			if e.prefix == p && e.source == source {
-				b.ranges = append(b.ranges[:i], b.ranges[i+1:]...)
-				removed++
-				break
+		ents := b.ranges[p]
+		if i := slices.IndexFunc(ents, func(e *entry) bool { return e.source == source }); i >= 0 {
+			ents = slices.Delete(ents, i, i+1)
+			b.nranges--
+			removed++
+			if len(ents) == 0 {
+				delete(b.ranges, p)
+			} else {
+				b.ranges[p] = ents
 			}
 		}
 	}
@@ -270,13 +282,15 @@ func (b *Blocklist) Apply(source string, u Update) (added, removed int, err erro
 			}
 		} else {
 			replaced := false
-			for i, old := range b.ranges {
-				if old.prefix == p && (old.source == source || old.provisional && !e.provisional) {
-					b.ranges[i], replaced = e, true
+			ents := b.ranges[p]
+			for i, old := range ents {
+				if old.source == source || old.provisional && !e.provisional {
+					ents[i], replaced = e, true
 				}
 			}
 			if !replaced {
-				b.ranges = append(b.ranges, e)
+				b.ranges[p] = append(ents, e)
+				b.nranges++
 			}
 		}
 		added++
@@ -292,15 +306,50 @@ func (b *Blocklist) Apply(source string, u Update) (added, removed int, err erro
 			delete(b.ips, a)
 		}
 	}
-	kept := b.ranges[:0]
-	for _, e := range b.ranges {
-		if now.Before(e.until) {
-			kept = append(kept, e)
+	b.keepRanges(func(e *entry) bool { return now.Before(e.until) })
+	return added, removed, errors.Join(errs...)
+}
+
+// keepRanges keeps the ranges' entries for which keep is true, sets the
+// prefix lengths in use anew and returns how many it dropped (b.mu held).
+func (b *Blocklist) keepRanges(keep func(*entry) bool) (dropped int) {
+	var in4 [33]bool
+	var in6 [129]bool
+	for p, ents := range b.ranges {
+		kept := ents[:0]
+		for _, e := range ents {
+			if keep(e) {
+				kept = append(kept, e)
+			}
+		}
+		dropped += len(ents) - len(kept)
+		clear(ents[len(kept):])
+		if len(kept) == 0 {
+			delete(b.ranges, p)
+			continue
+		}
+		if len(kept) < len(ents) {
+			b.ranges[p] = kept
+		}
+		if p.Addr().Is4() {
+			in4[p.Bits()] = true
+		} else {
+			in6[p.Bits()] = true
 		}
 	}
-	clear(b.ranges[len(kept):])
-	b.ranges = kept
-	return added, removed, errors.Join(errs...)
+	b.nranges -= dropped
+	b.lens4, b.lens6 = b.lens4[:0], b.lens6[:0]
+	for bits := 32; bits >= 0; bits-- {
+		if in4[bits] {
+			b.lens4 = append(b.lens4, bits)
+		}
+	}
+	for bits := 128; bits >= 0; bits-- {
+		if in6[bits] {
+			b.lens6 = append(b.lens6, bits)
+		}
+	}
+	return dropped
 }
 
 func isUserScope(scope string) bool { return strings.EqualFold(scope, "username") }
