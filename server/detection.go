@@ -156,6 +156,7 @@ func (s *Server) startDetection() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
 	go d.run(ctx, s)
+	go d.alerts.Run(ctx)
 	if d.decisions != nil {
 		go d.decisions.Run(ctx)
 	}

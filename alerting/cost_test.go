@@ -1,0 +1,115 @@
+package alerting
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/trailguard/trailguard/ledger"
+)
+
+// TestRaiseCostFlat: raising an alert costs about as much with 10,000
+// alerts kept (MaxAlerts, which a collector reaches in time) as with none,
+// on a real ledger and state file. Before, every alert rewrote and synced
+// the whole state file (~5 MB) under the store's lock: 80-700 ms an alert
+// at 10,000, and detection waits for each. The file is saved by Run and
+// Flush now; a store opened without the last save (a kill -9) has every
+// alert from the ledger.
+func TestRaiseCostFlat(t *testing.T) {
+	const kept = 10_000
+	r := testRule("brute")
+	ctx := context.Background()
+	open := func(dir string, l *ledger.Ledger) *Store {
+		t.Helper()
+		s, err := Open(Options{Path: filepath.Join(dir, "alerts.json"), Append: func(ctx context.Context, rec []byte) (uint64, error) {
+			return l.Append(ctx, rec)
+		}}, l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	now := time.Now().UTC()
+	median := func(s *Store, prefix string, n int) time.Duration {
+		t.Helper()
+		var took []time.Duration
+		for i := range n {
+			start := time.Now()
+			if _, folded, err := s.Raise(ctx, testAlert(fmt.Sprint(prefix, i), r, now, fmt.Sprintf("192.0.2.%d", i))); err != nil || folded {
+				t.Fatalf("alert %d: folded %v, %v", i, folded, err)
+			}
+			took = append(took, time.Since(start))
+		}
+		slices.Sort(took)
+		return took[n/2]
+	}
+
+	emptyDir := t.TempDir()
+	el := openLedger(t, filepath.Join(emptyDir, "ledger"))
+	defer el.Close()
+	empty := median(open(emptyDir, el), "e", 15)
+
+	dir := t.TempDir()
+	l := openLedger(t, filepath.Join(dir, "ledger"))
+	defer l.Close()
+	var wg sync.WaitGroup
+	errs := make(chan error, 32)
+	for w := range 32 {
+		wg.Go(func() {
+			for i := w; i < kept; i += 32 {
+				a := testAlert(fmt.Sprint("seed", i), r, now, fmt.Sprintf("10.0.%d.%d", i>>8&255, i&255))
+				if _, err := l.Append(ctx, a.AppendJSON(nil)); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	s := open(dir, l)
+	if n := s.Stats().Open; n != kept {
+		t.Fatalf("%d open alerts, want %d", n, kept)
+	}
+	full := median(s, "f", 15)
+	t.Logf("median alert: %v with none kept, %v with %d", empty, full, kept)
+	if full > 4*empty+40*time.Millisecond {
+		t.Errorf("an alert took %v with %d kept, %v with none", full, kept, empty)
+	}
+
+	// Not saved since (a kill -9): the ledger has the alerts.
+	again := open(dir, l)
+	if _, ok := again.Get("f14"); !ok {
+		t.Fatal("the last alert is lost")
+	}
+
+	// Run saves the file within a second or so of a change.
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); s.Run(rctx) }()
+	defer func() { cancel(); <-done }()
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		s.mu.Lock()
+		dirty := s.dirty
+		s.mu.Unlock()
+		if !dirty {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("Run did not save the state file in 30 s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// Opened from the file alone (no catch-up past its through).
+	fresh := open(dir, l)
+	if _, ok := fresh.Get("f14"); !ok || fresh.through != l.Size() {
+		t.Fatalf("the saved file: f14 %v, through %d of %d", ok, fresh.through, l.Size())
+	}
+}
