@@ -1,7 +1,9 @@
 package detect
 
 import (
+	"crypto/sha256"
 	"embed"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -43,6 +45,17 @@ func (e *LoadError) Error() string {
 type RuleSet struct {
 	Rules  []*Rule
 	Errors []*LoadError
+	// Files are the rule files read from a directory (LoadFS), in the
+	// order read: what the collector records in its ledger at start.
+	Files []RuleFile
+}
+
+// RuleFile is one rule file as read: its name (as errors give it), its
+// size and the SHA-256 of its content, hex.
+type RuleFile struct {
+	Name   string `json:"name"`
+	Size   int    `json:"size"`
+	SHA256 string `json:"sha256"`
 }
 
 // TestSuffix marks rule test files (see RunTests), which rule loading
@@ -151,6 +164,8 @@ func LoadFS(fsys fs.FS, root, display, ruleset string) *RuleSet {
 			rs.Errors = append(rs.Errors, &LoadError{File: name, Reason: err.Error()})
 			continue
 		}
+		sum := sha256.Sum256(data)
+		rs.Files = append(rs.Files, RuleFile{Name: name, Size: len(data), SHA256: hex.EncodeToString(sum[:])})
 		rs.add(ParseRules(name, data, ruleset))
 	}
 	return rs
@@ -181,7 +196,8 @@ func (rs *RuleSet) add(o *RuleSet) {
 // the id or name of a rule of rs replaces it: that is how a user tunes a
 // built-in rule (copy it, keep its id, change it).
 func (rs *RuleSet) Merge(o *RuleSet) *RuleSet {
-	out := &RuleSet{Errors: append(append([]*LoadError(nil), rs.Errors...), o.Errors...)}
+	out := &RuleSet{Errors: append(append([]*LoadError(nil), rs.Errors...), o.Errors...),
+		Files: append(append([]RuleFile(nil), rs.Files...), o.Files...)}
 	replaced := map[*Rule]bool{}
 	for _, r := range o.Rules {
 		for _, b := range rs.Rules {

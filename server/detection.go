@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -113,6 +114,7 @@ func (s *Server) startDetection() error {
 	for _, e := range d.ruleErrs {
 		s.log.Warn("detection rule not loaded", "rule", e.Rule, "file", e.File, "line", e.Line, "reason", e.Reason)
 	}
+	s.recordRuleFiles(rs.Files)
 	appendRec := func(ctx context.Context, rec []byte) (uint64, error) { return s.ledger.Append(ctx, rec) }
 	for _, nc := range s.cfg.Notifiers {
 		n, err := alerting.NewNotifier(nc, s.log)
@@ -387,3 +389,61 @@ func (s *Server) DetectionNext() uint64 {
 }
 
 var errDetectionOff = errors.New("detection is disabled (detection.disabled)")
+
+// ActionRulesLoaded is event.action of the record a collector appends at
+// each start with detection on: the rule files it read from its rules
+// directories (DATA/rules, detection.rules), each with its SHA-256.
+const ActionRulesLoaded = "detection_rules_loaded"
+
+// recordRuleFiles appends the rule files loaded to the ledger. Rules are
+// configuration read from disk as they are: whoever can write a rules
+// directory can ban anyone (a rule matching every event with a block
+// response). The trail cannot prevent that, but it shows it: which files
+// each start ran with and their content's hash, signed with the rest, so
+// a file that appears or changes between two starts is on the record an
+// auditor reads, not only in the directory the writer controls.
+func (s *Server) recordRuleFiles(files []detect.RuleFile) {
+	if files == nil {
+		files = []detect.RuleFile{}
+	}
+	raw, err := json.Marshal(files)
+	if err != nil {
+		s.log.Error("detection rule files not recorded", "err", err)
+		return
+	}
+	// The message names the operator's files (the built-in ones come
+	// with the binary); the field holds them all.
+	var b strings.Builder
+	fmt.Fprintf(&b, "detection rules loaded from %d files", len(files))
+	var custom int
+	for _, f := range files {
+		if strings.HasPrefix(f.Name, "builtin:") {
+			continue
+		}
+		sep := ", "
+		if custom == 0 {
+			sep = "; from rules directories: "
+		}
+		custom++
+		if custom > 20 {
+			continue
+		}
+		fmt.Fprintf(&b, "%s%s sha256 %s", sep, f.Name, f.SHA256)
+	}
+	if custom > 20 {
+		fmt.Fprintf(&b, " and %d more (trailguard.rules.files)", custom-20)
+	}
+	if custom == 0 {
+		b.WriteString(", all built in")
+	}
+	ev := &event.Event{
+		Kind: event.KindEvent, Category: []string{event.CategoryConfiguration}, Type: []string{event.TypeInfo},
+		Action: ActionRulesLoaded, Outcome: event.OutcomeSuccess, Message: b.String(), Dataset: event.DatasetAudit,
+		Extra: map[string]json.RawMessage{"trailguard.rules.files": raw},
+	}
+	if err := s.audit.Log(context.Background(), ev); err != nil {
+		s.log.Error("detection rule files not recorded", "err", err)
+		return
+	}
+	s.log.Info("detection rules loaded", "files", len(files))
+}
