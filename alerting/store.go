@@ -291,12 +291,12 @@ func groupKey(a *detect.Alert) string {
 	var b strings.Builder
 	b.WriteString(a.Rule.Ref())
 	for _, g := range a.Group {
-		b.WriteString("\x00" + g.ECS + "=" + g.Value)
+		b.WriteString("\x00" + g.ECS + "=" + detect.CutValue(g.Value, maxStoredValue))
 	}
 	if len(a.Group) == 0 {
 		for _, f := range a.Fields {
 			if f.ECS == "client.ip" {
-				b.WriteString("\x00" + f.ECS + "=" + f.Value)
+				b.WriteString("\x00" + f.ECS + "=" + detect.CutValue(f.Value, maxStoredValue))
 			}
 		}
 	}
@@ -363,16 +363,24 @@ func fromDetect(a *detect.Alert) *Alert {
 		if rec.Group == nil {
 			rec.Group = map[string]string{}
 		}
-		rec.Group[g.ECS] = g.Value
+		rec.Group[g.ECS] = detect.CutValue(g.Value, maxStoredValue)
 	}
 	for _, f := range a.Fields {
 		if rec.Fields == nil {
 			rec.Fields = map[string]string{}
 		}
-		rec.Fields[f.ECS] = f.Value
+		rec.Fields[f.ECS] = detect.CutValue(f.Value, maxStoredValue)
 	}
 	return rec
 }
+
+// maxStoredValue bounds each group-by and field value an alert keeps in
+// the store (memory, alerts.json, /v1/alerts, notices): clients choose
+// them, and up to MaxAlerts alerts are kept, so 250 KiB user agents made
+// a 10,000-alert store gigabytes, rewritten every second. The alert's
+// ledger document keeps detect.MaxValueBytes of each; a cut value ends in
+// its length and hash, so long values that differ still group apart.
+const maxStoredValue = 512
 
 func (s *Store) add(a *Alert) {
 	if a.key == "" {

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Alert is a detection: a rule that matched an event, or a correlation
@@ -195,18 +196,14 @@ func (a *Alert) Message() string {
 	}
 	var ctx []string
 	for _, g := range a.Group {
-		ctx = append(ctx, g.ECS+"="+g.Value)
+		ctx = append(ctx, g.ECS+"="+shorten(g.Value))
 	}
 	if len(a.Group) == 0 {
 		// A detection rule: say who and what.
 		for _, f := range a.Fields {
 			switch f.ECS {
 			case "client.ip", "user.name", "url.original", "user_agent.original":
-				v := f.Value
-				if len(v) > 80 {
-					v = v[:77] + "..."
-				}
-				ctx = append(ctx, f.ECS+"="+v)
+				ctx = append(ctx, f.ECS+"="+shorten(f.Value))
 			}
 		}
 	}
@@ -214,6 +211,44 @@ func (a *Alert) Message() string {
 		b.WriteString(" (" + strings.Join(ctx, ", ") + ")")
 	}
 	return b.String()
+}
+
+// shorten cuts a value shown in Message to 80 bytes, at a rune boundary.
+func shorten(v string) string {
+	if len(v) <= 80 {
+		return v
+	}
+	n := 77
+	for n > 0 && !utf8.RuneStart(v[n]) {
+		n--
+	}
+	return v[:n] + "..."
+}
+
+// MaxValueBytes bounds each value an alert document copies from events
+// (the completing event's fields, group-by values, event ids): a client
+// chooses them, up to the collector's max_line_bytes (256 KiB) with an
+// ingest token, and every alert's document is stored, indexed, queued for
+// each notifier and sent. It is httpaudit's default MaxFieldBytes, so the
+// gateway's events are copied whole.
+const MaxValueBytes = 2048
+
+// CutValue returns v if it has at most n bytes, else its start cut at a
+// rune boundary followed by "…[truncated from N bytes, sha256 H]" (H the
+// first 16 hex digits of the whole value's SHA-256), n bytes in all (n
+// should be 80 or more): long values that differ stay distinct, and the
+// event they came from can be found by the hash.
+func CutValue(v string, n int) string {
+	if len(v) <= n {
+		return v
+	}
+	sum := sha256.Sum256([]byte(v))
+	suffix := "…[truncated from " + strconv.Itoa(len(v)) + " bytes, sha256 " + hex.EncodeToString(sum[:8]) + "]"
+	k := max(n-len(suffix), 0)
+	for k > 0 && !utf8.RuneStart(v[k]) {
+		k--
+	}
+	return v[:k] + suffix
 }
 
 // ECS field names alerts may copy from events, by type: the rest are
@@ -288,7 +323,7 @@ func (a *Alert) AppendJSON(dst []byte) []byte {
 		if isECSName(g.ECS) {
 			setDotted(doc, g.ECS, fieldValue(g))
 		}
-		group[g.ECS] = g.Value
+		group[g.ECS] = CutValue(g.Value, MaxValueBytes)
 	}
 	al := map[string]any{"count": a.Count}
 	if r.Name != "" {
@@ -300,14 +335,18 @@ func (a *Alert) AppendJSON(dst []byte) []byte {
 	if len(a.Evidence) > 0 {
 		evd := map[string]any{"index": a.Evidence}
 		if len(a.EvidenceIDs) > 0 {
-			evd["event_id"] = a.EvidenceIDs
+			ids := make([]string, len(a.EvidenceIDs))
+			for i, id := range a.EvidenceIDs {
+				ids[i] = CutValue(id, MaxValueBytes)
+			}
+			evd["event_id"] = ids
 		}
 		al["evidence"] = evd
 	}
 	if a.EventID != "" || a.fromEvent {
 		tr := map[string]any{"index": a.Index}
 		if a.EventID != "" {
-			tr["event_id"] = a.EventID
+			tr["event_id"] = CutValue(a.EventID, MaxValueBytes)
 		}
 		al["trigger"] = tr
 	}
@@ -349,7 +388,7 @@ func fieldValue(f Field) any {
 			return n
 		}
 	}
-	return f.Value
+	return CutValue(f.Value, MaxValueBytes)
 }
 
 // isECSName reports whether a group-by field is an event field an alert
