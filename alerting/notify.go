@@ -125,7 +125,13 @@ func NewNotifier(c NotifierConfig, log *slog.Logger) (*Notifier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("notifier %s: %w", c.Name, err)
 	}
-	client := &http.Client{Timeout: c.Timeout, Transport: &http.Transport{TLSClientConfig: tc, Proxy: http.ProxyFromEnvironment}}
+	// Redirects are not followed: a 301 or 302 turns the POST into a GET
+	// without the alert, which the target may answer 200 (an alert counted
+	// sent and lost), and the receiver, or anyone on the path of an http://
+	// URL, would choose where the collector's requests go (an address
+	// inside its network) and get the signed headers sent there.
+	client := &http.Client{Timeout: c.Timeout, Transport: &http.Transport{TLSClientConfig: tc, Proxy: http.ProxyFromEnvironment},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	var s sender
 	switch c.Type {
 	case "webhook":
@@ -276,7 +282,7 @@ func (n *Notifier) Close(grace time.Duration) {
 }
 
 // httpPost sends body and classifies the answer: 2xx is delivered, 408,
-// 429 and 5xx are retried, other 4xx are refused for good.
+// 429 and 5xx are retried, a redirect and other 4xx are refused for good.
 func httpPost(ctx context.Context, client *http.Client, u string, body []byte, header http.Header) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
 	if err != nil {
@@ -299,6 +305,8 @@ func httpPost(ctx context.Context, client *http.Client, u string, body []byte, h
 		return nil
 	case resp.StatusCode == 408 || resp.StatusCode == 429 || resp.StatusCode >= 500:
 		return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(msg)))
+	case resp.StatusCode >= 300 && resp.StatusCode < 400:
+		return &permanent{fmt.Errorf("%s to %q: notifiers do not follow redirects; set url to the address that takes the alerts", resp.Status, resp.Header.Get("Location"))}
 	}
 	return &permanent{fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(msg)))}
 }

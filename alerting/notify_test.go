@@ -346,3 +346,43 @@ func TestAlertmanager(t *testing.T) {
 	waitFor(t, "the alert resolved", func() bool { return len(read("?active=true")) == 0 })
 	waitFor(t, "both deliveries counted", func() bool { return n.Stats().Sent == 2 })
 }
+
+// TestNotifierRedirectRefused: a receiver answering with a redirect (an
+// http:// URL moved to https, a receiver that was taken over, or anyone on
+// its path) gets the alert refused and logged, not followed: a 302 made
+// the POST a GET without the alert to wherever the Location said (an
+// address inside the collector's network), with the signed headers, and
+// its 200 counted the alert as sent. 307 and 308 would resend the body
+// there.
+func TestNotifierRedirectRefused(t *testing.T) {
+	path, _ := secretFile(t)
+	var elsewhere atomic.Int32
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { elsewhere.Add(1) }))
+	defer target.Close()
+	for _, code := range []int{http.StatusMovedPermanently, http.StatusFound, http.StatusSeeOther, http.StatusTemporaryRedirect, http.StatusPermanentRedirect} {
+		var calls atomic.Int32
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			calls.Add(1)
+			http.Redirect(w, r, target.URL+"/latest/meta-data/", code)
+		}))
+		for _, c := range []NotifierConfig{{Type: "webhook", URL: srv.URL, SecretFile: path}, {Type: "slack", URL: srv.URL}, {Type: "alertmanager", URL: srv.URL}} {
+			n, err := NewNotifier(c, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n.Enqueue(notice())
+			waitFor(t, "the refusal", func() bool { st := n.Stats(); return st.Refused+st.Sent > 0 })
+			n.Close(0)
+			if st := n.Stats(); st.Refused != 1 || st.Sent != 0 {
+				t.Errorf("%s answered %d: %+v, want refused", c.Type, code, st)
+			}
+		}
+		srv.Close()
+		if calls.Load() != 3 {
+			t.Errorf("%d: %d calls to the receiver, want 3 (a refusal is not retried)", code, calls.Load())
+		}
+	}
+	if elsewhere.Load() != 0 {
+		t.Errorf("the redirects were followed: %d requests to their target", elsewhere.Load())
+	}
+}
