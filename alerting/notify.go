@@ -25,6 +25,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 )
 
 // NotifierConfig configures one notifier (the `notifiers:` list of the
@@ -511,11 +512,20 @@ func syslogSeverity(level string) int {
 // Message formats the RFC 5424 message of a notice: facility security (13,
 // "log audit"), the alert's severity, MSGID the change, structured data
 // with the alert and rule ids, and the alert document as MSG.
-func (s *syslogSender) Message(n Notice) []byte {
+func (s *syslogSender) Message(n Notice) []byte { return s.message(n, false) }
+
+// maxDatagram is the largest UDP payload over IPv4: a longer message
+// fails to send (EMSGSIZE) at every try.
+const maxDatagram = 65507
+
+// message formats a notice; compact sends the stored alert
+// ({"alert", "change"}, its values cut by the store) instead of the
+// document.
+func (s *syslogSender) message(n Notice, compact bool) []byte {
 	a := n.Alert
 	pri := 13*8 + syslogSeverity(a.Level)
 	msg := n.Doc
-	if n.Change != "raised" || len(msg) == 0 {
+	if compact || n.Change != "raised" || len(msg) == 0 {
 		msg, _ = json.Marshal(map[string]any{"alert": a, "change": n.Change})
 	}
 	var b bytes.Buffer
@@ -568,6 +578,19 @@ func (s *syslogSender) send(ctx context.Context, n Notice) error {
 	}
 	var frame []byte
 	if s.network == "udp" {
+		// A datagram too long for UDP would fail at every retry and hold
+		// back every later alert: the stored alert is sent instead of the
+		// document, cut if even that is too long.
+		if len(msg) > maxDatagram {
+			msg = s.message(n, true)
+		}
+		if len(msg) > maxDatagram {
+			k := maxDatagram
+			for k > 0 && !utf8.RuneStart(msg[k]) {
+				k--
+			}
+			msg = msg[:k]
+		}
 		frame = msg
 	} else {
 		frame = append(strconv.AppendInt(nil, int64(len(msg)), 10), ' ')

@@ -386,3 +386,51 @@ func TestNotifierRedirectRefused(t *testing.T) {
 		t.Errorf("the redirects were followed: %d requests to their target", elsewhere.Load())
 	}
 }
+
+// TestSyslogUDPLongAlert: an alert document longer than a UDP datagram
+// holds (its values chosen by clients) is sent as the stored alert, and
+// the alerts after it are delivered. Before, the write failed (EMSGSIZE)
+// at every retry, with backoff up to 5 minutes, and every later alert
+// waited behind it until dropped from the queue.
+func TestSyslogUDPLongAlert(t *testing.T) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	got := make(chan string, 8)
+	go func() {
+		buf := make([]byte, 1<<16)
+		for {
+			k, _, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			got <- string(buf[:k])
+		}
+	}()
+	n, err := NewNotifier(NotifierConfig{Type: "syslog", URL: "udp://" + pc.LocalAddr().String()}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close(0)
+	long := notice()
+	long.Doc = []byte(`{"user_agent":{"original":"` + strings.Repeat("A", 70_000) + `"}}`)
+	n.Enqueue(long)
+	next := notice()
+	next.Alert.ID = "0f0e-2"
+	n.Enqueue(next)
+	for i, want := range []string{`alert_id="0f0e-1"`, `alert_id="0f0e-2"`} {
+		select {
+		case m := <-got:
+			if !strings.Contains(m, want) || len(m) > maxDatagram {
+				t.Errorf("datagram %d: %d bytes %.200q, want %s", i, len(m), m, want)
+			}
+			if i == 0 && !strings.Contains(m, `{"alert":{"id":"0f0e-1"`) {
+				t.Errorf("the long alert was sent as %.300q, want the stored alert", m)
+			}
+		case <-time.After(15 * time.Second):
+			t.Fatalf("datagram %d (%s) not received in 15 s: %+v", i, want, n.Stats())
+		}
+	}
+}
