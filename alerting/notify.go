@@ -399,10 +399,16 @@ func byNote(a Alert) string {
 }
 
 // escapeSlack escapes what Slack's mrkdwn treats as markup, so attacker-
-// chosen text (a user name, a URL) cannot ping channels or forge links.
-func escapeSlack(s string) string {
-	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(s)
-}
+// chosen text (a user name, a URL) cannot ping channels or forge links:
+// <, > and & for Slack's <!channel> and <url|text>; for Mattermost and
+// Rocket.Chat, which take the same webhooks but read Markdown and plain
+// mentions, a word joiner (U+2060, not shown) after @ and ] so that
+// @all, @channel, @here, [text](url), ![image](url) and [ref]: url are no
+// longer those; line breaks become spaces, keeping the message one line.
+var slackEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", "@", "@\u2060", "]", "]\u2060",
+	"\r\n", " ", "\n", " ", "\r", " ", "\u2028", " ", "\u2029", " ")
+
+func escapeSlack(s string) string { return slackEscaper.Replace(s) }
 
 func (s *slack) close() {}
 

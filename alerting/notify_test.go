@@ -176,6 +176,54 @@ func TestSlackEscapes(t *testing.T) {
 	}
 }
 
+// mentionOrLink matches what Mattermost and Rocket.Chat (which take
+// Slack's webhooks) read as a mention of everyone, a Markdown link or
+// image, or a reference definition.
+var mentionOrLink = regexp.MustCompile(`(?i)@(all|channel|here|everyone)\b|\]\(|\]\[|\]:|\n`)
+
+// TestSlackMarkdown: the values an attacker chooses (a user name at a
+// login form, a URL) appear in the message as text: no @all, @channel or
+// @here that pings everyone in Mattermost or Rocket.Chat, no Markdown
+// link that shows one address and opens another, no image their clients
+// load from the attacker's server, no second line.
+func TestSlackMarkdown(t *testing.T) {
+	var mu sync.Mutex
+	var texts []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var msg struct{ Text string }
+		json.NewDecoder(r.Body).Decode(&msg)
+		mu.Lock()
+		texts = append(texts, msg.Text)
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	hostile := []string{"@channel", "@all please reset", "@here", "[https://sso.example/reset](https://evil.example/)",
+		"![x](https://evil.example/pixel.png)", "alice\n[r]: https://evil.example/\n[click][r]", "x\r\n@everyone"}
+	n, _ := NewNotifier(NotifierConfig{Type: "slack", URL: srv.URL}, nil)
+	for i, h := range hostile {
+		no := notice()
+		no.Alert.ID = strconv.Itoa(i)
+		no.Alert.Message = "Brute force (user.name=" + h + ")"
+		no.Alert.Title = h
+		n.Enqueue(no)
+		resolved := no
+		resolved.Change, resolved.Alert.UpdatedBy, resolved.Alert.Note = StatusResolved, h, h
+		n.Enqueue(resolved)
+	}
+	waitFor(t, "slack", func() bool { return n.Stats().Sent == uint64(2*len(hostile)) })
+	n.Close(0)
+	mu.Lock()
+	defer mu.Unlock()
+	for _, text := range texts {
+		if m := mentionOrLink.FindString(text); m != "" {
+			t.Errorf("slack text %q has %q", text, m)
+		}
+		if shown := strings.ReplaceAll(text, "\u2060", ""); !strings.Contains(shown, "user.name=") && !strings.Contains(shown, "is now *resolved* by ") {
+			t.Errorf("slack text %q", text)
+		}
+	}
+}
+
 // rfc5424 matches the header of an RFC 5424 message.
 var rfc5424 = regexp.MustCompile(`^<(\d{1,3})>1 \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z \S+ trailguard - raised \[trailguard@32473 alert_id="0f0e-1" rule_id="id-brute" level="high"\] \{`)
 
