@@ -96,10 +96,7 @@ func TestRaiseCostFlat(t *testing.T) {
 	go func() { defer close(done); s.Run(rctx) }()
 	defer func() { cancel(); <-done }()
 	for deadline := time.Now().Add(30 * time.Second); ; {
-		s.mu.Lock()
-		dirty := s.dirty
-		s.mu.Unlock()
-		if !dirty {
+		if !s.saver.Dirty() {
 			break
 		}
 		if time.Now().After(deadline) {

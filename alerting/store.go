@@ -16,7 +16,6 @@ import (
 	"iter"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -25,6 +24,7 @@ import (
 
 	"github.com/trailguard/trailguard/detect"
 	"github.com/trailguard/trailguard/event"
+	"github.com/trailguard/trailguard/internal/statefile"
 	"github.com/trailguard/trailguard/ledger"
 )
 
@@ -112,13 +112,11 @@ type Store struct {
 	byKey map[string]*Alert // open or acknowledged alert of a rule and group
 	// through: ledger records before it are reflected in the state.
 	through uint64
-	// dirty says the state changed since the file was last saved; saving
-	// is held by whoever writes the file (Run, Flush).
-	dirty  bool
-	saving sync.Mutex
-	stats  Stats
-	docs   map[string][]byte
-	size   func() uint64 // the ledger's size, when the Source tells
+	// saver saves the state file (Run, Flush), marked at each change.
+	saver statefile.Saver
+	stats Stats
+	docs  map[string][]byte
+	size  func() uint64 // the ledger's size, when the Source tells
 }
 
 // Stats counts alerts.
@@ -163,6 +161,9 @@ func Open(o Options, src Source) (*Store, error) {
 		o.Log = slog.Default()
 	}
 	s := &Store{o: o, byID: map[string]*Alert{}, byKey: map[string]*Alert{}}
+	s.saver = statefile.Saver{Lock: &s.mu, Snapshot: s.encode, Write: s.writeFile, Failed: func(err error) {
+		s.o.Log.Error("alerting: state file not saved", "err", err)
+	}}
 	if sz, ok := src.(interface{ Size() uint64 }); ok {
 		s.size = sz.Size
 	}
@@ -222,7 +223,9 @@ func Open(o Options, src Source) (*Store, error) {
 			s.reject(a, status, fmt.Sprintf("no audited change of the ledger sets status %s (the ledger says %s)", status, a.Status))
 		}
 	}
-	return s, s.save()
+	// Saved at once: the file then holds what Open rejected and caught up.
+	s.saver.Mark()
+	return s, s.saver.Flush()
 }
 
 // verifyAlert checks an alert of the state file against its ledger
@@ -318,7 +321,7 @@ func (s *Store) Raise(ctx context.Context, a *detect.Alert) (Alert, bool, error)
 		old.Count += a.Count
 		old.LastSeen, old.Last = maxTime(old.LastSeen, a.Time), maxTime(old.Last, a.Last)
 		s.stats.Suppressed++
-		s.dirty = true
+		s.saver.Mark()
 		return *old, true, nil
 	}
 	if existing := s.byID[a.ID]; existing != nil {
@@ -340,7 +343,7 @@ func (s *Store) Raise(ctx context.Context, a *detect.Alert) (Alert, bool, error)
 	s.trim()
 	// Saved by Run: the alert is durable in its ledger record, which
 	// Open's catch-up reads.
-	s.dirty = true
+	s.saver.Mark()
 	if s.o.Notify != nil && !a.Stored {
 		s.o.Notify(Notice{Alert: *rec, Doc: doc, Change: "raised"})
 	}
@@ -452,7 +455,7 @@ func (s *Store) SetStatus(id, status, by, note string) (before, after Alert, err
 		a.StatusAfter = s.size()
 	}
 	after = *a
-	s.dirty = true
+	s.saver.Mark()
 	s.mu.Unlock()
 	err = s.Flush()
 	if s.o.Notify != nil && before.Status != after.Status {
@@ -470,7 +473,7 @@ func (s *Store) setStatus(a *Alert, status, by, note string, at time.Time) {
 	} else if old := s.byKey[a.key]; old == nil || !a.Time.Before(old.Time) {
 		s.byKey[a.key] = a
 	}
-	s.dirty = true
+	s.saver.Mark()
 }
 
 // Get returns one alert.
@@ -564,74 +567,12 @@ func (s *Store) trim() {
 // reaches in time, each new one took 80-700 ms, and detection waits for
 // each before it looks at the next event.
 func (s *Store) Run(ctx context.Context) {
-	t := time.NewTicker(100 * time.Millisecond)
-	defer t.Stop()
-	next := time.Now()
-	for {
-		select {
-		case <-ctx.Done():
-			if err := s.Flush(); err != nil {
-				s.o.Log.Error("alerting: state file not saved", "err", err)
-			}
-			return
-		case now := <-t.C:
-			if now.Before(next) {
-				continue
-			}
-			took, err := s.flush()
-			if err != nil {
-				s.o.Log.Error("alerting: state file not saved", "err", err)
-			}
-			// At most a twentieth of the time goes to saving, and at
-			// least a second passes between two saves.
-			next = time.Now().Add(max(saveEvery, 20*took))
-		}
-	}
+	s.saver.Run(ctx, nil)
 }
-
-// saveEvery is the shortest time between two saves of the state file by
-// Run.
-const saveEvery = time.Second
 
 // Flush saves the state file if it changed since its last save.
 func (s *Store) Flush() error {
-	_, err := s.flush()
-	return err
-}
-
-// flush saves the state file if it is dirty and reports how long that
-// took: encoded under s.mu, written and synced outside it.
-func (s *Store) flush() (time.Duration, error) {
-	s.saving.Lock()
-	defer s.saving.Unlock()
-	start := time.Now()
-	s.mu.Lock()
-	if !s.dirty {
-		s.mu.Unlock()
-		return 0, nil
-	}
-	data, err := s.encode()
-	s.dirty = err != nil
-	s.mu.Unlock()
-	if err == nil {
-		err = s.writeFile(data)
-	}
-	if err != nil {
-		s.mu.Lock()
-		s.dirty = true
-		s.mu.Unlock()
-	}
-	return time.Since(start), err
-}
-
-// save writes the state file atomically; the caller holds mu.
-func (s *Store) save() error {
-	data, err := s.encode()
-	if err != nil {
-		return err
-	}
-	s.dirty = false
-	return s.writeFile(data)
+	return s.saver.Flush()
 }
 
 // encode is the state file's content (s.mu held).
@@ -656,27 +597,8 @@ func (s *Store) writeFile(data []byte) error {
 	if s.o.Path == "" {
 		return nil
 	}
-	tmp := s.o.Path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
-	if err != nil {
+	if err := statefile.Write(s.o.Path, data); err != nil {
 		return fmt.Errorf("alerting: save: %w", err)
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, s.o.Path)
-	}
-	if err != nil {
-		return fmt.Errorf("alerting: save: %w", err)
-	}
-	if d, err := os.Open(filepath.Dir(s.o.Path)); err == nil {
-		d.Sync()
-		d.Close()
 	}
 	return nil
 }
@@ -755,7 +677,7 @@ func (s *Store) Observe(idx uint64, data []byte) {
 	// otherwise (and will be observed in turn).
 	if a := s.byID[c.id]; a != nil && a.Status == c.status && a.StatusIndex == nil && idx >= a.StatusAfter {
 		a.StatusIndex = &idx
-		s.dirty = true
+		s.saver.Mark()
 	}
 }
 

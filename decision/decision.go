@@ -39,6 +39,7 @@ import (
 
 	"github.com/trailguard/trailguard/detect"
 	"github.com/trailguard/trailguard/internal/ipnet"
+	"github.com/trailguard/trailguard/internal/statefile"
 	"github.com/trailguard/trailguard/ledger"
 )
 
@@ -182,10 +183,8 @@ type Store struct {
 	notify  chan struct{}
 	stats   Stats
 	byAlert map[string]int64
-	// dirty says decisions changed since the state file was last saved;
-	// saving is held by whoever writes the file (Run, Flush).
-	dirty  bool
-	saving sync.Mutex
+	// saver saves the state file (Run, Flush), marked at each change.
+	saver statefile.Saver
 }
 
 // state is what the state file holds.
@@ -231,6 +230,9 @@ type Source interface {
 func Open(o Options, src Source) (*Store, error) {
 	o.defaults()
 	s := &Store{o: o, pulls: map[string]pull{}, notify: make(chan struct{}), byAlert: map[string]int64{}}
+	s.saver = statefile.Saver{Lock: &s.mu, Snapshot: s.encode, Write: s.writeFile, Failed: func(err error) {
+		s.o.Log.Error("decision: state file not saved", "err", err)
+	}}
 	s.reset()
 	var loaded []stored
 	if o.Path != "" {
@@ -341,7 +343,9 @@ func Open(o Options, src Source) (*Store, error) {
 	}
 	s.expire(o.Now())
 	s.stats.Active = len(s.st.active)
-	return s, s.save()
+	// Saved at once: the file then holds what Open rejected and applied.
+	s.saver.Mark()
+	return s, s.saver.Flush()
 }
 
 // reset empties the state (before a rebuild from the ledger).
@@ -824,7 +828,7 @@ func (s *Store) create(ctx context.Context, d Decision, replaced *Decision, cove
 	}
 	s.apply(ev, idx)
 	s.stats.Created++
-	s.dirty = true
+	s.saver.Mark()
 	return &d, nil
 }
 
@@ -878,7 +882,7 @@ func (s *Store) Delete(ctx context.Context, id int64, by, reason string) (*Decis
 	}
 	s.apply(Event{Action: ActionDeleted, Decision: c}, idx)
 	s.stats.Deleted++
-	s.dirty = true
+	s.saver.Mark()
 	return &c, nil
 }
 
@@ -971,42 +975,21 @@ func (s *Store) expire(now time.Time) {
 
 // Run expires decisions on time until ctx ends, so bouncers hear of them
 // on their next poll, and saves the state file now and then (see Flush);
-// it saves it a last time when ctx ends.
+// it saves it a last time when ctx ends. A save writes every decision in
+// force (100,000 of them are some 35 MB): the Saver spends at most a
+// twentieth of the time on it, and lets at least a second pass between
+// two.
 func (s *Store) Run(ctx context.Context) {
-	t := time.NewTicker(100 * time.Millisecond)
-	defer t.Stop()
-	next := time.Now()
-	for {
-		select {
-		case <-ctx.Done():
-			if err := s.Flush(); err != nil {
-				s.o.Log.Error("decision: state file not saved", "err", err)
-			}
-			return
-		case now := <-t.C:
-			s.mu.Lock()
-			n := len(s.st.active)
-			s.expire(now)
-			s.dirty = s.dirty || len(s.st.active) != n
-			dirty := s.dirty
-			s.mu.Unlock()
-			if !dirty || now.Before(next) {
-				continue
-			}
-			took, err := s.flush()
-			if err != nil {
-				s.o.Log.Error("decision: state file not saved", "err", err)
-			}
-			// A save writes every decision in force (100,000 of them
-			// are some 35 MB): at most a twentieth of the time goes to
-			// it, and at least a second passes between two.
-			next = time.Now().Add(max(saveEvery, 20*took))
+	s.saver.Run(ctx, func(now time.Time) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		n := len(s.st.active)
+		s.expire(now)
+		if len(s.st.active) != n {
+			s.saver.Mark()
 		}
-	}
+	})
 }
-
-// saveEvery is the shortest time between two saves of the state file.
-const saveEvery = time.Second
 
 // Flush saves the state file if decisions changed since its last save.
 //
@@ -1018,33 +1001,7 @@ const saveEvery = time.Second
 // took 20-290 ms, and anyone who could provoke bans (an ingest token, a
 // botnet) slowed every later one, the attacker's own ban included.
 func (s *Store) Flush() error {
-	_, err := s.flush()
-	return err
-}
-
-// flush saves the state file if it is dirty and reports how long that
-// took. The state is encoded under s.mu, written and synced outside it.
-func (s *Store) flush() (time.Duration, error) {
-	s.saving.Lock()
-	defer s.saving.Unlock()
-	start := time.Now()
-	s.mu.Lock()
-	if !s.dirty {
-		s.mu.Unlock()
-		return 0, nil
-	}
-	data, err := s.encode()
-	s.dirty = err != nil
-	s.mu.Unlock()
-	if err == nil {
-		err = s.writeFile(data)
-	}
-	if err != nil {
-		s.mu.Lock()
-		s.dirty = true
-		s.mu.Unlock()
-	}
-	return time.Since(start), err
+	return s.saver.Flush()
 }
 
 // Active returns the decisions in force, oldest first, with Until in the
@@ -1199,15 +1156,6 @@ func (s *Store) Covering(value string) []Decision {
 	}
 	slices.SortFunc(out, func(a, b Decision) int { return int(a.ID - b.ID) })
 	return out
-}
-
-// save writes the state file atomically; the caller holds mu.
-func (s *Store) save() error {
-	data, err := s.encode()
-	if err != nil {
-		return err
-	}
-	return s.writeFile(data)
 }
 
 // encode is the state file's content (s.mu held).

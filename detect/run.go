@@ -7,11 +7,11 @@ import (
 	"fmt"
 	"iter"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/trailguard/trailguard/event"
+	"github.com/trailguard/trailguard/internal/statefile"
 	"github.com/trailguard/trailguard/ledger"
 )
 
@@ -392,28 +392,7 @@ func (r *Runner) save() error {
 	if err != nil {
 		return err
 	}
-	tmp := r.CursorPath + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
-	if err != nil {
-		return fmt.Errorf("detect: save cursor: %w", err)
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, r.CursorPath)
-	}
-	if err == nil {
-		if d, derr := os.Open(filepath.Dir(r.CursorPath)); derr == nil {
-			d.Sync()
-			d.Close()
-		}
-	}
-	if err != nil {
+	if err := statefile.Write(r.CursorPath, data); err != nil {
 		return fmt.Errorf("detect: save cursor: %w", err)
 	}
 	return nil
