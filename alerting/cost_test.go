@@ -4,11 +4,10 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"slices"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/trailguard/trailguard/internal/costtest"
 	"github.com/trailguard/trailguard/ledger"
 )
 
@@ -36,16 +35,11 @@ func TestRaiseCostFlat(t *testing.T) {
 	now := time.Now().UTC()
 	median := func(s *Store, prefix string, n int) time.Duration {
 		t.Helper()
-		var took []time.Duration
-		for i := range n {
-			start := time.Now()
+		return costtest.Median(n, func(i int) {
 			if _, folded, err := s.Raise(ctx, testAlert(fmt.Sprint(prefix, i), r, now, fmt.Sprintf("192.0.2.%d", i))); err != nil || folded {
 				t.Fatalf("alert %d: folded %v, %v", i, folded, err)
 			}
-			took = append(took, time.Since(start))
-		}
-		slices.Sort(took)
-		return took[n/2]
+		})
 	}
 
 	emptyDir := t.TempDir()
@@ -56,22 +50,12 @@ func TestRaiseCostFlat(t *testing.T) {
 	dir := t.TempDir()
 	l := openLedger(t, filepath.Join(dir, "ledger"))
 	defer l.Close()
-	var wg sync.WaitGroup
-	errs := make(chan error, 32)
-	for w := range 32 {
-		wg.Go(func() {
-			for i := w; i < kept; i += 32 {
-				a := testAlert(fmt.Sprint("seed", i), r, now, fmt.Sprintf("10.0.%d.%d", i>>8&255, i&255))
-				if _, err := l.Append(ctx, a.AppendJSON(nil)); err != nil {
-					errs <- err
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
+	err := costtest.Parallel(32, kept, func(i int) error {
+		a := testAlert(fmt.Sprint("seed", i), r, now, fmt.Sprintf("10.0.%d.%d", i>>8&255, i&255))
+		_, err := l.Append(ctx, a.AppendJSON(nil))
+		return err
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 	s := open(dir, l)

@@ -6,11 +6,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/trailguard/trailguard/internal/costtest"
 	"github.com/trailguard/trailguard/ledger"
 )
 
@@ -40,16 +39,11 @@ func TestDecisionCostFlat(t *testing.T) {
 	// median times n decisions of new addresses.
 	median := func(s *Store, prefix string, n int) time.Duration {
 		t.Helper()
-		var took []time.Duration
-		for i := range n {
-			start := time.Now()
+		return costtest.Median(n, func(i int) {
 			if d, err := s.Decide(ctx, alert(fmt.Sprint(prefix, i), r, fmt.Sprintf("192.0.2.%d", i))); err != nil || d == nil {
 				t.Fatalf("decision %d: %+v %v", i, d, err)
 			}
-			took = append(took, time.Since(start))
-		}
-		slices.Sort(took)
-		return took[n/2]
+		})
 	}
 
 	emptyDir := t.TempDir()
@@ -63,24 +57,14 @@ func TestDecisionCostFlat(t *testing.T) {
 	// The bans in force, as the ledger records them (appended at once:
 	// the ledger's group commit makes this fast).
 	now := time.Now().UTC()
-	var wg sync.WaitGroup
-	errs := make(chan error, 32)
-	for w := range 32 {
-		wg.Go(func() {
-			for i := w; i < inForce; i += 32 {
-				d := Decision{ID: int64(i + 1), Origin: "trailguard", Type: "ban", Scope: ScopeIP, Value: fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255),
-					Scenario: r.Ref(), Created: now, Until: now.Add(time.Hour), AlertID: fmt.Sprint("seed", i), Offence: 1, Reason: "seed"}
-				d.UUID = decisionUUID(d)
-				if _, err := l.Append(ctx, Event{Action: ActionCreated, Decision: d, At: now}.AppendJSON(nil)); err != nil {
-					errs <- err
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
+	err := costtest.Parallel(32, inForce, func(i int) error {
+		d := Decision{ID: int64(i + 1), Origin: "trailguard", Type: "ban", Scope: ScopeIP, Value: fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255),
+			Scenario: r.Ref(), Created: now, Until: now.Add(time.Hour), AlertID: fmt.Sprint("seed", i), Offence: 1, Reason: "seed"}
+		d.UUID = decisionUUID(d)
+		_, err := l.Append(ctx, Event{Action: ActionCreated, Decision: d, At: now}.AppendJSON(nil))
+		return err
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 	s := open(dir, l)
