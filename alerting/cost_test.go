@@ -1,8 +1,10 @@
 package alerting
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -80,7 +82,7 @@ func TestRaiseCostFlat(t *testing.T) {
 	go func() { defer close(done); s.Run(rctx) }()
 	defer func() { cancel(); <-done }()
 	for deadline := time.Now().Add(30 * time.Second); ; {
-		if !s.saver.Dirty() {
+		if data, err := os.ReadFile(filepath.Join(dir, "alerts.json")); err == nil && bytes.Contains(data, []byte(`"192.0.2.14"`)) {
 			break
 		}
 		if time.Now().After(deadline) {

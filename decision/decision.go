@@ -31,7 +31,6 @@ import (
 	"math"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -1190,20 +1189,8 @@ func (s *Store) writeFile(data []byte) error {
 	if s.o.Path == "" {
 		return nil
 	}
-	tmp := s.o.Path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+	if err := statefile.Write(s.o.Path, data); err != nil {
 		return fmt.Errorf("decision: save: %w", err)
-	}
-	if f, err := os.Open(tmp); err == nil {
-		f.Sync()
-		f.Close()
-	}
-	if err := os.Rename(tmp, s.o.Path); err != nil {
-		return fmt.Errorf("decision: save: %w", err)
-	}
-	if d, err := os.Open(filepath.Dir(s.o.Path)); err == nil {
-		d.Sync()
-		d.Close()
 	}
 	return nil
 }
