@@ -42,9 +42,11 @@ if [ -z "$ONLY" ] || [ "$ONLY" = ingest ]; then
 fi
 if [ -z "$ONLY" ] || [ "$ONLY" = storage ]; then
 	echo "== 2. storage: $STORAGE_EVENTS events of the demo's traffic in both"
-	out=$("$tmp/storage" -bin "$tmp/trailguard" -vl "$VL" -events "$STORAGE_EVENTS" 2> >(grep -v 'level=INFO' >&2))
+	# storage exits 2 when it cannot judge (no segment compressed yet): its
+	# figures and that reason are printed all the same.
+	out=$("$tmp/storage" -bin "$tmp/trailguard" -vl "$VL" -events "$STORAGE_EVENTS" 2> >(grep -v 'level=INFO' >&2)) || status=$?
 	echo "$out"
-	if echo "$out" | grep -q 'whole store ≤ 3× VictoriaLogs: MISSED'; then
+	if echo "$out" | grep -q '^goal: ≤ 3× VictoriaLogs: MISSED'; then
 		status=2
 	fi
 fi
