@@ -32,6 +32,9 @@
 # MISSED; exits 2 if a goal is missed. The machine is shared: state that with
 # the figures.
 set -euo pipefail
+# Settings are environment variables (RUNS=5 bash bench/proxy.sh); an argument, such as
+# a setting written after the script's name, would be ignored without a word.
+[ $# -eq 0 ] || { echo "$0: settings are environment variables, not arguments: NAME=value bash $0 (got: $*)" >&2; exit 2; }
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 TOOLS=${TRAILGUARD_TOOLS:-$HOME/.cache/trailguard-ci/bin}

@@ -12,6 +12,9 @@
 # to the current ones (which goes first alternates), printed as
 # BaseHTTPAudit: a change's effect measured under the same load.
 set -euo pipefail
+# Settings are environment variables (RUNS=5 bash bench/run.sh); an argument, such as
+# a setting written after the script's name, would be ignored without a word.
+[ $# -eq 0 ] || { echo "$0: settings are environment variables, not arguments: NAME=value bash $0 (got: $*)" >&2; exit 2; }
 cd "$(dirname "$0")"
 RUNS=${RUNS:-5}
 OUT=${OUT:-$(mktemp -t trailguard-bench.XXXXXX)}

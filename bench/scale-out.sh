@@ -12,6 +12,9 @@
 # VictoriaLogs v1.52.1 is built by .ci/victoria-logs.sh (cached). Settings:
 # EVENTS (ingest, default 1000000), FWD_EVENTS (default 500000), RUNS (3).
 set -euo pipefail
+# Settings are environment variables (RUNS=5 bash bench/scale-out.sh); an argument, such as
+# a setting written after the script's name, would be ignored without a word.
+[ $# -eq 0 ] || { echo "$0: settings are environment variables, not arguments: NAME=value bash $0 (got: $*)" >&2; exit 2; }
 cd "$(dirname "$0")"
 VL=${VICTORIA_LOGS:-$(bash ../.ci/victoria-logs.sh)}
 EVENTS=${EVENTS:-1000000}

@@ -22,6 +22,9 @@
 # machine shared with other work the rates move by 2x from run to run:
 # read the ratios (and the CPU per event), not the rates.
 set -euo pipefail
+# Settings are environment variables (RUNS=5 bash bench/victorialogs.sh); an argument, such as
+# a setting written after the script's name, would be ignored without a word.
+[ $# -eq 0 ] || { echo "$0: settings are environment variables, not arguments: NAME=value bash $0 (got: $*)" >&2; exit 2; }
 cd "$(dirname "$0")"
 VL=${VICTORIA_LOGS:-$(bash ../.ci/victoria-logs.sh)}
 EVENTS=${EVENTS:-1000000}
