@@ -275,10 +275,13 @@ func LoadConfig(args []string, environ []string) (Config, error) {
 		if errors.Is(err, flag.ErrHelp) {
 			return cfg, err
 		}
-		return cfg, fmt.Errorf("serve: %w (see trailguard serve --help)", err)
+		// The flag package names flags with one dash; the help, with two.
+		msg := strings.Replace(err.Error(), "flag provided but not defined: -", "unknown flag --", 1)
+		msg = strings.Replace(msg, "flag needs an argument: -", "a value is missing after --", 1)
+		return cfg, fmt.Errorf("%s (see trailguard serve --help)", msg)
 	}
 	if fs.NArg() > 0 {
-		return cfg, fmt.Errorf("serve: unexpected argument %q (settings are flags: see trailguard serve --help)", fs.Arg(0))
+		return cfg, fmt.Errorf("unexpected argument %q (settings are flags: see trailguard serve --help)", fs.Arg(0))
 	}
 	if *path != "" {
 		data, err := os.ReadFile(*path)

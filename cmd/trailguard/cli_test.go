@@ -133,7 +133,7 @@ func TestTokenCommand(t *testing.T) {
 		{[]string{"create", "--name", "x", "--role", "root"}, "unknown role"},
 		{[]string{"revoke"}, "missing the NAME"},
 		{[]string{"frobnicate"}, "unknown subcommand"},
-		{[]string{"list", "--bogus"}, "flag provided but not defined: -bogus"},
+		{[]string{"list", "--bogus"}, "trailguard token list: unknown flag --bogus"},
 	} {
 		if _, errOut, code := call(runToken, tt.args...); code != 2 || !strings.Contains(errOut, tt.want) {
 			t.Errorf("token %q: exit %d, want 2 and %q in %q", tt.args, code, tt.want, errOut)

@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 
 	"github.com/trailguard/trailguard/index"
@@ -33,7 +34,7 @@ type cmdFlags struct {
 
 func newFlags(name, synopsis string, stdout, stderr io.Writer) *cmdFlags {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(io.Discard) // parse reports errors itself, in the help's terms
 	c := &cmdFlags{FlagSet: fs, synopsis: synopsis, hidden: map[string]bool{}, stdout: stdout, stderr: stderr}
 	fs.Usage = func() {} // parse prints usage itself, to the right stream
 	return c
@@ -49,10 +50,53 @@ func (c *cmdFlags) parse(args []string) (pos []string, code int, ok bool) {
 		return nil, 0, false
 	}
 	if err != nil {
+		fmt.Fprintf(c.stderr, "trailguard %s: %s\n\n", c.Name(), c.flagError(err))
 		c.usage(c.stderr)
 		return nil, 2, false
 	}
 	return pos, 0, true
+}
+
+// The flag package's errors, which name flags with one dash.
+var (
+	errUnknownFlag = regexp.MustCompile(`^flag provided but not defined: -+(.+)$`)
+	errNoValue     = regexp.MustCompile(`^flag needs an argument: -+(.+)$`)
+	errBadValue    = regexp.MustCompile(`^invalid (?:boolean )?value ("(?:[^"\\]|\\.)*") for (?:flag )?-+([^:]+): (.*)$`)
+)
+
+// flagError says what was wrong with the command line as the help says
+// it: flags with two dashes, and for a value that does not parse, what
+// the flag takes. The flag package's own words ("invalid value "5" for
+// flag -duration: parse error") named neither.
+func (c *cmdFlags) flagError(err error) string {
+	msg := err.Error()
+	if m := errUnknownFlag.FindStringSubmatch(msg); m != nil {
+		return "unknown flag --" + m[1] + " (the flags are below)"
+	}
+	if m := errNoValue.FindStringSubmatch(msg); m != nil {
+		want := "--" + m[1]
+		if f := c.Lookup(m[1]); f != nil {
+			if arg, _ := flag.UnquoteUsage(f); arg != "" {
+				want += " " + arg
+			}
+		}
+		return "--" + m[1] + " needs a value: " + want
+	}
+	if m := errBadValue.FindStringSubmatch(msg); m != nil {
+		want := m[3]
+		if f := c.Lookup(m[2]); f != nil {
+			switch typeOf(f) {
+			case "bool":
+				want = "want true or false (or the flag alone)"
+			case "int":
+				want = "want a whole number"
+			case "duration":
+				want = "want a duration such as 500ms, 30s, 5m or 2h"
+			}
+		}
+		return "--" + m[2] + " " + m[1] + ": " + want
+	}
+	return msg
 }
 
 // usage writes the synopsis and every visible flag with its type and

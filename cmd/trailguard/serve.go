@@ -232,7 +232,7 @@ func runToken(args []string, stdout, stderr io.Writer) int {
 	if sub == "create" {
 		switch {
 		case *role == "":
-			return fs.missing("--role (ingest for a shipper, read for an analyst, admin)")
+			return fs.missing("--role (ingest for a shipper, read for an analyst, admin, bouncer for a gateway reading block decisions)")
 		case *name == "":
 			return fs.missing("--name NAME (who or what will use the token, e.g. shipper-1)")
 		case len(pos) > 0:
