@@ -20,7 +20,7 @@ func init() {
 }
 
 func runDemo(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("demo", `usage: trailguard demo [--data DIR] [--duration D] [--keep-running]
+	fs := newFlags("demo", `usage: trailguard demo [--data DIR] [--duration DURATION] [--keep-running]
 
 Starts, in this process on free loopback ports, a collector, a gateway and a
 sample shop API behind it (which records its own audit trail with httpaudit);

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -33,6 +34,42 @@ func TestFlagErrors(t *testing.T) {
 		first, _, _ := strings.Cut(errOut, "\n")
 		if code != 2 || !strings.HasPrefix(first, tt.want) {
 			t.Errorf("trailguard %s %s: exit %d, first line %q, want %q", tt.cmd, strings.Join(tt.args, " "), code, first, tt.want)
+		}
+	}
+}
+
+// TestHelpConsistent: each command's --help states a flag's default once
+// (prove and tiles said "--to SIZE (int, default 0)" over "(default: the
+// newest)"), and its usage line names each flag's value as the flag list
+// does (demo's "[--duration D]" was "--duration DURATION" below).
+func TestHelpConsistent(t *testing.T) {
+	helps := map[string]string{}
+	for name, f := range runners {
+		if name != "token" && name != "serve" { // serve's help is its own (server.Usage), token's per subcommand
+			helps[name], _, _ = call(f, "--help")
+		}
+	}
+	for _, sub := range []string{"create", "list", "revoke"} {
+		helps["token "+sub], _, _ = call(runToken, sub, "--help")
+	}
+	flagHead := regexp.MustCompile(`(?m)^  --([a-z][a-z0-9-]*)(?: ([A-Z][A-Z_]*))? \(([^)]*)\)\n      (.*)$`)
+	inUsage := regexp.MustCompile(`--([a-z][a-z0-9-]*) ([A-Z][A-Z_]*)\b`)
+	for name, h := range helps {
+		arg := map[string]string{}
+		for _, m := range flagHead.FindAllStringSubmatch(h, -1) {
+			arg[m[1]] = m[2]
+			if strings.Contains(m[3], "default") && strings.Contains(m[4], "(default") {
+				t.Errorf("%s --help: --%s states its default twice: (%s) and %q", name, m[1], m[3], m[4])
+			}
+		}
+		if len(arg) == 0 {
+			t.Errorf("%s --help lists no flags:\n%s", name, h)
+		}
+		usage, _, _ := strings.Cut(h, "\n\n")
+		for _, m := range inUsage.FindAllStringSubmatch(usage, -1) {
+			if a, ok := arg[m[1]]; ok && a != m[2] {
+				t.Errorf("%s --help: the usage line has --%s %s, the flag list --%s %s", name, m[1], m[2], m[1], a)
+			}
 		}
 	}
 }

@@ -120,7 +120,8 @@ func (c *cmdFlags) usage(w io.Writer) {
 		}
 		def := f.DefValue
 		switch {
-		case typ == "bool" && def == "false", def == "" || def == "[]" || (typ == "int" && def == "-1"):
+		// An int's 0 or -1 is "not given": its help says what that means.
+		case typ == "bool" && def == "false", def == "" || def == "[]" || (typ == "int" && (def == "-1" || def == "0")):
 			head += " (" + typ + ")"
 		default:
 			head += " (" + typ + ", default " + def + ")"

@@ -38,10 +38,10 @@ func init() {
 }
 
 func runTiles(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("tiles", `usage: trailguard tiles [LEDGER_DIR] [--data DIR] --out DIR [--size N]
+	fs := newFlags("tiles", `usage: trailguard tiles [LEDGER_DIR] [--data DIR] --out DIR [--size SIZE]
 
 Writes the ledger's Merkle tree as of a signed checkpoint (the newest, or the
-one of --size N) in the C2SP tlog-tiles layout: OUT/checkpoint and the hash
+one of --size SIZE) in the C2SP tlog-tiles layout: OUT/checkpoint and the hash
 tiles OUT/tile/<L>/<N>[.p/<W>], for tlog-tiles clients and tools working
 offline. The ledger keeps its hashes in one file per tile level; a running
 collector serves the same tiles at /v1/ledger/tile/... (read role). Full

@@ -50,7 +50,7 @@ func runProxy(args []string, stdout, stderr io.Writer) int {
 	bouncer := fs.String("bouncer-key", "", "bouncer `KEY` (X-Api-Key) for the collector's decision stream (env TRAILGUARD_BOUNCER_KEY)")
 	tlsCert := fs.String("tls-cert", "", "certificate `FILE` (PEM) to terminate TLS with")
 	tlsKey := fs.String("tls-key", "", "private key `FILE` (PEM) of --tls-cert")
-	service := fs.String("service", "", "service.name on every event `NAME` (default trailguard-proxy)")
+	service := fs.String("service", "", "`NAME` to record as service.name of every event (default trailguard-proxy)")
 	trailDir := fs.String("trail-dir", "", "also write every event as JSON lines to `DIR`/trail.jsonl (rotated), for log shippers and fail2ban")
 	api := fs.String("api", "", "single node: also serve the collector API (query, tail, decisions) on `ADDR`")
 	pos, code, ok := fs.parse(args)

@@ -29,7 +29,7 @@ func init() {
 }
 
 func runReport(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("report", `usage: trailguard report --standard pci-dss|soc2|hipaa [--from T] [--to T] [--format json|html|pdf] [--data DIR] [--out FILE]
+	fs := newFlags("report", `usage: trailguard report --standard pci-dss|soc2|hipaa [--from TIME] [--to TIME] [--format json|html|pdf] [--data DIR] [--out FILE]
 
 Computes a compliance report from the collector's ledger (it may be running):
 each requirement with a status (met, gap, not applicable, not assessable from
