@@ -44,6 +44,10 @@ exists) and every --rules directory, reports each rule that cannot be used
   --replay   runs the rules over stored events and prints one alert per line
              (NDJSON, ECS event.kind alert); PATH is an NDJSON file (.gz, or -
              for standard input), a ledger directory or a data directory`, stdout, stderr)
+	fs.examples = `trailguard detect --check --rules ./rules
+trailguard detect --test builtin
+trailguard detect --replay /var/lib/trailguard --rules ./rules
+zcat events.ndjson.gz | trailguard detect --replay - --no-builtin --rules ./rules`
 	var dirs keyList
 	fs.Var(&dirs, "rules", "load Sigma rules from `DIR` (every .yml/.yaml file below it)")
 	data := fs.dataFlag("the collector's data directory `DIR`, whose rules/ subdirectory is loaded when present (env TRAILGUARD_DATA)")

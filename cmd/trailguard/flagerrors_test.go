@@ -40,8 +40,9 @@ func TestFlagErrors(t *testing.T) {
 
 // TestHelpConsistent: each command's --help states a flag's default once
 // (prove and tiles said "--to SIZE (int, default 0)" over "(default: the
-// newest)"), and its usage line names each flag's value as the flag list
-// does (demo's "[--duration D]" was "--duration DURATION" below).
+// newest)"), its usage line names each flag's value as the flag list
+// does (demo's "[--duration D]" was "--duration DURATION" below), and
+// its examples use only flags it has.
 func TestHelpConsistent(t *testing.T) {
 	helps := map[string]string{}
 	for name, f := range runners {
@@ -64,6 +65,22 @@ func TestHelpConsistent(t *testing.T) {
 		}
 		if len(arg) == 0 {
 			t.Errorf("%s --help lists no flags:\n%s", name, h)
+		}
+		// Its examples use only its own flags.
+		if _, ex, ok := strings.Cut(h, "\nexamples:\n"); ok {
+			for _, l := range strings.Split(strings.TrimSpace(ex), "\n") {
+				l, _, _ = strings.Cut(l, " #")
+				_, cmdLine, ok := strings.Cut(l, "trailguard "+strings.Fields(name)[0]+" ")
+				if !ok {
+					t.Errorf("%s --help: example %q does not run trailguard %s", name, l, name)
+					continue
+				}
+				for _, m := range regexp.MustCompile(`(?:^|\s)--([a-z][a-z0-9-]*)`).FindAllStringSubmatch(cmdLine, -1) {
+					if _, ok := arg[m[1]]; !ok {
+						t.Errorf("%s --help: example %q gives --%s, which is not among its flags", name, l, m[1])
+					}
+				}
+			}
 		}
 		usage, _, _ := strings.Cut(h, "\n\n")
 		for _, m := range inUsage.FindAllStringSubmatch(usage, -1) {

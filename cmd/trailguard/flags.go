@@ -27,6 +27,7 @@ import (
 type cmdFlags struct {
 	*flag.FlagSet
 	synopsis string // "usage: …" and a few lines about the command
+	examples string // command lines, one a line, shown after the flags
 	hidden   map[string]bool
 	stdout   io.Writer
 	stderr   io.Writer
@@ -128,6 +129,12 @@ func (c *cmdFlags) usage(w io.Writer) {
 		}
 		fmt.Fprintf(w, "%s\n      %s\n", head, help)
 	})
+	if c.examples != "" {
+		fmt.Fprintln(w, "\nexamples:")
+		for _, l := range strings.Split(strings.Trim(c.examples, "\n"), "\n") {
+			fmt.Fprintln(w, "  "+l)
+		}
+	}
 }
 
 // typeOf names the kind of value a flag takes.

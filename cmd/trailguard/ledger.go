@@ -165,6 +165,9 @@ the records after it and the checkpoints signed since, each of which must
 extend that tree.
 
 exit status: 0 verified, 1 findings, 2 could not verify`, stdout, stderr)
+	fs.examples = `trailguard verify --data /var/lib/trailguard
+trailguard verify /copy/of/ledger --key collector-1.pub --witness /witness/collector-1
+trailguard verify /copy/of/ledger --key collector-1.pub --since last-audit.checkpoint --json`
 	data := fs.dataFlag("the collector's data directory `DIR`: verify DIR/ledger with DIR/keys/signer.pub (env TRAILGUARD_DATA)")
 	var keys keyList
 	fs.Var(&keys, "key", "verifier key `FILE` (repeat, or several lines per file, for rotated keys)")
@@ -320,6 +323,9 @@ Prints an inclusion proof of one record, or a consistency proof between two
 tree sizes, against a signed checkpoint. The ledger is LEDGER_DIR or
 DIR/ledger of --data; the checkpoint's signature is checked first with --key,
 by default DIR/keys/signer.pub when it exists.`, stdout, stderr)
+	fs.examples = `trailguard prove --index 1234 --key collector-1.pub
+trailguard prove /copy/of/ledger --event-id 01937c2e-5a4b-7000-8000-000000000001 --key collector-1.pub --json
+trailguard prove --from 1000     # consistency of the first 1000 records with the newest signed tree`
 	data := fs.dataFlag("the collector's data directory `DIR`: prove from DIR/ledger (env TRAILGUARD_DATA)")
 	index := fs.Int64("index", -1, "prove that record `N` is in the log")
 	eventID := fs.String("event-id", "", "prove that the record whose event.id is `ID` is in the log")

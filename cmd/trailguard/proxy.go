@@ -41,6 +41,9 @@ func runProxy(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	context.AfterFunc(ctx, stop) // a second signal kills at once
 	fs := newFlags("proxy", proxySynopsis, stdout, stderr)
+	fs.examples = `trailguard proxy --listen 127.0.0.1:8080 --upstream http://127.0.0.1:9000     # single node, in ./trailguard-gateway
+trailguard proxy --upstream http://127.0.0.1:9000 --data /var/lib/tg-proxy --collector https://collector:8600 --token "$INGEST_TOKEN" --bouncer-key "$BOUNCER_KEY"
+trailguard proxy --config proxy.yml`
 	cfgPath := fs.String("config", "", "YAML configuration `FILE` (routes, logins, sensitive operations, rate limits)")
 	listen := fs.String("listen", "", "address `ADDR` to serve on (default 127.0.0.1:8080)")
 	upstream := fs.String("upstream", "", "upstream `URL` for every request no configured route takes, e.g. http://127.0.0.1:9000")

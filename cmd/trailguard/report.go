@@ -44,6 +44,8 @@ ran with it: its signed record of the settings it started with
 differ from it. A data directory without that record (a collector before
 this version) is stated as --config gives it: pass the collector's own.
 Check a report with trailguard verify-report.`, stdout, stderr)
+	fs.examples = `trailguard report --standard pci-dss --format pdf --out pci-q4.pdf --from 2026-10-01T00:00:00Z --to 2027-01-01T00:00:00Z
+trailguard report --standard soc2 --from 720h --format pdf,html --out soc2-monthly`
 	data := fs.dataFlag("the collector's data directory `DIR` (env TRAILGUARD_DATA)")
 	std := fs.String("standard", "", "`STANDARD`: pci-dss, soc2 or hipaa")
 	from := fs.String("from", "720h", "start of the period: RFC 3339 `TIME` or a duration back from now")
