@@ -1,6 +1,7 @@
 package main
 
 import (
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -87,6 +88,20 @@ func TestHelpConsistent(t *testing.T) {
 			if a, ok := arg[m[1]]; ok && a != m[2] {
 				t.Errorf("%s --help: the usage line has --%s %s, the flag list --%s %s", name, m[1], m[2], m[1], a)
 			}
+		}
+	}
+}
+
+// TestNoLedgerThere: a LEDGER_DIR that does not exist is said to be
+// missing, exit 2, by every command that takes one — verify without
+// --key asked for the verifier key of a ledger that was never there (a
+// mistyped path), and prove and tiles failed with "stat DIR/seg".
+func TestNoLedgerThere(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "no-such-copy")
+	for _, args := range [][]string{{"verify", missing}, {"prove", missing, "--index", "1"}, {"tiles", missing, "--out", t.TempDir()}} {
+		_, errOut, code := call(runners[args[0]], args[1:]...)
+		if want := "trailguard " + args[0] + ": no ledger at " + missing; code != 2 || !strings.HasPrefix(errOut, want) {
+			t.Errorf("trailguard %s: exit %d, stderr %q; want 2 and %q", strings.Join(args, " "), code, errOut, want)
 		}
 	}
 }

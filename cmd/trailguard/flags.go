@@ -296,6 +296,11 @@ func ledgerDirs(pos []string, data string) (ledgerDir, dataDir string, err error
 	}
 	if len(pos) == 1 {
 		p := pos[0]
+		// Said first: without it, verify asked for a --key for a
+		// directory that was never there (a mistyped path).
+		if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
+			return "", "", fmt.Errorf("no ledger at %s: name a ledger directory or a data directory holding ledger/ (or give --data DIR instead)", p)
+		}
 		if st, err := os.Stat(filepath.Join(p, "ledger")); err == nil && st.IsDir() {
 			return filepath.Join(p, "ledger"), p, nil
 		}
