@@ -133,9 +133,17 @@ func (s *Server) handleRules(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, errDetectionOff.Error())
 		return
 	}
+	// The keys of GET /v1/rules/{name} (ruleJSON), which the list had in
+	// Go's spelling ("ID", "Name", …) beside its own snake-case "errors".
 	type rule struct {
-		ID, Name, Title, Level, Type, Ruleset, Source string
-		Block                                         string `json:",omitempty"`
+		ID      string `json:"id"`
+		Name    string `json:"name,omitempty"`
+		Title   string `json:"title"`
+		Level   string `json:"level,omitempty"`
+		Type    string `json:"type"`
+		Ruleset string `json:"ruleset,omitempty"`
+		Source  string `json:"source"`
+		Block   string `json:"block,omitempty"`
 	}
 	var rules []rule
 	for _, r := range d.runner.Engine.Rules() {
