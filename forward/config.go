@@ -150,7 +150,7 @@ func boolOr(p *bool, def bool) bool {
 func (c Config) withDefaults() (Config, error) {
 	var errs []error
 	if !nameRE.MatchString(c.Name) {
-		errs = append(errs, fmt.Errorf("name %q: want 1-64 lower-case letters, digits, - or _", c.Name))
+		errs = append(errs, fmt.Errorf("name %q: want 1-64 lower-case letters, digits, - or _, the first a letter or digit", c.Name))
 	}
 	u, err := url.Parse(c.URL)
 	if c.URL == "" || err != nil || u.Host == "" {

@@ -21,6 +21,9 @@ func TestConfigErrors(t *testing.T) {
 		want string
 	}{
 		{Config{Name: "Bad Name", Type: TypeElasticsearch, URL: "http://es:9200"}, "name"},
+		// The rule the message gives, and docs/scale-out.md, must be the
+		// one applied: "_vl" is made of the allowed characters.
+		{Config{Name: "_vl", Type: TypeElasticsearch, URL: "http://es:9200"}, "the first a letter or digit"},
 		{Config{Name: "x", Type: "kafka", URL: "http://k:9092"}, "type"},
 		{Config{Name: "x", Type: TypeElasticsearch, URL: "tcp://es:9200"}, "http:// or https://"},
 		{Config{Name: "x", Type: TypeSyslog, URL: "http://siem:514"}, "tcp://host:port"},
