@@ -443,6 +443,11 @@ func (cfg Config) Validate() error {
 		if u, err := url.Parse(cfg.Collector.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			add("collector.url %q: want http://host:port or https://host:port", cfg.Collector.URL)
 		}
+		// Without it every event waits in the spool for a collector that
+		// answers 401, which the gateway logs only once it tries to ship.
+		if cfg.Collector.Token == "" {
+			add("collector.token (--token TOKEN, or TRAILGUARD_PROXY_TOKEN) is needed with collector.url: an ingest token of that collector (trailguard token create --role ingest --name gateway-1 there)")
+		}
 	}
 	if cfg.RefusalsPerMinute < 0 || cfg.RefusalsTotalPerMinute < 0 {
 		add("refusals_per_minute and refusals_total_per_minute cannot be negative")

@@ -429,6 +429,7 @@ func TestConfigValidation(t *testing.T) {
 		Sensitive:      []Sensitive{{Path: "/u/{id}", TargetUser: "uid"}, {Path: "/v", Action: "Bad Action"}},
 		TrustedProxies: []string{"10.0.0.0/33"},
 		HTTP1:          "nginx",
+		Collector:      Collector{URL: "http://collector:8600"}, // no token
 	}
 	err := cfg.Validate()
 	if err == nil {
@@ -436,7 +437,8 @@ func TestConfigValidation(t *testing.T) {
 	}
 	for _, want := range []string{"tls_cert and tls_key", `routes[0]: upstream "ftp://x"`, `upstream "127.0.0.1:9000": want http://host:port or https://host:port (the scheme is missing: http://127.0.0.1:9000?)`, `path "api" must start with /`,
 		"rate 0", `user "password"`, "{x} appears twice", `target_user "uid"`, "action is required", `action "Bad Action"`,
-		`"10.0.0.0/33" is not a CIDR`, `http1 "nginx": want "lean" (default) or "net/http"`} {
+		`"10.0.0.0/33" is not a CIDR`, `http1 "nginx": want "lean" (default) or "net/http"`,
+		"collector.token (--token TOKEN, or TRAILGUARD_PROXY_TOKEN) is needed with collector.url"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not say %q:\n%v", want, err)
 		}
@@ -504,7 +506,7 @@ sensitive:
 rate_limit: {rate: 100, burst: 200}
 timeouts: {response_header: 5s, dial: 1s}
 http1: net/http
-collector: {url: "http://127.0.0.1:8600", poll_interval: 100ms}
+collector: {url: "http://127.0.0.1:8600", token: tg_x, poll_interval: 100ms}
 `
 	if err := writeFile(path, yml); err != nil {
 		t.Fatal(err)

@@ -191,6 +191,9 @@ func printProxyStart(w io.Writer, cfg proxy.Config, single bool, apiLn net.Liste
 	if cfg.TrailDir != "" {
 		fmt.Fprintf(w, "  trail file: %s (JSON lines, rotated)\n", filepath.Join(absPath(cfg.TrailDir), "trail.jsonl"))
 	}
+	if !single && cfg.Collector.BouncerKey == "" {
+		fmt.Fprintf(w, "  blocks:     none: without --bouncer-key KEY (a bouncer token: trailguard token create --role bouncer on the collector) the collector's block decisions are not read\n")
+	}
 	switch {
 	case !single:
 		fmt.Fprintf(w, "  look:       the collector's API and web UI at %s\n", cfg.Collector.URL)

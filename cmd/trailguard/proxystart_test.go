@@ -31,6 +31,7 @@ func TestProxyStartSays(t *testing.T) {
 		single bool
 		api    net.Listener
 		want   []string
+		not    string // a line it must not have
 	}{
 		{name: "single node", cfg: proxy.Config{DataDir: "gw"}, single: true, want: []string{
 			"  data:       " + filepath.Join(wd, "gw") + " (ledger, index and keys: single node)",
@@ -40,9 +41,12 @@ func TestProxyStartSays(t *testing.T) {
 			"  trail file: " + filepath.Join(wd, "trails", "trail.jsonl") + " (JSON lines, rotated)",
 			"  look:       collector API on http://" + ln.Addr().String() + " (tokens: trailguard token create --data gw)",
 			stop}},
-		{name: "behind a collector", cfg: proxy.Config{DataDir: "/var/lib/gw", Collector: proxy.Collector{URL: "http://127.0.0.1:8600"}}, want: []string{
+		{name: "behind a collector", cfg: proxy.Config{DataDir: "/var/lib/gw", Collector: proxy.Collector{URL: "http://127.0.0.1:8600", Token: "tg_i", BouncerKey: "tg_b"}}, want: []string{
 			"  data:       shipped to http://127.0.0.1:8600, spooled in /var/lib/gw/spool",
 			"  look:       the collector's API and web UI at http://127.0.0.1:8600",
+			stop}, not: "blocks:"},
+		{name: "behind a collector, no bouncer key", cfg: proxy.Config{DataDir: "/var/lib/gw", Collector: proxy.Collector{URL: "http://127.0.0.1:8600", Token: "tg_i"}}, want: []string{
+			"  blocks:     none: without --bouncer-key KEY",
 			stop}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -52,6 +56,9 @@ func TestProxyStartSays(t *testing.T) {
 				if !strings.Contains(out.String(), w) {
 					t.Errorf("start message lacks %q:\n%s", w, out.String())
 				}
+			}
+			if tt.not != "" && strings.Contains(out.String(), tt.not) {
+				t.Errorf("start message has %q:\n%s", tt.not, out.String())
 			}
 		})
 	}
