@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"cmp"
 	"compress/gzip"
 	"fmt"
 	"os"
@@ -29,6 +30,7 @@ const ingestMemoryBound = 192 << 20
 // worstBody is one hostile ingest request.
 type worstBody struct {
 	name, path, encoding string
+	contentType          string // default application/x-ndjson
 	body                 []byte
 	wantStatus           int
 }
@@ -86,6 +88,20 @@ func worstBodies(t testing.TB) []worstBody {
 	}
 	out = append(out, worstBody{name: "_bulk, 512-byte _ids", path: "/_bulk", body: bulk.Bytes(), wantStatus: 200})
 	out = append(out, worstBody{name: "_bulk, 100k tiny items", path: "/_bulk", body: bytes.Repeat([]byte("{\"index\":{}}\n{}\n"), 100000), wantStatus: 200})
+	// OTLP/JSON is decoded whole (4 MiB at most): 4 MiB of empty log
+	// records (1.4 million, each {} decoded into a LogRecord), and one
+	// record whose body is an array of 1.4 million empty values. They
+	// held 270 MB and 100 MB before records and values were bounded as
+	// they were read.
+	const otlpJSON = 4<<20 - 100
+	otlpOf := func(prefix, suffix string) []byte {
+		n := (otlpJSON - len(prefix) - len(suffix)) / 3
+		return []byte(prefix + strings.Repeat("{},", n-1) + "{}" + suffix)
+	}
+	out = append(out, worstBody{name: "OTLP/JSON, 4 MiB of empty log records", path: "/v1/logs", contentType: "application/json",
+		body: otlpOf(`{"resourceLogs":[{"scopeLogs":[{"logRecords":[`, `]}]}]}`), wantStatus: 413})
+	out = append(out, worstBody{name: "OTLP/JSON, 4 MiB of empty values", path: "/v1/logs", contentType: "application/json",
+		body: otlpOf(`{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"body":{"arrayValue":{"values":[`, `]}}}]}]}]}`), wantStatus: 413})
 	return out
 }
 
@@ -187,7 +203,7 @@ func TestIngestMemoryBound(t *testing.T) {
 		resetPeak(t, pid)
 		stop := make(chan struct{})
 		peakc := anonPeak(pid, stop)
-		hdr := []string{"Content-Type", "application/x-ndjson"}
+		hdr := []string{"Content-Type", cmp.Or(wb.contentType, "application/x-ndjson")}
 		if wb.encoding != "" {
 			hdr = append(hdr, "Content-Encoding", wb.encoding)
 		}

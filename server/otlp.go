@@ -68,23 +68,36 @@ func (s *Server) handleOTLPLogs(w http.ResponseWriter, r *http.Request) {
 	var each func(fn func([]*commonpb.KeyValue, *commonpb.InstrumentationScope, *logspb.LogRecord)) error
 	total := 0
 	if isJSON {
-		ld, err := decodeOTLPJSON(data)
-		if err != nil {
+		// Decoded whole, so the records and values are bounded as they
+		// are read, before they are built.
+		ld, err := decodeOTLPJSONLimited(data, s.cfg.MaxRequestEvents, maxOTLPJSONValues)
+		switch {
+		case errors.Is(err, errOTLPJSONRecords):
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("more than %d log records in one request; send at most %d (max_request_events)", s.cfg.MaxRequestEvents, s.cfg.MaxRequestEvents))
+			return
+		case errors.Is(err, errOTLPJSONValues):
+			writeError(w, http.StatusRequestEntityTooLarge, errOTLPJSONValues.Error())
+			return
+		case err != nil:
 			writeError(w, http.StatusBadRequest, "not an OTLP logs request: "+err.Error())
 			return
 		}
-		work := 0
+		work, most := 0, 0
 		for _, rl := range ld.ResourceLogs {
 			res := kvValues(rl.GetResource().GetAttributes())
+			most = max(most, res)
 			for _, sl := range rl.ScopeLogs {
 				total += len(sl.LogRecords)
 				scope := kvValues(sl.GetScope().GetAttributes())
+				most = max(most, scope)
 				for _, lr := range sl.LogRecords {
-					work += res + scope + anyValues(lr.Body) + kvValues(lr.Attributes)
+					own := anyValues(lr.Body) + kvValues(lr.Attributes)
+					most = max(most, own)
+					work += res + scope + own
 				}
 			}
 		}
-		if work > maxOTLPWork {
+		if work > maxOTLPWork || most > maxOTLPValues {
 			writeError(w, http.StatusRequestEntityTooLarge, errOTLPWork.Error())
 			return
 		}

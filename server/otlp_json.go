@@ -3,6 +3,7 @@ package server
 import (
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -167,6 +168,42 @@ const maxOTLPJSONDepth = 16000
 type otlpReader struct {
 	s     jsonscan.Scanner
 	depth int // the arrays and objects open
+	// records and values count the log records and the KeyValue and
+	// AnyValue messages read; past maxRecords or maxValues (when not 0)
+	// the read stops with errOTLPJSONRecords or errOTLPJSONValues.
+	records, nvalues      int
+	maxRecords, maxValues int
+}
+
+// maxOTLPJSONValues bounds the attributes and values (each KeyValue and
+// AnyValue) of a whole OTLP/JSON request, which is decoded whole before
+// anything is counted or mapped: an empty value is 3 bytes of JSON, {},
+// and some 100 decoded, so a 4 MiB request of them held 270 MB, and
+// max_ingest_requests of them at once several GB. A request of 4 MiB
+// with attributes as small as {"key":"a","value":{"intValue":1}} holds
+// 240,000.
+const maxOTLPJSONValues = 500_000
+
+var (
+	errOTLPJSONRecords = errors.New("too many log records")
+	errOTLPJSONValues  = fmt.Errorf("OTLP/JSON request with more than %d attributes and values; export smaller batches", maxOTLPJSONValues)
+)
+
+// countRecord counts a log record read, refusing one past maxRecords.
+func (r *otlpReader) countRecord() error {
+	if r.records++; r.maxRecords > 0 && r.records > r.maxRecords {
+		return errOTLPJSONRecords
+	}
+	return nil
+}
+
+// countValue counts a KeyValue or an AnyValue read, refusing one past
+// maxValues.
+func (r *otlpReader) countValue() error {
+	if r.nvalues++; r.maxValues > 0 && r.nvalues > r.maxValues {
+		return errOTLPJSONValues
+	}
+	return nil
 }
 
 // jtok is the first token of a JSON value: '{' or '[' (the reader is then
@@ -443,6 +480,9 @@ func (r *otlpReader) keyValues(first jtok, what string, depth int) ([]*commonpb.
 	var out []*commonpb.KeyValue
 	keep := depth <= maxAnyDepth
 	err := r.array(first, what, func(v jtok) error {
+		if err := r.countValue(); err != nil {
+			return err
+		}
 		var kv *commonpb.KeyValue
 		if keep {
 			kv = &commonpb.KeyValue{}
@@ -493,6 +533,9 @@ func (r *otlpReader) values(first jtok, what string, list func(v jtok) error) er
 // value). Past maxAnyDepth it is read and checked but gives nil, as the
 // protobuf half drops it, and nothing is built for it.
 func (r *otlpReader) anyValue(first jtok, depth int) (*commonpb.AnyValue, error) {
+	if err := r.countValue(); err != nil {
+		return nil, err
+	}
 	var out *commonpb.AnyValue
 	keep := depth <= maxAnyDepth
 	var seen uint32
@@ -590,6 +633,9 @@ func (r *otlpReader) anyValue(first jtok, depth int) (*commonpb.AnyValue, error)
 
 // logRecord reads a LogRecord.
 func (r *otlpReader) logRecord(first jtok) (*logspb.LogRecord, error) {
+	if err := r.countRecord(); err != nil {
+		return nil, err
+	}
 	lr := &logspb.LogRecord{}
 	var seen uint32
 	err := r.object(first, "logRecords", func(key []byte, v jtok) error {
@@ -723,8 +769,14 @@ func (r *otlpReader) resourceLogs(first jtok) (*logspb.ResourceLogs, error) {
 }
 
 // decodeOTLPJSON reads an OTLP/JSON logs request.
-func decodeOTLPJSON(body []byte) (*logspb.LogsData, error) {
-	r := &otlpReader{s: jsonscan.Scanner{Data: body, MaxDepth: maxOTLPJSONDepth}}
+func decodeOTLPJSON(body []byte) (*logspb.LogsData, error) { return decodeOTLPJSONLimited(body, 0, 0) }
+
+// decodeOTLPJSONLimited reads an OTLP/JSON logs request of at most
+// maxRecords log records and maxValues attributes and values (0: any
+// number), stopping at the first past either (the error wraps
+// errOTLPJSONRecords or errOTLPJSONValues) before it is built.
+func decodeOTLPJSONLimited(body []byte, maxRecords, maxValues int) (*logspb.LogsData, error) {
+	r := &otlpReader{s: jsonscan.Scanner{Data: body, MaxDepth: maxOTLPJSONDepth}, maxRecords: maxRecords, maxValues: maxValues}
 	out := &logspb.LogsData{}
 	var seen uint32
 	first, err := r.value()

@@ -60,6 +60,8 @@ func TestOTLPValuesBounded(t *testing.T) {
 		{"the same in JSON", "application/json",
 			[]byte(`{"resourceLogs":[{"resource":{"attributes":[` + resJSON.String() + `]},"scopeLogs":[{"logRecords":[` +
 				strings.TrimSuffix(strings.Repeat("{},", 99000), ",") + `]}]}]}`), 413},
+		{"a log record of 60,000 attributes in JSON (120,000 attributes and values)", "application/json",
+			[]byte(`{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"attributes":[` + resJSON.String() + "," + resJSON.String() + "," + resJSON.String() + `]}]}]}]}`), 413},
 		{"an ordinary batch", "application/x-protobuf", ordinary, 200},
 	} {
 		req, err := http.NewRequest("POST", ts.url+"/v1/logs", bytes.NewReader(tc.body))
