@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/trailguard/trailguard/detect"
 )
@@ -39,23 +40,14 @@ func TestRuleFilesRecorded(t *testing.T) {
 		sum := sha256.Sum256([]byte(content))
 		want = append(want, hex.EncodeToString(sum[:]))
 		ts := startServer(t, dir, detectionOn)
+		// The record goes through the collector's own audit logger,
+		// whose writer appends it after the start returns: read until it
+		// is there.
 		var got [][]detect.RuleFile
-		for e, err := range ts.ledger.Entries(0) {
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.Contains(e.Data, []byte(`"`+ActionRulesLoaded+`"`)) {
-				continue
-			}
-			var doc struct {
-				Event struct{ Action string }
-				Files []detect.RuleFile `json:"trailguard.rules.files"`
-			}
-			if err := json.Unmarshal(e.Data, &doc); err != nil {
-				t.Fatalf("record %d: %v: %s", e.Index, err, e.Data)
-			}
-			if doc.Event.Action == ActionRulesLoaded {
-				got = append(got, doc.Files)
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			got = rulesLoaded(t, ts)
+			if len(got) >= len(want) || time.Now().After(deadline) {
+				break
 			}
 		}
 		ts.stop(t)
@@ -73,4 +65,30 @@ func TestRuleFilesRecorded(t *testing.T) {
 			}
 		}
 	}
+}
+
+// rulesLoaded returns the files of each detection_rules_loaded record in
+// the collector's ledger, in order.
+func rulesLoaded(t *testing.T, ts *testServer) [][]detect.RuleFile {
+	t.Helper()
+	var got [][]detect.RuleFile
+	for e, err := range ts.ledger.Entries(0) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Contains(e.Data, []byte(`"`+ActionRulesLoaded+`"`)) {
+			continue
+		}
+		var doc struct {
+			Event struct{ Action string }
+			Files []detect.RuleFile `json:"trailguard.rules.files"`
+		}
+		if err := json.Unmarshal(e.Data, &doc); err != nil {
+			t.Fatalf("record %d: %v: %s", e.Index, err, e.Data)
+		}
+		if doc.Event.Action == ActionRulesLoaded {
+			got = append(got, doc.Files)
+		}
+	}
+	return got
 }
