@@ -218,11 +218,15 @@ func shorten(v string) string {
 	if len(v) <= 80 {
 		return v
 	}
-	n := 77
+	return runePrefix(v, 77) + "..."
+}
+
+// runePrefix returns v's first n bytes or fewer, cut at a rune boundary.
+func runePrefix(v string, n int) string {
 	for n > 0 && !utf8.RuneStart(v[n]) {
 		n--
 	}
-	return v[:n] + "..."
+	return v[:n]
 }
 
 // MaxValueBytes bounds each value an alert document copies from events
@@ -244,11 +248,7 @@ func CutValue(v string, n int) string {
 	}
 	sum := sha256.Sum256([]byte(v))
 	suffix := "…[truncated from " + strconv.Itoa(len(v)) + " bytes, sha256 " + hex.EncodeToString(sum[:8]) + "]"
-	k := max(n-len(suffix), 0)
-	for k > 0 && !utf8.RuneStart(v[k]) {
-		k--
-	}
-	return v[:k] + suffix
+	return runePrefix(v, max(n-len(suffix), 0)) + suffix
 }
 
 // ECS field names alerts may copy from events, by type: the rest are

@@ -19,6 +19,7 @@ import (
 	"github.com/trailguard/trailguard/detect"
 	"github.com/trailguard/trailguard/event"
 	"github.com/trailguard/trailguard/internal/regfile"
+	"github.com/trailguard/trailguard/internal/statefile"
 	"github.com/trailguard/trailguard/ledger"
 	"github.com/trailguard/trailguard/report"
 )
@@ -108,23 +109,7 @@ func saveSettings(dir, signerPath string, rs RunSettings, size uint64) (string, 
 		return "", err
 	}
 	path := filepath.Join(dir, SettingsFile)
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return "", fmt.Errorf("settings: %w", err)
-	}
-	_, err = f.Write(append(file, '\n'))
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
+	if err := statefile.Write(path, append(file, '\n')); err != nil {
 		return "", fmt.Errorf("settings: write %s: %w", path, err)
 	}
 	return sum, nil

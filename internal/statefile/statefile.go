@@ -167,7 +167,8 @@ func (p *Saver) failed(err error) {
 
 // Write replaces the file at path with data so that, after a crash, path
 // holds either its old content or all of data: it writes path+".tmp"
-// (mode 0600), syncs it, renames it over path and syncs the directory.
+// (mode 0600), syncs it, renames it over path and syncs the directory;
+// on an error path keeps its old content and the temporary file is removed.
 // The directory's sync is best effort (some file systems refuse it); the
 // rename has happened by then. Errors name the file, not the caller: wrap
 // them.
@@ -188,6 +189,7 @@ func Write(path string, data []byte) error {
 		err = os.Rename(tmp, path)
 	}
 	if err != nil {
+		os.Remove(tmp)
 		return err
 	}
 	if d, err := os.Open(filepath.Dir(path)); err == nil {
