@@ -1502,7 +1502,7 @@ var zbufPool = sync.Pool{New: func() any { return &zbufs{raw: make([]byte, 0, zB
 // its records into z.leaves.
 func (z *zbufs) decode(comp []byte, count uint32) error {
 	var err error
-	if z.raw, err = decodeRaw(comp, z.raw); err != nil {
+	if z.raw, err = decodeRaw(comp, count, z.raw); err != nil {
 		return err
 	}
 	if _, z.recs, err = parseBlock(z.raw[:len(z.raw)-4], count, nil, z.recs[:0]); err != nil {

@@ -52,6 +52,9 @@ const (
 	zBlockSize = 128 << 10
 	// zMaxBlock bounds what a reader believes a block decodes to.
 	zMaxBlock = maxFrameLen + 1<<20
+	// zSmallBlock bounds what a block whose frame does not say its size
+	// decodes to (EncodeAll says it from 256 bytes up).
+	zSmallBlock = 4 << 10
 )
 
 // zBlock is one block of a compressed segment, from its index.
@@ -141,6 +144,15 @@ var (
 		}
 		return d
 	})
+	// zSmallDecoder decodes the frames that do not say their size: a
+	// frame EncodeAll made of fewer than 256 bytes.
+	zSmallDecoder = sync.OnceValue(func() *zstd.Decoder {
+		d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(zSmallBlock))
+		if err != nil {
+			panic(err)
+		}
+		return d
+	})
 	zEncoder = sync.OnceValue(func() *zstd.Encoder {
 		// The window first: a window set before the level keeps zstd's
 		// largest block (128 KiB) as the block size, which SpeedFastest
@@ -157,7 +169,7 @@ var (
 // decodeBlock decompresses a block and splits it into its records (which
 // alias the returned buffer). want is the record count the index gives.
 func decodeBlock(comp []byte, want uint32, buf []byte) ([]zRec, []byte, error) {
-	raw, err := decodeRaw(comp, buf)
+	raw, err := decodeRaw(comp, want, buf)
 	if err != nil {
 		return nil, raw, err
 	}
@@ -165,10 +177,34 @@ func decodeBlock(comp []byte, want uint32, buf []byte) ([]zRec, []byte, error) {
 	return recs, raw, err
 }
 
-// decodeRaw decompresses a block into buf and checks its CRC (the last 4
-// bytes of what it returns).
-func decodeRaw(comp []byte, buf []byte) ([]byte, error) {
-	raw, err := zDecoder().DecodeAll(comp, buf[:0])
+// decodeRaw decompresses a block of count records into buf and checks
+// its CRC (the last 4 bytes of what it returns).
+func decodeRaw(comp []byte, count uint32, buf []byte) ([]byte, error) {
+	// A block's frame says what it decodes to (EncodeAll writes the size
+	// from 256 bytes up), and a block of more than one record was cut at
+	// zBlockSize (blockEnd): a frame that says more is refused before it
+	// is decoded, and one that does not say is decoded to zSmallBlock at
+	// most. Without this a streamed zstd bomb (no size in its header)
+	// decoded to zMaxBlock (65 MiB of zeros from a few KiB) before it
+	// failed, in every block: a crafted copy of a ledger held verify for
+	// minutes.
+	var h zstd.Header
+	if err := h.Decode(comp); err != nil {
+		return buf[:0], fmt.Errorf("%w: block does not decode: %v", errZseg, err)
+	}
+	limit := uint64(zMaxBlock)
+	if count > 1 {
+		limit = zBlockSize
+	}
+	if h.HasFCS && h.FrameContentSize > limit {
+		return buf[:0], fmt.Errorf("%w: block's frame declares %d bytes, a block of %d records decodes to at most %d", errZseg, h.FrameContentSize, count, limit)
+	}
+	dec := zDecoder()
+	if !h.HasFCS {
+		// EncodeAll leaves the size out below 256 bytes only.
+		dec = zSmallDecoder()
+	}
+	raw, err := dec.DecodeAll(comp, buf[:0])
 	if err != nil {
 		return raw, fmt.Errorf("%w: block does not decode: %v", errZseg, err)
 	}
@@ -407,7 +443,7 @@ func compressSegmentWith(bufs *compactBufs, path string, first, count uint64, al
 	// check decodes the block comp, as a reader will (block checksum,
 	// layout), and compares it with the frames in s.buf[from:to].
 	check := func(comp []byte, want int, from, to int) error {
-		dec, err := decodeRaw(comp, bufs.dec)
+		dec, err := decodeRaw(comp, uint32(want), bufs.dec)
 		if cap(dec) > cap(bufs.dec) {
 			bufs.dec = dec[:0]
 		}

@@ -616,7 +616,7 @@ func TestCompressSegmentRefuses(t *testing.T) {
 			if k != bi {
 				return comp
 			}
-			raw, err := decodeRaw(comp, nil)
+			raw, err := decodeRaw(comp, 1, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
