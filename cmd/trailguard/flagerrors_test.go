@@ -29,6 +29,14 @@ func TestFlagErrors(t *testing.T) {
 		{"token", []string{"list", "--bogus"}, `trailguard token list: unknown flag --bogus`},
 		{"serve", []string{"--bogus"}, `trailguard serve: unknown flag --bogus (see trailguard serve --help)`},
 		{"serve", []string{"--listen"}, `trailguard serve: a value is missing after --listen (see trailguard serve --help)`},
+		// Values report checks itself: refused as the flag package's are,
+		// before the data directory is looked at or a note is printed
+		// (--standard pcidss was found after both, with exit 1 when no
+		// data directory was there; --from and --to exited 1).
+		{"report", []string{"--standard", "pcidss"}, `trailguard report: --standard "pcidss": want pci-dss, soc2 or hipaa`},
+		{"report", []string{"--standard", "pci-dss", "--from", "yesterday"}, `trailguard report: --from "yesterday": want an RFC 3339 time`},
+		{"report", []string{"--standard", "soc2", "--to", "-1h"}, `trailguard report: --to "-1h": want an RFC 3339 time`},
+		{"report", []string{"--standard", "soc2", "--format", "doc"}, `trailguard report: --format "doc": want json, html or pdf`},
 	}
 	for _, tt := range tests {
 		_, errOut, code := call(runners[tt.cmd], tt.args...)

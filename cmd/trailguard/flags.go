@@ -161,6 +161,18 @@ func (c *cmdFlags) missing(what string) int {
 	return 2
 }
 
+// invalid reports a flag value the command cannot use as parse reports
+// one that does not parse (the command, the flag with two dashes, the
+// value and what the flag takes), then the usage, and returns the exit
+// code for a usage error. A value checked after parse (report's
+// --standard) was refused with exit 1 after other output, unlike a
+// value the flag package refused.
+func (c *cmdFlags) invalid(flagName, value, want string) int {
+	fmt.Fprintf(c.stderr, "trailguard %s: --%s %q: %s\n\n", c.Name(), flagName, value, want)
+	c.usage(c.stderr)
+	return 2
+}
+
 // aliasValue is a hidden older name of a string flag.
 type aliasValue struct{ p *string }
 

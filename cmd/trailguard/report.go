@@ -65,13 +65,21 @@ trailguard report --standard soc2 --from 720h --format pdf,html --out soc2-month
 		fmt.Fprintf(stderr, "trailguard report: unexpected argument %q\n", pos[0])
 		return 2
 	}
+	// Every value is checked before anything is read or said: a wrong
+	// --standard was found by report.Compute, after the data directory's
+	// checks and a note on the settings, and --from and --to exited 1.
+	if *std == "" {
+		return fs.missing("--standard (pci-dss, soc2 or hipaa)")
+	}
+	if !knownStandard(*std) {
+		return fs.invalid("standard", *std, "want pci-dss, soc2 or hipaa")
+	}
 	formats := strings.Split(*format, ",")
 	for _, f := range formats {
 		switch f {
 		case "json", "html", "pdf":
 		default:
-			fmt.Fprintf(stderr, "trailguard report: --format %q: want json, html or pdf, or several separated by commas (pdf,html)\n", *format)
-			return 2
+			return fs.invalid("format", *format, "want json, html or pdf, or several separated by commas (pdf,html)")
 		}
 	}
 	if len(formats) > 1 && *out == "" {
@@ -82,18 +90,15 @@ trailguard report --standard soc2 --from 720h --format pdf,html --out soc2-month
 		fmt.Fprintln(stderr, "trailguard report: --format pdf is binary and standard output is a terminal: give --out FILE (or redirect it: > report.pdf)")
 		return 2
 	}
-	if *std == "" {
-		return fs.missing("--standard (pci-dss, soc2 or hipaa)")
-	}
 	now := time.Now()
 	fromT, err := parseWhen(*from, now)
 	if err != nil {
-		return fail("--from: %v", err)
+		return fs.invalid("from", *from, err.Error())
 	}
 	toT := now
 	if *to != "" {
 		if toT, err = parseWhen(*to, now); err != nil {
-			return fail("--to: %v", err)
+			return fs.invalid("to", *to, err.Error())
 		}
 	}
 	if err := requireDataDir(*data); err != nil {
@@ -219,6 +224,16 @@ trailguard report --standard soc2 --from 720h --format pdf,html --out soc2-month
 	return 0
 }
 
+// knownStandard reports whether report can be made for the standard id.
+func knownStandard(id string) bool {
+	for _, s := range report.Standards() {
+		if s.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
 // parseWhen reads an RFC 3339 time or a duration back from now.
 func parseWhen(s string, now time.Time) (time.Time, error) {
 	if d, err := time.ParseDuration(s); err == nil && d > 0 {
@@ -226,7 +241,7 @@ func parseWhen(s string, now time.Time) (time.Time, error) {
 	}
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("want an RFC 3339 time (2026-11-01T00:00:00Z) or a duration back from now (720h), got %q", s)
+		return time.Time{}, errors.New("want an RFC 3339 time (2026-11-01T00:00:00Z) or a duration back from now (720h)")
 	}
 	return t, nil
 }
