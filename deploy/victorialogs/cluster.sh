@@ -13,10 +13,32 @@
 # proxy), or VICTORIA_LOGS=/path/to/victoria-logs.
 set -euo pipefail
 VL=${VICTORIA_LOGS:-$(bash "$(dirname "$0")/../../.ci/victoria-logs.sh")}
-DIR=${1:-$(mktemp -d -t vlcluster.XXXXXX)}
+# A DIR given is the user's and kept; a temporary one is removed on every
+# way out (Ctrl-C, SIGTERM, a node that fails, an error of this script).
+made=
+if [ $# -gt 0 ]; then
+	DIR=$1
+else
+	DIR=$(mktemp -d -t vlcluster.XXXXXX)
+	made=$DIR
+fi
 common=(-retentionPeriod=400d -loggerLevel=WARN)
 pids=()
-trap 'kill "${pids[@]}" 2>/dev/null; wait' EXIT INT TERM
+cleanup() {
+	trap - EXIT INT TERM
+	if [ ${#pids[@]} -gt 0 ]; then
+		kill "${pids[@]}" 2>/dev/null || true
+		wait "${pids[@]}" 2>/dev/null || true
+	fi
+	if [ -n "$made" ]; then
+		rm -rf "$made"
+	fi
+}
+trap cleanup EXIT
+# A signal ends the script (the EXIT trap then cleans up): trapped without
+# exit, the script went back to its wait and the cleanup ran twice.
+trap 'exit 130' INT
+trap 'exit 143' TERM
 # Storage nodes: plain single nodes that keep the data.
 "$VL" -httpListenAddr=127.0.0.1:9491 -storageDataPath="$DIR/storage-1" "${common[@]}" & pids+=($!)
 "$VL" -httpListenAddr=127.0.0.1:9492 -storageDataPath="$DIR/storage-2" "${common[@]}" & pids+=($!)
@@ -30,4 +52,6 @@ nodes=-storageNode=127.0.0.1:9491,127.0.0.1:9492
 # allow_partial_response=1: trailguard's verification never allows it).
 "$VL" -httpListenAddr=127.0.0.1:9471 -storageDataPath="$DIR/select" "$nodes" -insert.disable "${common[@]}" & pids+=($!)
 echo "VictoriaLogs cluster in $DIR: insert http://127.0.0.1:9481, select http://127.0.0.1:9471"
-wait
+# Until the first node ends (a port in use, a crash): the cluster is not
+# whole without it, so the others are stopped too.
+wait -n
