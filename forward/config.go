@@ -148,6 +148,16 @@ func boolOr(p *bool, def bool) bool {
 
 // withDefaults checks c and fills in the defaults.
 func (c Config) withDefaults() (Config, error) {
+	c, errs := c.defaults()
+	if len(errs) > 0 {
+		return c, fmt.Errorf("output %q: %w", c.Name, errors.Join(errs...))
+	}
+	return c, nil
+}
+
+// defaults returns c with every zero value replaced by its default, and
+// every mistake in it, none naming the output.
+func (c Config) defaults() (Config, []error) {
 	var errs []error
 	if !nameRE.MatchString(c.Name) {
 		errs = append(errs, fmt.Errorf("name %q: want 1-64 lower-case letters, digits, - or _, the first a letter or digit", c.Name))
@@ -238,10 +248,59 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Hostname == "" {
 		c.Hostname, _ = os.Hostname()
 	}
-	if len(errs) > 0 {
-		return c, fmt.Errorf("output %q: %w", c.Name, errors.Join(errs...))
+	return c, errs
+}
+
+// Check reports every mistake in cfgs that Open refuses, without creating
+// or starting anything: the collector checks its configuration before it
+// makes its data directory and keys. With files, it also reads the files
+// they name (keys, CA certificates), which a machine that only reads the
+// configuration (trailguard report) may not have. Each error names the
+// output by its place in the list and its name, as the YAML file has it:
+// outputs[1] (vl): url "…": want ….
+func Check(cfgs []Config, files bool) []error {
+	var errs []error
+	seen := map[string]bool{}
+	for i, c := range cfgs {
+		where := fmt.Sprintf("outputs[%d]", i)
+		if c.Name != "" {
+			where += " (" + c.Name + ")"
+		}
+		c, problems := c.defaults()
+		if len(problems) == 0 {
+			problems = c.usable(files)
+		}
+		if c.Name != "" && seen[c.Name] {
+			problems = append(problems, fmt.Errorf("a second output named %q", c.Name))
+		}
+		seen[c.Name] = true
+		for _, p := range problems {
+			errs = append(errs, fmt.Errorf("%s: %w", where, p))
+		}
 	}
-	return c, nil
+	return errs
+}
+
+// usable reports what newOutput refuses in a configuration with its
+// defaults: settings that conflict, and with files, files it names that
+// cannot be used.
+func (c Config) usable(files bool) []error {
+	var errs []error
+	if c.verifying() && !boolOr(c.LedgerFields, true) {
+		errs = append(errs, errors.New("verify needs ledger_fields (the query looks for trailguard.ledger.index)"))
+	}
+	if !files {
+		return errs
+	}
+	if _, err := c.tlsConfig(""); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Type != TypeSyslog {
+		if _, err := c.headers(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errs
 }
 
 // verifying reports whether the output confirms deliveries by query.
@@ -293,11 +352,11 @@ func (c Config) headers() (http.Header, error) {
 	read := func(path, what string) (string, error) {
 		b, err := os.ReadFile(path)
 		if err != nil {
-			return "", fmt.Errorf("output %q: %s: %w", c.Name, what, err)
+			return "", fmt.Errorf("%s: %w", what, err)
 		}
 		s := strings.TrimSpace(string(b))
 		if s == "" {
-			return "", fmt.Errorf("output %q: %s %s is empty", c.Name, what, path)
+			return "", fmt.Errorf("%s %s is empty", what, path)
 		}
 		return s, nil
 	}
@@ -342,18 +401,18 @@ func (c Config) tlsConfig(host string) (*tls.Config, error) {
 	if c.TLS.CAFile != "" {
 		pem, err := os.ReadFile(c.TLS.CAFile)
 		if err != nil {
-			return nil, fmt.Errorf("output %q: tls.ca_file: %w", c.Name, err)
+			return nil, fmt.Errorf("tls.ca_file: %w", err)
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("output %q: tls.ca_file %s holds no PEM certificate", c.Name, c.TLS.CAFile)
+			return nil, fmt.Errorf("tls.ca_file %s holds no PEM certificate", c.TLS.CAFile)
 		}
 		t.RootCAs = pool
 	}
 	if c.TLS.CertFile != "" || c.TLS.KeyFile != "" {
 		cert, err := tls.LoadX509KeyPair(c.TLS.CertFile, c.TLS.KeyFile)
 		if err != nil {
-			return nil, fmt.Errorf("output %q: tls client certificate: %w", c.Name, err)
+			return nil, fmt.Errorf("tls client certificate: %w", err)
 		}
 		t.Certificates = []tls.Certificate{cert}
 	}

@@ -126,7 +126,7 @@ func newOutput(m *Manager, c Config) (*output, error) {
 	}
 	tlsConf, err := c.tlsConfig(host)
 	if err != nil {
-		return nil, fmt.Errorf("forward: %w", err)
+		return nil, fmt.Errorf("forward: output %q: %w", c.Name, err)
 	}
 	if c.Type == TypeSyslog {
 		for range c.Workers {
@@ -136,7 +136,7 @@ func newOutput(m *Manager, c Config) (*output, error) {
 	}
 	hdr, err := c.headers()
 	if err != nil {
-		return nil, fmt.Errorf("forward: %w", err)
+		return nil, fmt.Errorf("forward: output %q: %w", c.Name, err)
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = tlsConf

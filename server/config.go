@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -15,6 +16,9 @@ import (
 	"github.com/trailguard/trailguard/alerting"
 	"github.com/trailguard/trailguard/forward"
 	"github.com/trailguard/trailguard/internal/yamlconf"
+	"github.com/trailguard/trailguard/ledger"
+	"github.com/trailguard/trailguard/redact"
+	"github.com/trailguard/trailguard/retention"
 )
 
 // Config configures the collector. Values come, in increasing priority,
@@ -316,7 +320,13 @@ func LoadConfig(args []string, environ []string) (Config, error) {
 			}
 		}
 	}
-	return cfg, cfg.validate()
+	if err := cfg.validate(); err != nil {
+		return cfg, err
+	}
+	if errs := cfg.checkSections(*path, false); len(errs) > 0 {
+		return cfg, fmt.Errorf("config: %w", errors.Join(errs...))
+	}
+	return cfg, nil
 }
 
 // flagValue holds a flag's text until the file and environment are read,
@@ -453,4 +463,85 @@ func (f field) set(cfg *Config, s string) error {
 		return fmt.Errorf("unsupported type %s", v.Type())
 	}
 	return nil
+}
+
+// checkSections reports the mistakes New would find only after it made the
+// data directory and the checkpoint keys: the outputs, notifiers,
+// decisions and detection sections, retention, redaction and the keys
+// given. It writes nothing, so that a mistake in any section is reported
+// before anything is on disk. With files it also reads the files they
+// name (keys, secrets, CA certificates, rules directories): New does;
+// LoadConfig does not, as trailguard report reads the collector's
+// configuration on a machine that may not hold them. file, when not "",
+// is the YAML file the sections only a file can set came from; their
+// errors name it.
+func (c *Config) checkSections(file string, files bool) []error {
+	var errs []error
+	add := func(err error) { errs = append(errs, err) }
+	yamlOnly := func(err error) {
+		if file != "" {
+			err = fmt.Errorf("%s: %w", file, err)
+		}
+		add(err)
+	}
+	if c.Retention != "" {
+		if _, err := retention.Lookup(c.Retention); err != nil {
+			add(err) // "retention: unknown profile …"
+		}
+	}
+	if _, err := redact.ParseMode(c.RedactMode); err != nil {
+		add(fmt.Errorf("redact_mode: %w", err))
+	} else if files {
+		if _, err := newRedactor(*c, false); err != nil {
+			add(err)
+		}
+	}
+	for _, err := range forward.Check(c.Outputs, files) {
+		yamlOnly(err)
+	}
+	if !c.Detection.Disabled && !c.Decisions.Disabled {
+		for i, a := range c.Decisions.Allowlist {
+			if _, err := parsePrefix(a); err != nil {
+				yamlOnly(fmt.Errorf("decisions.allowlist[%d]: %w", i, err))
+			}
+		}
+	}
+	if !files {
+		return errs
+	}
+	if c.SignerKey != "" {
+		// A signer_key given is never generated (only the default one
+		// is): without it New made the data directory, then failed.
+		if _, err := os.Stat(c.SignerKey); err != nil {
+			add(fmt.Errorf("signer_key %s: no such file (a signer_key given is used, never made: trailguard keygen makes one)", c.SignerKey))
+		} else if _, err := ledger.LoadSigner(c.SignerKey); err != nil {
+			add(fmt.Errorf("signer_key: %w", err))
+		}
+	}
+	if c.Once.HandoverKey != "" {
+		if _, err := ledger.LoadSigner(c.Once.HandoverKey); err != nil {
+			add(fmt.Errorf("--handover-key: %w", err))
+		}
+	}
+	if !c.Detection.Disabled {
+		for i, dir := range c.Detection.Rules {
+			// A rules directory the operator configured must be there:
+			// running a security tool silently without its rules is
+			// worse than refusing to start.
+			if st, err := os.Stat(dir); err != nil {
+				yamlOnly(fmt.Errorf("detection.rules[%d]: the detection rules directory %s: %w", i, dir, errors.Unwrap(err)))
+			} else if !st.IsDir() {
+				yamlOnly(fmt.Errorf("detection.rules[%d]: the detection rules directory %s: not a directory", i, dir))
+			}
+		}
+		for i, nc := range c.Notifiers {
+			n, err := alerting.NewNotifier(nc, slog.New(slog.DiscardHandler))
+			if err != nil {
+				yamlOnly(fmt.Errorf("notifiers[%d]: %w", i, err))
+				continue
+			}
+			n.Close(0)
+		}
+	}
+	return errs
 }

@@ -140,6 +140,12 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	if log == nil {
 		log = slog.Default()
 	}
+	// Every section is checked before anything is written: a mistake in
+	// outputs: (or notifiers:, a retention profile, …) was found after
+	// the data directory and the keys were made.
+	if errs := cfg.checkSections("", true); len(errs) > 0 {
+		return nil, fmt.Errorf("server: config: %w", errors.Join(errs...))
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("server: cannot create the data directory (point --data, data_dir or TRAILGUARD_DATA at a writable place): %w", err)
 	}
@@ -177,14 +183,14 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	if s.red, err = newRedactor(cfg, false); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("server: %w", err)
 	}
 	// The collector's own records also lose any trailguard token a
 	// client pasted where it does not belong (a search, the path, a
 	// header): kept, it would be readable by every reader for good.
 	selfRed, err := newRedactor(cfg, true)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("server: %w", err)
 	}
 	var prof retention.Profile
 	if cfg.Retention != "" {
@@ -339,19 +345,19 @@ func (s *Server) rebuildRecent() error {
 func newRedactor(cfg Config, tokens bool) (*redact.Redactor, error) {
 	mode, err := redact.ParseMode(cfg.RedactMode)
 	if err != nil {
-		return nil, fmt.Errorf("server: %w", err)
+		return nil, fmt.Errorf("redact_mode: %w", err)
 	}
 	rc := redact.Config{Mode: mode, Tokens: tokens}
 	if cfg.RedactSecretFile != "" {
 		b, err := os.ReadFile(cfg.RedactSecretFile)
 		if err != nil {
-			return nil, fmt.Errorf("server: redact secret: %w", err)
+			return nil, fmt.Errorf("redact_secret_file: %w", err)
 		}
 		rc.Secret = []byte(strings.TrimSpace(string(b)))
 	}
 	r, err := redact.New(rc)
 	if err != nil {
-		return nil, fmt.Errorf("server: %w", err)
+		return nil, fmt.Errorf("redact_mode %s: %w", cfg.RedactMode, err)
 	}
 	return r, nil
 }

@@ -1,0 +1,83 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestServeConfigBeforeDisk: a mistake anywhere in serve's configuration
+// is reported, naming the key (and the file, for what only a file sets),
+// before anything is written: no data directory, no keys. What the
+// configuration says alone is refused with it (exit 2, "config: …");
+// files it names that cannot be used (keys, secrets, rules directories),
+// by server.New before it writes anything (exit 1, "server: config: …"),
+// since trailguard report reads the same configuration on machines that
+// need not hold them. Before, only the top-level
+// settings were checked first; a bad outputs: entry (and a notifier, an
+// allowlist entry, a missing rules directory, an unknown retention
+// profile or redact_mode, a signer_key that is not there) was found by
+// server.New after it had made the data directory and generated the
+// checkpoint keys, with exit 1.
+func TestServeConfigBeforeDisk(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string   // the --config file's text ("" for none)
+		args []string // more flags
+		want []string // in the error
+		file bool     // found when the files it names are read (exit 1)
+	}{
+		{name: "output name", yaml: "outputs:\n  - name: _vl\n    type: victorialogs\n    url: http://127.0.0.1:9428\n",
+			want: []string{"serve.yaml: outputs[0] (_vl): name \"_vl\""}},
+		{name: "output type", yaml: "outputs:\n  - name: vl\n    url: http://127.0.0.1:9428\n",
+			want: []string{"serve.yaml: outputs[0] (vl): type \"\": want elasticsearch"}},
+		{name: "output api key file", yaml: "outputs:\n  - name: es\n    type: elasticsearch\n    url: http://127.0.0.1:9200\n    api_key_file: /nonexistent/key\n",
+			want: []string{"outputs[0] (es): api_key_file: open /nonexistent/key"}, file: true},
+		{name: "two outputs one name", yaml: "outputs:\n  - name: vl\n    type: victorialogs\n    url: http://127.0.0.1:9428\n  - name: vl\n    type: victorialogs\n    url: http://127.0.0.1:9429\n",
+			want: []string{"serve.yaml: outputs[1] (vl): a second output named \"vl\""}},
+		{name: "notifier", yaml: "notifiers:\n  - type: slack\n",
+			want: []string{"notifiers[0]: notifier slack: url is missing"}, file: true},
+		{name: "allowlist", yaml: "decisions:\n  allowlist: [10.0.0.0/8, not-an-ip]\n",
+			want: []string{"serve.yaml: decisions.allowlist[1]: "}},
+		{name: "rules directory", yaml: "detection:\n  rules: [/nonexistent/rules]\n",
+			want: []string{"detection.rules[0]: the detection rules directory /nonexistent/rules: no such file"}, file: true},
+		{name: "retention", args: []string{"--retention", "pcidss"}, want: []string{`retention: unknown profile "pcidss"`}},
+		{name: "redact mode", args: []string{"--redact-mode", "scramble"}, want: []string{`redact_mode: `, `"scramble"`}},
+		{name: "signer key", args: []string{"--signer-key", "/nonexistent/signer.key"}, want: []string{"signer_key /nonexistent/signer.key: no such file"}, file: true},
+		{name: "every mistake at once", yaml: "retention: forever\noutputs:\n  - name: vl\n    url: http://127.0.0.1:9428\n",
+			want: []string{"retention: unknown profile", "serve.yaml: outputs[0] (vl): type"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			data := filepath.Join(dir, "data")
+			args := append([]string{"--data", data, "--listen", "127.0.0.1:0"}, tt.args...)
+			if tt.yaml != "" {
+				if err := os.WriteFile(filepath.Join(dir, "serve.yaml"), []byte(tt.yaml), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				// Relative, as a user gives it, so that the error shows it so.
+				t.Chdir(dir)
+				args = append(args, "--config", "serve.yaml")
+			}
+			_, errOut, code := call(runServe, args...)
+			wantCode, prefix := 2, "trailguard serve: config: "
+			if tt.file {
+				wantCode, prefix = 1, "trailguard serve: server: config: "
+			}
+			if code != wantCode || !strings.HasPrefix(errOut, prefix) {
+				t.Errorf("serve %q: exit %d, want %d and %q…; stderr:\n%s", args, code, wantCode, prefix, errOut)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(errOut, w) {
+					t.Errorf("serve %q: stderr does not say %q:\n%s", args, w, errOut)
+				}
+			}
+			if _, err := os.Stat(data); !os.IsNotExist(err) {
+				ents, _ := os.ReadDir(data)
+				t.Errorf("serve %q wrote the data directory before refusing its configuration (%v): %v", args, err, ents)
+			}
+		})
+	}
+}
