@@ -276,15 +276,23 @@ type Timeouts struct {
 
 // LoadConfig reads a YAML configuration file. Unknown keys are errors.
 func LoadConfig(path string) (Config, error) {
-	var cfg Config
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return cfg, fmt.Errorf("proxy: config: %w", err)
+		return Config{}, fmt.Errorf("proxy: config: %w", err)
 	}
-	if err := yamlconf.Unmarshal(data, &cfg); err != nil {
+	cfg, err := ParseConfig(data)
+	if err != nil {
 		return cfg, fmt.Errorf("proxy: config %s: %w", path, err)
 	}
 	return cfg, nil
+}
+
+// ParseConfig reads a YAML configuration. Unknown keys are errors, which
+// say where (line and column) without the package's prefix.
+func ParseConfig(data []byte) (Config, error) {
+	var cfg Config
+	err := yamlconf.Unmarshal(data, &cfg)
+	return cfg, err
 }
 
 // The servers of the plain-HTTP listener (Config.HTTP1).
@@ -356,6 +364,16 @@ func cmpOr(d, def time.Duration) time.Duration {
 // Validate reports every mistake in the configuration at once, each
 // saying what to change.
 func (cfg Config) Validate() error {
+	if errs := cfg.Problems(); len(errs) > 0 {
+		return fmt.Errorf("proxy: config: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// Problems lists the mistakes Validate reports, one error each, named by
+// the YAML key ("routes[1] (api): upstream …") and without the package's
+// prefix: trailguard proxy prints each after the file's name.
+func (cfg Config) Problems() []error {
 	var errs []error
 	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
@@ -440,8 +458,8 @@ func (cfg Config) Validate() error {
 		add("forwarded_header %q: want X-Forwarded-For or Forwarded", cfg.ForwardedHeader)
 	}
 	if cfg.Collector.URL != "" {
-		if u, err := url.Parse(cfg.Collector.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			add("collector.url %q: want http://host:port or https://host:port", cfg.Collector.URL)
+		if err := CheckCollectorURL(cfg.Collector.URL); err != nil {
+			add("collector.url %q: %v", cfg.Collector.URL, err)
 		}
 		// Without it every event waits in the spool for a collector that
 		// answers 401, which the gateway logs only once it tries to ship.
@@ -452,10 +470,7 @@ func (cfg Config) Validate() error {
 	if cfg.RefusalsPerMinute < 0 || cfg.RefusalsTotalPerMinute < 0 {
 		add("refusals_per_minute and refusals_total_per_minute cannot be negative")
 	}
-	if len(errs) > 0 {
-		return fmt.Errorf("proxy: config: %w", errors.Join(errs...))
-	}
-	return nil
+	return errs
 }
 
 func (rl *RateLimit) validate(route bool) error {
@@ -484,22 +499,49 @@ func parseUpstream(s string) (*url.URL, error) {
 	if s == "" {
 		return nil, errors.New("upstream is required (e.g. http://127.0.0.1:9000)")
 	}
+	u, err := upstreamURL(s)
+	if err != nil {
+		return nil, fmt.Errorf("upstream %q: %w", s, err)
+	}
+	return u, nil
+}
+
+// CheckUpstream reports what is wrong with s as an upstream URL (a
+// route's upstream, or trailguard proxy's --upstream), in words that do
+// not name the setting: the command line names its flag, the file its
+// key.
+func CheckUpstream(s string) error {
+	_, err := upstreamURL(s)
+	return err
+}
+
+func upstreamURL(s string) (*url.URL, error) {
 	if !strings.Contains(s, "://") {
 		// url.Parse reads "127.0.0.1:9000" as a path and says so in its
 		// own terms; say what to write instead.
-		return nil, fmt.Errorf("upstream %q: want http://host:port or https://host:port (the scheme is missing: http://%s?)", s, s)
+		return nil, fmt.Errorf("want http://host:port or https://host:port (the scheme is missing: http://%s?)", s)
 	}
 	u, err := url.Parse(s)
 	if err != nil {
-		return nil, fmt.Errorf("upstream %q: %v", s, err)
+		return nil, errors.Unwrap(err) // *url.Error repeats the URL
 	}
 	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("upstream %q: want http://host:port or https://host:port", s)
+		return nil, errors.New("want http://host:port or https://host:port")
 	}
 	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-		return nil, fmt.Errorf("upstream %q: no query, fragment or credentials allowed", s)
+		return nil, errors.New("no query, fragment or credentials allowed")
 	}
 	return u, nil
+}
+
+// CheckCollectorURL reports what is wrong with s as the collector's base
+// URL (collector.url, trailguard proxy's --collector), without naming
+// the setting.
+func CheckCollectorURL(s string) error {
+	if u, err := url.Parse(s); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return errors.New("want http://host:port or https://host:port")
+	}
+	return nil
 }
 
 func validMethod(m string) bool {

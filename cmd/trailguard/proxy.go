@@ -2,13 +2,16 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	iofs "io/fs"
 	"log/slog"
 	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/trailguard/trailguard/proxy"
@@ -64,14 +67,35 @@ trailguard proxy --config proxy.yml`
 		fmt.Fprintf(stderr, "trailguard proxy: unexpected argument %q\n", pos[0])
 		return 2
 	}
+	// A mistake is said in the terms it was made in: a flag's by the
+	// flag, a file's by the file and the key. Before, both came through
+	// proxy.Config.Validate as "trailguard proxy: proxy: config:
+	// routes[0] (default): …", a route the user never wrote.
+	if *upstream != "" {
+		if err := proxy.CheckUpstream(*upstream); err != nil {
+			return fs.invalid("upstream", *upstream, err.Error())
+		}
+	}
+	if *collector != "" {
+		if err := proxy.CheckCollectorURL(*collector); err != nil {
+			return fs.invalid("collector", *collector, err.Error())
+		}
+	}
 	var cfg proxy.Config
 	if *cfgPath != "" {
-		c, err := proxy.LoadConfig(*cfgPath)
+		data, err := os.ReadFile(*cfgPath)
 		if err != nil {
-			fmt.Fprintln(stderr, "trailguard proxy:", err)
+			var pe *iofs.PathError
+			if errors.As(err, &pe) {
+				err = pe.Err // the path is said once, here
+			}
+			fmt.Fprintf(stderr, "trailguard proxy: --config %s: %v\n", *cfgPath, err)
 			return 2
 		}
-		cfg = c
+		if cfg, err = proxy.ParseConfig(data); err != nil {
+			fmt.Fprintf(stderr, "trailguard proxy: %s: %v\n", *cfgPath, err)
+			return 2
+		}
 	}
 	set := func(dst *string, v string) {
 		if v != "" {
@@ -111,8 +135,20 @@ trailguard proxy --config proxy.yml`
 	if cfg.Listen == "" {
 		cfg.Listen = "127.0.0.1:8080"
 	}
-	if err := cfg.Validate(); err != nil {
-		fmt.Fprintln(stderr, "trailguard proxy:", err)
+	if (*tlsCert != "" || *tlsKey != "") && (cfg.TLSCert == "") != (cfg.TLSKey == "") {
+		fmt.Fprintln(stderr, "trailguard proxy: --tls-cert and --tls-key (tls_cert, tls_key) go together: give both, or neither to serve plain HTTP")
+		return 2
+	}
+	if errs := cfg.Problems(); len(errs) > 0 {
+		// What the flags set was checked above: what is left is the
+		// file's, or a setting it lacks.
+		where := "trailguard proxy: "
+		if *cfgPath != "" {
+			where += *cfgPath + ": "
+		}
+		for _, err := range errs {
+			fmt.Fprintln(stderr, where+err.Error())
+		}
 		return 2
 	}
 	if err := checkTLSFiles(cfg.TLSCert, cfg.TLSKey); err != nil {
@@ -144,7 +180,7 @@ trailguard proxy --config proxy.yml`
 		if apiLn != nil {
 			apiLn.Close()
 		}
-		fmt.Fprintln(stderr, "trailguard proxy:", inUse(err, cfg.DataDir))
+		fmt.Fprintln(stderr, "trailguard proxy:", ownPrefix("proxy", inUse(err, cfg.DataDir)))
 		return 1
 	}
 	scheme := "http"
@@ -170,7 +206,7 @@ trailguard proxy --config proxy.yml`
 	printProxyStart(stdout, cfg, g.Collector() != nil, apiLn)
 	defer exitWatchdog(ctx, g.ShutdownTimeout(), stderr, "trailguard proxy")()
 	if err := g.Serve(ctx, ln, apiLn); err != nil {
-		fmt.Fprintln(stderr, "trailguard proxy:", err)
+		fmt.Fprintln(stderr, "trailguard proxy:", ownPrefix("proxy", err))
 		return 1
 	}
 	fmt.Fprintln(stdout, "trailguard proxy stopped")
@@ -203,6 +239,13 @@ func printProxyStart(w io.Writer, cfg proxy.Config, single bool, apiLn net.Liste
 		fmt.Fprintf(w, "  look:       --api ADDR serves the collector API while it runs; offline: trailguard verify --data %s\n", cfg.DataDir)
 	}
 	fmt.Fprintf(w, "  stop:       Ctrl-C or SIGTERM to pid %d (drains requests; the trail is flushed, signed or spooled)\n", os.Getpid())
+}
+
+// ownPrefix is err's text without the package prefix "pkg: " that the
+// command's own "trailguard pkg:" already says ("trailguard proxy: proxy:
+// server: …").
+func ownPrefix(pkg string, err error) string {
+	return strings.TrimPrefix(err.Error(), pkg+": ")
 }
 
 // absPath is p made absolute for a start message, p itself if it cannot be.
