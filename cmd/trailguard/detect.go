@@ -125,6 +125,12 @@ func detectTests(rs *detect.RuleSet, dir string, dirs []string, stdout, stderr i
 	if dir == "builtin" {
 		results, err = detect.RunTests(rs, detect.BuiltinFS(), "builtin:rules")
 	} else {
+		// Said as --rules says it: RunTests over a directory that is not
+		// there failed with "stat .: no such file or directory".
+		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+			fmt.Fprintf(stderr, "trailguard detect: --test %s: not a directory (the one holding your *%s files, or builtin)\n", dir, detect.TestSuffix)
+			return 2
+		}
 		results, err = detect.RunTests(rs, os.DirFS(dir), filepath.Clean(dir)) // (DIR/ would print DIR//x.test.yml)
 	}
 	if err != nil {
@@ -143,11 +149,11 @@ func detectTests(rs *detect.RuleSet, dir string, dirs []string, stdout, stderr i
 			fmt.Fprintf(stdout, "        %s\n", f)
 		}
 	}
-	fmt.Fprintf(stdout, "%d cases, %d failed\n", len(results), failed)
 	if len(results) == 0 {
 		fmt.Fprintf(stderr, "trailguard detect: no test files (*%s) in %s\n", detect.TestSuffix, dir)
 		return 1
 	}
+	fmt.Fprintf(stdout, "%d cases, %d failed\n", len(results), failed)
 	if failed > 0 {
 		return 1
 	}

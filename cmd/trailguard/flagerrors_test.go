@@ -33,6 +33,9 @@ func TestFlagErrors(t *testing.T) {
 		// before the data directory is looked at or a note is printed
 		// (--standard pcidss was found after both, with exit 1 when no
 		// data directory was there; --from and --to exited 1).
+		// detect's --test DIR that is not there, as its --rules DIR (it
+		// said "stat .: no such file or directory", exit 1).
+		{"detect", []string{"--test", "no-such-tests"}, `trailguard detect: --test no-such-tests: not a directory`},
 		{"report", []string{"--standard", "pcidss"}, `trailguard report: --standard "pcidss": want pci-dss, soc2 or hipaa`},
 		{"report", []string{"--standard", "pci-dss", "--from", "yesterday"}, `trailguard report: --from "yesterday": want an RFC 3339 time`},
 		{"report", []string{"--standard", "soc2", "--to", "-1h"}, `trailguard report: --to "-1h": want an RFC 3339 time`},
