@@ -104,3 +104,53 @@ func TestDocCommandFlags(t *testing.T) {
 		t.Errorf("only %d documented flags checked; the documents give more", checked)
 	}
 }
+
+// TestDocBlocksPasteable: a trailguard command in a ```sh block is
+// pasted as written, so it gives no synopsis notation: an optional part
+// in brackets or an ellipsis is an argument the command refuses.
+// docs/proxy.md's "trailguard proxy … --data ./trailguard-gateway
+// [--api 127.0.0.1:8600]" answered 'unexpected argument "[--api"', and
+// docs/detection.md's "trailguard detect --check [--rules DIR]" too.
+// (Synopses belong in --help and in code spans.)
+func TestDocBlocksPasteable(t *testing.T) {
+	names, err := filepath.Glob(filepath.Join("..", "..", "docs", "*.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	names = append(names, filepath.Join("..", "..", "README.md"))
+	cmdLine := regexp.MustCompile(`(?:^|[\s;&|(=$])(?:go run \./cmd/trailguard|\./trailguard|trailguard) [^#\n]*`)
+	notation := regexp.MustCompile(`(?:^|\s)\[|\]\.*(?:\s|$)|\.\.\.|…`)
+	blocks := 0
+	for _, name := range names {
+		data, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		in := false
+		for i, l := range strings.Split(string(data), "\n") {
+			switch strings.TrimSpace(l) {
+			case "```sh":
+				in = true
+				blocks++
+				continue
+			case "```":
+				in = false
+				continue
+			}
+			if !in {
+				continue
+			}
+			if c := strings.Index(l, " #"); c >= 0 {
+				l = l[:c]
+			}
+			for _, m := range cmdLine.FindAllString(l, -1) {
+				if notation.MatchString(m) {
+					t.Errorf("%s:%d: %q: synopsis notation in a block meant to be pasted", strings.TrimPrefix(filepath.ToSlash(name), "../../"), i+1, strings.TrimSpace(m))
+				}
+			}
+		}
+	}
+	if blocks < 10 {
+		t.Errorf("only %d sh blocks found", blocks)
+	}
+}
