@@ -25,7 +25,13 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/trailguard/trailguard/internal/regfile"
 )
+
+// maxFile bounds the token file read whole: a token is some 300 bytes,
+// so this is some 200,000 tokens, far more than any collector has.
+const maxFile = 64 << 20
 
 // Role is what a token may do.
 type Role string
@@ -111,7 +117,11 @@ func (s *Store) load() error {
 	if err != nil {
 		return fmt.Errorf("access: open %s: %w", s.path, err)
 	}
-	data, err := os.ReadFile(s.path)
+	// A regular file of at most maxFile bytes (regfile): a FIFO planted
+	// at the name would hang the collector's start, every report and
+	// every token check after it; a link to /dev/zero or a sparse file
+	// of terabytes would be read into all the memory there is.
+	data, err := regfile.Read(s.path, maxFile)
 	if err != nil {
 		return fmt.Errorf("access: open %s: %w", s.path, err)
 	}

@@ -24,9 +24,15 @@ import (
 
 	"github.com/trailguard/trailguard/detect"
 	"github.com/trailguard/trailguard/event"
+	"github.com/trailguard/trailguard/internal/regfile"
 	"github.com/trailguard/trailguard/internal/statefile"
 	"github.com/trailguard/trailguard/ledger"
 )
+
+// maxStateFile bounds the state file read whole at Open, which holds at
+// most MaxAlerts alerts (10,000 by default): a larger file is not one the
+// collector wrote.
+const maxStateFile = 512 << 20
 
 // Statuses of an alert.
 const (
@@ -169,9 +175,14 @@ func Open(o Options, src Source) (*Store, error) {
 	}
 	claimed := map[string]string{} // alert → status the file claimed, not backed by the ledger
 	if o.Path != "" {
-		data, err := os.ReadFile(o.Path)
+		// A regular file of at most maxStateFile bytes (regfile): a FIFO
+		// planted at the name would hang the collector's start, a link to
+		// /dev/zero or a sparse file of terabytes take all its memory.
+		data, err := regfile.Read(o.Path, maxStateFile)
 		switch {
 		case errors.Is(err, os.ErrNotExist):
+		case errors.Is(err, regfile.ErrNotRegular) || errors.Is(err, regfile.ErrTooLarge):
+			return nil, fmt.Errorf("alerting: %w: not a state file the collector writes; delete it and the ledger rebuilds it", err)
 		case err != nil:
 			return nil, fmt.Errorf("alerting: %w", err)
 		default:

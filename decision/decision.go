@@ -38,9 +38,15 @@ import (
 
 	"github.com/trailguard/trailguard/detect"
 	"github.com/trailguard/trailguard/internal/ipnet"
+	"github.com/trailguard/trailguard/internal/regfile"
 	"github.com/trailguard/trailguard/internal/statefile"
 	"github.com/trailguard/trailguard/ledger"
 )
+
+// maxStateFile bounds the state file read whole at Open: 100,000
+// decisions in force (the default MaxActive) are some 35 MB, so a larger
+// file is not one the collector wrote.
+const maxStateFile = 512 << 20
 
 // Decision is a block decision.
 type Decision struct {
@@ -235,9 +241,14 @@ func Open(o Options, src Source) (*Store, error) {
 	s.reset()
 	var loaded []stored
 	if o.Path != "" {
-		data, err := os.ReadFile(o.Path)
+		// A regular file of at most maxStateFile bytes (regfile): a FIFO
+		// planted at the name would hang the collector's start, a link to
+		// /dev/zero or a sparse file of terabytes take all its memory.
+		data, err := regfile.Read(o.Path, maxStateFile)
 		switch {
 		case errors.Is(err, os.ErrNotExist):
+		case errors.Is(err, regfile.ErrNotRegular) || errors.Is(err, regfile.ErrTooLarge):
+			return nil, fmt.Errorf("decision: %w: not a state file the collector writes; delete it and the ledger rebuilds it", err)
 		case err != nil:
 			return nil, fmt.Errorf("decision: %w", err)
 		default:

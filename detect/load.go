@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -172,19 +173,37 @@ func LoadFS(fsys fs.FS, root, display, ruleset string) *RuleSet {
 }
 
 func readLimited(fsys fs.FS, p string) ([]byte, error) {
+	// Only a regular file (links followed) is opened: a FIFO planted in a
+	// rules directory (the data directory's rules/ is read by every
+	// collector start and every report) would hang the open, and a link
+	// to /dev/zero, whose size is 0, would be read for ever.
+	st, err := fs.Stat(fsys, p)
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("not a regular file (%s)", st.Mode().Type())
+	}
+	if st.Size() > MaxRuleFileBytes {
+		return nil, fmt.Errorf("file larger than %d bytes", MaxRuleFileBytes)
+	}
 	f, err := fsys.Open(p)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
+	if st, err = f.Stat(); err != nil {
 		return nil, err
 	}
-	if st.Size() > MaxRuleFileBytes {
-		return nil, fmt.Errorf("file larger than %d bytes", MaxRuleFileBytes)
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("not a regular file (%s)", st.Mode().Type())
 	}
-	return fs.ReadFile(fsys, p)
+	// At most the bound, should it grow meanwhile.
+	data, err := io.ReadAll(io.LimitReader(f, MaxRuleFileBytes+1))
+	if err == nil && len(data) > MaxRuleFileBytes {
+		err = fmt.Errorf("file larger than %d bytes", MaxRuleFileBytes)
+	}
+	return data, err
 }
 
 func (rs *RuleSet) add(o *RuleSet) {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/trailguard/trailguard/event"
+	"github.com/trailguard/trailguard/internal/regfile"
 	"github.com/trailguard/trailguard/internal/statefile"
 	"github.com/trailguard/trailguard/ledger"
 )
@@ -359,12 +360,18 @@ func isAlertDoc(data []byte) bool {
 	return k == "alert"
 }
 
+// maxCursorFile bounds the cursor file read: the runner writes a few
+// hundred bytes.
+const maxCursorFile = 1 << 20
+
 func (r *Runner) load() (cursorFile, error) {
 	var c cursorFile
 	if r.CursorPath == "" {
 		return c, nil
 	}
-	data, err := os.ReadFile(r.CursorPath)
+	// A regular file of at most maxCursorFile bytes (regfile): a FIFO
+	// planted at the name would hang the collector's start.
+	data, err := regfile.Read(r.CursorPath, maxCursorFile)
 	if errors.Is(err, os.ErrNotExist) {
 		return c, nil
 	}

@@ -69,6 +69,7 @@ import (
 	"time"
 
 	"github.com/trailguard/trailguard/event"
+	"github.com/trailguard/trailguard/internal/regfile"
 	"github.com/trailguard/trailguard/ledger"
 )
 
@@ -213,7 +214,10 @@ func (m *Manager) Floor() uint64 {
 
 // cursor file: {"next":N}\n, replaced by write-temp, fsync, rename, fsync-dir.
 func readCursor(path string) (uint64, bool, error) {
-	b, err := os.ReadFile(path)
+	// A regular file of a few bytes (regfile): a FIFO planted at the name
+	// would hang the collector's start, a link to /dev/zero take all its
+	// memory.
+	b, err := regfile.Read(path, 4<<10)
 	if errors.Is(err, os.ErrNotExist) {
 		return 0, false, nil
 	}

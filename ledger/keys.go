@@ -6,12 +6,32 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"errors"
 	"fmt"
-	"os"
 	"strings"
 
 	"golang.org/x/mod/sumdb/note"
+
+	"github.com/trailguard/trailguard/internal/regfile"
 )
+
+// maxKeyFile bounds a key file read whole. A signer key is one line of
+// ~100 bytes and a verifier key file one line per key ever rotated to;
+// whoever can write a data directory (or hands an auditor a copy of it)
+// can plant a FIFO at keys/signer.pub, where verify, prove and report look
+// by default, or a link to /dev/zero or a sparse file of terabytes: read
+// as regular files of at most this many bytes (regfile), they are refused
+// at once rather than hanging the tool or taking all its memory.
+const maxKeyFile = 1 << 20
+
+// readKeyFile reads a key file with regfile (maxKeyFile).
+func readKeyFile(path string) ([]byte, error) {
+	b, err := regfile.Read(path, maxKeyFile)
+	if errors.Is(err, regfile.ErrTooLarge) {
+		return nil, fmt.Errorf("%s: larger than any key file (%d bytes at most)", path, maxKeyFile)
+	}
+	return b, err
+}
 
 // GenerateKey returns a new Ed25519 signer key and its verifier key in the
 // golang.org/x/mod/sumdb/note text formats ("PRIVATE+KEY+name+hash+..." and
@@ -34,7 +54,7 @@ func LoadSigner(path string) (note.Signer, error) {
 // readSignerKey reads and parses a signer key file: its text and the
 // signer it makes (so that DeriveKey refuses what LoadSigner refuses).
 func readSignerKey(path string) (string, note.Signer, error) {
-	b, err := os.ReadFile(path)
+	b, err := readKeyFile(path)
 	if err != nil {
 		return "", nil, fmt.Errorf("ledger: signer key: %w", err)
 	}
@@ -52,7 +72,7 @@ func readSignerKey(path string) (string, note.Signer, error) {
 func LoadVerifiers(paths ...string) ([]note.Verifier, error) {
 	var out []note.Verifier
 	for _, p := range paths {
-		b, err := os.ReadFile(p)
+		b, err := readKeyFile(p)
 		if err != nil {
 			return nil, fmt.Errorf("ledger: verifier key: %w", err)
 		}

@@ -17,6 +17,8 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/trailguard/trailguard/internal/regfile"
 )
 
 // A Witness keeps copies of checkpoints outside the ledger's control, so
@@ -117,12 +119,15 @@ func (d dirWitness) Latest(context.Context) ([]byte, error) {
 	if best == "" {
 		return nil, nil
 	}
-	b, err := os.ReadFile(filepath.Join(d.dir, best))
-	if err != nil {
-		return nil, err
-	}
-	if len(b) > maxCheckpointSize {
+	// A regular file of a checkpoint's size at most (regfile): a FIFO
+	// planted under the newest name would hang the collector's start and
+	// every report, a link to /dev/zero take all their memory.
+	b, err := regfile.Read(filepath.Join(d.dir, best), maxCheckpointSize)
+	if errors.Is(err, regfile.ErrTooLarge) {
 		return nil, fmt.Errorf("witness %s: %s is larger than a checkpoint", d.dir, best)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("witness %s: %w", d.dir, err)
 	}
 	return b, nil
 }

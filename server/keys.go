@@ -11,7 +11,13 @@ import (
 	"strings"
 
 	"golang.org/x/mod/sumdb/note"
+
+	"github.com/trailguard/trailguard/internal/regfile"
 )
+
+// maxCheckpointFile bounds the ledger's checkpoint file as read here: a
+// signed checkpoint is at most 16 KiB (the ledger refuses larger ones).
+const maxCheckpointFile = 64 << 10
 
 // checkSignerKey refuses a signer key that is not the one the ledger's
 // newest checkpoint was signed with, unless handover is that key: the
@@ -23,7 +29,10 @@ import (
 // It compares key names and hashes on the checkpoint's signature lines;
 // Open checks the signatures themselves.
 func checkSignerKey(ledgerDir, signerPath string, signer, handover note.Signer) error {
-	b, err := os.ReadFile(filepath.Join(ledgerDir, "checkpoint"))
+	// A regular file of at most maxCheckpointFile bytes (regfile): a FIFO
+	// planted at the name would hang the start, a link to /dev/zero take
+	// all the memory there is.
+	b, err := regfile.Read(filepath.Join(ledgerDir, "checkpoint"), maxCheckpointFile)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}

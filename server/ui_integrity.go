@@ -23,6 +23,7 @@ import (
 	"github.com/trailguard/trailguard/access"
 	"github.com/trailguard/trailguard/event"
 	"github.com/trailguard/trailguard/httpaudit"
+	"github.com/trailguard/trailguard/internal/regfile"
 	"github.com/trailguard/trailguard/ledger"
 	"github.com/trailguard/trailguard/report"
 	"github.com/trailguard/trailguard/retention"
@@ -56,9 +57,16 @@ type verifyJSON struct {
 	Report      *ledger.Report `json:"report,omitempty"`
 }
 
+// maxVerifyLast bounds verify-last.json read back at a start (the report
+// of the last verify): a larger file is not read, and the next verify
+// writes it again.
+const maxVerifyLast = 64 << 20
+
 func (s *Server) newVerifyRun() *verifyRun {
 	v := &verifyRun{path: filepath.Join(s.cfg.DataDir, "verify-last.json")}
-	if b, err := os.ReadFile(v.path); err == nil {
+	// A regular file of at most maxVerifyLast bytes (regfile): a FIFO
+	// planted at the name would hang the collector's start.
+	if b, err := regfile.Read(v.path, maxVerifyLast); err == nil {
 		var last verifyJSON
 		if json.Unmarshal(b, &last) == nil {
 			v.last = &last
@@ -90,7 +98,7 @@ func (s *Server) verifiers() ([]note.Verifier, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	b, _ := os.ReadFile(s.VerifierKeyPath)
+	b, _ := regfile.Read(s.VerifierKeyPath, 1<<20) // (LoadVerifiers read it, with the same bound)
 	var text string
 	for line := range strings.Lines(string(b)) {
 		if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {

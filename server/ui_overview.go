@@ -33,6 +33,7 @@ import (
 
 	"github.com/trailguard/trailguard/event"
 	"github.com/trailguard/trailguard/internal/jsonscan"
+	"github.com/trailguard/trailguard/internal/regfile"
 	"github.com/trailguard/trailguard/internal/rfc3339"
 	"github.com/trailguard/trailguard/ledger"
 )
@@ -246,13 +247,20 @@ func (o *overviewRollup) save() error {
 	return os.Rename(tmp, o.path)
 }
 
+// maxOverviewFile bounds the saved counts read back: they cover a bounded
+// window of minutes and hours, some hundreds of KB.
+const maxOverviewFile = 64 << 20
+
 // load reads the saved counts; ok is false (and nothing is loaded) when
 // there are none or they cannot belong to this ledger (they end beyond it).
 func (o *overviewRollup) load(size uint64) (next uint64, ok bool) {
 	if o.path == "" {
 		return 0, false
 	}
-	b, err := os.ReadFile(o.path)
+	// A regular file of at most maxOverviewFile bytes (regfile): a FIFO
+	// planted at the name would hang the collector's start, a link to
+	// /dev/zero take all its memory. Anything else is rebuilt.
+	b, err := regfile.Read(o.path, maxOverviewFile)
 	if err != nil {
 		return 0, false
 	}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/trailguard/trailguard/event"
+	"github.com/trailguard/trailguard/internal/regfile"
 )
 
 // maxResponse bounds how much of an answer the sender reads: enough for a
@@ -31,7 +32,10 @@ const maxResponse = 16 << 20
 const cursorSize = 28
 
 func readCursor(path string) (position, bool, error) {
-	b, err := os.ReadFile(path)
+	// A regular file of cursorSize bytes (regfile; a larger one is
+	// damaged): a FIFO planted at the name would hang the start, a link
+	// to /dev/zero take all the memory there is.
+	b, err := regfile.Read(path, 4<<10)
 	if errors.Is(err, os.ErrNotExist) {
 		return position{}, false, nil
 	}
