@@ -52,7 +52,7 @@ func (l *Ledger) SignedCheckpoint(size uint64) ([]byte, Checkpoint, error) {
 	// caller gave a size no checkpoint has and must pick one that does.
 	below, above, haveBelow, haveAbove := uint64(0), uint64(0), false, false
 	for i := len(files) - 1; i >= 0; i-- {
-		ents := scanFrameLog(files[i].path, maxCheckpointSize, validCheckpoint).ents
+		ents := scanFrameLog(files[i].path, cpFileMax, maxCheckpointSize, validCheckpoint).ents
 		for k := len(ents) - 1; k >= 0; k-- {
 			c, err := parseUnverified(ents[k].data)
 			if err != nil {

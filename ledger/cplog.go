@@ -103,7 +103,7 @@ func loadCPLog(dir string, repair bool) (c cpLog, last []byte, damaged []string,
 	}
 	for i := len(files) - 1; i >= 0; i-- {
 		f := files[i]
-		s := scanFrameLog(f.path, maxCheckpointSize, validCheckpoint)
+		s := scanFrameLog(f.path, cpFileMax, maxCheckpointSize, validCheckpoint)
 		end := s.size
 		if cut, ok := s.crashTail(); ok && i == len(files)-1 {
 			if repair {

@@ -15,13 +15,19 @@ type logEntry struct {
 	off  int64
 }
 
-// frameLogMax bounds the frame logs read whole: a checkpoint history file
-// is rotated at cpLogMax (4 MiB), and pruned.log holds one ~300-byte
+// frameLogMax bounds pruned.log as read whole: it holds one ~300-byte
 // record per segment deleted (a gibibyte is millions of segments). A
 // larger file, or a sparse one claiming terabytes, is damage, read up to
 // the bound rather than into all the memory there is. (A variable for
 // tests.)
 var frameLogMax int64 = 1 << 30
+
+// cpFileMax bounds a checkpoint history file as read whole: the ledger
+// closes one at cpLogMax (4 MiB) and one checkpoint more, so a larger file
+// was not written by it. Read up to frameLogMax, a sparse history file
+// claiming a tebibyte cost verify, prove and report 2 GB of memory and
+// seconds of scanning each, and a copy can hold any number of them.
+var cpFileMax int64 = 64 << 20
 
 // readFrameLog returns the valid frames of a frame log, the offset after
 // the last valid one and the reason reading stopped early (nil at a clean

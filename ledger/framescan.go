@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -92,17 +93,25 @@ func scanFrames(b []byte, maxLen int, valid func([]byte) bool) ([]logEntry, []fr
 			}
 			budget -= int64(n)
 		}
+		// Without an allocation per offset (an error made at each of a
+		// sparse file's 64 MiB of zeros was gigabytes of garbage and tens
+		// of seconds).
 		for p := off + 1; next < 0 && p < len(b); p++ {
 			if budget <= 0 {
 				next = len(b)
 				break
 			}
-			size, lerr := frameLen(b[p:], maxLen)
-			if lerr != nil || p+size > len(b) {
+			if len(b)-p < frameHeader {
 				continue
 			}
-			budget -= int64(size)
-			if _, _, err2 := at(p, true); err2 == nil {
+			n := binary.BigEndian.Uint32(b[p:])
+			size := frameOverhead + int64(n)
+			if int64(n) > int64(maxLen) || int64(p)+size > int64(len(b)) {
+				continue
+			}
+			budget -= size
+			fr := b[p : p+int(size)]
+			if frameSumOK(fr) && (valid == nil || valid(fr[frameHeader:len(fr)-4])) {
 				next = p
 			}
 		}
@@ -115,9 +124,11 @@ func scanFrames(b []byte, maxLen int, valid func([]byte) bool) ([]logEntry, []fr
 	return out, dmg
 }
 
-// scanFrameLog is readFrameLog past damage (scanFrames).
-func scanFrameLog(path string, maxLen int, valid func([]byte) bool) frameScan {
-	b, err := readRegular(path, frameLogMax)
+// scanFrameLog is readFrameLog past damage (scanFrames), reading at most
+// max bytes of the file (frameLogMax, or cpFileMax for a checkpoint
+// history file).
+func scanFrameLog(path string, max int64, maxLen int, valid func([]byte) bool) frameScan {
+	b, err := readRegular(path, max)
 	if errors.Is(err, os.ErrNotExist) {
 		return frameScan{}
 	}

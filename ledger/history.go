@@ -66,7 +66,7 @@ func (l *Ledger) HistoryFrom(since time.Time) iter.Seq2[HistoryEntry, error] {
 			if fi < skip {
 				continue
 			}
-			s := scanFrameLog(f.path, maxCheckpointSize, validCheckpoint)
+			s := scanFrameLog(f.path, cpFileMax, maxCheckpointSize, validCheckpoint)
 			for _, e := range s.ents {
 				c, err := parseUnverified(e.data)
 				if err != nil {

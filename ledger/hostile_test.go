@@ -49,7 +49,7 @@ func verifyWithin(t *testing.T, dir string, opts VerifyOptions, d time.Duration)
 // ran it out of memory (ulimit -v 6 GB).
 func TestAttackHostileFiles(t *testing.T) {
 	defer func(old int64) { frameLogMax = old }(frameLogMax)
-	frameLogMax = 1 << 20 // the sparse history must be refused at this bound, not read
+	frameLogMax = 1 << 20 // the sparse pruned.log must be refused at this bound, not read (a history file at cpFileMax: TestHostileSparseHistory)
 	k := newKey(t, testOrigin)
 	const n = 1000
 	base := buildLedger(t, k, n, nil)
@@ -287,5 +287,106 @@ func TestHostileLinksOutside(t *testing.T) {
 		if altered && (rep.Findings[0].Index < s.first || rep.Findings[0].Index >= segs[2].first) {
 			t.Fatalf("the finding is not in the linked segment [%d, %d):\n%s", s.first, segs[2].first, rep)
 		}
+	}
+}
+
+// TestHostileSparseNewestSegment: the newest segment may end in zeros
+// (written ahead, zeroahead.go), which verify takes for where the records
+// end, after reading them to the end of the file. A copy whose newest
+// segment is made a sparse file of a tebibyte after its records (what a
+// truncate costs) must verify as the copy it is, within a minute: holes
+// are skipped, not read (before, verify read the tebibyte of zeros, for
+// many minutes). Data after the hole is still read, and found.
+func TestHostileSparseNewestSegment(t *testing.T) {
+	k := newKey(t, testOrigin)
+	const n = 1000
+	base := buildLedger(t, k, n, nil)
+	segs, err := listSegments(filepath.Join(base, "seg"))
+	if err != nil || len(segs) < 2 {
+		t.Fatalf("segments: %v, %d", err, len(segs))
+	}
+	newest := filepath.Join("seg", filepath.Base(segs[len(segs)-1].path))
+	for _, after := range []bool{false, true} {
+		dir := copyDir(t, base)
+		p := filepath.Join(dir, newest)
+		if err := os.Truncate(p, 1<<40); err != nil {
+			t.Fatal(err)
+		}
+		if after {
+			// A byte written past the hole: not zeros to the end.
+			f, err := os.OpenFile(p, os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.WriteAt([]byte{1}, 1<<40-1)
+			f.Close()
+		}
+		start := time.Now()
+		rep, err := verifyWithin(t, dir, VerifyOptions{Verifiers: []note.Verifier{k.verifier}}, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("data after the hole %v: %s in %s", after, rep, time.Since(start))
+		if rep.Records != n {
+			t.Fatalf("data after the hole %v: %d records, want %d:\n%s", after, rep.Records, n, rep)
+		}
+		if !after && !rep.OK() {
+			t.Fatalf("zeros to the end of the newest segment are a finding:\n%s", rep)
+		}
+		if after && !slices.ContainsFunc(rep.Notices, func(f Finding) bool { return f.Kind == NoticeTornTail }) && rep.OK() {
+			t.Fatalf("a byte after the zeros is neither a finding nor a torn tail:\n%s", rep)
+		}
+	}
+}
+
+// TestHostileSparseHistory: a checkpoint history file made a sparse file
+// of a tebibyte (a truncate) is read only up to cpFileMax, the most a
+// history file the ledger closed can hold, by verify and by a read-only
+// open and its proofs (prove, report): before, each read a gibibyte
+// (frameLogMax, pruned.log's bound) into memory, 2 GB at the peak.
+func TestHostileSparseHistory(t *testing.T) {
+	k := newKey(t, testOrigin)
+	base := buildLedger(t, k, 1000, nil)
+	dir := copyDir(t, base)
+	if err := os.Truncate(filepath.Join(dir, cpDir, "00000000000000000000.log"), 1<<40); err != nil {
+		t.Fatal(err)
+	}
+	allocated := func(f func()) uint64 {
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		f()
+		runtime.ReadMemStats(&after)
+		return after.TotalAlloc - before.TotalAlloc
+	}
+	var rep *Report
+	if a := allocated(func() {
+		var err error
+		if rep, err = verifyWithin(t, dir, VerifyOptions{Verifiers: []note.Verifier{k.verifier}}, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}); a > 256<<20 {
+		t.Errorf("verify allocated %d MiB", a>>20)
+	}
+	if rep.OK() || !slices.ContainsFunc(rep.Findings, func(f Finding) bool {
+		return f.Kind == KindCheckpointForged && strings.Contains(f.Message, errTooLarge.Error())
+	}) {
+		t.Fatalf("no finding of the history file's size:\n%s", rep)
+	}
+	if a := allocated(func() {
+		l, err := OpenReadOnly(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		signed, _, err := l.SignedCheckpoint(0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := l.ProveInclusion(3, signed); err != nil {
+			t.Fatal(err)
+		}
+	}); a > 256<<20 {
+		t.Errorf("a read-only open and a proof allocated %d MiB", a>>20)
 	}
 }

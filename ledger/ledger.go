@@ -657,7 +657,7 @@ func (l *Ledger) recover() error {
 	// Retention history.
 	// Only a torn tail is cut (damage followed by valid records is kept
 	// for verify to report, as in the checkpoint history).
-	ps := scanFrameLog(filepath.Join(l.dir, "pruned.log"), maxCheckpointSize, validPrune)
+	ps := scanFrameLog(filepath.Join(l.dir, "pruned.log"), frameLogMax, maxCheckpointSize, validPrune)
 	if cut, ok := ps.crashTail(); ok && !l.readOnly {
 		if err := truncateNoFollow(filepath.Join(l.dir, "pruned.log"), cut); err != nil {
 			return err

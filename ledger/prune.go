@@ -255,7 +255,7 @@ func (l *Ledger) signedCover(n uint64) (Checkpoint, bool, error) {
 		return ok && sz >= n
 	})
 	for k := max(j-1, 0); k < len(files); k++ {
-		ents := scanFrameLog(files[k].path, maxCheckpointSize, validCheckpoint).ents
+		ents := scanFrameLog(files[k].path, cpFileMax, maxCheckpointSize, validCheckpoint).ents
 		for _, e := range ents {
 			if c, err := parseUnverified(e.data); err != nil || c.Size < n {
 				continue
@@ -303,7 +303,7 @@ func firstCPSize(path string) (uint64, bool) {
 // were damaged: verify names them). Reports state from it what retention
 // removed, when and under which policy.
 func (l *Ledger) PruneHistory(keys []note.Verifier) ([]PruneRecord, int) {
-	s := scanFrameLog(filepath.Join(l.dir, "pruned.log"), maxCheckpointSize, validPrune)
+	s := scanFrameLog(filepath.Join(l.dir, "pruned.log"), frameLogMax, maxCheckpointSize, validPrune)
 	bad := len(s.damage)
 	var out []PruneRecord
 	for _, e := range s.ents {

@@ -4,6 +4,7 @@ package ledger
 
 import (
 	"errors"
+	"io"
 	"os"
 	"syscall"
 )
@@ -23,4 +24,27 @@ func punchHole(f *os.File, off, n int64) error {
 		return errPunchUnsupported
 	}
 	return err
+}
+
+// seekData is lseek(2)'s SEEK_DATA (linux/fs.h).
+const seekData = 3
+
+// skipHole moves f's offset past the hole it is in, if it is in one, and
+// reports whether any data is left after it: holes read as zeros, so a
+// reader that only needs to know that the rest of a file is zeros need not
+// read them (a sparse file can claim a tebibyte at the cost of an inode).
+// Where the file system cannot tell, it reports data left.
+func skipHole(f *os.File) bool {
+	cur, err := f.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return true
+	}
+	_, err = f.Seek(cur, seekData)
+	if errors.Is(err, syscall.ENXIO) {
+		return false // only holes from cur to the end
+	}
+	if err != nil {
+		f.Seek(cur, io.SeekStart) // (where it was: SEEK_DATA unsupported)
+	}
+	return true
 }

@@ -396,7 +396,7 @@ func (v *verifier) checkpoints() error {
 		// Read past damage: the signed checkpoints after a damaged frame
 		// are verified too, and the damage is a finding, not the end of
 		// the history.
-		s := scanFrameLog(cf.path, maxCheckpointSize, validCheckpoint)
+		s := scanFrameLog(cf.path, cpFileMax, maxCheckpointSize, validCheckpoint)
 		ents := s.ents
 		v.cpLastEnts = len(ents)
 		if s.err != nil {
@@ -621,7 +621,7 @@ func (v *verifier) vouched(prev *Checkpoint, c Checkpoint, file string, firstEve
 }
 
 func (v *verifier) pruned() error {
-	ps := scanFrameLog(filepath.Join(v.dir, "pruned.log"), maxCheckpointSize, validPrune)
+	ps := scanFrameLog(filepath.Join(v.dir, "pruned.log"), frameLogMax, maxCheckpointSize, validPrune)
 	ents := ps.ents
 	p := &v.plog
 	p.size, p.read = ps.size, ps.raw
@@ -2282,7 +2282,7 @@ added:
 			continue // read before
 		}
 		rel := filepath.Join(cpDir, filepath.Base(cf.path))
-		for k, e := range scanFrameLog(cf.path, maxCheckpointSize, validCheckpoint).ents {
+		for k, e := range scanFrameLog(cf.path, cpFileMax, maxCheckpointSize, validCheckpoint).ents {
 			if cf.seq == v.cpLastSeq && k < v.cpLastEnts {
 				continue // read before (and judged there)
 			}
@@ -2479,6 +2479,11 @@ func zerosToEnd(rest []byte, f *os.File, eof bool) (bool, error) {
 	}
 	buf := make([]byte, 64<<10)
 	for {
+		// Holes are zeros: a sparse newest segment claiming a tebibyte
+		// after its records was read to its end, for many minutes.
+		if !skipHole(f) {
+			return true, nil
+		}
 		n, err := f.Read(buf)
 		if !zeros(buf[:n]) {
 			return false, nil
