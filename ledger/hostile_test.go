@@ -390,3 +390,39 @@ func TestHostileSparseHistory(t *testing.T) {
 		t.Errorf("a read-only open and a proof allocated %d MiB", a>>20)
 	}
 }
+
+// TestHostileSegmentFlood: a copy with thousands of empty files named as
+// segments after its records is reported (their headers are missing) at
+// the cost of opening them, not of a read buffer each: verify made and
+// faulted in an 8 MiB block (twice) for every segment it read rather than
+// mapped, ~10 ms each, so 5,000 such files took a minute and 100,000 half
+// an hour.
+func TestHostileSegmentFlood(t *testing.T) {
+	k := newKey(t, testOrigin)
+	const n = 1000
+	dir := buildLedger(t, k, n, nil)
+	const junk = 2000
+	for i := range junk {
+		if err := os.WriteFile(filepath.Join(dir, "seg", segName(uint64(n+10+i))), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	start := time.Now()
+	rep, err := verifyWithin(t, dir, VerifyOptions{Verifiers: []note.Verifier{k.verifier}}, 5*time.Minute)
+	took := time.Since(start)
+	runtime.ReadMemStats(&after)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alloc := after.TotalAlloc - before.TotalAlloc
+	t.Logf("%d empty segment files: %s, allocated %d MiB\n%.500s", junk, took, alloc>>20, rep)
+	if rep.OK() {
+		t.Fatalf("empty segment files are not a finding:\n%s", rep)
+	}
+	if alloc > 512<<20 {
+		t.Errorf("verify allocated %d MiB for %d empty segment files (%d KiB each)", alloc>>20, junk, alloc/junk>>10)
+	}
+}

@@ -927,9 +927,14 @@ func (v *verifier) produce(out chan<- *chunk, work chan<- *chunk, stop <-chan st
 		// an unlink; only one not mapped is opened (the newest, or one
 		// that could not be mapped).
 		var f *os.File
+		left := int64(blockSize) // bytes of f not read yet, as opened
 		if s.z == nil && s.zerr == nil && (o == nil || o.err != nil) {
 			var err error
-			f, _, err = regfile.Open(s.path)
+			var st os.FileInfo
+			f, st, err = regfile.Open(s.path)
+			if err == nil {
+				left = st.Size()
+			}
 			if errors.Is(err, os.ErrNotExist) {
 				// Compacted (or pruned) since the listing.
 				r, gone, rerr := v.relisted(s, err)
@@ -995,19 +1000,21 @@ func (v *verifier) produce(out chan<- *chunk, work chan<- *chunk, stop <-chan st
 			block, eof, hints = o.data, true, o.hints
 			curMap = &mapping{release: o.unmap}
 			curMap.refs.Store(1) // the producer's own reference
-		} else {
-			// Only a segment read, not mapped, needs the buffer: made
-			// for every segment, its zeroing was ~5 % of verify's CPU.
-			block = make([]byte, 0, blockSize)
 		}
 		fill := func(need int) {
-			// Keep the unread tail, read more after it.
+			// Keep the unread tail, read more after it: a block, or what
+			// is left of a smaller file (at least 64 KiB, should it grow
+			// meanwhile). A block for every segment, made and faulted in
+			// however small the file, cost ~10 ms each: a copy with
+			// thousands of empty segment files kept verify busy for
+			// minutes.
 			if eof || len(block) >= need {
 				return
 			}
-			nb := make([]byte, len(block), max(blockSize, need))
+			nb := make([]byte, len(block), max(need, len(block)+int(min(blockSize, max(left, 64<<10)))))
 			copy(nb, block)
 			n, err := io.ReadFull(f, nb[len(nb):cap(nb)])
+			left -= int64(n)
 			block = nb[:len(nb)+n]
 			if err != nil {
 				eof = true
