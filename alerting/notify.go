@@ -126,13 +126,7 @@ func NewNotifier(c NotifierConfig, log *slog.Logger) (*Notifier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("notifier %s: %w", c.Name, err)
 	}
-	// Redirects are not followed: a 301 or 302 turns the POST into a GET
-	// without the alert, which the target may answer 200 (an alert counted
-	// sent and lost), and the receiver, or anyone on the path of an http://
-	// URL, would choose where the collector's requests go (an address
-	// inside its network) and get the signed headers sent there.
-	client := &http.Client{Timeout: c.Timeout, Transport: &http.Transport{TLSClientConfig: tc, Proxy: http.ProxyFromEnvironment},
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	client := newHTTPClient(c.Timeout, tc)
 	var s sender
 	switch c.Type {
 	case "webhook":
@@ -165,6 +159,47 @@ func NewNotifier(c NotifierConfig, log *slog.Logger) (*Notifier, error) {
 		timeout: c.Timeout, done: make(chan struct{}), ctx: ctx, stop: cancel, minBackoff: time.Second, maxBackoff: 5 * time.Minute}
 	go n.run()
 	return n, nil
+}
+
+// Bounds of what a receiver can make a notifier hold.
+const (
+	// maxResponseHeader bounds a receiver's response headers (Go's
+	// default is 10 MB, held per attempt).
+	maxResponseHeader = 64 << 10
+	// maxErrorBody is what is read of a refusal's body for its message,
+	// of which maxErrorText bytes are kept (quoted); maxDrain more is read
+	// and discarded so the connection can be reused, and past that the
+	// connection is closed.
+	maxErrorBody = 1 << 10
+	maxErrorText = 256
+	maxDrain     = 4 << 10
+)
+
+// newHTTPClient bounds what a receiver (hostile, broken, or anyone on the
+// path of an http:// URL) can cost an attempt: each phase has a timeout
+// within the attempt's, and response headers are held to 64 KiB.
+func newHTTPClient(timeout time.Duration, tc *tls.Config) *http.Client {
+	phase := min(timeout, 10*time.Second)
+	d := &net.Dialer{Timeout: phase, KeepAlive: 30 * time.Second}
+	tr := &http.Transport{
+		Proxy:                  http.ProxyFromEnvironment,
+		DialContext:            d.DialContext,
+		TLSClientConfig:        tc,
+		TLSHandshakeTimeout:    phase,
+		ResponseHeaderTimeout:  timeout,
+		ExpectContinueTimeout:  time.Second,
+		MaxResponseHeaderBytes: maxResponseHeader,
+		MaxIdleConns:           2,
+		MaxIdleConnsPerHost:    2,
+		IdleConnTimeout:        90 * time.Second,
+	}
+	// Redirects are not followed: a 301 or 302 turns the POST into a GET
+	// without the alert, which the target may answer 200 (an alert counted
+	// sent and lost), and the receiver, or anyone on the path of an http://
+	// URL, would choose where the collector's requests go (an address
+	// inside its network) and get the signed headers sent there.
+	return &http.Client{Timeout: timeout, Transport: tr,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }
 
 func tlsConfig(caFile string) (*tls.Config, error) {
@@ -283,7 +318,8 @@ func (n *Notifier) Close(grace time.Duration) {
 }
 
 // httpPost sends body and classifies the answer: 2xx is delivered, 408,
-// 429 and 5xx are retried, a redirect and other 4xx are refused for good.
+// 429 and 5xx are retried, a redirect and other 4xx are refused for good. At most maxErrorBody +
+// maxDrain bytes of the answer's body are read.
 func httpPost(ctx context.Context, client *http.Client, u string, body []byte, header http.Header) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
 	if err != nil {
@@ -300,16 +336,50 @@ func httpPost(ctx context.Context, client *http.Client, u string, body []byte, h
 		return err
 	}
 	defer resp.Body.Close()
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	var msg []byte
+	if resp.StatusCode < 200 || resp.StatusCode >= 300 {
+		msg, _ = io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	}
+	// A short rest is read so the connection can be reused; past that,
+	// Close closes it rather than read on.
+	io.CopyN(io.Discard, resp.Body, maxDrain)
 	switch {
 	case resp.StatusCode >= 200 && resp.StatusCode < 300:
 		return nil
-	case resp.StatusCode == 408 || resp.StatusCode == 429 || resp.StatusCode >= 500:
-		return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(msg)))
+	case resp.StatusCode == 408 || resp.StatusCode >= 500:
+		return statusError(resp.Status, msg)
 	case resp.StatusCode >= 300 && resp.StatusCode < 400:
-		return &permanent{fmt.Errorf("%s to %q: notifiers do not follow redirects; set url to the address that takes the alerts", resp.Status, resp.Header.Get("Location"))}
+		return &permanent{fmt.Errorf("%s to %s: notifiers do not follow redirects; set url to the address that takes the alerts", resp.Status, errorText([]byte(resp.Header.Get("Location"))))}
 	}
-	return &permanent{fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(msg)))}
+	return &permanent{statusError(resp.Status, msg)}
+}
+
+// statusError is an answer's status with the start of its body.
+func statusError(status string, body []byte) error {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return errors.New(status)
+	}
+	return fmt.Errorf("%s: %s", status, errorText(body))
+}
+
+// errorText is a receiver's words for an error message: cut to
+// maxErrorText bytes on a rune boundary and quoted, so that they cannot
+// forge log lines or fill them.
+func errorText(b []byte) string {
+	b = bytes.TrimSpace(b)
+	cut := len(b) > maxErrorText
+	if cut {
+		k := maxErrorText
+		for k > 0 && !utf8.RuneStart(b[k]) {
+			k--
+		}
+		b = b[:k]
+	}
+	s := strconv.Quote(string(b))
+	if cut {
+		s += "…"
+	}
+	return s
 }
 
 // Webhook signature headers: the signature is HMAC-SHA256 of
