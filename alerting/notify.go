@@ -19,6 +19,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -48,9 +49,13 @@ type NotifierConfig struct {
 	MinLevel string `yaml:"min_level"`
 	// Timeout bounds one delivery attempt (default 10s).
 	Timeout time.Duration `yaml:"timeout"`
-	// QueueSize bounds the alerts waiting for delivery (default 1000); when
-	// full, the oldest is dropped and counted.
+	// QueueSize bounds the notices waiting for delivery (default 1000).
 	QueueSize int `yaml:"queue_size"`
+	// QueueBytes bounds the memory those notices hold (default 8 MiB: an
+	// alert document keeps up to ~70 KB of client-chosen values). When
+	// either bound is reached a notice is dropped and counted: the oldest
+	// of the lowest level queued (the new one when it is lower than all).
+	QueueBytes int `yaml:"queue_bytes"`
 	// AppName is syslog's APP-NAME (default trailguard).
 	AppName string `yaml:"app_name"`
 	// GeneratorURL is the link Alertmanager shows, e.g. the collector's
@@ -69,24 +74,42 @@ type permanent struct{ err error }
 func (p *permanent) Error() string { return p.err.Error() }
 func (p *permanent) Unwrap() error { return p.err }
 
-// Notifier delivers notices from a bounded queue, retrying each with
-// exponential backoff (1s, 2s, 4s, … at most 5 min) until it is delivered,
-// refused for good (a 4xx other than 408 and 429), or pushed out of a full
-// queue.
+// item is a queued notice.
+type item struct {
+	no   Notice
+	rank int // levelRank of the alert
+	size int // noticeBytes
+}
+
+// Notifier delivers notices from a queue bounded in count and bytes,
+// retrying each with exponential backoff (1s, 2s, 4s, … at most 5 min)
+// until it is delivered, refused for good (a 4xx other than 408 and 429),
+// or the notifier stops.
 type Notifier struct {
 	name     string
 	typ      string
 	minLevel int
 	s        sender
-	queue    chan Notice
 	log      *slog.Logger
 	timeout  time.Duration
 	done     chan struct{}
 	stop     context.CancelFunc
 	ctx      context.Context
+	wake     chan struct{}
 
 	// Backoff bounds; tests shorten them.
 	minBackoff, maxBackoff time.Duration
+
+	maxCount, maxBytes int
+
+	mu       sync.Mutex
+	items    []*item // waiting, oldest first
+	bytes    int     // of items
+	inFlight bool
+	// A burst of drops from a full queue is logged when it starts and
+	// when the queue has room again.
+	burst                 int
+	burstFirst, burstLast string
 
 	sent, failures, dropped, refused atomic.Uint64
 }
@@ -95,7 +118,8 @@ type Notifier struct {
 type NotifierStats struct {
 	Name, Type                       string
 	Sent, Failures, Dropped, Refused uint64
-	Queued                           int
+	// Queued and QueuedBytes are the notices waiting and what they hold.
+	Queued, QueuedBytes int
 }
 
 // NewNotifier builds a notifier and starts its delivery goroutine.
@@ -110,7 +134,10 @@ func NewNotifier(c NotifierConfig, log *slog.Logger) (*Notifier, error) {
 		c.Timeout = 10 * time.Second
 	}
 	if c.QueueSize <= 0 {
-		c.QueueSize = 1000
+		c.QueueSize = defaultQueueSize
+	}
+	if c.QueueBytes <= 0 {
+		c.QueueBytes = defaultQueueBytes
 	}
 	if c.MinLevel == "" {
 		c.MinLevel = "low"
@@ -155,14 +182,16 @@ func NewNotifier(c NotifierConfig, log *slog.Logger) (*Notifier, error) {
 		return nil, fmt.Errorf("notifier %s: type %q: want webhook, slack, syslog or alertmanager", c.Name, c.Type)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	n := &Notifier{name: c.Name, typ: c.Type, minLevel: lvl, s: s, queue: make(chan Notice, c.QueueSize), log: log,
-		timeout: c.Timeout, done: make(chan struct{}), ctx: ctx, stop: cancel, minBackoff: time.Second, maxBackoff: 5 * time.Minute}
+	n := &Notifier{name: c.Name, typ: c.Type, minLevel: lvl, s: s, log: log, timeout: c.Timeout, done: make(chan struct{}), ctx: ctx,
+		stop: cancel, wake: make(chan struct{}, 1), minBackoff: time.Second, maxBackoff: 5 * time.Minute, maxCount: c.QueueSize, maxBytes: c.QueueBytes}
 	go n.run()
 	return n, nil
 }
 
 // Bounds of what a receiver can make a notifier hold.
 const (
+	defaultQueueSize  = 1000
+	defaultQueueBytes = 8 << 20
 	// maxResponseHeader bounds a receiver's response headers (Go's
 	// default is 10 MB, held per attempt).
 	maxResponseHeader = 64 << 10
@@ -235,34 +264,105 @@ func levelRank(l string) int {
 	return -1
 }
 
-// Enqueue queues a notice without waiting: when the queue is full the
-// oldest notice is dropped (and counted) to make room.
+// noticeBytes estimates the memory a queued notice holds: its document,
+// the alert's strings and maps, and the structures around them.
+func noticeBytes(no Notice) int {
+	a := no.Alert
+	s := 512 + len(no.Doc) + len(no.Change) + len(a.ID) + len(a.RuleID) + len(a.RuleName) + len(a.Title) + len(a.Level) +
+		len(a.Ruleset) + len(a.Message) + len(a.Status) + len(a.UpdatedBy) + len(a.Note)
+	for k, v := range a.Group {
+		s += len(k) + len(v) + 64
+	}
+	for k, v := range a.Fields {
+		s += len(k) + len(v) + 64
+	}
+	return s
+}
+
+// Enqueue queues a notice without waiting. When the queue is full (in
+// count or bytes) the oldest notice of the lowest level queued is dropped
+// and counted (the new one when its level is below all): a flood of low
+// alerts does not push out a critical one, and of equals the newest are
+// kept, what a receiver back from an outage should show. Every alert stays
+// in the ledger and the alert store.
 func (n *Notifier) Enqueue(no Notice) {
-	if levelRank(no.Alert.Level) < n.minLevel {
+	rank := levelRank(no.Alert.Level)
+	if rank < n.minLevel {
 		return
 	}
-	for {
-		select {
-		case n.queue <- no:
-			return
-		default:
-		}
-		select {
-		case <-n.queue:
-			n.dropped.Add(1)
-		default:
-		}
+	n.mu.Lock()
+	it := &item{no: no, rank: rank, size: noticeBytes(no)}
+	n.items = append(n.items, it)
+	n.bytes += it.size
+	n.trim()
+	n.mu.Unlock()
+	n.signal()
+}
+
+func (n *Notifier) signal() {
+	select {
+	case n.wake <- struct{}{}:
+	default:
 	}
+}
+
+// trim drops notices until the queue is within its bounds (one notice
+// larger than queue_bytes is kept alone). Called with mu held.
+func (n *Notifier) trim() {
+	for len(n.items) > n.maxCount || (n.bytes > n.maxBytes && len(n.items) > 1) {
+		v := 0
+		for i, it := range n.items {
+			if it.rank < n.items[v].rank {
+				v = i
+			}
+		}
+		it := n.items[v]
+		n.items = slices.Delete(n.items, v, v+1)
+		n.bytes -= it.size
+		n.dropped.Add(1)
+		if n.burst == 0 {
+			n.burstFirst = it.no.Alert.ID
+			n.log.Warn("notifier queue full: dropping notices, the oldest of the lowest level first, until it has room; the alerts are in the ledger and GET /v1/alerts",
+				"notifier", n.name, "alert", it.no.Alert.ID, "level", it.no.Alert.Level, "queue_size", n.maxCount, "queue_bytes", n.maxBytes)
+		}
+		n.burst++
+		n.burstLast = it.no.Alert.ID
+	}
+}
+
+// take removes and returns the oldest notice, nil when there is none.
+func (n *Notifier) take() *item {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.burst > 0 && 2*len(n.items) <= n.maxCount && 2*n.bytes <= n.maxBytes {
+		n.log.Info("notifier queue has room again", "notifier", n.name, "dropped", n.burst, "first", n.burstFirst, "last", n.burstLast)
+		n.burst = 0
+	}
+	if len(n.items) == 0 {
+		return nil
+	}
+	it := n.items[0]
+	n.items[0] = nil
+	n.items = n.items[1:]
+	n.bytes -= it.size
+	n.inFlight = true
+	return it
 }
 
 func (n *Notifier) run() {
 	defer close(n.done)
 	for {
+		if it := n.take(); it != nil {
+			n.deliver(it.no)
+			n.mu.Lock()
+			n.inFlight = false
+			n.mu.Unlock()
+			continue
+		}
 		select {
 		case <-n.ctx.Done():
 			return
-		case no := <-n.queue:
-			n.deliver(no)
+		case <-n.wake:
 		}
 	}
 }
@@ -302,19 +402,35 @@ func (n *Notifier) deliver(no Notice) {
 
 // Stats returns the counters.
 func (n *Notifier) Stats() NotifierStats {
+	n.mu.Lock()
+	queued, qbytes := len(n.items), n.bytes
+	n.mu.Unlock()
 	return NotifierStats{Name: n.name, Type: n.typ, Sent: n.sent.Load(), Failures: n.failures.Load(),
-		Dropped: n.dropped.Load(), Refused: n.refused.Load(), Queued: len(n.queue)}
+		Dropped: n.dropped.Load(), Refused: n.refused.Load(), Queued: queued, QueuedBytes: qbytes}
 }
 
-// Close delivers what is queued for at most grace, then stops.
+// Close delivers what is queued for at most grace, then stops; what is
+// left is logged (the alerts are in the ledger).
 func (n *Notifier) Close(grace time.Duration) {
 	deadline := time.Now().Add(grace)
-	for len(n.queue) > 0 && time.Now().Before(deadline) {
+	for time.Now().Before(deadline) {
+		n.mu.Lock()
+		idle := len(n.items) == 0 && !n.inFlight
+		n.mu.Unlock()
+		if idle {
+			break
+		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	n.stop()
 	<-n.done
 	n.s.close()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if len(n.items) > 0 || n.burst > 0 {
+		n.log.Warn("notifier stopped with notices undelivered; the alerts are in the ledger and GET /v1/alerts", "notifier", n.name,
+			"undelivered", len(n.items), "dropped_in_last_burst", n.burst)
+	}
 }
 
 // httpPost sends body and classifies the answer: 2xx is delivered, 408,

@@ -9,9 +9,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"regexp"
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -45,6 +48,108 @@ func (b *logBuffer) String() string {
 func newLog() (*slog.Logger, *logBuffer) {
 	b := &logBuffer{}
 	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug})), b
+}
+
+// slackID is the alert id in a slack notifier's message.
+var slackID = regexp.MustCompile("alert `([^`]+)`")
+
+func slackAlertID(r *http.Request) string {
+	b, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	if m := slackID.FindSubmatch(b); m != nil {
+		return string(m[1])
+	}
+	return ""
+}
+
+func noticeID(id, level string) Notice {
+	no := notice()
+	no.Alert.ID, no.Alert.Level = id, level
+	return no
+}
+
+// TestNotifierQueueBytes: while a receiver hangs, 200 alerts whose
+// documents hold 70 KB each (values chosen by clients) are queued for a
+// notifier with queue_bytes 1 MiB: it holds at most that (measured on the
+// heap too), drops the rest, the oldest of the lowest level first (a
+// critical alert queued first is kept and delivered), and logs the burst
+// once when it starts and once when the queue has room again. Before, the
+// queue was bounded by count alone (1000 notices: ~70 MB for each
+// notifier) and dropped the oldest whatever its level.
+func TestNotifierQueueBytes(t *testing.T) {
+	block := make(chan struct{})
+	var mu sync.Mutex
+	var got []string
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := slackAlertID(r)
+		if calls.Add(1) == 1 {
+			<-block
+		}
+		mu.Lock()
+		got = append(got, id)
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	unblock := sync.OnceFunc(func() { close(block) })
+	defer unblock()
+	log, lines := newLog()
+	const limit = 1 << 20
+	n, err := NewNotifier(NotifierConfig{Type: "slack", URL: srv.URL, QueueBytes: limit, Timeout: time.Minute}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close(0)
+	n.Enqueue(noticeID("first", "high"))
+	waitFor(t, "the hanging delivery", func() bool { return calls.Load() == 1 })
+	n.Enqueue(noticeID("crit", "critical"))
+
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	const flood, docBytes = 200, 70_000
+	for i := range flood {
+		no := noticeID(fmt.Sprint("low-", i), "low")
+		no.Doc = bytes.Repeat([]byte{'A' + byte(i%26)}, docBytes)
+		n.Enqueue(no)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	held := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	st := n.Stats()
+	t.Logf("%d alerts of %d KB queued: %+v; heap grew %d KB", flood, docBytes/1000, st, held>>10)
+	if st.QueuedBytes > limit || st.Queued < 5 || st.Queued+int(st.Dropped) != flood+1 {
+		t.Errorf("stats %+v: want at most %d bytes queued, the rest of %d dropped", st, limit, flood+1)
+	}
+	if held > 3*limit {
+		t.Errorf("the queue holds %d KB of the heap, queue_bytes is %d KB", held>>10, limit>>10)
+	}
+	if c := lines.count("notifier queue full"); c != 1 {
+		t.Errorf("the burst of drops was logged %d times, want once:\n%s", c, lines)
+	}
+	unblock()
+	waitFor(t, "the queue delivered", func() bool { return int(n.Stats().Sent) == flood+2-int(n.Stats().Dropped) })
+	mu.Lock()
+	if len(got) < 2 || got[0] != "first" || got[1] != "crit" {
+		t.Errorf("delivered %v, want first, then the critical alert, then the newest low ones", got[:min(len(got), 5)])
+	}
+	if last := got[len(got)-1]; last != fmt.Sprint("low-", flood-1) {
+		t.Errorf("the last delivered is %s, want the newest", last)
+	}
+	mu.Unlock()
+	waitFor(t, "the end of the burst logged", func() bool { return lines.count("notifier queue has room again") == 1 })
+	if !strings.Contains(lines.String(), "dropped="+fmt.Sprint(n.Stats().Dropped)) {
+		t.Errorf("the end of the burst does not say how many were dropped:\n%s", lines)
+	}
+
+	// The default bound.
+	d, err := NewNotifier(NotifierConfig{Type: "slack", URL: srv.URL}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Close(0)
+	if d.maxBytes != 8<<20 || d.maxCount != 1000 {
+		t.Errorf("default bounds %d notices, %d bytes", d.maxCount, d.maxBytes)
+	}
 }
 
 // rawReceiver answers each request on a connection of its own with

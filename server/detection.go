@@ -329,14 +329,27 @@ func (s *Server) detectionMetrics(w io.Writer) {
 	p("trailguard_alerts_open", "gauge", "Alerts open.", as.Open)
 	p("trailguard_alerts_acknowledged", "gauge", "Alerts acknowledged, not resolved.", as.Acknowledged)
 	p("trailguard_alerts_rejected_total", "counter", "Alerts and statuses of alerts.json the ledger did not support at start (edited on disk).", as.Rejected)
-	for _, n := range d.notifiers {
-		st := n.Stats()
-		l := fmt.Sprintf("{notifier=%q,type=%q}", st.Name, st.Type)
-		fmt.Fprintf(w, "trailguard_notifier_sent_total%s %d\n", l, st.Sent)
-		fmt.Fprintf(w, "trailguard_notifier_failures_total%s %d\n", l, st.Failures)
-		fmt.Fprintf(w, "trailguard_notifier_dropped_total%s %d\n", l, st.Dropped)
-		fmt.Fprintf(w, "trailguard_notifier_refused_total%s %d\n", l, st.Refused)
-		fmt.Fprintf(w, "trailguard_notifier_queued%s %d\n", l, st.Queued)
+	if len(d.notifiers) > 0 {
+		stats := make([]alerting.NotifierStats, len(d.notifiers))
+		for i, n := range d.notifiers {
+			stats[i] = n.Stats()
+		}
+		for _, m := range []struct {
+			name, typ, help string
+			v               func(alerting.NotifierStats) any
+		}{
+			{"trailguard_notifier_sent_total", "counter", "Notices delivered.", func(st alerting.NotifierStats) any { return st.Sent }},
+			{"trailguard_notifier_failures_total", "counter", "Delivery attempts that failed and are retried.", func(st alerting.NotifierStats) any { return st.Failures }},
+			{"trailguard_notifier_dropped_total", "counter", "Notices dropped from a full queue (queue_size or queue_bytes); the alerts are in the ledger.", func(st alerting.NotifierStats) any { return st.Dropped }},
+			{"trailguard_notifier_refused_total", "counter", "Notices the receiver refused for good (a 4xx other than 408 and 429, or a redirect).", func(st alerting.NotifierStats) any { return st.Refused }},
+			{"trailguard_notifier_queued", "gauge", "Notices waiting for delivery.", func(st alerting.NotifierStats) any { return st.Queued }},
+			{"trailguard_notifier_queued_bytes", "gauge", "Memory the waiting notices hold (bounded by queue_bytes).", func(st alerting.NotifierStats) any { return st.QueuedBytes }},
+		} {
+			fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", m.name, m.help, m.name, m.typ)
+			for _, st := range stats {
+				fmt.Fprintf(w, "%s{notifier=%q,type=%q} %v\n", m.name, st.Name, st.Type, m.v(st))
+			}
+		}
 	}
 	if d.decisions != nil {
 		ds := d.decisions.Stats()
