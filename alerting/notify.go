@@ -2,6 +2,7 @@ package alerting
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -63,7 +64,8 @@ type NotifierConfig struct {
 	GeneratorURL string `yaml:"generator_url"`
 }
 
-// sender delivers one notice; a *permanent error is not retried.
+// sender delivers one notice; a *permanent error is not retried, a
+// *retryLater error says when the receiver asked to be tried again.
 type sender interface {
 	send(ctx context.Context, n Notice) error
 	close()
@@ -74,17 +76,76 @@ type permanent struct{ err error }
 func (p *permanent) Error() string { return p.err.Error() }
 func (p *permanent) Unwrap() error { return p.err }
 
-// item is a queued notice.
-type item struct {
-	no   Notice
-	rank int // levelRank of the alert
-	size int // noticeBytes
+// retryLater is a refusal to retry (429, 503) with the receiver's
+// Retry-After.
+type retryLater struct {
+	err   error
+	after time.Duration
 }
 
-// Notifier delivers notices from a queue bounded in count and bytes,
-// retrying each with exponential backoff (1s, 2s, 4s, … at most 5 min)
-// until it is delivered, refused for good (a 4xx other than 408 and 429),
-// or the notifier stops.
+func (r *retryLater) Error() string { return r.err.Error() }
+func (r *retryLater) Unwrap() error { return r.err }
+
+// Bounds of what a receiver can make a notifier hold or wait for.
+const (
+	defaultQueueSize  = 1000
+	defaultQueueBytes = 8 << 20
+	// maxResponseHeader bounds a receiver's response headers (Go's
+	// default is 10 MB, held per attempt).
+	maxResponseHeader = 64 << 10
+	// maxErrorBody is what is read of a refusal's body for its message,
+	// of which maxErrorText bytes are kept (quoted); maxDrain more is read
+	// and discarded so the connection can be reused, and past that the
+	// connection is closed.
+	maxErrorBody = 1 << 10
+	maxErrorText = 256
+	maxDrain     = 4 << 10
+)
+
+// retryPolicy is how a notifier retries; tests shorten it.
+type retryPolicy struct {
+	// base is the first backoff; a notice waits base*2^attempts after its
+	// own failures (at most noticeMax), the receiver base*2^(failures in a
+	// row - 1) after any failure (at most receiverMax), jittered.
+	base, noticeMax, receiverMax time.Duration
+	// A notice is given up as undeliverable after giveUpAttempts failed
+	// attempts and giveUpAge since its first, whichever comes last.
+	giveUpAttempts int
+	giveUpAge      time.Duration
+	// retryAfterMax caps a receiver's Retry-After.
+	retryAfterMax time.Duration
+}
+
+var defaultPolicy = retryPolicy{base: time.Second, noticeMax: 5 * time.Minute, receiverMax: time.Minute,
+	giveUpAttempts: 8, giveUpAge: 15 * time.Minute, retryAfterMax: 5 * time.Minute}
+
+// item is a queued notice and its delivery state.
+type item struct {
+	no       Notice
+	seq      uint64 // arrival order
+	rank     int    // levelRank of the alert
+	size     int    // noticeBytes
+	attempts int
+	first    time.Time // first attempt
+	next     time.Time // not tried before
+	lastFail time.Time
+	// suspect: it failed while the receiver took the notice tried after
+	// it, or failed again after the receiver took others since its last
+	// failure: it is tried only when no other notice is due, and its
+	// failures do not back the receiver off.
+	suspect bool
+}
+
+// Notifier delivers notices from a queue bounded in count and bytes, in
+// order, retrying failures with backoff on two levels: each notice waits
+// longer after each of its own failures, and the receiver after failures
+// in a row, so that a notice a receiver keeps refusing (a 5xx for that
+// alert alone) does not hold back the ones after it (it becomes suspect:
+// tried only when nothing else is due), and a receiver that is down is
+// tried about once a minute rather than once a notice. A
+// notice is given up as undeliverable (logged with its alert id) after 8
+// attempts and 15 minutes, refused for good on a 4xx other than 408 and
+// 429 or a redirect, or dropped from a full queue.
 type Notifier struct {
 	name     string
 	typ      string
@@ -92,38 +153,52 @@ type Notifier struct {
 	s        sender
 	log      *slog.Logger
 	timeout  time.Duration
+	policy   retryPolicy
 	done     chan struct{}
 	stop     context.CancelFunc
 	ctx      context.Context
 	wake     chan struct{}
 
-	// Backoff bounds; tests shorten them.
-	minBackoff, maxBackoff time.Duration
-
 	maxCount, maxBytes int
 
 	mu       sync.Mutex
-	items    []*item // waiting, oldest first
+	items    []*item // waiting, by seq
 	bytes    int     // of items
+	seq      uint64
 	inFlight bool
+	// gate: the receiver is not tried before it; streak counts its
+	// failures in a row since streakStart, the first of them of notice
+	// streakSeq; streakMixed: of other notices too.
+	gate        time.Time
+	streak      int
+	streakStart time.Time
+	streakSeq   uint64
+	streakMixed bool
+	lastOK      time.Time // the receiver's last answer
 	// A burst of drops from a full queue is logged when it starts and
 	// when the queue has room again.
 	burst                 int
 	burstFirst, burstLast string
 
-	sent, failures, dropped, refused atomic.Uint64
+	sent, failures, dropped, refused, undeliverable atomic.Uint64
 }
 
 // NotifierStats are a notifier's counters.
 type NotifierStats struct {
 	Name, Type                       string
 	Sent, Failures, Dropped, Refused uint64
+	// Undeliverable counts notices given up after their retries.
+	Undeliverable uint64
 	// Queued and QueuedBytes are the notices waiting and what they hold.
 	Queued, QueuedBytes int
 }
 
 // NewNotifier builds a notifier and starts its delivery goroutine.
 func NewNotifier(c NotifierConfig, log *slog.Logger) (*Notifier, error) {
+	return newNotifier(c, log, defaultPolicy)
+}
+
+func newNotifier(c NotifierConfig, log *slog.Logger, policy retryPolicy) (*Notifier, error) {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -182,27 +257,11 @@ func NewNotifier(c NotifierConfig, log *slog.Logger) (*Notifier, error) {
 		return nil, fmt.Errorf("notifier %s: type %q: want webhook, slack, syslog or alertmanager", c.Name, c.Type)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	n := &Notifier{name: c.Name, typ: c.Type, minLevel: lvl, s: s, log: log, timeout: c.Timeout, done: make(chan struct{}), ctx: ctx,
-		stop: cancel, wake: make(chan struct{}, 1), minBackoff: time.Second, maxBackoff: 5 * time.Minute, maxCount: c.QueueSize, maxBytes: c.QueueBytes}
+	n := &Notifier{name: c.Name, typ: c.Type, minLevel: lvl, s: s, log: log, timeout: c.Timeout, policy: policy,
+		done: make(chan struct{}), ctx: ctx, stop: cancel, wake: make(chan struct{}, 1), maxCount: c.QueueSize, maxBytes: c.QueueBytes}
 	go n.run()
 	return n, nil
 }
-
-// Bounds of what a receiver can make a notifier hold.
-const (
-	defaultQueueSize  = 1000
-	defaultQueueBytes = 8 << 20
-	// maxResponseHeader bounds a receiver's response headers (Go's
-	// default is 10 MB, held per attempt).
-	maxResponseHeader = 64 << 10
-	// maxErrorBody is what is read of a refusal's body for its message,
-	// of which maxErrorText bytes are kept (quoted); maxDrain more is read
-	// and discarded so the connection can be reused, and past that the
-	// connection is closed.
-	maxErrorBody = 1 << 10
-	maxErrorText = 256
-	maxDrain     = 4 << 10
-)
 
 // newHTTPClient bounds what a receiver (hostile, broken, or anyone on the
 // path of an http:// URL) can cost an attempt: each phase has a timeout
@@ -291,7 +350,8 @@ func (n *Notifier) Enqueue(no Notice) {
 		return
 	}
 	n.mu.Lock()
-	it := &item{no: no, rank: rank, size: noticeBytes(no)}
+	n.seq++
+	it := &item{no: no, seq: n.seq, rank: rank, size: noticeBytes(no)}
 	n.items = append(n.items, it)
 	n.bytes += it.size
 	n.trim()
@@ -330,8 +390,9 @@ func (n *Notifier) trim() {
 	}
 }
 
-// take removes and returns the oldest notice, nil when there is none.
-func (n *Notifier) take() *item {
+// take removes and returns the oldest notice due, or says how long to wait
+// (0: until woken).
+func (n *Notifier) take(now time.Time) (*item, time.Duration) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.burst > 0 && 2*len(n.items) <= n.maxCount && 2*n.bytes <= n.maxBytes {
@@ -339,65 +400,202 @@ func (n *Notifier) take() *item {
 		n.burst = 0
 	}
 	if len(n.items) == 0 {
-		return nil
+		return nil, 0
 	}
-	it := n.items[0]
-	n.items[0] = nil
-	n.items = n.items[1:]
+	if now.Before(n.gate) {
+		return nil, n.gate.Sub(now)
+	}
+	// The oldest notice due that is not suspect; while the receiver is
+	// failing, the newest: the latest alert is the one an on-call
+	// engineer needs first, and the least likely to be refused for the
+	// same reason as the older ones (a flood of one attacker's alerts),
+	// so it tells best whether the receiver is down. Suspects only
+	// when nothing else is due.
+	var soonest time.Time
+	pick, suspect := -1, -1
+	for i, it := range n.items {
+		if soonest.IsZero() || it.next.Before(soonest) {
+			soonest = it.next
+		}
+		if now.Before(it.next) {
+			continue
+		}
+		if it.suspect {
+			if suspect < 0 {
+				suspect = i
+			}
+			continue
+		}
+		if pick < 0 || n.streak > 0 {
+			pick = i
+		}
+	}
+	if pick < 0 {
+		pick = suspect
+	}
+	if pick < 0 {
+		return nil, soonest.Sub(now)
+	}
+	it := n.items[pick]
+	n.items = slices.Delete(n.items, pick, pick+1)
 	n.bytes -= it.size
 	n.inFlight = true
-	return it
+	return it, 0
 }
 
 func (n *Notifier) run() {
 	defer close(n.done)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
 	for {
-		if it := n.take(); it != nil {
-			n.deliver(it.no)
-			n.mu.Lock()
-			n.inFlight = false
-			n.mu.Unlock()
+		it, wait := n.take(time.Now())
+		if it != nil {
+			n.attempt(it)
 			continue
+		}
+		var tc <-chan time.Time
+		if wait > 0 {
+			timer.Reset(wait)
+			tc = timer.C
 		}
 		select {
 		case <-n.ctx.Done():
 			return
 		case <-n.wake:
+		case <-tc:
 		}
+		timer.Stop()
 	}
 }
 
-// deliver tries until the notice is delivered, refused for good, or the
-// notifier stops.
-func (n *Notifier) deliver(no Notice) {
-	backoff := n.minBackoff
-	for attempt := 1; ; attempt++ {
-		ctx, cancel := context.WithTimeout(n.ctx, n.timeout)
-		err := n.s.send(ctx, no)
-		cancel()
+// jitter returns d/2 plus up to d/2, so that many collectors do not retry
+// in step.
+func jitter(d time.Duration) time.Duration {
+	return d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
+}
+
+// backoff is base*2^(k-1), at most limit.
+func backoff(base, limit time.Duration, k int) time.Duration {
+	d := base
+	for i := 1; i < k && d < limit; i++ {
+		d *= 2
+	}
+	return min(d, limit)
+}
+
+// attempt sends one notice once and decides what follows.
+func (n *Notifier) attempt(it *item) {
+	now := time.Now()
+	if it.first.IsZero() {
+		it.first = now
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, n.timeout)
+	err := n.s.send(ctx, it.no)
+	cancel()
+	now = time.Now()
+	var p *permanent
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.inFlight = false
+	if err != nil && n.ctx.Err() != nil {
+		// Stopped mid-attempt: not the receiver's doing (Close counts it
+		// undelivered).
+		n.requeue(it)
+		return
+	}
+	if err == nil || errors.As(err, &p) {
+		// The receiver answered: it is up.
+		switch {
+		case n.streakMixed:
+			// Different notices failed in a row: the failures were the
+			// receiver's, not the notices'; those waiting go now.
+			n.log.Info("notifier receiver answers again", "notifier", n.name, "failures", n.streak, "for", now.Sub(n.streakStart).Round(time.Second).String())
+			for _, o := range n.items {
+				if !o.suspect {
+					o.next = time.Time{}
+				}
+			}
+		case n.streak > 0:
+			// One notice failed and the next is taken: that one is
+			// suspect.
+			if i, ok := n.find(n.streakSeq); ok {
+				n.items[i].suspect = true
+			}
+		}
+		n.streak, n.streakMixed, n.gate, n.lastOK = 0, false, time.Time{}, now
 		if err == nil {
 			n.sent.Add(1)
 			return
 		}
-		var p *permanent
-		if errors.As(err, &p) {
-			n.refused.Add(1)
-			n.log.Error("notifier refused an alert for good", "notifier", n.name, "alert", no.Alert.ID, "err", err)
-			return
-		}
-		n.failures.Add(1)
-		if attempt == 1 || attempt%10 == 0 {
-			n.log.Warn("notifier failed; retrying with backoff", "notifier", n.name, "alert", no.Alert.ID, "attempt", attempt, "err", err)
-		}
-		// Jitter keeps many collectors from retrying in step.
-		wait := backoff/2 + time.Duration(rand.Int64N(int64(backoff/2)+1))
-		select {
-		case <-n.ctx.Done():
-			return
-		case <-time.After(wait):
-		}
-		backoff = min(2*backoff, n.maxBackoff)
+		n.refused.Add(1)
+		n.log.Error("notifier refused an alert for good", "notifier", n.name, "alert", it.no.Alert.ID, "err", err)
+		return
 	}
+	n.failures.Add(1)
+	if it.attempts > 0 && n.lastOK.After(it.lastFail) {
+		it.suspect = true
+	}
+	it.attempts++
+	it.lastFail = now
+	pol := n.policy
+	if it.suspect {
+		// The receiver took others since this one failed: a short pause,
+		// not a backoff of the receiver.
+		n.gate = now.Add(jitter(pol.base))
+		n.retryOrGiveUp(it, now, err)
+		return
+	}
+	if n.streak == 0 {
+		n.streakStart, n.streakSeq, n.streakMixed = now, it.seq, false
+	}
+	n.streak++
+	n.streakMixed = n.streakMixed || it.seq != n.streakSeq
+	// Logged: a notice's first failure, and a receiver failing every
+	// attempt (3 in a row, then every 10th), not every retry.
+	if it.attempts == 1 && n.streak == 1 {
+		n.log.Warn("notifier failed; retrying with backoff", "notifier", n.name, "alert", it.no.Alert.ID, "err", err)
+	} else if n.streakMixed && (n.streak == 3 || n.streak%10 == 0) {
+		n.log.Warn("notifier receiver failing every attempt; backing off", "notifier", n.name, "failures", n.streak,
+			"for", now.Sub(n.streakStart).Round(time.Second).String(), "queued", len(n.items)+1, "err", err)
+	}
+	n.gate = now.Add(jitter(backoff(pol.base, pol.receiverMax, n.streak)))
+	n.retryOrGiveUp(it, now, err)
+}
+
+// retryOrGiveUp requeues a failed notice for its next attempt, or gives
+// it up. Called with mu held.
+func (n *Notifier) retryOrGiveUp(it *item, now time.Time, err error) {
+	pol := n.policy
+	var rl *retryLater
+	if errors.As(err, &rl) && rl.after > 0 {
+		n.gate = maxTime(n.gate, now.Add(min(rl.after, pol.retryAfterMax)))
+	}
+	if it.attempts >= pol.giveUpAttempts && now.Sub(it.first) >= pol.giveUpAge {
+		n.undeliverable.Add(1)
+		n.log.Error("notifier gave up on an alert: undeliverable (it is in the ledger and GET /v1/alerts)", "notifier", n.name,
+			"alert", it.no.Alert.ID, "change", it.no.Change, "attempts", it.attempts, "for", now.Sub(it.first).Round(time.Second).String(), "err", err)
+		return
+	}
+	// A notice waits longer than the receiver after a failure, so that
+	// the next one is tried first: if that is delivered, the receiver
+	// refuses this notice alone, and the others go on.
+	it.next = maxTime(now.Add(jitter(backoff(2*pol.base, pol.noticeMax, it.attempts))), n.gate.Add(time.Millisecond))
+	n.requeue(it)
+}
+
+// find returns where the notice seq is, or would be, in the queue.
+// Called with mu held.
+func (n *Notifier) find(seq uint64) (int, bool) {
+	return slices.BinarySearchFunc(n.items, seq, func(o *item, seq uint64) int { return cmp.Compare(o.seq, seq) })
+}
+
+// requeue puts a notice back in its place in arrival order. Called with
+// mu held.
+func (n *Notifier) requeue(it *item) {
+	i, _ := n.find(it.seq)
+	n.items = slices.Insert(n.items, i, it)
+	n.bytes += it.size
+	n.trim()
 }
 
 // Stats returns the counters.
@@ -406,7 +604,7 @@ func (n *Notifier) Stats() NotifierStats {
 	queued, qbytes := len(n.items), n.bytes
 	n.mu.Unlock()
 	return NotifierStats{Name: n.name, Type: n.typ, Sent: n.sent.Load(), Failures: n.failures.Load(),
-		Dropped: n.dropped.Load(), Refused: n.refused.Load(), Queued: queued, QueuedBytes: qbytes}
+		Dropped: n.dropped.Load(), Refused: n.refused.Load(), Undeliverable: n.undeliverable.Load(), Queued: queued, QueuedBytes: qbytes}
 }
 
 // Close delivers what is queued for at most grace, then stops; what is
@@ -434,7 +632,8 @@ func (n *Notifier) Close(grace time.Duration) {
 }
 
 // httpPost sends body and classifies the answer: 2xx is delivered, 408,
-// 429 and 5xx are retried, a redirect and other 4xx are refused for good. At most maxErrorBody +
+// 429 and 5xx are retried (429 and 503 after their Retry-After), a
+// redirect and other 4xx are refused for good. At most maxErrorBody +
 // maxDrain bytes of the answer's body are read.
 func httpPost(ctx context.Context, client *http.Client, u string, body []byte, header http.Header) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
@@ -462,6 +661,8 @@ func httpPost(ctx context.Context, client *http.Client, u string, body []byte, h
 	switch {
 	case resp.StatusCode >= 200 && resp.StatusCode < 300:
 		return nil
+	case resp.StatusCode == 429 || resp.StatusCode == 503:
+		return &retryLater{statusError(resp.Status, msg), retryAfter(resp.Header.Get("Retry-After"), time.Now())}
 	case resp.StatusCode == 408 || resp.StatusCode >= 500:
 		return statusError(resp.Status, msg)
 	case resp.StatusCode >= 300 && resp.StatusCode < 400:
@@ -496,6 +697,24 @@ func errorText(b []byte) string {
 		s += "…"
 	}
 	return s
+}
+
+// retryAfter reads a Retry-After header (seconds or an HTTP date); 0 when
+// absent or unreadable.
+func retryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil {
+		if s <= 0 {
+			return 0
+		}
+		return time.Duration(min(s, 1<<20)) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
 }
 
 // Webhook signature headers: the signature is HMAC-SHA256 of

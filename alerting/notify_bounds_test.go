@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -94,7 +95,7 @@ func TestNotifierQueueBytes(t *testing.T) {
 	defer unblock()
 	log, lines := newLog()
 	const limit = 1 << 20
-	n, err := NewNotifier(NotifierConfig{Type: "slack", URL: srv.URL, QueueBytes: limit, Timeout: time.Minute}, log)
+	n, err := newNotifier(NotifierConfig{Type: "slack", URL: srv.URL, QueueBytes: limit, Timeout: time.Minute}, log, fastPolicy)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -278,7 +279,7 @@ func TestNotifierResponseBounded(t *testing.T) {
 	}
 
 	// Through a notifier: the alert is not counted delivered.
-	n, err := NewNotifier(NotifierConfig{Type: "slack", URL: rawReceiver(t, func(c net.Conn) { c.Write(big) })}, nil)
+	n, err := newNotifier(NotifierConfig{Type: "slack", URL: rawReceiver(t, func(c net.Conn) { c.Write(big) })}, nil, fastPolicy)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -288,4 +289,289 @@ func TestNotifierResponseBounded(t *testing.T) {
 	if st := n.Stats(); st.Sent != 0 {
 		t.Errorf("stats %+v: an answer with 3 MiB of headers counted delivered", st)
 	}
+}
+
+// TestNotifierHeadOfLine: a receiver answers 500 to one alert forever
+// (its template breaks on it) and takes the others. Each alert queued
+// after it arrives within a bound (the receiver's backoff after one
+// failure), and the refused one is given up as undeliverable after its
+// attempts and age (fastPolicy: 4 and 2 s; 8 and 15 min by default),
+// logged with its id. Before, the notifier retried the first alert
+// forever (backoff up to 5 min) and every later one waited behind it
+// until pushed out of the queue.
+func TestNotifierHeadOfLine(t *testing.T) {
+	var mu sync.Mutex
+	arrived := map[string]time.Time{}
+	var poisonCalls []time.Time
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := slackAlertID(r)
+		mu.Lock()
+		defer mu.Unlock()
+		if id == "poison" {
+			poisonCalls = append(poisonCalls, time.Now())
+			http.Error(w, "template error", http.StatusInternalServerError)
+			return
+		}
+		arrived[id] = time.Now()
+	}))
+	defer srv.Close()
+	log, lines := newLog()
+	n, err := newNotifier(NotifierConfig{Type: "slack", URL: srv.URL}, log, fastPolicy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close(0)
+	watch := stalltest.Start(t)
+	n.Enqueue(noticeID("poison", "critical"))
+	const later = 15
+	queued := map[string]time.Time{}
+	for i := range later {
+		id := fmt.Sprint("later-", i)
+		queued[id] = time.Now()
+		n.Enqueue(noticeID(id, "high"))
+		time.Sleep(100 * time.Millisecond)
+	}
+	waitFor(t, "the later alerts", func() bool { mu.Lock(); defer mu.Unlock(); return len(arrived) == later })
+	// One failure makes the receiver wait fastPolicy.base (20 ms) at most
+	// before the next notice; 500 ms leaves room for the attempts.
+	const bound = 500 * time.Millisecond
+	mu.Lock()
+	for id, at := range queued {
+		if took := arrived[id].Sub(at); took > bound+watch.Worst() {
+			t.Errorf("%s arrived %v after it was queued (stalled %v), want within %v", id, took, watch.Worst(), bound)
+		}
+	}
+	mu.Unlock()
+	waitFor(t, "the refused alert given up", func() bool { return n.Stats().Undeliverable == 1 })
+	mu.Lock()
+	calls := len(poisonCalls)
+	age := poisonCalls[calls-1].Sub(poisonCalls[0])
+	mu.Unlock()
+	if calls < fastPolicy.giveUpAttempts || age < fastPolicy.giveUpAge {
+		t.Errorf("given up after %d attempts over %v, want at least %d and %v", calls, age, fastPolicy.giveUpAttempts, fastPolicy.giveUpAge)
+	}
+	if st := n.Stats(); st.Sent != later || st.Queued != 0 || st.Dropped != 0 {
+		t.Errorf("stats %+v", st)
+	}
+	if !strings.Contains(lines.String(), "undeliverable") || !regexp.MustCompile(`gave up.* alert=poison .*attempts=\d+`).MatchString(lines.String()) {
+		t.Errorf("the give-up is not logged with the alert id:\n%s", lines)
+	}
+	// Its first failure and the give-up are logged, not every retry.
+	if c := lines.count("alert=poison"); c != 2 {
+		t.Errorf("%d log lines name the refused alert, want 2:\n%s", c, lines)
+	}
+	// Given up for good: not tried again.
+	time.Sleep(300 * time.Millisecond)
+	mu.Lock()
+	if len(poisonCalls) != calls {
+		t.Errorf("tried %d times after it was given up", len(poisonCalls)-calls)
+	}
+	mu.Unlock()
+}
+
+// TestNotifierReceiverDown: a receiver wholly down (answering 503, or
+// closing every connection) for 1.5 s, scaled from a 5-minute outage
+// against the 15-minute give-up age (fastPolicy: 2 s), while 30 alerts
+// are queued: nothing is lost, the receiver is tried at the receiver's
+// backoff rather than once a notice (not burning through the queue, each
+// notice's attempts counting towards its give-up), and once it is back
+// every alert arrives, in order (but for the one tried as it came back),
+// within a bound.
+func TestNotifierReceiverDown(t *testing.T) {
+	for _, mode := range []string{"503", "hang up"} {
+		t.Run(mode, func(t *testing.T) {
+			var down atomic.Bool
+			var mu sync.Mutex
+			var got []string
+			var downCalls atomic.Int32
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				id := slackAlertID(r)
+				if down.Load() {
+					downCalls.Add(1)
+					if mode == "503" {
+						http.Error(w, "maintenance", http.StatusServiceUnavailable)
+						return
+					}
+					c, _, err := http.NewResponseController(w).Hijack()
+					if err == nil {
+						c.Close()
+					}
+					return
+				}
+				mu.Lock()
+				got = append(got, id)
+				mu.Unlock()
+			}))
+			defer srv.Close()
+			policy := fastPolicy
+			policy.giveUpAge, policy.receiverMax = 3*time.Second, 300*time.Millisecond
+			log, lines := newLog()
+			n, err := newNotifier(NotifierConfig{Type: "slack", URL: srv.URL}, log, policy)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer n.Close(0)
+			watch := stalltest.Start(t)
+			down.Store(true)
+			const alerts, outage = 30, 1500 * time.Millisecond
+			start := time.Now()
+			for i := range alerts {
+				n.Enqueue(noticeID(fmt.Sprint("a-", i), "high"))
+				time.Sleep(outage / alerts)
+			}
+			time.Sleep(time.Until(start.Add(outage)))
+			down.Store(false)
+			up := time.Now()
+			calls := downCalls.Load()
+			waitFor(t, "every alert delivered", func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == alerts })
+			took := time.Since(up)
+			st := n.Stats()
+			t.Logf("%d attempts in the outage of %v; all delivered %v after; %+v", calls, outage, took.Round(time.Millisecond), st)
+			if st.Undeliverable != 0 || st.Dropped != 0 || st.Refused != 0 || st.Sent != alerts {
+				t.Errorf("stats %+v: alerts lost in a short outage", st)
+			}
+			// The receiver's backoff doubles from 20 ms to 300 ms (less
+			// jitter): 13 attempts in 1.5 s at most; a notice each would
+			// be 30 and more.
+			if calls > 20 {
+				t.Errorf("%d attempts in an outage of %v: the receiver was not backed off", calls, outage)
+			}
+			if took > time.Second+watch.Worst() {
+				t.Errorf("delivered %v after the receiver was back (stalled %v)", took, watch.Worst())
+			}
+			// The outage is logged as one: a first failure, "failing
+			// every attempt" at 3 in a row (and every 10th), its end.
+			if a, b, c := lines.count("notifier failed"), lines.count("failing every attempt"), lines.count("answers again"); a != 1 || b < 1 || b > 3 || c != 1 {
+				t.Errorf("the outage logged as %d, %d, %d lines:\n%s", a, b, c, lines)
+			}
+			// In order, but for the notice tried when the receiver came
+			// back, which may go ahead of those before it.
+			mu.Lock()
+			rest := slices.DeleteFunc(slices.Clone(got), func(id string) bool { return id == got[0] })
+			for i := 1; i < len(rest); i++ {
+				if idNum(rest[i]) < idNum(rest[i-1]) {
+					t.Errorf("delivered in the order %v", got)
+					break
+				}
+			}
+			mu.Unlock()
+		})
+	}
+}
+
+func idNum(id string) int {
+	var k int
+	fmt.Sscanf(id, "a-%d", &k)
+	return k
+}
+
+// TestNotifierRetryAfter: a receiver answering 429 (or 503) with
+// Retry-After is not tried again before then, within a cap
+// (fastPolicy: 1 s; 5 min by default). Before, the next attempt came at
+// the backoff (20 ms here).
+func TestNotifierRetryAfter(t *testing.T) {
+	for _, tt := range []struct {
+		status         int
+		header         string
+		atLeast, limit time.Duration
+	}{
+		{429, "1", 900 * time.Millisecond, 1500 * time.Millisecond},
+		{503, "1", 900 * time.Millisecond, 1500 * time.Millisecond},
+		{429, time.Now().Add(time.Hour).UTC().Format(http.TimeFormat), 900 * time.Millisecond, 1500 * time.Millisecond},
+		{429, "86400", 900 * time.Millisecond, 1500 * time.Millisecond},
+		{429, "", 0, 500 * time.Millisecond},
+	} {
+		t.Run(fmt.Sprint(tt.status, " ", tt.header), func(t *testing.T) {
+			var mu sync.Mutex
+			var calls []time.Time
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				mu.Lock()
+				defer mu.Unlock()
+				calls = append(calls, time.Now())
+				if len(calls) == 1 {
+					if tt.header != "" {
+						w.Header().Set("Retry-After", tt.header)
+					}
+					w.WriteHeader(tt.status)
+				}
+			}))
+			defer srv.Close()
+			n, err := newNotifier(NotifierConfig{Type: "slack", URL: srv.URL}, nil, fastPolicy)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer n.Close(0)
+			watch := stalltest.Start(t)
+			n.Enqueue(notice())
+			waitFor(t, "the delivery", func() bool { return n.Stats().Sent == 1 })
+			mu.Lock()
+			gap := calls[1].Sub(calls[0])
+			mu.Unlock()
+			if gap < tt.atLeast || gap > tt.limit+watch.Worst() {
+				t.Errorf("tried again %v later (stalled %v), want within [%v, %v]", gap, watch.Worst(), tt.atLeast, tt.limit)
+			}
+		})
+	}
+}
+
+// TestNotifierManyRefused: a receiver refuses (500) every alert of one
+// attacker (their values break its template: 30 of them, queued first)
+// and takes the others: the others still arrive within a bound of being
+// queued. A notice that failed while the next one was delivered is
+// suspect: tried only when no other notice is due, and its failures do
+// not back off the receiver; otherwise the refused ones, older, were
+// tried first at every turn, and their failures in a row looked like an
+// outage that held every later alert for the receiver's backoff (1 min
+// at most by default, 1 s here).
+func TestNotifierManyRefused(t *testing.T) {
+	var mu sync.Mutex
+	arrived := map[string]time.Time{}
+	var refused atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := slackAlertID(r)
+		if strings.HasPrefix(id, "attacker-") {
+			refused.Add(1)
+			http.Error(w, "template error", http.StatusInternalServerError)
+			return
+		}
+		mu.Lock()
+		arrived[id] = time.Now()
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	policy := retryPolicy{base: 50 * time.Millisecond, noticeMax: 2 * time.Second, receiverMax: time.Second,
+		giveUpAttempts: 4, giveUpAge: 4 * time.Second, retryAfterMax: time.Second}
+	n, err := newNotifier(NotifierConfig{Type: "slack", URL: srv.URL}, nil, policy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close(0)
+	watch := stalltest.Start(t)
+	for i := range 30 {
+		n.Enqueue(noticeID(fmt.Sprint("attacker-", i), "high"))
+	}
+	const later = 30
+	queued := map[string]time.Time{}
+	for i := range later {
+		id := fmt.Sprint("later-", i)
+		queued[id] = time.Now()
+		n.Enqueue(noticeID(id, "high"))
+		time.Sleep(100 * time.Millisecond)
+	}
+	waitFor(t, "the later alerts", func() bool { mu.Lock(); defer mu.Unlock(); return len(arrived) == later })
+	// At most the receiver's backoff cap (1 s here, 1 min by default)
+	// while the refused alerts are tried before they are suspect.
+	const bound = time.Second
+	mu.Lock()
+	var worst time.Duration
+	for id, at := range queued {
+		took := arrived[id].Sub(at)
+		worst = max(worst, took)
+		if took > bound+watch.Worst() {
+			t.Errorf("%s arrived %v after it was queued (stalled %v), want within %v", id, took, watch.Worst(), bound)
+		}
+	}
+	mu.Unlock()
+	t.Logf("latest of %d alerts behind 30 refused: %v; %d refusals meanwhile", later, worst, refused.Load())
+	waitFor(t, "the refused alerts given up", func() bool { return n.Stats().Undeliverable == 30 })
 }

@@ -36,6 +36,11 @@ func notice() Notice {
 	return Notice{Alert: a, Doc: []byte(`{"event":{"kind":"alert","id":"0f0e-1"},"message":"m"}`), Change: "raised"}
 }
 
+// fastPolicy retries in tens of milliseconds, and gives up on a notice
+// after 4 attempts and 2 s.
+var fastPolicy = retryPolicy{base: 20 * time.Millisecond, noticeMax: 200 * time.Millisecond, receiverMax: 100 * time.Millisecond,
+	giveUpAttempts: 4, giveUpAge: 2 * time.Second, retryAfterMax: time.Second}
+
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
@@ -76,11 +81,10 @@ func TestWebhookSignedAndRetried(t *testing.T) {
 		mu.Unlock()
 	}))
 	defer srv.Close()
-	n, err := NewNotifier(NotifierConfig{Type: "webhook", URL: srv.URL, SecretFile: path}, nil)
+	n, err := newNotifier(NotifierConfig{Type: "webhook", URL: srv.URL, SecretFile: path}, nil, fastPolicy)
 	if err != nil {
 		t.Fatal(err)
 	}
-	n.minBackoff = 20 * time.Millisecond
 	defer n.Close(0)
 	n.Enqueue(notice())
 	waitFor(t, "delivery after the outage", func() bool { return n.Stats().Sent == 1 })

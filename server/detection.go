@@ -342,6 +342,7 @@ func (s *Server) detectionMetrics(w io.Writer) {
 			{"trailguard_notifier_failures_total", "counter", "Delivery attempts that failed and are retried.", func(st alerting.NotifierStats) any { return st.Failures }},
 			{"trailguard_notifier_dropped_total", "counter", "Notices dropped from a full queue (queue_size or queue_bytes); the alerts are in the ledger.", func(st alerting.NotifierStats) any { return st.Dropped }},
 			{"trailguard_notifier_refused_total", "counter", "Notices the receiver refused for good (a 4xx other than 408 and 429, or a redirect).", func(st alerting.NotifierStats) any { return st.Refused }},
+			{"trailguard_notifier_undeliverable_total", "counter", "Notices given up after their retries (8 attempts and 15 minutes); the alerts are in the ledger.", func(st alerting.NotifierStats) any { return st.Undeliverable }},
 			{"trailguard_notifier_queued", "gauge", "Notices waiting for delivery.", func(st alerting.NotifierStats) any { return st.Queued }},
 			{"trailguard_notifier_queued_bytes", "gauge", "Memory the waiting notices hold (bounded by queue_bytes).", func(st alerting.NotifierStats) any { return st.QueuedBytes }},
 		} {
