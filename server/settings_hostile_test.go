@@ -1,12 +1,12 @@
 package server
 
 import (
-	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/trailguard/trailguard/internal/hostilefile"
 )
 
 // TestSettingsFileHostile: settings.json is read for every report; a FIFO,
@@ -15,16 +15,7 @@ import (
 // why), where before the FIFO hung the report and the others were read
 // whole.
 func TestSettingsFileHostile(t *testing.T) {
-	for name, plant := range map[string]func(p string) error{
-		"a FIFO":              func(p string) error { return syscall.Mkfifo(p, 0o600) },
-		"a link to /dev/zero": func(p string) error { return os.Symlink("/dev/zero", p) },
-		"a sparse TiB": func(p string) error {
-			if err := os.WriteFile(p, nil, 0o600); err != nil {
-				return err
-			}
-			return os.Truncate(p, 1<<40)
-		},
-	} {
+	for name, plant := range hostilefile.Plants {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
 			if err := plant(filepath.Join(dir, SettingsFile)); err != nil {
