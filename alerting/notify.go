@@ -447,7 +447,11 @@ func (n *Notifier) run() {
 	defer close(n.done)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	for {
+	// Stopped is checked before each take, not only while waiting: an
+	// attempt cut short by Close requeues its notice, which is due at
+	// once, and the loop would otherwise take it and fail it again
+	// forever, so that Close never returned.
+	for n.ctx.Err() == nil {
 		it, wait := n.take(time.Now())
 		if it != nil {
 			n.attempt(it)

@@ -259,17 +259,26 @@ func TestNotifierResponseBounded(t *testing.T) {
 			client := newHTTPClient(tt.timeout, nil)
 			defer client.CloseIdleConnections()
 			watch := stalltest.Start(t)
-			var ms0, ms1 runtime.MemStats
-			runtime.ReadMemStats(&ms0)
 			var err error
-			took, stalled, ok := stalltest.Run(func() {
-				err = httpPost(context.Background(), client, url, []byte(`{"alert":1}`), nil)
-			}, watch, tt.within+5*time.Second)
-			runtime.ReadMemStats(&ms1)
-			alloc := ms1.TotalAlloc - ms0.TotalAlloc
-			t.Logf("%v, %d KiB allocated: %.120v", took.Round(time.Millisecond), alloc>>10, err)
-			if !ok || took > tt.within+stalled {
-				t.Fatalf("the attempt took %v (stalled %v), want at most %v", took, stalled, tt.within)
+			var alloc uint64
+			// TotalAlloc counts every goroutine's allocations (the
+			// runtime's, another test's receiver still writing): the
+			// attempt is measured up to 3 times and the least kept.
+			for try := range 3 {
+				var ms0, ms1 runtime.MemStats
+				runtime.ReadMemStats(&ms0)
+				took, stalled, ok := stalltest.Run(func() {
+					err = httpPost(context.Background(), client, url, []byte(`{"alert":1}`), nil)
+				}, watch, tt.within+5*time.Second)
+				runtime.ReadMemStats(&ms1)
+				alloc = ms1.TotalAlloc - ms0.TotalAlloc
+				t.Logf("try %d: %v, %d KiB allocated: %.120v", try, took.Round(time.Millisecond), alloc>>10, err)
+				if !ok || took > tt.within+stalled {
+					t.Fatalf("the attempt took %v (stalled %v), want at most %v", took, stalled, tt.within)
+				}
+				if alloc <= tt.maxAlloc {
+					break
+				}
 			}
 			if alloc > tt.maxAlloc {
 				t.Errorf("the attempt allocated %d KiB, want at most %d", alloc>>10, tt.maxAlloc>>10)
@@ -425,6 +434,9 @@ func TestNotifierReceiverDown(t *testing.T) {
 			calls := downCalls.Load()
 			waitFor(t, "every alert delivered", func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == alerts })
 			took := time.Since(up)
+			// The receiver has the last one before the notifier has its
+			// answer.
+			waitFor(t, "the last answer", func() bool { return n.Stats().Sent == alerts })
 			st := n.Stats()
 			t.Logf("%d attempts in the outage of %v; all delivered %v after; %+v", calls, outage, took.Round(time.Millisecond), st)
 			if st.Undeliverable != 0 || st.Dropped != 0 || st.Refused != 0 || st.Sent != alerts {
@@ -574,4 +586,50 @@ func TestNotifierManyRefused(t *testing.T) {
 	mu.Unlock()
 	t.Logf("latest of %d alerts behind 30 refused: %v; %d refusals meanwhile", later, worst, refused.Load())
 	waitFor(t, "the refused alerts given up", func() bool { return n.Stats().Undeliverable == 30 })
+}
+
+// TestNotifierCloseMidAttempt: Close(0) while a notice is being
+// delivered and others wait returns at once, tries nothing more, and
+// logs what was left. Before, the attempt cut short requeued its notice,
+// due at once, and the delivery loop took it and failed it again (the
+// context was cancelled) without end: Close never returned and the loop
+// spun a core (a collector's shutdown hung whenever a notice was in
+// flight).
+func TestNotifierCloseMidAttempt(t *testing.T) {
+	var calls atomic.Int32
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		// Read to the end: the server notices the client hanging up
+		// (the request's context) only then.
+		io.Copy(io.Discard, r.Body)
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	defer srv.Close()
+	defer close(release)
+	log, lines := newLog()
+	n, err := newNotifier(NotifierConfig{Type: "slack", URL: srv.URL, Timeout: time.Minute}, log, fastPolicy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		n.Enqueue(noticeID(fmt.Sprint("a-", i), "high"))
+	}
+	waitFor(t, "the delivery in flight", func() bool { return calls.Load() == 1 })
+	closed := make(chan struct{})
+	go func() { defer close(closed); n.Close(0) }()
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("Close(0) with a delivery in flight has not returned in 10 s (%d attempts)", calls.Load())
+	}
+	if st := n.Stats(); calls.Load() != 1 || st.Queued != 3 || st.Sent != 0 {
+		t.Errorf("%d attempts, stats %+v: want 1 attempt, the 3 notices left queued", calls.Load(), st)
+	}
+	if !strings.Contains(lines.String(), "undelivered=3") {
+		t.Errorf("the notices left are not logged:\n%s", lines)
+	}
 }
