@@ -27,6 +27,29 @@ func Median(n int, op func(i int)) time.Duration {
 	return took[n/2]
 }
 
+// Medians runs op(0, i), op(1, i), … op(k-1, i) for i in 0 … n-1, the k
+// variants interleaved, and returns the median duration of each variant.
+// A test comparing an operation with little state and with much measures
+// both this way: a loaded machine's slow spell (another test binary, a
+// build) then weighs on each alike, where timing one variant after the
+// other compares two different machines. n must be at least 1.
+func Medians(k, n int, op func(variant, i int)) []time.Duration {
+	took := make([][]time.Duration, k)
+	for i := range n {
+		for v := range k {
+			start := time.Now()
+			op(v, i)
+			took[v] = append(took[v], time.Since(start))
+		}
+	}
+	med := make([]time.Duration, k)
+	for v, d := range took {
+		slices.Sort(d)
+		med[v] = d[n/2]
+	}
+	return med
+}
+
 // Parallel runs add(0) … add(n-1) on workers goroutines, goroutine w
 // taking w, w+workers, …, so that the adds can be batched together (a
 // ledger's group commit makes 20,000 appends take a second rather than

@@ -37,6 +37,30 @@ func TestMedian(t *testing.T) {
 	}
 }
 
+// TestMedians: the variants run interleaved, each i in turn, and each
+// variant's median is its own: a slow spell of the machine (here: round
+// 1 of 5, slow for both) does not separate them.
+func TestMedians(t *testing.T) {
+	type call struct{ v, i int }
+	var ran []call
+	med := Medians(2, 5, func(v, i int) {
+		ran = append(ran, call{v, i})
+		d := time.Duration(v) * 20 * time.Millisecond
+		if i == 1 {
+			d += 300 * time.Millisecond
+		}
+		time.Sleep(d)
+	})
+	for k, c := range ran {
+		if len(ran) != 10 || c != (call{k % 2, k / 2}) {
+			t.Fatalf("ran %v, want (0,0) (1,0) (0,1) (1,1) …", ran)
+		}
+	}
+	if med[0] >= 20*time.Millisecond || med[1] < 20*time.Millisecond || med[1] >= 300*time.Millisecond {
+		t.Errorf("medians %v, want the first below 20 ms, the second in [20 ms, 300 ms)", med)
+	}
+}
+
 func TestParallel(t *testing.T) {
 	errBad := errors.New("bad")
 	for _, tc := range []struct {
