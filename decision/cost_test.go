@@ -70,7 +70,11 @@ func TestDecisionCostFlat(t *testing.T) {
 	})
 	empty, full := med[0], med[1]
 	t.Logf("median decision: %v with none in force, %v with %d", empty, full, inForce)
-	if full > 4*empty+40*time.Millisecond {
+	// The pass over the bans in force that plan and expire still make is
+	// 2-4 ms at 20,000 (15-35 ms under -race at load): the margin is for
+	// it; the whole-file rewrite this test guards against took 1.5 s a
+	// decision under -race.
+	if full > 4*empty+150*time.Millisecond {
 		t.Errorf("a decision took %v with %d bans in force, %v with none", full, inForce, empty)
 	}
 
