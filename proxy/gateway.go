@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -49,6 +50,13 @@ func Open(cfg Config, log *slog.Logger) (*Gateway, error) {
 	}
 	if cfg.DataDir == "" {
 		return nil, errors.New("proxy: data_dir (--data) is required: the ledger, or the spool for the collector, lives there")
+	}
+	// Made here, before the collector or the spool is opened, so that
+	// its failure names the ways to point the gateway elsewhere: the
+	// embedded collector's named the collector's TRAILGUARD_DATA, which
+	// the gateway does not read, and the spool's named nothing.
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("proxy: cannot create the data directory %s (point --data, data_dir or TRAILGUARD_GATEWAY_DATA at a writable place): %w", cfg.DataDir, err)
 	}
 	g := &Gateway{cfg: cfg, log: log}
 	var lane *requestLane

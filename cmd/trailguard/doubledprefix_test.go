@@ -43,7 +43,7 @@ func TestNoDoubledPrefix(t *testing.T) {
 		{"proxy", []string{"--config", badRoutes}, `trailguard proxy: ` + badRoutes + `: routes[0] (api): upstream "ftp://x": want http://`, ""},
 		{"proxy", []string{"--config", badKey}, `trailguard proxy: ` + badKey + `: `, ""},
 		{"proxy", []string{"--config", filepath.Join(dir, "none.yml")}, `trailguard proxy: --config ` + filepath.Join(dir, "none.yml") + `: no such file`, ""},
-		{"proxy", []string{"--upstream", "http://127.0.0.1:1", "--listen", "127.0.0.1:0", "--data", unwritable}, `trailguard proxy: server: cannot create the data directory`, ""},
+		{"proxy", []string{"--upstream", "http://127.0.0.1:1", "--listen", "127.0.0.1:0", "--data", unwritable}, `trailguard proxy: cannot create the data directory ` + unwritable + ` (point --data, data_dir or TRAILGUARD_GATEWAY_DATA`, ""},
 		{"serve", []string{"--config", badOutputs, "--data", filepath.Join(dir, "d1"), "--listen", "127.0.0.1:0"}, `trailguard serve: config: ` + badOutputs + `: outputs[0] (_vl): name "_vl"`, ""},
 		{"serve", []string{"--retention", "pcidss", "--data", filepath.Join(dir, "d2"), "--listen", "127.0.0.1:0"}, `trailguard serve: config: retention: unknown profile "pcidss"`, ""},
 		{"serve", []string{"--data", unwritable, "--listen", "127.0.0.1:0"}, `trailguard serve: server: cannot create the data directory`, ""},

@@ -1,13 +1,16 @@
 package main
 
 import (
+	"bytes"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/trailguard/trailguard/internal/flock"
+	"github.com/trailguard/trailguard/internal/testenv"
 )
 
 // TestGatewayDataDirDefault: trailguard proxy started with no data
@@ -123,5 +126,55 @@ func TestGatewayDataDirDefault(t *testing.T) {
 	runProxy([]string{"--help"}, &out, &out)
 	if !strings.Contains(out.String(), "default "+gatewayDataDir) {
 		t.Errorf("proxy --help does not give its default data directory:\n%s", out.String())
+	}
+}
+
+// TestGatewayDataDirUnusable: a gateway whose data directory cannot be
+// made says so in the gateway's terms, single node or in front of a
+// collector: the flag, the YAML key and TRAILGUARD_GATEWAY_DATA. Before,
+// a single node named the collector's TRAILGUARD_DATA, which the gateway
+// does not read, and with --collector the spool's error named nothing.
+func TestGatewayDataDirUnusable(t *testing.T) {
+	bin := buildTrailguard(t)
+	top := t.TempDir()
+	file := filepath.Join(top, "a-file")
+	if err := os.WriteFile(file, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	gw := []string{"proxy", "--listen", "127.0.0.1:0", "--upstream", "http://127.0.0.1:9"}
+	shipping := []string{"--collector", "http://127.0.0.1:9", "--token", "t"}
+	for _, tt := range []struct {
+		name string
+		args []string
+	}{
+		{"single node, a file", []string{"--data", file}},
+		{"single node, under a file", []string{"--data", filepath.Join(file, "gw")}},
+		{"shipping, a file", append([]string{"--data", file}, shipping...)},
+		{"shipping, under a file", append([]string{"--data", filepath.Join(file, "gw")}, shipping...)},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cmd := exec.Command(bin, append(gw, tt.args...)...)
+			cmd.Env = append(os.Environ(), "TRAILGUARD_DATA=", "TRAILGUARD_DATA_DIR=", "TRAILGUARD_GATEWAY_DATA=")
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			if err := testenv.StartChild(t, cmd); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			var err error
+			select {
+			case err = <-done:
+			case <-time.After(60 * time.Second):
+				cmd.Process.Kill()
+				<-done
+				t.Fatalf("the gateway is serving:\n%s%s", stdout.String(), stderr.String())
+			}
+			code := cmd.ProcessState.ExitCode()
+			want := "trailguard proxy: cannot create the data directory " + tt.args[1] + " (point --data, data_dir or TRAILGUARD_GATEWAY_DATA at a writable place): mkdir " + file + ": not a directory\n"
+			if code != 1 || stderr.String() != want {
+				t.Errorf("exit %d (%v), stderr %q\nwant exit 1, %q", code, err, stderr.String(), want)
+			}
+		})
 	}
 }
