@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -114,6 +113,39 @@ type Collector struct {
 	TopAttackers []string // top client.ip of failed logins, "ip (count)"
 }
 
+// CheckDir reports why dir cannot hold a run of the demo, or nil: it must
+// be a directory, new or empty, where this process can write. One that
+// does not exist is made, as Run would. Run checks it too; a caller that
+// prints before Run (trailguard demo's banner) checks first, so that a
+// directory the demo cannot use is one plain line before anything else.
+func CheckDir(dir string) error {
+	if st, err := os.Stat(dir); err == nil && !st.IsDir() {
+		return fmt.Errorf("demo: %s is not a directory: give a new or empty directory", dir)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("demo: cannot create %s: %w: give a new or empty directory where you can write", dir, err)
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("demo: cannot read %s: %w", dir, err)
+	}
+	if len(ents) > 0 {
+		// An earlier run's collector would start with its blocks still in
+		// force and its alerts in the ledger: the attackers would be
+		// refused at once and the story told would be the old one.
+		return fmt.Errorf("demo: %s is not empty (an earlier run?): give a new or empty directory, or remove it", dir)
+	}
+	f, err := os.CreateTemp(dir, ".write-check-")
+	if err != nil {
+		return fmt.Errorf("demo: cannot write in %s: %w: give a new or empty directory where you can write", dir, err)
+	}
+	f.Close()
+	if err := os.Remove(f.Name()); err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	return nil
+}
+
 // Run starts the collector, the gateway and the sample API on loopback
 // ports in this process, drives users and attackers through the gateway,
 // shows the alerts and blocks as they happen, writes a PCI DSS report,
@@ -133,13 +165,8 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 			return nil, fmt.Errorf("demo: %w", err)
 		}
 		dir = d
-	} else if ents, err := os.ReadDir(dir); err == nil && len(ents) > 0 {
-		// An earlier run's collector would start with its blocks still in
-		// force and its alerts in the ledger: the attackers would be
-		// refused at once and the story told would be the old one.
-		return nil, fmt.Errorf("demo: %s is not empty (an earlier run?): give a new or empty directory, or remove it", dir)
-	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("demo: %w", err)
+	} else if err := CheckDir(dir); err != nil {
+		return nil, err
 	}
 	start := time.Now()
 	// The collector runs in this process, as `trailguard serve` would on

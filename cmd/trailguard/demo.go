@@ -43,6 +43,14 @@ verifies the ledger and writes a PCI DSS report (PDF and signed JSON).`, stdout,
 		fmt.Fprintf(stderr, "trailguard demo: unexpected argument %q\n", pos[0])
 		return 2
 	}
+	// A --data the demo cannot use is said alone: it was said after the
+	// banner, from within the run.
+	if *dir != "" {
+		if err := demo.CheckDir(*dir); err != nil {
+			fmt.Fprintln(stderr, "trailguard demo:", strings.TrimPrefix(err.Error(), "demo: "))
+			return 1
+		}
+	}
 	// SIGTERM too (kill, a terminal closing, a supervisor): without it the
 	// demo died at once, its ledger not closed nor verified.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

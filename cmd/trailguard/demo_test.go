@@ -103,3 +103,37 @@ func TestDemoUsedData(t *testing.T) {
 		t.Fatalf("an argument: exit %d", code)
 	}
 }
+
+// TestDemoUnusableData: `demo --data DIR` where DIR cannot hold a run (a
+// file, a path under a file, an earlier run's directory) fails with one
+// line on standard error, exit 1 as for any directory it cannot use, and
+// nothing on standard output: the banner came first, then the error from
+// within the run.
+func TestDemoUnusableData(t *testing.T) {
+	bin := buildTrailguard(t)
+	top := t.TempDir()
+	file := filepath.Join(top, "a-file")
+	used := filepath.Join(top, "used")
+	for _, f := range []string{file, filepath.Join(used, "report-pci-dss.json")} {
+		os.MkdirAll(filepath.Dir(f), 0o700)
+		if err := os.WriteFile(f, []byte("{}"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tt := range []struct{ dir, want string }{
+		{file, file + " is not a directory: give a new or empty directory"},
+		{filepath.Join(file, "demo"), "cannot create " + filepath.Join(file, "demo") + ": mkdir " + file + ": not a directory: give a new or empty directory where you can write"},
+		{used, used + " is not empty (an earlier run?): give a new or empty directory, or remove it"},
+	} {
+		cmd := exec.Command(bin, "demo", "--duration", "1ms", "--data", tt.dir)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		if code := cmd.ProcessState.ExitCode(); code != 1 || stdout.Len() != 0 || stderr.String() != "trailguard demo: "+tt.want+"\n" {
+			t.Errorf("demo --data %s: exit %d (%v)\nstdout %q\nstderr %q\nwant exit 1, no stdout, stderr %q", tt.dir, code, err, stdout.String(), stderr.String(), "trailguard demo: "+tt.want+"\n")
+		}
+	}
+	if st, err := os.Stat(file); err != nil || st.Size() != 2 {
+		t.Errorf("the file given as --data changed: %v %v", st, err)
+	}
+}
