@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -114,5 +116,61 @@ func TestNoLedgerThere(t *testing.T) {
 		if want := "trailguard " + args[0] + ": no ledger at " + missing; code != 2 || !strings.HasPrefix(errOut, want) {
 			t.Errorf("trailguard %s: exit %d, stderr %q; want 2 and %q", strings.Join(args, " "), code, errOut, want)
 		}
+	}
+}
+
+// TestNoLedgerInDir: a directory that is there but holds no ledger (a
+// data directory that is not a collector's, an empty ledger/, a file) is
+// said to hold none, with the flag or argument that names one, by every
+// command that reads a ledger — reindex, prove, tiles and verify said
+// "ledger: open DIR: stat DIR/seg: no such file or directory", and verify
+// without --key asked for the verifier key of a ledger that was not there.
+// Exit statuses are each command's for a ledger it cannot find: 2, and 1
+// for reindex (as for a data directory that is not there).
+func TestNoLedgerInDir(t *testing.T) {
+	bin := buildTrailguard(t)
+	top := t.TempDir()
+	empty := filepath.Join(top, "empty")     // a data directory, not a collector's
+	bare := filepath.Join(top, "bare")       // holding an empty ledger/
+	file := filepath.Join(top, "a-file")     // not a directory at all
+	absent := filepath.Join(empty, "ledger") // what --data empty points at
+	for _, d := range []string{empty, filepath.Join(bare, "ledger")} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(file, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	byData := ": point --data (or TRAILGUARD_DATA) at the data directory `trailguard serve` uses, or name the ledger directory as an argument"
+	byArg := ": name a ledger directory (one holding seg/) or a data directory holding ledger/ (or give --data DIR instead)"
+	out := filepath.Join(top, "tiles")
+	for _, tt := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"reindex", "--data", empty}, 1, "no ledger in " + absent + ": point --data (or TRAILGUARD_DATA) at the data directory `trailguard serve` uses, or --ledger at a ledger directory"},
+		{[]string{"reindex", "--data", bare, "--ledger", empty}, 1, "no ledger in " + empty + ": point --ledger at a ledger directory (one holding seg/), or --data at the data directory `trailguard serve` uses"},
+		{[]string{"prove", "--data", empty, "--index", "1"}, 2, "no ledger in " + absent + byData},
+		{[]string{"tiles", "--data", empty, "--out", out}, 2, "no ledger in " + absent + byData},
+		{[]string{"verify", "--data", empty}, 2, "no ledger in " + absent + byData},
+		{[]string{"prove", empty, "--index", "1"}, 2, "no ledger in " + empty + byArg},
+		{[]string{"tiles", bare, "--out", out}, 2, "no ledger in " + filepath.Join(bare, "ledger") + byArg},
+		{[]string{"verify", bare}, 2, "no ledger in " + filepath.Join(bare, "ledger") + byArg},
+		{[]string{"verify", file}, 2, "no ledger in " + file + byArg},
+	} {
+		cmd := exec.Command(bin, tt.args...)
+		cmd.Env = append(os.Environ(), "TRAILGUARD_DATA=", "TRAILGUARD_DATA_DIR=")
+		var stdout, stderr strings.Builder
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		cmd.Run()
+		want := "trailguard " + tt.args[0] + ": " + tt.want + "\n"
+		if code := cmd.ProcessState.ExitCode(); code != tt.code || stderr.String() != want {
+			t.Errorf("trailguard %s: exit %d, stderr %q\nwant exit %d, %q", strings.Join(tt.args, " "), code, stderr.String(), tt.code, want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(empty, "index.db")); !os.IsNotExist(err) {
+		t.Errorf("reindex made an index from no ledger: %v", err)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 
 	"github.com/trailguard/trailguard/index"
 	"github.com/trailguard/trailguard/internal/flock"
@@ -313,18 +314,42 @@ func ledgerDirs(pos []string, data string) (ledgerDir, dataDir string, err error
 		if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
 			return "", "", fmt.Errorf("no ledger at %s: name a ledger directory or a data directory holding ledger/ (or give --data DIR instead)", p)
 		}
+		ledgerDir, dataDir = p, ""
 		if st, err := os.Stat(filepath.Join(p, "ledger")); err == nil && st.IsDir() {
-			return filepath.Join(p, "ledger"), p, nil
+			ledgerDir, dataDir = filepath.Join(p, "ledger"), p
+		} else if filepath.Base(filepath.Clean(p)) == "ledger" {
+			dataDir = filepath.Dir(filepath.Clean(p))
 		}
-		if filepath.Base(filepath.Clean(p)) == "ledger" {
-			return p, filepath.Dir(filepath.Clean(p)), nil
+		if !hasLedger(ledgerDir) {
+			return "", "", fmt.Errorf("no ledger in %s: name a ledger directory (one holding seg/) or a data directory holding ledger/ (or give --data DIR instead)", ledgerDir)
 		}
-		return p, "", nil
+		return ledgerDir, dataDir, nil
 	}
 	if err := requireDataDir(data); err != nil {
 		return "", "", fmt.Errorf("%w, or name the ledger directory as an argument", err)
 	}
-	return filepath.Join(data, "ledger"), data, nil
+	ledgerDir = filepath.Join(data, "ledger")
+	if !hasLedger(ledgerDir) {
+		return "", "", fmt.Errorf("%s, or name the ledger directory as an argument", noLedgerIn(ledgerDir))
+	}
+	return ledgerDir, data, nil
+}
+
+// hasLedger reports whether dir may hold a ledger: it has seg/, which
+// every ledger has from its first open. When not, the offline commands
+// say so plainly: opening it said "ledger: open DIR: stat DIR/seg: no such
+// file or directory". An error other than absence (a permission) is left
+// for the command's own open to report.
+func hasLedger(dir string) bool {
+	_, err := os.Stat(filepath.Join(dir, "seg"))
+	return !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR)
+}
+
+// noLedgerIn is what is said of a data directory's ledger/ (dir) that
+// holds no ledger: the data directory is not a collector's.
+func noLedgerIn(dir string) string {
+	abs, _ := filepath.Abs(dir)
+	return fmt.Sprintf("no ledger in %s: point --data (or TRAILGUARD_DATA) at the data directory `trailguard serve` uses", abs)
 }
 
 // dataVerifierKey is the verifier key a collector keeps in its data

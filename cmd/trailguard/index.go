@@ -47,6 +47,13 @@ default. Stop the collector first: the index file is replaced.`, stdout, stderr)
 	}
 	if *dir == "" {
 		*dir = filepath.Join(*data, "ledger")
+		if !hasLedger(*dir) {
+			fmt.Fprintf(stderr, "trailguard reindex: %s, or --ledger at a ledger directory\n", noLedgerIn(*dir))
+			return 1
+		}
+	} else if !hasLedger(*dir) {
+		fmt.Fprintf(stderr, "trailguard reindex: no ledger in %s: point --ledger at a ledger directory (one holding seg/), or --data at the data directory `trailguard serve` uses\n", *dir)
+		return 1
 	}
 	if *file == "" {
 		*file = filepath.Join(*data, "index.db")

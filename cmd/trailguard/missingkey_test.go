@@ -13,7 +13,7 @@ import (
 // auditor.pub: no such file or directory".
 func TestMissingKeySaysWhichKey(t *testing.T) {
 	data := t.TempDir()
-	if err := os.MkdirAll(filepath.Join(data, "ledger"), 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Join(data, "ledger", "seg"), 0o700); err != nil { // a ledger, as far as the key is looked for
 		t.Fatal(err)
 	}
 	report := filepath.Join(t.TempDir(), "march.json")
