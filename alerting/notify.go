@@ -202,6 +202,9 @@ func newNotifier(c NotifierConfig, log *slog.Logger, policy retryPolicy) (*Notif
 	if log == nil {
 		log = slog.Default()
 	}
+	if err := c.Check(); err != nil {
+		return nil, err
+	}
 	if c.Name == "" {
 		c.Name = c.Type
 	}
@@ -218,12 +221,6 @@ func newNotifier(c NotifierConfig, log *slog.Logger, policy retryPolicy) (*Notif
 		c.MinLevel = "low"
 	}
 	lvl := levelRank(c.MinLevel)
-	if lvl < 0 {
-		return nil, fmt.Errorf("notifier %s: min_level %q: want informational, low, medium, high or critical", c.Name, c.MinLevel)
-	}
-	if c.URL == "" {
-		return nil, fmt.Errorf("notifier %s: url is missing", c.Name)
-	}
 	tc, err := tlsConfig(c.CAFile)
 	if err != nil {
 		return nil, fmt.Errorf("notifier %s: %w", c.Name, err)
@@ -232,9 +229,6 @@ func newNotifier(c NotifierConfig, log *slog.Logger, policy retryPolicy) (*Notif
 	var s sender
 	switch c.Type {
 	case "webhook":
-		if c.SecretFile == "" {
-			return nil, fmt.Errorf("notifier %s: a webhook needs secret_file (the HMAC-SHA256 key receivers check)", c.Name)
-		}
 		key, err := os.ReadFile(c.SecretFile)
 		if err != nil {
 			return nil, fmt.Errorf("notifier %s: %w", c.Name, err)

@@ -506,6 +506,24 @@ func (c *Config) checkSections(file string, files bool) []error {
 			}
 		}
 	}
+	// A notifier's own text is checked here, with the file named; what
+	// it names (a secret, a CA bundle) only below, by NewNotifier.
+	notifierOK := make([]bool, len(c.Notifiers))
+	if !c.Detection.Disabled {
+		for i, nc := range c.Notifiers {
+			if err := nc.Check(); err != nil {
+				each := []error{err}
+				if j, ok := err.(interface{ Unwrap() []error }); ok {
+					each = j.Unwrap()
+				}
+				for _, err := range each {
+					yamlOnly(fmt.Errorf("notifiers[%d]: %w", i, err))
+				}
+				continue
+			}
+			notifierOK[i] = true
+		}
+	}
 	if !files {
 		return errs
 	}
@@ -535,6 +553,9 @@ func (c *Config) checkSections(file string, files bool) []error {
 			}
 		}
 		for i, nc := range c.Notifiers {
+			if !notifierOK[i] {
+				continue // said above
+			}
 			n, err := alerting.NewNotifier(nc, slog.New(slog.DiscardHandler))
 			if err != nil {
 				yamlOnly(fmt.Errorf("notifiers[%d]: %w", i, err))

@@ -1,10 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/trailguard/trailguard/internal/testenv"
 )
 
 // TestServeConfigBeforeDisk: a mistake anywhere in serve's configuration
@@ -37,7 +42,9 @@ func TestServeConfigBeforeDisk(t *testing.T) {
 		{name: "two outputs one name", yaml: "outputs:\n  - name: vl\n    type: victorialogs\n    url: http://127.0.0.1:9428\n  - name: vl\n    type: victorialogs\n    url: http://127.0.0.1:9429\n",
 			want: []string{"serve.yaml: outputs[1] (vl): a second output named \"vl\""}},
 		{name: "notifier", yaml: "notifiers:\n  - type: slack\n",
-			want: []string{"notifiers[0]: notifier slack: url is missing"}, file: true},
+			want: []string{"serve.yaml: notifiers[0]: notifier slack: url is missing"}},
+		{name: "notifier secret file", yaml: "notifiers:\n  - name: wh\n    type: webhook\n    url: https://hooks.example.com/tg\n    secret_file: /nonexistent/secret\n",
+			want: []string{"notifiers[0]: notifier wh: open /nonexistent/secret: no such file"}, file: true},
 		{name: "allowlist", yaml: "decisions:\n  allowlist: [10.0.0.0/8, not-an-ip]\n",
 			want: []string{"serve.yaml: decisions.allowlist[1]: "}},
 		{name: "rules directory", yaml: "detection:\n  rules: [/nonexistent/rules]\n",
@@ -77,6 +84,62 @@ func TestServeConfigBeforeDisk(t *testing.T) {
 			if _, err := os.Stat(data); !os.IsNotExist(err) {
 				ents, _ := os.ReadDir(data)
 				t.Errorf("serve %q wrote the data directory before refusing its configuration (%v): %v", args, err, ents)
+			}
+		})
+	}
+}
+
+// TestServeNotifierConfigAtLoad: a notifier whose configuration cannot
+// work, by its text alone, is refused when serve loads the configuration
+// (exit 2, the file, the notifier and the key), before the data
+// directory is made. Before, a url of the wrong scheme or none, or a
+// syslog address without a port, was accepted: the collector started and
+// each alert's delivery failed.
+func TestServeNotifierConfigAtLoad(t *testing.T) {
+	bin := buildTrailguard(t)
+	for _, tt := range []struct{ name, notifier, want string }{
+		{"no url", "name: ops\n    type: slack", "notifier ops: url is missing"},
+		{"url without a scheme", "name: ops\n    type: slack\n    url: hooks.slack.com/services/T0/B0/x",
+			`notifier ops: url "hooks.slack.com/services/T0/B0/x": want an http:// or https:// URL with a host`},
+		{"url of another scheme", "name: am\n    type: alertmanager\n    url: ftp://am.example.com:9093",
+			`notifier am: url "ftp://am.example.com:9093": want an http:// or https:// URL with a host`},
+		{"url without a host", "name: hook\n    type: webhook\n    url: https://\n    secret_file: /nonexistent/secret",
+			`notifier hook: url "https://": want an http:// or https:// URL with a host`},
+		{"syslog without a port", "type: syslog\n    url: tcp://syslog.example.com",
+			`notifier syslog: url "tcp://syslog.example.com": want tcp://host:port, tls://host:port or udp://host:port`},
+		{"webhook without secret_file", "name: hook\n    type: webhook\n    url: https://hooks.example.com/tg",
+			"notifier hook: a webhook needs secret_file"},
+		{"min_level", "name: ops\n    type: slack\n    url: https://hooks.example.com/tg\n    min_level: loud",
+			`notifier ops: min_level "loud": want informational`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			data := filepath.Join(dir, "data")
+			cfg := filepath.Join(dir, "serve.yaml")
+			if err := os.WriteFile(cfg, []byte("notifiers:\n  - "+tt.notifier+"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command(bin, "serve", "--config", cfg, "--data", data, "--listen", "127.0.0.1:0")
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			if err := testenv.StartChild(t, cmd); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			select {
+			case <-done:
+			case <-time.After(60 * time.Second):
+				cmd.Process.Kill()
+				<-done
+				t.Fatalf("serve started with the notifier:\n%s%s", stdout.String(), stderr.String())
+			}
+			want := "trailguard serve: config: " + cfg + ": notifiers[0]: " + tt.want
+			if code := cmd.ProcessState.ExitCode(); code != 2 || !strings.HasPrefix(stderr.String(), want) {
+				t.Errorf("exit %d, stderr %q\nwant exit 2, %q…", code, stderr.String(), want)
+			}
+			if _, err := os.Stat(data); !os.IsNotExist(err) {
+				t.Errorf("the data directory was made before the configuration was refused: %v", err)
 			}
 		})
 	}
