@@ -46,10 +46,14 @@ func docBlock(t *testing.T, file, heading string) string {
 }
 
 // TestLedgerAuditorBlock runs docs/ledger.md's "Auditing a copy of the
-// ledger" block as a bash script, as an auditor would: in a directory
-// holding only a copy of a collector's ledger, its public key and a report
-// the collector signed, with trailguard on the PATH. Every command must
-// succeed, and the second verify must have checked the checkpoint kept.
+// ledger" block as a bash script, as an auditor would: from a clone of
+// the repository, with AUDIT a directory holding only a copy of a
+// collector's ledger, its public key and a report the collector signed,
+// and no trailguard on the PATH (the block assumed one: pasted on a fresh
+// clone it answered "trailguard: command not found"). Only the block's
+// build line is left out: the test built the binary already, and puts it
+// where that line would. Every command must succeed, and the second
+// verify must have checked the checkpoint kept.
 func TestLedgerAuditorBlock(t *testing.T) {
 	bash := testenv.Tool(t, "bash", "apt-get install bash")
 	block := docBlock(t, "docs/ledger.md", "## Auditing a copy of the ledger")
@@ -101,10 +105,33 @@ func TestLedgerAuditorBlock(t *testing.T) {
 		t.Fatalf("report: %s", errOut)
 	}
 
-	bin := buildTrailguard(t)
-	cmd := exec.Command(bash, "-c", "set -euo pipefail\n"+block)
-	cmd.Dir = audit
-	cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(bin)+":"+os.Getenv("PATH"), "EVENT_ID="+ids[3], "OLD_SIZE="+oldSize)
+	const build = `go build -o "$AUDIT/trailguard" ./cmd/trailguard`
+	var steps []string
+	for _, l := range strings.Split(block, "\n") {
+		if !strings.HasPrefix(l, build) {
+			steps = append(steps, l)
+		}
+	}
+	if len(steps) != strings.Count(block, "\n") {
+		t.Fatalf("the block should build the binary exactly once with %q:\n%s", build, block)
+	}
+	script, err := os.ReadFile(buildTrailguard(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(audit, "trailguard"), script, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// As on a fresh clone: no trailguard on the PATH.
+	var path []string
+	for _, d := range filepath.SplitList(os.Getenv("PATH")) {
+		if _, err := os.Stat(filepath.Join(d, "trailguard")); err != nil {
+			path = append(path, d)
+		}
+	}
+	cmd := exec.Command(bash, "-c", "set -euo pipefail\n"+strings.Join(steps, "\n"))
+	cmd.Dir = filepath.Join("..", "..") // the clone
+	cmd.Env = append(os.Environ(), "PATH="+strings.Join(path, string(filepath.ListSeparator)), "AUDIT="+audit, "EVENT_ID="+ids[3], "OLD_SIZE="+oldSize)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("the block failed: %v\n%s\nblock:\n%s", err, out, block)
