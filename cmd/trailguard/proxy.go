@@ -113,6 +113,13 @@ trailguard proxy --config proxy.yml`
 	set(&cfg.ServiceName, *service)
 	set(&cfg.API, *api)
 	set(&cfg.TrailDir, *trailDir)
+	// Without a --config file the collector came from --collector: its
+	// token is asked for as it can be given, by the flag or the variable,
+	// not by the YAML key (collector.token) the user never wrote.
+	if *cfgPath == "" && cfg.Collector.URL != "" && cfg.Collector.Token == "" {
+		fmt.Fprintln(stderr, "trailguard proxy: --collector needs --token TOKEN (or TRAILGUARD_PROXY_TOKEN, or collector.token in --config FILE): an ingest token of that collector (trailguard token create --role ingest --name gateway-1 there)")
+		return 2
+	}
 	named := cfg.DataDir != "" || fs.isSet("data", "data-dir") || os.Getenv(gatewayDataEnv) != ""
 	if cfg.DataDir == "" || fs.isSet("data", "data-dir") || os.Getenv(gatewayDataEnv) != "" {
 		cfg.DataDir = *data

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -61,5 +62,42 @@ func TestProxyStartSays(t *testing.T) {
 				t.Errorf("start message has %q:\n%s", tt.not, out.String())
 			}
 		})
+	}
+}
+
+// TestProxyTokenMissing: a gateway given --collector without a token
+// asks for it as it can be given, by the flag or the variable (and the
+// key, for a file), exit 2 before its data directory is made. Without a
+// --config file it said "collector.token (--token TOKEN, or
+// TRAILGUARD_PROXY_TOKEN) is needed with collector.url": the YAML keys of
+// a file the user never wrote. With a file, the file's keys are said.
+func TestProxyTokenMissing(t *testing.T) {
+	bin := buildTrailguard(t)
+	dir := t.TempDir()
+	data := filepath.Join(dir, "gw")
+	cfg := filepath.Join(dir, "proxy.yml")
+	if err := os.WriteFile(cfg, []byte("routes:\n  - upstream: http://127.0.0.1:9\ncollector:\n  url: http://127.0.0.1:9\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--upstream", "http://127.0.0.1:9", "--collector", "http://127.0.0.1:9"},
+			"trailguard proxy: --collector needs --token TOKEN (or TRAILGUARD_PROXY_TOKEN, or collector.token in --config FILE): an ingest token of that collector (trailguard token create --role ingest --name gateway-1 there)\n"},
+		{[]string{"--config", cfg},
+			"trailguard proxy: " + cfg + ": collector.token (--token TOKEN, or TRAILGUARD_PROXY_TOKEN) is needed with collector.url"},
+	} {
+		cmd := exec.Command(bin, append([]string{"proxy", "--listen", "127.0.0.1:0", "--data", data}, tt.args...)...)
+		cmd.Env = append(os.Environ(), "TRAILGUARD_PROXY_TOKEN=")
+		var stdout, stderr strings.Builder
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		cmd.Run()
+		if code := cmd.ProcessState.ExitCode(); code != 2 || !strings.HasPrefix(stderr.String(), tt.want) {
+			t.Errorf("proxy %q: exit %d, stderr %q\nwant exit 2, %q", tt.args, code, stderr.String(), tt.want)
+		}
+		if _, err := os.Stat(data); !os.IsNotExist(err) {
+			t.Errorf("proxy %q made its data directory: %v", tt.args, err)
+		}
 	}
 }
