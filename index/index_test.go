@@ -130,18 +130,47 @@ func openIndexOn(t testing.TB, path string, recs Records) *Index {
 	return ix
 }
 
+// indexingIdle is how long waitIndexing waits for the index to advance.
+const indexingIdle = 30 * time.Second
+
+// waitIndexing waits until ix has indexed n records while it makes
+// progress: it fails (an error saying where it stopped) only when Indexed
+// did not advance for indexingIdle. A fixed deadline for all of them is
+// a rate, which a loaded machine does not keep: at load ~14 on two cores
+// TestRunRunsMatchRebuild's writer with batches of one record (a commit
+// each) indexed 1,630 of 3,828 records in 60 s, advancing all the while.
+func waitIndexing(ix *Index, n uint64) error {
+	for {
+		at := ix.Indexed()
+		ctx, cancel := context.WithTimeout(context.Background(), indexingIdle)
+		// Wait for the next record, or all of them (WaitIndexed returns
+		// at the first value past at+1 too).
+		err := ix.WaitIndexed(ctx, min(n, at+1))
+		cancel()
+		switch {
+		case ix.Indexed() >= n:
+			return nil
+		case errors.Is(err, context.DeadlineExceeded):
+			return fmt.Errorf("indexed %d of %d records, none more in %v: %w", ix.Indexed(), n, indexingIdle, err)
+		case err != nil:
+			return fmt.Errorf("indexed %d of %d records: %w", ix.Indexed(), n, err)
+		}
+	}
+}
+
 // runUntil runs ix.Run on src in the background until Indexed reaches n.
 func runUntil(t testing.TB, ix *Index, src Source, n uint64) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- ix.Run(ctx, src) }()
-	wctx, wcancel := context.WithTimeout(ctx, 60*time.Second)
-	ix.WaitIndexed(wctx, n)
-	wcancel()
+	waited := waitIndexing(ix, n)
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Fatalf("Run returned %v, want context.Canceled", err)
+	}
+	if waited != nil {
+		t.Fatal(waited)
 	}
 	if got := ix.Indexed(); got != n {
 		t.Fatalf("Indexed() = %d, want %d", got, n)

@@ -152,11 +152,8 @@ func TestLevel2MergeOffTheWriter(t *testing.T) {
 
 	// The preparing goroutine is held: the writer indexes everything
 	// appended, past the boundary, without the merge.
-	wctx, wcancel := context.WithTimeout(ctx, 60*time.Second)
-	err := ix.WaitIndexed(wctx, uint64(next))
-	wcancel()
-	if err != nil {
-		t.Fatalf("writer stopped at %d of %d while the merge was held: %v", ix.Indexed(), next, err)
+	if err := waitIndexing(ix, uint64(next)); err != nil {
+		t.Fatalf("writer stopped while the merge was held: %v", err)
 	}
 	if n := levelRuns(t, ix); n[2] != 0 || n[1] < idFanout {
 		t.Fatalf("runs by level %v while the merge is held, want %d+ of level 1 and none of level 2", n, idFanout)

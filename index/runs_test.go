@@ -79,12 +79,10 @@ func TestRunRunsMatchRebuild(t *testing.T) {
 					}
 					continue
 				}
-				wctx, wcancel := context.WithTimeout(ctx, 60*time.Second)
-				err := ix.WaitIndexed(wctx, uint64(n))
-				wcancel()
+				err := waitIndexing(ix, uint64(n))
 				cancel()
 				if err != nil {
-					t.Fatalf("waiting for %d records indexed: %v (Indexed() = %d)", n, err, ix.Indexed())
+					t.Fatalf("waiting for %d records indexed: %v", n, err)
 				}
 				if err := <-done; !errors.Is(err, context.Canceled) {
 					t.Fatalf("Run returned %v, want context.Canceled", err)
