@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/netip"
 	"slices"
@@ -471,9 +472,21 @@ type StreamSource struct {
 	APIKey string
 	// Interval is the time between polls (default 50ms).
 	Interval time.Duration
-	// Client makes the requests (default: a client with a 5s timeout).
+	// Client makes the requests (default: connection and answer headers
+	// within streamWait, the body read while it keeps coming: no
+	// streamWait without a byte, streamTotal in all).
 	Client *http.Client
 }
+
+// streamWait bounds a poll's connection and answer headers, and each
+// wait for more of its body; streamTotal bounds a whole poll. A bound on
+// the whole answer as short as streamWait is a rate: a full list of
+// 100,000 decisions (~12 MB of JSON, seconds of decoding on a loaded
+// core) was cut at 5 s, asked for again in full, and never applied.
+const (
+	streamWait  = 5 * time.Second
+	streamTotal = 5 * time.Minute
+)
 
 // Name implements Source.
 func (s *StreamSource) Name() string { return "stream:" + s.URL }
@@ -489,7 +502,12 @@ func (s *StreamSource) Run(ctx context.Context, apply func(Update), health func(
 	}
 	client := s.Client
 	if client == nil {
-		client = &http.Client{Timeout: 5 * time.Second}
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.DialContext = (&net.Dialer{Timeout: streamWait, KeepAlive: 30 * time.Second}).DialContext
+		tr.TLSHandshakeTimeout = streamWait
+		tr.ResponseHeaderTimeout = streamWait
+		client = &http.Client{Transport: tr, Timeout: streamTotal}
+		defer tr.CloseIdleConnections()
 	}
 	base := strings.TrimRight(s.URL, "/") + "/v1/decisions/stream"
 	// The collector keeps a bouncer's place in the stream by its key,
@@ -539,6 +557,21 @@ func (s *StreamSource) Run(ctx context.Context, apply func(Update), health func(
 	}
 }
 
+// progressReader reads r and pushes idle back by streamWait at every read
+// that brought bytes.
+type progressReader struct {
+	r    io.Reader
+	idle *time.Timer
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	if n > 0 {
+		p.idle.Reset(streamWait)
+	}
+	return n, err
+}
+
 func (s *StreamSource) poll(ctx context.Context, client *http.Client, base, ua string, startup bool) (Update, error) {
 	// Every scope the gateway enforces: a stream serves Ip and Range
 	// unless asked for others (CrowdSec's default), and user-name bans
@@ -547,6 +580,14 @@ func (s *StreamSource) poll(ctx context.Context, client *http.Client, base, ua s
 	if startup {
 		url += "&startup=true"
 	}
+	// The body is read while it keeps coming: cut after streamWait
+	// without a byte (the client's default bounds the headers).
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	idle := time.AfterFunc(streamWait, func() {
+		cancel(fmt.Errorf("no byte of the answer in %v", streamWait))
+	})
+	defer idle.Stop()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return Update{}, err
@@ -566,7 +607,12 @@ func (s *StreamSource) poll(ctx context.Context, client *http.Client, base, ua s
 		New     []Decision `json:"new"`
 		Deleted []Decision `json:"deleted"`
 	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, maxStreamBody)).Decode(&body); err != nil {
+	idle.Reset(streamWait)
+	in := &progressReader{r: io.LimitReader(resp.Body, maxStreamBody), idle: idle}
+	if err := json.NewDecoder(in).Decode(&body); err != nil {
+		if cause := context.Cause(ctx); cause != nil && ctx.Err() != nil {
+			return Update{}, fmt.Errorf("decision stream: answer cut: %w", cause)
+		}
 		return Update{}, fmt.Errorf("decision stream: bad answer: %w", err)
 	}
 	return Update{Full: startup, New: body.New, Deleted: body.Deleted}, nil
