@@ -472,20 +472,25 @@ type StreamSource struct {
 	APIKey string
 	// Interval is the time between polls (default 50ms).
 	Interval time.Duration
-	// Client makes the requests (default: connection and answer headers
-	// within streamWait, the body read while it keeps coming: no
-	// streamWait without a byte, streamTotal in all).
+	// Client makes the requests (default: connection within streamWait,
+	// answer headers within streamWait (streamStartupWait for the full
+	// list), the body read while it keeps coming: no streamWait without
+	// a byte, streamTotal in all).
 	Client *http.Client
 }
 
 // streamWait bounds a poll's connection and answer headers, and each
-// wait for more of its body; streamTotal bounds a whole poll. A bound on
-// the whole answer as short as streamWait is a rate: a full list of
-// 100,000 decisions (~12 MB of JSON, seconds of decoding on a loaded
-// core) was cut at 5 s, asked for again in full, and never applied.
+// wait for more of its body; streamTotal bounds a whole poll. A startup
+// poll's headers may take streamStartupWait: the full list is made
+// before its first byte is sent (the test LAPI marshals 100,000
+// decisions at once; seconds at load). A bound on the whole answer as
+// short as streamWait is a rate: a full list of 100,000 decisions (~12 MB
+// of JSON, seconds of decoding on a loaded core) was cut at 5 s, asked
+// for again in full, and never applied.
 const (
-	streamWait  = 5 * time.Second
-	streamTotal = 5 * time.Minute
+	streamWait        = 5 * time.Second
+	streamStartupWait = time.Minute
+	streamTotal       = 5 * time.Minute
 )
 
 // Name implements Source.
@@ -505,7 +510,6 @@ func (s *StreamSource) Run(ctx context.Context, apply func(Update), health func(
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.DialContext = (&net.Dialer{Timeout: streamWait, KeepAlive: 30 * time.Second}).DialContext
 		tr.TLSHandshakeTimeout = streamWait
-		tr.ResponseHeaderTimeout = streamWait
 		client = &http.Client{Transport: tr, Timeout: streamTotal}
 		defer tr.CloseIdleConnections()
 	}
@@ -580,12 +584,16 @@ func (s *StreamSource) poll(ctx context.Context, client *http.Client, base, ua s
 	if startup {
 		url += "&startup=true"
 	}
-	// The body is read while it keeps coming: cut after streamWait
-	// without a byte (the client's default bounds the headers).
+	// The headers come within wait, and the body is read while it keeps
+	// coming: cut after streamWait without a byte.
+	wait := streamWait
+	if startup {
+		wait = streamStartupWait
+	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	idle := time.AfterFunc(streamWait, func() {
-		cancel(fmt.Errorf("no byte of the answer in %v", streamWait))
+	idle := time.AfterFunc(wait, func() {
+		cancel(errors.New("no byte of the answer in time"))
 	})
 	defer idle.Stop()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
