@@ -33,7 +33,9 @@ import (
 // NotifierConfig configures one notifier (the `notifiers:` list of the
 // collector's configuration).
 type NotifierConfig struct {
-	// Name labels the notifier in metrics and logs (default: its type).
+	// Name labels the notifier in metrics and logs (default: its type):
+	// up to 64 letters, digits, '_', '-' or '.', one per notifier, so
+	// two of one type need names.
 	Name string `yaml:"name"`
 	// Type is webhook, slack, syslog or alertmanager.
 	Type string `yaml:"type"`
@@ -248,7 +250,7 @@ func newNotifier(c NotifierConfig, log *slog.Logger, policy retryPolicy) (*Notif
 			return nil, fmt.Errorf("notifier %s: %w", c.Name, err)
 		}
 	default:
-		return nil, fmt.Errorf("notifier %s: type %q: want webhook, slack, syslog or alertmanager", c.Name, c.Type)
+		panic(fmt.Sprintf("alerting: Check let notifier type %q through", c.Type))
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	n := &Notifier{name: c.Name, typ: c.Type, minLevel: lvl, s: s, log: log, timeout: c.Timeout, policy: policy,

@@ -29,6 +29,8 @@ func (m *Manager) WriteMetrics(w io.Writer) {
 	} {
 		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", mt.name, mt.help, mt.name, mt.typ)
 		for _, s := range st {
+			// Names are plain words (nameRE) and types known ones, so %q
+			// quotes them as the exposition format does.
 			fmt.Fprintf(w, "%s{output=%q,type=%q} %v\n", mt.name, s.Name, s.Type, mt.v(s))
 		}
 	}

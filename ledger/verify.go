@@ -413,10 +413,10 @@ func (v *verifier) checkpoints() error {
 				v.rep.notice(Finding{Kind: NoticeTornTail, File: rel, Message: rel + " ends in a torn write (crash while writing a checkpoint)"})
 				continue
 			}
-			if tail && fi == len(files)-1 && unwrittenTail(s.raw[d.off:d.end], d.off) {
+			if z, ok := unwrittenTail(s.raw[d.off:d.end], d.off); ok && tail && fi == len(files)-1 {
 				v.rep.notice(Finding{Kind: NoticeTornTail, File: rel, Message: fmt.Sprintf(
 					"%s ends in %d bytes counted in its size but not written, zeros from offset %d (a power loss while writing a checkpoint)",
-					rel, d.end-d.off, d.off+int64(zeroFrom(s.raw[d.off:d.end], d.off)))})
+					rel, d.end-d.off, d.off+int64(z))})
 				continue
 			}
 			inner++
@@ -2487,9 +2487,11 @@ func unwrittenPages(fr []byte, off int64) bool {
 // (another file's fsync commits the journal) before the appended frame,
 // not yet synced, reached the disk, whole or past its first sectors. A
 // power loss leaves that (TestPowerLoss saw a 312-byte checkpoint frame
-// read back as zeros); a flipped bit or written garbage does not.
-func unwrittenTail(b []byte, off int64) bool {
-	return len(b) > 0 && zeroFrom(b, off) < len(b)
+// read back as zeros); a flipped bit or written garbage does not. from is
+// where in b the zeros start.
+func unwrittenTail(b []byte, off int64) (from int, ok bool) {
+	from = zeroFrom(b, off)
+	return from, len(b) > 0 && from < len(b)
 }
 
 // zeroFrom returns where in b, at file offset off, the zeros to its end

@@ -523,6 +523,24 @@ func (c *Config) checkSections(file string, files bool) []error {
 			}
 			notifierOK[i] = true
 		}
+		// Two notifiers of one name would be one series in the metrics
+		// (a scrape Prometheus refuses) and one word in the logs.
+		first := make(map[string]int, len(c.Notifiers))
+		for i, nc := range c.Notifiers {
+			if !notifierOK[i] {
+				continue
+			}
+			name := nc.Name
+			if name == "" {
+				name = nc.Type
+			}
+			if j, ok := first[name]; ok {
+				yamlOnly(fmt.Errorf("notifiers[%d]: notifier %s: notifiers[%d] has that name too: give each a name of its own (name: key)", i, name, j))
+				notifierOK[i] = false
+				continue
+			}
+			first[name] = i
+		}
 	}
 	if !files {
 		return errs

@@ -348,6 +348,8 @@ func (s *Server) detectionMetrics(w io.Writer) {
 		} {
 			fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", m.name, m.help, m.name, m.typ)
 			for _, st := range stats {
+				// Names and types are plain words (alerting.NotifierConfig.Check),
+				// so %q quotes them as the exposition format does.
 				fmt.Fprintf(w, "%s{notifier=%q,type=%q} %v\n", m.name, st.Name, st.Type, m.v(st))
 			}
 		}

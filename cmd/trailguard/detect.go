@@ -185,6 +185,10 @@ func detectReplay(eng *detect.Engine, path string, stdin io.Reader, stdout, stde
 	start := time.Now()
 	var n, untimed uint64
 	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		if !hasLedger(path) {
+			fmt.Fprintf(stderr, "trailguard detect: no ledger in %s: --replay takes an NDJSON file (- for standard input), a ledger directory (one holding seg/) or a data directory holding ledger/\n", path)
+			return 1
+		}
 		l, err := ledger.OpenReadOnly(path)
 		if err != nil {
 			fmt.Fprintln(stderr, "trailguard detect:", err)

@@ -122,11 +122,12 @@ func TestNoLedgerThere(t *testing.T) {
 // TestNoLedgerInDir: a directory that is there but holds no ledger (a
 // data directory that is not a collector's, an empty ledger/, a file) is
 // said to hold none, with the flag or argument that names one, by every
-// command that reads a ledger — reindex, prove, tiles and verify said
-// "ledger: open DIR: stat DIR/seg: no such file or directory", and verify
-// without --key asked for the verifier key of a ledger that was not there.
-// Exit statuses are each command's for a ledger it cannot find: 2, and 1
-// for reindex (as for a data directory that is not there).
+// command that reads a ledger (reindex, prove, tiles, verify, report,
+// detect --replay). Before, they said "ledger: open DIR: stat DIR/seg: no
+// such file or directory", verify without --key asked for the verifier key
+// of a ledger that was not there, and report for the signer key. Exit
+// statuses are each command's for a ledger it cannot find: 2, and 1 for
+// reindex, report and detect (as for a data directory that is not there).
 func TestNoLedgerInDir(t *testing.T) {
 	bin := buildTrailguard(t)
 	top := t.TempDir()
@@ -144,6 +145,7 @@ func TestNoLedgerInDir(t *testing.T) {
 	}
 	byData := ": point --data (or TRAILGUARD_DATA) at the data directory `trailguard serve` uses, or name the ledger directory as an argument"
 	byArg := ": name a ledger directory (one holding seg/) or a data directory holding ledger/ (or give --data DIR instead)"
+	byReplay := ": --replay takes an NDJSON file (- for standard input), a ledger directory (one holding seg/) or a data directory holding ledger/"
 	out := filepath.Join(top, "tiles")
 	for _, tt := range []struct {
 		args []string
@@ -159,6 +161,11 @@ func TestNoLedgerInDir(t *testing.T) {
 		{[]string{"tiles", bare, "--out", out}, 2, "no ledger in " + filepath.Join(bare, "ledger") + byArg},
 		{[]string{"verify", bare}, 2, "no ledger in " + filepath.Join(bare, "ledger") + byArg},
 		{[]string{"verify", file}, 2, "no ledger in " + file + byArg},
+		// report asked for the signer key of a collector that was not there.
+		{[]string{"report", "--standard", "pci-dss", "--data", empty}, 1, "no ledger in " + absent + ": point --data (or TRAILGUARD_DATA) at the data directory `trailguard serve` uses"},
+		// detect said "ledger: open DIR: stat DIR/seg: no such file or directory".
+		{[]string{"detect", "--replay", empty}, 1, "no ledger in " + empty + byReplay},
+		{[]string{"detect", "--replay", bare}, 1, "no ledger in " + filepath.Join(bare, "ledger") + byReplay},
 	} {
 		cmd := exec.Command(bin, tt.args...)
 		cmd.Env = append(os.Environ(), "TRAILGUARD_DATA=", "TRAILGUARD_DATA_DIR=")

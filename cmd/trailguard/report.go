@@ -112,6 +112,11 @@ trailguard report --standard soc2 --from 720h --format pdf,html --out soc2-month
 	if err != nil {
 		return fail("%v", err)
 	}
+	// Said before the key is looked for: a directory that is not a
+	// collector's was answered with the missing key and how to give one.
+	if !hasLedger(filepath.Join(cfg.DataDir, "ledger")) {
+		return fail("%s", noLedgerIn(filepath.Join(cfg.DataDir, "ledger")))
+	}
 	signerPath := cfg.SignerKey
 	if signerPath == "" {
 		signerPath = filepath.Join(cfg.DataDir, "keys", "signer.key")

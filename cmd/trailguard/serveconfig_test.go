@@ -111,6 +111,12 @@ func TestServeNotifierConfigAtLoad(t *testing.T) {
 			"notifier hook: a webhook needs secret_file"},
 		{"min_level", "name: ops\n    type: slack\n    url: https://hooks.example.com/tg\n    min_level: loud",
 			`notifier ops: min_level "loud": want informational`},
+		// A name is a metrics label value: a quote or line break in it broke
+		// the exposition (Go's %q is not the Prometheus text format's).
+		{"name with a quote", "name: 'ops\"x'\n    type: slack\n    url: https://hooks.example.com/tg",
+			`notifier slack: name "ops\"x": want up to 64 letters`},
+		{"two of one name", "type: slack\n    url: https://hooks.example.com/a\n  - type: slack\n    url: https://hooks.example.com/b",
+			"notifiers[1]: notifier slack: notifiers[0] has that name too"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -135,6 +141,9 @@ func TestServeNotifierConfigAtLoad(t *testing.T) {
 				t.Fatalf("serve started with the notifier:\n%s%s", stdout.String(), stderr.String())
 			}
 			want := "trailguard serve: config: " + cfg + ": notifiers[0]: " + tt.want
+			if strings.HasPrefix(tt.want, "notifiers[") {
+				want = "trailguard serve: config: " + cfg + ": " + tt.want
+			}
 			if code := cmd.ProcessState.ExitCode(); code != 2 || !strings.HasPrefix(stderr.String(), want) {
 				t.Errorf("exit %d, stderr %q\nwant exit 2, %q…", code, stderr.String(), want)
 			}
