@@ -333,24 +333,9 @@ func TestNotifierHeadOfLine(t *testing.T) {
 	watch := stalltest.Start(t)
 	n.Enqueue(noticeID("poison", "critical"))
 	const later = 15
-	queued := map[string]time.Time{}
-	for i := range later {
-		id := fmt.Sprint("later-", i)
-		queued[id] = time.Now()
-		n.Enqueue(noticeID(id, "high"))
-		time.Sleep(100 * time.Millisecond)
-	}
-	waitFor(t, "the later alerts", func() bool { mu.Lock(); defer mu.Unlock(); return len(arrived) == later })
 	// One failure makes the receiver wait fastPolicy.base (20 ms) at most
 	// before the next notice; 500 ms leaves room for the attempts.
-	const bound = 500 * time.Millisecond
-	mu.Lock()
-	for id, at := range queued {
-		if took := arrived[id].Sub(at); took > bound+watch.Worst() {
-			t.Errorf("%s arrived %v after it was queued (stalled %v), want within %v", id, took, watch.Worst(), bound)
-		}
-	}
-	mu.Unlock()
+	laterArrive(t, n, later, &mu, arrived, 500*time.Millisecond, watch)
 	waitFor(t, "the refused alert given up", func() bool { return n.Stats().Undeliverable == 1 })
 	mu.Lock()
 	calls := len(poisonCalls)
@@ -376,6 +361,32 @@ func TestNotifierHeadOfLine(t *testing.T) {
 		t.Errorf("tried %d times after it was given up", len(poisonCalls)-calls)
 	}
 	mu.Unlock()
+}
+
+// laterArrive queues count alerts later-0, later-1, … 100 ms apart on n,
+// waits until the receiver has them all in arrived (written under mu) and
+// checks that each arrived within bound of being queued, or bound and
+// the longest stall watch saw. It returns the longest wait.
+func laterArrive(t *testing.T, n *Notifier, count int, mu *sync.Mutex, arrived map[string]time.Time, bound time.Duration, watch *stalltest.Watch) (worst time.Duration) {
+	t.Helper()
+	queued := map[string]time.Time{}
+	for i := range count {
+		id := fmt.Sprint("later-", i)
+		queued[id] = time.Now()
+		n.Enqueue(noticeID(id, "high"))
+		time.Sleep(100 * time.Millisecond)
+	}
+	waitFor(t, "the later alerts", func() bool { mu.Lock(); defer mu.Unlock(); return len(arrived) == count })
+	mu.Lock()
+	defer mu.Unlock()
+	for id, at := range queued {
+		took := arrived[id].Sub(at)
+		worst = max(worst, took)
+		if took > bound+watch.Worst() {
+			t.Errorf("%s arrived %v after it was queued (stalled %v), want within %v", id, took, watch.Worst(), bound)
+		}
+	}
+	return worst
 }
 
 // TestNotifierReceiverDown: a receiver wholly down (answering 503, or
@@ -563,27 +574,9 @@ func TestNotifierManyRefused(t *testing.T) {
 		n.Enqueue(noticeID(fmt.Sprint("attacker-", i), "high"))
 	}
 	const later = 30
-	queued := map[string]time.Time{}
-	for i := range later {
-		id := fmt.Sprint("later-", i)
-		queued[id] = time.Now()
-		n.Enqueue(noticeID(id, "high"))
-		time.Sleep(100 * time.Millisecond)
-	}
-	waitFor(t, "the later alerts", func() bool { mu.Lock(); defer mu.Unlock(); return len(arrived) == later })
 	// At most the receiver's backoff cap (1 s here, 1 min by default)
 	// while the refused alerts are tried before they are suspect.
-	const bound = time.Second
-	mu.Lock()
-	var worst time.Duration
-	for id, at := range queued {
-		took := arrived[id].Sub(at)
-		worst = max(worst, took)
-		if took > bound+watch.Worst() {
-			t.Errorf("%s arrived %v after it was queued (stalled %v), want within %v", id, took, watch.Worst(), bound)
-		}
-	}
-	mu.Unlock()
+	worst := laterArrive(t, n, later, &mu, arrived, time.Second, watch)
 	t.Logf("latest of %d alerts behind 30 refused: %v; %d refusals meanwhile", later, worst, refused.Load())
 	waitFor(t, "the refused alerts given up", func() bool { return n.Stats().Undeliverable == 30 })
 }

@@ -160,16 +160,7 @@ func TestGatewayDataDirUnusable(t *testing.T) {
 			if err := testenv.StartChild(t, cmd); err != nil {
 				t.Fatal(err)
 			}
-			done := make(chan error, 1)
-			go func() { done <- cmd.Wait() }()
-			var err error
-			select {
-			case err = <-done:
-			case <-time.After(60 * time.Second):
-				cmd.Process.Kill()
-				<-done
-				t.Fatalf("the gateway is serving:\n%s%s", stdout.String(), stderr.String())
-			}
+			err := exitWithin(t, cmd, 60*time.Second, "the gateway is serving", func() string { return stdout.String() + stderr.String() })
 			code := cmd.ProcessState.ExitCode()
 			want := "trailguard proxy: cannot create the data directory " + tt.args[1] + " (point --data, data_dir or TRAILGUARD_GATEWAY_DATA at a writable place): mkdir " + file + ": not a directory\n"
 			if code != 1 || stderr.String() != want {

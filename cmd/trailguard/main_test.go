@@ -3,9 +3,11 @@ package main
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 )
 
 // asCLI, set in a process's environment, makes this test binary run as the
@@ -57,4 +59,24 @@ func buildTrailguard(t *testing.T) string {
 		t.Fatalf("trailguard command for tests: %v", cliErr)
 	}
 	return cliPath
+}
+
+// exitWithin waits for cmd, started, to exit and returns Wait's error.
+// When it is still running after d it is killed and t fails with
+// running (what its running means) and what it printed (out): a command
+// that should have refused to start, or stopped on a signal, must not
+// hang the test until go test's own timeout.
+func exitWithin(t *testing.T, cmd *exec.Cmd, d time.Duration, running string, out func() string) error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(d):
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("%s (still running %v after it began to)\n%s", running, d, out())
+		return nil
+	}
 }

@@ -131,15 +131,7 @@ func TestServeNotifierConfigAtLoad(t *testing.T) {
 			if err := testenv.StartChild(t, cmd); err != nil {
 				t.Fatal(err)
 			}
-			done := make(chan error, 1)
-			go func() { done <- cmd.Wait() }()
-			select {
-			case <-done:
-			case <-time.After(60 * time.Second):
-				cmd.Process.Kill()
-				<-done
-				t.Fatalf("serve started with the notifier:\n%s%s", stdout.String(), stderr.String())
-			}
+			exitWithin(t, cmd, 60*time.Second, "serve started with the notifier", func() string { return stdout.String() + stderr.String() })
 			want := "trailguard serve: config: " + cfg + ": notifiers[0]: " + tt.want
 			if strings.HasPrefix(tt.want, "notifiers[") {
 				want = "trailguard serve: config: " + cfg + ": " + tt.want

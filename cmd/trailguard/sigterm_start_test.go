@@ -93,14 +93,7 @@ func sigtermAtAnyTime(t *testing.T, bin, data, banner, stopped string, args ...s
 		}
 		time.Sleep(delay)
 		cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case <-done:
-		case <-time.After(60 * time.Second):
-			cmd.Process.Kill()
-			t.Fatalf("SIGTERM %v after the start: no exit in 60 s\n%s", delay, stderr.String())
-		}
+		exitWithin(t, cmd, 60*time.Second, fmt.Sprintf("SIGTERM %v after the start: no exit", delay), stderr.String)
 		ws := cmd.ProcessState.Sys().(syscall.WaitStatus)
 		switch {
 		case ws.Signaled() && !waitBanner && before != "" && dirState(t, data) == before:
