@@ -1,0 +1,108 @@
+package decision
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/trailguard/trailguard/detect"
+)
+
+// benchNow is the benchmarks' clock: fixed, so that nothing seeded ends
+// while they run.
+var benchNow = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// seedStore returns a store without a ledger holding n decisions in
+// force, mixed as a spray of attackers leaves them: rules' IPv4 bans,
+// rules' bans of IPv6 /64s spread four to a /48 over many /48s (under
+// WidenAt, so none is widened), rules' IPv4 /24 ranges, operators' user
+// bans. Their ends are spread over the next hour or two.
+func seedStore(tb testing.TB, n int) *Store {
+	tb.Helper()
+	s, err := Open(Options{Now: func() time.Time { return benchNow }, MaxActive: 10_000_000}, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range n {
+		d := Decision{ID: int64(i + 1), Origin: "trailguard", Type: "ban", Scenario: "r-1", Created: benchNow,
+			Until: benchNow.Add(time.Hour + time.Duration(i%3600)*time.Second), AlertID: fmt.Sprint("seed", i), Offence: 1}
+		switch i % 10 {
+		case 0, 1, 2, 3:
+			d.Scope, d.Value = ScopeIP, fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255)
+		case 4, 5, 6, 7:
+			// /48 number i/16 (four /64s of each /48), over as many /32s
+			// as it takes.
+			k := i / 10 * 4 / 16
+			d.Scope, d.Value = ScopeRange, fmt.Sprintf("2001:%x:%x:%x::/64", 0xdb8+k>>16, k&0xffff, i%10)
+		case 8:
+			d.Scope, d.Value = ScopeRange, fmt.Sprintf("100.%d.%d.0/24", i>>16&63, i>>8&255)
+		default:
+			d.Scope, d.Value, d.Scenario, d.By = ScopeUser, fmt.Sprint("user", i), "manual", "admin"
+		}
+		d.UUID = decisionUUID(d)
+		s.apply(Event{Action: ActionCreated, Decision: d}, uint64(i))
+	}
+	if got := len(s.st.active); got != n {
+		tb.Fatalf("seeded %d, want %d", got, n)
+	}
+	return s
+}
+
+// BenchmarkDecide is a rule's decision on a new value with 0, 20,000 and
+// 100,000 decisions in force, without a ledger (Append nil): what the
+// store itself costs under the lock every decision and every decision
+// stream poll takes. The values alternate: an IPv4 address, an IPv6
+// address (its /64 banned, among others in its /48), a user name.
+func BenchmarkDecide(b *testing.B) {
+	ipRule := rule("client.ip", time.Hour)
+	userRule := rule("user.name", time.Hour)
+	ctx := context.Background()
+	for _, n := range []int{0, 20_000, 100_000} {
+		b.Run(fmt.Sprintf("inForce=%d", n), func(b *testing.B) {
+			s := seedStore(b, n)
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				var a *detect.Alert
+				switch i % 3 {
+				case 0:
+					a = alert(fmt.Sprint("b", i), ipRule, fmt.Sprintf("172.%d.%d.%d", 16+i>>16&15, i>>8&255, i&255))
+				case 1:
+					// A fresh /48 each time: the benchmark measures the
+					// look-ups, not a widening now and then.
+					a = alert(fmt.Sprint("b", i), ipRule, fmt.Sprintf("2a00:%x:%x:1::5", i>>16&0xffff, i&0xffff))
+				default:
+					a = &detect.Alert{ID: fmt.Sprint("b", i), Rule: userRule, Time: benchNow,
+						Group: []detect.Field{{Name: "user.name", ECS: "user.name", Value: fmt.Sprint("victim", i)}}}
+				}
+				if d, err := s.Decide(ctx, a); err != nil || d == nil {
+					b.Fatalf("decision %d: %+v %v", i, d, err)
+				}
+				i++
+			}
+		})
+	}
+}
+
+// BenchmarkExpireTick is one expiry tick (Run's, and the one at the start
+// of every Decide, Stream and Covering) with 0, 20,000 and 100,000
+// decisions in force of which none is due.
+func BenchmarkExpireTick(b *testing.B) {
+	for _, n := range []int{0, 20_000, 100_000} {
+		b.Run(fmt.Sprintf("inForce=%d", n), func(b *testing.B) {
+			s := seedStore(b, n)
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			b.ReportAllocs()
+			for b.Loop() {
+				s.expire(benchNow)
+			}
+			if len(s.st.active) != n {
+				b.Fatalf("%d in force after the ticks, want %d", len(s.st.active), n)
+			}
+		})
+	}
+}
