@@ -45,7 +45,7 @@ func seedStore(tb testing.TB, n int) *Store {
 		d.UUID = decisionUUID(d)
 		s.apply(Event{Action: ActionCreated, Decision: d}, uint64(i))
 	}
-	if got := len(s.st.active); got != n {
+	if got := s.st.active.len(); got != n {
 		tb.Fatalf("seeded %d, want %d", got, n)
 	}
 	return s
@@ -100,8 +100,8 @@ func BenchmarkExpireTick(b *testing.B) {
 			for b.Loop() {
 				s.expire(benchNow)
 			}
-			if len(s.st.active) != n {
-				b.Fatalf("%d in force after the ticks, want %d", len(s.st.active), n)
+			if s.st.active.len() != n {
+				b.Fatalf("%d in force after the ticks, want %d", s.st.active.len(), n)
 			}
 		})
 	}

@@ -1,0 +1,332 @@
+package decision
+
+import (
+	"container/heap"
+	"iter"
+	"net/netip"
+	"time"
+)
+
+// inForce is the decisions in force with the indexes that let a decision
+// find what it needs without a pass over all of them: at 100,000 in force
+// a pass cost ~20 ms per decision (more under -race at load), under the
+// lock every decision and every decision stream poll takes, so an
+// attacker spraying addresses slowed the very bans that block him.
+//
+// Every change goes through add and remove, which keep the indexes in
+// step; nothing outside this file touches the fields
+// (TestInForceFieldsPrivate checks it, TestInForceIndexesRandom checks the
+// indexes against a recomputation from byID after each step of random
+// histories).
+type inForce struct {
+	byID map[int64]*inForceEntry
+	// byKey holds each (scope, value)'s decisions: one as a rule, more
+	// only from a state file or ledger that says so.
+	byKey map[inForceKey][]*inForceEntry
+	// dueHeap orders the decisions by Until, soonest first, so expiry
+	// looks at the due ones only. A decision's Until never changes (a
+	// longer ban is a new decision), and add of an id in force replaces
+	// the entry, so the heap holds exactly the entries of byID.
+	dueHeap dueHeap
+	// byNet holds the Ip and Range decisions by their network (masked),
+	// and netLens counts them by family (0 IPv4, 1 IPv6) and prefix
+	// length, so that the networks holding an address are found by one
+	// look-up per length in use, as the gateway's blocklist does.
+	byNet   map[netip.Prefix][]*inForceEntry
+	netLens [2][129]int
+	// in48 holds the rules' IPv6 decisions narrower than /48 by their /48,
+	// in32 those narrower than /32 by their /32, and mid32 counts those of
+	// /33 to /48 by their /32: what widening counts (WidenAt) and ends.
+	in48, in32 map[netip.Prefix]map[int64]*inForceEntry
+	mid32      map[netip.Prefix]int
+}
+
+type inForceKey struct{ scope, value string }
+
+// inForceEntry is one decision in force with what the indexes need.
+type inForceEntry struct {
+	d *Decision
+	// net is the network of an Ip or Range decision (netOf), invalid for
+	// the others.
+	net netip.Prefix
+	// index is the ledger index of the decision's creation record, if
+	// known (hasIndex).
+	index    uint64
+	hasIndex bool
+	// at is the entry's position in dueHeap.
+	at int
+}
+
+func newInForce() inForce {
+	return inForce{
+		byID:  map[int64]*inForceEntry{},
+		byKey: map[inForceKey][]*inForceEntry{},
+		byNet: map[netip.Prefix][]*inForceEntry{},
+		in48:  map[netip.Prefix]map[int64]*inForceEntry{},
+		in32:  map[netip.Prefix]map[int64]*inForceEntry{},
+		mid32: map[netip.Prefix]int{},
+	}
+}
+
+// family is netLens' first index for a network's address.
+func family(a netip.Addr) int {
+	if a.Is6() {
+		return 1
+	}
+	return 0
+}
+
+// add puts a copy of d in force (replacing a decision of the same id) with
+// the ledger index of its creation record (if hasIndex), and returns the
+// copy.
+func (f *inForce) add(d Decision, index uint64, hasIndex bool) *Decision {
+	if _, ok := f.byID[d.ID]; ok {
+		f.remove(d.ID)
+	}
+	e := &inForceEntry{d: &d, index: index, hasIndex: hasIndex}
+	if n, ok := netOf(d.Scope, d.Value); ok {
+		e.net = n
+	}
+	f.byID[d.ID] = e
+	k := inForceKey{d.Scope, d.Value}
+	f.byKey[k] = append(f.byKey[k], e)
+	heap.Push(&f.dueHeap, e)
+	if n := e.net; n.IsValid() {
+		f.byNet[n] = append(f.byNet[n], e)
+		f.netLens[family(n.Addr())][n.Bits()]++
+		if isRules(e.d) && n.Addr().Is6() {
+			if n.Bits() > 48 {
+				addTo(f.in48, netip.PrefixFrom(n.Addr(), 48).Masked(), e)
+			}
+			if n.Bits() > 32 {
+				p32 := netip.PrefixFrom(n.Addr(), 32).Masked()
+				addTo(f.in32, p32, e)
+				if n.Bits() <= 48 {
+					f.mid32[p32]++
+				}
+			}
+		}
+	}
+	return e.d
+}
+
+func addTo(m map[netip.Prefix]map[int64]*inForceEntry, p netip.Prefix, e *inForceEntry) {
+	g := m[p]
+	if g == nil {
+		g = map[int64]*inForceEntry{}
+		m[p] = g
+	}
+	g[e.d.ID] = e
+}
+
+func removeFrom(m map[netip.Prefix]map[int64]*inForceEntry, p netip.Prefix, id int64) {
+	if g := m[p]; g != nil {
+		delete(g, id)
+		if len(g) == 0 {
+			delete(m, p)
+		}
+	}
+}
+
+// without is s without e (order not kept), nil when empty.
+func without(s []*inForceEntry, e *inForceEntry) []*inForceEntry {
+	for i, x := range s {
+		if x == e {
+			s[i] = s[len(s)-1]
+			s[len(s)-1] = nil
+			s = s[:len(s)-1]
+			break
+		}
+	}
+	if len(s) == 0 {
+		return nil
+	}
+	return s
+}
+
+// remove ends decision id; it returns the decision, or false when none
+// with that id is in force.
+func (f *inForce) remove(id int64) (*Decision, bool) {
+	e := f.byID[id]
+	if e == nil {
+		return nil, false
+	}
+	delete(f.byID, id)
+	k := inForceKey{e.d.Scope, e.d.Value}
+	if s := without(f.byKey[k], e); s != nil {
+		f.byKey[k] = s
+	} else {
+		delete(f.byKey, k)
+	}
+	heap.Remove(&f.dueHeap, e.at)
+	if n := e.net; n.IsValid() {
+		if s := without(f.byNet[n], e); s != nil {
+			f.byNet[n] = s
+		} else {
+			delete(f.byNet, n)
+		}
+		f.netLens[family(n.Addr())][n.Bits()]--
+		if isRules(e.d) && n.Addr().Is6() {
+			if n.Bits() > 48 {
+				removeFrom(f.in48, netip.PrefixFrom(n.Addr(), 48).Masked(), id)
+			}
+			if n.Bits() > 32 {
+				p32 := netip.PrefixFrom(n.Addr(), 32).Masked()
+				removeFrom(f.in32, p32, id)
+				if n.Bits() <= 48 {
+					if f.mid32[p32]--; f.mid32[p32] == 0 {
+						delete(f.mid32, p32)
+					}
+				}
+			}
+		}
+	}
+	return e.d, true
+}
+
+// get is decision id, nil when none is in force.
+func (f *inForce) get(id int64) *Decision {
+	if e := f.byID[id]; e != nil {
+		return e.d
+	}
+	return nil
+}
+
+func (f *inForce) len() int { return len(f.byID) }
+
+// all yields every decision in force (in no order).
+func (f *inForce) all() iter.Seq[*Decision] {
+	return func(yield func(*Decision) bool) {
+		for _, e := range f.byID {
+			if !yield(e.d) {
+				return
+			}
+		}
+	}
+}
+
+// nets yields every Ip and Range decision in force with its network.
+func (f *inForce) nets() iter.Seq2[*Decision, netip.Prefix] {
+	return func(yield func(*Decision, netip.Prefix) bool) {
+		for _, e := range f.byID {
+			if e.net.IsValid() && !yield(e.d, e.net) {
+				return
+			}
+		}
+	}
+}
+
+// ledgerIndexes yields each decision's id and the ledger index of its
+// creation record, where known.
+func (f *inForce) ledgerIndexes() iter.Seq2[int64, uint64] {
+	return func(yield func(int64, uint64) bool) {
+		for id, e := range f.byID {
+			if e.hasIndex && !yield(id, e.index) {
+				return
+			}
+		}
+	}
+}
+
+// ledgerIndex is the ledger index of decision id's creation record.
+func (f *inForce) ledgerIndex(id int64) (uint64, bool) {
+	e := f.byID[id]
+	if e == nil || !e.hasIndex {
+		return 0, false
+	}
+	return e.index, true
+}
+
+// own yields the decisions in force on exactly (scope, value).
+func (f *inForce) own(scope, value string) iter.Seq[*Decision] {
+	return func(yield func(*Decision) bool) {
+		for _, e := range f.byKey[inForceKey{scope, value}] {
+			if !yield(e.d) {
+				return
+			}
+		}
+	}
+}
+
+// holding is the rules' decision of a network strictly wider than n that
+// holds it and lasts longest, nil if none: one look-up per prefix length
+// in use.
+func (f *inForce) holding(n netip.Prefix) *Decision {
+	var best *Decision
+	lens := &f.netLens[family(n.Addr())]
+	for bits := range n.Bits() {
+		if lens[bits] == 0 {
+			continue
+		}
+		for _, e := range f.byNet[netip.PrefixFrom(n.Addr(), bits).Masked()] {
+			if isRules(e.d) && (best == nil || e.d.Until.After(best.Until)) {
+				best = e.d
+			}
+		}
+	}
+	return best
+}
+
+// rulesIn counts the rules' IPv6 decisions inside parent (a /48 or a /32)
+// of the lengths widening counts there: /49 to /128 in a /48, /33 to /48
+// in a /32.
+func (f *inForce) rulesIn(parent netip.Prefix) int {
+	switch parent.Bits() {
+	case 48:
+		return len(f.in48[parent])
+	case 32:
+		return f.mid32[parent]
+	}
+	return 0
+}
+
+// rulesUnder yields the rules' IPv6 decisions strictly inside n, a /48 or
+// a /32 (what its widened ban ends).
+func (f *inForce) rulesUnder(n netip.Prefix) iter.Seq[*Decision] {
+	var g map[int64]*inForceEntry
+	switch n.Bits() {
+	case 48:
+		g = f.in48[n]
+	case 32:
+		g = f.in32[n]
+	}
+	return func(yield func(*Decision) bool) {
+		for _, e := range g {
+			if !yield(e.d) {
+				return
+			}
+		}
+	}
+}
+
+// popDue removes and returns a decision whose Until is not after now, or
+// false when none is due: expiry looks at the due ones only.
+func (f *inForce) popDue(now time.Time) (*Decision, bool) {
+	if len(f.dueHeap) == 0 || now.Before(f.dueHeap[0].d.Until) {
+		return nil, false
+	}
+	return f.remove(f.dueHeap[0].d.ID)
+}
+
+// dueHeap is a container/heap of entries by Until, each knowing its place.
+type dueHeap []*inForceEntry
+
+func (h dueHeap) Len() int           { return len(h) }
+func (h dueHeap) Less(i, j int) bool { return h[i].d.Until.Before(h[j].d.Until) }
+func (h dueHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].at, h[j].at = i, j
+}
+func (h *dueHeap) Push(x any) {
+	e := x.(*inForceEntry)
+	e.at = len(*h)
+	*h = append(*h, e)
+}
+func (h *dueHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	e.at = -1
+	return e
+}
