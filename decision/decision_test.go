@@ -653,3 +653,47 @@ func TestStateFileEditedOnDisk(t *testing.T) {
 		})
 	}
 }
+
+// TestChangeLogTrimmedInQuarters: the change log bouncers read is trimmed
+// a quarter of maxLog at a time. Trimmed one entry per change, it moved
+// the other 65,535 (some 14 MB) at every decision and expiry once full:
+// ~0.7 ms a decision at 100,000 in force, under the store's lock. A
+// bouncer behind the trimmed part still gets the full list, one within it
+// what changed.
+func TestChangeLogTrimmedInQuarters(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	s, err := Open(Options{Now: func() time.Time { return now }, MaxActive: 10 * maxLog}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if added, _ := s.Stream("behind", true, nil); len(added) != 0 {
+		t.Fatalf("%d decisions at the start", len(added))
+	}
+	trims, start := 0, s.logStart
+	s.mu.Lock()
+	for i := range 3 * maxLog {
+		d := Decision{ID: int64(i + 1), Scope: ScopeIP, Value: fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255), Created: now, Until: now.Add(time.Hour)}
+		s.apply(Event{Action: ActionCreated, Decision: d}, uint64(i))
+		if s.logStart != start {
+			trims, start = trims+1, s.logStart
+		}
+		if len(s.log) > maxLog+maxLog/4 {
+			t.Fatalf("%d changes in the log", len(s.log))
+		}
+		if i == 3*maxLog-10 {
+			s.pulls["recent"] = pull{seq: s.seq, used: now}
+		}
+	}
+	s.mu.Unlock()
+	// 2 maxLog changes past a full log: 8 trims a quarter at a time (one
+	// per change before).
+	if trims > 8 {
+		t.Errorf("the change log was trimmed %d times in %d changes", trims, 3*maxLog)
+	}
+	if added, _ := s.Stream("behind", false, nil); len(added) != 3*maxLog {
+		t.Errorf("a bouncer behind the log got %d decisions, want all %d", len(added), 3*maxLog)
+	}
+	if added, _ := s.Stream("recent", false, nil); len(added) != 9 {
+		t.Errorf("a bouncer 9 changes behind got %d decisions", len(added))
+	}
+}
