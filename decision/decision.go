@@ -903,16 +903,19 @@ func (s *Store) apply(ev Event, idx uint64) {
 		if o := s.st.Offences[key]; d.Offence >= o.N || d.Created.After(o.Last) {
 			s.st.Offences[key] = offences{N: max(d.Offence, o.N), Last: maxTime(d.Created, o.Last)}
 		}
-		if s.st.active.get(d.ID) != nil {
-			return
-		}
+		// What it ends is ended even when it is in force already: a
+		// restart reads again the creations after the oldest decision the
+		// state file keeps, and the bans this one ended would be back.
 		for _, id := range append([]int64{ev.Replaces}, ev.Covers...) {
-			if id == 0 {
+			if id == 0 || id == d.ID {
 				continue
 			}
 			if old, ok := s.st.active.remove(id); ok {
 				s.logChange(*old, true)
 			}
+		}
+		if s.st.active.get(d.ID) != nil {
+			return
 		}
 		if !s.o.Now().Before(d.Until) {
 			return // ended while the collector was away

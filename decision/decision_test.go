@@ -697,3 +697,70 @@ func TestChangeLogTrimmedInQuarters(t *testing.T) {
 		t.Errorf("a bouncer 9 changes behind got %d decisions", len(added))
 	}
 }
+
+// TestRestartKeepsEndedBansEnded: a restart catches up from the oldest
+// decision the state file keeps, so it reads again the creation of bans
+// that a kept decision ended (a widened ban's covers, a longer ban's
+// replaced one). Applying a kept decision's creation again returned before
+// ending them: the ended bans were in force again after the restart
+// (served to bouncers, and left in force when the wider ban was lifted),
+// and the next restart found them in the file, ended before its through,
+// and rejected them as edited on disk (an error, block_decision_rejected
+// in the ledger, a rebuild) though no one had touched the file.
+func TestRestartKeepsEndedBansEnded(t *testing.T) {
+	dir := t.TempDir()
+	l := openLedger(t, filepath.Join(dir, "ledger"))
+	defer l.Close()
+	o := Options{Path: filepath.Join(dir, "decisions.json"), WidenAt: 3,
+		Append: func(ctx context.Context, rec []byte) (uint64, error) { return l.Append(ctx, rec) }}
+	open := func() *Store {
+		t.Helper()
+		s, err := Open(o, l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	s := open()
+	ctx := context.Background()
+	short, long := rule("client.ip", time.Hour), rule("client.ip", 24*time.Hour)
+	// Kept, and created first: the catch-up starts at it.
+	if _, err := s.Decide(ctx, alert("first", short, "192.0.2.1")); err != nil {
+		t.Fatal(err)
+	}
+	// Replaced by a longer ban of the same address.
+	if _, err := s.Decide(ctx, alert("short", short, "192.0.2.2")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Decide(ctx, alert("long", long, "192.0.2.2")); err != nil {
+		t.Fatal(err)
+	}
+	// Widened: the /48's ban ends the first two /64s' bans.
+	for i := range 3 {
+		if _, err := s.Decide(ctx, alert(fmt.Sprint("v6-", i), short, fmt.Sprintf("2001:db8:1:%x::1", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	show := func(ds []Decision) (out []string) {
+		for _, d := range ds {
+			out = append(out, fmt.Sprint(d.ID, " ", d.Scope, " ", d.Value))
+		}
+		return out
+	}
+	want := fmt.Sprint(show(s.Active()))
+	if n := len(s.Active()); n != 3 {
+		t.Fatalf("%d in force, want 3: %s", n, want)
+	}
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for restart := range 2 {
+		s = open()
+		if got := fmt.Sprint(show(s.Active())); got != want {
+			t.Errorf("restart %d: in force\n%s\nwant\n%s", restart, got, want)
+		}
+		if n := s.Stats().Rejected; n != 0 {
+			t.Errorf("restart %d: %d decisions of the state file rejected", restart, n)
+		}
+	}
+}

@@ -313,6 +313,11 @@ func randomHistory(t *testing.T, seed uint64, steps int) {
 	if total.Widened == 0 || total.Expired == 0 || total.Created < 100 {
 		t.Errorf("the history did not exercise widening and expiry: %+v", total)
 	}
+	// No one edits the state file here: a rejected decision is the store's
+	// own error (see TestRestartKeepsEndedBansEnded).
+	if total.Rejected != 0 {
+		t.Errorf("%d decisions of the state file rejected", total.Rejected)
+	}
 }
 
 // TestInForceFieldsPrivate: only inforce.go touches inForce's fields, so
