@@ -404,17 +404,25 @@ func TestShutdownAbandonedOutputResumes(t *testing.T) {
 }
 
 // TestShutdownRecordsASlowAuditFlush: a collector whose own last audit
-// events take 2 s of a 4 s shutdown to reach the ledger (an append that
-// does not return: a starved writer, a stalled fdatasync) records every
-// one, the access events of the requests it answered before the signal
-// and its own "collector stopping", and still writes its final
+// events take most of the ledger's share of a shutdown to reach the ledger
+// (an append that does not return: a starved writer, a stalled fdatasync)
+// records every one, the access events of the requests it answered before
+// the signal and its own "collector stopping", and still writes its final
 // checkpoint. The flush had half of what was left of the ledger's share
-// (1.5 s, the drain ending at once) and lost them, while the close after
-// it takes 70-600 ms (CheckpointReserve); now it has all of that share
-// but 500 ms (2.5 s).
+// (the drain ending at once: 3.75 s of a 10 s budget) and lost them,
+// while the close after it takes 70-600 ms (CheckpointReserve); now it has
+// all of that share but 500 ms (7 s).
+//
+// The held append returns 1 s after the old rule's cut: the events are
+// lost by then if the flush is still cut at half, and the time left to
+// the new rule's ends (2.25 s to the flush's, 2.75 s to the close's) is
+// the margin a loaded machine gets. With a 4 s budget and the append held
+// for half of it, the flush and the close had 1 s between them after the
+// append returned, which a -race collector beside the package's other
+// tests overran at load 15 on two cores (the close abandoned).
 func TestShutdownRecordsASlowAuditFlush(t *testing.T) {
 	t.Parallel()
-	const budget = 4 * time.Second
+	const budget = 10 * time.Second
 	dir := t.TempDir()
 	ts := startServer(t, dir, func(c *Config) { c.ShutdownTimeout = budget })
 	ingest := func(id string) {
@@ -455,7 +463,11 @@ func TestShutdownRecordsASlowAuditFlush(t *testing.T) {
 		}
 	}
 
-	timer := time.AfterFunc(budget/2, unblock)
+	// The old rule cut the flush at half of the ledger's share (the drain
+	// ends at once: nothing is in flight).
+	plan := ts.ShutdownPlan(time.Now())
+	oldCut := plan.Start.Add(plan.Ledger.Sub(plan.Start) / 2)
+	timer := time.AfterFunc(time.Until(oldCut.Add(time.Second)), unblock)
 	defer timer.Stop()
 	ts.cancel()
 	ts.cancel = nil
