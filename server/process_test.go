@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
@@ -230,41 +231,75 @@ func (p *proc) try(method, path, token string, body io.Reader, hdr ...string) (i
 // metric reads one value from /metrics.
 func (p *proc) metric(t testing.TB, name string) float64 {
 	t.Helper()
+	return p.metrics(t, name)[0]
+}
+
+// metrics reads the values of names from one read of /metrics (each read
+// is an access event of its own).
+func (p *proc) metrics(t testing.TB, names ...string) []float64 {
+	t.Helper()
 	status, _, body := p.do(t, "GET", "/metrics", p.read, nil)
 	if status != 200 {
 		t.Fatalf("/metrics: %d %s", status, body)
 	}
-	for line := range strings.SplitSeq(string(body), "\n") {
-		if v, ok := strings.CutPrefix(line, name+" "); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				t.Fatalf("metric %s: %v", name, err)
+	vals := make([]float64, len(names))
+	for i, name := range names {
+		found := false
+		for line := range strings.SplitSeq(string(body), "\n") {
+			if v, ok := strings.CutPrefix(line, name+" "); ok {
+				f, err := strconv.ParseFloat(v, 64)
+				if err != nil {
+					t.Fatalf("metric %s: %v", name, err)
+				}
+				vals[i], found = f, true
+				break
 			}
-			return f
+		}
+		if !found {
+			t.Fatalf("no metric %s in:\n%s", name, body)
 		}
 	}
-	t.Fatalf("no metric %s in:\n%s", name, body)
-	return 0
+	return vals
 }
 
+// settleIdle is how long settle waits for the collector to come closer to
+// settled (fewer of its events not yet indexed than ever before) before it
+// fails.
+const settleIdle = 30 * time.Second
+
 // settle waits until the process has written its own audit events and
-// indexed everything.
+// indexed everything. It fails when the collector stops coming closer:
+// when the events not yet indexed (its own audit events queued, plus the
+// records in the ledger not yet indexed) have not gone below their least
+// so far for settleIdle, not after a fixed time: at load ~15 on two cores
+// a -race collector may take longer than any fixed wait to catch up while
+// advancing all the while, and what the callers test is what it stored,
+// not how fast. An indexer or audit writer that stops, or records left
+// out of the index for good, still fail.
 func (p *proc) settle(t testing.TB) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	names := []string{"trailguard_self_audit_queue_depth", "trailguard_index_lag_records"}
+	least, closer := math.Inf(1), time.Now()
 	// Each poll writes an access event of its own, which the indexer takes
 	// in its next batch (up to 50 ms later): polls far closer together than
 	// that keep the lag up themselves, and each adds to what the tests
 	// measure. So the wait between polls grows, to at most 250 ms.
-	for wait := 20 * time.Millisecond; time.Now().Before(deadline); wait = min(wait*3/2, 250*time.Millisecond) {
+	for wait := 20 * time.Millisecond; ; wait = min(wait*3/2, 250*time.Millisecond) {
+		m := p.metrics(t, names...)
+		queued, lag := m[0], m[1]
 		// Reading /metrics writes an access event of its own, so the lag
 		// is "at most that one".
-		if p.metric(t, "trailguard_self_audit_queue_depth") <= 1 && p.metric(t, "trailguard_index_lag_records") <= 2 {
+		if queued <= 1 && lag <= 2 {
 			return
+		}
+		if queued+lag < least {
+			least, closer = queued+lag, time.Now()
+		} else if idle := time.Since(closer); idle > settleIdle {
+			t.Fatalf("collector did not settle: %v own audit events queued, %v records not indexed; no fewer than %v in all for %v",
+				queued, lag, least, idle.Round(time.Second))
 		}
 		time.Sleep(wait)
 	}
-	t.Fatal("collector did not settle")
 }
 
 // diskUsage sums the bytes of the ledger files under dir, and gives the
