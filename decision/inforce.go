@@ -94,20 +94,36 @@ func (f *inForce) add(d Decision, index uint64, hasIndex bool) *Decision {
 	if n := e.net; n.IsValid() {
 		f.byNet[n] = append(f.byNet[n], e)
 		f.netLens[family(n.Addr())][n.Bits()]++
-		if isRules(e.d) && n.Addr().Is6() {
-			if n.Bits() > 48 {
-				addTo(f.in48, netip.PrefixFrom(n.Addr(), 48).Masked(), e)
-			}
-			if n.Bits() > 32 {
-				p32 := netip.PrefixFrom(n.Addr(), 32).Masked()
-				addTo(f.in32, p32, e)
-				if n.Bits() <= 48 {
-					f.mid32[p32]++
-				}
-			}
+		p48, p32, mid := widening(e)
+		if p48.IsValid() {
+			addTo(f.in48, p48, e)
+		}
+		if p32.IsValid() {
+			addTo(f.in32, p32, e)
+		}
+		if mid {
+			f.mid32[p32]++
 		}
 	}
 	return e.d
+}
+
+// widening is where e counts for widening: the /48 holding it if it is a
+// rules' IPv6 ban narrower than /48, the /32 if narrower than /32, and
+// whether it is one of /33 to /48 (counted in its /32). add and remove
+// both ask it, so that they agree.
+func widening(e *inForceEntry) (p48, p32 netip.Prefix, mid bool) {
+	n := e.net
+	if !n.IsValid() || !isRules(e.d) || !n.Addr().Is6() {
+		return
+	}
+	if n.Bits() > 48 {
+		p48 = netip.PrefixFrom(n.Addr(), 48).Masked()
+	}
+	if n.Bits() > 32 {
+		p32 = netip.PrefixFrom(n.Addr(), 32).Masked()
+	}
+	return p48, p32, n.Bits() > 32 && n.Bits() <= 48
 }
 
 func addTo(m map[netip.Prefix]map[int64]*inForceEntry, p netip.Prefix, e *inForceEntry) {
@@ -166,18 +182,16 @@ func (f *inForce) remove(id int64) (*Decision, bool) {
 			delete(f.byNet, n)
 		}
 		f.netLens[family(n.Addr())][n.Bits()]--
-		if isRules(e.d) && n.Addr().Is6() {
-			if n.Bits() > 48 {
-				removeFrom(f.in48, netip.PrefixFrom(n.Addr(), 48).Masked(), id)
-			}
-			if n.Bits() > 32 {
-				p32 := netip.PrefixFrom(n.Addr(), 32).Masked()
-				removeFrom(f.in32, p32, id)
-				if n.Bits() <= 48 {
-					if f.mid32[p32]--; f.mid32[p32] == 0 {
-						delete(f.mid32, p32)
-					}
-				}
+		p48, p32, mid := widening(e)
+		if p48.IsValid() {
+			removeFrom(f.in48, p48, id)
+		}
+		if p32.IsValid() {
+			removeFrom(f.in32, p32, id)
+		}
+		if mid {
+			if f.mid32[p32]--; f.mid32[p32] == 0 {
+				delete(f.mid32, p32)
 			}
 		}
 	}
