@@ -20,6 +20,7 @@
 package decision
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -1118,30 +1119,24 @@ func (s *Store) forgetPull() {
 }
 
 // Covering returns the decisions in force that cover an address (Ip and
-// Range), or match a value exactly (Username): CrowdSec's live mode.
+// Range), or match a value exactly (Username): CrowdSec's live mode, where
+// a bouncer asks for each client it has not cached, so it looks the value
+// up in the indexes (inForce.covering) rather than passing over every
+// decision in force (milliseconds at 100,000, under the lock every
+// decision takes).
 func (s *Store) Covering(value string) []Decision {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.expire(s.o.Now())
-	a, aerr := netip.ParseAddr(strings.TrimSpace(value))
-	var out []Decision
-	for d := range s.st.active.all() {
-		switch d.Scope {
-		case ScopeIP:
-			if aerr == nil && d.Value == a.Unmap().String() {
-				out = append(out, *d)
-			}
-		case ScopeRange:
-			if p, err := netip.ParsePrefix(d.Value); err == nil && aerr == nil && p.Contains(a.Unmap()) {
-				out = append(out, *d)
-			}
-		default:
-			if d.Value == value {
-				out = append(out, *d)
-			}
-		}
+	a, err := netip.ParseAddr(strings.TrimSpace(value))
+	if err == nil {
+		a = a.Unmap()
 	}
-	slices.SortFunc(out, func(a, b Decision) int { return int(a.ID - b.ID) })
+	var out []Decision
+	for d := range s.st.active.covering(a, value) {
+		out = append(out, *d)
+	}
+	slices.SortFunc(out, func(a, b Decision) int { return cmp.Compare(a.ID, b.ID) })
 	return out
 }
 

@@ -39,6 +39,10 @@ type inForce struct {
 	// /33 to /48 by their /32: what widening counts (WidenAt) and ends.
 	in48, in32 map[netip.Prefix]map[int64]*inForceEntry
 	mid32      map[netip.Prefix]int
+	// otherScopes counts the decisions by scope for the scopes other than
+	// Ip and Range, so that covering finds a value's among them by one
+	// byKey look-up per scope in use.
+	otherScopes map[string]int
 }
 
 type inForceKey struct{ scope, value string }
@@ -65,6 +69,8 @@ func newInForce() inForce {
 		in48:  map[netip.Prefix]map[int64]*inForceEntry{},
 		in32:  map[netip.Prefix]map[int64]*inForceEntry{},
 		mid32: map[netip.Prefix]int{},
+
+		otherScopes: map[string]int{},
 	}
 }
 
@@ -91,6 +97,9 @@ func (f *inForce) add(d Decision, index uint64, hasIndex bool) *Decision {
 	k := inForceKey{d.Scope, d.Value}
 	f.byKey[k] = append(f.byKey[k], e)
 	heap.Push(&f.dueHeap, e)
+	if d.Scope != ScopeIP && d.Scope != ScopeRange {
+		f.otherScopes[d.Scope]++
+	}
 	if n := e.net; n.IsValid() {
 		f.byNet[n] = append(f.byNet[n], e)
 		f.netLens[family(n.Addr())][n.Bits()]++
@@ -175,6 +184,11 @@ func (f *inForce) remove(id int64) (*Decision, bool) {
 		delete(f.byKey, k)
 	}
 	heap.Remove(&f.dueHeap, e.at)
+	if sc := e.d.Scope; sc != ScopeIP && sc != ScopeRange {
+		if f.otherScopes[sc]--; f.otherScopes[sc] == 0 {
+			delete(f.otherScopes, sc)
+		}
+	}
 	if n := e.net; n.IsValid() {
 		if s := without(f.byNet[n], e); s != nil {
 			f.byNet[n] = s
@@ -257,6 +271,35 @@ func (f *inForce) own(scope, value string) iter.Seq[*Decision] {
 		for _, e := range f.byKey[inForceKey{scope, value}] {
 			if !yield(e.d) {
 				return
+			}
+		}
+	}
+}
+
+// covering yields the Ip and Range decisions whose network holds a (one
+// look-up per prefix length in use, as holding) and the decisions of the
+// other scopes whose value is exactly value. An invalid or zoned a holds
+// no network.
+func (f *inForce) covering(a netip.Addr, value string) iter.Seq[*Decision] {
+	return func(yield func(*Decision) bool) {
+		if a.IsValid() && a.Zone() == "" {
+			lens := &f.netLens[family(a)]
+			for bits := 0; bits <= a.BitLen(); bits++ {
+				if lens[bits] == 0 {
+					continue
+				}
+				for _, e := range f.byNet[netip.PrefixFrom(a, bits).Masked()] {
+					if !yield(e.d) {
+						return
+					}
+				}
+			}
+		}
+		for scope := range f.otherScopes {
+			for _, e := range f.byKey[inForceKey{scope, value}] {
+				if !yield(e.d) {
+					return
+				}
 			}
 		}
 	}

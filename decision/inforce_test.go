@@ -30,6 +30,7 @@ func checkInForce(f *inForce, now time.Time) error {
 	var lens [2][129]int
 	in48, in32 := map[netip.Prefix]map[int64]bool{}, map[netip.Prefix]map[int64]bool{}
 	mid32 := map[netip.Prefix]int{}
+	others := map[string]int{}
 	add := func(m map[netip.Prefix]map[int64]bool, p netip.Prefix, id int64) {
 		if m[p] == nil {
 			m[p] = map[int64]bool{}
@@ -46,6 +47,9 @@ func checkInForce(f *inForce, now time.Time) error {
 			byKey[k] = set{}
 		}
 		byKey[k][e] = true
+		if d.Scope != ScopeIP && d.Scope != ScopeRange {
+			others[d.Scope]++
+		}
 		n, ok := netOf(d.Scope, d.Value)
 		if !ok {
 			n = netip.Prefix{}
@@ -118,6 +122,9 @@ func checkInForce(f *inForce, now time.Time) error {
 	if !maps.Equal(f.mid32, mid32) {
 		return fmt.Errorf("mid32 %v, want %v", f.mid32, mid32)
 	}
+	if !maps.Equal(f.otherScopes, others) {
+		return fmt.Errorf("otherScopes %v, want %v", f.otherScopes, others)
+	}
 	if len(f.dueHeap) != len(f.byID) {
 		return fmt.Errorf("%d in the due heap, %d in force", len(f.dueHeap), len(f.byID))
 	}
@@ -130,6 +137,46 @@ func checkInForce(f *inForce, now time.Time) error {
 		}
 	}
 	// The look-ups, against passes over all.
+	probes := []string{"192.0.1.5", "192.0.0.0", "2001:db8:1:2::3", "2001:db9:2:1::1", "::ffff:192.0.1.3", "fe80::1%eth0", "u3", " 192.0.2.1", "not an address"}
+	for _, e := range f.byID {
+		probes = append(probes, e.d.Value)
+		if e.net.IsValid() {
+			probes = append(probes, e.net.Addr().String())
+		}
+	}
+	for _, v := range probes {
+		a, aerr := netip.ParseAddr(strings.TrimSpace(v))
+		var want []int64
+		for _, e := range f.byID {
+			d := e.d
+			switch d.Scope {
+			case ScopeIP:
+				if aerr == nil && d.Value == a.Unmap().String() {
+					want = append(want, d.ID)
+				}
+			case ScopeRange:
+				if p, err := netip.ParsePrefix(d.Value); err == nil && aerr == nil && p.Contains(a.Unmap()) {
+					want = append(want, d.ID)
+				}
+			default:
+				if d.Value == v {
+					want = append(want, d.ID)
+				}
+			}
+		}
+		if aerr == nil {
+			a = a.Unmap()
+		}
+		var got []int64
+		for d := range f.covering(a, v) {
+			got = append(got, d.ID)
+		}
+		slices.Sort(want)
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			return fmt.Errorf("covering(%q) = %v, want %v", v, got, want)
+		}
+	}
 	for _, e := range f.byID {
 		if !now.Before(e.d.Until) {
 			return fmt.Errorf("decision %d ended at %v, still in force at %v", e.d.ID, e.d.Until, now)
