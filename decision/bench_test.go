@@ -125,3 +125,43 @@ func BenchmarkCovering(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkDecideAtMaxActive is a rule's decision on a new address with
+// the store at MaxActive (100,000), as an address spray keeps it: the
+// decisions in force are rules' IPv4 bans two to a /24, and every new
+// address is in a /24 of its own, so each decision first widens one pair
+// to its /24 (compact) to make room.
+func BenchmarkDecideAtMaxActive(b *testing.B) {
+	const n = 100_000
+	s, err := Open(Options{Now: func() time.Time { return benchNow }, MaxActive: n}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	s.mu.Lock()
+	for i := range n {
+		q := i / 2
+		d := Decision{ID: int64(i + 1), Origin: "trailguard", Type: "ban", Scenario: "r-1", Created: benchNow,
+			Until: benchNow.Add(time.Hour + time.Duration(i%3600)*time.Second), AlertID: fmt.Sprint("seed", i), Offence: 1,
+			Scope: ScopeIP, Value: fmt.Sprintf("10.%d.%d.%d", q>>8&255, q&255, 1+i%2)}
+		d.UUID = decisionUUID(d)
+		s.apply(Event{Action: ActionCreated, Decision: d}, uint64(i))
+	}
+	s.mu.Unlock()
+	r := rule("client.ip", time.Hour)
+	ctx := context.Background()
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if i >= 1<<16 {
+			b.Fatal("more decisions than fresh /24s")
+		}
+		a := alert(fmt.Sprint("b", i), r, fmt.Sprintf("11.%d.%d.9", i>>8&255, i&255))
+		if d, err := s.Decide(ctx, a); err != nil || d == nil {
+			b.Fatalf("decision %d: %+v %v", i, d, err)
+		}
+		i++
+	}
+	if st := s.Stats(); st.Widened < uint64(i) || st.Active != n {
+		b.Fatalf("%d widened for %d decisions, %d in force", st.Widened, i, st.Active)
+	}
+}

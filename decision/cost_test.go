@@ -135,3 +135,51 @@ func TestCoveringCostFlat(t *testing.T) {
 		}
 	}
 }
+
+// TestCompactCostFlat: at MaxActive a decision first widens two rules'
+// bans to their network to make room (compact); that costs about what a
+// decision costs, not a count of every decision in force. An address
+// spray keeps the store at MaxActive, and compact counted the decisions
+// in force by network at each decision: 99 ms a decision at 100,000
+// (BenchmarkDecideAtMaxActive; 21 µs now), under the lock every decision
+// takes, so the spray slowed its own bans to ten a second.
+func TestCompactCostFlat(t *testing.T) {
+	const n = 20_000
+	r := rule("client.ip", time.Hour)
+	ctx := context.Background()
+	now := time.Now().UTC()
+	empty, err := Open(Options{MaxActive: n}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	full, err := Open(Options{MaxActive: n}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Rules' IPv4 bans two to a /24: each new address, in a /24 of its
+	// own, makes compact widen one pair.
+	full.mu.Lock()
+	for i := range n {
+		q := i / 2
+		d := Decision{ID: int64(i + 1), Origin: "trailguard", Type: "ban", Scenario: r.Ref(), Created: now, Until: now.Add(time.Hour),
+			AlertID: fmt.Sprint("seed", i), Offence: 1, Scope: ScopeIP, Value: fmt.Sprintf("10.%d.%d.%d", q>>8&255, q&255, 1+i%2)}
+		d.UUID = decisionUUID(d)
+		full.apply(Event{Action: ActionCreated, Decision: d}, uint64(i))
+	}
+	full.mu.Unlock()
+	stores, prefixes := []*Store{empty, full}, []string{"e", "f"}
+	med := costtest.Medians(2, 31, func(v, i int) {
+		if d, err := stores[v].Decide(ctx, alert(fmt.Sprint(prefixes[v], i), r, fmt.Sprintf("11.0.%d.9", i))); err != nil || d == nil {
+			t.Fatalf("decision %s%d: %+v %v", prefixes[v], i, d, err)
+		}
+	})
+	t.Logf("median decision: %v in an empty store, %v at max_active (%d) with a widening each", med[0], med[1], n)
+	if st := full.Stats(); st.Widened != 31 || st.Active != n {
+		t.Fatalf("%d widened for 31 decisions, %d in force; want 31 and %d", st.Widened, st.Active, n)
+	}
+	// A widening is a decision of its own (a create), plus a look-up in
+	// inForce's ranking: about twice an empty store's decision.
+	if med[1] > 4*med[0]+time.Millisecond {
+		t.Errorf("a decision at max_active took %v, %v in an empty store", med[1], med[0])
+	}
+}

@@ -1,9 +1,11 @@
 package decision
 
 import (
+	"cmp"
 	"container/heap"
 	"iter"
 	"net/netip"
+	"slices"
 	"time"
 )
 
@@ -34,11 +36,25 @@ type inForce struct {
 	// look-up per length in use, as the gateway's blocklist does.
 	byNet   map[netip.Prefix][]*inForceEntry
 	netLens [2][129]int
-	// in48 holds the rules' IPv6 decisions narrower than /48 by their /48,
-	// in32 those narrower than /32 by their /32, and mid32 counts those of
-	// /33 to /48 by their /32: what widening counts (WidenAt) and ends.
-	in48, in32 map[netip.Prefix]map[int64]*inForceEntry
-	mid32      map[netip.Prefix]int
+	// in holds the rules' Ip and Range decisions by the networks they
+	// are widened to: in[narrow] by the /48 (IPv6) or /24 (IPv4) of each
+	// one narrower than that, in[wide] by the /32 or /16 of each one
+	// narrower than that. mid32 counts the IPv6 ones of /33 to /48 by
+	// their /32. What widening counts (WidenAt, IPv6) and ends, and what
+	// compact widens at MaxActive.
+	in    [2]map[netip.Prefix]map[int64]*inForceEntry
+	mid32 map[netip.Prefix]int
+	// largest ranks the groups of in[k] of two or more decisions whose
+	// network touches no allowlisted one, most decisions first, and
+	// ranked finds a group's place in it: compact takes the first rather
+	// than counting every decision in force, which it did at each
+	// decision once MaxActive was reached (an address spray keeps it
+	// there).
+	largest [2]groupHeap
+	ranked  [2]map[netip.Prefix]*group
+	// allow is the allowlist (Options.Allowlist): a widened ban never
+	// touches it.
+	allow []netip.Prefix
 	// otherScopes counts the decisions by scope for the scopes other than
 	// Ip and Range, so that covering finds a value's among them by one
 	// byKey look-up per scope in use.
@@ -61,14 +77,29 @@ type inForceEntry struct {
 	at int
 }
 
-func newInForce() inForce {
+// The levels of inForce.in and largest.
+const (
+	narrow = 0 // IPv6 /48, IPv4 /24
+	wide   = 1 // IPv6 /32, IPv4 /16
+)
+
+// levelBits is the prefix length of level k's networks for an address.
+func levelBits(k int, a netip.Addr) int {
+	if a.Is6() {
+		return [2]int{48, 32}[k]
+	}
+	return [2]int{24, 16}[k]
+}
+
+func newInForce(allow []netip.Prefix) inForce {
 	return inForce{
-		byID:  map[int64]*inForceEntry{},
-		byKey: map[inForceKey][]*inForceEntry{},
-		byNet: map[netip.Prefix][]*inForceEntry{},
-		in48:  map[netip.Prefix]map[int64]*inForceEntry{},
-		in32:  map[netip.Prefix]map[int64]*inForceEntry{},
-		mid32: map[netip.Prefix]int{},
+		byID:   map[int64]*inForceEntry{},
+		byKey:  map[inForceKey][]*inForceEntry{},
+		byNet:  map[netip.Prefix][]*inForceEntry{},
+		in:     [2]map[netip.Prefix]map[int64]*inForceEntry{{}, {}},
+		ranked: [2]map[netip.Prefix]*group{{}, {}},
+		allow:  allow,
+		mid32:  map[netip.Prefix]int{},
 
 		otherScopes: map[string]int{},
 	}
@@ -103,36 +134,73 @@ func (f *inForce) add(d Decision, index uint64, hasIndex bool) *Decision {
 	if n := e.net; n.IsValid() {
 		f.byNet[n] = append(f.byNet[n], e)
 		f.netLens[family(n.Addr())][n.Bits()]++
-		p48, p32, mid := widening(e)
-		if p48.IsValid() {
-			addTo(f.in48, p48, e)
-		}
-		if p32.IsValid() {
-			addTo(f.in32, p32, e)
+		groups, mid := widening(e)
+		for k, p := range groups {
+			if p.IsValid() {
+				addTo(f.in[k], p, e)
+				f.rerank(k, p)
+			}
 		}
 		if mid {
-			f.mid32[p32]++
+			f.mid32[groups[wide]]++
 		}
 	}
 	return e.d
 }
 
-// widening is where e counts for widening: the /48 holding it if it is a
-// rules' IPv6 ban narrower than /48, the /32 if narrower than /32, and
-// whether it is one of /33 to /48 (counted in its /32). add and remove
-// both ask it, so that they agree.
-func widening(e *inForceEntry) (p48, p32 netip.Prefix, mid bool) {
+// widening is where e counts for widening, if it is a rules' Ip or Range
+// ban: groups[k] is the network of level k holding it if it is narrower
+// than that (invalid if not), and mid whether it is an IPv6 one of /33 to
+// /48 (counted in its /32). add and remove both ask it, so that they
+// agree.
+func widening(e *inForceEntry) (groups [2]netip.Prefix, mid bool) {
 	n := e.net
-	if !n.IsValid() || !isRules(e.d) || !n.Addr().Is6() {
+	if !n.IsValid() || !isRules(e.d) {
 		return
 	}
-	if n.Bits() > 48 {
-		p48 = netip.PrefixFrom(n.Addr(), 48).Masked()
+	for k := range groups {
+		if bits := levelBits(k, n.Addr()); n.Bits() > bits {
+			groups[k] = netip.PrefixFrom(n.Addr(), bits).Masked()
+		}
 	}
-	if n.Bits() > 32 {
-		p32 = netip.PrefixFrom(n.Addr(), 32).Masked()
+	return groups, n.Addr().Is6() && n.Bits() > 32 && n.Bits() <= 48
+}
+
+// rerank puts group p of level k in its place in largest after its
+// decisions changed: out of it below two or touching the allowlist.
+func (f *inForce) rerank(k int, p netip.Prefix) {
+	n, g := len(f.in[k][p]), f.ranked[k][p]
+	switch {
+	case n < 2:
+		if g != nil {
+			heap.Remove(&f.largest[k], g.at)
+			delete(f.ranked[k], p)
+		}
+	case g != nil:
+		g.n = n
+		heap.Fix(&f.largest[k], g.at)
+	case !slices.ContainsFunc(f.allow, p.Overlaps):
+		g = &group{p: p, n: n}
+		heap.Push(&f.largest[k], g)
+		f.ranked[k][p] = g
 	}
-	return p48, p32, n.Bits() > 32 && n.Bits() <= 48
+}
+
+// largestGroup is the network of level k holding the most rules'
+// decisions narrower than it, at least two, touching no allowlisted
+// network — of those with as many, the lowest — with its decisions,
+// oldest first; false when there is none.
+func (f *inForce) largestGroup(k int) (netip.Prefix, []*Decision, bool) {
+	if len(f.largest[k]) == 0 {
+		return netip.Prefix{}, nil, false
+	}
+	p := f.largest[k][0].p
+	var members []*Decision
+	for _, e := range f.in[k][p] {
+		members = append(members, e.d)
+	}
+	slices.SortFunc(members, func(a, b *Decision) int { return cmp.Compare(a.ID, b.ID) })
+	return p, members, true
 }
 
 func addTo(m map[netip.Prefix]map[int64]*inForceEntry, p netip.Prefix, e *inForceEntry) {
@@ -196,16 +264,16 @@ func (f *inForce) remove(id int64) (*Decision, bool) {
 			delete(f.byNet, n)
 		}
 		f.netLens[family(n.Addr())][n.Bits()]--
-		p48, p32, mid := widening(e)
-		if p48.IsValid() {
-			removeFrom(f.in48, p48, id)
+		groups, mid := widening(e)
+		for k, p := range groups {
+			if p.IsValid() {
+				removeFrom(f.in[k], p, id)
+				f.rerank(k, p)
+			}
 		}
-		if p32.IsValid() {
-			removeFrom(f.in32, p32, id)
-		}
-		if mid {
-			if f.mid32[p32]--; f.mid32[p32] == 0 {
-				delete(f.mid32, p32)
+		if p := groups[wide]; mid {
+			if f.mid32[p]--; f.mid32[p] == 0 {
+				delete(f.mid32, p)
 			}
 		}
 	}
@@ -330,7 +398,7 @@ func (f *inForce) holding(n netip.Prefix) *Decision {
 func (f *inForce) rulesIn(parent netip.Prefix) int {
 	switch parent.Bits() {
 	case 48:
-		return len(f.in48[parent])
+		return len(f.in[narrow][parent])
 	case 32:
 		return f.mid32[parent]
 	}
@@ -343,9 +411,9 @@ func (f *inForce) rulesUnder(n netip.Prefix) iter.Seq[*Decision] {
 	var g map[int64]*inForceEntry
 	switch n.Bits() {
 	case 48:
-		g = f.in48[n]
+		g = f.in[narrow][n]
 	case 32:
-		g = f.in32[n]
+		g = f.in[wide][n]
 	}
 	return func(yield func(*Decision) bool) {
 		for _, e := range g {
@@ -386,4 +454,42 @@ func (h *dueHeap) Pop() any {
 	*h = old[:len(old)-1]
 	e.at = -1
 	return e
+}
+
+// group is a network of inForce.in in inForce.largest: n decisions in it,
+// at its place in the heap.
+type group struct {
+	p  netip.Prefix
+	n  int
+	at int
+}
+
+// groupHeap is a container/heap of groups, the most decisions first and,
+// of as many, the lowest network, so that compact's choice is the same
+// on every run of the same history.
+type groupHeap []*group
+
+func (h groupHeap) Len() int { return len(h) }
+func (h groupHeap) Less(i, j int) bool {
+	if h[i].n != h[j].n {
+		return h[i].n > h[j].n
+	}
+	return h[i].p.Addr().Less(h[j].p.Addr())
+}
+func (h groupHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].at, h[j].at = i, j
+}
+func (h *groupHeap) Push(x any) {
+	g := x.(*group)
+	g.at = len(*h)
+	*h = append(*h, g)
+}
+func (h *groupHeap) Pop() any {
+	old := *h
+	g := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	g.at = -1
+	return g
 }

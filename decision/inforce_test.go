@@ -28,7 +28,7 @@ func checkInForce(f *inForce, now time.Time) error {
 	byKey := map[inForceKey]set{}
 	byNet := map[netip.Prefix]set{}
 	var lens [2][129]int
-	in48, in32 := map[netip.Prefix]map[int64]bool{}, map[netip.Prefix]map[int64]bool{}
+	in := [2]map[netip.Prefix]map[int64]bool{{}, {}}
 	mid32 := map[netip.Prefix]int{}
 	others := map[string]int{}
 	add := func(m map[netip.Prefix]map[int64]bool, p netip.Prefix, id int64) {
@@ -65,14 +65,17 @@ func checkInForce(f *inForce, now time.Time) error {
 		}
 		byNet[n][e] = true
 		lens[family(n.Addr())][n.Bits()]++
-		if isRules(d) && n.Addr().Is6() {
-			if n.Bits() > 48 {
-				add(in48, netip.PrefixFrom(n.Addr(), 48).Masked(), id)
+		if isRules(d) {
+			levels := [2]int{24, 16}
+			if n.Addr().Is6() {
+				levels = [2]int{48, 32}
 			}
-			if n.Bits() > 32 {
-				add(in32, netip.PrefixFrom(n.Addr(), 32).Masked(), id)
+			for k, bits := range levels {
+				if n.Bits() > bits {
+					add(in[k], netip.PrefixFrom(n.Addr(), bits).Masked(), id)
+				}
 			}
-			if n.Bits() > 32 && n.Bits() <= 48 {
+			if n.Addr().Is6() && n.Bits() > 32 && n.Bits() <= 48 {
 				mid32[netip.PrefixFrom(n.Addr(), 32).Masked()]++
 			}
 		}
@@ -113,11 +116,41 @@ func checkInForce(f *inForce, now time.Time) error {
 		}
 		return out
 	}
-	if got := ids(f.in48); !maps.EqualFunc(got, in48, maps.Equal) {
-		return fmt.Errorf("in48 %v, want %v", got, in48)
-	}
-	if got := ids(f.in32); !maps.EqualFunc(got, in32, maps.Equal) {
-		return fmt.Errorf("in32 %v, want %v", got, in32)
+	for k := range in {
+		if got := ids(f.in[k]); !maps.EqualFunc(got, in[k], maps.Equal) {
+			return fmt.Errorf("in[%d] %v, want %v", k, got, in[k])
+		}
+		// The ranking, against counting the groups as compact did: every
+		// group of two or more not touching the allowlist, in place, and
+		// the first the largest, the lowest of as many.
+		want := map[netip.Prefix]int{}
+		var best netip.Prefix
+		for p, g := range in[k] {
+			if len(g) < 2 || slices.ContainsFunc(f.allow, p.Overlaps) {
+				continue
+			}
+			want[p] = len(g)
+			if !best.IsValid() || len(g) > want[best] || len(g) == want[best] && p.Addr().Less(best.Addr()) {
+				best = p
+			}
+		}
+		got := map[netip.Prefix]int{}
+		for i, g := range f.largest[k] {
+			if g.at != i || f.ranked[k][g.p] != g {
+				return fmt.Errorf("level %d: group %v at %d, ranked %v", k, g.p, g.at, f.ranked[k][g.p] == g)
+			}
+			got[g.p] = g.n
+		}
+		if !maps.Equal(got, want) || len(f.ranked[k]) != len(want) {
+			return fmt.Errorf("level %d ranks %v, want %v", k, got, want)
+		}
+		p, members, ok := f.largestGroup(k)
+		if ok != best.IsValid() || p != best {
+			return fmt.Errorf("level %d: largest group %v (%v), want %v", k, p, ok, best)
+		}
+		if ok && (len(members) != want[best] || !slices.IsSortedFunc(members, func(a, b *Decision) int { return int(a.ID - b.ID) })) {
+			return fmt.Errorf("level %d: %d members of %v, want %d oldest first", k, len(members), p, want[best])
+		}
 	}
 	if !maps.Equal(f.mid32, mid32) {
 		return fmt.Errorf("mid32 %v, want %v", f.mid32, mid32)
@@ -246,7 +279,7 @@ func randomHistory(t *testing.T, seed uint64, steps int) {
 	l := openLedger(t, filepath.Join(dir, "ledger"))
 	defer l.Close()
 	ctx := context.Background()
-	o := Options{Path: filepath.Join(dir, "decisions.json"), Now: c.now, MaxActive: 20, WidenAt: 3,
+	o := Options{Path: filepath.Join(dir, "decisions.json"), Now: c.now, MaxActive: 20, WidenAt: 3, Allowlist: []netip.Prefix{netip.MustParsePrefix("192.0.2.4/30")},
 		Default: 10 * time.Minute, Max: 4 * time.Hour, Append: func(ctx context.Context, rec []byte) (uint64, error) { return l.Append(ctx, rec) }}
 	open := func(src Source) *Store {
 		t.Helper()
@@ -357,8 +390,19 @@ func randomHistory(t *testing.T, seed uint64, steps int) {
 	}
 	total.add(s.Stats())
 	t.Logf("%d in force; %d created, %d widened, %d expired, %d refused", s.Stats().Active, total.Created, total.Widened, total.Expired, total.Refused)
-	if total.Widened == 0 || total.Expired == 0 || total.Created < 100 {
-		t.Errorf("the history did not exercise widening and expiry: %+v", total)
+	// The bans compact made at MaxActive, as the ledger has them.
+	compacted := 0
+	for e, err := range l.Entries(0) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev, ok := parseEvent(e.Data); ok && ev.Action == ActionCreated && strings.HasSuffix(ev.Decision.Reason, "(max_active)") {
+			compacted++
+		}
+	}
+	t.Logf("%d widened at max_active", compacted)
+	if total.Widened == 0 || compacted == 0 || total.Expired == 0 || total.Created < 100 {
+		t.Errorf("the history did not exercise widening, widening at max_active and expiry: %+v, %d at max_active", total, compacted)
 	}
 	// No one edits the state file here: a rejected decision is the store's
 	// own error (see TestRestartKeepsEndedBansEnded).
