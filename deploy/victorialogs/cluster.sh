@@ -53,5 +53,20 @@ nodes=-storageNode=127.0.0.1:9491,127.0.0.1:9492
 "$VL" -httpListenAddr=127.0.0.1:9471 -storageDataPath="$DIR/select" "$nodes" -insert.disable "${common[@]}" & pids+=($!)
 echo "VictoriaLogs cluster in $DIR: insert http://127.0.0.1:9481, select http://127.0.0.1:9471"
 # Until the first node ends (a port in use, a crash): the cluster is not
-# whole without it, so the others are stopped too.
-wait -n
+# whole without it, so the others are stopped too. Checked every second
+# rather than by 'wait -n': a node that ends before wait -n starts may
+# already be gone from bash's job table, and wait -n then waits for the
+# other three for good. 'sleep 1 & wait' rather than 'sleep 1', so that a
+# trapped INT or TERM ends the wait at once.
+while :; do
+	for p in "${pids[@]}"; do
+		if ! kill -0 "$p" 2>/dev/null; then
+			status=0
+			wait "$p" || status=$?
+			echo "cluster.sh: node pid $p ended (status $status): stopping the others" >&2
+			exit $((status == 0 ? 1 : status))
+		fi
+	done
+	sleep 1 &
+	wait $! || true
+done
