@@ -88,7 +88,8 @@ type Options struct {
 	// group as an unresolved one is folded into it. Default 10m.
 	Suppress time.Duration
 	// MaxAlerts bounds the alerts kept in the state (the ledger keeps
-	// them all); the oldest resolved go first. Default 10,000.
+	// them all): past it the oldest resolved go, past twice it the oldest
+	// of any status, an eighth of it more each time. Default 10,000.
 	MaxAlerts int
 	// Notify is called with each new alert (not the folded repeats) and
 	// each change of status, after it is stored.
@@ -123,6 +124,11 @@ type Store struct {
 	stats Stats
 	docs  map[string][]byte
 	size  func() uint64 // the ledger's size, when the Source tells
+	// resolvable: a resolved alert may be kept that trim would drop
+	// (set when one is added or resolved, cleared when trim finds none),
+	// so that between MaxAlerts and twice it trim sorts the alerts only
+	// when it may drop one.
+	resolvable bool
 }
 
 // Stats counts alerts.
@@ -227,8 +233,13 @@ func Open(o Options, src Source) (*Store, error) {
 			}
 			s.applyRecord(e.Index, e.Data)
 			s.through = e.Index + 1
+			// Trimmed as it goes: a ledger of years read from the start
+			// (the state file lost) held every alert it ever raised, in
+			// memory and then in a state file too large to open.
+			s.trim()
 		}
 	}
+	s.trim()
 	for id, status := range claimed {
 		if a := s.byID[id]; a != nil && a.Status != status {
 			s.reject(a, status, fmt.Sprintf("no audited change of the ledger sets status %s (the ledger says %s)", status, a.Status))
@@ -401,7 +412,9 @@ func (s *Store) add(a *Alert) {
 		a.key = storedKey(a)
 	}
 	s.byID[a.ID] = a
-	if a.Status != StatusResolved {
+	if a.Status == StatusResolved {
+		s.resolvable = true
+	} else {
 		if old := s.byKey[a.key]; old == nil || !a.Time.Before(old.Time) {
 			s.byKey[a.key] = a
 		}
@@ -478,6 +491,7 @@ func (s *Store) SetStatus(id, status, by, note string) (before, after Alert, err
 func (s *Store) setStatus(a *Alert, status, by, note string, at time.Time) {
 	a.Status, a.UpdatedBy, a.Note, a.Updated = status, by, note, at
 	if status == StatusResolved {
+		s.resolvable = true
 		if s.byKey[a.key] == a {
 			delete(s.byKey, a.key)
 		}
@@ -544,26 +558,57 @@ func (s *Store) Stats() Stats {
 	return st
 }
 
-// trim drops the oldest resolved alerts beyond MaxAlerts, then the oldest
-// of any status beyond twice it.
+// trim drops the oldest resolved alerts once more than MaxAlerts are
+// kept, then the oldest of any status once more than twice MaxAlerts,
+// each time down to an eighth of MaxAlerts below the bound. It sorts the
+// alerts by time, so it does so only when it may drop one and then makes
+// room for an eighth of MaxAlerts more: it sorted them at every alert
+// raised, and detection waits for each, once MaxAlerts were kept and
+// none resolved (during an attack, nobody resolves them): 10,000-20,000
+// alerts sorted per alert.
 func (s *Store) trim() {
-	if len(s.byID) <= s.o.MaxAlerts {
+	keep := s.o.MaxAlerts
+	if n := len(s.byID); n <= keep || n <= 2*keep && !s.resolvable {
 		return
 	}
+	slack := max(1, keep/8)
 	all := make([]*Alert, 0, len(s.byID))
 	for _, a := range s.byID {
 		all = append(all, a)
 	}
-	slices.SortFunc(all, func(a, b *Alert) int { return a.Time.Compare(b.Time) })
+	slices.SortFunc(all, func(a, b *Alert) int {
+		if c := a.Time.Compare(b.Time); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	drop := func(a *Alert) {
+		delete(s.byID, a.ID)
+		if s.byKey[a.key] == a {
+			delete(s.byKey, a.key)
+		}
+	}
+	resolvedLeft := false
 	for _, a := range all {
-		if len(s.byID) <= s.o.MaxAlerts {
+		if a.Status != StatusResolved {
+			continue
+		}
+		if len(s.byID) <= keep-slack {
+			resolvedLeft = true
 			break
 		}
-		if a.Status == StatusResolved || len(s.byID) > 2*s.o.MaxAlerts {
-			delete(s.byID, a.ID)
-			if s.byKey[a.key] == a {
-				delete(s.byKey, a.key)
-			}
+		drop(a)
+	}
+	s.resolvable = resolvedLeft
+	if len(s.byID) <= 2*keep {
+		return
+	}
+	for _, a := range all {
+		if len(s.byID) <= 2*keep-slack {
+			break
+		}
+		if s.byID[a.ID] == a {
+			drop(a)
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -292,5 +293,103 @@ func TestStateFileEditedOnDisk(t *testing.T) {
 				t.Errorf("the rewritten file: %d rejected", n)
 			}
 		})
+	}
+}
+
+// TestTrimKeepsTheNewest: past MaxAlerts the oldest resolved alerts go,
+// past twice it the oldest of any status, an eighth of MaxAlerts more
+// each time; the open ones below twice MaxAlerts all stay.
+func TestTrimKeepsTheNewest(t *testing.T) {
+	s, err := Open(Options{MaxAlerts: 8}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	r := testRule("brute")
+	raise := func(from, to int) {
+		t.Helper()
+		for i := from; i < to; i++ {
+			if _, folded, err := s.Raise(ctx, testAlert(fmt.Sprint("a", i), r, t0.Add(time.Duration(i)*time.Second), fmt.Sprintf("10.0.0.%d", i))); err != nil || folded {
+				t.Fatalf("alert a%d: folded %v, %v", i, folded, err)
+			}
+		}
+	}
+	kept := func() []string {
+		var ids []string
+		for _, a := range s.List(Filter{}) {
+			ids = append(ids, a.ID)
+		}
+		slices.Reverse(ids)
+		return ids
+	}
+	ids := func(from, to int, except ...int) []string {
+		var out []string
+		for i := from; i < to; i++ {
+			if !slices.Contains(except, i) {
+				out = append(out, fmt.Sprint("a", i))
+			}
+		}
+		return out
+	}
+	for _, step := range []struct {
+		name string
+		do   func()
+		want []string
+	}{
+		{"12 open: all kept (≤ 2 × 8)", func() { raise(0, 12) }, ids(0, 12)},
+		{"3 resolved, one more raised: the resolved go", func() {
+			for _, id := range []string{"a1", "a4", "a9"} {
+				if _, _, err := s.SetStatus(id, StatusResolved, "admin", ""); err != nil {
+					t.Fatal(err)
+				}
+			}
+			raise(12, 13)
+		}, ids(0, 13, 1, 4, 9)},
+		{"open up to 16: all kept", func() { raise(13, 19) }, ids(0, 19, 1, 4, 9)},
+		{"the 17th: the oldest go, down to 15", func() { raise(19, 20) }, ids(0, 20, 0, 1, 2, 4, 9)},
+	} {
+		step.do()
+		if got := kept(); !slices.Equal(got, step.want) {
+			t.Fatalf("%s: kept %v, want %v", step.name, got, step.want)
+		}
+	}
+}
+
+// TestOpenFromTheLedgerKeepsMaxAlerts: a store rebuilt from the ledger
+// (its state file lost) keeps MaxAlerts as a running one does, the newest.
+// Before, it kept every alert the ledger held — years of them — in memory
+// and then in a state file too large to open at the next start.
+func TestOpenFromTheLedgerKeepsMaxAlerts(t *testing.T) {
+	dir := t.TempDir()
+	l := openLedger(t, filepath.Join(dir, "ledger"))
+	defer l.Close()
+	ctx := context.Background()
+	r := testRule("brute")
+	const raised, maxAlerts = 1000, 40
+	for i := range raised {
+		a := testAlert(fmt.Sprint("a", i), r, t0.Add(time.Duration(i)*time.Second), fmt.Sprintf("10.0.%d.%d", i>>8, i&255))
+		if _, err := l.Append(ctx, a.AppendJSON(nil)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	path := filepath.Join(dir, "alerts.json")
+	s, err := Open(Options{Path: path, MaxAlerts: maxAlerts}, l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := s.List(Filter{})
+	if len(got) > 2*maxAlerts || len(got) < 2*maxAlerts-maxAlerts/8 {
+		t.Fatalf("%d alerts kept of %d in the ledger, want %d-%d", len(got), raised, 2*maxAlerts-maxAlerts/8, 2*maxAlerts)
+	}
+	if got[0].ID != fmt.Sprint("a", raised-1) {
+		t.Errorf("the newest kept is %s, want a%d", got[0].ID, raised-1)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st stateFile
+	if err := json.Unmarshal(data, &st); err != nil || len(st.Alerts) != len(got) {
+		t.Fatalf("the state file holds %d alerts (%v), want %d", len(st.Alerts), err, len(got))
 	}
 }
