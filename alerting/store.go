@@ -173,7 +173,7 @@ func Open(o Options, src Source) (*Store, error) {
 		o.Log = slog.Default()
 	}
 	s := &Store{o: o, byID: map[string]*Alert{}, byKey: map[string]*Alert{}}
-	s.saver = statefile.Saver{Lock: &s.mu, Snapshot: s.encode, Write: s.writeFile, Failed: func(err error) {
+	s.saver = statefile.Saver{Lock: &s.mu, Snapshot: s.snapshot, Write: s.writeFile, Failed: func(err error) {
 		s.o.Log.Error("alerting: state file not saved", "err", err)
 	}}
 	if sz, ok := src.(interface{ Size() uint64 }); ok {
@@ -631,21 +631,29 @@ func (s *Store) Flush() error {
 	return s.saver.Flush()
 }
 
-// encode is the state file's content (s.mu held).
-func (s *Store) encode() ([]byte, error) {
+// snapshot copies the alerts (s.mu held) and returns what encodes the
+// copy, which the Saver runs after releasing s.mu: raising an alert
+// (detection waits for each) does not wait for the JSON of 10,000-20,000
+// alerts. An alert's Group and Fields are set when it is made and never
+// changed, so the copies share them.
+func (s *Store) snapshot() func() ([]byte, error) {
 	if s.o.Path == "" {
-		return nil, nil
+		return func() ([]byte, error) { return nil, nil }
 	}
-	st := stateFile{Through: s.through}
+	st := stateFile{Through: s.through, Alerts: make([]*Alert, 0, len(s.byID))}
+	copies := make([]Alert, 0, len(s.byID))
 	for _, a := range s.byID {
-		st.Alerts = append(st.Alerts, a)
+		copies = append(copies, *a)
+		st.Alerts = append(st.Alerts, &copies[len(copies)-1])
 	}
-	slices.SortFunc(st.Alerts, func(a, b *Alert) int { return a.Time.Compare(b.Time) })
-	data, err := json.Marshal(st)
-	if err != nil {
-		return nil, fmt.Errorf("alerting: save: %w", err)
+	return func() ([]byte, error) {
+		slices.SortFunc(st.Alerts, func(a, b *Alert) int { return a.Time.Compare(b.Time) })
+		data, err := json.Marshal(st)
+		if err != nil {
+			return nil, fmt.Errorf("alerting: save: %w", err)
+		}
+		return data, nil
 	}
-	return data, nil
 }
 
 // writeFile replaces the state file with data, synced.

@@ -29,6 +29,7 @@ import (
 	"fmt"
 	"iter"
 	"log/slog"
+	"maps"
 	"math"
 	"net/netip"
 	"os"
@@ -230,7 +231,7 @@ type Source interface {
 func Open(o Options, src Source) (*Store, error) {
 	o.defaults()
 	s := &Store{o: o, pulls: map[string]pull{}, notify: make(chan struct{}), byAlert: map[string]int64{}}
-	s.saver = statefile.Saver{Lock: &s.mu, Snapshot: s.encode, Write: s.writeFile, Failed: func(err error) {
+	s.saver = statefile.Saver{Lock: &s.mu, Snapshot: s.snapshot, Write: s.writeFile, Failed: func(err error) {
 		s.o.Log.Error("decision: state file not saved", "err", err)
 	}}
 	s.reset()
@@ -253,7 +254,7 @@ func Open(o Options, src Source) (*Store, error) {
 			if s.st.Offences == nil {
 				s.st.Offences = map[string]offences{}
 			}
-			loaded = s.st.Active
+			loaded, s.st.Active = s.st.Active, nil // the decisions in force are s.st.active's
 		}
 	}
 	if src != nil {
@@ -1122,31 +1123,38 @@ func (s *Store) Covering(value string) []Decision {
 	return out
 }
 
-// encode is the state file's content (s.mu held).
-func (s *Store) encode() ([]byte, error) {
+// snapshot copies what the state file holds (s.mu held) and returns what
+// encodes the copy, which the Saver runs after releasing s.mu: the JSON
+// of 100,000 decisions took 0.4-2 s, and every decision and bouncer poll
+// waited for it at each save.
+func (s *Store) snapshot() func() ([]byte, error) {
 	if s.o.Path == "" {
-		return nil, nil
+		return func() ([]byte, error) { return nil, nil }
 	}
-	s.st.Active = s.st.Active[:0]
-	for d := range s.st.active.all() {
-		sd := stored{Decision: *d}
-		if idx, ok := s.st.active.ledgerIndex(d.ID); ok {
-			sd.Index = &idx
-		}
-		s.st.Active = append(s.st.Active, sd)
-	}
-	slices.SortFunc(s.st.Active, func(a, b stored) int { return int(a.ID - b.ID) })
 	now := s.o.Now()
 	for k, o := range s.st.Offences {
 		if now.Sub(o.Last) > s.o.Memory {
 			delete(s.st.Offences, k)
 		}
 	}
-	data, err := json.Marshal(&s.st)
-	if err != nil {
-		return nil, fmt.Errorf("decision: save: %w", err)
+	st := state{Through: s.st.Through, NextID: s.st.NextID, Offences: maps.Clone(s.st.Offences)}
+	refs := s.st.active.refs()
+	return func() ([]byte, error) {
+		st.Active = make([]stored, 0, len(refs))
+		for _, r := range refs {
+			sd := stored{Decision: *r.d}
+			if r.hasIndex {
+				sd.Index = &r.index
+			}
+			st.Active = append(st.Active, sd)
+		}
+		slices.SortFunc(st.Active, func(a, b stored) int { return cmp.Compare(a.ID, b.ID) })
+		data, err := json.Marshal(&st)
+		if err != nil {
+			return nil, fmt.Errorf("decision: save: %w", err)
+		}
+		return data, nil
 	}
-	return data, nil
 }
 
 // writeFile replaces the state file with data, synced.

@@ -312,6 +312,28 @@ func (f *inForce) nets() iter.Seq2[*Decision, netip.Prefix] {
 	}
 }
 
+// inForceRef is a decision in force with the ledger index of its
+// creation record, if known (hasIndex).
+type inForceRef struct {
+	d        *Decision
+	index    uint64
+	hasIndex bool
+}
+
+// refs returns every decision in force (in no order) with its creation
+// record's ledger index: what a save of the state file takes under the
+// store's lock. A decision in force is never changed (add keeps its own
+// copy; a longer ban is a new decision), so the decisions may be read
+// after the lock is released: a copy of each under it, 100,000 of them,
+// held every decision and poll for ~100 ms.
+func (f *inForce) refs() []inForceRef {
+	out := make([]inForceRef, 0, len(f.byID))
+	for _, e := range f.byID {
+		out = append(out, inForceRef{e.d, e.index, e.hasIndex})
+	}
+	return out
+}
+
 // ledgerIndexes yields each decision's id and the ledger index of its
 // creation record, where known.
 func (f *inForce) ledgerIndexes() iter.Seq2[int64, uint64] {

@@ -41,14 +41,17 @@ func (f *fakeState) saver(every time.Duration) *Saver {
 	return &Saver{
 		Every: every,
 		Now:   f.clock,
-		Snapshot: func() ([]byte, error) {
+		Snapshot: func() func() ([]byte, error) {
 			f.mu.Lock()
 			defer f.mu.Unlock()
-			if err := f.badSnap; err != nil {
-				f.badSnap = nil
-				return nil, err
+			err := f.badSnap
+			f.badSnap = nil
+			return func() ([]byte, error) {
+				if err != nil {
+					return nil, err
+				}
+				return []byte("state"), nil
 			}
-			return []byte("state"), nil
 		},
 		Write: func([]byte) error {
 			if f.during != nil {
@@ -226,8 +229,9 @@ func TestSaverConcurrent(t *testing.T) {
 	p := &Saver{
 		Every: time.Nanosecond,
 		Lock:  &mu,
-		Snapshot: func() ([]byte, error) {
-			return strconv.AppendInt(nil, int64(state), 10), nil
+		Snapshot: func() func() ([]byte, error) {
+			n := state // copied under the lock; encoded after
+			return func() ([]byte, error) { return strconv.AppendInt(nil, int64(n), 10), nil }
 		},
 		Write: func(data []byte) error {
 			n, err := strconv.Atoi(string(data))
@@ -289,7 +293,7 @@ func TestSaverRun(t *testing.T) {
 		failNext      atomic.Bool
 	)
 	p := &Saver{
-		Snapshot: func() ([]byte, error) { return nil, nil },
+		Snapshot: func() func() ([]byte, error) { return func() ([]byte, error) { return nil, nil } },
 		Write: func([]byte) error {
 			if failNext.Swap(false) {
 				return errors.New("disk full")
@@ -376,5 +380,48 @@ func TestWrite(t *testing.T) {
 	}
 	if err := Write(filepath.Join(dir, "missing", "state.json"), nil); err == nil {
 		t.Fatal("Write into a missing directory did not fail")
+	}
+}
+
+// TestSaverEncodesOutsideTheLock: Snapshot runs with the store's lock
+// held, the encoding it returns after the lock is released, so a store's
+// changes do not wait for it.
+func TestSaverEncodesOutsideTheLock(t *testing.T) {
+	var mu sync.Mutex
+	var during, encoded []bool // whether the lock was free then
+	var written []byte
+	p := &Saver{Lock: &mu,
+		Snapshot: func() func() ([]byte, error) {
+			free := mu.TryLock()
+			if free {
+				mu.Unlock()
+			}
+			during = append(during, free)
+			return func() ([]byte, error) {
+				free := mu.TryLock()
+				if free {
+					mu.Unlock()
+				}
+				encoded = append(encoded, free)
+				return []byte("state"), nil
+			}
+		},
+		Write: func(data []byte) error { written = data; return nil },
+	}
+	p.Mark()
+	if err := p.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	p.Mark()
+	if err := p.Tick(); err != nil {
+		t.Fatal(err)
+	}
+	if string(written) != "state" || len(during) != 2 || len(encoded) != 2 {
+		t.Fatalf("wrote %q after %d snapshots and %d encodings, want state after 2 of each", written, len(during), len(encoded))
+	}
+	for i := range during {
+		if during[i] || !encoded[i] {
+			t.Errorf("save %d: lock free during Snapshot %v (want false), during the encoding %v (want true)", i, during[i], encoded[i])
+		}
 	}
 }
