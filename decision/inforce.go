@@ -355,6 +355,11 @@ func (f *inForce) ledgerIndex(id int64) (uint64, bool) {
 	return e.index, true
 }
 
+// holds reports whether a decision on exactly (scope, value) is in force.
+func (f *inForce) holds(scope, value string) bool {
+	return len(f.byKey[inForceKey{scope, value}]) > 0
+}
+
 // own yields the decisions in force on exactly (scope, value).
 func (f *inForce) own(scope, value string) iter.Seq[*Decision] {
 	return func(yield func(*Decision) bool) {
