@@ -60,49 +60,53 @@ func BenchmarkDecide(b *testing.B) {
 	ipRule := rule("client.ip", time.Hour)
 	userRule := rule("user.name", time.Hour)
 	ctx := context.Background()
-	for _, n := range []int{0, 20_000, 100_000} {
-		b.Run(fmt.Sprintf("inForce=%d", n), func(b *testing.B) {
-			s := seedStore(b, n)
-			b.ReportAllocs()
-			i := 0
-			for b.Loop() {
-				var a *detect.Alert
-				switch i % 3 {
-				case 0:
-					a = alert(fmt.Sprint("b", i), ipRule, fmt.Sprintf("172.%d.%d.%d", 16+i>>16&15, i>>8&255, i&255))
-				case 1:
-					// A fresh /48 each time: the benchmark measures the
-					// look-ups, not a widening now and then.
-					a = alert(fmt.Sprint("b", i), ipRule, fmt.Sprintf("2a00:%x:%x:1::5", i>>16&0xffff, i&0xffff))
-				default:
-					a = &detect.Alert{ID: fmt.Sprint("b", i), Rule: userRule, Time: benchNow,
-						Group: []detect.Field{{Name: "user.name", ECS: "user.name", Value: fmt.Sprint("victim", i)}}}
-				}
-				if d, err := s.Decide(ctx, a); err != nil || d == nil {
-					b.Fatalf("decision %d: %+v %v", i, d, err)
-				}
-				i++
+	inForceSizes(b, func(b *testing.B, s *Store, _ int) {
+		i := 0
+		for b.Loop() {
+			var a *detect.Alert
+			switch i % 3 {
+			case 0:
+				a = alert(fmt.Sprint("b", i), ipRule, fmt.Sprintf("172.%d.%d.%d", 16+i>>16&15, i>>8&255, i&255))
+			case 1:
+				// A fresh /48 each time: the benchmark measures the
+				// look-ups, not a widening now and then.
+				a = alert(fmt.Sprint("b", i), ipRule, fmt.Sprintf("2a00:%x:%x:1::5", i>>16&0xffff, i&0xffff))
+			default:
+				a = &detect.Alert{ID: fmt.Sprint("b", i), Rule: userRule, Time: benchNow,
+					Group: []detect.Field{{Name: "user.name", ECS: "user.name", Value: fmt.Sprint("victim", i)}}}
 			}
-		})
-	}
+			if d, err := s.Decide(ctx, a); err != nil || d == nil {
+				b.Fatalf("decision %d: %+v %v", i, d, err)
+			}
+			i++
+		}
+	})
 }
 
 // BenchmarkExpireTick is one expiry tick (Run's, and the one at the start
 // of every Decide, Stream and Covering) with 0, 20,000 and 100,000
 // decisions in force of which none is due.
 func BenchmarkExpireTick(b *testing.B) {
+	inForceSizes(b, func(b *testing.B, s *Store, n int) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for b.Loop() {
+			s.expire(benchNow)
+		}
+		if s.st.active.len() != n {
+			b.Fatalf("%d in force after the ticks, want %d", s.st.active.len(), n)
+		}
+	})
+}
+
+// inForceSizes runs bench on stores of 0, 20,000 and 100,000 decisions in
+// force (seedStore), one sub-benchmark each.
+func inForceSizes(b *testing.B, bench func(b *testing.B, s *Store, n int)) {
 	for _, n := range []int{0, 20_000, 100_000} {
 		b.Run(fmt.Sprintf("inForce=%d", n), func(b *testing.B) {
 			s := seedStore(b, n)
-			s.mu.Lock()
-			defer s.mu.Unlock()
 			b.ReportAllocs()
-			for b.Loop() {
-				s.expire(benchNow)
-			}
-			if s.st.active.len() != n {
-				b.Fatalf("%d in force after the ticks, want %d", s.st.active.len(), n)
-			}
+			bench(b, s, n)
 		})
 	}
 }
@@ -113,17 +117,13 @@ func BenchmarkExpireTick(b *testing.B) {
 // banned nowhere, a user name.
 func BenchmarkCovering(b *testing.B) {
 	values := []string{"100.1.2.9", "10.0.1.4", "198.51.100.1", "user9"}
-	for _, n := range []int{0, 20_000, 100_000} {
-		b.Run(fmt.Sprintf("inForce=%d", n), func(b *testing.B) {
-			s := seedStore(b, n)
-			b.ReportAllocs()
-			i := 0
-			for b.Loop() {
-				s.Covering(values[i%len(values)])
-				i++
-			}
-		})
-	}
+	inForceSizes(b, func(b *testing.B, s *Store, _ int) {
+		i := 0
+		for b.Loop() {
+			s.Covering(values[i%len(values)])
+			i++
+		}
+	})
 }
 
 // BenchmarkDecideAtMaxActive is a rule's decision on a new address with

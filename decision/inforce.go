@@ -29,7 +29,7 @@ type inForce struct {
 	// looks at the due ones only. A decision's Until never changes (a
 	// longer ban is a new decision), and add of an id in force replaces
 	// the entry, so the heap holds exactly the entries of byID.
-	dueHeap dueHeap
+	dueHeap placedHeap[*inForceEntry]
 	// byNet holds the Ip and Range decisions by their network (masked),
 	// and netLens counts them by family (0 IPv4, 1 IPv6) and prefix
 	// length, so that the networks holding an address are found by one
@@ -50,7 +50,7 @@ type inForce struct {
 	// than counting every decision in force, which it did at each
 	// decision once MaxActive was reached (an address spray keeps it
 	// there).
-	largest [2]groupHeap
+	largest [2]placedHeap[*group]
 	ranked  [2]map[netip.Prefix]*group
 	// allow is the allowlist (Options.Allowlist): a widened ban never
 	// touches it.
@@ -102,6 +102,8 @@ func newInForce(allow []netip.Prefix) inForce {
 		mid32:  map[netip.Prefix]int{},
 
 		otherScopes: map[string]int{},
+		dueHeap:     placedHeap[*inForceEntry]{less: soonerDue},
+		largest:     [2]placedHeap[*group]{{less: larger}, {less: larger}},
 	}
 }
 
@@ -191,10 +193,10 @@ func (f *inForce) rerank(k int, p netip.Prefix) {
 // network — of those with as many, the lowest — with its decisions,
 // oldest first; false when there is none.
 func (f *inForce) largestGroup(k int) (netip.Prefix, []*Decision, bool) {
-	if len(f.largest[k]) == 0 {
+	if f.largest[k].Len() == 0 {
 		return netip.Prefix{}, nil, false
 	}
-	p := f.largest[k][0].p
+	p := f.largest[k].s[0].p
 	var members []*Decision
 	for _, e := range f.in[k][p] {
 		members = append(members, e.d)
@@ -454,34 +456,46 @@ func (f *inForce) rulesUnder(n netip.Prefix) iter.Seq[*Decision] {
 // popDue removes and returns a decision whose Until is not after now, or
 // false when none is due: expiry looks at the due ones only.
 func (f *inForce) popDue(now time.Time) (*Decision, bool) {
-	if len(f.dueHeap) == 0 || now.Before(f.dueHeap[0].d.Until) {
+	if f.dueHeap.Len() == 0 || now.Before(f.dueHeap.s[0].d.Until) {
 		return nil, false
 	}
-	return f.remove(f.dueHeap[0].d.ID)
+	return f.remove(f.dueHeap.s[0].d.ID)
 }
 
-// dueHeap is a container/heap of entries by Until, each knowing its place.
-type dueHeap []*inForceEntry
+// placedHeap is a container/heap whose items know their place in it
+// (setAt), so that one can be fixed or removed where it is; less orders
+// them.
+type placedHeap[T interface{ setAt(int) }] struct {
+	s    []T
+	less func(a, b T) bool
+}
 
-func (h dueHeap) Len() int           { return len(h) }
-func (h dueHeap) Less(i, j int) bool { return h[i].d.Until.Before(h[j].d.Until) }
-func (h dueHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].at, h[j].at = i, j
+func (h *placedHeap[T]) Len() int           { return len(h.s) }
+func (h *placedHeap[T]) Less(i, j int) bool { return h.less(h.s[i], h.s[j]) }
+func (h *placedHeap[T]) Swap(i, j int) {
+	h.s[i], h.s[j] = h.s[j], h.s[i]
+	h.s[i].setAt(i)
+	h.s[j].setAt(j)
 }
-func (h *dueHeap) Push(x any) {
-	e := x.(*inForceEntry)
-	e.at = len(*h)
-	*h = append(*h, e)
+func (h *placedHeap[T]) Push(x any) {
+	e := x.(T)
+	e.setAt(len(h.s))
+	h.s = append(h.s, e)
 }
-func (h *dueHeap) Pop() any {
-	old := *h
-	e := old[len(old)-1]
-	old[len(old)-1] = nil
-	*h = old[:len(old)-1]
-	e.at = -1
+func (h *placedHeap[T]) Pop() any {
+	n := len(h.s) - 1
+	e := h.s[n]
+	var none T
+	h.s[n] = none
+	h.s = h.s[:n]
+	e.setAt(-1)
 	return e
 }
+
+func (e *inForceEntry) setAt(i int) { e.at = i }
+
+// soonerDue orders the due heap: by Until, soonest first.
+func soonerDue(a, b *inForceEntry) bool { return a.d.Until.Before(b.d.Until) }
 
 // group is a network of inForce.in in inForce.largest: n decisions in it,
 // at its place in the heap.
@@ -491,32 +505,14 @@ type group struct {
 	at int
 }
 
-// groupHeap is a container/heap of groups, the most decisions first and,
-// of as many, the lowest network, so that compact's choice is the same
-// on every run of the same history.
-type groupHeap []*group
+func (g *group) setAt(i int) { g.at = i }
 
-func (h groupHeap) Len() int { return len(h) }
-func (h groupHeap) Less(i, j int) bool {
-	if h[i].n != h[j].n {
-		return h[i].n > h[j].n
+// larger orders inForce.largest: the most decisions first and, of as
+// many, the lowest network, so that compact's choice is the same on every
+// run of the same history.
+func larger(a, b *group) bool {
+	if a.n != b.n {
+		return a.n > b.n
 	}
-	return h[i].p.Addr().Less(h[j].p.Addr())
-}
-func (h groupHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].at, h[j].at = i, j
-}
-func (h *groupHeap) Push(x any) {
-	g := x.(*group)
-	g.at = len(*h)
-	*h = append(*h, g)
-}
-func (h *groupHeap) Pop() any {
-	old := *h
-	g := old[len(old)-1]
-	old[len(old)-1] = nil
-	*h = old[:len(old)-1]
-	g.at = -1
-	return g
+	return a.p.Addr().Less(b.p.Addr())
 }

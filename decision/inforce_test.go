@@ -135,7 +135,7 @@ func checkInForce(f *inForce, now time.Time) error {
 			}
 		}
 		got := map[netip.Prefix]int{}
-		for i, g := range f.largest[k] {
+		for i, g := range f.largest[k].s {
 			if g.at != i || f.ranked[k][g.p] != g {
 				return fmt.Errorf("level %d: group %v at %d, ranked %v", k, g.p, g.at, f.ranked[k][g.p] == g)
 			}
@@ -158,14 +158,14 @@ func checkInForce(f *inForce, now time.Time) error {
 	if !maps.Equal(f.otherScopes, others) {
 		return fmt.Errorf("otherScopes %v, want %v", f.otherScopes, others)
 	}
-	if len(f.dueHeap) != len(f.byID) {
-		return fmt.Errorf("%d in the due heap, %d in force", len(f.dueHeap), len(f.byID))
+	if f.dueHeap.Len() != len(f.byID) {
+		return fmt.Errorf("%d in the due heap, %d in force", f.dueHeap.Len(), len(f.byID))
 	}
-	for i, e := range f.dueHeap {
+	for i, e := range f.dueHeap.s {
 		if e.at != i || f.byID[e.d.ID] != e {
 			return fmt.Errorf("due heap entry %d (decision %d) at %d, in force %v", i, e.d.ID, e.at, f.byID[e.d.ID] == e)
 		}
-		if i > 0 && e.d.Until.Before(f.dueHeap[(i-1)/2].d.Until) {
+		if i > 0 && e.d.Until.Before(f.dueHeap.s[(i-1)/2].d.Until) {
 			return fmt.Errorf("due heap out of order at %d", i)
 		}
 	}
