@@ -14,7 +14,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
@@ -175,7 +174,7 @@ type VerifyOptions struct {
 	Progress func(records uint64)
 	// segHook, in tests, runs where a running collector may change the
 	// segment directory under Verify: after the listing (si -1) and
-	// before segment si is read (mapped ahead already, if closed).
+	// before segment si is read (opened ahead already, if closed).
 	segHook func(segs []*segment, si int)
 }
 
@@ -771,11 +770,13 @@ type chunk struct {
 	// or by the workers, from frames.
 	leaves []Hash
 	frames []frameRef // the producer only splits frames; workers check them
-	root   Hash       // subtree root, when len(recs) == 256 and start is tile-aligned
-	tile   []byte     // the level-0 tile's hashes for these records, if stored
+	// src, if not nil, is the segment the frames are read from by the
+	// worker (each frame at its off, n bytes long; b is set meanwhile).
+	src    *os.File
+	root   Hash   // subtree root, when len(recs) == 256 and start is tile-aligned
+	tile   []byte // the level-0 tile's hashes for these records, if stored
 	issues []Finding
 	hints  map[uint64]uint64 // record index → first index its segment header claims
-	maps   []*mapping        // mapped segments the frames point into
 	done   chan struct{}
 	// hinted: the frames were placed by the .idx; splitBad: a frame is
 	// not where, or not as long or as old as, the .idx says.
@@ -786,22 +787,11 @@ type chunk struct {
 	prunedTo uint64
 }
 
-// mapping is a mapped segment, unmapped when the last chunk using it is done.
-type mapping struct {
-	refs    atomic.Int32
-	release func()
-}
-
-func (m *mapping) unref() {
-	if m.refs.Add(-1) == 0 {
-		m.release()
-	}
-}
-
 type frameRef struct {
 	at   int    // its record's position in the chunk (chunk.leaves)
 	t    int64  // the append time the .idx gives (hinted chunks)
 	b    []byte // the whole frame
+	n    int    // its length, where the worker reads it (chunk.src)
 	file string
 	off  int64
 }
@@ -819,7 +809,6 @@ func (v *verifier) produce(out chan<- *chunk, work chan<- *chunk, stop <-chan st
 	idx := max(v.prunedN, v.start)
 	started := false
 	var cur *chunk
-	var curMap *mapping
 	send := func() bool {
 		if cur == nil {
 			return true
@@ -888,10 +877,6 @@ func (v *verifier) produce(out chan<- *chunk, work chan<- *chunk, stop <-chan st
 			cur.leaves = append(cur.leaves, Hash{})
 			cur.frames = append(cur.frames, *fr)
 			idx++
-			if curMap != nil && (len(cur.maps) == 0 || cur.maps[len(cur.maps)-1] != curMap) {
-				curMap.refs.Add(1)
-				cur.maps = append(cur.maps, curMap)
-			}
 		}
 		return true
 	}
@@ -918,7 +903,7 @@ func (v *verifier) produce(out chan<- *chunk, work chan<- *chunk, stop <-chan st
 	ahead := v.openAhead(segs, idx)
 	defer ahead.close()
 	for si, s := range segs {
-		var o *opened // closed segments only: mapped ahead
+		var o *opened // closed segments only: opened ahead
 		if si+1 < len(segs) {
 			o = <-ahead.c
 		}
@@ -929,12 +914,15 @@ func (v *verifier) produce(out chan<- *chunk, work chan<- *chunk, stop <-chan st
 		if h := v.opts.segHook; h != nil {
 			h(segs, si)
 		}
-		// A segment mapped ahead is read from its mapping, valid after
-		// an unlink; only one not mapped is opened (the newest, or one
-		// that could not be mapped).
+		// A segment opened ahead is read through that handle, valid
+		// after an unlink; only one not opened ahead is opened here (the
+		// newest, or one that could not be opened).
 		var f *os.File
+		var hints []byte         // the .idx of a closed segment opened ahead
 		left := int64(blockSize) // bytes of f not read yet, as opened
-		if s.z == nil && s.zerr == nil && (o == nil || o.err != nil) {
+		if s.z == nil && s.zerr == nil && o != nil && o.err == nil {
+			f, left, hints = o.f, o.size, o.hints
+		} else if s.z == nil && s.zerr == nil {
 			var err error
 			var st os.FileInfo
 			f, st, err = regfile.Open(s.path)
@@ -987,7 +975,6 @@ func (v *verifier) produce(out chan<- *chunk, work chan<- *chunk, stop <-chan st
 			if si+1 < len(segs) {
 				want = segs[si+1].first - s.first
 			}
-			curMap = nil
 			if !v.produceZ(s, rel, want, &idx, &started, add, o) {
 				return nil
 			}
@@ -1000,12 +987,27 @@ func (v *verifier) produce(out chan<- *chunk, work chan<- *chunk, stop <-chan st
 		}
 		var block []byte
 		eof := false
-		curMap = nil
-		var hints []byte
-		if o != nil && o.err == nil {
-			block, eof, hints = o.data, true, o.hints
-			curMap = &mapping{release: o.unmap}
-			curMap.refs.Store(1) // the producer's own reference
+		if hints != nil && (started || s.first >= idx || idx <= v.prunedN) {
+			// A closed segment, none of it verified before: split by
+			// its .idx, each chunk's frames read and checked by a
+			// worker. If the .idx does not match the segment, it is
+			// split frame by frame below (f not read from yet).
+			var hdr [segHeaderSize]byte
+			if _, err := f.ReadAt(hdr[:], 0); err == nil {
+				if first, err := parseSegHeader(hdr[:]); err == nil {
+					send()
+					ok, stopped := v.produceHinted(rel, hints, f, left, segs[si+1].first-s.first, &idx, first, out, work, stop, tiles)
+					if stopped {
+						closeF()
+						return nil
+					}
+					if ok {
+						started = true
+						closeF()
+						continue
+					}
+				}
+			}
 		}
 		fill := func(need int) {
 			// Keep the unread tail, read more after it: a block, or what
@@ -1034,10 +1036,6 @@ func (v *verifier) produce(out chan<- *chunk, work chan<- *chunk, stop <-chan st
 				add(nil, nil, &iss, nil)
 			}
 			closeF()
-			if curMap != nil {
-				curMap.unref()
-				curMap = nil
-			}
 			continue
 		}
 		if first, err := parseSegHeader(block); err != nil {
@@ -1055,21 +1053,6 @@ func (v *verifier) produce(out chan<- *chunk, work chan<- *chunk, stop <-chan st
 			hint = nil
 		}
 		started = true
-		if curMap != nil && skip == 0 && hint != nil {
-			// Split by the .idx, frames checked by the workers.
-			send()
-			ok, stopped := v.produceHinted(rel, hints, block, segs[si+1].first-s.first, &idx, *hint, curMap, out, work, stop, tiles)
-			if stopped {
-				closeF()
-				return nil
-			}
-			if ok {
-				closeF()
-				curMap.unref()
-				curMap = nil
-				continue
-			}
-		}
 		var framed []idxEntry // where the frames are, to check the .idx
 		complete := true
 		for {
@@ -1137,10 +1120,6 @@ func (v *verifier) produce(out chan<- *chunk, work chan<- *chunk, stop <-chan st
 			off += int64(n)
 		}
 		closeF()
-		if curMap != nil {
-			curMap.unref()
-			curMap = nil
-		}
 		v.checkIndex(s.path, rel, s.first, framed, complete, si == len(segs)-1)
 	}
 	// The last segments listed deleted since (and a torn frame at the
@@ -1184,19 +1163,19 @@ func (v *verifier) relisted(s *segment, why error) (r *segment, gone bool, err e
 	return nil, true, nil
 }
 
-// opened is a closed segment mapped, and its .idx read, ahead of the
+// opened is a closed segment opened, and its .idx read, ahead of the
 // producer.
 type opened struct {
-	data  []byte
-	unmap func()
-	err   error  // not mapped
+	f     *os.File
+	size  int64  // f's size when opened
+	err   error  // not opened
 	hints []byte // the .idx of an uncompressed segment; nil if unreadable
 }
 
-// release unmaps a segment the producer does not use.
+// release closes a segment the producer does not use.
 func (o *opened) release() {
 	if o != nil && o.err == nil {
-		o.unmap()
+		o.f.Close()
 	}
 }
 
@@ -1206,25 +1185,35 @@ type segOpener struct {
 	quit chan struct{}
 }
 
-// openAhead maps (populated) the closed segments on their own goroutine,
-// one segment ahead, and reads their .idx: on the producer, between two
-// segments, it left the workers without work meanwhile. Segments an
-// incremental verify (records from start on) steps over are not mapped;
-// each closed segment gets one value on c, in order.
+// openAhead opens the closed segments on their own goroutine, one segment
+// ahead, and reads their .idx: on the producer, between two segments, it
+// left the workers without work meanwhile. The segments are read through
+// the handle (pread into buffers reused: a chunk's frames by the worker
+// that hashes them, a compressed block by its decoder), not mapped: on a
+// VM whose guest pages are shadowed by the hypervisor every page touched
+// through a fresh mapping costs an exit (~2 µs), which made reading 1 GiB
+// of mapped frames cost as much as hashing them. Segments an incremental
+// verify (records from start on) steps over are not opened; each closed
+// segment gets one value on c, in order.
 func (v *verifier) openAhead(segs []*segment, start uint64) *segOpener {
 	so := &segOpener{c: make(chan *opened, 1), quit: make(chan struct{})}
 	go func() {
 		defer close(so.c)
 		for si := 0; si+1 < len(segs); si++ {
 			s := segs[si]
-			o := &opened{err: errors.New("not mapped")}
+			o := &opened{err: errors.New("not opened")}
 			if skip := segs[si+1].first <= start && start > v.prunedN; !skip && s.zerr == nil {
-				o.data, o.unmap, o.err = mapFile(s.path)
-				if s.z == nil && o.err == nil {
+				var st os.FileInfo
+				if o.f, st, o.err = regfile.Open(s.path); o.err == nil && s.z == nil {
+					o.size = st.Size()
 					// An .idx longer than its segment is damaged
-					// (an entry per frame, no frame shorter than one):
-					// without hints the segment is split frame by frame.
-					o.hints, _ = readRegular(idxPath(s.path), int64(len(o.data)))
+					// (an entry per frame, no frame shorter than
+					// one): without hints the segment is split
+					// frame by frame. Nor is one read for a
+					// segment over a tebibyte (sparse, hostile).
+					if o.size <= 1<<40 {
+						o.hints, _ = readRegular(idxPath(s.path), o.size)
+					}
 				}
 			}
 			select {
@@ -1246,24 +1235,24 @@ func (so *segOpener) close() {
 	}
 }
 
-// produceHinted cuts a closed, mapped segment into chunks by the positions
-// its .idx gives, without reading the frames: the workers check that each
-// frame is where the .idx says, as long as it says and of the time it
-// says (then it matches the segment exactly), with the CRC and the leaf
-// hash as usual. Splitting frames one after another on the producer was a
-// chain of cache misses on one goroutine; this way every worker splits its
-// own. The chunks are held until all are checked: if any frame is not
-// where the .idx says (a damaged .idx), they are dropped and ok is false,
-// and the caller splits the segment frame by frame (and reports the .idx).
-// body is the segment after its header; hints its .idx (nil if
-// unreadable); count the records it must hold.
-func (v *verifier) produceHinted(rel string, hints, body []byte, count uint64, idx *uint64, first uint64, m *mapping,
+// produceHinted cuts a closed segment into chunks by the positions its
+// .idx gives, without reading the frames: the workers read each chunk's
+// frames and check that each is where the .idx says, as long as it says
+// and of the time it says (then it matches the segment exactly), with the
+// CRC and the leaf hash as usual. Splitting frames one after another on
+// the producer was a chain of cache misses on one goroutine; this way
+// every worker splits its own. The chunks are held until all are checked:
+// if any frame is not where the .idx says (a damaged .idx), they are
+// dropped and ok is false, and the caller splits the segment frame by
+// frame (and reports the .idx). f is the segment, size bytes long; hints
+// its .idx (nil if unreadable); count the records it must hold.
+func (v *verifier) produceHinted(rel string, hints []byte, f *os.File, size int64, count uint64, idx *uint64, first uint64,
 	out, work chan<- *chunk, stop <-chan struct{}, tiles *tileRun) (ok, stopped bool) {
 	if uint64(len(hints)) != count*idxEntrySize || count == 0 || binary.BigEndian.Uint64(hints) != uint64(segHeaderSize) {
 		return false, false
 	}
 	base := int64(segHeaderSize)
-	end := base + int64(len(body))
+	end := size
 	offAt := func(k uint64) int64 {
 		if k == count {
 			return end
@@ -1274,14 +1263,11 @@ func (v *verifier) produceHinted(rel string, hints, body []byte, count uint64, i
 	release := func() {
 		for _, c := range chunks {
 			<-c.done
-			for _, mm := range c.maps {
-				mm.unref()
-			}
 		}
 	}
 	start := *idx
 	for k := uint64(0); k < count; {
-		c := &chunk{start: start + k, done: make(chan struct{}), hinted: true}
+		c := &chunk{start: start + k, done: make(chan struct{}), hinted: true, src: f}
 		n := min(count-k, tileWidth-(start+k)%tileWidth)
 		c.frames = make([]frameRef, n)
 		c.leaves = make([]Hash, n)
@@ -1291,14 +1277,12 @@ func (v *verifier) produceHinted(rel string, hints, body []byte, count uint64, i
 				release()
 				return false, false
 			}
-			c.frames[i] = frameRef{at: int(i), b: body[lo-base : hi-base : hi-base], file: rel, off: lo,
+			c.frames[i] = frameRef{at: int(i), n: int(hi - lo), file: rel, off: lo,
 				t: int64(binary.BigEndian.Uint64(hints[(k+i)*idxEntrySize+8:]))}
 		}
 		if k == 0 {
 			c.hints = map[uint64]uint64{start: first}
 		}
-		m.refs.Add(1)
-		c.maps = []*mapping{m}
 		tiles.attach(c)
 		select {
 		case work <- c:
@@ -1363,13 +1347,12 @@ func (v *verifier) produceZ(s *segment, rel string, want uint64, idx *uint64, st
 		return true
 	}
 	z := s.z
-	var data []byte
-	var unmap func()
-	var err error = errors.New("not mapped")
-	if o != nil {
-		data, unmap, err = o.data, o.unmap, o.err
-	}
-	if err != nil {
+	var data []byte // the segment, if read whole (not opened ahead)
+	var f *os.File  // or opened ahead: each block read as it is decoded
+	if o != nil && o.err == nil {
+		f = o.f
+		defer f.Close()
+	} else {
 		b, rerr := readRegular(s.path, 1<<40)
 		if errors.Is(rerr, os.ErrNotExist) {
 			if _, gone, _ := v.relisted(s, rerr); gone {
@@ -1380,9 +1363,8 @@ func (v *verifier) produceZ(s *segment, rel string, want uint64, idx *uint64, st
 			iss := Finding{Kind: KindFrameCorrupt, File: rel, Index: *idx, Message: fmt.Sprintf("%s: %v", rel, rerr)}
 			return add(nil, nil, &iss, nil)
 		}
-		data, unmap = b, func() {}
+		data = b
 	}
-	defer unmap()
 	// Incremental: records before the start are stepped over.
 	skip := uint64(0)
 	hint := &first
@@ -1401,7 +1383,7 @@ func (v *verifier) produceZ(s *segment, rel string, want uint64, idx *uint64, st
 	var window []*job
 	sem := make(chan struct{}, v.opts.Workers)
 	var wg sync.WaitGroup
-	defer wg.Wait() // no decoder may outlive the mapping
+	defer wg.Wait() // no decoder may outlive f
 	bi := 0
 	next := func() *job {
 		for bi < len(z.blocks) && z.blocks[bi].first+uint64(z.blocks[bi].count) <= skip {
@@ -1418,7 +1400,13 @@ func (v *verifier) produceZ(s *segment, rel string, want uint64, idx *uint64, st
 			defer wg.Done()
 			defer close(j.done)
 			sem <- struct{}{}
-			j.err = j.z.decode(data[b.off:b.off+int64(b.clen)], b.count)
+			if data != nil {
+				j.err = j.z.decode(data[b.off:b.off+int64(b.clen)], b.count)
+			} else if comp, err := j.z.read(f, b); err != nil {
+				j.err = err
+			} else {
+				j.err = j.z.decode(comp, b.count)
+			}
 			<-sem
 		}()
 		return j
@@ -1501,8 +1489,9 @@ func (v *verifier) recordBound() uint64 {
 	return n + cadenceOf(last).unsignedMax
 }
 
-// zbufs is what verify decodes a compressed block into.
+// zbufs is what verify reads a compressed block into and decodes it into.
 type zbufs struct {
+	comp   []byte
 	raw    []byte
 	recs   [][]byte
 	leaves []Hash
@@ -1510,6 +1499,29 @@ type zbufs struct {
 
 // zbufPool recycles the buffers verify decodes blocks into.
 var zbufPool = sync.Pool{New: func() any { return &zbufs{raw: make([]byte, 0, zBlockSize+zBlockSize/4)} }}
+
+// read reads block b of f into z.comp. A block longer than any block of
+// its records compresses to (the index checked, the file sparse) is
+// damaged, and not read.
+func (z *zbufs) read(f *os.File, b zBlock) ([]byte, error) {
+	limit := int64(zMaxBlock)
+	if b.count > 1 {
+		limit = zBlockSize
+	}
+	// zstd's worst case is the input and 1/256 of it (its compressBound),
+	// the frame header and block headers within the slack.
+	if bound := limit + limit/128 + 4<<10; int64(b.clen) > bound {
+		return nil, fmt.Errorf("%w: block of %d bytes, more than %d record(s) compress to (%d)", errZseg, b.clen, b.count, bound)
+	}
+	if cap(z.comp) < int(b.clen) {
+		z.comp = make([]byte, b.clen)
+	}
+	comp := z.comp[:b.clen]
+	if _, err := f.ReadAt(comp, b.off); err != nil {
+		return nil, fmt.Errorf("%w: block unreadable: %v", errZseg, err)
+	}
+	return comp, nil
+}
 
 // decode decompresses a block of count records, checks its CRC and hashes
 // its records into z.leaves.
@@ -1540,7 +1552,7 @@ func (v *verifier) checkIndex(path, rel string, first uint64, framed []idxEntry,
 	b, err := readRegular(idxPath(path), limit)
 	if err != nil {
 		if _, serr := os.Stat(path); errors.Is(err, os.ErrNotExist) && errors.Is(serr, os.ErrNotExist) {
-			// The segment, read from its mapping, was compacted (or
+			// The segment, read through its handle, was compacted (or
 			// pruned) meanwhile: its .idx went with it.
 			return
 		}
@@ -1605,52 +1617,14 @@ func (th *tileHasher) root(leaves []Hash) Hash {
 // extensions two interleaved hashes take little longer than one), and so
 // are the nodes of its subtree.
 func (v *verifier) hashWorker(work <-chan *chunk, tiles *tileStore, limit uint64) {
-	recs := make([][]byte, 0, tileWidth)
-	pos := make([]int, 0, tileWidth)
-	fis := make([]int, 0, tileWidth) // the frames hashed, to check their sums
-	var some []Hash
+	var fw frameWork
+	var buf []byte // the frames of chunks read by this worker (chunk.src), reused
 	var th tileHasher
 	for c := range work {
-		recs, pos, fis = recs[:0], pos[:0], fis[:0]
-		for fi, fr := range c.frames {
-			if c.hinted && len(fr.b) < frameOverhead {
-				c.splitBad = true
-				continue
-			}
-			// The record as the frame's place says (split by the
-			// producer, or by the .idx: checked below, after hashing).
-			recs, pos, fis = append(recs, fr.b[frameHeader:len(fr.b)-4]), append(pos, fr.at), append(fis, fi)
-		}
-		if len(recs) == 0 {
-			// Hashed by the producer (compressed segments).
-		} else if len(recs) == len(c.leaves) {
-			sha256x2.Prefixed(c.leaves, 0, recs)
+		if c.src != nil {
+			buf = fw.read(c, buf)
 		} else {
-			// Records hashed by the producer, or frames not where the .idx said.
-			some = slices.Grow(some[:0], len(recs))[:len(recs)]
-			sha256x2.Prefixed(some, 0, recs)
-			for k, i := range pos {
-				c.leaves[i] = some[k]
-			}
-		}
-		// The frames' headers and checksums after the hashes: hashing
-		// prefetches the frames into the cache ahead of itself, and these
-		// checks then read them from there; checked first, every frame's
-		// first cache line was a miss (checksums first: a fifth of
-		// verify's CPU). A frame not where, or not as long or as old as,
-		// the .idx says drops the chunk (its hashes were of nothing).
-		for _, fi := range fis {
-			fr := c.frames[fi]
-			if c.hinted {
-				if n, err := frameLen(fr.b, maxFrameLen); err != nil || n != len(fr.b) || int64(binary.BigEndian.Uint64(fr.b[4:])) != fr.t {
-					c.splitBad = true
-					continue
-				}
-			}
-			if !frameSumOK(fr.b) {
-				c.issues = append(c.issues, Finding{Kind: KindFrameCorrupt, File: fr.file, Index: c.start + uint64(fr.at),
-					Message: fmt.Sprintf("record %d (%s offset %d): frame checksum mismatch", c.start+uint64(fr.at), fr.file, fr.off)})
-			}
+			fw.check(c, c.frames)
 		}
 		if len(c.leaves) == tileWidth && c.start%tileWidth == 0 {
 			c.root = th.root(c.leaves)
@@ -1661,6 +1635,110 @@ func (v *verifier) hashWorker(work <-chan *chunk, tiles *tileStore, limit uint64
 			}
 		}
 		close(c.done)
+	}
+}
+
+// readBatch is about how many bytes of a chunk's frames a worker reads at
+// a time (chunk.src): read, hashed and checked while in its core's cache.
+const readBatch = 256 << 10
+
+// frameWork is a worker's scratch space for hashing and checking frames.
+type frameWork struct {
+	recs [][]byte
+	pos  []int // each record's position in the chunk
+	fis  []int // the frames hashed, to check their sums
+	some []Hash
+}
+
+// read reads the frames of c from c.src into buf, a batch at a time, and
+// hashes and checks them (check); it returns the buffer to use next. The
+// frames of a chunk split by the .idx (the only ones read this way) lie
+// one after another. A read that fails or falls short (the file cut since
+// the .idx was read), or a frame longer than any frame can be, is a frame
+// not where or not as long as the .idx says: the chunk is dropped and the
+// segment split frame by frame, which names what is there.
+func (fw *frameWork) read(c *chunk, buf []byte) []byte {
+	frames := c.frames
+	for len(frames) > 0 && !c.splitBad {
+		lo := frames[0].off
+		if frames[0].n > frameOverhead+maxFrameLen {
+			c.splitBad = true
+			break
+		}
+		k := 1
+		for k < len(frames) && frames[k].off+int64(frames[k].n)-lo <= readBatch {
+			k++
+		}
+		need := int(frames[k-1].off + int64(frames[k-1].n) - lo)
+		if cap(buf) < need {
+			buf = make([]byte, max(need, readBatch))
+		}
+		b := buf[:need]
+		if _, err := c.src.ReadAt(b, lo); err != nil {
+			c.splitBad = true
+			break
+		}
+		for i := range frames[:k] {
+			at := frames[i].off - lo
+			frames[i].b = b[at : at+int64(frames[i].n) : at+int64(frames[i].n)]
+		}
+		fw.check(c, frames[:k])
+		for i := range frames[:k] {
+			frames[i].b = nil // the buffer is reused
+		}
+		frames = frames[k:]
+	}
+	if cap(buf) > 4*readBatch {
+		return nil // made for one long frame: not kept
+	}
+	return buf
+}
+
+// check hashes the records of frames (of chunk c) into c.leaves and checks
+// each frame's placement (chunks split by the .idx) and checksum.
+func (fw *frameWork) check(c *chunk, frames []frameRef) {
+	recs, pos, fis := fw.recs[:0], fw.pos[:0], fw.fis[:0]
+	for fi, fr := range frames {
+		if c.hinted && len(fr.b) < frameOverhead {
+			c.splitBad = true
+			continue
+		}
+		// The record as the frame's place says (split by the
+		// producer, or by the .idx: checked below, after hashing).
+		recs, pos, fis = append(recs, fr.b[frameHeader:len(fr.b)-4]), append(pos, fr.at), append(fis, fi)
+	}
+	fw.recs, fw.pos, fw.fis = recs, pos, fis
+	if n := len(recs); n == 0 {
+		// Hashed by the producer (compressed segments).
+	} else if pos[n-1]-pos[0] == n-1 {
+		// Consecutive records (positions only increase): hashed in place.
+		sha256x2.Prefixed(c.leaves[pos[0]:pos[0]+n], 0, recs)
+	} else {
+		// Records hashed by the producer, or frames not where the .idx said.
+		fw.some = slices.Grow(fw.some[:0], n)[:n]
+		sha256x2.Prefixed(fw.some, 0, recs)
+		for k, i := range pos {
+			c.leaves[i] = fw.some[k]
+		}
+	}
+	// The frames' headers and checksums after the hashes: hashing
+	// prefetches the frames into the cache ahead of itself, and these
+	// checks then read them from there; checked first, every frame's
+	// first cache line was a miss (checksums first: a fifth of
+	// verify's CPU). A frame not where, or not as long or as old as,
+	// the .idx says drops the chunk (its hashes were of nothing).
+	for _, fi := range fis {
+		fr := frames[fi]
+		if c.hinted {
+			if n, err := frameLen(fr.b, maxFrameLen); err != nil || n != len(fr.b) || int64(binary.BigEndian.Uint64(fr.b[4:])) != fr.t {
+				c.splitBad = true
+				continue
+			}
+		}
+		if !frameSumOK(fr.b) {
+			c.issues = append(c.issues, Finding{Kind: KindFrameCorrupt, File: fr.file, Index: c.start + uint64(fr.at),
+				Message: fmt.Sprintf("record %d (%s offset %d): frame checksum mismatch", c.start+uint64(fr.at), fr.file, fr.off)})
+		}
 	}
 }
 
@@ -1820,7 +1898,7 @@ func (v *verifier) records() error {
 		// Incremental: the tree at the size verified before, from the
 		// tiles, must have that checkpoint's root. Checked before the
 		// producer and the workers start: returning while they ran left
-		// them reading (and mapping) the segments and writing the report
+		// them reading the segments and writing the report
 		// after Verify returned it.
 		t, err := loadTree(v.start, lt.s.read)
 		if err != nil || t.root() != v.opts.Since.Root {
@@ -1862,9 +1940,6 @@ func (v *verifier) records() error {
 			st.prunedLeaves(c.prunedTo)
 		} else {
 			st.chunk(c)
-		}
-		for _, m := range c.maps {
-			m.unref()
 		}
 		if v.opts.Progress != nil {
 			v.opts.Progress(st.tr.size)

@@ -536,6 +536,73 @@ func TestVerifyHugeBlockCount(t *testing.T) {
 	}
 }
 
+// TestVerifyHugeCompressedBlock: a compressed block whose index entry
+// claims gigabytes (the segment sparse, its index and trailer rewritten
+// with valid checksums) is named as damaged without being read into
+// memory: verify reads each block of a segment it did not map into a
+// buffer, and a block longer than any block of its records compresses to
+// cannot be one.
+func TestVerifyHugeCompressedBlock(t *testing.T) {
+	t.Parallel()
+	k := newKey(t, testOrigin)
+	dir, _ := compressedLedger(t, k, 16000)
+	segs, _ := listSegments(filepath.Join(dir, "seg"))
+	s := segs[1]
+	p := filepath.Join(dir, "seg", filepath.Base(s.path))
+	b, _ := os.ReadFile(p)
+	const hole = 3 << 30
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The blocks as they were, block 1 followed by a hole it claims.
+	var index []byte
+	off := int64(0)
+	write := func(d []byte) {
+		if _, err := f.WriteAt(d, off); err != nil {
+			t.Fatal(err)
+		}
+		off += int64(len(d))
+	}
+	write(b[:zHeaderSize])
+	for bi, blk := range s.z.blocks {
+		clen := int64(blk.clen)
+		if bi == 1 {
+			clen += hole
+		}
+		index = binary.BigEndian.AppendUint64(index, uint64(off))
+		index = binary.BigEndian.AppendUint32(index, uint32(clen))
+		index = binary.BigEndian.AppendUint32(index, blk.count)
+		write(b[blk.off : blk.off+int64(blk.clen)])
+		off += clen - int64(blk.clen)
+	}
+	ioff := off
+	write(index)
+	tr := binary.BigEndian.AppendUint64(nil, uint64(ioff))
+	tr = binary.BigEndian.AppendUint32(tr, uint32(len(s.z.blocks)))
+	tr = binary.BigEndian.AppendUint32(tr, crc32.Checksum(index, castagnoli))
+	write(append(tr, zEndMagic...))
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	rep, err := Verify(dir, VerifyOptions{Verifiers: []note.Verifier{k.verifier}})
+	runtime.ReadMemStats(&after)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := s.first + s.z.blocks[1].first
+	named := fmt.Sprintf("records %d to %d (%s block at offset %d)", first, first+uint64(s.z.blocks[1].count)-1, filepath.Join("seg", filepath.Base(p)), s.z.blocks[1].off)
+	if rep.OK() || !strings.Contains(rep.String(), named) {
+		t.Fatalf("the block claiming %d bytes is not named (%s):\n%s", hole, named, rep)
+	}
+	if grew := after.TotalAlloc - before.TotalAlloc; grew >= hole {
+		t.Fatalf("verify allocated %d MiB: the block was read", grew>>20)
+	}
+	t.Log(rep)
+}
+
 // TestVerifyUnreadableSegmentHugeGap: an unreadable compressed segment
 // holds as many records as the next segment's name says, but no more than
 // the ledger can hold: renamed to start at 10^19, the next segment does
