@@ -25,6 +25,10 @@ type recentIDs struct {
 	full  bool
 	batch []uint64 // dups' table of one batch's keys
 	sink  uint64   // what touch read (kept, so the loads are made)
+	// held counts the keys claimed by requests storing them now (claim,
+	// release); released is signalled on mu at each release.
+	held     map[uint64]int
+	released *sync.Cond
 }
 
 func newRecentIDs(n int) *recentIDs {
@@ -35,7 +39,9 @@ func newRecentIDs(n int) *recentIDs {
 	for size < 2*n {
 		size <<= 1
 	}
-	return &recentIDs{seed: maphash.MakeSeed(), table: make([]uint64, size), mask: uint64(size - 1), ring: make([]uint64, n)}
+	r := &recentIDs{seed: maphash.MakeSeed(), table: make([]uint64, size), mask: uint64(size - 1), ring: make([]uint64, n), held: map[uint64]int{}}
+	r.released = sync.NewCond(&r.mu)
+	return r
 }
 
 // keyOf is the key of an event.id; 0 for none ("" or the window off).
@@ -161,15 +167,78 @@ func (r *recentIDs) touchEvicted(n int) {
 	r.sink = s
 }
 
-// dups reports, for each key, whether it was stored recently or appears
-// earlier in keys; 0 is never a duplicate. One lock for the whole batch.
-func (r *recentIDs) dups(keys []uint64) []bool {
-	out := make([]bool, len(keys))
+// claim is dups for a request about to store the keys it does not report
+// as duplicates: it holds them until release, and while another request
+// holds one of them it waits for that one's release and looks again, so
+// that of two requests with the same event.id — a shipper's resend while
+// its first try is still being stored — one stores it and the other
+// finds it stored (or, if the first failed, stores it). Checked when a
+// request began and filled when it had stored, the window let both store
+// it. A request holds all its keys or none, so two never wait for each
+// other.
+func (r *recentIDs) claim(keys []uint64) []bool {
 	if r == nil {
-		return out
+		return make([]bool, len(keys))
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	for {
+		out := r.dupsHeld(keys)
+		others := false
+		for i, k := range keys {
+			if k != 0 && !out[i] && r.held[k] > 0 {
+				others = true
+				break
+			}
+		}
+		if !others {
+			for i, k := range keys {
+				if k != 0 && !out[i] {
+					r.held[k]++
+				}
+			}
+			return out
+		}
+		r.released.Wait()
+	}
+}
+
+// release ends a claim: the keys it held that dup does not mark are
+// stored now (added to the window) if stored, and free to store again if
+// not (the append failed).
+func (r *recentIDs) release(keys []uint64, dup []bool, stored bool) {
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i, k := range keys {
+		if k != 0 && !dup[i] {
+			if r.held[k]--; r.held[k] <= 0 {
+				delete(r.held, k)
+			}
+		}
+	}
+	if stored {
+		r.addKeptHeld(keys, dup)
+	}
+	r.released.Broadcast()
+}
+
+// dups reports, for each key, whether it was stored recently or appears
+// earlier in keys; 0 is never a duplicate. One lock for the whole batch.
+func (r *recentIDs) dups(keys []uint64) []bool {
+	if r == nil {
+		return make([]bool, len(keys))
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.dupsHeld(keys)
+}
+
+// dupsHeld is dups with r.mu held.
+func (r *recentIDs) dupsHeld(keys []uint64) []bool {
+	out := make([]bool, len(keys))
 	r.touch(keys)
 	// Repeats within the batch, in a small table of its own.
 	size := 1
@@ -212,6 +281,11 @@ func (r *recentIDs) addKept(keys []uint64, dup []bool) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.addKeptHeld(keys, dup)
+}
+
+// addKeptHeld is addKept with r.mu held.
+func (r *recentIDs) addKeptHeld(keys []uint64, dup []bool) {
 	r.touch(keys)
 	r.touchEvicted(len(keys))
 	for i, k := range keys {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -252,5 +253,56 @@ func BenchmarkRecentIDs(b *testing.B) {
 			b.ReportMetric(float64(cpu.Nanoseconds())/float64(ids), "cpu-ns/id")
 			b.ReportMetric(float64(cpuDups.Nanoseconds())/float64(ids), "dups-cpu-ns/id")
 		})
+	}
+}
+
+// TestConcurrentResendsStoredOnce: the same batch posted by several
+// clients at once — a shipper's resend while its first try is still being
+// stored (the collector paused, then resumed, while the gateway restarted
+// and shipped its spool again) — is stored once. The window was checked
+// when a request began and filled when it had stored: two requests with
+// the same ids both passed the check and both stored them
+// (TestProxyCollectorShutdown/collector_frozen=true: "2 events at the
+// collector, want 1").
+func TestConcurrentResendsStoredOnce(t *testing.T) {
+	ts := startServer(t, t.TempDir(), nil)
+	before := ts.ledger.Size()
+	const rounds, perBatch, senders = 12, 200, 4
+	for r := range rounds {
+		var b strings.Builder
+		for i := range perBatch {
+			e := &event.Event{Timestamp: time.Now().UTC(), Action: event.ActionHTTPRequest, ID: fmt.Sprintf("resend-%d-%d", r, i), StatusCode: 200}
+			b.Write(e.AppendJSON(nil))
+			b.WriteByte('\n')
+		}
+		body := b.String()
+		var wg sync.WaitGroup
+		for range senders {
+			wg.Go(func() {
+				if status, out := ts.do(t, "POST", "/v1/events", ts.ingest, strings.NewReader(body)); status != 200 {
+					t.Errorf("round %d: %d %s", r, status, out)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	ts.waitAudited(t)
+	stored := map[string]int{}
+	for e, err := range ts.ledger.Entries(before) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if id, ok := event.PeekID(e.Data); ok && strings.HasPrefix(id, "resend-") {
+			stored[id]++
+		}
+	}
+	twice := 0
+	for _, n := range stored {
+		if n > 1 {
+			twice++
+		}
+	}
+	if len(stored) != rounds*perBatch || twice > 0 {
+		t.Fatalf("%d ids stored of %d, %d of them more than once", len(stored), rounds*perBatch, twice)
 	}
 }

@@ -475,10 +475,12 @@ func (s *Server) storeFailed(what string, n int, err error) storeFailure {
 }
 
 // appendChunk stores a chunk's records, except those whose event.id was
-// stored recently. dup tells which were dropped as duplicates; the others
+// stored recently or by a request meanwhile (recentIDs.claim). dup tells which were dropped as duplicates; the others
 // are at consecutive ledger indices from first.
 func (s *Server) appendChunk(ctx context.Context, c *chunk) (dup []bool, first uint64, kept int, err error) {
-	dup = s.recent.dups(c.keys)
+	dup = s.recent.claim(c.keys)
+	stored := false
+	defer func() { s.recent.release(c.keys, dup, stored) }()
 	start := 0
 	c.recs = c.recs[:0]
 	for i, end := range c.ends {
@@ -509,7 +511,7 @@ func (s *Server) appendChunk(ctx context.Context, c *chunk) (dup []bool, first u
 	if err != nil {
 		return dup, 0, 0, err
 	}
-	s.recent.addKept(c.keys, dup)
+	stored = true
 	s.metrics.ingested.Add(uint64(len(c.recs)))
 	return dup, first, len(c.recs), nil
 }
