@@ -220,7 +220,7 @@ func (r *recentIDs) release(keys []uint64, dup []bool, stored bool) {
 		}
 	}
 	if stored {
-		r.addKeptHeld(keys, dup)
+		r.addHeld(keys, dup)
 	}
 	r.released.Broadcast()
 }
@@ -270,22 +270,19 @@ func (r *recentIDs) dupsHeld(keys []uint64) []bool {
 }
 
 // add records keys of events that are now durably stored, evicting the
-// oldest.
-func (r *recentIDs) add(keys []uint64) { r.addKept(keys, nil) }
-
-// addKept is add for the keys whose dup entry is false (all when dup is
-// nil).
-func (r *recentIDs) addKept(keys []uint64, dup []bool) {
+// oldest (the window's priming at start; requests claim and release).
+func (r *recentIDs) add(keys []uint64) {
 	if r == nil {
 		return
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.addKeptHeld(keys, dup)
+	r.addHeld(keys, nil)
 }
 
-// addKeptHeld is addKept with r.mu held.
-func (r *recentIDs) addKeptHeld(keys []uint64, dup []bool) {
+// addHeld adds the keys whose dup entry is false (all when dup is nil);
+// r.mu held.
+func (r *recentIDs) addHeld(keys []uint64, dup []bool) {
 	r.touch(keys)
 	r.touchEvicted(len(keys))
 	for i, k := range keys {

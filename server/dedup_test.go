@@ -45,9 +45,9 @@ func TestRecentIDs(t *testing.T) {
 	if r.keyOf([]byte("b")) != r.keyOfString("b") || r.keyOf(nil) != 0 {
 		t.Fatal("keyOf and keyOfString disagree")
 	}
-	r.addKept(keys(r, "e", "f"), []bool{true, false}) // e was a duplicate: not added
+	r.release(keys(r, "e", "f"), []bool{true, false}, true) // e was a duplicate: not added
 	if seen(r, "e") || !seen(r, "f") {
-		t.Fatal("addKept added a duplicate or missed a kept id")
+		t.Fatal("release added a duplicate or missed a kept id")
 	}
 	var off *recentIDs
 	if seen(off, "x") || fmt.Sprint(off.dups(keys(off, "x", "x"))) != "[false false]" {
@@ -199,12 +199,12 @@ func TestShipperToCollector(t *testing.T) {
 }
 
 // BenchmarkRecentIDs is the resend window's work for one batch of 1,000
-// new event.ids, as ingest does it: dups before the append, addKept
+// new event.ids, as ingest does it: claim before the append, release
 // after (which evicts the oldest of the full default window). Between the
 // two, and between batches, the collector's other work (the append, the
 // followers, compaction) runs through the caches: cold streams 32 MiB
 // there, as they would, outside the figure. cpu-ns/id is the CPU time of
-// dups and addKept alone, per id.
+// claim and release alone, per id.
 func BenchmarkRecentIDs(b *testing.B) {
 	for _, cold := range []bool{false, true} {
 		b.Run(fmt.Sprintf("cold=%v", cold), func(b *testing.B) {
@@ -235,11 +235,11 @@ func BenchmarkRecentIDs(b *testing.B) {
 				fill()
 				thrash()
 				var dup []bool
-				d := testenv.ThreadCPU(func() { dup = r.dups(keys) })
+				d := testenv.ThreadCPU(func() { dup = r.claim(keys) })
 				cpu += d
 				cpuDups += d
 				thrash()
-				cpu += testenv.ThreadCPU(func() { r.addKept(keys, dup) })
+				cpu += testenv.ThreadCPU(func() { r.release(keys, dup, true) })
 				for _, d := range dup {
 					if d {
 						b.Fatal("a new id was taken for a duplicate")
